@@ -1,1 +1,30 @@
+//! Envelope encryption for secrets at rest, the key-encryption-key (KEK)
+//! keyring, and API key generation/hashing.
+//!
+//! Each secret is encrypted with its own random 256-bit data key (DEK) under
+//! AES-256-GCM; the DEK is wrapped by a KEK from the [`Keyring`]. Both layers
+//! authenticate an AAD that names the record the secret belongs to, so a
+//! ciphertext copied onto another row does not decrypt.
+//!
+//! Invariant: no HTTP, no database. Plaintext only ever lives in
+//! `Zeroizing` buffers.
 
+mod apikey;
+mod envelope;
+mod keyring;
+
+pub use apikey::{generate_api_key, hash_api_key, API_KEY_PREFIX};
+pub use envelope::{Aad, Sealed};
+pub use keyring::{Kek, Keyring, KeyringSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Authentication failed: wrong key, tampered data, or a ciphertext that
+    /// belongs to another record.
+    #[error("ciphertext failed authentication (tampered, or copied from another record)")]
+    Authentication,
+    #[error("no key-encryption key `{0}` in the keyring")]
+    UnknownKek(String),
+    #[error("keyring: {0}")]
+    Keyring(String),
+}

@@ -1,1 +1,170 @@
+//! Persistence for rekey on SQLite (embedded default) and PostgreSQL.
+//!
+//! One code path through sqlx's `Any` driver; SQL is written in the common
+//! dialect (`$N` parameters work on both) and the few places that must differ
+//! branch on [`Backend`]. Each dialect has its own migrations folder.
+//!
+//! Invariants: no HTTP; no plaintext secrets (the `secrets` table receives
+//! sealed bytes from the service); no business rules beyond integrity.
 
+pub mod api_keys;
+pub mod audit;
+pub mod connections;
+pub mod secrets;
+
+use rekey_core::Error;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite has one writer; serialising write transactions in-process
+    /// avoids SQLITE_BUSY upgrades under concurrency.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+/// Map a database error to the domain error. Details go to the log only.
+pub fn db_err(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return Error::conflict("already_exists", "a record with this identity already exists");
+        }
+    }
+    if matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
+        return Error::Unavailable("database unavailable".into());
+    }
+    Error::internal(format!("database: {e}"))
+}
+
+/// A write transaction; on SQLite it also holds the in-process write lock.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+    backend: Backend,
+}
+
+impl WriteTx {
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+    pub async fn commit(self) -> Result<(), Error> {
+        self.tx.commit().await.map_err(db_err)
+    }
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite://path` or `postgres://…`) and run migrations.
+    pub async fn connect(url: &str) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::invalid(
+                "invalid_config",
+                "database URL must start with sqlite: or postgres://",
+            ));
+        };
+        let opts = AnyConnectOptions::from_str(url).map_err(|e| {
+            Error::invalid("invalid_config", format!("invalid database URL: {e}"))
+        })?;
+        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        pool = match backend {
+            Backend::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => pool.max_connections(16),
+        };
+        let pool = pool.connect_with(opts).await.map_err(|e| {
+            Error::Unavailable(format!("cannot open database: {e}"))
+        })?;
+        let store = Store {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), Error> {
+        let res = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await,
+        };
+        res.map_err(|e| Error::internal(format!("migration failed: {e}")))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn begin_write(&self) -> Result<WriteTx, Error> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await.map_err(db_err)?;
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            backend: self.backend,
+        })
+    }
+
+    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>, Error> {
+        self.pool.acquire().await.map_err(db_err)
+    }
+
+    /// Readiness: one round trip to the database.
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn parse_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}

@@ -1,0 +1,132 @@
+//! The append-only audit log. Appends are serialised (SQLite: the write
+//! lock; PostgreSQL: a table lock held to commit) so the chain never forks.
+
+use crate::{db_err, Backend};
+use rekey_core::audit::{AuditEntry, ChainedEntry, GENESIS};
+use rekey_core::Error;
+use sqlx::{AnyConnection, Row};
+
+const COLS: &str = "seq, id, at, tenant, actor, action, target, request_id, source, outcome, details, prev_hash, hash";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<ChainedEntry, sqlx::Error> {
+    Ok(ChainedEntry {
+        entry: AuditEntry {
+            seq: r.try_get("seq")?,
+            id: r.try_get("id")?,
+            at: r.try_get("at")?,
+            tenant: r.try_get("tenant")?,
+            actor: r.try_get("actor")?,
+            action: r.try_get("action")?,
+            target: r.try_get("target")?,
+            request_id: r.try_get("request_id")?,
+            source: r.try_get("source")?,
+            outcome: r.try_get("outcome")?,
+            details: r.try_get("details")?,
+        },
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+/// Append `entry` (its `seq` is assigned here) inside the caller's write
+/// transaction, so the audit record commits or rolls back with the change.
+pub async fn append(c: &mut AnyConnection, backend: Backend, mut entry: AuditEntry) -> Result<ChainedEntry, Error> {
+    if backend == Backend::Postgres {
+        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+    let (prev_seq, prev_hash) = match head {
+        Some(r) => (
+            r.try_get::<i64, _>("seq").map_err(db_err)?,
+            r.try_get::<String, _>("hash").map_err(db_err)?,
+        ),
+        None => (0, GENESIS.to_string()),
+    };
+    entry.seq = prev_seq + 1;
+    let hash = entry.chain_hash(&prev_hash);
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(entry.seq)
+    .bind(&entry.id)
+    .bind(entry.at)
+    .bind(&entry.tenant)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(&entry.request_id)
+    .bind(&entry.source)
+    .bind(&entry.outcome)
+    .bind(&entry.details)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(ChainedEntry { entry, prev_hash, hash })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub actor: Option<String>,
+    pub since: Option<i64>,
+    /// Cursor: entries with seq below this (newest first).
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+pub async fn list(c: &mut AnyConnection, tenant: &str, f: &AuditFilter) -> Result<Vec<ChainedEntry>, Error> {
+    let mut sql = format!("SELECT {COLS} FROM audit_log WHERE tenant = $1");
+    let mut n = 1;
+    let mut next = |sql: &mut String, clause: &str| {
+        n += 1;
+        sql.push_str(&clause.replace("$?", &format!("${n}")));
+    };
+    if f.action.is_some() {
+        next(&mut sql, " AND action = $?");
+    }
+    if f.target.is_some() {
+        next(&mut sql, " AND target = $?");
+    }
+    if f.actor.is_some() {
+        next(&mut sql, " AND actor = $?");
+    }
+    if f.since.is_some() {
+        next(&mut sql, " AND at >= $?");
+    }
+    if f.before_seq.is_some() {
+        next(&mut sql, " AND seq < $?");
+    }
+    next(&mut sql, " ORDER BY seq DESC LIMIT $?");
+    let mut q = sqlx::query(&sql).bind(tenant.to_string());
+    for s in [&f.action, &f.target, &f.actor].into_iter().flatten() {
+        q = q.bind(s.clone());
+    }
+    for i in [f.since, f.before_seq].into_iter().flatten() {
+        q = q.bind(i);
+    }
+    q = q.bind(f.limit);
+    let rows = q.fetch_all(c).await.map_err(db_err)?;
+    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+}
+
+/// All entries with seq > `after`, oldest first, at most `limit` (for verification).
+pub async fn page_from(c: &mut AnyConnection, after: i64, limit: i64) -> Result<Vec<ChainedEntry>, Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+}

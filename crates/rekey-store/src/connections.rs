@@ -1,0 +1,257 @@
+use crate::{db_err, json_list, parse_list};
+use rekey_core::connection::{ConnectionKind, Owner, Status};
+use rekey_core::Error;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+#[derive(Debug, Clone)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub tenant: String,
+    pub provider: String,
+    pub kind: ConnectionKind,
+    pub display_name: String,
+    pub owner: Owner,
+    pub scopes: Vec<String>,
+    pub tags: Vec<String>,
+    pub custody: Vec<String>,
+    /// Non-secret credential fields (placement, username, fingerprints…), JSON object text.
+    pub credential_meta: String,
+    pub status: Status,
+    /// JSON object text `{code, message, at, …}`.
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub rotated_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub version: i64,
+    pub credential_version: i64,
+}
+
+const COLS: &str = "id, tenant, provider, kind, display_name, owner_subject, owner_email, owner_name, scopes, tags, custody, credential_meta, status, last_error, created_at, updated_at, rotated_at, expires_at, version, credential_version";
+
+fn from_row(r: &AnyRow) -> Result<ConnectionRow, Error> {
+    let g = |e: sqlx::Error| db_err(e);
+    let kind: String = r.try_get("kind").map_err(g)?;
+    let status: String = r.try_get("status").map_err(g)?;
+    Ok(ConnectionRow {
+        id: r.try_get("id").map_err(g)?,
+        tenant: r.try_get("tenant").map_err(g)?,
+        provider: r.try_get("provider").map_err(g)?,
+        kind: kind.parse().map_err(|_| Error::internal(format!("stored kind {kind} unknown")))?,
+        display_name: r.try_get("display_name").map_err(g)?,
+        owner: Owner {
+            subject: r.try_get("owner_subject").map_err(g)?,
+            email: r.try_get("owner_email").map_err(g)?,
+            name: r.try_get("owner_name").map_err(g)?,
+        },
+        scopes: parse_list(&r.try_get::<String, _>("scopes").map_err(g)?),
+        tags: parse_list(&r.try_get::<String, _>("tags").map_err(g)?),
+        custody: parse_list(&r.try_get::<String, _>("custody").map_err(g)?),
+        credential_meta: r.try_get("credential_meta").map_err(g)?,
+        status: status
+            .parse()
+            .map_err(|_| Error::internal(format!("stored status {status} unknown")))?,
+        last_error: r.try_get("last_error").map_err(g)?,
+        created_at: r.try_get("created_at").map_err(g)?,
+        updated_at: r.try_get("updated_at").map_err(g)?,
+        rotated_at: r.try_get("rotated_at").map_err(g)?,
+        expires_at: r.try_get("expires_at").map_err(g)?,
+        version: r.try_get("version").map_err(g)?,
+        credential_version: r.try_get("credential_version").map_err(g)?,
+    })
+}
+
+async fn write_sets(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
+    sqlx::query("DELETE FROM connection_tags WHERE connection_id = $1")
+        .bind(&row.id)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    sqlx::query("DELETE FROM connection_custody WHERE connection_id = $1")
+        .bind(&row.id)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    for t in &row.tags {
+        sqlx::query("INSERT INTO connection_tags (connection_id, tag) VALUES ($1, $2)")
+            .bind(&row.id)
+            .bind(t)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    for p in &row.custody {
+        sqlx::query("INSERT INTO connection_custody (connection_id, place) VALUES ($1, $2)")
+            .bind(&row.id)
+            .bind(p)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO connections ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    ))
+    .bind(&row.id)
+    .bind(&row.tenant)
+    .bind(&row.provider)
+    .bind(row.kind.as_str())
+    .bind(&row.display_name)
+    .bind(&row.owner.subject)
+    .bind(&row.owner.email)
+    .bind(&row.owner.name)
+    .bind(json_list(&row.scopes))
+    .bind(json_list(&row.tags))
+    .bind(json_list(&row.custody))
+    .bind(&row.credential_meta)
+    .bind(row.status.as_str())
+    .bind(&row.last_error)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .bind(row.rotated_at)
+    .bind(row.expires_at)
+    .bind(row.version)
+    .bind(row.credential_version)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    write_sets(c, row).await
+}
+
+/// Write every mutable column, but only if the stored version is still
+/// `expected_version` (optimistic concurrency). Returns false on a lost race.
+pub async fn update(c: &mut AnyConnection, row: &ConnectionRow, expected_version: i64) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE connections SET display_name = $1, owner_subject = $2, owner_email = $3, owner_name = $4, scopes = $5, tags = $6, custody = $7, credential_meta = $8, status = $9, last_error = $10, updated_at = $11, rotated_at = $12, expires_at = $13, version = $14, credential_version = $15 WHERE id = $16 AND tenant = $17 AND version = $18",
+    )
+    .bind(&row.display_name)
+    .bind(&row.owner.subject)
+    .bind(&row.owner.email)
+    .bind(&row.owner.name)
+    .bind(json_list(&row.scopes))
+    .bind(json_list(&row.tags))
+    .bind(json_list(&row.custody))
+    .bind(&row.credential_meta)
+    .bind(row.status.as_str())
+    .bind(&row.last_error)
+    .bind(row.updated_at)
+    .bind(row.rotated_at)
+    .bind(row.expires_at)
+    .bind(row.version)
+    .bind(row.credential_version)
+    .bind(&row.id)
+    .bind(&row.tenant)
+    .bind(expected_version)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    if r.rows_affected() != 1 {
+        return Ok(false);
+    }
+    write_sets(c, row).await?;
+    Ok(true)
+}
+
+pub async fn get(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<ConnectionRow>, Error> {
+    let row = sqlx::query(&format!("SELECT {COLS} FROM connections WHERE tenant = $1 AND id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn delete(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<bool, Error> {
+    let r = sqlx::query("DELETE FROM connections WHERE tenant = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFilter {
+    pub provider: Option<String>,
+    pub kind: Option<ConnectionKind>,
+    pub status: Option<Status>,
+    pub tag: Option<String>,
+    pub custody: Option<String>,
+    /// Matches the owner's subject id or email (exact).
+    pub owner: Option<String>,
+    pub created_before: Option<i64>,
+    /// Not rotated since: `coalesce(rotated_at, created_at) < t`.
+    pub rotated_before: Option<i64>,
+    /// Cursor: only ids greater than this.
+    pub after_id: Option<String>,
+    pub limit: i64,
+}
+
+pub async fn list(c: &mut AnyConnection, tenant: &str, f: &ConnectionFilter) -> Result<Vec<ConnectionRow>, Error> {
+    let mut sql = format!("SELECT {COLS} FROM connections WHERE tenant = $1");
+    let mut args: Vec<Arg> = vec![Arg::S(tenant.to_string())];
+    let mut push = |sql: &mut String, clause: &str, a: Arg| {
+        args.push(a);
+        sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
+    };
+    if let Some(v) = &f.provider {
+        push(&mut sql, " AND provider = $?", Arg::S(v.clone()));
+    }
+    if let Some(v) = f.kind {
+        push(&mut sql, " AND kind = $?", Arg::S(v.as_str().into()));
+    }
+    if let Some(v) = f.status {
+        push(&mut sql, " AND status = $?", Arg::S(v.as_str().into()));
+    }
+    if let Some(v) = &f.tag {
+        push(&mut sql, " AND EXISTS (SELECT 1 FROM connection_tags t WHERE t.connection_id = connections.id AND t.tag = $?)", Arg::S(v.clone()));
+    }
+    if let Some(v) = &f.custody {
+        push(&mut sql, " AND EXISTS (SELECT 1 FROM connection_custody p WHERE p.connection_id = connections.id AND p.place = $?)", Arg::S(v.clone()));
+    }
+    if let Some(v) = &f.owner {
+        push(&mut sql, " AND (owner_subject = $? OR owner_email = $?)", Arg::S(v.clone()));
+    }
+    if let Some(v) = f.created_before {
+        push(&mut sql, " AND created_at < $?", Arg::I(v));
+    }
+    if let Some(v) = f.rotated_before {
+        push(&mut sql, " AND COALESCE(rotated_at, created_at) < $?", Arg::I(v));
+    }
+    if let Some(v) = &f.after_id {
+        push(&mut sql, " AND id > $?", Arg::S(v.clone()));
+    }
+    args.push(Arg::I(f.limit));
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
+    let mut q = sqlx::query(&sql);
+    for a in &args {
+        q = match a {
+            Arg::S(s) => q.bind(s.clone()),
+            Arg::I(i) => q.bind(*i),
+        };
+    }
+    let rows = q.fetch_all(c).await.map_err(db_err)?;
+    rows.iter().map(from_row).collect()
+}
+
+enum Arg {
+    S(String),
+    I(i64),
+}
+
+/// Count of connections per status across all tenants (for /metrics).
+pub async fn count_by_status(c: &mut AnyConnection) -> Result<Vec<(String, i64)>, Error> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM connections GROUP BY status")
+        .fetch_all(c)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("status").map_err(db_err)?, r.try_get("n").map_err(db_err)?)))
+        .collect()
+}

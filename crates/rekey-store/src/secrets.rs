@@ -1,0 +1,125 @@
+//! Sealed secret rows. This module moves opaque bytes; it never sees plaintext.
+
+use crate::db_err;
+use rekey_core::Error;
+use sqlx::{AnyConnection, Row};
+
+#[derive(Clone)]
+pub struct SecretRow {
+    pub owner_kind: String,
+    pub owner_id: String,
+    pub field: String,
+    pub tenant: String,
+    pub version: i64,
+    pub kek_id: String,
+    pub wrapped_dek: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("owner_id", &self.owner_id)
+            .field("field", &self.field)
+            .field("version", &self.version)
+            .field("kek_id", &self.kek_id)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLS: &str = "owner_kind, owner_id, field, tenant, version, kek_id, wrapped_dek, ciphertext";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<SecretRow, sqlx::Error> {
+    Ok(SecretRow {
+        owner_kind: r.try_get("owner_kind")?,
+        owner_id: r.try_get("owner_id")?,
+        field: r.try_get("field")?,
+        tenant: r.try_get("tenant")?,
+        version: r.try_get("version")?,
+        kek_id: r.try_get("kek_id")?,
+        wrapped_dek: r.try_get("wrapped_dek")?,
+        ciphertext: r.try_get("ciphertext")?,
+    })
+}
+
+pub async fn insert(c: &mut AnyConnection, s: &SecretRow) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO secrets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(&s.owner_kind)
+    .bind(&s.owner_id)
+    .bind(&s.field)
+    .bind(&s.tenant)
+    .bind(s.version)
+    .bind(&s.kek_id)
+    .bind(s.wrapped_dek.clone())
+    .bind(s.ciphertext.clone())
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn for_owner(c: &mut AnyConnection, owner_kind: &str, owner_id: &str) -> Result<Vec<SecretRow>, Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM secrets WHERE owner_kind = $1 AND owner_id = $2 ORDER BY field"
+    ))
+    .bind(owner_kind)
+    .bind(owner_id)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+}
+
+pub async fn delete_owner(c: &mut AnyConnection, owner_kind: &str, owner_id: &str) -> Result<u64, Error> {
+    let r = sqlx::query("DELETE FROM secrets WHERE owner_kind = $1 AND owner_id = $2")
+        .bind(owner_kind)
+        .bind(owner_id)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected())
+}
+
+/// A batch of secrets not wrapped by `kek_id`, for re-wrapping.
+pub async fn not_wrapped_by(c: &mut AnyConnection, kek_id: &str, limit: i64) -> Result<Vec<SecretRow>, Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM secrets WHERE kek_id <> $1 ORDER BY owner_kind, owner_id, field LIMIT $2"
+    ))
+    .bind(kek_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+}
+
+/// Swap the wrapped data key, only if the row is still wrapped by `old_kek`
+/// (a concurrent credential update may have replaced it).
+pub async fn rewrap(c: &mut AnyConnection, s: &SecretRow, old_kek: &str) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE secrets SET kek_id = $1, wrapped_dek = $2 WHERE owner_kind = $3 AND owner_id = $4 AND field = $5 AND kek_id = $6",
+    )
+    .bind(&s.kek_id)
+    .bind(s.wrapped_dek.clone())
+    .bind(&s.owner_kind)
+    .bind(&s.owner_id)
+    .bind(&s.field)
+    .bind(old_kek)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Which KEKs are in use, with their secret counts.
+pub async fn kek_usage(c: &mut AnyConnection) -> Result<Vec<(String, i64)>, Error> {
+    let rows = sqlx::query("SELECT kek_id, COUNT(*) AS n FROM secrets GROUP BY kek_id ORDER BY kek_id")
+        .fetch_all(c)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("kek_id").map_err(db_err)?, r.try_get("n").map_err(db_err)?)))
+        .collect()
+}
