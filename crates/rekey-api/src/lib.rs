@@ -1,1 +1,278 @@
+//! Wire types of the REST API (`/api/v1`). The server, the CLI and the tests
+//! all use these, so the contract lives in one place. Timestamps are RFC 3339
+//! strings. No type here carries a secret except [`CredentialsView`] and
+//! [`CreatedApiKey`], which are returned exactly once per explicit request.
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Every error response: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `connection_not_found`.
+    pub code: String,
+    /// Human-readable explanation; never contains secret values.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct RunbookView {
+    /// `api` (rekey can do it) or `manual` (an operator follows the steps).
+    pub method: String,
+    pub steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    pub id: String,
+    pub display_name: String,
+    pub category: String,
+    pub docs_url: String,
+    pub auth_kinds: Vec<String>,
+    pub revoke: RunbookView,
+    pub rotate: RunbookView,
+    pub pitfalls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderList {
+    pub items: Vec<ProviderView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerView {
+    /// The provider's stable user id of who authorized the connection.
+    pub subject: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/connections`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// Provider id from the catalog.
+    pub provider: String,
+    /// One of the provider's `auth_kinds`.
+    pub kind: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub owner: Option<OwnerView>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Where copies of this secret are known to live (e.g. `salesforce`, `ci`).
+    #[serde(default)]
+    pub custody: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Kind-specific material; see the README for each kind's fields.
+    #[schema(value_type = Object)]
+    pub credentials: Value,
+}
+
+/// `PATCH /api/v1/connections/{id}`: fields left out are unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnection {
+    pub display_name: Option<String>,
+    pub owner: Option<OwnerView>,
+    pub scopes: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub custody: Option<Vec<String>>,
+    /// RFC 3339, or an empty string to clear.
+    pub expires_at: Option<String>,
+    /// Expected current version (alternative to `If-Match`).
+    pub version: Option<i64>,
+}
+
+/// `PUT /api/v1/connections/{id}/credentials`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCredentials {
+    #[schema(value_type = Object)]
+    pub credentials: Value,
+    /// Expected current version (alternative to `If-Match`).
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableConnection {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionLinks {
+    pub provider: String,
+    pub revoke_runbook: String,
+    pub rotate_runbook: String,
+}
+
+/// A connection as listed and shown: never contains secret material.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionView {
+    pub id: String,
+    pub tenant: String,
+    pub provider: String,
+    pub kind: String,
+    pub display_name: String,
+    pub owner: OwnerView,
+    pub scopes: Vec<String>,
+    pub tags: Vec<String>,
+    pub custody: Vec<String>,
+    /// Non-secret facts about the credential (placement, username, access
+    /// key id, public-key fingerprint…).
+    #[schema(value_type = Object)]
+    pub credential: Value,
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub last_error: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub rotated_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub version: i64,
+    pub links: ConnectionLinks,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionList {
+    pub items: Vec<ConnectionView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/connections/{id}/credentials`: the decrypted material.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialsView {
+    pub connection_id: String,
+    pub kind: String,
+    pub version: i64,
+    /// Kind-specific fields including secrets, plus `apply` (ready-to-send
+    /// headers or query parameters) where it applies.
+    #[schema(value_type = Object)]
+    pub credentials: Value,
+}
+
+/// `POST /api/v1/api-keys`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub created_by: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// Returned once, at creation: the only time the key itself is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub key: String,
+    pub api_key: ApiKeyView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyList {
+    pub items: Vec<ApiKeyView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntryView {
+    pub seq: i64,
+    pub id: String,
+    pub at: String,
+    pub tenant: String,
+    /// `api_key:<id>` or `cli`.
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub request_id: Option<String>,
+    pub source: Option<String>,
+    pub outcome: String,
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditList {
+    pub items: Vec<AuditEntryView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerifyReport {
+    pub ok: bool,
+    /// Entries checked before the first break (or all of them).
+    pub checked: u64,
+    /// Sequence number of the first broken entry.
+    pub first_broken_seq: Option<i64>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Query of `GET /api/v1/connections`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectionQuery {
+    pub provider: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub tag: Option<String>,
+    pub custody: Option<String>,
+    /// Owner subject id or email (exact match).
+    pub owner: Option<String>,
+    /// RFC 3339: created strictly before.
+    pub created_before: Option<String>,
+    /// RFC 3339: not rotated since (never-rotated connections count from creation).
+    pub rotated_before: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub actor: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    pub cursor: Option<String>,
+    /// 1–500, default 50.
+    pub limit: Option<i64>,
+}

@@ -1,1 +1,103 @@
+//! rekey's use cases. Each public method is one operation an interface (HTTP
+//! API, CLI) can invoke: it validates input, applies domain rules, encrypts
+//! and decrypts secrets, writes the store and the audit chain in one
+//! transaction.
+//!
+//! Invariants: no HTTP types here; every secret read and every change is
+//! audited in the same transaction as the change (reads: committed before the
+//! secret is returned); plaintext lives only in zeroizing types.
 
+mod api_keys;
+mod audit;
+mod connections;
+mod keys;
+mod open;
+mod rsa_key;
+mod views;
+
+pub use api_keys::Principal;
+pub use keys::{KekRotationReport, KeyStatus};
+pub use open::{OpenOptions, OpenedDataDir};
+
+use rekey_core::Error;
+use rekey_crypto::Keyring;
+use rekey_providers::Catalog;
+use rekey_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Who is acting, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub tenant: String,
+    /// `api_key:<id>`, `cli`, or `system`.
+    pub actor: String,
+    pub request_id: Option<String>,
+    /// Client address, when known.
+    pub source: Option<String>,
+}
+
+impl Ctx {
+    pub fn cli(tenant: &str) -> Ctx {
+        Ctx {
+            tenant: tenant.to_string(),
+            actor: "cli".into(),
+            request_id: None,
+            source: None,
+        }
+    }
+}
+
+/// The service: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Rekey {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    keyring: RwLock<Keyring>,
+    catalog: Catalog,
+    /// When each API key's `last_used_at` was last written (ms), so we write
+    /// it at most once a minute per key instead of on every request.
+    touched: Mutex<HashMap<String, i64>>,
+}
+
+impl Rekey {
+    pub fn new(store: Store, keyring: Keyring, catalog: Catalog) -> Rekey {
+        Rekey {
+            inner: Arc::new(Inner {
+                store,
+                keyring: RwLock::new(keyring),
+                catalog,
+                touched: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    fn keyring(&self) -> Result<std::sync::RwLockReadGuard<'_, Keyring>, Error> {
+        self.inner
+            .keyring
+            .read()
+            .map_err(|_| Error::internal("keyring lock poisoned"))
+    }
+
+    /// Readiness: the database answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.inner.store.ping().await
+    }
+
+    /// Connection counts by status, all tenants (metrics).
+    pub async fn connection_status_counts(&self) -> Result<Vec<(String, i64)>, Error> {
+        let mut c = self.inner.store.read().await?;
+        rekey_store::connections::count_by_status(&mut c).await
+    }
+}

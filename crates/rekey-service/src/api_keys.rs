@@ -1,0 +1,138 @@
+use crate::audit::record;
+use crate::{views, Ctx, Rekey};
+use rekey_api::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
+use rekey_core::scope::{Scope, Scopes};
+use rekey_core::{ids, Error, SecretString};
+use rekey_store::api_keys::{self, ApiKeyRow};
+use serde_json::json;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: String,
+    pub tenant: String,
+    pub scopes: Scopes,
+}
+
+impl Principal {
+    pub fn require(&self, s: Scope) -> Result<(), Error> {
+        if self.scopes.allows(s) {
+            Ok(())
+        } else {
+            Err(Error::MissingScope(s.as_str().to_string()))
+        }
+    }
+
+    pub fn ctx(&self, request_id: Option<String>, source: Option<String>) -> Ctx {
+        Ctx {
+            tenant: self.tenant.clone(),
+            actor: format!("api_key:{}", self.key_id),
+            request_id,
+            source,
+        }
+    }
+}
+
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+impl Rekey {
+    /// Create an API key in `ctx.tenant`. The returned key is shown once.
+    pub async fn create_api_key(&self, ctx: &Ctx, req: &CreateApiKey) -> Result<CreatedApiKey, Error> {
+        let name = req.name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::invalid("invalid_field", "`name` must be 1–100 printable characters"));
+        }
+        ids::validate_slug("tenant", &ctx.tenant, 64)?;
+        let scopes = Scopes::parse(&req.scopes)?;
+        let key = rekey_crypto::generate_api_key();
+        let row = ApiKeyRow {
+            id: ids::new_id(ids::API_KEY),
+            tenant: ctx.tenant.clone(),
+            name: name.to_string(),
+            scopes: scopes.as_strings(),
+            created_at: rekey_core::time::now_ms(),
+            created_by: ctx.actor.clone(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let mut tx = self.store().begin_write().await?;
+        api_keys::insert(tx.conn(), &row, &rekey_crypto::hash_api_key(&key)).await?;
+        record(&mut tx, ctx, "api_key.create", Some(&row.id), "ok",
+            json!({"name": row.name, "scopes": row.scopes})).await?;
+        tx.commit().await?;
+        Ok(CreatedApiKey {
+            key: key.to_string(),
+            api_key: views::api_key(&row),
+        })
+    }
+
+    /// Resolve a bearer token. Unknown, malformed and revoked keys all give
+    /// the same `unauthorized` answer.
+    pub async fn authenticate(&self, token: &SecretString) -> Result<Principal, Error> {
+        let t = token.expose();
+        if !t.starts_with(rekey_crypto::API_KEY_PREFIX) || t.len() > 200 {
+            return Err(Error::Unauthorized);
+        }
+        let hash = rekey_crypto::hash_api_key(t);
+        let row = {
+            let mut c = self.store().read().await?;
+            api_keys::find_active_by_hash(&mut c, &hash).await?
+        }
+        .ok_or(Error::Unauthorized)?;
+        let scopes = Scopes::parse(&row.scopes).map_err(|_| Error::Unauthorized)?;
+        self.touch(&row.id).await;
+        Ok(Principal {
+            key_id: row.id,
+            tenant: row.tenant,
+            scopes,
+        })
+    }
+
+    /// Best effort: a failure to record last use must not fail the request.
+    async fn touch(&self, key_id: &str) {
+        let now = rekey_core::time::now_ms();
+        {
+            let Ok(mut m) = self.inner.touched.lock() else { return };
+            match m.get(key_id) {
+                Some(t) if now - *t < TOUCH_EVERY_MS => return,
+                _ => {
+                    m.insert(key_id.to_string(), now);
+                }
+            }
+        }
+        let res = async {
+            let mut tx = self.store().begin_write().await?;
+            api_keys::touch(tx.conn(), key_id, now).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, key_id, "could not record API key use");
+        }
+    }
+
+    pub async fn list_api_keys(&self, tenant: &str) -> Result<ApiKeyList, Error> {
+        let mut c = self.store().read().await?;
+        let rows = api_keys::list(&mut c, tenant).await?;
+        Ok(ApiKeyList {
+            items: rows.iter().map(views::api_key).collect(),
+        })
+    }
+
+    pub async fn revoke_api_key(&self, ctx: &Ctx, id: &str) -> Result<ApiKeyView, Error> {
+        let id = ids::parse_id(ids::API_KEY, id)?;
+        let mut tx = self.store().begin_write().await?;
+        let not_found = || Error::not_found("api_key_not_found", format!("API key {id}"));
+        let row = api_keys::get(tx.conn(), &ctx.tenant, &id).await?.ok_or_else(not_found)?;
+        if row.revoked_at.is_some() {
+            return Err(Error::conflict("already_revoked", format!("API key {id} is already revoked")));
+        }
+        let now = rekey_core::time::now_ms();
+        api_keys::revoke(tx.conn(), &ctx.tenant, &id, now).await?;
+        record(&mut tx, ctx, "api_key.revoke", Some(&id), "ok", json!({"name": row.name})).await?;
+        tx.commit().await?;
+        let mut c = self.store().read().await?;
+        let row = api_keys::get(&mut c, &ctx.tenant, &id).await?.ok_or_else(not_found)?;
+        Ok(views::api_key(&row))
+    }
+}

@@ -1,0 +1,170 @@
+//! KEK rotation: add a key, re-wrap every data key under it, drop keys that
+//! nothing uses. Resumable: each secret row is re-wrapped in its own small
+//! update (compare-and-swap on the old KEK id), and the old key stays in the
+//! keyring until no row refers to it, so a crash at any point leaves every
+//! secret readable and a rerun finishes the job.
+
+use crate::audit::record;
+use crate::{Ctx, Rekey};
+use rekey_core::Error;
+use rekey_crypto::{Aad, KeyringSource, Sealed};
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct KekRotationReport {
+    pub primary: String,
+    /// True when this run finished an earlier, interrupted rotation instead of starting a new one.
+    pub resumed: bool,
+    pub rewrapped: u64,
+    pub dropped: Vec<String>,
+    /// Keys no longer used but supplied by the operator (master-key mode):
+    /// remove them from `REKEY_PREVIOUS_MASTER_KEYS`.
+    pub unused_previous: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    pub primary: String,
+    pub keys: Vec<(String, i64)>,
+}
+
+impl Rekey {
+    pub async fn key_status(&self) -> Result<KeyStatus, Error> {
+        let usage = {
+            let mut c = self.store().read().await?;
+            rekey_store::secrets::kek_usage(&mut c).await?
+        };
+        let kr = self.keyring()?;
+        let keys = kr
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let n = usage.iter().find(|(k, _)| *k == id).map(|(_, n)| *n).unwrap_or(0);
+                (id, n)
+            })
+            .collect();
+        Ok(KeyStatus {
+            primary: kr.primary().id().to_string(),
+            keys,
+        })
+    }
+
+    /// Rotate the KEK. `progress(done, total)` is called after each batch.
+    /// `abort_after` is a fault-injection hook for crash tests: the process
+    /// aborts after that many re-wraps.
+    pub async fn rotate_keks(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+        abort_after: Option<u64>,
+    ) -> Result<KekRotationReport, Error> {
+        let (primary, resumed) = {
+            let mut kr = self
+                .inner
+                .keyring
+                .write()
+                .map_err(|_| Error::internal("keyring lock poisoned"))?;
+            match kr.source().clone() {
+                KeyringSource::File(_) | KeyringSource::Ephemeral => {
+                    // Several keys in the file means an earlier run stopped
+                    // before dropping the old one: finish it, don't add another.
+                    let resumed = kr.ids().len() > 1;
+                    if !resumed {
+                        kr.add_generated();
+                        kr.save().map_err(|e| Error::Unavailable(e.to_string()))?;
+                    }
+                    (kr.primary().id().to_string(), resumed)
+                }
+                // The operator supplies the new key; we only re-wrap.
+                KeyringSource::MasterKey => (kr.primary().id().to_string(), false),
+            }
+        };
+        let total: u64 = {
+            let mut c = self.store().read().await?;
+            rekey_store::secrets::kek_usage(&mut c)
+                .await?
+                .iter()
+                .filter(|(k, _)| *k != primary)
+                .map(|(_, n)| *n as u64)
+                .sum()
+        };
+        let mut done = 0u64;
+        progress(0, total);
+        loop {
+            let batch = {
+                let mut c = self.store().read().await?;
+                rekey_store::secrets::not_wrapped_by(&mut c, &primary, 200).await?
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for row in batch {
+                let aad = Aad {
+                    tenant: row.tenant.clone(),
+                    record_kind: row.owner_kind.clone(),
+                    record_id: row.owner_id.clone(),
+                    field: row.field.clone(),
+                    version: row.version,
+                };
+                let sealed = Sealed {
+                    kek_id: row.kek_id.clone(),
+                    wrapped_dek: row.wrapped_dek.clone(),
+                    ciphertext: row.ciphertext.clone(),
+                };
+                let new = self
+                    .keyring()?
+                    .rewrap(&aad, &sealed)
+                    .map_err(|e| Error::DecryptionFailed(format!(
+                        "cannot re-wrap secret `{}` of {} {}: {e}", row.field, row.owner_kind, row.owner_id
+                    )))?;
+                let mut updated = row.clone();
+                updated.kek_id = new.kek_id;
+                updated.wrapped_dek = new.wrapped_dek;
+                let mut tx = self.store().begin_write().await?;
+                rekey_store::secrets::rewrap(tx.conn(), &updated, &row.kek_id).await?;
+                tx.commit().await?;
+                done += 1;
+                if abort_after == Some(done) {
+                    eprintln!("fault injection: aborting after {done} re-wraps");
+                    std::process::abort();
+                }
+            }
+            progress(done, total);
+        }
+        // Drop what nothing uses any more.
+        let usage = {
+            let mut c = self.store().read().await?;
+            rekey_store::secrets::kek_usage(&mut c).await?
+        };
+        let (dropped, unused_previous) = {
+            let mut kr = self
+                .inner
+                .keyring
+                .write()
+                .map_err(|_| Error::internal("keyring lock poisoned"))?;
+            let unused: Vec<String> = kr
+                .ids()
+                .into_iter()
+                .filter(|id| *id != primary && !usage.iter().any(|(k, _)| k == id))
+                .collect();
+            if matches!(kr.source(), KeyringSource::MasterKey) {
+                (Vec::new(), unused)
+            } else {
+                kr.retain(|id| !unused.iter().any(|u| u == id));
+                kr.save().map_err(|e| Error::Unavailable(e.to_string()))?;
+                (unused, Vec::new())
+            }
+        };
+        let mut tx = self.store().begin_write().await?;
+        record(&mut tx, &Ctx { tenant: "system".into(), actor: "cli".into(), request_id: None, source: None },
+            "keys.rotate", Some(&primary), "ok",
+            json!({"rewrapped": done, "dropped": dropped, "resumed": resumed})).await?;
+        tx.commit().await?;
+        Ok(KekRotationReport {
+            primary,
+            resumed,
+            rewrapped: done,
+            dropped,
+            unused_previous,
+        })
+    }
+}

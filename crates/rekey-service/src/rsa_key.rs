@@ -1,0 +1,65 @@
+//! Deriving the public half of an RSA private key: the fingerprint operators
+//! compare with the provider (Snowflake's `RSA_PUBLIC_KEY_FP` format).
+
+use base64::Engine;
+use rekey_core::{Error, SecretString};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPrivateKey;
+use sha2::{Digest, Sha256};
+
+pub struct PublicKeyInfo {
+    pub fingerprint: String,
+    pub public_key_pem: String,
+    pub bits: usize,
+}
+
+fn bad(msg: &str) -> Error {
+    Error::invalid("invalid_credentials", msg.to_string())
+}
+
+pub fn derive(pem: &SecretString, passphrase: Option<&SecretString>) -> Result<PublicKeyInfo, Error> {
+    let text = pem.expose().trim();
+    let key = if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+        let pw = passphrase.ok_or_else(|| {
+            bad("`credentials.private_key_pem` is encrypted; `credentials.passphrase` is required")
+        })?;
+        RsaPrivateKey::from_pkcs8_encrypted_pem(text, pw.expose().as_bytes()).map_err(|_| {
+            bad("`credentials.private_key_pem` could not be decrypted with `credentials.passphrase`")
+        })?
+    } else if text.contains("BEGIN RSA PRIVATE KEY") {
+        if text.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(bad("legacy encrypted PKCS#1 keys are not supported; convert with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"));
+        }
+        RsaPrivateKey::from_pkcs1_pem(text)
+            .map_err(|_| bad("`credentials.private_key_pem` is not a valid RSA private key"))?
+    } else if text.contains("BEGIN PRIVATE KEY") {
+        RsaPrivateKey::from_pkcs8_pem(text)
+            .map_err(|_| bad("`credentials.private_key_pem` is not a valid RSA private key"))?
+    } else {
+        return Err(bad(
+            "`credentials.private_key_pem` must be a PKCS#8 or PKCS#1 RSA private key in PEM",
+        ));
+    };
+    let bits = key.size() * 8;
+    if bits < 2048 {
+        return Err(bad("RSA keys must be at least 2048 bits"));
+    }
+    let public = key.to_public_key();
+    let der = public
+        .to_public_key_der()
+        .map_err(|_| Error::internal("cannot encode public key"))?;
+    let fingerprint = format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(der.as_bytes()))
+    );
+    let public_key_pem = public
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|_| Error::internal("cannot encode public key"))?;
+    Ok(PublicKeyInfo {
+        fingerprint,
+        public_key_pem,
+        bits,
+    })
+}
