@@ -1,1 +1,114 @@
+//! HTTP transport for rekey: the axum router, authentication, error mapping,
+//! OpenAPI document and metrics. Handlers extract, call one `rekey-service`
+//! method, and map the result — no domain logic lives here.
 
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use error::error_response;
+use rekey_service::Rekey;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub rekey: Rekey,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "rekey", description = "Credential inventory, rotation and revocation service. Errors are always `{\"error\": {\"code\", \"message\"}}`."),
+    modifiers(&BearerAuth),
+    components(schemas(rekey_api::ErrorBody)),
+    tags(
+        (name = "connections", description = "Connections and their credentials"),
+        (name = "providers", description = "The provider catalog"),
+        (name = "api-keys", description = "API keys and scopes"),
+        (name = "audit", description = "The hash-chained audit log"),
+        (name = "system", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("rk_…").build()),
+            );
+        }
+    }
+}
+
+/// The API routes and their OpenAPI document, built together so a route
+/// cannot exist without documentation.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::system::router())
+        .merge(routes::providers::router())
+        .merge(routes::connections::router())
+        .merge(routes::api_keys::router())
+        .merge(routes::audit::router())
+        .split_for_parts()
+}
+
+pub fn router(rekey: Rekey) -> Router {
+    let metrics = metrics::Metrics::new();
+    let state = AppState { rekey, metrics: metrics.clone() };
+    let (api, doc) = api();
+    let doc = Arc::new(doc);
+    api.route("/api/v1/openapi.json", get(move || {
+        let d = doc.clone();
+        async move { Json(d.as_ref().clone()) }
+    }))
+    .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    .layer(CatchPanicLayer::custom(|_| {
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see server logs".into())
+    }))
+    .layer(TraceLayer::new_for_http())
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "route_not_found", "no such route; see /api/v1/openapi.json".into())
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route".into()).into_response()
+}
+
+/// Serve until `shutdown` resolves, then drain in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    rekey: Rekey,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(rekey);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -365,6 +365,9 @@ impl Rekey {
             .load_for_write(&mut tx, &ctx.tenant, &id, if_match.or(req.version))
             .await?;
         let from = row.status;
+        if to == Status::Pending && from != Status::Disabled {
+            return Err(Error::conflict("not_disabled", format!("connection {id} is `{from}`, not disabled")));
+        }
         row.status = from.transition(to)?;
         let old_version = row.version;
         row.version += 1;

@@ -1,0 +1,181 @@
+//! Extractors that turn every rejection into the JSON error shape.
+
+use crate::error::{error_response, scrub_serde_message, ApiError};
+use crate::AppState;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rekey_core::{Error, SecretString};
+use rekey_service::{Ctx, Principal};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+
+/// JSON body with errors in our shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> Response {
+    let status = rej.status();
+    let (status, code, msg) = match &rej {
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => (
+            status,
+            "payload_too_large",
+            format!("request body is larger than the limit of {} bytes", crate::BODY_LIMIT),
+        ),
+        JsonRejection::MissingJsonContentType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected `Content-Type: application/json`".to_string(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => (
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("request body is not valid JSON: {}", scrub_serde_message(&source_text(e))),
+        ),
+        JsonRejection::JsonDataError(e) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("request body does not match the schema: {}", scrub_serde_message(&source_text(e))),
+        ),
+        _ => (StatusCode::BAD_REQUEST, "invalid_body", "could not read the request body".to_string()),
+    };
+    error_response(status, code, msg)
+}
+
+fn source_text(e: &dyn std::error::Error) -> String {
+    // The innermost cause is serde's message, e.g. "unknown field `x` at line 1 column 5".
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Query string with errors in our shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("invalid query string: {}", scrub_serde_message(&source_text(&e))),
+            )),
+            Err(_) => Err(error_response(StatusCode::BAD_REQUEST, "invalid_query", "invalid query string".into())),
+        }
+    }
+}
+
+/// A single path parameter.
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) | Err(_) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_id",
+                "the id in the path is not valid".into(),
+            )),
+        }
+    }
+}
+
+/// `If-Match: "3"` (or `3`, `W/"3"`) → expected version.
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        let Some(v) = parts.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let parsed = v
+            .to_str()
+            .ok()
+            .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+            .and_then(|s| s.parse::<i64>().ok());
+        match parsed {
+            Some(n) => Ok(IfMatch(Some(n))),
+            None => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_if_match",
+                "`If-Match` must be the version from the connection's ETag, e.g. \"3\"".into(),
+            )),
+        }
+    }
+}
+
+/// An authenticated caller plus the audit context of this request.
+pub struct Auth {
+    pub principal: Principal,
+    pub ctx: Ctx,
+}
+
+impl Auth {
+    pub fn require(&self, s: rekey_core::scope::Scope) -> Result<(), ApiError> {
+        self.principal.require(s).map_err(ApiError)
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|t| SecretString::from(t.trim()));
+        let Some(token) = token else {
+            return Err(ApiError(Error::Unauthorized).into_response());
+        };
+        let principal = state
+            .rekey
+            .authenticate(&token)
+            .await
+            .map_err(|e| ApiError(e).into_response())?;
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect());
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let ctx = principal.ctx(request_id, source);
+        Ok(Auth { principal, ctx })
+    }
+}
+
+/// An optional JSON body: empty means `T::default()`.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let (code, what) = if e.is_syntax() || e.is_eof() {
+            ("malformed_json", "request body is not valid JSON")
+        } else {
+            ("invalid_body", "request body does not match the schema")
+        };
+        error_response(StatusCode::BAD_REQUEST, code, format!("{what}: {}", scrub_serde_message(&e.to_string())))
+    })
+}

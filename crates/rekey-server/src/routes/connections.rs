@@ -1,0 +1,121 @@
+use super::with_etag;
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, IfMatch};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rekey_api::*;
+use rekey_core::connection::Status;
+use rekey_core::scope::Scope;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_connections, create_connection))
+        .routes(routes!(get_connection, update_connection, delete_connection))
+        .routes(routes!(update_credentials, read_credentials))
+        .routes(routes!(disable_connection))
+        .routes(routes!(enable_connection))
+}
+
+/// List connections (never includes secrets).
+#[utoipa::path(get, path = "/api/v1/connections", tag = "connections", params(ConnectionQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_connections(State(s): State<AppState>, auth: Auth, ApiQuery(q): ApiQuery<ConnectionQuery>) -> ApiResult<Json<ConnectionList>> {
+    auth.require(Scope::ConnectionsRead)?;
+    Ok(Json(s.rekey.list_connections(&auth.ctx.tenant, &q).await?))
+}
+
+/// Create a connection with static credential material.
+#[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body = CreateConnection,
+    security(("bearer" = [])),
+    responses((status = 201, body = ConnectionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_connection(State(s): State<AppState>, auth: Auth, ApiJson(req): ApiJson<CreateConnection>) -> ApiResult<Response> {
+    auth.require(Scope::ConnectionsWrite)?;
+    let v = s.rekey.create_connection(&auth.ctx, req).await?;
+    let mut r = with_etag(StatusCode::CREATED, v.version, &v);
+    if let Ok(loc) = format!("/api/v1/connections/{}", v.id).parse() {
+        r.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(r)
+}
+
+/// Show one connection (never includes secrets).
+#[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath) -> ApiResult<Response> {
+    auth.require(Scope::ConnectionsRead)?;
+    let v = s.rekey.get_connection(&auth.ctx.tenant, &id).await?;
+    Ok(with_etag(StatusCode::OK, v.version, &v))
+}
+
+/// Update a connection's metadata. Send `If-Match` (or `version`) to avoid lost updates.
+#[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = UpdateConnection, security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch, ApiJson(req): ApiJson<UpdateConnection>) -> ApiResult<Response> {
+    auth.require(Scope::ConnectionsWrite)?;
+    let c = s.rekey.update_connection(&auth.ctx, &id, req, v).await?;
+    Ok(with_etag(StatusCode::OK, c.version, &c))
+}
+
+/// Delete a connection and destroy its stored secrets.
+#[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch) -> ApiResult<StatusCode> {
+    auth.require(Scope::ConnectionsWrite)?;
+    s.rekey.delete_connection(&auth.ctx, &id, v).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace the credential material (e.g. after rotating at the provider).
+#[utoipa::path(put, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = UpdateCredentials, security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_credentials(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch, ApiJson(req): ApiJson<UpdateCredentials>) -> ApiResult<Response> {
+    auth.require(Scope::ConnectionsWrite)?;
+    let c = s.rekey.update_credentials(&auth.ctx, &id, req, v).await?;
+    Ok(with_etag(StatusCode::OK, c.version, &c))
+}
+
+/// Decrypt and return the credential material. Requires `credentials:read`; every call is audited.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = CredentialsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn read_credentials(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath) -> ApiResult<Response> {
+    let v = s.rekey.read_credentials(&auth.principal, &auth.ctx, &id).await?;
+    let mut r = Json(v).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// Disable a connection: its credentials are no longer handed out.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/disable", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body(content = Option<DisableConnection>), security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn disable_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch, body: axum::body::Bytes) -> ApiResult<Response> {
+    auth.require(Scope::ConnectionsWrite)?;
+    let req: DisableConnection = match crate::extract::optional_json(&body) {
+        Ok(r) => r,
+        Err(resp) => return Ok(resp),
+    };
+    let c = s.rekey.set_status(&auth.ctx, &id, Status::Disabled, req, v).await?;
+    Ok(with_etag(StatusCode::OK, c.version, &c))
+}
+
+/// Re-enable a disabled connection; it returns to `pending` until verified.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/enable", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn enable_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch) -> ApiResult<Response> {
+    auth.require(Scope::ConnectionsWrite)?;
+    let c = s.rekey.set_status(&auth.ctx, &id, Status::Pending, Default::default(), v).await?;
+    Ok(with_etag(StatusCode::OK, c.version, &c))
+}

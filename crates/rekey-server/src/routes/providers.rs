@@ -1,0 +1,81 @@
+use crate::error::ApiResult;
+use crate::extract::{ApiPath, ApiQuery, Auth};
+use crate::AppState;
+use axum::extract::State;
+use axum::Json;
+use rekey_api::*;
+use rekey_core::scope::Scope;
+use rekey_core::Error;
+use rekey_providers::{Provider, Runbook, RunbookMethod};
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_providers))
+        .routes(routes!(get_provider))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ProviderQuery {
+    category: Option<String>,
+    auth_kind: Option<String>,
+}
+
+fn runbook(r: &Runbook) -> RunbookView {
+    RunbookView {
+        method: match r.method {
+            RunbookMethod::Api => "api",
+            RunbookMethod::Manual => "manual",
+        }
+        .into(),
+        steps: r.steps.clone(),
+        overlap: r.overlap,
+    }
+}
+
+fn view(p: &Provider) -> ProviderView {
+    ProviderView {
+        id: p.id.clone(),
+        display_name: p.display_name.clone(),
+        category: p.category.clone(),
+        docs_url: p.docs_url.clone(),
+        auth_kinds: p.auth_kinds.clone(),
+        revoke: runbook(&p.revoke),
+        rotate: runbook(&p.rotate),
+        pitfalls: p.pitfalls.clone(),
+    }
+}
+
+/// The provider catalog.
+#[utoipa::path(get, path = "/api/v1/providers", tag = "providers", params(ProviderQuery), security(("bearer" = [])),
+    responses((status = 200, body = ProviderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_providers(State(s): State<AppState>, auth: Auth, ApiQuery(q): ApiQuery<ProviderQuery>) -> ApiResult<Json<ProviderList>> {
+    auth.require(Scope::ConnectionsRead)?;
+    if let Some(k) = &q.auth_kind {
+        k.parse::<rekey_core::connection::ConnectionKind>()?;
+    }
+    let items = s
+        .rekey
+        .catalog()
+        .all()
+        .filter(|p| q.category.as_ref().is_none_or(|c| &p.category == c))
+        .filter(|p| q.auth_kind.as_ref().is_none_or(|k| p.auth_kinds.contains(k)))
+        .map(view)
+        .collect();
+    Ok(Json(ProviderList { items }))
+}
+
+/// One provider with its revoke and rotate runbooks.
+#[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ProviderView), (status = 404, body = ErrorBody)))]
+async fn get_provider(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath) -> ApiResult<Json<ProviderView>> {
+    auth.require(Scope::ConnectionsRead)?;
+    let p = s.rekey.catalog().get(&id).ok_or_else(|| {
+        Error::not_found("provider_not_found", format!("provider `{}`", rekey_core::ids::truncate_for_message(&id)))
+    })?;
+    Ok(Json(view(p)))
+}
