@@ -1,1 +1,66 @@
-fn main() {}
+//! The `rekey` binary: `serve`, offline administration against the data
+//! directory / database, and a client for the REST API.
+
+mod client;
+mod config;
+mod offline;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "rekey", version, about = "Keep third-party credentials working; revoke, rotate and reauthorize them.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the HTTP service.
+    Serve(config::ServeArgs),
+    /// Offline administration (works against the data dir or REKEY_DATABASE_URL).
+    #[command(subcommand)]
+    Admin(offline::AdminCmd),
+    /// Key-encryption keys (offline).
+    #[command(subcommand)]
+    Keys(offline::KeysCmd),
+    /// Connections (API client: REKEY_URL, REKEY_TOKEN).
+    #[command(subcommand)]
+    Connections(client::ConnectionsCmd),
+    /// Provider catalog (API client).
+    #[command(subcommand)]
+    Providers(client::ProvidersCmd),
+    /// Audit log: list (API) and verify (API, or --offline).
+    #[command(subcommand)]
+    Audit(client::AuditCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve(a) => config::serve(a).await,
+            Cmd::Admin(c) => offline::admin(c).await,
+            Cmd::Keys(c) => offline::keys(c).await,
+            Cmd::Connections(c) => client::connections(c).await,
+            Cmd::Providers(c) => client::providers(c).await,
+            Cmd::Audit(c) => client::audit(c).await,
+        }
+    });
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, no backtrace: errors here are for operators.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

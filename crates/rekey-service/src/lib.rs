@@ -17,7 +17,7 @@ mod views;
 
 pub use api_keys::Principal;
 pub use keys::{KekRotationReport, KeyStatus};
-pub use open::{OpenOptions, OpenedDataDir};
+pub use open::{LockMode, OpenOptions, OpenedDataDir};
 
 use rekey_core::Error;
 use rekey_crypto::Keyring;

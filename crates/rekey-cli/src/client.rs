@@ -1,0 +1,361 @@
+//! API client subcommands: talk to `REKEY_URL` with `REKEY_TOKEN`.
+
+use crate::config::{secret_env, DataArgs};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use rekey_api::*;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::process::ExitCode;
+
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// Base URL of the rekey server.
+    #[arg(long, env = "REKEY_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ConnectionsCmd {
+    /// List connections (filters combine with AND).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        custody: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        created_before: Option<String>,
+        #[arg(long)]
+        rotated_before: Option<String>,
+        /// Fetch every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one connection (no secrets).
+    Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Create a connection. Credential material is read from a JSON file or
+    /// stdin (`-`), never from the command line.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long = "name")]
+        display_name: String,
+        /// JSON file with the credential material, or `-` for stdin.
+        #[arg(long = "credentials-file")]
+        credentials_file: String,
+        #[arg(long = "tag", value_delimiter = ',')]
+        tags: Vec<String>,
+        #[arg(long = "custody", value_delimiter = ',')]
+        custody: Vec<String>,
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long)]
+        owner_email: Option<String>,
+        #[arg(long)]
+        owner_subject: Option<String>,
+    },
+    /// Delete a connection and destroy its stored secrets.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProvidersCmd {
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Audit entries, newest first.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Verify the hash chain. Exit 0 when intact; non-zero naming the first broken entry.
+    Verify {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Read the database directly instead of asking the server.
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    fn new(api: &ApiArgs) -> Result<Client> {
+        let token = secret_env("REKEY_TOKEN")?
+            .ok_or_else(|| anyhow!("REKEY_TOKEN (or REKEY_TOKEN_FILE) is not set; create a key with `rekey admin create-key`"))?;
+        Ok(Client {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+            base: api.url.trim_end_matches('/').to_string(),
+            token: token.expose().to_string(),
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Option<T>> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .query(query);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach {}", self.base))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            if let Ok(e) = serde_json::from_slice::<ErrorBody>(&bytes) {
+                bail!("{} ({}): {}", e.error.code, status.as_u16(), e.error.message);
+            }
+            bail!("HTTP {status}");
+        }
+        Ok(Some(serde_json::from_slice(&bytes).context("unexpected response from server")?))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+        self.call(Method::GET, path, query, None)
+            .await?
+            .ok_or_else(|| anyhow!("empty response"))
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A plain aligned table.
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn connection_row(c: &ConnectionView) -> Vec<String> {
+    vec![
+        c.id.clone(),
+        c.provider.clone(),
+        c.kind.clone(),
+        c.status.clone(),
+        c.display_name.clone(),
+        c.tags.join(","),
+        c.custody.join(","),
+        c.rotated_at.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+const CONN_HEADERS: [&str; 8] = ["id", "provider", "kind", "status", "name", "tags", "custody", "rotated"];
+
+pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
+    match cmd {
+        ConnectionsCmd::List { api, provider, kind, status, tag, custody, owner, created_before, rotated_before, all } => {
+            let c = Client::new(&api)?;
+            let mut q: Vec<(&str, String)> = [
+                ("provider", provider), ("kind", kind), ("status", status), ("tag", tag), ("custody", custody),
+                ("owner", owner), ("created_before", created_before), ("rotated_before", rotated_before),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let mut items = Vec::new();
+            loop {
+                let page: ConnectionList = c.get("/api/v1/connections", &q).await?;
+                items.extend(page.items);
+                match page.next_cursor {
+                    Some(cur) if all => {
+                        q.retain(|(k, _)| *k != "cursor");
+                        q.push(("cursor", cur));
+                    }
+                    _ => break,
+                }
+            }
+            if api.json {
+                print_json(&items)?;
+            } else {
+                print_table(&CONN_HEADERS, items.iter().map(connection_row).collect());
+            }
+        }
+        ConnectionsCmd::Show { id, api } => {
+            let c = Client::new(&api)?;
+            let v: ConnectionView = c.get(&format!("/api/v1/connections/{}", urlencode(&id)), &[]).await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                print_table(&CONN_HEADERS, vec![connection_row(&v)]);
+                if let Some(e) = &v.last_error {
+                    println!("last error: {e}");
+                }
+                println!("credential: {}", v.credential);
+            }
+        }
+        ConnectionsCmd::Create { api, provider, kind, display_name, credentials_file, tags, custody, scopes, owner_email, owner_subject } => {
+            let c = Client::new(&api)?;
+            let text = if credentials_file == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read credentials from stdin")?
+            } else {
+                std::fs::read_to_string(&credentials_file).with_context(|| format!("cannot read {credentials_file}"))?
+            };
+            let credentials: Value = serde_json::from_str(&text).map_err(|_| anyhow!("credentials file is not valid JSON"))?;
+            let owner = (owner_email.is_some() || owner_subject.is_some()).then(|| OwnerView { subject: owner_subject, email: owner_email, name: None });
+            let body = serde_json::to_value(CreateConnection {
+                provider, kind, display_name, owner, scopes, tags, custody, expires_at: None, credentials,
+            })?;
+            let v: ConnectionView = c
+                .call(Method::POST, "/api/v1/connections", &[], Some(&body))
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                println!("{}", v.id);
+            }
+        }
+        ConnectionsCmd::Delete { id, api } => {
+            let c = Client::new(&api)?;
+            c.call::<Value>(Method::DELETE, &format!("/api/v1/connections/{}", urlencode(&id)), &[], None).await?;
+            if !api.json {
+                println!("deleted {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn providers(cmd: ProvidersCmd) -> Result<ExitCode> {
+    let ProvidersCmd::List { api } = cmd;
+    let c = Client::new(&api)?;
+    let list: ProviderList = c.get("/api/v1/providers", &[]).await?;
+    if api.json {
+        print_json(&list.items)?;
+    } else {
+        print_table(
+            &["id", "name", "category", "auth kinds", "revoke", "rotate"],
+            list.items
+                .iter()
+                .map(|p| vec![p.id.clone(), p.display_name.clone(), p.category.clone(), p.auth_kinds.join(","), p.revoke.method.clone(), p.rotate.method.clone()])
+                .collect(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_verify(r: &AuditVerifyReport, json: bool) -> Result<()> {
+    if json {
+        print_json(r)
+    } else {
+        println!("{}", r.message);
+        Ok(())
+    }
+}
+
+pub async fn audit(cmd: AuditCmd) -> Result<ExitCode> {
+    match cmd {
+        AuditCmd::List { api, action, target, limit } => {
+            let c = Client::new(&api)?;
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(a) = action {
+                q.push(("action", a));
+            }
+            if let Some(t) = target {
+                q.push(("target", t));
+            }
+            let list: AuditList = c.get("/api/v1/audit", &q).await?;
+            if api.json {
+                print_json(&list.items)?;
+            } else {
+                print_table(
+                    &["seq", "at", "actor", "action", "target", "outcome"],
+                    list.items
+                        .iter()
+                        .map(|e| vec![e.seq.to_string(), e.at.clone(), e.actor.clone(), e.action.clone(), e.target.clone().unwrap_or_default(), e.outcome.clone()])
+                        .collect(),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Verify { api, offline, data } => {
+            if offline {
+                return crate::offline::audit_verify_offline(&data, api.json).await;
+            }
+            let c = Client::new(&api)?;
+            let r: AuditVerifyReport = c.get("/api/v1/audit/verify", &[]).await?;
+            print_verify(&r, api.json)?;
+            if !r.ok {
+                bail!("audit chain verification failed");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! Commands that work directly on the data directory / database, without a
+//! running server.
+
+use crate::config::DataArgs;
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use rekey_service::{Ctx, LockMode};
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum AdminCmd {
+    /// Create an API key and print it (only the key) on stdout.
+    CreateKey {
+        #[arg(long)]
+        name: String,
+        /// Scope to grant; repeat or comma-separate (connections:read, connections:write,
+        /// credentials:read, audit:read, admin).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Add a new key-encryption key and re-wrap every data key under it.
+    /// Resumable: rerun after an interruption to finish. Stop the server first.
+    Rotate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Show the keyring and how many secrets each key wraps.
+    Status {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
+    match cmd {
+        AdminCmd::CreateKey { name, scopes, tenant, data } => {
+            let opened = data.open_options()?.open(LockMode::Shared).await?;
+            let created = opened
+                .rekey
+                .create_api_key(&Ctx::cli(&tenant), &rekey_api::CreateApiKey { name, scopes })
+                .await?;
+            println!("{}", created.key);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
+    match cmd {
+        KeysCmd::Rotate { data } => {
+            let opened = data.open_options()?.open(LockMode::Exclusive).await?;
+            // Test hook: abort the process after N re-wraps to prove resumability.
+            let abort_after = std::env::var("REKEY_FAULT_ABORT_AFTER_REWRAPS")
+                .ok()
+                .and_then(|v| v.parse().ok());
+            let mut stderr = std::io::stderr();
+            let report = opened
+                .rekey
+                .rotate_keks(
+                    |done, total| {
+                        let _ = write!(stderr, "\rre-wrapping data keys: {done}/{total}");
+                        let _ = stderr.flush();
+                    },
+                    abort_after,
+                )
+                .await?;
+            eprintln!();
+            if report.resumed {
+                println!("resumed an interrupted rotation");
+            }
+            println!("primary key-encryption key: {}", report.primary);
+            println!("re-wrapped data keys: {}", report.rewrapped);
+            for d in &report.dropped {
+                println!("dropped unused key: {d}");
+            }
+            for u in &report.unused_previous {
+                println!("no longer used; remove from REKEY_PREVIOUS_MASTER_KEYS: {u}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCmd::Status { data } => {
+            let opened = data.open_options()?.open(LockMode::Shared).await?;
+            let st = opened.rekey.key_status().await?;
+            for (id, n) in st.keys {
+                let mark = if id == st.primary { " (primary)" } else { "" };
+                println!("{id}{mark}\t{n} secrets");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn audit_verify_offline(data: &DataArgs, json: bool) -> Result<ExitCode> {
+    let opened = data.open_options()?.open(LockMode::Shared).await?;
+    let report = opened.rekey.audit_verify().await?;
+    crate::client::print_verify(&report, json)?;
+    if !report.ok {
+        bail!("audit chain verification failed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
