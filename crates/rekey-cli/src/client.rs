@@ -12,7 +12,12 @@ use std::process::ExitCode;
 #[derive(Args, Clone, Debug)]
 pub struct ApiArgs {
     /// Base URL of the rekey server.
-    #[arg(long, env = "REKEY_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "REKEY_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     url: String,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
@@ -136,7 +141,13 @@ impl Client {
         })
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Option<T>> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<T>> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -145,7 +156,10 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NO_CONTENT {
             return Ok(None);
@@ -153,11 +167,18 @@ impl Client {
         let bytes = resp.bytes().await?;
         if !status.is_success() {
             if let Ok(e) = serde_json::from_slice::<ErrorBody>(&bytes) {
-                bail!("{} ({}): {}", e.error.code, status.as_u16(), e.error.message);
+                bail!(
+                    "{} ({}): {}",
+                    e.error.code,
+                    status.as_u16(),
+                    e.error.message
+                );
             }
             bail!("HTTP {status}");
         }
-        Ok(Some(serde_json::from_slice(&bytes).context("unexpected response from server")?))
+        Ok(Some(
+            serde_json::from_slice(&bytes).context("unexpected response from server")?,
+        ))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
@@ -207,15 +228,34 @@ fn connection_row(c: &ConnectionView) -> Vec<String> {
     ]
 }
 
-const CONN_HEADERS: [&str; 8] = ["id", "provider", "kind", "status", "name", "tags", "custody", "rotated"];
+const CONN_HEADERS: [&str; 8] = [
+    "id", "provider", "kind", "status", "name", "tags", "custody", "rotated",
+];
 
 pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
     match cmd {
-        ConnectionsCmd::List { api, provider, kind, status, tag, custody, owner, created_before, rotated_before, all } => {
+        ConnectionsCmd::List {
+            api,
+            provider,
+            kind,
+            status,
+            tag,
+            custody,
+            owner,
+            created_before,
+            rotated_before,
+            all,
+        } => {
             let c = Client::new(&api)?;
             let mut q: Vec<(&str, String)> = [
-                ("provider", provider), ("kind", kind), ("status", status), ("tag", tag), ("custody", custody),
-                ("owner", owner), ("created_before", created_before), ("rotated_before", rotated_before),
+                ("provider", provider),
+                ("kind", kind),
+                ("status", status),
+                ("tag", tag),
+                ("custody", custody),
+                ("owner", owner),
+                ("created_before", created_before),
+                ("rotated_before", rotated_before),
             ]
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -240,7 +280,9 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
         }
         ConnectionsCmd::Show { id, api } => {
             let c = Client::new(&api)?;
-            let v: ConnectionView = c.get(&format!("/api/v1/connections/{}", urlencode(&id)), &[]).await?;
+            let v: ConnectionView = c
+                .get(&format!("/api/v1/connections/{}", urlencode(&id)), &[])
+                .await?;
             if api.json {
                 print_json(&v)?;
             } else {
@@ -251,17 +293,43 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 println!("credential: {}", v.credential);
             }
         }
-        ConnectionsCmd::Create { api, provider, kind, display_name, credentials_file, tags, custody, scopes, owner_email, owner_subject } => {
+        ConnectionsCmd::Create {
+            api,
+            provider,
+            kind,
+            display_name,
+            credentials_file,
+            tags,
+            custody,
+            scopes,
+            owner_email,
+            owner_subject,
+        } => {
             let c = Client::new(&api)?;
             let text = if credentials_file == "-" {
-                std::io::read_to_string(std::io::stdin()).context("cannot read credentials from stdin")?
+                std::io::read_to_string(std::io::stdin())
+                    .context("cannot read credentials from stdin")?
             } else {
-                std::fs::read_to_string(&credentials_file).with_context(|| format!("cannot read {credentials_file}"))?
+                std::fs::read_to_string(&credentials_file)
+                    .with_context(|| format!("cannot read {credentials_file}"))?
             };
-            let credentials: Value = serde_json::from_str(&text).map_err(|_| anyhow!("credentials file is not valid JSON"))?;
-            let owner = (owner_email.is_some() || owner_subject.is_some()).then(|| OwnerView { subject: owner_subject, email: owner_email, name: None });
+            let credentials: Value = serde_json::from_str(&text)
+                .map_err(|_| anyhow!("credentials file is not valid JSON"))?;
+            let owner = (owner_email.is_some() || owner_subject.is_some()).then(|| OwnerView {
+                subject: owner_subject,
+                email: owner_email,
+                name: None,
+            });
             let body = serde_json::to_value(CreateConnection {
-                provider, kind, display_name, owner, scopes, tags, custody, expires_at: None, credentials,
+                provider,
+                kind,
+                display_name,
+                owner,
+                scopes,
+                tags,
+                custody,
+                expires_at: None,
+                credentials,
             })?;
             let v: ConnectionView = c
                 .call(Method::POST, "/api/v1/connections", &[], Some(&body))
@@ -275,7 +343,13 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
         }
         ConnectionsCmd::Delete { id, api } => {
             let c = Client::new(&api)?;
-            c.call::<Value>(Method::DELETE, &format!("/api/v1/connections/{}", urlencode(&id)), &[], None).await?;
+            c.call::<Value>(
+                Method::DELETE,
+                &format!("/api/v1/connections/{}", urlencode(&id)),
+                &[],
+                None,
+            )
+            .await?;
             if !api.json {
                 println!("deleted {id}");
             }
@@ -295,7 +369,16 @@ pub async fn providers(cmd: ProvidersCmd) -> Result<ExitCode> {
             &["id", "name", "category", "auth kinds", "revoke", "rotate"],
             list.items
                 .iter()
-                .map(|p| vec![p.id.clone(), p.display_name.clone(), p.category.clone(), p.auth_kinds.join(","), p.revoke.method.clone(), p.rotate.method.clone()])
+                .map(|p| {
+                    vec![
+                        p.id.clone(),
+                        p.display_name.clone(),
+                        p.category.clone(),
+                        p.auth_kinds.join(","),
+                        p.revoke.method.clone(),
+                        p.rotate.method.clone(),
+                    ]
+                })
                 .collect(),
         );
     }
@@ -313,7 +396,12 @@ pub fn print_verify(r: &AuditVerifyReport, json: bool) -> Result<()> {
 
 pub async fn audit(cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
-        AuditCmd::List { api, action, target, limit } => {
+        AuditCmd::List {
+            api,
+            action,
+            target,
+            limit,
+        } => {
             let c = Client::new(&api)?;
             let mut q = vec![("limit", limit.to_string())];
             if let Some(a) = action {
@@ -330,7 +418,16 @@ pub async fn audit(cmd: AuditCmd) -> Result<ExitCode> {
                     &["seq", "at", "actor", "action", "target", "outcome"],
                     list.items
                         .iter()
-                        .map(|e| vec![e.seq.to_string(), e.at.clone(), e.actor.clone(), e.action.clone(), e.target.clone().unwrap_or_default(), e.outcome.clone()])
+                        .map(|e| {
+                            vec![
+                                e.seq.to_string(),
+                                e.at.clone(),
+                                e.actor.clone(),
+                                e.action.clone(),
+                                e.target.clone().unwrap_or_default(),
+                                e.outcome.clone(),
+                            ]
+                        })
                         .collect(),
                 );
             }
@@ -354,7 +451,9 @@ pub async fn audit(cmd: AuditCmd) -> Result<ExitCode> {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

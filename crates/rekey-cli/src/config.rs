@@ -33,13 +33,18 @@ pub struct ServeArgs {
 /// A secret setting from `NAME` or the file named by `NAME_FILE` (not both).
 pub fn secret_env(name: &str) -> Result<Option<SecretString>> {
     let direct = std::env::var(name).ok().filter(|v| !v.is_empty());
-    let file = std::env::var(format!("{name}_FILE")).ok().filter(|v| !v.is_empty());
+    let file = std::env::var(format!("{name}_FILE"))
+        .ok()
+        .filter(|v| !v.is_empty());
     match (direct, file) {
         (Some(_), Some(_)) => bail!("set either {name} or {name}_FILE, not both"),
         (Some(v), None) => Ok(Some(SecretString::new(v))),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("{name}_FILE: cannot read {path}"))?;
-            Ok(Some(SecretString::new(text.trim_end_matches(['\n', '\r']).to_string())))
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{name}_FILE: cannot read {path}"))?;
+            Ok(Some(SecretString::new(
+                text.trim_end_matches(['\n', '\r']).to_string(),
+            )))
         }
         (None, None) => Ok(None),
     }
@@ -50,12 +55,20 @@ impl DataArgs {
         let database_url = secret_env("REKEY_DATABASE_URL")?;
         if let Some(u) = &database_url {
             let u = u.expose();
-            if !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.starts_with("sqlite:")) {
+            if !(u.starts_with("postgres://")
+                || u.starts_with("postgresql://")
+                || u.starts_with("sqlite:"))
+            {
                 bail!("REKEY_DATABASE_URL must start with postgres:// (or sqlite:)");
             }
         }
         let previous = secret_env("REKEY_PREVIOUS_MASTER_KEYS")?
-            .map(|s| s.expose().split(',').map(|p| SecretString::from(p.trim())).collect())
+            .map(|s| {
+                s.expose()
+                    .split(',')
+                    .map(|p| SecretString::from(p.trim()))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(OpenOptions {
             data_dir: self.data_dir.clone(),
@@ -70,7 +83,9 @@ impl DataArgs {
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REKEY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {

@@ -42,11 +42,19 @@ pub enum KeysCmd {
 
 pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
     match cmd {
-        AdminCmd::CreateKey { name, scopes, tenant, data } => {
+        AdminCmd::CreateKey {
+            name,
+            scopes,
+            tenant,
+            data,
+        } => {
             let opened = data.open_options()?.open(LockMode::Shared).await?;
             let created = opened
                 .rekey
-                .create_api_key(&Ctx::cli(&tenant), &rekey_api::CreateApiKey { name, scopes })
+                .create_api_key(
+                    &Ctx::cli(&tenant),
+                    &rekey_api::CreateApiKey { name, scopes },
+                )
                 .await?;
             println!("{}", created.key);
             Ok(ExitCode::SUCCESS)

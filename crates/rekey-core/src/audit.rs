@@ -108,8 +108,18 @@ impl Verifier {
     pub fn feed(&mut self, row: &ChainedEntry) -> Result<(), ChainBreak> {
         let seq = row.entry.seq;
         match self.prev_seq {
-            Some(p) if seq != p + 1 => return Err(ChainBreak::Gap { after: p, next: seq }),
-            None if seq != 1 => return Err(ChainBreak::Gap { after: 0, next: seq }),
+            Some(p) if seq != p + 1 => {
+                return Err(ChainBreak::Gap {
+                    after: p,
+                    next: seq,
+                })
+            }
+            None if seq != 1 => {
+                return Err(ChainBreak::Gap {
+                    after: 0,
+                    next: seq,
+                })
+            }
             _ => {}
         }
         if row.prev_hash != self.prev_hash {
@@ -147,7 +157,11 @@ mod tests {
                     details: "{}".into(),
                 };
                 let hash = entry.chain_hash(&prev);
-                let row = ChainedEntry { entry, prev_hash: prev.clone(), hash: hash.clone() };
+                let row = ChainedEntry {
+                    entry,
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                };
                 prev = hash;
                 row
             })

@@ -157,8 +157,7 @@ pub fn normalize_scopes(items: &[String]) -> Result<Vec<String>, Error> {
         ));
     }
     for s in items {
-        if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::invalid(
                 "invalid_field",
                 "each scope must be 1–256 characters without spaces",
@@ -218,14 +217,20 @@ mod tests {
         assert!(!Disabled.can_transition(Active));
         assert!(!Revoked.can_transition(Active));
         assert!(!Revoked.can_transition(Disabled));
-        assert!(Revoked.can_transition(Pending), "reauthorized with new material");
+        assert!(
+            Revoked.can_transition(Pending),
+            "reauthorized with new material"
+        );
         assert!(!Active.can_transition(Active));
         assert!(NeedsReauth.transition(Degraded).is_err());
     }
 
     #[test]
     fn kinds_parse() {
-        assert_eq!("api_key".parse::<ConnectionKind>().unwrap(), ConnectionKind::ApiKey);
+        assert_eq!(
+            "api_key".parse::<ConnectionKind>().unwrap(),
+            ConnectionKind::ApiKey
+        );
         let e = "apikey".parse::<ConnectionKind>().unwrap_err();
         assert_eq!(e.code(), "invalid_kind");
         assert!(!ConnectionKind::OAuth2AuthorizationCode.is_static());

@@ -291,8 +291,14 @@ pub fn assemble(
     match kind {
         ConnectionKind::ApiKey => {
             let key = secret("key")?;
-            let placement = meta.get("placement").and_then(Value::as_str).unwrap_or("header");
-            let name = meta.get("name").and_then(Value::as_str).unwrap_or("Authorization");
+            let placement = meta
+                .get("placement")
+                .and_then(Value::as_str)
+                .unwrap_or("header");
+            let name = meta
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("Authorization");
             match placement {
                 "query" => {
                     apply.insert("query".into(), serde_json::json!({ name: key }));
@@ -340,7 +346,10 @@ pub fn assemble(
             m.insert("headers".into(), Value::Object(h));
         }
         ConnectionKind::AwsAccessKey => {
-            m.insert("secret_access_key".into(), secret("secret_access_key")?.into());
+            m.insert(
+                "secret_access_key".into(),
+                secret("secret_access_key")?.into(),
+            );
             if secrets.contains_key("session_token") {
                 m.insert("session_token".into(), secret("session_token")?.into());
             }
@@ -372,23 +381,45 @@ mod tests {
 
     #[test]
     fn api_key_defaults_and_assembly() {
-        let p = parse(ConnectionKind::ApiKey, json!({"key": "sk_live_123", "prefix": "Bearer "})).unwrap();
+        let p = parse(
+            ConnectionKind::ApiKey,
+            json!({"key": "sk_live_123", "prefix": "Bearer "}),
+        )
+        .unwrap();
         assert_eq!(p.meta["placement"], "header");
         assert_eq!(p.meta["name"], "Authorization");
         assert!(!serde_json::to_string(&p.meta).unwrap().contains("sk_live"));
         let out = assemble(ConnectionKind::ApiKey, &p.meta, &p.secrets).unwrap();
-        assert_eq!(out["apply"]["headers"]["Authorization"], "Bearer sk_live_123");
+        assert_eq!(
+            out["apply"]["headers"]["Authorization"],
+            "Bearer sk_live_123"
+        );
     }
 
     #[test]
     fn errors_never_echo_values() {
         for (kind, body) in [
             (ConnectionKind::ApiKey, json!({"key": 12345678})),
-            (ConnectionKind::ApiKey, json!({"key": "sekrit", "placement": "sekrit-place"})),
-            (ConnectionKind::Basic, json!({"username": "u", "password": ["sekrit"]})),
-            (ConnectionKind::Headers, json!({"headers": {"X-A": 12345678}})),
-            (ConnectionKind::ServiceAccountJson, json!({"json": "{sekrit"})),
-            (ConnectionKind::AwsAccessKey, json!({"access_key_id": "sekrit", "secret_access_key": "x"})),
+            (
+                ConnectionKind::ApiKey,
+                json!({"key": "sekrit", "placement": "sekrit-place"}),
+            ),
+            (
+                ConnectionKind::Basic,
+                json!({"username": "u", "password": ["sekrit"]}),
+            ),
+            (
+                ConnectionKind::Headers,
+                json!({"headers": {"X-A": 12345678}}),
+            ),
+            (
+                ConnectionKind::ServiceAccountJson,
+                json!({"json": "{sekrit"}),
+            ),
+            (
+                ConnectionKind::AwsAccessKey,
+                json!({"access_key_id": "sekrit", "secret_access_key": "x"}),
+            ),
         ] {
             let e = parse(kind, body).unwrap_err();
             assert_eq!(e.code(), "invalid_credentials");
@@ -399,16 +430,28 @@ mod tests {
 
     #[test]
     fn unknown_fields_rejected() {
-        let e = parse(ConnectionKind::Basic, json!({"username": "u", "password": "p", "pw": "x"})).unwrap_err();
+        let e = parse(
+            ConnectionKind::Basic,
+            json!({"username": "u", "password": "p", "pw": "x"}),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("credentials.pw"));
     }
 
     #[test]
     fn basic_and_headers_roundtrip() {
-        let p = parse(ConnectionKind::Basic, json!({"username": "svc", "password": "pw"})).unwrap();
+        let p = parse(
+            ConnectionKind::Basic,
+            json!({"username": "svc", "password": "pw"}),
+        )
+        .unwrap();
         let out = assemble(ConnectionKind::Basic, &p.meta, &p.secrets).unwrap();
         assert_eq!(out["apply"]["headers"]["Authorization"], "Basic c3ZjOnB3");
-        let p = parse(ConnectionKind::Headers, json!({"headers": {"X-Api-Key": "k", "X-Org": "o"}})).unwrap();
+        let p = parse(
+            ConnectionKind::Headers,
+            json!({"headers": {"X-Api-Key": "k", "X-Org": "o"}}),
+        )
+        .unwrap();
         assert_eq!(p.secrets.len(), 2);
         let out = assemble(ConnectionKind::Headers, &p.meta, &p.secrets).unwrap();
         assert_eq!(out["headers"]["X-Org"], "o");
@@ -418,7 +461,11 @@ mod tests {
     fn service_account_meta_extracted() {
         let sa = json!({"type": "service_account", "project_id": "p1", "client_email": "a@p1.iam.gserviceaccount.com",
             "private_key_id": "abc", "private_key": "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n"});
-        let p = parse(ConnectionKind::ServiceAccountJson, json!({"json": sa.to_string()})).unwrap();
+        let p = parse(
+            ConnectionKind::ServiceAccountJson,
+            json!({"json": sa.to_string()}),
+        )
+        .unwrap();
         assert_eq!(p.meta["client_email"], "a@p1.iam.gserviceaccount.com");
         assert!(!serde_json::to_string(&p.meta).unwrap().contains("BEGIN"));
     }

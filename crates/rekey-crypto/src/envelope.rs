@@ -58,7 +58,13 @@ fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     // AES-GCM encryption only fails for plaintexts beyond 64 GiB.
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .unwrap_or_default();
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
@@ -159,7 +165,10 @@ mod tests {
     fn moved_ciphertext_fails() {
         let kr = Keyring::generate();
         let s = kr.seal(&aad("a"), b"hello");
-        assert!(matches!(kr.open(&aad("b"), &s), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            kr.open(&aad("b"), &s),
+            Err(CryptoError::Authentication)
+        ));
         let mut other = aad("a");
         other.version = 2;
         assert!(kr.open(&other, &s).is_err());
@@ -179,7 +188,10 @@ mod tests {
         assert_eq!(kr.open(&aad("a"), &r).unwrap().as_slice(), b"hello");
         assert_eq!(kr.open(&aad("a"), &s).unwrap().as_slice(), b"hello");
         kr.retain(|id| id == r.kek_id);
-        assert!(matches!(kr.open(&aad("a"), &s), Err(CryptoError::UnknownKek(_))));
+        assert!(matches!(
+            kr.open(&aad("a"), &s),
+            Err(CryptoError::UnknownKek(_))
+        ));
     }
 
     #[test]

@@ -88,7 +88,10 @@ fn new_kek() -> Kek {
     let mut id = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut id);
     Kek {
-        id: format!("kek_{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        id: format!(
+            "kek_{}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
         key,
         created_at: now_s(),
     }
@@ -96,16 +99,18 @@ fn new_kek() -> Kek {
 
 fn decode_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
     let text = text.trim();
-    let bytes = Zeroizing::new(if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
-            .ok()?
-    });
+    let bytes = Zeroizing::new(
+        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+                .ok()?
+        },
+    );
     if bytes.len() != 32 {
         return None;
     }
@@ -137,9 +142,16 @@ impl Keyring {
             let digest = Sha256::digest([b"rekey-kek-id".as_slice(), key.as_ref()].concat());
             let id = format!(
                 "mk_{}",
-                digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+                digest[..8]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
             );
-            Ok(Kek { id, key, created_at: 0 })
+            Ok(Kek {
+                id,
+                key,
+                created_at: 0,
+            })
         };
         let mut keys = vec![mk(current, "REKEY_MASTER_KEY")?];
         for p in previous.iter().filter(|p| !p.trim().is_empty()) {
@@ -299,7 +311,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let (again, created) = Keyring::load_or_create(&p).unwrap();
         assert!(!created);

@@ -94,9 +94,16 @@ pub fn parse_entry(file: &str, text: &str) -> Result<Provider, CatalogError> {
 
 fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
     rekey_core::ids::validate_slug("id", &p.id, 64).map_err(|e| fail(file, "id", e.to_string()))?;
-    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let stem = Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("");
     if stem != p.id {
-        return Err(fail(file, "id", format!("must equal the file name `{stem}`")));
+        return Err(fail(
+            file,
+            "id",
+            format!("must equal the file name `{stem}`"),
+        ));
     }
     if p.display_name.trim().is_empty() {
         return Err(fail(file, "display_name", "must not be empty"));
@@ -110,18 +117,27 @@ fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, k) in p.auth_kinds.iter().enumerate() {
         let field = format!("auth_kinds[{i}]");
-        k.parse::<ConnectionKind>().map_err(|e| fail(file, &field, e.to_string()))?;
+        k.parse::<ConnectionKind>()
+            .map_err(|e| fail(file, &field, e.to_string()))?;
         if !seen.insert(k) {
             return Err(fail(file, &field, format!("`{k}` is listed twice")));
         }
     }
     for (name, rb) in [("revoke", &p.revoke), ("rotate", &p.rotate)] {
         if rb.method == RunbookMethod::Manual && rb.steps.is_empty() {
-            return Err(fail(file, &format!("{name}.steps"), "a manual runbook needs at least one step"));
+            return Err(fail(
+                file,
+                &format!("{name}.steps"),
+                "a manual runbook needs at least one step",
+            ));
         }
         for (i, s) in rb.steps.iter().enumerate() {
             if s.trim().is_empty() {
-                return Err(fail(file, &format!("{name}.steps[{i}]"), "must not be empty"));
+                return Err(fail(
+                    file,
+                    &format!("{name}.steps[{i}]"),
+                    "must not be empty",
+                ));
             }
         }
         if name == "revoke" && rb.overlap.is_some() {
@@ -170,7 +186,8 @@ impl Catalog {
                 continue;
             }
             let name = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| fail(&name, "document", e.to_string()))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| fail(&name, "document", e.to_string()))?;
             files.push((name, text));
         }
         Catalog::from_files(files)
@@ -182,7 +199,11 @@ impl Catalog {
         for (name, text) in files {
             let p = parse_entry(&name, &text)?;
             if providers.contains_key(&p.id) {
-                return Err(fail(&name, "id", format!("duplicate provider id `{}`", p.id)));
+                return Err(fail(
+                    &name,
+                    "id",
+                    format!("duplicate provider id `{}`", p.id),
+                ));
             }
             providers.insert(p.id.clone(), p);
         }
@@ -233,7 +254,11 @@ steps = ["Create a new key", "Update rekey", "Delete the old key"]
         let c = Catalog::embedded().unwrap();
         assert!(c.len() >= 5);
         for p in c.all() {
-            assert!(!p.revoke.steps.is_empty() || p.revoke.method == RunbookMethod::Api, "{}", p.id);
+            assert!(
+                !p.revoke.steps.is_empty() || p.revoke.method == RunbookMethod::Api,
+                "{}",
+                p.id
+            );
         }
     }
 
@@ -250,9 +275,21 @@ steps = ["Create a new key", "Update rekey", "Delete the old key"]
             (GOOD.replace("\"api_key\"", "\"api-key\""), "auth_kinds[0]"),
             (GOOD.replace("https://docs", "http://docs"), "docs_url"),
             (GOOD.replace("id = \"acme\"", "id = \"other\""), "id"),
-            (GOOD.replace("category = \"crm\"", "category = \"crm\"\nlogo = 1"), "line"),
-            (GOOD.replace("auth_kinds = [\"api_key\"]", "auth_kinds = [\"api_key\", \"api_key\"]"), "auth_kinds[1]"),
-            (GOOD.replace("steps = [\"Delete the key in Acme → Settings → API\"]", ""), "revoke.steps"),
+            (
+                GOOD.replace("category = \"crm\"", "category = \"crm\"\nlogo = 1"),
+                "line",
+            ),
+            (
+                GOOD.replace(
+                    "auth_kinds = [\"api_key\"]",
+                    "auth_kinds = [\"api_key\", \"api_key\"]",
+                ),
+                "auth_kinds[1]",
+            ),
+            (
+                GOOD.replace("steps = [\"Delete the key in Acme → Settings → API\"]", ""),
+                "revoke.steps",
+            ),
         ];
         for (text, field) in cases {
             let e = parse_entry("providers/acme.toml", &text).unwrap_err();
@@ -263,7 +300,11 @@ steps = ["Create a new key", "Update rekey", "Delete the old key"]
 
     #[test]
     fn unknown_key_is_named() {
-        let e = parse_entry("providers/acme.toml", &GOOD.replace("category = \"crm\"", "category = \"crm\"\nlogo = 1")).unwrap_err();
+        let e = parse_entry(
+            "providers/acme.toml",
+            &GOOD.replace("category = \"crm\"", "category = \"crm\"\nlogo = 1"),
+        )
+        .unwrap_err();
         assert!(e.reason.contains("logo"), "{e}");
     }
 
@@ -272,7 +313,11 @@ steps = ["Create a new key", "Update rekey", "Delete the old key"]
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("acme.toml"), GOOD).unwrap();
         assert_eq!(Catalog::load_dir(dir.path()).unwrap().len(), 1);
-        let e = Catalog::from_files(vec![("a/acme.toml".into(), GOOD.into()), ("b/acme.toml".into(), GOOD.into())]).unwrap_err();
+        let e = Catalog::from_files(vec![
+            ("a/acme.toml".into(), GOOD.into()),
+            ("b/acme.toml".into(), GOOD.into()),
+        ])
+        .unwrap_err();
         assert!(e.reason.contains("duplicate"));
     }
 }

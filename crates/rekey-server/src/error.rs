@@ -76,7 +76,8 @@ pub fn scrub_serde_message(msg: &str) -> String {
             Some(_) => {}
             None if c == '"' || c == '`' => {
                 // Backticked field names after "field" / "one of" stay; values go.
-                let keep = out.ends_with("field ") || out.ends_with("one of ") || out.ends_with(", ");
+                let keep =
+                    out.ends_with("field ") || out.ends_with("one of ") || out.ends_with(", ");
                 if keep && c == '`' {
                     out.push(c);
                     for n in chars.by_ref() {
@@ -93,7 +94,8 @@ pub fn scrub_serde_message(msg: &str) -> String {
             None => out.push(c),
         }
     }
-    out.replace("`…`", "(value hidden)").replace("\"…\"", "(value hidden)")
+    out.replace("`…`", "(value hidden)")
+        .replace("\"…\"", "(value hidden)")
 }
 
 #[cfg(test)]
@@ -102,7 +104,9 @@ mod tests {
 
     #[test]
     fn scrubs_values_keeps_field_names() {
-        let m = scrub_serde_message("tags: invalid type: string \"sk_live_abc\", expected a sequence at line 1 column 20");
+        let m = scrub_serde_message(
+            "tags: invalid type: string \"sk_live_abc\", expected a sequence at line 1 column 20",
+        );
         assert!(!m.contains("sk_live_abc"), "{m}");
         assert!(m.contains("expected a sequence"));
         let m = scrub_serde_message("unknown field `pasword`, expected one of `provider`, `kind`");

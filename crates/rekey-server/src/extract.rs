@@ -31,7 +31,10 @@ fn json_rejection(rej: JsonRejection) -> Response {
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => (
             status,
             "payload_too_large",
-            format!("request body is larger than the limit of {} bytes", crate::BODY_LIMIT),
+            format!(
+                "request body is larger than the limit of {} bytes",
+                crate::BODY_LIMIT
+            ),
         ),
         JsonRejection::MissingJsonContentType(_) => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -41,14 +44,24 @@ fn json_rejection(rej: JsonRejection) -> Response {
         JsonRejection::JsonSyntaxError(e) => (
             StatusCode::BAD_REQUEST,
             "malformed_json",
-            format!("request body is not valid JSON: {}", scrub_serde_message(&source_text(e))),
+            format!(
+                "request body is not valid JSON: {}",
+                scrub_serde_message(&source_text(e))
+            ),
         ),
         JsonRejection::JsonDataError(e) => (
             StatusCode::BAD_REQUEST,
             "invalid_body",
-            format!("request body does not match the schema: {}", scrub_serde_message(&source_text(e))),
+            format!(
+                "request body does not match the schema: {}",
+                scrub_serde_message(&source_text(e))
+            ),
         ),
-        _ => (StatusCode::BAD_REQUEST, "invalid_body", "could not read the request body".to_string()),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "could not read the request body".to_string(),
+        ),
     };
     error_response(status, code, msg)
 }
@@ -73,9 +86,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(error_response(
                 StatusCode::BAD_REQUEST,
                 "invalid_query",
-                format!("invalid query string: {}", scrub_serde_message(&source_text(&e))),
+                format!(
+                    "invalid query string: {}",
+                    scrub_serde_message(&source_text(&e))
+                ),
             )),
-            Err(_) => Err(error_response(StatusCode::BAD_REQUEST, "invalid_query", "invalid query string".into())),
+            Err(_) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "invalid query string".into(),
+            )),
         }
     }
 }
@@ -122,26 +142,48 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
-/// An authenticated caller plus the audit context of this request.
-pub struct Auth {
+/// What scope a handler needs; checked in the extractor, so a caller
+/// without it gets 403 before the body is even read.
+pub trait NeedScope {
+    const SCOPE: Option<rekey_core::scope::Scope>;
+}
+
+macro_rules! need_scope {
+    ($($name:ident => $scope:expr),* $(,)?) => {$(
+        pub struct $name;
+        impl NeedScope for $name {
+            const SCOPE: Option<rekey_core::scope::Scope> = $scope;
+        }
+    )*};
+}
+
+need_scope!(
+    AnyScope => None,
+    ConnRead => Some(rekey_core::scope::Scope::ConnectionsRead),
+    ConnWrite => Some(rekey_core::scope::Scope::ConnectionsWrite),
+    AuditRead => Some(rekey_core::scope::Scope::AuditRead),
+    Admin => Some(rekey_core::scope::Scope::Admin),
+);
+
+/// An authenticated caller holding scope `N`, plus the audit context of
+/// this request.
+pub struct Auth<N: NeedScope = AnyScope> {
     pub principal: Principal,
     pub ctx: Ctx,
+    _need: std::marker::PhantomData<N>,
 }
 
-impl Auth {
-    pub fn require(&self, s: rekey_core::scope::Scope) -> Result<(), ApiError> {
-        self.principal.require(s).map_err(ApiError)
-    }
-}
-
-impl FromRequestParts<AppState> for Auth {
+impl<N: NeedScope> FromRequestParts<AppState> for Auth<N> {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(|t| SecretString::from(t.trim()));
         let Some(token) = token else {
             return Err(ApiError(Error::Unauthorized).into_response());
@@ -160,8 +202,17 @@ impl FromRequestParts<AppState> for Auth {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string());
+        if let Some(scope) = N::SCOPE {
+            principal
+                .require(scope)
+                .map_err(|e| ApiError(e).into_response())?;
+        }
         let ctx = principal.ctx(request_id, source);
-        Ok(Auth { principal, ctx })
+        Ok(Auth {
+            principal,
+            ctx,
+            _need: std::marker::PhantomData,
+        })
     }
 }
 
@@ -176,6 +227,10 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Re
         } else {
             ("invalid_body", "request body does not match the schema")
         };
-        error_response(StatusCode::BAD_REQUEST, code, format!("{what}: {}", scrub_serde_message(&e.to_string())))
+        error_response(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("{what}: {}", scrub_serde_message(&e.to_string())),
+        )
     })
 }

@@ -53,7 +53,12 @@ impl Modify for BearerAuth {
         if let Some(c) = openapi.components.as_mut() {
             c.add_security_scheme(
                 "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("rk_…").build()),
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("rk_…")
+                        .build(),
+                ),
             );
         }
     }
@@ -73,19 +78,32 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 pub fn router(rekey: Rekey) -> Router {
     let metrics = metrics::Metrics::new();
-    let state = AppState { rekey, metrics: metrics.clone() };
+    let state = AppState {
+        rekey,
+        metrics: metrics.clone(),
+    };
     let (api, doc) = api();
     let doc = Arc::new(doc);
-    api.route("/api/v1/openapi.json", get(move || {
-        let d = doc.clone();
-        async move { Json(d.as_ref().clone()) }
-    }))
-    .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let d = doc.clone();
+            async move { Json(d.as_ref().clone()) }
+        }),
+    )
+    .route_layer(axum::middleware::from_fn_with_state(
+        metrics,
+        metrics::track,
+    ))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(DefaultBodyLimit::max(BODY_LIMIT))
     .layer(CatchPanicLayer::custom(|_| {
-        error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see server logs".into())
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see server logs".into(),
+        )
     }))
     .layer(TraceLayer::new_for_http())
     .layer(PropagateRequestIdLayer::x_request_id())
@@ -94,11 +112,20 @@ pub fn router(rekey: Rekey) -> Router {
 }
 
 async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "route_not_found", "no such route; see /api/v1/openapi.json".into())
+    error_response(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such route; see /api/v1/openapi.json".into(),
+    )
 }
 
 async fn method_not_allowed() -> Response {
-    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route".into()).into_response()
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route".into(),
+    )
+    .into_response()
 }
 
 /// Serve until `shutdown` resolves, then drain in-flight requests.
@@ -108,7 +135,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(rekey);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -46,16 +46,41 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let connections = Family::<StatusLabels, Gauge>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
-        registry.register("connections", "Connections by status (all tenants)", connections.clone());
-        Arc::new(Metrics { registry, requests, latency, connections })
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections by status (all tenants)",
+            connections.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            connections,
+        })
     }
 
     pub fn set_connection_counts(&self, counts: &[(String, i64)]) {
         for s in rekey_core::connection::Status::ALL {
-            let n = counts.iter().find(|(k, _)| k == s.as_str()).map(|(_, n)| *n).unwrap_or(0);
-            self.connections.get_or_create(&StatusLabels { status: s.as_str().into() }).set(n);
+            let n = counts
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            self.connections
+                .get_or_create(&StatusLabels {
+                    status: s.as_str().into(),
+                })
+                .set(n);
         }
     }
 
@@ -76,10 +101,17 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
     let start = Instant::now();
     let resp = next.run(req).await;
     m.latency
-        .get_or_create(&LatencyLabels { method: method.clone(), route: route.clone() })
+        .get_or_create(&LatencyLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
         .observe(start.elapsed().as_secs_f64());
     m.requests
-        .get_or_create(&RouteLabels { method, route, status: resp.status().as_u16() })
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            status: resp.status().as_u16(),
+        })
         .inc();
     resp
 }

@@ -37,10 +37,17 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 
 impl Rekey {
     /// Create an API key in `ctx.tenant`. The returned key is shown once.
-    pub async fn create_api_key(&self, ctx: &Ctx, req: &CreateApiKey) -> Result<CreatedApiKey, Error> {
+    pub async fn create_api_key(
+        &self,
+        ctx: &Ctx,
+        req: &CreateApiKey,
+    ) -> Result<CreatedApiKey, Error> {
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(Error::invalid("invalid_field", "`name` must be 1–100 printable characters"));
+            return Err(Error::invalid(
+                "invalid_field",
+                "`name` must be 1–100 printable characters",
+            ));
         }
         ids::validate_slug("tenant", &ctx.tenant, 64)?;
         let scopes = Scopes::parse(&req.scopes)?;
@@ -57,8 +64,15 @@ impl Rekey {
         };
         let mut tx = self.store().begin_write().await?;
         api_keys::insert(tx.conn(), &row, &rekey_crypto::hash_api_key(&key)).await?;
-        record(&mut tx, ctx, "api_key.create", Some(&row.id), "ok",
-            json!({"name": row.name, "scopes": row.scopes})).await?;
+        record(
+            &mut tx,
+            ctx,
+            "api_key.create",
+            Some(&row.id),
+            "ok",
+            json!({"name": row.name, "scopes": row.scopes}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(CreatedApiKey {
             key: key.to_string(),
@@ -92,7 +106,9 @@ impl Rekey {
     async fn touch(&self, key_id: &str) {
         let now = rekey_core::time::now_ms();
         {
-            let Ok(mut m) = self.inner.touched.lock() else { return };
+            let Ok(mut m) = self.inner.touched.lock() else {
+                return;
+            };
             match m.get(key_id) {
                 Some(t) if now - *t < TOUCH_EVERY_MS => return,
                 _ => {
@@ -123,16 +139,31 @@ impl Rekey {
         let id = ids::parse_id(ids::API_KEY, id)?;
         let mut tx = self.store().begin_write().await?;
         let not_found = || Error::not_found("api_key_not_found", format!("API key {id}"));
-        let row = api_keys::get(tx.conn(), &ctx.tenant, &id).await?.ok_or_else(not_found)?;
+        let row = api_keys::get(tx.conn(), &ctx.tenant, &id)
+            .await?
+            .ok_or_else(not_found)?;
         if row.revoked_at.is_some() {
-            return Err(Error::conflict("already_revoked", format!("API key {id} is already revoked")));
+            return Err(Error::conflict(
+                "already_revoked",
+                format!("API key {id} is already revoked"),
+            ));
         }
         let now = rekey_core::time::now_ms();
         api_keys::revoke(tx.conn(), &ctx.tenant, &id, now).await?;
-        record(&mut tx, ctx, "api_key.revoke", Some(&id), "ok", json!({"name": row.name})).await?;
+        record(
+            &mut tx,
+            ctx,
+            "api_key.revoke",
+            Some(&id),
+            "ok",
+            json!({"name": row.name}),
+        )
+        .await?;
         tx.commit().await?;
         let mut c = self.store().read().await?;
-        let row = api_keys::get(&mut c, &ctx.tenant, &id).await?.ok_or_else(not_found)?;
+        let row = api_keys::get(&mut c, &ctx.tenant, &id)
+            .await?
+            .ok_or_else(not_found)?;
         Ok(views::api_key(&row))
     }
 }

@@ -37,7 +37,10 @@ fn limit(l: Option<i64>) -> Result<i64, Error> {
     match l {
         None => Ok(50),
         Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(_) => Err(Error::invalid("invalid_limit", "`limit` must be between 1 and 500")),
+        Some(_) => Err(Error::invalid(
+            "invalid_limit",
+            "`limit` must be between 1 and 500",
+        )),
     }
 }
 
@@ -46,7 +49,10 @@ impl Rekey {
         let before_seq = match &q.cursor {
             None => None,
             Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::invalid("invalid_cursor", "`cursor` is not a cursor returned by this endpoint")
+                Error::invalid(
+                    "invalid_cursor",
+                    "`cursor` is not a cursor returned by this endpoint",
+                )
             })?),
         };
         let since = q

@@ -74,8 +74,12 @@ impl Rekey {
                 .get("private_key_pem")
                 .ok_or_else(|| Error::internal("rsa key missing after parse"))?;
             let info = crate::rsa_key::derive(pem, parsed.secrets.get("passphrase"))?;
-            parsed.meta.insert("public_key_fingerprint".into(), info.fingerprint.into());
-            parsed.meta.insert("public_key_pem".into(), info.public_key_pem.into());
+            parsed
+                .meta
+                .insert("public_key_fingerprint".into(), info.fingerprint.into());
+            parsed
+                .meta
+                .insert("public_key_pem".into(), info.public_key_pem.into());
             parsed.meta.insert("key_bits".into(), info.bits.into());
         }
         Ok(parsed)
@@ -119,7 +123,11 @@ impl Rekey {
         Ok(())
     }
 
-    pub async fn create_connection(&self, ctx: &Ctx, req: CreateConnection) -> Result<ConnectionView, Error> {
+    pub async fn create_connection(
+        &self,
+        ctx: &Ctx,
+        req: CreateConnection,
+    ) -> Result<ConnectionView, Error> {
         let kind: ConnectionKind = req.kind.parse()?;
         let provider = self.catalog().get(&req.provider).ok_or_else(|| {
             Error::unprocessable(
@@ -175,10 +183,17 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;
         self.write_secrets(&mut tx, &row, &parsed).await?;
-        record(&mut tx, ctx, "connection.create", Some(&row.id), "ok", json!({
-            "provider": row.provider, "kind": kind.as_str(),
-            "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
-        }))
+        record(
+            &mut tx,
+            ctx,
+            "connection.create",
+            Some(&row.id),
+            "ok",
+            json!({
+                "provider": row.provider, "kind": kind.as_str(),
+                "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
+            }),
+        )
         .await?;
         tx.commit().await?;
         Ok(views::connection(&row))
@@ -187,11 +202,17 @@ impl Rekey {
     pub async fn get_connection(&self, tenant: &str, id: &str) -> Result<ConnectionView, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let mut c = self.store().read().await?;
-        let row = store::get(&mut c, tenant, &id).await?.ok_or_else(|| not_found(&id))?;
+        let row = store::get(&mut c, tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
         Ok(views::connection(&row))
     }
 
-    pub async fn list_connections(&self, tenant: &str, q: &ConnectionQuery) -> Result<ConnectionList, Error> {
+    pub async fn list_connections(
+        &self,
+        tenant: &str,
+        q: &ConnectionQuery,
+    ) -> Result<ConnectionList, Error> {
         let slug = |field: &str, v: &Option<String>| -> Result<Option<String>, Error> {
             if let Some(s) = v {
                 ids::validate_slug(field, s, 64)?;
@@ -201,12 +222,22 @@ impl Rekey {
         let limit = match q.limit {
             None => 50,
             Some(n) if (1..=200).contains(&n) => n,
-            Some(_) => return Err(Error::invalid("invalid_limit", "`limit` must be between 1 and 200")),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "invalid_limit",
+                    "`limit` must be between 1 and 200",
+                ))
+            }
         };
         let after_id = match &q.cursor {
             None => None,
             Some(c) => {
-                let bad = || Error::invalid("invalid_cursor", "`cursor` is not a cursor returned by this endpoint");
+                let bad = || {
+                    Error::invalid(
+                        "invalid_cursor",
+                        "`cursor` is not a cursor returned by this endpoint",
+                    )
+                };
                 let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(c)
                     .map_err(|_| bad())?;
@@ -221,8 +252,16 @@ impl Rekey {
             tag: slug("tag", &q.tag)?,
             custody: slug("custody", &q.custody)?,
             owner: q.owner.clone(),
-            created_before: q.created_before.as_deref().map(|s| parse_rfc3339("created_before", s)).transpose()?,
-            rotated_before: q.rotated_before.as_deref().map(|s| parse_rfc3339("rotated_before", s)).transpose()?,
+            created_before: q
+                .created_before
+                .as_deref()
+                .map(|s| parse_rfc3339("created_before", s))
+                .transpose()?,
+            rotated_before: q
+                .rotated_before
+                .as_deref()
+                .map(|s| parse_rfc3339("rotated_before", s))
+                .transpose()?,
             after_id,
             limit,
         };
@@ -249,7 +288,9 @@ impl Rekey {
         id: &str,
         expected: Option<i64>,
     ) -> Result<ConnectionRow, Error> {
-        let row = store::get(tx.conn(), tenant, id).await?.ok_or_else(|| not_found(id))?;
+        let row = store::get(tx.conn(), tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         check_version(expected, &row)?;
         Ok(row)
     }
@@ -265,7 +306,9 @@ impl Rekey {
         let expected = if_match.or(req.version);
         let mut changed = Vec::new();
         let mut tx = self.store().begin_write().await?;
-        let mut row = self.load_for_write(&mut tx, &ctx.tenant, &id, expected).await?;
+        let mut row = self
+            .load_for_write(&mut tx, &ctx.tenant, &id, expected)
+            .await?;
         let old_version = row.version;
         if let Some(n) = &req.display_name {
             connection::validate_display_name(n)?;
@@ -289,18 +332,33 @@ impl Rekey {
             changed.push("custody");
         }
         if let Some(e) = &req.expires_at {
-            row.expires_at = if e.is_empty() { None } else { Some(parse_rfc3339("expires_at", e)?) };
+            row.expires_at = if e.is_empty() {
+                None
+            } else {
+                Some(parse_rfc3339("expires_at", e)?)
+            };
             changed.push("expires_at");
         }
         if changed.is_empty() {
-            return Err(Error::invalid("nothing_to_update", "the request changes no field"));
+            return Err(Error::invalid(
+                "nothing_to_update",
+                "the request changes no field",
+            ));
         }
         row.version += 1;
         row.updated_at = now_ms();
         if !store::update(tx.conn(), &row, old_version).await? {
             return Err(lost_race(&id));
         }
-        record(&mut tx, ctx, "connection.update", Some(&id), "ok", json!({"fields": changed, "version": row.version})).await?;
+        record(
+            &mut tx,
+            ctx,
+            "connection.update",
+            Some(&id),
+            "ok",
+            json!({"fields": changed, "version": row.version}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(views::connection(&row))
     }
@@ -317,7 +375,9 @@ impl Rekey {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let expected = if_match.or(req.version);
         let mut tx = self.store().begin_write().await?;
-        let mut row = self.load_for_write(&mut tx, &ctx.tenant, &id, expected).await?;
+        let mut row = self
+            .load_for_write(&mut tx, &ctx.tenant, &id, expected)
+            .await?;
         let parsed = self.parse_material(row.kind, req.credentials)?;
         let old_version = row.version;
         let from = row.status;
@@ -335,11 +395,18 @@ impl Rekey {
             return Err(lost_race(&id));
         }
         self.write_secrets(&mut tx, &row, &parsed).await?;
-        record(&mut tx, ctx, "connection.credentials_update", Some(&id), "ok", json!({
-            "credential_version": row.credential_version,
-            "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
-            "status_from": from.as_str(), "status_to": row.status.as_str(),
-        }))
+        record(
+            &mut tx,
+            ctx,
+            "connection.credentials_update",
+            Some(&id),
+            "ok",
+            json!({
+                "credential_version": row.credential_version,
+                "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
+                "status_from": from.as_str(), "status_to": row.status.as_str(),
+            }),
+        )
         .await?;
         tx.commit().await?;
         Ok(views::connection(&row))
@@ -357,7 +424,10 @@ impl Rekey {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         if let Some(r) = &req.reason {
             if r.chars().count() > 500 {
-                return Err(Error::invalid("invalid_field", "`reason` must be at most 500 characters"));
+                return Err(Error::invalid(
+                    "invalid_field",
+                    "`reason` must be at most 500 characters",
+                ));
             }
         }
         let mut tx = self.store().begin_write().await?;
@@ -366,7 +436,10 @@ impl Rekey {
             .await?;
         let from = row.status;
         if to == Status::Pending && from != Status::Disabled {
-            return Err(Error::conflict("not_disabled", format!("connection {id} is `{from}`, not disabled")));
+            return Err(Error::conflict(
+                "not_disabled",
+                format!("connection {id} is `{from}`, not disabled"),
+            ));
         }
         row.status = from.transition(to)?;
         let old_version = row.version;
@@ -380,23 +453,44 @@ impl Rekey {
             Status::Pending => "connection.enable",
             _ => "connection.status_change",
         };
-        record(&mut tx, ctx, action, Some(&id), "ok", json!({
-            "from": from.as_str(), "to": to.as_str(), "reason": req.reason,
-        }))
+        record(
+            &mut tx,
+            ctx,
+            action,
+            Some(&id),
+            "ok",
+            json!({
+                "from": from.as_str(), "to": to.as_str(), "reason": req.reason,
+            }),
+        )
         .await?;
         tx.commit().await?;
         Ok(views::connection(&row))
     }
 
-    pub async fn delete_connection(&self, ctx: &Ctx, id: &str, if_match: Option<i64>) -> Result<(), Error> {
+    pub async fn delete_connection(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<(), Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let mut tx = self.store().begin_write().await?;
-        let row = self.load_for_write(&mut tx, &ctx.tenant, &id, if_match).await?;
+        let row = self
+            .load_for_write(&mut tx, &ctx.tenant, &id, if_match)
+            .await?;
         let n = secrets::delete_owner(tx.conn(), OWNER_KIND, &id).await?;
         store::delete(tx.conn(), &ctx.tenant, &id).await?;
-        record(&mut tx, ctx, "connection.delete", Some(&id), "ok", json!({
-            "provider": row.provider, "kind": row.kind.as_str(), "secrets_destroyed": n,
-        }))
+        record(
+            &mut tx,
+            ctx,
+            "connection.delete",
+            Some(&id),
+            "ok",
+            json!({
+                "provider": row.provider, "kind": row.kind.as_str(), "secrets_destroyed": n,
+            }),
+        )
         .await?;
         tx.commit().await
     }
@@ -404,24 +498,36 @@ impl Rekey {
     /// Decrypt a connection's material. Every call is audited — granted,
     /// denied or failed — and the audit entry commits before the secret is
     /// returned.
-    pub async fn read_credentials(&self, p: &Principal, ctx: &Ctx, id: &str) -> Result<CredentialsView, Error> {
+    pub async fn read_credentials(
+        &self,
+        p: &Principal,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<CredentialsView, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         if let Err(e) = p.require(Scope::CredentialsRead) {
-            self.audit_read(ctx, &id, "denied", json!({"reason": "missing_scope"})).await?;
+            self.audit_read(ctx, &id, "denied", json!({"reason": "missing_scope"}))
+                .await?;
             return Err(e);
         }
         let (row, rows) = {
             let mut c = self.store().read().await?;
-            let row = store::get(&mut c, &ctx.tenant, &id).await?.ok_or_else(|| not_found(&id))?;
+            let row = store::get(&mut c, &ctx.tenant, &id)
+                .await?
+                .ok_or_else(|| not_found(&id))?;
             let rows = secrets::for_owner(&mut c, OWNER_KIND, &id).await?;
             (row, rows)
         };
         match row.status {
             Status::Disabled | Status::Revoked => {
-                self.audit_read(ctx, &id, "denied", json!({"reason": row.status.as_str()})).await?;
+                self.audit_read(ctx, &id, "denied", json!({"reason": row.status.as_str()}))
+                    .await?;
                 return Err(Error::conflict(
                     "connection_unusable",
-                    format!("connection {id} is {}; its credentials are not handed out", row.status),
+                    format!(
+                        "connection {id} is {}; its credentials are not handed out",
+                        row.status
+                    ),
                 ));
             }
             _ => {}
@@ -434,7 +540,8 @@ impl Rekey {
         }) {
             Ok(m) => m,
             Err(e) => {
-                self.audit_read(ctx, &id, "error", json!({"error": e.code()})).await?;
+                self.audit_read(ctx, &id, "error", json!({"error": e.code()}))
+                    .await?;
                 return Err(e);
             }
         };
@@ -447,13 +554,23 @@ impl Rekey {
         })
     }
 
-    async fn audit_read(&self, ctx: &Ctx, id: &str, outcome: &str, details: Value) -> Result<(), Error> {
+    async fn audit_read(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        outcome: &str,
+        details: Value,
+    ) -> Result<(), Error> {
         let mut tx = self.store().begin_write().await?;
         record(&mut tx, ctx, "credentials.read", Some(id), outcome, details).await?;
         tx.commit().await
     }
 
-    fn open_secrets(&self, row: &ConnectionRow, rows: &[SecretRow]) -> Result<BTreeMap<String, SecretString>, Error> {
+    fn open_secrets(
+        &self,
+        row: &ConnectionRow,
+        rows: &[SecretRow],
+    ) -> Result<BTreeMap<String, SecretString>, Error> {
         let kr = self.keyring()?;
         let mut out = BTreeMap::new();
         for s in rows {

@@ -39,7 +39,11 @@ impl Rekey {
             .ids()
             .into_iter()
             .map(|id| {
-                let n = usage.iter().find(|(k, _)| *k == id).map(|(_, n)| *n).unwrap_or(0);
+                let n = usage
+                    .iter()
+                    .find(|(k, _)| *k == id)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
                 (id, n)
             })
             .collect();
@@ -110,12 +114,12 @@ impl Rekey {
                     wrapped_dek: row.wrapped_dek.clone(),
                     ciphertext: row.ciphertext.clone(),
                 };
-                let new = self
-                    .keyring()?
-                    .rewrap(&aad, &sealed)
-                    .map_err(|e| Error::DecryptionFailed(format!(
-                        "cannot re-wrap secret `{}` of {} {}: {e}", row.field, row.owner_kind, row.owner_id
-                    )))?;
+                let new = self.keyring()?.rewrap(&aad, &sealed).map_err(|e| {
+                    Error::DecryptionFailed(format!(
+                        "cannot re-wrap secret `{}` of {} {}: {e}",
+                        row.field, row.owner_kind, row.owner_id
+                    ))
+                })?;
                 let mut updated = row.clone();
                 updated.kek_id = new.kek_id;
                 updated.wrapped_dek = new.wrapped_dek;
@@ -155,9 +159,20 @@ impl Rekey {
             }
         };
         let mut tx = self.store().begin_write().await?;
-        record(&mut tx, &Ctx { tenant: "system".into(), actor: "cli".into(), request_id: None, source: None },
-            "keys.rotate", Some(&primary), "ok",
-            json!({"rewrapped": done, "dropped": dropped, "resumed": resumed})).await?;
+        record(
+            &mut tx,
+            &Ctx {
+                tenant: "system".into(),
+                actor: "cli".into(),
+                request_id: None,
+                source: None,
+            },
+            "keys.rotate",
+            Some(&primary),
+            "ok",
+            json!({"rewrapped": done, "dropped": dropped, "resumed": resumed}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(KekRotationReport {
             primary,

@@ -48,7 +48,8 @@ impl OpenOptions {
             b.recursive(true);
             #[cfg(unix)]
             std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(dir).map_err(|e| io("cannot create data directory", dir, e))?;
+            b.create(dir)
+                .map_err(|e| io("cannot create data directory", dir, e))?;
         }
         let lock_path = dir.join("rekey.lock");
         let lock = File::options()

@@ -19,7 +19,10 @@ fn bad(msg: &str) -> Error {
     Error::invalid("invalid_credentials", msg.to_string())
 }
 
-pub fn derive(pem: &SecretString, passphrase: Option<&SecretString>) -> Result<PublicKeyInfo, Error> {
+pub fn derive(
+    pem: &SecretString,
+    passphrase: Option<&SecretString>,
+) -> Result<PublicKeyInfo, Error> {
     let text = pem.expose().trim();
     let key = if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
         let pw = passphrase.ok_or_else(|| {

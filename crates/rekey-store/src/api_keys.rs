@@ -47,7 +47,10 @@ pub async fn insert(c: &mut AnyConnection, row: &ApiKeyRow, key_hash: &str) -> R
 }
 
 /// The active (not revoked) key with this hash.
-pub async fn find_active_by_hash(c: &mut AnyConnection, key_hash: &str) -> Result<Option<ApiKeyRow>, Error> {
+pub async fn find_active_by_hash(
+    c: &mut AnyConnection,
+    key_hash: &str,
+) -> Result<Option<ApiKeyRow>, Error> {
     let row = sqlx::query(&format!(
         "SELECT {COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
     ))
@@ -58,33 +61,46 @@ pub async fn find_active_by_hash(c: &mut AnyConnection, key_hash: &str) -> Resul
     row.as_ref().map(from_row).transpose().map_err(db_err)
 }
 
-pub async fn get(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<ApiKeyRow>, Error> {
-    let row = sqlx::query(&format!("SELECT {COLS} FROM api_keys WHERE tenant = $1 AND id = $2"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(c)
-        .await
-        .map_err(db_err)?;
+pub async fn get(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<ApiKeyRow>, Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLS} FROM api_keys WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
     row.as_ref().map(from_row).transpose().map_err(db_err)
 }
 
 pub async fn list(c: &mut AnyConnection, tenant: &str) -> Result<Vec<ApiKeyRow>, Error> {
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM api_keys WHERE tenant = $1 ORDER BY id"))
-        .bind(tenant)
-        .fetch_all(c)
-        .await
-        .map_err(db_err)?;
-    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM api_keys WHERE tenant = $1 ORDER BY id"
+    ))
+    .bind(tenant)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
 }
 
 pub async fn revoke(c: &mut AnyConnection, tenant: &str, id: &str, at: i64) -> Result<bool, Error> {
-    let r = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE tenant = $2 AND id = $3 AND revoked_at IS NULL")
-        .bind(at)
-        .bind(tenant)
-        .bind(id)
-        .execute(c)
-        .await
-        .map_err(db_err)?;
+    let r = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1 WHERE tenant = $2 AND id = $3 AND revoked_at IS NULL",
+    )
+    .bind(at)
+    .bind(tenant)
+    .bind(id)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -30,7 +30,11 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ChainedEntry, sqlx::Error> {
 
 /// Append `entry` (its `seq` is assigned here) inside the caller's write
 /// transaction, so the audit record commits or rolls back with the change.
-pub async fn append(c: &mut AnyConnection, backend: Backend, mut entry: AuditEntry) -> Result<ChainedEntry, Error> {
+pub async fn append(
+    c: &mut AnyConnection,
+    backend: Backend,
+    mut entry: AuditEntry,
+) -> Result<ChainedEntry, Error> {
     if backend == Backend::Postgres {
         sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *c)
@@ -69,7 +73,11 @@ pub async fn append(c: &mut AnyConnection, backend: Backend, mut entry: AuditEnt
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
-    Ok(ChainedEntry { entry, prev_hash, hash })
+    Ok(ChainedEntry {
+        entry,
+        prev_hash,
+        hash,
+    })
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,7 +91,11 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-pub async fn list(c: &mut AnyConnection, tenant: &str, f: &AuditFilter) -> Result<Vec<ChainedEntry>, Error> {
+pub async fn list(
+    c: &mut AnyConnection,
+    tenant: &str,
+    f: &AuditFilter,
+) -> Result<Vec<ChainedEntry>, Error> {
     let mut sql = format!("SELECT {COLS} FROM audit_log WHERE tenant = $1");
     let mut n = 1;
     let mut next = |sql: &mut String, clause: &str| {
@@ -115,11 +127,18 @@ pub async fn list(c: &mut AnyConnection, tenant: &str, f: &AuditFilter) -> Resul
     }
     q = q.bind(f.limit);
     let rows = q.fetch_all(c).await.map_err(db_err)?;
-    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+    rows.iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
 }
 
 /// All entries with seq > `after`, oldest first, at most `limit` (for verification).
-pub async fn page_from(c: &mut AnyConnection, after: i64, limit: i64) -> Result<Vec<ChainedEntry>, Error> {
+pub async fn page_from(
+    c: &mut AnyConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ChainedEntry>, Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
     ))
@@ -128,5 +147,8 @@ pub async fn page_from(c: &mut AnyConnection, after: i64, limit: i64) -> Result<
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+    rows.iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
 }

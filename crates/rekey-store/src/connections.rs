@@ -38,7 +38,9 @@ fn from_row(r: &AnyRow) -> Result<ConnectionRow, Error> {
         id: r.try_get("id").map_err(g)?,
         tenant: r.try_get("tenant").map_err(g)?,
         provider: r.try_get("provider").map_err(g)?,
-        kind: kind.parse().map_err(|_| Error::internal(format!("stored kind {kind} unknown")))?,
+        kind: kind
+            .parse()
+            .map_err(|_| Error::internal(format!("stored kind {kind} unknown")))?,
         display_name: r.try_get("display_name").map_err(g)?,
         owner: Owner {
             subject: r.try_get("owner_subject").map_err(g)?,
@@ -124,7 +126,11 @@ pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Er
 
 /// Write every mutable column, but only if the stored version is still
 /// `expected_version` (optimistic concurrency). Returns false on a lost race.
-pub async fn update(c: &mut AnyConnection, row: &ConnectionRow, expected_version: i64) -> Result<bool, Error> {
+pub async fn update(
+    c: &mut AnyConnection,
+    row: &ConnectionRow,
+    expected_version: i64,
+) -> Result<bool, Error> {
     let r = sqlx::query(
         "UPDATE connections SET display_name = $1, owner_subject = $2, owner_email = $3, owner_name = $4, scopes = $5, tags = $6, custody = $7, credential_meta = $8, status = $9, last_error = $10, updated_at = $11, rotated_at = $12, expires_at = $13, version = $14, credential_version = $15 WHERE id = $16 AND tenant = $17 AND version = $18",
     )
@@ -156,13 +162,19 @@ pub async fn update(c: &mut AnyConnection, row: &ConnectionRow, expected_version
     Ok(true)
 }
 
-pub async fn get(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<ConnectionRow>, Error> {
-    let row = sqlx::query(&format!("SELECT {COLS} FROM connections WHERE tenant = $1 AND id = $2"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(c)
-        .await
-        .map_err(db_err)?;
+pub async fn get(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<ConnectionRow>, Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLS} FROM connections WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -193,7 +205,11 @@ pub struct ConnectionFilter {
     pub limit: i64,
 }
 
-pub async fn list(c: &mut AnyConnection, tenant: &str, f: &ConnectionFilter) -> Result<Vec<ConnectionRow>, Error> {
+pub async fn list(
+    c: &mut AnyConnection,
+    tenant: &str,
+    f: &ConnectionFilter,
+) -> Result<Vec<ConnectionRow>, Error> {
     let mut sql = format!("SELECT {COLS} FROM connections WHERE tenant = $1");
     let mut args: Vec<Arg> = vec![Arg::S(tenant.to_string())];
     let mut push = |sql: &mut String, clause: &str, a: Arg| {
@@ -216,13 +232,21 @@ pub async fn list(c: &mut AnyConnection, tenant: &str, f: &ConnectionFilter) -> 
         push(&mut sql, " AND EXISTS (SELECT 1 FROM connection_custody p WHERE p.connection_id = connections.id AND p.place = $?)", Arg::S(v.clone()));
     }
     if let Some(v) = &f.owner {
-        push(&mut sql, " AND (owner_subject = $? OR owner_email = $?)", Arg::S(v.clone()));
+        push(
+            &mut sql,
+            " AND (owner_subject = $? OR owner_email = $?)",
+            Arg::S(v.clone()),
+        );
     }
     if let Some(v) = f.created_before {
         push(&mut sql, " AND created_at < $?", Arg::I(v));
     }
     if let Some(v) = f.rotated_before {
-        push(&mut sql, " AND COALESCE(rotated_at, created_at) < $?", Arg::I(v));
+        push(
+            &mut sql,
+            " AND COALESCE(rotated_at, created_at) < $?",
+            Arg::I(v),
+        );
     }
     if let Some(v) = &f.after_id {
         push(&mut sql, " AND id > $?", Arg::S(v.clone()));
@@ -252,6 +276,11 @@ pub async fn count_by_status(c: &mut AnyConnection) -> Result<Vec<(String, i64)>
         .await
         .map_err(db_err)?;
     rows.iter()
-        .map(|r| Ok((r.try_get("status").map_err(db_err)?, r.try_get("n").map_err(db_err)?)))
+        .map(|r| {
+            Ok((
+                r.try_get("status").map_err(db_err)?,
+                r.try_get("n").map_err(db_err)?,
+            ))
+        })
         .collect()
 }

@@ -37,7 +37,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -45,7 +47,10 @@ impl std::fmt::Debug for Store {
 pub fn db_err(e: sqlx::Error) -> Error {
     if let sqlx::Error::Database(d) = &e {
         if d.is_unique_violation() {
-            return Error::conflict("already_exists", "a record with this identity already exists");
+            return Error::conflict(
+                "already_exists",
+                "a record with this identity already exists",
+            );
         }
     }
     if matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
@@ -87,9 +92,8 @@ impl Store {
                 "database URL must start with sqlite: or postgres://",
             ));
         };
-        let opts = AnyConnectOptions::from_str(url).map_err(|e| {
-            Error::invalid("invalid_config", format!("invalid database URL: {e}"))
-        })?;
+        let opts = AnyConnectOptions::from_str(url)
+            .map_err(|e| Error::invalid("invalid_config", format!("invalid database URL: {e}")))?;
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         pool = match backend {
             Backend::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
@@ -102,9 +106,10 @@ impl Store {
             }),
             Backend::Postgres => pool.max_connections(16),
         };
-        let pool = pool.connect_with(opts).await.map_err(|e| {
-            Error::Unavailable(format!("cannot open database: {e}"))
-        })?;
+        let pool = pool
+            .connect_with(opts)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot open database: {e}")))?;
         let store = Store {
             pool,
             backend,
@@ -117,7 +122,11 @@ impl Store {
     async fn migrate(&self) -> Result<(), Error> {
         let res = match self.backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await,
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await
+            }
         };
         res.map_err(|e| Error::internal(format!("migration failed: {e}")))
     }

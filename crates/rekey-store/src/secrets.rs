@@ -60,7 +60,11 @@ pub async fn insert(c: &mut AnyConnection, s: &SecretRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn for_owner(c: &mut AnyConnection, owner_kind: &str, owner_id: &str) -> Result<Vec<SecretRow>, Error> {
+pub async fn for_owner(
+    c: &mut AnyConnection,
+    owner_kind: &str,
+    owner_id: &str,
+) -> Result<Vec<SecretRow>, Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLS} FROM secrets WHERE owner_kind = $1 AND owner_id = $2 ORDER BY field"
     ))
@@ -69,10 +73,17 @@ pub async fn for_owner(c: &mut AnyConnection, owner_kind: &str, owner_id: &str) 
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+    rows.iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
 }
 
-pub async fn delete_owner(c: &mut AnyConnection, owner_kind: &str, owner_id: &str) -> Result<u64, Error> {
+pub async fn delete_owner(
+    c: &mut AnyConnection,
+    owner_kind: &str,
+    owner_id: &str,
+) -> Result<u64, Error> {
     let r = sqlx::query("DELETE FROM secrets WHERE owner_kind = $1 AND owner_id = $2")
         .bind(owner_kind)
         .bind(owner_id)
@@ -83,7 +94,11 @@ pub async fn delete_owner(c: &mut AnyConnection, owner_kind: &str, owner_id: &st
 }
 
 /// A batch of secrets not wrapped by `kek_id`, for re-wrapping.
-pub async fn not_wrapped_by(c: &mut AnyConnection, kek_id: &str, limit: i64) -> Result<Vec<SecretRow>, Error> {
+pub async fn not_wrapped_by(
+    c: &mut AnyConnection,
+    kek_id: &str,
+    limit: i64,
+) -> Result<Vec<SecretRow>, Error> {
     let rows = sqlx::query(&format!(
         "SELECT {COLS} FROM secrets WHERE kek_id <> $1 ORDER BY owner_kind, owner_id, field LIMIT $2"
     ))
@@ -92,7 +107,10 @@ pub async fn not_wrapped_by(c: &mut AnyConnection, kek_id: &str, limit: i64) -> 
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    rows.iter().map(from_row).collect::<Result<_, _>>().map_err(db_err)
+    rows.iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
 }
 
 /// Swap the wrapped data key, only if the row is still wrapped by `old_kek`
@@ -115,11 +133,17 @@ pub async fn rewrap(c: &mut AnyConnection, s: &SecretRow, old_kek: &str) -> Resu
 
 /// Which KEKs are in use, with their secret counts.
 pub async fn kek_usage(c: &mut AnyConnection) -> Result<Vec<(String, i64)>, Error> {
-    let rows = sqlx::query("SELECT kek_id, COUNT(*) AS n FROM secrets GROUP BY kek_id ORDER BY kek_id")
-        .fetch_all(c)
-        .await
-        .map_err(db_err)?;
+    let rows =
+        sqlx::query("SELECT kek_id, COUNT(*) AS n FROM secrets GROUP BY kek_id ORDER BY kek_id")
+            .fetch_all(c)
+            .await
+            .map_err(db_err)?;
     rows.iter()
-        .map(|r| Ok((r.try_get("kek_id").map_err(db_err)?, r.try_get("n").map_err(db_err)?)))
+        .map(|r| {
+            Ok((
+                r.try_get("kek_id").map_err(db_err)?,
+                r.try_get("n").map_err(db_err)?,
+            ))
+        })
         .collect()
 }

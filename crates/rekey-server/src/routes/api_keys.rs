@@ -1,12 +1,11 @@
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::extract::{Admin, ApiJson, ApiPath, Auth};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_api::*;
-use rekey_core::scope::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,26 +18,35 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// List API keys of the caller's tenant (hashes and keys are never shown).
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
     responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_api_keys(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<ApiKeyList>> {
-    auth.require(Scope::Admin)?;
+async fn list_api_keys(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+) -> ApiResult<Json<ApiKeyList>> {
     Ok(Json(s.rekey.list_api_keys(&auth.ctx.tenant).await?))
 }
 
 /// Create an API key in the caller's tenant. The key is returned once.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey, security(("bearer" = [])),
     responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_api_key(State(s): State<AppState>, auth: Auth, ApiJson(req): ApiJson<CreateApiKey>) -> ApiResult<Response> {
-    auth.require(Scope::Admin)?;
+async fn create_api_key(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(req): ApiJson<CreateApiKey>,
+) -> ApiResult<Response> {
     let created = s.rekey.create_api_key(&auth.ctx, &req).await?;
     let mut r = (StatusCode::CREATED, Json(created)).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
 /// Revoke an API key; it stops working at once.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = ApiKeyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn revoke_api_key(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath) -> ApiResult<Json<ApiKeyView>> {
-    auth.require(Scope::Admin)?;
+async fn revoke_api_key(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<ApiKeyView>> {
     Ok(Json(s.rekey.revoke_api_key(&auth.ctx, &id).await?))
 }

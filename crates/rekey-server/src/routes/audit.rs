@@ -1,10 +1,9 @@
 use crate::error::ApiResult;
-use crate::extract::{ApiQuery, Auth};
+use crate::extract::{Admin, ApiQuery, AuditRead, Auth};
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use rekey_api::*;
-use rekey_core::scope::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,15 +16,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Audit entries of the caller's tenant, newest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_audit(State(s): State<AppState>, auth: Auth, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<AuditList>> {
-    auth.require(Scope::AuditRead)?;
+async fn list_audit(
+    State(s): State<AppState>,
+    auth: Auth<AuditRead>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditList>> {
     Ok(Json(s.rekey.audit_list(&auth.ctx.tenant, &q).await?))
 }
 
 /// Verify the whole hash chain (all tenants; reports only where it breaks).
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = AuditVerifyReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn verify_audit(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<AuditVerifyReport>> {
-    auth.require(Scope::Admin)?;
+async fn verify_audit(
+    State(s): State<AppState>,
+    _auth: Auth<Admin>,
+) -> ApiResult<Json<AuditVerifyReport>> {
     Ok(Json(s.rekey.audit_verify().await?))
 }

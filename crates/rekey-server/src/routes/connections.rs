@@ -1,6 +1,6 @@
 use super::with_etag;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, IfMatch};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, IfMatch};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -8,14 +8,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_api::*;
 use rekey_core::connection::Status;
-use rekey_core::scope::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_connections, create_connection))
-        .routes(routes!(get_connection, update_connection, delete_connection))
+        .routes(routes!(
+            get_connection,
+            update_connection,
+            delete_connection
+        ))
         .routes(routes!(update_credentials, read_credentials))
         .routes(routes!(disable_connection))
         .routes(routes!(enable_connection))
@@ -25,8 +28,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/connections", tag = "connections", params(ConnectionQuery),
     security(("bearer" = [])),
     responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_connections(State(s): State<AppState>, auth: Auth, ApiQuery(q): ApiQuery<ConnectionQuery>) -> ApiResult<Json<ConnectionList>> {
-    auth.require(Scope::ConnectionsRead)?;
+async fn list_connections(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+    ApiQuery(q): ApiQuery<ConnectionQuery>,
+) -> ApiResult<Json<ConnectionList>> {
     Ok(Json(s.rekey.list_connections(&auth.ctx.tenant, &q).await?))
 }
 
@@ -35,8 +41,11 @@ async fn list_connections(State(s): State<AppState>, auth: Auth, ApiQuery(q): Ap
     security(("bearer" = [])),
     responses((status = 201, body = ConnectionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_connection(State(s): State<AppState>, auth: Auth, ApiJson(req): ApiJson<CreateConnection>) -> ApiResult<Response> {
-    auth.require(Scope::ConnectionsWrite)?;
+async fn create_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiJson(req): ApiJson<CreateConnection>,
+) -> ApiResult<Response> {
     let v = s.rekey.create_connection(&auth.ctx, req).await?;
     let mut r = with_etag(StatusCode::CREATED, v.version, &v);
     if let Ok(loc) = format!("/api/v1/connections/{}", v.id).parse() {
@@ -49,8 +58,11 @@ async fn create_connection(State(s): State<AppState>, auth: Auth, ApiJson(req): 
 #[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath) -> ApiResult<Response> {
-    auth.require(Scope::ConnectionsRead)?;
+async fn get_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Response> {
     let v = s.rekey.get_connection(&auth.ctx.tenant, &id).await?;
     Ok(with_etag(StatusCode::OK, v.version, &v))
 }
@@ -59,8 +71,13 @@ async fn get_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiP
 #[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateConnection, security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn update_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch, ApiJson(req): ApiJson<UpdateConnection>) -> ApiResult<Response> {
-    auth.require(Scope::ConnectionsWrite)?;
+async fn update_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    IfMatch(v): IfMatch,
+    ApiJson(req): ApiJson<UpdateConnection>,
+) -> ApiResult<Response> {
     let c = s.rekey.update_connection(&auth.ctx, &id, req, v).await?;
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
@@ -69,8 +86,12 @@ async fn update_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): A
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     security(("bearer" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch) -> ApiResult<StatusCode> {
-    auth.require(Scope::ConnectionsWrite)?;
+async fn delete_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    IfMatch(v): IfMatch,
+) -> ApiResult<StatusCode> {
     s.rekey.delete_connection(&auth.ctx, &id, v).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -79,8 +100,13 @@ async fn delete_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): A
 #[utoipa::path(put, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateCredentials, security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn update_credentials(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch, ApiJson(req): ApiJson<UpdateCredentials>) -> ApiResult<Response> {
-    auth.require(Scope::ConnectionsWrite)?;
+async fn update_credentials(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    IfMatch(v): IfMatch,
+    ApiJson(req): ApiJson<UpdateCredentials>,
+) -> ApiResult<Response> {
     let c = s.rekey.update_credentials(&auth.ctx, &id, req, v).await?;
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
@@ -89,10 +115,20 @@ async fn update_credentials(State(s): State<AppState>, auth: Auth, ApiPath(id): 
 #[utoipa::path(get, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = CredentialsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn read_credentials(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath) -> ApiResult<Response> {
-    let v = s.rekey.read_credentials(&auth.principal, &auth.ctx, &id).await?;
+async fn read_credentials(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Response> {
+    let v = s
+        .rekey
+        .read_credentials(&auth.principal, &auth.ctx, &id)
+        .await?;
     let mut r = Json(v).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     Ok(r)
 }
 
@@ -100,13 +136,21 @@ async fn read_credentials(State(s): State<AppState>, auth: Auth, ApiPath(id): Ap
 #[utoipa::path(post, path = "/api/v1/connections/{id}/disable", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body(content = Option<DisableConnection>), security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn disable_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch, body: axum::body::Bytes) -> ApiResult<Response> {
-    auth.require(Scope::ConnectionsWrite)?;
+async fn disable_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    IfMatch(v): IfMatch,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let req: DisableConnection = match crate::extract::optional_json(&body) {
         Ok(r) => r,
         Err(resp) => return Ok(resp),
     };
-    let c = s.rekey.set_status(&auth.ctx, &id, Status::Disabled, req, v).await?;
+    let c = s
+        .rekey
+        .set_status(&auth.ctx, &id, Status::Disabled, req, v)
+        .await?;
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
@@ -114,8 +158,15 @@ async fn disable_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/enable", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn enable_connection(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath, IfMatch(v): IfMatch) -> ApiResult<Response> {
-    auth.require(Scope::ConnectionsWrite)?;
-    let c = s.rekey.set_status(&auth.ctx, &id, Status::Pending, Default::default(), v).await?;
+async fn enable_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    IfMatch(v): IfMatch,
+) -> ApiResult<Response> {
+    let c = s
+        .rekey
+        .set_status(&auth.ctx, &id, Status::Pending, Default::default(), v)
+        .await?;
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }

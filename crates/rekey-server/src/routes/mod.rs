@@ -9,7 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 /// JSON with an `ETag` carrying the connection version (for `If-Match`).
-pub fn with_etag<T: serde::Serialize>(status: axum::http::StatusCode, version: i64, body: T) -> Response {
+pub fn with_etag<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    version: i64,
+    body: T,
+) -> Response {
     let mut r = (status, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
         r.headers_mut().insert(header::ETAG, v);

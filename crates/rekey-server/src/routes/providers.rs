@@ -1,10 +1,9 @@
 use crate::error::ApiResult;
-use crate::extract::{ApiPath, ApiQuery, Auth};
+use crate::extract::{ApiPath, ApiQuery, Auth, ConnRead};
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use rekey_api::*;
-use rekey_core::scope::Scope;
 use rekey_core::Error;
 use rekey_providers::{Provider, Runbook, RunbookMethod};
 use serde::Deserialize;
@@ -53,8 +52,11 @@ fn view(p: &Provider) -> ProviderView {
 /// The provider catalog.
 #[utoipa::path(get, path = "/api/v1/providers", tag = "providers", params(ProviderQuery), security(("bearer" = [])),
     responses((status = 200, body = ProviderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn list_providers(State(s): State<AppState>, auth: Auth, ApiQuery(q): ApiQuery<ProviderQuery>) -> ApiResult<Json<ProviderList>> {
-    auth.require(Scope::ConnectionsRead)?;
+async fn list_providers(
+    State(s): State<AppState>,
+    _auth: Auth<ConnRead>,
+    ApiQuery(q): ApiQuery<ProviderQuery>,
+) -> ApiResult<Json<ProviderList>> {
     if let Some(k) = &q.auth_kind {
         k.parse::<rekey_core::connection::ConnectionKind>()?;
     }
@@ -63,7 +65,11 @@ async fn list_providers(State(s): State<AppState>, auth: Auth, ApiQuery(q): ApiQ
         .catalog()
         .all()
         .filter(|p| q.category.as_ref().is_none_or(|c| &p.category == c))
-        .filter(|p| q.auth_kind.as_ref().is_none_or(|k| p.auth_kinds.contains(k)))
+        .filter(|p| {
+            q.auth_kind
+                .as_ref()
+                .is_none_or(|k| p.auth_kinds.contains(k))
+        })
         .map(view)
         .collect();
     Ok(Json(ProviderList { items }))
@@ -72,10 +78,16 @@ async fn list_providers(State(s): State<AppState>, auth: Auth, ApiQuery(q): ApiQ
 /// One provider with its revoke and rotate runbooks.
 #[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = ProviderView), (status = 404, body = ErrorBody)))]
-async fn get_provider(State(s): State<AppState>, auth: Auth, ApiPath(id): ApiPath) -> ApiResult<Json<ProviderView>> {
-    auth.require(Scope::ConnectionsRead)?;
+async fn get_provider(
+    State(s): State<AppState>,
+    _auth: Auth<ConnRead>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<ProviderView>> {
     let p = s.rekey.catalog().get(&id).ok_or_else(|| {
-        Error::not_found("provider_not_found", format!("provider `{}`", rekey_core::ids::truncate_for_message(&id)))
+        Error::not_found(
+            "provider_not_found",
+            format!("provider `{}`", rekey_core::ids::truncate_for_message(&id)),
+        )
     })?;
     Ok(Json(view(p)))
 }

@@ -18,7 +18,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Liveness: the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Readiness: the database answers.
@@ -26,7 +28,9 @@ async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     s.rekey.ready().await?;
-    Ok(Json(Health { status: "ready".into() }))
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
 }
 
 /// Prometheus metrics (OpenMetrics text): requests and latency by route, connections by status.
@@ -41,7 +45,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
             let mut r = (StatusCode::OK, text).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             r
         }

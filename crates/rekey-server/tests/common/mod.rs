@@ -1,0 +1,337 @@
+//! Test harness: the real router on an ephemeral port, on a fresh SQLite data
+//! dir or a fresh PostgreSQL database (dropped afterwards), with a real HTTP
+//! client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use rekey_service::{Ctx, LockMode, OpenOptions, Rekey};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL database of its own for one test; dropped on drop.
+pub struct PgDb {
+    pub name: String,
+}
+
+impl PgDb {
+    pub async fn create() -> PgDb {
+        let name = format!("rekey_t_{}", uuid_like());
+        let mut c = sqlx::PgConnection::connect(PG_ADMIN_URL)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432 (user postgres, database test) must be running");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        PgDb { name }
+    }
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside a tokio runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", n, std::process::id()) + &format!("{:04x}", rand_u16())
+}
+
+fn rand_u16() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static C: AtomicU16 = AtomicU16::new(0);
+    C.fetch_add(1, Ordering::Relaxed)
+}
+
+pub struct TestServer {
+    pub db: Db,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub admin_key: String,
+    pub rekey: Rekey,
+    pub dir: tempfile::TempDir,
+    pub pg: Option<PgDb>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _opened: rekey_service::OpenedDataDir,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    /// Assert an error response with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> &Resp {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        let j = self.json();
+        assert_eq!(j["error"]["code"], code, "body: {}", self.text);
+        assert!(
+            j["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = match db {
+            Db::Postgres => Some(PgDb::create().await),
+            Db::Sqlite => None,
+        };
+        let opts = OpenOptions {
+            data_dir: dir.path().join("data"),
+            database_url: pg.as_ref().map(|p| p.url().into()),
+            ..Default::default()
+        };
+        let opened = opts.open(LockMode::Shared).await.unwrap();
+        let rekey = opened.rekey.clone();
+        let admin_key = rekey
+            .create_api_key(
+                &Ctx::cli("default"),
+                &rekey_api::CreateApiKey {
+                    name: "admin".into(),
+                    scopes: vec!["admin".into()],
+                },
+            )
+            .await
+            .unwrap()
+            .key;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let r2 = rekey.clone();
+        let task = tokio::spawn(async move {
+            rekey_server::serve(listener, r2, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            db,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            admin_key,
+            rekey,
+            dir,
+            pg,
+            shutdown: Some(tx),
+            task: Some(task),
+            _opened: opened,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.rekey.store().close().await;
+    }
+
+    /// A key with the given scopes in `tenant`.
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
+        self.rekey
+            .create_api_key(
+                &Ctx::cli(tenant),
+                &rekey_api::CreateApiKey {
+                    name: "test".into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                },
+            )
+            .await
+            .unwrap()
+            .key
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some((ct, b)) = body {
+            if !ct.is_empty() {
+                req = req.header("content-type", ct);
+            }
+            req = req.body(b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        Resp {
+            status: r.status(),
+            headers: r.headers().clone(),
+            text: r.text().await.unwrap(),
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Resp {
+        let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
+        self.raw(method, path, Some(key), body, &[]).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Resp {
+        self.call(Method::GET, path, key, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, key, Some(body)).await
+    }
+
+    /// Create an api_key connection; returns its id.
+    pub async fn create_api_key_conn(&self, key: &str, secret: &str, extra: Value) -> String {
+        let mut body = json!({
+            "provider": "custom-rest", "kind": "api_key", "display_name": "Test API",
+            "credentials": {"key": secret, "placement": "header", "name": "X-Api-Key"},
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self.post("/api/v1/connections", key, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json()["id"].as_str().unwrap().to_string()
+    }
+
+    /// Run raw SQL against this test's database (for tamper tests).
+    pub async fn sql(&self, statements: &[&str]) {
+        match self.db {
+            Db::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.pg.as_ref().unwrap().url())
+                    .await
+                    .unwrap();
+                for s in statements {
+                    sqlx::query(s)
+                        .execute(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{s}: {e}"));
+                }
+            }
+            Db::Sqlite => {
+                let url = format!(
+                    "sqlite://{}",
+                    self.dir.path().join("data/rekey.db").display()
+                );
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                for s in statements {
+                    sqlx::query(s)
+                        .execute(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{s}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Every byte the database holds, as text (for plaintext scans).
+    pub async fn dump_database(&self) -> Vec<u8> {
+        match self.db {
+            Db::Sqlite => {
+                let mut out = Vec::new();
+                for f in ["rekey.db", "rekey.db-wal", "rekey.db-shm"] {
+                    if let Ok(b) = std::fs::read(self.dir.path().join("data").join(f)) {
+                        out.extend(b);
+                    }
+                }
+                out
+            }
+            Db::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.pg.as_ref().unwrap().url())
+                    .await
+                    .unwrap();
+                let tables: Vec<(String,)> = sqlx::query_as(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+                assert!(tables.len() >= 5);
+                let mut out = Vec::new();
+                for (t,) in tables {
+                    let rows: Vec<(String,)> =
+                        sqlx::query_as(&format!("SELECT x::text FROM {t} x"))
+                            .fetch_all(&mut c)
+                            .await
+                            .unwrap();
+                    for (r,) in rows {
+                        out.extend(r.into_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Run a test body on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Db::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Db::Postgres).await
+                }
+            }
+        )*
+    };
+}
