@@ -2,9 +2,7 @@
 //! SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{Db, TestServer};
+use rekey_testkit::{both_backends, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! Test harness: the real router on an ephemeral port, on a fresh SQLite data
 //! dir or a fresh PostgreSQL database (dropped afterwards), with a real HTTP
 //! client.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rekey_service::{Ctx, LockMode, OpenOptions, Rekey};
 use reqwest::{Method, StatusCode};
@@ -325,13 +325,34 @@ macro_rules! both_backends {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name($crate::common::Db::Sqlite).await
+                    super::$name(rekey_testkit::Db::Sqlite).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    super::$name($crate::common::Db::Postgres).await
+                    super::$name(rekey_testkit::Db::Postgres).await
                 }
             }
         )*
     };
+}
+
+/// Run statements against a database URL (`sqlite://…` or `postgres://…`).
+pub async fn raw_sql(url: String, statements: &[&str]) {
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for s in statements {
+            sqlx::query(s)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        for s in statements {
+            sqlx::query(s)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    }
 }

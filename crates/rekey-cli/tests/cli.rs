@@ -1,0 +1,554 @@
+//! Tests of the real `rekey` binary: serve, offline admin, the API client,
+//! KEK rotation killed halfway and resumed, audit tamper detection.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::{both_backends, Db, PgDb};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rekey");
+
+/// One data dir (and, for PostgreSQL, one database) shared by every
+/// process a test starts.
+struct Env {
+    dir: tempfile::TempDir,
+    pg: Option<PgDb>,
+    extra: Vec<(String, String)>,
+}
+
+impl Env {
+    async fn new(db: Db) -> Env {
+        let pg = match db {
+            Db::Postgres => Some(PgDb::create().await),
+            Db::Sqlite => None,
+        };
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            pg,
+            extra: Vec::new(),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REKEY_DATA_DIR", self.data_dir())
+            .env("REKEY_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(pg) = &self.pg {
+            c.env("REKEY_DATABASE_URL", pg.url());
+        }
+        for (k, v) in &self.extra {
+            c.env(k, v);
+        }
+        c
+    }
+
+    async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        tokio::time::timeout(Duration::from_secs(60), c.output())
+            .await
+            .expect("command timed out")
+            .unwrap()
+    }
+
+    async fn admin_key(&self, tenant: &str, scope: &str) -> String {
+        let out = self
+            .run(
+                &[
+                    "admin",
+                    "create-key",
+                    "--name",
+                    "t",
+                    "--scope",
+                    scope,
+                    "--tenant",
+                    tenant,
+                ],
+                &[],
+            )
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout).unwrap();
+        // Only the key, on one line.
+        assert_eq!(key.lines().count(), 1, "stdout: {key:?}");
+        let key = key.trim().to_string();
+        assert!(key.starts_with("rk_") && key.len() == 46, "{key}");
+        key
+    }
+
+    async fn serve(&self) -> Server {
+        let mut child = self
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("server did not start")
+            .unwrap();
+        let Some(line) = line else {
+            let out = child.wait_with_output().await.unwrap();
+            panic!("server exited: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let base = line
+            .strip_prefix("rekey listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .to_string();
+        Server { child, base }
+    }
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// SIGTERM and wait: the server must drain and exit 0.
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap() as i32;
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("no graceful exit")
+            .unwrap();
+        assert!(status.success(), "serve exited with {status}");
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+async fn create_conns(base: &str, key: &str, n: usize, prefix: &str) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = http
+            .post(format!("{base}/api/v1/connections"))
+            .bearer_auth(key)
+            .json(&json!({"provider": "custom-rest", "kind": "headers", "display_name": format!("c{i}"),
+                "credentials": {"headers": {"X-A": format!("{prefix}-a-{i}"), "X-B": format!("{prefix}-b-{i}")}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    ids
+}
+
+async fn assert_all_readable(base: &str, key: &str, ids: &[String], prefix: &str) {
+    let http = reqwest::Client::new();
+    for (i, id) in ids.iter().enumerate() {
+        let r = http
+            .get(format!("{base}/api/v1/connections/{id}/credentials"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{id}: {body}");
+        assert_eq!(
+            body["credentials"]["headers"]["X-A"],
+            format!("{prefix}-a-{i}")
+        );
+        assert_eq!(
+            body["credentials"]["headers"]["X-B"],
+            format!("{prefix}-b-{i}")
+        );
+    }
+}
+
+fn keyring_ids(data_dir: &Path) -> Vec<String> {
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir.join("keyring.json")).unwrap())
+            .unwrap();
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+both_backends!(
+    cli_end_to_end,
+    kek_rotation_survives_a_crash,
+    audit_verify_exit_codes
+);
+
+async fn cli_end_to_end(db: Db) {
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let cli = |args: Vec<&str>| {
+        let mut c = env.command(&args);
+        c.env("REKEY_URL", &server.base).env("REKEY_TOKEN", &key);
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), c.output())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let creds = env.dir.path().join("creds.json");
+    std::fs::write(
+        &creds,
+        r#"{"key": "cli-secret-value-123", "placement": "header", "name": "X-Api-Key"}"#,
+    )
+    .unwrap();
+    let out = cli(vec![
+        "connections",
+        "create",
+        "--provider",
+        "sixsense",
+        "--kind",
+        "api_key",
+        "--name",
+        "6sense prod",
+        "--credentials-file",
+        creds.to_str().unwrap(),
+        "--tag",
+        "prod,crm",
+        "--custody",
+        "salesforce",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    assert!(id.starts_with("con_"), "{id}");
+
+    let out = cli(vec!["connections", "list"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.starts_with("ID")
+            && table.contains(&id)
+            && table.contains("sixsense")
+            && table.contains("pending"),
+        "{table}"
+    );
+    assert!(!table.contains("cli-secret-value-123"));
+
+    let out = cli(vec!["connections", "list", "--json", "--tag", "crm"]).await;
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let out = cli(vec!["connections", "list", "--json", "--tag", "nope"]).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap(),
+        json!([])
+    );
+
+    let out = cli(vec!["connections", "show", &id, "--json"]).await;
+    let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["custody"], json!(["salesforce"]));
+    assert!(!stdout(&out).contains("cli-secret-value-123"));
+
+    let out = cli(vec!["providers", "list"]).await;
+    assert!(
+        stdout(&out).contains("snowflake") && stdout(&out).contains("manual"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = cli(vec!["audit", "list", "--json"]).await;
+    let audit: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "connection.create"));
+    let out = cli(vec!["audit", "verify"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("intact"));
+
+    // Errors: one line on stderr, non-zero exit.
+    let out = cli(vec![
+        "connections",
+        "show",
+        "con_00000000000000000000000000000000",
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).trim(), "error: connection_not_found (404): connection con_00000000000000000000000000000000 not found");
+    let out = cli(vec!["connections", "show", "bogus"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("invalid_id"));
+    let mut c = env.command(&["connections", "list"]);
+    c.env("REKEY_URL", &server.base)
+        .env("REKEY_TOKEN", "rk_wrong");
+    let out = c.output().await.unwrap();
+    assert!(
+        !out.status.success() && stderr(&out).contains("unauthorized (401)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env
+        .run(&["connections", "list"], &[("REKEY_URL", &server.base)])
+        .await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("REKEY_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Keys rotation needs the data dir to itself.
+    let out = env.run(&["keys", "rotate"], &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("in use by a running rekey"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = cli(vec!["connections", "delete", &id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.stop().await;
+}
+
+async fn kek_rotation_survives_a_crash(db: Db) {
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let ids = create_conns(&server.base, &key, 6, "kek").await; // 12 secrets
+    server.stop().await;
+    let before = keyring_ids(&env.data_dir());
+    assert_eq!(before.len(), 1);
+
+    // Crash after 5 of 12 re-wraps.
+    let out = env
+        .run(
+            &["keys", "rotate"],
+            &[("REKEY_FAULT_ABORT_AFTER_REWRAPS", "5")],
+        )
+        .await;
+    assert!(
+        !out.status.success(),
+        "the fault hook must kill the process"
+    );
+    assert!(stderr(&out).contains("fault injection"), "{}", stderr(&out));
+    let mid = keyring_ids(&env.data_dir());
+    assert_eq!(mid.len(), 2, "old and new KEK both kept while re-wrapping");
+    let status = stdout(&env.run(&["keys", "status"], &[]).await);
+    assert!(
+        status.contains(&format!("{} (primary)\t5 secrets", mid[1])),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("{}\t7 secrets", before[0])),
+        "{status}"
+    );
+
+    // Every secret is readable in the half-rotated state.
+    let server = env.serve().await;
+    assert_all_readable(&server.base, &key, &ids, "kek").await;
+    server.stop().await;
+
+    // A rerun finishes the job and drops the old key.
+    let out = env.run(&["keys", "rotate"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("resumed an interrupted rotation"), "{text}");
+    assert!(text.contains("re-wrapped data keys: 7"), "{text}");
+    assert!(
+        text.contains(&format!("dropped unused key: {}", before[0])),
+        "{text}"
+    );
+    assert_eq!(keyring_ids(&env.data_dir()), vec![mid[1].clone()]);
+
+    let server = env.serve().await;
+    assert_all_readable(&server.base, &key, &ids, "kek").await;
+    server.stop().await;
+
+    // A fresh rotation starts a new key and re-wraps everything.
+    let out = env.run(&["keys", "rotate"], &[]).await;
+    assert!(
+        out.status.success() && stdout(&out).contains("re-wrapped data keys: 12"),
+        "{}",
+        stdout(&out)
+    );
+    let after = keyring_ids(&env.data_dir());
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0], mid[1]);
+    let server = env.serve().await;
+    assert_all_readable(&server.base, &key, &ids, "kek").await;
+    server.stop().await;
+}
+
+async fn audit_verify_exit_codes(db: Db) {
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    create_conns(&server.base, &key, 2, "aud").await;
+    server.stop().await;
+    let out = env.run(&["audit", "verify", "--offline"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Tamper with entry 2 behind rekey's back.
+    let stmts: Vec<&str> = match db {
+        Db::Sqlite => vec![
+            "DROP TRIGGER audit_log_no_update",
+            "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2",
+        ],
+        Db::Postgres => vec![
+            "DROP TRIGGER audit_log_no_update ON audit_log",
+            "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2",
+        ],
+    };
+    rekey_testkit::raw_sql(
+        env.pg
+            .as_ref()
+            .map(|p| p.url())
+            .unwrap_or_else(|| format!("sqlite://{}", env.data_dir().join("rekey.db").display())),
+        &stmts,
+    )
+    .await;
+    let out = env.run(&["audit", "verify", "--offline"], &[]).await;
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("entry 2"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("verification failed"));
+    // Same through the API.
+    let server = env.serve().await;
+    let out = env
+        .run(
+            &["audit", "verify", "--json"],
+            &[("REKEY_URL", &server.base), ("REKEY_TOKEN", &key)],
+        )
+        .await;
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["first_broken_seq"], 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_catalog_entry_stops_start_naming_file_and_field() {
+    let env = Env::new(Db::Sqlite).await;
+    let dir = env.dir.path().join("providers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("acme.toml"), "id = \"acme\"\ndisplay_name = \"Acme\"\ncategory = \"crm\"\ndocs_url = \"http://insecure.example\"\nauth_kinds = [\"api_key\"]\n[revoke]\nmethod = \"api\"\n[rotate]\nmethod = \"api\"\n").unwrap();
+    let out = env
+        .run(
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("REKEY_PROVIDERS_DIR", dir.to_str().unwrap())],
+        )
+        .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("acme.toml") && err.contains("docs_url") && err.contains("https"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn master_key_mode_and_config_errors() {
+    let mut env = Env::new(Db::Sqlite).await;
+    let mk_file = env.dir.path().join("mk");
+    std::fs::write(&mk_file, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    env.extra.push((
+        "REKEY_MASTER_KEY_FILE".into(),
+        mk_file.to_str().unwrap().into(),
+    ));
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let ids = create_conns(&server.base, &key, 2, "mk").await;
+    server.stop().await;
+    assert!(
+        !env.data_dir().join("keyring.json").exists(),
+        "master-key mode must not write a keyring file"
+    );
+    // Without the master key the data is refused rather than silently re-keyed.
+    env.extra.clear();
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"], &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("key-encryption keys this keyring lacks"),
+        "{}",
+        stderr(&out)
+    );
+    // Rotating to a new master key: old one supplied as previous.
+    let new_mk = "ZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
+    let old_mk = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let out = env
+        .run(
+            &["keys", "rotate"],
+            &[
+                ("REKEY_MASTER_KEY", new_mk),
+                ("REKEY_PREVIOUS_MASTER_KEYS", old_mk),
+            ],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("re-wrapped data keys: 4"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("remove from REKEY_PREVIOUS_MASTER_KEYS"),
+        "{}",
+        stdout(&out)
+    );
+    env.extra.push(("REKEY_MASTER_KEY".into(), new_mk.into()));
+    let server = env.serve().await;
+    assert_all_readable(&server.base, &key, &ids, "mk").await;
+    server.stop().await;
+    // Config errors are one clear line.
+    let out = env
+        .run(&["serve"], &[("REKEY_DATABASE_URL", "mysql://x")])
+        .await;
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains("REKEY_DATABASE_URL must start with postgres://"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env
+        .run(&["serve"], &[("REKEY_MASTER_KEY_FILE", "/nonexistent/mk")])
+        .await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("REKEY_MASTER_KEY_FILE"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["serve", "--listen", "not-an-addr"], &[]).await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("cannot listen on not-an-addr"),
+        "{}",
+        stderr(&out)
+    );
+}
