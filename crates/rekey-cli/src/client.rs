@@ -315,7 +315,7 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
             };
             let credentials: Value = serde_json::from_str(&text)
                 .map_err(|_| anyhow!("credentials file is not valid JSON"))?;
-            let owner = (owner_email.is_some() || owner_subject.is_some()).then(|| OwnerView {
+            let owner = (owner_email.is_some() || owner_subject.is_some()).then_some(OwnerView {
                 subject: owner_subject,
                 email: owner_email,
                 name: None,

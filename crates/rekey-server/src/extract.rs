@@ -217,7 +217,7 @@ impl<N: NeedScope> FromRequestParts<AppState> for Auth<N> {
 }
 
 /// An optional JSON body: empty means `T::default()`.
-pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -227,10 +227,6 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Re
         } else {
             ("invalid_body", "request body does not match the schema")
         };
-        error_response(
-            StatusCode::BAD_REQUEST,
-            code,
-            format!("{what}: {}", scrub_serde_message(&e.to_string())),
-        )
+        Error::invalid(code, format!("{what}: {}", scrub_serde_message(&e.to_string())))
     })
 }

@@ -143,10 +143,7 @@ async fn disable_connection(
     IfMatch(v): IfMatch,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let req: DisableConnection = match crate::extract::optional_json(&body) {
-        Ok(r) => r,
-        Err(resp) => return Ok(resp),
-    };
+    let req: DisableConnection = crate::extract::optional_json(&body)?;
     let c = s
         .rekey
         .set_status(&auth.ctx, &id, Status::Disabled, req, v)
