@@ -57,7 +57,7 @@ pub struct OwnerView {
 }
 
 /// `POST /api/v1/connections`
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConnection {
     /// Provider id from the catalog.
@@ -97,7 +97,7 @@ pub struct UpdateConnection {
 }
 
 /// `PUT /api/v1/connections/{id}/credentials`
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCredentials {
     #[schema(value_type = Object)]
@@ -158,7 +158,7 @@ pub struct ConnectionList {
 }
 
 /// `GET /api/v1/connections/{id}/credentials`: the decrypted material.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct CredentialsView {
     pub connection_id: String,
     pub kind: String,
@@ -190,7 +190,7 @@ pub struct ApiKeyView {
 }
 
 /// Returned once, at creation: the only time the key itself is shown.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreatedApiKey {
     pub key: String,
     pub api_key: ApiKeyView,
@@ -275,4 +275,81 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
     /// 1–500, default 50.
     pub limit: Option<i64>,
+}
+
+/// Types that can carry secret material print `[redacted]` in its place.
+macro_rules! redacted_debug {
+    ($t:ty, $secret:ident, [$($f:ident),*]) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    $(.field(stringify!($f), &self.$f))*
+                    .field(stringify!($secret), &"[redacted]")
+                    .finish()
+            }
+        }
+    };
+}
+
+redacted_debug!(
+    CreateConnection,
+    credentials,
+    [
+        provider,
+        kind,
+        display_name,
+        owner,
+        scopes,
+        tags,
+        custody,
+        expires_at
+    ]
+);
+redacted_debug!(UpdateCredentials, credentials, [version]);
+redacted_debug!(CredentialsView, credentials, [connection_id, kind, version]);
+redacted_debug!(CreatedApiKey, key, [api_key]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_carrying_types_redact_debug() {
+        let c: CreateConnection = serde_json::from_value(serde_json::json!({
+            "provider": "p", "kind": "api_key", "display_name": "d", "credentials": {"key": "sk-debug-canary"}
+        }))
+        .unwrap();
+        let u = UpdateCredentials {
+            credentials: serde_json::json!({"key": "sk-debug-canary"}),
+            version: None,
+        };
+        let v = CredentialsView {
+            connection_id: "c".into(),
+            kind: "api_key".into(),
+            version: 1,
+            credentials: serde_json::json!({"key": "sk-debug-canary"}),
+        };
+        let k = CreatedApiKey {
+            key: "rk_debug-canary".into(),
+            api_key: ApiKeyView {
+                id: "key_x".into(),
+                tenant: "t".into(),
+                name: "n".into(),
+                scopes: vec![],
+                created_at: "".into(),
+                created_by: "".into(),
+                last_used_at: None,
+                revoked_at: None,
+            },
+        };
+        for text in [
+            format!("{c:?}"),
+            format!("{u:?}"),
+            format!("{v:?}"),
+            format!("{k:?}"),
+        ] {
+            assert!(!text.contains("debug-canary"), "{text}");
+            assert!(text.contains("[redacted]"));
+        }
+    }
 }

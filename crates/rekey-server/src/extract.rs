@@ -227,6 +227,9 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Er
         } else {
             ("invalid_body", "request body does not match the schema")
         };
-        Error::invalid(code, format!("{what}: {}", scrub_serde_message(&e.to_string())))
+        Error::invalid(
+            code,
+            format!("{what}: {}", scrub_serde_message(&e.to_string())),
+        )
     })
 }
