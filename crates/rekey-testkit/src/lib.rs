@@ -248,31 +248,13 @@ impl TestServer {
 
     /// Run raw SQL against this test's database (for tamper tests).
     pub async fn sql(&self, statements: &[&str]) {
-        match self.db {
-            Db::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.pg.as_ref().unwrap().url())
-                    .await
-                    .unwrap();
-                for s in statements {
-                    sqlx::query(s)
-                        .execute(&mut c)
-                        .await
-                        .unwrap_or_else(|e| panic!("{s}: {e}"));
-                }
-            }
-            Db::Sqlite => {
-                let url = format!(
-                    "sqlite://{}",
-                    self.dir.path().join("data/rekey.db").display()
-                );
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                for s in statements {
-                    sqlx::query(s)
-                        .execute(&mut c)
-                        .await
-                        .unwrap_or_else(|e| panic!("{s}: {e}"));
-                }
-            }
+        raw_sql(self.database_url(), statements).await
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url(),
+            None => format!("sqlite://{}", self.dir.path().join("data/rekey.db").display()),
         }
     }
 
