@@ -254,7 +254,10 @@ impl TestServer {
     pub fn database_url(&self) -> String {
         match &self.pg {
             Some(pg) => pg.url(),
-            None => format!("sqlite://{}", self.dir.path().join("data/rekey.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.dir.path().join("data/rekey.db").display()
+            ),
         }
     }
 
