@@ -37,6 +37,11 @@ pub struct ProviderView {
     pub category: String,
     pub docs_url: String,
     pub auth_kinds: Vec<String>,
+    /// Per-integration URL placeholders (e.g. `subdomain`).
+    pub params: Vec<String>,
+    /// OAuth endpoints and behaviour, for oauth2_* kinds.
+    #[schema(value_type = Option<Object>)]
+    pub oauth: Option<Value>,
     pub revoke: RunbookView,
     pub rotate: RunbookView,
     pub pitfalls: Vec<String>,

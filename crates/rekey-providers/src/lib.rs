@@ -7,7 +7,7 @@
 use include_dir::{include_dir, Dir};
 use rekey_core::connection::ConnectionKind;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 static EMBEDDED: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../providers");
@@ -33,6 +33,62 @@ pub enum RunbookMethod {
     Manual,
 }
 
+/// How rekey talks OAuth 2.0 / OIDC to a provider. URLs may contain
+/// `{placeholders}` declared in the provider's `params` (per-tenant hosts).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSpec {
+    /// Authorization endpoint (authorization-code kind). Optional when `issuer` is set (discovery).
+    pub authorize_url: Option<String>,
+    /// Token endpoint. Optional when `issuer` is set (discovery).
+    pub token_url: Option<String>,
+    /// RFC 7009 revocation endpoint, if the provider has one.
+    pub revocation_url: Option<String>,
+    /// OpenID Connect issuer: endpoints are discovered from
+    /// `{issuer}/.well-known/openid-configuration` and ID tokens are validated against it.
+    pub issuer: Option<String>,
+    /// Endpoint returning JSON about the authorizing user (userinfo or a provider API).
+    pub identity_url: Option<String>,
+    /// Dotted path of the user's stable id in the identity response (or ID token claims).
+    #[serde(default = "default_subject_field")]
+    pub identity_subject_field: String,
+    /// Dotted path of the user's email.
+    #[serde(default = "default_email_field")]
+    pub identity_email_field: String,
+    /// Dotted path of the user's display name.
+    pub identity_name_field: Option<String>,
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+    #[serde(default = "default_scope_separator")]
+    pub scope_separator: String,
+    /// Extra query parameters for the authorization request (e.g. `access_type = "offline"`).
+    #[serde(default)]
+    pub extra_authorize_params: BTreeMap<String, String>,
+    /// Dotted path of the granted scopes in the token response when not in `scope`.
+    pub granted_scopes_field: Option<String>,
+    /// The provider issues a new refresh token on every refresh.
+    #[serde(default)]
+    pub refresh_token_rotates: bool,
+    /// Refresh tokens die after this many days unused; rekey refreshes idle grants before that.
+    pub refresh_token_idle_days: Option<u32>,
+    /// Refresh access tokens that expire within this many seconds.
+    #[serde(default = "default_refresh_window")]
+    pub refresh_window_secs: u64,
+}
+
+fn default_subject_field() -> String {
+    "sub".into()
+}
+fn default_email_field() -> String {
+    "email".into()
+}
+fn default_scope_separator() -> String {
+    " ".into()
+}
+fn default_refresh_window() -> u64 {
+    900
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
@@ -41,6 +97,10 @@ pub struct Provider {
     pub category: String,
     pub docs_url: String,
     pub auth_kinds: Vec<String>,
+    /// Placeholders usable in URLs as `{name}` (e.g. `subdomain`), supplied per integration.
+    #[serde(default)]
+    pub params: Vec<String>,
+    pub oauth: Option<OAuthSpec>,
     pub revoke: Runbook,
     pub rotate: Runbook,
     #[serde(default)]
@@ -110,7 +170,11 @@ fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
     }
     rekey_core::ids::validate_slug("category", &p.category, 64)
         .map_err(|e| fail(file, "category", e.to_string()))?;
-    check_url(file, "docs_url", &p.docs_url)?;
+    check_url(file, "docs_url", &p.docs_url, &[])?;
+    for (i, param) in p.params.iter().enumerate() {
+        rekey_core::ids::validate_slug(&format!("params[{i}]"), param, 32)
+            .map_err(|e| fail(file, &format!("params[{i}]"), e.to_string()))?;
+    }
     if p.auth_kinds.is_empty() {
         return Err(fail(file, "auth_kinds", "must list at least one kind"));
     }
@@ -123,6 +187,7 @@ fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
             return Err(fail(file, &field, format!("`{k}` is listed twice")));
         }
     }
+    validate_oauth(file, p)?;
     for (name, rb) in [("revoke", &p.revoke), ("rotate", &p.rotate)] {
         if rb.method == RunbookMethod::Manual && rb.steps.is_empty() {
             return Err(fail(
@@ -147,12 +212,121 @@ fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
     Ok(())
 }
 
-fn check_url(file: &str, field: &str, url: &str) -> Result<(), CatalogError> {
-    let rest = url
+fn validate_oauth(file: &str, p: &Provider) -> Result<(), CatalogError> {
+    let wants_code = p
+        .auth_kinds
+        .iter()
+        .any(|k| k == "oauth2_authorization_code");
+    let wants_cc = p
+        .auth_kinds
+        .iter()
+        .any(|k| k == "oauth2_client_credentials");
+    let Some(o) = &p.oauth else {
+        if wants_code || wants_cc {
+            return Err(fail(
+                file,
+                "oauth",
+                "required when auth_kinds lists an oauth2_* kind",
+            ));
+        }
+        return Ok(());
+    };
+    if !(wants_code || wants_cc) {
+        return Err(fail(
+            file,
+            "oauth",
+            "only allowed when auth_kinds lists an oauth2_* kind",
+        ));
+    }
+    for (field, v) in [
+        ("oauth.authorize_url", &o.authorize_url),
+        ("oauth.token_url", &o.token_url),
+        ("oauth.revocation_url", &o.revocation_url),
+        ("oauth.issuer", &o.issuer),
+        ("oauth.identity_url", &o.identity_url),
+    ] {
+        if let Some(u) = v {
+            check_url(file, field, u, &p.params)?;
+        }
+    }
+    if wants_code && o.authorize_url.is_none() && o.issuer.is_none() {
+        return Err(fail(
+            file,
+            "oauth.authorize_url",
+            "required (or `issuer` for discovery) for oauth2_authorization_code",
+        ));
+    }
+    if o.token_url.is_none() && o.issuer.is_none() {
+        return Err(fail(
+            file,
+            "oauth.token_url",
+            "required (or `issuer` for discovery)",
+        ));
+    }
+    if p.revoke.method == RunbookMethod::Api && o.revocation_url.is_none() {
+        return Err(fail(
+            file,
+            "oauth.revocation_url",
+            "required when revoke.method = \"api\"",
+        ));
+    }
+    if o.scope_separator.is_empty() {
+        return Err(fail(file, "oauth.scope_separator", "must not be empty"));
+    }
+    for (i, sc) in o.default_scopes.iter().enumerate() {
+        if sc.is_empty() || sc.contains(char::is_whitespace) {
+            return Err(fail(
+                file,
+                &format!("oauth.default_scopes[{i}]"),
+                "must be non-empty without spaces",
+            ));
+        }
+    }
+    if o.refresh_window_secs == 0 || o.refresh_window_secs > 86_400 {
+        return Err(fail(
+            file,
+            "oauth.refresh_window_secs",
+            "must be between 1 and 86400",
+        ));
+    }
+    Ok(())
+}
+
+/// Placeholders `{name}` in a URL template.
+pub fn placeholders(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = url;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else { break };
+        out.push(rest[i + 1..i + j].to_string());
+        rest = &rest[i + j + 1..];
+    }
+    out
+}
+
+fn check_url(file: &str, field: &str, url: &str, params: &[String]) -> Result<(), CatalogError> {
+    let declared: BTreeSet<&str> = params.iter().map(String::as_str).collect();
+    for ph in placeholders(url) {
+        if !declared.contains(ph.as_str()) {
+            return Err(fail(
+                file,
+                field,
+                format!("placeholder `{{{ph}}}` is not declared in `params`"),
+            ));
+        }
+    }
+    // Validate the shape with placeholders filled in.
+    let filled = params
+        .iter()
+        .fold(url.to_string(), |u, p| u.replace(&format!("{{{p}}}"), "x"));
+    let rest = filled
         .strip_prefix("https://")
         .ok_or_else(|| fail(file, field, "must be an https:// URL"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || !host.contains('.') || host.contains(char::is_whitespace) {
+    if host.is_empty()
+        || !host.contains('.')
+        || host.contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+    {
         return Err(fail(file, field, "must be an https:// URL with a host"));
     }
     Ok(())
@@ -296,6 +470,82 @@ steps = ["Create a new key", "Update rekey", "Delete the old key"]
             assert_eq!(e.file, "providers/acme.toml");
             assert!(e.field.starts_with(field), "{e} (wanted {field})");
         }
+    }
+
+    const OAUTH: &str = r#"
+id = "acme"
+display_name = "Acme"
+category = "crm"
+docs_url = "https://docs.acme.example/api"
+auth_kinds = ["oauth2_authorization_code"]
+params = ["subdomain"]
+[oauth]
+authorize_url = "https://{subdomain}.acme.example/oauth/authorize"
+token_url = "https://{subdomain}.acme.example/oauth/token"
+revocation_url = "https://{subdomain}.acme.example/oauth/revoke"
+default_scopes = ["read"]
+[revoke]
+method = "api"
+[rotate]
+method = "manual"
+steps = ["Reconnect"]
+"#;
+
+    #[test]
+    fn oauth_entries_validate() {
+        let p = parse_entry("providers/acme.toml", OAUTH).unwrap();
+        let o = p.oauth.unwrap();
+        assert_eq!(o.scope_separator, " ");
+        assert_eq!(o.refresh_window_secs, 900);
+        assert_eq!(
+            placeholders(o.token_url.as_deref().unwrap()),
+            vec!["subdomain"]
+        );
+        let cases = [
+            (
+                OAUTH.replace("params = [\"subdomain\"]\n", ""),
+                "oauth.authorize_url",
+            ),
+            (
+                OAUTH.replace(
+                    "revocation_url = \"https://{subdomain}.acme.example/oauth/revoke\"\n",
+                    "",
+                ),
+                "oauth.revocation_url",
+            ),
+            (
+                OAUTH.replace(
+                    "token_url = \"https://{subdomain}.acme.example/oauth/token\"\n",
+                    "",
+                ),
+                "oauth.token_url",
+            ),
+            (
+                OAUTH.replace(
+                    "https://{subdomain}.acme.example/oauth/token",
+                    "http://acme.example/token",
+                ),
+                "oauth.token_url",
+            ),
+            (OAUTH.replace("[oauth]", "[oauthx]"), "line"),
+            (
+                GOOD.replace(
+                    "[revoke]",
+                    "[oauth]\ntoken_url = \"https://a.example/t\"\n[revoke]",
+                ),
+                "oauth",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = parse_entry("providers/acme.toml", &text).unwrap_err();
+            assert!(e.field.starts_with(field), "{e} (wanted {field})");
+        }
+        let e = parse_entry(
+            "providers/acme.toml",
+            &GOOD.replace("[\"api_key\"]", "[\"oauth2_client_credentials\"]"),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "oauth");
     }
 
     #[test]

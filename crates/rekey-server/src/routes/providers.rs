@@ -43,6 +43,8 @@ fn view(p: &Provider) -> ProviderView {
         category: p.category.clone(),
         docs_url: p.docs_url.clone(),
         auth_kinds: p.auth_kinds.clone(),
+        params: p.params.clone(),
+        oauth: p.oauth.as_ref().and_then(|o| serde_json::to_value(o).ok()),
         revoke: runbook(&p.revoke),
         rotate: runbook(&p.rotate),
         pitfalls: p.pitfalls.clone(),
