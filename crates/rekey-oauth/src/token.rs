@@ -1,0 +1,439 @@
+//! Authorization URLs and token-endpoint operations.
+
+use crate::http::Response;
+use crate::{json_path, ClientAuth, Http, OAuthError};
+use rekey_core::SecretString;
+use serde_json::Value;
+
+/// Endpoints from OIDC discovery.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    pub issuer: String,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub revocation_endpoint: Option<String>,
+    pub userinfo_endpoint: Option<String>,
+    pub jwks_uri: Option<String>,
+}
+
+/// Fetch `{issuer}/.well-known/openid-configuration`. The document's
+/// `issuer` must equal the configured one exactly (OIDC Discovery §4.3),
+/// which defeats mix-ups between providers.
+pub async fn discover(http: &Http, issuer: &str) -> Result<Discovery, OAuthError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let r = http.send(http.inner().get(&url)).await?;
+    if r.status != 200 {
+        return Err(status_error(&r));
+    }
+    let v: Value = serde_json::from_slice(&r.body)
+        .map_err(|_| OAuthError::Malformed("discovery document is not JSON".into()))?;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let found = s("issuer")
+        .ok_or_else(|| OAuthError::Malformed("discovery document lacks `issuer`".into()))?;
+    if found != issuer {
+        return Err(OAuthError::Malformed(format!(
+            "discovery issuer `{found}` does not match the configured issuer `{issuer}`"
+        )));
+    }
+    Ok(Discovery {
+        issuer: found,
+        authorization_endpoint: s("authorization_endpoint"),
+        token_endpoint: s("token_endpoint"),
+        revocation_endpoint: s("revocation_endpoint"),
+        userinfo_endpoint: s("userinfo_endpoint"),
+        jwks_uri: s("jwks_uri"),
+    })
+}
+
+pub struct AuthorizeRequest<'a> {
+    pub authorize_url: &'a str,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub scopes: &'a [String],
+    pub scope_separator: &'a str,
+    pub state: &'a str,
+    pub nonce: Option<&'a str>,
+    pub code_challenge: &'a str,
+    pub extra: &'a [(String, String)],
+}
+
+/// Build the authorization URL. PKCE S256 is always sent.
+pub fn authorize_url(r: &AuthorizeRequest<'_>) -> Result<String, OAuthError> {
+    let mut url = url::Url::parse(r.authorize_url)
+        .map_err(|_| OAuthError::Config("authorize URL is not a valid URL".into()))?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in r.extra {
+            q.append_pair(k, v);
+        }
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", r.client_id)
+            .append_pair("redirect_uri", r.redirect_uri)
+            .append_pair("state", r.state)
+            .append_pair("code_challenge", r.code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        if !r.scopes.is_empty() {
+            q.append_pair("scope", &r.scopes.join(r.scope_separator));
+        }
+        if let Some(n) = r.nonce {
+            q.append_pair("nonce", n);
+        }
+    }
+    Ok(url.into())
+}
+
+/// A successful token response. Token values are secrets; `extra` holds
+/// the rest of the response with anything token-like removed.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    pub access_token: SecretString,
+    pub token_type: String,
+    pub expires_in: Option<i64>,
+    pub refresh_token: Option<SecretString>,
+    pub id_token: Option<SecretString>,
+    pub scope: Option<String>,
+    pub extra: Value,
+}
+
+const MAX_TOKEN: usize = 16 * 1024;
+
+fn scrub(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| {
+                let k = k.to_ascii_lowercase();
+                !(k.contains("token")
+                    || k.contains("secret")
+                    || k.contains("password")
+                    || k == "code")
+            });
+            m.values_mut().for_each(scrub);
+        }
+        Value::Array(a) => a.iter_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+fn status_error(r: &Response) -> OAuthError {
+    if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
+        if let Some(e) = v.get("error").and_then(Value::as_str) {
+            return OAuthError::Provider {
+                status: r.status,
+                error: clip(e, 64),
+                description: v
+                    .get("error_description")
+                    .and_then(Value::as_str)
+                    .map(|d| clip(d, 300)),
+            };
+        }
+    }
+    if r.status >= 500 || r.status == 429 {
+        OAuthError::Unavailable {
+            status: r.status,
+            retry_after: r.retry_after,
+        }
+    } else {
+        OAuthError::Provider {
+            status: r.status,
+            error: format!("http_{}", r.status),
+            description: None,
+        }
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(n).collect()
+}
+
+/// Parse and validate a token endpoint response.
+fn parse_token_response(r: Response) -> Result<TokenSet, OAuthError> {
+    if r.status != 200 {
+        return Err(status_error(&r));
+    }
+    let v: Value = serde_json::from_slice(&r.body)
+        .map_err(|_| OAuthError::Malformed("token response is not JSON".into()))?;
+    let Value::Object(m) = &v else {
+        return Err(OAuthError::Malformed(
+            "token response is not a JSON object".into(),
+        ));
+    };
+    // Slack-style: HTTP 200 with {"ok": false, "error": "…"}.
+    if m.get("ok") == Some(&Value::Bool(false))
+        || (m.contains_key("error") && !m.contains_key("access_token"))
+    {
+        return Err(OAuthError::Provider {
+            status: r.status,
+            error: m
+                .get("error")
+                .and_then(Value::as_str)
+                .map(|e| clip(e, 64))
+                .unwrap_or_else(|| "unknown_error".into()),
+            description: m
+                .get("error_description")
+                .and_then(Value::as_str)
+                .map(|d| clip(d, 300)),
+        });
+    }
+    let text = |k: &str| -> Result<Option<String>, OAuthError> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() <= MAX_TOKEN => Ok(Some(s.clone())),
+            Some(Value::String(_)) => Err(OAuthError::Malformed(format!("`{k}` is too long"))),
+            Some(_) => Err(OAuthError::Malformed(format!("`{k}` is not a string"))),
+        }
+    };
+    let access_token = text("access_token")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| OAuthError::Malformed("token response lacks `access_token`".into()))?;
+    let token_type = text("token_type")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| OAuthError::Malformed("token response lacks `token_type`".into()))?;
+    let expires_in = match m.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse::<i64>().ok(),
+        Some(_) => None,
+    }
+    .map(|n| n.clamp(0, 10 * 365 * 86_400));
+    let refresh_token = text("refresh_token")?
+        .filter(|s| !s.is_empty())
+        .map(SecretString::new);
+    let id_token = text("id_token")?
+        .filter(|s| !s.is_empty())
+        .map(SecretString::new);
+    let scope = text("scope")?;
+    let mut extra = v.clone();
+    scrub(&mut extra);
+    Ok(TokenSet {
+        access_token: SecretString::new(access_token),
+        token_type,
+        expires_in,
+        refresh_token,
+        id_token,
+        scope,
+        extra,
+    })
+}
+
+async fn token_request(
+    http: &Http,
+    token_url: &str,
+    auth: &ClientAuth,
+    mut form: Vec<(String, String)>,
+) -> Result<TokenSet, OAuthError> {
+    let req = http
+        .inner()
+        .post(token_url)
+        .header(reqwest::header::ACCEPT, "application/json");
+    let req = auth.apply(req, &mut form, token_url)?;
+    let r = http.send(req.form(&form)).await?;
+    parse_token_response(r)
+}
+
+pub async fn exchange_code(
+    http: &Http,
+    token_url: &str,
+    auth: &ClientAuth,
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &SecretString,
+) -> Result<TokenSet, OAuthError> {
+    let form = vec![
+        ("grant_type".to_string(), "authorization_code".to_string()),
+        ("code".into(), code.to_string()),
+        ("redirect_uri".into(), redirect_uri.to_string()),
+        ("code_verifier".into(), code_verifier.expose().to_string()),
+    ];
+    token_request(http, token_url, auth, form).await
+}
+
+pub async fn refresh(
+    http: &Http,
+    token_url: &str,
+    auth: &ClientAuth,
+    refresh_token: &SecretString,
+) -> Result<TokenSet, OAuthError> {
+    let form = vec![
+        ("grant_type".to_string(), "refresh_token".to_string()),
+        ("refresh_token".into(), refresh_token.expose().to_string()),
+    ];
+    token_request(http, token_url, auth, form).await
+}
+
+pub async fn client_credentials(
+    http: &Http,
+    token_url: &str,
+    auth: &ClientAuth,
+    scopes: &[String],
+    sep: &str,
+) -> Result<TokenSet, OAuthError> {
+    let mut form = vec![("grant_type".to_string(), "client_credentials".to_string())];
+    if !scopes.is_empty() {
+        form.push(("scope".into(), scopes.join(sep)));
+    }
+    token_request(http, token_url, auth, form).await
+}
+
+/// RFC 7009 revocation. A 200 means the token is gone (or was already).
+pub async fn revoke(
+    http: &Http,
+    revocation_url: &str,
+    auth: &ClientAuth,
+    token: &SecretString,
+    hint: &str,
+) -> Result<(), OAuthError> {
+    let mut form = vec![
+        ("token".to_string(), token.expose().to_string()),
+        ("token_type_hint".into(), hint.to_string()),
+    ];
+    let req = auth.apply(http.inner().post(revocation_url), &mut form, revocation_url)?;
+    let r = http.send(req.form(&form)).await?;
+    if r.status == 200 || r.status == 204 {
+        // Slack's auth.revoke answers 200 {"ok": false, …} on failure.
+        if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
+            if v.get("ok") == Some(&Value::Bool(false)) {
+                return Err(status_error(&Response {
+                    status: 400,
+                    retry_after: None,
+                    body: r.body,
+                }));
+            }
+        }
+        return Ok(());
+    }
+    Err(status_error(&r))
+}
+
+/// GET the identity endpoint with the access token; returns its JSON.
+pub async fn fetch_identity(
+    http: &Http,
+    url: &str,
+    access_token: &SecretString,
+) -> Result<Value, OAuthError> {
+    let r = http
+        .send(
+            http.inner()
+                .get(url)
+                .bearer_auth(access_token.expose())
+                .header(reqwest::header::ACCEPT, "application/json"),
+        )
+        .await?;
+    if r.status != 200 {
+        return Err(status_error(&r));
+    }
+    let v: Value = serde_json::from_slice(&r.body)
+        .map_err(|_| OAuthError::Malformed("identity response is not JSON".into()))?;
+    if v.get("ok") == Some(&Value::Bool(false)) {
+        return Err(status_error(&Response {
+            status: 401,
+            retry_after: None,
+            body: r.body,
+        }));
+    }
+    Ok(v)
+}
+
+/// Granted scopes: the response's `scope` (or a provider-specific path), split on `sep`.
+pub fn granted_scopes(t: &TokenSet, path: Option<&str>, sep: &str) -> Option<Vec<String>> {
+    let raw = match path {
+        Some(p) => json_path(&t.extra, p)
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        None => t.scope.clone(),
+    }?;
+    let mut v: Vec<String> = raw
+        .split(|c: char| sep.contains(c) || c == ' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v.dedup();
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn parses_standard_response_and_scrubs_extra() {
+        let t = parse_token_response(resp(200, r#"{"access_token":"at","token_type":"Bearer","expires_in":"3600","refresh_token":"rt","scope":"a b","authed_user":{"id":"U1","access_token":"xoxp"}}"#)).unwrap();
+        assert_eq!(t.access_token.expose(), "at");
+        assert_eq!(t.expires_in, Some(3600));
+        assert_eq!(t.extra["authed_user"]["id"], "U1");
+        assert!(!t.extra.to_string().contains("xoxp") && !t.extra.to_string().contains("\"rt\""));
+        assert_eq!(granted_scopes(&t, None, " ").unwrap(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn rejects_incomplete_or_odd_responses() {
+        for body in [
+            r#"{"token_type":"Bearer"}"#,
+            r#"{"access_token":"at"}"#,
+            r#"{"access_token":5,"token_type":"Bearer"}"#,
+            r#"[1,2]"#,
+            "<html>",
+        ] {
+            let e = parse_token_response(resp(200, body)).unwrap_err();
+            assert!(matches!(e, OAuthError::Malformed(_)), "{body}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let e = parse_token_response(resp(
+            400,
+            r#"{"error":"invalid_grant","error_description":"grant revoked"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.severity(), crate::Severity::Auth);
+        let e = parse_token_response(resp(200, r#"{"ok":false,"error":"invalid_refresh_token"}"#))
+            .unwrap_err();
+        assert_eq!(e.severity(), crate::Severity::Auth);
+        let e = parse_token_response(resp(503, "busy")).unwrap_err();
+        assert_eq!(e.severity(), crate::Severity::Transient);
+        let e = parse_token_response(resp(429, "{}")).unwrap_err();
+        assert_eq!(e.severity(), crate::Severity::Transient);
+        let e = parse_token_response(resp(401, "nope")).unwrap_err();
+        assert_eq!(e.severity(), crate::Severity::Auth);
+    }
+
+    #[test]
+    fn authorize_url_always_has_pkce_and_state() {
+        let u = authorize_url(&AuthorizeRequest {
+            authorize_url: "https://idp.example/authorize?tenant=x",
+            client_id: "c",
+            redirect_uri: "https://rekey.example/oauth/callback",
+            scopes: &["read".into(), "write".into()],
+            scope_separator: ",",
+            state: "st",
+            nonce: Some("n"),
+            code_challenge: "ch",
+            extra: &[("prompt".into(), "consent".into())],
+        })
+        .unwrap();
+        for part in [
+            "tenant=x",
+            "code_challenge=ch",
+            "code_challenge_method=S256",
+            "state=st",
+            "nonce=n",
+            "scope=read%2Cwrite",
+            "prompt=consent",
+            "redirect_uri=https%3A%2F%2Frekey.example%2Foauth%2Fcallback",
+        ] {
+            assert!(u.contains(part), "{u} lacks {part}");
+        }
+    }
+}
