@@ -3,6 +3,19 @@
 //! start. A bad entry stops the server with the file, field and reason.
 //!
 //! Invariant: data, not code. Nothing here performs I/O against providers.
+//! The schema is documented field by field in `docs/catalog.md`.
+
+mod forms;
+mod lint;
+mod probe;
+mod template;
+
+pub use forms::{FormField, KeyForm, Placement};
+pub use lint::{lint_dir, lint_embedded, lint_files, LintFinding, Severity};
+pub use probe::{
+    AwsSigV4, BodyValue, Predicate, Probe, ProbeMethod, ProbeOutcome, ProbeProtocol, Scalar,
+};
+pub use template::{check_param_value, placeholders, render, ParamInfo, TemplateError};
 
 use include_dir::{include_dir, Dir};
 use rekey_core::connection::ConnectionKind;
@@ -11,6 +24,61 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 static EMBEDDED: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../providers");
+
+/// How rekey rotates a credential when `rotate.method = "api"` (or guides
+/// the operator when `"manual"`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Rotator {
+    /// `ALTER ROLE … PASSWORD` on PostgreSQL (kind `basic`).
+    Postgres,
+    /// `ALTER USER … IDENTIFIED BY` on MySQL/MariaDB (kind `basic`).
+    Mysql,
+    /// Create a second IAM access key, switch, delete the old one (kind `aws_access_key`).
+    AwsIam,
+    /// Put a new public key in the free slot (`RSA_PUBLIC_KEY_2`), switch,
+    /// unset the old slot (kind `rsa_key_pair`).
+    RsaSecondSlot,
+    /// Create a new client secret for the integration's OAuth client
+    /// (kind `oauth2_client_credentials`).
+    OauthClientSecret,
+    /// Send the original authorizer a reauthorization link; a new grant
+    /// replaces the old (kind `oauth2_authorization_code`). Operator-driven.
+    Reauthorize,
+    /// An operator follows `steps` and confirms each one.
+    Manual,
+}
+
+impl Rotator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rotator::Postgres => "postgres",
+            Rotator::Mysql => "mysql",
+            Rotator::AwsIam => "aws_iam",
+            Rotator::RsaSecondSlot => "rsa_second_slot",
+            Rotator::OauthClientSecret => "oauth_client_secret",
+            Rotator::Reauthorize => "reauthorize",
+            Rotator::Manual => "manual",
+        }
+    }
+
+    /// Rotators rekey runs itself (`method = "api"`).
+    pub fn is_automated(self) -> bool {
+        !matches!(self, Rotator::Reauthorize | Rotator::Manual)
+    }
+
+    /// The auth kind this rotator works on, if it is specific to one.
+    pub fn kind(self) -> Option<&'static str> {
+        match self {
+            Rotator::Postgres | Rotator::Mysql => Some("basic"),
+            Rotator::AwsIam => Some("aws_access_key"),
+            Rotator::RsaSecondSlot => Some("rsa_key_pair"),
+            Rotator::OauthClientSecret => Some("oauth2_client_credentials"),
+            Rotator::Reauthorize => Some("oauth2_authorization_code"),
+            Rotator::Manual => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +92,20 @@ pub struct Runbook {
     /// same time (two keys/slots), so rotation has no downtime.
     #[serde(default)]
     pub overlap: Option<bool>,
+    /// Rotation only: which rotator does (or guides) the rotation.
+    #[serde(default)]
+    pub rotator: Option<Rotator>,
+    /// Rotation only: creating the new credential kills the old one at once
+    /// (so update every consumer immediately; order matters).
+    #[serde(default)]
+    pub invalidates_old_immediately: Option<bool>,
+    /// The page in the provider's console where this is done (may use
+    /// `params` placeholders).
+    #[serde(default)]
+    pub console_url: Option<String>,
+    /// Per auth kind replacements of this runbook (a complete runbook each).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<String, Runbook>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -31,6 +113,29 @@ pub struct Runbook {
 pub enum RunbookMethod {
     Api,
     Manual,
+}
+
+/// How the revocation endpoint is called.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationMethod {
+    /// RFC 7009: POST form `token=…` (+ `token_type_hint`) with client authentication.
+    #[default]
+    Rfc7009,
+    /// POST with the token in the query string (`?token=…`), as Zoho and ServiceNow take it.
+    TokenQuery,
+    /// POST with the token to revoke as `Authorization: Bearer` (Slack `auth.revoke`).
+    Bearer,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// Signed JWT client assertion (certificate credentials, RFC 7523).
+    PrivateKeyJwt,
 }
 
 /// How rekey talks OAuth 2.0 / OIDC to a provider. URLs may contain
@@ -74,6 +179,16 @@ pub struct OAuthSpec {
     /// Refresh access tokens that expire within this many seconds.
     #[serde(default = "default_refresh_window")]
     pub refresh_window_secs: u64,
+    /// How `revocation_url` is called (default RFC 7009).
+    #[serde(default)]
+    pub revocation_method: RevocationMethod,
+    /// Client authentication methods the token endpoint accepts, preferred first.
+    #[serde(default)]
+    pub client_auth_methods: Vec<ClientAuthMethod>,
+    /// Refresh tokens die this many days after the grant, used or not;
+    /// reauthorization is unavoidable before then.
+    #[serde(default)]
+    pub refresh_token_max_days: Option<u32>,
 }
 
 fn default_subject_field() -> String {
@@ -105,11 +220,70 @@ pub struct Provider {
     pub rotate: Runbook,
     #[serde(default)]
     pub pitfalls: Vec<String>,
+    /// Other names the provider goes by (slugs), e.g. `entra-id`; resolvable with [`Catalog::find`].
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The provider's public documentation this entry was checked against.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// Label, help, example and allowed values of each `params` entry.
+    #[serde(default)]
+    pub param_info: BTreeMap<String, ParamInfo>,
+    /// Connect-page forms for the static auth kinds, keyed by kind.
+    #[serde(default)]
+    pub key_forms: BTreeMap<String, KeyForm>,
+    /// Health probes (`[[probe]]`), each for some or all auth kinds.
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<Probe>,
+    /// Why some kinds have no probe (e.g. every call costs credits).
+    #[serde(default)]
+    pub probe_unavailable: Option<String>,
 }
 
 impl Provider {
     pub fn supports(&self, kind: ConnectionKind) -> bool {
         self.auth_kinds.iter().any(|k| k == kind.as_str())
+    }
+
+    /// The revoke runbook for one auth kind (its `revoke.kinds` entry, else `revoke`).
+    pub fn revoke_for(&self, kind: &str) -> &Runbook {
+        self.revoke.kinds.get(kind).unwrap_or(&self.revoke)
+    }
+
+    /// The rotate runbook for one auth kind (its `rotate.kinds` entry, else `rotate`).
+    pub fn rotate_for(&self, kind: &str) -> &Runbook {
+        self.rotate.kinds.get(kind).unwrap_or(&self.rotate)
+    }
+
+    /// The health probe for one auth kind: one listing it, else the catch-all.
+    pub fn probe_for(&self, kind: &str) -> Option<&Probe> {
+        self.probes
+            .iter()
+            .find(|p| p.kinds.iter().any(|k| k == kind))
+            .or_else(|| self.probes.iter().find(|p| p.kinds.is_empty()))
+    }
+
+    /// The Connect-page form for a static kind.
+    pub fn key_form(&self, kind: &str) -> Option<&KeyForm> {
+        self.key_forms.get(kind)
+    }
+
+    /// Fill one of this entry's URL templates with per-integration values,
+    /// checking each against `param_info`. Errors never echo a value.
+    pub fn render_url(
+        &self,
+        template: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<String, TemplateError> {
+        for ph in placeholders(template) {
+            if !self.params.contains(&ph) {
+                return Err(TemplateError {
+                    param: ph,
+                    reason: "is not declared in `params`".into(),
+                });
+            }
+        }
+        render(template, values, &self.param_info)
     }
 }
 
@@ -124,6 +298,7 @@ pub struct CatalogError {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     providers: BTreeMap<String, Provider>,
+    aliases: BTreeMap<String, String>,
 }
 
 fn fail(file: &str, field: &str, reason: impl Into<String>) -> CatalogError {
@@ -134,22 +309,153 @@ fn fail(file: &str, field: &str, reason: impl Into<String>) -> CatalogError {
     }
 }
 
+/// Name the place of a TOML error: `line N` plus, when it can be read off
+/// the text, the dotted key (`line 12 (probe.url)`).
+fn locate(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line_no = before.lines().count().max(1);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let mut table = String::new();
+    for l in before.lines() {
+        let l = l.trim();
+        if l.starts_with('[') {
+            table = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace));
+    let path = match (table.is_empty(), key) {
+        (true, Some(k)) => k,
+        (false, Some(k)) => format!("{table}.{k}"),
+        (false, None) => table,
+        (true, None) => String::new(),
+    };
+    if path.is_empty() {
+        format!("line {line_no}")
+    } else {
+        format!("line {line_no} ({path})")
+    }
+}
+
 /// Parse and validate one entry. `file` names it in errors; its stem must be the id.
 pub fn parse_entry(file: &str, text: &str) -> Result<Provider, CatalogError> {
     let p: Provider = toml::from_str(text).map_err(|e| {
-        let msg = e.message().to_string();
-        // toml names the offending key in the message; keep the span as a line.
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        let field = match line {
-            Some(l) => format!("line {l}"),
+        let msg = e.message().trim().to_string();
+        let field = match e.span() {
+            Some(s) => locate(text, s.start),
             None => "document".to_string(),
         };
         fail(file, &field, msg)
     })?;
     validate(file, &p)?;
     Ok(p)
+}
+
+const STATIC_KINDS: [&str; 6] = [
+    "api_key",
+    "basic",
+    "headers",
+    "aws_access_key",
+    "service_account_json",
+    "rsa_key_pair",
+];
+
+fn is_oauth_kind(k: &str) -> bool {
+    k == "oauth2_authorization_code" || k == "oauth2_client_credentials"
+}
+
+/// Context for URL checks: the entry's declared params and their info.
+struct Ctx<'a> {
+    file: &'a str,
+    p: &'a Provider,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: &str, reason: impl Into<String>) -> CatalogError {
+        fail(self.file, field, reason)
+    }
+
+    fn declared(&self, field: &str, s: &str) -> Result<(), CatalogError> {
+        for ph in placeholders(s) {
+            if !self.p.params.contains(&ph) {
+                return Err(self.err(
+                    field,
+                    format!("placeholder `{{{ph}}}` is not declared in `params`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A URL template: placeholders declared, hosts pinned or constrained,
+    /// and the shape valid with examples (and every allowed value) filled in.
+    fn url(&self, field: &str, url: &str) -> Result<(), CatalogError> {
+        self.declared(field, url)?;
+        if let Some(auth) = template::authority(url) {
+            if !template::host_is_pinned(auth) {
+                let host = auth.split(':').next().unwrap_or("");
+                for ph in placeholders(host) {
+                    let constrained = self
+                        .p
+                        .param_info
+                        .get(&ph)
+                        .is_some_and(|i| !i.allowed.is_empty() || !i.host_suffixes.is_empty());
+                    if !constrained {
+                        return Err(self.err(
+                            field,
+                            format!(
+                                "placeholder `{{{ph}}}` decides the host's domain: give `param_info.{ph}.allowed` or `param_info.{ph}.host_suffixes` so credentials only go to the provider"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let fill = |overrides: &BTreeMap<String, String>| {
+            self.p.params.iter().fold(url.to_string(), |u, name| {
+                let v = overrides
+                    .get(name)
+                    .cloned()
+                    .or_else(|| self.p.param_info.get(name).map(|i| i.example.clone()))
+                    .unwrap_or_else(|| "x".to_string());
+                u.replace(&format!("{{{name}}}"), &v)
+            })
+        };
+        template::check_concrete_url(&fill(&BTreeMap::new()), false)
+            .map_err(|r| self.err(field, r))?;
+        for ph in placeholders(url) {
+            if let Some(info) = self.p.param_info.get(&ph) {
+                for a in &info.allowed {
+                    let o = BTreeMap::from([(ph.clone(), a.clone())]);
+                    template::check_concrete_url(&fill(&o), false)
+                        .map_err(|r| self.err(field, format!("with `{ph}` = `{a}`: {r}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_doc_url(file: &str, field: &str, url: &str) -> Result<(), CatalogError> {
+    if !placeholders(url).is_empty() {
+        return Err(fail(
+            file,
+            field,
+            "documentation URLs cannot have placeholders",
+        ));
+    }
+    template::check_concrete_url(url, true).map_err(|r| fail(file, field, r))
+}
+
+fn check_text(file: &str, field: &str, s: &str) -> Result<(), CatalogError> {
+    if s.trim().is_empty() {
+        return Err(fail(file, field, "must not be empty"));
+    }
+    Ok(())
 }
 
 fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
@@ -170,11 +476,40 @@ fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
     }
     rekey_core::ids::validate_slug("category", &p.category, 64)
         .map_err(|e| fail(file, "category", e.to_string()))?;
-    check_url(file, "docs_url", &p.docs_url, &[])?;
+    check_doc_url(file, "docs_url", &p.docs_url)?;
+    let mut seen_refs = BTreeSet::new();
+    for (i, r) in p.references.iter().enumerate() {
+        let field = format!("references[{i}]");
+        check_doc_url(file, &field, r)?;
+        if !seen_refs.insert(r) {
+            return Err(fail(file, &field, "is listed twice"));
+        }
+    }
+    let mut seen_aliases = BTreeSet::new();
+    for (i, a) in p.aliases.iter().enumerate() {
+        let field = format!("aliases[{i}]");
+        rekey_core::ids::validate_slug(&field, a, 64)
+            .map_err(|e| fail(file, &field, e.to_string()))?;
+        if a == &p.id {
+            return Err(fail(file, &field, "repeats the entry's own id"));
+        }
+        if !seen_aliases.insert(a) {
+            return Err(fail(file, &field, format!("`{a}` is listed twice")));
+        }
+    }
+    let mut seen_params = BTreeSet::new();
     for (i, param) in p.params.iter().enumerate() {
         rekey_core::ids::validate_slug(&format!("params[{i}]"), param, 32)
             .map_err(|e| fail(file, &format!("params[{i}]"), e.to_string()))?;
+        if !seen_params.insert(param) {
+            return Err(fail(
+                file,
+                &format!("params[{i}]"),
+                format!("`{param}` is listed twice"),
+            ));
+        }
     }
+    validate_param_info(file, p)?;
     if p.auth_kinds.is_empty() {
         return Err(fail(file, "auth_kinds", "must list at least one kind"));
     }
@@ -187,32 +522,64 @@ fn validate(file: &str, p: &Provider) -> Result<(), CatalogError> {
             return Err(fail(file, &field, format!("`{k}` is listed twice")));
         }
     }
-    validate_oauth(file, p)?;
-    for (name, rb) in [("revoke", &p.revoke), ("rotate", &p.rotate)] {
-        if rb.method == RunbookMethod::Manual && rb.steps.is_empty() {
-            return Err(fail(
-                file,
-                &format!("{name}.steps"),
-                "a manual runbook needs at least one step",
-            ));
-        }
-        for (i, s) in rb.steps.iter().enumerate() {
-            if s.trim().is_empty() {
-                return Err(fail(
-                    file,
-                    &format!("{name}.steps[{i}]"),
-                    "must not be empty",
-                ));
-            }
-        }
-        if name == "revoke" && rb.overlap.is_some() {
-            return Err(fail(file, "revoke.overlap", "only applies to rotation"));
-        }
+    let ctx = Ctx { file, p };
+    validate_oauth(&ctx)?;
+    validate_runbook(&ctx, "revoke", &p.revoke, None)?;
+    validate_runbook(&ctx, "rotate", &p.rotate, None)?;
+    for (i, s) in p.pitfalls.iter().enumerate() {
+        check_text(file, &format!("pitfalls[{i}]"), s)?;
+    }
+    validate_forms(&ctx)?;
+    validate_probes(&ctx)?;
+    if let Some(r) = &p.probe_unavailable {
+        check_text(file, "probe_unavailable", r)?;
     }
     Ok(())
 }
 
-fn validate_oauth(file: &str, p: &Provider) -> Result<(), CatalogError> {
+fn validate_param_info(file: &str, p: &Provider) -> Result<(), CatalogError> {
+    for (name, info) in &p.param_info {
+        let at = |f: &str| format!("param_info.{name}.{f}");
+        if !p.params.contains(name) {
+            return Err(fail(
+                file,
+                &format!("param_info.{name}"),
+                "describes a parameter not declared in `params`",
+            ));
+        }
+        check_text(file, &at("label"), &info.label)?;
+        if !info.allowed.is_empty() && !info.host_suffixes.is_empty() {
+            return Err(fail(
+                file,
+                &at("host_suffixes"),
+                "give either `allowed` or `host_suffixes`, not both",
+            ));
+        }
+        for (i, a) in info.allowed.iter().enumerate() {
+            check_param_value(name, a, None)
+                .map_err(|e| fail(file, &at(&format!("allowed[{i}]")), e.reason))?;
+        }
+        for (i, s) in info.host_suffixes.iter().enumerate() {
+            let ok = s.starts_with('.')
+                && s.len() > 1
+                && template::check_concrete_url(&format!("https://x{s}"), false).is_ok()
+                && s[1..].contains('.');
+            if !ok {
+                return Err(fail(
+                    file,
+                    &at(&format!("host_suffixes[{i}]")),
+                    "must be a domain starting with '.', e.g. `.cloud.databricks.com`",
+                ));
+            }
+        }
+        check_param_value(name, &info.example, Some(info))
+            .map_err(|e| fail(file, &at("example"), e.reason))?;
+    }
+    Ok(())
+}
+
+fn validate_oauth(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
+    let (file, p) = (ctx.file, ctx.p);
     let wants_code = p
         .auth_kinds
         .iter()
@@ -246,7 +613,7 @@ fn validate_oauth(file: &str, p: &Provider) -> Result<(), CatalogError> {
         ("oauth.identity_url", &o.identity_url),
     ] {
         if let Some(u) = v {
-            check_url(file, field, u, &p.params)?;
+            ctx.url(field, u)?;
         }
     }
     if wants_code && o.authorize_url.is_none() && o.issuer.is_none() {
@@ -263,23 +630,97 @@ fn validate_oauth(file: &str, p: &Provider) -> Result<(), CatalogError> {
             "required (or `issuer` for discovery)",
         ));
     }
-    if p.revoke.method == RunbookMethod::Api && o.revocation_url.is_none() {
-        return Err(fail(
-            file,
-            "oauth.revocation_url",
-            "required when revoke.method = \"api\"",
-        ));
+    if o.revocation_url.is_none() {
+        if p.revoke.method == RunbookMethod::Api {
+            return Err(fail(
+                file,
+                "oauth.revocation_url",
+                "required when revoke.method = \"api\"",
+            ));
+        }
+        if let Some((k, _)) = p
+            .revoke
+            .kinds
+            .iter()
+            .find(|(_, rb)| rb.method == RunbookMethod::Api)
+        {
+            return Err(fail(
+                file,
+                "oauth.revocation_url",
+                format!("required when revoke.kinds.{k}.method = \"api\""),
+            ));
+        }
+        if o.revocation_method != RevocationMethod::Rfc7009 {
+            return Err(fail(
+                file,
+                "oauth.revocation_method",
+                "only applies with `revocation_url`",
+            ));
+        }
     }
     if o.scope_separator.is_empty() {
         return Err(fail(file, "oauth.scope_separator", "must not be empty"));
     }
     for (i, sc) in o.default_scopes.iter().enumerate() {
+        let field = format!("oauth.default_scopes[{i}]");
         if sc.is_empty() || sc.contains(char::is_whitespace) {
+            return Err(fail(file, &field, "must be non-empty without spaces"));
+        }
+        if sc.contains(o.scope_separator.as_str()) && o.scope_separator != " " {
+            return Err(fail(
+                file,
+                &field,
+                format!("contains the scope separator `{}`", o.scope_separator),
+            ));
+        }
+        ctx.declared(&field, sc)?;
+    }
+    let mut scopes = BTreeSet::new();
+    for (i, sc) in o.default_scopes.iter().enumerate() {
+        if !scopes.insert(sc) {
             return Err(fail(
                 file,
                 &format!("oauth.default_scopes[{i}]"),
-                "must be non-empty without spaces",
+                format!("`{sc}` is listed twice"),
             ));
+        }
+    }
+    for (k, v) in &o.extra_authorize_params {
+        let field = format!("oauth.extra_authorize_params.{k}");
+        let reserved = [
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+            "nonce",
+        ];
+        if reserved.contains(&k.as_str()) {
+            return Err(fail(file, &field, "is set by rekey itself"));
+        }
+        if k.is_empty() || v.is_empty() {
+            return Err(fail(file, &field, "names and values must not be empty"));
+        }
+        ctx.declared(&field, v)?;
+    }
+    for (field, v) in [
+        (
+            "oauth.identity_subject_field",
+            Some(&o.identity_subject_field),
+        ),
+        ("oauth.identity_email_field", Some(&o.identity_email_field)),
+        ("oauth.identity_name_field", o.identity_name_field.as_ref()),
+        (
+            "oauth.granted_scopes_field",
+            o.granted_scopes_field.as_ref(),
+        ),
+    ] {
+        if let Some(v) = v {
+            if v.is_empty() || v.split('.').any(str::is_empty) {
+                return Err(fail(file, field, "must be a dotted path like `user.id`"));
+            }
         }
     }
     if o.refresh_window_secs == 0 || o.refresh_window_secs > 86_400 {
@@ -289,79 +730,315 @@ fn validate_oauth(file: &str, p: &Provider) -> Result<(), CatalogError> {
             "must be between 1 and 86400",
         ));
     }
-    Ok(())
-}
-
-/// Placeholders `{name}` in a URL template.
-pub fn placeholders(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = url;
-    while let Some(i) = rest.find('{') {
-        let Some(j) = rest[i..].find('}') else { break };
-        out.push(rest[i + 1..i + j].to_string());
-        rest = &rest[i + j + 1..];
+    for (field, v) in [
+        ("oauth.refresh_token_idle_days", o.refresh_token_idle_days),
+        ("oauth.refresh_token_max_days", o.refresh_token_max_days),
+    ] {
+        if v.is_some_and(|d| d == 0 || d > 3650) {
+            return Err(fail(file, field, "must be between 1 and 3650"));
+        }
     }
-    out
-}
-
-fn check_url(file: &str, field: &str, url: &str, params: &[String]) -> Result<(), CatalogError> {
-    let declared: BTreeSet<&str> = params.iter().map(String::as_str).collect();
-    for ph in placeholders(url) {
-        if !declared.contains(ph.as_str()) {
+    if let (Some(idle), Some(max)) = (o.refresh_token_idle_days, o.refresh_token_max_days) {
+        if idle > max {
             return Err(fail(
                 file,
-                field,
-                format!("placeholder `{{{ph}}}` is not declared in `params`"),
+                "oauth.refresh_token_idle_days",
+                "is longer than refresh_token_max_days",
             ));
         }
     }
-    // Validate the shape with placeholders filled in.
-    let filled = params
-        .iter()
-        .fold(url.to_string(), |u, p| u.replace(&format!("{{{p}}}"), "x"));
-    let rest = filled
-        .strip_prefix("https://")
-        .ok_or_else(|| fail(file, field, "must be an https:// URL"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty()
-        || !host.contains('.')
-        || host.contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
-    {
-        return Err(fail(file, field, "must be an https:// URL with a host"));
+    let mut seen = BTreeSet::new();
+    for (i, m) in o.client_auth_methods.iter().enumerate() {
+        if !seen.insert(*m) {
+            return Err(fail(
+                file,
+                &format!("oauth.client_auth_methods[{i}]"),
+                "is listed twice",
+            ));
+        }
     }
     Ok(())
+}
+
+fn validate_runbook(
+    ctx: &Ctx<'_>,
+    name: &str,
+    rb: &Runbook,
+    kind: Option<&str>,
+) -> Result<(), CatalogError> {
+    let file = ctx.file;
+    if rb.method == RunbookMethod::Manual && rb.steps.is_empty() {
+        return Err(fail(
+            file,
+            &format!("{name}.steps"),
+            "a manual runbook needs at least one step",
+        ));
+    }
+    for (i, s) in rb.steps.iter().enumerate() {
+        if s.trim().is_empty() {
+            return Err(fail(
+                file,
+                &format!("{name}.steps[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    let is_revoke = name.starts_with("revoke");
+    if is_revoke {
+        for (field, set) in [
+            ("overlap", rb.overlap.is_some()),
+            ("rotator", rb.rotator.is_some()),
+            (
+                "invalidates_old_immediately",
+                rb.invalidates_old_immediately.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(fail(
+                    file,
+                    &format!("{name}.{field}"),
+                    "only applies to rotation",
+                ));
+            }
+        }
+    }
+    if let Some(u) = &rb.console_url {
+        ctx.url(&format!("{name}.console_url"), u)?;
+    }
+    if rb.overlap == Some(true) && rb.invalidates_old_immediately == Some(true) {
+        return Err(fail(
+            file,
+            &format!("{name}.invalidates_old_immediately"),
+            "contradicts overlap = true (old and new cannot both be valid)",
+        ));
+    }
+    if let Some(r) = rb.rotator {
+        let field = format!("{name}.rotator");
+        if r.is_automated() && rb.method != RunbookMethod::Api {
+            return Err(fail(
+                file,
+                &field,
+                format!("`{}` is run by rekey: set method = \"api\"", r.as_str()),
+            ));
+        }
+        if !r.is_automated() && rb.method == RunbookMethod::Api {
+            return Err(fail(
+                file,
+                &field,
+                format!(
+                    "`{}` is operator-driven: set method = \"manual\"",
+                    r.as_str()
+                ),
+            ));
+        }
+        if let Some(k) = r.kind() {
+            let applies = match kind {
+                Some(kind) => kind == k,
+                None => ctx.p.auth_kinds.iter().any(|x| x == k),
+            };
+            if !applies {
+                return Err(fail(
+                    file,
+                    &field,
+                    format!(
+                        "`{}` rotates `{k}` credentials, which this runbook does not cover",
+                        r.as_str()
+                    ),
+                ));
+            }
+        }
+        if r == Rotator::RsaSecondSlot && rb.overlap != Some(true) {
+            return Err(fail(
+                file,
+                &format!("{name}.overlap"),
+                "must be true for `rsa_second_slot` (two key slots)",
+            ));
+        }
+    } else if !is_revoke && rb.method == RunbookMethod::Api {
+        return Err(fail(
+            file,
+            &format!("{name}.rotator"),
+            "required when rotate.method = \"api\" (which rotator does it?)",
+        ));
+    }
+    if kind.is_some() && !rb.kinds.is_empty() {
+        return Err(fail(file, &format!("{name}.kinds"), "cannot be nested"));
+    }
+    for (k, sub) in &rb.kinds {
+        let field = format!("{name}.kinds.{k}");
+        if !ctx.p.auth_kinds.contains(k) {
+            return Err(fail(file, &field, format!("`{k}` is not in auth_kinds")));
+        }
+        if is_revoke && sub.method == RunbookMethod::Api && !is_oauth_kind(k) && k != "api_key" {
+            return Err(fail(
+                file,
+                &format!("{field}.method"),
+                "`api` revocation goes through the OAuth revocation endpoint; use \"manual\" for this kind",
+            ));
+        }
+        validate_runbook(ctx, &field, sub, Some(k))?;
+    }
+    Ok(())
+}
+
+fn validate_forms(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
+    for (kind, form) in &ctx.p.key_forms {
+        let base = format!("key_forms.{kind}");
+        if !STATIC_KINDS.contains(&kind.as_str()) {
+            return Err(ctx.err(&base, "key forms are only for static kinds (not oauth2_*)"));
+        }
+        if !ctx.p.auth_kinds.contains(kind) {
+            return Err(ctx.err(&base, format!("`{kind}` is not in auth_kinds")));
+        }
+        forms::validate_form(kind, form).map_err(|(f, r)| {
+            ctx.err(
+                &if f.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{f}")
+                },
+                r,
+            )
+        })?;
+        if let Some(h) = &form.help {
+            check_text(ctx.file, &format!("{base}.help"), h)?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_probes(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
+    let p = ctx.p;
+    let mut explicit: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut catch_all = None;
+    for (i, pr) in p.probes.iter().enumerate() {
+        let base = format!("probe[{i}]");
+        probe::validate_probe(pr).map_err(|(f, r)| {
+            ctx.err(
+                &if f.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{f}")
+                },
+                r,
+            )
+        })?;
+        for (j, k) in pr.kinds.iter().enumerate() {
+            if !p.auth_kinds.contains(k) {
+                return Err(ctx.err(
+                    &format!("{base}.kinds[{j}]"),
+                    format!("`{k}` is not in auth_kinds"),
+                ));
+            }
+            if let Some(other) = explicit.insert(k, i) {
+                return Err(ctx.err(
+                    &format!("{base}.kinds[{j}]"),
+                    format!("`{k}` already has probe[{other}]"),
+                ));
+            }
+        }
+        if pr.kinds.is_empty() {
+            if let Some(other) = catch_all {
+                return Err(ctx.err(
+                    &format!("{base}.kinds"),
+                    format!("probe[{other}] already covers all kinds; list kinds explicitly"),
+                ));
+            }
+            catch_all = Some(i);
+        }
+        let covered: Vec<&str> = if pr.kinds.is_empty() {
+            p.auth_kinds.iter().map(String::as_str).collect()
+        } else {
+            pr.kinds.iter().map(String::as_str).collect()
+        };
+        match pr.protocol {
+            ProbeProtocol::Http => {
+                let aws = covered.contains(&"aws_access_key");
+                if pr.aws_sigv4.is_some() && covered.iter().any(|k| *k != "aws_access_key") {
+                    return Err(ctx.err(
+                        &format!("{base}.aws_sigv4"),
+                        "only applies to a probe for kind `aws_access_key` alone",
+                    ));
+                }
+                if aws && pr.aws_sigv4.is_none() {
+                    return Err(ctx.err(
+                        &format!("{base}.aws_sigv4"),
+                        "required: aws_access_key credentials are used to sign, not sent",
+                    ));
+                }
+                if let Some(u) = &pr.url {
+                    ctx.url(&format!("{base}.url"), u)?;
+                }
+                for (h, v) in &pr.headers {
+                    ctx.declared(&format!("{base}.headers.{h}"), v)?;
+                }
+                if let Some(b) = &pr.body {
+                    ctx.declared(&format!("{base}.body"), b)?;
+                }
+            }
+            ProbeProtocol::Postgres | ProbeProtocol::Mysql => {
+                if covered.iter().any(|k| *k != "basic") {
+                    return Err(ctx.err(
+                        &format!("{base}.protocol"),
+                        "database probes log in with a user name and password: list kinds = [\"basic\"]",
+                    ));
+                }
+                for (f, v) in [
+                    ("host", &pr.host),
+                    ("port", &pr.port),
+                    ("database", &pr.database),
+                ] {
+                    if let Some(v) = v {
+                        ctx.declared(&format!("{base}.{f}"), v)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn toml_files_in(dir: &Path) -> Result<Vec<(String, std::io::Result<String>)>, CatalogError> {
+    let d = dir.display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| fail(&d, "directory", e.to_string()))?;
+    let mut files = Vec::new();
+    for e in entries {
+        let path = e.map_err(|e| fail(&d, "directory", e.to_string()))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let name = path.display().to_string();
+        files.push((name, std::fs::read_to_string(&path)));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+fn embedded_files() -> Result<Vec<(String, String)>, CatalogError> {
+    EMBEDDED
+        .files()
+        .filter(|f| f.path().extension().and_then(|e| e.to_str()) == Some("toml"))
+        .map(|f| {
+            let name = format!("providers/{}", f.path().display());
+            let text = f
+                .contents_utf8()
+                .ok_or_else(|| fail(&name, "document", "not UTF-8"))?;
+            Ok((name, text.to_string()))
+        })
+        .collect()
 }
 
 impl Catalog {
     /// The catalog compiled into this binary from `providers/`.
     pub fn embedded() -> Result<Catalog, CatalogError> {
-        let files = EMBEDDED
-            .files()
-            .filter(|f| f.path().extension().and_then(|e| e.to_str()) == Some("toml"))
-            .map(|f| {
-                let name = format!("providers/{}", f.path().display());
-                let text = f
-                    .contents_utf8()
-                    .ok_or_else(|| fail(&name, "document", "not UTF-8"))?;
-                Ok((name, text.to_string()))
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
-        Catalog::from_files(files)
+        Catalog::from_files(embedded_files()?)
     }
 
     /// Load every `*.toml` in `dir` (an operator-supplied catalog).
     pub fn load_dir(dir: &Path) -> Result<Catalog, CatalogError> {
-        let d = dir.display().to_string();
-        let entries = std::fs::read_dir(dir).map_err(|e| fail(&d, "directory", e.to_string()))?;
         let mut files = Vec::new();
-        for e in entries {
-            let path = e.map_err(|e| fail(&d, "directory", e.to_string()))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-                continue;
-            }
-            let name = path.display().to_string();
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| fail(&name, "document", e.to_string()))?;
+        for (name, text) in toml_files_in(dir)? {
+            let text = text.map_err(|e| fail(&name, "document", e.to_string()))?;
             files.push((name, text));
         }
         Catalog::from_files(files)
@@ -369,26 +1046,63 @@ impl Catalog {
 
     pub fn from_files(mut files: Vec<(String, String)>) -> Result<Catalog, CatalogError> {
         files.sort();
-        let mut providers = BTreeMap::new();
+        let mut c = Catalog::default();
         for (name, text) in files {
             let p = parse_entry(&name, &text)?;
-            if providers.contains_key(&p.id) {
-                return Err(fail(
-                    &name,
-                    "id",
-                    format!("duplicate provider id `{}`", p.id),
-                ));
-            }
-            providers.insert(p.id.clone(), p);
+            c.insert(&name, p)?;
         }
-        if providers.is_empty() {
+        if c.providers.is_empty() {
             return Err(fail("providers/", "directory", "no provider entries found"));
         }
-        Ok(Catalog { providers })
+        Ok(c)
+    }
+
+    /// Add one validated entry, refusing id and alias collisions.
+    fn insert(&mut self, file: &str, p: Provider) -> Result<(), CatalogError> {
+        if self.providers.contains_key(&p.id) {
+            return Err(fail(
+                file,
+                "id",
+                format!("duplicate provider id `{}`", p.id),
+            ));
+        }
+        if let Some(owner) = self.aliases.get(&p.id) {
+            return Err(fail(
+                file,
+                "id",
+                format!("duplicate provider id `{}` (an alias of `{owner}`)", p.id),
+            ));
+        }
+        for (i, a) in p.aliases.iter().enumerate() {
+            let taken = if self.providers.contains_key(a) {
+                Some(a.clone())
+            } else {
+                self.aliases.get(a).cloned()
+            };
+            if let Some(owner) = taken {
+                return Err(fail(
+                    file,
+                    &format!("aliases[{i}]"),
+                    format!("duplicate name `{a}`: already used by `{owner}`"),
+                ));
+            }
+        }
+        for a in &p.aliases {
+            self.aliases.insert(a.clone(), p.id.clone());
+        }
+        self.providers.insert(p.id.clone(), p);
+        Ok(())
     }
 
     pub fn get(&self, id: &str) -> Option<&Provider> {
         self.providers.get(id)
+    }
+
+    /// Look a provider up by id or alias.
+    pub fn find(&self, name: &str) -> Option<&Provider> {
+        self.providers
+            .get(name)
+            .or_else(|| self.aliases.get(name).and_then(|id| self.providers.get(id)))
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Provider> {
