@@ -142,7 +142,13 @@ impl KeyForm {
 /// Credential fields rekey accepts per static kind: (name, secret, required).
 fn kind_fields(kind: &str) -> Option<&'static [(&'static str, bool, bool)]> {
     Some(match kind {
-        "api_key" => &[("key", true, true), ("username", false, false)],
+        "api_key" => &[
+            ("key", true, true),
+            ("placement", false, false),
+            ("name", false, false),
+            ("prefix", false, false),
+            ("username", false, false),
+        ],
         "basic" => &[("username", false, true), ("password", true, true)],
         "aws_access_key" => &[
             ("access_key_id", false, true),
@@ -261,11 +267,14 @@ pub(crate) fn validate_form(kind: &str, f: &KeyForm) -> Result<(), (String, Stri
                 "must not contain an empty prefix".into(),
             ));
         }
-        let (secret, required_by_kind) = if kind == "headers" {
+        let (secret, required_by_kind) = if kind == "headers" && field.name == "headers" {
+            // A free-form map of header name → value.
+            (true, false)
+        } else if kind == "headers" {
             let Some(h) = field.name.strip_prefix("headers.") else {
                 return Err((
                     format!("{at}.name"),
-                    "headers forms name each field `headers.<Header-Name>`".into(),
+                    "headers forms name each field `headers.<Header-Name>` (or `headers` for a free-form map)".into(),
                 ));
             };
             if !is_header_name(h) {
@@ -307,8 +316,23 @@ pub(crate) fn validate_form(kind: &str, f: &KeyForm) -> Result<(), (String, Stri
                 format!("`{}` is required for kind `{kind}`", field.name),
             ));
         }
+        if kind == "api_key" {
+            let fixed = match field.name.as_str() {
+                "placement" => f.placement.is_some(),
+                "name" => f.name.is_some(),
+                "prefix" => f.prefix.is_some(),
+                _ => false,
+            };
+            if fixed {
+                return Err((
+                    format!("{at}.name"),
+                    format!("`{}` is already fixed by the form", field.name),
+                ));
+            }
+        }
         if kind == "api_key" && field.name == "username" {
-            if f.placement != Some(Placement::Basic) {
+            let chosen_by_user = f.placement.is_none() && f.field("placement").is_some();
+            if f.placement != Some(Placement::Basic) && !chosen_by_user {
                 return Err((
                     format!("{at}.name"),
                     "a `username` field only applies to placement `basic`".into(),

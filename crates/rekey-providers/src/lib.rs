@@ -62,7 +62,8 @@ impl Rotator {
         }
     }
 
-    /// Rotators rekey runs itself (`method = "api"`).
+    /// Rotators rekey can run itself (`method = "api"`); with
+    /// `method = "manual"` the same rotator's states are walked by an operator.
     pub fn is_automated(self) -> bool {
         !matches!(self, Rotator::Reauthorize | Rotator::Manual)
     }
@@ -394,6 +395,10 @@ impl Ctx<'_> {
     /// A URL template: placeholders declared, hosts pinned or constrained,
     /// and the shape valid with examples (and every allowed value) filled in.
     fn url(&self, field: &str, url: &str) -> Result<(), CatalogError> {
+        self.url_with(field, url, false)
+    }
+
+    fn url_with(&self, field: &str, url: &str, allow_fragment: bool) -> Result<(), CatalogError> {
         self.declared(field, url)?;
         if let Some(auth) = template::authority(url) {
             if !template::host_is_pinned(auth) {
@@ -425,7 +430,7 @@ impl Ctx<'_> {
                 u.replace(&format!("{{{name}}}"), &v)
             })
         };
-        template::check_concrete_url(&fill(&BTreeMap::new()), false)
+        template::check_concrete_url(&fill(&BTreeMap::new()), allow_fragment)
             .map_err(|r| self.err(field, r))?;
         for ph in placeholders(url) {
             if let Some(info) = self.p.param_info.get(&ph) {
@@ -803,7 +808,7 @@ fn validate_runbook(
         }
     }
     if let Some(u) = &rb.console_url {
-        ctx.url(&format!("{name}.console_url"), u)?;
+        ctx.url_with(&format!("{name}.console_url"), u, true)?;
     }
     if rb.overlap == Some(true) && rb.invalidates_old_immediately == Some(true) {
         return Err(fail(
@@ -814,13 +819,6 @@ fn validate_runbook(
     }
     if let Some(r) = rb.rotator {
         let field = format!("{name}.rotator");
-        if r.is_automated() && rb.method != RunbookMethod::Api {
-            return Err(fail(
-                file,
-                &field,
-                format!("`{}` is run by rekey: set method = \"api\"", r.as_str()),
-            ));
-        }
         if !r.is_automated() && rb.method == RunbookMethod::Api {
             return Err(fail(
                 file,
@@ -971,9 +969,6 @@ fn validate_probes(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
                 }
                 for (h, v) in &pr.headers {
                     ctx.declared(&format!("{base}.headers.{h}"), v)?;
-                }
-                if let Some(b) = &pr.body {
-                    ctx.declared(&format!("{base}.body"), b)?;
                 }
             }
             ProbeProtocol::Postgres | ProbeProtocol::Mysql => {

@@ -94,7 +94,6 @@ fn quality(file: &str, p: &Provider) -> Vec<LintFinding> {
                 urls.extend(pr.host.as_deref());
                 urls.extend(pr.port.as_deref());
                 urls.extend(pr.database.as_deref());
-                urls.extend(pr.body.as_deref());
                 urls.extend(pr.headers.values().map(String::as_str));
             }
             for rb in [&p.revoke, &p.rotate] {

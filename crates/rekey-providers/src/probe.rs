@@ -126,7 +126,7 @@ pub struct Probe {
     /// `http`: extra non-secret headers (values may use placeholders).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// `http`: request body for POST.
+    /// `http`: request body for POST, sent verbatim (no placeholders).
     #[serde(default)]
     pub body: Option<String>,
     /// `http`: content type of `body`.
