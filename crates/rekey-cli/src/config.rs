@@ -25,6 +25,10 @@ pub struct ServeArgs {
     pub listen: String,
     #[command(flatten)]
     pub data: DataArgs,
+    /// Base URL users and providers reach this server at (Connect links,
+    /// OAuth redirect URI). Default: http://<listen address>.
+    #[arg(long, env = "REKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -127,6 +131,18 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
+    let public_url = match &a.public_url {
+        Some(u) => {
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.contains(char::is_whitespace);
+            if !ok {
+                bail!("REKEY_PUBLIC_URL must be an http(s) URL such as https://rekey.example.com");
+            }
+            u.trim_end_matches('/').to_string()
+        }
+        None => format!("http://{addr}"),
+    };
+    opened.rekey.set_public_url(&public_url);
     tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
     // A stable line on stdout for scripts and test harnesses.
     println!("rekey listening on http://{addr}");

@@ -81,6 +81,17 @@ impl ClientAuth {
         }
     }
 
+    /// Fail early on an unusable key (`private_key_jwt`) or empty secret.
+    pub fn validate(&self) -> Result<(), OAuthError> {
+        match self.method {
+            ClientAuthMethod::PrivateKeyJwt => {
+                self.assertion("https://rekey.invalid/check").map(|_| ())
+            }
+            _ if self.secret.is_empty() => Err(OAuthError::Config("client secret is empty".into())),
+            _ => Ok(()),
+        }
+    }
+
     fn assertion(&self, audience: &str) -> Result<String, OAuthError> {
         use jsonwebtoken::{Algorithm, EncodingKey, Header};
         let pem = self.secret.expose().as_bytes();

@@ -33,6 +33,14 @@ impl Http {
         })
     }
 
+    /// A client with reqwest's defaults (used only if `new` cannot build one).
+    pub fn fallback() -> Http {
+        Http {
+            client: reqwest::Client::new(),
+            max_body: 64 * 1024,
+        }
+    }
+
     pub fn inner(&self) -> &reqwest::Client {
         &self.client
     }

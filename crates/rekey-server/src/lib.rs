@@ -5,6 +5,7 @@
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod pages;
 pub mod routes;
 
 use axum::extract::DefaultBodyLimit;
@@ -43,6 +44,8 @@ pub struct AppState {
         (name = "api-keys", description = "API keys and scopes"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "system", description = "Health and metrics"),
+        (name = "integrations", description = "OAuth app registrations and connect sessions"),
+        (name = "connect", description = "Hosted Connect page and OAuth callback (HTML)"),
     )
 )]
 struct ApiDoc;
@@ -73,6 +76,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::connections::router())
         .merge(routes::api_keys::router())
         .merge(routes::audit::router())
+        .merge(routes::integrations::router())
+        .merge(routes::connect::router())
         .split_for_parts()
 }
 

@@ -1098,6 +1098,20 @@ async fn openapi_documents_every_route() {
         ("delete", "/api/v1/api-keys/{id}"),
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/audit/verify"),
+        ("post", "/api/v1/connections/{id}/revoke"),
+        ("post", "/api/v1/connections/{id}/revoke/confirm"),
+        ("post", "/api/v1/connections/{id}/reauthorize"),
+        ("post", "/api/v1/connections/{id}/refresh"),
+        ("get", "/api/v1/integrations"),
+        ("post", "/api/v1/integrations"),
+        ("get", "/api/v1/integrations/{id}"),
+        ("patch", "/api/v1/integrations/{id}"),
+        ("delete", "/api/v1/integrations/{id}"),
+        ("post", "/api/v1/connect-sessions"),
+        ("get", "/connect/{token}"),
+        ("post", "/connect/{token}/start"),
+        ("get", "/oauth/callback"),
+        ("get", "/assets/rekey.css"),
     ];
     for (m, p) in required {
         assert!(
@@ -1109,7 +1123,7 @@ async fn openapi_documents_every_route() {
     let mut n = 0;
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
-            let concrete = path.replace("{id}", "x");
+            let concrete = path.replace("{id}", "x").replace("{token}", "x");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = s.raw(m, &concrete, Some(&s.admin_key), None, &[]).await;
             let code = serde_json::from_str::<Value>(&r.text)

@@ -17,9 +17,9 @@ use rekey_store::WriteTx;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const OWNER_KIND: &str = "connection";
+pub(crate) const OWNER_KIND: &str = "connection";
 
-fn not_found(id: &str) -> Error {
+pub(crate) fn not_found(id: &str) -> Error {
     Error::not_found("connection_not_found", format!("connection {id}"))
 }
 
@@ -86,16 +86,15 @@ impl Rekey {
     }
 
     /// Seal and insert every secret field of `parsed` at `version`.
-    async fn write_secrets(
+    pub(crate) async fn write_secrets(
         &self,
         tx: &mut WriteTx,
         row: &ConnectionRow,
-        parsed: &ParsedCredentials,
+        secrets_map: &BTreeMap<String, SecretString>,
     ) -> Result<(), Error> {
         let sealed: Vec<(String, Sealed)> = {
             let kr = self.keyring()?;
-            parsed
-                .secrets
+            secrets_map
                 .iter()
                 .map(|(field, value)| {
                     let a = aad(&row.tenant, &row.id, field, row.credential_version);
@@ -129,6 +128,17 @@ impl Rekey {
         req: CreateConnection,
     ) -> Result<ConnectionView, Error> {
         let kind: ConnectionKind = req.kind.parse()?;
+        if kind == ConnectionKind::OAuth2ClientCredentials {
+            if let Some(p) = self.catalog().get(&req.provider) {
+                if !p.supports(kind) {
+                    return Err(Error::unprocessable(
+                        "kind_not_supported_by_provider",
+                        format!("provider `{}` does not support kind `{kind}`", p.id),
+                    ));
+                }
+            }
+            return self.create_m2m(ctx, &req).await;
+        }
         let provider = self.catalog().get(&req.provider).ok_or_else(|| {
             Error::unprocessable(
                 "unknown_provider",
@@ -182,7 +192,7 @@ impl Rekey {
         };
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;
-        self.write_secrets(&mut tx, &row, &parsed).await?;
+        self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
         record(
             &mut tx,
             ctx,
@@ -394,7 +404,7 @@ impl Rekey {
         if !store::update(tx.conn(), &row, old_version).await? {
             return Err(lost_race(&id));
         }
-        self.write_secrets(&mut tx, &row, &parsed).await?;
+        self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
         record(
             &mut tx,
             ctx,
@@ -468,13 +478,36 @@ impl Rekey {
         Ok(views::connection(&row))
     }
 
+    /// Delete a connection. OAuth grants are revoked at the provider first
+    /// unless `revoke` is false; a failed revocation keeps the connection.
     pub async fn delete_connection(
         &self,
         ctx: &Ctx,
         id: &str,
         if_match: Option<i64>,
+        revoke: bool,
     ) -> Result<(), Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
+        if revoke {
+            let row = {
+                let mut c = self.store().read().await?;
+                store::get(&mut c, &ctx.tenant, &id)
+                    .await?
+                    .ok_or_else(|| not_found(&id))?
+            };
+            if !row.kind.is_static() && row.status != Status::Revoked {
+                let r = self.revoke_connection(ctx, &id).await?;
+                if !r.revoked_at_provider {
+                    return Err(Error::conflict(
+                        "revocation_incomplete",
+                        format!(
+                            "connection {id} could not be revoked at the provider; revoke it there ({}) then delete with ?revoke=false",
+                            r.manual_steps.join(" ")
+                        ),
+                    ));
+                }
+            }
+        }
         let mut tx = self.store().begin_write().await?;
         let row = self
             .load_for_write(&mut tx, &ctx.tenant, &id, if_match)
@@ -532,12 +565,17 @@ impl Rekey {
             }
             _ => {}
         }
-        let opened = self.open_secrets(&row, &rows);
-        let material = match opened.and_then(|s| {
-            let meta = serde_json::from_str::<serde_json::Map<String, Value>>(&row.credential_meta)
-                .map_err(Error::internal)?;
-            credentials::assemble(row.kind, &meta, &s)
-        }) {
+        let material = if row.kind.is_static() {
+            self.open_secrets(&row, &rows).and_then(|sec| {
+                let meta =
+                    serde_json::from_str::<serde_json::Map<String, Value>>(&row.credential_meta)
+                        .map_err(Error::internal)?;
+                credentials::assemble(row.kind, &meta, &sec).map(|m| (row.credential_version, m))
+            })
+        } else {
+            self.oauth_material(ctx, &row).await
+        };
+        let (version, material) = match material {
             Ok(m) => m,
             Err(e) => {
                 self.audit_read(ctx, &id, "error", json!({"error": e.code()}))
@@ -545,11 +583,12 @@ impl Rekey {
                 return Err(e);
             }
         };
-        self.audit_read(ctx, &id, "ok", json!({"credential_version": row.credential_version, "fields": rows.iter().map(|r| &r.field).collect::<Vec<_>>()})).await?;
+        self.audit_read(ctx, &id, "ok", json!({"credential_version": version}))
+            .await?;
         Ok(CredentialsView {
             connection_id: id,
             kind: row.kind.as_str().to_string(),
-            version: row.credential_version,
+            version,
             credentials: material,
         })
     }
@@ -566,7 +605,7 @@ impl Rekey {
         tx.commit().await
     }
 
-    fn open_secrets(
+    pub(crate) fn open_secrets(
         &self,
         row: &ConnectionRow,
         rows: &[SecretRow],

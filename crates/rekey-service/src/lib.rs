@@ -9,13 +9,17 @@
 
 mod api_keys;
 mod audit;
+mod connect;
 mod connections;
+mod integrations;
 mod keys;
+mod oauth_conn;
 mod open;
 mod rsa_key;
 mod views;
 
 pub use api_keys::Principal;
+pub use connect::{CallbackOutcome, CallbackParams, ConnectPage};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 
@@ -61,6 +65,12 @@ struct Inner {
     /// When each API key's `last_used_at` was last written (ms), so we write
     /// it at most once a minute per key instead of on every request.
     touched: Mutex<HashMap<String, i64>>,
+    /// Outbound HTTP to providers (timeouts, no redirects, capped bodies).
+    http: rekey_oauth::Http,
+    /// Base URL users reach this server at (Connect page, OAuth callback).
+    public_url: RwLock<String>,
+    /// One refresh at a time per connection within this process.
+    refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Rekey {
@@ -71,8 +81,27 @@ impl Rekey {
                 keyring: RwLock::new(keyring),
                 catalog,
                 touched: Mutex::new(HashMap::new()),
+                http: rekey_oauth::Http::new(std::time::Duration::from_secs(15))
+                    .unwrap_or_else(|_| unreachable_http()),
+                public_url: RwLock::new("http://127.0.0.1:8080".into()),
+                refresh_locks: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Set the externally reachable base URL (no trailing slash).
+    pub fn set_public_url(&self, url: &str) {
+        if let Ok(mut u) = self.inner.public_url.write() {
+            *u = url.trim_end_matches('/').to_string();
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        self.inner
+            .public_url
+            .read()
+            .map(|u| u.clone())
+            .unwrap_or_default()
     }
 
     pub fn store(&self) -> &Store {
@@ -100,4 +129,10 @@ impl Rekey {
         let mut c = self.inner.store.read().await?;
         rekey_store::connections::count_by_status(&mut c).await
     }
+}
+
+/// reqwest's builder only fails when the TLS backend cannot initialise,
+/// which would fail every outbound call anyway; fall back to defaults.
+fn unreachable_http() -> rekey_oauth::Http {
+    rekey_oauth::Http::fallback()
 }

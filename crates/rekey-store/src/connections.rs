@@ -284,3 +284,14 @@ pub async fn count_by_status(c: &mut AnyConnection) -> Result<Vec<(String, i64)>
         })
         .collect()
 }
+
+/// PostgreSQL only: lock the row until the transaction ends.
+pub async fn lock_row(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), Error> {
+    sqlx::query("SELECT id FROM connections WHERE tenant = $1 AND id = $2 FOR UPDATE")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}

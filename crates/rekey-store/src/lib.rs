@@ -9,7 +9,9 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod connect_sessions;
 pub mod connections;
+pub mod integrations;
 pub mod secrets;
 
 use rekey_core::Error;

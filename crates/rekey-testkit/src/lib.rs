@@ -3,6 +3,7 @@
 //! client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+
 use rekey_service::{Ctx, LockMode, OpenOptions, Rekey};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -140,6 +141,7 @@ impl TestServer {
             .key;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        rekey.set_public_url(&format!("http://{addr}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let r2 = rekey.clone();
         let task = tokio::spawn(async move {

@@ -22,6 +22,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_credentials, read_credentials))
         .routes(routes!(disable_connection))
         .routes(routes!(enable_connection))
+        .routes(routes!(revoke_connection))
+        .routes(routes!(confirm_revocation))
+        .routes(routes!(reauthorize_connection))
+        .routes(routes!(refresh_connection))
 }
 
 /// List connections (never includes secrets).
@@ -83,7 +87,7 @@ async fn update_connection(
 }
 
 /// Delete a connection and destroy its stored secrets.
-#[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+#[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header), DeleteQuery),
     security(("bearer" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_connection(
@@ -91,8 +95,11 @@ async fn delete_connection(
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    s.rekey.delete_connection(&auth.ctx, &id, v).await?;
+    s.rekey
+        .delete_connection(&auth.ctx, &id, v, q.revoke.unwrap_or(true))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -166,4 +173,55 @@ async fn enable_connection(
         .set_status(&auth.ctx, &id, Status::Pending, Default::default(), v)
         .await?;
     Ok(with_etag(StatusCode::OK, c.version, &c))
+}
+
+/// Revoke at the provider (RFC 7009) and mark `revoked`; without a revocation
+/// endpoint the connection becomes `revoke_pending` and the runbook steps are returned.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RevokeResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn revoke_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<RevokeResult>> {
+    Ok(Json(s.rekey.revoke_connection(&auth.ctx, &id).await?))
+}
+
+/// Confirm a manual revocation (`revoke_pending` → `revoked`).
+#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/confirm", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn confirm_revocation(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<ConnectionView>> {
+    Ok(Json(s.rekey.confirm_revocation(&auth.ctx, &id).await?))
+}
+
+/// Start a reauthorization ("Connect new account"): a connect session for the
+/// original authorizer. With `accept_mismatch=true`, switch to a parked grant instead (audited).
+#[utoipa::path(post, path = "/api/v1/connections/{id}/reauthorize", tag = "connections", params(("id" = String, Path), ReauthorizeQuery), security(("bearer" = [])),
+    responses((status = 200, body = ReauthorizeResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn reauthorize_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    ApiQuery(q): ApiQuery<ReauthorizeQuery>,
+) -> ApiResult<Json<ReauthorizeResult>> {
+    Ok(Json(
+        s.rekey
+            .reauthorize(&auth.ctx, &id, q.accept_mismatch.unwrap_or(false))
+            .await?,
+    ))
+}
+
+/// Refresh an OAuth connection's access token now.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/refresh", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn refresh_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<ConnectionView>> {
+    Ok(Json(s.rekey.refresh_connection(&auth.ctx, &id).await?))
 }

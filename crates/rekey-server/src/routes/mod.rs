@@ -1,6 +1,8 @@
 pub mod api_keys;
 pub mod audit;
+pub mod connect;
 pub mod connections;
+pub mod integrations;
 pub mod providers;
 pub mod system;
 

@@ -1,0 +1,82 @@
+//! HTML rendering helpers shared by server-rendered pages.
+
+use askama::Template;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Render `t` with security headers for HTML.
+pub fn page<T: Template>(status: StatusCode, t: &T) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut r = (status, html).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
+            );
+            h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            h.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "result.html")]
+pub struct ResultPage {
+    pub heading: String,
+    pub message: String,
+    pub class: &'static str,
+    pub icon: &'static str,
+    pub code: Option<String>,
+    pub connection: Option<String>,
+}
+
+impl ResultPage {
+    pub fn ok(heading: &str, message: String, connection: String) -> ResultPage {
+        ResultPage {
+            heading: heading.into(),
+            message,
+            class: "ok",
+            icon: "✔",
+            code: None,
+            connection: Some(connection),
+        }
+    }
+    pub fn warn(heading: &str, message: String, connection: String) -> ResultPage {
+        ResultPage {
+            heading: heading.into(),
+            message,
+            class: "warn",
+            icon: "⚠",
+            code: None,
+            connection: Some(connection),
+        }
+    }
+    pub fn bad(heading: &str, message: String, code: Option<String>) -> ResultPage {
+        ResultPage {
+            heading: heading.into(),
+            message,
+            class: "bad",
+            icon: "✖",
+            code,
+            connection: None,
+        }
+    }
+}

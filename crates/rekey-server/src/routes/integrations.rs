@@ -1,0 +1,93 @@
+use crate::error::ApiResult;
+use crate::extract::{Admin, ApiJson, ApiPath, Auth, ConnRead, ConnWrite, IfMatch};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rekey_api::*;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_integrations, create_integration))
+        .routes(routes!(
+            get_integration,
+            update_integration,
+            delete_integration
+        ))
+        .routes(routes!(create_connect_session))
+}
+
+/// OAuth app registrations of the caller's tenant (secrets are never shown).
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_integrations(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+) -> ApiResult<Json<IntegrationList>> {
+    Ok(Json(s.rekey.list_integrations(&auth.ctx.tenant).await?))
+}
+
+/// Register an OAuth app (client id and secret or private key) for a provider.
+#[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", request_body = CreateIntegration, security(("bearer" = [])),
+    responses((status = 201, body = IntegrationView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_integration(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(req): ApiJson<CreateIntegration>,
+) -> ApiResult<Response> {
+    let v = s.rekey.create_integration(&auth.ctx, req).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/integrations/{id}", tag = "integrations", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_integration(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<IntegrationView>> {
+    Ok(Json(s.rekey.get_integration(&auth.ctx.tenant, &id).await?))
+}
+
+/// Update an integration; a new `client_secret` / `private_key_pem` replaces the stored one.
+#[utoipa::path(patch, path = "/api/v1/integrations/{id}", tag = "integrations", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = UpdateIntegration, security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_integration(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+    IfMatch(v): IfMatch,
+    ApiJson(req): ApiJson<UpdateIntegration>,
+) -> ApiResult<Json<IntegrationView>> {
+    Ok(Json(
+        s.rekey.update_integration(&auth.ctx, &id, req, v).await?,
+    ))
+}
+
+/// Delete an integration that no connection uses.
+#[utoipa::path(delete, path = "/api/v1/integrations/{id}", tag = "integrations", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_integration(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<StatusCode> {
+    s.rekey.delete_integration(&auth.ctx, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create a short-lived, single-use connect session; send its `url` to whoever authorizes.
+#[utoipa::path(post, path = "/api/v1/connect-sessions", tag = "integrations", request_body = CreateConnectSession, security(("bearer" = [])),
+    responses((status = 201, body = ConnectSessionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_connect_session(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiJson(req): ApiJson<CreateConnectSession>,
+) -> ApiResult<Response> {
+    let v = s.rekey.create_connect_session(&auth.ctx, req).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}

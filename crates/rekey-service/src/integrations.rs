@@ -1,0 +1,565 @@
+//! OAuth app registrations ("integrations") and resolving their effective
+//! endpoints from catalog + overrides + placeholders + OIDC discovery.
+
+use crate::audit::record;
+use crate::{Ctx, Rekey};
+use rekey_api::{
+    CreateIntegration, EndpointOverrides, IntegrationList, IntegrationView, UpdateIntegration,
+};
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{ids, Error, SecretString};
+use rekey_crypto::Aad;
+use rekey_oauth::{ClientAuth, ClientAuthMethod};
+use rekey_providers::{OAuthSpec, Provider};
+use rekey_store::integrations::{self as store, IntegrationRow};
+use rekey_store::secrets::{self, SecretRow};
+use rekey_store::WriteTx;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub(crate) const OWNER_KIND: &str = "integration";
+pub(crate) const INTEGRATION_PREFIX: &str = "int";
+
+/// Endpoints after catalog, overrides, placeholders and discovery.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub authorize_url: Option<String>,
+    pub token_url: String,
+    pub revocation_url: Option<String>,
+    pub issuer: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub identity_url: Option<String>,
+    pub spec: OAuthSpec,
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::invalid("invalid_integration", msg)
+}
+
+/// Overrides must be https, except loopback (development and tests).
+fn check_override(field: &str, url: &str) -> Result<(), Error> {
+    let u =
+        url::Url::parse(url).map_err(|_| bad(format!("`endpoints.{field}` is not a valid URL")))?;
+    let loopback = matches!(
+        u.host_str(),
+        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+    );
+    if u.scheme() == "https" || (u.scheme() == "http" && loopback) {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "`endpoints.{field}` must be https (http only for loopback)"
+        )))
+    }
+}
+
+fn check_overrides(e: &EndpointOverrides) -> Result<(), Error> {
+    for (f, v) in [
+        ("authorize_url", &e.authorize_url),
+        ("token_url", &e.token_url),
+        ("revocation_url", &e.revocation_url),
+        ("issuer", &e.issuer),
+        ("identity_url", &e.identity_url),
+    ] {
+        if let Some(u) = v {
+            check_override(f, u)?;
+        }
+    }
+    Ok(())
+}
+
+fn fill(template: &str, params: &BTreeMap<String, String>) -> String {
+    params.iter().fold(template.to_string(), |u, (k, v)| {
+        u.replace(&format!("{{{k}}}"), v)
+    })
+}
+
+pub(crate) fn view(r: &IntegrationRow, default_redirect: &str) -> IntegrationView {
+    IntegrationView {
+        id: r.id.clone(),
+        tenant: r.tenant.clone(),
+        provider: r.provider.clone(),
+        display_name: r.display_name.clone(),
+        client_id: r.client_id.clone(),
+        auth_method: r.auth_method.clone(),
+        key_id: r.key_id.clone(),
+        scopes: r.scopes.clone(),
+        extra_authorize_params: serde_json::from_str(&r.extra_params).unwrap_or_default(),
+        params: serde_json::from_str(&r.params).unwrap_or_default(),
+        endpoints: serde_json::from_str(&r.endpoints).unwrap_or_default(),
+        redirect_uri: r
+            .redirect_uri
+            .clone()
+            .unwrap_or_else(|| default_redirect.to_string()),
+        created_at: ms_to_rfc3339(r.created_at),
+        updated_at: ms_to_rfc3339(r.updated_at),
+        version: r.version,
+    }
+}
+
+fn aad(tenant: &str, id: &str, version: i64) -> Aad {
+    Aad {
+        tenant: tenant.into(),
+        record_kind: OWNER_KIND.into(),
+        record_id: id.into(),
+        field: "client_secret".into(),
+        version,
+    }
+}
+
+impl Rekey {
+    pub(crate) fn oauth_provider(&self, id: &str) -> Result<&Provider, Error> {
+        let p = self.catalog().get(id).ok_or_else(|| {
+            Error::unprocessable(
+                "unknown_provider",
+                format!(
+                    "no provider `{}` in the catalog",
+                    ids::truncate_for_message(id)
+                ),
+            )
+        })?;
+        if p.oauth.is_none() {
+            return Err(Error::unprocessable(
+                "provider_has_no_oauth",
+                format!("provider `{}` has no OAuth support in the catalog", p.id),
+            ));
+        }
+        Ok(p)
+    }
+
+    pub fn default_redirect_uri(&self) -> String {
+        format!("{}/oauth/callback", self.public_url())
+    }
+
+    fn validate_fields(&self, provider: &Provider, f: &Fields<'_>) -> Result<SecretString, Error> {
+        let Fields {
+            method,
+            secret,
+            pem,
+            params,
+            scopes,
+            endpoints,
+            redirect,
+        } = *f;
+        let m = ClientAuthMethod::parse(method).ok_or_else(|| {
+            bad("`auth_method` must be client_secret_basic, client_secret_post or private_key_jwt")
+        })?;
+        let secret = match m {
+            ClientAuthMethod::PrivateKeyJwt => {
+                let pem = pem
+                    .clone()
+                    .filter(|p| p.contains("PRIVATE KEY"))
+                    .ok_or_else(|| {
+                        bad("`private_key_pem` (PEM) is required for private_key_jwt")
+                    })?;
+                let check = ClientAuth {
+                    client_id: "x".into(),
+                    method: m,
+                    secret: SecretString::new(pem.clone()),
+                    key_id: None,
+                };
+                // Signing once proves the key is usable now rather than at the first token request.
+                check.validate().map_err(|e| bad(e.to_string()))?;
+                SecretString::new(pem)
+            }
+            _ => {
+                let s = secret
+                    .clone()
+                    .filter(|s| !s.is_empty() && s.len() <= 4096)
+                    .ok_or_else(|| bad("`client_secret` is required (1–4096 bytes)"))?;
+                SecretString::new(s)
+            }
+        };
+        for p in &provider.params {
+            if !params.contains_key(p) && !provider_has_all_overrides(endpoints) {
+                return Err(bad(format!(
+                    "`params.{p}` is required by provider `{}`",
+                    provider.id
+                )));
+            }
+        }
+        for k in params.keys() {
+            if !provider.params.contains(k) {
+                return Err(bad(format!(
+                    "`params.{k}` is not a placeholder of provider `{}`",
+                    provider.id
+                )));
+            }
+        }
+        for v in params.values() {
+            if v.is_empty()
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(bad(
+                    "`params` values must be host-name safe (a-z, 0-9, '-', '_', '.')",
+                ));
+            }
+        }
+        rekey_core::connection::normalize_scopes(scopes)?;
+        check_overrides(endpoints)?;
+        if let Some(r) = redirect {
+            check_override("redirect_uri", r)
+                .map_err(|_| bad("`redirect_uri` must be https (http only for loopback)"))?;
+        }
+        Ok(secret)
+    }
+
+    pub async fn create_integration(
+        &self,
+        ctx: &Ctx,
+        req: CreateIntegration,
+    ) -> Result<IntegrationView, Error> {
+        let provider = self.oauth_provider(&req.provider)?.clone();
+        let name = req.display_name.trim().to_string();
+        rekey_core::connection::validate_display_name(&name)?;
+        if req.client_id.is_empty()
+            || req.client_id.len() > 512
+            || req.client_id.chars().any(char::is_control)
+        {
+            return Err(bad("`client_id` must be 1–512 printable characters"));
+        }
+        let method = req
+            .auth_method
+            .clone()
+            .unwrap_or_else(|| "client_secret_basic".into());
+        let scopes = req.scopes.clone().unwrap_or_else(|| {
+            provider
+                .oauth
+                .as_ref()
+                .map(|o| o.default_scopes.clone())
+                .unwrap_or_default()
+        });
+        let secret = self.validate_fields(
+            &provider,
+            &Fields {
+                method: &method,
+                secret: &req.client_secret,
+                pem: &req.private_key_pem,
+                params: &req.params,
+                scopes: &scopes,
+                endpoints: &req.endpoints,
+                redirect: &req.redirect_uri,
+            },
+        )?;
+        let now = now_ms();
+        let row = IntegrationRow {
+            id: ids::new_id(INTEGRATION_PREFIX),
+            tenant: ctx.tenant.clone(),
+            provider: provider.id.clone(),
+            display_name: name,
+            client_id: req.client_id.clone(),
+            auth_method: method,
+            key_id: req.key_id.clone(),
+            scopes: rekey_core::connection::normalize_scopes(&scopes)?,
+            extra_params: json!(req.extra_authorize_params).to_string(),
+            params: json!(req.params).to_string(),
+            endpoints: serde_json::to_string(&req.endpoints).map_err(Error::internal)?,
+            redirect_uri: req.redirect_uri.clone(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            credential_version: 1,
+        };
+        let mut tx = self.store().begin_write().await?;
+        store::insert(tx.conn(), &row).await?;
+        self.write_integration_secret(&mut tx, &row, &secret)
+            .await?;
+        record(
+            &mut tx,
+            ctx,
+            "integration.create",
+            Some(&row.id),
+            "ok",
+            json!({"provider": row.provider, "auth_method": row.auth_method}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(view(&row, &self.default_redirect_uri()))
+    }
+
+    async fn write_integration_secret(
+        &self,
+        tx: &mut WriteTx,
+        row: &IntegrationRow,
+        secret: &SecretString,
+    ) -> Result<(), Error> {
+        let sealed = self.keyring()?.seal(
+            &aad(&row.tenant, &row.id, row.credential_version),
+            secret.expose().as_bytes(),
+        );
+        secrets::delete_owner(tx.conn(), OWNER_KIND, &row.id).await?;
+        secrets::insert(
+            tx.conn(),
+            &SecretRow {
+                owner_kind: OWNER_KIND.into(),
+                owner_id: row.id.clone(),
+                field: "client_secret".into(),
+                tenant: row.tenant.clone(),
+                version: row.credential_version,
+                kek_id: sealed.kek_id,
+                wrapped_dek: sealed.wrapped_dek,
+                ciphertext: sealed.ciphertext,
+            },
+        )
+        .await
+    }
+
+    pub async fn update_integration(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: UpdateIntegration,
+        if_match: Option<i64>,
+    ) -> Result<IntegrationView, Error> {
+        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
+        let mut tx = self.store().begin_write().await?;
+        let mut row = store::get(tx.conn(), &ctx.tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        if let Some(v) = if_match.or(req.version) {
+            if v != row.version {
+                return Err(Error::conflict(
+                    "version_conflict",
+                    format!("integration {id} is at version {}, not {v}", row.version),
+                ));
+            }
+        }
+        let provider = self.oauth_provider(&row.provider)?.clone();
+        let old_version = row.version;
+        if let Some(n) = &req.display_name {
+            rekey_core::connection::validate_display_name(n)?;
+            row.display_name = n.trim().into();
+        }
+        if let Some(c) = &req.client_id {
+            row.client_id = c.clone();
+        }
+        if let Some(m) = &req.auth_method {
+            row.auth_method = m.clone();
+        }
+        if let Some(k) = &req.key_id {
+            row.key_id = Some(k.clone());
+        }
+        if let Some(s) = &req.scopes {
+            row.scopes = rekey_core::connection::normalize_scopes(s)?;
+        }
+        if let Some(e) = &req.extra_authorize_params {
+            row.extra_params = json!(e).to_string();
+        }
+        if let Some(p) = &req.params {
+            row.params = json!(p).to_string();
+        }
+        if let Some(e) = &req.endpoints {
+            row.endpoints = serde_json::to_string(e).map_err(Error::internal)?;
+        }
+        if let Some(r) = &req.redirect_uri {
+            row.redirect_uri = Some(r.clone());
+        }
+        let new_secret = req.client_secret.is_some() || req.private_key_pem.is_some();
+        let params: BTreeMap<String, String> =
+            serde_json::from_str(&row.params).unwrap_or_default();
+        let endpoints: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
+        if new_secret || req.auth_method.is_some() {
+            let secret = self.validate_fields(
+                &provider,
+                &Fields {
+                    method: &row.auth_method,
+                    secret: &req.client_secret,
+                    pem: &req.private_key_pem,
+                    params: &params,
+                    scopes: &row.scopes,
+                    endpoints: &endpoints,
+                    redirect: &row.redirect_uri,
+                },
+            )?;
+            row.credential_version += 1;
+            self.write_integration_secret(&mut tx, &row, &secret)
+                .await?;
+        } else {
+            check_overrides(&endpoints)?;
+        }
+        row.version += 1;
+        row.updated_at = now_ms();
+        if !store::update(tx.conn(), &row, old_version).await? {
+            return Err(Error::conflict(
+                "version_conflict",
+                format!("integration {id} was changed concurrently"),
+            ));
+        }
+        record(
+            &mut tx,
+            ctx,
+            "integration.update",
+            Some(&id),
+            "ok",
+            json!({"secret_replaced": new_secret, "version": row.version}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(view(&row, &self.default_redirect_uri()))
+    }
+
+    pub async fn get_integration(&self, tenant: &str, id: &str) -> Result<IntegrationView, Error> {
+        let row = self.integration_row(tenant, id).await?;
+        Ok(view(&row, &self.default_redirect_uri()))
+    }
+
+    pub(crate) async fn integration_row(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<IntegrationRow, Error> {
+        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
+        let mut c = self.store().read().await?;
+        store::get(&mut c, tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))
+    }
+
+    pub async fn list_integrations(&self, tenant: &str) -> Result<IntegrationList, Error> {
+        let mut c = self.store().read().await?;
+        let rows = store::list(&mut c, tenant).await?;
+        let d = self.default_redirect_uri();
+        Ok(IntegrationList {
+            items: rows.iter().map(|r| view(r, &d)).collect(),
+        })
+    }
+
+    pub async fn delete_integration(&self, ctx: &Ctx, id: &str) -> Result<(), Error> {
+        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
+        let mut tx = self.store().begin_write().await?;
+        store::get(tx.conn(), &ctx.tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        let n = store::connections_using(tx.conn(), &ctx.tenant, &id).await?;
+        if n > 0 {
+            return Err(Error::conflict(
+                "integration_in_use",
+                format!("{n} connections use integration {id}; delete or move them first"),
+            ));
+        }
+        secrets::delete_owner(tx.conn(), OWNER_KIND, &id).await?;
+        store::delete(tx.conn(), &ctx.tenant, &id).await?;
+        record(
+            &mut tx,
+            ctx,
+            "integration.delete",
+            Some(&id),
+            "ok",
+            json!({}),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// The client credentials of an integration (decrypted, not audited as a
+    /// credential read: it never leaves the process).
+    pub(crate) async fn client_auth(&self, row: &IntegrationRow) -> Result<ClientAuth, Error> {
+        let rows = {
+            let mut c = self.store().read().await?;
+            secrets::for_owner(&mut c, OWNER_KIND, &row.id).await?
+        };
+        let s = rows
+            .first()
+            .ok_or_else(|| Error::internal("integration has no stored secret"))?;
+        let plain = self
+            .keyring()?
+            .open(
+                &aad(&row.tenant, &row.id, row.credential_version),
+                &rekey_crypto::Sealed {
+                    kek_id: s.kek_id.clone(),
+                    wrapped_dek: s.wrapped_dek.clone(),
+                    ciphertext: s.ciphertext.clone(),
+                },
+            )
+            .map_err(|e| {
+                Error::DecryptionFailed(format!(
+                    "client secret of integration {} failed to decrypt: {e}",
+                    row.id
+                ))
+            })?;
+        Ok(ClientAuth {
+            client_id: row.client_id.clone(),
+            method: ClientAuthMethod::parse(&row.auth_method)
+                .ok_or_else(|| Error::internal("stored auth method unknown"))?,
+            secret: SecretString::new(
+                String::from_utf8(plain.to_vec())
+                    .map_err(|_| Error::internal("client secret is not UTF-8"))?,
+            ),
+            key_id: row.key_id.clone(),
+        })
+    }
+
+    /// Effective endpoints of an integration.
+    pub(crate) async fn resolve(&self, row: &IntegrationRow) -> Result<Resolved, Error> {
+        let provider = self.oauth_provider(&row.provider)?;
+        let spec = provider
+            .oauth
+            .clone()
+            .ok_or_else(|| Error::internal("checked above"))?;
+        let params: BTreeMap<String, String> =
+            serde_json::from_str(&row.params).unwrap_or_default();
+        let o: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
+        let pick = |ov: &Option<String>, cat: &Option<String>| {
+            ov.clone()
+                .or_else(|| cat.as_deref().map(|t| fill(t, &params)))
+        };
+        let issuer = pick(&o.issuer, &spec.issuer);
+        let mut authorize_url = pick(&o.authorize_url, &spec.authorize_url);
+        let mut token_url = pick(&o.token_url, &spec.token_url);
+        let mut revocation_url = pick(&o.revocation_url, &spec.revocation_url);
+        let mut identity_url = pick(&o.identity_url, &spec.identity_url);
+        let mut jwks_uri = None;
+        if let Some(iss) = &issuer {
+            let d = rekey_oauth::discover(&self.inner.http, iss)
+                .await
+                .map_err(|e| Error::Unavailable(format!("OIDC discovery for {iss} failed: {e}")))?;
+            // Explicit overrides win; discovery fills the gaps.
+            if o.authorize_url.is_none() {
+                authorize_url = d.authorization_endpoint.or(authorize_url);
+            }
+            if o.token_url.is_none() {
+                token_url = d.token_endpoint.or(token_url);
+            }
+            if o.revocation_url.is_none() {
+                revocation_url = d.revocation_endpoint.or(revocation_url);
+            }
+            if o.identity_url.is_none() && identity_url.is_none() {
+                identity_url = d.userinfo_endpoint;
+            }
+            jwks_uri = d.jwks_uri;
+        }
+        Ok(Resolved {
+            authorize_url,
+            token_url: token_url.ok_or_else(|| {
+                Error::unprocessable("oauth_config", "no token endpoint for this integration")
+            })?,
+            revocation_url,
+            issuer,
+            jwks_uri,
+            identity_url,
+            spec,
+        })
+    }
+}
+
+/// The parts of an integration that must be checked together.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    method: &'a str,
+    secret: &'a Option<String>,
+    pem: &'a Option<String>,
+    params: &'a BTreeMap<String, String>,
+    scopes: &'a [String],
+    endpoints: &'a EndpointOverrides,
+    redirect: &'a Option<String>,
+}
+
+fn provider_has_all_overrides(e: &EndpointOverrides) -> bool {
+    e.token_url.is_some() || e.issuer.is_some()
+}
+
+fn not_found(id: &str) -> Error {
+    Error::not_found("integration_not_found", format!("integration {id}"))
+}

@@ -1,0 +1,169 @@
+use crate::{db_err, json_list, parse_list};
+use rekey_core::Error;
+use sqlx::{AnyConnection, Row};
+
+/// A short-lived, single-use connect session. Looked up by the hash of its
+/// URL token, and during the OAuth callback by the hash of its `state`.
+#[derive(Debug, Clone)]
+pub struct ConnectSessionRow {
+    pub id: String,
+    pub tenant: String,
+    pub token_hash: String,
+    pub state_hash: Option<String>,
+    pub integration_id: String,
+    pub display_name: Option<String>,
+    pub owner_hint: Option<String>,
+    pub tags: Vec<String>,
+    pub custody: Vec<String>,
+    pub reauthorize_id: Option<String>,
+    pub nonce: Option<String>,
+    pub redirect_uri: Option<String>,
+    /// `created` → `started` (redirected to the provider) → `exchanging` → `completed` | `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub connection_id: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+const COLS: &str = "id, tenant, token_hash, state_hash, integration_id, display_name, owner_hint, tags, custody, reauthorize_id, nonce, redirect_uri, status, error, connection_id, created_by, created_at, expires_at, used_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<ConnectSessionRow, sqlx::Error> {
+    Ok(ConnectSessionRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        token_hash: r.try_get("token_hash")?,
+        state_hash: r.try_get("state_hash")?,
+        integration_id: r.try_get("integration_id")?,
+        display_name: r.try_get("display_name")?,
+        owner_hint: r.try_get("owner_hint")?,
+        tags: parse_list(&r.try_get::<String, _>("tags")?),
+        custody: parse_list(&r.try_get::<String, _>("custody")?),
+        reauthorize_id: r.try_get("reauthorize_id")?,
+        nonce: r.try_get("nonce")?,
+        redirect_uri: r.try_get("redirect_uri")?,
+        status: r.try_get("status")?,
+        error: r.try_get("error")?,
+        connection_id: r.try_get("connection_id")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        used_at: r.try_get("used_at")?,
+    })
+}
+
+pub async fn insert(c: &mut AnyConnection, s: &ConnectSessionRow) -> Result<(), Error> {
+    sqlx::query(&format!("INSERT INTO connect_sessions ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"))
+        .bind(&s.id)
+        .bind(&s.tenant)
+        .bind(&s.token_hash)
+        .bind(&s.state_hash)
+        .bind(&s.integration_id)
+        .bind(&s.display_name)
+        .bind(&s.owner_hint)
+        .bind(json_list(&s.tags))
+        .bind(json_list(&s.custody))
+        .bind(&s.reauthorize_id)
+        .bind(&s.nonce)
+        .bind(&s.redirect_uri)
+        .bind(&s.status)
+        .bind(&s.error)
+        .bind(&s.connection_id)
+        .bind(&s.created_by)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.used_at)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn by_token_hash(
+    c: &mut AnyConnection,
+    h: &str,
+) -> Result<Option<ConnectSessionRow>, Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLS} FROM connect_sessions WHERE token_hash = $1"
+    ))
+    .bind(h)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
+    row.as_ref().map(from_row).transpose().map_err(db_err)
+}
+
+pub async fn by_state_hash(
+    c: &mut AnyConnection,
+    h: &str,
+) -> Result<Option<ConnectSessionRow>, Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLS} FROM connect_sessions WHERE state_hash = $1"
+    ))
+    .bind(h)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
+    row.as_ref().map(from_row).transpose().map_err(db_err)
+}
+
+/// Move `id` from status `from` to `to`, recording state/nonce when starting.
+/// Returns false when another request got there first (single use).
+pub async fn transition(
+    c: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    to: &str,
+    state_hash: Option<&str>,
+    nonce: Option<&str>,
+    at: i64,
+) -> Result<bool, Error> {
+    let r = sqlx::query("UPDATE connect_sessions SET status = $1, state_hash = COALESCE($2, state_hash), nonce = COALESCE($3, nonce), used_at = $4 WHERE id = $5 AND status = $6")
+        .bind(to)
+        .bind(state_hash)
+        .bind(nonce)
+        .bind(at)
+        .bind(id)
+        .bind(from)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn finish(
+    c: &mut AnyConnection,
+    id: &str,
+    status: &str,
+    error: Option<&str>,
+    connection_id: Option<&str>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE connect_sessions SET status = $1, error = $2, connection_id = $3 WHERE id = $4",
+    )
+    .bind(status)
+    .bind(error)
+    .bind(connection_id)
+    .bind(id)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The exact redirect URI sent in the authorization request (reused at the token endpoint).
+pub async fn set_redirect(
+    c: &mut AnyConnection,
+    id: &str,
+    redirect_uri: &str,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE connect_sessions SET redirect_uri = $1 WHERE id = $2")
+        .bind(redirect_uri)
+        .bind(id)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
