@@ -190,6 +190,11 @@ pub struct OAuthSpec {
     /// reauthorization is unavoidable before then.
     #[serde(default)]
     pub refresh_token_max_days: Option<u32>,
+    /// What goes before the access token in the `Authorization` header when
+    /// calling the provider's API (default `"Bearer "`; Zoho uses
+    /// `"Zoho-oauthtoken "`). Used for probes and the credential `apply` form.
+    #[serde(default)]
+    pub authorization_prefix: Option<String>,
 }
 
 fn default_subject_field() -> String {
@@ -749,6 +754,15 @@ fn validate_oauth(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
                 file,
                 "oauth.refresh_token_idle_days",
                 "is longer than refresh_token_max_days",
+            ));
+        }
+    }
+    if let Some(pfx) = &o.authorization_prefix {
+        if pfx.is_empty() || pfx.len() > 64 || pfx.chars().any(char::is_control) {
+            return Err(fail(
+                file,
+                "oauth.authorization_prefix",
+                "must be 1–64 printable characters, e.g. \"Bearer \"",
             ));
         }
     }
