@@ -199,6 +199,30 @@ impl Rekey {
         }
         rekey_core::connection::normalize_scopes(scopes)?;
         check_overrides(endpoints)?;
+        // Generic catalog entries carry `.invalid` placeholder URLs: the
+        // integration must say where its provider lives.
+        if let Some(o) = &provider.oauth {
+            for (field, cat, ov) in [
+                ("token_url", &o.token_url, &endpoints.token_url),
+                ("authorize_url", &o.authorize_url, &endpoints.authorize_url),
+                ("issuer", &o.issuer, &endpoints.issuer),
+                (
+                    "revocation_url",
+                    &o.revocation_url,
+                    &endpoints.revocation_url,
+                ),
+                ("identity_url", &o.identity_url, &endpoints.identity_url),
+            ] {
+                let placeholder = cat.as_deref().is_some_and(|u| u.contains(".invalid"));
+                if placeholder && ov.is_none() && !(field != "issuer" && endpoints.issuer.is_some())
+                {
+                    return Err(bad(format!(
+                        "provider `{}` needs `endpoints.{field}` on the integration",
+                        provider.id
+                    )));
+                }
+            }
+        }
         if let Some(r) = redirect {
             check_override("redirect_uri", r)
                 .map_err(|_| bad("`redirect_uri` must be https (http only for loopback)"))?;

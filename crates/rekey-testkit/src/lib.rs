@@ -3,6 +3,7 @@
 //! client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod oauth2_fixture;
 
 use rekey_service::{Ctx, LockMode, OpenOptions, Rekey};
 use reqwest::{Method, StatusCode};

@@ -1,0 +1,763 @@
+//! OAuth connections end to end against a real (loopback) OAuth 2.0 server
+//! that enforces PKCE, single-use codes, exact redirect URIs and refresh
+//! token rotation. On SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::oauth2_fixture::OAuth2Fixture;
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+struct Env {
+    s: TestServer,
+    fx: OAuth2Fixture,
+    integration: String,
+    browser: reqwest::Client,
+}
+
+async fn setup(db: Db) -> Env {
+    let s = TestServer::start(db).await;
+    let fx = OAuth2Fixture::start(
+        "client-1",
+        "secret-1",
+        &format!("{}/oauth/callback", s.base),
+    )
+    .await;
+    let r = s
+        .post("/api/v1/integrations", &s.admin_key, json!({
+            "provider": "custom-oauth2", "display_name": "Acme CRM", "client_id": "client-1", "client_secret": "secret-1",
+            "scopes": ["read", "write"],
+            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
+                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)},
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(
+        !r.text.contains("secret-1"),
+        "integration view leaks the client secret"
+    );
+    let integration = r.json()["id"].as_str().unwrap().to_string();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Env {
+        s,
+        fx,
+        integration,
+        browser,
+    }
+}
+
+impl Env {
+    async fn session(&self, extra: Value) -> Value {
+        let mut body =
+            json!({"integration": self.integration, "tags": ["crm"], "custody": ["salesforce"]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = self
+            .s
+            .post("/api/v1/connect-sessions", &self.s.admin_key, body)
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json()
+    }
+
+    /// Walk the browser part: Connect page → start → provider → callback URL.
+    async fn authorize(&self, url: &str) -> String {
+        let page = self.browser.get(url).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'"));
+        assert!(page.text().await.unwrap().contains("Acme CRM"));
+        let start = self
+            .browser
+            .post(format!("{url}/start"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(start.status(), 303);
+        let to_provider = start.headers()["location"].to_str().unwrap().to_string();
+        assert!(to_provider.starts_with(&self.fx.base), "{to_provider}");
+        assert!(
+            to_provider.contains("code_challenge_method=S256")
+                && to_provider.contains("code_challenge="),
+            "{to_provider}"
+        );
+        let back = self.browser.get(&to_provider).send().await.unwrap();
+        assert_eq!(back.status(), 303, "{}", back.text().await.unwrap());
+        back.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    async fn callback(&self, url: &str) -> (u16, String) {
+        let r = self.browser.get(url).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn connect(&self, extra: Value) -> (u16, String) {
+        let sess = self.session(extra).await;
+        let cb = self.authorize(sess["url"].as_str().unwrap()).await;
+        self.callback(&cb).await
+    }
+
+    async fn only_connection(&self) -> Value {
+        let list = self
+            .s
+            .get(
+                "/api/v1/connections?kind=oauth2_authorization_code",
+                &self.s.admin_key,
+            )
+            .await
+            .json();
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{list}");
+        items[0].clone()
+    }
+
+    async fn creds(&self, id: &str) -> (StatusCode, Value) {
+        let r = self
+            .s
+            .get(
+                &format!("/api/v1/connections/{id}/credentials"),
+                &self.s.admin_key,
+            )
+            .await;
+        (r.status, r.json())
+    }
+}
+
+both_backends!(
+    connect_read_refresh_revoke,
+    concurrent_fetches_make_one_refresh,
+    refresh_failures_are_classified,
+    reauthorization_checks_identity_and_scopes,
+    callback_attacks_fail_cleanly,
+    client_credentials_connections,
+    delete_revokes_first,
+);
+
+async fn connect_read_refresh_revoke(db: Db) {
+    let e = setup(db).await;
+    let (status, page) = e.connect(json!({})).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Connected"), "{page}");
+    let c = e.only_connection().await;
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["provider"], "custom-oauth2");
+    assert_eq!(c["owner"]["subject"], "uid-alice");
+    assert_eq!(c["owner"]["email"], "alice@example.com");
+    assert_eq!(c["scopes"], json!(["read", "write"]));
+    assert_eq!(c["tags"], json!(["crm"]));
+    let id = c["id"].as_str().unwrap().to_string();
+    let listing = e.s.get("/api/v1/connections", &e.s.admin_key).await.text;
+    assert!(
+        !listing.contains("at-alice") && !listing.contains("rt-alice"),
+        "tokens in listing"
+    );
+
+    let (st, cr) = e.creds(&id).await;
+    assert_eq!(st, 200, "{cr}");
+    let at = cr["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(e.fx.access_valid(&at));
+    assert_eq!(
+        cr["credentials"]["apply"]["headers"]["Authorization"],
+        format!("Bearer {at}")
+    );
+    let before = e.fx.token_requests();
+    // Not near expiry: no refresh.
+    e.creds(&id).await;
+    assert_eq!(e.fx.token_requests(), before);
+
+    // Forced refresh rotates the refresh token; the rotated one is kept and works.
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (_, cr2) = e.creds(&id).await;
+    let at2 = cr2["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(at, at2);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The provider stops rotating: the response omits refresh_token and rekey keeps the stored one.
+    e.fx.with(|s| s.rotate_refresh = false);
+    assert_eq!(
+        e.s.post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &e.s.admin_key,
+            json!({})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "refresh token was wiped: {}",
+        r.text
+    );
+    let audit =
+        e.s.get(
+            &format!("/api/v1/audit?target={id}&action=connection.refreshed"),
+            &e.s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(audit["items"].as_array().unwrap().len(), 3);
+
+    // Revocation at the provider (RFC 7009).
+    let (_, cr3) = e.creds(&id).await;
+    let at3 = cr3["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/revoke"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rv = r.json();
+    assert_eq!(rv["revoked_at_provider"], true);
+    assert_eq!(rv["connection"]["status"], "revoked");
+    assert!(
+        !e.fx.access_valid(&at3),
+        "access token still valid at the provider"
+    );
+    assert!(e.fx.with(|s| s.revocations) >= 1);
+    e.s.get(
+        &format!("/api/v1/connections/{id}/credentials"),
+        &e.s.admin_key,
+    )
+    .await
+    .assert_error(409, "connection_unusable");
+    e.s.post(
+        &format!("/api/v1/connections/{id}/revoke"),
+        &e.s.admin_key,
+        json!({}),
+    )
+    .await
+    .assert_error(409, "already_revoked");
+    e.s.stop().await;
+}
+
+async fn concurrent_fetches_make_one_refresh(db: Db) {
+    let e = setup(db).await;
+    // Tokens that are already inside the refresh window, and a slow provider.
+    e.fx.with(|s| s.access_ttl = 60);
+    let (status, page) = e.connect(json!({})).await;
+    assert_eq!(status, 200, "{page}");
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.fx.with(|s| {
+        s.token_delay_ms = 300;
+        s.access_ttl = 3600;
+    });
+    let before = e.fx.token_requests();
+    let mut tasks = Vec::new();
+    for _ in 0..25 {
+        let http = e.s.http.clone();
+        let url = format!("{}/api/v1/connections/{id}/credentials", e.s.base);
+        let key = e.s.admin_key.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["credentials"]["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap());
+    }
+    assert_eq!(
+        e.fx.token_requests() - before,
+        1,
+        "single-flight: exactly one token request"
+    );
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "everyone got the refreshed token");
+    e.s.stop().await;
+}
+
+async fn refresh_failures_are_classified(db: Db) {
+    let e = setup(db).await;
+    e.fx.with(|s| s.access_ttl = 1);
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    async fn show_conn(e: &Env, id: &str) -> Value {
+        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+            .await
+            .json()
+    }
+    // 5xx: degraded, not needs_reauth; the token is not handed out expired.
+    e.fx.with(|s| s.override_token = Some((503, "{}".into(), None)));
+    let (st, body) = e.creds(&id).await;
+    assert_eq!(st, 503, "{body}");
+    let c = show_conn(&e, &id).await;
+    assert_eq!(c["status"], "degraded");
+    assert_eq!(c["last_error"]["code"], "http_503");
+    // 429 with Retry-After: still degraded, retry hint kept.
+    e.fx.with(|s| s.override_token = Some((429, "{}".into(), Some(7))));
+    e.creds(&id).await;
+    let c = show_conn(&e, &id).await;
+    assert_eq!(c["status"], "degraded");
+    assert_eq!(c["last_error"]["retry_after_secs"], 7);
+    // Malformed success: nothing stored changes.
+    e.fx.with(|s| s.override_token = Some((200, r#"{"token_type":"Bearer"}"#.into(), None)));
+    let (st, _) = e.creds(&id).await;
+    assert_eq!(st, 503);
+    assert_eq!(
+        show_conn(&e, &id).await["last_error"]["code"],
+        "malformed_response"
+    );
+    // Recovery clears the error.
+    e.fx.with(|s| s.override_token = None);
+    let (st, _) = e.creds(&id).await;
+    assert_eq!(st, 200);
+    let c = show_conn(&e, &id).await;
+    assert_eq!(c["status"], "active");
+    assert!(c["last_error"].is_null());
+    // The user revoked the app at the provider: invalid_grant → needs_reauth with context.
+    e.fx.revoke_all_grants();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r =
+        e.s.get(
+            &format!("/api/v1/connections/{id}/credentials"),
+            &e.s.admin_key,
+        )
+        .await;
+    r.assert_error(409, "needs_reauth");
+    let c = show_conn(&e, &id).await;
+    assert_eq!(c["status"], "needs_reauth");
+    assert_eq!(c["last_error"]["code"], "invalid_grant");
+    assert!(
+        c["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{c}"
+    );
+    let listed =
+        e.s.get("/api/v1/connections?status=needs_reauth", &e.s.admin_key)
+            .await
+            .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    e.s.stop().await;
+}
+
+async fn reauthorization_checks_identity_and_scopes(db: Db) {
+    let e = setup(db).await;
+    e.connect(json!({})).await;
+    let c = e.only_connection().await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let (_, cr) = e.creds(&id).await;
+    let old_at = cr["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Same person, same scopes: switches to the new grant and revokes the old one.
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/reauthorize"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rr = r.json();
+    let url = rr["session"]["url"].as_str().unwrap().to_string();
+    let page = e
+        .browser
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Connect new account") && page.contains("alice@example.com"),
+        "{page}"
+    );
+    let cb = e.authorize(&url).await;
+    let (st, page) = e.callback(&cb).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("Reconnected"), "{page}");
+    let (_, cr) = e.creds(&id).await;
+    let new_at = cr["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_at, old_at, "a new grant, never the old one");
+    assert!(
+        !e.fx.access_valid(&old_at),
+        "old grant revoked at the provider"
+    );
+    assert_eq!(
+        e.only_connection().await["id"],
+        json!(id),
+        "no second connection"
+    );
+
+    // Another person: the grant is parked, the connection keeps working on the old one.
+    e.fx.with(|s| s.user = "mallory".into());
+    let rr =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/reauthorize"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await
+        .json();
+    let cb = e.authorize(rr["session"]["url"].as_str().unwrap()).await;
+    let (_, page) = e.callback(&cb).await;
+    assert!(
+        page.contains("Not switched over") && page.contains("identity_mismatch"),
+        "{page}"
+    );
+    let c =
+        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+            .await
+            .json();
+    assert_eq!(c["owner"]["subject"], "uid-alice");
+    assert_eq!(c["last_error"]["code"], "identity_mismatch");
+    assert!(c["last_error"]["got_identity"]
+        .as_str()
+        .unwrap()
+        .contains("mallory"));
+    assert!(c["last_error"]["expected_identity"]
+        .as_str()
+        .unwrap()
+        .contains("alice"));
+    assert!(
+        !c.to_string().contains("at-mallory"),
+        "parked tokens leak into the view"
+    );
+    let (_, cr) = e.creds(&id).await;
+    assert_eq!(cr["credentials"]["access_token"], json!(new_at));
+
+    // Fewer scopes, same person: parked as a downgrade.
+    e.fx.with(|s| {
+        s.user = "alice".into();
+        s.grant_scopes = Some(vec!["read".into()]);
+    });
+    let rr =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/reauthorize"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await
+        .json();
+    let cb = e.authorize(rr["session"]["url"].as_str().unwrap()).await;
+    let (_, page) = e.callback(&cb).await;
+    assert!(page.contains("scope_downgrade"), "{page}");
+    let c =
+        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+            .await
+            .json();
+    assert_eq!(c["last_error"]["code"], "scope_downgrade");
+    assert_eq!(c["last_error"]["missing_scopes"], json!(["write"]));
+
+    // An operator accepts the parked grant explicitly; it is audited.
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/reauthorize?accept_mismatch=true"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rr = r.json();
+    assert_eq!(rr["accepted_pending_grant"], true);
+    assert_eq!(rr["connection"]["scopes"], json!(["read"]));
+    assert!(rr["connection"]["last_error"].is_null());
+    e.s.post(
+        &format!("/api/v1/connections/{id}/reauthorize?accept_mismatch=true"),
+        &e.s.admin_key,
+        json!({}),
+    )
+    .await
+    .assert_error(409, "no_pending_grant");
+    let a =
+        e.s.get(
+            &format!("/api/v1/audit?target={id}&action=connection.reauthorize_accepted"),
+            &e.s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(a["items"].as_array().unwrap().len(), 1);
+    assert!(!e.fx.access_valid(&new_at), "the replaced grant is revoked");
+    e.s.stop().await;
+}
+
+async fn callback_attacks_fail_cleanly(db: Db) {
+    let e = setup(db).await;
+    let cb_base = format!("{}/oauth/callback", e.s.base);
+    let (st, page) = e.callback(&format!("{cb_base}?code=x")).await;
+    assert_eq!(st, 400);
+    assert!(page.contains("invalid_state"), "{page}");
+    let (st, page) = e
+        .callback(&format!("{cb_base}?code=x&state=forged-state"))
+        .await;
+    assert_eq!(st, 400);
+    assert!(page.contains("invalid_state"));
+
+    // A good flow, then replaying the same callback (code replay) fails and changes nothing.
+    let sess = e.session(json!({})).await;
+    let cb = e.authorize(sess["url"].as_str().unwrap()).await;
+    let (st, _) = e.callback(&cb).await;
+    assert_eq!(st, 200);
+    let c = e.only_connection().await;
+    let (st, page) = e.callback(&cb).await;
+    assert_eq!(st, 400, "{page}");
+    assert!(page.contains("connect_session_used"), "{page}");
+    assert_eq!(e.only_connection().await["version"], c["version"]);
+    // The connect link itself is single use.
+    let page = e
+        .browser
+        .get(sess["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    assert!(page.text().await.unwrap().contains("already been used"));
+
+    // The user says no at the provider: a clear page, nothing stored.
+    let sess = e.session(json!({})).await;
+    let url = sess["url"].as_str().unwrap();
+    let start = e.browser.post(format!("{url}/start")).send().await.unwrap();
+    let loc = start.headers()["location"].to_str().unwrap().to_string();
+    let state = url::Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let (st, page) = e
+        .callback(&format!(
+            "{cb_base}?error=access_denied&error_description=The+user+said+no&state={state}"
+        ))
+        .await;
+    assert_eq!(st, 422);
+    assert!(
+        page.contains("Authorization was not granted") && page.contains("access_denied"),
+        "{page}"
+    );
+
+    // Expired session.
+    let sess = e.session(json!({})).await;
+    let url = sess["url"].as_str().unwrap().to_string();
+    let start = e.browser.post(format!("{url}/start")).send().await.unwrap();
+    let to_provider = start.headers()["location"].to_str().unwrap().to_string();
+    let back = e.browser.get(&to_provider).send().await.unwrap();
+    let cb = back.headers()["location"].to_str().unwrap().to_string();
+    e.s.sql(&[&format!(
+        "UPDATE connect_sessions SET expires_at = 0 WHERE id = '{}'",
+        sess["id"].as_str().unwrap()
+    )])
+    .await;
+    let (st, page) = e.callback(&cb).await;
+    assert_eq!(st, 400);
+    assert!(page.contains("connect_session_expired"), "{page}");
+
+    // Token endpoint misbehaving: missing access_token, huge body, HTML.
+    for body in [
+        r#"{"token_type":"Bearer"}"#.to_string(),
+        format!(
+            r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
+            "x".repeat(200_000)
+        ),
+        "<html>oops</html>".into(),
+    ] {
+        e.fx.with(|s| s.override_token = Some((200, body.clone(), None)));
+        let sess = e.session(json!({})).await;
+        let cb = e.authorize(sess["url"].as_str().unwrap()).await;
+        let (st, page) = e.callback(&cb).await;
+        assert_eq!(st, 422, "{page}");
+        assert!(page.contains("token_exchange_failed"), "{page}");
+    }
+    e.fx.with(|s| s.override_token = None);
+    assert_eq!(
+        e.s.get("/api/v1/connections", &e.s.admin_key).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "no connection from failed flows"
+    );
+    // Unknown tokens on the Connect page.
+    let r = e
+        .browser
+        .get(format!("{}/connect/not-a-token", e.s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Off-site redirect URIs are refused at registration.
+    let r = e.s.post("/api/v1/integrations", &e.s.admin_key, json!({"provider": "custom-oauth2", "display_name": "x", "client_id": "c", "client_secret": "s",
+        "redirect_uri": "http://evil.example/cb", "endpoints": {"authorize_url": format!("{}/authorize", e.fx.base), "token_url": format!("{}/token", e.fx.base),
+        "revocation_url": format!("{}/revoke", e.fx.base), "identity_url": format!("{}/me", e.fx.base)}})).await;
+    r.assert_error(400, "invalid_integration");
+    let r = e.s.post("/api/v1/integrations", &e.s.admin_key, json!({"provider": "custom-oauth2", "display_name": "x", "client_id": "c", "client_secret": "s"})).await;
+    r.assert_error(400, "invalid_integration");
+    e.s.stop().await;
+}
+
+async fn client_credentials_connections(db: Db) {
+    let e = setup(db).await;
+    let r =
+        e.s.post(
+            "/api/v1/connections",
+            &e.s.admin_key,
+            json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
+        "display_name": "M2M", "scopes": ["read"], "credentials": {"integration": e.integration}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let c = r.json();
+    assert_eq!(c["status"], "active");
+    let id = c["id"].as_str().unwrap().to_string();
+    let (st, cr) = e.creds(&id).await;
+    assert_eq!(st, 200);
+    assert!(cr["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("at-client:client-1"));
+    // Near expiry: re-requested once for many concurrent readers.
+    e.fx.with(|s| {
+        s.access_ttl = 3600;
+        s.token_delay_ms = 200;
+    });
+    e.s.post(
+        &format!("/api/v1/connections/{id}/refresh"),
+        &e.s.admin_key,
+        json!({}),
+    )
+    .await;
+    let before = e.fx.token_requests();
+    e.s.sql(&[&format!("UPDATE connections SET credential_meta = REPLACE(credential_meta, '\"access_expires_at\":', '\"access_expires_at\":1,\"x\":') WHERE id = '{id}'")]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let http = e.s.http.clone();
+        let url = format!("{}/api/v1/connections/{id}/credentials", e.s.base);
+        let key = e.s.admin_key.clone();
+        tasks.push(tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(e.fx.token_requests() - before, 1);
+    // Wrong client secret: a clear error at creation.
+    e.s.call(
+        Method::PATCH,
+        &format!("/api/v1/integrations/{}", e.integration),
+        &e.s.admin_key,
+        Some(json!({"client_secret": "wrong"})),
+    )
+    .await;
+    let r =
+        e.s.post(
+            "/api/v1/connections",
+            &e.s.admin_key,
+            json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
+        "display_name": "M2M 2", "credentials": {"integration": e.integration}}),
+        )
+        .await;
+    r.assert_error(422, "token_request_failed");
+    assert!(!r.text.contains("wrong"));
+    e.s.stop().await;
+}
+
+async fn delete_revokes_first(db: Db) {
+    let e = setup(db).await;
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, cr) = e.creds(&id).await;
+    let at = cr["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r =
+        e.s.call(
+            Method::DELETE,
+            &format!("/api/v1/connections/{id}"),
+            &e.s.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert!(!e.fx.access_valid(&at), "deleted without revoking");
+    // With ?revoke=false nothing is sent to the provider.
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let n = e.fx.with(|s| s.revocations);
+    let r =
+        e.s.call(
+            Method::DELETE,
+            &format!("/api/v1/connections/{id}?revoke=false"),
+            &e.s.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(e.fx.with(|s| s.revocations), n);
+    // The integration can go once nothing uses it.
+    let r =
+        e.s.call(
+            Method::DELETE,
+            &format!("/api/v1/integrations/{}", e.integration),
+            &e.s.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    e.s.stop().await;
+}
