@@ -81,7 +81,58 @@ pub enum ConnectionsCmd {
         #[arg(long)]
         owner_subject: Option<String>,
     },
-    /// Delete a connection and destroy its stored secrets.
+    /// Delete a connection and destroy its stored secrets (OAuth grants are revoked first).
+    Delete {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Do not revoke at the provider first.
+        #[arg(long)]
+        no_revoke: bool,
+    },
+    /// Revoke at the provider (RFC 7009) or print the manual runbook steps.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Start a reauthorization: prints the connect link for the original authorizer.
+    Reauthorize {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Accept a parked grant whose identity or scopes differ (audited).
+        #[arg(long)]
+        accept_mismatch: bool,
+    },
+    /// Refresh an OAuth connection's access token now.
+    Refresh {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum IntegrationsCmd {
+    /// OAuth app registrations.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Register an OAuth app. The JSON body (the API's CreateIntegration,
+    /// including `client_secret`) is read from a file or stdin (`-`).
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long = "file")]
+        file: String,
+    },
     Delete {
         id: String,
         #[command(flatten)]
@@ -341,17 +392,95 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 println!("{}", v.id);
             }
         }
-        ConnectionsCmd::Delete { id, api } => {
+        ConnectionsCmd::Delete { id, api, no_revoke } => {
             let c = Client::new(&api)?;
+            let q = if no_revoke {
+                vec![("revoke", "false".to_string())]
+            } else {
+                vec![]
+            };
             c.call::<Value>(
                 Method::DELETE,
                 &format!("/api/v1/connections/{}", urlencode(&id)),
-                &[],
+                &q,
                 None,
             )
             .await?;
             if !api.json {
                 println!("deleted {id}");
+            }
+        }
+        ConnectionsCmd::Revoke { id, api } => {
+            let c = Client::new(&api)?;
+            let r: RevokeResult = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/connections/{}/revoke", urlencode(&id)),
+                    &[],
+                    Some(&Value::Object(Default::default())),
+                )
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?;
+            if api.json {
+                print_json(&r)?;
+            } else if r.revoked_at_provider {
+                println!(
+                    "revoked at the provider; {id} is now {}",
+                    r.connection.status
+                );
+            } else {
+                println!("{id} is {}: the provider has no revocation API. Do this, then confirm with POST /api/v1/connections/{id}/revoke/confirm:", r.connection.status);
+                for (n, step) in r.manual_steps.iter().enumerate() {
+                    println!("  {}. {step}", n + 1);
+                }
+            }
+        }
+        ConnectionsCmd::Reauthorize {
+            id,
+            api,
+            accept_mismatch,
+        } => {
+            let c = Client::new(&api)?;
+            let q = if accept_mismatch {
+                vec![("accept_mismatch", "true".to_string())]
+            } else {
+                vec![]
+            };
+            let r: ReauthorizeResult = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/connections/{}/reauthorize", urlencode(&id)),
+                    &q,
+                    Some(&Value::Object(Default::default())),
+                )
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?;
+            if api.json {
+                print_json(&r)?;
+            } else if let Some(sess) = &r.session {
+                println!("{}", sess.url);
+            } else {
+                println!("accepted the parked grant; {id} is {}", r.connection.status);
+            }
+        }
+        ConnectionsCmd::Refresh { id, api } => {
+            let c = Client::new(&api)?;
+            let v: ConnectionView = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/connections/{}/refresh", urlencode(&id)),
+                    &[],
+                    Some(&Value::Object(Default::default())),
+                )
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "refreshed {id}; access token expires {}",
+                    v.expires_at.clone().unwrap_or_else(|| "never".into())
+                );
             }
         }
     }
@@ -457,4 +586,120 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+pub async fn integrations(cmd: IntegrationsCmd) -> Result<ExitCode> {
+    match cmd {
+        IntegrationsCmd::List { api } => {
+            let c = Client::new(&api)?;
+            let list: IntegrationList = c.get("/api/v1/integrations", &[]).await?;
+            if api.json {
+                print_json(&list.items)?;
+            } else {
+                print_table(
+                    &[
+                        "id",
+                        "provider",
+                        "name",
+                        "client id",
+                        "auth method",
+                        "scopes",
+                    ],
+                    list.items
+                        .iter()
+                        .map(|i| {
+                            vec![
+                                i.id.clone(),
+                                i.provider.clone(),
+                                i.display_name.clone(),
+                                i.client_id.clone(),
+                                i.auth_method.clone(),
+                                i.scopes.join(" "),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        IntegrationsCmd::Show { id, api } => {
+            let c = Client::new(&api)?;
+            let v: IntegrationView = c
+                .get(&format!("/api/v1/integrations/{}", urlencode(&id)), &[])
+                .await?;
+            print_json(&v)?;
+        }
+        IntegrationsCmd::Create { api, file } => {
+            let c = Client::new(&api)?;
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?
+            };
+            let body: Value =
+                serde_json::from_str(&text).map_err(|_| anyhow!("{file} is not valid JSON"))?;
+            let v: IntegrationView = c
+                .call(Method::POST, "/api/v1/integrations", &[], Some(&body))
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                println!("{}", v.id);
+            }
+        }
+        IntegrationsCmd::Delete { id, api } => {
+            let c = Client::new(&api)?;
+            c.call::<Value>(
+                Method::DELETE,
+                &format!("/api/v1/integrations/{}", urlencode(&id)),
+                &[],
+                None,
+            )
+            .await?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rekey connect-link --integration ID [--reauthorize CONN]`: print a connect URL.
+pub async fn connect_link(
+    api: ApiArgs,
+    integration: Option<String>,
+    reauthorize: Option<String>,
+    owner_hint: Option<String>,
+) -> Result<ExitCode> {
+    let c = Client::new(&api)?;
+    let sess: ConnectSessionView = match (integration, reauthorize) {
+        (_, Some(conn)) => {
+            let r: ReauthorizeResult = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/connections/{}/reauthorize", urlencode(&conn)),
+                    &[],
+                    Some(&Value::Object(Default::default())),
+                )
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?;
+            r.session
+                .ok_or_else(|| anyhow!("the server returned no connect session"))?
+        }
+        (Some(integ), None) => {
+            let body = serde_json::to_value(CreateConnectSession {
+                integration: integ,
+                owner_hint,
+                ..Default::default()
+            })?;
+            c.call(Method::POST, "/api/v1/connect-sessions", &[], Some(&body))
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?
+        }
+        (None, None) => bail!("give --integration ID (new connection) or --reauthorize CONNECTION"),
+    };
+    if api.json {
+        print_json(&sess)?;
+    } else {
+        println!("{}", sess.url);
+    }
+    Ok(ExitCode::SUCCESS)
 }

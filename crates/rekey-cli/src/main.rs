@@ -32,6 +32,22 @@ enum Cmd {
     /// Connections (API client: REKEY_URL, REKEY_TOKEN).
     #[command(subcommand)]
     Connections(client::ConnectionsCmd),
+    /// OAuth app registrations (API client).
+    #[command(subcommand)]
+    Integrations(client::IntegrationsCmd),
+    /// Print a connect link for a new connection or a reauthorization.
+    ConnectLink {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[arg(long)]
+        integration: Option<String>,
+        /// Reauthorize this connection ("Connect new account").
+        #[arg(long)]
+        reauthorize: Option<String>,
+        /// Who should authorize (shown on the Connect page).
+        #[arg(long)]
+        owner_hint: Option<String>,
+    },
     /// Provider catalog (API client).
     #[command(subcommand)]
     Providers(client::ProvidersCmd),
@@ -59,6 +75,13 @@ fn main() -> ExitCode {
             Cmd::Keys(c) => offline::keys(c).await,
             Cmd::Connections(c) => client::connections(c).await,
             Cmd::Providers(c) => client::providers(c).await,
+            Cmd::Integrations(c) => client::integrations(c).await,
+            Cmd::ConnectLink {
+                api,
+                integration,
+                reauthorize,
+                owner_hint,
+            } => client::connect_link(api, integration, reauthorize, owner_hint).await,
             Cmd::Audit(c) => client::audit(c).await,
         }
     });
