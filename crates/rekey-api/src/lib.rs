@@ -28,6 +28,19 @@ pub struct RunbookView {
     pub steps: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlap: Option<bool>,
+    /// Rotation: which rotator does or guides it (e.g. `postgres`, `aws_iam`, `manual`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotator: Option<String>,
+    /// Rotation: creating the new credential kills the old one at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidates_old_immediately: Option<bool>,
+    /// Where in the provider's console this is done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
+    /// Per-auth-kind replacements of this runbook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub kinds: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -45,6 +58,19 @@ pub struct ProviderView {
     pub revoke: RunbookView,
     pub rotate: RunbookView,
     pub pitfalls: Vec<String>,
+    pub aliases: Vec<String>,
+    /// Provider documentation this entry was checked against.
+    pub references: Vec<String>,
+    /// Label, help and allowed values of each URL placeholder.
+    #[schema(value_type = Object)]
+    pub param_info: Value,
+    /// Connect-page form fields per static auth kind.
+    #[schema(value_type = Object)]
+    pub key_forms: Value,
+    /// Health probes.
+    #[schema(value_type = Vec<Object>)]
+    pub probes: Value,
+    pub probe_unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

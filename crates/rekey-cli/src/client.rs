@@ -146,6 +146,15 @@ pub enum ProvidersCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Check catalog entries (offline): DIR, or the catalog built into this binary.
+    /// Exit 1 on errors (and on warnings with --strict).
+    Lint {
+        dir: Option<std::path::PathBuf>,
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -488,7 +497,34 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
 }
 
 pub async fn providers(cmd: ProvidersCmd) -> Result<ExitCode> {
-    let ProvidersCmd::List { api } = cmd;
+    let api = match cmd {
+        ProvidersCmd::List { api } => api,
+        ProvidersCmd::Lint { dir, strict, json } => {
+            let findings = match &dir {
+                Some(d) => rekey_providers::lint_dir(d),
+                None => rekey_providers::lint_embedded(),
+            }
+            .map_err(|e| anyhow!("{e}"))?;
+            if json {
+                print_json(&findings)?;
+            } else {
+                for f in &findings {
+                    println!("{f}");
+                }
+            }
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == rekey_providers::Severity::Error)
+                .count();
+            let warnings = findings.len() - errors;
+            eprintln!("{errors} errors, {warnings} warnings");
+            return Ok(if errors > 0 || (strict && warnings > 0) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    };
     let c = Client::new(&api)?;
     let list: ProviderList = c.get("/api/v1/providers", &[]).await?;
     if api.json {

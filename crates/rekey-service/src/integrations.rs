@@ -68,12 +68,6 @@ fn check_overrides(e: &EndpointOverrides) -> Result<(), Error> {
     Ok(())
 }
 
-fn fill(template: &str, params: &BTreeMap<String, String>) -> String {
-    params.iter().fold(template.to_string(), |u, (k, v)| {
-        u.replace(&format!("{{{k}}}"), v)
-    })
-}
-
 pub(crate) fn view(r: &IntegrationRow, default_redirect: &str) -> IntegrationView {
     IntegrationView {
         id: r.id.clone(),
@@ -199,6 +193,22 @@ impl Rekey {
         }
         rekey_core::connection::normalize_scopes(scopes)?;
         check_overrides(endpoints)?;
+        // Placeholder values must keep URLs on the provider's own domain.
+        if let Some(o) = &provider.oauth {
+            for (t, ov) in [
+                (&o.authorize_url, &endpoints.authorize_url),
+                (&o.token_url, &endpoints.token_url),
+                (&o.revocation_url, &endpoints.revocation_url),
+                (&o.issuer, &endpoints.issuer),
+                (&o.identity_url, &endpoints.identity_url),
+            ] {
+                if let (Some(t), None) = (t, ov) {
+                    provider
+                        .render_url(t, params)
+                        .map_err(|e| bad(e.to_string()))?;
+                }
+            }
+        }
         // Generic catalog entries carry `.invalid` placeholder URLs: the
         // integration must say where its provider lives.
         if let Some(o) = &provider.oauth {
@@ -525,15 +535,28 @@ impl Rekey {
         let params: BTreeMap<String, String> =
             serde_json::from_str(&row.params).unwrap_or_default();
         let o: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
-        let pick = |ov: &Option<String>, cat: &Option<String>| {
-            ov.clone()
-                .or_else(|| cat.as_deref().map(|t| fill(t, &params)))
+        // Catalog templates are filled through render_url, which enforces
+        // each placeholder's allowed values / host suffixes.
+        let render = |t: &str| {
+            provider.render_url(t, &params).map_err(|e| {
+                Error::invalid(
+                    "invalid_integration",
+                    format!("integration {}: {e}", row.id),
+                )
+            })
         };
-        let issuer = pick(&o.issuer, &spec.issuer);
-        let mut authorize_url = pick(&o.authorize_url, &spec.authorize_url);
-        let mut token_url = pick(&o.token_url, &spec.token_url);
-        let mut revocation_url = pick(&o.revocation_url, &spec.revocation_url);
-        let mut identity_url = pick(&o.identity_url, &spec.identity_url);
+        let pick = |ov: &Option<String>, cat: &Option<String>| -> Result<Option<String>, Error> {
+            match (ov, cat) {
+                (Some(o), _) => Ok(Some(o.clone())),
+                (None, Some(t)) => render(t).map(Some),
+                (None, None) => Ok(None),
+            }
+        };
+        let issuer = pick(&o.issuer, &spec.issuer)?;
+        let mut authorize_url = pick(&o.authorize_url, &spec.authorize_url)?;
+        let mut token_url = pick(&o.token_url, &spec.token_url)?;
+        let mut revocation_url = pick(&o.revocation_url, &spec.revocation_url)?;
+        let mut identity_url = pick(&o.identity_url, &spec.identity_url)?;
         let mut jwks_uri = None;
         if let Some(iss) = &issuer {
             let d = rekey_oauth::discover(&self.inner.http, iss)

@@ -33,6 +33,10 @@ fn runbook(r: &Runbook) -> RunbookView {
         .into(),
         steps: r.steps.clone(),
         overlap: r.overlap,
+        rotator: r.rotator.map(|x| x.as_str().to_string()),
+        invalidates_old_immediately: r.invalidates_old_immediately,
+        console_url: r.console_url.clone(),
+        kinds: (!r.kinds.is_empty()).then(|| serde_json::to_value(&r.kinds).unwrap_or_default()),
     }
 }
 
@@ -48,6 +52,12 @@ fn view(p: &Provider) -> ProviderView {
         revoke: runbook(&p.revoke),
         rotate: runbook(&p.rotate),
         pitfalls: p.pitfalls.clone(),
+        aliases: p.aliases.clone(),
+        references: p.references.clone(),
+        param_info: serde_json::to_value(&p.param_info).unwrap_or_default(),
+        key_forms: serde_json::to_value(&p.key_forms).unwrap_or_default(),
+        probes: serde_json::to_value(&p.probes).unwrap_or_default(),
+        probe_unavailable: p.probe_unavailable.clone(),
     }
 }
 
@@ -85,7 +95,7 @@ async fn get_provider(
     _auth: Auth<ConnRead>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<ProviderView>> {
-    let p = s.rekey.catalog().get(&id).ok_or_else(|| {
+    let p = s.rekey.catalog().find(&id).ok_or_else(|| {
         Error::not_found(
             "provider_not_found",
             format!("provider `{}`", rekey_core::ids::truncate_for_message(&id)),
