@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// OAuth redirect URI). Default: http://<listen address>.
     #[arg(long, env = "REKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Seconds between background token-refresh passes (0 disables).
+    #[arg(long, env = "REKEY_REFRESH_INTERVAL", default_value_t = 60)]
+    pub refresh_interval: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -146,7 +149,19 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
     // A stable line on stdout for scripts and test harnesses.
     println!("rekey listening on http://{addr}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = (a.refresh_interval > 0).then(|| {
+        rekey_server::workers::spawn_refresh_worker(
+            opened.rekey.clone(),
+            std::time::Duration::from_secs(a.refresh_interval),
+            stop_rx,
+        )
+    });
     rekey_server::serve(listener, opened.rekey.clone(), shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
     opened.rekey.store().close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod metrics;
 pub mod pages;
 pub mod routes;
+pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

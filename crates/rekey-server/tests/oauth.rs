@@ -137,7 +137,55 @@ both_backends!(
     callback_attacks_fail_cleanly,
     client_credentials_connections,
     delete_revokes_first,
+    scheduler_refreshes_expiring_tokens,
 );
+
+async fn scheduler_refreshes_expiring_tokens(db: Db) {
+    let e = setup(db).await;
+    e.fx.with(|s| s.access_ttl = 60); // inside the 15-minute window
+    e.connect(json!({})).await;
+    e.fx.with(|s| s.access_ttl = 3600);
+    e.connect(json!({"display_name": "second"})).await; // far from expiry
+    let before = e.fx.token_requests();
+    let run = e.s.rekey.refresh_due(100).await.unwrap();
+    assert_eq!(run.refreshed, 1, "{run:?}");
+    assert_eq!(run.failed, 0);
+    assert_eq!(e.fx.token_requests() - before, 1);
+    // The refreshed token is now far from expiry: the next pass does nothing.
+    let run = e.s.rekey.refresh_due(100).await.unwrap();
+    assert_eq!(run.refreshed, 0, "{run:?}");
+    assert_eq!(e.fx.token_requests() - before, 1);
+    // A dead grant found by the scheduler lands in needs_reauth.
+    e.fx.with(|s| s.access_ttl = 60);
+    let list = e.s.get("/api/v1/connections", &e.s.admin_key).await.json();
+    let id = list["items"][1]["id"].as_str().unwrap().to_string();
+    e.s.post(
+        &format!("/api/v1/connections/{id}/refresh"),
+        &e.s.admin_key,
+        json!({}),
+    )
+    .await;
+    e.fx.revoke_all_grants();
+    let run = e.s.rekey.refresh_due(100).await.unwrap();
+    assert!(run.failed >= 1, "{run:?}");
+    let statuses: Vec<String> = e.s.get("/api/v1/connections", &e.s.admin_key).await.json()
+        ["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        statuses.contains(&"needs_reauth".to_string()),
+        "{statuses:?}"
+    );
+    let a =
+        e.s.get("/api/v1/audit?actor=system:refresh", &e.s.admin_key)
+            .await
+            .json();
+    assert!(!a["items"].as_array().unwrap().is_empty());
+    e.s.stop().await;
+}
 
 async fn connect_read_refresh_revoke(db: Db) {
     let e = setup(db).await;

@@ -21,6 +21,7 @@ mod views;
 pub use api_keys::Principal;
 pub use connect::{CallbackOutcome, CallbackParams, ConnectPage};
 pub use keys::{KekRotationReport, KeyStatus};
+pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 
 use rekey_core::Error;

@@ -49,7 +49,85 @@ fn error_context(e: &OAuthError, now: i64) -> Value {
     })
 }
 
+/// What one pass of the refresh scheduler did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshRun {
+    pub due: usize,
+    pub refreshed: usize,
+    pub failed: usize,
+}
+
+/// Keep idle grants alive at least this often (providers whose refresh
+/// tokens die when unused).
+const KEEPALIVE_MS: i64 = 24 * 3600 * 1000;
+/// Degraded connections are retried at most this often by the scheduler.
+const DEGRADED_RETRY_MS: i64 = 60_000;
+
 impl Rekey {
+    /// One scheduler pass: refresh every OAuth connection whose token expires
+    /// within its provider's window, and keep idle grants alive where the
+    /// catalog says refresh tokens expire when unused.
+    pub async fn refresh_due(&self, limit: i64) -> Result<RefreshRun, Error> {
+        let now = now_ms();
+        let max_window = self
+            .catalog()
+            .all()
+            .filter_map(|p| {
+                p.oauth
+                    .as_ref()
+                    .map(|o| o.refresh_window_secs as i64 * 1000)
+            })
+            .max()
+            .unwrap_or(900_000);
+        let due = {
+            let mut c = self.store().read().await?;
+            conns::oauth_due(&mut c, now + max_window, now - KEEPALIVE_MS, limit).await?
+        };
+        let mut run = RefreshRun {
+            due: due.len(),
+            ..Default::default()
+        };
+        for (tenant, id) in due {
+            let ctx = Ctx {
+                tenant: tenant.clone(),
+                actor: "system:refresh".into(),
+                request_id: None,
+                source: None,
+            };
+            let row = {
+                let mut c = self.store().read().await?;
+                match conns::get(&mut c, &tenant, &id).await? {
+                    Some(r) => r,
+                    None => continue,
+                }
+            };
+            if row.status == Status::Degraded && now - row.updated_at < DEGRADED_RETRY_MS {
+                continue;
+            }
+            let window = self.window_ms(&row).await;
+            let expiring = row.expires_at.is_some_and(|e| e - now <= window);
+            let idle_keepalive = !expiring
+                && row.kind == ConnectionKind::OAuth2AuthorizationCode
+                && now - row.updated_at >= KEEPALIVE_MS
+                && self
+                    .catalog()
+                    .get(&row.provider)
+                    .and_then(|p| p.oauth.as_ref())
+                    .is_some_and(|o| o.refresh_token_idle_days.is_some());
+            if !expiring && !idle_keepalive {
+                continue;
+            }
+            match self.fresh_oauth(&ctx, &id, idle_keepalive).await {
+                Ok(_) => run.refreshed += 1,
+                Err(e) => {
+                    run.failed += 1;
+                    tracing::warn!(connection = %id, code = e.code(), "scheduled refresh failed");
+                }
+            }
+        }
+        Ok(run)
+    }
+
     fn refresh_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = match self.inner.refresh_locks.lock() {
             Ok(m) => m,

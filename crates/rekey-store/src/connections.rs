@@ -295,3 +295,32 @@ pub async fn lock_row(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<(
         .map_err(db_err)?;
     Ok(())
 }
+
+/// OAuth connections whose access token expires before `before`, or that
+/// have not been refreshed since `idle_before` (keep-alive), oldest first.
+pub async fn oauth_due(
+    c: &mut AnyConnection,
+    before: i64,
+    idle_before: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, Error> {
+    let rows = sqlx::query(
+        "SELECT tenant, id FROM connections WHERE kind IN ('oauth2_authorization_code', 'oauth2_client_credentials') \
+         AND status IN ('active', 'degraded', 'pending') \
+         AND ((expires_at IS NOT NULL AND expires_at <= $1) OR updated_at <= $2) ORDER BY COALESCE(expires_at, updated_at) LIMIT $3",
+    )
+    .bind(before)
+    .bind(idle_before)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("tenant").map_err(db_err)?,
+                r.try_get("id").map_err(db_err)?,
+            ))
+        })
+        .collect()
+}

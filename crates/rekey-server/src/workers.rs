@@ -1,0 +1,48 @@
+//! Background workers. Each runs until the shutdown signal; several
+//! replicas may run them at once (per-connection row locks serialise work).
+
+use rekey_service::Rekey;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Refresh OAuth tokens ahead of expiry every `interval` (with jitter so
+/// replicas don't stampede the providers in lockstep).
+pub fn spawn_refresh_worker(
+    rekey: Rekey,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let jitter = Duration::from_millis(
+                u64::from(rand_jitter()) % (interval.as_millis() as u64 / 5 + 1),
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(interval + jitter) => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+            match rekey.refresh_due(500).await {
+                Ok(run) if run.due > 0 => tracing::info!(
+                    due = run.due,
+                    refreshed = run.refreshed,
+                    failed = run.failed,
+                    "refresh pass"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "refresh pass failed"),
+            }
+        }
+    })
+}
+
+fn rand_jitter() -> u32 {
+    // Cheap per-process jitter source; cryptographic quality is not needed.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    t ^ std::process::id()
+}
