@@ -209,7 +209,8 @@ fn keyring_ids(data_dir: &Path) -> Vec<String> {
 both_backends!(
     cli_end_to_end,
     kek_rotation_survives_a_crash,
-    audit_verify_exit_codes
+    audit_verify_exit_codes,
+    refresh_killed_midway_leaves_consistent_state
 );
 
 async fn cli_end_to_end(db: Db) {
@@ -551,4 +552,107 @@ async fn master_key_mode_and_config_errors() {
         "{}",
         stderr(&out)
     );
+}
+
+/// SIGKILL the server while a token refresh is in flight; after restart the
+/// connection is whole (old or new tokens, never a mix), readable, and the
+/// audit chain intact.
+async fn refresh_killed_midway_leaves_consistent_state(db: Db) {
+    use rekey_testkit::oauth2_fixture::{browser, walk_connect, OAuth2Fixture};
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let mut server = env.serve().await;
+    let fx =
+        OAuth2Fixture::start("cid", "csecret", &format!("{}/oauth/callback", server.base)).await;
+    fx.with(|s| {
+        s.access_ttl = 60; // inside the refresh window: every read refreshes
+        s.rotate_refresh = false;
+    });
+    let http = reqwest::Client::new();
+    let integ: Value = http
+        .post(format!("{}/api/v1/integrations", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"provider": "custom-oauth2", "display_name": "Acme", "client_id": "cid", "client_secret": "csecret",
+            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
+                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}}))
+        .send().await.unwrap().json().await.unwrap();
+    let sess: Value = http
+        .post(format!("{}/api/v1/connect-sessions", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"integration": integ["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b = browser();
+    let cb = walk_connect(&b, sess["url"].as_str().unwrap()).await;
+    assert_eq!(b.get(&cb).send().await.unwrap().status(), 200);
+    let list: Value = http
+        .get(format!("{}/api/v1/connections", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+
+    // A slow provider; kill the server while the refresh waits on it.
+    fx.with(|s| s.token_delay_ms = 5_000);
+    let before = fx.token_requests();
+    let url = format!("{}/api/v1/connections/{id}/credentials", server.base);
+    let k2 = key.clone();
+    let pending = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(k2)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    for _ in 0..100 {
+        if fx.token_requests() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        fx.token_requests() > before,
+        "the refresh never reached the provider"
+    );
+    server.child.kill().await.unwrap();
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the request cannot have completed"
+    );
+
+    // Restart: everything readable, refresh works, chain intact.
+    fx.with(|s| s.token_delay_ms = 0);
+    let server = env.serve().await;
+    let r = http
+        .get(format!(
+            "{}/api/v1/connections/{id}/credentials",
+            server.base
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let c: Value = http
+        .get(format!("{}/api/v1/connections/{id}", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["status"], "active", "{c}");
+    server.stop().await;
+    let out = env.run(&["audit", "verify", "--offline"], &[]).await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }

@@ -316,3 +316,28 @@ async fn me(State(st): St, headers: HeaderMap) -> Response {
         None => (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response(),
     }
 }
+
+/// A browser without automatic redirects, as the connect tests drive it.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Walk a connect link against this fixture (which approves at once):
+/// Connect page → start → provider → the callback URL (not yet requested).
+pub async fn walk_connect(browser: &reqwest::Client, connect_url: &str) -> String {
+    let page = browser.get(connect_url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "connect page");
+    let start = browser
+        .post(format!("{connect_url}/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303, "start must redirect to the provider");
+    let to_provider = start.headers()["location"].to_str().unwrap().to_string();
+    let back = browser.get(&to_provider).send().await.unwrap();
+    assert_eq!(back.status(), 303, "provider must redirect back");
+    back.headers()["location"].to_str().unwrap().to_string()
+}
