@@ -24,7 +24,7 @@ pub use id_token::{validate_id_token, IdTokenCheck};
 pub use pkce::{random_token, Pkce};
 pub use token::{
     authorize_url, client_credentials, discover, exchange_code, fetch_identity, granted_scopes,
-    refresh, revoke, AuthorizeRequest, Discovery, TokenSet,
+    refresh, revoke, revoke_with, AuthorizeRequest, Discovery, RevokeStyle, TokenSet,
 };
 
 /// Read a dotted path (`authed_user.id`) out of a JSON value.

@@ -277,6 +277,18 @@ pub async fn client_credentials(
     token_request(http, token_url, auth, form).await
 }
 
+/// How a provider's revocation endpoint takes the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevokeStyle {
+    /// RFC 7009: form `token` + `token_type_hint`, with client authentication.
+    #[default]
+    Rfc7009,
+    /// `POST …?token=…` (Zoho, ServiceNow).
+    TokenQuery,
+    /// The token itself as `Authorization: Bearer` (Slack `auth.revoke`).
+    Bearer,
+}
+
 /// RFC 7009 revocation. A 200 means the token is gone (or was already).
 pub async fn revoke(
     http: &Http,
@@ -285,12 +297,45 @@ pub async fn revoke(
     token: &SecretString,
     hint: &str,
 ) -> Result<(), OAuthError> {
-    let mut form = vec![
-        ("token".to_string(), token.expose().to_string()),
-        ("token_type_hint".into(), hint.to_string()),
-    ];
-    let req = auth.apply(http.inner().post(revocation_url), &mut form, revocation_url)?;
-    let r = http.send(req.form(&form)).await?;
+    revoke_with(
+        http,
+        revocation_url,
+        auth,
+        token,
+        hint,
+        RevokeStyle::Rfc7009,
+    )
+    .await
+}
+
+/// Revoke in the provider's style.
+pub async fn revoke_with(
+    http: &Http,
+    revocation_url: &str,
+    auth: &ClientAuth,
+    token: &SecretString,
+    hint: &str,
+    style: RevokeStyle,
+) -> Result<(), OAuthError> {
+    let req = match style {
+        RevokeStyle::Rfc7009 => {
+            let mut form = vec![
+                ("token".to_string(), token.expose().to_string()),
+                ("token_type_hint".into(), hint.to_string()),
+            ];
+            auth.apply(http.inner().post(revocation_url), &mut form, revocation_url)?
+                .form(&form)
+        }
+        RevokeStyle::TokenQuery => http
+            .inner()
+            .post(revocation_url)
+            .query(&[("token", token.expose()), ("token_type_hint", hint)]),
+        RevokeStyle::Bearer => http
+            .inner()
+            .post(revocation_url)
+            .bearer_auth(token.expose()),
+    };
+    let r = http.send(req).await?;
     if r.status == 200 || r.status == 204 {
         // Slack's auth.revoke answers 200 {"ok": false, …} on failure.
         if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {

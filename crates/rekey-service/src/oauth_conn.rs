@@ -356,11 +356,13 @@ impl Rekey {
             .get("token_type")
             .and_then(Value::as_str)
             .unwrap_or("Bearer");
-        let scheme = if token_type.eq_ignore_ascii_case("bearer") {
-            "Bearer"
-        } else {
-            token_type
-        };
+        // The catalog may say how the provider's API wants the token (Zoho: "Zoho-oauthtoken ").
+        let prefix = self
+            .catalog()
+            .get(&row.provider)
+            .and_then(|p| p.oauth.as_ref())
+            .and_then(|o| o.authorization_prefix.clone())
+            .unwrap_or_else(|| "Bearer ".to_string());
         Ok((
             row.credential_version,
             json!({
@@ -368,7 +370,7 @@ impl Rekey {
                 "token_type": token_type,
                 "expires_at": m.get("access_expires_at").and_then(Value::as_i64).map(ms_to_rfc3339),
                 "scopes": row.scopes,
-                "apply": {"headers": {"Authorization": format!("{scheme} {}", at.expose())}},
+                "apply": {"headers": {"Authorization": format!("{prefix}{}", at.expose())}},
             }),
         ))
     }
@@ -494,9 +496,14 @@ impl Rekey {
             let r = self.resolve(&integ).await?;
             let Some(url) = r.revocation_url else { return Ok(false) };
             let auth = self.client_auth(&integ).await?;
+            let style = match r.spec.revocation_method {
+                rekey_providers::RevocationMethod::Rfc7009 => rekey_oauth::RevokeStyle::Rfc7009,
+                rekey_providers::RevocationMethod::TokenQuery => rekey_oauth::RevokeStyle::TokenQuery,
+                rekey_providers::RevocationMethod::Bearer => rekey_oauth::RevokeStyle::Bearer,
+            };
             let mut all_ok = true;
             for (hint, t) in &tokens {
-                if let Err(e) = rekey_oauth::revoke(&self.inner.http, &url, &auth, t, hint).await {
+                if let Err(e) = rekey_oauth::revoke_with(&self.inner.http, &url, &auth, t, hint, style).await {
                     tracing::warn!(connection = cid, hint, error = %e, "revocation at provider failed");
                     all_ok = false;
                 }
