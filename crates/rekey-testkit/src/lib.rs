@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod oauth2_fixture;
+pub mod oidc;
 
 use rekey_service::{Ctx, LockMode, OpenOptions, Rekey};
 use reqwest::{Method, StatusCode};
