@@ -476,7 +476,14 @@ pub struct IntegrationList {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConnectSession {
-    pub integration: String,
+    /// OAuth: the integration whose app the user authorizes.
+    #[serde(default)]
+    pub integration: Option<String>,
+    /// Key-based kinds: the provider and kind whose form the Connect page shows.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
     /// Who is expected to authorize (email), shown on the Connect page.
@@ -501,7 +508,9 @@ pub struct ConnectSessionView {
     pub token: String,
     pub url: String,
     pub expires_at: String,
-    pub integration: String,
+    pub integration: Option<String>,
+    pub provider: String,
+    pub kind: String,
     pub reauthorize: Option<String>,
 }
 

@@ -722,7 +722,7 @@ pub async fn connect_link(
         }
         (Some(integ), None) => {
             let body = serde_json::to_value(CreateConnectSession {
-                integration: integ,
+                integration: Some(integ),
                 owner_hint,
                 ..Default::default()
             })?;

@@ -1110,6 +1110,7 @@ async fn openapi_documents_every_route() {
         ("post", "/api/v1/connect-sessions"),
         ("get", "/connect/{token}"),
         ("post", "/connect/{token}/start"),
+        ("post", "/connect/{token}/submit"),
         ("get", "/oauth/callback"),
         ("get", "/assets/rekey.css"),
     ];

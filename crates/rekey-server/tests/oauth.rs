@@ -809,3 +809,103 @@ async fn delete_revokes_first(db: Db) {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     e.s.stop().await;
 }
+
+mod key_forms {
+    use super::*;
+
+    async fn submit(b: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let r = b
+            .post(format!("{url}/submit"))
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn connect_form_for_key_kinds(db: Db) {
+        let s = TestServer::start(db).await;
+        let b = rekey_testkit::oauth2_fixture::browser();
+        let r = s.post("/api/v1/connect-sessions", &s.admin_key, json!({"provider": "sixsense", "kind": "api_key", "owner_hint": "ops@example.com", "tags": ["crm"]})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let url = r.json()["url"].as_str().unwrap().to_string();
+        let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+        assert!(
+            page.contains(r#"name="key""#)
+                && page.contains(r#"type="password""#)
+                && page.contains("API token"),
+            "{page}"
+        );
+        assert!(!page.contains("/start"), "a key form, not an OAuth button");
+        // Invalid input: the form again, with the reason and without the value.
+        let (st, page) = submit(&b, &url, &[("key", "tooshort-secret-zz")]).await;
+        assert_eq!(st, 400, "{page}");
+        assert!(
+            page.contains("at least 40") && !page.contains("tooshort-secret-zz"),
+            "{page}"
+        );
+        let key = "k".repeat(40);
+        let (st, page) = submit(&b, &url, &[("key", key.as_str())]).await;
+        assert_eq!(st, 200, "{page}");
+        assert!(page.contains("Connected"), "{page}");
+        let (st, page) = submit(&b, &url, &[("key", key.as_str())]).await;
+        assert_eq!(st, 400);
+        assert!(page.contains("already been used"), "{page}");
+        let list = s
+            .get("/api/v1/connections?provider=sixsense", &s.admin_key)
+            .await
+            .json();
+        let c = &list["items"][0];
+        assert_eq!(c["owner"]["email"], "ops@example.com");
+        assert_eq!(c["tags"], json!(["crm"]));
+        let id = c["id"].as_str().unwrap().to_string();
+        let cr = s
+            .get(
+                &format!("/api/v1/connections/{id}/credentials"),
+                &s.admin_key,
+            )
+            .await
+            .json();
+        assert_eq!(
+            cr["credentials"]["apply"]["headers"]["Authorization"],
+            format!("Token {key}"),
+            "catalog placement applied"
+        );
+        // Reauthorize a key-based connection: a new form link; the new key replaces the old.
+        let rr = s
+            .post(
+                &format!("/api/v1/connections/{id}/reauthorize"),
+                &s.admin_key,
+                json!({}),
+            )
+            .await;
+        assert_eq!(rr.status, StatusCode::OK, "{}", rr.text);
+        let url2 = rr.json()["session"]["url"].as_str().unwrap().to_string();
+        let key2 = "n".repeat(40);
+        let (st, page) = submit(&b, &url2, &[("key", key2.as_str())]).await;
+        assert_eq!(st, 200, "{page}");
+        assert!(page.contains("Reconnected"), "{page}");
+        let cr = s
+            .get(
+                &format!("/api/v1/connections/{id}/credentials"),
+                &s.admin_key,
+            )
+            .await
+            .json();
+        assert_eq!(cr["credentials"]["key"], json!(key2));
+        // Kinds without a form, and OAuth kinds without an integration, are refused.
+        s.post(
+            "/api/v1/connect-sessions",
+            &s.admin_key,
+            json!({"provider": "slack", "kind": "oauth2_authorization_code"}),
+        )
+        .await
+        .assert_error(422, "kind_not_supported");
+        s.post("/api/v1/connect-sessions", &s.admin_key, json!({}))
+            .await
+            .assert_error(400, "invalid_field");
+        s.stop().await;
+    }
+
+    both_backends!(connect_form_for_key_kinds);
+}

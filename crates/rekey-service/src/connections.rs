@@ -66,7 +66,11 @@ fn lost_race(id: &str) -> Error {
 
 impl Rekey {
     /// Parse material for `kind`, adding derived public facts (RSA fingerprint).
-    fn parse_material(&self, kind: ConnectionKind, v: Value) -> Result<ParsedCredentials, Error> {
+    pub(crate) fn parse_material(
+        &self,
+        kind: ConnectionKind,
+        v: Value,
+    ) -> Result<ParsedCredentials, Error> {
         let mut parsed = credentials::parse(kind, v)?;
         if kind == ConnectionKind::RsaKeyPair {
             let pem = parsed

@@ -19,7 +19,7 @@ mod rsa_key;
 mod views;
 
 pub use api_keys::Principal;
-pub use connect::{CallbackOutcome, CallbackParams, ConnectPage};
+pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};

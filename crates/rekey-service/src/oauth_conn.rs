@@ -643,8 +643,29 @@ impl Rekey {
     ) -> Result<ReauthorizeResult, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
+        if row.kind.is_static() && !accept_mismatch {
+            // Key-based: a Connect-page form for whoever holds the new key.
+            let session = self
+                .create_connect_session(
+                    ctx,
+                    CreateConnectSession {
+                        owner_hint: row.owner.email.clone(),
+                        reauthorize: Some(id.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            return Ok(ReauthorizeResult {
+                connection: crate::views::connection(&row),
+                session: Some(session),
+                accepted_pending_grant: false,
+            });
+        }
         if row.kind != ConnectionKind::OAuth2AuthorizationCode {
-            return Err(Error::unprocessable("not_oauth", format!("connection {id} is not an OAuth authorization-code connection; update its credentials instead")));
+            return Err(Error::unprocessable(
+                "not_oauth",
+                format!("connection {id} has no OAuth grant to reauthorize or accept"),
+            ));
         }
         let integ = integration_of(&row)?;
         if accept_mismatch {
@@ -714,7 +735,7 @@ impl Rekey {
             .create_connect_session(
                 ctx,
                 CreateConnectSession {
-                    integration: integ,
+                    integration: Some(integ),
                     owner_hint: row.owner.email.clone().or(row.owner.subject.clone()),
                     reauthorize: Some(id.clone()),
                     ..Default::default()

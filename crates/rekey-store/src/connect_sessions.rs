@@ -10,7 +10,11 @@ pub struct ConnectSessionRow {
     pub tenant: String,
     pub token_hash: String,
     pub state_hash: Option<String>,
+    /// '' for key-based sessions.
     pub integration_id: String,
+    /// Key-based sessions: the provider and static kind whose form is shown.
+    pub provider: Option<String>,
+    pub kind: Option<String>,
     pub display_name: Option<String>,
     pub owner_hint: Option<String>,
     pub tags: Vec<String>,
@@ -28,7 +32,7 @@ pub struct ConnectSessionRow {
     pub used_at: Option<i64>,
 }
 
-const COLS: &str = "id, tenant, token_hash, state_hash, integration_id, display_name, owner_hint, tags, custody, reauthorize_id, nonce, redirect_uri, status, error, connection_id, created_by, created_at, expires_at, used_at";
+const COLS: &str = "id, tenant, token_hash, state_hash, integration_id, provider, kind, display_name, owner_hint, tags, custody, reauthorize_id, nonce, redirect_uri, status, error, connection_id, created_by, created_at, expires_at, used_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<ConnectSessionRow, sqlx::Error> {
     Ok(ConnectSessionRow {
@@ -37,6 +41,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ConnectSessionRow, sqlx::Error> {
         token_hash: r.try_get("token_hash")?,
         state_hash: r.try_get("state_hash")?,
         integration_id: r.try_get("integration_id")?,
+        provider: r.try_get("provider")?,
+        kind: r.try_get("kind")?,
         display_name: r.try_get("display_name")?,
         owner_hint: r.try_get("owner_hint")?,
         tags: parse_list(&r.try_get::<String, _>("tags")?),
@@ -55,12 +61,14 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<ConnectSessionRow, sqlx::Error> {
 }
 
 pub async fn insert(c: &mut AnyConnection, s: &ConnectSessionRow) -> Result<(), Error> {
-    sqlx::query(&format!("INSERT INTO connect_sessions ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"))
+    sqlx::query(&format!("INSERT INTO connect_sessions ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"))
         .bind(&s.id)
         .bind(&s.tenant)
         .bind(&s.token_hash)
         .bind(&s.state_hash)
         .bind(&s.integration_id)
+        .bind(&s.provider)
+        .bind(&s.kind)
         .bind(&s.display_name)
         .bind(&s.owner_hint)
         .bind(json_list(&s.tags))

@@ -17,6 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(connect_page))
         .routes(routes!(connect_start))
+        .routes(routes!(connect_submit))
         .routes(routes!(oauth_callback))
         .routes(routes!(css))
 }
@@ -25,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[template(path = "connect.html")]
 struct ConnectTemplate {
     token: String,
+    form: Option<rekey_service::ConnectForm>,
+    error: Option<String>,
     provider: String,
     integration: String,
     owner_hint: Option<String>,
@@ -65,6 +68,8 @@ async fn connect_page(State(s): State<AppState>, Path(token): Path<String>) -> R
             StatusCode::OK,
             &ConnectTemplate {
                 token,
+                form: p.form,
+                error: None,
                 provider: p.provider_name,
                 integration: p.integration_name,
                 owner_hint: p.owner_hint,
@@ -82,6 +87,46 @@ async fn connect_page(State(s): State<AppState>, Path(token): Path<String>) -> R
 async fn connect_start(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     match s.rekey.connect_start(&token).await {
         Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// Key-based kinds: the Connect page form (application/x-www-form-urlencoded).
+#[utoipa::path(post, path = "/connect/{token}/submit", tag = "connect", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html", body = String), (status = 400, content_type = "text/html", body = String)))]
+async fn connect_submit(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    form: Result<
+        axum::extract::Form<std::collections::BTreeMap<String, String>>,
+        axum::extract::rejection::FormRejection,
+    >,
+) -> Response {
+    let Ok(axum::extract::Form(values)) = form else {
+        return error_page(&Error::invalid(
+            "invalid_body",
+            "the form could not be read",
+        ));
+    };
+    match s.rekey.connect_submit(&token, &values).await {
+        Ok(outcome) => outcome_page(outcome),
+        // Bad input: show the form again with the reason (never the values).
+        Err(e) if e.code() == "invalid_credentials" => match s.rekey.connect_page(&token).await {
+            Ok(p) => page(
+                StatusCode::BAD_REQUEST,
+                &ConnectTemplate {
+                    token,
+                    form: p.form,
+                    error: Some(e.public_message()),
+                    provider: p.provider_name,
+                    integration: p.integration_name,
+                    owner_hint: p.owner_hint,
+                    reauthorize: p.reauthorize,
+                    expires_at: p.expires_at,
+                },
+            ),
+            Err(e) => error_page(&e),
+        },
         Err(e) => error_page(&e),
     }
 }
@@ -117,7 +162,16 @@ async fn oauth_callback(
         error_description: q.error_description,
     };
     match s.rekey.oauth_callback(params).await {
-        Ok(CallbackOutcome::Connected { connection_id, display_name, reauthorized }) => page(
+        Ok(outcome) => outcome_page(outcome),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// Stylesheet of the hosted pages.
+#[utoipa::path(get, path = "/assets/rekey.css", tag = "connect", responses((status = 200, content_type = "text/css", body = String)))]
+fn outcome_page(outcome: CallbackOutcome) -> Response {
+    match outcome {
+        CallbackOutcome::Connected { connection_id, display_name, reauthorized } => page(
             StatusCode::OK,
             &ResultPage::ok(
                 if reauthorized { "Reconnected" } else { "Connected" },
@@ -125,7 +179,7 @@ async fn oauth_callback(
                 connection_id,
             ),
         ),
-        Ok(CallbackOutcome::Parked { connection_id, reasons }) => page(
+        CallbackOutcome::Parked { connection_id, reasons } => page(
             StatusCode::OK,
             &ResultPage::warn(
                 "Not switched over",
@@ -133,7 +187,6 @@ async fn oauth_callback(
                 connection_id,
             ),
         ),
-        Err(e) => error_page(&e),
     }
 }
 
