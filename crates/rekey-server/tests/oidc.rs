@@ -1,0 +1,286 @@
+//! OAuth against a real OpenID Provider (node `oidc-provider`, started on
+//! loopback): discovery, login + consent, ID token validation, refresh-token
+//! rotation, RFC 7009 revocation, the three client authentication methods,
+//! client credentials, RFC 9207 `iss` mix-up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::oauth2_fixture::browser;
+use rekey_testkit::oidc::{authorize_as, OidcProvider};
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+async fn start(s: &TestServer) -> OidcProvider {
+    let redirect = format!("{}/oauth/callback", s.base);
+    let jwk: Value = serde_json::from_str(&fixture("test-rsa-2048.jwk.json")).unwrap();
+    let code = |id: &str, method: &str| {
+        json!({"client_id": id, "client_secret": format!("{id}-secret-0123456789abcdef"), "redirect_uris": [redirect],
+               "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": method})
+    };
+    let mut jwt = code("jwt-client", "private_key_jwt");
+    jwt.as_object_mut().unwrap().remove("client_secret");
+    jwt["jwks"] = json!({"keys": [jwk]});
+    let m2m = json!({"client_id": "m2m-client", "client_secret": "m2m-client-secret-0123456789abcdef", "redirect_uris": [], "response_types": [],
+                     "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"});
+    OidcProvider::start(json!([
+        code("basic-client", "client_secret_basic"),
+        code("post-client", "client_secret_post"),
+        jwt,
+        m2m
+    ]))
+    .await
+}
+
+async fn integration(s: &TestServer, op: &OidcProvider, client: &str, method: &str) -> String {
+    let mut body = json!({"provider": "custom-oidc", "display_name": format!("IdP {client}"), "client_id": client, "auth_method": method,
+        "scopes": ["openid", "email", "profile", "read", "write"], "endpoints": {"issuer": op.issuer}});
+    if method == "private_key_jwt" {
+        body["private_key_pem"] = json!(fixture("test-rsa-2048.pem"));
+        body["key_id"] = json!("rekey-test-1");
+    } else {
+        body["client_secret"] = json!(format!("{client}-secret-0123456789abcdef"));
+    }
+    let r = s.post("/api/v1/integrations", &s.admin_key, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// Connect page → start → real login and consent as `login` → callback URL.
+async fn authorize(
+    s: &TestServer,
+    integration: &str,
+    login: &str,
+    reauthorize: Option<&str>,
+) -> String {
+    let url = match reauthorize {
+        Some(id) => s
+            .post(
+                &format!("/api/v1/connections/{id}/reauthorize"),
+                &s.admin_key,
+                json!({}),
+            )
+            .await
+            .json()["session"]["url"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        None => s
+            .post(
+                "/api/v1/connect-sessions",
+                &s.admin_key,
+                json!({"integration": integration}),
+            )
+            .await
+            .json()["url"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    };
+    let b = browser();
+    let start = b.post(format!("{url}/start")).send().await.unwrap();
+    assert_eq!(start.status(), 303);
+    let to_idp = start.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to_idp.contains("nonce=") && to_idp.contains("code_challenge_method=S256"),
+        "{to_idp}"
+    );
+    authorize_as(&to_idp, login, true).await
+}
+
+async fn finish(cb: &str) -> (u16, String) {
+    let r = browser().get(cb).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+both_backends!(
+    oidc_end_to_end,
+    oidc_client_auth_methods_and_m2m,
+    oidc_issuer_mixup_and_denial
+);
+
+async fn oidc_end_to_end(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    let integ = integration(&s, &op, "basic-client", "client_secret_basic").await;
+    let cb = authorize(&s, &integ, "alice", None).await;
+    assert!(
+        cb.contains("iss="),
+        "RFC 9207 iss expected from this provider: {cb}"
+    );
+    let (st, page) = finish(&cb).await;
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("Connected"), "{page}");
+    let list = s.get("/api/v1/connections", &s.admin_key).await.json();
+    let c = &list["items"][0];
+    assert_eq!(
+        c["owner"]["subject"], "alice",
+        "identity from the validated ID token"
+    );
+    assert_eq!(c["owner"]["email"], "alice@example.com");
+    for sc in ["read", "write", "openid"] {
+        assert!(c["scopes"].as_array().unwrap().contains(&json!(sc)), "{c}");
+    }
+    let id = c["id"].as_str().unwrap().to_string();
+    // Access tokens live 5 s here, inside the refresh window: reads refresh, and
+    // the rotated refresh token must be persisted (reusing the old one would
+    // make the provider revoke the whole grant).
+    op.reset_stats().await;
+    for _ in 0..3 {
+        let r = s
+            .get(
+                &format!("/api/v1/connections/{id}/credentials"),
+                &s.admin_key,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        s.post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    }
+    let (token_requests, _) = op.stats().await;
+    assert!(token_requests >= 3, "{token_requests}");
+    assert_eq!(
+        s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+            .await
+            .json()["status"],
+        "active"
+    );
+    // Reauthorize as the same person: switches, old grant revoked.
+    let cb = authorize(&s, &integ, "alice", Some(&id)).await;
+    let (_, page) = finish(&cb).await;
+    assert!(page.contains("Reconnected"), "{page}");
+    // As someone else: parked with identity_mismatch.
+    let cb = authorize(&s, &integ, "mallory", Some(&id)).await;
+    let (_, page) = finish(&cb).await;
+    assert!(page.contains("identity_mismatch"), "{page}");
+    // Revocation through the discovered RFC 7009 endpoint.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/revoke"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(r["revoked_at_provider"], true, "{r}");
+    let (_, revocations) = op.stats().await;
+    assert!(revocations >= 1);
+    s.stop().await;
+}
+
+async fn oidc_client_auth_methods_and_m2m(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    // The provider enforces each client's registered method, so success proves rekey used it.
+    for (client, method) in [
+        ("post-client", "client_secret_post"),
+        ("jwt-client", "private_key_jwt"),
+    ] {
+        let integ = integration(&s, &op, client, method).await;
+        let cb = authorize(&s, &integ, "bob", None).await;
+        let (st, page) = finish(&cb).await;
+        assert_eq!(st, 200, "{method}: {page}");
+        assert!(page.contains("Connected"), "{method}: {page}");
+    }
+    let integ = integration(&s, &op, "m2m-client", "client_secret_basic").await;
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": "custom-oidc", "kind": "oauth2_client_credentials",
+        "display_name": "M2M", "scopes": ["read"], "credentials": {"integration": integ}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let cr = s
+        .get(
+            &format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key,
+        )
+        .await;
+    assert_eq!(cr.status, StatusCode::OK, "{}", cr.text);
+    assert!(cr.json()["credentials"]["access_token"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    // A wrong method is refused by the provider and reported clearly.
+    let wrong = integration(&s, &op, "basic-client", "client_secret_post").await;
+    let cb = authorize(&s, &wrong, "bob", None).await;
+    let (st, page) = finish(&cb).await;
+    assert_eq!(st, 422, "{page}");
+    assert!(
+        page.contains("token_exchange_failed") && page.contains("invalid_client"),
+        "{page}"
+    );
+    s.stop().await;
+}
+
+async fn oidc_issuer_mixup_and_denial(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    let integ = integration(&s, &op, "basic-client", "client_secret_basic").await;
+    // RFC 9207: a response claiming another issuer is refused before any token request.
+    let cb = authorize(&s, &integ, "alice", None).await;
+    let mut u = url::Url::parse(&cb).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut().clear();
+    for (k, v) in pairs {
+        let v = if k == "iss" {
+            "https://evil.example".to_string()
+        } else {
+            v
+        };
+        u.query_pairs_mut().append_pair(&k, &v);
+    }
+    op.reset_stats().await;
+    let (st, page) = finish(u.as_str()).await;
+    assert_eq!(st, 400, "{page}");
+    assert!(page.contains("issuer_mismatch"), "{page}");
+    assert_eq!(
+        op.stats().await.0,
+        0,
+        "no token request after an iss mismatch"
+    );
+    // The user declines consent: a clear page, nothing stored.
+    let url = s
+        .post(
+            "/api/v1/connect-sessions",
+            &s.admin_key,
+            json!({"integration": integ}),
+        )
+        .await
+        .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = browser().post(format!("{url}/start")).send().await.unwrap();
+    let cb = authorize_as(
+        start.headers()["location"].to_str().unwrap(),
+        "alice",
+        false,
+    )
+    .await;
+    let (st, page) = finish(&cb).await;
+    assert_eq!(st, 422, "{page}");
+    assert!(page.contains("access_denied"), "{page}");
+    assert_eq!(
+        s.get("/api/v1/connections", &s.admin_key).await.json()["items"],
+        json!([])
+    );
+    s.stop().await;
+}
