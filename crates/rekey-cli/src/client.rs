@@ -241,6 +241,19 @@ impl Client {
         ))
     }
 
+    /// POST `body` (an empty JSON object when None) and expect a body back.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let empty = Value::Object(Default::default());
+        self.call(Method::POST, path, query, Some(body.unwrap_or(&empty)))
+            .await?
+            .ok_or_else(|| anyhow!("empty response"))
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
         self.call(Method::GET, path, query, None)
             .await?
@@ -391,10 +404,7 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 expires_at: None,
                 credentials,
             })?;
-            let v: ConnectionView = c
-                .call(Method::POST, "/api/v1/connections", &[], Some(&body))
-                .await?
-                .ok_or_else(|| anyhow!("empty response"))?;
+            let v: ConnectionView = c.post("/api/v1/connections", &[], Some(&body)).await?;
             if api.json {
                 print_json(&v)?;
             } else {
@@ -422,14 +432,12 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
         ConnectionsCmd::Revoke { id, api } => {
             let c = Client::new(&api)?;
             let r: RevokeResult = c
-                .call(
-                    Method::POST,
+                .post(
                     &format!("/api/v1/connections/{}/revoke", urlencode(&id)),
                     &[],
-                    Some(&Value::Object(Default::default())),
+                    None,
                 )
-                .await?
-                .ok_or_else(|| anyhow!("empty response"))?;
+                .await?;
             if api.json {
                 print_json(&r)?;
             } else if r.revoked_at_provider {
@@ -456,14 +464,12 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 vec![]
             };
             let r: ReauthorizeResult = c
-                .call(
-                    Method::POST,
+                .post(
                     &format!("/api/v1/connections/{}/reauthorize", urlencode(&id)),
                     &q,
-                    Some(&Value::Object(Default::default())),
+                    None,
                 )
-                .await?
-                .ok_or_else(|| anyhow!("empty response"))?;
+                .await?;
             if api.json {
                 print_json(&r)?;
             } else if let Some(sess) = &r.session {
@@ -475,14 +481,12 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
         ConnectionsCmd::Refresh { id, api } => {
             let c = Client::new(&api)?;
             let v: ConnectionView = c
-                .call(
-                    Method::POST,
+                .post(
                     &format!("/api/v1/connections/{}/refresh", urlencode(&id)),
                     &[],
-                    Some(&Value::Object(Default::default())),
+                    None,
                 )
-                .await?
-                .ok_or_else(|| anyhow!("empty response"))?;
+                .await?;
             if api.json {
                 print_json(&v)?;
             } else {
@@ -673,10 +677,7 @@ pub async fn integrations(cmd: IntegrationsCmd) -> Result<ExitCode> {
             };
             let body: Value =
                 serde_json::from_str(&text).map_err(|_| anyhow!("{file} is not valid JSON"))?;
-            let v: IntegrationView = c
-                .call(Method::POST, "/api/v1/integrations", &[], Some(&body))
-                .await?
-                .ok_or_else(|| anyhow!("empty response"))?;
+            let v: IntegrationView = c.post("/api/v1/integrations", &[], Some(&body)).await?;
             if api.json {
                 print_json(&v)?;
             } else {
@@ -709,14 +710,12 @@ pub async fn connect_link(
     let sess: ConnectSessionView = match (integration, reauthorize) {
         (_, Some(conn)) => {
             let r: ReauthorizeResult = c
-                .call(
-                    Method::POST,
+                .post(
                     &format!("/api/v1/connections/{}/reauthorize", urlencode(&conn)),
                     &[],
-                    Some(&Value::Object(Default::default())),
+                    None,
                 )
-                .await?
-                .ok_or_else(|| anyhow!("empty response"))?;
+                .await?;
             r.session
                 .ok_or_else(|| anyhow!("the server returned no connect session"))?
         }
@@ -726,9 +725,7 @@ pub async fn connect_link(
                 owner_hint,
                 ..Default::default()
             })?;
-            c.call(Method::POST, "/api/v1/connect-sessions", &[], Some(&body))
-                .await?
-                .ok_or_else(|| anyhow!("empty response"))?
+            c.post("/api/v1/connect-sessions", &[], Some(&body)).await?
         }
         (None, None) => bail!("give --integration ID (new connection) or --reauthorize CONNECTION"),
     };
