@@ -909,3 +909,51 @@ mod key_forms {
 
     both_backends!(connect_form_for_key_kinds);
 }
+
+/// Two replicas (separate processes' worth of state: own pools, own
+/// in-process locks) on one PostgreSQL: concurrent fetches through both make
+/// exactly one token request, thanks to the row lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_refresh_once_on_postgres() {
+    let e = setup(Db::Postgres).await;
+    e.fx.with(|s| s.access_ttl = 60);
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"].as_str().unwrap().to_string();
+    // Replica 2: same data dir (keyring) and database, its own Rekey and port.
+    let opened = rekey_service::OpenOptions {
+        data_dir: e.s.dir.path().join("data"),
+        database_url: Some(e.s.database_url().into()),
+        ..Default::default()
+    }
+    .open(rekey_service::LockMode::Shared)
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base2 = format!("http://{}", listener.local_addr().unwrap());
+    let r2 = opened.rekey.clone();
+    tokio::spawn(async move { rekey_server::serve(listener, r2, std::future::pending()).await });
+    e.fx.with(|s| {
+        s.token_delay_ms = 400;
+        s.access_ttl = 3600;
+    });
+    let before = e.fx.token_requests();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let base = if i % 2 == 0 { e.s.base.clone() } else { base2.clone() };
+        let (http, key, id) = (e.s.http.clone(), e.s.admin_key.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http.get(format!("{base}/api/v1/connections/{id}/credentials")).bearer_auth(key).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["credentials"]["access_token"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap());
+    }
+    assert_eq!(e.fx.token_requests() - before, 1, "one refresh across both replicas");
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1);
+    e.s.stop().await;
+}
