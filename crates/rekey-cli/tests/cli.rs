@@ -210,7 +210,8 @@ both_backends!(
     cli_end_to_end,
     kek_rotation_survives_a_crash,
     audit_verify_exit_codes,
-    refresh_killed_midway_leaves_consistent_state
+    refresh_killed_midway_leaves_consistent_state,
+    oauth_cli_commands
 );
 
 async fn cli_end_to_end(db: Db) {
@@ -655,4 +656,120 @@ async fn refresh_killed_midway_leaves_consistent_state(db: Db) {
     server.stop().await;
     let out = env.run(&["audit", "verify", "--offline"], &[]).await;
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+/// The OAuth CLI: integrations, connect-link, refresh, reauthorize, revoke.
+async fn oauth_cli_commands(db: Db) {
+    use rekey_testkit::oauth2_fixture::{browser, walk_connect, OAuth2Fixture};
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let fx = OAuth2Fixture::start(
+        "cli-client",
+        "cli-secret",
+        &format!("{}/oauth/callback", server.base),
+    )
+    .await;
+    let cli = |args: Vec<String>| {
+        let mut c = env.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        c.env("REKEY_URL", &server.base).env("REKEY_TOKEN", &key);
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), c.output())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let file = env.dir.path().join("integration.json");
+    std::fs::write(&file, json!({"provider": "custom-oauth2", "display_name": "CLI CRM", "client_id": "cli-client", "client_secret": "cli-secret",
+        "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
+                      "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}}).to_string()).unwrap();
+    let out = cli(vec![
+        "integrations".into(),
+        "create".into(),
+        "--file".into(),
+        file.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let integ = stdout(&out).trim().to_string();
+    assert!(integ.starts_with("int_"), "{integ}");
+    let out = cli(vec!["integrations".into(), "list".into()]).await;
+    assert!(
+        stdout(&out).contains(&integ)
+            && stdout(&out).contains("client_secret_basic")
+            && !stdout(&out).contains("cli-secret"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(vec![
+        "connect-link".into(),
+        "--integration".into(),
+        integ.clone(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let link = stdout(&out).trim().to_string();
+    assert!(
+        link.starts_with(&format!("{}/connect/", server.base)),
+        "{link}"
+    );
+    let b = browser();
+    let cb = walk_connect(&b, &link).await;
+    assert_eq!(b.get(&cb).send().await.unwrap().status(), 200);
+    let out = cli(vec![
+        "connections".into(),
+        "list".into(),
+        "--json".into(),
+        "--kind".into(),
+        "oauth2_authorization_code".into(),
+    ])
+    .await;
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let out = cli(vec!["connections".into(), "refresh".into(), id.clone()]).await;
+    assert!(
+        out.status.success() && stdout(&out).starts_with("refreshed"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = cli(vec!["connections".into(), "reauthorize".into(), id.clone()]).await;
+    assert!(
+        out.status.success()
+            && stdout(&out)
+                .trim()
+                .starts_with(&format!("{}/connect/", server.base)),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli(vec![
+        "connect-link".into(),
+        "--reauthorize".into(),
+        id.clone(),
+    ])
+    .await;
+    assert!(
+        out.status.success() && stdout(&out).contains("/connect/"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(vec!["connections".into(), "revoke".into(), id.clone()]).await;
+    assert!(
+        out.status.success() && stdout(&out).contains("revoked at the provider"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = cli(vec!["integrations".into(), "delete".into(), integ.clone()]).await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("integration_in_use"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(vec!["connections".into(), "delete".into(), id.clone()]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(vec!["integrations".into(), "delete".into(), integ]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.stop().await;
 }

@@ -918,7 +918,10 @@ async fn two_replicas_refresh_once_on_postgres() {
     let e = setup(Db::Postgres).await;
     e.fx.with(|s| s.access_ttl = 60);
     e.connect(json!({})).await;
-    let id = e.only_connection().await["id"].as_str().unwrap().to_string();
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Replica 2: same data dir (keyring) and database, its own Rekey and port.
     let opened = rekey_service::OpenOptions {
         data_dir: e.s.dir.path().join("data"),
@@ -939,19 +942,35 @@ async fn two_replicas_refresh_once_on_postgres() {
     let before = e.fx.token_requests();
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let base = if i % 2 == 0 { e.s.base.clone() } else { base2.clone() };
+        let base = if i % 2 == 0 {
+            e.s.base.clone()
+        } else {
+            base2.clone()
+        };
         let (http, key, id) = (e.s.http.clone(), e.s.admin_key.clone(), id.clone());
         tasks.push(tokio::spawn(async move {
-            let r = http.get(format!("{base}/api/v1/connections/{id}/credentials")).bearer_auth(key).send().await.unwrap();
+            let r = http
+                .get(format!("{base}/api/v1/connections/{id}/credentials"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()["credentials"]["access_token"].as_str().unwrap().to_string()
+            r.json::<Value>().await.unwrap()["credentials"]["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
         }));
     }
     let mut tokens = Vec::new();
     for t in tasks {
         tokens.push(t.await.unwrap());
     }
-    assert_eq!(e.fx.token_requests() - before, 1, "one refresh across both replicas");
+    assert_eq!(
+        e.fx.token_requests() - before,
+        1,
+        "one refresh across both replicas"
+    );
     tokens.sort();
     tokens.dedup();
     assert_eq!(tokens.len(), 1);
