@@ -115,13 +115,25 @@ impl Env {
             .strip_prefix("rekey listening on ")
             .unwrap_or_else(|| panic!("unexpected: {line}"))
             .to_string();
-        Server { child, base }
+        // Drain stderr as it comes so verbose logging can never block the server.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = logs.clone();
+        let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = err_lines.next_line().await {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&l);
+                s.push('\n');
+            }
+        });
+        Server { child, base, logs }
     }
 }
 
 struct Server {
     child: Child,
     base: String,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -138,6 +150,10 @@ impl Server {
             .expect("no graceful exit")
             .unwrap();
         assert!(status.success(), "serve exited with {status}");
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
     }
 }
 
@@ -661,7 +677,12 @@ async fn refresh_killed_midway_leaves_consistent_state(db: Db) {
 /// The OAuth CLI: integrations, connect-link, refresh, reauthorize, revoke.
 async fn oauth_cli_commands(db: Db) {
     use rekey_testkit::oauth2_fixture::{browser, walk_connect, OAuth2Fixture};
-    let env = Env::new(db).await;
+    let mut env = Env::new(db).await;
+    // Debug logging, to prove no secret reaches the log even there.
+    env.extra.push((
+        "REKEY_LOG".into(),
+        "debug,sqlx=warn,hyper=info,reqwest=info".into(),
+    ));
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
     let fx = OAuth2Fixture::start(
@@ -771,5 +792,21 @@ async fn oauth_cli_commands(db: Db) {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cli(vec!["integrations".into(), "delete".into(), integ]).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    let logs = server.logs();
+    assert!(
+        logs.contains("/oauth/callback"),
+        "debug logs expected: {logs}"
+    );
+    let connect_token = link.rsplit('/').next().unwrap();
+    for secret in [
+        "cli-secret",
+        "at-alice",
+        "rt-alice",
+        "code=code-",
+        connect_token,
+        key.as_str(),
+    ] {
+        assert!(!logs.contains(secret), "log leaks `{secret}`");
+    }
     server.stop().await;
 }

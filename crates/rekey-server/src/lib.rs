@@ -111,10 +111,25 @@ pub fn router(rekey: Rekey) -> Router {
             "internal error; see server logs".into(),
         )
     }))
-    .layer(TraceLayer::new_for_http())
+    .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+        // Never log query strings (OAuth `code`/`state`) or connect tokens.
+        tracing::info_span!("request", method = %req.method(), path = %log_path(req.uri().path()))
+    }))
     .layer(PropagateRequestIdLayer::x_request_id())
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
     .with_state(state)
+}
+
+/// The request path as it may appear in logs: capability tokens in the path
+/// are replaced by their placeholder.
+pub fn log_path(path: &str) -> String {
+    match path.strip_prefix("/connect/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, tail)) => format!("/connect/{{token}}/{tail}"),
+            None => "/connect/{token}".to_string(),
+        },
+        None => path.chars().take(200).collect(),
+    }
 }
 
 async fn not_found() -> Response {
@@ -147,4 +162,20 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_path_hides_tokens() {
+        assert_eq!(
+            super::log_path("/connect/abcDEF123/start"),
+            "/connect/{token}/start"
+        );
+        assert_eq!(super::log_path("/connect/abcDEF123"), "/connect/{token}");
+        assert_eq!(
+            super::log_path("/api/v1/connections"),
+            "/api/v1/connections"
+        );
+    }
 }

@@ -375,22 +375,53 @@ async fn refresh_failures_are_classified(db: Db) {
     let c = show_conn(&e, &id).await;
     assert_eq!(c["status"], "degraded");
     assert_eq!(c["last_error"]["code"], "http_503");
-    // 429 with Retry-After: still degraded, retry hint kept.
+    assert_eq!(c["last_error"]["consecutive_failures"], 1);
+    // Backoff: while it runs, reads do not call the provider again.
+    let n = e.fx.token_requests();
+    let (st, body) = e.creds(&id).await;
+    assert_eq!(st, 503);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("next attempt"),
+        "{body}"
+    );
+    assert_eq!(e.fx.token_requests(), n, "backoff ignored");
+    // A forced refresh (operator) bypasses the backoff: 429 with Retry-After.
     e.fx.with(|s| s.override_token = Some((429, "{}".into(), Some(7))));
-    e.creds(&id).await;
+    e.s.post(
+        &format!("/api/v1/connections/{id}/refresh"),
+        &e.s.admin_key,
+        json!({}),
+    )
+    .await;
     let c = show_conn(&e, &id).await;
     assert_eq!(c["status"], "degraded");
     assert_eq!(c["last_error"]["retry_after_secs"], 7);
+    assert_eq!(c["last_error"]["consecutive_failures"], 2);
     // Malformed success: nothing stored changes.
     e.fx.with(|s| s.override_token = Some((200, r#"{"token_type":"Bearer"}"#.into(), None)));
-    let (st, _) = e.creds(&id).await;
-    assert_eq!(st, 503);
+    e.s.post(
+        &format!("/api/v1/connections/{id}/refresh"),
+        &e.s.admin_key,
+        json!({}),
+    )
+    .await;
     assert_eq!(
         show_conn(&e, &id).await["last_error"]["code"],
         "malformed_response"
     );
     // Recovery clears the error.
     e.fx.with(|s| s.override_token = None);
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let (st, _) = e.creds(&id).await;
     assert_eq!(st, 200);
     let c = show_conn(&e, &id).await;

@@ -39,14 +39,38 @@ fn needs_refresh(row: &ConnectionRow, window_ms: i64, now: i64) -> bool {
     }
 }
 
-fn error_context(e: &OAuthError, now: i64) -> Value {
+/// The error context kept on a connection after a failed refresh. Transient
+/// failures carry a backoff: `retry_at` (ms) honours `Retry-After` and
+/// otherwise doubles from 5 s per consecutive failure, capped at 10 min.
+fn error_context(e: &OAuthError, now: i64, previous: Option<&Value>) -> Value {
+    let failures = previous
+        .and_then(|p| p.get("consecutive_failures"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        + 1;
+    let backoff_ms = match e.retry_after() {
+        Some(d) => d.as_millis() as i64,
+        None => (5_000i64 << (failures - 1).clamp(0, 10)).min(600_000),
+    };
     json!({
         "code": e.code(),
         // OAuthError messages carry no token values (see rekey-oauth).
         "message": e.to_string(),
         "at": ms_to_rfc3339(now),
         "retry_after_secs": e.retry_after().map(|d| d.as_secs()),
+        "consecutive_failures": failures,
+        "retry_at": if e.severity() == Severity::Auth { None } else { Some(now + backoff_ms) },
     })
+}
+
+/// While a transient failure's backoff runs, don't call the provider again.
+fn in_backoff(row: &ConnectionRow, now: i64) -> Option<i64> {
+    if row.status != Status::Degraded {
+        return None;
+    }
+    let err: Value = serde_json::from_str(row.last_error.as_deref()?).ok()?;
+    let retry_at = err.get("retry_at").and_then(Value::as_i64)?;
+    (retry_at > now).then_some(retry_at)
 }
 
 /// What one pass of the refresh scheduler did.
@@ -60,8 +84,6 @@ pub struct RefreshRun {
 /// Keep idle grants alive at least this often (providers whose refresh
 /// tokens die when unused).
 const KEEPALIVE_MS: i64 = 24 * 3600 * 1000;
-/// Degraded connections are retried at most this often by the scheduler.
-const DEGRADED_RETRY_MS: i64 = 60_000;
 
 impl Rekey {
     /// One scheduler pass: refresh every OAuth connection whose token expires
@@ -101,7 +123,7 @@ impl Rekey {
                     None => continue,
                 }
             };
-            if row.status == Status::Degraded && now - row.updated_at < DEGRADED_RETRY_MS {
+            if in_backoff(&row, now).is_some() {
                 continue;
             }
             let window = self.window_ms(&row).await;
@@ -200,6 +222,22 @@ impl Rekey {
             }
             return Ok((row, s));
         }
+        if let (false, Some(retry_at)) = (force, in_backoff(&row, now)) {
+            if let Some(tx) = pg_tx {
+                tx.commit().await?;
+            }
+            let still_valid = meta_of(&row)
+                .get("access_expires_at")
+                .and_then(Value::as_i64)
+                .is_some_and(|exp| exp > now + 5_000);
+            if still_valid {
+                return Ok((row, s));
+            }
+            return Err(Error::Unavailable(format!(
+                "connection {id}: the provider failed recently; next attempt in {} s",
+                (retry_at - now + 999) / 1000
+            )));
+        }
         let integ = self
             .integration_row(&row.tenant, &integration_of(&row)?)
             .await?;
@@ -250,7 +288,11 @@ impl Rekey {
                 if from != to && from.can_transition(to) {
                     r.status = to;
                 }
-                r.last_error = Some(error_context(&e, now).to_string());
+                let previous = row
+                    .last_error
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok());
+                r.last_error = Some(error_context(&e, now, previous.as_ref()).to_string());
                 r.version += 1;
                 r.updated_at = now;
                 conns::update(tx.conn(), &r, row.version).await?;
