@@ -13,12 +13,12 @@ use rekey_api::{ConnectSessionView, CreateConnectSession};
 use rekey_core::connection::{ConnectionKind, Owner, Status};
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::{ids, Error, SecretString};
-use rekey_crypto::{hash_api_key, Aad, Sealed};
+use rekey_crypto::{hash_api_key, Aad};
 use rekey_oauth::{IdTokenCheck, Pkce, TokenSet};
 use rekey_store::connect_sessions::{self as store, ConnectSessionRow};
 use rekey_store::connections::{self as conns, ConnectionRow};
 use rekey_store::integrations::IntegrationRow;
-use rekey_store::secrets::{self, SecretRow};
+use rekey_store::secrets;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -527,9 +527,7 @@ impl Rekey {
             extra: &extra,
         })
         .map_err(|e| Error::unprocessable("oauth_config", e.to_string()))?;
-        let sealed = self
-            .keyring()?
-            .seal(&pkce_aad(&s), pkce.verifier.expose().as_bytes());
+        let sealed = crate::sealing::seal_row(&*self.keyring()?, &pkce_aad(&s), &pkce.verifier);
         let mut tx = self.store().begin_write().await?;
         if !store::transition(
             tx.conn(),
@@ -548,20 +546,7 @@ impl Rekey {
             ));
         }
         store::set_redirect(tx.conn(), &s.id, &redirect_uri).await?;
-        secrets::insert(
-            tx.conn(),
-            &SecretRow {
-                owner_kind: SESSION_KIND.into(),
-                owner_id: s.id.clone(),
-                field: "pkce_verifier".into(),
-                tenant: s.tenant.clone(),
-                version: 1,
-                kek_id: sealed.kek_id,
-                wrapped_dek: sealed.wrapped_dek,
-                ciphertext: sealed.ciphertext,
-            },
-        )
-        .await?;
+        secrets::insert(tx.conn(), &sealed).await?;
         record(
             &mut tx,
             &session_ctx(&s),
@@ -751,22 +736,8 @@ impl Rekey {
                 "this authorization has no pending PKCE verifier",
             )
         })?;
-        let plain = self
-            .keyring()?
-            .open(
-                &pkce_aad(s),
-                &Sealed {
-                    kek_id: row.kek_id.clone(),
-                    wrapped_dek: row.wrapped_dek.clone(),
-                    ciphertext: row.ciphertext.clone(),
-                },
-            )
-            .map_err(|e| {
-                Error::DecryptionFailed(format!("PKCE verifier failed to decrypt: {e}"))
-            })?;
-        Ok(SecretString::new(
-            String::from_utf8_lossy(&plain).into_owned(),
-        ))
+        crate::sealing::open_row(&*self.keyring()?, &pkce_aad(s), row)
+            .map_err(|e| Error::DecryptionFailed(format!("PKCE verifier failed to decrypt: {e}")))?
     }
 
     /// Who authorized: validated ID token claims, else the identity endpoint.

@@ -10,7 +10,7 @@ use rekey_core::credentials::{self, ParsedCredentials};
 use rekey_core::scope::Scope;
 use rekey_core::time::{now_ms, parse_rfc3339};
 use rekey_core::{ids, Error, SecretString};
-use rekey_crypto::{Aad, Sealed};
+use rekey_crypto::Aad;
 use rekey_store::connections::{self as store, ConnectionFilter, ConnectionRow};
 use rekey_store::secrets::{self, SecretRow};
 use rekey_store::WriteTx;
@@ -96,32 +96,22 @@ impl Rekey {
         row: &ConnectionRow,
         secrets_map: &BTreeMap<String, SecretString>,
     ) -> Result<(), Error> {
-        let sealed: Vec<(String, Sealed)> = {
+        let rows: Vec<SecretRow> = {
             let kr = self.keyring()?;
             secrets_map
                 .iter()
                 .map(|(field, value)| {
-                    let a = aad(&row.tenant, &row.id, field, row.credential_version);
-                    (field.clone(), kr.seal(&a, value.expose().as_bytes()))
+                    crate::sealing::seal_row(
+                        &kr,
+                        &aad(&row.tenant, &row.id, field, row.credential_version),
+                        value,
+                    )
                 })
                 .collect()
         };
         secrets::delete_owner(tx.conn(), OWNER_KIND, &row.id).await?;
-        for (field, s) in sealed {
-            secrets::insert(
-                tx.conn(),
-                &SecretRow {
-                    owner_kind: OWNER_KIND.into(),
-                    owner_id: row.id.clone(),
-                    field,
-                    tenant: row.tenant.clone(),
-                    version: row.credential_version,
-                    kek_id: s.kek_id,
-                    wrapped_dek: s.wrapped_dek,
-                    ciphertext: s.ciphertext,
-                },
-            )
-            .await?;
+        for r in &rows {
+            secrets::insert(tx.conn(), r).await?;
         }
         Ok(())
     }
@@ -617,24 +607,17 @@ impl Rekey {
         let kr = self.keyring()?;
         let mut out = BTreeMap::new();
         for s in rows {
-            let sealed = Sealed {
-                kek_id: s.kek_id.clone(),
-                wrapped_dek: s.wrapped_dek.clone(),
-                ciphertext: s.ciphertext.clone(),
-            };
             // The AAD comes from the connection row, not from the secret row:
             // a secret row copied under another connection fails here.
             let a = aad(&row.tenant, &row.id, &s.field, row.credential_version);
-            let plain = kr.open(&a, &sealed).map_err(|e| {
+            let value = crate::sealing::open_row(&kr, &a, s).map_err(|e| {
                 tracing::error!(connection = %row.id, field = %s.field, error = %e, "secret failed to decrypt");
                 Error::DecryptionFailed(format!(
                     "secret `{}` of connection {} failed to decrypt: {e}",
                     s.field, row.id
                 ))
-            })?;
-            let text = String::from_utf8(plain.to_vec())
-                .map_err(|_| Error::internal("stored secret is not UTF-8"))?;
-            out.insert(s.field.clone(), SecretString::new(text));
+            })??;
+            out.insert(s.field.clone(), value);
         }
         Ok(out)
     }

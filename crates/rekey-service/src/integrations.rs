@@ -12,7 +12,7 @@ use rekey_crypto::Aad;
 use rekey_oauth::{ClientAuth, ClientAuthMethod};
 use rekey_providers::{OAuthSpec, Provider};
 use rekey_store::integrations::{self as store, IntegrationRow};
-use rekey_store::secrets::{self, SecretRow};
+use rekey_store::secrets;
 use rekey_store::WriteTx;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -319,25 +319,13 @@ impl Rekey {
         row: &IntegrationRow,
         secret: &SecretString,
     ) -> Result<(), Error> {
-        let sealed = self.keyring()?.seal(
+        let sealed = crate::sealing::seal_row(
+            &*self.keyring()?,
             &aad(&row.tenant, &row.id, row.credential_version),
-            secret.expose().as_bytes(),
+            secret,
         );
         secrets::delete_owner(tx.conn(), OWNER_KIND, &row.id).await?;
-        secrets::insert(
-            tx.conn(),
-            &SecretRow {
-                owner_kind: OWNER_KIND.into(),
-                owner_id: row.id.clone(),
-                field: "client_secret".into(),
-                tenant: row.tenant.clone(),
-                version: row.credential_version,
-                kek_id: sealed.kek_id,
-                wrapped_dek: sealed.wrapped_dek,
-                ciphertext: sealed.ciphertext,
-            },
-        )
-        .await
+        secrets::insert(tx.conn(), &sealed).await
     }
 
     pub async fn update_integration(
@@ -497,30 +485,22 @@ impl Rekey {
         let s = rows
             .first()
             .ok_or_else(|| Error::internal("integration has no stored secret"))?;
-        let plain = self
-            .keyring()?
-            .open(
-                &aad(&row.tenant, &row.id, row.credential_version),
-                &rekey_crypto::Sealed {
-                    kek_id: s.kek_id.clone(),
-                    wrapped_dek: s.wrapped_dek.clone(),
-                    ciphertext: s.ciphertext.clone(),
-                },
-            )
-            .map_err(|e| {
-                Error::DecryptionFailed(format!(
-                    "client secret of integration {} failed to decrypt: {e}",
-                    row.id
-                ))
-            })?;
+        let secret = crate::sealing::open_row(
+            &*self.keyring()?,
+            &aad(&row.tenant, &row.id, row.credential_version),
+            s,
+        )
+        .map_err(|e| {
+            Error::DecryptionFailed(format!(
+                "client secret of integration {} failed to decrypt: {e}",
+                row.id
+            ))
+        })??;
         Ok(ClientAuth {
             client_id: row.client_id.clone(),
             method: ClientAuthMethod::parse(&row.auth_method)
                 .ok_or_else(|| Error::internal("stored auth method unknown"))?,
-            secret: SecretString::new(
-                String::from_utf8(plain.to_vec())
-                    .map_err(|_| Error::internal("client secret is not UTF-8"))?,
-            ),
+            secret,
             key_id: row.key_id.clone(),
         })
     }

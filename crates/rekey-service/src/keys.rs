@@ -7,7 +7,7 @@
 use crate::audit::record;
 use crate::{Ctx, Rekey};
 use rekey_core::Error;
-use rekey_crypto::{Aad, KeyringSource, Sealed};
+use rekey_crypto::{Aad, KeyringSource};
 use serde_json::json;
 
 #[derive(Debug, Clone)]
@@ -109,11 +109,7 @@ impl Rekey {
                     field: row.field.clone(),
                     version: row.version,
                 };
-                let sealed = Sealed {
-                    kek_id: row.kek_id.clone(),
-                    wrapped_dek: row.wrapped_dek.clone(),
-                    ciphertext: row.ciphertext.clone(),
-                };
+                let sealed = crate::sealing::sealed_of(&row);
                 let new = self.keyring()?.rewrap(&aad, &sealed).map_err(|e| {
                     Error::DecryptionFailed(format!(
                         "cannot re-wrap secret `{}` of {} {}: {e}",

@@ -16,6 +16,7 @@ mod keys;
 mod oauth_conn;
 mod open;
 mod rsa_key;
+mod sealing;
 mod views;
 
 pub use api_keys::Principal;

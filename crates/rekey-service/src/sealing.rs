@@ -1,0 +1,42 @@
+//! Sealing secrets into store rows and opening them again: the one place
+//! that turns plaintext into `SecretRow`s and back.
+
+use rekey_core::{Error, SecretString};
+use rekey_crypto::{Aad, CryptoError, Keyring, Sealed};
+use rekey_store::secrets::SecretRow;
+
+/// Seal `plaintext` for `aad`; the row is addressed by the AAD's record and field.
+pub(crate) fn seal_row(kr: &Keyring, aad: &Aad, plaintext: &SecretString) -> SecretRow {
+    let s = kr.seal(aad, plaintext.expose().as_bytes());
+    SecretRow {
+        owner_kind: aad.record_kind.clone(),
+        owner_id: aad.record_id.clone(),
+        field: aad.field.clone(),
+        tenant: aad.tenant.clone(),
+        version: aad.version,
+        kek_id: s.kek_id,
+        wrapped_dek: s.wrapped_dek,
+        ciphertext: s.ciphertext,
+    }
+}
+
+pub(crate) fn sealed_of(row: &SecretRow) -> Sealed {
+    Sealed {
+        kek_id: row.kek_id.clone(),
+        wrapped_dek: row.wrapped_dek.clone(),
+        ciphertext: row.ciphertext.clone(),
+    }
+}
+
+/// Open `row` under `aad`. Callers build the AAD from the owning record, not
+/// from the secret row, so a row copied under another record fails here.
+pub(crate) fn open_row(
+    kr: &Keyring,
+    aad: &Aad,
+    row: &SecretRow,
+) -> Result<Result<SecretString, Error>, CryptoError> {
+    let plain = kr.open(aad, &sealed_of(row))?;
+    Ok(String::from_utf8(plain.to_vec())
+        .map(SecretString::new)
+        .map_err(|_| Error::internal("stored secret is not UTF-8")))
+}
