@@ -339,6 +339,12 @@ redacted_debug!(
 redacted_debug!(UpdateCredentials, credentials, [version]);
 redacted_debug!(CredentialsView, credentials, [connection_id, kind, version]);
 redacted_debug!(CreatedApiKey, key, [api_key]);
+// The connect token is a capability; the URL carries it too.
+redacted_debug!(
+    ConnectSessionView,
+    token,
+    [id, expires_at, integration, provider, kind, reauthorize]
+);
 
 #[cfg(test)]
 mod tests {
@@ -373,6 +379,17 @@ mod tests {
                 revoked_at: None,
             },
         };
+        let cs = ConnectSessionView {
+            id: "cs_x".into(),
+            token: "tok-debug-canary".into(),
+            url: "https://rekey.example/connect/tok-debug-canary".into(),
+            expires_at: "".into(),
+            integration: None,
+            provider: "p".into(),
+            kind: "api_key".into(),
+            reauthorize: None,
+        };
+        assert!(!format!("{cs:?}").contains("debug-canary"));
         for text in [
             format!("{c:?}"),
             format!("{u:?}"),
@@ -501,7 +518,7 @@ pub struct CreateConnectSession {
     pub expires_in: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConnectSessionView {
     pub id: String,
     /// Single-use token; part of `url`. Shown once.
