@@ -5,6 +5,8 @@
 
 pub mod oauth2_fixture;
 pub mod oidc;
+pub mod provider_fixture;
+pub mod webhook_receiver;
 
 use rekey_service::{Ctx, LockMode, OpenOptions, Rekey};
 use reqwest::{Method, StatusCode};
