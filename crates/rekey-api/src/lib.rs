@@ -107,6 +107,13 @@ pub struct CreateConnection {
     pub custody: Vec<String>,
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// Values for the provider's URL placeholders (e.g. Jira's `site`), used by the health probe.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
+    /// Probe this URL instead of the catalog's (https; http only for
+    /// loopback). For custom APIs without a catalog probe.
+    #[serde(default)]
+    pub probe_url: Option<String>,
     /// Kind-specific material; see the README for each kind's fields.
     #[schema(value_type = Object)]
     pub credentials: Value,
@@ -123,6 +130,9 @@ pub struct UpdateConnection {
     pub custody: Option<Vec<String>>,
     /// RFC 3339, or an empty string to clear.
     pub expires_at: Option<String>,
+    pub params: Option<std::collections::BTreeMap<String, String>>,
+    /// An empty string clears the override.
+    pub probe_url: Option<String>,
     /// Expected current version (alternative to `If-Match`).
     pub version: Option<i64>,
 }
@@ -178,7 +188,137 @@ pub struct ConnectionView {
     pub rotated_at: Option<String>,
     pub expires_at: Option<String>,
     pub version: i64,
+    /// Health: last successful check or refresh, last check, start of the
+    /// current failure run, and its length.
+    pub health: HealthView,
+    /// Values for the provider's URL placeholders.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// Overrides the catalog probe's URL.
+    pub probe_url: Option<String>,
     pub links: ConnectionLinks,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    pub last_ok_at: Option<String>,
+    pub last_checked_at: Option<String>,
+    pub first_failed_at: Option<String>,
+    pub consecutive_failures: i64,
+}
+
+/// `POST /api/v1/connections/{id}/check`: what one probe found.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    pub connection_id: String,
+    /// `ok`, `auth_failure`, `transient`, `unexpected`, or `skipped` (no probe
+    /// for this kind; see `message`).
+    pub outcome: String,
+    pub status_before: String,
+    pub status: String,
+    pub http_status: Option<u16>,
+    pub duration_ms: u64,
+    pub checked_at: String,
+    /// Why it failed or was skipped.
+    pub message: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub last_error: Option<Value>,
+    pub connection: ConnectionView,
+}
+
+/// `POST /api/v1/webhooks`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// https (http only for loopback receivers).
+    pub url: String,
+    /// Event types (`connection.status_changed`), a family (`connection.*`) or `*`.
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `PATCH /api/v1/webhooks/{id}`: fields left out are unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    pub items: Vec<WebhookView>,
+}
+
+/// Returned once, on create and on secret rotation: the signing secret.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedWebhook {
+    pub webhook: WebhookView,
+    /// `whsec_…`: verify `webhook-signature` with it (Standard Webhooks).
+    /// Shown only now.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryAttemptView {
+    pub id: String,
+    pub at: String,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// The receiver's answer, truncated and scrubbed.
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub webhook_id: String,
+    /// The `webhook-id` header: stable across retries and replays.
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_http_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    /// Present on the single-delivery endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<DeliveryAttemptView>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    pub items: Vec<DeliveryView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// `pending`, `delivered` or `failed`.
+    pub status: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -339,6 +479,7 @@ redacted_debug!(
 redacted_debug!(UpdateCredentials, credentials, [version]);
 redacted_debug!(CredentialsView, credentials, [connection_id, kind, version]);
 redacted_debug!(CreatedApiKey, key, [api_key]);
+redacted_debug!(CreatedWebhook, secret, [webhook]);
 // The connect token is a capability; the URL carries it too.
 redacted_debug!(
     ConnectSessionView,

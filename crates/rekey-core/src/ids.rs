@@ -6,6 +6,11 @@ use crate::Error;
 pub const CONNECTION: &str = "con";
 pub const API_KEY: &str = "key";
 pub const AUDIT: &str = "aud";
+pub const WEBHOOK: &str = "whk";
+/// Webhook events: `msg_` as in Standard Webhooks message ids.
+pub const EVENT: &str = "msg";
+pub const DELIVERY: &str = "dlv";
+pub const ATTEMPT: &str = "att";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod error;
 pub mod ids;
 pub mod scope;
+pub mod scrub;
 pub mod secret;
 pub mod time;
 

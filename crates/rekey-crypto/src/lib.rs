@@ -13,6 +13,8 @@ mod apikey;
 mod envelope;
 mod keyring;
 
+pub mod webhook;
+pub use webhook::{generate_webhook_secret, sign_webhook, WEBHOOK_SECRET_PREFIX};
 pub use apikey::{generate_api_key, hash_api_key, API_KEY_PREFIX};
 pub use envelope::{Aad, Sealed};
 pub use keyring::{Kek, Keyring, KeyringSource};

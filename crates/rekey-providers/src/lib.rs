@@ -7,7 +7,7 @@
 
 mod forms;
 mod lint;
-mod probe;
+pub mod probe;
 mod template;
 
 pub use forms::{FormField, KeyForm, Placement};

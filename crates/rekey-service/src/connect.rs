@@ -8,6 +8,7 @@
 use crate::audit::record;
 use crate::connections::{not_found as connection_not_found, OWNER_KIND as CONN_KIND};
 use crate::integrations::Resolved;
+use crate::webhooks::{connection_data, emit};
 use crate::{Ctx, Rekey};
 use rekey_api::{ConnectSessionView, CreateConnectSession};
 use rekey_core::connection::{ConnectionKind, Owner, Status};
@@ -462,6 +463,8 @@ impl Rekey {
                         tags: s.tags.clone(),
                         custody: s.custody.clone(),
                         expires_at: None,
+                        params: Default::default(),
+                        probe_url: None,
                         credentials: Value::Object(creds),
                     },
                 )
@@ -860,6 +863,12 @@ impl Rekey {
             expires_at: None,
             version: 1,
             credential_version: 1,
+            params: "{}".into(),
+            probe_url: None,
+            last_ok_at: None,
+            last_checked_at: None,
+            first_failed_at: None,
+            consecutive_failures: 0,
         };
         let (meta, secrets_map) = token_material(integration_id, &tokens, now, Value::Null);
         row.credential_meta = meta.to_string();
@@ -879,6 +888,7 @@ impl Rekey {
             }),
         )
         .await?;
+        emit(&mut tx, &s.tenant, "connection.created", connection_data(&row)).await?;
         tx.commit().await?;
         Ok(CallbackOutcome::Connected {
             connection_id: row.id,
@@ -945,6 +955,7 @@ impl Rekey {
             row.scopes = granted.clone();
             row.owner.email = identity.email.clone().or(row.owner.email.clone());
             row.owner.name = identity.name.clone().or(row.owner.name.clone());
+            let status_before = row.status;
             row.status = match row.status {
                 Status::Disabled => Status::Disabled,
                 Status::Active => Status::Active,
@@ -952,6 +963,9 @@ impl Rekey {
                 _ => Status::Pending,
             };
             row.last_error = None;
+            row.consecutive_failures = 0;
+            row.first_failed_at = None;
+            row.last_ok_at = Some(now);
             row.credential_version += 1;
             row.version += 1;
             row.updated_at = now;
@@ -964,6 +978,12 @@ impl Rekey {
             }
             self.write_secrets(&mut tx, &row, &new_secrets).await?;
             record(&mut tx, &ctx, "connection.reauthorized", Some(cid), "ok", json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
+            if row.status != status_before {
+                crate::health::status_changed(&mut tx, &ctx, &row, status_before, "reauthorization", None).await?;
+            }
+            let mut data = connection_data(&row);
+            data["method"] = json!("oauth");
+            emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
             CallbackOutcome::Connected {
                 connection_id: cid.to_string(),
                 display_name: row.display_name.clone(),

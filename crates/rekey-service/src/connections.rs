@@ -1,4 +1,5 @@
 use crate::audit::record;
+use crate::webhooks::{connection_data, emit};
 use crate::{views, Ctx, Principal, Rekey};
 use base64::Engine;
 use rekey_api::{
@@ -18,6 +19,34 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub(crate) const OWNER_KIND: &str = "connection";
+
+/// Values for a provider's URL placeholders: declared names only, each
+/// value host-name safe and matching the catalog's `param_info`.
+pub(crate) fn check_params(
+    provider: &rekey_providers::Provider,
+    params: &BTreeMap<String, String>,
+) -> Result<String, Error> {
+    for (k, v) in params {
+        if !provider.params.contains(k) {
+            return Err(Error::invalid(
+                "invalid_field",
+                format!(
+                    "`params.{}` is not a placeholder of provider `{}`{}",
+                    ids::truncate_for_message(k),
+                    provider.id,
+                    if provider.params.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it has: {})", provider.params.join(", "))
+                    }
+                ),
+            ));
+        }
+        rekey_providers::check_param_value(k, v, provider.param_info.get(k))
+            .map_err(|e| Error::invalid("invalid_field", format!("`params`: {e}")))?;
+    }
+    Ok(serde_json::to_string(params).unwrap_or_else(|_| "{}".into()))
+}
 
 pub(crate) fn not_found(id: &str) -> Error {
     Error::not_found("connection_not_found", format!("connection {id}"))
@@ -162,6 +191,12 @@ impl Rekey {
             .as_deref()
             .map(|s| parse_rfc3339("expires_at", s))
             .transpose()?;
+        let params = check_params(provider, &req.params)?;
+        let probe_url = req
+            .probe_url
+            .as_deref()
+            .map(|u| crate::check_outbound_url("probe_url", u))
+            .transpose()?;
         let parsed = self.parse_material(kind, req.credentials)?;
         let now = now_ms();
         let row = ConnectionRow {
@@ -183,6 +218,12 @@ impl Rekey {
             expires_at,
             version: 1,
             credential_version: 1,
+            params,
+            probe_url,
+            last_ok_at: None,
+            last_checked_at: None,
+            first_failed_at: None,
+            consecutive_failures: 0,
         };
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;
@@ -199,6 +240,7 @@ impl Rekey {
             }),
         )
         .await?;
+        emit(&mut tx, &ctx.tenant, "connection.created", connection_data(&row)).await?;
         tx.commit().await?;
         Ok(views::connection(&row))
     }
@@ -343,6 +385,24 @@ impl Rekey {
             };
             changed.push("expires_at");
         }
+        if let Some(p) = &req.params {
+            let provider = self.catalog().get(&row.provider).ok_or_else(|| {
+                Error::unprocessable(
+                    "unknown_provider",
+                    format!("provider `{}` is no longer in the catalog", row.provider),
+                )
+            })?;
+            row.params = check_params(provider, p)?;
+            changed.push("params");
+        }
+        if let Some(u) = &req.probe_url {
+            row.probe_url = if u.is_empty() {
+                None
+            } else {
+                Some(crate::check_outbound_url("probe_url", u)?)
+            };
+            changed.push("probe_url");
+        }
         if changed.is_empty() {
             return Err(Error::invalid(
                 "nothing_to_update",
@@ -394,11 +454,21 @@ impl Rekey {
         let now = now_ms();
         row.updated_at = now;
         row.rotated_at = Some(now);
+        // New material: the old failure run is over; verify the new one soon.
         row.last_error = None;
+        row.consecutive_failures = 0;
+        row.first_failed_at = None;
         if !store::update(tx.conn(), &row, old_version).await? {
             return Err(lost_race(&id));
         }
         self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
+        store::schedule_check(tx.conn(), &ctx.tenant, &id, now).await?;
+        if row.status != from {
+            crate::health::status_changed(&mut tx, ctx, &row, from, "credentials_update", None).await?;
+        }
+        let mut data = connection_data(&row);
+        data["method"] = json!("credentials_update");
+        emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
         record(
             &mut tx,
             ctx,
@@ -468,6 +538,10 @@ impl Rekey {
             }),
         )
         .await?;
+        crate::health::status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
+        if to == Status::Pending {
+            store::schedule_check(tx.conn(), &ctx.tenant, &id, now_ms()).await?;
+        }
         tx.commit().await?;
         Ok(views::connection(&row))
     }
@@ -519,6 +593,7 @@ impl Rekey {
             }),
         )
         .await?;
+        emit(&mut tx, &ctx.tenant, "connection.deleted", connection_data(&row)).await?;
         tx.commit().await
     }
 

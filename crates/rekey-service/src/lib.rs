@@ -11,6 +11,7 @@ mod api_keys;
 mod audit;
 mod connect;
 mod connections;
+mod health;
 mod integrations;
 mod keys;
 mod oauth_conn;
@@ -18,11 +19,14 @@ mod open;
 mod rsa_key;
 mod sealing;
 mod views;
+mod webhooks;
 
 pub use api_keys::Principal;
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use keys::{KekRotationReport, KeyStatus};
+pub use health::{CheckRun, HealthSettings};
 pub use oauth_conn::RefreshRun;
+pub use webhooks::{DeliveryRun, WebhookSettings, EVENT_TYPES};
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 
 use rekey_core::Error;
@@ -73,6 +77,11 @@ struct Inner {
     public_url: RwLock<String>,
     /// One refresh at a time per connection within this process.
     refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    health_settings: RwLock<health::HealthSettings>,
+    throttle: health::Throttle,
+    webhook_settings: RwLock<webhooks::WebhookSettings>,
+    /// Webhook posts: own client so a slow receiver never shares limits with providers.
+    webhook_http: rekey_oauth::Http,
 }
 
 impl Rekey {
@@ -87,6 +96,11 @@ impl Rekey {
                     .unwrap_or_else(|_| unreachable_http()),
                 public_url: RwLock::new("http://127.0.0.1:8080".into()),
                 refresh_locks: Mutex::new(HashMap::new()),
+                health_settings: RwLock::new(health::HealthSettings::default()),
+                throttle: health::Throttle::default(),
+                webhook_settings: RwLock::new(webhooks::WebhookSettings::default()),
+                webhook_http: rekey_oauth::Http::new(std::time::Duration::from_secs(30))
+                    .unwrap_or_else(|_| unreachable_http()),
             }),
         }
     }
@@ -131,6 +145,34 @@ impl Rekey {
         let mut c = self.inner.store.read().await?;
         rekey_store::connections::count_by_status(&mut c).await
     }
+}
+
+/// A URL rekey will call (webhook receivers, probe overrides): https
+/// anywhere; plain http only to loopback (a local relay, tests).
+pub(crate) fn check_outbound_url(field: &str, s: &str) -> Result<String, Error> {
+    let bad = |m: &str| Error::invalid("invalid_url", format!("`{field}` {m}"));
+    if s.len() > 2048 {
+        return Err(bad("must be at most 2048 characters"));
+    }
+    let u = url::Url::parse(s).map_err(|_| bad("is not a valid URL"))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad("must not contain user info"));
+    }
+    if u.fragment().is_some() {
+        return Err(bad("must not contain a #fragment"));
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(bad("must be https (http only for loopback)")),
+    }
+    Ok(u.to_string())
 }
 
 /// reqwest's builder only fails when the TLS backend cannot initialise,

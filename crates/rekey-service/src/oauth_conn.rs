@@ -5,6 +5,8 @@
 use crate::audit::record;
 use crate::connect::{access_expiry, revocable, token_material};
 use crate::connections::{not_found, OWNER_KIND};
+use crate::health::{apply_observation, status_changed, Observation};
+use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::{ConnectionView, CreateConnectSession, ReauthorizeResult, RevokeResult};
 use rekey_core::connection::{ConnectionKind, Status};
@@ -37,30 +39,6 @@ fn needs_refresh(row: &ConnectionRow, window_ms: i64, now: i64) -> bool {
         // No expiry given: tokens live until revoked.
         None => false,
     }
-}
-
-/// The error context kept on a connection after a failed refresh. Transient
-/// failures carry a backoff: `retry_at` (ms) honours `Retry-After` and
-/// otherwise doubles from 5 s per consecutive failure, capped at 10 min.
-fn error_context(e: &OAuthError, now: i64, previous: Option<&Value>) -> Value {
-    let failures = previous
-        .and_then(|p| p.get("consecutive_failures"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        + 1;
-    let backoff_ms = match e.retry_after() {
-        Some(d) => d.as_millis() as i64,
-        None => (5_000i64 << (failures - 1).clamp(0, 10)).min(600_000),
-    };
-    json!({
-        "code": e.code(),
-        // OAuthError messages carry no token values (see rekey-oauth).
-        "message": e.to_string(),
-        "at": ms_to_rfc3339(now),
-        "retry_after_secs": e.retry_after().map(|d| d.as_secs()),
-        "consecutive_failures": failures,
-        "retry_at": if e.severity() == Severity::Auth { None } else { Some(now + backoff_ms) },
-    })
 }
 
 /// While a transient failure's backoff runs, don't call the provider again.
@@ -278,26 +256,17 @@ impl Rekey {
             }
             Err(e) => {
                 let now = now_ms();
-                let mut r = row.clone();
-                let from = r.status;
-                let to = match e.severity() {
-                    Severity::Auth => Status::NeedsReauth,
-                    Severity::Transient => Status::Degraded,
-                    Severity::Invalid => Status::Degraded,
-                };
-                if from != to && from.can_transition(to) {
-                    r.status = to;
-                }
-                let previous = row
-                    .last_error
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str::<Value>(t).ok());
-                r.last_error = Some(error_context(&e, now, previous.as_ref()).to_string());
-                r.version += 1;
-                r.updated_at = now;
-                conns::update(tx.conn(), &r, row.version).await?;
+                let obs = Observation::from_oauth(&e);
+                let r = apply_observation(&mut tx, ctx, id, &obs, "refresh", false)
+                    .await?
+                    .unwrap_or_else(|| row.clone());
                 record(&mut tx, ctx, "connection.refresh_failed", Some(id), "error", json!({
-                    "error": e.code(), "status_from": from.as_str(), "status_to": r.status.as_str(),
+                    "error": e.code(), "status_from": row.status.as_str(), "status_to": r.status.as_str(),
+                })).await?;
+                emit(&mut tx, &ctx.tenant, "connection.refresh_failed", json!({
+                    "connection_id": id, "provider": r.provider, "display_name": r.display_name,
+                    "status": r.status.as_str(), "consecutive_failures": r.consecutive_failures,
+                    "error": {"code": obs.code, "message": obs.message, "http_status": obs.http_status},
                 })).await?;
                 let still_valid = meta_of(&row)
                     .get("access_expires_at")
@@ -362,7 +331,11 @@ impl Rekey {
         if recovered {
             r.status = Status::Active;
         }
+        let failures = row.consecutive_failures;
         r.last_error = None;
+        r.last_ok_at = Some(now);
+        r.consecutive_failures = 0;
+        r.first_failed_at = None;
         r.credential_meta = meta.to_string();
         r.expires_at = access_expiry(&tokens, now);
         r.credential_version += 1;
@@ -380,6 +353,17 @@ impl Rekey {
             "refresh_token_rotated": rotated, "recovered_from": if recovered { Some(from.as_str()) } else { None },
             "credential_version": r.credential_version,
         })).await?;
+        if recovered {
+            status_changed(tx, ctx, &r, from, "refresh", None).await?;
+        }
+        // Routine refreshes are not news; a refresh after failures is.
+        if recovered || failures > 0 {
+            emit(tx, &ctx.tenant, "connection.refreshed", json!({
+                "connection_id": r.id, "provider": r.provider, "display_name": r.display_name,
+                "recovered": true, "recovered_from": from.as_str(), "failures_before": failures,
+                "status": r.status.as_str(),
+            })).await?;
+        }
         Ok((r, fresh))
     }
 
@@ -508,6 +492,12 @@ impl Rekey {
             expires_at: access_expiry(&tokens, now),
             version: 1,
             credential_version: 1,
+            params: "{}".into(),
+            probe_url: None,
+            last_ok_at: None,
+            last_checked_at: None,
+            first_failed_at: None,
+            consecutive_failures: 0,
         };
         let mut tx = self.store().begin_write().await?;
         conns::insert(tx.conn(), &row).await?;
@@ -521,6 +511,7 @@ impl Rekey {
             json!({"provider": row.provider, "kind": row.kind.as_str(), "integration": integ.id}),
         )
         .await?;
+        emit(&mut tx, &ctx.tenant, "connection.created", crate::webhooks::connection_data(&row)).await?;
         tx.commit().await?;
         Ok(crate::views::connection(&row))
     }
@@ -671,6 +662,10 @@ impl Rekey {
             m.insert("to".into(), to.as_str().into());
         }
         record(&mut tx, ctx, action, Some(id), "ok", d).await?;
+        status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
+        if to == Status::Revoked {
+            emit(&mut tx, &ctx.tenant, "connection.revoked", crate::webhooks::connection_data(&row)).await?;
+        }
         tx.commit().await?;
         Ok(crate::views::connection(&row))
     }
@@ -745,10 +740,13 @@ impl Rekey {
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default();
             r.expires_at = new_meta.get("access_expires_at").and_then(Value::as_i64);
+            let status_before = r.status;
             if r.status.can_transition(Status::Active) {
                 r.status = Status::Active;
             }
             r.last_error = None;
+            r.consecutive_failures = 0;
+            r.first_failed_at = None;
             r.credential_version += 1;
             r.version += 1;
             let now = now_ms();
@@ -765,6 +763,12 @@ impl Rekey {
             record(&mut tx, ctx, "connection.reauthorize_accepted", Some(&id), "ok", json!({
                 "accepted_mismatch": true, "subject": r.owner.subject, "email": r.owner.email, "scopes": r.scopes,
             })).await?;
+            if r.status != status_before {
+                status_changed(&mut tx, ctx, &r, status_before, "reauthorization", None).await?;
+            }
+            let mut data = crate::webhooks::connection_data(&r);
+            data["method"] = json!("accepted_pending_grant");
+            emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
             tx.commit().await?;
             self.revoke_at_provider(ctx, &id, &integ, old_tokens).await;
             return Ok(ReauthorizeResult {

@@ -1,6 +1,8 @@
 //! Store rows → wire views. Only non-secret columns are read here.
 
-use rekey_api::{ApiKeyView, AuditEntryView, ConnectionLinks, ConnectionView, OwnerView};
+use rekey_api::{
+    ApiKeyView, AuditEntryView, ConnectionLinks, ConnectionView, HealthView, OwnerView,
+};
 use rekey_core::audit::ChainedEntry;
 use rekey_core::time::ms_to_rfc3339;
 use rekey_store::api_keys::ApiKeyRow;
@@ -33,6 +35,14 @@ pub fn connection(r: &ConnectionRow) -> ConnectionView {
         rotated_at: r.rotated_at.map(ms_to_rfc3339),
         expires_at: r.expires_at.map(ms_to_rfc3339),
         version: r.version,
+        health: HealthView {
+            last_ok_at: r.last_ok_at.map(ms_to_rfc3339),
+            last_checked_at: r.last_checked_at.map(ms_to_rfc3339),
+            first_failed_at: r.first_failed_at.map(ms_to_rfc3339),
+            consecutive_failures: r.consecutive_failures,
+        },
+        params: serde_json::from_str(&r.params).unwrap_or_default(),
+        probe_url: r.probe_url.clone(),
         links: ConnectionLinks {
             provider: format!("/api/v1/providers/{}", r.provider),
             revoke_runbook: format!("/api/v1/providers/{}#revoke", r.provider),

@@ -26,9 +26,18 @@ pub struct ConnectionRow {
     pub expires_at: Option<i64>,
     pub version: i64,
     pub credential_version: i64,
+    /// Values for the provider's URL placeholders, JSON object text.
+    pub params: String,
+    /// Overrides the catalog probe's URL (custom APIs, tests).
+    pub probe_url: Option<String>,
+    pub last_ok_at: Option<i64>,
+    pub last_checked_at: Option<i64>,
+    /// Start of the current run of failures; None while healthy.
+    pub first_failed_at: Option<i64>,
+    pub consecutive_failures: i64,
 }
 
-const COLS: &str = "id, tenant, provider, kind, display_name, owner_subject, owner_email, owner_name, scopes, tags, custody, credential_meta, status, last_error, created_at, updated_at, rotated_at, expires_at, version, credential_version";
+const COLS: &str = "id, tenant, provider, kind, display_name, owner_subject, owner_email, owner_name, scopes, tags, custody, credential_meta, status, last_error, created_at, updated_at, rotated_at, expires_at, version, credential_version, params, probe_url, last_ok_at, last_checked_at, first_failed_at, consecutive_failures";
 
 fn from_row(r: &AnyRow) -> Result<ConnectionRow, Error> {
     let g = |e: sqlx::Error| db_err(e);
@@ -61,6 +70,12 @@ fn from_row(r: &AnyRow) -> Result<ConnectionRow, Error> {
         expires_at: r.try_get("expires_at").map_err(g)?,
         version: r.try_get("version").map_err(g)?,
         credential_version: r.try_get("credential_version").map_err(g)?,
+        params: r.try_get("params").map_err(g)?,
+        probe_url: r.try_get("probe_url").map_err(g)?,
+        last_ok_at: r.try_get("last_ok_at").map_err(g)?,
+        last_checked_at: r.try_get("last_checked_at").map_err(g)?,
+        first_failed_at: r.try_get("first_failed_at").map_err(g)?,
+        consecutive_failures: r.try_get("consecutive_failures").map_err(g)?,
     })
 }
 
@@ -96,7 +111,7 @@ async fn write_sets(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Er
 
 pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
     sqlx::query(&format!(
-        "INSERT INTO connections ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        "INSERT INTO connections ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
     ))
     .bind(&row.id)
     .bind(&row.tenant)
@@ -118,6 +133,12 @@ pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Er
     .bind(row.expires_at)
     .bind(row.version)
     .bind(row.credential_version)
+    .bind(&row.params)
+    .bind(&row.probe_url)
+    .bind(row.last_ok_at)
+    .bind(row.last_checked_at)
+    .bind(row.first_failed_at)
+    .bind(row.consecutive_failures)
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
@@ -132,7 +153,7 @@ pub async fn update(
     expected_version: i64,
 ) -> Result<bool, Error> {
     let r = sqlx::query(
-        "UPDATE connections SET display_name = $1, owner_subject = $2, owner_email = $3, owner_name = $4, scopes = $5, tags = $6, custody = $7, credential_meta = $8, status = $9, last_error = $10, updated_at = $11, rotated_at = $12, expires_at = $13, version = $14, credential_version = $15 WHERE id = $16 AND tenant = $17 AND version = $18",
+        "UPDATE connections SET display_name = $1, owner_subject = $2, owner_email = $3, owner_name = $4, scopes = $5, tags = $6, custody = $7, credential_meta = $8, status = $9, last_error = $10, updated_at = $11, rotated_at = $12, expires_at = $13, version = $14, credential_version = $15, params = $16, probe_url = $17, last_ok_at = $18, last_checked_at = $19, first_failed_at = $20, consecutive_failures = $21 WHERE id = $22 AND tenant = $23 AND version = $24",
     )
     .bind(&row.display_name)
     .bind(&row.owner.subject)
@@ -149,6 +170,12 @@ pub async fn update(
     .bind(row.expires_at)
     .bind(row.version)
     .bind(row.credential_version)
+    .bind(&row.params)
+    .bind(&row.probe_url)
+    .bind(row.last_ok_at)
+    .bind(row.last_checked_at)
+    .bind(row.first_failed_at)
+    .bind(row.consecutive_failures)
     .bind(&row.id)
     .bind(&row.tenant)
     .bind(expected_version)
@@ -323,4 +350,77 @@ pub async fn oauth_due(
             ))
         })
         .collect()
+}
+
+/// Claim up to `limit` connections whose health check is due: status
+/// pending/active/degraded, `next_check_at` passed, no live lease. The lease
+/// (`owner` until `lease_until`) keeps other replicas off them; on
+/// PostgreSQL `FOR UPDATE SKIP LOCKED` makes concurrent claims disjoint.
+pub async fn claim_checks(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<(String, String, String)>, Error> {
+    let lock = match backend {
+        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE connections SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+         SELECT id FROM connections WHERE status IN ('pending', 'active', 'degraded') \
+         AND (next_check_at IS NULL OR next_check_at <= $3) AND (lease_until IS NULL OR lease_until < $3) \
+         ORDER BY COALESCE(next_check_at, 0) LIMIT $4{lock}) RETURNING tenant, id, provider"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("tenant").map_err(db_err)?,
+                r.try_get("id").map_err(db_err)?,
+                r.try_get("provider").map_err(db_err)?,
+            ))
+        })
+        .collect()
+}
+
+/// Set when the next check is due and drop any lease.
+pub async fn schedule_check(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    next_check_at: i64,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE connections SET next_check_at = $1, lease_owner = NULL, lease_until = NULL WHERE tenant = $2 AND id = $3")
+        .bind(next_check_at)
+        .bind(tenant)
+        .bind(id)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Drop every lease `owner` holds (a replica starting up or shutting down).
+pub async fn release_check_leases(c: &mut AnyConnection, owner: Option<&str>) -> Result<u64, Error> {
+    let r = match owner {
+        Some(o) => sqlx::query("UPDATE connections SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
+            .bind(o)
+            .execute(c)
+            .await,
+        None => sqlx::query("UPDATE connections SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+            .execute(c)
+            .await,
+    }
+    .map_err(db_err)?;
+    Ok(r.rows_affected())
 }

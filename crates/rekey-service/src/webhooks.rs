@@ -1,0 +1,611 @@
+//! Webhooks: subscriptions, the outbox (events written in the transaction
+//! that made the change), and the delivery worker's pass (sign, post, retry
+//! with backoff and jitter, give up after a limit).
+
+use crate::audit::record;
+use crate::{Ctx, Rekey};
+use rand::Rng;
+use rekey_api::{
+    CreateWebhook, CreatedWebhook, DeliveryAttemptView, DeliveryList, DeliveryQuery, DeliveryView,
+    UpdateWebhook, WebhookList, WebhookView,
+};
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{ids, Error, SecretString};
+use rekey_crypto::Aad;
+use rekey_store::webhooks::{self as store, Claimed, DeliveryRow, EventRow, WebhookRow};
+use rekey_store::{secrets, WriteTx};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const OWNER_KIND: &str = "webhook";
+
+/// Every event type rekey emits. Subscriptions name these, a family
+/// (`connection.*`) or `*`.
+pub const EVENT_TYPES: &[&str] = &[
+    "connection.created",
+    "connection.status_changed",
+    "connection.refresh_failed",
+    "connection.refreshed",
+    "connection.revoked",
+    "connection.reauthorized",
+    "connection.deleted",
+    "webhook.test",
+];
+
+/// Delivery policy. Defaults: up to 12 attempts, the wait doubling from 10 s
+/// to at most an hour (about 4.5 h in all), each wait jittered by ±20 %.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub max_attempts: i64,
+    pub base_delay_ms: i64,
+    pub max_delay_ms: i64,
+    pub timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            max_attempts: 12,
+            base_delay_ms: 10_000,
+            max_delay_ms: 3_600_000,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The wait before attempt `attempts + 1`, after `attempts` failures.
+pub(crate) fn retry_delay_ms(s: &WebhookSettings, attempts: i64) -> i64 {
+    let exp = (attempts - 1).clamp(0, 30) as u32;
+    let base = s
+        .base_delay_ms
+        .saturating_mul(1i64 << exp.min(20))
+        .min(s.max_delay_ms);
+    let jitter = rand::thread_rng().gen_range(-0.2..=0.2);
+    ((base as f64) * (1.0 + jitter)).max(1.0) as i64
+}
+
+fn matches(filter: &[String], kind: &str) -> bool {
+    filter.iter().any(|f| {
+        f == "*"
+            || f == kind
+            || f.strip_suffix(".*")
+                .is_some_and(|fam| kind.strip_prefix(fam).is_some_and(|r| r.starts_with('.')))
+    })
+}
+
+fn validate_events(events: &[String]) -> Result<Vec<String>, Error> {
+    let bad = |m: String| Error::invalid("invalid_field", m);
+    if events.is_empty() || events.len() > 32 {
+        return Err(bad("`events` needs 1–32 entries".into()));
+    }
+    for e in events {
+        let known = e == "*"
+            || EVENT_TYPES.contains(&e.as_str())
+            || e.strip_suffix(".*").is_some_and(|fam| {
+                EVENT_TYPES
+                    .iter()
+                    .any(|t| t.split('.').next() == Some(fam))
+            });
+        if !known {
+            return Err(bad(format!(
+                "`events`: unknown event type `{}`; expected `*`, a family like `connection.*`, or one of: {}",
+                ids::truncate_for_message(e),
+                EVENT_TYPES.join(", ")
+            )));
+        }
+    }
+    let mut v = events.to_vec();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+fn validate_url(s: &str) -> Result<String, Error> {
+    crate::check_outbound_url("url", s)
+}
+
+fn validate_description(d: &Option<String>) -> Result<(), Error> {
+    if let Some(d) = d {
+        if d.chars().count() > 500 || d.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "invalid_field",
+                "`description` must be at most 500 printable characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn view(w: &WebhookRow) -> WebhookView {
+    WebhookView {
+        id: w.id.clone(),
+        url: w.url.clone(),
+        events: w.events.clone(),
+        description: w.description.clone(),
+        enabled: w.disabled_at.is_none(),
+        created_at: ms_to_rfc3339(w.created_at),
+        updated_at: ms_to_rfc3339(w.updated_at),
+        version: w.version,
+    }
+}
+
+fn delivery_view(d: &DeliveryRow, attempts: Option<Vec<DeliveryAttemptView>>) -> DeliveryView {
+    DeliveryView {
+        id: d.id.clone(),
+        webhook_id: d.webhook_id.clone(),
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        status: d.status.clone(),
+        attempts: d.attempts,
+        next_attempt_at: (d.status == "pending").then(|| ms_to_rfc3339(d.next_attempt_at)),
+        last_http_status: d.last_http_status,
+        last_error: d.last_error.clone(),
+        created_at: ms_to_rfc3339(d.created_at),
+        delivered_at: d.delivered_at.map(ms_to_rfc3339),
+        attempt_log: attempts,
+    }
+}
+
+fn aad(tenant: &str, id: &str) -> Aad {
+    Aad {
+        tenant: tenant.to_string(),
+        record_kind: OWNER_KIND.into(),
+        record_id: id.to_string(),
+        field: "secret".into(),
+        version: 1,
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::not_found("webhook_not_found", format!("webhook {id}"))
+}
+
+/// The non-secret facts about a connection every connection event carries.
+pub(crate) fn connection_data(r: &rekey_store::connections::ConnectionRow) -> Value {
+    json!({
+        "connection_id": r.id, "provider": r.provider, "kind": r.kind.as_str(),
+        "display_name": r.display_name, "status": r.status.as_str(), "tags": r.tags,
+        "owner": {"subject": r.owner.subject, "email": r.owner.email},
+    })
+}
+
+/// Write `kind` with `data` to the outbox inside `tx`, fanned out to every
+/// enabled subscription of the tenant whose filter matches. `data` must not
+/// hold secrets.
+pub(crate) async fn emit(tx: &mut WriteTx, tenant: &str, kind: &str, data: Value) -> Result<(), Error> {
+    let hooks: Vec<WebhookRow> = store::list(tx.conn(), tenant)
+        .await?
+        .into_iter()
+        .filter(|w| w.disabled_at.is_none() && matches(&w.events, kind))
+        .collect();
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let event = EventRow {
+        id: ids::new_id(ids::EVENT),
+        tenant: tenant.to_string(),
+        kind: kind.to_string(),
+        payload: json!({"type": kind, "timestamp": ms_to_rfc3339(now), "data": data}).to_string(),
+        created_at: now,
+    };
+    store::insert_event(tx.conn(), &event).await?;
+    for h in hooks {
+        store::insert_delivery(tx.conn(), &ids::new_id(ids::DELIVERY), tenant, &h.id, &event.id, now)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryRun {
+    pub claimed: usize,
+    pub delivered: usize,
+    pub retrying: usize,
+    pub gave_up: usize,
+}
+
+enum Sent {
+    Delivered,
+    Retry,
+    GaveUp,
+}
+
+impl Rekey {
+    fn webhook_settings(&self) -> WebhookSettings {
+        self.inner
+            .webhook_settings
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_webhook_settings(&self, s: WebhookSettings) {
+        if let Ok(mut w) = self.inner.webhook_settings.write() {
+            *w = s;
+        }
+    }
+
+    async fn seal_webhook_secret(
+        &self,
+        tx: &mut WriteTx,
+        tenant: &str,
+        id: &str,
+        secret: &SecretString,
+    ) -> Result<(), Error> {
+        let row = {
+            let kr = self.keyring()?;
+            crate::sealing::seal_row(&kr, &aad(tenant, id), secret)
+        };
+        secrets::delete_owner(tx.conn(), OWNER_KIND, id).await?;
+        secrets::insert(tx.conn(), &row).await
+    }
+
+    pub async fn create_webhook(&self, ctx: &Ctx, req: &CreateWebhook) -> Result<CreatedWebhook, Error> {
+        let url = validate_url(&req.url)?;
+        let events = validate_events(&req.events)?;
+        validate_description(&req.description)?;
+        let now = now_ms();
+        let row = WebhookRow {
+            id: ids::new_id(ids::WEBHOOK),
+            tenant: ctx.tenant.clone(),
+            url,
+            events,
+            description: req.description.clone(),
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let secret = SecretString::new(rekey_crypto::generate_webhook_secret().to_string());
+        let mut tx = self.store().begin_write().await?;
+        store::insert(tx.conn(), &row).await?;
+        self.seal_webhook_secret(&mut tx, &ctx.tenant, &row.id, &secret).await?;
+        record(&mut tx, ctx, "webhook.created", Some(&row.id), "ok", json!({"url": row.url, "events": row.events})).await?;
+        tx.commit().await?;
+        Ok(CreatedWebhook {
+            webhook: view(&row),
+            secret: secret.expose().to_string(),
+        })
+    }
+
+    async fn webhook_row(&self, tenant: &str, id: &str) -> Result<WebhookRow, Error> {
+        let id = ids::parse_id(ids::WEBHOOK, id)?;
+        let mut c = self.store().read().await?;
+        store::get(&mut c, tenant, &id).await?.ok_or_else(|| not_found(&id))
+    }
+
+    pub async fn get_webhook(&self, tenant: &str, id: &str) -> Result<WebhookView, Error> {
+        Ok(view(&self.webhook_row(tenant, id).await?))
+    }
+
+    pub async fn list_webhooks(&self, tenant: &str) -> Result<WebhookList, Error> {
+        let mut c = self.store().read().await?;
+        Ok(WebhookList {
+            items: store::list(&mut c, tenant).await?.iter().map(view).collect(),
+        })
+    }
+
+    pub async fn update_webhook(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: &UpdateWebhook,
+        if_match: Option<i64>,
+    ) -> Result<WebhookView, Error> {
+        let cur = self.webhook_row(&ctx.tenant, id).await?;
+        if let Some(v) = if_match.or(req.version) {
+            if v != cur.version {
+                return Err(Error::conflict(
+                    "version_conflict",
+                    format!("webhook {} is at version {}, not {v}", cur.id, cur.version),
+                ));
+            }
+        }
+        let mut w = cur.clone();
+        if let Some(u) = &req.url {
+            w.url = validate_url(u)?;
+        }
+        if let Some(e) = &req.events {
+            w.events = validate_events(e)?;
+        }
+        if req.description.is_some() {
+            validate_description(&req.description)?;
+            w.description = req.description.clone().filter(|d| !d.is_empty());
+        }
+        let now = now_ms();
+        match req.enabled {
+            Some(true) => w.disabled_at = None,
+            Some(false) => w.disabled_at = w.disabled_at.or(Some(now)),
+            None => {}
+        }
+        w.updated_at = now;
+        w.version += 1;
+        let mut tx = self.store().begin_write().await?;
+        if !store::update(tx.conn(), &w, cur.version).await? {
+            return Err(Error::conflict("version_conflict", format!("webhook {} changed concurrently; retry", cur.id)));
+        }
+        record(&mut tx, ctx, "webhook.updated", Some(&w.id), "ok", json!({"url": w.url, "events": w.events, "enabled": w.disabled_at.is_none()})).await?;
+        tx.commit().await?;
+        Ok(view(&w))
+    }
+
+    pub async fn delete_webhook(&self, ctx: &Ctx, id: &str) -> Result<(), Error> {
+        let w = self.webhook_row(&ctx.tenant, id).await?;
+        let mut tx = self.store().begin_write().await?;
+        secrets::delete_owner(tx.conn(), OWNER_KIND, &w.id).await?;
+        if !store::delete(tx.conn(), &ctx.tenant, &w.id).await? {
+            return Err(not_found(&w.id));
+        }
+        record(&mut tx, ctx, "webhook.deleted", Some(&w.id), "ok", json!({"url": w.url})).await?;
+        tx.commit().await
+    }
+
+    /// A new signing secret, shown once; the old one stops signing at once.
+    pub async fn rotate_webhook_secret(&self, ctx: &Ctx, id: &str) -> Result<CreatedWebhook, Error> {
+        let w = self.webhook_row(&ctx.tenant, id).await?;
+        let secret = SecretString::new(rekey_crypto::generate_webhook_secret().to_string());
+        let mut tx = self.store().begin_write().await?;
+        self.seal_webhook_secret(&mut tx, &ctx.tenant, &w.id, &secret).await?;
+        record(&mut tx, ctx, "webhook.secret_rotated", Some(&w.id), "ok", json!({})).await?;
+        tx.commit().await?;
+        Ok(CreatedWebhook {
+            webhook: view(&w),
+            secret: secret.expose().to_string(),
+        })
+    }
+
+    /// Queue a `webhook.test` event for this subscription only.
+    pub async fn test_webhook(&self, ctx: &Ctx, id: &str) -> Result<DeliveryView, Error> {
+        let w = self.webhook_row(&ctx.tenant, id).await?;
+        let now = now_ms();
+        let event = EventRow {
+            id: ids::new_id(ids::EVENT),
+            tenant: ctx.tenant.clone(),
+            kind: "webhook.test".into(),
+            payload: json!({"type": "webhook.test", "timestamp": ms_to_rfc3339(now), "data": {"webhook_id": w.id}}).to_string(),
+            created_at: now,
+        };
+        let did = ids::new_id(ids::DELIVERY);
+        let mut tx = self.store().begin_write().await?;
+        store::insert_event(tx.conn(), &event).await?;
+        store::insert_delivery(tx.conn(), &did, &ctx.tenant, &w.id, &event.id, now).await?;
+        let d = store::get_delivery(tx.conn(), &ctx.tenant, &did)
+            .await?
+            .ok_or_else(|| Error::internal("delivery vanished"))?;
+        tx.commit().await?;
+        Ok(delivery_view(&d, None))
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        q: &DeliveryQuery,
+    ) -> Result<DeliveryList, Error> {
+        let w = self.webhook_row(tenant, webhook_id).await?;
+        if let Some(s) = &q.status {
+            if !["pending", "delivered", "failed"].contains(&s.as_str()) {
+                return Err(Error::invalid("invalid_status", "`status` must be pending, delivered or failed"));
+            }
+        }
+        let limit = match q.limit {
+            None => 50,
+            Some(n) if (1..=200).contains(&n) => n,
+            Some(_) => return Err(Error::invalid("invalid_limit", "`limit` must be between 1 and 200")),
+        };
+        let cursor = q
+            .cursor
+            .as_deref()
+            .map(|c| ids::parse_id(ids::DELIVERY, c))
+            .transpose()
+            .map_err(|_| Error::invalid("invalid_cursor", "`cursor` is not a cursor returned by this endpoint"))?;
+        let mut c = self.store().read().await?;
+        let rows = store::list_deliveries(&mut c, tenant, &w.id, q.status.as_deref(), cursor.as_deref(), limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        let items: Vec<DeliveryView> = rows.iter().take(limit as usize).map(|d| delivery_view(d, None)).collect();
+        Ok(DeliveryList {
+            next_cursor: if more { items.last().map(|d| d.id.clone()) } else { None },
+            items,
+        })
+    }
+
+    pub async fn get_delivery(&self, tenant: &str, webhook_id: &str, id: &str) -> Result<DeliveryView, Error> {
+        let w = self.webhook_row(tenant, webhook_id).await?;
+        let id = ids::parse_id(ids::DELIVERY, id)?;
+        let mut c = self.store().read().await?;
+        let d = store::get_delivery(&mut c, tenant, &id)
+            .await?
+            .filter(|d| d.webhook_id == w.id)
+            .ok_or_else(|| Error::not_found("delivery_not_found", format!("delivery {id} of webhook {}", w.id)))?;
+        let attempts = store::attempts(&mut c, &d.id)
+            .await?
+            .into_iter()
+            .map(|a| DeliveryAttemptView {
+                id: a.id,
+                at: ms_to_rfc3339(a.at),
+                http_status: a.http_status,
+                error: a.error,
+                duration_ms: a.duration_ms,
+                response_body: a.response_body,
+            })
+            .collect();
+        Ok(delivery_view(&d, Some(attempts)))
+    }
+
+    /// Send a delivery again (same `webhook-id`), whatever its state.
+    pub async fn replay_delivery(&self, ctx: &Ctx, webhook_id: &str, id: &str) -> Result<DeliveryView, Error> {
+        let before = self.get_delivery(&ctx.tenant, webhook_id, id).await?;
+        let mut tx = self.store().begin_write().await?;
+        store::replay(tx.conn(), &ctx.tenant, &before.id, now_ms()).await?;
+        record(&mut tx, ctx, "webhook.delivery_replayed", Some(&before.id), "ok", json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
+        let d = store::get_delivery(tx.conn(), &ctx.tenant, &before.id)
+            .await?
+            .ok_or_else(|| Error::internal("delivery vanished"))?;
+        tx.commit().await?;
+        Ok(delivery_view(&d, None))
+    }
+
+    /// Forget leases at start-up: `None` drops all (single-process SQLite),
+    /// `Some(owner)` only this replica's.
+    pub async fn release_leases(&self, owner: Option<&str>) -> Result<(), Error> {
+        let mut tx = self.store().begin_write().await?;
+        store::release_leases(tx.conn(), owner).await?;
+        rekey_store::connections::release_check_leases(tx.conn(), owner).await?;
+        tx.commit().await
+    }
+
+    /// One pass of the delivery worker: claim due deliveries (lease long
+    /// enough for one attempt), post them in parallel, record each attempt.
+    /// A crash after the post and before the record re-sends after the lease
+    /// lapses: at-least-once, de-duplicated by receivers on `webhook-id`.
+    pub async fn deliver_due(&self, owner: &str, limit: i64) -> Result<DeliveryRun, Error> {
+        use futures_util::StreamExt;
+        let s = self.webhook_settings();
+        let now = now_ms();
+        let lease_ms = s.timeout.as_millis() as i64 * 3;
+        let claimed = {
+            let mut tx = self.store().begin_write().await?;
+            let backend = tx.backend();
+            let c = store::claim_due(tx.conn(), backend, owner, now, now + lease_ms, limit).await?;
+            tx.commit().await?;
+            c
+        };
+        let mut run = DeliveryRun {
+            claimed: claimed.len(),
+            ..Default::default()
+        };
+        let results: Vec<Result<Sent, Error>> = futures_util::stream::iter(claimed)
+            .map(|d| {
+                let s = s.clone();
+                async move { self.deliver_one(&s, d).await }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(Sent::Delivered) => run.delivered += 1,
+                Ok(Sent::Retry) => run.retrying += 1,
+                Ok(Sent::GaveUp) => run.gave_up += 1,
+                Err(e) => tracing::warn!(error = %e, "webhook delivery bookkeeping failed"),
+            }
+        }
+        Ok(run)
+    }
+
+    async fn webhook_secret(&self, tenant: &str, id: &str) -> Result<SecretString, Error> {
+        let rows = {
+            let mut c = self.store().read().await?;
+            secrets::for_owner(&mut c, OWNER_KIND, id).await?
+        };
+        let row = rows
+            .iter()
+            .find(|r| r.field == "secret")
+            .ok_or_else(|| Error::internal(format!("webhook {id} has no signing secret")))?;
+        let kr = self.keyring()?;
+        crate::sealing::open_row(&kr, &aad(tenant, id), row)
+            .map_err(|e| Error::DecryptionFailed(format!("signing secret of webhook {id}: {e}")))?
+    }
+
+    async fn deliver_one(&self, s: &WebhookSettings, d: Claimed) -> Result<Sent, Error> {
+        let secret = self.webhook_secret(&d.tenant, &d.webhook_id).await?;
+        // The timestamp is the attempt's (receivers reject stale ones); the
+        // id and body stay the same across attempts.
+        let ts = now_ms() / 1000;
+        let sig = rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
+            .map_err(|e| Error::internal(format!("webhook {}: {e}", d.webhook_id)))?;
+        drop(secret);
+        let req = self
+            .inner
+            .webhook_http
+            .inner()
+            .post(&d.url)
+            .timeout(s.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.event_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(d.payload.clone());
+        let started = Instant::now();
+        let res = self.inner.webhook_http.send(req).await;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let (http_status, error, body, ok) = match res {
+            Ok(r) => {
+                let ok = (200..300).contains(&r.status);
+                let body = (!r.body.is_empty()).then(|| rekey_core::scrub::scrub_body(&r.body, &[], 512));
+                let err = (!ok).then(|| format!("receiver answered HTTP {}", r.status));
+                (Some(i64::from(r.status)), err, body, ok)
+            }
+            Err(e) => (None, Some(e.to_string()), None, false),
+        };
+        let at = now_ms();
+        let attempts = d.attempts + 1;
+        let (status, next, sent) = if ok {
+            ("delivered", at, Sent::Delivered)
+        } else if attempts >= s.max_attempts {
+            ("failed", at, Sent::GaveUp)
+        } else {
+            ("pending", at + retry_delay_ms(s, attempts), Sent::Retry)
+        };
+        let mut tx = self.store().begin_write().await?;
+        store::finish_attempt(
+            tx.conn(),
+            &ids::new_id(ids::ATTEMPT),
+            &d,
+            at,
+            http_status,
+            error.as_deref(),
+            duration_ms,
+            body.as_deref(),
+            status,
+            next,
+        )
+        .await?;
+        tx.commit().await?;
+        if let Sent::GaveUp = sent {
+            tracing::warn!(delivery = %d.delivery_id, webhook = %d.webhook_id, attempts, "webhook delivery failed for good");
+        }
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_match_types_families_and_all() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(matches(&f(&["*"]), "connection.created"));
+        assert!(matches(&f(&["connection.*"]), "connection.created"));
+        assert!(!matches(&f(&["connection.*"]), "webhook.test"));
+        assert!(!matches(&f(&["conn.*"]), "connection.created"));
+        assert!(matches(&f(&["connection.revoked"]), "connection.revoked"));
+        assert!(!matches(&f(&["connection.revoked"]), "connection.created"));
+    }
+
+    #[test]
+    fn event_filters_and_urls_are_validated() {
+        assert!(validate_events(&["connection.*".into()]).is_ok());
+        assert!(validate_events(&["connection.nope".into()]).is_err());
+        assert!(validate_events(&[]).is_err());
+        assert!(validate_url("https://hooks.example.com/x").is_ok());
+        assert!(validate_url("http://127.0.0.1:9/x").is_ok());
+        assert!(validate_url("http://hooks.example.com/x").is_err());
+        assert!(validate_url("https://u:p@hooks.example.com/").is_err());
+        assert!(validate_url("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        let s = WebhookSettings::default();
+        let d1 = retry_delay_ms(&s, 1);
+        assert!((8_000..=12_000).contains(&d1), "{d1}");
+        let d3 = retry_delay_ms(&s, 3);
+        assert!((32_000..=48_000).contains(&d3), "{d3}");
+        let d20 = retry_delay_ms(&s, 20);
+        assert!(d20 <= 3_600_000 * 12 / 10, "{d20}");
+    }
+}

@@ -1,0 +1,405 @@
+//! Webhook subscriptions, the event outbox, deliveries and their attempts.
+//! The signing secret lives in `secrets` (owner kind `webhook`), sealed.
+
+use crate::{db_err, json_list, parse_list, Backend};
+use rekey_core::Error;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+#[derive(Debug, Clone)]
+pub struct WebhookRow {
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    /// Event types or patterns (`connection.*`, `*`).
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+const HOOK_COLS: &str =
+    "id, tenant, url, events, description, disabled_at, created_at, updated_at, version";
+
+fn hook(r: &AnyRow) -> Result<WebhookRow, sqlx::Error> {
+    Ok(WebhookRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        url: r.try_get("url")?,
+        events: parse_list(&r.try_get::<String, _>("events")?),
+        description: r.try_get("description")?,
+        disabled_at: r.try_get("disabled_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        version: r.try_get("version")?,
+    })
+}
+
+pub async fn insert(c: &mut AnyConnection, w: &WebhookRow) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO webhooks ({HOOK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(&w.id)
+    .bind(&w.tenant)
+    .bind(&w.url)
+    .bind(json_list(&w.events))
+    .bind(&w.description)
+    .bind(w.disabled_at)
+    .bind(w.created_at)
+    .bind(w.updated_at)
+    .bind(w.version)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Optimistic update; false when the version moved.
+pub async fn update(c: &mut AnyConnection, w: &WebhookRow, expected: i64) -> Result<bool, Error> {
+    let r = sqlx::query("UPDATE webhooks SET url = $1, events = $2, description = $3, disabled_at = $4, updated_at = $5, version = $6 WHERE tenant = $7 AND id = $8 AND version = $9")
+        .bind(&w.url)
+        .bind(json_list(&w.events))
+        .bind(&w.description)
+        .bind(w.disabled_at)
+        .bind(w.updated_at)
+        .bind(w.version)
+        .bind(&w.tenant)
+        .bind(&w.id)
+        .bind(expected)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn get(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<WebhookRow>, Error> {
+    let r = sqlx::query(&format!("SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)?;
+    r.as_ref().map(hook).transpose().map_err(db_err)
+}
+
+pub async fn list(c: &mut AnyConnection, tenant: &str) -> Result<Vec<WebhookRow>, Error> {
+    let rows = sqlx::query(&format!("SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 ORDER BY id"))
+        .bind(tenant)
+        .fetch_all(c)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(hook).collect::<Result<_, _>>().map_err(db_err)
+}
+
+/// Deletes the subscription and (by cascade) its deliveries and attempts.
+pub async fn delete(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<bool, Error> {
+    let r = sqlx::query("DELETE FROM webhooks WHERE tenant = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: String,
+    pub tenant: String,
+    pub kind: String,
+    /// The JSON body sent to receivers, exactly as signed.
+    pub payload: String,
+    pub created_at: i64,
+}
+
+pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<(), Error> {
+    sqlx::query("INSERT INTO webhook_events (id, tenant, type, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&e.id)
+        .bind(&e.tenant)
+        .bind(&e.kind)
+        .bind(&e.payload)
+        .bind(e.created_at)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub tenant: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_http_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+const DEL_COLS: &str = "d.id, d.tenant, d.webhook_id, d.event_id, e.type AS event_type, d.status, d.attempts, d.next_attempt_at, d.last_http_status, d.last_error, d.created_at, d.updated_at, d.delivered_at";
+
+fn delivery(r: &AnyRow) -> Result<DeliveryRow, sqlx::Error> {
+    Ok(DeliveryRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        webhook_id: r.try_get("webhook_id")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_http_status: r.try_get("last_http_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        delivered_at: r.try_get("delivered_at")?,
+    })
+}
+
+pub async fn insert_delivery(
+    c: &mut AnyConnection,
+    id: &str,
+    tenant: &str,
+    webhook_id: &str,
+    event_id: &str,
+    now: i64,
+) -> Result<(), Error> {
+    sqlx::query("INSERT INTO webhook_deliveries (id, tenant, webhook_id, event_id, status, attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)")
+        .bind(id)
+        .bind(tenant)
+        .bind(webhook_id)
+        .bind(event_id)
+        .bind(now)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn get_delivery(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<DeliveryRow>, Error> {
+    let r = sqlx::query(&format!(
+        "SELECT {DEL_COLS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.tenant = $1 AND d.id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
+    r.as_ref().map(delivery).transpose().map_err(db_err)
+}
+
+/// A subscription's deliveries, newest first; `before_id` pages.
+pub async fn list_deliveries(
+    c: &mut AnyConnection,
+    tenant: &str,
+    webhook_id: &str,
+    status: Option<&str>,
+    before_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DEL_COLS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+         WHERE d.tenant = $1 AND d.webhook_id = $2 AND ($3 IS NULL OR d.status = $3) AND ($4 IS NULL OR d.id < $4) \
+         ORDER BY d.id DESC LIMIT $5"
+    ))
+    .bind(tenant)
+    .bind(webhook_id)
+    .bind(status)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(delivery).collect::<Result<_, _>>().map_err(db_err)
+}
+
+/// What the delivery worker needs for one claimed delivery.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: String,
+    pub tenant: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub event_id: String,
+    pub payload: String,
+    pub created_at: i64,
+    pub attempts: i64,
+}
+
+/// Claim up to `limit` due deliveries (pending, due, no live lease) for
+/// `owner` until `lease_until`. PostgreSQL: `FOR UPDATE SKIP LOCKED` keeps
+/// replicas from claiming the same rows.
+pub async fn claim_due(
+    c: &mut AnyConnection,
+    backend: Backend,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<Claimed>, Error> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let ids = sqlx::query(&format!(
+        "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+         SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+         AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at, id LIMIT $4{lock}) RETURNING id"
+    ))
+    .bind(owner)
+    .bind(lease_until)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for r in &ids {
+        let id: String = r.try_get("id").map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT d.id, d.tenant, d.webhook_id, w.url, d.event_id, e.payload, e.created_at, d.attempts \
+             FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN webhook_events e ON e.id = d.event_id WHERE d.id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+        if let Some(r) = row {
+            out.push(Claimed {
+                delivery_id: r.try_get("id").map_err(db_err)?,
+                tenant: r.try_get("tenant").map_err(db_err)?,
+                webhook_id: r.try_get("webhook_id").map_err(db_err)?,
+                url: r.try_get("url").map_err(db_err)?,
+                event_id: r.try_get("event_id").map_err(db_err)?,
+                payload: r.try_get("payload").map_err(db_err)?,
+                created_at: r.try_get("created_at").map_err(db_err)?,
+                attempts: r.try_get("attempts").map_err(db_err)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Record one attempt and the delivery's new state in one statement pair.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_attempt(
+    c: &mut AnyConnection,
+    attempt_id: &str,
+    d: &Claimed,
+    at: i64,
+    http_status: Option<i64>,
+    error: Option<&str>,
+    duration_ms: i64,
+    response_body: Option<&str>,
+    new_status: &str,
+    next_attempt_at: i64,
+) -> Result<(), Error> {
+    sqlx::query("INSERT INTO webhook_attempts (id, delivery_id, tenant, at, http_status, error, duration_ms, response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(attempt_id)
+        .bind(&d.delivery_id)
+        .bind(&d.tenant)
+        .bind(at)
+        .bind(http_status)
+        .bind(error)
+        .bind(duration_ms)
+        .bind(response_body)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    let delivered_at = (new_status == "delivered").then_some(at);
+    sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, last_http_status = $3, last_error = $4, updated_at = $5, delivered_at = $6 WHERE id = $7")
+        .bind(new_status)
+        .bind(next_attempt_at)
+        .bind(http_status)
+        .bind(error)
+        .bind(at)
+        .bind(delivered_at)
+        .bind(&d.delivery_id)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Put a delivery back in the queue, due now, with a fresh attempt budget.
+pub async fn replay(c: &mut AnyConnection, tenant: &str, id: &str, now: i64) -> Result<bool, Error> {
+    let r = sqlx::query("UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, lease_until = NULL, delivered_at = NULL, updated_at = $1 WHERE tenant = $2 AND id = $3")
+        .bind(now)
+        .bind(tenant)
+        .bind(id)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Drop the leases `owner` holds, or all leases (single-process SQLite start-up).
+pub async fn release_leases(c: &mut AnyConnection, owner: Option<&str>) -> Result<u64, Error> {
+    let r = match owner {
+        Some(o) => sqlx::query("UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
+            .bind(o)
+            .execute(c)
+            .await,
+        None => sqlx::query("UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+            .execute(c)
+            .await,
+    }
+    .map_err(db_err)?;
+    Ok(r.rows_affected())
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub id: String,
+    pub at: i64,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub response_body: Option<String>,
+}
+
+pub async fn attempts(c: &mut AnyConnection, delivery_id: &str) -> Result<Vec<AttemptRow>, Error> {
+    let rows = sqlx::query("SELECT id, at, http_status, error, duration_ms, response_body FROM webhook_attempts WHERE delivery_id = $1 ORDER BY at, id")
+        .bind(delivery_id)
+        .fetch_all(c)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttemptRow {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                http_status: r.try_get("http_status")?,
+                error: r.try_get("error")?,
+                duration_ms: r.try_get("duration_ms")?,
+                response_body: r.try_get("response_body")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db_err)
+}
+
+/// Counts of deliveries per status (metrics, status page).
+pub async fn count_by_status(c: &mut AnyConnection) -> Result<Vec<(String, i64)>, Error> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status")
+        .fetch_all(c)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db_err)
+}
