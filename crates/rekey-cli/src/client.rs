@@ -80,6 +80,12 @@ pub enum ConnectionsCmd {
         owner_email: Option<String>,
         #[arg(long)]
         owner_subject: Option<String>,
+        /// A value for one of the provider's URL placeholders (`site=acme`); repeatable.
+        #[arg(long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+        /// Probe this URL instead of the catalog's health endpoint.
+        #[arg(long)]
+        probe_url: Option<String>,
     },
     /// Delete a connection and destroy its stored secrets (OAuth grants are revoked first).
     Delete {
@@ -111,6 +117,100 @@ pub enum ConnectionsCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Run the health probe now. Exit status 0 when healthy (or no probe
+    /// applies), 3 when the check failed.
+    Check {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCmd {
+    /// List subscriptions.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Subscribe a URL; prints the signing secret once.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        url: String,
+        /// Event types, `connection.*` or `*` (comma-separated or repeated).
+        #[arg(long = "event", value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Change URL or events, or pause/resume delivery.
+    Update {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long = "event", value_delimiter = ',')]
+        events: Vec<String>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    Delete {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Replace the signing secret; prints the new one once.
+    RotateSecret {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Send a `webhook.test` event.
+    Test {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Deliveries of a subscription, newest first.
+    Deliveries {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// pending, delivered or failed.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One delivery with its attempts.
+    Delivery {
+        webhook: String,
+        delivery: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Send a delivery again (same webhook-id).
+    Replay {
+        webhook: String,
+        delivery: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| "expected NAME=VALUE".to_string())
 }
 
 #[derive(Subcommand)]
@@ -377,6 +477,8 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
             scopes,
             owner_email,
             owner_subject,
+            params,
+            probe_url,
         } => {
             let c = Client::new(&api)?;
             let text = if credentials_file == "-" {
@@ -402,6 +504,8 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 tags,
                 custody,
                 expires_at: None,
+                params: params.into_iter().collect(),
+                probe_url,
                 credentials,
             })?;
             let v: ConnectionView = c.post("/api/v1/connections", &[], Some(&body)).await?;
@@ -476,6 +580,40 @@ pub async fn connections(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 println!("{}", sess.url);
             } else {
                 println!("accepted the parked grant; {id} is {}", r.connection.status);
+            }
+        }
+        ConnectionsCmd::Check { id, api } => {
+            let c = Client::new(&api)?;
+            let r: CheckResult = c
+                .post(
+                    &format!("/api/v1/connections/{}/check", urlencode(&id)),
+                    &[],
+                    None,
+                )
+                .await?;
+            if api.json {
+                print_json(&r)?;
+            } else {
+                let transition = if r.status_before == r.status {
+                    r.status.clone()
+                } else {
+                    format!("{} -> {}", r.status_before, r.status)
+                };
+                println!(
+                    "{}: {} ({transition}{}, {} ms)",
+                    r.connection_id,
+                    r.outcome,
+                    r.http_status
+                        .map(|s| format!(", HTTP {s}"))
+                        .unwrap_or_default(),
+                    r.duration_ms
+                );
+                if let Some(m) = &r.message {
+                    println!("  {m}");
+                }
+            }
+            if !matches!(r.outcome.as_str(), "ok" | "skipped") {
+                return Ok(ExitCode::from(3));
             }
         }
         ConnectionsCmd::Refresh { id, api } => {
@@ -733,6 +871,204 @@ pub async fn connect_link(
         print_json(&sess)?;
     } else {
         println!("{}", sess.url);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_secret_once(w: &CreatedWebhook, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({"webhook": w.webhook, "secret": w.secret}));
+    }
+    println!("{}", w.webhook.id);
+    println!(
+        "signing secret (shown once; store it with the receiver): {}",
+        w.secret
+    );
+    Ok(())
+}
+
+fn webhook_row(w: &WebhookView) -> Vec<String> {
+    vec![
+        w.id.clone(),
+        if w.enabled { "enabled" } else { "paused" }.into(),
+        w.events.join(","),
+        w.url.clone(),
+    ]
+}
+
+fn delivery_row(d: &DeliveryView) -> Vec<String> {
+    vec![
+        d.id.clone(),
+        d.event_type.clone(),
+        d.status.clone(),
+        d.attempts.to_string(),
+        d.last_http_status
+            .map(|s| s.to_string())
+            .or_else(|| d.last_error.clone())
+            .unwrap_or_else(|| "-".into()),
+        d.event_id.clone(),
+    ]
+}
+
+const DELIVERY_HEADERS: [&str; 6] = ["id", "event", "status", "attempts", "last", "webhook-id"];
+
+pub async fn webhooks(cmd: WebhooksCmd) -> Result<ExitCode> {
+    let hook = |id: &str| format!("/api/v1/webhooks/{}", urlencode(id));
+    match cmd {
+        WebhooksCmd::List { api } => {
+            let c = Client::new(&api)?;
+            let l: WebhookList = c.get("/api/v1/webhooks", &[]).await?;
+            if api.json {
+                print_json(&l.items)?;
+            } else {
+                print_table(
+                    &["id", "state", "events", "url"],
+                    l.items.iter().map(webhook_row).collect(),
+                );
+            }
+        }
+        WebhooksCmd::Create {
+            api,
+            url,
+            events,
+            description,
+        } => {
+            let c = Client::new(&api)?;
+            let body = serde_json::to_value(CreateWebhook {
+                url,
+                events,
+                description,
+            })?;
+            let w: CreatedWebhook = c.post("/api/v1/webhooks", &[], Some(&body)).await?;
+            print_secret_once(&w, api.json)?;
+        }
+        WebhooksCmd::Show { id, api } => {
+            let c = Client::new(&api)?;
+            let w: WebhookView = c.get(&hook(&id), &[]).await?;
+            if api.json {
+                print_json(&w)?;
+            } else {
+                print_table(&["id", "state", "events", "url"], vec![webhook_row(&w)]);
+            }
+        }
+        WebhooksCmd::Update {
+            id,
+            api,
+            url,
+            events,
+            enable,
+            disable,
+        } => {
+            let c = Client::new(&api)?;
+            let body = serde_json::to_value(UpdateWebhook {
+                url,
+                events: (!events.is_empty()).then_some(events),
+                enabled: if enable {
+                    Some(true)
+                } else if disable {
+                    Some(false)
+                } else {
+                    None
+                },
+                ..Default::default()
+            })?;
+            let w: WebhookView = c
+                .call(Method::PATCH, &hook(&id), &[], Some(&body))
+                .await?
+                .ok_or_else(|| anyhow!("empty response"))?;
+            if api.json {
+                print_json(&w)?;
+            } else {
+                print_table(&["id", "state", "events", "url"], vec![webhook_row(&w)]);
+            }
+        }
+        WebhooksCmd::Delete { id, api } => {
+            let c = Client::new(&api)?;
+            c.call::<Value>(Method::DELETE, &hook(&id), &[], None)
+                .await?;
+            println!("deleted {id}");
+        }
+        WebhooksCmd::RotateSecret { id, api } => {
+            let c = Client::new(&api)?;
+            let w: CreatedWebhook = c
+                .post(&format!("{}/rotate-secret", hook(&id)), &[], None)
+                .await?;
+            print_secret_once(&w, api.json)?;
+        }
+        WebhooksCmd::Test { id, api } => {
+            let c = Client::new(&api)?;
+            let d: DeliveryView = c.post(&format!("{}/test", hook(&id)), &[], None).await?;
+            if api.json {
+                print_json(&d)?;
+            } else {
+                println!("queued {} (webhook-id {})", d.id, d.event_id);
+            }
+        }
+        WebhooksCmd::Deliveries { id, api, status } => {
+            let c = Client::new(&api)?;
+            let q: Vec<(&str, String)> = status.map(|s| vec![("status", s)]).unwrap_or_default();
+            let l: DeliveryList = c.get(&format!("{}/deliveries", hook(&id)), &q).await?;
+            if api.json {
+                print_json(&l.items)?;
+            } else {
+                print_table(
+                    &DELIVERY_HEADERS,
+                    l.items.iter().map(delivery_row).collect(),
+                );
+            }
+        }
+        WebhooksCmd::Delivery {
+            webhook,
+            delivery,
+            api,
+        } => {
+            let c = Client::new(&api)?;
+            let d: DeliveryView = c
+                .get(
+                    &format!("{}/deliveries/{}", hook(&webhook), urlencode(&delivery)),
+                    &[],
+                )
+                .await?;
+            if api.json {
+                print_json(&d)?;
+            } else {
+                print_table(&DELIVERY_HEADERS, vec![delivery_row(&d)]);
+                for a in d.attempt_log.iter().flatten() {
+                    println!(
+                        "  {}  {}  {} ms  {}",
+                        a.at,
+                        a.http_status
+                            .map(|s| format!("HTTP {s}"))
+                            .unwrap_or_else(|| "-".into()),
+                        a.duration_ms,
+                        a.error.clone().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        WebhooksCmd::Replay {
+            webhook,
+            delivery,
+            api,
+        } => {
+            let c = Client::new(&api)?;
+            let d: DeliveryView = c
+                .post(
+                    &format!(
+                        "{}/deliveries/{}/replay",
+                        hook(&webhook),
+                        urlencode(&delivery)
+                    ),
+                    &[],
+                    None,
+                )
+                .await?;
+            if api.json {
+                print_json(&d)?;
+            } else {
+                println!("queued {} again (webhook-id {})", d.id, d.event_id);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,25 @@ pub struct ServeArgs {
     /// Seconds between background token-refresh passes (0 disables).
     #[arg(long, env = "REKEY_REFRESH_INTERVAL", default_value_t = 60)]
     pub refresh_interval: u64,
+    /// Seconds between scheduled health checks of each connection (±10 %
+    /// jitter; degraded connections sooner, with backoff). 0 disables.
+    #[arg(long, env = "REKEY_CHECK_INTERVAL", default_value_t = 900)]
+    pub check_interval: u64,
+    /// Health checks in flight at once, per provider.
+    #[arg(long, env = "REKEY_CHECK_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub check_concurrency: u32,
+    /// Health checks started per second, per provider (0 = unlimited).
+    #[arg(long, env = "REKEY_CHECK_RATE", default_value_t = 5.0)]
+    pub check_rate: f64,
+    /// Webhook delivery attempts before a delivery is marked failed.
+    #[arg(long, env = "REKEY_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_max_attempts: u32,
+    /// First webhook retry wait in milliseconds; it doubles per attempt (±20 % jitter) up to an hour.
+    #[arg(long, env = "REKEY_WEBHOOK_RETRY_BASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub webhook_retry_base_ms: u64,
+    /// How often the health and webhook workers look for due work, in milliseconds.
+    #[arg(long, env = "REKEY_WORKER_TICK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000), hide = true)]
+    pub worker_tick_ms: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -149,18 +168,58 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
     // A stable line on stdout for scripts and test harnesses.
     println!("rekey listening on http://{addr}");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = (a.refresh_interval > 0).then(|| {
-        rekey_server::workers::spawn_refresh_worker(
-            opened.rekey.clone(),
-            std::time::Duration::from_secs(a.refresh_interval),
-            stop_rx,
-        )
+    if !(a.check_rate.is_finite() && a.check_rate >= 0.0) {
+        bail!("REKEY_CHECK_RATE must be a number ≥ 0");
+    }
+    let rekey = opened.rekey.clone();
+    rekey.set_health_settings(rekey_service::HealthSettings {
+        interval: std::time::Duration::from_secs(a.check_interval.max(1)),
+        per_provider_concurrency: a.check_concurrency as usize,
+        per_provider_rate: a.check_rate,
+        ..Default::default()
     });
+    rekey.set_webhook_settings(rekey_service::WebhookSettings {
+        max_attempts: i64::from(a.webhook_max_attempts),
+        base_delay_ms: a.webhook_retry_base_ms as i64,
+        ..Default::default()
+    });
+    // This replica's name on the leases it takes.
+    let owner = rekey_core::ids::new_id("replica");
+    rekey
+        .release_stale_leases()
+        .await
+        .context("cannot release stale leases")?;
+    let tick = std::time::Duration::from_millis(a.worker_tick_ms);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    if a.refresh_interval > 0 {
+        workers.push(rekey_server::workers::spawn_refresh_worker(
+            rekey.clone(),
+            std::time::Duration::from_secs(a.refresh_interval),
+            stop_rx.clone(),
+        ));
+    }
+    if a.check_interval > 0 {
+        workers.push(rekey_server::workers::spawn_health_worker(
+            rekey.clone(),
+            owner.clone(),
+            tick,
+            stop_rx.clone(),
+        ));
+    }
+    workers.push(rekey_server::workers::spawn_delivery_worker(
+        rekey.clone(),
+        owner.clone(),
+        tick,
+        stop_rx,
+    ));
     rekey_server::serve(listener, opened.rekey.clone(), shutdown_signal()).await?;
     let _ = stop_tx.send(true);
-    if let Some(w) = worker {
+    for w in workers {
         let _ = w.await;
+    }
+    if let Err(e) = rekey.release_leases(Some(&owner)).await {
+        tracing::warn!(error = %e, "could not release leases at shutdown");
     }
     opened.rekey.store().close().await;
     tracing::info!("stopped");

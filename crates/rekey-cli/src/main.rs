@@ -32,6 +32,9 @@ enum Cmd {
     /// Connections (API client: REKEY_URL, REKEY_TOKEN).
     #[command(subcommand)]
     Connections(client::ConnectionsCmd),
+    /// Webhook subscriptions and deliveries (API client).
+    #[command(subcommand)]
+    Webhooks(client::WebhooksCmd),
     /// OAuth app registrations (API client).
     #[command(subcommand)]
     Integrations(client::IntegrationsCmd),
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
             Cmd::Connections(c) => client::connections(c).await,
             Cmd::Providers(c) => client::providers(c).await,
             Cmd::Integrations(c) => client::integrations(c).await,
+            Cmd::Webhooks(c) => client::webhooks(c).await,
             Cmd::ConnectLink {
                 api,
                 integration,

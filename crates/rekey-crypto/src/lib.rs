@@ -14,10 +14,10 @@ mod envelope;
 mod keyring;
 
 pub mod webhook;
-pub use webhook::{generate_webhook_secret, sign_webhook, WEBHOOK_SECRET_PREFIX};
 pub use apikey::{generate_api_key, hash_api_key, API_KEY_PREFIX};
 pub use envelope::{Aad, Sealed};
 pub use keyring::{Kek, Keyring, KeyringSource};
+pub use webhook::{generate_webhook_secret, sign_webhook, WEBHOOK_SECRET_PREFIX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {

@@ -15,7 +15,10 @@ pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
 pub fn generate_webhook_secret() -> Zeroizing<String> {
     let mut key = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(key.as_mut());
-    Zeroizing::new(format!("{WEBHOOK_SECRET_PREFIX}{}", B64.encode(key.as_ref())))
+    Zeroizing::new(format!(
+        "{WEBHOOK_SECRET_PREFIX}{}",
+        B64.encode(key.as_ref())
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -117,6 +117,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     }
 }
 
+/// Two path parameters (a parent id and a child id).
+pub struct ApiPath2(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath2 {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path((a, b))) => Ok(ApiPath2(a, b)),
+            Err(_) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_id",
+                "an id in the path is not valid".into(),
+            )),
+        }
+    }
+}
+
 /// `If-Match: "3"` (or `3`, `W/"3"`) → expected version.
 pub struct IfMatch(pub Option<i64>);
 

@@ -79,6 +79,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::audit::router())
         .merge(routes::integrations::router())
         .merge(routes::connect::router())
+        .merge(routes::webhooks::router())
         .split_for_parts()
 }
 

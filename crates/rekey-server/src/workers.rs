@@ -46,3 +46,88 @@ fn rand_jitter() -> u32 {
         .unwrap_or(0);
     t ^ std::process::id()
 }
+
+/// Run the health scheduler: every `tick`, claim the connections whose
+/// check is due and check them (see `Rekey::check_due`). A full batch means
+/// more are due, so the next pass starts at once.
+pub fn spawn_health_worker(
+    rekey: Rekey,
+    owner: String,
+    tick: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut immediate = false;
+        loop {
+            if !immediate {
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            if *stop.borrow() {
+                break;
+            }
+            match rekey.check_due(&owner).await {
+                Ok(run) => {
+                    if run.claimed > 0 {
+                        tracing::info!(
+                            claimed = run.claimed,
+                            ok = run.ok,
+                            failed = run.failed,
+                            skipped = run.skipped,
+                            "health pass"
+                        );
+                    }
+                    immediate = run.claimed > 0 && run.claimed as i64 >= rekey.health_batch();
+                }
+                Err(e) => {
+                    immediate = false;
+                    tracing::warn!(error = %e, "health pass failed");
+                }
+            }
+        }
+    })
+}
+
+/// Run the webhook delivery worker: every `tick`, post due deliveries.
+pub fn spawn_delivery_worker(
+    rekey: Rekey,
+    owner: String,
+    tick: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    const BATCH: i64 = 100;
+    tokio::spawn(async move {
+        let mut immediate = false;
+        loop {
+            if !immediate {
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            if *stop.borrow() {
+                break;
+            }
+            match rekey.deliver_due(&owner, BATCH).await {
+                Ok(run) => {
+                    if run.claimed > 0 {
+                        tracing::info!(
+                            claimed = run.claimed,
+                            delivered = run.delivered,
+                            retrying = run.retrying,
+                            gave_up = run.gave_up,
+                            "webhook pass"
+                        );
+                    }
+                    immediate = run.claimed as i64 >= BATCH;
+                }
+                Err(e) => {
+                    immediate = false;
+                    tracing::warn!(error = %e, "webhook pass failed");
+                }
+            }
+        }
+    })
+}

@@ -888,7 +888,13 @@ impl Rekey {
             }),
         )
         .await?;
-        emit(&mut tx, &s.tenant, "connection.created", connection_data(&row)).await?;
+        emit(
+            &mut tx,
+            &s.tenant,
+            "connection.created",
+            connection_data(&row),
+        )
+        .await?;
         tx.commit().await?;
         Ok(CallbackOutcome::Connected {
             connection_id: row.id,
@@ -979,7 +985,15 @@ impl Rekey {
             self.write_secrets(&mut tx, &row, &new_secrets).await?;
             record(&mut tx, &ctx, "connection.reauthorized", Some(cid), "ok", json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
             if row.status != status_before {
-                crate::health::status_changed(&mut tx, &ctx, &row, status_before, "reauthorization", None).await?;
+                crate::health::status_changed(
+                    &mut tx,
+                    &ctx,
+                    &row,
+                    status_before,
+                    "reauthorization",
+                    None,
+                )
+                .await?;
             }
             let mut data = connection_data(&row);
             data["method"] = json!("oauth");

@@ -240,7 +240,13 @@ impl Rekey {
             }),
         )
         .await?;
-        emit(&mut tx, &ctx.tenant, "connection.created", connection_data(&row)).await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            "connection.created",
+            connection_data(&row),
+        )
+        .await?;
         tx.commit().await?;
         Ok(views::connection(&row))
     }
@@ -464,7 +470,8 @@ impl Rekey {
         self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
         store::schedule_check(tx.conn(), &ctx.tenant, &id, now).await?;
         if row.status != from {
-            crate::health::status_changed(&mut tx, ctx, &row, from, "credentials_update", None).await?;
+            crate::health::status_changed(&mut tx, ctx, &row, from, "credentials_update", None)
+                .await?;
         }
         let mut data = connection_data(&row);
         data["method"] = json!("credentials_update");
@@ -593,7 +600,13 @@ impl Rekey {
             }),
         )
         .await?;
-        emit(&mut tx, &ctx.tenant, "connection.deleted", connection_data(&row)).await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            "connection.deleted",
+            connection_data(&row),
+        )
+        .await?;
         tx.commit().await
     }
 

@@ -196,7 +196,11 @@ pub(crate) async fn status_changed(
         .last_error
         .as_deref()
         .and_then(|e| serde_json::from_str::<Value>(e).ok());
-    let outcome = if r.status == Status::Active { "ok" } else { "error" };
+    let outcome = if r.status == Status::Active {
+        "ok"
+    } else {
+        "error"
+    };
     record(
         tx,
         ctx,
@@ -356,7 +360,13 @@ fn body_lookup(v: &Option<Value>) -> impl Fn(&str) -> Option<BodyValue> + '_ {
 /// scrubbed: Slack's `invalid_auth`, an OAuth `invalid_token`.
 fn provider_reason(body: &Option<Value>, known: &[&str]) -> Option<String> {
     let l = body_lookup(body);
-    for path in ["error.message", "error_description", "error", "message", "errors.0.message"] {
+    for path in [
+        "error.message",
+        "error_description",
+        "error",
+        "message",
+        "errors.0.message",
+    ] {
         if let Some(BodyValue::Str(s)) = l(path) {
             let t = rekey_core::scrub::scrub_text(&s, known);
             return Some(t.chars().take(200).collect());
@@ -372,6 +382,11 @@ impl Rekey {
         }
     }
 
+    /// Connections claimed per scheduler pass.
+    pub fn health_batch(&self) -> i64 {
+        self.health_settings().batch
+    }
+
     pub(crate) fn health_settings(&self) -> HealthSettings {
         self.inner
             .health_settings
@@ -384,7 +399,9 @@ impl Rekey {
     /// connection's URL override; an override alone makes a plain GET probe.
     fn probe_of(&self, row: &ConnectionRow) -> Result<Probe, String> {
         let provider = self.catalog().get(&row.provider);
-        let catalog = provider.and_then(|p| p.probe_for(row.kind.as_str())).cloned();
+        let catalog = provider
+            .and_then(|p| p.probe_for(row.kind.as_str()))
+            .cloned();
         match (catalog, &row.probe_url) {
             (Some(mut p), Some(u)) => {
                 p.url = Some(u.clone());
@@ -415,7 +432,11 @@ impl Rekey {
         if !row.kind.is_static() {
             let integ = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
                 .ok()
-                .and_then(|m| m.get("integration_id").and_then(Value::as_str).map(str::to_string));
+                .and_then(|m| {
+                    m.get("integration_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
             if let Some(iid) = integ {
                 if let Ok(i) = self.integration_row(&row.tenant, &iid).await {
                     params.extend(
@@ -425,13 +446,20 @@ impl Rekey {
                 }
             }
         }
-        params.extend(serde_json::from_str::<BTreeMap<String, String>>(&row.params).unwrap_or_default());
+        params.extend(
+            serde_json::from_str::<BTreeMap<String, String>>(&row.params).unwrap_or_default(),
+        );
         params
     }
 
     /// The credential in the form the probe sends it. OAuth connections get
     /// a fresh access token first (which records a failed refresh itself).
-    async fn presented(&self, ctx: &Ctx, row: &ConnectionRow, probe: &Probe) -> Result<Presented, Error> {
+    async fn presented(
+        &self,
+        ctx: &Ctx,
+        row: &ConnectionRow,
+        probe: &Probe,
+    ) -> Result<Presented, Error> {
         if probe.protocol != ProbeProtocol::Http {
             return Ok(Presented::Unsupported(format!(
                 "`{}` probes are not run yet; health comes from refreshes and use",
@@ -442,7 +470,9 @@ impl Rekey {
             )));
         }
         if probe.aws_sigv4.is_some() {
-            return Ok(Presented::Unsupported("AWS SigV4 probes are not run yet".into()));
+            return Ok(Presented::Unsupported(
+                "AWS SigV4 probes are not run yet".into(),
+            ));
         }
         if !row.kind.is_static() {
             let (r, s) = self.fresh_oauth(ctx, &row.id, false).await?;
@@ -517,7 +547,9 @@ impl Rekey {
                 return Observation {
                     outcome: Outcome::Unexpected,
                     code: "probe_misconfigured".into(),
-                    message: format!("cannot build the probe URL: {e}; set `params` on the connection"),
+                    message: format!(
+                        "cannot build the probe URL: {e}; set `params` on the connection"
+                    ),
                     http_status: None,
                     body: None,
                     retry_after_secs: None,
@@ -533,7 +565,9 @@ impl Rekey {
         req = req.timeout(Duration::from_secs(u64::from(probe.timeout_secs)));
         for (k, v) in &probe.headers {
             let v = match self.catalog().get(&row.provider) {
-                Some(p) if v.contains('{') => p.render_url(v, &params).unwrap_or_else(|_| v.clone()),
+                Some(p) if v.contains('{') => {
+                    p.render_url(v, &params).unwrap_or_else(|_| v.clone())
+                }
                 _ => v.clone(),
             };
             req = req.header(k.as_str(), v);
@@ -571,7 +605,8 @@ impl Rekey {
         let json: Option<Value> = serde_json::from_slice(&resp.body).ok();
         let judged = probe.judge(resp.status, &body_lookup(&json));
         let reason = provider_reason(&json, known);
-        let body = (!resp.body.is_empty()).then(|| rekey_core::scrub::scrub_body(&resp.body, known, 1024));
+        let body =
+            (!resp.body.is_empty()).then(|| rekey_core::scrub::scrub_body(&resp.body, known, 1024));
         let status = resp.status;
         let with_reason = |m: String| match &reason {
             Some(r) => format!("{m}: {r}"),
@@ -582,12 +617,19 @@ impl Rekey {
             ProbeOutcome::AuthFailure => (
                 Outcome::AuthFailure,
                 "auth_rejected",
-                with_reason(format!("the provider rejected the credential (HTTP {status})")),
+                with_reason(format!(
+                    "the provider rejected the credential (HTTP {status})"
+                )),
             ),
             ProbeOutcome::Transient if status == 429 => (
                 Outcome::Transient,
                 "rate_limited",
-                with_reason(format!("the provider is rate limiting (HTTP 429{})", resp.retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())),
+                with_reason(format!(
+                    "the provider is rate limiting (HTTP 429{})",
+                    resp.retry_after
+                        .map(|d| format!(", retry after {} s", d.as_secs()))
+                        .unwrap_or_default()
+                )),
             ),
             ProbeOutcome::Transient => (
                 Outcome::Transient,
@@ -597,7 +639,9 @@ impl Rekey {
             ProbeOutcome::Unexpected => (
                 Outcome::Unexpected,
                 "unexpected_response",
-                with_reason(format!("unexpected answer from the provider (HTTP {status})")),
+                with_reason(format!(
+                    "unexpected answer from the provider (HTTP {status})"
+                )),
             ),
         };
         Observation {
@@ -612,13 +656,23 @@ impl Rekey {
 
     /// Check one connection now. `manual` (API, CLI) audits the check itself;
     /// the scheduler audits only transitions.
-    async fn check_inner(&self, ctx: &Ctx, id: &str, manual: bool) -> Result<(CheckResult, bool), Error> {
+    async fn check_inner(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        manual: bool,
+    ) -> Result<(CheckResult, bool), Error> {
         let started = Instant::now();
         let row = {
             let mut c = self.store().read().await?;
-            conns::get(&mut c, &ctx.tenant, id).await?.ok_or_else(|| not_found(id))?
+            conns::get(&mut c, &ctx.tenant, id)
+                .await?
+                .ok_or_else(|| not_found(id))?
         };
-        if matches!(row.status, Status::Disabled | Status::Revoked | Status::RevokePending) {
+        if matches!(
+            row.status,
+            Status::Disabled | Status::Revoked | Status::RevokePending
+        ) {
             return Err(Error::conflict(
                 "connection_unusable",
                 format!("connection {id} is {}; it is not checked", row.status),
@@ -642,7 +696,11 @@ impl Rekey {
                 Ok(Presented::Unsupported(why)) => {
                     return self.skipped(ctx, row, why, started, manual).await
                 }
-                Ok(Presented::Http { headers, query, secrets }) => {
+                Ok(Presented::Http {
+                    headers,
+                    query,
+                    secrets,
+                }) => {
                     let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
                     Some(self.run_probe(&row, p, headers, query, &exposed).await)
                 }
@@ -676,8 +734,17 @@ impl Rekey {
             ));
         };
         let s = self.health_settings();
-        conns::schedule_check(tx.conn(), &ctx.tenant, id, next_check(&s, &stored, now_ms())).await?;
-        let err: Option<Value> = stored.last_error.as_deref().and_then(|e| serde_json::from_str(e).ok());
+        conns::schedule_check(
+            tx.conn(),
+            &ctx.tenant,
+            id,
+            next_check(&s, &stored, now_ms()),
+        )
+        .await?;
+        let err: Option<Value> = stored
+            .last_error
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok());
         let outcome = match &observed {
             Some(o) => o.outcome.as_str(),
             None if stored.status == Status::NeedsReauth => "auth_failure",
@@ -720,9 +787,23 @@ impl Rekey {
     ) -> Result<(CheckResult, bool), Error> {
         let mut tx = self.store().begin_write().await?;
         let s = self.health_settings();
-        conns::schedule_check(tx.conn(), &ctx.tenant, &row.id, next_check(&s, &row, now_ms())).await?;
+        conns::schedule_check(
+            tx.conn(),
+            &ctx.tenant,
+            &row.id,
+            next_check(&s, &row, now_ms()),
+        )
+        .await?;
         if manual {
-            record(&mut tx, ctx, "connection.checked", Some(&row.id), "skipped", json!({"reason": why})).await?;
+            record(
+                &mut tx,
+                ctx,
+                "connection.checked",
+                Some(&row.id),
+                "skipped",
+                json!({"reason": why}),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok((
@@ -735,7 +816,10 @@ impl Rekey {
                 duration_ms: started.elapsed().as_millis() as u64,
                 checked_at: ms_to_rfc3339(now_ms()),
                 message: Some(why),
-                last_error: row.last_error.as_deref().and_then(|e| serde_json::from_str(e).ok()),
+                last_error: row
+                    .last_error
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str(e).ok()),
                 connection: crate::views::connection(&row),
             },
             false,
@@ -761,7 +845,8 @@ impl Rekey {
         let claimed = {
             let mut tx = self.store().begin_write().await?;
             let backend = tx.backend();
-            let c = conns::claim_checks(tx.conn(), backend, owner, now, lease_until, s.batch).await?;
+            let c =
+                conns::claim_checks(tx.conn(), backend, owner, now, lease_until, s.batch).await?;
             tx.commit().await?;
             c
         };
@@ -811,7 +896,10 @@ impl Rekey {
                     // Don't leave it claimed until the lease lapses.
                     if let Ok(mut tx) = self.store().begin_write().await {
                         let at = now_ms() + s.interval.as_millis() as i64;
-                        if conns::schedule_check(tx.conn(), &tenant, &id, at).await.is_ok() {
+                        if conns::schedule_check(tx.conn(), &tenant, &id, at)
+                            .await
+                            .is_ok()
+                        {
                             let _ = tx.commit().await;
                         }
                     }
@@ -845,7 +933,10 @@ mod tests {
         let l = body_lookup(&v);
         assert_eq!(l("ok"), Some(BodyValue::Bool(false)));
         assert_eq!(l("n"), Some(BodyValue::Int(2)));
-        assert_eq!(l("errors.0.message"), Some(BodyValue::Str("bad token".into())));
+        assert_eq!(
+            l("errors.0.message"),
+            Some(BodyValue::Str("bad token".into()))
+        );
         assert_eq!(l("missing"), None);
     }
 }

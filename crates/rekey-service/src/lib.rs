@@ -23,11 +23,11 @@ mod webhooks;
 
 pub use api_keys::Principal;
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
-pub use keys::{KekRotationReport, KeyStatus};
 pub use health::{CheckRun, HealthSettings};
+pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;
-pub use webhooks::{DeliveryRun, WebhookSettings, EVENT_TYPES};
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
+pub use webhooks::{DeliveryRun, WebhookSettings, EVENT_TYPES};
 
 use rekey_core::Error;
 use rekey_crypto::Keyring;

@@ -358,11 +358,17 @@ impl Rekey {
         }
         // Routine refreshes are not news; a refresh after failures is.
         if recovered || failures > 0 {
-            emit(tx, &ctx.tenant, "connection.refreshed", json!({
-                "connection_id": r.id, "provider": r.provider, "display_name": r.display_name,
-                "recovered": true, "recovered_from": from.as_str(), "failures_before": failures,
-                "status": r.status.as_str(),
-            })).await?;
+            emit(
+                tx,
+                &ctx.tenant,
+                "connection.refreshed",
+                json!({
+                    "connection_id": r.id, "provider": r.provider, "display_name": r.display_name,
+                    "recovered": true, "recovered_from": from.as_str(), "failures_before": failures,
+                    "status": r.status.as_str(),
+                }),
+            )
+            .await?;
         }
         Ok((r, fresh))
     }
@@ -511,7 +517,13 @@ impl Rekey {
             json!({"provider": row.provider, "kind": row.kind.as_str(), "integration": integ.id}),
         )
         .await?;
-        emit(&mut tx, &ctx.tenant, "connection.created", crate::webhooks::connection_data(&row)).await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            "connection.created",
+            crate::webhooks::connection_data(&row),
+        )
+        .await?;
         tx.commit().await?;
         Ok(crate::views::connection(&row))
     }
@@ -664,7 +676,13 @@ impl Rekey {
         record(&mut tx, ctx, action, Some(id), "ok", d).await?;
         status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
         if to == Status::Revoked {
-            emit(&mut tx, &ctx.tenant, "connection.revoked", crate::webhooks::connection_data(&row)).await?;
+            emit(
+                &mut tx,
+                &ctx.tenant,
+                "connection.revoked",
+                crate::webhooks::connection_data(&row),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(crate::views::connection(&row))

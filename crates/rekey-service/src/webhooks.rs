@@ -81,11 +81,8 @@ fn validate_events(events: &[String]) -> Result<Vec<String>, Error> {
     for e in events {
         let known = e == "*"
             || EVENT_TYPES.contains(&e.as_str())
-            || e.strip_suffix(".*").is_some_and(|fam| {
-                EVENT_TYPES
-                    .iter()
-                    .any(|t| t.split('.').next() == Some(fam))
-            });
+            || e.strip_suffix(".*")
+                .is_some_and(|fam| EVENT_TYPES.iter().any(|t| t.split('.').next() == Some(fam)));
         if !known {
             return Err(bad(format!(
                 "`events`: unknown event type `{}`; expected `*`, a family like `connection.*`, or one of: {}",
@@ -172,7 +169,12 @@ pub(crate) fn connection_data(r: &rekey_store::connections::ConnectionRow) -> Va
 /// Write `kind` with `data` to the outbox inside `tx`, fanned out to every
 /// enabled subscription of the tenant whose filter matches. `data` must not
 /// hold secrets.
-pub(crate) async fn emit(tx: &mut WriteTx, tenant: &str, kind: &str, data: Value) -> Result<(), Error> {
+pub(crate) async fn emit(
+    tx: &mut WriteTx,
+    tenant: &str,
+    kind: &str,
+    data: Value,
+) -> Result<(), Error> {
     let hooks: Vec<WebhookRow> = store::list(tx.conn(), tenant)
         .await?
         .into_iter()
@@ -191,8 +193,15 @@ pub(crate) async fn emit(tx: &mut WriteTx, tenant: &str, kind: &str, data: Value
     };
     store::insert_event(tx.conn(), &event).await?;
     for h in hooks {
-        store::insert_delivery(tx.conn(), &ids::new_id(ids::DELIVERY), tenant, &h.id, &event.id, now)
-            .await?;
+        store::insert_delivery(
+            tx.conn(),
+            &ids::new_id(ids::DELIVERY),
+            tenant,
+            &h.id,
+            &event.id,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -242,7 +251,11 @@ impl Rekey {
         secrets::insert(tx.conn(), &row).await
     }
 
-    pub async fn create_webhook(&self, ctx: &Ctx, req: &CreateWebhook) -> Result<CreatedWebhook, Error> {
+    pub async fn create_webhook(
+        &self,
+        ctx: &Ctx,
+        req: &CreateWebhook,
+    ) -> Result<CreatedWebhook, Error> {
         let url = validate_url(&req.url)?;
         let events = validate_events(&req.events)?;
         validate_description(&req.description)?;
@@ -261,8 +274,17 @@ impl Rekey {
         let secret = SecretString::new(rekey_crypto::generate_webhook_secret().to_string());
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;
-        self.seal_webhook_secret(&mut tx, &ctx.tenant, &row.id, &secret).await?;
-        record(&mut tx, ctx, "webhook.created", Some(&row.id), "ok", json!({"url": row.url, "events": row.events})).await?;
+        self.seal_webhook_secret(&mut tx, &ctx.tenant, &row.id, &secret)
+            .await?;
+        record(
+            &mut tx,
+            ctx,
+            "webhook.created",
+            Some(&row.id),
+            "ok",
+            json!({"url": row.url, "events": row.events}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(CreatedWebhook {
             webhook: view(&row),
@@ -273,7 +295,9 @@ impl Rekey {
     async fn webhook_row(&self, tenant: &str, id: &str) -> Result<WebhookRow, Error> {
         let id = ids::parse_id(ids::WEBHOOK, id)?;
         let mut c = self.store().read().await?;
-        store::get(&mut c, tenant, &id).await?.ok_or_else(|| not_found(&id))
+        store::get(&mut c, tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))
     }
 
     pub async fn get_webhook(&self, tenant: &str, id: &str) -> Result<WebhookView, Error> {
@@ -283,7 +307,11 @@ impl Rekey {
     pub async fn list_webhooks(&self, tenant: &str) -> Result<WebhookList, Error> {
         let mut c = self.store().read().await?;
         Ok(WebhookList {
-            items: store::list(&mut c, tenant).await?.iter().map(view).collect(),
+            items: store::list(&mut c, tenant)
+                .await?
+                .iter()
+                .map(view)
+                .collect(),
         })
     }
 
@@ -324,9 +352,20 @@ impl Rekey {
         w.version += 1;
         let mut tx = self.store().begin_write().await?;
         if !store::update(tx.conn(), &w, cur.version).await? {
-            return Err(Error::conflict("version_conflict", format!("webhook {} changed concurrently; retry", cur.id)));
+            return Err(Error::conflict(
+                "version_conflict",
+                format!("webhook {} changed concurrently; retry", cur.id),
+            ));
         }
-        record(&mut tx, ctx, "webhook.updated", Some(&w.id), "ok", json!({"url": w.url, "events": w.events, "enabled": w.disabled_at.is_none()})).await?;
+        record(
+            &mut tx,
+            ctx,
+            "webhook.updated",
+            Some(&w.id),
+            "ok",
+            json!({"url": w.url, "events": w.events, "enabled": w.disabled_at.is_none()}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(view(&w))
     }
@@ -338,17 +377,38 @@ impl Rekey {
         if !store::delete(tx.conn(), &ctx.tenant, &w.id).await? {
             return Err(not_found(&w.id));
         }
-        record(&mut tx, ctx, "webhook.deleted", Some(&w.id), "ok", json!({"url": w.url})).await?;
+        record(
+            &mut tx,
+            ctx,
+            "webhook.deleted",
+            Some(&w.id),
+            "ok",
+            json!({"url": w.url}),
+        )
+        .await?;
         tx.commit().await
     }
 
     /// A new signing secret, shown once; the old one stops signing at once.
-    pub async fn rotate_webhook_secret(&self, ctx: &Ctx, id: &str) -> Result<CreatedWebhook, Error> {
+    pub async fn rotate_webhook_secret(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<CreatedWebhook, Error> {
         let w = self.webhook_row(&ctx.tenant, id).await?;
         let secret = SecretString::new(rekey_crypto::generate_webhook_secret().to_string());
         let mut tx = self.store().begin_write().await?;
-        self.seal_webhook_secret(&mut tx, &ctx.tenant, &w.id, &secret).await?;
-        record(&mut tx, ctx, "webhook.secret_rotated", Some(&w.id), "ok", json!({})).await?;
+        self.seal_webhook_secret(&mut tx, &ctx.tenant, &w.id, &secret)
+            .await?;
+        record(
+            &mut tx,
+            ctx,
+            "webhook.secret_rotated",
+            Some(&w.id),
+            "ok",
+            json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(CreatedWebhook {
             webhook: view(&w),
@@ -387,38 +447,77 @@ impl Rekey {
         let w = self.webhook_row(tenant, webhook_id).await?;
         if let Some(s) = &q.status {
             if !["pending", "delivered", "failed"].contains(&s.as_str()) {
-                return Err(Error::invalid("invalid_status", "`status` must be pending, delivered or failed"));
+                return Err(Error::invalid(
+                    "invalid_status",
+                    "`status` must be pending, delivered or failed",
+                ));
             }
         }
         let limit = match q.limit {
             None => 50,
             Some(n) if (1..=200).contains(&n) => n,
-            Some(_) => return Err(Error::invalid("invalid_limit", "`limit` must be between 1 and 200")),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "invalid_limit",
+                    "`limit` must be between 1 and 200",
+                ))
+            }
         };
         let cursor = q
             .cursor
             .as_deref()
             .map(|c| ids::parse_id(ids::DELIVERY, c))
             .transpose()
-            .map_err(|_| Error::invalid("invalid_cursor", "`cursor` is not a cursor returned by this endpoint"))?;
+            .map_err(|_| {
+                Error::invalid(
+                    "invalid_cursor",
+                    "`cursor` is not a cursor returned by this endpoint",
+                )
+            })?;
         let mut c = self.store().read().await?;
-        let rows = store::list_deliveries(&mut c, tenant, &w.id, q.status.as_deref(), cursor.as_deref(), limit + 1).await?;
+        let rows = store::list_deliveries(
+            &mut c,
+            tenant,
+            &w.id,
+            q.status.as_deref(),
+            cursor.as_deref(),
+            limit + 1,
+        )
+        .await?;
         let more = rows.len() as i64 > limit;
-        let items: Vec<DeliveryView> = rows.iter().take(limit as usize).map(|d| delivery_view(d, None)).collect();
+        let items: Vec<DeliveryView> = rows
+            .iter()
+            .take(limit as usize)
+            .map(|d| delivery_view(d, None))
+            .collect();
         Ok(DeliveryList {
-            next_cursor: if more { items.last().map(|d| d.id.clone()) } else { None },
+            next_cursor: if more {
+                items.last().map(|d| d.id.clone())
+            } else {
+                None
+            },
             items,
         })
     }
 
-    pub async fn get_delivery(&self, tenant: &str, webhook_id: &str, id: &str) -> Result<DeliveryView, Error> {
+    pub async fn get_delivery(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        id: &str,
+    ) -> Result<DeliveryView, Error> {
         let w = self.webhook_row(tenant, webhook_id).await?;
         let id = ids::parse_id(ids::DELIVERY, id)?;
         let mut c = self.store().read().await?;
         let d = store::get_delivery(&mut c, tenant, &id)
             .await?
             .filter(|d| d.webhook_id == w.id)
-            .ok_or_else(|| Error::not_found("delivery_not_found", format!("delivery {id} of webhook {}", w.id)))?;
+            .ok_or_else(|| {
+                Error::not_found(
+                    "delivery_not_found",
+                    format!("delivery {id} of webhook {}", w.id),
+                )
+            })?;
         let attempts = store::attempts(&mut c, &d.id)
             .await?
             .into_iter()
@@ -435,7 +534,12 @@ impl Rekey {
     }
 
     /// Send a delivery again (same `webhook-id`), whatever its state.
-    pub async fn replay_delivery(&self, ctx: &Ctx, webhook_id: &str, id: &str) -> Result<DeliveryView, Error> {
+    pub async fn replay_delivery(
+        &self,
+        ctx: &Ctx,
+        webhook_id: &str,
+        id: &str,
+    ) -> Result<DeliveryView, Error> {
         let before = self.get_delivery(&ctx.tenant, webhook_id, id).await?;
         let mut tx = self.store().begin_write().await?;
         store::replay(tx.conn(), &ctx.tenant, &before.id, now_ms()).await?;
@@ -454,6 +558,16 @@ impl Rekey {
         store::release_leases(tx.conn(), owner).await?;
         rekey_store::connections::release_check_leases(tx.conn(), owner).await?;
         tx.commit().await
+    }
+
+    /// At start-up on SQLite (one serving process, by the data-directory
+    /// lock) every lease was left by a crash: free them so work resumes at
+    /// once. On PostgreSQL other replicas' leases are live; they lapse.
+    pub async fn release_stale_leases(&self) -> Result<(), Error> {
+        match self.store().backend() {
+            rekey_store::Backend::Sqlite => self.release_leases(None).await,
+            rekey_store::Backend::Postgres => Ok(()),
+        }
     }
 
     /// One pass of the delivery worker: claim due deliveries (lease long
@@ -514,8 +628,9 @@ impl Rekey {
         // The timestamp is the attempt's (receivers reject stale ones); the
         // id and body stay the same across attempts.
         let ts = now_ms() / 1000;
-        let sig = rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
-            .map_err(|e| Error::internal(format!("webhook {}: {e}", d.webhook_id)))?;
+        let sig =
+            rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
+                .map_err(|e| Error::internal(format!("webhook {}: {e}", d.webhook_id)))?;
         drop(secret);
         let req = self
             .inner
@@ -534,7 +649,8 @@ impl Rekey {
         let (http_status, error, body, ok) = match res {
             Ok(r) => {
                 let ok = (200..300).contains(&r.status);
-                let body = (!r.body.is_empty()).then(|| rekey_core::scrub::scrub_body(&r.body, &[], 512));
+                let body =
+                    (!r.body.is_empty()).then(|| rekey_core::scrub::scrub_body(&r.body, &[], 512));
                 let err = (!ok).then(|| format!("receiver answered HTTP {}", r.status));
                 (Some(i64::from(r.status)), err, body, ok)
             }

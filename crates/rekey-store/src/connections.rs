@@ -411,7 +411,10 @@ pub async fn schedule_check(
 }
 
 /// Drop every lease `owner` holds (a replica starting up or shutting down).
-pub async fn release_check_leases(c: &mut AnyConnection, owner: Option<&str>) -> Result<u64, Error> {
+pub async fn release_check_leases(
+    c: &mut AnyConnection,
+    owner: Option<&str>,
+) -> Result<u64, Error> {
     let r = match owner {
         Some(o) => sqlx::query("UPDATE connections SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
             .bind(o)

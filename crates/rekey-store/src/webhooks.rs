@@ -74,23 +74,34 @@ pub async fn update(c: &mut AnyConnection, w: &WebhookRow, expected: i64) -> Res
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn get(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<WebhookRow>, Error> {
-    let r = sqlx::query(&format!("SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND id = $2"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(c)
-        .await
-        .map_err(db_err)?;
+pub async fn get(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<WebhookRow>, Error> {
+    let r = sqlx::query(&format!(
+        "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
     r.as_ref().map(hook).transpose().map_err(db_err)
 }
 
 pub async fn list(c: &mut AnyConnection, tenant: &str) -> Result<Vec<WebhookRow>, Error> {
-    let rows = sqlx::query(&format!("SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 ORDER BY id"))
-        .bind(tenant)
-        .fetch_all(c)
-        .await
-        .map_err(db_err)?;
-    rows.iter().map(hook).collect::<Result<_, _>>().map_err(db_err)
+    let rows = sqlx::query(&format!(
+        "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 ORDER BY id"
+    ))
+    .bind(tenant)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(hook)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
 }
 
 /// Deletes the subscription and (by cascade) its deliveries and attempts.
@@ -223,7 +234,10 @@ pub async fn list_deliveries(
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    rows.iter().map(delivery).collect::<Result<_, _>>().map_err(db_err)
+    rows.iter()
+        .map(delivery)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
 }
 
 /// What the delivery worker needs for one claimed delivery.
@@ -335,7 +349,12 @@ pub async fn finish_attempt(
 }
 
 /// Put a delivery back in the queue, due now, with a fresh attempt budget.
-pub async fn replay(c: &mut AnyConnection, tenant: &str, id: &str, now: i64) -> Result<bool, Error> {
+pub async fn replay(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, Error> {
     let r = sqlx::query("UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, lease_until = NULL, delivered_at = NULL, updated_at = $1 WHERE tenant = $2 AND id = $3")
         .bind(now)
         .bind(tenant)

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(confirm_revocation))
         .routes(routes!(reauthorize_connection))
         .routes(routes!(refresh_connection))
+        .routes(routes!(check_connection))
 }
 
 /// List connections (never includes secrets).
@@ -224,4 +225,17 @@ async fn refresh_connection(
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<ConnectionView>> {
     Ok(Json(s.rekey.refresh_connection(&auth.ctx, &id).await?))
+}
+
+/// Probe the connection now with its current credential (refreshing an
+/// OAuth token first when due) and return what was found. Status moves
+/// through the status machine; a transition is audited and sent to webhooks.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/check", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = CheckResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn check_connection(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<CheckResult>> {
+    Ok(Json(s.rekey.check_connection(&auth.ctx, &id).await?))
 }
