@@ -375,7 +375,7 @@ async fn refresh_failures_are_classified(db: Db) {
     let c = show_conn(&e, &id).await;
     assert_eq!(c["status"], "degraded");
     assert_eq!(c["last_error"]["code"], "http_503");
-    assert_eq!(c["last_error"]["consecutive_failures"], 1);
+    assert_eq!(c["health"]["consecutive_failures"], 1);
     // Backoff: while it runs, reads do not call the provider again.
     let n = e.fx.token_requests();
     let (st, body) = e.creds(&id).await;
@@ -399,7 +399,7 @@ async fn refresh_failures_are_classified(db: Db) {
     let c = show_conn(&e, &id).await;
     assert_eq!(c["status"], "degraded");
     assert_eq!(c["last_error"]["retry_after_secs"], 7);
-    assert_eq!(c["last_error"]["consecutive_failures"], 2);
+    assert_eq!(c["health"]["consecutive_failures"], 2);
     // Malformed success: nothing stored changes.
     e.fx.with(|s| s.override_token = Some((200, r#"{"token_type":"Bearer"}"#.into(), None)));
     e.s.post(

@@ -239,6 +239,8 @@ pub struct HealthSettings {
     pub per_provider_rate: f64,
     /// Connections claimed per pass.
     pub batch: i64,
+    /// Upper bound on any probe's own `timeout_secs`.
+    pub max_probe_timeout: Duration,
 }
 
 impl Default for HealthSettings {
@@ -250,6 +252,7 @@ impl Default for HealthSettings {
             per_provider_concurrency: 4,
             per_provider_rate: 5.0,
             batch: 200,
+            max_probe_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -562,7 +565,9 @@ impl Rekey {
             ProbeMethod::Head => client.head(&url),
             ProbeMethod::Post => client.post(&url),
         };
-        req = req.timeout(Duration::from_secs(u64::from(probe.timeout_secs)));
+        let timeout = Duration::from_secs(u64::from(probe.timeout_secs))
+            .min(self.health_settings().max_probe_timeout);
+        req = req.timeout(timeout);
         for (k, v) in &probe.headers {
             let v = match self.catalog().get(&row.provider) {
                 Some(p) if v.contains('{') => {

@@ -1,0 +1,460 @@
+//! Connection health end to end: probes against a loopback fixture that
+//! answers like a real SaaS API (ok, 401, Slack-style 200 + ok:false, 500,
+//! 429 + Retry-After, slow, refused), the status machine and its error
+//! context, and the scheduler's claims. On SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_service::HealthSettings;
+use rekey_testkit::provider_fixture::{refused_url, Mode, ProviderFixture, LEAKED_API_KEY};
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+both_backends!(
+    probe_transitions_and_error_context,
+    slack_style_body_predicates,
+    provider_bodies_are_scrubbed,
+    check_endpoint_validates,
+    scheduler_claims_once_and_respects_limits,
+);
+
+fn fast(s: &TestServer) {
+    s.rekey.set_health_settings(HealthSettings {
+        max_probe_timeout: Duration::from_secs(1),
+        per_provider_rate: 0.0,
+        ..Default::default()
+    });
+}
+
+async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
+    s.create_api_key_conn(
+        &s.admin_key,
+        key,
+        json!({"probe_url": fx.rest_url(),
+               "credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
+    )
+    .await
+}
+
+async fn check(s: &TestServer, id: &str) -> Value {
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/check"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()
+}
+
+async fn transitions(s: &TestServer, id: &str) -> Vec<(String, String)> {
+    let a = s
+        .get(
+            &format!("/api/v1/audit?action=connection.status_changed&target={id}&limit=100"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    let mut v: Vec<(String, String)> = a["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["details"]["from"].as_str().unwrap().to_string(),
+                e["details"]["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.reverse(); // oldest first
+    v
+}
+
+async fn probe_transitions_and_error_context(db: Db) {
+    let s = TestServer::start(db).await;
+    fast(&s);
+    let fx = ProviderFixture::start().await;
+    fx.set_valid_credential(Some("Bearer k-good"));
+    let id = rest_conn(&s, &fx, "k-good").await;
+
+    // pending → active; the probe presented the stored credential.
+    let r = check(&s, &id).await;
+    assert_eq!(
+        (
+            r["outcome"].as_str(),
+            r["status_before"].as_str(),
+            r["status"].as_str()
+        ),
+        (Some("ok"), Some("pending"), Some("active")),
+        "{r}"
+    );
+    assert_eq!(fx.last_authorization().as_deref(), Some("Bearer k-good"));
+    assert_eq!(r["http_status"], 200);
+    let c = &r["connection"];
+    assert!(c["health"]["last_ok_at"].is_string());
+    assert!(c["health"]["last_checked_at"].is_string());
+    assert_eq!(c["health"]["consecutive_failures"], 0);
+
+    // 500: degraded, with the context; a second failure keeps first_failed_at.
+    fx.set_mode(Mode::ServerError);
+    let r = check(&s, &id).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("transient"), Some("degraded")),
+        "{r}"
+    );
+    let e = &r["last_error"];
+    assert_eq!(e["code"], "provider_unavailable");
+    assert_eq!(e["http_status"], 500);
+    assert!(
+        e["at"].is_string() && e["message"].as_str().unwrap().contains("500"),
+        "{e}"
+    );
+    assert!(
+        e["provider_body"].as_str().unwrap().contains("internal"),
+        "{e}"
+    );
+    let first = r["connection"]["health"]["first_failed_at"].clone();
+    assert!(first.is_string());
+    assert_eq!(r["connection"]["health"]["consecutive_failures"], 1);
+    let r = check(&s, &id).await;
+    assert_eq!(r["connection"]["health"]["consecutive_failures"], 2);
+    assert_eq!(r["connection"]["health"]["first_failed_at"], first);
+    // The last success is remembered through the failures.
+    assert!(r["connection"]["health"]["last_ok_at"].is_string());
+
+    // 429 with Retry-After: still degraded, the wait is honoured.
+    fx.set_mode(Mode::RateLimited {
+        retry_after_secs: 120,
+    });
+    let r = check(&s, &id).await;
+    assert_eq!(r["status"], "degraded");
+    assert_eq!(r["last_error"]["code"], "rate_limited");
+    assert_eq!(r["last_error"]["http_status"], 429);
+    assert_eq!(r["last_error"]["retry_after_secs"], 120);
+
+    // Recovery clears the error context.
+    fx.set_mode(Mode::Ok);
+    let r = check(&s, &id).await;
+    assert_eq!(
+        (r["status_before"].as_str(), r["status"].as_str()),
+        (Some("degraded"), Some("active"))
+    );
+    assert!(r["last_error"].is_null(), "{r}");
+    assert!(r["connection"]["health"]["first_failed_at"].is_null());
+    assert_eq!(r["connection"]["health"]["consecutive_failures"], 0);
+
+    // Slow beyond the timeout: degraded with `timeout`.
+    fx.set_mode(Mode::Slow(Duration::from_secs(3)));
+    let r = check(&s, &id).await;
+    assert_eq!(r["status"], "degraded");
+    assert_eq!(r["last_error"]["code"], "timeout", "{r}");
+    assert!(r["last_error"]["http_status"].is_null());
+
+    // Nothing listening: degraded with `connection_failed`.
+    fx.set_mode(Mode::Ok);
+    let p = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/connections/{id}"),
+            &s.admin_key,
+            Some(json!({"probe_url": format!("{}/v1/me", refused_url())})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+    let r = check(&s, &id).await;
+    assert_eq!(r["last_error"]["code"], "connection_failed", "{r}");
+    assert_eq!(r["status"], "degraded");
+
+    // 401: needs_reauth (from degraded), with the provider's reason.
+    let p = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/connections/{id}"),
+            &s.admin_key,
+            Some(json!({"probe_url": fx.rest_url()})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK);
+    fx.set_mode(Mode::Unauthorized);
+    let r = check(&s, &id).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("auth_failure"), Some("needs_reauth")),
+        "{r}"
+    );
+    assert_eq!(r["last_error"]["code"], "auth_rejected");
+    assert_eq!(r["last_error"]["http_status"], 401);
+    assert!(
+        r["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid"),
+        "{r}"
+    );
+    // A transient failure does not hide a dead credential: needs_reauth stays.
+    fx.set_mode(Mode::ServerError);
+    let r = check(&s, &id).await;
+    assert_eq!(r["status"], "needs_reauth");
+    // A wrong credential in Ok mode is an auth failure too.
+    fx.set_mode(Mode::Ok);
+    fx.set_valid_credential(Some("Bearer k-other"));
+    assert_eq!(check(&s, &id).await["status"], "needs_reauth");
+    // Updating the credential (what the three-dot → Update does) goes back
+    // through pending, then the check makes it active.
+    let r = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key,
+            Some(json!({"credentials": {"key": "k-other", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["status"], "pending");
+    assert_eq!(check(&s, &id).await["status"], "active");
+
+    assert_eq!(
+        transitions(&s, &id).await,
+        [
+            ("pending", "active"),
+            ("active", "degraded"),
+            ("degraded", "active"),
+            ("active", "degraded"),
+            ("degraded", "needs_reauth"),
+            ("needs_reauth", "pending"),
+            ("pending", "active"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    // Manual checks are audited one by one.
+    let a = s
+        .get(
+            &format!("/api/v1/audit?action=connection.checked&target={id}&limit=100"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(a["items"].as_array().unwrap().len(), 11);
+    // The list filter finds broken connections.
+    fx.set_mode(Mode::Unauthorized);
+    check(&s, &id).await;
+    let l = s
+        .get("/api/v1/connections?status=needs_reauth", &s.admin_key)
+        .await
+        .json();
+    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    assert_eq!(l["items"][0]["id"], id.as_str());
+    s.stop().await;
+}
+
+async fn slack_style_body_predicates(db: Db) {
+    let s = TestServer::start(db).await;
+    fast(&s);
+    let fx = ProviderFixture::start().await;
+    fx.set_valid_credential(Some("Bearer xoxb-good-1"));
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": "slack", "kind": "api_key", "display_name": "Slack bot",
+                   "probe_url": fx.slack_url(),
+                   "credentials": {"key": "xoxb-good-1", "prefix": "Bearer "}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(check(&s, &id).await["status"], "active");
+    // 200 with {"ok": false, "error": "missing_scope"}: the catalog's
+    // success_when fails, so it is unexpected (degraded), not dead.
+    fx.set_mode(Mode::Forbidden);
+    let r = check(&s, &id).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("unexpected"), Some("degraded")),
+        "{r}"
+    );
+    assert_eq!(r["last_error"]["http_status"], 200);
+    assert!(
+        r["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing_scope"),
+        "{r}"
+    );
+    // 200 with {"ok": false, "error": "invalid_auth"}: dead credential.
+    fx.set_mode(Mode::Unauthorized);
+    let r = check(&s, &id).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("auth_failure"), Some("needs_reauth")),
+        "{r}"
+    );
+    assert_eq!(r["last_error"]["http_status"], 200);
+    assert_eq!(r["last_error"]["code"], "auth_rejected");
+    assert!(
+        r["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_auth"),
+        "{r}"
+    );
+    // token_revoked, another of the catalog's auth failures.
+    fx.set_mode(Mode::Ok);
+    assert_eq!(check(&s, &id).await["status"], "active");
+    fx.set_mode(Mode::SlackError("token_revoked".into()));
+    assert_eq!(check(&s, &id).await["status"], "needs_reauth");
+    s.stop().await;
+}
+
+async fn provider_bodies_are_scrubbed(db: Db) {
+    let s = TestServer::start(db).await;
+    fast(&s);
+    let fx = ProviderFixture::start().await;
+    let secret = "k-secret-value-9f8e7d6c5b4a";
+    let id = rest_conn(&s, &fx, secret).await;
+    fx.set_mode(Mode::EchoSecretInBody);
+    let r = check(&s, &id).await;
+    assert_eq!(r["status"], "needs_reauth");
+    let body = r["last_error"]["provider_body"].as_str().unwrap();
+    assert!(body.contains("[redacted]"), "{body}");
+    for text in [
+        r.to_string(),
+        s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+            .await
+            .text,
+        s.get("/api/v1/audit?limit=100", &s.admin_key).await.text,
+    ] {
+        assert!(!text.contains(secret), "secret leaked: {text}");
+        assert!(
+            !text.contains(LEAKED_API_KEY),
+            "provider's secret kept: {text}"
+        );
+    }
+    s.stop().await;
+}
+
+async fn check_endpoint_validates(db: Db) {
+    let s = TestServer::start(db).await;
+    fast(&s);
+    let fx = ProviderFixture::start().await;
+    let id = rest_conn(&s, &fx, "k-1").await;
+    let k = &s.admin_key;
+    s.post("/api/v1/connections/nope/check", k, json!({}))
+        .await
+        .assert_error(400, "invalid_id");
+    s.post(
+        "/api/v1/connections/con_0000000000000000000000000000000a/check",
+        k,
+        json!({}),
+    )
+    .await
+    .assert_error(404, "connection_not_found");
+    let viewer = s.key("default", &["connections:read"]).await;
+    s.post(
+        &format!("/api/v1/connections/{id}/check"),
+        &viewer,
+        json!({}),
+    )
+    .await
+    .assert_error(403, "missing_scope");
+    // Other tenants do not see it.
+    let other = s.key("other", &["admin"]).await;
+    s.post(
+        &format!("/api/v1/connections/{id}/check"),
+        &other,
+        json!({}),
+    )
+    .await
+    .assert_error(404, "connection_not_found");
+    // A connection with no probe is skipped with the reason, status unchanged.
+    let plain = s.create_api_key_conn(k, "k-2", json!({})).await;
+    let r = check(&s, &plain).await;
+    assert_eq!(r["outcome"], "skipped");
+    assert_eq!(r["status"], "pending");
+    assert!(
+        r["message"].as_str().unwrap().contains("no known endpoint"),
+        "{r}"
+    );
+    // Disabled connections are not checked.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/disable"),
+            k,
+            json!({"reason": "test"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.post(&format!("/api/v1/connections/{id}/check"), k, json!({}))
+        .await
+        .assert_error(409, "connection_unusable");
+    // Bad probe settings are refused clearly.
+    let sr = &s;
+    let bad = |body: Value| async move {
+        let mut b = json!({"provider": "custom-rest", "kind": "api_key", "display_name": "x",
+                           "credentials": {"key": "k"}});
+        for (k, v) in body.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        sr.post("/api/v1/connections", &sr.admin_key, b).await
+    };
+    bad(json!({"probe_url": "http://example.com/me"}))
+        .await
+        .assert_error(400, "invalid_url");
+    bad(json!({"probe_url": "https://u:p@example.com/me"}))
+        .await
+        .assert_error(400, "invalid_url");
+    bad(json!({"params": {"site": "acme"}}))
+        .await
+        .assert_error(400, "invalid_field");
+    assert_eq!(fx.hits(), 0);
+    s.stop().await;
+}
+
+async fn scheduler_claims_once_and_respects_limits(db: Db) {
+    let s = TestServer::start(db).await;
+    s.rekey.set_health_settings(HealthSettings {
+        max_probe_timeout: Duration::from_secs(5),
+        per_provider_concurrency: 2,
+        per_provider_rate: 0.0,
+        ..Default::default()
+    });
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Slow(Duration::from_millis(100)));
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(rest_conn(&s, &fx, &format!("k-{i}")).await);
+    }
+    // Two workers (as two replicas would) race for the same due checks.
+    let (a, b) = tokio::join!(
+        s.rekey.check_due("replica-a"),
+        s.rekey.check_due("replica-b")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.claimed + b.claimed, 12, "{a:?} {b:?}");
+    assert_eq!(a.ok + b.ok, 12, "{a:?} {b:?}");
+    assert_eq!(fx.hits(), 12, "every connection checked exactly once");
+    assert!(
+        fx.max_concurrent() <= 2,
+        "per-provider concurrency: {}",
+        fx.max_concurrent()
+    );
+    // Checked connections are not due again until their interval passes.
+    let again = s.rekey.check_due("replica-a").await.unwrap();
+    assert_eq!(again.claimed, 0, "{again:?}");
+    for id in &ids {
+        let c = s
+            .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+            .await
+            .json();
+        assert_eq!(c["status"], "active");
+    }
+    // A degraded connection comes back sooner than the interval (backoff),
+    // but not immediately.
+    fx.set_mode(Mode::ServerError);
+    check(&s, &ids[0]).await;
+    assert_eq!(s.rekey.check_due("replica-a").await.unwrap().claimed, 0);
+    s.stop().await;
+}
