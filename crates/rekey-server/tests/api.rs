@@ -1108,6 +1108,20 @@ async fn openapi_documents_every_route() {
         ("patch", "/api/v1/integrations/{id}"),
         ("delete", "/api/v1/integrations/{id}"),
         ("post", "/api/v1/connect-sessions"),
+        ("post", "/api/v1/connections/{id}/check"),
+        ("get", "/api/v1/webhooks"),
+        ("post", "/api/v1/webhooks"),
+        ("get", "/api/v1/webhooks/{id}"),
+        ("patch", "/api/v1/webhooks/{id}"),
+        ("delete", "/api/v1/webhooks/{id}"),
+        ("post", "/api/v1/webhooks/{id}/rotate-secret"),
+        ("post", "/api/v1/webhooks/{id}/test"),
+        ("get", "/api/v1/webhooks/{id}/deliveries"),
+        ("get", "/api/v1/webhooks/{id}/deliveries/{delivery_id}"),
+        (
+            "post",
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay",
+        ),
         ("get", "/connect/{token}"),
         ("post", "/connect/{token}/start"),
         ("post", "/connect/{token}/submit"),
@@ -1124,7 +1138,10 @@ async fn openapi_documents_every_route() {
     let mut n = 0;
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
-            let concrete = path.replace("{id}", "x").replace("{token}", "x");
+            let concrete = path
+                .replace("{id}", "x")
+                .replace("{token}", "x")
+                .replace("{delivery_id}", "x");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = s.raw(m, &concrete, Some(&s.admin_key), None, &[]).await;
             let code = serde_json::from_str::<Value>(&r.text)
