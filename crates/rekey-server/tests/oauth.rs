@@ -7,6 +7,7 @@ use rekey_testkit::oauth2_fixture::OAuth2Fixture;
 use rekey_testkit::{both_backends, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 struct Env {
     s: TestServer,
@@ -130,6 +131,7 @@ impl Env {
 }
 
 both_backends!(
+    refresh_and_reauthorization_events,
     connect_read_refresh_revoke,
     concurrent_fetches_make_one_refresh,
     refresh_failures_are_classified,
@@ -1005,5 +1007,153 @@ async fn two_replicas_refresh_once_on_postgres() {
     tokens.sort();
     tokens.dedup();
     assert_eq!(tokens.len(), 1);
+    e.s.stop().await;
+}
+
+/// The OAuth life of a connection as a webhook receiver sees it:
+/// created, refresh_failed (+ status_changed), refreshed after failures,
+/// a dead grant, reauthorized, revoked — each signed, none with a token.
+async fn refresh_and_reauthorization_events(db: Db) {
+    use rekey_testkit::webhook_receiver::{verify_signature, WebhookReceiver};
+    let e = setup(db).await;
+    let rx = WebhookReceiver::start(0).await;
+    let r =
+        e.s.post(
+            "/api/v1/webhooks",
+            &e.s.admin_key,
+            json!({"url": rx.url(), "events": ["connection.*"]}),
+        )
+        .await;
+    let secret = r.json()["secret"].as_str().unwrap().to_string();
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refresh = || async {
+        e.s.post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await
+    };
+    e.fx.with(|s| {
+        s.override_token = Some((503, r#"{"error":"temporarily_unavailable"}"#.into(), None))
+    });
+    // The provider is down; the current token still works, so it is handed out.
+    assert_eq!(refresh().await.status, StatusCode::OK);
+    let c =
+        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+            .await
+            .json();
+    assert_eq!(c["status"], "degraded");
+    e.fx.with(|s| s.override_token = None);
+    assert_eq!(refresh().await.status, StatusCode::OK);
+    // A routine refresh is no news (no event). Forced refreshes within 2 s
+    // of another count as the same one, so wait between them.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(refresh().await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    e.fx.revoke_all_grants();
+    assert_eq!(refresh().await.status, StatusCode::CONFLICT);
+    let c =
+        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+            .await
+            .json();
+    assert_eq!(c["status"], "needs_reauth");
+    assert_eq!(c["health"]["consecutive_failures"], 1);
+    // Reauthorize ("Connect new account").
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/reauthorize"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    let url = r.json()["session"]["url"].as_str().unwrap().to_string();
+    let cb = e.authorize(&url).await;
+    assert_eq!(e.callback(&cb).await.0, 200);
+    let c =
+        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+            .await
+            .json();
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["health"]["consecutive_failures"], 0);
+    assert!(c["last_error"].is_null());
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/revoke"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        e.s.rekey.deliver_due("w", 100).await.unwrap();
+        got = rx.delivered();
+        if got.len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Deliveries may arrive out of order; event ids sort by creation.
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    let events: Vec<Value> = got
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let seq: Vec<String> = events
+        .iter()
+        .map(|b| {
+            let t = b["type"].as_str().unwrap();
+            match t {
+                "connection.status_changed" => format!(
+                    "{t}:{}->{}",
+                    b["data"]["from"].as_str().unwrap(),
+                    b["data"]["to"].as_str().unwrap()
+                ),
+                _ => t.to_string(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            "connection.created",
+            "connection.status_changed:active->degraded",
+            "connection.refresh_failed",
+            "connection.status_changed:degraded->active",
+            "connection.refreshed",
+            "connection.status_changed:active->needs_reauth",
+            "connection.refresh_failed",
+            "connection.status_changed:needs_reauth->active",
+            "connection.reauthorized",
+            "connection.status_changed:active->revoked",
+            "connection.revoked",
+        ],
+        "{events:#?}"
+    );
+    let failed = events
+        .iter()
+        .find(|b| b["type"] == "connection.refresh_failed")
+        .unwrap();
+    assert_eq!(failed["data"]["error"]["http_status"], 503);
+    let recovered = events
+        .iter()
+        .find(|b| b["type"] == "connection.refreshed")
+        .unwrap();
+    assert_eq!(recovered["data"]["recovered_from"], "degraded");
+    for r in &got {
+        assert!(verify_signature(&secret, r));
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(
+            !text.contains("access_token") && !text.contains("refresh_token"),
+            "{text}"
+        );
+        assert!(!text.contains("secret-1"));
+    }
     e.s.stop().await;
 }
