@@ -137,8 +137,9 @@ pub enum WebhooksCmd {
     Create {
         #[command(flatten)]
         api: ApiArgs,
+        /// The receiver's URL (https; http only for loopback).
         #[arg(long)]
-        url: String,
+        endpoint: String,
         /// Event types, `connection.*` or `*` (comma-separated or repeated).
         #[arg(long = "event", value_delimiter = ',', required = true)]
         events: Vec<String>,
@@ -155,8 +156,9 @@ pub enum WebhooksCmd {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
+        /// New receiver URL.
         #[arg(long)]
-        url: Option<String>,
+        endpoint: Option<String>,
         #[arg(long = "event", value_delimiter = ',')]
         events: Vec<String>,
         #[arg(long, conflicts_with = "disable")]
@@ -929,13 +931,13 @@ pub async fn webhooks(cmd: WebhooksCmd) -> Result<ExitCode> {
         }
         WebhooksCmd::Create {
             api,
-            url,
+            endpoint,
             events,
             description,
         } => {
             let c = Client::new(&api)?;
             let body = serde_json::to_value(CreateWebhook {
-                url,
+                url: endpoint,
                 events,
                 description,
             })?;
@@ -954,14 +956,14 @@ pub async fn webhooks(cmd: WebhooksCmd) -> Result<ExitCode> {
         WebhooksCmd::Update {
             id,
             api,
-            url,
+            endpoint,
             events,
             enable,
             disable,
         } => {
             let c = Client::new(&api)?;
             let body = serde_json::to_value(UpdateWebhook {
-                url,
+                url: endpoint,
                 events: (!events.is_empty()).then_some(events),
                 enabled: if enable {
                     Some(true)

@@ -866,7 +866,7 @@ async fn health_and_webhooks_cli(db: Db) {
     let out = cli(vec![
         "webhooks",
         "create",
-        "--url",
+        "--endpoint",
         &rx.url(),
         "--event",
         "connection.status_changed,connection.created",
