@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// Health checks started per second, per provider (0 = unlimited).
     #[arg(long, env = "REKEY_CHECK_RATE", default_value_t = 5.0)]
     pub check_rate: f64,
+    /// Upper bound in seconds on any probe's timeout (catalog probes ask for
+    /// their own, usually 10 s). A crashed replica's claimed checks are
+    /// retried after about twice this plus 20 s.
+    #[arg(long, env = "REKEY_CHECK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub check_timeout: u64,
     /// Webhook delivery attempts before a delivery is marked failed.
     #[arg(long, env = "REKEY_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub webhook_max_attempts: u32,
@@ -176,6 +181,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         interval: std::time::Duration::from_secs(a.check_interval.max(1)),
         per_provider_concurrency: a.check_concurrency as usize,
         per_provider_rate: a.check_rate,
+        max_probe_timeout: std::time::Duration::from_secs(a.check_timeout),
         ..Default::default()
     });
     rekey.set_webhook_settings(rekey_service::WebhookSettings {

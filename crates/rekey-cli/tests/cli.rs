@@ -230,6 +230,7 @@ both_backends!(
     oauth_cli_commands,
     health_and_webhooks_cli,
     webhooks_survive_sigkill,
+    check_killed_midway_resumes,
 );
 
 async fn cli_end_to_end(db: Db) {
@@ -1046,4 +1047,77 @@ async fn webhooks_survive_sigkill(db: Db) {
     server.stop().await;
     let out = env.run(&["audit", "verify", "--offline"], &[]).await;
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+/// SIGKILL the server while a scheduled check waits on a slow provider:
+/// after restart the claim is released (SQLite at start, PostgreSQL when
+/// the lease lapses) and the check runs to completion.
+async fn check_killed_midway_resumes(db: Db) {
+    use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
+    let mut env = Env::new(db).await;
+    env.extra = vec![
+        ("REKEY_CHECK_INTERVAL".into(), "600".into()),
+        ("REKEY_CHECK_TIMEOUT".into(), "2".into()),
+        ("REKEY_WORKER_TICK_MS".into(), "50".into()),
+    ];
+    let key = env.admin_key("default", "admin").await;
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Slow(Duration::from_millis(1500)));
+    let mut server = env.serve().await;
+    let c = api_post(
+        &server.base,
+        &key,
+        "/api/v1/connections",
+        json!({
+        "provider": "custom-rest", "kind": "api_key", "display_name": "slow",
+        "probe_url": fx.rest_url(), "credentials": {"key": "k-slow-1"}}),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        if fx.hits() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fx.hits(), 1, "the scheduler started the check");
+    server.child.kill().await.unwrap();
+    let c = api_get_offline(&env, &id).await;
+    assert_eq!(c, "pending", "the check did not complete before the kill");
+
+    fx.set_mode(Mode::Ok);
+    let server = env.serve().await;
+    let mut status = String::new();
+    for _ in 0..400 {
+        status = api_get(&server.base, &key, &format!("/api/v1/connections/{id}")).await["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if status == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "active");
+    assert_eq!(fx.hits(), 2, "checked once more, not in a loop");
+    server.stop().await;
+    let out = env.run(&["audit", "verify", "--offline"], &[]).await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+/// A connection's status read straight from the database (server down).
+async fn api_get_offline(env: &Env, id: &str) -> String {
+    let url = match &env.pg {
+        Some(pg) => pg.url(),
+        None => format!("sqlite://{}/rekey.db", env.data_dir().display()),
+    };
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let (s,): (String,) = sqlx::query_as("SELECT status FROM connections WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    s
 }

@@ -844,9 +844,9 @@ impl Rekey {
         use futures_util::StreamExt;
         let s = self.health_settings();
         let now = now_ms();
-        // Long enough for a slow probe plus a refresh; a crashed replica's
-        // claims come free after it.
-        let lease_until = now + 5 * 60_000;
+        // Long enough for a token refresh (15 s cap) plus the slowest probe;
+        // a crashed replica's claims come free after it.
+        let lease_until = now + 2 * s.max_probe_timeout.as_millis() as i64 + 20_000;
         let claimed = {
             let mut tx = self.store().begin_write().await?;
             let backend = tx.backend();
