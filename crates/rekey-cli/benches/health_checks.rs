@@ -16,7 +16,10 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, d: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 /// (current RSS, peak RSS) in MiB, from /proc.

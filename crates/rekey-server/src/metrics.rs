@@ -36,6 +36,7 @@ pub struct Metrics {
     requests: Family<RouteLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
     connections: Family<StatusLabels, Gauge>,
+    deliveries: Family<StatusLabels, Gauge>,
 }
 
 impl Metrics {
@@ -46,6 +47,12 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let connections = Family::<StatusLabels, Gauge>::default();
+        let deliveries = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries by status (pending, delivered, failed; all tenants)",
+            deliveries.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -66,7 +73,21 @@ impl Metrics {
             requests,
             latency,
             connections,
+            deliveries,
         })
+    }
+
+    pub fn set_delivery_counts(&self, counts: &[(String, i64)]) {
+        for st in ["pending", "delivered", "failed"] {
+            let n = counts
+                .iter()
+                .find(|(k, _)| k == st)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            self.deliveries
+                .get_or_create(&StatusLabels { status: st.into() })
+                .set(n);
+        }
     }
 
     pub fn set_connection_counts(&self, counts: &[(String, i64)]) {

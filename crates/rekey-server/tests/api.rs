@@ -1207,6 +1207,12 @@ async fn health_ready_and_metrics() {
         .contains("rekey_http_request_duration_seconds_bucket"));
     assert!(m.text.contains(r#"rekey_connections{status="pending"} 1"#));
     assert!(m.text.contains(r#"rekey_connections{status="active"} 0"#));
+    assert!(
+        m.text
+            .contains(r#"rekey_webhook_deliveries{status="failed"} 0"#),
+        "{}",
+        m.text
+    );
     // Request ids propagate into the audit log.
     let r = s.raw(Method::POST, "/api/v1/connections", Some(&s.admin_key),
         Some(("application/json", serde_json::to_vec(&json!({"provider": "custom-rest", "kind": "basic", "display_name": "b", "credentials": {"username": "u", "password": "p"}})).unwrap())),

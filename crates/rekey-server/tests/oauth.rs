@@ -132,6 +132,7 @@ impl Env {
 
 both_backends!(
     refresh_and_reauthorization_events,
+    oauth_probe_refreshes_first,
     connect_read_refresh_revoke,
     concurrent_fetches_make_one_refresh,
     refresh_failures_are_classified,
@@ -1155,5 +1156,63 @@ async fn refresh_and_reauthorization_events(db: Db) {
         );
         assert!(!text.contains("secret-1"));
     }
+    e.s.stop().await;
+}
+
+/// A probe of an OAuth connection whose token is about to expire refreshes
+/// first and presents the new token; a 401 from the API is `needs_reauth`.
+async fn oauth_probe_refreshes_first(db: Db) {
+    use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
+    let e = setup(db).await;
+    e.fx.with(|s| s.access_ttl = 60); // inside the refresh window
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let api = ProviderFixture::start().await;
+    let r =
+        e.s.call(
+            Method::PATCH,
+            &format!("/api/v1/connections/{id}"),
+            &e.s.admin_key,
+            Some(json!({"probe_url": api.rest_url()})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    e.fx.with(|s| s.access_ttl = 3600);
+    let before = e.fx.token_requests();
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/check"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["outcome"], "ok");
+    assert_eq!(
+        e.fx.token_requests() - before,
+        1,
+        "refreshed before probing"
+    );
+    let (_, cr) = e.creds(&id).await;
+    let at = cr["credentials"]["access_token"].as_str().unwrap();
+    assert_eq!(api.last_authorization().unwrap(), format!("Bearer {at}"));
+    api.set_mode(Mode::Unauthorized);
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/check"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    let j = r.json();
+    assert_eq!(j["status"], "needs_reauth", "{j}");
+    assert_eq!(j["last_error"]["source"], "check");
+    assert!(
+        !r.text.contains(at),
+        "the token never appears in a check result"
+    );
     e.s.stop().await;
 }

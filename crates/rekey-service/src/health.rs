@@ -661,12 +661,7 @@ impl Rekey {
 
     /// Check one connection now. `manual` (API, CLI) audits the check itself;
     /// the scheduler audits only transitions.
-    async fn check_inner(
-        &self,
-        ctx: &Ctx,
-        id: &str,
-        manual: bool,
-    ) -> Result<(CheckResult, bool), Error> {
+    async fn check_inner(&self, ctx: &Ctx, id: &str, manual: bool) -> Result<CheckResult, Error> {
         let started = Instant::now();
         let row = {
             let mut c = self.store().read().await?;
@@ -762,24 +757,20 @@ impl Rekey {
             })).await?;
         }
         tx.commit().await?;
-        let ok = outcome == "ok";
-        Ok((
-            CheckResult {
-                connection_id: id.to_string(),
-                outcome: outcome.to_string(),
-                status_before: before.as_str().to_string(),
-                status: stored.status.as_str().to_string(),
-                http_status: observed.as_ref().and_then(|o| o.http_status),
-                duration_ms: started.elapsed().as_millis() as u64,
-                checked_at: ms_to_rfc3339(now_ms()),
-                message: err
-                    .as_ref()
-                    .and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string)),
-                last_error: err,
-                connection: crate::views::connection(&stored),
-            },
-            ok,
-        ))
+        Ok(CheckResult {
+            connection_id: id.to_string(),
+            outcome: outcome.to_string(),
+            status_before: before.as_str().to_string(),
+            status: stored.status.as_str().to_string(),
+            http_status: observed.as_ref().and_then(|o| o.http_status),
+            duration_ms: started.elapsed().as_millis() as u64,
+            checked_at: ms_to_rfc3339(now_ms()),
+            message: err
+                .as_ref()
+                .and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string)),
+            last_error: err,
+            connection: crate::views::connection(&stored),
+        })
     }
 
     async fn skipped(
@@ -789,7 +780,7 @@ impl Rekey {
         why: String,
         started: Instant,
         manual: bool,
-    ) -> Result<(CheckResult, bool), Error> {
+    ) -> Result<CheckResult, Error> {
         let mut tx = self.store().begin_write().await?;
         let s = self.health_settings();
         conns::schedule_check(
@@ -811,30 +802,27 @@ impl Rekey {
             .await?;
         }
         tx.commit().await?;
-        Ok((
-            CheckResult {
-                connection_id: row.id.clone(),
-                outcome: "skipped".into(),
-                status_before: row.status.as_str().into(),
-                status: row.status.as_str().into(),
-                http_status: None,
-                duration_ms: started.elapsed().as_millis() as u64,
-                checked_at: ms_to_rfc3339(now_ms()),
-                message: Some(why),
-                last_error: row
-                    .last_error
-                    .as_deref()
-                    .and_then(|e| serde_json::from_str(e).ok()),
-                connection: crate::views::connection(&row),
-            },
-            false,
-        ))
+        Ok(CheckResult {
+            connection_id: row.id.clone(),
+            outcome: "skipped".into(),
+            status_before: row.status.as_str().into(),
+            status: row.status.as_str().into(),
+            http_status: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            checked_at: ms_to_rfc3339(now_ms()),
+            message: Some(why),
+            last_error: row
+                .last_error
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
+            connection: crate::views::connection(&row),
+        })
     }
 
     /// `POST /connections/{id}/check`: probe now and return what was found.
     pub async fn check_connection(&self, ctx: &Ctx, id: &str) -> Result<CheckResult, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
-        Ok(self.check_inner(ctx, &id, true).await?.0)
+        self.check_inner(ctx, &id, true).await
     }
 
     /// One scheduler pass: claim due connections (a lease, so replicas on one
@@ -859,7 +847,7 @@ impl Rekey {
             claimed: claimed.len(),
             ..Default::default()
         };
-        let results: Vec<(String, String, Result<(CheckResult, bool), Error>)> =
+        let results: Vec<(String, String, Result<CheckResult, Error>)> =
             futures_util::stream::iter(claimed)
                 .map(|(tenant, id, provider)| {
                     let s = s.clone();
@@ -892,8 +880,8 @@ impl Rekey {
                 .await;
         for (tenant, id, r) in results {
             match r {
-                Ok((c, _)) if c.outcome == "ok" => run.ok += 1,
-                Ok((c, _)) if c.outcome == "skipped" => run.skipped += 1,
+                Ok(c) if c.outcome == "ok" => run.ok += 1,
+                Ok(c) if c.outcome == "skipped" => run.skipped += 1,
                 Ok(_) => run.failed += 1,
                 Err(e) => {
                     run.failed += 1;

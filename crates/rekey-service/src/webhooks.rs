@@ -560,6 +560,12 @@ impl Rekey {
         tx.commit().await
     }
 
+    /// Deliveries per status, all tenants (metrics).
+    pub async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, Error> {
+        let mut c = self.store().read().await?;
+        store::count_by_status(&mut c).await
+    }
+
     /// At start-up on SQLite (one serving process, by the data-directory
     /// lock) every lease was left by a crash: free them so work resumes at
     /// once. On PostgreSQL other replicas' leases are live; they lapse.

@@ -33,12 +33,16 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     }))
 }
 
-/// Prometheus metrics (OpenMetrics text): requests and latency by route, connections by status.
+/// Prometheus metrics (OpenMetrics text): requests and latency by route, connections and webhook deliveries by status.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(s): State<AppState>) -> Response {
     match s.rekey.connection_status_counts().await {
         Ok(counts) => s.metrics.set_connection_counts(&counts),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count connections"),
+    }
+    match s.rekey.webhook_delivery_counts().await {
+        Ok(counts) => s.metrics.set_delivery_counts(&counts),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count webhook deliveries"),
     }
     match s.metrics.encode() {
         Ok(text) => {
