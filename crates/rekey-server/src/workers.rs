@@ -47,15 +47,18 @@ fn rand_jitter() -> u32 {
     t ^ std::process::id()
 }
 
-/// Run the health scheduler: every `tick`, claim the connections whose
-/// check is due and check them (see `Rekey::check_due`). A full batch means
-/// more are due, so the next pass starts at once.
-pub fn spawn_health_worker(
-    rekey: Rekey,
-    owner: String,
+/// Run `pass` every `tick` until shutdown; when a pass says more work is
+/// waiting (a full batch), the next one starts at once.
+fn spawn_pass_loop<F, Fut>(
+    what: &'static str,
     tick: Duration,
     mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+    pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<bool, rekey_core::Error>> + Send,
+{
     tokio::spawn(async move {
         let mut immediate = false;
         loop {
@@ -68,24 +71,39 @@ pub fn spawn_health_worker(
             if *stop.borrow() {
                 break;
             }
-            match rekey.check_due(&owner).await {
-                Ok(run) => {
-                    if run.claimed > 0 {
-                        tracing::info!(
-                            claimed = run.claimed,
-                            ok = run.ok,
-                            failed = run.failed,
-                            skipped = run.skipped,
-                            "health pass"
-                        );
-                    }
-                    immediate = run.claimed > 0 && run.claimed as i64 >= rekey.health_batch();
-                }
+            immediate = match pass().await {
+                Ok(more) => more,
                 Err(e) => {
-                    immediate = false;
-                    tracing::warn!(error = %e, "health pass failed");
+                    tracing::warn!(error = %e, "{what} pass failed");
+                    false
                 }
+            };
+        }
+    })
+}
+
+/// Run the health scheduler: every `tick`, claim the connections whose
+/// check is due and check them (see `Rekey::check_due`).
+pub fn spawn_health_worker(
+    rekey: Rekey,
+    owner: String,
+    tick: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    spawn_pass_loop("health", tick, stop, move || {
+        let (rekey, owner) = (rekey.clone(), owner.clone());
+        async move {
+            let run = rekey.check_due(&owner).await?;
+            if run.claimed > 0 {
+                tracing::info!(
+                    claimed = run.claimed,
+                    ok = run.ok,
+                    failed = run.failed,
+                    skipped = run.skipped,
+                    "health pass"
+                );
             }
+            Ok(run.claimed > 0 && run.claimed as i64 >= rekey.health_batch())
         }
     })
 }
@@ -95,39 +113,23 @@ pub fn spawn_delivery_worker(
     rekey: Rekey,
     owner: String,
     tick: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     const BATCH: i64 = 100;
-    tokio::spawn(async move {
-        let mut immediate = false;
-        loop {
-            if !immediate {
-                tokio::select! {
-                    _ = tokio::time::sleep(tick) => {}
-                    _ = stop.changed() => break,
-                }
+    spawn_pass_loop("webhook", tick, stop, move || {
+        let (rekey, owner) = (rekey.clone(), owner.clone());
+        async move {
+            let run = rekey.deliver_due(&owner, BATCH).await?;
+            if run.claimed > 0 {
+                tracing::info!(
+                    claimed = run.claimed,
+                    delivered = run.delivered,
+                    retrying = run.retrying,
+                    gave_up = run.gave_up,
+                    "webhook pass"
+                );
             }
-            if *stop.borrow() {
-                break;
-            }
-            match rekey.deliver_due(&owner, BATCH).await {
-                Ok(run) => {
-                    if run.claimed > 0 {
-                        tracing::info!(
-                            claimed = run.claimed,
-                            delivered = run.delivered,
-                            retrying = run.retrying,
-                            gave_up = run.gave_up,
-                            "webhook pass"
-                        );
-                    }
-                    immediate = run.claimed as i64 >= BATCH;
-                }
-                Err(e) => {
-                    immediate = false;
-                    tracing::warn!(error = %e, "webhook pass failed");
-                }
-            }
+            Ok(run.claimed as i64 >= BATCH)
         }
     })
 }

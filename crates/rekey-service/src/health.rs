@@ -834,7 +834,13 @@ impl Rekey {
         let now = now_ms();
         // Long enough for a token refresh (15 s cap) plus the slowest probe;
         // a crashed replica's claims come free after it.
-        let lease_until = now + 2 * s.max_probe_timeout.as_millis() as i64 + 20_000;
+        // The rate limit can hold the last of a batch back: add that wait.
+        let queued_ms = if s.per_provider_rate > 0.0 {
+            (s.batch as f64 / s.per_provider_rate * 1000.0) as i64
+        } else {
+            0
+        };
+        let lease_until = now + 2 * s.max_probe_timeout.as_millis() as i64 + 20_000 + queued_ms;
         let claimed = {
             let mut tx = self.store().begin_write().await?;
             let backend = tx.backend();
