@@ -1058,6 +1058,8 @@ async fn check_killed_midway_resumes(db: Db) {
     env.extra = vec![
         ("REKEY_CHECK_INTERVAL".into(), "600".into()),
         ("REKEY_CHECK_TIMEOUT".into(), "2".into()),
+        // No rate limit: the lease is then 2 × 2 s + 20 s.
+        ("REKEY_CHECK_RATE".into(), "0".into()),
         ("REKEY_WORKER_TICK_MS".into(), "50".into()),
     ];
     let key = env.admin_key("default", "admin").await;
