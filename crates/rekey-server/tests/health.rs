@@ -360,6 +360,34 @@ async fn check_endpoint_validates(db: Db) {
     )
     .await
     .assert_error(403, "missing_scope");
+    // Pointing a credential at a URL of one's choosing needs credentials:read.
+    let writer = s.key("default", &["connections:write"]).await;
+    s.call(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/connections/{id}"),
+        &writer,
+        Some(json!({"probe_url": "https://attacker.example/collect"})),
+    )
+    .await
+    .assert_error(403, "missing_scope");
+    s.post(
+        "/api/v1/connections",
+        &writer,
+        json!({"provider": "custom-rest", "kind": "api_key", "display_name": "x",
+               "probe_url": "https://attacker.example/collect", "credentials": {"key": "k"}}),
+    )
+    .await
+    .assert_error(403, "missing_scope");
+    // The same key may check, and change other fields.
+    let r = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/connections/{id}"),
+            &writer,
+            Some(json!({"display_name": "renamed"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // Other tenants do not see it.
     let other = s.key("other", &["admin"]).await;
     s.post(

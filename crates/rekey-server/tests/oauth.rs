@@ -1214,5 +1214,31 @@ async fn oauth_probe_refreshes_first(db: Db) {
         !r.text.contains(at),
         "the token never appears in a check result"
     );
+    // A dead grant stays needs_reauth even while its last access token
+    // still works at the API (no flapping back to active).
+    api.set_mode(Mode::Ok);
+    let check = || async {
+        e.s.post(
+            &format!("/api/v1/connections/{id}/check"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await
+        .json()
+    };
+    assert_eq!(check().await["status"], "active");
+    e.fx.revoke_all_grants();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    let j = check().await;
+    assert_eq!(j["status"], "needs_reauth", "{j}");
+    assert_eq!(j["last_error"]["source"], "refresh");
     e.s.stop().await;
 }

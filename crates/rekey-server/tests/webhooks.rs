@@ -315,6 +315,49 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
     .await;
     let got = pump(&s, &rx, |d| !d.is_empty()).await;
     assert_eq!(got.len(), 1);
+    // A pending retry waits while the subscription is paused.
+    rx.set_fail_next(1);
+    let r = s
+        .post(
+            &format!("/api/v1/webhooks/{hook}/test"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    let paused_did = r.json()["id"].as_str().unwrap().to_string();
+    s.rekey.deliver_due("w", 100).await.unwrap(); // fails once, retry pending
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{hook}"),
+            &s.admin_key,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let n = rx.received().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.rekey.deliver_due("w", 100).await.unwrap().claimed, 0);
+    assert_eq!(rx.received().len(), n, "nothing sent while paused");
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{hook}"),
+            &s.admin_key,
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let got = pump(&s, &rx, |d| d.len() >= 2).await;
+    assert_eq!(got.len(), 2);
+    let d = s
+        .get(
+            &format!("/api/v1/webhooks/{hook}/deliveries/{paused_did}"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(d["status"], "delivered");
     // A paused subscription gets no new events.
     let r = s
         .call(
@@ -331,7 +374,50 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
         .get(&format!("/api/v1/webhooks/{hook}/deliveries"), &s.admin_key)
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    assert_eq!(l["items"].as_array().unwrap().len(), 2);
+    // A delivery that cannot even be signed (its secret row is gone) is
+    // recorded as failed attempts and gives up; it does not loop.
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{hook}"),
+            &s.admin_key,
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    s.sql(&["DELETE FROM secrets WHERE owner_kind = 'webhook'"])
+        .await;
+    let r = s
+        .post(
+            &format!("/api/v1/webhooks/{hook}/test"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    let did = r.json()["id"].as_str().unwrap().to_string();
+    let before = rx.received().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let d = loop {
+        s.rekey.deliver_due("w", 100).await.unwrap();
+        let d = s
+            .get(
+                &format!("/api/v1/webhooks/{hook}/deliveries/{did}"),
+                &s.admin_key,
+            )
+            .await
+            .json();
+        if d["status"] != "pending" || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("cannot sign"),
+        "{d}"
+    );
+    assert_eq!(rx.received().len(), before, "nothing unsigned was sent");
     s.stop().await;
 }
 

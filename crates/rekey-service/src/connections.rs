@@ -48,6 +48,16 @@ pub(crate) fn check_params(
     Ok(serde_json::to_string(params).unwrap_or_else(|_| "{}".into()))
 }
 
+/// A `probe_url` sends the connection's credential to a URL of the
+/// caller's choosing, so only a caller who may read the credential anyway
+/// (`credentials:read`) may set one.
+pub fn authorize_probe_url(p: &Principal, probe_url: Option<&str>) -> Result<(), Error> {
+    if probe_url.is_some_and(|u| !u.is_empty()) {
+        p.require(Scope::CredentialsRead)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn not_found(id: &str) -> Error {
     Error::not_found("connection_not_found", format!("connection {id}"))
 }
@@ -468,7 +478,7 @@ impl Rekey {
             return Err(lost_race(&id));
         }
         self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
-        store::schedule_check(tx.conn(), &ctx.tenant, &id, now).await?;
+        store::schedule_check(tx.conn(), &ctx.tenant, &id, now, None).await?;
         if row.status != from {
             crate::health::status_changed(&mut tx, ctx, &row, from, "credentials_update", None)
                 .await?;
@@ -547,7 +557,7 @@ impl Rekey {
         .await?;
         crate::health::status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
         if to == Status::Pending {
-            store::schedule_check(tx.conn(), &ctx.tenant, &id, now_ms()).await?;
+            store::schedule_check(tx.conn(), &ctx.tenant, &id, now_ms(), None).await?;
         }
         tx.commit().await?;
         Ok(views::connection(&row))

@@ -65,8 +65,9 @@ impl Observation {
         }
     }
 
-    /// A failed token refresh, in the same terms as a failed probe.
-    pub(crate) fn from_oauth(e: &OAuthError) -> Observation {
+    /// A failed token refresh, in the same terms as a failed probe. `known`
+    /// are secret values to scrub from the provider's text.
+    pub(crate) fn from_oauth(e: &OAuthError, known: &[&str]) -> Observation {
         let outcome = match e.severity() {
             rekey_oauth::Severity::Auth => Outcome::AuthFailure,
             rekey_oauth::Severity::Transient => Outcome::Transient,
@@ -81,26 +82,32 @@ impl Observation {
         Observation {
             outcome,
             code: e.code().to_string(),
-            // OAuthError messages carry no token values (see rekey-oauth).
-            message: e.to_string(),
+            // The provider's error_description is its own text: scrub it.
+            message: rekey_core::scrub::scrub_text(&e.to_string(), known),
             http_status,
             body: None,
-            retry_after_secs: e.retry_after().map(|d| d.as_secs()),
+            retry_after_secs: e
+                .retry_after()
+                .map(|d| d.as_secs().min(MAX_RETRY_AFTER_SECS)),
         }
     }
 }
 
-/// Backoff for transient failures: `Retry-After` when given, else 5 s
-/// doubling per consecutive failure, capped at 10 min.
+/// A provider's `Retry-After` is honoured up to this (a hostile or broken
+/// value must not stop checks for good).
+pub(crate) const MAX_RETRY_AFTER_SECS: u64 = 6 * 3600;
+
+/// Backoff for transient failures: `Retry-After` when given (capped), else
+/// 5 s doubling per consecutive failure, capped at 10 min.
 fn retry_at(obs: &Observation, failures: i64, now: i64) -> Option<i64> {
     if obs.outcome == Outcome::AuthFailure {
         return None;
     }
     let ms = match obs.retry_after_secs {
-        Some(s) => (s as i64).saturating_mul(1000),
+        Some(s) => (s.min(MAX_RETRY_AFTER_SECS) as i64) * 1000,
         None => (5_000i64 << (failures - 1).clamp(0, 10)).min(600_000),
     };
-    Some(now + ms)
+    Some(now.saturating_add(ms))
 }
 
 /// Apply `obs` to the connection inside `tx`: re-read it (locked on
@@ -134,6 +141,25 @@ pub(crate) async fn apply_observation(
         r.last_checked_at = Some(now);
     }
     let from = row.status;
+    let grant_dead = from == Status::NeedsReauth
+        && source == "check"
+        && row
+            .last_error
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<Value>(e).ok())
+            .is_some_and(|e| e.get("source").and_then(Value::as_str) == Some("refresh"));
+    if obs.outcome == Outcome::Ok && grant_dead {
+        // The access token still works but the grant cannot be refreshed:
+        // it stays needs_reauth (no flapping) until reauthorized.
+        r.last_ok_at = Some(now);
+        if !conns::update(tx.conn(), &r, row.version).await? {
+            return Err(Error::conflict(
+                "version_conflict",
+                format!("connection {id} changed during the check"),
+            ));
+        }
+        return Ok(Some(r));
+    }
     let to = match obs.outcome {
         Outcome::Ok => Status::Active,
         Outcome::AuthFailure => Status::NeedsReauth,
@@ -318,6 +344,9 @@ impl Throttle {
     }
 }
 
+/// A claimed check's result; None when the pass ran out of time first.
+type Attempted = Option<Result<CheckResult, Error>>;
+
 /// What one scheduler pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckRun {
@@ -325,6 +354,8 @@ pub struct CheckRun {
     pub ok: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Claimed but not started in this pass's time window; due again now.
+    pub deferred: usize,
 }
 
 /// Where the probe sends the credential, from the connection's material.
@@ -661,7 +692,13 @@ impl Rekey {
 
     /// Check one connection now. `manual` (API, CLI) audits the check itself;
     /// the scheduler audits only transitions.
-    async fn check_inner(&self, ctx: &Ctx, id: &str, manual: bool) -> Result<CheckResult, Error> {
+    async fn check_inner(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        manual: bool,
+        owner: Option<&str>,
+    ) -> Result<CheckResult, Error> {
         let started = Instant::now();
         let row = {
             let mut c = self.store().read().await?;
@@ -683,18 +720,20 @@ impl Rekey {
         // OAuth client credentials without a probe: requesting a token is the check.
         let probe = match probe {
             Err(_) if row.kind == ConnectionKind::OAuth2ClientCredentials => None,
-            Err(why) => return self.skipped(ctx, row, why, started, manual).await,
+            Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
             Ok(p) => Some(p),
         };
         let observed = match &probe {
             None => match self.fresh_oauth(ctx, id, true).await {
                 Ok(_) => Some(Observation::ok()),
-                // fresh_oauth recorded the failure on the connection already.
-                Err(_) => None,
+                Err(e) => match self.refresh_failure(ctx, &row, e).await? {
+                    Ok(()) => None,
+                    Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
+                },
             },
             Some(p) => match self.presented(ctx, &row, p).await {
                 Ok(Presented::Unsupported(why)) => {
-                    return self.skipped(ctx, row, why, started, manual).await
+                    return self.skipped(ctx, row, why, started, manual, owner).await
                 }
                 Ok(Presented::Http {
                     headers,
@@ -704,10 +743,9 @@ impl Rekey {
                     let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
                     Some(self.run_probe(&row, p, headers, query, &exposed).await)
                 }
-                Err(e) => match e.code() {
-                    // The refresh failed and was recorded.
-                    "needs_reauth" | "unavailable" => None,
-                    _ => return Err(e),
+                Err(e) => match self.refresh_failure(ctx, &row, e).await? {
+                    Ok(()) => None,
+                    Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
                 },
             },
         };
@@ -739,6 +777,7 @@ impl Rekey {
             &ctx.tenant,
             id,
             next_check(&s, &stored, now_ms()),
+            owner,
         )
         .await?;
         let err: Option<Value> = stored
@@ -780,6 +819,7 @@ impl Rekey {
         why: String,
         started: Instant,
         manual: bool,
+        owner: Option<&str>,
     ) -> Result<CheckResult, Error> {
         let mut tx = self.store().begin_write().await?;
         let s = self.health_settings();
@@ -788,6 +828,7 @@ impl Rekey {
             &ctx.tenant,
             &row.id,
             next_check(&s, &row, now_ms()),
+            owner,
         )
         .await?;
         if manual {
@@ -819,10 +860,41 @@ impl Rekey {
         })
     }
 
+    /// A refresh before the probe failed. `Ok(Ok(()))`: `fresh_oauth`
+    /// recorded it on the connection (the check reports that).
+    /// `Ok(Err(why))`: nothing was tried (a backoff is running): the check is
+    /// skipped. `Err`: anything else (the integration is gone, the database
+    /// failed), passed on.
+    async fn refresh_failure(
+        &self,
+        ctx: &Ctx,
+        before: &ConnectionRow,
+        e: Error,
+    ) -> Result<Result<(), String>, Error> {
+        if !matches!(e.code(), "needs_reauth" | "unavailable") {
+            return Err(e);
+        }
+        let now = {
+            let mut c = self.store().read().await?;
+            conns::get(&mut c, &ctx.tenant, &before.id)
+                .await?
+                .ok_or_else(|| not_found(&before.id))?
+        };
+        let recorded = now.consecutive_failures > before.consecutive_failures
+            || (now.status == Status::NeedsReauth && now.status != before.status);
+        if recorded {
+            Ok(Ok(()))
+        } else if e.code() == "unavailable" {
+            Ok(Err(e.to_string()))
+        } else {
+            Err(e)
+        }
+    }
+
     /// `POST /connections/{id}/check`: probe now and return what was found.
     pub async fn check_connection(&self, ctx: &Ctx, id: &str) -> Result<CheckResult, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
-        self.check_inner(ctx, &id, true).await
+        self.check_inner(ctx, &id, true, None).await
     }
 
     /// One scheduler pass: claim due connections (a lease, so replicas on one
@@ -831,16 +903,16 @@ impl Rekey {
     pub async fn check_due(&self, owner: &str) -> Result<CheckRun, Error> {
         use futures_util::StreamExt;
         let s = self.health_settings();
+        let started = Instant::now();
         let now = now_ms();
-        // Long enough for a token refresh (15 s cap) plus the slowest probe;
-        // a crashed replica's claims come free after it.
-        // The rate limit can hold the last of a batch back: add that wait.
-        let queued_ms = if s.per_provider_rate > 0.0 {
-            (s.batch as f64 / s.per_provider_rate * 1000.0) as i64
-        } else {
-            0
-        };
-        let lease_until = now + 2 * s.max_probe_timeout.as_millis() as i64 + 20_000 + queued_ms;
+        // Checks start only within `window`; any started check ends within
+        // twice the probe timeout (a refresh, then the probe) plus slack. The
+        // lease covers both, so a live replica never loses its claims and a
+        // crashed one's come free soon after.
+        let window =
+            (s.max_probe_timeout * 2).clamp(Duration::from_secs(10), Duration::from_secs(60));
+        let lease = window + s.max_probe_timeout * 2 + Duration::from_secs(15);
+        let lease_until = now + lease.as_millis() as i64;
         let claimed = {
             let mut tx = self.store().begin_write().await?;
             let backend = tx.backend();
@@ -853,57 +925,77 @@ impl Rekey {
             claimed: claimed.len(),
             ..Default::default()
         };
-        let results: Vec<(String, String, Result<CheckResult, Error>)> =
-            futures_util::stream::iter(claimed)
-                .map(|(tenant, id, provider)| {
-                    let s = s.clone();
-                    async move {
-                        let gate = self.inner.throttle.gate(&provider, &s);
-                        let _permit = gate.sem.acquire().await;
-                        if s.per_provider_rate > 0.0 {
-                            let spacing = Duration::from_secs_f64(1.0 / s.per_provider_rate);
-                            let wait = {
-                                let mut next = gate.next.lock().await;
-                                let now = Instant::now();
-                                let slot = (*next).max(now);
-                                *next = slot + spacing;
-                                slot - now
-                            };
-                            tokio::time::sleep(wait).await;
-                        }
-                        let ctx = Ctx {
-                            tenant: tenant.clone(),
-                            actor: "system:health".into(),
-                            request_id: None,
-                            source: None,
+        // Checks in flight at once, all providers: a PostgreSQL refresh holds
+        // one pooled connection while it reads with another, so stay under
+        // half the pool there.
+        let in_flight = match self.store().backend() {
+            Backend::Postgres => (self.store().pool_size() / 2).max(1) as usize,
+            Backend::Sqlite => 64,
+        };
+        let global = Arc::new(tokio::sync::Semaphore::new(in_flight));
+        let n = claimed.len().max(1);
+        let results: Vec<(String, String, Attempted)> = futures_util::stream::iter(claimed)
+            .map(|(tenant, id, provider)| {
+                let s = s.clone();
+                let global = global.clone();
+                async move {
+                    let gate = self.inner.throttle.gate(&provider, &s);
+                    let _permit = gate.sem.acquire().await;
+                    if s.per_provider_rate > 0.0 {
+                        let spacing = Duration::from_secs_f64(1.0 / s.per_provider_rate);
+                        let wait = {
+                            let mut next = gate.next.lock().await;
+                            let now = Instant::now();
+                            let slot = (*next).max(now);
+                            *next = slot + spacing;
+                            slot - now
                         };
-                        let r = self.check_inner(&ctx, &id, false).await;
-                        (tenant, id, r)
+                        tokio::time::sleep(wait).await;
                     }
-                })
-                .buffer_unordered(64)
-                .collect()
-                .await;
+                    let _slot = global.acquire().await;
+                    if started.elapsed() > window {
+                        // Out of time for this pass: hand it back, due now.
+                        return (tenant, id, None);
+                    }
+                    let ctx = Ctx {
+                        tenant: tenant.clone(),
+                        actor: "system:health".into(),
+                        request_id: None,
+                        source: None,
+                    };
+                    let r = self.check_inner(&ctx, &id, false, Some(owner)).await;
+                    (tenant, id, Some(r))
+                }
+            })
+            // Waiting on a provider's limits holds no slot: every claimed
+            // check may wait at once, so one slow provider can't stall the rest.
+            .buffer_unordered(n)
+            .collect()
+            .await;
         for (tenant, id, r) in results {
-            match r {
-                Ok(c) if c.outcome == "ok" => run.ok += 1,
-                Ok(c) if c.outcome == "skipped" => run.skipped += 1,
-                Ok(_) => run.failed += 1,
-                Err(e) => {
+            let retry_at = match r {
+                Some(Ok(c)) => {
+                    match c.outcome.as_str() {
+                        "ok" => run.ok += 1,
+                        "skipped" => run.skipped += 1,
+                        _ => run.failed += 1,
+                    }
+                    continue;
+                }
+                None => {
+                    run.deferred += 1;
+                    now_ms()
+                }
+                Some(Err(e)) => {
                     run.failed += 1;
                     tracing::warn!(connection = %id, error = %e, "scheduled check failed");
-                    // Don't leave it claimed until the lease lapses.
-                    if let Ok(mut tx) = self.store().begin_write().await {
-                        let at = now_ms() + s.interval.as_millis() as i64;
-                        if conns::schedule_check(tx.conn(), &tenant, &id, at)
-                            .await
-                            .is_ok()
-                        {
-                            let _ = tx.commit().await;
-                        }
-                    }
+                    now_ms() + s.interval.as_millis() as i64
                 }
-            }
+            };
+            // Don't leave it claimed until the lease lapses.
+            let mut tx = self.store().begin_write().await?;
+            conns::schedule_check(tx.conn(), &tenant, &id, retry_at, Some(owner)).await?;
+            tx.commit().await?;
         }
         Ok(run)
     }
@@ -922,6 +1014,10 @@ mod tests {
         assert_eq!(retry_at(&o, 30, 0), Some(600_000));
         o.retry_after_secs = Some(120);
         assert_eq!(retry_at(&o, 1, 0), Some(120_000));
+        // A hostile Retry-After is capped, and never overflows.
+        o.retry_after_secs = Some(u64::MAX);
+        assert_eq!(retry_at(&o, 1, 0), Some(MAX_RETRY_AFTER_SECS as i64 * 1000));
+        assert!(retry_at(&o, 1, i64::MAX - 5).is_some());
         o.outcome = Outcome::AuthFailure;
         assert_eq!(retry_at(&o, 1, 0), None);
     }

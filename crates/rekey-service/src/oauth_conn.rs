@@ -47,6 +47,10 @@ fn in_backoff(row: &ConnectionRow, now: i64) -> Option<i64> {
         return None;
     }
     let err: Value = serde_json::from_str(row.last_error.as_deref()?).ok()?;
+    // A probe's failure (an API rate limit, say) must not hold refreshes back.
+    if err.get("source").and_then(Value::as_str) == Some("check") {
+        return None;
+    }
     let retry_at = err.get("retry_at").and_then(Value::as_i64)?;
     (retry_at > now).then_some(retry_at)
 }
@@ -256,7 +260,8 @@ impl Rekey {
             }
             Err(e) => {
                 let now = now_ms();
-                let obs = Observation::from_oauth(&e);
+                let known: Vec<&str> = s.values().map(|v| v.expose()).collect();
+                let obs = Observation::from_oauth(&e, &known);
                 let r = apply_observation(&mut tx, ctx, id, &obs, "refresh", false)
                     .await?
                     .unwrap_or_else(|| row.clone());

@@ -33,7 +33,7 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 /// Delivery policy. Defaults: up to 12 attempts, the wait doubling from 10 s
-/// to at most an hour (about 4.5 h in all), each wait jittered by ±20 %.
+/// to at most an hour (about 3.4 h in all), each wait jittered by ±20 %.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     pub max_attempts: i64,
@@ -99,6 +99,14 @@ fn validate_events(events: &[String]) -> Result<Vec<String>, Error> {
 
 fn validate_url(s: &str) -> Result<String, Error> {
     crate::check_outbound_url("url", s)
+}
+
+/// Receiver URLs may carry a token in their path or query: audit the host only.
+fn url_host(u: &str) -> String {
+    url::Url::parse(u)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn validate_description(d: &Option<String>) -> Result<(), Error> {
@@ -206,6 +214,9 @@ pub(crate) async fn emit(
     Ok(())
 }
 
+/// Posts in flight at once per delivery pass.
+const PARALLEL: i64 = 16;
+
 /// What one delivery pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryRun {
@@ -282,7 +293,7 @@ impl Rekey {
             "webhook.created",
             Some(&row.id),
             "ok",
-            json!({"url": row.url, "events": row.events}),
+            json!({"host": url_host(&row.url), "events": row.events}),
         )
         .await?;
         tx.commit().await?;
@@ -363,7 +374,7 @@ impl Rekey {
             "webhook.updated",
             Some(&w.id),
             "ok",
-            json!({"url": w.url, "events": w.events, "enabled": w.disabled_at.is_none()}),
+            json!({"host": url_host(&w.url), "events": w.events, "enabled": w.disabled_at.is_none()}),
         )
         .await?;
         tx.commit().await?;
@@ -383,7 +394,7 @@ impl Rekey {
             "webhook.deleted",
             Some(&w.id),
             "ok",
-            json!({"url": w.url}),
+            json!({"host": url_host(&w.url)}),
         )
         .await?;
         tx.commit().await
@@ -542,7 +553,15 @@ impl Rekey {
     ) -> Result<DeliveryView, Error> {
         let before = self.get_delivery(&ctx.tenant, webhook_id, id).await?;
         let mut tx = self.store().begin_write().await?;
-        store::replay(tx.conn(), &ctx.tenant, &before.id, now_ms()).await?;
+        if !store::replay(tx.conn(), &ctx.tenant, &before.id, now_ms()).await? {
+            return Err(Error::conflict(
+                "delivery_in_flight",
+                format!(
+                    "delivery {} is being sent right now; try again in a moment",
+                    before.id
+                ),
+            ));
+        }
         record(&mut tx, ctx, "webhook.delivery_replayed", Some(&before.id), "ok", json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
         let d = store::get_delivery(tx.conn(), &ctx.tenant, &before.id)
             .await?
@@ -584,7 +603,10 @@ impl Rekey {
         use futures_util::StreamExt;
         let s = self.webhook_settings();
         let now = now_ms();
-        let lease_ms = s.timeout.as_millis() as i64 * 3;
+        // PARALLEL posts at a time, each at most `timeout`: the lease covers
+        // the whole batch, so a live worker never loses a claim.
+        let rounds = (limit + PARALLEL - 1) / PARALLEL;
+        let lease_ms = s.timeout.as_millis() as i64 * (rounds + 1);
         let claimed = {
             let mut tx = self.store().begin_write().await?;
             let backend = tx.backend();
@@ -599,9 +621,9 @@ impl Rekey {
         let results: Vec<Result<Sent, Error>> = futures_util::stream::iter(claimed)
             .map(|d| {
                 let s = s.clone();
-                async move { self.deliver_one(&s, d).await }
+                async move { self.deliver_one(&s, d, owner).await }
             })
-            .buffer_unordered(16)
+            .buffer_unordered(PARALLEL as usize)
             .collect()
             .await;
         for r in results {
@@ -629,15 +651,79 @@ impl Rekey {
             .map_err(|e| Error::DecryptionFailed(format!("signing secret of webhook {id}: {e}")))?
     }
 
-    async fn deliver_one(&self, s: &WebhookSettings, d: Claimed) -> Result<Sent, Error> {
-        let secret = self.webhook_secret(&d.tenant, &d.webhook_id).await?;
+    /// Sign with the subscription's secret. A failure here is recorded as
+    /// an attempt, so it counts towards the limit instead of looping.
+    async fn sign(&self, d: &Claimed, ts: i64) -> Result<String, String> {
+        let secret = self
+            .webhook_secret(&d.tenant, &d.webhook_id)
+            .await
+            .map_err(|e| format!("cannot sign: {}", e.code()))?;
+        rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
+            .map_err(|_| "cannot sign: the stored secret is malformed".to_string())
+    }
+
+    async fn deliver_one(
+        &self,
+        s: &WebhookSettings,
+        d: Claimed,
+        owner: &str,
+    ) -> Result<Sent, Error> {
         // The timestamp is the attempt's (receivers reject stale ones); the
         // id and body stay the same across attempts.
         let ts = now_ms() / 1000;
-        let sig =
-            rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
-                .map_err(|e| Error::internal(format!("webhook {}: {e}", d.webhook_id)))?;
-        drop(secret);
+        let started = Instant::now();
+        let (http_status, error, body, ok) = match self.sign(&d, ts).await {
+            Ok(sig) => self.post(s, &d, ts, sig).await,
+            Err(e) => {
+                tracing::error!(delivery = %d.delivery_id, webhook = %d.webhook_id, error = %e, "webhook not signed");
+                (None, Some(e), None, false)
+            }
+        };
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let at = now_ms();
+        let attempts = d.attempts + 1;
+        let (status, next, sent) = if ok {
+            ("delivered", at, Sent::Delivered)
+        } else if attempts >= s.max_attempts {
+            ("failed", at, Sent::GaveUp)
+        } else {
+            ("pending", at + retry_delay_ms(s, attempts), Sent::Retry)
+        };
+        let mut tx = self.store().begin_write().await?;
+        let kept = store::finish_attempt(
+            tx.conn(),
+            &ids::new_id(ids::ATTEMPT),
+            &d,
+            at,
+            http_status,
+            error.as_deref(),
+            duration_ms,
+            body.as_deref(),
+            status,
+            next,
+            owner,
+        )
+        .await?;
+        tx.commit().await?;
+        if !kept {
+            tracing::warn!(delivery = %d.delivery_id, "webhook lease lost; attempt recorded, state left to its new holder");
+            return Ok(Sent::Retry);
+        }
+        if let Sent::GaveUp = sent {
+            tracing::warn!(delivery = %d.delivery_id, webhook = %d.webhook_id, attempts, "webhook delivery failed for good");
+        }
+        Ok(sent)
+    }
+
+    /// Post one signed delivery: (HTTP status, error, scrubbed answer,
+    /// success). Success is any 2xx, whatever the answer's size.
+    async fn post(
+        &self,
+        s: &WebhookSettings,
+        d: &Claimed,
+        ts: i64,
+        sig: String,
+    ) -> (Option<i64>, Option<String>, Option<String>, bool) {
         let req = self
             .inner
             .webhook_http
@@ -649,47 +735,37 @@ impl Rekey {
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", sig)
             .body(d.payload.clone());
-        let started = Instant::now();
-        let res = self.inner.webhook_http.send(req).await;
-        let duration_ms = started.elapsed().as_millis() as i64;
-        let (http_status, error, body, ok) = match res {
-            Ok(r) => {
-                let ok = (200..300).contains(&r.status);
+        match req.send().await {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let ok = (200..300).contains(&status);
+                // Keep at most 1 KiB of the answer, best effort.
+                let mut head = Vec::new();
+                while head.len() < 1024 {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => {
+                            let take = c.len().min(1024 - head.len());
+                            head.extend_from_slice(&c[..take]);
+                        }
+                        _ => break,
+                    }
+                }
                 let body =
-                    (!r.body.is_empty()).then(|| rekey_core::scrub::scrub_body(&r.body, &[], 512));
-                let err = (!ok).then(|| format!("receiver answered HTTP {}", r.status));
-                (Some(i64::from(r.status)), err, body, ok)
+                    (!head.is_empty()).then(|| rekey_core::scrub::scrub_body(&head, &[], 512));
+                let err = (!ok).then(|| format!("receiver answered HTTP {status}"));
+                (Some(i64::from(status)), err, body, ok)
             }
-            Err(e) => (None, Some(e.to_string()), None, false),
-        };
-        let at = now_ms();
-        let attempts = d.attempts + 1;
-        let (status, next, sent) = if ok {
-            ("delivered", at, Sent::Delivered)
-        } else if attempts >= s.max_attempts {
-            ("failed", at, Sent::GaveUp)
-        } else {
-            ("pending", at + retry_delay_ms(s, attempts), Sent::Retry)
-        };
-        let mut tx = self.store().begin_write().await?;
-        store::finish_attempt(
-            tx.conn(),
-            &ids::new_id(ids::ATTEMPT),
-            &d,
-            at,
-            http_status,
-            error.as_deref(),
-            duration_ms,
-            body.as_deref(),
-            status,
-            next,
-        )
-        .await?;
-        tx.commit().await?;
-        if let Sent::GaveUp = sent {
-            tracing::warn!(delivery = %d.delivery_id, webhook = %d.webhook_id, attempts, "webhook delivery failed for good");
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                (None, Some(what.to_string()), None, false)
+            }
         }
-        Ok(sent)
     }
 }
 

@@ -393,20 +393,33 @@ pub async fn claim_checks(
         .collect()
 }
 
-/// Set when the next check is due and drop any lease.
+/// Set when the next check is due. With `owner` (the scheduler), also drop
+/// that replica's lease — and touch nothing if another replica holds the
+/// row now. Without (a manual check, new credentials), leases stay.
 pub async fn schedule_check(
     c: &mut AnyConnection,
     tenant: &str,
     id: &str,
     next_check_at: i64,
+    owner: Option<&str>,
 ) -> Result<(), Error> {
-    sqlx::query("UPDATE connections SET next_check_at = $1, lease_owner = NULL, lease_until = NULL WHERE tenant = $2 AND id = $3")
+    let q = match owner {
+        Some(o) => sqlx::query(
+            "UPDATE connections SET next_check_at = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE tenant = $2 AND id = $3 AND (lease_owner IS NULL OR lease_owner = $4)",
+        )
         .bind(next_check_at)
         .bind(tenant)
         .bind(id)
-        .execute(c)
-        .await
-        .map_err(db_err)?;
+        .bind(o.to_string()),
+        None => {
+            sqlx::query("UPDATE connections SET next_check_at = $1 WHERE tenant = $2 AND id = $3")
+                .bind(next_check_at)
+                .bind(tenant)
+                .bind(id)
+        }
+    };
+    q.execute(c).await.map_err(db_err)?;
     Ok(())
 }
 

@@ -138,6 +138,11 @@ impl Store {
         self.backend
     }
 
+    /// The connection pool's maximum size.
+    pub fn pool_size(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -270,8 +270,9 @@ pub async fn claim_due(
     };
     let ids = sqlx::query(&format!(
         "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-         SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-         AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at, id LIMIT $4{lock}) RETURNING id"
+         SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND w.disabled_at IS NULL \
+         AND (d.lease_until IS NULL OR d.lease_until < $3) ORDER BY d.next_attempt_at, d.id LIMIT $4{lock}) RETURNING id"
     ))
     .bind(owner)
     .bind(lease_until)
@@ -307,7 +308,9 @@ pub async fn claim_due(
     Ok(out)
 }
 
-/// Record one attempt and the delivery's new state in one statement pair.
+/// Record one attempt and, if `owner` still holds the lease, the
+/// delivery's new state. Returns false when the lease was lost (another
+/// worker or a replay took the delivery over): only the attempt is kept.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_attempt(
     c: &mut AnyConnection,
@@ -320,7 +323,8 @@ pub async fn finish_attempt(
     response_body: Option<&str>,
     new_status: &str,
     next_attempt_at: i64,
-) -> Result<(), Error> {
+    owner: &str,
+) -> Result<bool, Error> {
     sqlx::query("INSERT INTO webhook_attempts (id, delivery_id, tenant, at, http_status, error, duration_ms, response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(attempt_id)
         .bind(&d.delivery_id)
@@ -334,7 +338,7 @@ pub async fn finish_attempt(
         .await
         .map_err(db_err)?;
     let delivered_at = (new_status == "delivered").then_some(at);
-    sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, last_http_status = $3, last_error = $4, updated_at = $5, delivered_at = $6 WHERE id = $7")
+    let r = sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, last_http_status = $3, last_error = $4, updated_at = $5, delivered_at = $6 WHERE id = $7 AND lease_owner = $8")
         .bind(new_status)
         .bind(next_attempt_at)
         .bind(http_status)
@@ -342,20 +346,22 @@ pub async fn finish_attempt(
         .bind(at)
         .bind(delivered_at)
         .bind(&d.delivery_id)
+        .bind(owner)
         .execute(&mut *c)
         .await
         .map_err(db_err)?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 /// Put a delivery back in the queue, due now, with a fresh attempt budget.
+/// False when it is being sent right now (a live lease).
 pub async fn replay(
     c: &mut AnyConnection,
     tenant: &str,
     id: &str,
     now: i64,
 ) -> Result<bool, Error> {
-    let r = sqlx::query("UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, lease_until = NULL, delivered_at = NULL, updated_at = $1 WHERE tenant = $2 AND id = $3")
+    let r = sqlx::query("UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_owner = NULL, lease_until = NULL, delivered_at = NULL, updated_at = $1 WHERE tenant = $2 AND id = $3 AND (lease_until IS NULL OR lease_until < $1)")
         .bind(now)
         .bind(tenant)
         .bind(id)
