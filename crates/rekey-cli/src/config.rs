@@ -44,7 +44,7 @@ pub struct ServeArgs {
     pub check_rate: f64,
     /// Upper bound in seconds on any probe's timeout (catalog probes ask for
     /// their own, usually 10 s). A crashed replica's claimed checks are
-    /// retried after about twice this plus 20 s.
+    /// retried after at most four times this plus 15 s.
     #[arg(long, env = "REKEY_CHECK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub check_timeout: u64,
     /// Webhook delivery attempts before a delivery is marked failed.
