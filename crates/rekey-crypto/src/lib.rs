@@ -13,6 +13,7 @@ mod apikey;
 mod envelope;
 mod keyring;
 
+pub mod sigv4;
 pub mod webhook;
 pub use apikey::{generate_api_key, hash_api_key, API_KEY_PREFIX};
 pub use envelope::{Aad, Sealed};

@@ -17,6 +17,8 @@ both_backends!(
     provider_bodies_are_scrubbed,
     check_endpoint_validates,
     scheduler_claims_once_and_respects_limits,
+    database_probes,
+    aws_sigv4_probe_against_moto,
 );
 
 fn fast(s: &TestServer) {
@@ -484,5 +486,119 @@ async fn scheduler_claims_once_and_respects_limits(db: Db) {
     fx.set_mode(Mode::ServerError);
     check(&s, &ids[0]).await;
     assert_eq!(s.rekey.check_due("replica-a").await.unwrap().claimed, 0);
+    s.stop().await;
+}
+
+async fn db_conn(s: &TestServer, provider: &str, user: &str, pw: &str, params: Value) -> String {
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": provider, "kind": "basic", "display_name": format!("{provider} {user}"),
+                   "params": params, "credentials": {"username": user, "password": pw}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// PostgreSQL and MySQL (MariaDB) probes log in for real: a working login is
+/// `active`, a rejected one `needs_reauth`, an unreachable server `degraded`.
+async fn database_probes(db: Db) {
+    use sqlx::Connection;
+    let s = TestServer::start(db).await;
+    fast(&s);
+    // PostgreSQL (trust auth here, so a role that does not exist is the
+    // rejected login: SQLSTATE 28000).
+    let pg = json!({"host": "127.0.0.1", "port": "5432", "database": "test"});
+    let ok = db_conn(&s, "postgresql", "postgres", "irrelevant-pw-1", pg.clone()).await;
+    let r = check(&s, &ok).await;
+    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("ok"), Some("active")), "{r}");
+    let ghost = format!("rekey_no_role_{}", rekey_testkit::uuid_like());
+    let bad = db_conn(&s, "postgresql", &ghost, "pw-2", pg).await;
+    let r = check(&s, &bad).await;
+    assert_eq!(r["status"], "needs_reauth", "{r}");
+    assert_eq!(r["last_error"]["code"], "auth_rejected");
+    assert!(r["last_error"]["message"].as_str().unwrap().contains("28000"), "{r}");
+    let down = db_conn(&s, "postgresql", "postgres", "pw-3",
+        json!({"host": "127.0.0.1", "port": refused_url().rsplit(':').next().unwrap(), "database": "test"})).await;
+    let r = check(&s, &down).await;
+    assert_eq!((r["status"].as_str(), r["last_error"]["code"].as_str()), (Some("degraded"), Some("connection_failed")), "{r}");
+    let nohost = db_conn(&s, "postgresql", "postgres", "pw-4", json!({})).await;
+    let r = check(&s, &nohost).await;
+    assert_eq!(r["last_error"]["code"], "probe_misconfigured", "{r}");
+
+    // MariaDB: a user with a password, then the wrong password (error 1045).
+    let user = format!("rk{}", &rekey_testkit::uuid_like()[..12]);
+    let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test").await.unwrap();
+    for host in ["%", "localhost", "127.0.0.1"] {
+        sqlx::query(&format!("CREATE USER '{user}'@'{host}' IDENTIFIED BY 'right-pw-5'"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let my = json!({"host": "127.0.0.1", "port": "3306", "database": "information_schema"});
+    let good = db_conn(&s, "mysql", &user, "right-pw-5", my.clone()).await;
+    let wrong = db_conn(&s, "mysql", &user, "wrong-pw-6", my).await;
+    let r = check(&s, &good).await;
+    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("ok"), Some("active")), "{r}");
+    let r = check(&s, &wrong).await;
+    assert_eq!(r["status"], "needs_reauth", "{r}");
+    assert!(r["last_error"]["message"].as_str().unwrap().contains("1045"), "{r}");
+    assert!(!r.to_string().contains("wrong-pw-6"), "{r}");
+    for host in ["%", "localhost", "127.0.0.1"] {
+        sqlx::query(&format!("DROP USER '{user}'@'{host}'")).execute(&mut admin).await.unwrap();
+    }
+    // Setting params points the password at a host: it needs credentials:read.
+    let writer = s.key("default", &["connections:write"]).await;
+    s.call(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/connections/{ok}"),
+        &writer,
+        Some(json!({"params": {"host": "attacker.example"}})),
+    )
+    .await
+    .assert_error(403, "missing_scope");
+    s.stop().await;
+}
+
+/// `aws_access_key` connections are probed with a SigV4-signed STS
+/// GetCallerIdentity, here against moto with signature checking on: the
+/// right key is `active`, a wrong secret or an unknown key `needs_reauth`.
+async fn aws_sigv4_probe_against_moto(db: Db) {
+    let s = TestServer::start(db).await;
+    fast(&s);
+    let moto = rekey_testkit::moto::Moto::start().await;
+    let (akid, secret) = moto.create_access_key("rekey-probe").await;
+    let conn = |akid: String, secret: String| {
+        let s = &s;
+        let url = format!("{}/", moto.url);
+        async move {
+            let r = s
+                .post(
+                    "/api/v1/connections",
+                    &s.admin_key,
+                    json!({"provider": "aws", "kind": "aws_access_key", "display_name": "ci deployer",
+                           "probe_url": url,
+                           "credentials": {"access_key_id": akid, "secret_access_key": secret}}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+            r.json()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let good = conn(akid.clone(), secret.clone()).await;
+    let r = check(&s, &good).await;
+    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("ok"), Some("active")), "{r}");
+    let wrong = conn(akid.clone(), "not-the-secret-0123456789abcdefghijklmn".into()).await;
+    let r = check(&s, &wrong).await;
+    assert_eq!(r["status"], "needs_reauth", "{r}");
+    assert_eq!(r["last_error"]["http_status"], 403);
+    assert!(!r.to_string().contains("not-the-secret"), "{r}");
+    let unknown = conn("AKIAUNKNOWNUNKNOWN00".into(), secret.clone()).await;
+    let r = check(&s, &unknown).await;
+    assert_eq!(r["status"], "needs_reauth", "{r}");
+    assert!(!r.to_string().contains(&secret), "{r}");
+    moto.stop().await;
     s.stop().await;
 }

@@ -48,11 +48,15 @@ pub(crate) fn check_params(
     Ok(serde_json::to_string(params).unwrap_or_else(|_| "{}".into()))
 }
 
-/// A `probe_url` sends the connection's credential to a URL of the
-/// caller's choosing, so only a caller who may read the credential anyway
-/// (`credentials:read`) may set one.
-pub fn authorize_probe_url(p: &Principal, probe_url: Option<&str>) -> Result<(), Error> {
-    if probe_url.is_some_and(|u| !u.is_empty()) {
+/// `probe_url` and `params` decide where a probe sends the connection's
+/// credential (an API URL, a database host), so only a caller who may read
+/// the credential anyway (`credentials:read`) may set them.
+pub fn authorize_probe_target(
+    p: &Principal,
+    probe_url: Option<&str>,
+    params_set: bool,
+) -> Result<(), Error> {
+    if params_set || probe_url.is_some_and(|u| !u.is_empty()) {
         p.require(Scope::CredentialsRead)?;
     }
     Ok(())

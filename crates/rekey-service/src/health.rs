@@ -358,6 +358,13 @@ pub struct CheckRun {
     pub deferred: usize,
 }
 
+/// An AWS access key, for SigV4-signed probes.
+struct AwsKey {
+    access_key_id: String,
+    secret: SecretString,
+    session_token: Option<SecretString>,
+}
+
 /// Where the probe sends the credential, from the connection's material.
 enum Presented {
     Http {
@@ -365,9 +372,65 @@ enum Presented {
         query: Vec<(String, String)>,
         /// Secret values, to scrub from the provider's answer.
         secrets: Vec<SecretString>,
+        /// Sign the request with SigV4 instead of sending a credential.
+        aws: Option<AwsKey>,
+    },
+    /// Log in to a database (`protocol = "postgres" | "mysql"`).
+    Database {
+        username: String,
+        password: SecretString,
     },
     /// No probe can be made with this kind (yet): why.
     Unsupported(String),
+}
+
+/// SigV4 headers for the probe request as it will be sent.
+fn sigv4_headers(
+    url: &str,
+    probe: &Probe,
+    key: &AwsKey,
+    sig: &rekey_providers::probe::AwsSigV4,
+) -> Vec<(String, String)> {
+    let Ok(u) = url::Url::parse(url) else {
+        return vec![];
+    };
+    let host = match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => return vec![],
+    };
+    let query: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+    let headers: Vec<(String, String)> = probe
+        .content_type
+        .iter()
+        .map(|ct| ("content-type".to_string(), ct.clone()))
+        .collect();
+    let amz_date = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    let method = match probe.method {
+        ProbeMethod::Get => "GET",
+        ProbeMethod::Head => "HEAD",
+        ProbeMethod::Post => "POST",
+    };
+    rekey_crypto::sigv4::sign_v4(
+        &rekey_crypto::sigv4::SigV4Request {
+            method,
+            host: &host,
+            path: u.path(),
+            query: &query,
+            headers: &headers,
+            body: probe.body.as_deref().unwrap_or("").as_bytes(),
+            service: &sig.service,
+            region: &sig.region,
+            amz_date: &amz_date,
+        },
+        &key.access_key_id,
+        key.secret.expose(),
+        key.session_token.as_ref().map(|t| t.expose()),
+    )
 }
 
 fn body_lookup(v: &Option<Value>) -> impl Fn(&str) -> Option<BodyValue> + '_ {
@@ -495,18 +558,62 @@ impl Rekey {
         probe: &Probe,
     ) -> Result<Presented, Error> {
         if probe.protocol != ProbeProtocol::Http {
-            return Ok(Presented::Unsupported(format!(
-                "`{}` probes are not run yet; health comes from refreshes and use",
-                match probe.protocol {
-                    ProbeProtocol::Postgres => "postgres",
-                    _ => "mysql",
-                }
-            )));
+            if row.kind != ConnectionKind::Basic {
+                return Ok(Presented::Unsupported(format!(
+                    "database probes log in with a user name and password; `{}` has none",
+                    row.kind
+                )));
+            }
+            let rows = {
+                let mut c = self.store().read().await?;
+                secrets::for_owner(&mut c, OWNER_KIND, &row.id).await?
+            };
+            let mut sec = self.open_secrets(row, &rows)?;
+            let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
+                .map_err(Error::internal)?;
+            return Ok(Presented::Database {
+                username: meta
+                    .get("username")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                password: sec
+                    .remove("password")
+                    .ok_or_else(|| Error::internal("basic connection without password"))?,
+            });
         }
         if probe.aws_sigv4.is_some() {
-            return Ok(Presented::Unsupported(
-                "AWS SigV4 probes are not run yet".into(),
-            ));
+            if row.kind != ConnectionKind::AwsAccessKey {
+                return Ok(Presented::Unsupported(
+                    "SigV4 probes sign with an AWS access key".into(),
+                ));
+            }
+            let rows = {
+                let mut c = self.store().read().await?;
+                secrets::for_owner(&mut c, OWNER_KIND, &row.id).await?
+            };
+            let mut sec = self.open_secrets(row, &rows)?;
+            let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
+                .map_err(Error::internal)?;
+            let key = AwsKey {
+                access_key_id: meta
+                    .get("access_key_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                secret: sec
+                    .remove("secret_access_key")
+                    .ok_or_else(|| Error::internal("AWS connection without secret"))?,
+                session_token: sec.remove("session_token"),
+            };
+            let mut known = vec![key.secret.clone()];
+            known.extend(key.session_token.clone());
+            return Ok(Presented::Http {
+                headers: vec![],
+                query: vec![],
+                secrets: known,
+                aws: Some(key),
+            });
         }
         if !row.kind.is_static() {
             let (r, s) = self.fresh_oauth(ctx, &row.id, false).await?;
@@ -523,6 +630,7 @@ impl Rekey {
                 headers: vec![("Authorization".into(), format!("{prefix}{}", at.expose()))],
                 query: vec![],
                 secrets: vec![at.clone()],
+                aws: None,
             });
         }
         let rows = {
@@ -554,7 +662,81 @@ impl Rekey {
             headers: pairs("headers"),
             query: pairs("query"),
             secrets: sec.values().cloned().collect(),
+            aws: None,
         })
+    }
+
+    /// Log in to the connection's database. The host, port and database
+    /// come from the connection's `params` through the catalog templates.
+    async fn run_db_probe(
+        &self,
+        row: &ConnectionRow,
+        probe: &Probe,
+        username: &str,
+        password: &SecretString,
+    ) -> Observation {
+        let params = self.probe_params(row).await;
+        let misconfigured = |m: String| Observation {
+            outcome: Outcome::Unexpected,
+            code: "probe_misconfigured".into(),
+            message: m,
+            http_status: None,
+            body: None,
+            retry_after_secs: None,
+        };
+        let Some(provider) = self.catalog().get(&row.provider) else {
+            return misconfigured(format!("provider `{}` is not in the catalog", row.provider));
+        };
+        // A missing optional part (port, database) falls back to the default.
+        let render = |t: &Option<String>| -> Result<Option<String>, String> {
+            match t {
+                None => Ok(None),
+                Some(t) => {
+                    let missing = rekey_providers::placeholders(t)
+                        .iter()
+                        .any(|p| !params.contains_key(p));
+                    if missing {
+                        return Ok(None);
+                    }
+                    provider.render_url(t, &params).map(Some).map_err(|e| e.to_string())
+                }
+            }
+        };
+        let host = match render(&probe.host) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                return misconfigured(
+                    "the database host is not set; set `params.host` on the connection".into(),
+                )
+            }
+            Err(e) => return misconfigured(format!("cannot build the probe target: {e}")),
+        };
+        let port = match render(&probe.port) {
+            Ok(p) => match p.map(|p| p.parse::<u16>()) {
+                None => None,
+                Some(Ok(n)) if n > 0 => Some(n),
+                Some(_) => return misconfigured("`params.port` must be a port number".into()),
+            },
+            Err(e) => return misconfigured(format!("cannot build the probe target: {e}")),
+        };
+        let database = match render(&probe.database) {
+            Ok(d) => d,
+            Err(e) => return misconfigured(format!("cannot build the probe target: {e}")),
+        };
+        let timeout = Duration::from_secs(u64::from(probe.timeout_secs))
+            .min(self.health_settings().max_probe_timeout);
+        crate::db_probe::run(
+            probe,
+            crate::db_probe::Target {
+                host,
+                port,
+                database,
+                username,
+                password: password.expose(),
+            },
+            timeout,
+        )
+        .await
     }
 
     /// Run the probe; never errors for provider trouble (that is the observation).
@@ -564,6 +746,7 @@ impl Rekey {
         probe: &Probe,
         headers: Vec<(String, String)>,
         query: Vec<(String, String)>,
+        aws: Option<&AwsKey>,
         known: &[&str],
     ) -> Observation {
         let params = self.probe_params(row).await;
@@ -616,6 +799,11 @@ impl Rekey {
         }
         if let (Some(b), Some(ct)) = (&probe.body, &probe.content_type) {
             req = req.header("content-type", ct.as_str()).body(b.clone());
+        }
+        if let (Some(key), Some(sig)) = (aws, &probe.aws_sigv4) {
+            for (k, v) in sigv4_headers(&url, probe, key, sig) {
+                req = req.header(k, v);
+            }
         }
         let resp = match self.inner.http.send(req).await {
             Ok(r) => r,
@@ -739,9 +927,16 @@ impl Rekey {
                     headers,
                     query,
                     secrets,
+                    aws,
                 }) => {
                     let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-                    Some(self.run_probe(&row, p, headers, query, &exposed).await)
+                    Some(
+                        self.run_probe(&row, p, headers, query, aws.as_ref(), &exposed)
+                            .await,
+                    )
+                }
+                Ok(Presented::Database { username, password }) => {
+                    Some(self.run_db_probe(&row, p, &username, &password).await)
                 }
                 Err(e) => match self.refresh_failure(ctx, &row, e).await? {
                     Ok(()) => None,

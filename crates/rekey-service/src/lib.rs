@@ -11,6 +11,7 @@ mod api_keys;
 mod audit;
 mod connect;
 mod connections;
+mod db_probe;
 mod health;
 mod integrations;
 mod keys;
@@ -23,7 +24,7 @@ mod webhooks;
 
 pub use api_keys::Principal;
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
-pub use connections::authorize_probe_url;
+pub use connections::authorize_probe_target;
 pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;

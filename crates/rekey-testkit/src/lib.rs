@@ -3,6 +3,7 @@
 //! client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod moto;
 pub mod oauth2_fixture;
 pub mod oidc;
 pub mod provider_fixture;

@@ -51,7 +51,11 @@ async fn create_connection(
     auth: Auth<ConnWrite>,
     ApiJson(req): ApiJson<CreateConnection>,
 ) -> ApiResult<Response> {
-    rekey_service::authorize_probe_url(&auth.principal, req.probe_url.as_deref())?;
+    rekey_service::authorize_probe_target(
+        &auth.principal,
+        req.probe_url.as_deref(),
+        !req.params.is_empty(),
+    )?;
     let v = s.rekey.create_connection(&auth.ctx, req).await?;
     let mut r = with_etag(StatusCode::CREATED, v.version, &v);
     if let Ok(loc) = format!("/api/v1/connections/{}", v.id).parse() {
@@ -84,7 +88,11 @@ async fn update_connection(
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<UpdateConnection>,
 ) -> ApiResult<Response> {
-    rekey_service::authorize_probe_url(&auth.principal, req.probe_url.as_deref())?;
+    rekey_service::authorize_probe_target(
+        &auth.principal,
+        req.probe_url.as_deref(),
+        req.params.is_some(),
+    )?;
     let c = s.rekey.update_connection(&auth.ctx, &id, req, v).await?;
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }

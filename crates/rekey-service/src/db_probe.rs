@@ -1,0 +1,114 @@
+//! Database probes (`protocol = "postgres" | "mysql"`): log in with the
+//! connection's user name and password and run the catalog's statement. A
+//! rejected login (the catalog's `auth_failure_codes`: SQLSTATE `28P01`,
+//! MySQL `1045`…) is an auth failure; timeouts and refused connections are
+//! transient; anything else is unexpected.
+
+use crate::health::{Observation, Outcome};
+use rekey_providers::probe::{Probe, ProbeProtocol};
+use sqlx::{ConnectOptions, Connection};
+use std::time::Duration;
+
+/// Where and as whom to log in; `password` is exposed only for the login.
+pub(crate) struct Target<'a> {
+    pub host: String,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+fn obs(outcome: Outcome, code: &str, message: String) -> Observation {
+    Observation {
+        outcome,
+        code: code.into(),
+        message,
+        http_status: None,
+        body: None,
+        retry_after_secs: None,
+    }
+}
+
+/// Classify a login or query error. `codes` are the server's error codes
+/// (SQLSTATE, and MySQL's error number).
+fn judge_error(probe: &Probe, e: &sqlx::Error, password: &str) -> Observation {
+    let scrub = |s: &str| rekey_core::scrub::scrub_text(s, &[password]);
+    match e {
+        sqlx::Error::Database(d) => {
+            let mut codes: Vec<String> = d.code().map(|c| c.to_string()).into_iter().collect();
+            if let Some(m) = d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                codes.push(m.number().to_string());
+            }
+            let what = format!(
+                "the database answered {}: {}",
+                codes.join("/"),
+                scrub(d.message()).chars().take(200).collect::<String>()
+            );
+            if codes.iter().any(|c| probe.auth_failure_codes.contains(c)) {
+                obs(Outcome::AuthFailure, "auth_rejected", what)
+            } else {
+                obs(Outcome::Unexpected, "unexpected_response", what)
+            }
+        }
+        sqlx::Error::PoolTimedOut => obs(Outcome::Transient, "timeout", "the database did not answer in time".into()),
+        sqlx::Error::Io(io) => obs(
+            Outcome::Transient,
+            "connection_failed",
+            format!("cannot reach the database: {}", io.kind()),
+        ),
+        sqlx::Error::Tls(_) => obs(Outcome::Transient, "connection_failed", "TLS handshake with the database failed".into()),
+        other => obs(
+            Outcome::Unexpected,
+            "unexpected_response",
+            scrub(&other.to_string()).chars().take(200).collect(),
+        ),
+    }
+}
+
+/// Log in, run the statement, log out. Never errors: failure is the observation.
+pub(crate) async fn run(probe: &Probe, t: Target<'_>, timeout: Duration) -> Observation {
+    let query = probe.query.clone().unwrap_or_else(|| "SELECT 1".into());
+    let fut = async {
+        match probe.protocol {
+            ProbeProtocol::Postgres => {
+                let mut o = sqlx::postgres::PgConnectOptions::new()
+                    .host(&t.host)
+                    .port(t.port.unwrap_or(5432))
+                    .username(t.username)
+                    .password(t.password)
+                    .ssl_mode(sqlx::postgres::PgSslMode::Prefer)
+                    .disable_statement_logging();
+                if let Some(db) = &t.database {
+                    o = o.database(db);
+                }
+                let mut c = o.connect().await?;
+                sqlx::query(&query).execute(&mut c).await?;
+                c.close().await
+            }
+            _ => {
+                let mut o = sqlx::mysql::MySqlConnectOptions::new()
+                    .host(&t.host)
+                    .port(t.port.unwrap_or(3306))
+                    .username(t.username)
+                    .password(t.password)
+                    .ssl_mode(sqlx::mysql::MySqlSslMode::Preferred)
+                    .disable_statement_logging();
+                if let Some(db) = &t.database {
+                    o = o.database(db);
+                }
+                let mut c = o.connect().await?;
+                sqlx::query(&query).execute(&mut c).await?;
+                c.close().await
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(())) => Observation::ok(),
+        Ok(Err(e)) => judge_error(probe, &e, t.password),
+        Err(_) => obs(
+            Outcome::Transient,
+            "timeout",
+            format!("the database did not answer within {} s", timeout.as_secs()),
+        ),
+    }
+}
