@@ -110,7 +110,10 @@ pub fn sign_v4(
         r.amz_date,
         hex(&Sha256::digest(canonical_request.as_bytes()))
     );
-    let k_date = hmac(format!("AWS4{secret_access_key}").as_bytes(), date.as_bytes());
+    let k_date = hmac(
+        format!("AWS4{secret_access_key}").as_bytes(),
+        date.as_bytes(),
+    );
     let k_region = hmac(&k_date, r.region.as_bytes());
     let k_service = hmac(&k_region, r.service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
@@ -164,7 +167,9 @@ mod tests {
         );
         let h = sign_v4(&sts, "AKIDEXAMPLE", SECRET, Some("session-token-1"));
         assert!(auth(&h).ends_with("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=cc92f091a721e7c45d4771a870177f8f1265428db7c9a7bdd48b4a06e75a8c95"), "{}", auth(&h));
-        assert!(h.iter().any(|(k, v)| k == "x-amz-security-token" && v == "session-token-1"));
+        assert!(h
+            .iter()
+            .any(|(k, v)| k == "x-amz-security-token" && v == "session-token-1"));
         let q = vec![
             ("Param2".to_string(), "value2".to_string()),
             ("Param1".to_string(), "value 1".to_string()),

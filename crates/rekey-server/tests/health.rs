@@ -513,41 +513,72 @@ async fn database_probes(db: Db) {
     let pg = json!({"host": "127.0.0.1", "port": "5432", "database": "test"});
     let ok = db_conn(&s, "postgresql", "postgres", "irrelevant-pw-1", pg.clone()).await;
     let r = check(&s, &ok).await;
-    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("ok"), Some("active")), "{r}");
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("active")),
+        "{r}"
+    );
     let ghost = format!("rekey_no_role_{}", rekey_testkit::uuid_like());
     let bad = db_conn(&s, "postgresql", &ghost, "pw-2", pg).await;
     let r = check(&s, &bad).await;
     assert_eq!(r["status"], "needs_reauth", "{r}");
     assert_eq!(r["last_error"]["code"], "auth_rejected");
-    assert!(r["last_error"]["message"].as_str().unwrap().contains("28000"), "{r}");
+    assert!(
+        r["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("28000"),
+        "{r}"
+    );
     let down = db_conn(&s, "postgresql", "postgres", "pw-3",
         json!({"host": "127.0.0.1", "port": refused_url().rsplit(':').next().unwrap(), "database": "test"})).await;
     let r = check(&s, &down).await;
-    assert_eq!((r["status"].as_str(), r["last_error"]["code"].as_str()), (Some("degraded"), Some("connection_failed")), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["last_error"]["code"].as_str()),
+        (Some("degraded"), Some("connection_failed")),
+        "{r}"
+    );
     let nohost = db_conn(&s, "postgresql", "postgres", "pw-4", json!({})).await;
     let r = check(&s, &nohost).await;
     assert_eq!(r["last_error"]["code"], "probe_misconfigured", "{r}");
 
     // MariaDB: a user with a password, then the wrong password (error 1045).
     let user = format!("rk{}", &rekey_testkit::uuid_like()[..12]);
-    let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test").await.unwrap();
+    let mut admin = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test")
+        .await
+        .unwrap();
     for host in ["%", "localhost", "127.0.0.1"] {
-        sqlx::query(&format!("CREATE USER '{user}'@'{host}' IDENTIFIED BY 'right-pw-5'"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "CREATE USER '{user}'@'{host}' IDENTIFIED BY 'right-pw-5'"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
     let my = json!({"host": "127.0.0.1", "port": "3306", "database": "information_schema"});
     let good = db_conn(&s, "mysql", &user, "right-pw-5", my.clone()).await;
     let wrong = db_conn(&s, "mysql", &user, "wrong-pw-6", my).await;
     let r = check(&s, &good).await;
-    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("ok"), Some("active")), "{r}");
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("active")),
+        "{r}"
+    );
     let r = check(&s, &wrong).await;
     assert_eq!(r["status"], "needs_reauth", "{r}");
-    assert!(r["last_error"]["message"].as_str().unwrap().contains("1045"), "{r}");
+    assert!(
+        r["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1045"),
+        "{r}"
+    );
     assert!(!r.to_string().contains("wrong-pw-6"), "{r}");
     for host in ["%", "localhost", "127.0.0.1"] {
-        sqlx::query(&format!("DROP USER '{user}'@'{host}'")).execute(&mut admin).await.unwrap();
+        sqlx::query(&format!("DROP USER '{user}'@'{host}'"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
     // Setting params points the password at a host: it needs credentials:read.
     let writer = s.key("default", &["connections:write"]).await;
@@ -589,8 +620,16 @@ async fn aws_sigv4_probe_against_moto(db: Db) {
     };
     let good = conn(akid.clone(), secret.clone()).await;
     let r = check(&s, &good).await;
-    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("ok"), Some("active")), "{r}");
-    let wrong = conn(akid.clone(), "not-the-secret-0123456789abcdefghijklmn".into()).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("active")),
+        "{r}"
+    );
+    let wrong = conn(
+        akid.clone(),
+        "not-the-secret-0123456789abcdefghijklmn".into(),
+    )
+    .await;
     let r = check(&s, &wrong).await;
     assert_eq!(r["status"], "needs_reauth", "{r}");
     assert_eq!(r["last_error"]["http_status"], 403);

@@ -50,13 +50,21 @@ fn judge_error(probe: &Probe, e: &sqlx::Error, password: &str) -> Observation {
                 obs(Outcome::Unexpected, "unexpected_response", what)
             }
         }
-        sqlx::Error::PoolTimedOut => obs(Outcome::Transient, "timeout", "the database did not answer in time".into()),
+        sqlx::Error::PoolTimedOut => obs(
+            Outcome::Transient,
+            "timeout",
+            "the database did not answer in time".into(),
+        ),
         sqlx::Error::Io(io) => obs(
             Outcome::Transient,
             "connection_failed",
             format!("cannot reach the database: {}", io.kind()),
         ),
-        sqlx::Error::Tls(_) => obs(Outcome::Transient, "connection_failed", "TLS handshake with the database failed".into()),
+        sqlx::Error::Tls(_) => obs(
+            Outcome::Transient,
+            "connection_failed",
+            "TLS handshake with the database failed".into(),
+        ),
         other => obs(
             Outcome::Unexpected,
             "unexpected_response",

@@ -698,7 +698,10 @@ impl Rekey {
                     if missing {
                         return Ok(None);
                     }
-                    provider.render_url(t, &params).map(Some).map_err(|e| e.to_string())
+                    provider
+                        .render_url(t, &params)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
                 }
             }
         };

@@ -23,7 +23,10 @@ impl Moto {
         };
         let child = tokio::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", UNAUTHENTICATED_SETUP_CALLS.to_string())
+            .env(
+                "INITIAL_NO_AUTH_ACTION_COUNT",
+                UNAUTHENTICATED_SETUP_CALLS.to_string(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -33,7 +36,10 @@ impl Moto {
             });
         // Wait for the port; no HTTP request, which would count as a set-up call.
         for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Moto {
                     url: format!("http://127.0.0.1:{port}"),
                     child,
@@ -85,10 +91,14 @@ impl Moto {
     /// Create an IAM user with one access key: (access key id, secret).
     /// Call once per server: afterwards moto checks every signature.
     pub async fn create_access_key(&self, user: &str) -> (String, String) {
-        self.iam(&format!("Action=CreateUser&UserName={user}&Version=2010-05-08"))
-            .await;
+        self.iam(&format!(
+            "Action=CreateUser&UserName={user}&Version=2010-05-08"
+        ))
+        .await;
         let xml = self
-            .iam(&format!("Action=CreateAccessKey&UserName={user}&Version=2010-05-08"))
+            .iam(&format!(
+                "Action=CreateAccessKey&UserName={user}&Version=2010-05-08"
+            ))
             .await;
         let field = |name: &str| {
             let open = format!("<{name}>");
