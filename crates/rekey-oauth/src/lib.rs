@@ -14,6 +14,7 @@ mod client_auth;
 mod error;
 mod http;
 mod id_token;
+mod jwt;
 mod pkce;
 mod token;
 
@@ -21,6 +22,7 @@ pub use client_auth::{ClientAuth, ClientAuthMethod};
 pub use error::{OAuthError, Severity};
 pub use http::Http;
 pub use id_token::{validate_id_token, IdTokenCheck};
+pub use jwt::{jwt_bearer, snowflake_keypair_jwt};
 pub use pkce::{random_token, Pkce};
 pub use token::{
     authorize_url, client_credentials, discover, exchange_code, fetch_identity, granted_scopes,

@@ -149,7 +149,7 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// Parse and validate a token endpoint response.
-fn parse_token_response(r: Response) -> Result<TokenSet, OAuthError> {
+pub(crate) fn parse_token_response(r: Response) -> Result<TokenSet, OAuthError> {
     if r.status != 200 {
         return Err(status_error(&r));
     }

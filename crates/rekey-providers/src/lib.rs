@@ -13,7 +13,8 @@ mod template;
 pub use forms::{FormField, KeyForm, Placement};
 pub use lint::{lint_dir, lint_embedded, lint_files, LintFinding, Severity};
 pub use probe::{
-    AwsSigV4, BodyValue, Predicate, Probe, ProbeMethod, ProbeOutcome, ProbeProtocol, Scalar,
+    AwsSigV4, BodyValue, KeypairJwt, Predicate, Probe, ProbeMethod, ProbeOutcome, ProbeProtocol,
+    Scalar,
 };
 pub use template::{check_param_value, placeholders, render, ParamInfo, TemplateError};
 

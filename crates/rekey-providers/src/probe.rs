@@ -163,6 +163,23 @@ pub struct Probe {
     pub auth_failure_when: Vec<Predicate>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u32,
+    /// `service_account_json`: scopes of the access token minted for the
+    /// probe (RFC 7523 JWT bearer grant at the key file's `token_uri`).
+    #[serde(default)]
+    pub token_scopes: Vec<String>,
+    /// `rsa_key_pair`: send a key-pair JWT as the bearer token, in this
+    /// provider's format.
+    #[serde(default)]
+    pub keypair_jwt: Option<KeypairJwt>,
+}
+
+/// Key-pair JWT formats a probe can present.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeypairJwt {
+    /// `iss` = `ACCOUNT.USER.SHA256:<fingerprint>`, `sub` = `ACCOUNT.USER`
+    /// (the `account` param and the connection's `username`).
+    Snowflake,
 }
 
 /// How a probe answer is judged.
@@ -242,6 +259,8 @@ pub(crate) fn validate_probe(p: &Probe) -> Result<(), (String, String)> {
         ("headers", !p.headers.is_empty()),
         ("success_when", !p.success_when.is_empty()),
         ("auth_failure_when", !p.auth_failure_when.is_empty()),
+        ("token_scopes", !p.token_scopes.is_empty()),
+        ("keypair_jwt", p.keypair_jwt.is_some()),
     ];
     let sql_only = [
         ("host", p.host.is_some()),
@@ -283,6 +302,12 @@ pub(crate) fn validate_probe(p: &Probe) -> Result<(), (String, String)> {
                         "must be printable and non-empty".into(),
                     ));
                 }
+            }
+            if p.token_scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+            {
+                return e("token_scopes", "scopes are non-empty and contain no spaces");
             }
             if let Some(s) = &p.aws_sigv4 {
                 let ok = |v: &str| {

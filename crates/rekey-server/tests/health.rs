@@ -19,6 +19,7 @@ both_backends!(
     scheduler_claims_once_and_respects_limits,
     database_probes,
     aws_sigv4_probe_against_moto,
+    key_file_and_key_pair_probes,
 );
 
 fn fast(s: &TestServer) {
@@ -639,5 +640,157 @@ async fn aws_sigv4_probe_against_moto(db: Db) {
     assert_eq!(r["status"], "needs_reauth", "{r}");
     assert!(!r.to_string().contains(&secret), "{r}");
     moto.stop().await;
+    s.stop().await;
+}
+
+fn fixture_file(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A token endpoint (RFC 7523 JWT bearer grant, as Google's) and a
+/// Snowflake-style SQL API that verify the JWTs rekey signs with the test key.
+struct JwtFixture {
+    base: String,
+    revoked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn jwt_fixture() -> JwtFixture {
+    use axum::routing::post;
+    use axum::Router;
+    use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let jwk: Value = serde_json::from_str(&fixture_file("test-rsa-2048.jwk.json")).unwrap();
+    let key = Arc::new(
+        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
+            .unwrap(),
+    );
+    let fp = fixture_file("test-rsa-2048.fingerprint").trim().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let revoked = Arc::new(AtomicBool::new(false));
+    let (k1, k2, rv, token_url) = (key.clone(), key, revoked.clone(), format!("{base}/token"));
+    let app = Router::new()
+        .route(
+            "/token",
+            post(move |form: axum::extract::Form<std::collections::HashMap<String, String>>| {
+                let (key, rv, token_url) = (k1.clone(), rv.clone(), token_url.clone());
+                async move {
+                    let mut v = Validation::new(Algorithm::RS256);
+                    v.set_audience(&[token_url]);
+                    v.set_issuer(&["probe@rekey-test.iam.gserviceaccount.com"]);
+                    let ok = form.get("grant_type").map(String::as_str)
+                        == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+                        && form.get("assertion").is_some_and(|a| {
+                            decode::<Value>(a, &key, &v).is_ok_and(|t| {
+                                t.claims["scope"] == "https://www.googleapis.com/auth/cloud-platform.read-only"
+                                    && t.header.kid.as_deref() == Some("key-1")
+                            })
+                        });
+                    if ok && !rv.load(Ordering::SeqCst) {
+                        (axum::http::StatusCode::OK, axum::Json(json!({"access_token": "ya29.fixture-token", "token_type": "Bearer", "expires_in": 3599})))
+                    } else {
+                        (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."})))
+                    }
+                }
+            }),
+        )
+        .route(
+            "/api/v2/statements",
+            post(move |headers: axum::http::HeaderMap| {
+                let (key, fp) = (k2.clone(), fp.clone());
+                async move {
+                    let mut v = Validation::new(Algorithm::RS256);
+                    v.set_issuer(&[format!("MYORG-ACCT.SVC_USER.SHA256:{fp}")]);
+                    v.sub = Some("MYORG-ACCT.SVC_USER".into());
+                    v.validate_aud = false;
+                    let typed = headers.get("x-snowflake-authorization-token-type").and_then(|h| h.to_str().ok()) == Some("KEYPAIR_JWT");
+                    let jwt = headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+                    if typed && jwt.is_some_and(|j| decode::<Value>(j, &key, &v).is_ok()) {
+                        (axum::http::StatusCode::OK, axum::Json(json!({"code": "090001", "statementHandle": "01-fixture"})))
+                    } else {
+                        (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({"code": "390144", "message": "JWT token is invalid."})))
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    JwtFixture { base, revoked }
+}
+
+/// Service-account key files mint a token first (RFC 7523) and probe with
+/// it; Snowflake key pairs present a key-pair JWT. Both against fixtures
+/// that verify the signatures with the public key.
+async fn key_file_and_key_pair_probes(db: Db) {
+    let s = TestServer::start(db).await;
+    fast(&s);
+    let jf = jwt_fixture().await;
+    let api = ProviderFixture::start().await;
+    api.set_valid_credential(Some("Bearer ya29.fixture-token"));
+    let pem = fixture_file("test-rsa-2048.pem");
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": "google-cloud", "kind": "service_account_json", "display_name": "bq reader",
+                   "probe_url": api.rest_url(),
+                   "credentials": {"json": {"type": "service_account", "project_id": "rekey-test",
+                       "private_key_id": "key-1", "private_key": pem,
+                       "client_email": "probe@rekey-test.iam.gserviceaccount.com",
+                       "token_uri": format!("{}/token", jf.base)}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let sa = r.json()["id"].as_str().unwrap().to_string();
+    let r = check(&s, &sa).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("active")),
+        "{r}"
+    );
+    assert_eq!(
+        api.last_authorization().as_deref(),
+        Some("Bearer ya29.fixture-token")
+    );
+    // The key was deleted in the console: the token request fails → needs_reauth.
+    jf.revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = check(&s, &sa).await;
+    assert_eq!(r["status"], "needs_reauth", "{r}");
+    assert_eq!(r["last_error"]["code"], "invalid_grant");
+    assert!(!r.to_string().contains("PRIVATE KEY"), "{r}");
+
+    let sf = |user: &str| {
+        let s = &s;
+        let body = json!({"provider": "snowflake", "kind": "rsa_key_pair", "display_name": format!("sf {user}"),
+            "params": {"account": "myorg-acct"}, "probe_url": format!("{}/api/v2/statements", jf.base),
+            "credentials": {"private_key_pem": pem, "username": user}});
+        async move {
+            let r = s.post("/api/v1/connections", &s.admin_key, body).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+            r.json()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let good = sf("svc_user").await;
+    let r = check(&s, &good).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("active")),
+        "{r}"
+    );
+    let other = sf("other_user").await;
+    let r = check(&s, &other).await;
+    assert_eq!(r["status"], "needs_reauth", "{r}");
+    assert_eq!(r["last_error"]["http_status"], 401);
+    assert!(
+        r["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JWT token is invalid"),
+        "{r}"
+    );
     s.stop().await;
 }

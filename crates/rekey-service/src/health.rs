@@ -382,6 +382,9 @@ enum Presented {
     },
     /// No probe can be made with this kind (yet): why.
     Unsupported(String),
+    /// Getting the credential into shape failed at the provider (a
+    /// service-account token request refused): that is the finding.
+    Failed(Observation),
 }
 
 /// SigV4 headers for the probe request as it will be sent.
@@ -640,6 +643,13 @@ impl Rekey {
         let sec = self.open_secrets(row, &rows)?;
         let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
             .map_err(Error::internal)?;
+        match row.kind {
+            ConnectionKind::ServiceAccountJson => {
+                return self.service_account_token(probe, &sec).await
+            }
+            ConnectionKind::RsaKeyPair => return self.keypair_jwt(row, probe, &meta, &sec).await,
+            _ => {}
+        }
         let material = credentials::assemble(row.kind, &meta, &sec)?;
         let Some(apply) = material.get("apply") else {
             return Ok(Presented::Unsupported(format!(
@@ -740,6 +750,120 @@ impl Rekey {
             timeout,
         )
         .await
+    }
+
+    /// A service-account key: mint an access token (RFC 7523 JWT bearer
+    /// grant at the key file's `token_uri`) with the probe's scopes.
+    async fn service_account_token(
+        &self,
+        probe: &Probe,
+        sec: &BTreeMap<String, SecretString>,
+    ) -> Result<Presented, Error> {
+        if probe.token_scopes.is_empty() {
+            return Ok(Presented::Unsupported(
+                "the catalog probe names no `token_scopes` for service-account keys".into(),
+            ));
+        }
+        let doc: Value = sec
+            .get("json")
+            .and_then(|j| serde_json::from_str(j.expose()).ok())
+            .ok_or_else(|| Error::internal("service-account connection without its key file"))?;
+        let field = |k: &str| doc.get(k).and_then(Value::as_str);
+        let token_uri = field("token_uri").unwrap_or("https://oauth2.googleapis.com/token");
+        let token_uri = match crate::check_outbound_url("token_uri", token_uri) {
+            Ok(u) => u,
+            Err(e) => {
+                return Ok(Presented::Failed(Observation {
+                    outcome: Outcome::Unexpected,
+                    code: "probe_misconfigured".into(),
+                    message: format!("the key file's {}", e.public_message()),
+                    http_status: None,
+                    body: None,
+                    retry_after_secs: None,
+                }))
+            }
+        };
+        let (Some(email), Some(pem)) = (field("client_email"), field("private_key")) else {
+            return Err(Error::internal(
+                "service-account key file lacks its email or key",
+            ));
+        };
+        match rekey_oauth::jwt_bearer(
+            &self.inner.http,
+            &token_uri,
+            email,
+            pem,
+            field("private_key_id"),
+            &probe.token_scopes,
+        )
+        .await
+        {
+            Ok(t) => {
+                let token = t.access_token.clone();
+                Ok(Presented::Http {
+                    headers: vec![("Authorization".into(), format!("Bearer {}", token.expose()))],
+                    query: vec![],
+                    secrets: vec![token],
+                    aws: None,
+                })
+            }
+            Err(e) => {
+                let mut obs = Observation::from_oauth(&e, &[]);
+                obs.message = format!("the token request failed: {}", obs.message);
+                Ok(Presented::Failed(obs))
+            }
+        }
+    }
+
+    /// An RSA key pair: a key-pair JWT in the provider's format as the
+    /// bearer token.
+    async fn keypair_jwt(
+        &self,
+        row: &ConnectionRow,
+        probe: &Probe,
+        meta: &Map<String, Value>,
+        sec: &BTreeMap<String, SecretString>,
+    ) -> Result<Presented, Error> {
+        let Some(rekey_providers::KeypairJwt::Snowflake) = probe.keypair_jwt else {
+            return Ok(Presented::Unsupported(
+                "the catalog probe defines no key-pair JWT for this provider".into(),
+            ));
+        };
+        let misconfigured = |m: &str| {
+            Ok(Presented::Failed(Observation {
+                outcome: Outcome::Unexpected,
+                code: "probe_misconfigured".into(),
+                message: m.to_string(),
+                http_status: None,
+                body: None,
+                retry_after_secs: None,
+            }))
+        };
+        let params = self.probe_params(row).await;
+        let Some(account) = params.get("account") else {
+            return misconfigured("set `params.account` (the Snowflake account identifier)");
+        };
+        let Some(user) = meta.get("username").and_then(Value::as_str) else {
+            return misconfigured("the key pair has no `username` (the Snowflake user)");
+        };
+        let Some(fp) = meta.get("public_key_fingerprint").and_then(Value::as_str) else {
+            return Err(Error::internal(
+                "RSA key-pair connection without a fingerprint",
+            ));
+        };
+        let pem = sec
+            .get("private_key_pem")
+            .ok_or_else(|| Error::internal("RSA key-pair connection without its key"))?;
+        let der = crate::rsa_key::signing_der(pem, sec.get("passphrase"))?;
+        let jwt = rekey_oauth::snowflake_keypair_jwt(&der, account, user, fp)
+            .map_err(|e| Error::internal(format!("key-pair JWT: {e}")))?;
+        let jwt = SecretString::new(jwt);
+        Ok(Presented::Http {
+            headers: vec![("Authorization".into(), format!("Bearer {}", jwt.expose()))],
+            query: vec![],
+            secrets: vec![jwt],
+            aws: None,
+        })
     }
 
     /// Run the probe; never errors for provider trouble (that is the observation).
@@ -938,6 +1062,7 @@ impl Rekey {
                             .await,
                     )
                 }
+                Ok(Presented::Failed(obs)) => Some(obs),
                 Ok(Presented::Database { username, password }) => {
                     Some(self.run_db_probe(&row, p, &username, &password).await)
                 }

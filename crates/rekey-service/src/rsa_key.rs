@@ -19,10 +19,8 @@ fn bad(msg: &str) -> Error {
     Error::invalid("invalid_credentials", msg.to_string())
 }
 
-pub fn derive(
-    pem: &SecretString,
-    passphrase: Option<&SecretString>,
-) -> Result<PublicKeyInfo, Error> {
+/// Parse the private key (PKCS#8, encrypted PKCS#8 with `passphrase`, or PKCS#1).
+fn load(pem: &SecretString, passphrase: Option<&SecretString>) -> Result<RsaPrivateKey, Error> {
     let text = pem.expose().trim();
     let key = if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
         let pw = passphrase.ok_or_else(|| {
@@ -45,6 +43,27 @@ pub fn derive(
             "`credentials.private_key_pem` must be a PKCS#8 or PKCS#1 RSA private key in PEM",
         ));
     };
+    Ok(key)
+}
+
+/// The key as PKCS#1 DER for signing (decrypted when it has a passphrase).
+pub fn signing_der(
+    pem: &SecretString,
+    passphrase: Option<&SecretString>,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    let key = load(pem, passphrase)?;
+    let der = key
+        .to_pkcs1_der()
+        .map_err(|_| Error::internal("cannot encode the private key"))?;
+    Ok(zeroize::Zeroizing::new(der.as_bytes().to_vec()))
+}
+
+pub fn derive(
+    pem: &SecretString,
+    passphrase: Option<&SecretString>,
+) -> Result<PublicKeyInfo, Error> {
+    let key = load(pem, passphrase)?;
     let bits = key.size() * 8;
     if bits < 2048 {
         return Err(bad("RSA keys must be at least 2048 bits"));
