@@ -2,7 +2,7 @@
 //! running server.
 
 use crate::config::DataArgs;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use rekey_service::{Ctx, LockMode};
 use std::io::Write;
@@ -18,6 +18,18 @@ pub enum AdminCmd {
         /// credentials:read, audit:read, admin).
         #[arg(long = "scope", required = true, value_delimiter = ',')]
         scopes: Vec<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Create a dashboard user. The password is read from REKEY_NEW_PASSWORD
+    /// (or its _FILE), else from the first line of stdin; never from argv.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
         #[arg(long, default_value = "default")]
         tenant: String,
         #[command(flatten)]
@@ -57,6 +69,34 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
                 )
                 .await?;
             println!("{}", created.key);
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCmd::CreateUser {
+            username,
+            role,
+            tenant,
+            data,
+        } => {
+            let password = match crate::config::secret_env("REKEY_NEW_PASSWORD")? {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("cannot read the password from stdin")?;
+                    // Trim in place and move: no second copy of the password.
+                    let len = line.trim_end_matches(['\n', '\r']).len();
+                    line.truncate(len);
+                    rekey_core::SecretString::new(line)
+                }
+            };
+            let role = rekey_service::Role::parse(&role)?;
+            let opened = data.open_options()?.open(LockMode::Shared).await?;
+            let id = opened
+                .rekey
+                .create_user(&Ctx::cli(&tenant), &username, &password, role)
+                .await?;
+            println!("{id}");
             Ok(ExitCode::SUCCESS)
         }
     }

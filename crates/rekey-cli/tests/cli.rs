@@ -231,6 +231,7 @@ both_backends!(
     health_and_webhooks_cli,
     webhooks_survive_sigkill,
     check_killed_midway_resumes,
+    dashboard_user_from_cli,
 );
 
 async fn cli_end_to_end(db: Db) {
@@ -1122,4 +1123,80 @@ async fn api_get_offline(env: &Env, id: &str) -> String {
         .await
         .unwrap();
     s
+}
+
+/// `rekey admin create-user` takes the password from the environment (or
+/// stdin), never argv; the user can then sign in to the dashboard.
+async fn dashboard_user_from_cli(db: Db) {
+    let env = Env::new(db).await;
+    let pw = "a long enough password";
+    let out = env
+        .run(
+            &[
+                "admin",
+                "create-user",
+                "--username",
+                "ada",
+                "--role",
+                "admin",
+            ],
+            &[("REKEY_NEW_PASSWORD", pw)],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).trim().starts_with("usr_"), "{}", stdout(&out));
+    let out = env
+        .run(
+            &[
+                "admin",
+                "create-user",
+                "--username",
+                "bob",
+                "--role",
+                "root",
+            ],
+            &[("REKEY_NEW_PASSWORD", pw)],
+        )
+        .await;
+    assert!(!out.status.success());
+    let out = env
+        .run(
+            &[
+                "admin",
+                "create-user",
+                "--username",
+                "bob",
+                "--role",
+                "viewer",
+            ],
+            &[("REKEY_NEW_PASSWORD", "short")],
+        )
+        .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("12"), "{}", stderr(&out));
+    let server = env.serve().await;
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/ui/login", server.base))
+        .form(&[("username", "ada"), ("password", pw)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("HttpOnly"));
+    server.stop().await;
+    assert!(!db_file_contains(&env, pw));
+}
+
+fn db_file_contains(env: &Env, needle: &str) -> bool {
+    // The keyring and database files hold no password either.
+    let db = env.data_dir().join("rekey.db");
+    std::fs::read(db)
+        .map(|b| String::from_utf8_lossy(&b).contains(needle))
+        .unwrap_or(false)
 }

@@ -91,7 +91,9 @@ pub fn router(rekey: Rekey) -> Router {
     };
     let (api, doc) = api();
     let doc = Arc::new(doc);
-    api.route(
+    // The dashboard's HTML routes are not part of the REST contract.
+    api.merge(routes::ui::router())
+        .route(
         "/api/v1/openapi.json",
         get(move || {
             let d = doc.clone();

@@ -26,7 +26,12 @@ impl Principal {
     pub fn ctx(&self, request_id: Option<String>, source: Option<String>) -> Ctx {
         Ctx {
             tenant: self.tenant.clone(),
-            actor: format!("api_key:{}", self.key_id),
+            // Dashboard sessions act as `user:<name>`.
+            actor: if self.key_id.starts_with("user:") {
+                self.key_id.clone()
+            } else {
+                format!("api_key:{}", self.key_id)
+            },
             request_id,
             source,
         }

@@ -19,6 +19,7 @@ mod oauth_conn;
 mod open;
 mod rsa_key;
 mod sealing;
+mod users;
 mod views;
 mod webhooks;
 
@@ -29,6 +30,7 @@ pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
+pub use users::{Role, SessionUser};
 pub use webhooks::{DeliveryRun, WebhookSettings, EVENT_TYPES};
 
 use rekey_core::Error;

@@ -13,6 +13,7 @@ pub mod connect_sessions;
 pub mod connections;
 pub mod integrations;
 pub mod secrets;
+pub mod users;
 pub mod webhooks;
 
 use rekey_core::Error;

@@ -5,6 +5,7 @@ pub mod connections;
 pub mod integrations;
 pub mod providers;
 pub mod system;
+pub mod ui;
 pub mod webhooks;
 
 use axum::http::{header, HeaderValue};

@@ -1,0 +1,362 @@
+//! The dashboard (server-rendered HTML): sign-in with local users, session
+//! cookies, CSRF tokens on every form, and role checks on every action.
+//! Handlers stay thin: the session and the use case come from rekey-service.
+
+use crate::pages::page;
+use crate::AppState;
+use askama::Template;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use rekey_api::{ConnectionQuery, ConnectionView};
+use rekey_core::connection::Status;
+use rekey_core::scope::Scope;
+use rekey_core::SecretString;
+use rekey_service::SessionUser;
+use std::collections::{BTreeMap, HashMap};
+
+const COOKIE: &str = "rekey_session";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/integrations") }))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/integrations", get(integrations))
+        .route("/ui/connections/{id}/check", post(check))
+}
+
+#[derive(Template)]
+#[template(path = "ui/login.html")]
+struct LoginPage {
+    error: Option<String>,
+    username: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/message.html")]
+struct MessagePage {
+    heading: String,
+    message: String,
+    class: &'static str,
+    icon: &'static str,
+}
+
+fn message(status: StatusCode, heading: &str, msg: String, class: &'static str) -> Response {
+    let icon = match class {
+        "ok" => "✔",
+        "warn" => "⚠",
+        _ => "✖",
+    };
+    page(
+        status,
+        &MessagePage {
+            heading: heading.into(),
+            message: msg,
+            class,
+            icon,
+        },
+    )
+}
+
+struct Tile {
+    id: String,
+    name: String,
+    class: &'static str,
+    icon: &'static str,
+    status_label: &'static str,
+    error: Option<String>,
+}
+
+struct Group {
+    provider: String,
+    display: String,
+    initials: String,
+    tiles: Vec<Tile>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/integrations.html")]
+struct IntegrationsPage {
+    user: String,
+    role: &'static str,
+    csrf: String,
+    can_write: bool,
+    statuses: Vec<String>,
+    status: String,
+    provider: String,
+    groups: Vec<Group>,
+}
+
+/// Status shown as colour, icon and words (never colour alone).
+fn look(status: &str) -> (&'static str, &'static str, &'static str) {
+    match status {
+        "active" => ("ok", "✔", "Active"),
+        "degraded" => ("warn", "⚠", "Degraded"),
+        "needs_reauth" => ("bad", "⛓", "Broken: needs reauthorization"),
+        "revoked" => ("bad", "⛓", "Revoked"),
+        "revoke_pending" => ("warn", "⏳", "Revocation pending"),
+        "disabled" => ("", "⏸", "Disabled"),
+        _ => ("", "…", "Pending verification"),
+    }
+}
+
+fn session_token(headers: &HeaderMap) -> Option<SecretString> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+        .filter(|t| !t.is_empty())
+        .map(SecretString::new)
+}
+
+/// The signed-in user, or a redirect to the sign-in page.
+async fn signed_in(
+    s: &AppState,
+    headers: &HeaderMap,
+) -> Result<(SessionUser, SecretString), Response> {
+    let to_login = || Redirect::to("/ui/login").into_response();
+    let token = session_token(headers).ok_or_else(to_login)?;
+    match s.rekey.session_user(&token).await {
+        Ok(Some(u)) => Ok((u, token)),
+        Ok(None) => Err(to_login()),
+        Err(e) => Err(message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            e.public_message(),
+            "bad",
+        )),
+    }
+}
+
+/// Every state-changing form carries the session's CSRF token.
+fn csrf_ok(u: &SessionUser, form: &HashMap<String, String>) -> bool {
+    SecretString::new(form.get("csrf").cloned().unwrap_or_default())
+        == SecretString::new(u.csrf.clone())
+}
+
+fn csrf_refused() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form is missing its security token or it has expired. Reload the page and try again."
+            .into(),
+        "bad",
+    )
+}
+
+fn cookie(s: &AppState, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if s.rekey.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("rekey_session=; Path=/; Max-Age=0"))
+}
+
+async fn login_page() -> Response {
+    page(
+        StatusCode::OK,
+        &LoginPage {
+            error: None,
+            username: String::new(),
+        },
+    )
+}
+
+async fn login(
+    State(s): State<AppState>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let username = form.get("username").cloned().unwrap_or_default();
+    let password = SecretString::new(form.get("password").cloned().unwrap_or_default());
+    match s.rekey.login(&username, &password, None).await {
+        Ok((token, _)) => {
+            let mut r = Redirect::to("/ui/integrations").into_response();
+            r.headers_mut()
+                .insert(header::SET_COOKIE, cookie(&s, token.expose(), 12 * 3600));
+            r
+        }
+        Err(e) => {
+            let (status, msg) = match e {
+                rekey_core::Error::Unauthorized => (
+                    StatusCode::UNAUTHORIZED,
+                    "Wrong user name or password.".to_string(),
+                ),
+                other => (StatusCode::SERVICE_UNAVAILABLE, other.public_message()),
+            };
+            page(
+                status,
+                &LoginPage {
+                    error: Some(msg),
+                    username: username.chars().take(64).collect(),
+                },
+            )
+        }
+    }
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let (u, token) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&u, &form.map(|f| f.0).unwrap_or_default()) {
+        return csrf_refused();
+    }
+    if let Err(e) = s.rekey.logout(&token).await {
+        tracing::warn!(error = %e, "logout failed");
+    }
+    let mut r = Redirect::to("/ui/login").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&s, "", 0));
+    r
+}
+
+async fn integrations(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let status = q.get("status").cloned().filter(|v| !v.is_empty());
+    let provider = q.get("provider").cloned().filter(|v| !v.is_empty());
+    let query = ConnectionQuery {
+        status: status.clone(),
+        provider: provider.clone(),
+        limit: Some(200),
+        ..Default::default()
+    };
+    let list = match s.rekey.list_connections(&u.principal.tenant, &query).await {
+        Ok(l) => l,
+        Err(e) => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Cannot list",
+                e.public_message(),
+                "bad",
+            )
+        }
+    };
+    let mut by_provider: BTreeMap<String, Vec<ConnectionView>> = BTreeMap::new();
+    for c in list.items {
+        by_provider.entry(c.provider.clone()).or_default().push(c);
+    }
+    let groups = by_provider
+        .into_iter()
+        .map(|(p, conns)| {
+            let display = s
+                .rekey
+                .catalog()
+                .get(&p)
+                .map(|e| e.display_name.clone())
+                .unwrap_or_else(|| p.clone());
+            let initials: String = display
+                .split_whitespace()
+                .filter_map(|w| w.chars().next())
+                .take(2)
+                .collect::<String>()
+                .to_uppercase();
+            Group {
+                provider: p,
+                display,
+                initials,
+                tiles: conns
+                    .into_iter()
+                    .map(|c| {
+                        let (class, icon, status_label) = look(&c.status);
+                        Tile {
+                            error: c
+                                .last_error
+                                .as_ref()
+                                .and_then(|e| e.get("message").and_then(|m| m.as_str()))
+                                .map(|m| m.chars().take(160).collect()),
+                            id: c.id,
+                            name: c.display_name,
+                            class,
+                            icon,
+                            status_label,
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        &IntegrationsPage {
+            user: u.username.clone(),
+            role: u.role.as_str(),
+            csrf: u.csrf.clone(),
+            can_write: u.principal.require(Scope::ConnectionsWrite).is_ok(),
+            statuses: Status::ALL.iter().map(|s| s.as_str().to_string()).collect(),
+            status: status.unwrap_or_default(),
+            provider: provider.unwrap_or_default(),
+            groups,
+        },
+    )
+}
+
+async fn check(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&u, &form.map(|f| f.0).unwrap_or_default()) {
+        return csrf_refused();
+    }
+    if u.principal.require(Scope::ConnectionsWrite).is_err() {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            format!("The {} role cannot run checks.", u.role.as_str()),
+            "bad",
+        );
+    }
+    match s.rekey.check_connection(&u.ctx(None, None), &id).await {
+        Ok(r) => {
+            let (class, _, label) = look(&r.status);
+            let detail = r.message.map(|m| format!(" {m}")).unwrap_or_default();
+            message(
+                StatusCode::OK,
+                "Check finished",
+                format!(
+                    "{}: {} — {label}.{detail}",
+                    r.connection.display_name, r.outcome
+                ),
+                if class.is_empty() { "warn" } else { class },
+            )
+        }
+        Err(e) => message(
+            crate::error::status_of(e.class()),
+            "Check failed",
+            e.public_message(),
+            "bad",
+        ),
+    }
+}

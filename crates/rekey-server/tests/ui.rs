@@ -1,0 +1,232 @@
+//! The dashboard over real HTTP: sign-in, cookie flags, sessions, CSRF,
+//! roles, and the integrations page's tiles. (The browser suite with
+//! Chromium comes with the rest of the dashboard.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_service::{Ctx, Role};
+use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::json;
+
+both_backends!(sign_in_sessions_csrf_and_roles);
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn sign_in(s: &TestServer, user: &str, pw: &str) -> (StatusCode, Option<String>, String) {
+    let r = browser()
+        .post(format!("{}/ui/login", s.base))
+        .form(&[("username", user), ("password", pw)])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, cookie, r.text().await.unwrap())
+}
+
+fn session_of(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+fn csrf_of(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    html[i..i + html[i..].find('"').unwrap()].to_string()
+}
+
+async fn get(
+    s: &TestServer,
+    path: &str,
+    cookie: &str,
+) -> (StatusCode, String, reqwest::header::HeaderMap) {
+    let r = browser()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let (st, h) = (r.status(), r.headers().clone());
+    (st, r.text().await.unwrap(), h)
+}
+
+async fn post_form(
+    s: &TestServer,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let r = browser()
+        .post(format!("{}{path}", s.base))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn sign_in_sessions_csrf_and_roles(db: Db) {
+    let s = TestServer::start(db).await;
+    let ctx = Ctx::cli("default");
+    let pw = rekey_core::SecretString::new("correct horse battery".to_string());
+    s.rekey
+        .create_user(&ctx, "olga", &pw, Role::Operator)
+        .await
+        .unwrap();
+    s.rekey
+        .create_user(&ctx, "vic", &pw, Role::Viewer)
+        .await
+        .unwrap();
+    // Bad input is refused clearly.
+    let short = rekey_core::SecretString::new("short".to_string());
+    assert_eq!(
+        s.rekey
+            .create_user(&ctx, "x1y", &short, Role::Viewer)
+            .await
+            .unwrap_err()
+            .code(),
+        "weak_password"
+    );
+    assert_eq!(
+        s.rekey
+            .create_user(&ctx, "olga", &pw, Role::Viewer)
+            .await
+            .unwrap_err()
+            .code(),
+        "user_exists"
+    );
+
+    // The page asks for a session; wrong passwords and unknown users fail alike.
+    let (st, _, h) = get(&s, "/ui/integrations", "").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(h["location"], "/ui/login");
+    let (st, cookie, html) = sign_in(&s, "olga", "wrong password!!").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+    assert!(html.contains("Wrong user name or password"));
+    let (st2, _, html2) = sign_in(&s, "nobody", "wrong password!!").await;
+    assert_eq!(st2, StatusCode::UNAUTHORIZED);
+    assert!(html2.contains("Wrong user name or password"));
+
+    // A connection that breaks.
+    let fx = ProviderFixture::start().await;
+    let id = s
+        .create_api_key_conn(
+            &s.admin_key,
+            "ui-key-1",
+            json!({"display_name": "Acme CRM", "probe_url": fx.rest_url()}),
+        )
+        .await;
+    fx.set_mode(Mode::Unauthorized);
+
+    let (st, cookie, _) = sign_in(&s, "olga", "correct horse battery").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let set = cookie.unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "plain-http public URL: no Secure flag ({set})"
+    );
+    let olga = session_of(&set);
+    let (st, html, h) = get(&s, "/ui/integrations", &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert!(
+        html.contains("Acme CRM") && html.contains("Pending verification"),
+        "{html}"
+    );
+    assert!(!html.contains("ui-key-1"), "no secret on the page");
+    let csrf = csrf_of(&html);
+
+    // A form without its CSRF token is refused and changes nothing.
+    let (st, _) = post_form(&s, &format!("/ui/connections/{id}/check"), &olga, &[]).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/check"),
+        &olga,
+        &[("csrf", "forged")],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(fx.hits(), 0);
+    // With it, the operator's check runs and the tile shows the broken state.
+    let (st, html) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/check"),
+        &olga,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("needs reauthorization"), "{html}");
+    let (_, html, _) = get(&s, "/ui/integrations?status=needs_reauth", &olga).await;
+    assert!(
+        html.contains("Acme CRM")
+            && html.contains("⛓")
+            && html.contains("Broken: needs reauthorization"),
+        "{html}"
+    );
+    assert!(
+        html.contains("the provider rejected the credential"),
+        "error context on the tile: {html}"
+    );
+    let (_, html, _) = get(&s, "/ui/integrations?status=active", &olga).await;
+    assert!(!html.contains("Acme CRM"));
+    // The check is audited as the user.
+    let a = s
+        .get(
+            &format!("/api/v1/audit?action=connection.checked&target={id}"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(a["items"][0]["actor"], "user:olga");
+
+    // A viewer sees the tiles but cannot act, even with a valid token.
+    let (_, cookie, _) = sign_in(&s, "vic", "correct horse battery").await;
+    let vic = session_of(&cookie.unwrap());
+    let (_, html, _) = get(&s, "/ui/integrations", &vic).await;
+    assert!(html.contains("Acme CRM") && !html.contains("Check now"));
+    let vcsrf = csrf_of(&html);
+    let (st, _) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/check"),
+        &vic,
+        &[("csrf", &vcsrf)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // One session's token does not work for another.
+    let (st, _) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/check"),
+        &vic,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Sign-out ends the session.
+    let (st, _) = post_form(&s, "/ui/logout", &olga, &[("csrf", &csrf)]).await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (st, _, h) = get(&s, "/ui/integrations", &olga).await;
+    assert_eq!(
+        (st, h["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/ui/login")
+    );
+    s.stop().await;
+}

@@ -1,0 +1,268 @@
+//! Dashboard users: local accounts with argon2id password hashes, roles
+//! that map onto API scopes, and browser sessions (random token in an
+//! HttpOnly cookie, its SHA-256 in the database, a per-session CSRF token).
+
+use crate::audit::record;
+use crate::{Ctx, Principal, Rekey};
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rekey_core::scope::Scopes;
+use rekey_core::time::now_ms;
+use rekey_core::{ids, Error, SecretString};
+use rekey_crypto::hash_api_key;
+use rekey_store::users::{self as store, UserRow};
+use serde_json::json;
+
+/// Sessions last this long (ms); logging in again starts a new one.
+const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+
+/// What a dashboard user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything, including API keys, webhooks and credential reads.
+    Admin,
+    /// Manage connections: check, reauthorize, update, revoke, disable.
+    Operator,
+    /// Read connections and the audit log.
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Result<Role, Error> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            _ => Err(Error::invalid(
+                "invalid_role",
+                "`role` must be admin, operator or viewer",
+            )),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+    fn scopes(self) -> Result<Scopes, Error> {
+        match self {
+            Role::Admin => Scopes::parse(&["admin"]),
+            Role::Operator => {
+                Scopes::parse(&["connections:read", "connections:write", "audit:read"])
+            }
+            Role::Viewer => Scopes::parse(&["connections:read", "audit:read"]),
+        }
+    }
+}
+
+/// A signed-in dashboard user.
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub username: String,
+    pub role: Role,
+    pub principal: Principal,
+    /// The session's CSRF token: every form posts it back.
+    pub csrf: String,
+}
+
+impl SessionUser {
+    pub fn ctx(&self, request_id: Option<String>, source: Option<String>) -> Ctx {
+        self.principal.ctx(request_id, source)
+    }
+}
+
+/// An argon2id hash of a random password, made once: unknown user names
+/// are checked against it so they take as long as known ones.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(rekey_oauth::random_token().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+fn validate_username(u: &str) -> Result<(), Error> {
+    let ok = (3..=64).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "invalid_username",
+            "user names are 3–64 characters of a-z, A-Z, 0-9, '.', '_', '-', '@'",
+        ))
+    }
+}
+
+impl Rekey {
+    /// Create a dashboard user (offline admin command).
+    pub async fn create_user(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        password: &SecretString,
+        role: Role,
+    ) -> Result<String, Error> {
+        validate_username(username)?;
+        ids::validate_slug("tenant", &ctx.tenant, 64)?;
+        let pw = password.expose();
+        if pw.chars().count() < 12 || pw.len() > 1024 {
+            return Err(Error::invalid(
+                "weak_password",
+                "passwords are 12–1024 characters",
+            ));
+        }
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = Argon2::default()
+            .hash_password(pw.as_bytes(), &salt)
+            .map_err(|e| Error::internal(format!("argon2: {e}")))?
+            .to_string();
+        let row = UserRow {
+            id: ids::new_id("usr"),
+            tenant: ctx.tenant.clone(),
+            username: username.to_string(),
+            password_hash: hash,
+            role: role.as_str().into(),
+            created_at: now_ms(),
+            disabled_at: None,
+        };
+        let mut tx = self.store().begin_write().await?;
+        store::insert(tx.conn(), &row)
+            .await
+            .map_err(|e| match e.code() {
+                "already_exists" => Error::conflict("user_exists", "a user with this name exists"),
+                _ => e,
+            })?;
+        record(
+            &mut tx,
+            ctx,
+            "user.created",
+            Some(&row.id),
+            "ok",
+            json!({"username": username, "role": role.as_str()}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(row.id)
+    }
+
+    /// Check a password and open a session: (session token, user). Wrong
+    /// user and wrong password fail alike, in about the same time.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &SecretString,
+        source: Option<String>,
+    ) -> Result<(SecretString, SessionUser), Error> {
+        let user = {
+            let mut c = self.store().read().await?;
+            store::by_username(&mut c, username).await?
+        };
+        // Verify against a real hash even for unknown users (no timing oracle).
+        let hash: String = user
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_string(), |u| u.password_hash.clone());
+        let ok = PasswordHash::new(&hash)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.expose().as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        let user = match user {
+            Some(u) if ok && u.disabled_at.is_none() => u,
+            other => {
+                if let Some(u) = other {
+                    let ctx = Ctx {
+                        tenant: u.tenant.clone(),
+                        actor: format!("user:{}", u.username),
+                        request_id: None,
+                        source,
+                    };
+                    let mut tx = self.store().begin_write().await?;
+                    record(
+                        &mut tx,
+                        &ctx,
+                        "user.login",
+                        Some(&u.id),
+                        "denied",
+                        json!({}),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                }
+                return Err(Error::Unauthorized);
+            }
+        };
+        let token = SecretString::new(rekey_oauth::random_token());
+        let csrf = rekey_oauth::random_token();
+        let now = now_ms();
+        let role = Role::parse(&user.role)?;
+        let su = SessionUser {
+            username: user.username.clone(),
+            role,
+            principal: Principal {
+                key_id: format!("user:{}", user.username),
+                tenant: user.tenant.clone(),
+                scopes: role.scopes()?,
+            },
+            csrf: csrf.clone(),
+        };
+        let mut tx = self.store().begin_write().await?;
+        store::delete_expired(tx.conn(), now).await?;
+        store::insert_session(
+            tx.conn(),
+            &hash_api_key(token.expose()),
+            &user.id,
+            &csrf,
+            now,
+            now + SESSION_TTL_MS,
+        )
+        .await?;
+        record(
+            &mut tx,
+            &su.ctx(None, source),
+            "user.login",
+            Some(&user.id),
+            "ok",
+            json!({"role": role.as_str()}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((token, su))
+    }
+
+    /// The user behind a session cookie, if the session is live.
+    pub async fn session_user(&self, token: &SecretString) -> Result<Option<SessionUser>, Error> {
+        let mut c = self.store().read().await?;
+        let Some((u, csrf)) =
+            store::session(&mut c, &hash_api_key(token.expose()), now_ms()).await?
+        else {
+            return Ok(None);
+        };
+        let role = Role::parse(&u.role)?;
+        Ok(Some(SessionUser {
+            username: u.username.clone(),
+            role,
+            principal: Principal {
+                key_id: format!("user:{}", u.username),
+                tenant: u.tenant,
+                scopes: role.scopes()?,
+            },
+            csrf,
+        }))
+    }
+
+    pub async fn logout(&self, token: &SecretString) -> Result<(), Error> {
+        let mut tx = self.store().begin_write().await?;
+        store::delete_session(tx.conn(), &hash_api_key(token.expose())).await?;
+        tx.commit().await
+    }
+}

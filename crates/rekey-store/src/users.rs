@@ -1,0 +1,133 @@
+//! Dashboard users and their sessions. Password hashes and session-token
+//! hashes only; never a password or a token.
+
+use crate::db_err;
+use rekey_core::Error;
+use sqlx::{AnyConnection, Row};
+
+#[derive(Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub tenant: String,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLS: &str = "id, tenant, username, password_hash, role, created_at, disabled_at";
+
+fn user(r: &sqlx::any::AnyRow) -> Result<UserRow, sqlx::Error> {
+    Ok(UserRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        username: r.try_get("username")?,
+        password_hash: r.try_get("password_hash")?,
+        role: r.try_get("role")?,
+        created_at: r.try_get("created_at")?,
+        disabled_at: r.try_get("disabled_at")?,
+    })
+}
+
+pub async fn insert(c: &mut AnyConnection, u: &UserRow) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO users ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ))
+    .bind(&u.id)
+    .bind(&u.tenant)
+    .bind(&u.username)
+    .bind(&u.password_hash)
+    .bind(&u.role)
+    .bind(u.created_at)
+    .bind(u.disabled_at)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn by_username(c: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, Error> {
+    let r = sqlx::query(&format!("SELECT {COLS} FROM users WHERE username = $1"))
+        .bind(username)
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)?;
+    r.as_ref().map(user).transpose().map_err(db_err)
+}
+
+pub async fn insert_session(
+    c: &mut AnyConnection,
+    token_hash: &str,
+    user_id: &str,
+    csrf: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), Error> {
+    sqlx::query("INSERT INTO ui_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// The live session for a token hash, with its user (None when expired,
+/// unknown, or the user is disabled).
+pub async fn session(
+    c: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<(UserRow, String)>, Error> {
+    let r = sqlx::query(
+        "SELECT u.id, u.tenant, u.username, u.password_hash, u.role, u.created_at, u.disabled_at, s.csrf \
+         FROM ui_sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
+    match r {
+        None => Ok(None),
+        Some(r) => {
+            let u = user(&r).map_err(db_err)?;
+            let csrf: String = r.try_get("csrf").map_err(db_err)?;
+            Ok(Some((u, csrf)))
+        }
+    }
+}
+
+pub async fn delete_session(c: &mut AnyConnection, token_hash: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM ui_sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Drop expired sessions (at login, so the table stays small).
+pub async fn delete_expired(c: &mut AnyConnection, now: i64) -> Result<(), Error> {
+    sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
