@@ -1200,3 +1200,62 @@ fn db_file_contains(env: &Env, needle: &str) -> bool {
         .map(|b| String::from_utf8_lossy(&b).contains(needle))
         .unwrap_or(false)
 }
+
+/// The dashboard in a real browser: Debian's headless Chromium driven by
+/// playwright-core (tests/e2e/dashboard.mjs) against the real binary.
+/// Screenshots land in target/e2e-screenshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_chromium() {
+    use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let mut env = Env::new(Db::Sqlite).await;
+    // No scheduler: the browser's "Check now" is what finds the broken grant.
+    env.extra = vec![("REKEY_CHECK_INTERVAL".into(), "0".into())];
+    let pw = "dashboard e2e password";
+    for (user, role) in [("olga", "operator"), ("vic", "viewer")] {
+        let out = env
+            .run(
+                &["admin", "create-user", "--username", user, "--role", role],
+                &[("REKEY_NEW_PASSWORD", pw)],
+            )
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Unauthorized);
+    let c = api_post(
+        &server.base,
+        &key,
+        "/api/v1/connections",
+        json!({
+        "provider": "custom-rest", "kind": "api_key", "display_name": "Acme CRM",
+        "probe_url": fx.rest_url(), "credentials": {"key": "e2e-key-1"}}),
+    )
+    .await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new("node")
+            .arg(format!("{root}/tests/e2e/dashboard.mjs"))
+            .env("BASE", &server.base)
+            .env("OPERATOR", "olga")
+            .env("VIEWER", "vic")
+            .env("PASSWORD", pw)
+            .env("CONN_ID", c["id"].as_str().unwrap())
+            .env("CONN_NAME", "Acme CRM")
+            .env("SHOTS", format!("{root}/target/e2e-screenshots"))
+            .output(),
+    )
+    .await
+    .expect("browser run timed out")
+    .expect("node runs");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "dashboard scenarios failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}

@@ -176,7 +176,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     let (_, html, _) = get(&s, "/ui/integrations?status=needs_reauth", &olga).await;
     assert!(
         html.contains("Acme CRM")
-            && html.contains("⛓")
+            && html.contains("<svg class=\"icon\"")
             && html.contains("Broken: needs reauthorization"),
         "{html}"
     );

@@ -68,6 +68,8 @@ struct Tile {
     class: &'static str,
     icon: &'static str,
     status_label: &'static str,
+    /// Drawn as a broken-chain icon.
+    broken: bool,
     error: Option<String>,
 }
 
@@ -96,10 +98,10 @@ fn look(status: &str) -> (&'static str, &'static str, &'static str) {
     match status {
         "active" => ("ok", "✔", "Active"),
         "degraded" => ("warn", "⚠", "Degraded"),
-        "needs_reauth" => ("bad", "⛓", "Broken: needs reauthorization"),
-        "revoked" => ("bad", "⛓", "Revoked"),
-        "revoke_pending" => ("warn", "⏳", "Revocation pending"),
-        "disabled" => ("", "⏸", "Disabled"),
+        "needs_reauth" => ("bad", "", "Broken: needs reauthorization"),
+        "revoked" => ("bad", "", "Revoked"),
+        "revoke_pending" => ("warn", "…", "Revocation pending"),
+        "disabled" => ("", "–", "Disabled"),
         _ => ("", "…", "Pending verification"),
     }
 }
@@ -286,6 +288,7 @@ async fn integrations(
                     .map(|c| {
                         let (class, icon, status_label) = look(&c.status);
                         Tile {
+                            broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
                             error: c
                                 .last_error
                                 .as_ref()
