@@ -66,6 +66,15 @@ try {
   expect((await broken.getAttribute('class')).includes('bad'), 'the tile is marked bad');
   await page.screenshot({ path: `${SHOTS}/broken-tile.png`, fullPage: true });
 
+  // Clicking the tile explains the error.
+  await broken.getByRole('link', { name: env('CONN_NAME') }).click();
+  await page.waitForURL(`**/ui/connections/${env('CONN_ID')}`);
+  const detail = await page.locator('main').textContent();
+  expect(detail.includes('Last error') && detail.includes('auth_rejected') && detail.includes('HTTP 401'),
+    'the connection page shows the error with its code and HTTP status');
+  expect(detail.includes('Runbook: revoke'), 'the connection page shows the runbook');
+  await page.screenshot({ path: `${SHOTS}/connection.png`, fullPage: true });
+
   // Keyboard: the check button is reachable with Tab.
   await page.goto(`${BASE}/ui/integrations`);
   let reached = false;

@@ -186,6 +186,35 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     );
     let (_, html, _) = get(&s, "/ui/integrations?status=active", &olga).await;
     assert!(!html.contains("Acme CRM"));
+    // The connection page explains the error with its context, health,
+    // history and the provider's runbook.
+    let (st, html, _) = get(&s, &format!("/ui/connections/{id}"), &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    for want in [
+        "Last error",
+        "auth_rejected",
+        "HTTP 401",
+        "the provider rejected the credential",
+        "1 in a row",
+        "connection.checked",
+        "connection.status_changed",
+        "pending → needs_reauth",
+        "Delete or disable the credential",
+    ] {
+        assert!(html.contains(want), "missing {want:?}: {html}");
+    }
+    assert!(!html.contains("ui-key-1"), "no secret on the page");
+    let (st, _, _) = get(
+        &s,
+        "/ui/connections/con_0000000000000000000000000000000a",
+        &olga,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, _) = get(&s, "/ui/connections/nope", &olga).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _, _) = get(&s, &format!("/ui/connections/{id}"), "").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
     // The check is audited as the user.
     let a = s
         .get(

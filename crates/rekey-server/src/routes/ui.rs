@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use rekey_api::{ConnectionQuery, ConnectionView};
+use rekey_api::{AuditQuery, ConnectionQuery, ConnectionView};
 use rekey_core::connection::Status;
 use rekey_core::scope::Scope;
 use rekey_core::SecretString;
@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/integrations", get(integrations))
+        .route("/ui/connections/{id}", get(connection))
         .route("/ui/connections/{id}/check", post(check))
 }
 
@@ -362,4 +363,171 @@ async fn check(
             "bad",
         ),
     }
+}
+
+struct ErrorInfo {
+    message: String,
+    code: String,
+    http_status: Option<i64>,
+    at: String,
+    source: String,
+    body: Option<String>,
+}
+
+struct HistoryItem {
+    at: String,
+    action: String,
+    outcome: String,
+    actor: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/connection.html")]
+struct ConnectionPage {
+    user: String,
+    role: &'static str,
+    c: ConnectionView,
+    provider: String,
+    owner: String,
+    class: &'static str,
+    icon: &'static str,
+    status_label: &'static str,
+    broken: bool,
+    error: Option<ErrorInfo>,
+    rotated: String,
+    last_ok: String,
+    last_checked: String,
+    failing_since: String,
+    history: Vec<HistoryItem>,
+    revoke_steps: Vec<String>,
+    rotate_steps: Vec<String>,
+}
+
+/// One connection: facts, the last error with its context, health, its
+/// audit history and the provider's runbooks.
+async fn connection(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let tenant = u.principal.tenant.clone();
+    let c = match s.rekey.get_connection(&tenant, &id).await {
+        Ok(c) => c,
+        Err(e) => {
+            return message(
+                crate::error::status_of(e.class()),
+                "Not found",
+                e.public_message(),
+                "bad",
+            )
+        }
+    };
+    let history = match s
+        .rekey
+        .audit_list(
+            &tenant,
+            &AuditQuery {
+                target: Some(c.id.clone()),
+                limit: Some(30),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(l) => l
+            .items
+            .into_iter()
+            .map(|e| {
+                let d = &e.details;
+                let detail = match (d.get("from"), d.get("to")) {
+                    (Some(f), Some(t)) => format!(
+                        "{} → {}",
+                        f.as_str().unwrap_or(""),
+                        t.as_str().unwrap_or("")
+                    ),
+                    _ => d
+                        .get("error")
+                        .or_else(|| d.get("outcome"))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                };
+                HistoryItem {
+                    at: e.at,
+                    action: e.action,
+                    outcome: e.outcome,
+                    actor: e.actor,
+                    detail,
+                }
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let entry = s.rekey.catalog().get(&c.provider);
+    let (revoke_steps, rotate_steps) = entry
+        .map(|p| {
+            (
+                p.revoke_for(&c.kind).steps.clone(),
+                p.rotate_for(&c.kind).steps.clone(),
+            )
+        })
+        .unwrap_or_default();
+    let error = c.last_error.as_ref().map(|e| {
+        let str_of = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        ErrorInfo {
+            message: str_of("message"),
+            code: str_of("code"),
+            http_status: e.get("http_status").and_then(|v| v.as_i64()),
+            at: str_of("at"),
+            source: str_of("source"),
+            body: e
+                .get("provider_body")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        }
+    });
+    let (class, icon, status_label) = look(&c.status);
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let owner = [
+        c.owner.name.clone(),
+        c.owner.email.clone(),
+        c.owner.subject.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ");
+    page(
+        StatusCode::OK,
+        &ConnectionPage {
+            user: u.username.clone(),
+            role: u.role.as_str(),
+            provider: entry
+                .map(|p| p.display_name.clone())
+                .unwrap_or_else(|| c.provider.clone()),
+            owner: if owner.is_empty() {
+                "—".into()
+            } else {
+                owner
+            },
+            class,
+            icon,
+            status_label,
+            broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
+            error,
+            rotated: dash(&c.rotated_at),
+            last_ok: dash(&c.health.last_ok_at),
+            last_checked: dash(&c.health.last_checked_at),
+            failing_since: dash(&c.health.first_failed_at),
+            history,
+            revoke_steps,
+            rotate_steps,
+            c,
+        },
+    )
 }
