@@ -215,6 +215,29 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _, _) = get(&s, &format!("/ui/connections/{id}"), "").await;
     assert_eq!(st, StatusCode::SEE_OTHER);
+    // The audit page filters the log; only admins see the chain check.
+    let (st, html, _) = get(&s, &format!("/ui/audit?target={id}"), &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        html.contains("connection.checked") && html.contains("user:olga"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("credentials.read") && !html.contains("Hash chain"),
+        "{html}"
+    );
+    s.rekey
+        .create_user(&ctx, "ada", &pw, Role::Admin)
+        .await
+        .unwrap();
+    let (_, cookie, _) = sign_in(&s, "ada", "correct horse battery").await;
+    let ada = session_of(&cookie.unwrap());
+    let (_, html, _) = get(&s, "/ui/audit?action=user.login", &ada).await;
+    assert!(html.contains("Hash chain intact"), "{html}");
+    assert!(
+        html.contains("user.login") && !html.contains("connection.checked"),
+        "{html}"
+    );
     // The check is audited as the user.
     let a = s
         .get(

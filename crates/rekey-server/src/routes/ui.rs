@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use rekey_api::{AuditQuery, ConnectionQuery, ConnectionView};
+use rekey_api::{AuditEntryView, AuditQuery, AuditVerifyReport, ConnectionQuery, ConnectionView};
 use rekey_core::connection::Status;
 use rekey_core::scope::Scope;
 use rekey_core::SecretString;
@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/integrations", get(integrations))
+        .route("/ui/audit", get(audit))
         .route("/ui/connections/{id}", get(connection))
         .route("/ui/connections/{id}/check", post(check))
 }
@@ -528,6 +529,72 @@ async fn connection(
             revoke_steps,
             rotate_steps,
             c,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "ui/audit.html")]
+struct AuditPage {
+    user: String,
+    role: &'static str,
+    action: String,
+    target: String,
+    actor: String,
+    entries: Vec<AuditEntryView>,
+    error: Option<String>,
+    /// Admins see whether the hash chain is intact.
+    verify: Option<AuditVerifyReport>,
+}
+
+/// The tenant's audit log with filters; for admins, the chain's state.
+async fn audit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if u.principal.require(Scope::AuditRead).is_err() {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "This role cannot read the audit log.".into(),
+            "bad",
+        );
+    }
+    let field = |k: &str| q.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let (action, target, actor) = (field("action"), field("target"), field("actor"));
+    let opt = |v: &String| (!v.is_empty()).then(|| v.clone());
+    let query = AuditQuery {
+        action: opt(&action),
+        target: opt(&target),
+        actor: opt(&actor),
+        limit: Some(100),
+        ..Default::default()
+    };
+    let (entries, error) = match s.rekey.audit_list(&u.principal.tenant, &query).await {
+        Ok(l) => (l.items, None),
+        Err(e) => (Vec::new(), Some(e.public_message())),
+    };
+    let verify = if u.principal.require(Scope::Admin).is_ok() {
+        s.rekey.audit_verify().await.ok()
+    } else {
+        None
+    };
+    page(
+        StatusCode::OK,
+        &AuditPage {
+            user: u.username.clone(),
+            role: u.role.as_str(),
+            action,
+            target,
+            actor,
+            entries,
+            error,
+            verify,
         },
     )
 }
