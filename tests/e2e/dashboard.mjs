@@ -84,6 +84,20 @@ try {
   }
   expect(reached, 'Check now is reachable by keyboard');
 
+  // The three-dot menu: open it from the keyboard, disable with confirmation.
+  await page.goto(`${BASE}/ui/integrations`);
+  const menu = page.getByLabel(`More actions for ${env('CONN_NAME')}`);
+  await menu.focus();
+  await page.keyboard.press('Enter');
+  expect(await page.getByRole('link', { name: 'Disable' }).isVisible(), 'the menu opens from the keyboard');
+  await page.screenshot({ path: `${SHOTS}/menu.png` });
+  await page.getByRole('link', { name: 'Disable' }).click();
+  expect((await page.locator('h1').textContent()).includes(`Disable ${env('CONN_NAME')}`), 'disabling asks for confirmation');
+  await page.getByRole('button', { name: 'Disable' }).click();
+  expect((await page.getByRole('status').textContent()).includes('is disabled'), 'the result is shown');
+  await page.goto(`${BASE}/ui/integrations`);
+  expect((await page.locator('li.tile', { hasText: env('CONN_NAME') }).textContent()).includes('Disabled'), 'the tile says Disabled');
+
   // A POST without the CSRF token is refused, even with the session cookie
   // (the browser context's request API sends the cookies; the page's own
   // fetch is blocked by the CSP).

@@ -272,6 +272,98 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
+    // The three-dot menu's actions: viewers are refused; operators confirm
+    // then act, each with a visible result.
+    let (st, _) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/disable"),
+        &vic,
+        &[("csrf", &vcsrf)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, html, _) = get(&s, &format!("/ui/connections/{id}/confirm/disable"), &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        html.contains("Disable Acme CRM") && html.contains("name=\"csrf\""),
+        "{html}"
+    );
+    let (st, _) = post_form(&s, &format!("/ui/connections/{id}/disable"), &olga, &[]).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "no CSRF token, no action");
+    let (st, html) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/disable"),
+        &olga,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("is disabled"), "{html}");
+    let (_, html, _) = get(&s, "/ui/integrations", &olga).await;
+    assert!(
+        html.contains("Disabled") && html.contains("confirm/enable"),
+        "{html}"
+    );
+    let (_, html) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/enable"),
+        &olga,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(html.contains("enabled"), "{html}");
+    let (st, _) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/explode"),
+        &olga,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Reauthorize opens the hosted Connect page (a key form for this kind).
+    let r = browser()
+        .post(format!("{}/ui/connections/{id}/reauthorize", s.base))
+        .header("cookie", &olga)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("/connect/"),
+        "{:?}",
+        r.headers()
+    );
+    // Revoke a key-based connection: the manual steps are shown.
+    let (_, html) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/revoke"),
+        &olga,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(
+        html.contains("manual revocation") && html.contains("Delete or disable the credential"),
+        "{html}"
+    );
+    // Delete another one.
+    let other = s
+        .create_api_key_conn(&s.admin_key, "ui-key-2", json!({"display_name": "Old ETL"}))
+        .await;
+    let (_, html) = post_form(
+        &s,
+        &format!("/ui/connections/{other}/delete"),
+        &olga,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(html.contains("deleted"), "{html}");
+    let (_, html, _) = get(&s, "/ui/integrations", &olga).await;
+    assert!(!html.contains("Old ETL"));
+
     // Sign-out ends the session.
     let (st, _) = post_form(&s, "/ui/logout", &olga, &[("csrf", &csrf)]).await;
     assert_eq!(st, StatusCode::SEE_OTHER);

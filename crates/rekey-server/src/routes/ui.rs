@@ -29,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/ui/audit", get(audit))
         .route("/ui/connections/{id}", get(connection))
         .route("/ui/connections/{id}/check", post(check))
+        .route("/ui/connections/{id}/confirm/{action}", get(confirm))
+        .route("/ui/connections/{id}/{action}", post(act))
 }
 
 #[derive(Template)]
@@ -72,6 +74,7 @@ struct Tile {
     status_label: &'static str,
     /// Drawn as a broken-chain icon.
     broken: bool,
+    disabled: bool,
     error: Option<String>,
 }
 
@@ -291,6 +294,7 @@ async fn integrations(
                         let (class, icon, status_label) = look(&c.status);
                         Tile {
                             broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
+                            disabled: c.status == "disabled",
                             error: c
                                 .last_error
                                 .as_ref()
@@ -597,4 +601,176 @@ async fn audit(
             verify,
         },
     )
+}
+
+#[derive(Template)]
+#[template(path = "ui/confirm.html")]
+struct ConfirmPage {
+    id: String,
+    action: String,
+    heading: String,
+    explain: String,
+    button: &'static str,
+    class: &'static str,
+    csrf: String,
+}
+
+/// (heading, explanation, button, danger?) for each menu action.
+fn action_text(action: &str, name: &str) -> Option<(String, String, &'static str, bool)> {
+    Some(match action {
+        "reauthorize" => (
+            format!("Reauthorize {name}"),
+            "Opens the hosted Connect page: sign in at the provider (or enter the new key) to replace this connection's credential. The old grant is revoked once the new one works.".into(),
+            "Connect new account",
+            false,
+        ),
+        "disable" => (
+            format!("Disable {name}"),
+            "Its credentials stop being handed out and it is no longer checked, until enabled again.".into(),
+            "Disable",
+            true,
+        ),
+        "enable" => (
+            format!("Enable {name}"),
+            "It goes back to pending and is verified by the next check.".into(),
+            "Enable",
+            false,
+        ),
+        "revoke" => (
+            format!("Revoke {name}"),
+            "rekey revokes the credential at the provider where it can; otherwise it shows the manual steps. This cannot be undone: the connection must be reauthorized to work again.".into(),
+            "Revoke",
+            true,
+        ),
+        "delete" => (
+            format!("Delete {name}"),
+            "OAuth grants are revoked at the provider first; then the stored secrets are destroyed. This cannot be undone.".into(),
+            "Delete",
+            true,
+        ),
+        _ => return None,
+    })
+}
+
+async fn confirm(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let c = match s.rekey.get_connection(&u.principal.tenant, &id).await {
+        Ok(c) => c,
+        Err(e) => {
+            return message(
+                crate::error::status_of(e.class()),
+                "Not found",
+                e.public_message(),
+                "bad",
+            )
+        }
+    };
+    let Some((heading, explain, button, danger)) = action_text(&action, &c.display_name) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Unknown action",
+            "There is no such action.".into(),
+            "bad",
+        );
+    };
+    page(
+        StatusCode::OK,
+        &ConfirmPage {
+            id: c.id,
+            action,
+            heading,
+            explain,
+            button,
+            class: if danger { "danger" } else { "" },
+            csrf: u.csrf.clone(),
+        },
+    )
+}
+
+/// Carry out a confirmed menu action; the result is shown on its own page.
+async fn act(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&u, &form.map(|f| f.0).unwrap_or_default()) {
+        return csrf_refused();
+    }
+    if action_text(&action, "").is_none() {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Unknown action",
+            "There is no such action.".into(),
+            "bad",
+        );
+    }
+    if u.principal.require(Scope::ConnectionsWrite).is_err() {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            format!("The {} role cannot change connections.", u.role.as_str()),
+            "bad",
+        );
+    }
+    let ctx = u.ctx(None, None);
+    let reason = rekey_api::DisableConnection {
+        reason: Some(format!("dashboard: {}", u.username)),
+        version: None,
+    };
+    let done = match action.as_str() {
+        "reauthorize" => match s.rekey.reauthorize(&ctx, &id, false).await {
+            Ok(r) => match r.session {
+                Some(sess) => return Redirect::to(&sess.url).into_response(),
+                None => Ok("Switched to the new grant.".to_string()),
+            },
+            Err(e) => Err(e),
+        },
+        "disable" => s
+            .rekey
+            .set_status(&ctx, &id, Status::Disabled, reason, None)
+            .await
+            .map(|c| format!("{} is disabled.", c.display_name)),
+        "enable" => s
+            .rekey
+            .set_status(&ctx, &id, Status::Pending, reason, None)
+            .await
+            .map(|c| format!("{} is enabled and will be verified.", c.display_name)),
+        "revoke" => s.rekey.revoke_connection(&ctx, &id).await.map(|r| {
+            if r.revoked_at_provider {
+                format!("{} is revoked at the provider.", r.connection.display_name)
+            } else {
+                format!(
+                    "{} is waiting for manual revocation: {}",
+                    r.connection.display_name,
+                    r.manual_steps.join(" ")
+                )
+            }
+        }),
+        _ => s
+            .rekey
+            .delete_connection(&ctx, &id, None, true)
+            .await
+            .map(|_| "The connection and its stored secrets are deleted.".to_string()),
+    };
+    match done {
+        Ok(m) => message(StatusCode::OK, "Done", m, "ok"),
+        Err(e) => message(
+            crate::error::status_of(e.class()),
+            "Not done",
+            e.public_message(),
+            "bad",
+        ),
+    }
 }
