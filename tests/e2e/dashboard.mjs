@@ -75,6 +75,22 @@ try {
   expect(detail.includes('Runbook: revoke'), 'the connection page shows the runbook');
   await page.screenshot({ path: `${SHOTS}/connection.png`, fullPage: true });
 
+  // Update the API key through the form, check again: data flows again.
+  await page.goto(`${BASE}/ui/integrations`);
+  await page.getByLabel(`More actions for ${env('CONN_NAME')}`).click();
+  await page.getByRole('link', { name: 'Update credentials' }).click();
+  await page.getByLabel('New API key').fill('k-new-2');
+  await page.screenshot({ path: `${SHOTS}/update-key.png` });
+  await page.getByRole('button', { name: 'Save new key' }).click();
+  expect((await page.getByRole('status').textContent()).includes('pending'), 'the new key is saved and pending');
+  expect(!(await page.content()).includes('k-new-2'), 'the new key is not echoed');
+  await page.goto(`${BASE}/ui/integrations`);
+  await page.locator('li.tile', { hasText: env('CONN_NAME') }).getByRole('button', { name: `Check ${env('CONN_NAME')} now` }).click();
+  expect((await page.getByRole('status').textContent()).includes('Active'), 'the check with the new key is healthy');
+  await page.goto(`${BASE}/ui/integrations?status=active`);
+  expect(await page.locator('li.tile', { hasText: env('CONN_NAME') }).count() === 1, 'the tile is healthy again');
+  await page.screenshot({ path: `${SHOTS}/healthy-again.png`, fullPage: true });
+
   // Keyboard: the check button is reachable with Tab.
   await page.goto(`${BASE}/ui/integrations`);
   let reached = false;

@@ -1224,7 +1224,9 @@ async fn dashboard_in_chromium() {
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
     let fx = ProviderFixture::start().await;
-    fx.set_mode(Mode::Unauthorized);
+    // The provider accepts only the new key: the stored one is dead.
+    fx.set_mode(Mode::Ok);
+    fx.set_valid_credential(Some("k-new-2"));
     let c = api_post(
         &server.base,
         &key,

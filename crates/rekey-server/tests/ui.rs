@@ -349,6 +349,38 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         html.contains("manual revocation") && html.contains("Delete or disable the credential"),
         "{html}"
     );
+    // Update credentials through the form: CSRF and role checked, the key
+    // never echoed.
+    let (st, html, _) = get(&s, &format!("/ui/connections/{id}/update"), &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(html.contains("type=\"password\""), "{html}");
+    let (st, _) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/update"),
+        &olga,
+        &[("key", "ui-key-new-9")],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/update"),
+        &vic,
+        &[("csrf", &vcsrf), ("key", "ui-key-new-9")],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, html) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/update"),
+        &olga,
+        &[("csrf", &csrf), ("key", "ui-key-new-9")],
+    )
+    .await;
+    // (Revocation was only requested: the new key replaces the old one.)
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("pending until the next check"), "{html}");
+    assert!(!html.contains("ui-key-new-9"));
     // Delete another one.
     let other = s
         .create_api_key_conn(&s.admin_key, "ui-key-2", json!({"display_name": "Old ETL"}))

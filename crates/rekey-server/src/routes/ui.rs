@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/connections/{id}", get(connection))
         .route("/ui/connections/{id}/check", post(check))
         .route("/ui/connections/{id}/confirm/{action}", get(confirm))
+        .route("/ui/connections/{id}/update", get(update_form).post(update))
         .route("/ui/connections/{id}/{action}", post(act))
 }
 
@@ -75,6 +76,8 @@ struct Tile {
     /// Drawn as a broken-chain icon.
     broken: bool,
     disabled: bool,
+    /// Has the Update credentials form.
+    api_key: bool,
     error: Option<String>,
 }
 
@@ -295,6 +298,7 @@ async fn integrations(
                         Tile {
                             broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
                             disabled: c.status == "disabled",
+                            api_key: c.kind == "api_key",
                             error: c
                                 .last_error
                                 .as_ref()
@@ -769,6 +773,125 @@ async fn act(
         Err(e) => message(
             crate::error::status_of(e.class()),
             "Not done",
+            e.public_message(),
+            "bad",
+        ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/update.html")]
+struct UpdatePage {
+    id: String,
+    name: String,
+    csrf: String,
+}
+
+async fn update_form(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match s.rekey.get_connection(&u.principal.tenant, &id).await {
+        Ok(c) if c.kind == "api_key" => page(
+            StatusCode::OK,
+            &UpdatePage {
+                id: c.id,
+                name: c.display_name,
+                csrf: u.csrf.clone(),
+            },
+        ),
+        Ok(_) => message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Use Reauthorize",
+            "This kind of credential is replaced through the Connect page (Reauthorize).".into(),
+            "warn",
+        ),
+        Err(e) => message(
+            crate::error::status_of(e.class()),
+            "Not found",
+            e.public_message(),
+            "bad",
+        ),
+    }
+}
+
+/// Replace an API key, keeping how it is sent (header name, prefix…).
+async fn update(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&u, &form) {
+        return csrf_refused();
+    }
+    if u.principal.require(Scope::ConnectionsWrite).is_err() {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            format!("The {} role cannot change connections.", u.role.as_str()),
+            "bad",
+        );
+    }
+    let c = match s.rekey.get_connection(&u.principal.tenant, &id).await {
+        Ok(c) if c.kind == "api_key" => c,
+        Ok(_) => {
+            return message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Use Reauthorize",
+                "Only API keys are updated here.".into(),
+                "warn",
+            )
+        }
+        Err(e) => {
+            return message(
+                crate::error::status_of(e.class()),
+                "Not found",
+                e.public_message(),
+                "bad",
+            )
+        }
+    };
+    let key = SecretString::new(form.get("key").cloned().unwrap_or_default());
+    let mut creds = serde_json::Map::new();
+    creds.insert("key".into(), key.expose().into());
+    for k in ["placement", "name", "prefix", "username"] {
+        if let Some(v) = c.credential.get(k) {
+            creds.insert(k.into(), v.clone());
+        }
+    }
+    let req = rekey_api::UpdateCredentials {
+        credentials: serde_json::Value::Object(creds),
+        version: None,
+    };
+    match s
+        .rekey
+        .update_credentials(&u.ctx(None, None), &id, req, None)
+        .await
+    {
+        Ok(v) => message(
+            StatusCode::OK,
+            "Saved",
+            format!(
+                "{} has its new key; it is {} until the next check.",
+                v.display_name, v.status
+            ),
+            "ok",
+        ),
+        // Validation messages name the field, never the value.
+        Err(e) => message(
+            crate::error::status_of(e.class()),
+            "Not saved",
             e.public_message(),
             "bad",
         ),
