@@ -92,7 +92,7 @@ pub fn router(rekey: Rekey) -> Router {
     let (api, doc) = api();
     let doc = Arc::new(doc);
     // The dashboard's HTML routes are not part of the REST contract.
-    api.merge(routes::ui::router())
+    api.merge(routes::ui::router(state.clone()))
         .route(
         "/api/v1/openapi.json",
         get(move || {

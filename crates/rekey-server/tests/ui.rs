@@ -116,6 +116,60 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     assert_eq!(st2, StatusCode::UNAUTHORIZED);
     assert!(html2.contains("Wrong user name or password"));
 
+    // A sign-in posted from another site is refused (login CSRF).
+    let r = browser()
+        .post(format!("{}/ui/login", s.base))
+        .header("origin", "https://evil.example")
+        .form(&[("username", "olga"), ("password", "correct horse battery")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = browser()
+        .post(format!("{}/ui/login", s.base))
+        .header("origin", "null")
+        .form(&[("username", "olga"), ("password", "correct horse battery")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "an opaque origin is refused too"
+    );
+    let r = browser()
+        .post(format!("{}/ui/login", s.base))
+        .header("origin", &s.base)
+        .form(&[("username", "olga"), ("password", "correct horse battery")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "same-origin sign-in works"
+    );
+    // Repeated failures lock the user name out for a while, even for the
+    // right password.
+    let locked = format!("lock{}", rekey_testkit::uuid_like());
+    s.rekey
+        .create_user(&ctx, &locked, &pw, Role::Viewer)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&s, &locked, "wrong password!!").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (st, cookie, html) = sign_in(&s, &locked, "correct horse battery").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    assert!(
+        cookie.is_none() && html.contains("too many failed sign-ins"),
+        "{html}"
+    );
+
     // A connection that breaks.
     let fx = ProviderFixture::start().await;
     let id = s

@@ -20,7 +20,45 @@ use std::collections::{BTreeMap, HashMap};
 
 const COOKIE: &str = "rekey_session";
 
-pub fn router() -> Router<AppState> {
+/// Browsers send `Origin` on cross-site POSTs: refuse any dashboard POST
+/// whose origin is not rekey's own, `null` included (this also covers the
+/// sign-in form, which has no session and so no CSRF token yet).
+async fn same_origin(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let public = s.rekey.public_url();
+            // scheme://authority of the public URL.
+            let own = public
+                .split_once("://")
+                .map(|(scheme, rest)| {
+                    format!("{scheme}://{}", rest.split('/').next().unwrap_or(""))
+                })
+                .unwrap_or_default();
+            if origin.to_str().ok() != Some(own.as_str()) {
+                return message(
+                    StatusCode::FORBIDDEN,
+                    "Refused",
+                    "This form was posted from another site.".into(),
+                    "bad",
+                );
+            }
+        }
+    }
+    let mut r = next.run(req).await;
+    // With `no-referrer` browsers send `Origin: null` on same-site POSTs;
+    // `same-origin` keeps the Origin header (and leaks nothing off-site).
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    r
+}
+
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/integrations") }))
         .route("/ui/login", get(login_page).post(login))
@@ -32,6 +70,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/connections/{id}/confirm/{action}", get(confirm))
         .route("/ui/connections/{id}/update", get(update_form).post(update))
         .route("/ui/connections/{id}/{action}", post(act))
+        .route_layer(axum::middleware::from_fn_with_state(state, same_origin))
 }
 
 #[derive(Template)]
@@ -206,6 +245,9 @@ async fn login(
                     StatusCode::UNAUTHORIZED,
                     "Wrong user name or password.".to_string(),
                 ),
+                e if e.code() == "too_many_attempts" => {
+                    (StatusCode::TOO_MANY_REQUESTS, e.public_message())
+                }
                 other => (StatusCode::SERVICE_UNAVAILABLE, other.public_message()),
             };
             page(
