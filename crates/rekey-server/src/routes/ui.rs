@@ -193,6 +193,16 @@ fn csrf_ok(u: &SessionUser, form: &HashMap<String, String>) -> bool {
         == SecretString::new(u.csrf.clone())
 }
 
+/// An error from the service as a page with its status.
+fn error_page(heading: &str, e: &rekey_core::Error) -> Response {
+    message(
+        crate::error::status_of(e.class()),
+        heading,
+        e.public_message(),
+        "bad",
+    )
+}
+
 fn csrf_refused() -> Response {
     message(
         StatusCode::FORBIDDEN,
@@ -201,6 +211,36 @@ fn csrf_refused() -> Response {
             .into(),
         "bad",
     )
+}
+
+/// The signed-in user behind a state-changing POST, once its CSRF token
+/// matched, with the rest of the form.
+async fn posted(
+    s: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Result<(SessionUser, HashMap<String, String>), Response> {
+    let (u, _) = signed_in(s, headers).await?;
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&u, &form) {
+        return Err(csrf_refused());
+    }
+    Ok((u, form))
+}
+
+/// The refusal page when `u`'s role may not change connections.
+fn refuse_write(u: &SessionUser, what: &str) -> Option<Response> {
+    u.principal
+        .require(Scope::ConnectionsWrite)
+        .is_err()
+        .then(|| {
+            message(
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                format!("The {} role cannot {what}.", u.role.as_str()),
+                "bad",
+            )
+        })
 }
 
 fn cookie(s: &AppState, value: &str, max_age: i64) -> HeaderValue {
@@ -378,20 +418,12 @@ async fn check(
     Path(id): Path<String>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    let (u, _) = match signed_in(&s, &headers).await {
+    let (u, _) = match posted(&s, &headers, form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if !csrf_ok(&u, &form.map(|f| f.0).unwrap_or_default()) {
-        return csrf_refused();
-    }
-    if u.principal.require(Scope::ConnectionsWrite).is_err() {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            format!("The {} role cannot run checks.", u.role.as_str()),
-            "bad",
-        );
+    if let Some(r) = refuse_write(&u, "run checks") {
+        return r;
     }
     match s.rekey.check_connection(&u.ctx(None, None), &id).await {
         Ok(r) => {
@@ -407,12 +439,7 @@ async fn check(
                 if class.is_empty() { "warn" } else { class },
             )
         }
-        Err(e) => message(
-            crate::error::status_of(e.class()),
-            "Check failed",
-            e.public_message(),
-            "bad",
-        ),
+        Err(e) => error_page("Check failed", &e),
     }
 }
 
@@ -469,14 +496,7 @@ async fn connection(
     let tenant = u.principal.tenant.clone();
     let c = match s.rekey.get_connection(&tenant, &id).await {
         Ok(c) => c,
-        Err(e) => {
-            return message(
-                crate::error::status_of(e.class()),
-                "Not found",
-                e.public_message(),
-                "bad",
-            )
-        }
+        Err(e) => return error_page("Not found", &e),
     };
     let history = match s
         .rekey
@@ -709,14 +729,7 @@ async fn confirm(
     };
     let c = match s.rekey.get_connection(&u.principal.tenant, &id).await {
         Ok(c) => c,
-        Err(e) => {
-            return message(
-                crate::error::status_of(e.class()),
-                "Not found",
-                e.public_message(),
-                "bad",
-            )
-        }
+        Err(e) => return error_page("Not found", &e),
     };
     let Some((heading, explain, button, danger)) = action_text(&action, &c.display_name) else {
         return message(
@@ -747,13 +760,10 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    let (u, _) = match signed_in(&s, &headers).await {
+    let (u, _) = match posted(&s, &headers, form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if !csrf_ok(&u, &form.map(|f| f.0).unwrap_or_default()) {
-        return csrf_refused();
-    }
     if action_text(&action, "").is_none() {
         return message(
             StatusCode::NOT_FOUND,
@@ -762,13 +772,8 @@ async fn act(
             "bad",
         );
     }
-    if u.principal.require(Scope::ConnectionsWrite).is_err() {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            format!("The {} role cannot change connections.", u.role.as_str()),
-            "bad",
-        );
+    if let Some(r) = refuse_write(&u, "change connections") {
+        return r;
     }
     let ctx = u.ctx(None, None);
     let reason = rekey_api::DisableConnection {
@@ -812,12 +817,7 @@ async fn act(
     };
     match done {
         Ok(m) => message(StatusCode::OK, "Done", m, "ok"),
-        Err(e) => message(
-            crate::error::status_of(e.class()),
-            "Not done",
-            e.public_message(),
-            "bad",
-        ),
+        Err(e) => error_page("Not done", &e),
     }
 }
 
@@ -853,12 +853,7 @@ async fn update_form(
             "This kind of credential is replaced through the Connect page (Reauthorize).".into(),
             "warn",
         ),
-        Err(e) => message(
-            crate::error::status_of(e.class()),
-            "Not found",
-            e.public_message(),
-            "bad",
-        ),
+        Err(e) => error_page("Not found", &e),
     }
 }
 
@@ -869,21 +864,12 @@ async fn update(
     Path(id): Path<String>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    let (u, _) = match signed_in(&s, &headers).await {
+    let (u, form) = match posted(&s, &headers, form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if !csrf_ok(&u, &form) {
-        return csrf_refused();
-    }
-    if u.principal.require(Scope::ConnectionsWrite).is_err() {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            format!("The {} role cannot change connections.", u.role.as_str()),
-            "bad",
-        );
+    if let Some(r) = refuse_write(&u, "change connections") {
+        return r;
     }
     let c = match s.rekey.get_connection(&u.principal.tenant, &id).await {
         Ok(c) if c.kind == "api_key" => c,
@@ -895,14 +881,7 @@ async fn update(
                 "warn",
             )
         }
-        Err(e) => {
-            return message(
-                crate::error::status_of(e.class()),
-                "Not found",
-                e.public_message(),
-                "bad",
-            )
-        }
+        Err(e) => return error_page("Not found", &e),
     };
     let key = SecretString::new(form.get("key").cloned().unwrap_or_default());
     let mut creds = serde_json::Map::new();
@@ -931,11 +910,6 @@ async fn update(
             "ok",
         ),
         // Validation messages name the field, never the value.
-        Err(e) => message(
-            crate::error::status_of(e.class()),
-            "Not saved",
-            e.public_message(),
-            "bad",
-        ),
+        Err(e) => error_page("Not saved", &e),
     }
 }
