@@ -101,14 +101,25 @@ impl Role {
     }
 }
 
-/// A signed-in dashboard user.
-#[derive(Debug, Clone)]
+/// A signed-in dashboard user. `Debug` leaves the CSRF token out.
+#[derive(Clone)]
 pub struct SessionUser {
     pub username: String,
     pub role: Role,
     pub principal: Principal,
     /// The session's CSRF token: every form posts it back.
     pub csrf: String,
+}
+
+impl std::fmt::Debug for SessionUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionUser")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("principal", &self.principal)
+            .field("csrf", &"[redacted]")
+            .finish()
+    }
 }
 
 impl SessionUser {
