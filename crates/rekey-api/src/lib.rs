@@ -321,7 +321,7 @@ pub struct DeliveryQuery {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionList {
     pub items: Vec<ConnectionView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -423,6 +423,8 @@ pub struct ConnectionQuery {
     pub custody: Option<String>,
     /// Owner subject id or email (exact match).
     pub owner: Option<String>,
+    /// Case-insensitive substring of the display name, owner email or id (≤ 100 chars).
+    pub q: Option<String>,
     /// RFC 3339: created strictly before.
     pub created_before: Option<String>,
     /// RFC 3339: not rotated since (never-rotated connections count from creation).

@@ -9,7 +9,10 @@ use rekey_testkit::{both_backends, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 
-both_backends!(sign_in_sessions_csrf_and_roles);
+both_backends!(
+    sign_in_sessions_csrf_and_roles,
+    search_filters_and_bulk_actions
+);
 
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -458,5 +461,306 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         (st, h["location"].to_str().unwrap()),
         (StatusCode::SEE_OTHER, "/ui/login")
     );
+    s.stop().await;
+}
+
+/// Signed-in session cookie and CSRF token of a new user with this role.
+async fn user(s: &TestServer, name: &str, role: Role) -> (String, String) {
+    let pw = rekey_core::SecretString::new("correct horse battery".to_string());
+    s.rekey
+        .create_user(&Ctx::cli("default"), name, &pw, role)
+        .await
+        .unwrap();
+    let (_, cookie, _) = sign_in(s, name, "correct horse battery").await;
+    let cookie = session_of(&cookie.unwrap());
+    let (_, html, _) = get(s, "/ui/integrations", &cookie).await;
+    (cookie.clone(), csrf_of(&html))
+}
+
+async fn search_filters_and_bulk_actions(db: Db) {
+    let s = TestServer::start(db).await;
+    let (olga, csrf) = user(&s, "olga", Role::Operator).await;
+    let (vic, vcsrf) = user(&s, "vic", Role::Viewer).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Ok);
+    fx.set_valid_credential(Some("bulk-good"));
+    let conn = |name: &'static str, key: &'static str, tags: &[&str], custody: &[&str]| json!({"display_name": name, "probe_url": fx.rest_url(), "tags": tags, "custody": custody, "_key": key});
+    let mut ids = Vec::new();
+    for spec in [
+        conn(
+            "Billing 100% sync",
+            "bulk-good",
+            &["billing"],
+            &["github-actions"],
+        ),
+        conn("Billing_ETL", "bulk-bad-1", &["billing"], &[]),
+        conn("Marketing feed", "bulk-bad-2", &["marketing"], &["vault"]),
+    ] {
+        let mut body = spec.clone();
+        let key = body.as_object_mut().unwrap().remove("_key").unwrap();
+        ids.push(
+            s.create_api_key_conn(&s.admin_key, key.as_str().unwrap(), body)
+                .await,
+        );
+    }
+    let (good, bad, mkt) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+    let names = |html: &str| {
+        ["Billing 100% sync", "Billing_ETL", "Marketing feed"]
+            .into_iter()
+            .filter(|n| html.contains(n))
+            .collect::<Vec<_>>()
+    };
+
+    // Search matches the name as typed: LIKE wildcards are literal.
+    let (st, html, _) = get(&s, "/ui/integrations?q=100%25", &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(names(&html), ["Billing 100% sync"], "{html}");
+    let (_, html, _) = get(&s, "/ui/integrations?q=billing_", &olga).await;
+    assert_eq!(names(&html), ["Billing_ETL"]);
+    let (_, html, _) = get(&s, "/ui/integrations?q=BILLING", &olga).await;
+    assert_eq!(names(&html), ["Billing 100% sync", "Billing_ETL"]);
+    let (_, html, _) = get(&s, &format!("/ui/integrations?q={mkt}"), &olga).await;
+    assert_eq!(names(&html), ["Marketing feed"], "search by id");
+    let (_, html, _) = get(&s, "/ui/integrations?tag=marketing", &olga).await;
+    assert_eq!(names(&html), ["Marketing feed"]);
+    let (_, html, _) = get(&s, "/ui/integrations?custody=github-actions", &olga).await;
+    assert_eq!(names(&html), ["Billing 100% sync"]);
+    let (_, html, _) = get(
+        &s,
+        "/ui/integrations?provider=custom-rest&tag=billing",
+        &olga,
+    )
+    .await;
+    assert_eq!(names(&html), ["Billing 100% sync", "Billing_ETL"]);
+    assert!(
+        html.contains("value=\"billing\""),
+        "the form keeps the filter: {html}"
+    );
+    // Bad filter values: a clear message, not a crash.
+    let long = "x".repeat(101);
+    let (st, html, _) = get(&s, &format!("/ui/integrations?q={long}"), &olga).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(html.contains("at most 100"), "{html}");
+    let (st, html, _) = get(&s, "/ui/integrations?tag=Not%20A%20Slug", &olga).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{html}");
+    // The API takes the same search.
+    let l = s
+        .get("/api/v1/connections?q=100%25", &s.admin_key)
+        .await
+        .json();
+    assert_eq!(l["items"].as_array().unwrap().len(), 1, "{l}");
+    s.get(&format!("/api/v1/connections?q={long}"), &s.admin_key)
+        .await
+        .assert_error(400, "invalid_search");
+
+    // Bulk check of picked tiles: one result row per connection.
+    let (st, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "check"),
+            ("id", &good),
+            ("id", &bad),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert_eq!(names(&html), ["Billing 100% sync", "Billing_ETL"], "{html}");
+    assert!(html.contains("1 done, 1 failed"), "{html}");
+    assert!(
+        html.contains("Broken: needs reauthorization") && html.contains("Active"),
+        "{html}"
+    );
+    assert_eq!(fx.hits(), 2);
+    // All matching the filter: the filter is resolved on the server.
+    let (st, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "check"),
+            ("all", "1"),
+            ("tag", "marketing"),
+            ("q", ""),
+            ("status", ""),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert_eq!(names(&html), ["Marketing feed"], "{html}");
+    assert_eq!(fx.hits(), 3);
+    let c = s
+        .get(&format!("/api/v1/connections/{mkt}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(c["status"], "needs_reauth");
+    let a = s
+        .get(
+            &format!("/api/v1/audit?action=connection.checked&target={mkt}"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(
+        a["items"][0]["actor"], "user:olga",
+        "each row is audited as the user"
+    );
+
+    // Revoke asks first, listing exactly what it will touch; nothing changes yet.
+    let (st, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "revoke"),
+            ("all", "1"),
+            ("status", "needs_reauth"),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("Revoke 2 connections?"), "{html}");
+    assert_eq!(names(&html), ["Billing_ETL", "Marketing feed"], "{html}");
+    assert!(html.contains("name=\"confirmed\" value=\"1\""), "{html}");
+    let c = s
+        .get(&format!("/api/v1/connections/{mkt}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(
+        c["status"], "needs_reauth",
+        "not revoked before confirmation"
+    );
+    let (st, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "revoke"),
+            ("confirmed", "1"),
+            ("id", &mkt),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("Revocation pending") && html.contains("Manual steps"),
+        "{html}"
+    );
+    let c = s
+        .get(&format!("/api/v1/connections/{mkt}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(c["status"], "revoke_pending");
+    // Request reauthorization: a Connect link per connection.
+    let (st, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "reauthorize"),
+            ("confirmed", "1"),
+            ("id", &bad),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("Link made") && html.contains("/connect/"),
+        "{html}"
+    );
+    assert!(!html.contains("bulk-bad-1"), "no secret on the page");
+
+    // Refusals: nothing picked, unknown action, too many, foreign id,
+    // missing CSRF token, viewer.
+    let (st, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[("csrf", &csrf), ("action", "check")],
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(html.contains("Select at least one connection"), "{html}");
+    let (st, _) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[("csrf", &csrf), ("action", "explode"), ("id", &good)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let many: Vec<String> = (0..1001).map(|i| format!("con_{i:032x}")).collect();
+    let mut form = vec![("csrf", csrf.as_str()), ("action", "check")];
+    form.extend(many.iter().map(|i| ("id", i.as_str())));
+    let (st, html) = post_form(&s, "/ui/bulk", &olga, &form).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("at most 1000"), "{html}");
+    let (st, _) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "check"),
+            ("id", "con_0000000000000000000000000000000a"),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let hits = fx.hits();
+    let (st, _) = post_form(&s, "/ui/bulk", &olga, &[("action", "check"), ("id", &good)]).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, html, _) = get(&s, "/ui/integrations", &vic).await;
+    assert!(
+        !html.contains("id=\"bulk\"") && !html.contains("Select Billing"),
+        "viewer has no bulk form: {html}"
+    );
+    let (st, _) = post_form(
+        &s,
+        "/ui/bulk",
+        &vic,
+        &[("csrf", &vcsrf), ("action", "check"), ("id", &good)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(fx.hits(), hits, "refused bulk actions ran nothing");
+
+    // htmx asks for the tile alone, with the result on it.
+    let r = browser()
+        .post(format!("{}/ui/connections/{good}/check", s.base))
+        .header("cookie", &olga)
+        .header("hx-request", "true")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.trim_start().starts_with("<li class=\"tile ok\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("Checked: ok") && !html.contains("<html"),
+        "{html}"
+    );
+
+    // Rotate: the provider's runbook and the way to hand over the new key.
+    let (st, html, _) = get(&s, &format!("/ui/connections/{good}/rotate"), &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        html.contains("Rotate Billing 100% sync")
+            && html.contains("type=\"password\"")
+            && html.contains("Retire the old credential"),
+        "{html}"
+    );
+    let (st, _, _) = get(&s, &format!("/ui/connections/{good}/rotate"), &vic).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
     s.stop().await;
 }

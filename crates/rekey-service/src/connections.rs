@@ -318,6 +318,16 @@ impl Rekey {
             tag: slug("tag", &q.tag)?,
             custody: slug("custody", &q.custody)?,
             owner: q.owner.clone(),
+            search: match q.q.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(t) if t.chars().count() > 100 || t.chars().any(char::is_control) => {
+                    return Err(Error::invalid(
+                        "invalid_search",
+                        "`q` must be at most 100 printable characters",
+                    ))
+                }
+                Some(t) => Some(t.to_string()),
+            },
             created_before: q
                 .created_before
                 .as_deref()

@@ -224,6 +224,8 @@ pub struct ConnectionFilter {
     pub custody: Option<String>,
     /// Matches the owner's subject id or email (exact).
     pub owner: Option<String>,
+    /// Case-insensitive substring of the display name, owner email or id.
+    pub search: Option<String>,
     pub created_before: Option<i64>,
     /// Not rotated since: `coalesce(rotated_at, created_at) < t`.
     pub rotated_before: Option<i64>,
@@ -263,6 +265,19 @@ pub async fn list(
             &mut sql,
             " AND (owner_subject = $? OR owner_email = $?)",
             Arg::S(v.clone()),
+        );
+    }
+    if let Some(v) = &f.search {
+        // LIKE wildcards in the search text match themselves.
+        let needle = v
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        push(
+            &mut sql,
+            " AND (LOWER(display_name) LIKE $? ESCAPE '\\' OR LOWER(COALESCE(owner_email, '')) LIKE $? ESCAPE '\\' OR id LIKE $? ESCAPE '\\')",
+            Arg::S(format!("%{needle}%")),
         );
     }
     if let Some(v) = f.created_before {

@@ -18,6 +18,8 @@ use rekey_core::SecretString;
 use rekey_service::SessionUser;
 use std::collections::{BTreeMap, HashMap};
 
+mod bulk;
+
 const COOKIE: &str = "rekey_session";
 
 /// Browsers send `Origin` on cross-site POSTs: refuse any dashboard POST
@@ -66,7 +68,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/integrations", get(integrations))
         .route("/ui/audit", get(audit))
         .route("/ui/connections/{id}", get(connection))
+        .route("/ui/bulk", post(bulk::bulk))
         .route("/ui/connections/{id}/check", post(check))
+        .route("/ui/connections/{id}/rotate", get(rotate_page))
         .route("/ui/connections/{id}/confirm/{action}", get(confirm))
         .route("/ui/connections/{id}/update", get(update_form).post(update))
         .route("/ui/connections/{id}/{action}", post(act))
@@ -118,6 +122,9 @@ struct Tile {
     /// Has the Update credentials form.
     api_key: bool,
     error: Option<String>,
+    tags: Vec<String>,
+    /// The result of an action just taken on this tile (htmx swaps).
+    note: Option<(String, &'static str)>,
 }
 
 struct Group {
@@ -135,9 +142,15 @@ struct IntegrationsPage {
     csrf: String,
     can_write: bool,
     statuses: Vec<String>,
-    status: String,
-    provider: String,
+    /// (id, display name) of every catalog provider.
+    providers: Vec<(String, String)>,
+    f: Filter,
+    filtered: bool,
     groups: Vec<Group>,
+    shown: usize,
+    /// More connections match than the page shows.
+    more: bool,
+    error: Option<String>,
 }
 
 /// Status shown as colour, icon and words (never colour alone).
@@ -220,12 +233,22 @@ async fn posted(
     headers: &HeaderMap,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Result<(SessionUser, HashMap<String, String>), Response> {
-    let (u, _) = signed_in(s, headers).await?;
     let form = form.map(|f| f.0).unwrap_or_default();
-    if !csrf_ok(&u, &form) {
+    let u = posted_fields(s, headers, &form).await?;
+    Ok((u, form))
+}
+
+/// Like [`posted`], for handlers that parse their form themselves.
+async fn posted_fields(
+    s: &AppState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<SessionUser, Response> {
+    let (u, _) = signed_in(s, headers).await?;
+    if !csrf_ok(&u, form) {
         return Err(csrf_refused());
     }
-    Ok((u, form))
+    Ok(u)
 }
 
 /// The refusal page when `u`'s role may not change connections.
@@ -322,6 +345,80 @@ async fn logout(
     r
 }
 
+/// The integrations page's filters, as given in its query string (and
+/// carried by the bulk form so "all matching the filter" means the same set).
+#[derive(Clone, Default)]
+pub(crate) struct Filter {
+    pub q: String,
+    pub status: String,
+    pub provider: String,
+    pub tag: String,
+    pub custody: String,
+}
+
+impl Filter {
+    pub(crate) fn from_map(m: &HashMap<String, String>) -> Filter {
+        let f = |k: &str| m.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+        Filter {
+            q: f("q"),
+            status: f("status"),
+            provider: f("provider"),
+            tag: f("tag"),
+            custody: f("custody"),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        [
+            &self.q,
+            &self.status,
+            &self.provider,
+            &self.tag,
+            &self.custody,
+        ]
+        .iter()
+        .all(|v| v.is_empty())
+    }
+
+    pub(crate) fn query(&self, cursor: Option<String>, limit: i64) -> ConnectionQuery {
+        let opt = |v: &String| (!v.is_empty()).then(|| v.clone());
+        ConnectionQuery {
+            q: opt(&self.q),
+            status: opt(&self.status),
+            provider: opt(&self.provider),
+            tag: opt(&self.tag),
+            custody: opt(&self.custody),
+            cursor,
+            limit: Some(limit),
+            ..Default::default()
+        }
+    }
+}
+
+/// How many tiles the page shows; bulk actions on "all matching" go further.
+const PAGE_TILES: i64 = 200;
+
+fn tile_of(c: ConnectionView) -> Tile {
+    let (class, icon, status_label) = look(&c.status);
+    Tile {
+        broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
+        disabled: c.status == "disabled",
+        api_key: c.kind == "api_key",
+        error: c
+            .last_error
+            .as_ref()
+            .and_then(|e| e.get("message").and_then(|m| m.as_str()))
+            .map(|m| m.chars().take(160).collect()),
+        tags: c.tags,
+        note: None,
+        id: c.id,
+        name: c.display_name,
+        class,
+        icon,
+        status_label,
+    }
+}
+
 async fn integrations(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -331,25 +428,17 @@ async fn integrations(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let status = q.get("status").cloned().filter(|v| !v.is_empty());
-    let provider = q.get("provider").cloned().filter(|v| !v.is_empty());
-    let query = ConnectionQuery {
-        status: status.clone(),
-        provider: provider.clone(),
-        limit: Some(200),
-        ..Default::default()
+    let filter = Filter::from_map(&q);
+    let (list, error) = match s
+        .rekey
+        .list_connections(&u.principal.tenant, &filter.query(None, PAGE_TILES))
+        .await
+    {
+        Ok(l) => (l, None),
+        // A bad filter value is shown above an empty list, with the form kept.
+        Err(e) => (Default::default(), Some(e.public_message())),
     };
-    let list = match s.rekey.list_connections(&u.principal.tenant, &query).await {
-        Ok(l) => l,
-        Err(e) => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                "Cannot list",
-                e.public_message(),
-                "bad",
-            )
-        }
-    };
+    let more = list.next_cursor.is_some();
     let mut by_provider: BTreeMap<String, Vec<ConnectionView>> = BTreeMap::new();
     for c in list.items {
         by_provider.entry(c.provider.clone()).or_default().push(c);
@@ -373,41 +462,37 @@ async fn integrations(
                 provider: p,
                 display,
                 initials,
-                tiles: conns
-                    .into_iter()
-                    .map(|c| {
-                        let (class, icon, status_label) = look(&c.status);
-                        Tile {
-                            broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
-                            disabled: c.status == "disabled",
-                            api_key: c.kind == "api_key",
-                            error: c
-                                .last_error
-                                .as_ref()
-                                .and_then(|e| e.get("message").and_then(|m| m.as_str()))
-                                .map(|m| m.chars().take(160).collect()),
-                            id: c.id,
-                            name: c.display_name,
-                            class,
-                            icon,
-                            status_label,
-                        }
-                    })
-                    .collect(),
+                tiles: conns.into_iter().map(tile_of).collect(),
             }
         })
+        .collect::<Vec<_>>();
+    let mut providers: Vec<(String, String)> = s
+        .rekey
+        .catalog()
+        .all()
+        .map(|p| (p.id.clone(), p.display_name.clone()))
         .collect();
+    providers.sort_by_key(|p| p.1.to_lowercase());
+    let shown = groups.iter().map(|g| g.tiles.len()).sum();
     page(
-        StatusCode::OK,
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
         &IntegrationsPage {
             user: u.username.clone(),
             role: u.role.as_str(),
             csrf: u.csrf.clone(),
             can_write: u.principal.require(Scope::ConnectionsWrite).is_ok(),
             statuses: Status::ALL.iter().map(|s| s.as_str().to_string()).collect(),
-            status: status.unwrap_or_default(),
-            provider: provider.unwrap_or_default(),
+            providers,
+            filtered: !filter.is_empty(),
+            f: filter,
             groups,
+            shown,
+            more,
+            error,
         },
     )
 }
@@ -429,18 +514,102 @@ async fn check(
         Ok(r) => {
             let (class, _, label) = look(&r.status);
             let detail = r.message.map(|m| format!(" {m}")).unwrap_or_default();
-            message(
-                StatusCode::OK,
-                "Check finished",
-                format!(
-                    "{}: {} — {label}.{detail}",
-                    r.connection.display_name, r.outcome
-                ),
-                if class.is_empty() { "warn" } else { class },
-            )
+            let class = if class.is_empty() { "warn" } else { class };
+            let text = format!(
+                "{}: {} — {label}.{detail}",
+                r.connection.display_name, r.outcome
+            );
+            if is_htmx(&headers) {
+                // Swap the tile in place, with the result on it.
+                let mut t = tile_of(r.connection);
+                t.note = Some((format!("Checked: {} — {label}.{detail}", r.outcome), class));
+                return page(
+                    StatusCode::OK,
+                    &TileFragment {
+                        t,
+                        csrf: u.csrf.clone(),
+                        can_write: true,
+                    },
+                );
+            }
+            message(StatusCode::OK, "Check finished", text, class)
         }
         Err(e) => error_page("Check failed", &e),
     }
+}
+
+/// A request made by htmx (which wants a fragment, not a page).
+fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.get("hx-request").and_then(|v| v.to_str().ok()) == Some("true")
+}
+
+/// One tile, for htmx to swap in place.
+#[derive(Template)]
+#[template(path = "ui/tile.html")]
+struct TileFragment {
+    t: Tile,
+    csrf: String,
+    can_write: bool,
+}
+
+#[derive(Template)]
+#[template(path = "ui/rotate.html")]
+struct RotatePage {
+    id: String,
+    name: String,
+    provider: String,
+    csrf: String,
+    api_key: bool,
+    oauth: bool,
+    overlap: Option<bool>,
+    invalidates_old: bool,
+    rotate_steps: Vec<String>,
+    revoke_steps: Vec<String>,
+}
+
+/// Rotate: the provider's rotation runbook with the way to hand rekey the
+/// new credential (the key form in place for API keys, otherwise the
+/// Connect page through Reauthorize).
+async fn rotate_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (u, _) = match signed_in(&s, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(r) = refuse_write(&u, "rotate credentials") {
+        return r;
+    }
+    let c = match s.rekey.get_connection(&u.principal.tenant, &id).await {
+        Ok(c) => c,
+        Err(e) => return error_page("Not found", &e),
+    };
+    let entry = s.rekey.catalog().get(&c.provider);
+    let rotate = entry.map(|p| p.rotate_for(&c.kind).clone());
+    page(
+        StatusCode::OK,
+        &RotatePage {
+            provider: entry
+                .map(|p| p.display_name.clone())
+                .unwrap_or_else(|| c.provider.clone()),
+            api_key: c.kind == "api_key",
+            oauth: c.kind == "oauth2_authorization_code",
+            overlap: rotate.as_ref().and_then(|r| r.overlap),
+            invalidates_old: rotate
+                .as_ref()
+                .and_then(|r| r.invalidates_old_immediately)
+                .unwrap_or(false),
+            rotate_steps: rotate.map(|r| r.steps).unwrap_or_default(),
+            revoke_steps: entry
+                .map(|p| p.revoke_for(&c.kind).steps.clone())
+                .unwrap_or_default(),
+            csrf: u.csrf.clone(),
+            id: c.id,
+            name: c.display_name,
+        },
+    )
 }
 
 struct ErrorInfo {
