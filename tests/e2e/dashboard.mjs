@@ -1,7 +1,10 @@
 // Dashboard scenarios in Debian's headless Chromium (playwright-core).
 // Started by crates/rekey-cli/tests/cli.rs (`dashboard_in_chromium`) with a
-// running rekey, two users and one connection whose provider answers 401.
-// Env: BASE, OPERATOR, VIEWER, PASSWORD, CONN_ID, CONN_NAME, SHOTS.
+// running rekey, two users, three API-key connections whose provider answers
+// 401 to their stored keys (two tagged `crm`), and one OAuth connection from a
+// real oidc-provider whose next token request fails with invalid_grant.
+// Env: BASE, OPERATOR, VIEWER, PASSWORD, CONN_ID, CONN_NAME, OAUTH_CONN_ID,
+// OAUTH_CONN_NAME, IDP (the provider's issuer URL), SHOTS.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
@@ -26,6 +29,10 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  // oidc-provider's dev login page imports a web font; there is no internet here.
+  await page.route('https://fonts.googleapis.com/**', (r) => r.abort());
+  const errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.text()} [at ${page.url()} ${JSON.stringify(m.location())}]`); });
 
   async function signIn(user) {
     await page.goto(`${BASE}/ui/integrations`);
@@ -51,10 +58,12 @@ try {
   expect((await tile.textContent()).includes('Pending verification'), 'a new connection is pending');
   await page.screenshot({ path: `${SHOTS}/integrations.png`, fullPage: true });
 
-  // Check now (the provider answers 401): the result explains it.
+  // Check now (the provider answers 401): htmx swaps the tile in place with
+  // the result on it, without leaving the page.
   await tile.getByRole('button', { name: `Check ${env('CONN_NAME')} now` }).click();
-  const result = await page.getByRole('status').textContent();
-  expect(result.includes('needs reauthorization'), 'check result says the grant is broken');
+  const result = await page.locator(`#tile-${env('CONN_ID')} [role=status]`).textContent();
+  expect(result.includes('needs reauthorization'), 'check result on the tile says the grant is broken');
+  expect(page.url().endsWith('/ui/integrations'), 'the check ran in place (htmx)');
   await page.screenshot({ path: `${SHOTS}/check-result.png` });
 
   await page.goto(`${BASE}/ui/integrations?status=needs_reauth`);
@@ -86,10 +95,45 @@ try {
   expect(!(await page.content()).includes('k-new-2'), 'the new key is not echoed');
   await page.goto(`${BASE}/ui/integrations`);
   await page.locator('li.tile', { hasText: env('CONN_NAME') }).getByRole('button', { name: `Check ${env('CONN_NAME')} now` }).click();
-  expect((await page.getByRole('status').textContent()).includes('Active'), 'the check with the new key is healthy');
+  expect((await page.locator(`#tile-${env('CONN_ID')} [role=status]`).textContent()).includes('Active'), 'the check with the new key is healthy');
   await page.goto(`${BASE}/ui/integrations?status=active`);
   expect(await page.locator('li.tile', { hasText: env('CONN_NAME') }).count() === 1, 'the tile is healthy again');
   await page.screenshot({ path: `${SHOTS}/healthy-again.png`, fullPage: true });
+
+  // Search, then bulk-check everything matching a tag filter: one result row
+  // per connection.
+  await page.goto(`${BASE}/ui/integrations`);
+  await page.getByLabel('Search', { exact: true }).fill('zeta');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  expect(await page.locator('li.tile').count() === 1 && await page.locator('li.tile', { hasText: 'Zeta CRM' }).count() === 1,
+    'search finds one connection by name');
+  await page.getByLabel('Search', { exact: true }).fill('');
+  await page.getByLabel('Tag', { exact: true }).fill('crm');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  expect(await page.locator('li.tile').count() === 2 && await page.locator('li.tile', { hasText: 'Ledger' }).count() === 0,
+    'the tag filter shows the two crm connections');
+  await page.getByLabel('With the selected connections').selectOption('check');
+  await page.getByLabel(/Apply to all 2 connections matching the filter/).check();
+  await page.screenshot({ path: `${SHOTS}/bulk-select.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Apply' }).click();
+  const rows = page.locator('table.results tbody tr');
+  expect(await rows.count() === 2, 'one result row per matching connection');
+  const bulkText = await page.locator('table.results').textContent();
+  expect(bulkText.includes('Acme CRM') && bulkText.includes('Zeta CRM') && !bulkText.includes('Ledger'), 'the rows are the filtered set');
+  expect((await rows.filter({ hasText: 'Acme CRM' }).textContent()).includes('Active'), 'Acme CRM checked healthy');
+  expect((await rows.filter({ hasText: 'Zeta CRM' }).textContent()).includes('Broken: needs reauthorization'), 'Zeta CRM found broken');
+  expect((await page.getByRole('status').textContent()).includes('1 done, 1 failed'), 'the summary counts both');
+  await page.screenshot({ path: `${SHOTS}/bulk-result.png`, fullPage: true });
+
+  // Picked tiles: select one by its checkbox and request reauthorization,
+  // confirming the list first; the result is a Connect link for its owner.
+  await page.goto(`${BASE}/ui/integrations`);
+  await page.getByLabel('Select Ledger').check();
+  await page.getByLabel('With the selected connections').selectOption('reauthorize');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  expect((await page.locator('h1').textContent()).includes('Request reauthorization 1 connection?'), 'bulk reauthorization asks first');
+  await page.getByRole('button', { name: 'Request reauthorization 1 connection' }).click();
+  expect((await page.locator('table.results').textContent()).includes('/connect/'), 'a Connect link per connection');
 
   // Keyboard: the check button is reachable with Tab.
   await page.goto(`${BASE}/ui/integrations`);
@@ -114,6 +158,38 @@ try {
   await page.goto(`${BASE}/ui/integrations`);
   expect((await page.locator('li.tile', { hasText: env('CONN_NAME') }).textContent()).includes('Disabled'), 'the tile says Disabled');
 
+  // The OAuth grant from the real OpenID provider: Check now finds it dead
+  // (invalid_grant on refresh), then Reauthorize goes through the provider's
+  // own login and consent pages, and the tile turns healthy.
+  const oauthTile = page.locator(`#tile-${env('OAUTH_CONN_ID')}`);
+  await page.goto(`${BASE}/ui/integrations`);
+  await oauthTile.getByRole('button', { name: `Check ${env('OAUTH_CONN_NAME')} now` }).click();
+  expect((await page.locator(`#tile-${env('OAUTH_CONN_ID')} [role=status]`).textContent()).includes('needs reauthorization'),
+    'the dead OAuth grant is found broken');
+  expect(await page.locator(`#tile-${env('OAUTH_CONN_ID')} svg.icon`).count() === 1, 'with the broken-chain icon');
+  await page.getByLabel(`More actions for ${env('OAUTH_CONN_NAME')}`).click();
+  await page.locator(`#tile-${env('OAUTH_CONN_ID')}`).getByRole('link', { name: 'Reauthorize (connect new account)' }).click();
+  expect((await page.locator('h1').textContent()).includes(`Reauthorize ${env('OAUTH_CONN_NAME')}`), 'reauthorizing asks first');
+  await page.getByRole('button', { name: 'Connect new account' }).click();
+  await page.waitForURL('**/connect/**');
+  expect((await page.locator('h1').textContent()).includes('Reconnect'), 'the hosted Connect page opens');
+  await page.screenshot({ path: `${SHOTS}/connect-page.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Connect new account' }).click();
+  await page.waitForURL((u) => u.href.startsWith(env('IDP')));
+  await page.locator('input[name=login]').fill('alice');
+  await page.locator('input[name=password]').fill('any password');
+  await page.getByRole('button', { name: 'Sign-in' }).click();
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.waitForURL('**/oauth/callback**');
+  expect((await page.locator('main, body').first().textContent()).includes('Reconnected'), 'the provider consent brings the user back reconnected');
+  await page.screenshot({ path: `${SHOTS}/reconnected.png`, fullPage: true });
+  await page.goto(`${BASE}/ui/integrations`);
+  await oauthTile.getByRole('button', { name: `Check ${env('OAUTH_CONN_NAME')} now` }).click();
+  expect((await page.locator(`#tile-${env('OAUTH_CONN_ID')} [role=status]`).textContent()).includes('Active'),
+    'the reauthorized grant works (userinfo with a fresh token)');
+  expect((await oauthTile.getAttribute('class')).includes('ok'), 'the tile is healthy');
+  await page.screenshot({ path: `${SHOTS}/reauthorized-tile.png`, fullPage: true });
+
   // A POST without the CSRF token is refused, even with the session cookie
   // (the browser context's request API sends the cookies; the page's own
   // fetch is blocked by the CSP).
@@ -132,6 +208,8 @@ try {
   const viewerStatus = viewerPost.status();
   expect(viewerStatus === 403, 'viewer cannot run a check (403)');
   await page.screenshot({ path: `${SHOTS}/viewer.png`, fullPage: true });
+  expect(errors.filter((e) => !e.includes('fonts.googleapis.com') && !e.includes('Failed to load resource')).length === 0,
+    `no script or CSP errors in the console (${errors.join(' | ')})`);
 } finally {
   await browser.close();
 }

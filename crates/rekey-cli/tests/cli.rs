@@ -1206,11 +1206,17 @@ fn db_file_contains(env: &Env, needle: &str) -> bool {
 /// Screenshots land in target/e2e-screenshots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_chromium() {
+    use rekey_testkit::oauth2_fixture::browser;
+    use rekey_testkit::oidc::{authorize_as, OidcProvider};
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
     let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
     let mut env = Env::new(Db::Sqlite).await;
-    // No scheduler: the browser's "Check now" is what finds the broken grant.
-    env.extra = vec![("REKEY_CHECK_INTERVAL".into(), "0".into())];
+    // No scheduler and no background refresh: the browser's "Check now" is
+    // what finds the broken credentials.
+    env.extra = vec![
+        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
+        ("REKEY_REFRESH_INTERVAL".into(), "0".into()),
+    ];
     let pw = "dashboard e2e password";
     for (user, role) in [("olga", "operator"), ("vic", "viewer")] {
         let out = env
@@ -1232,10 +1238,75 @@ async fn dashboard_in_chromium() {
         &key,
         "/api/v1/connections",
         json!({
-        "provider": "custom-rest", "kind": "api_key", "display_name": "Acme CRM",
+        "provider": "custom-rest", "kind": "api_key", "display_name": "Acme CRM", "tags": ["crm"],
         "probe_url": fx.rest_url(), "credentials": {"key": "e2e-key-1"}}),
     )
     .await;
+    // Two more for the bulk check of a filtered set (tag `crm`).
+    for (name, tag) in [("Zeta CRM", "crm"), ("Ledger", "finance")] {
+        api_post(
+            &server.base,
+            &key,
+            "/api/v1/connections",
+            json!({
+            "provider": "custom-rest", "kind": "api_key", "display_name": name, "tags": [tag],
+            "probe_url": fx.rest_url(), "credentials": {"key": "e2e-old-key"}}),
+        )
+        .await;
+    }
+    // An OAuth grant from a real OpenID provider, connected as alice.
+    let secret = "dash-client-secret-0123456789abcdef";
+    let op = OidcProvider::start(json!([{"client_id": "dash-client", "client_secret": secret,
+        "redirect_uris": [format!("{}/oauth/callback", server.base)], "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"], "token_endpoint_auth_method": "client_secret_basic"}]))
+    .await;
+    let integ = api_post(&server.base, &key, "/api/v1/integrations", json!({
+        "provider": "custom-oidc", "display_name": "Acme IdP", "client_id": "dash-client", "client_secret": secret,
+        "auth_method": "client_secret_basic", "scopes": ["openid", "email", "profile"], "endpoints": {"issuer": op.issuer}}))
+    .await;
+    let sess = api_post(
+        &server.base,
+        &key,
+        "/api/v1/connect-sessions",
+        json!({"integration": integ["id"], "display_name": "Acme IdP"}),
+    )
+    .await;
+    let start = browser()
+        .post(format!("{}/start", sess["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let to_idp = start.headers()["location"].to_str().unwrap().to_string();
+    let cb = authorize_as(&to_idp, "alice", true).await;
+    let done = browser()
+        .get(&cb)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(done.contains("Connected"), "{done}");
+    let conns = api_get(
+        &server.base,
+        &key,
+        "/api/v1/connections?kind=oauth2_authorization_code",
+    )
+    .await;
+    let oauth_id = conns["items"][0]["id"].as_str().unwrap().to_string();
+    // Checked by calling the provider's userinfo endpoint with the token.
+    let r = reqwest::Client::new()
+        .patch(format!("{}/api/v1/connections/{oauth_id}", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"probe_url": op.url("/me")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    // The next token request (the check's refresh) finds the grant gone.
+    op.set_faults(json!({"token_status": 400, "token_count": 1,
+        "token_body": {"error": "invalid_grant", "error_description": "grant revoked by the user"}}))
+        .await;
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         Command::new("node")
@@ -1246,6 +1317,9 @@ async fn dashboard_in_chromium() {
             .env("PASSWORD", pw)
             .env("CONN_ID", c["id"].as_str().unwrap())
             .env("CONN_NAME", "Acme CRM")
+            .env("OAUTH_CONN_ID", &oauth_id)
+            .env("OAUTH_CONN_NAME", "Acme IdP")
+            .env("IDP", &op.issuer)
             .env("SHOTS", format!("{root}/target/e2e-screenshots"))
             .output(),
     )

@@ -751,6 +751,40 @@ async fn search_filters_and_bulk_actions(db: Db) {
         "{html}"
     );
 
+    // Dashboard pages may load scripts from rekey only; htmx is ours, pinned.
+    let (_, html, h) = get(&s, "/ui/integrations", &olga).await;
+    let csp = h["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("default-src 'none'")
+            && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert!(
+        html.contains("<script src=\"/assets/htmx.min.js\" defer></script>"),
+        "{html}"
+    );
+    let r = browser()
+        .get(format!("{}/assets/htmx.min.js", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let js = r.bytes().await.unwrap();
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(&js)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest, "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717",
+        "the served htmx is the pinned htmx.org 2.0.11 (assets/README.md)"
+    );
+
     // Rotate: the provider's runbook and the way to hand over the new key.
     let (st, html, _) = get(&s, &format!("/ui/connections/{good}/rotate"), &olga).await;
     assert_eq!(st, StatusCode::OK);

@@ -167,8 +167,6 @@ async fn oauth_callback(
     }
 }
 
-/// Stylesheet of the hosted pages.
-#[utoipa::path(get, path = "/assets/rekey.css", tag = "connect", responses((status = 200, content_type = "text/css", body = String)))]
 fn outcome_page(outcome: CallbackOutcome) -> Response {
     match outcome {
         CallbackOutcome::Connected { connection_id, display_name, reauthorized } => page(

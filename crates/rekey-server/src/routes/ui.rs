@@ -22,6 +22,22 @@ mod bulk;
 
 const COOKIE: &str = "rekey_session";
 
+/// Content-Security-Policy of dashboard pages.
+pub(crate) const UI_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Vendored htmx (see assets/README.md), served by rekey: no CDN.
+async fn htmx_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../../assets/htmx-2.0.11.min.js"),
+    )
+        .into_response()
+}
+
 /// Browsers send `Origin` on cross-site POSTs: refuse any dashboard POST
 /// whose origin is not rekey's own, `null` included (this also covers the
 /// sign-in form, which has no session and so no CSRF token yet).
@@ -51,6 +67,14 @@ async fn same_origin(
         }
     }
     let mut r = next.run(req).await;
+    // Dashboard pages load htmx from rekey itself (and its requests go back
+    // to rekey): the Connect page's policy plus exactly that.
+    if r.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(UI_CSP),
+        );
+    }
     // With `no-referrer` browsers send `Origin: null` on same-site POSTs;
     // `same-origin` keeps the Origin header (and leaks nothing off-site).
     r.headers_mut().insert(
@@ -68,6 +92,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/integrations", get(integrations))
         .route("/ui/audit", get(audit))
         .route("/ui/connections/{id}", get(connection))
+        .route("/assets/htmx.min.js", get(htmx_js))
         .route("/ui/bulk", post(bulk::bulk))
         .route("/ui/connections/{id}/check", post(check))
         .route("/ui/connections/{id}/rotate", get(rotate_page))
@@ -503,12 +528,13 @@ async fn check(
     Path(id): Path<String>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
+    let htmx = is_htmx(&headers);
     let (u, _) = match posted(&s, &headers, form).await {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return if htmx { reload(r) } else { r },
     };
     if let Some(r) = refuse_write(&u, "run checks") {
-        return r;
+        return if htmx { reload(r) } else { r };
     }
     match s.rekey.check_connection(&u.ctx(None, None), &id).await {
         Ok(r) => {
@@ -534,8 +560,31 @@ async fn check(
             }
             message(StatusCode::OK, "Check finished", text, class)
         }
+        Err(e) if htmx => match s.rekey.get_connection(&u.principal.tenant, &id).await {
+            Ok(c) => {
+                let mut t = tile_of(c);
+                t.note = Some((format!("Check failed: {}", e.public_message()), "bad"));
+                page(
+                    StatusCode::OK,
+                    &TileFragment {
+                        t,
+                        csrf: u.csrf.clone(),
+                        can_write: true,
+                    },
+                )
+            }
+            Err(_) => reload(error_page("Check failed", &e)),
+        },
         Err(e) => error_page("Check failed", &e),
     }
+}
+
+/// htmx swaps only successful answers: for a refusal (expired session or
+/// form, role) it reloads the page instead, which shows the real state.
+fn reload(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert("hx-refresh", HeaderValue::from_static("true"));
+    r
 }
 
 /// A request made by htmx (which wants a fragment, not a page).

@@ -65,7 +65,7 @@ struct ConfirmPage {
     heading: String,
     explain: &'static str,
     action: &'static str,
-    button: &'static str,
+    button: String,
     danger: bool,
     csrf: String,
     targets: Vec<Target>,
@@ -147,10 +147,10 @@ pub(super) async fn bulk(
         return page(
             StatusCode::OK,
             &ConfirmPage {
-                heading: format!("{} {} connections?", action.title(), targets.len()),
+                heading: format!("{} {}?", action.title(), connections(targets.len())),
                 explain,
                 action: action.as_str(),
-                button: action.title(),
+                button: format!("{} {}", action.title(), connections(targets.len())),
                 danger,
                 csrf: u.csrf.clone(),
                 targets,
@@ -168,12 +168,21 @@ pub(super) async fn bulk(
     page(
         StatusCode::OK,
         &ResultPage {
-            heading: format!("{}: {} connections", action.title(), rows.len()),
+            heading: format!("{}: {}", action.title(), connections(rows.len())),
             done: rows.len() - failed,
             failed,
             rows,
         },
     )
+}
+
+/// "1 connection", "2 connections".
+fn connections(n: usize) -> String {
+    if n == 1 {
+        "1 connection".into()
+    } else {
+        format!("{n} connections")
+    }
 }
 
 fn too_many() -> Response {
