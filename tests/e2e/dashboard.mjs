@@ -167,13 +167,16 @@ try {
   expect((await page.locator(`#tile-${env('OAUTH_CONN_ID')} [role=status]`).textContent()).includes('needs reauthorization'),
     'the dead OAuth grant is found broken');
   expect(await page.locator(`#tile-${env('OAUTH_CONN_ID')} svg.icon`).count() === 1, 'with the broken-chain icon');
-  await page.getByLabel(`More actions for ${env('OAUTH_CONN_NAME')}`).click();
-  await page.locator(`#tile-${env('OAUTH_CONN_ID')}`).getByRole('link', { name: 'Reauthorize (connect new account)' }).click();
+  // As in the vendor consoles: click the broken tile, read why, "Connect new account".
+  await oauthTile.getByRole('link', { name: env('OAUTH_CONN_NAME') }).click();
+  expect((await page.locator('main').textContent()).includes('invalid_grant'), 'the connection page names the provider error');
+  await page.getByRole('link', { name: 'Connect new account' }).click();
   expect((await page.locator('h1').textContent()).includes(`Reauthorize ${env('OAUTH_CONN_NAME')}`), 'reauthorizing asks first');
   await page.getByRole('button', { name: 'Connect new account' }).click();
   await page.waitForURL('**/connect/**');
   expect((await page.locator('h1').textContent()).includes('Reconnect'), 'the hosted Connect page opens');
   await page.screenshot({ path: `${SHOTS}/connect-page.png`, fullPage: true });
+  const connectUrl = page.url();
   await page.getByRole('button', { name: 'Connect new account' }).click();
   await page.waitForURL((u) => u.href.startsWith(env('IDP')));
   await page.locator('input[name=login]').fill('alice');
@@ -183,6 +186,13 @@ try {
   await page.waitForURL('**/oauth/callback**');
   expect((await page.locator('main, body').first().textContent()).includes('Reconnected'), 'the provider consent brings the user back reconnected');
   await page.screenshot({ path: `${SHOTS}/reconnected.png`, fullPage: true });
+  // The link was single-use: opening it again explains that, on the styled page.
+  const again = await page.goto(connectUrl);
+  expect(again.status() >= 400 && again.status() < 500 && (await page.locator('h1').textContent()).includes('Link already used')
+    && (await page.locator('body').textContent()).includes('ask for a new one'),
+    'a used Connect link says so clearly');
+  expect(await page.locator('link[rel=stylesheet][href="/assets/rekey.css"]').count() === 1, 'the error page is styled like the rest');
+  await page.screenshot({ path: `${SHOTS}/connect-used.png` });
   await page.goto(`${BASE}/ui/integrations`);
   await oauthTile.getByRole('button', { name: `Check ${env('OAUTH_CONN_NAME')} now` }).click();
   expect((await page.locator(`#tile-${env('OAUTH_CONN_ID')} [role=status]`).textContent()).includes('Active'),
@@ -207,9 +217,17 @@ try {
   const viewerPost = await page.request.post(`${BASE}/ui/connections/${env('CONN_ID')}/check`, { form: { csrf }, maxRedirects: 0 });
   const viewerStatus = viewerPost.status();
   expect(viewerStatus === 403, 'viewer cannot run a check (403)');
+  expect(await page.getByLabel(/More actions for/).count() === 0, 'viewer has no action menu');
+  const viewerRevoke = await page.request.post(`${BASE}/ui/connections/${env('CONN_ID')}/revoke`, { form: { csrf }, maxRedirects: 0 });
+  expect(viewerRevoke.status() === 403, 'viewer cannot revoke (403)');
+  const viewerBulk = await page.request.post(`${BASE}/ui/bulk`, { form: { csrf, action: 'revoke', confirmed: '1', id: env('CONN_ID') }, maxRedirects: 0 });
+  expect(viewerBulk.status() === 403, 'viewer cannot bulk-revoke (403)');
   await page.screenshot({ path: `${SHOTS}/viewer.png`, fullPage: true });
-  expect(errors.filter((e) => !e.includes('fonts.googleapis.com') && !e.includes('Failed to load resource')).length === 0,
-    `no script or CSP errors in the console (${errors.join(' | ')})`);
+  // Failed loads are expected (the wrong-password 401, the used link, the
+  // IdP's web font); anything else (a CSP violation, a script error) is not.
+  const unexpected = errors.filter((e) => !e.startsWith('Failed to load resource'));
+  if (unexpected.length) console.log(unexpected.join('\n'));
+  expect(unexpected.length === 0, 'no script or CSP errors in the console');
 } finally {
   await browser.close();
 }

@@ -257,6 +257,8 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         "connection.status_changed",
         "pending → needs_reauth",
         "Delete or disable the credential",
+        "Connect new account",
+        "/rotate\"",
     ] {
         assert!(html.contains(want), "missing {want:?}: {html}");
     }
@@ -310,6 +312,13 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     let vic = session_of(&cookie.unwrap());
     let (_, html, _) = get(&s, "/ui/integrations", &vic).await;
     assert!(html.contains("Acme CRM") && !html.contains("Check now"));
+    let (_, page, _) = get(&s, &format!("/ui/connections/{id}"), &vic).await;
+    assert!(
+        page.contains("Last error")
+            && !page.contains("Connect new account")
+            && !page.contains("Check now"),
+        "viewers read, without actions: {page}"
+    );
     let vcsrf = csrf_of(&html);
     let (st, _) = post_form(
         &s,
@@ -592,11 +601,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
     assert_eq!(st, StatusCode::OK, "{html}");
     assert_eq!(names(&html), ["Marketing feed"], "{html}");
     assert_eq!(fx.hits(), 3);
-    let c = s
-        .get(&format!("/api/v1/connections/{mkt}"), &s.admin_key)
-        .await
-        .json();
-    assert_eq!(c["status"], "needs_reauth");
+    assert_eq!(status_of(&s, &mkt).await, "needs_reauth");
     let a = s
         .get(
             &format!("/api/v1/audit?action=connection.checked&target={mkt}"),
@@ -626,12 +631,9 @@ async fn search_filters_and_bulk_actions(db: Db) {
     assert!(html.contains("Revoke 2 connections?"), "{html}");
     assert_eq!(names(&html), ["Billing_ETL", "Marketing feed"], "{html}");
     assert!(html.contains("name=\"confirmed\" value=\"1\""), "{html}");
-    let c = s
-        .get(&format!("/api/v1/connections/{mkt}"), &s.admin_key)
-        .await
-        .json();
     assert_eq!(
-        c["status"], "needs_reauth",
+        status_of(&s, &mkt).await,
+        "needs_reauth",
         "not revoked before confirmation"
     );
     let (st, html) = post_form(
@@ -651,11 +653,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
         html.contains("Revocation pending") && html.contains("Manual steps"),
         "{html}"
     );
-    let c = s
-        .get(&format!("/api/v1/connections/{mkt}"), &s.admin_key)
-        .await
-        .json();
-    assert_eq!(c["status"], "revoke_pending");
+    assert_eq!(status_of(&s, &mkt).await, "revoke_pending");
     // Request reauthorization: a Connect link per connection.
     let (st, html) = post_form(
         &s,
@@ -797,4 +795,13 @@ async fn search_filters_and_bulk_actions(db: Db) {
     let (st, _, _) = get(&s, &format!("/ui/connections/{good}/rotate"), &vic).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     s.stop().await;
+}
+
+async fn status_of(s: &TestServer, id: &str) -> String {
+    s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

@@ -225,6 +225,21 @@ async fn signed_in(
     }
 }
 
+/// The signed-in user and the connection a page is about.
+async fn signed_in_for(
+    s: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(SessionUser, ConnectionView), Response> {
+    let (u, _) = signed_in(s, headers).await?;
+    let c = s
+        .rekey
+        .get_connection(&u.principal.tenant, id)
+        .await
+        .map_err(|e| error_page("Not found", &e))?;
+    Ok((u, c))
+}
+
 /// Every state-changing form carries the session's CSRF token.
 fn csrf_ok(u: &SessionUser, form: &HashMap<String, String>) -> bool {
     SecretString::new(form.get("csrf").cloned().unwrap_or_default())
@@ -624,17 +639,13 @@ async fn rotate_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (u, _) = match signed_in(&s, &headers).await {
+    let (u, c) = match signed_in_for(&s, &headers, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     if let Some(r) = refuse_write(&u, "rotate credentials") {
         return r;
     }
-    let c = match s.rekey.get_connection(&u.principal.tenant, &id).await {
-        Ok(c) => c,
-        Err(e) => return error_page("Not found", &e),
-    };
     let entry = s.rekey.catalog().get(&c.provider);
     let rotate = entry.map(|p| p.rotate_for(&c.kind).clone());
     page(
@@ -683,6 +694,8 @@ struct HistoryItem {
 struct ConnectionPage {
     user: String,
     role: &'static str,
+    csrf: String,
+    can_write: bool,
     c: ConnectionView,
     provider: String,
     owner: String,
@@ -707,15 +720,11 @@ async fn connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (u, _) = match signed_in(&s, &headers).await {
+    let (u, c) = match signed_in_for(&s, &headers, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let tenant = u.principal.tenant.clone();
-    let c = match s.rekey.get_connection(&tenant, &id).await {
-        Ok(c) => c,
-        Err(e) => return error_page("Not found", &e),
-    };
     let history = match s
         .rekey
         .audit_list(
@@ -796,6 +805,8 @@ async fn connection(
         &ConnectionPage {
             user: u.username.clone(),
             role: u.role.as_str(),
+            csrf: u.csrf.clone(),
+            can_write: u.principal.require(Scope::ConnectionsWrite).is_ok(),
             provider: entry
                 .map(|p| p.display_name.clone())
                 .unwrap_or_else(|| c.provider.clone()),
@@ -941,13 +952,9 @@ async fn confirm(
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
-    let (u, _) = match signed_in(&s, &headers).await {
+    let (u, c) = match signed_in_for(&s, &headers, &id).await {
         Ok(x) => x,
         Err(r) => return r,
-    };
-    let c = match s.rekey.get_connection(&u.principal.tenant, &id).await {
-        Ok(c) => c,
-        Err(e) => return error_page("Not found", &e),
     };
     let Some((heading, explain, button, danger)) = action_text(&action, &c.display_name) else {
         return message(
@@ -1052,27 +1059,26 @@ async fn update_form(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (u, _) = match signed_in(&s, &headers).await {
+    let (u, c) = match signed_in_for(&s, &headers, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match s.rekey.get_connection(&u.principal.tenant, &id).await {
-        Ok(c) if c.kind == "api_key" => page(
-            StatusCode::OK,
-            &UpdatePage {
-                id: c.id,
-                name: c.display_name,
-                csrf: u.csrf.clone(),
-            },
-        ),
-        Ok(_) => message(
+    if c.kind != "api_key" {
+        return message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Use Reauthorize",
             "This kind of credential is replaced through the Connect page (Reauthorize).".into(),
             "warn",
-        ),
-        Err(e) => error_page("Not found", &e),
+        );
     }
+    page(
+        StatusCode::OK,
+        &UpdatePage {
+            id: c.id,
+            name: c.display_name,
+            csrf: u.csrf.clone(),
+        },
+    )
 }
 
 /// Replace an API key, keeping how it is sent (header name, prefix…).
