@@ -11,7 +11,8 @@ use serde_json::json;
 
 both_backends!(
     sign_in_sessions_csrf_and_roles,
-    search_filters_and_bulk_actions
+    search_filters_and_bulk_actions,
+    pages_and_bulk_beyond_one_page
 );
 
 fn browser() -> reqwest::Client {
@@ -804,4 +805,68 @@ async fn status_of(s: &TestServer, id: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// More connections than one page: the page links to the next one with the
+/// filter kept, and "all matching the filter" reaches past the first page.
+async fn pages_and_bulk_beyond_one_page(db: Db) {
+    let s = TestServer::start(db).await;
+    let (olga, csrf) = user(&s, "olga", Role::Operator).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Ok);
+    for i in 0..205 {
+        let tags = if i % 2 == 0 {
+            json!(["even"])
+        } else {
+            json!(["odd"])
+        };
+        s.create_api_key_conn(
+            &s.admin_key,
+            "fleet-key",
+            json!({"display_name": format!("Fleet {i:03}"), "probe_url": fx.rest_url(), "tags": tags}),
+        )
+        .await;
+    }
+    let tiles = |html: &str| html.matches("<li class=\"tile").count();
+    let (st, html, _) = get(&s, "/ui/integrations", &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(tiles(&html), 200);
+    assert!(html.contains("more than 200"), "the bulk form says so");
+    let i = html.find("rel=\"next\"").expect("a next-page link");
+    let href_at = html[..i].rfind("href=\"").unwrap() + "href=\"".len();
+    let next = html[href_at..href_at + html[href_at..].find('"').unwrap()].replace("&#38;", "&");
+    assert!(next.starts_with("/ui/integrations?cursor="), "{next}");
+    let (st, html, _) = get(&s, &next, &olga).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(tiles(&html), 5, "the rest on the second page");
+    assert!(
+        html.contains("First page") && !html.contains("rel=\"next\""),
+        "{html}"
+    );
+    // The filter travels with the page link.
+    let (_, html, _) = get(&s, "/ui/integrations?q=Fleet%200", &olga).await;
+    assert_eq!(tiles(&html), 100, "Fleet 000–099");
+    assert!(!html.contains("rel=\"next\""));
+    let (_, html, _) = get(&s, "/ui/integrations?q=fleet&status=pending", &olga).await;
+    assert!(
+        html.contains("href=\"/ui/integrations?q=fleet&#38;status=pending&#38;cursor="),
+        "{}",
+        &html[html.find("pager").unwrap_or(0)..][..300]
+    );
+    // All matching the filter, resolved across pages on the server.
+    let (st, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[("csrf", &csrf), ("action", "check"), ("all", "1")],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        html.contains("Check now: 205 connections") && html.contains("205 done, 0 failed"),
+        "{}",
+        &html[..html.len().min(2000)]
+    );
+    assert_eq!(fx.hits(), 205);
+    s.stop().await;
 }

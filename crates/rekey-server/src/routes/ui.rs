@@ -81,6 +81,12 @@ async fn same_origin(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    if s.rekey.public_url().starts_with("https://") {
+        r.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     r
 }
 
@@ -175,6 +181,10 @@ struct IntegrationsPage {
     shown: usize,
     /// More connections match than the page shows.
     more: bool,
+    /// Query string of the next page, if any.
+    next: Option<String>,
+    /// This is not the first page.
+    paged: bool,
     error: Option<String>,
 }
 
@@ -408,6 +418,26 @@ impl Filter {
         }
     }
 
+    /// The integrations page's query string for this filter (at `cursor`).
+    fn link(&self, cursor: Option<&str>) -> String {
+        let mut q = vec![];
+        for (k, v) in [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("provider", &self.provider),
+            ("tag", &self.tag),
+            ("custody", &self.custody),
+        ] {
+            if !v.is_empty() {
+                q.push(format!("{k}={}", urlencode(v)));
+            }
+        }
+        if let Some(c) = cursor {
+            q.push(format!("cursor={}", urlencode(c)));
+        }
+        q.join("&")
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         [
             &self.q,
@@ -433,6 +463,18 @@ impl Filter {
             ..Default::default()
         }
     }
+}
+
+/// Percent-encode a query value (everything but unreserved characters).
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// How many tiles the page shows; bulk actions on "all matching" go further.
@@ -469,16 +511,19 @@ async fn integrations(
         Err(r) => return r,
     };
     let filter = Filter::from_map(&q);
+    let cursor = q.get("cursor").cloned().filter(|c| !c.is_empty());
+    let paged = cursor.is_some();
     let (list, error) = match s
         .rekey
-        .list_connections(&u.principal.tenant, &filter.query(None, PAGE_TILES))
+        .list_connections(&u.principal.tenant, &filter.query(cursor, PAGE_TILES))
         .await
     {
         Ok(l) => (l, None),
         // A bad filter value is shown above an empty list, with the form kept.
         Err(e) => (Default::default(), Some(e.public_message())),
     };
-    let more = list.next_cursor.is_some();
+    let next = list.next_cursor.as_deref().map(|c| filter.link(Some(c)));
+    let more = next.is_some() || paged;
     let mut by_provider: BTreeMap<String, Vec<ConnectionView>> = BTreeMap::new();
     for c in list.items {
         by_provider.entry(c.provider.clone()).or_default().push(c);
@@ -532,6 +577,8 @@ async fn integrations(
             groups,
             shown,
             more,
+            next,
+            paged,
             error,
         },
     )
