@@ -712,7 +712,31 @@ async fn search_filters_and_bulk_actions(db: Db) {
     )
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // Another tenant's connection is not found, and nothing runs.
+    let other_key = s
+        .key("other", &["connections:write", "credentials:read"])
+        .await;
+    let foreign = s
+        .create_api_key_conn(&other_key, "bulk-good", json!({"probe_url": fx.rest_url()}))
+        .await;
     let hits = fx.hits();
+    let (st, _) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "revoke"),
+            ("confirmed", "1"),
+            ("id", &good),
+            ("id", &foreign),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(status_of(&s, &good).await, "active", "nothing revoked");
+    let (_, html, _) = get(&s, &format!("/ui/integrations?q={foreign}"), &olga).await;
+    assert!(html.contains("No connections match"), "{html}");
     let (st, _) = post_form(&s, "/ui/bulk", &olga, &[("action", "check"), ("id", &good)]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (_, html, _) = get(&s, "/ui/integrations", &vic).await;
@@ -749,6 +773,27 @@ async fn search_filters_and_bulk_actions(db: Db) {
         html.contains("Checked: ok") && !html.contains("<html"),
         "{html}"
     );
+    // An expired session: htmx is told to go to the sign-in page, instead of
+    // getting a redirect it would follow and swap into the tile.
+    let r = browser()
+        .post(format!("{}/ui/connections/{good}/check", s.base))
+        .header("hx-request", "true")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["hx-redirect"], "/ui/login");
+    // A missing form token makes htmx reload the page (fresh token).
+    let r = browser()
+        .post(format!("{}/ui/connections/{good}/check", s.base))
+        .header("cookie", &olga)
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.headers()["hx-refresh"], "true");
 
     // Dashboard pages may load scripts from rekey only; htmx is ours, pinned.
     let (_, html, h) = get(&s, "/ui/integrations", &olga).await;
@@ -760,11 +805,11 @@ async fn search_filters_and_bulk_actions(db: Db) {
         "{csp}"
     );
     assert!(
-        html.contains("<script src=\"/assets/htmx.min.js\" defer></script>"),
+        html.contains("<script src=\"/assets/htmx-2.0.11.min.js\" integrity=\"sha384-"),
         "{html}"
     );
     let r = browser()
-        .get(format!("{}/assets/htmx.min.js", s.base))
+        .get(format!("{}/assets/htmx-2.0.11.min.js", s.base))
         .send()
         .await
         .unwrap();
@@ -831,7 +876,10 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
     let (st, html, _) = get(&s, "/ui/integrations", &olga).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(tiles(&html), 200);
-    assert!(html.contains("more than 200"), "the bulk form says so");
+    assert!(
+        html.contains("every connection matching the filter (all pages)"),
+        "the bulk form says so"
+    );
     let i = html.find("rel=\"next\"").expect("a next-page link");
     let href_at = html[..i].rfind("href=\"").unwrap() + "href=\"".len();
     let next = html[href_at..href_at + html[href_at..].find('"').unwrap()].replace("&#38;", "&");
@@ -839,6 +887,18 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
     let (st, html, _) = get(&s, &next, &olga).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(tiles(&html), 5, "the rest on the second page");
+    // A page that is exactly full has no next page (no empty last page).
+    let l = s
+        .get("/api/v1/connections?q=Fleet%2000&limit=10", &s.admin_key)
+        .await
+        .json();
+    assert_eq!(l["items"].as_array().unwrap().len(), 10, "{l}");
+    assert!(l["next_cursor"].is_null(), "{l}");
+    let l = s
+        .get("/api/v1/connections?q=Fleet%2000&limit=9", &s.admin_key)
+        .await
+        .json();
+    assert!(l["next_cursor"].is_string(), "{l}");
     assert!(
         html.contains("First page") && !html.contains("rel=\"next\""),
         "{html}"

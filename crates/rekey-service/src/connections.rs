@@ -339,11 +339,13 @@ impl Rekey {
                 .map(|s| parse_rfc3339("rotated_before", s))
                 .transpose()?,
             after_id,
-            limit,
+            // One more than asked: a cursor only when another page exists.
+            limit: limit + 1,
         };
         let mut c = self.store().read().await?;
-        let rows = store::list(&mut c, tenant, &f).await?;
-        let next_cursor = if rows.len() as i64 == limit {
+        let mut rows = store::list(&mut c, tenant, &f).await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
             rows.last()
                 .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&r.id))
         } else {

@@ -269,14 +269,16 @@ pub async fn list(
     }
     if let Some(v) = &f.search {
         // LIKE wildcards in the search text match themselves.
+        // `!` as the escape character: no backslash semantics to differ
+        // between SQLite and PostgreSQL. Case folding is ASCII-only on SQLite.
         let needle = v
             .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
+            .replace('!', "!!")
+            .replace('%', "!%")
+            .replace('_', "!_");
         push(
             &mut sql,
-            " AND (LOWER(display_name) LIKE $? ESCAPE '\\' OR LOWER(COALESCE(owner_email, '')) LIKE $? ESCAPE '\\' OR id LIKE $? ESCAPE '\\')",
+            " AND (LOWER(display_name) LIKE $? ESCAPE '!' OR LOWER(COALESCE(owner_email, '')) LIKE $? ESCAPE '!' OR id LIKE $? ESCAPE '!')",
             Arg::S(format!("%{needle}%")),
         );
     }

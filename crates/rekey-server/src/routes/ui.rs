@@ -25,12 +25,15 @@ const COOKIE: &str = "rekey_session";
 /// Content-Security-Policy of dashboard pages.
 pub(crate) const UI_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+/// Where the vendored htmx is served: versioned, so it can be cached for good.
+const HTMX_PATH: &str = "/assets/htmx-2.0.11.min.js";
+
 /// Vendored htmx (see assets/README.md), served by rekey: no CDN.
 async fn htmx_js() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         include_str!("../../assets/htmx-2.0.11.min.js"),
@@ -98,7 +101,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/integrations", get(integrations))
         .route("/ui/audit", get(audit))
         .route("/ui/connections/{id}", get(connection))
-        .route("/assets/htmx.min.js", get(htmx_js))
+        .route(HTMX_PATH, get(htmx_js))
         .route("/ui/bulk", post(bulk::bulk))
         .route("/ui/connections/{id}/check", post(check))
         .route("/ui/connections/{id}/rotate", get(rotate_page))
@@ -520,7 +523,7 @@ async fn integrations(
     {
         Ok(l) => (l, None),
         // A bad filter value is shown above an empty list, with the form kept.
-        Err(e) => (Default::default(), Some(e.public_message())),
+        Err(e) => (Default::default(), Some(e)),
     };
     let next = list.next_cursor.as_deref().map(|c| filter.link(Some(c)));
     let more = next.is_some() || paged;
@@ -559,12 +562,12 @@ async fn integrations(
         .collect();
     providers.sort_by_key(|p| p.1.to_lowercase());
     let shown = groups.iter().map(|g| g.tiles.len()).sum();
+    let status = error
+        .as_ref()
+        .map_or(StatusCode::OK, |e| crate::error::status_of(e.class()));
+    let error = error.map(|e| e.public_message());
     page(
-        if error.is_some() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        },
+        status,
         &IntegrationsPage {
             user: u.username.clone(),
             role: u.role.as_str(),
@@ -641,9 +644,19 @@ async fn check(
     }
 }
 
-/// htmx swaps only successful answers: for a refusal (expired session or
-/// form, role) it reloads the page instead, which shows the real state.
+/// htmx swaps only successful answers: for a refusal (expired form, role)
+/// it reloads the page instead, which shows the real state. A redirect to
+/// the sign-in page (expired session) would be followed by the browser and
+/// the sign-in page swapped into the tile, so it becomes `HX-Redirect`.
 fn reload(mut r: Response) -> Response {
+    if r.status().is_redirection() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("hx-redirect", "/ui/login")],
+            "Sign in again.",
+        )
+            .into_response();
+    }
     r.headers_mut()
         .insert("hx-refresh", HeaderValue::from_static("true"));
     r
@@ -884,6 +897,7 @@ async fn connection(
 struct AuditPage {
     user: String,
     role: &'static str,
+    csrf: String,
     action: String,
     target: String,
     actor: String,
@@ -935,6 +949,7 @@ async fn audit(
         &AuditPage {
             user: u.username.clone(),
             role: u.role.as_str(),
+            csrf: u.csrf.clone(),
             action,
             target,
             actor,

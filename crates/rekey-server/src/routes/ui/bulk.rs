@@ -158,11 +158,27 @@ pub(super) async fn bulk(
         );
     }
     let ctx = u.ctx(None, None);
-    let mut rows: Vec<Row> = futures_util::stream::iter(targets)
-        .map(|t| run_one(&s, &ctx, action, t))
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
+    // In its own task: a browser or proxy giving up on a long request must
+    // not stop a half-done revoke (each row is still audited on its own).
+    let work = tokio::spawn(async move {
+        futures_util::stream::iter(targets)
+            .map(|t| run_one(&s, &ctx, action, t))
+            .buffer_unordered(PARALLEL)
+            .collect::<Vec<Row>>()
+            .await
+    });
+    let mut rows = match work.await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "bulk action task failed");
+            return message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Bulk action interrupted",
+                "Some connections may have been changed; the audit log shows which.".into(),
+                "bad",
+            );
+        }
+    };
     rows.sort_by_key(|r| r.name.to_lowercase());
     let failed = rows.iter().filter(|r| r.class == "bad").count();
     page(
