@@ -1,0 +1,160 @@
+//! The dashboard under an operator's session: render the integrations page
+//! (200 tiles), a search, and one bulk "Check now" on every connection (the
+//! fixture provider answering in BENCH_LATENCY_MS). Prints requests/second,
+//! latency percentiles, page size, and bulk rows/second. SQLite, then
+//! PostgreSQL.
+//!
+//! BENCH_CONNECTIONS (1000, the bulk cap), BENCH_REQUESTS (300),
+//! BENCH_LATENCY_MS (20).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use futures_util::StreamExt;
+use rekey_service::{Ctx, Role};
+use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
+use rekey_testkit::{Db, TestServer};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn env_or(name: &str, d: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// `requests` sequential GETs of `path`: (req/s, p50 ms, p99 ms, bytes).
+async fn pages(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    requests: usize,
+) -> (f64, f64, f64, usize) {
+    let mut times = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    let start = Instant::now();
+    for _ in 0..requests {
+        let t = Instant::now();
+        let r = http.get(url).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        bytes = r.bytes().await.unwrap().len();
+        times.push(t.elapsed());
+    }
+    let wall = start.elapsed();
+    times.sort();
+    (
+        requests as f64 / wall.as_secs_f64(),
+        pct(&times, 0.5),
+        pct(&times, 0.99),
+        bytes,
+    )
+}
+
+async fn run(db: Db, n: usize, requests: usize, latency_ms: u64) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Slow(Duration::from_millis(latency_ms)));
+    let url = fx.rest_url();
+    let created: Vec<bool> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (s, url) = (&s, url.clone());
+            async move {
+                let r = s
+                    .post(
+                        "/api/v1/connections",
+                        &s.admin_key,
+                        json!({"provider": "custom-rest", "kind": "api_key", "display_name": format!("Conn {i:04}"),
+                               "tags": [if i % 2 == 0 { "even" } else { "odd" }],
+                               "probe_url": url, "credentials": {"key": format!("bench-key-{i}")}}),
+                    )
+                    .await;
+                r.status.as_u16() == 201
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(created.iter().all(|ok| *ok));
+    let pw = rekey_core::SecretString::new("dashboard bench password".to_string());
+    s.rekey
+        .create_user(&Ctx::cli("default"), "bench", &pw, Role::Operator)
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(format!("{}/ui/login", s.base))
+        .form(&[("username", "bench"), ("password", pw.expose())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = format!("{}/ui/integrations", s.base);
+    let (rps, p50, p99, bytes) = pages(&http, &page, &cookie, requests).await;
+    println!(
+        "dashboard backend={db:?} connections={n} integrations-page (200 tiles): {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms size={}KiB",
+        bytes / 1024
+    );
+    let search = format!("{}/ui/integrations?q=conn%2009&tag=odd", s.base);
+    let (rps, p50, p99, _) = pages(&http, &search, &cookie, requests).await;
+    println!(
+        "dashboard backend={db:?} search+tag filter: {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms"
+    );
+    let html = http
+        .get(&page)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let i = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    let csrf = html[i..i + html[i..].find('"').unwrap()].to_string();
+    let start = Instant::now();
+    let r = http
+        .post(format!("{}/ui/bulk", s.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("action", "check"), ("all", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let wall = start.elapsed();
+    assert!(body.contains(&format!("{n} done, 0 failed")), "bulk result");
+    println!(
+        "dashboard backend={db:?} bulk check of all {n} (provider {latency_ms}ms): {:.2}s, {:.0} rows/s, result page {}KiB",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        body.len() / 1024
+    );
+    assert_eq!(fx.hits(), n);
+    s.stop().await;
+}
+
+fn main() {
+    let n = env_or("BENCH_CONNECTIONS", 1000) as usize;
+    let requests = env_or("BENCH_REQUESTS", 300) as usize;
+    let lat = env_or("BENCH_LATENCY_MS", 20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        run(Db::Sqlite, n, requests, lat).await;
+        run(Db::Postgres, n, requests, lat).await;
+    });
+}
