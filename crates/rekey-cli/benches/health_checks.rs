@@ -8,19 +8,14 @@
 //! BENCH_LATENCY_MS (fixture answer delay, 20).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use futures_util::StreamExt;
+mod common;
+use common::{create_connections, env_or};
+
 use rekey_service::HealthSettings;
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::{Db, TestServer};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, d: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 /// (current RSS, peak RSS) in MiB, from /proc.
 fn rss_mib() -> (f64, f64) {
@@ -45,25 +40,8 @@ async fn run(db: Db, n: usize, concurrency: usize, latency_ms: u64) {
     });
     let t = Instant::now();
     let url = fx.rest_url();
-    let created: Vec<bool> = futures_util::stream::iter(0..n)
-        .map(|i| {
-            let (s, url) = (&s, url.clone());
-            async move {
-                let r = s
-                    .post(
-                        "/api/v1/connections",
-                        &s.admin_key,
-                        json!({"provider": "custom-rest", "kind": "api_key", "display_name": format!("c{i}"),
-                               "probe_url": url, "credentials": {"key": format!("bench-key-{i}"), "prefix": "Bearer "}}),
-                    )
-                    .await;
-                r.status.as_u16() == 201
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    assert!(created.iter().all(|ok| *ok));
+    create_connections(&s, n, |i| json!({"provider": "custom-rest", "kind": "api_key", "display_name": format!("c{i}"),
+                               "probe_url": url, "credentials": {"key": format!("bench-key-{i}"), "prefix": "Bearer "}})).await;
     let setup = t.elapsed();
     s.rekey.set_health_settings(HealthSettings {
         per_provider_concurrency: concurrency,

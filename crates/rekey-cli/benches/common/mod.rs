@@ -1,0 +1,31 @@
+//! Shared by the benches that fill a server with API-key connections.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use futures_util::StreamExt;
+use rekey_testkit::TestServer;
+use serde_json::Value;
+
+/// A numeric setting from the environment, or its default.
+pub fn env_or(name: &str, d: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+/// Create `n` connections through the API, 32 at a time; `body(i)` is the
+/// request body of the i-th. Panics unless every one was created.
+pub async fn create_connections(s: &TestServer, n: usize, body: impl Fn(usize) -> Value) {
+    let created: Vec<bool> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let b = body(i);
+            async move {
+                let r = s.post("/api/v1/connections", &s.admin_key, b).await;
+                r.status.as_u16() == 201
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(created.iter().all(|ok| *ok));
+}
