@@ -674,6 +674,36 @@ async fn search_filters_and_bulk_actions(db: Db) {
         "{html}"
     );
     assert!(!html.contains("bulk-bad-1"), "no secret on the page");
+    // Asking again retires the first link: only the newest one works.
+    let link_of = |html: &str| {
+        let i = html.find("<a href=\"http").unwrap() + "<a href=\"".len();
+        html[i..i + html[i..].find('"').unwrap()].to_string()
+    };
+    let first = link_of(&html);
+    assert!(first.contains("/connect/"), "{first}");
+    let (_, html) = post_form(
+        &s,
+        "/ui/bulk",
+        &olga,
+        &[
+            ("csrf", &csrf),
+            ("action", "reauthorize"),
+            ("confirmed", "1"),
+            ("id", &bad),
+        ],
+    )
+    .await;
+    let second = link_of(&html);
+    assert_ne!(first, second);
+    let r = browser().get(&first).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Link replaced") && page.contains("connect_session_superseded"),
+        "{page}"
+    );
+    let r = browser().get(&second).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 
     // Refusals: nothing picked, unknown action, too many, foreign id,
     // missing CSRF token, viewer.

@@ -246,13 +246,21 @@ impl Rekey {
         };
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;
+        // One live reauthorization link per connection: a new one retires
+        // the unused older ones (a lost or leaked link stops working).
+        let superseded = match &row.reauthorize_id {
+            Some(cid) => {
+                store::supersede_reauthorizations(tx.conn(), &row.tenant, cid, &row.id).await?
+            }
+            None => 0,
+        };
         record(
             &mut tx,
             ctx,
             "connect_session.create",
             Some(&row.id),
             "ok",
-            json!({"integration": integration, "provider": provider, "kind": kind.as_str(), "reauthorize": row.reauthorize_id}),
+            json!({"integration": integration, "provider": provider, "kind": kind.as_str(), "reauthorize": row.reauthorize_id, "superseded": superseded}),
         )
         .await?;
         tx.commit().await?;
@@ -284,6 +292,12 @@ impl Rekey {
             store::by_token_hash(&mut c, &token_hash(token)).await?
         }
         .ok_or_else(|| Error::not_found("connect_session_not_found", "connect link"))?;
+        if s.status == "superseded" {
+            return Err(session_err(
+                "connect_session_superseded",
+                "a newer link was made for this connection; use the newest one, or ask for a new one",
+            ));
+        }
         if s.status != "created" {
             return Err(session_err(
                 "connect_session_used",

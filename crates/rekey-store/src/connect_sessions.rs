@@ -117,6 +117,24 @@ pub async fn by_state_hash(
     row.as_ref().map(from_row).transpose().map_err(db_err)
 }
 
+/// Retire the unused reauthorization links of `connection_id` other than
+/// `keep` (status `superseded`): only the newest link works. Returns how many.
+pub async fn supersede_reauthorizations(
+    c: &mut AnyConnection,
+    tenant: &str,
+    connection_id: &str,
+    keep: &str,
+) -> Result<u64, Error> {
+    let r = sqlx::query("UPDATE connect_sessions SET status = 'superseded' WHERE tenant = $1 AND reauthorize_id = $2 AND status = 'created' AND id <> $3")
+        .bind(tenant)
+        .bind(connection_id)
+        .bind(keep)
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected())
+}
+
 /// Move `id` from status `from` to `to`, recording state/nonce when starting.
 /// Returns false when another request got there first (single use).
 pub async fn transition(

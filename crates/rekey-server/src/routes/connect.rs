@@ -44,6 +44,7 @@ fn error_page(e: &Error) -> Response {
         ),
         "connect_session_expired" => ("Link expired", e.public_message()),
         "connect_session_used" => ("Link already used", e.public_message()),
+        "connect_session_superseded" => ("Link replaced", e.public_message()),
         "provider_denied" => (
             "Authorization was not granted",
             format!("{} Nothing was changed.", e.public_message()),
