@@ -423,34 +423,26 @@ impl Filter {
 
     /// The integrations page's query string for this filter (at `cursor`).
     fn link(&self, cursor: Option<&str>) -> String {
-        let mut q = vec![];
+        let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in [
-            ("q", &self.q),
+            ("q", self.q.as_str()),
             ("status", &self.status),
             ("provider", &self.provider),
             ("tag", &self.tag),
             ("custody", &self.custody),
         ] {
             if !v.is_empty() {
-                q.push(format!("{k}={}", urlencode(v)));
+                q.append_pair(k, v);
             }
         }
         if let Some(c) = cursor {
-            q.push(format!("cursor={}", urlencode(c)));
+            q.append_pair("cursor", c);
         }
-        q.join("&")
+        q.finish()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        [
-            &self.q,
-            &self.status,
-            &self.provider,
-            &self.tag,
-            &self.custody,
-        ]
-        .iter()
-        .all(|v| v.is_empty())
+        self.link(None).is_empty()
     }
 
     pub(crate) fn query(&self, cursor: Option<String>, limit: i64) -> ConnectionQuery {
@@ -468,25 +460,18 @@ impl Filter {
     }
 }
 
-/// Percent-encode a query value (everything but unreserved characters).
-fn urlencode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// How many tiles the page shows; bulk actions on "all matching" go further.
 const PAGE_TILES: i64 = 200;
+
+/// Drawn as a broken chain: the credential no longer works until reauthorized.
+fn is_broken(status: &str) -> bool {
+    matches!(status, "needs_reauth" | "revoked")
+}
 
 fn tile_of(c: ConnectionView) -> Tile {
     let (class, icon, status_label) = look(&c.status);
     Tile {
-        broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
+        broken: is_broken(&c.status),
         disabled: c.status == "disabled",
         api_key: c.kind == "api_key",
         error: c
@@ -601,43 +586,36 @@ async fn check(
     if let Some(r) = refuse_write(&u, "run checks") {
         return if htmx { reload(r) } else { r };
     }
+    // htmx swaps the tile in place, with the result on it.
+    let fragment = |c: ConnectionView, note: String, class: &'static str| {
+        let mut t = tile_of(c);
+        t.note = Some((note, class));
+        page(
+            StatusCode::OK,
+            &TileFragment {
+                t,
+                csrf: u.csrf.clone(),
+                can_write: true,
+            },
+        )
+    };
     match s.rekey.check_connection(&u.ctx(None, None), &id).await {
         Ok(r) => {
             let (class, _, label) = look(&r.status);
             let detail = r.message.map(|m| format!(" {m}")).unwrap_or_default();
             let class = if class.is_empty() { "warn" } else { class };
+            if htmx {
+                let note = format!("Checked: {} — {label}.{detail}", r.outcome);
+                return fragment(r.connection, note, class);
+            }
             let text = format!(
                 "{}: {} — {label}.{detail}",
                 r.connection.display_name, r.outcome
             );
-            if is_htmx(&headers) {
-                // Swap the tile in place, with the result on it.
-                let mut t = tile_of(r.connection);
-                t.note = Some((format!("Checked: {} — {label}.{detail}", r.outcome), class));
-                return page(
-                    StatusCode::OK,
-                    &TileFragment {
-                        t,
-                        csrf: u.csrf.clone(),
-                        can_write: true,
-                    },
-                );
-            }
             message(StatusCode::OK, "Check finished", text, class)
         }
         Err(e) if htmx => match s.rekey.get_connection(&u.principal.tenant, &id).await {
-            Ok(c) => {
-                let mut t = tile_of(c);
-                t.note = Some((format!("Check failed: {}", e.public_message()), "bad"));
-                page(
-                    StatusCode::OK,
-                    &TileFragment {
-                        t,
-                        csrf: u.csrf.clone(),
-                        can_write: true,
-                    },
-                )
-            }
+            Ok(c) => fragment(c, format!("Check failed: {}", e.public_message()), "bad"),
             Err(_) => reload(error_page("Check failed", &e)),
         },
         Err(e) => error_page("Check failed", &e),
@@ -878,7 +856,7 @@ async fn connection(
             class,
             icon,
             status_label,
-            broken: matches!(c.status.as_str(), "needs_reauth" | "revoked"),
+            broken: is_broken(&c.status),
             error,
             rotated: dash(&c.rotated_at),
             last_ok: dash(&c.health.last_ok_at),
