@@ -1,0 +1,6 @@
+//! Attack tests: every fault an attack on rekey found, kept as a test that
+//! fails if the fault comes back (issue 12). One module per area; the next
+//! attack adds a module here. Each test starts the real router (or binary)
+//! on an ephemeral loopback port, on SQLite and PostgreSQL where storage
+//! matters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
