@@ -56,6 +56,21 @@ pub struct ServeArgs {
     /// How often the health and webhook workers look for due work, in milliseconds.
     #[arg(long, env = "REKEY_WORKER_TICK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000), hide = true)]
     pub worker_tick_ms: u64,
+    /// Seconds a client has to send a whole request head; also how long a
+    /// kept-alive connection may sit idle between requests.
+    #[arg(long, env = "REKEY_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_read_timeout: u64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, env = "REKEY_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub body_timeout: u64,
+    /// Open client connections at most (lowered to fit the open-file limit).
+    /// At the cap the oldest idle connection is closed; when all are busy,
+    /// only /healthz and /readyz answer new connections.
+    #[arg(long, env = "REKEY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
+    #[arg(long, env = "REKEY_SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -124,36 +139,37 @@ pub fn init_logging(format: &str) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Register the SIGTERM / Ctrl-C handlers now (so a signal that arrives
+/// right after start-up is not fatal) and return a future that resolves on
+/// the first one.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutdown signal received; draining requests");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received; draining requests");
+    })
 }
 
 pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     init_logging(&a.log_format);
     let opts = a.data.open_options()?;
     let opened = opts
-        .open(rekey_service::LockMode::Shared)
+        .open(rekey_service::LockMode::Serve)
         .await
         .context("cannot open rekey data")?;
     if opened.created_keyring {
         tracing::warn!(path = %a.data.data_dir.join("keyring.json").display(),
             "created a new keyring; back it up: without it, stored secrets cannot be decrypted");
     }
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -219,7 +235,13 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         tick,
         stop_rx,
     ));
-    rekey_server::serve(listener, opened.rekey.clone(), shutdown_signal()).await?;
+    let limits = rekey_server::serve::ServeLimits {
+        header_read_timeout: std::time::Duration::from_secs(a.header_read_timeout),
+        body_timeout: std::time::Duration::from_secs(a.body_timeout),
+        max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+        shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout),
+    };
+    rekey_server::serve_limited(listener, opened.rekey.clone(), limits, shutdown).await?;
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod metrics;
 pub mod pages;
 pub mod routes;
+pub mod serve;
 pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
@@ -16,7 +17,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use error::error_response;
 use rekey_service::Rekey;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -152,19 +152,82 @@ async fn method_not_allowed() -> Response {
     .into_response()
 }
 
-/// Serve until `shutdown` resolves, then drain in-flight requests.
+/// Serve until `shutdown` resolves, then drain in-flight requests, with
+/// the default [`serve::ServeLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     rekey: Rekey,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(rekey);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_limited(listener, rekey, serve::ServeLimits::default(), shutdown).await
+}
+
+/// Serve with explicit connection limits (timeouts, cap, shutdown deadline).
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    rekey: Rekey,
+    limits: serve::ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve::serve_with_limits(listener, router(rekey), limits, shutdown).await
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = src {
+        if x.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        src = x.source();
+    }
+    false
+}
+
+/// Read a request body whole within the deadline (`--body-timeout`), so a
+/// client trickling its body cannot hold a connection and a handler open;
+/// larger than [`BODY_LIMIT`] answers 413 without reading further.
+async fn body_deadline(
+    axum::extract::State(deadline): axum::extract::State<std::time::Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let has_body = req.headers().contains_key(TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if !has_body {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Err(_) => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body was not received within {} s",
+                deadline.as_secs()
+            ),
+        ),
+        Ok(Err(e)) if is_length_limit(&e) => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than the limit of {BODY_LIMIT} bytes"),
+        ),
+        Ok(Err(_)) => error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the request body could not be read".into(),
+        ),
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use rekey_core::{ids, Error, SecretString};
 use rekey_crypto::Aad;
 use rekey_store::connections::{self as store, ConnectionFilter, ConnectionRow};
 use rekey_store::secrets::{self, SecretRow};
-use rekey_store::WriteTx;
+use rekey_store::{Locked, WriteTx};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -366,6 +366,9 @@ impl Rekey {
         id: &str,
         expected: Option<i64>,
     ) -> Result<ConnectionRow, Error> {
+        // Without a lock, concurrent writers on PostgreSQL would all read the
+        // same version and all but one fail their compare-and-swap.
+        rekey_store::lock_row(tx, Locked::Connection, tenant, id).await?;
         let row = store::get(tx.conn(), tenant, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -651,16 +654,11 @@ impl Rekey {
                 .await?;
             return Err(e);
         }
-        let (row, rows) = {
-            let mut c = self.store().read().await?;
-            let row = store::get(&mut c, &ctx.tenant, &id)
-                .await?
-                .ok_or_else(|| not_found(&id))?;
-            let rows = secrets::for_owner(&mut c, OWNER_KIND, &id).await?;
-            (row, rows)
-        };
+        let (row, rows) = self.load_secret_rows(&ctx.tenant, &id).await?;
         match row.status {
-            Status::Disabled | Status::Revoked => {
+            // Once revocation is asked for, the credential is no longer
+            // handed out, even while the provider side is still pending.
+            Status::Disabled | Status::Revoked | Status::RevokePending => {
                 self.audit_read(ctx, &id, "denied", json!({"reason": row.status.as_str()}))
                     .await?;
                 return Err(Error::conflict(
@@ -711,6 +709,51 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         record(&mut tx, ctx, "credentials.read", Some(id), outcome, details).await?;
         tx.commit().await
+    }
+
+    /// A connection and its sealed secret rows, as one consistent pair.
+    /// They are read by two statements; a credential change (refresh, new
+    /// material) committing in between would pair a row with secrets sealed
+    /// for another `credential_version`, which the AAD check rightly
+    /// refuses. Secret rows carry the version they were sealed for, so a
+    /// torn pair is seen and read again, and after a few tries both are read
+    /// in one snapshot.
+    pub(crate) async fn load_secret_rows(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(ConnectionRow, Vec<SecretRow>), Error> {
+        const OPTIMISTIC_TRIES: usize = 3;
+        {
+            let mut c = self.store().read().await?;
+            for _ in 0..OPTIMISTIC_TRIES {
+                let row = store::get(&mut c, tenant, id)
+                    .await?
+                    .ok_or_else(|| not_found(id))?;
+                let rows = secrets::for_owner(&mut c, OWNER_KIND, id).await?;
+                if rows.iter().all(|s| s.version == row.credential_version) {
+                    return Ok((row, rows));
+                }
+            }
+        }
+        let mut tx = self.store().begin_snapshot().await?;
+        let row = store::get(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let rows = secrets::for_owner(&mut tx, OWNER_KIND, id).await?;
+        tx.commit().await.map_err(rekey_store::db_err)?;
+        Ok((row, rows))
+    }
+
+    /// [`Self::load_secret_rows`], opened.
+    pub(crate) async fn load_with_secrets(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(ConnectionRow, BTreeMap<String, SecretString>), Error> {
+        let (row, rows) = self.load_secret_rows(tenant, id).await?;
+        let s = self.open_secrets(&row, &rows)?;
+        Ok((row, s))
     }
 
     pub(crate) fn open_secrets(

@@ -5,7 +5,7 @@
 //! [`apply_observation`], so both feed one picture of a connection's health.
 
 use crate::audit::record;
-use crate::connections::{not_found, OWNER_KIND};
+use crate::connections::not_found;
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::CheckResult;
@@ -15,7 +15,7 @@ use rekey_core::{credentials, ids, Error, SecretString};
 use rekey_oauth::OAuthError;
 use rekey_providers::probe::{BodyValue, Probe, ProbeMethod, ProbeOutcome, ProbeProtocol};
 use rekey_store::connections::{self as conns, ConnectionRow};
-use rekey_store::{secrets, Backend, WriteTx};
+use rekey_store::{Backend, WriteTx};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -567,11 +567,8 @@ impl Rekey {
                     row.kind
                 )));
             }
-            let rows = {
-                let mut c = self.store().read().await?;
-                secrets::for_owner(&mut c, OWNER_KIND, &row.id).await?
-            };
-            let mut sec = self.open_secrets(row, &rows)?;
+            // Re-read with the secrets: material may have changed since the scan.
+            let (row, mut sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
             let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
                 .map_err(Error::internal)?;
             return Ok(Presented::Database {
@@ -591,11 +588,8 @@ impl Rekey {
                     "SigV4 probes sign with an AWS access key".into(),
                 ));
             }
-            let rows = {
-                let mut c = self.store().read().await?;
-                secrets::for_owner(&mut c, OWNER_KIND, &row.id).await?
-            };
-            let mut sec = self.open_secrets(row, &rows)?;
+            // Re-read with the secrets: material may have changed since the scan.
+            let (row, mut sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
             let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
                 .map_err(Error::internal)?;
             let key = AwsKey {
@@ -636,11 +630,8 @@ impl Rekey {
                 aws: None,
             });
         }
-        let rows = {
-            let mut c = self.store().read().await?;
-            secrets::for_owner(&mut c, OWNER_KIND, &row.id).await?
-        };
-        let sec = self.open_secrets(row, &rows)?;
+        let (row, sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
+        let row = &row;
         let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
             .map_err(Error::internal)?;
         match row.kind {

@@ -337,6 +337,7 @@ impl Rekey {
     ) -> Result<IntegrationView, Error> {
         let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
         let mut tx = self.store().begin_write().await?;
+        rekey_store::lock_row(&mut tx, rekey_store::Locked::Integration, &ctx.tenant, &id).await?;
         let mut row = store::get(tx.conn(), &ctx.tenant, &id)
             .await?
             .ok_or_else(|| not_found(&id))?;
@@ -478,10 +479,23 @@ impl Rekey {
     /// The client credentials of an integration (decrypted, not audited as a
     /// credential read: it never leaves the process).
     pub(crate) async fn client_auth(&self, row: &IntegrationRow) -> Result<ClientAuth, Error> {
-        let rows = {
+        let mut rows = {
             let mut c = self.store().read().await?;
             secrets::for_owner(&mut c, OWNER_KIND, &row.id).await?
         };
+        // The secret changed after `row` was read (a PATCH of the client
+        // secret): read the row and its secret again, in one snapshot.
+        let fresh;
+        let mut row = row;
+        if rows.iter().any(|s| s.version != row.credential_version) {
+            let mut tx = self.store().begin_snapshot().await?;
+            fresh = store::get(&mut tx, &row.tenant, &row.id)
+                .await?
+                .ok_or_else(|| not_found(&row.id))?;
+            rows = secrets::for_owner(&mut tx, OWNER_KIND, &row.id).await?;
+            tx.commit().await.map_err(rekey_store::db_err)?;
+            row = &fresh;
+        }
         let s = rows
             .first()
             .ok_or_else(|| Error::internal("integration has no stored secret"))?;

@@ -19,6 +19,7 @@ mod oauth_conn;
 mod open;
 mod rsa_key;
 mod sealing;
+mod signin_throttle;
 mod users;
 mod views;
 mod webhooks;

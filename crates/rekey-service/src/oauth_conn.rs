@@ -4,7 +4,7 @@
 
 use crate::audit::record;
 use crate::connect::{access_expiry, revocable, token_material};
-use crate::connections::{not_found, OWNER_KIND};
+use crate::connections::not_found;
 use crate::health::{apply_observation, status_changed, Observation};
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
@@ -14,7 +14,7 @@ use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::{ids, Error, SecretString};
 use rekey_oauth::{OAuthError, Severity, TokenSet};
 use rekey_store::connections::{self as conns, ConnectionRow};
-use rekey_store::{secrets, Backend};
+use rekey_store::Backend;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,20 +138,6 @@ impl Rekey {
             Err(p) => p.into_inner(),
         };
         m.entry(id.to_string()).or_default().clone()
-    }
-
-    async fn load_with_secrets(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> Result<(ConnectionRow, BTreeMap<String, SecretString>), Error> {
-        let mut c = self.store().read().await?;
-        let row = conns::get(&mut c, tenant, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        let rows = secrets::for_owner(&mut c, OWNER_KIND, id).await?;
-        let s = self.open_secrets(&row, &rows)?;
-        Ok((row, s))
     }
 
     async fn window_ms(&self, row: &ConnectionRow) -> i64 {
@@ -654,6 +640,7 @@ impl Rekey {
         details: Value,
     ) -> Result<ConnectionView, Error> {
         let mut tx = self.store().begin_write().await?;
+        rekey_store::lock_row(&mut tx, rekey_store::Locked::Connection, &ctx.tenant, id).await?;
         let mut row = conns::get(tx.conn(), &ctx.tenant, id)
             .await?
             .ok_or_else(|| not_found(id))?;

@@ -26,6 +26,8 @@ pub struct OpenedDataDir {
     /// True when this call created the keyring file.
     pub created_keyring: bool,
     _lock: File,
+    /// `serve` on SQLite: the one-server-per-database lock.
+    _serve_lock: Option<File>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,11 @@ pub enum LockMode {
     Shared,
     /// `keys rotate`: nobody else may hold the keyring in memory.
     Exclusive,
+    /// `rekey serve`: shares the data dir with offline commands, but on
+    /// SQLite no second server may serve the same database (SQLite has one
+    /// writer and the refresh single-flight is in-process only; replicas
+    /// need PostgreSQL).
+    Serve,
 }
 
 fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
@@ -51,15 +58,11 @@ impl OpenOptions {
             b.create(dir)
                 .map_err(|e| io("cannot create data directory", dir, e))?;
         }
+        tighten_data_dir(dir)?;
         let lock_path = dir.join("rekey.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io("cannot open", &lock_path, e))?;
+        let lock = private_file(&lock_path)?;
         let locked = match mode {
-            LockMode::Shared => lock.try_lock_shared(),
+            LockMode::Shared | LockMode::Serve => lock.try_lock_shared(),
             LockMode::Exclusive => lock.try_lock(),
         };
         if locked.is_err() {
@@ -70,7 +73,7 @@ impl OpenOptions {
                         "{} is in use by a running rekey; stop it first (this operation changes the keyring)",
                         dir.display()
                     ),
-                    LockMode::Shared => format!(
+                    LockMode::Shared | LockMode::Serve => format!(
                         "{} is locked by a key rotation in progress; wait for it to finish",
                         dir.display()
                     ),
@@ -99,6 +102,29 @@ impl OpenOptions {
             Some(u) => u.expose().to_string(),
             None => format!("sqlite://{}?mode=rwc", dir.join("rekey.db").display()),
         };
+        let sqlite_file = sqlite_path(&url);
+        let serve_lock = match (&sqlite_file, mode) {
+            (Some(db), LockMode::Serve) => {
+                let p = suffixed(db, ".serve-lock");
+                let f = private_file(&p)?;
+                if f.try_lock().is_err() {
+                    return Err(Error::conflict(
+                        "data_dir_in_use",
+                        format!(
+                            "another rekey server is already serving the SQLite database {}; run one server per SQLite database (replicas need PostgreSQL: set REKEY_DATABASE_URL)",
+                            db.display()
+                        ),
+                    ));
+                }
+                Some(f)
+            }
+            _ => None,
+        };
+        if let Some(db) = &sqlite_file {
+            // SQLite creates its file world-readable (0644), and the -wal and
+            // -shm files take the database file's mode: create it 0600 first.
+            private_file(db)?;
+        }
         let store = Store::connect(&url).await?;
 
         // Refuse to run with a keyring that cannot read what the database
@@ -130,6 +156,91 @@ impl OpenOptions {
             rekey: Rekey::new(store, keyring, catalog),
             created_keyring,
             _lock: lock,
+            _serve_lock: serve_lock,
         })
+    }
+}
+
+/// The file of a `sqlite:` URL, when it names one (not `:memory:`).
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+}
+
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Open (creating it 0600 if missing) a file only the owner may read.
+fn private_file(p: &Path) -> Result<File, Error> {
+    let mut o = File::options();
+    o.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(p).map_err(|e| io("cannot open", p, e))
+}
+
+/// An existing data directory readable by group or others is tightened to
+/// 0700, and the database and lock files in it to 0600 (the keyring file
+/// is checked when it is loaded, and refused if readable by others).
+#[cfg(unix)]
+fn tighten_data_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &Path, mode: u32| -> Result<(), Error> {
+        let meta = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("cannot read", p, e)),
+        };
+        if meta.permissions().mode() & 0o077 == 0 {
+            return Ok(());
+        }
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            Error::Unavailable(format!(
+                "{} is readable by group or others and cannot be tightened ({e}); chmod it to {mode:o} or use another data directory",
+                p.display()
+            ))
+        })?;
+        tracing::warn!(path = %p.display(), mode = format!("{mode:o}"), "tightened permissions: the data directory holds secrets");
+        Ok(())
+    };
+    chmod(dir, 0o700)?;
+    for f in [
+        "rekey.db",
+        "rekey.db-wal",
+        "rekey.db-shm",
+        "rekey.db.serve-lock",
+        "rekey.lock",
+    ] {
+        chmod(&dir.join(f), 0o600)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn tighten_data_dir(_dir: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/d/rekey.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/d/rekey.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite://rel/rekey.db"),
+            Some(PathBuf::from("rel/rekey.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://u@h/db"), None);
     }
 }

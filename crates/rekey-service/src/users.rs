@@ -3,6 +3,7 @@
 //! HttpOnly cookie, its SHA-256 in the database, a per-session CSRF token).
 
 use crate::audit::record;
+use crate::signin_throttle::{Decision, Throttle, MAX_NAME};
 use crate::{Ctx, Principal, Rekey};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -17,47 +18,15 @@ use serde_json::json;
 /// Sessions last this long (ms); logging in again starts a new one.
 const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 
-/// Failed sign-ins per user name before a lock-out, and its first length
-/// (doubling with each further failure, at most an hour). Per process.
-const FREE_FAILURES: u32 = 5;
-const FIRST_LOCK_MS: i64 = 60_000;
-
 /// Password checks in flight at once: argon2id costs ~19 MiB and real CPU
 /// each, so a flood of sign-ins queues instead of exhausting the machine.
 static VERIFY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
-/// user name → (consecutive failures, locked until ms).
-fn failures() -> &'static std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>> {
-    static F: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>> =
-        std::sync::OnceLock::new();
-    F.get_or_init(Default::default)
-}
-
-fn locked_until(username: &str, now: i64) -> Option<i64> {
-    let f = failures().lock().ok()?;
-    f.get(username)
-        .map(|(_, until)| *until)
-        .filter(|u| *u > now)
-}
-
-fn note_failure(username: &str, now: i64) {
-    if let Ok(mut f) = failures().lock() {
-        if f.len() > 10_000 {
-            f.retain(|_, (_, until)| *until > now);
-        }
-        let e = f.entry(username.to_string()).or_insert((0, 0));
-        e.0 += 1;
-        if e.0 >= FREE_FAILURES {
-            let n = (e.0 - FREE_FAILURES).min(6);
-            e.1 = now + (FIRST_LOCK_MS << n).min(3_600_000);
-        }
-    }
-}
-
-fn note_success(username: &str) {
-    if let Ok(mut f) = failures().lock() {
-        f.remove(username);
-    }
+/// The process's sign-in throttle (see `signin_throttle` for the policy).
+fn throttle() -> std::sync::MutexGuard<'static, Throttle> {
+    static T: std::sync::OnceLock<std::sync::Mutex<Throttle>> = std::sync::OnceLock::new();
+    let m = T.get_or_init(Default::default);
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a dashboard user may do.
@@ -216,14 +185,27 @@ impl Rekey {
         source: Option<String>,
     ) -> Result<(SecretString, SessionUser), Error> {
         let now = now_ms();
-        if let Some(until) = locked_until(username, now) {
-            return Err(Error::conflict(
-                "too_many_attempts",
-                format!(
-                    "too many failed sign-ins for this user; try again in {} s",
-                    (until - now + 999) / 1000
-                ),
-            ));
+        // No such user can exist; refusing before anything is remembered
+        // keeps the throttle's memory bounded.
+        if username.len() > MAX_NAME {
+            return Err(Error::Unauthorized);
+        }
+        let src = source.as_deref();
+        let decision = throttle().check(username, src, now);
+        match decision {
+            Decision::Allow => {}
+            Decision::AllowAfter(ms) => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            Decision::Refuse(ms) => {
+                return Err(Error::conflict(
+                    "too_many_attempts",
+                    format!(
+                        "too many failed sign-ins for this user or from this address; try again in {} s",
+                        (ms + 999) / 1000
+                    ),
+                ));
+            }
         }
         let _slot = VERIFY_SLOTS
             .acquire()
@@ -247,7 +229,7 @@ impl Rekey {
         let user = match user {
             Some(u) if ok && u.disabled_at.is_none() => u,
             other => {
-                note_failure(username, now);
+                throttle().failure(username, src, now);
                 if let Some(u) = other {
                     let ctx = Ctx {
                         tenant: u.tenant.clone(),
@@ -270,7 +252,7 @@ impl Rekey {
                 return Err(Error::Unauthorized);
             }
         };
-        note_success(username);
+        throttle().success(username, src);
         let token = SecretString::new(rekey_oauth::random_token());
         let csrf = rekey_oauth::random_token();
         let role = Role::parse(&user.role)?;

@@ -333,7 +333,22 @@ impl Rekey {
         req: &UpdateWebhook,
         if_match: Option<i64>,
     ) -> Result<WebhookView, Error> {
-        let cur = self.webhook_row(&ctx.tenant, id).await?;
+        let id = ids::parse_id(ids::WEBHOOK, id)?;
+        let url = req.url.as_deref().map(validate_url).transpose()?;
+        let events = req
+            .events
+            .as_ref()
+            .map(|e| validate_events(e))
+            .transpose()?;
+        if req.description.is_some() {
+            validate_description(&req.description)?;
+        }
+        let mut tx = self.store().begin_write().await?;
+        // Locked, so an update without a version applies to the latest one.
+        rekey_store::lock_row(&mut tx, rekey_store::Locked::Webhook, &ctx.tenant, &id).await?;
+        let cur = store::get(tx.conn(), &ctx.tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
         if let Some(v) = if_match.or(req.version) {
             if v != cur.version {
                 return Err(Error::conflict(
@@ -343,14 +358,13 @@ impl Rekey {
             }
         }
         let mut w = cur.clone();
-        if let Some(u) = &req.url {
-            w.url = validate_url(u)?;
+        if let Some(u) = url {
+            w.url = u;
         }
-        if let Some(e) = &req.events {
-            w.events = validate_events(e)?;
+        if let Some(e) = events {
+            w.events = e;
         }
         if req.description.is_some() {
-            validate_description(&req.description)?;
             w.description = req.description.clone().filter(|d| !d.is_empty());
         }
         let now = now_ms();
@@ -361,7 +375,6 @@ impl Rekey {
         }
         w.updated_at = now;
         w.version += 1;
-        let mut tx = self.store().begin_write().await?;
         if !store::update(tx.conn(), &w, cur.version).await? {
             return Err(Error::conflict(
                 "version_conflict",

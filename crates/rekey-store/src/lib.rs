@@ -153,7 +153,15 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await.map_err(db_err)?;
+        // SQLite: take the database write lock up front. A deferred
+        // transaction that reads first and upgrades later fails at once with
+        // SQLITE_BUSY(_SNAPSHOT) when another process (an offline `rekey
+        // admin` command) wrote in between; IMMEDIATE waits (busy_timeout).
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db_err)?;
         Ok(WriteTx {
             tx,
             _guard: guard,
@@ -163,6 +171,22 @@ impl Store {
 
     pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>, Error> {
         self.pool.acquire().await.map_err(db_err)
+    }
+
+    /// A read-only transaction whose statements all see one snapshot
+    /// (PostgreSQL `REPEATABLE READ`; a deferred SQLite transaction in WAL
+    /// mode keeps the snapshot of its first read). For reading a record and
+    /// its secrets as one pair when a writer keeps changing them.
+    pub async fn begin_snapshot(&self) -> Result<Transaction<'static, Any>, Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin().await,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            }
+        }
+        .map_err(db_err)
     }
 
     /// Readiness: one round trip to the database.
@@ -177,6 +201,43 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Tables whose rows a write transaction may lock.
+#[derive(Debug, Clone, Copy)]
+pub enum Locked {
+    Connection,
+    Integration,
+    Webhook,
+}
+
+/// On PostgreSQL, lock one tenant-scoped row for the rest of the write
+/// transaction (`SELECT … FOR UPDATE`), so a read-modify-write without a
+/// caller's version applies to the latest version instead of losing a race.
+/// A no-op on SQLite, whose write transactions are already serialised.
+pub async fn lock_row(
+    tx: &mut WriteTx,
+    table: Locked,
+    tenant: &str,
+    id: &str,
+) -> Result<(), Error> {
+    if tx.backend != Backend::Postgres {
+        return Ok(());
+    }
+    let sql = match table {
+        Locked::Connection => "SELECT id FROM connections WHERE tenant = $1 AND id = $2 FOR UPDATE",
+        Locked::Integration => {
+            "SELECT id FROM integrations WHERE tenant = $1 AND id = $2 FOR UPDATE"
+        }
+        Locked::Webhook => "SELECT id FROM webhooks WHERE tenant = $1 AND id = $2 FOR UPDATE",
+    };
+    sqlx::query(sql)
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 pub(crate) fn json_list(v: &[String]) -> String {

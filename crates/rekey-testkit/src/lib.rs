@@ -119,6 +119,25 @@ impl Resp {
     }
 }
 
+/// A second server started by [`TestServer::replica`].
+pub struct Replica {
+    pub base: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _opened: rekey_service::OpenedDataDir,
+}
+
+impl Replica {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
 impl TestServer {
     pub async fn start(db: Db) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
@@ -164,6 +183,36 @@ impl TestServer {
             rekey,
             dir,
             pg,
+            shutdown: Some(tx),
+            task: Some(task),
+            _opened: opened,
+        }
+    }
+
+    /// Another server on the same database and keyring, as a replica
+    /// would run (PostgreSQL; on SQLite it shares the process's database).
+    pub async fn replica(&self) -> Replica {
+        let opts = OpenOptions {
+            data_dir: self.dir.path().join("data"),
+            database_url: self.pg.as_ref().map(|p| p.url().into()),
+            ..Default::default()
+        };
+        let opened = opts.open(LockMode::Shared).await.unwrap();
+        let rekey = opened.rekey.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        rekey.set_public_url(&format!("http://{addr}"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let r2 = rekey.clone();
+        let task = tokio::spawn(async move {
+            rekey_server::serve(listener, r2, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Replica {
+            base: format!("http://{addr}"),
             shutdown: Some(tx),
             task: Some(task),
             _opened: opened,

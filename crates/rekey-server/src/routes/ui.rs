@@ -343,12 +343,15 @@ async fn login_page() -> Response {
 
 async fn login(
     State(s): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
     let form = form.map(|f| f.0).unwrap_or_default();
     let username = form.get("username").cloned().unwrap_or_default();
     let password = SecretString::new(form.get("password").cloned().unwrap_or_default());
-    match s.rekey.login(&username, &password, None).await {
+    // The client address: sign-in throttling counts per address as well as per user.
+    let source = peer.map(|p| p.0 .0.ip().to_string());
+    match s.rekey.login(&username, &password, source).await {
         Ok((token, _)) => {
             let mut r = Redirect::to("/ui/integrations").into_response();
             r.headers_mut()

@@ -4,3 +4,8 @@
 //! on an ephemeral loopback port, on SQLite and PostgreSQL where storage
 //! matters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+//!
+//! Attacks that need the real binary (open-file limits, signals, two
+//! processes on one data directory) are in `crates/rekey-cli/tests/attack.rs`.
+
+mod consistency;

@@ -1,0 +1,192 @@
+//! The harness for tests of the real `rekey` binary: a data dir (and a
+//! PostgreSQL database) per test, commands run against it, a server
+//! started on an ephemeral port and stopped with SIGTERM.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::{Db, PgDb};
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rekey");
+
+/// One data dir (and, for PostgreSQL, one database) shared by every
+/// process a test starts.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub pg: Option<PgDb>,
+    pub extra: Vec<(String, String)>,
+}
+
+impl Env {
+    pub async fn new(db: Db) -> Env {
+        let pg = match db {
+            Db::Postgres => Some(PgDb::create().await),
+            Db::Sqlite => None,
+        };
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            pg,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.program(BIN);
+        c.args(args);
+        c
+    }
+
+    /// `program` with this test's environment (and nothing else from ours).
+    pub fn program(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("REKEY_DATA_DIR", self.data_dir())
+            .env("REKEY_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(pg) = &self.pg {
+            c.env("REKEY_DATABASE_URL", pg.url());
+        }
+        for (k, v) in &self.extra {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        tokio::time::timeout(Duration::from_secs(60), c.output())
+            .await
+            .expect("command timed out")
+            .unwrap()
+    }
+
+    pub async fn admin_key(&self, tenant: &str, scope: &str) -> String {
+        let out = self
+            .run(
+                &[
+                    "admin",
+                    "create-key",
+                    "--name",
+                    "t",
+                    "--scope",
+                    scope,
+                    "--tenant",
+                    tenant,
+                ],
+                &[],
+            )
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout).unwrap();
+        // Only the key, on one line.
+        assert_eq!(key.lines().count(), 1, "stdout: {key:?}");
+        let key = key.trim().to_string();
+        assert!(key.starts_with("rk_") && key.len() == 46, "{key}");
+        key
+    }
+
+    pub async fn serve(&self) -> Server {
+        self.serve_with(&[], None).await
+    }
+
+    /// `rekey serve` with more flags, optionally under `ulimit -n`.
+    pub fn serve_command(&self, extra: &[&str], nofile: Option<u32>) -> Command {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        match nofile {
+            None => self.command(&args),
+            Some(n) => {
+                let mut c = self.program("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(BIN)
+                    .args(&args);
+                c
+            }
+        }
+    }
+
+    pub async fn serve_with(&self, extra: &[&str], nofile: Option<u32>) -> Server {
+        let mut child = self
+            .serve_command(extra, nofile)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("server did not start")
+            .unwrap();
+        let Some(line) = line else {
+            let out = child.wait_with_output().await.unwrap();
+            panic!("server exited: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let base = line
+            .strip_prefix("rekey listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .to_string();
+        // Drain stderr as it comes so verbose logging can never block the server.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = logs.clone();
+        let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = err_lines.next_line().await {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&l);
+                s.push('\n');
+            }
+        });
+        Server { child, base, logs }
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub logs: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// SIGTERM and wait: the server must drain and exit 0.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().unwrap() as i32;
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("no graceful exit")
+            .unwrap();
+        assert!(status.success(), "serve exited with {status}");
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
