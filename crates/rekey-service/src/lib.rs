@@ -84,6 +84,8 @@ struct Inner {
     refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     health_settings: RwLock<health::HealthSettings>,
     throttle: health::Throttle,
+    /// Dashboard sign-in failures per user name and client address.
+    signin: Mutex<signin_throttle::Throttle>,
     webhook_settings: RwLock<webhooks::WebhookSettings>,
     /// Webhook posts: own client so a slow receiver never shares limits with providers.
     webhook_http: rekey_oauth::Http,
@@ -103,6 +105,7 @@ impl Rekey {
                 refresh_locks: Mutex::new(HashMap::new()),
                 health_settings: RwLock::new(health::HealthSettings::default()),
                 throttle: health::Throttle::default(),
+                signin: Mutex::new(signin_throttle::Throttle::default()),
                 webhook_settings: RwLock::new(webhooks::WebhookSettings::default()),
                 webhook_http: rekey_oauth::Http::new(std::time::Duration::from_secs(30))
                     .unwrap_or_else(|_| unreachable_http()),
@@ -138,6 +141,10 @@ impl Rekey {
             .keyring
             .read()
             .map_err(|_| Error::internal("keyring lock poisoned"))
+    }
+
+    fn signin_throttle(&self) -> std::sync::MutexGuard<'_, signin_throttle::Throttle> {
+        self.inner.signin.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Readiness: the database answers.

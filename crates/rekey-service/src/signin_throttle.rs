@@ -6,8 +6,10 @@
 //!   locked, first for a minute, doubling with each further failure up to an
 //!   hour.
 //! - Per source address: after [`SOURCE_FREE_FAILURES`] failures (any user
-//!   names) the address is locked the same way, so one client cannot spray
-//!   guesses over many names.
+//!   names, within [`SOURCE_WINDOW_MS`]) the address may try once per
+//!   [`SOURCE_SPACING_MS`], so one client cannot spray guesses over many
+//!   names. It is spaced, not locked: behind a reverse proxy every client
+//!   shares the proxy's address, and a lock there would lock everyone out.
 //! - The trade-off: a lock on a *name* must not let anyone lock a real user
 //!   out for good by typing bad passwords. A source that has not itself
 //!   failed on that name gets a slow lane: one attempt per name every
@@ -19,12 +21,14 @@
 //!   before they are remembered, and each table keeps at most
 //!   [`MAX_ENTRIES`] entries (expired ones first, then the oldest, go).
 //!
-//! State is per process: replicas each count on their own.
+//! State is per server instance: replicas each count on their own.
 
 use std::collections::HashMap;
 
 pub(crate) const FREE_FAILURES: u32 = 5;
 pub(crate) const SOURCE_FREE_FAILURES: u32 = 20;
+pub(crate) const SOURCE_WINDOW_MS: i64 = 15 * 60_000;
+pub(crate) const SOURCE_SPACING_MS: i64 = 1_000;
 const FIRST_LOCK_MS: i64 = 60_000;
 const MAX_LOCK_MS: i64 = 3_600_000;
 pub(crate) const SLOW_LANE_MS: i64 = 10_000;
@@ -86,9 +90,12 @@ fn bounded_insert<'a>(map: &'a mut HashMap<String, Entry>, key: &str, now: i64) 
 
 impl Throttle {
     pub(crate) fn check(&mut self, name: &str, source: Option<&str>, now: i64) -> Decision {
-        if let Some(e) = source.and_then(|s| self.sources.get(s)) {
-            if e.locked_until > now {
-                return Decision::Refuse(e.locked_until - now);
+        if let Some(e) = source.and_then(|s| self.sources.get_mut(s)) {
+            if e.failures >= SOURCE_FREE_FAILURES && now - e.last_failure < SOURCE_WINDOW_MS {
+                if e.slow_next > now {
+                    return Decision::Refuse(e.slow_next - now);
+                }
+                e.slow_next = now + SOURCE_SPACING_MS;
             }
         }
         let Some(e) = self.names.get_mut(name) else {
@@ -131,11 +138,13 @@ impl Throttle {
         }
         if let Some(s) = source {
             let e = bounded_insert(&mut self.sources, s, now);
+            if now - e.last_failure >= SOURCE_WINDOW_MS {
+                e.failures = 0;
+            }
             e.failures += 1;
             e.last_failure = now;
-            if e.failures >= SOURCE_FREE_FAILURES {
-                e.locked_until = now + lock_for(e.failures, SOURCE_FREE_FAILURES);
-            }
+            // Kept while spaced, so eviction prefers sources that are not.
+            e.locked_until = now + SOURCE_WINDOW_MS;
         }
     }
 
@@ -214,14 +223,32 @@ mod tests {
     }
 
     #[test]
-    fn a_source_spraying_many_names_is_locked() {
+    fn a_source_spraying_many_names_is_spaced() {
         let mut t = Throttle::default();
         for i in 0..SOURCE_FREE_FAILURES {
             assert_eq!(t.check(&format!("u{i}"), A, 0), Decision::Allow);
             t.failure(&format!("u{i}"), A, 0);
         }
-        assert!(matches!(t.check("someone-else", A, 0), Decision::Refuse(_)));
-        assert_eq!(t.check("someone-else", B, 0), Decision::Allow);
+        // One attempt per spacing interval from A; B is not affected.
+        assert_eq!(t.check("someone-else", A, 1), Decision::Allow);
+        assert_eq!(
+            t.check("someone-else", A, 2),
+            Decision::Refuse(SOURCE_SPACING_MS - 1)
+        );
+        assert_eq!(t.check("someone-else", B, 2), Decision::Allow);
+        assert_eq!(
+            t.check("someone-else", A, 1 + SOURCE_SPACING_MS),
+            Decision::Allow
+        );
+        // The count is forgotten after the window.
+        assert_eq!(
+            t.check("someone-else", A, SOURCE_WINDOW_MS),
+            Decision::Allow
+        );
+        assert_eq!(
+            t.check("someone-else", A, SOURCE_WINDOW_MS + 1),
+            Decision::Allow
+        );
     }
 
     #[test]

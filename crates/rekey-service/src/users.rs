@@ -3,7 +3,7 @@
 //! HttpOnly cookie, its SHA-256 in the database, a per-session CSRF token).
 
 use crate::audit::record;
-use crate::signin_throttle::{Decision, Throttle, MAX_NAME};
+use crate::signin_throttle::{Decision, MAX_NAME};
 use crate::{Ctx, Principal, Rekey};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -21,13 +21,6 @@ const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 /// Password checks in flight at once: argon2id costs ~19 MiB and real CPU
 /// each, so a flood of sign-ins queues instead of exhausting the machine.
 static VERIFY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-
-/// The process's sign-in throttle (see `signin_throttle` for the policy).
-fn throttle() -> std::sync::MutexGuard<'static, Throttle> {
-    static T: std::sync::OnceLock<std::sync::Mutex<Throttle>> = std::sync::OnceLock::new();
-    let m = T.get_or_init(Default::default);
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What a dashboard user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +184,7 @@ impl Rekey {
             return Err(Error::Unauthorized);
         }
         let src = source.as_deref();
-        let decision = throttle().check(username, src, now);
+        let decision = self.signin_throttle().check(username, src, now);
         match decision {
             Decision::Allow => {}
             Decision::AllowAfter(ms) => {
@@ -229,7 +222,7 @@ impl Rekey {
         let user = match user {
             Some(u) if ok && u.disabled_at.is_none() => u,
             other => {
-                throttle().failure(username, src, now);
+                self.signin_throttle().failure(username, src, now);
                 if let Some(u) = other {
                     let ctx = Ctx {
                         tenant: u.tenant.clone(),
@@ -252,7 +245,7 @@ impl Rekey {
                 return Err(Error::Unauthorized);
             }
         };
-        throttle().success(username, src);
+        self.signin_throttle().success(username, src);
         let token = SecretString::new(rekey_oauth::random_token());
         let csrf = rekey_oauth::random_token();
         let role = Role::parse(&user.role)?;

@@ -9,3 +9,4 @@
 //! processes on one data directory) are in `crates/rekey-cli/tests/attack.rs`.
 
 mod consistency;
+mod signin;
