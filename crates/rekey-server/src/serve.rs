@@ -161,6 +161,133 @@ impl Drop for BusyGuard {
     }
 }
 
+/// The client stream, with hyper's own answers to requests it cannot parse
+/// (400, 414, 431: written by hyper with an empty body) replaced by the
+/// same response in rekey's JSON error shape. A head written while no
+/// request is with the service can only be such an answer.
+struct JsonParseErrors {
+    inner: tokio::net::TcpStream,
+    /// Requests handed to the service whose response head is not written yet.
+    dispatched: Arc<AtomicUsize>,
+    out: Vec<u8>,
+    pos: usize,
+}
+
+impl JsonParseErrors {
+    fn new(inner: tokio::net::TcpStream, dispatched: Arc<AtomicUsize>) -> Self {
+        JsonParseErrors {
+            inner,
+            dispatched,
+            out: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Write out the replacement answer, if one is waiting.
+    fn drain(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        use tokio::io::AsyncWrite;
+        while self.pos < self.out.len() {
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &self.out[self.pos..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => self.pos += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.out.clear();
+        self.pos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The JSON twin of hyper's automatic answer with this status line.
+fn json_parse_error(status: &[u8]) -> Vec<u8> {
+    let (line, code, message) = match status {
+        b"414" => (
+            "414 URI Too Long",
+            "uri_too_long",
+            "the request URI is too long",
+        ),
+        b"431" => (
+            "431 Request Header Fields Too Large",
+            "headers_too_large",
+            "the request has too many or too large header fields",
+        ),
+        _ => (
+            "400 Bad Request",
+            "malformed_request",
+            "the request is not valid HTTP/1.1",
+        ),
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    format!(
+        "HTTP/1.1 {line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+impl tokio::io::AsyncRead for JsonParseErrors {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for JsonParseErrors {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        if let Poll::Ready(Err(e)) = self.drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if !self.out.is_empty() {
+            return Poll::Pending;
+        }
+        // A response head: "HTTP/1.1 NNN ". Informational (1xx) heads
+        // precede the real one and do not answer the request.
+        let head = buf.len() >= 12 && buf.starts_with(b"HTTP/1.1 ") && buf[9] != b'1';
+        if head && self.dispatched.load(Ordering::Acquire) == 0 {
+            self.out = json_parse_error(&buf[9..12]);
+            self.pos = 0;
+            if let Poll::Ready(Err(e)) = self.drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if head && matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.dispatched.fetch_sub(1, Ordering::AcqRel);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.drain(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 fn is_health(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
 }
@@ -288,8 +415,11 @@ async fn serve_one(
     mut stop: watch::Receiver<bool>,
     header_read_timeout: Duration,
 ) {
+    let dispatched = Arc::new(AtomicUsize::new(0));
+    let io = JsonParseErrors::new(stream, dispatched.clone());
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let guard = BusyGuard::new(&busy);
+        dispatched.fetch_add(1, Ordering::AcqRel);
         let app = app.clone();
         async move {
             let mut req = req.map(Body::new);
@@ -299,7 +429,7 @@ async fn serve_one(
             resp
         }
     });
-    let conn = http1(header_read_timeout, true).serve_connection(TokioIo::new(stream), svc);
+    let conn = http1(header_read_timeout, true).serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut draining = false;
     loop {
@@ -327,7 +457,10 @@ async fn serve_overflow(
     registry: Arc<Registry>,
     header_read_timeout: Duration,
 ) {
+    let dispatched = Arc::new(AtomicUsize::new(0));
+    let io = JsonParseErrors::new(stream, dispatched.clone());
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        dispatched.fetch_add(1, Ordering::AcqRel);
         let app = app.clone();
         async move {
             if !is_health(req.uri().path()) {
@@ -338,7 +471,7 @@ async fn serve_overflow(
             app.oneshot(req).await
         }
     });
-    let conn = http1(header_read_timeout, false).serve_connection(TokioIo::new(stream), svc);
+    let conn = http1(header_read_timeout, false).serve_connection(TokioIo::new(io), svc);
     // Bounded even if the client reads its answer slowly.
     let _ = tokio::time::timeout(header_read_timeout * 3, conn).await;
     registry.overflow.fetch_sub(1, Ordering::AcqRel);

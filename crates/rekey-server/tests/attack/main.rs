@@ -9,4 +9,5 @@
 //! processes on one data directory) are in `crates/rekey-cli/tests/attack.rs`.
 
 mod consistency;
+mod http;
 mod signin;
