@@ -663,14 +663,14 @@ impl Rekey {
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .take(64)
                 .collect();
-            let d: String = p
-                .error_description
-                .clone()
-                .unwrap_or_default()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(300)
-                .collect();
+            let d: String = rekey_core::scrub::scrub_text(
+                &p.error_description.clone().unwrap_or_default(),
+                &[],
+            )
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
             return Err(Error::unprocessable(
                 "provider_denied",
                 format!(
@@ -716,9 +716,14 @@ impl Rekey {
         )
         .await
         .map_err(|e| {
+            // The provider may echo what it was sent: code, verifier, secret.
+            let known = [code, verifier.expose(), auth.secret.expose()];
             Error::unprocessable(
                 "token_exchange_failed",
-                format!("the provider refused the code exchange: {e}"),
+                format!(
+                    "the provider refused the code exchange: {}",
+                    rekey_core::scrub::scrub_text(&e.to_string(), &known)
+                ),
             )
         })?;
         let identity = self
@@ -809,7 +814,13 @@ impl Rekey {
                     .map_err(|e| {
                         Error::unprocessable(
                             "identity_failed",
-                            format!("could not read the authorizing identity: {e}"),
+                            format!(
+                                "could not read the authorizing identity: {}",
+                                rekey_core::scrub::scrub_text(
+                                    &e.to_string(),
+                                    &[t.access_token.expose()]
+                                )
+                            ),
                         )
                     })?;
                 id.subject = id

@@ -808,7 +808,8 @@ impl Rekey {
                 })
             }
             Err(e) => {
-                let mut obs = Observation::from_oauth(&e, &[]);
+                // The provider may echo the assertion's key material.
+                let mut obs = Observation::from_oauth(&e, &[pem]);
                 obs.message = format!("the token request failed: {}", obs.message);
                 Ok(Presented::Failed(obs))
             }
@@ -935,7 +936,7 @@ impl Rekey {
         let resp = match self.inner.http.send(req).await {
             Ok(r) => r,
             Err(e) => {
-                let msg = e.to_string();
+                let msg = rekey_core::scrub::scrub_text(&e.to_string(), known);
                 let (code, outcome) = if msg.contains("timed out") {
                     ("timeout", Outcome::Transient)
                 } else if matches!(e, OAuthError::Network(_)) {

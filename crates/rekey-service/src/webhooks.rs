@@ -653,13 +653,16 @@ impl Rekey {
 
     /// Sign with the subscription's secret. A failure here is recorded as
     /// an attempt, so it counts towards the limit instead of looping.
-    async fn sign(&self, d: &Claimed, ts: i64) -> Result<String, String> {
+    /// Returns the signature and the secret (to scrub from the answer).
+    async fn sign(&self, d: &Claimed, ts: i64) -> Result<(String, SecretString), String> {
         let secret = self
             .webhook_secret(&d.tenant, &d.webhook_id)
             .await
             .map_err(|e| format!("cannot sign: {}", e.code()))?;
-        rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
-            .map_err(|_| "cannot sign: the stored secret is malformed".to_string())
+        let sig =
+            rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
+                .map_err(|_| "cannot sign: the stored secret is malformed".to_string())?;
+        Ok((sig, secret))
     }
 
     async fn deliver_one(
@@ -673,7 +676,7 @@ impl Rekey {
         let ts = now_ms() / 1000;
         let started = Instant::now();
         let (http_status, error, body, ok) = match self.sign(&d, ts).await {
-            Ok(sig) => self.post(s, &d, ts, sig).await,
+            Ok((sig, secret)) => self.post(s, &d, ts, sig, &secret).await,
             Err(e) => {
                 tracing::error!(delivery = %d.delivery_id, webhook = %d.webhook_id, error = %e, "webhook not signed");
                 (None, Some(e), None, false)
@@ -723,7 +726,12 @@ impl Rekey {
         d: &Claimed,
         ts: i64,
         sig: String,
+        secret: &SecretString,
     ) -> (Option<i64>, Option<String>, Option<String>, bool) {
+        // A receiver's answer may quote its own copy of the signing secret
+        // (`whsec_…`, or the base64 key after the prefix).
+        let whole = secret.expose();
+        let known = [whole, whole.strip_prefix("whsec_").unwrap_or(whole)];
         let req = self
             .inner
             .webhook_http
@@ -751,7 +759,7 @@ impl Rekey {
                     }
                 }
                 let body =
-                    (!head.is_empty()).then(|| rekey_core::scrub::scrub_body(&head, &[], 512));
+                    (!head.is_empty()).then(|| rekey_core::scrub::scrub_body(&head, &known, 512));
                 let err = (!ok).then(|| format!("receiver answered HTTP {status}"));
                 (Some(i64::from(status)), err, body, ok)
             }
