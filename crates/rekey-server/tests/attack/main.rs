@@ -5,4 +5,5 @@
 //! matters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod headers;
 mod scrub;
