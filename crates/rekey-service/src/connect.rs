@@ -210,11 +210,10 @@ impl Rekey {
             rekey_core::connection::validate_display_name(n)?;
         }
         if let Some(h) = &req.owner_hint {
-            if h.is_empty() || h.len() > 320 || h.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    "invalid_field",
-                    "`owner_hint` must be 1–320 printable characters",
-                ));
+            // Shown on the Connect page; with an `@` it becomes the owner's email.
+            rekey_core::connection::validate_text("invalid_field", "owner_hint", h, 320)?;
+            if h.contains('@') {
+                rekey_core::connection::validate_email("owner_hint", h)?;
             }
         }
         let tags = rekey_core::connection::normalize_slugs("tags", &req.tags)?;
@@ -843,6 +842,12 @@ impl Rekey {
         if id.subject.is_none() && id.email.is_none() {
             return Err(Error::unprocessable("identity_failed", "the provider did not say who authorized (no ID token subject or identity endpoint answer)"));
         }
+        // A display name is whatever the user typed at the provider: keep
+        // it, without controls or bidi overrides (it is shown as the owner).
+        id.name = id
+            .name
+            .map(|n| rekey_core::connection::strip_invisible(&n))
+            .filter(|n| !n.trim().is_empty());
         Ok(id)
     }
 

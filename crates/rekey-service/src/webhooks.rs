@@ -111,10 +111,11 @@ fn url_host(u: &str) -> String {
 
 fn validate_description(d: &Option<String>) -> Result<(), Error> {
     if let Some(d) = d {
-        if d.chars().count() > 500 || d.chars().any(char::is_control) {
+        let bad = |c: char| c.is_control() || rekey_core::connection::is_invisible_format(c);
+        if d.chars().count() > 500 || d.chars().any(bad) {
             return Err(Error::invalid(
                 "invalid_field",
-                "`description` must be at most 500 printable characters",
+                "`description` must be at most 500 characters, without control or invisible formatting characters",
             ));
         }
     }
