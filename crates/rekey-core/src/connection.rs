@@ -120,12 +120,104 @@ pub struct Owner {
 
 pub const MAX_LIST_ITEMS: usize = 64;
 
+/// Characters that change how text around them is shown without being
+/// seen: bidirectional embeddings, overrides, isolates and marks (a name
+/// could show `gpj.exe` as `exe.jpg`), zero-width spaces and joiners that
+/// are never needed between words, line and paragraph separators, the BOM
+/// and Unicode tag characters. (ZWJ and ZWNJ stay: scripts and emoji need
+/// them.)
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{061C}'                // ARABIC LETTER MARK
+        | '\u{180E}'              // MONGOLIAN VOWEL SEPARATOR
+        | '\u{200B}'              // ZERO WIDTH SPACE
+        | '\u{200E}' | '\u{200F}' // LRM, RLM
+        | '\u{2028}' | '\u{2029}' // LINE / PARAGRAPH SEPARATOR
+        | '\u{202A}'..='\u{202E}' // LRE, RLE, PDF, LRO, RLO
+        | '\u{2060}'..='\u{2064}' // WORD JOINER, invisible operators
+        | '\u{2066}'..='\u{2069}' // LRI, RLI, FSI, PDI
+        | '\u{FEFF}'              // BOM / ZERO WIDTH NO-BREAK SPACE
+        | '\u{E0000}'..='\u{E007F}' // tag characters
+    )
+}
+
+/// Free text shown to people (names, descriptions, hints): 1–`max`
+/// characters, none of them control or invisible formatting characters.
+/// `code` is the error code (`invalid_field` for connection fields).
+pub fn validate_text(code: &'static str, field: &str, s: &str, max: usize) -> Result<(), Error> {
+    if s.trim().is_empty() || s.chars().count() > max {
+        return Err(Error::invalid(
+            code,
+            format!("`{field}` must be 1–{max} characters"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            code,
+            format!("`{field}` must not contain control characters (line breaks, tabs, escapes)"),
+        ));
+    }
+    if s.chars().any(is_invisible_format) {
+        return Err(Error::invalid(
+            code,
+            format!(
+                "`{field}` must not contain invisible formatting characters \
+                 (bidirectional overrides, isolates or marks, zero-width spaces)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Drop control and invisible formatting characters from text that comes
+/// from a provider (an identity's name), where refusing is not an option.
+pub fn strip_invisible(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .collect()
+}
+
 pub fn validate_display_name(s: &str) -> Result<(), Error> {
-    let t = s.trim();
-    if t.is_empty() || s.chars().count() > 200 || s.chars().any(|c| c.is_control()) {
+    validate_text("invalid_field", "display_name", s, 200)
+}
+
+/// An email address as an addr-spec (`local@domain`), strict enough to be
+/// shown anywhere: no quoted local parts, comments, brackets, quotes or
+/// whitespace (`<script>`, `"a b"@x`, `a@x' onmouseover=…` are refused).
+/// Non-ASCII letters are allowed (internationalised addresses).
+pub fn is_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&*+-/=?^_`{|}~.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.chars().count() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    local_ok && domain_ok && !e.chars().any(|c| c.is_control() || is_invisible_format(c))
+}
+
+/// Check an email field (`owner.email`, `owner_hint`).
+pub fn validate_email(field: &str, e: &str) -> Result<(), Error> {
+    if e.chars().count() > 320 || !is_email(e) {
         return Err(Error::invalid(
             "invalid_field",
-            "`display_name` must be 1–200 printable characters",
+            format!(
+                "`{field}` is not an email address (local@domain, without spaces, quotes or <>)"
+            ),
         ));
     }
     Ok(())
@@ -171,31 +263,13 @@ pub fn normalize_scopes(items: &[String]) -> Result<Vec<String>, Error> {
 }
 
 pub fn validate_owner(o: &Owner) -> Result<(), Error> {
-    for (field, v) in [
-        ("owner.subject", &o.subject),
-        ("owner.email", &o.email),
-        ("owner.name", &o.name),
-    ] {
+    for (field, v) in [("owner.subject", &o.subject), ("owner.name", &o.name)] {
         if let Some(v) = v {
-            if v.is_empty() || v.chars().count() > 320 || v.chars().any(|c| c.is_control()) {
-                return Err(Error::invalid(
-                    "invalid_field",
-                    format!("`{field}` must be 1–320 printable characters"),
-                ));
-            }
+            validate_text("invalid_field", field, v, 320)?;
         }
     }
     if let Some(e) = &o.email {
-        let ok = e
-            .split_once('@')
-            .map(|(l, d)| !l.is_empty() && d.contains('.'))
-            .unwrap_or(false);
-        if !ok {
-            return Err(Error::invalid(
-                "invalid_field",
-                "`owner.email` is not an email address",
-            ));
-        }
+        validate_email("owner.email", e)?;
     }
     Ok(())
 }
@@ -250,5 +324,94 @@ mod tests {
             ..Default::default()
         };
         assert!(validate_owner(&o).is_err());
+    }
+
+    #[test]
+    fn emails_are_addr_specs_without_markup() {
+        for ok in [
+            "a@example.com",
+            "first.last+tag@sub.example.co.uk",
+            "o_brien-1@x.io",
+            "jürgen@bücher.de",
+        ] {
+            assert!(validate_email("owner.email", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "<script>alert(1)</script>@x.com",
+            "a@x.com<script>",
+            "\"a b\"@x.com",
+            "a'@x.com",
+            "a@x.com' onmouseover='x",
+            "a b@x.com",
+            "a@x .com",
+            "a@@x.com",
+            "a@x",
+            "@x.com",
+            "a@.x.com",
+            "a@x..com",
+            ".a@x.com",
+            "a..b@x.com",
+            "a@-x.com",
+            "a\n@x.com",
+            "a\u{202E}@x.com",
+            "Name <a@x.com>",
+        ] {
+            let e = validate_email("owner.email", bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_field", "{bad}");
+            assert!(e.to_string().contains("owner.email"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_controls_and_invisible_formatting() {
+        for c in [
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{061C}',
+            '\u{200B}',
+            '\u{FEFF}',
+            '\u{2028}',
+            '\u{E0041}',
+            '\n',
+            '\r',
+            '\t',
+            '\0',
+            '\u{1b}',
+            '\u{85}',
+        ] {
+            let name = format!("invoice{c}fdp.exe");
+            let e = validate_display_name(&name).unwrap_err();
+            assert_eq!(e.code(), "invalid_field");
+            assert!(e.to_string().contains("display_name"), "{e}");
+            for (subject, owner_name) in [(Some(name.clone()), None), (None, Some(name.clone()))] {
+                let o = Owner {
+                    subject,
+                    name: owner_name,
+                    email: None,
+                };
+                assert_eq!(validate_owner(&o).unwrap_err().code(), "invalid_field");
+            }
+            assert_eq!(strip_invisible(&name), "invoicefdp.exe");
+        }
+        // Letters of any script, emoji with joiners, and ZWNJ are fine.
+        for ok in [
+            "Payroll – Zürich",
+            "مرحبا بالعالم",
+            "👩\u{200D}💻 team",
+            "می\u{200C}خواهم",
+        ] {
+            assert!(validate_display_name(ok).is_ok(), "{ok}");
+        }
+        assert!(validate_display_name("  ").is_err());
+        assert!(validate_display_name(&"x".repeat(201)).is_err());
     }
 }

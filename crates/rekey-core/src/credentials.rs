@@ -89,6 +89,110 @@ fn is_header_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Header names a credential may not use: they frame the message or
+/// concern one hop (`Proxy-*` too), so a stored one could smuggle a
+/// request, reach a proxy or hang the probe (`Content-Length: 100`).
+pub const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+];
+
+const FORBIDDEN_REASON: &str = "names a framing or hop-by-hop header, which rekey never sends \
+     (Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, Trailer, \
+     Expect, Proxy-*)";
+
+/// Why `name` cannot carry a credential, if it cannot: not an HTTP token,
+/// or a framing / hop-by-hop header (case-insensitive).
+pub fn header_name_problem(name: &str) -> Option<&'static str> {
+    if !is_header_name(name) {
+        return Some("must be a valid HTTP header name");
+    }
+    let l = name.to_ascii_lowercase();
+    if FORBIDDEN_HEADERS.contains(&l.as_str()) || l.starts_with("proxy-") {
+        return Some(FORBIDDEN_REASON);
+    }
+    None
+}
+
+/// A header value may hold no control character but tab: no CR or LF (a
+/// second header or a second request), no NUL, no DEL, no C1 controls.
+pub fn header_value_ok(v: &str) -> bool {
+    !v.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// Check one header that carries a credential. `field` names it in the
+/// error (`credentials.key`, `credentials.headers.X-Api-Key`); the value is
+/// never shown.
+pub fn check_header(field: &str, name: &str, value: &str) -> Result<(), Error> {
+    if let Some(why) = header_name_problem(name) {
+        return Err(err(format!("`{field}` {why}")));
+    }
+    if !header_value_ok(value) {
+        return Err(err(format!(
+            "`{field}` must not contain control characters (CR, LF, NUL…) in a header value"
+        )));
+    }
+    Ok(())
+}
+
+/// Check stored material as it would be sent in headers. Material stored
+/// before these rules may hold a header that must never be sent: the probe
+/// reports it (`probe_misconfigured`) and `assemble` leaves `apply` out.
+pub fn check_stored_headers(
+    kind: ConnectionKind,
+    meta: &Map<String, Value>,
+    secrets: &BTreeMap<String, SecretString>,
+) -> Result<(), Error> {
+    match kind {
+        ConnectionKind::ApiKey => {
+            let placement = meta
+                .get("placement")
+                .and_then(Value::as_str)
+                .unwrap_or("header");
+            if placement != "header" {
+                return Ok(());
+            }
+            let name = meta
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("Authorization");
+            if let Some(why) = header_name_problem(name) {
+                return Err(err(format!("`credentials.name` {why}")));
+            }
+            let prefix = meta.get("prefix").and_then(Value::as_str).unwrap_or("");
+            if !header_value_ok(prefix) {
+                return Err(err(
+                    "`credentials.prefix` must not contain control characters (CR, LF, NUL…)",
+                ));
+            }
+            if let Some(k) = secrets.get("key") {
+                check_header("credentials.key", name, k.expose())?;
+            }
+            Ok(())
+        }
+        ConnectionKind::Headers => {
+            for (k, v) in secrets {
+                if let Some(name) = k.strip_prefix("header:") {
+                    let field = format!(
+                        "credentials.headers.{}",
+                        crate::ids::truncate_for_message(name)
+                    );
+                    check_header(&field, name, v.expose())?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 const MAX_SECRET: usize = 16 * 1024;
 
 pub fn parse(kind: ConnectionKind, v: Value) -> Result<ParsedCredentials, Error> {
@@ -105,8 +209,11 @@ pub fn parse(kind: ConnectionKind, v: Value) -> Result<ParsedCredentials, Error>
             match placement.as_str() {
                 "header" => {
                     let name = name.unwrap_or_else(|| "Authorization".into());
-                    if !is_header_name(&name) {
-                        return Err(err("`credentials.name` must be a valid HTTP header name"));
+                    if let Some(why) = header_name_problem(&name) {
+                        return Err(err(format!("`credentials.name` {why}")));
+                    }
+                    if let Some(k) = out.secrets.get("key") {
+                        check_header("credentials.key", &name, k.expose())?;
                     }
                     out.meta.insert("name".into(), name.into());
                     if let Some(p) = prefix {
@@ -164,6 +271,9 @@ pub fn parse(kind: ConnectionKind, v: Value) -> Result<ParsedCredentials, Error>
                         crate::ids::truncate_for_message(&name)
                     )));
                 }
+                if let Some(why) = header_name_problem(&name) {
+                    return Err(err(format!("`credentials.headers.{name}` {why}")));
+                }
                 let Value::String(value) = value else {
                     return Err(err(format!(
                         "`credentials.headers.{name}` must be a string"
@@ -175,6 +285,7 @@ pub fn parse(kind: ConnectionKind, v: Value) -> Result<ParsedCredentials, Error>
                         "`credentials.headers.{name}` must be 1–{MAX_SECRET} bytes"
                     )));
                 }
+                check_header(&format!("credentials.headers.{name}"), &name, value.expose())?;
                 names.push(Value::String(name.clone()));
                 out.secrets.insert(format!("header:{name}"), value);
             }
@@ -288,6 +399,9 @@ pub fn assemble(
     };
     let mut m = meta.clone();
     let mut apply = Map::new();
+    // Stored before the header rules: no ready-to-send form of a header
+    // that must never be sent (the material itself is still returned).
+    let sendable = check_stored_headers(kind, meta, secrets).is_ok();
     match kind {
         ConnectionKind::ApiKey => {
             let key = secret("key")?;
@@ -368,7 +482,7 @@ pub fn assemble(
             return Err(Error::internal("oauth material is not assembled here"))
         }
     }
-    if !apply.is_empty() {
+    if !apply.is_empty() && sendable {
         m.insert("apply".into(), Value::Object(apply));
     }
     Ok(Value::Object(m))
@@ -468,6 +582,148 @@ mod tests {
         .unwrap();
         assert_eq!(p.meta["client_email"], "a@p1.iam.gserviceaccount.com");
         assert!(!serde_json::to_string(&p.meta).unwrap().contains("BEGIN"));
+    }
+
+    #[test]
+    fn header_injection_refused_and_never_echoed() {
+        let bad_values = [
+            "sk_1\r\nX-Evil: 1",
+            "sk_1\nHost: evil",
+            "sk\0",
+            "sk\u{7f}",
+            "sk\u{85}x",
+            "\r",
+        ];
+        for v in bad_values {
+            for (kind, body, field) in [
+                (ConnectionKind::ApiKey, json!({"key": v}), "credentials.key"),
+                (
+                    ConnectionKind::ApiKey,
+                    json!({"key": v, "name": "X-Api-Key", "prefix": "Token "}),
+                    "credentials.key",
+                ),
+                (
+                    ConnectionKind::Headers,
+                    json!({"headers": {"X-Api-Key": v}}),
+                    "credentials.headers.X-Api-Key",
+                ),
+            ] {
+                let e = parse(kind, body).unwrap_err();
+                assert_eq!(e.code(), "invalid_credentials");
+                let m = e.to_string();
+                assert!(m.contains(field) && m.contains("control"), "{m}");
+                assert!(!m.contains("sk_1") && !m.contains("evil"), "{m}");
+            }
+        }
+        // A tab is legal in a header value; outside headers anything goes
+        // (query values are percent-encoded, Basic is base64).
+        assert!(parse(ConnectionKind::ApiKey, json!({"key": "a\tb"})).is_ok());
+        for placement in ["query", "basic"] {
+            let p = parse(
+                ConnectionKind::ApiKey,
+                json!({"key": "a\r\nb", "placement": placement}),
+            );
+            assert!(p.is_ok(), "{placement}");
+        }
+        assert!(parse(
+            ConnectionKind::Basic,
+            json!({"username": "u", "password": "a\r\nb"})
+        )
+        .is_ok());
+        // A prefix with a line break.
+        let e = parse(
+            ConnectionKind::ApiKey,
+            json!({"key": "k", "prefix": "Bearer\r\n"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("credentials.prefix"));
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_header_names_refused() {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "CONNECTION",
+            "Keep-Alive",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "Expect",
+            "Proxy-Authorization",
+            "proxy-connection",
+        ] {
+            let e = parse(ConnectionKind::ApiKey, json!({"key": "k", "name": name})).unwrap_err();
+            assert_eq!(e.code(), "invalid_credentials");
+            assert!(
+                e.to_string().contains("`credentials.name` names a framing"),
+                "{e}"
+            );
+            let e = parse(
+                ConnectionKind::Headers,
+                json!({"headers": {name: "k-secret"}}),
+            )
+            .unwrap_err();
+            assert_eq!(e.code(), "invalid_credentials");
+            let m = e.to_string();
+            assert!(m.contains("hop-by-hop") && !m.contains("k-secret"), "{m}");
+        }
+        // A query parameter may be called `host`.
+        assert!(parse(
+            ConnectionKind::ApiKey,
+            json!({"key": "k", "placement": "query", "name": "host"})
+        )
+        .is_ok());
+        for name in [
+            "X-Api-Key",
+            "Authorization",
+            "X-Host",
+            "Content-Type",
+            "Proxy",
+        ] {
+            assert!(
+                parse(ConnectionKind::Headers, json!({"headers": {name: "v"}})).is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_unusable_headers_are_found_and_not_applied() {
+        // As stored before the rules: straight into meta and secrets.
+        let mut meta = Map::new();
+        meta.insert("placement".into(), "header".into());
+        meta.insert("name".into(), "X-Api-Key".into());
+        let mut secrets = BTreeMap::new();
+        secrets.insert("key".into(), SecretString::new("k\r\nHost: evil".into()));
+        let e = check_stored_headers(ConnectionKind::ApiKey, &meta, &secrets).unwrap_err();
+        assert!(e.to_string().contains("credentials.key") && !e.to_string().contains("evil"));
+        let out = assemble(ConnectionKind::ApiKey, &meta, &secrets).unwrap();
+        assert!(out.get("apply").is_none(), "{out}");
+        assert_eq!(out["key"], "k\r\nHost: evil");
+        meta.insert("name".into(), "Content-Length".into());
+        secrets.insert("key".into(), SecretString::new("100".into()));
+        let e = check_stored_headers(ConnectionKind::ApiKey, &meta, &secrets).unwrap_err();
+        assert!(e.to_string().contains("credentials.name"));
+        let mut secrets = BTreeMap::new();
+        secrets.insert(
+            "header:Transfer-Encoding".into(),
+            SecretString::new("chunked".into()),
+        );
+        let e = check_stored_headers(ConnectionKind::Headers, &Map::new(), &secrets).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("credentials.headers.Transfer-Encoding"));
+        assert!(assemble(ConnectionKind::Headers, &Map::new(), &secrets)
+            .unwrap()
+            .get("apply")
+            .is_none());
+        // Good material is applied as before.
+        let p = parse(ConnectionKind::Headers, json!({"headers": {"X-A": "a\tb"}})).unwrap();
+        assert!(check_stored_headers(ConnectionKind::Headers, &p.meta, &p.secrets).is_ok());
+        let out = assemble(ConnectionKind::Headers, &p.meta, &p.secrets).unwrap();
+        assert_eq!(out["apply"]["headers"]["X-A"], "a\tb");
     }
 
     #[test]

@@ -174,6 +174,13 @@ pub(crate) fn is_header_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// A header a credential may travel in: the same rule rekey applies to
+/// submitted credentials (`rekey_core::credentials::header_name_problem`),
+/// so a catalog form cannot ask for `Host`, `Content-Length`, `Proxy-*`….
+fn credential_header_problem(s: &str) -> Option<&'static str> {
+    rekey_core::credentials::header_name_problem(s)
+}
+
 /// Validate the form for `kind`. Returns `(field, reason)` relative to the form.
 pub(crate) fn validate_form(kind: &str, f: &KeyForm) -> Result<(), (String, String)> {
     let err = |field: &str, reason: &str| Err((field.to_string(), reason.to_string()));
@@ -194,8 +201,13 @@ pub(crate) fn validate_form(kind: &str, f: &KeyForm) -> Result<(), (String, Stri
     } else {
         let placement = f.placement.unwrap_or(Placement::Header);
         if let Some(n) = &f.name {
+            if placement == Placement::Header {
+                if let Some(why) = credential_header_problem(n) {
+                    return err("name", why);
+                }
+            }
             let ok = match placement {
-                Placement::Header => is_header_name(n),
+                Placement::Header => true,
                 Placement::Query => {
                     !n.is_empty()
                         && n.bytes()
@@ -277,11 +289,8 @@ pub(crate) fn validate_form(kind: &str, f: &KeyForm) -> Result<(), (String, Stri
                     "headers forms name each field `headers.<Header-Name>` (or `headers` for a free-form map)".into(),
                 ));
             };
-            if !is_header_name(h) {
-                return Err((
-                    format!("{at}.name"),
-                    "is not a valid HTTP header name".into(),
-                ));
+            if let Some(why) = credential_header_problem(h) {
+                return Err((format!("{at}.name"), why.into()));
             }
             (true, false)
         } else {
@@ -418,6 +427,19 @@ mod tests {
         let mut f = form(vec![field("key", true)]);
         f.name = Some("Bad Header".into());
         assert_eq!(validate_form("api_key", &f).unwrap_err().0, "name");
+        for name in ["Host", "content-length", "Proxy-Authorization", "TE"] {
+            let mut f = form(vec![field("key", true)]);
+            f.name = Some(name.into());
+            let e = validate_form("api_key", &f).unwrap_err();
+            assert_eq!(e.0, "name");
+            assert!(e.1.contains("hop-by-hop"), "{e:?}");
+            let e = validate_form(
+                "headers",
+                &form(vec![field(&format!("headers.{name}"), true)]),
+            )
+            .unwrap_err();
+            assert_eq!(e.0, "fields[0].name", "{e:?}");
+        }
         let mut f = form(vec![field("key", true)]);
         f.username = Some("X".into());
         assert_eq!(validate_form("api_key", &f).unwrap_err().0, "username");

@@ -290,6 +290,9 @@ pub(crate) fn validate_probe(p: &Probe) -> Result<(), (String, String)> {
                         "is not a valid header name".into(),
                     ));
                 }
+                if let Some(why) = rekey_core::credentials::header_name_problem(name) {
+                    return Err((format!("headers.{name}"), why.into()));
+                }
                 if name.eq_ignore_ascii_case("authorization") {
                     return Err((
                         format!("headers.{name}"),

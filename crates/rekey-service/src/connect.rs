@@ -210,11 +210,10 @@ impl Rekey {
             rekey_core::connection::validate_display_name(n)?;
         }
         if let Some(h) = &req.owner_hint {
-            if h.is_empty() || h.len() > 320 || h.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    "invalid_field",
-                    "`owner_hint` must be 1–320 printable characters",
-                ));
+            // Shown on the Connect page; with an `@` it becomes the owner's email.
+            rekey_core::connection::validate_text("invalid_field", "owner_hint", h, 320)?;
+            if h.contains('@') {
+                rekey_core::connection::validate_email("owner_hint", h)?;
             }
         }
         let tags = rekey_core::connection::normalize_slugs("tags", &req.tags)?;
@@ -663,14 +662,14 @@ impl Rekey {
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .take(64)
                 .collect();
-            let d: String = p
-                .error_description
-                .clone()
-                .unwrap_or_default()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(300)
-                .collect();
+            let d: String = rekey_core::scrub::scrub_text(
+                &p.error_description.clone().unwrap_or_default(),
+                &[],
+            )
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
             return Err(Error::unprocessable(
                 "provider_denied",
                 format!(
@@ -716,9 +715,14 @@ impl Rekey {
         )
         .await
         .map_err(|e| {
+            // The provider may echo what it was sent: code, verifier, secret.
+            let known = [code, verifier.expose(), auth.secret.expose()];
             Error::unprocessable(
                 "token_exchange_failed",
-                format!("the provider refused the code exchange: {e}"),
+                format!(
+                    "the provider refused the code exchange: {}",
+                    rekey_core::scrub::scrub_text(&e.to_string(), &known)
+                ),
             )
         })?;
         let identity = self
@@ -809,7 +813,13 @@ impl Rekey {
                     .map_err(|e| {
                         Error::unprocessable(
                             "identity_failed",
-                            format!("could not read the authorizing identity: {e}"),
+                            format!(
+                                "could not read the authorizing identity: {}",
+                                rekey_core::scrub::scrub_text(
+                                    &e.to_string(),
+                                    &[t.access_token.expose()]
+                                )
+                            ),
                         )
                     })?;
                 id.subject = id
@@ -832,6 +842,12 @@ impl Rekey {
         if id.subject.is_none() && id.email.is_none() {
             return Err(Error::unprocessable("identity_failed", "the provider did not say who authorized (no ID token subject or identity endpoint answer)"));
         }
+        // A display name is whatever the user typed at the provider: keep
+        // it, without controls or bidi overrides (it is shown as the owner).
+        id.name = id
+            .name
+            .map(|n| rekey_core::connection::strip_invisible(&n))
+            .filter(|n| !n.trim().is_empty());
         Ok(id)
     }
 

@@ -93,6 +93,19 @@ impl Observation {
     }
 }
 
+/// The probe cannot be made as configured: nothing was sent. Reported as
+/// `probe_misconfigured`, never as the provider failing.
+fn misconfigured(message: String) -> Observation {
+    Observation {
+        outcome: Outcome::Unexpected,
+        code: "probe_misconfigured".into(),
+        message,
+        http_status: None,
+        body: None,
+        retry_after_secs: None,
+    }
+}
+
 /// A provider's `Retry-After` is honoured up to this (a hostile or broken
 /// value must not stop checks for good).
 pub(crate) const MAX_RETRY_AFTER_SECS: u64 = 6 * 3600;
@@ -641,6 +654,14 @@ impl Rekey {
             ConnectionKind::RsaKeyPair => return self.keypair_jwt(row, probe, &meta, &sec).await,
             _ => {}
         }
+        // Material stored before the header rules may hold a header that
+        // must never be sent (CR/LF, `Content-Length`…): report, don't send.
+        if let Err(e) = credentials::check_stored_headers(row.kind, &meta, &sec) {
+            return Ok(Presented::Failed(misconfigured(format!(
+                "the stored credential cannot be sent as an HTTP header: {}; replace the credentials",
+                e.public_message()
+            ))));
+        }
         let material = credentials::assemble(row.kind, &meta, &sec)?;
         let Some(apply) = material.get("apply") else {
             return Ok(Presented::Unsupported(format!(
@@ -799,7 +820,8 @@ impl Rekey {
                 })
             }
             Err(e) => {
-                let mut obs = Observation::from_oauth(&e, &[]);
+                // The provider may echo the assertion's key material.
+                let mut obs = Observation::from_oauth(&e, &[pem]);
                 obs.message = format!("the token request failed: {}", obs.message);
                 Ok(Presented::Failed(obs))
             }
@@ -879,18 +901,30 @@ impl Rekey {
         let url = match url {
             Ok(u) => u,
             Err(e) => {
-                return Observation {
-                    outcome: Outcome::Unexpected,
-                    code: "probe_misconfigured".into(),
-                    message: format!(
-                        "cannot build the probe URL: {e}; set `params` on the connection"
-                    ),
-                    http_status: None,
-                    body: None,
-                    retry_after_secs: None,
-                }
+                return misconfigured(format!(
+                    "cannot build the probe URL: {e}; set `params` on the connection"
+                ))
             }
         };
+        // Whatever the kind (an OAuth provider's token too), a header that
+        // could split the request or change its framing is never sent.
+        for (k, _) in &headers {
+            if let Some(why) = credentials::header_name_problem(k) {
+                return misconfigured(format!(
+                    "the credential cannot be sent as an HTTP header: header `{}` {why}",
+                    ids::truncate_for_message(k)
+                ));
+            }
+        }
+        if let Some((k, _)) = headers
+            .iter()
+            .find(|(_, v)| !credentials::header_value_ok(v))
+        {
+            return misconfigured(format!(
+                "the credential cannot be sent as an HTTP header: the value of `{}` holds control characters (CR, LF, NUL…)",
+                ids::truncate_for_message(k)
+            ));
+        }
         let client = self.inner.http.inner();
         let mut req = match probe.method {
             ProbeMethod::Get => client.get(&url),
@@ -926,7 +960,7 @@ impl Rekey {
         let resp = match self.inner.http.send(req).await {
             Ok(r) => r,
             Err(e) => {
-                let msg = e.to_string();
+                let msg = rekey_core::scrub::scrub_text(&e.to_string(), known);
                 let (code, outcome) = if msg.contains("timed out") {
                     ("timeout", Outcome::Transient)
                 } else if matches!(e, OAuthError::Network(_)) {

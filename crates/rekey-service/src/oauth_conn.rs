@@ -246,7 +246,12 @@ impl Rekey {
             }
             Err(e) => {
                 let now = now_ms();
-                let known: Vec<&str> = s.values().map(|v| v.expose()).collect();
+                // The provider's text may echo the grant or the client secret.
+                let known: Vec<&str> = s
+                    .values()
+                    .map(|v| v.expose())
+                    .chain([auth.secret.expose()])
+                    .collect();
                 let obs = Observation::from_oauth(&e, &known);
                 let r = apply_observation(&mut tx, ctx, id, &obs, "refresh", false)
                     .await?
@@ -268,10 +273,11 @@ impl Rekey {
                     Severity::Transient | Severity::Invalid if still_valid => Ok((r, s)),
                     Severity::Auth => Err(Error::conflict(
                         "needs_reauth",
-                        format!("connection {id} needs reauthorization: {e}"),
+                        format!("connection {id} needs reauthorization: {}", obs.message),
                     )),
                     _ => Err(Error::Unavailable(format!(
-                        "could not refresh connection {id}: {e}"
+                        "could not refresh connection {id}: {}",
+                        obs.message
                     ))),
                 }
             }
@@ -458,7 +464,10 @@ impl Rekey {
         .map_err(|e| {
             Error::unprocessable(
                 "token_request_failed",
-                format!("the provider refused the client-credentials request: {e}"),
+                format!(
+                    "the provider refused the client-credentials request: {}",
+                    rekey_core::scrub::scrub_text(&e.to_string(), &[auth.secret.expose()])
+                ),
             )
         })?;
         let now = now_ms();

@@ -111,10 +111,11 @@ fn url_host(u: &str) -> String {
 
 fn validate_description(d: &Option<String>) -> Result<(), Error> {
     if let Some(d) = d {
-        if d.chars().count() > 500 || d.chars().any(char::is_control) {
+        let bad = |c: char| c.is_control() || rekey_core::connection::is_invisible_format(c);
+        if d.chars().count() > 500 || d.chars().any(bad) {
             return Err(Error::invalid(
                 "invalid_field",
-                "`description` must be at most 500 printable characters",
+                "`description` must be at most 500 characters, without control or invisible formatting characters",
             ));
         }
     }
@@ -666,13 +667,16 @@ impl Rekey {
 
     /// Sign with the subscription's secret. A failure here is recorded as
     /// an attempt, so it counts towards the limit instead of looping.
-    async fn sign(&self, d: &Claimed, ts: i64) -> Result<String, String> {
+    /// Returns the signature and the secret (to scrub from the answer).
+    async fn sign(&self, d: &Claimed, ts: i64) -> Result<(String, SecretString), String> {
         let secret = self
             .webhook_secret(&d.tenant, &d.webhook_id)
             .await
             .map_err(|e| format!("cannot sign: {}", e.code()))?;
-        rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
-            .map_err(|_| "cannot sign: the stored secret is malformed".to_string())
+        let sig =
+            rekey_crypto::sign_webhook(secret.expose(), &d.event_id, ts, d.payload.as_bytes())
+                .map_err(|_| "cannot sign: the stored secret is malformed".to_string())?;
+        Ok((sig, secret))
     }
 
     async fn deliver_one(
@@ -686,7 +690,7 @@ impl Rekey {
         let ts = now_ms() / 1000;
         let started = Instant::now();
         let (http_status, error, body, ok) = match self.sign(&d, ts).await {
-            Ok(sig) => self.post(s, &d, ts, sig).await,
+            Ok((sig, secret)) => self.post(s, &d, ts, sig, &secret).await,
             Err(e) => {
                 tracing::error!(delivery = %d.delivery_id, webhook = %d.webhook_id, error = %e, "webhook not signed");
                 (None, Some(e), None, false)
@@ -736,7 +740,12 @@ impl Rekey {
         d: &Claimed,
         ts: i64,
         sig: String,
+        secret: &SecretString,
     ) -> (Option<i64>, Option<String>, Option<String>, bool) {
+        // A receiver's answer may quote its own copy of the signing secret
+        // (`whsec_…`, or the base64 key after the prefix).
+        let whole = secret.expose();
+        let known = [whole, whole.strip_prefix("whsec_").unwrap_or(whole)];
         let req = self
             .inner
             .webhook_http
@@ -764,7 +773,7 @@ impl Rekey {
                     }
                 }
                 let body =
-                    (!head.is_empty()).then(|| rekey_core::scrub::scrub_body(&head, &[], 512));
+                    (!head.is_empty()).then(|| rekey_core::scrub::scrub_body(&head, &known, 512));
                 let err = (!ok).then(|| format!("receiver answered HTTP {status}"));
                 (Some(i64::from(status)), err, body, ok)
             }

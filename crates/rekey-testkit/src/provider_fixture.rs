@@ -2,20 +2,23 @@
 //! endpoint (`auth.test`: always 200, verdict in `ok`/`error`) and one
 //! generic REST endpoint (`/v1/me`: verdict in the status code), switchable
 //! per test between healthy, auth failures, errors, rate limits, slowness
-//! and a body that leaks the presented secret.
+//! and a body that leaks the presented secret. `/v1/echo/{status}` answers
+//! `status` with the whole request echoed back in many encodings, the way
+//! careless APIs quote what they were sent in an error.
 //!
 //! It is also driven by a benchmark with thousands of connections, so the
 //! hot path is axum + atomics, with no per-request logging and a large
 //! listen backlog.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
+use base64::Engine;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,6 +112,7 @@ impl ProviderFixture {
         let app = Router::new()
             .route("/api/auth.test", get(slack).post(slack))
             .route("/v1/me", get(rest))
+            .route("/v1/echo/{status}", get(echo).post(echo))
             .with_state(shared.clone());
         let listener = bind_loopback();
         let addr = listener.local_addr().expect("local addr");
@@ -144,6 +148,20 @@ impl ProviderFixture {
     /// Generic REST semantics (verdict in the status code); GET.
     pub fn rest_url(&self) -> String {
         format!("{}/v1/me", self.base_url())
+    }
+
+    /// Answers `status` (e.g. 400, 500) with the request echoed in the
+    /// body: the request line, and the query, each query value and each
+    /// header value (but `Host`, `Accept`, `User-Agent`…) in every spelling
+    /// of [`ECHO_SPELLINGS`]: as sent, percent-encoded (upper and lower case
+    /// hex, `+` for space), JSON- and HTML-escaped, base64 (standard and
+    /// URL-safe, padded and not), `Basic` decoded. `?spell=<one>` echoes
+    /// that spelling alone (answers are cut at 1 KiB by rekey, so a test
+    /// can look at one at a time); `?format=json` answers JSON
+    /// (`{"error", "echo": [[what, value]…]}`) instead of text. Counted in
+    /// `hits`.
+    pub fn echo_url(&self, status: u16) -> String {
+        format!("{}/v1/echo/{status}", self.base_url())
     }
 
     pub fn set_mode(&self, m: Mode) {
@@ -236,6 +254,148 @@ async fn slack(State(s): St, headers: HeaderMap) -> Response {
 
 async fn rest(State(s): St, headers: HeaderMap) -> Response {
     answer(&s, Api::Rest, &headers).await
+}
+
+fn pct(s: &str, lower: bool, space_plus: bool) -> String {
+    let mut o = String::new();
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                o.push(char::from(b))
+            }
+            b' ' if space_plus => o.push('+'),
+            _ if lower => o.push_str(&format!("%{b:02x}")),
+            _ => o.push_str(&format!("%{b:02X}")),
+        }
+    }
+    o
+}
+
+fn html(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            '+' => "&#x2B;".to_string(),
+            c if !c.is_ascii() => format!("&#{};", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The spellings the echo knows (`?spell=` picks one; default all).
+pub const ECHO_SPELLINGS: &[&str] = &[
+    "as-sent",
+    "url",
+    "url-lower",
+    "form",
+    "json",
+    "json-slash",
+    "html",
+    "base64",
+    "base64-nopad",
+    "base64url",
+    "base64url-nopad",
+    "basic",
+];
+
+/// One value the echo was sent, in the spelling `how`.
+fn spell(how: &str, label: &str, v: &str, out: &mut Vec<(String, String)>) {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let json = serde_json::to_string(v).unwrap_or_default();
+    let b = v.as_bytes();
+    let s = match how {
+        "as-sent" => v.to_string(),
+        "url" => pct(v, false, false),
+        "url-lower" => pct(v, true, false),
+        "form" => pct(v, false, true),
+        "json" => json,
+        "json-slash" => json.replace('/', "\\/"),
+        "html" => html(v),
+        "base64" => STANDARD.encode(b),
+        "base64-nopad" => STANDARD_NO_PAD.encode(b),
+        "base64url" => URL_SAFE.encode(b),
+        "base64url-nopad" => URL_SAFE_NO_PAD.encode(b),
+        "basic" => {
+            // A Basic credential, decoded, and its password alone.
+            let pair = v
+                .strip_prefix("Basic ")
+                .and_then(|e| STANDARD.decode(e.trim()).ok())
+                .and_then(|d| String::from_utf8(d).ok());
+            if let Some(pair) = pair {
+                out.push((format!("{label} (decoded)"), pair.clone()));
+                if let Some((_, pw)) = pair.split_once(':') {
+                    out.push((format!("{label} (password)"), pw.to_string()));
+                    out.push((format!("{label} (password, form)"), pct(pw, false, true)));
+                }
+            }
+            return;
+        }
+        _ => return,
+    };
+    out.push((format!("{label} ({how})"), s));
+}
+
+/// Headers every client sends: not echoed, to keep the answer short.
+const BORING: &[&str] = &[
+    "host",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "content-length",
+];
+
+async fn echo(
+    State(s): St,
+    Path(status): Path<u16>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let query = uri.query().unwrap_or("");
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let opt = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let json = opt("format").as_deref() == Some("json");
+    let hows: Vec<&str> = match opt("spell") {
+        Some(h) => ECHO_SPELLINGS.iter().copied().filter(|x| *x == h).collect(),
+        None => ECHO_SPELLINGS.to_vec(),
+    };
+    let mut lines: Vec<(String, String)> = vec![("request".into(), format!("GET {uri}"))];
+    let mut values: Vec<(String, String)> = vec![("query".into(), query.to_string())];
+    for (k, v) in &params {
+        if k != "format" && k != "spell" {
+            values.push((format!("query {k}"), v.clone()));
+        }
+    }
+    for (k, v) in &headers {
+        if !BORING.contains(&k.as_str()) {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            lines.push((format!("header {k}"), v.clone()));
+            values.push((format!("header {k}"), v));
+        }
+    }
+    for (label, v) in &values {
+        for how in &hows {
+            spell(how, label, v, &mut lines);
+        }
+    }
+    if json {
+        // Pairs, not an object: field names like `x-api-key` would be
+        // redacted by name alone, and the echo must test the values.
+        let pairs: Vec<Value> = lines.into_iter().map(|(k, v)| json!([k, v])).collect();
+        return (status, Json(json!({"error": "bad_request", "echo": pairs}))).into_response();
+    }
+    let mut body = String::from("error: your request was not understood; the echo of it:\n");
+    for (k, v) in lines {
+        body.push_str(&format!("{k}: {v}\n"));
+    }
+    (status, body).into_response()
 }
 
 /// The credential as presented: `X-Api-Key` wins over `Authorization`.

@@ -9,5 +9,8 @@
 //! processes on one data directory) are in `crates/rekey-cli/tests/attack.rs`.
 
 mod consistency;
+mod headers;
 mod http;
+mod names;
+mod scrub;
 mod signin;
