@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// How often the health and webhook workers look for due work, in milliseconds.
     #[arg(long, env = "REKEY_WORKER_TICK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000), hide = true)]
     pub worker_tick_ms: u64,
+    /// Outbound destinations allowed beyond the defaults, comma-separated:
+    /// CIDR ranges (`10.20.0.0/16`), addresses and exact host names
+    /// (`vault.internal`). By default rekey refuses to connect to
+    /// link-local, private, CGNAT, unspecified, multicast and broadcast
+    /// addresses (loopback is allowed).
+    #[arg(long, env = "REKEY_ALLOW_OUTBOUND", value_name = "LIST")]
+    pub allow_outbound: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -145,6 +152,10 @@ async fn shutdown_signal() {
 
 pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     init_logging(&a.log_format);
+    let outbound = rekey_core::outbound::OutboundPolicy::parse(
+        a.allow_outbound.as_deref().unwrap_or(""),
+    )
+    .map_err(|e| anyhow::anyhow!("REKEY_ALLOW_OUTBOUND (--allow-outbound): {e}"))?;
     let opts = a.data.open_options()?;
     let opened = opts
         .open(rekey_service::LockMode::Shared)
@@ -170,6 +181,10 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         None => format!("http://{addr}"),
     };
     opened.rekey.set_public_url(&public_url);
+    if !outbound.is_default() {
+        tracing::info!(allowed = %outbound.entries().join(","), "outbound allow-list");
+    }
+    opened.rekey.set_outbound_policy(outbound);
     tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
     // A stable line on stdout for scripts and test harnesses.
     println!("rekey listening on http://{addr}");

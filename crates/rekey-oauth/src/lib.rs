@@ -15,12 +15,14 @@ mod error;
 mod http;
 mod id_token;
 mod jwt;
+pub mod outbound;
 mod pkce;
 mod token;
 
 pub use client_auth::{ClientAuth, ClientAuthMethod};
 pub use error::{OAuthError, Severity};
 pub use http::Http;
+pub use outbound::{Outbound, Refused};
 pub use id_token::{validate_id_token, IdTokenCheck};
 pub use jwt::{jwt_bearer, snowflake_keypair_jwt};
 pub use pkce::{random_token, Pkce};

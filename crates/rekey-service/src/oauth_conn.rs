@@ -470,10 +470,12 @@ impl Rekey {
         )
         .await
         .map_err(|e| {
-            Error::unprocessable(
-                "token_request_failed",
-                format!("the provider refused the client-credentials request: {e}"),
-            )
+            crate::oauth_error(e, |e| {
+                Error::unprocessable(
+                    "token_request_failed",
+                    format!("the provider refused the client-credentials request: {e}"),
+                )
+            })
         })?;
         let now = now_ms();
         let (meta, s) = token_material(&integ.id, &tokens, now, Value::Null);

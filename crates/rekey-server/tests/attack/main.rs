@@ -4,3 +4,5 @@
 //! on an ephemeral loopback port, on SQLite and PostgreSQL where storage
 //! matters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod outbound;
