@@ -152,10 +152,9 @@ async fn shutdown_signal() {
 
 pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     init_logging(&a.log_format);
-    let outbound = rekey_core::outbound::OutboundPolicy::parse(
-        a.allow_outbound.as_deref().unwrap_or(""),
-    )
-    .map_err(|e| anyhow::anyhow!("REKEY_ALLOW_OUTBOUND (--allow-outbound): {e}"))?;
+    let outbound =
+        rekey_core::outbound::OutboundPolicy::parse(a.allow_outbound.as_deref().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("REKEY_ALLOW_OUTBOUND (--allow-outbound): {e}"))?;
     let opts = a.data.open_options()?;
     let opened = opts
         .open(rekey_service::LockMode::Shared)

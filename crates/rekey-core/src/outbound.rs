@@ -238,7 +238,7 @@ impl OutboundPolicy {
     /// `host` is on the allow-list by name.
     pub fn allows_host(&self, host: &str) -> bool {
         let h = normalize_host(host.trim_matches(['[', ']']));
-        self.hosts.iter().any(|a| *a == h)
+        self.hosts.contains(&h)
     }
 
     /// May rekey connect to `ip`? Allowed ranges win over refused ones.
@@ -384,7 +384,10 @@ mod tests {
         assert_eq!(p.check_ip(ip("fd12::1")), Ok(()));
         assert_eq!(p.check_ip(ip("fc00::1")), Err(Refusal::UniqueLocal));
         // A host name only allows itself.
-        assert_eq!(p.check(Some("intranet.test"), ip("10.0.0.5")), Err(Refusal::Private));
+        assert_eq!(
+            p.check(Some("intranet.test"), ip("10.0.0.5")),
+            Err(Refusal::Private)
+        );
         assert_eq!(
             p.entries(),
             vec!["10.20.0.0/16", "169.254.169.254/32", "fd00::/8"]
@@ -399,7 +402,11 @@ mod tests {
             assert_eq!(p.check(Some(h), ip("10.0.0.5")), Ok(()), "{h}");
         }
         for h in ["x.vault.internal", "vault.internal.evil", "db2"] {
-            assert_eq!(p.check(Some(h), ip("10.0.0.5")), Err(Refusal::Private), "{h}");
+            assert_eq!(
+                p.check(Some(h), ip("10.0.0.5")),
+                Err(Refusal::Private),
+                "{h}"
+            );
         }
         assert_eq!(p.check(None, ip("10.0.0.5")), Err(Refusal::Private));
         assert_eq!(p.check(Some("anything"), ip("8.8.8.8")), Ok(()));

@@ -63,7 +63,10 @@ impl Http {
     /// Send a request through the policy. reqwest does not resolve
     /// IP-literal hosts, so those are checked here; names are checked by
     /// the resolver after DNS. Every outbound request goes through here.
-    pub async fn execute(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, OAuthError> {
+    pub async fn execute(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OAuthError> {
         let req = req.build().map_err(|e| OAuthError::Network(describe(&e)))?;
         let literal = match req.url().host() {
             Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
@@ -216,16 +219,25 @@ mod tests {
         http.outbound()
             .set_static_host("metadata.test", &["169.254.169.254".parse().unwrap()]);
         let e = http
-            .send(http.inner().get(format!("http://metadata.test:{}/", addr.port())))
+            .send(
+                http.inner()
+                    .get(format!("http://metadata.test:{}/", addr.port())),
+            )
             .await
             .err()
             .unwrap();
-        assert!(matches!(&e, OAuthError::Refused(m) if m.contains("metadata.test resolves to 169.254.169.254")), "{e:?}");
+        assert!(
+            matches!(&e, OAuthError::Refused(m) if m.contains("metadata.test resolves to 169.254.169.254")),
+            "{e:?}"
+        );
         // A name that resolves to loopback works, and an allowed name too.
         http.outbound()
             .set_static_host("loop.test", &["127.0.0.1".parse().unwrap()]);
         let r = http
-            .send(http.inner().get(format!("http://loop.test:{}/", addr.port())))
+            .send(
+                http.inner()
+                    .get(format!("http://loop.test:{}/", addr.port())),
+            )
             .await
             .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));

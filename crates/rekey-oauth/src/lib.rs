@@ -22,9 +22,9 @@ mod token;
 pub use client_auth::{ClientAuth, ClientAuthMethod};
 pub use error::{OAuthError, Severity};
 pub use http::Http;
-pub use outbound::{Outbound, Refused};
 pub use id_token::{validate_id_token, IdTokenCheck};
 pub use jwt::{jwt_bearer, snowflake_keypair_jwt};
+pub use outbound::{Outbound, Refused};
 pub use pkce::{random_token, Pkce};
 pub use token::{
     authorize_url, client_credentials, discover, exchange_code, fetch_identity, granted_scopes,

@@ -99,7 +99,10 @@ impl Outbound {
     #[cfg(any(test, feature = "test-hosts"))]
     pub fn set_static_host(&self, host: &str, ips: &[IpAddr]) {
         if let Ok(mut m) = self.static_hosts.write() {
-            m.insert(host.trim_end_matches('.').to_ascii_lowercase(), ips.to_vec());
+            m.insert(
+                host.trim_end_matches('.').to_ascii_lowercase(),
+                ips.to_vec(),
+            );
         }
     }
 
@@ -112,7 +115,10 @@ impl Outbound {
                 .cloned()
         });
         let all: Vec<SocketAddr> = match fixed {
-            Some(ips) => ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect(),
+            Some(ips) => ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
             None => tokio::net::lookup_host((bare, port))
                 .await
                 .map_err(|source| ResolveError::Lookup {
@@ -151,15 +157,14 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let outbound = self.0.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs = outbound
-                .resolve(&host, 0)
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
+            let addrs = outbound.resolve(&host, 0).await.map_err(
+                |e| -> Box<dyn std::error::Error + Send + Sync> {
                     match e {
                         ResolveError::Refused(r) => Box::new(r),
                         other => Box::new(other),
                     }
-                })?;
+                },
+            )?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
@@ -198,8 +203,8 @@ mod tests {
             ip: "169.254.169.254".parse().unwrap(),
             reason: Refusal::LinkLocal,
         };
-        assert!(r
-            .to_string()
-            .starts_with("outbound connection refused: metadata.test resolves to 169.254.169.254, a link-local"));
+        assert!(r.to_string().starts_with(
+            "outbound connection refused: metadata.test resolves to 169.254.169.254, a link-local"
+        ));
     }
 }

@@ -173,7 +173,11 @@ impl Rekey {
                 .secrets
                 .get("json")
                 .and_then(|j| serde_json::from_str::<Value>(j.expose()).ok())
-                .and_then(|d| d.get("token_uri").and_then(Value::as_str).map(str::to_string));
+                .and_then(|d| {
+                    d.get("token_uri")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
             if let Some(u) = uri {
                 self.check_url("credentials.json.token_uri", &u)?;
             }

@@ -97,11 +97,8 @@ impl Rekey {
     pub fn new(store: Store, keyring: Keyring, catalog: Catalog) -> Result<Rekey, Error> {
         let outbound = rekey_oauth::Outbound::new(OutboundPolicy::default());
         let client = |secs: u64| {
-            rekey_oauth::Http::with_outbound(
-                std::time::Duration::from_secs(secs),
-                outbound.clone(),
-            )
-            .map_err(Error::internal)
+            rekey_oauth::Http::with_outbound(std::time::Duration::from_secs(secs), outbound.clone())
+                .map_err(Error::internal)
         };
         Ok(Rekey {
             inner: Arc::new(Inner {
@@ -245,7 +242,10 @@ pub(crate) fn refused_message(reason: rekey_core::outbound::Refusal) -> String {
 
 /// A refusal by the outbound policy keeps its own code; other provider
 /// failures become `other`.
-pub(crate) fn oauth_error(e: rekey_oauth::OAuthError, other: impl FnOnce(rekey_oauth::OAuthError) -> Error) -> Error {
+pub(crate) fn oauth_error(
+    e: rekey_oauth::OAuthError,
+    other: impl FnOnce(rekey_oauth::OAuthError) -> Error,
+) -> Error {
     match e {
         rekey_oauth::OAuthError::Refused(m) => Error::unprocessable("outbound_refused", m),
         e => other(e),

@@ -366,7 +366,11 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
         assert!(m.contains(needle), "{m}");
         assert!(!r.to_string().contains(KEY), "{r}");
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 0, "a refused name was connected to");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "a refused name was connected to"
+    );
 
     // Webhook receivers: the delivery fails with the refusal, no post is made.
     let hook = create_hook(&s, "https://metadata.test/hook-token").await;
@@ -402,7 +406,11 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
         )
         .await;
     r.assert_error(422, "outbound_refused");
-    assert!(r.text.contains("intranet.test resolves to 10.0.0.5"), "{}", r.text);
+    assert!(
+        r.text.contains("intranet.test resolves to 10.0.0.5"),
+        "{}",
+        r.text
+    );
     assert!(!r.text.contains(KEY));
     // … and OIDC discovery at an issuer that resolves to the metadata service.
     let r = s
@@ -434,7 +442,10 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     // A key file whose token_uri names the metadata service.
     let id = create(
         &s,
-        sa_conn("https://metadata.test/token", "https://api.example.com/v1/me"),
+        sa_conn(
+            "https://metadata.test/token",
+            "https://api.example.com/v1/me",
+        ),
     )
     .await;
     let r = check(&s, &id).await;
@@ -528,7 +539,10 @@ async fn allow_list_lets_named_ranges_and_hosts_through(db: Db) {
         api_key_conn(json!({"probe_url": format!("https://sneaky.test:{port}/v1/me")})),
     )
     .await;
-    assert_eq!(check(&s, &id).await["last_error"]["code"], "outbound_refused");
+    assert_eq!(
+        check(&s, &id).await["last_error"]["code"],
+        "outbound_refused"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 0);
     for (allow, n) in [("sneaky.test", 1), ("0.0.0.0/8", 2)] {
         s.rekey
