@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
     #[arg(long, env = "REKEY_SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout: u64,
+    /// Outbound destinations allowed beyond the defaults, comma-separated:
+    /// CIDR ranges (`10.20.0.0/16`), addresses and exact host names
+    /// (`vault.internal`). By default rekey refuses to connect to
+    /// link-local, private, CGNAT, unspecified, multicast and broadcast
+    /// addresses (loopback is allowed).
+    #[arg(long, env = "REKEY_ALLOW_OUTBOUND", value_name = "LIST")]
+    pub allow_outbound: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -160,6 +167,9 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 's
 
 pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     init_logging(&a.log_format);
+    let outbound =
+        rekey_core::outbound::OutboundPolicy::parse(a.allow_outbound.as_deref().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("REKEY_ALLOW_OUTBOUND (--allow-outbound): {e}"))?;
     let opts = a.data.open_options()?;
     let opened = opts
         .open(rekey_service::LockMode::Serve)
@@ -186,6 +196,10 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         None => format!("http://{addr}"),
     };
     opened.rekey.set_public_url(&public_url);
+    if !outbound.is_default() {
+        tracing::info!(allowed = %outbound.entries().join(","), "outbound allow-list");
+    }
+    opened.rekey.set_outbound_policy(outbound);
     tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
     // A stable line on stdout for scripts and test harnesses.
     println!("rekey listening on http://{addr}");

@@ -343,6 +343,75 @@ async fn bad_catalog_entry_stops_start_naming_file_and_field() {
     );
 }
 
+/// `--allow-outbound` / `REKEY_ALLOW_OUTBOUND`: a bad value stops start-up
+/// naming the setting and the item; a good one lets exactly the named range
+/// through the outbound policy.
+#[tokio::test]
+async fn allow_outbound_is_validated_and_applied() {
+    let mut env = Env::new(Db::Sqlite).await;
+    for (args, envs) in [
+        (
+            vec!["serve", "--listen", "127.0.0.1:0"],
+            vec![("REKEY_ALLOW_OUTBOUND", "10.0.0.0/8,10.0.0.0/33")],
+        ),
+        (
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-outbound",
+                "https://vault.internal/",
+            ],
+            vec![],
+        ),
+    ] {
+        let out = env.run(&args, &envs).await;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("REKEY_ALLOW_OUTBOUND (--allow-outbound)")
+                && (err.contains("10.0.0.0/33") || err.contains("https://vault.internal/")),
+            "{err}"
+        );
+    }
+    let key = env.admin_key("default", "admin").await;
+    let hook = |url: &str| json!({"url": url, "events": ["*"]});
+    let http = reqwest::Client::new();
+    let post = |base: String, body: Value| {
+        let (http, key) = (http.clone(), key.clone());
+        async move {
+            http.post(format!("{base}/api/v1/webhooks"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let server = env.serve().await;
+    assert_eq!(
+        post(server.base.clone(), hook("https://10.20.0.5/h")).await,
+        400
+    );
+    server.stop().await;
+    env.extra.push((
+        "REKEY_ALLOW_OUTBOUND".into(),
+        "10.20.0.0/16, vault.internal".into(),
+    ));
+    let server = env.serve().await;
+    assert_eq!(
+        post(server.base.clone(), hook("https://10.20.0.5/h")).await,
+        201
+    );
+    assert_eq!(
+        post(server.base.clone(), hook("https://10.21.0.5/h")).await,
+        400
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn master_key_mode_and_config_errors() {
     let mut env = Env::new(Db::Sqlite).await;

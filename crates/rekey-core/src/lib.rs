@@ -9,6 +9,7 @@ pub mod connection;
 pub mod credentials;
 pub mod error;
 pub mod ids;
+pub mod outbound;
 pub mod scope;
 pub mod scrub;
 pub mod secret;

@@ -34,6 +34,10 @@ pub enum OAuthError {
     IdToken(String),
     #[error("{0}")]
     Config(String),
+    /// The outbound policy refused the destination (see `outbound`); no
+    /// connection was made.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl OAuthError {
@@ -59,9 +63,10 @@ impl OAuthError {
                     _ => Severity::Invalid,
                 }
             }
-            OAuthError::Malformed(_) | OAuthError::IdToken(_) | OAuthError::Config(_) => {
-                Severity::Invalid
-            }
+            OAuthError::Malformed(_)
+            | OAuthError::IdToken(_)
+            | OAuthError::Config(_)
+            | OAuthError::Refused(_) => Severity::Invalid,
         }
     }
 
@@ -81,6 +86,7 @@ impl OAuthError {
             OAuthError::Malformed(_) => "malformed_response".into(),
             OAuthError::IdToken(_) => "invalid_id_token".into(),
             OAuthError::Config(_) => "oauth_config".into(),
+            OAuthError::Refused(_) => "outbound_refused".into(),
         }
     }
 }

@@ -15,6 +15,7 @@ mod error;
 mod http;
 mod id_token;
 mod jwt;
+pub mod outbound;
 mod pkce;
 mod token;
 
@@ -23,6 +24,7 @@ pub use error::{OAuthError, Severity};
 pub use http::Http;
 pub use id_token::{validate_id_token, IdTokenCheck};
 pub use jwt::{jwt_bearer, snowflake_keypair_jwt};
+pub use outbound::{Outbound, Refused};
 pub use pkce::{random_token, Pkce};
 pub use token::{
     authorize_url, client_credentials, discover, exchange_code, fetch_identity, granted_scopes,

@@ -108,6 +108,43 @@ fn lost_race(id: &str) -> Error {
 }
 
 impl Rekey {
+    /// A database probe's host (from `params`) that is an IP literal must
+    /// pass the outbound policy. Host names are checked after DNS, when
+    /// the probe connects.
+    fn check_probe_host(
+        &self,
+        provider: &rekey_providers::Provider,
+        kind: ConnectionKind,
+        params: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        use rekey_providers::probe::ProbeProtocol;
+        let Some(probe) = provider.probe_for(kind.as_str()) else {
+            return Ok(());
+        };
+        let Some(t) = probe.host.as_deref() else {
+            return Ok(());
+        };
+        let names = rekey_providers::placeholders(t);
+        if probe.protocol == ProbeProtocol::Http || names.iter().any(|p| !params.contains_key(p)) {
+            return Ok(());
+        }
+        // Shape errors were reported by `check_params`.
+        let Ok(host) = provider.render_url(t, params) else {
+            return Ok(());
+        };
+        match crate::refused_host(&self.outbound_policy(), url::Host::parse(&host).ok()) {
+            None => Ok(()),
+            Some(reason) => Err(Error::invalid(
+                "invalid_field",
+                format!(
+                    "`params.{}` (the database host) {}",
+                    names.join("`, `params."),
+                    crate::refused_message(reason)
+                ),
+            )),
+        }
+    }
+
     /// Parse material for `kind`, adding derived public facts (RSA fingerprint).
     pub(crate) fn parse_material(
         &self,
@@ -128,6 +165,22 @@ impl Rekey {
                 .meta
                 .insert("public_key_pem".into(), info.public_key_pem.into());
             parsed.meta.insert("key_bits".into(), info.bits.into());
+        }
+        if kind == ConnectionKind::ServiceAccountJson {
+            // Probes mint a token at the key file's `token_uri` (a
+            // missing one means Google's).
+            let uri = parsed
+                .secrets
+                .get("json")
+                .and_then(|j| serde_json::from_str::<Value>(j.expose()).ok())
+                .and_then(|d| {
+                    d.get("token_uri")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            if let Some(u) = uri {
+                self.check_url("credentials.json.token_uri", &u)?;
+            }
         }
         Ok(parsed)
     }
@@ -206,10 +259,11 @@ impl Rekey {
             .map(|s| parse_rfc3339("expires_at", s))
             .transpose()?;
         let params = check_params(provider, &req.params)?;
+        self.check_probe_host(provider, kind, &req.params)?;
         let probe_url = req
             .probe_url
             .as_deref()
-            .map(|u| crate::check_outbound_url("probe_url", u))
+            .map(|u| self.check_url("probe_url", u))
             .transpose()?;
         let parsed = self.parse_material(kind, req.credentials)?;
         let now = now_ms();
@@ -428,13 +482,14 @@ impl Rekey {
                 )
             })?;
             row.params = check_params(provider, p)?;
+            self.check_probe_host(provider, row.kind, p)?;
             changed.push("params");
         }
         if let Some(u) = &req.probe_url {
             row.probe_url = if u.is_empty() {
                 None
             } else {
-                Some(crate::check_outbound_url("probe_url", u)?)
+                Some(self.check_url("probe_url", u)?)
             };
             changed.push("probe_url");
         }

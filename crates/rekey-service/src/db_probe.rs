@@ -2,7 +2,9 @@
 //! connection's user name and password and run the catalog's statement. A
 //! rejected login (the catalog's `auth_failure_codes`: SQLSTATE `28P01`,
 //! MySQL `1045`…) is an auth failure; timeouts and refused connections are
-//! transient; anything else is unexpected.
+//! transient; anything else is unexpected. The host is resolved and every
+//! address checked by the outbound policy before any login; a refused host
+//! is `outbound_refused`.
 
 use crate::health::{Observation, Outcome};
 use rekey_providers::probe::{Probe, ProbeProtocol};
@@ -73,46 +75,102 @@ fn judge_error(probe: &Probe, e: &sqlx::Error, password: &str) -> Observation {
     }
 }
 
-/// Log in, run the statement, log out. Never errors: failure is the observation.
-pub(crate) async fn run(probe: &Probe, t: Target<'_>, timeout: Duration) -> Observation {
-    let query = probe.query.clone().unwrap_or_else(|| "SELECT 1".into());
-    let fut = async {
-        match probe.protocol {
-            ProbeProtocol::Postgres => {
-                let mut o = sqlx::postgres::PgConnectOptions::new()
-                    .host(&t.host)
-                    .port(t.port.unwrap_or(5432))
-                    .username(t.username)
-                    .password(t.password)
-                    .ssl_mode(sqlx::postgres::PgSslMode::Prefer)
-                    .disable_statement_logging();
-                if let Some(db) = &t.database {
-                    o = o.database(db);
-                }
-                let mut c = o.connect().await?;
-                sqlx::query(&query).execute(&mut c).await?;
-                c.close().await
+/// Why no login was attempted, or how it failed.
+enum Failure {
+    Refused(rekey_oauth::Refused),
+    Lookup(String),
+    Sql(sqlx::Error),
+}
+
+/// Log in at one checked address, run the statement, log out.
+async fn login(
+    probe: &Probe,
+    t: &Target<'_>,
+    ip: std::net::IpAddr,
+    port: u16,
+    query: &str,
+) -> Result<(), sqlx::Error> {
+    // The address is the one the policy checked: sqlx gets no name to
+    // resolve again, so a second DNS answer cannot swap it.
+    let host = ip.to_string();
+    match probe.protocol {
+        ProbeProtocol::Postgres => {
+            let mut o = sqlx::postgres::PgConnectOptions::new()
+                .host(&host)
+                .port(port)
+                .username(t.username)
+                .password(t.password)
+                .ssl_mode(sqlx::postgres::PgSslMode::Prefer)
+                .disable_statement_logging();
+            if let Some(db) = &t.database {
+                o = o.database(db);
             }
-            _ => {
-                let mut o = sqlx::mysql::MySqlConnectOptions::new()
-                    .host(&t.host)
-                    .port(t.port.unwrap_or(3306))
-                    .username(t.username)
-                    .password(t.password)
-                    .ssl_mode(sqlx::mysql::MySqlSslMode::Preferred)
-                    .disable_statement_logging();
-                if let Some(db) = &t.database {
-                    o = o.database(db);
-                }
-                let mut c = o.connect().await?;
-                sqlx::query(&query).execute(&mut c).await?;
-                c.close().await
+            let mut c = o.connect().await?;
+            sqlx::query(query).execute(&mut c).await?;
+            c.close().await
+        }
+        _ => {
+            let mut o = sqlx::mysql::MySqlConnectOptions::new()
+                .host(&host)
+                .port(port)
+                .username(t.username)
+                .password(t.password)
+                .ssl_mode(sqlx::mysql::MySqlSslMode::Preferred)
+                .disable_statement_logging();
+            if let Some(db) = &t.database {
+                o = o.database(db);
+            }
+            let mut c = o.connect().await?;
+            sqlx::query(query).execute(&mut c).await?;
+            c.close().await
+        }
+    }
+}
+
+/// Resolve the host, check every address with the outbound policy, log in
+/// at the allowed ones in turn (the next only when one cannot be reached),
+/// run the statement, log out. Never errors: failure is the observation.
+pub(crate) async fn run(
+    probe: &Probe,
+    t: Target<'_>,
+    outbound: &rekey_oauth::Outbound,
+    timeout: Duration,
+) -> Observation {
+    let query = probe.query.clone().unwrap_or_else(|| "SELECT 1".into());
+    let port = t.port.unwrap_or(match probe.protocol {
+        ProbeProtocol::Postgres => 5432,
+        _ => 3306,
+    });
+    let fut = async {
+        let addrs = match outbound.resolve(&t.host, port).await {
+            Ok(a) => a,
+            Err(rekey_oauth::outbound::ResolveError::Refused(r)) => {
+                return Err(Failure::Refused(r))
+            }
+            Err(e) => return Err(Failure::Lookup(e.to_string())),
+        };
+        let mut last = None;
+        for a in addrs {
+            match login(probe, &t, a.ip(), port, &query).await {
+                Ok(()) => return Ok(()),
+                Err(e @ sqlx::Error::Io(_)) => last = Some(e),
+                Err(e) => return Err(Failure::Sql(e)),
             }
         }
+        Err(match last {
+            Some(e) => Failure::Sql(e),
+            None => Failure::Lookup(format!("no address for {}", t.host)),
+        })
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(())) => Observation::ok(),
-        Ok(Err(e)) => judge_error(probe, &e, t.password),
+        Ok(Err(Failure::Sql(e))) => judge_error(probe, &e, t.password),
+        Ok(Err(Failure::Refused(r))) => obs(Outcome::Unexpected, "outbound_refused", r.to_string()),
+        Ok(Err(Failure::Lookup(m))) => obs(
+            Outcome::Transient,
+            "connection_failed",
+            format!("cannot reach the database: {m}"),
+        ),
         Err(_) => obs(
             Outcome::Transient,
             "timeout",

@@ -759,6 +759,7 @@ impl Rekey {
                 username,
                 password: password.expose(),
             },
+            &self.inner.outbound,
             timeout,
         )
         .await
@@ -782,7 +783,7 @@ impl Rekey {
             .ok_or_else(|| Error::internal("service-account connection without its key file"))?;
         let field = |k: &str| doc.get(k).and_then(Value::as_str);
         let token_uri = field("token_uri").unwrap_or("https://oauth2.googleapis.com/token");
-        let token_uri = match crate::check_outbound_url("token_uri", token_uri) {
+        let token_uri = match self.check_url("token_uri", token_uri) {
             Ok(u) => u,
             Err(e) => {
                 return Ok(Presented::Failed(Observation {
@@ -961,7 +962,9 @@ impl Rekey {
             Ok(r) => r,
             Err(e) => {
                 let msg = rekey_core::scrub::scrub_text(&e.to_string(), known);
-                let (code, outcome) = if msg.contains("timed out") {
+                let (code, outcome) = if matches!(e, OAuthError::Refused(_)) {
+                    ("outbound_refused", Outcome::Unexpected)
+                } else if msg.contains("timed out") {
                     ("timeout", Outcome::Transient)
                 } else if matches!(e, OAuthError::Network(_)) {
                     ("connection_failed", Outcome::Transient)

@@ -6,6 +6,7 @@ use crate::{Ctx, Rekey};
 use rekey_api::{
     CreateIntegration, EndpointOverrides, IntegrationList, IntegrationView, UpdateIntegration,
 };
+use rekey_core::outbound::OutboundPolicy;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::{ids, Error, SecretString};
 use rekey_crypto::Aad;
@@ -36,33 +37,43 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::invalid("invalid_integration", msg)
 }
 
-/// Overrides must be https, except loopback (development and tests).
-fn check_override(field: &str, url: &str) -> Result<(), Error> {
+/// Overrides must be https, except loopback (development and tests). With
+/// a `policy` (the endpoints rekey itself connects to), an IP-literal host
+/// must pass the outbound policy; names are checked after DNS when called.
+fn check_override(policy: Option<&OutboundPolicy>, field: &str, url: &str) -> Result<(), Error> {
     let u =
         url::Url::parse(url).map_err(|_| bad(format!("`endpoints.{field}` is not a valid URL")))?;
     let loopback = matches!(
         u.host_str(),
         Some("127.0.0.1") | Some("localhost") | Some("[::1]")
     );
-    if u.scheme() == "https" || (u.scheme() == "http" && loopback) {
-        Ok(())
-    } else {
-        Err(bad(format!(
+    if !(u.scheme() == "https" || (u.scheme() == "http" && loopback)) {
+        return Err(bad(format!(
             "`endpoints.{field}` must be https (http only for loopback)"
-        )))
+        )));
     }
+    if let Some(reason) = policy.and_then(|p| crate::refused_host(p, u.host())) {
+        return Err(bad(format!(
+            "`endpoints.{field}` {}",
+            crate::refused_message(reason)
+        )));
+    }
+    Ok(())
 }
 
-fn check_overrides(e: &EndpointOverrides) -> Result<(), Error> {
-    for (f, v) in [
-        ("authorize_url", &e.authorize_url),
-        ("token_url", &e.token_url),
-        ("revocation_url", &e.revocation_url),
-        ("issuer", &e.issuer),
-        ("identity_url", &e.identity_url),
+/// Every override; the authorization URL is only ever opened by the
+/// user's browser, the others are called by rekey (and OIDC discovery
+/// runs at the issuer).
+fn check_overrides(policy: &OutboundPolicy, e: &EndpointOverrides) -> Result<(), Error> {
+    for (f, v, called) in [
+        ("authorize_url", &e.authorize_url, false),
+        ("token_url", &e.token_url, true),
+        ("revocation_url", &e.revocation_url, true),
+        ("issuer", &e.issuer, true),
+        ("identity_url", &e.identity_url, true),
     ] {
         if let Some(u) = v {
-            check_override(f, u)?;
+            check_override(called.then_some(policy), f, u)?;
         }
     }
     Ok(())
@@ -192,7 +203,7 @@ impl Rekey {
             }
         }
         rekey_core::connection::normalize_scopes(scopes)?;
-        check_overrides(endpoints)?;
+        check_overrides(&self.outbound_policy(), endpoints)?;
         // Placeholder values must keep URLs on the provider's own domain.
         if let Some(o) = &provider.oauth {
             for (t, ov) in [
@@ -234,7 +245,7 @@ impl Rekey {
             }
         }
         if let Some(r) = redirect {
-            check_override("redirect_uri", r)
+            check_override(None, "redirect_uri", r)
                 .map_err(|_| bad("`redirect_uri` must be https (http only for loopback)"))?;
         }
         Ok(secret)
@@ -400,7 +411,7 @@ impl Rekey {
             self.write_integration_secret(&mut tx, &row, &secret)
                 .await?;
         } else {
-            check_overrides(&endpoints)?;
+            check_overrides(&self.outbound_policy(), &endpoints)?;
         }
         row.version += 1;
         row.updated_at = now_ms();
@@ -555,7 +566,11 @@ impl Rekey {
         if let Some(iss) = &issuer {
             let d = rekey_oauth::discover(&self.inner.http, iss)
                 .await
-                .map_err(|e| Error::Unavailable(format!("OIDC discovery for {iss} failed: {e}")))?;
+                .map_err(|e| {
+                    crate::oauth_error(e, |e| {
+                        Error::Unavailable(format!("OIDC discovery for {iss} failed: {e}"))
+                    })
+                })?;
             // Explicit overrides win; discovery fills the gaps.
             if o.authorize_url.is_none() {
                 authorize_url = d.authorization_endpoint.or(authorize_url);

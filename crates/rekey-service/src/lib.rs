@@ -34,6 +34,7 @@ pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use users::{Role, SessionUser};
 pub use webhooks::{DeliveryRun, WebhookSettings, EVENT_TYPES};
 
+use rekey_core::outbound::OutboundPolicy;
 use rekey_core::Error;
 use rekey_crypto::Keyring;
 use rekey_providers::Catalog;
@@ -76,6 +77,9 @@ struct Inner {
     /// When each API key's `last_used_at` was last written (ms), so we write
     /// it at most once a minute per key instead of on every request.
     touched: Mutex<HashMap<String, i64>>,
+    /// The outbound policy, shared by both HTTP clients and the database
+    /// probes: every outbound connection passes it after DNS resolution.
+    outbound: Arc<rekey_oauth::Outbound>,
     /// Outbound HTTP to providers (timeouts, no redirects, capped bodies).
     http: rekey_oauth::Http,
     /// Base URL users reach this server at (Connect page, OAuth callback).
@@ -92,25 +96,53 @@ struct Inner {
 }
 
 impl Rekey {
-    pub fn new(store: Store, keyring: Keyring, catalog: Catalog) -> Rekey {
-        Rekey {
+    /// Fails only when the HTTP client cannot be built (no TLS backend).
+    pub fn new(store: Store, keyring: Keyring, catalog: Catalog) -> Result<Rekey, Error> {
+        let outbound = rekey_oauth::Outbound::new(OutboundPolicy::default());
+        let client = |secs: u64| {
+            rekey_oauth::Http::with_outbound(std::time::Duration::from_secs(secs), outbound.clone())
+                .map_err(Error::internal)
+        };
+        Ok(Rekey {
             inner: Arc::new(Inner {
                 store,
                 keyring: RwLock::new(keyring),
                 catalog,
                 touched: Mutex::new(HashMap::new()),
-                http: rekey_oauth::Http::new(std::time::Duration::from_secs(15))
-                    .unwrap_or_else(|_| unreachable_http()),
+                http: client(15)?,
                 public_url: RwLock::new("http://127.0.0.1:8080".into()),
                 refresh_locks: Mutex::new(HashMap::new()),
                 health_settings: RwLock::new(health::HealthSettings::default()),
                 throttle: health::Throttle::default(),
                 signin: Mutex::new(signin_throttle::Throttle::default()),
                 webhook_settings: RwLock::new(webhooks::WebhookSettings::default()),
-                webhook_http: rekey_oauth::Http::new(std::time::Duration::from_secs(30))
-                    .unwrap_or_else(|_| unreachable_http()),
+                webhook_http: client(30)?,
+                outbound,
             }),
-        }
+        })
+    }
+
+    /// The operator's outbound allow-list (`--allow-outbound`), for every
+    /// outbound connection from now on.
+    pub fn set_outbound_policy(&self, p: OutboundPolicy) {
+        self.inner.outbound.set_policy(p);
+    }
+
+    pub fn outbound_policy(&self) -> Arc<OutboundPolicy> {
+        self.inner.outbound.policy()
+    }
+
+    /// Tests only: answer `host` with `ips` instead of DNS, so a test can
+    /// name an address the policy refuses without any traffic leaving the
+    /// machine.
+    #[cfg(feature = "test-hooks")]
+    pub fn set_test_host(&self, host: &str, ips: &[std::net::IpAddr]) {
+        self.inner.outbound.set_static_host(host, ips);
+    }
+
+    /// [`check_outbound_url`] under this service's policy.
+    pub(crate) fn check_url(&self, field: &str, s: &str) -> Result<String, Error> {
+        check_outbound_url(&self.outbound_policy(), field, s)
     }
 
     /// Set the externally reachable base URL (no trailing slash).
@@ -159,9 +191,15 @@ impl Rekey {
     }
 }
 
-/// A URL rekey will call (webhook receivers, probe overrides): https
-/// anywhere; plain http only to loopback (a local relay, tests).
-pub(crate) fn check_outbound_url(field: &str, s: &str) -> Result<String, Error> {
+/// A URL rekey will call (webhook receivers, probe overrides, key files'
+/// `token_uri`): https anywhere; plain http only to loopback (a local
+/// relay, tests); an IP-literal host must pass the outbound policy. Host
+/// names are checked after DNS, at connection time.
+pub(crate) fn check_outbound_url(
+    policy: &OutboundPolicy,
+    field: &str,
+    s: &str,
+) -> Result<String, Error> {
     let bad = |m: &str| Error::invalid("invalid_url", format!("`{field}` {m}"));
     if s.len() > 2048 {
         return Err(bad("must be at most 2048 characters"));
@@ -184,11 +222,88 @@ pub(crate) fn check_outbound_url(field: &str, s: &str) -> Result<String, Error> 
         "http" if loopback => {}
         _ => return Err(bad("must be https (http only for loopback)")),
     }
+    if let Some(reason) = refused_host(policy, u.host()) {
+        return Err(bad(&refused_message(reason)));
+    }
     Ok(u.to_string())
 }
 
-/// reqwest's builder only fails when the TLS backend cannot initialise,
-/// which would fail every outbound call anyway; fall back to defaults.
-fn unreachable_http() -> rekey_oauth::Http {
-    rekey_oauth::Http::fallback()
+/// The refusal of an IP-literal host, if the policy refuses it.
+pub(crate) fn refused_host<S>(
+    policy: &OutboundPolicy,
+    host: Option<url::Host<S>>,
+) -> Option<rekey_core::outbound::Refusal> {
+    let ip = match host? {
+        url::Host::Ipv4(a) => std::net::IpAddr::V4(a),
+        url::Host::Ipv6(a) => std::net::IpAddr::V6(a),
+        url::Host::Domain(_) => return None,
+    };
+    policy.check_ip(ip).err()
+}
+
+/// The words after the field name when the policy refuses an address.
+pub(crate) fn refused_message(reason: rekey_core::outbound::Refusal) -> String {
+    format!(
+        "points to {reason}, which rekey does not connect to (an operator can allow it with --allow-outbound)"
+    )
+}
+
+/// A refusal by the outbound policy keeps its own code; other provider
+/// failures become `other`.
+pub(crate) fn oauth_error(
+    e: rekey_oauth::OAuthError,
+    other: impl FnOnce(rekey_oauth::OAuthError) -> Error,
+) -> Error {
+    match e {
+        rekey_oauth::OAuthError::Refused(m) => Error::unprocessable("outbound_refused", m),
+        e => other(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_urls_with_refused_ip_literals_are_rejected() {
+        let p = OutboundPolicy::default();
+        for u in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://10.0.0.5/hook",
+            "https://172.16.0.1/",
+            "https://192.168.1.1:8443/",
+            "https://100.64.0.1/",
+            "https://0.0.0.0:9/",
+            "https://[::ffff:169.254.169.254]/",
+            "https://[fd00:ec2::254]/",
+            "https://[fe80::1]/",
+            "https://0xa9fea9fe/",
+            "https://2852039166/",
+            "https://224.0.0.1/",
+            "https://255.255.255.255/",
+        ] {
+            let e = check_outbound_url(&p, "probe_url", u).unwrap_err();
+            assert_eq!(e.code(), "invalid_url", "{u}");
+            let m = e.public_message();
+            assert!(m.starts_with("`probe_url` points to "), "{u}: {m}");
+            assert!(m.contains("--allow-outbound"), "{m}");
+            assert!(!m.contains("meta-data") && !m.contains("hook"), "{m}");
+        }
+        for u in [
+            "https://172.15.255.255/",
+            "https://172.32.0.0/",
+            "https://api.example.com/",
+            "https://metadata.google.internal/",
+            "http://127.0.0.1:9/x",
+            "http://[::1]:9/x",
+            "http://localhost:9/x",
+            "https://8.8.8.8/",
+        ] {
+            assert!(check_outbound_url(&p, "url", u).is_ok(), "{u}");
+        }
+        let allowed = OutboundPolicy::parse("10.0.0.0/8,169.254.169.254").unwrap();
+        assert!(check_outbound_url(&allowed, "url", "https://10.0.0.5/").is_ok());
+        assert!(check_outbound_url(&allowed, "url", "https://169.254.169.254/").is_ok());
+        assert!(check_outbound_url(&allowed, "url", "https://192.168.0.1/").is_err());
+    }
 }

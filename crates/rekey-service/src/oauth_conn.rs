@@ -462,13 +462,15 @@ impl Rekey {
         )
         .await
         .map_err(|e| {
-            Error::unprocessable(
-                "token_request_failed",
-                format!(
-                    "the provider refused the client-credentials request: {}",
-                    rekey_core::scrub::scrub_text(&e.to_string(), &[auth.secret.expose()])
-                ),
-            )
+            crate::oauth_error(e, |e| {
+                Error::unprocessable(
+                    "token_request_failed",
+                    format!(
+                        "the provider refused the client-credentials request: {}",
+                        rekey_core::scrub::scrub_text(&e.to_string(), &[auth.secret.expose()])
+                    ),
+                )
+            })
         })?;
         let now = now_ms();
         let (meta, s) = token_material(&integ.id, &tokens, now, Value::Null);

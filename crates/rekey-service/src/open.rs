@@ -153,7 +153,7 @@ impl OpenOptions {
         .map_err(|e| Error::invalid("invalid_catalog", e.to_string()))?;
 
         Ok(OpenedDataDir {
-            rekey: Rekey::new(store, keyring, catalog),
+            rekey: Rekey::new(store, keyring, catalog)?,
             created_keyring,
             _lock: lock,
             _serve_lock: serve_lock,

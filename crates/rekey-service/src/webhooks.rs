@@ -97,8 +97,8 @@ fn validate_events(events: &[String]) -> Result<Vec<String>, Error> {
     Ok(v)
 }
 
-fn validate_url(s: &str) -> Result<String, Error> {
-    crate::check_outbound_url("url", s)
+fn validate_url(policy: &rekey_core::outbound::OutboundPolicy, s: &str) -> Result<String, Error> {
+    crate::check_outbound_url(policy, "url", s)
 }
 
 /// Receiver URLs may carry a token in their path or query: audit the host only.
@@ -268,7 +268,7 @@ impl Rekey {
         ctx: &Ctx,
         req: &CreateWebhook,
     ) -> Result<CreatedWebhook, Error> {
-        let url = validate_url(&req.url)?;
+        let url = validate_url(&self.outbound_policy(), &req.url)?;
         let events = validate_events(&req.events)?;
         validate_description(&req.description)?;
         let now = now_ms();
@@ -335,7 +335,12 @@ impl Rekey {
         if_match: Option<i64>,
     ) -> Result<WebhookView, Error> {
         let id = ids::parse_id(ids::WEBHOOK, id)?;
-        let url = req.url.as_deref().map(validate_url).transpose()?;
+        let policy = self.outbound_policy();
+        let url = req
+            .url
+            .as_deref()
+            .map(|u| validate_url(&policy, u))
+            .transpose()?;
         let events = req
             .events
             .as_ref()
@@ -757,7 +762,7 @@ impl Rekey {
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", sig)
             .body(d.payload.clone());
-        match req.send().await {
+        match self.inner.webhook_http.execute(req).await {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
                 let ok = (200..300).contains(&status);
@@ -777,10 +782,17 @@ impl Rekey {
                 let err = (!ok).then(|| format!("receiver answered HTTP {status}"));
                 (Some(i64::from(status)), err, body, ok)
             }
+            // The policy's refusal names host, address and range; network
+            // errors name scheme, host and port (never the path or query,
+            // which may carry the receiver's token).
+            Err(e @ rekey_oauth::OAuthError::Refused(_)) => {
+                (None, Some(e.to_string()), None, false)
+            }
             Err(e) => {
-                let what = if e.is_timeout() {
+                let m = e.to_string();
+                let what = if m.contains("timed out") {
                     "timed out"
-                } else if e.is_connect() {
+                } else if m.contains("connection failed") {
                     "connection failed"
                 } else {
                     "request failed"
@@ -811,6 +823,8 @@ mod tests {
         assert!(validate_events(&["connection.*".into()]).is_ok());
         assert!(validate_events(&["connection.nope".into()]).is_err());
         assert!(validate_events(&[]).is_err());
+        let p = rekey_core::outbound::OutboundPolicy::default();
+        let validate_url = |s: &str| validate_url(&p, s);
         assert!(validate_url("https://hooks.example.com/x").is_ok());
         assert!(validate_url("http://127.0.0.1:9/x").is_ok());
         assert!(validate_url("http://hooks.example.com/x").is_err());

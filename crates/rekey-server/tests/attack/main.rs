@@ -12,5 +12,6 @@ mod consistency;
 mod headers;
 mod http;
 mod names;
+mod outbound;
 mod scrub;
 mod signin;
