@@ -139,12 +139,7 @@ async fn shutdown_has_a_deadline() {
     );
     s.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = server.child.id().unwrap();
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    server.terminate();
     let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
         .await
         .expect("the server waited for a slow client past its shutdown deadline")

@@ -119,6 +119,29 @@ impl Resp {
     }
 }
 
+/// Serve `rekey` on an ephemeral loopback port until the sender fires.
+async fn spawn_server(
+    rekey: &Rekey,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    rekey.set_public_url(&format!("http://{addr}"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let r2 = rekey.clone();
+    let task = tokio::spawn(async move {
+        rekey_server::serve(listener, r2, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (format!("http://{addr}"), tx, task)
+}
+
 /// A second server started by [`TestServer::replica`].
 pub struct Replica {
     pub base: String,
@@ -163,21 +186,10 @@ impl TestServer {
             .await
             .unwrap()
             .key;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        rekey.set_public_url(&format!("http://{addr}"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let r2 = rekey.clone();
-        let task = tokio::spawn(async move {
-            rekey_server::serve(listener, r2, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let (base, tx, task) = spawn_server(&rekey).await;
         TestServer {
             db,
-            base: format!("http://{addr}"),
+            base,
             http: reqwest::Client::new(),
             admin_key,
             rekey,
@@ -199,20 +211,9 @@ impl TestServer {
         };
         let opened = opts.open(LockMode::Shared).await.unwrap();
         let rekey = opened.rekey.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        rekey.set_public_url(&format!("http://{addr}"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let r2 = rekey.clone();
-        let task = tokio::spawn(async move {
-            rekey_server::serve(listener, r2, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let (base, tx, task) = spawn_server(&rekey).await;
         Replica {
-            base: format!("http://{addr}"),
+            base,
             shutdown: Some(tx),
             task: Some(task),
             _opened: opened,

@@ -164,14 +164,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// SIGTERM and wait: the server must drain and exit 0.
-    pub async fn stop(mut self) {
-        let pid = self.child.id().unwrap() as i32;
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().unwrap();
         let st = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
         assert!(st.success());
+    }
+
+    /// SIGTERM and wait: the server must drain and exit 0.
+    pub async fn stop(mut self) {
+        self.terminate();
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .expect("no graceful exit")
