@@ -41,7 +41,7 @@ async fn connection_exhaustion_leaves_health_answering() {
     let key = env.admin_key("default", "admin").await;
     // A long header timeout, so what keeps the service up here is the cap.
     let server = env
-        .serve_with(&["--header-read-timeout", "120"], Some(256))
+        .serve_with(&["--header-read-timeout", "120"], Some("ulimit -n 256"))
         .await;
     let target = addr(&server.base);
     let mut held = Vec::new();
@@ -73,6 +73,51 @@ async fn connection_exhaustion_leaves_health_answering() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    drop(held);
+    server.stop().await;
+}
+
+/// When every connection is busy (bodies trickling in), a new connection
+/// still gets `/healthz` and `/readyz`; anything else answers 503
+/// `overloaded` at once instead of queueing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_connections_busy_leaves_health_answering() {
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let server = env
+        .serve_with(&["--max-connections", "4", "--body-timeout", "120"], None)
+        .await;
+    let target = addr(&server.base);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(&target).await.unwrap();
+        let head = format!(
+            "POST /api/v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    // Give the server a moment to take the four requests in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = fresh_client();
+    for path in ["/healthz", "/readyz"] {
+        let r = http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r = http
+        .get(format!("{}/api/v1/connections", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
     drop(held);
     server.stop().await;
 }
@@ -138,13 +183,28 @@ async fn shutdown_has_a_deadline() {
         "POST /api/v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request is with the server (waiting for its body) once a second
+    // request on another connection has been answered.
+    let r = fresh_client()
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
     server.terminate();
     let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
         .await
         .expect("the server waited for a slow client past its shutdown deadline")
         .unwrap();
     assert!(status.success(), "{status}: {}", server.logs());
+    // It did wait for the request in flight, up to the deadline.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "stopped without draining: {:?}",
+        started.elapsed()
+    );
     drop(s);
 }
 
@@ -289,7 +349,8 @@ fn mode(p: &Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_files_are_private() {
     let env = Env::new(Db::Sqlite).await;
-    let server = env.serve().await;
+    // Under the common umask, so the modes come from rekey, not the umask.
+    let server = env.serve_with(&[], Some("umask 022")).await;
     let dir = env.data_dir();
     assert_eq!(mode(&dir), 0o700);
     for f in [
@@ -306,7 +367,7 @@ async fn data_files_are_private() {
     // Someone loosened them: the next start tightens them again.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(dir.join("rekey.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let server = env.serve().await;
+    let server = env.serve_with(&[], Some("umask 022")).await;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("rekey.db")), 0o600);
     server.stop().await;

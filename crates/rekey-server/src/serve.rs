@@ -62,6 +62,9 @@ impl Default for ServeLimits {
     }
 }
 
+/// Read buffer per connection, which bounds a request head.
+const MAX_BUF: usize = 32 * 1024;
+
 /// Overflow connections (health only) allowed beyond the cap.
 const OVERFLOW: usize = 32;
 /// File descriptors kept free for the database pool, outbound calls,
@@ -102,23 +105,26 @@ struct Slot {
     evict: Arc<Notify>,
 }
 
+/// Open connections of one pool (the main one, or the overflow), by
+/// accept order so the oldest idle connection is found first.
 #[derive(Default)]
 struct Registry {
-    /// By accept order, so the oldest idle connection is found first.
     open: Mutex<BTreeMap<u64, Slot>>,
-    overflow: AtomicUsize,
 }
 
 impl Registry {
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Slot>> {
+        // A panic elsewhere must not switch the cap off.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn len(&self) -> usize {
-        self.open.lock().map(|m| m.len()).unwrap_or(0)
+        self.slots().len()
     }
 
     /// Close the oldest idle connection; false if every one is busy.
     fn evict_idle(&self) -> bool {
-        let Ok(mut m) = self.open.lock() else {
-            return false;
-        };
+        let mut m = self.slots();
         let idle = m
             .iter()
             .find(|(_, s)| s.busy.load(Ordering::Acquire) == 0)
@@ -132,16 +138,34 @@ impl Registry {
         }
     }
 
-    fn insert(&self, id: u64, slot: Slot) {
-        if let Ok(mut m) = self.open.lock() {
-            m.insert(id, slot);
-        }
+    /// Register a connection; it leaves the registry when the guard drops
+    /// (however its task ends).
+    fn enter(self: &Arc<Self>, id: u64) -> (Arc<AtomicUsize>, Arc<Notify>, Leave) {
+        let slot = Slot {
+            busy: Arc::new(AtomicUsize::new(0)),
+            evict: Arc::new(Notify::new()),
+        };
+        let out = (slot.busy.clone(), slot.evict.clone());
+        self.slots().insert(id, slot);
+        (
+            out.0,
+            out.1,
+            Leave {
+                registry: self.clone(),
+                id,
+            },
+        )
     }
+}
 
-    fn remove(&self, id: u64) {
-        if let Ok(mut m) = self.open.lock() {
-            m.remove(&id);
-        }
+struct Leave {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.registry.slots().remove(&self.id);
     }
 }
 
@@ -163,12 +187,17 @@ impl Drop for BusyGuard {
 
 /// The client stream, with hyper's own answers to requests it cannot parse
 /// (400, 414, 431: written by hyper with an empty body) replaced by the
-/// same response in rekey's JSON error shape. A head written while no
-/// request is with the service can only be such an answer.
+/// same response in rekey's JSON error shape. Such an answer is recognised
+/// only when all of these hold: it starts a message (the stream was just
+/// flushed), no request is with the service, and the write is exactly one
+/// bodiless head with one of those statuses. Response bodies cannot fake it:
+/// JSON escapes CR/LF, and names with control characters are refused.
 struct JsonParseErrors {
     inner: tokio::net::TcpStream,
     /// Requests handed to the service whose response head is not written yet.
     dispatched: Arc<AtomicUsize>,
+    /// Nothing written since the last flush: a write here starts a message.
+    at_boundary: bool,
     out: Vec<u8>,
     pos: usize,
 }
@@ -178,6 +207,7 @@ impl JsonParseErrors {
         JsonParseErrors {
             inner,
             dispatched,
+            at_boundary: true,
             out: Vec::new(),
             pos: 0,
         }
@@ -203,8 +233,41 @@ impl JsonParseErrors {
     }
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// hyper's automatic answer to an unparseable request: one bodiless head.
+fn hyper_error_status(buf: &[u8]) -> Option<&[u8]> {
+    let status = buf.get(9..12)?;
+    let exact = buf.len() < 512
+        && (buf.starts_with(b"HTTP/1.1 ") || buf.starts_with(b"HTTP/1.0 "))
+        && matches!(status, b"400" | b"414" | b"431")
+        && buf.ends_with(b"\r\n\r\n")
+        && find(buf, b"\r\n\r\n") == Some(buf.len() - 4)
+        && find(&buf.to_ascii_lowercase(), b"\r\ncontent-length: 0\r\n").is_some();
+    exact.then_some(status)
+}
+
+/// Does a message starting with `buf` begin with a final (not 1xx)
+/// response head, possibly after an informational one?
+fn starts_final_head(buf: &[u8]) -> bool {
+    let is_head =
+        |b: &[u8]| (b.starts_with(b"HTTP/1.1 ") || b.starts_with(b"HTTP/1.0 ")) && b.len() > 9;
+    if !is_head(buf) {
+        return false;
+    }
+    if buf[9] != b'1' {
+        return true;
+    }
+    // `100 Continue` may share the write with the final head.
+    find(buf, b"\r\n\r\n")
+        .map(|i| &buf[i + 4..])
+        .is_some_and(|rest| is_head(rest) && rest[9] != b'1')
+}
+
 /// The JSON twin of hyper's automatic answer with this status line.
-fn json_parse_error(status: &[u8]) -> Vec<u8> {
+fn json_parse_error(version: &[u8], status: &[u8]) -> Vec<u8> {
     let (line, code, message) = match status {
         b"414" => (
             "414 URI Too Long",
@@ -214,7 +277,7 @@ fn json_parse_error(status: &[u8]) -> Vec<u8> {
         b"431" => (
             "431 Request Header Fields Too Large",
             "headers_too_large",
-            "the request has too many or too large header fields",
+            "the request line and header fields are too large or too many",
         ),
         _ => (
             "400 Bad Request",
@@ -224,7 +287,8 @@ fn json_parse_error(status: &[u8]) -> Vec<u8> {
     };
     let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     format!(
-        "HTTP/1.1 {line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n{body}",
+        "{} {line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n{body}",
+        String::from_utf8_lossy(version),
         body.len()
     )
     .into_bytes()
@@ -253,20 +317,26 @@ impl tokio::io::AsyncWrite for JsonParseErrors {
         if !self.out.is_empty() {
             return Poll::Pending;
         }
-        // A response head: "HTTP/1.1 NNN ". Informational (1xx) heads
-        // precede the real one and do not answer the request.
-        let head = buf.len() >= 12 && buf.starts_with(b"HTTP/1.1 ") && buf[9] != b'1';
-        if head && self.dispatched.load(Ordering::Acquire) == 0 {
-            self.out = json_parse_error(&buf[9..12]);
-            self.pos = 0;
-            if let Poll::Ready(Err(e)) = self.drain(cx) {
-                return Poll::Ready(Err(e));
+        let boundary = self.at_boundary;
+        if boundary && self.dispatched.load(Ordering::Acquire) == 0 {
+            if let Some(status) = hyper_error_status(buf) {
+                self.out = json_parse_error(&buf[..8], status);
+                self.pos = 0;
+                if let Poll::Ready(Err(e)) = self.drain(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Ready(Ok(buf.len()));
             }
-            return Poll::Ready(Ok(buf.len()));
         }
+        let answers = boundary && starts_final_head(buf);
         let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if head && matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.dispatched.fetch_sub(1, Ordering::AcqRel);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.at_boundary = false;
+            if answers {
+                let _ = self
+                    .dispatched
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1));
+            }
         }
         r
     }
@@ -276,7 +346,11 @@ impl tokio::io::AsyncWrite for JsonParseErrors {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::ready!(self.drain(cx))?;
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) {
+            self.at_boundary = true;
+        }
+        r
     }
 
     fn poll_shutdown(
@@ -323,7 +397,8 @@ pub async fn serve_with_limits(
         limits.body_timeout,
         crate::body_deadline,
     ));
-    let registry = Arc::new(Registry::default());
+    let main = Arc::new(Registry::default());
+    let overflow = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_id: u64 = 0;
@@ -345,38 +420,36 @@ pub async fn serve_with_limits(
         };
         let _ = stream.set_nodelay(true);
         next_id += 1;
-        let full = registry.len() >= cap && !registry.evict_idle();
-        if full {
-            if registry.overflow.load(Ordering::Acquire) >= OVERFLOW {
-                drop(stream);
-                continue;
-            }
-            registry.overflow.fetch_add(1, Ordering::AcqRel);
-            tasks.spawn(serve_overflow(
+        if main.len() < cap || main.evict_idle() {
+            let (busy, evict, leave) = main.enter(next_id);
+            tasks.spawn(serve_one(
                 stream,
                 addr,
                 app.clone(),
-                registry.clone(),
-                limits.header_read_timeout.min(Duration::from_secs(2)),
+                busy,
+                evict,
+                leave,
+                stop_rx.clone(),
+                limits.header_read_timeout,
             ));
             continue;
         }
-        let slot = Slot {
-            busy: Arc::new(AtomicUsize::new(0)),
-            evict: Arc::new(Notify::new()),
-        };
-        let (busy, evict) = (slot.busy.clone(), slot.evict.clone());
-        registry.insert(next_id, slot);
-        tasks.spawn(serve_one(
-            next_id,
+        // Every connection is in the middle of a request: serve this one
+        // for health checks only, making room among idle overflow
+        // connections if need be.
+        if overflow.len() >= OVERFLOW && !overflow.evict_idle() {
+            drop(stream);
+            continue;
+        }
+        let (busy, evict, leave) = overflow.enter(next_id);
+        tasks.spawn(serve_overflow(
             stream,
             addr,
             app.clone(),
-            registry.clone(),
             busy,
             evict,
-            stop_rx.clone(),
-            limits.header_read_timeout,
+            leave,
+            limits.header_read_timeout.min(Duration::from_secs(2)),
         ));
     }
     drop(listener);
@@ -399,26 +472,30 @@ fn http1(header_read_timeout: Duration, keep_alive: bool) -> hyper::server::conn
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .keep_alive(keep_alive);
+        .keep_alive(keep_alive)
+        // hyper's default (~400 KiB a connection) lets a thousand slow
+        // heads hold ~400 MB; a request head beyond this answers 431.
+        .max_buf_size(MAX_BUF)
+        .max_header_size(MAX_BUF);
     b
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn serve_one(
-    id: u64,
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
     app: Router,
-    registry: Arc<Registry>,
     busy: Arc<AtomicUsize>,
     evict: Arc<Notify>,
+    _leave: Leave,
     mut stop: watch::Receiver<bool>,
     header_read_timeout: Duration,
 ) {
     let dispatched = Arc::new(AtomicUsize::new(0));
     let io = JsonParseErrors::new(stream, dispatched.clone());
+    let in_flight = busy.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let guard = BusyGuard::new(&busy);
+        let guard = BusyGuard::new(&in_flight);
         dispatched.fetch_add(1, Ordering::AcqRel);
         let app = app.clone();
         async move {
@@ -440,26 +517,36 @@ async fn serve_one(
                 }
                 break;
             }
-            _ = evict.notified() => break,
+            _ = evict.notified(), if !draining => {
+                // Chosen while idle; if a request started since, let it
+                // finish rather than cut a handler short.
+                if busy.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
             _ = stop.changed(), if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
         }
     }
-    registry.remove(id);
 }
 
 async fn serve_overflow(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
     app: Router,
-    registry: Arc<Registry>,
+    busy: Arc<AtomicUsize>,
+    evict: Arc<Notify>,
+    _leave: Leave,
     header_read_timeout: Duration,
 ) {
     let dispatched = Arc::new(AtomicUsize::new(0));
     let io = JsonParseErrors::new(stream, dispatched.clone());
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let guard = BusyGuard::new(&busy);
         dispatched.fetch_add(1, Ordering::AcqRel);
         let app = app.clone();
         async move {
@@ -468,11 +555,15 @@ async fn serve_overflow(
             }
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(addr));
-            app.oneshot(req).await
+            let resp = app.oneshot(req).await;
+            drop(guard);
+            resp
         }
     });
     let conn = http1(header_read_timeout, false).serve_connection(TokioIo::new(io), svc);
     // Bounded even if the client reads its answer slowly.
-    let _ = tokio::time::timeout(header_read_timeout * 3, conn).await;
-    registry.overflow.fetch_sub(1, Ordering::AcqRel);
+    tokio::select! {
+        _ = tokio::time::timeout(header_read_timeout * 3, conn) => {}
+        _ = evict.notified() => {}
+    }
 }

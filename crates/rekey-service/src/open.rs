@@ -102,7 +102,17 @@ impl OpenOptions {
             Some(u) => u.expose().to_string(),
             None => format!("sqlite://{}?mode=rwc", dir.join("rekey.db").display()),
         };
-        let sqlite_file = sqlite_path(&url);
+        let sqlite_file = match sqlite_path(&url) {
+            // SQLite creates its file world-readable (0644), and the -wal
+            // and -shm files take the database file's mode: create it 0600
+            // first. Then lock by the file's real path, so another spelling
+            // of the same file (relative, `..`, a symlink) meets the lock.
+            Some(db) => {
+                private_file(&db)?;
+                Some(std::fs::canonicalize(&db).map_err(|e| io("cannot resolve", &db, e))?)
+            }
+            None => None,
+        };
         let serve_lock = match (&sqlite_file, mode) {
             (Some(db), LockMode::Serve) => {
                 let p = suffixed(db, ".serve-lock");
@@ -120,11 +130,6 @@ impl OpenOptions {
             }
             _ => None,
         };
-        if let Some(db) = &sqlite_file {
-            // SQLite creates its file world-readable (0644), and the -wal and
-            // -shm files take the database file's mode: create it 0600 first.
-            private_file(db)?;
-        }
         let store = Store::connect(&url).await?;
 
         // Refuse to run with a keyring that cannot read what the database
@@ -161,12 +166,18 @@ impl OpenOptions {
     }
 }
 
-/// The file of a `sqlite:` URL, when it names one (not `:memory:`).
+/// The file of a `sqlite:` URL as SQLite will open it (sqlx's own parsing:
+/// percent-decoding, `?` options), when it names one (not `:memory:`).
 fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = opts.get_filename();
+    let s = path.to_string_lossy();
+    (!s.is_empty() && !s.starts_with(":memory:") && !s.starts_with("file:"))
+        .then(|| path.to_path_buf())
 }
 
 fn suffixed(p: &Path, suffix: &str) -> PathBuf {
@@ -239,6 +250,11 @@ mod tests {
         assert_eq!(
             sqlite_path("sqlite://rel/rekey.db"),
             Some(PathBuf::from("rel/rekey.db"))
+        );
+        // Percent-encoding is decoded as SQLite will see it.
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/d/rek%65y.db"),
+            Some(PathBuf::from("/tmp/d/rekey.db"))
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://u@h/db"), None);

@@ -71,18 +71,27 @@ pub(crate) struct Throttle {
     sources: HashMap<String, Entry>,
 }
 
+fn add_offender(e: &mut Entry, source: &str) {
+    if !e.offenders.iter().any(|o| o == source) {
+        if e.offenders.len() >= MAX_OFFENDERS {
+            e.offenders.remove(0);
+        }
+        e.offenders.push(source.to_string());
+    }
+}
+
+/// The entry for `key`, making room by dropping the one whose last failure
+/// is oldest (preferring entries whose lock has run out). Never a mass
+/// clear: flooding the table with junk names must not reset a target's
+/// count.
 fn bounded_insert<'a>(map: &'a mut HashMap<String, Entry>, key: &str, now: i64) -> &'a mut Entry {
     if !map.contains_key(key) && map.len() >= MAX_ENTRIES {
-        map.retain(|_, e| e.locked_until > now);
-        while map.len() >= MAX_ENTRIES {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, e)| e.last_failure)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => map.remove(&k),
-                None => break,
-            };
+        let victim = map
+            .iter()
+            .min_by_key(|(_, e)| (e.locked_until > now, e.last_failure))
+            .map(|(k, _)| k.clone());
+        if let Some(k) = victim {
+            map.remove(&k);
         }
     }
     map.entry(key.to_string()).or_default()
@@ -116,6 +125,12 @@ impl Throttle {
             return Decision::Refuse(e.slow_next - now);
         }
         e.slow_next = now + SLOW_LANE_MS;
+        // Counted as an offender now, not on failure: a client that takes
+        // the slot and hangs up during the delay must not get another.
+        // The right password clears the whole entry.
+        if let Some(s) = source {
+            add_offender(e, s);
+        }
         Decision::AllowAfter(SLOW_LANE_DELAY_MS)
     }
 
@@ -124,12 +139,7 @@ impl Throttle {
         e.failures += 1;
         e.last_failure = now;
         if let Some(s) = source {
-            if !e.offenders.iter().any(|o| o == s) {
-                if e.offenders.len() >= MAX_OFFENDERS {
-                    e.offenders.remove(0);
-                }
-                e.offenders.push(s.to_string());
-            }
+            add_offender(e, s);
         }
         if e.failures >= FREE_FAILURES {
             e.locked_until = e
@@ -204,17 +214,22 @@ mod tests {
             t.check("ana", B, 10),
             Decision::AllowAfter(SLOW_LANE_DELAY_MS)
         );
-        assert_eq!(t.check("ana", B, 11), Decision::Refuse(SLOW_LANE_MS - 1));
+        // The slot is taken for everyone else until the interval is over.
         assert_eq!(
-            t.check("ana", B, 10 + SLOW_LANE_MS),
-            Decision::AllowAfter(SLOW_LANE_DELAY_MS)
+            t.check("ana", Some("10.0.0.9"), 11),
+            Decision::Refuse(SLOW_LANE_MS - 1)
         );
-        // A wrong password in the slow lane makes B an offender too.
-        t.failure("ana", B, 10 + SLOW_LANE_MS);
+        // B used its slow-lane try (even had it hung up): it waits now,
+        // while a third address gets the next slot.
         assert!(matches!(
-            t.check("ana", B, 10 + 2 * SLOW_LANE_MS),
+            t.check("ana", B, 10 + SLOW_LANE_MS),
             Decision::Refuse(_)
         ));
+        let c = Some("10.0.0.3");
+        assert_eq!(
+            t.check("ana", c, 10 + SLOW_LANE_MS),
+            Decision::AllowAfter(SLOW_LANE_DELAY_MS)
+        );
         // No source known: no slow lane.
         assert!(matches!(t.check("ana", None, 10), Decision::Refuse(_)));
         // Success clears the name.
@@ -264,5 +279,17 @@ mod tests {
         // The newest entries are kept.
         let last = MAX_ENTRIES * 2 - 1;
         assert!(t.names.contains_key(&format!("user{last}")));
+    }
+
+    #[test]
+    fn flooding_the_table_does_not_reset_a_locked_name() {
+        let mut t = Throttle::default();
+        for _ in 0..FREE_FAILURES {
+            t.failure("ana", A, 0);
+        }
+        for i in 0..(MAX_ENTRIES * 2) {
+            t.failure(&format!("junk{i}"), B, 1);
+        }
+        assert!(matches!(t.check("ana", A, 2), Decision::Refuse(_)));
     }
 }

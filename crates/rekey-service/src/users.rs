@@ -103,6 +103,21 @@ fn dummy_hash() -> &'static str {
     })
 }
 
+/// The address as the sign-in throttle counts it: IPv4 as is, IPv6 by /64.
+fn throttle_key(source: &str) -> String {
+    match source.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
+        _ => source.to_string(),
+    }
+}
+
 fn validate_username(u: &str) -> Result<(), Error> {
     let ok = (3..=64).contains(&u.len())
         && u.bytes()
@@ -183,7 +198,9 @@ impl Rekey {
         if username.len() > MAX_NAME {
             return Err(Error::Unauthorized);
         }
-        let src = source.as_deref();
+        // IPv6 clients usually own a whole /64: count them as one address.
+        let key = source.as_deref().map(throttle_key);
+        let src = key.as_deref();
         let decision = self.signin_throttle().check(username, src, now);
         match decision {
             Decision::Allow => {}
@@ -308,5 +325,22 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         store::delete_session(tx.conn(), &hash_api_key(token.expose())).await?;
         tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn throttle_keys_count_ipv6_per_64() {
+        assert_eq!(super::throttle_key("10.1.2.3"), "10.1.2.3");
+        assert_eq!(
+            super::throttle_key("2001:db8:1:2:aaaa::1"),
+            super::throttle_key("2001:db8:1:2:bbbb::9")
+        );
+        assert_ne!(
+            super::throttle_key("2001:db8:1:2::1"),
+            super::throttle_key("2001:db8:1:3::1")
+        );
+        assert_eq!(super::throttle_key("::ffff:10.1.2.3"), "10.1.2.3");
     }
 }

@@ -105,16 +105,17 @@ impl Env {
         self.serve_with(&[], None).await
     }
 
-    /// `rekey serve` with more flags, optionally under `ulimit -n`.
-    pub fn serve_command(&self, extra: &[&str], nofile: Option<u32>) -> Command {
+    /// `rekey serve` with more flags, optionally started by `sh` after a
+    /// shell prelude such as `ulimit -n 256` or `umask 022`.
+    pub fn serve_command(&self, extra: &[&str], prelude: Option<&str>) -> Command {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        match nofile {
+        match prelude {
             None => self.command(&args),
-            Some(n) => {
+            Some(p) => {
                 let mut c = self.program("sh");
                 c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(format!("{p} && exec \"$0\" \"$@\""))
                     .arg(BIN)
                     .args(&args);
                 c
@@ -122,9 +123,9 @@ impl Env {
         }
     }
 
-    pub async fn serve_with(&self, extra: &[&str], nofile: Option<u32>) -> Server {
+    pub async fn serve_with(&self, extra: &[&str], prelude: Option<&str>) -> Server {
         let mut child = self
-            .serve_command(extra, nofile)
+            .serve_command(extra, prelude)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -90,18 +90,21 @@ async fn one_address_spraying_names_is_slowed() {
         let (st, _) = sign_in(&s, 5, &format!("user{i}"), "guess-guess").await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
-    // Two more at once: the first is checked, the second told to wait.
-    let (a, b) = tokio::join!(
-        sign_in(&s, 5, "user-x", "guess-guess"),
-        sign_in(&s, 5, "user-y", "guess-guess")
-    );
-    let mut got = [a.0, b.0];
-    got.sort();
-    assert_eq!(
-        got,
-        [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS],
-        "{a:?} {b:?}"
-    );
+    // A burst of five at once: the address may try once a second, so
+    // some are checked and the others told to wait.
+    let names: Vec<String> = (0..5).map(|i| format!("user-x{i}")).collect();
+    let burst =
+        futures_util::future::join_all(names.iter().map(|n| sign_in(&s, 5, n, "guess-guess")))
+            .await;
+    let refused = burst
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let checked = burst
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(refused >= 1 && checked >= 1, "{burst:?}");
     // Another address is not slowed.
     let (st, _) = sign_in(&s, 6, "user-z", "guess-guess").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
