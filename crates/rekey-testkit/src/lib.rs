@@ -122,6 +122,9 @@ impl Resp {
 /// A second server started by [`TestServer::replica`].
 pub struct Replica {
     pub base: String,
+    /// The replica's own service (its own pool, and on SQLite its own write
+    /// lock), e.g. to run a worker pass on it.
+    pub rekey: Rekey,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _opened: rekey_service::OpenedDataDir,
@@ -213,6 +216,7 @@ impl TestServer {
         });
         Replica {
             base: format!("http://{addr}"),
+            rekey,
             shutdown: Some(tx),
             task: Some(task),
             _opened: opened,

@@ -10,3 +10,4 @@
 
 mod consistency;
 mod signin;
+mod webhooks;
