@@ -919,13 +919,26 @@ pub async fn webhooks(cmd: WebhooksCmd) -> Result<ExitCode> {
     match cmd {
         WebhooksCmd::List { api } => {
             let c = Client::new(&api)?;
-            let l: WebhookList = c.get("/api/v1/webhooks", &[]).await?;
+            // Every page: a tenant's subscriptions are capped (--max-webhooks).
+            let mut q: Vec<(&str, String)> = vec![("limit", "200".into())];
+            let mut items = Vec::new();
+            loop {
+                let page: WebhookList = c.get("/api/v1/webhooks", &q).await?;
+                items.extend(page.items);
+                match page.next_cursor {
+                    Some(cur) => {
+                        q.retain(|(k, _)| *k != "cursor");
+                        q.push(("cursor", cur));
+                    }
+                    None => break,
+                }
+            }
             if api.json {
-                print_json(&l.items)?;
+                print_json(&items)?;
             } else {
                 print_table(
                     &["id", "state", "events", "url"],
-                    l.items.iter().map(webhook_row).collect(),
+                    items.iter().map(webhook_row).collect(),
                 );
             }
         }

@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// First webhook retry wait in milliseconds; it doubles per attempt (±20 % jitter) up to an hour.
     #[arg(long, env = "REKEY_WEBHOOK_RETRY_BASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub webhook_retry_base_ms: u64,
+    /// Webhook subscriptions a tenant may have (enabled or paused); one more is refused with 409 `webhook_limit`.
+    #[arg(long, env = "REKEY_MAX_WEBHOOKS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_webhooks: u32,
     /// How often the health and webhook workers look for due work, in milliseconds.
     #[arg(long, env = "REKEY_WORKER_TICK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000), hide = true)]
     pub worker_tick_ms: u64,
@@ -217,6 +220,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     rekey.set_webhook_settings(rekey_service::WebhookSettings {
         max_attempts: i64::from(a.webhook_max_attempts),
         base_delay_ms: a.webhook_retry_base_ms as i64,
+        max_webhooks: i64::from(a.max_webhooks),
         ..Default::default()
     });
     // This replica's name on the leases it takes.

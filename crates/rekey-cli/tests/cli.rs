@@ -77,6 +77,7 @@ both_backends!(
     oauth_cli_commands,
     health_and_webhooks_cli,
     webhooks_survive_sigkill,
+    webhook_cap_flag_and_paged_list,
     check_killed_midway_resumes,
     dashboard_user_from_cli,
 );
@@ -964,6 +965,66 @@ async fn webhooks_survive_sigkill(db: Db) {
     server.stop().await;
     let out = env.run(&["audit", "verify", "--offline"], &[]).await;
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+/// `REKEY_MAX_WEBHOOKS` sets the per-tenant cap (validated range), and
+/// `rekey webhooks list` follows `next_cursor` past the 200-item page.
+async fn webhook_cap_flag_and_paged_list(db: Db) {
+    let mut env = Env::new(db).await;
+    for bad in ["0", "1001", "many"] {
+        let out = env
+            .run(
+                &["serve", "--listen", "127.0.0.1:0"],
+                &[("REKEY_MAX_WEBHOOKS", bad)],
+            )
+            .await;
+        assert!(!out.status.success(), "REKEY_MAX_WEBHOOKS={bad} accepted");
+        assert!(stderr(&out).contains("max-webhooks"), "{}", stderr(&out));
+    }
+    env.extra = vec![
+        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
+        ("REKEY_MAX_WEBHOOKS".into(), "205".into()),
+    ];
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let http = reqwest::Client::new();
+    let post = || {
+        http.post(format!("{}/api/v1/webhooks", server.base))
+            .bearer_auth(&key)
+            .json(&json!({"url": "https://hooks.example.com/rekey", "events": ["*"]}))
+            .send()
+    };
+    let mut want = std::collections::BTreeSet::new();
+    for _ in 0..205 {
+        let r = post().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        want.insert(v["webhook"]["id"].as_str().unwrap().to_string());
+    }
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "webhook_limit", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("205"),
+        "{v}"
+    );
+
+    let out = env
+        .run(
+            &["webhooks", "list", "--json"],
+            &[("REKEY_URL", &server.base), ("REKEY_TOKEN", &key)],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(items.len(), 205, "every page");
+    let got: std::collections::BTreeSet<String> = items
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, want);
+    server.stop().await;
 }
 
 /// SIGKILL the server while a scheduled check waits on a slow provider:

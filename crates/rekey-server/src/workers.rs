@@ -108,7 +108,8 @@ pub fn spawn_health_worker(
     })
 }
 
-/// Run the webhook delivery worker: every `tick`, post due deliveries.
+/// Run the webhook delivery worker: every `tick`, fan pending outbox events
+/// out to deliveries, then post due deliveries.
 pub fn spawn_delivery_worker(
     rekey: Rekey,
     owner: String,
@@ -120,8 +121,9 @@ pub fn spawn_delivery_worker(
         let (rekey, owner) = (rekey.clone(), owner.clone());
         async move {
             let run = rekey.deliver_due(&owner, BATCH).await?;
-            if run.claimed > 0 {
+            if run.claimed > 0 || run.fanned_out > 0 {
                 tracing::info!(
+                    fanned_out = run.fanned_out,
                     claimed = run.claimed,
                     delivered = run.delivered,
                     retrying = run.retrying,
@@ -129,7 +131,7 @@ pub fn spawn_delivery_worker(
                     "webhook pass"
                 );
             }
-            Ok(run.claimed as i64 >= BATCH)
+            Ok(run.claimed as i64 >= BATCH || run.fan_out_backlog)
         }
     })
 }

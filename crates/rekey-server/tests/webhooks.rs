@@ -24,6 +24,7 @@ fn quick(s: &TestServer, max_attempts: i64) {
         base_delay_ms: 20,
         max_delay_ms: 200,
         timeout: Duration::from_secs(2),
+        ..Default::default()
     });
     s.rekey.set_health_settings(HealthSettings {
         max_probe_timeout: Duration::from_secs(1),

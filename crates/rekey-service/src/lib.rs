@@ -32,7 +32,7 @@ pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use users::{Role, SessionUser};
-pub use webhooks::{DeliveryRun, WebhookSettings, EVENT_TYPES};
+pub use webhooks::{DeliveryRun, WebhookSettings, DEFAULT_MAX_WEBHOOKS, EVENT_TYPES};
 
 use rekey_core::outbound::OutboundPolicy;
 use rekey_core::Error;

@@ -1,13 +1,15 @@
-//! Webhooks: subscriptions, the outbox (events written in the transaction
-//! that made the change), and the delivery worker's pass (sign, post, retry
-//! with backoff and jitter, give up after a limit).
+//! Webhooks: subscriptions (at most `max_webhooks` per tenant), the outbox
+//! (one event row written in the transaction that made the change), and the
+//! delivery worker's pass: fan pending events out to deliveries, then sign,
+//! post, retry with backoff and jitter, give up after a limit.
 
 use crate::audit::record;
 use crate::{Ctx, Rekey};
+use base64::Engine;
 use rand::Rng;
 use rekey_api::{
     CreateWebhook, CreatedWebhook, DeliveryAttemptView, DeliveryList, DeliveryQuery, DeliveryView,
-    UpdateWebhook, WebhookList, WebhookView,
+    UpdateWebhook, WebhookList, WebhookQuery, WebhookView,
 };
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::{ids, Error, SecretString};
@@ -15,6 +17,7 @@ use rekey_crypto::Aad;
 use rekey_store::webhooks::{self as store, Claimed, DeliveryRow, EventRow, WebhookRow};
 use rekey_store::{secrets, WriteTx};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const OWNER_KIND: &str = "webhook";
@@ -33,14 +36,21 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 /// Delivery policy. Defaults: up to 12 attempts, the wait doubling from 10 s
-/// to at most an hour (about 3.4 h in all), each wait jittered by ±20 %.
+/// to at most an hour (about 3.4 h in all), each wait jittered by ±20 %; at
+/// most 50 subscriptions per tenant.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     pub max_attempts: i64,
     pub base_delay_ms: i64,
     pub max_delay_ms: i64,
     pub timeout: Duration,
+    /// Subscriptions (enabled or paused) a tenant may have; creating one
+    /// more is refused with `409 webhook_limit`.
+    pub max_webhooks: i64,
 }
+
+/// The default of [`WebhookSettings::max_webhooks`].
+pub const DEFAULT_MAX_WEBHOOKS: i64 = 50;
 
 impl Default for WebhookSettings {
     fn default() -> Self {
@@ -49,6 +59,7 @@ impl Default for WebhookSettings {
             base_delay_ms: 10_000,
             max_delay_ms: 3_600_000,
             timeout: Duration::from_secs(10),
+            max_webhooks: DEFAULT_MAX_WEBHOOKS,
         }
     }
 }
@@ -175,21 +186,17 @@ pub(crate) fn connection_data(r: &rekey_store::connections::ConnectionRow) -> Va
     })
 }
 
-/// Write `kind` with `data` to the outbox inside `tx`, fanned out to every
-/// enabled subscription of the tenant whose filter matches. `data` must not
-/// hold secrets.
+/// Write `kind` with `data` to the outbox inside `tx`: one event row, or
+/// nothing when the tenant has no enabled subscription. The delivery worker
+/// fans it out later (see [`Rekey::deliver_due`]), to the subscriptions that
+/// are enabled and match when it does. `data` must not hold secrets.
 pub(crate) async fn emit(
     tx: &mut WriteTx,
     tenant: &str,
     kind: &str,
     data: Value,
 ) -> Result<(), Error> {
-    let hooks: Vec<WebhookRow> = store::list(tx.conn(), tenant)
-        .await?
-        .into_iter()
-        .filter(|w| w.disabled_at.is_none() && matches(&w.events, kind))
-        .collect();
-    if hooks.is_empty() {
+    if !store::any_enabled(tx.conn(), tenant).await? {
         return Ok(());
     }
     let now = now_ms();
@@ -199,21 +206,15 @@ pub(crate) async fn emit(
         kind: kind.to_string(),
         payload: json!({"type": kind, "timestamp": ms_to_rfc3339(now), "data": data}).to_string(),
         created_at: now,
+        fanned_out_at: None,
     };
-    store::insert_event(tx.conn(), &event).await?;
-    for h in hooks {
-        store::insert_delivery(
-            tx.conn(),
-            &ids::new_id(ids::DELIVERY),
-            tenant,
-            &h.id,
-            &event.id,
-            now,
-        )
-        .await?;
-    }
-    Ok(())
+    store::insert_event(tx.conn(), &event).await
 }
+
+/// Delivery rows one fan-out transaction writes before it stops (after the
+/// event that reaches it: an event is always fanned out whole). Bounds how
+/// long the transaction holds SQLite's write lock.
+const FAN_OUT_ROWS: usize = 1000;
 
 /// Posts in flight at once per delivery pass.
 const PARALLEL: i64 = 16;
@@ -221,6 +222,10 @@ const PARALLEL: i64 = 16;
 /// What one delivery pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryRun {
+    /// Events fanned out to deliveries in this pass.
+    pub fanned_out: usize,
+    /// Events were left waiting for fan-out (run the next pass at once).
+    pub fan_out_backlog: bool,
     pub claimed: usize,
     pub delivered: usize,
     pub retrying: usize,
@@ -284,7 +289,18 @@ impl Rekey {
             version: 1,
         };
         let secret = SecretString::new(rekey_crypto::generate_webhook_secret().to_string());
+        let max = self.webhook_settings().max_webhooks;
         let mut tx = self.store().begin_write().await?;
+        // Count and insert under a per-tenant lock (PostgreSQL; SQLite's
+        // writes are serialised), so concurrent creates cannot pass the cap.
+        let backend = tx.backend();
+        store::lock_tenant(tx.conn(), backend, &ctx.tenant).await?;
+        if store::count(tx.conn(), &ctx.tenant).await? >= max {
+            return Err(Error::conflict(
+                "webhook_limit",
+                format!("this tenant already has the maximum of {max} webhook subscriptions (--max-webhooks); delete one before creating another"),
+            ));
+        }
         store::insert(tx.conn(), &row).await?;
         self.seal_webhook_secret(&mut tx, &ctx.tenant, &row.id, &secret)
             .await?;
@@ -316,14 +332,52 @@ impl Rekey {
         Ok(view(&self.webhook_row(tenant, id).await?))
     }
 
-    pub async fn list_webhooks(&self, tenant: &str) -> Result<WebhookList, Error> {
+    /// One page of subscriptions in id order (`limit` 1–200, default 50);
+    /// `next_cursor` only when another page exists.
+    pub async fn list_webhooks(
+        &self,
+        tenant: &str,
+        q: &WebhookQuery,
+    ) -> Result<WebhookList, Error> {
+        let limit = match q.limit {
+            None => 50,
+            Some(n) if (1..=200).contains(&n) => n,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "invalid_limit",
+                    "`limit` must be between 1 and 200",
+                ))
+            }
+        };
+        let after_id = match &q.cursor {
+            None => None,
+            Some(c) => {
+                let bad = || {
+                    Error::invalid(
+                        "invalid_cursor",
+                        "`cursor` is not a cursor returned by this endpoint",
+                    )
+                };
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .map_err(|_| bad())?;
+                let s = String::from_utf8(raw).map_err(|_| bad())?;
+                Some(ids::parse_id(ids::WEBHOOK, &s).map_err(|_| bad())?)
+            }
+        };
         let mut c = self.store().read().await?;
+        // One more than asked: a cursor only when another page exists.
+        let mut rows = store::list(&mut c, tenant, after_id.as_deref(), limit + 1).await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&r.id))
+        } else {
+            None
+        };
         Ok(WebhookList {
-            items: store::list(&mut c, tenant)
-                .await?
-                .iter()
-                .map(view)
-                .collect(),
+            items: rows.iter().map(view).collect(),
+            next_cursor,
         })
     }
 
@@ -456,6 +510,8 @@ impl Rekey {
             kind: "webhook.test".into(),
             payload: json!({"type": "webhook.test", "timestamp": ms_to_rfc3339(now), "data": {"webhook_id": w.id}}).to_string(),
             created_at: now,
+            // For this subscription only: its one delivery is written here.
+            fanned_out_at: Some(now),
         };
         let did = ids::new_id(ids::DELIVERY);
         let mut tx = self.store().begin_write().await?;
@@ -614,12 +670,71 @@ impl Rekey {
         }
     }
 
-    /// One pass of the delivery worker: claim due deliveries (lease long
+    /// Fan out up to `limit` pending outbox events in one write transaction:
+    /// claim them (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so replicas take
+    /// disjoint events), write one delivery per enabled subscription of the
+    /// event's tenant whose filter matches *now*, and mark each event fanned
+    /// out. A crash or error anywhere rolls all of it back, so an event ends
+    /// up either unmarked with no deliveries (redone by the next pass) or
+    /// marked with all of them. Returns (events fanned out, backlog left).
+    pub async fn fan_out_events(&self, limit: i64) -> Result<(usize, bool), Error> {
+        {
+            // Most passes find nothing: don't take the write lock for that.
+            let mut c = self.store().read().await?;
+            if !store::has_pending_events(&mut c).await? {
+                return Ok((0, false));
+            }
+        }
+        let mut tx = self.store().begin_write().await?;
+        let backend = tx.backend();
+        let events = store::claim_pending_events(tx.conn(), backend, limit).await?;
+        let now = now_ms();
+        let mut hooks: HashMap<String, Vec<WebhookRow>> = HashMap::new();
+        let mut done = Vec::with_capacity(events.len());
+        let mut rows = 0;
+        for e in &events {
+            if rows >= FAN_OUT_ROWS {
+                break;
+            }
+            if !hooks.contains_key(&e.tenant) {
+                let enabled = store::enabled_for_fan_out(tx.conn(), backend, &e.tenant).await?;
+                hooks.insert(e.tenant.clone(), enabled);
+            }
+            let targets: Vec<(String, String)> = hooks
+                .get(&e.tenant)
+                .map(|hs| {
+                    hs.iter()
+                        .filter(|w| matches(&w.events, &e.kind))
+                        .map(|w| (ids::new_id(ids::DELIVERY), w.id.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            store::insert_deliveries(tx.conn(), &e.tenant, &e.id, &targets, now).await?;
+            rows += targets.len();
+            done.push(e.id.clone());
+        }
+        store::mark_fanned_out(tx.conn(), &done, now).await?;
+        tx.commit().await?;
+        let backlog = done.len() < events.len() || events.len() as i64 >= limit;
+        Ok((done.len(), backlog))
+    }
+
+    /// One pass of the delivery worker: fan out pending events (see
+    /// [`Rekey::fan_out_events`]), then claim due deliveries (lease long
     /// enough for one attempt), post them in parallel, record each attempt.
     /// A crash after the post and before the record re-sends after the lease
     /// lapses: at-least-once, de-duplicated by receivers on `webhook-id`.
     pub async fn deliver_due(&self, owner: &str, limit: i64) -> Result<DeliveryRun, Error> {
         use futures_util::StreamExt;
+        // A failed fan-out is rolled back and retried next pass; it must not
+        // hold up deliveries already queued.
+        let (fanned_out, fan_out_backlog) = match self.fan_out_events(limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook fan-out failed; retried next pass");
+                (0, false)
+            }
+        };
         let s = self.webhook_settings();
         let now = now_ms();
         // PARALLEL posts at a time, each at most `timeout`: the lease covers
@@ -634,6 +749,8 @@ impl Rekey {
             c
         };
         let mut run = DeliveryRun {
+            fanned_out,
+            fan_out_backlog,
             claimed: claimed.len(),
             ..Default::default()
         };

@@ -90,9 +90,89 @@ pub async fn get(
     r.as_ref().map(hook).transpose().map_err(db_err)
 }
 
-pub async fn list(c: &mut AnyConnection, tenant: &str) -> Result<Vec<WebhookRow>, Error> {
+/// One page of the tenant's subscriptions in id order: ids after
+/// `after_id`, at most `limit`.
+pub async fn list(
+    c: &mut AnyConnection,
+    tenant: &str,
+    after_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<WebhookRow>, Error> {
     let rows = sqlx::query(&format!(
-        "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 ORDER BY id"
+        "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind(tenant)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(hook)
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
+}
+
+/// How many subscriptions (enabled or paused) the tenant has.
+pub async fn count(c: &mut AnyConnection, tenant: &str) -> Result<i64, Error> {
+    sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_one(c)
+        .await
+        .and_then(|r| r.try_get("n"))
+        .map_err(db_err)
+}
+
+/// Serialise the tenant's subscription creates for the rest of the write
+/// transaction, so a count-then-insert cannot race past a limit. PostgreSQL:
+/// a transaction-scoped advisory lock on the tenant; SQLite: a no-op (its
+/// write transactions are already serialised).
+pub async fn lock_tenant(
+    c: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+) -> Result<(), Error> {
+    if backend != Backend::Postgres {
+        return Ok(());
+    }
+    // `pg_advisory_xact_lock` returns `void`, which the Any driver cannot
+    // decode: call it in FROM and select a constant.
+    sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("rekey.webhooks/{tenant}"))
+        .fetch_one(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Whether the tenant has at least one enabled subscription (one indexed
+/// probe; the outbox skips events nobody could receive).
+pub async fn any_enabled(c: &mut AnyConnection, tenant: &str) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "SELECT 1 AS one FROM webhooks WHERE tenant = $1 AND disabled_at IS NULL LIMIT 1",
+    )
+    .bind(tenant)
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
+    Ok(r.is_some())
+}
+
+/// The tenant's enabled subscriptions, for fan-out. On PostgreSQL they are
+/// key-share locked to the end of the transaction, so a subscription deleted
+/// concurrently is either gone from the answer or deleted after the
+/// deliveries to it are in (and then cascades them away).
+pub async fn enabled_for_fan_out(
+    c: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+) -> Result<Vec<WebhookRow>, Error> {
+    let lock = match backend {
+        Backend::Postgres => " FOR KEY SHARE",
+        Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND disabled_at IS NULL ORDER BY id{lock}"
     ))
     .bind(tenant)
     .fetch_all(c)
@@ -123,18 +203,90 @@ pub struct EventRow {
     /// The JSON body sent to receivers, exactly as signed.
     pub payload: String,
     pub created_at: i64,
+    /// When its deliveries were written; `None` while the worker has yet to
+    /// fan it out.
+    pub fanned_out_at: Option<i64>,
 }
 
 pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<(), Error> {
-    sqlx::query("INSERT INTO webhook_events (id, tenant, type, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query("INSERT INTO webhook_events (id, tenant, type, payload, created_at, fanned_out_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&e.id)
         .bind(&e.tenant)
         .bind(&e.kind)
         .bind(&e.payload)
         .bind(e.created_at)
+        .bind(e.fanned_out_at)
         .execute(c)
         .await
         .map_err(db_err)?;
+    Ok(())
+}
+
+/// An event waiting for fan-out.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub id: String,
+    pub tenant: String,
+    pub kind: String,
+}
+
+/// Whether any event waits for fan-out (a cheap read before taking the
+/// write lock; all tenants).
+pub async fn has_pending_events(c: &mut AnyConnection) -> Result<bool, Error> {
+    let r = sqlx::query("SELECT 1 AS one FROM webhook_events WHERE fanned_out_at IS NULL LIMIT 1")
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)?;
+    Ok(r.is_some())
+}
+
+/// Claim up to `limit` events not yet fanned out, oldest first, for the rest
+/// of the write transaction. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+/// replicas claim disjoint events (and an event fanned out meanwhile no
+/// longer matches); SQLite's write transactions are serialised.
+pub async fn claim_pending_events(
+    c: &mut AnyConnection,
+    backend: Backend,
+    limit: i64,
+) -> Result<Vec<PendingEvent>, Error> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT id, tenant, type FROM webhook_events WHERE fanned_out_at IS NULL ORDER BY id LIMIT $1{lock}"
+    ))
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(PendingEvent {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                kind: r.try_get("type")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db_err)
+}
+
+/// Mark events fanned out (their deliveries are written in the same
+/// transaction).
+pub async fn mark_fanned_out(c: &mut AnyConnection, ids: &[String], at: i64) -> Result<(), Error> {
+    for chunk in ids.chunks(200) {
+        let list = (0..chunk.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("UPDATE webhook_events SET fanned_out_at = $1 WHERE id IN ({list})");
+        let mut q = sqlx::query(&sql).bind(at);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *c).await.map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -193,6 +345,33 @@ pub async fn insert_delivery(
         .execute(c)
         .await
         .map_err(db_err)?;
+    Ok(())
+}
+
+/// One pending delivery of `event_id` per `(delivery id, webhook id)` in
+/// `targets`, due at `now` (multi-row inserts, 100 rows a statement).
+pub async fn insert_deliveries(
+    c: &mut AnyConnection,
+    tenant: &str,
+    event_id: &str,
+    targets: &[(String, String)],
+    now: i64,
+) -> Result<(), Error> {
+    for chunk in targets.chunks(100) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let (d, w) = (2 * i + 4, 2 * i + 5);
+                format!("(${d}, $1, ${w}, $2, 'pending', 0, $3, $3, $3)")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO webhook_deliveries (id, tenant, webhook_id, event_id, status, attempts, next_attempt_at, created_at, updated_at) VALUES {values}");
+        let mut q = sqlx::query(&sql).bind(tenant).bind(event_id).bind(now);
+        for (delivery_id, webhook_id) in chunk {
+            q = q.bind(delivery_id).bind(webhook_id);
+        }
+        q.execute(&mut *c).await.map_err(db_err)?;
+    }
     Ok(())
 }
 

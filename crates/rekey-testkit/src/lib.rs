@@ -145,6 +145,9 @@ async fn spawn_server(
 /// A second server started by [`TestServer::replica`].
 pub struct Replica {
     pub base: String,
+    /// The replica's own service (its own pool, and on SQLite its own write
+    /// lock), e.g. to run a worker pass on it.
+    pub rekey: Rekey,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _opened: rekey_service::OpenedDataDir,
@@ -214,6 +217,7 @@ impl TestServer {
         let (base, tx, task) = spawn_server(&rekey).await;
         Replica {
             base,
+            rekey,
             shutdown: Some(tx),
             task: Some(task),
             _opened: opened,

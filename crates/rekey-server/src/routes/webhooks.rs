@@ -29,19 +29,22 @@ fn secret_response(created: CreatedWebhook, status: StatusCode) -> Response {
     r
 }
 
-/// List the tenant's webhook subscriptions (secrets are never shown).
-#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
-    responses((status = 200, body = WebhookList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+/// List the tenant's webhook subscriptions in id order, a page at a time
+/// (secrets are never shown).
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", params(WebhookQuery), security(("bearer" = [])),
+    responses((status = 200, body = WebhookList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_webhooks(
     State(s): State<AppState>,
     auth: Auth<Admin>,
+    ApiQuery(q): ApiQuery<WebhookQuery>,
 ) -> ApiResult<Json<WebhookList>> {
-    Ok(Json(s.rekey.list_webhooks(&auth.ctx.tenant).await?))
+    Ok(Json(s.rekey.list_webhooks(&auth.ctx.tenant, &q).await?))
 }
 
 /// Subscribe a URL to events. The signing secret is in the answer, once.
+/// A tenant has at most `--max-webhooks` subscriptions (409 `webhook_limit`).
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = CreateWebhook, security(("bearer" = [])),
-    responses((status = 201, body = CreatedWebhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedWebhook), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_webhook(
     State(s): State<AppState>,
     auth: Auth<Admin>,

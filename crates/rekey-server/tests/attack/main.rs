@@ -15,3 +15,4 @@ mod names;
 mod outbound;
 mod scrub;
 mod signin;
+mod webhooks;

@@ -42,6 +42,7 @@ fn quick(s: &TestServer) {
         base_delay_ms: 20,
         max_delay_ms: 200,
         timeout: Duration::from_secs(2),
+        ..Default::default()
     });
 }
 
