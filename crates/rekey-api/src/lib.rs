@@ -396,14 +396,24 @@ pub struct AuditList {
     pub next_cursor: Option<String>,
 }
 
+/// `GET /api/v1/audit/verify`: the whole chain (every tenant's entries) is
+/// verified, since tampering anywhere breaks it, but the figures are the
+/// caller's tenant's only.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditVerifyReport {
+    /// The verdict on the whole chain.
     pub ok: bool,
-    /// Entries checked before the first break (or all of them).
+    /// Entries of `tenant` checked before the first break (or all of
+    /// them); all entries in the offline report.
     pub checked: u64,
-    /// Sequence number of the first broken entry.
+    /// Sequence number of the first broken entry, when it is one of
+    /// `tenant`'s (always, in the offline report).
     pub first_broken_seq: Option<i64>,
     pub message: String,
+    /// The tenant whose entries `checked` counts; absent in the offline
+    /// report (`rekey audit verify --offline`), which covers all tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

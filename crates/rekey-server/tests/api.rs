@@ -21,6 +21,7 @@ both_backends!(
     disable_and_enable,
     api_keys_endpoints,
     audit_pagination_and_filters,
+    audit_verify_reports_only_the_callers_tenant,
 );
 
 async fn connection_lifecycle(db: Db) {
@@ -967,6 +968,84 @@ async fn audit_chain_detects_tampering(db: Db) {
     let v = s.get("/api/v1/audit/verify", k).await.json();
     assert_eq!(v["ok"], false);
     assert_eq!(v["first_broken_seq"], 3, "{v}");
+    s.stop().await;
+}
+
+/// Entries of the caller's tenant, as its own audit listing shows them.
+async fn own_audit_seqs(s: &TestServer, key: &str) -> Vec<i64> {
+    let r = s.get("/api/v1/audit?limit=500", key).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect()
+}
+
+async fn audit_verify_reports_only_the_callers_tenant(db: Db) {
+    let s = TestServer::start(db).await;
+    let acme = s.key("acme", &["admin"]).await;
+    let globex = s.key("globex", &["admin"]).await;
+    for i in 0..4 {
+        let id = s
+            .create_api_key_conn(&acme, &format!("acme-{i}"), json!({}))
+            .await;
+        s.get(&format!("/api/v1/connections/{id}/credentials"), &acme)
+            .await;
+    }
+    s.create_api_key_conn(&globex, "globex-0", json!({})).await;
+    let acme_seqs = own_audit_seqs(&s, &acme).await;
+    let globex_seqs = own_audit_seqs(&s, &globex).await;
+    assert!(acme_seqs.len() > globex_seqs.len());
+    let all = s.rekey.audit_verify().await.unwrap();
+    assert!(all.ok);
+    assert!(all.checked as usize > acme_seqs.len() + globex_seqs.len() - 1);
+
+    for (key, tenant, seqs) in [
+        (&acme, "acme", &acme_seqs),
+        (&globex, "globex", &globex_seqs),
+    ] {
+        let v = s.get("/api/v1/audit/verify", key).await.json();
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["checked"], seqs.len() as u64, "{tenant}: {v}");
+        assert_eq!(v["tenant"], tenant);
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("{} entries of this tenant", seqs.len())),
+            "{msg}"
+        );
+        assert!(!msg.contains(&all.checked.to_string()), "{msg}");
+    }
+
+    // Tamper with one of globex's entries: both tenants learn the chain is
+    // broken, only globex learns where.
+    let victim = *globex_seqs.iter().min().unwrap();
+    let drop_guard: &[&str] = match db {
+        Db::Sqlite => &["DROP TRIGGER audit_log_no_update"],
+        Db::Postgres => &["DROP TRIGGER audit_log_no_update ON audit_log"],
+    };
+    s.sql(drop_guard).await;
+    s.sql(&[&format!(
+        "UPDATE audit_log SET outcome = 'denied' WHERE seq = {victim}"
+    )])
+    .await;
+    let g = s.get("/api/v1/audit/verify", &globex).await.json();
+    assert_eq!(g["ok"], false);
+    assert_eq!(g["first_broken_seq"], victim, "{g}");
+    assert_eq!(g["checked"], 0, "{g}");
+    let a = s.get("/api/v1/audit/verify", &acme).await.json();
+    assert_eq!(a["ok"], false, "{a}");
+    assert!(a["first_broken_seq"].is_null(), "{a}");
+    assert!(
+        !a["message"].as_str().unwrap().contains(&victim.to_string()),
+        "{a}"
+    );
+    assert_eq!(
+        a["checked"],
+        acme_seqs.iter().filter(|q| **q < victim).count() as u64,
+        "{a}"
+    );
     s.stop().await;
 }
 
