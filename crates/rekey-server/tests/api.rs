@@ -1253,6 +1253,222 @@ async fn openapi_documents_every_route() {
     s.stop().await;
 }
 
+/// Every `$ref` inside `v` (through `oneOf`, `items`, …).
+fn refs_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| refs_in(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs_in(x, out)),
+        _ => {}
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What a schema-driven client needs from the document: the error answers
+/// it can get, the shape of ids, the bounds of `limit`, and the closed sets
+/// of kinds, scopes, statuses and event types, equal to rekey-core's.
+#[tokio::test]
+async fn openapi_tells_clients_what_the_server_accepts() {
+    use rekey_core::connection::{ConnectionKind, Status};
+    use rekey_core::events::{event_filters, EVENT_TYPES};
+    use rekey_core::ids;
+    use rekey_core::scope::Scope;
+
+    let s = TestServer::start(Db::Sqlite).await;
+    let doc = s
+        .raw(Method::GET, "/api/v1/openapi.json", None, None, &[])
+        .await
+        .json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let components = &doc["components"];
+    let expected_pattern = |path: &str, name: &str| -> String {
+        let collection = path
+            .split('/')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[1] == format!("{{{name}}}"))
+            .map(|w| w[0].to_string())
+            .unwrap();
+        match collection.as_str() {
+            "connections" => ids::id_pattern(ids::CONNECTION),
+            "api-keys" => ids::id_pattern(ids::API_KEY),
+            "integrations" => ids::id_pattern(ids::INTEGRATION),
+            "webhooks" => ids::id_pattern(ids::WEBHOOK),
+            "deliveries" => ids::id_pattern(ids::DELIVERY),
+            "providers" => ids::slug_pattern(64),
+            "connect" => "^[A-Za-z0-9_-]{43}$".to_string(),
+            // Fails the comparison below, naming the path and parameter.
+            other => format!("no known id pattern for `{other}`"),
+        }
+    };
+    let (mut secured, mut bodies, mut path_params, mut limits) = (0, 0, 0, 0);
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            let has = |status: &str| responses.contains_key(status);
+            // Every referenced response exists and has the error shape.
+            let mut rs = Vec::new();
+            refs_in(&op["responses"], &mut rs);
+            for r in rs {
+                if let Some(name) = r.strip_prefix("#/components/responses/") {
+                    let resp = &components["responses"][name];
+                    assert_eq!(
+                        resp["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{what}: {r}"
+                    );
+                }
+            }
+            let security = op["security"].as_array().filter(|a| !a.is_empty());
+            if path.starts_with("/api/v1/") {
+                assert!(
+                    security.is_some_and(|a| a.contains(&json!({"bearer": []}))),
+                    "{what}: needs an API key but lists no bearer security"
+                );
+            }
+            if security.is_some() {
+                secured += 1;
+                for status in ["401", "403"] {
+                    assert!(has(status), "{what}: no {status} response");
+                }
+            }
+            if op.get("requestBody").is_some() {
+                bodies += 1;
+                for status in ["400", "408", "413", "415"] {
+                    assert!(has(status), "{what}: takes a body but has no {status}");
+                }
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let schema = &p["schema"];
+                if p["in"] == "path" {
+                    path_params += 1;
+                    assert_eq!(
+                        schema["pattern"].as_str(),
+                        Some(expected_pattern(path, name).as_str()),
+                        "{what}: path parameter `{name}`"
+                    );
+                    assert!(
+                        has("404") || !path.starts_with("/api/v1/"),
+                        "{what}: no 404"
+                    );
+                }
+                if name == "limit" {
+                    limits += 1;
+                    let max = if path == "/api/v1/audit" { 500 } else { 200 };
+                    assert_eq!(schema["minimum"], 1, "{what}: limit");
+                    assert_eq!(schema["maximum"], max, "{what}: limit");
+                }
+            }
+            if path.starts_with("/api/v1/") && method != "get" {
+                assert!(has("409"), "{what}: a write without 409");
+            }
+        }
+    }
+    assert!(secured >= 37 && bodies >= 10 && path_params >= 30 && limits == 3);
+
+    // The closed sets are rekey-core's, so a new variant needs the docs too.
+    let schemas = &components["schemas"];
+    let core_kinds: Vec<String> = ConnectionKind::ALL.iter().map(|k| k.to_string()).collect();
+    let core_statuses: Vec<String> = Status::ALL.iter().map(|k| k.to_string()).collect();
+    let core_scopes: Vec<String> = Scope::ALL.iter().map(|k| k.to_string()).collect();
+    let core_events: Vec<String> = EVENT_TYPES.iter().map(|e| e.to_string()).collect();
+    for (name, values) in [
+        ("ConnectionKind", &core_kinds),
+        ("ConnectionStatus", &core_statuses),
+        ("Scope", &core_scopes),
+        ("WebhookEventType", &core_events),
+        ("WebhookEventFilter", &event_filters()),
+    ] {
+        assert_eq!(schemas[name]["type"], "string", "{name}");
+        assert_eq!(&strings(&schemas[name]["enum"]), values, "{name}");
+    }
+    // …and the fields that carry them say so.
+    let uses = |schema: &str, field: &str, target: &str| {
+        let mut rs = Vec::new();
+        refs_in(&schemas[schema]["properties"][field], &mut rs);
+        assert_eq!(
+            rs,
+            vec![format!("#/components/schemas/{target}")],
+            "{schema}.{field}"
+        );
+    };
+    for (schema, field, target) in [
+        ("CreateConnection", "kind", "ConnectionKind"),
+        ("ConnectionView", "kind", "ConnectionKind"),
+        ("CredentialsView", "kind", "ConnectionKind"),
+        ("ProviderView", "auth_kinds", "ConnectionKind"),
+        ("CreateConnectSession", "kind", "ConnectionKind"),
+        ("ConnectSessionView", "kind", "ConnectionKind"),
+        ("ConnectionView", "status", "ConnectionStatus"),
+        ("CheckResult", "status", "ConnectionStatus"),
+        ("CheckResult", "status_before", "ConnectionStatus"),
+        ("CreateApiKey", "scopes", "Scope"),
+        ("ApiKeyView", "scopes", "Scope"),
+        ("CreateWebhook", "events", "WebhookEventFilter"),
+        ("UpdateWebhook", "events", "WebhookEventFilter"),
+        ("WebhookView", "events", "WebhookEventFilter"),
+        ("DeliveryView", "event_type", "WebhookEventType"),
+    ] {
+        uses(schema, field, target);
+    }
+    let query_ref = |path: &str, name: &str| {
+        let p = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone();
+        let mut rs = Vec::new();
+        refs_in(&p["schema"], &mut rs);
+        rs
+    };
+    assert_eq!(
+        query_ref("/api/v1/connections", "kind"),
+        ["#/components/schemas/ConnectionKind"]
+    );
+    assert_eq!(
+        query_ref("/api/v1/connections", "status"),
+        ["#/components/schemas/ConnectionStatus"]
+    );
+    assert_eq!(
+        query_ref("/api/v1/providers", "auth_kind"),
+        ["#/components/schemas/ConnectionKind"]
+    );
+
+    // What the document promises for bodies holds for the optional one too.
+    let k = &s.admin_key;
+    let id = s
+        .create_api_key_conn(k, "sk-optional-body", json!({}))
+        .await;
+    let path = format!("/api/v1/connections/{id}/disable");
+    s.raw(
+        Method::POST,
+        &path,
+        Some(k),
+        Some(("text/plain", br#"{"reason": "x"}"#.to_vec())),
+        &[],
+    )
+    .await
+    .assert_error(415, "unsupported_media_type");
+    let r = s.raw(Method::POST, &path, Some(k), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn health_ready_and_metrics() {
     let s = TestServer::start(Db::Sqlite).await;
