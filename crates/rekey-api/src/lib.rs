@@ -7,6 +7,79 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// Schema-only types for the OpenAPI document: the closed sets of values some
+/// `String` fields take on the wire, built from rekey-core's own lists
+/// (`ConnectionKind::ALL`, `Scope::ALL`, `Status::ALL`, `EVENT_TYPES`), so
+/// the document cannot drift from the code. Fields stay `String`s: the wire
+/// format is unchanged, and the service still validates every value.
+pub mod enums {
+    use rekey_core::connection::{ConnectionKind as CoreKind, Status};
+    use rekey_core::events::{event_filters, EVENT_TYPES};
+    use rekey_core::scope::Scope as CoreScope;
+    use std::borrow::Cow;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    fn string_enum<V: Into<serde_json::Value>>(
+        description: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+            .enum_values(Some(values))
+            .into()
+    }
+
+    macro_rules! schema_enum {
+        ($(#[$m:meta])* $name:ident, $description:literal, $values:expr) => {
+            $(#[$m])*
+            pub struct $name;
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    string_enum($description, $values)
+                }
+            }
+            impl utoipa::ToSchema for $name {
+                fn name() -> Cow<'static, str> {
+                    Cow::Borrowed(stringify!($name))
+                }
+            }
+        };
+    }
+
+    schema_enum!(
+        /// `rekey_core::connection::ConnectionKind`.
+        ConnectionKind,
+        "How a connection authenticates.",
+        CoreKind::ALL.iter().map(|k| k.as_str())
+    );
+    schema_enum!(
+        /// `rekey_core::connection::Status`.
+        ConnectionStatus,
+        "Where a connection is in its lifecycle.",
+        Status::ALL.iter().map(|k| k.as_str())
+    );
+    schema_enum!(
+        /// `rekey_core::scope::Scope`.
+        Scope,
+        "An API key scope; `admin` implies all the others.",
+        CoreScope::ALL.iter().map(|k| k.as_str())
+    );
+    schema_enum!(
+        /// `rekey_core::events::EVENT_TYPES`.
+        WebhookEventType,
+        "An event rekey sends to webhook subscribers.",
+        EVENT_TYPES.iter().copied()
+    );
+    schema_enum!(
+        /// `rekey_core::events::event_filters`.
+        WebhookEventFilter,
+        "What a subscription receives: `*`, a family (`connection.*`) or one event type.",
+        event_filters()
+    );
+}
+
 /// Every error response: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -49,6 +122,7 @@ pub struct ProviderView {
     pub display_name: String,
     pub category: String,
     pub docs_url: String,
+    #[schema(value_type = Vec<enums::ConnectionKind>)]
     pub auth_kinds: Vec<String>,
     /// Per-integration URL placeholders (e.g. `subdomain`).
     pub params: Vec<String>,
@@ -94,6 +168,7 @@ pub struct CreateConnection {
     /// Provider id from the catalog.
     pub provider: String,
     /// One of the provider's `auth_kinds`.
+    #[schema(value_type = enums::ConnectionKind)]
     pub kind: String,
     pub display_name: String,
     #[serde(default)]
@@ -170,6 +245,7 @@ pub struct ConnectionView {
     pub id: String,
     pub tenant: String,
     pub provider: String,
+    #[schema(value_type = enums::ConnectionKind)]
     pub kind: String,
     pub display_name: String,
     pub owner: OwnerView,
@@ -180,6 +256,7 @@ pub struct ConnectionView {
     /// key id, public-key fingerprint…).
     #[schema(value_type = Object)]
     pub credential: Value,
+    #[schema(value_type = enums::ConnectionStatus)]
     pub status: String,
     #[schema(value_type = Option<Object>)]
     pub last_error: Option<Value>,
@@ -213,7 +290,9 @@ pub struct CheckResult {
     /// `ok`, `auth_failure`, `transient`, `unexpected`, or `skipped` (no probe
     /// for this kind; see `message`).
     pub outcome: String,
+    #[schema(value_type = enums::ConnectionStatus)]
     pub status_before: String,
+    #[schema(value_type = enums::ConnectionStatus)]
     pub status: String,
     pub http_status: Option<u16>,
     pub duration_ms: u64,
@@ -232,6 +311,7 @@ pub struct CreateWebhook {
     /// https (http only for loopback receivers).
     pub url: String,
     /// Event types (`connection.status_changed`), a family (`connection.*`) or `*`.
+    #[schema(value_type = Vec<enums::WebhookEventFilter>)]
     pub events: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
@@ -242,6 +322,7 @@ pub struct CreateWebhook {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     pub url: Option<String>,
+    #[schema(value_type = Option<Vec<enums::WebhookEventFilter>>)]
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
@@ -252,6 +333,7 @@ pub struct UpdateWebhook {
 pub struct WebhookView {
     pub id: String,
     pub url: String,
+    #[schema(value_type = Vec<enums::WebhookEventFilter>)]
     pub events: Vec<String>,
     pub description: Option<String>,
     pub enabled: bool,
@@ -304,6 +386,7 @@ pub struct DeliveryView {
     pub webhook_id: String,
     /// The `webhook-id` header: stable across retries and replays.
     pub event_id: String,
+    #[schema(value_type = enums::WebhookEventType)]
     pub event_type: String,
     /// `pending`, `delivered` or `failed`.
     pub status: String,
@@ -331,6 +414,8 @@ pub struct DeliveryQuery {
     /// `pending`, `delivered` or `failed`.
     pub status: Option<String>,
     pub cursor: Option<String>,
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -345,6 +430,7 @@ pub struct ConnectionList {
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct CredentialsView {
     pub connection_id: String,
+    #[schema(value_type = enums::ConnectionKind)]
     pub kind: String,
     pub version: i64,
     /// Kind-specific fields including secrets, plus `apply` (ready-to-send
@@ -358,6 +444,7 @@ pub struct CredentialsView {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     pub name: String,
+    #[schema(value_type = Vec<enums::Scope>)]
     pub scopes: Vec<String>,
 }
 
@@ -366,6 +453,7 @@ pub struct ApiKeyView {
     pub id: String,
     pub tenant: String,
     pub name: String,
+    #[schema(value_type = Vec<enums::Scope>)]
     pub scopes: Vec<String>,
     pub created_at: String,
     pub created_by: String,
@@ -409,14 +497,24 @@ pub struct AuditList {
     pub next_cursor: Option<String>,
 }
 
+/// `GET /api/v1/audit/verify`: the whole chain (every tenant's entries) is
+/// verified, since tampering anywhere breaks it, but the figures are the
+/// caller's tenant's only.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditVerifyReport {
+    /// The verdict on the whole chain.
     pub ok: bool,
-    /// Entries checked before the first break (or all of them).
+    /// Entries of `tenant` checked before the first break (or all of
+    /// them); all entries in the offline report.
     pub checked: u64,
-    /// Sequence number of the first broken entry.
+    /// Sequence number of the first broken entry, when it is one of
+    /// `tenant`'s (always, in the offline report).
     pub first_broken_seq: Option<i64>,
     pub message: String,
+    /// The tenant whose entries `checked` counts; absent in the offline
+    /// report (`rekey audit verify --offline`), which covers all tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -430,7 +528,9 @@ pub struct Health {
 #[into_params(parameter_in = Query)]
 pub struct ConnectionQuery {
     pub provider: Option<String>,
+    #[param(value_type = Option<enums::ConnectionKind>)]
     pub kind: Option<String>,
+    #[param(value_type = Option<enums::ConnectionStatus>)]
     pub status: Option<String>,
     pub tag: Option<String>,
     pub custody: Option<String>,
@@ -445,6 +545,7 @@ pub struct ConnectionQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -460,6 +561,7 @@ pub struct AuditQuery {
     pub since: Option<String>,
     pub cursor: Option<String>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -656,6 +758,7 @@ pub struct CreateConnectSession {
     #[serde(default)]
     pub provider: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<enums::ConnectionKind>)]
     pub kind: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
@@ -683,6 +786,7 @@ pub struct ConnectSessionView {
     pub expires_at: String,
     pub integration: Option<String>,
     pub provider: String,
+    #[schema(value_type = enums::ConnectionKind)]
     pub kind: String,
     pub reauthorize: Option<String>,
 }

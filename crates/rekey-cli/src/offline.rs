@@ -35,6 +35,17 @@ pub enum AdminCmd {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Copy the SQLite database into a new file (created 0600), consistently
+    /// even while a server runs (VACUUM INTO). The keyring is not in the
+    /// copy: back up keyring.json (or REKEY_MASTER_KEY) too, kept apart.
+    /// PostgreSQL: use pg_dump.
+    Backup {
+        /// The new file; an existing one is never overwritten.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +108,15 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
                 .create_user(&Ctx::cli(&tenant), &username, &password, role)
                 .await?;
             println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCmd::Backup { to, data } => {
+            let opened = data.open_options()?.open(LockMode::Shared).await?;
+            let size = opened.rekey.backup_sqlite(&to).await?;
+            println!(
+                "backed up the database to {} ({size} bytes); the keyring is not in it: back up keyring.json (or REKEY_MASTER_KEY) separately, stored apart",
+                to.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -11,6 +11,8 @@ pub const WEBHOOK: &str = "whk";
 pub const EVENT: &str = "msg";
 pub const DELIVERY: &str = "dlv";
 pub const ATTEMPT: &str = "att";
+/// OAuth app registrations.
+pub const INTEGRATION: &str = "int";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
@@ -37,6 +39,19 @@ pub fn parse_id(prefix: &str, s: &str) -> Result<String, Error> {
             format!("`{}` is not a valid {prefix}_… id", truncate_for_message(s)),
         ))
     }
+}
+
+/// The ids [`parse_id`] accepts, as a regular expression (for the OpenAPI
+/// document): the prefix, `_`, and the UUID in simple form (32 lowercase hex
+/// digits; [`new_id`] makes UUIDv7s, but any UUID is accepted).
+pub fn id_pattern(prefix: &str) -> String {
+    format!("^{prefix}_[0-9a-f]{{32}}$")
+}
+
+/// The slugs [`validate_slug`] accepts with at most `max` characters, as a
+/// regular expression.
+pub fn slug_pattern(max: usize) -> String {
+    format!("^[a-z0-9][a-z0-9._:-]{{0,{}}}$", max.saturating_sub(1))
 }
 
 /// Ids come from URLs; keep error messages short even for absurd input.
@@ -76,6 +91,8 @@ mod tests {
         assert!(parse_id(API_KEY, &id).is_err());
         assert!(parse_id(CONNECTION, "con_xyz").is_err());
         assert!(parse_id(CONNECTION, "../../etc/passwd").is_err());
+        assert_eq!(id_pattern(CONNECTION), "^con_[0-9a-f]{32}$");
+        assert_eq!(slug_pattern(64), "^[a-z0-9][a-z0-9._:-]{0,63}$");
         let a = new_id(CONNECTION);
         let b = new_id(CONNECTION);
         assert!(a < b, "v7 ids sort by creation");

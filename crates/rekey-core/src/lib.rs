@@ -8,6 +8,7 @@ pub mod audit;
 pub mod connection;
 pub mod credentials;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod outbound;
 pub mod scope;

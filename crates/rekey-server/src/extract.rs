@@ -233,6 +233,70 @@ impl<N: NeedScope> FromRequestParts<AppState> for Auth<N> {
     }
 }
 
+/// An optional JSON body: empty means `T::default()`; a non-empty one must
+/// say `Content-Type: application/json` (415 otherwise), like [`ApiJson`].
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let json_type = is_json_content_type(req.headers());
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rej| {
+                if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!(
+                            "request body is larger than the limit of {} bytes",
+                            crate::BODY_LIMIT
+                        ),
+                    )
+                } else {
+                    error_response(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_body",
+                        "could not read the request body".to_string(),
+                    )
+                }
+            })?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json_type {
+            return Err(error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected `Content-Type: application/json`".to_string(),
+            ));
+        }
+        optional_json(&body)
+            .map(OptionalJson)
+            .map_err(|e| ApiError(e).into_response())
+    }
+}
+
+/// `application/json` or `application/…+json`, as axum's `Json` accepts.
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(v) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = v
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json"
+        || mime
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
 /// An optional JSON body: empty means `T::default()`.
 pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {

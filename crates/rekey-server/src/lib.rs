@@ -5,6 +5,7 @@
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod serve;
@@ -38,7 +39,14 @@ pub struct AppState {
 #[openapi(
     info(title = "rekey", description = "Credential inventory, rotation and revocation service. Errors are always `{\"error\": {\"code\", \"message\"}}`."),
     modifiers(&BearerAuth),
-    components(schemas(rekey_api::ErrorBody)),
+    components(schemas(
+        rekey_api::ErrorBody,
+        rekey_api::enums::ConnectionKind,
+        rekey_api::enums::ConnectionStatus,
+        rekey_api::enums::Scope,
+        rekey_api::enums::WebhookEventType,
+        rekey_api::enums::WebhookEventFilter,
+    )),
     tags(
         (name = "connections", description = "Connections and their credentials"),
         (name = "providers", description = "The provider catalog"),
@@ -47,6 +55,7 @@ pub struct AppState {
         (name = "system", description = "Health and metrics"),
         (name = "integrations", description = "OAuth app registrations and connect sessions"),
         (name = "connect", description = "Hosted Connect page and OAuth callback (HTML)"),
+        (name = "webhooks", description = "Webhook subscriptions, deliveries and replays"),
     )
 )]
 struct ApiDoc;
@@ -69,9 +78,10 @@ impl Modify for BearerAuth {
 }
 
 /// The API routes and their OpenAPI document, built together so a route
-/// cannot exist without documentation.
+/// cannot exist without documentation. [`openapi::ApiContract`] then adds
+/// what every operation must say (security, error answers, id patterns).
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::system::router())
         .merge(routes::providers::router())
         .merge(routes::connections::router())
@@ -80,7 +90,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::integrations::router())
         .merge(routes::connect::router())
         .merge(routes::webhooks::router())
-        .split_for_parts()
+        .split_for_parts();
+    openapi::ApiContract.modify(&mut doc);
+    (router, doc)
 }
 
 pub fn router(rekey: Rekey) -> Router {

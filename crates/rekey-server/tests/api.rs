@@ -21,6 +21,7 @@ both_backends!(
     disable_and_enable,
     api_keys_endpoints,
     audit_pagination_and_filters,
+    audit_verify_reports_only_the_callers_tenant,
 );
 
 async fn connection_lifecycle(db: Db) {
@@ -970,6 +971,84 @@ async fn audit_chain_detects_tampering(db: Db) {
     s.stop().await;
 }
 
+/// Entries of the caller's tenant, as its own audit listing shows them.
+async fn own_audit_seqs(s: &TestServer, key: &str) -> Vec<i64> {
+    let r = s.get("/api/v1/audit?limit=500", key).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect()
+}
+
+async fn audit_verify_reports_only_the_callers_tenant(db: Db) {
+    let s = TestServer::start(db).await;
+    let acme = s.key("acme", &["admin"]).await;
+    let globex = s.key("globex", &["admin"]).await;
+    for i in 0..4 {
+        let id = s
+            .create_api_key_conn(&acme, &format!("acme-{i}"), json!({}))
+            .await;
+        s.get(&format!("/api/v1/connections/{id}/credentials"), &acme)
+            .await;
+    }
+    s.create_api_key_conn(&globex, "globex-0", json!({})).await;
+    let acme_seqs = own_audit_seqs(&s, &acme).await;
+    let globex_seqs = own_audit_seqs(&s, &globex).await;
+    assert!(acme_seqs.len() > globex_seqs.len());
+    let all = s.rekey.audit_verify().await.unwrap();
+    assert!(all.ok);
+    assert!(all.checked as usize > acme_seqs.len() + globex_seqs.len() - 1);
+
+    for (key, tenant, seqs) in [
+        (&acme, "acme", &acme_seqs),
+        (&globex, "globex", &globex_seqs),
+    ] {
+        let v = s.get("/api/v1/audit/verify", key).await.json();
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["checked"], seqs.len() as u64, "{tenant}: {v}");
+        assert_eq!(v["tenant"], tenant);
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("{} entries of this tenant", seqs.len())),
+            "{msg}"
+        );
+        assert!(!msg.contains(&all.checked.to_string()), "{msg}");
+    }
+
+    // Tamper with one of globex's entries: both tenants learn the chain is
+    // broken, only globex learns where.
+    let victim = *globex_seqs.iter().min().unwrap();
+    let drop_guard: &[&str] = match db {
+        Db::Sqlite => &["DROP TRIGGER audit_log_no_update"],
+        Db::Postgres => &["DROP TRIGGER audit_log_no_update ON audit_log"],
+    };
+    s.sql(drop_guard).await;
+    s.sql(&[&format!(
+        "UPDATE audit_log SET outcome = 'denied' WHERE seq = {victim}"
+    )])
+    .await;
+    let g = s.get("/api/v1/audit/verify", &globex).await.json();
+    assert_eq!(g["ok"], false);
+    assert_eq!(g["first_broken_seq"], victim, "{g}");
+    assert_eq!(g["checked"], 0, "{g}");
+    let a = s.get("/api/v1/audit/verify", &acme).await.json();
+    assert_eq!(a["ok"], false, "{a}");
+    assert!(a["first_broken_seq"].is_null(), "{a}");
+    assert!(
+        !a["message"].as_str().unwrap().contains(&victim.to_string()),
+        "{a}"
+    );
+    assert_eq!(
+        a["checked"],
+        acme_seqs.iter().filter(|q| **q < victim).count() as u64,
+        "{a}"
+    );
+    s.stop().await;
+}
+
 async fn disable_and_enable(db: Db) {
     let s = TestServer::start(db).await;
     let k = &s.admin_key;
@@ -1171,6 +1250,222 @@ async fn openapi_documents_every_route() {
     );
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    s.stop().await;
+}
+
+/// Every `$ref` inside `v` (through `oneOf`, `items`, …).
+fn refs_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| refs_in(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs_in(x, out)),
+        _ => {}
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What a schema-driven client needs from the document: the error answers
+/// it can get, the shape of ids, the bounds of `limit`, and the closed sets
+/// of kinds, scopes, statuses and event types, equal to rekey-core's.
+#[tokio::test]
+async fn openapi_tells_clients_what_the_server_accepts() {
+    use rekey_core::connection::{ConnectionKind, Status};
+    use rekey_core::events::{event_filters, EVENT_TYPES};
+    use rekey_core::ids;
+    use rekey_core::scope::Scope;
+
+    let s = TestServer::start(Db::Sqlite).await;
+    let doc = s
+        .raw(Method::GET, "/api/v1/openapi.json", None, None, &[])
+        .await
+        .json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let components = &doc["components"];
+    let expected_pattern = |path: &str, name: &str| -> String {
+        let collection = path
+            .split('/')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[1] == format!("{{{name}}}"))
+            .map(|w| w[0].to_string())
+            .unwrap();
+        match collection.as_str() {
+            "connections" => ids::id_pattern(ids::CONNECTION),
+            "api-keys" => ids::id_pattern(ids::API_KEY),
+            "integrations" => ids::id_pattern(ids::INTEGRATION),
+            "webhooks" => ids::id_pattern(ids::WEBHOOK),
+            "deliveries" => ids::id_pattern(ids::DELIVERY),
+            "providers" => ids::slug_pattern(64),
+            "connect" => "^[A-Za-z0-9_-]{43}$".to_string(),
+            // Fails the comparison below, naming the path and parameter.
+            other => format!("no known id pattern for `{other}`"),
+        }
+    };
+    let (mut secured, mut bodies, mut path_params, mut limits) = (0, 0, 0, 0);
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            let has = |status: &str| responses.contains_key(status);
+            // Every referenced response exists and has the error shape.
+            let mut rs = Vec::new();
+            refs_in(&op["responses"], &mut rs);
+            for r in rs {
+                if let Some(name) = r.strip_prefix("#/components/responses/") {
+                    let resp = &components["responses"][name];
+                    assert_eq!(
+                        resp["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{what}: {r}"
+                    );
+                }
+            }
+            let security = op["security"].as_array().filter(|a| !a.is_empty());
+            if path.starts_with("/api/v1/") {
+                assert!(
+                    security.is_some_and(|a| a.contains(&json!({"bearer": []}))),
+                    "{what}: needs an API key but lists no bearer security"
+                );
+            }
+            if security.is_some() {
+                secured += 1;
+                for status in ["401", "403"] {
+                    assert!(has(status), "{what}: no {status} response");
+                }
+            }
+            if op.get("requestBody").is_some() {
+                bodies += 1;
+                for status in ["400", "408", "413", "415"] {
+                    assert!(has(status), "{what}: takes a body but has no {status}");
+                }
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let schema = &p["schema"];
+                if p["in"] == "path" {
+                    path_params += 1;
+                    assert_eq!(
+                        schema["pattern"].as_str(),
+                        Some(expected_pattern(path, name).as_str()),
+                        "{what}: path parameter `{name}`"
+                    );
+                    assert!(
+                        has("404") || !path.starts_with("/api/v1/"),
+                        "{what}: no 404"
+                    );
+                }
+                if name == "limit" {
+                    limits += 1;
+                    let max = if path == "/api/v1/audit" { 500 } else { 200 };
+                    assert_eq!(schema["minimum"], 1, "{what}: limit");
+                    assert_eq!(schema["maximum"], max, "{what}: limit");
+                }
+            }
+            if path.starts_with("/api/v1/") && method != "get" {
+                assert!(has("409"), "{what}: a write without 409");
+            }
+        }
+    }
+    assert!(secured >= 37 && bodies >= 10 && path_params >= 30 && limits == 3);
+
+    // The closed sets are rekey-core's, so a new variant needs the docs too.
+    let schemas = &components["schemas"];
+    let core_kinds: Vec<String> = ConnectionKind::ALL.iter().map(|k| k.to_string()).collect();
+    let core_statuses: Vec<String> = Status::ALL.iter().map(|k| k.to_string()).collect();
+    let core_scopes: Vec<String> = Scope::ALL.iter().map(|k| k.to_string()).collect();
+    let core_events: Vec<String> = EVENT_TYPES.iter().map(|e| e.to_string()).collect();
+    for (name, values) in [
+        ("ConnectionKind", &core_kinds),
+        ("ConnectionStatus", &core_statuses),
+        ("Scope", &core_scopes),
+        ("WebhookEventType", &core_events),
+        ("WebhookEventFilter", &event_filters()),
+    ] {
+        assert_eq!(schemas[name]["type"], "string", "{name}");
+        assert_eq!(&strings(&schemas[name]["enum"]), values, "{name}");
+    }
+    // …and the fields that carry them say so.
+    let uses = |schema: &str, field: &str, target: &str| {
+        let mut rs = Vec::new();
+        refs_in(&schemas[schema]["properties"][field], &mut rs);
+        assert_eq!(
+            rs,
+            vec![format!("#/components/schemas/{target}")],
+            "{schema}.{field}"
+        );
+    };
+    for (schema, field, target) in [
+        ("CreateConnection", "kind", "ConnectionKind"),
+        ("ConnectionView", "kind", "ConnectionKind"),
+        ("CredentialsView", "kind", "ConnectionKind"),
+        ("ProviderView", "auth_kinds", "ConnectionKind"),
+        ("CreateConnectSession", "kind", "ConnectionKind"),
+        ("ConnectSessionView", "kind", "ConnectionKind"),
+        ("ConnectionView", "status", "ConnectionStatus"),
+        ("CheckResult", "status", "ConnectionStatus"),
+        ("CheckResult", "status_before", "ConnectionStatus"),
+        ("CreateApiKey", "scopes", "Scope"),
+        ("ApiKeyView", "scopes", "Scope"),
+        ("CreateWebhook", "events", "WebhookEventFilter"),
+        ("UpdateWebhook", "events", "WebhookEventFilter"),
+        ("WebhookView", "events", "WebhookEventFilter"),
+        ("DeliveryView", "event_type", "WebhookEventType"),
+    ] {
+        uses(schema, field, target);
+    }
+    let query_ref = |path: &str, name: &str| {
+        let p = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone();
+        let mut rs = Vec::new();
+        refs_in(&p["schema"], &mut rs);
+        rs
+    };
+    assert_eq!(
+        query_ref("/api/v1/connections", "kind"),
+        ["#/components/schemas/ConnectionKind"]
+    );
+    assert_eq!(
+        query_ref("/api/v1/connections", "status"),
+        ["#/components/schemas/ConnectionStatus"]
+    );
+    assert_eq!(
+        query_ref("/api/v1/providers", "auth_kind"),
+        ["#/components/schemas/ConnectionKind"]
+    );
+
+    // What the document promises for bodies holds for the optional one too.
+    let k = &s.admin_key;
+    let id = s
+        .create_api_key_conn(k, "sk-optional-body", json!({}))
+        .await;
+    let path = format!("/api/v1/connections/{id}/disable");
+    s.raw(
+        Method::POST,
+        &path,
+        Some(k),
+        Some(("text/plain", br#"{"reason": "x"}"#.to_vec())),
+        &[],
+    )
+    .await
+    .assert_error(415, "unsupported_media_type");
+    let r = s.raw(Method::POST, &path, Some(k), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     s.stop().await;
 }
 

@@ -19,7 +19,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 pub(crate) const OWNER_KIND: &str = "integration";
-pub(crate) const INTEGRATION_PREFIX: &str = "int";
+pub(crate) const INTEGRATION_PREFIX: &str = ids::INTEGRATION;
 
 /// Endpoints after catalog, overrides, placeholders and discovery.
 #[derive(Debug, Clone)]

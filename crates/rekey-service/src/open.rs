@@ -144,6 +144,11 @@ impl OpenOptions {
                 .map(|(id, n)| format!("{id} ({n} secrets)"))
                 .collect();
             if !missing.is_empty() {
+                if created_keyring {
+                    // Made by this very call and wrapping nothing: leave no
+                    // stray keyring behind to be mistaken for the real one.
+                    let _ = std::fs::remove_file(dir.join("keyring.json"));
+                }
                 return Err(Error::Unavailable(format!(
                     "the database holds secrets wrapped by key-encryption keys this keyring lacks: {}; start with the keyring (or REKEY_MASTER_KEY / REKEY_PREVIOUS_MASTER_KEYS) that wrote them",
                     missing.join(", ")
@@ -163,6 +168,53 @@ impl OpenOptions {
             _lock: lock,
             _serve_lock: serve_lock,
         })
+    }
+}
+
+impl Rekey {
+    /// `rekey admin backup`: a consistent copy of a SQLite database (even
+    /// while a server runs) in a new file created 0600; an existing file is
+    /// never overwritten. Returns the copy's size. The copy holds secrets
+    /// only as sealed rows: without the keyring they cannot be read, and the
+    /// keyring is not in it. PostgreSQL is backed up with `pg_dump`.
+    pub async fn backup_sqlite(&self, to: &Path) -> Result<u64, Error> {
+        if self.store().backend() != rekey_store::Backend::Sqlite {
+            return Err(Error::invalid(
+                "backup_not_supported",
+                "`rekey admin backup` copies SQLite databases; back up PostgreSQL with pg_dump (see the README, Backup and restore)",
+            ));
+        }
+        let Some(path) = to.to_str() else {
+            return Err(Error::invalid(
+                "invalid_path",
+                "the backup file name must be valid UTF-8",
+            ));
+        };
+        let mut o = File::options();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        match o.open(to) {
+            Ok(f) => drop(f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::conflict(
+                    "already_exists",
+                    format!("{} already exists; back up into a new file", to.display()),
+                ))
+            }
+            Err(e) => return Err(io("cannot create", to, e)),
+        }
+        let copied = self.store().vacuum_into(path).await;
+        let size = copied.and_then(|()| {
+            std::fs::metadata(to)
+                .map(|m| m.len())
+                .map_err(|e| io("cannot read", to, e))
+        });
+        if size.is_err() {
+            // Leave no half-written copy behind to be mistaken for a backup.
+            let _ = std::fs::remove_file(to);
+        }
+        size
     }
 }
 

@@ -22,18 +22,7 @@ use std::time::{Duration, Instant};
 
 const OWNER_KIND: &str = "webhook";
 
-/// Every event type rekey emits. Subscriptions name these, a family
-/// (`connection.*`) or `*`.
-pub const EVENT_TYPES: &[&str] = &[
-    "connection.created",
-    "connection.status_changed",
-    "connection.refresh_failed",
-    "connection.refreshed",
-    "connection.revoked",
-    "connection.reauthorized",
-    "connection.deleted",
-    "webhook.test",
-];
+pub use rekey_core::events::EVENT_TYPES;
 
 /// Delivery policy. Defaults: up to 12 attempts, the wait doubling from 10 s
 /// to at most an hour (about 3.4 h in all), each wait jittered by ±20 %; at

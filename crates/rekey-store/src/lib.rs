@@ -189,6 +189,25 @@ impl Store {
         .map_err(db_err)
     }
 
+    /// SQLite only: write a consistent copy of the whole database into the
+    /// file `path` (which must not exist or be empty) with `VACUUM INTO`. It
+    /// reads one snapshot, so it is safe while the server reads and writes,
+    /// and the copy includes what is still in the `-wal` file.
+    pub async fn vacuum_into(&self, path: &str) -> Result<(), Error> {
+        if self.backend != Backend::Sqlite {
+            return Err(Error::invalid(
+                "backup_not_supported",
+                "only SQLite databases can be copied with VACUUM INTO",
+            ));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_string())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
     /// Readiness: one round trip to the database.
     pub async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1")

@@ -1,6 +1,8 @@
 use super::with_etag;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, IfMatch};
+use crate::extract::{
+    ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, IfMatch, OptionalJson,
+};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -80,7 +82,7 @@ async fn get_connection(
 /// Update a connection's metadata. Send `If-Match` (or `version`) to avoid lost updates.
 #[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateConnection, security(("bearer" = [])),
-    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_connection(
     State(s): State<AppState>,
     auth: Auth<ConnWrite>,
@@ -100,7 +102,7 @@ async fn update_connection(
 /// Delete a connection and destroy its stored secrets.
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header), DeleteQuery),
     security(("bearer" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn delete_connection(
     State(s): State<AppState>,
     auth: Auth<ConnWrite>,
@@ -117,7 +119,7 @@ async fn delete_connection(
 /// Replace the credential material (e.g. after rotating at the provider).
 #[utoipa::path(put, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateCredentials, security(("bearer" = [])),
-    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_credentials(
     State(s): State<AppState>,
     auth: Auth<ConnWrite>,
@@ -132,7 +134,7 @@ async fn update_credentials(
 /// Decrypt and return the credential material. Requires `credentials:read`; every call is audited.
 #[utoipa::path(get, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = CredentialsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = CredentialsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn read_credentials(
     State(s): State<AppState>,
     auth: Auth,
@@ -159,9 +161,8 @@ async fn disable_connection(
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<DisableConnection>,
 ) -> ApiResult<Response> {
-    let req: DisableConnection = crate::extract::optional_json(&body)?;
     let c = s
         .rekey
         .set_status(&auth.ctx, &id, Status::Disabled, req, v)
@@ -189,7 +190,7 @@ async fn enable_connection(
 /// Revoke at the provider (RFC 7009) and mark `revoked`; without a revocation
 /// endpoint the connection becomes `revoke_pending` and the runbook steps are returned.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/revoke", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = RevokeResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = RevokeResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn revoke_connection(
     State(s): State<AppState>,
     auth: Auth<ConnWrite>,

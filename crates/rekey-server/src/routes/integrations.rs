@@ -55,7 +55,7 @@ async fn get_integration(
 /// Update an integration; a new `client_secret` / `private_key_pem` replaces the stored one.
 #[utoipa::path(patch, path = "/api/v1/integrations/{id}", tag = "integrations", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateIntegration, security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = IntegrationView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_integration(
     State(s): State<AppState>,
     auth: Auth<Admin>,

@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct ProviderQuery {
     category: Option<String>,
+    #[param(value_type = Option<rekey_api::enums::ConnectionKind>)]
     auth_kind: Option<String>,
 }
 

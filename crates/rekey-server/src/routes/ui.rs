@@ -921,7 +921,7 @@ async fn audit(
         Err(e) => (Vec::new(), Some(e.public_message())),
     };
     let verify = if u.principal.require(Scope::Admin).is_ok() {
-        s.rekey.audit_verify().await.ok()
+        s.rekey.audit_verify_tenant(&u.principal.tenant).await.ok()
     } else {
         None
     };
