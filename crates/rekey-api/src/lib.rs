@@ -357,6 +357,7 @@ pub struct WebhookQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
