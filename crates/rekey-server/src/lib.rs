@@ -71,7 +71,7 @@ impl Modify for BearerAuth {
 /// The API routes and their OpenAPI document, built together so a route
 /// cannot exist without documentation.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::system::router())
         .merge(routes::providers::router())
         .merge(routes::connections::router())
@@ -80,7 +80,82 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::integrations::router())
         .merge(routes::connect::router())
         .merge(routes::webhooks::router())
-        .split_for_parts()
+        .split_for_parts();
+    common_responses(&mut doc);
+    (router, doc)
+}
+
+/// Document the error answers every operation of a kind can give, where its
+/// own annotation does not: 401 and 403 wherever an API key is required
+/// (missing or bad key; missing scope); 400 where a path id, a query or a
+/// JSON body is parsed; 404 where the path names a resource; 413 and 415
+/// for JSON bodies (over `BODY_LIMIT`; another content type). An
+/// operation's own entry for a status always wins.
+fn common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let params = op.parameters.as_deref().unwrap_or_default();
+            let in_path = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+            let in_query = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            let json_body = op
+                .request_body
+                .as_ref()
+                .is_some_and(|b| b.content.contains_key("application/json"));
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description).into());
+            };
+            if in_path || in_query || json_body {
+                add("400", "Malformed id, query or body (`invalid_id`, `invalid_body`, `malformed_json`, …)");
+            }
+            if secured {
+                add(
+                    "401",
+                    "Missing, malformed, unknown or revoked API key (`unauthorized`)",
+                );
+                add("403", "The API key lacks the scope (`missing_scope`)");
+            }
+            if in_path {
+                add("404", "No such resource in the caller's tenant");
+            }
+            if json_body {
+                add("413", "Body over 64 KiB (`payload_too_large`)");
+                add("415", "Body is not `application/json`");
+            }
+        }
+    }
 }
 
 pub fn router(rekey: Rekey) -> Router {
@@ -243,5 +318,40 @@ mod tests {
             super::log_path("/api/v1/connections"),
             "/api/v1/connections"
         );
+    }
+
+    /// What schemathesis (`.ci/schemathesis.sh`) holds the server to: the
+    /// error answers every API operation can give are in the document.
+    #[test]
+    fn every_api_operation_documents_its_common_errors() {
+        let (_, doc) = super::api();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for (method, op) in item.as_object().unwrap() {
+                let has = |s: &str| op["responses"].get(s).is_some();
+                let what = format!("{method} {path}");
+                if op.get("security").is_some() {
+                    assert!(has("401") && has("403"), "{what}: 401/403");
+                }
+                if path.contains('{') {
+                    assert!(has("400") && has("404"), "{what}: 400/404");
+                }
+                if op["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some()
+                {
+                    assert!(
+                        has("400") && has("413") && has("415"),
+                        "{what}: 400/413/415"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "{checked}");
     }
 }
