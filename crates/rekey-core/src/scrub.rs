@@ -733,7 +733,15 @@ fn scrub_json(v: &mut Value, known: &[&str]) {
         }
         Value::Array(a) => a.iter_mut().for_each(|v| scrub_json(v, known)),
         Value::String(s) => *s = scrub_text(s, known),
-        _ => {}
+        // A numeric secret (a PIN, an account key) echoed as a JSON number.
+        Value::Number(n) => {
+            let text = n.to_string();
+            let scrubbed = scrub_text(&text, known);
+            if scrubbed != text {
+                *v = Value::String(scrubbed);
+            }
+        }
+        Value::Null | Value::Bool(_) => {}
     }
 }
 
@@ -786,6 +794,25 @@ mod tests {
         assert!(!s.contains("xoxb-1234567890"), "{s}");
         assert!(s.contains("was revoked"), "{s}");
         assert!(s.contains("\"n\":3"), "{s}");
+    }
+
+    #[test]
+    fn numeric_secret_echoed_as_a_json_number_is_removed() {
+        // Found by the scrub fuzz target: a body that is (or holds) a JSON
+        // number kept a numeric secret, since only strings were scrubbed.
+        let s = scrub_body(b"66662666666666", &["666666"], 1024);
+        assert!(!s.contains("666666"), "{s}");
+        let s = scrub_body(
+            br#"{"error":"bad key","key_id":123456789012}"#,
+            &["123456789012"],
+            1024,
+        );
+        assert!(!s.contains("123456789012"), "{s}");
+        assert!(s.contains("bad key"), "{s}");
+        let s = scrub_body(br#"{"n":[7,3141592653]}"#, &["3141592653"], 1024);
+        assert_eq!(s, r#"{"n":[7,"[redacted]"]}"#);
+        // Numbers that are not the secret stay numbers.
+        assert_eq!(scrub_body(br#"{"n":42}"#, &["4242"], 1024), r#"{"n":42}"#);
     }
 
     #[test]

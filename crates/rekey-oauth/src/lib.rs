@@ -27,9 +27,41 @@ pub use jwt::{jwt_bearer, snowflake_keypair_jwt};
 pub use outbound::{Outbound, Refused};
 pub use pkce::{random_token, Pkce};
 pub use token::{
-    authorize_url, client_credentials, discover, exchange_code, fetch_identity, granted_scopes,
-    refresh, revoke, revoke_with, AuthorizeRequest, Discovery, RevokeStyle, TokenSet,
+    authorize_url, client_credentials, denial_message, discover, exchange_code, fetch_identity,
+    granted_scopes, refresh, revoke, revoke_with, AuthorizeRequest, Discovery, RevokeStyle,
+    TokenSet,
 };
+
+/// The parsers of provider answers, without the HTTP around them, for the
+/// fuzz targets in `fuzz/` (feature `fuzzing`; not part of the API).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use crate::http::Response;
+    use crate::{Discovery, OAuthError, TokenSet};
+
+    /// A token endpoint's answer with this status and body.
+    pub fn token_response(status: u16, body: &[u8]) -> Result<TokenSet, OAuthError> {
+        crate::token::parse_token_response(Response {
+            status,
+            retry_after: None,
+            body: body.to_vec(),
+        })
+    }
+
+    /// An error answer (any endpoint) with this status and body.
+    pub fn error_response(status: u16, body: &[u8]) -> OAuthError {
+        crate::token::status_error(&Response {
+            status,
+            retry_after: None,
+            body: body.to_vec(),
+        })
+    }
+
+    /// A discovery document expected to name `issuer`.
+    pub fn discovery(body: &[u8], issuer: &str) -> Result<Discovery, OAuthError> {
+        crate::token::parse_discovery(body, issuer)
+    }
+}
 
 /// Read a dotted path (`authed_user.id`) out of a JSON value.
 pub fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {

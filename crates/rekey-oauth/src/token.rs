@@ -28,14 +28,22 @@ pub async fn discover(http: &Http, issuer: &str) -> Result<Discovery, OAuthError
     if r.status != 200 {
         return Err(status_error(&r));
     }
-    let v: Value = serde_json::from_slice(&r.body)
+    parse_discovery(&r.body, issuer)
+}
+
+/// Parse a discovery document and check its `issuer`.
+pub(crate) fn parse_discovery(body: &[u8], issuer: &str) -> Result<Discovery, OAuthError> {
+    let v: Value = serde_json::from_slice(body)
         .map_err(|_| OAuthError::Malformed("discovery document is not JSON".into()))?;
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let found = s("issuer")
         .ok_or_else(|| OAuthError::Malformed("discovery document lacks `issuer`".into()))?;
     if found != issuer {
+        // `found` is the provider's text: no control characters (log and
+        // page injection), and short.
         return Err(OAuthError::Malformed(format!(
-            "discovery issuer `{found}` does not match the configured issuer `{issuer}`"
+            "discovery issuer `{}` does not match the configured issuer `{issuer}`",
+            clip(&found, 200)
         )));
     }
     Ok(Discovery {
@@ -117,7 +125,7 @@ fn scrub(v: &mut Value) {
     }
 }
 
-fn status_error(r: &Response) -> OAuthError {
+pub(crate) fn status_error(r: &Response) -> OAuthError {
     if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
         if let Some(e) = v.get("error").and_then(Value::as_str) {
             return OAuthError::Provider {
@@ -146,6 +154,28 @@ fn status_error(r: &Response) -> OAuthError {
 
 fn clip(s: &str, n: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(n).collect()
+}
+
+/// The message for an authorization response that carries `error` (the
+/// user or the provider refused): the error code cut to `[A-Za-z0-9_]`, 64
+/// characters, and the description scrubbed of token-like words, without
+/// control characters, 300 characters. Both come from the browser's query
+/// string, so neither is trusted.
+pub fn denial_message(error: &str, description: Option<&str>) -> String {
+    let e: String = error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    let d = clip(
+        &rekey_core::scrub::scrub_text(description.unwrap_or_default(), &[]),
+        300,
+    );
+    if d.is_empty() {
+        format!("the provider answered `{e}`")
+    } else {
+        format!("the provider answered `{e}`: {d}")
+    }
 }
 
 /// Parse and validate a token endpoint response.
@@ -409,6 +439,45 @@ mod tests {
             retry_after: None,
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn discovery_issuer_mismatch_does_not_echo_control_characters() {
+        // Found by the token_response fuzz target: the provider's `issuer`
+        // went verbatim into the error text (and from there into logs,
+        // `last_error` and pages).
+        let body = format!(
+            r#"{{"issuer": "https:/\u007fissuer.example\r\nforged: line{}"}}"#,
+            "x".repeat(10_000)
+        );
+        let Err(OAuthError::Malformed(m)) =
+            parse_discovery(body.as_bytes(), "https://issuer.example")
+        else {
+            panic!("a mismatching issuer is refused");
+        };
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+        assert!(m.len() < 400, "{}", m.len());
+        assert!(m.contains("https:/issuer.exampleforged: line"), "{m}");
+    }
+
+    #[test]
+    fn denial_message_keeps_the_code_and_a_clean_description() {
+        assert_eq!(
+            denial_message("access_denied", None),
+            "the provider answered `access_denied`"
+        );
+        let m = denial_message(
+            "bad`code<script>\n",
+            Some("token xoxb-1234567890-abcdefghij revoked\r\nX-Injected: 1"),
+        );
+        assert!(
+            m.starts_with("the provider answered `badcodescript`: "),
+            "{m}"
+        );
+        assert!(!m.contains("xoxb-1234567890"), "{m}");
+        assert!(!m.chars().any(char::is_control), "{m}");
+        let long = denial_message(&"e".repeat(500), Some(&"d".repeat(5000)));
+        assert!(long.chars().count() <= 29 + 64 + 2 + 300, "{}", long.len());
     }
 
     #[test]

@@ -256,4 +256,39 @@ mod tests {
             "/api/v1/connections"
         );
     }
+
+    /// What schemathesis (`.ci/schemathesis.sh`) holds the server to: the
+    /// error answers every API operation can give are in the document.
+    #[test]
+    fn every_api_operation_documents_its_common_errors() {
+        let (_, doc) = super::api();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for (method, op) in item.as_object().unwrap() {
+                let has = |s: &str| op["responses"].get(s).is_some();
+                let what = format!("{method} {path}");
+                if op.get("security").is_some() {
+                    assert!(has("401") && has("403"), "{what}: 401/403");
+                }
+                if path.contains('{') {
+                    assert!(has("400") && has("404"), "{what}: 400/404");
+                }
+                if op["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some()
+                {
+                    assert!(
+                        has("400") && has("413") && has("415"),
+                        "{what}: 400/413/415"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "{checked}");
+    }
 }

@@ -657,29 +657,9 @@ impl Rekey {
             ));
         }
         if let Some(e) = &p.error {
-            let e: String = e
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(64)
-                .collect();
-            let d: String = rekey_core::scrub::scrub_text(
-                &p.error_description.clone().unwrap_or_default(),
-                &[],
-            )
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(300)
-            .collect();
             return Err(Error::unprocessable(
                 "provider_denied",
-                format!(
-                    "the provider answered `{e}`{}",
-                    if d.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {d}")
-                    }
-                ),
+                rekey_oauth::denial_message(e, p.error_description.as_deref()),
             ));
         }
         let integ = self.integration_row(&s.tenant, &s.integration_id).await?;

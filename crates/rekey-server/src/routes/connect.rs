@@ -62,7 +62,8 @@ fn error_page(e: &Error) -> Response {
 
 /// The hosted Connect page (HTML) for a connect-session token.
 #[utoipa::path(get, path = "/connect/{token}", tag = "connect", params(("token" = String, Path)),
-    responses((status = 200, content_type = "text/html", body = String), (status = 404, content_type = "text/html", body = String)))]
+    responses((status = 200, content_type = "text/html", body = String), (status = 400, content_type = "text/html", body = String, description = "link used, expired or replaced"),
+        (status = 404, content_type = "text/html", body = String)))]
 async fn connect_page(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     match s.rekey.connect_page(&token).await {
         Ok(p) => page(
@@ -84,7 +85,8 @@ async fn connect_page(State(s): State<AppState>, Path(token): Path<String>) -> R
 
 /// Start the OAuth redirect (303 to the provider's authorization endpoint).
 #[utoipa::path(post, path = "/connect/{token}/start", tag = "connect", params(("token" = String, Path)),
-    responses((status = 303, description = "redirect to the provider"), (status = 400, content_type = "text/html", body = String)))]
+    responses((status = 303, description = "redirect to the provider"), (status = 400, content_type = "text/html", body = String), (status = 404, content_type = "text/html", body = String),
+        (status = 422, content_type = "text/html", body = String), (status = 503, content_type = "text/html", body = String)))]
 async fn connect_start(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     match s.rekey.connect_start(&token).await {
         Ok(url) => Redirect::to(&url).into_response(),
@@ -94,7 +96,7 @@ async fn connect_start(State(s): State<AppState>, Path(token): Path<String>) -> 
 
 /// Key-based kinds: the Connect page form (application/x-www-form-urlencoded).
 #[utoipa::path(post, path = "/connect/{token}/submit", tag = "connect", params(("token" = String, Path)),
-    responses((status = 200, content_type = "text/html", body = String), (status = 400, content_type = "text/html", body = String)))]
+    responses((status = 200, content_type = "text/html", body = String), (status = 400, content_type = "text/html", body = String), (status = 404, content_type = "text/html", body = String)))]
 async fn connect_submit(
     State(s): State<AppState>,
     Path(token): Path<String>,

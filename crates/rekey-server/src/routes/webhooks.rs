@@ -144,7 +144,7 @@ async fn get_delivery(
 
 /// Send a delivery again with the same `webhook-id` and a fresh attempt budget.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay", tag = "webhooks", params(("id" = String, Path), ("delivery_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`delivery_in_flight`: being sent right now")))]
 async fn replay_delivery(
     State(s): State<AppState>,
     auth: Auth<Admin>,
