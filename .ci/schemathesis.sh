@@ -37,11 +37,12 @@
 # Reports (JUnit, server log) land in target/schemathesis/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. .ci/env.sh
 
 # Re-run this script inside a network namespace with only loopback.
 if [ -z "${REKEY_SCHEMATHESIS_NETNS:-}" ]; then
   command -v st >/dev/null || {
-    echo "schemathesis is not installed: pip install 'schemathesis==4.32.5' (bash .ci/run does it)." >&2
+    echo "schemathesis is not installed: bash .ci/run installs it (pinned) into $REKEY_CI_VENV." >&2
     exit 1
   }
   if [ -z "${REKEY_BIN:-}" ]; then
