@@ -1,9 +1,10 @@
 //! The `rekey` binary: `serve`, offline administration against the data
 //! directory / database, and a client for the REST API.
 
-mod client;
 mod config;
 mod offline;
+mod output;
+mod remote;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,17 +32,17 @@ enum Cmd {
     Keys(offline::KeysCmd),
     /// Connections (API client: REKEY_URL, REKEY_TOKEN).
     #[command(subcommand)]
-    Connections(client::ConnectionsCmd),
+    Connections(remote::connections::ConnectionsCmd),
     /// Webhook subscriptions and deliveries (API client).
     #[command(subcommand)]
-    Webhooks(client::WebhooksCmd),
+    Webhooks(remote::webhooks::WebhooksCmd),
     /// OAuth app registrations (API client).
     #[command(subcommand)]
-    Integrations(client::IntegrationsCmd),
+    Integrations(remote::integrations::IntegrationsCmd),
     /// Print a connect link for a new connection or a reauthorization.
     ConnectLink {
         #[command(flatten)]
-        api: client::ApiArgs,
+        api: remote::ApiArgs,
         #[arg(long)]
         integration: Option<String>,
         /// Reauthorize this connection ("Connect new account").
@@ -53,10 +54,10 @@ enum Cmd {
     },
     /// Provider catalog (API client).
     #[command(subcommand)]
-    Providers(client::ProvidersCmd),
+    Providers(remote::providers::ProvidersCmd),
     /// Audit log: list (API) and verify (API, or --offline).
     #[command(subcommand)]
-    Audit(client::AuditCmd),
+    Audit(remote::audit::AuditCmd),
 }
 
 fn main() -> ExitCode {
@@ -76,17 +77,19 @@ fn main() -> ExitCode {
             Cmd::Serve(a) => config::serve(a).await,
             Cmd::Admin(c) => offline::admin(c).await,
             Cmd::Keys(c) => offline::keys(c).await,
-            Cmd::Connections(c) => client::connections(c).await,
-            Cmd::Providers(c) => client::providers(c).await,
-            Cmd::Integrations(c) => client::integrations(c).await,
-            Cmd::Webhooks(c) => client::webhooks(c).await,
+            Cmd::Connections(c) => remote::connections::run(c).await,
+            Cmd::Providers(c) => remote::providers::run(c).await,
+            Cmd::Integrations(c) => remote::integrations::run(c).await,
+            Cmd::Webhooks(c) => remote::webhooks::run(c).await,
             Cmd::ConnectLink {
                 api,
                 integration,
                 reauthorize,
                 owner_hint,
-            } => client::connect_link(api, integration, reauthorize, owner_hint).await,
-            Cmd::Audit(c) => client::audit(c).await,
+            } => {
+                remote::integrations::connect_link(api, integration, reauthorize, owner_hint).await
+            }
+            Cmd::Audit(c) => remote::audit::run(c).await,
         }
     });
     match res {

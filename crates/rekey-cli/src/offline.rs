@@ -170,7 +170,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
 pub async fn audit_verify_offline(data: &DataArgs, json: bool) -> Result<ExitCode> {
     let opened = data.open_options()?.open(LockMode::Shared).await?;
     let report = opened.rekey.audit_verify().await?;
-    crate::client::print_verify(&report, json)?;
+    crate::output::print_verify(&report, json)?;
     if !report.ok {
         bail!("audit chain verification failed");
     }

@@ -4,9 +4,10 @@
 //! context, and the scheduler's claims. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use rekey_api::{AuditQuery, CreateConnection, DisableConnection, UpdateConnection};
 use rekey_service::HealthSettings;
 use rekey_testkit::provider_fixture::{refused_url, Mode, ProviderFixture, LEAKED_API_KEY};
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -42,32 +43,31 @@ async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
 
 async fn check(s: &TestServer, id: &str) -> Value {
     let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.json()
+        .client(&s.admin_key)
+        .check_connection(id)
+        .await
+        .unwrap_or_else(|e| panic!("check {id}: {e}"));
+    serde_json::to_value(r).unwrap()
 }
 
 async fn transitions(s: &TestServer, id: &str) -> Vec<(String, String)> {
     let a = s
-        .get(
-            &format!("/api/v1/audit?action=connection.status_changed&target={id}&limit=100"),
-            &s.admin_key,
-        )
+        .client(&s.admin_key)
+        .list_audit(&AuditQuery {
+            action: Some("connection.status_changed".into()),
+            target: Some(id.into()),
+            limit: Some(100),
+            ..Default::default()
+        })
         .await
-        .json();
-    let mut v: Vec<(String, String)> = a["items"]
-        .as_array()
-        .unwrap()
+        .unwrap();
+    let mut v: Vec<(String, String)> = a
+        .items
         .iter()
         .map(|e| {
             (
-                e["details"]["from"].as_str().unwrap().to_string(),
-                e["details"]["to"].as_str().unwrap().to_string(),
+                e.details["from"].as_str().unwrap().to_string(),
+                e.details["to"].as_str().unwrap().to_string(),
             )
         })
         .collect();
@@ -345,61 +345,53 @@ async fn check_endpoint_validates(db: Db) {
     let fx = ProviderFixture::start().await;
     let id = rest_conn(&s, &fx, "k-1").await;
     let k = &s.admin_key;
-    s.post("/api/v1/connections/nope/check", k, json!({}))
-        .await
-        .assert_error(400, "invalid_id");
-    s.post(
-        "/api/v1/connections/con_0000000000000000000000000000000a/check",
-        k,
-        json!({}),
-    )
-    .await
-    .assert_error(404, "connection_not_found");
-    let viewer = s.key("default", &["connections:read"]).await;
-    s.post(
-        &format!("/api/v1/connections/{id}/check"),
-        &viewer,
-        json!({}),
-    )
-    .await
-    .assert_error(403, "missing_scope");
+    let admin = s.client(k);
+    assert_api_error(admin.check_connection("nope").await, 400, "invalid_id");
+    assert_api_error(
+        admin
+            .check_connection("con_0000000000000000000000000000000a")
+            .await,
+        404,
+        "connection_not_found",
+    );
+    let viewer = s.client(&s.key("default", &["connections:read"]).await);
+    assert_api_error(viewer.check_connection(&id).await, 403, "missing_scope");
     // Pointing a credential at a URL of one's choosing needs credentials:read.
-    let writer = s.key("default", &["connections:write"]).await;
-    s.call(
-        reqwest::Method::PATCH,
-        &format!("/api/v1/connections/{id}"),
-        &writer,
-        Some(json!({"probe_url": "https://attacker.example/collect"})),
-    )
-    .await
-    .assert_error(403, "missing_scope");
-    s.post(
-        "/api/v1/connections",
-        &writer,
+    let writer = s.client(&s.key("default", &["connections:write"]).await);
+    let probe_elsewhere = UpdateConnection {
+        probe_url: Some("https://attacker.example/collect".into()),
+        ..Default::default()
+    };
+    assert_api_error(
+        writer.update_connection(&id, &probe_elsewhere, None).await,
+        403,
+        "missing_scope",
+    );
+    let create: CreateConnection = serde_json::from_value(
         json!({"provider": "custom-rest", "kind": "api_key", "display_name": "x",
                "probe_url": "https://attacker.example/collect", "credentials": {"key": "k"}}),
     )
-    .await
-    .assert_error(403, "missing_scope");
+    .unwrap();
+    assert_api_error(
+        writer.create_connection(&create).await,
+        403,
+        "missing_scope",
+    );
     // The same key may check, and change other fields.
-    let r = s
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/connections/{id}"),
-            &writer,
-            Some(json!({"display_name": "renamed"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let renamed = UpdateConnection {
+        display_name: Some("renamed".into()),
+        ..Default::default()
+    };
+    if let Err(e) = writer.update_connection(&id, &renamed, None).await {
+        panic!("{e}");
+    }
     // Other tenants do not see it.
-    let other = s.key("other", &["admin"]).await;
-    s.post(
-        &format!("/api/v1/connections/{id}/check"),
-        &other,
-        json!({}),
-    )
-    .await
-    .assert_error(404, "connection_not_found");
+    let other = s.client(&s.key("other", &["admin"]).await);
+    assert_api_error(
+        other.check_connection(&id).await,
+        404,
+        "connection_not_found",
+    );
     // A connection with no probe is skipped with the reason, status unchanged.
     let plain = s.create_api_key_conn(k, "k-2", json!({})).await;
     let r = check(&s, &plain).await;
@@ -410,36 +402,44 @@ async fn check_endpoint_validates(db: Db) {
         "{r}"
     );
     // Disabled connections are not checked.
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/disable"),
-            k,
-            json!({"reason": "test"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    s.post(&format!("/api/v1/connections/{id}/check"), k, json!({}))
-        .await
-        .assert_error(409, "connection_unusable");
+    let disable = DisableConnection {
+        reason: Some("test".into()),
+        version: None,
+    };
+    if let Err(e) = admin.disable_connection(&id, &disable, None).await {
+        panic!("{e}");
+    }
+    assert_api_error(
+        admin.check_connection(&id).await,
+        409,
+        "connection_unusable",
+    );
     // Bad probe settings are refused clearly.
-    let sr = &s;
+    let admin = &admin;
     let bad = |body: Value| async move {
         let mut b = json!({"provider": "custom-rest", "kind": "api_key", "display_name": "x",
                            "credentials": {"key": "k"}});
         for (k, v) in body.as_object().unwrap() {
             b[k] = v.clone();
         }
-        sr.post("/api/v1/connections", &sr.admin_key, b).await
+        let req: CreateConnection = serde_json::from_value(b).unwrap();
+        admin.create_connection(&req).await
     };
-    bad(json!({"probe_url": "http://example.com/me"}))
-        .await
-        .assert_error(400, "invalid_url");
-    bad(json!({"probe_url": "https://u:p@example.com/me"}))
-        .await
-        .assert_error(400, "invalid_url");
-    bad(json!({"params": {"site": "acme"}}))
-        .await
-        .assert_error(400, "invalid_field");
+    assert_api_error(
+        bad(json!({"probe_url": "http://example.com/me"})).await,
+        400,
+        "invalid_url",
+    );
+    assert_api_error(
+        bad(json!({"probe_url": "https://u:p@example.com/me"})).await,
+        400,
+        "invalid_url",
+    );
+    assert_api_error(
+        bad(json!({"params": {"site": "acme"}})).await,
+        400,
+        "invalid_field",
+    );
     assert_eq!(fx.hits(), 0);
     s.stop().await;
 }
@@ -582,15 +582,16 @@ async fn database_probes(db: Db) {
             .unwrap();
     }
     // Setting params points the password at a host: it needs credentials:read.
-    let writer = s.key("default", &["connections:write"]).await;
-    s.call(
-        reqwest::Method::PATCH,
-        &format!("/api/v1/connections/{ok}"),
-        &writer,
-        Some(json!({"params": {"host": "attacker.example"}})),
-    )
-    .await
-    .assert_error(403, "missing_scope");
+    let writer = s.client(&s.key("default", &["connections:write"]).await);
+    let params = UpdateConnection {
+        params: Some([("host".to_string(), "attacker.example".to_string())].into()),
+        ..Default::default()
+    };
+    assert_api_error(
+        writer.update_connection(&ok, &params, None).await,
+        403,
+        "missing_scope",
+    );
     s.stop().await;
 }
 

@@ -4,10 +4,11 @@
 //! On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use rekey_api::CreateWebhook;
 use rekey_service::{HealthSettings, WebhookSettings};
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::webhook_receiver::{verify_signature, Received, WebhookReceiver};
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -427,34 +428,24 @@ async fn subscriptions_validate_and_filter(db: Db) {
     quick(&s, 3);
     let k = &s.admin_key;
     let rx = WebhookReceiver::start(0).await;
-    s.post(
-        "/api/v1/webhooks",
-        k,
-        json!({"url": "http://hooks.example.com/x", "events": ["*"]}),
-    )
-    .await
-    .assert_error(400, "invalid_url");
-    s.post(
-        "/api/v1/webhooks",
-        k,
-        json!({"url": "not a url", "events": ["*"]}),
-    )
-    .await
-    .assert_error(400, "invalid_url");
-    s.post(
-        "/api/v1/webhooks",
-        k,
-        json!({"url": rx.url(), "events": ["connection.exploded"]}),
-    )
-    .await
-    .assert_error(400, "invalid_field");
-    s.post(
-        "/api/v1/webhooks",
-        k,
-        json!({"url": rx.url(), "events": []}),
-    )
-    .await
-    .assert_error(400, "invalid_field");
+    let admin = s.client(k);
+    let hook_to = |url: &str, events: &[&str]| CreateWebhook {
+        url: url.into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        description: None,
+    };
+    for (req, code) in [
+        (hook_to("http://hooks.example.com/x", &["*"]), "invalid_url"),
+        (hook_to("not a url", &["*"]), "invalid_url"),
+        (
+            hook_to(&rx.url(), &["connection.exploded"]),
+            "invalid_field",
+        ),
+        (hook_to(&rx.url(), &[]), "invalid_field"),
+    ] {
+        assert_api_error(admin.create_webhook(&req).await, 400, code);
+    }
+    // Not a field of the request type: written by hand.
     s.post(
         "/api/v1/webhooks",
         k,
@@ -462,20 +453,20 @@ async fn subscriptions_validate_and_filter(db: Db) {
     )
     .await
     .assert_error(400, "invalid_body");
-    let writer = s.key("default", &["connections:write"]).await;
-    s.post(
-        "/api/v1/webhooks",
-        &writer,
-        json!({"url": rx.url(), "events": ["*"]}),
-    )
-    .await
-    .assert_error(403, "missing_scope");
-    s.get("/api/v1/webhooks/whk_0000000000000000000000000000000a", k)
-        .await
-        .assert_error(404, "webhook_not_found");
-    s.get("/api/v1/webhooks/bogus", k)
-        .await
-        .assert_error(400, "invalid_id");
+    let writer = s.client(&s.key("default", &["connections:write"]).await);
+    assert_api_error(
+        writer.create_webhook(&hook_to(&rx.url(), &["*"])).await,
+        403,
+        "missing_scope",
+    );
+    assert_api_error(
+        admin
+            .get_webhook("whk_0000000000000000000000000000000a")
+            .await,
+        404,
+        "webhook_not_found",
+    );
+    assert_api_error(admin.get_webhook("bogus").await, 400, "invalid_id");
 
     // Only matching events are queued; other tenants' events never reach us.
     let (hook, _) = create_hook(&s, &rx.url(), json!(["connection.deleted"])).await;
@@ -511,8 +502,10 @@ async fn subscriptions_validate_and_filter(db: Db) {
         .call(Method::DELETE, &format!("/api/v1/webhooks/{hook}"), k, None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    s.get(&format!("/api/v1/webhooks/{hook}/deliveries"), k)
-        .await
-        .assert_error(404, "webhook_not_found");
+    assert_api_error(
+        admin.list_deliveries(&hook, &Default::default()).await,
+        404,
+        "webhook_not_found",
+    );
     s.stop().await;
 }

@@ -1,6 +1,6 @@
 //! Test harness: the real router on an ephemeral port, on a fresh SQLite data
 //! dir or a fresh PostgreSQL database (dropped afterwards), with a real HTTP
-//! client.
+//! client and the typed `rekey-client` ([`TestServer::client`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod moto;
@@ -119,6 +119,31 @@ impl Resp {
     }
 }
 
+/// Assert that a [`rekey_client`] call failed with the API's error of this
+/// status and code, with a message (what [`Resp::assert_error`] checks of a
+/// raw response).
+pub fn assert_api_error<T: std::fmt::Debug>(
+    r: Result<T, rekey_client::ClientError>,
+    status: u16,
+    code: &str,
+) {
+    match r {
+        Err(rekey_client::ClientError::Api {
+            status: got_status,
+            code: got_code,
+            message,
+        }) => {
+            assert_eq!(
+                (got_status, got_code.as_str()),
+                (status, code),
+                "message: {message}"
+            );
+            assert!(!message.is_empty(), "{code} without a message");
+        }
+        other => panic!("expected the API error {status} {code}, got {other:?}"),
+    }
+}
+
 /// Serve `rekey` on an ephemeral loopback port until the sender fires.
 async fn spawn_server(
     rekey: &Rekey,
@@ -232,6 +257,11 @@ impl TestServer {
             let _ = t.await;
         }
         self.rekey.store().close().await;
+    }
+
+    /// The typed API client of this server, authenticated with `key`.
+    pub fn client(&self, key: &str) -> rekey_client::Client {
+        rekey_client::Client::with_http_client(self.http.clone(), &self.base, key)
     }
 
     /// A key with the given scopes in `tenant`.

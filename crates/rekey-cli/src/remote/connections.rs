@@ -1,0 +1,311 @@
+//! `rekey connections …`
+
+use super::{client, read_input, ApiArgs};
+use crate::output::{print_json, print_table};
+use anyhow::{anyhow, Result};
+use clap::Subcommand;
+use rekey_api::*;
+use serde_json::Value;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum ConnectionsCmd {
+    /// List connections (filters combine with AND).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        custody: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        created_before: Option<String>,
+        #[arg(long)]
+        rotated_before: Option<String>,
+        /// Fetch every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one connection (no secrets).
+    Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Create a connection. Credential material is read from a JSON file or
+    /// stdin (`-`), never from the command line.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long = "name")]
+        display_name: String,
+        /// JSON file with the credential material, or `-` for stdin.
+        #[arg(long = "credentials-file")]
+        credentials_file: String,
+        #[arg(long = "tag", value_delimiter = ',')]
+        tags: Vec<String>,
+        #[arg(long = "custody", value_delimiter = ',')]
+        custody: Vec<String>,
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long)]
+        owner_email: Option<String>,
+        #[arg(long)]
+        owner_subject: Option<String>,
+        /// A value for one of the provider's URL placeholders (`site=acme`); repeatable.
+        #[arg(long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+        /// Probe this URL instead of the catalog's health endpoint.
+        #[arg(long)]
+        probe_url: Option<String>,
+    },
+    /// Delete a connection and destroy its stored secrets (OAuth grants are revoked first).
+    Delete {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Do not revoke at the provider first.
+        #[arg(long)]
+        no_revoke: bool,
+    },
+    /// Revoke at the provider (RFC 7009) or print the manual runbook steps.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Start a reauthorization: prints the connect link for the original authorizer.
+    Reauthorize {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Accept a parked grant whose identity or scopes differ (audited).
+        #[arg(long)]
+        accept_mismatch: bool,
+    },
+    /// Refresh an OAuth connection's access token now.
+    Refresh {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Run the health probe now. Exit status 0 when healthy (or no probe
+    /// applies), 3 when the check failed.
+    Check {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| "expected NAME=VALUE".to_string())
+}
+
+fn connection_row(c: &ConnectionView) -> Vec<String> {
+    vec![
+        c.id.clone(),
+        c.provider.clone(),
+        c.kind.clone(),
+        c.status.clone(),
+        c.display_name.clone(),
+        c.tags.join(","),
+        c.custody.join(","),
+        c.rotated_at.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+const CONN_HEADERS: [&str; 8] = [
+    "id", "provider", "kind", "status", "name", "tags", "custody", "rotated",
+];
+
+pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
+    match cmd {
+        ConnectionsCmd::List {
+            api,
+            provider,
+            kind,
+            status,
+            tag,
+            custody,
+            owner,
+            created_before,
+            rotated_before,
+            all,
+        } => {
+            let c = client(&api)?;
+            let q = ConnectionQuery {
+                provider,
+                kind,
+                status,
+                tag,
+                custody,
+                owner,
+                created_before,
+                rotated_before,
+                ..Default::default()
+            };
+            let items = if all {
+                c.list_all_connections(q).await?
+            } else {
+                c.list_connections(&q).await?.items
+            };
+            if api.json {
+                print_json(&items)?;
+            } else {
+                print_table(&CONN_HEADERS, items.iter().map(connection_row).collect());
+            }
+        }
+        ConnectionsCmd::Show { id, api } => {
+            let v = client(&api)?.get_connection(&id).await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                print_table(&CONN_HEADERS, vec![connection_row(&v)]);
+                if let Some(e) = &v.last_error {
+                    println!("last error: {e}");
+                }
+                println!("credential: {}", v.credential);
+            }
+        }
+        ConnectionsCmd::Create {
+            api,
+            provider,
+            kind,
+            display_name,
+            credentials_file,
+            tags,
+            custody,
+            scopes,
+            owner_email,
+            owner_subject,
+            params,
+            probe_url,
+        } => {
+            let c = client(&api)?;
+            let text = read_input(&credentials_file, "credentials from stdin")?;
+            let credentials: Value = serde_json::from_str(&text)
+                .map_err(|_| anyhow!("credentials file is not valid JSON"))?;
+            let owner = (owner_email.is_some() || owner_subject.is_some()).then_some(OwnerView {
+                subject: owner_subject,
+                email: owner_email,
+                name: None,
+            });
+            let v = c
+                .create_connection(&CreateConnection {
+                    provider,
+                    kind,
+                    display_name,
+                    owner,
+                    scopes,
+                    tags,
+                    custody,
+                    expires_at: None,
+                    params: params.into_iter().collect(),
+                    probe_url,
+                    credentials,
+                })
+                .await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                println!("{}", v.id);
+            }
+        }
+        ConnectionsCmd::Delete { id, api, no_revoke } => {
+            let q = DeleteQuery {
+                revoke: no_revoke.then_some(false),
+            };
+            client(&api)?.delete_connection(&id, &q, None).await?;
+            if !api.json {
+                println!("deleted {id}");
+            }
+        }
+        ConnectionsCmd::Revoke { id, api } => {
+            let r = client(&api)?.revoke_connection(&id).await?;
+            if api.json {
+                print_json(&r)?;
+            } else if r.revoked_at_provider {
+                println!(
+                    "revoked at the provider; {id} is now {}",
+                    r.connection.status
+                );
+            } else {
+                println!("{id} is {}: the provider has no revocation API. Do this, then confirm with POST /api/v1/connections/{id}/revoke/confirm:", r.connection.status);
+                for (n, step) in r.manual_steps.iter().enumerate() {
+                    println!("  {}. {step}", n + 1);
+                }
+            }
+        }
+        ConnectionsCmd::Reauthorize {
+            id,
+            api,
+            accept_mismatch,
+        } => {
+            let r = client(&api)?
+                .reauthorize_connection(&id, accept_mismatch)
+                .await?;
+            if api.json {
+                print_json(&r)?;
+            } else if let Some(sess) = &r.session {
+                println!("{}", sess.url);
+            } else {
+                println!("accepted the parked grant; {id} is {}", r.connection.status);
+            }
+        }
+        ConnectionsCmd::Check { id, api } => {
+            let r = client(&api)?.check_connection(&id).await?;
+            if api.json {
+                print_json(&r)?;
+            } else {
+                let transition = if r.status_before == r.status {
+                    r.status.clone()
+                } else {
+                    format!("{} -> {}", r.status_before, r.status)
+                };
+                println!(
+                    "{}: {} ({transition}{}, {} ms)",
+                    r.connection_id,
+                    r.outcome,
+                    r.http_status
+                        .map(|s| format!(", HTTP {s}"))
+                        .unwrap_or_default(),
+                    r.duration_ms
+                );
+                if let Some(m) = &r.message {
+                    println!("  {m}");
+                }
+            }
+            if !matches!(r.outcome.as_str(), "ok" | "skipped") {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        ConnectionsCmd::Refresh { id, api } => {
+            let v = client(&api)?.refresh_connection(&id).await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "refreshed {id}; access token expires {}",
+                    v.expires_at.clone().unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

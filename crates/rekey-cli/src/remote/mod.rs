@@ -1,0 +1,46 @@
+//! API client subcommands: talk to `REKEY_URL` with `REKEY_TOKEN` through
+//! `rekey-client`. Each command parses its arguments, makes the calls and
+//! formats the answer; request shapes live in the client crate.
+
+pub mod audit;
+pub mod connections;
+pub mod integrations;
+pub mod providers;
+pub mod webhooks;
+
+use crate::config::secret_env;
+use anyhow::{anyhow, Result};
+use clap::Args;
+use rekey_client::Client;
+
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// Base URL of the rekey server.
+    #[arg(
+        long,
+        env = "REKEY_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The API client for these arguments and `REKEY_TOKEN` (or its `_FILE`).
+pub fn client(api: &ApiArgs) -> Result<Client> {
+    let token = secret_env("REKEY_TOKEN")?
+        .ok_or_else(|| anyhow!("REKEY_TOKEN (or REKEY_TOKEN_FILE) is not set; create a key with `rekey admin create-key`"))?;
+    Ok(Client::new(&api.url, token)?)
+}
+
+/// JSON from a file, or from stdin for `-`.
+pub fn read_input(file: &str, what: &str) -> Result<String> {
+    use anyhow::Context;
+    if file == "-" {
+        std::io::read_to_string(std::io::stdin()).with_context(|| format!("cannot read {what}"))
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))
+    }
+}

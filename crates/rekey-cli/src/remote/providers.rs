@@ -1,0 +1,79 @@
+//! `rekey providers …`
+
+use super::{client, ApiArgs};
+use crate::output::{print_json, print_table};
+use anyhow::{anyhow, Result};
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum ProvidersCmd {
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Check catalog entries (offline): DIR, or the catalog built into this binary.
+    /// Exit 1 on errors (and on warnings with --strict).
+    Lint {
+        dir: Option<std::path::PathBuf>,
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: ProvidersCmd) -> Result<ExitCode> {
+    let api = match cmd {
+        ProvidersCmd::List { api } => api,
+        ProvidersCmd::Lint { dir, strict, json } => return lint(dir, strict, json),
+    };
+    let list = client(&api)?.list_providers(&Default::default()).await?;
+    if api.json {
+        print_json(&list.items)?;
+    } else {
+        print_table(
+            &["id", "name", "category", "auth kinds", "revoke", "rotate"],
+            list.items
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.id.clone(),
+                        p.display_name.clone(),
+                        p.category.clone(),
+                        p.auth_kinds.join(","),
+                        p.revoke.method.clone(),
+                        p.rotate.method.clone(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lint(dir: Option<std::path::PathBuf>, strict: bool, json: bool) -> Result<ExitCode> {
+    let findings = match &dir {
+        Some(d) => rekey_providers::lint_dir(d),
+        None => rekey_providers::lint_embedded(),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
+    if json {
+        print_json(&findings)?;
+    } else {
+        for f in &findings {
+            println!("{f}");
+        }
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == rekey_providers::Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    eprintln!("{errors} errors, {warnings} warnings");
+    Ok(if errors > 0 || (strict && warnings > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

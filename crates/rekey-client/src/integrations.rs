@@ -1,0 +1,53 @@
+//! `/api/v1/integrations` (OAuth app registrations) and
+//! `/api/v1/connect-sessions` (connect links).
+
+use crate::{seg, Client, Result, NO_QUERY};
+use rekey_api::*;
+use reqwest::Method;
+
+fn integ(id: &str) -> String {
+    format!("/api/v1/integrations/{}", seg(id))
+}
+
+impl Client {
+    /// `GET /api/v1/integrations` (client secrets are never shown).
+    pub async fn list_integrations(&self) -> Result<IntegrationList> {
+        self.get("/api/v1/integrations", NO_QUERY).await
+    }
+
+    /// `GET /api/v1/integrations/{id}`.
+    pub async fn get_integration(&self, id: &str) -> Result<IntegrationView> {
+        self.get(&integ(id), NO_QUERY).await
+    }
+
+    /// `POST /api/v1/integrations`: register an OAuth app.
+    pub async fn create_integration(&self, req: &CreateIntegration) -> Result<IntegrationView> {
+        self.post("/api/v1/integrations", NO_QUERY, Some(req), None)
+            .await
+    }
+
+    /// `PATCH /api/v1/integrations/{id}`; a new secret replaces the stored one.
+    pub async fn update_integration(
+        &self,
+        id: &str,
+        req: &UpdateIntegration,
+        if_match: Option<i64>,
+    ) -> Result<IntegrationView> {
+        self.write(Method::PATCH, &integ(id), req, if_match).await
+    }
+
+    /// `DELETE /api/v1/integrations/{id}` (refused while connections use it).
+    pub async fn delete_integration(&self, id: &str) -> Result<()> {
+        self.delete(&integ(id), NO_QUERY, None).await
+    }
+
+    /// `POST /api/v1/connect-sessions`: a single-use connect link (OAuth
+    /// through an integration, or a provider's key form).
+    pub async fn create_connect_session(
+        &self,
+        req: &CreateConnectSession,
+    ) -> Result<ConnectSessionView> {
+        self.post("/api/v1/connect-sessions", NO_QUERY, Some(req), None)
+            .await
+    }
+}
