@@ -874,8 +874,16 @@ async fn health_and_webhooks_cli(db: Db) {
         .await;
     assert_eq!(got.len(), 4, "{got:?}");
     assert!(got.iter().all(|r| verify_signature(&secret, r)));
-    let out = cli(vec!["webhooks", "deliveries", &hook]).await;
-    let t = stdout(&out);
+    // The receiver sees a POST before the worker records its answer, so
+    // wait for the fourth delivery to be marked delivered.
+    let mut t = String::new();
+    for _ in 0..100 {
+        t = stdout(&cli(vec!["webhooks", "deliveries", &hook]).await);
+        if t.matches("delivered").count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(t.matches("delivered").count(), 4, "{t}");
     let did = t
         .lines()
