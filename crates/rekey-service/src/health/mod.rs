@@ -13,7 +13,7 @@
 //!   their per-provider throttle; `probe`: one module per probe family.
 
 mod check;
-pub(crate) mod observation;
+mod observation;
 mod policy;
 mod probe;
 mod scheduler;

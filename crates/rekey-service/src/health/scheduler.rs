@@ -56,25 +56,33 @@ fn jittered(ms: i64, jitter: f64) -> i64 {
 
 /// When the next scheduled check of `row` is due.
 pub(super) fn next_check(s: &HealthSettings, row: &ConnectionRow, now: i64) -> i64 {
+    let at = now + jittered(base_wait(s, row.status, row.consecutive_failures), s.jitter);
+    match retry_at_of(row.last_error.as_deref()) {
+        Some(r) => at.max(r),
+        None => at,
+    }
+}
+
+/// The wait before the next check, before jitter: the interval, or for a
+/// degraded connection the degraded base doubling per consecutive failure,
+/// capped at the interval.
+fn base_wait(s: &HealthSettings, status: Status, consecutive_failures: i64) -> i64 {
     let interval = s.interval.as_millis() as i64;
-    let base = if row.status == Status::Degraded {
-        let n = (row.consecutive_failures - 1).clamp(0, 20) as u32;
+    if status == Status::Degraded {
+        let n = (consecutive_failures - 1).clamp(0, 20) as u32;
         (s.degraded_base.as_millis() as i64)
             .saturating_mul(1i64 << n)
             .min(interval)
     } else {
         interval
-    };
-    let mut at = now + jittered(base, s.jitter);
-    let retry = row
-        .last_error
-        .as_deref()
-        .and_then(|e| serde_json::from_str::<Value>(e).ok())
-        .and_then(|e| e.get("retry_at").and_then(Value::as_i64));
-    if let Some(r) = retry {
-        at = at.max(r);
     }
-    at
+}
+
+/// The `retry_at` the status policy stored in `last_error`, if any.
+fn retry_at_of(last_error: Option<&str>) -> Option<i64> {
+    last_error
+        .and_then(|e| serde_json::from_str::<Value>(e).ok())
+        .and_then(|e| e.get("retry_at").and_then(Value::as_i64))
 }
 
 /// Per-provider concurrency and rate limits for scheduled checks.
@@ -240,5 +248,50 @@ impl Rekey {
             tx.commit().await?;
         }
         Ok(run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthy_connections_wait_the_interval() {
+        let s = HealthSettings::default();
+        for status in [Status::Active, Status::Pending, Status::NeedsReauth] {
+            assert_eq!(base_wait(&s, status, 3), 900_000, "{status}");
+        }
+    }
+
+    #[test]
+    fn degraded_connections_back_off_doubling_up_to_the_interval() {
+        let s = HealthSettings::default();
+        assert_eq!(base_wait(&s, Status::Degraded, 0), 30_000);
+        assert_eq!(base_wait(&s, Status::Degraded, 1), 30_000);
+        assert_eq!(base_wait(&s, Status::Degraded, 2), 60_000);
+        assert_eq!(base_wait(&s, Status::Degraded, 4), 240_000);
+        assert_eq!(base_wait(&s, Status::Degraded, 6), 900_000);
+        assert_eq!(base_wait(&s, Status::Degraded, i64::MAX), 900_000);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_never_below_a_second() {
+        assert_eq!(jittered(60_000, 0.0), 60_000);
+        assert_eq!(jittered(10, 0.0), 1000);
+        for _ in 0..100 {
+            let j = jittered(100_000, 0.1);
+            assert!((89_999..=110_001).contains(&j), "{j}");
+        }
+    }
+
+    #[test]
+    fn a_stored_retry_at_is_read_back() {
+        assert_eq!(
+            retry_at_of(Some(r#"{"code":"x","retry_at":1234}"#)),
+            Some(1234)
+        );
+        assert_eq!(retry_at_of(Some(r#"{"code":"x","retry_at":null}"#)), None);
+        assert_eq!(retry_at_of(Some("not json")), None);
+        assert_eq!(retry_at_of(None), None);
     }
 }

@@ -95,7 +95,7 @@ impl Rekey {
         m.entry(id.to_string()).or_default().clone()
     }
 
-    pub(super) async fn window_ms(&self, row: &ConnectionRow) -> i64 {
+    async fn window_ms(&self, row: &ConnectionRow) -> i64 {
         self.catalog()
             .get(&row.provider)
             .and_then(|p| p.oauth.as_ref())
