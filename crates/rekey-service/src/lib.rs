@@ -10,8 +10,8 @@
 mod api_keys;
 mod audit;
 mod connect;
+mod connection_rows;
 mod connections;
-mod db_probe;
 mod health;
 mod integrations;
 mod keys;

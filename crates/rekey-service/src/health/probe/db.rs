@@ -6,13 +6,16 @@
 //! address checked by the outbound policy before any login; a refused host
 //! is `outbound_refused`.
 
-use crate::health::{Observation, Outcome};
+use crate::health::observation::{Observation, Outcome};
+use crate::Rekey;
+use rekey_core::SecretString;
 use rekey_providers::probe::{Probe, ProbeProtocol};
+use rekey_store::connections::ConnectionRow;
 use sqlx::{ConnectOptions, Connection};
 use std::time::Duration;
 
 /// Where and as whom to log in; `password` is exposed only for the login.
-pub(crate) struct Target<'a> {
+struct Target<'a> {
     pub host: String,
     pub port: Option<u16>,
     pub database: Option<String>,
@@ -21,14 +24,7 @@ pub(crate) struct Target<'a> {
 }
 
 fn obs(outcome: Outcome, code: &str, message: String) -> Observation {
-    Observation {
-        outcome,
-        code: code.into(),
-        message,
-        http_status: None,
-        body: None,
-        retry_after_secs: None,
-    }
+    Observation::failed(outcome, code, message)
 }
 
 /// Classify a login or query error. `codes` are the server's error codes
@@ -130,7 +126,7 @@ async fn login(
 /// Resolve the host, check every address with the outbound policy, log in
 /// at the allowed ones in turn (the next only when one cannot be reached),
 /// run the statement, log out. Never errors: failure is the observation.
-pub(crate) async fn run(
+async fn run(
     probe: &Probe,
     t: Target<'_>,
     outbound: &rekey_oauth::Outbound,
@@ -176,5 +172,77 @@ pub(crate) async fn run(
             "timeout",
             format!("the database did not answer within {} s", timeout.as_secs()),
         ),
+    }
+}
+
+impl Rekey {
+    /// Log in to the connection's database. The host, port and database
+    /// come from the connection's `params` through the catalog templates.
+    pub(in crate::health) async fn run_db_probe(
+        &self,
+        row: &ConnectionRow,
+        probe: &Probe,
+        username: &str,
+        password: &SecretString,
+    ) -> Observation {
+        let params = self.probe_params(row).await;
+        let misconfigured = Observation::misconfigured;
+        let Some(provider) = self.catalog().get(&row.provider) else {
+            return misconfigured(format!("provider `{}` is not in the catalog", row.provider));
+        };
+        // A missing optional part (port, database) falls back to the default.
+        let render = |t: &Option<String>| -> Result<Option<String>, String> {
+            match t {
+                None => Ok(None),
+                Some(t) => {
+                    let missing = rekey_providers::placeholders(t)
+                        .iter()
+                        .any(|p| !params.contains_key(p));
+                    if missing {
+                        return Ok(None);
+                    }
+                    provider
+                        .render_url(t, &params)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        };
+        let host = match render(&probe.host) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                return misconfigured(
+                    "the database host is not set; set `params.host` on the connection".into(),
+                )
+            }
+            Err(e) => return misconfigured(format!("cannot build the probe target: {e}")),
+        };
+        let port = match render(&probe.port) {
+            Ok(p) => match p.map(|p| p.parse::<u16>()) {
+                None => None,
+                Some(Ok(n)) if n > 0 => Some(n),
+                Some(_) => return misconfigured("`params.port` must be a port number".into()),
+            },
+            Err(e) => return misconfigured(format!("cannot build the probe target: {e}")),
+        };
+        let database = match render(&probe.database) {
+            Ok(d) => d,
+            Err(e) => return misconfigured(format!("cannot build the probe target: {e}")),
+        };
+        let timeout = Duration::from_secs(u64::from(probe.timeout_secs))
+            .min(self.health_settings().max_probe_timeout);
+        run(
+            probe,
+            Target {
+                host,
+                port,
+                database,
+                username,
+                password: password.expose(),
+            },
+            &self.inner.outbound,
+            timeout,
+        )
+        .await
     }
 }

@@ -1,0 +1,265 @@
+//! What a completed grant becomes: a new OAuth connection, or the
+//! reauthorized connection switched to (or parked beside) the new grant.
+
+use super::{access_expiry, revocable, session_ctx, token_material, CallbackOutcome, Identity};
+use crate::audit::record;
+use crate::connection_rows::{not_found as connection_not_found, OWNER_KIND as CONN_KIND};
+use crate::webhooks::{connection_data, emit};
+use crate::Rekey;
+use rekey_core::connection::{ConnectionKind, Owner, Status};
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{ids, Error};
+use rekey_oauth::TokenSet;
+use rekey_store::connect_sessions::ConnectSessionRow;
+use rekey_store::connections::{self as conns, ConnectionRow};
+use rekey_store::integrations::IntegrationRow;
+use rekey_store::secrets;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+impl Rekey {
+    pub(super) async fn create_oauth_connection(
+        &self,
+        s: &ConnectSessionRow,
+        integ: &IntegrationRow,
+        identity: Identity,
+        granted: Vec<String>,
+        tokens: TokenSet,
+    ) -> Result<CallbackOutcome, Error> {
+        let (provider, integration_id, integration_name) = (
+            integ.provider.as_str(),
+            integ.id.as_str(),
+            integ.display_name.as_str(),
+        );
+        let now = now_ms();
+        let display_name = s
+            .display_name
+            .clone()
+            .unwrap_or_else(|| format!("{integration_name} ({})", identity.describe()));
+        let display_name: String = display_name.chars().take(200).collect();
+        let mut row = ConnectionRow {
+            id: ids::new_id(ids::CONNECTION),
+            tenant: s.tenant.clone(),
+            provider: provider.into(),
+            kind: ConnectionKind::OAuth2AuthorizationCode,
+            display_name: display_name.clone(),
+            owner: Owner {
+                subject: identity.subject.clone(),
+                email: identity.email.clone(),
+                name: identity.name.clone(),
+            },
+            scopes: granted,
+            tags: s.tags.clone(),
+            custody: s.custody.clone(),
+            credential_meta: String::new(),
+            status: Status::Active,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            rotated_at: None,
+            expires_at: None,
+            version: 1,
+            credential_version: 1,
+            params: "{}".into(),
+            probe_url: None,
+            last_ok_at: None,
+            last_checked_at: None,
+            first_failed_at: None,
+            consecutive_failures: 0,
+        };
+        let (meta, secrets_map) = token_material(integration_id, &tokens, now, Value::Null);
+        row.credential_meta = meta.to_string();
+        row.expires_at = access_expiry(&tokens, now);
+        let mut tx = self.store().begin_write().await?;
+        conns::insert(tx.conn(), &row).await?;
+        self.write_secrets(&mut tx, &row, &secrets_map).await?;
+        record(
+            &mut tx,
+            &session_ctx(s),
+            "connection.create",
+            Some(&row.id),
+            "ok",
+            json!({
+                "provider": provider, "kind": row.kind.as_str(), "integration": integration_id,
+                "authorized_by": identity.describe(), "scopes": row.scopes, "connect_session": s.id,
+            }),
+        )
+        .await?;
+        emit(
+            &mut tx,
+            &s.tenant,
+            "connection.created",
+            connection_data(&row),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CallbackOutcome::Connected {
+            connection_id: row.id,
+            display_name,
+            reauthorized: false,
+        })
+    }
+
+    pub(super) async fn reauthorized(
+        &self,
+        s: &ConnectSessionRow,
+        cid: &str,
+        integration_id: &str,
+        identity: Identity,
+        granted: Vec<String>,
+        tokens: TokenSet,
+    ) -> Result<CallbackOutcome, Error> {
+        let now = now_ms();
+        let mut tx = self.store().begin_write().await?;
+        let mut row = conns::get(tx.conn(), &s.tenant, cid)
+            .await?
+            .ok_or_else(|| connection_not_found(cid))?;
+        let old_version = row.version;
+        let old_secrets = {
+            let rows = secrets::for_owner(tx.conn(), CONN_KIND, cid).await?;
+            self.open_secrets(&row, &rows)?
+        };
+        let old_tokens = revocable(&old_secrets, "");
+        let original = Identity {
+            subject: row.owner.subject.clone(),
+            email: row.owner.email.clone(),
+            name: None,
+        };
+        let same_person = match (&original.subject, &identity.subject) {
+            (Some(a), Some(b)) => a == b,
+            _ => original.email.is_some() && original.email == identity.email,
+        };
+        let missing: Vec<String> = row
+            .scopes
+            .iter()
+            .filter(|sc| !granted.contains(sc))
+            .cloned()
+            .collect();
+        let mut reasons = Vec::new();
+        if !same_person {
+            reasons.push(format!(
+                "identity_mismatch: authorized by {} but the connection belongs to {}",
+                identity.describe(),
+                original.describe()
+            ));
+        }
+        if !missing.is_empty() {
+            reasons.push(format!(
+                "scope_downgrade: missing scopes {}",
+                missing.join(", ")
+            ));
+        }
+        let ctx = session_ctx(s);
+        let (meta, new_secrets) = token_material(integration_id, &tokens, now, Value::Null);
+        let outcome = if reasons.is_empty() {
+            // Switch to the new grant; the old tokens are revoked after commit.
+            row.credential_meta = meta.to_string();
+            row.expires_at = access_expiry(&tokens, now);
+            row.scopes = granted.clone();
+            row.owner.email = identity.email.clone().or(row.owner.email.clone());
+            row.owner.name = identity.name.clone().or(row.owner.name.clone());
+            let status_before = row.status;
+            row.status = match row.status {
+                Status::Disabled => Status::Disabled,
+                Status::Active => Status::Active,
+                st if st.can_transition(Status::Active) => Status::Active,
+                _ => Status::Pending,
+            };
+            row.last_error = None;
+            row.consecutive_failures = 0;
+            row.first_failed_at = None;
+            row.last_ok_at = Some(now);
+            row.credential_version += 1;
+            row.version += 1;
+            row.updated_at = now;
+            row.rotated_at = Some(now);
+            if !conns::update(tx.conn(), &row, old_version).await? {
+                return Err(Error::conflict(
+                    "version_conflict",
+                    format!("connection {cid} changed during reauthorization; try again"),
+                ));
+            }
+            self.write_secrets(&mut tx, &row, &new_secrets).await?;
+            record(&mut tx, &ctx, "connection.reauthorized", Some(cid), "ok", json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
+            if row.status != status_before {
+                crate::health::status_changed(
+                    &mut tx,
+                    &ctx,
+                    &row,
+                    status_before,
+                    "reauthorization",
+                    None,
+                )
+                .await?;
+            }
+            let mut data = connection_data(&row);
+            data["method"] = json!("oauth");
+            emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
+            CallbackOutcome::Connected {
+                connection_id: cid.to_string(),
+                display_name: row.display_name.clone(),
+                reauthorized: true,
+            }
+        } else {
+            // Park the new grant beside the current one; the connection keeps working on the old grant.
+            let mut meta_now: serde_json::Map<String, Value> =
+                serde_json::from_str(&row.credential_meta).unwrap_or_default();
+            meta_now.insert("pending_grant".into(), json!({
+                "meta": meta, "subject": identity.subject, "email": identity.email, "name": identity.name,
+                "scopes": granted, "at": ms_to_rfc3339(now), "connect_session": s.id,
+            }));
+            let mut all = old_secrets
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("pending:"))
+                .collect::<BTreeMap<_, _>>();
+            for (k, v) in new_secrets {
+                all.insert(format!("pending:{k}"), v);
+            }
+            let code = if !same_person {
+                "identity_mismatch"
+            } else {
+                "scope_downgrade"
+            };
+            row.last_error = Some(
+                json!({
+                    "code": code,
+                    "message": reasons.join("; "),
+                    "expected_identity": original.describe(), "got_identity": identity.describe(),
+                    "missing_scopes": missing, "at": ms_to_rfc3339(now),
+                })
+                .to_string(),
+            );
+            row.credential_meta = Value::Object(meta_now).to_string();
+            row.credential_version += 1;
+            row.version += 1;
+            row.updated_at = now;
+            if !conns::update(tx.conn(), &row, old_version).await? {
+                return Err(Error::conflict(
+                    "version_conflict",
+                    format!("connection {cid} changed during reauthorization; try again"),
+                ));
+            }
+            self.write_secrets(&mut tx, &row, &all).await?;
+            record(
+                &mut tx,
+                &ctx,
+                "connection.reauthorize_mismatch",
+                Some(cid),
+                "parked",
+                json!({"reasons": reasons, "connect_session": s.id}),
+            )
+            .await?;
+            CallbackOutcome::Parked {
+                connection_id: cid.to_string(),
+                reasons,
+            }
+        };
+        tx.commit().await?;
+        if matches!(outcome, CallbackOutcome::Connected { .. }) {
+            // The switch is committed; now kill the old grant at the provider.
+            self.revoke_at_provider(&ctx, cid, integration_id, old_tokens)
+                .await;
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,475 @@
+//! Connect sessions: creating a link, showing its page, and the form of
+//! the key-based kinds.
+
+use super::{
+    session_ctx, session_err, token_hash, CallbackOutcome, ConnectField, ConnectForm, ConnectPage,
+};
+use crate::audit::record;
+use crate::connection_rows::not_found as connection_not_found;
+use crate::{Ctx, Rekey};
+use rekey_api::{ConnectSessionView, CreateConnectSession};
+use rekey_core::connection::ConnectionKind;
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{ids, Error};
+use rekey_store::connect_sessions::{self as store, ConnectSessionRow};
+use rekey_store::connections::{self as conns};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The Connect page form for a key-based kind: the catalog's, else the
+/// kind's standard fields.
+pub(crate) fn form_for(
+    provider: &rekey_providers::Provider,
+    kind: ConnectionKind,
+) -> Result<ConnectForm, Error> {
+    if let Some(kf) = provider.key_form(kind.as_str()) {
+        return Ok(ConnectForm {
+            kind: kind.as_str().into(),
+            help: kf.help.clone(),
+            fields: kf
+                .fields
+                .iter()
+                .map(|f| ConnectField {
+                    name: f.name.clone(),
+                    label: f.label.clone(),
+                    secret: f.secret,
+                    required: f.required,
+                    multiline: f.multiline,
+                    help: f.help.clone(),
+                })
+                .collect(),
+        });
+    }
+    let f = |name: &str, label: &str, secret: bool, required: bool, multiline: bool| ConnectField {
+        name: name.into(),
+        label: label.into(),
+        secret,
+        required,
+        multiline,
+        help: None,
+    };
+    let fields = match kind {
+        ConnectionKind::ApiKey => vec![f("key", "API key", true, true, false)],
+        ConnectionKind::Basic => vec![
+            f("username", "Username", false, true, false),
+            f("password", "Password", true, true, false),
+        ],
+        ConnectionKind::AwsAccessKey => vec![
+            f("access_key_id", "Access key ID", false, true, false),
+            f("secret_access_key", "Secret access key", true, true, false),
+            f("region", "Region", false, false, false),
+        ],
+        ConnectionKind::ServiceAccountJson => vec![f(
+            "json",
+            "Service-account key file (JSON)",
+            true,
+            true,
+            true,
+        )],
+        ConnectionKind::RsaKeyPair => vec![
+            f("private_key_pem", "Private key (PEM)", true, true, true),
+            f("passphrase", "Passphrase", true, false, false),
+            f("username", "User name", false, false, false),
+        ],
+        _ => {
+            return Err(Error::unprocessable(
+                "no_form",
+                format!(
+                    "provider `{}` defines no Connect form for kind `{kind}`",
+                    provider.id
+                ),
+            ))
+        }
+    };
+    Ok(ConnectForm {
+        kind: kind.as_str().into(),
+        help: None,
+        fields,
+    })
+}
+
+impl Rekey {
+    pub async fn create_connect_session(
+        &self,
+        ctx: &Ctx,
+        req: CreateConnectSession,
+    ) -> Result<ConnectSessionView, Error> {
+        // OAuth sessions name an integration; key-based ones a provider and kind
+        // (a reauthorization takes them from the connection).
+        let reauth_row = match &req.reauthorize {
+            Some(cid) => {
+                let cid = ids::parse_id(ids::CONNECTION, cid)?;
+                let mut c = self.store().read().await?;
+                Some(
+                    conns::get(&mut c, &ctx.tenant, &cid)
+                        .await?
+                        .ok_or_else(|| connection_not_found(&cid))?,
+                )
+            }
+            None => None,
+        };
+        let (integration, provider, kind) = match (&req.integration, &reauth_row) {
+            (Some(i), _) => {
+                let integ = self.integration_row(&ctx.tenant, i).await?;
+                if let Some(r) = &reauth_row {
+                    if r.kind != ConnectionKind::OAuth2AuthorizationCode {
+                        return Err(Error::unprocessable(
+                            "not_oauth",
+                            format!(
+                                "connection {} is not an OAuth authorization-code connection",
+                                r.id
+                            ),
+                        ));
+                    }
+                }
+                (
+                    Some(integ.id.clone()),
+                    integ.provider.clone(),
+                    ConnectionKind::OAuth2AuthorizationCode,
+                )
+            }
+            (None, Some(r)) if r.kind.is_static() => (None, r.provider.clone(), r.kind),
+            (None, Some(r)) => {
+                return Err(Error::invalid(
+                    "invalid_field",
+                    format!(
+                        "`integration` is required to reauthorize OAuth connection {}",
+                        r.id
+                    ),
+                ))
+            }
+            (None, None) => {
+                let (Some(p), Some(k)) = (&req.provider, &req.kind) else {
+                    return Err(Error::invalid(
+                        "invalid_field",
+                        "give `integration` (OAuth) or `provider` and `kind` (key-based form)",
+                    ));
+                };
+                let kind: ConnectionKind = k.parse()?;
+                let provider = self.catalog().find(p).ok_or_else(|| {
+                    Error::unprocessable(
+                        "unknown_provider",
+                        format!(
+                            "no provider `{}` in the catalog",
+                            ids::truncate_for_message(p)
+                        ),
+                    )
+                })?;
+                if !kind.is_static() {
+                    return Err(Error::unprocessable(
+                        "kind_not_supported",
+                        "OAuth kinds need an `integration`",
+                    ));
+                }
+                if !provider.supports(kind) {
+                    return Err(Error::unprocessable(
+                        "kind_not_supported_by_provider",
+                        format!("provider `{}` does not support kind `{kind}`", provider.id),
+                    ));
+                }
+                form_for(provider, kind)?;
+                (None, provider.id.clone(), kind)
+            }
+        };
+        let ttl = req.expires_in.unwrap_or(900);
+        if !(60..=3600).contains(&ttl) {
+            return Err(Error::invalid(
+                "invalid_field",
+                "`expires_in` must be 60–3600 seconds",
+            ));
+        }
+        if let Some(n) = &req.display_name {
+            rekey_core::connection::validate_display_name(n)?;
+        }
+        if let Some(h) = &req.owner_hint {
+            // Shown on the Connect page; with an `@` it becomes the owner's email.
+            rekey_core::connection::validate_text("invalid_field", "owner_hint", h, 320)?;
+            if h.contains('@') {
+                rekey_core::connection::validate_email("owner_hint", h)?;
+            }
+        }
+        let tags = rekey_core::connection::normalize_slugs("tags", &req.tags)?;
+        let custody = rekey_core::connection::normalize_slugs("custody", &req.custody)?;
+        let token = rekey_oauth::random_token();
+        let now = now_ms();
+        let row = ConnectSessionRow {
+            id: ids::new_id("cs"),
+            tenant: ctx.tenant.clone(),
+            token_hash: token_hash(&token),
+            state_hash: None,
+            integration_id: integration.clone().unwrap_or_default(),
+            provider: Some(provider.clone()),
+            kind: Some(kind.as_str().to_string()),
+            display_name: req.display_name.clone(),
+            owner_hint: req.owner_hint.clone(),
+            tags,
+            custody,
+            reauthorize_id: req.reauthorize.clone(),
+            nonce: None,
+            redirect_uri: None,
+            status: "created".into(),
+            error: None,
+            connection_id: None,
+            created_by: ctx.actor.clone(),
+            created_at: now,
+            expires_at: now + ttl * 1000,
+            used_at: None,
+        };
+        let mut tx = self.store().begin_write().await?;
+        store::insert(tx.conn(), &row).await?;
+        // One live reauthorization link per connection: a new one retires
+        // the unused older ones (a lost or leaked link stops working).
+        let superseded = match &row.reauthorize_id {
+            Some(cid) => {
+                store::supersede_reauthorizations(tx.conn(), &row.tenant, cid, &row.id).await?
+            }
+            None => 0,
+        };
+        record(
+            &mut tx,
+            ctx,
+            "connect_session.create",
+            Some(&row.id),
+            "ok",
+            json!({"integration": integration, "provider": provider, "kind": kind.as_str(), "reauthorize": row.reauthorize_id, "superseded": superseded}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ConnectSessionView {
+            id: row.id,
+            url: format!("{}/connect/{token}", self.public_url()),
+            token,
+            expires_at: ms_to_rfc3339(row.expires_at),
+            integration,
+            provider,
+            kind: kind.as_str().to_string(),
+            reauthorize: row.reauthorize_id,
+        })
+    }
+
+    pub(super) async fn live_session(&self, token: &str) -> Result<ConnectSessionRow, Error> {
+        if token.len() != 43
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::not_found(
+                "connect_session_not_found",
+                "connect link",
+            ));
+        }
+        let s = {
+            let mut c = self.store().read().await?;
+            store::by_token_hash(&mut c, &token_hash(token)).await?
+        }
+        .ok_or_else(|| Error::not_found("connect_session_not_found", "connect link"))?;
+        if s.status == "superseded" {
+            return Err(session_err(
+                "connect_session_superseded",
+                "a newer link was made for this connection; use the newest one, or ask for a new one",
+            ));
+        }
+        if s.status != "created" {
+            return Err(session_err(
+                "connect_session_used",
+                "this connect link has already been used; ask for a new one",
+            ));
+        }
+        if now_ms() > s.expires_at {
+            return Err(session_err(
+                "connect_session_expired",
+                "this connect link has expired; ask for a new one",
+            ));
+        }
+        Ok(s)
+    }
+
+    pub async fn connect_page(&self, token: &str) -> Result<ConnectPage, Error> {
+        let s = self.live_session(token).await?;
+        if s.integration_id.is_empty() {
+            let (provider, kind) = self.static_target(&s)?;
+            return Ok(ConnectPage {
+                provider_name: provider.display_name.clone(),
+                integration_name: provider.display_name.clone(),
+                owner_hint: s.owner_hint.clone(),
+                reauthorize: s.reauthorize_id.is_some(),
+                expires_at: ms_to_rfc3339(s.expires_at),
+                form: Some(form_for(provider, kind)?),
+            });
+        }
+        let integ = self.integration_row(&s.tenant, &s.integration_id).await?;
+        let provider = self.oauth_provider(&integ.provider)?;
+        Ok(ConnectPage {
+            provider_name: provider.display_name.clone(),
+            integration_name: integ.display_name.clone(),
+            owner_hint: s.owner_hint.clone(),
+            reauthorize: s.reauthorize_id.is_some(),
+            expires_at: ms_to_rfc3339(s.expires_at),
+            form: None,
+        })
+    }
+
+    fn static_target(
+        &self,
+        s: &ConnectSessionRow,
+    ) -> Result<(&rekey_providers::Provider, ConnectionKind), Error> {
+        let provider = s
+            .provider
+            .as_deref()
+            .and_then(|p| self.catalog().find(p))
+            .ok_or_else(|| {
+                Error::unprocessable(
+                    "unknown_provider",
+                    "this connect link's provider is no longer in the catalog",
+                )
+            })?;
+        let kind: ConnectionKind = s.kind.as_deref().unwrap_or("").parse()?;
+        Ok((provider, kind))
+    }
+
+    /// Key-based kinds: the Connect page's form was submitted. Invalid input
+    /// re-shows the form (the link stays usable); success spends the link.
+    pub async fn connect_submit(
+        &self,
+        token: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<CallbackOutcome, Error> {
+        let s = self.live_session(token).await?;
+        if !s.integration_id.is_empty() {
+            return Err(Error::invalid(
+                "not_a_form",
+                "this connect link starts an OAuth authorization, not a form",
+            ));
+        }
+        let (provider, kind) = self.static_target(&s)?;
+        let form = form_for(provider, kind)?;
+        let fixed = provider
+            .key_form(kind.as_str())
+            .map(|f| f.fixed_fields())
+            .unwrap_or_default();
+        let mut creds = serde_json::Map::new();
+        for (k, v) in fixed {
+            creds.insert(k.to_string(), Value::String(v));
+        }
+        for f in &form.fields {
+            let v = values
+                .get(&f.name)
+                .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
+                .unwrap_or_default();
+            let check = provider
+                .key_form(kind.as_str())
+                .and_then(|kf| kf.field(&f.name).cloned());
+            if let Some(rule) = check {
+                rule.check(&v)
+                    .map_err(|m| Error::invalid("invalid_credentials", m))?;
+            } else if f.required && v.is_empty() {
+                return Err(Error::invalid(
+                    "invalid_credentials",
+                    format!("`{}` is required", f.label),
+                ));
+            }
+            if v.is_empty() {
+                continue;
+            }
+            match f.name.strip_prefix("headers.") {
+                Some(h) => {
+                    let headers = creds
+                        .entry("headers")
+                        .or_insert_with(|| Value::Object(Default::default()));
+                    if let Value::Object(m) = headers {
+                        m.insert(h.to_string(), Value::String(v));
+                    }
+                }
+                None => {
+                    creds.insert(f.name.clone(), Value::String(v));
+                }
+            }
+        }
+        let ctx = session_ctx(&s);
+        // Validate fully before spending the link, so a typo can be corrected.
+        self.parse_material(kind, Value::Object(creds.clone()))?;
+        {
+            let mut tx = self.store().begin_write().await?;
+            if !store::transition(
+                tx.conn(),
+                &s.id,
+                "created",
+                "exchanging",
+                None,
+                None,
+                now_ms(),
+            )
+            .await?
+            {
+                return Err(session_err(
+                    "connect_session_used",
+                    "this connect link has already been used; ask for a new one",
+                ));
+            }
+            tx.commit().await?;
+        }
+        let result = match &s.reauthorize_id {
+            Some(cid) => self
+                .update_credentials(
+                    &ctx,
+                    cid,
+                    rekey_api::UpdateCredentials {
+                        credentials: Value::Object(creds),
+                        version: None,
+                    },
+                    None,
+                )
+                .await
+                .map(|v| CallbackOutcome::Connected {
+                    connection_id: v.id,
+                    display_name: v.display_name,
+                    reauthorized: true,
+                }),
+            None => {
+                let owner = s
+                    .owner_hint
+                    .clone()
+                    .filter(|h| h.contains('@'))
+                    .map(|email| rekey_api::OwnerView {
+                        email: Some(email),
+                        ..Default::default()
+                    });
+                self.create_connection(
+                    &ctx,
+                    rekey_api::CreateConnection {
+                        provider: provider.id.clone(),
+                        kind: kind.as_str().to_string(),
+                        display_name: s
+                            .display_name
+                            .clone()
+                            .unwrap_or_else(|| provider.display_name.clone()),
+                        owner,
+                        scopes: Vec::new(),
+                        tags: s.tags.clone(),
+                        custody: s.custody.clone(),
+                        expires_at: None,
+                        params: Default::default(),
+                        probe_url: None,
+                        credentials: Value::Object(creds),
+                    },
+                )
+                .await
+                .map(|v| CallbackOutcome::Connected {
+                    connection_id: v.id,
+                    display_name: v.display_name,
+                    reauthorized: false,
+                })
+            }
+        };
+        let mut tx = self.store().begin_write().await?;
+        match &result {
+            Ok(CallbackOutcome::Connected { connection_id, .. }) => {
+                store::finish(tx.conn(), &s.id, "completed", None, Some(connection_id)).await?
+            }
+            Ok(_) => {}
+            Err(e) => store::finish(tx.conn(), &s.id, "failed", Some(e.code()), None).await?,
+        }
+        tx.commit().await?;
+        result
+    }
+}

@@ -1,0 +1,231 @@
+//! Creating a connection: parse and seal its material, check where its
+//! probe may go.
+
+use super::{check_params, owner_from};
+use crate::audit::record;
+use crate::connection_rows::{aad, OWNER_KIND};
+use crate::webhooks::{connection_data, emit};
+use crate::{views, Ctx, Rekey};
+use rekey_api::{ConnectionView, CreateConnection};
+use rekey_core::connection::{self, ConnectionKind, Status};
+use rekey_core::credentials::{self, ParsedCredentials};
+use rekey_core::time::{now_ms, parse_rfc3339};
+use rekey_core::{ids, Error, SecretString};
+use rekey_store::connections::{self as store, ConnectionRow};
+use rekey_store::secrets::{self, SecretRow};
+use rekey_store::WriteTx;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+impl Rekey {
+    /// A database probe's host (from `params`) that is an IP literal must
+    /// pass the outbound policy. Host names are checked after DNS, when
+    /// the probe connects.
+    pub(super) fn check_probe_host(
+        &self,
+        provider: &rekey_providers::Provider,
+        kind: ConnectionKind,
+        params: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        use rekey_providers::probe::ProbeProtocol;
+        let Some(probe) = provider.probe_for(kind.as_str()) else {
+            return Ok(());
+        };
+        let Some(t) = probe.host.as_deref() else {
+            return Ok(());
+        };
+        let names = rekey_providers::placeholders(t);
+        if probe.protocol == ProbeProtocol::Http || names.iter().any(|p| !params.contains_key(p)) {
+            return Ok(());
+        }
+        // Shape errors were reported by `check_params`.
+        let Ok(host) = provider.render_url(t, params) else {
+            return Ok(());
+        };
+        match crate::refused_host(&self.outbound_policy(), url::Host::parse(&host).ok()) {
+            None => Ok(()),
+            Some(reason) => Err(Error::invalid(
+                "invalid_field",
+                format!(
+                    "`params.{}` (the database host) {}",
+                    names.join("`, `params."),
+                    crate::refused_message(reason)
+                ),
+            )),
+        }
+    }
+
+    /// Parse material for `kind`, adding derived public facts (RSA fingerprint).
+    pub(crate) fn parse_material(
+        &self,
+        kind: ConnectionKind,
+        v: Value,
+    ) -> Result<ParsedCredentials, Error> {
+        let mut parsed = credentials::parse(kind, v)?;
+        if kind == ConnectionKind::RsaKeyPair {
+            let pem = parsed
+                .secrets
+                .get("private_key_pem")
+                .ok_or_else(|| Error::internal("rsa key missing after parse"))?;
+            let info = crate::rsa_key::derive(pem, parsed.secrets.get("passphrase"))?;
+            parsed
+                .meta
+                .insert("public_key_fingerprint".into(), info.fingerprint.into());
+            parsed
+                .meta
+                .insert("public_key_pem".into(), info.public_key_pem.into());
+            parsed.meta.insert("key_bits".into(), info.bits.into());
+        }
+        if kind == ConnectionKind::ServiceAccountJson {
+            // Probes mint a token at the key file's `token_uri` (a
+            // missing one means Google's).
+            let uri = parsed
+                .secrets
+                .get("json")
+                .and_then(|j| serde_json::from_str::<Value>(j.expose()).ok())
+                .and_then(|d| {
+                    d.get("token_uri")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            if let Some(u) = uri {
+                self.check_url("credentials.json.token_uri", &u)?;
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Seal and insert every secret field of `parsed` at `version`.
+    pub(crate) async fn write_secrets(
+        &self,
+        tx: &mut WriteTx,
+        row: &ConnectionRow,
+        secrets_map: &BTreeMap<String, SecretString>,
+    ) -> Result<(), Error> {
+        let rows: Vec<SecretRow> = {
+            let kr = self.keyring()?;
+            secrets_map
+                .iter()
+                .map(|(field, value)| {
+                    crate::sealing::seal_row(
+                        &kr,
+                        &aad(&row.tenant, &row.id, field, row.credential_version),
+                        value,
+                    )
+                })
+                .collect()
+        };
+        secrets::delete_owner(tx.conn(), OWNER_KIND, &row.id).await?;
+        for r in &rows {
+            secrets::insert(tx.conn(), r).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_connection(
+        &self,
+        ctx: &Ctx,
+        req: CreateConnection,
+    ) -> Result<ConnectionView, Error> {
+        let kind: ConnectionKind = req.kind.parse()?;
+        if kind == ConnectionKind::OAuth2ClientCredentials {
+            if let Some(p) = self.catalog().get(&req.provider) {
+                if !p.supports(kind) {
+                    return Err(Error::unprocessable(
+                        "kind_not_supported_by_provider",
+                        format!("provider `{}` does not support kind `{kind}`", p.id),
+                    ));
+                }
+            }
+            return self.create_m2m(ctx, &req).await;
+        }
+        let provider = self.catalog().get(&req.provider).ok_or_else(|| {
+            Error::unprocessable(
+                "unknown_provider",
+                format!(
+                    "no provider `{}` in the catalog; see GET /api/v1/providers",
+                    ids::truncate_for_message(&req.provider)
+                ),
+            )
+        })?;
+        if !provider.supports(kind) {
+            return Err(Error::unprocessable(
+                "kind_not_supported_by_provider",
+                format!(
+                    "provider `{}` does not support kind `{kind}`; it supports: {}",
+                    provider.id,
+                    provider.auth_kinds.join(", ")
+                ),
+            ));
+        }
+        connection::validate_display_name(&req.display_name)?;
+        let owner = owner_from(req.owner.as_ref())?;
+        let scopes = connection::normalize_scopes(&req.scopes)?;
+        let tags = connection::normalize_slugs("tags", &req.tags)?;
+        let custody = connection::normalize_slugs("custody", &req.custody)?;
+        let expires_at = req
+            .expires_at
+            .as_deref()
+            .map(|s| parse_rfc3339("expires_at", s))
+            .transpose()?;
+        let params = check_params(provider, &req.params)?;
+        self.check_probe_host(provider, kind, &req.params)?;
+        let probe_url = req
+            .probe_url
+            .as_deref()
+            .map(|u| self.check_url("probe_url", u))
+            .transpose()?;
+        let parsed = self.parse_material(kind, req.credentials)?;
+        let now = now_ms();
+        let row = ConnectionRow {
+            id: ids::new_id(ids::CONNECTION),
+            tenant: ctx.tenant.clone(),
+            provider: provider.id.clone(),
+            kind,
+            display_name: req.display_name.trim().to_string(),
+            owner,
+            scopes,
+            tags,
+            custody,
+            credential_meta: Value::Object(parsed.meta.clone()).to_string(),
+            status: Status::Pending,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            rotated_at: None,
+            expires_at,
+            version: 1,
+            credential_version: 1,
+            params,
+            probe_url,
+            last_ok_at: None,
+            last_checked_at: None,
+            first_failed_at: None,
+            consecutive_failures: 0,
+        };
+        let mut tx = self.store().begin_write().await?;
+        store::insert(tx.conn(), &row).await?;
+        self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
+        record(
+            &mut tx,
+            ctx,
+            "connection.create",
+            Some(&row.id),
+            "ok",
+            json!({
+                "provider": row.provider, "kind": kind.as_str(),
+                "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
+            }),
+        )
+        .await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            "connection.created",
+            connection_data(&row),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(views::connection(&row))
+    }
+}

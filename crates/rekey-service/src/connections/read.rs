@@ -1,0 +1,181 @@
+//! Reading connections: one, a filtered page, and the credential
+//! material itself (always audited).
+
+use crate::audit::record;
+use crate::connection_rows::not_found;
+use crate::{views, Ctx, Principal, Rekey};
+use base64::Engine;
+use rekey_api::{ConnectionList, ConnectionQuery, ConnectionView, CredentialsView};
+use rekey_core::connection::Status;
+use rekey_core::credentials;
+use rekey_core::scope::Scope;
+use rekey_core::time::parse_rfc3339;
+use rekey_core::{ids, Error};
+use rekey_store::connections::{self as store, ConnectionFilter};
+use serde_json::{json, Value};
+
+impl Rekey {
+    pub async fn get_connection(&self, tenant: &str, id: &str) -> Result<ConnectionView, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        let mut c = self.store().read().await?;
+        let row = store::get(&mut c, tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        Ok(views::connection(&row))
+    }
+
+    pub async fn list_connections(
+        &self,
+        tenant: &str,
+        q: &ConnectionQuery,
+    ) -> Result<ConnectionList, Error> {
+        let slug = |field: &str, v: &Option<String>| -> Result<Option<String>, Error> {
+            if let Some(s) = v {
+                ids::validate_slug(field, s, 64)?;
+            }
+            Ok(v.clone())
+        };
+        let limit = match q.limit {
+            None => 50,
+            Some(n) if (1..=200).contains(&n) => n,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "invalid_limit",
+                    "`limit` must be between 1 and 200",
+                ))
+            }
+        };
+        let after_id = match &q.cursor {
+            None => None,
+            Some(c) => {
+                let bad = || {
+                    Error::invalid(
+                        "invalid_cursor",
+                        "`cursor` is not a cursor returned by this endpoint",
+                    )
+                };
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .map_err(|_| bad())?;
+                let s = String::from_utf8(raw).map_err(|_| bad())?;
+                Some(ids::parse_id(ids::CONNECTION, &s).map_err(|_| bad())?)
+            }
+        };
+        let f = ConnectionFilter {
+            provider: slug("provider", &q.provider)?,
+            kind: q.kind.as_deref().map(str::parse).transpose()?,
+            status: q.status.as_deref().map(str::parse).transpose()?,
+            tag: slug("tag", &q.tag)?,
+            custody: slug("custody", &q.custody)?,
+            owner: q.owner.clone(),
+            search: match q.q.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(t) if t.chars().count() > 100 || t.chars().any(char::is_control) => {
+                    return Err(Error::invalid(
+                        "invalid_search",
+                        "`q` must be at most 100 printable characters",
+                    ))
+                }
+                Some(t) => Some(t.to_string()),
+            },
+            created_before: q
+                .created_before
+                .as_deref()
+                .map(|s| parse_rfc3339("created_before", s))
+                .transpose()?,
+            rotated_before: q
+                .rotated_before
+                .as_deref()
+                .map(|s| parse_rfc3339("rotated_before", s))
+                .transpose()?,
+            after_id,
+            // One more than asked: a cursor only when another page exists.
+            limit: limit + 1,
+        };
+        let mut c = self.store().read().await?;
+        let mut rows = store::list(&mut c, tenant, &f).await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&r.id))
+        } else {
+            None
+        };
+        Ok(ConnectionList {
+            items: rows.iter().map(views::connection).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Decrypt a connection's material. Every call is audited — granted,
+    /// denied or failed — and the audit entry commits before the secret is
+    /// returned.
+    pub async fn read_credentials(
+        &self,
+        p: &Principal,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<CredentialsView, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        if let Err(e) = p.require(Scope::CredentialsRead) {
+            self.audit_read(ctx, &id, "denied", json!({"reason": "missing_scope"}))
+                .await?;
+            return Err(e);
+        }
+        let (row, rows) = self.load_secret_rows(&ctx.tenant, &id).await?;
+        match row.status {
+            // Once revocation is asked for, the credential is no longer
+            // handed out, even while the provider side is still pending.
+            Status::Disabled | Status::Revoked | Status::RevokePending => {
+                self.audit_read(ctx, &id, "denied", json!({"reason": row.status.as_str()}))
+                    .await?;
+                return Err(Error::conflict(
+                    "connection_unusable",
+                    format!(
+                        "connection {id} is {}; its credentials are not handed out",
+                        row.status
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let material = if row.kind.is_static() {
+            self.open_secrets(&row, &rows).and_then(|sec| {
+                let meta =
+                    serde_json::from_str::<serde_json::Map<String, Value>>(&row.credential_meta)
+                        .map_err(Error::internal)?;
+                credentials::assemble(row.kind, &meta, &sec).map(|m| (row.credential_version, m))
+            })
+        } else {
+            self.oauth_material(ctx, &row).await
+        };
+        let (version, material) = match material {
+            Ok(m) => m,
+            Err(e) => {
+                self.audit_read(ctx, &id, "error", json!({"error": e.code()}))
+                    .await?;
+                return Err(e);
+            }
+        };
+        self.audit_read(ctx, &id, "ok", json!({"credential_version": version}))
+            .await?;
+        Ok(CredentialsView {
+            connection_id: id,
+            kind: row.kind.as_str().to_string(),
+            version,
+            credentials: material,
+        })
+    }
+
+    async fn audit_read(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        outcome: &str,
+        details: Value,
+    ) -> Result<(), Error> {
+        let mut tx = self.store().begin_write().await?;
+        record(&mut tx, ctx, "credentials.read", Some(id), outcome, details).await?;
+        tx.commit().await
+    }
+}

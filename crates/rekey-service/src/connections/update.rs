@@ -1,0 +1,301 @@
+//! Changing a connection: its fields, its credential material, its
+//! status (disable, enable), and deleting it.
+
+use super::{check_params, check_version, lost_race, owner_from};
+use crate::audit::record;
+use crate::connection_rows::{not_found, OWNER_KIND};
+use crate::webhooks::{connection_data, emit};
+use crate::{views, Ctx, Rekey};
+use rekey_api::{ConnectionView, DisableConnection, UpdateConnection, UpdateCredentials};
+use rekey_core::connection::{self, Status};
+use rekey_core::time::{now_ms, parse_rfc3339};
+use rekey_core::{ids, Error};
+use rekey_store::connections::{self as store, ConnectionRow};
+use rekey_store::secrets;
+use rekey_store::{Locked, WriteTx};
+use serde_json::{json, Value};
+
+impl Rekey {
+    /// Load a row inside a write transaction, with tenant isolation and the
+    /// caller's expected version.
+    async fn load_for_write(
+        &self,
+        tx: &mut WriteTx,
+        tenant: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> Result<ConnectionRow, Error> {
+        // Without a lock, concurrent writers on PostgreSQL would all read the
+        // same version and all but one fail their compare-and-swap.
+        rekey_store::lock_row(tx, Locked::Connection, tenant, id).await?;
+        let row = store::get(tx.conn(), tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        check_version(expected, &row)?;
+        Ok(row)
+    }
+
+    pub async fn update_connection(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: UpdateConnection,
+        if_match: Option<i64>,
+    ) -> Result<ConnectionView, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        let expected = if_match.or(req.version);
+        let mut changed = Vec::new();
+        let mut tx = self.store().begin_write().await?;
+        let mut row = self
+            .load_for_write(&mut tx, &ctx.tenant, &id, expected)
+            .await?;
+        let old_version = row.version;
+        if let Some(n) = &req.display_name {
+            connection::validate_display_name(n)?;
+            row.display_name = n.trim().to_string();
+            changed.push("display_name");
+        }
+        if let Some(o) = &req.owner {
+            row.owner = owner_from(Some(o))?;
+            changed.push("owner");
+        }
+        if let Some(s) = &req.scopes {
+            row.scopes = connection::normalize_scopes(s)?;
+            changed.push("scopes");
+        }
+        if let Some(t) = &req.tags {
+            row.tags = connection::normalize_slugs("tags", t)?;
+            changed.push("tags");
+        }
+        if let Some(c) = &req.custody {
+            row.custody = connection::normalize_slugs("custody", c)?;
+            changed.push("custody");
+        }
+        if let Some(e) = &req.expires_at {
+            row.expires_at = if e.is_empty() {
+                None
+            } else {
+                Some(parse_rfc3339("expires_at", e)?)
+            };
+            changed.push("expires_at");
+        }
+        if let Some(p) = &req.params {
+            let provider = self.catalog().get(&row.provider).ok_or_else(|| {
+                Error::unprocessable(
+                    "unknown_provider",
+                    format!("provider `{}` is no longer in the catalog", row.provider),
+                )
+            })?;
+            row.params = check_params(provider, p)?;
+            self.check_probe_host(provider, row.kind, p)?;
+            changed.push("params");
+        }
+        if let Some(u) = &req.probe_url {
+            row.probe_url = if u.is_empty() {
+                None
+            } else {
+                Some(self.check_url("probe_url", u)?)
+            };
+            changed.push("probe_url");
+        }
+        if changed.is_empty() {
+            return Err(Error::invalid(
+                "nothing_to_update",
+                "the request changes no field",
+            ));
+        }
+        row.version += 1;
+        row.updated_at = now_ms();
+        if !store::update(tx.conn(), &row, old_version).await? {
+            return Err(lost_race(&id));
+        }
+        record(
+            &mut tx,
+            ctx,
+            "connection.update",
+            Some(&id),
+            "ok",
+            json!({"fields": changed, "version": row.version}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(views::connection(&row))
+    }
+
+    /// Replace the credential material. The connection goes back to
+    /// `pending` (unverified) unless it is disabled.
+    pub async fn update_credentials(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: UpdateCredentials,
+        if_match: Option<i64>,
+    ) -> Result<ConnectionView, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        let expected = if_match.or(req.version);
+        let mut tx = self.store().begin_write().await?;
+        let mut row = self
+            .load_for_write(&mut tx, &ctx.tenant, &id, expected)
+            .await?;
+        let parsed = self.parse_material(row.kind, req.credentials)?;
+        let old_version = row.version;
+        let from = row.status;
+        if row.status != Status::Disabled && row.status != Status::Pending {
+            row.status = row.status.transition(Status::Pending)?;
+        }
+        row.credential_meta = Value::Object(parsed.meta.clone()).to_string();
+        row.credential_version += 1;
+        row.version += 1;
+        let now = now_ms();
+        row.updated_at = now;
+        row.rotated_at = Some(now);
+        // New material: the old failure run is over; verify the new one soon.
+        row.last_error = None;
+        row.consecutive_failures = 0;
+        row.first_failed_at = None;
+        if !store::update(tx.conn(), &row, old_version).await? {
+            return Err(lost_race(&id));
+        }
+        self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
+        store::schedule_check(tx.conn(), &ctx.tenant, &id, now, None).await?;
+        if row.status != from {
+            crate::health::status_changed(&mut tx, ctx, &row, from, "credentials_update", None)
+                .await?;
+        }
+        let mut data = connection_data(&row);
+        data["method"] = json!("credentials_update");
+        emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
+        record(
+            &mut tx,
+            ctx,
+            "connection.credentials_update",
+            Some(&id),
+            "ok",
+            json!({
+                "credential_version": row.credential_version,
+                "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
+                "status_from": from.as_str(), "status_to": row.status.as_str(),
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(views::connection(&row))
+    }
+
+    /// Move a connection to `to` through the status machine.
+    pub async fn set_status(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        to: Status,
+        req: DisableConnection,
+        if_match: Option<i64>,
+    ) -> Result<ConnectionView, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        if let Some(r) = &req.reason {
+            if r.chars().count() > 500 {
+                return Err(Error::invalid(
+                    "invalid_field",
+                    "`reason` must be at most 500 characters",
+                ));
+            }
+        }
+        let mut tx = self.store().begin_write().await?;
+        let mut row = self
+            .load_for_write(&mut tx, &ctx.tenant, &id, if_match.or(req.version))
+            .await?;
+        let from = row.status;
+        if to == Status::Pending && from != Status::Disabled {
+            return Err(Error::conflict(
+                "not_disabled",
+                format!("connection {id} is `{from}`, not disabled"),
+            ));
+        }
+        row.status = from.transition(to)?;
+        let old_version = row.version;
+        row.version += 1;
+        row.updated_at = now_ms();
+        if !store::update(tx.conn(), &row, old_version).await? {
+            return Err(lost_race(&id));
+        }
+        let action = match to {
+            Status::Disabled => "connection.disable",
+            Status::Pending => "connection.enable",
+            _ => "connection.status_change",
+        };
+        record(
+            &mut tx,
+            ctx,
+            action,
+            Some(&id),
+            "ok",
+            json!({
+                "from": from.as_str(), "to": to.as_str(), "reason": req.reason,
+            }),
+        )
+        .await?;
+        crate::health::status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
+        if to == Status::Pending {
+            store::schedule_check(tx.conn(), &ctx.tenant, &id, now_ms(), None).await?;
+        }
+        tx.commit().await?;
+        Ok(views::connection(&row))
+    }
+
+    /// Delete a connection. OAuth grants are revoked at the provider first
+    /// unless `revoke` is false; a failed revocation keeps the connection.
+    pub async fn delete_connection(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        if_match: Option<i64>,
+        revoke: bool,
+    ) -> Result<(), Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        if revoke {
+            let row = {
+                let mut c = self.store().read().await?;
+                store::get(&mut c, &ctx.tenant, &id)
+                    .await?
+                    .ok_or_else(|| not_found(&id))?
+            };
+            if !row.kind.is_static() && row.status != Status::Revoked {
+                let r = self.revoke_connection(ctx, &id).await?;
+                if !r.revoked_at_provider {
+                    return Err(Error::conflict(
+                        "revocation_incomplete",
+                        format!(
+                            "connection {id} could not be revoked at the provider; revoke it there ({}) then delete with ?revoke=false",
+                            r.manual_steps.join(" ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut tx = self.store().begin_write().await?;
+        let row = self
+            .load_for_write(&mut tx, &ctx.tenant, &id, if_match)
+            .await?;
+        let n = secrets::delete_owner(tx.conn(), OWNER_KIND, &id).await?;
+        store::delete(tx.conn(), &ctx.tenant, &id).await?;
+        record(
+            &mut tx,
+            ctx,
+            "connection.delete",
+            Some(&id),
+            "ok",
+            json!({
+                "provider": row.provider, "kind": row.kind.as_str(), "secrets_destroyed": n,
+            }),
+        )
+        .await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            "connection.deleted",
+            connection_data(&row),
+        )
+        .await?;
+        tx.commit().await
+    }
+}

@@ -1,0 +1,234 @@
+//! Running one check: probe (or refresh) a connection now, record what was
+//! found through the writer, and schedule its next check.
+
+use super::observation::Observation;
+use super::probe::Presented;
+use super::scheduler::next_check;
+use super::writer::apply_observation;
+use crate::audit::record;
+use crate::connection_rows::not_found;
+use crate::{Ctx, Rekey};
+use rekey_api::CheckResult;
+use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{ids, Error};
+use rekey_store::connections::{self as conns, ConnectionRow};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+impl Rekey {
+    /// Check one connection now. `manual` (API, CLI) audits the check itself;
+    /// the scheduler audits only transitions.
+    pub(super) async fn check_inner(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        manual: bool,
+        owner: Option<&str>,
+    ) -> Result<CheckResult, Error> {
+        let started = Instant::now();
+        let row = {
+            let mut c = self.store().read().await?;
+            conns::get(&mut c, &ctx.tenant, id)
+                .await?
+                .ok_or_else(|| not_found(id))?
+        };
+        if matches!(
+            row.status,
+            Status::Disabled | Status::Revoked | Status::RevokePending
+        ) {
+            return Err(Error::conflict(
+                "connection_unusable",
+                format!("connection {id} is {}; it is not checked", row.status),
+            ));
+        }
+        let before = row.status;
+        let probe = self.probe_of(&row);
+        // OAuth client credentials without a probe: requesting a token is the check.
+        let probe = match probe {
+            Err(_) if row.kind == ConnectionKind::OAuth2ClientCredentials => None,
+            Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
+            Ok(p) => Some(p),
+        };
+        let observed = match &probe {
+            None => match self.fresh_oauth(ctx, id, true).await {
+                Ok(_) => Some(Observation::ok()),
+                Err(e) => match self.refresh_failure(ctx, &row, e).await? {
+                    Ok(()) => None,
+                    Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
+                },
+            },
+            Some(p) => match self.presented(ctx, &row, p).await {
+                Ok(Presented::Unsupported(why)) => {
+                    return self.skipped(ctx, row, why, started, manual, owner).await
+                }
+                Ok(Presented::Http {
+                    headers,
+                    query,
+                    secrets,
+                    aws,
+                }) => {
+                    let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+                    Some(
+                        self.run_probe(&row, p, headers, query, aws.as_ref(), &exposed)
+                            .await,
+                    )
+                }
+                Ok(Presented::Failed(obs)) => Some(obs),
+                Ok(Presented::Database { username, password }) => {
+                    Some(self.run_db_probe(&row, p, &username, &password).await)
+                }
+                Err(e) => match self.refresh_failure(ctx, &row, e).await? {
+                    Ok(()) => None,
+                    Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
+                },
+            },
+        };
+        let mut tx = self.store().begin_write().await?;
+        let stored = match &observed {
+            Some(obs) => apply_observation(&mut tx, ctx, id, obs, "check", true).await?,
+            None => {
+                // Mark the check itself; the refresh failure set the status.
+                let cur = conns::get(tx.conn(), &ctx.tenant, id).await?;
+                if let Some(mut c) = cur.clone() {
+                    c.last_checked_at = Some(now_ms());
+                    conns::update(tx.conn(), &c, c.version).await?;
+                    Some(c)
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(stored) = stored else {
+            tx.commit().await?;
+            return Err(Error::conflict(
+                "connection_unusable",
+                format!("connection {id} was taken out of service during the check"),
+            ));
+        };
+        let s = self.health_settings();
+        conns::schedule_check(
+            tx.conn(),
+            &ctx.tenant,
+            id,
+            next_check(&s, &stored, now_ms()),
+            owner,
+        )
+        .await?;
+        let err: Option<Value> = stored
+            .last_error
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok());
+        let outcome = match &observed {
+            Some(o) => o.outcome.as_str(),
+            None if stored.status == Status::NeedsReauth => "auth_failure",
+            None => "transient",
+        };
+        if manual {
+            record(&mut tx, ctx, "connection.checked", Some(id), if outcome == "ok" { "ok" } else { "error" }, json!({
+                "outcome": outcome, "http_status": observed.as_ref().and_then(|o| o.http_status),
+                "status_before": before.as_str(), "status": stored.status.as_str(),
+            })).await?;
+        }
+        tx.commit().await?;
+        Ok(CheckResult {
+            connection_id: id.to_string(),
+            outcome: outcome.to_string(),
+            status_before: before.as_str().to_string(),
+            status: stored.status.as_str().to_string(),
+            http_status: observed.as_ref().and_then(|o| o.http_status),
+            duration_ms: started.elapsed().as_millis() as u64,
+            checked_at: ms_to_rfc3339(now_ms()),
+            message: err
+                .as_ref()
+                .and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string)),
+            last_error: err,
+            connection: crate::views::connection(&stored),
+        })
+    }
+
+    async fn skipped(
+        &self,
+        ctx: &Ctx,
+        row: ConnectionRow,
+        why: String,
+        started: Instant,
+        manual: bool,
+        owner: Option<&str>,
+    ) -> Result<CheckResult, Error> {
+        let mut tx = self.store().begin_write().await?;
+        let s = self.health_settings();
+        conns::schedule_check(
+            tx.conn(),
+            &ctx.tenant,
+            &row.id,
+            next_check(&s, &row, now_ms()),
+            owner,
+        )
+        .await?;
+        if manual {
+            record(
+                &mut tx,
+                ctx,
+                "connection.checked",
+                Some(&row.id),
+                "skipped",
+                json!({"reason": why}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(CheckResult {
+            connection_id: row.id.clone(),
+            outcome: "skipped".into(),
+            status_before: row.status.as_str().into(),
+            status: row.status.as_str().into(),
+            http_status: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            checked_at: ms_to_rfc3339(now_ms()),
+            message: Some(why),
+            last_error: row
+                .last_error
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
+            connection: crate::views::connection(&row),
+        })
+    }
+
+    /// A refresh before the probe failed. `Ok(Ok(()))`: `fresh_oauth`
+    /// recorded it on the connection (the check reports that).
+    /// `Ok(Err(why))`: nothing was tried (a backoff is running): the check is
+    /// skipped. `Err`: anything else (the integration is gone, the database
+    /// failed), passed on.
+    async fn refresh_failure(
+        &self,
+        ctx: &Ctx,
+        before: &ConnectionRow,
+        e: Error,
+    ) -> Result<Result<(), String>, Error> {
+        if !matches!(e.code(), "needs_reauth" | "unavailable") {
+            return Err(e);
+        }
+        let now = {
+            let mut c = self.store().read().await?;
+            conns::get(&mut c, &ctx.tenant, &before.id)
+                .await?
+                .ok_or_else(|| not_found(&before.id))?
+        };
+        let recorded = now.consecutive_failures > before.consecutive_failures
+            || (now.status == Status::NeedsReauth && now.status != before.status);
+        if recorded {
+            Ok(Ok(()))
+        } else if e.code() == "unavailable" {
+            Ok(Err(e.to_string()))
+        } else {
+            Err(e)
+        }
+    }
+
+    /// `POST /connections/{id}/check`: probe now and return what was found.
+    pub async fn check_connection(&self, ctx: &Ctx, id: &str) -> Result<CheckResult, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        self.check_inner(ctx, &id, true, None).await
+    }
+}

@@ -1,0 +1,121 @@
+//! Client-credentials (M2M) connections.
+
+use crate::audit::record;
+use crate::connect::{access_expiry, token_material};
+use crate::webhooks::emit;
+use crate::{Ctx, Rekey};
+use rekey_api::ConnectionView;
+use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::time::now_ms;
+use rekey_core::{ids, Error};
+use rekey_store::connections::{self as conns, ConnectionRow};
+use serde_json::{json, Value};
+
+impl Rekey {
+    /// Create a client-credentials (M2M) connection from an integration; the
+    /// first token is requested now, which also proves the client works.
+    pub(crate) async fn create_m2m(
+        &self,
+        ctx: &Ctx,
+        req: &rekey_api::CreateConnection,
+    ) -> Result<ConnectionView, Error> {
+        let integ_id = req
+            .credentials
+            .get("integration")
+            .and_then(Value::as_str)
+            .filter(|_| req.credentials.as_object().is_some_and(|o| o.len() == 1))
+            .ok_or_else(|| Error::invalid("invalid_credentials", "`credentials` must be {\"integration\": \"int_…\"} for oauth2_client_credentials"))?;
+        let integ = self.integration_row(&ctx.tenant, integ_id).await?;
+        if integ.provider != req.provider {
+            return Err(Error::unprocessable(
+                "integration_provider_mismatch",
+                format!(
+                    "integration {} is for provider `{}`",
+                    integ.id, integ.provider
+                ),
+            ));
+        }
+        let resolved = self.resolve(&integ).await?;
+        let auth = self.client_auth(&integ).await?;
+        let scopes = if req.scopes.is_empty() {
+            integ.scopes.clone()
+        } else {
+            rekey_core::connection::normalize_scopes(&req.scopes)?
+        };
+        let tokens = rekey_oauth::client_credentials(
+            &self.inner.http,
+            &resolved.token_url,
+            &auth,
+            &scopes,
+            &resolved.spec.scope_separator,
+        )
+        .await
+        .map_err(|e| {
+            crate::oauth_error(e, |e| {
+                Error::unprocessable(
+                    "token_request_failed",
+                    format!(
+                        "the provider refused the client-credentials request: {}",
+                        rekey_core::scrub::scrub_text(&e.to_string(), &[auth.secret.expose()])
+                    ),
+                )
+            })
+        })?;
+        let now = now_ms();
+        let (meta, s) = token_material(&integ.id, &tokens, now, Value::Null);
+        let granted = rekey_oauth::granted_scopes(&tokens, None, &resolved.spec.scope_separator)
+            .unwrap_or(scopes);
+        rekey_core::connection::validate_display_name(&req.display_name)?;
+        let row = ConnectionRow {
+            id: ids::new_id(ids::CONNECTION),
+            tenant: ctx.tenant.clone(),
+            provider: integ.provider.clone(),
+            kind: ConnectionKind::OAuth2ClientCredentials,
+            display_name: req.display_name.trim().into(),
+            owner: rekey_core::connection::Owner {
+                subject: Some(integ.client_id.clone()),
+                email: None,
+                name: Some(integ.display_name.clone()),
+            },
+            scopes: granted,
+            tags: rekey_core::connection::normalize_slugs("tags", &req.tags)?,
+            custody: rekey_core::connection::normalize_slugs("custody", &req.custody)?,
+            credential_meta: meta.to_string(),
+            status: Status::Active,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            rotated_at: None,
+            expires_at: access_expiry(&tokens, now),
+            version: 1,
+            credential_version: 1,
+            params: "{}".into(),
+            probe_url: None,
+            last_ok_at: None,
+            last_checked_at: None,
+            first_failed_at: None,
+            consecutive_failures: 0,
+        };
+        let mut tx = self.store().begin_write().await?;
+        conns::insert(tx.conn(), &row).await?;
+        self.write_secrets(&mut tx, &row, &s).await?;
+        record(
+            &mut tx,
+            ctx,
+            "connection.create",
+            Some(&row.id),
+            "ok",
+            json!({"provider": row.provider, "kind": row.kind.as_str(), "integration": integ.id}),
+        )
+        .await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            "connection.created",
+            crate::webhooks::connection_data(&row),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(crate::views::connection(&row))
+    }
+}

@@ -1,0 +1,143 @@
+//! Reauthorization: a new connect session for the original authorizer,
+//! or switching to a parked grant.
+
+use super::{integration_of, meta_of};
+use crate::audit::record;
+use crate::connect::revocable;
+use crate::health::status_changed;
+use crate::webhooks::emit;
+use crate::{Ctx, Rekey};
+use rekey_api::{CreateConnectSession, ReauthorizeResult};
+use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::time::now_ms;
+use rekey_core::{ids, Error};
+use rekey_store::connections::{self as conns};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+impl Rekey {
+    /// `POST /connections/{id}/reauthorize`: a connect session for the
+    /// original authorizer, or (with `accept_mismatch`) switch to a parked grant.
+    pub async fn reauthorize(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        accept_mismatch: bool,
+    ) -> Result<ReauthorizeResult, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
+        if row.kind.is_static() && !accept_mismatch {
+            // Key-based: a Connect-page form for whoever holds the new key.
+            let session = self
+                .create_connect_session(
+                    ctx,
+                    CreateConnectSession {
+                        owner_hint: row.owner.email.clone(),
+                        reauthorize: Some(id.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            return Ok(ReauthorizeResult {
+                connection: crate::views::connection(&row),
+                session: Some(session),
+                accepted_pending_grant: false,
+            });
+        }
+        if row.kind != ConnectionKind::OAuth2AuthorizationCode {
+            return Err(Error::unprocessable(
+                "not_oauth",
+                format!("connection {id} has no OAuth grant to reauthorize or accept"),
+            ));
+        }
+        let integ = integration_of(&row)?;
+        if accept_mismatch {
+            let mut meta = meta_of(&row);
+            let pending = meta.remove("pending_grant").ok_or_else(|| {
+                Error::conflict(
+                    "no_pending_grant",
+                    format!("connection {id} has no parked grant to accept"),
+                )
+            })?;
+            let old_tokens = revocable(&s, "");
+            let mut fresh = BTreeMap::new();
+            for (k, v) in &s {
+                if let Some(k) = k.strip_prefix("pending:") {
+                    fresh.insert(k.to_string(), v.clone());
+                }
+            }
+            let mut r = row.clone();
+            let new_meta = pending.get("meta").cloned().unwrap_or(Value::Null);
+            r.credential_meta = new_meta.to_string();
+            r.owner.subject = pending
+                .get("subject")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            r.owner.email = pending
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            r.owner.name = pending
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            r.scopes = pending
+                .get("scopes")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            r.expires_at = new_meta.get("access_expires_at").and_then(Value::as_i64);
+            let status_before = r.status;
+            if r.status.can_transition(Status::Active) {
+                r.status = Status::Active;
+            }
+            r.last_error = None;
+            r.consecutive_failures = 0;
+            r.first_failed_at = None;
+            r.credential_version += 1;
+            r.version += 1;
+            let now = now_ms();
+            r.updated_at = now;
+            r.rotated_at = Some(now);
+            let mut tx = self.store().begin_write().await?;
+            if !conns::update(tx.conn(), &r, row.version).await? {
+                return Err(Error::conflict(
+                    "version_conflict",
+                    format!("connection {id} changed concurrently"),
+                ));
+            }
+            self.write_secrets(&mut tx, &r, &fresh).await?;
+            record(&mut tx, ctx, "connection.reauthorize_accepted", Some(&id), "ok", json!({
+                "accepted_mismatch": true, "subject": r.owner.subject, "email": r.owner.email, "scopes": r.scopes,
+            })).await?;
+            if r.status != status_before {
+                status_changed(&mut tx, ctx, &r, status_before, "reauthorization", None).await?;
+            }
+            let mut data = crate::webhooks::connection_data(&r);
+            data["method"] = json!("accepted_pending_grant");
+            emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
+            tx.commit().await?;
+            self.revoke_at_provider(ctx, &id, &integ, old_tokens).await;
+            return Ok(ReauthorizeResult {
+                connection: crate::views::connection(&r),
+                session: None,
+                accepted_pending_grant: true,
+            });
+        }
+        let session = self
+            .create_connect_session(
+                ctx,
+                CreateConnectSession {
+                    integration: Some(integ),
+                    owner_hint: row.owner.email.clone().or(row.owner.subject.clone()),
+                    reauthorize: Some(id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(ReauthorizeResult {
+            connection: crate::views::connection(&row),
+            session: Some(session),
+            accepted_pending_grant: false,
+        })
+    }
+}

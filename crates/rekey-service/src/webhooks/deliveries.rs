@@ -1,0 +1,159 @@
+//! Deliveries as the API shows them (list, get, replay), and the leases
+//! the delivery worker holds.
+
+use super::delivery_view;
+use crate::audit::record;
+use crate::{Ctx, Rekey};
+use rekey_api::{DeliveryAttemptView, DeliveryList, DeliveryQuery, DeliveryView};
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{ids, Error};
+use rekey_store::webhooks::{self as store};
+use serde_json::json;
+
+impl Rekey {
+    pub async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        q: &DeliveryQuery,
+    ) -> Result<DeliveryList, Error> {
+        let w = self.webhook_row(tenant, webhook_id).await?;
+        if let Some(s) = &q.status {
+            if !["pending", "delivered", "failed"].contains(&s.as_str()) {
+                return Err(Error::invalid(
+                    "invalid_status",
+                    "`status` must be pending, delivered or failed",
+                ));
+            }
+        }
+        let limit = match q.limit {
+            None => 50,
+            Some(n) if (1..=200).contains(&n) => n,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "invalid_limit",
+                    "`limit` must be between 1 and 200",
+                ))
+            }
+        };
+        let cursor = q
+            .cursor
+            .as_deref()
+            .map(|c| ids::parse_id(ids::DELIVERY, c))
+            .transpose()
+            .map_err(|_| {
+                Error::invalid(
+                    "invalid_cursor",
+                    "`cursor` is not a cursor returned by this endpoint",
+                )
+            })?;
+        let mut c = self.store().read().await?;
+        let rows = store::list_deliveries(
+            &mut c,
+            tenant,
+            &w.id,
+            q.status.as_deref(),
+            cursor.as_deref(),
+            limit + 1,
+        )
+        .await?;
+        let more = rows.len() as i64 > limit;
+        let items: Vec<DeliveryView> = rows
+            .iter()
+            .take(limit as usize)
+            .map(|d| delivery_view(d, None))
+            .collect();
+        Ok(DeliveryList {
+            next_cursor: if more {
+                items.last().map(|d| d.id.clone())
+            } else {
+                None
+            },
+            items,
+        })
+    }
+
+    pub async fn get_delivery(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        id: &str,
+    ) -> Result<DeliveryView, Error> {
+        let w = self.webhook_row(tenant, webhook_id).await?;
+        let id = ids::parse_id(ids::DELIVERY, id)?;
+        let mut c = self.store().read().await?;
+        let d = store::get_delivery(&mut c, tenant, &id)
+            .await?
+            .filter(|d| d.webhook_id == w.id)
+            .ok_or_else(|| {
+                Error::not_found(
+                    "delivery_not_found",
+                    format!("delivery {id} of webhook {}", w.id),
+                )
+            })?;
+        let attempts = store::attempts(&mut c, &d.id)
+            .await?
+            .into_iter()
+            .map(|a| DeliveryAttemptView {
+                id: a.id,
+                at: ms_to_rfc3339(a.at),
+                http_status: a.http_status,
+                error: a.error,
+                duration_ms: a.duration_ms,
+                response_body: a.response_body,
+            })
+            .collect();
+        Ok(delivery_view(&d, Some(attempts)))
+    }
+
+    /// Send a delivery again (same `webhook-id`), whatever its state.
+    pub async fn replay_delivery(
+        &self,
+        ctx: &Ctx,
+        webhook_id: &str,
+        id: &str,
+    ) -> Result<DeliveryView, Error> {
+        let before = self.get_delivery(&ctx.tenant, webhook_id, id).await?;
+        let mut tx = self.store().begin_write().await?;
+        if !store::replay(tx.conn(), &ctx.tenant, &before.id, now_ms()).await? {
+            return Err(Error::conflict(
+                "delivery_in_flight",
+                format!(
+                    "delivery {} is being sent right now; try again in a moment",
+                    before.id
+                ),
+            ));
+        }
+        record(&mut tx, ctx, "webhook.delivery_replayed", Some(&before.id), "ok", json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
+        let d = store::get_delivery(tx.conn(), &ctx.tenant, &before.id)
+            .await?
+            .ok_or_else(|| Error::internal("delivery vanished"))?;
+        tx.commit().await?;
+        Ok(delivery_view(&d, None))
+    }
+
+    /// Forget leases at start-up: `None` drops all (single-process SQLite),
+    /// `Some(owner)` only this replica's.
+    pub async fn release_leases(&self, owner: Option<&str>) -> Result<(), Error> {
+        let mut tx = self.store().begin_write().await?;
+        store::release_leases(tx.conn(), owner).await?;
+        rekey_store::connections::release_check_leases(tx.conn(), owner).await?;
+        tx.commit().await
+    }
+
+    /// Deliveries per status, all tenants (metrics).
+    pub async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, Error> {
+        let mut c = self.store().read().await?;
+        store::count_by_status(&mut c).await
+    }
+
+    /// At start-up on SQLite (one serving process, by the data-directory
+    /// lock) every lease was left by a crash: free them so work resumes at
+    /// once. On PostgreSQL other replicas' leases are live; they lapse.
+    pub async fn release_stale_leases(&self) -> Result<(), Error> {
+        match self.store().backend() {
+            rekey_store::Backend::Sqlite => self.release_leases(None).await,
+            rekey_store::Backend::Postgres => Ok(()),
+        }
+    }
+}
