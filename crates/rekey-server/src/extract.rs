@@ -182,6 +182,39 @@ need_scope!(
     Admin => Some(rekey_core::scope::Scope::Admin),
 );
 
+/// Where a request came from, as its audit entries record it: the request
+/// id (`X-Request-Id`, set or propagated by the router's middleware) and
+/// the client address. API calls ([`Auth`]) and dashboard sessions
+/// (`routes::ui`) both take it from here.
+#[derive(Clone, Debug, Default)]
+pub struct RequestOrigin {
+    pub request_id: Option<String>,
+    pub source: Option<String>,
+}
+
+impl RequestOrigin {
+    pub fn of(parts: &Parts) -> RequestOrigin {
+        RequestOrigin {
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(128).collect()),
+            source: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestOrigin::of(parts))
+    }
+}
+
 /// An authenticated caller holding scope `N`, plus the audit context of
 /// this request.
 pub struct Auth<N: NeedScope = AnyScope> {
@@ -210,21 +243,13 @@ impl<N: NeedScope> FromRequestParts<AppState> for Auth<N> {
             .authenticate(&token)
             .await
             .map_err(|e| ApiError(e).into_response())?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(128).collect());
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
         if let Some(scope) = N::SCOPE {
             principal
                 .require(scope)
                 .map_err(|e| ApiError(e).into_response())?;
         }
-        let ctx = principal.ctx(request_id, source);
+        let origin = RequestOrigin::of(parts);
+        let ctx = principal.ctx(origin.request_id, origin.source);
         Ok(Auth {
             principal,
             ctx,

@@ -12,7 +12,9 @@ use serde_json::json;
 both_backends!(
     sign_in_sessions_csrf_and_roles,
     search_filters_and_bulk_actions,
-    pages_and_bulk_beyond_one_page
+    pages_and_bulk_beyond_one_page,
+    unknown_actions_delete_nothing,
+    dashboard_actions_are_audited_like_the_api
 );
 
 fn browser() -> reqwest::Client {
@@ -958,5 +960,170 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
         &html[..html.len().min(2000)]
     );
     assert_eq!(fx.hits(), 205);
+    s.stop().await;
+}
+
+/// The connection menu's actions are a closed set: any other name is
+/// refused (404) before anything runs, and above all deletes nothing.
+async fn unknown_actions_delete_nothing(db: Db) {
+    let s = TestServer::start(db).await;
+    let (olga, csrf) = user(&s, "olga", Role::Operator).await;
+    let id = s
+        .create_api_key_conn(
+            &s.admin_key,
+            "keep-me-1",
+            json!({"display_name": "Keep me"}),
+        )
+        .await;
+    for action in [
+        "explode",
+        "Delete",
+        "DELETE",
+        "delete%20",
+        "remove",
+        "destroy",
+        "purge",
+    ] {
+        let (st, html) = post_form(
+            &s,
+            &format!("/ui/connections/{id}/{action}"),
+            &olga,
+            &[("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{action}: {html}");
+        assert!(html.contains("Unknown action"), "{action}: {html}");
+        let (st, _, _) = get(&s, &format!("/ui/connections/{id}/confirm/{action}"), &olga).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "confirm/{action}");
+    }
+    // Still there, unchanged, and nothing but its creation was audited.
+    assert_eq!(status_of(&s, &id).await, "pending");
+    let a = s
+        .get(&format!("/api/v1/audit?target={id}"), &s.admin_key)
+        .await
+        .json();
+    let actions: Vec<&str> = a["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["connection.create"], "{a}");
+    // The real action still works.
+    let (st, html) = post_form(
+        &s,
+        &format!("/ui/connections/{id}/delete"),
+        &olga,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .assert_error(404, "connection_not_found");
+    s.stop().await;
+}
+
+/// Dashboard actions are audited with the request id and the client
+/// address, as API calls are (issue 13, item 5).
+async fn dashboard_actions_are_audited_like_the_api(db: Db) {
+    let s = TestServer::start(db).await;
+    let (olga, csrf) = user(&s, "olga", Role::Operator).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Ok);
+    let id = s
+        .create_api_key_conn(
+            &s.admin_key,
+            "audit-key-1",
+            json!({"display_name": "Audited", "probe_url": fx.rest_url()}),
+        )
+        .await;
+    let check = format!("/ui/connections/{id}/check");
+    let disable = format!("/ui/connections/{id}/disable");
+    let enable = format!("/ui/connections/{id}/enable");
+    let update = format!("/ui/connections/{id}/update");
+    let revoke = format!("/ui/connections/{id}/revoke");
+    // (path, form fields besides the token, request id, audit action)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: [Case; 6] = [
+        (&check, vec![], "ui-req-check", "connection.checked"),
+        (&disable, vec![], "ui-req-disable", "connection.disable"),
+        (&enable, vec![], "ui-req-enable", "connection.enable"),
+        (
+            &update,
+            vec![("key", "audit-key-2")],
+            "ui-req-update",
+            "connection.credentials_update",
+        ),
+        (
+            "/ui/bulk",
+            vec![("action", "check"), ("id", &id)],
+            "ui-req-bulk",
+            "connection.checked",
+        ),
+        (
+            &revoke,
+            vec![],
+            "ui-req-revoke",
+            "connection.revoke_pending",
+        ),
+    ];
+    for (path, extra, request_id, action) in cases {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(extra);
+        let r = browser()
+            .post(format!("{}{path}", s.base))
+            .header("cookie", &olga)
+            .header("x-request-id", request_id)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let a = s
+            .get(
+                &format!("/api/v1/audit?action={action}&target={id}"),
+                &s.admin_key,
+            )
+            .await
+            .json();
+        let e = &a["items"][0];
+        assert_eq!(e["actor"], "user:olga", "{path}: {a}");
+        assert_eq!(e["request_id"], request_id, "{path}: {a}");
+        assert_eq!(e["source"], "127.0.0.1", "{path}: {a}");
+    }
+    // Without an `X-Request-Id`, the one rekey made (and answered with) is recorded.
+    let r = browser()
+        .post(format!("{}/ui/connections/{id}/delete", s.base))
+        .header("cookie", &olga)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(!made.is_empty());
+    let a = s
+        .get(
+            &format!("/api/v1/audit?action=connection.delete&target={id}"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(a["items"][0]["request_id"], made.as_str(), "{a}");
+    assert_eq!(a["items"][0]["source"], "127.0.0.1", "{a}");
+    // The API records the same for its calls.
+    let other = s
+        .create_api_key_conn(&s.admin_key, "audit-key-3", json!({}))
+        .await;
+    let a = s
+        .get(
+            &format!("/api/v1/audit?action=connection.create&target={other}"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    assert!(a["items"][0]["request_id"].is_string(), "{a}");
+    assert_eq!(a["items"][0]["source"], "127.0.0.1", "{a}");
     s.stop().await;
 }

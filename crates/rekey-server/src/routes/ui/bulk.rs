@@ -4,17 +4,16 @@
 //! ordinary single-connection use case, so each is audited on its own; the
 //! destructive ones are confirmed against the resolved list first.
 
-use super::{error_page, look, message, posted_fields, refuse_write, Filter};
+use super::integrations::Filter;
+use super::{look, CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
 use askama::Template;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::StatusCode;
 use futures_util::StreamExt;
-use rekey_service::{Ctx, SessionUser};
-use std::collections::{BTreeSet, HashMap};
+use rekey_service::Ctx;
+use std::collections::BTreeSet;
 
 /// Most connections one bulk action touches; larger incidents are campaigns.
 pub(crate) const MAX_BULK: usize = 1000;
@@ -91,73 +90,51 @@ struct ResultPage {
     rows: Vec<Row>,
 }
 
-/// `POST /ui/bulk`: fields `action`, `id` (repeated) or `all=1` with the
-/// page's filter fields, and `confirmed=1` once the list was confirmed.
+/// The bulk form: `action`, `id` (repeated) or `all=1` with the page's
+/// filter fields, and `confirmed=1` once the list was confirmed.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct BulkForm {
+    action: String,
+    #[serde(rename = "id")]
+    ids: Vec<String>,
+    all: String,
+    confirmed: String,
+    #[serde(flatten)]
+    filter: Filter,
+}
+
+/// `POST /ui/bulk`.
 pub(super) async fn bulk(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let mut fields = HashMap::new();
-    let mut ids = Vec::new();
-    for (k, v) in form.map(|f| f.0).unwrap_or_default() {
-        if k == "id" {
-            ids.push(v);
-        } else {
-            fields.entry(k).or_insert(v);
-        }
-    }
-    let u = match posted_fields(&s, &headers, &fields).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let Some(action) = fields.get("action").and_then(|a| Action::parse(a)) else {
-        return message(
+    CsrfForm { user: u, form }: CsrfForm<BulkForm>,
+) -> UiResult {
+    let action = Action::parse(&form.action).ok_or_else(|| {
+        UiError::page(
             StatusCode::BAD_REQUEST,
             "Unknown action",
-            "Choose Check now, Request reauthorization or Revoke.".into(),
+            "Choose Check now, Request reauthorization or Revoke.",
             "bad",
-        );
-    };
-    if let Some(r) = refuse_write(&u, "change connections") {
-        return r;
-    }
-    let targets = if fields.get("all").map(String::as_str) == Some("1") {
-        matching(&s, &u, &Filter::from_map(&fields)).await
+        )
+    })?;
+    u.require_write("change connections")?;
+    let targets = if form.all == "1" {
+        matching(&s, &u, &form.filter.trimmed()).await?
     } else {
-        picked(&s, &u, ids).await
+        picked(&s, &u, form.ids).await?
     };
-    let targets =
-        match targets {
-            Ok(t) if t.is_empty() => return message(
-                StatusCode::BAD_REQUEST,
-                "Nothing selected",
-                "Select at least one connection, or apply to all connections matching the filter."
-                    .into(),
-                "warn",
-            ),
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-    if action != Action::Check && fields.get("confirmed").map(String::as_str) != Some("1") {
-        let (explain, danger) = match action {
-            Action::Revoke => ("rekey revokes each credential at its provider where it can; the others wait for the manual steps shown in the results. This cannot be undone: each connection must be reauthorized to work again.", true),
-            _ => ("rekey makes a single-use Connect link for each connection; send each link to the connection's owner. The old credential keeps working until the new one replaces it.", false),
-        };
-        return page(
-            StatusCode::OK,
-            &ConfirmPage {
-                heading: format!("{} {}?", action.title(), connections(targets.len())),
-                explain,
-                action: action.as_str(),
-                button: format!("{} {}", action.title(), connections(targets.len())),
-                danger,
-                csrf: u.csrf.clone(),
-                targets,
-            },
-        );
+    if targets.is_empty() {
+        return Err(UiError::page(
+            StatusCode::BAD_REQUEST,
+            "Nothing selected",
+            "Select at least one connection, or apply to all connections matching the filter.",
+            "warn",
+        ));
     }
-    let ctx = u.ctx(None, None);
+    if action != Action::Check && form.confirmed != "1" {
+        return Ok(confirm_page(action, &u, targets));
+    }
+    let ctx = u.ctx();
     // In its own task: a browser or proxy giving up on a long request must
     // not stop a half-done revoke (each row is still audited on its own).
     let work = tokio::spawn(async move {
@@ -167,27 +144,44 @@ pub(super) async fn bulk(
             .collect::<Vec<Row>>()
             .await
     });
-    let mut rows = match work.await {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::error!(error = %e, "bulk action task failed");
-            return message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Bulk action interrupted",
-                "Some connections may have been changed; the audit log shows which.".into(),
-                "bad",
-            );
-        }
-    };
+    let mut rows = work.await.map_err(|e| {
+        tracing::error!(error = %e, "bulk action task failed");
+        UiError::page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Bulk action interrupted",
+            "Some connections may have been changed; the audit log shows which.",
+            "bad",
+        )
+    })?;
     rows.sort_by_key(|r| r.name.to_lowercase());
     let failed = rows.iter().filter(|r| r.class == "bad").count();
-    page(
+    Ok(page(
         StatusCode::OK,
         &ResultPage {
             heading: format!("{}: {}", action.title(), connections(rows.len())),
             done: rows.len() - failed,
             failed,
             rows,
+        },
+    ))
+}
+
+/// Revoke and reauthorization list what they will touch and ask first.
+fn confirm_page(action: Action, u: &SessionUser, targets: Vec<Target>) -> axum::response::Response {
+    let (explain, danger) = match action {
+        Action::Revoke => ("rekey revokes each credential at its provider where it can; the others wait for the manual steps shown in the results. This cannot be undone: each connection must be reauthorized to work again.", true),
+        _ => ("rekey makes a single-use Connect link for each connection; send each link to the connection's owner. The old credential keeps working until the new one replaces it.", false),
+    };
+    page(
+        StatusCode::OK,
+        &ConfirmPage {
+            heading: format!("{} {}?", action.title(), connections(targets.len())),
+            explain,
+            action: action.as_str(),
+            button: format!("{} {}", action.title(), connections(targets.len())),
+            danger,
+            csrf: u.csrf.clone(),
+            targets,
         },
     )
 }
@@ -201,8 +195,8 @@ fn connections(n: usize) -> String {
     }
 }
 
-fn too_many() -> Response {
-    message(
+fn too_many() -> UiError {
+    UiError::page(
         StatusCode::UNPROCESSABLE_ENTITY,
         "Too many connections",
         format!("A bulk action covers at most {MAX_BULK} connections; narrow the filter."),
@@ -211,15 +205,15 @@ fn too_many() -> Response {
 }
 
 /// Every connection matching the filter, page by page.
-async fn matching(s: &AppState, u: &SessionUser, f: &Filter) -> Result<Vec<Target>, Response> {
+async fn matching(s: &AppState, u: &SessionUser, f: &Filter) -> UiResult<Vec<Target>> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
         let l = s
             .rekey
-            .list_connections(&u.principal.tenant, &f.query(cursor, 200))
+            .list_connections(u.tenant(), &f.query(cursor, 200))
             .await
-            .map_err(|e| error_page("Cannot list", &e))?;
+            .map_err(UiError::service("Cannot list"))?;
         out.extend(l.items.into_iter().map(|c| Target {
             status_label: look(&c.status).2,
             id: c.id,
@@ -236,7 +230,7 @@ async fn matching(s: &AppState, u: &SessionUser, f: &Filter) -> Result<Vec<Targe
 }
 
 /// The picked tiles; ids that are not this tenant's connections are refused.
-async fn picked(s: &AppState, u: &SessionUser, ids: Vec<String>) -> Result<Vec<Target>, Response> {
+async fn picked(s: &AppState, u: &SessionUser, ids: Vec<String>) -> UiResult<Vec<Target>> {
     let ids: BTreeSet<String> = ids.into_iter().collect();
     if ids.len() > MAX_BULK {
         return Err(too_many());
@@ -245,9 +239,9 @@ async fn picked(s: &AppState, u: &SessionUser, ids: Vec<String>) -> Result<Vec<T
     for id in ids {
         let c = s
             .rekey
-            .get_connection(&u.principal.tenant, &id)
+            .get_connection(u.tenant(), &id)
             .await
-            .map_err(|e| error_page("Not found", &e))?;
+            .map_err(UiError::service("Not found"))?;
         out.push(Target {
             status_label: look(&c.status).2,
             id: c.id,
@@ -308,5 +302,35 @@ async fn run_one(s: &AppState, ctx: &Ctx, action: Action, t: Target) -> Row {
             },
             Err(e) => failed(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::BulkForm;
+    use crate::routes::ui::session::from_pairs;
+
+    #[test]
+    fn the_bulk_form_reads_ids_and_the_filter() {
+        let pairs = [
+            ("csrf", "t"),
+            ("action", "revoke"),
+            ("id", "con_a"),
+            ("id", "con_b"),
+            ("all", "1"),
+            ("tag", " billing "),
+            ("q", ""),
+            ("confirmed", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let f: BulkForm = from_pairs(pairs).unwrap();
+        assert_eq!(f.action, "revoke");
+        assert_eq!(f.ids, ["con_a", "con_b"]);
+        assert_eq!((f.all.as_str(), f.confirmed.as_str()), ("1", "1"));
+        let filter = f.filter.trimmed();
+        assert_eq!((filter.tag.as_str(), filter.q.as_str()), ("billing", ""));
+        assert_eq!(filter.link(None), "tag=billing");
     }
 }

@@ -1,0 +1,73 @@
+//! The audit page: the tenant's audit log with filters; for admins, whether
+//! the hash chain is intact.
+
+use super::{SessionUser, UiError, UiResult};
+use crate::pages::page;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use rekey_api::{AuditEntryView, AuditQuery, AuditVerifyReport};
+use rekey_core::scope::Scope;
+use std::collections::HashMap;
+
+#[derive(Template)]
+#[template(path = "ui/audit.html")]
+struct AuditPage {
+    user: String,
+    role: &'static str,
+    csrf: String,
+    action: String,
+    target: String,
+    actor: String,
+    entries: Vec<AuditEntryView>,
+    error: Option<String>,
+    /// Admins see whether the hash chain is intact.
+    verify: Option<AuditVerifyReport>,
+}
+
+/// The tenant's audit log with filters; for admins, the chain's state.
+pub(super) async fn audit(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    u: SessionUser,
+) -> UiResult {
+    if u.principal.require(Scope::AuditRead).is_err() {
+        return Err(UiError::Forbidden(
+            "This role cannot read the audit log.".into(),
+        ));
+    }
+    let field = |k: &str| q.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let (action, target, actor) = (field("action"), field("target"), field("actor"));
+    let opt = |v: &String| (!v.is_empty()).then(|| v.clone());
+    let query = AuditQuery {
+        action: opt(&action),
+        target: opt(&target),
+        actor: opt(&actor),
+        limit: Some(100),
+        ..Default::default()
+    };
+    let (entries, error) = match s.rekey.audit_list(u.tenant(), &query).await {
+        Ok(l) => (l.items, None),
+        Err(e) => (Vec::new(), Some(e.public_message())),
+    };
+    let verify = if u.principal.require(Scope::Admin).is_ok() {
+        s.rekey.audit_verify_tenant(u.tenant()).await.ok()
+    } else {
+        None
+    };
+    Ok(page(
+        StatusCode::OK,
+        &AuditPage {
+            user: u.username.clone(),
+            role: u.role.as_str(),
+            csrf: u.csrf.clone(),
+            action,
+            target,
+            actor,
+            entries,
+            error,
+            verify,
+        },
+    ))
+}

@@ -1,0 +1,251 @@
+//! One connection's pages: the detail page (facts, the last error with its
+//! context, health, audit history, runbooks), Rotate and the Update
+//! credentials form. Their POSTs are in `actions`.
+
+use super::{connection_of, is_broken, look, SessionUser, UiError, UiResult};
+use crate::pages::page;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rekey_api::{AuditEntryView, AuditQuery, ConnectionView};
+
+struct ErrorInfo {
+    message: String,
+    code: String,
+    http_status: Option<i64>,
+    at: String,
+    source: String,
+    body: Option<String>,
+}
+
+struct HistoryItem {
+    at: String,
+    action: String,
+    outcome: String,
+    actor: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/connection.html")]
+struct ConnectionPage {
+    user: String,
+    role: &'static str,
+    csrf: String,
+    can_write: bool,
+    c: ConnectionView,
+    provider: String,
+    owner: String,
+    class: &'static str,
+    icon: &'static str,
+    status_label: &'static str,
+    broken: bool,
+    error: Option<ErrorInfo>,
+    rotated: String,
+    last_ok: String,
+    last_checked: String,
+    failing_since: String,
+    history: Vec<HistoryItem>,
+    revoke_steps: Vec<String>,
+    rotate_steps: Vec<String>,
+}
+
+/// One connection: facts, the last error with its context, health, its
+/// audit history and the provider's runbooks.
+pub(super) async fn connection(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    u: SessionUser,
+) -> UiResult {
+    let c = connection_of(&s, &u, &id).await?;
+    let history = s
+        .rekey
+        .audit_list(
+            u.tenant(),
+            &AuditQuery {
+                target: Some(c.id.clone()),
+                limit: Some(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|l| l.items.into_iter().map(history_item).collect())
+        .unwrap_or_default();
+    let entry = s.rekey.catalog().get(&c.provider);
+    let (revoke_steps, rotate_steps) = entry
+        .map(|p| {
+            (
+                p.revoke_for(&c.kind).steps.clone(),
+                p.rotate_for(&c.kind).steps.clone(),
+            )
+        })
+        .unwrap_or_default();
+    let (class, icon, status_label) = look(&c.status);
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let owner = [
+        c.owner.name.clone(),
+        c.owner.email.clone(),
+        c.owner.subject.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ");
+    Ok(page(
+        StatusCode::OK,
+        &ConnectionPage {
+            user: u.username.clone(),
+            role: u.role.as_str(),
+            csrf: u.csrf.clone(),
+            can_write: u.can_write(),
+            provider: entry
+                .map(|p| p.display_name.clone())
+                .unwrap_or_else(|| c.provider.clone()),
+            owner: if owner.is_empty() {
+                "—".into()
+            } else {
+                owner
+            },
+            class,
+            icon,
+            status_label,
+            broken: is_broken(&c.status),
+            error: c.last_error.as_ref().map(error_info),
+            rotated: dash(&c.rotated_at),
+            last_ok: dash(&c.health.last_ok_at),
+            last_checked: dash(&c.health.last_checked_at),
+            failing_since: dash(&c.health.first_failed_at),
+            history,
+            revoke_steps,
+            rotate_steps,
+            c,
+        },
+    ))
+}
+
+/// An audit entry as a history row: a status change as `from → to`,
+/// otherwise its error or outcome detail.
+fn history_item(e: AuditEntryView) -> HistoryItem {
+    let d = &e.details;
+    let detail = match (d.get("from"), d.get("to")) {
+        (Some(f), Some(t)) => format!(
+            "{} → {}",
+            f.as_str().unwrap_or(""),
+            t.as_str().unwrap_or("")
+        ),
+        _ => d
+            .get("error")
+            .or_else(|| d.get("outcome"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string(),
+    };
+    HistoryItem {
+        at: e.at,
+        action: e.action,
+        outcome: e.outcome,
+        actor: e.actor,
+        detail,
+    }
+}
+
+/// The connection's `last_error` as the page shows it.
+fn error_info(e: &serde_json::Value) -> ErrorInfo {
+    let str_of = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    ErrorInfo {
+        message: str_of("message"),
+        code: str_of("code"),
+        http_status: e.get("http_status").and_then(|v| v.as_i64()),
+        at: str_of("at"),
+        source: str_of("source"),
+        body: e
+            .get("provider_body")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ui/rotate.html")]
+struct RotatePage {
+    id: String,
+    name: String,
+    provider: String,
+    csrf: String,
+    api_key: bool,
+    oauth: bool,
+    overlap: Option<bool>,
+    invalidates_old: bool,
+    rotate_steps: Vec<String>,
+    revoke_steps: Vec<String>,
+}
+
+/// Rotate: the provider's rotation runbook with the way to hand rekey the
+/// new credential (the key form in place for API keys, otherwise the
+/// Connect page through Reauthorize).
+pub(super) async fn rotate_page(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    u: SessionUser,
+) -> UiResult {
+    let c = connection_of(&s, &u, &id).await?;
+    u.require_write("rotate credentials")?;
+    let entry = s.rekey.catalog().get(&c.provider);
+    let rotate = entry.map(|p| p.rotate_for(&c.kind).clone());
+    Ok(page(
+        StatusCode::OK,
+        &RotatePage {
+            provider: entry
+                .map(|p| p.display_name.clone())
+                .unwrap_or_else(|| c.provider.clone()),
+            api_key: c.kind == "api_key",
+            oauth: c.kind == "oauth2_authorization_code",
+            overlap: rotate.as_ref().and_then(|r| r.overlap),
+            invalidates_old: rotate
+                .as_ref()
+                .and_then(|r| r.invalidates_old_immediately)
+                .unwrap_or(false),
+            rotate_steps: rotate.map(|r| r.steps).unwrap_or_default(),
+            revoke_steps: entry
+                .map(|p| p.revoke_for(&c.kind).steps.clone())
+                .unwrap_or_default(),
+            csrf: u.csrf.clone(),
+            id: c.id,
+            name: c.display_name,
+        },
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "ui/update.html")]
+struct UpdatePage {
+    id: String,
+    name: String,
+    csrf: String,
+}
+
+/// The Update credentials form (API keys; other kinds use Reauthorize).
+pub(super) async fn update_form(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    u: SessionUser,
+) -> UiResult {
+    let c = connection_of(&s, &u, &id).await?;
+    if c.kind != "api_key" {
+        return Err(UiError::page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Use Reauthorize",
+            "This kind of credential is replaced through the Connect page (Reauthorize).",
+            "warn",
+        ));
+    }
+    Ok(page(
+        StatusCode::OK,
+        &UpdatePage {
+            id: c.id,
+            name: c.display_name,
+            csrf: u.csrf.clone(),
+        },
+    ))
+}

@@ -1,0 +1,156 @@
+//! The dashboard (server-rendered HTML): sign-in with local users, session
+//! cookies, CSRF tokens on every form, and role checks on every action.
+//! Handlers stay thin: the session and the form come from the extractors
+//! in `session` ([`SessionUser`], [`CsrfForm`]), the use case from
+//! rekey-service, and every refusal is a [`UiError`] rendered as a page.
+//!
+//! One module per page: `signin` (sign-in, sign-out), `integrations` (the
+//! tiles), `connection_detail` (one connection, its Rotate and Update
+//! pages), `actions` (Check now and the three-dot menu's actions), `bulk`,
+//! `audit`; `error` holds [`UiError`] and the message page.
+
+use crate::AppState;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+mod actions;
+mod audit;
+mod bulk;
+mod connection_detail;
+mod error;
+mod integrations;
+mod session;
+mod signin;
+
+pub(crate) use error::{message, UiError, UiResult};
+pub(crate) use session::{CsrfForm, SessionUser};
+
+/// Content-Security-Policy of dashboard pages.
+pub(crate) const UI_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Where the vendored htmx is served: versioned, so it can be cached for good.
+const HTMX_PATH: &str = "/assets/htmx-2.0.11.min.js";
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/integrations") }))
+        .route("/ui/login", get(signin::login_page).post(signin::login))
+        .route("/ui/logout", post(signin::logout))
+        .route("/ui/integrations", get(integrations::integrations))
+        .route("/ui/audit", get(audit::audit))
+        .route("/ui/connections/{id}", get(connection_detail::connection))
+        .route(HTMX_PATH, get(htmx_js))
+        .route("/ui/bulk", post(bulk::bulk))
+        .route("/ui/connections/{id}/check", post(actions::check))
+        .route(
+            "/ui/connections/{id}/rotate",
+            get(connection_detail::rotate_page),
+        )
+        .route(
+            "/ui/connections/{id}/confirm/{action}",
+            get(actions::confirm),
+        )
+        .route(
+            "/ui/connections/{id}/update",
+            get(connection_detail::update_form).post(actions::update),
+        )
+        .route("/ui/connections/{id}/{action}", post(actions::act))
+        .route_layer(axum::middleware::from_fn_with_state(state, same_origin))
+}
+
+/// Vendored htmx (see assets/README.md), served by rekey: no CDN.
+async fn htmx_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../../../assets/htmx-2.0.11.min.js"),
+    )
+        .into_response()
+}
+
+/// Browsers send `Origin` on cross-site POSTs: refuse any dashboard POST
+/// whose origin is not rekey's own, `null` included (this also covers the
+/// sign-in form, which has no session and so no CSRF token yet).
+async fn same_origin(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let public = s.rekey.public_url();
+            // scheme://authority of the public URL.
+            let own = public
+                .split_once("://")
+                .map(|(scheme, rest)| {
+                    format!("{scheme}://{}", rest.split('/').next().unwrap_or(""))
+                })
+                .unwrap_or_default();
+            if origin.to_str().ok() != Some(own.as_str()) {
+                return message(
+                    StatusCode::FORBIDDEN,
+                    "Refused",
+                    "This form was posted from another site.".into(),
+                    "bad",
+                );
+            }
+        }
+    }
+    let mut r = next.run(req).await;
+    // Dashboard pages load htmx from rekey itself (and its requests go back
+    // to rekey): the Connect page's policy plus exactly that.
+    if r.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(UI_CSP),
+        );
+    }
+    // With `no-referrer` browsers send `Origin: null` on same-site POSTs;
+    // `same-origin` keeps the Origin header (and leaks nothing off-site).
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if s.rekey.public_url().starts_with("https://") {
+        r.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    r
+}
+
+/// Status shown as colour, icon and words (never colour alone).
+fn look(status: &str) -> (&'static str, &'static str, &'static str) {
+    match status {
+        "active" => ("ok", "✔", "Active"),
+        "degraded" => ("warn", "⚠", "Degraded"),
+        "needs_reauth" => ("bad", "", "Broken: needs reauthorization"),
+        "revoked" => ("bad", "", "Revoked"),
+        "revoke_pending" => ("warn", "…", "Revocation pending"),
+        "disabled" => ("", "–", "Disabled"),
+        _ => ("", "…", "Pending verification"),
+    }
+}
+
+/// Drawn as a broken chain: the credential no longer works until reauthorized.
+fn is_broken(status: &str) -> bool {
+    matches!(status, "needs_reauth" | "revoked")
+}
+
+/// The connection `id` of the signed-in user's tenant, or its error page.
+async fn connection_of(
+    s: &AppState,
+    u: &SessionUser,
+    id: &str,
+) -> UiResult<rekey_api::ConnectionView> {
+    s.rekey
+        .get_connection(u.tenant(), id)
+        .await
+        .map_err(UiError::service("Not found"))
+}
