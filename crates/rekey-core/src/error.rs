@@ -115,3 +115,25 @@ impl Error {
         }
     }
 }
+
+/// A database error as the domain error (behind the `sqlx` feature, which
+/// rekey-store enables): a unique violation is `already_exists`, a pool
+/// timeout or I/O failure `unavailable`, anything else `internal` with the
+/// detail for the log only.
+#[cfg(feature = "sqlx")]
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(d) = &e {
+            if d.is_unique_violation() {
+                return Error::conflict(
+                    "already_exists",
+                    "a record with this identity already exists",
+                );
+            }
+        }
+        if matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
+            return Error::Unavailable("database unavailable".into());
+        }
+        Error::internal(format!("database: {e}"))
+    }
+}

@@ -1,12 +1,14 @@
-use crate::{db_err, json_list, parse_list};
+use crate::json_list;
+use crate::rows::{self, JsonList, TenantScoped};
 use rekey_core::Error;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ApiKeyRow {
     pub id: String,
     pub tenant: String,
     pub name: String,
+    #[sqlx(try_from = "JsonList")]
     pub scopes: Vec<String>,
     pub created_at: i64,
     pub created_by: String,
@@ -16,17 +18,9 @@ pub struct ApiKeyRow {
 
 const COLS: &str = "id, tenant, name, scopes, created_at, created_by, last_used_at, revoked_at";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
-    Ok(ApiKeyRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        name: r.try_get("name")?,
-        scopes: parse_list(&r.try_get::<String, _>("scopes")?),
-        created_at: r.try_get("created_at")?,
-        created_by: r.try_get("created_by")?,
-        last_used_at: r.try_get("last_used_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-    })
+impl TenantScoped for ApiKeyRow {
+    const TABLE: &'static str = "api_keys";
+    const COLUMNS: &'static str = COLS;
 }
 
 pub async fn insert(c: &mut AnyConnection, row: &ApiKeyRow, key_hash: &str) -> Result<(), Error> {
@@ -41,8 +35,7 @@ pub async fn insert(c: &mut AnyConnection, row: &ApiKeyRow, key_hash: &str) -> R
     .bind(row.created_at)
     .bind(&row.created_by)
     .execute(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
@@ -51,14 +44,12 @@ pub async fn find_active_by_hash(
     c: &mut AnyConnection,
     key_hash: &str,
 ) -> Result<Option<ApiKeyRow>, Error> {
-    let row = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
     ))
     .bind(key_hash)
     .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    row.as_ref().map(from_row).transpose().map_err(db_err)
+    .await?)
 }
 
 pub async fn get(
@@ -66,29 +57,11 @@ pub async fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<ApiKeyRow>, Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLS} FROM api_keys WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    row.as_ref().map(from_row).transpose().map_err(db_err)
+    rows::get(c, tenant, id).await
 }
 
 pub async fn list(c: &mut AnyConnection, tenant: &str) -> Result<Vec<ApiKeyRow>, Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLS} FROM api_keys WHERE tenant = $1 ORDER BY id"
-    ))
-    .bind(tenant)
-    .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(from_row)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    rows::list(c, tenant).await
 }
 
 pub async fn revoke(c: &mut AnyConnection, tenant: &str, id: &str, at: i64) -> Result<bool, Error> {
@@ -99,8 +72,7 @@ pub async fn revoke(c: &mut AnyConnection, tenant: &str, id: &str, at: i64) -> R
     .bind(tenant)
     .bind(id)
     .execute(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -109,7 +81,6 @@ pub async fn touch(c: &mut AnyConnection, id: &str, at: i64) -> Result<(), Error
         .bind(at)
         .bind(id)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The append-only audit log. Appends are serialised (SQLite: the write
 //! lock; PostgreSQL: a table lock held to commit) so the chain never forks.
 
-use crate::{db_err, Backend};
+use crate::Backend;
 use rekey_core::audit::{AuditEntry, ChainedEntry, GENESIS};
 use rekey_core::Error;
 use sqlx::{AnyConnection, Row};
@@ -38,18 +38,13 @@ pub async fn append(
     if backend == Backend::Postgres {
         sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *c)
-            .await
-            .map_err(db_err)?;
+            .await?;
     }
     let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     let (prev_seq, prev_hash) = match head {
-        Some(r) => (
-            r.try_get::<i64, _>("seq").map_err(db_err)?,
-            r.try_get::<String, _>("hash").map_err(db_err)?,
-        ),
+        Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
         None => (0, GENESIS.to_string()),
     };
     entry.seq = prev_seq + 1;
@@ -71,8 +66,7 @@ pub async fn append(
     .bind(&prev_hash)
     .bind(&hash)
     .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(ChainedEntry {
         entry,
         prev_hash,
@@ -126,11 +120,8 @@ pub async fn list(
         q = q.bind(i);
     }
     q = q.bind(f.limit);
-    let rows = q.fetch_all(c).await.map_err(db_err)?;
-    rows.iter()
-        .map(from_row)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    let rows = q.fetch_all(c).await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
 /// All entries with seq > `after`, oldest first, at most `limit` (for verification).
@@ -145,10 +136,6 @@ pub async fn page_from(
     .bind(after)
     .bind(limit)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(from_row)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }

@@ -1,10 +1,11 @@
-use crate::{db_err, json_list, parse_list};
+use crate::json_list;
+use crate::rows::JsonList;
 use rekey_core::Error;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
 /// A short-lived, single-use connect session. Looked up by the hash of its
 /// URL token, and during the OAuth callback by the hash of its `state`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ConnectSessionRow {
     pub id: String,
     pub tenant: String,
@@ -17,7 +18,9 @@ pub struct ConnectSessionRow {
     pub kind: Option<String>,
     pub display_name: Option<String>,
     pub owner_hint: Option<String>,
+    #[sqlx(try_from = "JsonList")]
     pub tags: Vec<String>,
+    #[sqlx(try_from = "JsonList")]
     pub custody: Vec<String>,
     pub reauthorize_id: Option<String>,
     pub nonce: Option<String>,
@@ -33,32 +36,6 @@ pub struct ConnectSessionRow {
 }
 
 const COLS: &str = "id, tenant, token_hash, state_hash, integration_id, provider, kind, display_name, owner_hint, tags, custody, reauthorize_id, nonce, redirect_uri, status, error, connection_id, created_by, created_at, expires_at, used_at";
-
-fn from_row(r: &sqlx::any::AnyRow) -> Result<ConnectSessionRow, sqlx::Error> {
-    Ok(ConnectSessionRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        token_hash: r.try_get("token_hash")?,
-        state_hash: r.try_get("state_hash")?,
-        integration_id: r.try_get("integration_id")?,
-        provider: r.try_get("provider")?,
-        kind: r.try_get("kind")?,
-        display_name: r.try_get("display_name")?,
-        owner_hint: r.try_get("owner_hint")?,
-        tags: parse_list(&r.try_get::<String, _>("tags")?),
-        custody: parse_list(&r.try_get::<String, _>("custody")?),
-        reauthorize_id: r.try_get("reauthorize_id")?,
-        nonce: r.try_get("nonce")?,
-        redirect_uri: r.try_get("redirect_uri")?,
-        status: r.try_get("status")?,
-        error: r.try_get("error")?,
-        connection_id: r.try_get("connection_id")?,
-        created_by: r.try_get("created_by")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        used_at: r.try_get("used_at")?,
-    })
-}
 
 pub async fn insert(c: &mut AnyConnection, s: &ConnectSessionRow) -> Result<(), Error> {
     sqlx::query(&format!("INSERT INTO connect_sessions ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"))
@@ -84,8 +61,7 @@ pub async fn insert(c: &mut AnyConnection, s: &ConnectSessionRow) -> Result<(), 
         .bind(s.expires_at)
         .bind(s.used_at)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -93,28 +69,24 @@ pub async fn by_token_hash(
     c: &mut AnyConnection,
     h: &str,
 ) -> Result<Option<ConnectSessionRow>, Error> {
-    let row = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM connect_sessions WHERE token_hash = $1"
     ))
     .bind(h)
     .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    row.as_ref().map(from_row).transpose().map_err(db_err)
+    .await?)
 }
 
 pub async fn by_state_hash(
     c: &mut AnyConnection,
     h: &str,
 ) -> Result<Option<ConnectSessionRow>, Error> {
-    let row = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM connect_sessions WHERE state_hash = $1"
     ))
     .bind(h)
     .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    row.as_ref().map(from_row).transpose().map_err(db_err)
+    .await?)
 }
 
 /// Retire the unused reauthorization links of `connection_id` other than
@@ -130,8 +102,7 @@ pub async fn supersede_reauthorizations(
         .bind(connection_id)
         .bind(keep)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.rows_affected())
 }
 
@@ -154,8 +125,7 @@ pub async fn transition(
         .bind(id)
         .bind(from)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -174,8 +144,7 @@ pub async fn finish(
     .bind(connection_id)
     .bind(id)
     .execute(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
@@ -189,7 +158,6 @@ pub async fn set_redirect(
         .bind(redirect_uri)
         .bind(id)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }

@@ -1,22 +1,28 @@
-use crate::{db_err, json_list, parse_list};
+use crate::json_list;
+use crate::rows::{self, JsonList, Parsed, TenantScoped};
 use rekey_core::connection::{ConnectionKind, Owner, Status};
 use rekey_core::Error;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct ConnectionRow {
     pub id: String,
     pub tenant: String,
     pub provider: String,
+    #[sqlx(try_from = "Parsed<ConnectionKind>")]
     pub kind: ConnectionKind,
     pub display_name: String,
+    #[sqlx(flatten, try_from = "OwnerColumns")]
     pub owner: Owner,
+    #[sqlx(try_from = "JsonList")]
     pub scopes: Vec<String>,
+    #[sqlx(try_from = "JsonList")]
     pub tags: Vec<String>,
+    #[sqlx(try_from = "JsonList")]
     pub custody: Vec<String>,
     /// Non-secret credential fields (placement, username, fingerprints…), JSON object text.
     pub credential_meta: String,
+    #[sqlx(try_from = "Parsed<Status>")]
     pub status: Status,
     /// JSON object text `{code, message, at, …}`.
     pub last_error: Option<String>,
@@ -37,81 +43,77 @@ pub struct ConnectionRow {
     pub consecutive_failures: i64,
 }
 
+impl ConnectionRow {
+    /// The OAuth integration this connection's credential came from:
+    /// `integration_id` at the top level of `credential_meta`. The store
+    /// writes it into the `integration_id` column on every insert and update.
+    pub fn integration_id(&self) -> Option<String> {
+        integration_of_meta(&self.credential_meta)
+    }
+}
+
+/// `integration_id` at the top level of a `credential_meta` JSON object, if
+/// it is a string (the same rule as the column's backfill migration).
+pub fn integration_of_meta(meta: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(meta).ok()?;
+    v.get("integration_id")?.as_str().map(str::to_string)
+}
+
+/// The owner's three columns, decoded together into an [`Owner`].
+#[doc(hidden)]
+#[derive(FromRow)]
+pub struct OwnerColumns {
+    owner_subject: Option<String>,
+    owner_email: Option<String>,
+    owner_name: Option<String>,
+}
+
+impl From<OwnerColumns> for Owner {
+    fn from(c: OwnerColumns) -> Self {
+        Owner {
+            subject: c.owner_subject,
+            email: c.owner_email,
+            name: c.owner_name,
+        }
+    }
+}
+
 const COLS: &str = "id, tenant, provider, kind, display_name, owner_subject, owner_email, owner_name, scopes, tags, custody, credential_meta, status, last_error, created_at, updated_at, rotated_at, expires_at, version, credential_version, params, probe_url, last_ok_at, last_checked_at, first_failed_at, consecutive_failures";
 
-fn from_row(r: &AnyRow) -> Result<ConnectionRow, Error> {
-    let g = |e: sqlx::Error| db_err(e);
-    let kind: String = r.try_get("kind").map_err(g)?;
-    let status: String = r.try_get("status").map_err(g)?;
-    Ok(ConnectionRow {
-        id: r.try_get("id").map_err(g)?,
-        tenant: r.try_get("tenant").map_err(g)?,
-        provider: r.try_get("provider").map_err(g)?,
-        kind: kind
-            .parse()
-            .map_err(|_| Error::internal(format!("stored kind {kind} unknown")))?,
-        display_name: r.try_get("display_name").map_err(g)?,
-        owner: Owner {
-            subject: r.try_get("owner_subject").map_err(g)?,
-            email: r.try_get("owner_email").map_err(g)?,
-            name: r.try_get("owner_name").map_err(g)?,
-        },
-        scopes: parse_list(&r.try_get::<String, _>("scopes").map_err(g)?),
-        tags: parse_list(&r.try_get::<String, _>("tags").map_err(g)?),
-        custody: parse_list(&r.try_get::<String, _>("custody").map_err(g)?),
-        credential_meta: r.try_get("credential_meta").map_err(g)?,
-        status: status
-            .parse()
-            .map_err(|_| Error::internal(format!("stored status {status} unknown")))?,
-        last_error: r.try_get("last_error").map_err(g)?,
-        created_at: r.try_get("created_at").map_err(g)?,
-        updated_at: r.try_get("updated_at").map_err(g)?,
-        rotated_at: r.try_get("rotated_at").map_err(g)?,
-        expires_at: r.try_get("expires_at").map_err(g)?,
-        version: r.try_get("version").map_err(g)?,
-        credential_version: r.try_get("credential_version").map_err(g)?,
-        params: r.try_get("params").map_err(g)?,
-        probe_url: r.try_get("probe_url").map_err(g)?,
-        last_ok_at: r.try_get("last_ok_at").map_err(g)?,
-        last_checked_at: r.try_get("last_checked_at").map_err(g)?,
-        first_failed_at: r.try_get("first_failed_at").map_err(g)?,
-        consecutive_failures: r.try_get("consecutive_failures").map_err(g)?,
-    })
+impl TenantScoped for ConnectionRow {
+    const TABLE: &'static str = "connections";
+    const COLUMNS: &'static str = COLS;
 }
 
 async fn write_sets(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
     sqlx::query("DELETE FROM connection_tags WHERE connection_id = $1")
         .bind(&row.id)
         .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     sqlx::query("DELETE FROM connection_custody WHERE connection_id = $1")
         .bind(&row.id)
         .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     for t in &row.tags {
         sqlx::query("INSERT INTO connection_tags (connection_id, tag) VALUES ($1, $2)")
             .bind(&row.id)
             .bind(t)
             .execute(&mut *c)
-            .await
-            .map_err(db_err)?;
+            .await?;
     }
     for p in &row.custody {
         sqlx::query("INSERT INTO connection_custody (connection_id, place) VALUES ($1, $2)")
             .bind(&row.id)
             .bind(p)
             .execute(&mut *c)
-            .await
-            .map_err(db_err)?;
+            .await?;
     }
     Ok(())
 }
 
 pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
     sqlx::query(&format!(
-        "INSERT INTO connections ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+        "INSERT INTO connections ({COLS}, integration_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
     ))
     .bind(&row.id)
     .bind(&row.tenant)
@@ -139,21 +141,22 @@ pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Er
     .bind(row.last_checked_at)
     .bind(row.first_failed_at)
     .bind(row.consecutive_failures)
+    .bind(row.integration_id())
     .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     write_sets(c, row).await
 }
 
-/// Write every mutable column, but only if the stored version is still
-/// `expected_version` (optimistic concurrency). Returns false on a lost race.
+/// Write every mutable column (and the tag and custody rows), but only if
+/// the stored version is still `expected_version` (optimistic concurrency).
+/// Returns false on a lost race. `integration_id` follows `credential_meta`.
 pub async fn update(
     c: &mut AnyConnection,
     row: &ConnectionRow,
     expected_version: i64,
 ) -> Result<bool, Error> {
     let r = sqlx::query(
-        "UPDATE connections SET display_name = $1, owner_subject = $2, owner_email = $3, owner_name = $4, scopes = $5, tags = $6, custody = $7, credential_meta = $8, status = $9, last_error = $10, updated_at = $11, rotated_at = $12, expires_at = $13, version = $14, credential_version = $15, params = $16, probe_url = $17, last_ok_at = $18, last_checked_at = $19, first_failed_at = $20, consecutive_failures = $21 WHERE id = $22 AND tenant = $23 AND version = $24",
+        "UPDATE connections SET display_name = $1, owner_subject = $2, owner_email = $3, owner_name = $4, scopes = $5, tags = $6, custody = $7, credential_meta = $8, status = $9, last_error = $10, updated_at = $11, rotated_at = $12, expires_at = $13, version = $14, credential_version = $15, params = $16, probe_url = $17, last_ok_at = $18, last_checked_at = $19, first_failed_at = $20, consecutive_failures = $21, integration_id = $22 WHERE id = $23 AND tenant = $24 AND version = $25",
     )
     .bind(&row.display_name)
     .bind(&row.owner.subject)
@@ -176,12 +179,12 @@ pub async fn update(
     .bind(row.last_checked_at)
     .bind(row.first_failed_at)
     .bind(row.consecutive_failures)
+    .bind(row.integration_id())
     .bind(&row.id)
     .bind(&row.tenant)
     .bind(expected_version)
     .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     if r.rows_affected() != 1 {
         return Ok(false);
     }
@@ -189,30 +192,46 @@ pub async fn update(
     Ok(true)
 }
 
+/// Write only the health columns (`status`, `last_error`, `updated_at`,
+/// `version`, `last_ok_at`, `last_checked_at`, `first_failed_at`,
+/// `consecutive_failures`) of `row`, if the stored version is still
+/// `expected_version`. Returns false on a lost race. For the health checker,
+/// which changes nothing else: no other column, and no tag or custody row,
+/// is rewritten.
+pub async fn update_health(
+    c: &mut AnyConnection,
+    row: &ConnectionRow,
+    expected_version: i64,
+) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE connections SET status = $1, last_error = $2, updated_at = $3, version = $4, last_ok_at = $5, last_checked_at = $6, first_failed_at = $7, consecutive_failures = $8 WHERE id = $9 AND tenant = $10 AND version = $11",
+    )
+    .bind(row.status.as_str())
+    .bind(&row.last_error)
+    .bind(row.updated_at)
+    .bind(row.version)
+    .bind(row.last_ok_at)
+    .bind(row.last_checked_at)
+    .bind(row.first_failed_at)
+    .bind(row.consecutive_failures)
+    .bind(&row.id)
+    .bind(&row.tenant)
+    .bind(expected_version)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 pub async fn get(
     c: &mut AnyConnection,
     tenant: &str,
     id: &str,
 ) -> Result<Option<ConnectionRow>, Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLS} FROM connections WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    row.as_ref().map(from_row).transpose()
+    rows::get(c, tenant, id).await
 }
 
 pub async fn delete(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<bool, Error> {
-    let r = sqlx::query("DELETE FROM connections WHERE tenant = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id)
-        .execute(c)
-        .await
-        .map_err(db_err)?;
-    Ok(r.rows_affected() == 1)
+    rows::delete::<ConnectionRow>(c, tenant, id).await
 }
 
 #[derive(Debug, Clone, Default)]
@@ -297,15 +316,14 @@ pub async fn list(
     }
     args.push(Arg::I(f.limit));
     sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query_as::<_, ConnectionRow>(&sql);
     for a in &args {
         q = match a {
             Arg::S(s) => q.bind(s.clone()),
             Arg::I(i) => q.bind(*i),
         };
     }
-    let rows = q.fetch_all(c).await.map_err(db_err)?;
-    rows.iter().map(from_row).collect()
+    Ok(q.fetch_all(c).await?)
 }
 
 enum Arg {
@@ -315,29 +333,16 @@ enum Arg {
 
 /// Count of connections per status across all tenants (for /metrics).
 pub async fn count_by_status(c: &mut AnyConnection) -> Result<Vec<(String, i64)>, Error> {
-    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM connections GROUP BY status")
-        .fetch_all(c)
-        .await
-        .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("status").map_err(db_err)?,
-                r.try_get("n").map_err(db_err)?,
-            ))
-        })
-        .collect()
+    Ok(
+        sqlx::query_as("SELECT status, COUNT(*) AS n FROM connections GROUP BY status")
+            .fetch_all(c)
+            .await?,
+    )
 }
 
 /// PostgreSQL only: lock the row until the transaction ends.
 pub async fn lock_row(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), Error> {
-    sqlx::query("SELECT id FROM connections WHERE tenant = $1 AND id = $2 FOR UPDATE")
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(c)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+    rows::lock_for_update::<ConnectionRow>(c, tenant, id).await
 }
 
 /// OAuth connections whose access token expires before `before`, or that
@@ -348,7 +353,7 @@ pub async fn oauth_due(
     idle_before: i64,
     limit: i64,
 ) -> Result<Vec<(String, String)>, Error> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT tenant, id FROM connections WHERE kind IN ('oauth2_authorization_code', 'oauth2_client_credentials') \
          AND status IN ('active', 'degraded', 'pending') \
          AND ((expires_at IS NOT NULL AND expires_at <= $1) OR updated_at <= $2) ORDER BY COALESCE(expires_at, updated_at) LIMIT $3",
@@ -357,16 +362,7 @@ pub async fn oauth_due(
     .bind(idle_before)
     .bind(limit)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("tenant").map_err(db_err)?,
-                r.try_get("id").map_err(db_err)?,
-            ))
-        })
-        .collect()
+    .await?)
 }
 
 /// Claim up to `limit` connections whose health check is due: status
@@ -391,23 +387,13 @@ pub async fn claim_checks(
          AND (next_check_at IS NULL OR next_check_at <= $3) AND (lease_until IS NULL OR lease_until < $3) \
          ORDER BY COALESCE(next_check_at, 0) LIMIT $4{lock}) RETURNING tenant, id, provider"
     );
-    let rows = sqlx::query(&sql)
+    Ok(sqlx::query_as(&sql)
         .bind(owner)
         .bind(lease_until)
         .bind(now)
         .bind(limit)
         .fetch_all(c)
-        .await
-        .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("tenant").map_err(db_err)?,
-                r.try_get("id").map_err(db_err)?,
-                r.try_get("provider").map_err(db_err)?,
-            ))
-        })
-        .collect()
+        .await?)
 }
 
 /// Set when the next check is due. With `owner` (the scheduler), also drop
@@ -436,7 +422,7 @@ pub async fn schedule_check(
                 .bind(id)
         }
     };
-    q.execute(c).await.map_err(db_err)?;
+    q.execute(c).await?;
     Ok(())
 }
 
@@ -453,7 +439,6 @@ pub async fn release_check_leases(
         None => sqlx::query("UPDATE connections SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
             .execute(c)
             .await,
-    }
-    .map_err(db_err)?;
+    }?;
     Ok(r.rows_affected())
 }

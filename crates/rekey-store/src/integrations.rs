@@ -1,9 +1,10 @@
-use crate::{db_err, json_list, parse_list};
+use crate::json_list;
+use crate::rows::{self, JsonList, TenantScoped};
 use rekey_core::Error;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
 /// An OAuth app registration. The client secret / private key lives in `secrets`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct IntegrationRow {
     pub id: String,
     pub tenant: String,
@@ -12,6 +13,7 @@ pub struct IntegrationRow {
     pub client_id: String,
     pub auth_method: String,
     pub key_id: Option<String>,
+    #[sqlx(try_from = "JsonList")]
     pub scopes: Vec<String>,
     /// JSON object of extra authorize parameters.
     pub extra_params: String,
@@ -28,25 +30,9 @@ pub struct IntegrationRow {
 
 const COLS: &str = "id, tenant, provider, display_name, client_id, auth_method, key_id, scopes, extra_params, params, endpoints, redirect_uri, created_at, updated_at, version, credential_version";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<IntegrationRow, sqlx::Error> {
-    Ok(IntegrationRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        provider: r.try_get("provider")?,
-        display_name: r.try_get("display_name")?,
-        client_id: r.try_get("client_id")?,
-        auth_method: r.try_get("auth_method")?,
-        key_id: r.try_get("key_id")?,
-        scopes: parse_list(&r.try_get::<String, _>("scopes")?),
-        extra_params: r.try_get("extra_params")?,
-        params: r.try_get("params")?,
-        endpoints: r.try_get("endpoints")?,
-        redirect_uri: r.try_get("redirect_uri")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        version: r.try_get("version")?,
-        credential_version: r.try_get("credential_version")?,
-    })
+impl TenantScoped for IntegrationRow {
+    const TABLE: &'static str = "integrations";
+    const COLUMNS: &'static str = COLS;
 }
 
 pub async fn insert(c: &mut AnyConnection, i: &IntegrationRow) -> Result<(), Error> {
@@ -68,8 +54,7 @@ pub async fn insert(c: &mut AnyConnection, i: &IntegrationRow) -> Result<(), Err
         .bind(i.version)
         .bind(i.credential_version)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -95,8 +80,7 @@ pub async fn update(
         .bind(&i.tenant)
         .bind(expected_version)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -105,55 +89,30 @@ pub async fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<IntegrationRow>, Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLS} FROM integrations WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    row.as_ref().map(from_row).transpose().map_err(db_err)
+    rows::get(c, tenant, id).await
 }
 
 pub async fn list(c: &mut AnyConnection, tenant: &str) -> Result<Vec<IntegrationRow>, Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLS} FROM integrations WHERE tenant = $1 ORDER BY id"
-    ))
-    .bind(tenant)
-    .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(from_row)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    rows::list(c, tenant).await
 }
 
 pub async fn delete(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<bool, Error> {
-    let r = sqlx::query("DELETE FROM integrations WHERE tenant = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id)
-        .execute(c)
-        .await
-        .map_err(db_err)?;
-    Ok(r.rows_affected() == 1)
+    rows::delete::<IntegrationRow>(c, tenant, id).await
 }
 
-/// How many connections use this integration (they reference it in credential_meta).
+/// How many connections use this integration (the `integration_id` column,
+/// which the store keeps equal to `credential_meta`'s `integration_id`).
 pub async fn connections_using(
     c: &mut AnyConnection,
     tenant: &str,
     id: &str,
 ) -> Result<i64, Error> {
-    let pattern = format!("%\"integration_id\":\"{id}\"%");
-    let r = sqlx::query(
-        "SELECT COUNT(*) AS n FROM connections WHERE tenant = $1 AND credential_meta LIKE $2",
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) AS n FROM connections WHERE tenant = $1 AND integration_id = $2",
     )
     .bind(tenant)
-    .bind(pattern)
+    .bind(id)
     .fetch_one(c)
-    .await
-    .map_err(db_err)?;
-    r.try_get("n").map_err(db_err)
+    .await?;
+    Ok(n)
 }

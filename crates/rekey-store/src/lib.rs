@@ -12,9 +12,12 @@ pub mod audit;
 pub mod connect_sessions;
 pub mod connections;
 pub mod integrations;
+mod rows;
 pub mod secrets;
 pub mod users;
 pub mod webhooks;
+
+pub use rows::TenantScoped;
 
 use rekey_core::Error;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -48,19 +51,11 @@ impl std::fmt::Debug for Store {
 }
 
 /// Map a database error to the domain error. Details go to the log only.
+/// The mapping itself is `From<sqlx::Error> for rekey_core::Error` (core's
+/// `sqlx` feature), so store code writes `?`; this stays for callers that
+/// hold a raw sqlx result.
 pub fn db_err(e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(d) = &e {
-        if d.is_unique_violation() {
-            return Error::conflict(
-                "already_exists",
-                "a record with this identity already exists",
-            );
-        }
-    }
-    if matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
-        return Error::Unavailable("database unavailable".into());
-    }
-    Error::internal(format!("database: {e}"))
+    Error::from(e)
 }
 
 /// A write transaction; on SQLite it also holds the in-process write lock.
@@ -78,7 +73,7 @@ impl WriteTx {
         self.backend
     }
     pub async fn commit(self) -> Result<(), Error> {
-        self.tx.commit().await.map_err(db_err)
+        Ok(self.tx.commit().await?)
     }
 }
 
@@ -160,8 +155,7 @@ impl Store {
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
-        }
-        .map_err(db_err)?;
+        }?;
         Ok(WriteTx {
             tx,
             _guard: guard,
@@ -170,7 +164,7 @@ impl Store {
     }
 
     pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>, Error> {
-        self.pool.acquire().await.map_err(db_err)
+        Ok(self.pool.acquire().await?)
     }
 
     /// A read-only transaction whose statements all see one snapshot
@@ -186,7 +180,7 @@ impl Store {
                     .await
             }
         }
-        .map_err(db_err)
+        .map_err(Error::from)
     }
 
     /// SQLite only: write a consistent copy of the whole database into the
@@ -203,18 +197,14 @@ impl Store {
         sqlx::query("VACUUM INTO $1")
             .bind(path.to_string())
             .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+            .await?;
+        Ok(())
     }
 
     /// Readiness: one round trip to the database.
     pub async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -243,20 +233,16 @@ pub async fn lock_row(
     if tx.backend != Backend::Postgres {
         return Ok(());
     }
-    let sql = match table {
-        Locked::Connection => "SELECT id FROM connections WHERE tenant = $1 AND id = $2 FOR UPDATE",
-        Locked::Integration => {
-            "SELECT id FROM integrations WHERE tenant = $1 AND id = $2 FOR UPDATE"
+    let c = tx.conn();
+    match table {
+        Locked::Connection => {
+            rows::lock_for_update::<connections::ConnectionRow>(c, tenant, id).await
         }
-        Locked::Webhook => "SELECT id FROM webhooks WHERE tenant = $1 AND id = $2 FOR UPDATE",
-    };
-    sqlx::query(sql)
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(db_err)?;
-    Ok(())
+        Locked::Integration => {
+            rows::lock_for_update::<integrations::IntegrationRow>(c, tenant, id).await
+        }
+        Locked::Webhook => rows::lock_for_update::<webhooks::WebhookRow>(c, tenant, id).await,
+    }
 }
 
 pub(crate) fn json_list(v: &[String]) -> String {

@@ -1,10 +1,9 @@
 //! Sealed secret rows. This module moves opaque bytes; it never sees plaintext.
 
-use crate::db_err;
 use rekey_core::Error;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
-#[derive(Clone)]
+#[derive(Clone, FromRow)]
 pub struct SecretRow {
     pub owner_kind: String,
     pub owner_id: String,
@@ -29,19 +28,6 @@ impl std::fmt::Debug for SecretRow {
 
 const COLS: &str = "owner_kind, owner_id, field, tenant, version, kek_id, wrapped_dek, ciphertext";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<SecretRow, sqlx::Error> {
-    Ok(SecretRow {
-        owner_kind: r.try_get("owner_kind")?,
-        owner_id: r.try_get("owner_id")?,
-        field: r.try_get("field")?,
-        tenant: r.try_get("tenant")?,
-        version: r.try_get("version")?,
-        kek_id: r.try_get("kek_id")?,
-        wrapped_dek: r.try_get("wrapped_dek")?,
-        ciphertext: r.try_get("ciphertext")?,
-    })
-}
-
 pub async fn insert(c: &mut AnyConnection, s: &SecretRow) -> Result<(), Error> {
     sqlx::query(&format!(
         "INSERT INTO secrets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -55,8 +41,7 @@ pub async fn insert(c: &mut AnyConnection, s: &SecretRow) -> Result<(), Error> {
     .bind(s.wrapped_dek.clone())
     .bind(s.ciphertext.clone())
     .execute(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
@@ -65,18 +50,13 @@ pub async fn for_owner(
     owner_kind: &str,
     owner_id: &str,
 ) -> Result<Vec<SecretRow>, Error> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM secrets WHERE owner_kind = $1 AND owner_id = $2 ORDER BY field"
     ))
     .bind(owner_kind)
     .bind(owner_id)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(from_row)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    .await?)
 }
 
 pub async fn delete_owner(
@@ -88,8 +68,7 @@ pub async fn delete_owner(
         .bind(owner_kind)
         .bind(owner_id)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.rows_affected())
 }
 
@@ -99,18 +78,13 @@ pub async fn not_wrapped_by(
     kek_id: &str,
     limit: i64,
 ) -> Result<Vec<SecretRow>, Error> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM secrets WHERE kek_id <> $1 ORDER BY owner_kind, owner_id, field LIMIT $2"
     ))
     .bind(kek_id)
     .bind(limit)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(from_row)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    .await?)
 }
 
 /// Swap the wrapped data key, only if the row is still wrapped by `old_kek`
@@ -126,24 +100,15 @@ pub async fn rewrap(c: &mut AnyConnection, s: &SecretRow, old_kek: &str) -> Resu
     .bind(&s.field)
     .bind(old_kek)
     .execute(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Which KEKs are in use, with their secret counts.
 pub async fn kek_usage(c: &mut AnyConnection) -> Result<Vec<(String, i64)>, Error> {
-    let rows =
-        sqlx::query("SELECT kek_id, COUNT(*) AS n FROM secrets GROUP BY kek_id ORDER BY kek_id")
+    Ok(
+        sqlx::query_as("SELECT kek_id, COUNT(*) AS n FROM secrets GROUP BY kek_id ORDER BY kek_id")
             .fetch_all(c)
-            .await
-            .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("kek_id").map_err(db_err)?,
-                r.try_get("n").map_err(db_err)?,
-            ))
-        })
-        .collect()
+            .await?,
+    )
 }

@@ -1,11 +1,10 @@
 //! Dashboard users and their sessions. Password hashes and session-token
 //! hashes only; never a password or a token.
 
-use crate::db_err;
 use rekey_core::Error;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
-#[derive(Clone)]
+#[derive(Clone, FromRow)]
 pub struct UserRow {
     pub id: String,
     pub tenant: String,
@@ -28,18 +27,6 @@ impl std::fmt::Debug for UserRow {
 
 const COLS: &str = "id, tenant, username, password_hash, role, created_at, disabled_at";
 
-fn user(r: &sqlx::any::AnyRow) -> Result<UserRow, sqlx::Error> {
-    Ok(UserRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        username: r.try_get("username")?,
-        password_hash: r.try_get("password_hash")?,
-        role: r.try_get("role")?,
-        created_at: r.try_get("created_at")?,
-        disabled_at: r.try_get("disabled_at")?,
-    })
-}
-
 pub async fn insert(c: &mut AnyConnection, u: &UserRow) -> Result<(), Error> {
     sqlx::query(&format!(
         "INSERT INTO users ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -52,18 +39,17 @@ pub async fn insert(c: &mut AnyConnection, u: &UserRow) -> Result<(), Error> {
     .bind(u.created_at)
     .bind(u.disabled_at)
     .execute(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
 pub async fn by_username(c: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, Error> {
-    let r = sqlx::query(&format!("SELECT {COLS} FROM users WHERE username = $1"))
-        .bind(username)
-        .fetch_optional(c)
-        .await
-        .map_err(db_err)?;
-    r.as_ref().map(user).transpose().map_err(db_err)
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLS} FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_optional(c)
+            .await?,
+    )
 }
 
 pub async fn insert_session(
@@ -81,8 +67,7 @@ pub async fn insert_session(
         .bind(now)
         .bind(expires_at)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -93,7 +78,7 @@ pub async fn session(
     token_hash: &str,
     now: i64,
 ) -> Result<Option<(UserRow, String)>, Error> {
-    let r = sqlx::query(
+    let r: Option<SessionUser> = sqlx::query_as(
         "SELECT u.id, u.tenant, u.username, u.password_hash, u.role, u.created_at, u.disabled_at, s.csrf \
          FROM ui_sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
@@ -101,24 +86,23 @@ pub async fn session(
     .bind(token_hash)
     .bind(now)
     .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    match r {
-        None => Ok(None),
-        Some(r) => {
-            let u = user(&r).map_err(db_err)?;
-            let csrf: String = r.try_get("csrf").map_err(db_err)?;
-            Ok(Some((u, csrf)))
-        }
-    }
+    .await?;
+    Ok(r.map(|s| (s.user, s.csrf)))
+}
+
+/// A session's user and its CSRF token, as one joined row.
+#[derive(FromRow)]
+struct SessionUser {
+    #[sqlx(flatten)]
+    user: UserRow,
+    csrf: String,
 }
 
 pub async fn delete_session(c: &mut AnyConnection, token_hash: &str) -> Result<(), Error> {
     sqlx::query("DELETE FROM ui_sessions WHERE token_hash = $1")
         .bind(token_hash)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -127,7 +111,6 @@ pub async fn delete_expired(c: &mut AnyConnection, now: i64) -> Result<(), Error
     sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1")
         .bind(now)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }

@@ -1,17 +1,18 @@
 //! Webhook subscriptions, the event outbox, deliveries and their attempts.
 //! The signing secret lives in `secrets` (owner kind `webhook`), sealed.
 
-use crate::{db_err, json_list, parse_list, Backend};
+use crate::rows::{self, JsonList, TenantScoped};
+use crate::{json_list, Backend};
 use rekey_core::Error;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct WebhookRow {
     pub id: String,
     pub tenant: String,
     pub url: String,
     /// Event types or patterns (`connection.*`, `*`).
+    #[sqlx(try_from = "JsonList")]
     pub events: Vec<String>,
     pub description: Option<String>,
     pub disabled_at: Option<i64>,
@@ -23,18 +24,9 @@ pub struct WebhookRow {
 const HOOK_COLS: &str =
     "id, tenant, url, events, description, disabled_at, created_at, updated_at, version";
 
-fn hook(r: &AnyRow) -> Result<WebhookRow, sqlx::Error> {
-    Ok(WebhookRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        url: r.try_get("url")?,
-        events: parse_list(&r.try_get::<String, _>("events")?),
-        description: r.try_get("description")?,
-        disabled_at: r.try_get("disabled_at")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        version: r.try_get("version")?,
-    })
+impl TenantScoped for WebhookRow {
+    const TABLE: &'static str = "webhooks";
+    const COLUMNS: &'static str = HOOK_COLS;
 }
 
 pub async fn insert(c: &mut AnyConnection, w: &WebhookRow) -> Result<(), Error> {
@@ -51,8 +43,7 @@ pub async fn insert(c: &mut AnyConnection, w: &WebhookRow) -> Result<(), Error> 
     .bind(w.updated_at)
     .bind(w.version)
     .execute(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(())
 }
 
@@ -69,8 +60,7 @@ pub async fn update(c: &mut AnyConnection, w: &WebhookRow, expected: i64) -> Res
         .bind(&w.id)
         .bind(expected)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -79,15 +69,7 @@ pub async fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<WebhookRow>, Error> {
-    let r = sqlx::query(&format!(
-        "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    r.as_ref().map(hook).transpose().map_err(db_err)
+    rows::get(c, tenant, id).await
 }
 
 /// One page of the tenant's subscriptions in id order: ids after
@@ -98,29 +80,23 @@ pub async fn list(
     after_id: Option<&str>,
     limit: i64,
 ) -> Result<Vec<WebhookRow>, Error> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
     ))
     .bind(tenant)
     .bind(after_id)
     .bind(limit)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(hook)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    .await?)
 }
 
 /// How many subscriptions (enabled or paused) the tenant has.
 pub async fn count(c: &mut AnyConnection, tenant: &str) -> Result<i64, Error> {
-    sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE tenant = $1")
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) AS n FROM webhooks WHERE tenant = $1")
         .bind(tenant)
         .fetch_one(c)
-        .await
-        .and_then(|r| r.try_get("n"))
-        .map_err(db_err)
+        .await?;
+    Ok(n)
 }
 
 /// Serialise the tenant's subscription creates for the rest of the write
@@ -140,8 +116,7 @@ pub async fn lock_tenant(
     sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("rekey.webhooks/{tenant}"))
         .fetch_one(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -153,8 +128,7 @@ pub async fn any_enabled(c: &mut AnyConnection, tenant: &str) -> Result<bool, Er
     )
     .bind(tenant)
     .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(r.is_some())
 }
 
@@ -171,28 +145,17 @@ pub async fn enabled_for_fan_out(
         Backend::Postgres => " FOR KEY SHARE",
         Backend::Sqlite => "",
     };
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {HOOK_COLS} FROM webhooks WHERE tenant = $1 AND disabled_at IS NULL ORDER BY id{lock}"
     ))
     .bind(tenant)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(hook)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    .await?)
 }
 
 /// Deletes the subscription and (by cascade) its deliveries and attempts.
 pub async fn delete(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<bool, Error> {
-    let r = sqlx::query("DELETE FROM webhooks WHERE tenant = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id)
-        .execute(c)
-        .await
-        .map_err(db_err)?;
-    Ok(r.rows_affected() == 1)
+    rows::delete::<WebhookRow>(c, tenant, id).await
 }
 
 #[derive(Debug, Clone)]
@@ -217,16 +180,16 @@ pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<(), Err
         .bind(e.created_at)
         .bind(e.fanned_out_at)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
 /// An event waiting for fan-out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct PendingEvent {
     pub id: String,
     pub tenant: String,
+    #[sqlx(rename = "type")]
     pub kind: String,
 }
 
@@ -235,8 +198,7 @@ pub struct PendingEvent {
 pub async fn has_pending_events(c: &mut AnyConnection) -> Result<bool, Error> {
     let r = sqlx::query("SELECT 1 AS one FROM webhook_events WHERE fanned_out_at IS NULL LIMIT 1")
         .fetch_optional(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.is_some())
 }
 
@@ -253,23 +215,12 @@ pub async fn claim_pending_events(
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT id, tenant, type FROM webhook_events WHERE fanned_out_at IS NULL ORDER BY id LIMIT $1{lock}"
     ))
     .bind(limit)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok(PendingEvent {
-                id: r.try_get("id")?,
-                tenant: r.try_get("tenant")?,
-                kind: r.try_get("type")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(db_err)
+    .await?)
 }
 
 /// Mark events fanned out (their deliveries are written in the same
@@ -285,12 +236,12 @@ pub async fn mark_fanned_out(c: &mut AnyConnection, ids: &[String], at: i64) -> 
         for id in chunk {
             q = q.bind(id);
         }
-        q.execute(&mut *c).await.map_err(db_err)?;
+        q.execute(&mut *c).await?;
     }
     Ok(())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct DeliveryRow {
     pub id: String,
     pub tenant: String,
@@ -310,24 +261,6 @@ pub struct DeliveryRow {
 
 const DEL_COLS: &str = "d.id, d.tenant, d.webhook_id, d.event_id, e.type AS event_type, d.status, d.attempts, d.next_attempt_at, d.last_http_status, d.last_error, d.created_at, d.updated_at, d.delivered_at";
 
-fn delivery(r: &AnyRow) -> Result<DeliveryRow, sqlx::Error> {
-    Ok(DeliveryRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        webhook_id: r.try_get("webhook_id")?,
-        event_id: r.try_get("event_id")?,
-        event_type: r.try_get("event_type")?,
-        status: r.try_get("status")?,
-        attempts: r.try_get("attempts")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        last_http_status: r.try_get("last_http_status")?,
-        last_error: r.try_get("last_error")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        delivered_at: r.try_get("delivered_at")?,
-    })
-}
-
 pub async fn insert_delivery(
     c: &mut AnyConnection,
     id: &str,
@@ -343,8 +276,7 @@ pub async fn insert_delivery(
         .bind(event_id)
         .bind(now)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(())
 }
 
@@ -370,7 +302,7 @@ pub async fn insert_deliveries(
         for (delivery_id, webhook_id) in chunk {
             q = q.bind(delivery_id).bind(webhook_id);
         }
-        q.execute(&mut *c).await.map_err(db_err)?;
+        q.execute(&mut *c).await?;
     }
     Ok(())
 }
@@ -380,15 +312,13 @@ pub async fn get_delivery(
     tenant: &str,
     id: &str,
 ) -> Result<Option<DeliveryRow>, Error> {
-    let r = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {DEL_COLS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.tenant = $1 AND d.id = $2"
     ))
     .bind(tenant)
     .bind(id)
     .fetch_optional(c)
-    .await
-    .map_err(db_err)?;
-    r.as_ref().map(delivery).transpose().map_err(db_err)
+    .await?)
 }
 
 /// A subscription's deliveries, newest first; `before_id` pages.
@@ -400,7 +330,7 @@ pub async fn list_deliveries(
     before_id: Option<&str>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, Error> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {DEL_COLS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
          WHERE d.tenant = $1 AND d.webhook_id = $2 AND ($3 IS NULL OR d.status = $3) AND ($4 IS NULL OR d.id < $4) \
          ORDER BY d.id DESC LIMIT $5"
@@ -411,17 +341,13 @@ pub async fn list_deliveries(
     .bind(before_id)
     .bind(limit)
     .fetch_all(c)
-    .await
-    .map_err(db_err)?;
-    rows.iter()
-        .map(delivery)
-        .collect::<Result<_, _>>()
-        .map_err(db_err)
+    .await?)
 }
 
 /// What the delivery worker needs for one claimed delivery.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Claimed {
+    #[sqlx(rename = "id")]
     pub delivery_id: String,
     pub tenant: String,
     pub webhook_id: String,
@@ -447,7 +373,7 @@ pub async fn claim_due(
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
-    let ids = sqlx::query(&format!(
+    let ids: Vec<(String,)> = sqlx::query_as(&format!(
         "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN (\
          SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND w.disabled_at IS NULL \
@@ -458,31 +384,17 @@ pub async fn claim_due(
     .bind(now)
     .bind(limit)
     .fetch_all(&mut *c)
-    .await
-    .map_err(db_err)?;
+    .await?;
     let mut out = Vec::with_capacity(ids.len());
-    for r in &ids {
-        let id: String = r.try_get("id").map_err(db_err)?;
-        let row = sqlx::query(
+    for (id,) in &ids {
+        let row = sqlx::query_as(
             "SELECT d.id, d.tenant, d.webhook_id, w.url, d.event_id, e.payload, e.created_at, d.attempts \
              FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id JOIN webhook_events e ON e.id = d.event_id WHERE d.id = $1",
         )
-        .bind(&id)
+        .bind(id)
         .fetch_optional(&mut *c)
-        .await
-        .map_err(db_err)?;
-        if let Some(r) = row {
-            out.push(Claimed {
-                delivery_id: r.try_get("id").map_err(db_err)?,
-                tenant: r.try_get("tenant").map_err(db_err)?,
-                webhook_id: r.try_get("webhook_id").map_err(db_err)?,
-                url: r.try_get("url").map_err(db_err)?,
-                event_id: r.try_get("event_id").map_err(db_err)?,
-                payload: r.try_get("payload").map_err(db_err)?,
-                created_at: r.try_get("created_at").map_err(db_err)?,
-                attempts: r.try_get("attempts").map_err(db_err)?,
-            });
-        }
+        .await?;
+        out.extend(row);
     }
     Ok(out)
 }
@@ -514,8 +426,7 @@ pub async fn finish_attempt(
         .bind(duration_ms)
         .bind(response_body)
         .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     let delivered_at = (new_status == "delivered").then_some(at);
     let r = sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, last_http_status = $3, last_error = $4, updated_at = $5, delivered_at = $6 WHERE id = $7 AND lease_owner = $8")
         .bind(new_status)
@@ -527,8 +438,7 @@ pub async fn finish_attempt(
         .bind(&d.delivery_id)
         .bind(owner)
         .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -545,8 +455,7 @@ pub async fn replay(
         .bind(tenant)
         .bind(id)
         .execute(c)
-        .await
-        .map_err(db_err)?;
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -560,12 +469,11 @@ pub async fn release_leases(c: &mut AnyConnection, owner: Option<&str>) -> Resul
         None => sqlx::query("UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
             .execute(c)
             .await,
-    }
-    .map_err(db_err)?;
+    }?;
     Ok(r.rows_affected())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct AttemptRow {
     pub id: String,
     pub at: i64,
@@ -576,34 +484,17 @@ pub struct AttemptRow {
 }
 
 pub async fn attempts(c: &mut AnyConnection, delivery_id: &str) -> Result<Vec<AttemptRow>, Error> {
-    let rows = sqlx::query("SELECT id, at, http_status, error, duration_ms, response_body FROM webhook_attempts WHERE delivery_id = $1 ORDER BY at, id")
+    Ok(sqlx::query_as("SELECT id, at, http_status, error, duration_ms, response_body FROM webhook_attempts WHERE delivery_id = $1 ORDER BY at, id")
         .bind(delivery_id)
         .fetch_all(c)
-        .await
-        .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok(AttemptRow {
-                id: r.try_get("id")?,
-                at: r.try_get("at")?,
-                http_status: r.try_get("http_status")?,
-                error: r.try_get("error")?,
-                duration_ms: r.try_get("duration_ms")?,
-                response_body: r.try_get("response_body")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(db_err)
+        .await?)
 }
 
 /// Counts of deliveries per status (metrics, status page).
 pub async fn count_by_status(c: &mut AnyConnection) -> Result<Vec<(String, i64)>, Error> {
-    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status")
-        .fetch_all(c)
-        .await
-        .map_err(db_err)?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(db_err)
+    Ok(
+        sqlx::query_as("SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status")
+            .fetch_all(c)
+            .await?,
+    )
 }

@@ -1,0 +1,71 @@
+//! Schema-only types for the OpenAPI document: the closed sets of values some
+//! `String` fields take on the wire, built from rekey-core's own lists
+//! (`ConnectionKind::ALL`, `Scope::ALL`, `Status::ALL`, `EVENT_TYPES`), so
+//! the document cannot drift from the code. Fields stay `String`s: the wire
+//! format is unchanged, and the service still validates every value.
+
+use rekey_core::connection::{ConnectionKind as CoreKind, Status};
+use rekey_core::events::{event_filters, EVENT_TYPES};
+use rekey_core::scope::Scope as CoreScope;
+use std::borrow::Cow;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+
+fn string_enum<V: Into<serde_json::Value>>(
+    description: &str,
+    values: impl IntoIterator<Item = V>,
+) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values))
+        .into()
+}
+
+macro_rules! schema_enum {
+    ($(#[$m:meta])* $name:ident, $description:literal, $values:expr) => {
+        $(#[$m])*
+        pub struct $name;
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string_enum($description, $values)
+            }
+        }
+        impl utoipa::ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
+schema_enum!(
+    /// `rekey_core::connection::ConnectionKind`.
+    ConnectionKind,
+    "How a connection authenticates.",
+    CoreKind::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::connection::Status`.
+    ConnectionStatus,
+    "Where a connection is in its lifecycle.",
+    Status::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::scope::Scope`.
+    Scope,
+    "An API key scope; `admin` implies all the others.",
+    CoreScope::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::events::EVENT_TYPES`.
+    WebhookEventType,
+    "An event rekey sends to webhook subscribers.",
+    EVENT_TYPES.iter().copied()
+);
+schema_enum!(
+    /// `rekey_core::events::event_filters`.
+    WebhookEventFilter,
+    "What a subscription receives: `*`, a family (`connection.*`) or one event type.",
+    event_filters()
+);

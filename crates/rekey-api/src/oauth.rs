@@ -1,0 +1,201 @@
+//! Integrations (OAuth app registrations), connect sessions,
+//! reauthorization and revocation.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{enums, ConnectionView};
+
+/// Endpoint overrides for an integration (tests, private deployments).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointOverrides {
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub issuer: Option<String>,
+    pub identity_url: Option<String>,
+}
+
+/// `POST /api/v1/integrations`: an OAuth app registration.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIntegration {
+    pub provider: String,
+    pub display_name: String,
+    pub client_id: String,
+    /// For `client_secret_basic` / `client_secret_post`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// For `private_key_jwt`: RSA or EC private key (PEM).
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    /// `kid` sent in client assertions.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
+    #[serde(default)]
+    pub auth_method: Option<String>,
+    /// Defaults to the catalog's `default_scopes`.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub extra_authorize_params: std::collections::BTreeMap<String, String>,
+    /// Values for the provider's URL placeholders (e.g. `subdomain`).
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub endpoints: EndpointOverrides,
+    /// Defaults to `<public URL>/oauth/callback`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+}
+
+/// `PATCH /api/v1/integrations/{id}`: fields left out are unchanged.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateIntegration {
+    pub display_name: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub private_key_pem: Option<String>,
+    pub key_id: Option<String>,
+    pub auth_method: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub extra_authorize_params: Option<std::collections::BTreeMap<String, String>>,
+    pub params: Option<std::collections::BTreeMap<String, String>>,
+    pub endpoints: Option<EndpointOverrides>,
+    pub redirect_uri: Option<String>,
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IntegrationView {
+    pub id: String,
+    pub tenant: String,
+    pub provider: String,
+    pub display_name: String,
+    pub client_id: String,
+    pub auth_method: String,
+    pub key_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub extra_authorize_params: std::collections::BTreeMap<String, String>,
+    pub params: std::collections::BTreeMap<String, String>,
+    pub endpoints: EndpointOverrides,
+    pub redirect_uri: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IntegrationList {
+    pub items: Vec<IntegrationView>,
+}
+
+/// `POST /api/v1/connect-sessions`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnectSession {
+    /// OAuth: the integration whose app the user authorizes.
+    #[serde(default)]
+    pub integration: Option<String>,
+    /// Key-based kinds: the provider and kind whose form the Connect page shows.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<enums::ConnectionKind>)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Who is expected to authorize (email), shown on the Connect page.
+    #[serde(default)]
+    pub owner_hint: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub custody: Vec<String>,
+    /// Reauthorize this connection instead of creating a new one.
+    #[serde(default)]
+    pub reauthorize: Option<String>,
+    /// Lifetime in seconds: 60–3600, default 900.
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+}
+
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectSessionView {
+    pub id: String,
+    /// Single-use token; part of `url`. Shown once.
+    pub token: String,
+    pub url: String,
+    pub expires_at: String,
+    pub integration: Option<String>,
+    pub provider: String,
+    #[schema(value_type = enums::ConnectionKind)]
+    pub kind: String,
+    pub reauthorize: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReauthorizeQuery {
+    /// Accept a parked grant whose identity or scopes differ from the original (audited).
+    pub accept_mismatch: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReauthorizeResult {
+    pub connection: ConnectionView,
+    /// The connect session to send to the original authorizer (absent when a parked grant was accepted).
+    pub session: Option<ConnectSessionView>,
+    pub accepted_pending_grant: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevokeResult {
+    pub connection: ConnectionView,
+    /// True when the provider confirmed revocation (RFC 7009).
+    pub revoked_at_provider: bool,
+    /// Manual runbook steps when the provider has no revocation endpoint.
+    pub manual_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Revoke at the provider first (default true for OAuth connections).
+    pub revoke: Option<bool>,
+}
+
+redacted_debug!(
+    CreateIntegration,
+    client_secret,
+    [
+        provider,
+        display_name,
+        client_id,
+        key_id,
+        auth_method,
+        scopes,
+        params,
+        endpoints,
+        redirect_uri
+    ]
+);
+redacted_debug!(
+    UpdateIntegration,
+    client_secret,
+    [
+        display_name,
+        client_id,
+        key_id,
+        auth_method,
+        scopes,
+        endpoints,
+        redirect_uri,
+        version
+    ]
+);

@@ -1,0 +1,146 @@
+//! What the row modules share: the generic tenant-scoped get/list/delete
+//! ([`TenantScoped`]) and the column types that `#[derive(sqlx::FromRow)]`
+//! decodes through (JSON lists, parsed enums).
+
+use crate::parse_list;
+use rekey_core::Error;
+use sqlx::any::{AnyRow, AnyTypeInfo, AnyValueRef};
+use sqlx::error::BoxDynError;
+use sqlx::{Any, AnyConnection, Decode, FromRow, Type};
+use std::str::FromStr;
+
+/// A row type of a table whose rows belong to one tenant and are named by an
+/// `id` column: `get`, `list` and `delete` always carry the tenant in the
+/// `WHERE`, so no caller can reach another tenant's rows.
+pub trait TenantScoped: for<'r> FromRow<'r, AnyRow> + Send + Unpin {
+    /// The table's name.
+    const TABLE: &'static str;
+    /// The columns the row type decodes, comma-separated, as in `SELECT`.
+    const COLUMNS: &'static str;
+}
+
+/// The row `id` of `tenant`, if any.
+pub(crate) async fn get<T: TenantScoped>(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<T>, Error> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE tenant = $1 AND id = $2",
+        T::COLUMNS,
+        T::TABLE
+    );
+    Ok(sqlx::query_as::<_, T>(&sql)
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(c)
+        .await?)
+}
+
+/// Every row of `tenant`, in id order.
+pub(crate) async fn list<T: TenantScoped>(
+    c: &mut AnyConnection,
+    tenant: &str,
+) -> Result<Vec<T>, Error> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE tenant = $1 ORDER BY id",
+        T::COLUMNS,
+        T::TABLE
+    );
+    Ok(sqlx::query_as::<_, T>(&sql)
+        .bind(tenant)
+        .fetch_all(c)
+        .await?)
+}
+
+/// Delete the row `id` of `tenant`; false when there was none.
+pub(crate) async fn delete<T: TenantScoped>(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<bool, Error> {
+    let sql = format!("DELETE FROM {} WHERE tenant = $1 AND id = $2", T::TABLE);
+    let r = sqlx::query(&sql).bind(tenant).bind(id).execute(c).await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// On PostgreSQL callers: lock the row `id` of `tenant` until the
+/// transaction ends (`SELECT … FOR UPDATE`).
+pub(crate) async fn lock_for_update<T: TenantScoped>(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<(), Error> {
+    let sql = format!(
+        "SELECT id FROM {} WHERE tenant = $1 AND id = $2 FOR UPDATE",
+        T::TABLE
+    );
+    sqlx::query(&sql)
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(c)
+        .await?;
+    Ok(())
+}
+
+/// A text column holding a JSON list of strings (`["a","b"]`). Text that is
+/// not such a list reads as empty, as it always has.
+pub struct JsonList(Vec<String>);
+
+impl From<JsonList> for Vec<String> {
+    fn from(l: JsonList) -> Self {
+        l.0
+    }
+}
+
+impl Type<Any> for JsonList {
+    fn type_info() -> AnyTypeInfo {
+        <String as Type<Any>>::type_info()
+    }
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <String as Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Any> for JsonList {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        let s = <String as Decode<'r, Any>>::decode(value)?;
+        Ok(JsonList(parse_list(&s)))
+    }
+}
+
+/// A text column holding one of a closed set of names, parsed with
+/// `FromStr` (kind, status); an unknown name fails the row's decoding.
+pub struct Parsed<T>(T);
+
+impl<T> Type<Any> for Parsed<T> {
+    fn type_info() -> AnyTypeInfo {
+        <String as Type<Any>>::type_info()
+    }
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <String as Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r, T: FromStr> Decode<'r, Any> for Parsed<T> {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        let s = <String as Decode<'r, Any>>::decode(value)?;
+        s.parse()
+            .map(Parsed)
+            .map_err(|_| format!("stored value {s} unknown").into())
+    }
+}
+
+impl From<Parsed<rekey_core::connection::ConnectionKind>>
+    for rekey_core::connection::ConnectionKind
+{
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}
+
+impl From<Parsed<rekey_core::connection::Status>> for rekey_core::connection::Status {
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}

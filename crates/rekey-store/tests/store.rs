@@ -1,0 +1,730 @@
+//! rekey-store against real databases: each test runs on a fresh SQLite file
+//! and on a PostgreSQL database of its own (dropped afterwards), like the
+//! API tests' `both_backends!`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_core::connection::{ConnectionKind, Owner, Status};
+use rekey_store::api_keys::{self, ApiKeyRow};
+use rekey_store::connections::{self, ConnectionFilter, ConnectionRow};
+use rekey_store::integrations::{self, IntegrationRow};
+use rekey_store::webhooks::{self, WebhookRow};
+use rekey_store::{Backend, Store};
+use sqlx::{AnyConnection, Connection};
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// One test's database: a SQLite file in a temporary directory, or a
+/// PostgreSQL database of its own, dropped when this is dropped.
+struct TestDb {
+    url: String,
+    dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{nanos:x}{:x}{:04x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestDb {
+    async fn create(db: Db) -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        match db {
+            Db::Sqlite => TestDb {
+                url: format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("rekey.db").display()
+                ),
+                dir,
+                pg_name: None,
+            },
+            Db::Postgres => {
+                let name = format!("rekey_store_t_{}", unique());
+                let mut c = sqlx::PgConnection::connect(PG_ADMIN_URL).await.expect(
+                    "PostgreSQL at 127.0.0.1:5432 (user postgres, database test) must be running",
+                );
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                TestDb {
+                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    async fn store(&self) -> Store {
+        Store::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs inside a tokio runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::Db::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::Db::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+both_backends!(
+    update_health_writes_only_the_health_columns,
+    update_health_checks_the_version_and_the_tenant,
+    integration_id_column_follows_credential_meta,
+    connections_using_matches_the_id_exactly,
+    migration_backfills_integration_id,
+    tenant_scoped_get_list_delete,
+    rows_decode_what_was_written,
+    database_errors_map_to_domain_errors,
+);
+
+fn connection(tenant: &str, id: &str, meta: &str) -> ConnectionRow {
+    ConnectionRow {
+        id: id.into(),
+        tenant: tenant.into(),
+        provider: "custom-rest".into(),
+        kind: ConnectionKind::OAuth2AuthorizationCode,
+        display_name: "Test".into(),
+        owner: Owner {
+            subject: Some("sub-1".into()),
+            email: Some("a@example.com".into()),
+            name: None,
+        },
+        scopes: vec!["read".into(), "write".into()],
+        tags: vec!["prod".into()],
+        custody: vec!["vault".into()],
+        credential_meta: meta.into(),
+        status: Status::Active,
+        last_error: None,
+        created_at: 1_000,
+        updated_at: 1_000,
+        rotated_at: None,
+        expires_at: Some(9_000),
+        version: 1,
+        credential_version: 1,
+        params: "{}".into(),
+        probe_url: None,
+        last_ok_at: None,
+        last_checked_at: None,
+        first_failed_at: None,
+        consecutive_failures: 0,
+    }
+}
+
+async fn insert(store: &Store, row: &ConnectionRow) {
+    let mut tx = store.begin_write().await.unwrap();
+    connections::insert(tx.conn(), row).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn get(store: &Store, tenant: &str, id: &str) -> Option<ConnectionRow> {
+    let mut c = store.read().await.unwrap();
+    connections::get(&mut c, tenant, id).await.unwrap()
+}
+
+async fn with_tag(store: &Store, tenant: &str, tag: &str) -> Vec<String> {
+    let mut c = store.read().await.unwrap();
+    let f = ConnectionFilter {
+        tag: Some(tag.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    connections::list(&mut c, tenant, &f)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+async fn using(store: &Store, tenant: &str, integration: &str) -> i64 {
+    let mut c = store.read().await.unwrap();
+    integrations::connections_using(&mut c, tenant, integration)
+        .await
+        .unwrap()
+}
+
+/// The `integration_id` column as stored.
+async fn integration_column(store: &Store, id: &str) -> Option<String> {
+    let mut c = store.read().await.unwrap();
+    let (v,): (Option<String>,) =
+        sqlx::query_as("SELECT integration_id FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+    v
+}
+
+async fn update_health_writes_only_the_health_columns(db: Db) {
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    let row = connection("t1", "con_1", r#"{"integration_id":"int_a"}"#);
+    insert(&store, &row).await;
+
+    // The checker's view, with changes to columns it must not write.
+    let mut r = row.clone();
+    r.status = Status::Degraded;
+    r.last_error = Some(r#"{"code":"http_500"}"#.into());
+    r.updated_at = 2_000;
+    r.version = 2;
+    r.last_ok_at = Some(1_500);
+    r.last_checked_at = Some(2_000);
+    r.first_failed_at = Some(2_000);
+    r.consecutive_failures = 1;
+    r.display_name = "Renamed".into();
+    r.tags = vec!["staging".into()];
+    r.custody = vec![];
+    r.scopes = vec![];
+    r.credential_meta = r#"{"integration_id":"int_b"}"#.into();
+    r.expires_at = None;
+    r.probe_url = Some("https://example.com/probe".into());
+    r.credential_version = 7;
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(connections::update_health(tx.conn(), &r, 1).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let got = get(&store, "t1", "con_1").await.unwrap();
+    // Health columns: written.
+    assert_eq!(got.status, Status::Degraded);
+    assert_eq!(got.last_error.as_deref(), Some(r#"{"code":"http_500"}"#));
+    assert_eq!(got.updated_at, 2_000);
+    assert_eq!(got.version, 2);
+    assert_eq!(got.last_ok_at, Some(1_500));
+    assert_eq!(got.last_checked_at, Some(2_000));
+    assert_eq!(got.first_failed_at, Some(2_000));
+    assert_eq!(got.consecutive_failures, 1);
+    // Everything else: as inserted.
+    assert_eq!(got.display_name, "Test");
+    assert_eq!(got.tags, vec!["prod".to_string()]);
+    assert_eq!(got.custody, vec!["vault".to_string()]);
+    assert_eq!(got.scopes, vec!["read".to_string(), "write".to_string()]);
+    assert_eq!(got.credential_meta, row.credential_meta);
+    assert_eq!(got.expires_at, Some(9_000));
+    assert_eq!(got.probe_url, None);
+    assert_eq!(got.credential_version, 1);
+    assert_eq!(got.owner, row.owner);
+    // The side tables and the integration column were not touched.
+    assert_eq!(with_tag(&store, "t1", "prod").await, vec!["con_1"]);
+    assert!(with_tag(&store, "t1", "staging").await.is_empty());
+    assert_eq!(
+        integration_column(&store, "con_1").await.as_deref(),
+        Some("int_a")
+    );
+
+    // Back to healthy: the error context is cleared.
+    let mut ok = got.clone();
+    ok.status = Status::Active;
+    ok.last_error = None;
+    ok.first_failed_at = None;
+    ok.consecutive_failures = 0;
+    ok.version = 3;
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(connections::update_health(tx.conn(), &ok, 2).await.unwrap());
+    tx.commit().await.unwrap();
+    let got = get(&store, "t1", "con_1").await.unwrap();
+    assert_eq!(got.status, Status::Active);
+    assert_eq!(got.last_error, None);
+    assert_eq!(got.first_failed_at, None);
+    assert_eq!(got.consecutive_failures, 0);
+    assert_eq!(got.version, 3);
+    store.close().await;
+}
+
+async fn update_health_checks_the_version_and_the_tenant(db: Db) {
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    let row = connection("t1", "con_1", "{}");
+    insert(&store, &row).await;
+
+    let mut r = row.clone();
+    r.status = Status::NeedsReauth;
+    r.version = 2;
+    r.consecutive_failures = 3;
+    let mut tx = store.begin_write().await.unwrap();
+    // A stale version loses the race and writes nothing.
+    assert!(!connections::update_health(tx.conn(), &r, 5).await.unwrap());
+    // Another tenant's row of the same id is out of reach.
+    let mut other = r.clone();
+    other.tenant = "t2".into();
+    assert!(!connections::update_health(tx.conn(), &other, 1)
+        .await
+        .unwrap());
+    // An unknown id: nothing to write.
+    let mut missing = r.clone();
+    missing.id = "con_missing".into();
+    assert!(!connections::update_health(tx.conn(), &missing, 1)
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    let got = get(&store, "t1", "con_1").await.unwrap();
+    assert_eq!(got.status, Status::Active);
+    assert_eq!(got.version, 1);
+    assert_eq!(got.consecutive_failures, 0);
+
+    // The current version wins once; replaying the same write loses.
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(connections::update_health(tx.conn(), &r, 1).await.unwrap());
+    assert!(!connections::update_health(tx.conn(), &r, 1).await.unwrap());
+    tx.commit().await.unwrap();
+    let got = get(&store, "t1", "con_1").await.unwrap();
+    assert_eq!(got.status, Status::NeedsReauth);
+    assert_eq!(got.version, 2);
+    assert_eq!(got.consecutive_failures, 3);
+    store.close().await;
+}
+
+async fn integration_id_column_follows_credential_meta(db: Db) {
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    let a = connection("t1", "con_a", r#"{"integration_id":"int_a","x":1}"#);
+    let b = connection("t1", "con_b", r#"{"integration_id":"int_a"}"#);
+    let mut s = connection("t1", "con_s", r#"{"placement":"header"}"#);
+    s.kind = ConnectionKind::ApiKey;
+    // Written before its meta is known (connect flow): not JSON at all.
+    let blank = connection("t1", "con_blank", "");
+    let other_tenant = connection("t2", "con_t2", r#"{"integration_id":"int_a"}"#);
+    for r in [&a, &b, &s, &blank, &other_tenant] {
+        insert(&store, r).await;
+    }
+    assert_eq!(a.integration_id().as_deref(), Some("int_a"));
+    assert_eq!(
+        integration_column(&store, "con_a").await.as_deref(),
+        Some("int_a")
+    );
+    assert_eq!(integration_column(&store, "con_s").await, None);
+    assert_eq!(integration_column(&store, "con_blank").await, None);
+    assert_eq!(using(&store, "t1", "int_a").await, 2);
+    assert_eq!(using(&store, "t2", "int_a").await, 1);
+    assert_eq!(using(&store, "t1", "int_b").await, 0);
+
+    // A full update moves the column with the meta.
+    let mut a2 = a.clone();
+    a2.credential_meta = r#"{"integration_id":"int_b","token_type":"Bearer"}"#.into();
+    a2.version = 2;
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(connections::update(tx.conn(), &a2, 1).await.unwrap());
+    // The blank connection gets its meta (as the connect flow does).
+    let mut blank2 = blank.clone();
+    blank2.credential_meta = r#"{"integration_id":"int_b"}"#.into();
+    blank2.version = 2;
+    assert!(connections::update(tx.conn(), &blank2, 1).await.unwrap());
+    // A meta without an integration clears it.
+    let mut b2 = b.clone();
+    b2.credential_meta = r#"{"integration_id":null}"#.into();
+    b2.version = 2;
+    assert!(connections::update(tx.conn(), &b2, 1).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(using(&store, "t1", "int_a").await, 0);
+    assert_eq!(using(&store, "t1", "int_b").await, 2);
+    assert_eq!(integration_column(&store, "con_b").await, None);
+
+    // Deleting a connection stops counting it.
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(connections::delete(tx.conn(), "t1", "con_a").await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(using(&store, "t1", "int_b").await, 1);
+    store.close().await;
+}
+
+async fn connections_using_matches_the_id_exactly(db: Db) {
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    insert(
+        &store,
+        &connection("t1", "con_1", r#"{"integration_id":"int_abc"}"#),
+    )
+    .await;
+    // A JSON value elsewhere in the meta that looks like the key is no use.
+    insert(
+        &store,
+        &connection(
+            "t1",
+            "con_2",
+            r#"{"note":"\"integration_id\":\"int_xyz\"","nested":{"integration_id":"int_xyz"}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(using(&store, "t1", "int_abc").await, 1);
+    // LIKE wildcards and prefixes do not match.
+    assert_eq!(using(&store, "t1", "int_a_c").await, 0);
+    assert_eq!(using(&store, "t1", "int_%").await, 0);
+    assert_eq!(using(&store, "t1", "int_ab").await, 0);
+    assert_eq!(using(&store, "t1", "int_xyz").await, 0);
+    store.close().await;
+}
+
+/// Run the migrations before `0007` on a fresh database, write connections
+/// the old way (the integration only in the JSON), then open the store,
+/// which runs the rest: the column is backfilled.
+async fn migration_backfills_integration_id(db: Db) {
+    let t = TestDb::create(db).await;
+    let dialect = match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    };
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let old = t.dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    let mut copied = 0;
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if name.as_str() < "0007" {
+            std::fs::copy(e.path(), old.join(&name)).unwrap();
+            copied += 1;
+        }
+    }
+    assert_eq!(copied, 6);
+    sqlx::any::install_default_drivers();
+    let mut c = AnyConnection::connect(&t.url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run_direct(&mut c)
+        .await
+        .unwrap();
+    let rows = [
+        (
+            "con_1",
+            "t1",
+            r#"{"integration_id":"int_a","token_type":"Bearer"}"#,
+        ),
+        (
+            "con_2",
+            "t1",
+            r#"{"token_type":"Bearer","integration_id":"int_a"}"#,
+        ),
+        ("con_3", "t2", r#"{"integration_id":"int_a"}"#),
+        ("con_4", "t1", r#"{"placement":"header"}"#),
+        ("con_5", "t1", r#"{"integration_id":5}"#),
+        ("con_6", "t1", ""),
+        ("con_7", "t1", "not json"),
+    ];
+    for (id, tenant, meta) in rows {
+        sqlx::query(
+            "INSERT INTO connections (id, tenant, provider, kind, display_name, scopes, tags, custody, credential_meta, status, created_at, updated_at, version, credential_version) \
+             VALUES ($1, $2, 'custom-rest', 'oauth2_authorization_code', 'Old', '[]', '[]', '[]', $3, 'active', 1, 1, 1, 1)",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(meta)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    c.close().await.unwrap();
+
+    let store = t.store().await;
+    assert_eq!(
+        integration_column(&store, "con_1").await.as_deref(),
+        Some("int_a")
+    );
+    assert_eq!(
+        integration_column(&store, "con_2").await.as_deref(),
+        Some("int_a")
+    );
+    for id in ["con_4", "con_5", "con_6", "con_7"] {
+        assert_eq!(integration_column(&store, id).await, None, "{id}");
+    }
+    assert_eq!(using(&store, "t1", "int_a").await, 2);
+    assert_eq!(using(&store, "t2", "int_a").await, 1);
+    // The old rows read back whole.
+    let got = get(&store, "t1", "con_1").await.unwrap();
+    assert_eq!(got.integration_id().as_deref(), Some("int_a"));
+    assert_eq!(got.params, "{}");
+    assert_eq!(got.consecutive_failures, 0);
+    store.close().await;
+}
+
+fn integration(tenant: &str, id: &str) -> IntegrationRow {
+    IntegrationRow {
+        id: id.into(),
+        tenant: tenant.into(),
+        provider: "github".into(),
+        display_name: "GitHub".into(),
+        client_id: "client".into(),
+        auth_method: "client_secret_basic".into(),
+        key_id: None,
+        scopes: vec!["repo".into()],
+        extra_params: "{}".into(),
+        params: "{}".into(),
+        endpoints: "{}".into(),
+        redirect_uri: None,
+        created_at: 1,
+        updated_at: 1,
+        version: 1,
+        credential_version: 1,
+    }
+}
+
+fn webhook(tenant: &str, id: &str) -> WebhookRow {
+    WebhookRow {
+        id: id.into(),
+        tenant: tenant.into(),
+        url: "https://example.com/hook".into(),
+        events: vec!["connection.*".into()],
+        description: Some("d".into()),
+        disabled_at: None,
+        created_at: 1,
+        updated_at: 1,
+        version: 1,
+    }
+}
+
+fn api_key(tenant: &str, id: &str) -> ApiKeyRow {
+    ApiKeyRow {
+        id: id.into(),
+        tenant: tenant.into(),
+        name: "k".into(),
+        scopes: vec!["admin".into()],
+        created_at: 1,
+        created_by: "test".into(),
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn tenant_scoped_get_list_delete(db: Db) {
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    let mut tx = store.begin_write().await.unwrap();
+    for (tenant, id) in [("t1", "int_2"), ("t1", "int_1"), ("t2", "int_3")] {
+        integrations::insert(tx.conn(), &integration(tenant, id))
+            .await
+            .unwrap();
+    }
+    webhooks::insert(tx.conn(), &webhook("t1", "whk_1"))
+        .await
+        .unwrap();
+    api_keys::insert(tx.conn(), &api_key("t1", "key_1"), "hash-1")
+        .await
+        .unwrap();
+    connections::insert(tx.conn(), &connection("t1", "con_1", "{}"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut c = store.read().await.unwrap();
+    // get: only in its own tenant.
+    assert!(integrations::get(&mut c, "t1", "int_1")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(integrations::get(&mut c, "t2", "int_1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(webhooks::get(&mut c, "t1", "whk_1")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(webhooks::get(&mut c, "t2", "whk_1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(api_keys::get(&mut c, "t1", "key_1")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(api_keys::get(&mut c, "t2", "key_1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(connections::get(&mut c, "t2", "con_1")
+        .await
+        .unwrap()
+        .is_none());
+    // list: the tenant's rows in id order.
+    let ids: Vec<String> = integrations::list(&mut c, "t1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, ["int_1", "int_2"]);
+    assert_eq!(integrations::list(&mut c, "t2").await.unwrap().len(), 1);
+    assert!(integrations::list(&mut c, "t3").await.unwrap().is_empty());
+    assert_eq!(api_keys::list(&mut c, "t1").await.unwrap().len(), 1);
+    assert!(api_keys::list(&mut c, "t2").await.unwrap().is_empty());
+    drop(c);
+
+    // delete: another tenant's delete finds nothing and leaves the row.
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(!integrations::delete(tx.conn(), "t2", "int_1")
+        .await
+        .unwrap());
+    assert!(!webhooks::delete(tx.conn(), "t2", "whk_1").await.unwrap());
+    assert!(!connections::delete(tx.conn(), "t2", "con_1").await.unwrap());
+    assert!(integrations::delete(tx.conn(), "t1", "int_1")
+        .await
+        .unwrap());
+    assert!(!integrations::delete(tx.conn(), "t1", "int_1")
+        .await
+        .unwrap());
+    assert!(webhooks::delete(tx.conn(), "t1", "whk_1").await.unwrap());
+    assert!(connections::delete(tx.conn(), "t1", "con_1").await.unwrap());
+    // Row locks take the same tenant-scoped path (a no-op on SQLite).
+    rekey_store::lock_row(&mut tx, rekey_store::Locked::Integration, "t1", "int_2")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.read().await.unwrap();
+    assert!(integrations::get(&mut c, "t1", "int_1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(integrations::get(&mut c, "t1", "int_2")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(webhooks::get(&mut c, "t1", "whk_1")
+        .await
+        .unwrap()
+        .is_none());
+    drop(c);
+    store.close().await;
+}
+
+async fn rows_decode_what_was_written(db: Db) {
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    let mut row = connection("t1", "con_1", r#"{"integration_id":"int_a"}"#);
+    row.owner.name = Some("Ada".into());
+    row.last_error = Some(r#"{"code":"x"}"#.into());
+    row.rotated_at = Some(5);
+    row.last_ok_at = Some(6);
+    row.last_checked_at = Some(7);
+    row.first_failed_at = Some(8);
+    row.consecutive_failures = 2;
+    row.probe_url = Some("https://example.com/p".into());
+    insert(&store, &row).await;
+    let got = get(&store, "t1", "con_1").await.unwrap();
+    assert_eq!(format!("{got:?}"), format!("{row:?}"));
+
+    let i = integration("t1", "int_a");
+    let w = webhook("t1", "whk_1");
+    let k = api_key("t1", "key_1");
+    let mut tx = store.begin_write().await.unwrap();
+    integrations::insert(tx.conn(), &i).await.unwrap();
+    webhooks::insert(tx.conn(), &w).await.unwrap();
+    api_keys::insert(tx.conn(), &k, "hash-1").await.unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.read().await.unwrap();
+    let gi = integrations::get(&mut c, "t1", "int_a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{gi:?}"), format!("{i:?}"));
+    let gw = webhooks::get(&mut c, "t1", "whk_1").await.unwrap().unwrap();
+    assert_eq!(format!("{gw:?}"), format!("{w:?}"));
+    let gk = api_keys::find_active_by_hash(&mut c, "hash-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(format!("{gk:?}"), format!("{k:?}"));
+
+    // A list column that is not a JSON list reads as empty, as before.
+    sqlx::query("UPDATE connections SET tags = 'not json' WHERE id = 'con_1'")
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    let got = connections::get(&mut c, "t1", "con_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.tags.is_empty());
+    // An unknown status is an internal error, not a guess.
+    sqlx::query("UPDATE connections SET status = 'bogus' WHERE id = 'con_1'")
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    let e = connections::get(&mut c, "t1", "con_1").await.unwrap_err();
+    assert_eq!(e.code(), "internal");
+    drop(c);
+    store.close().await;
+}
+
+async fn database_errors_map_to_domain_errors(db: Db) {
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    assert_eq!(
+        store.backend(),
+        match db {
+            Db::Sqlite => Backend::Sqlite,
+            Db::Postgres => Backend::Postgres,
+        }
+    );
+    let row = connection("t1", "con_1", "{}");
+    insert(&store, &row).await;
+    let mut tx = store.begin_write().await.unwrap();
+    let e = connections::insert(tx.conn(), &row).await.unwrap_err();
+    assert_eq!(e.code(), "already_exists");
+    assert_eq!(
+        e.public_message(),
+        "a record with this identity already exists"
+    );
+    drop(tx);
+    let mut c = store.read().await.unwrap();
+    let e = sqlx::query("SELECT nope FROM connections")
+        .execute(&mut *c)
+        .await
+        .map_err(rekey_core::Error::from)
+        .unwrap_err();
+    assert_eq!(e.code(), "internal");
+    assert_eq!(e.public_message(), "internal error; see server logs");
+    drop(c);
+    store.close().await;
+}
