@@ -58,7 +58,7 @@ impl Rekey {
             .await?
             .ok_or_else(|| not_found(id))?;
         let rows = secrets::for_owner(&mut tx, OWNER_KIND, id).await?;
-        tx.commit().await.map_err(rekey_store::db_err)?;
+        tx.commit().await?;
         Ok((row, rows))
     }
 

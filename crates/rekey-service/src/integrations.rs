@@ -504,7 +504,7 @@ impl Rekey {
                 .await?
                 .ok_or_else(|| not_found(&row.id))?;
             rows = secrets::for_owner(&mut tx, OWNER_KIND, &row.id).await?;
-            tx.commit().await.map_err(rekey_store::db_err)?;
+            tx.commit().await?;
             row = &fresh;
         }
         let s = rows

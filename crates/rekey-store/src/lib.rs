@@ -50,14 +50,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Map a database error to the domain error. Details go to the log only.
-/// The mapping itself is `From<sqlx::Error> for rekey_core::Error` (core's
-/// `sqlx` feature), so store code writes `?`; this stays for callers that
-/// hold a raw sqlx result.
-pub fn db_err(e: sqlx::Error) -> Error {
-    Error::from(e)
-}
-
 /// A write transaction; on SQLite it also holds the in-process write lock.
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
@@ -116,6 +108,25 @@ impl Store {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Whether the PostgreSQL database at `url` already holds rekey's
+    /// schema (a migrated database), without changing anything. Offline
+    /// commands that only read or rewrap refuse an empty database rather
+    /// than creating a schema in the wrong place.
+    pub async fn postgres_is_initialized(url: &str) -> Result<bool, Error> {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot open database: {e}")))?;
+        let n: i32 = sqlx::query_scalar(
+            "SELECT CASE WHEN to_regclass('_sqlx_migrations') IS NULL THEN 0 ELSE 1 END",
+        )
+        .fetch_one(&mut c)
+        .await?;
+        let _ = c.close().await;
+        Ok(n == 1)
     }
 
     async fn migrate(&self) -> Result<(), Error> {

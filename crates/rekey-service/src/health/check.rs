@@ -92,7 +92,7 @@ impl Rekey {
                 let cur = conns::get(tx.conn(), &ctx.tenant, id).await?;
                 if let Some(mut c) = cur.clone() {
                     c.last_checked_at = Some(now_ms());
-                    conns::update(tx.conn(), &c, c.version).await?;
+                    conns::update_health(tx.conn(), &c, c.version).await?;
                     Some(c)
                 } else {
                     None

@@ -70,7 +70,9 @@ pub(crate) async fn apply_observation(
         r.version += 1;
         r.updated_at = now;
     }
-    if !conns::update(tx.conn(), &r, row.version).await? {
+    // Only the health columns change: no rewrite of the whole row and its
+    // tag and custody rows.
+    if !conns::update_health(tx.conn(), &r, row.version).await? {
         return Err(Error::conflict(
             "version_conflict",
             format!("connection {id} changed during the check"),
