@@ -1,6 +1,7 @@
 //! What a completed grant becomes: a new OAuth connection, or the
 //! reauthorized connection switched to (or parked beside) the new grant.
 
+use super::reauth_rule::{judge, Verdict};
 use super::{access_expiry, revocable, session_ctx, token_material, CallbackOutcome, Identity};
 use crate::audit::record;
 use crate::connection_rows::{not_found as connection_not_found, OWNER_KIND as CONN_KIND};
@@ -125,102 +126,80 @@ impl Rekey {
             email: row.owner.email.clone(),
             name: None,
         };
-        let same_person = match (&original.subject, &identity.subject) {
-            (Some(a), Some(b)) => a == b,
-            _ => original.email.is_some() && original.email == identity.email,
-        };
-        let missing: Vec<String> = row
-            .scopes
-            .iter()
-            .filter(|sc| !granted.contains(sc))
-            .cloned()
-            .collect();
-        let mut reasons = Vec::new();
-        if !same_person {
-            reasons.push(format!(
-                "identity_mismatch: authorized by {} but the connection belongs to {}",
-                identity.describe(),
-                original.describe()
-            ));
-        }
-        if !missing.is_empty() {
-            reasons.push(format!(
-                "scope_downgrade: missing scopes {}",
-                missing.join(", ")
-            ));
-        }
+        let verdict = judge(&original, &identity, &row.scopes, &granted);
         let ctx = session_ctx(s);
         let (meta, new_secrets) = token_material(integration_id, &tokens, now, Value::Null);
-        let outcome = if reasons.is_empty() {
-            // Switch to the new grant; the old tokens are revoked after commit.
-            row.credential_meta = meta.to_string();
-            row.expires_at = access_expiry(&tokens, now);
-            row.scopes = granted.clone();
-            row.owner.email = identity.email.clone().or(row.owner.email.clone());
-            row.owner.name = identity.name.clone().or(row.owner.name.clone());
-            let status_before = row.status;
-            row.status = match row.status {
-                Status::Disabled => Status::Disabled,
-                Status::Active => Status::Active,
-                st if st.can_transition(Status::Active) => Status::Active,
-                _ => Status::Pending,
-            };
-            row.last_error = None;
-            row.consecutive_failures = 0;
-            row.first_failed_at = None;
-            row.last_ok_at = Some(now);
-            row.credential_version += 1;
-            row.version += 1;
-            row.updated_at = now;
-            row.rotated_at = Some(now);
-            if !conns::update(tx.conn(), &row, old_version).await? {
-                return Err(Error::conflict(
-                    "version_conflict",
-                    format!("connection {cid} changed during reauthorization; try again"),
-                ));
+        let outcome = match verdict {
+            Verdict::Switch => {
+                // Switch to the new grant; the old tokens are revoked after commit.
+                row.credential_meta = meta.to_string();
+                row.expires_at = access_expiry(&tokens, now);
+                row.scopes = granted.clone();
+                row.owner.email = identity.email.clone().or(row.owner.email.clone());
+                row.owner.name = identity.name.clone().or(row.owner.name.clone());
+                let status_before = row.status;
+                row.status = match row.status {
+                    Status::Disabled => Status::Disabled,
+                    Status::Active => Status::Active,
+                    st if st.can_transition(Status::Active) => Status::Active,
+                    _ => Status::Pending,
+                };
+                row.last_error = None;
+                row.consecutive_failures = 0;
+                row.first_failed_at = None;
+                row.last_ok_at = Some(now);
+                row.credential_version += 1;
+                row.version += 1;
+                row.updated_at = now;
+                row.rotated_at = Some(now);
+                if !conns::update(tx.conn(), &row, old_version).await? {
+                    return Err(Error::conflict(
+                        "version_conflict",
+                        format!("connection {cid} changed during reauthorization; try again"),
+                    ));
+                }
+                self.write_secrets(&mut tx, &row, &new_secrets).await?;
+                record(&mut tx, &ctx, "connection.reauthorized", Some(cid), "ok", json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
+                if row.status != status_before {
+                    crate::health::status_changed(
+                        &mut tx,
+                        &ctx,
+                        &row,
+                        status_before,
+                        "reauthorization",
+                        None,
+                    )
+                    .await?;
+                }
+                let mut data = connection_data(&row);
+                data["method"] = json!("oauth");
+                emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
+                CallbackOutcome::Connected {
+                    connection_id: cid.to_string(),
+                    display_name: row.display_name.clone(),
+                    reauthorized: true,
+                }
             }
-            self.write_secrets(&mut tx, &row, &new_secrets).await?;
-            record(&mut tx, &ctx, "connection.reauthorized", Some(cid), "ok", json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
-            if row.status != status_before {
-                crate::health::status_changed(
-                    &mut tx,
-                    &ctx,
-                    &row,
-                    status_before,
-                    "reauthorization",
-                    None,
-                )
-                .await?;
-            }
-            let mut data = connection_data(&row);
-            data["method"] = json!("oauth");
-            emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
-            CallbackOutcome::Connected {
-                connection_id: cid.to_string(),
-                display_name: row.display_name.clone(),
-                reauthorized: true,
-            }
-        } else {
-            // Park the new grant beside the current one; the connection keeps working on the old grant.
-            let mut meta_now: serde_json::Map<String, Value> =
-                serde_json::from_str(&row.credential_meta).unwrap_or_default();
-            meta_now.insert("pending_grant".into(), json!({
+            Verdict::Park {
+                code,
+                reasons,
+                missing_scopes: missing,
+            } => {
+                // Park the new grant beside the current one; the connection keeps working on the old grant.
+                let mut meta_now: serde_json::Map<String, Value> =
+                    serde_json::from_str(&row.credential_meta).unwrap_or_default();
+                meta_now.insert("pending_grant".into(), json!({
                 "meta": meta, "subject": identity.subject, "email": identity.email, "name": identity.name,
                 "scopes": granted, "at": ms_to_rfc3339(now), "connect_session": s.id,
             }));
-            let mut all = old_secrets
-                .into_iter()
-                .filter(|(k, _)| !k.starts_with("pending:"))
-                .collect::<BTreeMap<_, _>>();
-            for (k, v) in new_secrets {
-                all.insert(format!("pending:{k}"), v);
-            }
-            let code = if !same_person {
-                "identity_mismatch"
-            } else {
-                "scope_downgrade"
-            };
-            row.last_error = Some(
+                let mut all = old_secrets
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with("pending:"))
+                    .collect::<BTreeMap<_, _>>();
+                for (k, v) in new_secrets {
+                    all.insert(format!("pending:{k}"), v);
+                }
+                row.last_error = Some(
                 json!({
                     "code": code,
                     "message": reasons.join("; "),
@@ -229,29 +208,30 @@ impl Rekey {
                 })
                 .to_string(),
             );
-            row.credential_meta = Value::Object(meta_now).to_string();
-            row.credential_version += 1;
-            row.version += 1;
-            row.updated_at = now;
-            if !conns::update(tx.conn(), &row, old_version).await? {
-                return Err(Error::conflict(
-                    "version_conflict",
-                    format!("connection {cid} changed during reauthorization; try again"),
-                ));
-            }
-            self.write_secrets(&mut tx, &row, &all).await?;
-            record(
-                &mut tx,
-                &ctx,
-                "connection.reauthorize_mismatch",
-                Some(cid),
-                "parked",
-                json!({"reasons": reasons, "connect_session": s.id}),
-            )
-            .await?;
-            CallbackOutcome::Parked {
-                connection_id: cid.to_string(),
-                reasons,
+                row.credential_meta = Value::Object(meta_now).to_string();
+                row.credential_version += 1;
+                row.version += 1;
+                row.updated_at = now;
+                if !conns::update(tx.conn(), &row, old_version).await? {
+                    return Err(Error::conflict(
+                        "version_conflict",
+                        format!("connection {cid} changed during reauthorization; try again"),
+                    ));
+                }
+                self.write_secrets(&mut tx, &row, &all).await?;
+                record(
+                    &mut tx,
+                    &ctx,
+                    "connection.reauthorize_mismatch",
+                    Some(cid),
+                    "parked",
+                    json!({"reasons": reasons, "connect_session": s.id}),
+                )
+                .await?;
+                CallbackOutcome::Parked {
+                    connection_id: cid.to_string(),
+                    reasons,
+                }
             }
         };
         tx.commit().await?;

@@ -7,6 +7,7 @@
 
 mod callback;
 mod grant;
+mod reauth_rule;
 mod session;
 
 use crate::Ctx;
