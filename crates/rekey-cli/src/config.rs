@@ -204,8 +204,23 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     }
     opened.rekey.set_outbound_policy(outbound);
     tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
-    // A stable line on stdout for scripts and test harnesses.
-    println!("rekey listening on http://{addr}");
+    // A stable first line on stdout for scripts and test harnesses, then
+    // where to start: the dashboard, and how to get into it the first time.
+    // One write, errors ignored: a reader that closes stdout after the first
+    // line must not take the server down (println! panics on a closed pipe).
+    let mut banner = format!("rekey listening on http://{addr}\ndashboard: {public_url}/ui\n");
+    if !opened.rekey.has_users().await.unwrap_or(true) {
+        banner.push_str(&format!(
+            "no dashboard user yet; create one with: rekey admin create-user --data-dir {} --username NAME --role admin   (password on stdin, or in REKEY_NEW_PASSWORD)\n",
+            shell_word(&a.data.data_dir.display().to_string())
+        ));
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes());
+        let _ = out.flush();
+    }
     if !(a.check_rate.is_finite() && a.check_rate >= 0.0) {
         bail!("REKEY_CHECK_RATE must be a number ≥ 0");
     }
@@ -270,4 +285,17 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     opened.rekey.store().close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `s` as one shell word: as it is when it holds only safe characters,
+/// else single-quoted.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@%=".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }

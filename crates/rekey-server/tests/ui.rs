@@ -14,7 +14,8 @@ both_backends!(
     search_filters_and_bulk_actions,
     pages_and_bulk_beyond_one_page,
     unknown_actions_delete_nothing,
-    dashboard_actions_are_audited_like_the_api
+    dashboard_actions_are_audited_like_the_api,
+    root_leads_to_the_dashboard
 );
 
 fn browser() -> reqwest::Client {
@@ -1125,5 +1126,56 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
         .json();
     assert!(a["items"][0]["request_id"].is_string(), "{a}");
     assert_eq!(a["items"][0]["source"], "127.0.0.1", "{a}");
+    // Sign-in, refused and accepted, carries the request id too.
+    for (pw, outcome, request_id) in [
+        ("wrong password", "denied", "ui-req-login-bad"),
+        ("correct horse battery", "ok", "ui-req-login-ok"),
+    ] {
+        let r = browser()
+            .post(format!("{}/ui/login", s.base))
+            .header("x-request-id", request_id)
+            .form(&[("username", "olga"), ("password", pw)])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_redirection() || r.status() == StatusCode::UNAUTHORIZED);
+        let a = s
+            .get("/api/v1/audit?action=user.login", &s.admin_key)
+            .await
+            .json();
+        let e = &a["items"][0];
+        assert_eq!(e["outcome"], outcome, "{a}");
+        assert_eq!(e["request_id"], request_id, "{a}");
+        assert_eq!(e["source"], "127.0.0.1", "{a}");
+    }
+    s.stop().await;
+}
+
+/// A browser pointed at rekey's bare address lands on the dashboard (the
+/// sign-in page when signed out), and the pages have an icon.
+async fn root_leads_to_the_dashboard(db: Db) {
+    let s = TestServer::start(db).await;
+    let r = browser().get(format!("{}/", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/ui/integrations");
+    // Followed by a browser: signed out, it ends on the sign-in page.
+    let page = reqwest::get(format!("{}/", s.base)).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.url().path().starts_with("/ui/login"), "{}", page.url());
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"<link rel="icon" href="/favicon.svg""#),
+        "{html}"
+    );
+    for path in ["/favicon.ico", "/favicon.svg"] {
+        let r = browser()
+            .get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()["content-type"], "image/svg+xml", "{path}");
+        assert!(r.text().await.unwrap().starts_with("<svg"), "{path}");
+    }
     s.stop().await;
 }

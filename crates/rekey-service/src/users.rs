@@ -133,6 +133,13 @@ fn validate_username(u: &str) -> Result<(), Error> {
 }
 
 impl Rekey {
+    /// Whether anyone can sign in to the dashboard yet (`rekey serve` says
+    /// how to create the first user when not).
+    pub async fn has_users(&self) -> Result<bool, Error> {
+        let mut c = self.store().read().await?;
+        store::any(&mut c).await
+    }
+
     /// Create a dashboard user (offline admin command).
     pub async fn create_user(
         &self,
@@ -185,11 +192,14 @@ impl Rekey {
     }
 
     /// Check a password and open a session: (session token, user). Wrong
-    /// user and wrong password fail alike, in about the same time.
+    /// user and wrong password fail alike, in about the same time. The
+    /// request id and client address go to the audit entry; the address
+    /// also counts for sign-in throttling.
     pub async fn login(
         &self,
         username: &str,
         password: &SecretString,
+        request_id: Option<String>,
         source: Option<String>,
     ) -> Result<(SecretString, SessionUser), Error> {
         let now = now_ms();
@@ -244,7 +254,7 @@ impl Rekey {
                     let ctx = Ctx {
                         tenant: u.tenant.clone(),
                         actor: format!("user:{}", u.username),
-                        request_id: None,
+                        request_id,
                         source,
                     };
                     let mut tx = self.store().begin_write().await?;
@@ -289,7 +299,7 @@ impl Rekey {
         .await?;
         record(
             &mut tx,
-            &su.ctx(None, source),
+            &su.ctx(request_id, source),
             "user.login",
             Some(&user.id),
             "ok",

@@ -43,6 +43,14 @@ pub async fn insert(c: &mut AnyConnection, u: &UserRow) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether any dashboard user exists, in any tenant.
+pub async fn any(c: &mut AnyConnection) -> Result<bool, Error> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users LIMIT 1")
+        .fetch_optional(c)
+        .await?;
+    Ok(n.is_some())
+}
+
 pub async fn by_username(c: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, Error> {
     Ok(
         sqlx::query_as(&format!("SELECT {COLS} FROM users WHERE username = $1"))

@@ -35,6 +35,10 @@ const HTMX_PATH: &str = "/assets/htmx-2.0.11.min.js";
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
+        // A browser pointed at rekey's address lands on the dashboard.
+        .route("/", get(|| async { Redirect::to("/ui/integrations") }))
+        .route("/favicon.ico", get(favicon))
+        .route("/favicon.svg", get(favicon))
         .route("/ui", get(|| async { Redirect::to("/ui/integrations") }))
         .route("/ui/login", get(signin::login_page).post(signin::login))
         .route("/ui/logout", post(signin::logout))
@@ -58,6 +62,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/ui/connections/{id}/{action}", post(actions::act))
         .route_layer(axum::middleware::from_fn_with_state(state, same_origin))
+}
+
+/// rekey's icon. Browsers ask for /favicon.ico whatever the pages say, and
+/// accept an SVG there.
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../../../assets/favicon.svg"),
+    )
+        .into_response()
 }
 
 /// Vendored htmx (see assets/README.md), served by rekey: no CDN.

@@ -43,7 +43,12 @@ pub(super) async fn login(
     // The client address: sign-in throttling counts per address as well as per user.
     match s
         .rekey
-        .login(&form.username, &form.password, origin.source)
+        .login(
+            &form.username,
+            &form.password,
+            origin.request_id,
+            origin.source,
+        )
         .await
     {
         Ok((token, _)) => {
