@@ -72,6 +72,7 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
             data,
         } => {
             let opened = data.open_options()?.open(LockMode::Shared).await?;
+            note_if_created(&opened, &data);
             let created = opened
                 .rekey
                 .create_api_key(
@@ -103,6 +104,7 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
             };
             let role = rekey_service::Role::parse(&role)?;
             let opened = data.open_options()?.open(LockMode::Shared).await?;
+            note_if_created(&opened, &data);
             let id = opened
                 .rekey
                 .create_user(&Ctx::cli(&tenant), &username, &password, role)
@@ -111,7 +113,7 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AdminCmd::Backup { to, data } => {
-            let opened = data.open_options()?.open(LockMode::Shared).await?;
+            let opened = data.open_options()?.open_existing(LockMode::Shared).await?;
             let size = opened.rekey.backup_sqlite(&to).await?;
             println!(
                 "backed up the database to {} ({size} bytes); the keyring is not in it: back up keyring.json (or REKEY_MASTER_KEY) separately, stored apart",
@@ -125,7 +127,10 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
 pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
     match cmd {
         KeysCmd::Rotate { data } => {
-            let opened = data.open_options()?.open(LockMode::Exclusive).await?;
+            let opened = data
+                .open_options()?
+                .open_existing(LockMode::Exclusive)
+                .await?;
             // Test hook: abort the process after N re-wraps to prove resumability.
             let abort_after = std::env::var("REKEY_FAULT_ABORT_AFTER_REWRAPS")
                 .ok()
@@ -156,7 +161,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCmd::Status { data } => {
-            let opened = data.open_options()?.open(LockMode::Shared).await?;
+            let opened = data.open_options()?.open_existing(LockMode::Shared).await?;
             let st = opened.rekey.key_status().await?;
             for (id, n) in st.keys {
                 let mark = if id == st.primary { " (primary)" } else { "" };
@@ -168,11 +173,23 @@ pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
 }
 
 pub async fn audit_verify_offline(data: &DataArgs, json: bool) -> Result<ExitCode> {
-    let opened = data.open_options()?.open(LockMode::Shared).await?;
+    let opened = data.open_options()?.open_existing(LockMode::Shared).await?;
     let report = opened.rekey.audit_verify().await?;
     crate::output::print_verify(&report, json)?;
     if !report.ok {
         bail!("audit chain verification failed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `create-key` and `create-user` may set up a new rekey (before the first
+/// `serve`), but never silently: a mistyped data dir would otherwise get a
+/// key that no running server knows.
+fn note_if_created(opened: &rekey_service::OpenedDataDir, data: &DataArgs) {
+    if opened.created_keyring {
+        eprintln!(
+            "note: {} held no keyring, so a new rekey was set up there (keyring.json; back it up). If you meant an existing rekey, check --data-dir / REKEY_DATA_DIR.",
+            data.data_dir.display()
+        );
+    }
 }

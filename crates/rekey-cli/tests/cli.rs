@@ -80,6 +80,7 @@ both_backends!(
     webhook_cap_flag_and_paged_list,
     check_killed_midway_resumes,
     dashboard_user_from_cli,
+    offline_commands_refuse_a_missing_rekey,
 );
 
 async fn cli_end_to_end(db: Db) {
@@ -1115,6 +1116,20 @@ async fn api_get_offline(env: &Env, id: &str) -> String {
 async fn dashboard_user_from_cli(db: Db) {
     let env = Env::new(db).await;
     let pw = "a long enough password";
+    // A first start says where the dashboard is and how to get in.
+    let banner = env.serve_banner(3).await;
+    assert!(
+        banner[0].starts_with("rekey listening on http://"),
+        "{banner:?}"
+    );
+    let base = banner[0].trim_start_matches("rekey listening on ");
+    assert_eq!(banner[1], format!("dashboard: {base}/ui"), "{banner:?}");
+    assert!(
+        banner[2].starts_with(
+            "no dashboard user yet; create one with: rekey admin create-user --data-dir "
+        ) && banner[2].contains("--role admin"),
+        "{banner:?}"
+    );
     let out = env
         .run(
             &[
@@ -1159,6 +1174,10 @@ async fn dashboard_user_from_cli(db: Db) {
         .await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("12"), "{}", stderr(&out));
+    // With a user, no hint (the server says nothing more on stdout).
+    let banner = env.serve_banner(3).await;
+    assert_eq!(banner.len(), 2, "{banner:?}");
+    assert!(banner[1].starts_with("dashboard: "), "{banner:?}");
     let server = env.serve().await;
     let r = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -1319,4 +1338,98 @@ async fn dashboard_in_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     server.stop().await;
+}
+
+/// Verification and key commands never create what they should find: a
+/// mistyped data dir (or an empty PostgreSQL database) is an error, not
+/// "intact: 0 entries". Creating a key or a user may set up a new rekey,
+/// but says so.
+async fn offline_commands_refuse_a_missing_rekey(db: Db) {
+    let env = Env::new(db).await;
+    let backup = env.dir.path().join("backup.db");
+    let cmds: [Vec<&str>; 4] = [
+        vec!["audit", "verify", "--offline"],
+        vec!["keys", "status"],
+        vec!["keys", "rotate"],
+        vec!["admin", "backup", "--to", backup.to_str().unwrap()],
+    ];
+    for args in &cmds {
+        let out = env.run(args, &[]).await;
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("no data directory at"), "{args:?}: {err}");
+        assert!(!stdout(&out).contains("intact"), "{args:?}");
+        assert!(!env.data_dir().exists(), "{args:?} created the data dir");
+    }
+    // A data dir without a database is refused too (on PostgreSQL: an
+    // empty database, also with the master key given instead of a keyring).
+    std::fs::create_dir(env.data_dir()).unwrap();
+    let mk = [(
+        "REKEY_MASTER_KEY",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )];
+    for args in &cmds {
+        for extra in [&[][..], &mk[..]] {
+            let out = env.run(args, extra).await;
+            assert!(!out.status.success(), "{args:?}");
+            let want = if env.pg.is_some() {
+                "the PostgreSQL database in REKEY_DATABASE_URL holds no rekey data"
+            } else {
+                "no database (rekey.db) in"
+            };
+            assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+            assert!(!env.data_dir().join("rekey.db").exists(), "{args:?}");
+            assert!(!env.data_dir().join("keyring.json").exists(), "{args:?}");
+        }
+    }
+    // create-key sets up a new rekey here, and says so.
+    let out = env
+        .run(
+            &["admin", "create-key", "--name", "k", "--scope", "admin"],
+            &[],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a new rekey was set up there"),
+        "{}",
+        stderr(&out)
+    );
+    // Now there is a rekey to verify, and a second key is no news.
+    let out = env.run(&["audit", "verify", "--offline"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .run(
+            &["admin", "create-key", "--name", "k2", "--scope", "admin"],
+            &[],
+        )
+        .await;
+    assert!(out.status.success());
+    assert!(!stderr(&out).contains("new rekey"), "{}", stderr(&out));
+    // A database without its keyring: refused, and no new keyring is left.
+    let keyring = env.data_dir().join("keyring.json");
+    let kept = env.dir.path().join("keyring.kept");
+    std::fs::rename(&keyring, &kept).unwrap();
+    let out = env.run(&["keys", "status"], &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no keyring.json in"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!keyring.exists());
+    std::fs::rename(&kept, &keyring).unwrap();
+    if env.pg.is_none() {
+        // The keyring without its database is no rekey either.
+        std::fs::remove_file(env.data_dir().join("rekey.db")).unwrap();
+        let _ = std::fs::remove_file(env.data_dir().join("rekey.db-wal"));
+        let _ = std::fs::remove_file(env.data_dir().join("rekey.db-shm"));
+        let out = env.run(&["audit", "verify", "--offline"], &[]).await;
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("no database (rekey.db) in"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

@@ -48,6 +48,60 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
 }
 
 impl OpenOptions {
+    /// [`Self::open`] for commands that must find an existing rekey (audit
+    /// verification, key status and rotation, backups): a data directory,
+    /// database or keyring that is not there is an error, never created —
+    /// so a mistyped `--data-dir` cannot report "intact: 0 entries".
+    pub async fn open_existing(&self, mode: LockMode) -> Result<OpenedDataDir, Error> {
+        let dir = &self.data_dir;
+        let missing = |what: String| {
+            Error::invalid(
+                "no_rekey_data",
+                format!("{what}; check --data-dir / REKEY_DATA_DIR (and REKEY_DATABASE_URL), or start `rekey serve` once to create it"),
+            )
+        };
+        if !dir.is_dir() {
+            return Err(missing(format!("no data directory at {}", dir.display())));
+        }
+        match &self.database_url {
+            None => {
+                let db = dir.join("rekey.db");
+                if !db.is_file() {
+                    return Err(missing(format!(
+                        "no database ({}) in {}",
+                        "rekey.db",
+                        dir.display()
+                    )));
+                }
+            }
+            Some(u) => match sqlite_path(u.expose()) {
+                Some(db) if !db.is_file() => {
+                    return Err(missing(format!("no SQLite database at {}", db.display())));
+                }
+                Some(_) => {}
+                None if u.expose().starts_with("postgres") => {
+                    if !Store::postgres_is_initialized(u.expose()).await? {
+                        return Err(missing(
+                            "the PostgreSQL database in REKEY_DATABASE_URL holds no rekey data"
+                                .into(),
+                        ));
+                    }
+                }
+                None => {}
+            },
+        }
+        let opened = self.open(mode).await?;
+        if opened.created_keyring {
+            // open() found no keyring and the database holds no secret a
+            // keyring would have to open: still no rekey to work on. Leave
+            // no new keyring behind.
+            drop(opened);
+            let _ = std::fs::remove_file(dir.join("keyring.json"));
+            return Err(missing(format!("no keyring.json in {}", dir.display())));
+        }
+        Ok(opened)
+    }
+
     pub async fn open(&self, mode: LockMode) -> Result<OpenedDataDir, Error> {
         let dir = &self.data_dir;
         if !dir.exists() {

@@ -190,6 +190,37 @@ impl Server {
     }
 }
 
+impl Env {
+    /// Start `rekey serve`, collect the first `n` lines it prints on stdout
+    /// (the first one is `rekey listening on …`), and stop it.
+    pub async fn serve_banner(&self, n: usize) -> Vec<String> {
+        let mut child = self
+            .serve_command(&[], None)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut got = Vec::new();
+        while got.len() < n {
+            // The banner is printed at once: after the first line, a short
+            // wait is enough to know that nothing more comes.
+            let wait = Duration::from_secs(if got.is_empty() { 30 } else { 3 });
+            match tokio::time::timeout(wait, lines.next_line()).await {
+                Ok(Ok(Some(l))) => got.push(l),
+                _ => break,
+            }
+        }
+        let server = Server {
+            child,
+            base: String::new(),
+            logs: Default::default(),
+        };
+        server.stop().await;
+        got
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
