@@ -248,7 +248,6 @@ async fn max_concurrent_counts_parallel_slow_requests() {
     let p = ProviderFixture::start().await;
     p.set_mode(Mode::Slow(Duration::from_millis(400)));
     let http = reqwest::Client::new();
-    let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..8 {
         let (http, url) = (http.clone(), p.rest_url());
@@ -261,11 +260,7 @@ async fn max_concurrent_counts_parallel_slow_requests() {
     while let Some(s) = set.join_next().await {
         assert_eq!(s.unwrap(), 200);
     }
-    assert!(
-        t.elapsed() < Duration::from_millis(8 * 400),
-        "{:?}",
-        t.elapsed()
-    );
+    // All eight were in flight at once (counted by the fixture, not timed).
     assert_eq!(p.max_concurrent(), 8);
     assert_eq!(p.hits(), 8);
 
@@ -337,9 +332,8 @@ async fn stop_does_not_wait_for_slow_requests() {
     while p.hits() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let t = Instant::now();
+    // Stopping does not wait for the held request: it is answered 503.
     p.stop().await;
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(pending.await.unwrap().unwrap(), 503);
 }
 
