@@ -292,7 +292,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 }
             }
             if !matches!(r.outcome.as_str(), "ok" | "skipped") {
-                return Ok(ExitCode::from(3));
+                return Ok(ExitCode::from(crate::exit::CHECK_FAILED));
             }
         }
         ConnectionsCmd::Refresh { id, api } => {
