@@ -77,19 +77,8 @@ enum Cmd {
     /// OAuth app registrations (API client).
     #[command(subcommand)]
     Integrations(remote::integrations::IntegrationsCmd),
-    /// Print a connect link for a new connection or a reauthorization.
-    ConnectLink {
-        #[command(flatten)]
-        api: remote::ApiArgs,
-        #[arg(long)]
-        integration: Option<String>,
-        /// Reauthorize this connection ("Connect new account").
-        #[arg(long)]
-        reauthorize: Option<String>,
-        /// Who should authorize (shown on the Connect page).
-        #[arg(long)]
-        owner_hint: Option<String>,
-    },
+    /// Print a connect link for a new connection (OAuth or key-based) or a reauthorization.
+    ConnectLink(remote::integrations::ConnectLinkArgs),
     /// Provider catalog (API client).
     #[command(subcommand)]
     Providers(remote::providers::ProvidersCmd),
@@ -176,14 +165,7 @@ fn main() -> ExitCode {
             Cmd::Providers(c) => remote::providers::run(c).await,
             Cmd::Integrations(c) => remote::integrations::run(c).await,
             Cmd::Webhooks(c) => remote::webhooks::run(c).await,
-            Cmd::ConnectLink {
-                api,
-                integration,
-                reauthorize,
-                owner_hint,
-            } => {
-                remote::integrations::connect_link(api, integration, reauthorize, owner_hint).await
-            }
+            Cmd::ConnectLink(a) => remote::integrations::connect_link(a).await,
             Cmd::Audit(c) => remote::audit::run(c).await,
         }
     });

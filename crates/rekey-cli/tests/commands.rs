@@ -6,8 +6,9 @@
 use rekey_client::Client;
 use rekey_testkit::{both_backends, Db};
 use serde_json::{json, Value};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 mod common;
 use common::*;
@@ -85,7 +86,12 @@ fn json_error(o: &Output) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-both_backends!(exit_statuses_and_json_errors);
+both_backends!(
+    exit_statuses_and_json_errors,
+    connection_commands_change_what_the_api_shows,
+    connect_link_for_key_kinds,
+    audit_list_filters_and_pages,
+);
 
 async fn exit_statuses_and_json_errors(db: Db) {
     let api = Api::start(db).await;
@@ -204,6 +210,349 @@ async fn exit_statuses_and_json_errors(db: Db) {
         .as_str()
         .unwrap()
         .contains("/nonexistent/creds.json"));
+
+    api.server.stop().await;
+}
+
+/// Tags or custody as a sorted list, whatever order the API keeps.
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+async fn connection_commands_change_what_the_api_shows(db: Db) {
+    let api = Api::start(db).await;
+    let c = api.client();
+    let req: rekey_client::api::CreateConnection = serde_json::from_value(json!({
+        "provider": "custom-rest", "kind": "headers", "display_name": "billing",
+        "owner": {"subject": "u-42", "email": "old@example.com"},
+        "tags": ["old"],
+        "credentials": {"headers": {"X-Secret": "s3cret-first"}}
+    }))
+    .unwrap();
+    let id = c.create_connection(&req).await.unwrap().id;
+
+    // credentials: the API's credential JSON, first thing on stdout.
+    let out = api.ok(&["connections", "credentials", &id]).await;
+    assert!(out.starts_with('{'), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["connection_id"], id.as_str());
+    assert_eq!(v["credentials"]["headers"]["X-Secret"], "s3cret-first");
+
+    // update: only what is given changes; the owner keeps its subject.
+    let out = api.run(&["connections", "update", &id]).await;
+    assert_eq!(code(&out), Some(2), "nothing to change is a usage error");
+    api.ok(&[
+        "connections",
+        "update",
+        &id,
+        "--name",
+        "billing (prod)",
+        "--owner-email",
+        "new@example.com",
+        "--tag",
+        "prod",
+        "--tag",
+        "crm,eu",
+        "--custody",
+        "salesforce",
+        "--expires-at",
+        "2030-01-02T03:04:05Z",
+        "--probe-url",
+        "http://127.0.0.1:9/health",
+    ])
+    .await;
+    let v = c.get_connection(&id).await.unwrap();
+    assert_eq!(v.display_name, "billing (prod)");
+    assert_eq!(v.owner.email.as_deref(), Some("new@example.com"));
+    assert_eq!(v.owner.subject.as_deref(), Some("u-42"));
+    assert_eq!(sorted(&v.tags), ["crm", "eu", "prod"]);
+    assert_eq!(v.custody, ["salesforce"]);
+    assert!(
+        v.expires_at
+            .as_deref()
+            .unwrap()
+            .starts_with("2030-01-02T03:04:05"),
+        "{:?}",
+        v.expires_at
+    );
+    assert_eq!(v.probe_url.as_deref(), Some("http://127.0.0.1:9/health"));
+    let out = api
+        .ok(&["connections", "update", &id, "--tag", "", "--json"])
+        .await;
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["tags"], json!([]));
+    let v = c.get_connection(&id).await.unwrap();
+    assert!(v.tags.is_empty());
+    assert_eq!(v.display_name, "billing (prod)");
+    assert_eq!(v.custody, ["salesforce"]);
+    assert_eq!(v.owner.email.as_deref(), Some("new@example.com"));
+
+    // disable / enable, with the reason in the audit log.
+    let out = api
+        .ok(&[
+            "connections",
+            "disable",
+            &id,
+            "--reason",
+            "leaked in a breach",
+        ])
+        .await;
+    assert_eq!(out.trim(), format!("{id} is disabled"));
+    assert_eq!(c.get_connection(&id).await.unwrap().status, "disabled");
+    let log = c
+        .list_all_audit(rekey_client::api::AuditQuery {
+            target: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.details.to_string().contains("leaked in a breach")),
+        "{log:?}"
+    );
+    // A disabled connection's credential is not handed out: 409.
+    let out = api.run(&["connections", "credentials", &id]).await;
+    assert_eq!(code(&out), Some(5), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let out = api.ok(&["connections", "enable", &id, "--json"]).await;
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["status"], "pending");
+    let out = api.run(&["connections", "enable", &id]).await;
+    assert_eq!(code(&out), Some(5), "{}", stderr(&out));
+
+    // replace-credentials from stdin (never argv).
+    let mut cmd = api.env.command(&[
+        "connections",
+        "replace-credentials",
+        &id,
+        "--credentials-file",
+        "-",
+    ]);
+    cmd.env("REKEY_URL", &api.server.base)
+        .env("REKEY_TOKEN", &api.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(br#"{"headers": {"X-Secret": "s3cret-second"}}"#)
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("s3cret-second"));
+    let creds = c.read_credentials(&id).await.unwrap();
+    assert_eq!(creds.credentials["headers"]["X-Secret"], "s3cret-second");
+    // From a file, and a file that is not JSON.
+    let file = api.env.dir.path().join("creds.json");
+    std::fs::write(&file, r#"{"headers": {"X-Secret": "s3cret-third"}}"#).unwrap();
+    api.ok(&[
+        "connections",
+        "replace-credentials",
+        &id,
+        "--credentials-file",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    let creds = c.read_credentials(&id).await.unwrap();
+    assert_eq!(creds.credentials["headers"]["X-Secret"], "s3cret-third");
+    std::fs::write(&file, "X-Secret: s3cret-fourth").unwrap();
+    let out = api
+        .run(&[
+            "connections",
+            "replace-credentials",
+            &id,
+            "--credentials-file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code(&out), Some(1));
+    assert!(!stderr(&out).contains("s3cret-fourth"), "{}", stderr(&out));
+
+    // confirm-revocation: refused before a revocation, then done.
+    let out = api.run(&["connections", "confirm-revocation", &id]).await;
+    assert_eq!(code(&out), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not_revoke_pending"),
+        "{}",
+        stderr(&out)
+    );
+    let out = api.ok(&["connections", "revoke", &id]).await;
+    assert!(
+        out.contains(&format!("rekey connections confirm-revocation {id}")),
+        "{out}"
+    );
+    assert_eq!(
+        c.get_connection(&id).await.unwrap().status,
+        "revoke_pending"
+    );
+    let out = api.ok(&["connections", "confirm-revocation", &id]).await;
+    assert_eq!(out.trim(), format!("{id} is revoked"));
+    assert_eq!(c.get_connection(&id).await.unwrap().status, "revoked");
+
+    api.server.stop().await;
+}
+
+async fn connect_link_for_key_kinds(db: Db) {
+    let api = Api::start(db).await;
+    let out = api
+        .ok(&[
+            "connect-link",
+            "--provider",
+            "sixsense",
+            "--kind",
+            "api_key",
+            "--name",
+            "partner API",
+            "--tag",
+            "partner",
+            "--custody",
+            "vault,ci",
+            "--owner-hint",
+            "ops@example.com",
+            "--json",
+        ])
+        .await;
+    let sess: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sess["provider"], "sixsense");
+    assert_eq!(sess["kind"], "api_key");
+    let url = sess["url"].as_str().unwrap();
+    assert!(url.starts_with(&api.server.base), "{url}");
+    // The link opens the provider's key form; what it creates has the
+    // name, tags, custody and owner given on the command line.
+    let b = rekey_testkit::oauth2_fixture::browser();
+    let page = b.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"name="key""#), "{html}");
+    let key = "k".repeat(40);
+    let r = b
+        .post(format!("{url}/submit"))
+        .form(&[("key", key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let conns = api
+        .client()
+        .list_all_connections(Default::default())
+        .await
+        .unwrap();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    let v = &conns[0];
+    assert_eq!(
+        (v.provider.as_str(), v.kind.as_str()),
+        ("sixsense", "api_key")
+    );
+    assert_eq!(v.display_name, "partner API");
+    assert_eq!(v.tags, ["partner"]);
+    assert_eq!(sorted(&v.custody), ["ci", "vault"]);
+    assert_eq!(v.owner.email.as_deref(), Some("ops@example.com"));
+
+    // Without --json: the URL alone.
+    let out = api
+        .ok(&[
+            "connect-link",
+            "--provider",
+            "custom-rest",
+            "--kind",
+            "headers",
+        ])
+        .await;
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with(&api.server.base), "{out}");
+
+    // --provider needs --kind (usage); no target at all is refused too.
+    let out = api
+        .run(&["connect-link", "--provider", "custom-rest"])
+        .await;
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    let out = api.run(&["connect-link"]).await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--provider"), "{}", stderr(&out));
+    // An unknown provider is the API's 4xx, passed on.
+    let out = api
+        .run(&[
+            "connect-link",
+            "--provider",
+            "no-such",
+            "--kind",
+            "api_key",
+            "--json",
+        ])
+        .await;
+    assert_ne!(code(&out), Some(0));
+    assert!(json_error(&out)["error"]["status"].is_number());
+
+    api.server.stop().await;
+}
+
+async fn audit_list_filters_and_pages(db: Db) {
+    let api = Api::start(db).await;
+    let c = api.client();
+    for i in 0..3 {
+        api.connection(&format!("audited {i}"), "s3cret-audit")
+            .await;
+    }
+    let all = c.list_all_audit(Default::default()).await.unwrap();
+    assert!(all.len() >= 3, "{all:?}");
+
+    // --limit is one page; --all follows the cursor to the end.
+    let out = api.ok(&["audit", "list", "--limit", "2", "--json"]).await;
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 2);
+    let out = api
+        .ok(&["audit", "list", "--limit", "2", "--all", "--json"])
+        .await;
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), all.len());
+
+    // --actor
+    let actor = all[0].actor.clone();
+    let out = api
+        .ok(&["audit", "list", "--all", "--actor", &actor, "--json"])
+        .await;
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(!listed.is_empty());
+    assert!(listed.iter().all(|e| e["actor"] == actor.as_str()));
+    let out = api
+        .ok(&["audit", "list", "--actor", "api_key:nobody", "--json"])
+        .await;
+    assert_eq!(out.trim(), "[]");
+
+    // --since
+    let out = api
+        .ok(&[
+            "audit",
+            "list",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--all",
+            "--json",
+        ])
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&out).unwrap().len(),
+        all.len()
+    );
+    let out = api
+        .ok(&["audit", "list", "--since", "2100-01-01T00:00:00Z", "--json"])
+        .await;
+    assert_eq!(out.trim(), "[]");
+    let out = api
+        .run(&["audit", "list", "--since", "yesterday", "--json"])
+        .await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert_eq!(json_error(&out)["error"]["status"], 400);
+
+    // The table too.
+    let out = api.ok(&["audit", "list", "--actor", &actor]).await;
+    assert!(out.starts_with("SEQ"), "{out}");
+    assert!(out.contains("connection.create"), "{out}");
 
     api.server.stop().await;
 }

@@ -123,31 +123,75 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `rekey connect-link --integration ID [--reauthorize CONN]`: print a connect URL.
-pub async fn connect_link(
-    api: ApiArgs,
-    integration: Option<String>,
-    reauthorize: Option<String>,
-    owner_hint: Option<String>,
-) -> Result<ExitCode> {
-    let c = client(&api)?;
-    let sess: ConnectSessionView = match (integration, reauthorize) {
-        (_, Some(conn)) => c
+/// `rekey connect-link`: who connects what.
+#[derive(clap::Args)]
+pub struct ConnectLinkArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// A new OAuth connection through this integration (OAuth app).
+    #[arg(long, conflicts_with_all = ["provider", "reauthorize"])]
+    pub integration: Option<String>,
+    /// A new key-based connection of this provider (with --kind): the
+    /// Connect page shows the provider's form for that kind.
+    #[arg(long, requires = "kind", conflicts_with = "reauthorize")]
+    pub provider: Option<String>,
+    /// The connection kind for --provider (`api_key`, `basic`, `headers`…).
+    #[arg(long, requires = "provider")]
+    pub kind: Option<String>,
+    /// Reauthorize this connection ("Connect new account").
+    #[arg(long)]
+    pub reauthorize: Option<String>,
+    /// Name of the new connection.
+    #[arg(long = "name", conflicts_with = "reauthorize")]
+    pub display_name: Option<String>,
+    /// Tags of the new connection (repeatable or comma-separated).
+    #[arg(long = "tag", value_delimiter = ',', conflicts_with = "reauthorize")]
+    pub tags: Vec<String>,
+    /// Where copies of the new secret will live (repeatable or comma-separated).
+    #[arg(
+        long = "custody",
+        value_delimiter = ',',
+        conflicts_with = "reauthorize"
+    )]
+    pub custody: Vec<String>,
+    /// Who should authorize (shown on the Connect page).
+    #[arg(long)]
+    pub owner_hint: Option<String>,
+    /// Lifetime of the link in seconds (60–3600; the server's default is 900).
+    #[arg(long)]
+    pub expires_in: Option<i64>,
+}
+
+/// `rekey connect-link`: print a single-use connect URL for a new connection
+/// (OAuth through an integration, or a provider's key form) or a
+/// reauthorization.
+pub async fn connect_link(a: ConnectLinkArgs) -> Result<ExitCode> {
+    let c = client(&a.api)?;
+    let sess: ConnectSessionView = match (a.integration, a.provider, a.reauthorize) {
+        (_, _, Some(conn)) => c
             .reauthorize_connection(&conn, false)
             .await?
             .session
             .ok_or_else(|| anyhow!("the server returned no connect session"))?,
-        (Some(integ), None) => {
+        (integration, provider, None) if integration.is_some() || provider.is_some() => {
             c.create_connect_session(&CreateConnectSession {
-                integration: Some(integ),
-                owner_hint,
-                ..Default::default()
+                integration,
+                provider,
+                kind: a.kind,
+                display_name: a.display_name,
+                owner_hint: a.owner_hint,
+                tags: a.tags,
+                custody: a.custody,
+                reauthorize: None,
+                expires_in: a.expires_in,
             })
             .await?
         }
-        (None, None) => bail!("give --integration ID (new connection) or --reauthorize CONNECTION"),
+        _ => bail!(
+            "give --integration ID (new OAuth connection), --provider P --kind K (new key-based connection) or --reauthorize CONNECTION"
+        ),
     };
-    if api.json {
+    if a.api.json {
         print_json(&sess)?;
     } else {
         println!("{}", sess.url);
