@@ -33,7 +33,8 @@ pub mod exit {
 const EXIT_HELP: &str = "\
 Exit status:
   0  success
-  1  any other error (invalid input, API 400/422)
+  1  any other error (invalid input, API 400/422, a secret that could not be
+     written to stdout)
   2  usage error (unknown command or option, missing argument)
   3  a check failed (`connections check`)
   4  not found (API 404)
@@ -44,7 +45,15 @@ Exit status:
 With --json, an error is printed on stderr as
   {\"error\":{\"code\":\"…\",\"message\":\"…\",\"status\":404}}
 (`code` is the API's stable error code, or one of cli_error, unreachable,
-http_error, bad_response; `status` is the HTTP status or null).";
+http_error, bad_response; `status` is the HTTP status or null).
+
+When the reader of stdout goes away (`rekey connections list | head -1`),
+output stops quietly with status 0, except where a secret is shown once
+(`connections credentials`, `webhooks create|rotate-secret`): that is
+written in one piece before anything else, and if it cannot be written the
+status is 1 and stderr says the secret may not have been received.
+
+No colour codes are written to a stdout or stderr that is not a terminal.";
 
 #[derive(Parser)]
 #[command(
@@ -171,6 +180,8 @@ fn main() -> ExitCode {
     });
     match res {
         Ok(code) => code,
+        // `rekey … | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|c| c.is::<output::StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, no backtrace: errors here are for operators. A closed
             // stderr is ignored: the exit status still tells.

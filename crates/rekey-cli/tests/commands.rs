@@ -22,7 +22,14 @@ struct Api {
 
 impl Api {
     async fn start(db: Db) -> Api {
-        let env = Env::new(db).await;
+        Api::start_with(db, &[]).await
+    }
+
+    /// With more environment for every process (the server too).
+    async fn start_with(db: Db, extra: &[(&str, &str)]) -> Api {
+        let mut env = Env::new(db).await;
+        env.extra
+            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let key = env.admin_key("default", "admin").await;
         let server = env.serve().await;
         Api { env, server, key }
@@ -91,6 +98,8 @@ both_backends!(
     connection_commands_change_what_the_api_shows,
     connect_link_for_key_kinds,
     audit_list_filters_and_pages,
+    closed_stdout_is_not_a_panic,
+    no_colour_codes_when_not_a_terminal,
 );
 
 async fn exit_statuses_and_json_errors(db: Db) {
@@ -555,4 +564,111 @@ async fn audit_list_filters_and_pages(db: Db) {
     assert!(out.contains("connection.create"), "{out}");
 
     api.server.stop().await;
+}
+
+/// `rekey ARGS` whose stdout is a pipe nobody reads any more: the read end
+/// is closed right after the start, long before the answer of the API
+/// arrives, so every write meets a closed pipe (EPIPE).
+async fn with_stdout_closed(api: &Api, args: &[&str]) -> Output {
+    let mut c = api.env.command(args);
+    c.env("REKEY_URL", &api.server.base)
+        .env("REKEY_TOKEN", &api.key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take());
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("rekey timed out")
+        .unwrap()
+}
+
+async fn closed_stdout_is_not_a_panic(db: Db) {
+    let api = Api::start(db).await;
+    let id = api.connection("piped", "s3cret-pipe").await;
+    for i in 0..3 {
+        api.connection(&format!("more {i}"), "s3cret-more").await;
+    }
+    for args in [
+        vec!["connections", "list"],
+        vec!["connections", "list", "--json"],
+        vec!["connections", "show", &id],
+        vec!["audit", "list"],
+        vec!["providers", "list"],
+    ] {
+        let out = with_stdout_closed(&api, &args).await;
+        assert_eq!(code(&out), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}: quiet");
+    }
+
+    // A secret shown once is never lost silently.
+    let out = with_stdout_closed(&api, &["connections", "credentials", &id]).await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the secret may not have been received"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("s3cret-pipe"),
+        "{err}"
+    );
+    let out = with_stdout_closed(
+        &api,
+        &[
+            "webhooks",
+            "create",
+            "--endpoint",
+            "http://127.0.0.1:9/hook",
+            "--event",
+            "*",
+        ],
+    )
+    .await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the secret may not have been received"),
+        "{}",
+        stderr(&out)
+    );
+
+    // As typed in a shell.
+    let mut c = api.env.program("sh");
+    c.arg("-c")
+        .arg(r#""$0" connections list | head -c 2; "$0" connections list --json | head -n 1"#)
+        .arg(BIN)
+        .env("REKEY_URL", &api.server.base)
+        .env("REKEY_TOKEN", &api.key);
+    let out = c.output().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ID[\n");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    api.server.stop().await;
+}
+
+async fn no_colour_codes_when_not_a_terminal(db: Db) {
+    // A terminal type that would get colours, but pipes for stdout and stderr.
+    let api = Api::start_with(db, &[("REKEY_LOG", "info"), ("TERM", "xterm-256color")]).await;
+    let id = api.connection("logged", "s3cret-log").await;
+    for args in [
+        vec!["--help"],
+        vec!["connections", "--help"],
+        vec!["connections", "frobnicate"],
+        vec!["connections", "show", MISSING],
+        vec!["connections", "list"],
+        vec!["connections", "check", &id],
+    ] {
+        let out = api.run(&args).await;
+        for text in [stdout(&out), stderr(&out)] {
+            assert!(!text.contains('\x1b'), "{args:?}: {text:?}");
+        }
+    }
+    // The server's log on a pipe.
+    let server = api.server;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = server.logs();
+    assert!(!logs.trim().is_empty(), "the server logged nothing at info");
+    assert!(!logs.contains('\x1b'), "{logs:?}");
+    server.stop().await;
 }

@@ -88,7 +88,7 @@ pub async fn run(cmd: AuditCmd) -> Result<ExitCode> {
                             ]
                         })
                         .collect(),
-                );
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,7 +1,7 @@
 //! `rekey connections …`
 
 use super::{client, read_input, ApiArgs};
-use crate::output::{print_json, print_table};
+use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::{anyhow, Result};
 use clap::{ArgGroup, Subcommand};
 use rekey_api::*;
@@ -187,19 +187,6 @@ fn read_credentials_file(file: &str) -> Result<Value> {
     serde_json::from_str(&text).map_err(|_| anyhow!("credentials file is not valid JSON"))
 }
 
-/// Write a secret to stdout in one write, before anything else, and say so
-/// when it could not be written (a closed pipe): the caller must not assume
-/// it was received.
-fn write_secret(text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| {
-            anyhow!("could not write the credentials to stdout ({e}): the secret may not have been received")
-        })
-}
-
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -225,8 +212,7 @@ fn print_status(api: &ApiArgs, v: &ConnectionView) -> Result<()> {
     if api.json {
         print_json(v)
     } else {
-        println!("{} is {}", v.id, v.status);
-        Ok(())
+        outln!("{} is {}", v.id, v.status)
     }
 }
 
@@ -268,7 +254,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&items)?;
             } else {
-                print_table(&CONN_HEADERS, items.iter().map(connection_row).collect());
+                print_table(&CONN_HEADERS, items.iter().map(connection_row).collect())?;
             }
         }
         ConnectionsCmd::Show { id, api } => {
@@ -276,11 +262,11 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&v)?;
             } else {
-                print_table(&CONN_HEADERS, vec![connection_row(&v)]);
+                print_table(&CONN_HEADERS, vec![connection_row(&v)])?;
                 if let Some(e) = &v.last_error {
-                    println!("last error: {e}");
+                    outln!("last error: {e}")?;
                 }
-                println!("credential: {}", v.credential);
+                outln!("credential: {}", v.credential)?;
             }
         }
         ConnectionsCmd::Create {
@@ -322,7 +308,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&v)?;
             } else {
-                println!("{}", v.id);
+                outln!("{}", v.id)?;
             }
         }
         ConnectionsCmd::Delete { id, api, no_revoke } => {
@@ -331,7 +317,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             };
             client(&api)?.delete_connection(&id, &q, None).await?;
             if !api.json {
-                println!("deleted {id}");
+                outln!("deleted {id}")?;
             }
         }
         ConnectionsCmd::Revoke { id, api } => {
@@ -339,14 +325,14 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&r)?;
             } else if r.revoked_at_provider {
-                println!(
+                outln!(
                     "revoked at the provider; {id} is now {}",
                     r.connection.status
-                );
+                )?;
             } else {
-                println!("{id} is {}: the provider has no revocation API. Do this, then confirm with `rekey connections confirm-revocation {id}`:", r.connection.status);
+                outln!("{id} is {}: the provider has no revocation API. Do this, then confirm with `rekey connections confirm-revocation {id}`:", r.connection.status)?;
                 for (n, step) in r.manual_steps.iter().enumerate() {
-                    println!("  {}. {step}", n + 1);
+                    outln!("  {}. {step}", n + 1)?;
                 }
             }
         }
@@ -361,9 +347,9 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&r)?;
             } else if let Some(sess) = &r.session {
-                println!("{}", sess.url);
+                outln!("{}", sess.url)?;
             } else {
-                println!("accepted the parked grant; {id} is {}", r.connection.status);
+                outln!("accepted the parked grant; {id} is {}", r.connection.status)?;
             }
         }
         ConnectionsCmd::Check { id, api } => {
@@ -376,7 +362,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 } else {
                     format!("{} -> {}", r.status_before, r.status)
                 };
-                println!(
+                outln!(
                     "{}: {} ({transition}{}, {} ms)",
                     r.connection_id,
                     r.outcome,
@@ -384,9 +370,9 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                         .map(|s| format!(", HTTP {s}"))
                         .unwrap_or_default(),
                     r.duration_ms
-                );
+                )?;
                 if let Some(m) = &r.message {
-                    println!("  {m}");
+                    outln!("  {m}")?;
                 }
             }
             if !matches!(r.outcome.as_str(), "ok" | "skipped") {
@@ -447,14 +433,14 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&v)?;
             } else {
-                print_table(&CONN_HEADERS, vec![connection_row(&v)]);
+                print_table(&CONN_HEADERS, vec![connection_row(&v)])?;
             }
         }
         ConnectionsCmd::Credentials { id, api } => {
             let v = client(&api)?.read_credentials(&id).await?;
             let mut text = serde_json::to_string_pretty(&v)?;
             text.push('\n');
-            write_secret(&text)?;
+            write_secret(&text, "the credentials")?;
         }
         ConnectionsCmd::ReplaceCredentials {
             id,
@@ -484,10 +470,10 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&v)?;
             } else {
-                println!(
+                outln!(
                     "refreshed {id}; access token expires {}",
                     v.expires_at.clone().unwrap_or_else(|| "never".into())
-                );
+                )?;
             }
         }
     }

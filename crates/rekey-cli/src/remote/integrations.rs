@@ -1,7 +1,7 @@
 //! `rekey integrations …` and `rekey connect-link`.
 
 use super::{client, read_input, ApiArgs};
-use crate::output::{print_json, print_table};
+use crate::output::{outln, print_json, print_table};
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use rekey_api::*;
@@ -90,7 +90,7 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                             ]
                         })
                         .collect(),
-                );
+                )?;
             }
         }
         IntegrationsCmd::Show { id, api } => {
@@ -112,12 +112,12 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&v)?;
             } else {
-                println!("{}", v.id);
+                outln!("{}", v.id)?;
             }
         }
         IntegrationsCmd::Delete { id, api } => {
             client(&api)?.delete_integration(&id).await?;
-            println!("deleted {id}");
+            outln!("deleted {id}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -194,7 +194,7 @@ pub async fn connect_link(a: ConnectLinkArgs) -> Result<ExitCode> {
     if a.api.json {
         print_json(&sess)?;
     } else {
-        println!("{}", sess.url);
+        outln!("{}", sess.url)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! `rekey providers …`
 
 use super::{client, ApiArgs};
-use crate::output::{print_json, print_table};
+use crate::output::{outln, print_json, print_table};
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -47,7 +47,7 @@ pub async fn run(cmd: ProvidersCmd) -> Result<ExitCode> {
                     ]
                 })
                 .collect(),
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -62,7 +62,7 @@ fn lint(dir: Option<std::path::PathBuf>, strict: bool, json: bool) -> Result<Exi
         print_json(&findings)?;
     } else {
         for f in &findings {
-            println!("{f}");
+            outln!("{f}")?;
         }
     }
     let errors = findings
