@@ -49,7 +49,8 @@ http_error, bad_response; `status` is the HTTP status or null).
 
 When the reader of stdout goes away (`rekey connections list | head -1`),
 output stops quietly with status 0, except where a secret is shown once
-(`connections credentials`, `webhooks create|rotate-secret`): that is
+(`connections credentials`, `webhooks create|rotate-secret`,
+`api-keys create`): that is
 written in one piece before anything else, and if it cannot be written the
 status is 1 and stderr says the secret may not have been received.
 
@@ -88,6 +89,9 @@ enum Cmd {
     Integrations(remote::integrations::IntegrationsCmd),
     /// Print a connect link for a new connection (OAuth or key-based) or a reauthorization.
     ConnectLink(remote::integrations::ConnectLinkArgs),
+    /// API keys of your tenant (API client; needs the admin scope).
+    #[command(subcommand)]
+    ApiKeys(remote::api_keys::ApiKeysCmd),
     /// Provider catalog (API client).
     #[command(subcommand)]
     Providers(remote::providers::ProvidersCmd),
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
             Cmd::Integrations(c) => remote::integrations::run(c).await,
             Cmd::Webhooks(c) => remote::webhooks::run(c).await,
             Cmd::ConnectLink(a) => remote::integrations::connect_link(a).await,
+            Cmd::ApiKeys(c) => remote::api_keys::run(c).await,
             Cmd::Audit(c) => remote::audit::run(c).await,
         }
     });

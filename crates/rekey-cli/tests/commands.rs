@@ -100,6 +100,7 @@ both_backends!(
     audit_list_filters_and_pages,
     closed_stdout_is_not_a_panic,
     no_colour_codes_when_not_a_terminal,
+    api_keys_providers_and_integration_updates,
 );
 
 async fn exit_statuses_and_json_errors(db: Db) {
@@ -671,4 +672,124 @@ async fn no_colour_codes_when_not_a_terminal(db: Db) {
     assert!(!logs.trim().is_empty(), "the server logged nothing at info");
     assert!(!logs.contains('\x1b'), "{logs:?}");
     server.stop().await;
+}
+
+/// `rekey ARGS` with `input` on stdin.
+async fn with_stdin(api: &Api, args: &[&str], input: &str) -> Output {
+    let mut c = api.env.command(args);
+    c.env("REKEY_URL", &api.server.base)
+        .env("REKEY_TOKEN", &api.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("rekey timed out")
+        .unwrap()
+}
+
+async fn api_keys_providers_and_integration_updates(db: Db) {
+    let api = Api::start(db).await;
+    let c = api.client();
+
+    // api-keys: create prints only the key; it works, shows in the list, and
+    // stops working once revoked.
+    let out = api
+        .ok(&[
+            "api-keys",
+            "create",
+            "--name",
+            "ci reader",
+            "--scope",
+            "connections:read",
+        ])
+        .await;
+    let key = out.trim().to_string();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(key.starts_with("rk_"), "{key}");
+    let out = api
+        .run_with(&["connections", "list"], &[("REKEY_TOKEN", &key)])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = api.ok(&["api-keys", "list", "--json"]).await;
+    let keys: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let listed = keys.iter().find(|k| k["name"] == "ci reader").unwrap();
+    assert_eq!(listed["scopes"], json!(["connections:read"]));
+    assert!(!out.contains(&key));
+    let id = listed["id"].as_str().unwrap().to_string();
+    let table = api.ok(&["api-keys", "list"]).await;
+    assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+    let out = api.ok(&["api-keys", "revoke", &id]).await;
+    assert_eq!(out.trim(), format!("revoked {id}"));
+    let out = api
+        .run_with(&["connections", "list"], &[("REKEY_TOKEN", &key)])
+        .await;
+    assert_eq!(code(&out), Some(6), "{}", stderr(&out));
+    let out = api.run(&["api-keys", "revoke", &id]).await;
+    assert_eq!(code(&out), Some(5), "revoking twice: {}", stderr(&out));
+
+    // providers show: the entry with its runbooks.
+    let out = api.ok(&["providers", "show", "sixsense"]).await;
+    let p: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["id"], "sixsense");
+    assert!(p["revoke"]["steps"].is_array(), "{p}");
+    let out = api.run(&["providers", "show", "no-such-provider"]).await;
+    assert_eq!(code(&out), Some(4), "{}", stderr(&out));
+
+    // integrations update: e.g. a new client secret, from stdin.
+    let body = json!({"provider": "custom-oauth2", "display_name": "CRM", "client_id": "crm-client",
+        "client_secret": "s3cret-client-one",
+        "endpoints": {"authorize_url": "http://127.0.0.1:9/authorize", "token_url": "http://127.0.0.1:9/token",
+                      "revocation_url": "http://127.0.0.1:9/revoke", "identity_url": "http://127.0.0.1:9/me"}});
+    let out = with_stdin(
+        &api,
+        &["integrations", "create", "--file", "-"],
+        &body.to_string(),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let integ = stdout(&out).trim().to_string();
+    let before = c.get_integration(&integ).await.unwrap();
+    let out = with_stdin(
+        &api,
+        &["integrations", "update", &integ, "--file", "-"],
+        r#"{"client_secret": "s3cret-client-two", "display_name": "CRM (rotated)"}"#,
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("s3cret-client-two"));
+    let after = c.get_integration(&integ).await.unwrap();
+    assert_eq!(after.display_name, "CRM (rotated)");
+    assert!(after.version > before.version);
+    let out = with_stdin(
+        &api,
+        &["integrations", "update", &integ, "--file", "-"],
+        r#"{"client_secret": 42, "scopes": "s3cret-not-a-list"}"#,
+    )
+    .await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("UpdateIntegration") && !stderr(&out).contains("s3cret-not-a-list"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A secret shown once: the API key, to a closed pipe.
+    let out = with_stdout_closed(
+        &api,
+        &["api-keys", "create", "--name", "lost", "--scope", "admin"],
+    )
+    .await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the secret may not have been received"),
+        "{}",
+        stderr(&out)
+    );
+
+    api.server.stop().await;
 }

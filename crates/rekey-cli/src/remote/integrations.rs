@@ -28,11 +28,35 @@ pub enum IntegrationsCmd {
         #[arg(long = "file")]
         file: String,
     },
+    /// Change an OAuth app registration, e.g. rotate its client secret. The
+    /// JSON body (the API's UpdateIntegration: only the fields to change) is
+    /// read from a file or stdin (`-`).
+    Update {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long = "file")]
+        file: String,
+    },
     Delete {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+/// A request body of type `T` from `file` (or stdin), with serde's
+/// complaints but never the values it quotes (the file holds secrets).
+fn read_body<T: serde::de::DeserializeOwned>(file: &str, type_name: &str) -> Result<T> {
+    let text = read_input(file, "stdin")?;
+    let body: Value =
+        serde_json::from_str(&text).map_err(|_| anyhow!("{file} is not valid JSON"))?;
+    serde_json::from_value(body).map_err(|e| {
+        anyhow!(
+            "{file} does not match the API's {type_name}: {}",
+            without_quoted_values(&e.to_string())
+        )
+    })
 }
 
 /// serde's message without the values it quotes (the file holds a client
@@ -99,20 +123,22 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
         }
         IntegrationsCmd::Create { api, file } => {
             let c = client(&api)?;
-            let text = read_input(&file, "stdin")?;
-            let body: Value =
-                serde_json::from_str(&text).map_err(|_| anyhow!("{file} is not valid JSON"))?;
-            let req: CreateIntegration = serde_json::from_value(body).map_err(|e| {
-                anyhow!(
-                    "{file} does not match the API's CreateIntegration: {}",
-                    without_quoted_values(&e.to_string())
-                )
-            })?;
+            let req: CreateIntegration = read_body(&file, "CreateIntegration")?;
             let v = c.create_integration(&req).await?;
             if api.json {
                 print_json(&v)?;
             } else {
                 outln!("{}", v.id)?;
+            }
+        }
+        IntegrationsCmd::Update { id, api, file } => {
+            let c = client(&api)?;
+            let req: UpdateIntegration = read_body(&file, "UpdateIntegration")?;
+            let v = c.update_integration(&id, &req, None).await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                outln!("updated {} (version {})", v.id, v.version)?;
             }
         }
         IntegrationsCmd::Delete { id, api } => {

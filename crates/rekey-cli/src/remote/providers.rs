@@ -12,6 +12,12 @@ pub enum ProvidersCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// One catalog entry with its revoke and rotate runbooks (JSON).
+    Show {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Check catalog entries (offline): DIR, or the catalog built into this binary.
     /// Exit 1 on errors (and on warnings with --strict).
     Lint {
@@ -26,6 +32,10 @@ pub enum ProvidersCmd {
 pub async fn run(cmd: ProvidersCmd) -> Result<ExitCode> {
     let api = match cmd {
         ProvidersCmd::List { api } => api,
+        ProvidersCmd::Show { id, api } => {
+            print_json(&client(&api)?.get_provider(&id).await?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         ProvidersCmd::Lint { dir, strict, json } => return lint(dir, strict, json),
     };
     let list = client(&api)?.list_providers(&Default::default()).await?;
