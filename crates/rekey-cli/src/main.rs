@@ -49,10 +49,10 @@ http_error, bad_response; `status` is the HTTP status or null).
 
 When the reader of stdout goes away (`rekey connections list | head -1`),
 output stops quietly with status 0, except where a secret is shown once
-(`connections credentials`, `webhooks create|rotate-secret`,
-`api-keys create`): that is
-written in one piece before anything else, and if it cannot be written the
-status is 1 and stderr says the secret may not have been received.
+(`connections credentials`, `webhooks create|rotate-secret`, `api-keys
+create`): it is written in one piece before anything else, and if it cannot
+be written the status is 1 and stderr says the secret may not have been
+received.
 
 No colour codes are written to a stdout or stderr that is not a terminal.";
 
