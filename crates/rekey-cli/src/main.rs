@@ -6,14 +6,62 @@ mod offline;
 mod output;
 mod remote;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use rekey_client::ClientError;
+use std::io::Write;
 use std::process::ExitCode;
+
+/// Exit statuses: one per class of failure, so scripts can tell "not
+/// there" from "refused" from "server down". Documented in `rekey --help`
+/// ([`EXIT_HELP`]); usage errors are clap's 2.
+pub mod exit {
+    /// Any other failure: invalid input, an API 400/422, a secret that
+    /// could not be written out.
+    pub const OTHER: u8 = 1;
+    /// `connections check`: the probe ran and failed.
+    pub const CHECK_FAILED: u8 = 3;
+    /// API 404.
+    pub const NOT_FOUND: u8 = 4;
+    /// API 409: the resource is in another state or at another version.
+    pub const CONFLICT: u8 = 5;
+    /// API 401/403.
+    pub const AUTH: u8 = 6;
+    /// API 5xx, or no answer (connection refused, timeout, TLS).
+    pub const SERVER: u8 = 7;
+}
+
+const EXIT_HELP: &str = "\
+Exit status:
+  0  success
+  1  any other error (invalid input, API 400/422, a secret that could not be
+     written to stdout)
+  2  usage error (unknown command or option, missing argument)
+  3  a check failed (`connections check`)
+  4  not found (API 404)
+  5  conflict (API 409: the resource is in another state or version)
+  6  not authorized (API 401/403: REKEY_TOKEN unknown, revoked or lacking a scope)
+  7  server error or unreachable (API 5xx, connection refused, timeout)
+
+With --json, an error is printed on stderr as
+  {\"error\":{\"code\":\"…\",\"message\":\"…\",\"status\":404}}
+(`code` is the API's stable error code, or one of cli_error, unreachable,
+http_error, bad_response; `status` is the HTTP status or null).
+
+When the reader of stdout goes away (`rekey connections list | head -1`),
+output stops quietly with status 0, except where a secret is shown once
+(`connections credentials`, `webhooks create|rotate-secret`, `api-keys
+create`): it is written in one piece before anything else, and if it cannot
+be written the status is 1 and stderr says the secret may not have been
+received.
+
+No colour codes are written to a stdout or stderr that is not a terminal.";
 
 #[derive(Parser)]
 #[command(
     name = "rekey",
     version,
-    about = "Keep third-party credentials working; revoke, rotate and reauthorize them."
+    about = "Keep third-party credentials working; revoke, rotate and reauthorize them.",
+    after_help = EXIT_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,19 +87,11 @@ enum Cmd {
     /// OAuth app registrations (API client).
     #[command(subcommand)]
     Integrations(remote::integrations::IntegrationsCmd),
-    /// Print a connect link for a new connection or a reauthorization.
-    ConnectLink {
-        #[command(flatten)]
-        api: remote::ApiArgs,
-        #[arg(long)]
-        integration: Option<String>,
-        /// Reauthorize this connection ("Connect new account").
-        #[arg(long)]
-        reauthorize: Option<String>,
-        /// Who should authorize (shown on the Connect page).
-        #[arg(long)]
-        owner_hint: Option<String>,
-    },
+    /// Print a connect link for a new connection (OAuth or key-based) or a reauthorization.
+    ConnectLink(remote::integrations::ConnectLinkArgs),
+    /// API keys of your tenant (API client; needs the admin scope).
+    #[command(subcommand)]
+    ApiKeys(remote::api_keys::ApiKeysCmd),
     /// Provider catalog (API client).
     #[command(subcommand)]
     Providers(remote::providers::ProvidersCmd),
@@ -60,8 +100,65 @@ enum Cmd {
     Audit(remote::audit::AuditCmd),
 }
 
+/// The API error behind `e`, if any (commands may add context around it).
+fn client_error(e: &anyhow::Error) -> Option<&ClientError> {
+    e.chain().find_map(|c| c.downcast_ref::<ClientError>())
+}
+
+/// The exit status of a failed command: the one place API errors are mapped
+/// to [`exit`] classes.
+fn exit_status(e: &anyhow::Error) -> u8 {
+    let Some(ce) = client_error(e) else {
+        return exit::OTHER;
+    };
+    match ce.status() {
+        Some(404) => exit::NOT_FOUND,
+        Some(409) => exit::CONFLICT,
+        Some(401 | 403) => exit::AUTH,
+        Some(s) if s >= 500 => exit::SERVER,
+        Some(_) => exit::OTHER,
+        None => match ce {
+            ClientError::Connect { .. } | ClientError::Transport(_) => exit::SERVER,
+            _ => exit::OTHER,
+        },
+    }
+}
+
+/// `{"error": {"code", "message", "status"}}` for `--json`: the API's own
+/// code and message when it sent them.
+fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    let (code, message, status) = match client_error(e) {
+        Some(ClientError::Api {
+            status,
+            code,
+            message,
+        }) => (code.clone(), message.clone(), Some(*status)),
+        Some(ce) => {
+            let code = match ce {
+                ClientError::Connect { .. } | ClientError::Transport(_) => "unreachable",
+                ClientError::Status { .. } => "http_error",
+                _ => "bad_response",
+            };
+            (code.to_string(), format!("{e:#}"), ce.status())
+        }
+        None => ("cli_error".to_string(), format!("{e:#}"), None),
+    };
+    serde_json::json!({"error": {"code": code, "message": message, "status": status}})
+}
+
+/// Whether the subcommand that ran was given `--json` (the flag is defined
+/// on each API subcommand, so look at the deepest one that has it).
+fn wants_json(m: &ArgMatches) -> bool {
+    if matches!(m.try_get_one::<bool>("json"), Ok(Some(true))) {
+        return true;
+    }
+    m.subcommand().is_some_and(|(_, sub)| wants_json(sub))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let json = wants_json(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,23 +178,25 @@ fn main() -> ExitCode {
             Cmd::Providers(c) => remote::providers::run(c).await,
             Cmd::Integrations(c) => remote::integrations::run(c).await,
             Cmd::Webhooks(c) => remote::webhooks::run(c).await,
-            Cmd::ConnectLink {
-                api,
-                integration,
-                reauthorize,
-                owner_hint,
-            } => {
-                remote::integrations::connect_link(api, integration, reauthorize, owner_hint).await
-            }
+            Cmd::ConnectLink(a) => remote::integrations::connect_link(a).await,
+            Cmd::ApiKeys(c) => remote::api_keys::run(c).await,
             Cmd::Audit(c) => remote::audit::run(c).await,
         }
     });
     match res {
         Ok(code) => code,
+        // `rekey … | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|c| c.is::<output::StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line, no backtrace: errors here are for operators.
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // One line, no backtrace: errors here are for operators. A closed
+            // stderr is ignored: the exit status still tells.
+            let mut err = std::io::stderr().lock();
+            let _ = if json {
+                writeln!(err, "{}", error_json(&e))
+            } else {
+                writeln!(err, "error: {e:#}")
+            };
+            ExitCode::from(exit_status(&e))
         }
     }
 }
@@ -110,5 +209,61 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    fn api(status: u16, code: &str) -> anyhow::Error {
+        rekey_client::ClientError::Api {
+            status,
+            code: code.into(),
+            message: format!("{code} happened"),
+        }
+        .into()
+    }
+
+    #[test]
+    fn api_errors_map_to_one_exit_status_per_class() {
+        use super::{exit, exit_status};
+        for (status, want) in [
+            (404, exit::NOT_FOUND),
+            (409, exit::CONFLICT),
+            (401, exit::AUTH),
+            (403, exit::AUTH),
+            (500, exit::SERVER),
+            (503, exit::SERVER),
+            (400, exit::OTHER),
+            (422, exit::OTHER),
+        ] {
+            assert_eq!(exit_status(&api(status, "x")), want, "{status}");
+        }
+        // Context around the API error does not hide it.
+        let e = api(404, "connection_not_found").context("reading con_1");
+        assert_eq!(exit_status(&e), exit::NOT_FOUND);
+        assert_eq!(exit_status(&anyhow::anyhow!("bad file")), exit::OTHER);
+        // No HTTP answer at all: the server is down or unreachable.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let refused = rt
+            .block_on(
+                rekey_client::Client::new("http://127.0.0.1:1", "rk_x")
+                    .unwrap()
+                    .healthz(),
+            )
+            .unwrap_err();
+        assert_eq!(exit_status(&refused.into()), exit::SERVER);
+    }
+
+    #[test]
+    fn json_errors_carry_the_api_code_and_status() {
+        let v = super::error_json(&api(409, "not_revoke_pending"));
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {"code": "not_revoke_pending", "message": "not_revoke_pending happened", "status": 409}})
+        );
+        let v = super::error_json(&anyhow::anyhow!("cannot read x.json"));
+        assert_eq!(v["error"]["code"], "cli_error");
+        assert_eq!(v["error"]["message"], "cannot read x.json");
+        assert!(v["error"]["status"].is_null());
     }
 }

@@ -14,12 +14,24 @@ pub enum AuditCmd {
     List {
         #[command(flatten)]
         api: ApiArgs,
+        /// Only this action (`connection.update`, `credentials.read`…).
         #[arg(long)]
         action: Option<String>,
+        /// Only entries about this id.
         #[arg(long)]
         target: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
+        /// Only this actor (`api_key:<id>`, `cli`…).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries per request (1–500; default 50, or 500 with --all).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=500))]
+        limit: Option<i64>,
+        /// Fetch every page, not only the newest entries.
+        #[arg(long)]
+        all: bool,
     },
     /// Verify the hash chain. Exit 0 when intact; non-zero naming the first broken entry.
     Verify {
@@ -39,22 +51,31 @@ pub async fn run(cmd: AuditCmd) -> Result<ExitCode> {
             api,
             action,
             target,
+            actor,
+            since,
             limit,
+            all,
         } => {
             let c = client(&api)?;
             let q = AuditQuery {
                 action,
                 target,
-                limit: Some(limit),
-                ..Default::default()
+                actor,
+                since,
+                limit: Some(limit.unwrap_or(if all { 500 } else { 50 })),
+                cursor: None,
             };
-            let list = c.list_audit(&q).await?;
+            let items = if all {
+                c.list_all_audit(q).await?
+            } else {
+                c.list_audit(&q).await?.items
+            };
             if api.json {
-                print_json(&list.items)?;
+                print_json(&items)?;
             } else {
                 print_table(
                     &["seq", "at", "actor", "action", "target", "outcome"],
-                    list.items
+                    items
                         .iter()
                         .map(|e| {
                             vec![
@@ -67,7 +88,7 @@ pub async fn run(cmd: AuditCmd) -> Result<ExitCode> {
                             ]
                         })
                         .collect(),
-                );
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

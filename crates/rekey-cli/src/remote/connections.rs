@@ -1,9 +1,9 @@
 //! `rekey connections …`
 
 use super::{client, read_input, ApiArgs};
-use crate::output::{print_json, print_table};
+use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::{anyhow, Result};
-use clap::Subcommand;
+use clap::{ArgGroup, Subcommand};
 use rekey_api::*;
 use serde_json::Value;
 use std::process::ExitCode;
@@ -108,6 +108,83 @@ pub enum ConnectionsCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Stop handing out the credential (reads answer 409) until `enable`.
+    Disable {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Why (kept in the audit log and on the connection).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Re-enable a disabled connection (it is `pending` until checked).
+    Enable {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Change a connection's metadata; only the options given are changed.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)
+        .args(["display_name", "owner_email", "tags", "custody", "expires_at", "probe_url"])))]
+    Update {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long = "name")]
+        display_name: Option<String>,
+        /// The owner's email (the owner's other fields are kept).
+        #[arg(long)]
+        owner_email: Option<String>,
+        /// Replaces all tags (repeatable or comma-separated; `--tag ''` clears).
+        #[arg(long = "tag", value_delimiter = ',')]
+        tags: Option<Vec<String>>,
+        /// Replaces the custody list (repeatable or comma-separated; `--custody ''` clears).
+        #[arg(long = "custody", value_delimiter = ',')]
+        custody: Option<Vec<String>>,
+        /// RFC 3339; `''` clears.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Probe this URL instead of the catalog's; `''` clears.
+        #[arg(long)]
+        probe_url: Option<String>,
+    },
+    /// Print the decrypted credential as JSON on stdout (needs
+    /// `credentials:read`; audited). Nothing else is printed before it; if
+    /// stdout is closed before it is written, the exit status is 1 and stderr
+    /// says so.
+    Credentials {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Replace the credential material with JSON from a file or stdin (`-`),
+    /// never from the command line.
+    ReplaceCredentials {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// JSON file with the credential material, or `-` for stdin.
+        #[arg(long = "credentials-file")]
+        credentials_file: String,
+    },
+    /// Confirm that the manual revocation steps are done (`revoke_pending` → `revoked`).
+    ConfirmRevocation {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Slugs from a repeatable, comma-separated option, without empty ones (so
+/// `--tag ''` is the empty list).
+fn non_empty(v: Option<Vec<String>>) -> Option<Vec<String>> {
+    v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
+}
+
+/// Credential material from `--credentials-file`, which may be stdin.
+fn read_credentials_file(file: &str) -> Result<Value> {
+    let text = read_input(file, "credentials from stdin")?;
+    serde_json::from_str(&text).map_err(|_| anyhow!("credentials file is not valid JSON"))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -128,6 +205,15 @@ fn connection_row(c: &ConnectionView) -> Vec<String> {
         c.custody.join(","),
         c.rotated_at.clone().unwrap_or_else(|| "-".into()),
     ]
+}
+
+/// After a status change: the connection as JSON, or `ID is STATUS`.
+fn print_status(api: &ApiArgs, v: &ConnectionView) -> Result<()> {
+    if api.json {
+        print_json(v)
+    } else {
+        outln!("{} is {}", v.id, v.status)
+    }
 }
 
 const CONN_HEADERS: [&str; 8] = [
@@ -168,7 +254,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&items)?;
             } else {
-                print_table(&CONN_HEADERS, items.iter().map(connection_row).collect());
+                print_table(&CONN_HEADERS, items.iter().map(connection_row).collect())?;
             }
         }
         ConnectionsCmd::Show { id, api } => {
@@ -176,11 +262,11 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&v)?;
             } else {
-                print_table(&CONN_HEADERS, vec![connection_row(&v)]);
+                print_table(&CONN_HEADERS, vec![connection_row(&v)])?;
                 if let Some(e) = &v.last_error {
-                    println!("last error: {e}");
+                    outln!("last error: {e}")?;
                 }
-                println!("credential: {}", v.credential);
+                outln!("credential: {}", v.credential)?;
             }
         }
         ConnectionsCmd::Create {
@@ -198,9 +284,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             probe_url,
         } => {
             let c = client(&api)?;
-            let text = read_input(&credentials_file, "credentials from stdin")?;
-            let credentials: Value = serde_json::from_str(&text)
-                .map_err(|_| anyhow!("credentials file is not valid JSON"))?;
+            let credentials = read_credentials_file(&credentials_file)?;
             let owner = (owner_email.is_some() || owner_subject.is_some()).then_some(OwnerView {
                 subject: owner_subject,
                 email: owner_email,
@@ -224,7 +308,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&v)?;
             } else {
-                println!("{}", v.id);
+                outln!("{}", v.id)?;
             }
         }
         ConnectionsCmd::Delete { id, api, no_revoke } => {
@@ -233,7 +317,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             };
             client(&api)?.delete_connection(&id, &q, None).await?;
             if !api.json {
-                println!("deleted {id}");
+                outln!("deleted {id}")?;
             }
         }
         ConnectionsCmd::Revoke { id, api } => {
@@ -241,14 +325,14 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&r)?;
             } else if r.revoked_at_provider {
-                println!(
+                outln!(
                     "revoked at the provider; {id} is now {}",
                     r.connection.status
-                );
+                )?;
             } else {
-                println!("{id} is {}: the provider has no revocation API. Do this, then confirm with POST /api/v1/connections/{id}/revoke/confirm:", r.connection.status);
+                outln!("{id} is {}: the provider has no revocation API. Do this, then confirm with `rekey connections confirm-revocation {id}`:", r.connection.status)?;
                 for (n, step) in r.manual_steps.iter().enumerate() {
-                    println!("  {}. {step}", n + 1);
+                    outln!("  {}. {step}", n + 1)?;
                 }
             }
         }
@@ -263,9 +347,9 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&r)?;
             } else if let Some(sess) = &r.session {
-                println!("{}", sess.url);
+                outln!("{}", sess.url)?;
             } else {
-                println!("accepted the parked grant; {id} is {}", r.connection.status);
+                outln!("accepted the parked grant; {id} is {}", r.connection.status)?;
             }
         }
         ConnectionsCmd::Check { id, api } => {
@@ -278,7 +362,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 } else {
                     format!("{} -> {}", r.status_before, r.status)
                 };
-                println!(
+                outln!(
                     "{}: {} ({transition}{}, {} ms)",
                     r.connection_id,
                     r.outcome,
@@ -286,24 +370,110 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                         .map(|s| format!(", HTTP {s}"))
                         .unwrap_or_default(),
                     r.duration_ms
-                );
+                )?;
                 if let Some(m) = &r.message {
-                    println!("  {m}");
+                    outln!("  {m}")?;
                 }
             }
             if !matches!(r.outcome.as_str(), "ok" | "skipped") {
-                return Ok(ExitCode::from(3));
+                return Ok(ExitCode::from(crate::exit::CHECK_FAILED));
             }
+        }
+        ConnectionsCmd::Disable { id, api, reason } => {
+            let v = client(&api)?
+                .disable_connection(
+                    &id,
+                    &DisableConnection {
+                        reason,
+                        version: None,
+                    },
+                    None,
+                )
+                .await?;
+            print_status(&api, &v)?;
+        }
+        ConnectionsCmd::Enable { id, api } => {
+            let v = client(&api)?.enable_connection(&id, None).await?;
+            print_status(&api, &v)?;
+        }
+        ConnectionsCmd::Update {
+            id,
+            api,
+            display_name,
+            owner_email,
+            tags,
+            custody,
+            expires_at,
+            probe_url,
+        } => {
+            let c = client(&api)?;
+            // The API replaces the owner as a whole: keep its other fields,
+            // and refuse to overwrite a change made since we read them.
+            let (owner, version) = match owner_email {
+                Some(email) => {
+                    let cur = c.get_connection(&id).await?;
+                    let owner = OwnerView {
+                        email: Some(email),
+                        ..cur.owner
+                    };
+                    (Some(owner), Some(cur.version))
+                }
+                None => (None, None),
+            };
+            let req = UpdateConnection {
+                display_name,
+                owner,
+                tags: non_empty(tags),
+                custody: non_empty(custody),
+                expires_at,
+                probe_url,
+                ..Default::default()
+            };
+            let v = c.update_connection(&id, &req, version).await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                print_table(&CONN_HEADERS, vec![connection_row(&v)])?;
+            }
+        }
+        ConnectionsCmd::Credentials { id, api } => {
+            let v = client(&api)?.read_credentials(&id).await?;
+            let mut text = serde_json::to_string_pretty(&v)?;
+            text.push('\n');
+            write_secret(&text, "the credentials")?;
+        }
+        ConnectionsCmd::ReplaceCredentials {
+            id,
+            api,
+            credentials_file,
+        } => {
+            let c = client(&api)?;
+            let credentials = read_credentials_file(&credentials_file)?;
+            let v = c
+                .replace_credentials(
+                    &id,
+                    &UpdateCredentials {
+                        credentials,
+                        version: None,
+                    },
+                    None,
+                )
+                .await?;
+            print_status(&api, &v)?;
+        }
+        ConnectionsCmd::ConfirmRevocation { id, api } => {
+            let v = client(&api)?.confirm_revocation(&id).await?;
+            print_status(&api, &v)?;
         }
         ConnectionsCmd::Refresh { id, api } => {
             let v = client(&api)?.refresh_connection(&id).await?;
             if api.json {
                 print_json(&v)?;
             } else {
-                println!(
+                outln!(
                     "refreshed {id}; access token expires {}",
                     v.expires_at.clone().unwrap_or_else(|| "never".into())
-                );
+                )?;
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `rekey integrations …` and `rekey connect-link`.
 
 use super::{client, read_input, ApiArgs};
-use crate::output::{print_json, print_table};
+use crate::output::{outln, print_json, print_table};
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use rekey_api::*;
@@ -28,11 +28,35 @@ pub enum IntegrationsCmd {
         #[arg(long = "file")]
         file: String,
     },
+    /// Change an OAuth app registration, e.g. rotate its client secret. The
+    /// JSON body (the API's UpdateIntegration: only the fields to change) is
+    /// read from a file or stdin (`-`).
+    Update {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long = "file")]
+        file: String,
+    },
     Delete {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+/// A request body of type `T` from `file` (or stdin), with serde's
+/// complaints but never the values it quotes (the file holds secrets).
+fn read_body<T: serde::de::DeserializeOwned>(file: &str, type_name: &str) -> Result<T> {
+    let text = read_input(file, "stdin")?;
+    let body: Value =
+        serde_json::from_str(&text).map_err(|_| anyhow!("{file} is not valid JSON"))?;
+    serde_json::from_value(body).map_err(|e| {
+        anyhow!(
+            "{file} does not match the API's {type_name}: {}",
+            without_quoted_values(&e.to_string())
+        )
+    })
 }
 
 /// serde's message without the values it quotes (the file holds a client
@@ -90,7 +114,7 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                             ]
                         })
                         .collect(),
-                );
+                )?;
             }
         }
         IntegrationsCmd::Show { id, api } => {
@@ -99,58 +123,104 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
         }
         IntegrationsCmd::Create { api, file } => {
             let c = client(&api)?;
-            let text = read_input(&file, "stdin")?;
-            let body: Value =
-                serde_json::from_str(&text).map_err(|_| anyhow!("{file} is not valid JSON"))?;
-            let req: CreateIntegration = serde_json::from_value(body).map_err(|e| {
-                anyhow!(
-                    "{file} does not match the API's CreateIntegration: {}",
-                    without_quoted_values(&e.to_string())
-                )
-            })?;
+            let req: CreateIntegration = read_body(&file, "CreateIntegration")?;
             let v = c.create_integration(&req).await?;
             if api.json {
                 print_json(&v)?;
             } else {
-                println!("{}", v.id);
+                outln!("{}", v.id)?;
+            }
+        }
+        IntegrationsCmd::Update { id, api, file } => {
+            let c = client(&api)?;
+            let req: UpdateIntegration = read_body(&file, "UpdateIntegration")?;
+            let v = c.update_integration(&id, &req, None).await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                outln!("updated {} (version {})", v.id, v.version)?;
             }
         }
         IntegrationsCmd::Delete { id, api } => {
             client(&api)?.delete_integration(&id).await?;
-            println!("deleted {id}");
+            outln!("deleted {id}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `rekey connect-link --integration ID [--reauthorize CONN]`: print a connect URL.
-pub async fn connect_link(
-    api: ApiArgs,
-    integration: Option<String>,
-    reauthorize: Option<String>,
-    owner_hint: Option<String>,
-) -> Result<ExitCode> {
-    let c = client(&api)?;
-    let sess: ConnectSessionView = match (integration, reauthorize) {
-        (_, Some(conn)) => c
+/// `rekey connect-link`: who connects what.
+#[derive(clap::Args)]
+pub struct ConnectLinkArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// A new OAuth connection through this integration (OAuth app).
+    #[arg(long, conflicts_with_all = ["provider", "reauthorize"])]
+    pub integration: Option<String>,
+    /// A new key-based connection of this provider (with --kind): the
+    /// Connect page shows the provider's form for that kind.
+    #[arg(long, requires = "kind", conflicts_with = "reauthorize")]
+    pub provider: Option<String>,
+    /// The connection kind for --provider (`api_key`, `basic`, `headers`…).
+    #[arg(long, requires = "provider")]
+    pub kind: Option<String>,
+    /// Reauthorize this connection ("Connect new account").
+    #[arg(long)]
+    pub reauthorize: Option<String>,
+    /// Name of the new connection.
+    #[arg(long = "name", conflicts_with = "reauthorize")]
+    pub display_name: Option<String>,
+    /// Tags of the new connection (repeatable or comma-separated).
+    #[arg(long = "tag", value_delimiter = ',', conflicts_with = "reauthorize")]
+    pub tags: Vec<String>,
+    /// Where copies of the new secret will live (repeatable or comma-separated).
+    #[arg(
+        long = "custody",
+        value_delimiter = ',',
+        conflicts_with = "reauthorize"
+    )]
+    pub custody: Vec<String>,
+    /// Who should authorize (shown on the Connect page).
+    #[arg(long)]
+    pub owner_hint: Option<String>,
+    /// Lifetime of the link in seconds (60–3600; the server's default is 900).
+    #[arg(long)]
+    pub expires_in: Option<i64>,
+}
+
+/// `rekey connect-link`: print a single-use connect URL for a new connection
+/// (OAuth through an integration, or a provider's key form) or a
+/// reauthorization.
+pub async fn connect_link(a: ConnectLinkArgs) -> Result<ExitCode> {
+    let c = client(&a.api)?;
+    let sess: ConnectSessionView = match (a.integration, a.provider, a.reauthorize) {
+        (_, _, Some(conn)) => c
             .reauthorize_connection(&conn, false)
             .await?
             .session
             .ok_or_else(|| anyhow!("the server returned no connect session"))?,
-        (Some(integ), None) => {
+        (integration, provider, None) if integration.is_some() || provider.is_some() => {
             c.create_connect_session(&CreateConnectSession {
-                integration: Some(integ),
-                owner_hint,
-                ..Default::default()
+                integration,
+                provider,
+                kind: a.kind,
+                display_name: a.display_name,
+                owner_hint: a.owner_hint,
+                tags: a.tags,
+                custody: a.custody,
+                reauthorize: None,
+                expires_in: a.expires_in,
             })
             .await?
         }
-        (None, None) => bail!("give --integration ID (new connection) or --reauthorize CONNECTION"),
+        _ => bail!(
+            "give --integration ID (new OAuth connection), --provider P --kind K (new key-based connection) or --reauthorize CONNECTION"
+        ),
     };
-    if api.json {
+    if a.api.json {
         print_json(&sess)?;
     } else {
-        println!("{}", sess.url);
+        outln!("{}", sess.url)?;
     }
     Ok(ExitCode::SUCCESS)
 }

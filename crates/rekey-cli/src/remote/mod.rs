@@ -2,6 +2,7 @@
 //! `rekey-client`. Each command parses its arguments, makes the calls and
 //! formats the answer; request shapes live in the client crate.
 
+pub mod api_keys;
 pub mod audit;
 pub mod connections;
 pub mod integrations;

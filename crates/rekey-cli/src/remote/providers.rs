@@ -1,7 +1,7 @@
 //! `rekey providers …`
 
 use super::{client, ApiArgs};
-use crate::output::{print_json, print_table};
+use crate::output::{outln, print_json, print_table};
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -9,6 +9,12 @@ use std::process::ExitCode;
 #[derive(Subcommand)]
 pub enum ProvidersCmd {
     List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// One catalog entry with its revoke and rotate runbooks (JSON).
+    Show {
+        id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -26,6 +32,10 @@ pub enum ProvidersCmd {
 pub async fn run(cmd: ProvidersCmd) -> Result<ExitCode> {
     let api = match cmd {
         ProvidersCmd::List { api } => api,
+        ProvidersCmd::Show { id, api } => {
+            print_json(&client(&api)?.get_provider(&id).await?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         ProvidersCmd::Lint { dir, strict, json } => return lint(dir, strict, json),
     };
     let list = client(&api)?.list_providers(&Default::default()).await?;
@@ -47,7 +57,7 @@ pub async fn run(cmd: ProvidersCmd) -> Result<ExitCode> {
                     ]
                 })
                 .collect(),
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -62,7 +72,7 @@ fn lint(dir: Option<std::path::PathBuf>, strict: bool, json: bool) -> Result<Exi
         print_json(&findings)?;
     } else {
         for f in &findings {
-            println!("{f}");
+            outln!("{f}")?;
         }
     }
     let errors = findings

@@ -1,7 +1,7 @@
 //! `rekey webhooks …`
 
 use super::{client, ApiArgs};
-use crate::output::{print_json, print_table};
+use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::Result;
 use clap::Subcommand;
 use rekey_api::*;
@@ -89,16 +89,22 @@ pub enum WebhooksCmd {
     },
 }
 
+/// The signing secret is shown once: one write, and an error if it could
+/// not be written.
 fn print_secret_once(w: &CreatedWebhook, json: bool) -> Result<()> {
-    if json {
-        return print_json(&serde_json::json!({"webhook": w.webhook, "secret": w.secret}));
-    }
-    println!("{}", w.webhook.id);
-    println!(
-        "signing secret (shown once; store it with the receiver): {}",
-        w.secret
-    );
-    Ok(())
+    let text = if json {
+        let mut t = serde_json::to_string_pretty(
+            &serde_json::json!({"webhook": w.webhook, "secret": w.secret}),
+        )?;
+        t.push('\n');
+        t
+    } else {
+        format!(
+            "{}\nsigning secret (shown once; store it with the receiver): {}\n",
+            w.webhook.id, w.secret
+        )
+    };
+    write_secret(&text, "the signing secret")
 }
 
 fn webhook_row(w: &WebhookView) -> Vec<String> {
@@ -136,7 +142,7 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&items)?;
             } else {
-                print_table(&WEBHOOK_HEADERS, items.iter().map(webhook_row).collect());
+                print_table(&WEBHOOK_HEADERS, items.iter().map(webhook_row).collect())?;
             }
         }
         WebhooksCmd::Create {
@@ -159,7 +165,7 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&w)?;
             } else {
-                print_table(&WEBHOOK_HEADERS, vec![webhook_row(&w)]);
+                print_table(&WEBHOOK_HEADERS, vec![webhook_row(&w)])?;
             }
         }
         WebhooksCmd::Update {
@@ -186,12 +192,12 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&w)?;
             } else {
-                print_table(&WEBHOOK_HEADERS, vec![webhook_row(&w)]);
+                print_table(&WEBHOOK_HEADERS, vec![webhook_row(&w)])?;
             }
         }
         WebhooksCmd::Delete { id, api } => {
             client(&api)?.delete_webhook(&id).await?;
-            println!("deleted {id}");
+            outln!("deleted {id}")?;
         }
         WebhooksCmd::RotateSecret { id, api } => {
             let w = client(&api)?.rotate_webhook_secret(&id).await?;
@@ -202,7 +208,7 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&d)?;
             } else {
-                println!("queued {} (webhook-id {})", d.id, d.event_id);
+                outln!("queued {} (webhook-id {})", d.id, d.event_id)?;
             }
         }
         WebhooksCmd::Deliveries { id, api, status } => {
@@ -217,7 +223,7 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
                 print_table(
                     &DELIVERY_HEADERS,
                     l.items.iter().map(delivery_row).collect(),
-                );
+                )?;
             }
         }
         WebhooksCmd::Delivery {
@@ -229,9 +235,9 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&d)?;
             } else {
-                print_table(&DELIVERY_HEADERS, vec![delivery_row(&d)]);
+                print_table(&DELIVERY_HEADERS, vec![delivery_row(&d)])?;
                 for a in d.attempt_log.iter().flatten() {
-                    println!(
+                    outln!(
                         "  {}  {}  {} ms  {}",
                         a.at,
                         a.http_status
@@ -239,7 +245,7 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
                             .unwrap_or_else(|| "-".into()),
                         a.duration_ms,
                         a.error.clone().unwrap_or_default()
-                    );
+                    )?;
                 }
             }
         }
@@ -252,7 +258,7 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&d)?;
             } else {
-                println!("queued {} again (webhook-id {})", d.id, d.event_id);
+                outln!("queued {} again (webhook-id {})", d.id, d.event_id)?;
             }
         }
     }

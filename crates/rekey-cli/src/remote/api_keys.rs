@@ -1,0 +1,84 @@
+//! `rekey api-keys …`: the caller's tenant's API keys, through the API
+//! (`rekey admin create-key` makes the first one offline).
+
+use super::{client, ApiArgs};
+use crate::output::{outln, print_json, print_table, write_secret};
+use anyhow::Result;
+use clap::Subcommand;
+use rekey_api::{ApiKeyView, CreateApiKey};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum ApiKeysCmd {
+    /// API keys of your tenant (never the keys themselves).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Create a key; it is printed once, on stdout, before anything else.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        name: String,
+        /// `connections:read`, `connections:write`, `credentials:read`,
+        /// `admin`… (comma-separated or repeated).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// Revoke a key: it stops working at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn row(k: &ApiKeyView) -> Vec<String> {
+    vec![
+        k.id.clone(),
+        k.name.clone(),
+        k.scopes.join(","),
+        k.created_at.clone(),
+        k.last_used_at.clone().unwrap_or_else(|| "-".into()),
+        k.revoked_at.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+const HEADERS: [&str; 6] = ["id", "name", "scopes", "created", "last used", "revoked"];
+
+pub async fn run(cmd: ApiKeysCmd) -> Result<ExitCode> {
+    match cmd {
+        ApiKeysCmd::List { api } => {
+            let list = client(&api)?.list_api_keys().await?;
+            if api.json {
+                print_json(&list.items)?;
+            } else {
+                print_table(&HEADERS, list.items.iter().map(row).collect())?;
+            }
+        }
+        ApiKeysCmd::Create { api, name, scopes } => {
+            let created = client(&api)?
+                .create_api_key(&CreateApiKey { name, scopes })
+                .await?;
+            // Only the key on stdout (as `admin create-key`), or the whole answer with --json.
+            let text = if api.json {
+                let mut t = serde_json::to_string_pretty(&created)?;
+                t.push('\n');
+                t
+            } else {
+                format!("{}\n", created.key)
+            };
+            write_secret(&text, "the API key")?;
+        }
+        ApiKeysCmd::Revoke { id, api } => {
+            let k = client(&api)?.revoke_api_key(&id).await?;
+            if api.json {
+                print_json(&k)?;
+            } else {
+                outln!("revoked {}", k.id)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
