@@ -39,7 +39,7 @@ Exit status:
   3  a check failed (`connections check`)
   4  not found (API 404)
   5  conflict (API 409: the resource is in another state or version)
-  6  not authorized (API 401/403: REKEY_TOKEN unknown, revoked or lacking a scope)
+  6  not authorized (REKEY_TOKEN not set, or API 401/403: unknown, revoked or lacking a scope)
   7  server error or unreachable (API 5xx, connection refused, timeout)
 
 With --json, an error is printed on stderr as
@@ -108,6 +108,9 @@ fn client_error(e: &anyhow::Error) -> Option<&ClientError> {
 /// The exit status of a failed command: the one place API errors are mapped
 /// to [`exit`] classes.
 fn exit_status(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<remote::MissingToken>().is_some() {
+        return exit::AUTH;
+    }
     let Some(ce) = client_error(e) else {
         return exit::OTHER;
     };
@@ -140,6 +143,9 @@ fn error_json(e: &anyhow::Error) -> serde_json::Value {
                 _ => "bad_response",
             };
             (code.to_string(), format!("{e:#}"), ce.status())
+        }
+        None if e.downcast_ref::<remote::MissingToken>().is_some() => {
+            ("missing_token".to_string(), format!("{e:#}"), None)
         }
         None => ("cli_error".to_string(), format!("{e:#}"), None),
     };

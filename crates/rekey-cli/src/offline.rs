@@ -2,6 +2,7 @@
 //! running server.
 
 use crate::config::DataArgs;
+use crate::output::{outln, write_secret};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use rekey_service::{Ctx, LockMode};
@@ -80,7 +81,8 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
                     &rekey_api::CreateApiKey { name, scopes },
                 )
                 .await?;
-            println!("{}", created.key);
+            // Shown once: a closed pipe must not pass for success.
+            write_secret(&format!("{}\n", created.key), "the new API key")?;
             Ok(ExitCode::SUCCESS)
         }
         AdminCmd::CreateUser {
@@ -109,16 +111,16 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
                 .rekey
                 .create_user(&Ctx::cli(&tenant), &username, &password, role)
                 .await?;
-            println!("{id}");
+            outln!("{id}")?;
             Ok(ExitCode::SUCCESS)
         }
         AdminCmd::Backup { to, data } => {
             let opened = data.open_options()?.open_existing(LockMode::Shared).await?;
             let size = opened.rekey.backup_sqlite(&to).await?;
-            println!(
+            outln!(
                 "backed up the database to {} ({size} bytes); the keyring is not in it: back up keyring.json (or REKEY_MASTER_KEY) separately, stored apart",
                 to.display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -148,15 +150,15 @@ pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
                 .await?;
             eprintln!();
             if report.resumed {
-                println!("resumed an interrupted rotation");
+                outln!("resumed an interrupted rotation")?;
             }
-            println!("primary key-encryption key: {}", report.primary);
-            println!("re-wrapped data keys: {}", report.rewrapped);
+            outln!("primary key-encryption key: {}", report.primary)?;
+            outln!("re-wrapped data keys: {}", report.rewrapped)?;
             for d in &report.dropped {
-                println!("dropped unused key: {d}");
+                outln!("dropped unused key: {d}")?;
             }
             for u in &report.unused_previous {
-                println!("no longer used; remove from REKEY_PREVIOUS_MASTER_KEYS: {u}");
+                outln!("no longer used; remove from REKEY_PREVIOUS_MASTER_KEYS: {u}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -165,7 +167,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
             let st = opened.rekey.key_status().await?;
             for (id, n) in st.keys {
                 let mark = if id == st.primary { " (primary)" } else { "" };
-                println!("{id}{mark}\t{n} secrets");
+                outln!("{id}{mark}\t{n} secrets")?;
             }
             Ok(ExitCode::SUCCESS)
         }

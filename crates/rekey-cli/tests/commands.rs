@@ -180,6 +180,13 @@ async fn exit_statuses_and_json_errors(db: Db) {
     assert_eq!(code(&out), Some(6), "{}", stderr(&out));
     assert_eq!(json_error(&out)["error"]["status"], 403);
 
+    // No key at all → 6 too.
+    let out = api
+        .run_with(&["connections", "list", "--json"], &[("REKEY_TOKEN", "")])
+        .await;
+    assert_eq!(code(&out), Some(6), "{}", stderr(&out));
+    assert_eq!(json_error(&out)["error"]["code"], "missing_token");
+
     // 400 → 1.
     let out = api.run(&["connections", "show", "bogus", "--json"]).await;
     assert_eq!(code(&out), Some(1));

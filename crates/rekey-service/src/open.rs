@@ -79,13 +79,12 @@ impl OpenOptions {
                     return Err(missing(format!("no SQLite database at {}", db.display())));
                 }
                 Some(_) => {}
-                None if u.expose().starts_with("postgres") => {
-                    if !Store::postgres_is_initialized(u.expose()).await? {
-                        return Err(missing(
-                            "the PostgreSQL database in REKEY_DATABASE_URL holds no rekey data"
-                                .into(),
-                        ));
-                    }
+                None if u.expose().starts_with("postgres")
+                    && !Store::postgres_is_initialized(u.expose()).await? =>
+                {
+                    return Err(missing(
+                        "the PostgreSQL database in REKEY_DATABASE_URL holds no rekey data".into(),
+                    ));
                 }
                 None => {}
             },

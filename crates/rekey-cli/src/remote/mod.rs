@@ -10,7 +10,7 @@ pub mod providers;
 pub mod webhooks;
 
 use crate::config::secret_env;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Args;
 use rekey_client::Client;
 
@@ -29,10 +29,22 @@ pub struct ApiArgs {
     pub json: bool,
 }
 
+/// No API key to call with: an authentication failure, exit status 6 like
+/// an unknown key.
+#[derive(Debug)]
+pub struct MissingToken;
+
+impl std::fmt::Display for MissingToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("REKEY_TOKEN (or REKEY_TOKEN_FILE) is not set; create a key with `rekey admin create-key`")
+    }
+}
+
+impl std::error::Error for MissingToken {}
+
 /// The API client for these arguments and `REKEY_TOKEN` (or its `_FILE`).
 pub fn client(api: &ApiArgs) -> Result<Client> {
-    let token = secret_env("REKEY_TOKEN")?
-        .ok_or_else(|| anyhow!("REKEY_TOKEN (or REKEY_TOKEN_FILE) is not set; create a key with `rekey admin create-key`"))?;
+    let token = secret_env("REKEY_TOKEN")?.ok_or(MissingToken)?;
     Ok(Client::new(&api.url, token)?)
 }
 
