@@ -1361,6 +1361,22 @@ async fn offline_commands_refuse_a_missing_rekey(db: Db) {
         assert!(!stdout(&out).contains("intact"), "{args:?}");
         assert!(!env.data_dir().exists(), "{args:?} created the data dir");
     }
+    if env.pg.is_some() {
+        // PostgreSQL with the master key needs no local data dir (commands
+        // may run on another host): the empty database is what is refused.
+        let mk = [(
+            "REKEY_MASTER_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )];
+        let out = env.run(&["audit", "verify", "--offline"], &mk).await;
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("holds no rekey data"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!env.data_dir().exists());
+    }
     // A data dir without a database is refused too (on PostgreSQL: an
     // empty database, also with the master key given instead of a keyring).
     std::fs::create_dir(env.data_dir()).unwrap();

@@ -60,7 +60,14 @@ impl OpenOptions {
                 format!("{what}; check --data-dir / REKEY_DATA_DIR (and REKEY_DATABASE_URL), or start `rekey serve` once to create it"),
             )
         };
-        if !dir.is_dir() {
+        // PostgreSQL with the master key given needs nothing on local disk
+        // but the lock file, so such commands may run on another host.
+        let postgres_with_key = self.master_key.is_some()
+            && self
+                .database_url
+                .as_ref()
+                .is_some_and(|u| u.expose().starts_with("postgres"));
+        if !dir.is_dir() && !postgres_with_key {
             return Err(missing(format!("no data directory at {}", dir.display())));
         }
         match &self.database_url {
