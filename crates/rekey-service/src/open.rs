@@ -51,7 +51,9 @@ impl OpenOptions {
     /// [`Self::open`] for commands that must find an existing rekey (audit
     /// verification, key status and rotation, backups): a data directory,
     /// database or keyring that is not there is an error, never created —
-    /// so a mistyped `--data-dir` cannot report "intact: 0 entries".
+    /// so a mistyped `--data-dir` cannot report "intact: 0 entries". (On
+    /// PostgreSQL with the master key given, the data dir only holds the
+    /// lock file and is made when missing.)
     pub async fn open_existing(&self, mode: LockMode) -> Result<OpenedDataDir, Error> {
         let dir = &self.data_dir;
         let missing = |what: String| {
@@ -96,19 +98,31 @@ impl OpenOptions {
                 None => {}
             },
         }
-        let opened = self.open(mode).await?;
-        if opened.created_keyring {
-            // open() found no keyring and the database holds no secret a
-            // keyring would have to open: still no rekey to work on. Leave
-            // no new keyring behind.
+        // Never create a keyring here, not even for a moment: a server
+        // starting meanwhile could take it up. Without one, open with a
+        // throwaway in-memory key, so that a database holding secrets is
+        // refused naming the keys it needs; with none, say what is missing.
+        let keyring_missing = self.master_key.is_none() && !dir.join("keyring.json").is_file();
+        let opened = self.open_inner(mode, false).await?;
+        if keyring_missing {
             drop(opened);
-            let _ = std::fs::remove_file(dir.join("keyring.json"));
             return Err(missing(format!("no keyring.json in {}", dir.display())));
         }
         Ok(opened)
     }
 
     pub async fn open(&self, mode: LockMode) -> Result<OpenedDataDir, Error> {
+        self.open_inner(mode, true).await
+    }
+
+    /// `create_keyring`: make `keyring.json` when there is none (serve and
+    /// the commands that set up a rekey); otherwise a missing keyring is an
+    /// in-memory one that opens nothing.
+    async fn open_inner(
+        &self,
+        mode: LockMode,
+        create_keyring: bool,
+    ) -> Result<OpenedDataDir, Error> {
         let dir = &self.data_dir;
         if !dir.exists() {
             let mut b = std::fs::DirBuilder::new();
@@ -153,6 +167,9 @@ impl OpenOptions {
                         .map_err(|e| Error::invalid("invalid_config", e.to_string()))?,
                     false,
                 )
+            }
+            None if !create_keyring && !dir.join("keyring.json").is_file() => {
+                (Keyring::generate(), false)
             }
             None => Keyring::load_or_create(&dir.join("keyring.json"))
                 .map_err(|e| Error::Unavailable(e.to_string()))?,

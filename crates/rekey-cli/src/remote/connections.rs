@@ -347,7 +347,8 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             if api.json {
                 print_json(&r)?;
             } else if let Some(sess) = &r.session {
-                outln!("{}", sess.url)?;
+                // A single-use link shown once, like a secret.
+                write_secret(&format!("{}\n", sess.url), "the connect link")?;
             } else {
                 outln!("accepted the parked grant; {id} is {}", r.connection.status)?;
             }

@@ -1,7 +1,7 @@
 //! `rekey integrations …` and `rekey connect-link`.
 
 use super::{client, read_input, ApiArgs};
-use crate::output::{outln, print_json, print_table};
+use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use rekey_api::*;
@@ -217,11 +217,14 @@ pub async fn connect_link(a: ConnectLinkArgs) -> Result<ExitCode> {
             "give --integration ID (new OAuth connection), --provider P --kind K (new key-based connection) or --reauthorize CONNECTION"
         ),
     };
-    if a.api.json {
-        print_json(&sess)?;
+    // The link carries a single-use token shown once: a lost write is an
+    // error, not a quiet exit.
+    let text = if a.api.json {
+        format!("{}\n", serde_json::to_string_pretty(&sess)?)
     } else {
-        outln!("{}", sess.url)?;
-    }
+        format!("{}\n", sess.url)
+    };
+    write_secret(&text, "the connect link")?;
     Ok(ExitCode::SUCCESS)
 }
 
