@@ -62,41 +62,35 @@ impl OpenOptions {
                 format!("{what}; check --data-dir / REKEY_DATA_DIR (and REKEY_DATABASE_URL), or start `rekey serve` once to create it"),
             )
         };
+        let postgres = self
+            .database_url
+            .as_ref()
+            .map(|u| u.expose())
+            .filter(|u| u.starts_with("postgres"));
         // PostgreSQL with the master key given needs nothing on local disk
         // but the lock file, so such commands may run on another host.
-        let postgres_with_key = self.master_key.is_some()
-            && self
-                .database_url
-                .as_ref()
-                .is_some_and(|u| u.expose().starts_with("postgres"));
-        if !dir.is_dir() && !postgres_with_key {
+        let needs_dir = postgres.is_none() || self.master_key.is_none();
+        if needs_dir && !dir.is_dir() {
             return Err(missing(format!("no data directory at {}", dir.display())));
         }
-        match &self.database_url {
-            None => {
-                let db = dir.join("rekey.db");
-                if !db.is_file() {
-                    return Err(missing(format!(
-                        "no database ({}) in {}",
-                        "rekey.db",
-                        dir.display()
-                    )));
-                }
+        if let Some(url) = postgres {
+            if !Store::postgres_is_initialized(url).await? {
+                return Err(missing(
+                    "the PostgreSQL database in REKEY_DATABASE_URL holds no rekey data".into(),
+                ));
             }
-            Some(u) => match sqlite_path(u.expose()) {
-                Some(db) if !db.is_file() => {
-                    return Err(missing(format!("no SQLite database at {}", db.display())));
-                }
-                Some(_) => {}
-                None if u.expose().starts_with("postgres")
-                    && !Store::postgres_is_initialized(u.expose()).await? =>
-                {
-                    return Err(missing(
-                        "the PostgreSQL database in REKEY_DATABASE_URL holds no rekey data".into(),
-                    ));
-                }
-                None => {}
-            },
+        } else {
+            // SQLite: the data dir's rekey.db, or the file a sqlite: URL names.
+            let db = match &self.database_url {
+                None => Some(dir.join("rekey.db")),
+                Some(u) => sqlite_path(u.expose()),
+            };
+            if let Some(db) = db.filter(|db| !db.is_file()) {
+                return Err(missing(match &self.database_url {
+                    None => format!("no database (rekey.db) in {}", dir.display()),
+                    Some(_) => format!("no SQLite database at {}", db.display()),
+                }));
+            }
         }
         // Never create a keyring here, not even for a moment: a server
         // starting meanwhile could take it up. Without one, open with a
