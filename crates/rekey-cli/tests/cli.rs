@@ -1213,7 +1213,6 @@ async fn dashboard_in_chromium() {
     use rekey_testkit::oauth2_fixture::browser;
     use rekey_testkit::oidc::{authorize_as, OidcProvider};
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
-    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
     let mut env = Env::new(Db::Sqlite).await;
     // No scheduler and no background refresh: the browser's "Check now" is
     // what finds the broken credentials.
@@ -1311,32 +1310,21 @@ async fn dashboard_in_chromium() {
     op.set_faults(json!({"token_status": 400, "token_count": 1,
         "token_body": {"error": "invalid_grant", "error_description": "grant revoked by the user"}}))
         .await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        Command::new("node")
-            .arg(format!("{root}/tests/e2e/dashboard.mjs"))
-            .env("BASE", &server.base)
-            .env("OPERATOR", "olga")
-            .env("VIEWER", "vic")
-            .env("PASSWORD", pw)
-            .env("CONN_ID", c["id"].as_str().unwrap())
-            .env("CONN_NAME", "Acme CRM")
-            .env("OAUTH_CONN_ID", &oauth_id)
-            .env("OAUTH_CONN_NAME", "Acme IdP")
-            .env("IDP", &op.issuer)
-            .env("SHOTS", format!("{root}/target/e2e-screenshots"))
-            .output(),
+    run_browser_script(
+        "dashboard.mjs",
+        &server.base,
+        &[
+            ("OPERATOR", "olga"),
+            ("VIEWER", "vic"),
+            ("PASSWORD", pw),
+            ("CONN_ID", c["id"].as_str().unwrap()),
+            ("CONN_NAME", "Acme CRM"),
+            ("OAUTH_CONN_ID", &oauth_id),
+            ("OAUTH_CONN_NAME", "Acme IdP"),
+            ("IDP", &op.issuer),
+        ],
     )
-    .await
-    .expect("browser run timed out")
-    .expect("node runs");
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        out.status.success(),
-        "dashboard scenarios failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     server.stop().await;
 }
 

@@ -227,3 +227,29 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
+
+/// Runs one playwright-core script of `tests/e2e/` in Debian's headless
+/// Chromium with `BASE` (the server) and `SHOTS` (target/e2e-screenshots)
+/// set besides `vars`, and fails the test with the script's output when it
+/// fails. Two minutes at most.
+pub async fn run_browser_script(script: &str, base: &str, vars: &[(&str, &str)]) {
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("node");
+    cmd.arg(format!("{root}/tests/e2e/{script}"))
+        .env("BASE", base)
+        .env("SHOTS", format!("{root}/target/e2e-screenshots"));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("browser run timed out")
+        .expect("node runs");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "browser script {script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
