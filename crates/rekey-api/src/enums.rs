@@ -1,11 +1,11 @@
 //! Schema-only types for the OpenAPI document: the closed sets of values some
 //! `String` fields take on the wire, built from rekey-core's own lists
-//! (`ConnectionKind::ALL`, `Scope::ALL`, `Status::ALL`, `EVENT_TYPES`), so
+//! (`ConnectionKind::ALL`, `Scope::ALL`, `Status::ALL`, `EventType::ALL`), so
 //! the document cannot drift from the code. Fields stay `String`s: the wire
 //! format is unchanged, and the service still validates every value.
 
 use rekey_core::connection::{ConnectionKind as CoreKind, Status};
-use rekey_core::events::{event_filters, EVENT_TYPES};
+use rekey_core::events::{event_filters, event_types};
 use rekey_core::scope::Scope as CoreScope;
 use std::borrow::Cow;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -58,14 +58,20 @@ schema_enum!(
     CoreScope::ALL.iter().map(|k| k.as_str())
 );
 schema_enum!(
-    /// `rekey_core::events::EVENT_TYPES`.
+    /// `rekey_core::events::EventType`.
     WebhookEventType,
     "An event rekey sends to webhook subscribers.",
-    EVENT_TYPES.iter().copied()
+    event_types()
 );
 schema_enum!(
     /// `rekey_core::events::event_filters`.
     WebhookEventFilter,
     "What a subscription receives: `*`, a family (`connection.*`) or one event type.",
     event_filters()
+);
+schema_enum!(
+    /// `rekey_core::ErrorCode`.
+    ErrorCode,
+    "A stable, machine-readable error code. New codes may be added; clients should treat an unknown code by its HTTP status.",
+    rekey_core::ErrorCode::ALL.iter().map(|c| c.as_str())
 );

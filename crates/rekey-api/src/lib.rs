@@ -18,6 +18,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `connection_not_found`.
+    #[schema(value_type = enums::ErrorCode)]
     pub code: String,
     /// Human-readable explanation; never contains secret values.
     pub message: String,

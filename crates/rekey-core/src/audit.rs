@@ -5,6 +5,58 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+string_enum!(
+    /// What an audit entry records. Stored entries keep the wire name as
+    /// text (the chain covers it), so older entries read back unchanged.
+    AuditAction, crate::ErrorCode::InvalidField, {
+        ApiKeyCreate => "api_key.create",
+        ApiKeyRevoke => "api_key.revoke",
+        ConnectSessionCreate => "connect_session.create",
+        ConnectSessionFail => "connect_session.fail",
+        ConnectSessionStart => "connect_session.start",
+        ConnectionChecked => "connection.checked",
+        ConnectionCreate => "connection.create",
+        ConnectionCredentialsUpdate => "connection.credentials_update",
+        ConnectionDelete => "connection.delete",
+        ConnectionProviderRevocation => "connection.provider_revocation",
+        ConnectionReauthorizeAccepted => "connection.reauthorize_accepted",
+        ConnectionReauthorizeMismatch => "connection.reauthorize_mismatch",
+        ConnectionReauthorized => "connection.reauthorized",
+        ConnectionRefreshFailed => "connection.refresh_failed",
+        ConnectionRefreshed => "connection.refreshed",
+        ConnectionStatusChanged => "connection.status_changed",
+        ConnectionUpdate => "connection.update",
+        ConnectionRevoked => "connection.revoked",
+        ConnectionRevokePending => "connection.revoke_pending",
+        ConnectionStatusChange => "connection.status_change",
+        ConnectionDisable => "connection.disable",
+        ConnectionEnable => "connection.enable",
+        CredentialsRead => "credentials.read",
+        IntegrationCreate => "integration.create",
+        KeysRotate => "keys.rotate",
+        IntegrationDelete => "integration.delete",
+        IntegrationUpdate => "integration.update",
+        UserCreated => "user.created",
+        UserLogin => "user.login",
+        WebhookCreated => "webhook.created",
+        WebhookDeleted => "webhook.deleted",
+        WebhookDeliveryReplayed => "webhook.delivery_replayed",
+        WebhookSecretRotated => "webhook.secret_rotated",
+        WebhookUpdated => "webhook.updated",
+    }
+);
+
+string_enum!(
+    /// How the recorded action ended.
+    AuditOutcome, crate::ErrorCode::InvalidField, {
+        Ok => "ok",
+        Error => "error",
+        Denied => "denied",
+        Parked => "parked",
+        Skipped => "skipped",
+    }
+);
+
 /// The hash that precedes the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

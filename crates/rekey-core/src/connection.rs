@@ -2,41 +2,12 @@
 
 use crate::ids::validate_slug;
 use crate::Error;
-use std::fmt;
-use std::str::FromStr;
-
-macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident, $code:literal, { $($var:ident => $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($var),+ }
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
-            pub fn as_str(self) -> &'static str { match self { $($name::$var => $s),+ } }
-        }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
-        }
-        impl FromStr for $name {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self, Error> {
-                match s {
-                    $($s => Ok($name::$var),)+
-                    other => Err(Error::invalid($code, format!(
-                        "unknown {} `{}`; expected one of: {}",
-                        stringify!($name).to_lowercase(),
-                        crate::ids::truncate_for_message(other),
-                        [$($s),+].join(", ")))),
-                }
-            }
-        }
-    };
-}
+use crate::ErrorCode;
 
 string_enum!(
     /// How a connection authenticates. OAuth kinds are created through connect
     /// sessions (a later capability); the rest take their material directly.
-    ConnectionKind, "invalid_kind", {
+    ConnectionKind, ErrorCode::InvalidKind, {
         ApiKey => "api_key",
         Basic => "basic",
         Headers => "headers",
@@ -60,7 +31,7 @@ impl ConnectionKind {
 
 string_enum!(
     /// Connection lifecycle. See [`Status::can_transition`].
-    Status, "invalid_status", {
+    Status, ErrorCode::InvalidStatus, {
         Pending => "pending",
         Active => "active",
         Degraded => "degraded",
@@ -68,6 +39,20 @@ string_enum!(
         RevokePending => "revoke_pending",
         Revoked => "revoked",
         Disabled => "disabled",
+    }
+);
+
+string_enum!(
+    /// A connect link's progress: `created` → `started` (sent to the
+    /// provider) → `exchanging` → `completed` | `failed`; `superseded` when a
+    /// newer link for the same connection was made.
+    ConnectSessionStatus, ErrorCode::InvalidStatus, {
+        Created => "created",
+        Started => "started",
+        Exchanging => "exchanging",
+        Completed => "completed",
+        Failed => "failed",
+        Superseded => "superseded",
     }
 );
 
@@ -103,7 +88,7 @@ impl Status {
             Ok(to)
         } else {
             Err(Error::conflict(
-                "invalid_transition",
+                ErrorCode::InvalidTransition,
                 format!("a connection in status `{self}` cannot become `{to}`"),
             ))
         }
@@ -144,7 +129,7 @@ pub fn is_invisible_format(c: char) -> bool {
 /// Free text shown to people (names, descriptions, hints): 1–`max`
 /// characters, none of them control or invisible formatting characters.
 /// `code` is the error code (`invalid_field` for connection fields).
-pub fn validate_text(code: &'static str, field: &str, s: &str, max: usize) -> Result<(), Error> {
+pub fn validate_text(code: ErrorCode, field: &str, s: &str, max: usize) -> Result<(), Error> {
     if s.trim().is_empty() || s.chars().count() > max {
         return Err(Error::invalid(
             code,
@@ -178,7 +163,7 @@ pub fn strip_invisible(s: &str) -> String {
 }
 
 pub fn validate_display_name(s: &str) -> Result<(), Error> {
-    validate_text("invalid_field", "display_name", s, 200)
+    validate_text(ErrorCode::InvalidField, "display_name", s, 200)
 }
 
 /// An email address as an addr-spec (`local@domain`), strict enough to be
@@ -214,7 +199,7 @@ pub fn is_email(e: &str) -> bool {
 pub fn validate_email(field: &str, e: &str) -> Result<(), Error> {
     if e.chars().count() > 320 || !is_email(e) {
         return Err(Error::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`{field}` is not an email address (local@domain, without spaces, quotes or <>)"
             ),
@@ -227,7 +212,7 @@ pub fn validate_email(field: &str, e: &str) -> Result<(), Error> {
 pub fn normalize_slugs(field: &str, items: &[String]) -> Result<Vec<String>, Error> {
     if items.len() > MAX_LIST_ITEMS {
         return Err(Error::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{field}` holds at most {MAX_LIST_ITEMS} items"),
         ));
     }
@@ -244,14 +229,14 @@ pub fn normalize_slugs(field: &str, items: &[String]) -> Result<Vec<String>, Err
 pub fn normalize_scopes(items: &[String]) -> Result<Vec<String>, Error> {
     if items.len() > 256 {
         return Err(Error::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`scopes` holds at most 256 items",
         ));
     }
     for s in items {
         if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "each scope must be 1–256 characters without spaces",
             ));
         }
@@ -265,7 +250,7 @@ pub fn normalize_scopes(items: &[String]) -> Result<Vec<String>, Error> {
 pub fn validate_owner(o: &Owner) -> Result<(), Error> {
     for (field, v) in [("owner.subject", &o.subject), ("owner.name", &o.name)] {
         if let Some(v) = v {
-            validate_text("invalid_field", field, v, 320)?;
+            validate_text(ErrorCode::InvalidField, field, v, 320)?;
         }
     }
     if let Some(e) = &o.email {

@@ -9,6 +9,7 @@
 //! which the service encrypts one by one.
 
 use crate::connection::ConnectionKind;
+use crate::ErrorCode;
 use crate::{Error, SecretString};
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -21,7 +22,7 @@ pub struct ParsedCredentials {
 }
 
 fn err(msg: impl Into<String>) -> Error {
-    Error::invalid("invalid_credentials", msg)
+    Error::invalid(ErrorCode::InvalidCredentials, msg)
 }
 
 struct Fields {
@@ -375,7 +376,7 @@ pub fn parse(kind: ConnectionKind, v: Value) -> Result<ParsedCredentials, Error>
         }
         ConnectionKind::OAuth2AuthorizationCode | ConnectionKind::OAuth2ClientCredentials => {
             return Err(Error::unprocessable(
-                "kind_not_supported",
+                ErrorCode::KindNotSupported,
                 format!("connections of kind `{kind}` are created through a connect session, not with credential material"),
             ))
         }

@@ -1,6 +1,7 @@
 //! The one error type of rekey. Every variant has a stable string code that
 //! clients may rely on; messages never contain secret material.
 
+pub use crate::error_code::ErrorCode;
 use std::fmt;
 
 /// How an error should be surfaced; the server maps this to an HTTP status,
@@ -22,14 +23,14 @@ pub enum ErrorClass {
 pub enum Error {
     /// Malformed input: syntax, types, unknown fields, bad formats.
     #[error("{message}")]
-    InvalidInput { code: &'static str, message: String },
+    InvalidInput { code: ErrorCode, message: String },
     /// Well-formed input that the domain rejects (e.g. wrong kind for provider).
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
     #[error("{what} not found")]
-    NotFound { code: &'static str, what: String },
+    NotFound { code: ErrorCode, what: String },
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("missing or invalid API key")]
     Unauthorized,
     #[error("this API key lacks the `{0}` scope")]
@@ -49,25 +50,25 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::InvalidInput {
             code,
             message: message.into(),
         }
     }
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::Unprocessable {
             code,
             message: message.into(),
         }
     }
-    pub fn not_found(code: &'static str, what: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, what: impl Into<String>) -> Self {
         Error::NotFound {
             code,
             what: what.into(),
         }
     }
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::Conflict {
             code,
             message: message.into(),
@@ -78,18 +79,18 @@ impl Error {
     }
 
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidInput { code, .. }
             | Error::Unprocessable { code, .. }
             | Error::NotFound { code, .. }
-            | Error::Conflict { code, .. } => code,
-            Error::Unauthorized => "unauthorized",
-            Error::MissingScope(_) => "missing_scope",
-            Error::PayloadTooLarge(_) => "payload_too_large",
-            Error::DecryptionFailed(_) => "decryption_failed",
-            Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
+            | Error::Conflict { code, .. } => *code,
+            Error::Unauthorized => ErrorCode::Unauthorized,
+            Error::MissingScope(_) => ErrorCode::MissingScope,
+            Error::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Error::DecryptionFailed(_) => ErrorCode::DecryptionFailed,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -126,7 +127,7 @@ impl From<sqlx::Error> for Error {
         if let sqlx::Error::Database(d) = &e {
             if d.is_unique_violation() {
                 return Error::conflict(
-                    "already_exists",
+                    ErrorCode::AlreadyExists,
                     "a record with this identity already exists",
                 );
             }

@@ -1,23 +1,30 @@
 //! Webhook event types: the closed set of events rekey emits.
 
-/// Every event type rekey emits. Subscriptions name these, a family
-/// (`connection.*`) or `*`.
-pub const EVENT_TYPES: &[&str] = &[
-    "connection.created",
-    "connection.status_changed",
-    "connection.refresh_failed",
-    "connection.refreshed",
-    "connection.revoked",
-    "connection.reauthorized",
-    "connection.deleted",
-    "webhook.test",
-];
+string_enum!(
+    /// Every event type rekey emits. Subscriptions name these, a family
+    /// (`connection.*`) or `*`.
+    EventType, crate::ErrorCode::InvalidField, {
+        ConnectionCreated => "connection.created",
+        ConnectionStatusChanged => "connection.status_changed",
+        ConnectionRefreshFailed => "connection.refresh_failed",
+        ConnectionRefreshed => "connection.refreshed",
+        ConnectionRevoked => "connection.revoked",
+        ConnectionReauthorized => "connection.reauthorized",
+        ConnectionDeleted => "connection.deleted",
+        WebhookTest => "webhook.test",
+    }
+);
+
+/// The wire names of [`EventType::ALL`], in order.
+pub fn event_types() -> impl Iterator<Item = &'static str> {
+    EventType::ALL.iter().map(|t| t.as_str())
+}
 
 /// What a subscription may name: `*`, every family (`connection.*`) and
 /// every event type.
 pub fn event_filters() -> Vec<String> {
     let mut out = vec!["*".to_string()];
-    for t in EVENT_TYPES {
+    for t in event_types() {
         if let Some((fam, _)) = t.split_once('.') {
             let f = format!("{fam}.*");
             if !out.contains(&f) {
@@ -25,7 +32,7 @@ pub fn event_filters() -> Vec<String> {
             }
         }
     }
-    out.extend(EVENT_TYPES.iter().map(|t| t.to_string()));
+    out.extend(event_types().map(str::to_string));
     out
 }
 
@@ -35,6 +42,6 @@ mod tests {
     fn filters_are_star_families_and_types() {
         let f = super::event_filters();
         assert_eq!(&f[..3], ["*", "connection.*", "webhook.*"]);
-        assert_eq!(f.len(), 3 + super::EVENT_TYPES.len());
+        assert_eq!(f.len(), 3 + super::EventType::ALL.len());
     }
 }

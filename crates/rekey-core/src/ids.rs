@@ -2,6 +2,7 @@
 //! creation and make stable pagination cursors).
 
 use crate::Error;
+use crate::ErrorCode;
 
 pub const CONNECTION: &str = "con";
 pub const API_KEY: &str = "key";
@@ -35,7 +36,7 @@ pub fn parse_id(prefix: &str, s: &str) -> Result<String, Error> {
         Ok(s.to_string())
     } else {
         Err(Error::invalid(
-            "invalid_id",
+            ErrorCode::InvalidId,
             format!("`{}` is not a valid {prefix}_… id", truncate_for_message(s)),
         ))
     }
@@ -75,7 +76,7 @@ pub fn validate_slug(field: &str, s: &str, max: usize) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{field}` must be 1–{max} characters of a-z, 0-9, '-', '_', '.', ':' starting with a letter or digit"),
         ))
     }

@@ -1,6 +1,7 @@
 //! API key scopes.
 
 use crate::Error;
+use crate::ErrorCode;
 use std::fmt;
 use std::str::FromStr;
 
@@ -46,7 +47,7 @@ impl FromStr for Scope {
             .find(|sc| sc.as_str() == s)
             .ok_or_else(|| {
                 Error::invalid(
-                    "invalid_scope",
+                    ErrorCode::InvalidScope,
                     format!(
                         "unknown scope `{}`; known scopes: {}",
                         crate::ids::truncate_for_message(s),
@@ -65,7 +66,7 @@ impl Scopes {
     pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<Scopes, Error> {
         if items.is_empty() {
             return Err(Error::invalid(
-                "invalid_scope",
+                ErrorCode::InvalidScope,
                 "at least one scope is required",
             ));
         }

@@ -1,5 +1,6 @@
 //! Timestamps are Unix milliseconds in storage and RFC 3339 on the wire.
 
+use crate::ErrorCode;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -28,7 +29,7 @@ pub fn parse_rfc3339(field: &str, s: &str) -> crate::Result<i64> {
         .map(datetime_to_ms)
         .map_err(|_| {
             crate::Error::invalid(
-                "invalid_timestamp",
+                ErrorCode::InvalidTimestamp,
                 format!("`{field}` must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z"),
             )
         })

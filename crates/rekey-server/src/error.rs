@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_api::{ErrorBody, ErrorDetail};
-use rekey_core::{Error, ErrorClass};
+use rekey_core::{Error, ErrorClass, ErrorCode};
 
 pub struct ApiError(pub Error);
 
@@ -30,10 +30,10 @@ pub fn status_of(class: ErrorClass) -> StatusCode {
     }
 }
 
-pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {
+pub fn error_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
-            code: code.to_string(),
+            code: code.as_str().to_string(),
             message,
         },
     };
@@ -53,7 +53,7 @@ impl IntoResponse for ApiError {
         let status = status_of(e.class());
         if status.is_server_error() {
             // Full detail for operators; clients get the public message.
-            tracing::error!(code = e.code(), error = %e, "request failed");
+            tracing::error!(code = %e.code(), error = %e, "request failed");
         }
         error_response(status, e.code(), e.public_message())
     }

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rekey_service::{Ctx, Principal};
 use serde::de::DeserializeOwned;
@@ -30,7 +31,7 @@ fn json_rejection(rej: JsonRejection) -> Response {
     let (status, code, msg) = match &rej {
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => (
             status,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "request body is larger than the limit of {} bytes",
                 crate::BODY_LIMIT
@@ -38,12 +39,12 @@ fn json_rejection(rej: JsonRejection) -> Response {
         ),
         JsonRejection::MissingJsonContentType(_) => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected `Content-Type: application/json`".to_string(),
         ),
         JsonRejection::JsonSyntaxError(e) => (
             StatusCode::BAD_REQUEST,
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!(
                 "request body is not valid JSON: {}",
                 scrub_serde_message(&source_text(e))
@@ -51,7 +52,7 @@ fn json_rejection(rej: JsonRejection) -> Response {
         ),
         JsonRejection::JsonDataError(e) => (
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!(
                 "request body does not match the schema: {}",
                 scrub_serde_message(&source_text(e))
@@ -59,7 +60,7 @@ fn json_rejection(rej: JsonRejection) -> Response {
         ),
         _ => (
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "could not read the request body".to_string(),
         ),
     };
@@ -85,7 +86,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!(
                     "invalid query string: {}",
                     scrub_serde_message(&source_text(&e))
@@ -93,7 +94,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             )),
             Err(_) => Err(error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "invalid query string".into(),
             )),
         }
@@ -110,7 +111,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(PathRejection::FailedToDeserializePathParams(_)) | Err(_) => Err(error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_id",
+                ErrorCode::InvalidId,
                 "the id in the path is not valid".into(),
             )),
         }
@@ -127,7 +128,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath2 {
             Ok(axum::extract::Path((a, b))) => Ok(ApiPath2(a, b)),
             Err(_) => Err(error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_id",
+                ErrorCode::InvalidId,
                 "an id in the path is not valid".into(),
             )),
         }
@@ -152,7 +153,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             Some(n) => Ok(IfMatch(Some(n))),
             None => Err(error_response(
                 StatusCode::BAD_REQUEST,
-                "invalid_if_match",
+                ErrorCode::InvalidIfMatch,
                 "`If-Match` must be the version from the connection's ETag, e.g. \"3\"".into(),
             )),
         }
@@ -272,7 +273,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
                 if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     error_response(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
+                        ErrorCode::PayloadTooLarge,
                         format!(
                             "request body is larger than the limit of {} bytes",
                             crate::BODY_LIMIT
@@ -281,7 +282,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
                 } else {
                     error_response(
                         StatusCode::BAD_REQUEST,
-                        "invalid_body",
+                        ErrorCode::InvalidBody,
                         "could not read the request body".to_string(),
                     )
                 }
@@ -292,7 +293,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if !json_type {
             return Err(error_response(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "expected `Content-Type: application/json`".to_string(),
             ));
         }
@@ -329,9 +330,12 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Er
     }
     serde_json::from_slice(body).map_err(|e| {
         let (code, what) = if e.is_syntax() || e.is_eof() {
-            ("malformed_json", "request body is not valid JSON")
+            (ErrorCode::MalformedJson, "request body is not valid JSON")
         } else {
-            ("invalid_body", "request body does not match the schema")
+            (
+                ErrorCode::InvalidBody,
+                "request body does not match the schema",
+            )
         };
         Error::invalid(
             code,

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use error::error_response;
+use rekey_core::ErrorCode;
 use rekey_service::Rekey;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -122,7 +123,7 @@ pub fn router(rekey: Rekey) -> Router {
     .layer(CatchPanicLayer::custom(|_| {
         error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error; see server logs".into(),
         )
     }))
@@ -150,7 +151,7 @@ pub fn log_path(path: &str) -> String {
 async fn not_found() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
-        "route_not_found",
+        ErrorCode::RouteNotFound,
         "no such route; see /api/v1/openapi.json".into(),
     )
 }
@@ -158,7 +159,7 @@ async fn not_found() -> Response {
 async fn method_not_allowed() -> Response {
     error_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route".into(),
     )
     .into_response()
@@ -216,7 +217,7 @@ async fn body_deadline(
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, BODY_LIMIT)).await {
         Err(_) => error_response(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body was not received within {} s",
                 deadline.as_secs()
@@ -224,12 +225,12 @@ async fn body_deadline(
         ),
         Ok(Err(e)) if is_length_limit(&e) => error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("request body is larger than the limit of {BODY_LIMIT} bytes"),
         ),
         Ok(Err(_)) => error_response(
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "the request body could not be read".into(),
         ),
         Ok(Ok(bytes)) => {

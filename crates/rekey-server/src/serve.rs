@@ -25,6 +25,7 @@ use axum::response::Response;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rekey_core::ErrorCode;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -271,17 +272,17 @@ fn json_parse_error(version: &[u8], status: &[u8]) -> Vec<u8> {
     let (line, code, message) = match status {
         b"414" => (
             "414 URI Too Long",
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             "the request URI is too long",
         ),
         b"431" => (
             "431 Request Header Fields Too Large",
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "the request line and header fields are too large or too many",
         ),
         _ => (
             "400 Bad Request",
-            "malformed_request",
+            ErrorCode::MalformedRequest,
             "the request is not valid HTTP/1.1",
         ),
     };
@@ -369,7 +370,7 @@ fn is_health(path: &str) -> bool {
 fn overloaded() -> Response {
     let mut r = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
+        ErrorCode::Overloaded,
         "the server is at its connection limit; retry shortly".into(),
     );
     r.headers_mut()

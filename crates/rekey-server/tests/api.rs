@@ -1281,7 +1281,7 @@ fn strings(v: &Value) -> Vec<String> {
 #[tokio::test]
 async fn openapi_tells_clients_what_the_server_accepts() {
     use rekey_core::connection::{ConnectionKind, Status};
-    use rekey_core::events::{event_filters, EVENT_TYPES};
+    use rekey_core::events::{event_filters, event_types};
     use rekey_core::ids;
     use rekey_core::scope::Scope;
 
@@ -1384,8 +1384,13 @@ async fn openapi_tells_clients_what_the_server_accepts() {
     let core_kinds: Vec<String> = ConnectionKind::ALL.iter().map(|k| k.to_string()).collect();
     let core_statuses: Vec<String> = Status::ALL.iter().map(|k| k.to_string()).collect();
     let core_scopes: Vec<String> = Scope::ALL.iter().map(|k| k.to_string()).collect();
-    let core_events: Vec<String> = EVENT_TYPES.iter().map(|e| e.to_string()).collect();
+    let core_events: Vec<String> = event_types().map(|e| e.to_string()).collect();
+    let core_codes: Vec<String> = rekey_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     for (name, values) in [
+        ("ErrorCode", &core_codes),
         ("ConnectionKind", &core_kinds),
         ("ConnectionStatus", &core_statuses),
         ("Scope", &core_scopes),
@@ -1421,6 +1426,7 @@ async fn openapi_tells_clients_what_the_server_accepts() {
         ("UpdateWebhook", "events", "WebhookEventFilter"),
         ("WebhookView", "events", "WebhookEventFilter"),
         ("DeliveryView", "event_type", "WebhookEventType"),
+        ("ErrorDetail", "code", "ErrorCode"),
     ] {
         uses(schema, field, target);
     }

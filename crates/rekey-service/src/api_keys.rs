@@ -1,7 +1,10 @@
 use crate::audit::record;
 use crate::{views, Ctx, Rekey};
 use rekey_api::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::scope::{Scope, Scopes};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_store::api_keys::{self, ApiKeyRow};
 use serde_json::json;
@@ -50,7 +53,7 @@ impl Rekey {
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`name` must be 1–100 printable characters",
             ));
         }
@@ -72,9 +75,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "api_key.create",
+            AuditAction::ApiKeyCreate,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"name": row.name, "scopes": row.scopes}),
         )
         .await?;
@@ -143,13 +146,13 @@ impl Rekey {
     pub async fn revoke_api_key(&self, ctx: &Ctx, id: &str) -> Result<ApiKeyView, Error> {
         let id = ids::parse_id(ids::API_KEY, id)?;
         let mut tx = self.store().begin_write().await?;
-        let not_found = || Error::not_found("api_key_not_found", format!("API key {id}"));
+        let not_found = || Error::not_found(ErrorCode::ApiKeyNotFound, format!("API key {id}"));
         let row = api_keys::get(tx.conn(), &ctx.tenant, &id)
             .await?
             .ok_or_else(not_found)?;
         if row.revoked_at.is_some() {
             return Err(Error::conflict(
-                "already_revoked",
+                ErrorCode::AlreadyRevoked,
                 format!("API key {id} is already revoked"),
             ));
         }
@@ -158,9 +161,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "api_key.revoke",
+            AuditAction::ApiKeyRevoke,
             Some(&id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"name": row.name}),
         )
         .await?;

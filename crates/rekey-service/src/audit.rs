@@ -1,6 +1,7 @@
 use crate::{views, Ctx, Rekey};
 use rekey_api::{AuditList, AuditQuery, AuditVerifyReport};
-use rekey_core::audit::{AuditEntry, Verifier};
+use rekey_core::audit::{AuditAction, AuditEntry, AuditOutcome, Verifier};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::audit::AuditFilter;
 use rekey_store::WriteTx;
@@ -10,9 +11,9 @@ use serde_json::Value;
 pub(crate) async fn record(
     tx: &mut WriteTx,
     ctx: &Ctx,
-    action: &str,
+    action: AuditAction,
     target: Option<&str>,
-    outcome: &str,
+    outcome: AuditOutcome,
     details: Value,
 ) -> Result<(), Error> {
     let entry = AuditEntry {
@@ -21,11 +22,11 @@ pub(crate) async fn record(
         at: rekey_core::time::now_ms(),
         tenant: ctx.tenant.clone(),
         actor: ctx.actor.clone(),
-        action: action.to_string(),
+        action: action.as_str().to_string(),
         target: target.map(str::to_string),
         request_id: ctx.request_id.clone(),
         source: ctx.source.clone(),
-        outcome: outcome.to_string(),
+        outcome: outcome.as_str().to_string(),
         details: details.to_string(),
     };
     let backend = tx.backend();
@@ -38,7 +39,7 @@ fn limit(l: Option<i64>) -> Result<i64, Error> {
         None => Ok(50),
         Some(n) if (1..=500).contains(&n) => Ok(n),
         Some(_) => Err(Error::invalid(
-            "invalid_limit",
+            ErrorCode::InvalidLimit,
             "`limit` must be between 1 and 500",
         )),
     }
@@ -50,7 +51,7 @@ impl Rekey {
             None => None,
             Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
                 Error::invalid(
-                    "invalid_cursor",
+                    ErrorCode::InvalidCursor,
                     "`cursor` is not a cursor returned by this endpoint",
                 )
             })?),

@@ -3,6 +3,7 @@
 //! here so none of them imports another's internals.
 
 use crate::Rekey;
+use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rekey_crypto::Aad;
 use rekey_store::connections::{self as store, ConnectionRow};
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 pub(crate) const OWNER_KIND: &str = "connection";
 
 pub(crate) fn not_found(id: &str) -> Error {
-    Error::not_found("connection_not_found", format!("connection {id}"))
+    Error::not_found(ErrorCode::ConnectionNotFound, format!("connection {id}"))
 }
 
 /// The AAD a connection's secret field is sealed under.

@@ -6,8 +6,11 @@ use crate::{Ctx, Rekey};
 use rekey_api::{
     CreateIntegration, EndpointOverrides, IntegrationList, IntegrationView, UpdateIntegration,
 };
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::outbound::OutboundPolicy;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_crypto::Aad;
 use rekey_oauth::{ClientAuth, ClientAuthMethod};
@@ -34,7 +37,7 @@ pub(crate) struct Resolved {
 }
 
 fn bad(msg: impl Into<String>) -> Error {
-    Error::invalid("invalid_integration", msg)
+    Error::invalid(ErrorCode::InvalidIntegration, msg)
 }
 
 /// Overrides must be https, except loopback (development and tests). With
@@ -116,7 +119,7 @@ impl Rekey {
     pub(crate) fn oauth_provider(&self, id: &str) -> Result<&Provider, Error> {
         let p = self.catalog().get(id).ok_or_else(|| {
             Error::unprocessable(
-                "unknown_provider",
+                ErrorCode::UnknownProvider,
                 format!(
                     "no provider `{}` in the catalog",
                     ids::truncate_for_message(id)
@@ -125,7 +128,7 @@ impl Rekey {
         })?;
         if p.oauth.is_none() {
             return Err(Error::unprocessable(
-                "provider_has_no_oauth",
+                ErrorCode::ProviderHasNoOauth,
                 format!("provider `{}` has no OAuth support in the catalog", p.id),
             ));
         }
@@ -314,9 +317,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "integration.create",
+            AuditAction::IntegrationCreate,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"provider": row.provider, "auth_method": row.auth_method}),
         )
         .await?;
@@ -355,7 +358,7 @@ impl Rekey {
         if let Some(v) = if_match.or(req.version) {
             if v != row.version {
                 return Err(Error::conflict(
-                    "version_conflict",
+                    ErrorCode::VersionConflict,
                     format!("integration {id} is at version {}, not {v}", row.version),
                 ));
             }
@@ -417,16 +420,16 @@ impl Rekey {
         row.updated_at = now_ms();
         if !store::update(tx.conn(), &row, old_version).await? {
             return Err(Error::conflict(
-                "version_conflict",
+                ErrorCode::VersionConflict,
                 format!("integration {id} was changed concurrently"),
             ));
         }
         record(
             &mut tx,
             ctx,
-            "integration.update",
+            AuditAction::IntegrationUpdate,
             Some(&id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"secret_replaced": new_secret, "version": row.version}),
         )
         .await?;
@@ -469,7 +472,7 @@ impl Rekey {
         let n = store::connections_using(tx.conn(), &ctx.tenant, &id).await?;
         if n > 0 {
             return Err(Error::conflict(
-                "integration_in_use",
+                ErrorCode::IntegrationInUse,
                 format!("{n} connections use integration {id}; delete or move them first"),
             ));
         }
@@ -478,9 +481,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "integration.delete",
+            AuditAction::IntegrationDelete,
             Some(&id),
-            "ok",
+            AuditOutcome::Ok,
             json!({}),
         )
         .await?;
@@ -545,7 +548,7 @@ impl Rekey {
         let render = |t: &str| {
             provider.render_url(t, &params).map_err(|e| {
                 Error::invalid(
-                    "invalid_integration",
+                    ErrorCode::InvalidIntegration,
                     format!("integration {}: {e}", row.id),
                 )
             })
@@ -589,7 +592,10 @@ impl Rekey {
         Ok(Resolved {
             authorize_url,
             token_url: token_url.ok_or_else(|| {
-                Error::unprocessable("oauth_config", "no token endpoint for this integration")
+                Error::unprocessable(
+                    ErrorCode::OauthConfig,
+                    "no token endpoint for this integration",
+                )
             })?,
             revocation_url,
             issuer,
@@ -617,5 +623,5 @@ fn provider_has_all_overrides(e: &EndpointOverrides) -> bool {
 }
 
 fn not_found(id: &str) -> Error {
-    Error::not_found("integration_not_found", format!("integration {id}"))
+    Error::not_found(ErrorCode::IntegrationNotFound, format!("integration {id}"))
 }

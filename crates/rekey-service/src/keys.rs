@@ -6,6 +6,7 @@
 
 use crate::audit::record;
 use crate::{Ctx, Rekey};
+use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::Error;
 use rekey_crypto::{Aad, KeyringSource};
 use serde_json::json;
@@ -163,9 +164,9 @@ impl Rekey {
                 request_id: None,
                 source: None,
             },
-            "keys.rotate",
+            AuditAction::KeysRotate,
             Some(&primary),
-            "ok",
+            AuditOutcome::Ok,
             json!({"rewrapped": done, "dropped": dropped, "resumed": resumed}),
         )
         .await?;

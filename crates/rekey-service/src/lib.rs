@@ -20,6 +20,7 @@ mod open;
 mod rsa_key;
 mod sealing;
 mod signin_throttle;
+mod status;
 mod users;
 mod views;
 mod webhooks;
@@ -32,10 +33,11 @@ pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use users::{Role, SessionUser};
-pub use webhooks::{DeliveryRun, WebhookSettings, DEFAULT_MAX_WEBHOOKS, EVENT_TYPES};
+pub use webhooks::{DeliveryRun, WebhookSettings, DEFAULT_MAX_WEBHOOKS};
 
 use rekey_core::outbound::OutboundPolicy;
 use rekey_core::Error;
+use rekey_core::ErrorCode;
 use rekey_crypto::Keyring;
 use rekey_providers::Catalog;
 use rekey_store::Store;
@@ -200,7 +202,7 @@ pub(crate) fn check_outbound_url(
     field: &str,
     s: &str,
 ) -> Result<String, Error> {
-    let bad = |m: &str| Error::invalid("invalid_url", format!("`{field}` {m}"));
+    let bad = |m: &str| Error::invalid(ErrorCode::InvalidUrl, format!("`{field}` {m}"));
     if s.len() > 2048 {
         return Err(bad("must be at most 2048 characters"));
     }
@@ -255,7 +257,7 @@ pub(crate) fn oauth_error(
     other: impl FnOnce(rekey_oauth::OAuthError) -> Error,
 ) -> Error {
     match e {
-        rekey_oauth::OAuthError::Refused(m) => Error::unprocessable("outbound_refused", m),
+        rekey_oauth::OAuthError::Refused(m) => Error::unprocessable(ErrorCode::OutboundRefused, m),
         e => other(e),
     }
 }

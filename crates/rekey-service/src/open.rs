@@ -2,6 +2,7 @@
 //! keyring and the database live. Used by `rekey serve` and the offline CLI.
 
 use crate::Rekey;
+use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rekey_crypto::Keyring;
 use rekey_providers::Catalog;
@@ -58,7 +59,7 @@ impl OpenOptions {
         let dir = &self.data_dir;
         let missing = |what: String| {
             Error::invalid(
-                "no_rekey_data",
+                ErrorCode::NoRekeyData,
                 format!("{what}; check --data-dir / REKEY_DATA_DIR (and REKEY_DATABASE_URL), or start `rekey serve` once to create it"),
             )
         };
@@ -135,7 +136,7 @@ impl OpenOptions {
         };
         if locked.is_err() {
             return Err(Error::conflict(
-                "data_dir_in_use",
+                ErrorCode::DataDirInUse,
                 match mode {
                     LockMode::Exclusive => format!(
                         "{} is in use by a running rekey; stop it first (this operation changes the keyring)",
@@ -158,7 +159,7 @@ impl OpenOptions {
                     .collect();
                 (
                     Keyring::from_master_keys(mk.expose(), &prev)
-                        .map_err(|e| Error::invalid("invalid_config", e.to_string()))?,
+                        .map_err(|e| Error::invalid(ErrorCode::InvalidConfig, e.to_string()))?,
                     false,
                 )
             }
@@ -190,7 +191,7 @@ impl OpenOptions {
                 let f = private_file(&p)?;
                 if f.try_lock().is_err() {
                     return Err(Error::conflict(
-                        "data_dir_in_use",
+                        ErrorCode::DataDirInUse,
                         format!(
                             "another rekey server is already serving the SQLite database {}; run one server per SQLite database (replicas need PostgreSQL: set REKEY_DATABASE_URL)",
                             db.display()
@@ -231,7 +232,7 @@ impl OpenOptions {
             Some(p) => Catalog::load_dir(p),
             None => Catalog::embedded(),
         }
-        .map_err(|e| Error::invalid("invalid_catalog", e.to_string()))?;
+        .map_err(|e| Error::invalid(ErrorCode::InvalidCatalog, e.to_string()))?;
 
         Ok(OpenedDataDir {
             rekey: Rekey::new(store, keyring, catalog)?,
@@ -251,13 +252,13 @@ impl Rekey {
     pub async fn backup_sqlite(&self, to: &Path) -> Result<u64, Error> {
         if self.store().backend() != rekey_store::Backend::Sqlite {
             return Err(Error::invalid(
-                "backup_not_supported",
+                ErrorCode::BackupNotSupported,
                 "`rekey admin backup` copies SQLite databases; back up PostgreSQL with pg_dump (see the README, Backup and restore)",
             ));
         }
         let Some(path) = to.to_str() else {
             return Err(Error::invalid(
-                "invalid_path",
+                ErrorCode::InvalidPath,
                 "the backup file name must be valid UTF-8",
             ));
         };
@@ -269,7 +270,7 @@ impl Rekey {
             Ok(f) => drop(f),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::conflict(
-                    "already_exists",
+                    ErrorCode::AlreadyExists,
                     format!("{} already exists; back up into a new file", to.display()),
                 ))
             }

@@ -2,6 +2,7 @@
 //! compare with the provider (Snowflake's `RSA_PUBLIC_KEY_FP` format).
 
 use base64::Engine;
+use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
@@ -16,7 +17,7 @@ pub struct PublicKeyInfo {
 }
 
 fn bad(msg: &str) -> Error {
-    Error::invalid("invalid_credentials", msg.to_string())
+    Error::invalid(ErrorCode::InvalidCredentials, msg.to_string())
 }
 
 /// Parse the private key (PKCS#8, encrypted PKCS#8 with `passphrase`, or PKCS#1).

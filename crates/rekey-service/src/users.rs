@@ -8,8 +8,11 @@ use crate::{Ctx, Principal, Rekey};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::scope::Scopes;
 use rekey_core::time::now_ms;
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_crypto::hash_api_key;
 use rekey_store::users::{self as store, UserRow};
@@ -40,7 +43,7 @@ impl Role {
             "operator" => Ok(Role::Operator),
             "viewer" => Ok(Role::Viewer),
             _ => Err(Error::invalid(
-                "invalid_role",
+                ErrorCode::InvalidRole,
                 "`role` must be admin, operator or viewer",
             )),
         }
@@ -126,7 +129,7 @@ fn validate_username(u: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "invalid_username",
+            ErrorCode::InvalidUsername,
             "user names are 3–64 characters of a-z, A-Z, 0-9, '.', '_', '-', '@'",
         ))
     }
@@ -153,7 +156,7 @@ impl Rekey {
         let pw = password.expose();
         if pw.chars().count() < 12 || pw.len() > 1024 {
             return Err(Error::invalid(
-                "weak_password",
+                ErrorCode::WeakPassword,
                 "passwords are 12–1024 characters",
             ));
         }
@@ -175,15 +178,17 @@ impl Rekey {
         store::insert(tx.conn(), &row)
             .await
             .map_err(|e| match e.code() {
-                "already_exists" => Error::conflict("user_exists", "a user with this name exists"),
+                ErrorCode::AlreadyExists => {
+                    Error::conflict(ErrorCode::UserExists, "a user with this name exists")
+                }
                 _ => e,
             })?;
         record(
             &mut tx,
             ctx,
-            "user.created",
+            AuditAction::UserCreated,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"username": username, "role": role.as_str()}),
         )
         .await?;
@@ -219,7 +224,7 @@ impl Rekey {
             }
             Decision::Refuse(ms) => {
                 return Err(Error::conflict(
-                    "too_many_attempts",
+                    ErrorCode::TooManyAttempts,
                     format!(
                         "too many failed sign-ins for this user or from this address; try again in {} s",
                         (ms + 999) / 1000
@@ -261,9 +266,9 @@ impl Rekey {
                     record(
                         &mut tx,
                         &ctx,
-                        "user.login",
+                        AuditAction::UserLogin,
                         Some(&u.id),
-                        "denied",
+                        AuditOutcome::Denied,
                         json!({}),
                     )
                     .await?;
@@ -300,9 +305,9 @@ impl Rekey {
         record(
             &mut tx,
             &su.ctx(request_id, source),
-            "user.login",
+            AuditAction::UserLogin,
             Some(&user.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"role": role.as_str()}),
         )
         .await?;

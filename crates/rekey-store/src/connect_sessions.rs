@@ -1,5 +1,6 @@
 use crate::json_list;
-use crate::rows::JsonList;
+use crate::rows::{JsonList, Parsed};
+use rekey_core::connection::ConnectSessionStatus;
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
 
@@ -25,8 +26,8 @@ pub struct ConnectSessionRow {
     pub reauthorize_id: Option<String>,
     pub nonce: Option<String>,
     pub redirect_uri: Option<String>,
-    /// `created` → `started` (redirected to the provider) → `exchanging` → `completed` | `failed`.
-    pub status: String,
+    #[sqlx(try_from = "Parsed<ConnectSessionStatus>")]
+    pub status: ConnectSessionStatus,
     pub error: Option<String>,
     pub connection_id: Option<String>,
     pub created_by: String,
@@ -53,7 +54,7 @@ pub async fn insert(c: &mut AnyConnection, s: &ConnectSessionRow) -> Result<(), 
         .bind(&s.reauthorize_id)
         .bind(&s.nonce)
         .bind(&s.redirect_uri)
-        .bind(&s.status)
+        .bind(s.status.as_str())
         .bind(&s.error)
         .bind(&s.connection_id)
         .bind(&s.created_by)
@@ -111,19 +112,19 @@ pub async fn supersede_reauthorizations(
 pub async fn transition(
     c: &mut AnyConnection,
     id: &str,
-    from: &str,
-    to: &str,
+    from: ConnectSessionStatus,
+    to: ConnectSessionStatus,
     state_hash: Option<&str>,
     nonce: Option<&str>,
     at: i64,
 ) -> Result<bool, Error> {
     let r = sqlx::query("UPDATE connect_sessions SET status = $1, state_hash = COALESCE($2, state_hash), nonce = COALESCE($3, nonce), used_at = $4 WHERE id = $5 AND status = $6")
-        .bind(to)
+        .bind(to.as_str())
         .bind(state_hash)
         .bind(nonce)
         .bind(at)
         .bind(id)
-        .bind(from)
+        .bind(from.as_str())
         .execute(c)
         .await?;
     Ok(r.rows_affected() == 1)
@@ -132,14 +133,14 @@ pub async fn transition(
 pub async fn finish(
     c: &mut AnyConnection,
     id: &str,
-    status: &str,
+    status: ConnectSessionStatus,
     error: Option<&str>,
     connection_id: Option<&str>,
 ) -> Result<(), Error> {
     sqlx::query(
         "UPDATE connect_sessions SET status = $1, error = $2, connection_id = $3 WHERE id = $4",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(error)
     .bind(connection_id)
     .bind(id)

@@ -20,6 +20,7 @@ pub mod webhooks;
 pub use rows::TenantScoped;
 
 use rekey_core::Error;
+use rekey_core::ErrorCode;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use std::str::FromStr;
@@ -79,12 +80,16 @@ impl Store {
             Backend::Postgres
         } else {
             return Err(Error::invalid(
-                "invalid_config",
+                ErrorCode::InvalidConfig,
                 "database URL must start with sqlite: or postgres://",
             ));
         };
-        let opts = AnyConnectOptions::from_str(url)
-            .map_err(|e| Error::invalid("invalid_config", format!("invalid database URL: {e}")))?;
+        let opts = AnyConnectOptions::from_str(url).map_err(|e| {
+            Error::invalid(
+                ErrorCode::InvalidConfig,
+                format!("invalid database URL: {e}"),
+            )
+        })?;
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         pool = match backend {
             Backend::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
@@ -201,7 +206,7 @@ impl Store {
     pub async fn vacuum_into(&self, path: &str) -> Result<(), Error> {
         if self.backend != Backend::Sqlite {
             return Err(Error::invalid(
-                "backup_not_supported",
+                ErrorCode::BackupNotSupported,
                 "only SQLite databases can be copied with VACUUM INTO",
             ));
         }

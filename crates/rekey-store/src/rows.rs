@@ -144,3 +144,11 @@ impl From<Parsed<rekey_core::connection::Status>> for rekey_core::connection::St
         p.0
     }
 }
+
+impl From<Parsed<rekey_core::connection::ConnectSessionStatus>>
+    for rekey_core::connection::ConnectSessionStatus
+{
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}

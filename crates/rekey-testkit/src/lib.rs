@@ -108,6 +108,11 @@ impl Resp {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         let j = self.json();
         assert_eq!(j["error"]["code"], code, "body: {}", self.text);
+        // Every code on the wire is one of the documented ones.
+        assert!(
+            rekey_core::ErrorCode::from_wire(code).is_some(),
+            "`{code}` is not in rekey_core::ErrorCode"
+        );
         assert!(
             j["error"]["message"]
                 .as_str()
@@ -139,6 +144,10 @@ pub fn assert_api_error<T: std::fmt::Debug>(
                 "message: {message}"
             );
             assert!(!message.is_empty(), "{code} without a message");
+            assert!(
+                rekey_core::ErrorCode::from_wire(code).is_some(),
+                "`{code}` is not in rekey_core::ErrorCode"
+            );
         }
         other => panic!("expected the API error {status} {code}, got {other:?}"),
     }

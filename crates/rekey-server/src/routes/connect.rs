@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use rekey_core::Error;
+use rekey_core::ErrorCode;
 use rekey_service::{CallbackOutcome, CallbackParams};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -38,14 +39,14 @@ struct ConnectTemplate {
 fn error_page(e: &Error) -> Response {
     let status = crate::error::status_of(e.class());
     let (heading, message) = match e.code() {
-        "connect_session_not_found" => (
+        ErrorCode::ConnectSessionNotFound => (
             "Link not found",
             "This connect link is not valid. Ask whoever sent it for a new one.".to_string(),
         ),
-        "connect_session_expired" => ("Link expired", e.public_message()),
-        "connect_session_used" => ("Link already used", e.public_message()),
-        "connect_session_superseded" => ("Link replaced", e.public_message()),
-        "provider_denied" => (
+        ErrorCode::ConnectSessionExpired => ("Link expired", e.public_message()),
+        ErrorCode::ConnectSessionUsed => ("Link already used", e.public_message()),
+        ErrorCode::ConnectSessionSuperseded => ("Link replaced", e.public_message()),
+        ErrorCode::ProviderDenied => (
             "Authorization was not granted",
             format!("{} Nothing was changed.", e.public_message()),
         ),
@@ -107,29 +108,31 @@ async fn connect_submit(
 ) -> Response {
     let Ok(axum::extract::Form(values)) = form else {
         return error_page(&Error::invalid(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "the form could not be read",
         ));
     };
     match s.rekey.connect_submit(&token, &values).await {
         Ok(outcome) => outcome_page(outcome),
         // Bad input: show the form again with the reason (never the values).
-        Err(e) if e.code() == "invalid_credentials" => match s.rekey.connect_page(&token).await {
-            Ok(p) => page(
-                StatusCode::BAD_REQUEST,
-                &ConnectTemplate {
-                    token,
-                    form: p.form,
-                    error: Some(e.public_message()),
-                    provider: p.provider_name,
-                    integration: p.integration_name,
-                    owner_hint: p.owner_hint,
-                    reauthorize: p.reauthorize,
-                    expires_at: p.expires_at,
-                },
-            ),
-            Err(e) => error_page(&e),
-        },
+        Err(e) if e.code() == ErrorCode::InvalidCredentials => {
+            match s.rekey.connect_page(&token).await {
+                Ok(p) => page(
+                    StatusCode::BAD_REQUEST,
+                    &ConnectTemplate {
+                        token,
+                        form: p.form,
+                        error: Some(e.public_message()),
+                        provider: p.provider_name,
+                        integration: p.integration_name,
+                        owner_hint: p.owner_hint,
+                        reauthorize: p.reauthorize,
+                        expires_at: p.expires_at,
+                    },
+                ),
+                Err(e) => error_page(&e),
+            }
+        }
         Err(e) => error_page(&e),
     }
 }
@@ -153,7 +156,7 @@ async fn oauth_callback(
 ) -> Response {
     let Ok(Query(q)) = q else {
         return error_page(&Error::invalid(
-            "invalid_state",
+            ErrorCode::InvalidState,
             "the authorization response is malformed",
         ));
     };

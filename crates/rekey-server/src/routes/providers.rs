@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use rekey_api::*;
 use rekey_core::Error;
+use rekey_core::ErrorCode;
 use rekey_providers::{Provider, Runbook, RunbookMethod};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -98,7 +99,7 @@ async fn get_provider(
 ) -> ApiResult<Json<ProviderView>> {
     let p = s.rekey.catalog().find(&id).ok_or_else(|| {
         Error::not_found(
-            "provider_not_found",
+            ErrorCode::ProviderNotFound,
             format!("provider `{}`", rekey_core::ids::truncate_for_message(&id)),
         )
     })?;

@@ -8,7 +8,11 @@ use super::{
 use crate::audit::record;
 use crate::integrations::Resolved;
 use crate::Rekey;
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
+use rekey_core::connection::ConnectSessionStatus;
 use rekey_core::time::now_ms;
+use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rekey_oauth::{IdTokenCheck, Pkce, TokenSet};
 use rekey_store::connect_sessions::{self as store, ConnectSessionRow};
@@ -22,7 +26,7 @@ impl Rekey {
         let s = self.live_session(token).await?;
         if s.integration_id.is_empty() {
             return Err(Error::invalid(
-                "not_oauth",
+                ErrorCode::NotOauth,
                 "this connect link shows a form; fill it in on the Connect page",
             ));
         }
@@ -30,7 +34,7 @@ impl Rekey {
         let r = self.resolve(&integ).await?;
         let authorize_url = r.authorize_url.clone().ok_or_else(|| {
             Error::unprocessable(
-                "oauth_config",
+                ErrorCode::OauthConfig,
                 "no authorization endpoint for this integration",
             )
         })?;
@@ -58,14 +62,14 @@ impl Rekey {
             code_challenge: &pkce.challenge,
             extra: &extra,
         })
-        .map_err(|e| Error::unprocessable("oauth_config", e.to_string()))?;
+        .map_err(|e| Error::unprocessable(ErrorCode::OauthConfig, e.to_string()))?;
         let sealed = crate::sealing::seal_row(&*self.keyring()?, &pkce_aad(&s), &pkce.verifier);
         let mut tx = self.store().begin_write().await?;
         if !store::transition(
             tx.conn(),
             &s.id,
-            "created",
-            "started",
+            ConnectSessionStatus::Created,
+            ConnectSessionStatus::Started,
             Some(&token_hash(&state)),
             Some(&nonce),
             now_ms(),
@@ -73,7 +77,7 @@ impl Rekey {
         .await?
         {
             return Err(session_err(
-                "connect_session_used",
+                ErrorCode::ConnectSessionUsed,
                 "this connect link has already been used; ask for a new one",
             ));
         }
@@ -82,9 +86,9 @@ impl Rekey {
         record(
             &mut tx,
             &session_ctx(&s),
-            "connect_session.start",
+            AuditAction::ConnectSessionStart,
             Some(&s.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"integration": integ.id}),
         )
         .await?;
@@ -100,11 +104,14 @@ impl Rekey {
             .as_deref()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                session_err("invalid_state", "the authorization response has no `state`")
+                session_err(
+                    ErrorCode::InvalidState,
+                    "the authorization response has no `state`",
+                )
             })?;
         if state.len() > 128 {
             return Err(session_err(
-                "invalid_state",
+                ErrorCode::InvalidState,
                 "unknown or already used `state`",
             ));
         }
@@ -112,22 +119,22 @@ impl Rekey {
             let mut c = self.store().read().await?;
             store::by_state_hash(&mut c, &token_hash(state)).await?
         }
-        .ok_or_else(|| session_err("invalid_state", "unknown or already used `state`"))?;
+        .ok_or_else(|| session_err(ErrorCode::InvalidState, "unknown or already used `state`"))?;
         // Single use: only one callback may move the session on.
         {
             let mut tx = self.store().begin_write().await?;
             if !store::transition(
                 tx.conn(),
                 &s.id,
-                "started",
-                "exchanging",
+                ConnectSessionStatus::Started,
+                ConnectSessionStatus::Exchanging,
                 None,
                 None,
                 now_ms(),
             )
             .await?
             {
-                return Err(session_err("connect_session_used", "this authorization was already completed or abandoned; start again from a new connect link"));
+                return Err(session_err(ErrorCode::ConnectSessionUsed, "this authorization was already completed or abandoned; start again from a new connect link"));
             }
             tx.commit().await?;
         }
@@ -140,16 +147,30 @@ impl Rekey {
                     CallbackOutcome::Connected { connection_id, .. }
                     | CallbackOutcome::Parked { connection_id, .. } => connection_id.clone(),
                 };
-                store::finish(tx.conn(), &s.id, "completed", None, Some(&cid)).await?;
+                store::finish(
+                    tx.conn(),
+                    &s.id,
+                    ConnectSessionStatus::Completed,
+                    None,
+                    Some(&cid),
+                )
+                .await?;
             }
             Err(e) => {
-                store::finish(tx.conn(), &s.id, "failed", Some(e.code()), None).await?;
+                store::finish(
+                    tx.conn(),
+                    &s.id,
+                    ConnectSessionStatus::Failed,
+                    Some(e.code().as_str()),
+                    None,
+                )
+                .await?;
                 record(
                     &mut tx,
                     &ctx,
-                    "connect_session.fail",
+                    AuditAction::ConnectSessionFail,
                     Some(&s.id),
-                    "error",
+                    AuditOutcome::Error,
                     json!({"error": e.code()}),
                 )
                 .await?;
@@ -168,13 +189,13 @@ impl Rekey {
     ) -> Result<CallbackOutcome, Error> {
         if now_ms() > s.expires_at {
             return Err(session_err(
-                "connect_session_expired",
+                ErrorCode::ConnectSessionExpired,
                 "this connect link expired before the authorization finished",
             ));
         }
         if let Some(e) = &p.error {
             return Err(Error::unprocessable(
-                "provider_denied",
+                ErrorCode::ProviderDenied,
                 rekey_oauth::denial_message(e, p.error_description.as_deref()),
             ));
         }
@@ -184,7 +205,7 @@ impl Rekey {
         if let Some(iss) = &p.iss {
             match &r.issuer {
                 Some(expected) if expected == iss => {}
-                Some(_) => return Err(session_err("issuer_mismatch", "the authorization response came from a different issuer (possible mix-up attack)")),
+                Some(_) => return Err(session_err(ErrorCode::IssuerMismatch, "the authorization response came from a different issuer (possible mix-up attack)")),
                 None => {}
             }
         }
@@ -193,7 +214,10 @@ impl Rekey {
             .as_deref()
             .filter(|c| !c.is_empty() && c.len() <= 4096)
             .ok_or_else(|| {
-                session_err("missing_code", "the authorization response has no `code`")
+                session_err(
+                    ErrorCode::MissingCode,
+                    "the authorization response has no `code`",
+                )
             })?;
         let verifier = self.session_verifier(s).await?;
         let auth = self.client_auth(&integ).await?;
@@ -214,7 +238,7 @@ impl Rekey {
             // The provider may echo what it was sent: code, verifier, secret.
             let known = [code, verifier.expose(), auth.secret.expose()];
             Error::unprocessable(
-                "token_exchange_failed",
+                ErrorCode::TokenExchangeFailed,
                 format!(
                     "the provider refused the code exchange: {}",
                     rekey_core::scrub::scrub_text(&e.to_string(), &known)
@@ -249,7 +273,7 @@ impl Rekey {
         };
         let row = rows.first().ok_or_else(|| {
             session_err(
-                "connect_session_used",
+                ErrorCode::ConnectSessionUsed,
                 "this authorization has no pending PKCE verifier",
             )
         })?;
@@ -269,7 +293,7 @@ impl Rekey {
         let mut id = Identity::default();
         if let (Some(issuer), Some(id_token)) = (&r.issuer, &t.id_token) {
             let jwks = r.jwks_uri.as_deref().ok_or_else(|| {
-                Error::unprocessable("oauth_config", "the issuer publishes no jwks_uri")
+                Error::unprocessable(ErrorCode::OauthConfig, "the issuer publishes no jwks_uri")
             })?;
             let nonce = nonce.ok_or_else(|| Error::internal("OIDC session without nonce"))?;
             let claims = rekey_oauth::validate_id_token(
@@ -283,7 +307,7 @@ impl Rekey {
                 id_token.expose(),
             )
             .await
-            .map_err(|e| Error::unprocessable("invalid_id_token", e.to_string()))?;
+            .map_err(|e| Error::unprocessable(ErrorCode::InvalidIdToken, e.to_string()))?;
             id.subject = rekey_oauth::json_path_str(&claims, "sub");
             id.email = rekey_oauth::json_path_str(&claims, &spec.identity_email_field)
                 .or_else(|| rekey_oauth::json_path_str(&claims, "email"));
@@ -298,7 +322,7 @@ impl Rekey {
                 .is_some_and(|s| s.split(' ').any(|x| x == "openid"))
         {
             return Err(Error::unprocessable(
-                "invalid_id_token",
+                ErrorCode::InvalidIdToken,
                 "the provider granted `openid` but returned no ID token",
             ));
         }
@@ -308,7 +332,7 @@ impl Rekey {
                     .await
                     .map_err(|e| {
                         Error::unprocessable(
-                            "identity_failed",
+                            ErrorCode::IdentityFailed,
                             format!(
                                 "could not read the authorizing identity: {}",
                                 rekey_core::scrub::scrub_text(
@@ -336,7 +360,7 @@ impl Rekey {
             id.subject = rekey_oauth::json_path_str(&t.extra, &spec.identity_subject_field);
         }
         if id.subject.is_none() && id.email.is_none() {
-            return Err(Error::unprocessable("identity_failed", "the provider did not say who authorized (no ID token subject or identity endpoint answer)"));
+            return Err(Error::unprocessable(ErrorCode::IdentityFailed, "the provider did not say who authorized (no ID token subject or identity endpoint answer)"));
         }
         // A display name is whatever the user typed at the provider: keep
         // it, without controls or bidi overrides (it is shown as the owner).

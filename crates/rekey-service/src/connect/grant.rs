@@ -7,8 +7,12 @@ use crate::audit::record;
 use crate::connection_rows::{not_found as connection_not_found, OWNER_KIND as CONN_KIND};
 use crate::webhooks::{connection_data, emit};
 use crate::Rekey;
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Owner, Status};
+use rekey_core::events::EventType;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_oauth::TokenSet;
 use rekey_store::connect_sessions::ConnectSessionRow;
@@ -77,9 +81,9 @@ impl Rekey {
         record(
             &mut tx,
             &session_ctx(s),
-            "connection.create",
+            AuditAction::ConnectionCreate,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({
                 "provider": provider, "kind": row.kind.as_str(), "integration": integration_id,
                 "authorized_by": identity.describe(), "scopes": row.scopes, "connect_session": s.id,
@@ -89,7 +93,7 @@ impl Rekey {
         emit(
             &mut tx,
             &s.tenant,
-            "connection.created",
+            EventType::ConnectionCreated,
             connection_data(&row),
         )
         .await?;
@@ -154,14 +158,14 @@ impl Rekey {
                 row.rotated_at = Some(now);
                 if !conns::update(tx.conn(), &row, old_version).await? {
                     return Err(Error::conflict(
-                        "version_conflict",
+                        ErrorCode::VersionConflict,
                         format!("connection {cid} changed during reauthorization; try again"),
                     ));
                 }
                 self.write_secrets(&mut tx, &row, &new_secrets).await?;
-                record(&mut tx, &ctx, "connection.reauthorized", Some(cid), "ok", json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
+                record(&mut tx, &ctx, AuditAction::ConnectionReauthorized, Some(cid), AuditOutcome::Ok, json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
                 if row.status != status_before {
-                    crate::health::status_changed(
+                    crate::status::status_changed(
                         &mut tx,
                         &ctx,
                         &row,
@@ -173,7 +177,13 @@ impl Rekey {
                 }
                 let mut data = connection_data(&row);
                 data["method"] = json!("oauth");
-                emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
+                emit(
+                    &mut tx,
+                    &ctx.tenant,
+                    EventType::ConnectionReauthorized,
+                    data,
+                )
+                .await?;
                 CallbackOutcome::Connected {
                     connection_id: cid.to_string(),
                     display_name: row.display_name.clone(),
@@ -214,7 +224,7 @@ impl Rekey {
                 row.updated_at = now;
                 if !conns::update(tx.conn(), &row, old_version).await? {
                     return Err(Error::conflict(
-                        "version_conflict",
+                        ErrorCode::VersionConflict,
                         format!("connection {cid} changed during reauthorization; try again"),
                     ));
                 }
@@ -222,9 +232,9 @@ impl Rekey {
                 record(
                     &mut tx,
                     &ctx,
-                    "connection.reauthorize_mismatch",
+                    AuditAction::ConnectionReauthorizeMismatch,
                     Some(cid),
-                    "parked",
+                    AuditOutcome::Parked,
                     json!({"reasons": reasons, "connect_session": s.id}),
                 )
                 .await?;

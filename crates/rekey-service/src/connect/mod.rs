@@ -11,6 +11,7 @@ mod reauth_rule;
 mod session;
 
 use crate::Ctx;
+use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rekey_crypto::{hash_api_key, Aad};
 use rekey_oauth::TokenSet;
@@ -73,7 +74,7 @@ pub struct CallbackParams {
     pub error_description: Option<String>,
 }
 
-fn session_err(code: &'static str, msg: &str) -> Error {
+fn session_err(code: ErrorCode, msg: &str) -> Error {
     Error::invalid(code, msg.to_string())
 }
 

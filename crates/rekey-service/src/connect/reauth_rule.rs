@@ -4,6 +4,7 @@
 //! an operator to accept or refuse. Pure, so every case is tested here.
 
 use super::Identity;
+use rekey_core::ErrorCode;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -13,7 +14,7 @@ pub(crate) enum Verdict {
     /// scopes); `reasons` says every one; `missing_scopes` are held scopes
     /// the new grant lacks.
     Park {
-        code: &'static str,
+        code: ErrorCode,
         reasons: Vec<String>,
         missing_scopes: Vec<String>,
     },
@@ -57,9 +58,9 @@ pub(crate) fn judge(
     }
     Verdict::Park {
         code: if same_person {
-            "scope_downgrade"
+            ErrorCode::ScopeDowngrade
         } else {
-            "identity_mismatch"
+            ErrorCode::IdentityMismatch
         },
         reasons,
         missing_scopes,
@@ -83,7 +84,7 @@ mod tests {
     fn code(v: &Verdict) -> Option<&'static str> {
         match v {
             Verdict::Switch => None,
-            Verdict::Park { code, .. } => Some(code),
+            Verdict::Park { code, .. } => Some(code.as_str()),
         }
     }
 

@@ -8,8 +8,12 @@ use crate::audit::record;
 use crate::connection_rows::not_found as connection_not_found;
 use crate::{Ctx, Rekey};
 use rekey_api::{ConnectSessionView, CreateConnectSession};
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
+use rekey_core::connection::ConnectSessionStatus;
 use rekey_core::connection::ConnectionKind;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connect_sessions::{self as store, ConnectSessionRow};
 use rekey_store::connections::{self as conns};
@@ -73,7 +77,7 @@ pub(crate) fn form_for(
         ],
         _ => {
             return Err(Error::unprocessable(
-                "no_form",
+                ErrorCode::NoForm,
                 format!(
                     "provider `{}` defines no Connect form for kind `{kind}`",
                     provider.id
@@ -114,7 +118,7 @@ impl Rekey {
                 if let Some(r) = &reauth_row {
                     if r.kind != ConnectionKind::OAuth2AuthorizationCode {
                         return Err(Error::unprocessable(
-                            "not_oauth",
+                            ErrorCode::NotOauth,
                             format!(
                                 "connection {} is not an OAuth authorization-code connection",
                                 r.id
@@ -131,7 +135,7 @@ impl Rekey {
             (None, Some(r)) if r.kind.is_static() => (None, r.provider.clone(), r.kind),
             (None, Some(r)) => {
                 return Err(Error::invalid(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     format!(
                         "`integration` is required to reauthorize OAuth connection {}",
                         r.id
@@ -141,14 +145,14 @@ impl Rekey {
             (None, None) => {
                 let (Some(p), Some(k)) = (&req.provider, &req.kind) else {
                     return Err(Error::invalid(
-                        "invalid_field",
+                        ErrorCode::InvalidField,
                         "give `integration` (OAuth) or `provider` and `kind` (key-based form)",
                     ));
                 };
                 let kind: ConnectionKind = k.parse()?;
                 let provider = self.catalog().find(p).ok_or_else(|| {
                     Error::unprocessable(
-                        "unknown_provider",
+                        ErrorCode::UnknownProvider,
                         format!(
                             "no provider `{}` in the catalog",
                             ids::truncate_for_message(p)
@@ -157,13 +161,13 @@ impl Rekey {
                 })?;
                 if !kind.is_static() {
                     return Err(Error::unprocessable(
-                        "kind_not_supported",
+                        ErrorCode::KindNotSupported,
                         "OAuth kinds need an `integration`",
                     ));
                 }
                 if !provider.supports(kind) {
                     return Err(Error::unprocessable(
-                        "kind_not_supported_by_provider",
+                        ErrorCode::KindNotSupportedByProvider,
                         format!("provider `{}` does not support kind `{kind}`", provider.id),
                     ));
                 }
@@ -174,7 +178,7 @@ impl Rekey {
         let ttl = req.expires_in.unwrap_or(900);
         if !(60..=3600).contains(&ttl) {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`expires_in` must be 60–3600 seconds",
             ));
         }
@@ -183,7 +187,7 @@ impl Rekey {
         }
         if let Some(h) = &req.owner_hint {
             // Shown on the Connect page; with an `@` it becomes the owner's email.
-            rekey_core::connection::validate_text("invalid_field", "owner_hint", h, 320)?;
+            rekey_core::connection::validate_text(ErrorCode::InvalidField, "owner_hint", h, 320)?;
             if h.contains('@') {
                 rekey_core::connection::validate_email("owner_hint", h)?;
             }
@@ -207,7 +211,7 @@ impl Rekey {
             reauthorize_id: req.reauthorize.clone(),
             nonce: None,
             redirect_uri: None,
-            status: "created".into(),
+            status: ConnectSessionStatus::Created,
             error: None,
             connection_id: None,
             created_by: ctx.actor.clone(),
@@ -228,9 +232,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "connect_session.create",
+            AuditAction::ConnectSessionCreate,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"integration": integration, "provider": provider, "kind": kind.as_str(), "reauthorize": row.reauthorize_id, "superseded": superseded}),
         )
         .await?;
@@ -254,7 +258,7 @@ impl Rekey {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(Error::not_found(
-                "connect_session_not_found",
+                ErrorCode::ConnectSessionNotFound,
                 "connect link",
             ));
         }
@@ -262,22 +266,22 @@ impl Rekey {
             let mut c = self.store().read().await?;
             store::by_token_hash(&mut c, &token_hash(token)).await?
         }
-        .ok_or_else(|| Error::not_found("connect_session_not_found", "connect link"))?;
-        if s.status == "superseded" {
+        .ok_or_else(|| Error::not_found(ErrorCode::ConnectSessionNotFound, "connect link"))?;
+        if s.status == ConnectSessionStatus::Superseded {
             return Err(session_err(
-                "connect_session_superseded",
+                ErrorCode::ConnectSessionSuperseded,
                 "a newer link was made for this connection; use the newest one, or ask for a new one",
             ));
         }
-        if s.status != "created" {
+        if s.status != ConnectSessionStatus::Created {
             return Err(session_err(
-                "connect_session_used",
+                ErrorCode::ConnectSessionUsed,
                 "this connect link has already been used; ask for a new one",
             ));
         }
         if now_ms() > s.expires_at {
             return Err(session_err(
-                "connect_session_expired",
+                ErrorCode::ConnectSessionExpired,
                 "this connect link has expired; ask for a new one",
             ));
         }
@@ -319,7 +323,7 @@ impl Rekey {
             .and_then(|p| self.catalog().find(p))
             .ok_or_else(|| {
                 Error::unprocessable(
-                    "unknown_provider",
+                    ErrorCode::UnknownProvider,
                     "this connect link's provider is no longer in the catalog",
                 )
             })?;
@@ -337,7 +341,7 @@ impl Rekey {
         let s = self.live_session(token).await?;
         if !s.integration_id.is_empty() {
             return Err(Error::invalid(
-                "not_a_form",
+                ErrorCode::NotAForm,
                 "this connect link starts an OAuth authorization, not a form",
             ));
         }
@@ -361,10 +365,10 @@ impl Rekey {
                 .and_then(|kf| kf.field(&f.name).cloned());
             if let Some(rule) = check {
                 rule.check(&v)
-                    .map_err(|m| Error::invalid("invalid_credentials", m))?;
+                    .map_err(|m| Error::invalid(ErrorCode::InvalidCredentials, m))?;
             } else if f.required && v.is_empty() {
                 return Err(Error::invalid(
-                    "invalid_credentials",
+                    ErrorCode::InvalidCredentials,
                     format!("`{}` is required", f.label),
                 ));
             }
@@ -393,8 +397,8 @@ impl Rekey {
             if !store::transition(
                 tx.conn(),
                 &s.id,
-                "created",
-                "exchanging",
+                ConnectSessionStatus::Created,
+                ConnectSessionStatus::Exchanging,
                 None,
                 None,
                 now_ms(),
@@ -402,7 +406,7 @@ impl Rekey {
             .await?
             {
                 return Err(session_err(
-                    "connect_session_used",
+                    ErrorCode::ConnectSessionUsed,
                     "this connect link has already been used; ask for a new one",
                 ));
             }
@@ -464,10 +468,26 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         match &result {
             Ok(CallbackOutcome::Connected { connection_id, .. }) => {
-                store::finish(tx.conn(), &s.id, "completed", None, Some(connection_id)).await?
+                store::finish(
+                    tx.conn(),
+                    &s.id,
+                    ConnectSessionStatus::Completed,
+                    None,
+                    Some(connection_id),
+                )
+                .await?
             }
             Ok(_) => {}
-            Err(e) => store::finish(tx.conn(), &s.id, "failed", Some(e.code()), None).await?,
+            Err(e) => {
+                store::finish(
+                    tx.conn(),
+                    &s.id,
+                    ConnectSessionStatus::Failed,
+                    Some(e.code().as_str()),
+                    None,
+                )
+                .await?
+            }
         }
         tx.commit().await?;
         result

@@ -7,9 +7,13 @@ use crate::connection_rows::{aad, OWNER_KIND};
 use crate::webhooks::{connection_data, emit};
 use crate::{views, Ctx, Rekey};
 use rekey_api::{ConnectionView, CreateConnection};
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{self, ConnectionKind, Status};
 use rekey_core::credentials::{self, ParsedCredentials};
+use rekey_core::events::EventType;
 use rekey_core::time::{now_ms, parse_rfc3339};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_store::connections::{self as store, ConnectionRow};
 use rekey_store::secrets::{self, SecretRow};
@@ -45,7 +49,7 @@ impl Rekey {
         match crate::refused_host(&self.outbound_policy(), url::Host::parse(&host).ok()) {
             None => Ok(()),
             Some(reason) => Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!(
                     "`params.{}` (the database host) {}",
                     names.join("`, `params."),
@@ -132,7 +136,7 @@ impl Rekey {
             if let Some(p) = self.catalog().get(&req.provider) {
                 if !p.supports(kind) {
                     return Err(Error::unprocessable(
-                        "kind_not_supported_by_provider",
+                        ErrorCode::KindNotSupportedByProvider,
                         format!("provider `{}` does not support kind `{kind}`", p.id),
                     ));
                 }
@@ -141,7 +145,7 @@ impl Rekey {
         }
         let provider = self.catalog().get(&req.provider).ok_or_else(|| {
             Error::unprocessable(
-                "unknown_provider",
+                ErrorCode::UnknownProvider,
                 format!(
                     "no provider `{}` in the catalog; see GET /api/v1/providers",
                     ids::truncate_for_message(&req.provider)
@@ -150,7 +154,7 @@ impl Rekey {
         })?;
         if !provider.supports(kind) {
             return Err(Error::unprocessable(
-                "kind_not_supported_by_provider",
+                ErrorCode::KindNotSupportedByProvider,
                 format!(
                     "provider `{}` does not support kind `{kind}`; it supports: {}",
                     provider.id,
@@ -209,9 +213,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "connection.create",
+            AuditAction::ConnectionCreate,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({
                 "provider": row.provider, "kind": kind.as_str(),
                 "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
@@ -221,7 +225,7 @@ impl Rekey {
         emit(
             &mut tx,
             &ctx.tenant,
-            "connection.created",
+            EventType::ConnectionCreated,
             connection_data(&row),
         )
         .await?;

@@ -6,6 +6,7 @@ use crate::Principal;
 use rekey_api::OwnerView;
 use rekey_core::connection::{self, Owner};
 use rekey_core::scope::Scope;
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::ConnectionRow;
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ pub(crate) fn check_params(
     for (k, v) in params {
         if !provider.params.contains(k) {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!(
                     "`params.{}` is not a placeholder of provider `{}`{}",
                     ids::truncate_for_message(k),
@@ -33,7 +34,7 @@ pub(crate) fn check_params(
             ));
         }
         rekey_providers::check_param_value(k, v, provider.param_info.get(k))
-            .map_err(|e| Error::invalid("invalid_field", format!("`params`: {e}")))?;
+            .map_err(|e| Error::invalid(ErrorCode::InvalidField, format!("`params`: {e}")))?;
     }
     Ok(serde_json::to_string(params).unwrap_or_else(|_| "{}".into()))
 }
@@ -66,7 +67,7 @@ fn owner_from(o: Option<&OwnerView>) -> Result<Owner, Error> {
 fn check_version(expected: Option<i64>, row: &ConnectionRow) -> Result<(), Error> {
     match expected {
         Some(v) if v != row.version => Err(Error::conflict(
-            "version_conflict",
+            ErrorCode::VersionConflict,
             format!(
                 "connection {} is at version {}, not {v}; reload and retry",
                 row.id, row.version
@@ -78,7 +79,7 @@ fn check_version(expected: Option<i64>, row: &ConnectionRow) -> Result<(), Error
 
 fn lost_race(id: &str) -> Error {
     Error::conflict(
-        "version_conflict",
+        ErrorCode::VersionConflict,
         format!("connection {id} was changed concurrently; reload and retry"),
     )
 }

@@ -6,10 +6,12 @@ use crate::connection_rows::not_found;
 use crate::{views, Ctx, Principal, Rekey};
 use base64::Engine;
 use rekey_api::{ConnectionList, ConnectionQuery, ConnectionView, CredentialsView};
+use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
 use rekey_core::credentials;
 use rekey_core::scope::Scope;
 use rekey_core::time::parse_rfc3339;
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as store, ConnectionFilter};
 use serde_json::{json, Value};
@@ -40,7 +42,7 @@ impl Rekey {
             Some(n) if (1..=200).contains(&n) => n,
             Some(_) => {
                 return Err(Error::invalid(
-                    "invalid_limit",
+                    ErrorCode::InvalidLimit,
                     "`limit` must be between 1 and 200",
                 ))
             }
@@ -50,7 +52,7 @@ impl Rekey {
             Some(c) => {
                 let bad = || {
                     Error::invalid(
-                        "invalid_cursor",
+                        ErrorCode::InvalidCursor,
                         "`cursor` is not a cursor returned by this endpoint",
                     )
                 };
@@ -72,7 +74,7 @@ impl Rekey {
                 None | Some("") => None,
                 Some(t) if t.chars().count() > 100 || t.chars().any(char::is_control) => {
                     return Err(Error::invalid(
-                        "invalid_search",
+                        ErrorCode::InvalidSearch,
                         "`q` must be at most 100 printable characters",
                     ))
                 }
@@ -118,8 +120,13 @@ impl Rekey {
     ) -> Result<CredentialsView, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         if let Err(e) = p.require(Scope::CredentialsRead) {
-            self.audit_read(ctx, &id, "denied", json!({"reason": "missing_scope"}))
-                .await?;
+            self.audit_read(
+                ctx,
+                &id,
+                AuditOutcome::Denied,
+                json!({"reason": "missing_scope"}),
+            )
+            .await?;
             return Err(e);
         }
         let (row, rows) = self.load_secret_rows(&ctx.tenant, &id).await?;
@@ -127,10 +134,15 @@ impl Rekey {
             // Once revocation is asked for, the credential is no longer
             // handed out, even while the provider side is still pending.
             Status::Disabled | Status::Revoked | Status::RevokePending => {
-                self.audit_read(ctx, &id, "denied", json!({"reason": row.status.as_str()}))
-                    .await?;
+                self.audit_read(
+                    ctx,
+                    &id,
+                    AuditOutcome::Denied,
+                    json!({"reason": row.status.as_str()}),
+                )
+                .await?;
                 return Err(Error::conflict(
-                    "connection_unusable",
+                    ErrorCode::ConnectionUnusable,
                     format!(
                         "connection {id} is {}; its credentials are not handed out",
                         row.status
@@ -152,13 +164,18 @@ impl Rekey {
         let (version, material) = match material {
             Ok(m) => m,
             Err(e) => {
-                self.audit_read(ctx, &id, "error", json!({"error": e.code()}))
+                self.audit_read(ctx, &id, AuditOutcome::Error, json!({"error": e.code()}))
                     .await?;
                 return Err(e);
             }
         };
-        self.audit_read(ctx, &id, "ok", json!({"credential_version": version}))
-            .await?;
+        self.audit_read(
+            ctx,
+            &id,
+            AuditOutcome::Ok,
+            json!({"credential_version": version}),
+        )
+        .await?;
         Ok(CredentialsView {
             connection_id: id,
             kind: row.kind.as_str().to_string(),
@@ -171,11 +188,19 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         id: &str,
-        outcome: &str,
+        outcome: AuditOutcome,
         details: Value,
     ) -> Result<(), Error> {
         let mut tx = self.store().begin_write().await?;
-        record(&mut tx, ctx, "credentials.read", Some(id), outcome, details).await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CredentialsRead,
+            Some(id),
+            outcome,
+            details,
+        )
+        .await?;
         tx.commit().await
     }
 }

@@ -7,8 +7,12 @@ use crate::connection_rows::{not_found, OWNER_KIND};
 use crate::webhooks::{connection_data, emit};
 use crate::{views, Ctx, Rekey};
 use rekey_api::{ConnectionView, DisableConnection, UpdateConnection, UpdateCredentials};
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{self, Status};
+use rekey_core::events::EventType;
 use rekey_core::time::{now_ms, parse_rfc3339};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as store, ConnectionRow};
 use rekey_store::secrets;
@@ -82,7 +86,7 @@ impl Rekey {
         if let Some(p) = &req.params {
             let provider = self.catalog().get(&row.provider).ok_or_else(|| {
                 Error::unprocessable(
-                    "unknown_provider",
+                    ErrorCode::UnknownProvider,
                     format!("provider `{}` is no longer in the catalog", row.provider),
                 )
             })?;
@@ -100,7 +104,7 @@ impl Rekey {
         }
         if changed.is_empty() {
             return Err(Error::invalid(
-                "nothing_to_update",
+                ErrorCode::NothingToUpdate,
                 "the request changes no field",
             ));
         }
@@ -112,9 +116,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "connection.update",
+            AuditAction::ConnectionUpdate,
             Some(&id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"fields": changed, "version": row.version}),
         )
         .await?;
@@ -159,18 +163,24 @@ impl Rekey {
         self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
         store::schedule_check(tx.conn(), &ctx.tenant, &id, now, None).await?;
         if row.status != from {
-            crate::health::status_changed(&mut tx, ctx, &row, from, "credentials_update", None)
+            crate::status::status_changed(&mut tx, ctx, &row, from, "credentials_update", None)
                 .await?;
         }
         let mut data = connection_data(&row);
         data["method"] = json!("credentials_update");
-        emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            EventType::ConnectionReauthorized,
+            data,
+        )
+        .await?;
         record(
             &mut tx,
             ctx,
-            "connection.credentials_update",
+            AuditAction::ConnectionCredentialsUpdate,
             Some(&id),
-            "ok",
+            AuditOutcome::Ok,
             json!({
                 "credential_version": row.credential_version,
                 "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
@@ -195,7 +205,7 @@ impl Rekey {
         if let Some(r) = &req.reason {
             if r.chars().count() > 500 {
                 return Err(Error::invalid(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     "`reason` must be at most 500 characters",
                 ));
             }
@@ -207,7 +217,7 @@ impl Rekey {
         let from = row.status;
         if to == Status::Pending && from != Status::Disabled {
             return Err(Error::conflict(
-                "not_disabled",
+                ErrorCode::NotDisabled,
                 format!("connection {id} is `{from}`, not disabled"),
             ));
         }
@@ -219,22 +229,22 @@ impl Rekey {
             return Err(lost_race(&id));
         }
         let action = match to {
-            Status::Disabled => "connection.disable",
-            Status::Pending => "connection.enable",
-            _ => "connection.status_change",
+            Status::Disabled => AuditAction::ConnectionDisable,
+            Status::Pending => AuditAction::ConnectionEnable,
+            _ => AuditAction::ConnectionStatusChange,
         };
         record(
             &mut tx,
             ctx,
             action,
             Some(&id),
-            "ok",
+            AuditOutcome::Ok,
             json!({
                 "from": from.as_str(), "to": to.as_str(), "reason": req.reason,
             }),
         )
         .await?;
-        crate::health::status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
+        crate::status::status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
         if to == Status::Pending {
             store::schedule_check(tx.conn(), &ctx.tenant, &id, now_ms(), None).await?;
         }
@@ -263,7 +273,7 @@ impl Rekey {
                 let r = self.revoke_connection(ctx, &id).await?;
                 if !r.revoked_at_provider {
                     return Err(Error::conflict(
-                        "revocation_incomplete",
+                        ErrorCode::RevocationIncomplete,
                         format!(
                             "connection {id} could not be revoked at the provider; revoke it there ({}) then delete with ?revoke=false",
                             r.manual_steps.join(" ")
@@ -281,9 +291,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "connection.delete",
+            AuditAction::ConnectionDelete,
             Some(&id),
-            "ok",
+            AuditOutcome::Ok,
             json!({
                 "provider": row.provider, "kind": row.kind.as_str(), "secrets_destroyed": n,
             }),
@@ -292,7 +302,7 @@ impl Rekey {
         emit(
             &mut tx,
             &ctx.tenant,
-            "connection.deleted",
+            EventType::ConnectionDeleted,
             connection_data(&row),
         )
         .await?;

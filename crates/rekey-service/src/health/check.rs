@@ -1,16 +1,19 @@
 //! Running one check: probe (or refresh) a connection now, record what was
 //! found through the writer, and schedule its next check.
 
-use super::observation::Observation;
 use super::probe::Presented;
 use super::scheduler::next_check;
-use super::writer::apply_observation;
 use crate::audit::record;
 use crate::connection_rows::not_found;
+use crate::status::apply_observation;
+use crate::status::Observation;
 use crate::{Ctx, Rekey};
 use rekey_api::CheckResult;
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as conns, ConnectionRow};
 use serde_json::{json, Value};
@@ -38,7 +41,7 @@ impl Rekey {
             Status::Disabled | Status::Revoked | Status::RevokePending
         ) {
             return Err(Error::conflict(
-                "connection_unusable",
+                ErrorCode::ConnectionUnusable,
                 format!("connection {id} is {}; it is not checked", row.status),
             ));
         }
@@ -102,7 +105,7 @@ impl Rekey {
         let Some(stored) = stored else {
             tx.commit().await?;
             return Err(Error::conflict(
-                "connection_unusable",
+                ErrorCode::ConnectionUnusable,
                 format!("connection {id} was taken out of service during the check"),
             ));
         };
@@ -125,7 +128,7 @@ impl Rekey {
             None => "transient",
         };
         if manual {
-            record(&mut tx, ctx, "connection.checked", Some(id), if outcome == "ok" { "ok" } else { "error" }, json!({
+            record(&mut tx, ctx, AuditAction::ConnectionChecked, Some(id), if outcome == "ok" { AuditOutcome::Ok } else { AuditOutcome::Error }, json!({
                 "outcome": outcome, "http_status": observed.as_ref().and_then(|o| o.http_status),
                 "status_before": before.as_str(), "status": stored.status.as_str(),
             })).await?;
@@ -170,9 +173,9 @@ impl Rekey {
             record(
                 &mut tx,
                 ctx,
-                "connection.checked",
+                AuditAction::ConnectionChecked,
                 Some(&row.id),
-                "skipped",
+                AuditOutcome::Skipped,
                 json!({"reason": why}),
             )
             .await?;
@@ -206,7 +209,7 @@ impl Rekey {
         before: &ConnectionRow,
         e: Error,
     ) -> Result<Result<(), String>, Error> {
-        if !matches!(e.code(), "needs_reauth" | "unavailable") {
+        if !matches!(e.code(), ErrorCode::NeedsReauth | ErrorCode::Unavailable) {
             return Err(e);
         }
         let now = {
@@ -219,7 +222,7 @@ impl Rekey {
             || (now.status == Status::NeedsReauth && now.status != before.status);
         if recorded {
             Ok(Ok(()))
-        } else if e.code() == "unavailable" {
+        } else if e.code() == ErrorCode::Unavailable {
             Ok(Err(e.to_string()))
         } else {
             Err(e)

@@ -5,8 +5,12 @@ use crate::connect::{access_expiry, token_material};
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::ConnectionView;
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::events::EventType;
 use rekey_core::time::now_ms;
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as conns, ConnectionRow};
 use serde_json::{json, Value};
@@ -24,11 +28,11 @@ impl Rekey {
             .get("integration")
             .and_then(Value::as_str)
             .filter(|_| req.credentials.as_object().is_some_and(|o| o.len() == 1))
-            .ok_or_else(|| Error::invalid("invalid_credentials", "`credentials` must be {\"integration\": \"int_…\"} for oauth2_client_credentials"))?;
+            .ok_or_else(|| Error::invalid(ErrorCode::InvalidCredentials, "`credentials` must be {\"integration\": \"int_…\"} for oauth2_client_credentials"))?;
         let integ = self.integration_row(&ctx.tenant, integ_id).await?;
         if integ.provider != req.provider {
             return Err(Error::unprocessable(
-                "integration_provider_mismatch",
+                ErrorCode::IntegrationProviderMismatch,
                 format!(
                     "integration {} is for provider `{}`",
                     integ.id, integ.provider
@@ -53,7 +57,7 @@ impl Rekey {
         .map_err(|e| {
             crate::oauth_error(e, |e| {
                 Error::unprocessable(
-                    "token_request_failed",
+                    ErrorCode::TokenRequestFailed,
                     format!(
                         "the provider refused the client-credentials request: {}",
                         rekey_core::scrub::scrub_text(&e.to_string(), &[auth.secret.expose()])
@@ -102,16 +106,16 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "connection.create",
+            AuditAction::ConnectionCreate,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"provider": row.provider, "kind": row.kind.as_str(), "integration": integ.id}),
         )
         .await?;
         emit(
             &mut tx,
             &ctx.tenant,
-            "connection.created",
+            EventType::ConnectionCreated,
             crate::webhooks::connection_data(&row),
         )
         .await?;

@@ -4,12 +4,16 @@
 use super::{integration_of, meta_of};
 use crate::audit::record;
 use crate::connect::revocable;
-use crate::health::status_changed;
+use crate::status::status_changed;
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::{CreateConnectSession, ReauthorizeResult};
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::events::EventType;
 use rekey_core::time::now_ms;
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as conns};
 use serde_json::{json, Value};
@@ -46,7 +50,7 @@ impl Rekey {
         }
         if row.kind != ConnectionKind::OAuth2AuthorizationCode {
             return Err(Error::unprocessable(
-                "not_oauth",
+                ErrorCode::NotOauth,
                 format!("connection {id} has no OAuth grant to reauthorize or accept"),
             ));
         }
@@ -55,7 +59,7 @@ impl Rekey {
             let mut meta = meta_of(&row);
             let pending = meta.remove("pending_grant").ok_or_else(|| {
                 Error::conflict(
-                    "no_pending_grant",
+                    ErrorCode::NoPendingGrant,
                     format!("connection {id} has no parked grant to accept"),
                 )
             })?;
@@ -101,12 +105,12 @@ impl Rekey {
             let mut tx = self.store().begin_write().await?;
             if !conns::update(tx.conn(), &r, row.version).await? {
                 return Err(Error::conflict(
-                    "version_conflict",
+                    ErrorCode::VersionConflict,
                     format!("connection {id} changed concurrently"),
                 ));
             }
             self.write_secrets(&mut tx, &r, &fresh).await?;
-            record(&mut tx, ctx, "connection.reauthorize_accepted", Some(&id), "ok", json!({
+            record(&mut tx, ctx, AuditAction::ConnectionReauthorizeAccepted, Some(&id), AuditOutcome::Ok, json!({
                 "accepted_mismatch": true, "subject": r.owner.subject, "email": r.owner.email, "scopes": r.scopes,
             })).await?;
             if r.status != status_before {
@@ -114,7 +118,13 @@ impl Rekey {
             }
             let mut data = crate::webhooks::connection_data(&r);
             data["method"] = json!("accepted_pending_grant");
-            emit(&mut tx, &ctx.tenant, "connection.reauthorized", data).await?;
+            emit(
+                &mut tx,
+                &ctx.tenant,
+                EventType::ConnectionReauthorized,
+                data,
+            )
+            .await?;
             tx.commit().await?;
             self.revoke_at_provider(ctx, &id, &integ, old_tokens).await;
             return Ok(ReauthorizeResult {

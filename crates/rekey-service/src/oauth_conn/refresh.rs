@@ -8,12 +8,16 @@ use super::{
 use crate::audit::record;
 use crate::connect::{access_expiry, token_material};
 use crate::connection_rows::not_found;
-use crate::health::{apply_observation, status_changed, Observation};
+use crate::status::{apply_observation, status_changed, Observation};
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::ConnectionView;
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::events::EventType;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_oauth::{OAuthError, Severity, TokenSet};
 use rekey_store::connections::{self as conns, ConnectionRow};
@@ -80,7 +84,7 @@ impl Rekey {
                 Ok(_) => run.refreshed += 1,
                 Err(e) => {
                     run.failed += 1;
-                    tracing::warn!(connection = %id, code = e.code(), "scheduled refresh failed");
+                    tracing::warn!(connection = %id, code = %e.code(), "scheduled refresh failed");
                 }
             }
         }
@@ -211,10 +215,10 @@ impl Rekey {
                 let r = apply_observation(&mut tx, ctx, id, &obs, "refresh", false)
                     .await?
                     .unwrap_or_else(|| row.clone());
-                record(&mut tx, ctx, "connection.refresh_failed", Some(id), "error", json!({
+                record(&mut tx, ctx, AuditAction::ConnectionRefreshFailed, Some(id), AuditOutcome::Error, json!({
                     "error": e.code(), "status_from": row.status.as_str(), "status_to": r.status.as_str(),
                 })).await?;
-                emit(&mut tx, &ctx.tenant, "connection.refresh_failed", json!({
+                emit(&mut tx, &ctx.tenant, EventType::ConnectionRefreshFailed, json!({
                     "connection_id": id, "provider": r.provider, "display_name": r.display_name,
                     "status": r.status.as_str(), "consecutive_failures": r.consecutive_failures,
                     "error": {"code": obs.code, "message": obs.message, "http_status": obs.http_status},
@@ -227,7 +231,7 @@ impl Rekey {
                     // A transient failure with a token that still works: hand it out.
                     Severity::Transient | Severity::Invalid if still_valid => Ok((r, s)),
                     Severity::Auth => Err(Error::conflict(
-                        "needs_reauth",
+                        ErrorCode::NeedsReauth,
                         format!("connection {id} needs reauthorization: {}", obs.message),
                     )),
                     _ => Err(Error::Unavailable(format!(
@@ -295,13 +299,13 @@ impl Rekey {
         r.updated_at = now;
         if !conns::update(tx.conn(), &r, row.version).await? {
             return Err(Error::conflict(
-                "version_conflict",
+                ErrorCode::VersionConflict,
                 format!("connection {} changed during refresh", row.id),
             ));
         }
         // Access token and rotated refresh token land in the same transaction.
         self.write_secrets(tx, &r, &fresh).await?;
-        record(tx, ctx, "connection.refreshed", Some(&row.id), "ok", json!({
+        record(tx, ctx, AuditAction::ConnectionRefreshed, Some(&row.id), AuditOutcome::Ok, json!({
             "refresh_token_rotated": rotated, "recovered_from": if recovered { Some(from.as_str()) } else { None },
             "credential_version": r.credential_version,
         })).await?;
@@ -313,7 +317,7 @@ impl Rekey {
             emit(
                 tx,
                 &ctx.tenant,
-                "connection.refreshed",
+                EventType::ConnectionRefreshed,
                 json!({
                     "connection_id": r.id, "provider": r.provider, "display_name": r.display_name,
                     "recovered": true, "recovered_from": from.as_str(), "failures_before": failures,
@@ -370,7 +374,7 @@ impl Rekey {
         };
         if row.kind.is_static() {
             return Err(Error::unprocessable(
-                "not_oauth",
+                ErrorCode::NotOauth,
                 format!("connection {id} has static credentials; nothing to refresh"),
             ));
         }

@@ -4,12 +4,16 @@ use super::integration_of;
 use crate::audit::record;
 use crate::connect::revocable;
 use crate::connection_rows::not_found;
-use crate::health::status_changed;
+use crate::status::status_changed;
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::{ConnectionView, RevokeResult};
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::Status;
+use rekey_core::events::EventType;
 use rekey_core::time::now_ms;
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_store::connections::{self as conns};
 use serde_json::{json, Value};
@@ -46,7 +50,7 @@ impl Rekey {
         let ok = matches!(res, Ok(true));
         let audit = async {
             let mut tx = self.store().begin_write().await?;
-            record(&mut tx, ctx, "connection.provider_revocation", Some(cid), if ok { "ok" } else { "error" },
+            record(&mut tx, ctx, AuditAction::ConnectionProviderRevocation, Some(cid), if ok { AuditOutcome::Ok } else { AuditOutcome::Error },
                 json!({"tokens": tokens.iter().map(|(h, _)| *h).collect::<Vec<_>>(), "error": res.as_ref().err().map(|e| e.code())})).await?;
             tx.commit().await
         };
@@ -62,7 +66,7 @@ impl Rekey {
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
         if row.status == Status::Revoked {
             return Err(Error::conflict(
-                "already_revoked",
+                ErrorCode::AlreadyRevoked,
                 format!("connection {id} is already revoked"),
             ));
         }
@@ -115,7 +119,7 @@ impl Rekey {
         };
         if row.status != Status::RevokePending {
             return Err(Error::conflict(
-                "not_revoke_pending",
+                ErrorCode::NotRevokePending,
                 format!("connection {id} is `{}`, not revoke_pending", row.status),
             ));
         }
@@ -147,27 +151,27 @@ impl Rekey {
         row.updated_at = now_ms();
         if !conns::update(tx.conn(), &row, old).await? {
             return Err(Error::conflict(
-                "version_conflict",
+                ErrorCode::VersionConflict,
                 format!("connection {id} changed concurrently"),
             ));
         }
         let action = match to {
-            Status::Revoked => "connection.revoked",
-            Status::RevokePending => "connection.revoke_pending",
-            _ => "connection.status_change",
+            Status::Revoked => AuditAction::ConnectionRevoked,
+            Status::RevokePending => AuditAction::ConnectionRevokePending,
+            _ => AuditAction::ConnectionStatusChange,
         };
         let mut d = details;
         if let Some(m) = d.as_object_mut() {
             m.insert("from".into(), from.as_str().into());
             m.insert("to".into(), to.as_str().into());
         }
-        record(&mut tx, ctx, action, Some(id), "ok", d).await?;
+        record(&mut tx, ctx, action, Some(id), AuditOutcome::Ok, d).await?;
         status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
         if to == Status::Revoked {
             emit(
                 &mut tx,
                 &ctx.tenant,
-                "connection.revoked",
+                EventType::ConnectionRevoked,
                 crate::webhooks::connection_data(&row),
             )
             .await?;

@@ -5,7 +5,10 @@ use super::delivery_view;
 use crate::audit::record;
 use crate::{Ctx, Rekey};
 use rekey_api::{DeliveryAttemptView, DeliveryList, DeliveryQuery, DeliveryView};
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::webhooks::{self as store};
 use serde_json::json;
@@ -21,7 +24,7 @@ impl Rekey {
         if let Some(s) = &q.status {
             if !["pending", "delivered", "failed"].contains(&s.as_str()) {
                 return Err(Error::invalid(
-                    "invalid_status",
+                    ErrorCode::InvalidStatus,
                     "`status` must be pending, delivered or failed",
                 ));
             }
@@ -31,7 +34,7 @@ impl Rekey {
             Some(n) if (1..=200).contains(&n) => n,
             Some(_) => {
                 return Err(Error::invalid(
-                    "invalid_limit",
+                    ErrorCode::InvalidLimit,
                     "`limit` must be between 1 and 200",
                 ))
             }
@@ -43,7 +46,7 @@ impl Rekey {
             .transpose()
             .map_err(|_| {
                 Error::invalid(
-                    "invalid_cursor",
+                    ErrorCode::InvalidCursor,
                     "`cursor` is not a cursor returned by this endpoint",
                 )
             })?;
@@ -87,7 +90,7 @@ impl Rekey {
             .filter(|d| d.webhook_id == w.id)
             .ok_or_else(|| {
                 Error::not_found(
-                    "delivery_not_found",
+                    ErrorCode::DeliveryNotFound,
                     format!("delivery {id} of webhook {}", w.id),
                 )
             })?;
@@ -117,14 +120,14 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         if !store::replay(tx.conn(), &ctx.tenant, &before.id, now_ms()).await? {
             return Err(Error::conflict(
-                "delivery_in_flight",
+                ErrorCode::DeliveryInFlight,
                 format!(
                     "delivery {} is being sent right now; try again in a moment",
                     before.id
                 ),
             ));
         }
-        record(&mut tx, ctx, "webhook.delivery_replayed", Some(&before.id), "ok", json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
+        record(&mut tx, ctx, AuditAction::WebhookDeliveryReplayed, Some(&before.id), AuditOutcome::Ok, json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
         let d = store::get_delivery(tx.conn(), &ctx.tenant, &before.id)
             .await?
             .ok_or_else(|| Error::internal("delivery vanished"))?;

@@ -11,6 +11,7 @@ use crate::Rekey;
 use rand::Rng;
 use rekey_api::{DeliveryAttemptView, DeliveryView, WebhookView};
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_crypto::Aad;
 use rekey_store::webhooks::{self as store, DeliveryRow, EventRow, WebhookRow};
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 const OWNER_KIND: &str = "webhook";
 
-pub use rekey_core::events::EVENT_TYPES;
+pub use rekey_core::events::{event_types, EventType};
 
 /// Delivery policy. Defaults: up to 12 attempts, the wait doubling from 10 s
 /// to at most an hour (about 3.4 h in all), each wait jittered by ±20 %; at
@@ -72,20 +73,20 @@ fn matches(filter: &[String], kind: &str) -> bool {
 }
 
 fn validate_events(events: &[String]) -> Result<Vec<String>, Error> {
-    let bad = |m: String| Error::invalid("invalid_field", m);
+    let bad = |m: String| Error::invalid(ErrorCode::InvalidField, m);
     if events.is_empty() || events.len() > 32 {
         return Err(bad("`events` needs 1–32 entries".into()));
     }
     for e in events {
         let known = e == "*"
-            || EVENT_TYPES.contains(&e.as_str())
+            || event_types().any(|t| t == e)
             || e.strip_suffix(".*")
-                .is_some_and(|fam| EVENT_TYPES.iter().any(|t| t.split('.').next() == Some(fam)));
+                .is_some_and(|fam| event_types().any(|t| t.split('.').next() == Some(fam)));
         if !known {
             return Err(bad(format!(
                 "`events`: unknown event type `{}`; expected `*`, a family like `connection.*`, or one of: {}",
                 ids::truncate_for_message(e),
-                EVENT_TYPES.join(", ")
+                event_types().collect::<Vec<_>>().join(", ")
             )));
         }
     }
@@ -112,7 +113,7 @@ fn validate_description(d: &Option<String>) -> Result<(), Error> {
         let bad = |c: char| c.is_control() || rekey_core::connection::is_invisible_format(c);
         if d.chars().count() > 500 || d.chars().any(bad) {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`description` must be at most 500 characters, without control or invisible formatting characters",
             ));
         }
@@ -161,7 +162,7 @@ fn aad(tenant: &str, id: &str) -> Aad {
 }
 
 fn not_found(id: &str) -> Error {
-    Error::not_found("webhook_not_found", format!("webhook {id}"))
+    Error::not_found(ErrorCode::WebhookNotFound, format!("webhook {id}"))
 }
 
 /// The non-secret facts about a connection every connection event carries.
@@ -180,7 +181,7 @@ pub(crate) fn connection_data(r: &rekey_store::connections::ConnectionRow) -> Va
 pub(crate) async fn emit(
     tx: &mut WriteTx,
     tenant: &str,
-    kind: &str,
+    kind: EventType,
     data: Value,
 ) -> Result<(), Error> {
     if !store::any_enabled(tx.conn(), tenant).await? {
@@ -190,7 +191,7 @@ pub(crate) async fn emit(
     let event = EventRow {
         id: ids::new_id(ids::EVENT),
         tenant: tenant.to_string(),
-        kind: kind.to_string(),
+        kind: kind.as_str().to_string(),
         payload: json!({"type": kind, "timestamp": ms_to_rfc3339(now), "data": data}).to_string(),
         created_at: now,
         fanned_out_at: None,

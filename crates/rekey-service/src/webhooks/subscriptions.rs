@@ -12,7 +12,11 @@ use rekey_api::{
     CreateWebhook, CreatedWebhook, DeliveryView, UpdateWebhook, WebhookList, WebhookQuery,
     WebhookView,
 };
+use rekey_core::audit::AuditAction;
+use rekey_core::audit::AuditOutcome;
+use rekey_core::events::EventType;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_store::webhooks::{self as store, EventRow, WebhookRow};
 use rekey_store::{secrets, WriteTx};
@@ -63,7 +67,7 @@ impl Rekey {
         store::lock_tenant(tx.conn(), backend, &ctx.tenant).await?;
         if store::count(tx.conn(), &ctx.tenant).await? >= max {
             return Err(Error::conflict(
-                "webhook_limit",
+                ErrorCode::WebhookLimit,
                 format!("this tenant already has the maximum of {max} webhook subscriptions (--max-webhooks); delete one before creating another"),
             ));
         }
@@ -73,9 +77,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "webhook.created",
+            AuditAction::WebhookCreated,
             Some(&row.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"host": url_host(&row.url), "events": row.events}),
         )
         .await?;
@@ -110,7 +114,7 @@ impl Rekey {
             Some(n) if (1..=200).contains(&n) => n,
             Some(_) => {
                 return Err(Error::invalid(
-                    "invalid_limit",
+                    ErrorCode::InvalidLimit,
                     "`limit` must be between 1 and 200",
                 ))
             }
@@ -120,7 +124,7 @@ impl Rekey {
             Some(c) => {
                 let bad = || {
                     Error::invalid(
-                        "invalid_cursor",
+                        ErrorCode::InvalidCursor,
                         "`cursor` is not a cursor returned by this endpoint",
                     )
                 };
@@ -178,7 +182,7 @@ impl Rekey {
         if let Some(v) = if_match.or(req.version) {
             if v != cur.version {
                 return Err(Error::conflict(
-                    "version_conflict",
+                    ErrorCode::VersionConflict,
                     format!("webhook {} is at version {}, not {v}", cur.id, cur.version),
                 ));
             }
@@ -203,16 +207,16 @@ impl Rekey {
         w.version += 1;
         if !store::update(tx.conn(), &w, cur.version).await? {
             return Err(Error::conflict(
-                "version_conflict",
+                ErrorCode::VersionConflict,
                 format!("webhook {} changed concurrently; retry", cur.id),
             ));
         }
         record(
             &mut tx,
             ctx,
-            "webhook.updated",
+            AuditAction::WebhookUpdated,
             Some(&w.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"host": url_host(&w.url), "events": w.events, "enabled": w.disabled_at.is_none()}),
         )
         .await?;
@@ -230,9 +234,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "webhook.deleted",
+            AuditAction::WebhookDeleted,
             Some(&w.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({"host": url_host(&w.url)}),
         )
         .await?;
@@ -253,9 +257,9 @@ impl Rekey {
         record(
             &mut tx,
             ctx,
-            "webhook.secret_rotated",
+            AuditAction::WebhookSecretRotated,
             Some(&w.id),
-            "ok",
+            AuditOutcome::Ok,
             json!({}),
         )
         .await?;
@@ -273,8 +277,8 @@ impl Rekey {
         let event = EventRow {
             id: ids::new_id(ids::EVENT),
             tenant: ctx.tenant.clone(),
-            kind: "webhook.test".into(),
-            payload: json!({"type": "webhook.test", "timestamp": ms_to_rfc3339(now), "data": {"webhook_id": w.id}}).to_string(),
+            kind: EventType::WebhookTest.as_str().into(),
+            payload: json!({"type": EventType::WebhookTest, "timestamp": ms_to_rfc3339(now), "data": {"webhook_id": w.id}}).to_string(),
             created_at: now,
             // For this subscription only: its one delivery is written here.
             fanned_out_at: Some(now),

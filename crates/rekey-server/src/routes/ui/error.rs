@@ -98,7 +98,7 @@ impl IntoResponse for UiError {
 /// the detail in the log (as for the API).
 fn log_server_error(e: &rekey_core::Error) {
     if crate::error::status_of(e.class()).is_server_error() {
-        tracing::error!(code = e.code(), error = %e, "dashboard request failed");
+        tracing::error!(code = %e.code(), error = %e, "dashboard request failed");
     }
 }
 

@@ -9,6 +9,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use rekey_core::ErrorCode;
 use rekey_core::SecretString;
 
 #[derive(Template)]
@@ -63,7 +64,7 @@ pub(super) async fn login(
                     StatusCode::UNAUTHORIZED,
                     "Wrong user name or password.".to_string(),
                 ),
-                e if e.code() == "too_many_attempts" => {
+                e if e.code() == ErrorCode::TooManyAttempts => {
                     (StatusCode::TOO_MANY_REQUESTS, e.public_message())
                 }
                 other => (StatusCode::SERVICE_UNAVAILABLE, other.public_message()),

@@ -6,7 +6,7 @@
 //! address checked by the outbound policy before any login; a refused host
 //! is `outbound_refused`.
 
-use crate::health::observation::{Observation, Outcome};
+use crate::status::{Observation, Outcome};
 use crate::Rekey;
 use rekey_core::SecretString;
 use rekey_providers::probe::{Probe, ProbeProtocol};

@@ -1,7 +1,7 @@
 //! HTTP probes: send the credential as the catalog says (headers, query,
 //! or a SigV4 signature), and judge the answer.
 
-use crate::health::observation::{Observation, Outcome};
+use crate::status::{Observation, Outcome};
 use crate::Rekey;
 use rekey_core::{credentials, ids, SecretString};
 use rekey_oauth::OAuthError;

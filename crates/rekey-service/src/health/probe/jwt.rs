@@ -3,7 +3,7 @@
 //! JWT.
 
 use super::Presented;
-use crate::health::observation::Observation;
+use crate::status::Observation;
 use crate::Rekey;
 use rekey_core::{Error, SecretString};
 use rekey_providers::probe::Probe;

@@ -8,7 +8,7 @@ mod http;
 mod jwt;
 
 use self::http::AwsKey;
-use super::observation::Observation;
+use crate::status::Observation;
 use crate::{Ctx, Rekey};
 use rekey_core::connection::ConnectionKind;
 use rekey_core::{credentials, Error, SecretString};

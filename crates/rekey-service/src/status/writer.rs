@@ -6,9 +6,12 @@ use super::policy::{observe, HealthState, Transition};
 use crate::audit::record;
 use crate::webhooks::emit;
 use crate::Ctx;
+use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
+use rekey_core::events::EventType;
 use rekey_core::time::now_ms;
 use rekey_core::Error;
+use rekey_core::ErrorCode;
 use rekey_store::connections::{self as conns, ConnectionRow};
 use rekey_store::{Backend, WriteTx};
 use serde_json::{json, Value};
@@ -74,7 +77,7 @@ pub(crate) async fn apply_observation(
     // tag and custody rows.
     if !conns::update_health(tx.conn(), &r, row.version).await? {
         return Err(Error::conflict(
-            "version_conflict",
+            ErrorCode::VersionConflict,
             format!("connection {id} changed during the check"),
         ));
     }
@@ -98,14 +101,14 @@ pub(crate) async fn status_changed(
         .as_deref()
         .and_then(|e| serde_json::from_str::<Value>(e).ok());
     let outcome = if r.status == Status::Active {
-        "ok"
+        AuditOutcome::Ok
     } else {
-        "error"
+        AuditOutcome::Error
     };
     record(
         tx,
         ctx,
-        "connection.status_changed",
+        AuditAction::ConnectionStatusChanged,
         Some(&r.id),
         outcome,
         json!({"from": from.as_str(), "to": r.status.as_str(), "source": source, "error": code}),
@@ -114,7 +117,7 @@ pub(crate) async fn status_changed(
     emit(
         tx,
         &ctx.tenant,
-        "connection.status_changed",
+        EventType::ConnectionStatusChanged,
         json!({
             "connection_id": r.id, "provider": r.provider, "display_name": r.display_name,
             "from": from.as_str(), "to": r.status.as_str(), "source": source,
