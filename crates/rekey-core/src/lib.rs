@@ -44,6 +44,7 @@ pub mod error;
 pub mod error_code;
 pub mod events;
 pub mod ids;
+pub mod last_error;
 pub mod outbound;
 pub mod scope;
 pub mod scrub;

@@ -11,6 +11,7 @@ use rekey_core::audit::AuditAction;
 use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Owner, Status};
 use rekey_core::events::EventType;
+use rekey_core::last_error::LastError;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
@@ -209,15 +210,18 @@ impl Rekey {
                 for (k, v) in new_secrets {
                     all.insert(format!("pending:{k}"), v);
                 }
-                row.last_error = Some(
-                json!({
-                    "code": code,
-                    "message": reasons.join("; "),
-                    "expected_identity": original.describe(), "got_identity": identity.describe(),
-                    "missing_scopes": missing, "at": ms_to_rfc3339(now),
-                })
-                .to_string(),
-            );
+                let mut parked = LastError::new(code.as_str(), reasons.join("; "));
+                parked.at = Some(ms_to_rfc3339(now));
+                parked
+                    .detail
+                    .insert("expected_identity".into(), json!(original.describe()));
+                parked
+                    .detail
+                    .insert("got_identity".into(), json!(identity.describe()));
+                parked
+                    .detail
+                    .insert("missing_scopes".into(), json!(missing));
+                row.last_error = Some(parked.to_column());
                 row.credential_meta = Value::Object(meta_now).to_string();
                 row.credential_version += 1;
                 row.version += 1;

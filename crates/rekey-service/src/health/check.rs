@@ -12,6 +12,7 @@ use rekey_api::CheckResult;
 use rekey_core::audit::AuditAction;
 use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::last_error::LastError;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
@@ -118,10 +119,7 @@ impl Rekey {
             owner,
         )
         .await?;
-        let err: Option<Value> = stored
-            .last_error
-            .as_deref()
-            .and_then(|e| serde_json::from_str(e).ok());
+        let err = LastError::from_column(stored.last_error.as_deref()).map(|e| e.to_value());
         let outcome = match &observed {
             Some(o) => o.outcome.as_str(),
             None if stored.status == Status::NeedsReauth => "auth_failure",
@@ -190,10 +188,7 @@ impl Rekey {
             duration_ms: started.elapsed().as_millis() as u64,
             checked_at: ms_to_rfc3339(now_ms()),
             message: Some(why),
-            last_error: row
-                .last_error
-                .as_deref()
-                .and_then(|e| serde_json::from_str(e).ok()),
+            last_error: LastError::from_column(row.last_error.as_deref()).map(|e| e.to_value()),
             connection: crate::views::connection(&row),
         })
     }

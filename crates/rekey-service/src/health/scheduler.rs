@@ -5,11 +5,11 @@
 use crate::{Ctx, Rekey};
 use rekey_api::CheckResult;
 use rekey_core::connection::Status;
+use rekey_core::last_error::LastError;
 use rekey_core::time::now_ms;
 use rekey_core::Error;
 use rekey_store::connections::{self as conns, ConnectionRow};
 use rekey_store::Backend;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,9 +80,7 @@ fn base_wait(s: &HealthSettings, status: Status, consecutive_failures: i64) -> i
 
 /// The `retry_at` the status policy stored in `last_error`, if any.
 fn retry_at_of(last_error: Option<&str>) -> Option<i64> {
-    last_error
-        .and_then(|e| serde_json::from_str::<Value>(e).ok())
-        .and_then(|e| e.get("retry_at").and_then(Value::as_i64))
+    LastError::from_column(last_error).and_then(|e| e.retry_at)
 }
 
 /// Per-provider concurrency and rate limits for scheduled checks.

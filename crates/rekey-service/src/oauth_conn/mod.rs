@@ -8,6 +8,7 @@ mod refresh;
 mod revoke;
 
 use rekey_core::connection::Status;
+use rekey_core::last_error::LastError;
 use rekey_core::Error;
 use rekey_store::connections::ConnectionRow;
 use serde_json::{Map, Value};
@@ -39,12 +40,12 @@ fn in_backoff(row: &ConnectionRow, now: i64) -> Option<i64> {
     if row.status != Status::Degraded {
         return None;
     }
-    let err: Value = serde_json::from_str(row.last_error.as_deref()?).ok()?;
+    let err = LastError::from_column(row.last_error.as_deref())?;
     // A probe's failure (an API rate limit, say) must not hold refreshes back.
-    if err.get("source").and_then(Value::as_str) == Some("check") {
+    if err.source.as_deref() == Some("check") {
         return None;
     }
-    let retry_at = err.get("retry_at").and_then(Value::as_i64)?;
+    let retry_at = err.retry_at?;
     (retry_at > now).then_some(retry_at)
 }
 

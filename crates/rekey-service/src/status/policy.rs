@@ -4,8 +4,8 @@
 
 use super::observation::{Observation, Outcome, MAX_RETRY_AFTER_SECS};
 use rekey_core::connection::Status;
+use rekey_core::last_error::LastError;
 use rekey_core::time::ms_to_rfc3339;
-use serde_json::{json, Value};
 
 /// The health fields of a connection, as the policy reads and writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +15,12 @@ pub(crate) struct HealthState {
     /// Start of the current run of failures; None while healthy.
     pub first_failed_at: Option<i64>,
     pub consecutive_failures: i64,
-    /// JSON object text `{code, message, http_status, provider_body, at,
-    /// source, retry_after_secs, retry_at}`.
-    pub last_error: Option<String>,
+    pub last_error: Option<LastError>,
 }
 
 /// What an observation does to a connection.
+// One short-lived value per observation: boxing `Update` buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Transition {
     /// Out of service (disabled, revoked, revocation pending): health
@@ -87,19 +87,15 @@ pub(crate) fn observe(
     } else {
         next.consecutive_failures = state.consecutive_failures + 1;
         next.first_failed_at = state.first_failed_at.or(Some(now));
-        next.last_error = Some(
-            json!({
-                "code": obs.code,
-                "message": obs.message,
-                "http_status": obs.http_status,
-                "provider_body": obs.body,
-                "at": ms_to_rfc3339(now),
-                "source": source,
-                "retry_after_secs": obs.retry_after_secs,
-                "retry_at": retry_at(obs, next.consecutive_failures, now),
-            })
-            .to_string(),
-        );
+        next.last_error = Some(LastError {
+            http_status: obs.http_status,
+            provider_body: obs.body.clone(),
+            at: Some(ms_to_rfc3339(now)),
+            source: Some(source.to_string()),
+            retry_after_secs: obs.retry_after_secs,
+            retry_at: retry_at(obs, next.consecutive_failures, now),
+            ..LastError::new(obs.code.clone(), obs.message.clone())
+        });
     }
     let status_changed = next.status != from;
     let bump_version = status_changed || state.last_error.is_some() != next.last_error.is_some();
@@ -117,9 +113,8 @@ fn grant_dead(state: &HealthState, source: &str) -> bool {
         && source == "check"
         && state
             .last_error
-            .as_deref()
-            .and_then(|e| serde_json::from_str::<Value>(e).ok())
-            .is_some_and(|e| e.get("source").and_then(Value::as_str) == Some("refresh"))
+            .as_ref()
+            .is_some_and(|e| e.source.as_deref() == Some("refresh"))
 }
 
 /// Backoff for transient failures: `Retry-After` when given (capped), else
@@ -139,6 +134,7 @@ pub(crate) fn retry_at(obs: &Observation, failures: i64, now: i64) -> Option<i64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const NOW: i64 = 1_800_000_000_000;
 
@@ -158,9 +154,10 @@ mod tests {
             last_ok_at: Some(NOW - 100_000),
             first_failed_at: Some(NOW - 50_000),
             consecutive_failures: failures,
-            last_error: Some(
-                json!({"code": "earlier", "source": source, "retry_at": null}).to_string(),
-            ),
+            last_error: Some(LastError {
+                source: Some(source.to_string()),
+                ..LastError::new("earlier", "")
+            }),
         }
     }
 
@@ -181,7 +178,10 @@ mod tests {
     }
 
     fn error_of(s: &HealthState) -> Value {
-        serde_json::from_str(s.last_error.as_deref().unwrap_or("null")).unwrap_or(Value::Null)
+        s.last_error
+            .as_ref()
+            .map(LastError::to_value)
+            .unwrap_or(Value::Null)
     }
 
     #[test]

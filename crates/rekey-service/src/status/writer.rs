@@ -9,12 +9,13 @@ use crate::Ctx;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
 use rekey_core::events::EventType;
+use rekey_core::last_error::LastError;
 use rekey_core::time::now_ms;
 use rekey_core::Error;
 use rekey_core::ErrorCode;
 use rekey_store::connections::{self as conns, ConnectionRow};
 use rekey_store::{Backend, WriteTx};
-use serde_json::{json, Value};
+use serde_json::json;
 
 impl HealthState {
     fn of(row: &ConnectionRow) -> HealthState {
@@ -23,7 +24,7 @@ impl HealthState {
             last_ok_at: row.last_ok_at,
             first_failed_at: row.first_failed_at,
             consecutive_failures: row.consecutive_failures,
-            last_error: row.last_error.clone(),
+            last_error: LastError::from_column(row.last_error.as_deref()),
         }
     }
 
@@ -32,7 +33,7 @@ impl HealthState {
         row.last_ok_at = self.last_ok_at;
         row.first_failed_at = self.first_failed_at;
         row.consecutive_failures = self.consecutive_failures;
-        row.last_error = self.last_error;
+        row.last_error = self.last_error.map(|e| e.to_column());
     }
 }
 
@@ -96,10 +97,7 @@ pub(crate) async fn status_changed(
     source: &str,
     code: Option<&str>,
 ) -> Result<(), Error> {
-    let error = r
-        .last_error
-        .as_deref()
-        .and_then(|e| serde_json::from_str::<Value>(e).ok());
+    let error = LastError::from_column(r.last_error.as_deref()).map(|e| e.to_value());
     let outcome = if r.status == Status::Active {
         AuditOutcome::Ok
     } else {
