@@ -1,10 +1,10 @@
-//! Bulk actions from the integrations page: check, request reauthorization
+//! Bulk actions from the connections page: check, request reauthorization
 //! or revoke several connections (picked tiles, or every connection matching
 //! the page's filter) with one result row per connection. Each row is the
 //! ordinary single-connection use case, so each is audited on its own; the
 //! destructive ones are confirmed against the resolved list first.
 
-use super::integrations::Filter;
+use super::connections::Filter;
 use super::{look, CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;

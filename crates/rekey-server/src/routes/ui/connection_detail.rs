@@ -2,6 +2,7 @@
 //! context, health, audit history, runbooks), Rotate and the Update
 //! credentials form. Their POSTs are in `actions`.
 
+use super::show::{Actor, Actors, When};
 use super::{connection_of, is_broken, look, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
@@ -14,24 +15,22 @@ struct ErrorInfo {
     message: String,
     code: String,
     http_status: Option<i64>,
-    at: String,
+    at: When,
     source: String,
     body: Option<String>,
 }
 
 struct HistoryItem {
-    at: String,
+    at: When,
     action: String,
     outcome: String,
-    actor: String,
+    actor: Actor,
     detail: String,
 }
 
 #[derive(Template)]
 #[template(path = "ui/connection.html")]
 struct ConnectionPage {
-    user: String,
-    role: &'static str,
     csrf: String,
     can_write: bool,
     c: ConnectionView,
@@ -42,10 +41,11 @@ struct ConnectionPage {
     status_label: &'static str,
     broken: bool,
     error: Option<ErrorInfo>,
-    rotated: String,
-    last_ok: String,
-    last_checked: String,
-    failing_since: String,
+    created: When,
+    rotated: When,
+    last_ok: When,
+    last_checked: When,
+    failing_since: When,
     history: Vec<HistoryItem>,
     revoke_steps: Vec<String>,
     rotate_steps: Vec<String>,
@@ -59,6 +59,7 @@ pub(super) async fn connection(
     u: SessionUser,
 ) -> UiResult {
     let c = connection_of(&s, &u, &id).await?;
+    let actors = Actors::load(&s, u.tenant()).await;
     let history = s
         .rekey
         .audit_list(
@@ -70,7 +71,12 @@ pub(super) async fn connection(
             },
         )
         .await
-        .map(|l| l.items.into_iter().map(history_item).collect())
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|e| history_item(e, &actors))
+                .collect()
+        })
         .unwrap_or_default();
     let entry = s.rekey.catalog().get(&c.provider);
     let (revoke_steps, rotate_steps) = entry
@@ -82,7 +88,6 @@ pub(super) async fn connection(
         })
         .unwrap_or_default();
     let (class, icon, status_label) = look(&c.status);
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let owner = [
         c.owner.name.clone(),
         c.owner.email.clone(),
@@ -95,8 +100,6 @@ pub(super) async fn connection(
     Ok(page(
         StatusCode::OK,
         &ConnectionPage {
-            user: u.username.clone(),
-            role: u.role.as_str(),
             csrf: u.csrf.clone(),
             can_write: u.can_write(),
             provider: entry
@@ -112,10 +115,11 @@ pub(super) async fn connection(
             status_label,
             broken: is_broken(&c.status),
             error: c.last_error.as_ref().map(error_info),
-            rotated: dash(&c.rotated_at),
-            last_ok: dash(&c.health.last_ok_at),
-            last_checked: dash(&c.health.last_checked_at),
-            failing_since: dash(&c.health.first_failed_at),
+            created: When::now(&c.created_at),
+            rotated: When::opt(&c.rotated_at),
+            last_ok: When::opt(&c.health.last_ok_at),
+            last_checked: When::opt(&c.health.last_checked_at),
+            failing_since: When::opt(&c.health.first_failed_at),
             history,
             revoke_steps,
             rotate_steps,
@@ -126,7 +130,7 @@ pub(super) async fn connection(
 
 /// An audit entry as a history row: a status change as `from → to`,
 /// otherwise its error or outcome detail.
-fn history_item(e: AuditEntryView) -> HistoryItem {
+fn history_item(e: AuditEntryView, actors: &Actors) -> HistoryItem {
     let d = &e.details;
     let detail = match (d.get("from"), d.get("to")) {
         (Some(f), Some(t)) => format!(
@@ -142,10 +146,10 @@ fn history_item(e: AuditEntryView) -> HistoryItem {
             .to_string(),
     };
     HistoryItem {
-        at: e.at,
+        at: When::now(&e.at),
+        actor: actors.of(&e.actor),
         action: e.action,
         outcome: e.outcome,
-        actor: e.actor,
         detail,
     }
 }
@@ -157,7 +161,7 @@ fn error_info(e: &serde_json::Value) -> ErrorInfo {
         message: str_of("message"),
         code: str_of("code"),
         http_status: e.get("http_status").and_then(|v| v.as_i64()),
-        at: str_of("at"),
+        at: When::now(&str_of("at")),
         source: str_of("source"),
         body: e
             .get("provider_body")

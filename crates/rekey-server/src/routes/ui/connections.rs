@@ -1,6 +1,9 @@
-//! The integrations page: every connection as a tile, grouped by provider,
-//! with search and filters, paged; the bulk form acts on what it shows.
+//! The connections page: a summary line of counts by status (each a link
+//! that filters), every connection as a tile in a grid, grouped by provider
+//! (by display name), with search and filters, paged; the bulk form acts on
+//! what it shows.
 
+use super::show::When;
 use super::{is_broken, look, SessionUser};
 use crate::pages::page;
 use crate::AppState;
@@ -25,22 +28,35 @@ pub(super) struct Tile {
     api_key: bool,
     error: Option<String>,
     tags: Vec<String>,
+    /// Who the credential belongs to, "—" when unknown.
+    owner: String,
+    /// Where copies of the secret live.
+    custody: Vec<String>,
+    checked: When,
     /// The result of an action just taken on this tile (htmx swaps).
     pub note: Option<(String, &'static str)>,
 }
 
 struct Group {
+    /// `one`, `two` or `many` tiles: how wide the group is in the grid.
+    size: &'static str,
     provider: String,
     display: String,
     initials: String,
     tiles: Vec<Tile>,
 }
 
+/// One count of the summary line.
+struct Count {
+    status: &'static str,
+    label: &'static str,
+    class: &'static str,
+    n: i64,
+}
+
 #[derive(Template)]
-#[template(path = "ui/integrations.html")]
-struct IntegrationsPage {
-    user: String,
-    role: &'static str,
+#[template(path = "ui/connections.html")]
+struct ConnectionsPage {
     csrf: String,
     can_write: bool,
     statuses: Vec<String>,
@@ -57,9 +73,15 @@ struct IntegrationsPage {
     /// This is not the first page.
     paged: bool,
     error: Option<String>,
+    /// Counts by status over all the tenant's connections, worst first.
+    counts: Vec<Count>,
+    total: i64,
+    /// Tag and custody values in use, suggested by the filter inputs.
+    tags_in_use: Vec<String>,
+    custody_in_use: Vec<String>,
 }
 
-/// The integrations page's filters, as given in its query string (and
+/// The connections page's filters, as given in its query string (and
 /// carried by the bulk form so "all matching the filter" means the same set).
 #[derive(Clone, Default, serde::Deserialize)]
 #[serde(default)]
@@ -83,7 +105,7 @@ impl Filter {
         }
     }
 
-    /// The integrations page's query string for this filter (at `cursor`).
+    /// The connections page's query string for this filter (at `cursor`).
     pub(crate) fn link(&self, cursor: Option<&str>) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in [
@@ -137,9 +159,52 @@ impl Filter {
 /// How many tiles the page shows; bulk actions on "all matching" go further.
 const PAGE_TILES: i64 = 200;
 
+/// The summary line's order: what needs attention first.
+const SUMMARY_ORDER: [(&str, &str); 7] = [
+    ("needs_reauth", "broken"),
+    ("revoked", "revoked"),
+    ("revoke_pending", "revocation pending"),
+    ("degraded", "degraded"),
+    ("pending", "pending"),
+    ("active", "active"),
+    ("disabled", "disabled"),
+];
+
+fn counts(summary: &rekey_service::ConnectionSummary) -> Vec<Count> {
+    SUMMARY_ORDER
+        .iter()
+        .filter_map(|(status, label)| {
+            let n = summary
+                .counts
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |c| c.1);
+            (n > 0).then(|| Count {
+                status,
+                label,
+                class: look(status).0,
+                n,
+            })
+        })
+        .collect()
+}
+
+/// Owner as shown on tiles: name, email or subject, first known.
+pub(super) fn owner_of(c: &ConnectionView) -> String {
+    [&c.owner.name, &c.owner.email, &c.owner.subject]
+        .into_iter()
+        .flatten()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| "—".into())
+}
+
 pub(super) fn tile_of(c: ConnectionView) -> Tile {
     let (class, icon, status_label) = look(&c.status);
     Tile {
+        owner: owner_of(&c),
+        checked: When::opt(&c.health.last_checked_at),
+        custody: c.custody.clone(),
         broken: is_broken(&c.status),
         disabled: c.status == "disabled",
         api_key: c.kind == "api_key",
@@ -158,7 +223,7 @@ pub(super) fn tile_of(c: ConnectionView) -> Tile {
     }
 }
 
-pub(super) async fn integrations(
+pub(super) async fn connections(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
     u: SessionUser,
@@ -175,6 +240,12 @@ pub(super) async fn integrations(
         // A bad filter value is shown above an empty list, with the form kept.
         Err(e) => (Default::default(), Some(e)),
     };
+    // Without the summary the page still works: the line is left out.
+    let summary = s
+        .rekey
+        .connection_summary(u.tenant())
+        .await
+        .unwrap_or_default();
     let next = list.next_cursor.as_deref().map(|c| filter.link(Some(c)));
     let groups = groups(&s, list.items);
     let status = error
@@ -182,9 +253,11 @@ pub(super) async fn integrations(
         .map_or(StatusCode::OK, |e| crate::error::status_of(e.class()));
     page(
         status,
-        &IntegrationsPage {
-            user: u.username.clone(),
-            role: u.role.as_str(),
+        &ConnectionsPage {
+            counts: counts(&summary),
+            total: summary.counts.iter().map(|c| c.1).sum(),
+            tags_in_use: summary.tags,
+            custody_in_use: summary.custody,
             csrf: u.csrf.clone(),
             can_write: u.can_write(),
             statuses: Status::ALL.iter().map(|s| s.as_str().to_string()).collect(),
@@ -201,13 +274,13 @@ pub(super) async fn integrations(
     )
 }
 
-/// The tiles grouped by provider, providers in id order.
+/// The tiles grouped by provider, groups by display name.
 fn groups(s: &AppState, items: Vec<ConnectionView>) -> Vec<Group> {
     let mut by_provider: BTreeMap<String, Vec<ConnectionView>> = BTreeMap::new();
     for c in items {
         by_provider.entry(c.provider.clone()).or_default().push(c);
     }
-    by_provider
+    let mut groups = by_provider
         .into_iter()
         .map(|(p, conns)| {
             let display = s
@@ -222,14 +295,25 @@ fn groups(s: &AppState, items: Vec<ConnectionView>) -> Vec<Group> {
                 .take(2)
                 .collect::<String>()
                 .to_uppercase();
+            let mut tiles: Vec<Tile> = conns.into_iter().map(tile_of).collect();
+            tiles.sort_by_key(|t| t.name.to_lowercase());
             Group {
+                size: match tiles.len() {
+                    1 => "one",
+                    2 => "two",
+                    _ => "many",
+                },
                 provider: p,
                 display,
                 initials,
-                tiles: conns.into_iter().map(tile_of).collect(),
+                tiles,
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    groups.sort_by(|a, b| {
+        (a.display.to_lowercase(), &a.provider).cmp(&(b.display.to_lowercase(), &b.provider))
+    });
+    groups
 }
 
 /// (id, display name) of every catalog provider, by name: the filter's choices.
