@@ -3,7 +3,7 @@
 // page (replacing a client secret) and the webhooks pages (a delivery with
 // its attempts, replay, a signing secret shown once). One screenshot per page.
 // Started by crates/rekey-cli/tests/browser_pages.rs with a running rekey,
-// an admin user, nine connections over three providers (BROKEN of them
+// an admin user, ten connections over four providers (BROKEN of them
 // broken), an OAuth app with one connection and a webhook with a delivery.
 // Env: BASE, SHOTS, ADMIN, PASSWORD, HOOK_ID, BROKEN.
 import { chromium } from 'playwright-core';
@@ -53,13 +53,13 @@ try {
     const r = e.getBoundingClientRect();
     return { top: Math.round(r.top), left: r.left, right: r.right };
   }));
-  expect(boxes.length === 9, `nine tiles (got ${boxes.length})`);
+  expect(boxes.length === 10, `ten tiles (got ${boxes.length})`);
   const perRow = {};
   for (const b of boxes) perRow[b.top] = (perRow[b.top] || 0) + 1;
   const widest = Math.max(...Object.values(perRow));
   expect(widest >= 3, `at 1400px a row holds several tiles (most in one row: ${widest})`);
   const tops = [...new Set(boxes.map((b) => b.top))];
-  expect(tops.length <= 4, `nine tiles fit in a few rows (${tops.length})`);
+  expect(tops.length <= 4, `ten tiles fit in a few rows (${tops.length})`);
   const pageWidth = await page.evaluate(() => document.documentElement.scrollWidth);
   expect(pageWidth <= 1400, `no horizontal scrolling (${pageWidth}px)`);
   // Every error message stays inside its tile.
@@ -79,7 +79,10 @@ try {
   expect(/ago|just now/.test(await time.textContent()), 'the check time reads relative');
   // Groups sorted by display name.
   const groups = await page.locator('section.group h2').evaluateAll((hs) => hs.map((h) => h.id));
-  expect(JSON.stringify(groups) === JSON.stringify(['g-custom-oauth2', 'g-custom-rest', 'g-segment']), `groups by display name: ${groups}`);
+  expect(JSON.stringify(groups) === JSON.stringify(['g-custom-oauth2', 'g-custom-rest', 'g-mixpanel', 'g-segment']), `groups by display name: ${groups}`);
+  // Small groups sit side by side instead of each taking a whole row.
+  const groupTop = async (id) => Math.round((await page.locator(`section.group:has(#${id})`).boundingBox()).y);
+  expect(await groupTop('g-mixpanel') === await groupTop('g-segment'), 'two small provider groups share a row');
   // The filters suggest the values in use.
   const tags = await page.locator('#tags-in-use option').evaluateAll((o) => o.map((x) => x.value));
   expect(tags.join(',') === 'billing,ops', `the tag filter suggests ${tags}`);

@@ -69,7 +69,7 @@ async fn dashboard_pages_in_chromium() {
     .await;
     let hook_id = hook["webhook"]["id"].as_str().unwrap().to_string();
 
-    // Nine connections over three providers: two broken, two active, the
+    // Ten connections over four providers: two broken, two active, the
     // rest pending; one broken with a long unbroken error text.
     let fx = ProviderFixture::start().await;
     fx.set_mode(Mode::Ok);
@@ -105,12 +105,17 @@ async fn dashboard_pages_in_chromium() {
             broken.push(id);
         }
     }
-    for name in ["Payments", "Refunds"] {
+    // Two small groups next to each other (Mixpanel, Segment).
+    for (provider, name) in [
+        ("segment", "Payments"),
+        ("segment", "Refunds"),
+        ("mixpanel", "Product analytics"),
+    ] {
         api(
             &base,
             &key,
             "/api/v1/connections",
-            json!({"provider": "segment", "kind": "api_key", "display_name": name,
+            json!({"provider": provider, "kind": "api_key", "display_name": name,
             "credentials": {"key": "sk_test_abcdefghijklmnop"}}),
         )
         .await;
