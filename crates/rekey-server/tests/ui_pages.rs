@@ -416,6 +416,16 @@ async fn oauth_apps_page_roles_csrf_and_secret_replacement(db: Db) {
         assert_eq!(html.contains("/rotate-secret\""), who == &ada);
     }
 
+    // The connection's page names the app it came from.
+    let (_, html) = get(&s, &format!("/ui/connections/{conn}"), &vic).await;
+    assert!(
+        html.contains(&format!(
+            "<dt>OAuth app</dt><dd><a href=\"/ui/integrations#app-{}\">Acme CRM app</a>",
+            integ.id
+        )),
+        "{html}"
+    );
+
     // Replacing the client secret: admin only, never echoed, audited with
     // the request id and client address like every dashboard action.
     let path = format!("/ui/integrations/{}/rotate-secret", integ.id);
@@ -454,6 +464,7 @@ async fn oauth_apps_page_roles_csrf_and_secret_replacement(db: Db) {
     .await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(html.contains("Client secret replaced"), "{html}");
+    assert!(html.contains("<a href=\"/ui/integrations\">Back to integrations</a>"));
     assert!(!html.contains("secret-2-new"));
     let after = s.rekey.get_integration("default", &integ.id).await.unwrap();
     assert_eq!(after.version, integ.version + 1);

@@ -36,6 +36,8 @@ struct ConnectionPage {
     c: ConnectionView,
     provider: String,
     owner: String,
+    /// (id, name) of the OAuth app the grant came from.
+    integration: Option<(String, String)>,
     class: &'static str,
     icon: &'static str,
     status_label: &'static str,
@@ -88,6 +90,14 @@ pub(super) async fn connection(
         })
         .unwrap_or_default();
     let (class, icon, status_label) = look(&c.status);
+    let integration = match c.credential.get("integration_id").and_then(|v| v.as_str()) {
+        Some(i) => Some(match s.rekey.get_integration(u.tenant(), i).await {
+            Ok(v) => (v.id, v.display_name),
+            // Deleted since: the id is all there is.
+            Err(_) => (i.to_string(), i.to_string()),
+        }),
+        None => None,
+    };
     let owner = [
         c.owner.name.clone(),
         c.owner.email.clone(),
@@ -102,6 +112,7 @@ pub(super) async fn connection(
         &ConnectionPage {
             csrf: u.csrf.clone(),
             can_write: u.can_write(),
+            integration,
             provider: entry
                 .map(|p| p.display_name.clone())
                 .unwrap_or_else(|| c.provider.clone()),

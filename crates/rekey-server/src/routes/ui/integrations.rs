@@ -176,7 +176,7 @@ pub(super) async fn create(
         .create_integration(&u.ctx(), req)
         .await
         .map_err(UiError::service("Not registered"))?;
-    Ok(super::message(
+    Ok(super::message_to(
         StatusCode::CREATED,
         "Registered",
         format!(
@@ -184,6 +184,7 @@ pub(super) async fn create(
             v.display_name, v.id, v.redirect_uri
         ),
         "ok",
+        ("/ui/integrations", "Back to integrations"),
     ))
 }
 
@@ -261,7 +262,7 @@ pub(super) async fn rotate(
         .update_integration(&u.ctx(), &id, req, None)
         .await
         .map_err(UiError::service("Not saved"))?;
-    Ok(super::message(
+    Ok(super::message_to(
         StatusCode::OK,
         "Client secret replaced",
         format!(
@@ -270,5 +271,6 @@ pub(super) async fn rotate(
             if secret.is_empty() { "private key" } else { "client secret" }
         ),
         "ok",
+        ("/ui/integrations", "Back to integrations"),
     ))
 }

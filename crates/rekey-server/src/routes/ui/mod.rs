@@ -32,7 +32,7 @@ mod show;
 mod signin;
 mod webhooks;
 
-pub(crate) use error::{message, UiError, UiResult};
+pub(crate) use error::{message, message_to, UiError, UiResult};
 pub(crate) use session::{signed_in, CsrfForm, SessionUser};
 
 /// Content-Security-Policy of dashboard pages.

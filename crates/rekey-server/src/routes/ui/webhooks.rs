@@ -145,11 +145,12 @@ pub(super) async fn delete(
         .delete_webhook(&u.ctx(), &id)
         .await
         .map_err(UiError::service("Not deleted"))?;
-    Ok(super::message(
+    Ok(super::message_to(
         StatusCode::OK,
         "Deleted",
         "The webhook subscription is deleted; no more events are sent to it.".into(),
         "ok",
+        ("/ui/webhooks", "Back to webhooks"),
     ))
 }
 
@@ -256,7 +257,7 @@ pub(super) async fn replay(
         .replay_delivery(&u.ctx(), &id, &delivery)
         .await
         .map_err(UiError::service("Not replayed"))?;
-    Ok(super::message(
+    Ok(super::message_to(
         StatusCode::OK,
         "Replay queued",
         format!(
@@ -264,5 +265,6 @@ pub(super) async fn replay(
             d.id, d.event_type
         ),
         "ok",
+        ("/ui/webhooks", "Back to webhooks"),
     ))
 }
