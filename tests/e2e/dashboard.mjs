@@ -68,8 +68,8 @@ try {
   const tile = page.locator('li.tile', { hasText: env('CONN_NAME') });
   expect(await tile.count() === 1, 'the connection has a tile');
   expect((await tile.textContent()).includes('Pending verification'), 'a new connection is pending');
-  await page.screenshot({ path: `${SHOTS}/integrations.png`, fullPage: true });
-  await allLabelled('integrations page');
+  await page.screenshot({ path: `${SHOTS}/connections.png`, fullPage: true });
+  await allLabelled('connections page');
 
   // Check now (the provider answers 401): htmx swaps the tile in place with
   // the result on it, without leaving the page.
