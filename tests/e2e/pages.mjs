@@ -33,6 +33,18 @@ try {
   const errors = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.text()} [at ${page.url()}]`); });
 
+  // Every control has an accessible name: a <label>, aria-label, or text.
+  async function allLabelled(what) {
+    const bare = await page.evaluate(() => [...document.querySelectorAll(
+      'input:not([type=hidden]), select, textarea, button, summary, a')]
+      .filter((el) => !(el.getAttribute('aria-label')
+        || (el.labels && [...el.labels].some((l) => l.textContent.trim()))
+        || (['BUTTON', 'A', 'SUMMARY'].includes(el.tagName) && el.textContent.trim())))
+      .map((el) => el.outerHTML.slice(0, 100)));
+    if (bare.length) console.log(bare.join('\n'));
+    expect(bare.length === 0, `${what}: every control is labelled`);
+  }
+
   // The header with the user and Sign out is on the page.
   async function hasHeader(what) {
     const who = await page.locator('header .who').textContent();
@@ -88,6 +100,7 @@ try {
   expect(tags.join(',') === 'billing,ops', `the tag filter suggests ${tags}`);
   const custody = await page.locator('#custody-in-use option').evaluateAll((o) => o.map((x) => x.value));
   expect(custody.join(',') === 'github-actions,vault', `the custody filter suggests ${custody}`);
+  await allLabelled('connections');
   await page.screenshot({ path: `${SHOTS}/pages-connections-grid-1400.png`, fullPage: true });
 
   // The summary's "broken" count filters the page to exactly those.
@@ -113,6 +126,7 @@ try {
   expect((await app.textContent()).includes('pages-client'), 'with its client id');
   expect(await app.getByRole('link', { name: 'Nightly import' }).count() === 1, 'with the connection using it');
   expect(!(await page.content()).includes('pages-secret-1'), 'the client secret is not shown');
+  await allLabelled('OAuth apps');
   await page.screenshot({ path: `${SHOTS}/pages-oauth-apps.png`, fullPage: true });
   await app.getByRole('link', { name: 'Replace client secret' }).click();
   await page.getByLabel('New client secret').fill('pages-secret-2-new');
@@ -132,6 +146,7 @@ try {
   expect((await delivered.locator('.badge').textContent()) === 'delivered', 'as delivered');
   const attempts = await delivered.locator('table.attempts tbody tr').count();
   expect(attempts === 2, `with both attempts (${attempts})`);
+  await allLabelled('webhook');
   await page.screenshot({ path: `${SHOTS}/pages-webhook-deliveries.png`, fullPage: true });
   await delivered.getByRole('button', { name: 'Replay' }).click();
   expect((await page.locator('h1').textContent()).includes('Replay queued'), 'a delivery is replayed');
@@ -156,6 +171,7 @@ try {
   await page.goto(`${BASE}/ui/webhooks`);
   expect((await page.content()).includes('from the browser') && !(await page.content()).includes(created.slice(6)),
     'it is listed, its secret not');
+  await allLabelled('webhooks');
   await page.screenshot({ path: `${SHOTS}/pages-webhooks.png`, fullPage: true });
 
   expect(errors.length === 0, `no console errors${errors.length ? ': ' + errors.join('; ') : ''}`);
