@@ -18,8 +18,9 @@ use serde::Deserializer;
 
 const COOKIE: &str = "rekey_session";
 
-/// Who the header shows as signed in, with the Sign out form's token.
-#[derive(Clone, Debug)]
+/// Who the header shows as signed in, with the Sign out form's token (no
+/// `Debug`: the token must not reach a log).
+#[derive(Clone)]
 pub(crate) struct Nav {
     pub user: String,
     pub role: &'static str,
