@@ -47,12 +47,12 @@ try {
   }
 
   async function signIn(user) {
-    await page.goto(`${BASE}/ui/integrations`);
+    await page.goto(`${BASE}/ui/connections`);
     expect(page.url().endsWith('/ui/login'), `${user}: unauthenticated visit lands on the sign-in page`);
     await page.getByLabel('User name').fill(user);
     await page.getByLabel('Password').fill(env('PASSWORD'));
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL('**/ui/integrations');
+    await page.waitForURL('**/ui/connections');
     expect(true, `${user}: signed in`);
   }
 
@@ -68,18 +68,18 @@ try {
   const tile = page.locator('li.tile', { hasText: env('CONN_NAME') });
   expect(await tile.count() === 1, 'the connection has a tile');
   expect((await tile.textContent()).includes('Pending verification'), 'a new connection is pending');
-  await page.screenshot({ path: `${SHOTS}/integrations.png`, fullPage: true });
-  await allLabelled('integrations page');
+  await page.screenshot({ path: `${SHOTS}/connections.png`, fullPage: true });
+  await allLabelled('connections page');
 
   // Check now (the provider answers 401): htmx swaps the tile in place with
   // the result on it, without leaving the page.
   await tile.getByRole('button', { name: `Check ${env('CONN_NAME')} now` }).click();
   const result = await page.locator(`#tile-${env('CONN_ID')} [role=status]`).textContent();
   expect(result.includes('needs reauthorization'), 'check result on the tile says the grant is broken');
-  expect(page.url().endsWith('/ui/integrations'), 'the check ran in place (htmx)');
+  expect(page.url().endsWith('/ui/connections'), 'the check ran in place (htmx)');
   await page.screenshot({ path: `${SHOTS}/check-result.png` });
 
-  await page.goto(`${BASE}/ui/integrations?status=needs_reauth`);
+  await page.goto(`${BASE}/ui/connections?status=needs_reauth`);
   const broken = page.locator('li.tile', { hasText: env('CONN_NAME') });
   const text = await broken.textContent();
   expect(text.includes('Broken: needs reauthorization') && await broken.locator('svg.icon').count() === 1,
@@ -105,7 +105,7 @@ try {
   await allLabelled('audit page');
 
   // Update the API key through the form, check again: data flows again.
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   await page.getByLabel(`More actions for ${env('CONN_NAME')}`).click();
   await page.getByRole('link', { name: 'Update credentials' }).click();
   await page.getByLabel('New API key').fill('k-new-2');
@@ -113,16 +113,16 @@ try {
   await page.getByRole('button', { name: 'Save new key' }).click();
   expect((await page.getByRole('status').textContent()).includes('pending'), 'the new key is saved and pending');
   expect(!(await page.content()).includes('k-new-2'), 'the new key is not echoed');
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   await page.locator('li.tile', { hasText: env('CONN_NAME') }).getByRole('button', { name: `Check ${env('CONN_NAME')} now` }).click();
   expect((await page.locator(`#tile-${env('CONN_ID')} [role=status]`).textContent()).includes('Active'), 'the check with the new key is healthy');
-  await page.goto(`${BASE}/ui/integrations?status=active`);
+  await page.goto(`${BASE}/ui/connections?status=active`);
   expect(await page.locator('li.tile', { hasText: env('CONN_NAME') }).count() === 1, 'the tile is healthy again');
   await page.screenshot({ path: `${SHOTS}/healthy-again.png`, fullPage: true });
 
   // Search, then bulk-check everything matching a tag filter: one result row
   // per connection.
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   await page.getByLabel('Search', { exact: true }).fill('zeta');
   await page.getByRole('button', { name: 'Filter' }).click();
   expect(await page.locator('li.tile').count() === 1 && await page.locator('li.tile', { hasText: 'Zeta CRM' }).count() === 1,
@@ -147,7 +147,7 @@ try {
 
   // Picked tiles: select one by its checkbox and request reauthorization,
   // confirming the list first; the result is a Connect link for its owner.
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   await page.getByLabel('Select Ledger').check();
   await page.getByLabel('With the selected connections').selectOption('reauthorize');
   await page.getByRole('button', { name: 'Apply' }).click();
@@ -157,7 +157,7 @@ try {
   expect((await page.locator('table.results').textContent()).includes('/connect/'), 'a Connect link per connection');
 
   // Keyboard: the check button is reachable with Tab.
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   let reached = false;
   for (let i = 0; i < 30 && !reached; i++) {
     await page.keyboard.press('Tab');
@@ -166,7 +166,7 @@ try {
   expect(reached, 'Check now is reachable by keyboard');
 
   // The three-dot menu: open it from the keyboard, disable with confirmation.
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   const menu = page.getByLabel(`More actions for ${env('CONN_NAME')}`);
   await menu.focus();
   await page.keyboard.press('Enter');
@@ -176,14 +176,14 @@ try {
   expect((await page.locator('h1').textContent()).includes(`Disable ${env('CONN_NAME')}`), 'disabling asks for confirmation');
   await page.getByRole('button', { name: 'Disable' }).click();
   expect((await page.getByRole('status').textContent()).includes('is disabled'), 'the result is shown');
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   expect((await page.locator('li.tile', { hasText: env('CONN_NAME') }).textContent()).includes('Disabled'), 'the tile says Disabled');
 
   // The OAuth grant from the real OpenID provider: Check now finds it dead
   // (invalid_grant on refresh), then Reauthorize goes through the provider's
   // own login and consent pages, and the tile turns healthy.
   const oauthTile = page.locator(`#tile-${env('OAUTH_CONN_ID')}`);
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   await oauthTile.getByRole('button', { name: `Check ${env('OAUTH_CONN_NAME')} now` }).click();
   expect((await page.locator(`#tile-${env('OAUTH_CONN_ID')} [role=status]`).textContent()).includes('needs reauthorization'),
     'the dead OAuth grant is found broken');
@@ -214,7 +214,7 @@ try {
     'a used Connect link says so clearly');
   expect(await page.locator('link[rel=stylesheet][href="/assets/rekey.css"]').count() === 1, 'the error page is styled like the rest');
   await page.screenshot({ path: `${SHOTS}/connect-used.png` });
-  await page.goto(`${BASE}/ui/integrations`);
+  await page.goto(`${BASE}/ui/connections`);
   await oauthTile.getByRole('button', { name: `Check ${env('OAUTH_CONN_NAME')} now` }).click();
   expect((await page.locator(`#tile-${env('OAUTH_CONN_ID')} [role=status]`).textContent()).includes('Active'),
     'the reauthorized grant works (userinfo with a fresh token)');

@@ -82,14 +82,14 @@ async fn run(db: Db, n: usize, requests: usize, latency_ms: u64) {
         .next()
         .unwrap()
         .to_string();
-    let page = format!("{}/ui/integrations", s.base);
+    let page = format!("{}/ui/connections", s.base);
     let (rps, p50, p99, bytes) = pages(&http, &page, &cookie, requests).await;
     println!(
-        "dashboard backend={db:?} connections={n} integrations-page ({} tiles): {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms size={}KiB",
+        "dashboard backend={db:?} connections={n} connections-page ({} tiles): {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms size={}KiB",
         n.min(200),
         bytes / 1024
     );
-    let search = format!("{}/ui/integrations?q=conn%2009&tag=odd", s.base);
+    let search = format!("{}/ui/connections?q=conn%2009&tag=odd", s.base);
     let (rps, p50, p99, _) = pages(&http, &search, &cookie, requests).await;
     println!(
         "dashboard backend={db:?} search+tag filter: {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms"

@@ -78,13 +78,13 @@ enum Cmd {
     /// Key-encryption keys (offline).
     #[command(subcommand)]
     Keys(offline::KeysCmd),
-    /// Connections (API client: REKEY_URL, REKEY_TOKEN).
+    /// Connections: the credentials rekey keeps for platforms (API client: REKEY_URL, REKEY_TOKEN).
     #[command(subcommand)]
     Connections(remote::connections::ConnectionsCmd),
     /// Webhook subscriptions and deliveries (API client).
     #[command(subcommand)]
     Webhooks(remote::webhooks::WebhooksCmd),
-    /// OAuth app registrations (API client).
+    /// Integrations: OAuth app registrations (client id and secret) that connect links use (API client).
     #[command(subcommand)]
     Integrations(remote::integrations::IntegrationsCmd),
     /// Print a connect link for a new connection (OAuth or key-based) or a reauthorization.

@@ -1,5 +1,5 @@
 //! The dashboard over real HTTP: sign-in, cookie flags, sessions, CSRF,
-//! roles, and the integrations page's tiles. (The browser suite with
+//! roles, and the connections page's tiles. (The browser suite with
 //! Chromium comes with the rest of the dashboard.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -112,7 +112,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     );
 
     // The page asks for a session; wrong passwords and unknown users fail alike.
-    let (st, _, h) = get(&s, "/ui/integrations", "").await;
+    let (st, _, h) = get(&s, "/ui/connections", "").await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     assert_eq!(h["location"], "/ui/login");
     let (st, cookie, html) = sign_in(&s, "olga", "wrong password!!").await;
@@ -199,7 +199,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         "plain-http public URL: no Secure flag ({set})"
     );
     let olga = session_of(&set);
-    let (st, html, h) = get(&s, "/ui/integrations", &olga).await;
+    let (st, html, h) = get(&s, "/ui/connections", &olga).await;
     assert_eq!(st, StatusCode::OK);
     assert!(h["content-security-policy"]
         .to_str()
@@ -234,7 +234,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     .await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(html.contains("needs reauthorization"), "{html}");
-    let (_, html, _) = get(&s, "/ui/integrations?status=needs_reauth", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?status=needs_reauth", &olga).await;
     assert!(
         html.contains("Acme CRM")
             && html.contains("<svg class=\"icon\"")
@@ -245,7 +245,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         html.contains("the provider rejected the credential"),
         "error context on the tile: {html}"
     );
-    let (_, html, _) = get(&s, "/ui/integrations?status=active", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?status=active", &olga).await;
     assert!(!html.contains("Acme CRM"));
     // The connection page explains the error with its context, health,
     // history and the provider's runbook.
@@ -314,7 +314,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     // A viewer sees the tiles but cannot act, even with a valid token.
     let (_, cookie, _) = sign_in(&s, "vic", "correct horse battery").await;
     let vic = session_of(&cookie.unwrap());
-    let (_, html, _) = get(&s, "/ui/integrations", &vic).await;
+    let (_, html, _) = get(&s, "/ui/connections", &vic).await;
     assert!(html.contains("Acme CRM") && !html.contains("Check now"));
     let (_, page, _) = get(&s, &format!("/ui/connections/{id}"), &vic).await;
     assert!(
@@ -369,7 +369,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     .await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(html.contains("is disabled"), "{html}");
-    let (_, html, _) = get(&s, "/ui/integrations", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections", &olga).await;
     assert!(
         html.contains("Disabled") && html.contains("confirm/enable"),
         "{html}"
@@ -463,13 +463,13 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     )
     .await;
     assert!(html.contains("deleted"), "{html}");
-    let (_, html, _) = get(&s, "/ui/integrations", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections", &olga).await;
     assert!(!html.contains("Old ETL"));
 
     // Sign-out ends the session.
     let (st, _) = post_form(&s, "/ui/logout", &olga, &[("csrf", &csrf)]).await;
     assert_eq!(st, StatusCode::SEE_OTHER);
-    let (st, _, h) = get(&s, "/ui/integrations", &olga).await;
+    let (st, _, h) = get(&s, "/ui/connections", &olga).await;
     assert_eq!(
         (st, h["location"].to_str().unwrap()),
         (StatusCode::SEE_OTHER, "/ui/login")
@@ -486,7 +486,7 @@ async fn user(s: &TestServer, name: &str, role: Role) -> (String, String) {
         .unwrap();
     let (_, cookie, _) = sign_in(s, name, "correct horse battery").await;
     let cookie = session_of(&cookie.unwrap());
-    let (_, html, _) = get(s, "/ui/integrations", &cookie).await;
+    let (_, html, _) = get(s, "/ui/connections", &cookie).await;
     (cookie.clone(), csrf_of(&html))
 }
 
@@ -525,22 +525,22 @@ async fn search_filters_and_bulk_actions(db: Db) {
     };
 
     // Search matches the name as typed: LIKE wildcards are literal.
-    let (st, html, _) = get(&s, "/ui/integrations?q=100%25", &olga).await;
+    let (st, html, _) = get(&s, "/ui/connections?q=100%25", &olga).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(names(&html), ["Billing 100% sync"], "{html}");
-    let (_, html, _) = get(&s, "/ui/integrations?q=billing_", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?q=billing_", &olga).await;
     assert_eq!(names(&html), ["Billing_ETL"]);
-    let (_, html, _) = get(&s, "/ui/integrations?q=BILLING", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?q=BILLING", &olga).await;
     assert_eq!(names(&html), ["Billing 100% sync", "Billing_ETL"]);
-    let (_, html, _) = get(&s, &format!("/ui/integrations?q={mkt}"), &olga).await;
+    let (_, html, _) = get(&s, &format!("/ui/connections?q={mkt}"), &olga).await;
     assert_eq!(names(&html), ["Marketing feed"], "search by id");
-    let (_, html, _) = get(&s, "/ui/integrations?tag=marketing", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?tag=marketing", &olga).await;
     assert_eq!(names(&html), ["Marketing feed"]);
-    let (_, html, _) = get(&s, "/ui/integrations?custody=github-actions", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?custody=github-actions", &olga).await;
     assert_eq!(names(&html), ["Billing 100% sync"]);
     let (_, html, _) = get(
         &s,
-        "/ui/integrations?provider=custom-rest&tag=billing",
+        "/ui/connections?provider=custom-rest&tag=billing",
         &olga,
     )
     .await;
@@ -551,10 +551,10 @@ async fn search_filters_and_bulk_actions(db: Db) {
     );
     // Bad filter values: a clear message, not a crash.
     let long = "x".repeat(101);
-    let (st, html, _) = get(&s, &format!("/ui/integrations?q={long}"), &olga).await;
+    let (st, html, _) = get(&s, &format!("/ui/connections?q={long}"), &olga).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(html.contains("at most 100"), "{html}");
-    let (st, html, _) = get(&s, "/ui/integrations?tag=Not%20A%20Slug", &olga).await;
+    let (st, html, _) = get(&s, "/ui/connections?tag=Not%20A%20Slug", &olga).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{html}");
     // The API takes the same search.
     let l = s
@@ -768,11 +768,11 @@ async fn search_filters_and_bulk_actions(db: Db) {
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(status_of(&s, &good).await, "active", "nothing revoked");
-    let (_, html, _) = get(&s, &format!("/ui/integrations?q={foreign}"), &olga).await;
+    let (_, html, _) = get(&s, &format!("/ui/connections?q={foreign}"), &olga).await;
     assert!(html.contains("No connections match"), "{html}");
     let (st, _) = post_form(&s, "/ui/bulk", &olga, &[("action", "check"), ("id", &good)]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (_, html, _) = get(&s, "/ui/integrations", &vic).await;
+    let (_, html, _) = get(&s, "/ui/connections", &vic).await;
     assert!(
         !html.contains("id=\"bulk\"") && !html.contains("Select Billing"),
         "viewer has no bulk form: {html}"
@@ -829,7 +829,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
     assert_eq!(r.headers()["hx-refresh"], "true");
 
     // Dashboard pages may load scripts from rekey only; htmx is ours, pinned.
-    let (_, html, h) = get(&s, "/ui/integrations", &olga).await;
+    let (_, html, h) = get(&s, "/ui/connections", &olga).await;
     let csp = h["content-security-policy"].to_str().unwrap().to_string();
     assert!(
         csp.contains("script-src 'self'")
@@ -906,7 +906,7 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
         .await;
     }
     let tiles = |html: &str| html.matches("<li class=\"tile").count();
-    let (st, html, _) = get(&s, "/ui/integrations", &olga).await;
+    let (st, html, _) = get(&s, "/ui/connections", &olga).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(tiles(&html), 200);
     assert!(
@@ -916,7 +916,7 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
     let i = html.find("rel=\"next\"").expect("a next-page link");
     let href_at = html[..i].rfind("href=\"").unwrap() + "href=\"".len();
     let next = html[href_at..href_at + html[href_at..].find('"').unwrap()].replace("&#38;", "&");
-    assert!(next.starts_with("/ui/integrations?cursor="), "{next}");
+    assert!(next.starts_with("/ui/connections?cursor="), "{next}");
     let (st, html, _) = get(&s, &next, &olga).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(tiles(&html), 5, "the rest on the second page");
@@ -937,12 +937,12 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
         "{html}"
     );
     // The filter travels with the page link.
-    let (_, html, _) = get(&s, "/ui/integrations?q=Fleet%200", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?q=Fleet%200", &olga).await;
     assert_eq!(tiles(&html), 100, "Fleet 000–099");
     assert!(!html.contains("rel=\"next\""));
-    let (_, html, _) = get(&s, "/ui/integrations?q=fleet&status=pending", &olga).await;
+    let (_, html, _) = get(&s, "/ui/connections?q=fleet&status=pending", &olga).await;
     assert!(
-        html.contains("href=\"/ui/integrations?q=fleet&#38;status=pending&#38;cursor="),
+        html.contains("href=\"/ui/connections?q=fleet&#38;status=pending&#38;cursor="),
         "{}",
         &html[html.find("pager").unwrap_or(0)..][..300]
     );
@@ -1157,7 +1157,7 @@ async fn root_leads_to_the_dashboard(db: Db) {
     let s = TestServer::start(db).await;
     let r = browser().get(format!("{}/", s.base)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(r.headers()["location"], "/ui/integrations");
+    assert_eq!(r.headers()["location"], "/ui/connections");
     // Followed by a browser: signed out, it ends on the sign-in page.
     let page = reqwest::get(format!("{}/", s.base)).await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);

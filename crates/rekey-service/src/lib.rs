@@ -27,7 +27,7 @@ mod webhooks;
 
 pub use api_keys::Principal;
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
-pub use connections::authorize_probe_target;
+pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
 pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;

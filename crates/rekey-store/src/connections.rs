@@ -442,3 +442,49 @@ pub async fn release_check_leases(
     }?;
     Ok(r.rows_affected())
 }
+
+/// One tenant's connections at a glance (the dashboard's summary line and
+/// filter suggestions): count per status, and the tags and custody places
+/// in use, each sorted.
+pub async fn tenant_summary(
+    c: &mut AnyConnection,
+    tenant: &str,
+) -> Result<(Vec<(String, i64)>, Vec<String>, Vec<String>), Error> {
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) AS n FROM connections WHERE tenant = $1 GROUP BY status",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *c)
+    .await?;
+    let tags: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT t.tag FROM connection_tags t JOIN connections c ON c.id = t.connection_id WHERE c.tenant = $1 ORDER BY t.tag",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *c)
+    .await?;
+    let places: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT p.place FROM connection_custody p JOIN connections c ON c.id = p.connection_id WHERE c.tenant = $1 ORDER BY p.place",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok((
+        counts,
+        tags.into_iter().map(|t| t.0).collect(),
+        places.into_iter().map(|p| p.0).collect(),
+    ))
+}
+
+/// (integration id, connection id, display name, status) of every connection
+/// of the tenant that came from an OAuth integration, by display name.
+pub async fn by_integration(
+    c: &mut AnyConnection,
+    tenant: &str,
+) -> Result<Vec<(String, String, String, String)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT integration_id, id, display_name, status FROM connections WHERE tenant = $1 AND integration_id IS NOT NULL ORDER BY display_name, id",
+    )
+    .bind(tenant)
+    .fetch_all(c)
+    .await?)
+}

@@ -1,5 +1,8 @@
 mod create;
 mod read;
+mod summary;
+
+pub use summary::{ConnectionSummary, IntegrationUse};
 mod update;
 
 use crate::Principal;

@@ -3,7 +3,7 @@
 //! [`ConnAction`]) and saving a new API key. Each runs one rekey-service use
 //! case with the session's audit context ([`SessionUser::ctx`]).
 
-use super::integrations::{tile_of, TileFragment};
+use super::connections::{tile_of, TileFragment};
 use super::session::{Htmx, TokenOnly};
 use super::{connection_of, look, message, CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;

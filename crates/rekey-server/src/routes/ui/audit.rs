@@ -1,6 +1,7 @@
 //! The audit page: the tenant's audit log with filters; for admins, whether
 //! the hash chain is intact.
 
+use super::show::{Actor, Actors, When};
 use super::{SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
@@ -14,16 +15,20 @@ use std::collections::HashMap;
 #[derive(Template)]
 #[template(path = "ui/audit.html")]
 struct AuditPage {
-    user: String,
-    role: &'static str,
-    csrf: String,
     action: String,
     target: String,
     actor: String,
-    entries: Vec<AuditEntryView>,
+    entries: Vec<Row>,
     error: Option<String>,
     /// Admins see whether the hash chain is intact.
     verify: Option<AuditVerifyReport>,
+}
+
+/// An audit entry as the page shows it: when readable, the actor by name.
+struct Row {
+    e: AuditEntryView,
+    at: When,
+    by: Actor,
 }
 
 /// The tenant's audit log with filters; for admins, the chain's state.
@@ -47,8 +52,19 @@ pub(super) async fn audit(
         limit: Some(100),
         ..Default::default()
     };
+    let actors = Actors::load(&s, u.tenant()).await;
     let (entries, error) = match s.rekey.audit_list(u.tenant(), &query).await {
-        Ok(l) => (l.items, None),
+        Ok(l) => (
+            l.items
+                .into_iter()
+                .map(|e| Row {
+                    at: When::now(&e.at),
+                    by: actors.of(&e.actor),
+                    e,
+                })
+                .collect(),
+            None,
+        ),
         Err(e) => (Vec::new(), Some(e.public_message())),
     };
     let verify = if u.principal.require(Scope::Admin).is_ok() {
@@ -59,9 +75,6 @@ pub(super) async fn audit(
     Ok(page(
         StatusCode::OK,
         &AuditPage {
-            user: u.username.clone(),
-            role: u.role.as_str(),
-            csrf: u.csrf.clone(),
             action,
             target,
             actor,

@@ -1,10 +1,11 @@
-//! Bulk actions from the integrations page: check, request reauthorization
+//! Bulk actions from the connections page: check, request reauthorization
 //! or revoke several connections (picked tiles, or every connection matching
 //! the page's filter) with one result row per connection. Each row is the
 //! ordinary single-connection use case, so each is audited on its own; the
 //! destructive ones are confirmed against the resolved list first.
 
-use super::integrations::Filter;
+use super::connections::Filter;
+use super::show::When;
 use super::{look, CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
@@ -77,8 +78,8 @@ struct Row {
     icon: &'static str,
     result: String,
     detail: String,
-    /// A Connect link to hand to the connection's owner.
-    link: Option<(String, String)>,
+    /// A Connect link to hand to the connection's owner, and its expiry.
+    link: Option<(String, When)>,
 }
 
 #[derive(Template)]
@@ -290,7 +291,7 @@ async fn run_one(s: &AppState, ctx: &Ctx, action: Action, t: Target) -> Row {
         Action::Reauthorize => match s.rekey.reauthorize(ctx, &t.id, false).await {
             Ok(r) => match r.session {
                 Some(sess) => Row {
-                    link: Some((sess.url, sess.expires_at)),
+                    link: Some((sess.url, When::now(&sess.expires_at))),
                     ..row(
                         "ok",
                         "✔",

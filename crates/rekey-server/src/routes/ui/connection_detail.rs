@@ -2,6 +2,7 @@
 //! context, health, audit history, runbooks), Rotate and the Update
 //! credentials form. Their POSTs are in `actions`.
 
+use super::show::{Actor, Actors, When};
 use super::{connection_of, is_broken, look, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
@@ -14,38 +15,39 @@ struct ErrorInfo {
     message: String,
     code: String,
     http_status: Option<i64>,
-    at: String,
+    at: When,
     source: String,
     body: Option<String>,
 }
 
 struct HistoryItem {
-    at: String,
+    at: When,
     action: String,
     outcome: String,
-    actor: String,
+    actor: Actor,
     detail: String,
 }
 
 #[derive(Template)]
 #[template(path = "ui/connection.html")]
 struct ConnectionPage {
-    user: String,
-    role: &'static str,
     csrf: String,
     can_write: bool,
     c: ConnectionView,
     provider: String,
     owner: String,
+    /// (id, name) of the OAuth app the grant came from.
+    integration: Option<(String, String)>,
     class: &'static str,
     icon: &'static str,
     status_label: &'static str,
     broken: bool,
     error: Option<ErrorInfo>,
-    rotated: String,
-    last_ok: String,
-    last_checked: String,
-    failing_since: String,
+    created: When,
+    rotated: When,
+    last_ok: When,
+    last_checked: When,
+    failing_since: When,
     history: Vec<HistoryItem>,
     revoke_steps: Vec<String>,
     rotate_steps: Vec<String>,
@@ -59,6 +61,7 @@ pub(super) async fn connection(
     u: SessionUser,
 ) -> UiResult {
     let c = connection_of(&s, &u, &id).await?;
+    let actors = Actors::load(&s, u.tenant()).await;
     let history = s
         .rekey
         .audit_list(
@@ -70,7 +73,12 @@ pub(super) async fn connection(
             },
         )
         .await
-        .map(|l| l.items.into_iter().map(history_item).collect())
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|e| history_item(e, &actors))
+                .collect()
+        })
         .unwrap_or_default();
     let entry = s.rekey.catalog().get(&c.provider);
     let (revoke_steps, rotate_steps) = entry
@@ -82,7 +90,14 @@ pub(super) async fn connection(
         })
         .unwrap_or_default();
     let (class, icon, status_label) = look(&c.status);
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let integration = match c.credential.get("integration_id").and_then(|v| v.as_str()) {
+        Some(i) => Some(match s.rekey.get_integration(u.tenant(), i).await {
+            Ok(v) => (v.id, v.display_name),
+            // Deleted since: the id is all there is.
+            Err(_) => (i.to_string(), i.to_string()),
+        }),
+        None => None,
+    };
     let owner = [
         c.owner.name.clone(),
         c.owner.email.clone(),
@@ -95,10 +110,9 @@ pub(super) async fn connection(
     Ok(page(
         StatusCode::OK,
         &ConnectionPage {
-            user: u.username.clone(),
-            role: u.role.as_str(),
             csrf: u.csrf.clone(),
             can_write: u.can_write(),
+            integration,
             provider: entry
                 .map(|p| p.display_name.clone())
                 .unwrap_or_else(|| c.provider.clone()),
@@ -112,10 +126,11 @@ pub(super) async fn connection(
             status_label,
             broken: is_broken(&c.status),
             error: c.last_error.as_ref().map(error_info),
-            rotated: dash(&c.rotated_at),
-            last_ok: dash(&c.health.last_ok_at),
-            last_checked: dash(&c.health.last_checked_at),
-            failing_since: dash(&c.health.first_failed_at),
+            created: When::now(&c.created_at),
+            rotated: When::opt(&c.rotated_at),
+            last_ok: When::opt(&c.health.last_ok_at),
+            last_checked: When::opt(&c.health.last_checked_at),
+            failing_since: When::opt(&c.health.first_failed_at),
             history,
             revoke_steps,
             rotate_steps,
@@ -126,7 +141,7 @@ pub(super) async fn connection(
 
 /// An audit entry as a history row: a status change as `from → to`,
 /// otherwise its error or outcome detail.
-fn history_item(e: AuditEntryView) -> HistoryItem {
+fn history_item(e: AuditEntryView, actors: &Actors) -> HistoryItem {
     let d = &e.details;
     let detail = match (d.get("from"), d.get("to")) {
         (Some(f), Some(t)) => format!(
@@ -142,10 +157,10 @@ fn history_item(e: AuditEntryView) -> HistoryItem {
             .to_string(),
     };
     HistoryItem {
-        at: e.at,
+        at: When::now(&e.at),
+        actor: actors.of(&e.actor),
         action: e.action,
         outcome: e.outcome,
-        actor: e.actor,
         detail,
     }
 }
@@ -157,7 +172,7 @@ fn error_info(e: &serde_json::Value) -> ErrorInfo {
         message: str_of("message"),
         code: str_of("code"),
         http_status: e.get("http_status").and_then(|v| v.as_i64()),
-        at: str_of("at"),
+        at: When::now(&str_of("at")),
         source: str_of("source"),
         body: e
             .get("provider_body")

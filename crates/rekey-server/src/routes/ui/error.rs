@@ -109,6 +109,8 @@ struct MessagePage {
     message: String,
     class: &'static str,
     icon: &'static str,
+    /// Where the page leads back to: (path, label).
+    back: (&'static str, &'static str),
 }
 
 /// The message page: a heading and one message, marked `ok`, `warn` or
@@ -118,6 +120,23 @@ pub(crate) fn message(
     heading: &str,
     msg: String,
     class: &'static str,
+) -> Response {
+    message_to(
+        status,
+        heading,
+        msg,
+        class,
+        ("/ui/connections", "Back to connections"),
+    )
+}
+
+/// [`message`] leading back to another page than the connections.
+pub(crate) fn message_to(
+    status: StatusCode,
+    heading: &str,
+    msg: String,
+    class: &'static str,
+    back: (&'static str, &'static str),
 ) -> Response {
     let icon = match class {
         "ok" => "✔",
@@ -131,6 +150,7 @@ pub(crate) fn message(
             message: msg,
             class,
             icon,
+            back,
         },
     )
 }

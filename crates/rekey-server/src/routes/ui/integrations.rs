@@ -1,254 +1,276 @@
-//! The integrations page: every connection as a tile, grouped by provider,
-//! with search and filters, paged; the bulk form acts on what it shows.
+//! The integrations page: OAuth apps (client registrations, the API's
+//! `/api/v1/integrations`) with the connections made through each; admins
+//! register new ones and replace a client secret. Roles follow the API's
+//! scopes: reading needs `connections:read`, changing needs `admin`.
+//! Client secrets are never shown: the provider issues them, rekey only
+//! stores them (sealed).
 
-use super::{is_broken, look, SessionUser};
+use super::show::When;
+use super::{look, CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use rekey_api::{ConnectionQuery, ConnectionView};
-use rekey_core::connection::Status;
-use std::collections::{BTreeMap, HashMap};
+use rekey_api::{IntegrationView, UpdateIntegration};
+use rekey_core::SecretString;
+use serde_json::json;
 
-pub(super) struct Tile {
+struct Used {
     id: String,
     name: String,
     class: &'static str,
-    icon: &'static str,
     status_label: &'static str,
-    /// Drawn as a broken-chain icon.
-    broken: bool,
-    disabled: bool,
-    /// Has the Update credentials form.
-    api_key: bool,
-    error: Option<String>,
-    tags: Vec<String>,
-    /// The result of an action just taken on this tile (htmx swaps).
-    pub note: Option<(String, &'static str)>,
 }
 
-struct Group {
+struct App {
+    i: IntegrationView,
     provider: String,
-    display: String,
-    initials: String,
-    tiles: Vec<Tile>,
+    created: When,
+    updated: When,
+    used_by: Vec<Used>,
 }
 
 #[derive(Template)]
 #[template(path = "ui/integrations.html")]
 struct IntegrationsPage {
-    user: String,
-    role: &'static str,
     csrf: String,
-    can_write: bool,
-    statuses: Vec<String>,
-    /// (id, display name) of every catalog provider.
+    admin: bool,
+    apps: Vec<App>,
+    /// (id, display name) of catalog providers with OAuth, by name.
     providers: Vec<(String, String)>,
-    f: Filter,
-    filtered: bool,
-    groups: Vec<Group>,
-    shown: usize,
-    /// More connections match than the page shows.
-    more: bool,
-    /// Query string of the next page, if any.
-    next: Option<String>,
-    /// This is not the first page.
-    paged: bool,
     error: Option<String>,
 }
 
-/// The integrations page's filters, as given in its query string (and
-/// carried by the bulk form so "all matching the filter" means the same set).
-#[derive(Clone, Default, serde::Deserialize)]
-#[serde(default)]
-pub(crate) struct Filter {
-    pub q: String,
-    pub status: String,
-    pub provider: String,
-    pub tag: String,
-    pub custody: String,
-}
-
-impl Filter {
-    pub(crate) fn from_map(m: &HashMap<String, String>) -> Filter {
-        let f = |k: &str| m.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
-        Filter {
-            q: f("q"),
-            status: f("status"),
-            provider: f("provider"),
-            tag: f("tag"),
-            custody: f("custody"),
-        }
-    }
-
-    /// The integrations page's query string for this filter (at `cursor`).
-    pub(crate) fn link(&self, cursor: Option<&str>) -> String {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("q", self.q.as_str()),
-            ("status", &self.status),
-            ("provider", &self.provider),
-            ("tag", &self.tag),
-            ("custody", &self.custody),
-        ] {
-            if !v.is_empty() {
-                q.append_pair(k, v);
-            }
-        }
-        if let Some(c) = cursor {
-            q.append_pair("cursor", c);
-        }
-        q.finish()
-    }
-
-    /// Each value trimmed, as [`Filter::from_map`] reads them.
-    pub(crate) fn trimmed(self) -> Filter {
-        let t = |v: String| v.trim().to_string();
-        Filter {
-            q: t(self.q),
-            status: t(self.status),
-            provider: t(self.provider),
-            tag: t(self.tag),
-            custody: t(self.custody),
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.link(None).is_empty()
-    }
-
-    pub(crate) fn query(&self, cursor: Option<String>, limit: i64) -> ConnectionQuery {
-        let opt = |v: &String| (!v.is_empty()).then(|| v.clone());
-        ConnectionQuery {
-            q: opt(&self.q),
-            status: opt(&self.status),
-            provider: opt(&self.provider),
-            tag: opt(&self.tag),
-            custody: opt(&self.custody),
-            cursor,
-            limit: Some(limit),
-            ..Default::default()
-        }
-    }
-}
-
-/// How many tiles the page shows; bulk actions on "all matching" go further.
-const PAGE_TILES: i64 = 200;
-
-pub(super) fn tile_of(c: ConnectionView) -> Tile {
-    let (class, icon, status_label) = look(&c.status);
-    Tile {
-        broken: is_broken(&c.status),
-        disabled: c.status == "disabled",
-        api_key: c.kind == "api_key",
-        error: c
-            .last_error
-            .as_ref()
-            .and_then(|e| e.get("message").and_then(|m| m.as_str()))
-            .map(|m| m.chars().take(160).collect()),
-        tags: c.tags,
-        note: None,
-        id: c.id,
-        name: c.display_name,
-        class,
-        icon,
-        status_label,
-    }
-}
-
-pub(super) async fn integrations(
-    State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-    u: SessionUser,
-) -> Response {
-    let filter = Filter::from_map(&q);
-    let cursor = q.get("cursor").cloned().filter(|c| !c.is_empty());
-    let paged = cursor.is_some();
-    let (list, error) = match s
+/// `GET /ui/integrations`: every OAuth app of the tenant and its connections.
+pub(super) async fn list(State(s): State<AppState>, u: SessionUser) -> UiResult {
+    require_read(&u)?;
+    let list = s
         .rekey
-        .list_connections(u.tenant(), &filter.query(cursor, PAGE_TILES))
+        .list_integrations(u.tenant())
         .await
-    {
-        Ok(l) => (l, None),
-        // A bad filter value is shown above an empty list, with the form kept.
-        Err(e) => (Default::default(), Some(e)),
+        .map_err(UiError::service("Cannot list integrations"))?;
+    // Without the usage the apps are still listed, with none shown.
+    let (mut uses, error) = match s.rekey.connections_by_integration(u.tenant()).await {
+        Ok(m) => (m, None),
+        Err(e) => (Default::default(), Some(e.public_message())),
     };
-    let next = list.next_cursor.as_deref().map(|c| filter.link(Some(c)));
-    let groups = groups(&s, list.items);
-    let status = error
-        .as_ref()
-        .map_or(StatusCode::OK, |e| crate::error::status_of(e.class()));
-    page(
-        status,
-        &IntegrationsPage {
-            user: u.username.clone(),
-            role: u.role.as_str(),
-            csrf: u.csrf.clone(),
-            can_write: u.can_write(),
-            statuses: Status::ALL.iter().map(|s| s.as_str().to_string()).collect(),
-            providers: providers(&s),
-            filtered: !filter.is_empty(),
-            f: filter,
-            shown: groups.iter().map(|g| g.tiles.len()).sum(),
-            groups,
-            more: next.is_some() || paged,
-            next,
-            paged,
-            error: error.map(|e| e.public_message()),
-        },
-    )
-}
-
-/// The tiles grouped by provider, providers in id order.
-fn groups(s: &AppState, items: Vec<ConnectionView>) -> Vec<Group> {
-    let mut by_provider: BTreeMap<String, Vec<ConnectionView>> = BTreeMap::new();
-    for c in items {
-        by_provider.entry(c.provider.clone()).or_default().push(c);
-    }
-    by_provider
+    let mut apps: Vec<App> = list
+        .items
         .into_iter()
-        .map(|(p, conns)| {
-            let display = s
+        .map(|i| App {
+            provider: s
                 .rekey
                 .catalog()
-                .get(&p)
-                .map(|e| e.display_name.clone())
-                .unwrap_or_else(|| p.clone());
-            let initials: String = display
-                .split_whitespace()
-                .filter_map(|w| w.chars().next())
-                .take(2)
-                .collect::<String>()
-                .to_uppercase();
-            Group {
-                provider: p,
-                display,
-                initials,
-                tiles: conns.into_iter().map(tile_of).collect(),
-            }
+                .get(&i.provider)
+                .map(|p| p.display_name.clone())
+                .unwrap_or_else(|| i.provider.clone()),
+            created: When::now(&i.created_at),
+            updated: When::now(&i.updated_at),
+            used_by: uses
+                .remove(&i.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| {
+                    let (class, _, status_label) = look(&c.status);
+                    Used {
+                        id: c.id,
+                        name: c.display_name,
+                        class,
+                        status_label,
+                    }
+                })
+                .collect(),
+            i,
         })
-        .collect()
-}
-
-/// (id, display name) of every catalog provider, by name: the filter's choices.
-fn providers(s: &AppState) -> Vec<(String, String)> {
+        .collect();
+    apps.sort_by_key(|a| a.i.display_name.to_lowercase());
     let mut providers: Vec<(String, String)> = s
         .rekey
         .catalog()
         .all()
+        .filter(|p| p.oauth.is_some())
         .map(|p| (p.id.clone(), p.display_name.clone()))
         .collect();
     providers.sort_by_key(|p| p.1.to_lowercase());
-    providers
+    Ok(page(
+        StatusCode::OK,
+        &IntegrationsPage {
+            csrf: u.csrf.clone(),
+            admin: u.is_admin(),
+            apps,
+            providers,
+            error,
+        },
+    ))
 }
 
-/// One tile, for htmx to swap in place.
+fn require_read(u: &SessionUser) -> Result<(), UiError> {
+    u.principal
+        .require(rekey_core::scope::Scope::ConnectionsRead)
+        .map_err(|_| UiError::Forbidden("This role cannot see integrations.".into()))
+}
+
+/// The register form. Scopes are separated by spaces or commas; empty
+/// optional fields are left out, so the catalog's defaults apply.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct CreateForm {
+    provider: String,
+    display_name: String,
+    client_id: String,
+    client_secret: SecretString,
+    auth_method: String,
+    scopes: String,
+    issuer: String,
+    authorize_url: String,
+    token_url: String,
+    revocation_url: String,
+    identity_url: String,
+}
+
+/// `POST /ui/integrations`: register an OAuth app (admin).
+pub(super) async fn create(
+    State(s): State<AppState>,
+    CsrfForm { user: u, form: f }: CsrfForm<CreateForm>,
+) -> UiResult {
+    u.require_admin("register OAuth apps")?;
+    let opt = |v: &str| {
+        let v = v.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    };
+    let scopes: Vec<String> = f
+        .scopes
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let secret = f.client_secret.expose().trim();
+    // Built from JSON so that fields the API gains later keep their defaults.
+    let body = json!({
+        "provider": f.provider.trim(),
+        "display_name": f.display_name.trim(),
+        "client_id": f.client_id.trim(),
+        "client_secret": (!secret.is_empty()).then_some(secret),
+        "auth_method": opt(&f.auth_method),
+        "scopes": (!scopes.is_empty()).then_some(scopes),
+        "endpoints": {
+            "issuer": opt(&f.issuer),
+            "authorize_url": opt(&f.authorize_url),
+            "token_url": opt(&f.token_url),
+            "revocation_url": opt(&f.revocation_url),
+            "identity_url": opt(&f.identity_url),
+        },
+    });
+    let req = serde_json::from_value(body).map_err(|_| {
+        UiError::page(
+            StatusCode::BAD_REQUEST,
+            "Not registered",
+            "The form could not be read. Reload the page and try again.",
+            "bad",
+        )
+    })?;
+    // Validation messages name the field, never the secret.
+    let v = s
+        .rekey
+        .create_integration(&u.ctx(), req)
+        .await
+        .map_err(UiError::service("Not registered"))?;
+    Ok(super::message_to(
+        StatusCode::CREATED,
+        "Registered",
+        format!(
+            "{} ({}) is registered; its client secret is stored encrypted and never shown. Its redirect URI is {}.",
+            v.display_name, v.id, v.redirect_uri
+        ),
+        "ok",
+        ("/ui/integrations", "Back to integrations"),
+    ))
+}
+
 #[derive(Template)]
-#[template(path = "ui/tile.html")]
-pub(super) struct TileFragment {
-    pub t: Tile,
-    pub csrf: String,
-    pub can_write: bool,
+#[template(path = "ui/integration_rotate.html")]
+struct RotatePage {
+    csrf: String,
+    i: IntegrationView,
+    /// Signs in with a private key rather than a client secret.
+    key: bool,
+}
+
+/// `GET /ui/integrations/{id}/rotate-secret`: the form for the new secret.
+pub(super) async fn rotate_form(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    u: SessionUser,
+) -> UiResult {
+    u.require_admin("replace client secrets")?;
+    let i = s
+        .rekey
+        .get_integration(u.tenant(), &id)
+        .await
+        .map_err(UiError::service("Not found"))?;
+    Ok(page(
+        StatusCode::OK,
+        &RotatePage {
+            csrf: u.csrf.clone(),
+            key: i.auth_method == "private_key_jwt",
+            i,
+        },
+    ))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RotateForm {
+    client_secret: SecretString,
+    private_key_pem: SecretString,
+    key_id: String,
+}
+
+/// `POST /ui/integrations/{id}/rotate-secret`: store the new client secret
+/// (or private key) the provider issued, as the API's PATCH does. It
+/// applies to the next token request of every connection of this app.
+pub(super) async fn rotate(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { user: u, form: f }: CsrfForm<RotateForm>,
+) -> UiResult {
+    u.require_admin("replace client secrets")?;
+    let secret = f.client_secret.expose().trim();
+    let pem = f.private_key_pem.expose().trim();
+    let req = match (secret.is_empty(), pem.is_empty()) {
+        (false, true) => UpdateIntegration {
+            client_secret: Some(secret.to_string()),
+            ..Default::default()
+        },
+        (true, false) => UpdateIntegration {
+            private_key_pem: Some(pem.to_string()),
+            key_id: Some(f.key_id.trim().to_string()).filter(|k| !k.is_empty()),
+            ..Default::default()
+        },
+        _ => {
+            return Err(UiError::page(
+                StatusCode::BAD_REQUEST,
+                "Nothing saved",
+                "Give either the new client secret or the new private key.",
+                "warn",
+            ))
+        }
+    };
+    let v = s
+        .rekey
+        .update_integration(&u.ctx(), &id, req, None)
+        .await
+        .map_err(UiError::service("Not saved"))?;
+    Ok(super::message_to(
+        StatusCode::OK,
+        "Client secret replaced",
+        format!(
+            "{} uses its new {} from the next token request on; it is stored encrypted and not shown again. Retire the old one at the provider once its connections have refreshed.",
+            v.display_name,
+            if secret.is_empty() { "private key" } else { "client secret" }
+        ),
+        "ok",
+        ("/ui/integrations", "Back to integrations"),
+    ))
 }

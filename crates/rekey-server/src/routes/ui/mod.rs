@@ -4,10 +4,15 @@
 //! in `session` ([`SessionUser`], [`CsrfForm`]), the use case from
 //! rekey-service, and every refusal is a [`UiError`] rendered as a page.
 //!
-//! One module per page: `signin` (sign-in, sign-out), `integrations` (the
+//! One module per page: `signin` (sign-in, sign-out), `connections` (the
 //! tiles), `connection_detail` (one connection, its Rotate and Update
 //! pages), `actions` (Check now and the three-dot menu's actions), `bulk`,
-//! `audit`; `error` holds [`UiError`] and the message page.
+//! `audit`, `integrations` (OAuth apps), `webhooks` (subscriptions and
+//! deliveries); `error` holds [`UiError`] and the message page, `show` how
+//! times and actors read.
+//!
+//! Words: "connections" are the credentials to platforms; "integrations"
+//! are OAuth client registrations (the API's `/api/v1/integrations`).
 
 use crate::AppState;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -19,13 +24,16 @@ mod actions;
 mod audit;
 mod bulk;
 mod connection_detail;
+mod connections;
 mod error;
 mod integrations;
 mod session;
+mod show;
 mod signin;
+mod webhooks;
 
-pub(crate) use error::{message, UiError, UiResult};
-pub(crate) use session::{CsrfForm, SessionUser};
+pub(crate) use error::{message, message_to, UiError, UiResult};
+pub(crate) use session::{signed_in, CsrfForm, SessionUser};
 
 /// Content-Security-Policy of dashboard pages.
 pub(crate) const UI_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -36,13 +44,32 @@ const HTMX_PATH: &str = "/assets/htmx-2.0.11.min.js";
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         // A browser pointed at rekey's address lands on the dashboard.
-        .route("/", get(|| async { Redirect::to("/ui/integrations") }))
+        .route("/", get(|| async { Redirect::to("/ui/connections") }))
         .route("/favicon.ico", get(favicon))
         .route("/favicon.svg", get(favicon))
-        .route("/ui", get(|| async { Redirect::to("/ui/integrations") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/connections") }))
         .route("/ui/login", get(signin::login_page).post(signin::login))
         .route("/ui/logout", post(signin::logout))
-        .route("/ui/integrations", get(integrations::integrations))
+        .route("/ui/connections", get(connections::connections))
+        .route(
+            "/ui/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .route(
+            "/ui/integrations/{id}/rotate-secret",
+            get(integrations::rotate_form).post(integrations::rotate),
+        )
+        .route("/ui/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/ui/webhooks/{id}", get(webhooks::detail))
+        .route("/ui/webhooks/{id}/delete", post(webhooks::delete))
+        .route(
+            "/ui/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/ui/webhooks/{id}/deliveries/{delivery}/replay",
+            post(webhooks::replay),
+        )
         .route("/ui/audit", get(audit::audit))
         .route("/ui/connections/{id}", get(connection_detail::connection))
         .route(HTMX_PATH, get(htmx_js))
@@ -119,7 +146,7 @@ async fn same_origin(
             }
         }
     }
-    let mut r = next.run(req).await;
+    let mut r = session::with_nav(next.run(req)).await;
     // Dashboard pages load htmx from rekey itself (and its requests go back
     // to rekey): the Connect page's policy plus exactly that.
     if r.headers().contains_key(header::CONTENT_SECURITY_POLICY) {

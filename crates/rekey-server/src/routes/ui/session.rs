@@ -18,6 +18,35 @@ use serde::Deserializer;
 
 const COOKIE: &str = "rekey_session";
 
+/// Who the header shows as signed in, with the Sign out form's token (no
+/// `Debug`: the token must not reach a log).
+#[derive(Clone)]
+pub(crate) struct Nav {
+    pub user: String,
+    pub role: &'static str,
+    pub csrf: String,
+    /// Sees the admin-only pages (webhooks) in the menu.
+    pub admin: bool,
+}
+
+tokio::task_local! {
+    /// The signed-in user of the request being served. Set when
+    /// [`SessionUser`] is extracted and read by the layout, so every page
+    /// rendered for a signed-in user keeps the header, error and message
+    /// pages included (which are rendered far from the handler's session).
+    static NAV: std::cell::RefCell<Option<Nav>>;
+}
+
+/// Runs a dashboard request with room for its header's user.
+pub(crate) async fn with_nav<F: std::future::Future>(f: F) -> F::Output {
+    NAV.scope(std::cell::RefCell::new(None), f).await
+}
+
+/// The signed-in user for the header, if any (see [`NAV`]).
+pub(crate) fn signed_in() -> Option<Nav> {
+    NAV.try_with(|n| n.borrow().clone()).ok().flatten()
+}
+
 /// The signed-in dashboard user. Without a live session the request is
 /// redirected to the sign-in page ([`UiError::SignIn`]).
 pub(crate) struct SessionUser {
@@ -51,6 +80,23 @@ impl SessionUser {
         self.user.principal.require(Scope::ConnectionsWrite).is_ok()
     }
 
+    /// The role may administer (OAuth apps, webhooks), as the API's `admin` scope.
+    pub fn is_admin(&self) -> bool {
+        self.user.principal.require(Scope::Admin).is_ok()
+    }
+
+    /// Refused unless the role is admin; `what` as for [`Self::require_write`].
+    pub fn require_admin(&self, what: &str) -> Result<(), UiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(UiError::Forbidden(format!(
+                "The {} role cannot {what}: an admin can.",
+                self.user.role.as_str()
+            )))
+        }
+    }
+
     /// Refused unless the role may change connections; `what` ends the
     /// sentence "The viewer role cannot …".
     pub fn require_write(&self, what: &str) -> Result<(), UiError> {
@@ -70,11 +116,22 @@ impl FromRequestParts<AppState> for SessionUser {
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, UiError> {
         let token = session_token(&parts.headers).ok_or(UiError::SignIn)?;
         match s.rekey.session_user(&token).await {
-            Ok(Some(user)) => Ok(SessionUser {
-                user,
-                token,
-                origin: RequestOrigin::of(parts),
-            }),
+            Ok(Some(user)) => {
+                // Outside [`with_nav`] (no such request) there is no header to fill.
+                let _ = NAV.try_with(|n| {
+                    *n.borrow_mut() = Some(Nav {
+                        user: user.username.clone(),
+                        role: user.role.as_str(),
+                        csrf: user.csrf.clone(),
+                        admin: user.principal.require(Scope::Admin).is_ok(),
+                    })
+                });
+                Ok(SessionUser {
+                    user,
+                    token,
+                    origin: RequestOrigin::of(parts),
+                })
+            }
             Ok(None) => Err(UiError::SignIn),
             Err(e) => Err(UiError::Unavailable(e)),
         }

@@ -53,7 +53,7 @@ pub(super) async fn login(
         .await
     {
         Ok((token, _)) => {
-            let mut r = Redirect::to("/ui/integrations").into_response();
+            let mut r = Redirect::to("/ui/connections").into_response();
             r.headers_mut()
                 .insert(header::SET_COOKIE, cookie(&s, token.expose(), 12 * 3600));
             r

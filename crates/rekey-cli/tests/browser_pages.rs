@@ -1,0 +1,173 @@
+//! The dashboard's pages in Chromium (tests/e2e/pages.mjs): the connections
+//! grid at 1400px, the status summary's filter, the OAuth apps page with a
+//! client secret replaced, and the webhooks pages with a delivery, its
+//! attempts, a replay and a signing secret shown once. A screenshot per page
+//! lands in target/e2e-screenshots.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::*;
+
+use rekey_testkit::Db;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn api(base: &str, key: &str, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(st.is_success(), "{path}: {st} {v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_pages_in_chromium() {
+    use rekey_testkit::oauth2_fixture::OAuth2Fixture;
+    use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
+    use rekey_testkit::webhook_receiver::WebhookReceiver;
+    let mut env = Env::new(Db::Sqlite).await;
+    // Checks run when the test asks; webhook retries come quickly.
+    env.extra = vec![
+        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
+        ("REKEY_REFRESH_INTERVAL".into(), "0".into()),
+        ("REKEY_WORKER_TICK_MS".into(), "100".into()),
+        ("REKEY_WEBHOOK_RETRY_BASE_MS".into(), "100".into()),
+    ];
+    let pw = "pages e2e password";
+    let out = env
+        .run(
+            &[
+                "admin",
+                "create-user",
+                "--username",
+                "ada",
+                "--role",
+                "admin",
+            ],
+            &[("REKEY_NEW_PASSWORD", pw)],
+        )
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let base = server.base.clone();
+
+    // A webhook receiver that fails the first post, so a delivery has two attempts.
+    let rx = WebhookReceiver::start(1).await;
+    let hook = api(
+        &base,
+        &key,
+        "/api/v1/webhooks",
+        json!({"url": rx.url(), "events": ["*"], "description": "pager"}),
+    )
+    .await;
+    let hook_id = hook["webhook"]["id"].as_str().unwrap().to_string();
+
+    // Ten connections over four providers: two broken, two active, the
+    // rest pending; one broken with a long unbroken error text.
+    let fx = ProviderFixture::start().await;
+    fx.set_mode(Mode::Ok);
+    fx.set_valid_credential(Some("good-key"));
+    let mut broken = Vec::new();
+    for (i, (name, k)) in [
+        ("Billing API", "good-key"),
+        ("CRM sync", "bad-key"),
+        ("Data warehouse", "good-key"),
+        ("Exports", "bad-key"),
+        ("Feature flags", "never-checked"),
+        ("Geo lookup", "never-checked"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = api(&base, &key, "/api/v1/connections", json!({
+            "provider": "custom-rest", "kind": "api_key", "display_name": name,
+            "tags": [if i % 2 == 0 { "billing" } else { "ops" }], "custody": [if i < 3 { "vault" } else { "github-actions" }],
+            "owner": {"email": format!("owner{i}@example.com")},
+            "probe_url": fx.rest_url(), "credentials": {"key": k}})).await;
+        let id = c["id"].as_str().unwrap().to_string();
+        if k != "never-checked" {
+            api(
+                &base,
+                &key,
+                &format!("/api/v1/connections/{id}/check"),
+                json!({}),
+            )
+            .await;
+        }
+        if k == "bad-key" {
+            broken.push(id);
+        }
+    }
+    // Two small groups next to each other (Mixpanel, Segment).
+    for (provider, name) in [
+        ("segment", "Payments"),
+        ("segment", "Refunds"),
+        ("mixpanel", "Product analytics"),
+    ] {
+        api(
+            &base,
+            &key,
+            "/api/v1/connections",
+            json!({"provider": provider, "kind": "api_key", "display_name": name,
+            "credentials": {"key": "sk_test_abcdefghijklmnop"}}),
+        )
+        .await;
+    }
+
+    // An OAuth app with one machine-to-machine connection made through it.
+    let ofx = OAuth2Fixture::start(
+        "pages-client",
+        "pages-secret-1",
+        &format!("{base}/oauth/callback"),
+    )
+    .await;
+    let integ = api(&base, &key, "/api/v1/integrations", json!({
+        "provider": "custom-oauth2", "display_name": "Acme OAuth app", "client_id": "pages-client", "client_secret": "pages-secret-1",
+        "scopes": ["read"], "endpoints": {"authorize_url": format!("{}/authorize", ofx.base), "token_url": format!("{}/token", ofx.base),
+            "revocation_url": format!("{}/revoke", ofx.base), "identity_url": format!("{}/me", ofx.base)}})).await;
+    api(&base, &key, "/api/v1/connections", json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
+        "display_name": "Nightly import", "scopes": ["read"], "credentials": {"integration": integ["id"]}})).await;
+
+    // The events above reach the receiver through the server's delivery
+    // worker; the first post fails and is retried (two attempts to show).
+    let retried = || {
+        let got = rx.received();
+        got.iter()
+            .filter(|r| r.answered == 500)
+            .all(|f| got.iter().any(|r| r.id == f.id && r.answered == 204))
+            && got.iter().any(|r| r.answered == 500)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !retried() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(retried(), "no retried delivery: {}", server.logs());
+    let before = rx.received().len();
+
+    run_browser_script(
+        "pages.mjs",
+        &base,
+        &[
+            ("ADMIN", "ada"),
+            ("PASSWORD", pw),
+            ("HOOK_ID", &hook_id),
+            ("BROKEN", &broken.len().to_string()),
+        ],
+    )
+    .await;
+    // Replayed from the browser: the receiver gets it again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rx.received().len() == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rx.received().len() > before, "the replay was not sent");
+    rx.stop().await;
+    server.stop().await;
+}
