@@ -11,6 +11,7 @@ pub struct LastError {
     /// A probe outcome code (`auth_failure`, `transient`, …), a token
     /// endpoint's error, or a parked reauthorization's reason.
     pub code: String,
+    #[serde(default)]
     pub message: String,
     /// The provider's HTTP status, when there was an answer.
     #[serde(default)]
