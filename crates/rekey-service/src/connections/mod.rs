@@ -1,5 +1,6 @@
 mod create;
 mod read;
+pub mod rules;
 mod update;
 
 use crate::Principal;
