@@ -285,6 +285,42 @@ async fn reauthorization_keeps_settings(db: Db) {
         cr["credentials"]["apply"]["headers"]["X-Intercom-Token"],
         "Token new-token-3"
     );
+    // A setting that did change at the provider is changed, and checked.
+    let rr = s
+        .post(
+            &format!("/api/v1/connections/{id}/reauthorize"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    let url = rr.json()["session"]["url"].as_str().unwrap().to_string();
+    let (st, p) = submit(
+        &b,
+        &url,
+        &[
+            ("key", "new-token-4"),
+            ("params.api_host", "evil.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 400, "{p}");
+    assert!(p.contains("Intercom region must be one of"), "{p}");
+    let (st, p) = submit(
+        &b,
+        &url,
+        &[
+            ("key", "new-token-4"),
+            ("params.api_host", "api.au.intercom.io"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{p}");
+    let c = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(c["params"]["api_host"], "api.au.intercom.io");
+    assert_eq!(c["credential"]["name"], "X-Intercom-Token");
     s.stop().await;
 }
 

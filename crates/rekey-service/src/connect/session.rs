@@ -339,11 +339,12 @@ impl Rekey {
         // Validate fully before spending the link, so a typo can be
         // corrected: the same rules as the API's (`connections::rules`),
         // told with the form's labels.
-        let page_err = |e: Error| {
-            Error::invalid(
+        let page_err = |e: Error| match e.code() {
+            "invalid_credentials" | "invalid_field" => Error::invalid(
                 "invalid_credentials",
                 page_message(&e.public_message(), &form),
-            )
+            ),
+            _ => e,
         };
         let creds = rules::apply_key_form(provider, kind, Value::Object(creds))
             .map_err(|p| p.to_page_error())?;
@@ -354,8 +355,9 @@ impl Rekey {
         let has_probe_url = current.as_ref().is_some_and(|c| c.has_probe_url);
         rules::check_required_params(provider, kind, &params, has_probe_url)
             .map_err(|p| p.to_page_error())?;
-        // Parameters change only if the form has them.
-        let params_shown = form.fields.iter().any(|f| f.name.starts_with("params."));
+        // Parameters change only if the form has them and they differ.
+        let params_changed = form.fields.iter().any(|f| f.name.starts_with("params."))
+            && current.as_ref().is_none_or(|c| c.params != params);
         {
             let mut tx = self.store().begin_write().await?;
             if !store::transition(
@@ -378,7 +380,7 @@ impl Rekey {
         }
         let result = match &s.reauthorize_id {
             Some(cid) => self
-                .replace_credentials(&ctx, cid, creds, params_shown.then_some(params), None)
+                .replace_credentials(&ctx, cid, creds, params_changed.then_some(params), None)
                 .await
                 .map(|v| CallbackOutcome::Connected {
                     connection_id: v.id,
