@@ -99,6 +99,15 @@ impl Rekey {
             };
             changed.push("probe_url");
         }
+        // New parameters are held to creation's rule: those the probe needs
+        // (with the probe URL this update leaves). OAuth kinds also take
+        // them from their integration, so only static kinds are checked.
+        if let (Some(p), true) = (&req.params, row.kind.is_static()) {
+            if let Some(provider) = self.catalog().get(&row.provider) {
+                super::rules::check_required_params(provider, row.kind, p, row.probe_url.is_some())
+                    .map_err(|e| e.to_error())?;
+            }
+        }
         if changed.is_empty() {
             return Err(Error::invalid(
                 "nothing_to_update",
