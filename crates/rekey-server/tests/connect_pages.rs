@@ -178,6 +178,17 @@ async fn key_pages_speak_to_the_case(db: Db) {
         !p.contains("params.api_host`") && !p.contains("tok-1"),
         "{p}"
     );
+    // Nothing typed comes back, not even in a non-secret field (a secret
+    // pasted into the wrong one).
+    let (st, p) = submit(
+        &b,
+        &url,
+        &[("key", "tok-1"), ("params.api_host", "pasted-sekrit-here")],
+    )
+    .await;
+    assert_eq!(st, 400, "{p}");
+    assert!(p.contains("Intercom region must be one of"), "{p}");
+    assert!(!p.contains("pasted-sekrit-here"), "{p}");
     let six = session(&s, json!({"provider": "sixsense", "kind": "api_key"})).await;
     let (st, p) = submit(&b, &six, &[("key", "short-sekrit")]).await;
     assert_eq!(st, 400, "{p}");

@@ -120,17 +120,14 @@ async fn connect_submit(
     };
     match s.rekey.connect_submit(&token, &values).await {
         Ok(outcome) => outcome_page(outcome),
-        // Bad input: show the form again with the reason, keeping what was
-        // typed in the non-secret fields (never a secret, never in the message).
-        Err(e) if e.code() == "invalid_credentials" => {
-            match s.rekey.connect_page_filled(&token, Some(&values)).await {
-                Ok(p) => page(
-                    StatusCode::BAD_REQUEST,
-                    &ConnectTemplate::new(token, p, Some(e.public_message())),
-                ),
-                Err(e) => error_page(&e),
-            }
-        }
+        // Bad input: show the form again with the reason (never the values).
+        Err(e) if e.code() == "invalid_credentials" => match s.rekey.connect_page(&token).await {
+            Ok(p) => page(
+                StatusCode::BAD_REQUEST,
+                &ConnectTemplate::new(token, p, Some(e.public_message())),
+            ),
+            Err(e) => error_page(&e),
+        },
         Err(e) => error_page(&e),
     }
 }

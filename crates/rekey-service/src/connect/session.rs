@@ -212,17 +212,10 @@ impl Rekey {
         Ok(s)
     }
 
+    /// The Connect page. After a refused submission it is shown again as
+    /// it was: nothing typed comes back (a secret pasted into the wrong
+    /// field must not land in the HTML).
     pub async fn connect_page(&self, token: &str) -> Result<ConnectPage, Error> {
-        self.connect_page_filled(token, None).await
-    }
-
-    /// The Connect page; after a refused submission, `typed` holds what was
-    /// submitted so non-secret fields keep it (secret fields never do).
-    pub async fn connect_page_filled(
-        &self,
-        token: &str,
-        typed: Option<&BTreeMap<String, String>>,
-    ) -> Result<ConnectPage, Error> {
         let s = self.live_session(token).await?;
         let reauth = self.reauth_target(&s).await?;
         let title = |fallback: &str| {
@@ -236,14 +229,7 @@ impl Rekey {
         let expires_at_readable = rekey_core::time::ms_to_readable_utc(s.expires_at);
         if s.integration_id.is_empty() {
             let (provider, kind) = self.static_target(&s)?;
-            let mut form = page_form(provider, kind, reauth.as_ref().map(|(_, c)| c))?;
-            if let Some(typed) = typed {
-                for f in form.fields.iter_mut().filter(|f| !f.secret) {
-                    if let Some(v) = typed.get(&f.name).filter(|v| !v.is_empty()) {
-                        f.value = Some(v.clone());
-                    }
-                }
-            }
+            let form = page_form(provider, kind, reauth.as_ref().map(|(_, c)| c))?;
             return Ok(ConnectPage {
                 title: title(&provider.display_name),
                 provider_name: provider.display_name.clone(),
