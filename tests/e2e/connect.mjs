@@ -4,7 +4,11 @@
 // API-key connection whose settings were set through the API: header name
 // X-Intercom-Token, prefix "Token ", region api.eu.intercom.io. The test
 // checks through the API afterwards that those settings were kept.
-// Env: BASE, SHOTS, CONNECT_URL (a reauthorization link), CONN_NAME, NEW_KEY.
+// Before that, a first connection through a key link (FIRST_URL, named
+// FIRST_NAME): its page asks for the region and its result does not speak
+// of data flowing "again".
+// Env: BASE, SHOTS, CONNECT_URL (a reauthorization link), CONN_NAME, NEW_KEY,
+// FIRST_URL, FIRST_NAME.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
@@ -32,6 +36,21 @@ try {
   const errors = [];
   // A CSP violation (an inline script or style) shows up as a console error.
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+
+  // A first connection.
+  const FIRST = env('FIRST_NAME');
+  await page.goto(env('FIRST_URL'));
+  expect(await page.title() === `Connect ${FIRST} · rekey`, 'first link: titled with its display name');
+  expect(!/same account|sign in|authoriz/i.test(await page.locator('main').innerText()), 'first link: no OAuth wording');
+  await page.getByLabel('Intercom region').selectOption('api.intercom.io');
+  await page.getByLabel('Access token').fill('first-intercom-token');
+  await page.screenshot({ path: `${SHOTS}/connect-first-form.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Save credential' }).click();
+  await page.waitForLoadState('load');
+  await page.screenshot({ path: `${SHOTS}/connect-first-done.png`, fullPage: true });
+  const first = await page.locator('main').innerText();
+  expect(first.includes(`${FIRST} is connected`), 'first link: connected');
+  expect(!/flow again/i.test(first), 'first link: no "data will flow again"');
 
   await page.goto(env('CONNECT_URL'));
   await page.screenshot({ path: `${SHOTS}/connect-reauth-form.png`, fullPage: true });

@@ -53,10 +53,27 @@ async fn connect_reauthorization_in_chromium() {
     // The link on this server, whatever public URL it was configured with.
     let path = &url[url.find("/connect/").unwrap()..];
     let connect_url = format!("{base}{path}");
+    let first = api(
+        &base,
+        &key,
+        reqwest::Method::POST,
+        "/api/v1/connect-sessions",
+        Some(
+            json!({"provider": "intercom", "kind": "api_key", "display_name": "US support inbox"}),
+        ),
+    )
+    .await;
+    let first_url = first["url"].as_str().unwrap();
+    let first_url = format!(
+        "{base}{}",
+        &first_url[first_url.find("/connect/").unwrap()..]
+    );
     run_browser_script(
         "connect.mjs",
         &base,
         &[
+            ("FIRST_URL", &first_url),
+            ("FIRST_NAME", "US support inbox"),
             ("CONNECT_URL", &connect_url),
             ("CONN_NAME", name),
             ("NEW_KEY", "new-intercom-token"),
@@ -86,5 +103,22 @@ async fn connect_reauthorization_in_chromium() {
         cr["credentials"]["apply"]["headers"]["X-Intercom-Token"], "Token new-intercom-token",
         "{cr}"
     );
+    // The first connection, as the browser made it.
+    let list = api(
+        &base,
+        &key,
+        reqwest::Method::GET,
+        "/api/v1/connections?provider=intercom",
+        None,
+    )
+    .await;
+    let made = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["display_name"] == "US support inbox")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(made["params"]["api_host"], "api.intercom.io", "{made}");
+    assert_eq!(made["credential"]["prefix"], "Bearer ", "{made}");
     server.stop().await;
 }
