@@ -335,7 +335,37 @@ async fn reauthorization_keeps_settings(db: Db) {
     s.stop().await;
 }
 
+/// The OAuth page keeps its own wording, titled with the integration's
+/// name (or the link's display name).
+async fn oauth_page_keeps_oauth_wording(db: Db) {
+    let s = TestServer::start(db).await;
+    let b = rekey_testkit::oauth2_fixture::browser();
+    let r = s
+        .post("/api/v1/integrations", &s.admin_key, json!({
+            "provider": "custom-oauth2", "display_name": "Acme CRM", "client_id": "c-1", "client_secret": "s-1",
+            "endpoints": {"authorize_url": "https://idp.example.com/authorize", "token_url": "https://idp.example.com/token", "revocation_url": "https://idp.example.com/revoke", "identity_url": "https://idp.example.com/me"},
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let integration = r.json()["id"].as_str().unwrap().to_string();
+    let url = session(&s, json!({"integration": integration})).await;
+    let p = page(&b, &url).await;
+    assert!(p.contains("<title>Connect Acme CRM · rekey</title>"), "{p}");
+    assert!(p.contains("on your behalf") && p.contains("/start"), "{p}");
+    assert!(!p.contains("Save credential"), "{p}");
+    let url = session(
+        &s,
+        json!({"integration": integration, "display_name": "Sales team CRM"}),
+    )
+    .await;
+    assert!(page(&b, &url)
+        .await
+        .contains("<h1>Connect Sales team CRM</h1>"));
+    s.stop().await;
+}
+
 both_backends!(
+    oauth_page_keeps_oauth_wording,
     api_creation_follows_catalog_rules,
     key_pages_speak_to_the_case,
     reauthorization_keeps_settings
