@@ -113,13 +113,18 @@ pub struct CreateConnection {
     #[serde(default)]
     pub expires_at: Option<String>,
     /// Values for the provider's URL placeholders (e.g. Jira's `site`), used by the health probe.
+    /// Those the kind's probe needs are required (400 `invalid_field` naming `params.<name>`),
+    /// unless `probe_url` replaces the catalog's URL.
     #[serde(default)]
     pub params: std::collections::BTreeMap<String, String>,
     /// Probe this URL instead of the catalog's (https; http only for
     /// loopback). For custom APIs without a catalog probe.
     #[serde(default)]
     pub probe_url: Option<String>,
-    /// Kind-specific material; see the README for each kind's fields.
+    /// Kind-specific material; see docs/credentials.md for each kind's fields. The
+    /// catalog's key form for the kind applies (prefixes, lengths, required fields: 400
+    /// `invalid_credentials` naming `credentials.<field>`), and its placement, header name,
+    /// prefix and user name are filled in when left out.
     #[schema(value_type = Object)]
     pub credentials: Value,
 }

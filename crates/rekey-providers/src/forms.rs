@@ -60,32 +60,29 @@ pub struct FormField {
 }
 
 impl FormField {
-    /// Check a submitted value against the field's rules. The message never
-    /// contains the value.
+    /// Check a submitted value against the field's rules. The reason
+    /// ("must be at least 40 characters") names neither the field nor the
+    /// value: callers put the field's wire name or label in front.
     pub fn check(&self, value: &str) -> Result<(), String> {
         if value.is_empty() {
             return if self.required {
-                Err(format!("`{}` is required", self.name))
+                Err("is required".to_string())
             } else {
                 Ok(())
             };
         }
         if let Some(min) = self.min_length {
             if value.chars().count() < min {
-                return Err(format!("`{}` must be at least {min} characters", self.name));
+                return Err(format!("must be at least {min} characters"));
             }
         }
         if let Some(max) = self.max_length {
             if value.chars().count() > max {
-                return Err(format!("`{}` must be at most {max} characters", self.name));
+                return Err(format!("must be at most {max} characters"));
             }
         }
         if !self.starts_with.is_empty() && !self.starts_with.iter().any(|p| value.starts_with(p)) {
-            return Err(format!(
-                "`{}` must start with {}",
-                self.name,
-                self.starts_with.join(" or ")
-            ));
+            return Err(format!("must start with {}", self.starts_with.join(" or ")));
         }
         Ok(())
     }

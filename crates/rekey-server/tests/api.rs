@@ -202,13 +202,19 @@ async fn every_static_kind(db: Db) {
         (
             "snowflake",
             "rsa_key_pair",
-            json!({"private_key_pem": fixture("test-rsa-2048-encrypted.pem"), "passphrase": "correct-horse"}),
+            json!({"private_key_pem": fixture("test-rsa-2048-encrypted.pem"), "passphrase": "correct-horse", "username": "LOADER"}),
             "correct-horse",
         ),
     ];
     let expected_fp = format!("SHA256:{}", fixture("test-rsa-2048.fingerprint").trim());
     for (provider, kind, creds, secret) in cases {
-        let r = s.post("/api/v1/connections", k, json!({"provider": provider, "kind": kind, "display_name": kind, "credentials": creds})).await;
+        // Snowflake's probe URL needs the account (a catalog rule at creation).
+        let params = if provider == "snowflake" {
+            json!({"account": "myorg-acct"})
+        } else {
+            json!({})
+        };
+        let r = s.post("/api/v1/connections", k, json!({"provider": provider, "kind": kind, "display_name": kind, "params": params, "credentials": creds})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{kind}: {}", r.text);
         assert!(
             !r.text.contains(secret),
@@ -266,7 +272,8 @@ async fn every_static_kind(db: Db) {
     }
     // Wrong passphrase, and a too-small key, are clear 400s.
     let r = s.post("/api/v1/connections", k, json!({"provider": "snowflake", "kind": "rsa_key_pair", "display_name": "x",
-        "credentials": {"private_key_pem": fixture("test-rsa-2048-encrypted.pem"), "passphrase": "wrong-horse"}})).await;
+        "params": {"account": "myorg-acct"},
+        "credentials": {"private_key_pem": fixture("test-rsa-2048-encrypted.pem"), "passphrase": "wrong-horse", "username": "LOADER"}})).await;
     r.assert_error(400, "invalid_credentials");
     assert!(!r.text.contains("wrong-horse"));
     s.stop().await;
@@ -282,6 +289,7 @@ async fn secrets_never_leave_except_credentials_endpoint(db: Db) {
         "/api/v1/connections",
         k,
         json!({"provider": "postgresql", "kind": "basic", "display_name": "db",
+        "params": {"host": "db.example.com"},
         "credentials": {"username": "app", "password": pw}}),
     )
     .await;

@@ -539,7 +539,38 @@ async fn database_probes(db: Db) {
         (Some("degraded"), Some("connection_failed")),
         "{r}"
     );
-    let nohost = db_conn(&s, "postgresql", "postgres", "pw-4", json!({})).await;
+    // Without the host: refused at creation (and by PATCH), naming it.
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": "postgresql", "kind": "basic", "display_name": "nohost",
+                   "credentials": {"username": "postgres", "password": "pw-4"}}),
+        )
+        .await;
+    r.assert_error(400, "invalid_field");
+    assert!(r.text.contains("`params.host`"), "{}", r.text);
+    let nohost = db_conn(
+        &s,
+        "postgresql",
+        "postgres",
+        "pw-4",
+        json!({"host": "127.0.0.1"}),
+    )
+    .await;
+    s.call(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/connections/{nohost}"),
+        &s.admin_key,
+        Some(json!({"params": {}})),
+    )
+    .await
+    .assert_error(400, "invalid_field");
+    // A row stored before the rule still gets a clear check result.
+    s.sql(&[&format!(
+        "UPDATE connections SET params = '{{}}' WHERE id = '{nohost}'"
+    )])
+    .await;
     let r = check(&s, &nohost).await;
     assert_eq!(r["last_error"]["code"], "probe_misconfigured", "{r}");
 

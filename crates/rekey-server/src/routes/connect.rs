@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[template(path = "connect.html")]
 struct ConnectTemplate {
     token: String,
+    title: String,
     form: Option<rekey_service::ConnectForm>,
     error: Option<String>,
     provider: String,
@@ -34,6 +35,24 @@ struct ConnectTemplate {
     owner_hint: Option<String>,
     reauthorize: bool,
     expires_at: String,
+    expires_at_readable: String,
+}
+
+impl ConnectTemplate {
+    fn new(token: String, p: rekey_service::ConnectPage, error: Option<String>) -> Self {
+        ConnectTemplate {
+            token,
+            title: p.title,
+            form: p.form,
+            error,
+            provider: p.provider_name,
+            integration: p.integration_name,
+            owner_hint: p.owner_hint,
+            reauthorize: p.reauthorize,
+            expires_at: p.expires_at,
+            expires_at_readable: p.expires_at_readable,
+        }
+    }
 }
 
 fn error_page(e: &Error) -> Response {
@@ -67,19 +86,7 @@ fn error_page(e: &Error) -> Response {
         (status = 404, content_type = "text/html", body = String)))]
 async fn connect_page(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     match s.rekey.connect_page(&token).await {
-        Ok(p) => page(
-            StatusCode::OK,
-            &ConnectTemplate {
-                token,
-                form: p.form,
-                error: None,
-                provider: p.provider_name,
-                integration: p.integration_name,
-                owner_hint: p.owner_hint,
-                reauthorize: p.reauthorize,
-                expires_at: p.expires_at,
-            },
-        ),
+        Ok(p) => page(StatusCode::OK, &ConnectTemplate::new(token, p, None)),
         Err(e) => error_page(&e),
     }
 }
@@ -119,16 +126,7 @@ async fn connect_submit(
             match s.rekey.connect_page(&token).await {
                 Ok(p) => page(
                     StatusCode::BAD_REQUEST,
-                    &ConnectTemplate {
-                        token,
-                        form: p.form,
-                        error: Some(e.public_message()),
-                        provider: p.provider_name,
-                        integration: p.integration_name,
-                        owner_hint: p.owner_hint,
-                        reauthorize: p.reauthorize,
-                        expires_at: p.expires_at,
-                    },
+                    &ConnectTemplate::new(token, p, Some(e.public_message())),
                 ),
                 Err(e) => error_page(&e),
             }
@@ -175,11 +173,21 @@ async fn oauth_callback(
 
 fn outcome_page(outcome: CallbackOutcome) -> Response {
     match outcome {
-        CallbackOutcome::Connected { connection_id, display_name, reauthorized } => page(
+        // Only a reauthorization restores a flow that had stopped; a first
+        // connection has none yet.
+        CallbackOutcome::Connected { connection_id, display_name, reauthorized: true } => page(
             StatusCode::OK,
             &ResultPage::ok(
-                if reauthorized { "Reconnected" } else { "Connected" },
-                format!("{display_name} is {}connected. Data will flow again with the next sync.", if reauthorized { "re" } else { "" }),
+                "Reconnected",
+                format!("{display_name} is reconnected. Data will flow again with the next sync."),
+                connection_id,
+            ),
+        ),
+        CallbackOutcome::Connected { connection_id, display_name, reauthorized: false } => page(
+            StatusCode::OK,
+            &ResultPage::ok(
+                "Connected",
+                format!("{display_name} is connected. rekey will check shortly that it works."),
                 connection_id,
             ),
         ),

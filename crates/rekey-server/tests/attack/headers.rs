@@ -273,30 +273,32 @@ async fn connect_page_refuses_injection(db: Db) {
     };
     let crlf = format!("{SECRET}\r\nX-Evil: 1");
     for (fields, field) in [
-        (vec![("key", crlf.clone())], "credentials.key"),
+        (vec![("key", crlf.clone())], "API key or token"),
         (
             vec![("key", crlf.clone()), ("name", "X-Api-Key".into())],
-            "credentials.key",
+            "API key or token",
         ),
         (
             vec![("key", SECRET.into()), ("name", "Content-Length".into())],
-            "credentials.name",
+            "Header or query parameter name",
         ),
         (
             vec![("key", SECRET.into()), ("name", "Transfer-Encoding".into())],
-            "credentials.name",
+            "Header or query parameter name",
         ),
         (
             vec![
                 ("key", SECRET.into()),
                 ("prefix", "Bearer\r\nHost: evil ".into()),
             ],
-            "credentials.prefix",
+            "Prefix",
         ),
     ] {
         let (st, page) = submit(fields.clone()).await;
         assert_eq!(st, 400, "{fields:?}: {page}");
+        // Named by the form's label, not the wire name.
         assert!(page.contains(field), "{fields:?}: {page}");
+        assert!(!page.contains("credentials."), "{fields:?}: {page}");
         assert!(!page.contains(SECRET) && !page.contains("Evil"), "{page}");
     }
     // The link was not spent: a good submission still connects.

@@ -6,6 +6,7 @@
 //! code and ID token to it.
 
 mod callback;
+mod form;
 mod grant;
 mod reauth_rule;
 mod session;
@@ -24,11 +25,18 @@ const SESSION_KIND: &str = "connect_session";
 /// What the Connect page shows for a token.
 #[derive(Debug, Clone)]
 pub struct ConnectPage {
+    /// What is being connected: the connection's name on a
+    /// reauthorization, else the link's display name, else the
+    /// integration's (OAuth) or the provider's (key-based) name.
+    pub title: String,
     pub provider_name: String,
     pub integration_name: String,
     pub owner_hint: Option<String>,
     pub reauthorize: bool,
+    /// RFC 3339, for `<time datetime>`.
     pub expires_at: String,
+    /// The same instant for people: "2 Dec 2026, 13:25 UTC".
+    pub expires_at_readable: String,
     /// Key-based kinds: the form to fill in (None for OAuth).
     pub form: Option<ConnectForm>,
 }
@@ -42,12 +50,18 @@ pub struct ConnectForm {
 
 #[derive(Debug, Clone)]
 pub struct ConnectField {
+    /// Credential field (`key`, `username`, `headers.X-Api-Key`), setting
+    /// (`placement`, `name`, `prefix`) or URL parameter (`params.api_host`).
     pub name: String,
     pub label: String,
     pub secret: bool,
     pub required: bool,
     pub multiline: bool,
     pub help: Option<String>,
+    /// Prefilled value: never set for a secret field.
+    pub value: Option<String>,
+    /// Allowed values (a select instead of a text input).
+    pub options: Vec<String>,
 }
 
 /// The result of a completed callback.

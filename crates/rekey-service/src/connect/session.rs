@@ -1,11 +1,11 @@
 //! Connect sessions: creating a link, showing its page, and the form of
 //! the key-based kinds.
 
-use super::{
-    session_ctx, session_err, token_hash, CallbackOutcome, ConnectField, ConnectForm, ConnectPage,
-};
+use super::form::{form_for, gather, page_form, page_message, Current};
+use super::{session_ctx, session_err, token_hash, CallbackOutcome, ConnectPage};
 use crate::audit::record;
 use crate::connection_rows::not_found as connection_not_found;
+use crate::connections::rules;
 use crate::{Ctx, Rekey};
 use rekey_api::{ConnectSessionView, CreateConnectSession};
 use rekey_core::audit::AuditAction;
@@ -19,78 +19,6 @@ use rekey_store::connect_sessions::{self as store, ConnectSessionRow};
 use rekey_store::connections::{self as conns};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-/// The Connect page form for a key-based kind: the catalog's, else the
-/// kind's standard fields.
-pub(crate) fn form_for(
-    provider: &rekey_providers::Provider,
-    kind: ConnectionKind,
-) -> Result<ConnectForm, Error> {
-    if let Some(kf) = provider.key_form(kind.as_str()) {
-        return Ok(ConnectForm {
-            kind: kind.as_str().into(),
-            help: kf.help.clone(),
-            fields: kf
-                .fields
-                .iter()
-                .map(|f| ConnectField {
-                    name: f.name.clone(),
-                    label: f.label.clone(),
-                    secret: f.secret,
-                    required: f.required,
-                    multiline: f.multiline,
-                    help: f.help.clone(),
-                })
-                .collect(),
-        });
-    }
-    let f = |name: &str, label: &str, secret: bool, required: bool, multiline: bool| ConnectField {
-        name: name.into(),
-        label: label.into(),
-        secret,
-        required,
-        multiline,
-        help: None,
-    };
-    let fields = match kind {
-        ConnectionKind::ApiKey => vec![f("key", "API key", true, true, false)],
-        ConnectionKind::Basic => vec![
-            f("username", "Username", false, true, false),
-            f("password", "Password", true, true, false),
-        ],
-        ConnectionKind::AwsAccessKey => vec![
-            f("access_key_id", "Access key ID", false, true, false),
-            f("secret_access_key", "Secret access key", true, true, false),
-            f("region", "Region", false, false, false),
-        ],
-        ConnectionKind::ServiceAccountJson => vec![f(
-            "json",
-            "Service-account key file (JSON)",
-            true,
-            true,
-            true,
-        )],
-        ConnectionKind::RsaKeyPair => vec![
-            f("private_key_pem", "Private key (PEM)", true, true, true),
-            f("passphrase", "Passphrase", true, false, false),
-            f("username", "User name", false, false, false),
-        ],
-        _ => {
-            return Err(Error::unprocessable(
-                ErrorCode::NoForm,
-                format!(
-                    "provider `{}` defines no Connect form for kind `{kind}`",
-                    provider.id
-                ),
-            ))
-        }
-    };
-    Ok(ConnectForm {
-        kind: kind.as_str().into(),
-        help: None,
-        fields,
-    })
-}
 
 impl Rekey {
     pub async fn create_connect_session(
@@ -288,29 +216,77 @@ impl Rekey {
         Ok(s)
     }
 
+    /// The Connect page. After a refused submission it is shown again as
+    /// it was: nothing typed comes back (a secret pasted into the wrong
+    /// field must not land in the HTML).
     pub async fn connect_page(&self, token: &str) -> Result<ConnectPage, Error> {
         let s = self.live_session(token).await?;
+        let reauth = self.reauth_target(&s).await?;
+        let title = |fallback: &str| {
+            reauth
+                .as_ref()
+                .map(|(name, _)| name.clone())
+                .or_else(|| s.display_name.clone())
+                .unwrap_or_else(|| fallback.to_string())
+        };
+        let expires_at = ms_to_rfc3339(s.expires_at);
+        let expires_at_readable = rekey_core::time::ms_to_readable_utc(s.expires_at);
         if s.integration_id.is_empty() {
             let (provider, kind) = self.static_target(&s)?;
+            let form = page_form(provider, kind, reauth.as_ref().map(|(_, c)| c))?;
             return Ok(ConnectPage {
+                title: title(&provider.display_name),
                 provider_name: provider.display_name.clone(),
                 integration_name: provider.display_name.clone(),
                 owner_hint: s.owner_hint.clone(),
                 reauthorize: s.reauthorize_id.is_some(),
-                expires_at: ms_to_rfc3339(s.expires_at),
-                form: Some(form_for(provider, kind)?),
+                expires_at,
+                expires_at_readable,
+                form: Some(form),
             });
         }
         let integ = self.integration_row(&s.tenant, &s.integration_id).await?;
         let provider = self.oauth_provider(&integ.provider)?;
         Ok(ConnectPage {
+            title: title(&integ.display_name),
             provider_name: provider.display_name.clone(),
             integration_name: integ.display_name.clone(),
             owner_hint: s.owner_hint.clone(),
             reauthorize: s.reauthorize_id.is_some(),
-            expires_at: ms_to_rfc3339(s.expires_at),
+            expires_at,
+            expires_at_readable,
             form: None,
         })
+    }
+
+    /// On a reauthorization link: the connection's name and its current
+    /// non-secret settings and URL parameters (never its secrets).
+    async fn reauth_target(
+        &self,
+        s: &ConnectSessionRow,
+    ) -> Result<Option<(String, Current)>, Error> {
+        let Some(cid) = &s.reauthorize_id else {
+            return Ok(None);
+        };
+        let row = {
+            let mut c = self.store().read().await?;
+            conns::get(&mut c, &s.tenant, cid)
+                .await?
+                .ok_or_else(|| connection_not_found(cid))?
+        };
+        let meta = match serde_json::from_str::<Value>(&row.credential_meta) {
+            Ok(Value::Object(m)) => m,
+            _ => Default::default(),
+        };
+        let params = serde_json::from_str(&row.params).unwrap_or_default();
+        Ok(Some((
+            row.display_name,
+            Current {
+                meta,
+                params,
+                has_probe_url: row.probe_url.is_some(),
+            },
+        )))
     }
 
     fn static_target(
@@ -346,52 +322,32 @@ impl Rekey {
             ));
         }
         let (provider, kind) = self.static_target(&s)?;
-        let form = form_for(provider, kind)?;
-        let fixed = provider
-            .key_form(kind.as_str())
-            .map(|f| f.fixed_fields())
-            .unwrap_or_default();
-        let mut creds = serde_json::Map::new();
-        for (k, v) in fixed {
-            creds.insert(k.to_string(), Value::String(v));
-        }
-        for f in &form.fields {
-            let v = values
-                .get(&f.name)
-                .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
-                .unwrap_or_default();
-            let check = provider
-                .key_form(kind.as_str())
-                .and_then(|kf| kf.field(&f.name).cloned());
-            if let Some(rule) = check {
-                rule.check(&v)
-                    .map_err(|m| Error::invalid(ErrorCode::InvalidCredentials, m))?;
-            } else if f.required && v.is_empty() {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidCredentials,
-                    format!("`{}` is required", f.label),
-                ));
-            }
-            if v.is_empty() {
-                continue;
-            }
-            match f.name.strip_prefix("headers.") {
-                Some(h) => {
-                    let headers = creds
-                        .entry("headers")
-                        .or_insert_with(|| Value::Object(Default::default()));
-                    if let Value::Object(m) = headers {
-                        m.insert(h.to_string(), Value::String(v));
-                    }
-                }
-                None => {
-                    creds.insert(f.name.clone(), Value::String(v));
-                }
-            }
-        }
+        let current = self.reauth_target(&s).await?.map(|(_, c)| c);
+        let form = page_form(provider, kind, current.as_ref())?;
+        let (creds, params) = gather(&form, kind, values, current.as_ref());
         let ctx = session_ctx(&s);
-        // Validate fully before spending the link, so a typo can be corrected.
-        self.parse_material(kind, Value::Object(creds.clone()))?;
+        // Validate fully before spending the link, so a typo can be
+        // corrected: the same rules as the API's (`connections::rules`),
+        // told with the form's labels.
+        let page_err = |e: Error| match e.code() {
+            ErrorCode::InvalidCredentials | ErrorCode::InvalidField => Error::invalid(
+                ErrorCode::InvalidCredentials,
+                page_message(&e.public_message(), &form),
+            ),
+            _ => e,
+        };
+        let creds = rules::apply_key_form(provider, kind, Value::Object(creds))
+            .map_err(|p| p.to_page_error())?;
+        self.parse_material(kind, creds.clone()).map_err(page_err)?;
+        crate::connections::check_params(provider, &params).map_err(page_err)?;
+        self.check_probe_host(provider, kind, &params)
+            .map_err(page_err)?;
+        let has_probe_url = current.as_ref().is_some_and(|c| c.has_probe_url);
+        rules::check_required_params(provider, kind, &params, has_probe_url)
+            .map_err(|p| p.to_page_error())?;
+        // Parameters change only if the form has them and they differ.
+        let params_changed = form.fields.iter().any(|f| f.name.starts_with("params."))
+            && current.as_ref().is_none_or(|c| c.params != params);
         {
             let mut tx = self.store().begin_write().await?;
             if !store::transition(
@@ -414,15 +370,7 @@ impl Rekey {
         }
         let result = match &s.reauthorize_id {
             Some(cid) => self
-                .update_credentials(
-                    &ctx,
-                    cid,
-                    rekey_api::UpdateCredentials {
-                        credentials: Value::Object(creds),
-                        version: None,
-                    },
-                    None,
-                )
+                .replace_credentials(&ctx, cid, creds, params_changed.then_some(params), None)
                 .await
                 .map(|v| CallbackOutcome::Connected {
                     connection_id: v.id,
@@ -452,9 +400,9 @@ impl Rekey {
                         tags: s.tags.clone(),
                         custody: s.custody.clone(),
                         expires_at: None,
-                        params: Default::default(),
+                        params,
                         probe_url: None,
-                        credentials: Value::Object(creds),
+                        credentials: creds,
                     },
                 )
                 .await

@@ -25,7 +25,7 @@ impl Rekey {
     /// A database probe's host (from `params`) that is an IP literal must
     /// pass the outbound policy. Host names are checked after DNS, when
     /// the probe connects.
-    pub(super) fn check_probe_host(
+    pub(crate) fn check_probe_host(
         &self,
         provider: &rekey_providers::Provider,
         kind: ConnectionKind,
@@ -179,7 +179,13 @@ impl Rekey {
             .as_deref()
             .map(|u| self.check_url("probe_url", u))
             .transpose()?;
-        let parsed = self.parse_material(kind, req.credentials)?;
+        // The catalog's form rules and defaults, as on a Connect page, then
+        // the parameters the probe needs: refused now, not at the first check.
+        let credentials = super::rules::apply_key_form(provider, kind, req.credentials)
+            .map_err(|p| p.to_error())?;
+        let parsed = self.parse_material(kind, credentials)?;
+        super::rules::check_required_params(provider, kind, &req.params, probe_url.is_some())
+            .map_err(|p| p.to_error())?;
         let now = now_ms();
         let row = ConnectionRow {
             id: ids::new_id(ids::CONNECTION),

@@ -1,5 +1,6 @@
 mod create;
 mod read;
+pub mod rules;
 mod summary;
 
 pub use summary::{ConnectionSummary, IntegrationUse};

@@ -18,6 +18,7 @@ use rekey_store::connections::{self as store, ConnectionRow};
 use rekey_store::secrets;
 use rekey_store::{Locked, WriteTx};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 impl Rekey {
     /// Load a row inside a write transaction, with tenant isolation and the
@@ -102,6 +103,15 @@ impl Rekey {
             };
             changed.push("probe_url");
         }
+        // New parameters are held to creation's rule: those the probe needs
+        // (with the probe URL this update leaves). OAuth kinds also take
+        // them from their integration, so only static kinds are checked.
+        if let (Some(p), true) = (&req.params, row.kind.is_static()) {
+            if let Some(provider) = self.catalog().get(&row.provider) {
+                super::rules::check_required_params(provider, row.kind, p, row.probe_url.is_some())
+                    .map_err(|e| e.to_error())?;
+            }
+        }
         if changed.is_empty() {
             return Err(Error::invalid(
                 ErrorCode::NothingToUpdate,
@@ -135,13 +145,43 @@ impl Rekey {
         req: UpdateCredentials,
         if_match: Option<i64>,
     ) -> Result<ConnectionView, Error> {
-        let id = ids::parse_id(ids::CONNECTION, id)?;
         let expected = if_match.or(req.version);
+        self.replace_credentials(ctx, id, req.credentials, None, expected)
+            .await
+    }
+
+    /// Replace the material (and, from a reauthorization page, the URL
+    /// parameters) under the same catalog rules as creation.
+    pub(crate) async fn replace_credentials(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        credentials: Value,
+        params: Option<BTreeMap<String, String>>,
+        expected: Option<i64>,
+    ) -> Result<ConnectionView, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
         let mut tx = self.store().begin_write().await?;
         let mut row = self
             .load_for_write(&mut tx, &ctx.tenant, &id, expected)
             .await?;
-        let parsed = self.parse_material(row.kind, req.credentials)?;
+        let provider = self.catalog().get(&row.provider);
+        let credentials = match provider {
+            Some(p) if row.kind.is_static() => {
+                super::rules::apply_key_form(p, row.kind, credentials).map_err(|p| p.to_error())?
+            }
+            _ => credentials,
+        };
+        let parsed = self.parse_material(row.kind, credentials)?;
+        // Parameters are checked only when they change: a connection made
+        // before a parameter was required can still have its key replaced.
+        if let (Some(p), Some(params)) = (provider, &params) {
+            let text = check_params(p, params)?;
+            self.check_probe_host(p, row.kind, params)?;
+            super::rules::check_required_params(p, row.kind, params, row.probe_url.is_some())
+                .map_err(|p| p.to_error())?;
+            row.params = text;
+        }
         let old_version = row.version;
         let from = row.status;
         if row.status != Status::Disabled && row.status != Status::Pending {
@@ -185,6 +225,7 @@ impl Rekey {
                 "credential_version": row.credential_version,
                 "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
                 "status_from": from.as_str(), "status_to": row.status.as_str(),
+                "params_updated": params.is_some(),
             }),
         )
         .await?;
