@@ -99,7 +99,7 @@ async fn cli_end_to_end(db: Db) {
     let creds = env.dir.path().join("creds.json");
     std::fs::write(
         &creds,
-        r#"{"key": "cli-secret-value-123", "placement": "header", "name": "X-Api-Key"}"#,
+        r#"{"key": "cli-secret-value-123xxxxxxxxxxxxxxxxxxxx", "placement": "header", "name": "X-Api-Key"}"#,
     )
     .unwrap();
     let out = cli(vec![
@@ -133,7 +133,7 @@ async fn cli_end_to_end(db: Db) {
             && table.contains("pending"),
         "{table}"
     );
-    assert!(!table.contains("cli-secret-value-123"));
+    assert!(!table.contains("cli-secret-value-123xxxxxxxxxxxxxxxxxxxx"));
 
     let out = cli(vec!["connections", "list", "--json", "--tag", "crm"]).await;
     let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -147,7 +147,7 @@ async fn cli_end_to_end(db: Db) {
     let out = cli(vec!["connections", "show", &id, "--json"]).await;
     let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(shown["custody"], json!(["salesforce"]));
-    assert!(!stdout(&out).contains("cli-secret-value-123"));
+    assert!(!stdout(&out).contains("cli-secret-value-123xxxxxxxxxxxxxxxxxxxx"));
 
     let out = cli(vec!["providers", "list"]).await;
     assert!(
