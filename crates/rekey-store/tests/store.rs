@@ -503,6 +503,8 @@ fn integration(tenant: &str, id: &str) -> IntegrationRow {
         params: "{}".into(),
         endpoints: "{}".into(),
         redirect_uri: None,
+        tags: vec!["crm".into()],
+        custody: vec!["salesforce".into()],
         created_at: 1,
         updated_at: 1,
         version: 1,
