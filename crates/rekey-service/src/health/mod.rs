@@ -10,9 +10,11 @@
 //!   failures and successes go through it too, so both feed one picture of
 //!   a connection's health.
 //! - `check`: running one check; `scheduler`: the scheduled passes and
-//!   their per-provider throttle; `probe`: one module per probe family.
+//!   their per-provider throttle; `probe`: one module per probe family;
+//!   `confirm`: connections no probe can check, and operator confirmation.
 
 mod check;
+mod confirm;
 mod observation;
 mod policy;
 mod probe;
