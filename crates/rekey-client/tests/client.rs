@@ -243,7 +243,12 @@ async fn integrations_and_connect_sessions(db: Db) {
         tag: Some(tag.into()),
         ..Default::default()
     };
-    assert!(c.list_integrations(&tagged("crm")).await.unwrap().items.is_empty());
+    assert!(c
+        .list_integrations(&tagged("crm"))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert!(!serde_json::to_string(&list).unwrap().contains("canary"));
     assert_eq!(
         c.get_integration(&integ.id).await.unwrap().display_name,
@@ -263,7 +268,10 @@ async fn integrations_and_connect_sessions(db: Db) {
         .await
         .unwrap();
     assert_eq!((v.display_name.as_str(), v.version), ("Acme", 2));
-    assert_eq!((v.tags.clone(), v.custody.clone()), (vec!["crm".to_string()], vec!["salesforce".to_string()]));
+    assert_eq!(
+        (v.tags.clone(), v.custody.clone()),
+        (vec!["crm".to_string()], vec!["salesforce".to_string()])
+    );
     let found = c.list_integrations(&tagged("crm")).await.unwrap();
     assert_eq!(found.items.len(), 1);
 

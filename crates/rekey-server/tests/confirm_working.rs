@@ -16,7 +16,10 @@ both_backends!(
 
 async fn audit_of(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
     let r = s
-        .get(&format!("/api/v1/audit?target={id}&action={action}"), &s.admin_key)
+        .get(
+            &format!("/api/v1/audit?target={id}&action={action}"),
+            &s.admin_key,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json()["items"].as_array().unwrap().clone()
@@ -25,30 +28,56 @@ async fn audit_of(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
 async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
     let s = TestServer::start(db).await;
     // custom-rest has no probe (`probe_unavailable` in the catalog).
-    let id = s.create_api_key_conn(&s.admin_key, "k-unprobed", json!({})).await;
-    let v = s.get(&format!("/api/v1/connections/{id}"), &s.admin_key).await.json();
+    let id = s
+        .create_api_key_conn(&s.admin_key, "k-unprobed", json!({}))
+        .await;
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
     assert_eq!(v["status"], "pending");
-    assert_eq!(v["health"]["unchecked"], Value::Null, "nothing known before a check");
+    assert_eq!(
+        v["health"]["unchecked"],
+        Value::Null,
+        "nothing known before a check"
+    );
 
     let r = s
-        .post(&format!("/api/v1/connections/{id}/check"), &s.admin_key, json!({}))
+        .post(
+            &format!("/api/v1/connections/{id}/check"),
+            &s.admin_key,
+            json!({}),
+        )
         .await
         .json();
     assert_eq!(r["outcome"], "skipped", "{r}");
     let u = &r["connection"]["health"]["unchecked"];
-    assert_eq!(u["message"], "cannot be checked automatically: confirm data flows", "{r}");
-    assert!(u["reason"].as_str().unwrap().contains("no known endpoint"), "{r}");
+    assert_eq!(
+        u["message"], "cannot be checked automatically: confirm data flows",
+        "{r}"
+    );
+    assert!(
+        u["reason"].as_str().unwrap().contains("no known endpoint"),
+        "{r}"
+    );
     // Shown on reads and lists too.
-    let v = s.get(&format!("/api/v1/connections/{id}"), &s.admin_key).await.json();
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
     assert_eq!(v["health"]["unchecked"], *u);
     let l = s.get("/api/v1/connections", &s.admin_key).await.json();
     assert_eq!(l["items"][0]["health"]["unchecked"], *u, "{l}");
 
     // Read-only keys may not confirm; bad notes are refused with the JSON error.
     let reader = s.key("default", &["connections:read"]).await;
-    s.post(&format!("/api/v1/connections/{id}/confirm-working"), &reader, json!({}))
-        .await
-        .assert_error(403, "missing_scope");
+    s.post(
+        &format!("/api/v1/connections/{id}/confirm-working"),
+        &reader,
+        json!({}),
+    )
+    .await
+    .assert_error(403, "missing_scope");
     s.post(
         &format!("/api/v1/connections/{id}/confirm-working"),
         &s.admin_key,
@@ -86,7 +115,11 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
     assert_eq!(c["note"], "rows of the 12:00 sync arrived", "{v}");
     assert!(c["by"].as_str().unwrap().starts_with("api_key:"), "{v}");
     assert!(c["at"].as_str().is_some(), "{v}");
-    assert_eq!(v["health"]["last_ok_at"], Value::Null, "a confirmation is not a probe result");
+    assert_eq!(
+        v["health"]["last_ok_at"],
+        Value::Null,
+        "a confirmation is not a probe result"
+    );
     assert_eq!(r.headers["etag"], format!("\"{}\"", v["version"]));
     // Audited: the confirmation and the status change it made.
     let a = audit_of(&s, &id, "connection.confirm_working").await;
@@ -100,20 +133,40 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
 
     // Confirming again keeps `active` and records the newer confirmation only.
     let v = s
-        .post(&format!("/api/v1/connections/{id}/confirm-working"), &s.admin_key, json!({}))
+        .post(
+            &format!("/api/v1/connections/{id}/confirm-working"),
+            &s.admin_key,
+            json!({}),
+        )
         .await
         .json();
     assert_eq!(v["status"], "active");
     assert_eq!(v["health"]["confirmation"]["note"], Value::Null);
-    assert_eq!(audit_of(&s, &id, "connection.status_changed").await.len(), 1);
-    assert_eq!(audit_of(&s, &id, "connection.confirm_working").await.len(), 2);
+    assert_eq!(
+        audit_of(&s, &id, "connection.status_changed").await.len(),
+        1
+    );
+    assert_eq!(
+        audit_of(&s, &id, "connection.confirm_working").await.len(),
+        2
+    );
     // A later scheduled or manual check (still no probe) leaves it active.
     let r = s
-        .post(&format!("/api/v1/connections/{id}/check"), &s.admin_key, json!({}))
+        .post(
+            &format!("/api/v1/connections/{id}/check"),
+            &s.admin_key,
+            json!({}),
+        )
         .await
         .json();
-    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("skipped"), Some("active")));
-    assert!(r["connection"]["health"]["confirmation"]["at"].is_string(), "{r}");
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("skipped"), Some("active"))
+    );
+    assert!(
+        r["connection"]["health"]["confirmation"]["at"].is_string(),
+        "{r}"
+    );
     s.stop().await;
 }
 
@@ -122,8 +175,12 @@ async fn confirmation_is_refused_where_it_would_contradict(db: Db) {
     let confirm = |id: String| {
         let s = &s;
         async move {
-            s.post(&format!("/api/v1/connections/{id}/confirm-working"), &s.admin_key, json!({}))
-                .await
+            s.post(
+                &format!("/api/v1/connections/{id}/confirm-working"),
+                &s.admin_key,
+                json!({}),
+            )
+            .await
         }
     };
     // A connection a probe checks (a probe URL) is checked, not confirmed.
@@ -136,19 +193,34 @@ async fn confirmation_is_refused_where_it_would_contradict(db: Db) {
         .await;
     confirm(probed).await.assert_error(409, "probe_available");
     // Out of service, or failing: refused.
-    let id = s.create_api_key_conn(&s.admin_key, "k-off", json!({})).await;
+    let id = s
+        .create_api_key_conn(&s.admin_key, "k-off", json!({}))
+        .await;
     let r = s
-        .call(Method::POST, &format!("/api/v1/connections/{id}/disable"), &s.admin_key, None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/connections/{id}/disable"),
+            &s.admin_key,
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    confirm(id.clone()).await.assert_error(409, "connection_unusable");
-    let id = s.create_api_key_conn(&s.admin_key, "k-failing", json!({})).await;
-    s.sql(&[&format!("UPDATE connections SET status = 'degraded' WHERE id = '{id}'")])
+    confirm(id.clone())
+        .await
+        .assert_error(409, "connection_unusable");
+    let id = s
+        .create_api_key_conn(&s.admin_key, "k-failing", json!({}))
         .await;
+    s.sql(&[&format!(
+        "UPDATE connections SET status = 'degraded' WHERE id = '{id}'"
+    )])
+    .await;
     confirm(id).await.assert_error(409, "confirmation_refused");
     confirm(format!("con_{}", "0".repeat(32)))
         .await
         .assert_error(404, "connection_not_found");
-    confirm("con_nope".into()).await.assert_error(400, "invalid_id");
+    confirm("con_nope".into())
+        .await
+        .assert_error(400, "invalid_id");
     s.stop().await;
 }

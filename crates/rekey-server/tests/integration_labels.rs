@@ -37,7 +37,10 @@ async fn integrations_carry_tags_and_custody(db: Db) {
         .post(
             "/api/v1/integrations",
             k,
-            body("crm", json!({"tags": ["prod", "crm", "prod"], "custody": ["salesforce"]})),
+            body(
+                "crm",
+                json!({"tags": ["prod", "crm", "prod"], "custody": ["salesforce"]}),
+            ),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -46,10 +49,15 @@ async fn integrations_carry_tags_and_custody(db: Db) {
     assert_eq!(crm["tags"], json!(["crm", "prod"]));
     assert_eq!(crm["custody"], json!(["salesforce"]));
     let crm_id = crm["id"].as_str().unwrap().to_string();
-    let r = s.post("/api/v1/integrations", k, body("erp", json!({}))).await;
+    let r = s
+        .post("/api/v1/integrations", k, body("erp", json!({})))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let erp = r.json();
-    assert_eq!((erp["tags"].clone(), erp["custody"].clone()), (json!([]), json!([])));
+    assert_eq!(
+        (erp["tags"].clone(), erp["custody"].clone()),
+        (json!([]), json!([]))
+    );
     let erp_id = erp["id"].as_str().unwrap().to_string();
 
     // Bad values are refused with the JSON error, nothing stored.
@@ -62,13 +70,22 @@ async fn integrations_carry_tags_and_custody(db: Db) {
         s.post("/api/v1/integrations", k, body("bad", bad.clone()))
             .await
             .assert_error(400, "invalid_field");
-        s.call(Method::PATCH, &format!("/api/v1/integrations/{erp_id}"), k, Some(bad))
-            .await
-            .assert_error(400, "invalid_field");
-    }
-    s.post("/api/v1/integrations", k, body("bad", json!({"tags": "crm"})))
+        s.call(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{erp_id}"),
+            k,
+            Some(bad),
+        )
         .await
-        .assert_error(400, "invalid_body");
+        .assert_error(400, "invalid_field");
+    }
+    s.post(
+        "/api/v1/integrations",
+        k,
+        body("bad", json!({"tags": "crm"})),
+    )
+    .await
+    .assert_error(400, "invalid_body");
     assert_eq!(ids(&s.get("/api/v1/integrations", k).await.json()).len(), 2);
 
     // Update: lists replace, left out stay.
@@ -93,7 +110,9 @@ async fn integrations_carry_tags_and_custody(db: Db) {
         .json();
     assert_eq!(r["tags"], json!(["crm", "prod"]), "{r}");
     assert_eq!(
-        s.get(&format!("/api/v1/integrations/{crm_id}"), k).await.json()["custody"],
+        s.get(&format!("/api/v1/integrations/{crm_id}"), k)
+            .await
+            .json()["custody"],
         json!(["salesforce"])
     );
 
@@ -101,24 +120,42 @@ async fn integrations_carry_tags_and_custody(db: Db) {
     let q = |query: &str| {
         let s = &s;
         let query = query.to_string();
-        async move { s.get(&format!("/api/v1/integrations?{query}"), &s.admin_key).await }
+        async move {
+            s.get(&format!("/api/v1/integrations?{query}"), &s.admin_key)
+                .await
+        }
     };
     let mut both = vec![crm_id.clone(), erp_id.clone()];
     both.sort();
     assert_eq!(ids(&q("custody=salesforce").await.json()), both);
     assert_eq!(ids(&q("custody=vault").await.json()), vec![erp_id.clone()]);
     assert_eq!(ids(&q("tag=crm").await.json()), vec![crm_id.clone()]);
-    assert_eq!(ids(&q("tag=crm&custody=vault").await.json()), Vec::<String>::new());
-    assert_eq!(ids(&q("provider=custom-oauth2&tag=prod").await.json()), vec![crm_id.clone()]);
-    q("tag=Not%20A%20Slug").await.assert_error(400, "invalid_field");
+    assert_eq!(
+        ids(&q("tag=crm&custody=vault").await.json()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&q("provider=custom-oauth2&tag=prod").await.json()),
+        vec![crm_id.clone()]
+    );
+    q("tag=Not%20A%20Slug")
+        .await
+        .assert_error(400, "invalid_field");
     q("custody=").await.assert_error(400, "invalid_field");
     q("owner=x").await.assert_error(400, "invalid_query");
 
     // Audited with the labels.
     let a = s
-        .get(&format!("/api/v1/audit?target={erp_id}&action=integration.update"), k)
+        .get(
+            &format!("/api/v1/audit?target={erp_id}&action=integration.update"),
+            k,
+        )
         .await
         .json();
-    assert_eq!(a["items"][0]["details"]["custody"], json!(["salesforce", "vault"]), "{a}");
+    assert_eq!(
+        a["items"][0]["details"]["custody"],
+        json!(["salesforce", "vault"]),
+        "{a}"
+    );
     s.stop().await;
 }

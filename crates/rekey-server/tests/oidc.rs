@@ -308,7 +308,11 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
     let check = || async {
         let r = s
-            .post(&format!("/api/v1/connections/{id}/check"), &s.admin_key, json!({}))
+            .post(
+                &format!("/api/v1/connections/{id}/check"),
+                &s.admin_key,
+                json!({}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.json()
@@ -316,11 +320,18 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
 
     op.reset_stats().await;
     let r = check().await;
-    assert_eq!((r["outcome"].as_str(), r["status"].as_str()), (Some("ok"), Some("active")), "{r}");
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("active")),
+        "{r}"
+    );
     assert_eq!(r["http_status"], 200, "{r}");
     assert_eq!(r["connection"]["health"]["unchecked"], Value::Null, "{r}");
     let st = op.stats_json().await;
-    assert_eq!(st["userinfo_requests"], 1, "the check is a userinfo request: {st}");
+    assert_eq!(
+        st["userinfo_requests"], 1,
+        "the check is a userinfo request: {st}"
+    );
     assert_eq!(st["token_requests"], 0, "{st}");
 
     // An expired access token is refreshed before the probe.
@@ -336,11 +347,21 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
     let r = check().await;
     assert_eq!(r["outcome"], "ok", "{r}");
     let st = op.stats_json().await;
-    assert_eq!((st["token_requests"].as_u64(), st["userinfo_requests"].as_u64()), (Some(1), Some(1)), "{st}");
+    assert_eq!(
+        (
+            st["token_requests"].as_u64(),
+            st["userinfo_requests"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{st}"
+    );
 
     // The provider refuses the token (revoked there): the policy's auth failure.
     let at = s
-        .get(&format!("/api/v1/connections/{id}/credentials"), &s.admin_key)
+        .get(
+            &format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key,
+        )
         .await
         .json()["credentials"]["access_token"]
         .as_str()
@@ -361,7 +382,11 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
     op.reset_stats().await;
     let r = check().await;
     assert_eq!(
-        (r["outcome"].as_str(), r["status_before"].as_str(), r["status"].as_str()),
+        (
+            r["outcome"].as_str(),
+            r["status_before"].as_str(),
+            r["status"].as_str()
+        ),
         (Some("auth_failure"), Some("active"), Some("needs_reauth")),
         "{r}"
     );

@@ -18,8 +18,7 @@ pub struct HealthNotes {
     pub confirmation_note: Option<String>,
 }
 
-const COLS: &str =
-    "connection_id, unchecked_reason, confirmed_at, confirmed_by, confirmation_note";
+const COLS: &str = "connection_id, unchecked_reason, confirmed_at, confirmed_by, confirmation_note";
 
 /// The notes of these connections of `tenant` (absent ones have none).
 pub async fn for_connections(

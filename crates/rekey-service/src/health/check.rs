@@ -62,7 +62,11 @@ impl Rekey {
             Err(why) => match self.identity_probe(&row).await {
                 Some(Ok(p)) => Plan::Probe(p),
                 Some(Err(obs)) => Plan::Found(obs),
-                None => return self.skipped(ctx, row, why, true, started, manual, owner).await,
+                None => {
+                    return self
+                        .skipped(ctx, row, why, true, started, manual, owner)
+                        .await
+                }
             },
         };
         let observed = match &plan {

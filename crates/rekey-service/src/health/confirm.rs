@@ -26,7 +26,10 @@ use serde_json::json;
 impl Rekey {
     /// Why no probe can check `row`, or None when one can (or may: an OAuth
     /// grant of a provider with an identity endpoint is checked there).
-    pub(crate) async fn unprobed_reason(&self, row: &ConnectionRow) -> Result<Option<String>, Error> {
+    pub(crate) async fn unprobed_reason(
+        &self,
+        row: &ConnectionRow,
+    ) -> Result<Option<String>, Error> {
         let notes = {
             let mut c = self.store().read().await?;
             health_notes::get(&mut c, &row.tenant, &row.id).await?
@@ -125,8 +128,15 @@ impl Rekey {
                 ));
             }
         }
-        health_notes::set_confirmed(tx.conn(), &ctx.tenant, &id, now, &ctx.actor, note.as_deref())
-            .await?;
+        health_notes::set_confirmed(
+            tx.conn(),
+            &ctx.tenant,
+            &id,
+            now,
+            &ctx.actor,
+            note.as_deref(),
+        )
+        .await?;
         record(
             &mut tx,
             ctx,
