@@ -6,7 +6,6 @@ use rekey_testkit::{both_backends, Db};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use tokio::process::Command;
 
 mod common;
 use common::*;

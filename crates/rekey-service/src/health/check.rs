@@ -20,7 +20,7 @@ use std::time::Instant;
 
 /// How a connection is checked.
 enum Plan {
-    Probe(Probe),
+    Probe(Box<Probe>),
     /// Client credentials without a probe: a token request.
     TokenRequest,
     /// Finding out how failed, and that is the finding.
@@ -55,12 +55,12 @@ impl Rekey {
         }
         let before = row.status;
         let plan = match self.probe_of(&row) {
-            Ok(p) => Plan::Probe(p),
+            Ok(p) => Plan::Probe(Box::new(p)),
             // OAuth client credentials without a probe: requesting a token is the check.
             Err(_) if row.kind == ConnectionKind::OAuth2ClientCredentials => Plan::TokenRequest,
             // An OAuth grant without a catalog probe: its identity endpoint.
             Err(why) => match self.identity_probe(&row).await {
-                Some(Ok(p)) => Plan::Probe(p),
+                Some(Ok(p)) => Plan::Probe(Box::new(p)),
                 Some(Err(obs)) => Plan::Found(obs),
                 None => {
                     return self
