@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 both_backends!(
     unprobed_connection_says_so_and_is_confirmed,
-    confirmation_is_refused_where_it_would_contradict
+    confirmation_is_refused_where_it_would_contradict,
+    dashboard_connection_page_confirms
 );
 
 async fn audit_of(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
@@ -222,5 +223,107 @@ async fn confirmation_is_refused_where_it_would_contradict(db: Db) {
     confirm("con_nope".into())
         .await
         .assert_error(400, "invalid_id");
+    s.stop().await;
+}
+
+/// A dashboard session of a new user with `role`: (cookie, CSRF token).
+async fn session(s: &TestServer, name: &str, role: rekey_service::Role) -> (String, String) {
+    let pw = "correct horse battery";
+    s.rekey
+        .create_user(
+            &rekey_service::Ctx::cli("default"),
+            name,
+            &rekey_core::SecretString::new(pw.to_string()),
+            role,
+        )
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/ui/login", s.base))
+        .form(&[("username", name), ("password", pw)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let html = page(s, "/ui/integrations", &cookie).await;
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).unwrap() + marker.len();
+    let csrf = html[at..at + html[at..].find('"').unwrap()].to_string();
+    (cookie, csrf)
+}
+
+async fn page(s: &TestServer, path: &str, cookie: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().await.unwrap()
+}
+
+/// The connection page says why it cannot be checked and has a button to
+/// confirm (operators), which records the confirmation as the API does.
+async fn dashboard_connection_page_confirms(db: Db) {
+    let s = TestServer::start(db).await;
+    let id = s.create_api_key_conn(&s.admin_key, "k-ui", json!({})).await;
+    s.post(
+        &format!("/api/v1/connections/{id}/check"),
+        &s.admin_key,
+        json!({}),
+    )
+    .await;
+    let (olga, csrf) = session(&s, "olga", rekey_service::Role::Operator).await;
+    let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
+    assert!(
+        html.contains("Cannot be checked automatically: confirm data flows"),
+        "{html}"
+    );
+    assert!(html.contains("Confirm data flows</button>"), "{html}");
+    let (vic, vic_csrf) = session(&s, "vic", rekey_service::Role::Viewer).await;
+    let html = page(&s, &format!("/ui/connections/{id}"), &vic).await;
+    assert!(
+        !html.contains("Confirm data flows</button>"),
+        "viewers have no button"
+    );
+    let post = |cookie: String, csrf: String| {
+        let s = &s;
+        let id = id.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{}/ui/connections/{id}/confirm-working", s.base))
+                .header("cookie", cookie)
+                .header("origin", s.base.clone())
+                .form(&[("csrf", csrf.as_str()), ("note", "dashboard saw rows")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(vic, vic_csrf).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(olga.clone(), csrf).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["health"]["confirmation"]["note"], "dashboard saw rows");
+    assert!(
+        v["health"]["confirmation"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:"),
+        "{v}"
+    );
+    let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
+    assert!(html.contains("Confirmed working by"), "{html}");
     s.stop().await;
 }
