@@ -216,6 +216,47 @@ pub struct HealthView {
     pub last_checked_at: Option<String>,
     pub first_failed_at: Option<String>,
     pub consecutive_failures: i64,
+    /// Set when the last check found no probe for this connection: its
+    /// health must be confirmed by an operator (`confirm-working`).
+    #[serde(default)]
+    pub unchecked: Option<UncheckedView>,
+    /// The last operator confirmation that data flows, if any.
+    #[serde(default)]
+    pub confirmation: Option<ConfirmationView>,
+}
+
+/// Why a connection is not checked automatically.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UncheckedView {
+    /// Always "cannot be checked automatically: confirm data flows".
+    pub message: String,
+    /// Why no probe exists (the catalog's `probe_unavailable`, or the kind).
+    pub reason: String,
+}
+
+/// The message of [`UncheckedView`], one text for API, CLI and dashboard.
+pub const UNCHECKED_MESSAGE: &str = "cannot be checked automatically: confirm data flows";
+
+/// An operator's confirmation that a connection's data flows.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfirmationView {
+    /// RFC 3339.
+    pub at: String,
+    /// The actor: API key id or `user:<id>`.
+    pub by: String,
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/connections/{id}/confirm-working`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmWorking {
+    /// What was seen (≤ 500 printable characters), e.g. "sync of 12:00 arrived".
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Expected current version (alternative to `If-Match`).
+    #[serde(default)]
+    pub version: Option<i64>,
 }
 
 /// `POST /api/v1/connections/{id}/check`: what one probe found.

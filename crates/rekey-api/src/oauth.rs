@@ -49,6 +49,12 @@ pub struct CreateIntegration {
     /// Defaults to `<public URL>/oauth/callback`.
     #[serde(default)]
     pub redirect_uri: Option<String>,
+    /// Slugs, as for connections.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Where copies of the client secret live (slugs, e.g. `salesforce`).
+    #[serde(default)]
+    pub custody: Vec<String>,
 }
 
 /// `PATCH /api/v1/integrations/{id}`: fields left out are unchanged.
@@ -66,6 +72,10 @@ pub struct UpdateIntegration {
     pub params: Option<std::collections::BTreeMap<String, String>>,
     pub endpoints: Option<EndpointOverrides>,
     pub redirect_uri: Option<String>,
+    /// Replaces the tags.
+    pub tags: Option<Vec<String>>,
+    /// Replaces the custody places.
+    pub custody: Option<Vec<String>>,
     pub version: Option<i64>,
 }
 
@@ -83,9 +93,22 @@ pub struct IntegrationView {
     pub params: std::collections::BTreeMap<String, String>,
     pub endpoints: EndpointOverrides,
     pub redirect_uri: String,
+    pub tags: Vec<String>,
+    /// Where copies of the client secret live.
+    pub custody: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
     pub version: i64,
+}
+
+/// Query of `GET /api/v1/integrations`: every given filter must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IntegrationQuery {
+    pub provider: Option<String>,
+    pub tag: Option<String>,
+    pub custody: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -182,7 +205,9 @@ redacted_debug!(
         scopes,
         params,
         endpoints,
-        redirect_uri
+        redirect_uri,
+        tags,
+        custody
     ]
 );
 redacted_debug!(
@@ -196,6 +221,8 @@ redacted_debug!(
         scopes,
         endpoints,
         redirect_uri,
+        tags,
+        custody,
         version
     ]
 );

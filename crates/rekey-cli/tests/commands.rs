@@ -101,6 +101,7 @@ both_backends!(
     closed_stdout_is_not_a_panic,
     no_colour_codes_when_not_a_terminal,
     api_keys_providers_and_integration_updates,
+    integration_labels_and_confirm_working,
 );
 
 async fn exit_statuses_and_json_errors(db: Db) {
@@ -797,6 +798,126 @@ async fn api_keys_providers_and_integration_updates(db: Db) {
         "{}",
         stderr(&out)
     );
+
+    api.server.stop().await;
+}
+
+/// `integrations create/update --tag --custody`, the list filters, and
+/// `connections confirm-working` (with its audit entry).
+async fn integration_labels_and_confirm_working(db: Db) {
+    let api = Api::start(db).await;
+    let c = api.client();
+    let body = json!({"provider": "custom-oauth2", "display_name": "CRM", "client_id": "crm-client",
+        "client_secret": "s3cret-client-one",
+        "endpoints": {"authorize_url": "http://127.0.0.1:9/authorize", "token_url": "http://127.0.0.1:9/token",
+                      "revocation_url": "http://127.0.0.1:9/revoke", "identity_url": "http://127.0.0.1:9/me"}});
+    let out = with_stdin(
+        &api,
+        &[
+            "integrations",
+            "create",
+            "--file",
+            "-",
+            "--tag",
+            "crm,prod",
+            "--custody",
+            "salesforce",
+        ],
+        &body.to_string(),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let integ = stdout(&out).trim().to_string();
+    let v = c.get_integration(&integ).await.unwrap();
+    assert_eq!(
+        (v.tags, v.custody),
+        (
+            vec!["crm".to_string(), "prod".to_string()],
+            vec!["salesforce".to_string()]
+        )
+    );
+    // Update without a file: only the labels change.
+    api.ok(&[
+        "integrations",
+        "update",
+        &integ,
+        "--custody",
+        "vault,salesforce",
+    ])
+    .await;
+    let v = c.get_integration(&integ).await.unwrap();
+    assert_eq!(
+        v.custody,
+        vec!["salesforce".to_string(), "vault".to_string()]
+    );
+    assert_eq!(v.tags, vec!["crm".to_string(), "prod".to_string()]);
+    // List filters.
+    let found = api
+        .ok(&["integrations", "list", "--custody", "vault", "--json"])
+        .await;
+    let found: Vec<Value> = serde_json::from_str(&found).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["id"], integ.as_str());
+    let none = api
+        .ok(&["integrations", "list", "--tag", "billing", "--json"])
+        .await;
+    assert_eq!(none.trim(), "[]");
+    // A bad tag is the API's validation error, exit 1, as JSON with --json.
+    let out = api
+        .run(&[
+            "integrations",
+            "update",
+            &integ,
+            "--tag",
+            "Not A Slug",
+            "--json",
+        ])
+        .await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert_eq!(json_error(&out)["error"]["code"], "invalid_field");
+    // Neither a file nor a label: a usage error.
+    let out = api.run(&["integrations", "update", &integ]).await;
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+
+    // confirm-working: a connection no probe can check.
+    let id = api.connection("Unprobed", "s3cret-header").await;
+    let out = api.run(&["connections", "check", &id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("cannot be checked automatically: confirm data flows"),
+        "{}",
+        stdout(&out)
+    );
+    let out = api
+        .ok(&[
+            "connections",
+            "confirm-working",
+            &id,
+            "--note",
+            "sync arrived",
+        ])
+        .await;
+    assert_eq!(out.trim(), format!("{id} is active"));
+    let v = c.get_connection(&id).await.unwrap();
+    assert_eq!(
+        v.health.confirmation.unwrap().note.as_deref(),
+        Some("sync arrived")
+    );
+    let audit = api
+        .ok(&[
+            "audit",
+            "list",
+            "--action",
+            "connection.confirm_working",
+            "--json",
+        ])
+        .await;
+    assert!(
+        audit.contains(&id) && audit.contains("sync arrived"),
+        "{audit}"
+    );
+    let out = api.run(&["connections", "confirm-working", MISSING]).await;
+    assert_eq!(code(&out), Some(4), "{}", stderr(&out));
 
     api.server.stop().await;
 }

@@ -159,4 +159,21 @@ impl Client {
         self.post::<_, _, ()>(&format!("{}/check", conn(id)), NO_QUERY, None, None)
             .await
     }
+
+    /// `POST /api/v1/connections/{id}/confirm-working`: an operator saw the
+    /// data of a connection no probe can check flow (`pending` → `active`).
+    pub async fn confirm_working(
+        &self,
+        id: &str,
+        req: &ConfirmWorking,
+        if_match: Option<i64>,
+    ) -> Result<ConnectionView> {
+        self.post(
+            &format!("{}/confirm-working", conn(id)),
+            NO_QUERY,
+            Some(req),
+            if_match,
+        )
+        .await
+    }
 }

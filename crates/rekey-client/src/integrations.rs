@@ -10,9 +10,10 @@ fn integ(id: &str) -> String {
 }
 
 impl Client {
-    /// `GET /api/v1/integrations` (client secrets are never shown).
-    pub async fn list_integrations(&self) -> Result<IntegrationList> {
-        self.get("/api/v1/integrations", NO_QUERY).await
+    /// `GET /api/v1/integrations` (client secrets are never shown),
+    /// filtered by provider, tag and custody place.
+    pub async fn list_integrations(&self, query: &IntegrationQuery) -> Result<IntegrationList> {
+        self.get("/api/v1/integrations", query).await
     }
 
     /// `GET /api/v1/integrations/{id}`.

@@ -155,6 +155,23 @@ async fn connections_round_trip(db: Db) {
     assert_eq!(r.connection_id, id);
     assert_eq!(r.outcome, "skipped");
     assert_eq!(r.status, "pending");
+    let unchecked = r.connection.health.unchecked.clone().unwrap();
+    assert_eq!(unchecked.message, UNCHECKED_MESSAGE);
+    // So an operator confirms its data flows: pending → active, recorded.
+    let v = c
+        .confirm_working(
+            &id,
+            &ConfirmWorking {
+                note: Some("rows arrived".into()),
+                version: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.status, "active");
+    let conf = v.health.confirmation.unwrap();
+    assert_eq!(conf.note.as_deref(), Some("rows arrived"));
 
     // Reauthorizing a key-based connection is a key form for its owner;
     // there is no parked OAuth grant to accept.
@@ -220,8 +237,18 @@ async fn integrations_and_connect_sessions(db: Db) {
     let integ = c.create_integration(&req).await.unwrap();
     assert_eq!(integ.client_id, "client-1");
     assert_eq!(integ.version, 1);
-    let list = c.list_integrations().await.unwrap();
+    let list = c.list_integrations(&Default::default()).await.unwrap();
     assert_eq!(list.items.len(), 1);
+    let tagged = |tag: &str| IntegrationQuery {
+        tag: Some(tag.into()),
+        ..Default::default()
+    };
+    assert!(c
+        .list_integrations(&tagged("crm"))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert!(!serde_json::to_string(&list).unwrap().contains("canary"));
     assert_eq!(
         c.get_integration(&integ.id).await.unwrap().display_name,
@@ -232,6 +259,8 @@ async fn integrations_and_connect_sessions(db: Db) {
             &integ.id,
             &UpdateIntegration {
                 display_name: Some("Acme".into()),
+                tags: Some(vec!["crm".into()]),
+                custody: Some(vec!["salesforce".into()]),
                 ..Default::default()
             },
             Some(1),
@@ -239,6 +268,12 @@ async fn integrations_and_connect_sessions(db: Db) {
         .await
         .unwrap();
     assert_eq!((v.display_name.as_str(), v.version), ("Acme", 2));
+    assert_eq!(
+        (v.tags.clone(), v.custody.clone()),
+        (vec!["crm".to_string()], vec!["salesforce".to_string()])
+    );
+    let found = c.list_integrations(&tagged("crm")).await.unwrap();
+    assert_eq!(found.items.len(), 1);
 
     // A connect link through the integration; the token stays out of Debug.
     let sess = c
@@ -564,6 +599,11 @@ async fn every_api_operation_has_a_client_method() {
             "refresh_connection",
         ),
         ("post", "/api/v1/connections/{id}/check", "check_connection"),
+        (
+            "post",
+            "/api/v1/connections/{id}/confirm-working",
+            "confirm_working",
+        ),
         ("get", "/api/v1/api-keys", "list_api_keys"),
         ("post", "/api/v1/api-keys", "create_api_key"),
         ("delete", "/api/v1/api-keys/{id}", "revoke_api_key"),

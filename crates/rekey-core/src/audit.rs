@@ -15,6 +15,7 @@ string_enum!(
         ConnectSessionFail => "connect_session.fail",
         ConnectSessionStart => "connect_session.start",
         ConnectionChecked => "connection.checked",
+        ConnectionConfirmWorking => "connection.confirm_working",
         ConnectionCreate => "connection.create",
         ConnectionCredentialsUpdate => "connection.credentials_update",
         ConnectionDelete => "connection.delete",

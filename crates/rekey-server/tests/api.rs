@@ -1196,6 +1196,7 @@ async fn openapi_documents_every_route() {
         ("delete", "/api/v1/integrations/{id}"),
         ("post", "/api/v1/connect-sessions"),
         ("post", "/api/v1/connections/{id}/check"),
+        ("post", "/api/v1/connections/{id}/confirm-working"),
         ("get", "/api/v1/webhooks"),
         ("post", "/api/v1/webhooks"),
         ("get", "/api/v1/webhooks/{id}"),

@@ -141,7 +141,54 @@ both_backends!(
     client_credentials_connections,
     delete_revokes_first,
     scheduler_refreshes_expiring_tokens,
+    custom_oauth2_is_checked_at_identity_url,
 );
+
+/// `custom-oauth2` has no catalog probe: its grants are checked at the
+/// integration's `identity_url` with the access token; a token the provider
+/// no longer knows is an auth failure found by the check itself.
+async fn custom_oauth2_is_checked_at_identity_url(db: Db) {
+    let e = setup(db).await;
+    e.fx.with(|s| s.access_ttl = 3600);
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let check = || async {
+        let r =
+            e.s.post(
+                &format!("/api/v1/connections/{id}/check"),
+                &e.s.admin_key,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json()
+    };
+    let r = check().await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["http_status"].as_u64()),
+        (Some("ok"), Some(200)),
+        "{r}"
+    );
+    assert_eq!(r["status"], "active", "{r}");
+    let before = e.fx.token_requests();
+    e.fx.revoke_all_grants();
+    let r = check().await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("auth_failure"), Some("needs_reauth")),
+        "{r}"
+    );
+    assert_eq!(r["http_status"], 401, "{r}");
+    assert_eq!(r["last_error"]["source"], "check", "{r}");
+    assert_eq!(
+        e.fx.token_requests(),
+        before,
+        "a valid-looking token is not refreshed first"
+    );
+}
 
 async fn scheduler_refreshes_expiring_tokens(db: Db) {
     let e = setup(db).await;

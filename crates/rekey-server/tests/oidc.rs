@@ -19,6 +19,10 @@ fn fixture(name: &str) -> String {
 }
 
 async fn start(s: &TestServer) -> OidcProvider {
+    start_env(s, &[]).await
+}
+
+async fn start_env(s: &TestServer, env: &[(&str, &str)]) -> OidcProvider {
     let redirect = format!("{}/oauth/callback", s.base);
     let jwk: Value = serde_json::from_str(&fixture("test-rsa-2048.jwk.json")).unwrap();
     let code = |id: &str, method: &str| {
@@ -30,12 +34,15 @@ async fn start(s: &TestServer) -> OidcProvider {
     jwt["jwks"] = json!({"keys": [jwk]});
     let m2m = json!({"client_id": "m2m-client", "client_secret": "m2m-client-secret-0123456789abcdef", "redirect_uris": [], "response_types": [],
                      "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"});
-    OidcProvider::start(json!([
-        code("basic-client", "client_secret_basic"),
-        code("post-client", "client_secret_post"),
-        jwt,
-        m2m
-    ]))
+    OidcProvider::start_with_env(
+        json!([
+            code("basic-client", "client_secret_basic"),
+            code("post-client", "client_secret_post"),
+            jwt,
+            m2m
+        ]),
+        env,
+    )
     .await
 }
 
@@ -103,7 +110,8 @@ async fn finish(cb: &str) -> (u16, String) {
 both_backends!(
     oidc_end_to_end,
     oidc_client_auth_methods_and_m2m,
-    oidc_issuer_mixup_and_denial
+    oidc_issuer_mixup_and_denial,
+    custom_oidc_is_checked_at_userinfo
 );
 
 async fn oidc_end_to_end(db: Db) {
@@ -282,5 +290,108 @@ async fn oidc_issuer_mixup_and_denial(db: Db) {
         s.get("/api/v1/connections", &s.admin_key).await.json()["items"],
         json!([])
     );
+    s.stop().await;
+}
+
+/// A `custom-oidc` grant has no catalog probe: its check is a GET of the
+/// discovered userinfo endpoint with the access token (refreshed first
+/// when expired); a refused token is an auth failure (`needs_reauth`).
+async fn custom_oidc_is_checked_at_userinfo(db: Db) {
+    let s = TestServer::start(db).await;
+    // Long-lived access tokens: a refresh happens only when we expire one.
+    let op = start_env(&s, &[("ACCESS_TOKEN_TTL", "3600")]).await;
+    let integ = integration(&s, &op, "basic-client", "client_secret_basic").await;
+    let cb = authorize(&s, &integ, "alice", None).await;
+    let (st, page) = finish(&cb).await;
+    assert_eq!(st, 200, "{page}");
+    let list = s.get("/api/v1/connections", &s.admin_key).await.json();
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let check = || async {
+        let r = s
+            .post(
+                &format!("/api/v1/connections/{id}/check"),
+                &s.admin_key,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json()
+    };
+
+    op.reset_stats().await;
+    let r = check().await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("active")),
+        "{r}"
+    );
+    assert_eq!(r["http_status"], 200, "{r}");
+    assert_eq!(r["connection"]["health"]["unchecked"], Value::Null, "{r}");
+    let st = op.stats_json().await;
+    assert_eq!(
+        st["userinfo_requests"], 1,
+        "the check is a userinfo request: {st}"
+    );
+    assert_eq!(st["token_requests"], 0, "{st}");
+
+    // An expired access token is refreshed before the probe.
+    let expire = match s.db {
+        Db::Sqlite => "json_set(credential_meta, '$.access_expires_at', 1)",
+        Db::Postgres => "jsonb_set(credential_meta::jsonb, '{access_expires_at}', '1')::text",
+    };
+    s.sql(&[&format!(
+        "UPDATE connections SET expires_at = 1, credential_meta = {expire} WHERE id = '{id}'"
+    )])
+    .await;
+    op.reset_stats().await;
+    let r = check().await;
+    assert_eq!(r["outcome"], "ok", "{r}");
+    let st = op.stats_json().await;
+    assert_eq!(
+        (
+            st["token_requests"].as_u64(),
+            st["userinfo_requests"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{st}"
+    );
+
+    // The provider refuses the token (revoked there): the policy's auth failure.
+    let at = s
+        .get(
+            &format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key,
+        )
+        .await
+        .json()["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revocation = op.discovery().await["revocation_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(revocation)
+        .basic_auth("basic-client", Some("basic-client-secret-0123456789abcdef"))
+        .form(&[("token", at.as_str()), ("token_type_hint", "access_token")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    op.reset_stats().await;
+    let r = check().await;
+    assert_eq!(
+        (
+            r["outcome"].as_str(),
+            r["status_before"].as_str(),
+            r["status"].as_str()
+        ),
+        (Some("auth_failure"), Some("active"), Some("needs_reauth")),
+        "{r}"
+    );
+    assert_eq!(r["http_status"], 401, "{r}");
+    assert!(!r.to_string().contains(&at), "the token is never echoed");
+    assert_eq!(op.stats_json().await["userinfo_requests"], 1);
     s.stop().await;
 }

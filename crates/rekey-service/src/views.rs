@@ -1,13 +1,15 @@
 //! Store rows → wire views. Only non-secret columns are read here.
 
 use rekey_api::{
-    ApiKeyView, AuditEntryView, ConnectionLinks, ConnectionView, HealthView, OwnerView,
+    ApiKeyView, AuditEntryView, ConfirmationView, ConnectionLinks, ConnectionView, HealthView,
+    OwnerView, UncheckedView, UNCHECKED_MESSAGE,
 };
 use rekey_core::audit::ChainedEntry;
 use rekey_core::last_error::LastError;
 use rekey_core::time::ms_to_rfc3339;
 use rekey_store::api_keys::ApiKeyRow;
 use rekey_store::connections::ConnectionRow;
+use rekey_store::health_notes::HealthNotes;
 use serde_json::Value;
 
 pub fn connection(r: &ConnectionRow) -> ConnectionView {
@@ -38,6 +40,8 @@ pub fn connection(r: &ConnectionRow) -> ConnectionView {
             last_checked_at: r.last_checked_at.map(ms_to_rfc3339),
             first_failed_at: r.first_failed_at.map(ms_to_rfc3339),
             consecutive_failures: r.consecutive_failures,
+            unchecked: None,
+            confirmation: None,
         },
         params: serde_json::from_str(&r.params).unwrap_or_default(),
         probe_url: r.probe_url.clone(),
@@ -47,6 +51,26 @@ pub fn connection(r: &ConnectionRow) -> ConnectionView {
             rotate_runbook: format!("/api/v1/providers/{}#rotate", r.provider),
         },
     }
+}
+
+/// The view with what health knows beyond the status columns (kept in
+/// `connection_health_notes`): no probe can check it, and the last
+/// operator confirmation.
+pub fn with_notes(mut v: ConnectionView, n: Option<&HealthNotes>) -> ConnectionView {
+    let Some(n) = n else { return v };
+    v.health.unchecked = n.unchecked_reason.as_ref().map(|r| UncheckedView {
+        message: UNCHECKED_MESSAGE.to_string(),
+        reason: r.clone(),
+    });
+    v.health.confirmation = match (n.confirmed_at, &n.confirmed_by) {
+        (Some(at), Some(by)) => Some(ConfirmationView {
+            at: ms_to_rfc3339(at),
+            by: by.clone(),
+            note: n.confirmation_note.clone(),
+        }),
+        _ => None,
+    };
+    v
 }
 
 pub fn api_key(r: &ApiKeyRow) -> ApiKeyView {

@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod connect_sessions;
 pub mod connections;
+pub mod health_notes;
 pub mod integrations;
 mod rows;
 pub mod secrets;

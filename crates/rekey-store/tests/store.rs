@@ -126,6 +126,7 @@ both_backends!(
     tenant_scoped_get_list_delete,
     rows_decode_what_was_written,
     database_errors_map_to_domain_errors,
+    integration_labels_and_health_notes,
 );
 
 fn connection(tenant: &str, id: &str, meta: &str) -> ConnectionRow {
@@ -503,6 +504,8 @@ fn integration(tenant: &str, id: &str) -> IntegrationRow {
         params: "{}".into(),
         endpoints: "{}".into(),
         redirect_uri: None,
+        tags: vec!["crm".into()],
+        custody: vec!["salesforce".into()],
         created_at: 1,
         updated_at: 1,
         version: 1,
@@ -725,6 +728,106 @@ async fn database_errors_map_to_domain_errors(db: Db) {
         .unwrap_err();
     assert_eq!(e.code(), "internal");
     assert_eq!(e.public_message(), "internal error; see server logs");
+    drop(c);
+    store.close().await;
+}
+
+/// Integrations' tag and custody side rows follow updates and filter the
+/// list per tenant; a connection's health notes are upserted in parts and
+/// go with the connection.
+async fn integration_labels_and_health_notes(db: Db) {
+    use rekey_store::health_notes;
+    use rekey_store::integrations::IntegrationFilter;
+    let t = TestDb::create(db).await;
+    let store = t.store().await;
+    let mut tx = store.begin_write().await.unwrap();
+    integrations::insert(tx.conn(), &integration("t1", "int_1"))
+        .await
+        .unwrap();
+    let mut other = integration("t2", "int_2");
+    other.tags = vec![];
+    integrations::insert(tx.conn(), &other).await.unwrap();
+    connections::insert(tx.conn(), &connection("t1", "con_1", "{}"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let ids = |rows: Vec<IntegrationRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let filter = |tag: Option<&str>, custody: Option<&str>| IntegrationFilter {
+        provider: None,
+        tag: tag.map(str::to_string),
+        custody: custody.map(str::to_string),
+    };
+    let mut c = store.read().await.unwrap();
+    let got = integrations::list_filtered(&mut c, "t1", &filter(Some("crm"), Some("salesforce")))
+        .await
+        .unwrap();
+    assert_eq!(ids(got), vec!["int_1"]);
+    // Custody matches in t2 too, but tenants never mix.
+    let got = integrations::list_filtered(&mut c, "t2", &filter(Some("crm"), None))
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+    drop(c);
+    // An update rewrites the side rows.
+    let mut tx = store.begin_write().await.unwrap();
+    let mut row = integrations::get(tx.conn(), "t1", "int_1")
+        .await
+        .unwrap()
+        .unwrap();
+    row.tags = vec!["erp".into()];
+    row.version = 2;
+    assert!(integrations::update(tx.conn(), &row, 1).await.unwrap());
+    health_notes::set_unchecked(tx.conn(), "t1", "con_1", Some("no probe"))
+        .await
+        .unwrap();
+    health_notes::set_confirmed(tx.conn(), "t1", "con_1", 5, "api_key:k", Some("seen"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.read().await.unwrap();
+    let crm = integrations::list_filtered(&mut c, "t1", &filter(Some("crm"), None))
+        .await
+        .unwrap();
+    assert!(crm.is_empty());
+    let erp = integrations::list_filtered(&mut c, "t1", &filter(Some("erp"), None))
+        .await
+        .unwrap();
+    assert_eq!(ids(erp), vec!["int_1"]);
+    let n = health_notes::get(&mut c, "t1", "con_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        n.unchecked_reason.as_deref(),
+        Some("no probe"),
+        "kept by set_confirmed"
+    );
+    assert_eq!(
+        (n.confirmed_at, n.confirmed_by.as_deref()),
+        (Some(5), Some("api_key:k"))
+    );
+    assert!(health_notes::get(&mut c, "t2", "con_1")
+        .await
+        .unwrap()
+        .is_none());
+    drop(c);
+    let mut tx = store.begin_write().await.unwrap();
+    connections::delete(tx.conn(), "t1", "con_1").await.unwrap();
+    integrations::delete(tx.conn(), "t1", "int_1")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.read().await.unwrap();
+    assert!(health_notes::get(&mut c, "t1", "con_1")
+        .await
+        .unwrap()
+        .is_none());
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) AS n FROM integration_tags WHERE integration_id = 'int_1'")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+    assert_eq!(n, 0, "side rows go with the integration");
     drop(c);
     store.close().await;
 }

@@ -108,6 +108,17 @@ pub enum ConnectionsCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Record that the data of a connection no probe can check flows
+    /// (`pending` becomes `active`; audited). Refused for a connection a
+    /// probe checks, or one whose last check or refresh failed.
+    ConfirmWorking {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// What was seen, e.g. "today's sync arrived" (≤ 500 characters).
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Stop handing out the credential (reads answer 409) until `enable`.
     Disable {
         id: String,
@@ -375,6 +386,13 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 if let Some(m) = &r.message {
                     outln!("  {m}")?;
                 }
+                if let Some(u) = &r.connection.health.unchecked {
+                    outln!(
+                        "  {}: rekey connections confirm-working {}",
+                        u.message,
+                        r.connection_id
+                    )?;
+                }
             }
             if !matches!(r.outcome.as_str(), "ok" | "skipped") {
                 return Ok(ExitCode::from(crate::exit::CHECK_FAILED));
@@ -386,6 +404,19 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                     &id,
                     &DisableConnection {
                         reason,
+                        version: None,
+                    },
+                    None,
+                )
+                .await?;
+            print_status(&api, &v)?;
+        }
+        ConnectionsCmd::ConfirmWorking { id, api, note } => {
+            let v = client(&api)?
+                .confirm_working(
+                    &id,
+                    &ConfirmWorking {
+                        note,
                         version: None,
                     },
                     None,

@@ -10,10 +10,18 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum IntegrationsCmd {
-    /// OAuth app registrations.
+    /// OAuth app registrations, filtered like `connections list`.
     List {
         #[command(flatten)]
         api: ApiArgs,
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only integrations with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only integrations whose client secret lives here too (e.g. salesforce).
+        #[arg(long)]
+        custody: Option<String>,
     },
     Show {
         id: String,
@@ -27,16 +35,31 @@ pub enum IntegrationsCmd {
         api: ApiArgs,
         #[arg(long = "file")]
         file: String,
+        /// Tags (repeatable or comma-separated; replace the file's `tags`).
+        #[arg(long = "tag", value_delimiter = ',')]
+        tags: Option<Vec<String>>,
+        /// Where copies of the client secret live (repeatable or
+        /// comma-separated; replace the file's `custody`).
+        #[arg(long = "custody", value_delimiter = ',')]
+        custody: Option<Vec<String>>,
     },
     /// Change an OAuth app registration, e.g. rotate its client secret. The
     /// JSON body (the API's UpdateIntegration: only the fields to change) is
-    /// read from a file or stdin (`-`).
+    /// read from a file or stdin (`-`); `--tag`/`--custody` alone need none.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+        .args(["file", "tags", "custody"])))]
     Update {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
         #[arg(long = "file")]
-        file: String,
+        file: Option<String>,
+        /// Replaces all tags (repeatable or comma-separated; `--tag ''` clears).
+        #[arg(long = "tag", value_delimiter = ',')]
+        tags: Option<Vec<String>>,
+        /// Replaces the custody list (repeatable or comma-separated; `--custody ''` clears).
+        #[arg(long = "custody", value_delimiter = ',')]
+        custody: Option<Vec<String>>,
     },
     Delete {
         id: String,
@@ -85,10 +108,26 @@ fn without_quoted_values(msg: &str) -> String {
     out
 }
 
+/// Slugs from a repeatable, comma-separated option, without empty ones (so
+/// `--tag ''` is the empty list).
+fn non_empty(v: Option<Vec<String>>) -> Option<Vec<String>> {
+    v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
+}
+
 pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
     match cmd {
-        IntegrationsCmd::List { api } => {
-            let list = client(&api)?.list_integrations().await?;
+        IntegrationsCmd::List {
+            api,
+            provider,
+            tag,
+            custody,
+        } => {
+            let q = IntegrationQuery {
+                provider,
+                tag,
+                custody,
+            };
+            let list = client(&api)?.list_integrations(&q).await?;
             if api.json {
                 print_json(&list.items)?;
             } else {
@@ -100,6 +139,8 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                         "client id",
                         "auth method",
                         "scopes",
+                        "tags",
+                        "custody",
                     ],
                     list.items
                         .iter()
@@ -111,6 +152,8 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                                 i.client_id.clone(),
                                 i.auth_method.clone(),
                                 i.scopes.join(" "),
+                                i.tags.join(","),
+                                i.custody.join(","),
                             ]
                         })
                         .collect(),
@@ -121,9 +164,20 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
             let v = client(&api)?.get_integration(&id).await?;
             print_json(&v)?;
         }
-        IntegrationsCmd::Create { api, file } => {
+        IntegrationsCmd::Create {
+            api,
+            file,
+            tags,
+            custody,
+        } => {
             let c = client(&api)?;
-            let req: CreateIntegration = read_body(&file, "CreateIntegration")?;
+            let mut req: CreateIntegration = read_body(&file, "CreateIntegration")?;
+            if let Some(t) = non_empty(tags) {
+                req.tags = t;
+            }
+            if let Some(p) = non_empty(custody) {
+                req.custody = p;
+            }
             let v = c.create_integration(&req).await?;
             if api.json {
                 print_json(&v)?;
@@ -131,9 +185,24 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                 outln!("{}", v.id)?;
             }
         }
-        IntegrationsCmd::Update { id, api, file } => {
+        IntegrationsCmd::Update {
+            id,
+            api,
+            file,
+            tags,
+            custody,
+        } => {
             let c = client(&api)?;
-            let req: UpdateIntegration = read_body(&file, "UpdateIntegration")?;
+            let mut req: UpdateIntegration = match &file {
+                Some(f) => read_body(f, "UpdateIntegration")?,
+                None => UpdateIntegration::default(),
+            };
+            if let Some(t) = non_empty(tags) {
+                req.tags = Some(t);
+            }
+            if let Some(p) = non_empty(custody) {
+                req.custody = Some(p);
+            }
             let v = c.update_integration(&id, &req, None).await?;
             if api.json {
                 print_json(&v)?;

@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reauthorize_connection))
         .routes(routes!(refresh_connection))
         .routes(routes!(check_connection))
+        .routes(routes!(confirm_working))
 }
 
 /// List connections (never includes secrets).
@@ -249,4 +250,24 @@ async fn check_connection(
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<CheckResult>> {
     Ok(Json(s.rekey.check_connection(&auth.ctx, &id).await?))
+}
+
+/// Record an operator's confirmation that the connection's data flows: for
+/// connections no probe can check. `pending` becomes `active` (audited, and
+/// sent to webhooks as a status change); an `active` one keeps its status
+/// and records the new confirmation. Refused (409) for a connection that a
+/// probe checks, one whose last check or refresh failed, or one out of service.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/confirm-working", tag = "connections",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)), request_body(content = Option<ConfirmWorking>),
+    security(("bearer" = [])),
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn confirm_working(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    IfMatch(v): IfMatch,
+    OptionalJson(req): OptionalJson<ConfirmWorking>,
+) -> ApiResult<Response> {
+    let c = s.rekey.confirm_working(&auth.ctx, &id, req, v).await?;
+    Ok(with_etag(StatusCode::OK, c.version, &c))
 }

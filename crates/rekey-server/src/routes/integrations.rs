@@ -1,5 +1,5 @@
 use crate::error::ApiResult;
-use crate::extract::{Admin, ApiJson, ApiPath, Auth, ConnRead, ConnWrite, IfMatch};
+use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, IfMatch};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,14 +20,20 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_connect_session))
 }
 
-/// OAuth app registrations of the caller's tenant (secrets are never shown).
-#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+/// OAuth app registrations of the caller's tenant (secrets are never shown),
+/// filtered by provider, tag and custody place like the connection list.
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", params(IntegrationQuery), security(("bearer" = [])),
+    responses((status = 200, body = IntegrationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_integrations(
     State(s): State<AppState>,
     auth: Auth<ConnRead>,
+    ApiQuery(q): ApiQuery<IntegrationQuery>,
 ) -> ApiResult<Json<IntegrationList>> {
-    Ok(Json(s.rekey.list_integrations(&auth.ctx.tenant).await?))
+    Ok(Json(
+        s.rekey
+            .list_integrations_filtered(&auth.ctx.tenant, &q)
+            .await?,
+    ))
 }
 
 /// Register an OAuth app (client id and secret or private key) for a provider.

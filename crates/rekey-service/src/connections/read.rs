@@ -14,6 +14,7 @@ use rekey_core::time::parse_rfc3339;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as store, ConnectionFilter};
+use rekey_store::health_notes;
 use serde_json::{json, Value};
 
 impl Rekey {
@@ -23,7 +24,8 @@ impl Rekey {
         let row = store::get(&mut c, tenant, &id)
             .await?
             .ok_or_else(|| not_found(&id))?;
-        Ok(views::connection(&row))
+        let notes = health_notes::get(&mut c, tenant, &id).await?;
+        Ok(views::with_notes(views::connection(&row), notes.as_ref()))
     }
 
     pub async fn list_connections(
@@ -103,10 +105,16 @@ impl Rekey {
         } else {
             None
         };
-        Ok(ConnectionList {
-            items: rows.iter().map(views::connection).collect(),
-            next_cursor,
-        })
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let notes = health_notes::for_connections(&mut c, tenant, &ids).await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let n = notes.iter().find(|n| n.connection_id == r.id);
+                views::with_notes(views::connection(r), n)
+            })
+            .collect();
+        Ok(ConnectionList { items, next_cursor })
     }
 
     /// Decrypt a connection's material. Every call is audited — granted,

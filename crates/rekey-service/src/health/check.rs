@@ -7,7 +7,7 @@ use crate::audit::record;
 use crate::connection_rows::not_found;
 use crate::status::apply_observation;
 use crate::status::Observation;
-use crate::{Ctx, Rekey};
+use crate::{views, Ctx, Rekey};
 use rekey_api::CheckResult;
 use rekey_core::audit::AuditAction;
 use rekey_core::audit::AuditOutcome;
@@ -16,9 +16,20 @@ use rekey_core::last_error::LastError;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
+use rekey_providers::probe::Probe;
 use rekey_store::connections::{self as conns, ConnectionRow};
+use rekey_store::health_notes;
 use serde_json::{json, Value};
 use std::time::Instant;
+
+/// How a connection is checked.
+enum Plan {
+    Probe(Box<Probe>),
+    /// Client credentials without a probe: a token request.
+    TokenRequest,
+    /// Finding out how failed, and that is the finding.
+    Found(Observation),
+}
 
 impl Rekey {
     /// Check one connection now. `manual` (API, CLI) audits the check itself;
@@ -47,24 +58,39 @@ impl Rekey {
             ));
         }
         let before = row.status;
-        let probe = self.probe_of(&row);
-        // OAuth client credentials without a probe: requesting a token is the check.
-        let probe = match probe {
-            Err(_) if row.kind == ConnectionKind::OAuth2ClientCredentials => None,
-            Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
-            Ok(p) => Some(p),
+        let plan = match self.probe_of(&row) {
+            Ok(p) => Plan::Probe(Box::new(p)),
+            // OAuth client credentials without a probe: requesting a token is the check.
+            Err(_) if row.kind == ConnectionKind::OAuth2ClientCredentials => Plan::TokenRequest,
+            // An OAuth grant without a catalog probe: its identity endpoint.
+            Err(why) => match self.identity_probe(&row).await {
+                Some(Ok(p)) => Plan::Probe(Box::new(p)),
+                Some(Err(obs)) => Plan::Found(obs),
+                None => {
+                    return self
+                        .skipped(ctx, row, why, true, started, manual, owner)
+                        .await
+                }
+            },
         };
-        let observed = match &probe {
-            None => match self.fresh_oauth(ctx, id, true).await {
+        let observed = match &plan {
+            Plan::Found(obs) => Some(obs.clone()),
+            Plan::TokenRequest => match self.fresh_oauth(ctx, id, true).await {
                 Ok(_) => Some(Observation::ok()),
                 Err(e) => match self.refresh_failure(ctx, &row, e).await? {
                     Ok(()) => None,
-                    Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
+                    Err(why) => {
+                        return self
+                            .skipped(ctx, row, why, false, started, manual, owner)
+                            .await
+                    }
                 },
             },
-            Some(p) => match self.presented(ctx, &row, p).await {
+            Plan::Probe(p) => match self.presented(ctx, &row, p).await {
                 Ok(Presented::Unsupported(why)) => {
-                    return self.skipped(ctx, row, why, started, manual, owner).await
+                    return self
+                        .skipped(ctx, row, why, true, started, manual, owner)
+                        .await
                 }
                 Ok(Presented::Http {
                     headers,
@@ -84,7 +110,11 @@ impl Rekey {
                 }
                 Err(e) => match self.refresh_failure(ctx, &row, e).await? {
                     Ok(()) => None,
-                    Err(why) => return self.skipped(ctx, row, why, started, manual, owner).await,
+                    Err(why) => {
+                        return self
+                            .skipped(ctx, row, why, false, started, manual, owner)
+                            .await
+                    }
                 },
             },
         };
@@ -119,6 +149,12 @@ impl Rekey {
             owner,
         )
         .await?;
+        // A check ran: the connection is no longer "cannot be checked".
+        let mut notes = health_notes::get(tx.conn(), &ctx.tenant, id).await?;
+        if let Some(n) = notes.as_mut().filter(|n| n.unchecked_reason.is_some()) {
+            health_notes::set_unchecked(tx.conn(), &ctx.tenant, id, None).await?;
+            n.unchecked_reason = None;
+        }
         let err = LastError::from_column(stored.last_error.as_deref()).map(|e| e.to_value());
         let outcome = match &observed {
             Some(o) => o.outcome.as_str(),
@@ -144,15 +180,20 @@ impl Rekey {
                 .as_ref()
                 .and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string)),
             last_error: err,
-            connection: crate::views::connection(&stored),
+            connection: views::with_notes(views::connection(&stored), notes.as_ref()),
         })
     }
 
+    /// No check was made: `unprobed` when no probe can exist for the
+    /// connection (recorded, so its health says it needs a confirmation),
+    /// otherwise a backoff is running.
+    #[allow(clippy::too_many_arguments)]
     async fn skipped(
         &self,
         ctx: &Ctx,
         row: ConnectionRow,
         why: String,
+        unprobed: bool,
         started: Instant,
         manual: bool,
         owner: Option<&str>,
@@ -167,6 +208,9 @@ impl Rekey {
             owner,
         )
         .await?;
+        if unprobed {
+            health_notes::set_unchecked(tx.conn(), &ctx.tenant, &row.id, Some(&why)).await?;
+        }
         if manual {
             record(
                 &mut tx,
@@ -178,6 +222,7 @@ impl Rekey {
             )
             .await?;
         }
+        let notes = health_notes::get(tx.conn(), &ctx.tenant, &row.id).await?;
         tx.commit().await?;
         Ok(CheckResult {
             connection_id: row.id.clone(),
@@ -189,7 +234,7 @@ impl Rekey {
             checked_at: ms_to_rfc3339(now_ms()),
             message: Some(why),
             last_error: LastError::from_column(row.last_error.as_deref()).map(|e| e.to_value()),
-            connection: crate::views::connection(&row),
+            connection: views::with_notes(views::connection(&row), notes.as_ref()),
         })
     }
 

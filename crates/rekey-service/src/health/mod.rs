@@ -3,9 +3,11 @@
 //! policy and its one writer).
 //!
 //! - `check`: running one check; `scheduler`: the scheduled passes and
-//!   their per-provider throttle; `probe`: one module per probe family.
+//!   their per-provider throttle; `probe`: one module per probe family;
+//!   `confirm`: connections no probe can check, and operator confirmation.
 
 mod check;
+mod confirm;
 mod probe;
 mod scheduler;
 

@@ -23,6 +23,7 @@ use axum::Router;
 mod actions;
 mod audit;
 mod bulk;
+mod confirm_working;
 mod connection_detail;
 mod connections;
 mod error;
@@ -86,6 +87,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/ui/connections/{id}/update",
             get(connection_detail::update_form).post(actions::update),
+        )
+        .route(
+            "/ui/connections/{id}/confirm-working",
+            post(confirm_working::confirm_working),
         )
         .route("/ui/connections/{id}/{action}", post(actions::act))
         .route_layer(axum::middleware::from_fn_with_state(state, same_origin))

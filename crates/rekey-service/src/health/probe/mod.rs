@@ -1,10 +1,12 @@
 //! Probes, one module per family: HTTP (`http`, including SigV4-signed
 //! requests), tokens minted for the probe (`jwt`: service-account keys,
-//! RSA key pairs) and database logins (`db`). This module picks the probe
+//! RSA key pairs), database logins (`db`) and OAuth grants checked at the
+//! provider's userinfo / identity endpoint (`identity`). This module picks the probe
 //! for a connection and gets its credential into the form the probe sends.
 
 mod db;
 mod http;
+mod identity;
 mod jwt;
 
 use self::http::AwsKey;

@@ -3,18 +3,15 @@
 
 use crate::audit::record;
 use crate::{Ctx, Rekey};
-use rekey_api::{
-    CreateIntegration, EndpointOverrides, IntegrationList, IntegrationView, UpdateIntegration,
-};
-use rekey_core::audit::AuditAction;
-use rekey_core::audit::AuditOutcome;
+use rekey_api::{CreateIntegration, EndpointOverrides, IntegrationView, UpdateIntegration};
+use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::outbound::OutboundPolicy;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_crypto::Aad;
 use rekey_oauth::{ClientAuth, ClientAuthMethod};
-use rekey_providers::{OAuthSpec, Provider};
+use rekey_providers::Provider;
 use rekey_store::integrations::{self as store, IntegrationRow};
 use rekey_store::secrets;
 use rekey_store::WriteTx;
@@ -24,17 +21,9 @@ use std::collections::BTreeMap;
 pub(crate) const OWNER_KIND: &str = "integration";
 pub(crate) const INTEGRATION_PREFIX: &str = ids::INTEGRATION;
 
-/// Endpoints after catalog, overrides, placeholders and discovery.
-#[derive(Debug, Clone)]
-pub(crate) struct Resolved {
-    pub authorize_url: Option<String>,
-    pub token_url: String,
-    pub revocation_url: Option<String>,
-    pub issuer: Option<String>,
-    pub jwks_uri: Option<String>,
-    pub identity_url: Option<String>,
-    pub spec: OAuthSpec,
-}
+mod list;
+mod resolve;
+pub(crate) use resolve::Resolved;
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::invalid(ErrorCode::InvalidIntegration, msg)
@@ -99,6 +88,8 @@ pub(crate) fn view(r: &IntegrationRow, default_redirect: &str) -> IntegrationVie
             .redirect_uri
             .clone()
             .unwrap_or_else(|| default_redirect.to_string()),
+        tags: r.tags.clone(),
+        custody: r.custody.clone(),
         created_at: ms_to_rfc3339(r.created_at),
         updated_at: ms_to_rfc3339(r.updated_at),
         version: r.version,
@@ -260,6 +251,9 @@ impl Rekey {
         req: CreateIntegration,
     ) -> Result<IntegrationView, Error> {
         let provider = self.oauth_provider(&req.provider)?.clone();
+        // Same rules as a connection's: slugs, at most 50, sorted and unique.
+        let tags = rekey_core::connection::normalize_slugs("tags", &req.tags)?;
+        let custody = rekey_core::connection::normalize_slugs("custody", &req.custody)?;
         let name = req.display_name.trim().to_string();
         rekey_core::connection::validate_display_name(&name)?;
         if req.client_id.is_empty()
@@ -305,6 +299,8 @@ impl Rekey {
             params: json!(req.params).to_string(),
             endpoints: serde_json::to_string(&req.endpoints).map_err(Error::internal)?,
             redirect_uri: req.redirect_uri.clone(),
+            tags,
+            custody,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -320,7 +316,7 @@ impl Rekey {
             AuditAction::IntegrationCreate,
             Some(&row.id),
             AuditOutcome::Ok,
-            json!({"provider": row.provider, "auth_method": row.auth_method}),
+            json!({"provider": row.provider, "auth_method": row.auth_method, "tags": row.tags, "custody": row.custody}),
         )
         .await?;
         tx.commit().await?;
@@ -393,6 +389,12 @@ impl Rekey {
         if let Some(r) = &req.redirect_uri {
             row.redirect_uri = Some(r.clone());
         }
+        if let Some(t) = &req.tags {
+            row.tags = rekey_core::connection::normalize_slugs("tags", t)?;
+        }
+        if let Some(c) = &req.custody {
+            row.custody = rekey_core::connection::normalize_slugs("custody", c)?;
+        }
         let new_secret = req.client_secret.is_some() || req.private_key_pem.is_some();
         let params: BTreeMap<String, String> =
             serde_json::from_str(&row.params).unwrap_or_default();
@@ -430,37 +432,11 @@ impl Rekey {
             AuditAction::IntegrationUpdate,
             Some(&id),
             AuditOutcome::Ok,
-            json!({"secret_replaced": new_secret, "version": row.version}),
+            json!({"secret_replaced": new_secret, "version": row.version, "tags": row.tags, "custody": row.custody}),
         )
         .await?;
         tx.commit().await?;
         Ok(view(&row, &self.default_redirect_uri()))
-    }
-
-    pub async fn get_integration(&self, tenant: &str, id: &str) -> Result<IntegrationView, Error> {
-        let row = self.integration_row(tenant, id).await?;
-        Ok(view(&row, &self.default_redirect_uri()))
-    }
-
-    pub(crate) async fn integration_row(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> Result<IntegrationRow, Error> {
-        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
-        let mut c = self.store().read().await?;
-        store::get(&mut c, tenant, &id)
-            .await?
-            .ok_or_else(|| not_found(&id))
-    }
-
-    pub async fn list_integrations(&self, tenant: &str) -> Result<IntegrationList, Error> {
-        let mut c = self.store().read().await?;
-        let rows = store::list(&mut c, tenant).await?;
-        let d = self.default_redirect_uri();
-        Ok(IntegrationList {
-            items: rows.iter().map(|r| view(r, &d)).collect(),
-        })
     }
 
     pub async fn delete_integration(&self, ctx: &Ctx, id: &str) -> Result<(), Error> {
@@ -530,78 +506,6 @@ impl Rekey {
                 .ok_or_else(|| Error::internal("stored auth method unknown"))?,
             secret,
             key_id: row.key_id.clone(),
-        })
-    }
-
-    /// Effective endpoints of an integration.
-    pub(crate) async fn resolve(&self, row: &IntegrationRow) -> Result<Resolved, Error> {
-        let provider = self.oauth_provider(&row.provider)?;
-        let spec = provider
-            .oauth
-            .clone()
-            .ok_or_else(|| Error::internal("checked above"))?;
-        let params: BTreeMap<String, String> =
-            serde_json::from_str(&row.params).unwrap_or_default();
-        let o: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
-        // Catalog templates are filled through render_url, which enforces
-        // each placeholder's allowed values / host suffixes.
-        let render = |t: &str| {
-            provider.render_url(t, &params).map_err(|e| {
-                Error::invalid(
-                    ErrorCode::InvalidIntegration,
-                    format!("integration {}: {e}", row.id),
-                )
-            })
-        };
-        let pick = |ov: &Option<String>, cat: &Option<String>| -> Result<Option<String>, Error> {
-            match (ov, cat) {
-                (Some(o), _) => Ok(Some(o.clone())),
-                (None, Some(t)) => render(t).map(Some),
-                (None, None) => Ok(None),
-            }
-        };
-        let issuer = pick(&o.issuer, &spec.issuer)?;
-        let mut authorize_url = pick(&o.authorize_url, &spec.authorize_url)?;
-        let mut token_url = pick(&o.token_url, &spec.token_url)?;
-        let mut revocation_url = pick(&o.revocation_url, &spec.revocation_url)?;
-        let mut identity_url = pick(&o.identity_url, &spec.identity_url)?;
-        let mut jwks_uri = None;
-        if let Some(iss) = &issuer {
-            let d = rekey_oauth::discover(&self.inner.http, iss)
-                .await
-                .map_err(|e| {
-                    crate::oauth_error(e, |e| {
-                        Error::Unavailable(format!("OIDC discovery for {iss} failed: {e}"))
-                    })
-                })?;
-            // Explicit overrides win; discovery fills the gaps.
-            if o.authorize_url.is_none() {
-                authorize_url = d.authorization_endpoint.or(authorize_url);
-            }
-            if o.token_url.is_none() {
-                token_url = d.token_endpoint.or(token_url);
-            }
-            if o.revocation_url.is_none() {
-                revocation_url = d.revocation_endpoint.or(revocation_url);
-            }
-            if o.identity_url.is_none() && identity_url.is_none() {
-                identity_url = d.userinfo_endpoint;
-            }
-            jwks_uri = d.jwks_uri;
-        }
-        Ok(Resolved {
-            authorize_url,
-            token_url: token_url.ok_or_else(|| {
-                Error::unprocessable(
-                    ErrorCode::OauthConfig,
-                    "no token endpoint for this integration",
-                )
-            })?,
-            revocation_url,
-            issuer,
-            jwks_uri,
-            identity_url,
-            spec,
         })
     }
 }

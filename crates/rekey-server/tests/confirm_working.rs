@@ -1,0 +1,329 @@
+//! Connections no probe can check: the check says so ("cannot be checked
+//! automatically: confirm data flows") instead of leaving them pending
+//! without a word, and an operator confirms that data flows
+//! (`POST /connections/{id}/confirm-working`): pending → active, audited,
+//! emitted as a status change; refused where it would contradict a probe.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+both_backends!(
+    unprobed_connection_says_so_and_is_confirmed,
+    confirmation_is_refused_where_it_would_contradict,
+    dashboard_connection_page_confirms
+);
+
+async fn audit_of(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
+    let r = s
+        .get(
+            &format!("/api/v1/audit?target={id}&action={action}"),
+            &s.admin_key,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["items"].as_array().unwrap().clone()
+}
+
+async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
+    let s = TestServer::start(db).await;
+    // custom-rest has no probe (`probe_unavailable` in the catalog).
+    let id = s
+        .create_api_key_conn(&s.admin_key, "k-unprobed", json!({}))
+        .await;
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(v["status"], "pending");
+    assert_eq!(
+        v["health"]["unchecked"],
+        Value::Null,
+        "nothing known before a check"
+    );
+
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/check"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(r["outcome"], "skipped", "{r}");
+    let u = &r["connection"]["health"]["unchecked"];
+    assert_eq!(
+        u["message"], "cannot be checked automatically: confirm data flows",
+        "{r}"
+    );
+    assert!(
+        u["reason"].as_str().unwrap().contains("no known endpoint"),
+        "{r}"
+    );
+    // Shown on reads and lists too.
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(v["health"]["unchecked"], *u);
+    let l = s.get("/api/v1/connections", &s.admin_key).await.json();
+    assert_eq!(l["items"][0]["health"]["unchecked"], *u, "{l}");
+
+    // Read-only keys may not confirm; bad notes are refused with the JSON error.
+    let reader = s.key("default", &["connections:read"]).await;
+    s.post(
+        &format!("/api/v1/connections/{id}/confirm-working"),
+        &reader,
+        json!({}),
+    )
+    .await
+    .assert_error(403, "missing_scope");
+    s.post(
+        &format!("/api/v1/connections/{id}/confirm-working"),
+        &s.admin_key,
+        json!({"note": "line\nbreak"}),
+    )
+    .await
+    .assert_error(400, "invalid_field");
+    s.post(
+        &format!("/api/v1/connections/{id}/confirm-working"),
+        &s.admin_key,
+        json!({"nope": 1}),
+    )
+    .await
+    .assert_error(400, "invalid_body");
+    s.post(
+        &format!("/api/v1/connections/{id}/confirm-working"),
+        &s.admin_key,
+        json!({"version": 99}),
+    )
+    .await
+    .assert_error(409, "version_conflict");
+
+    // An operator confirms: pending → active, with who, when and the note.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/confirm-working"),
+            &s.admin_key,
+            json!({"note": "rows of the 12:00 sync arrived"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["status"], "active");
+    let c = &v["health"]["confirmation"];
+    assert_eq!(c["note"], "rows of the 12:00 sync arrived", "{v}");
+    assert!(c["by"].as_str().unwrap().starts_with("api_key:"), "{v}");
+    assert!(c["at"].as_str().is_some(), "{v}");
+    assert_eq!(
+        v["health"]["last_ok_at"],
+        Value::Null,
+        "a confirmation is not a probe result"
+    );
+    assert_eq!(r.headers["etag"], format!("\"{}\"", v["version"]));
+    // Audited: the confirmation and the status change it made.
+    let a = audit_of(&s, &id, "connection.confirm_working").await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["details"]["from"], "pending");
+    assert_eq!(a[0]["details"]["to"], "active");
+    assert_eq!(a[0]["details"]["note"], "rows of the 12:00 sync arrived");
+    let sc = audit_of(&s, &id, "connection.status_changed").await;
+    assert_eq!(sc.len(), 1, "{sc:?}");
+    assert_eq!(sc[0]["details"]["source"], "operator_confirmation");
+
+    // Confirming again keeps `active` and records the newer confirmation only.
+    let v = s
+        .post(
+            &format!("/api/v1/connections/{id}/confirm-working"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["health"]["confirmation"]["note"], Value::Null);
+    assert_eq!(
+        audit_of(&s, &id, "connection.status_changed").await.len(),
+        1
+    );
+    assert_eq!(
+        audit_of(&s, &id, "connection.confirm_working").await.len(),
+        2
+    );
+    // A later scheduled or manual check (still no probe) leaves it active.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/check"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some("skipped"), Some("active"))
+    );
+    assert!(
+        r["connection"]["health"]["confirmation"]["at"].is_string(),
+        "{r}"
+    );
+    s.stop().await;
+}
+
+async fn confirmation_is_refused_where_it_would_contradict(db: Db) {
+    let s = TestServer::start(db).await;
+    let confirm = |id: String| {
+        let s = &s;
+        async move {
+            s.post(
+                &format!("/api/v1/connections/{id}/confirm-working"),
+                &s.admin_key,
+                json!({}),
+            )
+            .await
+        }
+    };
+    // A connection a probe checks (a probe URL) is checked, not confirmed.
+    let probed = s
+        .create_api_key_conn(
+            &s.admin_key,
+            "k-probed",
+            json!({"probe_url": "http://127.0.0.1:9/me"}),
+        )
+        .await;
+    confirm(probed).await.assert_error(409, "probe_available");
+    // Out of service, or failing: refused.
+    let id = s
+        .create_api_key_conn(&s.admin_key, "k-off", json!({}))
+        .await;
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/connections/{id}/disable"),
+            &s.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    confirm(id.clone())
+        .await
+        .assert_error(409, "connection_unusable");
+    let id = s
+        .create_api_key_conn(&s.admin_key, "k-failing", json!({}))
+        .await;
+    s.sql(&[&format!(
+        "UPDATE connections SET status = 'degraded' WHERE id = '{id}'"
+    )])
+    .await;
+    confirm(id).await.assert_error(409, "confirmation_refused");
+    confirm(format!("con_{}", "0".repeat(32)))
+        .await
+        .assert_error(404, "connection_not_found");
+    confirm("con_nope".into())
+        .await
+        .assert_error(400, "invalid_id");
+    s.stop().await;
+}
+
+/// A dashboard session of a new user with `role`: (cookie, CSRF token).
+async fn session(s: &TestServer, name: &str, role: rekey_service::Role) -> (String, String) {
+    let pw = "correct horse battery";
+    s.rekey
+        .create_user(
+            &rekey_service::Ctx::cli("default"),
+            name,
+            &rekey_core::SecretString::new(pw.to_string()),
+            role,
+        )
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/ui/login", s.base))
+        .form(&[("username", name), ("password", pw)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let html = page(s, "/ui/integrations", &cookie).await;
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).unwrap() + marker.len();
+    let csrf = html[at..at + html[at..].find('"').unwrap()].to_string();
+    (cookie, csrf)
+}
+
+async fn page(s: &TestServer, path: &str, cookie: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().await.unwrap()
+}
+
+/// The connection page says why it cannot be checked and has a button to
+/// confirm (operators), which records the confirmation as the API does.
+async fn dashboard_connection_page_confirms(db: Db) {
+    let s = TestServer::start(db).await;
+    let id = s.create_api_key_conn(&s.admin_key, "k-ui", json!({})).await;
+    s.post(
+        &format!("/api/v1/connections/{id}/check"),
+        &s.admin_key,
+        json!({}),
+    )
+    .await;
+    let (olga, csrf) = session(&s, "olga", rekey_service::Role::Operator).await;
+    let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
+    assert!(
+        html.contains("Cannot be checked automatically: confirm data flows"),
+        "{html}"
+    );
+    assert!(html.contains("Confirm data flows</button>"), "{html}");
+    let (vic, vic_csrf) = session(&s, "vic", rekey_service::Role::Viewer).await;
+    let html = page(&s, &format!("/ui/connections/{id}"), &vic).await;
+    assert!(
+        !html.contains("Confirm data flows</button>"),
+        "viewers have no button"
+    );
+    let post = |cookie: String, csrf: String| {
+        let s = &s;
+        let id = id.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{}/ui/connections/{id}/confirm-working", s.base))
+                .header("cookie", cookie)
+                .header("origin", s.base.clone())
+                .form(&[("csrf", csrf.as_str()), ("note", "dashboard saw rows")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(vic, vic_csrf).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(olga.clone(), csrf).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["health"]["confirmation"]["note"], "dashboard saw rows");
+    assert!(
+        v["health"]["confirmation"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:"),
+        "{v}"
+    );
+    let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
+    assert!(html.contains("Confirmed working by"), "{html}");
+    s.stop().await;
+}
