@@ -247,6 +247,17 @@ pub struct ConfirmationView {
     pub note: Option<String>,
 }
 
+/// `POST /api/v1/connections/{id}/revoke/confirm`: the manual revocation
+/// steps are done.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRevocation {
+    /// Evidence for the audit log (≤ 500 printable characters), e.g. a
+    /// ticket number or "deleted in the Salesforce connected-apps page".
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
 /// `POST /api/v1/connections/{id}/confirm-working`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -409,9 +409,22 @@ async fn connection_commands_change_what_the_api_shows(db: Db) {
         c.get_connection(&id).await.unwrap().status,
         "revoke_pending"
     );
-    let out = api.ok(&["connections", "confirm-revocation", &id]).await;
+    let out = api
+        .ok(&[
+            "connections",
+            "confirm-revocation",
+            &id,
+            "--note",
+            "SEC-1234: app removed in Salesforce",
+        ])
+        .await;
     assert_eq!(out.trim(), format!("{id} is revoked"));
     assert_eq!(c.get_connection(&id).await.unwrap().status, "revoked");
+    // The note is the evidence in the audit log.
+    let out = api
+        .ok(&["audit", "list", "--action", "connection.revoked", "--json"])
+        .await;
+    assert!(out.contains("SEC-1234: app removed in Salesforce"), "{out}");
 
     api.server.stop().await;
 }

@@ -122,11 +122,15 @@ impl Client {
 
     /// `POST /api/v1/connections/{id}/revoke/confirm`: a manual revocation
     /// is done (`revoke_pending` → `revoked`).
-    pub async fn confirm_revocation(&self, id: &str) -> Result<ConnectionView> {
-        self.post::<_, _, ()>(
+    pub async fn confirm_revocation(
+        &self,
+        id: &str,
+        req: &ConfirmRevocation,
+    ) -> Result<ConnectionView> {
+        self.post(
             &format!("{}/revoke/confirm", conn(id)),
             NO_QUERY,
-            None,
+            Some(req),
             None,
         )
         .await

@@ -189,7 +189,10 @@ async fn connections_round_trip(db: Db) {
     let r = c.revoke_connection(&id).await.unwrap();
     assert!(!r.revoked_at_provider);
     assert_eq!(r.connection.status, "revoke_pending");
-    let v = c.confirm_revocation(&id).await.unwrap();
+    let v = c
+        .confirm_revocation(&id, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(v.status, "revoked");
 
     // Delete; afterwards it is gone.

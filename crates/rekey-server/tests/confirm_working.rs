@@ -286,6 +286,13 @@ async fn dashboard_connection_page_confirms(db: Db) {
         "{html}"
     );
     assert!(html.contains("Confirm data flows</button>"), "{html}");
+    // The tile says so too, instead of "Pending verification".
+    let grid = page(&s, "/ui/connections", &olga).await;
+    assert!(
+        grid.contains("Cannot be checked automatically: confirm data flows")
+            && !grid.contains("Pending verification"),
+        "{grid}"
+    );
     let (vic, vic_csrf) = session(&s, "vic", rekey_service::Role::Viewer).await;
     let html = page(&s, &format!("/ui/connections/{id}"), &vic).await;
     assert!(

@@ -183,6 +183,9 @@ pub enum ConnectionsCmd {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
+        /// Evidence for the audit log, e.g. a ticket number (≤ 500 characters).
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -493,8 +496,10 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 .await?;
             print_status(&api, &v)?;
         }
-        ConnectionsCmd::ConfirmRevocation { id, api } => {
-            let v = client(&api)?.confirm_revocation(&id).await?;
+        ConnectionsCmd::ConfirmRevocation { id, api, note } => {
+            let v = client(&api)?
+                .confirm_revocation(&id, &ConfirmRevocation { note })
+                .await?;
             print_status(&api, &v)?;
         }
         ConnectionsCmd::Refresh { id, api } => {

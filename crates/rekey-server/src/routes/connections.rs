@@ -200,15 +200,19 @@ async fn revoke_connection(
     Ok(Json(s.rekey.revoke_connection(&auth.ctx, &id).await?))
 }
 
-/// Confirm a manual revocation (`revoke_pending` → `revoked`).
-#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/confirm", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+/// Confirm a manual revocation (`revoke_pending` → `revoked`), with an
+/// optional note recorded in the audit log.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/confirm", tag = "connections", params(("id" = String, Path)), request_body(content = Option<ConfirmRevocation>), security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_revocation(
     State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
+    OptionalJson(req): OptionalJson<ConfirmRevocation>,
 ) -> ApiResult<Json<ConnectionView>> {
-    Ok(Json(s.rekey.confirm_revocation(&auth.ctx, &id).await?))
+    Ok(Json(
+        s.rekey.confirm_revocation(&auth.ctx, &id, &req).await?,
+    ))
 }
 
 /// Start a reauthorization ("Connect new account"): a connect session for the

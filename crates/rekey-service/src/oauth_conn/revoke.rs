@@ -7,7 +7,7 @@ use crate::connection_rows::not_found;
 use crate::status::status_changed;
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
-use rekey_api::{ConnectionView, RevokeResult};
+use rekey_api::{ConfirmRevocation, ConnectionView, RevokeResult};
 use rekey_core::audit::AuditAction;
 use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::Status;
@@ -109,8 +109,20 @@ impl Rekey {
     }
 
     /// `POST /connections/{id}/revoke/confirm`: an operator did the manual step.
-    pub async fn confirm_revocation(&self, ctx: &Ctx, id: &str) -> Result<ConnectionView, Error> {
+    pub async fn confirm_revocation(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: &ConfirmRevocation,
+    ) -> Result<ConnectionView, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
+        let note = match req.note.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(n) => {
+                rekey_core::connection::validate_text(ErrorCode::InvalidField, "note", n, 500)?;
+                Some(n.to_string())
+            }
+        };
         let row = {
             let mut c = self.store().read().await?;
             conns::get(&mut c, &ctx.tenant, &id)
@@ -127,7 +139,7 @@ impl Rekey {
             ctx,
             &id,
             Status::Revoked,
-            json!({"confirmed_manually": true}),
+            json!({"confirmed_manually": true, "note": note}),
         )
         .await
     }

@@ -200,7 +200,12 @@ pub(super) fn owner_of(c: &ConnectionView) -> String {
 }
 
 pub(super) fn tile_of(c: ConnectionView) -> Tile {
-    let (class, icon, status_label) = look(&c.status);
+    let (class, icon, mut status_label) = look(&c.status);
+    // No probe can check it: say so instead of "Pending verification"
+    // forever; the connection page has the operator's confirmation.
+    if c.status == "pending" && c.health.unchecked.is_some() {
+        status_label = "Cannot be checked automatically: confirm data flows";
+    }
     Tile {
         owner: owner_of(&c),
         checked: When::opt(&c.health.last_checked_at),
