@@ -129,6 +129,18 @@ pub fn is_invisible_format(c: char) -> bool {
 /// Free text shown to people (names, descriptions, hints): 1–`max`
 /// characters, none of them control or invisible formatting characters.
 /// `code` is the error code (`invalid_field` for connection fields).
+/// An operator's note (evidence for the audit log: a ticket number, what
+/// was seen): trimmed, empty means none, at most 500 printable characters.
+pub fn validate_note(note: Option<&str>) -> Result<Option<String>, Error> {
+    match note.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(n) => {
+            validate_text(ErrorCode::InvalidField, "note", n, 500)?;
+            Ok(Some(n.to_string()))
+        }
+    }
+}
+
 pub fn validate_text(code: ErrorCode, field: &str, s: &str, max: usize) -> Result<(), Error> {
     if s.trim().is_empty() || s.chars().count() > max {
         return Err(Error::invalid(

@@ -1,7 +1,6 @@
 use crate::{views, Ctx, Rekey};
 use rekey_api::{AuditList, AuditQuery, AuditVerifyReport};
 use rekey_core::audit::{AuditAction, AuditEntry, AuditOutcome, Verifier};
-use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::audit::AuditFilter;
 use rekey_store::WriteTx;
@@ -35,26 +34,19 @@ pub(crate) async fn record(
 }
 
 fn limit(l: Option<i64>) -> Result<i64, Error> {
-    match l {
-        None => Ok(50),
-        Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(_) => Err(Error::invalid(
-            ErrorCode::InvalidLimit,
-            "`limit` must be between 1 and 500",
-        )),
-    }
+    crate::paging::limit(l, 500)
 }
 
 impl Rekey {
     pub async fn audit_list(&self, tenant: &str, q: &AuditQuery) -> Result<AuditList, Error> {
         let before_seq = match &q.cursor {
             None => None,
-            Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::invalid(
-                    ErrorCode::InvalidCursor,
-                    "`cursor` is not a cursor returned by this endpoint",
-                )
-            })?),
+            Some(c) => Some(
+                c.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(crate::paging::bad_cursor)?,
+            ),
         };
         let since = q
             .since

@@ -17,6 +17,7 @@ mod integrations;
 mod keys;
 mod oauth_conn;
 mod open;
+mod paging;
 mod rsa_key;
 mod sealing;
 mod signin_throttle;

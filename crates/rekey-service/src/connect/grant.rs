@@ -165,24 +165,13 @@ impl Rekey {
                 }
                 self.write_secrets(&mut tx, &row, &new_secrets).await?;
                 record(&mut tx, &ctx, AuditAction::ConnectionReauthorized, Some(cid), AuditOutcome::Ok, json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
-                if row.status != status_before {
-                    crate::status::status_changed(
-                        &mut tx,
-                        &ctx,
-                        &row,
-                        status_before,
-                        "reauthorization",
-                        None,
-                    )
-                    .await?;
-                }
-                let mut data = connection_data(&row);
-                data["method"] = json!("oauth");
-                emit(
+                crate::status::reauthorized(
                     &mut tx,
-                    &ctx.tenant,
-                    EventType::ConnectionReauthorized,
-                    data,
+                    &ctx,
+                    &row,
+                    status_before,
+                    "reauthorization",
+                    "oauth",
                 )
                 .await?;
                 CallbackOutcome::Connected {

@@ -4,7 +4,6 @@
 use crate::audit::record;
 use crate::connection_rows::not_found;
 use crate::{views, Ctx, Principal, Rekey};
-use base64::Engine;
 use rekey_api::{ConnectionList, ConnectionQuery, ConnectionView, CredentialsView};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
@@ -39,32 +38,8 @@ impl Rekey {
             }
             Ok(v.clone())
         };
-        let limit = match q.limit {
-            None => 50,
-            Some(n) if (1..=200).contains(&n) => n,
-            Some(_) => {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidLimit,
-                    "`limit` must be between 1 and 200",
-                ))
-            }
-        };
-        let after_id = match &q.cursor {
-            None => None,
-            Some(c) => {
-                let bad = || {
-                    Error::invalid(
-                        ErrorCode::InvalidCursor,
-                        "`cursor` is not a cursor returned by this endpoint",
-                    )
-                };
-                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .map_err(|_| bad())?;
-                let s = String::from_utf8(raw).map_err(|_| bad())?;
-                Some(ids::parse_id(ids::CONNECTION, &s).map_err(|_| bad())?)
-            }
-        };
+        let limit = crate::paging::limit(q.limit, 200)?;
+        let after_id = crate::paging::after_id(q.cursor.as_deref(), ids::CONNECTION)?;
         let f = ConnectionFilter {
             provider: slug("provider", &q.provider)?,
             kind: q.kind.as_deref().map(str::parse).transpose()?,
@@ -98,13 +73,7 @@ impl Rekey {
         };
         let mut c = self.store().read().await?;
         let mut rows = store::list(&mut c, tenant, &f).await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&r.id))
-        } else {
-            None
-        };
+        let next_cursor = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let notes = health_notes::for_connections(&mut c, tenant, &ids).await?;
         let items = rows

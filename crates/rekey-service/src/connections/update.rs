@@ -202,17 +202,13 @@ impl Rekey {
         }
         self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
         store::schedule_check(tx.conn(), &ctx.tenant, &id, now, None).await?;
-        if row.status != from {
-            crate::status::status_changed(&mut tx, ctx, &row, from, "credentials_update", None)
-                .await?;
-        }
-        let mut data = connection_data(&row);
-        data["method"] = json!("credentials_update");
-        emit(
+        crate::status::reauthorized(
             &mut tx,
-            &ctx.tenant,
-            EventType::ConnectionReauthorized,
-            data,
+            ctx,
+            &row,
+            from,
+            "credentials_update",
+            "credentials_update",
         )
         .await?;
         record(

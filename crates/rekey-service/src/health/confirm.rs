@@ -62,13 +62,7 @@ impl Rekey {
         if_match: Option<i64>,
     ) -> Result<ConnectionView, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
-        let note = match req.note.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(n) => {
-                connection::validate_text(ErrorCode::InvalidField, "note", n, 500)?;
-                Some(n.to_string())
-            }
-        };
+        let note = connection::validate_note(req.note.as_deref())?;
         // Decided before the write transaction: it may read the integration.
         let row = {
             let mut c = self.store().read().await?;

@@ -4,14 +4,11 @@
 use super::{integration_of, meta_of};
 use crate::audit::record;
 use crate::connect::revocable;
-use crate::status::status_changed;
-use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::{CreateConnectSession, ReauthorizeResult};
 use rekey_core::audit::AuditAction;
 use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Status};
-use rekey_core::events::EventType;
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
@@ -113,16 +110,13 @@ impl Rekey {
             record(&mut tx, ctx, AuditAction::ConnectionReauthorizeAccepted, Some(&id), AuditOutcome::Ok, json!({
                 "accepted_mismatch": true, "subject": r.owner.subject, "email": r.owner.email, "scopes": r.scopes,
             })).await?;
-            if r.status != status_before {
-                status_changed(&mut tx, ctx, &r, status_before, "reauthorization", None).await?;
-            }
-            let mut data = crate::webhooks::connection_data(&r);
-            data["method"] = json!("accepted_pending_grant");
-            emit(
+            crate::status::reauthorized(
                 &mut tx,
-                &ctx.tenant,
-                EventType::ConnectionReauthorized,
-                data,
+                ctx,
+                &r,
+                status_before,
+                "reauthorization",
+                "accepted_pending_grant",
             )
             .await?;
             tx.commit().await?;

@@ -116,13 +116,7 @@ impl Rekey {
         req: &ConfirmRevocation,
     ) -> Result<ConnectionView, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
-        let note = match req.note.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(n) => {
-                rekey_core::connection::validate_text(ErrorCode::InvalidField, "note", n, 500)?;
-                Some(n.to_string())
-            }
-        };
+        let note = rekey_core::connection::validate_note(req.note.as_deref())?;
         let row = {
             let mut c = self.store().read().await?;
             conns::get(&mut c, &ctx.tenant, &id)

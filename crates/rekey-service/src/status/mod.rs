@@ -15,4 +15,4 @@ mod policy;
 mod writer;
 
 pub(crate) use observation::{Observation, Outcome};
-pub(crate) use writer::{apply_observation, status_changed};
+pub(crate) use writer::{apply_observation, reauthorized, status_changed};

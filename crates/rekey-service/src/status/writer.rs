@@ -124,3 +124,22 @@ pub(crate) async fn status_changed(
     )
     .await
 }
+
+/// A connection took a new credential (an OAuth reauthorization, an
+/// accepted parked grant, replaced key material): the status change, if
+/// any, then `connection.reauthorized` with how (`method`).
+pub(crate) async fn reauthorized(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    r: &ConnectionRow,
+    from: Status,
+    source: &str,
+    method: &str,
+) -> Result<(), Error> {
+    if r.status != from {
+        status_changed(tx, ctx, r, from, source, None).await?;
+    }
+    let mut data = crate::webhooks::connection_data(r);
+    data["method"] = json!(method);
+    emit(tx, &ctx.tenant, EventType::ConnectionReauthorized, data).await
+}

@@ -29,27 +29,13 @@ impl Rekey {
                 ));
             }
         }
-        let limit = match q.limit {
-            None => 50,
-            Some(n) if (1..=200).contains(&n) => n,
-            Some(_) => {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidLimit,
-                    "`limit` must be between 1 and 200",
-                ))
-            }
-        };
+        let limit = crate::paging::limit(q.limit, 200)?;
         let cursor = q
             .cursor
             .as_deref()
             .map(|c| ids::parse_id(ids::DELIVERY, c))
             .transpose()
-            .map_err(|_| {
-                Error::invalid(
-                    ErrorCode::InvalidCursor,
-                    "`cursor` is not a cursor returned by this endpoint",
-                )
-            })?;
+            .map_err(|_| crate::paging::bad_cursor())?;
         let mut c = self.store().read().await?;
         let rows = store::list_deliveries(
             &mut c,

@@ -7,7 +7,6 @@ use super::{
 };
 use crate::audit::record;
 use crate::{Ctx, Rekey};
-use base64::Engine;
 use rekey_api::{
     CreateWebhook, CreatedWebhook, DeliveryView, UpdateWebhook, WebhookList, WebhookQuery,
     WebhookView,
@@ -109,42 +108,12 @@ impl Rekey {
         tenant: &str,
         q: &WebhookQuery,
     ) -> Result<WebhookList, Error> {
-        let limit = match q.limit {
-            None => 50,
-            Some(n) if (1..=200).contains(&n) => n,
-            Some(_) => {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidLimit,
-                    "`limit` must be between 1 and 200",
-                ))
-            }
-        };
-        let after_id = match &q.cursor {
-            None => None,
-            Some(c) => {
-                let bad = || {
-                    Error::invalid(
-                        ErrorCode::InvalidCursor,
-                        "`cursor` is not a cursor returned by this endpoint",
-                    )
-                };
-                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .map_err(|_| bad())?;
-                let s = String::from_utf8(raw).map_err(|_| bad())?;
-                Some(ids::parse_id(ids::WEBHOOK, &s).map_err(|_| bad())?)
-            }
-        };
+        let limit = crate::paging::limit(q.limit, 200)?;
+        let after_id = crate::paging::after_id(q.cursor.as_deref(), ids::WEBHOOK)?;
         let mut c = self.store().read().await?;
         // One more than asked: a cursor only when another page exists.
         let mut rows = store::list(&mut c, tenant, after_id.as_deref(), limit + 1).await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&r.id))
-        } else {
-            None
-        };
+        let next_cursor = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
         Ok(WebhookList {
             items: rows.iter().map(view).collect(),
             next_cursor,
