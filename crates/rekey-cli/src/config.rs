@@ -174,16 +174,13 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     let outbound =
         rekey_core::outbound::OutboundPolicy::parse(a.allow_outbound.as_deref().unwrap_or(""))
             .map_err(|e| anyhow::anyhow!("REKEY_ALLOW_OUTBOUND (--allow-outbound): {e}"))?;
-    let opts = a.data.open_options()?;
-    let opened = opts
-        .open(rekey_service::LockMode::Serve)
-        .await
-        .context("cannot open rekey data")?;
-    if opened.created_keyring {
-        tracing::warn!(path = %a.data.data_dir.join("keyring.json").display(),
-            "created a new keyring; back it up: without it, stored secrets cannot be decrypted");
+    if !(a.check_rate.is_finite() && a.check_rate >= 0.0) {
+        bail!("REKEY_CHECK_RATE must be a number ≥ 0");
     }
+    let opts = a.data.open_options()?;
     let shutdown = shutdown_signal()?;
+    // Listen first: the public URL defaults to the bound address, and the
+    // service is built with its whole configuration at once.
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -199,11 +196,34 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         }
         None => format!("http://{addr}"),
     };
-    opened.rekey.set_public_url(&public_url);
     if !outbound.is_default() {
         tracing::info!(allowed = %outbound.entries().join(","), "outbound allow-list");
     }
-    opened.rekey.set_outbound_policy(outbound);
+    let config = rekey_service::RekeyConfig {
+        public_url: public_url.clone(),
+        outbound,
+        health: rekey_service::HealthSettings {
+            interval: std::time::Duration::from_secs(a.check_interval.max(1)),
+            per_provider_concurrency: a.check_concurrency as usize,
+            per_provider_rate: a.check_rate,
+            max_probe_timeout: std::time::Duration::from_secs(a.check_timeout),
+            ..Default::default()
+        },
+        webhooks: rekey_service::WebhookSettings {
+            max_attempts: i64::from(a.webhook_max_attempts),
+            base_delay_ms: a.webhook_retry_base_ms as i64,
+            max_webhooks: i64::from(a.max_webhooks),
+            ..Default::default()
+        },
+    };
+    let opened = opts
+        .open_with(rekey_service::LockMode::Serve, config)
+        .await
+        .context("cannot open rekey data")?;
+    if opened.created_keyring {
+        tracing::warn!(path = %a.data.data_dir.join("keyring.json").display(),
+            "created a new keyring; back it up: without it, stored secrets cannot be decrypted");
+    }
     tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
     // A stable first line on stdout for scripts and test harnesses, then
     // where to start: the dashboard, and how to get into it the first time.
@@ -222,23 +242,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         let _ = out.write_all(banner.as_bytes());
         let _ = out.flush();
     }
-    if !(a.check_rate.is_finite() && a.check_rate >= 0.0) {
-        bail!("REKEY_CHECK_RATE must be a number ≥ 0");
-    }
     let rekey = opened.rekey.clone();
-    rekey.set_health_settings(rekey_service::HealthSettings {
-        interval: std::time::Duration::from_secs(a.check_interval.max(1)),
-        per_provider_concurrency: a.check_concurrency as usize,
-        per_provider_rate: a.check_rate,
-        max_probe_timeout: std::time::Duration::from_secs(a.check_timeout),
-        ..Default::default()
-    });
-    rekey.set_webhook_settings(rekey_service::WebhookSettings {
-        max_attempts: i64::from(a.webhook_max_attempts),
-        base_delay_ms: a.webhook_retry_base_ms as i64,
-        max_webhooks: i64::from(a.max_webhooks),
-        ..Default::default()
-    });
     // This replica's name on the leases it takes.
     let owner = rekey_core::ids::new_id("replica");
     rekey

@@ -67,6 +67,30 @@ impl Ctx {
     }
 }
 
+/// How a service is set up, fixed at construction: the operator's options.
+#[derive(Debug, Clone)]
+pub struct RekeyConfig {
+    /// Base URL users reach this server at (Connect pages, the OAuth
+    /// callback), without a trailing slash.
+    pub public_url: String,
+    /// The outbound allow-list (`--allow-outbound`) for every connection
+    /// rekey makes.
+    pub outbound: OutboundPolicy,
+    pub health: HealthSettings,
+    pub webhooks: WebhookSettings,
+}
+
+impl Default for RekeyConfig {
+    fn default() -> Self {
+        RekeyConfig {
+            public_url: "http://127.0.0.1:8080".into(),
+            outbound: OutboundPolicy::default(),
+            health: HealthSettings::default(),
+            webhooks: WebhookSettings::default(),
+        }
+    }
+}
+
 /// The service: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Rekey {
@@ -99,9 +123,22 @@ struct Inner {
 }
 
 impl Rekey {
-    /// Fails only when the HTTP client cannot be built (no TLS backend).
+    /// With the default configuration (a local server on port 8080, no
+    /// outbound allow-list). Fails only when the HTTP client cannot be
+    /// built (no TLS backend).
     pub fn new(store: Store, keyring: Keyring, catalog: Catalog) -> Result<Rekey, Error> {
-        let outbound = rekey_oauth::Outbound::new(OutboundPolicy::default());
+        Rekey::with_config(store, keyring, catalog, RekeyConfig::default())
+    }
+
+    /// The service with the operator's configuration, which does not change
+    /// while it runs (tests alone may change it, through `test-hooks`).
+    pub fn with_config(
+        store: Store,
+        keyring: Keyring,
+        catalog: Catalog,
+        config: RekeyConfig,
+    ) -> Result<Rekey, Error> {
+        let outbound = rekey_oauth::Outbound::new(config.outbound);
         let client = |secs: u64| {
             rekey_oauth::Http::with_outbound(std::time::Duration::from_secs(secs), outbound.clone())
                 .map_err(Error::internal)
@@ -113,20 +150,21 @@ impl Rekey {
                 catalog,
                 touched: Mutex::new(HashMap::new()),
                 http: client(15)?,
-                public_url: RwLock::new("http://127.0.0.1:8080".into()),
+                public_url: RwLock::new(config.public_url.trim_end_matches('/').to_string()),
                 refresh_locks: Mutex::new(HashMap::new()),
-                health_settings: RwLock::new(health::HealthSettings::default()),
+                health_settings: RwLock::new(config.health),
                 throttle: health::Throttle::default(),
                 signin: Mutex::new(signin_throttle::Throttle::default()),
-                webhook_settings: RwLock::new(webhooks::WebhookSettings::default()),
+                webhook_settings: RwLock::new(config.webhooks),
                 webhook_http: client(30)?,
                 outbound,
             }),
         })
     }
 
-    /// The operator's outbound allow-list (`--allow-outbound`), for every
-    /// outbound connection from now on.
+    /// Tests only: a new outbound allow-list for every outbound connection
+    /// from now on (the server takes it from [`RekeyConfig`]).
+    #[cfg(feature = "test-hooks")]
     pub fn set_outbound_policy(&self, p: OutboundPolicy) {
         self.inner.outbound.set_policy(p);
     }
@@ -148,7 +186,9 @@ impl Rekey {
         check_outbound_url(&self.outbound_policy(), field, s)
     }
 
-    /// Set the externally reachable base URL (no trailing slash).
+    /// Tests only: the base URL once the test server's port is known (the
+    /// server takes it from [`RekeyConfig`]).
+    #[cfg(feature = "test-hooks")]
     pub fn set_public_url(&self, url: &str) {
         if let Ok(mut u) = self.inner.public_url.write() {
             *u = url.trim_end_matches('/').to_string();

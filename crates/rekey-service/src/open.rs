@@ -1,7 +1,7 @@
 //! Opening a data directory / database: the one place that decides where the
 //! keyring and the database live. Used by `rekey serve` and the offline CLI.
 
-use crate::Rekey;
+use crate::{Rekey, RekeyConfig};
 use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rekey_crypto::Keyring;
@@ -98,7 +98,7 @@ impl OpenOptions {
         // throwaway in-memory key, so that a database holding secrets is
         // refused naming the keys it needs; with none, say what is missing.
         let keyring_missing = self.master_key.is_none() && !dir.join("keyring.json").is_file();
-        let opened = self.open_inner(mode, false).await?;
+        let opened = self.open_inner(mode, false, RekeyConfig::default()).await?;
         if keyring_missing {
             drop(opened);
             return Err(missing(format!("no keyring.json in {}", dir.display())));
@@ -106,8 +106,19 @@ impl OpenOptions {
         Ok(opened)
     }
 
+    /// [`OpenOptions::open_with`] the default configuration (offline
+    /// commands and tools).
     pub async fn open(&self, mode: LockMode) -> Result<OpenedDataDir, Error> {
-        self.open_inner(mode, true).await
+        self.open_with(mode, RekeyConfig::default()).await
+    }
+
+    /// Open the data dir and build the service with `config`.
+    pub async fn open_with(
+        &self,
+        mode: LockMode,
+        config: RekeyConfig,
+    ) -> Result<OpenedDataDir, Error> {
+        self.open_inner(mode, true, config).await
     }
 
     /// `create_keyring`: make `keyring.json` when there is none (serve and
@@ -117,6 +128,7 @@ impl OpenOptions {
         &self,
         mode: LockMode,
         create_keyring: bool,
+        config: RekeyConfig,
     ) -> Result<OpenedDataDir, Error> {
         let dir = &self.data_dir;
         if !dir.exists() {
@@ -235,7 +247,7 @@ impl OpenOptions {
         .map_err(|e| Error::invalid(ErrorCode::InvalidCatalog, e.to_string()))?;
 
         Ok(OpenedDataDir {
-            rekey: Rekey::new(store, keyring, catalog)?,
+            rekey: Rekey::with_config(store, keyring, catalog, config)?,
             created_keyring,
             _lock: lock,
             _serve_lock: serve_lock,

@@ -126,6 +126,9 @@ pub struct CheckRun {
 }
 
 impl Rekey {
+    /// Tests only: new health settings (the server takes them from
+    /// `RekeyConfig`).
+    #[cfg(feature = "test-hooks")]
     pub fn set_health_settings(&self, s: HealthSettings) {
         if let Ok(mut w) = self.inner.health_settings.write() {
             *w = s;

@@ -229,6 +229,9 @@ impl Rekey {
             .unwrap_or_default()
     }
 
+    /// Tests only: new webhook settings (the server takes them from
+    /// `RekeyConfig`).
+    #[cfg(feature = "test-hooks")]
     pub fn set_webhook_settings(&self, s: WebhookSettings) {
         if let Ok(mut w) = self.inner.webhook_settings.write() {
             *w = s;
