@@ -130,7 +130,7 @@ pub async fn transition(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn finish(
+async fn finish(
     c: &mut AnyConnection,
     id: &str,
     status: ConnectSessionStatus,
@@ -161,4 +161,32 @@ pub async fn set_redirect(
         .execute(c)
         .await?;
     Ok(())
+}
+
+/// The link did its job: `completed`, naming the connection it made.
+pub async fn complete(c: &mut AnyConnection, id: &str, connection_id: &str) -> Result<(), Error> {
+    finish(
+        c,
+        id,
+        ConnectSessionStatus::Completed,
+        None,
+        Some(connection_id),
+    )
+    .await
+}
+
+/// The link failed for good with `code` (an `ErrorCode` name).
+pub async fn fail(
+    c: &mut AnyConnection,
+    id: &str,
+    code: rekey_core::ErrorCode,
+) -> Result<(), Error> {
+    finish(
+        c,
+        id,
+        ConnectSessionStatus::Failed,
+        Some(code.as_str()),
+        None,
+    )
+    .await
 }

@@ -147,24 +147,10 @@ impl Rekey {
                     CallbackOutcome::Connected { connection_id, .. }
                     | CallbackOutcome::Parked { connection_id, .. } => connection_id.clone(),
                 };
-                store::finish(
-                    tx.conn(),
-                    &s.id,
-                    ConnectSessionStatus::Completed,
-                    None,
-                    Some(&cid),
-                )
-                .await?;
+                store::complete(tx.conn(), &s.id, &cid).await?;
             }
             Err(e) => {
-                store::finish(
-                    tx.conn(),
-                    &s.id,
-                    ConnectSessionStatus::Failed,
-                    Some(e.code().as_str()),
-                    None,
-                )
-                .await?;
+                store::fail(tx.conn(), &s.id, e.code()).await?;
                 record(
                     &mut tx,
                     &ctx,

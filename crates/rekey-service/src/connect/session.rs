@@ -416,26 +416,10 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         match &result {
             Ok(CallbackOutcome::Connected { connection_id, .. }) => {
-                store::finish(
-                    tx.conn(),
-                    &s.id,
-                    ConnectSessionStatus::Completed,
-                    None,
-                    Some(connection_id),
-                )
-                .await?
+                store::complete(tx.conn(), &s.id, connection_id).await?
             }
             Ok(_) => {}
-            Err(e) => {
-                store::finish(
-                    tx.conn(),
-                    &s.id,
-                    ConnectSessionStatus::Failed,
-                    Some(e.code().as_str()),
-                    None,
-                )
-                .await?
-            }
+            Err(e) => store::fail(tx.conn(), &s.id, e.code()).await?,
         }
         tx.commit().await?;
         result
