@@ -44,6 +44,44 @@ pub struct ConnectionRow {
 }
 
 impl ConnectionRow {
+    /// A new connection at version 1, created `now`, with nothing checked
+    /// yet: callers fill in owner, scopes, labels and material.
+    pub fn new(
+        tenant: &str,
+        provider: &str,
+        kind: ConnectionKind,
+        display_name: &str,
+        status: Status,
+        now: i64,
+    ) -> ConnectionRow {
+        ConnectionRow {
+            id: rekey_core::ids::new_id(rekey_core::ids::CONNECTION),
+            tenant: tenant.to_string(),
+            provider: provider.to_string(),
+            kind,
+            display_name: display_name.to_string(),
+            owner: Owner::default(),
+            scopes: Vec::new(),
+            tags: Vec::new(),
+            custody: Vec::new(),
+            credential_meta: "{}".into(),
+            status,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            rotated_at: None,
+            expires_at: None,
+            version: 1,
+            credential_version: 1,
+            params: "{}".into(),
+            probe_url: None,
+            last_ok_at: None,
+            last_checked_at: None,
+            first_failed_at: None,
+            consecutive_failures: 0,
+        }
+    }
+
     /// The OAuth integration this connection's credential came from:
     /// `integration_id` at the top level of `credential_meta`. The store
     /// writes it into the `integration_id` column on every insert and update.

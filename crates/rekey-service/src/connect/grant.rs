@@ -13,8 +13,8 @@ use rekey_core::connection::{ConnectionKind, Owner, Status};
 use rekey_core::events::EventType;
 use rekey_core::last_error::LastError;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::Error;
 use rekey_core::ErrorCode;
-use rekey_core::{ids, Error};
 use rekey_oauth::TokenSet;
 use rekey_store::connect_sessions::ConnectSessionRow;
 use rekey_store::connections::{self as conns, ConnectionRow};
@@ -44,11 +44,6 @@ impl Rekey {
             .unwrap_or_else(|| format!("{integration_name} ({})", identity.describe()));
         let display_name: String = display_name.chars().take(200).collect();
         let mut row = ConnectionRow {
-            id: ids::new_id(ids::CONNECTION),
-            tenant: s.tenant.clone(),
-            provider: provider.into(),
-            kind: ConnectionKind::OAuth2AuthorizationCode,
-            display_name: display_name.clone(),
             owner: Owner {
                 subject: identity.subject.clone(),
                 email: identity.email.clone(),
@@ -57,21 +52,14 @@ impl Rekey {
             scopes: granted,
             tags: s.tags.clone(),
             custody: s.custody.clone(),
-            credential_meta: String::new(),
-            status: Status::Active,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            rotated_at: None,
-            expires_at: None,
-            version: 1,
-            credential_version: 1,
-            params: "{}".into(),
-            probe_url: None,
-            last_ok_at: None,
-            last_checked_at: None,
-            first_failed_at: None,
-            consecutive_failures: 0,
+            ..ConnectionRow::new(
+                &s.tenant,
+                provider,
+                ConnectionKind::OAuth2AuthorizationCode,
+                &display_name,
+                Status::Active,
+                now,
+            )
         };
         let (meta, secrets_map) = token_material(integration_id, &tokens, now, Value::Null);
         row.credential_meta = meta.to_string();

@@ -188,30 +188,22 @@ impl Rekey {
             .map_err(|p| p.to_error())?;
         let now = now_ms();
         let row = ConnectionRow {
-            id: ids::new_id(ids::CONNECTION),
-            tenant: ctx.tenant.clone(),
-            provider: provider.id.clone(),
-            kind,
-            display_name: req.display_name.trim().to_string(),
             owner,
             scopes,
             tags,
             custody,
             credential_meta: Value::Object(parsed.meta.clone()).to_string(),
-            status: Status::Pending,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            rotated_at: None,
             expires_at,
-            version: 1,
-            credential_version: 1,
             params,
             probe_url,
-            last_ok_at: None,
-            last_checked_at: None,
-            first_failed_at: None,
-            consecutive_failures: 0,
+            ..ConnectionRow::new(
+                &ctx.tenant,
+                &provider.id,
+                kind,
+                req.display_name.trim(),
+                Status::Pending,
+                now,
+            )
         };
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;

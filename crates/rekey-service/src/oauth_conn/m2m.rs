@@ -10,8 +10,8 @@ use rekey_core::audit::AuditOutcome;
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::events::EventType;
 use rekey_core::time::now_ms;
+use rekey_core::Error;
 use rekey_core::ErrorCode;
-use rekey_core::{ids, Error};
 use rekey_store::connections::{self as conns, ConnectionRow};
 use serde_json::{json, Value};
 
@@ -71,11 +71,6 @@ impl Rekey {
             .unwrap_or(scopes);
         rekey_core::connection::validate_display_name(&req.display_name)?;
         let row = ConnectionRow {
-            id: ids::new_id(ids::CONNECTION),
-            tenant: ctx.tenant.clone(),
-            provider: integ.provider.clone(),
-            kind: ConnectionKind::OAuth2ClientCredentials,
-            display_name: req.display_name.trim().into(),
             owner: rekey_core::connection::Owner {
                 subject: Some(integ.client_id.clone()),
                 email: None,
@@ -85,20 +80,15 @@ impl Rekey {
             tags: rekey_core::connection::normalize_slugs("tags", &req.tags)?,
             custody: rekey_core::connection::normalize_slugs("custody", &req.custody)?,
             credential_meta: meta.to_string(),
-            status: Status::Active,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            rotated_at: None,
             expires_at: access_expiry(&tokens, now),
-            version: 1,
-            credential_version: 1,
-            params: "{}".into(),
-            probe_url: None,
-            last_ok_at: None,
-            last_checked_at: None,
-            first_failed_at: None,
-            consecutive_failures: 0,
+            ..ConnectionRow::new(
+                &ctx.tenant,
+                &integ.provider,
+                ConnectionKind::OAuth2ClientCredentials,
+                req.display_name.trim(),
+                Status::Active,
+                now,
+            )
         };
         let mut tx = self.store().begin_write().await?;
         conns::insert(tx.conn(), &row).await?;
