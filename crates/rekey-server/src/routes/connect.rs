@@ -187,7 +187,7 @@ fn outcome_page(outcome: CallbackOutcome) -> Response {
             StatusCode::OK,
             &ResultPage::ok(
                 "Connected",
-                format!("{display_name} is connected. rekey will check shortly that it works."),
+                format!("{display_name} is connected. rekey checks it with the provider where it can; where no check exists, an operator confirms that data flows."),
                 connection_id,
             ),
         ),

@@ -73,7 +73,7 @@ impl Rekey {
         let provider = self.catalog().get(&row.provider).cloned();
         let manual_steps = provider
             .as_ref()
-            .map(|p| p.revoke.steps.clone())
+            .map(|p| p.revoke_for(row.kind.as_str()).steps.clone())
             .unwrap_or_default();
         let mut at_provider = false;
         if !row.kind.is_static() {

@@ -1,0 +1,74 @@
+//! `POST …/revoke` answers with the manual steps for the connection's kind:
+//! a Jira API token (`basic`) is revoked under API tokens, not by removing
+//! an OAuth app's access. Confirming takes a note, kept as evidence.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::json;
+
+both_backends!(revoke_gives_the_steps_for_the_kind);
+
+async fn revoke_gives_the_steps_for_the_kind(db: Db) {
+    let s = TestServer::start(db).await;
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": "jira", "kind": "basic", "display_name": "Jira bot",
+                "params": {"site": "acme"},
+                "credentials": {"username": "bot@example.com", "password": "api-token-1"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/revoke"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let steps = r.json()["manual_steps"].to_string();
+    assert!(steps.contains("API tokens"), "{steps}");
+    assert!(!steps.contains("Connected apps"), "{steps}");
+
+    // The note is the evidence in the audit entry.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/revoke/confirm"),
+            &s.admin_key,
+            json!({"note": "SEC-7: token revoked"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["status"], "revoked");
+    let a = s
+        .get(
+            &format!("/api/v1/audit?target={id}&action=connection.revoked"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(
+        a["items"][0]["details"]["note"], "SEC-7: token revoked",
+        "{a}"
+    );
+    // A note with a control character is refused, naming the field.
+    let id2 = s.create_api_key_conn(&s.admin_key, "k-2", json!({})).await;
+    s.post(
+        &format!("/api/v1/connections/{id2}/revoke"),
+        &s.admin_key,
+        json!({}),
+    )
+    .await;
+    s.post(
+        &format!("/api/v1/connections/{id2}/revoke/confirm"),
+        &s.admin_key,
+        json!({"note": "bad\u{7}"}),
+    )
+    .await
+    .assert_error(400, "invalid_field");
+    s.stop().await;
+}
