@@ -55,6 +55,24 @@ async fn revoke_gives_the_steps_for_the_kind(db: Db) {
         a["items"][0]["details"]["note"], "SEC-7: token revoked",
         "{a}"
     );
+    // Asked-for status changes are not recorded as failures.
+    let a = s
+        .get(
+            &format!("/api/v1/audit?target={id}&action=connection.status_changed"),
+            &s.admin_key,
+        )
+        .await
+        .json();
+    let outcomes: Vec<&str> = a["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "ok"),
+        "{a}"
+    );
     // A note with a control character is refused, naming the field.
     let id2 = s.create_api_key_conn(&s.admin_key, "k-2", json!({})).await;
     s.post(

@@ -98,10 +98,12 @@ pub(crate) async fn status_changed(
     code: Option<&str>,
 ) -> Result<(), Error> {
     let error = LastError::from_column(r.last_error.as_deref()).map(|e| e.to_value());
-    let outcome = if r.status == Status::Active {
-        AuditOutcome::Ok
-    } else {
+    // `error` marks a connection that stopped working, not every move
+    // away from `active` (a revocation or a disable is what was asked for).
+    let outcome = if matches!(r.status, Status::Degraded | Status::NeedsReauth) {
         AuditOutcome::Error
+    } else {
+        AuditOutcome::Ok
     };
     record(
         tx,
