@@ -42,6 +42,9 @@ struct ConnectionPage {
     icon: &'static str,
     status_label: &'static str,
     broken: bool,
+    /// Checks and confirmations of data flow can only fail once the
+    /// connection is out of service (revoke_pending, revoked, disabled).
+    checkable: bool,
     error: Option<ErrorInfo>,
     created: When,
     rotated: When,
@@ -125,6 +128,7 @@ pub(super) async fn connection(
             icon,
             status_label,
             broken: is_broken(&c.status),
+            checkable: !matches!(c.status.as_str(), "revoke_pending" | "revoked" | "disabled"),
             error: c.last_error.as_ref().map(error_info),
             created: When::now(&c.created_at),
             rotated: When::opt(&c.rotated_at),

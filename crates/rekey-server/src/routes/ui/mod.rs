@@ -92,6 +92,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/ui/connections/{id}/confirm-working",
             post(confirm_working::confirm_working),
         )
+        .route(
+            "/ui/connections/{id}/confirm-revocation",
+            post(confirm_working::confirm_revocation),
+        )
         .route("/ui/connections/{id}/{action}", post(actions::act))
         .route_layer(axum::middleware::from_fn_with_state(state, same_origin))
 }
