@@ -332,7 +332,17 @@ async fn dashboard_connection_page_confirms(db: Db) {
         "{v}"
     );
     let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
-    assert!(html.contains("Confirmed working by"), "{html}");
+    // By name and readable time (id and instant on hover); the note is in
+    // the history too.
+    assert!(
+        html.contains("Confirmed working by <span class=\"actor\" title=\"user:")
+            && html.contains(">olga (user)</span> <time datetime="),
+        "{html}"
+    );
+    assert!(
+        html.contains("pending → active; note: “dashboard saw rows”"),
+        "{html}"
+    );
     s.stop().await;
 }
 
@@ -417,6 +427,17 @@ async fn dashboard_confirms_a_manual_revocation(db: Db) {
     let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
     assert!(
         !html.contains("Confirm revocation</button>") && !html.contains("Check now</button>"),
+        "{html}"
+    );
+    // The evidence is shown: on the connection's history and the audit page.
+    assert!(
+        html.contains("revoke_pending → revoked; note: “TICKET-42 app deleted”"),
+        "{html}"
+    );
+    let (ada, _) = session(&s, "ada", rekey_service::Role::Admin).await;
+    let html = page(&s, "/ui/audit?action=connection.revoked", &ada).await;
+    assert!(
+        html.contains("revoke_pending → revoked; note: “TICKET-42 app deleted”"),
         "{html}"
     );
     s.stop().await;
