@@ -367,7 +367,8 @@ async fn dashboard_confirms_a_manual_revocation(db: Db) {
     );
     let grid = page(&s, "/ui/connections", &olga).await;
     assert!(
-        grid.contains("#manual-revoke\">Confirm revocation</a>"),
+        grid.contains("#manual-revoke\">Confirm revocation</a>")
+            && !grid.contains("aria-label=\"Check k-rev now\""),
         "{grid}"
     );
     let (vic, vic_csrf) = session(&s, "vic", rekey_service::Role::Viewer).await;

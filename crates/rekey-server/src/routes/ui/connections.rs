@@ -26,6 +26,8 @@ pub(super) struct Tile {
     disabled: bool,
     /// Waiting for the operator's "Confirm revocation" (connection page).
     revoke_pending: bool,
+    /// Check now can only fail once out of service.
+    checkable: bool,
     /// Has the Update credentials form.
     api_key: bool,
     error: Option<String>,
@@ -215,6 +217,7 @@ pub(super) fn tile_of(c: ConnectionView) -> Tile {
         broken: is_broken(&c.status),
         disabled: c.status == "disabled",
         revoke_pending: c.status == "revoke_pending",
+        checkable: !matches!(c.status.as_str(), "revoke_pending" | "revoked" | "disabled"),
         api_key: c.kind == "api_key",
         error: c
             .last_error
