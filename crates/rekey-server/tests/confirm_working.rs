@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 both_backends!(
     unprobed_connection_says_so_and_is_confirmed,
     confirmation_is_refused_where_it_would_contradict,
-    dashboard_connection_page_confirms
+    dashboard_connection_page_confirms,
+    dashboard_confirms_a_manual_revocation
 );
 
 async fn audit_of(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
@@ -331,6 +332,114 @@ async fn dashboard_connection_page_confirms(db: Db) {
         "{v}"
     );
     let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
-    assert!(html.contains("Confirmed working by"), "{html}");
+    // By name and readable time (id and instant on hover); the note is in
+    // the history too.
+    assert!(
+        html.contains("Confirmed working by <span class=\"actor\" title=\"user:")
+            && html.contains(">olga (user)</span> <time datetime="),
+        "{html}"
+    );
+    assert!(
+        html.contains("pending → active; note: “dashboard saw rows”"),
+        "{html}"
+    );
+    s.stop().await;
+}
+
+/// A connection waiting for manual revocation steps (`revoke_pending`) has
+/// "Confirm revocation" (operators) and no Check now / Confirm data flows,
+/// which could only fail; the note reaches the audit entry.
+async fn dashboard_confirms_a_manual_revocation(db: Db) {
+    let s = TestServer::start(db).await;
+    let id = s
+        .create_api_key_conn(&s.admin_key, "k-rev", json!({}))
+        .await;
+    s.sql(&[&format!(
+        "UPDATE connections SET status = 'revoke_pending' WHERE id = '{id}'"
+    )])
+    .await;
+    let (olga, csrf) = session(&s, "olga", rekey_service::Role::Operator).await;
+    let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
+    assert!(html.contains("Confirm revocation</button>"), "{html}");
+    assert!(
+        !html.contains("Confirm data flows</button>") && !html.contains("Check now</button>"),
+        "{html}"
+    );
+    let grid = page(&s, "/ui/connections", &olga).await;
+    assert!(
+        grid.contains("#manual-revoke\">Confirm revocation</a>")
+            && !grid.contains("aria-label=\"Check k-rev now\""),
+        "{grid}"
+    );
+    let (vic, vic_csrf) = session(&s, "vic", rekey_service::Role::Viewer).await;
+    let html = page(&s, &format!("/ui/connections/{id}"), &vic).await;
+    assert!(!html.contains("Confirm revocation</button>"), "{html}");
+    let post = |cookie: String, form: Vec<(&'static str, String)>| {
+        let s = &s;
+        let id = id.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{}/ui/connections/{id}/confirm-revocation", s.base))
+                .header("cookie", cookie)
+                .header("origin", s.base.clone())
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let note = ("note", "TICKET-42 app deleted".to_string());
+    assert_eq!(
+        post(vic, vec![("csrf", vic_csrf), note.clone()]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_ne!(
+        post(olga.clone(), vec![note.clone()]).await,
+        StatusCode::OK,
+        "no CSRF token"
+    );
+    assert_ne!(
+        post(olga.clone(), vec![("csrf", "x".into()), note.clone()]).await,
+        StatusCode::OK,
+        "wrong CSRF token"
+    );
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(v["status"], "revoke_pending");
+    assert_eq!(
+        post(olga.clone(), vec![("csrf", csrf), note]).await,
+        StatusCode::OK
+    );
+    let v = s
+        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .await
+        .json();
+    assert_eq!(v["status"], "revoked");
+    let a = audit_of(&s, &id, "connection.revoked").await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["details"]["note"], "TICKET-42 app deleted");
+    assert!(
+        a[0]["actor"].as_str().unwrap().starts_with("user:"),
+        "{a:?}"
+    );
+    let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
+    assert!(
+        !html.contains("Confirm revocation</button>") && !html.contains("Check now</button>"),
+        "{html}"
+    );
+    // The evidence is shown: on the connection's history and the audit page.
+    assert!(
+        html.contains("revoke_pending → revoked; note: “TICKET-42 app deleted”"),
+        "{html}"
+    );
+    let (ada, _) = session(&s, "ada", rekey_service::Role::Admin).await;
+    let html = page(&s, "/ui/audit?action=connection.revoked", &ada).await;
+    assert!(
+        html.contains("revoke_pending → revoked; note: “TICKET-42 app deleted”"),
+        "{html}"
+    );
     s.stop().await;
 }

@@ -190,11 +190,20 @@ async fn every_signed_in_page_keeps_the_header(db: Db) {
         "/ui/connections/con_00000000000000000000000000".into(),
         format!("/ui/connections/{id}/confirm/explode"),
         "/ui/webhooks".into(),
+        // An unknown dashboard path: the HTML page, not the API's JSON.
+        "/ui/no-such-page".into(),
+        format!("/ui/connections/{id}/nope/deeper"),
     ];
     for p in &pages {
         let (st, html) = get(&s, p, &olga).await;
         assert!(has_header(&html, "olga"), "{p} ({st}): {html}");
     }
+    let (st, html) = get(&s, "/ui/no-such-page", &olga).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(html.contains("There is no such dashboard page"), "{html}");
+    // Without a session: the sign-in page, as for every dashboard page.
+    let (st, _) = get(&s, "/ui/no-such-page", "").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
     // Bulk confirmation and results, an action's message, a refusal, a
     // stale form: all keep it.
     let (csrf, id) = (csrf.as_str(), id.as_str());

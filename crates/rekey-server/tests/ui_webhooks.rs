@@ -14,7 +14,46 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-both_backends!(webhooks_pages_roles_deliveries_and_replay);
+both_backends!(
+    webhooks_pages_roles_deliveries_and_replay,
+    dashboard_layout_does_not_overflow
+);
+
+/// Layout rules found by a 1400px browser trial: the webhooks form's label
+/// column took the events fieldset's one-line width (page 2118px wide);
+/// long ids overflowed error boxes; a group's count wrapped away from a long
+/// provider name; the custody filter's placeholder was cut.
+async fn dashboard_layout_does_not_overflow(db: Db) {
+    let s = TestServer::start(db).await;
+    let css = reqwest::get(format!("{}/assets/rekey.css", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for rule in [
+        "grid-template-columns: fit-content(14rem) minmax(0, 32rem)",
+        ".form-grid > * { min-width: 0; max-width: 100%; }",
+        "fieldset.events { border: 1px solid #d9e2ec; border-radius: 6px; min-width: 0;",
+        ".alert { padding: .6rem .8rem; border-radius: 4px; overflow-wrap: anywhere; }",
+        ".group h2 .n { white-space: nowrap;",
+        "table.audit th { overflow-wrap: normal; white-space: nowrap; }",
+    ] {
+        assert!(css.contains(rule), "missing: {rule}");
+    }
+    let (ada, _) = user(&s, "ada", Role::Admin).await;
+    let (_, html) = get(&s, "/ui/webhooks", &ada).await;
+    assert!(html.contains("class=\"form-grid\""), "{html}");
+    s.create_api_key_conn(&s.admin_key, "k-layout", json!({}))
+        .await;
+    let (_, html) = get(&s, "/ui/connections", &ada).await;
+    assert!(html.contains("placeholder=\"e.g. vault\""), "{html}");
+    assert!(
+        html.contains("<span class=\"muted n\">(1)</span>"),
+        "{html}"
+    );
+    s.stop().await;
+}
 
 async fn webhooks_pages_roles_deliveries_and_replay(db: Db) {
     let s = TestServer::start(db).await;

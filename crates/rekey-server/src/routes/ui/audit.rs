@@ -1,7 +1,7 @@
 //! The audit page: the tenant's audit log with filters; for admins, whether
 //! the hash chain is intact.
 
-use super::show::{Actor, Actors, When};
+use super::show::{evidence, Actor, Actors, When};
 use super::{SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
@@ -29,6 +29,8 @@ struct Row {
     e: AuditEntryView,
     at: When,
     by: Actor,
+    /// from → to, reason and note (see [`evidence`]).
+    detail: String,
 }
 
 /// The tenant's audit log with filters; for admins, the chain's state.
@@ -60,6 +62,7 @@ pub(super) async fn audit(
                 .map(|e| Row {
                     at: When::now(&e.at),
                     by: actors.of(&e.actor),
+                    detail: evidence(&e.details),
                     e,
                 })
                 .collect(),

@@ -2,7 +2,7 @@
 //! context, health, audit history, runbooks), Rotate and the Update
 //! credentials form. Their POSTs are in `actions`.
 
-use super::show::{Actor, Actors, When};
+use super::show::{evidence, Actor, Actors, When};
 use super::{connection_of, is_broken, look, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
@@ -42,6 +42,9 @@ struct ConnectionPage {
     icon: &'static str,
     status_label: &'static str,
     broken: bool,
+    /// Checks and confirmations of data flow can only fail once the
+    /// connection is out of service (revoke_pending, revoked, disabled).
+    checkable: bool,
     error: Option<ErrorInfo>,
     created: When,
     rotated: When,
@@ -49,6 +52,8 @@ struct ConnectionPage {
     last_checked: When,
     failing_since: When,
     history: Vec<HistoryItem>,
+    /// "Confirmed working by <name> at <time>", with the note.
+    confirmed: Option<(Actor, When, Option<String>)>,
     revoke_steps: Vec<String>,
     rotate_steps: Vec<String>,
 }
@@ -125,6 +130,7 @@ pub(super) async fn connection(
             icon,
             status_label,
             broken: is_broken(&c.status),
+            checkable: !matches!(c.status.as_str(), "revoke_pending" | "revoked" | "disabled"),
             error: c.last_error.as_ref().map(error_info),
             created: When::now(&c.created_at),
             rotated: When::opt(&c.rotated_at),
@@ -132,6 +138,11 @@ pub(super) async fn connection(
             last_checked: When::opt(&c.health.last_checked_at),
             failing_since: When::opt(&c.health.first_failed_at),
             history,
+            confirmed: c
+                .health
+                .confirmation
+                .as_ref()
+                .map(|k| (actors.of(&k.by), When::now(&k.at), k.note.clone())),
             revoke_steps,
             rotate_steps,
             c,
@@ -139,23 +150,19 @@ pub(super) async fn connection(
     ))
 }
 
-/// An audit entry as a history row: a status change as `from → to`,
-/// otherwise its error or outcome detail.
+/// An audit entry as a history row: its evidence (`from → to`, reason,
+/// note), otherwise its error or outcome detail.
 fn history_item(e: AuditEntryView, actors: &Actors) -> HistoryItem {
     let d = &e.details;
-    let detail = match (d.get("from"), d.get("to")) {
-        (Some(f), Some(t)) => format!(
-            "{} → {}",
-            f.as_str().unwrap_or(""),
-            t.as_str().unwrap_or("")
-        ),
-        _ => d
+    let mut detail = evidence(d);
+    if detail.is_empty() {
+        detail = d
             .get("error")
             .or_else(|| d.get("outcome"))
             .and_then(|v| v.as_str())
             .unwrap_or("")
-            .to_string(),
-    };
+            .to_string();
+    }
     HistoryItem {
         at: When::now(&e.at),
         actor: actors.of(&e.actor),

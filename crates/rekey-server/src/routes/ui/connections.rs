@@ -24,6 +24,10 @@ pub(super) struct Tile {
     /// Drawn as a broken-chain icon.
     broken: bool,
     disabled: bool,
+    /// Waiting for the operator's "Confirm revocation" (connection page).
+    revoke_pending: bool,
+    /// Check now can only fail once out of service.
+    checkable: bool,
     /// Has the Update credentials form.
     api_key: bool,
     error: Option<String>,
@@ -212,6 +216,8 @@ pub(super) fn tile_of(c: ConnectionView) -> Tile {
         custody: c.custody.clone(),
         broken: is_broken(&c.status),
         disabled: c.status == "disabled",
+        revoke_pending: c.status == "revoke_pending",
+        checkable: !matches!(c.status.as_str(), "revoke_pending" | "revoked" | "disabled"),
         api_key: c.kind == "api_key",
         error: c
             .last_error

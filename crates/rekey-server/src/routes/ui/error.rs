@@ -56,6 +56,15 @@ impl UiError {
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
+        self.render(("/ui/connections", "Back to connections"))
+    }
+}
+
+impl UiError {
+    /// The page, leading back to `back` (path, label).
+    pub(crate) fn render(self, back: (&'static str, &'static str)) -> Response {
+        let message =
+            |status, heading: &str, m: String, class| message_to(status, heading, m, class, back);
         match self {
             UiError::SignIn => Redirect::to("/ui/login").into_response(),
             UiError::Csrf => message(

@@ -10,11 +10,16 @@ use super::{look, CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use rekey_api::{IntegrationView, UpdateIntegration};
+use axum::response::Response;
+use rekey_api::{IntegrationQuery, IntegrationView, UpdateIntegration};
 use rekey_core::SecretString;
 use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+
+/// Refusals on these pages lead back here, not to the connections.
+const BACK: (&str, &str) = ("/ui/integrations", "Back to integrations");
 
 struct Used {
     id: String,
@@ -40,14 +45,35 @@ struct IntegrationsPage {
     /// (id, display name) of catalog providers with OAuth, by name.
     providers: Vec<(String, String)>,
     error: Option<String>,
+    /// The filters as given (tag, custody).
+    tag: String,
+    custody: String,
 }
 
-/// `GET /ui/integrations`: every OAuth app of the tenant and its connections.
-pub(super) async fn list(State(s): State<AppState>, u: SessionUser) -> UiResult {
+/// `GET /ui/integrations`: the tenant's OAuth apps (filtered by tag and
+/// custody, as the API's list) and the connections of each.
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    u: SessionUser,
+) -> Response {
+    list_page(s, q, u).await.unwrap_or_else(|e| e.render(BACK))
+}
+
+async fn list_page(s: AppState, q: HashMap<String, String>, u: SessionUser) -> UiResult {
     require_read(&u)?;
+    let field = |k: &str| q.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let (tag, custody) = (field("tag"), field("custody"));
+    let opt = |v: &String| (!v.is_empty()).then(|| v.clone());
+    // The service validates the filters (slugs) as for the API.
+    let query = IntegrationQuery {
+        provider: None,
+        tag: opt(&tag),
+        custody: opt(&custody),
+    };
     let list = s
         .rekey
-        .list_integrations(u.tenant())
+        .list_integrations_filtered(u.tenant(), &query)
         .await
         .map_err(UiError::service("Cannot list integrations"))?;
     // Without the usage the apps are still listed, with none shown.
@@ -101,6 +127,8 @@ pub(super) async fn list(State(s): State<AppState>, u: SessionUser) -> UiResult 
             apps,
             providers,
             error,
+            tag,
+            custody,
         },
     ))
 }
@@ -127,24 +155,55 @@ pub(super) struct CreateForm {
     token_url: String,
     revocation_url: String,
     identity_url: String,
+    /// Comma-separated.
+    tags: String,
+    custody: String,
+    /// The provider's URL parameters as `name=value` pairs, e.g.
+    /// `login_host=login.salesforce.com`.
+    params: String,
+}
+
+/// Comma- or space-separated words; the service validates each.
+fn words(v: &str) -> Vec<String> {
+    v.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `name=value` pairs separated by commas, spaces or lines. Names and
+/// values are validated by the service against the provider's catalog.
+fn params_of(v: &str) -> Result<BTreeMap<String, String>, UiError> {
+    words(v)
+        .into_iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(UiError::page(
+                StatusCode::BAD_REQUEST,
+                "Not registered",
+                "URL parameters are name=value pairs, e.g. login_host=login.salesforce.com.",
+                "bad",
+            )),
+        })
+        .collect()
 }
 
 /// `POST /ui/integrations`: register an OAuth app (admin).
 pub(super) async fn create(
     State(s): State<AppState>,
     CsrfForm { user: u, form: f }: CsrfForm<CreateForm>,
-) -> UiResult {
+) -> Response {
+    register(s, u, f).await.unwrap_or_else(|e| e.render(BACK))
+}
+
+async fn register(s: AppState, u: SessionUser, f: CreateForm) -> UiResult {
     u.require_admin("register OAuth apps")?;
     let opt = |v: &str| {
         let v = v.trim();
         (!v.is_empty()).then(|| v.to_string())
     };
-    let scopes: Vec<String> = f
-        .scopes
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let scopes = words(&f.scopes);
+    let params = params_of(&f.params)?;
     let secret = f.client_secret.expose().trim();
     // Built from JSON so that fields the API gains later keep their defaults.
     let body = json!({
@@ -154,6 +213,9 @@ pub(super) async fn create(
         "client_secret": (!secret.is_empty()).then_some(secret),
         "auth_method": opt(&f.auth_method),
         "scopes": (!scopes.is_empty()).then_some(scopes),
+        "tags": words(&f.tags),
+        "custody": words(&f.custody),
+        "params": params,
         "endpoints": {
             "issuer": opt(&f.issuer),
             "authorize_url": opt(&f.authorize_url),
@@ -184,7 +246,7 @@ pub(super) async fn create(
             v.display_name, v.id, v.redirect_uri
         ),
         "ok",
-        ("/ui/integrations", "Back to integrations"),
+        BACK,
     ))
 }
 
@@ -202,7 +264,13 @@ pub(super) async fn rotate_form(
     State(s): State<AppState>,
     Path(id): Path<String>,
     u: SessionUser,
-) -> UiResult {
+) -> Response {
+    rotate_page(s, id, u)
+        .await
+        .unwrap_or_else(|e| e.render(BACK))
+}
+
+async fn rotate_page(s: AppState, id: String, u: SessionUser) -> UiResult {
     u.require_admin("replace client secrets")?;
     let i = s
         .rekey
@@ -234,7 +302,13 @@ pub(super) async fn rotate(
     State(s): State<AppState>,
     Path(id): Path<String>,
     CsrfForm { user: u, form: f }: CsrfForm<RotateForm>,
-) -> UiResult {
+) -> Response {
+    replace_secret(s, id, u, f)
+        .await
+        .unwrap_or_else(|e| e.render(BACK))
+}
+
+async fn replace_secret(s: AppState, id: String, u: SessionUser, f: RotateForm) -> UiResult {
     u.require_admin("replace client secrets")?;
     let secret = f.client_secret.expose().trim();
     let pem = f.private_key_pem.expose().trim();
@@ -271,6 +345,6 @@ pub(super) async fn rotate(
             if secret.is_empty() { "private key" } else { "client secret" }
         ),
         "ok",
-        ("/ui/integrations", "Back to integrations"),
+        BACK,
     ))
 }

@@ -92,8 +92,24 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/ui/connections/{id}/confirm-working",
             post(confirm_working::confirm_working),
         )
+        .route(
+            "/ui/connections/{id}/confirm-revocation",
+            post(confirm_working::confirm_revocation),
+        )
         .route("/ui/connections/{id}/{action}", post(actions::act))
+        .route("/ui/{*rest}", get(not_found))
         .route_layer(axum::middleware::from_fn_with_state(state, same_origin))
+}
+
+/// Unknown dashboard paths: the HTML error page with the header (the
+/// service-wide fallback answers with the API's JSON).
+async fn not_found(_u: SessionUser) -> UiResult {
+    Err(UiError::page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such dashboard page.",
+        "bad",
+    ))
 }
 
 /// rekey's icon. Browsers ask for /favicon.ico whatever the pages say, and

@@ -129,6 +129,16 @@ impl Actors {
             }
         } else if let Some(u) = actor.strip_prefix("user:") {
             format!("{u} (user)")
+        } else if actor.starts_with("connect_session:") {
+            "Connect link".into()
+        } else if let Some(job) = actor.strip_prefix("system:") {
+            match job {
+                "health" => "rekey (health check)".into(),
+                "refresh" => "rekey (token refresh)".into(),
+                other => format!("rekey ({other})"),
+            }
+        } else if actor == "system" {
+            "rekey".into()
         } else {
             actor.to_string()
         };
@@ -137,6 +147,24 @@ impl Actors {
             id: actor.to_string(),
         }
     }
+}
+
+/// The evidence of an audit entry, compact: a status change as `from → to`,
+/// then its reason and note. Only these keys: whatever else `details`
+/// holds is not shown.
+pub(crate) fn evidence(d: &serde_json::Value) -> String {
+    let str_of = |k: &str| d.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+    let mut parts = Vec::new();
+    if let (Some(f), Some(t)) = (str_of("from"), str_of("to")) {
+        parts.push(format!("{f} → {t}"));
+    }
+    if let Some(r) = str_of("reason") {
+        parts.push(format!("reason: {r}"));
+    }
+    if let Some(n) = str_of("note") {
+        parts.push(format!("note: “{n}”"));
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]
@@ -168,6 +196,17 @@ mod tests {
         assert_eq!(a.of("api_key:key_1").id, "api_key:key_1");
         assert_eq!(a.of("api_key:key_9").name, "API key key_9");
         assert_eq!(a.of("user:ada").name, "ada (user)");
-        assert_eq!(a.of("system").name, "system");
+        assert_eq!(a.of("system").name, "rekey");
+        assert_eq!(a.of("system:health").name, "rekey (health check)");
+        assert_eq!(a.of("connect_session:cs_1").name, "Connect link");
+        assert_eq!(a.of("connect_session:cs_1").id, "connect_session:cs_1");
+    }
+
+    #[test]
+    fn evidence_shows_only_from_to_reason_and_note() {
+        let d =
+            serde_json::json!({"from": "pending", "to": "active", "note": "rows", "secret": "x"});
+        assert_eq!(evidence(&d), "pending → active; note: “rows”");
+        assert_eq!(evidence(&serde_json::json!({"reason": "r"})), "reason: r");
     }
 }
