@@ -173,6 +173,12 @@ try {
     'it is listed, its secret not');
   await allLabelled('webhooks');
   await page.screenshot({ path: `${SHOTS}/pages-webhooks.png`, fullPage: true });
+  // Every page of this suite fits a 1400px screen: no horizontal scrolling.
+  for (const path of ['/ui/webhooks', `/ui/webhooks/${env('HOOK_ID')}`, '/ui/integrations', '/ui/audit']) {
+    await page.goto(`${BASE}${path}`);
+    const w = await page.evaluate(() => document.documentElement.scrollWidth);
+    expect(w <= 1400, `${path} fits 1400px (${w}px)`);
+  }
 
   expect(errors.length === 0, `no console errors${errors.length ? ': ' + errors.join('; ') : ''}`);
 } finally {
