@@ -32,7 +32,8 @@ const browser = await chromium.launch({
     '--disable-component-update', '--disable-sync', '--no-first-run'],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 900, height: 1000 } });
+  // A reader in Tokyo: the expiry is shown in their zone, UTC on hover.
+  const page = await browser.newPage({ viewport: { width: 900, height: 1000 }, timezoneId: 'Asia/Tokyo' });
   const errors = [];
   // A CSP violation (an inline script or style) shows up as a console error.
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
@@ -59,8 +60,10 @@ try {
   const body = await page.locator('main').innerText();
   expect(!/same account|sign in|authoriz/i.test(body), 'no OAuth wording on a key page');
   const when = await page.locator('time').getAttribute('datetime');
-  expect(!Number.isNaN(Date.parse(when)) && /UTC$/.test((await page.locator('time').textContent()).trim()),
-    'expiry as a readable UTC time with its exact instant');
+  const shown = (await page.locator('time').textContent()).trim();
+  const title = await page.locator('time').getAttribute('title');
+  expect(!Number.isNaN(Date.parse(when)) && /GMT\+9|JST/.test(shown) && /UTC$/.test(title || ''),
+    `expiry in the reader's zone (${shown}), readable UTC on hover (${title})`);
 
   // The settings are there, prefilled; the secret is the one empty field.
   expect(await page.getByLabel('Header or parameter name').inputValue() === 'X-Intercom-Token', 'header name prefilled');

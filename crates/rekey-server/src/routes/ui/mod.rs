@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/audit", get(audit::audit))
         .route("/ui/connections/{id}", get(connection_detail::connection))
         .route(HTMX_PATH, get(htmx_js))
+        .route("/assets/local-time.js", get(local_time_js))
         .route("/ui/bulk", post(bulk::bulk))
         .route("/ui/connections/{id}/check", post(actions::check))
         .route(
@@ -135,6 +136,19 @@ async fn htmx_js() -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         include_str!("../../../assets/htmx-2.0.11.min.js"),
+    )
+        .into_response()
+}
+
+/// The Connect pages' one script: times in the reader's own zone.
+async fn local_time_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../../../assets/local-time.js"),
     )
         .into_response()
 }
