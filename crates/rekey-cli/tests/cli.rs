@@ -143,6 +143,23 @@ async fn cli_end_to_end(db: Db) {
         serde_json::from_str::<Value>(&stdout(&out)).unwrap(),
         json!([])
     );
+    // Search in names (the API's `q`).
+    let out = cli(vec!["connections", "list", "--json", "--search", "6SENSE"]).await;
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], id.as_str());
+    let out = cli(vec![
+        "connections",
+        "list",
+        "--json",
+        "--search",
+        "nothing-like-it",
+    ])
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap(),
+        json!([])
+    );
 
     let out = cli(vec!["connections", "show", &id, "--json"]).await;
     let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();

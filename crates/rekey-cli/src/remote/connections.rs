@@ -14,6 +14,9 @@ pub enum ConnectionsCmd {
     List {
         #[command(flatten)]
         api: ApiArgs,
+        /// Search in name, owner email or id (the API's `q`).
+        #[arg(long)]
+        search: Option<String>,
         #[arg(long)]
         provider: Option<String>,
         #[arg(long)]
@@ -238,6 +241,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
     match cmd {
         ConnectionsCmd::List {
             api,
+            search,
             provider,
             kind,
             status,
@@ -250,6 +254,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
         } => {
             let c = client(&api)?;
             let q = ConnectionQuery {
+                q: search,
                 provider,
                 kind,
                 status,
