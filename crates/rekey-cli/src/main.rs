@@ -217,6 +217,24 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 
+    /// Every command says what it does in `--help`.
+    #[test]
+    fn every_command_has_help() {
+        use clap::CommandFactory;
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in c.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(p.clone());
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "rekey", &mut missing);
+        assert!(missing.is_empty(), "commands without help: {missing:?}");
+    }
+
     fn api(status: u16, code: &str) -> anyhow::Error {
         rekey_client::ClientError::Api {
             status,

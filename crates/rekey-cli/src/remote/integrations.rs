@@ -23,6 +23,7 @@ pub enum IntegrationsCmd {
         #[arg(long)]
         custody: Option<String>,
     },
+    /// One OAuth app registration (never its client secret).
     Show {
         id: String,
         #[command(flatten)]
@@ -61,6 +62,8 @@ pub enum IntegrationsCmd {
         #[arg(long = "custody", value_delimiter = ',')]
         custody: Option<Vec<String>>,
     },
+    /// Delete an OAuth app registration; refused (exit 5) while connections
+    /// use it.
     Delete {
         id: String,
         #[command(flatten)]

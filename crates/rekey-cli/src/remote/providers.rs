@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum ProvidersCmd {
+    /// The provider catalog: each provider's kinds and how rekey checks,
+    /// revokes and rotates them.
     List {
         #[command(flatten)]
         api: ApiArgs,

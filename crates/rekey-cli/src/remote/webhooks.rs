@@ -27,6 +27,7 @@ pub enum WebhooksCmd {
         #[arg(long)]
         description: Option<String>,
     },
+    /// One subscription (never its signing secret).
     Show {
         id: String,
         #[command(flatten)]
@@ -47,6 +48,7 @@ pub enum WebhooksCmd {
         #[arg(long)]
         disable: bool,
     },
+    /// Delete a subscription and its signing secret; nothing more is sent to it.
     Delete {
         id: String,
         #[command(flatten)]
