@@ -9,28 +9,11 @@
 // of data flowing "again".
 // Env: BASE, SHOTS, CONNECT_URL (a reauthorization link), CONN_NAME, NEW_KEY,
 // FIRST_URL, FIRST_NAME.
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { env, expect, launch, SHOTS } from './harness.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing ${k}`);
-  return v;
-};
-const SHOTS = env('SHOTS');
 const NAME = env('CONN_NAME');
-mkdirSync(SHOTS, { recursive: true });
 
-function expect(cond, what) {
-  if (!cond) throw new Error(`expected: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 try {
   // A reader in Tokyo: the expiry is shown in their zone, UTC on hover.
   const page = await browser.newPage({ viewport: { width: 900, height: 1000 }, timezoneId: 'Asia/Tokyo' });

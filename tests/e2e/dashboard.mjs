@@ -5,28 +5,11 @@
 // real oidc-provider whose next token request fails with invalid_grant.
 // Env: BASE, OPERATOR, VIEWER, PASSWORD, CONN_ID, CONN_NAME, OAUTH_CONN_ID,
 // OAUTH_CONN_NAME, IDP (the provider's issuer URL), SHOTS.
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { env, expect, launch, SHOTS } from './harness.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing ${k}`);
-  return v;
-};
 const BASE = env('BASE');
-const SHOTS = env('SHOTS');
-mkdirSync(SHOTS, { recursive: true });
 
-function expect(cond, what) {
-  if (!cond) throw new Error(`expected: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
   // oidc-provider's dev login page imports a web font; there is no internet here.

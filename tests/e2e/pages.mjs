@@ -6,28 +6,11 @@
 // an admin user, ten connections over four providers (BROKEN of them
 // broken), an OAuth app with one connection and a webhook with a delivery.
 // Env: BASE, SHOTS, ADMIN, PASSWORD, HOOK_ID, BROKEN.
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { env, expect, launch, SHOTS } from './harness.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing ${k}`);
-  return v;
-};
 const BASE = env('BASE');
-const SHOTS = env('SHOTS');
-mkdirSync(SHOTS, { recursive: true });
 
-function expect(cond, what) {
-  if (!cond) throw new Error(`expected: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const errors = [];

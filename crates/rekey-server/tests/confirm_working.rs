@@ -5,6 +5,8 @@
 //! emitted as a status change; refused where it would contradict a probe.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ui_support;
+
 use rekey_testkit::{both_backends, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -227,46 +229,10 @@ async fn confirmation_is_refused_where_it_would_contradict(db: Db) {
     s.stop().await;
 }
 
-/// A dashboard session of a new user with `role`: (cookie, CSRF token).
-async fn session(s: &TestServer, name: &str, role: rekey_service::Role) -> (String, String) {
-    let pw = "correct horse battery";
-    s.rekey
-        .create_user(
-            &rekey_service::Ctx::cli("default"),
-            name,
-            &rekey_core::SecretString::new(pw.to_string()),
-            role,
-        )
-        .await
-        .unwrap();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = http
-        .post(format!("{}/ui/login", s.base))
-        .form(&[("username", name), ("password", pw)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_string();
-    let html = page(s, "/ui/integrations", &cookie).await;
-    let marker = "name=\"csrf\" value=\"";
-    let at = html.find(marker).unwrap() + marker.len();
-    let csrf = html[at..at + html[at..].find('"').unwrap()].to_string();
-    (cookie, csrf)
-}
-
 async fn page(s: &TestServer, path: &str, cookie: &str) -> String {
-    let r = reqwest::Client::new()
-        .get(format!("{}{path}", s.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.text().await.unwrap()
+    let (status, html) = ui_support::get(s, path, cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    html
 }
 
 /// The connection page says why it cannot be checked and has a button to
@@ -280,7 +246,7 @@ async fn dashboard_connection_page_confirms(db: Db) {
         json!({}),
     )
     .await;
-    let (olga, csrf) = session(&s, "olga", rekey_service::Role::Operator).await;
+    let (olga, csrf) = ui_support::user(&s, "olga", rekey_service::Role::Operator).await;
     let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
     assert!(
         html.contains("Cannot be checked automatically: confirm data flows"),
@@ -294,7 +260,7 @@ async fn dashboard_connection_page_confirms(db: Db) {
             && !grid.contains("Pending verification"),
         "{grid}"
     );
-    let (vic, vic_csrf) = session(&s, "vic", rekey_service::Role::Viewer).await;
+    let (vic, vic_csrf) = ui_support::user(&s, "vic", rekey_service::Role::Viewer).await;
     let html = page(&s, &format!("/ui/connections/{id}"), &vic).await;
     assert!(
         !html.contains("Confirm data flows</button>"),
@@ -358,7 +324,7 @@ async fn dashboard_confirms_a_manual_revocation(db: Db) {
         "UPDATE connections SET status = 'revoke_pending' WHERE id = '{id}'"
     )])
     .await;
-    let (olga, csrf) = session(&s, "olga", rekey_service::Role::Operator).await;
+    let (olga, csrf) = ui_support::user(&s, "olga", rekey_service::Role::Operator).await;
     let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
     assert!(html.contains("Confirm revocation</button>"), "{html}");
     assert!(
@@ -371,7 +337,7 @@ async fn dashboard_confirms_a_manual_revocation(db: Db) {
             && !grid.contains("aria-label=\"Check k-rev now\""),
         "{grid}"
     );
-    let (vic, vic_csrf) = session(&s, "vic", rekey_service::Role::Viewer).await;
+    let (vic, vic_csrf) = ui_support::user(&s, "vic", rekey_service::Role::Viewer).await;
     let html = page(&s, &format!("/ui/connections/{id}"), &vic).await;
     assert!(!html.contains("Confirm revocation</button>"), "{html}");
     let post = |cookie: String, form: Vec<(&'static str, String)>| {
@@ -435,7 +401,7 @@ async fn dashboard_confirms_a_manual_revocation(db: Db) {
         html.contains("revoke_pending → revoked; note: “TICKET-42 app deleted”"),
         "{html}"
     );
-    let (ada, _) = session(&s, "ada", rekey_service::Role::Admin).await;
+    let (ada, _) = ui_support::user(&s, "ada", rekey_service::Role::Admin).await;
     let html = page(&s, "/ui/audit?action=connection.revoked", &ada).await;
     assert!(
         html.contains("revoke_pending → revoked; note: “TICKET-42 app deleted”"),

@@ -3,11 +3,14 @@
 //! Chromium comes with the rest of the dashboard.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ui_support;
+
 use rekey_service::{Ctx, Role};
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::{both_backends, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
+use ui_support::{browser, csrf_of, post as post_form, user};
 
 both_backends!(
     sign_in_sessions_csrf_and_roles,
@@ -17,13 +20,6 @@ both_backends!(
     dashboard_actions_are_audited_like_the_api,
     root_leads_to_the_dashboard
 );
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 async fn sign_in(s: &TestServer, user: &str, pw: &str) -> (StatusCode, Option<String>, String) {
     let r = browser()
@@ -44,11 +40,6 @@ fn session_of(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_string()
 }
 
-fn csrf_of(html: &str) -> String {
-    let i = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    html[i..i + html[i..].find('"').unwrap()].to_string()
-}
-
 async fn get(
     s: &TestServer,
     path: &str,
@@ -62,22 +53,6 @@ async fn get(
         .unwrap();
     let (st, h) = (r.status(), r.headers().clone());
     (st, r.text().await.unwrap(), h)
-}
-
-async fn post_form(
-    s: &TestServer,
-    path: &str,
-    cookie: &str,
-    form: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let r = browser()
-        .post(format!("{}{path}", s.base))
-        .header("cookie", cookie)
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.text().await.unwrap())
 }
 
 async fn sign_in_sessions_csrf_and_roles(db: Db) {
@@ -475,19 +450,6 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         (StatusCode::SEE_OTHER, "/ui/login")
     );
     s.stop().await;
-}
-
-/// Signed-in session cookie and CSRF token of a new user with this role.
-async fn user(s: &TestServer, name: &str, role: Role) -> (String, String) {
-    let pw = rekey_core::SecretString::new("correct horse battery".to_string());
-    s.rekey
-        .create_user(&Ctx::cli("default"), name, &pw, role)
-        .await
-        .unwrap();
-    let (_, cookie, _) = sign_in(s, name, "correct horse battery").await;
-    let cookie = session_of(&cookie.unwrap());
-    let (_, html, _) = get(s, "/ui/connections", &cookie).await;
-    (cookie.clone(), csrf_of(&html))
 }
 
 async fn search_filters_and_bulk_actions(db: Db) {

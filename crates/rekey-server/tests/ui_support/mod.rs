@@ -1,4 +1,5 @@
-//! Helpers of the dashboard page tests (`ui_pages.rs`, `ui_webhooks.rs`):
+//! Helpers of the dashboard tests (`ui.rs`, `ui_pages.rs`, `ui_webhooks.rs`,
+//! `ui_integrations.rs`, `confirm_working.rs`):
 //! a browser-like client that does not follow redirects, signed-in users
 //! and the header every signed-in page shows.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
