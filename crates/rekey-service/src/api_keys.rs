@@ -1,8 +1,7 @@
 use crate::audit::record;
 use crate::{views, Ctx, Rekey};
 use rekey_api::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
-use rekey_core::audit::AuditAction;
-use rekey_core::audit::AuditOutcome;
+use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::scope::{Scope, Scopes};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};

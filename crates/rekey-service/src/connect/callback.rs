@@ -8,8 +8,7 @@ use super::{
 use crate::audit::record;
 use crate::integrations::Resolved;
 use crate::Rekey;
-use rekey_core::audit::AuditAction;
-use rekey_core::audit::AuditOutcome;
+use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::ConnectSessionStatus;
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;

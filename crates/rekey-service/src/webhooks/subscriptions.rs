@@ -11,8 +11,7 @@ use rekey_api::{
     CreateWebhook, CreatedWebhook, DeliveryView, UpdateWebhook, WebhookList, WebhookQuery,
     WebhookView,
 };
-use rekey_core::audit::AuditAction;
-use rekey_core::audit::AuditOutcome;
+use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::events::EventType;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
