@@ -52,6 +52,24 @@ schema_enum!(
     Status::ALL.iter().map(|k| k.as_str())
 );
 schema_enum!(
+    /// `rekey_core::versions::VersionLabel`.
+    VersionLabel,
+    "Where a credential version stands: `current` (what consumers get), `pending` (a rotation's new secret, not yet promoted), `previous` (readable until its grace ends), `retired` (material deleted; fingerprint and history kept).",
+    rekey_core::versions::VersionLabel::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::rotation::RotationState`.
+    RotationState,
+    "The last step a rotation reached.",
+    rekey_core::rotation::RotationState::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::rotation::RotationStrategy`.
+    RotationStrategy,
+    "How a database password is rotated.",
+    rekey_core::rotation::RotationStrategy::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
     /// `rekey_core::scope::Scope`.
     Scope,
     "An API key scope; `admin` implies all the others.",

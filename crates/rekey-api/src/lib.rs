@@ -8,6 +8,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 pub mod enums;
+mod versions;
+pub use versions::*;
 
 /// Every error response: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -156,6 +158,13 @@ pub struct UpdateCredentials {
     /// Expected current version (alternative to `If-Match`).
     #[serde(default)]
     pub version: Option<i64>,
+    /// How long the replaced credential stays readable as the `previous`
+    /// version (`GET …/credentials?version=previous`) before it is retired
+    /// and its material deleted: seconds, or a number with `s`, `m`, `h` or
+    /// `d` (`"90s"`, `"1h"`, `"7d"`); `0` retires it at once. Default one
+    /// hour, at most 30 days. OAuth grants keep no previous material.
+    #[serde(default)]
+    pub grace: Option<Grace>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -584,7 +593,7 @@ redacted_debug!(
         expires_at
     ]
 );
-redacted_debug!(UpdateCredentials, credentials, [version]);
+redacted_debug!(UpdateCredentials, credentials, [version, grace]);
 redacted_debug!(CredentialsView, credentials, [connection_id, kind, version]);
 redacted_debug!(CreatedApiKey, key, [api_key]);
 redacted_debug!(CreatedWebhook, secret, [webhook]);
@@ -608,6 +617,7 @@ mod tests {
         let u = UpdateCredentials {
             credentials: serde_json::json!({"key": "sk-debug-canary"}),
             version: None,
+            grace: None,
         };
         let v = CredentialsView {
             connection_id: "c".into(),

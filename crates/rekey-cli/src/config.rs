@@ -244,7 +244,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     }
     let rekey = opened.rekey.clone();
     // This replica's name on the leases it takes.
-    let owner = rekey_core::ids::new_id("replica");
+    let owner = rekey.replica_id().to_string();
     rekey
         .release_stale_leases()
         .await
@@ -267,6 +267,16 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
             stop_rx.clone(),
         ));
     }
+    workers.push(rekey_server::workers::spawn_rotation_worker(
+        rekey.clone(),
+        tick.max(std::time::Duration::from_secs(1)),
+        stop_rx.clone(),
+    ));
+    workers.push(rekey_server::workers::spawn_version_worker(
+        rekey.clone(),
+        tick.max(std::time::Duration::from_secs(1)),
+        stop_rx.clone(),
+    ));
     workers.push(rekey_server::workers::spawn_delivery_worker(
         rekey.clone(),
         owner.clone(),

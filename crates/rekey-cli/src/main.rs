@@ -98,6 +98,11 @@ enum Cmd {
     /// Audit log: list (API) and verify (API, or --offline).
     #[command(subcommand)]
     Audit(remote::audit::AuditCmd),
+    /// Rotate a connection's credential with the catalog's rotator (API client).
+    Rotate(remote::rotations::RotateArgs),
+    /// Credential rotations: list and show (API client).
+    #[command(subcommand)]
+    Rotations(remote::rotations::RotationsCmd),
 }
 
 /// The API error behind `e`, if any (commands may add context around it).
@@ -187,6 +192,8 @@ fn main() -> ExitCode {
             Cmd::ConnectLink(a) => remote::integrations::connect_link(a).await,
             Cmd::ApiKeys(c) => remote::api_keys::run(c).await,
             Cmd::Audit(c) => remote::audit::run(c).await,
+            Cmd::Rotate(a) => remote::rotations::rotate(a).await,
+            Cmd::Rotations(c) => remote::rotations::run(c).await,
         }
     });
     match res {

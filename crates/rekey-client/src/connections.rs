@@ -71,6 +71,25 @@ impl Client {
             .await
     }
 
+    /// `GET /api/v1/connections/{id}/credentials?version=`: `current` or
+    /// `previous` (the credential replaced last, while its grace lasts).
+    pub async fn read_credentials_version(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<CredentialsView> {
+        let q = CredentialsQuery {
+            version: Some(version.to_string()),
+        };
+        self.get(&format!("{}/credentials", conn(id)), &q).await
+    }
+
+    /// `GET /api/v1/connections/{id}/versions`: the credential history
+    /// (labels and fingerprints, never values), newest first.
+    pub async fn list_versions(&self, id: &str) -> Result<VersionList> {
+        self.get(&format!("{}/versions", conn(id)), NO_QUERY).await
+    }
+
     /// `PUT /api/v1/connections/{id}/credentials`: replace the material.
     pub async fn replace_credentials(
         &self,

@@ -21,6 +21,7 @@
 mod connections;
 mod error;
 mod integrations;
+mod rotations;
 mod system;
 mod webhooks;
 

@@ -122,6 +122,7 @@ async fn connections_round_trip(db: Db) {
     let replace = UpdateCredentials {
         credentials: json!({"key": "sk-client-new", "placement": "header", "name": "X-Api-Key"}),
         version: None,
+        grace: None,
     };
     assert!(!format!("{replace:?}").contains("sk-client"));
     let v = c.replace_credentials(&id, &replace, Some(2)).await.unwrap();
@@ -564,7 +565,7 @@ async fn every_api_operation_has_a_client_method() {
         (
             "get",
             "/api/v1/connections/{id}/credentials",
-            "read_credentials",
+            "read_credentials, read_credentials_version",
         ),
         (
             "put",
@@ -607,6 +608,10 @@ async fn every_api_operation_has_a_client_method() {
             "/api/v1/connections/{id}/confirm-working",
             "confirm_working",
         ),
+        ("get", "/api/v1/connections/{id}/versions", "list_versions"),
+        ("post", "/api/v1/connections/{id}/rotate", "start_rotation"),
+        ("get", "/api/v1/rotations", "list_rotations"),
+        ("get", "/api/v1/rotations/{id}", "get_rotation"),
         ("get", "/api/v1/api-keys", "list_api_keys"),
         ("post", "/api/v1/api-keys", "create_api_key"),
         ("delete", "/api/v1/api-keys/{id}", "revoke_api_key"),

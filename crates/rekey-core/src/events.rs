@@ -12,6 +12,10 @@ string_enum!(
         ConnectionReauthorized => "connection.reauthorized",
         ConnectionDeleted => "connection.deleted",
         WebhookTest => "webhook.test",
+        RotationStarted => "rotation.started",
+        RotationStep => "rotation.step",
+        RotationSucceeded => "rotation.succeeded",
+        RotationFailed => "rotation.failed",
     }
 );
 

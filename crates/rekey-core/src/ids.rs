@@ -14,6 +14,10 @@ pub const DELIVERY: &str = "dlv";
 pub const ATTEMPT: &str = "att";
 /// OAuth app registrations.
 pub const INTEGRATION: &str = "int";
+/// A credential version.
+pub const CREDENTIAL_VERSION: &str = "cv";
+/// A credential rotation.
+pub const ROTATION: &str = "rot";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

@@ -46,10 +46,12 @@ pub mod events;
 pub mod ids;
 pub mod last_error;
 pub mod outbound;
+pub mod rotation;
 pub mod scope;
 pub mod scrub;
 pub mod secret;
 pub mod time;
+pub mod versions;
 
 pub use error::{Error, ErrorClass, ErrorCode, Result};
 pub use secret::SecretString;

@@ -11,12 +11,14 @@
 
 mod apikey;
 mod envelope;
+mod fingerprint;
 mod keyring;
 
 pub mod sigv4;
 pub mod webhook;
 pub use apikey::{generate_api_key, hash_api_key, API_KEY_PREFIX};
 pub use envelope::{Aad, Sealed};
+pub use fingerprint::{generate_fingerprint_key, keyed_fingerprint};
 pub use keyring::{Kek, Keyring, KeyringSource};
 pub use webhook::{generate_webhook_secret, sign_webhook, WEBHOOK_SECRET_PREFIX};
 

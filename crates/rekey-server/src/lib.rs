@@ -47,6 +47,9 @@ pub struct AppState {
         rekey_api::enums::Scope,
         rekey_api::enums::WebhookEventType,
         rekey_api::enums::WebhookEventFilter,
+        rekey_api::enums::VersionLabel,
+        rekey_api::enums::RotationState,
+        rekey_api::enums::RotationStrategy,
     )),
     tags(
         (name = "connections", description = "Connections and their credentials"),
@@ -57,6 +60,7 @@ pub struct AppState {
         (name = "integrations", description = "OAuth app registrations and connect sessions"),
         (name = "connect", description = "Hosted Connect page and OAuth callback (HTML)"),
         (name = "webhooks", description = "Webhook subscriptions, deliveries and replays"),
+        (name = "rotations", description = "Credential rotations: rekey changes a credential at its target, tests, promotes and retires the old one"),
     )
 )]
 struct ApiDoc;
@@ -86,6 +90,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::system::router())
         .merge(routes::providers::router())
         .merge(routes::connections::router())
+        .merge(routes::versions::router())
+        .merge(routes::rotations::router())
         .merge(routes::api_keys::router())
         .merge(routes::audit::router())
         .merge(routes::integrations::router())

@@ -135,3 +135,31 @@ pub fn spawn_delivery_worker(
         }
     })
 }
+
+/// Retire previous credential versions whose grace has ended (their
+/// material is deleted; fingerprints and history stay).
+pub fn spawn_version_worker(
+    rekey: Rekey,
+    tick: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    const BATCH: i64 = 100;
+    spawn_pass_loop("versions", tick, stop, move || {
+        let rekey = rekey.clone();
+        async move { rekey.retire_expired_versions(BATCH).await }
+    })
+}
+
+/// Drive credential rotations: resume those another process left (a
+/// crash, a lapsed lease) and retire old credentials once their grace ends.
+pub fn spawn_rotation_worker(
+    rekey: Rekey,
+    tick: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    const BATCH: i64 = 20;
+    spawn_pass_loop("rotation", tick, stop, move || {
+        let rekey = rekey.clone();
+        async move { rekey.rotate_due(BATCH).await }
+    })
+}

@@ -18,11 +18,13 @@ mod keys;
 mod oauth_conn;
 mod open;
 mod paging;
+mod rotation;
 mod rsa_key;
 mod sealing;
 mod signin_throttle;
 mod status;
 mod users;
+mod versions;
 mod views;
 mod webhooks;
 
@@ -33,6 +35,10 @@ pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
+pub use rekey_store::credential_versions::VersionRow as CredentialVersion;
+pub use rotation::{
+    Options as RotationOptions, RotateRequest, Rotation, IMPLEMENTED as IMPLEMENTED_ROTATORS,
+};
 pub use users::{Role, SessionUser};
 pub use webhooks::{DeliveryRun, WebhookSettings, DEFAULT_MAX_WEBHOOKS};
 
@@ -120,6 +126,10 @@ struct Inner {
     webhook_settings: RwLock<webhooks::WebhookSettings>,
     /// Webhook posts: own client so a slow receiver never shares limits with providers.
     webhook_http: rekey_oauth::Http,
+    /// The key of keyed credential fingerprints, once read or made.
+    fingerprint_key: tokio::sync::OnceCell<zeroize::Zeroizing<Vec<u8>>>,
+    /// This process's name on the leases it takes (rotations, checks, deliveries).
+    replica: String,
 }
 
 impl Rekey {
@@ -157,6 +167,8 @@ impl Rekey {
                 signin: Mutex::new(signin_throttle::Throttle::default()),
                 webhook_settings: RwLock::new(config.webhooks),
                 webhook_http: client(30)?,
+                fingerprint_key: tokio::sync::OnceCell::new(),
+                replica: rekey_core::ids::new_id("replica"),
                 outbound,
             }),
         })
@@ -201,6 +213,11 @@ impl Rekey {
             .read()
             .map(|u| u.clone())
             .unwrap_or_default()
+    }
+
+    /// This process's name on the leases it takes.
+    pub fn replica_id(&self) -> &str {
+        &self.inner.replica
     }
 
     pub fn store(&self) -> &Store {

@@ -139,6 +139,18 @@ impl From<Parsed<rekey_core::connection::ConnectionKind>>
     }
 }
 
+impl From<Parsed<rekey_core::versions::VersionLabel>> for rekey_core::versions::VersionLabel {
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}
+
+impl From<Parsed<rekey_core::rotation::RotationState>> for rekey_core::rotation::RotationState {
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}
+
 impl From<Parsed<rekey_core::connection::Status>> for rekey_core::connection::Status {
     fn from(p: Parsed<Self>) -> Self {
         p.0

@@ -45,6 +45,26 @@ pub async fn insert(c: &mut AnyConnection, s: &SecretRow) -> Result<(), Error> {
     Ok(())
 }
 
+/// Insert `s` unless a row for its owner and field exists (a concurrent
+/// writer may have made it first); false when one did.
+pub async fn insert_if_absent(c: &mut AnyConnection, s: &SecretRow) -> Result<bool, Error> {
+    let r = sqlx::query(&format!(
+        "INSERT INTO secrets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (owner_kind, owner_id, field) DO NOTHING"
+    ))
+    .bind(&s.owner_kind)
+    .bind(&s.owner_id)
+    .bind(&s.field)
+    .bind(&s.tenant)
+    .bind(s.version)
+    .bind(&s.kek_id)
+    .bind(s.wrapped_dek.clone())
+    .bind(s.ciphertext.clone())
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 pub async fn for_owner(
     c: &mut AnyConnection,
     owner_kind: &str,

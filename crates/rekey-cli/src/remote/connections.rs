@@ -170,6 +170,18 @@ pub enum ConnectionsCmd {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
+        /// `current` (default) or `previous`: the credential replaced last,
+        /// while its grace lasts.
+        #[arg(long, value_parser = ["current", "previous"])]
+        version: Option<String>,
+    },
+    /// The credential history: each version's label (current, pending,
+    /// previous, retired), fingerprint, and who made, promoted and retired
+    /// it. Never values.
+    Versions {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Replace the credential material with JSON from a file or stdin (`-`),
     /// never from the command line.
@@ -180,6 +192,10 @@ pub enum ConnectionsCmd {
         /// JSON file with the credential material, or `-` for stdin.
         #[arg(long = "credentials-file")]
         credentials_file: String,
+        /// How long the replaced credential stays readable as `previous`
+        /// (`0`, `90s`, `15m`, `1h`, `7d`; default 1h, at most 30d).
+        #[arg(long)]
+        grace: Option<String>,
     },
     /// Confirm that the manual revocation steps are done (`revoke_pending` → `revoked`).
     ConfirmRevocation {
@@ -476,8 +492,12 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 print_table(&CONN_HEADERS, vec![connection_row(&v)])?;
             }
         }
-        ConnectionsCmd::Credentials { id, api } => {
-            let v = client(&api)?.read_credentials(&id).await?;
+        ConnectionsCmd::Credentials { id, api, version } => {
+            let c = client(&api)?;
+            let v = match version {
+                Some(label) => c.read_credentials_version(&id, &label).await?,
+                None => c.read_credentials(&id).await?,
+            };
             let mut text = serde_json::to_string_pretty(&v)?;
             text.push('\n');
             write_secret(&text, "the credentials")?;
@@ -486,6 +506,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             id,
             api,
             credentials_file,
+            grace,
         } => {
             let c = client(&api)?;
             let credentials = read_credentials_file(&credentials_file)?;
@@ -495,11 +516,44 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                     &UpdateCredentials {
                         credentials,
                         version: None,
+                        grace: grace.map(Grace::Text),
                     },
                     None,
                 )
                 .await?;
             print_status(&api, &v)?;
+        }
+        ConnectionsCmd::Versions { id, api } => {
+            let v = client(&api)?.list_versions(&id).await?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                print_table(
+                    &[
+                        "LABEL",
+                        "FINGERPRINT",
+                        "SOURCE",
+                        "CREATED",
+                        "BY",
+                        "GRACE UNTIL",
+                        "RETIRED",
+                    ],
+                    v.items
+                        .iter()
+                        .map(|x| {
+                            vec![
+                                x.label.clone(),
+                                x.fingerprint.clone(),
+                                x.source.clone(),
+                                x.created_at.clone(),
+                                x.created_by.clone(),
+                                x.grace_until.clone().unwrap_or_default(),
+                                x.retired_at.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect(),
+                )?;
+            }
         }
         ConnectionsCmd::ConfirmRevocation { id, api, note } => {
             let v = client(&api)?

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod connections;
 pub mod integrations;
 pub mod providers;
+pub mod rotations;
 pub mod webhooks;
 
 use crate::config::secret_env;

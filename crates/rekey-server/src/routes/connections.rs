@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_api::*;
 use rekey_core::connection::Status;
+use rekey_core::versions::VersionLabel;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -133,18 +134,39 @@ async fn update_credentials(
 }
 
 /// Decrypt and return the credential material. Requires `credentials:read`; every call is audited.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path)),
+/// `?version=previous` returns the credential replaced last while its grace lasts (404 `no_previous_version` otherwise).
+#[utoipa::path(get, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path), CredentialsQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = CredentialsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = CredentialsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn read_credentials(
     State(s): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath,
+    ApiQuery(q): ApiQuery<CredentialsQuery>,
 ) -> ApiResult<Response> {
-    let v = s
-        .rekey
-        .read_credentials(&auth.principal, &auth.ctx, &id)
-        .await?;
+    let label = match q.version.as_deref() {
+        None => VersionLabel::Current,
+        Some(v) => v.parse()?,
+    };
+    let v = match label {
+        VersionLabel::Current => {
+            s.rekey
+                .read_credentials(&auth.principal, &auth.ctx, &id)
+                .await?
+        }
+        VersionLabel::Previous => {
+            s.rekey
+                .read_previous_credentials(&auth.principal, &auth.ctx, &id)
+                .await?
+        }
+        other => {
+            return Err(rekey_core::Error::invalid(
+                rekey_core::ErrorCode::InvalidVersion,
+                format!("`version` must be `current` or `previous`; a `{other}` credential is not handed out"),
+            )
+            .into())
+        }
+    };
     let mut r = Json(v).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -4,8 +4,10 @@ pub mod connect;
 pub mod connections;
 pub mod integrations;
 pub mod providers;
+pub mod rotations;
 pub mod system;
 pub mod ui;
+pub mod versions;
 pub mod webhooks;
 
 use axum::http::{header, HeaderValue};

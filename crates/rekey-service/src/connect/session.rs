@@ -369,7 +369,14 @@ impl Rekey {
         }
         let result = match &s.reauthorize_id {
             Some(cid) => self
-                .replace_credentials(&ctx, cid, creds, params_changed.then_some(params), None)
+                .replace_credentials(
+                    &ctx,
+                    cid,
+                    creds,
+                    params_changed.then_some(params),
+                    None,
+                    rekey_core::versions::DEFAULT_GRACE,
+                )
                 .await
                 .map(|v| CallbackOutcome::Connected {
                     connection_id: v.id,

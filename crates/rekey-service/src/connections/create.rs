@@ -207,6 +207,9 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;
         self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
+        let version = self
+            .record_first_version(&mut tx, ctx, &row, &parsed.secrets)
+            .await?;
         record(
             &mut tx,
             ctx,
@@ -216,6 +219,7 @@ impl Rekey {
             json!({
                 "provider": row.provider, "kind": kind.as_str(),
                 "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
+                "fingerprint": version.fingerprint,
             }),
         )
         .await?;

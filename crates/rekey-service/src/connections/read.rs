@@ -161,7 +161,7 @@ impl Rekey {
         })
     }
 
-    async fn audit_read(
+    pub(crate) async fn audit_read(
         &self,
         ctx: &Ctx,
         id: &str,

@@ -6,11 +6,12 @@ use crate::audit::record;
 use crate::connection_rows::{not_found, OWNER_KIND};
 use crate::webhooks::{connection_data, emit};
 use crate::{views, Ctx, Rekey};
-use rekey_api::{ConnectionView, DisableConnection, UpdateConnection, UpdateCredentials};
+use rekey_api::{ConnectionView, DisableConnection, Grace, UpdateConnection, UpdateCredentials};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{self, Status};
 use rekey_core::events::EventType;
 use rekey_core::time::{now_ms, parse_rfc3339};
+use rekey_core::versions::{grace_from_secs, parse_grace, DEFAULT_GRACE};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as store, ConnectionRow};
@@ -18,6 +19,7 @@ use rekey_store::secrets;
 use rekey_store::{Locked, WriteTx};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 impl Rekey {
     /// Load a row inside a write transaction, with tenant isolation and the
@@ -145,12 +147,18 @@ impl Rekey {
         if_match: Option<i64>,
     ) -> Result<ConnectionView, Error> {
         let expected = if_match.or(req.version);
-        self.replace_credentials(ctx, id, req.credentials, None, expected)
+        let grace = match &req.grace {
+            None => DEFAULT_GRACE,
+            Some(Grace::Seconds(n)) => grace_from_secs(*n)?,
+            Some(Grace::Text(t)) => parse_grace(t)?,
+        };
+        self.replace_credentials(ctx, id, req.credentials, None, expected, grace)
             .await
     }
 
     /// Replace the material (and, from a reauthorization page, the URL
-    /// parameters) under the same catalog rules as creation.
+    /// parameters) under the same catalog rules as creation. The replaced
+    /// credential stays readable as `previous` for `grace`.
     pub(crate) async fn replace_credentials(
         &self,
         ctx: &Ctx,
@@ -158,6 +166,7 @@ impl Rekey {
         credentials: Value,
         params: Option<BTreeMap<String, String>>,
         expected: Option<i64>,
+        grace: Duration,
     ) -> Result<ConnectionView, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let mut tx = self.store().begin_write().await?;
@@ -181,6 +190,22 @@ impl Rekey {
                 .map_err(|p| p.to_error())?;
             row.params = text;
         }
+        if let Some(r) = rekey_store::rotations::running_for(tx.conn(), &ctx.tenant, &id).await? {
+            if r.state < rekey_core::rotation::RotationState::Promoted {
+                return Err(Error::conflict(
+                    ErrorCode::RotationInProgress,
+                    format!(
+                        "connection {id} is being rotated (rotation {}, at `{}`); wait for it to finish",
+                        r.id, r.state
+                    ),
+                ));
+            }
+        }
+        let before = row.clone();
+        let outgoing = {
+            let rows = secrets::for_owner(tx.conn(), OWNER_KIND, &id).await?;
+            self.open_secrets(&before, &rows)?
+        };
         let old_version = row.version;
         let from = row.status;
         if row.status != Status::Disabled && row.status != Status::Pending {
@@ -200,6 +225,18 @@ impl Rekey {
             return Err(lost_race(&id));
         }
         self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
+        let shift = self
+            .shift_versions(
+                &mut tx,
+                ctx,
+                &before,
+                &outgoing,
+                &row,
+                &parsed.secrets,
+                grace,
+                crate::versions::Source::Replaced,
+            )
+            .await?;
         store::schedule_check(tx.conn(), &ctx.tenant, &id, now, None).await?;
         crate::status::reauthorized(
             &mut tx,
@@ -221,6 +258,7 @@ impl Rekey {
                 "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
                 "status_from": from.as_str(), "status_to": row.status.as_str(),
                 "params_updated": params.is_some(),
+                "versions": shift.audit_details(),
             }),
         )
         .await?;
@@ -322,7 +360,13 @@ impl Rekey {
         let row = self
             .load_for_write(&mut tx, &ctx.tenant, &id, if_match)
             .await?;
-        let n = secrets::delete_owner(tx.conn(), OWNER_KIND, &id).await?;
+        let mut n = secrets::delete_owner(tx.conn(), OWNER_KIND, &id).await?;
+        // Kept previous versions' material goes too; the version rows go
+        // with the connection (foreign key).
+        for v in rekey_store::credential_versions::ids_of_connection(tx.conn(), &id).await? {
+            n += secrets::delete_owner(tx.conn(), rekey_store::credential_versions::OWNER_KIND, &v)
+                .await?;
+        }
         store::delete(tx.conn(), &ctx.tenant, &id).await?;
         record(
             &mut tx,

@@ -126,6 +126,7 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         store::release_leases(tx.conn(), owner).await?;
         rekey_store::connections::release_check_leases(tx.conn(), owner).await?;
+        rekey_store::rotations::release(tx.conn(), owner, None).await?;
         tx.commit().await
     }
 

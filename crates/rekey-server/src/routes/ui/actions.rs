@@ -301,6 +301,7 @@ pub(super) async fn update(
     let req = rekey_api::UpdateCredentials {
         credentials: serde_json::Value::Object(creds),
         version: None,
+        grace: None,
     };
     // Validation messages name the field, never the value.
     let v = s

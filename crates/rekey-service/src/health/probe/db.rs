@@ -21,6 +21,8 @@ struct Target<'a> {
     pub database: Option<String>,
     pub username: &'a str,
     pub password: &'a str,
+    /// Other secrets the statements carry (a new password), scrubbed from errors too.
+    pub also_secret: &'a [&'a str],
 }
 
 fn obs(outcome: Outcome, code: &str, message: String) -> Observation {
@@ -29,8 +31,8 @@ fn obs(outcome: Outcome, code: &str, message: String) -> Observation {
 
 /// Classify a login or query error. `codes` are the server's error codes
 /// (SQLSTATE, and MySQL's error number).
-fn judge_error(probe: &Probe, e: &sqlx::Error, password: &str) -> Observation {
-    let scrub = |s: &str| rekey_core::scrub::scrub_text(s, &[password]);
+fn judge_error(probe: &Probe, e: &sqlx::Error, secrets: &[&str]) -> Observation {
+    let scrub = |s: &str| rekey_core::scrub::scrub_text(s, secrets);
     match e {
         sqlx::Error::Database(d) => {
             let mut codes: Vec<String> = d.code().map(|c| c.to_string()).into_iter().collect();
@@ -78,13 +80,13 @@ enum Failure {
     Sql(sqlx::Error),
 }
 
-/// Log in at one checked address, run the statement, log out.
+/// Log in at one checked address, run the statements, log out.
 async fn login(
     probe: &Probe,
     t: &Target<'_>,
     ip: std::net::IpAddr,
     port: u16,
-    query: &str,
+    statements: &[String],
 ) -> Result<(), sqlx::Error> {
     // The address is the one the policy checked: sqlx gets no name to
     // resolve again, so a second DNS answer cannot swap it.
@@ -102,7 +104,9 @@ async fn login(
                 o = o.database(db);
             }
             let mut c = o.connect().await?;
-            sqlx::query(query).execute(&mut c).await?;
+            for q in statements {
+                sqlx::query(q).execute(&mut c).await?;
+            }
             c.close().await
         }
         _ => {
@@ -117,7 +121,9 @@ async fn login(
                 o = o.database(db);
             }
             let mut c = o.connect().await?;
-            sqlx::query(query).execute(&mut c).await?;
+            for q in statements {
+                sqlx::query(q).execute(&mut c).await?;
+            }
             c.close().await
         }
     }
@@ -129,10 +135,10 @@ async fn login(
 async fn run(
     probe: &Probe,
     t: Target<'_>,
+    statements: &[String],
     outbound: &rekey_oauth::Outbound,
     timeout: Duration,
 ) -> Observation {
-    let query = probe.query.clone().unwrap_or_else(|| "SELECT 1".into());
     let port = t.port.unwrap_or(match probe.protocol {
         ProbeProtocol::Postgres => 5432,
         _ => 3306,
@@ -147,7 +153,7 @@ async fn run(
         };
         let mut last = None;
         for a in addrs {
-            match login(probe, &t, a.ip(), port, &query).await {
+            match login(probe, &t, a.ip(), port, statements).await {
                 Ok(()) => return Ok(()),
                 Err(e @ sqlx::Error::Io(_)) => last = Some(e),
                 Err(e) => return Err(Failure::Sql(e)),
@@ -160,7 +166,11 @@ async fn run(
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(())) => Observation::ok(),
-        Ok(Err(Failure::Sql(e))) => judge_error(probe, &e, t.password),
+        Ok(Err(Failure::Sql(e))) => {
+            let mut secrets = vec![t.password];
+            secrets.extend_from_slice(t.also_secret);
+            judge_error(probe, &e, &secrets)
+        }
         Ok(Err(Failure::Refused(r))) => obs(Outcome::Unexpected, "outbound_refused", r.to_string()),
         Ok(Err(Failure::Lookup(m))) => obs(
             Outcome::Transient,
@@ -175,18 +185,23 @@ async fn run(
     }
 }
 
+/// Where a connection's database is: host, port and database name.
+struct DbAddress {
+    host: String,
+    port: Option<u16>,
+    database: Option<String>,
+}
+
 impl Rekey {
-    /// Log in to the connection's database. The host, port and database
-    /// come from the connection's `params` through the catalog templates.
-    pub(in crate::health) async fn run_db_probe(
+    /// The database a connection's `params` name, through the catalog
+    /// probe's templates; a misconfiguration is the observation.
+    async fn db_address(
         &self,
         row: &ConnectionRow,
         probe: &Probe,
-        username: &str,
-        password: &SecretString,
-    ) -> Observation {
+    ) -> Result<DbAddress, Observation> {
         let params = self.probe_params(row).await;
-        let misconfigured = Observation::misconfigured;
+        let misconfigured = |m: String| Err(Observation::misconfigured(m));
         let Some(provider) = self.catalog().get(&row.provider) else {
             return misconfigured(format!("provider `{}` is not in the catalog", row.provider));
         };
@@ -229,17 +244,58 @@ impl Rekey {
             Ok(d) => d,
             Err(e) => return misconfigured(format!("cannot build the probe target: {e}")),
         };
+        Ok(DbAddress {
+            host,
+            port,
+            database,
+        })
+    }
+
+    /// Log in to the connection's database. The host, port and database
+    /// come from the connection's `params` through the catalog templates.
+    pub(in crate::health) async fn run_db_probe(
+        &self,
+        row: &ConnectionRow,
+        probe: &Probe,
+        username: &str,
+        password: &SecretString,
+    ) -> Observation {
+        let query = probe.query.clone().unwrap_or_else(|| "SELECT 1".into());
+        self.db_exec(row, probe, username, password, &[query], &[])
+            .await
+    }
+
+    /// Log in to the connection's database as `username` and run
+    /// `statements` in order (the rotators' `ALTER ROLE …`); `also_secret`
+    /// are values in the statements to keep out of any error. The outbound
+    /// policy applies as for the probe. Never errors: failure is the
+    /// observation, classified as the probe's.
+    pub(crate) async fn db_exec(
+        &self,
+        row: &ConnectionRow,
+        probe: &Probe,
+        username: &str,
+        password: &SecretString,
+        statements: &[String],
+        also_secret: &[&str],
+    ) -> Observation {
+        let a = match self.db_address(row, probe).await {
+            Ok(a) => a,
+            Err(o) => return o,
+        };
         let timeout = Duration::from_secs(u64::from(probe.timeout_secs))
             .min(self.health_settings().max_probe_timeout);
         run(
             probe,
             Target {
-                host,
-                port,
-                database,
+                host: a.host,
+                port: a.port,
+                database: a.database,
                 username,
                 password: password.expose(),
+                also_secret,
             },
+            statements,
             &self.inner.outbound,
             timeout,
         )

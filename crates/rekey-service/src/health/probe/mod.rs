@@ -44,7 +44,7 @@ pub(super) enum Presented {
 impl Rekey {
     /// The probe for a connection: the catalog's for its kind, with the
     /// connection's URL override; an override alone makes a plain GET probe.
-    pub(in crate::health) fn probe_of(&self, row: &ConnectionRow) -> Result<Probe, String> {
+    pub(crate) fn probe_of(&self, row: &ConnectionRow) -> Result<Probe, String> {
         let provider = self.catalog().get(&row.provider);
         let catalog = provider
             .and_then(|p| p.probe_for(row.kind.as_str()))

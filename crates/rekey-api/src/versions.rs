@@ -1,0 +1,150 @@
+//! Credential versions on the wire: the history of a connection's
+//! credentials (never values) and the grace of a replaced one.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A grace period: whole seconds, or text such as `"15m"`, `"1h"`, `"7d"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Grace {
+    Seconds(i64),
+    Text(String),
+}
+
+/// `GET /api/v1/connections/{id}/credentials?version=`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CredentialsQuery {
+    /// `current` (the default) or `previous`: the credential replaced last,
+    /// while its grace lasts, for consumers that switch keys on their own
+    /// schedule.
+    pub version: Option<String>,
+}
+
+/// One credential a connection holds or has held. Never carries material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VersionView {
+    pub id: String,
+    /// The connection's credential version number this material was sealed for.
+    pub seq: i64,
+    #[schema(value_type = crate::enums::VersionLabel)]
+    pub label: String,
+    /// Names the credential without revealing it: the AWS access key id,
+    /// the RSA public key's `SHA256:` fingerprint, else `kh:` and a keyed
+    /// hash that cannot be checked without rekey's keys.
+    pub fingerprint: String,
+    /// `aws_access_key_id`, `rsa_sha256` or `keyed_hash`.
+    pub fingerprint_kind: String,
+    /// What made it: `created`, `replaced`, `reauthorized`, `backfill`
+    /// (recorded later for a credential stored before versions existed).
+    pub source: String,
+    pub created_at: String,
+    pub created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_by: Option<String>,
+    /// A `previous` version's material may be read until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_by: Option<String>,
+}
+
+/// `GET /api/v1/connections/{id}/versions`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VersionList {
+    pub items: Vec<VersionView>,
+}
+
+/// `POST /api/v1/connections/{id}/rotate`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRotation {
+    /// How long the old credential stays readable as `previous` where it
+    /// still works after the switch (two roles), before it is disabled at
+    /// the target and retired: seconds, or `"15m"`, `"1h"`, `"7d"`. Default
+    /// one hour, at most 30 days.
+    #[serde(default)]
+    pub grace: Option<Grace>,
+    /// Databases: `single_user` (default; the role's own password changes,
+    /// the old one stops working at once) or `alternate_users` (two roles
+    /// take turns; needs `alternate_username` and `admin_connection_id`).
+    #[serde(default)]
+    #[schema(value_type = Option<crate::enums::RotationStrategy>)]
+    pub strategy: Option<String>,
+    /// Another connection (same provider and kind) whose credential may
+    /// change this one's password (a database admin). Without it the
+    /// credential changes itself.
+    #[serde(default)]
+    pub admin_connection_id: Option<String>,
+    /// `alternate_users`: the second role, with the same grants.
+    #[serde(default)]
+    pub alternate_username: Option<String>,
+    /// MySQL/MariaDB with an admin: the account's host part, default `%`.
+    #[serde(default)]
+    pub user_host: Option<String>,
+}
+
+/// A credential rotation and where it stands. Never carries material.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RotationView {
+    pub id: String,
+    pub connection_id: String,
+    /// The catalog's rotator (`postgres`, `mysql`).
+    pub rotator: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// The last step reached: `created`, `set`, `tested`, `promoted`,
+    /// `retired` (done), or `failed` / `rolled_back` (stopped).
+    #[schema(value_type = crate::enums::RotationState)]
+    pub state: String,
+    pub finished: bool,
+    pub grace_secs: i64,
+    /// The new credential's version (see `GET …/versions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_version_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_version_id: Option<String>,
+    /// The last failure: `{code, message, step, at, attempts}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub last_error: Option<serde_json::Value>,
+    /// What happens next or what an operator should do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<String>,
+    pub attempts: i64,
+    /// When the next step may run (a retry, or retirement after the grace);
+    /// absent once finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_step_at: Option<String>,
+    pub requested_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// `GET /api/v1/rotations`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RotationList {
+    pub items: Vec<RotationView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/rotations?connection=&cursor=&limit=`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RotationQuery {
+    /// Only this connection's rotations.
+    pub connection: Option<String>,
+    pub cursor: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+}

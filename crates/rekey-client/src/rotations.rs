@@ -1,0 +1,31 @@
+//! `/api/v1/rotations` and `POST /api/v1/connections/{id}/rotate`.
+
+use crate::{seg, Client, Result, NO_QUERY};
+use rekey_api::{RotationList, RotationQuery, RotationView, StartRotation};
+use reqwest::Method;
+
+impl Client {
+    /// `POST /api/v1/connections/{id}/rotate`: start rotating the
+    /// credential (202: it runs in the background; follow it with
+    /// [`Client::get_rotation`]).
+    pub async fn start_rotation(&self, id: &str, req: &StartRotation) -> Result<RotationView> {
+        self.write(
+            Method::POST,
+            &format!("/api/v1/connections/{}/rotate", seg(id)),
+            req,
+            None,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/rotations/{id}`.
+    pub async fn get_rotation(&self, id: &str) -> Result<RotationView> {
+        self.get(&format!("/api/v1/rotations/{}", seg(id)), NO_QUERY)
+            .await
+    }
+
+    /// `GET /api/v1/rotations`: one page, newest first.
+    pub async fn list_rotations(&self, query: &RotationQuery) -> Result<RotationList> {
+        self.get("/api/v1/rotations", query).await
+    }
+}

@@ -1,0 +1,132 @@
+//! Credential rotations: start one, follow it, list them.
+
+use crate::error::ApiResult;
+use crate::extract::{ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, OptionalJson};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rekey_api::{ErrorBody, Grace, RotationList, RotationQuery, RotationView, StartRotation};
+use rekey_core::time::ms_to_rfc3339;
+use rekey_core::versions::{grace_from_secs, parse_grace};
+use rekey_service::{RotateRequest, Rotation};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_rotation))
+        .routes(routes!(list_rotations))
+        .routes(routes!(get_rotation))
+}
+
+/// The wire view of a rotation.
+pub fn view(r: &Rotation) -> RotationView {
+    let finished = r.state.is_finished();
+    RotationView {
+        id: r.id.clone(),
+        connection_id: r.connection_id.clone(),
+        rotator: r.rotator.clone(),
+        strategy: r.strategy.clone(),
+        state: r.state.as_str().to_string(),
+        finished,
+        grace_secs: r.grace_ms / 1000,
+        new_version_id: r.pending_version_id.clone(),
+        old_version_id: r.old_version_id.clone(),
+        last_error: r
+            .last_error
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok()),
+        next_action: r.next_action.clone(),
+        attempts: r.attempts,
+        next_step_at: (!finished).then(|| ms_to_rfc3339(r.due_at)),
+        requested_by: r.requested_by.clone(),
+        created_at: ms_to_rfc3339(r.created_at),
+        updated_at: ms_to_rfc3339(r.updated_at),
+        finished_at: r.finished_at.map(ms_to_rfc3339),
+    }
+}
+
+fn request(b: StartRotation) -> Result<RotateRequest, rekey_core::Error> {
+    Ok(RotateRequest {
+        grace: match b.grace {
+            None => None,
+            Some(Grace::Seconds(n)) => Some(grace_from_secs(n)?),
+            Some(Grace::Text(t)) => Some(parse_grace(&t)?),
+        },
+        strategy: b.strategy.as_deref().map(str::parse).transpose()?,
+        admin_connection_id: b.admin_connection_id,
+        alternate_username: b.alternate_username,
+        user_host: b.user_host,
+    })
+}
+
+/// Rotate a connection's credential with the catalog's rotator: the new
+/// secret is made and stored as the pending version, set at the target,
+/// tested, promoted to current, and the old one retired after the grace.
+/// Answers at once (202) with the rotation, which runs in the background;
+/// follow it at `GET /api/v1/rotations/{id}`. A crash resumes it.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", tag = "rotations", params(("id" = String, Path)),
+    request_body(content = Option<StartRotation>), security(("bearer" = [])),
+    responses((status = 202, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn start_rotation(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    OptionalJson(body): OptionalJson<StartRotation>,
+) -> ApiResult<Response> {
+    let req = request(body)?;
+    let r = s.rekey.start_rotation(&auth.ctx, &id, req).await?;
+    let rekey = s.rekey.clone();
+    let (tenant, rid) = (r.tenant.clone(), r.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = rekey.drive_rotation(&tenant, &rid).await {
+            tracing::warn!(rotation = %rid, error = %e, "rotation could not run now; the worker resumes it");
+        }
+    });
+    let mut resp = (StatusCode::ACCEPTED, Json(view(&r))).into_response();
+    if let Ok(loc) = format!("/api/v1/rotations/{}", r.id).parse() {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+/// Rotations, newest first; `connection` limits them to one connection.
+#[utoipa::path(get, path = "/api/v1/rotations", tag = "rotations", params(RotationQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = RotationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_rotations(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+    ApiQuery(q): ApiQuery<RotationQuery>,
+) -> ApiResult<Json<RotationList>> {
+    let (rows, next_cursor) = s
+        .rekey
+        .list_rotations(
+            &auth.ctx.tenant,
+            q.connection.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )
+        .await?;
+    Ok(Json(RotationList {
+        items: rows.iter().map(view).collect(),
+        next_cursor,
+    }))
+}
+
+/// One rotation: its state, last error and what happens next.
+#[utoipa::path(get, path = "/api/v1/rotations/{id}", tag = "rotations", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_rotation(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<RotationView>> {
+    Ok(Json(view(
+        &s.rekey.get_rotation(&auth.ctx.tenant, &id).await?,
+    )))
+}

@@ -1,0 +1,424 @@
+//! Running a rotation's steps. A rotation is driven by whoever holds its
+//! lease (the process that started it, or the background worker of any
+//! replica once that lease lapses), one step at a time; each step's
+//! outcome is written, with the rotation still in the state the step began
+//! from, before the next step runs. A crash between a step's side effect
+//! and that write runs the (idempotent) step again.
+
+use super::{fault, rotation_data, Material, Options, Rotate, Rotation, Rotator, StepError};
+use crate::audit::record;
+use crate::connection_rows::{not_found, OWNER_KIND};
+use crate::webhooks::emit;
+use crate::{Ctx, Rekey};
+use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::events::EventType;
+use rekey_core::rotation::RotationState;
+use rekey_core::time::now_ms;
+use rekey_core::{Error, ErrorCode};
+use rekey_store::connections::{self as conn_store, ConnectionRow};
+use rekey_store::credential_versions::{self as versions, VersionRow};
+use rekey_store::rotations as store;
+use rekey_store::{secrets, Locked, WriteTx};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long a worker holds a rotation before another may take it over.
+const LEASE_MS: i64 = 30_000;
+/// A step that cannot reach its target is tried this many times.
+const MAX_ATTEMPTS: i64 = 8;
+
+fn backoff_ms(attempts: i64) -> i64 {
+    (5_000i64 << attempts.clamp(0, 7)).min(600_000)
+}
+
+fn system_ctx(tenant: &str) -> Ctx {
+    Ctx {
+        tenant: tenant.to_string(),
+        actor: "system:rotation".into(),
+        request_id: None,
+        source: None,
+    }
+}
+
+/// What a step left behind.
+enum Stepped {
+    /// Moved on; try the next step now.
+    Advanced,
+    /// Nothing to do until `due_at` (the grace, a retry's backoff), or done.
+    Wait,
+}
+
+impl Rekey {
+    /// A worker pass: claim due rotations and drive each as far as it goes;
+    /// true when a full batch was claimed (more may be waiting).
+    pub async fn rotate_due(&self, limit: i64) -> Result<bool, Error> {
+        let now = now_ms();
+        let owner = self.replica_id().to_string();
+        let mut tx = self.store().begin_write().await?;
+        let claimed = store::claim_due(
+            tx.conn(),
+            self.store().backend(),
+            &owner,
+            now,
+            now + LEASE_MS,
+            limit,
+        )
+        .await?;
+        tx.commit().await?;
+        for (tenant, id) in &claimed {
+            if let Err(e) = self.drive_rotation(tenant, id).await {
+                tracing::warn!(rotation = %id, error = %e, "rotation step failed to run");
+            }
+        }
+        Ok(claimed.len() as i64 >= limit)
+    }
+
+    /// Run a rotation's steps as far as they go now: to the end, or until
+    /// it waits (the grace before retirement, a retry's backoff). Returns
+    /// the rotation as it stands; another process holding it is not an
+    /// error (it is returned as found).
+    pub async fn drive_rotation(&self, tenant: &str, id: &str) -> Result<Rotation, Error> {
+        let owner = self.replica_id().to_string();
+        loop {
+            let now = now_ms();
+            let mut tx = self.store().begin_write().await?;
+            let taken =
+                store::take_lease(tx.conn(), tenant, id, &owner, now, now + LEASE_MS).await?;
+            tx.commit().await?;
+            let r = self.get_rotation(tenant, id).await?;
+            if !taken || r.state.is_finished() || r.due_at > now {
+                if taken {
+                    let mut tx = self.store().begin_write().await?;
+                    store::release(tx.conn(), Some(&owner), Some(id)).await?;
+                    tx.commit().await?;
+                }
+                return Ok(r);
+            }
+            match self.step(&r).await? {
+                Stepped::Advanced => continue,
+                Stepped::Wait => {}
+            }
+        }
+    }
+
+    /// Run the step after `r.state` and write its outcome.
+    async fn step(&self, r: &Rotation) -> Result<Stepped, Error> {
+        let rotator = Rotator::by_name(&r.rotator).ok_or_else(|| {
+            Error::internal(format!(
+                "rotation {} names unknown rotator {}",
+                r.id, r.rotator
+            ))
+        })?;
+        let rot = rotator.inner();
+        let opts: Options = serde_json::from_str(&r.options).map_err(Error::internal)?;
+        let (row, cur_secrets) = self.load_with_secrets(&r.tenant, &r.connection_id).await?;
+        let current = material(&row.credential_meta, cur_secrets);
+        let pending = match &r.pending_version_id {
+            Some(v) if r.state < RotationState::Promoted => Some(self.pending_of(r, v).await?),
+            _ => None,
+        };
+        let outcome = match (r.state, &pending) {
+            (RotationState::Created, Some((_, p))) => rot
+                .set(self, &row, &current, p, &opts)
+                .await
+                .map(|()| fault::after("set")),
+            (RotationState::Set, Some((_, p))) => rot
+                .test(self, &row, p)
+                .await
+                .map(|()| fault::after("tested")),
+            (RotationState::Tested, Some((v, _))) => {
+                let keep = rot.old_survives_set(&opts);
+                return self.promote(r, v.clone(), keep).await;
+            }
+            (RotationState::Promoted, _) => {
+                let old = self.old_material(r).await?;
+                rot.retire(self, &row, &old, &current, &opts)
+                    .await
+                    .map(|()| fault::after("retired"))
+            }
+            (state, _) => {
+                return Err(Error::internal(format!(
+                    "rotation {} at `{state}` has no pending version",
+                    r.id
+                )))
+            }
+        };
+        match outcome {
+            Ok(()) => self.advance(r, &row).await,
+            Err(e) => self.step_failed(r, &row, e).await,
+        }
+    }
+
+    /// The pending version and its material.
+    async fn pending_of(
+        &self,
+        r: &Rotation,
+        version_id: &str,
+    ) -> Result<(VersionRow, Material), Error> {
+        let mut c = self.store().read().await?;
+        let v = versions::for_connection(&mut c, &r.tenant, &r.connection_id)
+            .await?
+            .into_iter()
+            .find(|v| v.id == version_id)
+            .ok_or_else(|| Error::internal(format!("rotation {}: pending version gone", r.id)))?;
+        let secrets = self.version_material(&mut c, &v).await?;
+        let m = material(&v.meta, secrets);
+        Ok((v, m))
+    }
+
+    /// What retirement needs of the old credential: its fields (the role
+    /// name); its secrets only while still kept as `previous`.
+    async fn old_material(&self, r: &Rotation) -> Result<Material, Error> {
+        let mut c = self.store().read().await?;
+        let v = match &r.old_version_id {
+            Some(id) => versions::for_connection(&mut c, &r.tenant, &r.connection_id)
+                .await?
+                .into_iter()
+                .find(|v| &v.id == id),
+            None => None,
+        };
+        let Some(v) = v else {
+            return Ok(material("{}", Default::default()));
+        };
+        let secrets = self.version_material(&mut c, &v).await.unwrap_or_default();
+        Ok(material(&v.meta, secrets))
+    }
+
+    /// The step after `r.state` succeeded: write it.
+    async fn advance(&self, r: &Rotation, row: &ConnectionRow) -> Result<Stepped, Error> {
+        let Some(to) = r.state.next() else {
+            return Ok(Stepped::Wait);
+        };
+        let now = now_ms();
+        let mut next = r.clone();
+        next.state = to;
+        next.attempts = 0;
+        next.last_error = None;
+        next.next_action = None;
+        next.updated_at = now;
+        let ctx = system_ctx(&r.tenant);
+        let mut tx = self.store().begin_write().await?;
+        if to == RotationState::Retired {
+            next.finished_at = Some(now);
+            if let Some(old) = &r.old_version_id {
+                self.retire_version(&mut tx, &ctx, &r.tenant, &r.connection_id, old)
+                    .await?;
+            }
+        }
+        if !store::advance(tx.conn(), &next, r.state).await? {
+            // Another worker wrote it first; read it again.
+            return Ok(Stepped::Advanced);
+        }
+        self.record_step(&mut tx, &ctx, &next, row, json!({}))
+            .await?;
+        if to == RotationState::Retired {
+            self.record_end(&mut tx, &ctx, &next, row, AuditAction::RotationSucceeded)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Stepped::Advanced)
+    }
+
+    /// `tested` → `promoted`, in one transaction: the pending material goes
+    /// under the connection as its current credential, the old one aside
+    /// (`previous` for the grace where it still works, else retired), and
+    /// the rotation waits out the grace before retirement.
+    async fn promote(
+        &self,
+        r: &Rotation,
+        pending: VersionRow,
+        keep_old: bool,
+    ) -> Result<Stepped, Error> {
+        let ctx = system_ctx(&r.tenant);
+        let id = &r.connection_id;
+        let mut tx = self.store().begin_write().await?;
+        rekey_store::lock_row(&mut tx, Locked::Connection, &r.tenant, id).await?;
+        let mut row = conn_store::get(tx.conn(), &r.tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let before = row.clone();
+        let outgoing = {
+            let rows = secrets::for_owner(tx.conn(), OWNER_KIND, id).await?;
+            self.open_secrets(&before, &rows)?
+        };
+        let incoming = self.version_material(tx.conn(), &pending).await?;
+        let now = now_ms();
+        let old_version = row.version;
+        row.credential_meta = pending.meta.clone();
+        row.credential_version = pending.seq;
+        row.version += 1;
+        row.updated_at = now;
+        row.rotated_at = Some(now);
+        if !conn_store::update(tx.conn(), &row, old_version).await? {
+            return Err(Error::conflict(
+                ErrorCode::VersionConflict,
+                format!("connection {id} changed during promotion"),
+            ));
+        }
+        self.write_secrets(&mut tx, &row, &incoming).await?;
+        let grace = Duration::from_millis(r.grace_ms.max(0) as u64);
+        let shift = self
+            .promote_pending(&mut tx, &ctx, &before, &outgoing, pending, grace, keep_old)
+            .await?;
+        conn_store::schedule_check(tx.conn(), &r.tenant, id, now, None).await?;
+        let mut next = r.clone();
+        next.state = RotationState::Promoted;
+        next.old_version_id = shift.old.as_ref().map(|v| v.id.clone());
+        next.attempts = 0;
+        next.last_error = None;
+        next.next_action = None;
+        next.updated_at = now;
+        // Retire once the grace is over (at once where the old credential
+        // died at `set`).
+        next.due_at = if keep_old { now + r.grace_ms } else { now };
+        if !store::advance(tx.conn(), &next, RotationState::Tested).await? {
+            return Ok(Stepped::Advanced);
+        }
+        self.record_step(&mut tx, &ctx, &next, &row, shift.audit_details())
+            .await?;
+        tx.commit().await?;
+        fault::after("promoted");
+        Ok(Stepped::Advanced)
+    }
+
+    /// A step failed: try again later while that may help, else stop —
+    /// rolled back where nothing current was touched, failed otherwise.
+    async fn step_failed(
+        &self,
+        r: &Rotation,
+        row: &ConnectionRow,
+        e: StepError,
+    ) -> Result<Stepped, Error> {
+        let now = now_ms();
+        let mut next = r.clone();
+        next.attempts += 1;
+        next.updated_at = now;
+        next.last_error = Some(
+            json!({
+                "code": e.code, "message": e.message, "step": r.state.next().map(|s| s.as_str()),
+                "at": rekey_core::time::ms_to_rfc3339(now), "attempts": next.attempts,
+            })
+            .to_string(),
+        );
+        let ctx = system_ctx(&r.tenant);
+        let mut tx = self.store().begin_write().await?;
+        if e.retry && next.attempts < MAX_ATTEMPTS {
+            next.due_at = now + backoff_ms(next.attempts);
+            next.next_action = Some("rekey tries again by itself".into());
+            if store::advance(tx.conn(), &next, r.state).await? {
+                tx.commit().await?;
+            }
+            return Ok(Stepped::Wait);
+        }
+        let opts: Options = serde_json::from_str(&r.options).map_err(Error::internal)?;
+        // Undoing is safe while the current credential is untouched: before
+        // `set` succeeded, or (two roles) before promotion.
+        let undo = r.state == RotationState::Created
+            || (r.state == RotationState::Set
+                && Rotator::by_name(&r.rotator).is_some_and(|x| x.inner().old_survives_set(&opts)));
+        next.finished_at = Some(now);
+        if undo {
+            next.state = RotationState::RolledBack;
+            next.next_action = e.next_action.clone().or(Some(
+                "the current credential is unchanged; fix the cause and rotate again".into(),
+            ));
+            if let Some(p) = &r.pending_version_id {
+                self.retire_version(&mut tx, &ctx, &r.tenant, &r.connection_id, p)
+                    .await?;
+            }
+        } else {
+            next.state = RotationState::Failed;
+            next.next_action = Some(match r.state {
+                RotationState::Promoted => format!(
+                    "the new credential is current and works; disable the old one at the target by hand ({})",
+                    e.next_action.as_deref().unwrap_or("see the error")
+                ),
+                _ => format!(
+                    "the target may already use the new secret (kept as the pending version); {}",
+                    e.next_action.as_deref().unwrap_or("check the target and replace the credential")
+                ),
+            });
+        }
+        if !store::advance(tx.conn(), &next, r.state).await? {
+            return Ok(Stepped::Advanced);
+        }
+        let action = if undo {
+            AuditAction::RotationRolledBack
+        } else {
+            AuditAction::RotationFailed
+        };
+        self.record_end(&mut tx, &ctx, &next, row, action).await?;
+        tx.commit().await?;
+        Ok(Stepped::Wait)
+    }
+
+    async fn record_step(
+        &self,
+        tx: &mut WriteTx,
+        ctx: &Ctx,
+        r: &Rotation,
+        row: &ConnectionRow,
+        details: Value,
+    ) -> Result<(), Error> {
+        record(
+            tx,
+            ctx,
+            AuditAction::RotationStep,
+            Some(&r.connection_id),
+            AuditOutcome::Ok,
+            json!({"rotation": r.id, "state": r.state.as_str(), "versions": details}),
+        )
+        .await?;
+        emit(
+            tx,
+            &r.tenant,
+            EventType::RotationStep,
+            rotation_data(r, row),
+        )
+        .await
+    }
+
+    async fn record_end(
+        &self,
+        tx: &mut WriteTx,
+        ctx: &Ctx,
+        r: &Rotation,
+        row: &ConnectionRow,
+        action: AuditAction,
+    ) -> Result<(), Error> {
+        let ok = action == AuditAction::RotationSucceeded;
+        record(
+            tx,
+            ctx,
+            action,
+            Some(&r.connection_id),
+            if ok { AuditOutcome::Ok } else { AuditOutcome::Error },
+            json!({
+                "rotation": r.id, "state": r.state.as_str(),
+                "error": r.last_error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
+                "next_action": r.next_action,
+            }),
+        )
+        .await?;
+        let event = if ok {
+            EventType::RotationSucceeded
+        } else {
+            EventType::RotationFailed
+        };
+        let mut data = rotation_data(r, row);
+        if let (Some(o), Some(n)) = (data.as_object_mut(), &r.next_action) {
+            o.insert("next_action".into(), json!(n));
+        }
+        emit(tx, &r.tenant, event, data).await
+    }
+}
+
+fn material(
+    meta: &str,
+    secrets: std::collections::BTreeMap<String, rekey_core::SecretString>,
+) -> Material {
+    Material {
+        meta: serde_json::from_str(meta).unwrap_or_default(),
+        secrets,
+    }
+}

@@ -1,0 +1,433 @@
+//! Credential rotation: a resumable state machine per rotation (see
+//! [`rekey_core::rotation::RotationState`]), one rotator per target behind
+//! [`Rotate`], and the use cases that start, list and show rotations.
+//!
+//! Every step's outcome is written before the next step's side effect, and
+//! every step is idempotent, so a crash anywhere resumes at the last step
+//! written, on any replica (work is leased; see [`engine`]). The new secret
+//! is the connection's `pending` credential version until promoted.
+//!
+//! Files: `engine.rs` runs the steps; `database.rs` is the PostgreSQL and
+//! MySQL/MariaDB rotator; `fault.rs` is the test-only crash switch.
+
+mod database;
+mod engine;
+mod fault;
+
+use crate::audit::record;
+use crate::connection_rows::not_found;
+use crate::webhooks::emit;
+use crate::{Ctx, Rekey};
+use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::connection::Status;
+use rekey_core::events::EventType;
+use rekey_core::rotation::{RotationState, RotationStrategy};
+use rekey_core::time::now_ms;
+use rekey_core::versions::DEFAULT_GRACE;
+use rekey_core::{ids, Error, ErrorCode, SecretString};
+use rekey_providers::Rotator as CatalogRotator;
+use rekey_store::connections::ConnectionRow;
+use rekey_store::rotations::{self as store, RotationRow};
+use rekey_store::Locked;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use rekey_store::rotations::RotationRow as Rotation;
+
+/// The rotators rekey runs itself. `rekey providers lint` refuses a catalog
+/// entry whose `rotate.method = "api"` names any other.
+pub const IMPLEMENTED: &[CatalogRotator] = &[CatalogRotator::Postgres, CatalogRotator::Mysql];
+
+/// Material: the non-secret credential fields and the secret ones.
+pub(crate) struct Material {
+    pub meta: Map<String, Value>,
+    pub secrets: BTreeMap<String, SecretString>,
+}
+
+/// Why a step did not succeed: `retry` when trying again later may help
+/// (the target could not be reached), else it needs a person.
+#[derive(Debug, Clone)]
+pub(crate) struct StepError {
+    pub code: String,
+    pub message: String,
+    pub retry: bool,
+    /// What an operator should do about it.
+    pub next_action: Option<String>,
+}
+
+impl StepError {
+    pub fn permanent(code: &str, message: impl Into<String>, next: impl Into<String>) -> Self {
+        StepError {
+            code: code.into(),
+            message: message.into(),
+            retry: false,
+            next_action: Some(next.into()),
+        }
+    }
+}
+
+/// One target's rotation steps. Each must be idempotent: after a crash it
+/// runs again with the same material and must end in the same place.
+pub(crate) trait Rotate {
+    /// The new material, from the current one and the options.
+    fn generate(&self, current: &Material, opts: &Options) -> Result<Material, Error>;
+    /// Apply the new material at the target.
+    fn set(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        current: &Material,
+        pending: &Material,
+        opts: &Options,
+    ) -> impl std::future::Future<Output = Result<(), StepError>> + Send;
+    /// Check the new material works at the target.
+    fn test(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        pending: &Material,
+    ) -> impl std::future::Future<Output = Result<(), StepError>> + Send;
+    /// Disable the old material at the target (after the grace).
+    fn retire(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        old: &Material,
+        current: &Material,
+        opts: &Options,
+    ) -> impl std::future::Future<Output = Result<(), StepError>> + Send;
+    /// Whether the old material still works once the new one is set (so it
+    /// can be handed out as `previous` during the grace).
+    fn old_survives_set(&self, opts: &Options) -> bool;
+}
+
+/// A rotation's options, as given when it was started (stored as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Options {
+    /// Another connection of the tenant whose credential may change this
+    /// one's (a database admin); without it the credential changes itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_connection_id: Option<String>,
+    /// `alternate_users`: the second role, with the same grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate_username: Option<String>,
+    /// `alternate_users`: the role that held the credential when the
+    /// rotation started (the other one gets the new password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_username: Option<String>,
+    /// MySQL: the host part of the account (`'user'@'host'`), default `%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_host: Option<String>,
+    #[serde(default)]
+    pub strategy: Option<String>,
+}
+
+impl Options {
+    pub fn strategy(&self) -> RotationStrategy {
+        match self.strategy.as_deref() {
+            Some("alternate_users") => RotationStrategy::AlternateUsers,
+            _ => RotationStrategy::SingleUser,
+        }
+    }
+}
+
+/// A request to rotate a connection's credential.
+#[derive(Debug, Clone, Default)]
+pub struct RotateRequest {
+    /// How long the old credential stays readable as `previous` (where it
+    /// still works) before it is retired; default one hour.
+    pub grace: Option<Duration>,
+    pub strategy: Option<RotationStrategy>,
+    pub admin_connection_id: Option<String>,
+    pub alternate_username: Option<String>,
+    pub user_host: Option<String>,
+}
+
+/// The rotator for a catalog name, when rekey has one.
+pub(crate) enum Rotator {
+    Database(database::DbRotator),
+}
+
+impl Rotator {
+    pub fn of(r: CatalogRotator) -> Option<Rotator> {
+        match r {
+            CatalogRotator::Postgres => Some(Rotator::Database(database::DbRotator::Postgres)),
+            CatalogRotator::Mysql => Some(Rotator::Database(database::DbRotator::Mysql)),
+            _ => None,
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<Rotator> {
+        IMPLEMENTED
+            .iter()
+            .find(|r| r.as_str() == name)
+            .and_then(|r| Rotator::of(*r))
+    }
+
+    fn inner(&self) -> &impl Rotate {
+        match self {
+            Rotator::Database(d) => d,
+        }
+    }
+}
+
+fn validate_options(req: &RotateRequest, strategy: RotationStrategy) -> Result<(), Error> {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b))
+    };
+    if let Some(u) = &req.alternate_username {
+        if !name_ok(u) {
+            return Err(Error::invalid(
+                ErrorCode::InvalidField,
+                "`alternate_username` must be 1–63 characters of A-Z, a-z, 0-9, '_', '.', '-', '@'",
+            ));
+        }
+    }
+    if let Some(h) = &req.user_host {
+        if h.is_empty()
+            || h.len() > 255
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-%:".contains(&b))
+        {
+            return Err(Error::invalid(
+                ErrorCode::InvalidField,
+                "`user_host` must be a MySQL host pattern (A-Z, 0-9, '.', '-', '_', '%', ':')",
+            ));
+        }
+    }
+    if strategy == RotationStrategy::AlternateUsers
+        && (req.alternate_username.is_none() || req.admin_connection_id.is_none())
+    {
+        return Err(Error::invalid(
+            ErrorCode::InvalidField,
+            "`alternate_users` needs `alternate_username` (the second role) and `admin_connection_id` (a connection allowed to change both roles' passwords)",
+        ));
+    }
+    Ok(())
+}
+
+impl Rekey {
+    /// Start rotating a connection's credential: checks, then the new
+    /// secret is generated and stored as the pending version and the
+    /// rotation written as `created`, in one transaction. The steps run in
+    /// the background (see [`Rekey::drive_rotation`]); callers may drive it
+    /// at once.
+    pub async fn start_rotation(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: RotateRequest,
+    ) -> Result<Rotation, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        let grace = req.grace.unwrap_or(DEFAULT_GRACE);
+        let strategy = req.strategy.unwrap_or(RotationStrategy::SingleUser);
+        validate_options(&req, strategy)?;
+        let (row, secrets) = self.load_with_secrets(&ctx.tenant, &id).await?;
+        if matches!(
+            row.status,
+            Status::Disabled | Status::Revoked | Status::RevokePending
+        ) {
+            return Err(Error::conflict(
+                ErrorCode::ConnectionUnusable,
+                format!("connection {id} is {}; it cannot be rotated", row.status),
+            ));
+        }
+        let provider = self.catalog().get(&row.provider).ok_or_else(|| {
+            Error::unprocessable(
+                ErrorCode::UnknownProvider,
+                format!("provider `{}` is no longer in the catalog", row.provider),
+            )
+        })?;
+        let runbook = provider.rotate_for(row.kind.as_str());
+        let catalog_rotator = Some(runbook)
+            .filter(|rb| rb.method == rekey_providers::RunbookMethod::Api)
+            .and_then(|rb| rb.rotator);
+        let Some((name, rotator)) =
+            catalog_rotator.and_then(|r| Rotator::of(r).map(|x| (r.as_str(), x)))
+        else {
+            return Err(Error::unprocessable(
+                ErrorCode::NoRotator,
+                format!(
+                    "rekey has no rotator for {} `{}` connections; rotate at the provider by the runbook (GET /api/v1/providers/{}) and submit the new credential with PUT /api/v1/connections/{id}/credentials",
+                    provider.display_name, row.kind, provider.id
+                ),
+            ));
+        };
+        if let Some(admin) = &req.admin_connection_id {
+            let admin = ids::parse_id(ids::CONNECTION, admin)?;
+            let (a, _) = self
+                .load_secret_rows(&ctx.tenant, &admin)
+                .await
+                .map_err(|_| {
+                    Error::unprocessable(
+                        ErrorCode::InvalidField,
+                        format!("`admin_connection_id`: no connection {admin} in this tenant"),
+                    )
+                })?;
+            if a.provider != row.provider || a.kind != row.kind || a.id == row.id {
+                return Err(Error::unprocessable(
+                    ErrorCode::InvalidField,
+                    "`admin_connection_id` must be another connection of the same provider and kind",
+                ));
+            }
+        }
+        let current = Material {
+            meta: serde_json::from_str(&row.credential_meta).map_err(Error::internal)?,
+            secrets,
+        };
+        let mut opts = Options {
+            admin_connection_id: req.admin_connection_id.clone(),
+            alternate_username: req.alternate_username.clone(),
+            original_username: current
+                .meta
+                .get("username")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            user_host: req.user_host.clone(),
+            strategy: Some(strategy.as_str().to_string()),
+        };
+        if strategy == RotationStrategy::AlternateUsers
+            && opts.alternate_username == opts.original_username
+        {
+            return Err(Error::invalid(
+                ErrorCode::InvalidField,
+                "`alternate_username` must differ from the connection's user",
+            ));
+        }
+        let pending = rotator.inner().generate(&current, &opts)?;
+        let now = now_ms();
+        let mut tx = self.store().begin_write().await?;
+        rekey_store::lock_row(&mut tx, Locked::Connection, &ctx.tenant, &id).await?;
+        if let Some(r) = store::running_for(tx.conn(), &ctx.tenant, &id).await? {
+            return Err(in_progress(&id, &r));
+        }
+        // Seen under the lock: a credential change meanwhile means the
+        // material generated from is stale.
+        let fresh = rekey_store::connections::get(tx.conn(), &ctx.tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        if fresh.credential_version != row.credential_version {
+            return Err(Error::conflict(
+                ErrorCode::VersionConflict,
+                format!("connection {id} changed while the rotation was prepared; try again"),
+            ));
+        }
+        let v = self
+            .store_pending(&mut tx, ctx, &row, &pending.meta, &pending.secrets)
+            .await?;
+        opts.strategy = Some(strategy.as_str().to_string());
+        let r = RotationRow {
+            id: ids::new_id(ids::ROTATION),
+            tenant: ctx.tenant.clone(),
+            connection_id: id.clone(),
+            rotator: name.to_string(),
+            strategy: Some(strategy.as_str().to_string()),
+            state: RotationState::Created,
+            options: serde_json::to_string(&opts).map_err(Error::internal)?,
+            grace_ms: grace.as_millis() as i64,
+            pending_version_id: Some(v.id.clone()),
+            old_version_id: None,
+            last_error: None,
+            next_action: None,
+            attempts: 0,
+            due_at: now,
+            lease_owner: None,
+            lease_until: None,
+            requested_by: ctx.actor.clone(),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        store::insert(tx.conn(), &r).await.map_err(|e| {
+            // The unique index: another rotation started in between (SQLite
+            // has no row lock to wait on).
+            if e.code() == ErrorCode::AlreadyExists {
+                Error::conflict(
+                    ErrorCode::RotationInProgress,
+                    format!("connection {id} is already being rotated"),
+                )
+            } else {
+                e
+            }
+        })?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::RotationStart,
+            Some(&id),
+            AuditOutcome::Ok,
+            json!({
+                "rotation": r.id, "rotator": name, "strategy": strategy.as_str(),
+                "grace_secs": grace.as_secs(), "new_fingerprint": v.fingerprint,
+            }),
+        )
+        .await?;
+        emit(
+            &mut tx,
+            &ctx.tenant,
+            EventType::RotationStarted,
+            rotation_data(&r, &row),
+        )
+        .await?;
+        tx.commit().await?;
+        fault::after("created");
+        Ok(r)
+    }
+
+    pub async fn get_rotation(&self, tenant: &str, id: &str) -> Result<Rotation, Error> {
+        let id = ids::parse_id(ids::ROTATION, id)?;
+        let mut c = self.store().read().await?;
+        store::get(&mut c, tenant, &id)
+            .await?
+            .ok_or_else(|| Error::not_found(ErrorCode::RotationNotFound, format!("rotation {id}")))
+    }
+
+    /// A page of rotations, newest first, optionally of one connection.
+    pub async fn list_rotations(
+        &self,
+        tenant: &str,
+        connection: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<(Vec<Rotation>, Option<String>), Error> {
+        let limit = crate::paging::limit(limit, 200)?;
+        let connection = connection
+            .map(|c| ids::parse_id(ids::CONNECTION, c))
+            .transpose()?;
+        let before = crate::paging::after_id(cursor, ids::ROTATION)?;
+        let mut c = self.store().read().await?;
+        let mut rows = store::list(
+            &mut c,
+            tenant,
+            connection.as_deref(),
+            before.as_deref(),
+            limit + 1,
+        )
+        .await?;
+        let next = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
+        Ok((rows, next))
+    }
+}
+
+fn in_progress(id: &str, r: &RotationRow) -> Error {
+    Error::conflict(
+        ErrorCode::RotationInProgress,
+        format!(
+            "connection {id} is already being rotated (rotation {}, at `{}`)",
+            r.id, r.state
+        ),
+    )
+}
+
+/// The webhook payload of a rotation event (no material, no options).
+pub(crate) fn rotation_data(r: &RotationRow, c: &ConnectionRow) -> Value {
+    json!({
+        "rotation_id": r.id, "connection_id": r.connection_id, "provider": c.provider,
+        "rotator": r.rotator, "strategy": r.strategy, "state": r.state.as_str(),
+    })
+}

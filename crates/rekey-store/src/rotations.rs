@@ -1,0 +1,221 @@
+//! `rotations`: one row a credential rotation, its state the last step it
+//! reached. Never holds material (the new secret is a pending
+//! `credential_versions` row with sealed `secrets`).
+
+use crate::rows::Parsed;
+use rekey_core::rotation::RotationState;
+use rekey_core::Error;
+use sqlx::{AnyConnection, FromRow};
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct RotationRow {
+    pub id: String,
+    pub tenant: String,
+    pub connection_id: String,
+    /// The catalog's rotator name (`postgres`, `mysql`…).
+    pub rotator: String,
+    pub strategy: Option<String>,
+    #[sqlx(try_from = "Parsed<RotationState>")]
+    pub state: RotationState,
+    /// The rotator's options, JSON object text.
+    pub options: String,
+    pub grace_ms: i64,
+    pub pending_version_id: Option<String>,
+    pub old_version_id: Option<String>,
+    /// JSON `{code, message, at, step}`.
+    pub last_error: Option<String>,
+    pub next_action: Option<String>,
+    pub attempts: i64,
+    pub due_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub requested_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+const COLS: &str = "id, tenant, connection_id, rotator, strategy, state, options, grace_ms, \
+     pending_version_id, old_version_id, last_error, next_action, attempts, due_at, lease_owner, \
+     lease_until, requested_by, created_at, updated_at, finished_at";
+
+pub async fn insert(c: &mut AnyConnection, r: &RotationRow) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO rotations ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    ))
+    .bind(&r.id)
+    .bind(&r.tenant)
+    .bind(&r.connection_id)
+    .bind(&r.rotator)
+    .bind(r.strategy.clone())
+    .bind(r.state.as_str())
+    .bind(&r.options)
+    .bind(r.grace_ms)
+    .bind(r.pending_version_id.clone())
+    .bind(r.old_version_id.clone())
+    .bind(r.last_error.clone())
+    .bind(r.next_action.clone())
+    .bind(r.attempts)
+    .bind(r.due_at)
+    .bind(r.lease_owner.clone())
+    .bind(r.lease_until)
+    .bind(&r.requested_by)
+    .bind(r.created_at)
+    .bind(r.updated_at)
+    .bind(r.finished_at)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Write the moving parts, only if the rotation is still in state `from`
+/// (another worker may have moved it on); false when it was not.
+pub async fn advance(
+    c: &mut AnyConnection,
+    r: &RotationRow,
+    from: RotationState,
+) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "UPDATE rotations SET state = $1, pending_version_id = $2, old_version_id = $3, \
+         last_error = $4, next_action = $5, attempts = $6, due_at = $7, updated_at = $8, \
+         finished_at = $9 WHERE tenant = $10 AND id = $11 AND state = $12",
+    )
+    .bind(r.state.as_str())
+    .bind(r.pending_version_id.clone())
+    .bind(r.old_version_id.clone())
+    .bind(r.last_error.clone())
+    .bind(r.next_action.clone())
+    .bind(r.attempts)
+    .bind(r.due_at)
+    .bind(r.updated_at)
+    .bind(r.finished_at)
+    .bind(&r.tenant)
+    .bind(&r.id)
+    .bind(from.as_str())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn get(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<RotationRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM rotations WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await?)
+}
+
+/// The connection's unfinished rotation, if any.
+pub async fn running_for(
+    c: &mut AnyConnection,
+    tenant: &str,
+    connection_id: &str,
+) -> Result<Option<RotationRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM rotations WHERE tenant = $1 AND connection_id = $2 AND finished_at IS NULL"
+    ))
+    .bind(tenant)
+    .bind(connection_id)
+    .fetch_optional(c)
+    .await?)
+}
+
+/// A page of `tenant`'s rotations, newest first (ids are time-ordered),
+/// optionally of one connection, after the id `before`.
+pub async fn list(
+    c: &mut AnyConnection,
+    tenant: &str,
+    connection_id: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RotationRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM rotations WHERE tenant = $1 \
+         AND ($2 IS NULL OR connection_id = $2) AND ($3 IS NULL OR id < $3) \
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(connection_id.map(str::to_string))
+    .bind(before.map(str::to_string))
+    .bind(limit)
+    .fetch_all(c)
+    .await?)
+}
+
+/// Claim up to `limit` unfinished rotations that are due and not leased by
+/// a live worker: `(tenant, id)`. On PostgreSQL `FOR UPDATE SKIP LOCKED`
+/// makes concurrent claims disjoint.
+pub async fn claim_due(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, Error> {
+    let lock = match backend {
+        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE rotations SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+         SELECT id FROM rotations WHERE finished_at IS NULL AND due_at <= $3 \
+         AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at LIMIT $4{lock}) \
+         RETURNING tenant, id"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await?)
+}
+
+/// Take the lease of one rotation for `owner` unless a live one is held by
+/// another worker; true when taken.
+pub async fn take_lease(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE rotations SET lease_owner = $1, lease_until = $2 WHERE tenant = $3 AND id = $4 \
+         AND finished_at IS NULL AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $5)",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .bind(tenant)
+    .bind(id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Drop `owner`'s lease on a rotation (or every lease, with `None`).
+pub async fn release(
+    c: &mut AnyConnection,
+    owner: Option<&str>,
+    id: Option<&str>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE rotations SET lease_owner = NULL, lease_until = NULL \
+         WHERE ($1 IS NULL OR lease_owner = $1) AND ($2 IS NULL OR id = $2)",
+    )
+    .bind(owner.map(str::to_string))
+    .bind(id.map(str::to_string))
+    .execute(c)
+    .await?;
+    Ok(())
+}
