@@ -97,7 +97,9 @@ impl DbRotator {
         match (self, own) {
             (DbRotator::Postgres, true) => format!("ALTER ROLE CURRENT_USER WITH PASSWORD '{pw}'"),
             (DbRotator::Postgres, false) => format!("ALTER ROLE \"{user}\" WITH PASSWORD '{pw}'"),
-            (DbRotator::Mysql, true) => format!("ALTER USER CURRENT_USER() IDENTIFIED BY '{pw}'"),
+            // MariaDB and MySQL 5.7 let an account set its own password so
+            // without privileges (MySQL 8 has no PASSWORD(): see `alter_own_mysql8`).
+            (DbRotator::Mysql, true) => format!("SET PASSWORD = PASSWORD('{pw}')"),
             (DbRotator::Mysql, false) => {
                 format!("ALTER USER '{user}'@'{host}' IDENTIFIED BY '{pw}'")
             }
@@ -170,9 +172,16 @@ impl DbRotator {
             None => (format!("the role `{}`", login.0), login.0, login.1, true),
         };
         let stmt = self.alter(user, pw.expose(), own, host);
-        let o = rk
+        let mut o = rk
             .db_exec(row, probe, as_user, as_pw, &[stmt], &[pw.expose()])
             .await;
+        if own && self == DbRotator::Mysql && o.outcome == Outcome::Unexpected {
+            // MySQL 8 refuses PASSWORD(); its own form needs no privilege either.
+            let stmt = format!("ALTER USER USER() IDENTIFIED BY '{}'", pw.expose());
+            o = rk
+                .db_exec(row, probe, as_user, as_pw, &[stmt], &[pw.expose()])
+                .await;
+        }
         judge(o, &who)
     }
 }

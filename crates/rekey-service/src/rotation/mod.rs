@@ -294,10 +294,11 @@ impl Rekey {
         if strategy == RotationStrategy::AlternateUsers
             && opts.alternate_username == opts.original_username
         {
-            return Err(Error::invalid(
-                ErrorCode::InvalidField,
-                "`alternate_username` must differ from the connection's user",
-            ));
+            // Named the role that holds the credential now: the idle one is
+            // its partner from the last rotation between the two.
+            opts.alternate_username = self
+                .partner_role(&ctx.tenant, &id, opts.original_username.as_deref())
+                .await?;
         }
         let pending = rotator.inner().generate(&current, &opts)?;
         let now = now_ms();
@@ -411,6 +412,42 @@ impl Rekey {
         .await?;
         let next = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
         Ok((rows, next))
+    }
+}
+
+impl Rekey {
+    /// The role that alternated with `current` in this connection's last
+    /// `alternate_users` rotation.
+    async fn partner_role(
+        &self,
+        tenant: &str,
+        connection_id: &str,
+        current: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let mut c = self.store().read().await?;
+        let recent = store::list(&mut c, tenant, Some(connection_id), None, 50).await?;
+        for r in recent {
+            let Ok(o) = serde_json::from_str::<Options>(&r.options) else {
+                continue;
+            };
+            if o.strategy() != RotationStrategy::AlternateUsers {
+                continue;
+            }
+            let pair = [o.original_username, o.alternate_username];
+            if pair.iter().any(|u| u.as_deref() == current) {
+                if let Some(other) = pair
+                    .into_iter()
+                    .flatten()
+                    .find(|u| Some(u.as_str()) != current)
+                {
+                    return Ok(Some(other));
+                }
+            }
+        }
+        Err(Error::invalid(
+            ErrorCode::InvalidField,
+            "`alternate_username` must name the other role: the connection's user already is this one",
+        ))
     }
 }
 

@@ -1,0 +1,404 @@
+//! Rotation against the real databases: PostgreSQL at 127.0.0.1:5432 (roles
+//! in `rekey_password_login`, whose loopback logins check the password; see
+//! .ci/setup) and MariaDB at 127.0.0.1:3306. After a rotation the password
+//! rekey holds as current logs in and the old one is refused; bad requests
+//! change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_api::{Grace, RotationView, StartRotation};
+use rekey_client::Client;
+use rekey_testkit::{assert_api_error, both_backends, uuid_like, Db, TestServer};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::time::Duration;
+
+both_backends!(postgres_single_user_twice);
+both_backends!(postgres_alternate_users);
+both_backends!(mysql_single_user);
+both_backends!(bad_requests_change_nothing);
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// A PostgreSQL role whose password is checked, dropped by [`drop_pg_role`].
+async fn pg_role(prefix: &str, pw: &str) -> String {
+    let name = format!("{prefix}_{}", &uuid_like()[..12]);
+    let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE rekey_password_login"
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    name
+}
+
+async fn drop_pg_role(name: &str) {
+    let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
+    sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
+/// Whether `user` logs in to PostgreSQL with `pw`; panics on anything but
+/// a refused password.
+async fn pg_login(user: &str, pw: &str) -> bool {
+    let url = format!("postgres://{user}:{pw}@127.0.0.1:5432/test");
+    match sqlx::PgConnection::connect(&url).await {
+        Ok(c) => {
+            c.close().await.unwrap();
+            true
+        }
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("28P01") => false,
+        Err(e) => panic!("unexpected login error for {user}: {e}"),
+    }
+}
+
+async fn my_login(user: &str, pw: &str) -> bool {
+    let url = format!("mysql://{user}:{pw}@127.0.0.1:3306/information_schema");
+    match sqlx::MySqlConnection::connect(&url).await {
+        Ok(c) => {
+            c.close().await.unwrap();
+            true
+        }
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("28000") => false,
+        Err(e) => panic!("unexpected login error for {user}: {e}"),
+    }
+}
+
+async fn db_conn(s: &TestServer, provider: &str, user: &str, pw: &str, params: Value) -> String {
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": provider, "kind": "basic", "display_name": format!("{provider} {user}"),
+                   "params": params, "credentials": {"username": user, "password": pw}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+fn pg_params() -> Value {
+    json!({"host": "127.0.0.1", "port": "5432", "database": "test"})
+}
+
+/// Poll the rotation until it is finished or reaches `state`.
+async fn wait_for(c: &Client, id: &str, state: &str) -> RotationView {
+    for _ in 0..200 {
+        let r = c.get_rotation(id).await.unwrap();
+        if r.state == state || r.finished {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("rotation {id} did not reach {state}");
+}
+
+/// The username and password rekey holds as current.
+async fn current(c: &Client, id: &str) -> (String, String) {
+    let v = c.read_credentials(id).await.unwrap();
+    (
+        v.credentials["username"].as_str().unwrap().to_string(),
+        v.credentials["password"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn postgres_single_user_twice(db: Db) {
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let role = pg_role("rk_rot_single", "first-password-1").await;
+    let id = db_conn(&s, "postgresql", &role, "first-password-1", pg_params()).await;
+    let mut old_pw = "first-password-1".to_string();
+    // Twice in a row: the second rotation starts from the first's result.
+    for round in 0..2 {
+        let r = c
+            .start_rotation(&id, &StartRotation::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.state.as_str(), r.rotator.as_str()),
+            ("created", "postgres")
+        );
+        let done = wait_for(&c, &r.id, "retired").await;
+        assert_eq!(done.state, "retired", "round {round}: {done:?}");
+        let (user, pw) = current(&c, &id).await;
+        assert_eq!(user, role);
+        assert_ne!(pw, old_pw);
+        assert!(pg_login(&role, &pw).await, "the new password logs in");
+        assert!(
+            !pg_login(&role, &old_pw).await,
+            "the old password is refused"
+        );
+        old_pw = pw;
+    }
+    // Versions: two rotations, the first credential retired; the single
+    // user's old password died at `set`, so none is kept as previous.
+    let v = c.list_versions(&id).await.unwrap().items;
+    let got: Vec<(&str, &str)> = v
+        .iter()
+        .map(|x| (x.label.as_str(), x.source.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("current", "rotation"),
+            ("retired", "rotation"),
+            ("retired", "created")
+        ]
+    );
+    assert_api_error(
+        c.read_credentials_version(&id, "previous").await,
+        404,
+        "no_previous_version",
+    );
+    // Every step is in the audit log, with fingerprints and no secrets.
+    let a = s
+        .get(
+            &format!("/api/v1/audit?target={id}&limit=200"),
+            &s.admin_key,
+        )
+        .await;
+    let actions: Vec<String> = a.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for want in ["rotation.start", "rotation.step", "rotation.succeeded"] {
+        assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+    }
+    assert!(!a.text.contains(&old_pw), "no password in the audit log");
+    assert!(a.text.contains(&v[0].fingerprint), "fingerprints are");
+    let list = c
+        .list_rotations(&rekey_api::RotationQuery {
+            connection: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 2);
+    assert!(list
+        .items
+        .iter()
+        .all(|r| r.state == "retired" && r.finished));
+    // The connection's check uses the new password.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/check"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.json()["outcome"], "ok", "{}", r.text);
+    drop_pg_role(&role).await;
+    s.stop().await;
+}
+
+async fn postgres_alternate_users(db: Db) {
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let a = pg_role("rk_rot_alt_a", "alt-a-password-1").await;
+    let b = pg_role("rk_rot_alt_b", "alt-b-password-1").await;
+    let id = db_conn(&s, "postgresql", &a, "alt-a-password-1", pg_params()).await;
+    // The admin: postgres (trust on loopback; a real admin has a password).
+    let admin = db_conn(&s, "postgresql", "postgres", "admin-pw", pg_params()).await;
+    let req = StartRotation {
+        grace: Some(Grace::Text("2s".into())),
+        strategy: Some("alternate_users".into()),
+        admin_connection_id: Some(admin.clone()),
+        alternate_username: Some(b.clone()),
+        user_host: None,
+    };
+    let r = c.start_rotation(&id, &req).await.unwrap();
+    let promoted = wait_for(&c, &r.id, "promoted").await;
+    assert_eq!(promoted.state, "promoted", "{promoted:?}");
+    let (user, pw) = current(&c, &id).await;
+    assert_eq!(user, b, "the idle role took over");
+    assert!(pg_login(&b, &pw).await);
+    // During the grace the old role still works and is handed out as previous.
+    let prev = c.read_credentials_version(&id, "previous").await.unwrap();
+    assert_eq!(prev.credentials["username"], a.as_str());
+    assert!(pg_login(&a, "alt-a-password-1").await);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let done = s.rekey.drive_rotation("default", &r.id).await.unwrap();
+    assert_eq!(done.state.as_str(), "retired");
+    assert!(
+        !pg_login(&a, "alt-a-password-1").await,
+        "the old role is locked out"
+    );
+    assert!(pg_login(&b, &pw).await);
+    assert_api_error(
+        c.read_credentials_version(&id, "previous").await,
+        404,
+        "no_previous_version",
+    );
+    // The next rotation gives the first role a new password and switches back.
+    let req = StartRotation {
+        grace: Some(Grace::Seconds(0)),
+        ..req
+    };
+    let r = c.start_rotation(&id, &req).await.unwrap();
+    let done = wait_for(&c, &r.id, "retired").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let (user, pw2) = current(&c, &id).await;
+    assert_eq!(user, a);
+    assert!(pg_login(&a, &pw2).await);
+    assert!(!pg_login(&b, &pw).await, "zero grace: locked out at once");
+    drop_pg_role(&a).await;
+    drop_pg_role(&b).await;
+    s.stop().await;
+}
+
+async fn mysql_single_user(db: Db) {
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let user = format!("rkrot{}", &uuid_like()[..10]);
+    let mut admin = sqlx::MySqlConnection::connect(MY_ADMIN).await.unwrap();
+    // One account (the loopback login lands on '%' without a more specific one).
+    sqlx::raw_sql(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY 'my-first-pw-1'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let params = json!({"host": "127.0.0.1", "port": "3306", "database": "information_schema"});
+    let id = db_conn(&s, "mysql", &user, "my-first-pw-1", params).await;
+    let r = c
+        .start_rotation(&id, &StartRotation::default())
+        .await
+        .unwrap();
+    assert_eq!(r.rotator, "mysql");
+    let done = wait_for(&c, &r.id, "retired").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let (u, pw) = current(&c, &id).await;
+    assert_eq!(u, user);
+    assert!(my_login(&user, &pw).await, "the new password logs in");
+    assert!(
+        !my_login(&user, "my-first-pw-1").await,
+        "the old one is refused"
+    );
+    sqlx::raw_sql(&format!("DROP USER '{user}'@'%'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    s.stop().await;
+}
+
+async fn bad_requests_change_nothing(db: Db) {
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    // A kind the catalog has no rotator for.
+    let key = s
+        .create_api_key_conn(&s.admin_key, "sk-norotator", json!({}))
+        .await;
+    assert_api_error(
+        c.start_rotation(&key, &StartRotation::default()).await,
+        422,
+        "no_rotator",
+    );
+    let role = pg_role("rk_rot_bad", "bad-first-pw-1").await;
+    let id = db_conn(&s, "postgresql", &role, "bad-first-pw-1", pg_params()).await;
+    // Grace out of range, unknown strategy, alternate users without their
+    // parameters, an admin connection of another provider.
+    for (body, code) in [
+        (json!({"grace": "31d"}), "invalid_grace"),
+        (json!({"grace": -1}), "invalid_grace"),
+        (json!({"strategy": "sideways"}), "invalid_strategy"),
+        (json!({"strategy": "alternate_users"}), "invalid_field"),
+        (json!({"admin_connection_id": key}), "invalid_field"),
+        (json!({"surprise": 1}), "invalid_body"),
+    ] {
+        let r = s
+            .post(
+                &format!("/api/v1/connections/{id}/rotate"),
+                &s.admin_key,
+                body.clone(),
+            )
+            .await;
+        assert!(
+            r.status == 400 || r.status == 422,
+            "{body}: {} {}",
+            r.status,
+            r.text
+        );
+        assert_eq!(r.json()["error"]["code"], code, "{body}: {}", r.text);
+    }
+    // An admin connection the database refuses: rolled back, nothing changed.
+    let bad_admin = db_conn(&s, "postgresql", &role, "not-the-password", pg_params()).await;
+    let r = c
+        .start_rotation(
+            &id,
+            &StartRotation {
+                admin_connection_id: Some(bad_admin),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let done = wait_for(&c, &r.id, "rolled_back").await;
+    assert_eq!(done.state, "rolled_back", "{done:?}");
+    assert!(
+        done.next_action.is_some() && done.last_error.is_some(),
+        "{done:?}"
+    );
+    assert_eq!(current(&c, &id).await.1, "bad-first-pw-1");
+    assert!(
+        pg_login(&role, "bad-first-pw-1").await,
+        "the old password still works"
+    );
+    // A target that cannot be reached: retried, not failed; meanwhile a second
+    // rotation and a credential replacement are refused.
+    let down = db_conn(
+        &s,
+        "postgresql",
+        &role,
+        "bad-first-pw-1",
+        json!({"host": "127.0.0.1", "port": "9", "database": "test"}),
+    )
+    .await;
+    let r = c
+        .start_rotation(&down, &StartRotation::default())
+        .await
+        .unwrap();
+    let mut waiting = c.get_rotation(&r.id).await.unwrap();
+    for _ in 0..100 {
+        if waiting.attempts > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waiting = c.get_rotation(&r.id).await.unwrap();
+    }
+    assert_eq!(waiting.state, "created", "{waiting:?}");
+    assert!(waiting.attempts >= 1 && !waiting.finished, "{waiting:?}");
+    assert_api_error(
+        c.start_rotation(&down, &StartRotation::default()).await,
+        409,
+        "rotation_in_progress",
+    );
+    let put = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/connections/{down}/credentials"),
+            &s.admin_key,
+            Some(json!({"credentials": {"username": role, "password": "x-new-pw"}})),
+        )
+        .await;
+    put.assert_error(409, "rotation_in_progress");
+    // Disabled connections are not rotated.
+    s.post(
+        &format!("/api/v1/connections/{id}/disable"),
+        &s.admin_key,
+        json!({}),
+    )
+    .await;
+    assert_api_error(
+        c.start_rotation(&id, &StartRotation::default()).await,
+        409,
+        "connection_unusable",
+    );
+    assert_api_error(c.get_rotation("rot_nope").await, 400, "invalid_id");
+    drop_pg_role(&role).await;
+    s.stop().await;
+}
