@@ -56,7 +56,7 @@ pub struct ServeArgs {
     /// Webhook subscriptions a tenant may have (enabled or paused); one more is refused with 409 `webhook_limit`.
     #[arg(long, env = "REKEY_MAX_WEBHOOKS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_webhooks: u32,
-    /// How often the health and webhook workers look for due work, in milliseconds.
+    /// How often the health, webhook and rotation workers look for due work, in milliseconds.
     #[arg(long, env = "REKEY_WORKER_TICK_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000), hide = true)]
     pub worker_tick_ms: u64,
     /// Seconds a client has to send a whole request head; also how long a
@@ -269,7 +269,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     }
     workers.push(rekey_server::workers::spawn_rotation_worker(
         rekey.clone(),
-        tick.max(std::time::Duration::from_secs(1)),
+        tick,
         stop_rx.clone(),
     ));
     workers.push(rekey_server::workers::spawn_version_worker(

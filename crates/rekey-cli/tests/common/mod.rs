@@ -124,38 +124,43 @@ impl Env {
     }
 
     pub async fn serve_with(&self, extra: &[&str], prelude: Option<&str>) -> Server {
-        let mut child = self
-            .serve_command(extra, prelude)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("server did not start")
-            .unwrap();
-        let Some(line) = line else {
-            let out = child.wait_with_output().await.unwrap();
-            panic!("server exited: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let base = line
-            .strip_prefix("rekey listening on ")
-            .unwrap_or_else(|| panic!("unexpected: {line}"))
-            .to_string();
-        // Drain stderr as it comes so verbose logging can never block the server.
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = logs.clone();
-        let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(l)) = err_lines.next_line().await {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&l);
-                s.push('\n');
-            }
-        });
-        Server { child, base, logs }
+        start_server(self.serve_command(extra, prelude)).await
     }
+}
+
+/// Start a `rekey serve` command (see [`Env::serve_command`]) and wait for
+/// its `rekey listening on` line.
+pub async fn start_server(mut cmd: Command) -> Server {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("server did not start")
+        .unwrap();
+    let Some(line) = line else {
+        let out = child.wait_with_output().await.unwrap();
+        panic!("server exited: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let base = line
+        .strip_prefix("rekey listening on ")
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .to_string();
+    // Drain stderr as it comes so verbose logging can never block the server.
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = logs.clone();
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = err_lines.next_line().await {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&l);
+            s.push('\n');
+        }
+    });
+    Server { child, base, logs }
 }
 
 pub struct Server {

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// How long a worker holds a rotation before another may take it over.
-const LEASE_MS: i64 = 30_000;
+const LEASE_MS: i64 = 15_000;
 /// A step that cannot reach its target is tried this many times.
 const MAX_ATTEMPTS: i64 = 8;
 
