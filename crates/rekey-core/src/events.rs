@@ -45,7 +45,7 @@ mod tests {
     #[test]
     fn filters_are_star_families_and_types() {
         let f = super::event_filters();
-        assert_eq!(&f[..3], ["*", "connection.*", "webhook.*"]);
-        assert_eq!(f.len(), 3 + super::EventType::ALL.len());
+        assert_eq!(&f[..4], ["*", "connection.*", "webhook.*", "rotation.*"]);
+        assert_eq!(f.len(), 4 + super::EventType::ALL.len());
     }
 }

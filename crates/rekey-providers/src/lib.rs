@@ -54,6 +54,23 @@ pub enum Rotator {
 }
 
 impl Rotator {
+    pub const ALL: &'static [Rotator] = &[
+        Rotator::Postgres,
+        Rotator::Mysql,
+        Rotator::AwsIam,
+        Rotator::RsaSecondSlot,
+        Rotator::OauthClientSecret,
+        Rotator::Reauthorize,
+        Rotator::Manual,
+    ];
+
+    /// Rotators rekey runs itself today. A catalog entry may claim
+    /// `method = "api"` only with one of these (the service's rotation
+    /// module has a test that its rotators are exactly these).
+    pub fn is_implemented(self) -> bool {
+        matches!(self, Rotator::Postgres | Rotator::Mysql)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rotator::Postgres => "postgres",

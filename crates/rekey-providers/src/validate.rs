@@ -540,6 +540,16 @@ pub(crate) fn validate_runbook(
                 ),
             ));
         }
+        if r.is_automated() && rb.method == RunbookMethod::Api && !is_revoke && !r.is_implemented() {
+            return Err(fail(
+                file,
+                &field,
+                format!(
+                    "rekey has no `{}` rotator yet: set method = \"manual\" (the steps stay the runbook)",
+                    r.as_str()
+                ),
+            ));
+        }
         if let Some(k) = r.kind() {
             let applies = match kind {
                 Some(kind) => kind == k,

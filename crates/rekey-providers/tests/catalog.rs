@@ -578,6 +578,8 @@ fn malformed_and_contradictory_entries_name_file_field_and_reason() {
         (with("[rotate]\nmethod = \"manual\"\nrotator = \"reauthorize\"", "[rotate]\nmethod = \"api\"\nrotator = \"manual\""), "rotate.rotator"),
         (with("[revoke]\nmethod = \"api\"", "[revoke]\nmethod = \"api\"\nrotator = \"manual\""), "revoke.rotator"),
         (with("rotator = \"rsa_second_slot\"\noverlap = true", "rotator = \"rsa_second_slot\"\noverlap = false"), "rotate.kinds.rsa_key_pair.overlap"),
+        // A rotator rekey does not have cannot be claimed as `api`.
+        (with("[rotate.kinds.rsa_key_pair]\nmethod = \"manual\"", "[rotate.kinds.rsa_key_pair]\nmethod = \"api\""), "rotate.kinds.rsa_key_pair.rotator"),
         (with("[rotate.kinds.rsa_key_pair]", "[rotate.kinds.basic]"), "rotate.kinds.basic"),
         (with("[rotate.kinds.rsa_key_pair]", "[rotate.kinds.api_key]\nmethod = \"manual\"\nsteps = [\"Make a new key.\"]\n[rotate.kinds.api_key.kinds.basic]\nmethod = \"manual\"\nsteps = [\"Nested.\"]\n[rotate.kinds.rsa_key_pair]"), "rotate.kinds.api_key.kinds"),
         (with("{ name = \"key\", label = \"API key\", secret = true }", "{ name = \"key\", label = \"API key\", secret = false }"), "key_forms.api_key.fields[0].secret"),
