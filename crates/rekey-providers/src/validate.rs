@@ -540,7 +540,8 @@ pub(crate) fn validate_runbook(
                 ),
             ));
         }
-        if r.is_automated() && rb.method == RunbookMethod::Api && !is_revoke && !r.is_implemented() {
+        if r.is_automated() && rb.method == RunbookMethod::Api && !is_revoke && !r.is_implemented()
+        {
             return Err(fail(
                 file,
                 &field,

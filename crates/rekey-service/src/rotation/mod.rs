@@ -159,7 +159,12 @@ mod tests {
                 "{}",
                 r.as_str()
             );
-            assert_eq!(IMPLEMENTED.contains(r), r.is_implemented(), "{}", r.as_str());
+            assert_eq!(
+                IMPLEMENTED.contains(r),
+                r.is_implemented(),
+                "{}",
+                r.as_str()
+            );
         }
     }
 }

@@ -1,0 +1,165 @@
+//! `rekey rotate --wait`, `rekey rotations list|show`, `rekey connections
+//! versions`, `replace-credentials --grace` and `credentials --version
+//! previous`, through the real binary against a real PostgreSQL role.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use rekey_client::Client;
+use rekey_testkit::{both_backends, uuid_like, Db};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::process::Output;
+
+both_backends!(rotate_and_versions_from_the_cli);
+
+async fn run(env: &Env, server: &Server, key: &str, args: &[&str]) -> Output {
+    env.run(args, &[("REKEY_URL", &server.base), ("REKEY_TOKEN", key)])
+        .await
+}
+
+async fn rotate_and_versions_from_the_cli(db: Db) {
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let c = Client::new(&server.base, key.clone()).unwrap();
+    let role = format!("rkcli{}", &uuid_like()[..10]);
+    let mut pg = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'cli-first-pw-1' IN ROLE rekey_password_login"
+    ))
+    .execute(&mut pg)
+    .await
+    .unwrap();
+    let conn = c
+        .create_connection(
+            &serde_json::from_value(json!({"provider": "postgresql", "kind": "basic",
+                "display_name": "cli pg", "params": {"host": "127.0.0.1", "port": "5432", "database": "test"},
+                "credentials": {"username": role, "password": "cli-first-pw-1"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let id = conn.id;
+
+    // rotate --wait: ends with the rotation promoted or retired, as JSON.
+    let out = run(&env, &server, &key, &["rotate", &id, "--wait", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        matches!(r["state"].as_str(), Some("promoted" | "retired")),
+        "{r}"
+    );
+    let rid = r["id"].as_str().unwrap().to_string();
+    let new_pw = c.read_credentials(&id).await.unwrap().credentials["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!stdout(&out).contains(&new_pw) && !stderr(&out).contains(&new_pw));
+
+    let out = run(
+        &env,
+        &server,
+        &key,
+        &["rotations", "list", "--connection", &id],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&rid), "{}", stdout(&out));
+    let out = run(&env, &server, &key, &["rotations", "show", &rid, "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap()["connection_id"],
+        id.as_str()
+    );
+
+    // versions: the table has both, never a value.
+    let out = run(&env, &server, &key, &["connections", "versions", &id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("current") && table.contains("rotation"),
+        "{table}"
+    );
+    assert!(!table.contains(&new_pw) && !table.contains("cli-first-pw-1"));
+
+    // A kind without a rotator: a clear refusal, exit status 1 (422).
+    let key_conn = c
+        .create_connection(
+            &serde_json::from_value(json!({"provider": "custom-rest", "kind": "api_key",
+                "display_name": "k", "credentials": {"key": "sk-cli-1", "placement": "header", "name": "X-Api-Key"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let out = run(&env, &server, &key, &["rotate", &key_conn]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no rotator"), "{}", stderr(&out));
+
+    // Replacement with a grace keeps the old key readable as previous.
+    let file = env.dir.path().join("new.json");
+    std::fs::write(
+        &file,
+        r#"{"key": "sk-cli-2", "placement": "header", "name": "X-Api-Key"}"#,
+    )
+    .unwrap();
+    let out = run(
+        &env,
+        &server,
+        &key,
+        &[
+            "connections",
+            "replace-credentials",
+            &key_conn,
+            "--credentials-file",
+            file.to_str().unwrap(),
+            "--grace",
+            "10m",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(
+        &env,
+        &server,
+        &key,
+        &[
+            "connections",
+            "credentials",
+            &key_conn,
+            "--version",
+            "previous",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["credentials"]["key"], "sk-cli-1");
+    let out = run(
+        &env,
+        &server,
+        &key,
+        &[
+            "connections",
+            "replace-credentials",
+            &key_conn,
+            "--credentials-file",
+            file.to_str().unwrap(),
+            "--grace",
+            "soon",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("grace"), "{}", stderr(&out));
+
+    server.stop().await;
+    sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+}
