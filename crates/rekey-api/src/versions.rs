@@ -148,3 +148,48 @@ pub struct RotationQuery {
     /// 1–200, default 50.
     pub limit: Option<i64>,
 }
+
+/// `PUT /api/v1/connections/{id}/rotation-schedule`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRotationSchedule {
+    /// How often: `"30d"`, `"12h"` or seconds, from 1h to 366d.
+    pub period: Grace,
+    /// When in the day (UTC) a rotation may start: `"02:00-04:00"` (wraps
+    /// midnight when the end comes first), or `"any"` (the default).
+    #[serde(default)]
+    pub window: Option<String>,
+    /// As for `POST …/rotate`.
+    #[serde(default)]
+    pub grace: Option<Grace>,
+    #[serde(default)]
+    #[schema(value_type = Option<crate::enums::RotationStrategy>)]
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub admin_connection_id: Option<String>,
+    #[serde(default)]
+    pub alternate_username: Option<String>,
+    #[serde(default)]
+    pub user_host: Option<String>,
+}
+
+/// A connection's rotation schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RotationScheduleView {
+    pub connection_id: String,
+    pub period_secs: i64,
+    /// `"HH:MM-HH:MM"` in UTC, or `"any"`.
+    pub window: String,
+    /// When the next rotation starts (at the earliest).
+    pub next_due_at: String,
+    /// The rotation options (grace, strategy, admin connection…).
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rotation_id: Option<String>,
+    /// Why the last scheduled start did not happen: `{code, message, at}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub last_error: Option<serde_json::Value>,
+    pub updated_at: String,
+}

@@ -1,7 +1,10 @@
 //! `/api/v1/rotations` and `POST /api/v1/connections/{id}/rotate`.
 
 use crate::{seg, Client, Result, NO_QUERY};
-use rekey_api::{RotationList, RotationQuery, RotationView, StartRotation};
+use rekey_api::{
+    RotationList, RotationQuery, RotationScheduleView, RotationView, SetRotationSchedule,
+    StartRotation,
+};
 use reqwest::Method;
 
 impl Client {
@@ -27,5 +30,39 @@ impl Client {
     /// `GET /api/v1/rotations`: one page, newest first.
     pub async fn list_rotations(&self, query: &RotationQuery) -> Result<RotationList> {
         self.get("/api/v1/rotations", query).await
+    }
+
+    /// `PUT /api/v1/connections/{id}/rotation-schedule`.
+    pub async fn set_rotation_schedule(
+        &self,
+        id: &str,
+        req: &SetRotationSchedule,
+    ) -> Result<RotationScheduleView> {
+        self.write(
+            Method::PUT,
+            &format!("/api/v1/connections/{}/rotation-schedule", seg(id)),
+            req,
+            None,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/connections/{id}/rotation-schedule`.
+    pub async fn get_rotation_schedule(&self, id: &str) -> Result<RotationScheduleView> {
+        self.get(
+            &format!("/api/v1/connections/{}/rotation-schedule", seg(id)),
+            NO_QUERY,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/connections/{id}/rotation-schedule`.
+    pub async fn delete_rotation_schedule(&self, id: &str) -> Result<()> {
+        self.delete(
+            &format!("/api/v1/connections/{}/rotation-schedule", seg(id)),
+            NO_QUERY,
+            None,
+        )
+        .await
     }
 }

@@ -612,6 +612,21 @@ async fn every_api_operation_has_a_client_method() {
         ("post", "/api/v1/connections/{id}/rotate", "start_rotation"),
         ("get", "/api/v1/rotations", "list_rotations"),
         ("get", "/api/v1/rotations/{id}", "get_rotation"),
+        (
+            "put",
+            "/api/v1/connections/{id}/rotation-schedule",
+            "set_rotation_schedule",
+        ),
+        (
+            "get",
+            "/api/v1/connections/{id}/rotation-schedule",
+            "get_rotation_schedule",
+        ),
+        (
+            "delete",
+            "/api/v1/connections/{id}/rotation-schedule",
+            "delete_rotation_schedule",
+        ),
         ("get", "/api/v1/api-keys", "list_api_keys"),
         ("post", "/api/v1/api-keys", "create_api_key"),
         ("delete", "/api/v1/api-keys/{id}", "revoke_api_key"),

@@ -39,6 +39,8 @@ string_enum!(
         RotationSucceeded => "rotation.succeeded",
         RotationFailed => "rotation.failed",
         RotationRolledBack => "rotation.rolled_back",
+        RotationScheduleSet => "rotation.schedule_set",
+        RotationScheduleDelete => "rotation.schedule_delete",
         IntegrationCreate => "integration.create",
         KeysRotate => "keys.rotate",
         IntegrationDelete => "integration.delete",

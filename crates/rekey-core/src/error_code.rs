@@ -103,6 +103,7 @@ error_codes! {
     RotationFailed => "rotation_failed",
     RotationInProgress => "rotation_in_progress",
     RotationNotFound => "rotation_not_found",
+    RotationScheduleNotFound => "rotation_schedule_not_found",
     RouteNotFound => "route_not_found",
     ScopeDowngrade => "scope_downgrade",
     TokenExchangeFailed => "token_exchange_failed",

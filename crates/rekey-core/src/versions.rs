@@ -24,39 +24,41 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// The longest grace: a previous credential is not kept for longer.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// Parse a grace: whole seconds (`"0"`, `"3600"`) or a number with a unit
-/// (`"90s"`, `"15m"`, `"1h"`, `"7d"`), from 0 (retire at once) to 30 days.
-pub fn parse_grace(s: &str) -> Result<Duration, Error> {
-    let bad = || {
-        Error::invalid(
-            ErrorCode::InvalidGrace,
-            format!(
-                "`grace` must be seconds or a number with s, m, h or d (e.g. 0, 90s, 15m, 1h, 7d), at most 30d; got `{}`",
-                crate::ids::truncate_for_message(s)
-            ),
-        )
-    };
+/// Whole seconds (`"3600"`) or a number with a unit (`"90s"`, `"15m"`,
+/// `"1h"`, `"7d"`); None for anything else.
+pub fn parse_duration_text(s: &str) -> Option<Duration> {
     let t = s.trim();
     let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => (&t[..i], &t[i..]),
         None => (t, "s"),
     };
     if num.is_empty() || num.len() > 9 {
-        return Err(bad());
+        return None;
     }
-    let n: u64 = num.parse().map_err(|_| bad())?;
+    let n: u64 = num.parse().ok()?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => return Err(bad()),
+        _ => return None,
     };
-    let d = Duration::from_secs(secs);
-    if d > MAX_GRACE {
-        return Err(bad());
+    Some(Duration::from_secs(secs))
+}
+
+/// Parse a grace: whole seconds or a number with s, m, h or d, from 0
+/// (retire at once) to 30 days.
+pub fn parse_grace(s: &str) -> Result<Duration, Error> {
+    match parse_duration_text(s) {
+        Some(d) if d <= MAX_GRACE => Ok(d),
+        _ => Err(Error::invalid(
+            ErrorCode::InvalidGrace,
+            format!(
+                "`grace` must be seconds or a number with s, m, h or d (e.g. 0, 90s, 15m, 1h, 7d), at most 30d; got `{}`",
+                crate::ids::truncate_for_message(s)
+            ),
+        )),
     }
-    Ok(d)
 }
 
 /// A grace given as seconds (the API's number form).

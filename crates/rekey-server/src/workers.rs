@@ -150,8 +150,9 @@ pub fn spawn_version_worker(
     })
 }
 
-/// Drive credential rotations: resume those another process left (a
-/// crash, a lapsed lease) and retire old credentials once their grace ends.
+/// Drive credential rotations: start scheduled ones, resume those another
+/// process left (a crash, a lapsed lease) and retire old credentials once
+/// their grace ends.
 pub fn spawn_rotation_worker(
     rekey: Rekey,
     tick: Duration,
@@ -160,6 +161,9 @@ pub fn spawn_rotation_worker(
     const BATCH: i64 = 20;
     spawn_pass_loop("rotation", tick, stop, move || {
         let rekey = rekey.clone();
-        async move { rekey.rotate_due(BATCH).await }
+        async move {
+            let more_scheduled = rekey.start_scheduled_rotations(BATCH).await?;
+            Ok(rekey.rotate_due(BATCH).await? || more_scheduled)
+        }
     })
 }

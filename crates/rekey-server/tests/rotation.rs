@@ -402,3 +402,117 @@ async fn bad_requests_change_nothing(db: Db) {
     drop_pg_role(&role).await;
     s.stop().await;
 }
+
+both_backends!(scheduled_rotation);
+
+/// A schedule starts a rotation when due and inside its window; outside
+/// the window it waits for the window to open; bad schedules are refused.
+async fn scheduled_rotation(db: Db) {
+    use rekey_api::SetRotationSchedule;
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let role = pg_role("rk_rot_sched", "sched-first-pw-1").await;
+    let id = db_conn(&s, "postgresql", &role, "sched-first-pw-1", pg_params()).await;
+    let every = |period: &str, window: Option<&str>| SetRotationSchedule {
+        period: Grace::Text(period.into()),
+        window: window.map(str::to_string),
+        grace: None,
+        strategy: None,
+        admin_connection_id: None,
+        alternate_username: None,
+        user_host: None,
+    };
+    assert_api_error(
+        c.get_rotation_schedule(&id).await,
+        404,
+        "rotation_schedule_not_found",
+    );
+    for (req, code) in [
+        (every("10m", None), "invalid_field"),
+        (every("400d", None), "invalid_field"),
+        (every("30d", Some("25:00-01:00")), "invalid_field"),
+    ] {
+        assert_api_error(c.set_rotation_schedule(&id, &req).await, 400, code);
+    }
+    let key = s
+        .create_api_key_conn(&s.admin_key, "sk-sched", json!({}))
+        .await;
+    assert_api_error(
+        c.set_rotation_schedule(&key, &every("30d", None)).await,
+        422,
+        "no_rotator",
+    );
+    // Not due yet: one period after the credential was created.
+    let sched = c
+        .set_rotation_schedule(&id, &every("30d", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        (sched.period_secs, sched.window.as_str()),
+        (30 * 86_400, "any")
+    );
+    s.rekey.start_scheduled_rotations(10).await.unwrap();
+    assert!(c
+        .list_rotations(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    // Due, but the window is closed now: it moves to the window's opening.
+    let now = time_of_day_minutes();
+    let closed = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        ((now + 120) % 1440) / 60,
+        ((now + 120) % 1440) % 60,
+        ((now + 180) % 1440) / 60,
+        ((now + 180) % 1440) % 60
+    );
+    c.set_rotation_schedule(&id, &every("30d", Some(&closed)))
+        .await
+        .unwrap();
+    s.sql(&["UPDATE rotation_schedules SET next_due_at = 1"])
+        .await;
+    s.rekey.start_scheduled_rotations(10).await.unwrap();
+    assert!(c
+        .list_rotations(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let later = c.get_rotation_schedule(&id).await.unwrap();
+    assert!(later.next_due_at.as_str() > "2000", "{later:?}");
+    // Due inside the window: a rotation starts and runs; the next is a period on.
+    c.set_rotation_schedule(&id, &every("30d", None))
+        .await
+        .unwrap();
+    s.sql(&["UPDATE rotation_schedules SET next_due_at = 1"])
+        .await;
+    s.rekey.start_scheduled_rotations(10).await.unwrap();
+    let after = c.get_rotation_schedule(&id).await.unwrap();
+    let rid = after
+        .last_rotation_id
+        .clone()
+        .expect("a rotation was started");
+    assert!(after.last_error.is_none(), "{after:?}");
+    let done = s.rekey.drive_rotation("default", &rid).await.unwrap();
+    assert_eq!(done.state.as_str(), "retired");
+    assert_eq!(done.requested_by, "system:schedule");
+    let (_, pw) = current(&c, &id).await;
+    assert!(pg_login(&role, &pw).await && !pg_login(&role, "sched-first-pw-1").await);
+    c.delete_rotation_schedule(&id).await.unwrap();
+    assert_api_error(
+        c.get_rotation_schedule(&id).await,
+        404,
+        "rotation_schedule_not_found",
+    );
+    drop_pg_role(&role).await;
+    s.stop().await;
+}
+
+fn time_of_day_minutes() -> i64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (ms % 86_400_000) / 60_000
+}

@@ -37,7 +37,8 @@ pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use rekey_store::credential_versions::VersionRow as CredentialVersion;
 pub use rotation::{
-    Options as RotationOptions, RotateRequest, Rotation, IMPLEMENTED as IMPLEMENTED_ROTATORS,
+    schedule_options, Options as RotationOptions, RotateRequest, Rotation, RotationSchedule,
+    ScheduleRequest, IMPLEMENTED as IMPLEMENTED_ROTATORS,
 };
 pub use users::{Role, SessionUser};
 pub use webhooks::{DeliveryRun, WebhookSettings, DEFAULT_MAX_WEBHOOKS};

@@ -55,6 +55,72 @@ pub enum RotationsCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Rotate a connection every PERIOD, inside a daily window (UTC).
+    Schedule {
+        /// The connection.
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// How often: `30d`, `12h` (1h to 366d).
+        #[arg(long)]
+        period: String,
+        /// When a rotation may start, `HH:MM-HH:MM` in UTC (default: any time).
+        #[arg(long)]
+        window: Option<String>,
+        /// As for `rekey rotate`.
+        #[arg(long)]
+        grace: Option<String>,
+        /// As for `rekey rotate`.
+        #[arg(long, value_parser = ["single_user", "alternate_users"])]
+        strategy: Option<String>,
+        /// As for `rekey rotate`.
+        #[arg(long = "admin-connection")]
+        admin_connection: Option<String>,
+        /// As for `rekey rotate`.
+        #[arg(long = "alternate-username")]
+        alternate_username: Option<String>,
+    },
+    /// A connection's rotation schedule: period, window, next due.
+    ShowSchedule {
+        /// The connection.
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Stop rotating a connection on a schedule.
+    Unschedule {
+        /// The connection.
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn print_schedule(api: &ApiArgs, s: &RotationScheduleView) -> Result<()> {
+    if api.json {
+        return print_json(s);
+    }
+    print_table(
+        &[
+            "CONNECTION",
+            "PERIOD",
+            "WINDOW (UTC)",
+            "NEXT DUE",
+            "LAST ROTATION",
+            "LAST ERROR",
+        ],
+        vec![vec![
+            s.connection_id.clone(),
+            format!("{}s", s.period_secs),
+            s.window.clone(),
+            s.next_due_at.clone(),
+            s.last_rotation_id.clone().unwrap_or_default(),
+            s.last_error
+                .as_ref()
+                .and_then(|e| e["message"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+        ]],
+    )
 }
 
 const HEADERS: [&str; 7] = [
@@ -163,6 +229,39 @@ pub async fn run(cmd: RotationsCmd) -> Result<ExitCode> {
             } else {
                 print_table(&HEADERS, page.items.iter().map(row).collect())?;
             }
+        }
+        RotationsCmd::Schedule {
+            id,
+            api,
+            period,
+            window,
+            grace,
+            strategy,
+            admin_connection,
+            alternate_username,
+        } => {
+            let s = client(&api)?
+                .set_rotation_schedule(
+                    &id,
+                    &SetRotationSchedule {
+                        period: Grace::Text(period),
+                        window,
+                        grace: grace.map(Grace::Text),
+                        strategy,
+                        admin_connection_id: admin_connection,
+                        alternate_username,
+                        user_host: None,
+                    },
+                )
+                .await?;
+            print_schedule(&api, &s)?;
+        }
+        RotationsCmd::ShowSchedule { id, api } => {
+            let s = client(&api)?.get_rotation_schedule(&id).await?;
+            print_schedule(&api, &s)?;
+        }
+        RotationsCmd::Unschedule { id, api } => {
+            client(&api)?.delete_rotation_schedule(&id).await?;
         }
         RotationsCmd::Show { id, api } => {
             let r = client(&api)?.get_rotation(&id).await?;

@@ -1,16 +1,19 @@
 //! Credential rotations: start one, follow it, list them.
 
 use crate::error::ApiResult;
-use crate::extract::{ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, OptionalJson};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, OptionalJson};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rekey_api::{ErrorBody, Grace, RotationList, RotationQuery, RotationView, StartRotation};
+use rekey_api::{
+    ErrorBody, Grace, RotationList, RotationQuery, RotationScheduleView, RotationView,
+    SetRotationSchedule, StartRotation,
+};
 use rekey_core::time::ms_to_rfc3339;
 use rekey_core::versions::{grace_from_secs, parse_grace};
-use rekey_service::{RotateRequest, Rotation};
+use rekey_service::{RotateRequest, Rotation, RotationSchedule, ScheduleRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,6 +22,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_rotation))
         .routes(routes!(list_rotations))
         .routes(routes!(get_rotation))
+        .routes(routes!(
+            set_rotation_schedule,
+            get_rotation_schedule,
+            delete_rotation_schedule
+        ))
 }
 
 /// The wire view of a rotation.
@@ -48,13 +56,17 @@ pub fn view(r: &Rotation) -> RotationView {
     }
 }
 
+fn grace(g: Option<Grace>) -> Result<Option<std::time::Duration>, rekey_core::Error> {
+    Ok(match g {
+        None => None,
+        Some(Grace::Seconds(n)) => Some(grace_from_secs(n)?),
+        Some(Grace::Text(t)) => Some(parse_grace(&t)?),
+    })
+}
+
 fn request(b: StartRotation) -> Result<RotateRequest, rekey_core::Error> {
     Ok(RotateRequest {
-        grace: match b.grace {
-            None => None,
-            Some(Grace::Seconds(n)) => Some(grace_from_secs(n)?),
-            Some(Grace::Text(t)) => Some(parse_grace(&t)?),
-        },
+        grace: grace(b.grace)?,
         strategy: b.strategy.as_deref().map(str::parse).transpose()?,
         admin_connection_id: b.admin_connection_id,
         alternate_username: b.alternate_username,
@@ -129,4 +141,86 @@ async fn get_rotation(
     Ok(Json(view(
         &s.rekey.get_rotation(&auth.ctx.tenant, &id).await?,
     )))
+}
+
+fn schedule_view(s: &RotationSchedule) -> RotationScheduleView {
+    RotationScheduleView {
+        connection_id: s.connection_id.clone(),
+        period_secs: s.period_secs,
+        window: rekey_core::rotation::window_text(s.window_start, s.window_end),
+        next_due_at: ms_to_rfc3339(s.next_due_at),
+        options: rekey_service::schedule_options(s),
+        last_rotation_id: s.last_rotation_id.clone(),
+        last_error: s
+            .last_error
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok()),
+        updated_at: ms_to_rfc3339(s.updated_at),
+    }
+}
+
+/// Rotate the connection's credential every `period`, starting inside the
+/// daily `window` (UTC), with the options of `POST …/rotate`. Replaces any
+/// schedule it had. 422 `no_rotator` when rekey cannot rotate it.
+#[utoipa::path(put, path = "/api/v1/connections/{id}/rotation-schedule", tag = "rotations", params(("id" = String, Path)),
+    request_body = SetRotationSchedule, security(("bearer" = [])),
+    responses((status = 200, body = RotationScheduleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_rotation_schedule(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    ApiJson(b): ApiJson<SetRotationSchedule>,
+) -> ApiResult<Json<RotationScheduleView>> {
+    let period = match &b.period {
+        Grace::Seconds(n) => rekey_core::rotation::parse_period(&n.to_string())?,
+        Grace::Text(t) => rekey_core::rotation::parse_period(t)?,
+    };
+    let window = rekey_core::rotation::parse_window(b.window.as_deref())?;
+    let rotate = request(StartRotation {
+        grace: b.grace,
+        strategy: b.strategy,
+        admin_connection_id: b.admin_connection_id,
+        alternate_username: b.alternate_username,
+        user_host: b.user_host,
+    })?;
+    let sched = s
+        .rekey
+        .set_rotation_schedule(
+            &auth.ctx,
+            &id,
+            ScheduleRequest {
+                period,
+                window,
+                rotate,
+            },
+        )
+        .await?;
+    Ok(Json(schedule_view(&sched)))
+}
+
+/// The connection's rotation schedule. 404 `rotation_schedule_not_found`.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/rotation-schedule", tag = "rotations", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = RotationScheduleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_rotation_schedule(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<RotationScheduleView>> {
+    let sched = s.rekey.get_rotation_schedule(&auth.ctx.tenant, &id).await?;
+    Ok(Json(schedule_view(&sched)))
+}
+
+/// Stop rotating the connection on a schedule (rotations already started go on).
+#[utoipa::path(delete, path = "/api/v1/connections/{id}/rotation-schedule", tag = "rotations", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_rotation_schedule(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<StatusCode> {
+    s.rekey.delete_rotation_schedule(&auth.ctx, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

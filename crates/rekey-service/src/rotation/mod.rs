@@ -13,6 +13,7 @@
 mod database;
 mod engine;
 mod fault;
+mod schedule;
 
 use crate::audit::record;
 use crate::connection_rows::not_found;
@@ -34,6 +35,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use rekey_store::rotations::RotationRow as Rotation;
+pub use schedule::{schedule_options, RotationSchedule, ScheduleRequest};
 
 /// The rotators rekey runs itself. `rekey providers lint` refuses a catalog
 /// entry whose `rotate.method = "api"` names any other.
@@ -237,6 +239,31 @@ fn validate_options(req: &RotateRequest, strategy: RotationStrategy) -> Result<(
 }
 
 impl Rekey {
+    /// The catalog's rotator for the connection, when rekey has it; else
+    /// 422 `no_rotator` saying how to rotate by hand.
+    fn rotator_for(&self, row: &ConnectionRow) -> Result<(&'static str, Rotator), Error> {
+        let provider = self.catalog().get(&row.provider).ok_or_else(|| {
+            Error::unprocessable(
+                ErrorCode::UnknownProvider,
+                format!("provider `{}` is no longer in the catalog", row.provider),
+            )
+        })?;
+        let runbook = provider.rotate_for(row.kind.as_str());
+        Some(runbook)
+            .filter(|rb| rb.method == rekey_providers::RunbookMethod::Api)
+            .and_then(|rb| rb.rotator)
+            .and_then(|r| Rotator::of(r).map(|x| (r.as_str(), x)))
+            .ok_or_else(|| {
+                Error::unprocessable(
+                    ErrorCode::NoRotator,
+                    format!(
+                        "rekey has no rotator for {} `{}` connections; rotate at the provider by the runbook (GET /api/v1/providers/{}) and submit the new credential with PUT /api/v1/connections/{}/credentials",
+                        provider.display_name, row.kind, provider.id, row.id
+                    ),
+                )
+            })
+    }
+
     /// Start rotating a connection's credential: checks, then the new
     /// secret is generated and stored as the pending version and the
     /// rotation written as `created`, in one transaction. The steps run in
@@ -262,27 +289,7 @@ impl Rekey {
                 format!("connection {id} is {}; it cannot be rotated", row.status),
             ));
         }
-        let provider = self.catalog().get(&row.provider).ok_or_else(|| {
-            Error::unprocessable(
-                ErrorCode::UnknownProvider,
-                format!("provider `{}` is no longer in the catalog", row.provider),
-            )
-        })?;
-        let runbook = provider.rotate_for(row.kind.as_str());
-        let catalog_rotator = Some(runbook)
-            .filter(|rb| rb.method == rekey_providers::RunbookMethod::Api)
-            .and_then(|rb| rb.rotator);
-        let Some((name, rotator)) =
-            catalog_rotator.and_then(|r| Rotator::of(r).map(|x| (r.as_str(), x)))
-        else {
-            return Err(Error::unprocessable(
-                ErrorCode::NoRotator,
-                format!(
-                    "rekey has no rotator for {} `{}` connections; rotate at the provider by the runbook (GET /api/v1/providers/{}) and submit the new credential with PUT /api/v1/connections/{id}/credentials",
-                    provider.display_name, row.kind, provider.id
-                ),
-            ));
-        };
+        let (name, rotator) = self.rotator_for(&row)?;
         if let Some(admin) = &req.admin_connection_id {
             let admin = ids::parse_id(ids::CONNECTION, admin)?;
             let (a, _) = self
