@@ -146,31 +146,6 @@ pub struct RotateRequest {
     pub user_host: Option<String>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The catalog's lint (`Rotator::is_implemented`) and the rotators here
-    /// name the same set, so `method = "api"` is always backed by code.
-    #[test]
-    fn the_catalog_knows_which_rotators_exist() {
-        for r in CatalogRotator::ALL {
-            assert_eq!(
-                Rotator::of(*r).is_some(),
-                r.is_implemented(),
-                "{}",
-                r.as_str()
-            );
-            assert_eq!(
-                IMPLEMENTED.contains(r),
-                r.is_implemented(),
-                "{}",
-                r.as_str()
-            );
-        }
-    }
-}
-
 /// The rotator for a catalog name, when rekey has one.
 pub(crate) enum Rotator {
     Database(database::DbRotator),
@@ -499,4 +474,29 @@ pub(crate) fn rotation_data(r: &RotationRow, c: &ConnectionRow) -> Value {
         "rotation_id": r.id, "connection_id": r.connection_id, "provider": c.provider,
         "rotator": r.rotator, "strategy": r.strategy, "state": r.state.as_str(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The catalog's lint (`Rotator::is_implemented`) and the rotators here
+    /// name the same set, so `method = "api"` is always backed by code.
+    #[test]
+    fn the_catalog_knows_which_rotators_exist() {
+        for r in CatalogRotator::ALL {
+            assert_eq!(
+                Rotator::of(*r).is_some(),
+                r.is_implemented(),
+                "{}",
+                r.as_str()
+            );
+            assert_eq!(
+                IMPLEMENTED.contains(r),
+                r.is_implemented(),
+                "{}",
+                r.as_str()
+            );
+        }
+    }
 }
