@@ -318,12 +318,7 @@ async fn me(State(st): St, headers: HeaderMap) -> Response {
 }
 
 /// A browser without automatic redirects, as the connect tests drive it.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+pub use crate::browser::browser;
 
 /// Walk a connect link against this fixture (which approves at once):
 /// Connect page → start → provider → the callback URL (not yet requested).
