@@ -2,7 +2,7 @@
 //! SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, fixture, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -60,21 +60,19 @@ async fn connection_lifecycle(db: Db) {
 
     // Update metadata, then credentials.
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{id}"),
             k,
-            Some(json!({"display_name": "Renamed", "tags": ["prod"]})),
+            json!({"display_name": "Renamed", "tags": ["prod"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["version"], 2);
     let r = s
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/connections/{id}/credentials"),
             k,
-            Some(json!({"credentials": {"key": "sk-lifecycle-2"}})),
+            json!({"credentials": {"key": "sk-lifecycle-2"}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -106,14 +104,7 @@ async fn connection_lifecycle(db: Db) {
         .all(|e| e["outcome"] == "ok" && e["actor"].as_str().unwrap().starts_with("api_key:")));
 
     // Delete destroys it.
-    let r = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/connections/{id}"),
-            k,
-            None,
-        )
-        .await;
+    let r = s.delete(&format!("/api/v1/connections/{id}"), k).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     s.get(&format!("/api/v1/connections/{id}"), k)
         .await
@@ -140,14 +131,6 @@ async fn connection_lifecycle(db: Db) {
         );
     }
     s.stop().await;
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
 }
 
 async fn every_static_kind(db: Db) {
@@ -323,11 +306,10 @@ async fn plaintext_is_not_stored(db: Db) {
     let k = &s.admin_key;
     let secret = "PLAINTEXT-canary-7f3a9c2e";
     let id = s.create_api_key_conn(k, secret, json!({})).await;
-    s.call(
-        Method::PUT,
+    s.put(
         &format!("/api/v1/connections/{id}/credentials"),
         k,
-        Some(json!({"credentials": {"key": format!("{secret}-v2")}})),
+        json!({"credentials": {"key": format!("{secret}-v2")}}),
     )
     .await;
     s.post(
@@ -457,14 +439,9 @@ async fn tenants_are_isolated(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    s.call(
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{acme_key_id}"),
-        &globex,
-        None,
-    )
-    .await
-    .assert_error(404, "api_key_not_found");
+    s.delete(&format!("/api/v1/api-keys/{acme_key_id}"), &globex)
+        .await
+        .assert_error(404, "api_key_not_found");
     assert_eq!(
         s.get(&format!("/api/v1/connections/{id}"), &acme)
             .await
@@ -524,10 +501,9 @@ async fn authentication_and_scopes(db: Db) {
     assert!(!r.text.contains("scope-secret"));
     // The denied read is in the audit log.
     let e = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action=credentials.read"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=credentials.read"
+        ))
         .await
         .json();
     assert_eq!(e["items"][0]["outcome"], "denied");
@@ -544,7 +520,7 @@ async fn authentication_and_scopes(db: Db) {
         .assert_error(403, "missing_scope");
 
     // A revoked key stops working at once.
-    let keys = s.get("/api/v1/api-keys", &s.admin_key).await.json();
+    let keys = s.get_admin("/api/v1/api-keys").await.json();
     let creds_id = keys["items"]
         .as_array()
         .unwrap()
@@ -556,12 +532,7 @@ async fn authentication_and_scopes(db: Db) {
         .unwrap()
         .to_string();
     let r = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/api-keys/{creds_id}"),
-            &s.admin_key,
-            None,
-        )
+        .delete(&format!("/api/v1/api-keys/{creds_id}"), &s.admin_key)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(r.json()["revoked_at"].is_string());
@@ -695,7 +666,7 @@ async fn bad_input_is_rejected_clearly(db: Db) {
     s.get("/api/v1/nope", k)
         .await
         .assert_error(404, "route_not_found");
-    s.call(Method::PUT, "/api/v1/connections", k, Some(json!({})))
+    s.put("/api/v1/connections", k, json!({}))
         .await
         .assert_error(405, "method_not_allowed");
     s.get("/api/v1/providers/nope", k)
@@ -718,7 +689,7 @@ async fn bad_input_is_rejected_clearly(db: Db) {
     )
     .await
     .assert_error(400, "invalid_field");
-    s.call(Method::DELETE, "/api/v1/api-keys/key_zz", k, None)
+    s.delete("/api/v1/api-keys/key_zz", k)
         .await
         .assert_error(400, "invalid_id");
     s.get("/api/v1/audit?cursor=-4", k)
@@ -759,19 +730,13 @@ async fn optimistic_concurrency(db: Db) {
     )
     .await
     .assert_error(409, "version_conflict");
-    s.call(
-        Method::PATCH,
-        &path,
-        k,
-        Some(json!({"display_name": "B", "version": 1})),
-    )
-    .await
-    .assert_error(409, "version_conflict");
-    s.call(
-        Method::PUT,
+    s.patch(&path, k, json!({"display_name": "B", "version": 1}))
+        .await
+        .assert_error(409, "version_conflict");
+    s.put(
         &format!("{path}/credentials"),
         k,
-        Some(json!({"credentials": {"key": "n"}, "version": 1})),
+        json!({"credentials": {"key": "n"}, "version": 1}),
     )
     .await
     .assert_error(409, "version_conflict");
@@ -784,7 +749,7 @@ async fn optimistic_concurrency(db: Db) {
     )
     .await
     .assert_error(400, "invalid_if_match");
-    s.call(Method::PATCH, &path, k, Some(json!({})))
+    s.patch(&path, k, json!({}))
         .await
         .assert_error(400, "nothing_to_update");
     // Concurrent writers: each succeeds or gets a clean 409; versions never repeat.
@@ -873,7 +838,7 @@ async fn filters_and_pagination(db: Db) {
     sorted.dedup();
     assert_eq!(sorted, seen);
     async fn count_of(s: &TestServer, q: &str) -> usize {
-        s.get(&format!("/api/v1/connections?{q}"), &s.admin_key)
+        s.get_admin(&format!("/api/v1/connections?{q}"))
             .await
             .json()["items"]
             .as_array()
@@ -900,11 +865,10 @@ async fn filters_and_pagination(db: Db) {
         .unwrap()
         .to_string();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    s.call(
-        Method::PUT,
+    s.put(
         &format!("/api/v1/connections/{}/credentials", ids[6]),
         k,
-        Some(json!({"credentials": {"key": "r"}})),
+        json!({"credentials": {"key": "r"}}),
     )
     .await;
     let later = s
@@ -1144,9 +1108,8 @@ async fn api_keys_endpoints(db: Db) {
     let items: Vec<Value> = list.json()["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 2);
     let id = created["api_key"]["id"].as_str().unwrap();
-    s.call(Method::DELETE, &format!("/api/v1/api-keys/{id}"), k, None)
-        .await;
-    s.call(Method::DELETE, &format!("/api/v1/api-keys/{id}"), k, None)
+    s.delete(&format!("/api/v1/api-keys/{id}"), k).await;
+    s.delete(&format!("/api/v1/api-keys/{id}"), k)
         .await
         .assert_error(409, "already_revoked");
     s.get("/api/v1/connections", &new_key)
@@ -1495,7 +1458,7 @@ async fn health_ready_and_metrics() {
         "ready"
     );
     s.create_api_key_conn(&s.admin_key, "m", json!({})).await;
-    s.get("/api/v1/connections/not-an-id", &s.admin_key).await;
+    s.get_admin("/api/v1/connections/not-an-id").await;
     let m = s.raw(Method::GET, "/metrics", None, None, &[]).await;
     assert_eq!(m.status, StatusCode::OK);
     assert!(m.headers["content-type"]
@@ -1529,10 +1492,7 @@ async fn health_ready_and_metrics() {
         &[("x-request-id", "req-abc-123")]).await;
     assert_eq!(r.headers["x-request-id"], "req-abc-123");
     let a = s
-        .get(
-            "/api/v1/audit?action=connection.create&limit=1",
-            &s.admin_key,
-        )
+        .get_admin("/api/v1/audit?action=connection.create&limit=1")
         .await
         .json();
     assert_eq!(a["items"][0]["request_id"], "req-abc-123");

@@ -14,13 +14,13 @@ use rekey_core::outbound::OutboundPolicy;
 use rekey_service::{HealthSettings, WebhookSettings};
 use rekey_testkit::provider_fixture::ProviderFixture;
 use rekey_testkit::webhook_receiver::WebhookReceiver;
-use rekey_testkit::{both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use rekey_testkit::{assert_checked, assert_error_mentions, both_backends, Db, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 both_backends!(
     refused_ip_literals_are_rejected_at_configuration,
@@ -126,21 +126,13 @@ fn assert_refused(r: &rekey_testkit::Resp, code: &str, field: &str) {
 }
 
 async fn check(s: &TestServer, id: &str) -> Value {
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.json()
+    s.act(&format!("/api/v1/connections/{id}/check"))
+        .await
+        .ok_json()
 }
 
 async fn create(s: &TestServer, body: Value) -> String {
-    let r = s.post("/api/v1/connections", &s.admin_key, body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.json()["id"].as_str().unwrap().to_string()
+    s.create_connection(body).await
 }
 
 async fn create_hook(s: &TestServer, url: &str) -> String {
@@ -157,29 +149,9 @@ async fn create_hook(s: &TestServer, url: &str) -> String {
 
 /// Send a `webhook.test` event and run delivery passes until it is settled.
 async fn deliver_test_event(s: &TestServer, hook: &str) -> Value {
-    let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/test"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
     let did = r.json()["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        s.rekey.deliver_due("w", 100).await.unwrap();
-        let d = s
-            .get(
-                &format!("/api/v1/webhooks/{hook}/deliveries/{did}"),
-                &s.admin_key,
-            )
-            .await
-            .json();
-        if d["status"] != "pending" || Instant::now() > deadline {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.settle_delivery(hook, &did).await
 }
 
 async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
@@ -215,11 +187,10 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
     )
     .await;
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{id}"),
             admin,
-            Some(json!({"probe_url": "https://172.16.0.0/v1/me"})),
+            json!({"probe_url": "https://172.16.0.0/v1/me"}),
         )
         .await;
     assert_refused(&r, "invalid_url", "`probe_url`");
@@ -235,11 +206,10 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
     assert_refused(&r, "invalid_url", "`url`");
     let hook = create_hook(&s, "https://hooks.example.com/hook-token").await;
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/webhooks/{hook}"),
             admin,
-            Some(json!({"url": "https://[::ffff:192.168.0.10]/hook-token"})),
+            json!({"url": "https://[::ffff:192.168.0.10]/hook-token"}),
         )
         .await;
     assert_refused(&r, "invalid_url", "`url`");
@@ -279,14 +249,12 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
             integration(json!({}), "custom-oauth2"),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let integ = r.json()["id"].as_str().unwrap().to_string();
+    let integ = r.created_id();
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/integrations/{integ}"),
             admin,
-            Some(json!({"endpoints": {"token_url": "https://192.168.10.10/meta-data"}})),
+            json!({"endpoints": {"token_url": "https://192.168.10.10/meta-data"}}),
         )
         .await;
     assert_refused(&r, "invalid_integration", "`endpoints.token_url`");
@@ -298,11 +266,10 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
     }
     let db_id = create(&s, pg_conn("db.example.com")).await;
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{db_id}"),
             admin,
-            Some(json!({"params": {"host": "172.20.0.2", "port": "5432"}})),
+            json!({"params": {"host": "172.20.0.2", "port": "5432"}}),
         )
         .await;
     assert_refused(&r, "invalid_field", "`params.host`");
@@ -356,11 +323,7 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     ] {
         let id = create(&s, api_key_conn(json!({"probe_url": u}))).await;
         let r = check(&s, &id).await;
-        assert_eq!(
-            (r["outcome"].as_str(), r["status"].as_str()),
-            (Some("unexpected"), Some("degraded")),
-            "{r}"
-        );
+        assert_checked(&r, "unexpected", "degraded");
         let e = &r["last_error"];
         assert_eq!(e["code"], "outbound_refused", "{r}");
         let m = e["message"].as_str().unwrap();
@@ -396,8 +359,7 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
             ),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let integ = r.json()["id"].as_str().unwrap().to_string();
+    let integ = r.created_id();
     let r = s
         .post(
             "/api/v1/connections",
@@ -421,8 +383,7 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
             integration(json!({"issuer": "https://metadata.test"}), "custom-oidc"),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let integ = r.json()["id"].as_str().unwrap().to_string();
+    let integ = r.created_id();
     let r = s
         .post(
             "/api/v1/connections",
@@ -451,13 +412,7 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     .await;
     let r = check(&s, &id).await;
     assert_eq!(r["last_error"]["code"], "outbound_refused", "{r}");
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("metadata.test resolves to 169.254.169.254"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "metadata.test resolves to 169.254.169.254");
     s.stop().await;
 }
 
