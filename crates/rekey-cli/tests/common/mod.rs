@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rekey_testkit::{Db, PgDb};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -11,6 +12,76 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rekey");
+
+/// Create `n` `headers` connections through the API of the server at
+/// `base`, the i-th holding `secret(i, "a")` in `X-A` and `secret(i, "b")`
+/// in `X-B`; returns their ids.
+pub async fn create_conns(
+    base: &str,
+    key: &str,
+    n: usize,
+    secret: impl Fn(usize, &str) -> String,
+) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = http
+            .post(format!("{base}/api/v1/connections"))
+            .bearer_auth(key)
+            .json(&json!({"provider": "custom-rest", "kind": "headers", "display_name": format!("c{i}"),
+                "credentials": {"headers": {"X-A": secret(i, "a"), "X-B": secret(i, "b")}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    ids
+}
+
+/// POST `body` to the API; asserts a success and returns the JSON body.
+pub async fn api_post(base: &str, key: &str, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert!(st.is_success(), "{path}: {st} {v}");
+    v
+}
+
+/// GET from the API: the JSON body, whatever the status.
+pub async fn api_get(base: &str, key: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Read a connection's credentials through the API: status and body.
+pub async fn read_credentials(base: &str, key: &str, id: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/v1/connections/{id}/credentials"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
 
 /// One data dir (and, for PostgreSQL, one database) shared by every
 /// process a test starts.
@@ -70,6 +141,19 @@ impl Env {
             .await
             .expect("command timed out")
             .unwrap()
+    }
+
+    /// `rekey admin create-user` with the password in `REKEY_NEW_PASSWORD`.
+    pub async fn create_user(&self, username: &str, role: &str, password: &str) -> Output {
+        let args = [
+            "admin",
+            "create-user",
+            "--username",
+            username,
+            "--role",
+            role,
+        ];
+        self.run(&args, &[("REKEY_NEW_PASSWORD", password)]).await
     }
 
     pub async fn admin_key(&self, tenant: &str, scope: &str) -> String {
