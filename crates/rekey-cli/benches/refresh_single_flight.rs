@@ -22,8 +22,7 @@ async fn run(db: Db, fetches: usize, provider_latency_ms: u64) {
     let integ = s
         .post("/api/v1/integrations", &s.admin_key, json!({
             "provider": "custom-oauth2", "display_name": "Bench", "client_id": "bench", "client_secret": "bench-secret",
-            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}}))
+            "endpoints": fx.endpoints()}))
         .await
         .json();
     let sess = s

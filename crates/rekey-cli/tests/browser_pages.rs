@@ -104,8 +104,7 @@ async fn dashboard_pages_in_chromium() {
     .await;
     let integ = api_post(&base, &key, "/api/v1/integrations", json!({
         "provider": "custom-oauth2", "display_name": "Acme OAuth app", "client_id": "pages-client", "client_secret": "pages-secret-1",
-        "scopes": ["read"], "endpoints": {"authorize_url": format!("{}/authorize", ofx.base), "token_url": format!("{}/token", ofx.base),
-            "revocation_url": format!("{}/revoke", ofx.base), "identity_url": format!("{}/me", ofx.base)}})).await;
+        "scopes": ["read"], "endpoints": ofx.endpoints()})).await;
     api_post(&base, &key, "/api/v1/connections", json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
         "display_name": "Nightly import", "scopes": ["read"], "credentials": {"integration": integ["id"]}})).await;
 

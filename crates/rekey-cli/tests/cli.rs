@@ -499,8 +499,7 @@ async fn refresh_killed_midway_leaves_consistent_state(db: Db) {
     });
     let http = reqwest::Client::new();
     let integ: Value = api_post(&server.base, &key, "/api/v1/integrations", json!({"provider": "custom-oauth2", "display_name": "Acme", "client_id": "cid", "client_secret": "csecret",
-            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}})).await;
+            "endpoints": fx.endpoints()})).await;
     let sess: Value = api_post(
         &server.base,
         &key,
@@ -592,8 +591,7 @@ async fn oauth_cli_commands(db: Db) {
     };
     let file = env.dir.path().join("integration.json");
     std::fs::write(&file, json!({"provider": "custom-oauth2", "display_name": "CLI CRM", "client_id": "cli-client", "client_secret": "cli-secret",
-        "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                      "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}}).to_string()).unwrap();
+        "endpoints": fx.endpoints()}).to_string()).unwrap();
     let out = cli(vec![
         "integrations".into(),
         "create".into(),

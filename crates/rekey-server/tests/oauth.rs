@@ -29,8 +29,7 @@ async fn setup(db: Db) -> Env {
         .post("/api/v1/integrations", &s.admin_key, json!({
             "provider": "custom-oauth2", "display_name": "Acme CRM", "client_id": "client-1", "client_secret": "secret-1",
             "scopes": ["read", "write"],
-            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)},
+            "endpoints": fx.endpoints(),
         }))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);

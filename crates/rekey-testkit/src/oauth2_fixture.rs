@@ -76,6 +76,18 @@ impl OAuth2Fixture {
         OAuth2Fixture { base, state }
     }
 
+    /// The fixture's endpoints as an integration's `endpoints` object
+    /// (authorize, token, revocation, identity).
+    pub fn endpoints(&self) -> Value {
+        let at = |path: &str| format!("{}{path}", self.base);
+        json!({
+            "authorize_url": at("/authorize"),
+            "token_url": at("/token"),
+            "revocation_url": at("/revoke"),
+            "identity_url": at("/me"),
+        })
+    }
+
     pub fn with<R>(&self, f: impl FnOnce(&mut FixtureState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
     }
