@@ -13,6 +13,46 @@ use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rekey");
 
+/// One API request to the server at `base` with the API key `key`: the
+/// status and the JSON body.
+pub async fn api_request(
+    method: reqwest::Method,
+    base: &str,
+    key: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+/// POST `body` to the API; asserts a success and returns the JSON body.
+pub async fn api_post(base: &str, key: &str, path: &str, body: Value) -> Value {
+    let (st, v) = api_request(reqwest::Method::POST, base, key, path, Some(&body)).await;
+    assert!(st.is_success(), "{path}: {st} {v}");
+    v
+}
+
+/// GET from the API: the JSON body, whatever the status.
+pub async fn api_get(base: &str, key: &str, path: &str) -> Value {
+    api_request(reqwest::Method::GET, base, key, path, None)
+        .await
+        .1
+}
+
+/// Read a connection's credentials through the API: status and body.
+pub async fn read_credentials(base: &str, key: &str, id: &str) -> (u16, Value) {
+    let path = format!("/api/v1/connections/{id}/credentials");
+    let (st, v) = api_request(reqwest::Method::GET, base, key, &path, None).await;
+    (st.as_u16(), v)
+}
+
 /// Create `n` `headers` connections through the API of the server at
 /// `base`, the i-th holding `secret(i, "a")` in `X-A` and `secret(i, "b")`
 /// in `X-B`; returns their ids.
@@ -22,65 +62,22 @@ pub async fn create_conns(
     n: usize,
     secret: impl Fn(usize, &str) -> String,
 ) -> Vec<String> {
-    let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..n {
-        let r = http
-            .post(format!("{base}/api/v1/connections"))
-            .bearer_auth(key)
-            .json(&json!({"provider": "custom-rest", "kind": "headers", "display_name": format!("c{i}"),
-                "credentials": {"headers": {"X-A": secret(i, "a"), "X-B": secret(i, "b")}}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        ids.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        let body = json!({"provider": "custom-rest", "kind": "headers", "display_name": format!("c{i}"),
+            "credentials": {"headers": {"X-A": secret(i, "a"), "X-B": secret(i, "b")}}});
+        let (st, v) = api_request(
+            reqwest::Method::POST,
+            base,
+            key,
+            "/api/v1/connections",
+            Some(&body),
+        )
+        .await;
+        assert_eq!(st, 201);
+        ids.push(v["id"].as_str().unwrap().to_string());
     }
     ids
-}
-
-/// POST `body` to the API; asserts a success and returns the JSON body.
-pub async fn api_post(base: &str, key: &str, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert!(st.is_success(), "{path}: {st} {v}");
-    v
-}
-
-/// GET from the API: the JSON body, whatever the status.
-pub async fn api_get(base: &str, key: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{base}{path}"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Read a connection's credentials through the API: status and body.
-pub async fn read_credentials(base: &str, key: &str, id: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .get(format!("{base}/api/v1/connections/{id}/credentials"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 /// One data dir (and, for PostgreSQL, one database) shared by every
