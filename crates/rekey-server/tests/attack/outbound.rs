@@ -14,7 +14,7 @@ use rekey_core::outbound::OutboundPolicy;
 use rekey_service::{HealthSettings, WebhookSettings};
 use rekey_testkit::provider_fixture::ProviderFixture;
 use rekey_testkit::webhook_receiver::WebhookReceiver;
-use rekey_testkit::{assert_checked, assert_error_mentions, both_backends, Db, TestServer};
+use rekey_testkit::{assert_checked, assert_error_mentions, both_backends, Db, Resp, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -145,6 +145,23 @@ async fn create_hook(s: &TestServer, url: &str) -> String {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     r.json()["webhook"]["id"].as_str().unwrap().to_string()
+}
+
+/// Register an integration of `provider` with these endpoints (it must be
+/// accepted), then try a client-credentials connection through it.
+async fn m2m_connection(s: &TestServer, endpoints: Value, provider: &str, name: &str) -> Resp {
+    let body = integration(endpoints, provider);
+    let integ = s
+        .post("/api/v1/integrations", &s.admin_key, body)
+        .await
+        .created_id();
+    s.post(
+        "/api/v1/connections",
+        &s.admin_key,
+        json!({"provider": provider, "kind": "oauth2_client_credentials",
+               "display_name": name, "credentials": {"integration": integ}}),
+    )
+    .await
 }
 
 /// Send a `webhook.test` event and run delivery passes until it is settled.
@@ -349,25 +366,8 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     );
 
     // Integration endpoints: a token request to an intranet name …
-    let r = s
-        .post(
-            "/api/v1/integrations",
-            &s.admin_key,
-            integration(
-                json!({"token_url": "https://intranet.test/oauth/token"}),
-                "custom-oauth2",
-            ),
-        )
-        .await;
-    let integ = r.created_id();
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
-                   "display_name": "m2m", "credentials": {"integration": integ}}),
-        )
-        .await;
+    let endpoints = json!({"token_url": "https://intranet.test/oauth/token"});
+    let r = m2m_connection(&s, endpoints, "custom-oauth2", "m2m").await;
     r.assert_error(422, "outbound_refused");
     assert!(
         r.text.contains("intranet.test resolves to 10.0.0.5"),
@@ -376,22 +376,8 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     );
     assert!(!r.text.contains(KEY));
     // … and OIDC discovery at an issuer that resolves to the metadata service.
-    let r = s
-        .post(
-            "/api/v1/integrations",
-            &s.admin_key,
-            integration(json!({"issuer": "https://metadata.test"}), "custom-oidc"),
-        )
-        .await;
-    let integ = r.created_id();
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "custom-oidc", "kind": "oauth2_client_credentials",
-                   "display_name": "m2m oidc", "credentials": {"integration": integ}}),
-        )
-        .await;
+    let endpoints = json!({"issuer": "https://metadata.test"});
+    let r = m2m_connection(&s, endpoints, "custom-oidc", "m2m oidc").await;
     r.assert_error(422, "outbound_refused");
 
     // Database probes resolve the host themselves, and check it.
