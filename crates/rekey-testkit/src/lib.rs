@@ -517,21 +517,12 @@ macro_rules! both_backends {
 
 /// Run statements against a database URL (`sqlite://…` or `postgres://…`).
 pub async fn raw_sql(url: String, statements: &[&str]) {
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        for s in statements {
-            sqlx::query(s)
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
-        }
-    } else {
-        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        for s in statements {
-            sqlx::query(s)
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
-        }
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+    for s in statements {
+        sqlx::query(s)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
     }
 }
