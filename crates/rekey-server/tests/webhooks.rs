@@ -231,6 +231,17 @@ fn time_now() -> i64 {
         .as_secs() as i64
 }
 
+/// Pause or resume the subscription `hook`; asserts `200 OK` and returns
+/// its view.
+async fn set_enabled(s: &TestServer, hook: &str, enabled: bool) -> Value {
+    let path = format!("/api/v1/webhooks/{hook}");
+    let r = s
+        .patch(&path, &s.admin_key, json!({"enabled": enabled}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()
+}
+
 async fn failing_receiver_gives_up_after_the_limit(db: Db) {
     let s = TestServer::start(db).await;
     quick(&s, 3);
@@ -266,26 +277,12 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
     let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
     let paused_did = r.json()["id"].as_str().unwrap().to_string();
     s.rekey.deliver_due("w", 100).await.unwrap(); // fails once, retry pending
-    let r = s
-        .patch(
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            json!({"enabled": false}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_enabled(&s, &hook, false).await;
     let n = rx.received().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.rekey.deliver_due("w", 100).await.unwrap().claimed, 0);
     assert_eq!(rx.received().len(), n, "nothing sent while paused");
-    let r = s
-        .patch(
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            json!({"enabled": true}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_enabled(&s, &hook, true).await;
     let got = pump(&s, &rx, |d| d.len() >= 2).await;
     assert_eq!(got.len(), 2);
     let d = s
@@ -294,15 +291,8 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
         .json();
     assert_eq!(d["status"], "delivered");
     // A paused subscription gets no new events.
-    let r = s
-        .patch(
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            json!({"enabled": false}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json()["enabled"], false);
+    let v = set_enabled(&s, &hook, false).await;
+    assert_eq!(v["enabled"], false);
     s.create_api_key_conn(&s.admin_key, "k-1", json!({})).await;
     let l = s
         .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries"))
@@ -311,14 +301,7 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
     assert_eq!(l["items"].as_array().unwrap().len(), 2);
     // A delivery that cannot even be signed (its secret row is gone) is
     // recorded as failed attempts and gives up; it does not loop.
-    let r = s
-        .patch(
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            json!({"enabled": true}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_enabled(&s, &hook, true).await;
     s.sql(&["DELETE FROM secrets WHERE owner_kind = 'webhook'"])
         .await;
     let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
