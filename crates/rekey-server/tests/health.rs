@@ -8,7 +8,8 @@ use rekey_api::{AuditQuery, CreateConnection, DisableConnection, UpdateConnectio
 use rekey_service::HealthSettings;
 use rekey_testkit::provider_fixture::{refused_url, Mode, ProviderFixture, LEAKED_API_KEY};
 use rekey_testkit::{
-    assert_api_error, assert_checked, assert_error_mentions, both_backends, fixture, Db, TestServer,
+    assert_api_error, assert_checked, assert_error_mentions, both_backends, fixture, items, Db,
+    TestServer,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -219,7 +220,7 @@ async fn probe_transitions_and_error_context(db: Db) {
         ))
         .await
         .json();
-    assert_eq!(a["items"].as_array().unwrap().len(), 11);
+    assert_eq!(items(&a).len(), 11);
     // The list filter finds broken connections.
     fx.set_mode(Mode::Unauthorized);
     check(&s, &id).await;
@@ -227,7 +228,7 @@ async fn probe_transitions_and_error_context(db: Db) {
         .get_admin("/api/v1/connections?status=needs_reauth")
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&l).len(), 1);
     assert_eq!(l["items"][0]["id"], id.as_str());
     s.stop().await;
 }

@@ -3,7 +3,7 @@
 //! filtered in the list with the connection list's query parameters, audited.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -22,9 +22,7 @@ fn body(name: &str, extra: Value) -> Value {
 }
 
 fn ids(list: &Value) -> Vec<String> {
-    list["items"]
-        .as_array()
-        .unwrap()
+    items(list)
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_string())
         .collect()

@@ -5,7 +5,7 @@
 
 use rekey_testkit::browser::get_text;
 use rekey_testkit::oauth2_fixture::OAuth2Fixture;
-use rekey_testkit::{assert_checked, assert_error_mentions, both_backends, Db, TestServer};
+use rekey_testkit::{assert_checked, assert_error_mentions, both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -113,7 +113,7 @@ impl Env {
             )
             .await
             .json();
-        let items = list["items"].as_array().unwrap();
+        let items = items(&list);
         assert_eq!(items.len(), 1, "{list}");
         items[0].clone()
     }
@@ -217,7 +217,7 @@ async fn scheduler_refreshes_expiring_tokens(db: Db) {
         e.s.get_admin("/api/v1/audit?actor=system:refresh")
             .await
             .json();
-    assert!(!a["items"].as_array().unwrap().is_empty());
+    assert!(!items(&a).is_empty());
     e.s.stop().await;
 }
 
@@ -288,7 +288,7 @@ async fn connect_read_refresh_revoke(db: Db) {
         ))
         .await
         .json();
-    assert_eq!(audit["items"].as_array().unwrap().len(), 3);
+    assert_eq!(items(&audit).len(), 3);
 
     // Revocation at the provider (RFC 7009).
     let (_, cr3) = e.creds(&id).await;
@@ -441,7 +441,7 @@ async fn refresh_failures_are_classified(db: Db) {
         e.s.get_admin("/api/v1/connections?status=needs_reauth")
             .await
             .json();
-    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&listed).len(), 1);
     e.s.stop().await;
 }
 
@@ -556,7 +556,7 @@ async fn reauthorization_checks_identity_and_scopes(db: Db) {
         ))
         .await
         .json();
-    assert_eq!(a["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&a).len(), 1);
     assert!(!e.fx.access_valid(&new_at), "the replaced grant is revoked");
     e.s.stop().await;
 }

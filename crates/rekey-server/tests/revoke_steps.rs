@@ -3,7 +3,7 @@
 //! an OAuth app's access. Confirming takes a note, kept as evidence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -51,9 +51,7 @@ async fn revoke_gives_the_steps_for_the_kind(db: Db) {
         ))
         .await
         .json();
-    let outcomes: Vec<&str> = a["items"]
-        .as_array()
-        .unwrap()
+    let outcomes: Vec<&str> = items(&a)
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();

@@ -7,7 +7,7 @@ mod ui_support;
 
 use rekey_service::{Ctx, Role};
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 use ui_support::{browser, csrf_of, get_with_headers as get, login, post as post_form, user};
@@ -493,7 +493,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{html}");
     // The API takes the same search.
     let l = s.get_admin("/api/v1/connections?q=100%25").await.json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(items(&l).len(), 1, "{l}");
     s.get_admin(&format!("/api/v1/connections?q={long}"))
         .await
         .assert_error(400, "invalid_search");
@@ -856,7 +856,7 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
         .get_admin("/api/v1/connections?q=Fleet%2000&limit=10")
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 10, "{l}");
+    assert_eq!(items(&l).len(), 10, "{l}");
     assert!(l["next_cursor"].is_null(), "{l}");
     let l = s
         .get_admin("/api/v1/connections?q=Fleet%2000&limit=9")
@@ -934,9 +934,7 @@ async fn unknown_actions_delete_nothing(db: Db) {
         .get_admin(&format!("/api/v1/audit?target={id}"))
         .await
         .json();
-    let actions: Vec<&str> = a["items"]
-        .as_array()
-        .unwrap()
+    let actions: Vec<&str> = items(&a)
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();

@@ -8,7 +8,7 @@ use rekey_api::CreateWebhook;
 use rekey_service::{HealthSettings, WebhookSettings};
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::webhook_receiver::{verify_signature, Received, WebhookReceiver};
-use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
+use rekey_testkit::{assert_api_error, both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -153,7 +153,7 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
         .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries"))
         .await
         .json();
-    let items = l["items"].as_array().unwrap();
+    let items = items(&l);
     assert_eq!(items.len(), 2);
     assert!(items.iter().all(|d| d["status"] == "delivered"));
     let retried = items
@@ -266,7 +266,7 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
         .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries?status=failed"))
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&l).len(), 1);
     rx.set_fail_next(0);
     s.act(&format!("/api/v1/webhooks/{hook}/deliveries/{did}/replay"))
         .await;
@@ -298,7 +298,7 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
         .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries"))
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 2);
+    assert_eq!(items(&l).len(), 2);
     // A delivery that cannot even be signed (its secret row is gone) is
     // recorded as failed attempts and gives up; it does not loop.
     set_enabled(&s, &hook, true).await;

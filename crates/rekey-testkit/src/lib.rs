@@ -164,6 +164,11 @@ pub fn assert_api_error<T: std::fmt::Debug>(
     }
 }
 
+/// The `items` of a list page (connections, audit entries, keys, …).
+pub fn items(page: &Value) -> &Vec<Value> {
+    page["items"].as_array().unwrap()
+}
+
 /// Assert a health check's answer: its `outcome` and the connection's
 /// resulting `status`.
 pub fn assert_checked(r: &Value, outcome: &str, status: &str) {

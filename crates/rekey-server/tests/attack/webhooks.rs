@@ -9,7 +9,7 @@
 use futures_util::future::join_all;
 use rekey_service::WebhookSettings;
 use rekey_testkit::webhook_receiver::WebhookReceiver;
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -204,7 +204,7 @@ async fn subscription_list_is_paginated(db: Db) {
                 let r = s.get(&path, k).await;
                 assert_eq!(r.status, StatusCode::OK, "{}", r.text);
                 let j = r.json();
-                let items = j["items"].as_array().unwrap();
+                let items = items(&j);
                 pages.push(items.len());
                 seen.extend(items.iter().map(|w| w["id"].as_str().unwrap().to_string()));
                 match j["next_cursor"].as_str() {
