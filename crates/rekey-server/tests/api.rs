@@ -2,7 +2,7 @@
 //! SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rekey_testkit::{both_backends, fixture, Db, TestServer};
+use rekey_testkit::{both_backends, fixture, items, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -96,10 +96,8 @@ async fn connection_lifecycle(db: Db) {
         )
         .await
         .json();
-    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
-    assert!(audit["items"]
-        .as_array()
-        .unwrap()
+    assert_eq!(items(&audit).len(), 2);
+    assert!(items(&audit)
         .iter()
         .all(|e| e["outcome"] == "ok" && e["actor"].as_str().unwrap().starts_with("api_key:")));
 
@@ -418,23 +416,11 @@ async fn tenants_are_isolated(db: Db) {
     }
     // Audit is per tenant too.
     let audit = s.get("/api/v1/audit", &globex).await.json();
-    assert!(audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["tenant"] == "globex"));
-    assert!(audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["target"] != json!(id)));
+    assert!(items(&audit).iter().all(|e| e["tenant"] == "globex"));
+    assert!(items(&audit).iter().all(|e| e["target"] != json!(id)));
     // API keys of another tenant are invisible and cannot be revoked.
     let keys = s.get("/api/v1/api-keys", &globex).await.json();
-    assert!(keys["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|k| k["tenant"] == "globex"));
+    assert!(items(&keys).iter().all(|k| k["tenant"] == "globex"));
     let acme_key_id = s.get("/api/v1/api-keys", &acme).await.json()["items"][0]["id"]
         .as_str()
         .unwrap()
@@ -521,9 +507,7 @@ async fn authentication_and_scopes(db: Db) {
 
     // A revoked key stops working at once.
     let keys = s.get_admin("/api/v1/api-keys").await.json();
-    let creds_id = keys["items"]
-        .as_array()
-        .unwrap()
+    let creds_id = items(&keys)
         .iter()
         .rev()
         .find(|k| k["scopes"] == json!(["credentials:read"]))
@@ -601,37 +585,39 @@ async fn bad_input_is_rejected_clearly(db: Db) {
     )
     .await
     .assert_error(415, "unsupported_media_type");
-    let mut p = valid.clone();
-    p["provider"] = json!("no-such-provider");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(422, "unknown_provider");
-    let mut p = valid.clone();
-    p["provider"] = json!("aws");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(422, "kind_not_supported_by_provider");
-    let mut p = valid.clone();
-    p["kind"] = json!("carrier_pigeon");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(400, "invalid_kind");
-    let mut p = valid.clone();
-    p["kind"] = json!("oauth2_authorization_code");
-    p["provider"] = json!("slack");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(422, "kind_not_supported");
-    let mut p = valid.clone();
-    p["tags"] = json!(["Not A Slug"]);
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(400, "invalid_field");
-    let mut p = valid.clone();
-    p["expires_at"] = json!("next tuesday");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(400, "invalid_timestamp");
+    // The valid body with some fields changed, and the error it gets.
+    for (changed, status, code) in [
+        (
+            json!({"provider": "no-such-provider"}),
+            422,
+            "unknown_provider",
+        ),
+        (
+            json!({"provider": "aws"}),
+            422,
+            "kind_not_supported_by_provider",
+        ),
+        (json!({"kind": "carrier_pigeon"}), 400, "invalid_kind"),
+        (
+            json!({"kind": "oauth2_authorization_code", "provider": "slack"}),
+            422,
+            "kind_not_supported",
+        ),
+        (json!({"tags": ["Not A Slug"]}), 400, "invalid_field"),
+        (
+            json!({"expires_at": "next tuesday"}),
+            400,
+            "invalid_timestamp",
+        ),
+    ] {
+        let mut p = valid.clone();
+        for (field, value) in changed.as_object().unwrap() {
+            p[field] = value.clone();
+        }
+        s.post("/api/v1/connections", k, p)
+            .await
+            .assert_error(status, code);
+    }
     // Ids, queries, routes, methods.
     s.get("/api/v1/connections/not-an-id", k)
         .await
@@ -823,7 +809,7 @@ async fn filters_and_pagination(db: Db) {
         };
         let page = s.get(&path, k).await.json();
         pages += 1;
-        for it in page["items"].as_array().unwrap() {
+        for it in items(&page) {
             seen.push(it["id"].as_str().unwrap().to_string());
         }
         match page["next_cursor"].as_str() {
@@ -895,27 +881,15 @@ async fn audit_chain_detects_tampering(db: Db) {
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["checked"].as_u64().unwrap() >= 7);
     // The table refuses edits outright…
-    let refused = match db {
-        Db::Sqlite => {
-            let url = format!("sqlite://{}", s.dir.path().join("data/rekey.db").display());
-            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            sqlx::query("UPDATE audit_log SET outcome = 'x' WHERE seq = 3")
-                .execute(&mut c)
-                .await
-                .is_err()
-        }
-        Db::Postgres => {
-            let mut c =
-                <sqlx::PgConnection as sqlx::Connection>::connect(&s.pg.as_ref().unwrap().url())
-                    .await
-                    .unwrap();
-            sqlx::query("UPDATE audit_log SET outcome = 'x' WHERE seq = 3")
-                .execute(&mut c)
-                .await
-                .is_err()
-        }
+    let refused = {
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&s.database_url())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET outcome = 'x' WHERE seq = 3")
+            .execute(&mut c)
+            .await
+            .is_err()
     };
     assert!(refused, "audit_log must refuse UPDATE");
     // …and someone who drops the guard is still caught by the chain.
@@ -1021,6 +995,11 @@ async fn audit_verify_reports_only_the_callers_tenant(db: Db) {
     s.stop().await;
 }
 
+/// POST with no body at all (no `Content-Type` either).
+async fn post_without_body(s: &TestServer, path: &str, key: &str) -> rekey_testkit::Resp {
+    s.raw(Method::POST, path, Some(key), None, &[]).await
+}
+
 async fn disable_and_enable(db: Db) {
     let s = TestServer::start(db).await;
     let k = &s.admin_key;
@@ -1041,35 +1020,13 @@ async fn disable_and_enable(db: Db) {
         .await
         .assert_error(409, "invalid_transition");
     // Disable also accepts an empty body.
-    let r = s
-        .raw(
-            Method::POST,
-            &format!("/api/v1/connections/{id}/enable"),
-            Some(k),
-            None,
-            &[],
-        )
-        .await;
+    let r = post_without_body(&s, &format!("/api/v1/connections/{id}/enable"), k).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
-    s.raw(
-        Method::POST,
-        &format!("/api/v1/connections/{id}/enable"),
-        Some(k),
-        None,
-        &[],
-    )
-    .await
-    .assert_error(409, "not_disabled");
-    let r = s
-        .raw(
-            Method::POST,
-            &format!("/api/v1/connections/{id}/disable"),
-            Some(k),
-            None,
-            &[],
-        )
-        .await;
+    post_without_body(&s, &format!("/api/v1/connections/{id}/enable"), k)
+        .await
+        .assert_error(409, "not_disabled");
+    let r = post_without_body(&s, &format!("/api/v1/connections/{id}/disable"), k).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let audit = s
         .get(
@@ -1078,7 +1035,7 @@ async fn disable_and_enable(db: Db) {
         )
         .await
         .json();
-    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
+    assert_eq!(items(&audit).len(), 2);
     assert_eq!(audit["items"][1]["details"]["reason"], "breach response");
     s.stop().await;
 }
@@ -1513,13 +1470,7 @@ async fn audit_pagination_and_filters(db: Db) {
     let mut path = "/api/v1/audit?limit=2".to_string();
     loop {
         let page = s.get(&path, k).await.json();
-        seqs.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["seq"].as_i64().unwrap()),
-        );
+        seqs.extend(items(&page).iter().map(|e| e["seq"].as_i64().unwrap()));
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/api/v1/audit?limit=2&cursor={c}"),
             None => break,
@@ -1532,17 +1483,13 @@ async fn audit_pagination_and_filters(db: Db) {
         .get("/api/v1/audit?action=credentials.read", k)
         .await
         .json();
-    assert_eq!(reads["items"].as_array().unwrap().len(), 4);
+    assert_eq!(items(&reads).len(), 4);
     let actor = reads["items"][0]["actor"].as_str().unwrap().to_string();
     let by_actor = s
         .get(&format!("/api/v1/audit?actor={actor}&limit=500"), k)
         .await
         .json();
-    assert!(by_actor["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["actor"] == json!(actor)));
+    assert!(items(&by_actor).iter().all(|e| e["actor"] == json!(actor)));
     let future = s
         .get("/api/v1/audit?since=2999-01-01T00:00:00Z", k)
         .await
