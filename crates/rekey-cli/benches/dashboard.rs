@@ -9,9 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{create_connections, env_or};
+use common::{create_connections, env_or, on_both_backends};
 
 use rekey_service::{Ctx, Role};
+use rekey_testkit::browser::{browser, csrf_of, session_cookie};
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::{Db, TestServer};
 use serde_json::json;
@@ -65,23 +66,14 @@ async fn run(db: Db, n: usize, requests: usize, latency_ms: u64) {
         .create_user(&Ctx::cli("default"), "bench", &pw, Role::Operator)
         .await
         .unwrap();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = browser();
     let login = http
         .post(format!("{}/ui/login", s.base))
         .form(&[("username", "bench"), ("password", pw.expose())])
         .send()
         .await
         .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&login);
     let page = format!("{}/ui/connections", s.base);
     let (rps, p50, p99, bytes) = pages(&http, &page, &cookie, requests).await;
     println!(
@@ -94,17 +86,8 @@ async fn run(db: Db, n: usize, requests: usize, latency_ms: u64) {
     println!(
         "dashboard backend={db:?} search+tag filter: {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms"
     );
-    let html = http
-        .get(&page)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let i = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    let csrf = html[i..i + html[i..].find('"').unwrap()].to_string();
+    let page = http.get(&page).header("cookie", &cookie).send().await;
+    let csrf = csrf_of(&page.unwrap().text().await.unwrap());
     let start = Instant::now();
     let r = http
         .post(format!("{}/ui/bulk", s.base))
@@ -131,12 +114,5 @@ fn main() {
     let n = env_or("BENCH_CONNECTIONS", 1000) as usize;
     let requests = env_or("BENCH_REQUESTS", 300) as usize;
     let lat = env_or("BENCH_LATENCY_MS", 20);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        run(Db::Sqlite, n, requests, lat).await;
-        run(Db::Postgres, n, requests, lat).await;
-    });
+    on_both_backends(|db| run(db, n, requests, lat));
 }

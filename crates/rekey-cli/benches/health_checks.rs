@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{create_connections, env_or};
+use common::{create_connections, env_or, on_both_backends};
 
 use rekey_service::HealthSettings;
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
@@ -79,12 +79,5 @@ fn main() {
     let n = env_or("BENCH_CONNECTIONS", 10_000) as usize;
     let c = env_or("BENCH_CONCURRENCY", 64) as usize;
     let lat = env_or("BENCH_LATENCY_MS", 20);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        run(Db::Sqlite, n, c, lat).await;
-        run(Db::Postgres, n, c, lat).await;
-    });
+    on_both_backends(|db| run(db, n, c, lat));
 }

@@ -3,6 +3,9 @@
 //! how long the whole burst takes. Runs on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{env_or, on_both_backends};
+
 use rekey_testkit::oauth2_fixture::{browser, walk_connect, OAuth2Fixture};
 use rekey_testkit::{Db, TestServer};
 use serde_json::json;
@@ -19,8 +22,7 @@ async fn run(db: Db, fetches: usize, provider_latency_ms: u64) {
     let integ = s
         .post("/api/v1/integrations", &s.admin_key, json!({
             "provider": "custom-oauth2", "display_name": "Bench", "client_id": "bench", "client_secret": "bench-secret",
-            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}}))
+            "endpoints": fx.endpoints()}))
         .await
         .json();
     let sess = s
@@ -93,16 +95,6 @@ async fn run(db: Db, fetches: usize, provider_latency_ms: u64) {
 }
 
 fn main() {
-    let fetches: usize = std::env::var("BENCH_FETCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        run(Db::Sqlite, fetches, 50).await;
-        run(Db::Postgres, fetches, 50).await;
-    });
+    let fetches = env_or("BENCH_FETCHES", 1000) as usize;
+    on_both_backends(|db| run(db, fetches, 50));
 }

@@ -321,17 +321,7 @@ async fn offline_admin_beside_a_busy_server(db: Db) {
         assert!(stdout(&out).starts_with("rk_"));
     }
     let out = env
-        .run(
-            &[
-                "admin",
-                "create-user",
-                "--username",
-                "ops",
-                "--role",
-                "operator",
-            ],
-            &[("REKEY_NEW_PASSWORD", "correct horse battery staple")],
-        )
+        .create_user("ops", "operator", "correct horse battery staple")
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -20,39 +20,6 @@ fn secret(i: usize, field: &str) -> String {
     format!("bk-{field}-{i}-7f3a9c1e5d2b")
 }
 
-async fn create_conns(base: &str, key: &str, n: usize) -> Vec<String> {
-    let http = reqwest::Client::new();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r = http
-            .post(format!("{base}/api/v1/connections"))
-            .bearer_auth(key)
-            .json(&json!({"provider": "custom-rest", "kind": "headers", "display_name": format!("b{i}"),
-                "credentials": {"headers": {"X-A": secret(i, "a"), "X-B": secret(i, "b")}}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        ids.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
-    ids
-}
-
-async fn read_credentials(base: &str, key: &str, id: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .get(format!("{base}/api/v1/connections/{id}/credentials"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 fn keyring_json(data_dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(data_dir.join("keyring.json")).unwrap()).unwrap()
 }
@@ -179,7 +146,7 @@ async fn backup_is_useless_without_the_keyring_and_complete_with_it(db: Db) {
     let env = Env::new(db).await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    let ids = create_conns(&server.base, &key, N).await;
+    let ids = create_conns(&server.base, &key, N, secret).await;
     let backup = back_up(&env, db).await;
     server.stop().await;
     let kek = keyring_json(&env.data_dir())["primary"]

@@ -9,22 +9,8 @@ mod common;
 use common::*;
 
 use rekey_testkit::Db;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
-
-async fn api(base: &str, key: &str, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(st.is_success(), "{path}: {st} {v}");
-    v
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_pages_in_chromium() {
@@ -40,19 +26,7 @@ async fn dashboard_pages_in_chromium() {
         ("REKEY_WEBHOOK_RETRY_BASE_MS".into(), "100".into()),
     ];
     let pw = "pages e2e password";
-    let out = env
-        .run(
-            &[
-                "admin",
-                "create-user",
-                "--username",
-                "ada",
-                "--role",
-                "admin",
-            ],
-            &[("REKEY_NEW_PASSWORD", pw)],
-        )
-        .await;
+    let out = env.create_user("ada", "admin", pw).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
@@ -60,7 +34,7 @@ async fn dashboard_pages_in_chromium() {
 
     // A webhook receiver that fails the first post, so a delivery has two attempts.
     let rx = WebhookReceiver::start(1).await;
-    let hook = api(
+    let hook = api_post(
         &base,
         &key,
         "/api/v1/webhooks",
@@ -86,14 +60,14 @@ async fn dashboard_pages_in_chromium() {
     .into_iter()
     .enumerate()
     {
-        let c = api(&base, &key, "/api/v1/connections", json!({
+        let c = api_post(&base, &key, "/api/v1/connections", json!({
             "provider": "custom-rest", "kind": "api_key", "display_name": name,
             "tags": [if i % 2 == 0 { "billing" } else { "ops" }], "custody": [if i < 3 { "vault" } else { "github-actions" }],
             "owner": {"email": format!("owner{i}@example.com")},
             "probe_url": fx.rest_url(), "credentials": {"key": k}})).await;
         let id = c["id"].as_str().unwrap().to_string();
         if k != "never-checked" {
-            api(
+            api_post(
                 &base,
                 &key,
                 &format!("/api/v1/connections/{id}/check"),
@@ -111,7 +85,7 @@ async fn dashboard_pages_in_chromium() {
         ("segment", "Refunds"),
         ("mixpanel", "Product analytics"),
     ] {
-        api(
+        api_post(
             &base,
             &key,
             "/api/v1/connections",
@@ -128,11 +102,10 @@ async fn dashboard_pages_in_chromium() {
         &format!("{base}/oauth/callback"),
     )
     .await;
-    let integ = api(&base, &key, "/api/v1/integrations", json!({
+    let integ = api_post(&base, &key, "/api/v1/integrations", json!({
         "provider": "custom-oauth2", "display_name": "Acme OAuth app", "client_id": "pages-client", "client_secret": "pages-secret-1",
-        "scopes": ["read"], "endpoints": {"authorize_url": format!("{}/authorize", ofx.base), "token_url": format!("{}/token", ofx.base),
-            "revocation_url": format!("{}/revoke", ofx.base), "identity_url": format!("{}/me", ofx.base)}})).await;
-    api(&base, &key, "/api/v1/connections", json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
+        "scopes": ["read"], "endpoints": ofx.endpoints()})).await;
+    api_post(&base, &key, "/api/v1/connections", json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
         "display_name": "Nightly import", "scopes": ["read"], "credentials": {"integration": integ["id"]}})).await;
 
     // The events above reach the receiver through the server's delivery

@@ -10,40 +10,14 @@ use std::time::Duration;
 mod common;
 use common::*;
 
-async fn create_conns(base: &str, key: &str, n: usize, prefix: &str) -> Vec<String> {
-    let http = reqwest::Client::new();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r = http
-            .post(format!("{base}/api/v1/connections"))
-            .bearer_auth(key)
-            .json(&json!({"provider": "custom-rest", "kind": "headers", "display_name": format!("c{i}"),
-                "credentials": {"headers": {"X-A": format!("{prefix}-a-{i}"), "X-B": format!("{prefix}-b-{i}")}}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        ids.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
-    ids
+/// The header secret `h` of the i-th connection made by `create_conns`.
+fn header_secret(prefix: &str) -> impl Fn(usize, &str) -> String + '_ {
+    move |i, h| format!("{prefix}-{h}-{i}")
 }
 
 async fn assert_all_readable(base: &str, key: &str, ids: &[String], prefix: &str) {
-    let http = reqwest::Client::new();
     for (i, id) in ids.iter().enumerate() {
-        let r = http
-            .get(format!("{base}/api/v1/connections/{id}/credentials"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = read_credentials(base, key, id).await;
         assert_eq!(status, 200, "{id}: {body}");
         assert_eq!(
             body["credentials"]["headers"]["X-A"],
@@ -231,7 +205,7 @@ async fn kek_rotation_survives_a_crash(db: Db) {
     let env = Env::new(db).await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    let ids = create_conns(&server.base, &key, 6, "kek").await; // 12 secrets
+    let ids = create_conns(&server.base, &key, 6, header_secret("kek")).await; // 12 secrets
     server.stop().await;
     let before = keyring_ids(&env.data_dir());
     assert_eq!(before.len(), 1);
@@ -300,7 +274,7 @@ async fn audit_verify_exit_codes(db: Db) {
     let env = Env::new(db).await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    create_conns(&server.base, &key, 2, "aud").await;
+    create_conns(&server.base, &key, 2, header_secret("aud")).await;
     server.stop().await;
     let out = env.run(&["audit", "verify", "--offline"], &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -441,7 +415,7 @@ async fn master_key_mode_and_config_errors() {
     ));
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    let ids = create_conns(&server.base, &key, 2, "mk").await;
+    let ids = create_conns(&server.base, &key, 2, header_secret("mk")).await;
     server.stop().await;
     assert!(
         !env.data_dir().join("keyring.json").exists(),
@@ -524,35 +498,19 @@ async fn refresh_killed_midway_leaves_consistent_state(db: Db) {
         s.rotate_refresh = false;
     });
     let http = reqwest::Client::new();
-    let integ: Value = http
-        .post(format!("{}/api/v1/integrations", server.base))
-        .bearer_auth(&key)
-        .json(&json!({"provider": "custom-oauth2", "display_name": "Acme", "client_id": "cid", "client_secret": "csecret",
-            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}}))
-        .send().await.unwrap().json().await.unwrap();
-    let sess: Value = http
-        .post(format!("{}/api/v1/connect-sessions", server.base))
-        .bearer_auth(&key)
-        .json(&json!({"integration": integ["id"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let integ: Value = api_post(&server.base, &key, "/api/v1/integrations", json!({"provider": "custom-oauth2", "display_name": "Acme", "client_id": "cid", "client_secret": "csecret",
+            "endpoints": fx.endpoints()})).await;
+    let sess: Value = api_post(
+        &server.base,
+        &key,
+        "/api/v1/connect-sessions",
+        json!({"integration": integ["id"]}),
+    )
+    .await;
     let b = browser();
     let cb = walk_connect(&b, sess["url"].as_str().unwrap()).await;
     assert_eq!(b.get(&cb).send().await.unwrap().status(), 200);
-    let list: Value = http
-        .get(format!("{}/api/v1/connections", server.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = api_get(&server.base, &key, "/api/v1/connections").await;
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
 
     // A slow provider; kill the server while the refresh waits on it.
@@ -597,15 +555,7 @@ async fn refresh_killed_midway_leaves_consistent_state(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let c: Value = http
-        .get(format!("{}/api/v1/connections/{id}", server.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let c: Value = api_get(&server.base, &key, &format!("/api/v1/connections/{id}")).await;
     assert_eq!(c["status"], "active", "{c}");
     server.stop().await;
     let out = env.run(&["audit", "verify", "--offline"], &[]).await;
@@ -641,8 +591,7 @@ async fn oauth_cli_commands(db: Db) {
     };
     let file = env.dir.path().join("integration.json");
     std::fs::write(&file, json!({"provider": "custom-oauth2", "display_name": "CLI CRM", "client_id": "cli-client", "client_secret": "cli-secret",
-        "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                      "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)}}).to_string()).unwrap();
+        "endpoints": fx.endpoints()}).to_string()).unwrap();
     let out = cli(vec![
         "integrations".into(),
         "create".into(),
@@ -747,32 +696,6 @@ async fn oauth_cli_commands(db: Db) {
         assert!(!logs.contains(secret), "log leaks `{secret}`");
     }
     server.stop().await;
-}
-
-async fn api_post(base: &str, key: &str, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert!(st.is_success(), "{path}: {st} {v}");
-    v
-}
-
-async fn api_get(base: &str, key: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{base}{path}"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The scheduler in the real binary verifies a new connection on its own;
@@ -956,7 +879,7 @@ async fn webhooks_survive_sigkill(db: Db) {
     )
     .await;
     let secret = created["secret"].as_str().unwrap().to_string();
-    let ids = create_conns(&server.base, &key, 25, "kill").await;
+    let ids = create_conns(&server.base, &key, 25, header_secret("kill")).await;
     // Attempts are failing and being retried while we kill the process.
     for _ in 0..200 {
         if rx.received().len() >= 30 {
@@ -1146,48 +1069,12 @@ async fn dashboard_user_from_cli(db: Db) {
         ) && banner[2].contains("--role admin"),
         "{banner:?}"
     );
-    let out = env
-        .run(
-            &[
-                "admin",
-                "create-user",
-                "--username",
-                "ada",
-                "--role",
-                "admin",
-            ],
-            &[("REKEY_NEW_PASSWORD", pw)],
-        )
-        .await;
+    let out = env.create_user("ada", "admin", pw).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).trim().starts_with("usr_"), "{}", stdout(&out));
-    let out = env
-        .run(
-            &[
-                "admin",
-                "create-user",
-                "--username",
-                "bob",
-                "--role",
-                "root",
-            ],
-            &[("REKEY_NEW_PASSWORD", pw)],
-        )
-        .await;
+    let out = env.create_user("bob", "root", pw).await;
     assert!(!out.status.success());
-    let out = env
-        .run(
-            &[
-                "admin",
-                "create-user",
-                "--username",
-                "bob",
-                "--role",
-                "viewer",
-            ],
-            &[("REKEY_NEW_PASSWORD", "short")],
-        )
-        .await;
+    let out = env.create_user("bob", "viewer", "short").await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("12"), "{}", stderr(&out));
     // With a user, no hint (the server says nothing more on stdout).
@@ -1238,12 +1125,7 @@ async fn dashboard_in_chromium() {
     ];
     let pw = "dashboard e2e password";
     for (user, role) in [("olga", "operator"), ("vic", "viewer")] {
-        let out = env
-            .run(
-                &["admin", "create-user", "--username", user, "--role", role],
-                &[("REKEY_NEW_PASSWORD", pw)],
-            )
-            .await;
+        let out = env.create_user(user, role, pw).await;
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let key = env.admin_key("default", "admin").await;
@@ -1297,14 +1179,7 @@ async fn dashboard_in_chromium() {
         .unwrap();
     let to_idp = start.headers()["location"].to_str().unwrap().to_string();
     let cb = authorize_as(&to_idp, "alice", true).await;
-    let done = browser()
-        .get(&cb)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let done = rekey_testkit::browser::get_text(&browser(), &cb).await;
     assert!(done.contains("Connected"), "{done}");
     let conns = api_get(
         &server.base,

@@ -2,7 +2,7 @@
 //! SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, fixture, items, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -60,21 +60,19 @@ async fn connection_lifecycle(db: Db) {
 
     // Update metadata, then credentials.
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{id}"),
             k,
-            Some(json!({"display_name": "Renamed", "tags": ["prod"]})),
+            json!({"display_name": "Renamed", "tags": ["prod"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["version"], 2);
     let r = s
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/connections/{id}/credentials"),
             k,
-            Some(json!({"credentials": {"key": "sk-lifecycle-2"}})),
+            json!({"credentials": {"key": "sk-lifecycle-2"}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -98,22 +96,13 @@ async fn connection_lifecycle(db: Db) {
         )
         .await
         .json();
-    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
-    assert!(audit["items"]
-        .as_array()
-        .unwrap()
+    assert_eq!(items(&audit).len(), 2);
+    assert!(items(&audit)
         .iter()
         .all(|e| e["outcome"] == "ok" && e["actor"].as_str().unwrap().starts_with("api_key:")));
 
     // Delete destroys it.
-    let r = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/connections/{id}"),
-            k,
-            None,
-        )
-        .await;
+    let r = s.delete(&format!("/api/v1/connections/{id}"), k).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     s.get(&format!("/api/v1/connections/{id}"), k)
         .await
@@ -140,14 +129,6 @@ async fn connection_lifecycle(db: Db) {
         );
     }
     s.stop().await;
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
 }
 
 async fn every_static_kind(db: Db) {
@@ -323,11 +304,10 @@ async fn plaintext_is_not_stored(db: Db) {
     let k = &s.admin_key;
     let secret = "PLAINTEXT-canary-7f3a9c2e";
     let id = s.create_api_key_conn(k, secret, json!({})).await;
-    s.call(
-        Method::PUT,
+    s.put(
         &format!("/api/v1/connections/{id}/credentials"),
         k,
-        Some(json!({"credentials": {"key": format!("{secret}-v2")}})),
+        json!({"credentials": {"key": format!("{secret}-v2")}}),
     )
     .await;
     s.post(
@@ -436,35 +416,18 @@ async fn tenants_are_isolated(db: Db) {
     }
     // Audit is per tenant too.
     let audit = s.get("/api/v1/audit", &globex).await.json();
-    assert!(audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["tenant"] == "globex"));
-    assert!(audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["target"] != json!(id)));
+    assert!(items(&audit).iter().all(|e| e["tenant"] == "globex"));
+    assert!(items(&audit).iter().all(|e| e["target"] != json!(id)));
     // API keys of another tenant are invisible and cannot be revoked.
     let keys = s.get("/api/v1/api-keys", &globex).await.json();
-    assert!(keys["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|k| k["tenant"] == "globex"));
+    assert!(items(&keys).iter().all(|k| k["tenant"] == "globex"));
     let acme_key_id = s.get("/api/v1/api-keys", &acme).await.json()["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    s.call(
-        Method::DELETE,
-        &format!("/api/v1/api-keys/{acme_key_id}"),
-        &globex,
-        None,
-    )
-    .await
-    .assert_error(404, "api_key_not_found");
+    s.delete(&format!("/api/v1/api-keys/{acme_key_id}"), &globex)
+        .await
+        .assert_error(404, "api_key_not_found");
     assert_eq!(
         s.get(&format!("/api/v1/connections/{id}"), &acme)
             .await
@@ -524,10 +487,9 @@ async fn authentication_and_scopes(db: Db) {
     assert!(!r.text.contains("scope-secret"));
     // The denied read is in the audit log.
     let e = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action=credentials.read"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=credentials.read"
+        ))
         .await
         .json();
     assert_eq!(e["items"][0]["outcome"], "denied");
@@ -544,10 +506,8 @@ async fn authentication_and_scopes(db: Db) {
         .assert_error(403, "missing_scope");
 
     // A revoked key stops working at once.
-    let keys = s.get("/api/v1/api-keys", &s.admin_key).await.json();
-    let creds_id = keys["items"]
-        .as_array()
-        .unwrap()
+    let keys = s.get_admin("/api/v1/api-keys").await.json();
+    let creds_id = items(&keys)
         .iter()
         .rev()
         .find(|k| k["scopes"] == json!(["credentials:read"]))
@@ -556,12 +516,7 @@ async fn authentication_and_scopes(db: Db) {
         .unwrap()
         .to_string();
     let r = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/api-keys/{creds_id}"),
-            &s.admin_key,
-            None,
-        )
+        .delete(&format!("/api/v1/api-keys/{creds_id}"), &s.admin_key)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(r.json()["revoked_at"].is_string());
@@ -630,37 +585,39 @@ async fn bad_input_is_rejected_clearly(db: Db) {
     )
     .await
     .assert_error(415, "unsupported_media_type");
-    let mut p = valid.clone();
-    p["provider"] = json!("no-such-provider");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(422, "unknown_provider");
-    let mut p = valid.clone();
-    p["provider"] = json!("aws");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(422, "kind_not_supported_by_provider");
-    let mut p = valid.clone();
-    p["kind"] = json!("carrier_pigeon");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(400, "invalid_kind");
-    let mut p = valid.clone();
-    p["kind"] = json!("oauth2_authorization_code");
-    p["provider"] = json!("slack");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(422, "kind_not_supported");
-    let mut p = valid.clone();
-    p["tags"] = json!(["Not A Slug"]);
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(400, "invalid_field");
-    let mut p = valid.clone();
-    p["expires_at"] = json!("next tuesday");
-    s.post("/api/v1/connections", k, p)
-        .await
-        .assert_error(400, "invalid_timestamp");
+    // The valid body with some fields changed, and the error it gets.
+    for (changed, status, code) in [
+        (
+            json!({"provider": "no-such-provider"}),
+            422,
+            "unknown_provider",
+        ),
+        (
+            json!({"provider": "aws"}),
+            422,
+            "kind_not_supported_by_provider",
+        ),
+        (json!({"kind": "carrier_pigeon"}), 400, "invalid_kind"),
+        (
+            json!({"kind": "oauth2_authorization_code", "provider": "slack"}),
+            422,
+            "kind_not_supported",
+        ),
+        (json!({"tags": ["Not A Slug"]}), 400, "invalid_field"),
+        (
+            json!({"expires_at": "next tuesday"}),
+            400,
+            "invalid_timestamp",
+        ),
+    ] {
+        let mut p = valid.clone();
+        for (field, value) in changed.as_object().unwrap() {
+            p[field] = value.clone();
+        }
+        s.post("/api/v1/connections", k, p)
+            .await
+            .assert_error(status, code);
+    }
     // Ids, queries, routes, methods.
     s.get("/api/v1/connections/not-an-id", k)
         .await
@@ -695,7 +652,7 @@ async fn bad_input_is_rejected_clearly(db: Db) {
     s.get("/api/v1/nope", k)
         .await
         .assert_error(404, "route_not_found");
-    s.call(Method::PUT, "/api/v1/connections", k, Some(json!({})))
+    s.put("/api/v1/connections", k, json!({}))
         .await
         .assert_error(405, "method_not_allowed");
     s.get("/api/v1/providers/nope", k)
@@ -718,7 +675,7 @@ async fn bad_input_is_rejected_clearly(db: Db) {
     )
     .await
     .assert_error(400, "invalid_field");
-    s.call(Method::DELETE, "/api/v1/api-keys/key_zz", k, None)
+    s.delete("/api/v1/api-keys/key_zz", k)
         .await
         .assert_error(400, "invalid_id");
     s.get("/api/v1/audit?cursor=-4", k)
@@ -759,19 +716,13 @@ async fn optimistic_concurrency(db: Db) {
     )
     .await
     .assert_error(409, "version_conflict");
-    s.call(
-        Method::PATCH,
-        &path,
-        k,
-        Some(json!({"display_name": "B", "version": 1})),
-    )
-    .await
-    .assert_error(409, "version_conflict");
-    s.call(
-        Method::PUT,
+    s.patch(&path, k, json!({"display_name": "B", "version": 1}))
+        .await
+        .assert_error(409, "version_conflict");
+    s.put(
         &format!("{path}/credentials"),
         k,
-        Some(json!({"credentials": {"key": "n"}, "version": 1})),
+        json!({"credentials": {"key": "n"}, "version": 1}),
     )
     .await
     .assert_error(409, "version_conflict");
@@ -784,7 +735,7 @@ async fn optimistic_concurrency(db: Db) {
     )
     .await
     .assert_error(400, "invalid_if_match");
-    s.call(Method::PATCH, &path, k, Some(json!({})))
+    s.patch(&path, k, json!({}))
         .await
         .assert_error(400, "nothing_to_update");
     // Concurrent writers: each succeeds or gets a clean 409; versions never repeat.
@@ -858,7 +809,7 @@ async fn filters_and_pagination(db: Db) {
         };
         let page = s.get(&path, k).await.json();
         pages += 1;
-        for it in page["items"].as_array().unwrap() {
+        for it in items(&page) {
             seen.push(it["id"].as_str().unwrap().to_string());
         }
         match page["next_cursor"].as_str() {
@@ -873,7 +824,7 @@ async fn filters_and_pagination(db: Db) {
     sorted.dedup();
     assert_eq!(sorted, seen);
     async fn count_of(s: &TestServer, q: &str) -> usize {
-        s.get(&format!("/api/v1/connections?{q}"), &s.admin_key)
+        s.get_admin(&format!("/api/v1/connections?{q}"))
             .await
             .json()["items"]
             .as_array()
@@ -900,11 +851,10 @@ async fn filters_and_pagination(db: Db) {
         .unwrap()
         .to_string();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    s.call(
-        Method::PUT,
+    s.put(
         &format!("/api/v1/connections/{}/credentials", ids[6]),
         k,
-        Some(json!({"credentials": {"key": "r"}})),
+        json!({"credentials": {"key": "r"}}),
     )
     .await;
     let later = s
@@ -931,27 +881,15 @@ async fn audit_chain_detects_tampering(db: Db) {
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["checked"].as_u64().unwrap() >= 7);
     // The table refuses edits outright…
-    let refused = match db {
-        Db::Sqlite => {
-            let url = format!("sqlite://{}", s.dir.path().join("data/rekey.db").display());
-            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            sqlx::query("UPDATE audit_log SET outcome = 'x' WHERE seq = 3")
-                .execute(&mut c)
-                .await
-                .is_err()
-        }
-        Db::Postgres => {
-            let mut c =
-                <sqlx::PgConnection as sqlx::Connection>::connect(&s.pg.as_ref().unwrap().url())
-                    .await
-                    .unwrap();
-            sqlx::query("UPDATE audit_log SET outcome = 'x' WHERE seq = 3")
-                .execute(&mut c)
-                .await
-                .is_err()
-        }
+    let refused = {
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&s.database_url())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET outcome = 'x' WHERE seq = 3")
+            .execute(&mut c)
+            .await
+            .is_err()
     };
     assert!(refused, "audit_log must refuse UPDATE");
     // …and someone who drops the guard is still caught by the chain.
@@ -1057,6 +995,11 @@ async fn audit_verify_reports_only_the_callers_tenant(db: Db) {
     s.stop().await;
 }
 
+/// POST with no body at all (no `Content-Type` either).
+async fn post_without_body(s: &TestServer, path: &str, key: &str) -> rekey_testkit::Resp {
+    s.raw(Method::POST, path, Some(key), None, &[]).await
+}
+
 async fn disable_and_enable(db: Db) {
     let s = TestServer::start(db).await;
     let k = &s.admin_key;
@@ -1077,35 +1020,13 @@ async fn disable_and_enable(db: Db) {
         .await
         .assert_error(409, "invalid_transition");
     // Disable also accepts an empty body.
-    let r = s
-        .raw(
-            Method::POST,
-            &format!("/api/v1/connections/{id}/enable"),
-            Some(k),
-            None,
-            &[],
-        )
-        .await;
+    let r = post_without_body(&s, &format!("/api/v1/connections/{id}/enable"), k).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
-    s.raw(
-        Method::POST,
-        &format!("/api/v1/connections/{id}/enable"),
-        Some(k),
-        None,
-        &[],
-    )
-    .await
-    .assert_error(409, "not_disabled");
-    let r = s
-        .raw(
-            Method::POST,
-            &format!("/api/v1/connections/{id}/disable"),
-            Some(k),
-            None,
-            &[],
-        )
-        .await;
+    post_without_body(&s, &format!("/api/v1/connections/{id}/enable"), k)
+        .await
+        .assert_error(409, "not_disabled");
+    let r = post_without_body(&s, &format!("/api/v1/connections/{id}/disable"), k).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let audit = s
         .get(
@@ -1114,7 +1035,7 @@ async fn disable_and_enable(db: Db) {
         )
         .await
         .json();
-    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
+    assert_eq!(items(&audit).len(), 2);
     assert_eq!(audit["items"][1]["details"]["reason"], "breach response");
     s.stop().await;
 }
@@ -1144,9 +1065,8 @@ async fn api_keys_endpoints(db: Db) {
     let items: Vec<Value> = list.json()["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 2);
     let id = created["api_key"]["id"].as_str().unwrap();
-    s.call(Method::DELETE, &format!("/api/v1/api-keys/{id}"), k, None)
-        .await;
-    s.call(Method::DELETE, &format!("/api/v1/api-keys/{id}"), k, None)
+    s.delete(&format!("/api/v1/api-keys/{id}"), k).await;
+    s.delete(&format!("/api/v1/api-keys/{id}"), k)
         .await
         .assert_error(409, "already_revoked");
     s.get("/api/v1/connections", &new_key)
@@ -1502,7 +1422,7 @@ async fn health_ready_and_metrics() {
         "ready"
     );
     s.create_api_key_conn(&s.admin_key, "m", json!({})).await;
-    s.get("/api/v1/connections/not-an-id", &s.admin_key).await;
+    s.get_admin("/api/v1/connections/not-an-id").await;
     let m = s.raw(Method::GET, "/metrics", None, None, &[]).await;
     assert_eq!(m.status, StatusCode::OK);
     assert!(m.headers["content-type"]
@@ -1536,10 +1456,7 @@ async fn health_ready_and_metrics() {
         &[("x-request-id", "req-abc-123")]).await;
     assert_eq!(r.headers["x-request-id"], "req-abc-123");
     let a = s
-        .get(
-            "/api/v1/audit?action=connection.create&limit=1",
-            &s.admin_key,
-        )
+        .get_admin("/api/v1/audit?action=connection.create&limit=1")
         .await
         .json();
     assert_eq!(a["items"][0]["request_id"], "req-abc-123");
@@ -1560,13 +1477,7 @@ async fn audit_pagination_and_filters(db: Db) {
     let mut path = "/api/v1/audit?limit=2".to_string();
     loop {
         let page = s.get(&path, k).await.json();
-        seqs.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["seq"].as_i64().unwrap()),
-        );
+        seqs.extend(items(&page).iter().map(|e| e["seq"].as_i64().unwrap()));
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/api/v1/audit?limit=2&cursor={c}"),
             None => break,
@@ -1579,17 +1490,13 @@ async fn audit_pagination_and_filters(db: Db) {
         .get("/api/v1/audit?action=credentials.read", k)
         .await
         .json();
-    assert_eq!(reads["items"].as_array().unwrap().len(), 4);
+    assert_eq!(items(&reads).len(), 4);
     let actor = reads["items"][0]["actor"].as_str().unwrap().to_string();
     let by_actor = s
         .get(&format!("/api/v1/audit?actor={actor}&limit=500"), k)
         .await
         .json();
-    assert!(by_actor["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["actor"] == json!(actor)));
+    assert!(items(&by_actor).iter().all(|e| e["actor"] == json!(actor)));
     let future = s
         .get("/api/v1/audit?since=2999-01-01T00:00:00Z", k)
         .await

@@ -20,10 +20,7 @@ both_backends!(
 
 async fn audit_of(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
     let r = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action={action}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/audit?target={id}&action={action}"))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json()["items"].as_array().unwrap().clone()
@@ -36,7 +33,7 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
         .create_api_key_conn(&s.admin_key, "k-unprobed", json!({}))
         .await;
     let v = s
-        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json();
     assert_eq!(v["status"], "pending");
@@ -47,11 +44,7 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
     );
 
     let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
+        .act(&format!("/api/v1/connections/{id}/check"))
         .await
         .json();
     assert_eq!(r["outcome"], "skipped", "{r}");
@@ -66,11 +59,11 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
     );
     // Shown on reads and lists too.
     let v = s
-        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json();
     assert_eq!(v["health"]["unchecked"], *u);
-    let l = s.get("/api/v1/connections", &s.admin_key).await.json();
+    let l = s.get_admin("/api/v1/connections").await.json();
     assert_eq!(l["items"][0]["health"]["unchecked"], *u, "{l}");
 
     // Read-only keys may not confirm; bad notes are refused with the JSON error.
@@ -137,11 +130,7 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
 
     // Confirming again keeps `active` and records the newer confirmation only.
     let v = s
-        .post(
-            &format!("/api/v1/connections/{id}/confirm-working"),
-            &s.admin_key,
-            json!({}),
-        )
+        .act(&format!("/api/v1/connections/{id}/confirm-working"))
         .await
         .json();
     assert_eq!(v["status"], "active");
@@ -156,11 +145,7 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
     );
     // A later scheduled or manual check (still no probe) leaves it active.
     let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
+        .act(&format!("/api/v1/connections/{id}/check"))
         .await
         .json();
     assert_eq!(
@@ -179,12 +164,8 @@ async fn confirmation_is_refused_where_it_would_contradict(db: Db) {
     let confirm = |id: String| {
         let s = &s;
         async move {
-            s.post(
-                &format!("/api/v1/connections/{id}/confirm-working"),
-                &s.admin_key,
-                json!({}),
-            )
-            .await
+            s.act(&format!("/api/v1/connections/{id}/confirm-working"))
+                .await
         }
     };
     // A connection a probe checks (a probe URL) is checked, not confirmed.
@@ -240,12 +221,7 @@ async fn page(s: &TestServer, path: &str, cookie: &str) -> String {
 async fn dashboard_connection_page_confirms(db: Db) {
     let s = TestServer::start(db).await;
     let id = s.create_api_key_conn(&s.admin_key, "k-ui", json!({})).await;
-    s.post(
-        &format!("/api/v1/connections/{id}/check"),
-        &s.admin_key,
-        json!({}),
-    )
-    .await;
+    s.act(&format!("/api/v1/connections/{id}/check")).await;
     let (olga, csrf) = ui_support::user(&s, "olga", rekey_service::Role::Operator).await;
     let html = page(&s, &format!("/ui/connections/{id}"), &olga).await;
     assert!(
@@ -285,7 +261,7 @@ async fn dashboard_connection_page_confirms(db: Db) {
     let r = post(olga.clone(), csrf).await;
     assert_eq!(r.status(), StatusCode::OK);
     let v = s
-        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json();
     assert_eq!(v["status"], "active");
@@ -371,7 +347,7 @@ async fn dashboard_confirms_a_manual_revocation(db: Db) {
         "wrong CSRF token"
     );
     let v = s
-        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json();
     assert_eq!(v["status"], "revoke_pending");
@@ -380,7 +356,7 @@ async fn dashboard_confirms_a_manual_revocation(db: Db) {
         StatusCode::OK
     );
     let v = s
-        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json();
     assert_eq!(v["status"], "revoked");

@@ -5,8 +5,9 @@
 //! non-secret settings. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use rekey_testkit::browser::submit;
 use rekey_testkit::{both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn message(r: &rekey_testkit::Resp) -> String {
@@ -18,14 +19,9 @@ async fn create(s: &TestServer, body: Value) -> rekey_testkit::Resp {
 }
 
 async fn creds(s: &TestServer, id: &str) -> Value {
-    let r = s
-        .get(
-            &format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.json()
+    s.get_admin(&format!("/api/v1/connections/{id}/credentials"))
+        .await
+        .ok_json()
 }
 
 async fn api_creation_follows_catalog_rules(db: Db) {
@@ -83,24 +79,21 @@ async fn api_creation_follows_catalog_rules(db: Db) {
         "credentials": {"key": "k".repeat(40)}}),
     )
     .await;
-    assert_eq!(six.status, StatusCode::CREATED, "{}", six.text);
-    let six_id = six.json()["id"].as_str().unwrap().to_string();
+    let six_id = six.created_id();
     let r = s
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/connections/{six_id}/credentials"),
             &s.admin_key,
-            Some(json!({"credentials": {"key": "too-short"}})),
+            json!({"credentials": {"key": "too-short"}}),
         )
         .await;
     r.assert_error(400, "invalid_credentials");
     assert!(message(&r).contains("(API token)"), "{}", r.text);
     let r = s
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/connections/{six_id}/credentials"),
             &s.admin_key,
-            Some(json!({"credentials": {"key": "z".repeat(40)}})),
+            json!({"credentials": {"key": "z".repeat(40)}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -118,16 +111,6 @@ async fn page(b: &reqwest::Client, url: &str) -> String {
     let r = b.get(url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     r.text().await.unwrap()
-}
-
-async fn submit(b: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
-    let r = b
-        .post(format!("{url}/submit"))
-        .form(fields)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 fn no_oauth_wording(page: &str) {
@@ -208,7 +191,7 @@ async fn key_pages_speak_to_the_case(db: Db) {
     assert!(p.contains("Support inbox is connected"), "{p}");
     assert!(!p.contains("flow again"), "{p}");
     let list = s
-        .get("/api/v1/connections?provider=intercom", &s.admin_key)
+        .get_admin("/api/v1/connections?provider=intercom")
         .await
         .json();
     let c = &list["items"][0];
@@ -228,17 +211,8 @@ async fn reauthorization_keeps_settings(db: Db) {
         "credentials": {"key": "old-token-1", "name": "X-Intercom-Token", "prefix": "Token "}}),
     )
     .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let rr = s
-        .post(
-            &format!("/api/v1/connections/{id}/reauthorize"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    assert_eq!(rr.status, StatusCode::OK, "{}", rr.text);
-    let url = rr.json()["session"]["url"].as_str().unwrap().to_string();
+    let id = r.created_id();
+    let url = s.reauthorize_link(&id).await;
     let p = page(&b, &url).await;
     assert!(p.contains("<h1>Reconnect EU support</h1>"), "{p}");
     no_oauth_wording(&p);
@@ -269,7 +243,7 @@ async fn reauthorization_keeps_settings(db: Db) {
         "{p}"
     );
     let c = s
-        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json();
     assert_eq!(c["params"]["api_host"], "api.eu.intercom.io");
@@ -281,14 +255,7 @@ async fn reauthorization_keeps_settings(db: Db) {
         "Token new-token-2"
     );
     // A second link; only the secret field sent at all: settings still kept.
-    let rr = s
-        .post(
-            &format!("/api/v1/connections/{id}/reauthorize"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    let url = rr.json()["session"]["url"].as_str().unwrap().to_string();
+    let url = s.reauthorize_link(&id).await;
     let (st, p) = submit(&b, &url, &[("key", "new-token-3")]).await;
     assert_eq!(st, 200, "{p}");
     let cr = creds(&s, &id).await;
@@ -297,14 +264,7 @@ async fn reauthorization_keeps_settings(db: Db) {
         "Token new-token-3"
     );
     // A setting that did change at the provider is changed, and checked.
-    let rr = s
-        .post(
-            &format!("/api/v1/connections/{id}/reauthorize"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    let url = rr.json()["session"]["url"].as_str().unwrap().to_string();
+    let url = s.reauthorize_link(&id).await;
     let (st, p) = submit(
         &b,
         &url,
@@ -327,7 +287,7 @@ async fn reauthorization_keeps_settings(db: Db) {
     .await;
     assert_eq!(st, 200, "{p}");
     let c = s
-        .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json();
     assert_eq!(c["params"]["api_host"], "api.au.intercom.io");
@@ -346,8 +306,7 @@ async fn oauth_page_keeps_oauth_wording(db: Db) {
             "endpoints": {"authorize_url": "https://idp.example.com/authorize", "token_url": "https://idp.example.com/token", "revocation_url": "https://idp.example.com/revoke", "identity_url": "https://idp.example.com/me"},
         }))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let integration = r.json()["id"].as_str().unwrap().to_string();
+    let integration = r.created_id();
     let url = session(&s, json!({"integration": integration})).await;
     let p = page(&b, &url).await;
     assert!(p.contains("<title>Connect Acme CRM · rekey</title>"), "{p}");

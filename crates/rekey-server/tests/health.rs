@@ -7,7 +7,10 @@
 use rekey_api::{AuditQuery, CreateConnection, DisableConnection, UpdateConnection};
 use rekey_service::HealthSettings;
 use rekey_testkit::provider_fixture::{refused_url, Mode, ProviderFixture, LEAKED_API_KEY};
-use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
+use rekey_testkit::{
+    assert_api_error, assert_checked, assert_error_mentions, both_backends, fixture, items, Db,
+    TestServer,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -103,11 +106,7 @@ async fn probe_transitions_and_error_context(db: Db) {
     // 500: degraded, with the context; a second failure keeps first_failed_at.
     fx.set_mode(Mode::ServerError);
     let r = check(&s, &id).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("transient"), Some("degraded")),
-        "{r}"
-    );
+    assert_checked(&r, "transient", "degraded");
     let e = &r["last_error"];
     assert_eq!(e["code"], "provider_unavailable");
     assert_eq!(e["http_status"], 500);
@@ -159,11 +158,10 @@ async fn probe_transitions_and_error_context(db: Db) {
     // Nothing listening: degraded with `connection_failed`.
     fx.set_mode(Mode::Ok);
     let p = s
-        .call(
-            reqwest::Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{id}"),
             &s.admin_key,
-            Some(json!({"probe_url": format!("{}/v1/me", refused_url())})),
+            json!({"probe_url": format!("{}/v1/me", refused_url())}),
         )
         .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.text);
@@ -173,30 +171,19 @@ async fn probe_transitions_and_error_context(db: Db) {
 
     // 401: needs_reauth (from degraded), with the provider's reason.
     let p = s
-        .call(
-            reqwest::Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{id}"),
             &s.admin_key,
-            Some(json!({"probe_url": fx.rest_url()})),
+            json!({"probe_url": fx.rest_url()}),
         )
         .await;
     assert_eq!(p.status, StatusCode::OK);
     fx.set_mode(Mode::Unauthorized);
     let r = check(&s, &id).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("auth_failure"), Some("needs_reauth")),
-        "{r}"
-    );
+    assert_checked(&r, "auth_failure", "needs_reauth");
     assert_eq!(r["last_error"]["code"], "auth_rejected");
     assert_eq!(r["last_error"]["http_status"], 401);
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "invalid");
     // A transient failure does not hide a dead credential: needs_reauth stays.
     fx.set_mode(Mode::ServerError);
     let r = check(&s, &id).await;
@@ -207,14 +194,8 @@ async fn probe_transitions_and_error_context(db: Db) {
     assert_eq!(check(&s, &id).await["status"], "needs_reauth");
     // Updating the credential (what the three-dot → Update does) goes back
     // through pending, then the check makes it active.
-    let r = s
-        .call(
-            reqwest::Method::PUT,
-            &format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key,
-            Some(json!({"credentials": {"key": "k-other", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})),
-        )
-        .await;
+    let r = s.put(&format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key, json!({"credentials": {"key": "k-other", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
     assert_eq!(check(&s, &id).await["status"], "active");
@@ -234,21 +215,20 @@ async fn probe_transitions_and_error_context(db: Db) {
     );
     // Manual checks are audited one by one.
     let a = s
-        .get(
-            &format!("/api/v1/audit?action=connection.checked&target={id}&limit=100"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?action=connection.checked&target={id}&limit=100"
+        ))
         .await
         .json();
-    assert_eq!(a["items"].as_array().unwrap().len(), 11);
+    assert_eq!(items(&a).len(), 11);
     // The list filter finds broken connections.
     fx.set_mode(Mode::Unauthorized);
     check(&s, &id).await;
     let l = s
-        .get("/api/v1/connections?status=needs_reauth", &s.admin_key)
+        .get_admin("/api/v1/connections?status=needs_reauth")
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&l).len(), 1);
     assert_eq!(l["items"][0]["id"], id.as_str());
     s.stop().await;
 }
@@ -258,52 +238,28 @@ async fn slack_style_body_predicates(db: Db) {
     fast(&s);
     let fx = ProviderFixture::start().await;
     fx.set_valid_credential(Some("Bearer xoxb-good-1"));
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
+    let id = s
+        .create_connection(
             json!({"provider": "slack", "kind": "api_key", "display_name": "Slack bot",
                    "probe_url": fx.slack_url(),
                    "credentials": {"key": "xoxb-good-1", "prefix": "Bearer "}}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.json()["id"].as_str().unwrap().to_string();
     assert_eq!(check(&s, &id).await["status"], "active");
     // 200 with {"ok": false, "error": "missing_scope"}: the catalog's
     // success_when fails, so it is unexpected (degraded), not dead.
     fx.set_mode(Mode::Forbidden);
     let r = check(&s, &id).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("unexpected"), Some("degraded")),
-        "{r}"
-    );
+    assert_checked(&r, "unexpected", "degraded");
     assert_eq!(r["last_error"]["http_status"], 200);
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("missing_scope"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "missing_scope");
     // 200 with {"ok": false, "error": "invalid_auth"}: dead credential.
     fx.set_mode(Mode::Unauthorized);
     let r = check(&s, &id).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("auth_failure"), Some("needs_reauth")),
-        "{r}"
-    );
+    assert_checked(&r, "auth_failure", "needs_reauth");
     assert_eq!(r["last_error"]["http_status"], 200);
     assert_eq!(r["last_error"]["code"], "auth_rejected");
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid_auth"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "invalid_auth");
     // token_revoked, another of the catalog's auth failures.
     fx.set_mode(Mode::Ok);
     assert_eq!(check(&s, &id).await["status"], "active");
@@ -325,10 +281,8 @@ async fn provider_bodies_are_scrubbed(db: Db) {
     assert!(body.contains("[redacted]"), "{body}");
     for text in [
         r.to_string(),
-        s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
-            .await
-            .text,
-        s.get("/api/v1/audit?limit=100", &s.admin_key).await.text,
+        s.get_admin(&format!("/api/v1/connections/{id}")).await.text,
+        s.get_admin("/api/v1/audit?limit=100").await.text,
     ] {
         assert!(!text.contains(secret), "secret leaked: {text}");
         assert!(
@@ -477,7 +431,7 @@ async fn scheduler_claims_once_and_respects_limits(db: Db) {
     assert_eq!(again.claimed, 0, "{again:?}");
     for id in &ids {
         let c = s
-            .get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+            .get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json();
         assert_eq!(c["status"], "active");
@@ -491,16 +445,11 @@ async fn scheduler_claims_once_and_respects_limits(db: Db) {
 }
 
 async fn db_conn(s: &TestServer, provider: &str, user: &str, pw: &str, params: Value) -> String {
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": provider, "kind": "basic", "display_name": format!("{provider} {user}"),
+    s.create_connection(
+        json!({"provider": provider, "kind": "basic", "display_name": format!("{provider} {user}"),
                    "params": params, "credentials": {"username": user, "password": pw}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.json()["id"].as_str().unwrap().to_string()
+    )
+    .await
 }
 
 /// PostgreSQL and MySQL (MariaDB) probes log in for real: a working login is
@@ -514,23 +463,13 @@ async fn database_probes(db: Db) {
     let pg = json!({"host": "127.0.0.1", "port": "5432", "database": "test"});
     let ok = db_conn(&s, "postgresql", "postgres", "irrelevant-pw-1", pg.clone()).await;
     let r = check(&s, &ok).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("ok"), Some("active")),
-        "{r}"
-    );
+    assert_checked(&r, "ok", "active");
     let ghost = format!("rekey_no_role_{}", rekey_testkit::uuid_like());
     let bad = db_conn(&s, "postgresql", &ghost, "pw-2", pg).await;
     let r = check(&s, &bad).await;
     assert_eq!(r["status"], "needs_reauth", "{r}");
     assert_eq!(r["last_error"]["code"], "auth_rejected");
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("28000"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "28000");
     let down = db_conn(&s, "postgresql", "postgres", "pw-3",
         json!({"host": "127.0.0.1", "port": refused_url().rsplit(':').next().unwrap(), "database": "test"})).await;
     let r = check(&s, &down).await;
@@ -558,11 +497,10 @@ async fn database_probes(db: Db) {
         json!({"host": "127.0.0.1"}),
     )
     .await;
-    s.call(
-        reqwest::Method::PATCH,
+    s.patch(
         &format!("/api/v1/connections/{nohost}"),
         &s.admin_key,
-        Some(json!({"params": {}})),
+        json!({"params": {}}),
     )
     .await
     .assert_error(400, "invalid_field");
@@ -591,20 +529,10 @@ async fn database_probes(db: Db) {
     let good = db_conn(&s, "mysql", &user, "right-pw-5", my.clone()).await;
     let wrong = db_conn(&s, "mysql", &user, "wrong-pw-6", my).await;
     let r = check(&s, &good).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("ok"), Some("active")),
-        "{r}"
-    );
+    assert_checked(&r, "ok", "active");
     let r = check(&s, &wrong).await;
     assert_eq!(r["status"], "needs_reauth", "{r}");
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("1045"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "1045");
     assert!(!r.to_string().contains("wrong-pw-6"), "{r}");
     for host in ["%", "localhost", "127.0.0.1"] {
         sqlx::query(&format!("DROP USER '{user}'@'{host}'"))
@@ -644,26 +572,17 @@ async fn aws_sigv4_probe_against_moto(db: Db) {
         let s = &s;
         let url = format!("{}/", moto.url);
         async move {
-            let r = s
-                .post(
-                    "/api/v1/connections",
-                    &s.admin_key,
-                    json!({"provider": "aws", "kind": "aws_access_key", "display_name": "ci deployer",
+            s.create_connection(
+                json!({"provider": "aws", "kind": "aws_access_key", "display_name": "ci deployer",
                            "probe_url": url,
                            "credentials": {"access_key_id": akid, "secret_access_key": secret}}),
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-            r.json()["id"].as_str().unwrap().to_string()
+            )
+            .await
         }
     };
     let good = conn(akid.clone(), secret.clone()).await;
     let r = check(&s, &good).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("ok"), Some("active")),
-        "{r}"
-    );
+    assert_checked(&r, "ok", "active");
     let wrong = conn(
         akid.clone(),
         "not-the-secret-0123456789abcdefghijklmn".into(),
@@ -681,14 +600,6 @@ async fn aws_sigv4_probe_against_moto(db: Db) {
     s.stop().await;
 }
 
-fn fixture_file(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 /// A token endpoint (RFC 7523 JWT bearer grant, as Google's) and a
 /// Snowflake-style SQL API that verify the JWTs rekey signs with the test key.
 struct JwtFixture {
@@ -702,12 +613,12 @@ async fn jwt_fixture() -> JwtFixture {
     use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let jwk: Value = serde_json::from_str(&fixture_file("test-rsa-2048.jwk.json")).unwrap();
+    let jwk: Value = serde_json::from_str(&fixture("test-rsa-2048.jwk.json")).unwrap();
     let key = Arc::new(
         DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
             .unwrap(),
     );
-    let fp = fixture_file("test-rsa-2048.fingerprint").trim().to_string();
+    let fp = fixture("test-rsa-2048.fingerprint").trim().to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let revoked = Arc::new(AtomicBool::new(false));
@@ -769,27 +680,15 @@ async fn key_file_and_key_pair_probes(db: Db) {
     let jf = jwt_fixture().await;
     let api = ProviderFixture::start().await;
     api.set_valid_credential(Some("Bearer ya29.fixture-token"));
-    let pem = fixture_file("test-rsa-2048.pem");
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "google-cloud", "kind": "service_account_json", "display_name": "bq reader",
+    let pem = fixture("test-rsa-2048.pem");
+    let sa = s.create_connection(json!({"provider": "google-cloud", "kind": "service_account_json", "display_name": "bq reader",
                    "probe_url": api.rest_url(),
                    "credentials": {"json": {"type": "service_account", "project_id": "rekey-test",
                        "private_key_id": "key-1", "private_key": pem,
                        "client_email": "probe@rekey-test.iam.gserviceaccount.com",
-                       "token_uri": format!("{}/token", jf.base)}}}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let sa = r.json()["id"].as_str().unwrap().to_string();
+                       "token_uri": format!("{}/token", jf.base)}}})).await;
     let r = check(&s, &sa).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("ok"), Some("active")),
-        "{r}"
-    );
+    assert_checked(&r, "ok", "active");
     assert_eq!(
         api.last_authorization().as_deref(),
         Some("Bearer ya29.fixture-token")
@@ -806,29 +705,15 @@ async fn key_file_and_key_pair_probes(db: Db) {
         let body = json!({"provider": "snowflake", "kind": "rsa_key_pair", "display_name": format!("sf {user}"),
             "params": {"account": "myorg-acct"}, "probe_url": format!("{}/api/v2/statements", jf.base),
             "credentials": {"private_key_pem": pem, "username": user}});
-        async move {
-            let r = s.post("/api/v1/connections", &s.admin_key, body).await;
-            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-            r.json()["id"].as_str().unwrap().to_string()
-        }
+        async move { s.create_connection(body).await }
     };
     let good = sf("svc_user").await;
     let r = check(&s, &good).await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("ok"), Some("active")),
-        "{r}"
-    );
+    assert_checked(&r, "ok", "active");
     let other = sf("other_user").await;
     let r = check(&s, &other).await;
     assert_eq!(r["status"], "needs_reauth", "{r}");
     assert_eq!(r["last_error"]["http_status"], 401);
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("JWT token is invalid"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "JWT token is invalid");
     s.stop().await;
 }

@@ -3,8 +3,8 @@
 //! filtered in the list with the connection list's query parameters, audited.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_testkit::{both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use rekey_testkit::{both_backends, items, Db, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 both_backends!(integrations_carry_tags_and_custody);
@@ -22,9 +22,7 @@ fn body(name: &str, extra: Value) -> Value {
 }
 
 fn ids(list: &Value) -> Vec<String> {
-    list["items"]
-        .as_array()
-        .unwrap()
+    items(list)
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_string())
         .collect()
@@ -70,14 +68,9 @@ async fn integrations_carry_tags_and_custody(db: Db) {
         s.post("/api/v1/integrations", k, body("bad", bad.clone()))
             .await
             .assert_error(400, "invalid_field");
-        s.call(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{erp_id}"),
-            k,
-            Some(bad),
-        )
-        .await
-        .assert_error(400, "invalid_field");
+        s.patch(&format!("/api/v1/integrations/{erp_id}"), k, bad)
+            .await
+            .assert_error(400, "invalid_field");
     }
     s.post(
         "/api/v1/integrations",
@@ -90,21 +83,19 @@ async fn integrations_carry_tags_and_custody(db: Db) {
 
     // Update: lists replace, left out stay.
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/integrations/{erp_id}"),
             k,
-            Some(json!({"custody": ["vault", "salesforce"]})),
+            json!({"custody": ["vault", "salesforce"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["custody"], json!(["salesforce", "vault"]));
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/integrations/{crm_id}"),
             k,
-            Some(json!({"display_name": "CRM app"})),
+            json!({"display_name": "CRM app"}),
         )
         .await
         .json();
@@ -120,10 +111,7 @@ async fn integrations_carry_tags_and_custody(db: Db) {
     let q = |query: &str| {
         let s = &s;
         let query = query.to_string();
-        async move {
-            s.get(&format!("/api/v1/integrations?{query}"), &s.admin_key)
-                .await
-        }
+        async move { s.get_admin(&format!("/api/v1/integrations?{query}")).await }
     };
     let mut both = vec![crm_id.clone(), erp_id.clone()];
     both.sort();

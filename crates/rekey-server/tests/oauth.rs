@@ -3,9 +3,10 @@
 //! token rotation. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use rekey_testkit::browser::get_text;
 use rekey_testkit::oauth2_fixture::OAuth2Fixture;
-use rekey_testkit::{both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use rekey_testkit::{assert_checked, assert_error_mentions, both_backends, items, Db, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -28,8 +29,7 @@ async fn setup(db: Db) -> Env {
         .post("/api/v1/integrations", &s.admin_key, json!({
             "provider": "custom-oauth2", "display_name": "Acme CRM", "client_id": "client-1", "client_secret": "secret-1",
             "scopes": ["read", "write"],
-            "endpoints": {"authorize_url": format!("{}/authorize", fx.base), "token_url": format!("{}/token", fx.base),
-                          "revocation_url": format!("{}/revoke", fx.base), "identity_url": format!("{}/me", fx.base)},
+            "endpoints": fx.endpoints(),
         }))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -113,7 +113,7 @@ impl Env {
             )
             .await
             .json();
-        let items = list["items"].as_array().unwrap();
+        let items = items(&list);
         assert_eq!(items.len(), 1, "{list}");
         items[0].clone()
     }
@@ -156,15 +156,9 @@ async fn custom_oauth2_is_checked_at_identity_url(db: Db) {
         .unwrap()
         .to_string();
     let check = || async {
-        let r =
-            e.s.post(
-                &format!("/api/v1/connections/{id}/check"),
-                &e.s.admin_key,
-                json!({}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        r.json()
+        e.s.act(&format!("/api/v1/connections/{id}/check"))
+            .await
+            .ok_json()
     };
     let r = check().await;
     assert_eq!(
@@ -176,11 +170,7 @@ async fn custom_oauth2_is_checked_at_identity_url(db: Db) {
     let before = e.fx.token_requests();
     e.fx.revoke_all_grants();
     let r = check().await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("auth_failure"), Some("needs_reauth")),
-        "{r}"
-    );
+    assert_checked(&r, "auth_failure", "needs_reauth");
     assert_eq!(r["http_status"], 401, "{r}");
     assert_eq!(r["last_error"]["source"], "check", "{r}");
     assert_eq!(
@@ -207,19 +197,13 @@ async fn scheduler_refreshes_expiring_tokens(db: Db) {
     assert_eq!(e.fx.token_requests() - before, 1);
     // A dead grant found by the scheduler lands in needs_reauth.
     e.fx.with(|s| s.access_ttl = 60);
-    let list = e.s.get("/api/v1/connections", &e.s.admin_key).await.json();
+    let list = e.s.get_admin("/api/v1/connections").await.json();
     let id = list["items"][1]["id"].as_str().unwrap().to_string();
-    e.s.post(
-        &format!("/api/v1/connections/{id}/refresh"),
-        &e.s.admin_key,
-        json!({}),
-    )
-    .await;
+    e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     e.fx.revoke_all_grants();
     let run = e.s.rekey.refresh_due(100).await.unwrap();
     assert!(run.failed >= 1, "{run:?}");
-    let statuses: Vec<String> = e.s.get("/api/v1/connections", &e.s.admin_key).await.json()
-        ["items"]
+    let statuses: Vec<String> = e.s.get_admin("/api/v1/connections").await.json()["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -230,10 +214,10 @@ async fn scheduler_refreshes_expiring_tokens(db: Db) {
         "{statuses:?}"
     );
     let a =
-        e.s.get("/api/v1/audit?actor=system:refresh", &e.s.admin_key)
+        e.s.get_admin("/api/v1/audit?actor=system:refresh")
             .await
             .json();
-    assert!(!a["items"].as_array().unwrap().is_empty());
+    assert!(!items(&a).is_empty());
     e.s.stop().await;
 }
 
@@ -250,7 +234,7 @@ async fn connect_read_refresh_revoke(db: Db) {
     assert_eq!(c["scopes"], json!(["read", "write"]));
     assert_eq!(c["tags"], json!(["crm"]));
     let id = c["id"].as_str().unwrap().to_string();
-    let listing = e.s.get("/api/v1/connections", &e.s.admin_key).await.text;
+    let listing = e.s.get_admin("/api/v1/connections").await.text;
     assert!(
         !listing.contains("at-alice") && !listing.contains("rt-alice"),
         "tokens in listing"
@@ -273,13 +257,7 @@ async fn connect_read_refresh_revoke(db: Db) {
     assert_eq!(e.fx.token_requests(), before);
 
     // Forced refresh rotates the refresh token; the rotated one is kept and works.
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let (_, cr2) = e.creds(&id).await;
     let at2 = cr2["credentials"]["access_token"]
@@ -291,23 +269,13 @@ async fn connect_read_refresh_revoke(db: Db) {
     // The provider stops rotating: the response omits refresh_token and rekey keeps the stored one.
     e.fx.with(|s| s.rotate_refresh = false);
     assert_eq!(
-        e.s.post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &e.s.admin_key,
-            json!({})
-        )
-        .await
-        .status,
+        e.s.act(&format!("/api/v1/connections/{id}/refresh"))
+            .await
+            .status,
         StatusCode::OK
     );
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     assert_eq!(
         r.status,
         StatusCode::OK,
@@ -315,13 +283,12 @@ async fn connect_read_refresh_revoke(db: Db) {
         r.text
     );
     let audit =
-        e.s.get(
-            &format!("/api/v1/audit?target={id}&action=connection.refreshed"),
-            &e.s.admin_key,
-        )
+        e.s.get_admin(&format!(
+            "/api/v1/audit?target={id}&action=connection.refreshed"
+        ))
         .await
         .json();
-    assert_eq!(audit["items"].as_array().unwrap().len(), 3);
+    assert_eq!(items(&audit).len(), 3);
 
     // Revocation at the provider (RFC 7009).
     let (_, cr3) = e.creds(&id).await;
@@ -329,13 +296,7 @@ async fn connect_read_refresh_revoke(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/revoke"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/revoke")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let rv = r.json();
     assert_eq!(rv["revoked_at_provider"], true);
@@ -345,19 +306,12 @@ async fn connect_read_refresh_revoke(db: Db) {
         "access token still valid at the provider"
     );
     assert!(e.fx.with(|s| s.revocations) >= 1);
-    e.s.get(
-        &format!("/api/v1/connections/{id}/credentials"),
-        &e.s.admin_key,
-    )
-    .await
-    .assert_error(409, "connection_unusable");
-    e.s.post(
-        &format!("/api/v1/connections/{id}/revoke"),
-        &e.s.admin_key,
-        json!({}),
-    )
-    .await
-    .assert_error(409, "already_revoked");
+    e.s.get_admin(&format!("/api/v1/connections/{id}/credentials"))
+        .await
+        .assert_error(409, "connection_unusable");
+    e.s.act(&format!("/api/v1/connections/{id}/revoke"))
+        .await
+        .assert_error(409, "already_revoked");
     e.s.stop().await;
 }
 
@@ -376,11 +330,29 @@ async fn concurrent_fetches_make_one_refresh(db: Db) {
         s.access_ttl = 3600;
     });
     let before = e.fx.token_requests();
+    let mut tokens = concurrent_access_tokens(&e, &id, 25, |_| e.s.base.clone()).await;
+    assert_eq!(
+        e.fx.token_requests() - before,
+        1,
+        "single-flight: exactly one token request"
+    );
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "everyone got the refreshed token");
+    e.s.stop().await;
+}
+
+/// `n` concurrent credential reads of `id`, the i-th from the server at
+/// `base(i)`; each must succeed. The access tokens they got, in task order.
+async fn concurrent_access_tokens(
+    e: &Env,
+    id: &str,
+    n: usize,
+    base: impl Fn(usize) -> String,
+) -> Vec<String> {
     let mut tasks = Vec::new();
-    for _ in 0..25 {
-        let http = e.s.http.clone();
-        let url = format!("{}/api/v1/connections/{id}/credentials", e.s.base);
-        let key = e.s.admin_key.clone();
+    for i in 0..n {
+        let url = format!("{}/api/v1/connections/{id}/credentials", base(i));
+        let (http, key) = (e.s.http.clone(), e.s.admin_key.clone());
         tasks.push(tokio::spawn(async move {
             let r = http.get(url).bearer_auth(key).send().await.unwrap();
             assert_eq!(r.status(), 200);
@@ -394,14 +366,7 @@ async fn concurrent_fetches_make_one_refresh(db: Db) {
     for t in tasks {
         tokens.push(t.await.unwrap());
     }
-    assert_eq!(
-        e.fx.token_requests() - before,
-        1,
-        "single-flight: exactly one token request"
-    );
-    tokens.dedup();
-    assert_eq!(tokens.len(), 1, "everyone got the refreshed token");
-    e.s.stop().await;
+    tokens
 }
 
 async fn refresh_failures_are_classified(db: Db) {
@@ -414,7 +379,7 @@ async fn refresh_failures_are_classified(db: Db) {
         .to_string();
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     async fn show_conn(e: &Env, id: &str) -> Value {
-        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json()
     }
@@ -440,37 +405,21 @@ async fn refresh_failures_are_classified(db: Db) {
     assert_eq!(e.fx.token_requests(), n, "backoff ignored");
     // A forced refresh (operator) bypasses the backoff: 429 with Retry-After.
     e.fx.with(|s| s.override_token = Some((429, "{}".into(), Some(7))));
-    e.s.post(
-        &format!("/api/v1/connections/{id}/refresh"),
-        &e.s.admin_key,
-        json!({}),
-    )
-    .await;
+    e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     let c = show_conn(&e, &id).await;
     assert_eq!(c["status"], "degraded");
     assert_eq!(c["last_error"]["retry_after_secs"], 7);
     assert_eq!(c["health"]["consecutive_failures"], 2);
     // Malformed success: nothing stored changes.
     e.fx.with(|s| s.override_token = Some((200, r#"{"token_type":"Bearer"}"#.into(), None)));
-    e.s.post(
-        &format!("/api/v1/connections/{id}/refresh"),
-        &e.s.admin_key,
-        json!({}),
-    )
-    .await;
+    e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     assert_eq!(
         show_conn(&e, &id).await["last_error"]["code"],
         "malformed_response"
     );
     // Recovery clears the error.
     e.fx.with(|s| s.override_token = None);
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let (st, _) = e.creds(&id).await;
     assert_eq!(st, 200);
@@ -481,27 +430,18 @@ async fn refresh_failures_are_classified(db: Db) {
     e.fx.revoke_all_grants();
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let r =
-        e.s.get(
-            &format!("/api/v1/connections/{id}/credentials"),
-            &e.s.admin_key,
-        )
-        .await;
+        e.s.get_admin(&format!("/api/v1/connections/{id}/credentials"))
+            .await;
     r.assert_error(409, "needs_reauth");
     let c = show_conn(&e, &id).await;
     assert_eq!(c["status"], "needs_reauth");
     assert_eq!(c["last_error"]["code"], "invalid_grant");
-    assert!(
-        c["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("revoked"),
-        "{c}"
-    );
+    assert_error_mentions(&c, "revoked");
     let listed =
-        e.s.get("/api/v1/connections?status=needs_reauth", &e.s.admin_key)
+        e.s.get_admin("/api/v1/connections?status=needs_reauth")
             .await
             .json();
-    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&listed).len(), 1);
     e.s.stop().await;
 }
 
@@ -518,24 +458,12 @@ async fn reauthorization_checks_identity_and_scopes(db: Db) {
 
     // Same person, same scopes: switches to the new grant and revokes the old one.
     let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/reauthorize"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+        e.s.act(&format!("/api/v1/connections/{id}/reauthorize"))
+            .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let rr = r.json();
     let url = rr["session"]["url"].as_str().unwrap().to_string();
-    let page = e
-        .browser
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&e.browser, &url).await;
     assert!(
         page.contains("Connect new account") && page.contains("alice@example.com"),
         "{page}"
@@ -562,22 +490,15 @@ async fn reauthorization_checks_identity_and_scopes(db: Db) {
 
     // Another person: the grant is parked, the connection keeps working on the old one.
     e.fx.with(|s| s.user = "mallory".into());
-    let rr =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/reauthorize"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await
-        .json();
-    let cb = e.authorize(rr["session"]["url"].as_str().unwrap()).await;
+    let url = e.s.reauthorize_link(&id).await;
+    let cb = e.authorize(&url).await;
     let (_, page) = e.callback(&cb).await;
     assert!(
         page.contains("Not switched over") && page.contains("identity_mismatch"),
         "{page}"
     );
     let c =
-        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json();
     assert_eq!(c["owner"]["subject"], "uid-alice");
@@ -602,19 +523,12 @@ async fn reauthorization_checks_identity_and_scopes(db: Db) {
         s.user = "alice".into();
         s.grant_scopes = Some(vec!["read".into()]);
     });
-    let rr =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/reauthorize"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await
-        .json();
-    let cb = e.authorize(rr["session"]["url"].as_str().unwrap()).await;
+    let url = e.s.reauthorize_link(&id).await;
+    let cb = e.authorize(&url).await;
     let (_, page) = e.callback(&cb).await;
     assert!(page.contains("scope_downgrade"), "{page}");
     let c =
-        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json();
     assert_eq!(c["last_error"]["code"], "scope_downgrade");
@@ -622,32 +536,27 @@ async fn reauthorization_checks_identity_and_scopes(db: Db) {
 
     // An operator accepts the parked grant explicitly; it is audited.
     let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/reauthorize?accept_mismatch=true"),
-            &e.s.admin_key,
-            json!({}),
-        )
+        e.s.act(&format!(
+            "/api/v1/connections/{id}/reauthorize?accept_mismatch=true"
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let rr = r.json();
     assert_eq!(rr["accepted_pending_grant"], true);
     assert_eq!(rr["connection"]["scopes"], json!(["read"]));
     assert!(rr["connection"]["last_error"].is_null());
-    e.s.post(
-        &format!("/api/v1/connections/{id}/reauthorize?accept_mismatch=true"),
-        &e.s.admin_key,
-        json!({}),
-    )
+    e.s.act(&format!(
+        "/api/v1/connections/{id}/reauthorize?accept_mismatch=true"
+    ))
     .await
     .assert_error(409, "no_pending_grant");
     let a =
-        e.s.get(
-            &format!("/api/v1/audit?target={id}&action=connection.reauthorize_accepted"),
-            &e.s.admin_key,
-        )
+        e.s.get_admin(&format!(
+            "/api/v1/audit?target={id}&action=connection.reauthorize_accepted"
+        ))
         .await
         .json();
-    assert_eq!(a["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&a).len(), 1);
     assert!(!e.fx.access_valid(&new_at), "the replaced grant is revoked");
     e.s.stop().await;
 }
@@ -741,7 +650,7 @@ async fn callback_attacks_fail_cleanly(db: Db) {
     }
     e.fx.with(|s| s.override_token = None);
     assert_eq!(
-        e.s.get("/api/v1/connections", &e.s.admin_key).await.json()["items"]
+        e.s.get_admin("/api/v1/connections").await.json()["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -791,12 +700,7 @@ async fn client_credentials_connections(db: Db) {
         s.access_ttl = 3600;
         s.token_delay_ms = 200;
     });
-    e.s.post(
-        &format!("/api/v1/connections/{id}/refresh"),
-        &e.s.admin_key,
-        json!({}),
-    )
-    .await;
+    e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     let before = e.fx.token_requests();
     e.s.sql(&[&format!("UPDATE connections SET credential_meta = REPLACE(credential_meta, '\"access_expires_at\":', '\"access_expires_at\":1,\"x\":') WHERE id = '{id}'")]).await;
     let mut tasks = Vec::new();
@@ -819,11 +723,10 @@ async fn client_credentials_connections(db: Db) {
     }
     assert_eq!(e.fx.token_requests() - before, 1);
     // Wrong client secret: a clear error at creation.
-    e.s.call(
-        Method::PATCH,
+    e.s.patch(
         &format!("/api/v1/integrations/{}", e.integration),
         &e.s.admin_key,
-        Some(json!({"client_secret": "wrong"})),
+        json!({"client_secret": "wrong"}),
     )
     .await;
     let r =
@@ -852,13 +755,8 @@ async fn delete_revokes_first(db: Db) {
         .unwrap()
         .to_string();
     let r =
-        e.s.call(
-            Method::DELETE,
-            &format!("/api/v1/connections/{id}"),
-            &e.s.admin_key,
-            None,
-        )
-        .await;
+        e.s.delete(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+            .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     assert!(!e.fx.access_valid(&at), "deleted without revoking");
     // With ?revoke=false nothing is sent to the provider.
@@ -869,22 +767,18 @@ async fn delete_revokes_first(db: Db) {
         .to_string();
     let n = e.fx.with(|s| s.revocations);
     let r =
-        e.s.call(
-            Method::DELETE,
+        e.s.delete(
             &format!("/api/v1/connections/{id}?revoke=false"),
             &e.s.admin_key,
-            None,
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(e.fx.with(|s| s.revocations), n);
     // The integration can go once nothing uses it.
     let r =
-        e.s.call(
-            Method::DELETE,
+        e.s.delete(
             &format!("/api/v1/integrations/{}", e.integration),
             &e.s.admin_key,
-            None,
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
@@ -893,16 +787,7 @@ async fn delete_revokes_first(db: Db) {
 
 mod key_forms {
     use super::*;
-
-    async fn submit(b: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let r = b
-            .post(format!("{url}/submit"))
-            .form(fields)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
+    use rekey_testkit::browser::submit;
 
     async fn connect_form_for_key_kinds(db: Db) {
         let s = TestServer::start(db).await;
@@ -910,7 +795,7 @@ mod key_forms {
         let r = s.post("/api/v1/connect-sessions", &s.admin_key, json!({"provider": "sixsense", "kind": "api_key", "owner_hint": "ops@example.com", "tags": ["crm"]})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let url = r.json()["url"].as_str().unwrap().to_string();
-        let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+        let page = get_text(&b, &url).await;
         assert!(
             page.contains(r#"name="key""#)
                 && page.contains(r#"type="password""#)
@@ -933,7 +818,7 @@ mod key_forms {
         assert_eq!(st, 400);
         assert!(page.contains("already been used"), "{page}");
         let list = s
-            .get("/api/v1/connections?provider=sixsense", &s.admin_key)
+            .get_admin("/api/v1/connections?provider=sixsense")
             .await
             .json();
         let c = &list["items"][0];
@@ -941,10 +826,7 @@ mod key_forms {
         assert_eq!(c["tags"], json!(["crm"]));
         let id = c["id"].as_str().unwrap().to_string();
         let cr = s
-            .get(
-                &format!("/api/v1/connections/{id}/credentials"),
-                &s.admin_key,
-            )
+            .get_admin(&format!("/api/v1/connections/{id}/credentials"))
             .await
             .json();
         assert_eq!(
@@ -953,24 +835,13 @@ mod key_forms {
             "catalog placement applied"
         );
         // Reauthorize a key-based connection: a new form link; the new key replaces the old.
-        let rr = s
-            .post(
-                &format!("/api/v1/connections/{id}/reauthorize"),
-                &s.admin_key,
-                json!({}),
-            )
-            .await;
-        assert_eq!(rr.status, StatusCode::OK, "{}", rr.text);
-        let url2 = rr.json()["session"]["url"].as_str().unwrap().to_string();
+        let url2 = s.reauthorize_link(&id).await;
         let key2 = "n".repeat(40);
         let (st, page) = submit(&b, &url2, &[("key", key2.as_str())]).await;
         assert_eq!(st, 200, "{page}");
         assert!(page.contains("Reconnected"), "{page}");
         let cr = s
-            .get(
-                &format!("/api/v1/connections/{id}/credentials"),
-                &s.admin_key,
-            )
+            .get_admin(&format!("/api/v1/connections/{id}/credentials"))
             .await
             .json();
         assert_eq!(cr["credentials"]["key"], json!(key2));
@@ -1021,32 +892,14 @@ async fn two_replicas_refresh_once_on_postgres() {
         s.access_ttl = 3600;
     });
     let before = e.fx.token_requests();
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let base = if i % 2 == 0 {
+    let replica = |i: usize| {
+        if i.is_multiple_of(2) {
             e.s.base.clone()
         } else {
             base2.clone()
-        };
-        let (http, key, id) = (e.s.http.clone(), e.s.admin_key.clone(), id.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = http
-                .get(format!("{base}/api/v1/connections/{id}/credentials"))
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()["credentials"]["access_token"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }));
-    }
-    let mut tokens = Vec::new();
-    for t in tasks {
-        tokens.push(t.await.unwrap());
-    }
+        }
+    };
+    let mut tokens = concurrent_access_tokens(&e, &id, 20, replica).await;
     assert_eq!(
         e.fx.token_requests() - before,
         1,
@@ -1078,21 +931,14 @@ async fn refresh_and_reauthorization_events(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    let refresh = || async {
-        e.s.post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await
-    };
+    let refresh = || async { e.s.act(&format!("/api/v1/connections/{id}/refresh")).await };
     e.fx.with(|s| {
         s.override_token = Some((503, r#"{"error":"temporarily_unavailable"}"#.into(), None))
     });
     // The provider is down; the current token still works, so it is handed out.
     assert_eq!(refresh().await.status, StatusCode::OK);
     let c =
-        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json();
     assert_eq!(c["status"], "degraded");
@@ -1106,36 +952,23 @@ async fn refresh_and_reauthorization_events(db: Db) {
     e.fx.revoke_all_grants();
     assert_eq!(refresh().await.status, StatusCode::CONFLICT);
     let c =
-        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json();
     assert_eq!(c["status"], "needs_reauth");
     assert_eq!(c["health"]["consecutive_failures"], 1);
     // Reauthorize ("Connect new account").
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/reauthorize"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
-    let url = r.json()["session"]["url"].as_str().unwrap().to_string();
+    let url = e.s.reauthorize_link(&id).await;
     let cb = e.authorize(&url).await;
     assert_eq!(e.callback(&cb).await.0, 200);
     let c =
-        e.s.get(&format!("/api/v1/connections/{id}"), &e.s.admin_key)
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json();
     assert_eq!(c["status"], "active");
     assert_eq!(c["health"]["consecutive_failures"], 0);
     assert!(c["last_error"].is_null());
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/revoke"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/revoke")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     let mut got = Vec::new();
@@ -1219,23 +1052,16 @@ async fn oauth_probe_refreshes_first(db: Db) {
         .to_string();
     let api = ProviderFixture::start().await;
     let r =
-        e.s.call(
-            Method::PATCH,
+        e.s.patch(
             &format!("/api/v1/connections/{id}"),
             &e.s.admin_key,
-            Some(json!({"probe_url": api.rest_url()})),
+            json!({"probe_url": api.rest_url()}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     e.fx.with(|s| s.access_ttl = 3600);
     let before = e.fx.token_requests();
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/check"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/check")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["outcome"], "ok");
     assert_eq!(
@@ -1247,13 +1073,7 @@ async fn oauth_probe_refreshes_first(db: Db) {
     let at = cr["credentials"]["access_token"].as_str().unwrap();
     assert_eq!(api.last_authorization().unwrap(), format!("Bearer {at}"));
     api.set_mode(Mode::Unauthorized);
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/check"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/check")).await;
     let j = r.json();
     assert_eq!(j["status"], "needs_reauth", "{j}");
     assert_eq!(j["last_error"]["source"], "check");
@@ -1265,24 +1085,14 @@ async fn oauth_probe_refreshes_first(db: Db) {
     // still works at the API (no flapping back to active).
     api.set_mode(Mode::Ok);
     let check = || async {
-        e.s.post(
-            &format!("/api/v1/connections/{id}/check"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await
-        .json()
+        e.s.act(&format!("/api/v1/connections/{id}/check"))
+            .await
+            .json()
     };
     assert_eq!(check().await["status"], "active");
     e.fx.revoke_all_grants();
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r =
-        e.s.post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &e.s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = e.s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     let j = check().await;
     assert_eq!(j["status"], "needs_reauth", "{j}");

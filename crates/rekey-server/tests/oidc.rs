@@ -6,17 +6,9 @@
 
 use rekey_testkit::oauth2_fixture::browser;
 use rekey_testkit::oidc::{authorize_as, OidcProvider};
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{assert_checked, both_backends, fixture, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 async fn start(s: &TestServer) -> OidcProvider {
     start_env(s, &[]).await
@@ -56,8 +48,7 @@ async fn integration(s: &TestServer, op: &OidcProvider, client: &str, method: &s
         body["client_secret"] = json!(format!("{client}-secret-0123456789abcdef"));
     }
     let r = s.post("/api/v1/integrations", &s.admin_key, body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.json()["id"].as_str().unwrap().to_string()
+    r.created_id()
 }
 
 /// Connect page → start → real login and consent as `login` → callback URL.
@@ -68,17 +59,7 @@ async fn authorize(
     reauthorize: Option<&str>,
 ) -> String {
     let url = match reauthorize {
-        Some(id) => s
-            .post(
-                &format!("/api/v1/connections/{id}/reauthorize"),
-                &s.admin_key,
-                json!({}),
-            )
-            .await
-            .json()["session"]["url"]
-            .as_str()
-            .unwrap()
-            .to_string(),
+        Some(id) => s.reauthorize_link(id).await,
         None => s
             .post(
                 "/api/v1/connect-sessions",
@@ -126,7 +107,7 @@ async fn oidc_end_to_end(db: Db) {
     let (st, page) = finish(&cb).await;
     assert_eq!(st, 200, "{page}");
     assert!(page.contains("Connected"), "{page}");
-    let list = s.get("/api/v1/connections", &s.admin_key).await.json();
+    let list = s.get_admin("/api/v1/connections").await.json();
     let c = &list["items"][0];
     assert_eq!(
         c["owner"]["subject"], "alice",
@@ -143,24 +124,16 @@ async fn oidc_end_to_end(db: Db) {
     op.reset_stats().await;
     for _ in 0..3 {
         let r = s
-            .get(
-                &format!("/api/v1/connections/{id}/credentials"),
-                &s.admin_key,
-            )
+            .get_admin(&format!("/api/v1/connections/{id}/credentials"))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-        s.post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+        s.act(&format!("/api/v1/connections/{id}/refresh")).await;
     }
     let (token_requests, _) = op.stats().await;
     assert!(token_requests >= 3, "{token_requests}");
     assert_eq!(
-        s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+        s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
             .json()["status"],
         "active"
@@ -175,11 +148,7 @@ async fn oidc_end_to_end(db: Db) {
     assert!(page.contains("identity_mismatch"), "{page}");
     // Revocation through the discovered RFC 7009 endpoint.
     let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/revoke"),
-            &s.admin_key,
-            json!({}),
-        )
+        .act(&format!("/api/v1/connections/{id}/revoke"))
         .await
         .json();
     assert_eq!(r["revoked_at_provider"], true, "{r}");
@@ -203,21 +172,14 @@ async fn oidc_client_auth_methods_and_m2m(db: Db) {
         assert!(page.contains("Connected"), "{method}: {page}");
     }
     let integ = integration(&s, &op, "m2m-client", "client_secret_basic").await;
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
+    let id = s
+        .create_connection(
             json!({"provider": "custom-oidc", "kind": "oauth2_client_credentials",
         "display_name": "M2M", "scopes": ["read"], "credentials": {"integration": integ}}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.json()["id"].as_str().unwrap().to_string();
     let cr = s
-        .get(
-            &format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/connections/{id}/credentials"))
         .await;
     assert_eq!(cr.status, StatusCode::OK, "{}", cr.text);
     assert!(cr.json()["credentials"]["access_token"]
@@ -287,7 +249,7 @@ async fn oidc_issuer_mixup_and_denial(db: Db) {
     assert_eq!(st, 422, "{page}");
     assert!(page.contains("access_denied"), "{page}");
     assert_eq!(
-        s.get("/api/v1/connections", &s.admin_key).await.json()["items"],
+        s.get_admin("/api/v1/connections").await.json()["items"],
         json!([])
     );
     s.stop().await;
@@ -304,27 +266,17 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
     let cb = authorize(&s, &integ, "alice", None).await;
     let (st, page) = finish(&cb).await;
     assert_eq!(st, 200, "{page}");
-    let list = s.get("/api/v1/connections", &s.admin_key).await.json();
+    let list = s.get_admin("/api/v1/connections").await.json();
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
     let check = || async {
-        let r = s
-            .post(
-                &format!("/api/v1/connections/{id}/check"),
-                &s.admin_key,
-                json!({}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        r.json()
+        s.act(&format!("/api/v1/connections/{id}/check"))
+            .await
+            .ok_json()
     };
 
     op.reset_stats().await;
     let r = check().await;
-    assert_eq!(
-        (r["outcome"].as_str(), r["status"].as_str()),
-        (Some("ok"), Some("active")),
-        "{r}"
-    );
+    assert_checked(&r, "ok", "active");
     assert_eq!(r["http_status"], 200, "{r}");
     assert_eq!(r["connection"]["health"]["unchecked"], Value::Null, "{r}");
     let st = op.stats_json().await;
@@ -358,10 +310,7 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
 
     // The provider refuses the token (revoked there): the policy's auth failure.
     let at = s
-        .get(
-            &format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/connections/{id}/credentials"))
         .await
         .json()["credentials"]["access_token"]
         .as_str()

@@ -3,7 +3,7 @@
 //! an OAuth app's access. Confirming takes a note, kept as evidence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -11,24 +11,14 @@ both_backends!(revoke_gives_the_steps_for_the_kind);
 
 async fn revoke_gives_the_steps_for_the_kind(db: Db) {
     let s = TestServer::start(db).await;
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
+    let id = s
+        .create_connection(
             json!({"provider": "jira", "kind": "basic", "display_name": "Jira bot",
                 "params": {"site": "acme"},
                 "credentials": {"username": "bot@example.com", "password": "api-token-1"}}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/revoke"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/connections/{id}/revoke")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let steps = r.json()["manual_steps"].to_string();
     assert!(steps.contains("API tokens"), "{steps}");
@@ -45,10 +35,9 @@ async fn revoke_gives_the_steps_for_the_kind(db: Db) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "revoked");
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action=connection.revoked"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=connection.revoked"
+        ))
         .await
         .json();
     assert_eq!(
@@ -57,15 +46,12 @@ async fn revoke_gives_the_steps_for_the_kind(db: Db) {
     );
     // Asked-for status changes are not recorded as failures.
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action=connection.status_changed"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=connection.status_changed"
+        ))
         .await
         .json();
-    let outcomes: Vec<&str> = a["items"]
-        .as_array()
-        .unwrap()
+    let outcomes: Vec<&str> = items(&a)
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
@@ -75,12 +61,7 @@ async fn revoke_gives_the_steps_for_the_kind(db: Db) {
     );
     // A note with a control character is refused, naming the field.
     let id2 = s.create_api_key_conn(&s.admin_key, "k-2", json!({})).await;
-    s.post(
-        &format!("/api/v1/connections/{id2}/revoke"),
-        &s.admin_key,
-        json!({}),
-    )
-    .await;
+    s.act(&format!("/api/v1/connections/{id2}/revoke")).await;
     s.post(
         &format!("/api/v1/connections/{id2}/revoke/confirm"),
         &s.admin_key,

@@ -7,10 +7,10 @@ mod ui_support;
 
 use rekey_service::{Ctx, Role};
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::{both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
-use ui_support::{browser, csrf_of, post as post_form, user};
+use ui_support::{browser, csrf_of, get_with_headers as get, login, post as post_form, user};
 
 both_backends!(
     sign_in_sessions_csrf_and_roles,
@@ -22,12 +22,7 @@ both_backends!(
 );
 
 async fn sign_in(s: &TestServer, user: &str, pw: &str) -> (StatusCode, Option<String>, String) {
-    let r = browser()
-        .post(format!("{}/ui/login", s.base))
-        .form(&[("username", user), ("password", pw)])
-        .send()
-        .await
-        .unwrap();
+    let r = login(s, user, pw, &[]).await;
     let status = r.status();
     let cookie = r
         .headers()
@@ -38,21 +33,6 @@ async fn sign_in(s: &TestServer, user: &str, pw: &str) -> (StatusCode, Option<St
 
 fn session_of(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_string()
-}
-
-async fn get(
-    s: &TestServer,
-    path: &str,
-    cookie: &str,
-) -> (StatusCode, String, reqwest::header::HeaderMap) {
-    let r = browser()
-        .get(format!("{}{path}", s.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let (st, h) = (r.status(), r.headers().clone());
-    (st, r.text().await.unwrap(), h)
 }
 
 async fn sign_in_sessions_csrf_and_roles(db: Db) {
@@ -99,34 +79,28 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     assert!(html2.contains("Wrong user name or password"));
 
     // A sign-in posted from another site is refused (login CSRF).
-    let r = browser()
-        .post(format!("{}/ui/login", s.base))
-        .header("origin", "https://evil.example")
-        .form(&[("username", "olga"), ("password", "correct horse battery")])
-        .send()
-        .await
-        .unwrap();
+    let r = login(
+        &s,
+        "olga",
+        "correct horse battery",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.headers().get("set-cookie").is_none());
-    let r = browser()
-        .post(format!("{}/ui/login", s.base))
-        .header("origin", "null")
-        .form(&[("username", "olga"), ("password", "correct horse battery")])
-        .send()
-        .await
-        .unwrap();
+    let r = login(&s, "olga", "correct horse battery", &[("origin", "null")]).await;
     assert_eq!(
         r.status(),
         StatusCode::FORBIDDEN,
         "an opaque origin is refused too"
     );
-    let r = browser()
-        .post(format!("{}/ui/login", s.base))
-        .header("origin", &s.base)
-        .form(&[("username", "olga"), ("password", "correct horse battery")])
-        .send()
-        .await
-        .unwrap();
+    let r = login(
+        &s,
+        "olga",
+        "correct horse battery",
+        &[("origin", s.base.as_str())],
+    )
+    .await;
     assert_eq!(
         r.status(),
         StatusCode::SEE_OTHER,
@@ -278,10 +252,9 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     );
     // The check is audited as the user.
     let a = s
-        .get(
-            &format!("/api/v1/audit?action=connection.checked&target={id}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?action=connection.checked&target={id}"
+        ))
         .await
         .json();
     assert_eq!(a["items"][0]["actor"], "user:olga");
@@ -519,12 +492,9 @@ async fn search_filters_and_bulk_actions(db: Db) {
     let (st, html, _) = get(&s, "/ui/connections?tag=Not%20A%20Slug", &olga).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{html}");
     // The API takes the same search.
-    let l = s
-        .get("/api/v1/connections?q=100%25", &s.admin_key)
-        .await
-        .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 1, "{l}");
-    s.get(&format!("/api/v1/connections?q={long}"), &s.admin_key)
+    let l = s.get_admin("/api/v1/connections?q=100%25").await.json();
+    assert_eq!(items(&l).len(), 1, "{l}");
+    s.get_admin(&format!("/api/v1/connections?q={long}"))
         .await
         .assert_error(400, "invalid_search");
 
@@ -569,10 +539,9 @@ async fn search_filters_and_bulk_actions(db: Db) {
     assert_eq!(fx.hits(), 3);
     assert_eq!(status_of(&s, &mkt).await, "needs_reauth");
     let a = s
-        .get(
-            &format!("/api/v1/audit?action=connection.checked&target={mkt}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?action=connection.checked&target={mkt}"
+        ))
         .await
         .json();
     assert_eq!(
@@ -839,7 +808,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
 }
 
 async fn status_of(s: &TestServer, id: &str) -> String {
-    s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+    s.get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .json()["status"]
         .as_str()
@@ -884,13 +853,13 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
     assert_eq!(tiles(&html), 5, "the rest on the second page");
     // A page that is exactly full has no next page (no empty last page).
     let l = s
-        .get("/api/v1/connections?q=Fleet%2000&limit=10", &s.admin_key)
+        .get_admin("/api/v1/connections?q=Fleet%2000&limit=10")
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 10, "{l}");
+    assert_eq!(items(&l).len(), 10, "{l}");
     assert!(l["next_cursor"].is_null(), "{l}");
     let l = s
-        .get("/api/v1/connections?q=Fleet%2000&limit=9", &s.admin_key)
+        .get_admin("/api/v1/connections?q=Fleet%2000&limit=9")
         .await
         .json();
     assert!(l["next_cursor"].is_string(), "{l}");
@@ -962,12 +931,10 @@ async fn unknown_actions_delete_nothing(db: Db) {
     // Still there, unchanged, and nothing but its creation was audited.
     assert_eq!(status_of(&s, &id).await, "pending");
     let a = s
-        .get(&format!("/api/v1/audit?target={id}"), &s.admin_key)
+        .get_admin(&format!("/api/v1/audit?target={id}"))
         .await
         .json();
-    let actions: Vec<&str> = a["items"]
-        .as_array()
-        .unwrap()
+    let actions: Vec<&str> = items(&a)
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
@@ -981,7 +948,7 @@ async fn unknown_actions_delete_nothing(db: Db) {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{html}");
-    s.get(&format!("/api/v1/connections/{id}"), &s.admin_key)
+    s.get_admin(&format!("/api/v1/connections/{id}"))
         .await
         .assert_error(404, "connection_not_found");
     s.stop().await;
@@ -1044,10 +1011,7 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         let a = s
-            .get(
-                &format!("/api/v1/audit?action={action}&target={id}"),
-                &s.admin_key,
-            )
+            .get_admin(&format!("/api/v1/audit?action={action}&target={id}"))
             .await
             .json();
         let e = &a["items"][0];
@@ -1067,10 +1031,9 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
     let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(!made.is_empty());
     let a = s
-        .get(
-            &format!("/api/v1/audit?action=connection.delete&target={id}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?action=connection.delete&target={id}"
+        ))
         .await
         .json();
     assert_eq!(a["items"][0]["request_id"], made.as_str(), "{a}");
@@ -1080,10 +1043,9 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
         .create_api_key_conn(&s.admin_key, "audit-key-3", json!({}))
         .await;
     let a = s
-        .get(
-            &format!("/api/v1/audit?action=connection.create&target={other}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?action=connection.create&target={other}"
+        ))
         .await
         .json();
     assert!(a["items"][0]["request_id"].is_string(), "{a}");
@@ -1093,18 +1055,9 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
         ("wrong password", "denied", "ui-req-login-bad"),
         ("correct horse battery", "ok", "ui-req-login-ok"),
     ] {
-        let r = browser()
-            .post(format!("{}/ui/login", s.base))
-            .header("x-request-id", request_id)
-            .form(&[("username", "olga"), ("password", pw)])
-            .send()
-            .await
-            .unwrap();
+        let r = login(&s, "olga", pw, &[("x-request-id", request_id)]).await;
         assert!(r.status().is_redirection() || r.status() == StatusCode::UNAUTHORIZED);
-        let a = s
-            .get("/api/v1/audit?action=user.login", &s.admin_key)
-            .await
-            .json();
+        let a = s.get_admin("/api/v1/audit?action=user.login").await.json();
         let e = &a["items"][0];
         assert_eq!(e["outcome"], outcome, "{a}");
         assert_eq!(e["request_id"], request_id, "{a}");

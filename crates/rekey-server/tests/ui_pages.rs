@@ -8,7 +8,6 @@
 mod ui_support;
 use ui_support::*;
 
-use rekey_api::AuditQuery;
 use rekey_service::Role;
 use rekey_testkit::oauth2_fixture::OAuth2Fixture;
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
@@ -322,12 +321,8 @@ async fn oauth_apps_page_roles_csrf_and_secret_replacement(db: Db) {
     assert_eq!(integ.scopes, ["read", "write"]);
 
     // A connection made through it is listed under it.
-    let r = s
-        .post("/api/v1/connections", &s.admin_key, json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
-            "display_name": "M2M feed", "scopes": ["read"], "credentials": {"integration": integ.id}}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let conn = r.json()["id"].as_str().unwrap().to_string();
+    let conn = s.create_connection(json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
+            "display_name": "M2M feed", "scopes": ["read"], "credentials": {"integration": integ.id}})).await;
     for who in [&vic, &olga, &ada] {
         let (st, html) = get(&s, "/ui/integrations", who).await;
         assert_eq!(st, StatusCode::OK);
@@ -402,18 +397,7 @@ async fn oauth_apps_page_roles_csrf_and_secret_replacement(db: Db) {
     assert!(!html.contains("secret-2-new"));
     let after = s.rekey.get_integration("default", &integ.id).await.unwrap();
     assert_eq!(after.version, integ.version + 1);
-    let audit = s
-        .rekey
-        .audit_list(
-            "default",
-            &AuditQuery {
-                action: Some("integration.update".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let e = &audit.items[0];
+    let e = &last_audit(&s, "integration.update").await;
     assert_eq!(e.actor, "user:ada");
     assert!(e.request_id.is_some() && e.source.is_some(), "{e:?}");
     assert!(!serde_json::to_string(e).unwrap().contains("secret-2-new"));

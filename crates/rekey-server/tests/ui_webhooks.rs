@@ -6,7 +6,6 @@
 mod ui_support;
 use ui_support::*;
 
-use rekey_api::AuditQuery;
 use rekey_service::Role;
 use rekey_testkit::webhook_receiver::WebhookReceiver;
 use rekey_testkit::{both_backends, Db, TestServer};
@@ -125,13 +124,7 @@ async fn webhooks_pages_roles_deliveries_and_replay(db: Db) {
     assert!(!list.contains(&secret[6..]));
 
     // A test event: the first post fails, the retry is delivered.
-    let r = s
-        .post(
-            &format!("/api/v1/webhooks/{}/test", hook.id),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/webhooks/{}/test", hook.id)).await;
     assert!(r.status.is_success(), "{}", r.text);
     let deadline = Instant::now() + Duration::from_secs(20);
     while rx.delivered().is_empty() && Instant::now() < deadline {
@@ -169,18 +162,7 @@ async fn webhooks_pages_roles_deliveries_and_replay(db: Db) {
     assert!(html.contains("Replay queued"));
     s.rekey.deliver_due("w", 100).await.unwrap();
     assert_eq!(rx.delivered().len(), 2, "sent again");
-    let e = &s
-        .rekey
-        .audit_list(
-            "default",
-            &AuditQuery {
-                action: Some("webhook.delivery_replayed".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .items[0];
+    let e = &last_audit(&s, "webhook.delivery_replayed").await;
     assert_eq!(e.actor, "user:ada");
     assert!(e.request_id.is_some() && e.source.is_some(), "{e:?}");
 

@@ -8,8 +8,8 @@ use rekey_api::CreateWebhook;
 use rekey_service::{HealthSettings, WebhookSettings};
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::webhook_receiver::{verify_signature, Received, WebhookReceiver};
-use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use rekey_testkit::{assert_api_error, both_backends, items, Db, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,7 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
         "/api/v1/webhooks".to_string(),
         format!("/api/v1/webhooks/{hook}"),
     ] {
-        let t = s.get(&path, &s.admin_key).await.text;
+        let t = s.get_admin(&path).await.text;
         assert!(!t.contains(&secret[6..]), "{t}");
     }
 
@@ -99,13 +99,7 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
         )
         .await;
     fx.set_mode(Mode::Unauthorized);
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/connections/{id}/check")).await;
     assert_eq!(r.json()["status"], "needs_reauth");
 
     // created + status_changed; the first two posts fail and are retried.
@@ -156,10 +150,10 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
 
     // Deliveries and their attempts are visible.
     let l = s
-        .get(&format!("/api/v1/webhooks/{hook}/deliveries"), &s.admin_key)
+        .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries"))
         .await
         .json();
-    let items = l["items"].as_array().unwrap();
+    let items = items(&l);
     assert_eq!(items.len(), 2);
     assert!(items.iter().all(|d| d["status"] == "delivered"));
     let retried = items
@@ -168,10 +162,7 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
         .unwrap();
     let did = retried["id"].as_str().unwrap();
     let d = s
-        .get(
-            &format!("/api/v1/webhooks/{hook}/deliveries/{did}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries/{did}"))
         .await
         .json();
     let log = d["attempt_log"].as_array().unwrap();
@@ -185,11 +176,7 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
     // Replay sends the same message again (same webhook-id).
     let event_id = d["event_id"].as_str().unwrap().to_string();
     let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/deliveries/{did}/replay"),
-            &s.admin_key,
-            json!({}),
-        )
+        .act(&format!("/api/v1/webhooks/{hook}/deliveries/{did}/replay"))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
@@ -200,14 +187,8 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
 
     // Recovery after reauthorization by credential update: reauthorized +
     // status_changed (needs_reauth → pending).
-    let r = s
-        .call(
-            Method::PUT,
-            &format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key,
-            Some(json!({"credentials": {"key": "k-new-1", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})),
-        )
-        .await;
+    let r = s.put(&format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key, json!({"credentials": {"key": "k-new-1", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let got = pump(&s, &rx, |d| d.len() >= 5).await;
     let types: Vec<String> = got[3..]
@@ -228,22 +209,12 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
 
     // The secret can be rotated; new deliveries verify with the new one only.
     let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/rotate-secret"),
-            &s.admin_key,
-            json!({}),
-        )
+        .act(&format!("/api/v1/webhooks/{hook}/rotate-secret"))
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let new_secret = r.json()["secret"].as_str().unwrap().to_string();
     assert_ne!(new_secret, secret);
-    let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/test"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let got = pump(&s, &rx, |d| d.len() >= 6).await;
     let last = got.last().unwrap();
@@ -260,34 +231,25 @@ fn time_now() -> i64 {
         .as_secs() as i64
 }
 
+/// Pause or resume the subscription `hook`; asserts `200 OK` and returns
+/// its view.
+async fn set_enabled(s: &TestServer, hook: &str, enabled: bool) -> Value {
+    let path = format!("/api/v1/webhooks/{hook}");
+    let r = s
+        .patch(&path, &s.admin_key, json!({"enabled": enabled}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()
+}
+
 async fn failing_receiver_gives_up_after_the_limit(db: Db) {
     let s = TestServer::start(db).await;
     quick(&s, 3);
     let rx = WebhookReceiver::start(1000).await;
     let (hook, _) = create_hook(&s, &rx.url(), json!(["*"])).await;
-    let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/test"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
     let did = r.json()["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let d = loop {
-        s.rekey.deliver_due("w", 100).await.unwrap();
-        let d = s
-            .get(
-                &format!("/api/v1/webhooks/{hook}/deliveries/{did}"),
-                &s.admin_key,
-            )
-            .await
-            .json();
-        if d["status"] != "pending" || Instant::now() > deadline {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let d = s.settle_delivery(&hook, &did).await;
     assert_eq!(d["status"], "failed", "{d}");
     assert_eq!(d["attempts"], 3);
     assert_eq!(d["attempt_log"].as_array().unwrap().len(), 3);
@@ -301,119 +263,51 @@ async fn failing_receiver_gives_up_after_the_limit(db: Db) {
     );
     // Failed deliveries can be listed by status and replayed once the receiver is fixed.
     let l = s
-        .get(
-            &format!("/api/v1/webhooks/{hook}/deliveries?status=failed"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries?status=failed"))
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 1);
+    assert_eq!(items(&l).len(), 1);
     rx.set_fail_next(0);
-    s.post(
-        &format!("/api/v1/webhooks/{hook}/deliveries/{did}/replay"),
-        &s.admin_key,
-        json!({}),
-    )
-    .await;
+    s.act(&format!("/api/v1/webhooks/{hook}/deliveries/{did}/replay"))
+        .await;
     let got = pump(&s, &rx, |d| !d.is_empty()).await;
     assert_eq!(got.len(), 1);
     // A pending retry waits while the subscription is paused.
     rx.set_fail_next(1);
-    let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/test"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
     let paused_did = r.json()["id"].as_str().unwrap().to_string();
     s.rekey.deliver_due("w", 100).await.unwrap(); // fails once, retry pending
-    let r = s
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            Some(json!({"enabled": false})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_enabled(&s, &hook, false).await;
     let n = rx.received().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.rekey.deliver_due("w", 100).await.unwrap().claimed, 0);
     assert_eq!(rx.received().len(), n, "nothing sent while paused");
-    let r = s
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_enabled(&s, &hook, true).await;
     let got = pump(&s, &rx, |d| d.len() >= 2).await;
     assert_eq!(got.len(), 2);
     let d = s
-        .get(
-            &format!("/api/v1/webhooks/{hook}/deliveries/{paused_did}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries/{paused_did}"))
         .await
         .json();
     assert_eq!(d["status"], "delivered");
     // A paused subscription gets no new events.
-    let r = s
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            Some(json!({"enabled": false})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.json()["enabled"], false);
+    let v = set_enabled(&s, &hook, false).await;
+    assert_eq!(v["enabled"], false);
     s.create_api_key_conn(&s.admin_key, "k-1", json!({})).await;
     let l = s
-        .get(&format!("/api/v1/webhooks/{hook}/deliveries"), &s.admin_key)
+        .get_admin(&format!("/api/v1/webhooks/{hook}/deliveries"))
         .await
         .json();
-    assert_eq!(l["items"].as_array().unwrap().len(), 2);
+    assert_eq!(items(&l).len(), 2);
     // A delivery that cannot even be signed (its secret row is gone) is
     // recorded as failed attempts and gives up; it does not loop.
-    let r = s
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{hook}"),
-            &s.admin_key,
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_enabled(&s, &hook, true).await;
     s.sql(&["DELETE FROM secrets WHERE owner_kind = 'webhook'"])
         .await;
-    let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/test"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
     let did = r.json()["id"].as_str().unwrap().to_string();
     let before = rx.received().len();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let d = loop {
-        s.rekey.deliver_due("w", 100).await.unwrap();
-        let d = s
-            .get(
-                &format!("/api/v1/webhooks/{hook}/deliveries/{did}"),
-                &s.admin_key,
-            )
-            .await
-            .json();
-        if d["status"] != "pending" || Instant::now() > deadline {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let d = s.settle_delivery(&hook, &did).await;
     assert_eq!(d["status"], "failed", "{d}");
     assert!(
         d["last_error"].as_str().unwrap().contains("cannot sign"),
@@ -473,21 +367,9 @@ async fn subscriptions_validate_and_filter(db: Db) {
     let id = s.create_api_key_conn(k, "k-1", json!({})).await;
     let other = s.key("other", &["admin"]).await;
     let oid = s.create_api_key_conn(&other, "k-2", json!({})).await;
-    s.call(
-        Method::DELETE,
-        &format!("/api/v1/connections/{oid}"),
-        &other,
-        None,
-    )
-    .await;
-    let r = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/connections/{id}"),
-            k,
-            None,
-        )
+    s.delete(&format!("/api/v1/connections/{oid}"), &other)
         .await;
+    let r = s.delete(&format!("/api/v1/connections/{id}"), k).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     let got = pump(&s, &rx, |d| !d.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -498,9 +380,7 @@ async fn subscriptions_validate_and_filter(db: Db) {
     assert_eq!(body(&got2[0])["type"], "connection.deleted");
     assert_eq!(body(&got2[0])["data"]["connection_id"], id.as_str());
     // Deleting the subscription removes its deliveries.
-    let r = s
-        .call(Method::DELETE, &format!("/api/v1/webhooks/{hook}"), k, None)
-        .await;
+    let r = s.delete(&format!("/api/v1/webhooks/{hook}"), k).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_api_error(
         admin.list_deliveries(&hook, &Default::default()).await,

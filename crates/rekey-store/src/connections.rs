@@ -124,29 +124,7 @@ impl TenantScoped for ConnectionRow {
 }
 
 async fn write_sets(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
-    sqlx::query("DELETE FROM connection_tags WHERE connection_id = $1")
-        .bind(&row.id)
-        .execute(&mut *c)
-        .await?;
-    sqlx::query("DELETE FROM connection_custody WHERE connection_id = $1")
-        .bind(&row.id)
-        .execute(&mut *c)
-        .await?;
-    for t in &row.tags {
-        sqlx::query("INSERT INTO connection_tags (connection_id, tag) VALUES ($1, $2)")
-            .bind(&row.id)
-            .bind(t)
-            .execute(&mut *c)
-            .await?;
-    }
-    for p in &row.custody {
-        sqlx::query("INSERT INTO connection_custody (connection_id, place) VALUES ($1, $2)")
-            .bind(&row.id)
-            .bind(p)
-            .execute(&mut *c)
-            .await?;
-    }
-    Ok(())
+    rows::write_labels(c, "connection", &row.id, &row.tags, &row.custody).await
 }
 
 pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {

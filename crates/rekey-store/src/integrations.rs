@@ -1,5 +1,5 @@
 use crate::json_list;
-use crate::rows::{self, JsonList, TenantScoped};
+use crate::rows::{self, AnyQuery, JsonList, TenantScoped};
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
 
@@ -41,12 +41,11 @@ impl TenantScoped for IntegrationRow {
     const COLUMNS: &'static str = COLS;
 }
 
-pub async fn insert(c: &mut AnyConnection, i: &IntegrationRow) -> Result<(), Error> {
-    sqlx::query(&format!("INSERT INTO integrations ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"))
-        .bind(&i.id)
-        .bind(&i.tenant)
-        .bind(&i.provider)
-        .bind(&i.display_name)
+/// The columns every write sets, in the order [`bind_written`] binds them.
+const WRITTEN: &str = "display_name, client_id, auth_method, key_id, scopes, extra_params, params, endpoints, redirect_uri, updated_at, version, credential_version, tags, custody";
+
+fn bind_written<'q>(q: AnyQuery<'q>, i: &'q IntegrationRow) -> AnyQuery<'q> {
+    q.bind(&i.display_name)
         .bind(&i.client_id)
         .bind(&i.auth_method)
         .bind(&i.key_id)
@@ -55,40 +54,28 @@ pub async fn insert(c: &mut AnyConnection, i: &IntegrationRow) -> Result<(), Err
         .bind(&i.params)
         .bind(&i.endpoints)
         .bind(&i.redirect_uri)
-        .bind(i.created_at)
         .bind(i.updated_at)
         .bind(i.version)
         .bind(i.credential_version)
         .bind(json_list(&i.tags))
         .bind(json_list(&i.custody))
-        .execute(&mut *c)
-        .await?;
+}
+
+pub async fn insert(c: &mut AnyConnection, i: &IntegrationRow) -> Result<(), Error> {
+    let columns = format!("id, tenant, provider, created_at, {WRITTEN}");
+    let sql = rows::insert_sql("integrations", &columns);
+    let q = sqlx::query(&sql)
+        .bind(&i.id)
+        .bind(&i.tenant)
+        .bind(&i.provider)
+        .bind(i.created_at);
+    bind_written(q, i).execute(&mut *c).await?;
     write_sets(c, i).await
 }
 
 /// The tag and custody side rows, rewritten from the row's lists.
 async fn write_sets(c: &mut AnyConnection, i: &IntegrationRow) -> Result<(), Error> {
-    for table in ["integration_tags", "integration_custody"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE integration_id = $1"))
-            .bind(&i.id)
-            .execute(&mut *c)
-            .await?;
-    }
-    for t in &i.tags {
-        sqlx::query("INSERT INTO integration_tags (integration_id, tag) VALUES ($1, $2)")
-            .bind(&i.id)
-            .bind(t)
-            .execute(&mut *c)
-            .await?;
-    }
-    for p in &i.custody {
-        sqlx::query("INSERT INTO integration_custody (integration_id, place) VALUES ($1, $2)")
-            .bind(&i.id)
-            .bind(p)
-            .execute(&mut *c)
-            .await?;
-    }
-    Ok(())
+    rows::write_labels(c, "integration", &i.id, &i.tags, &i.custody).await
 }
 
 pub async fn update(
@@ -96,23 +83,10 @@ pub async fn update(
     i: &IntegrationRow,
     expected_version: i64,
 ) -> Result<bool, Error> {
-    let r = sqlx::query("UPDATE integrations SET display_name = $1, client_id = $2, auth_method = $3, key_id = $4, scopes = $5, extra_params = $6, params = $7, endpoints = $8, redirect_uri = $9, updated_at = $10, version = $11, credential_version = $12, tags = $13, custody = $14 WHERE id = $15 AND tenant = $16 AND version = $17")
-        .bind(&i.display_name)
-        .bind(&i.client_id)
-        .bind(&i.auth_method)
-        .bind(&i.key_id)
-        .bind(json_list(&i.scopes))
-        .bind(&i.extra_params)
-        .bind(&i.params)
-        .bind(&i.endpoints)
-        .bind(&i.redirect_uri)
-        .bind(i.updated_at)
-        .bind(i.version)
-        .bind(i.credential_version)
-        .bind(json_list(&i.tags))
-        .bind(json_list(&i.custody))
-        .bind(&i.id)
+    let sql = rows::versioned_update_sql("integrations", WRITTEN);
+    let r = bind_written(sqlx::query(&sql), i)
         .bind(&i.tenant)
+        .bind(&i.id)
         .bind(expected_version)
         .execute(&mut *c)
         .await?;

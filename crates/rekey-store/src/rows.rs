@@ -83,6 +83,71 @@ pub(crate) async fn lock_for_update<T: TenantScoped>(
     Ok(())
 }
 
+/// A statement being built on the `Any` driver.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, $2, …)` for the
+/// comma-separated `columns`, bound in their order.
+pub(crate) fn insert_sql(table: &str, columns: &str) -> String {
+    let values: Vec<String> = (1..=columns.split(", ").count())
+        .map(|i| format!("${i}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({columns}) VALUES ({})",
+        values.join(", ")
+    )
+}
+
+/// An optimistic update of the comma-separated `columns` of one row:
+/// `UPDATE {table} SET a = $1, b = $2, … WHERE tenant = $n AND id = $n+1 AND
+/// version = $n+2`, bound with the columns, then the tenant, the id and the
+/// version the caller read. No row changes on a lost race.
+pub(crate) fn versioned_update_sql(table: &str, columns: &str) -> String {
+    let set: Vec<String> = columns
+        .split(", ")
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let n = set.len();
+    format!(
+        "UPDATE {table} SET {} WHERE tenant = ${} AND id = ${} AND version = ${}",
+        set.join(", "),
+        n + 1,
+        n + 2,
+        n + 3
+    )
+}
+
+/// Rewrite the tag and custody side rows of the `owner` row `id` from its
+/// lists. `owner` is `connection` or `integration`: the tables
+/// `{owner}_tags` (`tag`) and `{owner}_custody` (`place`), keyed by
+/// `{owner}_id`, which make the label filters indexed lookups.
+pub(crate) async fn write_labels(
+    c: &mut AnyConnection,
+    owner: &str,
+    id: &str,
+    tags: &[String],
+    custody: &[String],
+) -> Result<(), Error> {
+    for (table, column, values) in [("tags", "tag", tags), ("custody", "place", custody)] {
+        sqlx::query(&format!(
+            "DELETE FROM {owner}_{table} WHERE {owner}_id = $1"
+        ))
+        .bind(id)
+        .execute(&mut *c)
+        .await?;
+        let insert = format!("INSERT INTO {owner}_{table} ({owner}_id, {column}) VALUES ($1, $2)");
+        for v in values {
+            sqlx::query(&insert)
+                .bind(id)
+                .bind(v)
+                .execute(&mut *c)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// A text column holding a JSON list of strings (`["a","b"]`). Text that is
 /// not such a list reads as empty, as it always has.
 pub struct JsonList(Vec<String>);

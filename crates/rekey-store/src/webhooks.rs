@@ -1,7 +1,7 @@
 //! Webhook subscriptions, the event outbox, deliveries and their attempts.
 //! The signing secret lives in `secrets` (owner kind `webhook`), sealed.
 
-use crate::rows::{self, JsonList, TenantScoped};
+use crate::rows::{self, AnyQuery, JsonList, TenantScoped};
 use crate::{json_list, Backend};
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
@@ -29,33 +29,32 @@ impl TenantScoped for WebhookRow {
     const COLUMNS: &'static str = HOOK_COLS;
 }
 
-pub async fn insert(c: &mut AnyConnection, w: &WebhookRow) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO webhooks ({HOOK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    ))
-    .bind(&w.id)
-    .bind(&w.tenant)
-    .bind(&w.url)
-    .bind(json_list(&w.events))
-    .bind(&w.description)
-    .bind(w.disabled_at)
-    .bind(w.created_at)
-    .bind(w.updated_at)
-    .bind(w.version)
-    .execute(c)
-    .await?;
-    Ok(())
-}
+/// The columns every write sets, in the order [`bind_written`] binds them.
+const WRITTEN: &str = "url, events, description, disabled_at, updated_at, version";
 
-/// Optimistic update; false when the version moved.
-pub async fn update(c: &mut AnyConnection, w: &WebhookRow, expected: i64) -> Result<bool, Error> {
-    let r = sqlx::query("UPDATE webhooks SET url = $1, events = $2, description = $3, disabled_at = $4, updated_at = $5, version = $6 WHERE tenant = $7 AND id = $8 AND version = $9")
-        .bind(&w.url)
+fn bind_written<'q>(q: AnyQuery<'q>, w: &'q WebhookRow) -> AnyQuery<'q> {
+    q.bind(&w.url)
         .bind(json_list(&w.events))
         .bind(&w.description)
         .bind(w.disabled_at)
         .bind(w.updated_at)
         .bind(w.version)
+}
+
+pub async fn insert(c: &mut AnyConnection, w: &WebhookRow) -> Result<(), Error> {
+    let sql = rows::insert_sql("webhooks", &format!("id, tenant, created_at, {WRITTEN}"));
+    let q = sqlx::query(&sql)
+        .bind(&w.id)
+        .bind(&w.tenant)
+        .bind(w.created_at);
+    bind_written(q, w).execute(c).await?;
+    Ok(())
+}
+
+/// Optimistic update; false when the version moved.
+pub async fn update(c: &mut AnyConnection, w: &WebhookRow, expected: i64) -> Result<bool, Error> {
+    let sql = rows::versioned_update_sql("webhooks", WRITTEN);
+    let r = bind_written(sqlx::query(&sql), w)
         .bind(&w.tenant)
         .bind(&w.id)
         .bind(expected)

@@ -3,6 +3,7 @@
 //! client and the typed `rekey-client` ([`TestServer::client`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod moto;
 pub mod oauth2_fixture;
 pub mod oidc;
@@ -103,6 +104,16 @@ impl Resp {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
+    /// Assert `200 OK` and return the JSON body.
+    pub fn ok_json(&self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text);
+        self.json()
+    }
+    /// Assert `201 Created` and return the new resource's `id`.
+    pub fn created_id(&self) -> String {
+        assert_eq!(self.status, StatusCode::CREATED, "{}", self.text);
+        self.json()["id"].as_str().unwrap().to_string()
+    }
     /// Assert an error response with this status and code.
     pub fn assert_error(&self, status: u16, code: &str) -> &Resp {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
@@ -151,6 +162,30 @@ pub fn assert_api_error<T: std::fmt::Debug>(
         }
         other => panic!("expected the API error {status} {code}, got {other:?}"),
     }
+}
+
+/// The `items` of a list page (connections, audit entries, keys, …).
+pub fn items(page: &Value) -> &Vec<Value> {
+    page["items"].as_array().unwrap()
+}
+
+/// Assert a health check's answer: its `outcome` and the connection's
+/// resulting `status`.
+pub fn assert_checked(r: &Value, outcome: &str, status: &str) {
+    assert_eq!(
+        (r["outcome"].as_str(), r["status"].as_str()),
+        (Some(outcome), Some(status)),
+        "{r}"
+    );
+}
+
+/// Assert that the `last_error.message` of a connection (or a check's
+/// answer) contains `text`.
+pub fn assert_error_mentions(r: &Value, text: &str) {
+    assert!(
+        r["last_error"]["message"].as_str().unwrap().contains(text),
+        "{r}"
+    );
 }
 
 /// Serve `rekey` on an ephemeral loopback port until the sender fires.
@@ -326,8 +361,56 @@ impl TestServer {
         self.call(Method::GET, path, key, None).await
     }
 
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, key, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, key, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Resp {
+        self.call(Method::DELETE, path, key, None).await
+    }
+
+    /// GET `path` with the admin key.
+    pub async fn get_admin(&self, path: &str) -> Resp {
+        self.get(path, &self.admin_key).await
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: Value) -> Resp {
         self.call(Method::POST, path, key, Some(body)).await
+    }
+
+    /// POST `{}` to `path` with the admin key: an action on a resource
+    /// (`/check`, `/refresh`, `/revoke`, `/reauthorize`, a webhook's `/test`).
+    pub async fn act(&self, path: &str) -> Resp {
+        self.post(path, &self.admin_key, json!({})).await
+    }
+
+    /// Reauthorize the connection `id` with the admin key; asserts `200 OK`
+    /// and returns the new Connect link (`session.url`).
+    pub async fn reauthorize_link(&self, id: &str) -> String {
+        let r = self
+            .act(&format!("/api/v1/connections/{id}/reauthorize"))
+            .await
+            .ok_json();
+        r["session"]["url"].as_str().unwrap().to_string()
+    }
+
+    /// Run delivery passes until the delivery `did` of the webhook `hook` is
+    /// no longer pending (or 20 s have passed); its view.
+    pub async fn settle_delivery(&self, hook: &str, did: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let path = format!("/api/v1/webhooks/{hook}/deliveries/{did}");
+        loop {
+            self.rekey.deliver_due("w", 100).await.unwrap();
+            let d = self.get_admin(&path).await.json();
+            if d["status"] != "pending" || std::time::Instant::now() > deadline {
+                return d;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Create an api_key connection; returns its id.
@@ -341,9 +424,16 @@ impl TestServer {
                 b.insert(k.clone(), v.clone());
             }
         }
-        let r = self.post("/api/v1/connections", key, body).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        r.json()["id"].as_str().unwrap().to_string()
+        self.post("/api/v1/connections", key, body)
+            .await
+            .created_id()
+    }
+
+    /// Create a connection from `body` with the admin key; returns its id.
+    pub async fn create_connection(&self, body: Value) -> String {
+        self.post("/api/v1/connections", &self.admin_key, body)
+            .await
+            .created_id()
     }
 
     /// Run raw SQL against this test's database (for tamper tests).
@@ -402,6 +492,15 @@ impl TestServer {
     }
 }
 
+/// The text of `tests/fixtures/{name}` (keys, certificates, provider files).
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
 /// Run a test body on both backends.
 #[macro_export]
 macro_rules! both_backends {
@@ -423,21 +522,12 @@ macro_rules! both_backends {
 
 /// Run statements against a database URL (`sqlite://…` or `postgres://…`).
 pub async fn raw_sql(url: String, statements: &[&str]) {
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        for s in statements {
-            sqlx::query(s)
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
-        }
-    } else {
-        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        for s in statements {
-            sqlx::query(s)
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
-        }
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+    for s in statements {
+        sqlx::query(s)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
     }
 }

@@ -76,6 +76,18 @@ impl OAuth2Fixture {
         OAuth2Fixture { base, state }
     }
 
+    /// The fixture's endpoints as an integration's `endpoints` object
+    /// (authorize, token, revocation, identity).
+    pub fn endpoints(&self) -> Value {
+        let at = |path: &str| format!("{}{path}", self.base);
+        json!({
+            "authorize_url": at("/authorize"),
+            "token_url": at("/token"),
+            "revocation_url": at("/revoke"),
+            "identity_url": at("/me"),
+        })
+    }
+
     pub fn with<R>(&self, f: impl FnOnce(&mut FixtureState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
     }
@@ -318,12 +330,7 @@ async fn me(State(st): St, headers: HeaderMap) -> Response {
 }
 
 /// A browser without automatic redirects, as the connect tests drive it.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+pub use crate::browser::browser;
 
 /// Walk a connect link against this fixture (which approves at once):
 /// Connect page → start → provider → the callback URL (not yet requested).

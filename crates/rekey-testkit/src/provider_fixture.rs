@@ -119,14 +119,7 @@ impl ProviderFixture {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let task = tokio::spawn(async move {
-            let mut rx = shutdown_rx;
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await;
-        });
+        let task = serve_until(listener, app, shutdown_rx);
         ProviderFixture {
             addr,
             shared,
@@ -203,14 +196,7 @@ impl ProviderFixture {
     /// keep-alive connections, cuts `Slow` sleeps short (they answer 503)
     /// and waits up to 5 s for in-flight requests.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
+        stop_serving(&self.shutdown, self.task).await
     }
 }
 
@@ -227,6 +213,38 @@ pub fn refused_url() -> String {
 /// tokio's `TcpListener::bind` uses a backlog of 1024, too small for a
 /// benchmark opening 10k connections at once; the kernel caps this at
 /// `net.core.somaxconn` anyway.
+/// Serve `app` on `listener` in a task of its own until `stop` turns true
+/// (graceful: requests in flight finish).
+pub(crate) fn serve_until<L>(
+    listener: L,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+    })
+}
+
+/// Stop a server started by [`serve_until`] and wait up to 5 s for the
+/// requests in flight (then abort it).
+pub(crate) async fn stop_serving(shutdown: &watch::Sender<bool>, mut task: JoinHandle<()>) {
+    let _ = shutdown.send(true);
+    if tokio::time::timeout(Duration::from_secs(5), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+    }
+}
+
 pub(crate) fn bind_loopback() -> tokio::net::TcpListener {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     let _ = socket.set_reuseaddr(true);

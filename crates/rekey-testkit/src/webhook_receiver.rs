@@ -5,7 +5,7 @@
 //! of rekey's signer, so a shared bug cannot make both sides agree.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::provider_fixture::bind_loopback;
+use crate::provider_fixture::{bind_loopback, serve_until, stop_serving};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -69,14 +69,8 @@ impl WebhookReceiver {
             .with_state(log.clone());
         let listener = bind_loopback();
         let addr = listener.local_addr().expect("local addr");
-        let (shutdown, mut rx) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await;
-        });
+        let (shutdown, rx) = watch::channel(false);
+        let task = serve_until(listener, app, rx);
         WebhookReceiver {
             addr,
             log,
@@ -131,14 +125,7 @@ impl WebhookReceiver {
     /// Stops listening (later connections are refused) and waits up to 5 s
     /// for requests in flight.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
+        stop_serving(&self.shutdown, self.task).await
     }
 }
 

@@ -71,6 +71,38 @@ fn auth_url(auth_endpoint: &str, scope: &str, tag: &str, extra: &[(&str, &str)])
     }
 }
 
+/// Send `req` and read the answer as JSON.
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// The form of an authorization-code grant (PKCE).
+fn code_grant<'a>(code: &'a str, verifier: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+    ]
+}
+
+/// The form of a refresh-token grant.
+fn refresh_grant(refresh_token: &str) -> [(&str, &str); 2] {
+    [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ]
+}
+
+/// A token endpoint's `400 invalid_grant`; `why` prefixes the message.
+fn assert_invalid_grant(st: reqwest::StatusCode, err: &Value, why: &str) {
+    assert_eq!(
+        (st.as_u16(), err["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{why}{err}"
+    );
+}
+
 async fn post_form(
     http: &reqwest::Client,
     url: &str,
@@ -114,12 +146,7 @@ async fn authorize_and_exchange(
     let (st, tok) = post_form(
         http,
         d["token_endpoint"].as_str().unwrap(),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &flow.verifier),
-        ],
+        &code_grant(&code, &flow.verifier),
     )
     .await;
     assert_eq!(st, 200, "{tok}");
@@ -181,17 +208,7 @@ async fn oidc_provider_fixture_end_to_end() {
     assert_eq!(param(&q, "iss").as_deref(), Some(op.issuer.as_str()));
 
     // Exchange: access, refresh and ID tokens.
-    let (st, tok) = post_form(
-        &http,
-        &token_ep,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &flow.verifier),
-        ],
-    )
-    .await;
+    let (st, tok) = post_form(&http, &token_ep, &code_grant(&code, &flow.verifier)).await;
     assert_eq!(st, 200, "{tok}");
     assert_eq!(tok["token_type"], "Bearer", "{tok}");
     assert_eq!(tok["expires_in"], 5, "{tok}");
@@ -213,14 +230,7 @@ async fn oidc_provider_fixture_end_to_end() {
     assert_eq!(claims["email"], "alice@example.com");
     assert_eq!(claims["email_verified"], true);
     assert_eq!(claims["nonce"], flow.nonce.as_str());
-    let jwks: Value = http
-        .get(d["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = json_of(http.get(d["jwks_uri"].as_str().unwrap())).await;
     assert!(
         jwks["keys"]
             .as_array()
@@ -231,25 +241,16 @@ async fn oidc_provider_fixture_end_to_end() {
     );
 
     // Userinfo with the access token.
-    let ui: Value = http
-        .get(d["userinfo_endpoint"].as_str().unwrap())
-        .bearer_auth(&at)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ui = json_of(
+        http.get(d["userinfo_endpoint"].as_str().unwrap())
+            .bearer_auth(&at),
+    )
+    .await;
     assert_eq!(ui["sub"], "alice", "{ui}");
     assert_eq!(ui["email"], "alice@example.com", "{ui}");
 
     // Refresh rotates the refresh token.
-    let (st, tok2) = post_form(
-        &http,
-        &token_ep,
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-    )
-    .await;
+    let (st, tok2) = post_form(&http, &token_ep, &refresh_grant(&rt1)).await;
     assert_eq!(st, 200, "{tok2}");
     let rt2 = tok2["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(rt2, rt1);
@@ -259,28 +260,10 @@ async fn oidc_provider_fixture_end_to_end() {
         "alice"
     );
     // Reusing the rotated one fails (and revokes the whole grant).
-    let (st, err) = post_form(
-        &http,
-        &token_ep,
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-    )
-    .await;
-    assert_eq!(
-        (st.as_u16(), err["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{err}"
-    );
-    let (st, err) = post_form(
-        &http,
-        &token_ep,
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-    )
-    .await;
-    assert_eq!(
-        (st.as_u16(), err["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "reuse detection revokes the grant: {err}"
-    );
+    let (st, err) = post_form(&http, &token_ep, &refresh_grant(&rt1)).await;
+    assert_invalid_grant(st, &err, "");
+    let (st, err) = post_form(&http, &token_ep, &refresh_grant(&rt2)).await;
+    assert_invalid_grant(st, &err, "reuse detection revokes the grant: ");
 
     // Revocation (RFC 7009) of a fresh grant's refresh token.
     let tok = authorize_and_exchange(&op, &d, &http, "b", "bob").await;
@@ -292,17 +275,8 @@ async fn oidc_provider_fixture_end_to_end() {
     )
     .await;
     assert_eq!(st, 200, "{body}");
-    let (st, err) = post_form(
-        &http,
-        &token_ep,
-        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-    )
-    .await;
-    assert_eq!(
-        (st.as_u16(), err["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{err}"
-    );
+    let (st, err) = post_form(&http, &token_ep, &refresh_grant(rt)).await;
+    assert_invalid_grant(st, &err, "");
 
     // The code is single-use, and replaying it revokes what it produced.
     let flow = auth_url(&auth_ep, "openid email", "r", &[]);
@@ -316,11 +290,7 @@ async fn oidc_provider_fixture_end_to_end() {
     let (st, tok) = post_form(&http, &token_ep, &exchange).await;
     assert_eq!(st, 200, "{tok}");
     let (st, err) = post_form(&http, &token_ep, &exchange).await;
-    assert_eq!(
-        (st.as_u16(), err["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{err}"
-    );
+    assert_invalid_grant(st, &err, "");
     let (st, err) = post_form(
         &http,
         &token_ep,
@@ -330,11 +300,7 @@ async fn oidc_provider_fixture_end_to_end() {
         ],
     )
     .await;
-    assert_eq!(
-        (st.as_u16(), err["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "code replay revokes the grant: {err}"
-    );
+    assert_invalid_grant(st, &err, "code replay revokes the grant: ");
 
     // Client credentials.
     let (st, cc) = post_form(
@@ -370,11 +336,7 @@ async fn oidc_provider_fixture_end_to_end() {
             form.push(("code_verifier", v));
         }
         let (st, err) = post_form(&http, &token_ep, &form).await;
-        assert_eq!(
-            (st.as_u16(), err["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "{err}"
-        );
+        assert_invalid_grant(st, &err, "");
     }
     // ... and the authorization request itself needs a code_challenge.
     let mut no_pkce = Url::parse(&auth_ep).unwrap();
@@ -448,19 +410,12 @@ async fn oidc_provider_client_auth_methods_and_ttl() {
     let d = op.discovery().await;
     let token_ep = d["token_endpoint"].as_str().unwrap();
     let http = reqwest::Client::new();
-    let r: Value = http
-        .post(token_ep)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "post-client"),
-            ("client_secret", "post-secret-0123456789"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = json_of(http.post(token_ep).form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", "post-client"),
+        ("client_secret", "post-secret-0123456789"),
+    ]))
+    .await;
     assert_eq!(r["expires_in"], 2, "{r}");
     // Basic auth is refused for a client_secret_post client.
     let r = http

@@ -2,8 +2,20 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use futures_util::StreamExt;
-use rekey_testkit::TestServer;
+use rekey_testkit::{Db, TestServer};
 use serde_json::Value;
+
+/// Run `run` on SQLite, then on PostgreSQL, in a multi-threaded runtime.
+pub fn on_both_backends<F: std::future::Future<Output = ()>>(run: impl Fn(Db) -> F) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        run(Db::Sqlite).await;
+        run(Db::Postgres).await;
+    });
+}
 
 /// A numeric setting from the environment, or its default.
 pub fn env_or(name: &str, d: u64) -> u64 {

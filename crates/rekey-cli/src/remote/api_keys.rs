@@ -1,7 +1,7 @@
 //! `rekey api-keys …`: the caller's tenant's API keys, through the API
 //! (`rekey admin create-key` makes the first one offline).
 
-use super::{client, ApiArgs};
+use super::{client, ApiArgs, IdArgs};
 use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::Result;
 use clap::Subcommand;
@@ -27,11 +27,7 @@ pub enum ApiKeysCmd {
         scopes: Vec<String>,
     },
     /// Revoke a key: it stops working at once.
-    Revoke {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Revoke(IdArgs),
 }
 
 fn row(k: &ApiKeyView) -> Vec<String> {
@@ -71,7 +67,7 @@ pub async fn run(cmd: ApiKeysCmd) -> Result<ExitCode> {
             };
             write_secret(&text, "the API key")?;
         }
-        ApiKeysCmd::Revoke { id, api } => {
+        ApiKeysCmd::Revoke(IdArgs { id, api }) => {
             let k = client(&api)?.revoke_api_key(&id).await?;
             if api.json {
                 print_json(&k)?;

@@ -1,6 +1,6 @@
 //! `rekey connections …`
 
-use super::{client, read_input, ApiArgs};
+use super::{client, read_input, ApiArgs, IdArgs};
 use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::{anyhow, Result};
 use clap::{ArgGroup, Subcommand};
@@ -38,11 +38,7 @@ pub enum ConnectionsCmd {
         all: bool,
     },
     /// Show one connection (no secrets).
-    Show {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Show(IdArgs),
     /// Create a connection. Credential material is read from a JSON file or
     /// stdin (`-`), never from the command line.
     Create {
@@ -84,11 +80,7 @@ pub enum ConnectionsCmd {
         no_revoke: bool,
     },
     /// Revoke at the provider (RFC 7009) or print the manual runbook steps.
-    Revoke {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Revoke(IdArgs),
     /// Start a reauthorization: prints the connect link for the original authorizer.
     Reauthorize {
         id: String,
@@ -99,18 +91,10 @@ pub enum ConnectionsCmd {
         accept_mismatch: bool,
     },
     /// Refresh an OAuth connection's access token now.
-    Refresh {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Refresh(IdArgs),
     /// Run the health probe now. Exit status 0 when healthy (or no probe
     /// applies), 3 when the check failed.
-    Check {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Check(IdArgs),
     /// Record that the data of a connection no probe can check flows
     /// (`pending` becomes `active`; audited). Refused for a connection a
     /// probe checks, or one whose last check or refresh failed.
@@ -132,11 +116,7 @@ pub enum ConnectionsCmd {
         reason: Option<String>,
     },
     /// Re-enable a disabled connection (it is `pending` until checked).
-    Enable {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Enable(IdArgs),
     /// Change a connection's metadata; only the options given are changed.
     #[command(group(ArgGroup::new("change").required(true).multiple(true)
         .args(["display_name", "owner_email", "tags", "custody", "expires_at", "probe_url"])))]
@@ -178,11 +158,7 @@ pub enum ConnectionsCmd {
     /// The credential history: each version's label (current, pending,
     /// previous, retired), fingerprint, and who made, promoted and retired
     /// it. Never values.
-    Versions {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Versions(IdArgs),
     /// Replace the credential material with JSON from a file or stdin (`-`),
     /// never from the command line.
     ReplaceCredentials {
@@ -292,7 +268,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 print_table(&CONN_HEADERS, items.iter().map(connection_row).collect())?;
             }
         }
-        ConnectionsCmd::Show { id, api } => {
+        ConnectionsCmd::Show(IdArgs { id, api }) => {
             let v = client(&api)?.get_connection(&id).await?;
             if api.json {
                 print_json(&v)?;
@@ -355,7 +331,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 outln!("deleted {id}")?;
             }
         }
-        ConnectionsCmd::Revoke { id, api } => {
+        ConnectionsCmd::Revoke(IdArgs { id, api }) => {
             let r = client(&api)?.revoke_connection(&id).await?;
             if api.json {
                 print_json(&r)?;
@@ -388,7 +364,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 outln!("accepted the parked grant; {id} is {}", r.connection.status)?;
             }
         }
-        ConnectionsCmd::Check { id, api } => {
+        ConnectionsCmd::Check(IdArgs { id, api }) => {
             let r = client(&api)?.check_connection(&id).await?;
             if api.json {
                 print_json(&r)?;
@@ -448,7 +424,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 .await?;
             print_status(&api, &v)?;
         }
-        ConnectionsCmd::Enable { id, api } => {
+        ConnectionsCmd::Enable(IdArgs { id, api }) => {
             let v = client(&api)?.enable_connection(&id, None).await?;
             print_status(&api, &v)?;
         }
@@ -523,7 +499,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 .await?;
             print_status(&api, &v)?;
         }
-        ConnectionsCmd::Versions { id, api } => {
+        ConnectionsCmd::Versions(IdArgs { id, api }) => {
             let v = client(&api)?.list_versions(&id).await?;
             if api.json {
                 print_json(&v)?;
@@ -561,7 +537,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 .await?;
             print_status(&api, &v)?;
         }
-        ConnectionsCmd::Refresh { id, api } => {
+        ConnectionsCmd::Refresh(IdArgs { id, api }) => {
             let v = client(&api)?.refresh_connection(&id).await?;
             if api.json {
                 print_json(&v)?;

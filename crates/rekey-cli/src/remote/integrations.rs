@@ -1,6 +1,6 @@
 //! `rekey integrations …` and `rekey connect-link`.
 
-use super::{client, read_input, ApiArgs};
+use super::{client, read_input, ApiArgs, IdArgs};
 use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
@@ -24,11 +24,7 @@ pub enum IntegrationsCmd {
         custody: Option<String>,
     },
     /// One OAuth app registration (never its client secret).
-    Show {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Show(IdArgs),
     /// Register an OAuth app. The JSON body (the API's CreateIntegration,
     /// including `client_secret`) is read from a file or stdin (`-`).
     Create {
@@ -64,11 +60,7 @@ pub enum IntegrationsCmd {
     },
     /// Delete an OAuth app registration; refused (exit 5) while connections
     /// use it.
-    Delete {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Delete(IdArgs),
 }
 
 /// A request body of type `T` from `file` (or stdin), with serde's
@@ -163,7 +155,7 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                 )?;
             }
         }
-        IntegrationsCmd::Show { id, api } => {
+        IntegrationsCmd::Show(IdArgs { id, api }) => {
             let v = client(&api)?.get_integration(&id).await?;
             print_json(&v)?;
         }
@@ -213,7 +205,7 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                 outln!("updated {} (version {})", v.id, v.version)?;
             }
         }
-        IntegrationsCmd::Delete { id, api } => {
+        IntegrationsCmd::Delete(IdArgs { id, api }) => {
             client(&api)?.delete_integration(&id).await?;
             outln!("deleted {id}")?;
         }

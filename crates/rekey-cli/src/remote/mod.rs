@@ -30,6 +30,14 @@ pub struct ApiArgs {
     pub json: bool,
 }
 
+/// The arguments of a command on one resource, named by its id.
+#[derive(Args, Clone, Debug)]
+pub struct IdArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
 /// No API key to call with: an authentication failure, exit status 6 like
 /// an unknown key.
 #[derive(Debug)]

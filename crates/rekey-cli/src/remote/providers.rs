@@ -1,6 +1,6 @@
 //! `rekey providers …`
 
-use super::{client, ApiArgs};
+use super::{client, ApiArgs, IdArgs};
 use crate::output::{outln, print_json, print_table};
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
@@ -15,11 +15,7 @@ pub enum ProvidersCmd {
         api: ApiArgs,
     },
     /// One catalog entry with its revoke and rotate runbooks (JSON).
-    Show {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Show(IdArgs),
     /// Check catalog entries (offline): DIR, or the catalog built into this binary.
     /// Exit 1 on errors (and on warnings with --strict).
     Lint {
@@ -34,7 +30,7 @@ pub enum ProvidersCmd {
 pub async fn run(cmd: ProvidersCmd) -> Result<ExitCode> {
     let api = match cmd {
         ProvidersCmd::List { api } => api,
-        ProvidersCmd::Show { id, api } => {
+        ProvidersCmd::Show(IdArgs { id, api }) => {
             print_json(&client(&api)?.get_provider(&id).await?)?;
             return Ok(ExitCode::SUCCESS);
         }

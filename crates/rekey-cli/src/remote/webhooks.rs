@@ -1,6 +1,6 @@
 //! `rekey webhooks …`
 
-use super::{client, ApiArgs};
+use super::{client, ApiArgs, IdArgs};
 use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::Result;
 use clap::Subcommand;
@@ -28,11 +28,7 @@ pub enum WebhooksCmd {
         description: Option<String>,
     },
     /// One subscription (never its signing secret).
-    Show {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Show(IdArgs),
     /// Change URL or events, or pause/resume delivery.
     Update {
         id: String,
@@ -49,23 +45,11 @@ pub enum WebhooksCmd {
         disable: bool,
     },
     /// Delete a subscription and its signing secret; nothing more is sent to it.
-    Delete {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Delete(IdArgs),
     /// Replace the signing secret; prints the new one once.
-    RotateSecret {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    RotateSecret(IdArgs),
     /// Send a `webhook.test` event.
-    Test {
-        id: String,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Test(IdArgs),
     /// Deliveries of a subscription, newest first.
     Deliveries {
         id: String,
@@ -162,7 +146,7 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
                 .await?;
             print_secret_once(&w, api.json)?;
         }
-        WebhooksCmd::Show { id, api } => {
+        WebhooksCmd::Show(IdArgs { id, api }) => {
             let w = client(&api)?.get_webhook(&id).await?;
             if api.json {
                 print_json(&w)?;
@@ -197,15 +181,15 @@ pub async fn run(cmd: WebhooksCmd) -> Result<ExitCode> {
                 print_table(&WEBHOOK_HEADERS, vec![webhook_row(&w)])?;
             }
         }
-        WebhooksCmd::Delete { id, api } => {
+        WebhooksCmd::Delete(IdArgs { id, api }) => {
             client(&api)?.delete_webhook(&id).await?;
             outln!("deleted {id}")?;
         }
-        WebhooksCmd::RotateSecret { id, api } => {
+        WebhooksCmd::RotateSecret(IdArgs { id, api }) => {
             let w = client(&api)?.rotate_webhook_secret(&id).await?;
             print_secret_once(&w, api.json)?;
         }
-        WebhooksCmd::Test { id, api } => {
+        WebhooksCmd::Test(IdArgs { id, api }) => {
             let d = client(&api)?.test_webhook(&id).await?;
             if api.json {
                 print_json(&d)?;

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rekey_testkit::{Db, PgDb};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -11,6 +12,73 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rekey");
+
+/// One API request to the server at `base` with the API key `key`: the
+/// status and the JSON body.
+pub async fn api_request(
+    method: reqwest::Method,
+    base: &str,
+    key: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+/// POST `body` to the API; asserts a success and returns the JSON body.
+pub async fn api_post(base: &str, key: &str, path: &str, body: Value) -> Value {
+    let (st, v) = api_request(reqwest::Method::POST, base, key, path, Some(&body)).await;
+    assert!(st.is_success(), "{path}: {st} {v}");
+    v
+}
+
+/// GET from the API: the JSON body, whatever the status.
+pub async fn api_get(base: &str, key: &str, path: &str) -> Value {
+    api_request(reqwest::Method::GET, base, key, path, None)
+        .await
+        .1
+}
+
+/// Read a connection's credentials through the API: status and body.
+pub async fn read_credentials(base: &str, key: &str, id: &str) -> (u16, Value) {
+    let path = format!("/api/v1/connections/{id}/credentials");
+    let (st, v) = api_request(reqwest::Method::GET, base, key, &path, None).await;
+    (st.as_u16(), v)
+}
+
+/// Create `n` `headers` connections through the API of the server at
+/// `base`, the i-th holding `secret(i, "a")` in `X-A` and `secret(i, "b")`
+/// in `X-B`; returns their ids.
+pub async fn create_conns(
+    base: &str,
+    key: &str,
+    n: usize,
+    secret: impl Fn(usize, &str) -> String,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let body = json!({"provider": "custom-rest", "kind": "headers", "display_name": format!("c{i}"),
+            "credentials": {"headers": {"X-A": secret(i, "a"), "X-B": secret(i, "b")}}});
+        let (st, v) = api_request(
+            reqwest::Method::POST,
+            base,
+            key,
+            "/api/v1/connections",
+            Some(&body),
+        )
+        .await;
+        assert_eq!(st, 201);
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
 
 /// One data dir (and, for PostgreSQL, one database) shared by every
 /// process a test starts.
@@ -70,6 +138,19 @@ impl Env {
             .await
             .expect("command timed out")
             .unwrap()
+    }
+
+    /// `rekey admin create-user` with the password in `REKEY_NEW_PASSWORD`.
+    pub async fn create_user(&self, username: &str, role: &str, password: &str) -> Output {
+        let args = [
+            "admin",
+            "create-user",
+            "--username",
+            username,
+            "--role",
+            role,
+        ];
+        self.run(&args, &[("REKEY_NEW_PASSWORD", password)]).await
     }
 
     pub async fn admin_key(&self, tenant: &str, scope: &str) -> String {

@@ -103,11 +103,10 @@ async fn writes_without_if_match_apply_to_the_latest_version(db: Db) {
     let patches = (0..40).map(|i| {
         let (s, k, id) = (&s, &k, &id);
         async move {
-            s.call(
-                reqwest::Method::PATCH,
+            s.patch(
                 &format!("/api/v1/connections/{id}"),
                 k,
-                Some(json!({"tags": [format!("t{i}")]})),
+                json!({"tags": [format!("t{i}")]}),
             )
             .await
         }
@@ -163,11 +162,10 @@ async fn writes_without_if_match_apply_to_the_latest_version(db: Db) {
     let updates = (0..20).map(|i| {
         let (s, k, wid) = (&s, &k, &wid);
         async move {
-            s.call(
-                reqwest::Method::PATCH,
+            s.patch(
                 &format!("/api/v1/webhooks/{wid}"),
                 k,
-                Some(json!({"description": format!("d{i}")})),
+                json!({"description": format!("d{i}")}),
             )
             .await
         }

@@ -7,8 +7,8 @@
 //! and never sent.
 
 use rekey_testkit::provider_fixture::ProviderFixture;
-use rekey_testkit::{both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use rekey_testkit::{both_backends, items, Db, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 both_backends!(
@@ -154,11 +154,10 @@ async fn injection_refused_at_input(db: Db) {
         // The same through a credential update (api_key connection).
         if kind == "api_key" {
             let r = s
-                .call(
-                    Method::PUT,
+                .put(
                     &format!("/api/v1/connections/{id}/credentials"),
                     k,
-                    Some(json!({"credentials": credentials})),
+                    json!({"credentials": credentials}),
                 )
                 .await;
             r.assert_error(400, "invalid_credentials");
@@ -167,7 +166,7 @@ async fn injection_refused_at_input(db: Db) {
     }
     // Nothing was stored: only the first connection exists, unchanged.
     let list = s.get("/api/v1/connections", k).await.json();
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(items(&list).len(), 1, "{list}");
     let cr = s
         .get(&format!("/api/v1/connections/{id}/credentials"), k)
         .await
@@ -304,7 +303,7 @@ async fn connect_page_refuses_injection(db: Db) {
     // The link was not spent: a good submission still connects.
     let (st, page) = submit(vec![("key", SECRET.into()), ("name", "X-Api-Key".into())]).await;
     assert_eq!(st, 200, "{page}");
-    let list = s.get("/api/v1/connections", &s.admin_key).await.json();
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let list = s.get_admin("/api/v1/connections").await.json();
+    assert_eq!(items(&list).len(), 1, "{list}");
     s.stop().await;
 }

@@ -14,13 +14,13 @@ use rekey_core::outbound::OutboundPolicy;
 use rekey_service::{HealthSettings, WebhookSettings};
 use rekey_testkit::provider_fixture::ProviderFixture;
 use rekey_testkit::webhook_receiver::WebhookReceiver;
-use rekey_testkit::{both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use rekey_testkit::{assert_checked, assert_error_mentions, both_backends, Db, Resp, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 both_backends!(
     refused_ip_literals_are_rejected_at_configuration,
@@ -126,21 +126,13 @@ fn assert_refused(r: &rekey_testkit::Resp, code: &str, field: &str) {
 }
 
 async fn check(s: &TestServer, id: &str) -> Value {
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.json()
+    s.act(&format!("/api/v1/connections/{id}/check"))
+        .await
+        .ok_json()
 }
 
 async fn create(s: &TestServer, body: Value) -> String {
-    let r = s.post("/api/v1/connections", &s.admin_key, body).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    r.json()["id"].as_str().unwrap().to_string()
+    s.create_connection(body).await
 }
 
 async fn create_hook(s: &TestServer, url: &str) -> String {
@@ -155,31 +147,28 @@ async fn create_hook(s: &TestServer, url: &str) -> String {
     r.json()["webhook"]["id"].as_str().unwrap().to_string()
 }
 
+/// Register an integration of `provider` with these endpoints (it must be
+/// accepted), then try a client-credentials connection through it.
+async fn m2m_connection(s: &TestServer, endpoints: Value, provider: &str, name: &str) -> Resp {
+    let body = integration(endpoints, provider);
+    let integ = s
+        .post("/api/v1/integrations", &s.admin_key, body)
+        .await
+        .created_id();
+    s.post(
+        "/api/v1/connections",
+        &s.admin_key,
+        json!({"provider": provider, "kind": "oauth2_client_credentials",
+               "display_name": name, "credentials": {"integration": integ}}),
+    )
+    .await
+}
+
 /// Send a `webhook.test` event and run delivery passes until it is settled.
 async fn deliver_test_event(s: &TestServer, hook: &str) -> Value {
-    let r = s
-        .post(
-            &format!("/api/v1/webhooks/{hook}/test"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = s.act(&format!("/api/v1/webhooks/{hook}/test")).await;
     let did = r.json()["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        s.rekey.deliver_due("w", 100).await.unwrap();
-        let d = s
-            .get(
-                &format!("/api/v1/webhooks/{hook}/deliveries/{did}"),
-                &s.admin_key,
-            )
-            .await
-            .json();
-        if d["status"] != "pending" || Instant::now() > deadline {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.settle_delivery(hook, &did).await
 }
 
 async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
@@ -215,11 +204,10 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
     )
     .await;
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{id}"),
             admin,
-            Some(json!({"probe_url": "https://172.16.0.0/v1/me"})),
+            json!({"probe_url": "https://172.16.0.0/v1/me"}),
         )
         .await;
     assert_refused(&r, "invalid_url", "`probe_url`");
@@ -235,11 +223,10 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
     assert_refused(&r, "invalid_url", "`url`");
     let hook = create_hook(&s, "https://hooks.example.com/hook-token").await;
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/webhooks/{hook}"),
             admin,
-            Some(json!({"url": "https://[::ffff:192.168.0.10]/hook-token"})),
+            json!({"url": "https://[::ffff:192.168.0.10]/hook-token"}),
         )
         .await;
     assert_refused(&r, "invalid_url", "`url`");
@@ -279,14 +266,12 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
             integration(json!({}), "custom-oauth2"),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let integ = r.json()["id"].as_str().unwrap().to_string();
+    let integ = r.created_id();
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/integrations/{integ}"),
             admin,
-            Some(json!({"endpoints": {"token_url": "https://192.168.10.10/meta-data"}})),
+            json!({"endpoints": {"token_url": "https://192.168.10.10/meta-data"}}),
         )
         .await;
     assert_refused(&r, "invalid_integration", "`endpoints.token_url`");
@@ -298,11 +283,10 @@ async fn refused_ip_literals_are_rejected_at_configuration(db: Db) {
     }
     let db_id = create(&s, pg_conn("db.example.com")).await;
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/connections/{db_id}"),
             admin,
-            Some(json!({"params": {"host": "172.20.0.2", "port": "5432"}})),
+            json!({"params": {"host": "172.20.0.2", "port": "5432"}}),
         )
         .await;
     assert_refused(&r, "invalid_field", "`params.host`");
@@ -356,11 +340,7 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     ] {
         let id = create(&s, api_key_conn(json!({"probe_url": u}))).await;
         let r = check(&s, &id).await;
-        assert_eq!(
-            (r["outcome"].as_str(), r["status"].as_str()),
-            (Some("unexpected"), Some("degraded")),
-            "{r}"
-        );
+        assert_checked(&r, "unexpected", "degraded");
         let e = &r["last_error"];
         assert_eq!(e["code"], "outbound_refused", "{r}");
         let m = e["message"].as_str().unwrap();
@@ -386,26 +366,8 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     );
 
     // Integration endpoints: a token request to an intranet name …
-    let r = s
-        .post(
-            "/api/v1/integrations",
-            &s.admin_key,
-            integration(
-                json!({"token_url": "https://intranet.test/oauth/token"}),
-                "custom-oauth2",
-            ),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let integ = r.json()["id"].as_str().unwrap().to_string();
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
-                   "display_name": "m2m", "credentials": {"integration": integ}}),
-        )
-        .await;
+    let endpoints = json!({"token_url": "https://intranet.test/oauth/token"});
+    let r = m2m_connection(&s, endpoints, "custom-oauth2", "m2m").await;
     r.assert_error(422, "outbound_refused");
     assert!(
         r.text.contains("intranet.test resolves to 10.0.0.5"),
@@ -414,23 +376,8 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     );
     assert!(!r.text.contains(KEY));
     // … and OIDC discovery at an issuer that resolves to the metadata service.
-    let r = s
-        .post(
-            "/api/v1/integrations",
-            &s.admin_key,
-            integration(json!({"issuer": "https://metadata.test"}), "custom-oidc"),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let integ = r.json()["id"].as_str().unwrap().to_string();
-    let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "custom-oidc", "kind": "oauth2_client_credentials",
-                   "display_name": "m2m oidc", "credentials": {"integration": integ}}),
-        )
-        .await;
+    let endpoints = json!({"issuer": "https://metadata.test"});
+    let r = m2m_connection(&s, endpoints, "custom-oidc", "m2m oidc").await;
     r.assert_error(422, "outbound_refused");
 
     // Database probes resolve the host themselves, and check it.
@@ -451,13 +398,7 @@ async fn names_resolving_to_refused_addresses_are_refused_at_connection(db: Db) 
     .await;
     let r = check(&s, &id).await;
     assert_eq!(r["last_error"]["code"], "outbound_refused", "{r}");
-    assert!(
-        r["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("metadata.test resolves to 169.254.169.254"),
-        "{r}"
-    );
+    assert_error_mentions(&r, "metadata.test resolves to 169.254.169.254");
     s.stop().await;
 }
 

@@ -385,13 +385,7 @@ async fn probe(
     assert_eq!(r.status, StatusCode::CREATED, "{name}: {}", r.text);
     let id = r.json()["id"].as_str().unwrap().to_string();
     let hits = fx.hits();
-    let check = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let check = s.act(&format!("/api/v1/connections/{id}/check")).await;
     assert_eq!(check.status, StatusCode::OK, "{name}: {}", check.text);
     assert_eq!(fx.hits(), hits + 1, "{name}: the probe reached the echo");
     let view = s.get(&format!("/api/v1/connections/{id}"), reader).await;

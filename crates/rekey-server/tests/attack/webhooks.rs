@@ -9,8 +9,8 @@
 use futures_util::future::join_all;
 use rekey_service::WebhookSettings;
 use rekey_testkit::webhook_receiver::WebhookReceiver;
-use rekey_testkit::{both_backends, Db, TestServer};
-use reqwest::{Method, StatusCode};
+use rekey_testkit::{both_backends, items, Db, TestServer};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -89,11 +89,10 @@ async fn subscriptions_are_capped_per_tenant(db: Db) {
     assert!(msg.contains('3') && msg.contains("--max-webhooks"), "{msg}");
     // Paused subscriptions count too (they can be resumed).
     let r = s
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/webhooks/{}", ids[0]),
             &k,
-            Some(json!({"enabled": false})),
+            json!({"enabled": false}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -108,14 +107,7 @@ async fn subscriptions_are_capped_per_tenant(db: Db) {
     let other = s.key("other", &["admin"]).await;
     assert_eq!(create(&s, &other, &rx.url()).await, StatusCode::CREATED);
     // Deleting one makes room for one.
-    let r = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/webhooks/{}", ids[1]),
-            &k,
-            None,
-        )
-        .await;
+    let r = s.delete(&format!("/api/v1/webhooks/{}", ids[1]), &k).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(create(&s, &k, &rx.url()).await, StatusCode::CREATED);
     assert_eq!(create(&s, &k, &rx.url()).await, StatusCode::CONFLICT);
@@ -212,7 +204,7 @@ async fn subscription_list_is_paginated(db: Db) {
                 let r = s.get(&path, k).await;
                 assert_eq!(r.status, StatusCode::OK, "{}", r.text);
                 let j = r.json();
-                let items = j["items"].as_array().unwrap();
+                let items = items(&j);
                 pages.push(items.len());
                 seen.extend(items.iter().map(|w| w["id"].as_str().unwrap().to_string()));
                 match j["next_cursor"].as_str() {
@@ -282,11 +274,10 @@ async fn changes_write_no_deliveries_and_the_worker_fans_out_once(db: Db) {
         )
         .await;
     let paused = r.json()["webhook"]["id"].as_str().unwrap().to_string();
-    s.call(
-        Method::PATCH,
+    s.patch(
         &format!("/api/v1/webhooks/{paused}"),
         &k,
-        Some(json!({"enabled": false})),
+        json!({"enabled": false}),
     )
     .await;
 

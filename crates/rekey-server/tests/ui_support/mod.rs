@@ -4,25 +4,42 @@
 //! and the header every signed-in page shows.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use rekey_api::AuditQuery;
 use rekey_service::{Ctx, Role};
+use rekey_testkit::browser::session_cookie;
+pub use rekey_testkit::browser::{browser, csrf_of};
 use rekey_testkit::TestServer;
 use reqwest::StatusCode;
 
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+pub async fn get(s: &TestServer, path: &str, cookie: &str) -> (StatusCode, String) {
+    let (st, html, _) = get_with_headers(s, path, cookie).await;
+    (st, html)
 }
 
-pub async fn get(s: &TestServer, path: &str, cookie: &str) -> (StatusCode, String) {
+/// [`get`], with the response's headers.
+pub async fn get_with_headers(
+    s: &TestServer,
+    path: &str,
+    cookie: &str,
+) -> (StatusCode, String, reqwest::header::HeaderMap) {
     let r = browser()
         .get(format!("{}{path}", s.base))
         .header("cookie", cookie)
         .send()
         .await
         .unwrap();
-    (r.status(), r.text().await.unwrap())
+    let (st, h) = (r.status(), r.headers().clone());
+    (st, r.text().await.unwrap(), h)
+}
+
+/// The default tenant's newest audit entry with this action.
+pub async fn last_audit(s: &TestServer, action: &str) -> rekey_api::AuditEntryView {
+    let query = AuditQuery {
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    let page = s.rekey.audit_list("default", &query).await.unwrap();
+    page.items[0].clone()
 }
 
 pub async fn post(
@@ -41,9 +58,19 @@ pub async fn post(
     (r.status(), r.text().await.unwrap())
 }
 
-pub fn csrf_of(html: &str) -> String {
-    let i = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    html[i..i + html[i..].find('"').unwrap()].to_string()
+/// Post the sign-in form, with these extra request headers.
+pub async fn login(
+    s: &TestServer,
+    name: &str,
+    pw: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = browser().post(format!("{}/ui/login", s.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let form = [("username", name), ("password", pw)];
+    req.form(&form).send().await.unwrap()
 }
 
 /// Session cookie and CSRF token of a new signed-in user with this role.
@@ -58,20 +85,9 @@ pub async fn user(s: &TestServer, name: &str, role: Role) -> (String, String) {
         )
         .await
         .unwrap();
-    let r = browser()
-        .post(format!("{}/ui/login", s.base))
-        .form(&[("username", name), ("password", pw)])
-        .send()
-        .await
-        .unwrap();
+    let r = login(s, name, pw, &[]).await;
     assert_eq!(r.headers()["location"], "/ui/connections");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&r);
     let (_, html) = get(s, "/ui/connections", &cookie).await;
     (cookie, csrf_of(&html))
 }
