@@ -65,7 +65,7 @@ impl Rekey {
             })
         })?;
         let now = now_ms();
-        let (meta, s) = token_material(&integ.id, &tokens, now, Value::Null);
+        let (meta, s) = token_material(&integ.id, &tokens, now, Default::default());
         let granted = rekey_oauth::granted_scopes(&tokens, None, &resolved.spec.scope_separator)
             .unwrap_or(scopes);
         rekey_core::connection::validate_display_name(&req.display_name)?;
@@ -78,7 +78,7 @@ impl Rekey {
             scopes: granted,
             tags: rekey_core::connection::normalize_slugs("tags", &req.tags)?,
             custody: rekey_core::connection::normalize_slugs("custody", &req.custody)?,
-            credential_meta: meta.to_string(),
+            credential_meta: meta.to_column(),
             expires_at: access_expiry(&tokens, now),
             ..ConnectionRow::new(
                 &ctx.tenant,

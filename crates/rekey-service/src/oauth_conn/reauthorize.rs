@@ -12,7 +12,7 @@ use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as conns};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 impl Rekey {
@@ -52,8 +52,7 @@ impl Rekey {
         }
         let integ = integration_of(&row)?;
         if accept_mismatch {
-            let mut meta = meta_of(&row);
-            let pending = meta.remove("pending_grant").ok_or_else(|| {
+            let pending = meta_of(&row).pending_grant.ok_or_else(|| {
                 Error::conflict(
                     ErrorCode::NoPendingGrant,
                     format!("connection {id} has no parked grant to accept"),
@@ -67,25 +66,12 @@ impl Rekey {
                 }
             }
             let mut r = row.clone();
-            let new_meta = pending.get("meta").cloned().unwrap_or(Value::Null);
-            r.credential_meta = new_meta.to_string();
-            r.owner.subject = pending
-                .get("subject")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            r.owner.email = pending
-                .get("email")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            r.owner.name = pending
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            r.scopes = pending
-                .get("scopes")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
-            r.expires_at = new_meta.get("access_expires_at").and_then(Value::as_i64);
+            r.credential_meta = pending.meta.to_column();
+            r.expires_at = pending.meta.access_expires_at;
+            r.owner.subject = pending.subject;
+            r.owner.email = pending.email;
+            r.owner.name = pending.name;
+            r.scopes = pending.scopes;
             let status_before = r.status;
             if r.status.can_transition(Status::Active) {
                 r.status = Status::Active;

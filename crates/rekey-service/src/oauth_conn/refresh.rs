@@ -153,8 +153,7 @@ impl Rekey {
                 tx.commit().await?;
             }
             let still_valid = meta_of(&row)
-                .get("access_expires_at")
-                .and_then(Value::as_i64)
+                .access_expires_at
                 .is_some_and(|exp| exp > now + 5_000);
             if still_valid {
                 return Ok((row, s));
@@ -223,8 +222,7 @@ impl Rekey {
                     "error": {"code": obs.code, "message": obs.message, "http_status": obs.http_status},
                 })).await?;
                 let still_valid = meta_of(&row)
-                    .get("access_expires_at")
-                    .and_then(Value::as_i64)
+                    .access_expires_at
                     .is_some_and(|exp| exp > now + 5_000);
                 match e.severity() {
                     // A transient failure with a token that still works: hand it out.
@@ -254,8 +252,7 @@ impl Rekey {
         tokens: TokenSet,
     ) -> Result<(ConnectionRow, BTreeMap<String, SecretString>), Error> {
         let now = now_ms();
-        let prev = meta_of(&row);
-        let (meta, mut fresh) = token_material(integration_id, &tokens, now, Value::Object(prev));
+        let (mut meta, mut fresh) = token_material(integration_id, &tokens, now, meta_of(&row));
         // A response without refresh_token keeps the stored one: never wipe it.
         let rotated = tokens.refresh_token.is_some();
         if !rotated {
@@ -269,14 +266,8 @@ impl Rekey {
                 fresh.insert(k.clone(), v.clone());
             }
         }
-        let mut meta = meta;
-        if let Some(m) = meta.as_object_mut() {
-            m.insert(
-                "has_refresh_token".into(),
-                Value::Bool(fresh.contains_key("refresh_token")),
-            );
-            m.insert("last_refreshed_at".into(), json!(now));
-        }
+        meta.has_refresh_token = Some(fresh.contains_key("refresh_token"));
+        meta.last_refreshed_at = Some(now);
         let mut r = row.clone();
         let from = r.status;
         let recovered = matches!(
@@ -291,7 +282,7 @@ impl Rekey {
         r.last_ok_at = Some(now);
         r.consecutive_failures = 0;
         r.first_failed_at = None;
-        r.credential_meta = meta.to_string();
+        r.credential_meta = meta.to_column();
         r.expires_at = access_expiry(&tokens, now);
         r.credential_version += 1;
         r.version += 1;
@@ -339,10 +330,7 @@ impl Rekey {
             .get("access_token")
             .ok_or_else(|| Error::internal("OAuth connection without access token"))?;
         let m = meta_of(&row);
-        let token_type = m
-            .get("token_type")
-            .and_then(Value::as_str)
-            .unwrap_or("Bearer");
+        let token_type = m.token_type.as_deref().unwrap_or("Bearer");
         // The catalog may say how the provider's API wants the token (Zoho: "Zoho-oauthtoken ").
         let prefix = self
             .catalog()
@@ -355,7 +343,7 @@ impl Rekey {
             json!({
                 "access_token": at.expose(),
                 "token_type": token_type,
-                "expires_at": m.get("access_expires_at").and_then(Value::as_i64).map(ms_to_rfc3339),
+                "expires_at": m.access_expires_at.map(ms_to_rfc3339),
                 "scopes": row.scopes,
                 "apply": {"headers": {"Authorization": format!("{prefix}{}", at.expose())}},
             }),
