@@ -5,7 +5,6 @@ use rekey_api::{
     OwnerView, UncheckedView, UNCHECKED_MESSAGE,
 };
 use rekey_core::audit::ChainedEntry;
-use rekey_core::last_error::LastError;
 use rekey_core::time::ms_to_rfc3339;
 use rekey_store::api_keys::ApiKeyRow;
 use rekey_store::connections::ConnectionRow;
@@ -29,7 +28,7 @@ pub fn connection(r: &ConnectionRow) -> ConnectionView {
         custody: r.custody.clone(),
         credential: serde_json::from_str(&r.credential_meta).unwrap_or(Value::Null),
         status: r.status.as_str().to_string(),
-        last_error: LastError::from_column(r.last_error.as_deref()).map(|e| e.to_value()),
+        last_error: r.error_context().map(|e| e.to_value()),
         created_at: ms_to_rfc3339(r.created_at),
         updated_at: ms_to_rfc3339(r.updated_at),
         rotated_at: r.rotated_at.map(ms_to_rfc3339),

@@ -11,7 +11,6 @@ use crate::{views, Ctx, Rekey};
 use rekey_api::CheckResult;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
-use rekey_core::last_error::LastError;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
@@ -154,7 +153,7 @@ impl Rekey {
             health_notes::set_unchecked(tx.conn(), &ctx.tenant, id, None).await?;
             n.unchecked_reason = None;
         }
-        let err = LastError::from_column(stored.last_error.as_deref()).map(|e| e.to_value());
+        let err = stored.error_context().map(|e| e.to_value());
         let outcome = match &observed {
             Some(o) => o.outcome.as_str(),
             None if stored.status == Status::NeedsReauth => "auth_failure",
@@ -232,7 +231,7 @@ impl Rekey {
             duration_ms: started.elapsed().as_millis() as u64,
             checked_at: ms_to_rfc3339(now_ms()),
             message: Some(why),
-            last_error: LastError::from_column(row.last_error.as_deref()).map(|e| e.to_value()),
+            last_error: row.error_context().map(|e| e.to_value()),
             connection: views::with_notes(views::connection(&row), notes.as_ref()),
         })
     }

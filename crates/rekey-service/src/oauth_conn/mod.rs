@@ -9,7 +9,6 @@ mod revoke;
 
 use rekey_core::connection::Status;
 use rekey_core::credential_meta::OAuthMeta;
-use rekey_core::last_error::LastError;
 use rekey_core::Error;
 use rekey_store::connections::ConnectionRow;
 
@@ -37,7 +36,7 @@ fn in_backoff(row: &ConnectionRow, now: i64) -> Option<i64> {
     if row.status != Status::Degraded {
         return None;
     }
-    let err = LastError::from_column(row.last_error.as_deref())?;
+    let err = row.error_context()?;
     // A probe's failure (an API rate limit, say) must not hold refreshes back.
     if err.source.as_deref() == Some("check") {
         return None;
