@@ -15,6 +15,7 @@ mod connections;
 mod health;
 mod integrations;
 mod keys;
+mod model;
 mod oauth_conn;
 mod open;
 mod paging;
@@ -31,6 +32,10 @@ pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, Co
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
 pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
+pub use model::{
+    CheckReport, Connection, ConnectionPage, ConnectionRow, HealthNotes, Reauthorization,
+    Revocation,
+};
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use users::{Role, SessionUser};

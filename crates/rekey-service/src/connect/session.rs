@@ -372,8 +372,8 @@ impl Rekey {
                 .replace_credentials(&ctx, cid, creds, params_changed.then_some(params), None)
                 .await
                 .map(|v| CallbackOutcome::Connected {
-                    connection_id: v.id,
-                    display_name: v.display_name,
+                    connection_id: v.row.id,
+                    display_name: v.row.display_name,
                     reauthorized: true,
                 }),
             None => {
@@ -406,8 +406,8 @@ impl Rekey {
                 )
                 .await
                 .map(|v| CallbackOutcome::Connected {
-                    connection_id: v.id,
-                    display_name: v.display_name,
+                    connection_id: v.row.id,
+                    display_name: v.row.display_name,
                     reauthorized: false,
                 })
             }

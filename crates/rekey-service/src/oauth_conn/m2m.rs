@@ -3,8 +3,7 @@
 use crate::audit::record;
 use crate::connect::{access_expiry, token_material};
 use crate::webhooks::emit;
-use crate::{Ctx, Rekey};
-use rekey_api::ConnectionView;
+use crate::{Connection, Ctx, Rekey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::events::EventType;
@@ -21,7 +20,7 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         req: &rekey_api::CreateConnection,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let integ_id = req
             .credentials
             .get("integration")
@@ -109,6 +108,6 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(crate::views::connection(&row))
+        Ok(row.into())
     }
 }

@@ -4,8 +4,8 @@
 use super::{integration_of, meta_of};
 use crate::audit::record;
 use crate::connect::revocable;
-use crate::{Ctx, Rekey};
-use rekey_api::{CreateConnectSession, ReauthorizeResult};
+use crate::{Ctx, Reauthorization, Rekey};
+use rekey_api::CreateConnectSession;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::time::now_ms;
@@ -23,7 +23,7 @@ impl Rekey {
         ctx: &Ctx,
         id: &str,
         accept_mismatch: bool,
-    ) -> Result<ReauthorizeResult, Error> {
+    ) -> Result<Reauthorization, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
         if row.kind.is_static() && !accept_mismatch {
@@ -38,8 +38,8 @@ impl Rekey {
                     },
                 )
                 .await?;
-            return Ok(ReauthorizeResult {
-                connection: crate::views::connection(&row),
+            return Ok(Reauthorization {
+                connection: row.into(),
                 session: Some(session),
                 accepted_pending_grant: false,
             });
@@ -106,8 +106,8 @@ impl Rekey {
             .await?;
             tx.commit().await?;
             self.revoke_at_provider(ctx, &id, &integ, old_tokens).await;
-            return Ok(ReauthorizeResult {
-                connection: crate::views::connection(&r),
+            return Ok(Reauthorization {
+                connection: r.into(),
                 session: None,
                 accepted_pending_grant: true,
             });
@@ -123,8 +123,8 @@ impl Rekey {
                 },
             )
             .await?;
-        Ok(ReauthorizeResult {
-            connection: crate::views::connection(&row),
+        Ok(Reauthorization {
+            connection: row.into(),
             session: Some(session),
             accepted_pending_grant: false,
         })

@@ -10,8 +10,7 @@ use crate::connect::{access_expiry, token_material};
 use crate::connection_rows::not_found;
 use crate::status::{apply_observation, status_changed, Observation};
 use crate::webhooks::emit;
-use crate::{Ctx, Rekey};
-use rekey_api::ConnectionView;
+use crate::{Connection, Ctx, Rekey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::events::EventType;
@@ -351,7 +350,7 @@ impl Rekey {
     }
 
     /// `POST /connections/{id}/refresh`: refresh now, whatever the expiry.
-    pub async fn refresh_connection(&self, ctx: &Ctx, id: &str) -> Result<ConnectionView, Error> {
+    pub async fn refresh_connection(&self, ctx: &Ctx, id: &str) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let row = {
             let mut c = self.store().read().await?;
@@ -366,6 +365,6 @@ impl Rekey {
             ));
         }
         let (row, _) = self.fresh_oauth(ctx, &id, true).await?;
-        Ok(crate::views::connection(&row))
+        Ok(row.into())
     }
 }

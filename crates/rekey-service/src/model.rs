@@ -1,0 +1,62 @@
+//! What the connection use cases return: domain and store types, which the
+//! server turns into rekey-api's wire views (`rekey-server/src/views.rs`).
+
+use rekey_core::connection::Status;
+use rekey_core::last_error::LastError;
+pub use rekey_store::connections::ConnectionRow;
+pub use rekey_store::health_notes::HealthNotes;
+
+/// A connection: its row, and what health knows beside it (no probe can
+/// check it, the last operator confirmation) where the use case read that.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub row: ConnectionRow,
+    pub notes: Option<HealthNotes>,
+}
+
+impl From<ConnectionRow> for Connection {
+    fn from(row: ConnectionRow) -> Connection {
+        Connection { row, notes: None }
+    }
+}
+
+/// One page of a connection listing.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionPage {
+    pub items: Vec<Connection>,
+    pub next_cursor: Option<String>,
+}
+
+/// What one health check found.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub connection_id: String,
+    /// `ok`, `auth_failure`, `transient`, `unexpected`, `skipped`, …
+    pub outcome: String,
+    pub status_before: Status,
+    pub status: Status,
+    pub http_status: Option<u16>,
+    pub duration_ms: u64,
+    /// Epoch milliseconds.
+    pub checked_at: i64,
+    pub message: Option<String>,
+    pub last_error: Option<LastError>,
+    pub connection: Connection,
+}
+
+/// A revocation: at the provider, or waiting for its manual steps.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    pub connection: Connection,
+    pub revoked_at_provider: bool,
+    pub manual_steps: Vec<String>,
+}
+
+/// A reauthorization: a Connect link for the owner, or the switch to a
+/// parked grant.
+#[derive(Debug, Clone)]
+pub struct Reauthorization {
+    pub connection: Connection,
+    pub session: Option<rekey_api::ConnectSessionView>,
+    pub accepted_pending_grant: bool,
+}
