@@ -1,15 +1,17 @@
 //! What rekey-service returns → rekey-api's wire views. Only non-secret
-//! columns are read here; this is the one place the wire's strings
-//! (statuses, kinds, RFC 3339 times) are made from domain values.
+//! columns are read here (a new webhook's signing secret is passed
+//! through, once); this is where the wire's strings (statuses, kinds,
+//! RFC 3339 times) are made from domain values.
 
 use rekey_api::{
-    CheckResult, ConfirmationView, ConnectionLinks, ConnectionList, ConnectionView, HealthView,
-    OwnerView, ReauthorizeResult, RevokeResult, UncheckedView, UNCHECKED_MESSAGE,
+    CheckResult, ConfirmationView, ConnectionLinks, ConnectionList, ConnectionView, CreatedWebhook,
+    DeliveryAttemptView, DeliveryList, DeliveryView, HealthView, OwnerView, ReauthorizeResult,
+    RevokeResult, UncheckedView, WebhookList, WebhookView, UNCHECKED_MESSAGE,
 };
 use rekey_core::time::ms_to_rfc3339;
 use rekey_service::{
-    CheckReport, Connection, ConnectionPage, ConnectionRow, HealthNotes, Reauthorization,
-    Revocation,
+    AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
+    DeliveryRow, HealthNotes, NewWebhook, Reauthorization, Revocation, WebhookPage, WebhookRow,
 };
 use serde_json::Value;
 
@@ -113,5 +115,76 @@ pub fn reauthorization(r: Reauthorization) -> ReauthorizeResult {
         connection: connection(&r.connection),
         session: r.session,
         accepted_pending_grant: r.accepted_pending_grant,
+    }
+}
+
+pub fn webhook(w: &WebhookRow) -> WebhookView {
+    WebhookView {
+        id: w.id.clone(),
+        url: w.url.clone(),
+        events: w.events.clone(),
+        description: w.description.clone(),
+        enabled: w.disabled_at.is_none(),
+        created_at: ms_to_rfc3339(w.created_at),
+        updated_at: ms_to_rfc3339(w.updated_at),
+        version: w.version,
+    }
+}
+
+pub fn webhook_list(p: &WebhookPage) -> WebhookList {
+    WebhookList {
+        items: p.items.iter().map(webhook).collect(),
+        next_cursor: p.next_cursor.clone(),
+    }
+}
+
+pub fn created_webhook(n: NewWebhook) -> CreatedWebhook {
+    CreatedWebhook {
+        webhook: webhook(&n.webhook),
+        secret: n.secret,
+    }
+}
+
+pub fn delivery(d: &Delivery) -> DeliveryView {
+    delivery_row(
+        &d.row,
+        d.attempts
+            .as_deref()
+            .map(|a| a.iter().map(attempt).collect()),
+    )
+}
+
+pub fn delivery_list(p: &DeliveryPage) -> DeliveryList {
+    DeliveryList {
+        items: p.items.iter().map(|d| delivery_row(d, None)).collect(),
+        next_cursor: p.next_cursor.clone(),
+    }
+}
+
+fn delivery_row(d: &DeliveryRow, attempts: Option<Vec<DeliveryAttemptView>>) -> DeliveryView {
+    DeliveryView {
+        id: d.id.clone(),
+        webhook_id: d.webhook_id.clone(),
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        status: d.status.clone(),
+        attempts: d.attempts,
+        next_attempt_at: (d.status == "pending").then(|| ms_to_rfc3339(d.next_attempt_at)),
+        last_http_status: d.last_http_status,
+        last_error: d.last_error.clone(),
+        created_at: ms_to_rfc3339(d.created_at),
+        delivered_at: d.delivered_at.map(ms_to_rfc3339),
+        attempt_log: attempts,
+    }
+}
+
+fn attempt(a: &AttemptRow) -> DeliveryAttemptView {
+    DeliveryAttemptView {
+        id: a.id.clone(),
+        at: ms_to_rfc3339(a.at),
+        http_status: a.http_status,
+        error: a.error.clone(),
+        duration_ms: a.duration_ms,
+        response_body: a.response_body.clone(),
     }
 }

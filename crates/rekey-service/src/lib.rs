@@ -33,8 +33,8 @@ pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse}
 pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use model::{
-    CheckReport, Connection, ConnectionPage, ConnectionRow, HealthNotes, Reauthorization,
-    Revocation,
+    AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
+    DeliveryRow, HealthNotes, NewWebhook, Reauthorization, Revocation, WebhookPage, WebhookRow,
 };
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};

@@ -1,10 +1,12 @@
-//! What the connection use cases return: domain and store types, which the
-//! server turns into rekey-api's wire views (`rekey-server/src/views.rs`).
+//! What the connection, health, OAuth and webhook use cases return: domain
+//! and store types, which the server turns into rekey-api's wire views
+//! (`rekey-server/src/views.rs`).
 
 use rekey_core::connection::Status;
 use rekey_core::last_error::LastError;
 pub use rekey_store::connections::ConnectionRow;
 pub use rekey_store::health_notes::HealthNotes;
+pub use rekey_store::webhooks::{AttemptRow, DeliveryRow, WebhookRow};
 
 /// A connection: its row, and what health knows beside it (no probe can
 /// check it, the last operator confirmation) where the use case read that.
@@ -59,4 +61,32 @@ pub struct Reauthorization {
     pub connection: Connection,
     pub session: Option<rekey_api::ConnectSessionView>,
     pub accepted_pending_grant: bool,
+}
+
+/// A webhook subscription with its signing secret, shown once (at creation
+/// and rotation). No `Debug`: the secret is in it.
+pub struct NewWebhook {
+    pub webhook: WebhookRow,
+    pub secret: String,
+}
+
+/// One page of webhook subscriptions.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPage {
+    pub items: Vec<WebhookRow>,
+    pub next_cursor: Option<String>,
+}
+
+/// A delivery, with its attempts where the use case read them.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub row: DeliveryRow,
+    pub attempts: Option<Vec<AttemptRow>>,
+}
+
+/// One page of a subscription's deliveries (without attempts).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryPage {
+    pub items: Vec<DeliveryRow>,
+    pub next_cursor: Option<String>,
 }
