@@ -1,17 +1,19 @@
 //! What rekey-service returns → rekey-api's wire views. Only non-secret
-//! columns are read here (a new webhook's signing secret is passed
-//! through, once); this is where the wire's strings (statuses, kinds,
+//! columns are read here (a new webhook's signing secret and a new connect
+//! link's token are passed through, once); this is where the wire's strings (statuses, kinds,
 //! RFC 3339 times) are made from domain values.
 
 use rekey_api::{
-    CheckResult, ConfirmationView, ConnectionLinks, ConnectionList, ConnectionView, CreatedWebhook,
-    DeliveryAttemptView, DeliveryList, DeliveryView, HealthView, OwnerView, ReauthorizeResult,
-    RevokeResult, UncheckedView, WebhookList, WebhookView, UNCHECKED_MESSAGE,
+    CheckResult, ConfirmationView, ConnectSessionView, ConnectionLinks, ConnectionList,
+    ConnectionView, CreatedWebhook, DeliveryAttemptView, DeliveryList, DeliveryView, HealthView,
+    OwnerView, ReauthorizeResult, RevokeResult, UncheckedView, WebhookList, WebhookView,
+    UNCHECKED_MESSAGE,
 };
 use rekey_core::time::ms_to_rfc3339;
 use rekey_service::{
     AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
-    DeliveryRow, HealthNotes, NewWebhook, Reauthorization, Revocation, WebhookPage, WebhookRow,
+    DeliveryRow, HealthNotes, NewConnectSession, NewWebhook, Reauthorization, Revocation,
+    WebhookPage, WebhookRow,
 };
 use serde_json::Value;
 
@@ -113,7 +115,7 @@ pub fn revocation(r: &Revocation) -> RevokeResult {
 pub fn reauthorization(r: Reauthorization) -> ReauthorizeResult {
     ReauthorizeResult {
         connection: connection(&r.connection),
-        session: r.session,
+        session: r.session.map(connect_session),
         accepted_pending_grant: r.accepted_pending_grant,
     }
 }
@@ -186,5 +188,18 @@ fn attempt(a: &AttemptRow) -> DeliveryAttemptView {
         error: a.error.clone(),
         duration_ms: a.duration_ms,
         response_body: a.response_body.clone(),
+    }
+}
+
+pub fn connect_session(s: NewConnectSession) -> ConnectSessionView {
+    ConnectSessionView {
+        id: s.id,
+        token: s.token,
+        url: s.url,
+        expires_at: ms_to_rfc3339(s.expires_at),
+        integration: s.integration,
+        provider: s.provider,
+        kind: s.kind.as_str().to_string(),
+        reauthorize: s.reauthorize,
     }
 }

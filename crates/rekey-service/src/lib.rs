@@ -34,7 +34,8 @@ pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use model::{
     AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
-    DeliveryRow, HealthNotes, NewWebhook, Reauthorization, Revocation, WebhookPage, WebhookRow,
+    DeliveryRow, HealthNotes, NewConnectSession, NewWebhook, Reauthorization, Revocation,
+    WebhookPage, WebhookRow,
 };
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};

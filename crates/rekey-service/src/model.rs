@@ -2,7 +2,7 @@
 //! and store types, which the server turns into rekey-api's wire views
 //! (`rekey-server/src/views.rs`).
 
-use rekey_core::connection::Status;
+use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::last_error::LastError;
 pub use rekey_store::connections::ConnectionRow;
 pub use rekey_store::health_notes::HealthNotes;
@@ -59,8 +59,38 @@ pub struct Revocation {
 #[derive(Debug, Clone)]
 pub struct Reauthorization {
     pub connection: Connection,
-    pub session: Option<rekey_api::ConnectSessionView>,
+    pub session: Option<NewConnectSession>,
     pub accepted_pending_grant: bool,
+}
+
+/// A new connect link. The token (and the URL that holds it) is shown once
+/// and never printed.
+#[derive(Clone)]
+pub struct NewConnectSession {
+    pub id: String,
+    pub token: String,
+    pub url: String,
+    /// Epoch milliseconds.
+    pub expires_at: i64,
+    pub integration: Option<String>,
+    pub provider: String,
+    pub kind: ConnectionKind,
+    pub reauthorize: Option<String>,
+}
+
+impl std::fmt::Debug for NewConnectSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewConnectSession")
+            .field("id", &self.id)
+            .field("token", &"[redacted]")
+            .field("url", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("integration", &self.integration)
+            .field("provider", &self.provider)
+            .field("kind", &self.kind)
+            .field("reauthorize", &self.reauthorize)
+            .finish()
+    }
 }
 
 /// A webhook subscription with its signing secret, shown once (at creation

@@ -291,7 +291,10 @@ async fn run_one(s: &AppState, ctx: &Ctx, action: Action, t: Target) -> Row {
         Action::Reauthorize => match s.rekey.reauthorize(ctx, &t.id, false).await {
             Ok(r) => match r.session {
                 Some(sess) => Row {
-                    link: Some((sess.url, When::now(&sess.expires_at))),
+                    link: Some((
+                        sess.url,
+                        When::now(&rekey_core::time::ms_to_rfc3339(sess.expires_at)),
+                    )),
                     ..row(
                         "ok",
                         "✔",
