@@ -152,8 +152,8 @@ async fn main() -> ExitCode {
             "tags": ["bench"], "credentials": {"key": format!("bench-secret-{i:05}-0123456789abcdef")},
         }))
         .expect("CreateConnection");
-        let view = rekey.create_connection(&ctx, req).await;
-        ids.push(view.expect("create connection").id);
+        let created = rekey.create_connection(&ctx, req).await;
+        ids.push(created.expect("create connection").row.id);
     }
     let ids = Arc::new(ids);
     println!("setup        backend={backend} connections={n_conns} warm-up={WARMUP} requests");

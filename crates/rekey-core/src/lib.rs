@@ -39,6 +39,7 @@ macro_rules! string_enum {
 
 pub mod audit;
 pub mod connection;
+pub mod credential_meta;
 pub mod credentials;
 pub mod error;
 pub mod error_code;

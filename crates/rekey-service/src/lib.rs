@@ -15,6 +15,7 @@ mod connections;
 mod health;
 mod integrations;
 mod keys;
+mod model;
 mod oauth_conn;
 mod open;
 mod paging;
@@ -33,6 +34,11 @@ pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, Co
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
 pub use health::{CheckRun, HealthSettings};
 pub use keys::{KekRotationReport, KeyStatus};
+pub use model::{
+    AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
+    DeliveryRow, HealthNotes, NewConnectSession, NewWebhook, Reauthorization, Revocation,
+    WebhookPage, WebhookRow,
+};
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use rekey_store::credential_versions::VersionRow as CredentialVersion;

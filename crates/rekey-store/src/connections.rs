@@ -1,6 +1,7 @@
 use crate::json_list;
 use crate::rows::{self, JsonList, Parsed, TenantScoped};
 use rekey_core::connection::{ConnectionKind, Owner, Status};
+use rekey_core::last_error::LastError;
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
 
@@ -87,6 +88,12 @@ impl ConnectionRow {
     /// writes it into the `integration_id` column on every insert and update.
     pub fn integration_id(&self) -> Option<String> {
         integration_of_meta(&self.credential_meta)
+    }
+
+    /// `last_error` as a [`LastError`]: none when empty, or when the text
+    /// is not one (see `LastError::from_column`).
+    pub fn error_context(&self) -> Option<LastError> {
+        LastError::from_column(self.last_error.as_deref())
     }
 }
 

@@ -3,7 +3,7 @@ use crate::error::ApiResult;
 use crate::extract::{
     ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, IfMatch, OptionalJson,
 };
-use crate::AppState;
+use crate::{views, AppState};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,7 +42,8 @@ async fn list_connections(
     auth: Auth<ConnRead>,
     ApiQuery(q): ApiQuery<ConnectionQuery>,
 ) -> ApiResult<Json<ConnectionList>> {
-    Ok(Json(s.rekey.list_connections(&auth.ctx.tenant, &q).await?))
+    let page = s.rekey.list_connections(&auth.ctx.tenant, &q).await?;
+    Ok(Json(views::connection_list(&page)))
 }
 
 /// Create a connection with static credential material.
@@ -60,7 +61,7 @@ async fn create_connection(
         req.probe_url.as_deref(),
         !req.params.is_empty(),
     )?;
-    let v = s.rekey.create_connection(&auth.ctx, req).await?;
+    let v = views::connection(&s.rekey.create_connection(&auth.ctx, req).await?);
     let mut r = with_etag(StatusCode::CREATED, v.version, &v);
     if let Ok(loc) = format!("/api/v1/connections/{}", v.id).parse() {
         r.headers_mut().insert(header::LOCATION, loc);
@@ -77,7 +78,7 @@ async fn get_connection(
     auth: Auth<ConnRead>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Response> {
-    let v = s.rekey.get_connection(&auth.ctx.tenant, &id).await?;
+    let v = views::connection(&s.rekey.get_connection(&auth.ctx.tenant, &id).await?);
     Ok(with_etag(StatusCode::OK, v.version, &v))
 }
 
@@ -97,7 +98,7 @@ async fn update_connection(
         req.probe_url.as_deref(),
         req.params.is_some(),
     )?;
-    let c = s.rekey.update_connection(&auth.ctx, &id, req, v).await?;
+    let c = views::connection(&s.rekey.update_connection(&auth.ctx, &id, req, v).await?);
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
@@ -129,7 +130,7 @@ async fn update_credentials(
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<UpdateCredentials>,
 ) -> ApiResult<Response> {
-    let c = s.rekey.update_credentials(&auth.ctx, &id, req, v).await?;
+    let c = views::connection(&s.rekey.update_credentials(&auth.ctx, &id, req, v).await?);
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
@@ -190,6 +191,7 @@ async fn disable_connection(
         .rekey
         .set_status(&auth.ctx, &id, Status::Disabled, req, v)
         .await?;
+    let c = views::connection(&c);
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
@@ -207,6 +209,7 @@ async fn enable_connection(
         .rekey
         .set_status(&auth.ctx, &id, Status::Pending, Default::default(), v)
         .await?;
+    let c = views::connection(&c);
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
@@ -219,7 +222,8 @@ async fn revoke_connection(
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<RevokeResult>> {
-    Ok(Json(s.rekey.revoke_connection(&auth.ctx, &id).await?))
+    let r = s.rekey.revoke_connection(&auth.ctx, &id).await?;
+    Ok(Json(views::revocation(&r)))
 }
 
 /// Confirm a manual revocation (`revoke_pending` → `revoked`), with an
@@ -232,9 +236,8 @@ async fn confirm_revocation(
     ApiPath(id): ApiPath,
     OptionalJson(req): OptionalJson<ConfirmRevocation>,
 ) -> ApiResult<Json<ConnectionView>> {
-    Ok(Json(
-        s.rekey.confirm_revocation(&auth.ctx, &id, &req).await?,
-    ))
+    let c = s.rekey.confirm_revocation(&auth.ctx, &id, &req).await?;
+    Ok(Json(views::connection(&c)))
 }
 
 /// Start a reauthorization ("Connect new account"): a connect session for the
@@ -247,11 +250,11 @@ async fn reauthorize_connection(
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<ReauthorizeQuery>,
 ) -> ApiResult<Json<ReauthorizeResult>> {
-    Ok(Json(
-        s.rekey
-            .reauthorize(&auth.ctx, &id, q.accept_mismatch.unwrap_or(false))
-            .await?,
-    ))
+    let r = s
+        .rekey
+        .reauthorize(&auth.ctx, &id, q.accept_mismatch.unwrap_or(false))
+        .await?;
+    Ok(Json(views::reauthorization(r)))
 }
 
 /// Refresh an OAuth connection's access token now.
@@ -262,7 +265,8 @@ async fn refresh_connection(
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<ConnectionView>> {
-    Ok(Json(s.rekey.refresh_connection(&auth.ctx, &id).await?))
+    let c = s.rekey.refresh_connection(&auth.ctx, &id).await?;
+    Ok(Json(views::connection(&c)))
 }
 
 /// Probe the connection now with its current credential (refreshing an
@@ -275,7 +279,8 @@ async fn check_connection(
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<CheckResult>> {
-    Ok(Json(s.rekey.check_connection(&auth.ctx, &id).await?))
+    let r = s.rekey.check_connection(&auth.ctx, &id).await?;
+    Ok(Json(views::check(&r)))
 }
 
 /// Record an operator's confirmation that the connection's data flows: for
@@ -294,6 +299,6 @@ async fn confirm_working(
     IfMatch(v): IfMatch,
     OptionalJson(req): OptionalJson<ConfirmWorking>,
 ) -> ApiResult<Response> {
-    let c = s.rekey.confirm_working(&auth.ctx, &id, req, v).await?;
+    let c = views::connection(&s.rekey.confirm_working(&auth.ctx, &id, req, v).await?);
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }

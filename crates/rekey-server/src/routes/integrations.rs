@@ -1,6 +1,6 @@
 use crate::error::ApiResult;
 use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, IfMatch};
-use crate::AppState;
+use crate::{views, AppState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -94,6 +94,6 @@ async fn create_connect_session(
     auth: Auth<ConnWrite>,
     ApiJson(req): ApiJson<CreateConnectSession>,
 ) -> ApiResult<Response> {
-    let v = s.rekey.create_connect_session(&auth.ctx, req).await?;
+    let v = views::connect_session(s.rekey.create_connect_session(&auth.ctx, req).await?);
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }

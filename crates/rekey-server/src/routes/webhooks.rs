@@ -2,7 +2,7 @@
 
 use crate::error::ApiResult;
 use crate::extract::{Admin, ApiJson, ApiPath, ApiPath2, ApiQuery, Auth, IfMatch};
-use crate::AppState;
+use crate::{views, AppState};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +38,8 @@ async fn list_webhooks(
     auth: Auth<Admin>,
     ApiQuery(q): ApiQuery<WebhookQuery>,
 ) -> ApiResult<Json<WebhookList>> {
-    Ok(Json(s.rekey.list_webhooks(&auth.ctx.tenant, &q).await?))
+    let page = s.rekey.list_webhooks(&auth.ctx.tenant, &q).await?;
+    Ok(Json(views::webhook_list(&page)))
 }
 
 /// Subscribe a URL to events. The signing secret is in the answer, once.
@@ -50,7 +51,7 @@ async fn create_webhook(
     auth: Auth<Admin>,
     ApiJson(req): ApiJson<CreateWebhook>,
 ) -> ApiResult<Response> {
-    let created = s.rekey.create_webhook(&auth.ctx, &req).await?;
+    let created = views::created_webhook(s.rekey.create_webhook(&auth.ctx, &req).await?);
     Ok(secret_response(created, StatusCode::CREATED))
 }
 
@@ -61,7 +62,8 @@ async fn get_webhook(
     auth: Auth<Admin>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<WebhookView>> {
-    Ok(Json(s.rekey.get_webhook(&auth.ctx.tenant, &id).await?))
+    let w = s.rekey.get_webhook(&auth.ctx.tenant, &id).await?;
+    Ok(Json(views::webhook(&w)))
 }
 
 /// Change URL, events, description, or pause (`enabled: false`).
@@ -74,7 +76,8 @@ async fn update_webhook(
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<UpdateWebhook>,
 ) -> ApiResult<Json<WebhookView>> {
-    Ok(Json(s.rekey.update_webhook(&auth.ctx, &id, &req, v).await?))
+    let w = s.rekey.update_webhook(&auth.ctx, &id, &req, v).await?;
+    Ok(Json(views::webhook(&w)))
 }
 
 /// Delete the subscription with its delivery history.
@@ -97,7 +100,7 @@ async fn rotate_secret(
     auth: Auth<Admin>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Response> {
-    let created = s.rekey.rotate_webhook_secret(&auth.ctx, &id).await?;
+    let created = views::created_webhook(s.rekey.rotate_webhook_secret(&auth.ctx, &id).await?);
     Ok(secret_response(created, StatusCode::OK))
 }
 
@@ -111,7 +114,9 @@ async fn test_webhook(
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(s.rekey.test_webhook(&auth.ctx, &id).await?),
+        Json(views::delivery(
+            &s.rekey.test_webhook(&auth.ctx, &id).await?,
+        )),
     ))
 }
 
@@ -124,9 +129,9 @@ async fn list_deliveries(
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<Json<DeliveryList>> {
-    Ok(Json(
-        s.rekey.list_deliveries(&auth.ctx.tenant, &id, &q).await?,
-    ))
+    Ok(Json(views::delivery_list(
+        &s.rekey.list_deliveries(&auth.ctx.tenant, &id, &q).await?,
+    )))
 }
 
 /// One delivery with every attempt (status, error, duration, scrubbed answer).
@@ -137,9 +142,9 @@ async fn get_delivery(
     auth: Auth<Admin>,
     ApiPath2(id, did): ApiPath2,
 ) -> ApiResult<Json<DeliveryView>> {
-    Ok(Json(
-        s.rekey.get_delivery(&auth.ctx.tenant, &id, &did).await?,
-    ))
+    Ok(Json(views::delivery(
+        &s.rekey.get_delivery(&auth.ctx.tenant, &id, &did).await?,
+    )))
 }
 
 /// Send a delivery again with the same `webhook-id` and a fresh attempt budget.
@@ -152,6 +157,8 @@ async fn replay_delivery(
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(s.rekey.replay_delivery(&auth.ctx, &id, &did).await?),
+        Json(views::delivery(
+            &s.rekey.replay_delivery(&auth.ctx, &id, &did).await?,
+        )),
     ))
 }

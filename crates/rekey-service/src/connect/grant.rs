@@ -9,6 +9,7 @@ use crate::webhooks::{connection_data, emit};
 use crate::Rekey;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Owner, Status};
+use rekey_core::credential_meta::{OAuthMeta, PendingGrant};
 use rekey_core::events::EventType;
 use rekey_core::last_error::LastError;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
@@ -19,7 +20,7 @@ use rekey_store::connect_sessions::ConnectSessionRow;
 use rekey_store::connections::{self as conns, ConnectionRow};
 use rekey_store::integrations::IntegrationRow;
 use rekey_store::secrets;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 impl Rekey {
@@ -60,8 +61,8 @@ impl Rekey {
                 now,
             )
         };
-        let (meta, secrets_map) = token_material(integration_id, &tokens, now, Value::Null);
-        row.credential_meta = meta.to_string();
+        let (meta, secrets_map) = token_material(integration_id, &tokens, now, Default::default());
+        row.credential_meta = meta.to_column();
         row.expires_at = access_expiry(&tokens, now);
         let mut tx = self.store().begin_write().await?;
         conns::insert(tx.conn(), &row).await?;
@@ -120,11 +121,11 @@ impl Rekey {
         };
         let verdict = judge(&original, &identity, &row.scopes, &granted);
         let ctx = session_ctx(s);
-        let (meta, new_secrets) = token_material(integration_id, &tokens, now, Value::Null);
+        let (meta, new_secrets) = token_material(integration_id, &tokens, now, Default::default());
         let outcome = match verdict {
             Verdict::Switch => {
                 // Switch to the new grant; the old tokens are revoked after commit.
-                row.credential_meta = meta.to_string();
+                row.credential_meta = meta.to_column();
                 row.expires_at = access_expiry(&tokens, now);
                 row.scopes = granted.clone();
                 row.owner.email = identity.email.clone().or(row.owner.email.clone());
@@ -173,12 +174,17 @@ impl Rekey {
                 missing_scopes: missing,
             } => {
                 // Park the new grant beside the current one; the connection keeps working on the old grant.
-                let mut meta_now: serde_json::Map<String, Value> =
-                    serde_json::from_str(&row.credential_meta).unwrap_or_default();
-                meta_now.insert("pending_grant".into(), json!({
-                "meta": meta, "subject": identity.subject, "email": identity.email, "name": identity.name,
-                "scopes": granted, "at": ms_to_rfc3339(now), "connect_session": s.id,
-            }));
+                let mut meta_now = OAuthMeta::from_column(&row.credential_meta);
+                meta_now.pending_grant = Some(Box::new(PendingGrant {
+                    meta,
+                    subject: identity.subject.clone(),
+                    email: identity.email.clone(),
+                    name: identity.name.clone(),
+                    scopes: granted,
+                    at: Some(ms_to_rfc3339(now)),
+                    connect_session: Some(s.id.clone()),
+                    extra: Default::default(),
+                }));
                 let mut all = old_secrets
                     .into_iter()
                     .filter(|(k, _)| !k.starts_with("pending:"))
@@ -198,7 +204,7 @@ impl Rekey {
                     .detail
                     .insert("missing_scopes".into(), json!(missing));
                 row.last_error = Some(parked.to_column());
-                row.credential_meta = Value::Object(meta_now).to_string();
+                row.credential_meta = meta_now.to_column();
                 row.credential_version += 1;
                 row.version += 1;
                 row.updated_at = now;

@@ -12,12 +12,12 @@ mod reauth_rule;
 mod session;
 
 use crate::Ctx;
+use rekey_core::credential_meta::OAuthMeta;
 use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
 use rekey_crypto::{hash_api_key, Aad};
 use rekey_oauth::TokenSet;
 use rekey_store::connect_sessions::ConnectSessionRow;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 const SESSION_KIND: &str = "connect_session";
@@ -127,29 +127,27 @@ impl Identity {
 }
 
 /// Split a token response into the non-secret meta and the secret fields.
+/// What `prev` knew beyond the token response (last refresh, a parked
+/// grant, unknown keys) is kept.
 pub(crate) fn token_material(
     integration_id: &str,
     t: &TokenSet,
     now: i64,
-    prev_meta: Value,
-) -> (Value, BTreeMap<String, SecretString>) {
+    prev: OAuthMeta,
+) -> (OAuthMeta, BTreeMap<String, SecretString>) {
     let mut secrets_map = BTreeMap::new();
     secrets_map.insert("access_token".to_string(), t.access_token.clone());
     if let Some(r) = &t.refresh_token {
         secrets_map.insert("refresh_token".to_string(), r.clone());
     }
-    let mut meta = json!({
-        "integration_id": integration_id,
-        "token_type": t.token_type,
-        "access_expires_at": t.expires_in.map(|s| now + s * 1000),
-        "obtained_at": now,
-        "has_refresh_token": t.refresh_token.is_some(),
-    });
-    if let (Some(m), Value::Object(prev)) = (meta.as_object_mut(), prev_meta) {
-        for (k, v) in prev {
-            m.entry(k).or_insert(v);
-        }
-    }
+    let meta = OAuthMeta {
+        integration_id: Some(integration_id.to_string()),
+        token_type: Some(t.token_type.clone()),
+        access_expires_at: t.expires_in.map(|s| now + s * 1000),
+        obtained_at: Some(now),
+        has_refresh_token: Some(t.refresh_token.is_some()),
+        ..prev
+    };
     (meta, secrets_map)
 }
 

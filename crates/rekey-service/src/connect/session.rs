@@ -6,8 +6,8 @@ use super::{session_ctx, session_err, token_hash, CallbackOutcome, ConnectPage};
 use crate::audit::record;
 use crate::connection_rows::not_found as connection_not_found;
 use crate::connections::rules;
-use crate::{Ctx, Rekey};
-use rekey_api::{ConnectSessionView, CreateConnectSession};
+use crate::{Ctx, NewConnectSession, Rekey};
+use rekey_api::CreateConnectSession;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::ConnectSessionStatus;
 use rekey_core::connection::ConnectionKind;
@@ -24,7 +24,7 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         req: CreateConnectSession,
-    ) -> Result<ConnectSessionView, Error> {
+    ) -> Result<NewConnectSession, Error> {
         // OAuth sessions name an integration; key-based ones a provider and kind
         // (a reauthorization takes them from the connection).
         let reauth_row = match &req.reauthorize {
@@ -166,14 +166,14 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(ConnectSessionView {
+        Ok(NewConnectSession {
             id: row.id,
             url: format!("{}/connect/{token}", self.public_url()),
             token,
-            expires_at: ms_to_rfc3339(row.expires_at),
+            expires_at: row.expires_at,
             integration,
             provider,
-            kind: kind.as_str().to_string(),
+            kind,
             reauthorize: row.reauthorize_id,
         })
     }
@@ -379,8 +379,8 @@ impl Rekey {
                 )
                 .await
                 .map(|v| CallbackOutcome::Connected {
-                    connection_id: v.id,
-                    display_name: v.display_name,
+                    connection_id: v.row.id,
+                    display_name: v.row.display_name,
                     reauthorized: true,
                 }),
             None => {
@@ -413,8 +413,8 @@ impl Rekey {
                 )
                 .await
                 .map(|v| CallbackOutcome::Connected {
-                    connection_id: v.id,
-                    display_name: v.display_name,
+                    connection_id: v.row.id,
+                    display_name: v.row.display_name,
                     reauthorized: false,
                 })
             }

@@ -5,8 +5,8 @@ use super::{check_params, owner_from};
 use crate::audit::record;
 use crate::connection_rows::{aad, OWNER_KIND};
 use crate::webhooks::{connection_data, emit};
-use crate::{views, Ctx, Rekey};
-use rekey_api::{ConnectionView, CreateConnection};
+use crate::{Connection, Ctx, Rekey};
+use rekey_api::CreateConnection;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{self, ConnectionKind, Status};
 use rekey_core::credentials::{self, ParsedCredentials};
@@ -129,7 +129,7 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         req: CreateConnection,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let kind: ConnectionKind = req.kind.parse()?;
         if kind == ConnectionKind::OAuth2ClientCredentials {
             if let Some(p) = self.catalog().get(&req.provider) {
@@ -231,6 +231,6 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(views::connection(&row))
+        Ok(row.into())
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::audit::record;
 use crate::connection_rows::not_found;
-use crate::{views, Ctx, Principal, Rekey};
-use rekey_api::{ConnectionList, ConnectionQuery, ConnectionView, CredentialsView};
+use crate::{Connection, ConnectionPage, Ctx, Principal, Rekey};
+use rekey_api::{ConnectionQuery, CredentialsView};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
 use rekey_core::credentials;
@@ -17,21 +17,21 @@ use rekey_store::health_notes;
 use serde_json::{json, Value};
 
 impl Rekey {
-    pub async fn get_connection(&self, tenant: &str, id: &str) -> Result<ConnectionView, Error> {
+    pub async fn get_connection(&self, tenant: &str, id: &str) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let mut c = self.store().read().await?;
         let row = store::get(&mut c, tenant, &id)
             .await?
             .ok_or_else(|| not_found(&id))?;
         let notes = health_notes::get(&mut c, tenant, &id).await?;
-        Ok(views::with_notes(views::connection(&row), notes.as_ref()))
+        Ok(Connection { row, notes })
     }
 
     pub async fn list_connections(
         &self,
         tenant: &str,
         q: &ConnectionQuery,
-    ) -> Result<ConnectionList, Error> {
+    ) -> Result<ConnectionPage, Error> {
         let slug = |field: &str, v: &Option<String>| -> Result<Option<String>, Error> {
             if let Some(s) = v {
                 ids::validate_slug(field, s, 64)?;
@@ -77,13 +77,13 @@ impl Rekey {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let notes = health_notes::for_connections(&mut c, tenant, &ids).await?;
         let items = rows
-            .iter()
-            .map(|r| {
-                let n = notes.iter().find(|n| n.connection_id == r.id);
-                views::with_notes(views::connection(r), n)
+            .into_iter()
+            .map(|row| {
+                let notes = notes.iter().find(|n| n.connection_id == row.id).cloned();
+                Connection { row, notes }
             })
             .collect();
-        Ok(ConnectionList { items, next_cursor })
+        Ok(ConnectionPage { items, next_cursor })
     }
 
     /// Decrypt a connection's material. Every call is audited — granted,

@@ -5,8 +5,8 @@ use super::{check_params, check_version, lost_race, owner_from};
 use crate::audit::record;
 use crate::connection_rows::{not_found, OWNER_KIND};
 use crate::webhooks::{connection_data, emit};
-use crate::{views, Ctx, Rekey};
-use rekey_api::{ConnectionView, DisableConnection, Grace, UpdateConnection, UpdateCredentials};
+use crate::{Connection, Ctx, Rekey};
+use rekey_api::{DisableConnection, Grace, UpdateConnection, UpdateCredentials};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{self, Status};
 use rekey_core::events::EventType;
@@ -47,7 +47,7 @@ impl Rekey {
         id: &str,
         req: UpdateConnection,
         if_match: Option<i64>,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let expected = if_match.or(req.version);
         let mut changed = Vec::new();
@@ -134,7 +134,7 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(views::connection(&row))
+        Ok(row.into())
     }
 
     /// Replace the credential material. The connection goes back to
@@ -145,7 +145,7 @@ impl Rekey {
         id: &str,
         req: UpdateCredentials,
         if_match: Option<i64>,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let expected = if_match.or(req.version);
         let grace = match &req.grace {
             None => DEFAULT_GRACE,
@@ -167,7 +167,7 @@ impl Rekey {
         params: Option<BTreeMap<String, String>>,
         expected: Option<i64>,
         grace: Duration,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let mut tx = self.store().begin_write().await?;
         let mut row = self
@@ -263,7 +263,7 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(views::connection(&row))
+        Ok(row.into())
     }
 
     /// Move a connection to `to` through the status machine.
@@ -274,7 +274,7 @@ impl Rekey {
         to: Status,
         req: DisableConnection,
         if_match: Option<i64>,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         if let Some(r) = &req.reason {
             if r.chars().count() > 500 {
@@ -323,7 +323,7 @@ impl Rekey {
             store::schedule_check(tx.conn(), &ctx.tenant, &id, now_ms(), None).await?;
         }
         tx.commit().await?;
-        Ok(views::connection(&row))
+        Ok(row.into())
     }
 
     /// Delete a connection. OAuth grants are revoked at the provider first

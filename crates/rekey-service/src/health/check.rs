@@ -7,18 +7,16 @@ use crate::audit::record;
 use crate::connection_rows::not_found;
 use crate::status::apply_observation;
 use crate::status::Observation;
-use crate::{views, Ctx, Rekey};
-use rekey_api::CheckResult;
+use crate::{CheckReport, Connection, Ctx, Rekey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
-use rekey_core::last_error::LastError;
-use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_providers::probe::Probe;
 use rekey_store::connections::{self as conns, ConnectionRow};
 use rekey_store::health_notes;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Instant;
 
 /// How a connection is checked.
@@ -39,7 +37,7 @@ impl Rekey {
         id: &str,
         manual: bool,
         owner: Option<&str>,
-    ) -> Result<CheckResult, Error> {
+    ) -> Result<CheckReport, Error> {
         let started = Instant::now();
         let row = {
             let mut c = self.store().read().await?;
@@ -154,7 +152,7 @@ impl Rekey {
             health_notes::set_unchecked(tx.conn(), &ctx.tenant, id, None).await?;
             n.unchecked_reason = None;
         }
-        let err = LastError::from_column(stored.last_error.as_deref()).map(|e| e.to_value());
+        let err = stored.error_context();
         let outcome = match &observed {
             Some(o) => o.outcome.as_str(),
             None if stored.status == Status::NeedsReauth => "auth_failure",
@@ -167,19 +165,17 @@ impl Rekey {
             })).await?;
         }
         tx.commit().await?;
-        Ok(CheckResult {
+        Ok(CheckReport {
             connection_id: id.to_string(),
             outcome: outcome.to_string(),
-            status_before: before.as_str().to_string(),
-            status: stored.status.as_str().to_string(),
+            status_before: before,
+            status: stored.status,
             http_status: observed.as_ref().and_then(|o| o.http_status),
             duration_ms: started.elapsed().as_millis() as u64,
-            checked_at: ms_to_rfc3339(now_ms()),
-            message: err
-                .as_ref()
-                .and_then(|e| e.get("message").and_then(Value::as_str).map(str::to_string)),
+            checked_at: now_ms(),
+            message: err.as_ref().map(|e| e.message.clone()),
             last_error: err,
-            connection: views::with_notes(views::connection(&stored), notes.as_ref()),
+            connection: Connection { row: stored, notes },
         })
     }
 
@@ -196,7 +192,7 @@ impl Rekey {
         started: Instant,
         manual: bool,
         owner: Option<&str>,
-    ) -> Result<CheckResult, Error> {
+    ) -> Result<CheckReport, Error> {
         let mut tx = self.store().begin_write().await?;
         let s = self.health_settings();
         conns::schedule_check(
@@ -223,17 +219,17 @@ impl Rekey {
         }
         let notes = health_notes::get(tx.conn(), &ctx.tenant, &row.id).await?;
         tx.commit().await?;
-        Ok(CheckResult {
+        Ok(CheckReport {
             connection_id: row.id.clone(),
             outcome: "skipped".into(),
-            status_before: row.status.as_str().into(),
-            status: row.status.as_str().into(),
+            status_before: row.status,
+            status: row.status,
             http_status: None,
             duration_ms: started.elapsed().as_millis() as u64,
-            checked_at: ms_to_rfc3339(now_ms()),
+            checked_at: now_ms(),
             message: Some(why),
-            last_error: LastError::from_column(row.last_error.as_deref()).map(|e| e.to_value()),
-            connection: views::with_notes(views::connection(&row), notes.as_ref()),
+            last_error: row.error_context(),
+            connection: Connection { row, notes },
         })
     }
 
@@ -269,7 +265,7 @@ impl Rekey {
     }
 
     /// `POST /connections/{id}/check`: probe now and return what was found.
-    pub async fn check_connection(&self, ctx: &Ctx, id: &str) -> Result<CheckResult, Error> {
+    pub async fn check_connection(&self, ctx: &Ctx, id: &str) -> Result<CheckReport, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         self.check_inner(ctx, &id, true, None).await
     }

@@ -13,8 +13,8 @@
 
 use crate::audit::record;
 use crate::connection_rows::not_found;
-use crate::{views, Ctx, Rekey};
-use rekey_api::{ConfirmWorking, ConnectionView};
+use crate::{Connection, Ctx, Rekey};
+use rekey_api::ConfirmWorking;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{self, ConnectionKind, Status};
 use rekey_core::time::now_ms;
@@ -59,7 +59,7 @@ impl Rekey {
         id: &str,
         req: ConfirmWorking,
         if_match: Option<i64>,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let note = connection::validate_note(req.note.as_deref())?;
         // Decided before the write transaction: it may read the integration.
@@ -148,6 +148,6 @@ impl Rekey {
         }
         let notes = health_notes::get(tx.conn(), &ctx.tenant, &id).await?;
         tx.commit().await?;
-        Ok(views::with_notes(views::connection(&row), notes.as_ref()))
+        Ok(Connection { row, notes })
     }
 }

@@ -3,7 +3,6 @@
 //! and the settings that drive it.
 
 use crate::{Ctx, Rekey};
-use rekey_api::CheckResult;
 use rekey_core::connection::Status;
 use rekey_core::last_error::LastError;
 use rekey_core::time::now_ms;
@@ -112,7 +111,7 @@ impl Throttle {
 }
 
 /// A claimed check's result; None when the pass ran out of time first.
-type Attempted = Option<Result<CheckResult, Error>>;
+type Attempted = Option<Result<crate::CheckReport, Error>>;
 
 /// What one scheduler pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

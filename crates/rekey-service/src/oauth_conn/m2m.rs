@@ -3,8 +3,7 @@
 use crate::audit::record;
 use crate::connect::{access_expiry, token_material};
 use crate::webhooks::emit;
-use crate::{Ctx, Rekey};
-use rekey_api::ConnectionView;
+use crate::{Connection, Ctx, Rekey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::events::EventType;
@@ -21,7 +20,7 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         req: &rekey_api::CreateConnection,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let integ_id = req
             .credentials
             .get("integration")
@@ -65,7 +64,7 @@ impl Rekey {
             })
         })?;
         let now = now_ms();
-        let (meta, s) = token_material(&integ.id, &tokens, now, Value::Null);
+        let (meta, s) = token_material(&integ.id, &tokens, now, Default::default());
         let granted = rekey_oauth::granted_scopes(&tokens, None, &resolved.spec.scope_separator)
             .unwrap_or(scopes);
         rekey_core::connection::validate_display_name(&req.display_name)?;
@@ -78,7 +77,7 @@ impl Rekey {
             scopes: granted,
             tags: rekey_core::connection::normalize_slugs("tags", &req.tags)?,
             custody: rekey_core::connection::normalize_slugs("custody", &req.custody)?,
-            credential_meta: meta.to_string(),
+            credential_meta: meta.to_column(),
             expires_at: access_expiry(&tokens, now),
             ..ConnectionRow::new(
                 &ctx.tenant,
@@ -109,6 +108,6 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(crate::views::connection(&row))
+        Ok(row.into())
     }
 }

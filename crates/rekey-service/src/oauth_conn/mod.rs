@@ -8,27 +8,23 @@ mod refresh;
 mod revoke;
 
 use rekey_core::connection::Status;
-use rekey_core::last_error::LastError;
+use rekey_core::credential_meta::OAuthMeta;
 use rekey_core::Error;
 use rekey_store::connections::ConnectionRow;
-use serde_json::{Map, Value};
 
-fn meta_of(row: &ConnectionRow) -> Map<String, Value> {
-    serde_json::from_str(&row.credential_meta).unwrap_or_default()
+fn meta_of(row: &ConnectionRow) -> OAuthMeta {
+    OAuthMeta::from_column(&row.credential_meta)
 }
 
 fn integration_of(row: &ConnectionRow) -> Result<String, Error> {
     meta_of(row)
-        .get("integration_id")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+        .integration_id
         .ok_or_else(|| Error::internal(format!("OAuth connection {} has no integration", row.id)))
 }
 
 /// Whether the access token should be renewed now.
 fn needs_refresh(row: &ConnectionRow, window_ms: i64, now: i64) -> bool {
-    let m = meta_of(row);
-    match m.get("access_expires_at").and_then(Value::as_i64) {
+    match meta_of(row).access_expires_at {
         Some(exp) => exp - now <= window_ms,
         // No expiry given: tokens live until revoked.
         None => false,
@@ -40,7 +36,7 @@ fn in_backoff(row: &ConnectionRow, now: i64) -> Option<i64> {
     if row.status != Status::Degraded {
         return None;
     }
-    let err = LastError::from_column(row.last_error.as_deref())?;
+    let err = row.error_context()?;
     // A probe's failure (an API rate limit, say) must not hold refreshes back.
     if err.source.as_deref() == Some("check") {
         return None;
@@ -64,7 +60,6 @@ const KEEPALIVE_MS: i64 = 24 * 3600 * 1000;
 fn had_recent_refresh(row: &ConnectionRow, now: i64) -> bool {
     // A forced refresh that lands right after another one is the same refresh.
     meta_of(row)
-        .get("last_refreshed_at")
-        .and_then(Value::as_i64)
+        .last_refreshed_at
         .is_some_and(|t| now - t < 2_000)
 }

@@ -4,15 +4,15 @@
 use super::{integration_of, meta_of};
 use crate::audit::record;
 use crate::connect::revocable;
-use crate::{Ctx, Rekey};
-use rekey_api::{CreateConnectSession, ReauthorizeResult};
+use crate::{Ctx, Reauthorization, Rekey};
+use rekey_api::CreateConnectSession;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::connections::{self as conns};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 impl Rekey {
@@ -23,7 +23,7 @@ impl Rekey {
         ctx: &Ctx,
         id: &str,
         accept_mismatch: bool,
-    ) -> Result<ReauthorizeResult, Error> {
+    ) -> Result<Reauthorization, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
         if row.kind.is_static() && !accept_mismatch {
@@ -38,8 +38,8 @@ impl Rekey {
                     },
                 )
                 .await?;
-            return Ok(ReauthorizeResult {
-                connection: crate::views::connection(&row),
+            return Ok(Reauthorization {
+                connection: row.into(),
                 session: Some(session),
                 accepted_pending_grant: false,
             });
@@ -52,8 +52,7 @@ impl Rekey {
         }
         let integ = integration_of(&row)?;
         if accept_mismatch {
-            let mut meta = meta_of(&row);
-            let pending = meta.remove("pending_grant").ok_or_else(|| {
+            let pending = meta_of(&row).pending_grant.ok_or_else(|| {
                 Error::conflict(
                     ErrorCode::NoPendingGrant,
                     format!("connection {id} has no parked grant to accept"),
@@ -67,25 +66,12 @@ impl Rekey {
                 }
             }
             let mut r = row.clone();
-            let new_meta = pending.get("meta").cloned().unwrap_or(Value::Null);
-            r.credential_meta = new_meta.to_string();
-            r.owner.subject = pending
-                .get("subject")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            r.owner.email = pending
-                .get("email")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            r.owner.name = pending
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            r.scopes = pending
-                .get("scopes")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
-            r.expires_at = new_meta.get("access_expires_at").and_then(Value::as_i64);
+            r.credential_meta = pending.meta.to_column();
+            r.expires_at = pending.meta.access_expires_at;
+            r.owner.subject = pending.subject;
+            r.owner.email = pending.email;
+            r.owner.name = pending.name;
+            r.scopes = pending.scopes;
             let status_before = r.status;
             if r.status.can_transition(Status::Active) {
                 r.status = Status::Active;
@@ -120,8 +106,8 @@ impl Rekey {
             .await?;
             tx.commit().await?;
             self.revoke_at_provider(ctx, &id, &integ, old_tokens).await;
-            return Ok(ReauthorizeResult {
-                connection: crate::views::connection(&r),
+            return Ok(Reauthorization {
+                connection: r.into(),
                 session: None,
                 accepted_pending_grant: true,
             });
@@ -137,8 +123,8 @@ impl Rekey {
                 },
             )
             .await?;
-        Ok(ReauthorizeResult {
-            connection: crate::views::connection(&row),
+        Ok(Reauthorization {
+            connection: row.into(),
             session: Some(session),
             accepted_pending_grant: false,
         })

@@ -10,8 +10,7 @@ use crate::connect::{access_expiry, token_material};
 use crate::connection_rows::not_found;
 use crate::status::{apply_observation, status_changed, Observation};
 use crate::webhooks::emit;
-use crate::{Ctx, Rekey};
-use rekey_api::ConnectionView;
+use crate::{Connection, Ctx, Rekey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::events::EventType;
@@ -153,8 +152,7 @@ impl Rekey {
                 tx.commit().await?;
             }
             let still_valid = meta_of(&row)
-                .get("access_expires_at")
-                .and_then(Value::as_i64)
+                .access_expires_at
                 .is_some_and(|exp| exp > now + 5_000);
             if still_valid {
                 return Ok((row, s));
@@ -223,8 +221,7 @@ impl Rekey {
                     "error": {"code": obs.code, "message": obs.message, "http_status": obs.http_status},
                 })).await?;
                 let still_valid = meta_of(&row)
-                    .get("access_expires_at")
-                    .and_then(Value::as_i64)
+                    .access_expires_at
                     .is_some_and(|exp| exp > now + 5_000);
                 match e.severity() {
                     // A transient failure with a token that still works: hand it out.
@@ -254,8 +251,7 @@ impl Rekey {
         tokens: TokenSet,
     ) -> Result<(ConnectionRow, BTreeMap<String, SecretString>), Error> {
         let now = now_ms();
-        let prev = meta_of(&row);
-        let (meta, mut fresh) = token_material(integration_id, &tokens, now, Value::Object(prev));
+        let (mut meta, mut fresh) = token_material(integration_id, &tokens, now, meta_of(&row));
         // A response without refresh_token keeps the stored one: never wipe it.
         let rotated = tokens.refresh_token.is_some();
         if !rotated {
@@ -269,14 +265,8 @@ impl Rekey {
                 fresh.insert(k.clone(), v.clone());
             }
         }
-        let mut meta = meta;
-        if let Some(m) = meta.as_object_mut() {
-            m.insert(
-                "has_refresh_token".into(),
-                Value::Bool(fresh.contains_key("refresh_token")),
-            );
-            m.insert("last_refreshed_at".into(), json!(now));
-        }
+        meta.has_refresh_token = Some(fresh.contains_key("refresh_token"));
+        meta.last_refreshed_at = Some(now);
         let mut r = row.clone();
         let from = r.status;
         let recovered = matches!(
@@ -291,7 +281,7 @@ impl Rekey {
         r.last_ok_at = Some(now);
         r.consecutive_failures = 0;
         r.first_failed_at = None;
-        r.credential_meta = meta.to_string();
+        r.credential_meta = meta.to_column();
         r.expires_at = access_expiry(&tokens, now);
         r.credential_version += 1;
         r.version += 1;
@@ -339,10 +329,7 @@ impl Rekey {
             .get("access_token")
             .ok_or_else(|| Error::internal("OAuth connection without access token"))?;
         let m = meta_of(&row);
-        let token_type = m
-            .get("token_type")
-            .and_then(Value::as_str)
-            .unwrap_or("Bearer");
+        let token_type = m.token_type.as_deref().unwrap_or("Bearer");
         // The catalog may say how the provider's API wants the token (Zoho: "Zoho-oauthtoken ").
         let prefix = self
             .catalog()
@@ -355,7 +342,7 @@ impl Rekey {
             json!({
                 "access_token": at.expose(),
                 "token_type": token_type,
-                "expires_at": m.get("access_expires_at").and_then(Value::as_i64).map(ms_to_rfc3339),
+                "expires_at": m.access_expires_at.map(ms_to_rfc3339),
                 "scopes": row.scopes,
                 "apply": {"headers": {"Authorization": format!("{prefix}{}", at.expose())}},
             }),
@@ -363,7 +350,7 @@ impl Rekey {
     }
 
     /// `POST /connections/{id}/refresh`: refresh now, whatever the expiry.
-    pub async fn refresh_connection(&self, ctx: &Ctx, id: &str) -> Result<ConnectionView, Error> {
+    pub async fn refresh_connection(&self, ctx: &Ctx, id: &str) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let row = {
             let mut c = self.store().read().await?;
@@ -378,6 +365,6 @@ impl Rekey {
             ));
         }
         let (row, _) = self.fresh_oauth(ctx, &id, true).await?;
-        Ok(crate::views::connection(&row))
+        Ok(row.into())
     }
 }

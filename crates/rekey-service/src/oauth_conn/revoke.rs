@@ -6,8 +6,8 @@ use crate::connect::revocable;
 use crate::connection_rows::not_found;
 use crate::status::status_changed;
 use crate::webhooks::emit;
-use crate::{Ctx, Rekey};
-use rekey_api::{ConfirmRevocation, ConnectionView, RevokeResult};
+use crate::{Connection, Ctx, Rekey, Revocation};
+use rekey_api::ConfirmRevocation;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
 use rekey_core::events::EventType;
@@ -60,7 +60,7 @@ impl Rekey {
     }
 
     /// `POST /connections/{id}/revoke`.
-    pub async fn revoke_connection(&self, ctx: &Ctx, id: &str) -> Result<RevokeResult, Error> {
+    pub async fn revoke_connection(&self, ctx: &Ctx, id: &str) -> Result<Revocation, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
         if row.status == Status::Revoked {
@@ -82,8 +82,8 @@ impl Rekey {
             at_provider = self.revoke_at_provider(ctx, &id, &integ, tokens).await;
         }
         if !at_provider && row.status == Status::RevokePending {
-            return Ok(RevokeResult {
-                connection: crate::views::connection(&row),
+            return Ok(Revocation {
+                connection: row.into(),
                 revoked_at_provider: false,
                 manual_steps,
             });
@@ -93,11 +93,11 @@ impl Rekey {
         } else {
             Status::RevokePending
         };
-        let view = self
+        let connection = self
             .move_status(ctx, &id, to, json!({"revoked_at_provider": at_provider}))
             .await?;
-        Ok(RevokeResult {
-            connection: view,
+        Ok(Revocation {
+            connection,
             revoked_at_provider: at_provider,
             manual_steps: if at_provider {
                 Vec::new()
@@ -113,7 +113,7 @@ impl Rekey {
         ctx: &Ctx,
         id: &str,
         req: &ConfirmRevocation,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let note = rekey_core::connection::validate_note(req.note.as_deref())?;
         let row = {
@@ -143,7 +143,7 @@ impl Rekey {
         id: &str,
         to: Status,
         details: Value,
-    ) -> Result<ConnectionView, Error> {
+    ) -> Result<Connection, Error> {
         let mut tx = self.store().begin_write().await?;
         rekey_store::lock_row(&mut tx, rekey_store::Locked::Connection, &ctx.tenant, id).await?;
         let mut row = conns::get(tx.conn(), &ctx.tenant, id)
@@ -182,6 +182,6 @@ impl Rekey {
             .await?;
         }
         tx.commit().await?;
-        Ok(crate::views::connection(&row))
+        Ok(row.into())
     }
 }

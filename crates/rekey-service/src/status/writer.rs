@@ -9,7 +9,6 @@ use crate::Ctx;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
 use rekey_core::events::EventType;
-use rekey_core::last_error::LastError;
 use rekey_core::time::now_ms;
 use rekey_core::Error;
 use rekey_core::ErrorCode;
@@ -24,7 +23,7 @@ impl HealthState {
             last_ok_at: row.last_ok_at,
             first_failed_at: row.first_failed_at,
             consecutive_failures: row.consecutive_failures,
-            last_error: LastError::from_column(row.last_error.as_deref()),
+            last_error: row.error_context(),
         }
     }
 
@@ -97,7 +96,7 @@ pub(crate) async fn status_changed(
     source: &str,
     code: Option<&str>,
 ) -> Result<(), Error> {
-    let error = LastError::from_column(r.last_error.as_deref()).map(|e| e.to_value());
+    let error = r.error_context().map(|e| e.to_value());
     // `error` marks a connection that stopped working, not every move
     // away from `active` (a revocation or a disable is what was asked for).
     let outcome = if matches!(r.status, Status::Degraded | Status::NeedsReauth) {

@@ -1,12 +1,11 @@
 //! Deliveries as the API shows them (list, get, replay), and the leases
 //! the delivery worker holds.
 
-use super::delivery_view;
 use crate::audit::record;
-use crate::{Ctx, Rekey};
-use rekey_api::{DeliveryAttemptView, DeliveryList, DeliveryQuery, DeliveryView};
+use crate::{Ctx, Delivery, DeliveryPage, Rekey};
+use rekey_api::DeliveryQuery;
 use rekey_core::audit::{AuditAction, AuditOutcome};
-use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_store::webhooks::{self as store};
@@ -18,7 +17,7 @@ impl Rekey {
         tenant: &str,
         webhook_id: &str,
         q: &DeliveryQuery,
-    ) -> Result<DeliveryList, Error> {
+    ) -> Result<DeliveryPage, Error> {
         let w = self.webhook_row(tenant, webhook_id).await?;
         if let Some(s) = &q.status {
             if !["pending", "delivered", "failed"].contains(&s.as_str()) {
@@ -46,12 +45,8 @@ impl Rekey {
         )
         .await?;
         let more = rows.len() as i64 > limit;
-        let items: Vec<DeliveryView> = rows
-            .iter()
-            .take(limit as usize)
-            .map(|d| delivery_view(d, None))
-            .collect();
-        Ok(DeliveryList {
+        let items: Vec<_> = rows.into_iter().take(limit as usize).collect();
+        Ok(DeliveryPage {
             next_cursor: if more {
                 items.last().map(|d| d.id.clone())
             } else {
@@ -66,7 +61,7 @@ impl Rekey {
         tenant: &str,
         webhook_id: &str,
         id: &str,
-    ) -> Result<DeliveryView, Error> {
+    ) -> Result<Delivery, Error> {
         let w = self.webhook_row(tenant, webhook_id).await?;
         let id = ids::parse_id(ids::DELIVERY, id)?;
         let mut c = self.store().read().await?;
@@ -79,19 +74,11 @@ impl Rekey {
                     format!("delivery {id} of webhook {}", w.id),
                 )
             })?;
-        let attempts = store::attempts(&mut c, &d.id)
-            .await?
-            .into_iter()
-            .map(|a| DeliveryAttemptView {
-                id: a.id,
-                at: ms_to_rfc3339(a.at),
-                http_status: a.http_status,
-                error: a.error,
-                duration_ms: a.duration_ms,
-                response_body: a.response_body,
-            })
-            .collect();
-        Ok(delivery_view(&d, Some(attempts)))
+        let attempts = store::attempts(&mut c, &d.id).await?;
+        Ok(Delivery {
+            row: d,
+            attempts: Some(attempts),
+        })
     }
 
     /// Send a delivery again (same `webhook-id`), whatever its state.
@@ -100,8 +87,8 @@ impl Rekey {
         ctx: &Ctx,
         webhook_id: &str,
         id: &str,
-    ) -> Result<DeliveryView, Error> {
-        let before = self.get_delivery(&ctx.tenant, webhook_id, id).await?;
+    ) -> Result<Delivery, Error> {
+        let before = self.get_delivery(&ctx.tenant, webhook_id, id).await?.row;
         let mut tx = self.store().begin_write().await?;
         if !store::replay(tx.conn(), &ctx.tenant, &before.id, now_ms()).await? {
             return Err(Error::conflict(
@@ -117,7 +104,10 @@ impl Rekey {
             .await?
             .ok_or_else(|| Error::internal("delivery vanished"))?;
         tx.commit().await?;
-        Ok(delivery_view(&d, None))
+        Ok(Delivery {
+            row: d,
+            attempts: None,
+        })
     }
 
     /// Forget leases at start-up: `None` drops all (single-process SQLite),

@@ -9,12 +9,11 @@ mod worker;
 
 use crate::Rekey;
 use rand::Rng;
-use rekey_api::{DeliveryAttemptView, DeliveryView, WebhookView};
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
 use rekey_crypto::Aad;
-use rekey_store::webhooks::{self as store, DeliveryRow, EventRow, WebhookRow};
+use rekey_store::webhooks::{self as store, EventRow};
 use rekey_store::WriteTx;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -119,36 +118,6 @@ fn validate_description(d: &Option<String>) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn view(w: &WebhookRow) -> WebhookView {
-    WebhookView {
-        id: w.id.clone(),
-        url: w.url.clone(),
-        events: w.events.clone(),
-        description: w.description.clone(),
-        enabled: w.disabled_at.is_none(),
-        created_at: ms_to_rfc3339(w.created_at),
-        updated_at: ms_to_rfc3339(w.updated_at),
-        version: w.version,
-    }
-}
-
-fn delivery_view(d: &DeliveryRow, attempts: Option<Vec<DeliveryAttemptView>>) -> DeliveryView {
-    DeliveryView {
-        id: d.id.clone(),
-        webhook_id: d.webhook_id.clone(),
-        event_id: d.event_id.clone(),
-        event_type: d.event_type.clone(),
-        status: d.status.clone(),
-        attempts: d.attempts,
-        next_attempt_at: (d.status == "pending").then(|| ms_to_rfc3339(d.next_attempt_at)),
-        last_http_status: d.last_http_status,
-        last_error: d.last_error.clone(),
-        created_at: ms_to_rfc3339(d.created_at),
-        delivered_at: d.delivered_at.map(ms_to_rfc3339),
-        attempt_log: attempts,
-    }
 }
 
 fn aad(tenant: &str, id: &str) -> Aad {

@@ -2,15 +2,11 @@
 //! list, update, delete, rotate the signing secret, send a test event.
 
 use super::{
-    aad, delivery_view, not_found, url_host, validate_description, validate_events, validate_url,
-    view, OWNER_KIND,
+    aad, not_found, url_host, validate_description, validate_events, validate_url, OWNER_KIND,
 };
 use crate::audit::record;
-use crate::{Ctx, Rekey};
-use rekey_api::{
-    CreateWebhook, CreatedWebhook, DeliveryView, UpdateWebhook, WebhookList, WebhookQuery,
-    WebhookView,
-};
+use crate::{Ctx, Delivery, NewWebhook, Rekey, WebhookPage};
+use rekey_api::{CreateWebhook, UpdateWebhook, WebhookQuery};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::events::EventType;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
@@ -40,7 +36,7 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         req: &CreateWebhook,
-    ) -> Result<CreatedWebhook, Error> {
+    ) -> Result<NewWebhook, Error> {
         let url = validate_url(&self.outbound_policy(), &req.url)?;
         let events = validate_events(&req.events)?;
         validate_description(&req.description)?;
@@ -82,8 +78,8 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(CreatedWebhook {
-            webhook: view(&row),
+        Ok(NewWebhook {
+            webhook: row,
             secret: secret.expose().to_string(),
         })
     }
@@ -96,8 +92,8 @@ impl Rekey {
             .ok_or_else(|| not_found(&id))
     }
 
-    pub async fn get_webhook(&self, tenant: &str, id: &str) -> Result<WebhookView, Error> {
-        Ok(view(&self.webhook_row(tenant, id).await?))
+    pub async fn get_webhook(&self, tenant: &str, id: &str) -> Result<WebhookRow, Error> {
+        self.webhook_row(tenant, id).await
     }
 
     /// One page of subscriptions in id order (`limit` 1–200, default 50);
@@ -106,15 +102,15 @@ impl Rekey {
         &self,
         tenant: &str,
         q: &WebhookQuery,
-    ) -> Result<WebhookList, Error> {
+    ) -> Result<WebhookPage, Error> {
         let limit = crate::paging::limit(q.limit, 200)?;
         let after_id = crate::paging::after_id(q.cursor.as_deref(), ids::WEBHOOK)?;
         let mut c = self.store().read().await?;
         // One more than asked: a cursor only when another page exists.
         let mut rows = store::list(&mut c, tenant, after_id.as_deref(), limit + 1).await?;
         let next_cursor = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
-        Ok(WebhookList {
-            items: rows.iter().map(view).collect(),
+        Ok(WebhookPage {
+            items: rows,
             next_cursor,
         })
     }
@@ -125,7 +121,7 @@ impl Rekey {
         id: &str,
         req: &UpdateWebhook,
         if_match: Option<i64>,
-    ) -> Result<WebhookView, Error> {
+    ) -> Result<WebhookRow, Error> {
         let id = ids::parse_id(ids::WEBHOOK, id)?;
         let policy = self.outbound_policy();
         let url = req
@@ -189,7 +185,7 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(view(&w))
+        Ok(w)
     }
 
     pub async fn delete_webhook(&self, ctx: &Ctx, id: &str) -> Result<(), Error> {
@@ -212,11 +208,7 @@ impl Rekey {
     }
 
     /// A new signing secret, shown once; the old one stops signing at once.
-    pub async fn rotate_webhook_secret(
-        &self,
-        ctx: &Ctx,
-        id: &str,
-    ) -> Result<CreatedWebhook, Error> {
+    pub async fn rotate_webhook_secret(&self, ctx: &Ctx, id: &str) -> Result<NewWebhook, Error> {
         let w = self.webhook_row(&ctx.tenant, id).await?;
         let secret = SecretString::new(rekey_crypto::generate_webhook_secret().to_string());
         let mut tx = self.store().begin_write().await?;
@@ -232,14 +224,14 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(CreatedWebhook {
-            webhook: view(&w),
+        Ok(NewWebhook {
+            webhook: w,
             secret: secret.expose().to_string(),
         })
     }
 
     /// Queue a `webhook.test` event for this subscription only.
-    pub async fn test_webhook(&self, ctx: &Ctx, id: &str) -> Result<DeliveryView, Error> {
+    pub async fn test_webhook(&self, ctx: &Ctx, id: &str) -> Result<Delivery, Error> {
         let w = self.webhook_row(&ctx.tenant, id).await?;
         let now = now_ms();
         let event = EventRow {
@@ -259,6 +251,9 @@ impl Rekey {
             .await?
             .ok_or_else(|| Error::internal("delivery vanished"))?;
         tx.commit().await?;
-        Ok(delivery_view(&d, None))
+        Ok(Delivery {
+            row: d,
+            attempts: None,
+        })
     }
 }

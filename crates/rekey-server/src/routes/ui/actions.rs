@@ -12,9 +12,10 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use rekey_api::ConnectionView;
-use rekey_core::connection::Status;
+use rekey_core::connection::{ConnectionKind, Status};
+use rekey_core::credential_meta::StaticMeta;
 use rekey_core::SecretString;
+use rekey_service::Connection;
 
 /// An action of the connection menu (`/ui/connections/{id}/{action}`).
 /// Any other name is refused before anything runs.
@@ -104,11 +105,11 @@ pub(super) async fn confirm(
 ) -> UiResult {
     let c = connection_of(&s, &u, &id).await?;
     let action = ConnAction::parse(&action).ok_or_else(unknown_action)?;
-    let t = action.text(&c.display_name);
+    let t = action.text(&c.row.display_name);
     Ok(page(
         StatusCode::OK,
         &ConfirmPage {
-            id: c.id,
+            id: c.row.id,
             action: action.as_str(),
             heading: t.heading,
             explain: t.explain,
@@ -152,7 +153,7 @@ pub(super) async fn act(
                 .set_status(&ctx, &id, Status::Disabled, reason(), None)
                 .await
                 .map_err(not_done)?;
-            format!("{} is disabled.", c.display_name)
+            format!("{} is disabled.", c.row.display_name)
         }
         ConnAction::Enable => {
             let c = s
@@ -160,7 +161,7 @@ pub(super) async fn act(
                 .set_status(&ctx, &id, Status::Pending, reason(), None)
                 .await
                 .map_err(not_done)?;
-            format!("{} is enabled and will be verified.", c.display_name)
+            format!("{} is enabled and will be verified.", c.row.display_name)
         }
         ConnAction::Revoke => {
             let r = s
@@ -169,11 +170,14 @@ pub(super) async fn act(
                 .await
                 .map_err(not_done)?;
             if r.revoked_at_provider {
-                format!("{} is revoked at the provider.", r.connection.display_name)
+                format!(
+                    "{} is revoked at the provider.",
+                    r.connection.row.display_name
+                )
             } else {
                 format!(
                     "{} is waiting for manual revocation: {}",
-                    r.connection.display_name,
+                    r.connection.row.display_name,
                     r.manual_steps.join(" ")
                 )
             }
@@ -211,7 +215,7 @@ pub(super) async fn check(
 async fn run_check(s: &AppState, htmx: bool, id: &str, u: &SessionUser) -> UiResult {
     u.require_write("run checks")?;
     // htmx swaps the tile in place, with the result on it.
-    let fragment = |c: ConnectionView, note: String, class: &'static str| {
+    let fragment = |c: Connection, note: String, class: &'static str| {
         let mut t = tile_of(c);
         t.note = Some((note, class));
         page(
@@ -225,7 +229,7 @@ async fn run_check(s: &AppState, htmx: bool, id: &str, u: &SessionUser) -> UiRes
     };
     match s.rekey.check_connection(&u.ctx(), id).await {
         Ok(r) => {
-            let (class, _, label) = look(&r.status);
+            let (class, _, label) = look(r.status);
             let detail = r.message.map(|m| format!(" {m}")).unwrap_or_default();
             let class = if class.is_empty() { "warn" } else { class };
             if htmx {
@@ -234,7 +238,7 @@ async fn run_check(s: &AppState, htmx: bool, id: &str, u: &SessionUser) -> UiRes
             }
             let text = format!(
                 "{}: {} — {label}.{detail}",
-                r.connection.display_name, r.outcome
+                r.connection.row.display_name, r.outcome
             );
             Ok(message(StatusCode::OK, "Check finished", text, class))
         }
@@ -283,7 +287,7 @@ pub(super) async fn update(
 ) -> UiResult {
     u.require_write("change connections")?;
     let c = connection_of(&s, &u, &id).await?;
-    if c.kind != "api_key" {
+    if c.row.kind != ConnectionKind::ApiKey {
         return Err(UiError::page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Use Reauthorize",
@@ -293,9 +297,16 @@ pub(super) async fn update(
     }
     let mut creds = serde_json::Map::new();
     creds.insert("key".into(), form.key.expose().into());
-    for k in ["placement", "name", "prefix", "username"] {
-        if let Some(v) = c.credential.get(k) {
-            creds.insert(k.into(), v.clone());
+    // The key's settings stay as they are; only the key is replaced.
+    let meta = StaticMeta::from_column(&c.row.credential_meta).unwrap_or_default();
+    for (k, v) in [
+        ("placement", meta.placement),
+        ("name", meta.name),
+        ("prefix", meta.prefix),
+        ("username", meta.username),
+    ] {
+        if let Some(v) = v {
+            creds.insert(k.into(), v.into());
         }
     }
     let req = rekey_api::UpdateCredentials {
@@ -314,7 +325,7 @@ pub(super) async fn update(
         "Saved",
         format!(
             "{} has its new key; it is {} until the next check.",
-            v.display_name, v.status
+            v.row.display_name, v.row.status
         ),
         "ok",
     ))

@@ -216,9 +216,9 @@ async fn matching(s: &AppState, u: &SessionUser, f: &Filter) -> UiResult<Vec<Tar
             .await
             .map_err(UiError::service("Cannot list"))?;
         out.extend(l.items.into_iter().map(|c| Target {
-            status_label: look(&c.status).2,
-            id: c.id,
-            name: c.display_name,
+            status_label: look(c.row.status).2,
+            id: c.row.id,
+            name: c.row.display_name,
         }));
         if out.len() > MAX_BULK {
             return Err(too_many());
@@ -244,9 +244,9 @@ async fn picked(s: &AppState, u: &SessionUser, ids: Vec<String>) -> UiResult<Vec
             .await
             .map_err(UiError::service("Not found"))?;
         out.push(Target {
-            status_label: look(&c.status).2,
-            id: c.id,
-            name: c.display_name,
+            status_label: look(c.row.status).2,
+            id: c.row.id,
+            name: c.row.display_name,
         });
     }
     Ok(out)
@@ -266,7 +266,7 @@ async fn run_one(s: &AppState, ctx: &Ctx, action: Action, t: Target) -> Row {
     match action {
         Action::Check => match s.rekey.check_connection(ctx, &t.id).await {
             Ok(r) => {
-                let (class, icon, label) = look(&r.status);
+                let (class, icon, label) = look(r.status);
                 let class = match (r.outcome.as_str(), class) {
                     ("ok", _) => "ok",
                     (_, "") => "warn",
@@ -291,7 +291,10 @@ async fn run_one(s: &AppState, ctx: &Ctx, action: Action, t: Target) -> Row {
         Action::Reauthorize => match s.rekey.reauthorize(ctx, &t.id, false).await {
             Ok(r) => match r.session {
                 Some(sess) => Row {
-                    link: Some((sess.url, When::now(&sess.expires_at))),
+                    link: Some((
+                        sess.url,
+                        When::now(&rekey_core::time::ms_to_rfc3339(sess.expires_at)),
+                    )),
                     ..row(
                         "ok",
                         "✔",

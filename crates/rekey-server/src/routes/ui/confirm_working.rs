@@ -35,7 +35,7 @@ pub(super) async fn confirm_working(
         "Done",
         format!(
             "{} is {}: your confirmation that its data flows is recorded.",
-            c.display_name, c.status
+            c.row.display_name, c.row.status
         ),
         "ok",
     ))
@@ -62,7 +62,7 @@ pub(super) async fn confirm_revocation(
         "Done",
         format!(
             "{} is {}: your confirmation that it is revoked at the provider is recorded.",
-            c.display_name, c.status
+            c.row.display_name, c.row.status
         ),
         "ok",
     ))

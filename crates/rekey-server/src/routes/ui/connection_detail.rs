@@ -3,13 +3,16 @@
 //! credentials form. Their POSTs are in `actions`.
 
 use super::show::{evidence, Actor, Actors, When};
-use super::{connection_of, is_broken, look, SessionUser, UiError, UiResult};
+use super::{connection_of, is_broken, is_checkable, look, SessionUser, UiError, UiResult};
 use crate::pages::page;
-use crate::AppState;
+use crate::{views, AppState};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rekey_api::{AuditEntryView, AuditQuery, ConnectionView};
+use rekey_core::connection::ConnectionKind;
+use rekey_core::credential_meta::OAuthMeta;
+use rekey_core::last_error::LastError;
 
 struct ErrorInfo {
     message: String,
@@ -65,7 +68,9 @@ pub(super) async fn connection(
     Path(id): Path<String>,
     u: SessionUser,
 ) -> UiResult {
-    let c = connection_of(&s, &u, &id).await?;
+    let conn = connection_of(&s, &u, &id).await?;
+    let (status, kind) = (conn.row.status, conn.row.kind);
+    let c = views::connection(&conn);
     let actors = Actors::load(&s, u.tenant()).await;
     let history = s
         .rekey
@@ -89,17 +94,17 @@ pub(super) async fn connection(
     let (revoke_steps, rotate_steps) = entry
         .map(|p| {
             (
-                p.revoke_for(&c.kind).steps.clone(),
-                p.rotate_for(&c.kind).steps.clone(),
+                p.revoke_for(kind.as_str()).steps.clone(),
+                p.rotate_for(kind.as_str()).steps.clone(),
             )
         })
         .unwrap_or_default();
-    let (class, icon, status_label) = look(&c.status);
-    let integration = match c.credential.get("integration_id").and_then(|v| v.as_str()) {
-        Some(i) => Some(match s.rekey.get_integration(u.tenant(), i).await {
+    let (class, icon, status_label) = look(status);
+    let integration = match OAuthMeta::from_column(&conn.row.credential_meta).integration_id {
+        Some(i) => Some(match s.rekey.get_integration(u.tenant(), &i).await {
             Ok(v) => (v.id, v.display_name),
             // Deleted since: the id is all there is.
-            Err(_) => (i.to_string(), i.to_string()),
+            Err(_) => (i.clone(), i),
         }),
         None => None,
     };
@@ -129,9 +134,9 @@ pub(super) async fn connection(
             class,
             icon,
             status_label,
-            broken: is_broken(&c.status),
-            checkable: !matches!(c.status.as_str(), "revoke_pending" | "revoked" | "disabled"),
-            error: c.last_error.as_ref().map(error_info),
+            broken: is_broken(status),
+            checkable: is_checkable(status),
+            error: conn.row.error_context().as_ref().map(error_info),
             created: When::now(&c.created_at),
             rotated: When::opt(&c.rotated_at),
             last_ok: When::opt(&c.health.last_ok_at),
@@ -173,18 +178,14 @@ fn history_item(e: AuditEntryView, actors: &Actors) -> HistoryItem {
 }
 
 /// The connection's `last_error` as the page shows it.
-fn error_info(e: &serde_json::Value) -> ErrorInfo {
-    let str_of = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+fn error_info(e: &LastError) -> ErrorInfo {
     ErrorInfo {
-        message: str_of("message"),
-        code: str_of("code"),
-        http_status: e.get("http_status").and_then(|v| v.as_i64()),
-        at: When::now(&str_of("at")),
-        source: str_of("source"),
-        body: e
-            .get("provider_body")
-            .and_then(|v| v.as_str())
-            .map(str::to_string),
+        message: e.message.clone(),
+        code: e.code.clone(),
+        http_status: e.http_status.map(i64::from),
+        at: When::now(e.at.as_deref().unwrap_or("")),
+        source: e.source.clone().unwrap_or_default(),
+        body: e.provider_body.clone(),
     }
 }
 
@@ -211,18 +212,18 @@ pub(super) async fn rotate_page(
     Path(id): Path<String>,
     u: SessionUser,
 ) -> UiResult {
-    let c = connection_of(&s, &u, &id).await?;
+    let c = connection_of(&s, &u, &id).await?.row;
     u.require_write("rotate credentials")?;
     let entry = s.rekey.catalog().get(&c.provider);
-    let rotate = entry.map(|p| p.rotate_for(&c.kind).clone());
+    let rotate = entry.map(|p| p.rotate_for(c.kind.as_str()).clone());
     Ok(page(
         StatusCode::OK,
         &RotatePage {
             provider: entry
                 .map(|p| p.display_name.clone())
                 .unwrap_or_else(|| c.provider.clone()),
-            api_key: c.kind == "api_key",
-            oauth: c.kind == "oauth2_authorization_code",
+            api_key: c.kind == ConnectionKind::ApiKey,
+            oauth: c.kind == ConnectionKind::OAuth2AuthorizationCode,
             overlap: rotate.as_ref().and_then(|r| r.overlap),
             invalidates_old: rotate
                 .as_ref()
@@ -230,7 +231,7 @@ pub(super) async fn rotate_page(
                 .unwrap_or(false),
             rotate_steps: rotate.map(|r| r.steps).unwrap_or_default(),
             revoke_steps: entry
-                .map(|p| p.revoke_for(&c.kind).steps.clone())
+                .map(|p| p.revoke_for(c.kind.as_str()).steps.clone())
                 .unwrap_or_default(),
             csrf: u.csrf.clone(),
             id: c.id,
@@ -253,8 +254,8 @@ pub(super) async fn update_form(
     Path(id): Path<String>,
     u: SessionUser,
 ) -> UiResult {
-    let c = connection_of(&s, &u, &id).await?;
-    if c.kind != "api_key" {
+    let c = connection_of(&s, &u, &id).await?.row;
+    if c.kind != ConnectionKind::ApiKey {
         return Err(UiError::page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Use Reauthorize",

@@ -4,15 +4,17 @@
 //! what it shows.
 
 use super::show::When;
-use super::{is_broken, look, SessionUser};
+use super::{is_broken, is_checkable, look, look_name, SessionUser};
 use crate::pages::page;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use rekey_api::{ConnectionQuery, ConnectionView};
-use rekey_core::connection::Status;
+use rekey_api::ConnectionQuery;
+use rekey_core::connection::{ConnectionKind, Owner, Status};
+use rekey_core::time::ms_to_rfc3339;
+use rekey_service::Connection;
 use std::collections::{BTreeMap, HashMap};
 
 pub(super) struct Tile {
@@ -186,7 +188,7 @@ fn counts(summary: &rekey_service::ConnectionSummary) -> Vec<Count> {
             (n > 0).then(|| Count {
                 status,
                 label,
-                class: look(status).0,
+                class: look_name(status).0,
                 n,
             })
         })
@@ -194,8 +196,8 @@ fn counts(summary: &rekey_service::ConnectionSummary) -> Vec<Count> {
 }
 
 /// Owner as shown on tiles: name, email or subject, first known.
-pub(super) fn owner_of(c: &ConnectionView) -> String {
-    [&c.owner.name, &c.owner.email, &c.owner.subject]
+fn owner_of(o: &Owner) -> String {
+    [&o.name, &o.email, &o.subject]
         .into_iter()
         .flatten()
         .next()
@@ -203,27 +205,27 @@ pub(super) fn owner_of(c: &ConnectionView) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-pub(super) fn tile_of(c: ConnectionView) -> Tile {
-    let (class, icon, mut status_label) = look(&c.status);
+pub(super) fn tile_of(c: Connection) -> Tile {
+    let Connection { row: c, notes } = c;
+    let (class, icon, mut status_label) = look(c.status);
     // No probe can check it: say so instead of "Pending verification"
     // forever; the connection page has the operator's confirmation.
-    if c.status == "pending" && c.health.unchecked.is_some() {
+    let unchecked = notes.is_some_and(|n| n.unchecked_reason.is_some());
+    if c.status == Status::Pending && unchecked {
         status_label = "Cannot be checked automatically: confirm data flows";
     }
     Tile {
-        owner: owner_of(&c),
-        checked: When::opt(&c.health.last_checked_at),
+        owner: owner_of(&c.owner),
+        checked: When::opt(&c.last_checked_at.map(ms_to_rfc3339)),
         custody: c.custody.clone(),
-        broken: is_broken(&c.status),
-        disabled: c.status == "disabled",
-        revoke_pending: c.status == "revoke_pending",
-        checkable: !matches!(c.status.as_str(), "revoke_pending" | "revoked" | "disabled"),
-        api_key: c.kind == "api_key",
+        broken: is_broken(c.status),
+        disabled: c.status == Status::Disabled,
+        revoke_pending: c.status == Status::RevokePending,
+        checkable: is_checkable(c.status),
+        api_key: c.kind == ConnectionKind::ApiKey,
         error: c
-            .last_error
-            .as_ref()
-            .and_then(|e| e.get("message").and_then(|m| m.as_str()))
-            .map(|m| m.chars().take(160).collect()),
+            .error_context()
+            .map(|e| e.message.chars().take(160).collect()),
         tags: c.tags,
         note: None,
         id: c.id,
@@ -286,10 +288,13 @@ pub(super) async fn connections(
 }
 
 /// The tiles grouped by provider, groups by display name.
-fn groups(s: &AppState, items: Vec<ConnectionView>) -> Vec<Group> {
-    let mut by_provider: BTreeMap<String, Vec<ConnectionView>> = BTreeMap::new();
+fn groups(s: &AppState, items: Vec<Connection>) -> Vec<Group> {
+    let mut by_provider: BTreeMap<String, Vec<Connection>> = BTreeMap::new();
     for c in items {
-        by_provider.entry(c.provider.clone()).or_default().push(c);
+        by_provider
+            .entry(c.row.provider.clone())
+            .or_default()
+            .push(c);
     }
     let mut groups = by_provider
         .into_iter()

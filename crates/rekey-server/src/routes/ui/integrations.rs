@@ -6,7 +6,7 @@
 //! stores them (sealed).
 
 use super::show::When;
-use super::{look, CsrfForm, SessionUser, UiError, UiResult};
+use super::{look_name, CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::AppState;
 use askama::Template;
@@ -98,7 +98,7 @@ async fn list_page(s: AppState, q: HashMap<String, String>, u: SessionUser) -> U
                 .unwrap_or_default()
                 .into_iter()
                 .map(|c| {
-                    let (class, _, status_label) = look(&c.status);
+                    let (class, _, status_label) = look_name(&c.status);
                     Used {
                         id: c.id,
                         name: c.display_name,

@@ -19,6 +19,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use rekey_core::connection::Status;
 
 mod actions;
 mod audit;
@@ -206,21 +207,36 @@ async fn same_origin(
 }
 
 /// Status shown as colour, icon and words (never colour alone).
-fn look(status: &str) -> (&'static str, &'static str, &'static str) {
+fn look(status: Status) -> (&'static str, &'static str, &'static str) {
     match status {
-        "active" => ("ok", "✔", "Active"),
-        "degraded" => ("warn", "⚠", "Degraded"),
-        "needs_reauth" => ("bad", "", "Broken: needs reauthorization"),
-        "revoked" => ("bad", "", "Revoked"),
-        "revoke_pending" => ("warn", "…", "Revocation pending"),
-        "disabled" => ("", "–", "Disabled"),
-        _ => ("", "…", "Pending verification"),
+        Status::Active => ("ok", "✔", "Active"),
+        Status::Degraded => ("warn", "⚠", "Degraded"),
+        Status::NeedsReauth => ("bad", "", "Broken: needs reauthorization"),
+        Status::Revoked => ("bad", "", "Revoked"),
+        Status::RevokePending => ("warn", "…", "Revocation pending"),
+        Status::Disabled => ("", "–", "Disabled"),
+        Status::Pending => ("", "…", "Pending verification"),
     }
 }
 
+/// [`look`] for a status by name (summary counts, an integration's uses);
+/// a name that is no status reads as pending, as it always did.
+fn look_name(status: &str) -> (&'static str, &'static str, &'static str) {
+    look(status.parse().unwrap_or(Status::Pending))
+}
+
 /// Drawn as a broken chain: the credential no longer works until reauthorized.
-fn is_broken(status: &str) -> bool {
-    matches!(status, "needs_reauth" | "revoked")
+fn is_broken(status: Status) -> bool {
+    matches!(status, Status::NeedsReauth | Status::Revoked)
+}
+
+/// Checks and confirmations of data flow can only fail once the connection
+/// is out of service.
+fn is_checkable(status: Status) -> bool {
+    !matches!(
+        status,
+        Status::RevokePending | Status::Revoked | Status::Disabled
+    )
 }
 
 /// The connection `id` of the signed-in user's tenant, or its error page.
@@ -228,7 +244,7 @@ async fn connection_of(
     s: &AppState,
     u: &SessionUser,
     id: &str,
-) -> UiResult<rekey_api::ConnectionView> {
+) -> UiResult<rekey_service::Connection> {
     s.rekey
         .get_connection(u.tenant(), id)
         .await

@@ -8,7 +8,7 @@
 use super::show::When;
 use super::{CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
-use crate::AppState;
+use crate::{views, AppState};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -47,6 +47,7 @@ pub(super) async fn list(State(s): State<AppState>, u: SessionUser) -> UiResult 
         )
         .await
         .map_err(UiError::service("Cannot list webhooks"))?;
+    let l = views::webhook_list(&l);
     Ok(page(
         StatusCode::OK,
         &WebhooksPage {
@@ -100,6 +101,7 @@ pub(super) async fn create(
         .rekey
         .create_webhook(&u.ctx(), &req)
         .await
+        .map(views::created_webhook)
         .map_err(UiError::service("Not created"))?;
     Ok(page(
         StatusCode::CREATED,
@@ -123,6 +125,7 @@ pub(super) async fn rotate_secret(
         .rekey
         .rotate_webhook_secret(&u.ctx(), &id)
         .await
+        .map(views::created_webhook)
         .map_err(UiError::service("Not rotated"))?;
     Ok(page(
         StatusCode::OK,
@@ -191,6 +194,7 @@ pub(super) async fn detail(
         .rekey
         .get_webhook(u.tenant(), &id)
         .await
+        .map(|w| views::webhook(&w))
         .map_err(&not_found)?;
     let l = s
         .rekey
@@ -203,6 +207,7 @@ pub(super) async fn detail(
             },
         )
         .await
+        .map(|l| views::delivery_list(&l))
         .map_err(&not_found)?;
     let mut deliveries = Vec::with_capacity(l.items.len());
     for d in l.items {
@@ -211,7 +216,7 @@ pub(super) async fn detail(
             .rekey
             .get_delivery(u.tenant(), &w.id, &d.id)
             .await
-            .map(|full| full.attempt_log.unwrap_or_default())
+            .map(|full| views::delivery(&full).attempt_log.unwrap_or_default())
             .unwrap_or_default();
         deliveries.push(Delivery {
             class: match d.status.as_str() {
@@ -256,6 +261,7 @@ pub(super) async fn replay(
         .rekey
         .replay_delivery(&u.ctx(), &id, &delivery)
         .await
+        .map(|d| views::delivery(&d))
         .map_err(UiError::service("Not replayed"))?;
     Ok(super::message_to(
         StatusCode::OK,

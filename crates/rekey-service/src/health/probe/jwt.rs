@@ -5,10 +5,11 @@
 use super::Presented;
 use crate::status::Observation;
 use crate::Rekey;
+use rekey_core::credential_meta::StaticMeta;
 use rekey_core::{Error, SecretString};
 use rekey_providers::probe::Probe;
 use rekey_store::connections::ConnectionRow;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 impl Rekey {
@@ -78,7 +79,7 @@ impl Rekey {
         &self,
         row: &ConnectionRow,
         probe: &Probe,
-        meta: &Map<String, Value>,
+        meta: &StaticMeta,
         sec: &BTreeMap<String, SecretString>,
     ) -> Result<Presented, Error> {
         let Some(rekey_providers::KeypairJwt::Snowflake) = probe.keypair_jwt else {
@@ -92,10 +93,10 @@ impl Rekey {
         let Some(account) = params.get("account") else {
             return misconfigured("set `params.account` (the Snowflake account identifier)");
         };
-        let Some(user) = meta.get("username").and_then(Value::as_str) else {
+        let Some(user) = meta.username.as_deref() else {
             return misconfigured("the key pair has no `username` (the Snowflake user)");
         };
-        let Some(fp) = meta.get("public_key_fingerprint").and_then(Value::as_str) else {
+        let Some(fp) = meta.public_key_fingerprint.as_deref() else {
             return Err(Error::internal(
                 "RSA key-pair connection without a fingerprint",
             ));

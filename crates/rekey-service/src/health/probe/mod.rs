@@ -13,10 +13,11 @@ use self::http::AwsKey;
 use crate::status::Observation;
 use crate::{Ctx, Rekey};
 use rekey_core::connection::ConnectionKind;
+use rekey_core::credential_meta::{OAuthMeta, StaticMeta};
 use rekey_core::{credentials, Error, SecretString};
 use rekey_providers::probe::{Probe, ProbeProtocol};
 use rekey_store::connections::ConnectionRow;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Where the probe sends the credential, from the connection's material.
@@ -77,14 +78,7 @@ impl Rekey {
     pub(super) async fn probe_params(&self, row: &ConnectionRow) -> BTreeMap<String, String> {
         let mut params: BTreeMap<String, String> = BTreeMap::new();
         if !row.kind.is_static() {
-            let integ = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
-                .ok()
-                .and_then(|m| {
-                    m.get("integration_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                });
-            if let Some(iid) = integ {
+            if let Some(iid) = OAuthMeta::from_column(&row.credential_meta).integration_id {
                 if let Ok(i) = self.integration_row(&row.tenant, &iid).await {
                     params.extend(
                         serde_json::from_str::<BTreeMap<String, String>>(&i.params)
@@ -116,14 +110,9 @@ impl Rekey {
             }
             // Re-read with the secrets: material may have changed since the scan.
             let (row, mut sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
-            let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
-                .map_err(Error::internal)?;
+            let meta = StaticMeta::from_column(&row.credential_meta)?;
             return Ok(Presented::Database {
-                username: meta
-                    .get("username")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                username: meta.username.unwrap_or_default(),
                 password: sec
                     .remove("password")
                     .ok_or_else(|| Error::internal("basic connection without password"))?,
@@ -137,14 +126,9 @@ impl Rekey {
             }
             // Re-read with the secrets: material may have changed since the scan.
             let (row, mut sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
-            let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
-                .map_err(Error::internal)?;
+            let meta = StaticMeta::from_column(&row.credential_meta)?;
             let key = AwsKey {
-                access_key_id: meta
-                    .get("access_key_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                access_key_id: meta.access_key_id.unwrap_or_default(),
                 secret: sec
                     .remove("secret_access_key")
                     .ok_or_else(|| Error::internal("AWS connection without secret"))?,
@@ -179,8 +163,7 @@ impl Rekey {
         }
         let (row, sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
         let row = &row;
-        let meta = serde_json::from_str::<Map<String, Value>>(&row.credential_meta)
-            .map_err(Error::internal)?;
+        let meta = StaticMeta::from_column(&row.credential_meta)?;
         match row.kind {
             ConnectionKind::ServiceAccountJson => {
                 return self.service_account_token(probe, &sec).await
@@ -190,6 +173,7 @@ impl Rekey {
         }
         // Material stored before the header rules may hold a header that
         // must never be sent (CR/LF, `Content-Length`…): report, don't send.
+        let meta = meta.to_map();
         if let Err(e) = credentials::check_stored_headers(row.kind, &meta, &sec) {
             return Ok(Presented::Failed(Observation::misconfigured(format!(
                 "the stored credential cannot be sent as an HTTP header: {}; replace the credentials",
