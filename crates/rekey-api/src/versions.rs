@@ -144,8 +144,10 @@ pub struct RotationList {
 pub struct RotationQuery {
     /// Only this connection's rotations.
     pub connection: Option<String>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
