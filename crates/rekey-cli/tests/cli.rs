@@ -205,7 +205,8 @@ async fn kek_rotation_survives_a_crash(db: Db) {
     let env = Env::new(db).await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    let ids = create_conns(&server.base, &key, 6, header_secret("kek")).await; // 12 secrets
+    // 12 secrets, and the fingerprint key made with the first connection.
+    let ids = create_conns(&server.base, &key, 6, header_secret("kek")).await;
     server.stop().await;
     let before = keyring_ids(&env.data_dir());
     assert_eq!(before.len(), 1);
@@ -230,7 +231,7 @@ async fn kek_rotation_survives_a_crash(db: Db) {
         "{status}"
     );
     assert!(
-        status.contains(&format!("{}\t7 secrets", before[0])),
+        status.contains(&format!("{}\t8 secrets", before[0])),
         "{status}"
     );
 
@@ -244,7 +245,7 @@ async fn kek_rotation_survives_a_crash(db: Db) {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("resumed an interrupted rotation"), "{text}");
-    assert!(text.contains("re-wrapped data keys: 7"), "{text}");
+    assert!(text.contains("re-wrapped data keys: 8"), "{text}");
     assert!(
         text.contains(&format!("dropped unused key: {}", before[0])),
         "{text}"
@@ -258,7 +259,7 @@ async fn kek_rotation_survives_a_crash(db: Db) {
     // A fresh rotation starts a new key and re-wraps everything.
     let out = env.run(&["keys", "rotate"], &[]).await;
     assert!(
-        out.status.success() && stdout(&out).contains("re-wrapped data keys: 12"),
+        out.status.success() && stdout(&out).contains("re-wrapped data keys: 13"),
         "{}",
         stdout(&out)
     );
@@ -444,7 +445,8 @@ async fn master_key_mode_and_config_errors() {
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("re-wrapped data keys: 4"),
+        // The connections' secrets and the fingerprint key.
+        stdout(&out).contains("re-wrapped data keys: 5"),
         "{}",
         stdout(&out)
     );

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use rekey_client::Client;
-use rekey_testkit::{both_backends, uuid_like, Db};
+use rekey_testkit::{both_backends, short_unique, Db};
 use serde_json::{json, Value};
 use sqlx::Connection;
 use std::process::Output;
@@ -24,7 +24,7 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
     let c = Client::new(&server.base, key.clone()).unwrap();
-    let role = format!("rkcli{}", &uuid_like()[..10]);
+    let role = format!("rkcli{}", short_unique());
     let mut pg = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
         .await
         .unwrap();

@@ -13,7 +13,7 @@ mod common;
 use common::Env;
 use rekey_client::api::{RotationQuery, StartRotation};
 use rekey_client::Client;
-use rekey_testkit::{uuid_like, Db};
+use rekey_testkit::{short_unique, Db};
 use serde_json::json;
 use sqlx::Connection;
 use std::time::Duration;
@@ -28,7 +28,7 @@ enum Target {
 
 impl Target {
     async fn create_user(self, pw: &str) -> String {
-        let name = format!("rkcrash{}", &uuid_like()[..10]);
+        let name = format!("rkcrash{}", short_unique());
         match self {
             Target::Postgres => {
                 let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")

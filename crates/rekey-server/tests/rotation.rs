@@ -7,7 +7,7 @@
 
 use rekey_api::{Grace, RotationView, StartRotation};
 use rekey_client::Client;
-use rekey_testkit::{assert_api_error, both_backends, uuid_like, Db, TestServer};
+use rekey_testkit::{assert_api_error, both_backends, short_unique, Db, TestServer};
 use serde_json::{json, Value};
 use sqlx::Connection;
 use std::time::Duration;
@@ -22,7 +22,7 @@ const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// A PostgreSQL role whose password is checked, dropped by [`drop_pg_role`].
 async fn pg_role(prefix: &str, pw: &str) -> String {
-    let name = format!("{prefix}_{}", &uuid_like()[..12]);
+    let name = format!("{prefix}_{}", short_unique());
     let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
     sqlx::raw_sql(&format!(
         "CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE rekey_password_login"
@@ -254,7 +254,7 @@ async fn postgres_alternate_users(db: Db) {
 async fn mysql_single_user(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    let user = format!("rkrot{}", &uuid_like()[..10]);
+    let user = format!("rkrot{}", short_unique());
     let mut admin = sqlx::MySqlConnection::connect(MY_ADMIN).await.unwrap();
     // One account (the loopback login lands on '%' without a more specific one).
     sqlx::raw_sql(&format!(

@@ -75,6 +75,23 @@ pub fn uuid_like() -> String {
     format!("{:x}{:x}", n, std::process::id()) + &format!("{:04x}", rand_u16())
 }
 
+/// 12 hex digits unlike any other call's in this run, across processes
+/// (the fast-moving end of the clock, the process and a counter), for names
+/// of database roles and users that tests running at once share a server for.
+pub fn short_unique() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:05x}{:03x}{:04x}",
+        (n as u64) & 0xfffff,
+        std::process::id() & 0xfff,
+        rand_u16()
+    )
+}
+
 fn rand_u16() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static C: AtomicU16 = AtomicU16::new(0);

@@ -67,6 +67,8 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         conns::insert(tx.conn(), &row).await?;
         self.write_secrets(&mut tx, &row, &secrets_map).await?;
+        self.record_first_version(&mut tx, &session_ctx(s), &row, &secrets_map)
+            .await?;
         record(
             &mut tx,
             &session_ctx(s),
@@ -108,6 +110,7 @@ impl Rekey {
         let mut row = conns::get(tx.conn(), &s.tenant, cid)
             .await?
             .ok_or_else(|| connection_not_found(cid))?;
+        let before = row.clone();
         let old_version = row.version;
         let old_secrets = {
             let rows = secrets::for_owner(tx.conn(), CONN_KIND, cid).await?;
@@ -152,7 +155,10 @@ impl Rekey {
                     ));
                 }
                 self.write_secrets(&mut tx, &row, &new_secrets).await?;
-                record(&mut tx, &ctx, AuditAction::ConnectionReauthorized, Some(cid), AuditOutcome::Ok, json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id})).await?;
+                let shift = self
+                    .shift_grant(&mut tx, &ctx, &before, &old_secrets, &row, &new_secrets)
+                    .await?;
+                record(&mut tx, &ctx, AuditAction::ConnectionReauthorized, Some(cid), AuditOutcome::Ok, json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id, "versions": shift.audit_details()})).await?;
                 crate::status::reauthorized(
                     &mut tx,
                     &ctx,

@@ -91,6 +91,7 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         conns::insert(tx.conn(), &row).await?;
         self.write_secrets(&mut tx, &row, &s).await?;
+        self.record_first_version(&mut tx, ctx, &row, &s).await?;
         record(
             &mut tx,
             ctx,

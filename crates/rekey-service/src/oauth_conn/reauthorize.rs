@@ -92,8 +92,10 @@ impl Rekey {
                 ));
             }
             self.write_secrets(&mut tx, &r, &fresh).await?;
+            let shift = self.shift_grant(&mut tx, ctx, &row, &s, &r, &fresh).await?;
             record(&mut tx, ctx, AuditAction::ConnectionReauthorizeAccepted, Some(&id), AuditOutcome::Ok, json!({
                 "accepted_mismatch": true, "subject": r.owner.subject, "email": r.owner.email, "scopes": r.scopes,
+                "versions": shift.audit_details(),
             })).await?;
             crate::status::reauthorized(
                 &mut tx,
