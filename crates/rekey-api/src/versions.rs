@@ -185,6 +185,12 @@ pub struct SetRotationSchedule {
     pub alternate_username: Option<String>,
     #[serde(default)]
     pub user_host: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub iam_user: Option<String>,
+    #[serde(default)]
+    pub delete_inactive_key: bool,
 }
 
 /// A connection's rotation schedule.

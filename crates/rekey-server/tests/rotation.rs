@@ -421,6 +421,9 @@ async fn scheduled_rotation(db: Db) {
         admin_connection_id: None,
         alternate_username: None,
         user_host: None,
+        endpoint: None,
+        iam_user: None,
+        delete_inactive_key: false,
     };
     assert_api_error(
         c.get_rotation_schedule(&id).await,

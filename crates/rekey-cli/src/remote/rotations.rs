@@ -264,6 +264,9 @@ pub async fn run(cmd: RotationsCmd) -> Result<ExitCode> {
                         admin_connection_id: admin_connection,
                         alternate_username,
                         user_host: None,
+                        endpoint: None,
+                        iam_user: None,
+                        delete_inactive_key: false,
                     },
                 )
                 .await?;
