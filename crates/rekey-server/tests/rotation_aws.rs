@@ -8,7 +8,7 @@ use rekey_api::{Grace, RotationView, StartRotation};
 use rekey_client::Client;
 use rekey_testkit::moto::Moto;
 use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 both_backends!(aws_key_rotation);
@@ -116,13 +116,19 @@ async fn aws_key_rotation(db: Db) {
         .await;
     assert!(a.text.contains(&now.0) && a.text.contains(&first.0));
     assert!(!a.text.contains(&now.1) && !a.text.contains(&first.1));
-    let steps = a.json()["items"]
+    let steps: Vec<Value> = a.json()["items"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["action"] == "rotation.step")
-        .count();
-    assert_eq!(steps, 4, "set, tested, promoted, retired");
+        .cloned()
+        .collect();
+    assert_eq!(steps.len(), 4, "set, tested, promoted, retired");
+    for e in &steps {
+        let d = &e["details"]["versions"];
+        assert_eq!(d["new_fingerprint"], now.0.as_str(), "{e}");
+        assert_eq!(d["old_fingerprint"], first.0.as_str(), "{e}");
+    }
     let rot = s
         .get(&format!("/api/v1/rotations/{}", r.id), &s.admin_key)
         .await;

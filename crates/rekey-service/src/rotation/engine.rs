@@ -221,13 +221,29 @@ impl Rekey {
                     .await?;
             }
         }
-        let mut details = json!({});
         if let Some((v, m)) = made {
-            let v = self
-                .fill_pending(&mut tx, row.kind, v, &m.meta, &m.secrets)
+            self.fill_pending(&mut tx, row.kind, v, &m.meta, &m.secrets)
                 .await?;
-            details = json!({"new_fingerprint": v.fingerprint});
         }
+        // Each step names the credentials it moves between (fingerprints):
+        // the pending one and the old one (before promotion, the current).
+        let all = versions::for_connection(tx.conn(), &r.tenant, &r.connection_id).await?;
+        let fp = |id: Option<&String>| {
+            all.iter()
+                .find(|v| Some(&v.id) == id)
+                .map(|v| v.fingerprint.clone())
+        };
+        let old = match &r.old_version_id {
+            Some(id) => fp(Some(id)),
+            None => all
+                .iter()
+                .find(|v| v.label == rekey_core::versions::VersionLabel::Current)
+                .map(|v| v.fingerprint.clone()),
+        };
+        let details = json!({
+            "new_fingerprint": fp(r.pending_version_id.as_ref()),
+            "old_fingerprint": old,
+        });
         if !store::advance(tx.conn(), &next, r.state).await? {
             // Another worker wrote it first (the transaction, with any
             // material, is dropped); read it again.
