@@ -247,6 +247,36 @@ async fn aws_two_key_limit(db: Db) {
         moto.access_keys(&now, USER).await,
         [(now.0.clone(), "Active".to_string())]
     );
+    // A key AWS does not accept: refused when the rotation starts, nothing
+    // written, and the secret is in no error.
+    let wrong = (
+        now.0.clone(),
+        "wrong-secret-0123456789abcdefghijklmnopq".to_string(),
+    );
+    let bad = aws_conn(&s, &moto, &wrong).await;
+    let err = c.start_rotation(&bad, &request(&moto, 0)).await;
+    assert_api_error(err, 422, "rotation_failed");
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{bad}/rotate"),
+            &s.admin_key,
+            json!({"endpoint": format!("{}/", moto.url)}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(!r.text.contains(&wrong.1), "{}", r.text);
+    let list = c
+        .list_rotations(&rekey_api::RotationQuery {
+            connection: Some(bad.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(list.items.is_empty());
+    assert_eq!(
+        moto.access_keys(&now, USER).await,
+        [(now.0.clone(), "Active".to_string())]
+    );
     moto.stop().await;
     s.stop().await;
 }
