@@ -88,6 +88,20 @@ pub struct StartRotation {
     /// MySQL/MariaDB with an admin: the account's host part, default `%`.
     #[serde(default)]
     pub user_host: Option<String>,
+    /// AWS: the IAM endpoint the key is rotated at (default
+    /// `https://iam.amazonaws.com/`; an AWS-compatible service otherwise).
+    /// Subject to the outbound policy; https, or http to loopback only.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// AWS: the IAM user whose key rotates; default: the user the current
+    /// key belongs to (`GetUser`).
+    #[serde(default)]
+    pub iam_user: Option<String>,
+    /// AWS: when the user already has two access keys (the most AWS
+    /// allows), delete the one that is inactive and not current to make
+    /// room. Without it such a rotation is refused (rolled back).
+    #[serde(default)]
+    pub delete_inactive_key: bool,
 }
 
 /// A credential rotation and where it stands. Never carries material.
@@ -173,6 +187,12 @@ pub struct SetRotationSchedule {
     pub alternate_username: Option<String>,
     #[serde(default)]
     pub user_host: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub iam_user: Option<String>,
+    #[serde(default)]
+    pub delete_inactive_key: bool,
 }
 
 /// A connection's rotation schedule.

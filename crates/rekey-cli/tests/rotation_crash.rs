@@ -5,7 +5,11 @@
 //! exactly the password rekey holds as current, the old one is refused, no
 //! pending version is left and no credential was lost. PostgreSQL roles are
 //! members of `rekey_password_login` (checked SCRAM logins, see .ci/setup);
-//! MySQL is MariaDB at 127.0.0.1:3306.
+//! MySQL is MariaDB at 127.0.0.1:3306. AWS is moto in server mode with
+//! signature checking on, running across the crash and the restart: after
+//! the resume the user holds exactly one access key, the current one, and
+//! it works (moto, like AWS, refuses a third key, so no more than two ever
+//! existed at once).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -132,6 +136,13 @@ async fn mysql_rotation_resumes_after_a_crash_at_every_step() {
     }
 }
 
+#[tokio::test]
+async fn aws_rotation_resumes_after_a_crash_at_every_step() {
+    for step in STEPS {
+        aws_crash_at(step).await;
+    }
+}
+
 /// On PostgreSQL another process takes the rotation over once the crashed
 /// one's lease has lapsed.
 #[tokio::test]
@@ -139,28 +150,32 @@ async fn rotation_resumes_on_a_postgres_store_after_a_crash() {
     crash_at(Db::Postgres, Target::Postgres, "set").await;
 }
 
-async fn crash_at(db: Db, target: Target, step: &str) {
-    let env = Env::new(db).await;
-    let key = env.admin_key("default", "admin").await;
-    let first_pw = "crash-first-pw-1";
-    let user = target.create_user(first_pw).await;
-
+/// Start the rotation on a server that aborts after `step` and wait for
+/// the abort: the connection's id.
+async fn crash(
+    env: &Env,
+    key: &str,
+    step: &str,
+    what: &str,
+    connection: serde_json::Value,
+    req: StartRotation,
+) -> String {
     let mut crashing = env.serve_command(&["--worker-tick-ms", "100"], None);
     crashing.env("REKEY_FAULT_AFTER", step);
     let mut server = common::start_server(crashing).await;
-    let c = Client::new(&server.base, key.clone()).unwrap();
+    let c = Client::new(&server.base, key.to_string()).unwrap();
     let created = c
-        .create_connection(&serde_json::from_value(target.connection(&user, first_pw)).unwrap())
+        .create_connection(&serde_json::from_value(connection).unwrap())
         .await
         .unwrap();
     let id = created.id;
     // The answer may never come when the crash is at `created`.
-    let _ = c.start_rotation(&id, &StartRotation::default()).await;
+    let _ = c.start_rotation(&id, &req).await;
     let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
         .await
-        .unwrap_or_else(|_| panic!("{target:?}/{step}: the fault did not stop the server"))
+        .unwrap_or_else(|_| panic!("{what}/{step}: the fault did not stop the server"))
         .unwrap();
-    assert!(!status.success(), "{target:?}/{step}: aborted, not exited");
+    assert!(!status.success(), "{what}/{step}: aborted, not exited");
     let said = format!("REKEY_FAULT_AFTER={step}");
     for _ in 0..50 {
         if server.logs().contains(&said) {
@@ -170,30 +185,115 @@ async fn crash_at(db: Db, target: Target, step: &str) {
     }
     assert!(
         server.logs().contains(&said),
-        "{target:?}/{step}: {}",
+        "{what}/{step}: {}",
         server.logs()
     );
 
-    // Restart without the fault: the worker resumes the rotation.
+    id
+}
+
+/// Start the server again without the fault: the restarted server, and the
+/// rotation once the worker resumed and finished it.
+async fn resume(
+    env: &Env,
+    key: &str,
+    id: &str,
+    step: &str,
+    what: &str,
+) -> (common::Server, Client, rekey_client::api::RotationView) {
     let server = env.serve_with(&["--worker-tick-ms", "100"], None).await;
-    let c = Client::new(&server.base, key).unwrap();
-    let mut done = None;
+    let c = Client::new(&server.base, key.to_string()).unwrap();
     for _ in 0..400 {
         let page = c
             .list_rotations(&RotationQuery {
-                connection: Some(id.clone()),
+                connection: Some(id.to_string()),
                 ..Default::default()
             })
             .await
             .unwrap();
-        assert_eq!(page.items.len(), 1, "{target:?}/{step}: one rotation");
+        assert_eq!(page.items.len(), 1, "{what}/{step}: one rotation");
         if page.items[0].finished {
-            done = Some(page.items[0].clone());
-            break;
+            let done = page.items[0].clone();
+            return (server, c, done);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let done = done.unwrap_or_else(|| panic!("{target:?}/{step}: the rotation did not resume"));
+    panic!("{what}/{step}: the rotation did not resume");
+}
+
+async fn aws_crash_at(step: &str) {
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let moto = rekey_testkit::moto::Moto::start_with_setup_calls(3).await;
+    let user = "rekey-crash";
+    let first = moto.create_iam_user(user).await;
+    let conn = json!({"provider": "aws", "kind": "aws_access_key", "display_name": "crash aws",
+        "probe_url": format!("{}/", moto.url),
+        "credentials": {"access_key_id": first.0, "secret_access_key": first.1}});
+    let req = StartRotation {
+        grace: Some(rekey_client::api::Grace::Seconds(0)),
+        endpoint: Some(format!("{}/", moto.url)),
+        ..Default::default()
+    };
+    let id = crash(&env, &key, step, "aws", conn, req).await;
+    if step == "set" {
+        let keys = moto.access_keys(&first, user).await;
+        // The crash came between CreateAccessKey and its write: a key
+        // rekey does not hold, which the resumed `set` must delete.
+        assert_eq!(keys.len(), 2, "aws/set: the orphan is there: {keys:?}");
+    }
+    let (server, c, done) = resume(&env, &key, &id, step, "aws").await;
+    assert_eq!(done.state, "retired", "aws/{step}: {done:?}");
+    let cur = c.read_credentials(&id).await.unwrap().credentials;
+    let now = (
+        cur["access_key_id"].as_str().unwrap().to_string(),
+        cur["secret_access_key"].as_str().unwrap().to_string(),
+    );
+    assert_ne!(now.0, first.0);
+    assert!(moto.key_works(&now).await, "aws/{step}: current works");
+    assert!(
+        !moto.key_works(&first).await,
+        "aws/{step}: the old key is gone"
+    );
+    assert_eq!(
+        moto.access_keys(&now, user).await,
+        [(now.0.clone(), "Active".to_string())],
+        "aws/{step}: exactly one key, the current: no orphan"
+    );
+    let labels: Vec<String> = c
+        .list_versions(&id)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|v| v.label)
+        .collect();
+    assert_eq!(
+        labels,
+        ["current", "retired"],
+        "aws/{step}: no pending left"
+    );
+    server.stop().await;
+    moto.stop().await;
+}
+
+async fn crash_at(db: Db, target: Target, step: &str) {
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let first_pw = "crash-first-pw-1";
+    let user = target.create_user(first_pw).await;
+
+    let what = format!("{target:?}");
+    let id = crash(
+        &env,
+        &key,
+        step,
+        &what,
+        target.connection(&user, first_pw),
+        StartRotation::default(),
+    )
+    .await;
+    let (server, c, done) = resume(&env, &key, &id, step, &what).await;
     assert_eq!(done.state, "retired", "{target:?}/{step}: {done:?}");
 
     // The target accepts exactly what rekey holds; the old password is gone.

@@ -68,7 +68,7 @@ impl Rotator {
     /// `method = "api"` only with one of these (the service's rotation
     /// module has a test that its rotators are exactly these).
     pub fn is_implemented(self) -> bool {
-        matches!(self, Rotator::Postgres | Rotator::Mysql)
+        matches!(self, Rotator::Postgres | Rotator::Mysql | Rotator::AwsIam)
     }
 
     pub fn as_str(self) -> &'static str {

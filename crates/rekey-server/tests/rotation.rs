@@ -209,7 +209,7 @@ async fn postgres_alternate_users(db: Db) {
         strategy: Some("alternate_users".into()),
         admin_connection_id: Some(admin.clone()),
         alternate_username: Some(b.clone()),
-        user_host: None,
+        ..Default::default()
     };
     let r = c.start_rotation(&id, &req).await.unwrap();
     let promoted = wait_for(&c, &r.id, "promoted").await;
@@ -421,6 +421,9 @@ async fn scheduled_rotation(db: Db) {
         admin_connection_id: None,
         alternate_username: None,
         user_host: None,
+        endpoint: None,
+        iam_user: None,
+        delete_inactive_key: false,
     };
     assert_api_error(
         c.get_rotation_schedule(&id).await,

@@ -85,6 +85,23 @@ pub async fn update(c: &mut AnyConnection, v: &VersionRow) -> Result<(), Error> 
     Ok(())
 }
 
+/// A pending version's material became known after it was recorded (an
+/// AWS access key is made by AWS at `set`): its fields and fingerprint.
+pub async fn set_material(c: &mut AnyConnection, v: &VersionRow) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE credential_versions SET meta = $1, fingerprint = $2, fingerprint_kind = $3 \
+         WHERE tenant = $4 AND id = $5",
+    )
+    .bind(&v.meta)
+    .bind(&v.fingerprint)
+    .bind(&v.fingerprint_kind)
+    .bind(&v.tenant)
+    .bind(&v.id)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
 /// Every version of a connection of `tenant`, newest first.
 pub async fn for_connection(
     c: &mut AnyConnection,

@@ -17,16 +17,19 @@ const UNAUTHENTICATED_SETUP_CALLS: usize = 2;
 
 impl Moto {
     pub async fn start() -> Moto {
+        Moto::start_with_setup_calls(UNAUTHENTICATED_SETUP_CALLS).await
+    }
+
+    /// A moto that serves `n` requests before it checks signatures (see
+    /// [`Moto::create_iam_user`]: three).
+    pub async fn start_with_setup_calls(n: usize) -> Moto {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let child = tokio::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env(
-                "INITIAL_NO_AUTH_ACTION_COUNT",
-                UNAUTHENTICATED_SETUP_CALLS.to_string(),
-            )
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -109,7 +112,131 @@ impl Moto {
         (field("AccessKeyId"), field("SecretAccessKey"))
     }
 
+    /// Create an IAM user allowed every action (an inline policy), with
+    /// one access key: (access key id, secret). Three set-up calls: start
+    /// moto with [`Moto::start_with_setup_calls`]`(3)` for one such user.
+    pub async fn create_iam_user(&self, user: &str) -> (String, String) {
+        self.iam(&format!(
+            "Action=CreateUser&UserName={user}&Version=2010-05-08"
+        ))
+        .await;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("Action", "PutUserPolicy"),
+                ("UserName", user),
+                ("PolicyName", "all"),
+                ("PolicyDocument", policy),
+                ("Version", "2010-05-08"),
+            ])
+            .finish();
+        self.iam(&body).await;
+        let xml = self
+            .iam(&format!(
+                "Action=CreateAccessKey&UserName={user}&Version=2010-05-08"
+            ))
+            .await;
+        (
+            xml_values(&xml, "AccessKeyId").remove(0),
+            xml_values(&xml, "SecretAccessKey").remove(0),
+        )
+    }
+
+    /// A signed query-API call (`service` `iam` or `sts`) with `key` (id,
+    /// secret): the HTTP status and the body.
+    pub async fn call_as(
+        &self,
+        service: &str,
+        key: &(String, String),
+        params: &[(&str, &str)],
+    ) -> (u16, String) {
+        let u = url::Url::parse(&self.url).unwrap();
+        let host = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let ct = vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        )];
+        let amz_date = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .unwrap();
+        let headers = rekey_crypto::sigv4::sign_v4(
+            &rekey_crypto::sigv4::SigV4Request {
+                method: "POST",
+                host: &host,
+                path: "/",
+                query: &[],
+                headers: &ct,
+                body: body.as_bytes(),
+                service,
+                region: "us-east-1",
+                amz_date: &amz_date,
+            },
+            &key.0,
+            &key.1,
+            None,
+        );
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// A signed IAM call that must succeed: the body.
+    pub async fn iam_as(&self, key: &(String, String), params: &[(&str, &str)]) -> String {
+        let mut all = vec![("Version", "2010-05-08")];
+        all.extend_from_slice(params);
+        let (status, body) = self.call_as("iam", key, &all).await;
+        assert!((200..300).contains(&status), "moto IAM: {status} {body}");
+        body
+    }
+
+    /// The user's access keys: (id, status), as `key` sees them.
+    pub async fn access_keys(&self, key: &(String, String), user: &str) -> Vec<(String, String)> {
+        let xml = self
+            .iam_as(key, &[("Action", "ListAccessKeys"), ("UserName", user)])
+            .await;
+        xml_values(&xml, "AccessKeyId")
+            .into_iter()
+            .zip(xml_values(&xml, "Status"))
+            .collect()
+    }
+
+    /// Whether STS `GetCallerIdentity` accepts `key`.
+    pub async fn key_works(&self, key: &(String, String)) -> bool {
+        let (status, body) = self
+            .call_as(
+                "sts",
+                key,
+                &[("Action", "GetCallerIdentity"), ("Version", "2011-06-15")],
+            )
+            .await;
+        match status {
+            200 => true,
+            403 => false,
+            other => panic!("moto STS: {other} {body}"),
+        }
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// The text of every `<tag>…</tag>` in `xml`.
+pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|p| p.split_once(&close).map(|(v, _)| v.to_string()))
+        .collect()
 }

@@ -30,6 +30,16 @@ pub struct RotateArgs {
     /// MySQL/MariaDB with an admin: the account's host part (default `%`).
     #[arg(long = "user-host")]
     user_host: Option<String>,
+    /// AWS: the IAM endpoint (default https://iam.amazonaws.com/).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// AWS: the IAM user whose key rotates (default: the current key's user).
+    #[arg(long = "iam-user")]
+    iam_user: Option<String>,
+    /// AWS: when the user already has two keys, delete its inactive one
+    /// (never the current) to make room; otherwise the rotation is refused.
+    #[arg(long = "delete-inactive-key")]
+    delete_inactive_key: bool,
     /// Follow the rotation step by step until it finishes or waits out its
     /// grace; exit status 1 when it failed or was rolled back.
     #[arg(long)]
@@ -166,6 +176,9 @@ pub async fn rotate(a: RotateArgs) -> Result<ExitCode> {
         admin_connection_id: a.admin_connection,
         alternate_username: a.alternate_username,
         user_host: a.user_host,
+        endpoint: a.endpoint,
+        iam_user: a.iam_user,
+        delete_inactive_key: a.delete_inactive_key,
     };
     let mut r = c.start_rotation(&a.id, &req).await?;
     if !a.wait {
@@ -251,6 +264,9 @@ pub async fn run(cmd: RotationsCmd) -> Result<ExitCode> {
                         admin_connection_id: admin_connection,
                         alternate_username,
                         user_host: None,
+                        endpoint: None,
+                        iam_user: None,
+                        delete_inactive_key: false,
                     },
                 )
                 .await?;

@@ -71,6 +71,9 @@ fn request(b: StartRotation) -> Result<RotateRequest, rekey_core::Error> {
         admin_connection_id: b.admin_connection_id,
         alternate_username: b.alternate_username,
         user_host: b.user_host,
+        endpoint: b.endpoint,
+        iam_user: b.iam_user,
+        delete_inactive_key: b.delete_inactive_key,
     })
 }
 
@@ -183,6 +186,9 @@ async fn set_rotation_schedule(
         admin_connection_id: b.admin_connection_id,
         alternate_username: b.alternate_username,
         user_host: b.user_host,
+        endpoint: b.endpoint,
+        iam_user: b.iam_user,
+        delete_inactive_key: b.delete_inactive_key,
     })?;
     let sched = s
         .rekey

@@ -184,39 +184,9 @@ impl DbRotator {
         }
         judge(o, &who)
     }
-}
-
-impl Rotate for DbRotator {
-    fn generate(&self, current: &Material, opts: &Options) -> Result<Material, Error> {
-        let Some(user) = username(current) else {
-            return Err(Error::unprocessable(
-                ErrorCode::InvalidCredentials,
-                "the connection's credential has no user name to rotate",
-            ));
-        };
-        let next_user = match opts.strategy() {
-            RotationStrategy::SingleUser => user.to_string(),
-            RotationStrategy::AlternateUsers => {
-                let alt = opts.alternate_username.as_deref().unwrap_or_default();
-                let orig = opts.original_username.as_deref().unwrap_or(user);
-                if user == alt { orig } else { alt }.to_string()
-            }
-        };
-        if !safe_name(user) || !safe_name(&next_user) {
-            return Err(Error::unprocessable(
-                ErrorCode::InvalidCredentials,
-                "rekey rotates roles whose names are 1–63 characters of A-Z, a-z, 0-9, '_', '.', '-', '@'",
-            ));
-        }
-        let mut meta = current.meta.clone();
-        meta.insert("username".into(), Value::String(next_user));
-        let mut secrets = BTreeMap::new();
-        secrets.insert("password".to_string(), new_password());
-        Ok(Material { meta, secrets })
-    }
-
-    async fn set(
-        &self,
+    /// `set`: give the new password to the role (see the module doc).
+    async fn set_password(
+        self,
         rk: &Rekey,
         row: &ConnectionRow,
         current: &Material,
@@ -263,6 +233,71 @@ impl Rotate for DbRotator {
                 }
             }
         }
+    }
+}
+
+impl Rotate for DbRotator {
+    async fn prepare(
+        &self,
+        _rk: &Rekey,
+        _row: &ConnectionRow,
+        _current: &Material,
+        _opts: &mut Options,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn generate(&self, current: &Material, opts: &Options) -> Result<Material, Error> {
+        let Some(user) = username(current) else {
+            return Err(Error::unprocessable(
+                ErrorCode::InvalidCredentials,
+                "the connection's credential has no user name to rotate",
+            ));
+        };
+        let next_user = match opts.strategy() {
+            RotationStrategy::SingleUser => user.to_string(),
+            RotationStrategy::AlternateUsers => {
+                let alt = opts.alternate_username.as_deref().unwrap_or_default();
+                let orig = opts.original_username.as_deref().unwrap_or(user);
+                if user == alt { orig } else { alt }.to_string()
+            }
+        };
+        if !safe_name(user) || !safe_name(&next_user) {
+            return Err(Error::unprocessable(
+                ErrorCode::InvalidCredentials,
+                "rekey rotates roles whose names are 1–63 characters of A-Z, a-z, 0-9, '_', '.', '-', '@'",
+            ));
+        }
+        let mut meta = current.meta.clone();
+        meta.insert("username".into(), Value::String(next_user));
+        let mut secrets = BTreeMap::new();
+        secrets.insert("password".to_string(), new_password());
+        Ok(Material { meta, secrets })
+    }
+
+    async fn set(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        current: &Material,
+        pending: &Material,
+        opts: &Options,
+    ) -> Result<Option<Material>, StepError> {
+        self.set_password(rk, row, current, pending, opts)
+            .await
+            .map(|()| None)
+    }
+
+    async fn discard(
+        &self,
+        _rk: &Rekey,
+        _row: &ConnectionRow,
+        _current: &Material,
+        _pending: &Material,
+        _opts: &Options,
+    ) -> Result<(), StepError> {
+        // A password exists only where it was set: nothing stands alone.
+        Ok(())
     }
 
     async fn test(

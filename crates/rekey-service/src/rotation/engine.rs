@@ -109,7 +109,7 @@ impl Rekey {
                 r.id, r.rotator
             ))
         })?;
-        let rot = rotator.inner();
+        let rot = &rotator;
         let opts: Options = serde_json::from_str(&r.options).map_err(Error::internal)?;
         let (row, cur_secrets) = self.load_with_secrets(&r.tenant, &r.connection_id).await?;
         let current = material(&row.credential_meta, cur_secrets);
@@ -118,10 +118,17 @@ impl Rekey {
             _ => None,
         };
         let outcome = match (r.state, &pending) {
-            (RotationState::Created, Some((_, p))) => rot
-                .set(self, &row, &current, p, &opts)
-                .await
-                .map(|()| fault::after("set")),
+            (RotationState::Created, Some((v, p))) => {
+                match rot.set(self, &row, &current, p, &opts).await {
+                    Ok(made) => {
+                        fault::after("set");
+                        // The target made the material: it goes into the
+                        // pending version with the move to `set`.
+                        return self.advance(r, &row, made.map(|m| (v.clone(), m))).await;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             (RotationState::Set, Some((_, p))) => rot
                 .test(self, &row, p)
                 .await
@@ -144,8 +151,11 @@ impl Rekey {
             }
         };
         match outcome {
-            Ok(()) => self.advance(r, &row).await,
-            Err(e) => self.step_failed(r, &row, e).await,
+            Ok(()) => self.advance(r, &row, None).await,
+            Err(e) => {
+                self.step_failed(r, &row, &current, pending.map(|p| p.1), e)
+                    .await
+            }
         }
     }
 
@@ -184,8 +194,14 @@ impl Rekey {
         Ok(material(&v.meta, secrets))
     }
 
-    /// The step after `r.state` succeeded: write it.
-    async fn advance(&self, r: &Rotation, row: &ConnectionRow) -> Result<Stepped, Error> {
+    /// The step after `r.state` succeeded: write it, with the material the
+    /// target made at `set` (sealed into the pending version) if any.
+    async fn advance(
+        &self,
+        r: &Rotation,
+        row: &ConnectionRow,
+        made: Option<(VersionRow, Material)>,
+    ) -> Result<Stepped, Error> {
         let Some(to) = r.state.next() else {
             return Ok(Stepped::Wait);
         };
@@ -205,12 +221,35 @@ impl Rekey {
                     .await?;
             }
         }
+        if let Some((v, m)) = made {
+            self.fill_pending(&mut tx, row.kind, v, &m.meta, &m.secrets)
+                .await?;
+        }
+        // Each step names the credentials it moves between (fingerprints):
+        // the pending one and the old one (before promotion, the current).
+        let all = versions::for_connection(tx.conn(), &r.tenant, &r.connection_id).await?;
+        let fp = |id: Option<&String>| {
+            all.iter()
+                .find(|v| Some(&v.id) == id)
+                .map(|v| v.fingerprint.clone())
+        };
+        let old = match &r.old_version_id {
+            Some(id) => fp(Some(id)),
+            None => all
+                .iter()
+                .find(|v| v.label == rekey_core::versions::VersionLabel::Current)
+                .map(|v| v.fingerprint.clone()),
+        };
+        let details = json!({
+            "new_fingerprint": fp(r.pending_version_id.as_ref()),
+            "old_fingerprint": old,
+        });
         if !store::advance(tx.conn(), &next, r.state).await? {
-            // Another worker wrote it first; read it again.
+            // Another worker wrote it first (the transaction, with any
+            // material, is dropped); read it again.
             return Ok(Stepped::Advanced);
         }
-        self.record_step(&mut tx, &ctx, &next, row, json!({}))
-            .await?;
+        self.record_step(&mut tx, &ctx, &next, row, details).await?;
         if to == RotationState::Retired {
             self.record_end(&mut tx, &ctx, &next, row, AuditAction::RotationSucceeded)
                 .await?;
@@ -287,6 +326,8 @@ impl Rekey {
         &self,
         r: &Rotation,
         row: &ConnectionRow,
+        current: &Material,
+        pending: Option<Material>,
         e: StepError,
     ) -> Result<Stepped, Error> {
         let now = now_ms();
@@ -301,8 +342,26 @@ impl Rekey {
             .to_string(),
         );
         let ctx = system_ctx(&r.tenant);
+        let retry = e.retry && next.attempts < MAX_ATTEMPTS;
+        let opts: Options = serde_json::from_str(&r.options).map_err(Error::internal)?;
+        let rotator = Rotator::by_name(&r.rotator);
+        // Undoing is safe while the current credential is untouched: before
+        // `set` succeeded, or (two roles, AWS keys) before promotion, once
+        // what `set` made on its own at the target is removed again.
+        let mut undo = r.state == RotationState::Created
+            || (r.state == RotationState::Set
+                && rotator.as_ref().is_some_and(|x| x.old_survives_set(&opts)));
+        let mut discard_failed = None;
+        if !retry && undo && r.state == RotationState::Set {
+            if let (Some(x), Some(p)) = (&rotator, &pending) {
+                if let Err(d) = x.discard(self, row, current, p, &opts).await {
+                    undo = false;
+                    discard_failed = Some(d);
+                }
+            }
+        }
         let mut tx = self.store().begin_write().await?;
-        if e.retry && next.attempts < MAX_ATTEMPTS {
+        if retry {
             next.due_at = now + backoff_ms(next.attempts);
             next.next_action = Some("rekey tries again by itself".into());
             if store::advance(tx.conn(), &next, r.state).await? {
@@ -310,12 +369,6 @@ impl Rekey {
             }
             return Ok(Stepped::Wait);
         }
-        let opts: Options = serde_json::from_str(&r.options).map_err(Error::internal)?;
-        // Undoing is safe while the current credential is untouched: before
-        // `set` succeeded, or (two roles) before promotion.
-        let undo = r.state == RotationState::Created
-            || (r.state == RotationState::Set
-                && Rotator::by_name(&r.rotator).is_some_and(|x| x.inner().old_survives_set(&opts)));
         next.finished_at = Some(now);
         if undo {
             next.state = RotationState::RolledBack;
@@ -332,6 +385,10 @@ impl Rekey {
                 RotationState::Promoted => format!(
                     "the new credential is current and works; disable the old one at the target by hand ({})",
                     e.next_action.as_deref().unwrap_or("see the error")
+                ),
+                _ if discard_failed.is_some() => format!(
+                    "the current credential is unchanged, but the new one could not be removed at the target ({}); remove it there by hand (its fingerprint is in the pending version)",
+                    discard_failed.as_ref().map(|d| d.message.as_str()).unwrap_or_default()
                 ),
                 _ => format!(
                     "the target may already use the new secret (kept as the pending version); {}",

@@ -8,8 +8,10 @@
 //! is the connection's `pending` credential version until promoted.
 //!
 //! Files: `engine.rs` runs the steps; `database.rs` is the PostgreSQL and
-//! MySQL/MariaDB rotator; `fault.rs` is the test-only crash switch.
+//! MySQL/MariaDB rotator; `aws_iam.rs` the AWS IAM access key rotator;
+//! `fault.rs` is the test-only crash switch.
 
+mod aws_iam;
 mod database;
 mod engine;
 mod fault;
@@ -39,7 +41,11 @@ pub use schedule::{schedule_options, RotationSchedule, ScheduleRequest};
 
 /// The rotators rekey runs itself. `rekey providers lint` refuses a catalog
 /// entry whose `rotate.method = "api"` names any other.
-pub const IMPLEMENTED: &[CatalogRotator] = &[CatalogRotator::Postgres, CatalogRotator::Mysql];
+pub const IMPLEMENTED: &[CatalogRotator] = &[
+    CatalogRotator::Postgres,
+    CatalogRotator::Mysql,
+    CatalogRotator::AwsIam,
+];
 
 /// Material: the non-secret credential fields and the secret ones.
 pub(crate) struct Material {
@@ -72,10 +78,35 @@ impl StepError {
 /// One target's rotation steps. Each must be idempotent: after a crash it
 /// runs again with the same material and must end in the same place.
 pub(crate) trait Rotate {
-    /// The new material, from the current one and the options.
+    /// Before anything is written: look at the target (read only) and
+    /// record in `opts` what later steps need to know of how it was when
+    /// the rotation started. Errors refuse the rotation.
+    fn prepare(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        current: &Material,
+        opts: &mut Options,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send;
+    /// The new material, from the current one and the options. Where the
+    /// target makes the secret (AWS), this holds only what is known before
+    /// (no secrets), and `set` returns the rest.
     fn generate(&self, current: &Material, opts: &Options) -> Result<Material, Error>;
-    /// Apply the new material at the target.
+    /// Apply the new material at the target. Material the target made is
+    /// returned, and stored as the pending version in the same transaction
+    /// as the move to `set`.
     fn set(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        current: &Material,
+        pending: &Material,
+        opts: &Options,
+    ) -> impl std::future::Future<Output = Result<Option<Material>, StepError>> + Send;
+    /// The rotation is being rolled back after `set` (the old credential
+    /// still works): remove the pending material at the target where it
+    /// exists on its own (an AWS key).
+    fn discard(
         &self,
         rk: &Rekey,
         row: &ConnectionRow,
@@ -123,6 +154,21 @@ pub struct Options {
     pub user_host: Option<String>,
     #[serde(default)]
     pub strategy: Option<String>,
+    /// AWS: the IAM endpoint (default `https://iam.amazonaws.com/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// AWS: the IAM user whose key rotates (found with `GetUser` when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam_user: Option<String>,
+    /// AWS: with two keys already, delete the user's inactive one (not the
+    /// current) to make room; without it such a rotation is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_inactive_key: bool,
+    /// AWS: the user's access key ids when the rotation started (by
+    /// `prepare`); a key not among them, not held by rekey, is this
+    /// rotation's own left over by a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_before: Option<Vec<String>>,
 }
 
 impl Options {
@@ -144,11 +190,18 @@ pub struct RotateRequest {
     pub admin_connection_id: Option<String>,
     pub alternate_username: Option<String>,
     pub user_host: Option<String>,
+    /// AWS: the IAM endpoint (default `https://iam.amazonaws.com/`).
+    pub endpoint: Option<String>,
+    /// AWS: the IAM user (found with `GetUser` when not given).
+    pub iam_user: Option<String>,
+    /// AWS: delete the user's inactive key when it already has two.
+    pub delete_inactive_key: bool,
 }
 
 /// The rotator for a catalog name, when rekey has one.
 pub(crate) enum Rotator {
     Database(database::DbRotator),
+    AwsIam(aws_iam::AwsIam),
 }
 
 impl Rotator {
@@ -156,6 +209,7 @@ impl Rotator {
         match r {
             CatalogRotator::Postgres => Some(Rotator::Database(database::DbRotator::Postgres)),
             CatalogRotator::Mysql => Some(Rotator::Database(database::DbRotator::Mysql)),
+            CatalogRotator::AwsIam => Some(Rotator::AwsIam(aws_iam::AwsIam)),
             _ => None,
         }
     }
@@ -166,10 +220,87 @@ impl Rotator {
             .find(|r| r.as_str() == name)
             .and_then(|r| Rotator::of(*r))
     }
+}
 
-    fn inner(&self) -> &impl Rotate {
+impl Rotate for Rotator {
+    async fn prepare(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        current: &Material,
+        opts: &mut Options,
+    ) -> Result<(), Error> {
         match self {
-            Rotator::Database(d) => d,
+            Rotator::Database(d) => d.prepare(rk, row, current, opts).await,
+            Rotator::AwsIam(a) => a.prepare(rk, row, current, opts).await,
+        }
+    }
+
+    fn generate(&self, current: &Material, opts: &Options) -> Result<Material, Error> {
+        match self {
+            Rotator::Database(d) => d.generate(current, opts),
+            Rotator::AwsIam(a) => a.generate(current, opts),
+        }
+    }
+
+    async fn set(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        current: &Material,
+        pending: &Material,
+        opts: &Options,
+    ) -> Result<Option<Material>, StepError> {
+        match self {
+            Rotator::Database(d) => d.set(rk, row, current, pending, opts).await,
+            Rotator::AwsIam(a) => a.set(rk, row, current, pending, opts).await,
+        }
+    }
+
+    async fn discard(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        current: &Material,
+        pending: &Material,
+        opts: &Options,
+    ) -> Result<(), StepError> {
+        match self {
+            Rotator::Database(d) => d.discard(rk, row, current, pending, opts).await,
+            Rotator::AwsIam(a) => a.discard(rk, row, current, pending, opts).await,
+        }
+    }
+
+    async fn test(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        pending: &Material,
+    ) -> Result<(), StepError> {
+        match self {
+            Rotator::Database(d) => d.test(rk, row, pending).await,
+            Rotator::AwsIam(a) => a.test(rk, row, pending).await,
+        }
+    }
+
+    async fn retire(
+        &self,
+        rk: &Rekey,
+        row: &ConnectionRow,
+        old: &Material,
+        current: &Material,
+        opts: &Options,
+    ) -> Result<(), StepError> {
+        match self {
+            Rotator::Database(d) => d.retire(rk, row, old, current, opts).await,
+            Rotator::AwsIam(a) => a.retire(rk, row, old, current, opts).await,
+        }
+    }
+
+    fn old_survives_set(&self, opts: &Options) -> bool {
+        match self {
+            Rotator::Database(d) => d.old_survives_set(opts),
+            Rotator::AwsIam(a) => a.old_survives_set(opts),
         }
     }
 }
@@ -199,6 +330,19 @@ fn validate_options(req: &RotateRequest, strategy: RotationStrategy) -> Result<(
             return Err(Error::invalid(
                 ErrorCode::InvalidField,
                 "`user_host` must be a MySQL host pattern (A-Z, 0-9, '.', '-', '_', '%', ':')",
+            ));
+        }
+    }
+    if let Some(u) = &req.iam_user {
+        if u.is_empty()
+            || u.len() > 64
+            || !u
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+        {
+            return Err(Error::invalid(
+                ErrorCode::InvalidField,
+                "`iam_user` must be an IAM user name: 1–64 characters of A-Z, a-z, 0-9, '_', '+', '=', ',', '.', '@', '-'",
             ));
         }
     }
@@ -297,6 +441,14 @@ impl Rekey {
                 .map(str::to_string),
             user_host: req.user_host.clone(),
             strategy: Some(strategy.as_str().to_string()),
+            endpoint: req
+                .endpoint
+                .as_deref()
+                .map(|u| self.check_url("endpoint", u))
+                .transpose()?,
+            iam_user: req.iam_user.clone(),
+            delete_inactive_key: req.delete_inactive_key,
+            keys_before: None,
         };
         if strategy == RotationStrategy::AlternateUsers
             && opts.alternate_username == opts.original_username
@@ -307,7 +459,8 @@ impl Rekey {
                 .partner_role(&ctx.tenant, &id, opts.original_username.as_deref())
                 .await?;
         }
-        let pending = rotator.inner().generate(&current, &opts)?;
+        rotator.prepare(self, &row, &current, &mut opts).await?;
+        let pending = rotator.generate(&current, &opts)?;
         let now = now_ms();
         let mut tx = self.store().begin_write().await?;
         rekey_store::lock_row(&mut tx, Locked::Connection, &ctx.tenant, &id).await?;

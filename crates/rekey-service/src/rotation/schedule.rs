@@ -43,6 +43,12 @@ struct Stored {
     alternate_username: Option<String>,
     #[serde(default)]
     user_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iam_user: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    delete_inactive_key: bool,
 }
 
 impl Stored {
@@ -53,6 +59,9 @@ impl Stored {
             admin_connection_id: r.admin_connection_id.clone(),
             alternate_username: r.alternate_username.clone(),
             user_host: r.user_host.clone(),
+            endpoint: r.endpoint.clone(),
+            iam_user: r.iam_user.clone(),
+            delete_inactive_key: r.delete_inactive_key,
         }
     }
 
@@ -67,6 +76,9 @@ impl Stored {
             admin_connection_id: self.admin_connection_id.clone(),
             alternate_username: self.alternate_username.clone(),
             user_host: self.user_host.clone(),
+            endpoint: self.endpoint.clone(),
+            iam_user: self.iam_user.clone(),
+            delete_inactive_key: self.delete_inactive_key,
         })
     }
 }

@@ -90,6 +90,14 @@ impl Rekey {
         if let Some(f) = native(kind, meta) {
             return Ok(f);
         }
+        if secrets.is_empty() {
+            // Not made yet (an AWS key is created by AWS at the rotation's
+            // `set`): nothing to name.
+            return Ok(Fingerprint {
+                value: "none".into(),
+                kind: "none",
+            });
+        }
         let key = self.fingerprint_key(tx).await?;
         Ok(Fingerprint {
             value: rekey_crypto::keyed_fingerprint(&key, &keyed_input(kind, secrets)),

@@ -323,7 +323,8 @@ impl Rekey {
 
     /// Store new material for `row` as its `pending` version (a rotation's
     /// new secret, not handed out), sealed under the version; its number is
-    /// the connection's next credential version.
+    /// the connection's next credential version (past any number a
+    /// rolled-back rotation's pending version took).
     pub(crate) async fn store_pending(
         &self,
         tx: &mut WriteTx,
@@ -333,7 +334,13 @@ impl Rekey {
         material: &BTreeMap<String, SecretString>,
     ) -> Result<VersionRow, Error> {
         let mut next = row.clone();
-        next.credential_version += 1;
+        let taken = store::for_connection(tx.conn(), &row.tenant, &row.id)
+            .await?
+            .iter()
+            .map(|v| v.seq)
+            .max()
+            .unwrap_or(0);
+        next.credential_version = row.credential_version.max(taken) + 1;
         next.credential_meta = Value::Object(meta.clone()).to_string();
         let v = self
             .new_version(
@@ -347,6 +354,27 @@ impl Rekey {
             )
             .await?;
         store::insert(tx.conn(), &v).await?;
+        self.seal_version(tx, &v, material).await?;
+        Ok(v)
+    }
+
+    /// Material the target made at `set` (an AWS access key) goes into the
+    /// pending version that was recorded without it, inside the caller's
+    /// transaction (the one that writes the rotation's move to `set`): its
+    /// fields, its fingerprint, its sealed secrets.
+    pub(crate) async fn fill_pending(
+        &self,
+        tx: &mut WriteTx,
+        kind: rekey_core::connection::ConnectionKind,
+        mut v: VersionRow,
+        meta: &Map<String, Value>,
+        material: &BTreeMap<String, SecretString>,
+    ) -> Result<VersionRow, Error> {
+        let fp = self.fingerprint(tx, kind, meta, material).await?;
+        v.meta = Value::Object(meta.clone()).to_string();
+        v.fingerprint = fp.value;
+        v.fingerprint_kind = fp.kind.to_string();
+        store::set_material(tx.conn(), &v).await?;
         self.seal_version(tx, &v, material).await?;
         Ok(v)
     }

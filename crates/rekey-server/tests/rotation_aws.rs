@@ -1,0 +1,282 @@
+//! AWS IAM access key rotation against moto in server mode, with SigV4
+//! signature checking on: after a rotation the key rekey holds as current
+//! works for STS GetCallerIdentity, the old key is gone (the user holds
+//! exactly one key), and the two-keys-per-user limit is handled.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_api::{Grace, RotationView, StartRotation};
+use rekey_client::Client;
+use rekey_testkit::moto::Moto;
+use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+both_backends!(aws_key_rotation);
+both_backends!(aws_grace_keeps_the_old_key_working);
+both_backends!(aws_two_key_limit);
+
+const USER: &str = "rekey-rotated";
+
+/// moto with one IAM user (allowed every action) and its first key.
+async fn moto_user() -> (Moto, (String, String)) {
+    let moto = Moto::start_with_setup_calls(3).await;
+    let key = moto.create_iam_user(USER).await;
+    (moto, key)
+}
+
+async fn aws_conn(s: &TestServer, moto: &Moto, key: &(String, String)) -> String {
+    let r = s
+        .post(
+            "/api/v1/connections",
+            &s.admin_key,
+            json!({"provider": "aws", "kind": "aws_access_key", "display_name": "deployer",
+                   "probe_url": format!("{}/", moto.url),
+                   "credentials": {"access_key_id": key.0, "secret_access_key": key.1, "region": "us-east-1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+fn request(moto: &Moto, grace: i64) -> StartRotation {
+    StartRotation {
+        grace: Some(Grace::Seconds(grace)),
+        endpoint: Some(format!("{}/", moto.url)),
+        ..Default::default()
+    }
+}
+
+async fn wait_for(c: &Client, id: &str, state: &str) -> RotationView {
+    for _ in 0..300 {
+        let r = c.get_rotation(id).await.unwrap();
+        if r.state == state || r.finished {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("rotation {id} did not reach {state}");
+}
+
+/// The key rekey holds as current.
+async fn current(c: &Client, id: &str) -> (String, String) {
+    let v = c.read_credentials(id).await.unwrap();
+    (
+        v.credentials["access_key_id"].as_str().unwrap().to_string(),
+        v.credentials["secret_access_key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+async fn aws_key_rotation(db: Db) {
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let (moto, first) = moto_user().await;
+    let id = aws_conn(&s, &moto, &first).await;
+    let r = c.start_rotation(&id, &request(&moto, 0)).await.unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.rotator.as_str()),
+        ("created", "aws_iam")
+    );
+    let done = wait_for(&c, &r.id, "retired").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let now = current(&c, &id).await;
+    assert_ne!(now.0, first.0);
+    assert!(now.0.starts_with("AKIA"), "{}", now.0);
+    assert!(moto.key_works(&now).await, "the new key works");
+    assert!(!moto.key_works(&first).await, "the old key is gone");
+    let keys = moto.access_keys(&now, USER).await;
+    assert_eq!(keys, [(now.0.clone(), "Active".to_string())]);
+    // Versions: the new key current, the first retired, named by key id.
+    let v = c.list_versions(&id).await.unwrap().items;
+    let got: Vec<(&str, &str, &str)> = v
+        .iter()
+        .map(|x| {
+            (
+                x.label.as_str(),
+                x.fingerprint.as_str(),
+                x.fingerprint_kind.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("current", now.0.as_str(), "aws_access_key_id"),
+            ("retired", first.0.as_str(), "aws_access_key_id"),
+        ]
+    );
+    // Every step audited with the key ids, never a secret.
+    let a = s
+        .get(
+            &format!("/api/v1/audit?target={id}&limit=200"),
+            &s.admin_key,
+        )
+        .await;
+    assert!(a.text.contains(&now.0) && a.text.contains(&first.0));
+    assert!(!a.text.contains(&now.1) && !a.text.contains(&first.1));
+    let steps: Vec<Value> = a.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "rotation.step")
+        .cloned()
+        .collect();
+    assert_eq!(steps.len(), 4, "set, tested, promoted, retired");
+    for e in &steps {
+        let d = &e["details"]["versions"];
+        assert_eq!(d["new_fingerprint"], now.0.as_str(), "{e}");
+        assert_eq!(d["old_fingerprint"], first.0.as_str(), "{e}");
+    }
+    let rot = s
+        .get(&format!("/api/v1/rotations/{}", r.id), &s.admin_key)
+        .await;
+    assert!(!rot.text.contains(&now.1));
+    // The connection's check uses the new key.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/check"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.json()["outcome"], "ok", "{}", r.text);
+    moto.stop().await;
+    s.stop().await;
+}
+
+async fn aws_grace_keeps_the_old_key_working(db: Db) {
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let (moto, first) = moto_user().await;
+    let id = aws_conn(&s, &moto, &first).await;
+    let r = c.start_rotation(&id, &request(&moto, 2)).await.unwrap();
+    let promoted = wait_for(&c, &r.id, "promoted").await;
+    assert_eq!(promoted.state, "promoted", "{promoted:?}");
+    let now = current(&c, &id).await;
+    assert!(moto.key_works(&now).await);
+    // During the grace the old key is active and handed out as previous.
+    let prev = c.read_credentials_version(&id, "previous").await.unwrap();
+    assert_eq!(prev.credentials["access_key_id"], first.0.as_str());
+    assert_eq!(prev.credentials["secret_access_key"], first.1.as_str());
+    assert!(moto.key_works(&first).await, "the old key still works");
+    let mut keys = moto.access_keys(&now, USER).await;
+    keys.sort();
+    let mut want = vec![
+        (first.0.clone(), "Active".to_string()),
+        (now.0.clone(), "Active".to_string()),
+    ];
+    want.sort();
+    assert_eq!(keys, want);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let done = s.rekey.drive_rotation("default", &r.id).await.unwrap();
+    assert_eq!(done.state.as_str(), "retired");
+    assert!(!moto.key_works(&first).await);
+    assert_eq!(
+        moto.access_keys(&now, USER).await,
+        [(now.0.clone(), "Active".to_string())]
+    );
+    assert_api_error(
+        c.read_credentials_version(&id, "previous").await,
+        404,
+        "no_previous_version",
+    );
+    moto.stop().await;
+    s.stop().await;
+}
+
+async fn aws_two_key_limit(db: Db) {
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let (moto, first) = moto_user().await;
+    let id = aws_conn(&s, &moto, &first).await;
+    let xml = moto
+        .iam_as(&first, &[("Action", "CreateAccessKey"), ("UserName", USER)])
+        .await;
+    let second = rekey_testkit::moto::xml_values(&xml, "AccessKeyId").remove(0);
+    let mut before = moto.access_keys(&first, USER).await;
+    before.sort();
+    // Two keys: refused, rolled back, nothing created or deleted.
+    let r = c.start_rotation(&id, &request(&moto, 0)).await.unwrap();
+    let done = wait_for(&c, &r.id, "rolled_back").await;
+    assert_eq!(done.state, "rolled_back", "{done:?}");
+    let err = done.last_error.clone().unwrap();
+    assert_eq!(err["code"], "aws_key_limit", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("two access keys"),
+        "{err}"
+    );
+    assert!(
+        done.next_action
+            .as_deref()
+            .unwrap()
+            .contains("delete the user's unused access key"),
+        "{done:?}"
+    );
+    let mut after = moto.access_keys(&first, USER).await;
+    after.sort();
+    assert_eq!(before, after);
+    assert_eq!(current(&c, &id).await, first);
+    // The second key inactive, and the option: it makes room.
+    moto.iam_as(
+        &first,
+        &[
+            ("Action", "UpdateAccessKey"),
+            ("UserName", USER),
+            ("AccessKeyId", &second),
+            ("Status", "Inactive"),
+        ],
+    )
+    .await;
+    let r = c
+        .start_rotation(
+            &id,
+            &StartRotation {
+                delete_inactive_key: true,
+                ..request(&moto, 0)
+            },
+        )
+        .await
+        .unwrap();
+    let done = wait_for(&c, &r.id, "retired").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let now = current(&c, &id).await;
+    assert!(moto.key_works(&now).await);
+    assert_eq!(
+        moto.access_keys(&now, USER).await,
+        [(now.0.clone(), "Active".to_string())]
+    );
+    // A key AWS does not accept: refused when the rotation starts, nothing
+    // written, and the secret is in no error.
+    let wrong = (
+        now.0.clone(),
+        "wrong-secret-0123456789abcdefghijklmnopq".to_string(),
+    );
+    let bad = aws_conn(&s, &moto, &wrong).await;
+    let err = c.start_rotation(&bad, &request(&moto, 0)).await;
+    assert_api_error(err, 422, "rotation_failed");
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{bad}/rotate"),
+            &s.admin_key,
+            json!({"endpoint": format!("{}/", moto.url)}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(!r.text.contains(&wrong.1), "{}", r.text);
+    let list = c
+        .list_rotations(&rekey_api::RotationQuery {
+            connection: Some(bad.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(list.items.is_empty());
+    assert_eq!(
+        moto.access_keys(&now, USER).await,
+        [(now.0.clone(), "Active".to_string())]
+    );
+    moto.stop().await;
+    s.stop().await;
+}
