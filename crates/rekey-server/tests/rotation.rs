@@ -348,6 +348,17 @@ async fn bad_requests_change_nothing(db: Db) {
         pg_login(&role, "bad-first-pw-1").await,
         "the old password still works"
     );
+    // The rolled-back pending version keeps its number; new material after it
+    // takes the next one (this answered 409 already_exists once).
+    let put = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key,
+            Some(json!({"credentials": {"username": role, "password": "bad-first-pw-1"}, "grace": 0})),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text);
     // A target that cannot be reached: retried, not failed; meanwhile a second
     // rotation and a credential replacement are refused.
     let down = db_conn(

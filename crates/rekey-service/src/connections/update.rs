@@ -212,7 +212,7 @@ impl Rekey {
             row.status = row.status.transition(Status::Pending)?;
         }
         row.credential_meta = Value::Object(parsed.meta.clone()).to_string();
-        row.credential_version += 1;
+        row.credential_version = self.next_credential_version(&mut tx, &before).await?;
         row.version += 1;
         let now = now_ms();
         row.updated_at = now;

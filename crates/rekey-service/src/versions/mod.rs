@@ -154,6 +154,23 @@ impl Rekey {
         .await
     }
 
+    /// The credential version number new material gets: one past the
+    /// connection's and past any a version already holds (a rolled-back
+    /// rotation's pending version keeps its number as history).
+    pub(crate) async fn next_credential_version(
+        &self,
+        tx: &mut WriteTx,
+        row: &ConnectionRow,
+    ) -> Result<i64, Error> {
+        let taken = store::for_connection(tx.conn(), &row.tenant, &row.id)
+            .await?
+            .iter()
+            .map(|v| v.seq)
+            .max()
+            .unwrap_or(0);
+        Ok(row.credential_version.max(taken) + 1)
+    }
+
     /// Record a new connection's first credential as its current version.
     pub(crate) async fn record_first_version(
         &self,
@@ -334,13 +351,7 @@ impl Rekey {
         material: &BTreeMap<String, SecretString>,
     ) -> Result<VersionRow, Error> {
         let mut next = row.clone();
-        let taken = store::for_connection(tx.conn(), &row.tenant, &row.id)
-            .await?
-            .iter()
-            .map(|v| v.seq)
-            .max()
-            .unwrap_or(0);
-        next.credential_version = row.credential_version.max(taken) + 1;
+        next.credential_version = self.next_credential_version(tx, row).await?;
         next.credential_meta = Value::Object(meta.clone()).to_string();
         let v = self
             .new_version(
