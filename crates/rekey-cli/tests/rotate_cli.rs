@@ -7,9 +7,9 @@ mod common;
 
 use common::*;
 use rekey_client::Client;
-use rekey_testkit::{both_backends, short_unique, Db};
+use rekey_testkit::dbtarget::DbTarget;
+use rekey_testkit::{both_backends, Db};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::process::Output;
 
 both_backends!(rotate_and_versions_from_the_cli);
@@ -24,22 +24,13 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
     let c = Client::new(&server.base, key.clone()).unwrap();
-    let role = format!("rkcli{}", short_unique());
-    let mut pg = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
-        .await
-        .unwrap();
-    sqlx::raw_sql(&format!(
-        "CREATE ROLE {role} LOGIN PASSWORD 'cli-first-pw-1' IN ROLE rekey_password_login"
-    ))
-    .execute(&mut pg)
-    .await
-    .unwrap();
+    let role = DbTarget::Postgres
+        .create_user("rkcli", "cli-first-pw-1")
+        .await;
     let conn = c
         .create_connection(
-            &serde_json::from_value(json!({"provider": "postgresql", "kind": "basic",
-                "display_name": "cli pg", "params": {"host": "127.0.0.1", "port": "5432", "database": "test"},
-                "credentials": {"username": role, "password": "cli-first-pw-1"}}))
-            .unwrap(),
+            &serde_json::from_value(DbTarget::Postgres.connection(&role, "cli-first-pw-1"))
+                .unwrap(),
         )
         .await
         .unwrap();
@@ -158,8 +149,5 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
     assert!(stderr(&out).contains("grace"), "{}", stderr(&out));
 
     server.stop().await;
-    sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {role}"))
-        .execute(&mut pg)
-        .await
-        .unwrap();
+    DbTarget::Postgres.drop_user(&role).await;
 }

@@ -17,122 +17,24 @@ mod common;
 use common::Env;
 use rekey_client::api::{RotationQuery, StartRotation};
 use rekey_client::Client;
-use rekey_testkit::{short_unique, Db};
+use rekey_testkit::dbtarget::DbTarget;
+use rekey_testkit::Db;
 use serde_json::json;
-use sqlx::Connection;
 use std::time::Duration;
 
 const STEPS: [&str; 5] = ["created", "set", "tested", "promoted", "retired"];
 
-#[derive(Clone, Copy, Debug)]
-enum Target {
-    Postgres,
-    Mysql,
-}
-
-impl Target {
-    async fn create_user(self, pw: &str) -> String {
-        let name = format!("rkcrash{}", short_unique());
-        match self {
-            Target::Postgres => {
-                let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(&format!(
-                    "CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE rekey_password_login"
-                ))
-                .execute(&mut c)
-                .await
-                .unwrap();
-            }
-            Target::Mysql => {
-                let mut c = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test")
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(&format!("CREATE USER '{name}'@'%' IDENTIFIED BY '{pw}'"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-        }
-        name
-    }
-
-    async fn drop_user(self, name: &str) {
-        match self {
-            Target::Postgres => {
-                let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {name}"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-            Target::Mysql => {
-                let mut c = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test")
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(&format!("DROP USER IF EXISTS '{name}'@'%'"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-        }
-    }
-
-    /// Whether `user` logs in with `pw`; anything but a refused password panics.
-    async fn login(self, user: &str, pw: &str) -> bool {
-        let r = match self {
-            Target::Postgres => {
-                sqlx::PgConnection::connect(&format!("postgres://{user}:{pw}@127.0.0.1:5432/test"))
-                    .await
-                    .map(|_| ())
-            }
-            Target::Mysql => sqlx::MySqlConnection::connect(&format!(
-                "mysql://{user}:{pw}@127.0.0.1:3306/information_schema"
-            ))
-            .await
-            .map(|_| ()),
-        };
-        match r {
-            Ok(()) => true,
-            Err(sqlx::Error::Database(d))
-                if matches!(d.code().as_deref(), Some("28P01") | Some("28000")) =>
-            {
-                false
-            }
-            Err(e) => panic!("unexpected login error for {user}: {e}"),
-        }
-    }
-
-    fn connection(self, user: &str, pw: &str) -> serde_json::Value {
-        match self {
-            Target::Postgres => {
-                json!({"provider": "postgresql", "kind": "basic", "display_name": "crash pg",
-                "params": {"host": "127.0.0.1", "port": "5432", "database": "test"},
-                "credentials": {"username": user, "password": pw}})
-            }
-            Target::Mysql => {
-                json!({"provider": "mysql", "kind": "basic", "display_name": "crash my",
-                "params": {"host": "127.0.0.1", "port": "3306", "database": "information_schema"},
-                "credentials": {"username": user, "password": pw}})
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn postgres_rotation_resumes_after_a_crash_at_every_step() {
     for step in STEPS {
-        crash_at(Db::Sqlite, Target::Postgres, step).await;
+        crash_at(Db::Sqlite, DbTarget::Postgres, step).await;
     }
 }
 
 #[tokio::test]
 async fn mysql_rotation_resumes_after_a_crash_at_every_step() {
     for step in STEPS {
-        crash_at(Db::Sqlite, Target::Mysql, step).await;
+        crash_at(Db::Sqlite, DbTarget::Mysql, step).await;
     }
 }
 
@@ -147,7 +49,7 @@ async fn aws_rotation_resumes_after_a_crash_at_every_step() {
 /// one's lease has lapsed.
 #[tokio::test]
 async fn rotation_resumes_on_a_postgres_store_after_a_crash() {
-    crash_at(Db::Postgres, Target::Postgres, "set").await;
+    crash_at(Db::Postgres, DbTarget::Postgres, "set").await;
 }
 
 /// Start the rotation on a server that aborts after `step` and wait for
@@ -277,11 +179,11 @@ async fn aws_crash_at(step: &str) {
     moto.stop().await;
 }
 
-async fn crash_at(db: Db, target: Target, step: &str) {
+async fn crash_at(db: Db, target: DbTarget, step: &str) {
     let env = Env::new(db).await;
     let key = env.admin_key("default", "admin").await;
     let first_pw = "crash-first-pw-1";
-    let user = target.create_user(first_pw).await;
+    let user = target.create_user("rkcrash", first_pw).await;
 
     let what = format!("{target:?}");
     let id = crash(

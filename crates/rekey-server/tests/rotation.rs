@@ -5,11 +5,11 @@
 //! change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_api::{Grace, RotationView, StartRotation};
+use rekey_api::{Grace, StartRotation};
 use rekey_client::Client;
-use rekey_testkit::{assert_api_error, both_backends, short_unique, Db, TestServer};
+use rekey_testkit::dbtarget::{wait_for_rotation, DbTarget};
+use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::time::Duration;
 
 both_backends!(postgres_single_user_twice);
@@ -17,54 +17,18 @@ both_backends!(postgres_alternate_users);
 both_backends!(mysql_single_user);
 both_backends!(bad_requests_change_nothing);
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
-const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
+const PG: DbTarget = DbTarget::Postgres;
 
-/// A PostgreSQL role whose password is checked, dropped by [`drop_pg_role`].
 async fn pg_role(prefix: &str, pw: &str) -> String {
-    let name = format!("{prefix}_{}", short_unique());
-    let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
-    sqlx::raw_sql(&format!(
-        "CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE rekey_password_login"
-    ))
-    .execute(&mut c)
-    .await
-    .unwrap();
-    name
+    PG.create_user(prefix, pw).await
 }
 
 async fn drop_pg_role(name: &str) {
-    let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
-    sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {name}"))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    PG.drop_user(name).await
 }
 
-/// Whether `user` logs in to PostgreSQL with `pw`; panics on anything but
-/// a refused password.
 async fn pg_login(user: &str, pw: &str) -> bool {
-    let url = format!("postgres://{user}:{pw}@127.0.0.1:5432/test");
-    match sqlx::PgConnection::connect(&url).await {
-        Ok(c) => {
-            c.close().await.unwrap();
-            true
-        }
-        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("28P01") => false,
-        Err(e) => panic!("unexpected login error for {user}: {e}"),
-    }
-}
-
-async fn my_login(user: &str, pw: &str) -> bool {
-    let url = format!("mysql://{user}:{pw}@127.0.0.1:3306/information_schema");
-    match sqlx::MySqlConnection::connect(&url).await {
-        Ok(c) => {
-            c.close().await.unwrap();
-            true
-        }
-        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("28000") => false,
-        Err(e) => panic!("unexpected login error for {user}: {e}"),
-    }
+    PG.login(user, pw).await
 }
 
 async fn db_conn(s: &TestServer, provider: &str, user: &str, pw: &str, params: Value) -> String {
@@ -82,18 +46,6 @@ async fn db_conn(s: &TestServer, provider: &str, user: &str, pw: &str, params: V
 
 fn pg_params() -> Value {
     json!({"host": "127.0.0.1", "port": "5432", "database": "test"})
-}
-
-/// Poll the rotation until it is finished or reaches `state`.
-async fn wait_for(c: &Client, id: &str, state: &str) -> RotationView {
-    for _ in 0..200 {
-        let r = c.get_rotation(id).await.unwrap();
-        if r.state == state || r.finished {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("rotation {id} did not reach {state}");
 }
 
 /// The username and password rekey holds as current.
@@ -121,7 +73,7 @@ async fn postgres_single_user_twice(db: Db) {
             (r.state.as_str(), r.rotator.as_str()),
             ("created", "postgres")
         );
-        let done = wait_for(&c, &r.id, "retired").await;
+        let done = wait_for_rotation(&c, &r.id, "retired").await;
         assert_eq!(done.state, "retired", "round {round}: {done:?}");
         let (user, pw) = current(&c, &id).await;
         assert_eq!(user, role);
@@ -212,7 +164,7 @@ async fn postgres_alternate_users(db: Db) {
         ..Default::default()
     };
     let r = c.start_rotation(&id, &req).await.unwrap();
-    let promoted = wait_for(&c, &r.id, "promoted").await;
+    let promoted = wait_for_rotation(&c, &r.id, "promoted").await;
     assert_eq!(promoted.state, "promoted", "{promoted:?}");
     let (user, pw) = current(&c, &id).await;
     assert_eq!(user, b, "the idle role took over");
@@ -240,7 +192,7 @@ async fn postgres_alternate_users(db: Db) {
         ..req
     };
     let r = c.start_rotation(&id, &req).await.unwrap();
-    let done = wait_for(&c, &r.id, "retired").await;
+    let done = wait_for_rotation(&c, &r.id, "retired").await;
     assert_eq!(done.state, "retired", "{done:?}");
     let (user, pw2) = current(&c, &id).await;
     assert_eq!(user, a);
@@ -254,15 +206,8 @@ async fn postgres_alternate_users(db: Db) {
 async fn mysql_single_user(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    let user = format!("rkrot{}", short_unique());
-    let mut admin = sqlx::MySqlConnection::connect(MY_ADMIN).await.unwrap();
-    // One account (the loopback login lands on '%' without a more specific one).
-    sqlx::raw_sql(&format!(
-        "CREATE USER '{user}'@'%' IDENTIFIED BY 'my-first-pw-1'"
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    let my = DbTarget::Mysql;
+    let user = my.create_user("rkrot", "my-first-pw-1").await;
     let params = json!({"host": "127.0.0.1", "port": "3306", "database": "information_schema"});
     let id = db_conn(&s, "mysql", &user, "my-first-pw-1", params).await;
     let r = c
@@ -270,19 +215,16 @@ async fn mysql_single_user(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.rotator, "mysql");
-    let done = wait_for(&c, &r.id, "retired").await;
+    let done = wait_for_rotation(&c, &r.id, "retired").await;
     assert_eq!(done.state, "retired", "{done:?}");
     let (u, pw) = current(&c, &id).await;
     assert_eq!(u, user);
-    assert!(my_login(&user, &pw).await, "the new password logs in");
+    assert!(my.login(&user, &pw).await, "the new password logs in");
     assert!(
-        !my_login(&user, "my-first-pw-1").await,
+        !my.login(&user, "my-first-pw-1").await,
         "the old one is refused"
     );
-    sqlx::raw_sql(&format!("DROP USER '{user}'@'%'"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    my.drop_user(&user).await;
     s.stop().await;
 }
 
@@ -337,7 +279,7 @@ async fn bad_requests_change_nothing(db: Db) {
         )
         .await
         .unwrap();
-    let done = wait_for(&c, &r.id, "rolled_back").await;
+    let done = wait_for_rotation(&c, &r.id, "rolled_back").await;
     assert_eq!(done.state, "rolled_back", "{done:?}");
     assert!(
         done.next_action.is_some() && done.last_error.is_some(),

@@ -4,8 +4,9 @@
 //! exactly one key), and the two-keys-per-user limit is handled.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_api::{Grace, RotationView, StartRotation};
+use rekey_api::{Grace, StartRotation};
 use rekey_client::Client;
+use rekey_testkit::dbtarget::wait_for_rotation;
 use rekey_testkit::moto::Moto;
 use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
 use serde_json::{json, Value};
@@ -46,17 +47,6 @@ fn request(moto: &Moto, grace: i64) -> StartRotation {
     }
 }
 
-async fn wait_for(c: &Client, id: &str, state: &str) -> RotationView {
-    for _ in 0..300 {
-        let r = c.get_rotation(id).await.unwrap();
-        if r.state == state || r.finished {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("rotation {id} did not reach {state}");
-}
-
 /// The key rekey holds as current.
 async fn current(c: &Client, id: &str) -> (String, String) {
     let v = c.read_credentials(id).await.unwrap();
@@ -79,7 +69,7 @@ async fn aws_key_rotation(db: Db) {
         (r.state.as_str(), r.rotator.as_str()),
         ("created", "aws_iam")
     );
-    let done = wait_for(&c, &r.id, "retired").await;
+    let done = wait_for_rotation(&c, &r.id, "retired").await;
     assert_eq!(done.state, "retired", "{done:?}");
     let now = current(&c, &id).await;
     assert_ne!(now.0, first.0);
@@ -152,7 +142,7 @@ async fn aws_grace_keeps_the_old_key_working(db: Db) {
     let (moto, first) = moto_user().await;
     let id = aws_conn(&s, &moto, &first).await;
     let r = c.start_rotation(&id, &request(&moto, 2)).await.unwrap();
-    let promoted = wait_for(&c, &r.id, "promoted").await;
+    let promoted = wait_for_rotation(&c, &r.id, "promoted").await;
     assert_eq!(promoted.state, "promoted", "{promoted:?}");
     let now = current(&c, &id).await;
     assert!(moto.key_works(&now).await);
@@ -199,7 +189,7 @@ async fn aws_two_key_limit(db: Db) {
     before.sort();
     // Two keys: refused, rolled back, nothing created or deleted.
     let r = c.start_rotation(&id, &request(&moto, 0)).await.unwrap();
-    let done = wait_for(&c, &r.id, "rolled_back").await;
+    let done = wait_for_rotation(&c, &r.id, "rolled_back").await;
     assert_eq!(done.state, "rolled_back", "{done:?}");
     let err = done.last_error.clone().unwrap();
     assert_eq!(err["code"], "aws_key_limit", "{err}");
@@ -239,7 +229,7 @@ async fn aws_two_key_limit(db: Db) {
         )
         .await
         .unwrap();
-    let done = wait_for(&c, &r.id, "retired").await;
+    let done = wait_for_rotation(&c, &r.id, "retired").await;
     assert_eq!(done.state, "retired", "{done:?}");
     let now = current(&c, &id).await;
     assert!(moto.key_works(&now).await);

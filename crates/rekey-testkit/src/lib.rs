@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod browser;
+pub mod dbtarget;
 pub mod moto;
 pub mod oauth2_fixture;
 pub mod oidc;
