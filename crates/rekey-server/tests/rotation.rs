@@ -15,6 +15,7 @@ use std::time::Duration;
 both_backends!(postgres_single_user_twice);
 both_backends!(postgres_alternate_users);
 both_backends!(mysql_single_user);
+both_backends!(mysql_alternate_users_with_an_admin);
 both_backends!(bad_requests_change_nothing);
 
 const PG: DbTarget = DbTarget::Postgres;
@@ -471,4 +472,52 @@ fn time_of_day_minutes() -> i64 {
         .unwrap()
         .as_millis() as i64;
     (ms % 86_400_000) / 60_000
+}
+
+/// MariaDB, two users taking turns, changed by an admin connection (root):
+/// `ALTER USER 'u'@'%'`; the old user is locked out at retirement.
+async fn mysql_alternate_users_with_an_admin(db: Db) {
+    use sqlx::Connection;
+    let s = TestServer::start(db).await;
+    let c = s.client(&s.admin_key);
+    let my = DbTarget::Mysql;
+    let a = my.create_user("rkalta", "my-alt-a-pw-1").await;
+    let b = my.create_user("rkaltb", "my-alt-b-pw-1").await;
+    let params = json!({"host": "127.0.0.1", "port": "3306", "database": "information_schema"});
+    let id = db_conn(&s, "mysql", &a, "my-alt-a-pw-1", params.clone()).await;
+    // An admin account allowed to change other accounts' passwords.
+    let root = my.create_user("rkadm", "my-admin-pw-1").await;
+    let mut conn = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test")
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("GRANT CREATE USER ON *.* TO '{root}'@'%'"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let admin = db_conn(&s, "mysql", &root, "my-admin-pw-1", params).await;
+    let req = StartRotation {
+        grace: Some(Grace::Seconds(0)),
+        strategy: Some("alternate_users".into()),
+        admin_connection_id: Some(admin),
+        alternate_username: Some(b.clone()),
+        ..Default::default()
+    };
+    let r = c.start_rotation(&id, &req).await.unwrap();
+    let done = wait_for_rotation(&c, &r.id, "retired").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let (user, pw) = current(&c, &id).await;
+    assert_eq!(user, b, "the idle user took over");
+    assert!(my.login(&b, &pw).await, "the new password logs in");
+    assert!(
+        !my.login(&a, "my-alt-a-pw-1").await,
+        "the old user is locked out"
+    );
+    assert!(
+        my.login(&root, "my-admin-pw-1").await,
+        "the admin is untouched"
+    );
+    for u in [&a, &b, &root] {
+        my.drop_user(u).await;
+    }
+    s.stop().await;
 }
