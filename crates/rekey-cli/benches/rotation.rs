@@ -16,7 +16,6 @@ use futures_util::StreamExt;
 use rekey_testkit::dbtarget::DbTarget;
 use rekey_testkit::{Db, TestServer};
 use serde_json::json;
-use sqlx::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,15 +30,12 @@ async fn bench(db: Db) {
     let s = TestServer::start(db).await;
     // The roles, in one round trip.
     let prefix = format!("rkbench{}", rekey_testkit::short_unique());
-    let mut pg = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
-        .await
-        .unwrap();
     let create: String = (0..n)
         .map(|i| {
             format!("CREATE ROLE {prefix}_{i} LOGIN PASSWORD 'bench-pw-{i}' IN ROLE rekey_password_login;")
         })
         .collect();
-    sqlx::raw_sql(&create).execute(&mut pg).await.unwrap();
+    DbTarget::Postgres.admin_exec(&create).await;
     create_connections(&s, n, |i| {
         let mut b =
             DbTarget::Postgres.connection(&format!("{prefix}_{i}"), &format!("bench-pw-{i}"));
@@ -128,6 +124,6 @@ async fn bench(db: Db) {
     let drop: String = (0..n)
         .map(|i| format!("DROP ROLE IF EXISTS {prefix}_{i};"))
         .collect();
-    sqlx::raw_sql(&drop).execute(&mut pg).await.unwrap();
+    DbTarget::Postgres.admin_exec(&drop).await;
     s.stop().await;
 }

@@ -83,6 +83,15 @@ impl Status {
         }
     }
 
+    /// Disabled, revoked, or revocation asked for: no credential of it is
+    /// handed out, checked or rotated until an operator brings it back.
+    pub fn is_out_of_service(self) -> bool {
+        matches!(
+            self,
+            Status::Disabled | Status::Revoked | Status::RevokePending
+        )
+    }
+
     pub fn transition(self, to: Status) -> Result<Status, Error> {
         if self.can_transition(to) {
             Ok(to)

@@ -477,7 +477,6 @@ fn time_of_day_minutes() -> i64 {
 /// MariaDB, two users taking turns, changed by an admin connection (root):
 /// `ALTER USER 'u'@'%'`; the old user is locked out at retirement.
 async fn mysql_alternate_users_with_an_admin(db: Db) {
-    use sqlx::Connection;
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
     let my = DbTarget::Mysql;
@@ -487,13 +486,8 @@ async fn mysql_alternate_users_with_an_admin(db: Db) {
     let id = db_conn(&s, "mysql", &a, "my-alt-a-pw-1", params.clone()).await;
     // An admin account allowed to change other accounts' passwords.
     let root = my.create_user("rkadm", "my-admin-pw-1").await;
-    let mut conn = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test")
-        .await
-        .unwrap();
-    sqlx::raw_sql(&format!("GRANT CREATE USER ON *.* TO '{root}'@'%'"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    my.admin_exec(&format!("GRANT CREATE USER ON *.* TO '{root}'@'%'"))
+        .await;
     let admin = db_conn(&s, "mysql", &root, "my-admin-pw-1", params).await;
     let req = StartRotation {
         grace: Some(Grace::Seconds(0)),

@@ -17,55 +17,43 @@ pub enum DbTarget {
 }
 
 impl DbTarget {
-    /// A new user with password `pw`, named `prefix` and a unique suffix.
-    pub async fn create_user(self, prefix: &str, pw: &str) -> String {
-        let name = format!("{prefix}{}", short_unique());
+    /// Run `sql` as the server's administrator (postgres, root).
+    pub async fn admin_exec(self, sql: &str) {
         match self {
             DbTarget::Postgres => {
                 let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
                     .await
                     .unwrap();
-                sqlx::raw_sql(&format!(
-                    "CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE rekey_password_login"
-                ))
-                .execute(&mut c)
-                .await
-                .unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
             }
             DbTarget::Mysql => {
                 let mut c = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test")
                     .await
                     .unwrap();
-                sqlx::raw_sql(&format!("CREATE USER '{name}'@'%' IDENTIFIED BY '{pw}'"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
             }
         }
+    }
+
+    /// A new user with password `pw`, named `prefix` and a unique suffix.
+    pub async fn create_user(self, prefix: &str, pw: &str) -> String {
+        let name = format!("{prefix}{}", short_unique());
+        self.admin_exec(&match self {
+            DbTarget::Postgres => {
+                format!("CREATE ROLE {name} LOGIN PASSWORD '{pw}' IN ROLE rekey_password_login")
+            }
+            DbTarget::Mysql => format!("CREATE USER '{name}'@'%' IDENTIFIED BY '{pw}'"),
+        })
+        .await;
         name
     }
 
     pub async fn drop_user(self, name: &str) {
-        match self {
-            DbTarget::Postgres => {
-                let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {name}"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-            DbTarget::Mysql => {
-                let mut c = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/test")
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(&format!("DROP USER IF EXISTS '{name}'@'%'"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-            }
-        }
+        self.admin_exec(&match self {
+            DbTarget::Postgres => format!("DROP ROLE IF EXISTS {name}"),
+            DbTarget::Mysql => format!("DROP USER IF EXISTS '{name}'@'%'"),
+        })
+        .await;
     }
 
     /// Whether `user` logs in with `pw`; anything but a refused password panics.

@@ -6,7 +6,6 @@ use crate::connection_rows::not_found;
 use crate::{Connection, ConnectionPage, Ctx, Principal, Rekey};
 use rekey_api::{ConnectionQuery, CredentialsView};
 use rekey_core::audit::{AuditAction, AuditOutcome};
-use rekey_core::connection::Status;
 use rekey_core::credentials;
 use rekey_core::scope::Scope;
 use rekey_core::time::parse_rfc3339;
@@ -107,26 +106,23 @@ impl Rekey {
             return Err(e);
         }
         let (row, rows) = self.load_secret_rows(&ctx.tenant, &id).await?;
-        match row.status {
-            // Once revocation is asked for, the credential is no longer
-            // handed out, even while the provider side is still pending.
-            Status::Disabled | Status::Revoked | Status::RevokePending => {
-                self.audit_read(
-                    ctx,
-                    &id,
-                    AuditOutcome::Denied,
-                    json!({"reason": row.status.as_str()}),
-                )
-                .await?;
-                return Err(Error::conflict(
-                    ErrorCode::ConnectionUnusable,
-                    format!(
-                        "connection {id} is {}; its credentials are not handed out",
-                        row.status
-                    ),
-                ));
-            }
-            _ => {}
+        // Once revocation is asked for, the credential is no longer handed
+        // out, even while the provider side is still pending.
+        if row.status.is_out_of_service() {
+            self.audit_read(
+                ctx,
+                &id,
+                AuditOutcome::Denied,
+                json!({"reason": row.status.as_str()}),
+            )
+            .await?;
+            return Err(Error::conflict(
+                ErrorCode::ConnectionUnusable,
+                format!(
+                    "connection {id} is {}; its credentials are not handed out",
+                    row.status
+                ),
+            ));
         }
         let material = if row.kind.is_static() {
             self.open_secrets(&row, &rows).and_then(|sec| {

@@ -45,10 +45,7 @@ impl Rekey {
                 .await?
                 .ok_or_else(|| not_found(id))?
         };
-        if matches!(
-            row.status,
-            Status::Disabled | Status::Revoked | Status::RevokePending
-        ) {
+        if row.status.is_out_of_service() {
             return Err(Error::conflict(
                 ErrorCode::ConnectionUnusable,
                 format!("connection {id} is {}; it is not checked", row.status),

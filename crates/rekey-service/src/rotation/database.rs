@@ -41,10 +41,7 @@ fn new_password() -> SecretString {
 
 /// Role names that are safe inside the statements' quotes.
 fn safe_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b))
+    super::plain_name(s, super::ROLE_NAME.0, super::ROLE_NAME.1)
 }
 
 fn username(m: &Material) -> Option<&str> {

@@ -22,7 +22,6 @@ use crate::connection_rows::not_found;
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
-use rekey_core::connection::Status;
 use rekey_core::events::EventType;
 use rekey_core::rotation::{RotationState, RotationStrategy};
 use rekey_core::time::now_ms;
@@ -305,45 +304,44 @@ impl Rotate for Rotator {
     }
 }
 
+/// `s` is 1 to `max` bytes of ASCII letters, digits and `extra`: the names
+/// rotators put inside quoted statements and request parameters.
+pub(crate) fn plain_name(s: &str, max: usize, extra: &[u8]) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
+/// Database role names rekey rotates (safe inside the statements' quotes).
+pub(crate) const ROLE_NAME: (usize, &[u8]) = (63, b"_.-@");
+
 fn validate_options(req: &RotateRequest, strategy: RotationStrategy) -> Result<(), Error> {
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b))
-    };
-    if let Some(u) = &req.alternate_username {
-        if !name_ok(u) {
-            return Err(Error::invalid(
-                ErrorCode::InvalidField,
-                "`alternate_username` must be 1–63 characters of A-Z, a-z, 0-9, '_', '.', '-', '@'",
-            ));
-        }
-    }
-    if let Some(h) = &req.user_host {
-        if h.is_empty()
-            || h.len() > 255
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-%:".contains(&b))
-        {
-            return Err(Error::invalid(
-                ErrorCode::InvalidField,
-                "`user_host` must be a MySQL host pattern (A-Z, 0-9, '.', '-', '_', '%', ':')",
-            ));
-        }
-    }
-    if let Some(u) = &req.iam_user {
-        if u.is_empty()
-            || u.len() > 64
-            || !u
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
-        {
-            return Err(Error::invalid(
-                ErrorCode::InvalidField,
-                "`iam_user` must be an IAM user name: 1–64 characters of A-Z, a-z, 0-9, '_', '+', '=', ',', '.', '@', '-'",
-            ));
+    let checks: [(&Option<String>, usize, &[u8], &str); 3] = [
+        (
+            &req.alternate_username,
+            ROLE_NAME.0,
+            ROLE_NAME.1,
+            "`alternate_username` must be 1–63 characters of A-Z, a-z, 0-9, '_', '.', '-', '@'",
+        ),
+        (
+            &req.user_host,
+            255,
+            b"_.-%:",
+            "`user_host` must be a MySQL host pattern (A-Z, 0-9, '.', '-', '_', '%', ':')",
+        ),
+        (
+            &req.iam_user,
+            64,
+            b"_+=,.@-",
+            "`iam_user` must be an IAM user name: 1–64 characters of A-Z, a-z, 0-9, '_', '+', '=', ',', '.', '@', '-'",
+        ),
+    ];
+    for (value, max, extra, message) in checks {
+        if let Some(v) = value {
+            if !plain_name(v, max, extra) {
+                return Err(Error::invalid(ErrorCode::InvalidField, message));
+            }
         }
     }
     if strategy == RotationStrategy::AlternateUsers
@@ -399,10 +397,7 @@ impl Rekey {
         let strategy = req.strategy.unwrap_or(RotationStrategy::SingleUser);
         validate_options(&req, strategy)?;
         let (row, secrets) = self.load_with_secrets(&ctx.tenant, &id).await?;
-        if matches!(
-            row.status,
-            Status::Disabled | Status::Revoked | Status::RevokePending
-        ) {
+        if row.status.is_out_of_service() {
             return Err(Error::conflict(
                 ErrorCode::ConnectionUnusable,
                 format!("connection {id} is {}; it cannot be rotated", row.status),

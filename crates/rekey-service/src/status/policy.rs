@@ -56,10 +56,7 @@ pub(crate) fn observe(
     now: i64,
 ) -> Transition {
     let from = state.status;
-    if matches!(
-        from,
-        Status::Disabled | Status::Revoked | Status::RevokePending
-    ) {
+    if from.is_out_of_service() {
         return Transition::Untouched;
     }
     let mut next = state.clone();

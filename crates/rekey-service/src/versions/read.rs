@@ -5,7 +5,6 @@ use crate::connection_rows::not_found;
 use crate::{Ctx, Principal, Rekey};
 use rekey_api::CredentialsView;
 use rekey_core::audit::AuditOutcome;
-use rekey_core::connection::Status;
 use rekey_core::scope::Scope;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::versions::VersionLabel;
@@ -44,10 +43,7 @@ impl Rekey {
         };
         tx.commit().await?;
         // Once revocation is asked for, no credential of it is handed out.
-        if matches!(
-            row.status,
-            Status::Disabled | Status::Revoked | Status::RevokePending
-        ) {
+        if row.status.is_out_of_service() {
             self.audit_read(ctx, &id, AuditOutcome::Denied, denied(row.status.as_str()))
                 .await?;
             return Err(Error::conflict(
