@@ -70,6 +70,12 @@ schema_enum!(
     rekey_core::rotation::RotationStrategy::ALL.iter().map(|k| k.as_str())
 );
 schema_enum!(
+    /// `rekey_core::rotation::RotationMethod`.
+    RotationMethod,
+    "Who carries out a rotation's steps: `api` (rekey's rotator) or `manual` (guided: an operator confirms each step).",
+    rekey_core::rotation::RotationMethod::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
     /// `rekey_core::scope::Scope`.
     Scope,
     "An API key scope; `admin` implies all the others.",

@@ -456,6 +456,34 @@ pub struct ApiKeyView {
     pub created_by: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// After a rotation with a grace: when this key stops working.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The key this one replaced.
+    #[serde(default)]
+    pub rotated_from: Option<String>,
+    /// The key that replaced this one.
+    #[serde(default)]
+    pub rotated_to: Option<String>,
+}
+
+/// `POST /api/v1/api-keys/{id}/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKey {
+    /// How long the old key keeps working: seconds, or `90s`/`15m`/`1h`/`7d`
+    /// (default 1h, at most 30d); `0` revokes it at once.
+    #[serde(default)]
+    pub grace: Option<Grace>,
+}
+
+/// Returned once, at rotation: the new key (shown only now) and the old
+/// key as it is now (expiring, or revoked).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct RotatedApiKey {
+    pub key: String,
+    pub api_key: ApiKeyView,
+    pub previous: ApiKeyView,
 }
 
 /// Returned once, at creation: the only time the key itself is shown.
@@ -636,6 +664,9 @@ mod tests {
                 created_by: "".into(),
                 last_used_at: None,
                 revoked_at: None,
+                expires_at: None,
+                rotated_from: None,
+                rotated_to: None,
             },
         };
         let cs = ConnectSessionView {

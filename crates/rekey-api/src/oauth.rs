@@ -57,6 +57,35 @@ pub struct CreateIntegration {
     pub custody: Vec<String>,
 }
 
+/// `POST /api/v1/integrations/{id}/rotate-secret`: the new client secret
+/// (or, for `private_key_jwt`, the new private key and its `kid`), made in
+/// the provider's console. No `Debug`: it holds the secret.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateClientSecret {
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    #[serde(default)]
+    pub key_id: Option<String>,
+}
+
+/// The integration after its client secret was tested and switched.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClientSecretRotationView {
+    pub integration: IntegrationView,
+    /// How the new secret was tested at the token endpoint:
+    /// `client_credentials` (a token was issued) or `authorization_code`
+    /// (an unknown code was refused as `invalid_grant`, after the client
+    /// authenticated).
+    pub tested_with: String,
+    pub old_fingerprint: String,
+    pub new_fingerprint: String,
+    /// Connections of the integration, which use the new secret from now on.
+    pub connections: i64,
+}
+
 /// `PATCH /api/v1/integrations/{id}`: fields left out are unchanged.
 #[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

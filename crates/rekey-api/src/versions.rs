@@ -102,6 +102,75 @@ pub struct StartRotation {
     /// room. Without it such a rotation is refused (rolled back).
     #[serde(default)]
     pub delete_inactive_key: bool,
+    /// `api`: rekey's rotator for the kind (422 `no_rotator` when it has
+    /// none). `manual`: a guided rotation (static kinds): rekey waits for
+    /// you to make the new credential at the provider and submit it
+    /// (`POST /api/v1/rotations/{id}/confirm`), tests it with the probe,
+    /// then waits for you to confirm the old one revoked. Default: the
+    /// catalog's rotator where rekey has one, else guided.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::enums::RotationMethod>)]
+    pub method: Option<String>,
+    /// RSA key pairs: the public-key slot (1 = `RSA_PUBLIC_KEY`, 2 =
+    /// `RSA_PUBLIC_KEY_2`) that holds the current key; the new key goes in
+    /// the other. Default: the slot the last rotation filled, else 1.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 2)]
+    pub current_slot: Option<u8>,
+}
+
+/// `POST /api/v1/rotations/{id}/confirm`: the step the rotation waits for
+/// is done at the target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRotation {
+    /// The step confirmed: the rotation's `awaiting` (`set` or `retired`).
+    #[schema(value_type = crate::enums::RotationState)]
+    pub step: String,
+    /// Evidence for the audit log (a ticket, what was checked), at most
+    /// 500 characters.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// A guided rotation's `set` (when `instructions.needs_credentials`):
+    /// the new credential, in the fields of the connection's kind, as for
+    /// `PUT /api/v1/connections/{id}/credentials`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/rotations/{id}/cancel`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRotation {
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// What an operator must do for the step a rotation waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationInstructions {
+    /// The step waiting: `set` or `retired`.
+    pub step: String,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// Statements to run at the target, exactly as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<String>,
+    /// The confirmation must carry the new credential.
+    #[serde(default)]
+    pub needs_credentials: bool,
+}
+
+/// An operator's confirmation of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationConfirmationView {
+    pub step: String,
+    pub by: String,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A credential rotation and where it stands. Never carries material.
@@ -141,6 +210,14 @@ pub struct RotationView {
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The step waiting for an operator's confirmation (`set`, `retired`),
+    /// with what to do in `instructions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<RotationInstructions>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirmations: Vec<RotationConfirmationView>,
 }
 
 /// `GET /api/v1/rotations`, newest first.

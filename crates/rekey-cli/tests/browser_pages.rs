@@ -144,3 +144,71 @@ async fn dashboard_pages_in_chromium() {
     rx.stop().await;
     server.stop().await;
 }
+
+/// The Rotate action in Chromium (tests/e2e/rotate.mjs): a guided rotation
+/// of an API key confirmed from the page, then one cancelled. Afterwards
+/// the provider sees the new key and rekey hands it out.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_from_the_dashboard_in_chromium() {
+    use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
+    let mut env = Env::new(Db::Sqlite).await;
+    env.extra = vec![
+        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
+        ("REKEY_WORKER_TICK_MS".into(), "100".into()),
+    ];
+    let pw = "rotate e2e password";
+    let out = env.create_user("grace", "admin", pw).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let base = server.base.clone();
+    let fx = ProviderFixture::start().await;
+    // The provider already issued the new key (the operator made it there);
+    // it answers slowly, so the page shows the test step running.
+    let new_key = "sk-browser-new-7f3a9c";
+    fx.set_valid_credential(Some(new_key));
+    fx.set_mode(Mode::Slow(Duration::from_secs(3)));
+    let c = api_post(
+        &base,
+        &key,
+        "/api/v1/connections",
+        json!({
+        "provider": "custom-rest", "kind": "api_key", "display_name": "Billing API",
+        "probe_url": fx.rest_url(),
+        "credentials": {"key": "sk-browser-old-1", "placement": "header", "name": "X-Api-Key"}}),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_string();
+
+    run_browser_script(
+        "rotate.mjs",
+        &base,
+        &[
+            ("ADMIN", "grace"),
+            ("PASSWORD", pw),
+            ("CONN", &id),
+            ("NEW_KEY", new_key),
+        ],
+    )
+    .await;
+    // The key rekey hands out is the one confirmed in the browser, and the
+    // provider was asked with it.
+    let creds = api_get(
+        &base,
+        &key,
+        &format!("/api/v1/connections/{id}/credentials"),
+    )
+    .await;
+    assert_eq!(creds["credentials"]["key"], new_key, "{creds}");
+    assert_eq!(fx.last_authorization().as_deref(), Some(new_key));
+    let rotations = api_get(&base, &key, &format!("/api/v1/rotations?connection={id}")).await;
+    let states: Vec<&str> = rotations["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["rolled_back", "retired"], "{rotations}");
+    fx.stop().await;
+    server.stop().await;
+}

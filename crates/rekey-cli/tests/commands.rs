@@ -741,7 +741,58 @@ async fn api_keys_providers_and_integration_updates(db: Db) {
     let listed = keys.iter().find(|k| k["name"] == "ci reader").unwrap();
     assert_eq!(listed["scopes"], json!(["connections:read"]));
     assert!(!out.contains(&key));
-    let id = listed["id"].as_str().unwrap().to_string();
+    let first_id = listed["id"].as_str().unwrap().to_string();
+    // rotate: only the new key on stdout, the old one's end on stderr; the
+    // old works through its grace, and with grace 0 stops at once.
+    let out = api
+        .run(&["api-keys", "rotate", &first_id, "--grace", "10m"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rotated = stdout(&out).trim().to_string();
+    assert!(rotated.starts_with("rk_") && rotated != key, "{rotated}");
+    assert!(stderr(&out).contains("works until"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(&rotated));
+    for k in [&key, &rotated] {
+        let out = api
+            .run_with(&["connections", "list"], &[("REKEY_TOKEN", k)])
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = api
+        .run(&["api-keys", "rotate", &first_id, "--grace", "0"])
+        .await;
+    assert_eq!(code(&out), Some(5), "rotating twice: {}", stderr(&out));
+    let out = api
+        .run(&["api-keys", "rotate", &first_id, "--grace", "soon"])
+        .await;
+    assert_eq!(code(&out), Some(1), "bad grace: {}", stderr(&out));
+    let keys: Vec<Value> =
+        serde_json::from_str(&api.ok(&["api-keys", "list", "--json"]).await).unwrap();
+    let second = keys
+        .iter()
+        .find(|k| k["rotated_from"] == first_id.as_str())
+        .unwrap();
+    let id = second["id"].as_str().unwrap().to_string();
+    let out = api.ok(&["api-keys", "rotate", &id, "--grace", "0"]).await;
+    let third = out.trim().to_string();
+    let out = api
+        .run_with(&["connections", "list"], &[("REKEY_TOKEN", &rotated)])
+        .await;
+    assert_eq!(code(&out), Some(6), "grace 0: {}", stderr(&out));
+    let out = api
+        .run_with(&["connections", "list"], &[("REKEY_TOKEN", &third)])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys: Vec<Value> =
+        serde_json::from_str(&api.ok(&["api-keys", "list", "--json"]).await).unwrap();
+    let id = keys
+        .iter()
+        .find(|k| k["rotated_from"] == id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = third;
     let table = api.ok(&["api-keys", "list"]).await;
     assert!(table.starts_with("ID") && table.contains(&id), "{table}");
     let out = api.ok(&["api-keys", "revoke", &id]).await;

@@ -1,4 +1,5 @@
-//! `rekey rotate --wait`, `rekey rotations list|show`, `rekey connections
+//! `rekey rotate --wait`, `rekey rotations list|show|confirm|cancel` (a
+//! guided rotation of an API key), `rekey connections
 //! versions`, `replace-credentials --grace` and `credentials --version
 //! previous`, through the real binary against a real PostgreSQL role.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -87,9 +88,84 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
         .await
         .unwrap()
         .id;
-    let out = run(&env, &server, &key, &["rotate", &key_conn]).await;
+    let out = run(
+        &env,
+        &server,
+        &key,
+        &["rotate", &key_conn, "--method", "api"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no rotator"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no API rotator"), "{}", stderr(&out));
+
+    // Its guided rotation: --wait stops at the operator's step and says
+    // what to do; confirm with the new key (from a file), then the
+    // revocation of the old one.
+    let out = run(&env, &server, &key, &["rotate", &key_conn, "--wait"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("waiting for you (set)"), "{shown}");
+    let rid = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("rot_"))
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains(&format!(
+            "rekey rotations confirm {rid} --step set --credentials-file"
+        )),
+        "{shown}"
+    );
+    let guided = env.dir.path().join("guided.json");
+    std::fs::write(
+        &guided,
+        r#"{"key": "sk-cli-guided", "placement": "header", "name": "X-Api-Key"}"#,
+    )
+    .unwrap();
+    // The wrong step: a clear refusal.
+    let out = run(
+        &env,
+        &server,
+        &key,
+        &["rotations", "confirm", &rid, "--step", "retired"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("waits for `set`"), "{}", stderr(&out));
+    let out = run(
+        &env,
+        &server,
+        &key,
+        &[
+            "rotations",
+            "confirm",
+            &rid,
+            "--step",
+            "set",
+            "--credentials-file",
+            guided.to_str().unwrap(),
+            "--note",
+            "CHG-7",
+            "--wait",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // Grace 1h (the default): promoted, the old key readable as previous.
+    assert_eq!(r["state"], "promoted", "{r}");
+    assert!(!stdout(&out).contains("sk-cli-guided"));
+    assert_eq!(
+        c.read_credentials(&key_conn).await.unwrap().credentials["key"],
+        "sk-cli-guided"
+    );
+    let out = run(&env, &server, &key, &["rotations", "cancel", &rid]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("promoted"), "{}", stderr(&out));
+    let out = run(&env, &server, &key, &["rotations", "show", &rid, "--json"]).await;
+    let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["confirmations"][0]["note"], "CHG-7", "{shown}");
 
     // Replacement with a grace keeps the old key readable as previous.
     let file = env.dir.path().join("new.json");
@@ -129,7 +205,7 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(v["credentials"]["key"], "sk-cli-1");
+    assert_eq!(v["credentials"]["key"], "sk-cli-guided");
     let out = run(
         &env,
         &server,

@@ -37,6 +37,22 @@ impl Client {
         self.write(Method::PATCH, &integ(id), req, if_match).await
     }
 
+    /// `POST /api/v1/integrations/{id}/rotate-secret`: test the new client
+    /// secret at the provider, then switch every connection to it.
+    pub async fn rotate_client_secret(
+        &self,
+        id: &str,
+        req: &RotateClientSecret,
+    ) -> Result<ClientSecretRotationView> {
+        self.post(
+            &format!("{}/rotate-secret", integ(id)),
+            NO_QUERY,
+            Some(req),
+            None,
+        )
+        .await
+    }
+
     /// `DELETE /api/v1/integrations/{id}` (refused while connections use it).
     pub async fn delete_integration(&self, id: &str) -> Result<()> {
         self.delete(&integ(id), NO_QUERY, None).await

@@ -2,8 +2,8 @@
 
 use crate::{seg, Client, Result, NO_QUERY};
 use rekey_api::{
-    RotationList, RotationQuery, RotationScheduleView, RotationView, SetRotationSchedule,
-    StartRotation,
+    CancelRotation, ConfirmRotation, RotationList, RotationQuery, RotationScheduleView,
+    RotationView, SetRotationSchedule, StartRotation,
 };
 use reqwest::Method;
 
@@ -15,6 +15,29 @@ impl Client {
         self.write(
             Method::POST,
             &format!("/api/v1/connections/{}/rotate", seg(id)),
+            req,
+            None,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/rotations/{id}/confirm`: the step the rotation waits
+    /// for is done at the target (202: it goes on in the background).
+    pub async fn confirm_rotation(&self, id: &str, req: &ConfirmRotation) -> Result<RotationView> {
+        self.write(
+            Method::POST,
+            &format!("/api/v1/rotations/{}/confirm", seg(id)),
+            req,
+            None,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/rotations/{id}/cancel`.
+    pub async fn cancel_rotation(&self, id: &str, req: &CancelRotation) -> Result<RotationView> {
+        self.write(
+            Method::POST,
+            &format!("/api/v1/rotations/{}/cancel", seg(id)),
             req,
             None,
         )

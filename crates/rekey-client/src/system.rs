@@ -43,6 +43,18 @@ impl Client {
             .await
     }
 
+    /// `POST /api/v1/api-keys/{id}/rotate`: the new key is in the answer,
+    /// once; the old one works for the grace (or stops at once with 0).
+    pub async fn rotate_api_key(&self, id: &str, req: &RotateApiKey) -> Result<RotatedApiKey> {
+        self.post(
+            &format!("/api/v1/api-keys/{}/rotate", seg(id)),
+            NO_QUERY,
+            Some(req),
+            None,
+        )
+        .await
+    }
+
     /// `GET /api/v1/audit`: one page, newest first.
     pub async fn list_audit(&self, query: &AuditQuery) -> Result<AuditList> {
         self.get("/api/v1/audit", query).await

@@ -16,6 +16,7 @@ string_enum!(
         RotationStep => "rotation.step",
         RotationSucceeded => "rotation.succeeded",
         RotationFailed => "rotation.failed",
+        RotationAwaitingOperator => "rotation.awaiting_operator",
     }
 );
 

@@ -56,6 +56,17 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Who carries out a rotation's steps at the target. `api`: rekey's
+    /// rotator for the kind, by itself. `manual`: a guided rotation; rekey
+    /// shows what to do, waits for an operator to confirm each step done at
+    /// the provider, and tests the new credential with the probe.
+    RotationMethod, ErrorCode::InvalidField, {
+        Api => "api",
+        Manual => "manual",
+    }
+);
+
 /// The shortest and longest period of scheduled rotation.
 pub const MIN_PERIOD: Duration = Duration::from_secs(3600);
 pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 86_400);

@@ -27,9 +27,9 @@ pub use jwt::{jwt_bearer, snowflake_keypair_jwt};
 pub use outbound::{Outbound, Refused};
 pub use pkce::{random_token, Pkce};
 pub use token::{
-    authorize_url, client_credentials, denial_message, discover, exchange_code, fetch_identity,
-    granted_scopes, refresh, revoke, revoke_with, AuthorizeRequest, Discovery, RevokeStyle,
-    TokenSet,
+    authorize_url, check_client_auth, client_credentials, denial_message, discover, exchange_code,
+    fetch_identity, granted_scopes, refresh, revoke, revoke_with, AuthorizeRequest, CheckGrant,
+    ClientAuthCheck, Discovery, RevokeStyle, TokenSet,
 };
 
 /// The parsers of provider answers, without the HTTP around them, for the

@@ -307,6 +307,84 @@ pub async fn client_credentials(
     token_request(http, token_url, auth, form).await
 }
 
+/// The token request a client-credential check sends.
+#[derive(Debug, Clone, Copy)]
+pub enum CheckGrant<'a> {
+    /// The client uses the client-credentials grant: a real token request
+    /// (the token is dropped unread).
+    ClientCredentials { scopes: &'a [String], sep: &'a str },
+    /// Any other client: an authorization code that does not exist. The
+    /// token endpoint authenticates the client before it looks at the code
+    /// (RFC 6749 §5.2), so `invalid_grant` means the credentials worked and
+    /// nothing was issued.
+    UnknownCode { redirect_uri: &'a str },
+}
+
+/// What the token endpoint made of the client's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthCheck {
+    Accepted,
+    /// `invalid_client` or HTTP 401, with the provider's description.
+    Rejected(String),
+}
+
+/// Ask the token endpoint whether it accepts `auth` (for a new client
+/// secret or key, before rekey switches to it). An answer that says
+/// neither (unreachable, 5xx, an unexpected error) is an `Err`: untested.
+pub async fn check_client_auth(
+    http: &Http,
+    token_url: &str,
+    auth: &ClientAuth,
+    grant: CheckGrant<'_>,
+) -> Result<ClientAuthCheck, OAuthError> {
+    let form = match grant {
+        CheckGrant::ClientCredentials { scopes, sep } => {
+            let mut f = vec![("grant_type".to_string(), "client_credentials".to_string())];
+            if !scopes.is_empty() {
+                f.push(("scope".into(), scopes.join(sep)));
+            }
+            f
+        }
+        CheckGrant::UnknownCode { redirect_uri } => vec![
+            ("grant_type".to_string(), "authorization_code".to_string()),
+            (
+                "code".into(),
+                format!("rekey-client-check-{}", crate::pkce::random_token()),
+            ),
+            ("redirect_uri".into(), redirect_uri.to_string()),
+            ("code_verifier".into(), crate::pkce::random_token()),
+        ],
+    };
+    match token_request(http, token_url, auth, form).await {
+        Ok(_) => Ok(ClientAuthCheck::Accepted),
+        Err(OAuthError::Provider {
+            status,
+            error,
+            description,
+        }) => {
+            if error == "invalid_client" || status == 401 {
+                Ok(ClientAuthCheck::Rejected(description.unwrap_or(error)))
+            } else if matches!(
+                error.as_str(),
+                "invalid_grant"
+                    | "unauthorized_client"
+                    | "unsupported_grant_type"
+                    | "invalid_scope"
+            ) {
+                // These name what the authenticated client may not do.
+                Ok(ClientAuthCheck::Accepted)
+            } else {
+                Err(OAuthError::Provider {
+                    status,
+                    error,
+                    description,
+                })
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// How a provider's revocation endpoint takes the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RevokeStyle {

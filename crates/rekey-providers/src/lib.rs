@@ -64,11 +64,20 @@ impl Rotator {
         Rotator::Manual,
     ];
 
-    /// Rotators rekey runs itself today. A catalog entry may claim
-    /// `method = "api"` only with one of these (the service's rotation
-    /// module has a test that its rotators are exactly these).
+    /// Rotators rekey has code for. A catalog entry may claim
+    /// `method = "api"` only with one of these that is also automated (the
+    /// service's rotation module has a test that its rotators are exactly
+    /// these). `rsa_second_slot` and `manual` run with an operator's
+    /// confirmations.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Rotator::Postgres | Rotator::Mysql | Rotator::AwsIam)
+        matches!(
+            self,
+            Rotator::Postgres
+                | Rotator::Mysql
+                | Rotator::AwsIam
+                | Rotator::RsaSecondSlot
+                | Rotator::Manual
+        )
     }
 
     pub fn as_str(self) -> &'static str {

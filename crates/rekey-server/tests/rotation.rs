@@ -232,15 +232,29 @@ async fn mysql_single_user(db: Db) {
 async fn bad_requests_change_nothing(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    // A kind the catalog has no rotator for.
+    // A kind the catalog has no rotator for, asked for `api` rotation
+    // (without a method it gets a guided one: see rotation_guided.rs).
     let key = s
         .create_api_key_conn(&s.admin_key, "sk-norotator", json!({}))
         .await;
     assert_api_error(
-        c.start_rotation(&key, &StartRotation::default()).await,
+        c.start_rotation(
+            &key,
+            &StartRotation {
+                method: Some("api".into()),
+                ..Default::default()
+            },
+        )
+        .await,
         422,
         "no_rotator",
     );
+    assert!(c
+        .list_rotations(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     let role = pg_role("rk_rot_bad", "bad-first-pw-1").await;
     let id = db_conn(&s, "postgresql", &role, "bad-first-pw-1", pg_params()).await;
     // Grace out of range, unknown strategy, alternate users without their
@@ -249,6 +263,9 @@ async fn bad_requests_change_nothing(db: Db) {
         (json!({"grace": "31d"}), "invalid_grace"),
         (json!({"grace": -1}), "invalid_grace"),
         (json!({"strategy": "sideways"}), "invalid_strategy"),
+        (json!({"method": "telepathy"}), "invalid_field"),
+        (json!({"current_slot": 2}), "invalid_field"),
+        (json!({"current_slot": 3}), "invalid_field"),
         (json!({"strategy": "alternate_users"}), "invalid_field"),
         (json!({"admin_connection_id": key}), "invalid_field"),
         (json!({"surprise": 1}), "invalid_body"),

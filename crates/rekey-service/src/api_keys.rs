@@ -1,6 +1,6 @@
 use crate::audit::record;
 use crate::{views, Ctx, Rekey};
-use rekey_api::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey};
+use rekey_api::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey, RotatedApiKey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::scope::{Scope, Scopes};
 use rekey_core::ErrorCode;
@@ -68,6 +68,9 @@ impl Rekey {
             created_by: ctx.actor.clone(),
             last_used_at: None,
             revoked_at: None,
+            expires_at: None,
+            rotated_from: None,
+            rotated_to: None,
         };
         let mut tx = self.store().begin_write().await?;
         api_keys::insert(tx.conn(), &row, &rekey_crypto::hash_api_key(&key)).await?;
@@ -97,7 +100,7 @@ impl Rekey {
         let hash = rekey_crypto::hash_api_key(t);
         let row = {
             let mut c = self.store().read().await?;
-            api_keys::find_active_by_hash(&mut c, &hash).await?
+            api_keys::find_active_by_hash(&mut c, &hash, rekey_core::time::now_ms()).await?
         }
         .ok_or(Error::Unauthorized)?;
         let scopes = Scopes::parse(&row.scopes).map_err(|_| Error::Unauthorized)?;
@@ -172,5 +175,85 @@ impl Rekey {
             .await?
             .ok_or_else(not_found)?;
         Ok(views::api_key(&row))
+    }
+
+    /// Replace an API key with a new one of the same name and scopes (shown
+    /// once). The old key keeps working for `grace` (default one hour, at
+    /// most 30 days) so its users can switch, or stops at once with a zero
+    /// grace. A key already revoked, rotated or expired: 409.
+    pub async fn rotate_api_key(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> Result<RotatedApiKey, Error> {
+        let id = ids::parse_id(ids::API_KEY, id)?;
+        let grace = grace.unwrap_or(rekey_core::versions::DEFAULT_GRACE);
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let now = rekey_core::time::now_ms();
+        let mut tx = self.store().begin_write().await?;
+        let not_found = || Error::not_found(ErrorCode::ApiKeyNotFound, format!("API key {id}"));
+        let old = api_keys::get(tx.conn(), &ctx.tenant, &id)
+            .await?
+            .ok_or_else(not_found)?;
+        if old.revoked_at.is_some() {
+            return Err(Error::conflict(
+                ErrorCode::AlreadyRevoked,
+                format!("API key {id} is revoked; create a new key instead"),
+            ));
+        }
+        if old.expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::conflict(
+                ErrorCode::ApiKeyExpired,
+                format!("API key {id} has expired; create a new key instead"),
+            ));
+        }
+        if let Some(to) = &old.rotated_to {
+            return Err(Error::conflict(
+                ErrorCode::AlreadyRotated,
+                format!("API key {id} was already rotated (to {to}); rotate that one"),
+            ));
+        }
+        let key = rekey_crypto::generate_api_key();
+        let new = ApiKeyRow {
+            id: ids::new_id(ids::API_KEY),
+            tenant: ctx.tenant.clone(),
+            name: old.name.clone(),
+            scopes: old.scopes.clone(),
+            created_at: now,
+            created_by: ctx.actor.clone(),
+            last_used_at: None,
+            revoked_at: None,
+            expires_at: None,
+            rotated_from: Some(old.id.clone()),
+            rotated_to: None,
+        };
+        api_keys::insert(tx.conn(), &new, &rekey_crypto::hash_api_key(&key)).await?;
+        let expires_at = (grace_ms > 0).then(|| now.saturating_add(grace_ms));
+        if !api_keys::mark_rotated(tx.conn(), &ctx.tenant, &id, &new.id, now, expires_at).await? {
+            return Err(Error::conflict(
+                ErrorCode::AlreadyRotated,
+                format!("API key {id} was rotated or revoked meanwhile"),
+            ));
+        }
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::ApiKeyRotate,
+            Some(&id),
+            AuditOutcome::Ok,
+            json!({"name": old.name, "new_key": new.id, "grace_secs": grace_ms / 1000}),
+        )
+        .await?;
+        tx.commit().await?;
+        let mut c = self.store().read().await?;
+        let previous = api_keys::get(&mut c, &ctx.tenant, &id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(RotatedApiKey {
+            key: key.to_string(),
+            api_key: views::api_key(&new),
+            previous: views::api_key(&previous),
+        })
     }
 }

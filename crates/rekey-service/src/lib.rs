@@ -33,6 +33,7 @@ pub use api_keys::Principal;
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
 pub use health::{CheckRun, HealthSettings};
+pub use integrations::{ClientSecretRotation, NewClientSecret};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use model::{
     AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
@@ -43,8 +44,9 @@ pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use rekey_store::credential_versions::VersionRow as CredentialVersion;
 pub use rotation::{
-    schedule_options, Options as RotationOptions, RotateRequest, Rotation, RotationSchedule,
-    ScheduleRequest, IMPLEMENTED as IMPLEMENTED_ROTATORS,
+    schedule_options, ConfirmRequest, Confirmation as RotationConfirmation,
+    Instructions as RotationInstructions, Options as RotationOptions, RotateRequest, Rotation,
+    RotationMethod, RotationSchedule, ScheduleRequest, IMPLEMENTED as IMPLEMENTED_ROTATORS,
 };
 pub use users::{Role, SessionUser};
 pub use webhooks::{DeliveryRun, WebhookSettings, DEFAULT_MAX_WEBHOOKS};

@@ -86,3 +86,26 @@ pub fn derive(
         bits,
     })
 }
+
+/// A new 2048-bit RSA private key, PKCS#8 PEM (unencrypted: it is sealed
+/// like every secret rekey stores). Slow (about a second): call it off the
+/// async threads.
+pub fn generate() -> Result<SecretString, Error> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+        .map_err(|_| Error::internal("cannot generate an RSA key"))?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|_| Error::internal("cannot encode the private key"))?;
+    Ok(SecretString::new(pem.to_string()))
+}
+
+/// The public key as Snowflake's `RSA_PUBLIC_KEY` value: the PEM body
+/// without its header, footer and line breaks.
+pub fn public_key_body(public_key_pem: &str) -> String {
+    public_key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect()
+}

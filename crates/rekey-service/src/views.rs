@@ -17,6 +17,9 @@ pub fn api_key(r: &ApiKeyRow) -> ApiKeyView {
         created_by: r.created_by.clone(),
         last_used_at: r.last_used_at.map(ms_to_rfc3339),
         revoked_at: r.revoked_at.map(ms_to_rfc3339),
+        expires_at: r.expires_at.map(ms_to_rfc3339),
+        rotated_from: r.rotated_from.clone(),
+        rotated_to: r.rotated_to.clone(),
     }
 }
 

@@ -14,9 +14,15 @@ pub struct ApiKeyRow {
     pub created_by: String,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// After a rotation with a grace: when this key stops working.
+    pub expires_at: Option<i64>,
+    /// The key this one replaced.
+    pub rotated_from: Option<String>,
+    /// The key that replaced this one.
+    pub rotated_to: Option<String>,
 }
 
-const COLS: &str = "id, tenant, name, scopes, created_at, created_by, last_used_at, revoked_at";
+const COLS: &str = "id, tenant, name, scopes, created_at, created_by, last_used_at, revoked_at, expires_at, rotated_from, rotated_to";
 
 impl TenantScoped for ApiKeyRow {
     const TABLE: &'static str = "api_keys";
@@ -25,7 +31,7 @@ impl TenantScoped for ApiKeyRow {
 
 pub async fn insert(c: &mut AnyConnection, row: &ApiKeyRow, key_hash: &str) -> Result<(), Error> {
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant, name, scopes, key_hash, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_keys (id, tenant, name, scopes, key_hash, created_at, created_by, rotated_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&row.id)
     .bind(&row.tenant)
@@ -34,22 +40,52 @@ pub async fn insert(c: &mut AnyConnection, row: &ApiKeyRow, key_hash: &str) -> R
     .bind(key_hash)
     .bind(row.created_at)
     .bind(&row.created_by)
+    .bind(&row.rotated_from)
     .execute(c)
     .await?;
     Ok(())
 }
 
-/// The active (not revoked) key with this hash.
+/// The active key with this hash: not revoked, and not past the end of
+/// its grace after a rotation at `now`.
 pub async fn find_active_by_hash(
     c: &mut AnyConnection,
     key_hash: &str,
+    now: i64,
 ) -> Result<Option<ApiKeyRow>, Error> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+        "SELECT {COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
     ))
     .bind(key_hash)
+    .bind(now)
     .fetch_optional(c)
     .await?)
+}
+
+/// Mark `id` replaced by `to`: revoked at `now` without a grace, else
+/// expiring at `expires_at`. Only a key not yet revoked, rotated or
+/// expired; false when it was (a concurrent rotation won).
+pub async fn mark_rotated(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    to: &str,
+    now: i64,
+    expires_at: Option<i64>,
+) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE api_keys SET rotated_to = $1, expires_at = $2, revoked_at = $3 \
+         WHERE tenant = $4 AND id = $5 AND revoked_at IS NULL AND rotated_to IS NULL AND (expires_at IS NULL OR expires_at > $6)",
+    )
+    .bind(to)
+    .bind(expires_at)
+    .bind(expires_at.is_none().then_some(now))
+    .bind(tenant)
+    .bind(id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn get(

@@ -164,3 +164,19 @@ pub async fn connections_using(
     .await?;
     Ok(n)
 }
+
+/// The kinds of the connections that use integration `id` (each once).
+pub async fn connection_kinds_using(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Vec<String>, Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT kind FROM connections WHERE tenant = $1 AND integration_id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.into_iter().map(|(k,)| k).collect())
+}

@@ -33,16 +33,21 @@ pub struct RotationRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// The step (`set`, `retired`) waiting for an operator to confirm it
+    /// done at the target; workers leave the rotation alone meanwhile.
+    pub awaiting: Option<String>,
+    /// What the operator must do, JSON (see the service's `Instructions`).
+    pub instructions: Option<String>,
 }
 
 const COLS: &str = "id, tenant, connection_id, rotator, strategy, state, options, grace_ms, \
      pending_version_id, old_version_id, last_error, next_action, attempts, due_at, lease_owner, \
-     lease_until, requested_by, created_at, updated_at, finished_at";
+     lease_until, requested_by, created_at, updated_at, finished_at, awaiting, instructions";
 
 pub async fn insert(c: &mut AnyConnection, r: &RotationRow) -> Result<(), Error> {
     sqlx::query(&format!(
         "INSERT INTO rotations ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
     ))
     .bind(&r.id)
     .bind(&r.tenant)
@@ -64,22 +69,37 @@ pub async fn insert(c: &mut AnyConnection, r: &RotationRow) -> Result<(), Error>
     .bind(r.created_at)
     .bind(r.updated_at)
     .bind(r.finished_at)
+    .bind(r.awaiting.clone())
+    .bind(r.instructions.clone())
     .execute(c)
     .await?;
     Ok(())
 }
 
-/// Write the moving parts, only if the rotation is still in state `from`
-/// (another worker may have moved it on); false when it was not.
+/// Write the moving parts (options included: confirmations are kept
+/// there), only if the rotation is still in state `from` (another worker
+/// may have moved it on) and awaits what it did when read; false when not.
 pub async fn advance(
     c: &mut AnyConnection,
     r: &RotationRow,
     from: RotationState,
 ) -> Result<bool, Error> {
+    advance_from(c, r, from, None).await
+}
+
+/// [`advance`] from a rotation that awaited the operator's confirmation of
+/// `awaited` (so two confirmations of one step cannot both be written).
+pub async fn advance_from(
+    c: &mut AnyConnection,
+    r: &RotationRow,
+    from: RotationState,
+    awaited: Option<&str>,
+) -> Result<bool, Error> {
     let done = sqlx::query(
         "UPDATE rotations SET state = $1, pending_version_id = $2, old_version_id = $3, \
          last_error = $4, next_action = $5, attempts = $6, due_at = $7, updated_at = $8, \
-         finished_at = $9 WHERE tenant = $10 AND id = $11 AND state = $12",
+         finished_at = $9, options = $13, awaiting = $14, instructions = $15 \
+         WHERE tenant = $10 AND id = $11 AND state = $12 AND COALESCE(awaiting, '') = $16",
     )
     .bind(r.state.as_str())
     .bind(r.pending_version_id.clone())
@@ -93,6 +113,10 @@ pub async fn advance(
     .bind(&r.tenant)
     .bind(&r.id)
     .bind(from.as_str())
+    .bind(&r.options)
+    .bind(r.awaiting.clone())
+    .bind(r.instructions.clone())
+    .bind(awaited.unwrap_or_default().to_string())
     .execute(c)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -166,7 +190,7 @@ pub async fn claim_due(
     };
     let sql = format!(
         "UPDATE rotations SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-         SELECT id FROM rotations WHERE finished_at IS NULL AND due_at <= $3 \
+         SELECT id FROM rotations WHERE finished_at IS NULL AND awaiting IS NULL AND due_at <= $3 \
          AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at LIMIT $4{lock}) \
          RETURNING tenant, id"
     );

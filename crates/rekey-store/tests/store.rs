@@ -537,6 +537,9 @@ fn api_key(tenant: &str, id: &str) -> ApiKeyRow {
         created_by: "test".into(),
         last_used_at: None,
         revoked_at: None,
+        expires_at: None,
+        rotated_from: None,
+        rotated_to: None,
     }
 }
 
@@ -673,7 +676,7 @@ async fn rows_decode_what_was_written(db: Db) {
     assert_eq!(format!("{gi:?}"), format!("{i:?}"));
     let gw = webhooks::get(&mut c, "t1", "whk_1").await.unwrap().unwrap();
     assert_eq!(format!("{gw:?}"), format!("{w:?}"));
-    let gk = api_keys::find_active_by_hash(&mut c, "hash-1")
+    let gk = api_keys::find_active_by_hash(&mut c, "hash-1", 2)
         .await
         .unwrap()
         .unwrap();

@@ -200,6 +200,26 @@ impl OidcProvider {
         self.post_json("/__faults", faults).await;
     }
 
+    /// A second client secret for `client_id` that works as well as the
+    /// registered one, as a provider's console makes during a rotation.
+    pub async fn add_client_secret(&self, client_id: &str, secret: &str) {
+        self.post_json(
+            "/__client_secrets",
+            serde_json::json!({"client_id": client_id, "add": secret}),
+        )
+        .await;
+    }
+
+    /// Delete a client secret at the provider: it then fails with
+    /// `invalid_client`.
+    pub async fn retire_client_secret(&self, client_id: &str, secret: &str) {
+        self.post_json(
+            "/__client_secrets",
+            serde_json::json!({"client_id": client_id, "retire": secret}),
+        )
+        .await;
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let r = self
             .http

@@ -5,7 +5,7 @@ use super::{client, ApiArgs, IdArgs};
 use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::Result;
 use clap::Subcommand;
-use rekey_api::{ApiKeyView, CreateApiKey};
+use rekey_api::{ApiKeyView, CreateApiKey, Grace, RotateApiKey};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -28,6 +28,17 @@ pub enum ApiKeysCmd {
     },
     /// Revoke a key: it stops working at once.
     Revoke(IdArgs),
+    /// Replace a key with a new one (same name and scopes), printed once on
+    /// stdout; the old one keeps working for the grace.
+    Rotate {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// How long the old key keeps working: `15m`, `1h` (default), `7d`
+        /// (at most 30d); `0` revokes it at once.
+        #[arg(long)]
+        grace: Option<String>,
+    },
 }
 
 fn row(k: &ApiKeyView) -> Vec<String> {
@@ -38,10 +49,19 @@ fn row(k: &ApiKeyView) -> Vec<String> {
         k.created_at.clone(),
         k.last_used_at.clone().unwrap_or_else(|| "-".into()),
         k.revoked_at.clone().unwrap_or_else(|| "-".into()),
+        k.expires_at.clone().unwrap_or_else(|| "-".into()),
     ]
 }
 
-const HEADERS: [&str; 6] = ["id", "name", "scopes", "created", "last used", "revoked"];
+const HEADERS: [&str; 7] = [
+    "id",
+    "name",
+    "scopes",
+    "created",
+    "last used",
+    "revoked",
+    "expires",
+];
 
 pub async fn run(cmd: ApiKeysCmd) -> Result<ExitCode> {
     match cmd {
@@ -66,6 +86,35 @@ pub async fn run(cmd: ApiKeysCmd) -> Result<ExitCode> {
                 format!("{}\n", created.key)
             };
             write_secret(&text, "the API key")?;
+        }
+        ApiKeysCmd::Rotate { id, api, grace } => {
+            let rotated = client(&api)?
+                .rotate_api_key(
+                    &id,
+                    &RotateApiKey {
+                        grace: grace.map(Grace::Text),
+                    },
+                )
+                .await?;
+            let text = if api.json {
+                let mut t = serde_json::to_string_pretty(&rotated)?;
+                t.push('\n');
+                t
+            } else {
+                format!("{}\n", rotated.key)
+            };
+            write_secret(&text, "the new API key")?;
+            // Where the old one stands, on stderr (stdout holds only the key).
+            match &rotated.previous.expires_at {
+                Some(at) => eprintln!(
+                    "{} works until {at}; then only {} does",
+                    rotated.previous.id, rotated.api_key.id
+                ),
+                None => eprintln!(
+                    "{} is revoked; {} replaces it",
+                    rotated.previous.id, rotated.api_key.id
+                ),
+            }
         }
         ApiKeysCmd::Revoke(IdArgs { id, api }) => {
             let k = client(&api)?.revoke_api_key(&id).await?;

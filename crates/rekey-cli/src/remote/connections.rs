@@ -191,7 +191,7 @@ fn non_empty(v: Option<Vec<String>>) -> Option<Vec<String>> {
 }
 
 /// Credential material from `--credentials-file`, which may be stdin.
-fn read_credentials_file(file: &str) -> Result<Value> {
+pub(super) fn read_credentials_file(file: &str) -> Result<Value> {
     let text = read_input(file, "credentials from stdin")?;
     serde_json::from_str(&text).map_err(|_| anyhow!("credentials file is not valid JSON"))
 }

@@ -58,6 +58,18 @@ pub enum IntegrationsCmd {
         #[arg(long = "custody", value_delimiter = ',')]
         custody: Option<Vec<String>>,
     },
+    /// Rotate the client secret made in the provider's console: rekey tests
+    /// it at the token endpoint and switches to it only if it works. The
+    /// secret comes from a JSON file or stdin (`-`):
+    /// `{"client_secret": "…"}`, or `{"private_key_pem": "…", "key_id": "…"}`
+    /// for private_key_jwt. Delete the old secret at the provider after.
+    RotateSecret {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long = "file")]
+        file: String,
+    },
     /// Delete an OAuth app registration; refused (exit 5) while connections
     /// use it.
     Delete(IdArgs),
@@ -203,6 +215,22 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 outln!("updated {} (version {})", v.id, v.version)?;
+            }
+        }
+        IntegrationsCmd::RotateSecret { id, api, file } => {
+            let req: RotateClientSecret = read_body(&file, "RotateClientSecret")?;
+            let r = client(&api)?.rotate_client_secret(&id, &req).await?;
+            if api.json {
+                print_json(&r)?;
+            } else {
+                outln!(
+                    "rotated the client secret of {} (tested with {}; {} → {}); {} connections use it now. Delete the old secret in the provider's console.",
+                    r.integration.id,
+                    r.tested_with,
+                    r.old_fingerprint,
+                    r.new_fingerprint,
+                    r.connections
+                )?;
             }
         }
         IntegrationsCmd::Delete(IdArgs { id, api }) => {

@@ -40,8 +40,16 @@ pub struct RotateArgs {
     /// (never the current) to make room; otherwise the rotation is refused.
     #[arg(long = "delete-inactive-key")]
     delete_inactive_key: bool,
-    /// Follow the rotation step by step until it finishes or waits out its
-    /// grace; exit status 1 when it failed or was rolled back.
+    /// `api`: rekey's rotator (refused when it has none); `manual`: a
+    /// guided rotation, confirmed step by step with `rekey rotations
+    /// confirm`. Default: the catalog's rotator, else guided.
+    #[arg(long, value_parser = ["api", "manual"])]
+    method: Option<String>,
+    /// RSA key pairs: the slot (1 or 2) that holds the current public key.
+    #[arg(long = "current-slot", value_parser = clap::value_parser!(u8).range(1..=2))]
+    current_slot: Option<u8>,
+    /// Follow the rotation step by step until it finishes, waits out its
+    /// grace or waits for you; exit status 1 when it failed or was rolled back.
     #[arg(long)]
     wait: bool,
 }
@@ -64,6 +72,35 @@ pub enum RotationsCmd {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// Confirm the step a rotation waits for (see `rekey rotations show`)
+    /// done at the target.
+    Confirm {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The step: `set` or `retired` (the rotation's AWAITING).
+        #[arg(long, value_parser = ["set", "retired"])]
+        step: String,
+        /// A guided rotation's `set`: the new credential as JSON, from a
+        /// file or stdin (`-`), as for `connections replace-credentials`.
+        #[arg(long = "credentials-file")]
+        credentials_file: Option<String>,
+        /// Evidence for the audit log (a ticket, what you checked).
+        #[arg(long)]
+        note: Option<String>,
+        /// Follow the rotation until it finishes, waits out its grace or
+        /// waits for you again (as `rekey rotate --wait`).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel a rotation before its new credential is current.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Rotate a connection every PERIOD, inside a daily window (UTC).
     Schedule {
@@ -159,8 +196,35 @@ fn print(api: &ApiArgs, r: &RotationView) -> Result<()> {
     if api.json {
         print_json(r)
     } else {
-        print_table(&HEADERS, vec![row(r)])
+        print_table(&HEADERS, vec![row(r)])?;
+        print_instructions(r);
+        Ok(())
     }
+}
+
+/// What the operator must do now, and how to say it is done.
+fn print_instructions(r: &RotationView) {
+    let Some(i) = &r.instructions else { return };
+    println!();
+    println!("waiting for you ({}): {}", i.step, i.summary);
+    for (n, s) in i.steps.iter().enumerate() {
+        println!("  {}. {s}", n + 1);
+    }
+    if !i.statements.is_empty() {
+        println!("run exactly:");
+        for s in &i.statements {
+            println!("  {s}");
+        }
+    }
+    let creds = if i.needs_credentials {
+        " --credentials-file new.json"
+    } else {
+        ""
+    };
+    println!(
+        "then: rekey rotations confirm {} --step {}{creds}",
+        r.id, i.step
+    );
 }
 
 /// The rotation stopped without the new credential in place.
@@ -179,14 +243,22 @@ pub async fn rotate(a: RotateArgs) -> Result<ExitCode> {
         endpoint: a.endpoint,
         iam_user: a.iam_user,
         delete_inactive_key: a.delete_inactive_key,
+        method: a.method,
+        current_slot: a.current_slot,
     };
-    let mut r = c.start_rotation(&a.id, &req).await?;
+    let r = c.start_rotation(&a.id, &req).await?;
     if !a.wait {
         print(&a.api, &r)?;
         return Ok(ExitCode::SUCCESS);
     }
-    // A live line on a terminal (stderr), nothing when piped; the result
-    // goes to stdout either way.
+    follow(&c, &a.api, r).await
+}
+
+/// Follow a rotation with a live line per step (on stderr; nothing when
+/// piped) until it finishes, waits for the operator, or waits out its
+/// grace before retirement (which the server finishes on its own); print
+/// it to stdout; fail when it stopped without the new credential.
+async fn follow(c: &rekey_client::Client, api: &ApiArgs, mut r: RotationView) -> Result<ExitCode> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(120));
     let mut last = String::new();
@@ -200,16 +272,15 @@ pub async fn rotate(a: RotateArgs) -> Result<ExitCode> {
             Some(n) => format!("{} — {n}", r.state),
             None => r.state.clone(),
         });
-        // Done, stopped, or waiting out the grace before retirement (which
-        // the server finishes on its own).
-        if r.finished || r.state == "promoted" {
+        // With a grace, retirement is due later and the server does it.
+        if r.finished || r.awaiting.is_some() || (r.state == "promoted" && r.grace_secs > 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
         r = c.get_rotation(&r.id).await?;
     }
     bar.finish_and_clear();
-    print(&a.api, &r)?;
+    print(api, &r)?;
     if stopped(&r) {
         bail!(
             "rotation {} {}: {}",
@@ -272,6 +343,40 @@ pub async fn run(cmd: RotationsCmd) -> Result<ExitCode> {
                 .await?;
             print_schedule(&api, &s)?;
         }
+        RotationsCmd::Confirm {
+            id,
+            api,
+            step,
+            credentials_file,
+            note,
+            wait,
+        } => {
+            let credentials = credentials_file
+                .as_deref()
+                .map(super::connections::read_credentials_file)
+                .transpose()?;
+            let c = client(&api)?;
+            let r = c
+                .confirm_rotation(
+                    &id,
+                    &ConfirmRotation {
+                        step,
+                        note,
+                        credentials,
+                    },
+                )
+                .await?;
+            if wait {
+                return follow(&c, &api, r).await;
+            }
+            print(&api, &r)?;
+        }
+        RotationsCmd::Cancel { id, api, note } => {
+            let r = client(&api)?
+                .cancel_rotation(&id, &CancelRotation { note })
+                .await?;
+            print(&api, &r)?;
+        }
         RotationsCmd::ShowSchedule { id, api } => {
             let s = client(&api)?.get_rotation_schedule(&id).await?;
             print_schedule(&api, &s)?;
@@ -288,6 +393,19 @@ pub async fn run(cmd: RotationsCmd) -> Result<ExitCode> {
                 if let Some(e) = &r.last_error {
                     println!("last error: {e}");
                 }
+                for c in &r.confirmations {
+                    println!(
+                        "confirmed {} by {} at {}{}",
+                        c.step,
+                        c.by,
+                        c.at,
+                        c.note
+                            .as_deref()
+                            .map(|n| format!(": {n}"))
+                            .unwrap_or_default()
+                    );
+                }
+                print_instructions(&r);
             }
         }
     }

@@ -1,5 +1,5 @@
 use crate::error::ApiResult;
-use crate::extract::{Admin, ApiJson, ApiPath, Auth};
+use crate::extract::{Admin, ApiJson, ApiPath, Auth, OptionalJson};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,6 +13,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(revoke_api_key))
+        .routes(routes!(rotate_api_key))
 }
 
 /// List API keys of the caller's tenant (hashes and keys are never shown).
@@ -49,4 +50,31 @@ async fn revoke_api_key(
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<ApiKeyView>> {
     Ok(Json(s.rekey.revoke_api_key(&auth.ctx, &id).await?))
+}
+
+/// Replace an API key with a new one of the same name and scopes, returned
+/// once. The old key keeps working for `grace` (default 1h) so its users
+/// can switch, or stops at once with `"grace": 0`. 409 `already_revoked`,
+/// `already_rotated` or `api_key_expired` for a key that is no longer the
+/// live one.
+#[utoipa::path(post, path = "/api/v1/api-keys/{id}/rotate", tag = "api-keys", params(("id" = String, Path)),
+    request_body(content = Option<RotateApiKey>), security(("bearer" = [])),
+    responses((status = 201, body = RotatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rotate_api_key(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+    OptionalJson(b): OptionalJson<RotateApiKey>,
+) -> ApiResult<Response> {
+    let grace = match b.grace {
+        None => None,
+        Some(Grace::Seconds(n)) => Some(rekey_core::versions::grace_from_secs(n)?),
+        Some(Grace::Text(t)) => Some(rekey_core::versions::parse_grace(&t)?),
+    };
+    let rotated = s.rekey.rotate_api_key(&auth.ctx, &id, grace).await?;
+    let mut r = (StatusCode::CREATED, Json(rotated)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
 }

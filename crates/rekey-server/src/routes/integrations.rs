@@ -17,6 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             update_integration,
             delete_integration
         ))
+        .routes(routes!(rotate_client_secret))
         .routes(routes!(create_connect_session))
 }
 
@@ -96,4 +97,43 @@ async fn create_connect_session(
 ) -> ApiResult<Response> {
     let v = views::connect_session(s.rekey.create_connect_session(&auth.ctx, req).await?);
     Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// Rotate the integration's client secret (or `private_key_jwt` key) made
+/// in the provider's console: rekey first tries it at the token endpoint
+/// (a client-credentials token request when connections use that grant,
+/// else an unknown authorization code, which only an authenticated client
+/// gets `invalid_grant` for) and switches to it only if it works; every
+/// connection of the integration then uses it. 422
+/// `client_secret_rejected` / `client_secret_untested` change nothing.
+/// Delete the old secret in the provider's console afterwards.
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/rotate-secret", tag = "integrations", params(("id" = String, Path)),
+    request_body = RotateClientSecret, security(("bearer" = [])),
+    responses((status = 200, body = ClientSecretRotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn rotate_client_secret(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+    ApiJson(b): ApiJson<RotateClientSecret>,
+) -> ApiResult<Json<ClientSecretRotationView>> {
+    let r = s
+        .rekey
+        .rotate_client_secret(
+            &auth.ctx,
+            &id,
+            rekey_service::NewClientSecret {
+                client_secret: b.client_secret,
+                private_key_pem: b.private_key_pem,
+                key_id: b.key_id,
+            },
+        )
+        .await?;
+    Ok(Json(ClientSecretRotationView {
+        integration: r.integration,
+        tested_with: r.tested_with.to_string(),
+        old_fingerprint: r.old_fingerprint,
+        new_fingerprint: r.new_fingerprint,
+        connections: r.connections,
+    }))
 }

@@ -8,12 +8,16 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_api::{
-    ErrorBody, Grace, RotationList, RotationQuery, RotationScheduleView, RotationView,
+    CancelRotation, ConfirmRotation, ErrorBody, Grace, RotationConfirmationView,
+    RotationInstructions, RotationList, RotationQuery, RotationScheduleView, RotationView,
     SetRotationSchedule, StartRotation,
 };
 use rekey_core::time::ms_to_rfc3339;
 use rekey_core::versions::{grace_from_secs, parse_grace};
-use rekey_service::{RotateRequest, Rotation, RotationSchedule, ScheduleRequest};
+use rekey_service::{
+    ConfirmRequest, RotateRequest, Rotation, RotationInstructions as Instructions, RotationOptions,
+    RotationSchedule, ScheduleRequest,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -22,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(start_rotation))
         .routes(routes!(list_rotations))
         .routes(routes!(get_rotation))
+        .routes(routes!(confirm_rotation))
+        .routes(routes!(cancel_rotation))
         .routes(routes!(
             set_rotation_schedule,
             get_rotation_schedule,
@@ -53,6 +59,28 @@ pub fn view(r: &Rotation) -> RotationView {
         created_at: ms_to_rfc3339(r.created_at),
         updated_at: ms_to_rfc3339(r.updated_at),
         finished_at: r.finished_at.map(ms_to_rfc3339),
+        awaiting: r.awaiting.clone(),
+        instructions: r
+            .instructions
+            .as_deref()
+            .and_then(|i| serde_json::from_str::<Instructions>(i).ok())
+            .map(|i| RotationInstructions {
+                step: i.step,
+                summary: i.summary,
+                steps: i.steps,
+                statements: i.statements,
+                needs_credentials: i.needs_credentials,
+            }),
+        confirmations: RotationOptions::of(r)
+            .confirmed
+            .into_iter()
+            .map(|c| RotationConfirmationView {
+                step: c.step,
+                by: c.by,
+                at: ms_to_rfc3339(c.at),
+                note: c.note,
+            })
+            .collect(),
     }
 }
 
@@ -74,6 +102,8 @@ fn request(b: StartRotation) -> Result<RotateRequest, rekey_core::Error> {
         endpoint: b.endpoint,
         iam_user: b.iam_user,
         delete_inactive_key: b.delete_inactive_key,
+        method: b.method.as_deref().map(str::parse).transpose()?,
+        current_slot: b.current_slot,
     })
 }
 
@@ -94,6 +124,17 @@ async fn start_rotation(
 ) -> ApiResult<Response> {
     let req = request(body)?;
     let r = s.rekey.start_rotation(&auth.ctx, &id, req).await?;
+    drive_in_background(&s, &r);
+    let mut resp = (StatusCode::ACCEPTED, Json(view(&r))).into_response();
+    if let Ok(loc) = format!("/api/v1/rotations/{}", r.id).parse() {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+/// Run the rotation's next steps now, off the request (the worker would
+/// otherwise pick it up within its interval).
+pub(crate) fn drive_in_background(s: &AppState, r: &Rotation) {
     let rekey = s.rekey.clone();
     let (tenant, rid) = (r.tenant.clone(), r.id.clone());
     tokio::spawn(async move {
@@ -101,11 +142,58 @@ async fn start_rotation(
             tracing::warn!(rotation = %rid, error = %e, "rotation could not run now; the worker resumes it");
         }
     });
-    let mut resp = (StatusCode::ACCEPTED, Json(view(&r))).into_response();
-    if let Ok(loc) = format!("/api/v1/rotations/{}", r.id).parse() {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+}
+
+/// Confirm that the step a rotation waits for (`awaiting`: `set` or
+/// `retired`) is done at the target, following its `instructions`. A
+/// guided rotation's `set` carries the new credential in `credentials`.
+/// The rotation then goes on in the background (202). 409
+/// `rotation_not_awaiting` when it does not wait for that step.
+#[utoipa::path(post, path = "/api/v1/rotations/{id}/confirm", tag = "rotations", params(("id" = String, Path)),
+    request_body = ConfirmRotation, security(("bearer" = [])),
+    responses((status = 202, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn confirm_rotation(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    ApiJson(b): ApiJson<ConfirmRotation>,
+) -> ApiResult<(StatusCode, Json<RotationView>)> {
+    let r = s
+        .rekey
+        .confirm_rotation(
+            &auth.ctx,
+            &id,
+            ConfirmRequest {
+                step: b.step,
+                note: b.note,
+                credentials: b.credentials,
+            },
+        )
+        .await?;
+    drive_in_background(&s, &r);
+    Ok((StatusCode::ACCEPTED, Json(view(&r))))
+}
+
+/// Cancel a rotation while the current credential is untouched (at
+/// `created`, or at `set` where the old credential still works): it ends
+/// `rolled_back` and the pending version is retired. 409
+/// `rotation_not_cancellable` later on.
+#[utoipa::path(post, path = "/api/v1/rotations/{id}/cancel", tag = "rotations", params(("id" = String, Path)),
+    request_body(content = Option<CancelRotation>), security(("bearer" = [])),
+    responses((status = 200, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel_rotation(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+    OptionalJson(b): OptionalJson<CancelRotation>,
+) -> ApiResult<Json<RotationView>> {
+    let r = s
+        .rekey
+        .cancel_rotation(&auth.ctx, &id, b.note.as_deref())
+        .await?;
+    Ok(Json(view(&r)))
 }
 
 /// Rotations, newest first; `connection` limits them to one connection.
@@ -189,6 +277,8 @@ async fn set_rotation_schedule(
         endpoint: b.endpoint,
         iam_user: b.iam_user,
         delete_inactive_key: b.delete_inactive_key,
+        method: None,
+        current_slot: None,
     })?;
     let sched = s
         .rekey

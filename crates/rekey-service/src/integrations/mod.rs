@@ -23,7 +23,9 @@ pub(crate) const INTEGRATION_PREFIX: &str = ids::INTEGRATION;
 
 mod list;
 mod resolve;
+mod rotate_secret;
 pub(crate) use resolve::Resolved;
+pub use rotate_secret::{ClientSecretRotation, NewClientSecret};
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::invalid(ErrorCode::InvalidIntegration, msg)

@@ -119,6 +119,7 @@ impl AwsError {
             message: format!("{what}: {}", self.describe()),
             retry,
             next_action: (!retry).then(|| next.to_string()),
+            operator: None,
         }
     }
 
@@ -544,6 +545,7 @@ impl Rotate for AwsIam {
                 message: "AWS CreateAccessKey answered without a key id and secret".into(),
                 retry: true,
                 next_action: None,
+                operator: None,
             });
         };
         let mut meta = pending.meta.clone();
@@ -605,6 +607,7 @@ impl Rotate for AwsIam {
                     message: format!("STS GetCallerIdentity with the new key: {}", e.describe()),
                     retry: true,
                     next_action: None,
+                    operator: None,
                 })
             }
             Err(e) => {

@@ -77,6 +77,7 @@ fn judge(o: Observation, who: &str) -> Result<(), StepError> {
         message: o.message,
         retry: next.is_none(),
         next_action: next,
+        operator: None,
     })
 }
 

@@ -31,7 +31,7 @@ fn backoff_ms(attempts: i64) -> i64 {
     (5_000i64 << attempts.clamp(0, 7)).min(600_000)
 }
 
-fn system_ctx(tenant: &str) -> Ctx {
+pub(super) fn system_ctx(tenant: &str) -> Ctx {
     Ctx {
         tenant: tenant.to_string(),
         actor: "system:rotation".into(),
@@ -86,7 +86,7 @@ impl Rekey {
                 store::take_lease(tx.conn(), tenant, id, &owner, now, now + LEASE_MS).await?;
             tx.commit().await?;
             let r = self.get_rotation(tenant, id).await?;
-            if !taken || r.state.is_finished() || r.due_at > now {
+            if !taken || r.state.is_finished() || r.due_at > now || r.awaiting.is_some() {
                 if taken {
                     let mut tx = self.store().begin_write().await?;
                     store::release(tx.conn(), Some(&owner), Some(id)).await?;
@@ -160,7 +160,7 @@ impl Rekey {
     }
 
     /// The pending version and its material.
-    async fn pending_of(
+    pub(super) async fn pending_of(
         &self,
         r: &Rotation,
         version_id: &str,
@@ -330,6 +330,9 @@ impl Rekey {
         pending: Option<Material>,
         e: StepError,
     ) -> Result<Stepped, Error> {
+        if let Some(i) = e.operator {
+            return self.await_operator(r, row, *i).await;
+        }
         let now = now_ms();
         let mut next = r.clone();
         next.attempts += 1;
@@ -387,8 +390,12 @@ impl Rekey {
                     e.next_action.as_deref().unwrap_or("see the error")
                 ),
                 _ if discard_failed.is_some() => format!(
-                    "the current credential is unchanged, but the new one could not be removed at the target ({}); remove it there by hand (its fingerprint is in the pending version)",
-                    discard_failed.as_ref().map(|d| d.message.as_str()).unwrap_or_default()
+                    "the current credential is unchanged, but the new one could not be removed at the target ({}); {}",
+                    discard_failed.as_ref().map(|d| d.message.as_str()).unwrap_or_default(),
+                    discard_failed
+                        .as_ref()
+                        .and_then(|d| d.next_action.as_deref())
+                        .unwrap_or("remove it there by hand (its fingerprint is in the pending version)")
                 ),
                 _ => format!(
                     "the target may already use the new secret (kept as the pending version); {}",
@@ -405,6 +412,52 @@ impl Rekey {
             AuditAction::RotationFailed
         };
         self.record_end(&mut tx, &ctx, &next, row, action).await?;
+        tx.commit().await?;
+        Ok(Stepped::Wait)
+    }
+
+    /// The step is the operator's: the rotation waits (workers skip it)
+    /// with the instructions until they confirm it done or cancel.
+    async fn await_operator(
+        &self,
+        r: &Rotation,
+        row: &ConnectionRow,
+        i: super::Instructions,
+    ) -> Result<Stepped, Error> {
+        let now = now_ms();
+        let mut next = r.clone();
+        next.awaiting = Some(i.step.clone());
+        next.instructions = Some(serde_json::to_string(&i).map_err(Error::internal)?);
+        next.next_action = Some(i.summary.clone());
+        next.last_error = None;
+        next.attempts = 0;
+        next.updated_at = now;
+        let ctx = system_ctx(&r.tenant);
+        let mut tx = self.store().begin_write().await?;
+        if !store::advance(tx.conn(), &next, r.state).await? {
+            return Ok(Stepped::Advanced);
+        }
+        record(
+            &mut tx,
+            &ctx,
+            AuditAction::RotationAwaitingOperator,
+            Some(&r.connection_id),
+            AuditOutcome::Ok,
+            json!({"rotation": r.id, "state": r.state.as_str(), "awaiting": i.step}),
+        )
+        .await?;
+        let mut data = rotation_data(&next, row);
+        if let Some(o) = data.as_object_mut() {
+            o.insert("awaiting".into(), json!(i.step));
+            o.insert("next_action".into(), json!(i.summary));
+        }
+        emit(
+            &mut tx,
+            &r.tenant,
+            EventType::RotationAwaitingOperator,
+            data,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Stepped::Wait)
     }
@@ -435,7 +488,7 @@ impl Rekey {
         .await
     }
 
-    async fn record_end(
+    pub(super) async fn record_end(
         &self,
         tx: &mut WriteTx,
         ctx: &Ctx,

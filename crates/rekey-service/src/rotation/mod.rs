@@ -9,12 +9,18 @@
 //!
 //! Files: `engine.rs` runs the steps; `database.rs` is the PostgreSQL and
 //! MySQL/MariaDB rotator; `aws_iam.rs` the AWS IAM access key rotator;
-//! `fault.rs` is the test-only crash switch.
+//! `key_pair.rs` the RSA key pair (two public-key slots) rotator;
+//! `manual.rs` the guided rotation for every other kind; `confirm.rs` the
+//! operator's confirmations and cancellation; `fault.rs` is the test-only
+//! crash switch.
 
 mod aws_iam;
+mod confirm;
 mod database;
 mod engine;
 mod fault;
+mod key_pair;
+mod manual;
 mod schedule;
 
 use crate::audit::record;
@@ -44,7 +50,12 @@ pub const IMPLEMENTED: &[CatalogRotator] = &[
     CatalogRotator::Postgres,
     CatalogRotator::Mysql,
     CatalogRotator::AwsIam,
+    CatalogRotator::RsaSecondSlot,
+    CatalogRotator::Manual,
 ];
+
+pub use confirm::ConfirmRequest;
+pub use rekey_core::rotation::RotationMethod;
 
 /// Material: the non-secret credential fields and the secret ones.
 pub(crate) struct Material {
@@ -52,8 +63,29 @@ pub(crate) struct Material {
     pub secrets: BTreeMap<String, SecretString>,
 }
 
+/// What an operator must do at the target for a step rekey cannot do
+/// itself, shown with the rotation until they confirm it done. Never holds
+/// a secret (a public key is not one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Instructions {
+    /// The step waiting for confirmation: `set` or `retired`.
+    pub step: String,
+    pub summary: String,
+    /// What to do, in order (the catalog's runbook, or rekey's own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// Statements to run at the target, exactly as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<String>,
+    /// The confirmation must carry the new credential (a guided rotation's
+    /// `set`): the fields of the connection's kind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_credentials: bool,
+}
+
 /// Why a step did not succeed: `retry` when trying again later may help
-/// (the target could not be reached), else it needs a person.
+/// (the target could not be reached), else it needs a person; `operator`
+/// when the step is an operator's to do (the rotation waits for them).
 #[derive(Debug, Clone)]
 pub(crate) struct StepError {
     pub code: String,
@@ -61,15 +93,44 @@ pub(crate) struct StepError {
     pub retry: bool,
     /// What an operator should do about it.
     pub next_action: Option<String>,
+    pub operator: Option<Box<Instructions>>,
 }
 
 impl StepError {
+    /// The step waits for an operator to do `i` and confirm it.
+    pub fn operator(i: Instructions) -> Self {
+        StepError {
+            code: "awaiting_operator".into(),
+            message: i.summary.clone(),
+            retry: false,
+            next_action: None,
+            operator: Some(Box::new(i)),
+        }
+    }
+
+    /// The probe found the new credential not working.
+    pub fn from_probe(o: &crate::status::Observation) -> Self {
+        let retry = o.outcome == crate::status::Outcome::Transient;
+        StepError {
+            code: o.code.clone(),
+            message: format!("the new credential does not work: {}", o.message),
+            retry,
+            next_action: Some(if retry {
+                "the probe could not reach the provider; rekey tries again".into()
+            } else {
+                "check the new credential at the provider, then cancel this rotation and start another".into()
+            }),
+            operator: None,
+        }
+    }
+
     pub fn permanent(code: &str, message: impl Into<String>, next: impl Into<String>) -> Self {
         StepError {
             code: code.into(),
             message: message.into(),
             retry: false,
             next_action: Some(next.into()),
+            operator: None,
         }
     }
 }
@@ -168,6 +229,27 @@ pub struct Options {
     /// rotation's own left over by a crash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_before: Option<Vec<String>>,
+    /// RSA key pair: the public-key slot (1 or 2) of the current key; the
+    /// new key goes into the other one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_slot: Option<u8>,
+    /// Guided rotation: the provider's old credential stops working once
+    /// the new one is made (catalog `invalidates_old_immediately`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub old_dies_at_set: bool,
+    /// The operator's confirmations, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirmed: Vec<Confirmation>,
+}
+
+/// An operator confirmed a step done at the target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Confirmation {
+    pub step: String,
+    pub by: String,
+    pub at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Options {
@@ -176,6 +258,16 @@ impl Options {
             Some("alternate_users") => RotationStrategy::AlternateUsers,
             _ => RotationStrategy::SingleUser,
         }
+    }
+
+    /// An operator confirmed `step` done.
+    pub fn is_confirmed(&self, step: RotationState) -> bool {
+        self.confirmed.iter().any(|c| c.step == step.as_str())
+    }
+
+    /// The rotation's confirmations, from its stored options.
+    pub fn of(r: &RotationRow) -> Options {
+        serde_json::from_str(&r.options).unwrap_or_default()
     }
 }
 
@@ -195,12 +287,20 @@ pub struct RotateRequest {
     pub iam_user: Option<String>,
     /// AWS: delete the user's inactive key when it already has two.
     pub delete_inactive_key: bool,
+    /// Who carries out the steps; default: the catalog's rotator where
+    /// rekey has one, else a guided rotation.
+    pub method: Option<RotationMethod>,
+    /// RSA key pair: the slot (1 or 2) that holds the current public key
+    /// (default 1, or the slot the last rotation put it in).
+    pub current_slot: Option<u8>,
 }
 
 /// The rotator for a catalog name, when rekey has one.
 pub(crate) enum Rotator {
     Database(database::DbRotator),
     AwsIam(aws_iam::AwsIam),
+    KeyPair(key_pair::KeyPair),
+    Manual(manual::Manual),
 }
 
 impl Rotator {
@@ -209,6 +309,8 @@ impl Rotator {
             CatalogRotator::Postgres => Some(Rotator::Database(database::DbRotator::Postgres)),
             CatalogRotator::Mysql => Some(Rotator::Database(database::DbRotator::Mysql)),
             CatalogRotator::AwsIam => Some(Rotator::AwsIam(aws_iam::AwsIam)),
+            CatalogRotator::RsaSecondSlot => Some(Rotator::KeyPair(key_pair::KeyPair)),
+            CatalogRotator::Manual => Some(Rotator::Manual(manual::Manual)),
             _ => None,
         }
     }
@@ -221,6 +323,18 @@ impl Rotator {
     }
 }
 
+/// Call the same method on whichever rotator it is.
+macro_rules! dispatch {
+    ($self:ident, $r:ident => $call:expr) => {
+        match $self {
+            Rotator::Database($r) => $call,
+            Rotator::AwsIam($r) => $call,
+            Rotator::KeyPair($r) => $call,
+            Rotator::Manual($r) => $call,
+        }
+    };
+}
+
 impl Rotate for Rotator {
     async fn prepare(
         &self,
@@ -229,17 +343,11 @@ impl Rotate for Rotator {
         current: &Material,
         opts: &mut Options,
     ) -> Result<(), Error> {
-        match self {
-            Rotator::Database(d) => d.prepare(rk, row, current, opts).await,
-            Rotator::AwsIam(a) => a.prepare(rk, row, current, opts).await,
-        }
+        dispatch!(self, x => x.prepare(rk, row, current, opts).await)
     }
 
     fn generate(&self, current: &Material, opts: &Options) -> Result<Material, Error> {
-        match self {
-            Rotator::Database(d) => d.generate(current, opts),
-            Rotator::AwsIam(a) => a.generate(current, opts),
-        }
+        dispatch!(self, x => x.generate(current, opts))
     }
 
     async fn set(
@@ -250,10 +358,7 @@ impl Rotate for Rotator {
         pending: &Material,
         opts: &Options,
     ) -> Result<Option<Material>, StepError> {
-        match self {
-            Rotator::Database(d) => d.set(rk, row, current, pending, opts).await,
-            Rotator::AwsIam(a) => a.set(rk, row, current, pending, opts).await,
-        }
+        dispatch!(self, x => x.set(rk, row, current, pending, opts).await)
     }
 
     async fn discard(
@@ -264,10 +369,7 @@ impl Rotate for Rotator {
         pending: &Material,
         opts: &Options,
     ) -> Result<(), StepError> {
-        match self {
-            Rotator::Database(d) => d.discard(rk, row, current, pending, opts).await,
-            Rotator::AwsIam(a) => a.discard(rk, row, current, pending, opts).await,
-        }
+        dispatch!(self, x => x.discard(rk, row, current, pending, opts).await)
     }
 
     async fn test(
@@ -276,10 +378,7 @@ impl Rotate for Rotator {
         row: &ConnectionRow,
         pending: &Material,
     ) -> Result<(), StepError> {
-        match self {
-            Rotator::Database(d) => d.test(rk, row, pending).await,
-            Rotator::AwsIam(a) => a.test(rk, row, pending).await,
-        }
+        dispatch!(self, x => x.test(rk, row, pending).await)
     }
 
     async fn retire(
@@ -290,17 +389,11 @@ impl Rotate for Rotator {
         current: &Material,
         opts: &Options,
     ) -> Result<(), StepError> {
-        match self {
-            Rotator::Database(d) => d.retire(rk, row, old, current, opts).await,
-            Rotator::AwsIam(a) => a.retire(rk, row, old, current, opts).await,
-        }
+        dispatch!(self, x => x.retire(rk, row, old, current, opts).await)
     }
 
     fn old_survives_set(&self, opts: &Options) -> bool {
-        match self {
-            Rotator::Database(d) => d.old_survives_set(opts),
-            Rotator::AwsIam(a) => a.old_survives_set(opts),
-        }
+        dispatch!(self, x => x.old_survives_set(opts))
     }
 }
 
@@ -337,6 +430,12 @@ fn validate_options(req: &RotateRequest, strategy: RotationStrategy) -> Result<(
             "`iam_user` must be an IAM user name: 1–64 characters of A-Z, a-z, 0-9, '_', '+', '=', ',', '.', '@', '-'",
         ),
     ];
+    if req.current_slot.is_some_and(|s| s != 1 && s != 2) {
+        return Err(Error::invalid(
+            ErrorCode::InvalidField,
+            "`current_slot` must be 1 (RSA_PUBLIC_KEY) or 2 (RSA_PUBLIC_KEY_2)",
+        ));
+    }
     for (value, max, extra, message) in checks {
         if let Some(v) = value {
             if !plain_name(v, max, extra) {
@@ -356,9 +455,15 @@ fn validate_options(req: &RotateRequest, strategy: RotationStrategy) -> Result<(
 }
 
 impl Rekey {
-    /// The catalog's rotator for the connection, when rekey has it; else
-    /// 422 `no_rotator` saying how to rotate by hand.
-    fn rotator_for(&self, row: &ConnectionRow) -> Result<(&'static str, Rotator), Error> {
+    /// The rotator for the connection. `api`: the catalog's rotator, when
+    /// rekey has it, else 422 `no_rotator` saying how to rotate by hand.
+    /// `manual`: the guided rotation. Neither: the catalog's rotator where
+    /// rekey has one (a key pair's is operator-assisted), else guided.
+    fn rotator_for(
+        &self,
+        row: &ConnectionRow,
+        method: Option<RotationMethod>,
+    ) -> Result<(&'static str, Rotator), Error> {
         let provider = self.catalog().get(&row.provider).ok_or_else(|| {
             Error::unprocessable(
                 ErrorCode::UnknownProvider,
@@ -366,19 +471,50 @@ impl Rekey {
             )
         })?;
         let runbook = provider.rotate_for(row.kind.as_str());
-        Some(runbook)
-            .filter(|rb| rb.method == rekey_providers::RunbookMethod::Api)
-            .and_then(|rb| rb.rotator)
-            .and_then(|r| Rotator::of(r).map(|x| (r.as_str(), x)))
-            .ok_or_else(|| {
-                Error::unprocessable(
+        let catalog = runbook
+            .rotator
+            .filter(|r| *r != CatalogRotator::Manual)
+            .and_then(|r| Rotator::of(r).map(|x| (r.as_str(), x)));
+        let guided = || -> Result<(&'static str, Rotator), Error> {
+            if !row.kind.is_static() {
+                return Err(Error::unprocessable(
                     ErrorCode::NoRotator,
                     format!(
-                        "rekey has no rotator for {} `{}` connections; rotate at the provider by the runbook (GET /api/v1/providers/{}) and submit the new credential with PUT /api/v1/connections/{}/credentials",
-                        provider.display_name, row.kind, provider.id, row.id
+                        "`{}` connections are not rotated by a guided rotation: reauthorize them (POST /api/v1/connections/{}/reauthorize) or rotate the integration's client secret",
+                        row.kind, row.id
                     ),
-                )
-            })
+                ));
+            }
+            Ok((
+                CatalogRotator::Manual.as_str(),
+                Rotator::Manual(manual::Manual),
+            ))
+        };
+        match method {
+            Some(RotationMethod::Manual) => guided(),
+            Some(RotationMethod::Api) => catalog
+                .filter(|_| runbook.method == rekey_providers::RunbookMethod::Api)
+                .ok_or_else(|| {
+                    Error::unprocessable(
+                        ErrorCode::NoRotator,
+                        format!(
+                            "rekey has no API rotator for {} `{}` connections; start a guided rotation (`method`: `manual`), or rotate at the provider by the runbook (GET /api/v1/providers/{}) and submit the new credential with PUT /api/v1/connections/{}/credentials",
+                            provider.display_name, row.kind, provider.id, row.id
+                        ),
+                    )
+                }),
+            None => match catalog {
+                Some(c) => Ok(c),
+                None => guided(),
+            },
+        }
+    }
+
+    /// The rotator a rotation of this connection would use without an
+    /// explicit `method` (`postgres`, `rsa_second_slot`, `manual`…), or why
+    /// it cannot be rotated. For pages that offer the rotation.
+    pub fn default_rotator(&self, row: &ConnectionRow) -> Result<&'static str, Error> {
+        self.rotator_for(row, None).map(|(name, _)| name)
     }
 
     /// Start rotating a connection's credential: checks, then the new
@@ -403,7 +539,13 @@ impl Rekey {
                 format!("connection {id} is {}; it cannot be rotated", row.status),
             ));
         }
-        let (name, rotator) = self.rotator_for(&row)?;
+        let (name, rotator) = self.rotator_for(&row, req.method)?;
+        if req.current_slot.is_some() && !matches!(rotator, Rotator::KeyPair(_)) {
+            return Err(Error::invalid(
+                ErrorCode::InvalidField,
+                "`current_slot` is for RSA key pairs only",
+            ));
+        }
         if let Some(admin) = &req.admin_connection_id {
             let admin = ids::parse_id(ids::CONNECTION, admin)?;
             let (a, _) = self
@@ -444,6 +586,9 @@ impl Rekey {
             iam_user: req.iam_user.clone(),
             delete_inactive_key: req.delete_inactive_key,
             keys_before: None,
+            current_slot: req.current_slot,
+            old_dies_at_set: false,
+            confirmed: vec![],
         };
         if strategy == RotationStrategy::AlternateUsers
             && opts.alternate_username == opts.original_username
@@ -455,7 +600,14 @@ impl Rekey {
                 .await?;
         }
         rotator.prepare(self, &row, &current, &mut opts).await?;
-        let pending = rotator.generate(&current, &opts)?;
+        // Generating a key pair takes a second of CPU: not on the async threads.
+        let (opts, pending) = tokio::task::spawn_blocking(move || {
+            let pending = rotator.generate(&current, &opts);
+            (opts, pending)
+        })
+        .await
+        .map_err(Error::internal)?;
+        let (mut opts, pending) = (opts, pending?);
         let now = now_ms();
         let mut tx = self.store().begin_write().await?;
         rekey_store::lock_row(&mut tx, Locked::Connection, &ctx.tenant, &id).await?;
@@ -498,6 +650,8 @@ impl Rekey {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            awaiting: None,
+            instructions: None,
         };
         store::insert(tx.conn(), &r).await.map_err(|e| {
             // The unique index: another rotation started in between (SQLite

@@ -4,7 +4,7 @@
 //! [`Rekey::start_rotation`], the same entry point the API and incident
 //! campaigns use.
 
-use super::RotateRequest;
+use super::{RotateRequest, RotationMethod};
 use crate::audit::record;
 use crate::connection_rows::not_found;
 use crate::{Ctx, Rekey};
@@ -79,6 +79,9 @@ impl Stored {
             endpoint: self.endpoint.clone(),
             iam_user: self.iam_user.clone(),
             delete_inactive_key: self.delete_inactive_key,
+            // Nobody is there to confirm steps: rekey's own rotators only.
+            method: Some(RotationMethod::Api),
+            current_slot: None,
         })
     }
 }
@@ -120,7 +123,7 @@ impl Rekey {
         let row = conn_store::get(tx.conn(), &ctx.tenant, &id)
             .await?
             .ok_or_else(|| not_found(&id))?;
-        self.rotator_for(&row)?;
+        self.rotator_for(&row, Some(RotationMethod::Api))?;
         let now = now_ms();
         let period_ms = req.period.as_millis() as i64;
         let last = row.rotated_at.unwrap_or(row.created_at);

@@ -1,5 +1,6 @@
 //! One connection's pages: the detail page (facts, the last error with its
-//! context, health, audit history, runbooks), Rotate and the Update
+//! context, health, audit history, runbooks), Rotate (which starts a
+//! rotation, see `rotations`, or shows the runbook) and the Update
 //! credentials form. Their POSTs are in `actions`.
 
 use super::show::{evidence, Actor, Actors, When};
@@ -202,6 +203,12 @@ struct RotatePage {
     invalidates_old: bool,
     rotate_steps: Vec<String>,
     revoke_steps: Vec<String>,
+    /// The rotator a rotation would use (`postgres`, `manual`…), or why
+    /// rekey cannot rotate this connection.
+    rotator: Option<String>,
+    no_rotator: Option<String>,
+    /// An unfinished rotation of this connection: (id, state).
+    running: Option<(String, String)>,
 }
 
 /// Rotate: the provider's rotation runbook with the way to hand rekey the
@@ -216,6 +223,19 @@ pub(super) async fn rotate_page(
     u.require_write("rotate credentials")?;
     let entry = s.rekey.catalog().get(&c.provider);
     let rotate = entry.map(|p| p.rotate_for(c.kind.as_str()).clone());
+    let (rotator, no_rotator) = match s.rekey.default_rotator(&c) {
+        Ok(r) => (Some(r.to_string()), None),
+        Err(e) => (None, Some(e.public_message())),
+    };
+    let running = s
+        .rekey
+        .list_rotations(u.tenant(), Some(&c.id), None, Some(5))
+        .await
+        .map_err(UiError::service("Unavailable"))?
+        .0
+        .into_iter()
+        .find(|r| !r.state.is_finished())
+        .map(|r| (r.id, r.state.as_str().to_string()));
     Ok(page(
         StatusCode::OK,
         &RotatePage {
@@ -236,6 +256,9 @@ pub(super) async fn rotate_page(
             csrf: u.csrf.clone(),
             id: c.id,
             name: c.display_name,
+            rotator,
+            no_rotator,
+            running,
         },
     ))
 }

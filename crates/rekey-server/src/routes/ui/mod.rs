@@ -6,7 +6,8 @@
 //!
 //! One module per page: `signin` (sign-in, sign-out), `connections` (the
 //! tiles), `connection_detail` (one connection, its Rotate and Update
-//! pages), `actions` (Check now and the three-dot menu's actions), `bulk`,
+//! pages), `rotations` (a rotation's steps, confirmations and Cancel),
+//! `actions` (Check now and the three-dot menu's actions), `bulk`,
 //! `audit`, `integrations` (OAuth apps), `webhooks` (subscriptions and
 //! deliveries); `error` holds [`UiError`] and the message page, `show` how
 //! times and actors read.
@@ -29,6 +30,7 @@ mod connection_detail;
 mod connections;
 mod error;
 mod integrations;
+mod rotations;
 mod session;
 mod show;
 mod signin;
@@ -80,8 +82,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/connections/{id}/check", post(actions::check))
         .route(
             "/ui/connections/{id}/rotate",
-            get(connection_detail::rotate_page),
+            get(connection_detail::rotate_page).post(rotations::start),
         )
+        .route("/ui/rotations/{id}", get(rotations::show))
+        .route("/ui/rotations/{id}/panel", get(rotations::panel_fragment))
+        .route("/ui/rotations/{id}/confirm", post(rotations::confirm))
+        .route("/ui/rotations/{id}/cancel", post(rotations::cancel))
         .route(
             "/ui/connections/{id}/confirm/{action}",
             get(actions::confirm),

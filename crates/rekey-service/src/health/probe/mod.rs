@@ -101,6 +101,75 @@ impl Rekey {
         row: &ConnectionRow,
         probe: &Probe,
     ) -> Result<Presented, Error> {
+        if row.kind.is_static() {
+            // Re-read with the secrets: material may have changed since the scan.
+            let (row, sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
+            return self.present_static(&row, probe, sec).await;
+        }
+        if probe.protocol != ProbeProtocol::Http || probe.aws_sigv4.is_some() {
+            return Ok(Presented::Unsupported(format!(
+                "this probe cannot be made with a `{}` credential",
+                row.kind
+            )));
+        }
+        let (r, s) = self.fresh_oauth(ctx, &row.id, false).await?;
+        let at = s
+            .get("access_token")
+            .ok_or_else(|| Error::internal("OAuth connection without access token"))?;
+        let prefix = self
+            .catalog()
+            .get(&r.provider)
+            .and_then(|p| p.oauth.as_ref())
+            .and_then(|o| o.authorization_prefix.clone())
+            .unwrap_or_else(|| "Bearer ".to_string());
+        Ok(Presented::Http {
+            headers: vec![("Authorization".into(), format!("{prefix}{}", at.expose()))],
+            query: vec![],
+            secrets: vec![at.clone()],
+            aws: None,
+        })
+    }
+
+    /// Probe a static credential that is not (yet) the connection's own: a
+    /// rotation's pending version, before it is promoted. `row` carries that
+    /// material's fields in `credential_meta`. `Err` when no probe can be
+    /// made for it (why).
+    pub(crate) async fn probe_with(
+        &self,
+        row: &ConnectionRow,
+        sec: BTreeMap<String, SecretString>,
+    ) -> Result<Observation, String> {
+        let probe = self.probe_of(row)?;
+        let presented = self
+            .present_static(row, &probe, sec)
+            .await
+            .map_err(|e| e.public_message())?;
+        Ok(match presented {
+            Presented::Unsupported(why) => return Err(why),
+            Presented::Failed(obs) => obs,
+            Presented::Http {
+                headers,
+                query,
+                secrets,
+                aws,
+            } => {
+                let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+                self.run_probe(row, &probe, headers, query, aws.as_ref(), &exposed)
+                    .await
+            }
+            Presented::Database { username, password } => {
+                self.run_db_probe(row, &probe, &username, &password).await
+            }
+        })
+    }
+
+    /// A static credential (`row`'s fields, `sec`) in the form `probe` sends it.
+    async fn present_static(
+        &self,
+        row: &ConnectionRow,
+        probe: &Probe,
+        mut sec: BTreeMap<String, SecretString>,
+    ) -> Result<Presented, Error> {
         if probe.protocol != ProbeProtocol::Http {
             if row.kind != ConnectionKind::Basic {
                 return Ok(Presented::Unsupported(format!(
@@ -108,8 +177,6 @@ impl Rekey {
                     row.kind
                 )));
             }
-            // Re-read with the secrets: material may have changed since the scan.
-            let (row, mut sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
             let meta = StaticMeta::from_column(&row.credential_meta)?;
             return Ok(Presented::Database {
                 username: meta.username.unwrap_or_default(),
@@ -124,8 +191,6 @@ impl Rekey {
                     "SigV4 probes sign with an AWS access key".into(),
                 ));
             }
-            // Re-read with the secrets: material may have changed since the scan.
-            let (row, mut sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
             let meta = StaticMeta::from_column(&row.credential_meta)?;
             let key = AwsKey {
                 access_key_id: meta.access_key_id.unwrap_or_default(),
@@ -143,26 +208,6 @@ impl Rekey {
                 aws: Some(key),
             });
         }
-        if !row.kind.is_static() {
-            let (r, s) = self.fresh_oauth(ctx, &row.id, false).await?;
-            let at = s
-                .get("access_token")
-                .ok_or_else(|| Error::internal("OAuth connection without access token"))?;
-            let prefix = self
-                .catalog()
-                .get(&r.provider)
-                .and_then(|p| p.oauth.as_ref())
-                .and_then(|o| o.authorization_prefix.clone())
-                .unwrap_or_else(|| "Bearer ".to_string());
-            return Ok(Presented::Http {
-                headers: vec![("Authorization".into(), format!("{prefix}{}", at.expose()))],
-                query: vec![],
-                secrets: vec![at.clone()],
-                aws: None,
-            });
-        }
-        let (row, sec) = self.load_with_secrets(&row.tenant, &row.id).await?;
-        let row = &row;
         let meta = StaticMeta::from_column(&row.credential_meta)?;
         match row.kind {
             ConnectionKind::ServiceAccountJson => {

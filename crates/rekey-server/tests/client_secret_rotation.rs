@@ -1,0 +1,266 @@
+//! Rotating an integration's client secret against a real OpenID Provider
+//! (node `oidc-provider` on loopback, which here accepts a second secret
+//! per client and can delete one, as provider consoles do): the new secret
+//! is tested at the token endpoint before rekey switches to it, a refused
+//! or untestable one changes nothing, and after the old secret is deleted
+//! at the provider every connection of the integration still refreshes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::oauth2_fixture::browser;
+use rekey_testkit::oidc::{authorize_as, OidcProvider};
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+both_backends!(
+    authorization_code_integration,
+    client_credentials_integration,
+    refusals_change_nothing
+);
+
+fn old_secret(client: &str) -> String {
+    format!("{client}-secret-0123456789abcdef")
+}
+
+async fn start(s: &TestServer) -> OidcProvider {
+    let redirect = format!("{}/oauth/callback", s.base);
+    let code = |id: &str, method: &str| {
+        json!({"client_id": id, "client_secret": old_secret(id), "redirect_uris": [redirect],
+               "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": method})
+    };
+    let m2m = json!({"client_id": "m2m-client", "client_secret": old_secret("m2m-client"), "redirect_uris": [], "response_types": [],
+                     "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"});
+    OidcProvider::start(json!([
+        code("basic-client", "client_secret_basic"),
+        code("other-client", "client_secret_basic"),
+        m2m
+    ]))
+    .await
+}
+
+async fn integration(s: &TestServer, op: &OidcProvider, client: &str, method: &str) -> String {
+    let body = json!({"provider": "custom-oidc", "display_name": format!("IdP {client}"), "client_id": client, "auth_method": method,
+        "scopes": ["openid", "email", "read"], "endpoints": {"issuer": op.issuer}, "client_secret": old_secret(client)});
+    s.post("/api/v1/integrations", &s.admin_key, body)
+        .await
+        .created_id()
+}
+
+/// A connection made through the integration by a real login as `login`.
+async fn connect(s: &TestServer, integ: &str, login: &str) -> String {
+    let url = s
+        .post(
+            "/api/v1/connect-sessions",
+            &s.admin_key,
+            json!({"integration": integ}),
+        )
+        .await
+        .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = browser();
+    let start = b.post(format!("{url}/start")).send().await.unwrap();
+    assert_eq!(start.status(), 303);
+    let to_idp = start.headers()["location"].to_str().unwrap().to_string();
+    let cb = authorize_as(&to_idp, login, true).await;
+    let r = browser().get(&cb).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let list = s
+        .get_admin(&format!("/api/v1/connections?q={login}"))
+        .await
+        .json();
+    list["items"][0]["id"].as_str().unwrap().to_string()
+}
+
+fn rotate_path(integ: &str) -> String {
+    format!("/api/v1/integrations/{integ}/rotate-secret")
+}
+
+async fn refreshes(s: &TestServer, id: &str) -> Value {
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/refresh"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()
+}
+
+async fn authorization_code_integration(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    let integ = integration(&s, &op, "basic-client", "client_secret_basic").await;
+    let alice = connect(&s, &integ, "alice").await;
+    let bob = connect(&s, &integ, "bob").await;
+    let new = "basic-client-NEW-secret-9f8e7d6c5b4a";
+    // Made in the provider's console: both secrets work there for now.
+    op.add_client_secret("basic-client", new).await;
+    let r = s
+        .post(
+            &rotate_path(&integ),
+            &s.admin_key,
+            json!({"client_secret": new}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["tested_with"], "authorization_code", "{body}");
+    assert_eq!(body["connections"], 2);
+    assert_ne!(body["old_fingerprint"], body["new_fingerprint"]);
+    assert!(!r.text.contains(new) && !r.text.contains(&old_secret("basic-client")));
+    // The old secret is deleted at the provider: both connections refresh
+    // with the new one.
+    op.retire_client_secret("basic-client", &old_secret("basic-client"))
+        .await;
+    for id in [&alice, &bob] {
+        let c = refreshes(&s, id).await;
+        assert_eq!(c["status"], "active", "{c}");
+    }
+    // Audited with fingerprints, never a secret.
+    let a = s
+        .get_admin(&format!(
+            "/api/v1/audit?action=integration.secret_rotate&target={integ}"
+        ))
+        .await;
+    let e = &a.json()["items"][0];
+    assert_eq!(e["outcome"], "ok", "{}", a.text);
+    assert_eq!(e["details"]["new_fingerprint"], body["new_fingerprint"]);
+    assert!(!a.text.contains(new));
+    // The current secret again: refused, it is not new.
+    s.post(
+        &rotate_path(&integ),
+        &s.admin_key,
+        json!({"client_secret": new}),
+    )
+    .await
+    .assert_error(422, "invalid_field");
+    s.stop().await;
+}
+
+async fn client_credentials_integration(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    let integ = integration(&s, &op, "m2m-client", "client_secret_post").await;
+    let id = s
+        .create_connection(
+            json!({"provider": "custom-oidc", "kind": "oauth2_client_credentials",
+            "display_name": "M2M", "scopes": ["read"], "credentials": {"integration": integ}}),
+        )
+        .await;
+    let new = "m2m-client-NEW-secret-0a1b2c3d4e5f";
+    op.add_client_secret("m2m-client", new).await;
+    op.reset_stats().await;
+    let r = s
+        .post(
+            &rotate_path(&integ),
+            &s.admin_key,
+            json!({"client_secret": new}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["tested_with"], "client_credentials");
+    let (token_requests, _) = op.stats().await;
+    assert_eq!(token_requests, 1, "one test request");
+    op.retire_client_secret("m2m-client", &old_secret("m2m-client"))
+        .await;
+    let c = refreshes(&s, &id).await;
+    assert_eq!(c["status"], "active", "{c}");
+    s.stop().await;
+}
+
+async fn refusals_change_nothing(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    let integ = integration(&s, &op, "other-client", "client_secret_basic").await;
+    let alice = connect(&s, &integ, "alice").await;
+    let before = s
+        .get_admin(&format!("/api/v1/integrations/{integ}"))
+        .await
+        .json();
+    // Not made at the provider (a typo, another app's secret): refused there.
+    let r = s
+        .post(
+            &rotate_path(&integ),
+            &s.admin_key,
+            json!({"client_secret": "other-client-typo-secret-000000"}),
+        )
+        .await;
+    r.assert_error(422, "client_secret_rejected");
+    assert!(!r.text.contains("typo-secret"), "{}", r.text);
+    // The provider is down: untested, nothing changed.
+    op.add_client_secret("other-client", "other-client-NEW-secret-111111")
+        .await;
+    op.set_faults(json!({"token_status": 503, "token_count": 1}))
+        .await;
+    s.post(
+        &rotate_path(&integ),
+        &s.admin_key,
+        json!({"client_secret": "other-client-NEW-secret-111111"}),
+    )
+    .await
+    .assert_error(422, "client_secret_untested");
+    op.set_faults(json!({})).await;
+    let after = s
+        .get_admin(&format!("/api/v1/integrations/{integ}"))
+        .await
+        .json();
+    assert_eq!(before["version"], after["version"]);
+    let c = refreshes(&s, &alice).await;
+    assert_eq!(c["status"], "active", "the old secret is still used: {c}");
+    // The refused attempts are audited as errors.
+    let a = s
+        .get_admin(&format!(
+            "/api/v1/audit?action=integration.secret_rotate&target={integ}"
+        ))
+        .await
+        .json();
+    let outcomes: Vec<&str> = a["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["error", "error"], "{a}");
+    // Bad bodies, ids and callers.
+    for (body, status, code) in [
+        (json!({}), 400, "invalid_field"),
+        (
+            json!({"client_secret": "a-new-secret-12345", "private_key_pem": "x"}),
+            400,
+            "invalid_field",
+        ),
+        (
+            json!({"client_secret": "a-new-secret-12345", "key_id": "k1"}),
+            400,
+            "invalid_field",
+        ),
+        (
+            json!({"client_secret": "s", "surprise": 1}),
+            400,
+            "invalid_body",
+        ),
+    ] {
+        s.post(&rotate_path(&integ), &s.admin_key, body.clone())
+            .await
+            .assert_error(status, code);
+    }
+    s.post(
+        &rotate_path("int_00000000000000000000000000000000"),
+        &s.admin_key,
+        json!({"client_secret": "x-new-secret-12345"}),
+    )
+    .await
+    .assert_error(404, "integration_not_found");
+    let writer = s.key("default", &["connections:write"]).await;
+    s.post(
+        &rotate_path(&integ),
+        &writer,
+        json!({"client_secret": "x-new-secret-12345"}),
+    )
+    .await
+    .assert_error(403, "missing_scope");
+    s.stop().await;
+}
