@@ -45,6 +45,15 @@ async fn aws_rotation_resumes_after_a_crash_at_every_step() {
     }
 }
 
+/// RSA key pairs, with the operator's steps done against the Snowflake
+/// stand-in (the only peer there is for them here) around the crash.
+#[tokio::test]
+async fn key_pair_rotation_resumes_after_a_crash_at_every_step() {
+    for step in STEPS {
+        key_pair_crash_at(step).await;
+    }
+}
+
 /// On PostgreSQL another process takes the rotation over once the crashed
 /// one's lease has lapsed.
 #[tokio::test]
@@ -226,4 +235,122 @@ async fn crash_at(db: Db, target: DbTarget, step: &str) {
     );
     server.stop().await;
     target.drop_user(&user).await;
+}
+
+/// Do what a key-pair rotation waits for (run the statement shown at the
+/// stand-in, confirm) until it finishes or `server` dies; the finished
+/// rotation, if it finished.
+async fn operate(
+    c: &Client,
+    sf: &rekey_testkit::snowflake::SnowflakeFixture,
+    id: &str,
+    server: &mut common::Server,
+) -> Option<rekey_client::api::RotationView> {
+    for _ in 0..600 {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            return None;
+        }
+        let Ok(page) = c
+            .list_rotations(&RotationQuery {
+                connection: Some(id.to_string()),
+                ..Default::default()
+            })
+            .await
+        else {
+            // Between a crash and the exit being noticed.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if let Some(r) = page.items.first() {
+            if r.finished {
+                return Some(r.clone());
+            }
+            if let (Some(step), Some(i)) = (&r.awaiting, &r.instructions) {
+                for st in &i.statements {
+                    sf.exec(st);
+                }
+                let _ = c
+                    .confirm_rotation(
+                        &r.id,
+                        &rekey_client::api::ConfirmRotation {
+                            step: step.clone(),
+                            note: None,
+                            credentials: None,
+                        },
+                    )
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("key pair: the rotation neither finished nor crashed");
+}
+
+async fn key_pair_crash_at(step: &str) {
+    use rekey_testkit::snowflake::SnowflakeFixture;
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let sf = SnowflakeFixture::start("crash-acct").await;
+    let mut crashing = env.serve_command(&["--worker-tick-ms", "100"], None);
+    crashing.env("REKEY_FAULT_AFTER", step);
+    let mut server = common::start_server(crashing).await;
+    let c = Client::new(&server.base, key.to_string()).unwrap();
+    let conn = json!({"provider": "snowflake", "kind": "rsa_key_pair", "display_name": "crash key pair",
+        "params": {"account": sf.account}, "probe_url": sf.statements_url(),
+        "credentials": {"private_key_pem": rekey_testkit::fixture("test-rsa-2048.pem"), "username": "crash_user"}});
+    let id = c
+        .create_connection(&serde_json::from_value(conn).unwrap())
+        .await
+        .unwrap()
+        .id;
+    let first = c.read_credentials(&id).await.unwrap().credentials;
+    sf.set_key("crash_user", 1, first["public_key_pem"].as_str().unwrap());
+    let req = StartRotation {
+        grace: Some(rekey_client::api::Grace::Seconds(0)),
+        ..Default::default()
+    };
+    let _ = c.start_rotation(&id, &req).await;
+    assert!(
+        operate(&c, &sf, &id, &mut server).await.is_none(),
+        "key pair/{step}: finished without the crash"
+    );
+    let said = format!("REKEY_FAULT_AFTER={step}");
+    for _ in 0..50 {
+        if server.logs().contains(&said) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert!(
+        server.logs().contains(&said),
+        "key pair/{step}: {}",
+        server.logs()
+    );
+
+    let mut server = env.serve_with(&["--worker-tick-ms", "100"], None).await;
+    let c = Client::new(&server.base, key.to_string()).unwrap();
+    let done = operate(&c, &sf, &id, &mut server)
+        .await
+        .unwrap_or_else(|| panic!("key pair/{step}: the restarted server died"));
+    assert_eq!(done.state, "retired", "key pair/{step}: {done:?}");
+    // The stand-in holds exactly the key rekey has as current, in one slot.
+    let versions = c.list_versions(&id).await.unwrap().items;
+    let labels: Vec<&str> = versions.iter().map(|v| v.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["current", "retired"],
+        "key pair/{step}: no pending left"
+    );
+    let current = &versions[0].fingerprint;
+    assert_eq!(
+        sf.slots("crash_user"),
+        [None, Some(current.clone())],
+        "key pair/{step}: the new key in slot 2, slot 1 unset"
+    );
+    let cur = c.read_credentials(&id).await.unwrap().credentials;
+    assert_ne!(cur["private_key_pem"], first["private_key_pem"]);
+    let checked = c.check_connection(&id).await.unwrap();
+    assert_eq!(checked.status, "active", "key pair/{step}: {checked:?}");
+    server.stop().await;
+    sf.stop().await;
 }

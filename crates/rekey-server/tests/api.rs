@@ -1115,6 +1115,7 @@ async fn openapi_documents_every_route() {
         ("get", "/api/v1/integrations/{id}"),
         ("patch", "/api/v1/integrations/{id}"),
         ("delete", "/api/v1/integrations/{id}"),
+        ("post", "/api/v1/integrations/{id}/rotate-secret"),
         ("post", "/api/v1/connect-sessions"),
         ("post", "/api/v1/connections/{id}/check"),
         ("post", "/api/v1/connections/{id}/confirm-working"),

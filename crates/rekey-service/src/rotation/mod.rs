@@ -477,10 +477,13 @@ impl Rekey {
             .and_then(|r| Rotator::of(r).map(|x| (r.as_str(), x)));
         let guided = || -> Result<(&'static str, Rotator), Error> {
             if !row.kind.is_static() {
+                let integration = row
+                    .integration_id()
+                    .unwrap_or_else(|| "{integration}".into());
                 return Err(Error::unprocessable(
                     ErrorCode::NoRotator,
                     format!(
-                        "`{}` connections are not rotated by a guided rotation: reauthorize them (POST /api/v1/connections/{}/reauthorize) or rotate the integration's client secret",
+                        "`{}` connections are not rotated themselves: reauthorize the grant (POST /api/v1/connections/{}/reauthorize), or rotate the OAuth app's client secret (POST /api/v1/integrations/{integration}/rotate-secret)",
                         row.kind, row.id
                     ),
                 ));
