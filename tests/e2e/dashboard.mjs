@@ -5,7 +5,7 @@
 // real oidc-provider whose next token request fails with invalid_grant.
 // Env: BASE, OPERATOR, VIEWER, PASSWORD, CONN_ID, CONN_NAME, OAUTH_CONN_ID,
 // OAUTH_CONN_NAME, IDP (the provider's issuer URL), SHOTS.
-import { env, expect, launch, SHOTS } from './harness.mjs';
+import { allLabelled, env, expect, launch, SHOTS } from './harness.mjs';
 
 const BASE = env('BASE');
 
@@ -17,17 +17,6 @@ try {
   const errors = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.text()} [at ${page.url()} ${JSON.stringify(m.location())}]`); });
 
-  // Every control has an accessible name: a <label>, aria-label, or text.
-  async function allLabelled(what) {
-    const bare = await page.evaluate(() => [...document.querySelectorAll(
-      'input:not([type=hidden]), select, textarea, button, summary, a')]
-      .filter((el) => !(el.getAttribute('aria-label')
-        || (el.labels && [...el.labels].some((l) => l.textContent.trim()))
-        || (['BUTTON', 'A', 'SUMMARY'].includes(el.tagName) && el.textContent.trim())))
-      .map((el) => el.outerHTML.slice(0, 100)));
-    if (bare.length) console.log(bare.join('\n'));
-    expect(bare.length === 0, `${what}: every control is labelled`);
-  }
 
   async function signIn(user) {
     await page.goto(`${BASE}/ui/connections`);
@@ -52,7 +41,7 @@ try {
   expect(await tile.count() === 1, 'the connection has a tile');
   expect((await tile.textContent()).includes('Pending verification'), 'a new connection is pending');
   await page.screenshot({ path: `${SHOTS}/connections.png`, fullPage: true });
-  await allLabelled('connections page');
+  await allLabelled(page, 'connections page');
 
   // Check now (the provider answers 401): htmx swaps the tile in place with
   // the result on it, without leaving the page.
@@ -79,13 +68,13 @@ try {
     'the connection page shows the error with its code and HTTP status');
   expect(detail.includes('Runbook: revoke'), 'the connection page shows the runbook');
   await page.screenshot({ path: `${SHOTS}/connection.png`, fullPage: true });
-  await allLabelled('connection page');
+  await allLabelled(page, 'connection page');
   await page.getByRole('link', { name: 'Rotate' }).click();
   expect((await page.locator('h1').textContent()).includes(`Rotate ${env('CONN_NAME')}`), 'Rotate shows the rotation page');
-  await allLabelled('rotate page');
+  await allLabelled(page, 'rotate page');
   await page.goto(`${BASE}/ui/audit?target=${env('CONN_ID')}`);
   expect((await page.locator('table.audit').textContent()).includes('connection.checked'), 'the audit page lists the check');
-  await allLabelled('audit page');
+  await allLabelled(page, 'audit page');
 
   // Update the API key through the form, check again: data flows again.
   await page.goto(`${BASE}/ui/connections`);
@@ -135,7 +124,7 @@ try {
   await page.getByLabel('With the selected connections').selectOption('reauthorize');
   await page.getByRole('button', { name: 'Apply' }).click();
   expect((await page.locator('h1').textContent()).includes('Request reauthorization 1 connection?'), 'bulk reauthorization asks first');
-  await allLabelled('bulk confirmation page');
+  await allLabelled(page, 'bulk confirmation page');
   await page.getByRole('button', { name: 'Request reauthorization 1 connection' }).click();
   expect((await page.locator('table.results').textContent()).includes('/connect/'), 'a Connect link per connection');
 

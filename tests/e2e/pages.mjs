@@ -6,7 +6,7 @@
 // an admin user, ten connections over four providers (BROKEN of them
 // broken), an OAuth app with one connection and a webhook with a delivery.
 // Env: BASE, SHOTS, ADMIN, PASSWORD, HOOK_ID, BROKEN.
-import { env, expect, launch, SHOTS } from './harness.mjs';
+import { allLabelled, env, expect, launch, SHOTS } from './harness.mjs';
 
 const BASE = env('BASE');
 
@@ -16,17 +16,6 @@ try {
   const errors = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.text()} [at ${page.url()}]`); });
 
-  // Every control has an accessible name: a <label>, aria-label, or text.
-  async function allLabelled(what) {
-    const bare = await page.evaluate(() => [...document.querySelectorAll(
-      'input:not([type=hidden]), select, textarea, button, summary, a')]
-      .filter((el) => !(el.getAttribute('aria-label')
-        || (el.labels && [...el.labels].some((l) => l.textContent.trim()))
-        || (['BUTTON', 'A', 'SUMMARY'].includes(el.tagName) && el.textContent.trim())))
-      .map((el) => el.outerHTML.slice(0, 100)));
-    if (bare.length) console.log(bare.join('\n'));
-    expect(bare.length === 0, `${what}: every control is labelled`);
-  }
 
   // The header with the user and Sign out is on the page.
   async function hasHeader(what) {
@@ -83,7 +72,7 @@ try {
   expect(tags.join(',') === 'billing,ops', `the tag filter suggests ${tags}`);
   const custody = await page.locator('#custody-in-use option').evaluateAll((o) => o.map((x) => x.value));
   expect(custody.join(',') === 'github-actions,vault', `the custody filter suggests ${custody}`);
-  await allLabelled('connections');
+  await allLabelled(page, 'connections');
   await page.screenshot({ path: `${SHOTS}/pages-connections-grid-1400.png`, fullPage: true });
 
   // The summary's "broken" count filters the page to exactly those.
@@ -109,7 +98,7 @@ try {
   expect((await app.textContent()).includes('pages-client'), 'with its client id');
   expect(await app.getByRole('link', { name: 'Nightly import' }).count() === 1, 'with the connection using it');
   expect(!(await page.content()).includes('pages-secret-1'), 'the client secret is not shown');
-  await allLabelled('OAuth apps');
+  await allLabelled(page, 'OAuth apps');
   await page.screenshot({ path: `${SHOTS}/pages-oauth-apps.png`, fullPage: true });
   await app.getByRole('link', { name: 'Replace client secret' }).click();
   await page.getByLabel('New client secret').fill('pages-secret-2-new');
@@ -129,7 +118,7 @@ try {
   expect((await delivered.locator('.badge').textContent()) === 'delivered', 'as delivered');
   const attempts = await delivered.locator('table.attempts tbody tr').count();
   expect(attempts === 2, `with both attempts (${attempts})`);
-  await allLabelled('webhook');
+  await allLabelled(page, 'webhook');
   await page.screenshot({ path: `${SHOTS}/pages-webhook-deliveries.png`, fullPage: true });
   await delivered.getByRole('button', { name: 'Replay' }).click();
   expect((await page.locator('h1').textContent()).includes('Replay queued'), 'a delivery is replayed');
@@ -154,7 +143,7 @@ try {
   await page.goto(`${BASE}/ui/webhooks`);
   expect((await page.content()).includes('from the browser') && !(await page.content()).includes(created.slice(6)),
     'it is listed, its secret not');
-  await allLabelled('webhooks');
+  await allLabelled(page, 'webhooks');
   await page.screenshot({ path: `${SHOTS}/pages-webhooks.png`, fullPage: true });
   // Every page of this suite fits a 1400px screen: no horizontal scrolling.
   for (const path of ['/ui/webhooks', `/ui/webhooks/${env('HOOK_ID')}`, '/ui/integrations', '/ui/audit']) {

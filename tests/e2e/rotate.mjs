@@ -4,7 +4,7 @@
 // confirmations as buttons (the new key in a password field), and a second
 // rotation cancelled. Started by crates/rekey-cli/tests/browser_pages.rs.
 // Env: BASE, SHOTS, ADMIN, PASSWORD, CONN (the connection), NEW_KEY.
-import { env, expect, launch, SHOTS } from './harness.mjs';
+import { allLabelled, env, expect, launch, SHOTS } from './harness.mjs';
 
 const BASE = env('BASE');
 const CONN = env('CONN');
@@ -16,16 +16,6 @@ try {
   const errors = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.text()} [at ${page.url()}]`); });
 
-  async function allLabelled(what) {
-    const bare = await page.evaluate(() => [...document.querySelectorAll(
-      'input:not([type=hidden]), select, textarea, button, summary, a')]
-      .filter((el) => !(el.getAttribute('aria-label')
-        || (el.labels && [...el.labels].some((l) => l.textContent.trim()))
-        || (['BUTTON', 'A', 'SUMMARY'].includes(el.tagName) && el.textContent.trim())))
-      .map((el) => el.outerHTML.slice(0, 100)));
-    if (bare.length) console.log(bare.join('\n'));
-    expect(bare.length === 0, `${what}: every control is labelled`);
-  }
   const panel = page.locator('#rotation');
   const stepMark = (name) => panel.locator(`li.step[data-step=${name}] .mark`).textContent();
 
@@ -39,7 +29,7 @@ try {
   await page.goto(`${BASE}/ui/connections/${CONN}/rotate`);
   expect(await page.getByRole('heading', { name: 'Rotate with rekey' }).count() === 1, 'the Rotate page offers a rotation');
   expect((await page.content()).includes('A guided rotation'), 'a guided one, for an API key');
-  await allLabelled('rotate page');
+  await allLabelled(page, 'rotate page');
   await page.getByLabel('Keep the old credential readable for').selectOption('0');
   await page.getByRole('button', { name: 'Rotate now' }).click();
   await page.waitForURL('**/ui/rotations/rot_*');
@@ -47,7 +37,7 @@ try {
   await page.waitForSelector('#rotation[data-awaiting=set]');
   expect(await stepMark('set') === '— waiting for you', 'the set step waits for the operator');
   expect(await page.getByLabel('New API key').getAttribute('type') === 'password', 'the new key goes in a password field');
-  await allLabelled('rotation waiting for set');
+  await allLabelled(page, 'rotation waiting for set');
   await page.screenshot({ path: `${SHOTS}/rotate-waiting-for-set.png`, fullPage: true });
 
   // Confirm with the new key. The provider answers slowly, so the test

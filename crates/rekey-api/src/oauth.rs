@@ -69,17 +69,29 @@ pub struct RotateClientSecret {
     pub private_key_pem: Option<String>,
     #[serde(default)]
     pub key_id: Option<String>,
+    /// `private_key_jwt`: rekey generates the key pair and answers its
+    /// public JWK (202) to register at the provider; then
+    /// `POST …/rotate-secret/confirm`.
+    #[serde(default)]
+    pub generate_key: bool,
 }
 
-/// The integration after its client secret was tested and switched.
+/// The integration after its client secret was tested and switched
+/// (`rotated`), or with a generated key waiting to be registered at the
+/// provider (`awaiting_registration`, with `public_jwk`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ClientSecretRotationView {
     pub integration: IntegrationView,
+    /// `rotated` or `awaiting_registration`.
+    pub state: String,
     /// How the new secret was tested at the token endpoint:
     /// `client_credentials` (a token was issued) or `authorization_code`
     /// (an unknown code was refused as `invalid_grant`, after the client
-    /// authenticated).
-    pub tested_with: String,
+    /// authenticated). None before the test.
+    pub tested_with: Option<String>,
+    /// A generated key's public half (RFC 7517), to register at the provider.
+    #[schema(value_type = Option<Object>)]
+    pub public_jwk: Option<serde_json::Value>,
     pub old_fingerprint: String,
     pub new_fingerprint: String,
     /// Connections of the integration, which use the new secret from now on.

@@ -53,6 +53,25 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v1/integrations/{id}/rotate-secret/confirm`: test the
+    /// generated key registered at the provider, then switch to it.
+    pub async fn confirm_client_secret(&self, id: &str) -> Result<ClientSecretRotationView> {
+        self.post::<_, _, ()>(
+            &format!("{}/rotate-secret/confirm", integ(id)),
+            NO_QUERY,
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/integrations/{id}/rotate-secret`: forget the
+    /// generated key waiting for registration.
+    pub async fn discard_client_secret(&self, id: &str) -> Result<()> {
+        self.delete(&format!("{}/rotate-secret", integ(id)), NO_QUERY, None)
+            .await
+    }
+
     /// `DELETE /api/v1/integrations/{id}` (refused while connections use it).
     pub async fn delete_integration(&self, id: &str) -> Result<()> {
         self.delete(&integ(id), NO_QUERY, None).await

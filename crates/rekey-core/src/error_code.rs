@@ -84,6 +84,7 @@ error_codes! {
     MissingCode => "missing_code",
     MissingScope => "missing_scope",
     NeedsReauth => "needs_reauth",
+    NoPendingSecret => "no_pending_secret",
     NoForm => "no_form",
     NoPendingGrant => "no_pending_grant",
     NoPreviousVersion => "no_previous_version",

@@ -92,10 +92,15 @@ impl Rotator {
         }
     }
 
-    /// Rotators rekey can run itself (`method = "api"`); with
-    /// `method = "manual"` the same rotator's states are walked by an operator.
+    /// Rotators that can run without an operator (`method = "api"`); with
+    /// `method = "manual"` the same rotator's states are walked by an
+    /// operator. `rsa_second_slot` waits for an operator to run its
+    /// statements, so it is never `api`.
     pub fn is_automated(self) -> bool {
-        !matches!(self, Rotator::Reauthorize | Rotator::Manual)
+        !matches!(
+            self,
+            Rotator::Reauthorize | Rotator::Manual | Rotator::RsaSecondSlot
+        )
     }
 
     /// The auth kind this rotator works on, if it is specific to one.

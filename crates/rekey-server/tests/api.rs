@@ -1116,6 +1116,8 @@ async fn openapi_documents_every_route() {
         ("patch", "/api/v1/integrations/{id}"),
         ("delete", "/api/v1/integrations/{id}"),
         ("post", "/api/v1/integrations/{id}/rotate-secret"),
+        ("delete", "/api/v1/integrations/{id}/rotate-secret"),
+        ("post", "/api/v1/integrations/{id}/rotate-secret/confirm"),
         ("post", "/api/v1/connect-sessions"),
         ("post", "/api/v1/connections/{id}/check"),
         ("post", "/api/v1/connections/{id}/confirm-working"),

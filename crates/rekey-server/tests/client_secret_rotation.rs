@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 both_backends!(
     authorization_code_integration,
     client_credentials_integration,
-    refusals_change_nothing
+    refusals_change_nothing,
+    generated_private_key_jwt_key
 );
 
 fn old_secret(client: &str) -> String {
@@ -30,17 +31,40 @@ async fn start(s: &TestServer) -> OidcProvider {
     };
     let m2m = json!({"client_id": "m2m-client", "client_secret": old_secret("m2m-client"), "redirect_uris": [], "response_types": [],
                      "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"});
-    OidcProvider::start(json!([
+    // private_key_jwt clients whose keys are registered at their jwks_uri.
+    let jwt = |id: &str| {
+        let mut c = code(id, "private_key_jwt");
+        c.as_object_mut().unwrap().remove("client_secret");
+        c["jwks_uri"] = json!(format!("{{issuer}}/__jwks/{id}"));
+        c
+    };
+    let op = OidcProvider::start(json!([
         code("basic-client", "client_secret_basic"),
         code("other-client", "client_secret_basic"),
-        m2m
+        m2m,
+        jwt("jwt2-client"),
+        jwt("jwt3-client")
     ]))
-    .await
+    .await;
+    for id in ["jwt2-client", "jwt3-client"] {
+        op.set_client_jwks(id, json!([fixture_jwk()])).await;
+    }
+    op
+}
+
+fn fixture_jwk() -> Value {
+    serde_json::from_str(&rekey_testkit::fixture("test-rsa-2048.jwk.json")).unwrap()
 }
 
 async fn integration(s: &TestServer, op: &OidcProvider, client: &str, method: &str) -> String {
-    let body = json!({"provider": "custom-oidc", "display_name": format!("IdP {client}"), "client_id": client, "auth_method": method,
-        "scopes": ["openid", "email", "read"], "endpoints": {"issuer": op.issuer}, "client_secret": old_secret(client)});
+    let mut body = json!({"provider": "custom-oidc", "display_name": format!("IdP {client}"), "client_id": client, "auth_method": method,
+        "scopes": ["openid", "email", "read"], "endpoints": {"issuer": op.issuer}});
+    if method == "private_key_jwt" {
+        body["private_key_pem"] = json!(rekey_testkit::fixture("test-rsa-2048.pem"));
+        body["key_id"] = json!("rekey-test-1");
+    } else {
+        body["client_secret"] = json!(old_secret(client));
+    }
     s.post("/api/v1/integrations", &s.admin_key, body)
         .await
         .created_id()
@@ -262,5 +286,103 @@ async fn refusals_change_nothing(db: Db) {
     )
     .await
     .assert_error(403, "missing_scope");
+    s.stop().await;
+}
+
+/// private_key_jwt: rekey generates the key and shows the public JWK; the
+/// operator registers it at the provider and confirms; rekey tests it and
+/// switches, and a new login through the integration signs with it. An
+/// unregistered key is refused and stays waiting until discarded.
+async fn generated_private_key_jwt_key(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    let integ = integration(&s, &op, "jwt2-client", "private_key_jwt").await;
+    let r = s
+        .post(
+            &rotate_path(&integ),
+            &s.admin_key,
+            json!({"generate_key": true, "key_id": "rekey-test-2"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(!r.text.contains("PRIVATE"), "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["state"], "awaiting_registration");
+    let jwk = body["public_jwk"].clone();
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["kid"].as_str()),
+        (Some("RSA"), Some("rekey-test-2"))
+    );
+    assert_ne!(jwk["n"], fixture_jwk()["n"]);
+    assert!(jwk.get("d").is_none(), "public half only");
+    assert!(body["new_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("SHA256:"));
+    // Registered in the provider's console next to the old key, confirmed.
+    op.set_client_jwks("jwt2-client", json!([fixture_jwk(), jwk]))
+        .await;
+    let r = s
+        .post(
+            &format!("{}/confirm", rotate_path(&integ)),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["state"], "rotated");
+    assert_eq!(r.json()["integration"]["key_id"], "rekey-test-2");
+    // A login through the integration now signs its client assertion with
+    // the new key (the old one is gone at the provider).
+    op.set_client_jwks("jwt2-client", json!([jwk])).await;
+    let id = connect(&s, &integ, "carol").await;
+    assert_eq!(
+        s.get_admin(&format!("/api/v1/connections/{id}"))
+            .await
+            .json()["status"],
+        "active"
+    );
+    s.post(
+        &format!("{}/confirm", rotate_path(&integ)),
+        &s.admin_key,
+        json!({}),
+    )
+    .await
+    .assert_error(409, "no_pending_secret");
+
+    // Never registered: refused, kept waiting, then discarded.
+    let other = integration(&s, &op, "jwt3-client", "private_key_jwt").await;
+    let r = s
+        .post(
+            &rotate_path(&other),
+            &s.admin_key,
+            json!({"generate_key": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.json()["public_jwk"]["kid"].as_str().unwrap().len(), 43);
+    s.post(
+        &format!("{}/confirm", rotate_path(&other)),
+        &s.admin_key,
+        json!({}),
+    )
+    .await
+    .assert_error(422, "client_secret_rejected");
+    assert_eq!(
+        s.delete(&rotate_path(&other), &s.admin_key).await.status,
+        StatusCode::NO_CONTENT
+    );
+    s.delete(&rotate_path(&other), &s.admin_key)
+        .await
+        .assert_error(409, "no_pending_secret");
+    // generate_key is for private_key_jwt only.
+    let plain = integration(&s, &op, "other-client", "client_secret_basic").await;
+    s.post(
+        &rotate_path(&plain),
+        &s.admin_key,
+        json!({"generate_key": true}),
+    )
+    .await
+    .assert_error(400, "invalid_field");
     s.stop().await;
 }

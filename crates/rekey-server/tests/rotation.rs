@@ -17,6 +17,7 @@ both_backends!(postgres_alternate_users);
 both_backends!(mysql_single_user);
 both_backends!(mysql_alternate_users_with_an_admin);
 both_backends!(bad_requests_change_nothing);
+both_backends!(redshift_uses_the_postgres_rotator);
 
 const PG: DbTarget = DbTarget::Postgres;
 
@@ -531,4 +532,69 @@ async fn mysql_alternate_users_with_an_admin(db: Db) {
         my.drop_user(u).await;
     }
     s.stop().await;
+}
+
+/// Redshift's catalog entry rotates with the postgres rotator. Redshift
+/// cannot run here; it speaks PostgreSQL's protocol and `ALTER USER`, so
+/// the rotation runs against the local PostgreSQL through the real
+/// redshift entry, loaded with its cluster-host rule relaxed to reach
+/// 127.0.0.1 (the only change).
+async fn redshift_uses_the_postgres_rotator(db: Db) {
+    let dir = std::env::temp_dir().join(format!(
+        "rekey-redshift-catalog-{}-{db:?}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../providers");
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = if p.file_name().unwrap() == "redshift.toml" {
+            let relaxed: String = text
+                .lines()
+                .filter(|l| !l.starts_with("host_suffixes"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_ne!(relaxed.len(), text.len(), "the host rule was there");
+            relaxed
+        } else {
+            text
+        };
+        std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
+    }
+    let s = TestServer::start_with_providers(db, Some(dir.clone())).await;
+    let c = s.client(&s.admin_key);
+    let role = pg_role("rk_rot_redshift", "Redshift-first-1").await;
+    let id = db_conn(&s, "redshift", &role, "Redshift-first-1", pg_params()).await;
+    let r = c
+        .start_rotation(
+            &id,
+            &StartRotation {
+                method: Some("api".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.rotator, "postgres");
+    let done = wait_for_rotation(&c, &r.id, "retired").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let (user, pw) = current(&c, &id).await;
+    assert_eq!(user, role);
+    // Redshift's password rule: upper case, lower case and a digit.
+    assert!(pw.chars().any(|c| c.is_ascii_uppercase()));
+    assert!(pw.chars().any(|c| c.is_ascii_lowercase()));
+    assert!(pw.chars().any(|c| c.is_ascii_digit()));
+    assert!(pg_login(&role, &pw).await, "the new password logs in");
+    assert!(
+        !pg_login(&role, "Redshift-first-1").await,
+        "the old one is refused"
+    );
+    s.stop().await;
+    drop_pg_role(&role).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -109,3 +109,48 @@ pub fn public_key_body(public_key_pem: &str) -> String {
         .map(str::trim)
         .collect()
 }
+
+/// The public half as a JWK (RFC 7517) for a provider's client
+/// registration, with `kid` (default: the RFC 7638 thumbprint).
+pub fn public_jwk(pem: &SecretString, kid: Option<&str>) -> Result<serde_json::Value, Error> {
+    let key = load(pem, None)?;
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let n = b64(key.n().to_bytes_be());
+    let e = b64(key.e().to_bytes_be());
+    // RFC 7638: the required members in lexicographic order, no spaces.
+    let thumbprint =
+        b64(Sha256::digest(format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#).as_bytes()).to_vec());
+    Ok(serde_json::json!({
+        "kty": "RSA",
+        "use": "sig",
+        "alg": "RS256",
+        "kid": kid.map(str::to_string).unwrap_or(thumbprint),
+        "n": n,
+        "e": e,
+    }))
+}
+
+#[cfg(test)]
+mod jwk_tests {
+    use super::*;
+
+    /// The JWK of the fixture key is the one in tests/fixtures (n, e), and
+    /// its default kid is the RFC 7638 thumbprint, stable across calls.
+    #[test]
+    fn public_jwk_matches_the_fixture() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
+        let pem = std::fs::read_to_string(format!("{root}test-rsa-2048.pem")).unwrap();
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{root}test-rsa-2048.jwk.json")).unwrap(),
+        )
+        .unwrap();
+        let jwk = public_jwk(&SecretString::new(pem.clone()), None).unwrap();
+        assert_eq!(jwk["n"], want["n"]);
+        assert_eq!(jwk["e"], want["e"]);
+        let again = public_jwk(&SecretString::new(pem.clone()), None).unwrap();
+        assert_eq!(jwk["kid"], again["kid"]);
+        assert_eq!(jwk["kid"].as_str().unwrap().len(), 43);
+        let named = public_jwk(&SecretString::new(pem), Some("k-2")).unwrap();
+        assert_eq!(named["kid"], "k-2");
+    }
+}

@@ -254,6 +254,15 @@ impl Replica {
 
 impl TestServer {
     pub async fn start(db: Db) -> TestServer {
+        TestServer::start_with_providers(db, None).await
+    }
+
+    /// A server whose provider catalog is loaded from `providers_dir`
+    /// instead of the built-in one (as `--providers-dir` does).
+    pub async fn start_with_providers(
+        db: Db,
+        providers_dir: Option<std::path::PathBuf>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let pg = match db {
             Db::Postgres => Some(PgDb::create().await),
@@ -262,6 +271,7 @@ impl TestServer {
         let opts = OpenOptions {
             data_dir: dir.path().join("data"),
             database_url: pg.as_ref().map(|p| p.url().into()),
+            providers_dir,
             ..Default::default()
         };
         let opened = opts.open(LockMode::Shared).await.unwrap();

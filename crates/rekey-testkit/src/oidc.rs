@@ -210,6 +210,16 @@ impl OidcProvider {
         .await;
     }
 
+    /// Register `keys` (a JWKS's `keys`) as the client's keys at its
+    /// `jwks_uri` (`"{issuer}/__jwks/<client_id>"` in the client metadata).
+    pub async fn set_client_jwks(&self, client_id: &str, keys: Value) {
+        self.post_json(
+            &format!("/__jwks/{client_id}"),
+            serde_json::json!({ "keys": keys }),
+        )
+        .await;
+    }
+
     /// Delete a client secret at the provider: it then fails with
     /// `invalid_client`.
     pub async fn retire_client_secret(&self, client_id: &str, secret: &str) {

@@ -63,16 +63,54 @@ pub enum IntegrationsCmd {
     /// secret comes from a JSON file or stdin (`-`):
     /// `{"client_secret": "…"}`, or `{"private_key_pem": "…", "key_id": "…"}`
     /// for private_key_jwt. Delete the old secret at the provider after.
+    /// `--generate-key` (private_key_jwt): rekey makes the key pair and
+    /// prints the public JWK to register; then `confirm-secret`.
+    #[command(group(clap::ArgGroup::new("new").required(true).args(["file", "generate_key"])))]
     RotateSecret {
         id: String,
         #[command(flatten)]
         api: ApiArgs,
         #[arg(long = "file")]
-        file: String,
+        file: Option<String>,
+        #[arg(long = "generate-key")]
+        generate_key: bool,
+        /// The generated key's `kid` (default: its RFC 7638 thumbprint).
+        #[arg(long = "key-id", requires = "generate_key")]
+        key_id: Option<String>,
     },
+    /// Test the generated key registered at the provider, then switch to it.
+    ConfirmSecret(IdArgs),
+    /// Forget the generated key waiting for registration.
+    DiscardSecret(IdArgs),
     /// Delete an OAuth app registration; refused (exit 5) while connections
     /// use it.
     Delete(IdArgs),
+}
+
+/// A client-secret rotation: the public JWK to register (stdout) while a
+/// generated key waits, else the outcome.
+fn print_secret_rotation(api: &ApiArgs, r: &ClientSecretRotationView) -> Result<()> {
+    if api.json {
+        return print_json(r);
+    }
+    match &r.public_jwk {
+        Some(jwk) if r.state == "awaiting_registration" => {
+            outln!("{}", serde_json::to_string_pretty(jwk)?)?;
+            eprintln!(
+                "register this public key for client {} at the provider, then: rekey integrations confirm-secret {}",
+                r.integration.client_id, r.integration.id
+            );
+        }
+        _ => outln!(
+            "rotated the client secret of {} (tested with {}; {} → {}); {} connections use it now. Delete the old secret in the provider's console.",
+            r.integration.id,
+            r.tested_with.as_deref().unwrap_or("-"),
+            r.old_fingerprint,
+            r.new_fingerprint,
+            r.connections
+        )?,
+    }
+    Ok(())
 }
 
 /// A request body of type `T` from `file` (or stdin), with serde's
@@ -217,21 +255,31 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                 outln!("updated {} (version {})", v.id, v.version)?;
             }
         }
-        IntegrationsCmd::RotateSecret { id, api, file } => {
-            let req: RotateClientSecret = read_body(&file, "RotateClientSecret")?;
+        IntegrationsCmd::RotateSecret {
+            id,
+            api,
+            file,
+            generate_key,
+            key_id,
+        } => {
+            let req = match &file {
+                Some(f) => read_body(f, "RotateClientSecret")?,
+                None => RotateClientSecret {
+                    generate_key,
+                    key_id,
+                    ..Default::default()
+                },
+            };
             let r = client(&api)?.rotate_client_secret(&id, &req).await?;
-            if api.json {
-                print_json(&r)?;
-            } else {
-                outln!(
-                    "rotated the client secret of {} (tested with {}; {} → {}); {} connections use it now. Delete the old secret in the provider's console.",
-                    r.integration.id,
-                    r.tested_with,
-                    r.old_fingerprint,
-                    r.new_fingerprint,
-                    r.connections
-                )?;
-            }
+            print_secret_rotation(&api, &r)?;
+        }
+        IntegrationsCmd::ConfirmSecret(IdArgs { id, api }) => {
+            let r = client(&api)?.confirm_client_secret(&id).await?;
+            print_secret_rotation(&api, &r)?;
+        }
+        IntegrationsCmd::DiscardSecret(IdArgs { id, api }) => {
+            client(&api)?.discard_client_secret(&id).await?;
+            outln!("discarded the generated key of {id}")?;
         }
         IntegrationsCmd::Delete(IdArgs { id, api }) => {
             client(&api)?.delete_integration(&id).await?;

@@ -67,11 +67,7 @@ async fn rotate_api_key(
     ApiPath(id): ApiPath,
     OptionalJson(b): OptionalJson<RotateApiKey>,
 ) -> ApiResult<Response> {
-    let grace = match b.grace {
-        None => None,
-        Some(Grace::Seconds(n)) => Some(rekey_core::versions::grace_from_secs(n)?),
-        Some(Grace::Text(t)) => Some(rekey_core::versions::parse_grace(&t)?),
-    };
+    let grace = super::rotations::grace(b.grace)?;
     let rotated = s.rekey.rotate_api_key(&auth.ctx, &id, grace).await?;
     let mut r = (StatusCode::CREATED, Json(rotated)).into_response();
     r.headers_mut()

@@ -17,7 +17,8 @@ pub fn router() -> OpenApiRouter<AppState> {
             update_integration,
             delete_integration
         ))
-        .routes(routes!(rotate_client_secret))
+        .routes(routes!(rotate_client_secret, discard_client_secret))
+        .routes(routes!(confirm_client_secret))
         .routes(routes!(create_connect_session))
 }
 
@@ -103,20 +104,23 @@ async fn create_connect_session(
 /// in the provider's console: rekey first tries it at the token endpoint
 /// (a client-credentials token request when connections use that grant,
 /// else an unknown authorization code, which only an authenticated client
-/// gets `invalid_grant` for) and switches to it only if it works; every
-/// connection of the integration then uses it. 422
+/// gets `invalid_grant` for) and switches to it only if it works (200);
+/// every connection of the integration then uses it. 422
 /// `client_secret_rejected` / `client_secret_untested` change nothing.
-/// Delete the old secret in the provider's console afterwards.
+/// Delete the old secret in the provider's console afterwards. With
+/// `generate_key` (private_key_jwt), rekey makes the key pair and answers
+/// 202 with the public JWK to register; then `POST …/rotate-secret/confirm`.
 #[utoipa::path(post, path = "/api/v1/integrations/{id}/rotate-secret", tag = "integrations", params(("id" = String, Path)),
     request_body = RotateClientSecret, security(("bearer" = [])),
-    responses((status = 200, body = ClientSecretRotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = ClientSecretRotationView), (status = 202, body = ClientSecretRotationView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn rotate_client_secret(
     State(s): State<AppState>,
     auth: Auth<Admin>,
     ApiPath(id): ApiPath,
     ApiJson(b): ApiJson<RotateClientSecret>,
-) -> ApiResult<Json<ClientSecretRotationView>> {
+) -> ApiResult<(StatusCode, Json<ClientSecretRotationView>)> {
     let r = s
         .rekey
         .rotate_client_secret(
@@ -126,14 +130,62 @@ async fn rotate_client_secret(
                 client_secret: b.client_secret,
                 private_key_pem: b.private_key_pem,
                 key_id: b.key_id,
+                generate_key: b.generate_key,
             },
         )
         .await?;
-    Ok(Json(ClientSecretRotationView {
-        integration: r.integration,
-        tested_with: r.tested_with.to_string(),
-        old_fingerprint: r.old_fingerprint,
-        new_fingerprint: r.new_fingerprint,
-        connections: r.connections,
-    }))
+    Ok(rotation_answer(r))
+}
+
+/// Test the generated key (registered at the provider meanwhile) and
+/// switch to it, as for a pasted secret. 409 `no_pending_secret` without
+/// one; a refusal keeps it waiting.
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/rotate-secret/confirm", tag = "integrations", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = ClientSecretRotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn confirm_client_secret(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<(StatusCode, Json<ClientSecretRotationView>)> {
+    let r = s.rekey.confirm_client_secret(&auth.ctx, &id).await?;
+    Ok(rotation_answer(r))
+}
+
+/// Forget the generated key waiting for registration (204). 409
+/// `no_pending_secret` without one.
+#[utoipa::path(delete, path = "/api/v1/integrations/{id}/rotate-secret", tag = "integrations", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn discard_client_secret(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<StatusCode> {
+    s.rekey.discard_client_secret(&auth.ctx, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn rotation_answer(
+    r: rekey_service::ClientSecretRotation,
+) -> (StatusCode, Json<ClientSecretRotationView>) {
+    let status = if r.state == "rotated" {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (
+        status,
+        Json(ClientSecretRotationView {
+            integration: r.integration,
+            state: r.state.to_string(),
+            tested_with: r.tested_with.map(str::to_string),
+            public_jwk: r.public_jwk,
+            old_fingerprint: r.old_fingerprint,
+            new_fingerprint: r.new_fingerprint,
+            connections: r.connections,
+        }),
+    )
 }

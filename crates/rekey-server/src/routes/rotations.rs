@@ -84,7 +84,8 @@ pub fn view(r: &Rotation) -> RotationView {
     }
 }
 
-fn grace(g: Option<Grace>) -> Result<Option<std::time::Duration>, rekey_core::Error> {
+/// A request's `grace`: seconds, or `90s`/`15m`/`1h`/`7d` (at most 30 days).
+pub(crate) fn grace(g: Option<Grace>) -> Result<Option<std::time::Duration>, rekey_core::Error> {
     Ok(match g {
         None => None,
         Some(Grace::Seconds(n)) => Some(grace_from_secs(n)?),

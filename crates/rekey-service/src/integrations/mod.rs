@@ -455,6 +455,7 @@ impl Rekey {
             ));
         }
         secrets::delete_owner(tx.conn(), OWNER_KIND, &id).await?;
+        secrets::delete_owner(tx.conn(), rotate_secret::PENDING_KIND, &id).await?;
         store::delete(tx.conn(), &ctx.tenant, &id).await?;
         record(
             &mut tx,

@@ -17,11 +17,34 @@ use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::ConnectionKind;
 use rekey_core::time::now_ms;
 use rekey_core::{ids, Error, ErrorCode, SecretString};
+use rekey_crypto::Aad;
 use rekey_oauth::{CheckGrant, ClientAuth, ClientAuthCheck, ClientAuthMethod};
 use rekey_store::integrations as store;
+use rekey_store::secrets;
 use rekey_store::WriteTx;
 use serde_json::json;
 use std::collections::BTreeMap;
+
+/// Where a generated key waits for its registration at the provider,
+/// sealed (JSON `{"private_key_pem", "key_id"}`) under the integration's id.
+pub(super) const PENDING_KIND: &str = "integration_pending";
+
+fn pending_aad(tenant: &str, id: &str) -> Aad {
+    Aad {
+        tenant: tenant.into(),
+        record_kind: PENDING_KIND.into(),
+        record_id: id.into(),
+        field: "private_key".into(),
+        version: 1,
+    }
+}
+
+fn no_pending(id: &str) -> Error {
+    Error::conflict(
+        ErrorCode::NoPendingSecret,
+        format!("integration {id} has no generated key waiting to be confirmed"),
+    )
+}
 
 /// The new client credential: a secret, or for `private_key_jwt` a PEM
 /// private key (with its `kid`, when the provider wants one).
@@ -30,6 +53,9 @@ pub struct NewClientSecret {
     pub client_secret: Option<String>,
     pub private_key_pem: Option<String>,
     pub key_id: Option<String>,
+    /// `private_key_jwt`: rekey generates the key pair and answers the
+    /// public JWK to register at the provider; `confirm` then tests it.
+    pub generate_key: bool,
 }
 
 /// The outcome of a rotation: the integration as it now is, how the new
@@ -37,10 +63,16 @@ pub struct NewClientSecret {
 #[derive(Debug, Clone)]
 pub struct ClientSecretRotation {
     pub integration: IntegrationView,
+    /// `rotated`, or `awaiting_registration` (a generated key waits to be
+    /// registered at the provider, then confirmed).
+    pub state: &'static str,
     /// `client_credentials` (a token was issued with the new secret) or
     /// `authorization_code` (an unknown code was refused as `invalid_grant`,
-    /// which the provider says only after the client authenticated).
-    pub tested_with: &'static str,
+    /// which the provider says only after the client authenticated); none
+    /// before the test.
+    pub tested_with: Option<&'static str>,
+    /// A generated key's public half, to register at the provider.
+    pub public_jwk: Option<serde_json::Value>,
     pub old_fingerprint: String,
     pub new_fingerprint: String,
     /// Connections that use the integration, and now the new secret.
@@ -58,31 +90,10 @@ impl Rekey {
         req: NewClientSecret,
     ) -> Result<ClientSecretRotation, Error> {
         let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
-        let row = {
-            let mut c = self.store().read().await?;
-            store::get(&mut c, &ctx.tenant, &id)
-                .await?
-                .ok_or_else(|| not_found(&id))?
-        };
-        let provider = self.oauth_provider(&row.provider)?.clone();
+        let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
         let method = ClientAuthMethod::parse(&row.auth_method)
             .ok_or_else(|| Error::internal("stored auth method unknown"))?;
         let wants_key = method == ClientAuthMethod::PrivateKeyJwt;
-        match (wants_key, &req.client_secret, &req.private_key_pem) {
-            (true, None, Some(_)) | (false, Some(_), None) => {}
-            (true, _, _) => {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidField,
-                    "this integration authenticates with private_key_jwt: give the new `private_key_pem` (and `key_id` if the provider needs one), not a `client_secret`",
-                ))
-            }
-            (false, _, _) => {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidField,
-                    "give the new `client_secret` (and nothing else: this integration does not use a private key)",
-                ))
-            }
-        }
         if let Some(k) = &req.key_id {
             if !wants_key || k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
                 return Err(Error::invalid(
@@ -91,6 +102,23 @@ impl Rekey {
                 ));
             }
         }
+        match (wants_key, req.generate_key, &req.client_secret, &req.private_key_pem) {
+            (true, true, None, None) => return self.stage_generated_key(ctx, &row, req.key_id).await,
+            (true, false, None, Some(_)) | (false, false, Some(_), None) => {}
+            (true, _, _, _) => {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidField,
+                    "this integration authenticates with private_key_jwt: give the new `private_key_pem` (and `key_id` if the provider needs one), or `generate_key: true` for rekey to make one",
+                ))
+            }
+            (false, _, _, _) => {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidField,
+                    "give the new `client_secret` (and nothing else: this integration does not use a private key)",
+                ))
+            }
+        }
+        let provider = self.oauth_provider(&row.provider)?.clone();
         let params: BTreeMap<String, String> =
             serde_json::from_str(&row.params).unwrap_or_default();
         let endpoints: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
@@ -106,15 +134,178 @@ impl Rekey {
                 redirect: &row.redirect_uri,
             },
         )?;
-        let old = self.client_auth(&row).await?;
+        let key_id = req.key_id.clone().or_else(|| row.key_id.clone());
+        self.test_and_switch(ctx, &row, method, secret, key_id, false)
+            .await
+    }
+
+    /// Test the generated key waiting for registration and switch to it.
+    /// 409 `no_pending_secret` when there is none; a refusal keeps it
+    /// waiting (register it, then confirm again).
+    pub async fn confirm_client_secret(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<ClientSecretRotation, Error> {
+        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
+        let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
+        let (pem, key_id) = self.pending_key(&row).await?;
+        let method = ClientAuthMethod::parse(&row.auth_method)
+            .ok_or_else(|| Error::internal("stored auth method unknown"))?;
+        self.test_and_switch(ctx, &row, method, pem, key_id, true)
+            .await
+    }
+
+    /// Forget the generated key waiting for registration. 409
+    /// `no_pending_secret` when there is none.
+    pub async fn discard_client_secret(&self, ctx: &Ctx, id: &str) -> Result<(), Error> {
+        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
+        let mut tx = self.store().begin_write().await?;
+        rekey_store::lock_row(&mut tx, rekey_store::Locked::Integration, &ctx.tenant, &id).await?;
+        store::get(tx.conn(), &ctx.tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
+        if secrets::for_owner(tx.conn(), PENDING_KIND, &id)
+            .await?
+            .is_empty()
+        {
+            return Err(no_pending(&id));
+        }
+        secrets::delete_owner(tx.conn(), PENDING_KIND, &id).await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::IntegrationSecretDiscard,
+            Some(&id),
+            AuditOutcome::Ok,
+            json!({}),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn integration_for_rotation(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<store::IntegrationRow, Error> {
+        let mut c = self.store().read().await?;
+        store::get(&mut c, tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Generate the new key pair (off the async threads: about a second)
+    /// and keep it sealed as the integration's pending key.
+    async fn stage_generated_key(
+        &self,
+        ctx: &Ctx,
+        row: &store::IntegrationRow,
+        key_id: Option<String>,
+    ) -> Result<ClientSecretRotation, Error> {
+        let pem = tokio::task::spawn_blocking(crate::rsa_key::generate)
+            .await
+            .map_err(Error::internal)??;
+        let jwk = crate::rsa_key::public_jwk(&pem, key_id.as_deref())?;
+        let kid = jwk["kid"].as_str().map(str::to_string);
+        let fingerprint = crate::rsa_key::derive(&pem, None)?.fingerprint;
+        let payload =
+            SecretString::new(json!({"private_key_pem": pem.expose(), "key_id": kid}).to_string());
+        let mut tx = self.store().begin_write().await?;
+        rekey_store::lock_row(
+            &mut tx,
+            rekey_store::Locked::Integration,
+            &ctx.tenant,
+            &row.id,
+        )
+        .await?;
+        let now_row = store::get(tx.conn(), &ctx.tenant, &row.id)
+            .await?
+            .ok_or_else(|| not_found(&row.id))?;
+        let sealed = crate::sealing::seal_row(
+            &*self.keyring()?,
+            &pending_aad(&now_row.tenant, &now_row.id),
+            &payload,
+        );
+        secrets::delete_owner(tx.conn(), PENDING_KIND, &now_row.id).await?;
+        secrets::insert(tx.conn(), &sealed).await?;
+        let old = self.client_auth(&now_row).await?;
+        let method = ClientAuthMethod::parse(&now_row.auth_method)
+            .ok_or_else(|| Error::internal("stored auth method unknown"))?;
+        let old_fingerprint = self
+            .client_fingerprint(&mut tx, method, &old.secret)
+            .await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::IntegrationSecretStage,
+            Some(&now_row.id),
+            AuditOutcome::Ok,
+            json!({"new_fingerprint": fingerprint, "key_id": kid}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ClientSecretRotation {
+            integration: view(&now_row, &self.default_redirect_uri()),
+            state: "awaiting_registration",
+            tested_with: None,
+            public_jwk: Some(jwk),
+            old_fingerprint,
+            new_fingerprint: fingerprint,
+            connections: 0,
+        })
+    }
+
+    /// The pending generated key and its `kid`.
+    async fn pending_key(
+        &self,
+        row: &store::IntegrationRow,
+    ) -> Result<(SecretString, Option<String>), Error> {
+        let rows = {
+            let mut c = self.store().read().await?;
+            secrets::for_owner(&mut c, PENDING_KIND, &row.id).await?
+        };
+        let s = rows.first().ok_or_else(|| no_pending(&row.id))?;
+        let payload =
+            crate::sealing::open_row(&*self.keyring()?, &pending_aad(&row.tenant, &row.id), s)
+                .map_err(|e| {
+                Error::DecryptionFailed(format!(
+                    "pending key of integration {} failed to decrypt: {e}",
+                    row.id
+                ))
+            })??;
+        let v: serde_json::Value =
+            serde_json::from_str(payload.expose()).map_err(Error::internal)?;
+        let pem = v["private_key_pem"]
+            .as_str()
+            .map(|p| SecretString::new(p.to_string()))
+            .ok_or_else(|| Error::internal("pending key without its PEM"))?;
+        Ok((pem, v["key_id"].as_str().map(str::to_string)))
+    }
+
+    /// Ask the token endpoint whether `secret` works, then make it the
+    /// integration's in one transaction (and drop the pending key when
+    /// it was the one tested).
+    async fn test_and_switch(
+        &self,
+        ctx: &Ctx,
+        row: &store::IntegrationRow,
+        method: ClientAuthMethod,
+        secret: SecretString,
+        key_id: Option<String>,
+        from_pending: bool,
+    ) -> Result<ClientSecretRotation, Error> {
+        let id = row.id.clone();
+        let wants_key = method == ClientAuthMethod::PrivateKeyJwt;
+        let provider = self.oauth_provider(&row.provider)?.clone();
+        let old = self.client_auth(row).await?;
         if old.secret.expose() == secret.expose() {
             return Err(Error::unprocessable(
                 ErrorCode::InvalidField,
                 "that is the integration's current secret: make a new one in the provider's console",
             ));
         }
-        let key_id = req.key_id.clone().or_else(|| row.key_id.clone());
-        let resolved = self.resolve(&row).await?;
+        let resolved = self.resolve(row).await?;
         let kinds = {
             let mut c = self.store().read().await?;
             store::connection_kinds_using(&mut c, &ctx.tenant, &id).await?
@@ -183,6 +374,9 @@ impl Rekey {
 
         let mut tx = self.store().begin_write().await?;
         rekey_store::lock_row(&mut tx, rekey_store::Locked::Integration, &ctx.tenant, &id).await?;
+        if from_pending {
+            secrets::delete_owner(tx.conn(), PENDING_KIND, &id).await?;
+        }
         let mut now_row = store::get(tx.conn(), &ctx.tenant, &id)
             .await?
             .ok_or_else(|| not_found(&id))?;
@@ -225,7 +419,9 @@ impl Rekey {
         tx.commit().await?;
         Ok(ClientSecretRotation {
             integration: view(&now_row, &self.default_redirect_uri()),
-            tested_with,
+            state: "rotated",
+            tested_with: Some(tested_with),
+            public_jwk: None,
             old_fingerprint,
             new_fingerprint,
             connections,

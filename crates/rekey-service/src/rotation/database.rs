@@ -1,6 +1,6 @@
 //! The PostgreSQL and MySQL/MariaDB password rotator (kind `basic`).
 //!
-//! `single_user`: the role changes its own password (`ALTER ROLE … PASSWORD`,
+//! `single_user`: the role changes its own password (`ALTER USER … PASSWORD`,
 //! `ALTER USER CURRENT_USER() IDENTIFIED BY`), or an admin connection does;
 //! the old password stops working at `set`, so it is never handed out as
 //! `previous`. `alternate_users`: two roles with the same grants take
@@ -30,13 +30,23 @@ pub(crate) enum DbRotator {
     Mysql,
 }
 
+/// 32 random letters and digits, with at least one upper-case letter, one
+/// lower-case letter and one digit (Redshift refuses a password without;
+/// about one draw in a hundred lacks one and is drawn again).
 fn new_password() -> SecretString {
-    let p: String = rand::rngs::OsRng
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
-    SecretString::new(p)
+    loop {
+        let p: String = rand::rngs::OsRng
+            .sample_iter(&Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        if p.chars().any(|c| c.is_ascii_uppercase())
+            && p.chars().any(|c| c.is_ascii_lowercase())
+            && p.chars().any(|c| c.is_ascii_digit())
+        {
+            return SecretString::new(p);
+        }
+    }
 }
 
 /// Role names that are safe inside the statements' quotes.
@@ -93,8 +103,10 @@ impl DbRotator {
     /// login is the role itself.
     fn alter(self, user: &str, pw: &str, own: bool, host: &str) -> String {
         match (self, own) {
-            (DbRotator::Postgres, true) => format!("ALTER ROLE CURRENT_USER WITH PASSWORD '{pw}'"),
-            (DbRotator::Postgres, false) => format!("ALTER ROLE \"{user}\" WITH PASSWORD '{pw}'"),
+            // `ALTER USER` (PostgreSQL's alias of ALTER ROLE) is also what
+            // Redshift, which speaks the same protocol, understands; a role
+            // may always change its own password this way.
+            (DbRotator::Postgres, _) => format!("ALTER USER \"{user}\" WITH PASSWORD '{pw}'"),
             // MariaDB and MySQL 5.7 let an account set its own password so
             // without privileges (MySQL 8 has no PASSWORD(): see `alter_own_mysql8`).
             (DbRotator::Mysql, true) => format!("SET PASSWORD = PASSWORD('{pw}')"),
@@ -408,7 +420,23 @@ mod tests {
         );
         assert_eq!(
             DbRotator::Postgres.alter("app", "pw", false, "%"),
-            "ALTER ROLE \"app\" WITH PASSWORD 'pw'"
+            "ALTER USER \"app\" WITH PASSWORD 'pw'"
         );
+        assert_eq!(
+            DbRotator::Postgres.alter("app", "pw", true, "%"),
+            "ALTER USER \"app\" WITH PASSWORD 'pw'"
+        );
+    }
+
+    #[test]
+    fn passwords_have_every_character_class() {
+        for _ in 0..2000 {
+            let p = new_password();
+            let p = p.expose();
+            assert_eq!(p.len(), 32);
+            assert!(p.chars().any(|c| c.is_ascii_uppercase()), "{p}");
+            assert!(p.chars().any(|c| c.is_ascii_lowercase()), "{p}");
+            assert!(p.chars().any(|c| c.is_ascii_digit()), "{p}");
+        }
     }
 }

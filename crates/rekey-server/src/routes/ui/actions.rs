@@ -295,22 +295,8 @@ pub(super) async fn update(
             "warn",
         ));
     }
-    let mut creds = serde_json::Map::new();
-    creds.insert("key".into(), form.key.expose().into());
-    // The key's settings stay as they are; only the key is replaced.
-    let meta = StaticMeta::from_column(&c.row.credential_meta).unwrap_or_default();
-    for (k, v) in [
-        ("placement", meta.placement),
-        ("name", meta.name),
-        ("prefix", meta.prefix),
-        ("username", meta.username),
-    ] {
-        if let Some(v) = v {
-            creds.insert(k.into(), v.into());
-        }
-    }
     let req = rekey_api::UpdateCredentials {
-        credentials: serde_json::Value::Object(creds),
+        credentials: new_api_key(&c.row.credential_meta, &form.key),
         version: None,
         grace: None,
     };
@@ -346,4 +332,23 @@ mod tests {
             assert_eq!(ConnAction::parse(unknown), None, "{unknown:?}");
         }
     }
+}
+
+/// A new API key in the connection's credential shape: how the key is sent
+/// (header name, prefix…) stays as it is; only the key is new.
+pub(super) fn new_api_key(credential_meta: &str, key: &SecretString) -> serde_json::Value {
+    let mut creds = serde_json::Map::new();
+    creds.insert("key".into(), key.expose().into());
+    let meta = StaticMeta::from_column(credential_meta).unwrap_or_default();
+    for (k, v) in [
+        ("placement", meta.placement),
+        ("name", meta.name),
+        ("prefix", meta.prefix),
+        ("username", meta.username),
+    ] {
+        if let Some(v) = v {
+            creds.insert(k.into(), v.into());
+        }
+    }
+    serde_json::Value::Object(creds)
 }

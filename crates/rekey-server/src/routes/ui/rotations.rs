@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use rekey_api::RotationView;
 use rekey_core::connection::ConnectionKind;
-use rekey_core::credential_meta::StaticMeta;
 use rekey_core::rotation::RotationState;
 use rekey_core::versions::parse_grace;
 use rekey_core::SecretString;
@@ -235,21 +234,10 @@ pub(super) async fn confirm(
     let credentials = if !needs {
         None
     } else if c.row.kind == ConnectionKind::ApiKey {
-        let mut creds = serde_json::Map::new();
-        creds.insert("key".into(), form.key.expose().into());
-        // How the key is sent stays as it is; only the key is new.
-        let meta = StaticMeta::from_column(&c.row.credential_meta).unwrap_or_default();
-        for (k, v) in [
-            ("placement", meta.placement),
-            ("name", meta.name),
-            ("prefix", meta.prefix),
-            ("username", meta.username),
-        ] {
-            if let Some(v) = v {
-                creds.insert(k.into(), v.into());
-            }
-        }
-        Some(serde_json::Value::Object(creds))
+        Some(super::actions::new_api_key(
+            &c.row.credential_meta,
+            &form.key,
+        ))
     } else {
         // Parse errors name the position, never the content.
         Some(
