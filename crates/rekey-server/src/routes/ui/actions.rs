@@ -317,23 +317,6 @@ pub(super) async fn update(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::ConnAction;
-
-    #[test]
-    fn only_the_menu_actions_parse() {
-        for a in ConnAction::ALL {
-            assert_eq!(ConnAction::parse(a.as_str()), Some(a));
-        }
-        for unknown in [
-            "", "explode", "Delete", "delete ", "check", "update", "confirm",
-        ] {
-            assert_eq!(ConnAction::parse(unknown), None, "{unknown:?}");
-        }
-    }
-}
-
 /// A new API key in the connection's credential shape: how the key is sent
 /// (header name, prefix…) stays as it is; only the key is new.
 pub(super) fn new_api_key(credential_meta: &str, key: &SecretString) -> serde_json::Value {
@@ -351,4 +334,21 @@ pub(super) fn new_api_key(credential_meta: &str, key: &SecretString) -> serde_js
         }
     }
     serde_json::Value::Object(creds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnAction;
+
+    #[test]
+    fn only_the_menu_actions_parse() {
+        for a in ConnAction::ALL {
+            assert_eq!(ConnAction::parse(a.as_str()), Some(a));
+        }
+        for unknown in [
+            "", "explode", "Delete", "delete ", "check", "update", "confirm",
+        ] {
+            assert_eq!(ConnAction::parse(unknown), None, "{unknown:?}");
+        }
+    }
 }
