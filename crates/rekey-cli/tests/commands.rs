@@ -850,6 +850,35 @@ async fn api_keys_providers_and_integration_updates(db: Db) {
         stderr(&out)
     );
 
+    // integrations rotate-secret: tested at the token endpoint first, which
+    // here cannot be reached, so nothing changes (exit 1); no generated key
+    // waits, so confirm/discard are conflicts (exit 5); one of --file and
+    // --generate-key is required (usage, exit 2).
+    let before = c.get_integration(&integ).await.unwrap();
+    let out = with_stdin(
+        &api,
+        &["integrations", "rotate-secret", &integ, "--file", "-"],
+        r#"{"client_secret": "s3cret-client-three"}"#,
+    )
+    .await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("s3cret-client-three"));
+    assert_eq!(
+        c.get_integration(&integ).await.unwrap().version,
+        before.version
+    );
+    for cmd in ["confirm-secret", "discard-secret"] {
+        let out = api.run(&["integrations", cmd, &integ]).await;
+        assert_eq!(code(&out), Some(5), "{cmd}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no generated key"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = api.run(&["integrations", "rotate-secret", &integ]).await;
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+
     // A secret shown once: the API key, to a closed pipe.
     let out = with_stdout_closed(
         &api,

@@ -612,6 +612,8 @@ async fn every_api_operation_has_a_client_method() {
         ("post", "/api/v1/connections/{id}/rotate", "start_rotation"),
         ("get", "/api/v1/rotations", "list_rotations"),
         ("get", "/api/v1/rotations/{id}", "get_rotation"),
+        ("post", "/api/v1/rotations/{id}/confirm", "confirm_rotation"),
+        ("post", "/api/v1/rotations/{id}/cancel", "cancel_rotation"),
         (
             "put",
             "/api/v1/connections/{id}/rotation-schedule",
@@ -630,6 +632,7 @@ async fn every_api_operation_has_a_client_method() {
         ("get", "/api/v1/api-keys", "list_api_keys"),
         ("post", "/api/v1/api-keys", "create_api_key"),
         ("delete", "/api/v1/api-keys/{id}", "revoke_api_key"),
+        ("post", "/api/v1/api-keys/{id}/rotate", "rotate_api_key"),
         ("get", "/api/v1/audit", "list_audit, list_all_audit"),
         ("get", "/api/v1/audit/verify", "verify_audit"),
         ("get", "/api/v1/integrations", "list_integrations"),
@@ -637,6 +640,21 @@ async fn every_api_operation_has_a_client_method() {
         ("get", "/api/v1/integrations/{id}", "get_integration"),
         ("patch", "/api/v1/integrations/{id}", "update_integration"),
         ("delete", "/api/v1/integrations/{id}", "delete_integration"),
+        (
+            "post",
+            "/api/v1/integrations/{id}/rotate-secret",
+            "rotate_client_secret",
+        ),
+        (
+            "delete",
+            "/api/v1/integrations/{id}/rotate-secret",
+            "discard_client_secret",
+        ),
+        (
+            "post",
+            "/api/v1/integrations/{id}/rotate-secret/confirm",
+            "confirm_client_secret",
+        ),
         ("post", "/api/v1/connect-sessions", "create_connect_session"),
         (
             "get",
