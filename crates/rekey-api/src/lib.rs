@@ -680,6 +680,12 @@ mod tests {
             reauthorize: None,
         };
         assert!(!format!("{cs:?}").contains("debug-canary"));
+        let confirm = ConfirmRotation {
+            step: "set".into(),
+            note: None,
+            credentials: Some(serde_json::json!({"key": "sk-debug-canary"})),
+        };
+        assert!(!format!("{confirm:?}").contains("debug-canary"));
         for text in [
             format!("{c:?}"),
             format!("{u:?}"),

@@ -120,8 +120,8 @@ pub struct StartRotation {
 }
 
 /// `POST /api/v1/rotations/{id}/confirm`: the step the rotation waits for
-/// is done at the target.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+/// is done at the target. Its `Debug` leaves `credentials` out.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRotation {
     /// The step confirmed: the rotation's `awaiting` (`set` or `retired`).
@@ -291,4 +291,17 @@ pub struct RotationScheduleView {
     #[schema(value_type = Option<Object>)]
     pub last_error: Option<serde_json::Value>,
     pub updated_at: String,
+}
+
+impl std::fmt::Debug for ConfirmRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfirmRotation")
+            .field("step", &self.step)
+            .field("note", &self.note)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }

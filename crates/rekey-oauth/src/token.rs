@@ -329,15 +329,20 @@ pub enum ClientAuthCheck {
 }
 
 /// Ask the token endpoint whether it accepts `auth` (for a new client
-/// secret or key, before rekey switches to it). An answer that says
-/// neither (unreachable, 5xx, an unexpected error) is an `Err`: untested.
+/// secret or key, before rekey switches to it). A token, or `invalid_client`
+/// / HTTP 401, is a clear answer. A grant-level refusal (`invalid_grant`
+/// for the unknown code, `unauthorized_client`…) proves the credential only
+/// if the same request with `control` (a credential nobody registered) is
+/// refused as `invalid_client`: RFC 6749 does not make servers check the
+/// client before the grant. Anything else is an `Err`: untested.
 pub async fn check_client_auth(
     http: &Http,
     token_url: &str,
     auth: &ClientAuth,
+    control: &ClientAuth,
     grant: CheckGrant<'_>,
 ) -> Result<ClientAuthCheck, OAuthError> {
-    let form = match grant {
+    let form = || match grant {
         CheckGrant::ClientCredentials { scopes, sep } => {
             let mut f = vec![("grant_type".to_string(), "client_credentials".to_string())];
             if !scopes.is_empty() {
@@ -355,32 +360,32 @@ pub async fn check_client_auth(
             ("code_verifier".into(), crate::pkce::random_token()),
         ],
     };
-    match token_request(http, token_url, auth, form).await {
+    let refused = |status: u16, error: &str| error == "invalid_client" || status == 401;
+    let grant_level = |error: &str| {
+        matches!(
+            error,
+            "invalid_grant" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope"
+        )
+    };
+    match token_request(http, token_url, auth, form()).await {
         Ok(_) => Ok(ClientAuthCheck::Accepted),
         Err(OAuthError::Provider {
             status,
             error,
             description,
-        }) => {
-            if error == "invalid_client" || status == 401 {
-                Ok(ClientAuthCheck::Rejected(description.unwrap_or(error)))
-            } else if matches!(
-                error.as_str(),
-                "invalid_grant"
-                    | "unauthorized_client"
-                    | "unsupported_grant_type"
-                    | "invalid_scope"
-            ) {
-                // These name what the authenticated client may not do.
-                Ok(ClientAuthCheck::Accepted)
-            } else {
-                Err(OAuthError::Provider {
-                    status,
-                    error,
-                    description,
-                })
-            }
-        }
+        }) if refused(status, &error) => Ok(ClientAuthCheck::Rejected(description.unwrap_or(error))),
+        Err(OAuthError::Provider { status, error, .. }) if grant_level(&error) => match token_request(http, token_url, control, form()).await {
+            Err(OAuthError::Provider {
+                status: s, error: e, ..
+            }) if refused(s, &e) => Ok(ClientAuthCheck::Accepted),
+            _ => Err(OAuthError::Provider {
+                status,
+                error,
+                description: Some(
+                    "the token endpoint answers a wrong client credential the same way, so this answer does not prove the new one".into(),
+                ),
+            }),
+        },
         Err(e) => Err(e),
     }
 }

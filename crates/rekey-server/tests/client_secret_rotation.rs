@@ -226,6 +226,19 @@ async fn refusals_change_nothing(db: Db) {
     )
     .await
     .assert_error(422, "client_secret_untested");
+    // A token endpoint that answers `invalid_grant` whatever the client
+    // credential proves nothing: the control request with a credential
+    // nobody registered gets the same answer, so it is untested too.
+    op.set_faults(json!({"token_status": 400, "token_count": 2,
+        "token_body": {"error": "invalid_grant", "error_description": "grant checked first"}}))
+        .await;
+    s.post(
+        &rotate_path(&integ),
+        &s.admin_key,
+        json!({"client_secret": "other-client-NEW-secret-111111"}),
+    )
+    .await
+    .assert_error(422, "client_secret_untested");
     op.set_faults(json!({})).await;
     let after = s
         .get_admin(&format!("/api/v1/integrations/{integ}"))
@@ -247,7 +260,7 @@ async fn refusals_change_nothing(db: Db) {
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["error", "error"], "{a}");
+    assert_eq!(outcomes, ["error", "error", "error"], "{a}");
     // Bad bodies, ids and callers.
     for (body, status, code) in [
         (json!({}), 400, "invalid_field"),
@@ -375,6 +388,31 @@ async fn generated_private_key_jwt_key(db: Db) {
     s.delete(&rotate_path(&other), &s.admin_key)
         .await
         .assert_error(409, "no_pending_secret");
+    // A key generated for the old setup is dropped when the secret is
+    // replaced by hand (PATCH).
+    let r = s
+        .post(
+            &rotate_path(&other),
+            &s.admin_key,
+            json!({"generate_key": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = s
+        .patch(
+            &format!("/api/v1/integrations/{other}"),
+            &s.admin_key,
+            json!({"private_key_pem": rekey_testkit::fixture("test-rsa-2048.pem"), "key_id": "rekey-test-1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.post(
+        &format!("{}/confirm", rotate_path(&other)),
+        &s.admin_key,
+        json!({}),
+    )
+    .await
+    .assert_error(409, "no_pending_secret");
     // generate_key is for private_key_jwt only.
     let plain = integration(&s, &op, "other-client", "client_secret_basic").await;
     s.post(

@@ -246,10 +246,14 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        let mut c = self.store().read().await?;
-        let previous = api_keys::get(&mut c, &ctx.tenant, &id)
-            .await?
-            .ok_or_else(not_found)?;
+        // The old key as now stored, built here: a failed read after the
+        // commit must not lose the new key, which is shown only now.
+        let previous = ApiKeyRow {
+            rotated_to: Some(new.id.clone()),
+            expires_at,
+            revoked_at: expires_at.is_none().then_some(now),
+            ..old
+        };
         Ok(RotatedApiKey {
             key: key.to_string(),
             api_key: views::api_key(&new),

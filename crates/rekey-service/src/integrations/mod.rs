@@ -417,6 +417,8 @@ impl Rekey {
             row.credential_version += 1;
             self.write_integration_secret(&mut tx, &row, &secret)
                 .await?;
+            // A generated key waiting to be confirmed was for the old setup.
+            secrets::delete_owner(tx.conn(), rotate_secret::PENDING_KIND, &row.id).await?;
         } else {
             check_overrides(&self.outbound_policy(), &endpoints)?;
         }

@@ -135,7 +135,7 @@ impl Rekey {
             },
         )?;
         let key_id = req.key_id.clone().or_else(|| row.key_id.clone());
-        self.test_and_switch(ctx, &row, method, secret, key_id, false)
+        self.test_and_switch(ctx, &row, method, secret, key_id, None)
             .await
     }
 
@@ -149,10 +149,16 @@ impl Rekey {
     ) -> Result<ClientSecretRotation, Error> {
         let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
         let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
-        let (pem, key_id) = self.pending_key(&row).await?;
+        let (pem, key_id, seen) = self.pending_key(&row).await?;
         let method = ClientAuthMethod::parse(&row.auth_method)
             .ok_or_else(|| Error::internal("stored auth method unknown"))?;
-        self.test_and_switch(ctx, &row, method, pem, key_id, true)
+        if method != ClientAuthMethod::PrivateKeyJwt {
+            return Err(Error::conflict(
+                ErrorCode::NoPendingSecret,
+                format!("integration {id} no longer authenticates with private_key_jwt; discard the generated key"),
+            ));
+        }
+        self.test_and_switch(ctx, &row, method, pem, key_id, Some(seen))
             .await
     }
 
@@ -260,7 +266,7 @@ impl Rekey {
     async fn pending_key(
         &self,
         row: &store::IntegrationRow,
-    ) -> Result<(SecretString, Option<String>), Error> {
+    ) -> Result<(SecretString, Option<String>, Vec<u8>), Error> {
         let rows = {
             let mut c = self.store().read().await?;
             secrets::for_owner(&mut c, PENDING_KIND, &row.id).await?
@@ -280,12 +286,17 @@ impl Rekey {
             .as_str()
             .map(|p| SecretString::new(p.to_string()))
             .ok_or_else(|| Error::internal("pending key without its PEM"))?;
-        Ok((pem, v["key_id"].as_str().map(str::to_string)))
+        Ok((
+            pem,
+            v["key_id"].as_str().map(str::to_string),
+            s.ciphertext.clone(),
+        ))
     }
 
     /// Ask the token endpoint whether `secret` works, then make it the
-    /// integration's in one transaction (and drop the pending key when
-    /// it was the one tested).
+    /// integration's in one transaction, which also drops any generated key
+    /// waiting (`from_pending`: the sealed key tested, which must still be
+    /// the one waiting).
     async fn test_and_switch(
         &self,
         ctx: &Ctx,
@@ -293,7 +304,7 @@ impl Rekey {
         method: ClientAuthMethod,
         secret: SecretString,
         key_id: Option<String>,
-        from_pending: bool,
+        from_pending: Option<Vec<u8>>,
     ) -> Result<ClientSecretRotation, Error> {
         let id = row.id.clone();
         let wants_key = method == ClientAuthMethod::PrivateKeyJwt;
@@ -339,10 +350,16 @@ impl Rekey {
             secret: secret.clone(),
             key_id: key_id.clone(),
         };
+        let control = ClientAuth {
+            secret: control_credential(method).await?,
+            key_id: Some("rekey-control".into()),
+            ..candidate.clone()
+        };
         let verdict = rekey_oauth::check_client_auth(
             &self.inner.http,
             &resolved.token_url,
             &candidate,
+            &control,
             grant,
         )
         .await;
@@ -374,18 +391,25 @@ impl Rekey {
 
         let mut tx = self.store().begin_write().await?;
         rekey_store::lock_row(&mut tx, rekey_store::Locked::Integration, &ctx.tenant, &id).await?;
-        if from_pending {
-            secrets::delete_owner(tx.conn(), PENDING_KIND, &id).await?;
+        if let Some(seen) = &from_pending {
+            let waiting = secrets::for_owner(tx.conn(), PENDING_KIND, &id).await?;
+            if waiting.first().map(|w| &w.ciphertext) != Some(seen) {
+                return Err(Error::conflict(
+                    ErrorCode::NoPendingSecret,
+                    format!("integration {id}'s generated key was discarded or replaced meanwhile; look again"),
+                ));
+            }
         }
+        secrets::delete_owner(tx.conn(), PENDING_KIND, &id).await?;
         let mut now_row = store::get(tx.conn(), &ctx.tenant, &id)
             .await?
             .ok_or_else(|| not_found(&id))?;
-        if now_row.credential_version != row.credential_version
-            || now_row.auth_method != row.auth_method
-        {
+        // Any change since the test (client id, endpoints, method, secret)
+        // may make the test say nothing about the integration as it is.
+        if now_row.version != row.version {
             return Err(Error::conflict(
                 ErrorCode::VersionConflict,
-                format!("integration {id}'s secret was changed meanwhile; look again"),
+                format!("integration {id} was changed while its new secret was tested; try again"),
             ));
         }
         let old_fingerprint = self
@@ -470,4 +494,26 @@ impl Rekey {
             .await?
             .value)
     }
+}
+
+/// A client credential no provider has registered, for the control request
+/// of [`rekey_oauth::check_client_auth`]: a random secret, or for
+/// `private_key_jwt` a key made once per process (generating one takes
+/// about a second).
+async fn control_credential(method: ClientAuthMethod) -> Result<SecretString, Error> {
+    static CONTROL_KEY: tokio::sync::OnceCell<SecretString> = tokio::sync::OnceCell::const_new();
+    if method != ClientAuthMethod::PrivateKeyJwt {
+        return Ok(SecretString::new(format!(
+            "rekey-control-{}",
+            rekey_oauth::random_token()
+        )));
+    }
+    CONTROL_KEY
+        .get_or_try_init(|| async {
+            tokio::task::spawn_blocking(crate::rsa_key::generate)
+                .await
+                .map_err(Error::internal)?
+        })
+        .await
+        .cloned()
 }

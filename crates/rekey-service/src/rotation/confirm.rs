@@ -17,8 +17,9 @@ use rekey_store::rotations as store;
 use rekey_store::Locked;
 use serde_json::{json, Value};
 
-/// An operator's confirmation of the step a rotation waits for.
-#[derive(Debug, Clone, Default)]
+/// An operator's confirmation of the step a rotation waits for. No
+/// `Debug`: `credentials` holds the new secret.
+#[derive(Clone, Default)]
 pub struct ConfirmRequest {
     /// The step confirmed done: `set` or `retired` (must be the awaited one).
     pub step: String,
@@ -163,8 +164,12 @@ impl Rekey {
         let opts = Options::of(&r);
         let rotator = Rotator::by_name(&r.rotator)
             .ok_or_else(|| Error::internal(format!("rotation {id}: unknown rotator")))?;
+        // At `created` an automatic rotator may already have changed the
+        // target (a `set` that ran but was not yet recorded, being
+        // retried): only a rotation waiting for the operator's `set` is
+        // known to have changed nothing.
         let cancellable = match r.state {
-            RotationState::Created => true,
+            RotationState::Created => r.awaiting.as_deref() == Some("set"),
             RotationState::Set => rotator.old_survives_set(&opts),
             _ => false,
         };
@@ -173,6 +178,10 @@ impl Rekey {
                 ErrorCode::RotationNotCancellable,
                 if r.state.is_finished() {
                     format!("rotation {id} has finished (`{}`)", r.state)
+                } else if r.state == RotationState::Created {
+                    format!(
+                        "rotation {id} is running its `set` step at the target; let it finish, or cancel once it waits for you"
+                    )
                 } else {
                     format!(
                         "rotation {id} is at `{}`: the old credential no longer works or the new one is current; let it finish (or rotate again)",
@@ -224,6 +233,7 @@ impl Rekey {
         let (row, cur) = self
             .load_with_secrets(&ctx.tenant, &r.connection_id)
             .await?;
+        let mut cleanup: Option<String> = None;
         if r.state == RotationState::Set {
             let current = super::Material {
                 meta: serde_json::from_str(&row.credential_meta).unwrap_or_default(),
@@ -234,19 +244,24 @@ impl Rekey {
                 None => None,
             };
             if let Some(p) = pending {
-                rotator
-                    .discard(self, &row, &current, &p, opts)
-                    .await
-                    .map_err(|e| {
-                        Error::conflict(
+                match rotator.discard(self, &row, &current, &p, opts).await {
+                    Ok(()) => {}
+                    // What an operator made by hand is removed by hand: the
+                    // rotation still ends, with that step as its next action.
+                    Err(e) if e.code == "manual_cleanup" => {
+                        cleanup = e.next_action.or(Some(e.message));
+                    }
+                    Err(e) => {
+                        return Err(Error::conflict(
                             ErrorCode::RotationNotCancellable,
                             format!(
                                 "the new credential could not be removed at the target ({}): {}",
                                 e.message,
                                 e.next_action.unwrap_or_default()
                             ),
-                        )
-                    })?;
+                        ))
+                    }
+                }
             }
         }
         let now = now_ms();
@@ -256,10 +271,16 @@ impl Rekey {
         next.instructions = None;
         next.finished_at = Some(now);
         next.updated_at = now;
-        next.next_action = Some(format!(
-            "cancelled by {}; the current credential is unchanged",
-            ctx.actor
-        ));
+        next.next_action = Some(match &cleanup {
+            Some(c) => format!(
+                "cancelled by {}; the current credential is unchanged; remove the new one at the target: {c}",
+                ctx.actor
+            ),
+            None => format!(
+                "cancelled by {}; the current credential is unchanged",
+                ctx.actor
+            ),
+        });
         let sys = system_ctx(&ctx.tenant);
         let mut tx = self.store().begin_write().await?;
         if !store::advance_from(tx.conn(), &next, r.state, r.awaiting.as_deref()).await? {
