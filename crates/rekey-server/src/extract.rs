@@ -2,7 +2,7 @@
 
 use crate::error::{error_response, scrub_serde_message, ApiError};
 use crate::AppState;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -19,52 +19,69 @@ pub struct ApiJson<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Response;
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(json_rejection(rej)),
+        if !is_json_content_type(req.headers()) {
+            return Err(error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "expected `Content-Type: application/json`".to_string(),
+            ));
         }
+        let body = read_body(req, state).await?;
+        object_json(&body)
+            .map(ApiJson)
+            .map_err(|e| ApiError(e).into_response())
     }
 }
 
-fn json_rejection(rej: JsonRejection) -> Response {
-    let status = rej.status();
-    let (status, code, msg) = match &rej {
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => (
-            status,
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "request body is larger than the limit of {} bytes",
-                crate::BODY_LIMIT
-            ),
-        ),
-        JsonRejection::MissingJsonContentType(_) => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnsupportedMediaType,
-            "expected `Content-Type: application/json`".to_string(),
-        ),
-        JsonRejection::JsonSyntaxError(e) => (
-            StatusCode::BAD_REQUEST,
-            ErrorCode::MalformedJson,
-            format!(
-                "request body is not valid JSON: {}",
-                scrub_serde_message(&source_text(e))
-            ),
-        ),
-        JsonRejection::JsonDataError(e) => (
-            StatusCode::BAD_REQUEST,
+/// The request body, with 413 past the limit.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, Response> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "request body is larger than the limit of {} bytes",
+                        crate::BODY_LIMIT
+                    ),
+                )
+            } else {
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidBody,
+                    "could not read the request body".to_string(),
+                )
+            }
+        })
+}
+
+/// A body that must be one JSON object of `T`'s shape. serde would also
+/// build a struct from an array of its fields in order (`[null, null]`),
+/// which no client means, so anything but an object is refused first.
+fn object_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return Err(Error::invalid(
             ErrorCode::InvalidBody,
-            format!(
-                "request body does not match the schema: {}",
-                scrub_serde_message(&source_text(e))
-            ),
-        ),
-        _ => (
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidBody,
-            "could not read the request body".to_string(),
-        ),
-    };
-    error_response(status, code, msg)
+            "request body does not match the schema: expected a JSON object",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let (code, what) = if e.is_syntax() || e.is_eof() {
+            (ErrorCode::MalformedJson, "request body is not valid JSON")
+        } else {
+            (
+                ErrorCode::InvalidBody,
+                "request body does not match the schema",
+            )
+        };
+        Error::invalid(
+            code,
+            format!("{what}: {}", scrub_serde_message(&e.to_string())),
+        )
+    })
 }
 
 fn source_text(e: &dyn std::error::Error) -> String {
@@ -267,26 +284,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = Response;
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         let json_type = is_json_content_type(req.headers());
-        let body = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|rej| {
-                if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    error_response(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        ErrorCode::PayloadTooLarge,
-                        format!(
-                            "request body is larger than the limit of {} bytes",
-                            crate::BODY_LIMIT
-                        ),
-                    )
-                } else {
-                    error_response(
-                        StatusCode::BAD_REQUEST,
-                        ErrorCode::InvalidBody,
-                        "could not read the request body".to_string(),
-                    )
-                }
-            })?;
+        let body = read_body(req, state).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
@@ -328,18 +326,5 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Er
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let (code, what) = if e.is_syntax() || e.is_eof() {
-            (ErrorCode::MalformedJson, "request body is not valid JSON")
-        } else {
-            (
-                ErrorCode::InvalidBody,
-                "request body does not match the schema",
-            )
-        };
-        Error::invalid(
-            code,
-            format!("{what}: {}", scrub_serde_message(&e.to_string())),
-        )
-    })
+    object_json(body)
 }

@@ -382,6 +382,8 @@ async fn cancel_and_confirm_errors(db: Db) {
             "invalid_field",
         ),
         (json!({"step": "set", "surprise": 1}), 400, "invalid_body"),
+        // serde would build the struct from an array of its fields.
+        (json!(["set", null, null]), 400, "invalid_body"),
     ] {
         s.post(
             &format!("/api/v1/rotations/{}/confirm", r.id),
@@ -396,6 +398,16 @@ async fn cancel_and_confirm_errors(db: Db) {
         400,
         "invalid_id",
     );
+    // Optional bodies too: only an object (found by API fuzzing).
+    for body in [json!([null, null]), json!("x"), json!(7)] {
+        s.post(
+            &format!("/api/v1/connections/{id}/rotate"),
+            &s.admin_key,
+            body,
+        )
+        .await
+        .assert_error(400, "invalid_body");
+    }
     // A read-only key cannot confirm.
     let ro = s.key("default", &["connections:read"]).await;
     s.post(

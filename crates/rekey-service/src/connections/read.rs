@@ -106,24 +106,7 @@ impl Rekey {
             return Err(e);
         }
         let (row, rows) = self.load_secret_rows(&ctx.tenant, &id).await?;
-        // Once revocation is asked for, the credential is no longer handed
-        // out, even while the provider side is still pending.
-        if row.status.is_out_of_service() {
-            self.audit_read(
-                ctx,
-                &id,
-                AuditOutcome::Denied,
-                json!({"reason": row.status.as_str()}),
-            )
-            .await?;
-            return Err(Error::conflict(
-                ErrorCode::ConnectionUnusable,
-                format!(
-                    "connection {id} is {}; its credentials are not handed out",
-                    row.status
-                ),
-            ));
-        }
+        self.refuse_out_of_service(ctx, &id, row.status).await?;
         let material = if row.kind.is_static() {
             self.open_secrets(&row, &rows).and_then(|sec| {
                 let meta =
@@ -155,6 +138,31 @@ impl Rekey {
             version,
             credentials: material,
         })
+    }
+
+    /// Once revocation is asked for (or the connection is disabled), no
+    /// credential of it is handed out, even while the provider side is
+    /// still pending: the refusal is audited as a denied read.
+    pub(crate) async fn refuse_out_of_service(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        status: rekey_core::connection::Status,
+    ) -> Result<(), Error> {
+        if !status.is_out_of_service() {
+            return Ok(());
+        }
+        self.audit_read(
+            ctx,
+            id,
+            AuditOutcome::Denied,
+            json!({"reason": status.as_str()}),
+        )
+        .await?;
+        Err(Error::conflict(
+            ErrorCode::ConnectionUnusable,
+            format!("connection {id} is {status}; its credentials are not handed out"),
+        ))
     }
 
     pub(crate) async fn audit_read(

@@ -42,18 +42,7 @@ impl Rekey {
             None => None,
         };
         tx.commit().await?;
-        // Once revocation is asked for, no credential of it is handed out.
-        if row.status.is_out_of_service() {
-            self.audit_read(ctx, &id, AuditOutcome::Denied, denied(row.status.as_str()))
-                .await?;
-            return Err(Error::conflict(
-                ErrorCode::ConnectionUnusable,
-                format!(
-                    "connection {id} is {}; its credentials are not handed out",
-                    row.status
-                ),
-            ));
-        }
+        self.refuse_out_of_service(ctx, &id, row.status).await?;
         let (Some(v), Some(material)) = (readable, material) else {
             let why = match version.and_then(|v| v.grace_until) {
                 Some(g) => format!("its grace ended at {}", ms_to_rfc3339(g)),
