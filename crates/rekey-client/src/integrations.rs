@@ -65,6 +65,13 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v1/integrations/{id}/rotate-secret`: the generated key
+    /// waiting for registration (its public JWK).
+    pub async fn pending_client_key(&self, id: &str) -> Result<ClientSecretRotationView> {
+        self.get(&format!("{}/rotate-secret", integ(id)), NO_QUERY)
+            .await
+    }
+
     /// `DELETE /api/v1/integrations/{id}/rotate-secret`: forget the
     /// generated key waiting for registration.
     pub async fn discard_client_secret(&self, id: &str) -> Result<()> {

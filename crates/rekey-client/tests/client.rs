@@ -651,6 +651,11 @@ async fn every_api_operation_has_a_client_method() {
             "discard_client_secret",
         ),
         (
+            "get",
+            "/api/v1/integrations/{id}/rotate-secret",
+            "pending_client_key",
+        ),
+        (
             "post",
             "/api/v1/integrations/{id}/rotate-secret/confirm",
             "confirm_client_secret",

@@ -1117,6 +1117,7 @@ async fn openapi_documents_every_route() {
         ("delete", "/api/v1/integrations/{id}"),
         ("post", "/api/v1/integrations/{id}/rotate-secret"),
         ("delete", "/api/v1/integrations/{id}/rotate-secret"),
+        ("get", "/api/v1/integrations/{id}/rotate-secret"),
         ("post", "/api/v1/integrations/{id}/rotate-secret/confirm"),
         ("post", "/api/v1/connect-sessions"),
         ("post", "/api/v1/connections/{id}/check"),

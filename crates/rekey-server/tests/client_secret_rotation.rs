@@ -332,6 +332,11 @@ async fn generated_private_key_jwt_key(db: Db) {
         .as_str()
         .unwrap()
         .starts_with("SHA256:"));
+    // Shown again on request (the same public key, no private part).
+    let again = s.get_admin(&rotate_path(&integ)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.json()["public_jwk"], jwk);
+    assert!(!again.text.contains("PRIVATE"));
     // Registered in the provider's console next to the old key, confirmed.
     op.set_client_jwks("jwt2-client", json!([fixture_jwk(), jwk]))
         .await;
@@ -362,6 +367,9 @@ async fn generated_private_key_jwt_key(db: Db) {
     )
     .await
     .assert_error(409, "no_pending_secret");
+    s.get_admin(&rotate_path(&integ))
+        .await
+        .assert_error(409, "no_pending_secret");
 
     // Never registered: refused, kept waiting, then discarded.
     let other = integration(&s, &op, "jwt3-client", "private_key_jwt").await;

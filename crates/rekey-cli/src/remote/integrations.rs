@@ -80,6 +80,8 @@ pub enum IntegrationsCmd {
     },
     /// Test the generated key registered at the provider, then switch to it.
     ConfirmSecret(IdArgs),
+    /// The generated key waiting for registration: its public JWK again.
+    PendingSecret(IdArgs),
     /// Forget the generated key waiting for registration.
     DiscardSecret(IdArgs),
     /// Delete an OAuth app registration; refused (exit 5) while connections
@@ -275,6 +277,10 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
         }
         IntegrationsCmd::ConfirmSecret(IdArgs { id, api }) => {
             let r = client(&api)?.confirm_client_secret(&id).await?;
+            print_secret_rotation(&api, &r)?;
+        }
+        IntegrationsCmd::PendingSecret(IdArgs { id, api }) => {
+            let r = client(&api)?.pending_client_key(&id).await?;
             print_secret_rotation(&api, &r)?;
         }
         IntegrationsCmd::DiscardSecret(IdArgs { id, api }) => {

@@ -17,7 +17,11 @@ pub fn router() -> OpenApiRouter<AppState> {
             update_integration,
             delete_integration
         ))
-        .routes(routes!(rotate_client_secret, discard_client_secret))
+        .routes(routes!(
+            rotate_client_secret,
+            pending_client_key,
+            discard_client_secret
+        ))
         .routes(routes!(confirm_client_secret))
         .routes(routes!(create_connect_session))
 }
@@ -151,6 +155,22 @@ async fn confirm_client_secret(
 ) -> ApiResult<(StatusCode, Json<ClientSecretRotationView>)> {
     let r = s.rekey.confirm_client_secret(&auth.ctx, &id).await?;
     Ok(rotation_answer(r))
+}
+
+/// The generated key waiting for registration: its public JWK again (for
+/// an operator who lost the answer of `POST …/rotate-secret`). 409
+/// `no_pending_secret` without one.
+#[utoipa::path(get, path = "/api/v1/integrations/{id}/rotate-secret", tag = "integrations", params(("id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = ClientSecretRotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn pending_client_key(
+    State(s): State<AppState>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<ClientSecretRotationView>> {
+    let r = s.rekey.pending_client_key(&auth.ctx, &id).await?;
+    Ok(rotation_answer(r).1)
 }
 
 /// Forget the generated key waiting for registration (204). 409

@@ -162,6 +162,34 @@ impl Rekey {
             .await
     }
 
+    /// The generated key waiting for registration, as it was answered when
+    /// made (public JWK and fingerprint; never the private key), for an
+    /// operator who lost that answer. 409 `no_pending_secret` without one.
+    pub async fn pending_client_key(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<ClientSecretRotation, Error> {
+        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
+        let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
+        let (pem, key_id, _) = self.pending_key(&row).await?;
+        let jwk = crate::rsa_key::public_jwk(&pem, key_id.as_deref())?;
+        let new_fingerprint = crate::rsa_key::derive(&pem, None)?.fingerprint;
+        let old = self.client_auth(&row).await?;
+        let old_fingerprint = crate::rsa_key::derive(&old.secret, None)
+            .map(|i| i.fingerprint)
+            .unwrap_or_default();
+        Ok(ClientSecretRotation {
+            integration: view(&row, &self.default_redirect_uri()),
+            state: "awaiting_registration",
+            tested_with: None,
+            public_jwk: Some(jwk),
+            old_fingerprint,
+            new_fingerprint,
+            connections: 0,
+        })
+    }
+
     /// Forget the generated key waiting for registration. 409
     /// `no_pending_secret` when there is none.
     pub async fn discard_client_secret(&self, ctx: &Ctx, id: &str) -> Result<(), Error> {
