@@ -87,6 +87,14 @@ async fn crash(
         .unwrap_or_else(|_| panic!("{what}/{step}: the fault did not stop the server"))
         .unwrap();
     assert!(!status.success(), "{what}/{step}: aborted, not exited");
+    said_fault(&server, step, what).await;
+
+    id
+}
+
+/// The aborted server logged that the fault switch stopped it after `step`
+/// (its last lines may reach the pipe a moment after the exit).
+async fn said_fault(server: &common::Server, step: &str, what: &str) {
     let said = format!("REKEY_FAULT_AFTER={step}");
     for _ in 0..50 {
         if server.logs().contains(&said) {
@@ -99,8 +107,6 @@ async fn crash(
         "{what}/{step}: {}",
         server.logs()
     );
-
-    id
 }
 
 /// Start the server again without the fault: the restarted server, and the
@@ -314,18 +320,7 @@ async fn key_pair_crash_at(step: &str) {
         operate(&c, &sf, &id, &mut server).await.is_none(),
         "key pair/{step}: finished without the crash"
     );
-    let said = format!("REKEY_FAULT_AFTER={step}");
-    for _ in 0..50 {
-        if server.logs().contains(&said) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-    assert!(
-        server.logs().contains(&said),
-        "key pair/{step}: {}",
-        server.logs()
-    );
+    said_fault(&server, step, "key pair").await;
 
     let mut server = env.serve_with(&["--worker-tick-ms", "100"], None).await;
     let c = Client::new(&server.base, key.to_string()).unwrap();

@@ -340,6 +340,32 @@ impl Rekey {
         secrets::insert(tx.conn(), &sealed).await
     }
 
+    /// A new client secret (or private key) checked against the stored
+    /// integration `row`, as a new integration's would be.
+    fn validate_secret_for(
+        &self,
+        provider: &Provider,
+        row: &IntegrationRow,
+        secret: &Option<String>,
+        pem: &Option<String>,
+    ) -> Result<SecretString, Error> {
+        let params: BTreeMap<String, String> =
+            serde_json::from_str(&row.params).unwrap_or_default();
+        let endpoints: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
+        self.validate_fields(
+            provider,
+            &Fields {
+                method: &row.auth_method,
+                secret,
+                pem,
+                params: &params,
+                scopes: &row.scopes,
+                endpoints: &endpoints,
+                redirect: &row.redirect_uri,
+            },
+        )
+    }
+
     pub async fn update_integration(
         &self,
         ctx: &Ctx,
@@ -398,21 +424,12 @@ impl Rekey {
             row.custody = rekey_core::connection::normalize_slugs("custody", c)?;
         }
         let new_secret = req.client_secret.is_some() || req.private_key_pem.is_some();
-        let params: BTreeMap<String, String> =
-            serde_json::from_str(&row.params).unwrap_or_default();
-        let endpoints: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
         if new_secret || req.auth_method.is_some() {
-            let secret = self.validate_fields(
+            let secret = self.validate_secret_for(
                 &provider,
-                &Fields {
-                    method: &row.auth_method,
-                    secret: &req.client_secret,
-                    pem: &req.private_key_pem,
-                    params: &params,
-                    scopes: &row.scopes,
-                    endpoints: &endpoints,
-                    redirect: &row.redirect_uri,
-                },
+                &row,
+                &req.client_secret,
+                &req.private_key_pem,
             )?;
             row.credential_version += 1;
             self.write_integration_secret(&mut tx, &row, &secret)
@@ -420,6 +437,8 @@ impl Rekey {
             // A generated key waiting to be confirmed was for the old setup.
             secrets::delete_owner(tx.conn(), rotate_secret::PENDING_KIND, &row.id).await?;
         } else {
+            let endpoints: EndpointOverrides =
+                serde_json::from_str(&row.endpoints).unwrap_or_default();
             check_overrides(&self.outbound_policy(), &endpoints)?;
         }
         row.version += 1;
@@ -507,8 +526,7 @@ impl Rekey {
         })??;
         Ok(ClientAuth {
             client_id: row.client_id.clone(),
-            method: ClientAuthMethod::parse(&row.auth_method)
-                .ok_or_else(|| Error::internal("stored auth method unknown"))?,
+            method: method_of(row)?,
             secret,
             key_id: row.key_id.clone(),
         })
@@ -529,6 +547,12 @@ struct Fields<'a> {
 
 fn provider_has_all_overrides(e: &EndpointOverrides) -> bool {
     e.token_url.is_some() || e.issuer.is_some()
+}
+
+/// The stored integration's client authentication method.
+fn method_of(row: &IntegrationRow) -> Result<ClientAuthMethod, Error> {
+    ClientAuthMethod::parse(&row.auth_method)
+        .ok_or_else(|| Error::internal("stored auth method unknown"))
 }
 
 fn not_found(id: &str) -> Error {

@@ -9,10 +9,10 @@
 //! switch is one transaction (compare-and-set on the integration's
 //! version), so a crash leaves either the old secret or the new one.
 
-use super::{not_found, view, Fields, INTEGRATION_PREFIX};
+use super::{method_of, not_found, view, INTEGRATION_PREFIX};
 use crate::audit::record;
 use crate::{Ctx, Rekey};
-use rekey_api::{EndpointOverrides, IntegrationView};
+use rekey_api::IntegrationView;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::ConnectionKind;
 use rekey_core::time::now_ms;
@@ -91,8 +91,7 @@ impl Rekey {
     ) -> Result<ClientSecretRotation, Error> {
         let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
         let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
-        let method = ClientAuthMethod::parse(&row.auth_method)
-            .ok_or_else(|| Error::internal("stored auth method unknown"))?;
+        let method = method_of(&row)?;
         let wants_key = method == ClientAuthMethod::PrivateKeyJwt;
         if let Some(k) = &req.key_id {
             if !wants_key || k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) {
@@ -119,21 +118,8 @@ impl Rekey {
             }
         }
         let provider = self.oauth_provider(&row.provider)?.clone();
-        let params: BTreeMap<String, String> =
-            serde_json::from_str(&row.params).unwrap_or_default();
-        let endpoints: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
-        let secret = self.validate_fields(
-            &provider,
-            &Fields {
-                method: &row.auth_method,
-                secret: &req.client_secret,
-                pem: &req.private_key_pem,
-                params: &params,
-                scopes: &row.scopes,
-                endpoints: &endpoints,
-                redirect: &row.redirect_uri,
-            },
-        )?;
+        let secret =
+            self.validate_secret_for(&provider, &row, &req.client_secret, &req.private_key_pem)?;
         let key_id = req.key_id.clone().or_else(|| row.key_id.clone());
         self.test_and_switch(ctx, &row, method, secret, key_id, None)
             .await
@@ -150,8 +136,7 @@ impl Rekey {
         let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
         let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
         let (pem, key_id, seen) = self.pending_key(&row).await?;
-        let method = ClientAuthMethod::parse(&row.auth_method)
-            .ok_or_else(|| Error::internal("stored auth method unknown"))?;
+        let method = method_of(&row)?;
         if method != ClientAuthMethod::PrivateKeyJwt {
             return Err(Error::conflict(
                 ErrorCode::NoPendingSecret,
@@ -264,8 +249,7 @@ impl Rekey {
         secrets::delete_owner(tx.conn(), PENDING_KIND, &now_row.id).await?;
         secrets::insert(tx.conn(), &sealed).await?;
         let old = self.client_auth(&now_row).await?;
-        let method = ClientAuthMethod::parse(&now_row.auth_method)
-            .ok_or_else(|| Error::internal("stored auth method unknown"))?;
+        let method = method_of(&now_row)?;
         let old_fingerprint = self
             .client_fingerprint(&mut tx, method, &old.secret)
             .await?;
