@@ -214,6 +214,20 @@ async fn refusals_change_nothing(db: Db) {
         .await;
     r.assert_error(422, "client_secret_rejected");
     assert!(!r.text.contains("typo-secret"), "{}", r.text);
+    // A provider that echoes the presented secret in its refusal: the
+    // answer names the refusal, never the secret.
+    op.set_faults(json!({"token_status": 401, "token_count": 1,
+        "token_body": {"error": "invalid_client", "error_description": "unknown secret other-client-ECHO-secret-222222"}}))
+        .await;
+    let r = s
+        .post(
+            &rotate_path(&integ),
+            &s.admin_key,
+            json!({"client_secret": "other-client-ECHO-secret-222222"}),
+        )
+        .await;
+    r.assert_error(422, "client_secret_rejected");
+    assert!(!r.text.contains("ECHO-secret"), "{}", r.text);
     // The provider is down: untested, nothing changed.
     op.add_client_secret("other-client", "other-client-NEW-secret-111111")
         .await;
@@ -260,7 +274,7 @@ async fn refusals_change_nothing(db: Db) {
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["error", "error", "error"], "{a}");
+    assert_eq!(outcomes, ["error", "error", "error", "error"], "{a}");
     // Bad bodies, ids and callers.
     for (body, status, code) in [
         (json!({}), 400, "invalid_field"),

@@ -375,14 +375,20 @@ impl Rekey {
             grant,
         )
         .await;
+        let scrub = |text: &str| {
+            rekey_core::scrub::scrub_text(text, &[secret.expose(), old.secret.expose()])
+        };
         let refusal = match verdict {
             Ok(ClientAuthCheck::Accepted) => None,
+            // The provider's words may echo what was presented: scrubbed
+            // of the new and old secrets (and anything secret-looking).
             Ok(ClientAuthCheck::Rejected(why)) => Some(Error::unprocessable(
                 ErrorCode::ClientSecretRejected,
                 format!(
-                    "{} refused the new client {}: {why}. Nothing changed; check that it was made for client `{}` and copied whole",
+                    "{} refused the new client {}: {}. Nothing changed; check that it was made for client `{}` and copied whole",
                     provider.display_name,
                     if wants_key { "key" } else { "secret" },
+                    scrub(&why),
                     row.client_id
                 ),
             )),
@@ -390,8 +396,9 @@ impl Rekey {
                 Error::unprocessable(
                     ErrorCode::ClientSecretUntested,
                     format!(
-                        "the new client secret could not be tested at {}'s token endpoint ({e}). Nothing changed; try again",
-                        provider.display_name
+                        "the new client secret could not be tested at {}'s token endpoint ({}). Nothing changed; try again",
+                        provider.display_name,
+                        scrub(&e.to_string())
                     ),
                 )
             })),
