@@ -144,7 +144,8 @@ async fn main() -> ExitCode {
         )
         .await
         .expect("create API key")
-        .key;
+        .key
+        .to_string();
     let mut ids = Vec::with_capacity(n_conns);
     for i in 0..n_conns {
         let req: rekey_api::CreateConnection = serde_json::from_value(serde_json::json!({

@@ -82,7 +82,7 @@ pub async fn admin(cmd: AdminCmd) -> Result<ExitCode> {
                 )
                 .await?;
             // Shown once: a closed pipe must not pass for success.
-            write_secret(&format!("{}\n", created.key), "the new API key")?;
+            write_secret(&format!("{}\n", *created.key), "the new API key")?;
             Ok(ExitCode::SUCCESS)
         }
         AdminCmd::CreateUser {
@@ -176,7 +176,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<ExitCode> {
 
 pub async fn audit_verify_offline(data: &DataArgs, json: bool) -> Result<ExitCode> {
     let opened = data.open_options()?.open_existing(LockMode::Shared).await?;
-    let report = opened.rekey.audit_verify().await?;
+    let report = rekey_server::views::audit_verify(&opened.rekey.audit_verify().await?);
     crate::output::print_verify(&report, json)?;
     if !report.ok {
         bail!("audit chain verification failed");

@@ -9,7 +9,7 @@ pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod serve;
-mod views;
+pub mod views;
 pub mod workers;
 
 use axum::extract::DefaultBodyLimit;

@@ -4,15 +4,19 @@
 //! RFC 3339 times) are made from domain values.
 
 use rekey_api::{
-    CheckResult, ConfirmationView, ConnectSessionView, ConnectionLinks, ConnectionList,
-    ConnectionView, CreatedWebhook, DeliveryAttemptView, DeliveryList, DeliveryView, HealthView,
-    OwnerView, ReauthorizeResult, RevokeResult, UncheckedView, WebhookList, WebhookView,
+    ApiKeyList, ApiKeyView, AuditEntryView, AuditList, AuditVerifyReport, CheckResult,
+    ConfirmationView, ConnectSessionView, ConnectionLinks, ConnectionList, ConnectionView,
+    CreatedApiKey, CreatedWebhook, CredentialsView, DeliveryAttemptView, DeliveryList,
+    DeliveryView, EndpointOverrides, HealthView, IntegrationList, IntegrationView, OwnerView,
+    ReauthorizeResult, RevokeResult, RotatedApiKey, UncheckedView, WebhookList, WebhookView,
     UNCHECKED_MESSAGE,
 };
+use rekey_core::audit::ChainedEntry;
 use rekey_core::time::ms_to_rfc3339;
 use rekey_service::{
-    AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
-    DeliveryRow, HealthNotes, NewConnectSession, NewWebhook, Reauthorization, Revocation,
+    ApiKeyRow, AttemptRow, AuditPage, ChainReport, CheckReport, Connection, ConnectionPage,
+    ConnectionRow, Credentials, Delivery, DeliveryPage, DeliveryRow, Endpoints, HealthNotes,
+    Integration, IssuedApiKey, NewConnectSession, NewWebhook, Reauthorization, Revocation,
     WebhookPage, WebhookRow,
 };
 use serde_json::Value;
@@ -201,5 +205,126 @@ pub fn connect_session(s: NewConnectSession) -> ConnectSessionView {
         provider: s.provider,
         kind: s.kind.as_str().to_string(),
         reauthorize: s.reauthorize,
+    }
+}
+
+pub fn api_key(r: &ApiKeyRow) -> ApiKeyView {
+    ApiKeyView {
+        id: r.id.clone(),
+        tenant: r.tenant.clone(),
+        name: r.name.clone(),
+        scopes: r.scopes.clone(),
+        created_at: ms_to_rfc3339(r.created_at),
+        created_by: r.created_by.clone(),
+        last_used_at: r.last_used_at.map(ms_to_rfc3339),
+        revoked_at: r.revoked_at.map(ms_to_rfc3339),
+        expires_at: r.expires_at.map(ms_to_rfc3339),
+        rotated_from: r.rotated_from.clone(),
+        rotated_to: r.rotated_to.clone(),
+    }
+}
+
+pub fn api_key_list(rows: &[ApiKeyRow]) -> ApiKeyList {
+    ApiKeyList {
+        items: rows.iter().map(api_key).collect(),
+    }
+}
+
+/// The one place a new key's token is put on the wire.
+pub fn created_api_key(k: &IssuedApiKey) -> CreatedApiKey {
+    CreatedApiKey {
+        key: k.key.to_string(),
+        api_key: api_key(&k.row),
+    }
+}
+
+pub fn rotated_api_key(r: &rekey_service::RotatedApiKey) -> RotatedApiKey {
+    RotatedApiKey {
+        key: r.issued.key.to_string(),
+        api_key: api_key(&r.issued.row),
+        previous: api_key(&r.previous),
+    }
+}
+
+pub fn audit_entry(e: &ChainedEntry) -> AuditEntryView {
+    AuditEntryView {
+        seq: e.entry.seq,
+        id: e.entry.id.clone(),
+        at: ms_to_rfc3339(e.entry.at),
+        tenant: e.entry.tenant.clone(),
+        actor: e.entry.actor.clone(),
+        action: e.entry.action.clone(),
+        target: e.entry.target.clone(),
+        request_id: e.entry.request_id.clone(),
+        source: e.entry.source.clone(),
+        outcome: e.entry.outcome.clone(),
+        details: serde_json::from_str(&e.entry.details).unwrap_or(Value::Null),
+        hash: e.hash.clone(),
+    }
+}
+
+pub fn audit_list(p: &AuditPage) -> AuditList {
+    AuditList {
+        items: p.items.iter().map(audit_entry).collect(),
+        next_cursor: p.next_cursor.clone(),
+    }
+}
+
+pub fn audit_verify(r: &ChainReport) -> AuditVerifyReport {
+    AuditVerifyReport {
+        ok: r.ok,
+        checked: r.checked,
+        first_broken_seq: r.first_broken_seq,
+        message: r.message.clone(),
+        tenant: r.tenant.clone(),
+    }
+}
+
+/// The one place decrypted material is put on the wire.
+pub fn credentials(c: Credentials) -> CredentialsView {
+    CredentialsView {
+        connection_id: c.connection_id,
+        kind: c.kind.as_str().to_string(),
+        version: c.version,
+        credentials: c.material,
+    }
+}
+
+fn endpoints(e: &Endpoints) -> EndpointOverrides {
+    EndpointOverrides {
+        authorize_url: e.authorize_url.clone(),
+        token_url: e.token_url.clone(),
+        revocation_url: e.revocation_url.clone(),
+        issuer: e.issuer.clone(),
+        identity_url: e.identity_url.clone(),
+    }
+}
+
+pub fn integration(i: &Integration) -> IntegrationView {
+    let r = &i.row;
+    IntegrationView {
+        id: r.id.clone(),
+        tenant: r.tenant.clone(),
+        provider: r.provider.clone(),
+        display_name: r.display_name.clone(),
+        client_id: r.client_id.clone(),
+        auth_method: r.auth_method.clone(),
+        key_id: r.key_id.clone(),
+        scopes: r.scopes.clone(),
+        extra_authorize_params: i.extra_authorize_params.clone(),
+        params: i.params.clone(),
+        endpoints: endpoints(&i.endpoints),
+        redirect_uri: i.redirect_uri.clone(),
+        tags: r.tags.clone(),
+        custody: r.custody.clone(),
+        created_at: ms_to_rfc3339(r.created_at),
+        updated_at: ms_to_rfc3339(r.updated_at),
+        version: r.version,
+    }
+}
+
+pub fn integration_list(items: &[Integration]) -> IntegrationList {
+    IntegrationList {
+        items: items.iter().map(integration).collect(),
     }
 }

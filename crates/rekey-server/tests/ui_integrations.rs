@@ -57,7 +57,8 @@ async fn salesforce_app_registers_with_params_tags_and_custody(db: Db) {
     );
     let (st, html) = send(form("login_host=login.salesforce.com")).await;
     assert_eq!(st, StatusCode::CREATED, "{html}");
-    let i = s.rekey.list_integrations("default").await.unwrap().items[0].clone();
+    let i =
+        rekey_server::views::integration(&s.rekey.list_integrations("default").await.unwrap()[0]);
     assert_eq!(i.params["login_host"], "login.salesforce.com");
     let mut tags = i.tags.clone();
     tags.sort();

@@ -8,6 +8,7 @@
 mod ui_support;
 use ui_support::*;
 
+use rekey_server::views;
 use rekey_service::Role;
 use rekey_testkit::oauth2_fixture::OAuth2Fixture;
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
@@ -153,10 +154,10 @@ async fn summary_counts_filter_and_tiles_show_owner_custody_and_times(db: Db) {
     );
     // API keys by name, the id kept in the title.
     let (_, audit) = get(&s, "/ui/audit", &olga).await;
-    let admin_key_id = s.rekey.list_api_keys("default").await.unwrap().items[0]
+    let admin_key_id = s.rekey.list_api_keys("default").await.unwrap()[0]
         .id
         .clone();
-    let named = s.rekey.list_api_keys("default").await.unwrap().items[0]
+    let named = s.rekey.list_api_keys("default").await.unwrap()[0]
         .name
         .clone();
     assert!(
@@ -303,7 +304,6 @@ async fn oauth_apps_page_roles_csrf_and_secret_replacement(db: Db) {
         .list_integrations("default")
         .await
         .unwrap()
-        .items
         .is_empty());
     // Bad input: the service's message, naming the field.
     let mut bad = form(&acsrf);
@@ -317,7 +317,7 @@ async fn oauth_apps_page_roles_csrf_and_secret_replacement(db: Db) {
         !html.contains("secret-1"),
         "the secret is not shown: {html}"
     );
-    let integ = s.rekey.list_integrations("default").await.unwrap().items[0].clone();
+    let integ = views::integration(&s.rekey.list_integrations("default").await.unwrap()[0]);
     assert_eq!(integ.scopes, ["read", "write"]);
 
     // A connection made through it is listed under it.
@@ -395,7 +395,7 @@ async fn oauth_apps_page_roles_csrf_and_secret_replacement(db: Db) {
     assert!(html.contains("Client secret replaced"), "{html}");
     assert!(html.contains("<a href=\"/ui/integrations\">Back to integrations</a>"));
     assert!(!html.contains("secret-2-new"));
-    let after = s.rekey.get_integration("default", &integ.id).await.unwrap();
+    let after = views::integration(&s.rekey.get_integration("default", &integ.id).await.unwrap());
     assert_eq!(after.version, integ.version + 1);
     let e = &last_audit(&s, "integration.update").await;
     assert_eq!(e.actor, "user:ada");

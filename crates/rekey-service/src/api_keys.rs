@@ -1,12 +1,25 @@
 use crate::audit::record;
-use crate::{views, Ctx, Rekey};
-use rekey_api::{ApiKeyList, ApiKeyView, CreateApiKey, CreatedApiKey, RotatedApiKey};
+use crate::{Ctx, Rekey};
+use rekey_api::CreateApiKey;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::scope::{Scope, Scopes};
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_store::api_keys::{self, ApiKeyRow};
 use serde_json::json;
+use zeroize::Zeroizing;
+
+/// A key just made: the token, shown once and never stored, and its row.
+pub struct IssuedApiKey {
+    pub key: Zeroizing<String>,
+    pub row: ApiKeyRow,
+}
+
+/// A rotated key: the new one, and the old one as it is now stored.
+pub struct RotatedApiKey {
+    pub issued: IssuedApiKey,
+    pub previous: ApiKeyRow,
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -48,7 +61,7 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         req: &CreateApiKey,
-    ) -> Result<CreatedApiKey, Error> {
+    ) -> Result<IssuedApiKey, Error> {
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(Error::invalid(
@@ -84,10 +97,7 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(CreatedApiKey {
-            key: key.to_string(),
-            api_key: views::api_key(&row),
-        })
+        Ok(IssuedApiKey { key, row })
     }
 
     /// Resolve a bearer token. Unknown, malformed and revoked keys all give
@@ -137,15 +147,12 @@ impl Rekey {
         }
     }
 
-    pub async fn list_api_keys(&self, tenant: &str) -> Result<ApiKeyList, Error> {
+    pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRow>, Error> {
         let mut c = self.store().read().await?;
-        let rows = api_keys::list(&mut c, tenant).await?;
-        Ok(ApiKeyList {
-            items: rows.iter().map(views::api_key).collect(),
-        })
+        api_keys::list(&mut c, tenant).await
     }
 
-    pub async fn revoke_api_key(&self, ctx: &Ctx, id: &str) -> Result<ApiKeyView, Error> {
+    pub async fn revoke_api_key(&self, ctx: &Ctx, id: &str) -> Result<ApiKeyRow, Error> {
         let id = ids::parse_id(ids::API_KEY, id)?;
         let mut tx = self.store().begin_write().await?;
         let not_found = || Error::not_found(ErrorCode::ApiKeyNotFound, format!("API key {id}"));
@@ -174,7 +181,7 @@ impl Rekey {
         let row = api_keys::get(&mut c, &ctx.tenant, &id)
             .await?
             .ok_or_else(not_found)?;
-        Ok(views::api_key(&row))
+        Ok(row)
     }
 
     /// Replace an API key with a new one of the same name and scopes (shown
@@ -255,9 +262,8 @@ impl Rekey {
             ..old
         };
         Ok(RotatedApiKey {
-            key: key.to_string(),
-            api_key: views::api_key(&new),
-            previous: views::api_key(&previous),
+            issued: IssuedApiKey { key, row: new },
+            previous,
         })
     }
 }

@@ -1,6 +1,6 @@
-use crate::{views, Ctx, Rekey};
-use rekey_api::{AuditList, AuditQuery, AuditVerifyReport};
-use rekey_core::audit::{AuditAction, AuditEntry, AuditOutcome, Verifier};
+use crate::{Ctx, Rekey};
+use rekey_api::AuditQuery;
+use rekey_core::audit::{AuditAction, AuditEntry, AuditOutcome, ChainedEntry, Verifier};
 use rekey_core::{ids, Error};
 use rekey_store::audit::AuditFilter;
 use rekey_store::WriteTx;
@@ -33,12 +33,29 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// One page of the tenant's audit log, newest first.
+pub struct AuditPage {
+    pub items: Vec<ChainedEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// The verdict of a walk over the hash chain.
+#[derive(Debug, Clone)]
+pub struct ChainReport {
+    pub ok: bool,
+    /// Entries of `tenant` checked (all entries when `tenant` is None).
+    pub checked: u64,
+    pub first_broken_seq: Option<i64>,
+    pub message: String,
+    pub tenant: Option<String>,
+}
+
 fn limit(l: Option<i64>) -> Result<i64, Error> {
     crate::paging::limit(l, 500)
 }
 
 impl Rekey {
-    pub async fn audit_list(&self, tenant: &str, q: &AuditQuery) -> Result<AuditList, Error> {
+    pub async fn audit_list(&self, tenant: &str, q: &AuditQuery) -> Result<AuditPage, Error> {
         let before_seq = match &q.cursor {
             None => None,
             Some(c) => Some(
@@ -69,8 +86,8 @@ impl Rekey {
         } else {
             None
         };
-        Ok(AuditList {
-            items: rows.iter().map(views::audit).collect(),
+        Ok(AuditPage {
+            items: rows,
             next_cursor,
         })
     }
@@ -78,23 +95,23 @@ impl Rekey {
     /// Walk the whole chain, oldest first, and report on all of it: for an
     /// operator on the box (`rekey audit verify --offline`), never for an
     /// API caller (the entry count is every tenant's activity).
-    pub async fn audit_verify(&self) -> Result<AuditVerifyReport, Error> {
+    pub async fn audit_verify(&self) -> Result<ChainReport, Error> {
         self.verify_chain(None).await
     }
 
     /// Walk the whole chain (tampering anywhere breaks it for everyone), but
     /// report only figures about `tenant`: how many of its entries were
     /// checked, and where the chain breaks only when that entry is its own.
-    pub async fn audit_verify_tenant(&self, tenant: &str) -> Result<AuditVerifyReport, Error> {
+    pub async fn audit_verify_tenant(&self, tenant: &str) -> Result<ChainReport, Error> {
         self.verify_chain(Some(tenant)).await
     }
 
-    async fn verify_chain(&self, tenant: Option<&str>) -> Result<AuditVerifyReport, Error> {
+    async fn verify_chain(&self, tenant: Option<&str>) -> Result<ChainReport, Error> {
         let mut v = Verifier::default();
         let mut mine: u64 = 0;
         let mut after = 0;
         let mut c = self.store().read().await?;
-        let report = |ok, checked, first_broken_seq, message| AuditVerifyReport {
+        let report = |ok, checked, first_broken_seq, message| ChainReport {
             ok,
             checked,
             first_broken_seq,

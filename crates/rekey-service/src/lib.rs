@@ -26,19 +26,19 @@ mod signin_throttle;
 mod status;
 mod users;
 mod versions;
-mod views;
 mod webhooks;
 
-pub use api_keys::Principal;
+pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
+pub use audit::{AuditPage, ChainReport};
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
 pub use health::{CheckRun, HealthSettings};
 pub use integrations::{ClientSecretRotation, NewClientSecret};
 pub use keys::{KekRotationReport, KeyStatus};
 pub use model::{
-    AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Delivery, DeliveryPage,
-    DeliveryRow, HealthNotes, NewConnectSession, NewWebhook, Reauthorization, Revocation,
-    WebhookPage, WebhookRow,
+    ApiKeyRow, AttemptRow, CheckReport, Connection, ConnectionPage, ConnectionRow, Credentials,
+    Delivery, DeliveryPage, DeliveryRow, Endpoints, HealthNotes, Integration, IntegrationRow,
+    NewConnectSession, NewWebhook, Reauthorization, Revocation, WebhookPage, WebhookRow,
 };
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};

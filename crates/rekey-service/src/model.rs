@@ -1,12 +1,16 @@
-//! What the connection, health, OAuth and webhook use cases return: domain
-//! and store types, which the server turns into rekey-api's wire views
-//! (`rekey-server/src/views.rs`).
+//! What the use cases return: domain and store types, which the server
+//! turns into rekey-api's wire views (`rekey-server/src/views.rs`).
 
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::last_error::LastError;
+pub use rekey_store::api_keys::ApiKeyRow;
 pub use rekey_store::connections::ConnectionRow;
 pub use rekey_store::health_notes::HealthNotes;
+pub use rekey_store::integrations::IntegrationRow;
 pub use rekey_store::webhooks::{AttemptRow, DeliveryRow, WebhookRow};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// A connection: its row, and what health knows beside it (no probe can
 /// check it, the last operator confirmation) where the use case read that.
@@ -119,4 +123,59 @@ pub struct Delivery {
 pub struct DeliveryPage {
     pub items: Vec<DeliveryRow>,
     pub next_cursor: Option<String>,
+}
+
+/// Decrypted credential material as a reader gets it. No `Debug`: it holds
+/// secrets.
+pub struct Credentials {
+    pub connection_id: String,
+    pub kind: ConnectionKind,
+    /// The credential version read.
+    pub version: i64,
+    /// Kind-specific fields including secrets, plus `apply` where it applies.
+    pub material: Value,
+}
+
+/// An integration's endpoint overrides, as stored (JSON text in its row).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub issuer: Option<String>,
+    pub identity_url: Option<String>,
+}
+
+impl Endpoints {
+    /// The stored JSON text; unreadable text means no overrides (as written
+    /// by rekey it is always readable).
+    pub fn parse(stored: &str) -> Endpoints {
+        serde_json::from_str(stored).unwrap_or_default()
+    }
+}
+
+/// An OAuth app registration: its row, the stored JSON read, and the
+/// redirect URI in effect (the row's, else rekey's default).
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub row: IntegrationRow,
+    pub extra_authorize_params: BTreeMap<String, String>,
+    pub params: BTreeMap<String, String>,
+    pub endpoints: Endpoints,
+    pub redirect_uri: String,
+}
+
+impl Integration {
+    pub fn new(row: IntegrationRow, default_redirect: &str) -> Integration {
+        Integration {
+            extra_authorize_params: serde_json::from_str(&row.extra_params).unwrap_or_default(),
+            params: serde_json::from_str(&row.params).unwrap_or_default(),
+            endpoints: Endpoints::parse(&row.endpoints),
+            redirect_uri: row
+                .redirect_uri
+                .clone()
+                .unwrap_or_else(|| default_redirect.to_string()),
+            row,
+        }
+    }
 }

@@ -286,7 +286,8 @@ impl TestServer {
             )
             .await
             .unwrap()
-            .key;
+            .key
+            .to_string();
         let (base, tx, task) = spawn_server(&rekey).await;
         TestServer {
             db,
@@ -350,6 +351,7 @@ impl TestServer {
             .await
             .unwrap()
             .key
+            .to_string()
     }
 
     pub async fn raw(

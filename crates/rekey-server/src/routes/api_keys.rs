@@ -1,6 +1,6 @@
 use crate::error::ApiResult;
 use crate::extract::{Admin, ApiJson, ApiPath, Auth, OptionalJson};
-use crate::AppState;
+use crate::{views, AppState};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,9 @@ async fn list_api_keys(
     State(s): State<AppState>,
     auth: Auth<Admin>,
 ) -> ApiResult<Json<ApiKeyList>> {
-    Ok(Json(s.rekey.list_api_keys(&auth.ctx.tenant).await?))
+    Ok(Json(views::api_key_list(
+        &s.rekey.list_api_keys(&auth.ctx.tenant).await?,
+    )))
 }
 
 /// Create an API key in the caller's tenant. The key is returned once.
@@ -35,7 +37,7 @@ async fn create_api_key(
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<Response> {
     let created = s.rekey.create_api_key(&auth.ctx, &req).await?;
-    let mut r = (StatusCode::CREATED, Json(created)).into_response();
+    let mut r = (StatusCode::CREATED, Json(views::created_api_key(&created))).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
@@ -49,7 +51,9 @@ async fn revoke_api_key(
     auth: Auth<Admin>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<ApiKeyView>> {
-    Ok(Json(s.rekey.revoke_api_key(&auth.ctx, &id).await?))
+    Ok(Json(views::api_key(
+        &s.rekey.revoke_api_key(&auth.ctx, &id).await?,
+    )))
 }
 
 /// Replace an API key with a new one of the same name and scopes, returned
@@ -69,7 +73,7 @@ async fn rotate_api_key(
 ) -> ApiResult<Response> {
     let grace = super::rotations::grace(b.grace)?;
     let rotated = s.rekey.rotate_api_key(&auth.ctx, &id, grace).await?;
-    let mut r = (StatusCode::CREATED, Json(rotated)).into_response();
+    let mut r = (StatusCode::CREATED, Json(views::rotated_api_key(&rotated))).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)

@@ -1,6 +1,6 @@
 use crate::error::ApiResult;
 use crate::extract::{Admin, ApiQuery, AuditRead, Auth};
-use crate::AppState;
+use crate::{views, AppState};
 use axum::extract::State;
 use axum::Json;
 use rekey_api::*;
@@ -21,7 +21,9 @@ async fn list_audit(
     auth: Auth<AuditRead>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditList>> {
-    Ok(Json(s.rekey.audit_list(&auth.ctx.tenant, &q).await?))
+    Ok(Json(views::audit_list(
+        &s.rekey.audit_list(&auth.ctx.tenant, &q).await?,
+    )))
 }
 
 /// Verify the whole hash chain (every tenant's entries, so tampering anywhere
@@ -33,5 +35,7 @@ async fn verify_audit(
     State(s): State<AppState>,
     auth: Auth<Admin>,
 ) -> ApiResult<Json<AuditVerifyReport>> {
-    Ok(Json(s.rekey.audit_verify_tenant(&auth.ctx.tenant).await?))
+    Ok(Json(views::audit_verify(
+        &s.rekey.audit_verify_tenant(&auth.ctx.tenant).await?,
+    )))
 }

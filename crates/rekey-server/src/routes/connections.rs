@@ -168,7 +168,7 @@ async fn read_credentials(
             .into())
         }
     };
-    let mut r = Json(v).into_response();
+    let mut r = Json(views::credentials(v)).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),

@@ -35,11 +35,11 @@ async fn list_integrations(
     auth: Auth<ConnRead>,
     ApiQuery(q): ApiQuery<IntegrationQuery>,
 ) -> ApiResult<Json<IntegrationList>> {
-    Ok(Json(
-        s.rekey
+    Ok(Json(views::integration_list(
+        &s.rekey
             .list_integrations_filtered(&auth.ctx.tenant, &q)
             .await?,
-    ))
+    )))
 }
 
 /// Register an OAuth app (client id and secret or private key) for a provider.
@@ -51,7 +51,7 @@ async fn create_integration(
     ApiJson(req): ApiJson<CreateIntegration>,
 ) -> ApiResult<Response> {
     let v = s.rekey.create_integration(&auth.ctx, req).await?;
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    Ok((StatusCode::CREATED, Json(views::integration(&v))).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/integrations/{id}", tag = "integrations", params(("id" = String, Path)), security(("bearer" = [])),
@@ -61,7 +61,9 @@ async fn get_integration(
     auth: Auth<ConnRead>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<IntegrationView>> {
-    Ok(Json(s.rekey.get_integration(&auth.ctx.tenant, &id).await?))
+    Ok(Json(views::integration(
+        &s.rekey.get_integration(&auth.ctx.tenant, &id).await?,
+    )))
 }
 
 /// Update an integration; a new `client_secret` / `private_key_pem` replaces the stored one.
@@ -75,9 +77,9 @@ async fn update_integration(
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<UpdateIntegration>,
 ) -> ApiResult<Json<IntegrationView>> {
-    Ok(Json(
-        s.rekey.update_integration(&auth.ctx, &id, req, v).await?,
-    ))
+    Ok(Json(views::integration(
+        &s.rekey.update_integration(&auth.ctx, &id, req, v).await?,
+    )))
 }
 
 /// Delete an integration that no connection uses.
@@ -199,7 +201,7 @@ fn rotation_answer(
     (
         status,
         Json(ClientSecretRotationView {
-            integration: r.integration,
+            integration: views::integration(&r.integration),
             state: r.state.to_string(),
             tested_with: r.tested_with.map(str::to_string),
             public_jwk: r.public_jwk,

@@ -39,7 +39,7 @@ pub async fn last_audit(s: &TestServer, action: &str) -> rekey_api::AuditEntryVi
         ..Default::default()
     };
     let page = s.rekey.audit_list("default", &query).await.unwrap();
-    page.items[0].clone()
+    rekey_server::views::audit_entry(&page.items[0])
 }
 
 pub async fn post(

@@ -3,8 +3,9 @@
 
 use crate::audit::record;
 use crate::connection_rows::not_found;
+use crate::model::Credentials;
 use crate::{Connection, ConnectionPage, Ctx, Principal, Rekey};
-use rekey_api::{ConnectionQuery, CredentialsView};
+use rekey_api::ConnectionQuery;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::credentials;
 use rekey_core::scope::Scope;
@@ -93,7 +94,7 @@ impl Rekey {
         p: &Principal,
         ctx: &Ctx,
         id: &str,
-    ) -> Result<CredentialsView, Error> {
+    ) -> Result<Credentials, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         if let Err(e) = p.require(Scope::CredentialsRead) {
             self.audit_read(
@@ -132,11 +133,11 @@ impl Rekey {
             json!({"credential_version": version}),
         )
         .await?;
-        Ok(CredentialsView {
+        Ok(Credentials {
             connection_id: id,
-            kind: row.kind.as_str().to_string(),
+            kind: row.kind,
             version,
-            credentials: material,
+            material,
         })
     }
 

@@ -1,16 +1,17 @@
 //! Reading integrations: one, or the tenant's list filtered like the
 //! connection list (provider, tag, custody place).
 
-use super::{not_found, view, INTEGRATION_PREFIX};
+use super::{not_found, INTEGRATION_PREFIX};
+use crate::model::Integration;
 use crate::Rekey;
-use rekey_api::{IntegrationList, IntegrationQuery, IntegrationView};
+use rekey_api::IntegrationQuery;
 use rekey_core::{ids, Error};
 use rekey_store::integrations::{self as store, IntegrationFilter, IntegrationRow};
 
 impl Rekey {
-    pub async fn get_integration(&self, tenant: &str, id: &str) -> Result<IntegrationView, Error> {
+    pub async fn get_integration(&self, tenant: &str, id: &str) -> Result<Integration, Error> {
         let row = self.integration_row(tenant, id).await?;
-        Ok(view(&row, &self.default_redirect_uri()))
+        Ok(Integration::new(row, &self.default_redirect_uri()))
     }
 
     pub(crate) async fn integration_row(
@@ -26,7 +27,7 @@ impl Rekey {
     }
 
     /// Every integration of the tenant.
-    pub async fn list_integrations(&self, tenant: &str) -> Result<IntegrationList, Error> {
+    pub async fn list_integrations(&self, tenant: &str) -> Result<Vec<Integration>, Error> {
         self.list_integrations_filtered(tenant, &IntegrationQuery::default())
             .await
     }
@@ -37,7 +38,7 @@ impl Rekey {
         &self,
         tenant: &str,
         q: &IntegrationQuery,
-    ) -> Result<IntegrationList, Error> {
+    ) -> Result<Vec<Integration>, Error> {
         let slug = |field: &str, v: &Option<String>| -> Result<Option<String>, Error> {
             if let Some(s) = v {
                 ids::validate_slug(field, s, 64)?;
@@ -52,8 +53,6 @@ impl Rekey {
         let mut c = self.store().read().await?;
         let rows = store::list_filtered(&mut c, tenant, &f).await?;
         let d = self.default_redirect_uri();
-        Ok(IntegrationList {
-            items: rows.iter().map(|r| view(r, &d)).collect(),
-        })
+        Ok(rows.into_iter().map(|r| Integration::new(r, &d)).collect())
     }
 }

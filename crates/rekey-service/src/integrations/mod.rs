@@ -2,11 +2,12 @@
 //! endpoints from catalog + overrides + placeholders + OIDC discovery.
 
 use crate::audit::record;
+use crate::model::{Endpoints, Integration};
 use crate::{Ctx, Rekey};
-use rekey_api::{CreateIntegration, EndpointOverrides, IntegrationView, UpdateIntegration};
+use rekey_api::{CreateIntegration, EndpointOverrides, UpdateIntegration};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::outbound::OutboundPolicy;
-use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_crypto::Aad;
@@ -58,7 +59,7 @@ fn check_override(policy: Option<&OutboundPolicy>, field: &str, url: &str) -> Re
 /// Every override; the authorization URL is only ever opened by the
 /// user's browser, the others are called by rekey (and OIDC discovery
 /// runs at the issuer).
-fn check_overrides(policy: &OutboundPolicy, e: &EndpointOverrides) -> Result<(), Error> {
+fn check_overrides(policy: &OutboundPolicy, e: &Endpoints) -> Result<(), Error> {
     for (f, v, called) in [
         ("authorize_url", &e.authorize_url, false),
         ("token_url", &e.token_url, true),
@@ -73,28 +74,14 @@ fn check_overrides(policy: &OutboundPolicy, e: &EndpointOverrides) -> Result<(),
     Ok(())
 }
 
-pub(crate) fn view(r: &IntegrationRow, default_redirect: &str) -> IntegrationView {
-    IntegrationView {
-        id: r.id.clone(),
-        tenant: r.tenant.clone(),
-        provider: r.provider.clone(),
-        display_name: r.display_name.clone(),
-        client_id: r.client_id.clone(),
-        auth_method: r.auth_method.clone(),
-        key_id: r.key_id.clone(),
-        scopes: r.scopes.clone(),
-        extra_authorize_params: serde_json::from_str(&r.extra_params).unwrap_or_default(),
-        params: serde_json::from_str(&r.params).unwrap_or_default(),
-        endpoints: serde_json::from_str(&r.endpoints).unwrap_or_default(),
-        redirect_uri: r
-            .redirect_uri
-            .clone()
-            .unwrap_or_else(|| default_redirect.to_string()),
-        tags: r.tags.clone(),
-        custody: r.custody.clone(),
-        created_at: ms_to_rfc3339(r.created_at),
-        updated_at: ms_to_rfc3339(r.updated_at),
-        version: r.version,
+/// The request's overrides as the service keeps them.
+fn endpoints_of(e: &EndpointOverrides) -> Endpoints {
+    Endpoints {
+        authorize_url: e.authorize_url.clone(),
+        token_url: e.token_url.clone(),
+        revocation_url: e.revocation_url.clone(),
+        issuer: e.issuer.clone(),
+        identity_url: e.identity_url.clone(),
     }
 }
 
@@ -251,7 +238,7 @@ impl Rekey {
         &self,
         ctx: &Ctx,
         req: CreateIntegration,
-    ) -> Result<IntegrationView, Error> {
+    ) -> Result<Integration, Error> {
         let provider = self.oauth_provider(&req.provider)?.clone();
         // Same rules as a connection's: slugs, at most 50, sorted and unique.
         let tags = rekey_core::connection::normalize_slugs("tags", &req.tags)?;
@@ -283,7 +270,7 @@ impl Rekey {
                 pem: &req.private_key_pem,
                 params: &req.params,
                 scopes: &scopes,
-                endpoints: &req.endpoints,
+                endpoints: &endpoints_of(&req.endpoints),
                 redirect: &req.redirect_uri,
             },
         )?;
@@ -322,7 +309,7 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(view(&row, &self.default_redirect_uri()))
+        Ok(Integration::new(row, &self.default_redirect_uri()))
     }
 
     async fn write_integration_secret(
@@ -351,7 +338,7 @@ impl Rekey {
     ) -> Result<SecretString, Error> {
         let params: BTreeMap<String, String> =
             serde_json::from_str(&row.params).unwrap_or_default();
-        let endpoints: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
+        let endpoints = Endpoints::parse(&row.endpoints);
         self.validate_fields(
             provider,
             &Fields {
@@ -372,7 +359,7 @@ impl Rekey {
         id: &str,
         req: UpdateIntegration,
         if_match: Option<i64>,
-    ) -> Result<IntegrationView, Error> {
+    ) -> Result<Integration, Error> {
         let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
         let mut tx = self.store().begin_write().await?;
         rekey_store::lock_row(&mut tx, rekey_store::Locked::Integration, &ctx.tenant, &id).await?;
@@ -437,8 +424,7 @@ impl Rekey {
             // A generated key waiting to be confirmed was for the old setup.
             secrets::delete_owner(tx.conn(), rotate_secret::PENDING_KIND, &row.id).await?;
         } else {
-            let endpoints: EndpointOverrides =
-                serde_json::from_str(&row.endpoints).unwrap_or_default();
+            let endpoints = Endpoints::parse(&row.endpoints);
             check_overrides(&self.outbound_policy(), &endpoints)?;
         }
         row.version += 1;
@@ -459,7 +445,7 @@ impl Rekey {
         )
         .await?;
         tx.commit().await?;
-        Ok(view(&row, &self.default_redirect_uri()))
+        Ok(Integration::new(row, &self.default_redirect_uri()))
     }
 
     pub async fn delete_integration(&self, ctx: &Ctx, id: &str) -> Result<(), Error> {
@@ -541,11 +527,11 @@ struct Fields<'a> {
     pem: &'a Option<String>,
     params: &'a BTreeMap<String, String>,
     scopes: &'a [String],
-    endpoints: &'a EndpointOverrides,
+    endpoints: &'a Endpoints,
     redirect: &'a Option<String>,
 }
 
-fn provider_has_all_overrides(e: &EndpointOverrides) -> bool {
+fn provider_has_all_overrides(e: &Endpoints) -> bool {
     e.token_url.is_some() || e.issuer.is_some()
 }
 

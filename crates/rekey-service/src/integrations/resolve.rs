@@ -1,8 +1,8 @@
 //! Resolving an integration's effective endpoints: catalog templates filled
 //! with its placeholder values, its overrides, and OIDC discovery.
 
+use crate::model::Endpoints;
 use crate::Rekey;
-use rekey_api::EndpointOverrides;
 use rekey_core::Error;
 use rekey_core::ErrorCode;
 use rekey_providers::OAuthSpec;
@@ -31,7 +31,7 @@ impl Rekey {
             .ok_or_else(|| Error::internal("checked above"))?;
         let params: BTreeMap<String, String> =
             serde_json::from_str(&row.params).unwrap_or_default();
-        let o: EndpointOverrides = serde_json::from_str(&row.endpoints).unwrap_or_default();
+        let o = Endpoints::parse(&row.endpoints);
         // Catalog templates are filled through render_url, which enforces
         // each placeholder's allowed values / host suffixes.
         let render = |t: &str| {

@@ -9,10 +9,10 @@
 //! switch is one transaction (compare-and-set on the integration's
 //! version), so a crash leaves either the old secret or the new one.
 
-use super::{method_of, not_found, view, INTEGRATION_PREFIX};
+use super::{method_of, not_found, INTEGRATION_PREFIX};
 use crate::audit::record;
+use crate::model::Integration;
 use crate::{Ctx, Rekey};
-use rekey_api::IntegrationView;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::ConnectionKind;
 use rekey_core::time::now_ms;
@@ -62,7 +62,7 @@ pub struct NewClientSecret {
 /// secret was tested, and both fingerprints (never the secrets).
 #[derive(Debug, Clone)]
 pub struct ClientSecretRotation {
-    pub integration: IntegrationView,
+    pub integration: Integration,
     /// `rotated`, or `awaiting_registration` (a generated key waits to be
     /// registered at the provider, then confirmed).
     pub state: &'static str,
@@ -165,7 +165,7 @@ impl Rekey {
             .map(|i| i.fingerprint)
             .unwrap_or_default();
         Ok(ClientSecretRotation {
-            integration: view(&row, &self.default_redirect_uri()),
+            integration: Integration::new(row, &self.default_redirect_uri()),
             state: "awaiting_registration",
             tested_with: None,
             public_jwk: Some(jwk),
@@ -264,7 +264,7 @@ impl Rekey {
         .await?;
         tx.commit().await?;
         Ok(ClientSecretRotation {
-            integration: view(&now_row, &self.default_redirect_uri()),
+            integration: Integration::new(now_row, &self.default_redirect_uri()),
             state: "awaiting_registration",
             tested_with: None,
             public_jwk: Some(jwk),
@@ -461,7 +461,7 @@ impl Rekey {
         .await?;
         tx.commit().await?;
         Ok(ClientSecretRotation {
-            integration: view(&now_row, &self.default_redirect_uri()),
+            integration: Integration::new(now_row, &self.default_redirect_uri()),
             state: "rotated",
             tested_with: Some(tested_with),
             public_jwk: None,

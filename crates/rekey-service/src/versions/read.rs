@@ -2,8 +2,8 @@
 //! switch keys on their own schedule. Audited like every credential read.
 
 use crate::connection_rows::not_found;
+use crate::model::Credentials;
 use crate::{Ctx, Principal, Rekey};
-use rekey_api::CredentialsView;
 use rekey_core::audit::AuditOutcome;
 use rekey_core::scope::Scope;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
@@ -20,7 +20,7 @@ impl Rekey {
         p: &Principal,
         ctx: &Ctx,
         id: &str,
-    ) -> Result<CredentialsView, Error> {
+    ) -> Result<Credentials, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let denied = |reason: &str| json!({"reason": reason, "label": "previous"});
         if let Err(e) = p.require(Scope::CredentialsRead) {
@@ -87,11 +87,11 @@ impl Rekey {
             json!({"credential_version": v.seq, "label": "previous", "fingerprint": v.fingerprint}),
         )
         .await?;
-        Ok(CredentialsView {
+        Ok(Credentials {
             connection_id: id,
-            kind: row.kind.as_str().to_string(),
+            kind: row.kind,
             version: v.seq,
-            credentials,
+            material: credentials,
         })
     }
 }

@@ -58,7 +58,8 @@ pub(super) async fn audit(
     let (entries, error) = match s.rekey.audit_list(u.tenant(), &query).await {
         Ok(l) => (
             l.items
-                .into_iter()
+                .iter()
+                .map(crate::views::audit_entry)
                 .map(|e| Row {
                     at: When::now(&e.at),
                     by: actors.of(&e.actor),
@@ -71,7 +72,11 @@ pub(super) async fn audit(
         Err(e) => (Vec::new(), Some(e.public_message())),
     };
     let verify = if u.principal.require(Scope::Admin).is_ok() {
-        s.rekey.audit_verify_tenant(u.tenant()).await.ok()
+        s.rekey
+            .audit_verify_tenant(u.tenant())
+            .await
+            .ok()
+            .map(|r| crate::views::audit_verify(&r))
     } else {
         None
     };

@@ -86,8 +86,8 @@ pub(super) async fn connection(
         .await
         .map(|l| {
             l.items
-                .into_iter()
-                .map(|e| history_item(e, &actors))
+                .iter()
+                .map(|e| history_item(views::audit_entry(e), &actors))
                 .collect()
         })
         .unwrap_or_default();
@@ -103,7 +103,7 @@ pub(super) async fn connection(
     let (class, icon, status_label) = look(status);
     let integration = match OAuthMeta::from_column(&conn.row.credential_meta).integration_id {
         Some(i) => Some(match s.rekey.get_integration(u.tenant(), &i).await {
-            Ok(v) => (v.id, v.display_name),
+            Ok(v) => (v.row.id, v.row.display_name),
             // Deleted since: the id is all there is.
             Err(_) => (i.clone(), i),
         }),

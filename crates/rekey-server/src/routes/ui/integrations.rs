@@ -82,8 +82,8 @@ async fn list_page(s: AppState, q: HashMap<String, String>, u: SessionUser) -> U
         Err(e) => (Default::default(), Some(e.public_message())),
     };
     let mut apps: Vec<App> = list
-        .items
-        .into_iter()
+        .iter()
+        .map(crate::views::integration)
         .map(|i| App {
             provider: s
                 .rekey
@@ -243,7 +243,7 @@ async fn register(s: AppState, u: SessionUser, f: CreateForm) -> UiResult {
         "Registered",
         format!(
             "{} ({}) is registered; its client secret is stored encrypted and never shown. Its redirect URI is {}.",
-            v.display_name, v.id, v.redirect_uri
+            v.row.display_name, v.row.id, v.redirect_uri
         ),
         "ok",
         BACK,
@@ -281,8 +281,8 @@ async fn rotate_page(s: AppState, id: String, u: SessionUser) -> UiResult {
         StatusCode::OK,
         &RotatePage {
             csrf: u.csrf.clone(),
-            key: i.auth_method == "private_key_jwt",
-            i,
+            key: i.row.auth_method == "private_key_jwt",
+            i: crate::views::integration(&i),
         },
     ))
 }
@@ -341,7 +341,7 @@ async fn replace_secret(s: AppState, id: String, u: SessionUser, f: RotateForm) 
         "Client secret replaced",
         format!(
             "{} uses its new {} from the next token request on; it is stored encrypted and not shown again. Retire the old one at the provider once its connections have refreshed.",
-            v.display_name,
+            v.row.display_name,
             if secret.is_empty() { "private key" } else { "client secret" }
         ),
         "ok",

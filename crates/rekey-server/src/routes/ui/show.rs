@@ -112,12 +112,7 @@ impl Actors {
     /// The tenant's API key names (revoked keys included: old entries
     /// still name them). Without them, ids are shown.
     pub(crate) async fn load(s: &AppState, tenant: &str) -> Actors {
-        let keys = s
-            .rekey
-            .list_api_keys(tenant)
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default();
+        let keys = s.rekey.list_api_keys(tenant).await.unwrap_or_default();
         Actors(keys.into_iter().map(|k| (k.id, k.name)).collect())
     }
 
