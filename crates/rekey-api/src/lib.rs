@@ -265,6 +265,11 @@ pub struct ConfirmRevocation {
     /// ticket number or "deleted in the Salesforce connected-apps page".
     #[serde(default)]
     pub note: Option<String>,
+    /// The runbook step done (1-based, as listed in `manual_steps`);
+    /// without it, every step left is confirmed at once.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub step: Option<u32>,
 }
 
 /// `POST /api/v1/connections/{id}/confirm-working`.

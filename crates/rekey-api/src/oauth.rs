@@ -224,6 +224,73 @@ pub struct RevokeResult {
     pub revoked_at_provider: bool,
     /// Manual runbook steps when the provider has no revocation endpoint.
     pub manual_steps: Vec<String>,
+    /// The record of the revoked credential: its fingerprint, the steps
+    /// left, and what the provider answered when rekey tried it.
+    pub revocation: Option<RevocationView>,
+}
+
+/// One runbook step of a manual revocation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevocationStepView {
+    /// 1-based, as `POST …/revoke/confirm` takes it.
+    pub step: u32,
+    pub text: String,
+    pub done_at: Option<String>,
+    pub done_by: Option<String>,
+    pub note: Option<String>,
+}
+
+/// One try of the revoked credential at the provider.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevocationCheckView {
+    pub at: String,
+    /// `refresh_token`, `access_token` or `credential`.
+    pub tried: String,
+    /// `rejected`, `accepted`, `no_answer` or `not_tried`.
+    pub result: String,
+    /// The provider's error code, or rekey's.
+    pub code: String,
+    pub message: String,
+    pub http_status: Option<u16>,
+    /// The provider's answer, truncated and scrubbed of the credential.
+    pub body: Option<String>,
+    /// An access token the provider keeps accepting until this time.
+    pub expires_at: Option<String>,
+}
+
+/// The revocation of one credential of a connection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevocationView {
+    pub id: String,
+    pub connection_id: String,
+    /// The connection's credential version that was revoked.
+    pub credential_version: i64,
+    #[schema(value_type = enums::ConnectionKind)]
+    pub kind: String,
+    pub fingerprint: Option<String>,
+    /// `provider` (rekey revoked it there) or `manual` (an operator's runbook).
+    pub method: String,
+    /// `open` (runbook steps left) or `revoked`.
+    pub state: String,
+    pub steps: Vec<RevocationStepView>,
+    pub requested_at: String,
+    pub requested_by: String,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+    /// `verified_rejected`, `still_accepted` or `unverifiable`; absent
+    /// until rekey has an answer.
+    pub verdict: Option<String>,
+    pub verified_at: Option<String>,
+    /// When rekey tries the old credential again, if it will.
+    pub next_verification_at: Option<String>,
+    pub verification_attempts: i64,
+    /// The last round of tries.
+    pub checks: Vec<RevocationCheckView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevocationList {
+    pub items: Vec<RevocationView>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]

@@ -277,6 +277,12 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         tick.max(std::time::Duration::from_secs(1)),
         stop_rx.clone(),
     ));
+    workers.push(rekey_server::workers::spawn_revocation_worker(
+        rekey.clone(),
+        owner.clone(),
+        tick,
+        stop_rx.clone(),
+    ));
     workers.push(rekey_server::workers::spawn_delivery_worker(
         rekey.clone(),
         owner.clone(),

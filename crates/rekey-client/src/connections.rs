@@ -155,6 +155,19 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v1/connections/{id}/revoke/verify`: try the revoked
+    /// credential at the provider now.
+    pub async fn verify_revocation(&self, id: &str) -> Result<RevocationView> {
+        self.post::<_, _, ()>(&format!("{}/revoke/verify", conn(id)), NO_QUERY, None, None)
+            .await
+    }
+
+    /// `GET /api/v1/connections/{id}/revocations`: newest first.
+    pub async fn list_revocations(&self, id: &str) -> Result<RevocationList> {
+        self.get(&format!("{}/revocations", conn(id)), NO_QUERY)
+            .await
+    }
+
     /// `POST /api/v1/connections/{id}/reauthorize`: a connect session for
     /// the original authorizer, or (`accept_mismatch`) switch to a parked
     /// grant.

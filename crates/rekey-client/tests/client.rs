@@ -594,6 +594,16 @@ async fn every_api_operation_has_a_client_method() {
         ),
         (
             "post",
+            "/api/v1/connections/{id}/revoke/verify",
+            "verify_revocation",
+        ),
+        (
+            "get",
+            "/api/v1/connections/{id}/revocations",
+            "list_revocations",
+        ),
+        (
+            "post",
             "/api/v1/connections/{id}/reauthorize",
             "reauthorize_connection",
         ),

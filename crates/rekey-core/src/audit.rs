@@ -35,6 +35,8 @@ string_enum!(
         ConnectionEnable => "connection.enable",
         CredentialsRead => "credentials.read",
         CredentialVersionRetired => "credential.version_retired",
+        RevocationStepConfirmed => "revocation.step_confirmed",
+        RevocationVerified => "revocation.verified",
         RotationStart => "rotation.start",
         RotationStep => "rotation.step",
         RotationSucceeded => "rotation.succeeded",

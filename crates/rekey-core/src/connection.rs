@@ -38,6 +38,9 @@ string_enum!(
         NeedsReauth => "needs_reauth",
         RevokePending => "revoke_pending",
         Revoked => "revoked",
+        // Revoked, but the provider still accepted the old credential when
+        // rekey tried it: an alarm.
+        RevocationFailed => "revocation_failed",
         Disabled => "disabled",
     }
 );
@@ -76,7 +79,9 @@ impl Status {
             (Pending | Degraded | NeedsReauth, Active) => true,
             (Active | Pending, Degraded) => true,
             (Pending | Active | Degraded, NeedsReauth) => true,
-            (Revoked, _) => false,
+            // The verdict on a revoked credential moves between these two.
+            (Revoked, RevocationFailed) | (RevocationFailed, Revoked) => true,
+            (Revoked | RevocationFailed, _) => false,
             (_, RevokePending) => self != RevokePending,
             (_, Revoked) => true,
             _ => false,
@@ -88,7 +93,7 @@ impl Status {
     pub fn is_out_of_service(self) -> bool {
         matches!(
             self,
-            Status::Disabled | Status::Revoked | Status::RevokePending
+            Status::Disabled | Status::Revoked | Status::RevokePending | Status::RevocationFailed
         )
     }
 

@@ -11,6 +11,8 @@ string_enum!(
         ConnectionRevoked => "connection.revoked",
         ConnectionReauthorized => "connection.reauthorized",
         ConnectionDeleted => "connection.deleted",
+        ConnectionRevocationVerified => "connection.revocation_verified",
+        ConnectionRevocationUnverified => "connection.revocation_unverified",
         WebhookTest => "webhook.test",
         RotationStarted => "rotation.started",
         RotationStep => "rotation.step",

@@ -18,6 +18,7 @@ pub const INTEGRATION: &str = "int";
 pub const CREDENTIAL_VERSION: &str = "cv";
 /// A credential rotation.
 pub const ROTATION: &str = "rot";
+pub const REVOCATION: &str = "rvk";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

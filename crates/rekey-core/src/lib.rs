@@ -47,6 +47,7 @@ pub mod events;
 pub mod ids;
 pub mod last_error;
 pub mod outbound;
+pub mod revocation;
 pub mod rotation;
 pub mod scope;
 pub mod scrub;

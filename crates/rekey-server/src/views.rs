@@ -113,6 +113,54 @@ pub fn revocation(r: &Revocation) -> RevokeResult {
         connection: connection(&r.connection),
         revoked_at_provider: r.revoked_at_provider,
         manual_steps: r.manual_steps.clone(),
+        revocation: r.revocation.as_ref().map(revocation_record),
+    }
+}
+
+pub fn revocation_record(r: &rekey_service::RevocationRecord) -> rekey_api::RevocationView {
+    let row = &r.row;
+    rekey_api::RevocationView {
+        id: row.id.clone(),
+        connection_id: row.connection_id.clone(),
+        credential_version: row.credential_version,
+        kind: row.kind.clone(),
+        fingerprint: row.fingerprint.clone(),
+        method: row.method.as_str().to_string(),
+        state: row.state.as_str().to_string(),
+        steps: r
+            .steps
+            .iter()
+            .zip(1u32..)
+            .map(|(s, n)| rekey_api::RevocationStepView {
+                step: n,
+                text: s.text.clone(),
+                done_at: s.done_at.map(ms_to_rfc3339),
+                done_by: s.done_by.clone(),
+                note: s.note.clone(),
+            })
+            .collect(),
+        requested_at: ms_to_rfc3339(row.requested_at),
+        requested_by: row.requested_by.clone(),
+        revoked_at: row.revoked_at.map(ms_to_rfc3339),
+        revoked_by: row.revoked_by.clone(),
+        verdict: row.verdict.clone(),
+        verified_at: row.verified_at.map(ms_to_rfc3339),
+        next_verification_at: row.verify_due_at.map(ms_to_rfc3339),
+        verification_attempts: row.verify_attempts,
+        checks: r
+            .checks
+            .iter()
+            .map(|c| rekey_api::RevocationCheckView {
+                at: ms_to_rfc3339(c.at),
+                tried: c.tried.clone(),
+                result: c.result.clone(),
+                code: c.code.clone(),
+                message: c.message.clone(),
+                http_status: c.http_status,
+                body: c.body.clone(),
+                expires_at: c.expires_at.map(ms_to_rfc3339),
+            })
+            .collect(),
     }
 }
 

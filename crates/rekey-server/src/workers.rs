@@ -167,3 +167,23 @@ pub fn spawn_rotation_worker(
         }
     })
 }
+
+/// Try revoked credentials at their provider until each has a verdict
+/// (and again while one is still accepted): see `Rekey::verify_due_revocations`.
+pub fn spawn_revocation_worker(
+    rekey: Rekey,
+    owner: String,
+    tick: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    spawn_pass_loop("revocation", tick, stop, move || {
+        let (rekey, owner) = (rekey.clone(), owner.clone());
+        async move {
+            let (verified, failed) = rekey.verify_due_revocations(&owner).await?;
+            if verified + failed > 0 {
+                tracing::info!(verified, failed, "revocation verification pass");
+            }
+            Ok(verified + failed >= rekey_service::VERIFY_BATCH)
+        }
+    })
+}

@@ -1108,6 +1108,8 @@ async fn openapi_documents_every_route() {
         ("get", "/api/v1/audit/verify"),
         ("post", "/api/v1/connections/{id}/revoke"),
         ("post", "/api/v1/connections/{id}/revoke/confirm"),
+        ("post", "/api/v1/connections/{id}/revoke/verify"),
+        ("get", "/api/v1/connections/{id}/revocations"),
         ("post", "/api/v1/connections/{id}/reauthorize"),
         ("post", "/api/v1/connections/{id}/refresh"),
         ("get", "/api/v1/integrations"),

@@ -975,7 +975,7 @@ async fn refresh_and_reauthorization_events(db: Db) {
     for _ in 0..200 {
         e.s.rekey.deliver_due("w", 100).await.unwrap();
         got = rx.delivered();
-        if got.len() >= 10 {
+        if got.len() >= 12 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1014,6 +1014,8 @@ async fn refresh_and_reauthorization_events(db: Db) {
             "connection.reauthorized",
             "connection.status_changed:active->revoked",
             "connection.revoked",
+            // rekey then tried the old grant: the provider refused it.
+            "connection.revocation_verified",
         ],
         "{events:#?}"
     );

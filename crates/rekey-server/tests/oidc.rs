@@ -92,8 +92,58 @@ both_backends!(
     oidc_end_to_end,
     oidc_client_auth_methods_and_m2m,
     oidc_issuer_mixup_and_denial,
-    custom_oidc_is_checked_at_userinfo
+    custom_oidc_is_checked_at_userinfo,
+    oidc_revocation_is_verified_at_the_provider
 );
+
+/// After RFC 7009 revocation rekey tries the old grant: the refresh token
+/// must get `invalid_grant` and the access token a 401 at userinfo.
+async fn oidc_revocation_is_verified_at_the_provider(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start(&s).await;
+    let integ = integration(&s, &op, "basic-client", "client_secret_basic").await;
+    let cb = authorize(&s, &integ, "alice", None).await;
+    let (st, page) = finish(&cb).await;
+    assert_eq!(st, 200, "{page}");
+    let list = s.get_admin("/api/v1/connections").await.json();
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let token = s
+        .get_admin(&format!("/api/v1/connections/{id}/credentials"))
+        .await
+        .json()["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .act(&format!("/api/v1/connections/{id}/revoke"))
+        .await
+        .json();
+    assert_eq!(r["revoked_at_provider"], true, "{r}");
+    assert_eq!(r["connection"]["status"], "revoked", "{r}");
+    let rev = &r["revocation"];
+    assert_eq!(rev["method"], "provider");
+    assert_eq!(rev["verdict"], "verified_rejected", "{r}");
+    let checks = rev["checks"].as_array().unwrap();
+    let by = |what: &str| {
+        checks
+            .iter()
+            .find(|c| c["tried"] == what)
+            .unwrap_or_else(|| panic!("{what} tried: {r}"))
+    };
+    assert_eq!(by("refresh_token")["result"], "rejected");
+    assert_eq!(by("refresh_token")["code"], "invalid_grant", "{r}");
+    assert_eq!(by("access_token")["result"], "rejected");
+    assert_eq!(by("access_token")["http_status"], 401, "{r}");
+    assert!(!r.to_string().contains(&token), "no token in the answer");
+    // Asked again, the provider still refuses it.
+    let again = s
+        .act(&format!("/api/v1/connections/{id}/revoke/verify"))
+        .await
+        .json();
+    assert_eq!(again["verdict"], "verified_rejected", "{again}");
+    assert_eq!(again["verification_attempts"], 2);
+    s.stop().await;
+}
 
 async fn oidc_end_to_end(db: Db) {
     let s = TestServer::start(db).await;

@@ -19,6 +19,7 @@ mod model;
 mod oauth_conn;
 mod open;
 mod paging;
+mod revocation;
 mod rotation;
 mod rsa_key;
 mod sealing;
@@ -43,6 +44,10 @@ pub use model::{
 pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use rekey_store::credential_versions::VersionRow as CredentialVersion;
+pub use rekey_store::revocations::RevocationRow;
+pub use revocation::{
+    Check as RevocationCheck, RevocationRecord, Step as RevocationStep, VERIFY_BATCH,
+};
 pub use rotation::{
     schedule_options, ConfirmRequest, Confirmation as RotationConfirmation,
     Instructions as RotationInstructions, Options as RotationOptions, RotateRequest, Rotation,
@@ -76,6 +81,16 @@ impl Ctx {
         Ctx {
             tenant: tenant.to_string(),
             actor: "cli".into(),
+            request_id: None,
+            source: None,
+        }
+    }
+
+    /// A background worker acting on its own (`system:<name>`).
+    pub fn worker(tenant: &str, name: &str) -> Ctx {
+        Ctx {
+            tenant: tenant.to_string(),
+            actor: format!("system:{name}"),
             request_id: None,
             source: None,
         }

@@ -56,6 +56,8 @@ pub struct Revocation {
     pub connection: Connection,
     pub revoked_at_provider: bool,
     pub manual_steps: Vec<String>,
+    /// The record of the credential revoked (or whose runbook is open).
+    pub revocation: Option<crate::RevocationRecord>,
 }
 
 /// A reauthorization: a Connect link for the owner, or the switch to a

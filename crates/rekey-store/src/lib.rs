@@ -14,6 +14,7 @@ pub mod connections;
 pub mod credential_versions;
 pub mod health_notes;
 pub mod integrations;
+pub mod revocations;
 pub mod rotation_schedules;
 pub mod rotations;
 mod rows;

@@ -229,3 +229,19 @@ impl From<Parsed<rekey_core::connection::ConnectSessionStatus>>
         p.0
     }
 }
+
+impl From<Parsed<rekey_core::revocation::RevocationState>>
+    for rekey_core::revocation::RevocationState
+{
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}
+
+impl From<Parsed<rekey_core::revocation::RevocationMethod>>
+    for rekey_core::revocation::RevocationMethod
+{
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}

@@ -173,7 +173,9 @@ pub enum ConnectionsCmd {
         #[arg(long)]
         grace: Option<String>,
     },
-    /// Confirm that the manual revocation steps are done (`revoke_pending` → `revoked`).
+    /// Confirm manual revocation steps done at the provider: `--step N`
+    /// one at a time, or every step left. When none is left the connection
+    /// becomes `revoked` and rekey tries the old credential.
     ConfirmRevocation {
         id: String,
         #[command(flatten)]
@@ -181,7 +183,17 @@ pub enum ConnectionsCmd {
         /// Evidence for the audit log, e.g. a ticket number (≤ 500 characters).
         #[arg(long)]
         note: Option<String>,
+        /// The runbook step done (1-based, as `revoke` lists them).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        step: Option<u32>,
     },
+    /// Try the revoked credential at the provider now. Exit status 0 when
+    /// the provider refused it, 3 when it still accepts it or rekey cannot
+    /// tell yet.
+    VerifyRevocation(IdArgs),
+    /// The revocations of a connection's credentials: fingerprint, steps,
+    /// verdict.
+    Revocations(IdArgs),
 }
 
 /// Slugs from a repeatable, comma-separated option, without empty ones (so
@@ -341,9 +353,14 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                     r.connection.status
                 )?;
             } else {
-                outln!("{id} is {}: the provider has no revocation API. Do this, then confirm with `rekey connections confirm-revocation {id}`:", r.connection.status)?;
+                outln!("{id} is {}: the provider has no revocation API. Do each step, then confirm it with `rekey connections confirm-revocation {id} --step N --note TICKET`:", r.connection.status)?;
                 for (n, step) in r.manual_steps.iter().enumerate() {
                     outln!("  {}. {step}", n + 1)?;
+                }
+            }
+            if let (false, Some(v)) = (api.json, &r.revocation) {
+                if v.state == "revoked" {
+                    print_revocation(v)?;
                 }
             }
         }
@@ -531,11 +548,48 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 )?;
             }
         }
-        ConnectionsCmd::ConfirmRevocation { id, api, note } => {
-            let v = client(&api)?
-                .confirm_revocation(&id, &ConfirmRevocation { note })
+        ConnectionsCmd::ConfirmRevocation {
+            id,
+            api,
+            note,
+            step,
+        } => {
+            let c = client(&api)?;
+            let v = c
+                .confirm_revocation(&id, &ConfirmRevocation { note, step })
                 .await?;
-            print_status(&api, &v)?;
+            if api.json {
+                print_json(&v)?;
+            } else {
+                let list = c.list_revocations(&id).await?;
+                match list.items.first() {
+                    Some(r) => print_revocation(r)?,
+                    None => print_status(&api, &v)?,
+                }
+            }
+        }
+        ConnectionsCmd::VerifyRevocation(IdArgs { id, api }) => {
+            let r = client(&api)?.verify_revocation(&id).await?;
+            if api.json {
+                print_json(&r)?;
+            } else {
+                print_revocation(&r)?;
+            }
+            if r.verdict.as_deref() != Some("verified_rejected") {
+                return Ok(ExitCode::from(crate::exit::CHECK_FAILED));
+            }
+        }
+        ConnectionsCmd::Revocations(IdArgs { id, api }) => {
+            let list = client(&api)?.list_revocations(&id).await?;
+            if api.json {
+                print_json(&list)?;
+            } else if list.items.is_empty() {
+                outln!("{id} has no revocations")?;
+            } else {
+                for r in &list.items {
+                    print_revocation(r)?;
+                }
+            }
         }
         ConnectionsCmd::Refresh(IdArgs { id, api }) => {
             let v = client(&api)?.refresh_connection(&id).await?;
@@ -550,4 +604,58 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A revocation in a few lines: what was revoked, the steps, the verdict.
+fn print_revocation(r: &RevocationView) -> Result<()> {
+    outln!(
+        "revocation {} of credential {} ({}): {} by {}, {}",
+        r.id,
+        r.fingerprint.as_deref().unwrap_or("no fingerprint"),
+        r.kind,
+        r.method,
+        r.requested_by,
+        r.state
+    )?;
+    for s in &r.steps {
+        match &s.done_at {
+            Some(at) => outln!(
+                "  [x] {}. {} (by {} at {at}{})",
+                s.step,
+                s.text,
+                s.done_by.as_deref().unwrap_or("?"),
+                s.note
+                    .as_deref()
+                    .map(|n| format!("; {n}"))
+                    .unwrap_or_default()
+            )?,
+            None => outln!("  [ ] {}. {}", s.step, s.text)?,
+        }
+    }
+    match &r.verdict {
+        Some(v) => outln!(
+            "  verdict: {v} at {}",
+            r.verified_at.as_deref().unwrap_or("?")
+        )?,
+        None if r.state == "revoked" => {
+            outln!("  verdict: not yet (the provider has not answered)")?
+        }
+        None => {}
+    }
+    for c in &r.checks {
+        outln!(
+            "  tried {}: {} ({}{}) {}",
+            c.tried,
+            c.result,
+            c.code,
+            c.http_status
+                .map(|s| format!(", HTTP {s}"))
+                .unwrap_or_default(),
+            c.message
+        )?;
+    }
+    if let Some(n) = &r.next_verification_at {
+        outln!("  next try: {n}")?;
+    }
+    Ok(())
 }

@@ -27,6 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_connection))
         .routes(routes!(revoke_connection))
         .routes(routes!(confirm_revocation))
+        .routes(routes!(verify_revocation))
+        .routes(routes!(list_revocations))
         .routes(routes!(reauthorize_connection))
         .routes(routes!(refresh_connection))
         .routes(routes!(check_connection))
@@ -226,8 +228,12 @@ async fn revoke_connection(
     Ok(Json(views::revocation(&r)))
 }
 
-/// Confirm a manual revocation (`revoke_pending` → `revoked`), with an
-/// optional note recorded in the audit log.
+/// Confirm a manual revocation's runbook steps done at the provider: one
+/// `step` (1-based) or, without it, every step left, with an optional note
+/// (a ticket number) for the audit log. Once every step is confirmed the
+/// connection (if still `revoke_pending`) becomes `revoked` and rekey
+/// tries the old credential; see `GET …/revocations`. 422 `invalid_step`,
+/// 409 `step_already_confirmed`.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/confirm", tag = "connections", params(("id" = String, Path)), request_body(content = Option<ConfirmRevocation>), security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_revocation(
@@ -236,8 +242,39 @@ async fn confirm_revocation(
     ApiPath(id): ApiPath,
     OptionalJson(req): OptionalJson<ConfirmRevocation>,
 ) -> ApiResult<Json<ConnectionView>> {
-    let c = s.rekey.confirm_revocation(&auth.ctx, &id, &req).await?;
+    let (c, _) = s.rekey.confirm_revocation(&auth.ctx, &id, &req).await?;
     Ok(Json(views::connection(&c)))
+}
+
+/// Try the connection's revoked credential at the provider now and record
+/// the verdict: `verified_rejected` (the provider refused it: proof),
+/// `still_accepted` (an alarm: the connection becomes
+/// `revocation_failed`, and rekey keeps trying) or `unverifiable` (why is
+/// in `checks`). 409 `not_revoked` when nothing was revoked yet.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/verify", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn verify_revocation(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<RevocationView>> {
+    let r = s.rekey.verify_revocation(&auth.ctx, &id).await?;
+    Ok(Json(views::revocation_record(&r)))
+}
+
+/// Every revocation of the connection's credentials, newest first: the
+/// fingerprint, how and by whom, the runbook steps and the verdict.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/revocations", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RevocationList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_revocations(
+    State(s): State<AppState>,
+    auth: Auth<ConnRead>,
+    ApiPath(id): ApiPath,
+) -> ApiResult<Json<RevocationList>> {
+    let items = s.rekey.revocations(&auth.ctx.tenant, &id).await?;
+    Ok(Json(RevocationList {
+        items: items.iter().map(views::revocation_record).collect(),
+    }))
 }
 
 /// Start a reauthorization ("Connect new account"): a connect session for the

@@ -367,6 +367,10 @@ impl Rekey {
             n += secrets::delete_owner(tx.conn(), rekey_store::credential_versions::OWNER_KIND, &v)
                 .await?;
         }
+        // So does the material revocations kept to try the old credential.
+        for r in rekey_store::revocations::for_connection(tx.conn(), &ctx.tenant, &id).await? {
+            n += secrets::delete_owner(tx.conn(), crate::revocation::OWNER_KIND, &r.id).await?;
+        }
         store::delete(tx.conn(), &ctx.tenant, &id).await?;
         record(
             &mut tx,

@@ -104,7 +104,10 @@ impl Rekey {
                     ),
                 ))
             }
-            Status::Disabled | Status::Revoked | Status::RevokePending => {
+            Status::Disabled
+            | Status::Revoked
+            | Status::RevokePending
+            | Status::RevocationFailed => {
                 return Err(Error::conflict(
                     ErrorCode::ConnectionUnusable,
                     format!("connection {id} is `{from}`; it cannot be confirmed"),

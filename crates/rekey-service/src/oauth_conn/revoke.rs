@@ -4,6 +4,7 @@ use super::integration_of;
 use crate::audit::record;
 use crate::connect::revocable;
 use crate::connection_rows::not_found;
+use crate::revocation::RevocationRecord;
 use crate::status::status_changed;
 use crate::webhooks::emit;
 use crate::{Connection, Ctx, Rekey, Revocation};
@@ -11,11 +12,14 @@ use rekey_api::ConfirmRevocation;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::connection::Status;
 use rekey_core::events::EventType;
+use rekey_core::revocation::{RevocationMethod, RevocationState};
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error, SecretString};
 use rekey_store::connections::{self as conns};
+use rekey_store::revocations::RevocationRow;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 impl Rekey {
     /// Revoke tokens at the provider (best effort) and audit each outcome.
@@ -59,11 +63,15 @@ impl Rekey {
         ok
     }
 
-    /// `POST /connections/{id}/revoke`.
+    /// `POST /connections/{id}/revoke`: revoke the current credential at
+    /// the provider where rekey can, else open the kind's runbook for an
+    /// operator. Either way a revocation record keeps the old credential's
+    /// fingerprint and a sealed copy, and once it is revoked rekey tries it
+    /// at the provider (at once here, and again from the worker).
     pub async fn revoke_connection(&self, ctx: &Ctx, id: &str) -> Result<Revocation, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
-        if row.status == Status::Revoked {
+        if matches!(row.status, Status::Revoked | Status::RevocationFailed) {
             return Err(Error::conflict(
                 ErrorCode::AlreadyRevoked,
                 format!("connection {id} is already revoked"),
@@ -82,20 +90,55 @@ impl Rekey {
             at_provider = self.revoke_at_provider(ctx, &id, &integ, tokens).await;
         }
         if !at_provider && row.status == Status::RevokePending {
+            let open = {
+                let mut tx = self.store().begin_write().await?;
+                let open = self.open_revocation(&mut tx, &ctx.tenant, &id).await?;
+                tx.commit().await?;
+                open
+            };
             return Ok(Revocation {
                 connection: row.into(),
                 revoked_at_provider: false,
                 manual_steps,
+                revocation: open.map(RevocationRecord::from),
             });
         }
-        let to = if at_provider {
-            Status::Revoked
+        let (to, method) = if at_provider {
+            (Status::Revoked, RevocationMethod::Provider)
         } else {
-            Status::RevokePending
+            (Status::RevokePending, RevocationMethod::Manual)
         };
-        let connection = self
-            .move_status(ctx, &id, to, json!({"revoked_at_provider": at_provider}))
+        let steps = if at_provider {
+            Vec::new()
+        } else {
+            manual_steps.clone()
+        };
+        let material = if row.kind.is_static() {
+            s
+        } else {
+            // What a reader could have taken: the grant's own tokens.
+            s.into_iter()
+                .filter(|(k, _)| k == "access_token" || k == "refresh_token")
+                .collect()
+        };
+        let (connection, rev) = self
+            .move_status(
+                ctx,
+                &id,
+                to,
+                json!({"revoked_at_provider": at_provider}),
+                Some((&material, method, &steps)),
+            )
             .await?;
+        let (connection, revocation) = match rev {
+            Some(r) if at_provider => {
+                let r = self.verify_now(ctx, r).await;
+                // The verdict may have changed the status (revocation_failed).
+                let row = self.connection_row(&ctx.tenant, &id).await?;
+                (row.into(), Some(r))
+            }
+            other => (connection, other),
+        };
         Ok(Revocation {
             connection,
             revoked_at_provider: at_provider,
@@ -104,46 +147,103 @@ impl Rekey {
             } else {
                 manual_steps
             },
+            revocation: revocation.map(RevocationRecord::from),
         })
     }
 
-    /// `POST /connections/{id}/revoke/confirm`: an operator did the manual step.
+    /// `POST /connections/{id}/revoke/confirm`: an operator did runbook
+    /// step `step` (1-based) at the provider, or every step left without
+    /// one. The revocation stays open until each step is confirmed; then
+    /// the connection (if still `revoke_pending`: a new credential may have
+    /// replaced the old one meanwhile) becomes `revoked` and rekey tries
+    /// the old credential.
     pub async fn confirm_revocation(
         &self,
         ctx: &Ctx,
         id: &str,
         req: &ConfirmRevocation,
-    ) -> Result<Connection, Error> {
+    ) -> Result<(Connection, Option<RevocationRecord>), Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let note = rekey_core::connection::validate_note(req.note.as_deref())?;
-        let row = {
-            let mut c = self.store().read().await?;
-            conns::get(&mut c, &ctx.tenant, &id)
-                .await?
-                .ok_or_else(|| not_found(&id))?
+        let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
+        let mut tx = self.store().begin_write().await?;
+        rekey_store::lock_row(&mut tx, rekey_store::Locked::Connection, &ctx.tenant, &id).await?;
+        let open = match self.open_revocation(&mut tx, &ctx.tenant, &id).await? {
+            Some(r) => r,
+            // Revoked before rekey kept revocation records: the material
+            // is still the connection's own.
+            None if row.status == Status::RevokePending => {
+                let steps = self
+                    .catalog()
+                    .get(&row.provider)
+                    .map(|p| p.revoke_for(row.kind.as_str()).steps.clone())
+                    .unwrap_or_default();
+                let steps = if steps.is_empty() {
+                    vec!["Revoke the credential at the provider.".to_string()]
+                } else {
+                    steps
+                };
+                self.record_revocation(&mut tx, ctx, &row, &s, RevocationMethod::Manual, &steps)
+                    .await?
+            }
+            None => {
+                return Err(Error::conflict(
+                    ErrorCode::NotRevokePending,
+                    format!(
+                        "connection {id} has no revocation waiting for confirmation (it is `{}`)",
+                        row.status
+                    ),
+                ))
+            }
         };
-        if row.status != Status::RevokePending {
-            return Err(Error::conflict(
-                ErrorCode::NotRevokePending,
-                format!("connection {id} is `{}`, not revoke_pending", row.status),
-            ));
+        let r = self
+            .confirm_steps(&mut tx, ctx, open, req.step, note.as_deref())
+            .await?;
+        tx.commit().await?;
+        if r.state != RevocationState::Revoked {
+            let row = self.connection_row(&ctx.tenant, &id).await?;
+            return Ok((row.into(), Some(r.into())));
         }
-        self.move_status(
-            ctx,
-            &id,
-            Status::Revoked,
-            json!({"confirmed_manually": true, "note": note}),
-        )
-        .await
+        let now_status = self.connection_row(&ctx.tenant, &id).await?.status;
+        // A new credential may have replaced the revoked one meanwhile: then
+        // the connection keeps its own status.
+        if now_status == Status::RevokePending {
+            self.move_status(
+                ctx,
+                &id,
+                Status::Revoked,
+                json!({"confirmed_manually": true, "note": note, "revocation": r.id}),
+                None,
+            )
+            .await?;
+        }
+        let r = self.verify_now(ctx, r).await;
+        let row = self.connection_row(&ctx.tenant, &id).await?;
+        Ok((row.into(), Some(r.into())))
     }
 
+    async fn connection_row(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<rekey_store::connections::ConnectionRow, Error> {
+        let mut c = self.store().read().await?;
+        conns::get(&mut c, tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Move the connection to `to` (audited, emitted), recording the
+    /// revocation of its current credential in the same transaction when
+    /// `revocation` says how.
     async fn move_status(
         &self,
         ctx: &Ctx,
         id: &str,
         to: Status,
         details: Value,
-    ) -> Result<Connection, Error> {
+        revocation: Option<NewRevocation<'_>>,
+    ) -> Result<(Connection, Option<RevocationRow>), Error> {
         let mut tx = self.store().begin_write().await?;
         rekey_store::lock_row(&mut tx, rekey_store::Locked::Connection, &ctx.tenant, id).await?;
         let mut row = conns::get(tx.conn(), &ctx.tenant, id)
@@ -151,6 +251,13 @@ impl Rekey {
             .ok_or_else(|| not_found(id))?;
         let from = row.status;
         row.status = from.transition(to)?;
+        let rev = match revocation {
+            Some((material, method, steps)) => Some(
+                self.record_revocation(&mut tx, ctx, &row, material, method, steps)
+                    .await?,
+            ),
+            None => None,
+        };
         let old = row.version;
         row.version += 1;
         row.updated_at = now_ms();
@@ -182,6 +289,13 @@ impl Rekey {
             .await?;
         }
         tx.commit().await?;
-        Ok(row.into())
+        Ok((row.into(), rev))
     }
 }
+
+/// The material, method and runbook steps of a revocation to record.
+type NewRevocation<'a> = (
+    &'a BTreeMap<String, SecretString>,
+    RevocationMethod,
+    &'a [String],
+);

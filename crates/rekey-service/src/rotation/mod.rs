@@ -18,7 +18,7 @@ mod aws_iam;
 mod confirm;
 mod database;
 mod engine;
-mod fault;
+pub(crate) mod fault;
 mod key_pair;
 mod manual;
 mod schedule;

@@ -117,6 +117,7 @@ impl Rekey {
         store::release_leases(tx.conn(), owner).await?;
         rekey_store::connections::release_check_leases(tx.conn(), owner).await?;
         rekey_store::rotations::release(tx.conn(), owner, None).await?;
+        rekey_store::revocations::release(tx.conn(), owner).await?;
         tx.commit().await
     }
 

@@ -51,8 +51,9 @@ pub(super) async fn confirm_revocation(
     u.require_write("confirm revocations")?;
     let req = rekey_api::ConfirmRevocation {
         note: form.note.filter(|n| !n.trim().is_empty()),
+        step: None,
     };
-    let c = s
+    let (c, _) = s
         .rekey
         .confirm_revocation(&u.ctx(), &id, &req)
         .await

@@ -219,6 +219,7 @@ fn look(status: Status) -> (&'static str, &'static str, &'static str) {
         Status::Degraded => ("warn", "⚠", "Degraded"),
         Status::NeedsReauth => ("bad", "", "Broken: needs reauthorization"),
         Status::Revoked => ("bad", "", "Revoked"),
+        Status::RevocationFailed => ("bad", "⚠", "Revoked, but still accepted"),
         Status::RevokePending => ("warn", "…", "Revocation pending"),
         Status::Disabled => ("", "–", "Disabled"),
         Status::Pending => ("", "…", "Pending verification"),
@@ -233,7 +234,10 @@ fn look_name(status: &str) -> (&'static str, &'static str, &'static str) {
 
 /// Drawn as a broken chain: the credential no longer works until reauthorized.
 fn is_broken(status: Status) -> bool {
-    matches!(status, Status::NeedsReauth | Status::Revoked)
+    matches!(
+        status,
+        Status::NeedsReauth | Status::Revoked | Status::RevocationFailed
+    )
 }
 
 /// Checks and confirmations of data flow can only fail once the connection
@@ -241,7 +245,7 @@ fn is_broken(status: Status) -> bool {
 fn is_checkable(status: Status) -> bool {
     !matches!(
         status,
-        Status::RevokePending | Status::Revoked | Status::Disabled
+        Status::RevokePending | Status::Revoked | Status::RevocationFailed | Status::Disabled
     )
 }
 

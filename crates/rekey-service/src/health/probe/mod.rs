@@ -163,6 +163,43 @@ impl Rekey {
         })
     }
 
+    /// Probe with an OAuth access token that is not (or no longer) the
+    /// connection's own: a revoked grant's. The catalog's probe, else the
+    /// identity endpoint; `Err` when neither can be made (why).
+    pub(crate) async fn probe_access_token(
+        &self,
+        row: &ConnectionRow,
+        token: &SecretString,
+    ) -> Result<Observation, String> {
+        let probe = match self.probe_of(row) {
+            Ok(p) => p,
+            Err(why) => match self.identity_probe(row).await {
+                Some(Ok(p)) => p,
+                Some(Err(obs)) => return Ok(obs),
+                None => return Err(why),
+            },
+        };
+        if probe.protocol != ProbeProtocol::Http || probe.aws_sigv4.is_some() {
+            return Err(format!(
+                "this probe cannot be made with a `{}` credential",
+                row.kind
+            ));
+        }
+        let prefix = self
+            .catalog()
+            .get(&row.provider)
+            .and_then(|p| p.oauth.as_ref())
+            .and_then(|o| o.authorization_prefix.clone())
+            .unwrap_or_else(|| "Bearer ".to_string());
+        let headers = vec![(
+            "Authorization".into(),
+            format!("{prefix}{}", token.expose()),
+        )];
+        Ok(self
+            .run_probe(row, &probe, headers, vec![], None, &[token.expose()])
+            .await)
+    }
+
     /// A static credential (`row`'s fields, `sec`) in the form `probe` sends it.
     async fn present_static(
         &self,

@@ -1,0 +1,210 @@
+//! Verified revocation of static credentials: after the runbook's steps
+//! are confirmed (one at a time, each with who, when and a note), rekey
+//! tries the old credential at the provider (the fixture API) and records
+//! what it answered. A provider that still accepts it raises the alarm
+//! (`revocation_failed`) until a later try is refused. A new credential
+//! submitted meanwhile never closes the old one's revocation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::provider_fixture::ProviderFixture;
+use rekey_testkit::{both_backends, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+both_backends!(
+    static_revocation_is_confirmed_step_by_step_and_verified,
+    a_new_credential_keeps_the_old_revocation_open
+);
+
+async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
+    s.create_api_key_conn(
+        &s.admin_key,
+        key,
+        json!({"probe_url": fx.rest_url(),
+               "credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
+    )
+    .await
+}
+
+async fn revocations(s: &TestServer, id: &str) -> Vec<Value> {
+    let r = s
+        .get_admin(&format!("/api/v1/connections/{id}/revocations"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["items"].as_array().unwrap().clone()
+}
+
+async fn status(s: &TestServer, id: &str) -> String {
+    s.get_admin(&format!("/api/v1/connections/{id}"))
+        .await
+        .json()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn audit(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
+    s.get_admin(&format!("/api/v1/audit?target={id}&action={action}"))
+        .await
+        .json()["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn static_revocation_is_confirmed_step_by_step_and_verified(db: Db) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_valid_credential(Some("Bearer key-1"));
+    let id = rest_conn(&s, &fx, "key-1").await;
+    let verify = format!("/api/v1/connections/{id}/revoke/verify");
+    let confirm = format!("/api/v1/connections/{id}/revoke/confirm");
+
+    // Nothing revoked yet: nothing to verify.
+    s.act(&verify).await.assert_error(409, "not_revoked");
+    assert!(revocations(&s, &id).await.is_empty());
+
+    let r = s.act(&format!("/api/v1/connections/{id}/revoke")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = r.json();
+    assert_eq!(r["connection"]["status"], "revoke_pending");
+    let rev = &r["revocation"];
+    assert_eq!(rev["state"], "open", "{r}");
+    assert_eq!(rev["method"], "manual");
+    assert!(
+        rev["fingerprint"].as_str().is_some_and(|f| !f.is_empty()),
+        "{r}"
+    );
+    let steps = rev["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), r["manual_steps"].as_array().unwrap().len());
+    assert_eq!(steps[0]["step"], 1);
+    assert!(steps[0]["done_at"].is_null());
+    // Still open: verification waits for the operator.
+    s.act(&verify).await.assert_error(409, "not_revoked");
+
+    // A step that is not in the runbook.
+    s.post(&confirm, &s.admin_key, json!({"step": 9}))
+        .await
+        .assert_error(400, "invalid_step");
+    s.post(&confirm, &s.admin_key, json!({"step": 0}))
+        .await
+        .assert_error(400, "invalid_step");
+    s.post(&confirm, &s.admin_key, json!({"step": "one"}))
+        .await
+        .assert_error(400, "invalid_body");
+
+    // The operator says it is done, but the provider still takes the key.
+    let r = s
+        .post(&confirm, &s.admin_key, json!({"step": 1, "note": "SEC-9"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["status"], "revocation_failed", "{}", r.text);
+    let rv = revocations(&s, &id).await;
+    assert_eq!(rv.len(), 1);
+    let rev = &rv[0];
+    assert_eq!(rev["state"], "revoked");
+    assert_eq!(rev["verdict"], "still_accepted", "{rev}");
+    assert!(rev["next_verification_at"].is_string(), "retried: {rev}");
+    assert_eq!(rev["checks"][0]["tried"], "credential");
+    assert_eq!(rev["checks"][0]["result"], "accepted");
+    let step = &rev["steps"][0];
+    assert_eq!(step["note"], "SEC-9");
+    assert!(step["done_by"].as_str().unwrap().starts_with("api_key:"));
+    assert!(step["done_at"].is_string());
+    // Nothing is left to confirm.
+    s.post(&confirm, &s.admin_key, json!({"step": 1}))
+        .await
+        .assert_error(409, "not_revoke_pending");
+
+    // Now the provider refuses it: a verification on demand is the proof.
+    fx.set_valid_credential(Some("Bearer someone-else"));
+    let r = s.act(&verify).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rev = r.json();
+    assert_eq!(rev["verdict"], "verified_rejected", "{rev}");
+    assert_eq!(rev["checks"][0]["result"], "rejected");
+    assert_eq!(rev["checks"][0]["http_status"], 401);
+    assert!(rev["next_verification_at"].is_null(), "final: {rev}");
+    assert_eq!(rev["verification_attempts"], 2);
+    assert_eq!(status(&s, &id).await, "revoked");
+
+    // The evidence in the audit chain: the step with its note, each try.
+    let steps = audit(&s, &id, "revocation.step_confirmed").await;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0]["details"]["note"], "SEC-9");
+    assert_eq!(steps[0]["details"]["steps"], json!([1]));
+    let tries = audit(&s, &id, "revocation.verified").await;
+    assert_eq!(tries.len(), 2);
+    assert_eq!(tries[0]["details"]["verdict"], "verified_rejected");
+    assert_eq!(tries[0]["outcome"], "ok");
+    assert_eq!(tries[1]["details"]["verdict"], "still_accepted");
+    assert_eq!(tries[1]["outcome"], "error");
+    assert_eq!(
+        tries[0]["details"]["fingerprint"], rv[0]["fingerprint"],
+        "the revoked credential is named by its fingerprint"
+    );
+    // The key itself appears nowhere.
+    for body in [
+        s.get_admin(&format!("/api/v1/connections/{id}/revocations"))
+            .await
+            .text,
+        s.get_admin(&format!("/api/v1/audit?target={id}"))
+            .await
+            .text,
+    ] {
+        assert!(!body.contains("key-1"), "{body}");
+    }
+    // Revoking twice is refused.
+    s.act(&format!("/api/v1/connections/{id}/revoke"))
+        .await
+        .assert_error(409, "already_revoked");
+    s.stop().await;
+    fx.stop().await;
+}
+
+async fn a_new_credential_keeps_the_old_revocation_open(db: Db) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_valid_credential(Some("Bearer key-2"));
+    let id = rest_conn(&s, &fx, "key-1").await;
+    let r = s.act(&format!("/api/v1/connections/{id}/revoke")).await;
+    assert_eq!(r.json()["connection"]["status"], "revoke_pending");
+
+    // The owner hands over a new key before the old one is confirmed gone.
+    let r = s
+        .put(
+            &format!("/api/v1/connections/{id}/credentials"),
+            &s.admin_key,
+            json!({"credentials": {"key": "key-2", "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["status"], "pending");
+    let rv = revocations(&s, &id).await;
+    assert_eq!(rv.len(), 1);
+    assert_eq!(
+        rv[0]["state"], "open",
+        "the old key's revocation stays open"
+    );
+
+    // Confirming it proves the old key dead and leaves the new one alone.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/revoke/confirm"),
+            &s.admin_key,
+            json!({"note": "old key deleted"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_ne!(r.json()["status"], "revoked", "{}", r.text);
+    let rv = revocations(&s, &id).await;
+    assert_eq!(rv[0]["state"], "revoked");
+    assert_eq!(rv[0]["verdict"], "verified_rejected", "{}", rv[0]);
+    let c = s
+        .get_admin(&format!("/api/v1/connections/{id}/credentials"))
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.text);
+    assert_eq!(c.json()["credentials"]["key"], "key-2");
+    s.stop().await;
+    fx.stop().await;
+}

@@ -1,0 +1,204 @@
+//! `revocations`: one row a revocation of one credential of a connection,
+//! its manual steps and the verdict of trying the old credential. The old
+//! material is in `secrets` (owner kind `revocation`) until the verdict is
+//! final.
+
+use crate::rows::Parsed;
+use rekey_core::revocation::{RevocationMethod, RevocationState, Verdict};
+use rekey_core::Error;
+use sqlx::{AnyConnection, FromRow};
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct RevocationRow {
+    pub id: String,
+    pub tenant: String,
+    pub connection_id: String,
+    /// The connection's `credential_version` the revoked material was.
+    pub credential_version: i64,
+    pub kind: String,
+    /// The revoked credential's non-secret fields (the connection's
+    /// `credential_meta` then), to try it as it was.
+    pub meta: String,
+    pub fingerprint: Option<String>,
+    #[sqlx(try_from = "Parsed<RevocationMethod>")]
+    pub method: RevocationMethod,
+    #[sqlx(try_from = "Parsed<RevocationState>")]
+    pub state: RevocationState,
+    /// JSON list of `{text, done_at, done_by, note}`.
+    pub steps: String,
+    pub requested_at: i64,
+    pub requested_by: String,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub verdict: Option<String>,
+    /// JSON: what each try at the provider answered (scrubbed).
+    pub evidence: Option<String>,
+    pub verified_at: Option<i64>,
+    /// When the next verification is due; None: none planned.
+    pub verify_due_at: Option<i64>,
+    pub verify_attempts: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+}
+
+impl RevocationRow {
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.verdict.as_deref().and_then(|v| v.parse().ok())
+    }
+}
+
+const COLS: &str =
+    "id, tenant, connection_id, credential_version, kind, meta, fingerprint, method, \
+     state, steps, requested_at, requested_by, revoked_at, revoked_by, verdict, evidence, \
+     verified_at, verify_due_at, verify_attempts, lease_owner, lease_until";
+
+pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO revocations ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    ))
+    .bind(&r.id)
+    .bind(&r.tenant)
+    .bind(&r.connection_id)
+    .bind(r.credential_version)
+    .bind(&r.kind)
+    .bind(&r.meta)
+    .bind(r.fingerprint.clone())
+    .bind(r.method.as_str())
+    .bind(r.state.as_str())
+    .bind(&r.steps)
+    .bind(r.requested_at)
+    .bind(&r.requested_by)
+    .bind(r.revoked_at)
+    .bind(r.revoked_by.clone())
+    .bind(r.verdict.clone())
+    .bind(r.evidence.clone())
+    .bind(r.verified_at)
+    .bind(r.verify_due_at)
+    .bind(r.verify_attempts)
+    .bind(r.lease_owner.clone())
+    .bind(r.lease_until)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Write the moving parts (state, steps, verdict and schedule) and drop
+/// the lease.
+pub async fn update(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE revocations SET state = $1, steps = $2, revoked_at = $3, revoked_by = $4, \
+         verdict = $5, evidence = $6, verified_at = $7, verify_due_at = $8, \
+         verify_attempts = $9, lease_owner = NULL, lease_until = NULL \
+         WHERE tenant = $10 AND id = $11",
+    )
+    .bind(r.state.as_str())
+    .bind(&r.steps)
+    .bind(r.revoked_at)
+    .bind(r.revoked_by.clone())
+    .bind(r.verdict.clone())
+    .bind(r.evidence.clone())
+    .bind(r.verified_at)
+    .bind(r.verify_due_at)
+    .bind(r.verify_attempts)
+    .bind(&r.tenant)
+    .bind(&r.id)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<RevocationRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM revocations WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await?)
+}
+
+/// The connection's revocations, newest first.
+pub async fn for_connection(
+    c: &mut AnyConnection,
+    tenant: &str,
+    connection_id: &str,
+) -> Result<Vec<RevocationRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM revocations WHERE tenant = $1 AND connection_id = $2 \
+         ORDER BY requested_at DESC, id DESC"
+    ))
+    .bind(tenant)
+    .bind(connection_id)
+    .fetch_all(c)
+    .await?)
+}
+
+/// Claim up to `limit` revocations whose verification is due and not
+/// leased by a live worker: `(tenant, id)`.
+pub async fn claim_due(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, Error> {
+    let lock = match backend {
+        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE revocations SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+         SELECT id FROM revocations WHERE verify_due_at IS NOT NULL AND verify_due_at <= $3 \
+         AND (lease_until IS NULL OR lease_until < $3) ORDER BY verify_due_at LIMIT $4{lock}) \
+         RETURNING tenant, id"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await?)
+}
+
+/// Claim revocation `id` for an immediate verification, unless a live
+/// worker holds it; false when it does.
+pub async fn claim_one(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE revocations SET lease_owner = $1, lease_until = $2 WHERE tenant = $3 AND id = $4 \
+         AND (lease_until IS NULL OR lease_until < $5)",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .bind(tenant)
+    .bind(id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Free the leases of `owner` (every lease with None).
+pub async fn release(c: &mut AnyConnection, owner: Option<&str>) -> Result<u64, Error> {
+    let r = sqlx::query(
+        "UPDATE revocations SET lease_owner = NULL, lease_until = NULL \
+         WHERE lease_owner IS NOT NULL AND ($1 IS NULL OR lease_owner = $1)",
+    )
+    .bind(owner.map(str::to_string))
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
+}
