@@ -2,7 +2,7 @@
 //! reached. Never holds material (the new secret is a pending
 //! `credential_versions` row with sealed `secrets`).
 
-use crate::rows::Parsed;
+use crate::rows::{self, Parsed, TenantScoped};
 use rekey_core::rotation::RotationState;
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
@@ -44,35 +44,37 @@ const COLS: &str = "id, tenant, connection_id, rotator, strategy, state, options
      pending_version_id, old_version_id, last_error, next_action, attempts, due_at, lease_owner, \
      lease_until, requested_by, created_at, updated_at, finished_at, awaiting, instructions";
 
+impl TenantScoped for RotationRow {
+    const TABLE: &'static str = "rotations";
+    const COLUMNS: &'static str = COLS;
+}
+
 pub async fn insert(c: &mut AnyConnection, r: &RotationRow) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO rotations ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
-    ))
-    .bind(&r.id)
-    .bind(&r.tenant)
-    .bind(&r.connection_id)
-    .bind(&r.rotator)
-    .bind(r.strategy.clone())
-    .bind(r.state.as_str())
-    .bind(&r.options)
-    .bind(r.grace_ms)
-    .bind(r.pending_version_id.clone())
-    .bind(r.old_version_id.clone())
-    .bind(r.last_error.clone())
-    .bind(r.next_action.clone())
-    .bind(r.attempts)
-    .bind(r.due_at)
-    .bind(r.lease_owner.clone())
-    .bind(r.lease_until)
-    .bind(&r.requested_by)
-    .bind(r.created_at)
-    .bind(r.updated_at)
-    .bind(r.finished_at)
-    .bind(r.awaiting.clone())
-    .bind(r.instructions.clone())
-    .execute(c)
-    .await?;
+    sqlx::query(&rows::insert_sql("rotations", COLS))
+        .bind(&r.id)
+        .bind(&r.tenant)
+        .bind(&r.connection_id)
+        .bind(&r.rotator)
+        .bind(r.strategy.clone())
+        .bind(r.state.as_str())
+        .bind(&r.options)
+        .bind(r.grace_ms)
+        .bind(r.pending_version_id.clone())
+        .bind(r.old_version_id.clone())
+        .bind(r.last_error.clone())
+        .bind(r.next_action.clone())
+        .bind(r.attempts)
+        .bind(r.due_at)
+        .bind(r.lease_owner.clone())
+        .bind(r.lease_until)
+        .bind(&r.requested_by)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.finished_at)
+        .bind(r.awaiting.clone())
+        .bind(r.instructions.clone())
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -127,13 +129,7 @@ pub async fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<RotationRow>, Error> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLS} FROM rotations WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(c)
-    .await?)
+    rows::get(c, tenant, id).await
 }
 
 /// The connection's unfinished rotation, if any.
