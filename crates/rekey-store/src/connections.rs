@@ -195,13 +195,8 @@ pub async fn update(
     expected_version: i64,
 ) -> Result<bool, Error> {
     let sql = rows::versioned_update_sql("connections", &format!("{WRITTEN}, {HEALTH}"));
-    let r = bind_written(sqlx::query(&sql), row)
-        .bind(&row.tenant)
-        .bind(&row.id)
-        .bind(expected_version)
-        .execute(&mut *c)
-        .await?;
-    if r.rows_affected() != 1 {
+    let q = bind_written(sqlx::query(&sql), row);
+    if !rows::run_versioned_update(q, &mut *c, &row.tenant, &row.id, expected_version).await? {
         return Ok(false);
     }
     write_sets(c, row).await?;
@@ -218,13 +213,8 @@ pub async fn update_health(
     expected_version: i64,
 ) -> Result<bool, Error> {
     let sql = rows::versioned_update_sql("connections", HEALTH);
-    let r = bind_health(sqlx::query(&sql), row)
-        .bind(&row.tenant)
-        .bind(&row.id)
-        .bind(expected_version)
-        .execute(c)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    let q = bind_health(sqlx::query(&sql), row);
+    rows::run_versioned_update(q, c, &row.tenant, &row.id, expected_version).await
 }
 
 pub async fn get(

@@ -118,6 +118,25 @@ pub(crate) fn versioned_update_sql(table: &str, columns: &str) -> String {
     )
 }
 
+/// Run an update built by [`versioned_update_sql`] whose columns `q` has
+/// bound: binds the row's `tenant`, `id` and the version the caller read.
+/// Whether the row changed (false on a lost race).
+pub(crate) async fn run_versioned_update<'q>(
+    q: AnyQuery<'q>,
+    c: &mut AnyConnection,
+    tenant: &'q str,
+    id: &'q str,
+    expected_version: i64,
+) -> Result<bool, Error> {
+    let r = q
+        .bind(tenant)
+        .bind(id)
+        .bind(expected_version)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Rewrite the tag and custody side rows of the `owner` row `id` from its
 /// lists. `owner` is `connection` or `integration`: the tables
 /// `{owner}_tags` (`tag`) and `{owner}_custody` (`place`), keyed by
