@@ -417,6 +417,14 @@ impl TestServer {
         self.post(path, &self.admin_key, json!({})).await
     }
 
+    /// Check the connection `id` now with the admin key; asserts `200 OK`
+    /// and returns the check's answer (`outcome`, `status`, `connection`…).
+    pub async fn check(&self, id: &str) -> Value {
+        self.act(&format!("/api/v1/connections/{id}/check"))
+            .await
+            .ok_json()
+    }
+
     /// Reauthorize the connection `id` with the admin key; asserts `200 OK`
     /// and returns the new Connect link (`session.url`).
     pub async fn reauthorize_link(&self, id: &str) -> String {
