@@ -140,6 +140,27 @@ impl Env {
             .unwrap()
     }
 
+    /// `rekey ARGS` as a client of the server at `base` with the API key
+    /// `key` (`REKEY_URL`, `REKEY_TOKEN`), given `limit` to finish. The
+    /// future owns what it needs, so a test's `cli(args)` closure can
+    /// return it.
+    pub fn remote(
+        &self,
+        base: &str,
+        key: &str,
+        args: &[&str],
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Output> {
+        let mut c = self.command(args);
+        c.env("REKEY_URL", base).env("REKEY_TOKEN", key);
+        async move {
+            tokio::time::timeout(limit, c.output())
+                .await
+                .expect("command timed out")
+                .unwrap()
+        }
+    }
+
     /// `rekey admin create-user` with the password in `REKEY_NEW_PASSWORD`.
     pub async fn create_user(&self, username: &str, role: &str, password: &str) -> Output {
         let args = [
