@@ -218,9 +218,7 @@ async fn bad_requests_change_nothing(db: Db) {
     let c = s.client(&s.admin_key);
     // A kind the catalog has no rotator for, asked for `api` rotation
     // (without a method it gets a guided one: see rotation_guided.rs).
-    let key = s
-        .create_api_key_conn(&s.admin_key, "sk-norotator", json!({}))
-        .await;
+    let key = s.api_key_conn("sk-norotator").await;
     assert_api_error(
         c.start_rotation(
             &key,
@@ -392,9 +390,7 @@ async fn scheduled_rotation(db: Db) {
     ] {
         assert_api_error(c.set_rotation_schedule(&id, &req).await, 400, code);
     }
-    let key = s
-        .create_api_key_conn(&s.admin_key, "sk-sched", json!({}))
-        .await;
+    let key = s.api_key_conn("sk-sched").await;
     assert_api_error(
         c.set_rotation_schedule(&key, &every("30d", None)).await,
         422,

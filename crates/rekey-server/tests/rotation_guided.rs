@@ -318,9 +318,7 @@ async fn guided_api_key_rotation(db: Db) {
 async fn cancel_and_confirm_errors(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    let id = s
-        .create_api_key_conn(&s.admin_key, "sk-cancel-me-1", json!({}))
-        .await;
+    let id = s.api_key_conn("sk-cancel-me-1").await;
     let versions_before = c.list_versions(&id).await.unwrap().items.len();
     let r = c
         .start_rotation(&id, &StartRotation::default())

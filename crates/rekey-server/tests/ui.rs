@@ -889,9 +889,7 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
     assert_eq!(a["items"][0]["request_id"], made.as_str(), "{a}");
     assert_eq!(a["items"][0]["source"], "127.0.0.1", "{a}");
     // The API records the same for its calls.
-    let other = s
-        .create_api_key_conn(&s.admin_key, "audit-key-3", json!({}))
-        .await;
+    let other = s.api_key_conn("audit-key-3").await;
     let a = audit(&s, &format!("action=connection.create&target={other}")).await;
     assert!(a["items"][0]["request_id"].is_string(), "{a}");
     assert_eq!(a["items"][0]["source"], "127.0.0.1", "{a}");

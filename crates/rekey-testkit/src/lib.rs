@@ -466,6 +466,13 @@ impl TestServer {
             .created_id()
     }
 
+    /// Create an api_key connection holding `secret` with the admin key and
+    /// nothing else set; returns its id.
+    pub async fn api_key_conn(&self, secret: &str) -> String {
+        self.create_api_key_conn(&self.admin_key, secret, json!({}))
+            .await
+    }
+
     /// Create a connection from `body` with the admin key; returns its id.
     pub async fn create_connection(&self, body: Value) -> String {
         self.post("/api/v1/connections", &self.admin_key, body)
