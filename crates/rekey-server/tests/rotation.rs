@@ -50,6 +50,12 @@ fn pg_params() -> Value {
     json!({"host": "127.0.0.1", "port": "5432", "database": "test"})
 }
 
+/// Whether the tenant has no rotation at all.
+async fn no_rotations(c: &Client) -> bool {
+    let page = c.list_rotations(&Default::default()).await.unwrap();
+    page.items.is_empty()
+}
+
 /// The username and password rekey holds as current.
 async fn current(c: &Client, id: &str) -> (String, String) {
     let v = c.read_credentials(id).await.unwrap();
@@ -231,12 +237,7 @@ async fn bad_requests_change_nothing(db: Db) {
         422,
         "no_rotator",
     );
-    assert!(c
-        .list_rotations(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(no_rotations(&c).await);
     let role = pg_role("rk_rot_bad", "bad-first-pw-1").await;
     let id = db_conn(&s, "postgresql", &role, "bad-first-pw-1", pg_params()).await;
     // Grace out of range, unknown strategy, alternate users without their
@@ -406,12 +407,7 @@ async fn scheduled_rotation(db: Db) {
         (30 * 86_400, "any")
     );
     s.rekey.start_scheduled_rotations(10).await.unwrap();
-    assert!(c
-        .list_rotations(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(no_rotations(&c).await);
     // Due, but the window is closed now: it moves to the window's opening.
     let now = time_of_day_minutes();
     let closed = format!(
@@ -427,12 +423,7 @@ async fn scheduled_rotation(db: Db) {
     s.sql(&["UPDATE rotation_schedules SET next_due_at = 1"])
         .await;
     s.rekey.start_scheduled_rotations(10).await.unwrap();
-    assert!(c
-        .list_rotations(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(no_rotations(&c).await);
     let later = c.get_rotation_schedule(&id).await.unwrap();
     assert!(later.next_due_at.as_str() > "2000", "{later:?}");
     // Due inside the window: a rotation starts and runs; the next is a period on.

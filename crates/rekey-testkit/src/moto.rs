@@ -109,10 +109,20 @@ impl Moto {
     /// Create an IAM user with one access key: (access key id, secret).
     /// Call once per server: afterwards moto checks every signature.
     pub async fn create_access_key(&self, user: &str) -> (String, String) {
+        self.setup_user(user).await;
+        self.setup_access_key(user).await
+    }
+
+    /// Set-up call: create the IAM user `user`.
+    async fn setup_user(&self, user: &str) {
         self.iam(&format!(
             "Action=CreateUser&UserName={user}&Version=2010-05-08"
         ))
         .await;
+    }
+
+    /// Set-up call: a new access key of `user`, (id, secret).
+    async fn setup_access_key(&self, user: &str) -> (String, String) {
         let xml = self
             .iam(&format!(
                 "Action=CreateAccessKey&UserName={user}&Version=2010-05-08"
@@ -128,10 +138,7 @@ impl Moto {
     /// one access key: (access key id, secret). Three set-up calls: start
     /// moto with [`Moto::start_with_setup_calls`]`(3)` for one such user.
     pub async fn create_iam_user(&self, user: &str) -> (String, String) {
-        self.iam(&format!(
-            "Action=CreateUser&UserName={user}&Version=2010-05-08"
-        ))
-        .await;
+        self.setup_user(user).await;
         let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs([
@@ -143,15 +150,7 @@ impl Moto {
             ])
             .finish();
         self.iam(&body).await;
-        let xml = self
-            .iam(&format!(
-                "Action=CreateAccessKey&UserName={user}&Version=2010-05-08"
-            ))
-            .await;
-        (
-            xml_values(&xml, "AccessKeyId").remove(0),
-            xml_values(&xml, "SecretAccessKey").remove(0),
-        )
+        self.setup_access_key(user).await
     }
 
     /// A signed query-API call (`service` `iam` or `sts`) with `key` (id,
