@@ -677,12 +677,15 @@ async fn oauth_cli_commands(db: Db) {
 async fn health_and_webhooks_cli(db: Db) {
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
     use rekey_testkit::webhook_receiver::{verify_signature, WebhookReceiver};
-    let mut env = Env::new(db).await;
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "600".into()),
-        ("REKEY_WORKER_TICK_MS".into(), "100".into()),
-        ("REKEY_WEBHOOK_RETRY_BASE_MS".into(), "50".into()),
-    ];
+    let env = Env::with_env(
+        db,
+        &[
+            ("REKEY_CHECK_INTERVAL", "600"),
+            ("REKEY_WORKER_TICK_MS", "100"),
+            ("REKEY_WEBHOOK_RETRY_BASE_MS", "50"),
+        ],
+    )
+    .await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
     let cli = |args: &[&str]| env.remote(&server.base, &key, args, Duration::from_secs(30));
@@ -827,12 +830,15 @@ async fn health_and_webhooks_cli(db: Db) {
 async fn webhooks_survive_sigkill(db: Db) {
     use rekey_testkit::webhook_receiver::{verify_signature, WebhookReceiver};
     use std::collections::BTreeSet;
-    let mut env = Env::new(db).await;
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
-        ("REKEY_WORKER_TICK_MS".into(), "20".into()),
-        ("REKEY_WEBHOOK_RETRY_BASE_MS".into(), "20".into()),
-    ];
+    let env = Env::with_env(
+        db,
+        &[
+            ("REKEY_CHECK_INTERVAL", "0"),
+            ("REKEY_WORKER_TICK_MS", "20"),
+            ("REKEY_WEBHOOK_RETRY_BASE_MS", "20"),
+        ],
+    )
+    .await;
     let key = env.admin_key("default", "admin").await;
     let mut server = env.serve().await;
     let rx = WebhookReceiver::start(1_000_000).await;
@@ -945,14 +951,17 @@ async fn webhook_cap_flag_and_paged_list(db: Db) {
 /// the lease lapses) and the check runs to completion.
 async fn check_killed_midway_resumes(db: Db) {
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
-    let mut env = Env::new(db).await;
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "600".into()),
-        ("REKEY_CHECK_TIMEOUT".into(), "2".into()),
-        // No rate limit: the lease is then 2 × 2 s + 20 s.
-        ("REKEY_CHECK_RATE".into(), "0".into()),
-        ("REKEY_WORKER_TICK_MS".into(), "50".into()),
-    ];
+    let env = Env::with_env(
+        db,
+        &[
+            ("REKEY_CHECK_INTERVAL", "600"),
+            ("REKEY_CHECK_TIMEOUT", "2"),
+            // No rate limit: the lease is then 2 × 2 s + 20 s.
+            ("REKEY_CHECK_RATE", "0"),
+            ("REKEY_WORKER_TICK_MS", "50"),
+        ],
+    )
+    .await;
     let key = env.admin_key("default", "admin").await;
     let fx = ProviderFixture::start().await;
     fx.set_mode(Mode::Slow(Duration::from_millis(1500)));
@@ -1083,13 +1092,16 @@ async fn dashboard_in_chromium() {
         authorize_as, client_secret, code_client, start_connect, OidcProvider,
     };
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
-    let mut env = Env::new(Db::Sqlite).await;
     // No scheduler and no background refresh: the browser's "Check now" is
     // what finds the broken credentials.
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
-        ("REKEY_REFRESH_INTERVAL".into(), "0".into()),
-    ];
+    let env = Env::with_env(
+        Db::Sqlite,
+        &[
+            ("REKEY_CHECK_INTERVAL", "0"),
+            ("REKEY_REFRESH_INTERVAL", "0"),
+        ],
+    )
+    .await;
     let pw = "dashboard e2e password";
     for (user, role) in [("olga", "operator"), ("vic", "viewer")] {
         let out = env.create_user(user, role, pw).await;

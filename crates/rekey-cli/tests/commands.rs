@@ -27,9 +27,7 @@ impl Api {
 
     /// With more environment for every process (the server too).
     async fn start_with(db: Db, extra: &[(&str, &str)]) -> Api {
-        let mut env = Env::new(db).await;
-        env.extra
-            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env = Env::with_env(db, extra).await;
         let key = env.admin_key("default", "admin").await;
         let server = env.serve().await;
         Api { env, server, key }

@@ -101,6 +101,16 @@ impl Env {
         }
     }
 
+    /// [`Env::new`] with more environment for every process it starts.
+    pub async fn with_env(db: Db, extra: &[(&str, &str)]) -> Env {
+        let mut env = Env::new(db).await;
+        env.extra = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
