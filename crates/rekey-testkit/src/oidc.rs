@@ -591,69 +591,6 @@ fn decode_entities(s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_dev_interaction_forms() {
-        let html = r#"<form autocomplete="off" action="http://127.0.0.1:1/interaction/a&amp;b" method="post">
-  <input type="hidden" name="prompt" value="login"/>
-  <input required type="text" name="login" placeholder="Enter any login" autofocus="on" value="">
-  <input required type="password" name="password" placeholder="and password" >
-  <button type="submit" class="login login-submit">Sign-in</button>
-</form><div class="login-help"><a href="http://127.0.0.1:1/interaction/x/abort">[ Cancel ]</a>"#;
-        let f = parse_form(html).unwrap();
-        assert_eq!(f.action, "http://127.0.0.1:1/interaction/a&b");
-        assert_eq!(
-            f.inputs,
-            vec![
-                ("prompt".to_string(), "login".to_string()),
-                ("login".to_string(), String::new()),
-                ("password".to_string(), String::new()),
-            ]
-        );
-        assert_eq!(
-            find_abort_link(html).as_deref(),
-            Some("http://127.0.0.1:1/interaction/x/abort")
-        );
-        assert_eq!(decode_entities("a&#39;b&#x41;&bogus c&"), "a'bA&bogus c&");
-    }
-
-    #[test]
-    fn cookie_jar_paths_and_deletion() {
-        let mut h = HeaderMap::new();
-        h.append(SET_COOKIE, "_session=s1; path=/; httponly".parse().unwrap());
-        h.append(
-            SET_COOKIE,
-            "_interaction=i1; path=/interaction/u1".parse().unwrap(),
-        );
-        let mut jar = CookieJar::default();
-        jar.store(&h);
-        let u = |p: &str| Url::parse(&format!("http://127.0.0.1:1{p}")).unwrap();
-        assert_eq!(
-            jar.header_for(&u("/interaction/u1")).as_deref(),
-            Some("_session=s1; _interaction=i1")
-        );
-        assert_eq!(
-            jar.header_for(&u("/interaction/u10")).as_deref(),
-            Some("_session=s1")
-        );
-        let mut h = HeaderMap::new();
-        h.append(
-            SET_COOKIE,
-            "_interaction=; path=/interaction/u1; expires=Thu, 01 Jan 1970 00:00:00 GMT"
-                .parse()
-                .unwrap(),
-        );
-        jar.store(&h);
-        assert_eq!(
-            jar.header_for(&u("/interaction/u1")).as_deref(),
-            Some("_session=s1")
-        );
-    }
-}
-
 /// The client secret the clients of [`code_client`] and [`m2m_client`] are
 /// registered with.
 pub fn client_secret(client_id: &str) -> String {
@@ -729,4 +666,67 @@ pub async fn finish(callback: &str) -> (u16, String) {
         .await
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dev_interaction_forms() {
+        let html = r#"<form autocomplete="off" action="http://127.0.0.1:1/interaction/a&amp;b" method="post">
+  <input type="hidden" name="prompt" value="login"/>
+  <input required type="text" name="login" placeholder="Enter any login" autofocus="on" value="">
+  <input required type="password" name="password" placeholder="and password" >
+  <button type="submit" class="login login-submit">Sign-in</button>
+</form><div class="login-help"><a href="http://127.0.0.1:1/interaction/x/abort">[ Cancel ]</a>"#;
+        let f = parse_form(html).unwrap();
+        assert_eq!(f.action, "http://127.0.0.1:1/interaction/a&b");
+        assert_eq!(
+            f.inputs,
+            vec![
+                ("prompt".to_string(), "login".to_string()),
+                ("login".to_string(), String::new()),
+                ("password".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(
+            find_abort_link(html).as_deref(),
+            Some("http://127.0.0.1:1/interaction/x/abort")
+        );
+        assert_eq!(decode_entities("a&#39;b&#x41;&bogus c&"), "a'bA&bogus c&");
+    }
+
+    #[test]
+    fn cookie_jar_paths_and_deletion() {
+        let mut h = HeaderMap::new();
+        h.append(SET_COOKIE, "_session=s1; path=/; httponly".parse().unwrap());
+        h.append(
+            SET_COOKIE,
+            "_interaction=i1; path=/interaction/u1".parse().unwrap(),
+        );
+        let mut jar = CookieJar::default();
+        jar.store(&h);
+        let u = |p: &str| Url::parse(&format!("http://127.0.0.1:1{p}")).unwrap();
+        assert_eq!(
+            jar.header_for(&u("/interaction/u1")).as_deref(),
+            Some("_session=s1; _interaction=i1")
+        );
+        assert_eq!(
+            jar.header_for(&u("/interaction/u10")).as_deref(),
+            Some("_session=s1")
+        );
+        let mut h = HeaderMap::new();
+        h.append(
+            SET_COOKIE,
+            "_interaction=; path=/interaction/u1; expires=Thu, 01 Jan 1970 00:00:00 GMT"
+                .parse()
+                .unwrap(),
+        );
+        jar.store(&h);
+        assert_eq!(
+            jar.header_for(&u("/interaction/u1")).as_deref(),
+            Some("_session=s1")
+        );
+    }
 }
