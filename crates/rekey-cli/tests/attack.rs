@@ -32,6 +32,33 @@ fn fresh_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A `POST /api/v1/connections` as `key` announcing a body of `length`
+/// bytes, of which only `start` follows.
+fn partial_post(key: &str, length: usize, start: &str) -> String {
+    format!(
+        "POST /api/v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{start}"
+    )
+}
+
+/// Assert that `/healthz` and `/readyz` answer 200 on new connections;
+/// then `GET /api/v1/connections` as `key`.
+async fn health_answers_then_list(base: &str, key: &str) -> reqwest::Response {
+    let http = fresh_client();
+    for path in ["/healthz", "/readyz"] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path} unreachable under load: {e}"));
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    http.get(format!("{base}/api/v1/connections"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Under `ulimit -n 256`, 400 connections that send half a request head and
 /// hold it must not take the service down: new clients still get
 /// `/healthz`, `/readyz` and the API.
@@ -57,21 +84,7 @@ async fn connection_exhaustion_leaves_health_answering() {
         }
     }
     assert!(held.len() >= 300, "only {} connections opened", held.len());
-    let http = fresh_client();
-    for path in ["/healthz", "/readyz"] {
-        let r = http
-            .get(format!("{}{path}", server.base))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{path} unreachable under load: {e}"));
-        assert_eq!(r.status(), 200, "{path}");
-    }
-    let r = http
-        .get(format!("{}/api/v1/connections", server.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = health_answers_then_list(&server.base, &key).await;
     assert_eq!(r.status(), 200);
     drop(held);
     server.stop().await;
@@ -91,29 +104,13 @@ async fn all_connections_busy_leaves_health_answering() {
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut s = TcpStream::connect(&target).await.unwrap();
-        let head = format!(
-            "POST /api/v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{"
-        );
+        let head = partial_post(&key, 500, "{");
         s.write_all(head.as_bytes()).await.unwrap();
         held.push(s);
     }
     // Give the server a moment to take the four requests in.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let http = fresh_client();
-    for path in ["/healthz", "/readyz"] {
-        let r = http
-            .get(format!("{}{path}", server.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-    }
-    let r = http
-        .get(format!("{}/api/v1/connections", server.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = health_answers_then_list(&server.base, &key).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     let body: Value = r.json().await.unwrap();
@@ -151,9 +148,7 @@ async fn slow_clients_are_cut_off() {
 
     // A body announced as 100 bytes, 10 sent: 408 request_timeout.
     let mut s = TcpStream::connect(&target).await.unwrap();
-    let head = format!(
-        "POST /api/v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"provider"
-    );
+    let head = partial_post(&key, 100, "{\"provider");
     s.write_all(head.as_bytes()).await.unwrap();
     let got = read_until_closed(&mut s).await;
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
@@ -179,9 +174,7 @@ async fn shutdown_has_a_deadline() {
         .serve_with(&["--shutdown-timeout", "1", "--body-timeout", "300"], None)
         .await;
     let mut s = TcpStream::connect(addr(&server.base)).await.unwrap();
-    let head = format!(
-        "POST /api/v1/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
-    );
+    let head = partial_post(&key, 1000, "{");
     s.write_all(head.as_bytes()).await.unwrap();
     // The request is with the server (waiting for its body) once a second
     // request on another connection has been answered.

@@ -60,23 +60,14 @@ async fn cli_end_to_end(db: Db) {
     let env = Env::new(db).await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    let cli = |args: Vec<&str>| {
-        let mut c = env.command(&args);
-        c.env("REKEY_URL", &server.base).env("REKEY_TOKEN", &key);
-        async move {
-            tokio::time::timeout(Duration::from_secs(30), c.output())
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    let cli = |args: &[&str]| env.remote(&server.base, &key, args, Duration::from_secs(30));
     let creds = env.dir.path().join("creds.json");
     std::fs::write(
         &creds,
         r#"{"key": "cli-secret-value-123xxxxxxxxxxxxxxxxxxxx", "placement": "header", "name": "X-Api-Key"}"#,
     )
     .unwrap();
-    let out = cli(vec![
+    let out = cli(&[
         "connections",
         "create",
         "--provider",
@@ -97,7 +88,7 @@ async fn cli_end_to_end(db: Db) {
     let id = stdout(&out).trim().to_string();
     assert!(id.starts_with("con_"), "{id}");
 
-    let out = cli(vec!["connections", "list"]).await;
+    let out = cli(&["connections", "list"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     assert!(
@@ -109,20 +100,20 @@ async fn cli_end_to_end(db: Db) {
     );
     assert!(!table.contains("cli-secret-value-123xxxxxxxxxxxxxxxxxxxx"));
 
-    let out = cli(vec!["connections", "list", "--json", "--tag", "crm"]).await;
+    let out = cli(&["connections", "list", "--json", "--tag", "crm"]).await;
     let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let out = cli(vec!["connections", "list", "--json", "--tag", "nope"]).await;
+    let out = cli(&["connections", "list", "--json", "--tag", "nope"]).await;
     assert_eq!(
         serde_json::from_str::<Value>(&stdout(&out)).unwrap(),
         json!([])
     );
     // Search in names (the API's `q`).
-    let out = cli(vec!["connections", "list", "--json", "--search", "6SENSE"]).await;
+    let out = cli(&["connections", "list", "--json", "--search", "6SENSE"]).await;
     let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["id"], id.as_str());
-    let out = cli(vec![
+    let out = cli(&[
         "connections",
         "list",
         "--json",
@@ -135,31 +126,31 @@ async fn cli_end_to_end(db: Db) {
         json!([])
     );
 
-    let out = cli(vec!["connections", "show", &id, "--json"]).await;
+    let out = cli(&["connections", "show", &id, "--json"]).await;
     let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(shown["custody"], json!(["salesforce"]));
     assert!(!stdout(&out).contains("cli-secret-value-123xxxxxxxxxxxxxxxxxxxx"));
 
-    let out = cli(vec!["providers", "list"]).await;
+    let out = cli(&["providers", "list"]).await;
     assert!(
         stdout(&out).contains("snowflake") && stdout(&out).contains("manual"),
         "{}",
         stdout(&out)
     );
 
-    let out = cli(vec!["audit", "list", "--json"]).await;
+    let out = cli(&["audit", "list", "--json"]).await;
     let audit: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(audit
         .as_array()
         .unwrap()
         .iter()
         .any(|e| e["action"] == "connection.create"));
-    let out = cli(vec!["audit", "verify"]).await;
+    let out = cli(&["audit", "verify"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("intact"));
 
     // Errors: one line on stderr, non-zero exit.
-    let out = cli(vec![
+    let out = cli(&[
         "connections",
         "show",
         "con_00000000000000000000000000000000",
@@ -167,7 +158,7 @@ async fn cli_end_to_end(db: Db) {
     .await;
     assert!(!out.status.success());
     assert_eq!(stderr(&out).trim(), "error: connection_not_found (404): connection con_00000000000000000000000000000000 not found");
-    let out = cli(vec!["connections", "show", "bogus"]).await;
+    let out = cli(&["connections", "show", "bogus"]).await;
     assert!(!out.status.success() && stderr(&out).contains("invalid_id"));
     let mut c = env.command(&["connections", "list"]);
     c.env("REKEY_URL", &server.base)
@@ -196,7 +187,7 @@ async fn cli_end_to_end(db: Db) {
         stderr(&out)
     );
 
-    let out = cli(vec!["connections", "delete", &id]).await;
+    let out = cli(&["connections", "delete", &id]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     server.stop().await;
 }
@@ -581,30 +572,21 @@ async fn oauth_cli_commands(db: Db) {
         &format!("{}/oauth/callback", server.base),
     )
     .await;
-    let cli = |args: Vec<String>| {
-        let mut c = env.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        c.env("REKEY_URL", &server.base).env("REKEY_TOKEN", &key);
-        async move {
-            tokio::time::timeout(Duration::from_secs(30), c.output())
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    let cli = |args: &[&str]| env.remote(&server.base, &key, args, Duration::from_secs(30));
     let file = env.dir.path().join("integration.json");
     std::fs::write(&file, json!({"provider": "custom-oauth2", "display_name": "CLI CRM", "client_id": "cli-client", "client_secret": "cli-secret",
         "endpoints": fx.endpoints()}).to_string()).unwrap();
-    let out = cli(vec![
-        "integrations".into(),
-        "create".into(),
-        "--file".into(),
-        file.display().to_string(),
+    let out = cli(&[
+        "integrations",
+        "create",
+        "--file",
+        &file.display().to_string(),
     ])
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let integ = stdout(&out).trim().to_string();
     assert!(integ.starts_with("int_"), "{integ}");
-    let out = cli(vec!["integrations".into(), "list".into()]).await;
+    let out = cli(&["integrations", "list"]).await;
     assert!(
         stdout(&out).contains(&integ)
             && stdout(&out).contains("client_secret_basic")
@@ -612,12 +594,7 @@ async fn oauth_cli_commands(db: Db) {
         "{}",
         stdout(&out)
     );
-    let out = cli(vec![
-        "connect-link".into(),
-        "--integration".into(),
-        integ.clone(),
-    ])
-    .await;
+    let out = cli(&["connect-link", "--integration", &integ]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let link = stdout(&out).trim().to_string();
     assert!(
@@ -627,24 +604,24 @@ async fn oauth_cli_commands(db: Db) {
     let b = browser();
     let cb = walk_connect(&b, &link).await;
     assert_eq!(b.get(&cb).send().await.unwrap().status(), 200);
-    let out = cli(vec![
-        "connections".into(),
-        "list".into(),
-        "--json".into(),
-        "--kind".into(),
-        "oauth2_authorization_code".into(),
+    let out = cli(&[
+        "connections",
+        "list",
+        "--json",
+        "--kind",
+        "oauth2_authorization_code",
     ])
     .await;
     let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let id = list[0]["id"].as_str().unwrap().to_string();
-    let out = cli(vec!["connections".into(), "refresh".into(), id.clone()]).await;
+    let out = cli(&["connections", "refresh", &id]).await;
     assert!(
         out.status.success() && stdout(&out).starts_with("refreshed"),
         "{}{}",
         stdout(&out),
         stderr(&out)
     );
-    let out = cli(vec!["connections".into(), "reauthorize".into(), id.clone()]).await;
+    let out = cli(&["connections", "reauthorize", &id]).await;
     assert!(
         out.status.success()
             && stdout(&out)
@@ -653,33 +630,28 @@ async fn oauth_cli_commands(db: Db) {
         "{}",
         stdout(&out)
     );
-    let out = cli(vec![
-        "connect-link".into(),
-        "--reauthorize".into(),
-        id.clone(),
-    ])
-    .await;
+    let out = cli(&["connect-link", "--reauthorize", &id]).await;
     assert!(
         out.status.success() && stdout(&out).contains("/connect/"),
         "{}",
         stderr(&out)
     );
-    let out = cli(vec!["connections".into(), "revoke".into(), id.clone()]).await;
+    let out = cli(&["connections", "revoke", &id]).await;
     assert!(
         out.status.success() && stdout(&out).contains("revoked at the provider"),
         "{}{}",
         stdout(&out),
         stderr(&out)
     );
-    let out = cli(vec!["integrations".into(), "delete".into(), integ.clone()]).await;
+    let out = cli(&["integrations", "delete", &integ]).await;
     assert!(
         !out.status.success() && stderr(&out).contains("integration_in_use"),
         "{}",
         stderr(&out)
     );
-    let out = cli(vec!["connections".into(), "delete".into(), id.clone()]).await;
+    let out = cli(&["connections", "delete", &id]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = cli(vec!["integrations".into(), "delete".into(), integ]).await;
+    let out = cli(&["integrations", "delete", &integ]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let logs = server.logs();
     assert!(
@@ -705,26 +677,20 @@ async fn oauth_cli_commands(db: Db) {
 async fn health_and_webhooks_cli(db: Db) {
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
     use rekey_testkit::webhook_receiver::{verify_signature, WebhookReceiver};
-    let mut env = Env::new(db).await;
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "600".into()),
-        ("REKEY_WORKER_TICK_MS".into(), "100".into()),
-        ("REKEY_WEBHOOK_RETRY_BASE_MS".into(), "50".into()),
-    ];
+    let env = Env::with_env(
+        db,
+        &[
+            ("REKEY_CHECK_INTERVAL", "600"),
+            ("REKEY_WORKER_TICK_MS", "100"),
+            ("REKEY_WEBHOOK_RETRY_BASE_MS", "50"),
+        ],
+    )
+    .await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    let cli = |args: Vec<&str>| {
-        let mut c = env.command(&args);
-        c.env("REKEY_URL", &server.base).env("REKEY_TOKEN", &key);
-        async move {
-            tokio::time::timeout(Duration::from_secs(30), c.output())
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    let cli = |args: &[&str]| env.remote(&server.base, &key, args, Duration::from_secs(30));
     let rx = WebhookReceiver::start(1).await;
-    let out = cli(vec![
+    let out = cli(&[
         "webhooks",
         "create",
         "--endpoint",
@@ -744,14 +710,14 @@ async fn health_and_webhooks_cli(db: Db) {
         .find(|w| w.starts_with("whsec_"))
         .unwrap()
         .to_string();
-    let out = cli(vec!["webhooks", "list"]).await;
+    let out = cli(&["webhooks", "list"]).await;
     assert!(stdout(&out).contains(&hook) && !stdout(&out).contains(&secret));
 
     let fx = ProviderFixture::start().await;
     fx.set_valid_credential(Some("Bearer cli-key-1"));
     let creds = env.dir.path().join("c.json");
     std::fs::write(&creds, r#"{"key": "cli-key-1", "prefix": "Bearer "}"#).unwrap();
-    let out = cli(vec![
+    let out = cli(&[
         "connections",
         "create",
         "--provider",
@@ -784,7 +750,7 @@ async fn health_and_webhooks_cli(db: Db) {
     assert!(fx.hits() >= 1);
 
     fx.set_mode(Mode::Unauthorized);
-    let out = cli(vec!["connections", "check", &id]).await;
+    let out = cli(&["connections", "check", &id]).await;
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -799,13 +765,13 @@ async fn health_and_webhooks_cli(db: Db) {
             && t.contains("HTTP 401"),
         "{t}"
     );
-    let out = cli(vec!["connections", "list", "--status", "needs_reauth"]).await;
+    let out = cli(&["connections", "list", "--status", "needs_reauth"]).await;
     assert!(out.status.success());
     assert!(stdout(&out).contains(&id), "{}", stdout(&out));
-    let out = cli(vec!["connections", "list", "--status", "active"]).await;
+    let out = cli(&["connections", "list", "--status", "active"]).await;
     assert!(!stdout(&out).contains(&id));
     fx.set_mode(Mode::Ok);
-    let out = cli(vec!["connections", "check", &id, "--json"]).await;
+    let out = cli(&["connections", "check", &id, "--json"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(r["status"], "active");
@@ -820,7 +786,7 @@ async fn health_and_webhooks_cli(db: Db) {
     // wait for the fourth delivery to be marked delivered.
     let mut t = String::new();
     for _ in 0..100 {
-        t = stdout(&cli(vec!["webhooks", "deliveries", &hook]).await);
+        t = stdout(&cli(&["webhooks", "deliveries", &hook]).await);
         if t.matches("delivered").count() >= 4 {
             break;
         }
@@ -835,21 +801,21 @@ async fn health_and_webhooks_cli(db: Db) {
         .next()
         .unwrap()
         .to_string();
-    let out = cli(vec!["webhooks", "delivery", &hook, &did]).await;
+    let out = cli(&["webhooks", "delivery", &hook, &did]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = cli(vec!["webhooks", "replay", &hook, &did]).await;
+    let out = cli(&["webhooks", "replay", &hook, &did]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let got = rx
         .wait_until(Duration::from_secs(20), |d| d.len() >= 5)
         .await;
     assert_eq!(got.len(), 5);
-    let out = cli(vec!["webhooks", "update", &hook, "--disable"]).await;
+    let out = cli(&["webhooks", "update", &hook, "--disable"]).await;
     assert!(stdout(&out).contains("paused"), "{}", stdout(&out));
-    let out = cli(vec!["webhooks", "rotate-secret", &hook]).await;
+    let out = cli(&["webhooks", "rotate-secret", &hook]).await;
     assert!(stdout(&out).contains("whsec_"));
-    let out = cli(vec!["webhooks", "delete", &hook]).await;
+    let out = cli(&["webhooks", "delete", &hook]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = cli(vec!["webhooks", "show", &hook]).await;
+    let out = cli(&["webhooks", "show", &hook]).await;
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("webhook_not_found"),
@@ -864,12 +830,15 @@ async fn health_and_webhooks_cli(db: Db) {
 async fn webhooks_survive_sigkill(db: Db) {
     use rekey_testkit::webhook_receiver::{verify_signature, WebhookReceiver};
     use std::collections::BTreeSet;
-    let mut env = Env::new(db).await;
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
-        ("REKEY_WORKER_TICK_MS".into(), "20".into()),
-        ("REKEY_WEBHOOK_RETRY_BASE_MS".into(), "20".into()),
-    ];
+    let env = Env::with_env(
+        db,
+        &[
+            ("REKEY_CHECK_INTERVAL", "0"),
+            ("REKEY_WORKER_TICK_MS", "20"),
+            ("REKEY_WEBHOOK_RETRY_BASE_MS", "20"),
+        ],
+    )
+    .await;
     let key = env.admin_key("default", "admin").await;
     let mut server = env.serve().await;
     let rx = WebhookReceiver::start(1_000_000).await;
@@ -982,14 +951,17 @@ async fn webhook_cap_flag_and_paged_list(db: Db) {
 /// the lease lapses) and the check runs to completion.
 async fn check_killed_midway_resumes(db: Db) {
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
-    let mut env = Env::new(db).await;
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "600".into()),
-        ("REKEY_CHECK_TIMEOUT".into(), "2".into()),
-        // No rate limit: the lease is then 2 × 2 s + 20 s.
-        ("REKEY_CHECK_RATE".into(), "0".into()),
-        ("REKEY_WORKER_TICK_MS".into(), "50".into()),
-    ];
+    let env = Env::with_env(
+        db,
+        &[
+            ("REKEY_CHECK_INTERVAL", "600"),
+            ("REKEY_CHECK_TIMEOUT", "2"),
+            // No rate limit: the lease is then 2 × 2 s + 20 s.
+            ("REKEY_CHECK_RATE", "0"),
+            ("REKEY_WORKER_TICK_MS", "50"),
+        ],
+    )
+    .await;
     let key = env.admin_key("default", "admin").await;
     let fx = ProviderFixture::start().await;
     fx.set_mode(Mode::Slow(Duration::from_millis(1500)));
@@ -1116,15 +1088,20 @@ fn db_file_contains(env: &Env, needle: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_chromium() {
     use rekey_testkit::oauth2_fixture::browser;
-    use rekey_testkit::oidc::{authorize_as, OidcProvider};
+    use rekey_testkit::oidc::{
+        authorize_as, client_secret, code_client, start_connect, OidcProvider,
+    };
     use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
-    let mut env = Env::new(Db::Sqlite).await;
     // No scheduler and no background refresh: the browser's "Check now" is
     // what finds the broken credentials.
-    env.extra = vec![
-        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
-        ("REKEY_REFRESH_INTERVAL".into(), "0".into()),
-    ];
+    let env = Env::with_env(
+        Db::Sqlite,
+        &[
+            ("REKEY_CHECK_INTERVAL", "0"),
+            ("REKEY_REFRESH_INTERVAL", "0"),
+        ],
+    )
+    .await;
     let pw = "dashboard e2e password";
     for (user, role) in [("olga", "operator"), ("vic", "viewer")] {
         let out = env.create_user(user, role, pw).await;
@@ -1158,11 +1135,9 @@ async fn dashboard_in_chromium() {
         .await;
     }
     // An OAuth grant from a real OpenID provider, connected as alice.
-    let secret = "dash-client-secret-0123456789abcdef";
-    let op = OidcProvider::start(json!([{"client_id": "dash-client", "client_secret": secret,
-        "redirect_uris": [format!("{}/oauth/callback", server.base)], "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"], "token_endpoint_auth_method": "client_secret_basic"}]))
-    .await;
+    let secret = client_secret("dash-client");
+    let client = code_client(&server.base, "dash-client", "client_secret_basic");
+    let op = OidcProvider::start(json!([client])).await;
     let integ = api_post(&server.base, &key, "/api/v1/integrations", json!({
         "provider": "custom-oidc", "display_name": "Acme IdP", "client_id": "dash-client", "client_secret": secret,
         "auth_method": "client_secret_basic", "scopes": ["openid", "email", "profile"], "endpoints": {"issuer": op.issuer}}))
@@ -1174,12 +1149,7 @@ async fn dashboard_in_chromium() {
         json!({"integration": integ["id"], "display_name": "Acme IdP"}),
     )
     .await;
-    let start = browser()
-        .post(format!("{}/start", sess["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    let to_idp = start.headers()["location"].to_str().unwrap().to_string();
+    let to_idp = start_connect(sess["url"].as_str().unwrap()).await;
     let cb = authorize_as(&to_idp, "alice", true).await;
     let done = rekey_testkit::browser::get_text(&browser(), &cb).await;
     assert!(done.contains("Connected"), "{done}");

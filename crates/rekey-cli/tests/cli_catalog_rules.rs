@@ -16,14 +16,8 @@ async fn cli_creation_follows_catalog_rules() {
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
     let run = |args: Vec<String>| {
-        let mut c = env.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        c.env("REKEY_URL", &server.base).env("REKEY_TOKEN", &key);
-        async move {
-            tokio::time::timeout(Duration::from_secs(60), c.output())
-                .await
-                .unwrap()
-                .unwrap()
-        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.remote(&server.base, &key, &args, Duration::from_secs(60))
     };
     let file = |name: &str, body: &str| {
         let p = env.dir.path().join(name);

@@ -27,9 +27,7 @@ impl Api {
 
     /// With more environment for every process (the server too).
     async fn start_with(db: Db, extra: &[(&str, &str)]) -> Api {
-        let mut env = Env::new(db).await;
-        env.extra
-            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env = Env::with_env(db, extra).await;
         let key = env.admin_key("default", "admin").await;
         let server = env.serve().await;
         Api { env, server, key }
@@ -41,16 +39,12 @@ impl Api {
 
     /// `rekey ARGS` with REKEY_URL and REKEY_TOKEN set, plus `env`.
     async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = self.env.command(args);
-        c.env("REKEY_URL", &self.server.base)
-            .env("REKEY_TOKEN", &self.key);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        tokio::time::timeout(Duration::from_secs(60), c.output())
-            .await
-            .expect("rekey timed out")
-            .unwrap()
+        let mut vars = vec![
+            ("REKEY_URL", self.server.base.as_str()),
+            ("REKEY_TOKEN", self.key.as_str()),
+        ];
+        vars.extend_from_slice(env);
+        self.env.run(args, &vars).await
     }
 
     async fn run(&self, args: &[&str]) -> Output {
@@ -67,6 +61,12 @@ impl Api {
             stderr(&out)
         );
         stdout(&out)
+    }
+
+    /// Run and expect success; stdout as JSON.
+    async fn ok_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let out = self.ok(args).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("rekey {args:?}: {e}: {out}"))
     }
 
     /// A `custom-rest` connection with one secret header, made through the client crate.
@@ -296,10 +296,9 @@ async fn connection_commands_change_what_the_api_shows(db: Db) {
         v.expires_at
     );
     assert_eq!(v.probe_url.as_deref(), Some("http://127.0.0.1:9/health"));
-    let out = api
-        .ok(&["connections", "update", &id, "--tag", "", "--json"])
+    let shown: Value = api
+        .ok_json(&["connections", "update", &id, "--tag", "", "--json"])
         .await;
-    let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["tags"], json!([]));
     let v = c.get_connection(&id).await.unwrap();
     assert!(v.tags.is_empty());
@@ -335,8 +334,7 @@ async fn connection_commands_change_what_the_api_shows(db: Db) {
     let out = api.run(&["connections", "credentials", &id]).await;
     assert_eq!(code(&out), Some(5), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
-    let out = api.ok(&["connections", "enable", &id, "--json"]).await;
-    let shown: Value = serde_json::from_str(&out).unwrap();
+    let shown: Value = api.ok_json(&["connections", "enable", &id, "--json"]).await;
     assert_eq!(shown["status"], "pending");
     let out = api.run(&["connections", "enable", &id]).await;
     assert_eq!(code(&out), Some(5), "{}", stderr(&out));
@@ -431,8 +429,8 @@ async fn connection_commands_change_what_the_api_shows(db: Db) {
 
 async fn connect_link_for_key_kinds(db: Db) {
     let api = Api::start(db).await;
-    let out = api
-        .ok(&[
+    let sess: Value = api
+        .ok_json(&[
             "connect-link",
             "--provider",
             "sixsense",
@@ -449,7 +447,6 @@ async fn connect_link_for_key_kinds(db: Db) {
             "--json",
         ])
         .await;
-    let sess: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(sess["provider"], "sixsense");
     assert_eq!(sess["kind"], "api_key");
     let url = sess["url"].as_str().unwrap();
@@ -536,18 +533,16 @@ async fn audit_list_filters_and_pages(db: Db) {
     // --limit is one page; --all follows the cursor to the end.
     let out = api.ok(&["audit", "list", "--limit", "2", "--json"]).await;
     assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 2);
-    let out = api
-        .ok(&["audit", "list", "--limit", "2", "--all", "--json"])
+    let listed: Vec<Value> = api
+        .ok_json(&["audit", "list", "--limit", "2", "--all", "--json"])
         .await;
-    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.len(), all.len());
 
     // --actor
     let actor = all[0].actor.clone();
-    let out = api
-        .ok(&["audit", "list", "--all", "--actor", &actor, "--json"])
+    let listed: Vec<Value> = api
+        .ok_json(&["audit", "list", "--all", "--actor", &actor, "--json"])
         .await;
-    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(!listed.is_empty());
     assert!(listed.iter().all(|e| e["actor"] == actor.as_str()));
     let out = api
@@ -766,8 +761,7 @@ async fn api_keys_providers_and_integration_updates(db: Db) {
         .run(&["api-keys", "rotate", &first_id, "--grace", "soon"])
         .await;
     assert_eq!(code(&out), Some(1), "bad grace: {}", stderr(&out));
-    let keys: Vec<Value> =
-        serde_json::from_str(&api.ok(&["api-keys", "list", "--json"]).await).unwrap();
+    let keys: Vec<Value> = api.ok_json(&["api-keys", "list", "--json"]).await;
     let second = keys
         .iter()
         .find(|k| k["rotated_from"] == first_id.as_str())
@@ -783,8 +777,7 @@ async fn api_keys_providers_and_integration_updates(db: Db) {
         .run_with(&["connections", "list"], &[("REKEY_TOKEN", &third)])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let keys: Vec<Value> =
-        serde_json::from_str(&api.ok(&["api-keys", "list", "--json"]).await).unwrap();
+    let keys: Vec<Value> = api.ok_json(&["api-keys", "list", "--json"]).await;
     let id = keys
         .iter()
         .find(|k| k["rotated_from"] == id.as_str())
@@ -805,8 +798,7 @@ async fn api_keys_providers_and_integration_updates(db: Db) {
     assert_eq!(code(&out), Some(5), "revoking twice: {}", stderr(&out));
 
     // providers show: the entry with its runbooks.
-    let out = api.ok(&["providers", "show", "sixsense"]).await;
-    let p: Value = serde_json::from_str(&out).unwrap();
+    let p: Value = api.ok_json(&["providers", "show", "sixsense"]).await;
     assert_eq!(p["id"], "sixsense");
     assert!(p["revoke"]["steps"].is_array(), "{p}");
     let out = api.run(&["providers", "show", "no-such-provider"]).await;
@@ -945,10 +937,9 @@ async fn integration_labels_and_confirm_working(db: Db) {
     );
     assert_eq!(v.tags, vec!["crm".to_string(), "prod".to_string()]);
     // List filters.
-    let found = api
-        .ok(&["integrations", "list", "--custody", "vault", "--json"])
+    let found: Vec<Value> = api
+        .ok_json(&["integrations", "list", "--custody", "vault", "--json"])
         .await;
-    let found: Vec<Value> = serde_json::from_str(&found).unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["id"], integ.as_str());
     let none = api

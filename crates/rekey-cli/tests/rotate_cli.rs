@@ -11,20 +11,16 @@ use rekey_client::Client;
 use rekey_testkit::dbtarget::DbTarget;
 use rekey_testkit::{both_backends, Db};
 use serde_json::{json, Value};
-use std::process::Output;
+use std::time::Duration;
 
 both_backends!(rotate_and_versions_from_the_cli);
-
-async fn run(env: &Env, server: &Server, key: &str, args: &[&str]) -> Output {
-    env.run(args, &[("REKEY_URL", &server.base), ("REKEY_TOKEN", key)])
-        .await
-}
 
 async fn rotate_and_versions_from_the_cli(db: Db) {
     let env = Env::new(db).await;
     let key = env.admin_key("default", "admin").await;
     let server = env.serve().await;
     let c = Client::new(&server.base, key.clone()).unwrap();
+    let cli = |args: &[&str]| env.remote(&server.base, &key, args, Duration::from_secs(60));
     let role = DbTarget::Postgres
         .create_user("rkcli", "cli-first-pw-1")
         .await;
@@ -38,7 +34,7 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
     let id = conn.id;
 
     // rotate --wait: ends with the rotation promoted or retired, as JSON.
-    let out = run(&env, &server, &key, &["rotate", &id, "--wait", "--json"]).await;
+    let out = cli(&["rotate", &id, "--wait", "--json"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(
@@ -52,16 +48,10 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
         .to_string();
     assert!(!stdout(&out).contains(&new_pw) && !stderr(&out).contains(&new_pw));
 
-    let out = run(
-        &env,
-        &server,
-        &key,
-        &["rotations", "list", "--connection", &id],
-    )
-    .await;
+    let out = cli(&["rotations", "list", "--connection", &id]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&rid), "{}", stdout(&out));
-    let out = run(&env, &server, &key, &["rotations", "show", &rid, "--json"]).await;
+    let out = cli(&["rotations", "show", &rid, "--json"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         serde_json::from_str::<Value>(&stdout(&out)).unwrap()["connection_id"],
@@ -69,7 +59,7 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
     );
 
     // versions: the table has both, never a value.
-    let out = run(&env, &server, &key, &["connections", "versions", &id]).await;
+    let out = cli(&["connections", "versions", &id]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     assert!(
@@ -88,20 +78,14 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
         .await
         .unwrap()
         .id;
-    let out = run(
-        &env,
-        &server,
-        &key,
-        &["rotate", &key_conn, "--method", "api"],
-    )
-    .await;
+    let out = cli(&["rotate", &key_conn, "--method", "api"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("no API rotator"), "{}", stderr(&out));
 
     // Its guided rotation: --wait stops at the operator's step and says
     // what to do; confirm with the new key (from a file), then the
     // revocation of the old one.
-    let out = run(&env, &server, &key, &["rotate", &key_conn, "--wait"]).await;
+    let out = cli(&["rotate", &key_conn, "--wait"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
     assert!(shown.contains("waiting for you (set)"), "{shown}");
@@ -123,33 +107,22 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
     )
     .unwrap();
     // The wrong step: a clear refusal.
-    let out = run(
-        &env,
-        &server,
-        &key,
-        &["rotations", "confirm", &rid, "--step", "retired"],
-    )
-    .await;
+    let out = cli(&["rotations", "confirm", &rid, "--step", "retired"]).await;
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("waits for `set`"), "{}", stderr(&out));
-    let out = run(
-        &env,
-        &server,
-        &key,
-        &[
-            "rotations",
-            "confirm",
-            &rid,
-            "--step",
-            "set",
-            "--credentials-file",
-            guided.to_str().unwrap(),
-            "--note",
-            "CHG-7",
-            "--wait",
-            "--json",
-        ],
-    )
+    let out = cli(&[
+        "rotations",
+        "confirm",
+        &rid,
+        "--step",
+        "set",
+        "--credentials-file",
+        guided.to_str().unwrap(),
+        "--note",
+        "CHG-7",
+        "--wait",
+        "--json",
+    ])
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -160,10 +133,10 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
         c.read_credentials(&key_conn).await.unwrap().credentials["key"],
         "sk-cli-guided"
     );
-    let out = run(&env, &server, &key, &["rotations", "cancel", &rid]).await;
+    let out = cli(&["rotations", "cancel", &rid]).await;
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("promoted"), "{}", stderr(&out));
-    let out = run(&env, &server, &key, &["rotations", "show", &rid, "--json"]).await;
+    let out = cli(&["rotations", "show", &rid, "--json"]).await;
     let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(shown["confirmations"][0]["note"], "CHG-7", "{shown}");
 
@@ -174,53 +147,33 @@ async fn rotate_and_versions_from_the_cli(db: Db) {
         r#"{"key": "sk-cli-2", "placement": "header", "name": "X-Api-Key"}"#,
     )
     .unwrap();
-    let out = run(
-        &env,
-        &server,
-        &key,
-        &[
+    // Replace the key from `file`, with this grace.
+    let replace = |grace: &str| {
+        let file = file.to_str().unwrap();
+        cli(&[
             "connections",
             "replace-credentials",
             &key_conn,
             "--credentials-file",
-            file.to_str().unwrap(),
+            file,
             "--grace",
-            "10m",
-        ],
-    )
-    .await;
+            grace,
+        ])
+    };
+    let out = replace("10m").await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = run(
-        &env,
-        &server,
-        &key,
-        &[
-            "connections",
-            "credentials",
-            &key_conn,
-            "--version",
-            "previous",
-        ],
-    )
+    let out = cli(&[
+        "connections",
+        "credentials",
+        &key_conn,
+        "--version",
+        "previous",
+    ])
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["credentials"]["key"], "sk-cli-guided");
-    let out = run(
-        &env,
-        &server,
-        &key,
-        &[
-            "connections",
-            "replace-credentials",
-            &key_conn,
-            "--credentials-file",
-            file.to_str().unwrap(),
-            "--grace",
-            "soon",
-        ],
-    )
-    .await;
+    let out = replace("soon").await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("grace"), "{}", stderr(&out));
 

@@ -15,9 +15,9 @@
 mod common;
 
 use common::Env;
-use rekey_client::api::{RotationQuery, StartRotation};
+use rekey_client::api::StartRotation;
 use rekey_client::Client;
-use rekey_testkit::dbtarget::DbTarget;
+use rekey_testkit::dbtarget::{rotations_of, DbTarget};
 use rekey_testkit::Db;
 use serde_json::json;
 use std::time::Duration;
@@ -61,6 +61,24 @@ async fn rotation_resumes_on_a_postgres_store_after_a_crash() {
     crash_at(Db::Postgres, DbTarget::Postgres, "set").await;
 }
 
+/// `rekey serve` with a fast worker, set to abort right after `fault_after`
+/// when given, and a client of it.
+async fn serve(env: &Env, key: &str, fault_after: Option<&str>) -> (common::Server, Client) {
+    let mut cmd = env.serve_command(&["--worker-tick-ms", "100"], None);
+    if let Some(step) = fault_after {
+        cmd.env("REKEY_FAULT_AFTER", step);
+    }
+    let server = common::start_server(cmd).await;
+    let c = Client::new(&server.base, key.to_string()).unwrap();
+    (server, c)
+}
+
+/// The labels of the connection's versions, newest first.
+async fn version_labels(c: &Client, id: &str) -> Vec<String> {
+    let versions = c.list_versions(id).await.unwrap().items;
+    versions.into_iter().map(|v| v.label).collect()
+}
+
 /// Start the rotation on a server that aborts after `step` and wait for
 /// the abort: the connection's id.
 async fn crash(
@@ -71,10 +89,7 @@ async fn crash(
     connection: serde_json::Value,
     req: StartRotation,
 ) -> String {
-    let mut crashing = env.serve_command(&["--worker-tick-ms", "100"], None);
-    crashing.env("REKEY_FAULT_AFTER", step);
-    let mut server = common::start_server(crashing).await;
-    let c = Client::new(&server.base, key.to_string()).unwrap();
+    let (mut server, c) = serve(env, key, Some(step)).await;
     let created = c
         .create_connection(&serde_json::from_value(connection).unwrap())
         .await
@@ -118,16 +133,9 @@ async fn resume(
     step: &str,
     what: &str,
 ) -> (common::Server, Client, rekey_client::api::RotationView) {
-    let server = env.serve_with(&["--worker-tick-ms", "100"], None).await;
-    let c = Client::new(&server.base, key.to_string()).unwrap();
+    let (server, c) = serve(env, key, None).await;
     for _ in 0..400 {
-        let page = c
-            .list_rotations(&RotationQuery {
-                connection: Some(id.to_string()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let page = rotations_of(&c, id).await.unwrap();
         assert_eq!(page.items.len(), 1, "{what}/{step}: one rotation");
         if page.items[0].finished {
             let done = page.items[0].clone();
@@ -177,16 +185,8 @@ async fn aws_crash_at(step: &str) {
         [(now.0.clone(), "Active".to_string())],
         "aws/{step}: exactly one key, the current: no orphan"
     );
-    let labels: Vec<String> = c
-        .list_versions(&id)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|v| v.label)
-        .collect();
     assert_eq!(
-        labels,
+        version_labels(&c, &id).await,
         ["current", "retired"],
         "aws/{step}: no pending left"
     );
@@ -226,16 +226,8 @@ async fn crash_at(db: Db, target: DbTarget, step: &str) {
         !target.login(&user, first_pw).await,
         "{target:?}/{step}: the old password is refused"
     );
-    let labels: Vec<String> = c
-        .list_versions(&id)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|v| v.label)
-        .collect();
     assert_eq!(
-        labels,
+        version_labels(&c, &id).await,
         ["current", "retired"],
         "{target:?}/{step}: no pending left"
     );
@@ -256,13 +248,7 @@ async fn operate(
         if let Ok(Some(_)) = server.child.try_wait() {
             return None;
         }
-        let Ok(page) = c
-            .list_rotations(&RotationQuery {
-                connection: Some(id.to_string()),
-                ..Default::default()
-            })
-            .await
-        else {
+        let Ok(page) = rotations_of(c, id).await else {
             // Between a crash and the exit being noticed.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -297,10 +283,7 @@ async fn key_pair_crash_at(step: &str) {
     let env = Env::new(Db::Sqlite).await;
     let key = env.admin_key("default", "admin").await;
     let sf = SnowflakeFixture::start("crash-acct").await;
-    let mut crashing = env.serve_command(&["--worker-tick-ms", "100"], None);
-    crashing.env("REKEY_FAULT_AFTER", step);
-    let mut server = common::start_server(crashing).await;
-    let c = Client::new(&server.base, key.to_string()).unwrap();
+    let (mut server, c) = serve(&env, &key, Some(step)).await;
     let conn = json!({"provider": "snowflake", "kind": "rsa_key_pair", "display_name": "crash key pair",
         "params": {"account": sf.account}, "probe_url": sf.statements_url(),
         "credentials": {"private_key_pem": rekey_testkit::fixture("test-rsa-2048.pem"), "username": "crash_user"}});
@@ -322,8 +305,7 @@ async fn key_pair_crash_at(step: &str) {
     );
     said_fault(&server, step, "key pair").await;
 
-    let mut server = env.serve_with(&["--worker-tick-ms", "100"], None).await;
-    let c = Client::new(&server.base, key.to_string()).unwrap();
+    let (mut server, c) = serve(&env, &key, None).await;
     let done = operate(&c, &sf, &id, &mut server)
         .await
         .unwrap_or_else(|| panic!("key pair/{step}: the restarted server died"));

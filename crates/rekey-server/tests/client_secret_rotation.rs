@@ -6,9 +6,11 @@
 //! at the provider every connection of the integration still refreshes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_testkit::oauth2_fixture::browser;
-use rekey_testkit::oidc::{authorize_as, OidcProvider};
-use rekey_testkit::{both_backends, Db, TestServer};
+use rekey_testkit::oidc::{
+    authorize_as, client_secret as old_secret, code_client, connect_link, finish, m2m_client,
+    start_connect, OidcProvider,
+};
+use rekey_testkit::{both_backends, Db, Resp, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,18 +21,9 @@ both_backends!(
     generated_private_key_jwt_key
 );
 
-fn old_secret(client: &str) -> String {
-    format!("{client}-secret-0123456789abcdef")
-}
-
 async fn start(s: &TestServer) -> OidcProvider {
-    let redirect = format!("{}/oauth/callback", s.base);
-    let code = |id: &str, method: &str| {
-        json!({"client_id": id, "client_secret": old_secret(id), "redirect_uris": [redirect],
-               "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": method})
-    };
-    let m2m = json!({"client_id": "m2m-client", "client_secret": old_secret("m2m-client"), "redirect_uris": [], "response_types": [],
-                     "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"});
+    let code = |id: &str, method: &str| code_client(&s.base, id, method);
+    let m2m = m2m_client("m2m-client", "client_secret_post");
     // private_key_jwt clients whose keys are registered at their jwks_uri.
     let jwt = |id: &str| {
         let mut c = code(id, "private_key_jwt");
@@ -57,39 +50,16 @@ fn fixture_jwk() -> Value {
 }
 
 async fn integration(s: &TestServer, op: &OidcProvider, client: &str, method: &str) -> String {
-    let mut body = json!({"provider": "custom-oidc", "display_name": format!("IdP {client}"), "client_id": client, "auth_method": method,
-        "scopes": ["openid", "email", "read"], "endpoints": {"issuer": op.issuer}});
-    if method == "private_key_jwt" {
-        body["private_key_pem"] = json!(rekey_testkit::fixture("test-rsa-2048.pem"));
-        body["key_id"] = json!("rekey-test-1");
-    } else {
-        body["client_secret"] = json!(old_secret(client));
-    }
-    s.post("/api/v1/integrations", &s.admin_key, body)
-        .await
-        .created_id()
+    let scopes = ["openid", "email", "read"];
+    rekey_testkit::oidc::integration(s, op, client, method, &scopes).await
 }
 
 /// A connection made through the integration by a real login as `login`.
 async fn connect(s: &TestServer, integ: &str, login: &str) -> String {
-    let url = s
-        .post(
-            "/api/v1/connect-sessions",
-            &s.admin_key,
-            json!({"integration": integ}),
-        )
-        .await
-        .json()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b = browser();
-    let start = b.post(format!("{url}/start")).send().await.unwrap();
-    assert_eq!(start.status(), 303);
-    let to_idp = start.headers()["location"].to_str().unwrap().to_string();
+    let to_idp = start_connect(&connect_link(s, integ).await).await;
     let cb = authorize_as(&to_idp, login, true).await;
-    let r = browser().get(&cb).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, page) = finish(&cb).await;
+    assert_eq!(status, 200, "{page}");
     let list = s
         .get_admin(&format!("/api/v1/connections?q={login}"))
         .await
@@ -99,6 +69,17 @@ async fn connect(s: &TestServer, integ: &str, login: &str) -> String {
 
 fn rotate_path(integ: &str) -> String {
     format!("/api/v1/integrations/{integ}/rotate-secret")
+}
+
+/// `POST …/rotate-secret` with the admin key.
+async fn rotate(s: &TestServer, integ: &str, body: Value) -> Resp {
+    s.post(&rotate_path(integ), &s.admin_key, body).await
+}
+
+/// `POST …/rotate-secret/confirm` with the admin key.
+async fn confirm(s: &TestServer, integ: &str) -> Resp {
+    let path = format!("{}/confirm", rotate_path(integ));
+    s.post(&path, &s.admin_key, json!({})).await
 }
 
 async fn refreshes(s: &TestServer, id: &str) -> Value {
@@ -122,13 +103,7 @@ async fn authorization_code_integration(db: Db) {
     let new = "basic-client-NEW-secret-9f8e7d6c5b4a";
     // Made in the provider's console: both secrets work there for now.
     op.add_client_secret("basic-client", new).await;
-    let r = s
-        .post(
-            &rotate_path(&integ),
-            &s.admin_key,
-            json!({"client_secret": new}),
-        )
-        .await;
+    let r = rotate(&s, &integ, json!({"client_secret": new})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let body = r.json();
     assert_eq!(body["tested_with"], "authorization_code", "{body}");
@@ -154,13 +129,9 @@ async fn authorization_code_integration(db: Db) {
     assert_eq!(e["details"]["new_fingerprint"], body["new_fingerprint"]);
     assert!(!a.text.contains(new));
     // The current secret again: refused, it is not new.
-    s.post(
-        &rotate_path(&integ),
-        &s.admin_key,
-        json!({"client_secret": new}),
-    )
-    .await
-    .assert_error(422, "invalid_field");
+    rotate(&s, &integ, json!({"client_secret": new}))
+        .await
+        .assert_error(422, "invalid_field");
     s.stop().await;
 }
 
@@ -177,13 +148,7 @@ async fn client_credentials_integration(db: Db) {
     let new = "m2m-client-NEW-secret-0a1b2c3d4e5f";
     op.add_client_secret("m2m-client", new).await;
     op.reset_stats().await;
-    let r = s
-        .post(
-            &rotate_path(&integ),
-            &s.admin_key,
-            json!({"client_secret": new}),
-        )
-        .await;
+    let r = rotate(&s, &integ, json!({"client_secret": new})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["tested_with"], "client_credentials");
     let (token_requests, _) = op.stats().await;
@@ -205,13 +170,12 @@ async fn refusals_change_nothing(db: Db) {
         .await
         .json();
     // Not made at the provider (a typo, another app's secret): refused there.
-    let r = s
-        .post(
-            &rotate_path(&integ),
-            &s.admin_key,
-            json!({"client_secret": "other-client-typo-secret-000000"}),
-        )
-        .await;
+    let r = rotate(
+        &s,
+        &integ,
+        json!({"client_secret": "other-client-typo-secret-000000"}),
+    )
+    .await;
     r.assert_error(422, "client_secret_rejected");
     assert!(!r.text.contains("typo-secret"), "{}", r.text);
     // A provider that echoes the presented secret in its refusal: the
@@ -219,13 +183,12 @@ async fn refusals_change_nothing(db: Db) {
     op.set_faults(json!({"token_status": 401, "token_count": 1,
         "token_body": {"error": "invalid_client", "error_description": "unknown secret other-client-ECHO-secret-222222"}}))
         .await;
-    let r = s
-        .post(
-            &rotate_path(&integ),
-            &s.admin_key,
-            json!({"client_secret": "other-client-ECHO-secret-222222"}),
-        )
-        .await;
+    let r = rotate(
+        &s,
+        &integ,
+        json!({"client_secret": "other-client-ECHO-secret-222222"}),
+    )
+    .await;
     r.assert_error(422, "client_secret_rejected");
     assert!(!r.text.contains("ECHO-secret"), "{}", r.text);
     // The provider is down: untested, nothing changed.
@@ -233,9 +196,9 @@ async fn refusals_change_nothing(db: Db) {
         .await;
     op.set_faults(json!({"token_status": 503, "token_count": 1}))
         .await;
-    s.post(
-        &rotate_path(&integ),
-        &s.admin_key,
+    rotate(
+        &s,
+        &integ,
         json!({"client_secret": "other-client-NEW-secret-111111"}),
     )
     .await
@@ -246,9 +209,9 @@ async fn refusals_change_nothing(db: Db) {
     op.set_faults(json!({"token_status": 400, "token_count": 2,
         "token_body": {"error": "invalid_grant", "error_description": "grant checked first"}}))
         .await;
-    s.post(
-        &rotate_path(&integ),
-        &s.admin_key,
+    rotate(
+        &s,
+        &integ,
         json!({"client_secret": "other-client-NEW-secret-111111"}),
     )
     .await
@@ -294,13 +257,13 @@ async fn refusals_change_nothing(db: Db) {
             "invalid_body",
         ),
     ] {
-        s.post(&rotate_path(&integ), &s.admin_key, body.clone())
+        rotate(&s, &integ, body.clone())
             .await
             .assert_error(status, code);
     }
-    s.post(
-        &rotate_path("int_00000000000000000000000000000000"),
-        &s.admin_key,
+    rotate(
+        &s,
+        "int_00000000000000000000000000000000",
         json!({"client_secret": "x-new-secret-12345"}),
     )
     .await
@@ -324,13 +287,12 @@ async fn generated_private_key_jwt_key(db: Db) {
     let s = TestServer::start(db).await;
     let op = start(&s).await;
     let integ = integration(&s, &op, "jwt2-client", "private_key_jwt").await;
-    let r = s
-        .post(
-            &rotate_path(&integ),
-            &s.admin_key,
-            json!({"generate_key": true, "key_id": "rekey-test-2"}),
-        )
-        .await;
+    let r = rotate(
+        &s,
+        &integ,
+        json!({"generate_key": true, "key_id": "rekey-test-2"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert!(!r.text.contains("PRIVATE"), "{}", r.text);
     let body = r.json();
@@ -354,13 +316,7 @@ async fn generated_private_key_jwt_key(db: Db) {
     // Registered in the provider's console next to the old key, confirmed.
     op.set_client_jwks("jwt2-client", json!([fixture_jwk(), jwk]))
         .await;
-    let r = s
-        .post(
-            &format!("{}/confirm", rotate_path(&integ)),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
+    let r = confirm(&s, &integ).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["state"], "rotated");
     assert_eq!(r.json()["integration"]["key_id"], "rekey-test-2");
@@ -374,35 +330,21 @@ async fn generated_private_key_jwt_key(db: Db) {
             .json()["status"],
         "active"
     );
-    s.post(
-        &format!("{}/confirm", rotate_path(&integ)),
-        &s.admin_key,
-        json!({}),
-    )
-    .await
-    .assert_error(409, "no_pending_secret");
+    confirm(&s, &integ)
+        .await
+        .assert_error(409, "no_pending_secret");
     s.get_admin(&rotate_path(&integ))
         .await
         .assert_error(409, "no_pending_secret");
 
     // Never registered: refused, kept waiting, then discarded.
     let other = integration(&s, &op, "jwt3-client", "private_key_jwt").await;
-    let r = s
-        .post(
-            &rotate_path(&other),
-            &s.admin_key,
-            json!({"generate_key": true}),
-        )
-        .await;
+    let r = rotate(&s, &other, json!({"generate_key": true})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(r.json()["public_jwk"]["kid"].as_str().unwrap().len(), 43);
-    s.post(
-        &format!("{}/confirm", rotate_path(&other)),
-        &s.admin_key,
-        json!({}),
-    )
-    .await
-    .assert_error(422, "client_secret_rejected");
+    confirm(&s, &other)
+        .await
+        .assert_error(422, "client_secret_rejected");
     assert_eq!(
         s.delete(&rotate_path(&other), &s.admin_key).await.status,
         StatusCode::NO_CONTENT
@@ -412,13 +354,7 @@ async fn generated_private_key_jwt_key(db: Db) {
         .assert_error(409, "no_pending_secret");
     // A key generated for the old setup is dropped when the secret is
     // replaced by hand (PATCH).
-    let r = s
-        .post(
-            &rotate_path(&other),
-            &s.admin_key,
-            json!({"generate_key": true}),
-        )
-        .await;
+    let r = rotate(&s, &other, json!({"generate_key": true})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let r = s
         .patch(
@@ -428,21 +364,13 @@ async fn generated_private_key_jwt_key(db: Db) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    s.post(
-        &format!("{}/confirm", rotate_path(&other)),
-        &s.admin_key,
-        json!({}),
-    )
-    .await
-    .assert_error(409, "no_pending_secret");
+    confirm(&s, &other)
+        .await
+        .assert_error(409, "no_pending_secret");
     // generate_key is for private_key_jwt only.
     let plain = integration(&s, &op, "other-client", "client_secret_basic").await;
-    s.post(
-        &rotate_path(&plain),
-        &s.admin_key,
-        json!({"generate_key": true}),
-    )
-    .await
-    .assert_error(400, "invalid_field");
+    rotate(&s, &plain, json!({"generate_key": true}))
+        .await
+        .assert_error(400, "invalid_field");
     s.stop().await;
 }

@@ -4,8 +4,9 @@
 //! client credentials, RFC 9207 `iss` mix-up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rekey_testkit::oauth2_fixture::browser;
-use rekey_testkit::oidc::{authorize_as, OidcProvider};
+use rekey_testkit::oidc::{
+    authorize_as, code_client, connect_link, finish, m2m_client, start_connect, OidcProvider,
+};
 use rekey_testkit::{assert_checked, both_backends, fixture, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -15,17 +16,12 @@ async fn start(s: &TestServer) -> OidcProvider {
 }
 
 async fn start_env(s: &TestServer, env: &[(&str, &str)]) -> OidcProvider {
-    let redirect = format!("{}/oauth/callback", s.base);
     let jwk: Value = serde_json::from_str(&fixture("test-rsa-2048.jwk.json")).unwrap();
-    let code = |id: &str, method: &str| {
-        json!({"client_id": id, "client_secret": format!("{id}-secret-0123456789abcdef"), "redirect_uris": [redirect],
-               "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": method})
-    };
+    let code = |id: &str, method: &str| code_client(&s.base, id, method);
     let mut jwt = code("jwt-client", "private_key_jwt");
     jwt.as_object_mut().unwrap().remove("client_secret");
     jwt["jwks"] = json!({"keys": [jwk]});
-    let m2m = json!({"client_id": "m2m-client", "client_secret": "m2m-client-secret-0123456789abcdef", "redirect_uris": [], "response_types": [],
-                     "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_basic"});
+    let m2m = m2m_client("m2m-client", "client_secret_basic");
     OidcProvider::start_with_env(
         json!([
             code("basic-client", "client_secret_basic"),
@@ -39,16 +35,8 @@ async fn start_env(s: &TestServer, env: &[(&str, &str)]) -> OidcProvider {
 }
 
 async fn integration(s: &TestServer, op: &OidcProvider, client: &str, method: &str) -> String {
-    let mut body = json!({"provider": "custom-oidc", "display_name": format!("IdP {client}"), "client_id": client, "auth_method": method,
-        "scopes": ["openid", "email", "profile", "read", "write"], "endpoints": {"issuer": op.issuer}});
-    if method == "private_key_jwt" {
-        body["private_key_pem"] = json!(fixture("test-rsa-2048.pem"));
-        body["key_id"] = json!("rekey-test-1");
-    } else {
-        body["client_secret"] = json!(format!("{client}-secret-0123456789abcdef"));
-    }
-    let r = s.post("/api/v1/integrations", &s.admin_key, body).await;
-    r.created_id()
+    let scopes = ["openid", "email", "profile", "read", "write"];
+    rekey_testkit::oidc::integration(s, op, client, method, &scopes).await
 }
 
 /// Connect page → start → real login and consent as `login` → callback URL.
@@ -60,32 +48,14 @@ async fn authorize(
 ) -> String {
     let url = match reauthorize {
         Some(id) => s.reauthorize_link(id).await,
-        None => s
-            .post(
-                "/api/v1/connect-sessions",
-                &s.admin_key,
-                json!({"integration": integration}),
-            )
-            .await
-            .json()["url"]
-            .as_str()
-            .unwrap()
-            .to_string(),
+        None => connect_link(s, integration).await,
     };
-    let b = browser();
-    let start = b.post(format!("{url}/start")).send().await.unwrap();
-    assert_eq!(start.status(), 303);
-    let to_idp = start.headers()["location"].to_str().unwrap().to_string();
+    let to_idp = start_connect(&url).await;
     assert!(
         to_idp.contains("nonce=") && to_idp.contains("code_challenge_method=S256"),
         "{to_idp}"
     );
     authorize_as(&to_idp, login, true).await
-}
-
-async fn finish(cb: &str) -> (u16, String) {
-    let r = browser().get(cb).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 both_backends!(
@@ -277,24 +247,8 @@ async fn oidc_issuer_mixup_and_denial(db: Db) {
         "no token request after an iss mismatch"
     );
     // The user declines consent: a clear page, nothing stored.
-    let url = s
-        .post(
-            "/api/v1/connect-sessions",
-            &s.admin_key,
-            json!({"integration": integ}),
-        )
-        .await
-        .json()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let start = browser().post(format!("{url}/start")).send().await.unwrap();
-    let cb = authorize_as(
-        start.headers()["location"].to_str().unwrap(),
-        "alice",
-        false,
-    )
-    .await;
+    let to_idp = start_connect(&connect_link(&s, &integ).await).await;
+    let cb = authorize_as(&to_idp, "alice", false).await;
     let (st, page) = finish(&cb).await;
     assert_eq!(st, 422, "{page}");
     assert!(page.contains("access_denied"), "{page}");
@@ -318,11 +272,7 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
     assert_eq!(st, 200, "{page}");
     let list = s.get_admin("/api/v1/connections").await.json();
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
-    let check = || async {
-        s.act(&format!("/api/v1/connections/{id}/check"))
-            .await
-            .ok_json()
-    };
+    let check = || s.check(&id);
 
     op.reset_stats().await;
     let r = check().await;

@@ -7,7 +7,7 @@
 
 use rekey_api::{Grace, StartRotation};
 use rekey_client::Client;
-use rekey_testkit::dbtarget::{wait_for_rotation, DbTarget};
+use rekey_testkit::dbtarget::{rotate_to, rotations_of, wait_for_rotation, DbTarget};
 use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -48,6 +48,12 @@ async fn db_conn(s: &TestServer, provider: &str, user: &str, pw: &str, params: V
 
 fn pg_params() -> Value {
     json!({"host": "127.0.0.1", "port": "5432", "database": "test"})
+}
+
+/// Whether the tenant has no rotation at all.
+async fn no_rotations(c: &Client) -> bool {
+    let page = c.list_rotations(&Default::default()).await.unwrap();
+    page.items.is_empty()
 }
 
 /// The username and password rekey holds as current.
@@ -125,27 +131,15 @@ async fn postgres_single_user_twice(db: Db) {
     }
     assert!(!a.text.contains(&old_pw), "no password in the audit log");
     assert!(a.text.contains(&v[0].fingerprint), "fingerprints are");
-    let list = c
-        .list_rotations(&rekey_api::RotationQuery {
-            connection: Some(id.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let list = rotations_of(&c, &id).await.unwrap();
     assert_eq!(list.items.len(), 2);
     assert!(list
         .items
         .iter()
         .all(|r| r.state == "retired" && r.finished));
     // The connection's check uses the new password.
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.json()["outcome"], "ok", "{}", r.text);
+    let r = s.check(&id).await;
+    assert_eq!(r["outcome"], "ok", "{r}");
     drop_pg_role(&role).await;
     s.stop().await;
 }
@@ -165,9 +159,7 @@ async fn postgres_alternate_users(db: Db) {
         alternate_username: Some(b.clone()),
         ..Default::default()
     };
-    let r = c.start_rotation(&id, &req).await.unwrap();
-    let promoted = wait_for_rotation(&c, &r.id, "promoted").await;
-    assert_eq!(promoted.state, "promoted", "{promoted:?}");
+    let promoted = rotate_to(&c, &id, &req, "promoted").await;
     let (user, pw) = current(&c, &id).await;
     assert_eq!(user, b, "the idle role took over");
     assert!(pg_login(&b, &pw).await);
@@ -176,7 +168,11 @@ async fn postgres_alternate_users(db: Db) {
     assert_eq!(prev.credentials["username"], a.as_str());
     assert!(pg_login(&a, "alt-a-password-1").await);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let done = s.rekey.drive_rotation("default", &r.id).await.unwrap();
+    let done = s
+        .rekey
+        .drive_rotation("default", &promoted.id)
+        .await
+        .unwrap();
     assert_eq!(done.state.as_str(), "retired");
     assert!(
         !pg_login(&a, "alt-a-password-1").await,
@@ -193,9 +189,7 @@ async fn postgres_alternate_users(db: Db) {
         grace: Some(Grace::Seconds(0)),
         ..req
     };
-    let r = c.start_rotation(&id, &req).await.unwrap();
-    let done = wait_for_rotation(&c, &r.id, "retired").await;
-    assert_eq!(done.state, "retired", "{done:?}");
+    rotate_to(&c, &id, &req, "retired").await;
     let (user, pw2) = current(&c, &id).await;
     assert_eq!(user, a);
     assert!(pg_login(&a, &pw2).await);
@@ -212,13 +206,8 @@ async fn mysql_single_user(db: Db) {
     let user = my.create_user("rkrot", "my-first-pw-1").await;
     let params = json!({"host": "127.0.0.1", "port": "3306", "database": "information_schema"});
     let id = db_conn(&s, "mysql", &user, "my-first-pw-1", params).await;
-    let r = c
-        .start_rotation(&id, &StartRotation::default())
-        .await
-        .unwrap();
-    assert_eq!(r.rotator, "mysql");
-    let done = wait_for_rotation(&c, &r.id, "retired").await;
-    assert_eq!(done.state, "retired", "{done:?}");
+    let done = rotate_to(&c, &id, &StartRotation::default(), "retired").await;
+    assert_eq!(done.rotator, "mysql");
     let (u, pw) = current(&c, &id).await;
     assert_eq!(u, user);
     assert!(my.login(&user, &pw).await, "the new password logs in");
@@ -235,9 +224,7 @@ async fn bad_requests_change_nothing(db: Db) {
     let c = s.client(&s.admin_key);
     // A kind the catalog has no rotator for, asked for `api` rotation
     // (without a method it gets a guided one: see rotation_guided.rs).
-    let key = s
-        .create_api_key_conn(&s.admin_key, "sk-norotator", json!({}))
-        .await;
+    let key = s.api_key_conn("sk-norotator").await;
     assert_api_error(
         c.start_rotation(
             &key,
@@ -250,12 +237,7 @@ async fn bad_requests_change_nothing(db: Db) {
         422,
         "no_rotator",
     );
-    assert!(c
-        .list_rotations(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(no_rotations(&c).await);
     let role = pg_role("rk_rot_bad", "bad-first-pw-1").await;
     let id = db_conn(&s, "postgresql", &role, "bad-first-pw-1", pg_params()).await;
     // Grace out of range, unknown strategy, alternate users without their
@@ -409,9 +391,7 @@ async fn scheduled_rotation(db: Db) {
     ] {
         assert_api_error(c.set_rotation_schedule(&id, &req).await, 400, code);
     }
-    let key = s
-        .create_api_key_conn(&s.admin_key, "sk-sched", json!({}))
-        .await;
+    let key = s.api_key_conn("sk-sched").await;
     assert_api_error(
         c.set_rotation_schedule(&key, &every("30d", None)).await,
         422,
@@ -427,12 +407,7 @@ async fn scheduled_rotation(db: Db) {
         (30 * 86_400, "any")
     );
     s.rekey.start_scheduled_rotations(10).await.unwrap();
-    assert!(c
-        .list_rotations(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(no_rotations(&c).await);
     // Due, but the window is closed now: it moves to the window's opening.
     let now = time_of_day_minutes();
     let closed = format!(
@@ -448,12 +423,7 @@ async fn scheduled_rotation(db: Db) {
     s.sql(&["UPDATE rotation_schedules SET next_due_at = 1"])
         .await;
     s.rekey.start_scheduled_rotations(10).await.unwrap();
-    assert!(c
-        .list_rotations(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(no_rotations(&c).await);
     let later = c.get_rotation_schedule(&id).await.unwrap();
     assert!(later.next_due_at.as_str() > "2000", "{later:?}");
     // Due inside the window: a rotation starts and runs; the next is a period on.
@@ -514,9 +484,7 @@ async fn mysql_alternate_users_with_an_admin(db: Db) {
         alternate_username: Some(b.clone()),
         ..Default::default()
     };
-    let r = c.start_rotation(&id, &req).await.unwrap();
-    let done = wait_for_rotation(&c, &r.id, "retired").await;
-    assert_eq!(done.state, "retired", "{done:?}");
+    rotate_to(&c, &id, &req, "retired").await;
     let (user, pw) = current(&c, &id).await;
     assert_eq!(user, b, "the idle user took over");
     assert!(my.login(&b, &pw).await, "the new password logs in");
@@ -570,19 +538,12 @@ async fn redshift_uses_the_postgres_rotator(db: Db) {
     let c = s.client(&s.admin_key);
     let role = pg_role("rk_rot_redshift", "Redshift-first-1").await;
     let id = db_conn(&s, "redshift", &role, "Redshift-first-1", pg_params()).await;
-    let r = c
-        .start_rotation(
-            &id,
-            &StartRotation {
-                method: Some("api".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.rotator, "postgres");
-    let done = wait_for_rotation(&c, &r.id, "retired").await;
-    assert_eq!(done.state, "retired", "{done:?}");
+    let api = StartRotation {
+        method: Some("api".into()),
+        ..Default::default()
+    };
+    let done = rotate_to(&c, &id, &api, "retired").await;
+    assert_eq!(done.rotator, "postgres");
     let (user, pw) = current(&c, &id).await;
     assert_eq!(user, role);
     // Redshift's password rule: upper case, lower case and a digit.

@@ -6,7 +6,7 @@
 
 use rekey_api::{Grace, StartRotation};
 use rekey_client::Client;
-use rekey_testkit::dbtarget::wait_for_rotation;
+use rekey_testkit::dbtarget::{rotate_to, rotations_of, wait_for_rotation};
 use rekey_testkit::moto::Moto;
 use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
 use serde_json::{json, Value};
@@ -124,14 +124,8 @@ async fn aws_key_rotation(db: Db) {
         .await;
     assert!(!rot.text.contains(&now.1));
     // The connection's check uses the new key.
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.json()["outcome"], "ok", "{}", r.text);
+    let r = s.check(&id).await;
+    assert_eq!(r["outcome"], "ok", "{r}");
     moto.stop().await;
     s.stop().await;
 }
@@ -141,9 +135,7 @@ async fn aws_grace_keeps_the_old_key_working(db: Db) {
     let c = s.client(&s.admin_key);
     let (moto, first) = moto_user().await;
     let id = aws_conn(&s, &moto, &first).await;
-    let r = c.start_rotation(&id, &request(&moto, 2)).await.unwrap();
-    let promoted = wait_for_rotation(&c, &r.id, "promoted").await;
-    assert_eq!(promoted.state, "promoted", "{promoted:?}");
+    let promoted = rotate_to(&c, &id, &request(&moto, 2), "promoted").await;
     let now = current(&c, &id).await;
     assert!(moto.key_works(&now).await);
     // During the grace the old key is active and handed out as previous.
@@ -160,7 +152,11 @@ async fn aws_grace_keeps_the_old_key_working(db: Db) {
     want.sort();
     assert_eq!(keys, want);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let done = s.rekey.drive_rotation("default", &r.id).await.unwrap();
+    let done = s
+        .rekey
+        .drive_rotation("default", &promoted.id)
+        .await
+        .unwrap();
     assert_eq!(done.state.as_str(), "retired");
     assert!(!moto.key_works(&first).await);
     assert_eq!(
@@ -188,9 +184,7 @@ async fn aws_two_key_limit(db: Db) {
     let mut before = moto.access_keys(&first, USER).await;
     before.sort();
     // Two keys: refused, rolled back, nothing created or deleted.
-    let r = c.start_rotation(&id, &request(&moto, 0)).await.unwrap();
-    let done = wait_for_rotation(&c, &r.id, "rolled_back").await;
-    assert_eq!(done.state, "rolled_back", "{done:?}");
+    let done = rotate_to(&c, &id, &request(&moto, 0), "rolled_back").await;
     let err = done.last_error.clone().unwrap();
     assert_eq!(err["code"], "aws_key_limit", "{err}");
     assert!(
@@ -255,13 +249,7 @@ async fn aws_two_key_limit(db: Db) {
         .await;
     assert_eq!(r.status, 422, "{}", r.text);
     assert!(!r.text.contains(&wrong.1), "{}", r.text);
-    let list = c
-        .list_rotations(&rekey_api::RotationQuery {
-            connection: Some(bad.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let list = rotations_of(&c, &bad).await.unwrap();
     assert!(list.items.is_empty());
     assert_eq!(
         moto.access_keys(&now, USER).await,

@@ -76,18 +76,6 @@ async fn current_key(c: &Client, id: &str) -> (String, String) {
     (cur.fingerprint.clone(), pem)
 }
 
-async fn check_status(s: &TestServer, id: &str) -> Value {
-    let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/check"),
-            &s.admin_key,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json()
-}
-
 /// Slot 1 → 2 → 1: each rotation shows the statements for the free slot,
 /// the operator runs them, and the key rekey holds as current is the one in
 /// the slot that stays.
@@ -105,7 +93,7 @@ async fn key_pair_two_slots_twice(db: Db) {
         public_body(&s, &c, &id).await
     ));
     assert_eq!(sf.slots("svc_user"), [Some(fp_a.clone()), None]);
-    assert_eq!(check_status(&s, &id).await["status"], "active");
+    assert_eq!(s.check(&id).await["status"], "active");
 
     let mut old_fp = fp_a.clone();
     let mut old_pem = pem_a.clone();
@@ -163,7 +151,7 @@ async fn key_pair_two_slots_twice(db: Db) {
         expect[new_slot] = Some(fp_new.clone());
         assert_eq!(sf.slots("svc_user"), expect, "round {round}");
         // The connection works with the key that stayed.
-        let chk = check_status(&s, &id).await;
+        let chk = s.check(&id).await;
         assert_eq!(chk["status"], "active", "{chk}");
         old_fp = fp_new;
         old_pem = pem_new;
@@ -236,7 +224,7 @@ async fn key_pair_untested_key_fails_without_touching_current(db: Db) {
         "{done:?}"
     );
     assert_eq!(current_key(&c, &id).await, (fp, pem));
-    assert_eq!(check_status(&s, &id).await["status"], "active");
+    assert_eq!(s.check(&id).await["status"], "active");
     sf.stop().await;
     s.stop().await;
 }
@@ -330,9 +318,7 @@ async fn guided_api_key_rotation(db: Db) {
 async fn cancel_and_confirm_errors(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    let id = s
-        .create_api_key_conn(&s.admin_key, "sk-cancel-me-1", json!({}))
-        .await;
+    let id = s.api_key_conn("sk-cancel-me-1").await;
     let versions_before = c.list_versions(&id).await.unwrap().items.len();
     let r = c
         .start_rotation(&id, &StartRotation::default())

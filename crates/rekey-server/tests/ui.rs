@@ -162,25 +162,13 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     let csrf = csrf_of(&html);
 
     // A form without its CSRF token is refused and changes nothing.
-    let (st, _) = post_form(&s, &format!("/ui/connections/{id}/check"), &olga, &[]).await;
+    let (st, _) = act(&s, &olga, &id, "check", &[]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/check"),
-        &olga,
-        &[("csrf", "forged")],
-    )
-    .await;
+    let (st, _) = act(&s, &olga, &id, "check", &[("csrf", "forged")]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     assert_eq!(fx.hits(), 0);
     // With it, the operator's check runs and the tile shows the broken state.
-    let (st, html) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/check"),
-        &olga,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (st, html) = act(&s, &olga, &id, "check", &[("csrf", &csrf)]).await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(html.contains("needs reauthorization"), "{html}");
     let (_, html, _) = get(&s, "/ui/connections?status=needs_reauth", &olga).await;
@@ -251,12 +239,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         "{html}"
     );
     // The check is audited as the user.
-    let a = s
-        .get_admin(&format!(
-            "/api/v1/audit?action=connection.checked&target={id}"
-        ))
-        .await
-        .json();
+    let a = audit(&s, &format!("action=connection.checked&target={id}")).await;
     assert_eq!(a["items"][0]["actor"], "user:olga");
 
     // A viewer sees the tiles but cannot act, even with a valid token.
@@ -272,33 +255,15 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         "viewers read, without actions: {page}"
     );
     let vcsrf = csrf_of(&html);
-    let (st, _) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/check"),
-        &vic,
-        &[("csrf", &vcsrf)],
-    )
-    .await;
+    let (st, _) = act(&s, &vic, &id, "check", &[("csrf", &vcsrf)]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // One session's token does not work for another.
-    let (st, _) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/check"),
-        &vic,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (st, _) = act(&s, &vic, &id, "check", &[("csrf", &csrf)]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // The three-dot menu's actions: viewers are refused; operators confirm
     // then act, each with a visible result.
-    let (st, _) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/disable"),
-        &vic,
-        &[("csrf", &vcsrf)],
-    )
-    .await;
+    let (st, _) = act(&s, &vic, &id, "disable", &[("csrf", &vcsrf)]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, html, _) = get(&s, &format!("/ui/connections/{id}/confirm/disable"), &olga).await;
     assert_eq!(st, StatusCode::OK);
@@ -306,15 +271,9 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         html.contains("Disable Acme CRM") && html.contains("name=\"csrf\""),
         "{html}"
     );
-    let (st, _) = post_form(&s, &format!("/ui/connections/{id}/disable"), &olga, &[]).await;
+    let (st, _) = act(&s, &olga, &id, "disable", &[]).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "no CSRF token, no action");
-    let (st, html) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/disable"),
-        &olga,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (st, html) = act(&s, &olga, &id, "disable", &[("csrf", &csrf)]).await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(html.contains("is disabled"), "{html}");
     let (_, html, _) = get(&s, "/ui/connections", &olga).await;
@@ -322,21 +281,9 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         html.contains("Disabled") && html.contains("confirm/enable"),
         "{html}"
     );
-    let (_, html) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/enable"),
-        &olga,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (_, html) = act(&s, &olga, &id, "enable", &[("csrf", &csrf)]).await;
     assert!(html.contains("enabled"), "{html}");
-    let (st, _) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/explode"),
-        &olga,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (st, _) = act(&s, &olga, &id, "explode", &[("csrf", &csrf)]).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     // Reauthorize opens the hosted Connect page (a key form for this kind).
     let r = browser()
@@ -356,13 +303,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
         r.headers()
     );
     // Revoke a key-based connection: the manual steps are shown.
-    let (_, html) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/revoke"),
-        &olga,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (_, html) = act(&s, &olga, &id, "revoke", &[("csrf", &csrf)]).await;
     assert!(
         html.contains("manual revocation") && html.contains("Delete or disable the credential"),
         "{html}"
@@ -372,26 +313,22 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     let (st, html, _) = get(&s, &format!("/ui/connections/{id}/update"), &olga).await;
     assert_eq!(st, StatusCode::OK);
     assert!(html.contains("type=\"password\""), "{html}");
-    let (st, _) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/update"),
-        &olga,
-        &[("key", "ui-key-new-9")],
-    )
-    .await;
+    let (st, _) = act(&s, &olga, &id, "update", &[("key", "ui-key-new-9")]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = post_form(
+    let (st, _) = act(
         &s,
-        &format!("/ui/connections/{id}/update"),
         &vic,
+        &id,
+        "update",
         &[("csrf", &vcsrf), ("key", "ui-key-new-9")],
     )
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, html) = post_form(
+    let (st, html) = act(
         &s,
-        &format!("/ui/connections/{id}/update"),
         &olga,
+        &id,
+        "update",
         &[("csrf", &csrf), ("key", "ui-key-new-9")],
     )
     .await;
@@ -403,13 +340,7 @@ async fn sign_in_sessions_csrf_and_roles(db: Db) {
     let other = s
         .create_api_key_conn(&s.admin_key, "ui-key-2", json!({"display_name": "Old ETL"}))
         .await;
-    let (_, html) = post_form(
-        &s,
-        &format!("/ui/connections/{other}/delete"),
-        &olga,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (_, html) = act(&s, &olga, &other, "delete", &[("csrf", &csrf)]).await;
     assert!(html.contains("deleted"), "{html}");
     let (_, html, _) = get(&s, "/ui/connections", &olga).await;
     assert!(!html.contains("Old ETL"));
@@ -429,6 +360,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
     let s = TestServer::start(db).await;
     let (olga, csrf) = user(&s, "olga", Role::Operator).await;
     let (vic, vcsrf) = user(&s, "vic", Role::Viewer).await;
+    let (as_olga, as_vic) = ((&*olga, &*csrf), (&*vic, &*vcsrf));
     let fx = ProviderFixture::start().await;
     fx.set_mode(Mode::Ok);
     fx.set_valid_credential(Some("bulk-good"));
@@ -499,18 +431,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
         .assert_error(400, "invalid_search");
 
     // Bulk check of picked tiles: one result row per connection.
-    let (st, html) = post_form(
-        &s,
-        "/ui/bulk",
-        &olga,
-        &[
-            ("csrf", &csrf),
-            ("action", "check"),
-            ("id", &good),
-            ("id", &bad),
-        ],
-    )
-    .await;
+    let (st, html) = bulk(&s, as_olga, "check", &[("id", &good), ("id", &bad)]).await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert_eq!(names(&html), ["Billing 100% sync", "Billing_ETL"], "{html}");
     assert!(html.contains("1 done, 1 failed"), "{html}");
@@ -520,13 +441,11 @@ async fn search_filters_and_bulk_actions(db: Db) {
     );
     assert_eq!(fx.hits(), 2);
     // All matching the filter: the filter is resolved on the server.
-    let (st, html) = post_form(
+    let (st, html) = bulk(
         &s,
-        "/ui/bulk",
-        &olga,
+        as_olga,
+        "check",
         &[
-            ("csrf", &csrf),
-            ("action", "check"),
             ("all", "1"),
             ("tag", "marketing"),
             ("q", ""),
@@ -538,28 +457,18 @@ async fn search_filters_and_bulk_actions(db: Db) {
     assert_eq!(names(&html), ["Marketing feed"], "{html}");
     assert_eq!(fx.hits(), 3);
     assert_eq!(status_of(&s, &mkt).await, "needs_reauth");
-    let a = s
-        .get_admin(&format!(
-            "/api/v1/audit?action=connection.checked&target={mkt}"
-        ))
-        .await
-        .json();
+    let a = audit(&s, &format!("action=connection.checked&target={mkt}")).await;
     assert_eq!(
         a["items"][0]["actor"], "user:olga",
         "each row is audited as the user"
     );
 
     // Revoke asks first, listing exactly what it will touch; nothing changes yet.
-    let (st, html) = post_form(
+    let (st, html) = bulk(
         &s,
-        "/ui/bulk",
-        &olga,
-        &[
-            ("csrf", &csrf),
-            ("action", "revoke"),
-            ("all", "1"),
-            ("status", "needs_reauth"),
-        ],
+        as_olga,
+        "revoke",
+        &[("all", "1"), ("status", "needs_reauth")],
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{html}");
@@ -571,18 +480,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
         "needs_reauth",
         "not revoked before confirmation"
     );
-    let (st, html) = post_form(
-        &s,
-        "/ui/bulk",
-        &olga,
-        &[
-            ("csrf", &csrf),
-            ("action", "revoke"),
-            ("confirmed", "1"),
-            ("id", &mkt),
-        ],
-    )
-    .await;
+    let (st, html) = bulk(&s, as_olga, "revoke", &[("confirmed", "1"), ("id", &mkt)]).await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(
         html.contains("Revocation pending") && html.contains("Manual steps"),
@@ -590,18 +488,8 @@ async fn search_filters_and_bulk_actions(db: Db) {
     );
     assert_eq!(status_of(&s, &mkt).await, "revoke_pending");
     // Request reauthorization: a Connect link per connection.
-    let (st, html) = post_form(
-        &s,
-        "/ui/bulk",
-        &olga,
-        &[
-            ("csrf", &csrf),
-            ("action", "reauthorize"),
-            ("confirmed", "1"),
-            ("id", &bad),
-        ],
-    )
-    .await;
+    let reauthorize_bad = [("confirmed", "1"), ("id", bad.as_str())];
+    let (st, html) = bulk(&s, as_olga, "reauthorize", &reauthorize_bad).await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert!(
         html.contains("Link made") && html.contains("/connect/"),
@@ -615,18 +503,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
     };
     let first = link_of(&html);
     assert!(first.contains("/connect/"), "{first}");
-    let (_, html) = post_form(
-        &s,
-        "/ui/bulk",
-        &olga,
-        &[
-            ("csrf", &csrf),
-            ("action", "reauthorize"),
-            ("confirmed", "1"),
-            ("id", &bad),
-        ],
-    )
-    .await;
+    let (_, html) = bulk(&s, as_olga, "reauthorize", &reauthorize_bad).await;
     let second = link_of(&html);
     assert_ne!(first, second);
     let r = browser().get(&first).send().await.unwrap();
@@ -641,22 +518,10 @@ async fn search_filters_and_bulk_actions(db: Db) {
 
     // Refusals: nothing picked, unknown action, too many, foreign id,
     // missing CSRF token, viewer.
-    let (st, html) = post_form(
-        &s,
-        "/ui/bulk",
-        &olga,
-        &[("csrf", &csrf), ("action", "check")],
-    )
-    .await;
+    let (st, html) = bulk(&s, as_olga, "check", &[]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(html.contains("Select at least one connection"), "{html}");
-    let (st, _) = post_form(
-        &s,
-        "/ui/bulk",
-        &olga,
-        &[("csrf", &csrf), ("action", "explode"), ("id", &good)],
-    )
-    .await;
+    let (st, _) = bulk(&s, as_olga, "explode", &[("id", &good)]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let many: Vec<String> = (0..1001).map(|i| format!("con_{i:032x}")).collect();
     let mut form = vec![("csrf", csrf.as_str()), ("action", "check")];
@@ -664,15 +529,11 @@ async fn search_filters_and_bulk_actions(db: Db) {
     let (st, html) = post_form(&s, "/ui/bulk", &olga, &form).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
     assert!(html.contains("at most 1000"), "{html}");
-    let (st, _) = post_form(
+    let (st, _) = bulk(
         &s,
-        "/ui/bulk",
-        &olga,
-        &[
-            ("csrf", &csrf),
-            ("action", "check"),
-            ("id", "con_0000000000000000000000000000000a"),
-        ],
+        as_olga,
+        "check",
+        &[("id", "con_0000000000000000000000000000000a")],
     )
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -684,17 +545,11 @@ async fn search_filters_and_bulk_actions(db: Db) {
         .create_api_key_conn(&other_key, "bulk-good", json!({"probe_url": fx.rest_url()}))
         .await;
     let hits = fx.hits();
-    let (st, _) = post_form(
+    let (st, _) = bulk(
         &s,
-        "/ui/bulk",
-        &olga,
-        &[
-            ("csrf", &csrf),
-            ("action", "revoke"),
-            ("confirmed", "1"),
-            ("id", &good),
-            ("id", &foreign),
-        ],
+        as_olga,
+        "revoke",
+        &[("confirmed", "1"), ("id", &good), ("id", &foreign)],
     )
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -708,13 +563,7 @@ async fn search_filters_and_bulk_actions(db: Db) {
         !html.contains("id=\"bulk\"") && !html.contains("Select Billing"),
         "viewer has no bulk form: {html}"
     );
-    let (st, _) = post_form(
-        &s,
-        "/ui/bulk",
-        &vic,
-        &[("csrf", &vcsrf), ("action", "check"), ("id", &good)],
-    )
-    .await;
+    let (st, _) = bulk(&s, as_vic, "check", &[("id", &good)]).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     assert_eq!(fx.hits(), hits, "refused bulk actions ran nothing");
 
@@ -807,6 +656,35 @@ async fn search_filters_and_bulk_actions(db: Db) {
     s.stop().await;
 }
 
+/// Post the connection `id`'s dashboard `action` form as `cookie`.
+async fn act(
+    s: &TestServer,
+    cookie: &str,
+    id: &str,
+    action: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
+    post_form(s, &format!("/ui/connections/{id}/{action}"), cookie, form).await
+}
+
+/// Post the bulk form as the signed-in user `(cookie, csrf token)`: the
+/// token, the `action`, then `rest` (picked ids, filters, confirmation).
+async fn bulk(
+    s: &TestServer,
+    (cookie, csrf): (&str, &str),
+    action: &str,
+    rest: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let mut form = vec![("csrf", csrf), ("action", action)];
+    form.extend_from_slice(rest);
+    post_form(s, "/ui/bulk", cookie, &form).await
+}
+
+/// The audit log's page for this query string, read with the admin key.
+async fn audit(s: &TestServer, query: &str) -> serde_json::Value {
+    s.get_admin(&format!("/api/v1/audit?{query}")).await.json()
+}
+
 async fn status_of(s: &TestServer, id: &str) -> String {
     s.get_admin(&format!("/api/v1/connections/{id}"))
         .await
@@ -821,6 +699,7 @@ async fn status_of(s: &TestServer, id: &str) -> String {
 async fn pages_and_bulk_beyond_one_page(db: Db) {
     let s = TestServer::start(db).await;
     let (olga, csrf) = user(&s, "olga", Role::Operator).await;
+    let as_olga = (&*olga, &*csrf);
     let fx = ProviderFixture::start().await;
     fx.set_mode(Mode::Ok);
     for i in 0..205 {
@@ -878,13 +757,7 @@ async fn pages_and_bulk_beyond_one_page(db: Db) {
         &html[html.find("pager").unwrap_or(0)..][..300]
     );
     // All matching the filter, resolved across pages on the server.
-    let (st, html) = post_form(
-        &s,
-        "/ui/bulk",
-        &olga,
-        &[("csrf", &csrf), ("action", "check"), ("all", "1")],
-    )
-    .await;
+    let (st, html) = bulk(&s, as_olga, "check", &[("all", "1")]).await;
     assert_eq!(st, StatusCode::OK);
     assert!(
         html.contains("Check now: 205 connections") && html.contains("205 done, 0 failed"),
@@ -916,13 +789,7 @@ async fn unknown_actions_delete_nothing(db: Db) {
         "destroy",
         "purge",
     ] {
-        let (st, html) = post_form(
-            &s,
-            &format!("/ui/connections/{id}/{action}"),
-            &olga,
-            &[("csrf", &csrf)],
-        )
-        .await;
+        let (st, html) = act(&s, &olga, &id, action, &[("csrf", &csrf)]).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{action}: {html}");
         assert!(html.contains("Unknown action"), "{action}: {html}");
         let (st, _, _) = get(&s, &format!("/ui/connections/{id}/confirm/{action}"), &olga).await;
@@ -930,23 +797,14 @@ async fn unknown_actions_delete_nothing(db: Db) {
     }
     // Still there, unchanged, and nothing but its creation was audited.
     assert_eq!(status_of(&s, &id).await, "pending");
-    let a = s
-        .get_admin(&format!("/api/v1/audit?target={id}"))
-        .await
-        .json();
+    let a = audit(&s, &format!("target={id}")).await;
     let actions: Vec<&str> = items(&a)
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["connection.create"], "{a}");
     // The real action still works.
-    let (st, html) = post_form(
-        &s,
-        &format!("/ui/connections/{id}/delete"),
-        &olga,
-        &[("csrf", &csrf)],
-    )
-    .await;
+    let (st, html) = act(&s, &olga, &id, "delete", &[("csrf", &csrf)]).await;
     assert_eq!(st, StatusCode::OK, "{html}");
     s.get_admin(&format!("/api/v1/connections/{id}"))
         .await
@@ -1010,10 +868,7 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
-        let a = s
-            .get_admin(&format!("/api/v1/audit?action={action}&target={id}"))
-            .await
-            .json();
+        let a = audit(&s, &format!("action={action}&target={id}")).await;
         let e = &a["items"][0];
         assert_eq!(e["actor"], "user:olga", "{path}: {a}");
         assert_eq!(e["request_id"], request_id, "{path}: {a}");
@@ -1030,24 +885,12 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
     assert_eq!(r.status(), StatusCode::OK);
     let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(!made.is_empty());
-    let a = s
-        .get_admin(&format!(
-            "/api/v1/audit?action=connection.delete&target={id}"
-        ))
-        .await
-        .json();
+    let a = audit(&s, &format!("action=connection.delete&target={id}")).await;
     assert_eq!(a["items"][0]["request_id"], made.as_str(), "{a}");
     assert_eq!(a["items"][0]["source"], "127.0.0.1", "{a}");
     // The API records the same for its calls.
-    let other = s
-        .create_api_key_conn(&s.admin_key, "audit-key-3", json!({}))
-        .await;
-    let a = s
-        .get_admin(&format!(
-            "/api/v1/audit?action=connection.create&target={other}"
-        ))
-        .await
-        .json();
+    let other = s.api_key_conn("audit-key-3").await;
+    let a = audit(&s, &format!("action=connection.create&target={other}")).await;
     assert!(a["items"][0]["request_id"].is_string(), "{a}");
     assert_eq!(a["items"][0]["source"], "127.0.0.1", "{a}");
     // Sign-in, refused and accepted, carries the request id too.
@@ -1057,7 +900,7 @@ async fn dashboard_actions_are_audited_like_the_api(db: Db) {
     ] {
         let r = login(&s, "olga", pw, &[("x-request-id", request_id)]).await;
         assert!(r.status().is_redirection() || r.status() == StatusCode::UNAUTHORIZED);
-        let a = s.get_admin("/api/v1/audit?action=user.login").await.json();
+        let a = audit(&s, "action=user.login").await;
         let e = &a["items"][0];
         assert_eq!(e["outcome"], outcome, "{a}");
         assert_eq!(e["request_id"], request_id, "{a}");

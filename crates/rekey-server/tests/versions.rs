@@ -34,9 +34,7 @@ fn key(v: &str) -> UpdateCredentials {
 async fn replace_keeps_previous_for_its_grace(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    let id = s
-        .create_api_key_conn(&s.admin_key, "sk-version-one", json!({}))
-        .await;
+    let id = s.api_key_conn("sk-version-one").await;
     let v = c.list_versions(&id).await.unwrap().items;
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(
@@ -171,9 +169,7 @@ async fn replace_keeps_previous_for_its_grace(db: Db) {
 async fn zero_grace_retires_at_once_and_bad_input_changes_nothing(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    let id = s
-        .create_api_key_conn(&s.admin_key, "sk-zero-one", json!({}))
-        .await;
+    let id = s.api_key_conn("sk-zero-one").await;
     for (grace, why) in [
         (json!("31d"), "over 30 days"),
         (json!(-5), "negative"),
@@ -253,9 +249,7 @@ async fn zero_grace_retires_at_once_and_bad_input_changes_nothing(db: Db) {
 async fn versions_are_recorded_for_connections_stored_before_them(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
-    let id = s
-        .create_api_key_conn(&s.admin_key, "sk-legacy-one", json!({}))
-        .await;
+    let id = s.api_key_conn("sk-legacy-one").await;
     let fp = c.list_versions(&id).await.unwrap().items[0]
         .fingerprint
         .clone();

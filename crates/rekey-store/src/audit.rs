@@ -4,28 +4,49 @@
 use crate::Backend;
 use rekey_core::audit::{AuditEntry, ChainedEntry, GENESIS};
 use rekey_core::Error;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, FromRow};
 
 const COLS: &str = "seq, id, at, tenant, actor, action, target, request_id, source, outcome, details, prev_hash, hash";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<ChainedEntry, sqlx::Error> {
-    Ok(ChainedEntry {
-        entry: AuditEntry {
-            seq: r.try_get("seq")?,
-            id: r.try_get("id")?,
-            at: r.try_get("at")?,
-            tenant: r.try_get("tenant")?,
-            actor: r.try_get("actor")?,
-            action: r.try_get("action")?,
-            target: r.try_get("target")?,
-            request_id: r.try_get("request_id")?,
-            source: r.try_get("source")?,
-            outcome: r.try_get("outcome")?,
-            details: r.try_get("details")?,
-        },
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
+/// An `audit_log` row ([`COLS`]) as `#[derive(FromRow)]` decodes it; the
+/// domain type lives in rekey-core, which knows nothing of rows.
+#[derive(FromRow)]
+struct AuditRow {
+    seq: i64,
+    id: String,
+    at: i64,
+    tenant: String,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    request_id: Option<String>,
+    source: Option<String>,
+    outcome: String,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<AuditRow> for ChainedEntry {
+    fn from(r: AuditRow) -> Self {
+        ChainedEntry {
+            entry: AuditEntry {
+                seq: r.seq,
+                id: r.id,
+                at: r.at,
+                tenant: r.tenant,
+                actor: r.actor,
+                action: r.action,
+                target: r.target,
+                request_id: r.request_id,
+                source: r.source,
+                outcome: r.outcome,
+                details: r.details,
+            },
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
 }
 
 /// Append `entry` (its `seq` is assigned here) inside the caller's write
@@ -40,33 +61,29 @@ pub async fn append(
             .execute(&mut *c)
             .await?;
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *c)
-        .await?;
-    let (prev_seq, prev_hash) = match head {
-        Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-        None => (0, GENESIS.to_string()),
-    };
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *c)
+            .await?;
+    let (prev_seq, prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
     entry.seq = prev_seq + 1;
     let hash = entry.chain_hash(&prev_hash);
-    sqlx::query(&format!(
-        "INSERT INTO audit_log ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
-    .bind(entry.seq)
-    .bind(&entry.id)
-    .bind(entry.at)
-    .bind(&entry.tenant)
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(&entry.request_id)
-    .bind(&entry.source)
-    .bind(&entry.outcome)
-    .bind(&entry.details)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *c)
-    .await?;
+    sqlx::query(&crate::rows::insert_sql("audit_log", COLS))
+        .bind(entry.seq)
+        .bind(&entry.id)
+        .bind(entry.at)
+        .bind(&entry.tenant)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.request_id)
+        .bind(&entry.source)
+        .bind(&entry.outcome)
+        .bind(&entry.details)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *c)
+        .await?;
     Ok(ChainedEntry {
         entry,
         prev_hash,
@@ -112,7 +129,7 @@ pub async fn list(
         next(&mut sql, " AND seq < $?");
     }
     next(&mut sql, " ORDER BY seq DESC LIMIT $?");
-    let mut q = sqlx::query(&sql).bind(tenant.to_string());
+    let mut q = sqlx::query_as::<_, AuditRow>(&sql).bind(tenant.to_string());
     for s in [&f.action, &f.target, &f.actor].into_iter().flatten() {
         q = q.bind(s.clone());
     }
@@ -121,7 +138,7 @@ pub async fn list(
     }
     q = q.bind(f.limit);
     let rows = q.fetch_all(c).await?;
-    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    Ok(rows.into_iter().map(ChainedEntry::from).collect())
 }
 
 /// All entries with seq > `after`, oldest first, at most `limit` (for verification).
@@ -130,12 +147,12 @@ pub async fn page_from(
     after: i64,
     limit: i64,
 ) -> Result<Vec<ChainedEntry>, Error> {
-    let rows = sqlx::query(&format!(
+    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
         "SELECT {COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
     ))
     .bind(after)
     .bind(limit)
     .fetch_all(c)
     .await?;
-    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    Ok(rows.into_iter().map(ChainedEntry::from).collect())
 }

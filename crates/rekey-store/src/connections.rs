@@ -1,5 +1,5 @@
 use crate::json_list;
-use crate::rows::{self, JsonList, Parsed, TenantScoped};
+use crate::rows::{self, AnyQuery, JsonList, Parsed, TenantScoped};
 use rekey_core::connection::{ConnectionKind, Owner, Status};
 use rekey_core::last_error::LastError;
 use rekey_core::Error;
@@ -134,39 +134,55 @@ async fn write_sets(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Er
     rows::write_labels(c, "connection", &row.id, &row.tags, &row.custody).await
 }
 
+/// The health columns, in the order [`bind_health`] binds them: all that
+/// [`update_health`] writes.
+const HEALTH: &str = "status, last_error, updated_at, version, last_ok_at, last_checked_at, first_failed_at, consecutive_failures";
+
+fn bind_health<'q>(q: AnyQuery<'q>, row: &'q ConnectionRow) -> AnyQuery<'q> {
+    q.bind(row.status.as_str())
+        .bind(&row.last_error)
+        .bind(row.updated_at)
+        .bind(row.version)
+        .bind(row.last_ok_at)
+        .bind(row.last_checked_at)
+        .bind(row.first_failed_at)
+        .bind(row.consecutive_failures)
+}
+
+/// The columns every write sets besides [`HEALTH`], in the order
+/// [`bind_written`] binds them (`integration_id` follows `credential_meta`).
+const WRITTEN: &str = "display_name, owner_subject, owner_email, owner_name, scopes, tags, custody, credential_meta, rotated_at, expires_at, credential_version, params, probe_url, integration_id";
+
+/// Binds [`WRITTEN`], then [`HEALTH`].
+fn bind_written<'q>(q: AnyQuery<'q>, row: &'q ConnectionRow) -> AnyQuery<'q> {
+    let q = q
+        .bind(&row.display_name)
+        .bind(&row.owner.subject)
+        .bind(&row.owner.email)
+        .bind(&row.owner.name)
+        .bind(json_list(&row.scopes))
+        .bind(json_list(&row.tags))
+        .bind(json_list(&row.custody))
+        .bind(&row.credential_meta)
+        .bind(row.rotated_at)
+        .bind(row.expires_at)
+        .bind(row.credential_version)
+        .bind(&row.params)
+        .bind(&row.probe_url)
+        .bind(row.integration_id());
+    bind_health(q, row)
+}
+
 pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO connections ({COLS}, integration_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
-    ))
-    .bind(&row.id)
-    .bind(&row.tenant)
-    .bind(&row.provider)
-    .bind(row.kind.as_str())
-    .bind(&row.display_name)
-    .bind(&row.owner.subject)
-    .bind(&row.owner.email)
-    .bind(&row.owner.name)
-    .bind(json_list(&row.scopes))
-    .bind(json_list(&row.tags))
-    .bind(json_list(&row.custody))
-    .bind(&row.credential_meta)
-    .bind(row.status.as_str())
-    .bind(&row.last_error)
-    .bind(row.created_at)
-    .bind(row.updated_at)
-    .bind(row.rotated_at)
-    .bind(row.expires_at)
-    .bind(row.version)
-    .bind(row.credential_version)
-    .bind(&row.params)
-    .bind(&row.probe_url)
-    .bind(row.last_ok_at)
-    .bind(row.last_checked_at)
-    .bind(row.first_failed_at)
-    .bind(row.consecutive_failures)
-    .bind(row.integration_id())
-    .execute(&mut *c)
-    .await?;
+    let columns = format!("id, tenant, provider, kind, created_at, {WRITTEN}, {HEALTH}");
+    let sql = rows::insert_sql("connections", &columns);
+    let q = sqlx::query(&sql)
+        .bind(&row.id)
+        .bind(&row.tenant)
+        .bind(&row.provider)
+        .bind(row.kind.as_str())
+        .bind(row.created_at);
+    bind_written(q, row).execute(&mut *c).await?;
     write_sets(c, row).await
 }
 
@@ -178,71 +194,27 @@ pub async fn update(
     row: &ConnectionRow,
     expected_version: i64,
 ) -> Result<bool, Error> {
-    let r = sqlx::query(
-        "UPDATE connections SET display_name = $1, owner_subject = $2, owner_email = $3, owner_name = $4, scopes = $5, tags = $6, custody = $7, credential_meta = $8, status = $9, last_error = $10, updated_at = $11, rotated_at = $12, expires_at = $13, version = $14, credential_version = $15, params = $16, probe_url = $17, last_ok_at = $18, last_checked_at = $19, first_failed_at = $20, consecutive_failures = $21, integration_id = $22 WHERE id = $23 AND tenant = $24 AND version = $25",
-    )
-    .bind(&row.display_name)
-    .bind(&row.owner.subject)
-    .bind(&row.owner.email)
-    .bind(&row.owner.name)
-    .bind(json_list(&row.scopes))
-    .bind(json_list(&row.tags))
-    .bind(json_list(&row.custody))
-    .bind(&row.credential_meta)
-    .bind(row.status.as_str())
-    .bind(&row.last_error)
-    .bind(row.updated_at)
-    .bind(row.rotated_at)
-    .bind(row.expires_at)
-    .bind(row.version)
-    .bind(row.credential_version)
-    .bind(&row.params)
-    .bind(&row.probe_url)
-    .bind(row.last_ok_at)
-    .bind(row.last_checked_at)
-    .bind(row.first_failed_at)
-    .bind(row.consecutive_failures)
-    .bind(row.integration_id())
-    .bind(&row.id)
-    .bind(&row.tenant)
-    .bind(expected_version)
-    .execute(&mut *c)
-    .await?;
-    if r.rows_affected() != 1 {
+    let sql = rows::versioned_update_sql("connections", &format!("{WRITTEN}, {HEALTH}"));
+    let q = bind_written(sqlx::query(&sql), row);
+    if !rows::run_versioned_update(q, &mut *c, &row.tenant, &row.id, expected_version).await? {
         return Ok(false);
     }
     write_sets(c, row).await?;
     Ok(true)
 }
 
-/// Write only the health columns (`status`, `last_error`, `updated_at`,
-/// `version`, `last_ok_at`, `last_checked_at`, `first_failed_at`,
-/// `consecutive_failures`) of `row`, if the stored version is still
-/// `expected_version`. Returns false on a lost race. For the health checker,
-/// which changes nothing else: no other column, and no tag or custody row,
-/// is rewritten.
+/// Write only the health columns ([`HEALTH`]) of `row`, if the stored
+/// version is still `expected_version`. Returns false on a lost race. For
+/// the health checker, which changes nothing else: no other column, and no
+/// tag or custody row, is rewritten.
 pub async fn update_health(
     c: &mut AnyConnection,
     row: &ConnectionRow,
     expected_version: i64,
 ) -> Result<bool, Error> {
-    let r = sqlx::query(
-        "UPDATE connections SET status = $1, last_error = $2, updated_at = $3, version = $4, last_ok_at = $5, last_checked_at = $6, first_failed_at = $7, consecutive_failures = $8 WHERE id = $9 AND tenant = $10 AND version = $11",
-    )
-    .bind(row.status.as_str())
-    .bind(&row.last_error)
-    .bind(row.updated_at)
-    .bind(row.version)
-    .bind(row.last_ok_at)
-    .bind(row.last_checked_at)
-    .bind(row.first_failed_at)
-    .bind(row.consecutive_failures)
-    .bind(&row.id)
-    .bind(&row.tenant)
-    .bind(expected_version)
-    .execute(c)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let sql = rows::versioned_update_sql("connections", HEALTH);
+    let q = bind_health(sqlx::query(&sql), row);
+    rows::run_versioned_update(q, c, &row.tenant, &row.id, expected_version).await
 }
 
 pub async fn get(

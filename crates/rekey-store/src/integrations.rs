@@ -84,13 +84,8 @@ pub async fn update(
     expected_version: i64,
 ) -> Result<bool, Error> {
     let sql = rows::versioned_update_sql("integrations", WRITTEN);
-    let r = bind_written(sqlx::query(&sql), i)
-        .bind(&i.tenant)
-        .bind(&i.id)
-        .bind(expected_version)
-        .execute(&mut *c)
-        .await?;
-    if r.rows_affected() != 1 {
+    let q = bind_written(sqlx::query(&sql), i);
+    if !rows::run_versioned_update(q, &mut *c, &i.tenant, &i.id, expected_version).await? {
         return Ok(false);
     }
     write_sets(c, i).await?;

@@ -2,7 +2,7 @@
 //! reached. Never holds material (the new secret is a pending
 //! `credential_versions` row with sealed `secrets`).
 
-use crate::rows::Parsed;
+use crate::rows::{self, AnyQuery, Parsed, TenantScoped};
 use rekey_core::rotation::RotationState;
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
@@ -44,35 +44,50 @@ const COLS: &str = "id, tenant, connection_id, rotator, strategy, state, options
      pending_version_id, old_version_id, last_error, next_action, attempts, due_at, lease_owner, \
      lease_until, requested_by, created_at, updated_at, finished_at, awaiting, instructions";
 
+impl TenantScoped for RotationRow {
+    const TABLE: &'static str = "rotations";
+    const COLUMNS: &'static str = COLS;
+}
+
+/// The moving parts of a rotation, which [`advance`] writes (options
+/// included: confirmations are kept there), in the order [`bind_moving`]
+/// binds them.
+const MOVING: &str = "state, pending_version_id, old_version_id, last_error, next_action, \
+     attempts, due_at, updated_at, finished_at, options, awaiting, instructions";
+
+fn bind_moving<'q>(q: AnyQuery<'q>, r: &'q RotationRow) -> AnyQuery<'q> {
+    q.bind(r.state.as_str())
+        .bind(&r.pending_version_id)
+        .bind(&r.old_version_id)
+        .bind(&r.last_error)
+        .bind(&r.next_action)
+        .bind(r.attempts)
+        .bind(r.due_at)
+        .bind(r.updated_at)
+        .bind(r.finished_at)
+        .bind(&r.options)
+        .bind(&r.awaiting)
+        .bind(&r.instructions)
+}
+
 pub async fn insert(c: &mut AnyConnection, r: &RotationRow) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO rotations ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
-    ))
-    .bind(&r.id)
-    .bind(&r.tenant)
-    .bind(&r.connection_id)
-    .bind(&r.rotator)
-    .bind(r.strategy.clone())
-    .bind(r.state.as_str())
-    .bind(&r.options)
-    .bind(r.grace_ms)
-    .bind(r.pending_version_id.clone())
-    .bind(r.old_version_id.clone())
-    .bind(r.last_error.clone())
-    .bind(r.next_action.clone())
-    .bind(r.attempts)
-    .bind(r.due_at)
-    .bind(r.lease_owner.clone())
-    .bind(r.lease_until)
-    .bind(&r.requested_by)
-    .bind(r.created_at)
-    .bind(r.updated_at)
-    .bind(r.finished_at)
-    .bind(r.awaiting.clone())
-    .bind(r.instructions.clone())
-    .execute(c)
-    .await?;
+    let columns = format!(
+        "id, tenant, connection_id, rotator, strategy, grace_ms, lease_owner, lease_until, \
+         requested_by, created_at, {MOVING}"
+    );
+    let sql = rows::insert_sql("rotations", &columns);
+    let q = sqlx::query(&sql)
+        .bind(&r.id)
+        .bind(&r.tenant)
+        .bind(&r.connection_id)
+        .bind(&r.rotator)
+        .bind(&r.strategy)
+        .bind(r.grace_ms)
+        .bind(&r.lease_owner)
+        .bind(r.lease_until)
+        .bind(&r.requested_by)
+        .bind(r.created_at);
+    bind_moving(q, r).execute(c).await?;
     Ok(())
 }
 
@@ -95,30 +110,22 @@ pub async fn advance_from(
     from: RotationState,
     awaited: Option<&str>,
 ) -> Result<bool, Error> {
-    let done = sqlx::query(
-        "UPDATE rotations SET state = $1, pending_version_id = $2, old_version_id = $3, \
-         last_error = $4, next_action = $5, attempts = $6, due_at = $7, updated_at = $8, \
-         finished_at = $9, options = $13, awaiting = $14, instructions = $15 \
-         WHERE tenant = $10 AND id = $11 AND state = $12 AND COALESCE(awaiting, '') = $16",
-    )
-    .bind(r.state.as_str())
-    .bind(r.pending_version_id.clone())
-    .bind(r.old_version_id.clone())
-    .bind(r.last_error.clone())
-    .bind(r.next_action.clone())
-    .bind(r.attempts)
-    .bind(r.due_at)
-    .bind(r.updated_at)
-    .bind(r.finished_at)
-    .bind(&r.tenant)
-    .bind(&r.id)
-    .bind(from.as_str())
-    .bind(&r.options)
-    .bind(r.awaiting.clone())
-    .bind(r.instructions.clone())
-    .bind(awaited.unwrap_or_default().to_string())
-    .execute(c)
-    .await?;
+    let (set, n) = rows::set_clause(MOVING);
+    let sql = format!(
+        "UPDATE rotations SET {set} WHERE tenant = ${} AND id = ${} AND state = ${} \
+         AND COALESCE(awaiting, '') = ${}",
+        n + 1,
+        n + 2,
+        n + 3,
+        n + 4
+    );
+    let done = bind_moving(sqlx::query(&sql), r)
+        .bind(&r.tenant)
+        .bind(&r.id)
+        .bind(from.as_str())
+        .bind(awaited.unwrap_or_default().to_string())
+        .execute(c)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -127,13 +134,7 @@ pub async fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<RotationRow>, Error> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLS} FROM rotations WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(c)
-    .await?)
+    rows::get(c, tenant, id).await
 }
 
 /// The connection's unfinished rotation, if any.

@@ -103,19 +103,43 @@ pub(crate) fn insert_sql(table: &str, columns: &str) -> String {
 /// version = $n+2`, bound with the columns, then the tenant, the id and the
 /// version the caller read. No row changes on a lost race.
 pub(crate) fn versioned_update_sql(table: &str, columns: &str) -> String {
+    let (set, n) = set_clause(columns);
+    format!(
+        "UPDATE {table} SET {set} WHERE tenant = ${} AND id = ${} AND version = ${}",
+        n + 1,
+        n + 2,
+        n + 3
+    )
+}
+
+/// `a = $1, b = $2, …` for the comma-separated `columns`, and how many
+/// parameters that is (the `WHERE` clause's start at the next one).
+pub(crate) fn set_clause(columns: &str) -> (String, usize) {
     let set: Vec<String> = columns
         .split(", ")
         .enumerate()
         .map(|(i, c)| format!("{c} = ${}", i + 1))
         .collect();
-    let n = set.len();
-    format!(
-        "UPDATE {table} SET {} WHERE tenant = ${} AND id = ${} AND version = ${}",
-        set.join(", "),
-        n + 1,
-        n + 2,
-        n + 3
-    )
+    (set.join(", "), set.len())
+}
+
+/// Run an update built by [`versioned_update_sql`] whose columns `q` has
+/// bound: binds the row's `tenant`, `id` and the version the caller read.
+/// Whether the row changed (false on a lost race).
+pub(crate) async fn run_versioned_update<'q>(
+    q: AnyQuery<'q>,
+    c: &mut AnyConnection,
+    tenant: &'q str,
+    id: &'q str,
+    expected_version: i64,
+) -> Result<bool, Error> {
+    let r = q
+        .bind(tenant)
+        .bind(id)
+        .bind(expected_version)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Rewrite the tag and custody side rows of the `owner` row `id` from its

@@ -1,5 +1,6 @@
 //! Sealed secret rows. This module moves opaque bytes; it never sees plaintext.
 
+use crate::rows::{self, AnyQuery};
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
 
@@ -28,40 +29,33 @@ impl std::fmt::Debug for SecretRow {
 
 const COLS: &str = "owner_kind, owner_id, field, tenant, version, kek_id, wrapped_dek, ciphertext";
 
+/// `sql` (an insert of [`COLS`]) bound with the row's columns.
+fn bind_all<'q>(sql: &'q str, s: &'q SecretRow) -> AnyQuery<'q> {
+    sqlx::query(sql)
+        .bind(&s.owner_kind)
+        .bind(&s.owner_id)
+        .bind(&s.field)
+        .bind(&s.tenant)
+        .bind(s.version)
+        .bind(&s.kek_id)
+        .bind(&s.wrapped_dek)
+        .bind(&s.ciphertext)
+}
+
 pub async fn insert(c: &mut AnyConnection, s: &SecretRow) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO secrets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    ))
-    .bind(&s.owner_kind)
-    .bind(&s.owner_id)
-    .bind(&s.field)
-    .bind(&s.tenant)
-    .bind(s.version)
-    .bind(&s.kek_id)
-    .bind(s.wrapped_dek.clone())
-    .bind(s.ciphertext.clone())
-    .execute(c)
-    .await?;
+    let sql = rows::insert_sql("secrets", COLS);
+    bind_all(&sql, s).execute(c).await?;
     Ok(())
 }
 
 /// Insert `s` unless a row for its owner and field exists (a concurrent
 /// writer may have made it first); false when one did.
 pub async fn insert_if_absent(c: &mut AnyConnection, s: &SecretRow) -> Result<bool, Error> {
-    let r = sqlx::query(&format!(
-        "INSERT INTO secrets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (owner_kind, owner_id, field) DO NOTHING"
-    ))
-    .bind(&s.owner_kind)
-    .bind(&s.owner_id)
-    .bind(&s.field)
-    .bind(&s.tenant)
-    .bind(s.version)
-    .bind(&s.kek_id)
-    .bind(s.wrapped_dek.clone())
-    .bind(s.ciphertext.clone())
-    .execute(c)
-    .await?;
+    let sql = format!(
+        "{} ON CONFLICT (owner_kind, owner_id, field) DO NOTHING",
+        rows::insert_sql("secrets", COLS)
+    );
+    let r = bind_all(&sql, s).execute(c).await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -54,13 +54,8 @@ pub async fn insert(c: &mut AnyConnection, w: &WebhookRow) -> Result<(), Error> 
 /// Optimistic update; false when the version moved.
 pub async fn update(c: &mut AnyConnection, w: &WebhookRow, expected: i64) -> Result<bool, Error> {
     let sql = rows::versioned_update_sql("webhooks", WRITTEN);
-    let r = bind_written(sqlx::query(&sql), w)
-        .bind(&w.tenant)
-        .bind(&w.id)
-        .bind(expected)
-        .execute(c)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    let q = bind_written(sqlx::query(&sql), w);
+    rows::run_versioned_update(q, c, &w.tenant, &w.id, expected).await
 }
 
 pub async fn get(

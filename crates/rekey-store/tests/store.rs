@@ -75,6 +75,13 @@ impl TestDb {
     async fn store(&self) -> Store {
         Store::connect(&self.url).await.unwrap()
     }
+
+    /// A fresh database and the store opened on it (migrated).
+    async fn open(db: Db) -> (TestDb, Store) {
+        let t = TestDb::create(db).await;
+        let store = t.store().await;
+        (t, store)
+    }
 }
 
 impl Drop for TestDb {
@@ -207,9 +214,35 @@ async fn integration_column(store: &Store, id: &str) -> Option<String> {
     v
 }
 
+/// Assert the `integration_id` column of connection `id` as stored.
+async fn assert_integration_column(store: &Store, id: &str, want: Option<&str>) {
+    assert_eq!(integration_column(store, id).await.as_deref(), want, "{id}");
+}
+
+/// `connections::update_health` in a write transaction of its own: whether
+/// it wrote.
+async fn update_health(store: &Store, row: &ConnectionRow, expected_version: i64) -> bool {
+    let mut tx = store.begin_write().await.unwrap();
+    let wrote = connections::update_health(tx.conn(), row, expected_version)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    wrote
+}
+
+/// The health columns the health checker moves together.
+fn health(r: &ConnectionRow) -> (Status, i64, i64) {
+    (r.status, r.version, r.consecutive_failures)
+}
+
+/// Assert that two rows read the same, field by field (the row types have
+/// no `PartialEq`).
+fn assert_same_row<T: std::fmt::Debug>(got: &T, want: &T) {
+    assert_eq!(format!("{got:?}"), format!("{want:?}"));
+}
+
 async fn update_health_writes_only_the_health_columns(db: Db) {
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     let row = connection("t1", "con_1", r#"{"integration_id":"int_a"}"#);
     insert(&store, &row).await;
 
@@ -231,9 +264,7 @@ async fn update_health_writes_only_the_health_columns(db: Db) {
     r.expires_at = None;
     r.probe_url = Some("https://example.com/probe".into());
     r.credential_version = 7;
-    let mut tx = store.begin_write().await.unwrap();
-    assert!(connections::update_health(tx.conn(), &r, 1).await.unwrap());
-    tx.commit().await.unwrap();
+    assert!(update_health(&store, &r, 1).await);
 
     let got = get(&store, "t1", "con_1").await.unwrap();
     // Health columns: written.
@@ -258,10 +289,7 @@ async fn update_health_writes_only_the_health_columns(db: Db) {
     // The side tables and the integration column were not touched.
     assert_eq!(with_tag(&store, "t1", "prod").await, vec!["con_1"]);
     assert!(with_tag(&store, "t1", "staging").await.is_empty());
-    assert_eq!(
-        integration_column(&store, "con_1").await.as_deref(),
-        Some("int_a")
-    );
+    assert_integration_column(&store, "con_1", Some("int_a")).await;
 
     // Back to healthy: the error context is cleared.
     let mut ok = got.clone();
@@ -270,21 +298,16 @@ async fn update_health_writes_only_the_health_columns(db: Db) {
     ok.first_failed_at = None;
     ok.consecutive_failures = 0;
     ok.version = 3;
-    let mut tx = store.begin_write().await.unwrap();
-    assert!(connections::update_health(tx.conn(), &ok, 2).await.unwrap());
-    tx.commit().await.unwrap();
+    assert!(update_health(&store, &ok, 2).await);
     let got = get(&store, "t1", "con_1").await.unwrap();
-    assert_eq!(got.status, Status::Active);
+    assert_eq!(health(&got), (Status::Active, 3, 0));
     assert_eq!(got.last_error, None);
     assert_eq!(got.first_failed_at, None);
-    assert_eq!(got.consecutive_failures, 0);
-    assert_eq!(got.version, 3);
     store.close().await;
 }
 
 async fn update_health_checks_the_version_and_the_tenant(db: Db) {
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     let row = connection("t1", "con_1", "{}");
     insert(&store, &row).await;
 
@@ -292,42 +315,29 @@ async fn update_health_checks_the_version_and_the_tenant(db: Db) {
     r.status = Status::NeedsReauth;
     r.version = 2;
     r.consecutive_failures = 3;
-    let mut tx = store.begin_write().await.unwrap();
     // A stale version loses the race and writes nothing.
-    assert!(!connections::update_health(tx.conn(), &r, 5).await.unwrap());
+    assert!(!update_health(&store, &r, 5).await);
     // Another tenant's row of the same id is out of reach.
     let mut other = r.clone();
     other.tenant = "t2".into();
-    assert!(!connections::update_health(tx.conn(), &other, 1)
-        .await
-        .unwrap());
+    assert!(!update_health(&store, &other, 1).await);
     // An unknown id: nothing to write.
     let mut missing = r.clone();
     missing.id = "con_missing".into();
-    assert!(!connections::update_health(tx.conn(), &missing, 1)
-        .await
-        .unwrap());
-    tx.commit().await.unwrap();
+    assert!(!update_health(&store, &missing, 1).await);
     let got = get(&store, "t1", "con_1").await.unwrap();
-    assert_eq!(got.status, Status::Active);
-    assert_eq!(got.version, 1);
-    assert_eq!(got.consecutive_failures, 0);
+    assert_eq!(health(&got), (Status::Active, 1, 0));
 
     // The current version wins once; replaying the same write loses.
-    let mut tx = store.begin_write().await.unwrap();
-    assert!(connections::update_health(tx.conn(), &r, 1).await.unwrap());
-    assert!(!connections::update_health(tx.conn(), &r, 1).await.unwrap());
-    tx.commit().await.unwrap();
+    assert!(update_health(&store, &r, 1).await);
+    assert!(!update_health(&store, &r, 1).await);
     let got = get(&store, "t1", "con_1").await.unwrap();
-    assert_eq!(got.status, Status::NeedsReauth);
-    assert_eq!(got.version, 2);
-    assert_eq!(got.consecutive_failures, 3);
+    assert_eq!(health(&got), (Status::NeedsReauth, 2, 3));
     store.close().await;
 }
 
 async fn integration_id_column_follows_credential_meta(db: Db) {
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     let a = connection("t1", "con_a", r#"{"integration_id":"int_a","x":1}"#);
     let b = connection("t1", "con_b", r#"{"integration_id":"int_a"}"#);
     let mut s = connection("t1", "con_s", r#"{"placement":"header"}"#);
@@ -339,12 +349,9 @@ async fn integration_id_column_follows_credential_meta(db: Db) {
         insert(&store, r).await;
     }
     assert_eq!(a.integration_id().as_deref(), Some("int_a"));
-    assert_eq!(
-        integration_column(&store, "con_a").await.as_deref(),
-        Some("int_a")
-    );
-    assert_eq!(integration_column(&store, "con_s").await, None);
-    assert_eq!(integration_column(&store, "con_blank").await, None);
+    assert_integration_column(&store, "con_a", Some("int_a")).await;
+    assert_integration_column(&store, "con_s", None).await;
+    assert_integration_column(&store, "con_blank", None).await;
     assert_eq!(using(&store, "t1", "int_a").await, 2);
     assert_eq!(using(&store, "t2", "int_a").await, 1);
     assert_eq!(using(&store, "t1", "int_b").await, 0);
@@ -368,7 +375,7 @@ async fn integration_id_column_follows_credential_meta(db: Db) {
     tx.commit().await.unwrap();
     assert_eq!(using(&store, "t1", "int_a").await, 0);
     assert_eq!(using(&store, "t1", "int_b").await, 2);
-    assert_eq!(integration_column(&store, "con_b").await, None);
+    assert_integration_column(&store, "con_b", None).await;
 
     // Deleting a connection stops counting it.
     let mut tx = store.begin_write().await.unwrap();
@@ -379,8 +386,7 @@ async fn integration_id_column_follows_credential_meta(db: Db) {
 }
 
 async fn connections_using_matches_the_id_exactly(db: Db) {
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     insert(
         &store,
         &connection("t1", "con_1", r#"{"integration_id":"int_abc"}"#),
@@ -469,16 +475,11 @@ async fn migration_backfills_integration_id(db: Db) {
     c.close().await.unwrap();
 
     let store = t.store().await;
-    assert_eq!(
-        integration_column(&store, "con_1").await.as_deref(),
-        Some("int_a")
-    );
-    assert_eq!(
-        integration_column(&store, "con_2").await.as_deref(),
-        Some("int_a")
-    );
+    for id in ["con_1", "con_2"] {
+        assert_integration_column(&store, id, Some("int_a")).await;
+    }
     for id in ["con_4", "con_5", "con_6", "con_7"] {
-        assert_eq!(integration_column(&store, id).await, None, "{id}");
+        assert_integration_column(&store, id, None).await;
     }
     assert_eq!(using(&store, "t1", "int_a").await, 2);
     assert_eq!(using(&store, "t2", "int_a").await, 1);
@@ -543,9 +544,25 @@ fn api_key(tenant: &str, id: &str) -> ApiKeyRow {
     }
 }
 
+/// Whether `$module::get` finds the row `$id` of `$tenant` on `$c`.
+macro_rules! found {
+    ($module:ident, $c:expr, $tenant:expr, $id:expr) => {
+        $module::get(&mut *$c, $tenant, $id)
+            .await
+            .unwrap()
+            .is_some()
+    };
+}
+
+/// Whether `$module::delete` deleted the row `$id` of `$tenant` in `$tx`.
+macro_rules! deleted {
+    ($module:ident, $tx:expr, $tenant:expr, $id:expr) => {
+        $module::delete($tx.conn(), $tenant, $id).await.unwrap()
+    };
+}
+
 async fn tenant_scoped_get_list_delete(db: Db) {
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     let mut tx = store.begin_write().await.unwrap();
     for (tenant, id) in [("t1", "int_2"), ("t1", "int_1"), ("t2", "int_3")] {
         integrations::insert(tx.conn(), &integration(tenant, id))
@@ -558,41 +575,18 @@ async fn tenant_scoped_get_list_delete(db: Db) {
     api_keys::insert(tx.conn(), &api_key("t1", "key_1"), "hash-1")
         .await
         .unwrap();
-    connections::insert(tx.conn(), &connection("t1", "con_1", "{}"))
-        .await
-        .unwrap();
     tx.commit().await.unwrap();
+    insert(&store, &connection("t1", "con_1", "{}")).await;
 
     let mut c = store.read().await.unwrap();
     // get: only in its own tenant.
-    assert!(integrations::get(&mut c, "t1", "int_1")
-        .await
-        .unwrap()
-        .is_some());
-    assert!(integrations::get(&mut c, "t2", "int_1")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(webhooks::get(&mut c, "t1", "whk_1")
-        .await
-        .unwrap()
-        .is_some());
-    assert!(webhooks::get(&mut c, "t2", "whk_1")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(api_keys::get(&mut c, "t1", "key_1")
-        .await
-        .unwrap()
-        .is_some());
-    assert!(api_keys::get(&mut c, "t2", "key_1")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(connections::get(&mut c, "t2", "con_1")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(found!(integrations, c, "t1", "int_1"));
+    assert!(!found!(integrations, c, "t2", "int_1"));
+    assert!(found!(webhooks, c, "t1", "whk_1"));
+    assert!(!found!(webhooks, c, "t2", "whk_1"));
+    assert!(found!(api_keys, c, "t1", "key_1"));
+    assert!(!found!(api_keys, c, "t2", "key_1"));
+    assert!(!found!(connections, c, "t2", "con_1"));
     // list: the tenant's rows in id order.
     let ids: Vec<String> = integrations::list(&mut c, "t1")
         .await
@@ -609,44 +603,28 @@ async fn tenant_scoped_get_list_delete(db: Db) {
 
     // delete: another tenant's delete finds nothing and leaves the row.
     let mut tx = store.begin_write().await.unwrap();
-    assert!(!integrations::delete(tx.conn(), "t2", "int_1")
-        .await
-        .unwrap());
-    assert!(!webhooks::delete(tx.conn(), "t2", "whk_1").await.unwrap());
-    assert!(!connections::delete(tx.conn(), "t2", "con_1").await.unwrap());
-    assert!(integrations::delete(tx.conn(), "t1", "int_1")
-        .await
-        .unwrap());
-    assert!(!integrations::delete(tx.conn(), "t1", "int_1")
-        .await
-        .unwrap());
-    assert!(webhooks::delete(tx.conn(), "t1", "whk_1").await.unwrap());
-    assert!(connections::delete(tx.conn(), "t1", "con_1").await.unwrap());
+    assert!(!deleted!(integrations, tx, "t2", "int_1"));
+    assert!(!deleted!(webhooks, tx, "t2", "whk_1"));
+    assert!(!deleted!(connections, tx, "t2", "con_1"));
+    assert!(deleted!(integrations, tx, "t1", "int_1"));
+    assert!(!deleted!(integrations, tx, "t1", "int_1"));
+    assert!(deleted!(webhooks, tx, "t1", "whk_1"));
+    assert!(deleted!(connections, tx, "t1", "con_1"));
     // Row locks take the same tenant-scoped path (a no-op on SQLite).
     rekey_store::lock_row(&mut tx, rekey_store::Locked::Integration, "t1", "int_2")
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let mut c = store.read().await.unwrap();
-    assert!(integrations::get(&mut c, "t1", "int_1")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(integrations::get(&mut c, "t1", "int_2")
-        .await
-        .unwrap()
-        .is_some());
-    assert!(webhooks::get(&mut c, "t1", "whk_1")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(!found!(integrations, c, "t1", "int_1"));
+    assert!(found!(integrations, c, "t1", "int_2"));
+    assert!(!found!(webhooks, c, "t1", "whk_1"));
     drop(c);
     store.close().await;
 }
 
 async fn rows_decode_what_was_written(db: Db) {
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     let mut row = connection("t1", "con_1", r#"{"integration_id":"int_a"}"#);
     row.owner.name = Some("Ada".into());
     row.last_error = Some(r#"{"code":"x"}"#.into());
@@ -658,7 +636,7 @@ async fn rows_decode_what_was_written(db: Db) {
     row.probe_url = Some("https://example.com/p".into());
     insert(&store, &row).await;
     let got = get(&store, "t1", "con_1").await.unwrap();
-    assert_eq!(format!("{got:?}"), format!("{row:?}"));
+    assert_same_row(&got, &row);
 
     let i = integration("t1", "int_a");
     let w = webhook("t1", "whk_1");
@@ -673,14 +651,14 @@ async fn rows_decode_what_was_written(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(format!("{gi:?}"), format!("{i:?}"));
+    assert_same_row(&gi, &i);
     let gw = webhooks::get(&mut c, "t1", "whk_1").await.unwrap().unwrap();
-    assert_eq!(format!("{gw:?}"), format!("{w:?}"));
+    assert_same_row(&gw, &w);
     let gk = api_keys::find_active_by_hash(&mut c, "hash-1", 2)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(format!("{gk:?}"), format!("{k:?}"));
+    assert_same_row(&gk, &k);
 
     // A list column that is not a JSON list reads as empty, as before.
     sqlx::query("UPDATE connections SET tags = 'not json' WHERE id = 'con_1'")
@@ -704,8 +682,7 @@ async fn rows_decode_what_was_written(db: Db) {
 }
 
 async fn database_errors_map_to_domain_errors(db: Db) {
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     assert_eq!(
         store.backend(),
         match db {
@@ -741,8 +718,7 @@ async fn database_errors_map_to_domain_errors(db: Db) {
 async fn integration_labels_and_health_notes(db: Db) {
     use rekey_store::health_notes;
     use rekey_store::integrations::IntegrationFilter;
-    let t = TestDb::create(db).await;
-    let store = t.store().await;
+    let (_t, store) = TestDb::open(db).await;
     let mut tx = store.begin_write().await.unwrap();
     integrations::insert(tx.conn(), &integration("t1", "int_1"))
         .await
@@ -750,26 +726,28 @@ async fn integration_labels_and_health_notes(db: Db) {
     let mut other = integration("t2", "int_2");
     other.tags = vec![];
     integrations::insert(tx.conn(), &other).await.unwrap();
-    connections::insert(tx.conn(), &connection("t1", "con_1", "{}"))
-        .await
-        .unwrap();
     tx.commit().await.unwrap();
-    let ids = |rows: Vec<IntegrationRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
-    let filter = |tag: Option<&str>, custody: Option<&str>| IntegrationFilter {
-        provider: None,
-        tag: tag.map(str::to_string),
-        custody: custody.map(str::to_string),
-    };
+    insert(&store, &connection("t1", "con_1", "{}")).await;
+    // The ids `list_filtered` answers for a tag and a custody place.
+    async fn filtered(
+        c: &mut AnyConnection,
+        tenant: &str,
+        tag: Option<&str>,
+        custody: Option<&str>,
+    ) -> Vec<String> {
+        let f = IntegrationFilter {
+            provider: None,
+            tag: tag.map(str::to_string),
+            custody: custody.map(str::to_string),
+        };
+        let rows = integrations::list_filtered(c, tenant, &f).await.unwrap();
+        rows.into_iter().map(|r| r.id).collect()
+    }
     let mut c = store.read().await.unwrap();
-    let got = integrations::list_filtered(&mut c, "t1", &filter(Some("crm"), Some("salesforce")))
-        .await
-        .unwrap();
-    assert_eq!(ids(got), vec!["int_1"]);
+    let got = filtered(&mut c, "t1", Some("crm"), Some("salesforce")).await;
+    assert_eq!(got, vec!["int_1"]);
     // Custody matches in t2 too, but tenants never mix.
-    let got = integrations::list_filtered(&mut c, "t2", &filter(Some("crm"), None))
-        .await
-        .unwrap();
-    assert!(got.is_empty());
+    assert!(filtered(&mut c, "t2", Some("crm"), None).await.is_empty());
     drop(c);
     // An update rewrites the side rows.
     let mut tx = store.begin_write().await.unwrap();
@@ -788,14 +766,9 @@ async fn integration_labels_and_health_notes(db: Db) {
         .unwrap();
     tx.commit().await.unwrap();
     let mut c = store.read().await.unwrap();
-    let crm = integrations::list_filtered(&mut c, "t1", &filter(Some("crm"), None))
-        .await
-        .unwrap();
-    assert!(crm.is_empty());
-    let erp = integrations::list_filtered(&mut c, "t1", &filter(Some("erp"), None))
-        .await
-        .unwrap();
-    assert_eq!(ids(erp), vec!["int_1"]);
+    assert!(filtered(&mut c, "t1", Some("crm"), None).await.is_empty());
+    let erp = filtered(&mut c, "t1", Some("erp"), None).await;
+    assert_eq!(erp, vec!["int_1"]);
     let n = health_notes::get(&mut c, "t1", "con_1")
         .await
         .unwrap()
@@ -809,10 +782,7 @@ async fn integration_labels_and_health_notes(db: Db) {
         (n.confirmed_at, n.confirmed_by.as_deref()),
         (Some(5), Some("api_key:k"))
     );
-    assert!(health_notes::get(&mut c, "t2", "con_1")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(!found!(health_notes, c, "t2", "con_1"));
     drop(c);
     let mut tx = store.begin_write().await.unwrap();
     connections::delete(tx.conn(), "t1", "con_1").await.unwrap();
@@ -821,10 +791,7 @@ async fn integration_labels_and_health_notes(db: Db) {
         .unwrap();
     tx.commit().await.unwrap();
     let mut c = store.read().await.unwrap();
-    assert!(health_notes::get(&mut c, "t1", "con_1")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(!found!(health_notes, c, "t1", "con_1"));
     let (n,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) AS n FROM integration_tags WHERE integration_id = 'int_1'")
             .fetch_one(&mut *c)

@@ -109,3 +109,26 @@ pub async fn wait_for_rotation(c: &Client, id: &str, state: &str) -> RotationVie
     }
     panic!("rotation {id} did not reach {state}");
 }
+
+/// Start a rotation of the connection `id` with `req` and wait until it
+/// reaches `state`; asserts that it did (and did not end otherwise).
+pub async fn rotate_to(
+    c: &Client,
+    id: &str,
+    req: &rekey_api::StartRotation,
+    state: &str,
+) -> RotationView {
+    let r = c.start_rotation(id, req).await.unwrap();
+    let done = wait_for_rotation(c, &r.id, state).await;
+    assert_eq!(done.state, state, "{done:?}");
+    done
+}
+
+/// The rotations of the connection `id`, newest first.
+pub async fn rotations_of(c: &Client, id: &str) -> rekey_client::Result<rekey_api::RotationList> {
+    let query = rekey_api::RotationQuery {
+        connection: Some(id.to_string()),
+        ..Default::default()
+    };
+    c.list_rotations(&query).await
+}

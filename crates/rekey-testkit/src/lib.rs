@@ -419,6 +419,14 @@ impl TestServer {
         self.post(path, &self.admin_key, json!({})).await
     }
 
+    /// Check the connection `id` now with the admin key; asserts `200 OK`
+    /// and returns the check's answer (`outcome`, `status`, `connection`…).
+    pub async fn check(&self, id: &str) -> Value {
+        self.act(&format!("/api/v1/connections/{id}/check"))
+            .await
+            .ok_json()
+    }
+
     /// Reauthorize the connection `id` with the admin key; asserts `200 OK`
     /// and returns the new Connect link (`session.url`).
     pub async fn reauthorize_link(&self, id: &str) -> String {
@@ -458,6 +466,13 @@ impl TestServer {
         self.post("/api/v1/connections", key, body)
             .await
             .created_id()
+    }
+
+    /// Create an api_key connection holding `secret` with the admin key and
+    /// nothing else set; returns its id.
+    pub async fn api_key_conn(&self, secret: &str) -> String {
+        self.create_api_key_conn(&self.admin_key, secret, json!({}))
+            .await
     }
 
     /// Create a connection from `body` with the admin key; returns its id.

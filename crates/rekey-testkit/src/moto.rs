@@ -53,117 +53,21 @@ impl Moto {
         panic!("moto_server did not start on port {port}");
     }
 
-    async fn iam(&self, body: &str) -> String {
-        let u = url::Url::parse(&self.url).unwrap();
-        let host = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
-        let ct = vec![(
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        )];
-        let amz_date = "20260101T000000Z";
-        let headers = rekey_crypto::sigv4::sign_v4(
-            &rekey_crypto::sigv4::SigV4Request {
-                method: "POST",
-                host: &host,
-                path: "/",
-                query: &[],
-                headers: &ct,
-                body: body.as_bytes(),
-                service: "iam",
-                region: "us-east-1",
-                amz_date,
-            },
-            "AKIASETUPSETUPSETUP0",
-            "setup-secret",
-            None,
-        );
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/", self.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_string());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        assert!(status.is_success(), "moto IAM: {status} {text}");
-        text
-    }
-
-    /// Create an IAM user with one access key: (access key id, secret).
-    /// Call once per server: afterwards moto checks every signature.
-    pub async fn create_access_key(&self, user: &str) -> (String, String) {
-        self.iam(&format!(
-            "Action=CreateUser&UserName={user}&Version=2010-05-08"
-        ))
-        .await;
-        let xml = self
-            .iam(&format!(
-                "Action=CreateAccessKey&UserName={user}&Version=2010-05-08"
-            ))
-            .await;
-        let field = |name: &str| {
-            let open = format!("<{name}>");
-            let start = xml.find(&open).unwrap() + open.len();
-            let end = start + xml[start..].find('<').unwrap();
-            xml[start..end].to_string()
-        };
-        (field("AccessKeyId"), field("SecretAccessKey"))
-    }
-
-    /// Create an IAM user allowed every action (an inline policy), with
-    /// one access key: (access key id, secret). Three set-up calls: start
-    /// moto with [`Moto::start_with_setup_calls`]`(3)` for one such user.
-    pub async fn create_iam_user(&self, user: &str) -> (String, String) {
-        self.iam(&format!(
-            "Action=CreateUser&UserName={user}&Version=2010-05-08"
-        ))
-        .await;
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("Action", "PutUserPolicy"),
-                ("UserName", user),
-                ("PolicyName", "all"),
-                ("PolicyDocument", policy),
-                ("Version", "2010-05-08"),
-            ])
-            .finish();
-        self.iam(&body).await;
-        let xml = self
-            .iam(&format!(
-                "Action=CreateAccessKey&UserName={user}&Version=2010-05-08"
-            ))
-            .await;
-        (
-            xml_values(&xml, "AccessKeyId").remove(0),
-            xml_values(&xml, "SecretAccessKey").remove(0),
-        )
-    }
-
-    /// A signed query-API call (`service` `iam` or `sts`) with `key` (id,
-    /// secret): the HTTP status and the body.
-    pub async fn call_as(
+    /// POST the form `body` to moto's query API for `service`, signed with
+    /// `key` (id, secret) at `amz_date`: the HTTP status and the body.
+    async fn signed_post(
         &self,
         service: &str,
-        key: &(String, String),
-        params: &[(&str, &str)],
+        key: (&str, &str),
+        body: String,
+        amz_date: &str,
     ) -> (u16, String) {
         let u = url::Url::parse(&self.url).unwrap();
         let host = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
         let ct = vec![(
             "content-type".to_string(),
             "application/x-www-form-urlencoded".to_string(),
         )];
-        let amz_date = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
-            .unwrap();
         let headers = rekey_crypto::sigv4::sign_v4(
             &rekey_crypto::sigv4::SigV4Request {
                 method: "POST",
@@ -174,10 +78,10 @@ impl Moto {
                 body: body.as_bytes(),
                 service,
                 region: "us-east-1",
-                amz_date: &amz_date,
+                amz_date,
             },
-            &key.0,
-            &key.1,
+            key.0,
+            key.1,
             None,
         );
         let mut req = reqwest::Client::new()
@@ -189,6 +93,84 @@ impl Moto {
         }
         let r = req.send().await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// A set-up IAM call (before moto checks signatures: any key, a fixed
+    /// date) that must succeed: the body.
+    async fn iam(&self, body: &str) -> String {
+        let setup_key = ("AKIASETUPSETUPSETUP0", "setup-secret");
+        let (status, text) = self
+            .signed_post("iam", setup_key, body.to_string(), "20260101T000000Z")
+            .await;
+        assert!((200..300).contains(&status), "moto IAM: {status} {text}");
+        text
+    }
+
+    /// Create an IAM user with one access key: (access key id, secret).
+    /// Call once per server: afterwards moto checks every signature.
+    pub async fn create_access_key(&self, user: &str) -> (String, String) {
+        self.setup_user(user).await;
+        self.setup_access_key(user).await
+    }
+
+    /// Set-up call: create the IAM user `user`.
+    async fn setup_user(&self, user: &str) {
+        self.iam(&format!(
+            "Action=CreateUser&UserName={user}&Version=2010-05-08"
+        ))
+        .await;
+    }
+
+    /// Set-up call: a new access key of `user`, (id, secret).
+    async fn setup_access_key(&self, user: &str) -> (String, String) {
+        let xml = self
+            .iam(&format!(
+                "Action=CreateAccessKey&UserName={user}&Version=2010-05-08"
+            ))
+            .await;
+        (
+            xml_values(&xml, "AccessKeyId").remove(0),
+            xml_values(&xml, "SecretAccessKey").remove(0),
+        )
+    }
+
+    /// Create an IAM user allowed every action (an inline policy), with
+    /// one access key: (access key id, secret). Three set-up calls: start
+    /// moto with [`Moto::start_with_setup_calls`]`(3)` for one such user.
+    pub async fn create_iam_user(&self, user: &str) -> (String, String) {
+        self.setup_user(user).await;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("Action", "PutUserPolicy"),
+                ("UserName", user),
+                ("PolicyName", "all"),
+                ("PolicyDocument", policy),
+                ("Version", "2010-05-08"),
+            ])
+            .finish();
+        self.iam(&body).await;
+        self.setup_access_key(user).await
+    }
+
+    /// A signed query-API call (`service` `iam` or `sts`) with `key` (id,
+    /// secret): the HTTP status and the body.
+    pub async fn call_as(
+        &self,
+        service: &str,
+        key: &(String, String),
+        params: &[(&str, &str)],
+    ) -> (u16, String) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let amz_date = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .unwrap();
+        self.signed_post(service, (&key.0, &key.1), body, &amz_date)
+            .await
     }
 
     /// A signed IAM call that must succeed: the body.

@@ -591,6 +591,83 @@ fn decode_entities(s: &str) -> String {
     out
 }
 
+/// The client secret the clients of [`code_client`] and [`m2m_client`] are
+/// registered with.
+pub fn client_secret(client_id: &str) -> String {
+    format!("{client_id}-secret-0123456789abcdef")
+}
+
+/// An authorization-code client (with refresh tokens) whose redirect URI is
+/// the OAuth callback of the rekey at `rekey_base`, authenticating at the
+/// token endpoint with `method` and [`client_secret`].
+pub fn code_client(rekey_base: &str, client_id: &str, method: &str) -> Value {
+    serde_json::json!({"client_id": client_id, "client_secret": client_secret(client_id),
+        "redirect_uris": [format!("{rekey_base}/oauth/callback")],
+        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+        "token_endpoint_auth_method": method})
+}
+
+/// A client-credentials client, authenticating with `method` and
+/// [`client_secret`].
+pub fn m2m_client(client_id: &str, method: &str) -> Value {
+    serde_json::json!({"client_id": client_id, "client_secret": client_secret(client_id),
+        "redirect_uris": [], "response_types": [], "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": method})
+}
+
+/// Create a `custom-oidc` integration of `op` for its registered `client`
+/// (with `method`: [`client_secret`], or for `private_key_jwt` the fixture
+/// key `rekey-test-1`) asking for `scopes`; its id.
+pub async fn integration(
+    s: &crate::TestServer,
+    op: &OidcProvider,
+    client: &str,
+    method: &str,
+    scopes: &[&str],
+) -> String {
+    let mut body = serde_json::json!({"provider": "custom-oidc", "display_name": format!("IdP {client}"),
+        "client_id": client, "auth_method": method, "scopes": scopes, "endpoints": {"issuer": op.issuer}});
+    if method == "private_key_jwt" {
+        body["private_key_pem"] = crate::fixture("test-rsa-2048.pem").into();
+        body["key_id"] = "rekey-test-1".into();
+    } else {
+        body["client_secret"] = client_secret(client).into();
+    }
+    s.post("/api/v1/integrations", &s.admin_key, body)
+        .await
+        .created_id()
+}
+
+/// The Connect link of a new session for the integration `integ`.
+pub async fn connect_link(s: &crate::TestServer, integ: &str) -> String {
+    let body = serde_json::json!({"integration": integ});
+    let r = s.post("/api/v1/connect-sessions", &s.admin_key, body).await;
+    r.json()["url"].as_str().unwrap().to_string()
+}
+
+/// Start the Connect page at `link` as a browser would: the provider's
+/// authorization URL it redirects to.
+pub async fn start_connect(link: &str) -> String {
+    let start = crate::browser::browser()
+        .post(format!("{link}/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    start.headers()[LOCATION].to_str().unwrap().to_string()
+}
+
+/// Open the callback URL that [`authorize_as`] returned: the status and the
+/// page rekey answers.
+pub async fn finish(callback: &str) -> (u16, String) {
+    let r = crate::browser::browser()
+        .get(callback)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

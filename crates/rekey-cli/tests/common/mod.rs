@@ -101,6 +101,16 @@ impl Env {
         }
     }
 
+    /// [`Env::new`] with more environment for every process it starts.
+    pub async fn with_env(db: Db, extra: &[(&str, &str)]) -> Env {
+        let mut env = Env::new(db).await;
+        env.extra = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -138,6 +148,27 @@ impl Env {
             .await
             .expect("command timed out")
             .unwrap()
+    }
+
+    /// `rekey ARGS` as a client of the server at `base` with the API key
+    /// `key` (`REKEY_URL`, `REKEY_TOKEN`), given `limit` to finish. The
+    /// future owns what it needs, so a test's `cli(args)` closure can
+    /// return it.
+    pub fn remote(
+        &self,
+        base: &str,
+        key: &str,
+        args: &[&str],
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Output> {
+        let mut c = self.command(args);
+        c.env("REKEY_URL", base).env("REKEY_TOKEN", key);
+        async move {
+            tokio::time::timeout(limit, c.output())
+                .await
+                .expect("command timed out")
+                .unwrap()
+        }
     }
 
     /// `rekey admin create-user` with the password in `REKEY_NEW_PASSWORD`.

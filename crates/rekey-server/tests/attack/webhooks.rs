@@ -9,7 +9,7 @@
 use futures_util::future::join_all;
 use rekey_service::WebhookSettings;
 use rekey_testkit::webhook_receiver::WebhookReceiver;
-use rekey_testkit::{both_backends, items, Db, TestServer};
+use rekey_testkit::{both_backends, items, Db, Resp, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -34,14 +34,27 @@ fn settings(max_webhooks: i64) -> WebhookSettings {
     }
 }
 
+/// A server whose tenants may have `max_webhooks` subscriptions each, its
+/// admin key, and a receiver for the deliveries.
+async fn start(db: Db, max_webhooks: i64) -> (TestServer, String, WebhookReceiver) {
+    let s = TestServer::start(db).await;
+    s.rekey.set_webhook_settings(settings(max_webhooks));
+    let k = s.admin_key.clone();
+    (s, k, WebhookReceiver::start(0).await)
+}
+
+/// `POST /api/v1/webhooks`: subscribe `url` to the events matching `events`.
+async fn subscribe(s: &TestServer, key: &str, url: &str, events: &str) -> Resp {
+    s.post(
+        "/api/v1/webhooks",
+        key,
+        json!({"url": url, "events": [events]}),
+    )
+    .await
+}
+
 async fn create(s: &TestServer, key: &str, url: &str) -> reqwest::StatusCode {
-    let r = s
-        .post(
-            "/api/v1/webhooks",
-            key,
-            json!({"url": url, "events": ["connection.*"]}),
-        )
-        .await;
+    let r = subscribe(s, key, url, "connection.*").await;
     assert!(
         r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT,
         "{} {}",
@@ -50,6 +63,9 @@ async fn create(s: &TestServer, key: &str, url: &str) -> reqwest::StatusCode {
     );
     r.status
 }
+
+const DELIVERIES: &str = "SELECT COUNT(*) FROM webhook_deliveries";
+const NOT_FANNED_OUT: &str = "SELECT COUNT(*) FROM webhook_events WHERE fanned_out_at IS NULL";
 
 /// `SELECT COUNT(*) …` on the test's database.
 async fn count(s: &TestServer, sql: &str) -> i64 {
@@ -60,30 +76,15 @@ async fn count(s: &TestServer, sql: &str) -> i64 {
 }
 
 async fn subscriptions_are_capped_per_tenant(db: Db) {
-    let s = TestServer::start(db).await;
-    s.rekey.set_webhook_settings(settings(3));
-    let k = s.admin_key.clone();
-    let rx = WebhookReceiver::start(0).await;
+    let (s, k, rx) = start(db, 3).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let r = s
-            .post(
-                "/api/v1/webhooks",
-                &k,
-                json!({"url": rx.url(), "events": ["*"]}),
-            )
-            .await;
+        let r = subscribe(&s, &k, &rx.url(), "*").await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         ids.push(r.json()["webhook"]["id"].as_str().unwrap().to_string());
     }
     // The fourth is refused, with a stable code and the limit named.
-    let r = s
-        .post(
-            "/api/v1/webhooks",
-            &k,
-            json!({"url": rx.url(), "events": ["*"]}),
-        )
-        .await;
+    let r = subscribe(&s, &k, &rx.url(), "*").await;
     r.assert_error(409, "webhook_limit");
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(msg.contains('3') && msg.contains("--max-webhooks"), "{msg}");
@@ -96,13 +97,9 @@ async fn subscriptions_are_capped_per_tenant(db: Db) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    s.post(
-        "/api/v1/webhooks",
-        &k,
-        json!({"url": rx.url(), "events": ["*"]}),
-    )
-    .await
-    .assert_error(409, "webhook_limit");
+    subscribe(&s, &k, &rx.url(), "*")
+        .await
+        .assert_error(409, "webhook_limit");
     // Another tenant has its own allowance.
     let other = s.key("other", &["admin"]).await;
     assert_eq!(create(&s, &other, &rx.url()).await, StatusCode::CREATED);
@@ -122,12 +119,9 @@ async fn subscriptions_are_capped_per_tenant(db: Db) {
 /// PostgreSQL; two pools with their own write locks on SQLite): exactly the
 /// cap get in, the rest are refused with `webhook_limit`, nothing fails.
 async fn concurrent_creates_never_pass_the_cap(db: Db) {
-    let s = TestServer::start(db).await;
+    let (s, k, rx) = start(db, 5).await;
     let replica = s.replica().await;
-    s.rekey.set_webhook_settings(settings(5));
     replica.rekey.set_webhook_settings(settings(5));
-    let k = s.admin_key.clone();
-    let rx = WebhookReceiver::start(0).await;
     let bases = [s.base.clone(), replica.base.clone()];
     let http = reqwest::Client::new();
     let results = join_all((0..40).map(|n| {
@@ -166,19 +160,10 @@ async fn concurrent_creates_never_pass_the_cap(db: Db) {
 }
 
 async fn subscription_list_is_paginated(db: Db) {
-    let s = TestServer::start(db).await;
-    s.rekey.set_webhook_settings(settings(60));
-    let k = s.admin_key.clone();
-    let rx = WebhookReceiver::start(0).await;
+    let (s, k, rx) = start(db, 60).await;
     let mut want = BTreeSet::new();
     for _ in 0..55 {
-        let r = s
-            .post(
-                "/api/v1/webhooks",
-                &k,
-                json!({"url": rx.url(), "events": ["*"]}),
-            )
-            .await;
+        let r = subscribe(&s, &k, &rx.url(), "*").await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         want.insert(r.json()["webhook"]["id"].as_str().unwrap().to_string());
     }
@@ -250,29 +235,14 @@ async fn subscription_list_is_paginated(db: Db) {
 /// writes one event and no delivery. One worker pass gives every
 /// subscription exactly one delivery; more passes add none.
 async fn changes_write_no_deliveries_and_the_worker_fans_out_once(db: Db) {
-    let s = TestServer::start(db).await;
-    s.rekey.set_webhook_settings(settings(50));
-    let k = s.admin_key.clone();
-    let rx = WebhookReceiver::start(0).await;
+    let (s, k, rx) = start(db, 50).await;
     for _ in 0..5 {
         assert_eq!(create(&s, &k, &rx.url()).await, StatusCode::CREATED);
     }
     // One subscription that does not match and one paused: no delivery.
-    let r = s
-        .post(
-            "/api/v1/webhooks",
-            &k,
-            json!({"url": rx.url(), "events": ["webhook.test"]}),
-        )
-        .await;
+    let r = subscribe(&s, &k, &rx.url(), "webhook.test").await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = s
-        .post(
-            "/api/v1/webhooks",
-            &k,
-            json!({"url": rx.url(), "events": ["*"]}),
-        )
-        .await;
+    let r = subscribe(&s, &k, &rx.url(), "*").await;
     let paused = r.json()["webhook"]["id"].as_str().unwrap().to_string();
     s.patch(
         &format!("/api/v1/webhooks/{paused}"),
@@ -283,16 +253,12 @@ async fn changes_write_no_deliveries_and_the_worker_fans_out_once(db: Db) {
 
     let id = s.create_api_key_conn(&k, "k-fanout-1", json!({})).await;
     assert_eq!(
-        count(&s, "SELECT COUNT(*) FROM webhook_deliveries").await,
+        count(&s, DELIVERIES).await,
         0,
         "the change wrote no delivery rows"
     );
     assert_eq!(
-        count(
-            &s,
-            "SELECT COUNT(*) FROM webhook_events WHERE fanned_out_at IS NULL"
-        )
-        .await,
+        count(&s, NOT_FANNED_OUT).await,
         1,
         "one outbox event, waiting for fan-out"
     );
@@ -311,10 +277,7 @@ async fn changes_write_no_deliveries_and_the_worker_fans_out_once(db: Db) {
     let run = s.rekey.deliver_due("w1", 100).await.unwrap();
     assert_eq!(run.fanned_out, 1);
     assert_eq!(run.claimed, 5, "{run:?}");
-    assert_eq!(
-        count(&s, "SELECT COUNT(*) FROM webhook_deliveries").await,
-        5
-    );
+    assert_eq!(count(&s, DELIVERIES).await, 5);
     assert_eq!(
         count(
             &s,
@@ -324,22 +287,12 @@ async fn changes_write_no_deliveries_and_the_worker_fans_out_once(db: Db) {
         5,
         "one delivery per matching subscription"
     );
-    assert_eq!(
-        count(
-            &s,
-            "SELECT COUNT(*) FROM webhook_events WHERE fanned_out_at IS NULL"
-        )
-        .await,
-        0
-    );
+    assert_eq!(count(&s, NOT_FANNED_OUT).await, 0);
     for _ in 0..3 {
         let run = s.rekey.deliver_due("w2", 100).await.unwrap();
         assert_eq!(run.fanned_out, 0);
     }
-    assert_eq!(
-        count(&s, "SELECT COUNT(*) FROM webhook_deliveries").await,
-        5
-    );
+    assert_eq!(count(&s, DELIVERIES).await, 5);
     let got = rx
         .wait_until(Duration::from_secs(10), |d| d.len() >= 5)
         .await;
@@ -364,10 +317,7 @@ async fn changes_write_no_deliveries_and_the_worker_fans_out_once(db: Db) {
 /// is made to fail) leaves no delivery and an unmarked event; the next pass
 /// does it all, once.
 async fn fan_out_is_all_or_nothing(db: Db) {
-    let s = TestServer::start(db).await;
-    s.rekey.set_webhook_settings(settings(50));
-    let k = s.admin_key.clone();
-    let rx = WebhookReceiver::start(0).await;
+    let (s, k, rx) = start(db, 50).await;
     for _ in 0..3 {
         create(&s, &k, &rx.url()).await;
     }
@@ -393,18 +343,11 @@ async fn fan_out_is_all_or_nothing(db: Db) {
     let run = s.rekey.deliver_due("w", 100).await.unwrap();
     assert_eq!(run.fanned_out, 0);
     assert_eq!(
-        count(&s, "SELECT COUNT(*) FROM webhook_deliveries").await,
+        count(&s, DELIVERIES).await,
         0,
         "the failed fan-out left no deliveries"
     );
-    assert_eq!(
-        count(
-            &s,
-            "SELECT COUNT(*) FROM webhook_events WHERE fanned_out_at IS NULL"
-        )
-        .await,
-        1
-    );
+    assert_eq!(count(&s, NOT_FANNED_OUT).await, 1);
     match db {
         Db::Sqlite => s.sql(&["DROP TRIGGER fail_fan_out"]).await,
         Db::Postgres => {
@@ -414,10 +357,7 @@ async fn fan_out_is_all_or_nothing(db: Db) {
     }
     let run = s.rekey.deliver_due("w", 100).await.unwrap();
     assert_eq!(run.fanned_out, 1);
-    assert_eq!(
-        count(&s, "SELECT COUNT(*) FROM webhook_deliveries").await,
-        3
-    );
+    assert_eq!(count(&s, DELIVERIES).await, 3);
     let got = rx
         .wait_until(Duration::from_secs(10), |d| d.len() >= 3)
         .await;
@@ -429,12 +369,9 @@ async fn fan_out_is_all_or_nothing(db: Db) {
 /// passes racing each other in small batches: 120 deliveries, one per
 /// (event, subscription), every event marked.
 async fn two_replicas_never_duplicate_a_fan_out(db: Db) {
-    let s = TestServer::start(db).await;
+    let (s, k, rx) = start(db, 50).await;
     let replica = s.replica().await;
-    s.rekey.set_webhook_settings(settings(50));
     replica.rekey.set_webhook_settings(settings(50));
-    let k = s.admin_key.clone();
-    let rx = WebhookReceiver::start(0).await;
     for _ in 0..4 {
         create(&s, &k, &rx.url()).await;
     }
@@ -442,10 +379,7 @@ async fn two_replicas_never_duplicate_a_fan_out(db: Db) {
         s.create_api_key_conn(&k, &format!("k-race-{i}"), json!({}))
             .await;
     }
-    assert_eq!(
-        count(&s, "SELECT COUNT(*) FROM webhook_deliveries").await,
-        0
-    );
+    assert_eq!(count(&s, DELIVERIES).await, 0);
     let pass = |r: rekey_service::Rekey, owner: &'static str| async move {
         let mut fanned = 0;
         for _ in 0..50 {
@@ -462,10 +396,7 @@ async fn two_replicas_never_duplicate_a_fan_out(db: Db) {
         pass(replica.rekey.clone(), "replica-b")
     );
     assert_eq!(a + b, 30, "each event fanned out once ({a} + {b})");
-    assert_eq!(
-        count(&s, "SELECT COUNT(*) FROM webhook_deliveries").await,
-        120
-    );
+    assert_eq!(count(&s, DELIVERIES).await, 120);
     assert_eq!(
         count(
             &s,
@@ -476,14 +407,7 @@ async fn two_replicas_never_duplicate_a_fan_out(db: Db) {
         0,
         "no (event, subscription) twice"
     );
-    assert_eq!(
-        count(
-            &s,
-            "SELECT COUNT(*) FROM webhook_events WHERE fanned_out_at IS NULL"
-        )
-        .await,
-        0
-    );
+    assert_eq!(count(&s, NOT_FANNED_OUT).await, 0);
     // And every delivery goes out: 4 posts of each of the 30 events.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while rx.delivered().len() < 120 && std::time::Instant::now() < deadline {
