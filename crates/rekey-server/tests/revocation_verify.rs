@@ -6,6 +6,9 @@
 //! submitted meanwhile never closes the old one's revocation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ui_support;
+
+use rekey_service::Role;
 use rekey_testkit::provider_fixture::ProviderFixture;
 use rekey_testkit::{both_backends, Db, TestServer};
 use reqwest::StatusCode;
@@ -13,7 +16,8 @@ use serde_json::{json, Value};
 
 both_backends!(
     static_revocation_is_confirmed_step_by_step_and_verified,
-    a_new_credential_keeps_the_old_revocation_open
+    a_new_credential_keeps_the_old_revocation_open,
+    dashboard_confirms_steps_and_verifies
 );
 
 async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
@@ -205,6 +209,63 @@ async fn a_new_credential_keeps_the_old_revocation_open(db: Db) {
         .await;
     assert_eq!(c.status, StatusCode::OK, "{}", c.text);
     assert_eq!(c.json()["credentials"]["key"], "key-2");
+    s.stop().await;
+    fx.stop().await;
+}
+
+/// The connection page lists the revocation with a button per runbook
+/// step and, once revoked, the verdict in words and a Verify now button;
+/// a viewer sees neither button.
+async fn dashboard_confirms_steps_and_verifies(db: Db) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_valid_credential(Some("Bearer key-1"));
+    let id = rest_conn(&s, &fx, "key-1").await;
+    s.act(&format!("/api/v1/connections/{id}/revoke")).await;
+    let (ada, csrf) = ui_support::user(&s, "ada", Role::Operator).await;
+    let (vic, _) = ui_support::user(&s, "vic", Role::Viewer).await;
+    let page = format!("/ui/connections/{id}");
+
+    let (st, html) = ui_support::get(&s, &page, &ada).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(html.contains("Waiting for the runbook steps"), "{html}");
+    assert!(html.contains("Mark step 1 done"), "{html}");
+    let (_, html) = ui_support::get(&s, &page, &vic).await;
+    assert!(html.contains("Waiting for the runbook steps"), "{html}");
+    assert!(!html.contains("Mark step 1 done"), "viewers get no button");
+
+    // The provider still takes the key: the alarm, in words.
+    let confirm = format!("/ui/connections/{id}/confirm-revocation");
+    let (st, html) = ui_support::post(
+        &s,
+        &confirm,
+        &ada,
+        &[("csrf", &csrf), ("step", "1"), ("note", "CHG-42")],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("STILL ACCEPTS"), "{html}");
+    let (_, html) = ui_support::get(&s, &page, &ada).await;
+    assert!(html.contains("Alarm: the provider still accepts"), "{html}");
+    assert!(
+        html.contains("CHG-42") && html.contains("Verify now"),
+        "{html}"
+    );
+    let e = ui_support::last_audit(&s, "revocation.step_confirmed").await;
+    assert_eq!(e.actor, "user:ada");
+    assert!(e.request_id.is_some() && e.source.is_some(), "{e:?}");
+
+    // A forged form does nothing; the real one verifies.
+    let verify = format!("/ui/connections/{id}/verify-revocation");
+    let (st, _) = ui_support::post(&s, &verify, &ada, &[("csrf", "forged")]).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    fx.set_valid_credential(Some("Bearer key-2"));
+    let (st, html) = ui_support::post(&s, &verify, &ada, &[("csrf", &csrf)]).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("revocation verified"), "{html}");
+    let (_, html) = ui_support::get(&s, &page, &ada).await;
+    assert!(html.contains("Verified: the provider refuses"), "{html}");
+    assert!(!html.contains("key-1"), "no secret on the page");
     s.stop().await;
     fx.stop().await;
 }

@@ -60,6 +60,25 @@ struct ConnectionPage {
     confirmed: Option<(Actor, When, Option<String>)>,
     revoke_steps: Vec<String>,
     rotate_steps: Vec<String>,
+    /// Revocations of its credentials, newest first, with their verdict
+    /// shown as (class, words).
+    revocations: Vec<(rekey_api::RevocationView, &'static str, &'static str)>,
+}
+
+/// A revocation's verdict as colour and words (never colour alone).
+fn verdict_look(r: &rekey_api::RevocationView) -> (&'static str, &'static str) {
+    match (r.state.as_str(), r.verdict.as_deref()) {
+        ("open", _) => ("warn", "Waiting for the runbook steps"),
+        (_, Some("verified_rejected")) => {
+            ("ok", "Verified: the provider refuses the old credential")
+        }
+        (_, Some("still_accepted")) => (
+            "bad",
+            "Alarm: the provider still accepts the old credential",
+        ),
+        (_, Some(_)) => ("warn", "Unverifiable: rekey cannot try this credential"),
+        _ => ("warn", "Not verified yet: the provider has not answered"),
+    }
 }
 
 /// One connection: facts, the last error with its context, health, its
@@ -101,6 +120,19 @@ pub(super) async fn connection(
         })
         .unwrap_or_default();
     let (class, icon, status_label) = look(status);
+    // Without them the page still shows; the API lists them too.
+    let revocations = s
+        .rekey
+        .revocations(u.tenant(), &c.id)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(views::revocation_record)
+        .map(|r| {
+            let (class, words) = verdict_look(&r);
+            (r, class, words)
+        })
+        .collect();
     let integration = match OAuthMeta::from_column(&conn.row.credential_meta).integration_id {
         Some(i) => Some(match s.rekey.get_integration(u.tenant(), &i).await {
             Ok(v) => (v.row.id, v.row.display_name),
@@ -151,6 +183,7 @@ pub(super) async fn connection(
                 .map(|k| (actors.of(&k.by), When::now(&k.at), k.note.clone())),
             revoke_steps,
             rotate_steps,
+            revocations,
             c,
         },
     ))

@@ -104,6 +104,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/ui/connections/{id}/confirm-revocation",
             post(confirm_working::confirm_revocation),
         )
+        .route(
+            "/ui/connections/{id}/verify-revocation",
+            post(confirm_working::verify_revocation),
+        )
         .route("/ui/connections/{id}/{action}", post(actions::act))
         .route("/ui/{*rest}", get(not_found))
         .route_layer(axum::middleware::from_fn_with_state(state, same_origin))
