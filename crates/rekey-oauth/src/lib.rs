@@ -28,8 +28,8 @@ pub use outbound::{Outbound, Refused};
 pub use pkce::{random_token, Pkce};
 pub use token::{
     authorize_url, check_client_auth, client_credentials, denial_message, discover, exchange_code,
-    fetch_identity, granted_scopes, refresh, revoke, revoke_with, AuthorizeRequest, CheckGrant,
-    ClientAuthCheck, Discovery, RevokeStyle, TokenSet,
+    fetch_identity, granted_scopes, refresh, revoke, revoke_bearer, revoke_with, AuthorizeRequest,
+    CheckGrant, ClientAuthCheck, Discovery, RevokeStyle, TokenSet,
 };
 
 /// The parsers of provider answers, without the HTTP around them, for the

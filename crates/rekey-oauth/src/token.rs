@@ -443,12 +443,26 @@ pub async fn revoke_with(
             .inner()
             .post(revocation_url)
             .query(&[("token", token.expose()), ("token_type_hint", hint)]),
-        RevokeStyle::Bearer => http
-            .inner()
-            .post(revocation_url)
-            .bearer_auth(token.expose()),
+        RevokeStyle::Bearer => return revoke_bearer(http, revocation_url, token).await,
     };
-    let r = http.send(req).await?;
+    revoke_answer(http.send(req).await?)
+}
+
+/// Revoke a token that authenticates itself (Slack's `auth.revoke`): no
+/// client credentials, the token as the bearer. Static API tokens use this.
+pub async fn revoke_bearer(
+    http: &Http,
+    revocation_url: &str,
+    token: &SecretString,
+) -> Result<(), OAuthError> {
+    let req = http
+        .inner()
+        .post(revocation_url)
+        .bearer_auth(token.expose());
+    revoke_answer(http.send(req).await?)
+}
+
+fn revoke_answer(r: Response) -> Result<(), OAuthError> {
     if r.status == 200 || r.status == 204 {
         // Slack's auth.revoke answers 200 {"ok": false, …} on failure.
         if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {

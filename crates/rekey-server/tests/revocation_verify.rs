@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 both_backends!(
     static_revocation_is_confirmed_step_by_step_and_verified,
     a_new_credential_keeps_the_old_revocation_open,
-    dashboard_confirms_steps_and_verifies
+    dashboard_confirms_steps_and_verifies,
+    slack_bot_tokens_are_revoked_with_auth_revoke
 );
 
 async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
@@ -266,6 +267,61 @@ async fn dashboard_confirms_steps_and_verifies(db: Db) {
     let (_, html) = ui_support::get(&s, &page, &ada).await;
     assert!(html.contains("Verified: the provider refuses"), "{html}");
     assert!(!html.contains("key-1"), "no secret on the page");
+    s.stop().await;
+    fx.stop().await;
+}
+
+/// Slack bot tokens (`api_key`) revoke themselves: rekey calls
+/// `auth.revoke` with the token as the bearer (the request Slack
+/// documents), then proves it dead with `auth.test` (`invalid_auth`). When
+/// Slack refuses the revocation, the runbook is handed to an operator.
+async fn slack_bot_tokens_are_revoked_with_auth_revoke(db: Db) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    let token = "xoxb-1111-2222-abcdef";
+    let slack = |display: &str, key: &str| {
+        json!({"provider": "slack", "kind": "api_key", "display_name": display,
+               "probe_url": fx.slack_url(), "credentials": {"key": key}})
+    };
+    let id = s.create_connection(slack("Bot", token)).await;
+    let r = s.act(&format!("/api/v1/connections/{id}/revoke")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = r.json();
+    assert_eq!(r["revoked_at_provider"], true, "{r}");
+    assert_eq!(r["connection"]["status"], "revoked");
+    assert_eq!(fx.revocations(), 1);
+    assert_eq!(
+        fx.last_authorization().as_deref(),
+        Some(format!("Bearer {token}").as_str()),
+        "the verification's auth.test came last, with the old token"
+    );
+    let rev = &r["revocation"];
+    assert_eq!(rev["method"], "provider");
+    assert_eq!(rev["verdict"], "verified_rejected", "{r}");
+    assert_eq!(rev["checks"][0]["code"], "auth_rejected", "{r}");
+    assert!(!r.to_string().contains(token));
+    let a = s
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=connection.provider_revocation"
+        ))
+        .await
+        .json();
+    assert_eq!(a["items"][0]["outcome"], "ok", "{a}");
+
+    // Slack refuses (a token it does not know): the operator's runbook.
+    fx.set_valid_credential(Some("Bearer xoxb-someone-else"));
+    let id = s
+        .create_connection(slack("Bot 2", "xoxb-3333-4444-zz"))
+        .await;
+    let r = s
+        .act(&format!("/api/v1/connections/{id}/revoke"))
+        .await
+        .json();
+    assert_eq!(r["revoked_at_provider"], false, "{r}");
+    assert_eq!(r["connection"]["status"], "revoke_pending");
+    assert!(!r["manual_steps"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["revocation"]["state"], "open");
+    assert_eq!(fx.revocations(), 2);
     s.stop().await;
     fx.stop().await;
 }

@@ -71,6 +71,10 @@ enum Cred {
 struct Shared {
     mode: Mutex<Mode>,
     valid: Mutex<Option<String>>,
+    /// Tokens revoked through `auth.revoke` (as Slack: dead from then on).
+    revoked: Mutex<Vec<String>>,
+    /// Requests to `auth.revoke`.
+    revocations: AtomicUsize,
     last_auth: Mutex<Option<String>>,
     hits: AtomicUsize,
     in_flight: AtomicUsize,
@@ -103,6 +107,8 @@ impl ProviderFixture {
         let shared = Arc::new(Shared {
             mode: Mutex::new(Mode::Ok),
             valid: Mutex::new(None),
+            revoked: Mutex::new(Vec::new()),
+            revocations: AtomicUsize::new(0),
             last_auth: Mutex::new(None),
             hits: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -111,6 +117,7 @@ impl ProviderFixture {
         });
         let app = Router::new()
             .route("/api/auth.test", get(slack).post(slack))
+            .route("/api/auth.revoke", get(slack_revoke).post(slack_revoke))
             .route("/v1/me", get(rest))
             .route("/v1/echo/{status}", get(echo).post(echo))
             .with_state(shared.clone());
@@ -155,6 +162,16 @@ impl ProviderFixture {
     /// `hits`.
     pub fn echo_url(&self, status: u16) -> String {
         format!("{}/v1/echo/{status}", self.base_url())
+    }
+
+    /// Slack's `auth.revoke` on this fixture.
+    pub fn slack_revoke_url(&self) -> String {
+        format!("{}/api/auth.revoke", self.base_url())
+    }
+
+    /// How many `auth.revoke` requests arrived.
+    pub fn revocations(&self) -> usize {
+        self.shared.revocations.load(Ordering::SeqCst)
     }
 
     pub fn set_mode(&self, m: Mode) {
@@ -265,6 +282,25 @@ impl Drop for InFlight<'_> {
 }
 
 type St = State<Arc<Shared>>;
+
+/// Slack's `auth.revoke` (api.slack.com/methods/auth.revoke): the token
+/// from the Authorization header is revoked, `{"ok": true, "revoked":
+/// true}`; without a valid token, `{"ok": false, "error": "invalid_auth"}`
+/// (or `not_authed`), HTTP 200 as Slack answers.
+async fn slack_revoke(State(s): St, headers: HeaderMap) -> Response {
+    s.revocations.fetch_add(1, Ordering::SeqCst);
+    let cred = presented(&headers);
+    match check(&s, cred.as_ref()) {
+        Cred::Good => {
+            if let Some((v, _)) = cred {
+                lock(&s.revoked).push(v);
+            }
+            ok_json(json!({"ok": true, "revoked": true}))
+        }
+        Cred::Missing => slack_error("not_authed"),
+        Cred::Wrong => slack_error("invalid_auth"),
+    }
+}
 
 async fn slack(State(s): St, headers: HeaderMap) -> Response {
     answer(&s, Api::Slack, &headers).await
@@ -442,6 +478,9 @@ fn check(s: &Shared, presented: Option<&(String, bool)>) -> Cred {
     };
     if token.trim().is_empty() {
         return Cred::Missing;
+    }
+    if lock(&s.revoked).iter().any(|r| r == value) {
+        return Cred::Wrong;
     }
     match lock(&s.valid).as_deref() {
         None => Cred::Good,

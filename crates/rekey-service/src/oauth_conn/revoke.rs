@@ -51,16 +51,108 @@ impl Rekey {
         }
         .await;
         let ok = matches!(res, Ok(true));
+        let hints: Vec<&str> = tokens.iter().map(|(h, _)| *h).collect();
+        self.audit_provider_revocation(
+            ctx,
+            cid,
+            ok,
+            &hints,
+            res.as_ref().err().map(|e| e.code().as_str()),
+        )
+        .await;
+        ok
+    }
+
+    async fn audit_provider_revocation(
+        &self,
+        ctx: &Ctx,
+        cid: &str,
+        ok: bool,
+        tokens: &[&str],
+        error: Option<&str>,
+    ) {
         let audit = async {
             let mut tx = self.store().begin_write().await?;
-            record(&mut tx, ctx, AuditAction::ConnectionProviderRevocation, Some(cid), if ok { AuditOutcome::Ok } else { AuditOutcome::Error },
-                json!({"tokens": tokens.iter().map(|(h, _)| *h).collect::<Vec<_>>(), "error": res.as_ref().err().map(|e| e.code())})).await?;
+            let outcome = if ok {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Error
+            };
+            record(
+                &mut tx,
+                ctx,
+                AuditAction::ConnectionProviderRevocation,
+                Some(cid),
+                outcome,
+                json!({"tokens": tokens, "error": error}),
+            )
+            .await?;
             tx.commit().await
         };
         if let Err(e) = audit.await {
             tracing::error!(error = %e, "could not audit provider revocation");
         }
-        ok
+    }
+
+    /// Where a static API token can revoke itself at the provider (Slack's
+    /// `auth.revoke` for bot tokens): the catalog's bearer-style revocation
+    /// endpoint, for a kind whose revoke runbook says rekey does it. A
+    /// connection whose `probe_url` points at another origin (a regional
+    /// host, a proxy) revokes there too.
+    fn static_revocation_url(
+        &self,
+        row: &rekey_store::connections::ConnectionRow,
+    ) -> Option<String> {
+        if row.kind != rekey_core::connection::ConnectionKind::ApiKey {
+            return None;
+        }
+        let p = self.catalog().get(&row.provider)?;
+        if p.revoke_for(row.kind.as_str()).method != rekey_providers::RunbookMethod::Api {
+            return None;
+        }
+        let o = p.oauth.as_ref()?;
+        if o.revocation_method != rekey_providers::RevocationMethod::Bearer {
+            return None;
+        }
+        let mut url = url::Url::parse(o.revocation_url.as_deref()?).ok()?;
+        if let Some(probe) = row
+            .probe_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+        {
+            url.set_scheme(probe.scheme()).ok()?;
+            url.set_host(probe.host_str()).ok()?;
+            url.set_port(probe.port()).ok()?;
+        }
+        Some(url.to_string())
+    }
+
+    /// Revoke a static token at `url` with itself as the bearer; audited.
+    async fn revoke_static_at_provider(
+        &self,
+        ctx: &Ctx,
+        cid: &str,
+        url: &str,
+        token: Option<&SecretString>,
+    ) -> bool {
+        let res = match token {
+            Some(t) => rekey_oauth::revoke_bearer(&self.inner.http, url, t)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(connection = cid, error = %e, "revocation at provider failed");
+                    e.code().to_string()
+                }),
+            None => Err("no_token".to_string()),
+        };
+        self.audit_provider_revocation(
+            ctx,
+            cid,
+            res.is_ok(),
+            &["api_key"],
+            res.as_ref().err().map(String::as_str),
+        )
+        .await;
+        res.is_ok()
     }
 
     /// `POST /connections/{id}/revoke`: revoke the current credential at
@@ -88,6 +180,10 @@ impl Rekey {
             let mut tokens = revocable(&s, "");
             tokens.extend(revocable(&s, "pending:"));
             at_provider = self.revoke_at_provider(ctx, &id, &integ, tokens).await;
+        } else if let Some(url) = self.static_revocation_url(&row) {
+            at_provider = self
+                .revoke_static_at_provider(ctx, &id, &url, s.get("key"))
+                .await;
         }
         if !at_provider && row.status == Status::RevokePending {
             let open = {
