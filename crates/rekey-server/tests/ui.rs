@@ -486,6 +486,10 @@ async fn search_filters_and_bulk_actions(db: Db) {
         html.contains("Revocation pending") && html.contains("Manual steps"),
         "{html}"
     );
+    assert!(
+        html.contains("0 done, 1 waiting for manual steps, 0 failed"),
+        "a pending revocation is not counted done: {html}"
+    );
     assert_eq!(status_of(&s, &mkt).await, "revoke_pending");
     // Request reauthorization: a Connect link per connection.
     let reauthorize_bad = [("confirmed", "1"), ("id", bad.as_str())];

@@ -80,6 +80,8 @@ struct Row {
     detail: String,
     /// A Connect link to hand to the connection's owner, and its expiry.
     link: Option<(String, When)>,
+    /// Not done yet: a revocation waiting for its manual steps.
+    waiting: bool,
 }
 
 #[derive(Template)]
@@ -87,6 +89,7 @@ struct Row {
 struct ResultPage {
     heading: String,
     done: usize,
+    waiting: usize,
     failed: usize,
     rows: Vec<Row>,
 }
@@ -156,11 +159,13 @@ pub(super) async fn bulk(
     })?;
     rows.sort_by_key(|r| r.name.to_lowercase());
     let failed = rows.iter().filter(|r| r.class == "bad").count();
+    let waiting = rows.iter().filter(|r| r.waiting).count();
     Ok(page(
         StatusCode::OK,
         &ResultPage {
             heading: format!("{}: {}", action.title(), connections(rows.len())),
-            done: rows.len() - failed,
+            done: rows.len() - failed - waiting,
+            waiting,
             failed,
             rows,
         },
@@ -261,6 +266,7 @@ async fn run_one(s: &AppState, ctx: &Ctx, action: Action, t: Target) -> Row {
         result: result.to_string(),
         detail,
         link: None,
+        waiting: false,
     };
     let failed = |e: rekey_core::Error| row("bad", "✖", "Failed", e.public_message());
     match action {
@@ -278,14 +284,32 @@ async fn run_one(s: &AppState, ctx: &Ctx, action: Action, t: Target) -> Row {
         },
         Action::Revoke => match s.rekey.revoke_connection(ctx, &t.id).await {
             Ok(r) if r.revoked_at_provider => {
-                row("ok", "✔", "Revoked", "Revoked at the provider.".into())
+                match r.revocation.as_ref().and_then(|v| v.row.verdict.as_deref()) {
+                    Some("still_accepted") => row(
+                        "bad",
+                        "⚠",
+                        "Revoked, but still accepted",
+                        "The provider still accepts the old credential; rekey keeps checking."
+                            .into(),
+                    ),
+                    Some("verified_rejected") => row(
+                        "ok",
+                        "✔",
+                        "Revoked",
+                        "Revoked at the provider, which now refuses the old credential.".into(),
+                    ),
+                    _ => row("ok", "✔", "Revoked", "Revoked at the provider.".into()),
+                }
             }
-            Ok(r) => row(
-                "warn",
-                "⚠",
-                "Revocation pending",
-                format!("Manual steps: {}", r.manual_steps.join(" ")),
-            ),
+            Ok(r) => Row {
+                waiting: true,
+                ..row(
+                    "warn",
+                    "⚠",
+                    "Revocation pending",
+                    format!("Manual steps: {}", r.manual_steps.join(" ")),
+                )
+            },
             Err(e) => failed(e),
         },
         Action::Reauthorize => match s.rekey.reauthorize(ctx, &t.id, false).await {
