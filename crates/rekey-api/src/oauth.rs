@@ -334,3 +334,35 @@ redacted_debug!(
         version
     ]
 );
+
+/// `GET /api/v1/connections/{id}/readers?since=`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReadersQuery {
+    /// Only reads at or after this time (RFC 3339).
+    pub since: Option<String>,
+}
+
+/// Who read a connection's credential, from the audit log: one row per
+/// actor, client address and outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReaderView {
+    /// `api_key:<id>`, `user:<name>` or `cli`.
+    pub actor: String,
+    /// The API key's name, when the actor is a key of this tenant.
+    pub api_key_name: Option<String>,
+    /// The client address the reads came from.
+    pub source: Option<String>,
+    /// `ok`, or `denied` / `error` for reads that were refused or failed.
+    pub outcome: String,
+    pub reads: i64,
+    pub first_read_at: String,
+    pub last_read_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReaderList {
+    /// Most recent first; at most 1,000 rows.
+    pub items: Vec<ReaderView>,
+}

@@ -416,7 +416,13 @@ async fn connection_commands_change_what_the_api_shows(db: Db) {
             "SEC-1234: app removed in Salesforce",
         ])
         .await;
-    assert_eq!(out.trim(), format!("{id} is revoked"));
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("{id} is revoked").as_str())
+    );
+    // Then the revocation: the step with its note, and what rekey found.
+    assert!(out.contains("[x] 1.") && out.contains("SEC-1234"), "{out}");
+    assert!(out.contains("verdict:"), "{out}");
     assert_eq!(c.get_connection(&id).await.unwrap().status, "revoked");
     // The note is the evidence in the audit log.
     let out = api

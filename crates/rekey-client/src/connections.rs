@@ -162,6 +162,11 @@ impl Client {
             .await
     }
 
+    /// `GET /api/v1/connections/{id}/readers`: who read the credential.
+    pub async fn list_readers(&self, id: &str, q: &ReadersQuery) -> Result<ReaderList> {
+        self.get(&format!("{}/readers", conn(id)), q).await
+    }
+
     /// `GET /api/v1/connections/{id}/revocations`: newest first.
     pub async fn list_revocations(&self, id: &str) -> Result<RevocationList> {
         self.get(&format!("{}/revocations", conn(id)), NO_QUERY)

@@ -582,6 +582,7 @@ async fn every_api_operation_has_a_client_method() {
         "post /api/v1/connections/{id}/revoke/confirm: confirm_revocation",
         "post /api/v1/connections/{id}/revoke/verify: verify_revocation",
         "get /api/v1/connections/{id}/revocations: list_revocations",
+        "get /api/v1/connections/{id}/readers: list_readers",
         "post /api/v1/connections/{id}/reauthorize: reauthorize_connection",
         "post /api/v1/connections/{id}/refresh: refresh_connection",
         "post /api/v1/connections/{id}/check: check_connection",

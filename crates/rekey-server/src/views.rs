@@ -376,3 +376,20 @@ pub fn integration_list(items: &[Integration]) -> IntegrationList {
         items: items.iter().map(integration).collect(),
     }
 }
+
+pub fn readers(items: &[rekey_service::Reader]) -> rekey_api::ReaderList {
+    rekey_api::ReaderList {
+        items: items
+            .iter()
+            .map(|r| rekey_api::ReaderView {
+                actor: r.row.actor.clone(),
+                api_key_name: r.key_name.clone(),
+                source: r.row.source.clone(),
+                outcome: r.row.outcome.clone(),
+                reads: r.row.reads,
+                first_read_at: ms_to_rfc3339(r.row.first_at),
+                last_read_at: ms_to_rfc3339(r.row.last_at),
+            })
+            .collect(),
+    }
+}

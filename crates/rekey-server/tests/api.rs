@@ -1110,6 +1110,7 @@ async fn openapi_documents_every_route() {
         ("post", "/api/v1/connections/{id}/revoke/confirm"),
         ("post", "/api/v1/connections/{id}/revoke/verify"),
         ("get", "/api/v1/connections/{id}/revocations"),
+        ("get", "/api/v1/connections/{id}/readers"),
         ("post", "/api/v1/connections/{id}/reauthorize"),
         ("post", "/api/v1/connections/{id}/refresh"),
         ("get", "/api/v1/integrations"),

@@ -233,6 +233,7 @@ async fn dashboard_confirms_steps_and_verifies(db: Db) {
     assert!(html.contains("Mark step 1 done"), "{html}");
     let (_, html) = ui_support::get(&s, &page, &vic).await;
     assert!(html.contains("Waiting for the runbook steps"), "{html}");
+    assert!(html.contains("Who read the credential"), "{html}");
     assert!(!html.contains("Mark step 1 done"), "viewers get no button");
 
     // The provider still takes the key: the alarm, in words.

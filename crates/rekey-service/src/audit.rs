@@ -171,3 +171,63 @@ impl Rekey {
         })
     }
 }
+
+/// One reader of a credential: who (`api_key:<id>` with the key's name,
+/// `user:<name>`, `cli`), from which client address, with what outcome,
+/// how often, first and last.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    pub row: rekey_store::audit::ReaderRow,
+    /// The API key's name, when the actor is a key this tenant still knows.
+    pub key_name: Option<String>,
+}
+
+/// Groups of readers answered at most (the most recent first).
+const MAX_READERS: i64 = 1000;
+
+impl Rekey {
+    /// `GET /connections/{id}/readers?since=`: who read this connection's
+    /// credential, from the audit log (reads refused or failed included,
+    /// with their outcome).
+    pub async fn credential_readers(
+        &self,
+        tenant: &str,
+        id: &str,
+        since: Option<&str>,
+    ) -> Result<Vec<Reader>, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        let since = since
+            .map(|s| rekey_core::time::parse_rfc3339("since", s))
+            .transpose()?
+            .unwrap_or(0);
+        let mut c = self.store().read().await?;
+        rekey_store::connections::get(&mut c, tenant, &id)
+            .await?
+            .ok_or_else(|| crate::connection_rows::not_found(&id))?;
+        let rows = rekey_store::audit::readers(
+            &mut c,
+            tenant,
+            &id,
+            AuditAction::CredentialsRead.as_str(),
+            since,
+            MAX_READERS,
+        )
+        .await?;
+        let names: std::collections::HashMap<String, String> =
+            rekey_store::api_keys::list(&mut c, tenant)
+                .await?
+                .into_iter()
+                .map(|k| (k.id, k.name))
+                .collect();
+        Ok(rows
+            .into_iter()
+            .map(|row| Reader {
+                key_name: row
+                    .actor
+                    .strip_prefix("api_key:")
+                    .and_then(|k| names.get(k).cloned()),
+                row,
+            })
+            .collect())
+    }
+}

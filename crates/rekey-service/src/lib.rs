@@ -30,7 +30,7 @@ mod versions;
 mod webhooks;
 
 pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
-pub use audit::{AuditPage, ChainReport};
+pub use audit::{AuditPage, ChainReport, Reader};
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
 pub use health::{CheckRun, HealthSettings};

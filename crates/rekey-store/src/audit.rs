@@ -156,3 +156,38 @@ pub async fn page_from(
     .await?;
     Ok(rows.into_iter().map(ChainedEntry::from).collect())
 }
+
+/// Who read one credential: the reads of `target` since `since`, grouped
+/// by actor, client address and outcome (most recent first, at most
+/// `limit` groups). Served by the `audit_log_target` index.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ReaderRow {
+    pub actor: String,
+    pub source: Option<String>,
+    pub outcome: String,
+    pub reads: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+pub async fn readers(
+    c: &mut AnyConnection,
+    tenant: &str,
+    target: &str,
+    read_action: &str,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<ReaderRow>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT actor, source, outcome, COUNT(*) AS reads, MIN(at) AS first_at, MAX(at) AS last_at \
+         FROM audit_log WHERE tenant = $1 AND target = $2 AND action = $3 AND at >= $4 \
+         GROUP BY actor, source, outcome ORDER BY MAX(at) DESC, actor LIMIT $5",
+    )
+    .bind(tenant)
+    .bind(target)
+    .bind(read_action)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(c)
+    .await?)
+}

@@ -194,6 +194,16 @@ pub enum ConnectionsCmd {
     /// The revocations of a connection's credentials: fingerprint, steps,
     /// verdict.
     Revocations(IdArgs),
+    /// Who read the connection's credential (from the audit log): per API
+    /// key and client address, how often, first and last. Needs `audit:read`.
+    Readers {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only reads at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 /// Slugs from a repeatable, comma-separated option, without empty ones (so
@@ -558,13 +568,10 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             let v = c
                 .confirm_revocation(&id, &ConfirmRevocation { note, step })
                 .await?;
-            if api.json {
-                print_json(&v)?;
-            } else {
-                let list = c.list_revocations(&id).await?;
-                match list.items.first() {
-                    Some(r) => print_revocation(r)?,
-                    None => print_status(&api, &v)?,
+            print_status(&api, &v)?;
+            if !api.json {
+                if let Some(r) = c.list_revocations(&id).await?.items.first() {
+                    print_revocation(r)?;
                 }
             }
         }
@@ -577,6 +584,38 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             }
             if r.verdict.as_deref() != Some("verified_rejected") {
                 return Ok(ExitCode::from(crate::exit::CHECK_FAILED));
+            }
+        }
+        ConnectionsCmd::Readers { id, api, since } => {
+            let list = client(&api)?
+                .list_readers(&id, &ReadersQuery { since })
+                .await?;
+            if api.json {
+                print_json(&list)?;
+            } else if list.items.is_empty() {
+                outln!("nobody read {id}'s credential in that time")?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .items
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            match &r.api_key_name {
+                                Some(n) => format!("{} ({n})", r.actor),
+                                None => r.actor.clone(),
+                            },
+                            r.source.clone().unwrap_or_else(|| "-".into()),
+                            r.outcome.clone(),
+                            r.reads.to_string(),
+                            r.first_read_at.clone(),
+                            r.last_read_at.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["READER", "FROM", "OUTCOME", "READS", "FIRST", "LAST"],
+                    rows,
+                )?;
             }
         }
         ConnectionsCmd::Revocations(IdArgs { id, api }) => {

@@ -1,7 +1,7 @@
 use super::with_etag;
 use crate::error::ApiResult;
 use crate::extract::{
-    ApiJson, ApiPath, ApiQuery, Auth, ConnRead, ConnWrite, IfMatch, OptionalJson,
+    ApiJson, ApiPath, ApiQuery, AuditRead, Auth, ConnRead, ConnWrite, IfMatch, OptionalJson,
 };
 use crate::{views, AppState};
 use axum::extract::State;
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(confirm_revocation))
         .routes(routes!(verify_revocation))
         .routes(routes!(list_revocations))
+        .routes(routes!(list_readers))
         .routes(routes!(reauthorize_connection))
         .routes(routes!(refresh_connection))
         .routes(routes!(check_connection))
@@ -338,4 +339,23 @@ async fn confirm_working(
 ) -> ApiResult<Response> {
     let c = views::connection(&s.rekey.confirm_working(&auth.ctx, &id, req, v).await?);
     Ok(with_etag(StatusCode::OK, c.version, &c))
+}
+
+/// Who read this connection's credential: per API key (or user) and client
+/// address, how many reads, first and last, refused and failed reads
+/// apart; from the audit log, newest first. The first question after a
+/// breach. Needs `audit:read`.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/readers", tag = "connections", params(("id" = String, Path), ReadersQuery), security(("bearer" = [])),
+    responses((status = 200, body = ReaderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_readers(
+    State(s): State<AppState>,
+    auth: Auth<AuditRead>,
+    ApiPath(id): ApiPath,
+    ApiQuery(q): ApiQuery<ReadersQuery>,
+) -> ApiResult<Json<ReaderList>> {
+    let items = s
+        .rekey
+        .credential_readers(&auth.ctx.tenant, &id, q.since.as_deref())
+        .await?;
+    Ok(Json(views::readers(&items)))
 }

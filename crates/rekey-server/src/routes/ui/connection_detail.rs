@@ -14,6 +14,7 @@ use rekey_api::{AuditEntryView, AuditQuery, ConnectionView};
 use rekey_core::connection::ConnectionKind;
 use rekey_core::credential_meta::OAuthMeta;
 use rekey_core::last_error::LastError;
+use rekey_core::scope::Scope;
 
 struct ErrorInfo {
     message: String,
@@ -63,6 +64,8 @@ struct ConnectionPage {
     /// Revocations of its credentials, newest first, with their verdict
     /// shown as (class, words).
     revocations: Vec<(rekey_api::RevocationView, &'static str, &'static str)>,
+    /// Who read the credential (for those who may read the audit log).
+    readers: Option<Vec<rekey_api::ReaderView>>,
 }
 
 /// A revocation's verdict as colour and words (never colour alone).
@@ -133,6 +136,15 @@ pub(super) async fn connection(
             (r, class, words)
         })
         .collect();
+    let readers = if u.principal.require(Scope::AuditRead).is_ok() {
+        s.rekey
+            .credential_readers(u.tenant(), &c.id, None)
+            .await
+            .ok()
+            .map(|r| views::readers(&r).items)
+    } else {
+        None
+    };
     let integration = match OAuthMeta::from_column(&conn.row.credential_meta).integration_id {
         Some(i) => Some(match s.rekey.get_integration(u.tenant(), &i).await {
             Ok(v) => (v.row.id, v.row.display_name),
@@ -184,6 +196,7 @@ pub(super) async fn connection(
             revoke_steps,
             rotate_steps,
             revocations,
+            readers,
             c,
         },
     ))
