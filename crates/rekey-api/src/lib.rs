@@ -572,6 +572,12 @@ pub struct ConnectionQuery {
     pub created_before: Option<String>,
     /// RFC 3339: not rotated since (never-rotated connections count from creation).
     pub rotated_before: Option<String>,
+    /// OAuth grants made through this integration (`int_…`): "rotate the
+    /// app's secret, then reauthorize every connection using it".
+    pub integration: Option<String>,
+    /// RFC 3339: the credential was read (successfully) at or after this
+    /// time, by anyone (see `GET …/readers`).
+    pub last_read_after: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1–200, default 50.

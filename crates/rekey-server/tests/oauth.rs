@@ -142,7 +142,44 @@ both_backends!(
     delete_revokes_first,
     scheduler_refreshes_expiring_tokens,
     custom_oauth2_is_checked_at_identity_url,
+    connections_filtered_by_integration,
 );
+
+/// "Rotate the app's secret, then reauthorize every connection using it":
+/// `?integration=` lists exactly the grants made through one OAuth app.
+async fn connections_filtered_by_integration(db: Db) {
+    let e = setup(db).await;
+    let m2m = e
+        .s
+        .create_connection(json!({"provider": "custom-oauth2", "kind": "oauth2_client_credentials",
+            "display_name": "M2M", "scopes": ["read"], "credentials": {"integration": e.integration}}))
+        .await;
+    e.s.create_api_key_conn(&e.s.admin_key, "sk-not-oauth", json!({}))
+        .await;
+    let l =
+        e.s.get_admin(&format!(
+            "/api/v1/connections?integration={}",
+            e.integration
+        ))
+        .await
+        .json();
+    let got: Vec<&str> = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [m2m.as_str()], "{l}");
+    let none =
+        e.s.get_admin("/api/v1/connections?integration=int_00000000000000000000000000000000")
+            .await
+            .json();
+    assert_eq!(none["items"], json!([]));
+    e.s.get_admin("/api/v1/connections?integration=salesforce")
+        .await
+        .assert_error(400, "invalid_id");
+    e.s.stop().await;
+}
 
 /// `custom-oauth2` has no catalog probe: its grants are checked at the
 /// integration's `identity_url` with the access token; a token the provider

@@ -3,6 +3,9 @@
 //! outcome (refused reads apart), with counts and first/last times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ui_support;
+
+use rekey_service::Role;
 use rekey_testkit::{both_backends, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -59,6 +62,44 @@ async fn readers_of_a_credential(db: Db) {
         assert!(t("first_read_at") <= t("last_read_at"), "{i}");
     }
     assert!(!r.text.contains("sk-readers-1"));
+
+    // The list filter: read (successfully) since a time.
+    let unread = s
+        .create_api_key_conn(&s.admin_key, "sk-readers-2", json!({}))
+        .await;
+    s.get(&format!("/api/v1/connections/{unread}/credentials"), &nosy)
+        .await
+        .assert_error(403, "missing_scope");
+    let read_ids = |l: Value| -> Vec<String> {
+        l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let l = s
+        .get_admin("/api/v1/connections?last_read_after=2020-01-01T00:00:00Z")
+        .await
+        .json();
+    assert_eq!(read_ids(l), vec![id.clone()], "a refused read is no read");
+    let l = s
+        .get_admin("/api/v1/connections?last_read_after=2999-01-01T00:00:00Z")
+        .await
+        .json();
+    assert!(read_ids(l).is_empty());
+    s.get_admin("/api/v1/connections?last_read_after=soon")
+        .await
+        .assert_error(400, "invalid_timestamp");
+    // The dashboard's filter (a date input) and its bulk form carry it.
+    let (ada, _) = ui_support::user(&s, "ada", Role::Operator).await;
+    let (st, html) = ui_support::get(&s, "/ui/connections?last_read_after=2020-01-01", &ada).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains(&id) && !html.contains(&unread), "{html}");
+    assert!(
+        html.contains(r#"<input type="hidden" name="last_read_after" value="2020-01-01">"#),
+        "{html}"
+    );
 
     // `since` narrows; a future one finds nobody.
     let r = s

@@ -243,6 +243,10 @@ pub struct ConnectionFilter {
     pub created_before: Option<i64>,
     /// Not rotated since: `coalesce(rotated_at, created_at) < t`.
     pub rotated_before: Option<i64>,
+    /// Made through this OAuth integration.
+    pub integration: Option<String>,
+    /// Read successfully at or after this time (from the audit log).
+    pub last_read_after: Option<i64>,
     /// Cursor: only ids greater than this.
     pub after_id: Option<String>,
     pub limit: i64,
@@ -303,6 +307,19 @@ pub async fn list(
         push(
             &mut sql,
             " AND COALESCE(rotated_at, created_at) < $?",
+            Arg::I(v),
+        );
+    }
+    if let Some(v) = &f.integration {
+        push(&mut sql, " AND integration_id = $?", Arg::S(v.clone()));
+    }
+    if let Some(v) = f.last_read_after {
+        // The audit log's (tenant, target, action, at) index answers this.
+        push(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM audit_log a WHERE a.tenant = connections.tenant \
+             AND a.target = connections.id AND a.action = 'credentials.read' \
+             AND a.outcome = 'ok' AND a.at >= $?)",
             Arg::I(v),
         );
     }

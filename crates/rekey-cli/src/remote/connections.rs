@@ -33,6 +33,12 @@ pub enum ConnectionsCmd {
         created_before: Option<String>,
         #[arg(long)]
         rotated_before: Option<String>,
+        /// OAuth grants made through this integration (`int_…`).
+        #[arg(long)]
+        integration: Option<String>,
+        /// Read successfully at or after this time (RFC 3339).
+        #[arg(long)]
+        last_read_after: Option<String>,
         /// Fetch every page.
         #[arg(long)]
         all: bool,
@@ -264,6 +270,8 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
             owner,
             created_before,
             rotated_before,
+            integration,
+            last_read_after,
             all,
         } => {
             let c = client(&api)?;
@@ -277,6 +285,8 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 owner,
                 created_before,
                 rotated_before,
+                integration,
+                last_read_after,
                 ..Default::default()
             };
             let items = if all {

@@ -67,6 +67,16 @@ impl Rekey {
                 .as_deref()
                 .map(|s| parse_rfc3339("rotated_before", s))
                 .transpose()?,
+            integration: q
+                .integration
+                .as_deref()
+                .map(|i| ids::parse_id(ids::INTEGRATION, i))
+                .transpose()?,
+            last_read_after: q
+                .last_read_after
+                .as_deref()
+                .map(|s| parse_rfc3339("last_read_after", s))
+                .transpose()?,
             after_id,
             // One more than asked: a cursor only when another page exists.
             limit: limit + 1,

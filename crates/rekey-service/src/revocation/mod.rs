@@ -27,6 +27,11 @@ pub use verify::{Check, VERIFY_BATCH};
 
 pub(crate) const OWNER_KIND: &str = "revocation";
 
+/// A credential just revoked is verified by the request that revoked it
+/// (`verify_now`); the worker takes it only if that has not happened this
+/// long after (a crash, an error), so the two rarely race for it.
+const WORKER_DELAY_MS: i64 = 5_000;
+
 /// One runbook step of a manual revocation, and who confirmed it done.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Step {
@@ -131,7 +136,7 @@ impl Rekey {
             verdict: None,
             evidence: None,
             verified_at: None,
-            verify_due_at: done.then_some(now),
+            verify_due_at: done.then_some(now + WORKER_DELAY_MS),
             verify_attempts: 0,
             lease_owner: None,
             lease_until: None,
@@ -255,7 +260,7 @@ impl Rekey {
             r.state = RevocationState::Revoked;
             r.revoked_at = Some(now);
             r.revoked_by = Some(ctx.actor.clone());
-            r.verify_due_at = Some(now);
+            r.verify_due_at = Some(now + WORKER_DELAY_MS);
         }
         store::update(tx.conn(), &r).await?;
         record(

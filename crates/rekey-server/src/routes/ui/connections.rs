@@ -97,6 +97,29 @@ pub(crate) struct Filter {
     pub provider: String,
     pub tag: String,
     pub custody: String,
+    /// An OAuth integration id (`int_…`).
+    pub integration: String,
+    /// Dates (`YYYY-MM-DD`, from a date input) or RFC 3339 times.
+    pub created_before: String,
+    pub rotated_before: String,
+    pub last_read_after: String,
+}
+
+/// A date input's `YYYY-MM-DD` as the start of that day (UTC); anything
+/// else is passed on for the service to judge.
+fn day_or_time(v: &str) -> String {
+    let b = v.as_bytes();
+    let is_day = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if is_day {
+        format!("{v}T00:00:00Z")
+    } else {
+        v.to_string()
+    }
 }
 
 impl Filter {
@@ -108,6 +131,10 @@ impl Filter {
             provider: f("provider"),
             tag: f("tag"),
             custody: f("custody"),
+            integration: f("integration"),
+            created_before: f("created_before"),
+            rotated_before: f("rotated_before"),
+            last_read_after: f("last_read_after"),
         }
     }
 
@@ -120,6 +147,10 @@ impl Filter {
             ("provider", &self.provider),
             ("tag", &self.tag),
             ("custody", &self.custody),
+            ("integration", &self.integration),
+            ("created_before", &self.created_before),
+            ("rotated_before", &self.rotated_before),
+            ("last_read_after", &self.last_read_after),
         ] {
             if !v.is_empty() {
                 q.append_pair(k, v);
@@ -140,6 +171,10 @@ impl Filter {
             provider: t(self.provider),
             tag: t(self.tag),
             custody: t(self.custody),
+            integration: t(self.integration),
+            created_before: t(self.created_before),
+            rotated_before: t(self.rotated_before),
+            last_read_after: t(self.last_read_after),
         }
     }
 
@@ -155,6 +190,10 @@ impl Filter {
             provider: opt(&self.provider),
             tag: opt(&self.tag),
             custody: opt(&self.custody),
+            integration: opt(&self.integration),
+            created_before: opt(&self.created_before).map(|v| day_or_time(&v)),
+            rotated_before: opt(&self.rotated_before).map(|v| day_or_time(&v)),
+            last_read_after: opt(&self.last_read_after).map(|v| day_or_time(&v)),
             cursor,
             limit: Some(limit),
             ..Default::default()
