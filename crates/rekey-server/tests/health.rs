@@ -35,13 +35,7 @@ fn fast(s: &TestServer) {
 }
 
 async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
-    s.create_api_key_conn(
-        &s.admin_key,
-        key,
-        json!({"probe_url": fx.rest_url(),
-               "credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
-    )
-    .await
+    s.bearer_key_conn(&fx.rest_url(), key).await
 }
 
 async fn check(s: &TestServer, id: &str) -> Value {

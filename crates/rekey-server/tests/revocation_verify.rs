@@ -22,13 +22,7 @@ both_backends!(
 );
 
 async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
-    s.create_api_key_conn(
-        &s.admin_key,
-        key,
-        json!({"probe_url": fx.rest_url(),
-               "credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
-    )
-    .await
+    s.bearer_key_conn(&fx.rest_url(), key).await
 }
 
 async fn revocations(s: &TestServer, id: &str) -> Vec<Value> {

@@ -79,21 +79,11 @@ impl Rekey {
         row: &ConnectionRow,
         rows: &[SecretRow],
     ) -> Result<BTreeMap<String, SecretString>, Error> {
-        let kr = self.keyring()?;
-        let mut out = BTreeMap::new();
-        for s in rows {
-            // The AAD comes from the connection row, not from the secret row:
-            // a secret row copied under another connection fails here.
-            let a = aad(&row.tenant, &row.id, &s.field, row.credential_version);
-            let value = crate::sealing::open_row(&kr, &a, s).map_err(|e| {
-                tracing::error!(connection = %row.id, field = %s.field, error = %e, "secret failed to decrypt");
-                Error::DecryptionFailed(format!(
-                    "secret `{}` of connection {} failed to decrypt: {e}",
-                    s.field, row.id
-                ))
-            })??;
-            out.insert(s.field.clone(), value);
-        }
-        Ok(out)
+        crate::sealing::open_all(
+            &*self.keyring()?,
+            rows,
+            &format!("connection {}", row.id),
+            |f| aad(&row.tenant, &row.id, f, row.credential_version),
+        )
     }
 }

@@ -40,3 +40,26 @@ pub(crate) fn open_row(
         .map(SecretString::new)
         .map_err(|_| Error::internal("stored secret is not UTF-8")))
 }
+
+/// Open every secret row of one owner. `aad_of` builds each field's AAD
+/// from the owning record (never from the row, so a row copied under
+/// another record fails); `owner` names the record in the error.
+pub(crate) fn open_all(
+    kr: &Keyring,
+    rows: &[SecretRow],
+    owner: &str,
+    aad_of: impl Fn(&str) -> Aad,
+) -> Result<std::collections::BTreeMap<String, SecretString>, Error> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in rows {
+        let value = open_row(kr, &aad_of(&s.field), s).map_err(|e| {
+            tracing::error!(owner, field = %s.field, error = %e, "secret failed to decrypt");
+            Error::DecryptionFailed(format!(
+                "secret `{}` of {owner} failed to decrypt: {e}",
+                s.field
+            ))
+        })??;
+        out.insert(s.field.clone(), value);
+    }
+    Ok(out)
+}

@@ -148,23 +148,18 @@ pub async fn claim_due(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<(String, String)>, Error> {
-    let lock = match backend {
-        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        crate::Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE revocations SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-         SELECT id FROM revocations WHERE verify_due_at IS NOT NULL AND verify_due_at <= $3 \
-         AND (lease_until IS NULL OR lease_until < $3) ORDER BY verify_due_at LIMIT $4{lock}) \
-         RETURNING tenant, id"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(c)
-        .await?)
+    crate::rows::claim_due(
+        c,
+        backend,
+        "revocations",
+        "verify_due_at IS NOT NULL AND verify_due_at <= $3",
+        "verify_due_at",
+        owner,
+        now,
+        lease_until,
+        limit,
+    )
+    .await
 }
 
 /// Claim revocation `id` for an immediate verification, unless a live

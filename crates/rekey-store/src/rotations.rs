@@ -185,23 +185,18 @@ pub async fn claim_due(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<(String, String)>, Error> {
-    let lock = match backend {
-        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        crate::Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE rotations SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-         SELECT id FROM rotations WHERE finished_at IS NULL AND awaiting IS NULL AND due_at <= $3 \
-         AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at LIMIT $4{lock}) \
-         RETURNING tenant, id"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(c)
-        .await?)
+    crate::rows::claim_due(
+        c,
+        backend,
+        "rotations",
+        "finished_at IS NULL AND awaiting IS NULL AND due_at <= $3",
+        "due_at",
+        owner,
+        now,
+        lease_until,
+        limit,
+    )
+    .await
 }
 
 /// Take the lease of one rotation for `owner` unless a live one is held by

@@ -269,3 +269,40 @@ impl From<Parsed<rekey_core::revocation::RevocationMethod>>
         p.0
     }
 }
+
+/// Claim up to `limit` rows of `table` that are `due` (an SQL condition on
+/// the row in which `$3` is now) and not leased by a live worker, for
+/// `owner` until `lease_until`, soonest `order_by` first: `(tenant, id)`.
+/// On PostgreSQL `FOR UPDATE SKIP LOCKED` makes concurrent claims
+/// disjoint. `table`, `due` and `order_by` are the caller's constants,
+/// never input.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn claim_due(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    table: &str,
+    due: &str,
+    order_by: &str,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, Error> {
+    let lock = match backend {
+        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE {table} SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+         SELECT id FROM {table} WHERE {due} \
+         AND (lease_until IS NULL OR lease_until < $3) ORDER BY {order_by} LIMIT $4{lock}) \
+         RETURNING tenant, id"
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await?)
+}

@@ -475,6 +475,18 @@ impl TestServer {
             .await
     }
 
+    /// An `api_key` connection that sends `key` as `Authorization: Bearer`
+    /// and is probed at `probe_url` (a fixture API).
+    pub async fn bearer_key_conn(&self, probe_url: &str, key: &str) -> String {
+        self.create_api_key_conn(
+            &self.admin_key,
+            key,
+            json!({"probe_url": probe_url,
+                   "credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
+        )
+        .await
+    }
+
     /// Create a connection from `body` with the admin key; returns its id.
     pub async fn create_connection(&self, body: Value) -> String {
         self.post("/api/v1/connections", &self.admin_key, body)

@@ -170,19 +170,12 @@ impl Rekey {
             let mut c = self.store().read().await?;
             secrets::for_owner(&mut c, OWNER_KIND, &r.id).await?
         };
-        let kr = self.keyring()?;
-        let mut out = BTreeMap::new();
-        for s in &rows {
-            let a = aad(&r.tenant, &r.id, &s.field, r.credential_version);
-            let v = crate::sealing::open_row(&kr, &a, s).map_err(|e| {
-                Error::DecryptionFailed(format!(
-                    "secret `{}` of revocation {} failed to decrypt: {e}",
-                    s.field, r.id
-                ))
-            })??;
-            out.insert(s.field.clone(), v);
-        }
-        Ok(out)
+        crate::sealing::open_all(
+            &*self.keyring()?,
+            &rows,
+            &format!("revocation {}", r.id),
+            |f| aad(&r.tenant, &r.id, f, r.credential_version),
+        )
     }
 
     /// `GET /connections/{id}/revocations`: newest first.

@@ -286,19 +286,12 @@ impl Rekey {
         v: &VersionRow,
     ) -> Result<BTreeMap<String, SecretString>, Error> {
         let rows = secrets::for_owner(c, OWNER_KIND, &v.id).await?;
-        let kr = self.keyring()?;
-        let mut out = BTreeMap::new();
-        for s in &rows {
-            let value = crate::sealing::open_row(&kr, &aad(&v.tenant, &v.id, &s.field, v.seq), s)
-                .map_err(|e| {
-                    Error::DecryptionFailed(format!(
-                        "secret `{}` of version {} failed to decrypt: {e}",
-                        s.field, v.id
-                    ))
-                })??;
-            out.insert(s.field.clone(), value);
-        }
-        Ok(out)
+        crate::sealing::open_all(
+            &*self.keyring()?,
+            &rows,
+            &format!("version {}", v.id),
+            |f| aad(&v.tenant, &v.id, f, v.seq),
+        )
     }
 
     /// The versions move for new material, inside the caller's transaction
