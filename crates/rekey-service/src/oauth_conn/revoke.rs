@@ -274,11 +274,6 @@ impl Rekey {
                     .get(&row.provider)
                     .map(|p| p.revoke_for(row.kind.as_str()).steps.clone())
                     .unwrap_or_default();
-                let steps = if steps.is_empty() {
-                    vec!["Revoke the credential at the provider.".to_string()]
-                } else {
-                    steps
-                };
                 self.record_revocation(&mut tx, ctx, &row, &s, RevocationMethod::Manual, &steps)
                     .await?
             }

@@ -103,7 +103,15 @@ impl Rekey {
         )
         .await?
         .map(|v| v.fingerprint);
-        let done = method == RevocationMethod::Provider || steps.is_empty();
+        // A manual revocation always has a step to confirm (a catalog entry
+        // whose API revocation failed may list none), so it cannot count as
+        // done before an operator says so.
+        let default_step = ["Revoke the credential at the provider.".to_string()];
+        let steps = match method {
+            RevocationMethod::Manual if steps.is_empty() => &default_step[..],
+            _ => steps,
+        };
+        let done = method == RevocationMethod::Provider;
         let r = RevocationRow {
             id: ids::new_id(ids::REVOCATION),
             tenant: row.tenant.clone(),
