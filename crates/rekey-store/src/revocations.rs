@@ -3,7 +3,7 @@
 //! material is in `secrets` (owner kind `revocation`) until the verdict is
 //! final.
 
-use crate::rows::Parsed;
+use crate::rows::{self, AnyQuery, Parsed, TenantScoped};
 use rekey_core::revocation::{RevocationMethod, RevocationState, Verdict};
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
@@ -52,59 +52,66 @@ const COLS: &str =
      state, steps, requested_at, requested_by, revoked_at, revoked_by, verdict, evidence, \
      verified_at, verify_due_at, verify_attempts, lease_owner, lease_until";
 
+impl TenantScoped for RevocationRow {
+    const TABLE: &'static str = "revocations";
+    const COLUMNS: &'static str = COLS;
+}
+
+/// The moving parts of a revocation, which [`update`] writes, in the order
+/// [`bind_moving`] binds them.
+const MOVING: &str = "state, steps, revoked_at, revoked_by, verdict, evidence, verified_at, \
+     verify_due_at, verify_attempts";
+
+fn bind_moving<'q>(q: AnyQuery<'q>, r: &'q RevocationRow) -> AnyQuery<'q> {
+    q.bind(r.state.as_str())
+        .bind(&r.steps)
+        .bind(r.revoked_at)
+        .bind(&r.revoked_by)
+        .bind(&r.verdict)
+        .bind(&r.evidence)
+        .bind(r.verified_at)
+        .bind(r.verify_due_at)
+        .bind(r.verify_attempts)
+}
+
 pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO revocations ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
-    ))
-    .bind(&r.id)
-    .bind(&r.tenant)
-    .bind(&r.connection_id)
-    .bind(r.credential_version)
-    .bind(&r.kind)
-    .bind(&r.meta)
-    .bind(r.fingerprint.clone())
-    .bind(r.method.as_str())
-    .bind(r.state.as_str())
-    .bind(&r.steps)
-    .bind(r.requested_at)
-    .bind(&r.requested_by)
-    .bind(r.revoked_at)
-    .bind(r.revoked_by.clone())
-    .bind(r.verdict.clone())
-    .bind(r.evidence.clone())
-    .bind(r.verified_at)
-    .bind(r.verify_due_at)
-    .bind(r.verify_attempts)
-    .bind(r.lease_owner.clone())
-    .bind(r.lease_until)
-    .execute(c)
-    .await?;
+    let columns = format!(
+        "id, tenant, connection_id, credential_version, kind, meta, fingerprint, method, \
+         requested_at, requested_by, lease_owner, lease_until, {MOVING}"
+    );
+    let sql = rows::insert_sql("revocations", &columns);
+    let q = sqlx::query(&sql)
+        .bind(&r.id)
+        .bind(&r.tenant)
+        .bind(&r.connection_id)
+        .bind(r.credential_version)
+        .bind(&r.kind)
+        .bind(&r.meta)
+        .bind(&r.fingerprint)
+        .bind(r.method.as_str())
+        .bind(r.requested_at)
+        .bind(&r.requested_by)
+        .bind(&r.lease_owner)
+        .bind(r.lease_until);
+    bind_moving(q, r).execute(c).await?;
     Ok(())
 }
 
 /// Write the moving parts (state, steps, verdict and schedule) and drop
 /// the lease.
 pub async fn update(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE revocations SET state = $1, steps = $2, revoked_at = $3, revoked_by = $4, \
-         verdict = $5, evidence = $6, verified_at = $7, verify_due_at = $8, \
-         verify_attempts = $9, lease_owner = NULL, lease_until = NULL \
-         WHERE tenant = $10 AND id = $11",
-    )
-    .bind(r.state.as_str())
-    .bind(&r.steps)
-    .bind(r.revoked_at)
-    .bind(r.revoked_by.clone())
-    .bind(r.verdict.clone())
-    .bind(r.evidence.clone())
-    .bind(r.verified_at)
-    .bind(r.verify_due_at)
-    .bind(r.verify_attempts)
-    .bind(&r.tenant)
-    .bind(&r.id)
-    .execute(c)
-    .await?;
+    let (set, n) = rows::set_clause(MOVING);
+    let sql = format!(
+        "UPDATE revocations SET {set}, lease_owner = NULL, lease_until = NULL \
+         WHERE tenant = ${} AND id = ${}",
+        n + 1,
+        n + 2
+    );
+    bind_moving(sqlx::query(&sql), r)
+        .bind(&r.tenant)
+        .bind(&r.id)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -113,13 +120,7 @@ pub async fn get(
     tenant: &str,
     id: &str,
 ) -> Result<Option<RevocationRow>, Error> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLS} FROM revocations WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(c)
-    .await?)
+    rows::get(c, tenant, id).await
 }
 
 /// The connection's revocations, newest first.
