@@ -99,3 +99,9 @@ schema_enum!(
     "A stable, machine-readable error code. New codes may be added; clients should treat an unknown code by its HTTP status.",
     rekey_core::ErrorCode::ALL.iter().map(|c| c.as_str())
 );
+schema_enum!(
+    /// `rekey_core::revocation::Verdict`.
+    Verdict,
+    "What trying a revoked credential at the provider showed: `verified_rejected` (refused: proof it is dead), `still_accepted` (an alarm; retried) or `unverifiable` (no way to try it for this kind).",
+    rekey_core::revocation::Verdict::ALL.iter().map(|k| k.as_str())
+);

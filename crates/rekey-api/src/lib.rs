@@ -8,7 +8,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 pub mod enums;
+mod evidence;
 mod versions;
+pub use evidence::*;
 pub use versions::*;
 
 /// Every error response: `{"error": {"code", "message"}}`.

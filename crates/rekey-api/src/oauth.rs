@@ -279,6 +279,7 @@ pub struct RevocationView {
     pub revoked_by: Option<String>,
     /// `verified_rejected`, `still_accepted` or `unverifiable`; absent
     /// until rekey has an answer.
+    #[schema(value_type = Option<crate::enums::Verdict>)]
     pub verdict: Option<String>,
     pub verified_at: Option<String>,
     /// When rekey tries the old credential again, if it will.

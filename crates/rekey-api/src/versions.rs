@@ -53,6 +53,21 @@ pub struct VersionView {
     pub retired_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retired_by: Option<String>,
+    /// The newest revocation of this credential (`GET …/revocations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_id: Option<String>,
+    /// When it was revoked at the provider (or the last runbook step confirmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+    /// What trying it at the provider afterwards showed:
+    /// `verified_rejected`, `still_accepted` or `unverifiable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::enums::Verdict>)]
+    pub verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
 }
 
 /// `GET /api/v1/connections/{id}/versions`, newest first.

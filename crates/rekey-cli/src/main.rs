@@ -98,6 +98,9 @@ enum Cmd {
     /// Audit log: list (API) and verify (API, or --offline).
     #[command(subcommand)]
     Audit(remote::audit::AuditCmd),
+    /// Evidence for auditors: export (CSV or JSON, sealed) and verify a file (API client).
+    #[command(subcommand)]
+    Evidence(remote::evidence::EvidenceCmd),
     /// Rotate a connection's credential with the catalog's rotator (API client).
     Rotate(remote::rotations::RotateArgs),
     /// Credential rotations: list and show (API client).
@@ -192,6 +195,7 @@ fn main() -> ExitCode {
             Cmd::ConnectLink(a) => remote::integrations::connect_link(a).await,
             Cmd::ApiKeys(c) => remote::api_keys::run(c).await,
             Cmd::Audit(c) => remote::audit::run(c).await,
+            Cmd::Evidence(c) => remote::evidence::run(c).await,
             Cmd::Rotate(a) => remote::rotations::rotate(a).await,
             Cmd::Rotations(c) => remote::rotations::run(c).await,
         }

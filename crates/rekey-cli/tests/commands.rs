@@ -102,6 +102,7 @@ both_backends!(
     no_colour_codes_when_not_a_terminal,
     api_keys_providers_and_integration_updates,
     integration_labels_and_confirm_working,
+    evidence_export_and_verify,
 );
 
 async fn exit_statuses_and_json_errors(db: Db) {
@@ -1010,4 +1011,77 @@ async fn integration_labels_and_confirm_working(db: Db) {
     assert_eq!(code(&out), Some(4), "{}", stderr(&out));
 
     api.server.stop().await;
+}
+
+/// `rekey evidence export` writes a sealed file; `rekey evidence verify`
+/// accepts it as written and refuses it edited (exit 3), whether only the
+/// content changed or the seal was recomputed to match.
+async fn evidence_export_and_verify(db: Db) {
+    let api = Api::start(db).await;
+    let id = api.connection("audited", "s3cret-evidence").await;
+    api.ok(&["connections", "revoke", &id]).await;
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["csv", "json"] {
+        let file = dir.path().join(format!("evidence.{format}"));
+        let path = file.to_str().unwrap();
+        api.ok(&[
+            "evidence",
+            "export",
+            "--provider",
+            "custom-rest",
+            "--format",
+            format,
+            "-o",
+            path,
+        ])
+        .await;
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(&id), "{text}");
+        assert!(!text.contains("s3cret-evidence"), "no secret: {text}");
+        assert!(!dir.path().join("evidence.partial").exists());
+        let out = api.ok(&["evidence", "verify", path]).await;
+        assert!(out.starts_with("evidence intact: evd_"), "{out}");
+        let v: Value = api.ok_json(&["evidence", "verify", path, "--json"]).await;
+        assert_eq!(v["ok"], true, "{v}");
+
+        // One character of a row changed.
+        let edited = text.replacen("revocation_open", "verified_rejected", 1);
+        assert_ne!(edited, text);
+        std::fs::write(&file, &edited).unwrap();
+        let out = api.run(&["evidence", "verify", path]).await;
+        assert_eq!(code(&out), Some(3), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("does not match its seal"),
+            "{}",
+            stderr(&out)
+        );
+
+        // The seal recomputed to match the edit: the audit chain still knows.
+        let seal = rekey_api::read_seal(edited.as_bytes()).unwrap();
+        use sha2::Digest;
+        let forged = format!(
+            "{:x}",
+            sha2::Sha256::digest(&edited.as_bytes()[..seal.sealed_len])
+        );
+        std::fs::write(&file, edited.replace(&seal.sha256, &forged)).unwrap();
+        let out = api.run(&["evidence", "verify", path]).await;
+        assert_eq!(code(&out), Some(3), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not the one the audit chain recorded"),
+            "{}",
+            stderr(&out)
+        );
+
+        // Cut short: no seal line.
+        std::fs::write(&file, &text[..text.len() / 2]).unwrap();
+        let out = api.run(&["evidence", "verify", path]).await;
+        assert_eq!(code(&out), Some(3), "{}", stderr(&out));
+        assert!(stderr(&out).contains("no seal line"), "{}", stderr(&out));
+    }
+    // To stdout, and the filter refused as the API refuses it.
+    let out = api.ok(&["evidence", "export"]).await;
+    assert!(out.starts_with("# rekey evidence export,evd_"), "{out}");
+    let out = api.run(&["evidence", "export", "--format", "xml"]).await;
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid_format"), "{}", stderr(&out));
 }

@@ -37,6 +37,9 @@ pub enum ClientError {
     /// A success status without the body the operation returns.
     #[error("empty response")]
     EmptyResponse,
+    /// Writing a download (an evidence export) where the caller asked failed.
+    #[error("writing the download: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 impl ClientError {

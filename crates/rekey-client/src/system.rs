@@ -78,6 +78,44 @@ impl Client {
         self.get("/api/v1/audit/verify", NO_QUERY).await
     }
 
+    /// `GET /api/v1/evidence`: stream the export into `out` as it comes
+    /// (any size, bounded memory); the number of bytes written. A transfer
+    /// the server cut short is an error: the file then has no seal line.
+    pub async fn export_evidence(
+        &self,
+        query: &EvidenceQuery,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        // An export of many connections can take longer than one request.
+        let req = self
+            .request(Method::GET, "/api/v1/evidence")
+            .query(query)
+            .timeout(std::time::Duration::from_secs(3600));
+        let mut resp = req.send().await.map_err(|source| ClientError::Connect {
+            base: self.base.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(ClientError::Transport)?;
+            return Err(ClientError::from_response(status.as_u16(), &bytes));
+        }
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(ClientError::Transport)? {
+            out.write_all(&chunk).map_err(ClientError::Write)?;
+            n += chunk.len() as u64;
+        }
+        out.flush().map_err(ClientError::Write)?;
+        Ok(n)
+    }
+
+    /// `GET /api/v1/evidence/{id}`: what the audit chain recorded of an
+    /// export, and whether the chain is intact.
+    pub async fn get_evidence(&self, id: &str) -> Result<EvidenceRecordView> {
+        self.get(&format!("/api/v1/evidence/{}", seg(id)), NO_QUERY)
+            .await
+    }
+
     /// `GET /healthz`: liveness.
     pub async fn healthz(&self) -> Result<Health> {
         self.get("/healthz", NO_QUERY).await

@@ -602,6 +602,8 @@ async fn every_api_operation_has_a_client_method() {
         "post /api/v1/api-keys/{id}/rotate: rotate_api_key",
         "get /api/v1/audit: list_audit, list_all_audit",
         "get /api/v1/audit/verify: verify_audit",
+        "get /api/v1/evidence: export_evidence",
+        "get /api/v1/evidence/{id}: get_evidence",
         "get /api/v1/integrations: list_integrations",
         "post /api/v1/integrations: create_integration",
         "get /api/v1/integrations/{id}: get_integration",

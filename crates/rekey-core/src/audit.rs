@@ -35,6 +35,7 @@ string_enum!(
         ConnectionEnable => "connection.enable",
         CredentialsRead => "credentials.read",
         CredentialVersionRetired => "credential.version_retired",
+        EvidenceExported => "evidence.exported",
         RevocationStepConfirmed => "revocation.step_confirmed",
         RevocationVerified => "revocation.verified",
         RotationStart => "rotation.start",

@@ -19,6 +19,8 @@ pub const CREDENTIAL_VERSION: &str = "cv";
 /// A credential rotation.
 pub const ROTATION: &str = "rot";
 pub const REVOCATION: &str = "rvk";
+/// An evidence export (its record in the audit chain).
+pub const EVIDENCE: &str = "evd";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

@@ -396,7 +396,9 @@ pub enum RevokeStyle {
     /// RFC 7009: form `token` + `token_type_hint`, with client authentication.
     #[default]
     Rfc7009,
-    /// `POST …?token=…` (Zoho, ServiceNow).
+    /// `POST …?token=…` and nothing else (Zoho's
+    /// `/oauth/v2/token/revoke`, ServiceNow's `/oauth_revoke_token.do`, as
+    /// their docs show it).
     TokenQuery,
     /// The token itself as `Authorization: Bearer` (Slack `auth.revoke`).
     Bearer,
@@ -442,7 +444,7 @@ pub async fn revoke_with(
         RevokeStyle::TokenQuery => http
             .inner()
             .post(revocation_url)
-            .query(&[("token", token.expose()), ("token_type_hint", hint)]),
+            .query(&[("token", token.expose())]),
         RevokeStyle::Bearer => return revoke_bearer(http, revocation_url, token).await,
     };
     revoke_answer(http.send(req).await?)

@@ -3,6 +3,7 @@
 //! method, and map the result — no domain logic lives here.
 
 pub mod error;
+pub mod evidence;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
@@ -95,6 +96,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::rotations::router())
         .merge(routes::api_keys::router())
         .merge(routes::audit::router())
+        .merge(routes::evidence::router())
         .merge(routes::integrations::router())
         .merge(routes::connect::router())
         .merge(routes::webhooks::router())

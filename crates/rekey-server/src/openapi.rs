@@ -185,6 +185,7 @@ pub fn path_parameter_pattern(path: &str, name: &str) -> Option<(String, String)
         "webhooks" => id(ids::WEBHOOK),
         "deliveries" => id(ids::DELIVERY),
         "rotations" => id(ids::ROTATION),
+        "evidence" => id(ids::EVIDENCE),
         "providers" => Some((
             ids::slug_pattern(PROVIDER_ID_MAX),
             "A provider id or alias from the catalog.".to_string(),

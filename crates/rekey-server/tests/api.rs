@@ -286,6 +286,8 @@ async fn secrets_never_leave_except_credentials_endpoint(db: Db) {
         format!("/api/v1/connections/{id}"),
         "/api/v1/audit?limit=500".to_string(),
         "/api/v1/audit/verify".to_string(),
+        "/api/v1/evidence".to_string(),
+        "/api/v1/evidence?format=json".to_string(),
         "/metrics".to_string(),
         "/api/v1/api-keys".to_string(),
     ] {
@@ -1106,6 +1108,8 @@ async fn openapi_documents_every_route() {
         ("post", "/api/v1/api-keys/{id}/rotate"),
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/audit/verify"),
+        ("get", "/api/v1/evidence"),
+        ("get", "/api/v1/evidence/{id}"),
         ("post", "/api/v1/connections/{id}/revoke"),
         ("post", "/api/v1/connections/{id}/revoke/confirm"),
         ("post", "/api/v1/connections/{id}/revoke/verify"),
@@ -1253,6 +1257,7 @@ async fn openapi_tells_clients_what_the_server_accepts() {
             "webhooks" => ids::id_pattern(ids::WEBHOOK),
             "deliveries" => ids::id_pattern(ids::DELIVERY),
             "rotations" => ids::id_pattern(ids::ROTATION),
+            "evidence" => ids::id_pattern(ids::EVIDENCE),
             "providers" => ids::slug_pattern(64),
             "connect" => "^[A-Za-z0-9_-]{43}$".to_string(),
             // Fails the comparison below, naming the path and parameter.

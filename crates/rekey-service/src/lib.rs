@@ -12,6 +12,7 @@ mod audit;
 mod connect;
 mod connection_rows;
 mod connections;
+mod evidence;
 mod health;
 mod integrations;
 mod keys;
@@ -33,6 +34,10 @@ pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
 pub use audit::{AuditPage, ChainReport, Reader};
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
+pub use evidence::{
+    outcome_counts, EvidenceFilter, EvidenceItem, EvidenceRecord, Outcome as EvidenceOutcome,
+    EVIDENCE_PAGE,
+};
 pub use health::{CheckRun, HealthSettings};
 pub use integrations::{ClientSecretRotation, NewClientSecret};
 pub use keys::{KekRotationReport, KeyStatus};
@@ -54,6 +59,7 @@ pub use rotation::{
     RotationMethod, RotationSchedule, ScheduleRequest, IMPLEMENTED as IMPLEMENTED_ROTATORS,
 };
 pub use users::{Role, SessionUser};
+pub use versions::VersionHistory;
 pub use webhooks::{DeliveryRun, WebhookSettings, DEFAULT_MAX_WEBHOOKS};
 
 use rekey_core::outbound::OutboundPolicy;

@@ -3,7 +3,7 @@
 //! material is in `secrets` (owner kind `revocation`) until the verdict is
 //! final.
 
-use crate::rows::{self, AnyQuery, Parsed, TenantScoped};
+use crate::rows::{self, AnyQuery, JsonList, Parsed, TenantScoped};
 use rekey_core::revocation::{RevocationMethod, RevocationState, Verdict};
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
@@ -20,6 +20,9 @@ pub struct RevocationRow {
     /// `credential_meta` then), to try it as it was.
     pub meta: String,
     pub fingerprint: Option<String>,
+    /// The scopes the revoked credential carried (the connection's then).
+    #[sqlx(try_from = "JsonList")]
+    pub scopes: Vec<String>,
     #[sqlx(try_from = "Parsed<RevocationMethod>")]
     pub method: RevocationMethod,
     #[sqlx(try_from = "Parsed<RevocationState>")]
@@ -48,7 +51,7 @@ impl RevocationRow {
 }
 
 const COLS: &str =
-    "id, tenant, connection_id, credential_version, kind, meta, fingerprint, method, \
+    "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, method, \
      state, steps, requested_at, requested_by, revoked_at, revoked_by, verdict, evidence, \
      verified_at, verify_due_at, verify_attempts, lease_owner, lease_until";
 
@@ -76,7 +79,7 @@ fn bind_moving<'q>(q: AnyQuery<'q>, r: &'q RevocationRow) -> AnyQuery<'q> {
 
 pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Error> {
     let columns = format!(
-        "id, tenant, connection_id, credential_version, kind, meta, fingerprint, method, \
+        "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, method, \
          requested_at, requested_by, lease_owner, lease_until, {MOVING}"
     );
     let sql = rows::insert_sql("revocations", &columns);
@@ -88,6 +91,7 @@ pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Erro
         .bind(&r.kind)
         .bind(&r.meta)
         .bind(&r.fingerprint)
+        .bind(crate::json_list(&r.scopes))
         .bind(r.method.as_str())
         .bind(r.requested_at)
         .bind(&r.requested_by)

@@ -14,31 +14,8 @@ pub enum ConnectionsCmd {
     List {
         #[command(flatten)]
         api: ApiArgs,
-        /// Search in name, owner email or id (the API's `q`).
-        #[arg(long)]
-        search: Option<String>,
-        #[arg(long)]
-        provider: Option<String>,
-        #[arg(long)]
-        kind: Option<String>,
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        tag: Option<String>,
-        #[arg(long)]
-        custody: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[arg(long)]
-        created_before: Option<String>,
-        #[arg(long)]
-        rotated_before: Option<String>,
-        /// OAuth grants made through this integration (`int_…`).
-        #[arg(long)]
-        integration: Option<String>,
-        /// Read successfully at or after this time (RFC 3339).
-        #[arg(long)]
-        last_read_after: Option<String>,
+        #[command(flatten)]
+        filter: super::FilterArgs,
         /// Fetch every page.
         #[arg(long)]
         all: bool,
@@ -259,36 +236,9 @@ const CONN_HEADERS: [&str; 8] = [
 
 pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
     match cmd {
-        ConnectionsCmd::List {
-            api,
-            search,
-            provider,
-            kind,
-            status,
-            tag,
-            custody,
-            owner,
-            created_before,
-            rotated_before,
-            integration,
-            last_read_after,
-            all,
-        } => {
+        ConnectionsCmd::List { api, filter, all } => {
             let c = client(&api)?;
-            let q = ConnectionQuery {
-                q: search,
-                provider,
-                kind,
-                status,
-                tag,
-                custody,
-                owner,
-                created_before,
-                rotated_before,
-                integration,
-                last_read_after,
-                ..Default::default()
-            };
+            let q = filter.query();
             let items = if all {
                 c.list_all_connections(q).await?
             } else {

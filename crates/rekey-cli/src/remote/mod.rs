@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod connections;
+pub mod evidence;
 pub mod integrations;
 pub mod providers;
 pub mod rotations;
@@ -28,6 +29,56 @@ pub struct ApiArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// The connection filter (filters combine with AND), as
+/// `connections list` and `evidence export` take it.
+#[derive(Args, Clone, Debug, Default)]
+pub struct FilterArgs {
+    /// Search in name, owner email or id (the API's `q`).
+    #[arg(long)]
+    search: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    #[arg(long)]
+    custody: Option<String>,
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long)]
+    created_before: Option<String>,
+    #[arg(long)]
+    rotated_before: Option<String>,
+    /// OAuth grants made through this integration (`int_…`).
+    #[arg(long)]
+    integration: Option<String>,
+    /// Read successfully at or after this time (RFC 3339).
+    #[arg(long)]
+    last_read_after: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn query(self) -> rekey_api::ConnectionQuery {
+        rekey_api::ConnectionQuery {
+            q: self.search,
+            provider: self.provider,
+            kind: self.kind,
+            status: self.status,
+            tag: self.tag,
+            custody: self.custody,
+            owner: self.owner,
+            created_before: self.created_before,
+            rotated_before: self.rotated_before,
+            integration: self.integration,
+            last_read_after: self.last_read_after,
+            ..Default::default()
+        }
+    }
 }
 
 /// The arguments of a command on one resource, named by its id.

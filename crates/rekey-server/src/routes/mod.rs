@@ -2,6 +2,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod connect;
 pub mod connections;
+pub mod evidence;
 pub mod integrations;
 pub mod providers;
 pub mod rotations;

@@ -31,6 +31,11 @@ pub fn view(v: &VersionRow) -> VersionView {
         grace_until: v.grace_until.map(ms_to_rfc3339),
         retired_at: v.retired_at.map(ms_to_rfc3339),
         retired_by: v.retired_by.clone(),
+        revocation_id: None,
+        revoked_at: None,
+        revoked_by: None,
+        verdict: None,
+        verified_at: None,
     }
 }
 
@@ -47,6 +52,19 @@ async fn list_versions(
 ) -> ApiResult<Json<VersionList>> {
     let rows = s.rekey.list_versions(&auth.ctx.tenant, &id).await?;
     Ok(Json(VersionList {
-        items: rows.iter().map(view).collect(),
+        items: rows
+            .iter()
+            .map(|h| {
+                let mut v = view(&h.version);
+                if let Some(r) = &h.revocation {
+                    v.revocation_id = Some(r.id.clone());
+                    v.revoked_at = r.revoked_at.map(ms_to_rfc3339);
+                    v.revoked_by = r.revoked_by.clone();
+                    v.verdict = r.verdict.clone();
+                    v.verified_at = r.verified_at.map(ms_to_rfc3339);
+                }
+                v
+            })
+            .collect(),
     }))
 }

@@ -3,6 +3,7 @@ mod read;
 pub mod rules;
 mod summary;
 
+pub(crate) use read::connection_filter;
 pub use summary::{ConnectionSummary, IntegrationUse};
 mod update;
 

@@ -32,54 +32,13 @@ impl Rekey {
         tenant: &str,
         q: &ConnectionQuery,
     ) -> Result<ConnectionPage, Error> {
-        let slug = |field: &str, v: &Option<String>| -> Result<Option<String>, Error> {
-            if let Some(s) = v {
-                ids::validate_slug(field, s, 64)?;
-            }
-            Ok(v.clone())
-        };
         let limit = crate::paging::limit(q.limit, 200)?;
         let after_id = crate::paging::after_id(q.cursor.as_deref(), ids::CONNECTION)?;
         let f = ConnectionFilter {
-            provider: slug("provider", &q.provider)?,
-            kind: q.kind.as_deref().map(str::parse).transpose()?,
-            status: q.status.as_deref().map(str::parse).transpose()?,
-            tag: slug("tag", &q.tag)?,
-            custody: slug("custody", &q.custody)?,
-            owner: q.owner.clone(),
-            search: match q.q.as_deref().map(str::trim) {
-                None | Some("") => None,
-                Some(t) if t.chars().count() > 100 || t.chars().any(char::is_control) => {
-                    return Err(Error::invalid(
-                        ErrorCode::InvalidSearch,
-                        "`q` must be at most 100 printable characters",
-                    ))
-                }
-                Some(t) => Some(t.to_string()),
-            },
-            created_before: q
-                .created_before
-                .as_deref()
-                .map(|s| parse_rfc3339("created_before", s))
-                .transpose()?,
-            rotated_before: q
-                .rotated_before
-                .as_deref()
-                .map(|s| parse_rfc3339("rotated_before", s))
-                .transpose()?,
-            integration: q
-                .integration
-                .as_deref()
-                .map(|i| ids::parse_id(ids::INTEGRATION, i))
-                .transpose()?,
-            last_read_after: q
-                .last_read_after
-                .as_deref()
-                .map(|s| parse_rfc3339("last_read_after", s))
-                .transpose()?,
             after_id,
             // One more than asked: a cursor only when another page exists.
             limit: limit + 1,
+            ..connection_filter(q)?
         };
         let mut c = self.store().read().await?;
         let mut rows = store::list(&mut c, tenant, &f).await?;
@@ -195,4 +154,55 @@ impl Rekey {
         .await?;
         tx.commit().await
     }
+}
+
+/// The connection filter a query asks for, validated (cursor and limit
+/// are the caller's to set).
+pub(crate) fn connection_filter(q: &ConnectionQuery) -> Result<ConnectionFilter, Error> {
+    let slug = |field: &str, v: &Option<String>| -> Result<Option<String>, Error> {
+        if let Some(s) = v {
+            ids::validate_slug(field, s, 64)?;
+        }
+        Ok(v.clone())
+    };
+    Ok(ConnectionFilter {
+        provider: slug("provider", &q.provider)?,
+        kind: q.kind.as_deref().map(str::parse).transpose()?,
+        status: q.status.as_deref().map(str::parse).transpose()?,
+        tag: slug("tag", &q.tag)?,
+        custody: slug("custody", &q.custody)?,
+        owner: q.owner.clone(),
+        search: match q.q.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.chars().count() > 100 || t.chars().any(char::is_control) => {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidSearch,
+                    "`q` must be at most 100 printable characters",
+                ))
+            }
+            Some(t) => Some(t.to_string()),
+        },
+        created_before: q
+            .created_before
+            .as_deref()
+            .map(|s| parse_rfc3339("created_before", s))
+            .transpose()?,
+        rotated_before: q
+            .rotated_before
+            .as_deref()
+            .map(|s| parse_rfc3339("rotated_before", s))
+            .transpose()?,
+        integration: q
+            .integration
+            .as_deref()
+            .map(|i| ids::parse_id(ids::INTEGRATION, i))
+            .transpose()?,
+        last_read_after: q
+            .last_read_after
+            .as_deref()
+            .map(|s| parse_rfc3339("last_read_after", s))
+            .transpose()?,
+        after_id: None,
+        limit: 0,
+    })
 }

@@ -303,7 +303,7 @@ impl Rekey {
                 ctx,
                 &id,
                 Status::Revoked,
-                json!({"confirmed_manually": true, "note": note, "revocation": r.id}),
+                json!({"confirmed_manually": true, "note": note, "revocation": r.id, "old_fingerprint": r.fingerprint}),
                 None,
             )
             .await?;
@@ -367,6 +367,11 @@ impl Rekey {
         if let Some(m) = d.as_object_mut() {
             m.insert("from".into(), from.as_str().into());
             m.insert("to".into(), to.as_str().into());
+            // Name the credential that went (fingerprint, never the value).
+            if let Some(r) = &rev {
+                m.insert("revocation".into(), r.id.clone().into());
+                m.insert("old_fingerprint".into(), r.fingerprint.clone().into());
+            }
         }
         record(&mut tx, ctx, action, Some(id), AuditOutcome::Ok, d).await?;
         status_changed(&mut tx, ctx, &row, from, "operator", None).await?;

@@ -120,6 +120,7 @@ impl Rekey {
             kind: row.kind.as_str().to_string(),
             meta: row.credential_meta.clone(),
             fingerprint,
+            scopes: row.scopes.clone(),
             method,
             state: if done {
                 RevocationState::Revoked

@@ -67,6 +67,14 @@ fn meta_of(row: &ConnectionRow) -> Map<String, Value> {
     serde_json::from_str(&row.credential_meta).unwrap_or_default()
 }
 
+/// A version with the newest revocation of its credential, if it was
+/// revoked: when added, promoted, revoked and verified dead.
+#[derive(Debug, Clone)]
+pub struct VersionHistory {
+    pub version: VersionRow,
+    pub revocation: Option<rekey_store::revocations::RevocationRow>,
+}
+
 /// The outcome of a credential change: the versions that went out and came in.
 #[derive(Debug, Clone)]
 pub(crate) struct Shift {
@@ -452,20 +460,34 @@ impl Rekey {
 
     /// A connection's versions, newest first (never values). A connection
     /// stored before versions existed gets its current version recorded now.
-    pub async fn list_versions(&self, tenant: &str, id: &str) -> Result<Vec<VersionRow>, Error> {
+    pub async fn list_versions(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Vec<VersionHistory>, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let mut c = self.store().read().await?;
-        let found = store::for_connection(&mut c, tenant, &id).await?;
+        let mut found = store::for_connection(&mut c, tenant, &id).await?;
+        let revs = rekey_store::revocations::for_connection(&mut c, tenant, &id).await?;
         drop(c);
-        if !found.is_empty() {
-            return Ok(found);
+        if found.is_empty() {
+            let (row, secrets) = self.load_with_secrets(tenant, &id).await?;
+            let mut tx = self.store().begin_write().await?;
+            self.current_or_backfill(&mut tx, &row, &secrets).await?;
+            found = store::for_connection(tx.conn(), tenant, &id).await?;
+            tx.commit().await?;
         }
-        let (row, secrets) = self.load_with_secrets(tenant, &id).await?;
-        let mut tx = self.store().begin_write().await?;
-        self.current_or_backfill(&mut tx, &row, &secrets).await?;
-        let all = store::for_connection(tx.conn(), tenant, &id).await?;
-        tx.commit().await?;
-        Ok(all)
+        // Revocations come newest first: each version gets its latest.
+        Ok(found
+            .into_iter()
+            .map(|version| VersionHistory {
+                revocation: revs
+                    .iter()
+                    .find(|r| r.credential_version == version.seq)
+                    .cloned(),
+                version,
+            })
+            .collect())
     }
 
     /// Retire previous versions whose grace has ended (any tenant, up to

@@ -65,6 +65,8 @@ struct Count {
 struct ConnectionsPage {
     csrf: String,
     can_write: bool,
+    /// The role reads the audit log, so may export evidence.
+    can_audit: bool,
     statuses: Vec<String>,
     /// (id, display name) of every catalog provider.
     providers: Vec<(String, String)>,
@@ -312,6 +314,10 @@ pub(super) async fn connections(
             custody_in_use: summary.custody,
             csrf: u.csrf.clone(),
             can_write: u.can_write(),
+            can_audit: u
+                .principal
+                .require(rekey_core::scope::Scope::AuditRead)
+                .is_ok(),
             statuses: Status::ALL.iter().map(|s| s.as_str().to_string()).collect(),
             providers: providers(&s),
             filtered: !filter.is_empty(),
@@ -390,4 +396,33 @@ pub(super) struct TileFragment {
     pub t: Tile,
     pub csrf: String,
     pub can_write: bool,
+}
+
+/// `GET /ui/evidence?<filter>&format=csv|json`: the evidence export of the
+/// connections the page's filter selects, as a download (the API's export,
+/// recorded in the audit chain under the signed-in user).
+pub(super) async fn evidence(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    u: SessionUser,
+) -> super::UiResult {
+    if u.principal
+        .require(rekey_core::scope::Scope::AuditRead)
+        .is_err()
+    {
+        return Err(super::UiError::Forbidden(
+            "This role cannot export evidence (it needs the audit log).".into(),
+        ));
+    }
+    let filter = Filter::from_map(&q);
+    let query = rekey_api::EvidenceQuery::new(
+        ConnectionQuery {
+            limit: None,
+            ..filter.query(None, 1)
+        },
+        q.get("format").cloned(),
+    );
+    crate::evidence::export(s.rekey.clone(), u.ctx(), query)
+        .await
+        .map_err(|e| super::UiError::Service("Evidence export failed", e))
 }

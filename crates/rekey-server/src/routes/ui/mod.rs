@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/login", get(signin::login_page).post(signin::login))
         .route("/ui/logout", post(signin::logout))
         .route("/ui/connections", get(connections::connections))
+        .route("/ui/evidence", get(connections::evidence))
         .route(
             "/ui/integrations",
             get(integrations::list).post(integrations::create),
