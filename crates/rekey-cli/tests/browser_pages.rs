@@ -212,3 +212,69 @@ async fn rotate_from_the_dashboard_in_chromium() {
     fx.stop().await;
     server.stop().await;
 }
+
+/// Revocation on the dashboard in Chromium (tests/e2e/revoke.mjs): the
+/// runbook step marked done with a note, the verification shown, "Verify
+/// now", and the evidence export downloaded; the downloaded file passes
+/// `rekey evidence verify`.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_verify_and_evidence_in_chromium() {
+    use rekey_testkit::provider_fixture::ProviderFixture;
+    let mut env = Env::new(Db::Sqlite).await;
+    env.extra = vec![("REKEY_CHECK_INTERVAL".into(), "0".into())];
+    let pw = "revoke e2e password";
+    let out = env.create_user("hedy", "admin", pw).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let base = server.base.clone();
+    let fx = ProviderFixture::start().await;
+    let c = api_post(
+        &base,
+        &key,
+        "/api/v1/connections",
+        json!({"provider": "custom-rest", "kind": "api_key", "display_name": "Leaked key",
+               "custody": ["salesforce"], "probe_url": fx.rest_url(),
+               "credentials": {"key": "sk-leaked-1", "placement": "header", "name": "X-Api-Key"}}),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let r = api_post(
+        &base,
+        &key,
+        &format!("/api/v1/connections/{id}/revoke"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r["revocation"]["state"], "open", "{r}");
+    // The operator has revoked it at the provider: the old key is refused.
+    fx.set_valid_credential(Some("sk-someone-else"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("evidence.csv");
+    run_browser_script(
+        "revoke.mjs",
+        &base,
+        &[
+            ("ADMIN", "hedy"),
+            ("PASSWORD", pw),
+            ("CONN", &id),
+            ("OUT", file.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let out = env
+        .run(
+            &["evidence", "verify", file.to_str().unwrap()],
+            &[("REKEY_URL", &base), ("REKEY_TOKEN", &key)],
+        )
+        .await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("generated") && stdout(&out).contains("by user:"),
+        "{}",
+        stdout(&out)
+    );
+    fx.stop().await;
+    server.stop().await;
+}

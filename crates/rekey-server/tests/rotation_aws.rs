@@ -15,6 +15,7 @@ use std::time::Duration;
 both_backends!(aws_key_rotation);
 both_backends!(aws_grace_keeps_the_old_key_working);
 both_backends!(aws_two_key_limit);
+both_backends!(aws_revocation_is_verified_with_sts);
 
 const USER: &str = "rekey-rotated";
 
@@ -257,4 +258,75 @@ async fn aws_two_key_limit(db: Db) {
     );
     moto.stop().await;
     s.stop().await;
+}
+
+/// A revoked AWS key is tried at STS GetCallerIdentity: while the key
+/// still exists STS accepts it (the alarm, `revocation_failed`); once it
+/// is deleted at AWS, STS refuses it and the revocation is verified.
+/// (moto 5 authenticates inactive keys as well as active ones, unlike
+/// AWS, so the test deletes the key: the runbook's last step.)
+async fn aws_revocation_is_verified_with_sts(db: Db) {
+    let s = TestServer::start(db).await;
+    let (moto, first) = moto_user().await;
+    let id = aws_conn(&s, &moto, &first).await;
+    let r = s.act(&format!("/api/v1/connections/{id}/revoke")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["revocation"]["method"], "manual", "{}", r.text);
+    assert_eq!(
+        r.json()["revocation"]["fingerprint"],
+        first.0.as_str(),
+        "AWS's own key id"
+    );
+
+    // The operator says it is done, but the key still works.
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/revoke/confirm"),
+            &s.admin_key,
+            json!({"note": "INC-7"}),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "revocation_failed", "{}", r.text);
+
+    // Deleted at AWS (by another key of the user): STS refuses it now.
+    let xml = moto
+        .iam_as(&first, &[("Action", "CreateAccessKey"), ("UserName", USER)])
+        .await;
+    let other = (
+        rekey_testkit::moto::xml_values(&xml, "AccessKeyId").remove(0),
+        rekey_testkit::moto::xml_values(&xml, "SecretAccessKey").remove(0),
+    );
+    moto.iam_as(
+        &other,
+        &[
+            ("Action", "DeleteAccessKey"),
+            ("UserName", USER),
+            ("AccessKeyId", &first.0),
+        ],
+    )
+    .await;
+    assert!(!moto.key_works(&first).await);
+    let r = s
+        .act(&format!("/api/v1/connections/{id}/revoke/verify"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v: Value = r.json();
+    let rev = &v;
+    assert_eq!(rev["verdict"], "verified_rejected", "{v}");
+    let c = s
+        .get_admin(&format!("/api/v1/connections/{id}"))
+        .await
+        .ok_json();
+    assert_eq!(c["status"], "revoked", "{c}");
+    let check = &rev["checks"][0];
+    assert_eq!(check["result"], "rejected", "{v}");
+    assert_eq!(check["http_status"], 403, "{v}");
+    assert!(
+        check["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("InvalidClientTokenId"),
+        "STS's own answer is kept: {v}"
+    );
+    assert!(!r.text.contains(&first.1), "no secret in the evidence");
 }
