@@ -151,6 +151,33 @@ pub enum RunbookMethod {
     Manual,
 }
 
+impl Runbook {
+    /// The steps an operator carries out and confirms. An `api` runbook
+    /// lists first what rekey does itself (a step starting with "rekey "),
+    /// then the way to do it by hand ("Or in …"): when rekey's call failed,
+    /// only the latter is the operator's, as its own sentence.
+    pub fn operator_steps(&self) -> Vec<String> {
+        if self.method != RunbookMethod::Api {
+            return self.steps.clone();
+        }
+        self.steps
+            .iter()
+            .filter(|s| !s.starts_with("rekey "))
+            .map(|s| {
+                let t = s
+                    .strip_prefix("Or: ")
+                    .or_else(|| s.strip_prefix("Or "))
+                    .unwrap_or(s);
+                let mut c = t.chars();
+                match c.next() {
+                    Some(f) => f.to_uppercase().chain(c).collect(),
+                    None => String::new(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// How the revocation endpoint is called.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -308,6 +308,38 @@ fn oauth_entries_have_token_url_and_revocation_or_manual_steps() {
     }
 }
 
+/// When rekey's own revocation call fails, the operator gets the runbook's
+/// manual way only: never a step that says what rekey does.
+#[test]
+fn every_revocation_leaves_the_operator_a_manual_step() {
+    for p in catalog().all() {
+        for k in &p.auth_kinds {
+            let steps = p.revoke_for(k).operator_steps();
+            assert!(
+                !steps.is_empty(),
+                "{}: {k}: no manual revocation step",
+                p.id
+            );
+            for s in &steps {
+                assert!(
+                    !s.starts_with("rekey ") && !s.starts_with("Or "),
+                    "{}: {k}: `{s}` is not an operator's step",
+                    p.id
+                );
+            }
+        }
+    }
+    let slack = catalog()
+        .get("slack")
+        .unwrap()
+        .revoke_for("api_key")
+        .operator_steps();
+    assert_eq!(
+        slack,
+        ["In Slack: open the app in the sidebar → About → Configuration → scroll down → Remove App."]
+    );
+}
+
 #[test]
 fn every_kind_has_revoke_and_rotate_guidance() {
     for p in catalog().all() {

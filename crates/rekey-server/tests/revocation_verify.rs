@@ -314,7 +314,11 @@ async fn slack_bot_tokens_are_revoked_with_auth_revoke(db: Db) {
         .json();
     assert_eq!(r["revoked_at_provider"], false, "{r}");
     assert_eq!(r["connection"]["status"], "revoke_pending");
-    assert!(!r["manual_steps"].as_array().unwrap().is_empty(), "{r}");
+    // The operator's way only, not "rekey calls auth.revoke" to confirm.
+    let remove =
+        "In Slack: open the app in the sidebar → About → Configuration → scroll down → Remove App.";
+    assert_eq!(r["manual_steps"], json!([remove]), "{r}");
+    assert_eq!(r["revocation"]["steps"][0]["text"], remove, "{r}");
     assert_eq!(r["revocation"]["state"], "open");
     assert_eq!(fx.revocations(), 2);
     s.stop().await;

@@ -172,7 +172,7 @@ impl Rekey {
         let provider = self.catalog().get(&row.provider).cloned();
         let manual_steps = provider
             .as_ref()
-            .map(|p| p.revoke_for(row.kind.as_str()).steps.clone())
+            .map(|p| p.revoke_for(row.kind.as_str()).operator_steps())
             .unwrap_or_default();
         let mut at_provider = false;
         if !row.kind.is_static() {
@@ -272,7 +272,7 @@ impl Rekey {
                 let steps = self
                     .catalog()
                     .get(&row.provider)
-                    .map(|p| p.revoke_for(row.kind.as_str()).steps.clone())
+                    .map(|p| p.revoke_for(row.kind.as_str()).operator_steps())
                     .unwrap_or_default();
                 self.record_revocation(&mut tx, ctx, &row, &s, RevocationMethod::Manual, &steps)
                     .await?

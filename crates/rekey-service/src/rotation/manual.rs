@@ -127,12 +127,12 @@ impl Rotate for Manual {
 fn runbook(rk: &Rekey, row: &ConnectionRow, revoke: bool) -> (String, Vec<String>) {
     match rk.catalog().get(&row.provider) {
         Some(p) => {
-            let rb = if revoke {
-                p.revoke_for(row.kind.as_str())
+            let steps = if revoke {
+                p.revoke_for(row.kind.as_str()).operator_steps()
             } else {
-                p.rotate_for(row.kind.as_str())
+                p.rotate_for(row.kind.as_str()).steps.clone()
             };
-            (p.display_name.clone(), rb.steps.clone())
+            (p.display_name.clone(), steps)
         }
         None => (row.provider.clone(), vec![]),
     }
