@@ -268,7 +268,7 @@ pub struct RevocationView {
     #[schema(value_type = enums::ConnectionKind)]
     pub kind: String,
     pub fingerprint: Option<String>,
-    /// `provider` (rekey revoked it there) or `manual` (an operator's runbook).
+    /// `provider` (rekey revoked it there), `manual` (an operator's runbook) or `rotation` (a rotation retired it).
     pub method: String,
     /// `open` (runbook steps left) or `revoked`.
     pub state: String,

@@ -1,8 +1,9 @@
 //! Revocation of one credential: how it was done, and what rekey found
 //! when it tried the old credential at the provider afterwards.
 //!
-//! `open` (an operator has runbook steps left) → `revoked` (done at the
-//! provider, or every step confirmed). Then a verdict: `verified_rejected`
+//! `open` (an operator has runbook steps left, or a rotation has not
+//! retired the credential yet) → `revoked` (done at the provider, every
+//! step confirmed, or retired by the rotation). Then a verdict: `verified_rejected`
 //! (the provider refused the old credential: proof), `still_accepted` (an
 //! alarm; re-tried on a schedule) or `unverifiable` (no way to try it for
 //! this kind: why is in the evidence).
@@ -18,10 +19,12 @@ string_enum!(
 );
 
 string_enum!(
-    /// How the credential was revoked.
+    /// How the credential was revoked: through the provider's API, by an
+    /// operator's runbook, or by a rotation's retire step.
     RevocationMethod, ErrorCode::InvalidState, {
         Provider => "provider",
         Manual => "manual",
+        Rotation => "rotation",
     }
 );
 

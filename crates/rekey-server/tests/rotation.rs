@@ -51,6 +51,22 @@ fn pg_params() -> Value {
 }
 
 /// Whether the tenant has no rotation at all.
+/// The connection's revocations once `n` of them have a verdict (the
+/// verification follows a rotation's retire step), newest first.
+async fn verified_revocations(c: &Client, id: &str, n: usize) -> Vec<rekey_api::RevocationView> {
+    for _ in 0..100 {
+        let items = c.list_revocations(id).await.unwrap().items;
+        if items.len() == n && items.iter().all(|r| r.verdict.is_some()) {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no verdicts: {:?}",
+        c.list_revocations(id).await.unwrap().items
+    );
+}
+
 async fn no_rotations(c: &Client) -> bool {
     let page = c.list_rotations(&Default::default()).await.unwrap();
     page.items.is_empty()
@@ -112,6 +128,26 @@ async fn postgres_single_user_twice(db: Db) {
         c.read_credentials_version(&id, "previous").await,
         404,
         "no_previous_version",
+    );
+    // Each retired password was then tried at the database: refused.
+    let revs = verified_revocations(&c, &id, 2).await;
+    for (rev, ver) in revs.iter().zip(&v[1..]) {
+        assert_eq!(rev.method, "rotation", "{rev:?}");
+        assert_eq!(rev.verdict.as_deref(), Some("verified_rejected"), "{rev:?}");
+        assert_eq!(rev.fingerprint.as_deref(), Some(ver.fingerprint.as_str()));
+        assert_eq!(
+            rev.revoked_by.as_deref(),
+            Some("system:rotation"),
+            "{rev:?}"
+        );
+    }
+    let v = c.list_versions(&id).await.unwrap().items;
+    assert!(v[0].verdict.is_none());
+    assert!(
+        v[1..]
+            .iter()
+            .all(|x| x.verdict.as_deref() == Some("verified_rejected")),
+        "{v:?}"
     );
     // Every step is in the audit log, with fingerprints and no secrets.
     let a = s

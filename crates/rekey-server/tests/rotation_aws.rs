@@ -98,6 +98,20 @@ async fn aws_key_rotation(db: Db) {
             ("retired", first.0.as_str(), "aws_access_key_id"),
         ]
     );
+    // The old key was then tried at STS: refused (it was deleted).
+    let mut rev = None;
+    for _ in 0..100 {
+        let items = c.list_revocations(&id).await.unwrap().items;
+        if items.first().is_some_and(|r| r.verdict.is_some()) {
+            rev = items.into_iter().next();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rev = rev.expect("a verdict on the retired key");
+    assert_eq!(rev.method, "rotation");
+    assert_eq!(rev.fingerprint.as_deref(), Some(first.0.as_str()));
+    assert_eq!(rev.verdict.as_deref(), Some("verified_rejected"), "{rev:?}");
     // Every step audited with the key ids, never a secret.
     let a = s
         .get(

@@ -111,6 +111,8 @@ impl Rekey {
             RevocationMethod::Manual if steps.is_empty() => &default_step[..],
             _ => steps,
         };
+        // A rotation's old credential is revoked when the rotation retires
+        // it (`rotation_retired`), not when it is recorded at promotion.
         let done = method == RevocationMethod::Provider;
         let r = RevocationRow {
             id: ids::new_id(ids::REVOCATION),
@@ -278,7 +280,7 @@ impl Rekey {
         Ok(r)
     }
 
-    /// The connection's open revocation (runbook steps left), if any.
+    /// The connection's open manual revocation (runbook steps left), if any.
     pub(crate) async fn open_revocation(
         &self,
         tx: &mut WriteTx,
@@ -288,6 +290,35 @@ impl Rekey {
         Ok(store::for_connection(tx.conn(), tenant, connection_id)
             .await?
             .into_iter()
-            .find(|r| r.state == RevocationState::Open))
+            .find(|r| r.state == RevocationState::Open && r.method == RevocationMethod::Manual))
+    }
+
+    /// A rotation retired credential version `seq` of the connection: its
+    /// revocation (recorded open at promotion) counts as revoked now, and
+    /// its verification is due at once. None when there is none to close.
+    pub(crate) async fn rotation_retired(
+        &self,
+        tx: &mut WriteTx,
+        ctx: &Ctx,
+        tenant: &str,
+        connection_id: &str,
+        seq: i64,
+    ) -> Result<Option<RevocationRow>, Error> {
+        let open = store::for_connection(tx.conn(), tenant, connection_id)
+            .await?
+            .into_iter()
+            .find(|r| {
+                r.method == RevocationMethod::Rotation
+                    && r.state == RevocationState::Open
+                    && r.credential_version == seq
+            });
+        let Some(mut r) = open else { return Ok(None) };
+        let now = now_ms();
+        r.state = RevocationState::Revoked;
+        r.revoked_at = Some(now);
+        r.revoked_by = Some(ctx.actor.clone());
+        r.verify_due_at = Some(now + WORKER_DELAY_MS);
+        store::update(tx.conn(), &r).await?;
+        Ok(Some(r))
     }
 }

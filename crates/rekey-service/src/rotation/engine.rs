@@ -214,11 +214,24 @@ impl Rekey {
         next.updated_at = now;
         let ctx = system_ctx(&r.tenant);
         let mut tx = self.store().begin_write().await?;
+        let mut retired = None;
         if to == RotationState::Retired {
             next.finished_at = Some(now);
             if let Some(old) = &r.old_version_id {
                 self.retire_version(&mut tx, &ctx, &r.tenant, &r.connection_id, old)
                     .await?;
+                // The old credential's revocation, recorded at promotion,
+                // is complete: rekey tries it at the provider next.
+                let seq = versions::for_connection(tx.conn(), &r.tenant, &r.connection_id)
+                    .await?
+                    .into_iter()
+                    .find(|v| &v.id == old)
+                    .map(|v| v.seq);
+                if let Some(seq) = seq {
+                    retired = self
+                        .rotation_retired(&mut tx, &ctx, &r.tenant, &r.connection_id, seq)
+                        .await?;
+                }
             }
         }
         if let Some((v, m)) = made {
@@ -255,6 +268,9 @@ impl Rekey {
                 .await?;
         }
         tx.commit().await?;
+        if let Some(rev) = retired {
+            self.verify_now(&ctx, rev).await;
+        }
         Ok(Stepped::Advanced)
     }
 
@@ -295,6 +311,17 @@ impl Rekey {
             ));
         }
         self.write_secrets(&mut tx, &row, &incoming).await?;
+        // The outgoing credential's revocation, with a sealed copy to try
+        // at the provider once the rotation retires it.
+        self.record_revocation(
+            &mut tx,
+            &ctx,
+            &before,
+            &outgoing,
+            rekey_core::revocation::RevocationMethod::Rotation,
+            &[],
+        )
+        .await?;
         let grace = Duration::from_millis(r.grace_ms.max(0) as u64);
         let shift = self
             .promote_pending(&mut tx, &ctx, &before, &outgoing, pending, grace, keep_old)

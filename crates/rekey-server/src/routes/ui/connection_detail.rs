@@ -71,6 +71,7 @@ struct ConnectionPage {
 /// A revocation's verdict as colour and words (never colour alone).
 fn verdict_look(r: &rekey_api::RevocationView) -> (&'static str, &'static str) {
     match (r.state.as_str(), r.verdict.as_deref()) {
+        ("open", _) if r.method == "rotation" => ("warn", "Waiting for the rotation to retire it"),
         ("open", _) => ("warn", "Waiting for the runbook steps"),
         (_, Some("verified_rejected")) => {
             ("ok", "Verified: the provider refuses the old credential")
