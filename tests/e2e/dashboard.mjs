@@ -131,7 +131,7 @@ try {
   // Keyboard: the check button is reachable with Tab.
   await page.goto(`${BASE}/ui/connections`);
   let reached = false;
-  for (let i = 0; i < 30 && !reached; i++) {
+  for (let i = 0; i < 45 && !reached; i++) {
     await page.keyboard.press('Tab');
     reached = await page.evaluate(() => document.activeElement?.textContent?.includes('Check now') ?? false);
   }

@@ -200,6 +200,31 @@ async fn rotate_from_the_dashboard_in_chromium() {
     )
     .await;
     assert_eq!(creds["credentials"]["key"], new_key, "{creds}");
+    // The retired key was then tried at the provider: refused. A check
+    // now asks with the new one.
+    let mut revs = json!(null);
+    for _ in 0..150 {
+        revs = api_get(
+            &base,
+            &key,
+            &format!("/api/v1/connections/{id}/revocations"),
+        )
+        .await;
+        if revs["items"][0]["verdict"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(revs["items"][0]["method"], "rotation", "{revs}");
+    assert_eq!(revs["items"][0]["verdict"], "verified_rejected", "{revs}");
+    let r = api_post(
+        &base,
+        &key,
+        &format!("/api/v1/connections/{id}/check"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r["outcome"], "ok", "{r}");
     assert_eq!(fx.last_authorization().as_deref(), Some(new_key));
     let rotations = api_get(&base, &key, &format!("/api/v1/rotations?connection={id}")).await;
     let states: Vec<&str> = rotations["items"]

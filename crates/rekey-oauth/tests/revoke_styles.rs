@@ -108,6 +108,17 @@ fn client() -> ClientAuth {
     }
 }
 
+/// Revoke `token` at `url` in `style` with [`client`]'s credentials.
+async fn revoke(
+    url: String,
+    token: &str,
+    hint: &str,
+    style: RevokeStyle,
+) -> Result<(), OAuthError> {
+    let token = SecretString::from(token.to_string());
+    revoke_with(&http(), &url, &client(), &token, hint, style).await
+}
+
 fn only(seen: &Arc<Mutex<Vec<Seen>>>) -> Seen {
     let s = seen.lock().unwrap();
     assert_eq!(s.len(), 1, "one request: {s:?}");
@@ -118,12 +129,9 @@ fn only(seen: &Arc<Mutex<Vec<Seen>>>) -> Seen {
 async fn token_query_is_what_zoho_and_servicenow_document() {
     for path in ["/oauth/v2/token/revoke", "/oauth_revoke_token.do"] {
         let (base, seen) = provider(200, r#"{"status":"success"}"#).await;
-        let token = SecretString::from("1000.abc+/=def".to_string());
-        revoke_with(
-            &http(),
-            &format!("{base}{path}"),
-            &client(),
-            &token,
+        revoke(
+            format!("{base}{path}"),
+            "1000.abc+/=def",
             "refresh_token",
             RevokeStyle::TokenQuery,
         )
@@ -142,11 +150,9 @@ async fn token_query_is_what_zoho_and_servicenow_document() {
     }
     // A refusal is an error.
     let (base, _) = provider(400, r#"{"error":"invalid_request"}"#).await;
-    let e = revoke_with(
-        &http(),
-        &format!("{base}/oauth_revoke_token.do"),
-        &client(),
-        &SecretString::from("t".to_string()),
+    let e = revoke(
+        format!("{base}/oauth_revoke_token.do"),
+        "t",
         "refresh_token",
         RevokeStyle::TokenQuery,
     )
@@ -161,12 +167,9 @@ async fn token_query_is_what_zoho_and_servicenow_document() {
 #[tokio::test]
 async fn bearer_is_what_slack_auth_revoke_documents() {
     let (base, seen) = provider(200, r#"{"ok":true,"revoked":true}"#).await;
-    let token = SecretString::from("xoxb-1-2-abc".to_string());
-    revoke_with(
-        &http(),
-        &format!("{base}/api/auth.revoke"),
-        &client(),
-        &token,
+    revoke(
+        format!("{base}/api/auth.revoke"),
+        "xoxb-1-2-abc",
         "access_token",
         RevokeStyle::Bearer,
     )
@@ -186,11 +189,9 @@ async fn bearer_is_what_slack_auth_revoke_documents() {
 
     // Slack refuses with HTTP 200 and ok=false: a failure, not a success.
     let (base, _) = provider(200, r#"{"ok":false,"error":"invalid_auth"}"#).await;
-    let e = revoke_with(
-        &http(),
-        &format!("{base}/api/auth.revoke"),
-        &client(),
-        &token,
+    let e = revoke(
+        format!("{base}/api/auth.revoke"),
+        "xoxb-1-2-abc",
         "access_token",
         RevokeStyle::Bearer,
     )
@@ -202,12 +203,9 @@ async fn bearer_is_what_slack_auth_revoke_documents() {
 #[tokio::test]
 async fn rfc7009_sends_the_form_with_client_authentication() {
     let (base, seen) = provider(200, "{}").await;
-    let token = SecretString::from("rt-1".to_string());
-    revoke_with(
-        &http(),
-        &format!("{base}/revoke"),
-        &client(),
-        &token,
+    revoke(
+        format!("{base}/revoke"),
+        "rt-1",
         "refresh_token",
         RevokeStyle::Rfc7009,
     )
