@@ -32,7 +32,7 @@
 //! user's keys at the same moment could see this rotation's new key as an
 //! orphan.
 
-use super::{Material, Options, Rotate, StepError};
+use super::{At, Material, Options, Rotate, StepError};
 use crate::Rekey;
 use rekey_core::{Error, ErrorCode, SecretString};
 use rekey_oauth::OAuthError;
@@ -473,12 +473,11 @@ impl Rotate for AwsIam {
 
     async fn set(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> Result<Option<Material>, StepError> {
+        let At { rk, row, opts } = *at;
         let user = self.user(opts)?;
         let signer = self.signer(rk, row, current, opts).await?;
         let known = secrets_of(&[current, pending], Some(&signer));
@@ -557,12 +556,11 @@ impl Rotate for AwsIam {
 
     async fn discard(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
+        let At { rk, row, opts } = *at;
         let Some(id) = key_id(pending) else {
             return Ok(());
         };
@@ -574,12 +572,8 @@ impl Rotate for AwsIam {
             .map_err(|e| e.step("deleting the new key", "delete it in IAM"))
     }
 
-    async fn test(
-        &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
-        pending: &Material,
-    ) -> Result<(), StepError> {
+    async fn test(&self, at: &At<'_>, pending: &Material) -> Result<(), StepError> {
+        let At { rk, row, .. } = *at;
         let Some(new) = signer_of(pending) else {
             return Err(misconfigured(
                 "the pending version has no access key",
@@ -630,12 +624,11 @@ impl Rotate for AwsIam {
 
     async fn retire(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         old: &Material,
         current: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
+        let At { rk, row, opts } = *at;
         let (Some(old_id), Some(cur_id)) = (key_id(old), key_id(current)) else {
             return Ok(());
         };

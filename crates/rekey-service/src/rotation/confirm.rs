@@ -3,7 +3,7 @@
 //! a rotation while the current credential is still untouched.
 
 use super::engine::system_ctx;
-use super::{Confirmation, Instructions, Options, Rotate, Rotation, Rotator};
+use super::{At, Confirmation, Instructions, Options, Rotate, Rotation, Rotator};
 use crate::audit::record;
 use crate::connection_rows::not_found;
 use crate::{Ctx, Rekey};
@@ -244,7 +244,18 @@ impl Rekey {
                 None => None,
             };
             if let Some(p) = pending {
-                match rotator.discard(self, &row, &current, &p, opts).await {
+                match rotator
+                    .discard(
+                        &At {
+                            rk: self,
+                            row: &row,
+                            opts,
+                        },
+                        &current,
+                        &p,
+                    )
+                    .await
+                {
                     Ok(()) => {}
                     // What an operator made by hand is removed by hand: the
                     // rotation still ends, with that step as its next action.

@@ -12,7 +12,7 @@
 //! `health::probe::db`). Passwords are 32 random letters and digits, so
 //! they need no quoting; role names are held to a safe character set.
 
-use super::{Material, Options, Rotate, StepError};
+use super::{At, Material, Options, Rotate, StepError};
 use crate::status::{Observation, Outcome};
 use crate::Rekey;
 use rand::distributions::Alphanumeric;
@@ -287,12 +287,11 @@ impl Rotate for DbRotator {
 
     async fn set(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> Result<Option<Material>, StepError> {
+        let At { rk, row, opts } = *at;
         self.set_password(rk, row, current, pending, opts)
             .await
             .map(|()| None)
@@ -300,22 +299,16 @@ impl Rotate for DbRotator {
 
     async fn discard(
         &self,
-        _rk: &Rekey,
-        _row: &ConnectionRow,
+        _at: &At<'_>,
         _current: &Material,
         _pending: &Material,
-        _opts: &Options,
     ) -> Result<(), StepError> {
         // A password exists only where it was set: nothing stands alone.
         Ok(())
     }
 
-    async fn test(
-        &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
-        pending: &Material,
-    ) -> Result<(), StepError> {
+    async fn test(&self, at: &At<'_>, pending: &Material) -> Result<(), StepError> {
+        let At { rk, row, .. } = *at;
         let probe = self.probe(rk, row)?;
         let (Some(user), Some(pw)) = (username(pending), password(pending)) else {
             return Err(missing("new password"));
@@ -327,12 +320,11 @@ impl Rotate for DbRotator {
 
     async fn retire(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         old: &Material,
         current: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
+        let At { rk, row, opts } = *at;
         if opts.strategy() == RotationStrategy::SingleUser {
             // The old password was replaced at `set`; nothing is left.
             return Ok(());

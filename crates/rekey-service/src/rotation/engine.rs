@@ -5,7 +5,7 @@
 //! from, before the next step runs. A crash between a step's side effect
 //! and that write runs the (idempotent) step again.
 
-use super::{fault, rotation_data, Material, Options, Rotate, Rotation, Rotator, StepError};
+use super::{fault, rotation_data, At, Material, Options, Rotate, Rotation, Rotator, StepError};
 use crate::audit::record;
 use crate::connection_rows::{not_found, OWNER_KIND};
 use crate::webhooks::emit;
@@ -117,9 +117,14 @@ impl Rekey {
             Some(v) if r.state < RotationState::Promoted => Some(self.pending_of(r, v).await?),
             _ => None,
         };
+        let at = At {
+            rk: self,
+            row: &row,
+            opts: &opts,
+        };
         let outcome = match (r.state, &pending) {
             (RotationState::Created, Some((v, p))) => {
-                match rot.set(self, &row, &current, p, &opts).await {
+                match rot.set(&at, &current, p).await {
                     Ok(made) => {
                         fault::after("set");
                         // The target made the material: it goes into the
@@ -129,17 +134,16 @@ impl Rekey {
                     Err(e) => Err(e),
                 }
             }
-            (RotationState::Set, Some((_, p))) => rot
-                .test(self, &row, p)
-                .await
-                .map(|()| fault::after("tested")),
+            (RotationState::Set, Some((_, p))) => {
+                rot.test(&at, p).await.map(|()| fault::after("tested"))
+            }
             (RotationState::Tested, Some((v, _))) => {
                 let keep = rot.old_survives_set(&opts);
                 return self.promote(r, v.clone(), keep).await;
             }
             (RotationState::Promoted, _) => {
                 let old = self.old_material(r).await?;
-                rot.retire(self, &row, &old, &current, &opts)
+                rot.retire(&at, &old, &current)
                     .await
                     .map(|()| fault::after("retired"))
             }
@@ -384,7 +388,12 @@ impl Rekey {
         let mut discard_failed = None;
         if !retry && undo && r.state == RotationState::Set {
             if let (Some(x), Some(p)) = (&rotator, &pending) {
-                if let Err(d) = x.discard(self, row, current, p, &opts).await {
+                let at = At {
+                    rk: self,
+                    row,
+                    opts: &opts,
+                };
+                if let Err(d) = x.discard(&at, current, p).await {
                     undo = false;
                     discard_failed = Some(d);
                 }

@@ -7,7 +7,7 @@
 //! need a Snowflake session of an admin role), so `set` and `retired` wait
 //! for an operator to run the exact statements shown and confirm.
 
-use super::{plain_name, Instructions, Material, Options, Rotate, StepError};
+use super::{plain_name, At, Instructions, Material, Options, Rotate, StepError};
 use crate::Rekey;
 use rekey_core::rotation::RotationState;
 use rekey_core::{Error, ErrorCode};
@@ -90,12 +90,11 @@ impl Rotate for KeyPair {
 
     async fn set(
         &self,
-        _rk: &Rekey,
-        _row: &ConnectionRow,
+        at: &At<'_>,
         _current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> Result<Option<Material>, StepError> {
+        let At { opts, .. } = *at;
         if opts.is_confirmed(RotationState::Set) {
             return Ok(None);
         }
@@ -132,12 +131,11 @@ impl Rotate for KeyPair {
     /// emptied by hand.
     async fn discard(
         &self,
-        _rk: &Rekey,
-        _row: &ConnectionRow,
+        at: &At<'_>,
         _current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
+        let At { opts, .. } = *at;
         if !opts.is_confirmed(RotationState::Set) {
             return Ok(());
         }
@@ -149,23 +147,18 @@ impl Rotate for KeyPair {
         ))
     }
 
-    async fn test(
-        &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
-        pending: &Material,
-    ) -> Result<(), StepError> {
+    async fn test(&self, at: &At<'_>, pending: &Material) -> Result<(), StepError> {
+        let At { rk, row, .. } = *at;
         super::manual::probe_pending(rk, row, pending).await
     }
 
     async fn retire(
         &self,
-        _rk: &Rekey,
-        _row: &ConnectionRow,
+        at: &At<'_>,
         _old: &Material,
         current: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
+        let At { opts, .. } = *at;
         if opts.is_confirmed(RotationState::Retired) {
             return Ok(());
         }

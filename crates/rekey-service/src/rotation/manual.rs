@@ -4,7 +4,7 @@
 //! with the connection's probe, promotes it, and waits for the operator to
 //! confirm the old one revoked (unless the provider killed it at `set`).
 
-use super::{Instructions, Material, Options, Rotate, StepError};
+use super::{At, Instructions, Material, Options, Rotate, StepError};
 use crate::Rekey;
 use rekey_core::rotation::RotationState;
 use rekey_core::Error;
@@ -38,12 +38,11 @@ impl Rotate for Manual {
 
     async fn set(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         _current: &Material,
         _pending: &Material,
-        opts: &Options,
     ) -> Result<Option<Material>, StepError> {
+        let At { rk, row, opts } = *at;
         if opts.is_confirmed(RotationState::Set) {
             return Ok(None);
         }
@@ -68,12 +67,11 @@ impl Rotate for Manual {
     /// The operator made the new credential; rekey cannot remove it.
     async fn discard(
         &self,
-        _rk: &Rekey,
-        _row: &ConnectionRow,
+        at: &At<'_>,
         _current: &Material,
         _pending: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
+        let At { opts, .. } = *at;
         if !opts.is_confirmed(RotationState::Set) {
             return Ok(());
         }
@@ -84,23 +82,18 @@ impl Rotate for Manual {
         ))
     }
 
-    async fn test(
-        &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
-        pending: &Material,
-    ) -> Result<(), StepError> {
+    async fn test(&self, at: &At<'_>, pending: &Material) -> Result<(), StepError> {
+        let At { rk, row, .. } = *at;
         probe_pending(rk, row, pending).await
     }
 
     async fn retire(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         _old: &Material,
         _current: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
+        let At { rk, row, opts } = *at;
         if opts.old_dies_at_set || opts.is_confirmed(RotationState::Retired) {
             return Ok(());
         }

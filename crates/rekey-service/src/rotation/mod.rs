@@ -59,6 +59,15 @@ pub use rekey_core::rotation::RotationMethod;
 pub use step::{Confirmation, Instructions, Options};
 pub(crate) use step::{Material, StepError};
 
+/// What every step after `prepare` works on: the service, the connection
+/// (its target's address and parameters) and the rotation's options.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub rk: &'a Rekey,
+    pub row: &'a ConnectionRow,
+    pub opts: &'a Options,
+}
+
 /// One target's rotation steps. Each must be idempotent: after a crash it
 /// runs again with the same material and must end in the same place.
 pub(crate) trait Rotate {
@@ -81,38 +90,31 @@ pub(crate) trait Rotate {
     /// as the move to `set`.
     fn set(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> impl std::future::Future<Output = Result<Option<Material>, StepError>> + Send;
     /// The rotation is being rolled back after `set` (the old credential
     /// still works): remove the pending material at the target where it
     /// exists on its own (an AWS key).
     fn discard(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> impl std::future::Future<Output = Result<(), StepError>> + Send;
     /// Check the new material works at the target.
     fn test(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         pending: &Material,
     ) -> impl std::future::Future<Output = Result<(), StepError>> + Send;
     /// Disable the old material at the target (after the grace).
     fn retire(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         old: &Material,
         current: &Material,
-        opts: &Options,
     ) -> impl std::future::Future<Output = Result<(), StepError>> + Send;
     /// Whether the old material still works once the new one is set (so it
     /// can be handed out as `previous` during the grace).
@@ -200,44 +202,33 @@ impl Rotate for Rotator {
 
     async fn set(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> Result<Option<Material>, StepError> {
-        dispatch!(self, x => x.set(rk, row, current, pending, opts).await)
+        dispatch!(self, x => x.set(at, current, pending).await)
     }
 
     async fn discard(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         current: &Material,
         pending: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
-        dispatch!(self, x => x.discard(rk, row, current, pending, opts).await)
+        dispatch!(self, x => x.discard(at, current, pending).await)
     }
 
-    async fn test(
-        &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
-        pending: &Material,
-    ) -> Result<(), StepError> {
-        dispatch!(self, x => x.test(rk, row, pending).await)
+    async fn test(&self, at: &At<'_>, pending: &Material) -> Result<(), StepError> {
+        dispatch!(self, x => x.test(at, pending).await)
     }
 
     async fn retire(
         &self,
-        rk: &Rekey,
-        row: &ConnectionRow,
+        at: &At<'_>,
         old: &Material,
         current: &Material,
-        opts: &Options,
     ) -> Result<(), StepError> {
-        dispatch!(self, x => x.retire(rk, row, old, current, opts).await)
+        dispatch!(self, x => x.retire(at, old, current).await)
     }
 
     fn old_survives_set(&self, opts: &Options) -> bool {
