@@ -1084,4 +1084,12 @@ async fn evidence_export_and_verify(db: Db) {
     let out = api.run(&["evidence", "export", "--format", "xml"]).await;
     assert_eq!(code(&out), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("invalid_format"), "{}", stderr(&out));
+    // Once confirmed, the credential's version shows its revocation and
+    // verdict (no probe for this connection: unverifiable).
+    api.ok(&["connections", "confirm-revocation", &id, "--note", "SEC-1"])
+        .await;
+    let out = api.ok(&["connections", "versions", &id]).await;
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(out.starts_with("LABEL") && out.contains("VERDICT"), "{out}");
+    assert!(row.contains("unverifiable"), "{out}");
 }

@@ -500,6 +500,8 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                         "BY",
                         "GRACE UNTIL",
                         "RETIRED",
+                        "REVOKED",
+                        "VERDICT",
                     ],
                     v.items
                         .iter()
@@ -512,6 +514,8 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                                 x.created_by.clone(),
                                 x.grace_until.clone().unwrap_or_default(),
                                 x.retired_at.clone().unwrap_or_default(),
+                                x.revoked_at.clone().unwrap_or_default(),
+                                x.verdict.clone().unwrap_or_default(),
                             ]
                         })
                         .collect(),
