@@ -140,6 +140,10 @@ pub struct EvidenceRow {
     pub verdict: String,
     pub verified_at: String,
     pub verification_attempts: String,
+    /// Where the old credential was tried: the probe URL the connection
+    /// had when it was revoked, else its parameters then (a database's
+    /// host), else the catalog's probe for the provider.
+    pub verified_against: String,
     /// The provider's last answer to the old credential: HTTP status,
     /// code, message and the scrubbed body.
     pub provider_answer: String,
@@ -162,7 +166,7 @@ pub struct EvidenceRow {
 
 impl EvidenceRow {
     /// The CSV columns, in order (the JSON keys are the same).
-    pub const COLUMNS: [&'static str; 30] = [
+    pub const COLUMNS: [&'static str; 31] = [
         "connection_id",
         "provider",
         "kind",
@@ -184,6 +188,7 @@ impl EvidenceRow {
         "verdict",
         "verified_at",
         "verification_attempts",
+        "verified_against",
         "provider_answer",
         "confirmations",
         "current_fingerprint",
@@ -196,7 +201,7 @@ impl EvidenceRow {
     ];
 
     /// The cells, in [`Self::COLUMNS`] order.
-    pub fn cells(&self) -> [&str; 30] {
+    pub fn cells(&self) -> [&str; 31] {
         [
             &self.connection_id,
             &self.provider,
@@ -219,6 +224,7 @@ impl EvidenceRow {
             &self.verdict,
             &self.verified_at,
             &self.verification_attempts,
+            &self.verified_against,
             &self.provider_answer,
             &self.confirmations,
             &self.current_fingerprint,

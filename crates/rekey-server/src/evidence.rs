@@ -285,6 +285,26 @@ fn provider_answer(r: &RevocationRecord) -> String {
     a
 }
 
+/// Where the old credential is tried (as it was when revoked).
+fn verified_against(r: &RevocationRecord, provider: &str) -> String {
+    if let Some(u) = &r.row.probe_url {
+        return u.clone();
+    }
+    let Some(params) = r.row.params.as_deref() else {
+        return "the connection's target at verification time (revoked before rekey kept it)"
+            .to_string();
+    };
+    let params: Map<String, Value> = serde_json::from_str(params).unwrap_or_default();
+    if params.is_empty() {
+        return format!("the catalog's probe for {provider}");
+    }
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn confirmations(r: &RevocationRecord) -> String {
     r.steps
         .iter()
@@ -346,6 +366,10 @@ pub fn row(i: &EvidenceItem) -> EvidenceRow {
         verified_at: t(rev.and_then(|r| r.row.verified_at)),
         verification_attempts: rev
             .map(|r| r.row.verify_attempts.to_string())
+            .unwrap_or_default(),
+        verified_against: rev
+            .filter(|r| r.row.revoked_at.is_some())
+            .map(|r| verified_against(r, &c.provider))
             .unwrap_or_default(),
         provider_answer: rev.map(provider_answer).unwrap_or_default(),
         confirmations: rev.map(confirmations).unwrap_or_default(),

@@ -36,6 +36,13 @@ fn normalise(text: &str) -> String {
                 }
             }
         }
+        // Loopback fixtures' ports.
+        if let Some(tail) = rest.strip_prefix("127.0.0.1:") {
+            let n = tail.bytes().take_while(u8::is_ascii_digit).count();
+            out.push_str("127.0.0.1:<port>");
+            rest = &tail[n..];
+            continue;
+        }
         // Keyed-hash fingerprints `kh:<hex>` and SHA-256 hex runs.
         if let Some(tail) = rest.strip_prefix("kh:") {
             let n = tail

@@ -18,7 +18,8 @@ both_backends!(
     static_revocation_is_confirmed_step_by_step_and_verified,
     a_new_credential_keeps_the_old_revocation_open,
     dashboard_confirms_steps_and_verifies,
-    slack_bot_tokens_are_revoked_with_auth_revoke
+    slack_bot_tokens_are_revoked_with_auth_revoke,
+    verification_goes_where_the_credential_was_used
 );
 
 async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
@@ -322,5 +323,53 @@ async fn slack_bot_tokens_are_revoked_with_auth_revoke(db: Db) {
     assert_eq!(r["revocation"]["state"], "open");
     assert_eq!(fx.revocations(), 2);
     s.stop().await;
+    fx.stop().await;
+}
+
+/// The old credential is tried where it was used when revoked: pointing
+/// the connection at another server afterwards neither sends the old
+/// secret there nor lets that server vouch for the revocation.
+async fn verification_goes_where_the_credential_was_used(db: Db) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_valid_credential(Some("Bearer key-1"));
+    let id = rest_conn(&s, &fx, "key-1").await;
+    s.act(&format!("/api/v1/connections/{id}/revoke")).await;
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{id}/revoke/confirm"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "revocation_failed", "{}", r.text);
+
+    // Another server, which refuses everything, as the probe URL now.
+    let other = ProviderFixture::start().await;
+    other.set_valid_credential(Some("Bearer nobody"));
+    let r = s
+        .patch(
+            &format!("/api/v1/connections/{id}"),
+            &s.admin_key,
+            json!({"probe_url": other.rest_url()}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = s
+        .act(&format!("/api/v1/connections/{id}/revoke/verify"))
+        .await;
+    assert_eq!(r.json()["verdict"], "still_accepted", "{}", r.text);
+    assert_eq!(
+        other.last_authorization(),
+        None,
+        "the old key went nowhere new"
+    );
+    assert_eq!(status(&s, &id).await, "revocation_failed");
+    let text = s.get_admin("/api/v1/evidence").await.text;
+    assert!(
+        text.contains(&fx.rest_url()),
+        "the evidence names where it was tried: {text}"
+    );
+    other.stop().await;
     fx.stop().await;
 }

@@ -23,6 +23,11 @@ pub struct RevocationRow {
     /// The scopes the revoked credential carried (the connection's then).
     #[sqlx(try_from = "JsonList")]
     pub scopes: Vec<String>,
+    /// Where the credential was used when revoked: the connection's URL
+    /// placeholder values (JSON object text) and probe URL override then.
+    /// None on rows recorded before they were kept.
+    pub params: Option<String>,
+    pub probe_url: Option<String>,
     #[sqlx(try_from = "Parsed<RevocationMethod>")]
     pub method: RevocationMethod,
     #[sqlx(try_from = "Parsed<RevocationState>")]
@@ -51,8 +56,8 @@ impl RevocationRow {
 }
 
 const COLS: &str =
-    "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, method, \
-     state, steps, requested_at, requested_by, revoked_at, revoked_by, verdict, evidence, \
+    "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, params, probe_url, \
+     method, state, steps, requested_at, requested_by, revoked_at, revoked_by, verdict, evidence, \
      verified_at, verify_due_at, verify_attempts, lease_owner, lease_until";
 
 impl TenantScoped for RevocationRow {
@@ -79,8 +84,8 @@ fn bind_moving<'q>(q: AnyQuery<'q>, r: &'q RevocationRow) -> AnyQuery<'q> {
 
 pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Error> {
     let columns = format!(
-        "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, method, \
-         requested_at, requested_by, lease_owner, lease_until, {MOVING}"
+        "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, params, \
+         probe_url, method, requested_at, requested_by, lease_owner, lease_until, {MOVING}"
     );
     let sql = rows::insert_sql("revocations", &columns);
     let q = sqlx::query(&sql)
@@ -92,6 +97,8 @@ pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Erro
         .bind(&r.meta)
         .bind(&r.fingerprint)
         .bind(crate::json_list(&r.scopes))
+        .bind(&r.params)
+        .bind(&r.probe_url)
         .bind(r.method.as_str())
         .bind(r.requested_at)
         .bind(&r.requested_by)

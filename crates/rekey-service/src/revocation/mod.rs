@@ -123,6 +123,8 @@ impl Rekey {
             meta: row.credential_meta.clone(),
             fingerprint,
             scopes: row.scopes.clone(),
+            params: Some(row.params.clone()),
+            probe_url: row.probe_url.clone(),
             method,
             state: if done {
                 RevocationState::Revoked

@@ -326,10 +326,16 @@ impl Rekey {
             Ok(k) => k,
             Err(e) => return vec![Check::not_tried("credential", e.public_message(), now)],
         };
-        // The connection as it was: the old kind and non-secret fields.
+        // The connection as it was: the old kind and non-secret fields,
+        // and where the credential was used then (a connection pointed
+        // elsewhere since must not receive the old secret, nor vouch for it).
         let mut old = conn.clone();
         old.kind = kind;
         old.credential_meta = r.meta.clone();
+        if let Some(p) = &r.params {
+            old.params = p.clone();
+            old.probe_url = r.probe_url.clone();
+        }
         if kind.is_static() {
             return vec![match self.probe_with(&old, material).await {
                 Ok(o) => Check::of("credential", &o, now),
