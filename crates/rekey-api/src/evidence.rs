@@ -293,6 +293,13 @@ pub fn json_seal(id: &str, sha256: &str) -> String {
 /// Find and read the seal line of an export file.
 pub fn read_seal(file: &[u8]) -> Result<Seal, String> {
     let body = file.strip_suffix(b"\n").unwrap_or(file);
+    if body.ends_with(b"\r") {
+        return Err(
+            "the file's line endings were changed to CRLF (re-saved by an editor or \
+             a spreadsheet?): keep the file as downloaded"
+                .into(),
+        );
+    }
     let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let line = std::str::from_utf8(&body[start..])
         .map_err(|_| "the last line is not UTF-8 text".to_string())?;
@@ -370,5 +377,7 @@ mod tests {
         assert_eq!(v["seal"]["sha256"], h.as_str());
         assert!(read_seal(b"a,b\n1,2\n").is_err());
         assert!(read_seal(b"# seal,evd_1,sha256:xyz\n").is_err());
+        let crlf = csv.replace('\n', "\r\n");
+        assert!(read_seal(crlf.as_bytes()).unwrap_err().contains("CRLF"));
     }
 }

@@ -1078,9 +1078,16 @@ async fn evidence_export_and_verify(db: Db) {
         assert_eq!(code(&out), Some(3), "{}", stderr(&out));
         assert!(stderr(&out).contains("no seal line"), "{}", stderr(&out));
     }
-    // To stdout, and the filter refused as the API refuses it.
+    // To stdout (`--json` is `--format json`), and the filter refused as
+    // the API refuses it.
     let out = api.ok(&["evidence", "export"]).await;
     assert!(out.starts_with("# rekey evidence export,evd_"), "{out}");
+    let v: Value = api.ok_json(&["evidence", "export", "--json"]).await;
+    assert_eq!(v["rows"][0]["connection_id"], id.as_str(), "{v}");
+    // A reader that goes away early is no failure.
+    let out = with_stdout_closed(&api, &["evidence", "export"]).await;
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
     let out = api.run(&["evidence", "export", "--format", "xml"]).await;
     assert_eq!(code(&out), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("invalid_format"), "{}", stderr(&out));

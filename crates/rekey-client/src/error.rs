@@ -38,7 +38,7 @@ pub enum ClientError {
     #[error("empty response")]
     EmptyResponse,
     /// Writing a download (an evidence export) where the caller asked failed.
-    #[error("writing the download: {0}")]
+    #[error("writing the download")]
     Write(#[source] std::io::Error),
 }
 

@@ -49,9 +49,26 @@ impl Format {
 
 /// Validate the query (errors are answered as JSON before any byte of the
 /// file), then stream the export.
-pub async fn export(rekey: Rekey, ctx: Ctx, q: EvidenceQuery) -> Result<Response, Error> {
+/// A `HEAD` request (`head`) is validated the same and answered with the
+/// headers only: no export runs and nothing is recorded.
+pub async fn export(
+    rekey: Rekey,
+    ctx: Ctx,
+    q: EvidenceQuery,
+    head: bool,
+) -> Result<Response, Error> {
     let format = Format::parse(q.format.as_deref())?;
     let filter = rekey.evidence_filter(&ctx.tenant, &q.filter()).await?;
+    let (ctype, ext) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Json => ("application/json", "json"),
+    };
+    if head {
+        let mut r = Body::empty().into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        return Ok(r);
+    }
     let id = ids::new_id(ids::EVIDENCE);
     // A few chunks in flight: a slow reader holds the writer back instead
     // of the export piling up in memory.
@@ -75,7 +92,11 @@ pub async fn export(rekey: Rekey, ctx: Ctx, q: EvidenceQuery) -> Result<Response
         if let Err(e) = write(&rekey, &ctx, &filter, &head, &mut sink).await {
             // The body ends in an error: the client sees a cut transfer,
             // and a file without its seal line never verifies.
-            tracing::warn!(export = %head.id, code = %e.code(), "evidence export failed");
+            if sink.tx.is_closed() {
+                tracing::info!(export = %head.id, "evidence download ended by the client");
+            } else {
+                tracing::warn!(export = %head.id, code = %e.code(), "evidence export failed");
+            }
             let _ = sink
                 .tx
                 .send(Err(std::io::Error::other(e.code().as_str())))
@@ -85,10 +106,6 @@ pub async fn export(rekey: Rekey, ctx: Ctx, q: EvidenceQuery) -> Result<Response
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
-    let (ctype, ext) = match format {
-        Format::Csv => ("text/csv; charset=utf-8", "csv"),
-        Format::Json => ("application/json", "json"),
-    };
     let mut r = Body::from_stream(stream).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));

@@ -329,6 +329,22 @@ async fn export_refuses_bad_input(db: Db) {
     s.get("/api/v1/evidence", &reader)
         .await
         .assert_error(403, "missing_scope");
+    // HEAD runs no export and records nothing.
+    let r = s
+        .raw(
+            reqwest::Method::HEAD,
+            "/api/v1/evidence",
+            Some(&s.admin_key),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let a = s
+        .get_admin("/api/v1/audit?action=evidence.exported")
+        .await
+        .ok_json();
+    assert!(a["items"].as_array().unwrap().is_empty(), "{a}");
     // Another tenant sees neither the rows nor the record.
     let text = export(&s, "").await;
     let (id, _) = check_seal(&text);

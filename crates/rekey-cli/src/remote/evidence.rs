@@ -22,9 +22,9 @@ pub enum EvidenceCmd {
         api: ApiArgs,
         #[command(flatten)]
         filter: Box<FilterArgs>,
-        /// `csv` (opens in a spreadsheet) or `json`.
-        #[arg(long, default_value = "csv")]
-        format: String,
+        /// `csv` (opens in a spreadsheet; the default) or `json` (also `--json`).
+        #[arg(long)]
+        format: Option<String>,
         /// Write here (atomically: a cut transfer leaves no file) instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -48,11 +48,19 @@ pub async fn run(cmd: EvidenceCmd) -> Result<ExitCode> {
             output,
         } => {
             let c = client(&api)?;
+            let format = format.unwrap_or_else(|| if api.json { "json" } else { "csv" }.into());
             let q = EvidenceQuery::new((*filter).query(), Some(format));
             match output {
                 None => {
                     let mut out = std::io::stdout().lock();
-                    c.export_evidence(&q, &mut out).await?;
+                    match c.export_evidence(&q, &mut out).await {
+                        Err(rekey_client::ClientError::Write(e))
+                            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                        {
+                            return Err(crate::output::StdoutClosed.into())
+                        }
+                        r => r?,
+                    };
                 }
                 Some(path) => {
                     let partial = path.with_extension("partial");

@@ -4,6 +4,7 @@ use crate::error::ApiResult;
 use crate::extract::{ApiPath, ApiQuery, AuditRead, Auth};
 use crate::AppState;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::Response;
 use axum::Json;
 use rekey_api::*;
@@ -29,10 +30,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn export_evidence(
     State(s): State<AppState>,
+    method: Method,
     auth: Auth<AuditRead>,
     ApiQuery(q): ApiQuery<EvidenceQuery>,
 ) -> ApiResult<Response> {
-    Ok(crate::evidence::export(s.rekey.clone(), auth.ctx, q).await?)
+    let head = method == Method::HEAD;
+    Ok(crate::evidence::export(s.rekey.clone(), auth.ctx, q, head).await?)
 }
 
 /// What the audit chain recorded of an export (`rekey evidence verify`

@@ -403,6 +403,7 @@ pub(super) struct TileFragment {
 /// recorded in the audit chain under the signed-in user).
 pub(super) async fn evidence(
     State(s): State<AppState>,
+    method: axum::http::Method,
     Query(q): Query<HashMap<String, String>>,
     u: SessionUser,
 ) -> super::UiResult {
@@ -422,7 +423,8 @@ pub(super) async fn evidence(
         },
         q.get("format").cloned(),
     );
-    crate::evidence::export(s.rekey.clone(), u.ctx(), query)
+    let head = method == axum::http::Method::HEAD;
+    crate::evidence::export(s.rekey.clone(), u.ctx(), query, head)
         .await
         .map_err(|e| super::UiError::Service("Evidence export failed", e))
 }
