@@ -11,5 +11,6 @@ mod confirm;
 mod probe;
 mod scheduler;
 
+pub(crate) use probe::LOGGED_IN_QUERY_FAILED;
 pub(crate) use scheduler::Throttle;
 pub use scheduler::{CheckRun, HealthSettings};

@@ -59,6 +59,9 @@ impl Check {
             Outcome::Ok => "accepted",
             Outcome::Transient => "no_answer",
             Outcome::Unexpected if o.code == "probe_misconfigured" => "not_tried",
+            // A database let the old password log in: accepted, whatever
+            // the statement after it met.
+            _ if o.code == crate::health::LOGGED_IN_QUERY_FAILED => "accepted",
             Outcome::Unexpected => "no_answer",
         };
         Check {
@@ -401,5 +404,42 @@ impl Rekey {
                 Check::of("refresh_token", &Observation::ok(), now)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_check_results() {
+        let check = |outcome, code: &str| {
+            Check::of(
+                "credential",
+                &Observation::failed(outcome, code, String::new()),
+                0,
+            )
+            .result
+        };
+        assert_eq!(check(Outcome::AuthFailure, "auth_rejected"), "rejected");
+        assert_eq!(check(Outcome::Transient, "timeout"), "no_answer");
+        assert_eq!(
+            check(Outcome::Unexpected, "probe_misconfigured"),
+            "not_tried"
+        );
+        assert_eq!(
+            check(Outcome::Unexpected, "unexpected_response"),
+            "no_answer"
+        );
+        // A database took the old password, then a statement failed: the
+        // credential is still accepted, not "no answer" retried forever.
+        assert_eq!(
+            check(Outcome::Unexpected, crate::health::LOGGED_IN_QUERY_FAILED),
+            "accepted"
+        );
+        assert_eq!(
+            Check::of("credential", &Observation::ok(), 0).result,
+            "accepted"
+        );
     }
 }

@@ -25,6 +25,10 @@ struct Target<'a> {
     pub also_secret: &'a [&'a str],
 }
 
+/// The code of an observation where the login worked and a statement then
+/// failed: a health problem, but proof the credential is still accepted.
+pub(crate) const LOGGED_IN_QUERY_FAILED: &str = "query_failed_after_login";
+
 fn obs(outcome: Outcome, code: &str, message: String) -> Observation {
     Observation::failed(outcome, code, message)
 }
@@ -78,6 +82,14 @@ enum Failure {
     Refused(rekey_oauth::Refused),
     Lookup(String),
     Sql(sqlx::Error),
+    /// Logged in, then a statement failed: the credential works.
+    AfterLogin(sqlx::Error),
+}
+
+/// The login itself failed, or a statement after a successful login.
+enum LoginError {
+    Login(sqlx::Error),
+    AfterLogin(sqlx::Error),
 }
 
 /// Log in at one checked address, run the statements, log out.
@@ -87,7 +99,7 @@ async fn login(
     ip: std::net::IpAddr,
     port: u16,
     statements: &[String],
-) -> Result<(), sqlx::Error> {
+) -> Result<(), LoginError> {
     // The address is the one the policy checked: sqlx gets no name to
     // resolve again, so a second DNS answer cannot swap it.
     let host = ip.to_string();
@@ -103,11 +115,14 @@ async fn login(
             if let Some(db) = &t.database {
                 o = o.database(db);
             }
-            let mut c = o.connect().await?;
+            let mut c = o.connect().await.map_err(LoginError::Login)?;
             for q in statements {
-                sqlx::query(q).execute(&mut c).await?;
+                sqlx::query(q)
+                    .execute(&mut c)
+                    .await
+                    .map_err(LoginError::AfterLogin)?;
             }
-            c.close().await
+            c.close().await.map_err(LoginError::AfterLogin)
         }
         _ => {
             let mut o = sqlx::mysql::MySqlConnectOptions::new()
@@ -120,11 +135,14 @@ async fn login(
             if let Some(db) = &t.database {
                 o = o.database(db);
             }
-            let mut c = o.connect().await?;
+            let mut c = o.connect().await.map_err(LoginError::Login)?;
             for q in statements {
-                sqlx::query(q).execute(&mut c).await?;
+                sqlx::query(q)
+                    .execute(&mut c)
+                    .await
+                    .map_err(LoginError::AfterLogin)?;
             }
-            c.close().await
+            c.close().await.map_err(LoginError::AfterLogin)
         }
     }
 }
@@ -155,8 +173,9 @@ async fn run(
         for a in addrs {
             match login(probe, &t, a.ip(), port, statements).await {
                 Ok(()) => return Ok(()),
-                Err(e @ sqlx::Error::Io(_)) => last = Some(e),
-                Err(e) => return Err(Failure::Sql(e)),
+                Err(LoginError::Login(e @ sqlx::Error::Io(_))) => last = Some(e),
+                Err(LoginError::Login(e)) => return Err(Failure::Sql(e)),
+                Err(LoginError::AfterLogin(e)) => return Err(Failure::AfterLogin(e)),
             }
         }
         Err(match last {
@@ -170,6 +189,17 @@ async fn run(
             let mut secrets = vec![t.password];
             secrets.extend_from_slice(t.also_secret);
             judge_error(probe, &e, &secrets)
+        }
+        Ok(Err(Failure::AfterLogin(e))) => {
+            let mut secrets = vec![t.password];
+            secrets.extend_from_slice(t.also_secret);
+            let mut o = judge_error(probe, &e, &secrets);
+            // Not the login: the credential itself was accepted.
+            if o.outcome == Outcome::AuthFailure {
+                o.outcome = Outcome::Unexpected;
+            }
+            o.code = LOGGED_IN_QUERY_FAILED.to_string();
+            o
         }
         Ok(Err(Failure::Refused(r))) => obs(Outcome::Unexpected, "outbound_refused", r.to_string()),
         Ok(Err(Failure::Lookup(m))) => obs(

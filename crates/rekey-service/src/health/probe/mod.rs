@@ -5,6 +5,7 @@
 //! for a connection and gets its credential into the form the probe sends.
 
 mod db;
+pub(crate) use db::LOGGED_IN_QUERY_FAILED;
 mod http;
 mod identity;
 mod jwt;
