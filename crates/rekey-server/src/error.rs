@@ -79,11 +79,20 @@ pub fn scrub_serde_message(msg: &str) -> String {
                 let keep =
                     out.ends_with("field ") || out.ends_with("one of ") || out.ends_with(", ");
                 if keep && c == '`' {
+                    // A name the client sent (an unknown field) is kept,
+                    // but only its start: the message stays short.
                     out.push(c);
+                    let mut kept = 0;
                     for n in chars.by_ref() {
-                        out.push(n);
                         if n == '`' {
+                            out.push(n);
                             break;
+                        }
+                        kept += 1;
+                        if kept <= 64 {
+                            out.push(n);
+                        } else if kept == 65 {
+                            out.push('…');
                         }
                     }
                 } else {
@@ -113,5 +122,9 @@ mod tests {
         assert!(m.contains("`pasword`") && m.contains("`provider`"), "{m}");
         let m = scrub_serde_message("invalid type: integer `1234567`, expected a string");
         assert!(!m.contains("1234567"), "{m}");
+        // A long unknown name comes back cut short.
+        let long = "x".repeat(20_000);
+        let m = scrub_serde_message(&format!("unknown field `{long}`, expected `q`"));
+        assert!(m.len() < 200 && m.contains("xxx…`"), "{}", m.len());
     }
 }
