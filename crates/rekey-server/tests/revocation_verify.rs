@@ -205,6 +205,12 @@ async fn a_new_credential_keeps_the_old_revocation_open(db: Db) {
         .await;
     assert_eq!(c.status, StatusCode::OK, "{}", c.text);
     assert_eq!(c.json()["credentials"]["key"], "key-2");
+    // The revoked key is not handed out as `previous` during a grace.
+    s.get_admin(&format!(
+        "/api/v1/connections/{id}/credentials?version=previous"
+    ))
+    .await
+    .assert_error(404, "no_previous_version");
     s.stop().await;
     fx.stop().await;
 }

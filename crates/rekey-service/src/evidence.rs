@@ -35,7 +35,9 @@ pub struct EvidenceFilter(ConnectionFilter);
 #[derive(Debug, Clone)]
 pub struct EvidenceItem {
     pub connection: ConnectionRow,
-    /// The newest revocation, if the connection was ever revoked.
+    /// The revocation the row is about: one whose old credential is still
+    /// accepted if any (a later, cleaner revocation must not hide it), else
+    /// one with runbook steps left, else the newest.
     pub revocation: Option<RevocationRecord>,
     /// How many revocations the connection has had.
     pub revocations: usize,
@@ -152,9 +154,9 @@ impl Rekey {
         let rows = conns::list(&mut c, tenant, &filter).await?;
         let mut items = Vec::with_capacity(rows.len());
         for connection in rows {
-            let mut revs = revocations::for_connection(&mut c, tenant, &connection.id).await?;
+            let revs = revocations::for_connection(&mut c, tenant, &connection.id).await?;
             let count = revs.len();
-            let newest = (!revs.is_empty()).then(|| RevocationRecord::from(revs.remove(0)));
+            let newest = of_concern(revs).map(RevocationRecord::from);
             let vs = versions::for_connection(&mut c, tenant, &connection.id).await?;
             let revoked_version = newest.as_ref().and_then(|r| {
                 vs.iter()
@@ -225,10 +227,89 @@ impl Rekey {
     }
 }
 
+/// Of a connection's revocations (newest first), the one evidence must
+/// show: still accepted first, then open, then the newest.
+fn of_concern(
+    revs: Vec<rekey_store::revocations::RevocationRow>,
+) -> Option<rekey_store::revocations::RevocationRow> {
+    let rank = |r: &rekey_store::revocations::RevocationRow| match (r.state, r.verdict()) {
+        (_, Some(Verdict::StillAccepted)) => 0,
+        (RevocationState::Open, _) => 1,
+        _ => 2,
+    };
+    // min_by_key keeps the first of equals: the newest.
+    revs.into_iter().min_by_key(rank)
+}
+
 /// Counts of outcomes, every outcome named (zero included).
 pub fn outcome_counts(counts: &BTreeMap<Outcome, u64>) -> Vec<(&'static str, u64)> {
     Outcome::ALL
         .iter()
         .map(|o| (o.as_str(), counts.get(o).copied().unwrap_or(0)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rekey_core::revocation::RevocationMethod;
+    use rekey_store::revocations::RevocationRow;
+
+    fn rev(id: &str, state: RevocationState, verdict: Option<&str>) -> RevocationRow {
+        RevocationRow {
+            id: id.into(),
+            tenant: "t".into(),
+            connection_id: "con".into(),
+            credential_version: 1,
+            kind: "api_key".into(),
+            meta: "{}".into(),
+            fingerprint: None,
+            scopes: vec![],
+            params: None,
+            probe_url: None,
+            method: RevocationMethod::Manual,
+            state,
+            steps: "[]".into(),
+            requested_at: 0,
+            requested_by: "x".into(),
+            revoked_at: None,
+            revoked_by: None,
+            verdict: verdict.map(str::to_string),
+            evidence: None,
+            verified_at: None,
+            verify_due_at: None,
+            verify_attempts: 0,
+            lease_owner: None,
+            lease_until: None,
+        }
+    }
+
+    #[test]
+    fn a_later_revocation_does_not_hide_a_live_credential() {
+        use RevocationState::{Open, Revoked};
+        // Newest first, as the store lists them.
+        let pick = |revs: Vec<RevocationRow>| of_concern(revs).map(|r| r.id);
+        assert_eq!(
+            pick(vec![
+                rev("new", Revoked, Some("verified_rejected")),
+                rev("old", Revoked, Some("still_accepted")),
+            ]),
+            Some("old".into())
+        );
+        assert_eq!(
+            pick(vec![
+                rev("new", Revoked, Some("verified_rejected")),
+                rev("open", Open, None),
+            ]),
+            Some("open".into())
+        );
+        assert_eq!(
+            pick(vec![
+                rev("new", Revoked, Some("unverifiable")),
+                rev("old", Revoked, Some("verified_rejected")),
+            ]),
+            Some("new".into())
+        );
+        assert_eq!(pick(vec![]), None);
+    }
 }

@@ -5,6 +5,7 @@ use crate::connection_rows::not_found;
 use crate::model::Credentials;
 use crate::{Ctx, Principal, Rekey};
 use rekey_core::audit::AuditOutcome;
+use rekey_core::revocation::{RevocationMethod, RevocationState};
 use rekey_core::scope::Scope;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::versions::VersionLabel;
@@ -34,9 +35,23 @@ impl Rekey {
             .await?
             .ok_or_else(|| not_found(&id))?;
         let version = store::with_label(&mut tx, &ctx.tenant, &id, VersionLabel::Previous).await?;
+        // A credential someone revoked is never handed out again, grace or
+        // not (a rotation's own outgoing credential is revoked only when
+        // the rotation retires it, after the grace).
+        let revoked = match &version {
+            Some(v) => rekey_store::revocations::for_connection(&mut tx, &ctx.tenant, &id)
+                .await?
+                .iter()
+                .any(|r| {
+                    r.credential_version == v.seq
+                        && !(r.method == RevocationMethod::Rotation
+                            && r.state == RevocationState::Open)
+                }),
+            None => false,
+        };
         let readable = version
             .as_ref()
-            .filter(|v| v.grace_until.is_some_and(|g| g > now));
+            .filter(|v| !revoked && v.grace_until.is_some_and(|g| g > now));
         let material = match readable {
             Some(v) => Some(self.version_material(&mut tx, v).await),
             None => None,
@@ -45,6 +60,7 @@ impl Rekey {
         self.refuse_out_of_service(ctx, &id, row.status).await?;
         let (Some(v), Some(material)) = (readable, material) else {
             let why = match version.and_then(|v| v.grace_until) {
+                _ if revoked => "it was revoked".to_string(),
                 Some(g) => format!("its grace ended at {}", ms_to_rfc3339(g)),
                 None => {
                     "none is kept (a zero grace, an OAuth grant, or no earlier credential)".into()
