@@ -307,6 +307,9 @@ fn verified_against(r: &RevocationRecord, provider: &str) -> String {
     if let Some(u) = &r.row.probe_url {
         return u.clone();
     }
+    if let Some(t) = &r.row.oauth_target {
+        return format!("the OAuth app's endpoints when revoked: {t}");
+    }
     let Some(params) = r.row.params.as_deref() else {
         return "the connection's target at verification time (revoked before rekey kept it)"
             .to_string();

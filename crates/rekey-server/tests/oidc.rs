@@ -112,6 +112,29 @@ async fn oidc_revocation_is_verified_at_the_provider(db: Db) {
         .json();
     assert_eq!(again["verdict"], "verified_rejected", "{again}");
     assert_eq!(again["verification_attempts"], 2);
+    // The app pointed elsewhere since: the old tokens are not sent there,
+    // and nothing there can vouch for them.
+    let r = s
+        .patch(
+            &format!("/api/v1/integrations/{integ}"),
+            &s.admin_key,
+            json!({"endpoints": {"token_url": "http://127.0.0.1:9/token"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let moved = s
+        .act(&format!("/api/v1/connections/{id}/revoke/verify"))
+        .await
+        .json();
+    assert_eq!(moved["verdict"], "unverifiable", "{moved}");
+    assert_eq!(moved["checks"][0]["result"], "not_tried", "{moved}");
+    assert!(
+        moved["checks"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed since the revocation"),
+        "{moved}"
+    );
     s.stop().await;
 }
 

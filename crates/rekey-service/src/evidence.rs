@@ -267,6 +267,7 @@ mod tests {
             scopes: vec![],
             params: None,
             probe_url: None,
+            oauth_target: None,
             method: RevocationMethod::Manual,
             state,
             steps: "[]".into(),

@@ -28,6 +28,9 @@ pub struct RevocationRow {
     /// None on rows recorded before they were kept.
     pub params: Option<String>,
     pub probe_url: Option<String>,
+    /// OAuth grants: the app's provider, params and endpoint overrides
+    /// then (JSON), to compare with the app's now.
+    pub oauth_target: Option<String>,
     #[sqlx(try_from = "Parsed<RevocationMethod>")]
     pub method: RevocationMethod,
     #[sqlx(try_from = "Parsed<RevocationState>")]
@@ -57,7 +60,7 @@ impl RevocationRow {
 
 const COLS: &str =
     "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, params, probe_url, \
-     method, state, steps, requested_at, requested_by, revoked_at, revoked_by, verdict, evidence, \
+     oauth_target, method, state, steps, requested_at, requested_by, revoked_at, revoked_by, verdict, evidence, \
      verified_at, verify_due_at, verify_attempts, lease_owner, lease_until";
 
 impl TenantScoped for RevocationRow {
@@ -85,7 +88,7 @@ fn bind_moving<'q>(q: AnyQuery<'q>, r: &'q RevocationRow) -> AnyQuery<'q> {
 pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Error> {
     let columns = format!(
         "id, tenant, connection_id, credential_version, kind, meta, fingerprint, scopes, params, \
-         probe_url, method, requested_at, requested_by, lease_owner, lease_until, {MOVING}"
+         probe_url, oauth_target, method, requested_at, requested_by, lease_owner, lease_until, {MOVING}"
     );
     let sql = rows::insert_sql("revocations", &columns);
     let q = sqlx::query(&sql)
@@ -99,6 +102,7 @@ pub async fn insert(c: &mut AnyConnection, r: &RevocationRow) -> Result<(), Erro
         .bind(crate::json_list(&r.scopes))
         .bind(&r.params)
         .bind(&r.probe_url)
+        .bind(&r.oauth_target)
         .bind(r.method.as_str())
         .bind(r.requested_at)
         .bind(&r.requested_by)

@@ -77,6 +77,14 @@ fn aad(tenant: &str, id: &str, field: &str, version: i64) -> Aad {
     }
 }
 
+/// What decides where an OAuth app's tokens go: its provider, parameters
+/// and endpoint overrides (JSON with sorted keys, so equal means same).
+pub(crate) fn oauth_target_of(i: &rekey_store::integrations::IntegrationRow) -> String {
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
+    json!({"provider": i.provider, "params": parse(&i.params), "endpoints": parse(&i.endpoints)})
+        .to_string()
+}
+
 fn steps_json(steps: &[Step]) -> Result<String, Error> {
     serde_json::to_string(steps).map_err(Error::internal)
 }
@@ -114,6 +122,14 @@ impl Rekey {
         // A rotation's old credential is revoked when the rotation retires
         // it (`rotation_retired`), not when it is recorded at promotion.
         let done = method == RevocationMethod::Provider;
+        let oauth_target = match row.integration_id() {
+            Some(iid) if !row.kind.is_static() => {
+                rekey_store::integrations::get(tx.conn(), &row.tenant, &iid)
+                    .await?
+                    .map(|i| oauth_target_of(&i))
+            }
+            _ => None,
+        };
         let r = RevocationRow {
             id: ids::new_id(ids::REVOCATION),
             tenant: row.tenant.clone(),
@@ -125,6 +141,7 @@ impl Rekey {
             scopes: row.scopes.clone(),
             params: Some(row.params.clone()),
             probe_url: row.probe_url.clone(),
+            oauth_target,
             method,
             state: if done {
                 RevocationState::Revoked

@@ -345,6 +345,28 @@ impl Rekey {
                 Err(why) => Check::not_tried("credential", why, now),
             }];
         }
+        // The app's endpoints changed since the revocation: the old tokens
+        // are not sent to where they were never issued (nor may that place
+        // vouch for them).
+        if let Some(then) = &r.oauth_target {
+            let now_target = match old.integration_id() {
+                Some(iid) => self
+                    .integration_row(&old.tenant, &iid)
+                    .await
+                    .ok()
+                    .map(|i| super::oauth_target_of(&i)),
+                None => None,
+            };
+            if now_target.as_deref() != Some(then.as_str()) {
+                return vec![Check::not_tried(
+                    "credential",
+                    "the OAuth app's provider, parameters or endpoints changed since the \
+                     revocation; rekey tries the old tokens only where they were issued"
+                        .into(),
+                    now,
+                )];
+            }
+        }
         let mut checks = Vec::new();
         if let Some(rt) = material.get("refresh_token") {
             checks.push(self.try_old_refresh(&old, rt).await);
