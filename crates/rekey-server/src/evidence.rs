@@ -396,7 +396,8 @@ pub fn row(i: &EvidenceItem) -> EvidenceRow {
         current_fingerprint: s(i.current.as_ref().map(|v| &v.fingerprint)),
         new_fingerprint: s(new.map(|v| &v.fingerprint)),
         new_credential_source: s(new.map(|v| &v.source)),
-        new_credential_at: t(new.map(|v| v.created_at)),
+        // When it became current (promotion), else when it was stored.
+        new_credential_at: t(new.map(|v| v.promoted_at.unwrap_or(v.created_at))),
         new_credential_by: s(new.map(|v| &v.created_by)),
         reauthorized_identity: if new.is_some_and(|v| v.source == "reauthorized") {
             owner

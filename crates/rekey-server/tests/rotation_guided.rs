@@ -150,6 +150,19 @@ async fn key_pair_two_slots_twice(db: Db) {
         let mut expect = [None, None];
         expect[new_slot] = Some(fp_new.clone());
         assert_eq!(sf.slots("svc_user"), expect, "round {round}");
+        // The retired key's revocation says who confirmed it gone, and the note.
+        let rev = &c.list_revocations(&id).await.unwrap().items[0];
+        assert_eq!(rev.method, "rotation");
+        assert_eq!(rev.fingerprint.as_deref(), Some(old_fp.as_str()));
+        assert_eq!(rev.steps.len(), 1, "{rev:?}");
+        assert_eq!(rev.steps[0].note.as_deref(), Some("CHG-42"));
+        assert!(
+            rev.revoked_by
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("api_key:"),
+            "{rev:?}"
+        );
         // The connection works with the key that stayed.
         let chk = s.check(&id).await;
         assert_eq!(chk["status"], "active", "{chk}");

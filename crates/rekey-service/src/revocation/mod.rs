@@ -315,6 +315,8 @@ impl Rekey {
     /// A rotation retired credential version `seq` of the connection: its
     /// revocation (recorded open at promotion) counts as revoked now, and
     /// its verification is due at once. None when there is none to close.
+    /// `operator`: who confirmed the retire step of a guided rotation, when,
+    /// and the note; kept as the revocation's one step.
     pub(crate) async fn rotation_retired(
         &self,
         tx: &mut WriteTx,
@@ -322,6 +324,7 @@ impl Rekey {
         tenant: &str,
         connection_id: &str,
         seq: i64,
+        operator: Option<Step>,
     ) -> Result<Option<RevocationRow>, Error> {
         let open = store::for_connection(tx.conn(), tenant, connection_id)
             .await?
@@ -336,6 +339,10 @@ impl Rekey {
         r.state = RevocationState::Revoked;
         r.revoked_at = Some(now);
         r.revoked_by = Some(ctx.actor.clone());
+        if let Some(step) = operator {
+            r.revoked_by = step.done_by.clone();
+            r.steps = steps_json(&[step])?;
+        }
         r.verify_due_at = Some(now + WORKER_DELAY_MS);
         store::update(tx.conn(), &r).await?;
         Ok(Some(r))

@@ -231,9 +231,21 @@ impl Rekey {
                     .into_iter()
                     .find(|v| &v.id == old)
                     .map(|v| v.seq);
+                // A guided rotation's operator confirmed the retire step.
+                let operator = serde_json::from_str::<Options>(&r.options)
+                    .ok()
+                    .and_then(|o| o.confirmed.into_iter().rev().find(|c| c.step == "retired"))
+                    .map(|c| crate::revocation::Step {
+                        text: "Delete or disable the old credential at the provider \
+                               (the rotation's retire step)."
+                            .into(),
+                        done_at: Some(c.at),
+                        done_by: Some(c.by),
+                        note: c.note,
+                    });
                 if let Some(seq) = seq {
                     retired = self
-                        .rotation_retired(&mut tx, &ctx, &r.tenant, &r.connection_id, seq)
+                        .rotation_retired(&mut tx, &ctx, &r.tenant, &r.connection_id, seq, operator)
                         .await?;
                 }
             }
