@@ -55,7 +55,10 @@ impl Rotate for Manual {
         Err(StepError::operator(Instructions {
             step: RotationState::Set.as_str().into(),
             summary: format!(
-                "Make a new {} credential at {name}, then confirm this step with it.{then}",
+                "Make a new {} credential at {name}, then confirm this step with it.{then} \
+                 The provider's runbook below is for reference: skip its steps that update \
+                 rekey or remove the old credential; this rotation does those (it asks you to \
+                 revoke the old one at its retire step).",
                 row.kind
             ),
             steps,
