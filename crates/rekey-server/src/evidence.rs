@@ -63,13 +63,24 @@ pub async fn export(
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Json => ("application/json", "json"),
     };
+    let id = ids::new_id(ids::EVIDENCE);
+    let headers = |r: &mut Response| {
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "attachment; filename=\"rekey-evidence-{id}.{ext}\""
+        )) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    };
     if head {
-        let mut r = Body::empty().into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        // The same headers as a GET, with a body of unknown length (no
+        // `content-length: 0` claiming an empty export).
+        let empty = futures_util::stream::empty::<Result<Bytes, std::io::Error>>();
+        let mut r = Body::from_stream(empty).into_response();
+        headers(&mut r);
         return Ok(r);
     }
-    let id = ids::new_id(ids::EVIDENCE);
     // A few chunks in flight: a slow reader holds the writer back instead
     // of the export piling up in memory.
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -107,13 +118,7 @@ pub async fn export(
         rx.recv().await.map(|chunk| (chunk, rx))
     });
     let mut r = Body::from_stream(stream).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"rekey-evidence-{id}.{ext}\""
-    )) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
+    headers(&mut r);
     Ok(r)
 }
 

@@ -340,6 +340,14 @@ async fn export_refuses_bad_input(db: Db) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("rekey-evidence-evd_"));
+    assert_ne!(
+        r.headers.get("content-length").map(|v| v.to_str().unwrap()),
+        Some("0")
+    );
     let a = s
         .get_admin("/api/v1/audit?action=evidence.exported")
         .await
