@@ -49,13 +49,13 @@ impl Format {
 
 /// Validate the query (errors are answered as JSON before any byte of the
 /// file), then stream the export.
-/// A `HEAD` request (`head`) is validated the same and answered with the
-/// headers only: no export runs and nothing is recorded.
+/// A `HEAD` request (`head_only`) is validated the same and answered with
+/// the headers only: no export runs and nothing is recorded.
 pub async fn export(
     rekey: Rekey,
     ctx: Ctx,
     q: EvidenceQuery,
-    head: bool,
+    head_only: bool,
 ) -> Result<Response, Error> {
     let format = Format::parse(q.format.as_deref())?;
     let filter = rekey.evidence_filter(&ctx.tenant, &q.filter()).await?;
@@ -73,7 +73,7 @@ pub async fn export(
             h.insert(header::CONTENT_DISPOSITION, v);
         }
     };
-    if head {
+    if head_only {
         // The same headers as a GET, with a body of unknown length (no
         // `content-length: 0` claiming an empty export).
         let empty = futures_util::stream::empty::<Result<Bytes, std::io::Error>>();
