@@ -330,9 +330,19 @@ pub fn read_seal(file: &[u8]) -> Result<Seal, String> {
     if !hex_ok {
         return Err("the seal's sha256 is not 64 hex digits".into());
     }
+    // The seal line is not covered by the hash: it must be exactly the
+    // line rekey writes, so nothing can be added to it unnoticed.
+    let exact = if line.starts_with('#') {
+        csv_seal(&id, &sha256)
+    } else {
+        json_seal(&id, &sha256)
+    };
+    if &file[start..] != exact.as_bytes() || sha256.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("the seal line is not the one rekey writes (edited?)".into());
+    }
     Ok(Seal {
         id,
-        sha256: sha256.to_ascii_lowercase(),
+        sha256,
         sealed_len: start,
     })
 }
@@ -377,6 +387,12 @@ mod tests {
         assert_eq!(v["seal"]["sha256"], h.as_str());
         assert!(read_seal(b"a,b\n1,2\n").is_err());
         assert!(read_seal(b"# seal,evd_1,sha256:xyz\n").is_err());
+        // The seal line byte for byte: no extra field, case or missing newline.
+        let upper = format!("a\n{}", csv_seal("evd_1", &h.to_uppercase()));
+        assert!(read_seal(upper.as_bytes()).is_err());
+        assert!(read_seal(csv.trim_end_matches('\n').as_bytes()).is_err());
+        let extra = json.replace("\"sha256\"", "\"note\":\"ok\",\"sha256\"");
+        assert!(read_seal(extra.as_bytes()).is_err());
         let crlf = csv.replace('\n', "\r\n");
         assert!(read_seal(crlf.as_bytes()).unwrap_err().contains("CRLF"));
     }

@@ -112,6 +112,10 @@ async fn oidc_revocation_is_verified_at_the_provider(db: Db) {
         .json();
     assert_eq!(again["verdict"], "verified_rejected", "{again}");
     assert_eq!(again["verification_attempts"], 2);
+    // A revoked grant is not refreshed (it would mint new tokens).
+    s.act(&format!("/api/v1/connections/{id}/refresh"))
+        .await
+        .assert_error(409, "connection_unusable");
     // The app pointed elsewhere since: the old tokens are not sent there,
     // and nothing there can vouch for them.
     let r = s

@@ -19,7 +19,8 @@ both_backends!(
     a_new_credential_keeps_the_old_revocation_open,
     dashboard_confirms_steps_and_verifies,
     slack_bot_tokens_are_revoked_with_auth_revoke,
-    verification_goes_where_the_credential_was_used
+    verification_goes_where_the_credential_was_used,
+    a_revocation_racing_a_replacement_names_what_it_holds
 );
 
 async fn rest_conn(s: &TestServer, fx: &ProviderFixture, key: &str) -> String {
@@ -378,4 +379,54 @@ async fn verification_goes_where_the_credential_was_used(db: Db) {
     );
     other.stop().await;
     fx.stop().await;
+}
+
+/// A revocation and a replacement at the same moment: the revocation
+/// either holds the very credential it names, or refuses with 409
+/// `version_conflict`. Each provider accepts only the second key, so a
+/// record naming the first key must be refused there, and one naming the
+/// second accepted: a record that names one and holds the other shows.
+async fn a_revocation_racing_a_replacement_names_what_it_holds(db: Db) {
+    let s = TestServer::start(db).await;
+    let mut conns = Vec::new();
+    for i in 0..8 {
+        let fx = ProviderFixture::start().await;
+        fx.set_valid_credential(Some(&format!("Bearer race-{i}-two")));
+        let id = rest_conn(&s, &fx, &format!("race-{i}-one")).await;
+        conns.push((id, fx));
+    }
+    let results = futures_util::future::join_all(conns.iter().enumerate().map(|(i, (id, _))| {
+        let s = &s;
+        async move {
+            let revoke_path = format!("/api/v1/connections/{id}/revoke");
+            let put_path = format!("/api/v1/connections/{id}/credentials");
+            let key = format!("race-{i}-two");
+            let body = json!({"credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}});
+            let revoke = s.act(&revoke_path);
+            let replace = s.put(&put_path, &s.admin_key, body);
+            tokio::join!(revoke, replace).0
+        }
+    }))
+    .await;
+    for ((id, fx), r) in conns.into_iter().zip(results) {
+        if r.status != StatusCode::OK {
+            r.assert_error(409, "version_conflict");
+            fx.stop().await;
+            continue;
+        }
+        s.post(
+            &format!("/api/v1/connections/{id}/revoke/confirm"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+        let rev = &revocations(&s, &id).await[0];
+        let second = rev["credential_version"] == 2;
+        let accepted = rev["verdict"] == "still_accepted";
+        assert_eq!(
+            second, accepted,
+            "the record names one key and holds another: {rev}"
+        );
+        fx.stop().await;
+    }
 }

@@ -364,6 +364,14 @@ impl Rekey {
                 format!("connection {id} has static credentials; nothing to refresh"),
             ));
         }
+        // A revoked (or disabled) grant is not kept alive: refreshing it
+        // would mint new tokens from a refresh token meant to be dead.
+        if row.status.is_out_of_service() {
+            return Err(Error::conflict(
+                ErrorCode::ConnectionUnusable,
+                format!("connection {id} is {}; it is not refreshed", row.status),
+            ));
+        }
         let (row, _) = self.fresh_oauth(ctx, &id, true).await?;
         Ok(row.into())
     }

@@ -163,6 +163,7 @@ impl Rekey {
     pub async fn revoke_connection(&self, ctx: &Ctx, id: &str) -> Result<Revocation, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
+        let read_version = row.credential_version;
         if matches!(row.status, Status::Revoked | Status::RevocationFailed) {
             return Err(Error::conflict(
                 ErrorCode::AlreadyRevoked,
@@ -223,7 +224,7 @@ impl Rekey {
                 &id,
                 to,
                 json!({"revoked_at_provider": at_provider}),
-                Some((&material, method, &steps)),
+                Some((&material, method, &steps, read_version)),
             )
             .await?;
         let (connection, revocation) = match rev {
@@ -343,10 +344,24 @@ impl Rekey {
         let from = row.status;
         row.status = from.transition(to)?;
         let rev = match revocation {
-            Some((material, method, steps)) => Some(
-                self.record_revocation(&mut tx, ctx, &row, material, method, steps)
-                    .await?,
-            ),
+            Some((material, method, steps, version)) => {
+                // The material was read before this transaction: if the
+                // credential changed since (a replacement, a refresh), the
+                // record would name one credential and hold another.
+                if row.credential_version != version {
+                    return Err(Error::conflict(
+                        ErrorCode::VersionConflict,
+                        format!(
+                            "connection {id}'s credential changed while it was being revoked; \
+                             revoke it again"
+                        ),
+                    ));
+                }
+                Some(
+                    self.record_revocation(&mut tx, ctx, &row, material, method, steps)
+                        .await?,
+                )
+            }
             None => None,
         };
         let old = row.version;
@@ -389,9 +404,11 @@ impl Rekey {
     }
 }
 
-/// The material, method and runbook steps of a revocation to record.
+/// The material, method and runbook steps of a revocation to record, and
+/// the connection's credential version the material was read at.
 type NewRevocation<'a> = (
     &'a BTreeMap<String, SecretString>,
     RevocationMethod,
     &'a [String],
+    i64,
 );

@@ -77,12 +77,15 @@ fn aad(tenant: &str, id: &str, field: &str, version: i64) -> Aad {
     }
 }
 
-/// What decides where an OAuth app's tokens go: its provider, parameters
-/// and endpoint overrides (JSON with sorted keys, so equal means same).
+/// What decides where an OAuth app's tokens go and whose they are: its
+/// provider, client id, parameters and endpoint overrides (JSON with
+/// sorted keys, so equal means same). Another client id could be told
+/// `invalid_grant` for a token that is alive for its own client.
 pub(crate) fn oauth_target_of(i: &rekey_store::integrations::IntegrationRow) -> String {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
-    json!({"provider": i.provider, "params": parse(&i.params), "endpoints": parse(&i.endpoints)})
-        .to_string()
+    json!({"provider": i.provider, "client_id": i.client_id, "params": parse(&i.params),
+           "endpoints": parse(&i.endpoints)})
+    .to_string()
 }
 
 fn steps_json(steps: &[Step]) -> Result<String, Error> {

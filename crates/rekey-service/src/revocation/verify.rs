@@ -223,7 +223,12 @@ impl Rekey {
             Ok(m) => self.try_old(&conn, &r, m).await,
             Err(e) => vec![Check::not_tried("credential", e.public_message(), now)],
         };
-        let verdict = verdict_of(&checks);
+        let verdict = match (r.verdict(), verdict_of(&checks)) {
+            // A try that could not be made (the app changed, no copy) does
+            // not silence an alarm: the last answer stands, and rekey asks again.
+            (Some(Verdict::StillAccepted), Some(Verdict::Unverifiable)) => None,
+            (_, v) => v,
+        };
         r.verify_attempts += 1;
         r.evidence = Some(serde_json::to_string(&checks).map_err(Error::internal)?);
         r.verify_due_at = match verdict {
@@ -411,11 +416,25 @@ impl Rekey {
         .await;
         match res {
             Err(e) => Check::not_tried("refresh_token", e.public_message(), now),
-            Ok((Err(e), _)) => Check::of(
-                "refresh_token",
-                &Observation::from_oauth(&e, &[rt.expose()]),
-                now,
-            ),
+            Ok((Err(e), _)) => {
+                let mut c = Check::of(
+                    "refresh_token",
+                    &Observation::from_oauth(&e, &[rt.expose()]),
+                    now,
+                );
+                // Only `invalid_grant` speaks of the token: `invalid_client`
+                // and the like say the app's own login failed (a changed
+                // secret or client id), which proves nothing about it.
+                let of_grant = matches!(&e, rekey_oauth::OAuthError::Provider { error, .. } if error == "invalid_grant");
+                if c.result == "rejected" && !of_grant {
+                    c.result = "no_answer".into();
+                    c.message = format!(
+                        "not proof the token is dead (only invalid_grant is): {}",
+                        c.message
+                    );
+                }
+                c
+            }
             Ok((Ok(tokens), iid)) => {
                 let mut fresh = vec![("access_token", tokens.access_token.clone())];
                 if let Some(t) = &tokens.refresh_token {
