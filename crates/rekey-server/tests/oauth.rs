@@ -349,6 +349,24 @@ async fn connect_read_refresh_revoke(db: Db) {
     e.s.act(&format!("/api/v1/connections/{id}/revoke"))
         .await
         .assert_error(409, "already_revoked");
+    // Reconnected by its owner: the new grant is in use, and the old one,
+    // already revoked and held by its revocation record, is not sent to
+    // the provider again.
+    let sent = e.fx.with(|s| s.revocations);
+    let r =
+        e.s.act(&format!("/api/v1/connections/{id}/reauthorize"))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let url = r.json()["session"]["url"].as_str().unwrap().to_string();
+    let cb = e.authorize(&url).await;
+    let (st, page) = e.callback(&cb).await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!(e.creds(&id).await.0, 200);
+    assert_eq!(
+        e.fx.with(|s| s.revocations),
+        sent,
+        "no second revocation of the old grant"
+    );
     e.s.stop().await;
 }
 

@@ -116,7 +116,14 @@ impl Rekey {
             let rows = secrets::for_owner(tx.conn(), CONN_KIND, cid).await?;
             self.open_secrets(&row, &rows)?
         };
-        let old_tokens = revocable(&old_secrets, "");
+        // A grant already revoked (a revocation record holds it, and
+        // verification tries it where it was issued) is not sent to the
+        // provider again.
+        let old_tokens = if row.status.is_out_of_service() && row.status != Status::Disabled {
+            Vec::new()
+        } else {
+            revocable(&old_secrets, "")
+        };
         let original = Identity {
             subject: row.owner.subject.clone(),
             email: row.owner.email.clone(),

@@ -58,7 +58,12 @@ impl Rekey {
                     format!("connection {id} has no parked grant to accept"),
                 )
             })?;
-            let old_tokens = revocable(&s, "");
+            // A grant already revoked is not sent to the provider again.
+            let old_tokens = if row.status.is_out_of_service() && row.status != Status::Disabled {
+                Vec::new()
+            } else {
+                revocable(&s, "")
+            };
             let mut fresh = BTreeMap::new();
             for (k, v) in &s {
                 if let Some(k) = k.strip_prefix("pending:") {

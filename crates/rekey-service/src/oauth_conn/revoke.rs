@@ -30,6 +30,9 @@ impl Rekey {
         integration_id: &str,
         tokens: Vec<(&'static str, SecretString)>,
     ) -> bool {
+        if tokens.is_empty() {
+            return false;
+        }
         let res: Result<bool, Error> = async {
             let integ = self.integration_row(&ctx.tenant, integration_id).await?;
             let r = self.resolve(&integ).await?;
