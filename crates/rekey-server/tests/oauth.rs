@@ -143,6 +143,7 @@ both_backends!(
     scheduler_refreshes_expiring_tokens,
     custom_oauth2_is_checked_at_identity_url,
     connections_filtered_by_integration,
+    a_live_grant_stays_an_alarm,
 );
 
 /// "Rotate the app's secret, then reauthorize every connection using it":
@@ -1154,5 +1155,73 @@ async fn oauth_probe_refreshes_first(db: Db) {
     let j = check().await;
     assert_eq!(j["status"], "needs_reauth", "{j}");
     assert_eq!(j["last_error"]["source"], "refresh");
+    e.s.stop().await;
+}
+
+/// A grant the provider did not revoke stays `still_accepted`: breaking
+/// the app's own login (a wrong client secret: `invalid_client`) proves
+/// nothing about the token, and an app repointed since (no try made)
+/// does not silence the alarm either.
+async fn a_live_grant_stays_an_alarm(db: Db) {
+    let e = setup(db).await;
+    e.connect(json!({})).await;
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The provider refuses rekey's revocation call: the operator's runbook.
+    e.fx.with(|s| s.client_secret = "rotated-elsewhere".into());
+    let r = e.s.act(&format!("/api/v1/connections/{id}/revoke")).await;
+    assert_eq!(r.json()["revoked_at_provider"], false, "{}", r.text);
+    e.fx.with(|s| s.client_secret = "secret-1".into());
+    // The operator says it is done; the grant still refreshes.
+    let r =
+        e.s.post(
+            &format!("/api/v1/connections/{id}/revoke/confirm"),
+            &e.s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "revocation_failed", "{}", r.text);
+    let verify = format!("/api/v1/connections/{id}/revoke/verify");
+    let integ = format!("/api/v1/integrations/{}", e.integration);
+
+    // A wrong client secret: invalid_client is no answer, not proof.
+    let r =
+        e.s.patch(&integ, &e.s.admin_key, json!({"client_secret": "WRONG"}))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = e.s.act(&verify).await.ok_json();
+    assert_eq!(v["verdict"], "still_accepted", "{v}");
+    let rt = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tried"] == "refresh_token")
+        .unwrap()
+        .clone();
+    assert_eq!(rt["result"], "no_answer", "{v}");
+    assert_eq!(rt["code"], "invalid_client", "{v}");
+
+    // The app repointed: nothing is sent, the alarm stands and is retried.
+    let mut endpoints = e.fx.endpoints();
+    endpoints["token_url"] = json!("http://127.0.0.1:9/token");
+    let r =
+        e.s.patch(
+            &integ,
+            &e.s.admin_key,
+            json!({"client_secret": "secret-1", "endpoints": endpoints}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = e.s.act(&verify).await.ok_json();
+    assert_eq!(v["verdict"], "still_accepted", "{v}");
+    assert_eq!(v["checks"][0]["result"], "not_tried", "{v}");
+    assert!(v["next_verification_at"].is_string(), "{v}");
+    let c =
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
+            .await
+            .ok_json();
+    assert_eq!(c["status"], "revocation_failed", "{c}");
     e.s.stop().await;
 }
