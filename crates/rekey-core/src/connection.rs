@@ -91,9 +91,15 @@ impl Status {
     /// Disabled, revoked, or revocation asked for: no credential of it is
     /// handed out, checked or rotated until an operator brings it back.
     pub fn is_out_of_service(self) -> bool {
+        self == Status::Disabled || self.is_revoked()
+    }
+
+    /// Revocation asked for or done: the current credential belongs to a
+    /// revocation record, which alone may send it to the provider again.
+    pub fn is_revoked(self) -> bool {
         matches!(
             self,
-            Status::Disabled | Status::Revoked | Status::RevokePending | Status::RevocationFailed
+            Status::Revoked | Status::RevokePending | Status::RevocationFailed
         )
     }
 

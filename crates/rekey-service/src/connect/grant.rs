@@ -119,7 +119,7 @@ impl Rekey {
         // A grant already revoked (a revocation record holds it, and
         // verification tries it where it was issued) is not sent to the
         // provider again.
-        let old_tokens = if row.status.is_out_of_service() && row.status != Status::Disabled {
+        let old_tokens = if row.status.is_revoked() {
             Vec::new()
         } else {
             revocable(&old_secrets, "")

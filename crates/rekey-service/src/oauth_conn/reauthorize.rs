@@ -59,7 +59,7 @@ impl Rekey {
                 )
             })?;
             // A grant already revoked is not sent to the provider again.
-            let old_tokens = if row.status.is_out_of_service() && row.status != Status::Disabled {
+            let old_tokens = if row.status.is_revoked() {
                 Vec::new()
             } else {
                 revocable(&s, "")
