@@ -23,34 +23,65 @@ impl Moto {
     /// A moto that serves `n` requests before it checks signatures (see
     /// [`Moto::create_iam_user`]: three).
     pub async fn start_with_setup_calls(n: usize) -> Moto {
+        // The port is free when picked but may be taken before moto binds
+        // it (another test's server): then moto exits, and a connect alone
+        // would reach that other server. moto says on stderr where it
+        // runs; without that line, try another port.
+        for _ in 0..5 {
+            if let Some(m) = Moto::try_start(n).await {
+                return m;
+            }
+        }
+        panic!("moto_server did not start (five ports tried)");
+    }
+
+    async fn try_start(n: usize) -> Option<Moto> {
+        use tokio::io::AsyncBufReadExt;
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = tokio::process::Command::new("moto_server")
+        let mut child = tokio::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("moto_server not found ({e}): pip install 'moto[server]' (.ci/run does it)")
             });
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let running = format!("127.0.0.1:{port}");
+        let started = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("Running on") && line.contains(&running) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        if !started {
+            return None;
+        }
+        // Keep reading (moto logs every request there) so it never blocks.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         // Wait for the port; no HTTP request, which would count as a set-up call.
         for _ in 0..300 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Moto {
+                return Some(Moto {
                     url: format!("http://127.0.0.1:{port}"),
                     child,
-                };
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("moto_server did not start on port {port}");
+        None
     }
 
     /// POST the form `body` to moto's query API for `service`, signed with
