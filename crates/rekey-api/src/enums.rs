@@ -105,3 +105,27 @@ schema_enum!(
     "What trying a revoked credential at the provider showed: `verified_rejected` (refused: proof it is dead), `still_accepted` (an alarm; retried) or `unverifiable` (no way to try it for this kind).",
     rekey_core::revocation::Verdict::ALL.iter().map(|k| k.as_str())
 );
+schema_enum!(
+    /// `rekey_core::campaign::CampaignState`.
+    CampaignState,
+    "Where a campaign is: `draft` (planned, nothing done), `running`, `paused` (no new step starts), `completed` (every connection finished), `cancelled`.",
+    rekey_core::campaign::CampaignState::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::campaign::ItemState`.
+    CampaignItemState,
+    "Where one connection of a campaign is. `overdue`: not finished by the deadline.",
+    rekey_core::campaign::ItemState::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::campaign::CampaignAction`.
+    CampaignAction,
+    "What a campaign does to a connection: `revoke`, `rotate`, `reauthorize` (a Connect link to the owner) or `disable`.",
+    rekey_core::campaign::CampaignAction::ALL.iter().map(|k| k.as_str())
+);
+schema_enum!(
+    /// `rekey_core::campaign::Actor`.
+    CampaignActor,
+    "Who carries a planned step out: `automatic` (rekey), `operator` (a person following the runbook) or `owner` (the connection's owner, through a Connect link).",
+    rekey_core::campaign::Actor::ALL.iter().map(|k| k.as_str())
+);

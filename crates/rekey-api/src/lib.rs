@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+mod campaigns;
 pub mod enums;
 mod evidence;
 mod versions;
+pub use campaigns::*;
 pub use evidence::*;
 pub use versions::*;
 

@@ -283,6 +283,11 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         tick,
         stop_rx.clone(),
     ));
+    workers.push(rekey_server::workers::spawn_campaign_worker(
+        rekey.clone(),
+        tick,
+        stop_rx.clone(),
+    ));
     workers.push(rekey_server::workers::spawn_delivery_worker(
         rekey.clone(),
         owner.clone(),

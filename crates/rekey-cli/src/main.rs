@@ -101,6 +101,10 @@ enum Cmd {
     /// Evidence for auditors: export (CSV or JSON, sealed) and verify a file (API client).
     #[command(subcommand)]
     Evidence(remote::evidence::EvidenceCmd),
+    /// Incident campaigns: revoke, rotate or reauthorize every affected
+    /// credential, verified, as one tracked run (API client).
+    #[command(subcommand)]
+    Campaign(remote::campaigns::CampaignCmd),
     /// Rotate a connection's credential with the catalog's rotator (API client).
     Rotate(remote::rotations::RotateArgs),
     /// Credential rotations: list and show (API client).
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
             Cmd::ApiKeys(c) => remote::api_keys::run(c).await,
             Cmd::Audit(c) => remote::audit::run(c).await,
             Cmd::Evidence(c) => remote::evidence::run(c).await,
+            Cmd::Campaign(c) => remote::campaigns::run(c).await,
             Cmd::Rotate(a) => remote::rotations::rotate(a).await,
             Cmd::Rotations(c) => remote::rotations::run(c).await,
         }

@@ -18,6 +18,7 @@
 //! integrations and connect sessions, webhooks and deliveries, API keys,
 //! audit, the provider catalog and the system endpoints.
 
+mod campaigns;
 mod connections;
 mod error;
 mod integrations;

@@ -19,6 +19,10 @@ string_enum!(
         RotationSucceeded => "rotation.succeeded",
         RotationFailed => "rotation.failed",
         RotationAwaitingOperator => "rotation.awaiting_operator",
+        CampaignStarted => "campaign.started",
+        CampaignReauthRequested => "campaign.reauth_requested",
+        CampaignProgress => "campaign.progress",
+        CampaignCompleted => "campaign.completed",
     }
 );
 
@@ -49,6 +53,7 @@ mod tests {
     fn filters_are_star_families_and_types() {
         let f = super::event_filters();
         assert_eq!(&f[..4], ["*", "connection.*", "webhook.*", "rotation.*"]);
-        assert_eq!(f.len(), 4 + super::EventType::ALL.len());
+        assert_eq!(f.len(), 5 + super::EventType::ALL.len());
+        assert_eq!(f[4], "campaign.*");
     }
 }

@@ -21,6 +21,8 @@ pub const ROTATION: &str = "rot";
 pub const REVOCATION: &str = "rvk";
 /// An evidence export (its record in the audit chain).
 pub const EVIDENCE: &str = "evd";
+/// An incident campaign.
+pub const CAMPAIGN: &str = "cmp";
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

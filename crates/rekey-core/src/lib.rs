@@ -38,6 +38,7 @@ macro_rules! string_enum {
 }
 
 pub mod audit;
+pub mod campaign;
 pub mod connection;
 pub mod credential_meta;
 pub mod credentials;

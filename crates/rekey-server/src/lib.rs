@@ -52,6 +52,10 @@ pub struct AppState {
         rekey_api::enums::VersionLabel,
         rekey_api::enums::RotationState,
         rekey_api::enums::RotationStrategy,
+        rekey_api::enums::CampaignState,
+        rekey_api::enums::CampaignItemState,
+        rekey_api::enums::CampaignAction,
+        rekey_api::enums::CampaignActor,
     )),
     tags(
         (name = "connections", description = "Connections and their credentials"),
@@ -63,6 +67,7 @@ pub struct AppState {
         (name = "connect", description = "Hosted Connect page and OAuth callback (HTML)"),
         (name = "webhooks", description = "Webhook subscriptions, deliveries and replays"),
         (name = "rotations", description = "Credential rotations: rekey changes a credential at its target, tests, promotes and retires the old one"),
+        (name = "campaigns", description = "Incident campaigns: every affected credential revoked, rotated or reauthorized by its owner, and verified, as one tracked run"),
     )
 )]
 struct ApiDoc;
@@ -94,6 +99,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::connections::router())
         .merge(routes::versions::router())
         .merge(routes::rotations::router())
+        .merge(routes::campaigns::router())
         .merge(routes::api_keys::router())
         .merge(routes::audit::router())
         .merge(routes::evidence::router())

@@ -186,6 +186,9 @@ pub fn path_parameter_pattern(path: &str, name: &str) -> Option<(String, String)
         "deliveries" => id(ids::DELIVERY),
         "rotations" => id(ids::ROTATION),
         "evidence" => id(ids::EVIDENCE),
+        "campaigns" => id(ids::CAMPAIGN),
+        // Campaign items and links are named by their connection.
+        "items" | "links" => id(ids::CONNECTION),
         "providers" => Some((
             ids::slug_pattern(PROVIDER_ID_MAX),
             "A provider id or alias from the catalog.".to_string(),

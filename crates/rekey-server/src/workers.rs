@@ -187,3 +187,17 @@ pub fn spawn_revocation_worker(
         }
     })
 }
+
+/// Run incident campaigns: claim due items of running campaigns and
+/// advance each (see `Rekey::campaign_due`).
+pub fn spawn_campaign_worker(
+    rekey: Rekey,
+    tick: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    const BATCH: i64 = 50;
+    spawn_pass_loop("campaign", tick, stop, move || {
+        let rekey = rekey.clone();
+        async move { rekey.campaign_due(BATCH).await }
+    })
+}

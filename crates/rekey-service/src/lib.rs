@@ -9,6 +9,7 @@
 
 mod api_keys;
 mod audit;
+mod campaign;
 mod connect;
 mod connection_rows;
 mod connections;
@@ -32,6 +33,10 @@ mod webhooks;
 
 pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
 pub use audit::{AuditPage, ChainReport, Reader};
+pub use campaign::{
+    Breakdown as CampaignBreakdown, Campaign, CampaignItem, CampaignLink, CampaignRecord, PlanItem,
+    PlannedStep, Progress as CampaignProgress,
+};
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
 pub use evidence::{

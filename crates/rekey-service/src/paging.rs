@@ -48,8 +48,12 @@ pub(crate) fn next_cursor<T>(
         return None;
     }
     rows.truncate(limit as usize);
-    rows.last()
-        .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id(r)))
+    rows.last().map(|r| cursor_of(id(r)))
+}
+
+/// The cursor that continues after `id`.
+pub(crate) fn cursor_of(id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
 }
 
 #[cfg(test)]

@@ -190,3 +190,31 @@ pub async fn fail(
     )
     .await
 }
+
+pub async fn get(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<ConnectSessionRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM connect_sessions WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await?)
+}
+
+/// Retire an unused session (a cancelled or resent link); false when it
+/// was used or retired already.
+pub async fn cancel(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE connect_sessions SET status = 'superseded' WHERE tenant = $1 AND id = $2 \
+         AND status = 'created'",
+    )
+    .bind(tenant)
+    .bind(id)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

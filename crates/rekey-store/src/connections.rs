@@ -232,6 +232,8 @@ pub async fn delete(c: &mut AnyConnection, tenant: &str, id: &str) -> Result<boo
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionFilter {
     pub provider: Option<String>,
+    /// Any of these providers (with `provider`, both must hold).
+    pub providers: Vec<String>,
     pub kind: Option<ConnectionKind>,
     pub status: Option<Status>,
     pub tag: Option<String>,
@@ -265,6 +267,16 @@ pub async fn list(
     };
     if let Some(v) = &f.provider {
         push(&mut sql, " AND provider = $?", Arg::S(v.clone()));
+    }
+    if !f.providers.is_empty() {
+        sql.push_str(" AND provider IN (");
+        for (i, p) in f.providers.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            push(&mut sql, "$?", Arg::S(p.clone()));
+        }
+        sql.push(')');
     }
     if let Some(v) = f.kind {
         push(&mut sql, " AND kind = $?", Arg::S(v.as_str().into()));

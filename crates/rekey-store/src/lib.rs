@@ -9,6 +9,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod campaigns;
 pub mod connect_sessions;
 pub mod connections;
 pub mod credential_versions;

@@ -306,3 +306,15 @@ pub(crate) async fn claim_due(
         .fetch_all(c)
         .await?)
 }
+
+impl From<Parsed<rekey_core::campaign::CampaignState>> for rekey_core::campaign::CampaignState {
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}
+
+impl From<Parsed<rekey_core::campaign::ItemState>> for rekey_core::campaign::ItemState {
+    fn from(p: Parsed<Self>) -> Self {
+        p.0
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod campaigns;
 pub mod connections;
 pub mod evidence;
 pub mod integrations;

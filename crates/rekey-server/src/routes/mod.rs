@@ -1,5 +1,6 @@
 pub mod api_keys;
 pub mod audit;
+pub mod campaigns;
 pub mod connect;
 pub mod connections;
 pub mod evidence;

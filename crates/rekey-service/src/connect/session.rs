@@ -25,6 +25,17 @@ impl Rekey {
         ctx: &Ctx,
         req: CreateConnectSession,
     ) -> Result<NewConnectSession, Error> {
+        self.create_connect_session_until(ctx, req, None).await
+    }
+
+    /// A connect session; `until` (epoch ms) replaces `expires_in` for the
+    /// links a campaign makes, which live until its deadline.
+    pub(crate) async fn create_connect_session_until(
+        &self,
+        ctx: &Ctx,
+        req: CreateConnectSession,
+        until: Option<i64>,
+    ) -> Result<NewConnectSession, Error> {
         // OAuth sessions name an integration; key-based ones a provider and kind
         // (a reauthorization takes them from the connection).
         let reauth_row = match &req.reauthorize {
@@ -143,7 +154,7 @@ impl Rekey {
             connection_id: None,
             created_by: ctx.actor.clone(),
             created_at: now,
-            expires_at: now + ttl * 1000,
+            expires_at: until.unwrap_or(now + ttl * 1000),
             used_at: None,
         };
         let mut tx = self.store().begin_write().await?;

@@ -167,6 +167,7 @@ pub(crate) fn connection_filter(q: &ConnectionQuery) -> Result<ConnectionFilter,
     };
     Ok(ConnectionFilter {
         provider: slug("provider", &q.provider)?,
+        providers: Vec::new(),
         kind: q.kind.as_deref().map(str::parse).transpose()?,
         status: q.status.as_deref().map(str::parse).transpose()?,
         tag: slug("tag", &q.tag)?,

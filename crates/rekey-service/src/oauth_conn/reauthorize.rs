@@ -24,18 +24,31 @@ impl Rekey {
         id: &str,
         accept_mismatch: bool,
     ) -> Result<Reauthorization, Error> {
+        self.reauthorize_until(ctx, id, accept_mismatch, None).await
+    }
+
+    /// [`Rekey::reauthorize`]; a link made lives until `until` (epoch ms)
+    /// when given (a campaign's deadline).
+    pub(crate) async fn reauthorize_until(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        accept_mismatch: bool,
+        until: Option<i64>,
+    ) -> Result<Reauthorization, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
         if row.kind.is_static() && !accept_mismatch {
             // Key-based: a Connect-page form for whoever holds the new key.
             let session = self
-                .create_connect_session(
+                .create_connect_session_until(
                     ctx,
                     CreateConnectSession {
                         owner_hint: row.owner.email.clone(),
                         reauthorize: Some(id.clone()),
                         ..Default::default()
                     },
+                    until,
                 )
                 .await?;
             return Ok(Reauthorization {
@@ -120,7 +133,7 @@ impl Rekey {
             });
         }
         let session = self
-            .create_connect_session(
+            .create_connect_session_until(
                 ctx,
                 CreateConnectSession {
                     integration: Some(integ),
@@ -128,6 +141,7 @@ impl Rekey {
                     reauthorize: Some(id.clone()),
                     ..Default::default()
                 },
+                until,
             )
             .await?;
         Ok(Reauthorization {

@@ -289,6 +289,7 @@ impl Rekey {
             r.verify_due_at = Some(now + WORKER_DELAY_MS);
         }
         store::update(tx.conn(), &r).await?;
+        rekey_store::campaigns::nudge(tx.conn(), &r.tenant, &r.connection_id, now_ms()).await?;
         record(
             tx,
             ctx,
@@ -348,6 +349,7 @@ impl Rekey {
         }
         r.verify_due_at = Some(now + WORKER_DELAY_MS);
         store::update(tx.conn(), &r).await?;
+        rekey_store::campaigns::nudge(tx.conn(), &r.tenant, &r.connection_id, now_ms()).await?;
         Ok(Some(r))
     }
 }

@@ -269,6 +269,7 @@ impl Rekey {
         )
         .await?;
         store::update(tx.conn(), r).await?;
+        rekey_store::campaigns::nudge(tx.conn(), &r.tenant, &r.connection_id, now_ms()).await?;
         let outcome = match verdict {
             Some(Verdict::StillAccepted) => AuditOutcome::Error,
             _ => AuditOutcome::Ok,

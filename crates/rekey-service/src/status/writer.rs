@@ -140,6 +140,8 @@ pub(crate) async fn reauthorized(
     if r.status != from {
         status_changed(tx, ctx, r, from, source, None).await?;
     }
+    // A campaign waiting for this reconnection looks again at once.
+    rekey_store::campaigns::nudge(tx.conn(), &r.tenant, &r.id, now_ms()).await?;
     let mut data = crate::webhooks::connection_data(r);
     data["method"] = json!(method);
     emit(tx, &ctx.tenant, EventType::ConnectionReauthorized, data).await

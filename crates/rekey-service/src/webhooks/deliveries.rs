@@ -118,6 +118,7 @@ impl Rekey {
         rekey_store::connections::release_check_leases(tx.conn(), owner).await?;
         rekey_store::rotations::release(tx.conn(), owner, None).await?;
         rekey_store::revocations::release(tx.conn(), owner).await?;
+        rekey_store::campaigns::release(tx.conn(), owner).await?;
         tx.commit().await
     }
 

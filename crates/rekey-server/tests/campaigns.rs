@@ -1,0 +1,500 @@
+//! Incident campaigns end to end: a filter selects a mix of connections,
+//! the plan says who does what, starting freezes it, and worker passes
+//! run it against real targets — a Slack bot token revoked at the fixture
+//! provider and proved dead, a REST key revoked by an operator's runbook
+//! and reconnected by its owner through the campaign's link (then probed),
+//! a PostgreSQL password rotated for real, a connection disabled. Done
+//! means verified; progress, links, confirmations and errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::browser::submit;
+use rekey_testkit::dbtarget::DbTarget;
+use rekey_testkit::provider_fixture::ProviderFixture;
+use rekey_testkit::{both_backends, short_unique, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+both_backends!(
+    a_campaign_revokes_rotates_reauthorizes_and_verifies,
+    bad_campaigns_are_refused_clearly,
+    cancelling_skips_what_is_left_and_kills_the_links
+);
+
+fn deadline_in(secs: i64) -> String {
+    rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + secs * 1000)
+}
+
+/// Run worker passes (campaign, rotation, revocation verification) until
+/// `done` holds for the campaign's view, or fail after 30 s.
+async fn run_until(s: &TestServer, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..300 {
+        s.rekey.campaign_due(50).await.unwrap();
+        s.rekey.rotate_due(20).await.unwrap();
+        s.rekey.verify_due_revocations("w").await.unwrap();
+        let v = s.get_admin(&format!("/api/v1/campaigns/{id}")).await.json();
+        if done(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let plan = s
+        .get_admin(&format!("/api/v1/campaigns/{id}/plan"))
+        .await
+        .json();
+    panic!("campaign {id}: {what} never happened: {plan}");
+}
+
+fn item<'a>(plan: &'a Value, connection: &str) -> &'a Value {
+    plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["connection_id"] == connection)
+        .unwrap_or_else(|| panic!("{connection} not in {plan}"))
+}
+
+async fn plan(s: &TestServer, id: &str) -> Value {
+    let r = s.get_admin(&format!("/api/v1/campaigns/{id}/plan")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()
+}
+
+async fn a_campaign_revokes_rotates_reauthorizes_and_verifies(db: Db) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    let tag = format!("breach-{}", short_unique());
+    // A Slack bot token: revoked at the provider (auth.revoke) and tried.
+    let slack_token = "xoxb-5555-6666-campaign";
+    let slack = s
+        .create_connection(
+            json!({"provider": "slack", "kind": "api_key", "display_name": "Slack bot",
+            "probe_url": fx.slack_url(), "tags": [tag], "credentials": {"key": slack_token},
+            "owner": {"email": "ops@example.com"}}),
+        )
+        .await;
+    // A REST key: the operator revokes it by the runbook; its owner then
+    // reconnects with a new key through the campaign's link. (The fixture
+    // takes any key until told otherwise: Slack's auth.revoke must work.)
+    let rest = s
+        .create_api_key_conn(
+            &s.admin_key,
+            "rest-key-1",
+            json!({"probe_url": fx.rest_url(), "tags": [tag], "owner": {"email": "dana@example.com"},
+                   "display_name": "Billing API",
+                   "credentials": {"key": "rest-key-1", "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
+        )
+        .await;
+    // A PostgreSQL password, rotated for real by rekey's rotator.
+    let pg = DbTarget::Postgres;
+    let role = pg.create_user("rkcamp", "camp-first-pw-1").await;
+    let mut conn = pg.connection(&role, "camp-first-pw-1");
+    conn["tags"] = json!([tag]);
+    let db_conn = s.create_connection(conn).await;
+    // One the campaign only disables.
+    let off = s
+        .create_api_key_conn(
+            &s.admin_key,
+            "unused-key",
+            json!({"tags": [tag], "display_name": "Old sandbox"}),
+        )
+        .await;
+    // Not in the filter: untouched.
+    let other = s.api_key_conn("other-key").await;
+
+    let body = json!({
+        "name": "Vendor breach", "reason": "Tokens stored at the vendor were exposed.",
+        "filter": {"tag": tag}, "deadline": deadline_in(86_400),
+        "actions": {slack.clone(): ["revoke"], rest.clone(): ["revoke", "reauthorize"], off.clone(): ["disable"]},
+    });
+    let r = s.post("/api/v1/campaigns", &s.admin_key, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let c = r.json();
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["state"], "draft");
+    assert_eq!(c["total"], 0);
+
+    // The plan, before anything happens: who does what.
+    let p = plan(&s, &id).await;
+    assert_eq!(p["frozen"], false);
+    assert_eq!(p["items"].as_array().unwrap().len(), 4, "{p}");
+    assert_eq!(
+        item(&p, &slack)["steps"],
+        json!([{"action": "revoke", "by": "automatic",
+        "note": "revoked at the provider by rekey, then tried to prove it dead"}])
+    );
+    let rs = &item(&p, &rest)["steps"];
+    assert_eq!(
+        (rs[0]["action"].as_str(), rs[0]["by"].as_str()),
+        (Some("revoke"), Some("operator"))
+    );
+    assert_eq!(
+        (rs[1]["action"].as_str(), rs[1]["by"].as_str()),
+        (Some("reauthorize"), Some("owner"))
+    );
+    let ds = &item(&p, &db_conn)["steps"];
+    assert_eq!(
+        (ds[0]["action"].as_str(), ds[0]["by"].as_str()),
+        (Some("rotate"), Some("automatic")),
+        "{p}"
+    );
+    assert_eq!(fx.revocations(), 0, "planning does nothing");
+
+    let r = s.act(&format!("/api/v1/campaigns/{id}/start")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["state"], "running");
+    assert_eq!(r.json()["total"], 4);
+    s.act(&format!("/api/v1/campaigns/{id}/start"))
+        .await
+        .assert_error(409, "campaign_state");
+    // Frozen: a connection tagged later does not join silently.
+    let late = s
+        .create_api_key_conn(&s.admin_key, "late-key", json!({"tags": [tag]}))
+        .await;
+    let r = s
+        .post(
+            &format!("/api/v1/campaigns/{id}/refresh-plan"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["items"][0]["connection_id"], late, "{}", r.text);
+    assert_eq!(r.json()["added"], 0);
+    assert_eq!(plan(&s, &id).await["items"].as_array().unwrap().len(), 4);
+
+    // The automatic parts run; the REST key waits for its operator.
+    let v = run_until(&s, &id, "the operator's turn", |v| {
+        v["counts"]["waiting_for_operator"] == 1 && v["counts"]["done"] == 3
+    })
+    .await;
+    assert_eq!(v["state"], "running");
+    assert_eq!(fx.revocations(), 1, "Slack's auth.revoke called once");
+    let p = plan(&s, &id).await;
+    assert_eq!(item(&p, &slack)["state"], "done", "{p}");
+    assert!(item(&p, &slack)["revocation_id"].is_string());
+    assert_eq!(item(&p, &off)["state"], "done");
+    let st = s
+        .get_admin(&format!("/api/v1/connections/{off}"))
+        .await
+        .json();
+    assert_eq!(st["status"], "disabled");
+    // The database: the old password is refused, the new one logs in.
+    assert_eq!(item(&p, &db_conn)["state"], "done", "{p}");
+    assert!(
+        !pg.login(&role, "camp-first-pw-1").await,
+        "old password refused"
+    );
+    let creds = s
+        .get_admin(&format!("/api/v1/connections/{db_conn}/credentials"))
+        .await
+        .json();
+    let new_pw = creds["credentials"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(pg.login(&role, &new_pw).await, "new password works");
+    let ri = item(&p, &rest);
+    assert_eq!(ri["state"], "waiting_for_operator", "{p}");
+    assert!(
+        ri["detail"].as_str().unwrap().contains("/revoke/confirm"),
+        "{ri}"
+    );
+
+    // The operator revokes at the provider and confirms: rekey proves the
+    // old key dead, then the owner gets a link.
+    fx.set_valid_credential(Some("Bearer rest-key-2"));
+    let r = s
+        .post(
+            &format!("/api/v1/connections/{rest}/revoke/confirm"),
+            &s.admin_key,
+            json!({"note": "INC-7"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    run_until(&s, &id, "the owner's turn", |v| {
+        v["counts"]["waiting_for_owner"] == 1
+    })
+    .await;
+    let r = s.get_admin(&format!("/api/v1/campaigns/{id}/links")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let links = r.json();
+    let link = &links["items"][0];
+    assert_eq!(link["connection_id"], rest, "{links}");
+    assert_eq!(link["owner"], "dana@example.com");
+    assert_eq!(link["status"], "created");
+    // Valid until the deadline, not one hour.
+    let expires =
+        rekey_core::time::parse_rfc3339("x", link["expires_at"].as_str().unwrap()).unwrap();
+    assert!(
+        expires > rekey_core::time::now_ms() + 20 * 3_600_000,
+        "{link}"
+    );
+    // A reader without connections:write sees no links.
+    let reader = s.key("default", &["connections:read"]).await;
+    s.get(&format!("/api/v1/campaigns/{id}/links"), &reader)
+        .await
+        .assert_error(403, "missing_scope");
+
+    // The owner reconnects with the new key; rekey probes it and is done.
+    let b = rekey_testkit::oauth2_fixture::browser();
+    let (st, page) = submit(&b, link["url"].as_str().unwrap(), &[("key", "rest-key-2")]).await;
+    assert_eq!(st, 200, "{page}");
+    let v = run_until(&s, &id, "completion", |v| v["state"] == "completed").await;
+    assert_eq!(v["counts"]["done"], 4, "{v}");
+    assert_eq!(v["percent_done"], 100.0);
+    assert_eq!(v["by_provider"].as_array().unwrap().len(), 3, "{v}");
+    let p = plan(&s, &id).await;
+    let ri = item(&p, &rest);
+    assert_eq!(ri["state"], "done", "{p}");
+    assert!(ri["detail"].as_str().unwrap().contains("probed"), "{ri}");
+    assert_eq!(fx.revocations(), 1, "no provider call repeated");
+    // Untouched: outside the filter.
+    let o = s
+        .get_admin(&format!("/api/v1/connections/{other}"))
+        .await
+        .json();
+    assert_eq!(o["status"], "pending");
+    // The run is in the audit log; no link token in the log.
+    let a = s.get_admin(&format!("/api/v1/audit?target={id}")).await;
+    let actions: Vec<String> = a.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        "campaign.create",
+        "campaign.start",
+        "campaign.step",
+        "campaign.links_read",
+        "campaign.completed",
+    ] {
+        assert!(actions.iter().any(|x| x == want), "{want} in {actions:?}");
+    }
+    let token = link["url"].as_str().unwrap().rsplit('/').next().unwrap();
+    assert!(!a.text.contains(token), "a link token in the audit log");
+    assert!(!a.text.contains(slack_token));
+    // Finished: nothing more to control.
+    s.act(&format!("/api/v1/campaigns/{id}/cancel"))
+        .await
+        .assert_error(409, "campaign_state");
+    s.act(&format!("/api/v1/campaigns/{id}/pause"))
+        .await
+        .assert_error(409, "campaign_state");
+    pg.drop_user(&role).await;
+    s.stop().await;
+    fx.stop().await;
+}
+
+async fn bad_campaigns_are_refused_clearly(db: Db) {
+    let s = TestServer::start(db).await;
+    let tag = format!("t-{}", short_unique());
+    let a = s
+        .create_api_key_conn(&s.admin_key, "k-1", json!({"tags": [tag]}))
+        .await;
+    let ok =
+        |f: Value| json!({"name": "n", "reason": "r", "filter": f, "deadline": deadline_in(3600)});
+    let create = |b: Value| s.post("/api/v1/campaigns", &s.admin_key, b);
+    create(ok(json!({})))
+        .await
+        .assert_error(400, "invalid_field");
+    create(ok(json!({"kind": "password"})))
+        .await
+        .assert_error(400, "invalid_kind");
+    create(ok(json!({"providr": "x"})))
+        .await
+        .assert_error(400, "invalid_body");
+    create(ok(json!({"tag": "no-such-tag"})))
+        .await
+        .assert_error(422, "campaign_empty");
+    create(ok(
+        json!({"integration": "int_0123456789abcdef0123456789abcdef"}),
+    ))
+    .await
+    .assert_error(404, "integration_not_found");
+    let mut past = ok(json!({"tag": tag}));
+    past["deadline"] = json!(deadline_in(-60));
+    create(past).await.assert_error(400, "invalid_timestamp");
+    let mut far = ok(json!({"tag": tag}));
+    far["deadline"] = json!(deadline_in(200 * 86_400));
+    create(far).await.assert_error(400, "invalid_timestamp");
+    let mut bad = ok(json!({"tag": tag}));
+    bad["deadline"] = json!("tomorrow");
+    create(bad).await.assert_error(400, "invalid_timestamp");
+    let mut nameless = ok(json!({"tag": tag}));
+    nameless["name"] = json!("  ");
+    create(nameless).await.assert_error(400, "invalid_field");
+    for actions in [
+        json!({"api_key": ["rotate", "revoke"]}),
+        json!({"api_key": ["explode"]}),
+        json!({"oauth2_authorization_code": ["rotate"]}),
+        json!({"oauth2_client_credentials": ["reauthorize"]}),
+        json!({"not-a-kind": ["revoke"]}),
+        json!({"con_nope": ["revoke"]}),
+        json!({"api_key": []}),
+    ] {
+        let mut b = ok(json!({"tag": tag}));
+        b["actions"] = actions.clone();
+        let r = create(b).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{actions}: {}", r.text);
+    }
+    // Scopes: a reader cannot create or start.
+    let reader = s.key("default", &["connections:read"]).await;
+    s.post("/api/v1/campaigns", &reader, ok(json!({"tag": tag})))
+        .await
+        .assert_error(403, "missing_scope");
+    let r = create(ok(json!({"tag": tag}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    s.post(&format!("/api/v1/campaigns/{id}/start"), &reader, json!({}))
+        .await
+        .assert_error(403, "missing_scope");
+    // Lists and reads.
+    let l = s.get("/api/v1/campaigns", &reader).await.ok_json();
+    assert_eq!(l["items"][0]["id"], id);
+    s.get_admin("/api/v1/campaigns/cmp_0123456789abcdef0123456789abcdef")
+        .await
+        .assert_error(404, "campaign_not_found");
+    s.get_admin("/api/v1/campaigns/con_0123456789abcdef0123456789abcdef")
+        .await
+        .assert_error(400, "invalid_id");
+    s.get_admin(&format!("/api/v1/campaigns/{id}/plan?state=done"))
+        .await
+        .assert_error(400, "invalid_query");
+    s.get_admin(&format!("/api/v1/campaigns/{id}/plan?state=sleeping"))
+        .await
+        .assert_error(400, "invalid_state");
+    // A draft: no resume, no confirmations.
+    s.act(&format!("/api/v1/campaigns/{id}/resume"))
+        .await
+        .assert_error(409, "campaign_state");
+    s.post(
+        &format!("/api/v1/campaigns/{id}/items/{a}/confirm"),
+        &s.admin_key,
+        json!({"comment": "ok"}),
+    )
+    .await
+    .assert_error(409, "campaign_state");
+    // Everything the filter matched was deleted before the start.
+    s.delete(&format!("/api/v1/connections/{a}"), &s.admin_key)
+        .await;
+    s.act(&format!("/api/v1/campaigns/{id}/start"))
+        .await
+        .assert_error(422, "campaign_empty");
+    assert_eq!(
+        s.get_admin(&format!("/api/v1/campaigns/{id}")).await.json()["state"],
+        "draft"
+    );
+    s.stop().await;
+}
+
+async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
+    let s = TestServer::start(db).await;
+    let tag = format!("c-{}", short_unique());
+    let a = s
+        .create_api_key_conn(
+            &s.admin_key,
+            "k-a",
+            json!({"tags": [tag], "owner": {"email": "a@example.com"}}),
+        )
+        .await;
+    let b = s
+        .create_api_key_conn(&s.admin_key, "k-b", json!({"tags": [tag]}))
+        .await;
+    let r = s
+        .post(
+            "/api/v1/campaigns",
+            &s.admin_key,
+            json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(7200),
+                   "actions": {"api_key": ["reauthorize"]}}),
+        )
+        .await;
+    let id = r.created_id();
+    s.act(&format!("/api/v1/campaigns/{id}/start")).await;
+    run_until(&s, &id, "links", |v| v["counts"]["waiting_for_owner"] == 2).await;
+    // Pause: nothing moves; resume.
+    assert_eq!(
+        s.act(&format!("/api/v1/campaigns/{id}/pause")).await.json()["state"],
+        "paused"
+    );
+    s.act(&format!("/api/v1/campaigns/{id}/pause"))
+        .await
+        .assert_error(409, "campaign_state");
+    assert_eq!(
+        s.act(&format!("/api/v1/campaigns/{id}/resume"))
+            .await
+            .json()["state"],
+        "running"
+    );
+    // Resend one link: the old one stops working.
+    let links = s
+        .get_admin(&format!("/api/v1/campaigns/{id}/links"))
+        .await
+        .json();
+    let old = links["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["connection_id"] == a)
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.act(&format!("/api/v1/campaigns/{id}/links/{a}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let browser = rekey_testkit::oauth2_fixture::browser();
+    let (st, _) = submit(&browser, &old, &[("key", "k-a2")]).await;
+    assert_ne!(st, 200, "a resent link retires the old one");
+    // The operator decides about b by hand; a comment is required.
+    s.post(
+        &format!("/api/v1/campaigns/{id}/items/{b}/confirm"),
+        &s.admin_key,
+        json!({"comment": ""}),
+    )
+    .await
+    .assert_error(400, "invalid_field");
+    let r = s
+        .post(
+            &format!("/api/v1/campaigns/{id}/items/{b}/skip"),
+            &s.admin_key,
+            json!({"reason": "decommissioned"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["state"], "skipped");
+    s.post(
+        &format!("/api/v1/campaigns/{id}/items/{b}/confirm"),
+        &s.admin_key,
+        json!({"comment": "x"}),
+    )
+    .await
+    .assert_error(409, "campaign_state");
+    let links = s
+        .get_admin(&format!("/api/v1/campaigns/{id}/links"))
+        .await
+        .json();
+    let new = links["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["connection_id"] == a)
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+    // Cancel: a is skipped and its link no longer works.
+    let v = s
+        .act(&format!("/api/v1/campaigns/{id}/cancel"))
+        .await
+        .ok_json();
+    assert_eq!(v["state"], "cancelled");
+    assert_eq!(v["counts"]["skipped"], 2, "{v}");
+    let (st, _) = submit(&browser, &new, &[("key", "k-a3")]).await;
+    assert_ne!(st, 200, "a cancelled campaign's link does not work");
+    s.act(&format!("/api/v1/campaigns/{id}/cancel"))
+        .await
+        .assert_error(409, "campaign_state");
+    s.stop().await;
+}

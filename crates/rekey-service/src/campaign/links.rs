@@ -1,0 +1,279 @@
+//! The owners' reauthorization links of a campaign: one Connect link per
+//! connection, valid until the deadline. The link's token is kept sealed
+//! (owner kind `campaign_link`, the item's id) so the links can be listed
+//! and handed out again; every listing is audited.
+
+use super::{wrong_state, CampaignRow, ItemRow};
+use crate::audit::record;
+use crate::sealing::{open_row, seal_row};
+use crate::webhooks::emit;
+use crate::{Ctx, Rekey};
+use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::campaign::{CampaignState, ItemState};
+use rekey_core::connection::ConnectSessionStatus;
+use rekey_core::events::EventType;
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{ids, Error, ErrorCode, SecretString};
+use rekey_crypto::Aad;
+use rekey_store::campaigns as store;
+use rekey_store::{connect_sessions, secrets, WriteTx};
+use serde_json::json;
+
+pub(super) const OWNER_KIND: &str = "campaign_link";
+
+fn aad(tenant: &str, item_id: &str) -> Aad {
+    Aad {
+        tenant: tenant.to_string(),
+        record_kind: OWNER_KIND.into(),
+        record_id: item_id.to_string(),
+        field: "token".into(),
+        version: 1,
+    }
+}
+
+/// A campaign's link to one connection's owner.
+#[derive(Clone)]
+pub struct CampaignLink {
+    pub item: ItemRow,
+    pub url: String,
+    pub expires_at: i64,
+    pub status: ConnectSessionStatus,
+}
+
+impl std::fmt::Debug for CampaignLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignLink")
+            .field("connection", &self.item.connection_id)
+            .field("url", &"[redacted]")
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+impl Rekey {
+    /// Make the item's link (a reauthorization session until the
+    /// deadline) and, in one transaction, seal its token, point the item at
+    /// it and announce it (`campaign.reauth_requested`). A crash before
+    /// that commit leaves an unused session that the next link supersedes.
+    pub(super) async fn make_link(
+        &self,
+        ctx: &Ctx,
+        c: &CampaignRow,
+        item: &mut ItemRow,
+        owner: Option<&str>,
+    ) -> Result<bool, Error> {
+        let r = self
+            .reauthorize_until(ctx, &item.connection_id, false, Some(c.deadline))
+            .await?;
+        let Some(session) = r.session else {
+            return Err(Error::internal("reauthorization made no link"));
+        };
+        crate::rotation::fault::after("campaign_link_made");
+        let was = (item.step, item.state);
+        item.session_id = Some(session.id.clone());
+        item.link_expires_at = Some(session.expires_at);
+        item.state = ItemState::WaitingForOwner;
+        item.detail = Some(format!(
+            "waiting for {} to reconnect through the link (until {})",
+            item.owner.as_deref().unwrap_or("the owner"),
+            ms_to_rfc3339(session.expires_at)
+        ));
+        item.updated_at = now_ms();
+        // Looked at again soon (sooner when the owner reconnects).
+        item.due_at = item.updated_at + 2_000;
+        item.attempts = 0;
+        let mut tx = self.store().begin_write().await?;
+        secrets::delete_owner(tx.conn(), OWNER_KIND, &item.id).await?;
+        let token = SecretString::new(session.token.clone());
+        let sealed = seal_row(&*self.keyring()?, &aad(&item.tenant, &item.id), &token);
+        secrets::insert(tx.conn(), &sealed).await?;
+        if !store::update_item(tx.conn(), item, owner, was).await? {
+            return Ok(false);
+        }
+        if serde_json::from_str::<rekey_api::CampaignNotify>(&c.notify)
+            .unwrap_or_default()
+            .webhooks
+        {
+            let mut data = super::item_data(c, item);
+            if let Some(m) = data.as_object_mut() {
+                m.insert("url".into(), json!(session.url));
+                m.insert(
+                    "expires_at".into(),
+                    json!(ms_to_rfc3339(session.expires_at)),
+                );
+                m.insert("display_name".into(), json!(item.display_name));
+            }
+            emit(&mut tx, &c.tenant, EventType::CampaignReauthRequested, data).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// `GET /campaigns/{id}/links`: the links made so far, in connection
+    /// order, with their URLs (audited: a link is a way in).
+    pub async fn campaign_links(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<(Vec<CampaignLink>, Option<String>), Error> {
+        let c = self.campaign_row(&ctx.tenant, id).await?;
+        let limit = crate::paging::limit(limit.or(Some(100)), 200)?;
+        let mut after = crate::paging::after_id(cursor, ids::CONNECTION)?;
+        let mut out = Vec::new();
+        let mut next = None;
+        let mut conn = self.store().read().await?;
+        // Pages of items; only those with a link count toward `limit`.
+        'pages: loop {
+            let items =
+                store::items(&mut conn, &c.tenant, &c.id, None, after.as_deref(), 500).await?;
+            let Some(last) = items.last().map(|i| i.connection_id.clone()) else {
+                break;
+            };
+            for item in items {
+                let Some(sid) = item.session_id.clone() else {
+                    continue;
+                };
+                if out.len() as i64 == limit {
+                    next = out
+                        .last()
+                        .map(|l: &CampaignLink| crate::paging::cursor_of(&l.item.connection_id));
+                    break 'pages;
+                }
+                let session = connect_sessions::get(&mut conn, &c.tenant, &sid).await?;
+                let rows = secrets::for_owner(&mut conn, OWNER_KIND, &item.id).await?;
+                let (Some(session), Some(sealed)) = (session, rows.first()) else {
+                    continue;
+                };
+                let token = open_row(&*self.keyring()?, &aad(&c.tenant, &item.id), sealed)
+                    .map_err(|e| Error::DecryptionFailed(format!("campaign link: {e}")))??;
+                out.push(CampaignLink {
+                    url: format!("{}/connect/{}", self.public_url(), token.expose()),
+                    expires_at: session.expires_at,
+                    status: session.status,
+                    item,
+                });
+            }
+            after = Some(last);
+        }
+        drop(conn);
+        let mut tx = self.store().begin_write().await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CampaignLinksRead,
+            Some(&c.id),
+            AuditOutcome::Ok,
+            json!({"links": out.len()}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((out, next))
+    }
+
+    /// `POST /campaigns/{id}/links/{connection_id}` (resend: a new link,
+    /// the old one stops working) or `DELETE` (cancel: the connection then
+    /// waits for an operator).
+    pub async fn campaign_link_change(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        connection_id: &str,
+        resend: bool,
+    ) -> Result<super::PlanItem, Error> {
+        let c = self.campaign_row(&ctx.tenant, id).await?;
+        let cid = ids::parse_id(ids::CONNECTION, connection_id)?;
+        if !matches!(c.state, CampaignState::Running | CampaignState::Paused) {
+            return Err(wrong_state(&c.id, c.state, "changed"));
+        }
+        let mut item = {
+            let mut conn = self.store().read().await?;
+            store::item(&mut conn, &c.tenant, &c.id, &cid).await?
+        }
+        .ok_or_else(|| {
+            Error::not_found(
+                ErrorCode::CampaignItemNotFound,
+                format!("connection {cid} in campaign {}", c.id),
+            )
+        })?;
+        if item.session_id.is_none() || item.state != ItemState::WaitingForOwner {
+            return Err(Error::conflict(
+                ErrorCode::CampaignState,
+                format!(
+                    "connection {cid} is {} in campaign {}; only a connection waiting for its owner has a link to {}",
+                    item.state,
+                    c.id,
+                    if resend { "resend" } else { "cancel" }
+                ),
+            ));
+        }
+        if resend {
+            // The new session supersedes the old one (one live link per connection).
+            if !self.make_link(ctx, &c, &mut item, None).await? {
+                return Err(moved(&cid, &c.id));
+            }
+        } else {
+            let was = (item.step, item.state);
+            let mut tx = self.store().begin_write().await?;
+            if let Some(sid) = &item.session_id {
+                connect_sessions::cancel(tx.conn(), &c.tenant, sid).await?;
+            }
+            item.state = ItemState::WaitingForOperator;
+            item.detail = Some(format!(
+                "the link was cancelled by {}; resend it, or confirm or skip the connection",
+                ctx.actor
+            ));
+            item.updated_at = now_ms();
+            if !store::update_item(tx.conn(), &item, None, was).await? {
+                return Err(moved(&cid, &c.id));
+            }
+            tx.commit().await?;
+        }
+        let mut tx = self.store().begin_write().await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CampaignStep,
+            Some(&c.id),
+            AuditOutcome::Ok,
+            json!({"connection": cid, "link": if resend { "resent" } else { "cancelled" }}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(self.planned(&c, item, now_ms()))
+    }
+
+    /// Retire every unused link of a campaign (it is being cancelled).
+    pub(super) async fn cancel_links(
+        &self,
+        tx: &mut WriteTx,
+        c: &CampaignRow,
+    ) -> Result<u64, Error> {
+        let mut n = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let items =
+                store::items(tx.conn(), &c.tenant, &c.id, None, after.as_deref(), 500).await?;
+            let Some(last) = items.last().map(|i| i.connection_id.clone()) else {
+                break;
+            };
+            for i in items.iter().filter(|i| i.finished_at.is_none()) {
+                if let Some(sid) = &i.session_id {
+                    if connect_sessions::cancel(tx.conn(), &c.tenant, sid).await? {
+                        n += 1;
+                    }
+                }
+            }
+            after = Some(last);
+        }
+        Ok(n)
+    }
+}
+
+fn moved(cid: &str, campaign: &str) -> Error {
+    Error::conflict(
+        ErrorCode::VersionConflict,
+        format!("connection {cid} moved on in campaign {campaign} meanwhile; look again"),
+    )
+}

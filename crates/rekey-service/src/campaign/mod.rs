@@ -1,0 +1,705 @@
+//! Incident campaigns: every connection a filter selects revoked, rotated
+//! or reauthorized by its owner, and verified, as one tracked run.
+//!
+//! A campaign is planned from its filter (`draft`); starting it freezes
+//! the plan into one item per connection, which workers then advance one
+//! action at a time (`worker.rs`), writing each outcome before the next
+//! side effect, under a lease, so a restart or another replica resumes
+//! without repeating a provider call. Each action is the ordinary use case
+//! (revocation, the rotation engine, a reauthorization link), so each is
+//! audited and verified as it is on its own. `links.rs`: the owners'
+//! reauthorization links; `plan.rs`: which actions a connection gets.
+
+mod links;
+mod plan;
+mod worker;
+
+use crate::audit::record;
+use crate::webhooks::emit;
+use crate::{Ctx, Rekey};
+use rekey_api::{CampaignFilter, CampaignNotify, ConnectionQuery, CreateCampaign};
+use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::campaign::{CampaignState, ItemState};
+use rekey_core::events::EventType;
+use rekey_core::time::{now_ms, parse_rfc3339};
+use rekey_core::{ids, Error, ErrorCode};
+use rekey_store::campaigns::{self as store, CampaignRow, ItemRow};
+use rekey_store::connections::{self as conns, ConnectionFilter};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub use links::CampaignLink;
+pub use plan::{PlanItem, PlannedStep};
+pub use rekey_store::campaigns::{CampaignRow as CampaignRecord, ItemRow as CampaignItem};
+
+/// The furthest deadline a campaign may set.
+const MAX_DEADLINE_MS: i64 = 90 * 86_400_000;
+/// Connections read per page when planning or freezing.
+const PAGE: i64 = 500;
+
+/// A campaign and its progress.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub row: CampaignRow,
+    pub progress: Progress,
+}
+
+impl Campaign {
+    pub fn filter(&self) -> CampaignFilter {
+        serde_json::from_str(&self.row.filter).unwrap_or_default()
+    }
+    pub fn actions(&self) -> BTreeMap<String, Vec<String>> {
+        serde_json::from_str(&self.row.actions).unwrap_or_default()
+    }
+    pub fn notify(&self) -> CampaignNotify {
+        serde_json::from_str(&self.row.notify).unwrap_or_default()
+    }
+}
+
+/// Counts of a campaign's items.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub total: i64,
+    /// Stored states (never `overdue`).
+    pub counts: BTreeMap<ItemState, i64>,
+    /// Unfinished past the deadline.
+    pub overdue: i64,
+    pub by_provider: Vec<Breakdown>,
+    pub by_owner: Vec<Breakdown>,
+}
+
+impl Progress {
+    pub fn count(&self, s: ItemState) -> i64 {
+        self.counts.get(&s).copied().unwrap_or(0)
+    }
+    pub fn finished(&self) -> i64 {
+        self.count(ItemState::Done) + self.count(ItemState::Failed) + self.count(ItemState::Skipped)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Breakdown {
+    pub key: String,
+    pub total: i64,
+    pub counts: BTreeMap<ItemState, i64>,
+}
+
+fn not_found(id: &str) -> Error {
+    Error::not_found(ErrorCode::CampaignNotFound, format!("campaign {id}"))
+}
+
+fn wrong_state(id: &str, state: CampaignState, what: &str) -> Error {
+    Error::conflict(
+        ErrorCode::CampaignState,
+        format!("campaign {id} is {state}; it cannot be {what}"),
+    )
+}
+
+/// Free text of 1 to `max` characters without control characters (but
+/// newlines).
+fn text(field: &str, v: &str, max: usize) -> Result<String, Error> {
+    let t = v.trim();
+    if t.is_empty() || t.chars().count() > max || t.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid(
+            ErrorCode::InvalidField,
+            format!("`{field}` must be 1–{max} characters, without control characters"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// The store filter of a campaign's filter; at least one field set.
+pub(crate) fn connection_filter(f: &CampaignFilter) -> Result<ConnectionFilter, Error> {
+    let q = ConnectionQuery {
+        provider: f.provider.clone(),
+        kind: f.kind.clone(),
+        status: f.status.clone(),
+        tag: f.tag.clone(),
+        custody: f.custody.clone(),
+        owner: f.owner.clone(),
+        q: f.q.clone(),
+        created_before: f.created_before.clone(),
+        rotated_before: f.rotated_before.clone(),
+        integration: f.integration.clone(),
+        last_read_after: f.last_read_after.clone(),
+        cursor: None,
+        limit: None,
+    };
+    let mut out = crate::connections::connection_filter(&q)?;
+    if f.providers.len() > 50 {
+        return Err(Error::invalid(
+            ErrorCode::InvalidField,
+            "`filter.providers` names at most 50 providers",
+        ));
+    }
+    for p in &f.providers {
+        ids::validate_slug("providers", p, 64)?;
+    }
+    out.providers = f.providers.clone();
+    let empty = out.provider.is_none()
+        && out.providers.is_empty()
+        && out.kind.is_none()
+        && out.status.is_none()
+        && out.tag.is_none()
+        && out.custody.is_none()
+        && out.owner.is_none()
+        && out.search.is_none()
+        && out.created_before.is_none()
+        && out.rotated_before.is_none()
+        && out.integration.is_none()
+        && out.last_read_after.is_none();
+    if empty {
+        return Err(Error::invalid(
+            ErrorCode::InvalidField,
+            "`filter` must narrow the campaign with at least one field (provider, providers, kind, status, tag, custody, owner, q, created_before, rotated_before, integration, last_read_after)",
+        ));
+    }
+    Ok(out)
+}
+
+impl Rekey {
+    /// `POST /campaigns`: validate and record a campaign as a `draft`.
+    /// Nothing happens to any connection until it is started.
+    pub async fn create_campaign(&self, ctx: &Ctx, req: CreateCampaign) -> Result<Campaign, Error> {
+        let name = text("name", &req.name, 100)?;
+        let reason = text("reason", &req.reason, 2000)?;
+        let now = now_ms();
+        let deadline = parse_rfc3339("deadline", &req.deadline)?;
+        if deadline <= now {
+            return Err(Error::invalid(
+                ErrorCode::InvalidTimestamp,
+                "`deadline` is in the past; give a time in the future",
+            ));
+        }
+        if deadline > now + MAX_DEADLINE_MS {
+            return Err(Error::invalid(
+                ErrorCode::InvalidTimestamp,
+                "`deadline` must be at most 90 days ahead",
+            ));
+        }
+        let filter = connection_filter(&req.filter)?;
+        if let Some(i) = &filter.integration {
+            self.integration_row(&ctx.tenant, i).await?;
+        }
+        let actions = plan::Overrides::parse(&req.actions)?;
+        // An empty scope is a mistake (a typo in a tag, a provider id).
+        let any = {
+            let mut c = self.store().read().await?;
+            let probe = ConnectionFilter {
+                limit: 1,
+                ..filter.clone()
+            };
+            !conns::list(&mut c, &ctx.tenant, &probe).await?.is_empty()
+        };
+        if !any {
+            return Err(Error::unprocessable(
+                ErrorCode::CampaignEmpty,
+                "no connection matches `filter`; check it with GET /api/v1/connections",
+            ));
+        }
+        let row = CampaignRow {
+            id: ids::new_id(ids::CAMPAIGN),
+            tenant: ctx.tenant.clone(),
+            name,
+            reason,
+            filter: serde_json::to_string(&req.filter).map_err(Error::internal)?,
+            actions: serde_json::to_string(&actions.to_wire()).map_err(Error::internal)?,
+            deadline,
+            notify: serde_json::to_string(&req.notify.unwrap_or_default())
+                .map_err(Error::internal)?,
+            state: CampaignState::Draft,
+            created_by: ctx.actor.clone(),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+        };
+        let mut tx = self.store().begin_write().await?;
+        store::insert(tx.conn(), &row).await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CampaignCreate,
+            Some(&row.id),
+            AuditOutcome::Ok,
+            json!({"name": row.name, "filter": req.filter, "deadline": req.deadline}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Campaign {
+            row,
+            progress: Progress::default(),
+        })
+    }
+
+    pub async fn get_campaign(&self, tenant: &str, id: &str) -> Result<Campaign, Error> {
+        let row = self.campaign_row(tenant, id).await?;
+        let progress = self.progress(&row).await?;
+        Ok(Campaign { row, progress })
+    }
+
+    pub(crate) async fn campaign_row(&self, tenant: &str, id: &str) -> Result<CampaignRow, Error> {
+        let id = ids::parse_id(ids::CAMPAIGN, id)?;
+        let mut c = self.store().read().await?;
+        store::get(&mut c, tenant, &id)
+            .await?
+            .ok_or_else(|| not_found(&id))
+    }
+
+    /// Campaigns, newest first.
+    pub async fn list_campaigns(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<(Vec<Campaign>, Option<String>), Error> {
+        let limit = crate::paging::limit(limit, 200)?;
+        let before = crate::paging::after_id(cursor, ids::CAMPAIGN)?;
+        let mut rows = {
+            let mut c = self.store().read().await?;
+            store::list(&mut c, tenant, before.as_deref(), limit + 1).await?
+        };
+        let next = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let progress = self.progress(&row).await?;
+            out.push(Campaign { row, progress });
+        }
+        Ok((out, next))
+    }
+
+    async fn progress(&self, row: &CampaignRow) -> Result<Progress, Error> {
+        let counts = {
+            let mut c = self.store().read().await?;
+            store::counts(&mut c, &row.tenant, &row.id).await?
+        };
+        let late = now_ms() > row.deadline;
+        let mut p = Progress::default();
+        let mut providers: BTreeMap<String, Breakdown> = BTreeMap::new();
+        let mut owners: BTreeMap<String, Breakdown> = BTreeMap::new();
+        for (state, provider, owner, n) in counts {
+            let Ok(state) = state.parse::<ItemState>() else {
+                continue;
+            };
+            p.total += n;
+            *p.counts.entry(state).or_default() += n;
+            if late && !state.is_finished() {
+                p.overdue += n;
+            }
+            for (map, key) in [
+                (&mut providers, provider.clone()),
+                (
+                    &mut owners,
+                    owner.clone().unwrap_or_else(|| "(none)".into()),
+                ),
+            ] {
+                let b = map.entry(key.clone()).or_insert_with(|| Breakdown {
+                    key,
+                    ..Breakdown::default()
+                });
+                b.total += n;
+                *b.counts.entry(state).or_default() += n;
+            }
+        }
+        p.by_provider = providers.into_values().collect();
+        p.by_owner = owners.into_values().collect();
+        Ok(p)
+    }
+
+    /// `POST /campaigns/{id}/start`: freeze the plan (one item per
+    /// connection the filter selects now) and let the workers run it.
+    /// Freezing writes in batches while the campaign is still a draft, so
+    /// a crash meanwhile leaves a draft that starts again cleanly.
+    pub async fn start_campaign(&self, ctx: &Ctx, id: &str) -> Result<Campaign, Error> {
+        let row = self.campaign_row(&ctx.tenant, id).await?;
+        if row.state != CampaignState::Draft {
+            return Err(wrong_state(&row.id, row.state, "started"));
+        }
+        let added = self.freeze(&row, true).await?.1;
+        let total = {
+            let mut c = self.store().read().await?;
+            store::counts(&mut c, &row.tenant, &row.id)
+                .await?
+                .iter()
+                .map(|r| r.3)
+                .sum::<i64>()
+        };
+        if total == 0 {
+            return Err(Error::unprocessable(
+                ErrorCode::CampaignEmpty,
+                "no connection matches the campaign's filter any more; nothing to start",
+            ));
+        }
+        let now = now_ms();
+        let mut tx = self.store().begin_write().await?;
+        if !store::set_state(
+            tx.conn(),
+            &row.tenant,
+            &row.id,
+            &[CampaignState::Draft],
+            CampaignState::Running,
+            now,
+        )
+        .await?
+        {
+            return Err(Error::conflict(
+                ErrorCode::CampaignState,
+                format!("campaign {} was started or cancelled meanwhile", row.id),
+            ));
+        }
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CampaignStart,
+            Some(&row.id),
+            AuditOutcome::Ok,
+            json!({"connections": total, "added": added}),
+        )
+        .await?;
+        emit(
+            &mut tx,
+            &row.tenant,
+            EventType::CampaignStarted,
+            json!({"campaign_id": row.id, "name": row.name, "connections": total}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_campaign(&ctx.tenant, &row.id).await
+    }
+
+    /// Write an item for every connection the filter selects that the
+    /// campaign lacks (`add`), or only list them: the new items and how
+    /// many were written.
+    async fn freeze(&self, row: &CampaignRow, add: bool) -> Result<(Vec<PlanItem>, u64), Error> {
+        let filter: CampaignFilter = serde_json::from_str(&row.filter).map_err(Error::internal)?;
+        let filter = connection_filter(&filter)?;
+        let overrides = plan::Overrides::from_column(&row.actions)?;
+        let mut after: Option<String> = None;
+        let (mut listed, mut added) = (Vec::new(), 0);
+        loop {
+            let (items, last) = {
+                let mut c = self.store().read().await?;
+                let page = conns::list(
+                    &mut c,
+                    &row.tenant,
+                    &ConnectionFilter {
+                        after_id: after.clone(),
+                        limit: PAGE,
+                        ..filter.clone()
+                    },
+                )
+                .await?;
+                let Some(last) = page.last().map(|r| r.id.clone()) else {
+                    break;
+                };
+                let held =
+                    store::held(&mut c, &row.tenant, &row.id, after.as_deref(), &last).await?;
+                let items: Vec<PlanItem> = page
+                    .iter()
+                    .filter(|r| !held.contains(&r.id))
+                    .map(|r| self.plan_item(row, r, &overrides))
+                    .collect();
+                (items, last)
+            };
+            if add && !items.is_empty() {
+                let rows: Vec<ItemRow> = items.iter().map(|i| i.item.clone()).collect();
+                let mut tx = self.store().begin_write().await?;
+                added += store::insert_items(tx.conn(), &rows).await?;
+                tx.commit().await?;
+            }
+            if !add && listed.len() < 1000 {
+                listed.extend(items);
+            }
+            after = Some(last);
+        }
+        Ok((listed, added))
+    }
+
+    /// `POST /campaigns/{id}/refresh-plan`: the connections the filter
+    /// selects now that the frozen plan lacks (the first 1,000), and with
+    /// `add` they join it.
+    pub async fn refresh_campaign_plan(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        add: bool,
+    ) -> Result<(Vec<PlanItem>, u64), Error> {
+        let row = self.campaign_row(&ctx.tenant, id).await?;
+        if !matches!(row.state, CampaignState::Running | CampaignState::Paused) {
+            return Err(wrong_state(
+                &row.id,
+                row.state,
+                "refreshed (start it first)",
+            ));
+        }
+        let (listed, _) = self.freeze(&row, false).await?;
+        if !add {
+            return Ok((listed, 0));
+        }
+        let (_, added) = self.freeze(&row, true).await?;
+        let mut tx = self.store().begin_write().await?;
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CampaignAddConnections,
+            Some(&row.id),
+            AuditOutcome::Ok,
+            json!({"added": added}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((listed, added))
+    }
+
+    /// `pause`, `resume` or `cancel` a campaign. Cancelling finishes every
+    /// unfinished connection as skipped and retires the unused links;
+    /// rotations already started go on by themselves.
+    pub async fn campaign_control(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        to: CampaignState,
+    ) -> Result<Campaign, Error> {
+        use CampaignState::*;
+        let row = self.campaign_row(&ctx.tenant, id).await?;
+        let (from, what, action): (&[CampaignState], _, _) = match to {
+            Paused => (&[Running], "paused", AuditAction::CampaignPause),
+            Running => (&[Paused], "resumed", AuditAction::CampaignResume),
+            Cancelled => (
+                &[Draft, Running, Paused],
+                "cancelled",
+                AuditAction::CampaignCancel,
+            ),
+            _ => return Err(Error::internal("campaign_control: no such move")),
+        };
+        let now = now_ms();
+        let mut tx = self.store().begin_write().await?;
+        if !store::set_state(tx.conn(), &row.tenant, &row.id, from, to, now).await? {
+            let state = store::get(tx.conn(), &row.tenant, &row.id)
+                .await?
+                .map_or(row.state, |r| r.state);
+            return Err(wrong_state(&row.id, state, what));
+        }
+        let mut details = json!({"from": row.state.as_str()});
+        if to == Cancelled {
+            let links = self.cancel_links(&mut tx, &row).await?;
+            let skipped =
+                store::skip_unfinished(tx.conn(), &row.tenant, &row.id, "campaign cancelled", now)
+                    .await?;
+            details =
+                json!({"from": row.state.as_str(), "skipped": skipped, "links_cancelled": links});
+        }
+        record(
+            &mut tx,
+            ctx,
+            action,
+            Some(&row.id),
+            AuditOutcome::Ok,
+            details,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_campaign(&ctx.tenant, &row.id).await
+    }
+
+    /// The plan: before the start, computed from the filter; afterwards the
+    /// frozen items (optionally in one state), in connection-id order.
+    pub async fn campaign_plan(
+        &self,
+        tenant: &str,
+        id: &str,
+        state: Option<ItemState>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<(CampaignRow, Vec<PlanItem>, Option<String>), Error> {
+        let row = self.campaign_row(tenant, id).await?;
+        let limit = crate::paging::limit(limit.or(Some(100)), 200)?;
+        let after = crate::paging::after_id(cursor, ids::CONNECTION)?;
+        let mut c = self.store().read().await?;
+        if row.state == CampaignState::Draft {
+            if state.is_some() {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidQuery,
+                    "`state` filters a started campaign's plan; this one is a draft",
+                ));
+            }
+            let filter: CampaignFilter =
+                serde_json::from_str(&row.filter).map_err(Error::internal)?;
+            let overrides = plan::Overrides::from_column(&row.actions)?;
+            let mut rows = conns::list(
+                &mut c,
+                tenant,
+                &ConnectionFilter {
+                    after_id: after,
+                    limit: limit + 1,
+                    ..connection_filter(&filter)?
+                },
+            )
+            .await?;
+            let next = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
+            let items = rows
+                .iter()
+                .map(|r| self.plan_item(&row, r, &overrides))
+                .collect();
+            return Ok((row, items, next));
+        }
+        let stored = state.map(|s| {
+            if s == ItemState::Overdue {
+                None
+            } else {
+                Some(s)
+            }
+        });
+        let mut items = store::items(
+            &mut c,
+            tenant,
+            &row.id,
+            stored.flatten(),
+            after.as_deref(),
+            limit + 1,
+        )
+        .await?;
+        let next = crate::paging::next_cursor(&mut items, limit, |r| r.connection_id.as_str());
+        let now = now_ms();
+        let mut out: Vec<PlanItem> = items
+            .into_iter()
+            .map(|i| self.planned(&row, i, now))
+            .collect();
+        if state == Some(ItemState::Overdue) {
+            out.retain(|p| p.state == ItemState::Overdue);
+        }
+        Ok((row, out, next))
+    }
+
+    /// An operator's word on one connection: `confirm` (checked by hand:
+    /// done, with the comment) or skip it (with the reason).
+    pub async fn campaign_item_decide(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        connection_id: &str,
+        done: bool,
+        text_in: &str,
+    ) -> Result<PlanItem, Error> {
+        let field = if done { "comment" } else { "reason" };
+        let words = text(field, text_in, 2000)?;
+        let row = self.campaign_row(&ctx.tenant, id).await?;
+        let cid = ids::parse_id(ids::CONNECTION, connection_id)?;
+        if !matches!(row.state, CampaignState::Running | CampaignState::Paused) {
+            return Err(wrong_state(&row.id, row.state, "changed"));
+        }
+        let now = now_ms();
+        let mut tx = self.store().begin_write().await?;
+        let item = store::item(tx.conn(), &row.tenant, &row.id, &cid)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(
+                    ErrorCode::CampaignItemNotFound,
+                    format!("connection {cid} in campaign {}", row.id),
+                )
+            })?;
+        if item.state.is_finished() && !(done && item.state == ItemState::Failed) {
+            return Err(Error::conflict(
+                ErrorCode::CampaignState,
+                format!(
+                    "connection {cid} is already {} in this campaign",
+                    item.state
+                ),
+            ));
+        }
+        let mut next = item.clone();
+        next.state = if done {
+            ItemState::Done
+        } else {
+            ItemState::Skipped
+        };
+        next.detail = Some(if done {
+            "confirmed by hand".to_string()
+        } else {
+            words.clone()
+        });
+        next.confirmed_by = Some(ctx.actor.clone());
+        next.comment = Some(words.clone());
+        next.updated_at = now;
+        next.finished_at = Some(now);
+        if !store::update_item(tx.conn(), &next, None, (item.step, item.state)).await? {
+            return Err(Error::conflict(
+                ErrorCode::VersionConflict,
+                format!(
+                    "connection {cid} moved on in campaign {} meanwhile; look again",
+                    row.id
+                ),
+            ));
+        }
+        let action = if done {
+            AuditAction::CampaignConfirm
+        } else {
+            AuditAction::CampaignSkip
+        };
+        record(
+            &mut tx,
+            ctx,
+            action,
+            Some(&row.id),
+            AuditOutcome::Ok,
+            json!({"connection": cid, field: words, "was": item.state.as_str()}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.finish_if_complete(&row).await?;
+        Ok(self.planned(&row, next, now))
+    }
+
+    /// A campaign whose every item finished is `completed` (once).
+    pub(crate) async fn finish_if_complete(&self, row: &CampaignRow) -> Result<bool, Error> {
+        let now = now_ms();
+        let mut tx = self.store().begin_write().await?;
+        if store::unfinished(tx.conn(), &row.tenant, &row.id).await? > 0 {
+            return Ok(false);
+        }
+        if !store::set_state(
+            tx.conn(),
+            &row.tenant,
+            &row.id,
+            &[CampaignState::Running, CampaignState::Paused],
+            CampaignState::Completed,
+            now,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
+        let counts = store::counts(tx.conn(), &row.tenant, &row.id).await?;
+        let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
+        for (s, _, _, n) in counts {
+            *by_state.entry(s).or_default() += n;
+        }
+        let ctx = worker::campaign_ctx(&row.tenant, &row.id);
+        record(
+            &mut tx,
+            &ctx,
+            AuditAction::CampaignCompleted,
+            Some(&row.id),
+            AuditOutcome::Ok,
+            json!({"counts": by_state}),
+        )
+        .await?;
+        emit(
+            &mut tx,
+            &row.tenant,
+            EventType::CampaignCompleted,
+            json!({"campaign_id": row.id, "name": row.name, "counts": by_state}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The webhook payload naming an item.
+pub(crate) fn item_data(row: &CampaignRow, i: &ItemRow) -> Value {
+    json!({
+        "campaign_id": row.id, "connection_id": i.connection_id, "provider": i.provider,
+        "owner": i.owner, "state": i.state.as_str(),
+    })
+}

@@ -1,0 +1,634 @@
+//! Running a campaign: workers claim due items of running campaigns
+//! (leased, as rotations are) and advance each one action at a time.
+//!
+//! Each action first looks at what is already there (a revocation of the
+//! credential, a rotation running, a link made) and adopts it, so an item
+//! whose worker died after a side effect and before writing it does not
+//! do it again. The reference (revocation, rotation, link) is written
+//! before the item waits on it; waiting items are looked at again later
+//! (sooner when their connection changes: see `nudge`).
+
+use super::{CampaignRow, ItemRow};
+use crate::audit::record;
+use crate::rotation::fault;
+use crate::webhooks::emit;
+use crate::{Ctx, Rekey, RotateRequest};
+use futures_util::StreamExt;
+use rekey_api::DisableConnection;
+use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::campaign::{CampaignAction, CampaignState, ItemState};
+use rekey_core::connection::Status;
+use rekey_core::credential_meta::OAuthMeta;
+use rekey_core::events::EventType;
+use rekey_core::revocation::{RevocationMethod, RevocationState, Verdict};
+use rekey_core::rotation::RotationState;
+use rekey_core::time::{ms_to_rfc3339, now_ms};
+use rekey_core::{Error, ErrorCode};
+use rekey_store::campaigns as store;
+use rekey_store::connections as conns;
+use rekey_store::credential_versions as versions;
+use rekey_store::revocations::{self, RevocationRow};
+use rekey_store::rotations;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Items one pass advances at once, and at most this many of one provider
+/// (each may wait on the provider).
+const PARALLEL: usize = 16;
+const PER_PROVIDER: usize = 4;
+
+/// One semaphore per provider, for a pass.
+#[derive(Default)]
+struct ProviderLimits(std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>>>);
+
+impl ProviderLimits {
+    fn of(&self, provider: &str) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(provider.to_string())
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(PER_PROVIDER)))
+            .clone()
+    }
+}
+
+/// How long a worker holds an item before another may take it over.
+const LEASE_MS: i64 = 60_000;
+/// A step that fails for a reason that may pass is tried this many times.
+const MAX_ATTEMPTS: i64 = 6;
+/// Waiting items are looked at again after this (doubling per look, up to
+/// [`MAX_POLL_MS`]); a change to their connection makes them due at once.
+const POLL_MS: i64 = 2_000;
+const MAX_POLL_MS: i64 = 120_000;
+
+pub(crate) fn campaign_ctx(tenant: &str, campaign_id: &str) -> Ctx {
+    Ctx {
+        tenant: tenant.to_string(),
+        actor: format!("campaign:{campaign_id}"),
+        request_id: None,
+        source: None,
+    }
+}
+
+/// What an action left behind.
+enum Act {
+    /// Done: the next action runs now.
+    Next,
+    /// Look again later: the item's state and why.
+    Wait(ItemState, String),
+    /// A reference (revocation, rotation, link) was recorded: look at once.
+    Recorded,
+    /// Cannot go on: the item fails with this reason.
+    Fail(String),
+    /// The action wrote the item itself (with what belongs in the same
+    /// transaction); only the lease is left to drop.
+    Written,
+}
+
+/// What advancing an item came to: its campaign and whether it finished,
+/// or None when it was not this worker's to run.
+type Advanced = Option<(String, bool)>;
+
+fn poll_delay(attempts: i64) -> i64 {
+    (POLL_MS << attempts.clamp(0, 6)).min(MAX_POLL_MS)
+}
+
+impl Rekey {
+    /// A worker pass: claim due items of running campaigns and advance
+    /// each as far as it goes now; true when a full batch was claimed.
+    pub async fn campaign_due(&self, limit: i64) -> Result<bool, Error> {
+        let now = now_ms();
+        let owner = self.replica_id().to_string();
+        let claimed = {
+            let mut tx = self.store().begin_write().await?;
+            let c = store::claim_due(
+                tx.conn(),
+                self.store().backend(),
+                &owner,
+                now,
+                now + LEASE_MS,
+                limit,
+            )
+            .await?;
+            tx.commit().await?;
+            c
+        };
+        let limits = ProviderLimits::default();
+        let (owner_ref, limits_ref) = (&owner, &limits);
+        let results: Vec<(String, String, Result<Advanced, Error>)> =
+            futures_util::stream::iter(claimed.clone())
+                .map(move |(tenant, id)| async move {
+                    let r = self.advance_item(&tenant, &id, owner_ref, limits_ref).await;
+                    (tenant, id, r)
+                })
+                .buffer_unordered(PARALLEL)
+                .collect()
+                .await;
+        let mut touched: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (tenant, id, result) in results {
+            match result {
+                Ok(Some((campaign, finished))) => {
+                    *touched.entry((tenant, campaign)).or_default() += finished as u64;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(item = %id, error = %e, "campaign step failed to run");
+                    let mut tx = self.store().begin_write().await?;
+                    store::release_item(tx.conn(), &owner, &id).await?;
+                    tx.commit().await?;
+                }
+            }
+        }
+        for ((tenant, campaign), finished) in touched {
+            let Ok(row) = self.campaign_row(&tenant, &campaign).await else {
+                continue;
+            };
+            if self.finish_if_complete(&row).await? || finished == 0 {
+                continue;
+            }
+            let p = self.progress(&row).await?;
+            let mut tx = self.store().begin_write().await?;
+            let counts: BTreeMap<&str, i64> =
+                p.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            emit(
+                &mut tx,
+                &tenant,
+                EventType::CampaignProgress,
+                json!({"campaign_id": row.id, "total": p.total, "finished": p.finished(), "counts": counts}),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(claimed.len() as i64 >= limit)
+    }
+
+    /// Advance one item while this worker holds it: the campaign's id and
+    /// whether the item finished, or None when it was not this worker's
+    /// to run (the campaign is not running, another worker took it).
+    async fn advance_item(
+        &self,
+        tenant: &str,
+        item_id: &str,
+        owner: &str,
+        limits: &ProviderLimits,
+    ) -> Result<Advanced, Error> {
+        let Some(mut item) = ({
+            let mut c = self.store().read().await?;
+            store::item_by_id(&mut c, tenant, item_id).await?
+        }) else {
+            return Ok(None);
+        };
+        if item.lease_owner.as_deref() != Some(owner) || item.finished_at.is_some() {
+            return Ok(None);
+        }
+        let c = self.campaign_row(tenant, &item.campaign_id).await?;
+        if c.state != CampaignState::Running {
+            let mut tx = self.store().begin_write().await?;
+            store::release_item(tx.conn(), owner, item_id).await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let ctx = campaign_ctx(tenant, &c.id);
+        let slot = limits.of(&item.provider);
+        let _permit = slot.acquire().await.map_err(Error::internal)?;
+        let actions: Vec<CampaignAction> = serde_json::from_str::<Vec<String>>(&item.actions)
+            .map_err(Error::internal)?
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()?;
+        // Bounded: each round either moves on or writes and returns.
+        for _ in 0..16 {
+            let was = (item.step, item.state);
+            let step = usize::try_from(item.step).unwrap_or(usize::MAX);
+            let act = match actions.get(step) {
+                Some(a) => self.act(&ctx, &c, &mut item, *a).await?,
+                None => self.verify_new(&ctx, &item, &actions).await?,
+            };
+            let now = now_ms();
+            if matches!(act, Act::Written) {
+                let mut tx = self.store().begin_write().await?;
+                store::release_item(tx.conn(), owner, &item.id).await?;
+                tx.commit().await?;
+                return Ok(Some((c.id.clone(), false)));
+            }
+            item.updated_at = now;
+            let finished;
+            match act {
+                Act::Written => return Ok(None),
+                Act::Next if step >= actions.len() => {
+                    item.state = ItemState::Done;
+                    item.detail = Some(done_detail(&actions));
+                    item.finished_at = Some(now);
+                    finished = true;
+                }
+                Act::Next => {
+                    item.step += 1;
+                    item.state = ItemState::InProgress;
+                    item.attempts = 0;
+                    item.detail = None;
+                    finished = false;
+                }
+                Act::Recorded => {
+                    item.state = ItemState::InProgress;
+                    finished = false;
+                }
+                Act::Wait(state, why) => {
+                    // The backoff starts again for each new kind of wait.
+                    item.attempts = if state == was.1 { item.attempts + 1 } else { 1 };
+                    item.due_at = now + poll_delay(item.attempts);
+                    item.state = state;
+                    item.detail = Some(why);
+                    finished = false;
+                }
+                Act::Fail(why) => {
+                    item.state = ItemState::Failed;
+                    item.detail = Some(why);
+                    item.finished_at = Some(now);
+                    finished = true;
+                }
+            }
+            let waits = item.due_at > now;
+            let mut tx = self.store().begin_write().await?;
+            if !store::update_item(tx.conn(), &item, Some(owner), was).await? {
+                // An operator decided meanwhile, or the lease was lost.
+                return Ok(None);
+            }
+            if finished || waits {
+                store::release_item(tx.conn(), owner, &item.id).await?;
+            }
+            if was.1 != item.state || was.0 != item.step {
+                record(
+                    &mut tx,
+                    &ctx,
+                    AuditAction::CampaignStep,
+                    Some(&c.id),
+                    if item.state == ItemState::Failed {
+                        AuditOutcome::Error
+                    } else {
+                        AuditOutcome::Ok
+                    },
+                    json!({
+                        "connection": item.connection_id, "state": item.state.as_str(),
+                        "step": item.step, "detail": item.detail,
+                    }),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            if finished || waits {
+                return Ok(Some((c.id.clone(), finished)));
+            }
+        }
+        Ok(Some((c.id.clone(), false)))
+    }
+
+    /// Run (or look at) one action of an item.
+    async fn act(
+        &self,
+        ctx: &Ctx,
+        c: &CampaignRow,
+        item: &mut ItemRow,
+        action: CampaignAction,
+    ) -> Result<Act, Error> {
+        let Some(conn) = ({
+            let mut db = self.store().read().await?;
+            conns::get(&mut db, &item.tenant, &item.connection_id).await?
+        }) else {
+            return Ok(Act::Fail("the connection was deleted".into()));
+        };
+        match action {
+            CampaignAction::Revoke => self.act_revoke(ctx, item, &conn).await,
+            CampaignAction::Rotate => self.act_rotate(ctx, item).await,
+            CampaignAction::Reauthorize => self.act_reauthorize(ctx, c, item, &conn).await,
+            CampaignAction::Disable => {
+                if conn.status == Status::Disabled {
+                    return Ok(Act::Next);
+                }
+                let req = DisableConnection {
+                    reason: Some(format!("campaign {}", c.id)),
+                    version: None,
+                };
+                match self
+                    .set_status(ctx, &item.connection_id, Status::Disabled, req, None)
+                    .await
+                {
+                    Ok(_) => {
+                        fault::after("campaign_disabled");
+                        Ok(Act::Next)
+                    }
+                    Err(e) => Ok(retry_or_fail(item, &e)),
+                }
+            }
+        }
+    }
+
+    async fn act_revoke(
+        &self,
+        ctx: &Ctx,
+        item: &mut ItemRow,
+        conn: &conns::ConnectionRow,
+    ) -> Result<Act, Error> {
+        if let Some(rid) = item.revocation_id.clone() {
+            let r = {
+                let mut db = self.store().read().await?;
+                revocations::get(&mut db, &item.tenant, &rid).await?
+            };
+            return Ok(match r {
+                Some(r) => judge(&r, &item.connection_id),
+                None => Act::Fail(format!("revocation {rid} is gone")),
+            });
+        }
+        // Already revoked (by an earlier run of this step, or by hand):
+        // adopt that revocation rather than revoke again.
+        if let Some(r) = self
+            .revocation_of(&item.tenant, &item.connection_id, item.base_version, None)
+            .await?
+        {
+            item.revocation_id = Some(r.id);
+            return Ok(Act::Recorded);
+        }
+        if conn.credential_version != item.base_version {
+            return Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                format!(
+                    "the credential changed since the plan was frozen (version {} → {}) and rekey has no record of the old one's revocation; check it was revoked at the provider, then confirm this connection",
+                    item.base_version, conn.credential_version
+                ),
+            ));
+        }
+        match self.revoke_connection(ctx, &item.connection_id).await {
+            Ok(r) => {
+                fault::after("campaign_revoked");
+                match r.revocation {
+                    Some(rec) => {
+                        item.revocation_id = Some(rec.row.id);
+                        Ok(Act::Recorded)
+                    }
+                    None => Ok(Act::Fail(
+                        "the revocation left no record to verify; revoke by hand and confirm"
+                            .into(),
+                    )),
+                }
+            }
+            Err(e) if e.code() == ErrorCode::AlreadyRevoked => Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                "the connection was already revoked before rekey kept revocation records; confirm the old credential is dead".into(),
+            )),
+            Err(e) => Ok(retry_or_fail(item, &e)),
+        }
+    }
+
+    /// The revocation of the connection's credential `version` (of
+    /// `method`, when given), newest first.
+    async fn revocation_of(
+        &self,
+        tenant: &str,
+        connection_id: &str,
+        version: i64,
+        method: Option<RevocationMethod>,
+    ) -> Result<Option<RevocationRow>, Error> {
+        let mut db = self.store().read().await?;
+        Ok(revocations::for_connection(&mut db, tenant, connection_id)
+            .await?
+            .into_iter()
+            .find(|r| r.credential_version == version && method.is_none_or(|m| r.method == m)))
+    }
+
+    async fn act_rotate(&self, ctx: &Ctx, item: &mut ItemRow) -> Result<Act, Error> {
+        let Some(rid) = item.rotation_id.clone() else {
+            let running = {
+                let mut db = self.store().read().await?;
+                rotations::running_for(&mut db, &item.tenant, &item.connection_id).await?
+            };
+            if let Some(r) = running {
+                item.rotation_id = Some(r.id);
+                return Ok(Act::Recorded);
+            }
+            // A breach: the old credential is retired as soon as the new
+            // one works, with no grace.
+            let req = RotateRequest {
+                grace: Some(Duration::ZERO),
+                ..RotateRequest::default()
+            };
+            return match self.start_rotation(ctx, &item.connection_id, req).await {
+                Ok(r) => {
+                    fault::after("campaign_rotation_started");
+                    item.rotation_id = Some(r.id.clone());
+                    let (rk, tenant, id) = (self.clone(), r.tenant.clone(), r.id.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = rk.drive_rotation(&tenant, &id).await {
+                            tracing::warn!(rotation = %id, error = %e, "rotation could not run now; the worker resumes it");
+                        }
+                    });
+                    Ok(Act::Recorded)
+                }
+                Err(e) if e.code() == ErrorCode::RotationInProgress => Ok(Act::Wait(
+                    ItemState::InProgress,
+                    "another rotation of the connection is starting".into(),
+                )),
+                Err(e) => Ok(retry_or_fail(item, &e)),
+            };
+        };
+        let r = {
+            let mut db = self.store().read().await?;
+            rotations::get(&mut db, &item.tenant, &rid).await?
+        };
+        let Some(r) = r else {
+            return Ok(Act::Fail(format!("rotation {rid} is gone")));
+        };
+        match r.state {
+            RotationState::Retired => {
+                // The retirement revoked the old credential: its verdict decides.
+                let seq = match &r.old_version_id {
+                    Some(v) => {
+                        let mut db = self.store().read().await?;
+                        versions::for_connection(&mut db, &item.tenant, &item.connection_id)
+                            .await?
+                            .into_iter()
+                            .find(|x| &x.id == v)
+                            .map(|x| x.seq)
+                    }
+                    None => None,
+                };
+                let rev = match seq {
+                    Some(seq) => {
+                        self.revocation_of(
+                            &item.tenant,
+                            &item.connection_id,
+                            seq,
+                            Some(RevocationMethod::Rotation),
+                        )
+                        .await?
+                    }
+                    None => None,
+                };
+                Ok(match rev {
+                    Some(rev) => judge(&rev, &item.connection_id),
+                    None => Act::Wait(
+                        ItemState::WaitingForOperator,
+                        format!("rotation {rid} finished but rekey has no record of the old credential's revocation; check it is dead and confirm"),
+                    ),
+                })
+            }
+            RotationState::Failed | RotationState::RolledBack => {
+                let why = r
+                    .last_error
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+                    .and_then(|e| e.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| r.state.to_string());
+                Ok(Act::Fail(format!("rotation {rid} ended {}: {why}", r.state)))
+            }
+            _ if r.awaiting.is_some() => Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                format!(
+                    "rotation {rid} waits for an operator to confirm its `{}` step (GET /api/v1/rotations/{rid} shows what to do)",
+                    r.awaiting.as_deref().unwrap_or_default()
+                ),
+            )),
+            state => Ok(Act::Wait(
+                ItemState::InProgress,
+                format!("rotation {rid} is at `{state}`"),
+            )),
+        }
+    }
+
+    async fn act_reauthorize(
+        &self,
+        ctx: &Ctx,
+        c: &CampaignRow,
+        item: &mut ItemRow,
+        conn: &conns::ConnectionRow,
+    ) -> Result<Act, Error> {
+        if item.session_id.is_none() {
+            return match self
+                .make_link(ctx, c, item, item.lease_owner.clone().as_deref())
+                .await
+            {
+                // make_link wrote the item itself (with its sealed token).
+                Ok(true) => Ok(Act::Written),
+                // Another hand moved the item meanwhile (the lease was lost).
+                Ok(false) => Ok(Act::Written),
+                Err(e) => Ok(retry_or_fail(item, &e)),
+            };
+        }
+        if OAuthMeta::from_column(&conn.credential_meta)
+            .pending_grant
+            .is_some()
+        {
+            return Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                format!(
+                    "the owner reconnected as another identity or with fewer scopes; the grant is parked. Accept it (POST /api/v1/connections/{}/reauthorize with accept_mismatch) or resend the link",
+                    conn.id
+                ),
+            ));
+        }
+        if conn.credential_version > item.base_version && !conn.status.is_out_of_service() {
+            return Ok(Act::Next);
+        }
+        let until = item.link_expires_at.map(ms_to_rfc3339).unwrap_or_default();
+        Ok(Act::Wait(
+            ItemState::WaitingForOwner,
+            format!(
+                "waiting for {} to reconnect through the link (until {until})",
+                item.owner.as_deref().unwrap_or("the owner")
+            ),
+        ))
+    }
+
+    /// After the last action: a credential the owner made is probed.
+    async fn verify_new(
+        &self,
+        ctx: &Ctx,
+        item: &ItemRow,
+        actions: &[CampaignAction],
+    ) -> Result<Act, Error> {
+        if !actions.contains(&CampaignAction::Reauthorize) {
+            return Ok(Act::Next);
+        }
+        match self.check_connection(ctx, &item.connection_id).await {
+            Ok(r) if r.outcome == "ok" => Ok(Act::Next),
+            Ok(r) if r.outcome == "skipped" => Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                format!(
+                    "rekey has no probe for this connection ({}); check the new credential works and confirm",
+                    r.message.unwrap_or_default()
+                ),
+            )),
+            Ok(r) if item.attempts + 1 >= MAX_ATTEMPTS => Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                format!(
+                    "the new credential keeps failing its check ({}: {}); look at the connection, then confirm",
+                    r.outcome,
+                    r.message.unwrap_or_default()
+                ),
+            )),
+            Ok(r) => Ok(Act::Wait(
+                ItemState::InProgress,
+                format!(
+                    "the new credential failed its check ({}); trying again",
+                    r.outcome
+                ),
+            )),
+            Err(e) => Ok(Act::Wait(
+                ItemState::InProgress,
+                format!("the new credential could not be checked: {}", e.public_message()),
+            )),
+        }
+    }
+}
+
+/// What a revocation's record says for the campaign.
+fn judge(r: &RevocationRow, connection_id: &str) -> Act {
+    if r.state == RevocationState::Open {
+        return Act::Wait(
+            ItemState::WaitingForOperator,
+            format!(
+                "revoke the credential at the provider by the runbook, then confirm the steps (POST /api/v1/connections/{connection_id}/revoke/confirm); rekey then tries the old credential"
+            ),
+        );
+    }
+    match r.verdict() {
+        Some(Verdict::VerifiedRejected) => Act::Next,
+        Some(Verdict::StillAccepted) => Act::Wait(
+            ItemState::WaitingForOperator,
+            "the provider still accepts the old credential (rekey keeps trying it): revoke it at the provider by hand".into(),
+        ),
+        Some(Verdict::Unverifiable) => Act::Wait(
+            ItemState::WaitingForOperator,
+            "rekey cannot try the old credential at the provider; check by hand that it is dead, then confirm this connection".into(),
+        ),
+        None => Act::Wait(
+            ItemState::InProgress,
+            "revoked; waiting for rekey to try the old credential".into(),
+        ),
+    }
+}
+
+/// A failed call: tried again later while it may pass, else the item fails.
+fn retry_or_fail(item: &ItemRow, e: &Error) -> Act {
+    let transient = matches!(
+        e.code(),
+        ErrorCode::VersionConflict | ErrorCode::Internal | ErrorCode::RotationInProgress
+    );
+    if transient && item.attempts + 1 < MAX_ATTEMPTS {
+        Act::Wait(ItemState::InProgress, e.public_message())
+    } else {
+        Act::Fail(e.public_message())
+    }
+}
+
+fn done_detail(actions: &[CampaignAction]) -> String {
+    let mut parts = Vec::new();
+    for a in actions {
+        parts.push(match a {
+            CampaignAction::Revoke => "old credential revoked and refused by the provider",
+            CampaignAction::Rotate => {
+                "rotated: the new credential tested, the old one retired and refused"
+            }
+            CampaignAction::Reauthorize => "reconnected by the owner and the new credential probed",
+            CampaignAction::Disable => "disabled",
+        });
+    }
+    parts.join("; ")
+}
