@@ -1144,7 +1144,10 @@ async fn openapi_documents_every_route() {
         ("post", "/api/v1/campaigns/{id}/resume"),
         ("post", "/api/v1/campaigns/{id}/cancel"),
         ("post", "/api/v1/campaigns/{id}/refresh-plan"),
-        ("post", "/api/v1/campaigns/{id}/items/{connection_id}/confirm"),
+        (
+            "post",
+            "/api/v1/campaigns/{id}/items/{connection_id}/confirm",
+        ),
         ("post", "/api/v1/campaigns/{id}/items/{connection_id}/skip"),
         ("get", "/api/v1/campaigns/{id}/links"),
         ("post", "/api/v1/campaigns/{id}/links/{connection_id}"),

@@ -66,6 +66,8 @@ pub struct ItemRow {
     /// The reauthorization link's connect session.
     pub session_id: Option<String>,
     pub link_expires_at: Option<i64>,
+    /// When the running action's side effect (a provider call) was begun.
+    pub started_at: Option<i64>,
     pub attempts: i64,
     pub due_at: i64,
     pub lease_owner: Option<String>,
@@ -78,12 +80,12 @@ pub struct ItemRow {
 
 const ITEM_COLS: &str = "id, tenant, campaign_id, connection_id, display_name, provider, kind, \
      owner, base_version, actions, step, state, detail, revocation_id, rotation_id, session_id, \
-     link_expires_at, attempts, due_at, lease_owner, lease_until, confirmed_by, comment, \
-     updated_at, finished_at";
+     link_expires_at, started_at, attempts, due_at, lease_owner, lease_until, confirmed_by, \
+     comment, updated_at, finished_at";
 
 /// What a step writes of an item, in the order [`bind_moving`] binds it.
 const MOVING: &str = "step, state, detail, revocation_id, rotation_id, session_id, \
-     link_expires_at, attempts, due_at, confirmed_by, comment, updated_at, finished_at";
+     link_expires_at, started_at, attempts, due_at, confirmed_by, comment, updated_at, finished_at";
 
 fn bind_moving<'q>(q: AnyQuery<'q>, r: &'q ItemRow) -> AnyQuery<'q> {
     q.bind(r.step)
@@ -93,6 +95,7 @@ fn bind_moving<'q>(q: AnyQuery<'q>, r: &'q ItemRow) -> AnyQuery<'q> {
         .bind(&r.rotation_id)
         .bind(&r.session_id)
         .bind(r.link_expires_at)
+        .bind(r.started_at)
         .bind(r.attempts)
         .bind(r.due_at)
         .bind(&r.confirmed_by)
@@ -185,7 +188,7 @@ pub async fn set_state(
 /// is kept as it is. How many were added.
 pub async fn insert_items(c: &mut AnyConnection, items: &[ItemRow]) -> Result<u64, Error> {
     let mut added = 0;
-    // 25 columns a row: 20 rows stay well under both backends' parameter limits.
+    // 26 columns a row: 20 rows stay well under both backends' parameter limits.
     for chunk in items.chunks(20) {
         let columns = format!(
             "id, tenant, campaign_id, connection_id, display_name, provider, kind, owner, \

@@ -222,6 +222,7 @@ impl Rekey {
                 }
                 Act::Next => {
                     item.step += 1;
+                    item.started_at = None;
                     item.state = ItemState::InProgress;
                     item.attempts = 0;
                     item.detail = None;
@@ -355,9 +356,36 @@ impl Rekey {
                 ),
             ));
         }
-        match self.revoke_connection(ctx, &item.connection_id).await {
+        // The provider call is not repeated after a restart if it took
+        // effect: a call begun before (`started_at`) whose credential the
+        // provider now refuses is recorded without calling again.
+        let already_dead = match item.started_at {
+            Some(_) => {
+                let (row, s) = self
+                    .load_with_secrets(&item.tenant, &item.connection_id)
+                    .await?;
+                self.current_accepted(&row, s).await == Some(false)
+            }
+            None => {
+                item.started_at = Some(now_ms());
+                let mut tx = self.store().begin_write().await?;
+                let was = (item.step, item.state);
+                let mine =
+                    store::update_item(tx.conn(), item, item.lease_owner.as_deref(), was).await?;
+                tx.commit().await?;
+                if !mine {
+                    return Ok(Act::Written);
+                }
+                false
+            }
+        };
+        match self
+            .revoke_connection_with(ctx, &item.connection_id, already_dead)
+            .await
+        {
             Ok(r) => {
                 fault::after("campaign_revoked");
+                item.started_at = None;
                 match r.revocation {
                     Some(rec) => {
                         item.revocation_id = Some(rec.row.id);

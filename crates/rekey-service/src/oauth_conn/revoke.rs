@@ -164,6 +164,19 @@ impl Rekey {
     /// fingerprint and a sealed copy, and once it is revoked rekey tries it
     /// at the provider (at once here, and again from the worker).
     pub async fn revoke_connection(&self, ctx: &Ctx, id: &str) -> Result<Revocation, Error> {
+        self.revoke_connection_with(ctx, id, false).await
+    }
+
+    /// [`Rekey::revoke_connection`]; `already_dead`: a revocation call made
+    /// before a crash took effect (the provider refuses the credential
+    /// now), so it is recorded as revoked at the provider without calling
+    /// again, and verified as usual.
+    pub(crate) async fn revoke_connection_with(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        already_dead: bool,
+    ) -> Result<Revocation, Error> {
         let id = ids::parse_id(ids::CONNECTION, id)?;
         let (row, s) = self.load_with_secrets(&ctx.tenant, &id).await?;
         let read_version = row.credential_version;
@@ -179,7 +192,21 @@ impl Rekey {
             .map(|p| p.revoke_for(row.kind.as_str()).operator_steps())
             .unwrap_or_default();
         let mut at_provider = false;
-        if !row.kind.is_static() {
+        if already_dead {
+            at_provider = true;
+            let mut tx = self.store().begin_write().await?;
+            record(
+                &mut tx,
+                ctx,
+                AuditAction::ConnectionProviderRevocation,
+                Some(&id),
+                AuditOutcome::Ok,
+                json!({"tokens": [], "after_restart": true,
+                       "found": "the provider refuses the credential: the call made before a restart took effect"}),
+            )
+            .await?;
+            tx.commit().await?;
+        } else if !row.kind.is_static() {
             let integ = integration_of(&row)?;
             let mut tokens = revocable(&s, "");
             tokens.extend(revocable(&s, "pending:"));

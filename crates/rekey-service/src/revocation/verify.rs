@@ -323,6 +323,49 @@ impl Rekey {
         tx.commit().await
     }
 
+    /// Whether the connection's current credential still works where it
+    /// is used: Some(false) refused (proof it is dead), Some(true)
+    /// accepted, None no answer. For a revocation cut short by a crash:
+    /// was the provider's revocation call made before it?
+    pub(crate) async fn current_accepted(
+        &self,
+        row: &ConnectionRow,
+        material: BTreeMap<String, SecretString>,
+    ) -> Option<bool> {
+        let as_revoked = RevocationRow {
+            id: String::new(),
+            tenant: row.tenant.clone(),
+            connection_id: row.id.clone(),
+            credential_version: row.credential_version,
+            kind: row.kind.as_str().to_string(),
+            meta: row.credential_meta.clone(),
+            fingerprint: None,
+            scopes: row.scopes.clone(),
+            params: None,
+            probe_url: None,
+            oauth_target: None,
+            method: rekey_core::revocation::RevocationMethod::Provider,
+            state: RevocationState::Revoked,
+            steps: "[]".into(),
+            requested_at: 0,
+            requested_by: String::new(),
+            revoked_at: None,
+            revoked_by: None,
+            verdict: None,
+            evidence: None,
+            verified_at: None,
+            verify_due_at: None,
+            verify_attempts: 0,
+            lease_owner: None,
+            lease_until: None,
+        };
+        match verdict_of(&self.try_old(row, &as_revoked, material).await) {
+            Some(Verdict::VerifiedRejected) => Some(false),
+            Some(Verdict::StillAccepted) => Some(true),
+            _ => None,
+        }
+    }
+
     /// Try the old material the way its kind is used.
     async fn try_old(
         &self,

@@ -45,6 +45,9 @@ CREATE TABLE campaign_items (
     rotation_id TEXT,
     session_id TEXT,
     link_expires_at BIGINT,
+    -- When the running action's side effect was begun: set before a call
+    -- to a provider, so a restart knows the call may have been made.
+    started_at BIGINT,
     attempts BIGINT NOT NULL,
     due_at BIGINT NOT NULL,
     lease_owner TEXT,
