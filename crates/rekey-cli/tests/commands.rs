@@ -103,6 +103,7 @@ both_backends!(
     api_keys_providers_and_integration_updates,
     integration_labels_and_confirm_working,
     evidence_export_and_verify,
+    campaign_commands,
 );
 
 async fn exit_statuses_and_json_errors(db: Db) {
@@ -1099,4 +1100,140 @@ async fn evidence_export_and_verify(db: Db) {
     let row = out.lines().nth(1).unwrap_or_default();
     assert!(out.starts_with("LABEL") && out.contains("VERDICT"), "{out}");
     assert!(row.contains("unverifiable"), "{out}");
+}
+
+/// `rekey campaign …`: create with filters and action overrides, the plan,
+/// start, status, the owners' links as CSV, an operator's confirmation,
+/// completion, and the exit statuses of refused moves.
+async fn campaign_commands(db: Db) {
+    let api = Api::start(db).await;
+    let a = api.connection("campaign a", "s3cret-a").await;
+    let b = api.connection("campaign b", "s3cret-b").await;
+    let c = api.client();
+    for id in [&a, &b] {
+        let req: rekey_client::api::UpdateConnection =
+            serde_json::from_value(json!({"tags": ["leak"], "owner": {"email": "o@example.com"}}))
+                .unwrap();
+        c.update_connection(id, &req, None).await.unwrap();
+    }
+    let disable = format!("{b}=disable");
+    let v: Value = api
+        .ok_json(&[
+            "campaign",
+            "create",
+            "--name",
+            "Leak",
+            "--reason",
+            "vendor breach",
+            "--tag",
+            "leak",
+            "--deadline",
+            "2d",
+            "--action",
+            "headers=reauthorize",
+            "--action",
+            &disable,
+            "--json",
+        ])
+        .await;
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["state"], "draft");
+    let plan = api.ok(&["campaign", "plan", &id]).await;
+    assert!(plan.contains(&a) && plan.contains(&b), "{plan}");
+    assert!(plan.contains("reauthorize (owner)"), "{plan}");
+    assert!(plan.contains("disable (automatic)"), "{plan}");
+    assert!(plan.contains("2 connections; 1 need a person"), "{plan}");
+    let out = api.ok(&["campaign", "start", &id]).await;
+    assert!(out.contains("running"), "{out}");
+    // Started twice: a conflict (exit 5).
+    assert_eq!(code(&api.run(&["campaign", "start", &id]).await), Some(5));
+    let mut status = Value::Null;
+    for _ in 0..300 {
+        status = api.ok_json(&["campaign", "status", &id, "--json"]).await;
+        if status["counts"]["waiting_for_owner"] == 1 && status["counts"]["done"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["counts"]["waiting_for_owner"], 1, "{status}");
+    let csv = api.ok(&["campaign", "links", &id, "--csv"]).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "connection_id,display_name,owner,url,expires_at,status"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{a},campaign a,o@example.com,http")),
+        "{csv}"
+    );
+    assert!(lines[1].contains("/connect/"), "{csv}");
+    let out = api
+        .ok(&[
+            "campaign",
+            "confirm",
+            &id,
+            &a,
+            "--comment",
+            "rotated by hand, INC-9",
+        ])
+        .await;
+    assert!(out.contains("done"), "{out}");
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = api.ok_json(&["campaign", "status", &id, "--json"]).await;
+        if status["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["state"], "completed", "{status}");
+    let text = api.ok(&["campaign", "status", &id]).await;
+    assert!(text.contains("2 of 2 done (100%)"), "{text}");
+    let list = api.ok(&["campaign", "list"]).await;
+    assert!(list.contains(&id), "{list}");
+    // Refused: a finished campaign (5), an unknown one (4), no filter (1),
+    // a malformed --action (usage).
+    assert_eq!(code(&api.run(&["campaign", "cancel", &id]).await), Some(5));
+    let missing = "cmp_00000000000000000000000000000000";
+    assert_eq!(
+        code(&api.run(&["campaign", "status", missing]).await),
+        Some(4)
+    );
+    let o = api
+        .run(&[
+            "campaign",
+            "create",
+            "--name",
+            "n",
+            "--reason",
+            "r",
+            "--deadline",
+            "1d",
+        ])
+        .await;
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at least one field"), "{}", stderr(&o));
+    let o = api
+        .run(&[
+            "campaign",
+            "create",
+            "--name",
+            "n",
+            "--reason",
+            "r",
+            "--deadline",
+            "1d",
+            "--tag",
+            "leak",
+            "--action",
+            "nonsense",
+        ])
+        .await;
+    assert_ne!(code(&o), Some(0));
+    assert!(
+        stderr(&o).contains("KIND_OR_CONNECTION=action"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("s3cret"));
 }
