@@ -79,6 +79,12 @@ pub struct CreateCampaign {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, Vec<crate::enums::CampaignAction>>)]
     pub actions: BTreeMap<String, Vec<String>>,
+    /// Options of the rotations the campaign starts, by connection kind or
+    /// connection id (as `POST …/rotate` takes them: an AWS `endpoint`, a
+    /// database `strategy`…). `grace` defaults to 0: after a breach the old
+    /// credential is retired as soon as the new one works.
+    #[serde(default)]
+    pub rotation: BTreeMap<String, crate::StartRotation>,
     /// RFC 3339, in the future (at most 90 days): reauthorization links
     /// live until then; what is not done by then is overdue.
     pub deadline: String,
@@ -115,6 +121,7 @@ pub struct CampaignView {
     pub filter: CampaignFilter,
     #[schema(value_type = BTreeMap<String, Vec<crate::enums::CampaignAction>>)]
     pub actions: BTreeMap<String, Vec<String>>,
+    pub rotation: BTreeMap<String, crate::StartRotation>,
     pub deadline: String,
     pub notify: CampaignNotify,
     #[schema(value_type = crate::enums::CampaignState)]

@@ -77,7 +77,7 @@ pub struct VersionList {
 }
 
 /// `POST /api/v1/connections/{id}/rotate`
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRotation {
     /// How long the old credential stays readable as `previous` where it

@@ -104,6 +104,7 @@ async fn crash_at(db: Db, point: &str) {
                 ..Default::default()
             },
             actions,
+            rotation: Default::default(),
             deadline: rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000),
             notify: None,
         })

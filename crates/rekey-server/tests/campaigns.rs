@@ -17,6 +17,7 @@ use std::time::Duration;
 
 both_backends!(
     a_campaign_revokes_rotates_reauthorizes_and_verifies,
+    oauth_grants_and_aws_keys_in_one_campaign,
     bad_campaigns_are_refused_clearly,
     cancelling_skips_what_is_left_and_kills_the_links
 );
@@ -497,4 +498,133 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
         .await
         .assert_error(409, "campaign_state");
     s.stop().await;
+}
+
+/// OAuth grants at a real OpenID provider are revoked there (RFC 7009),
+/// proved dead, and reconnected by their owners through the campaign's
+/// links; an owner who comes back as someone else is parked for an
+/// operator. An AWS access key is rotated at moto (the campaign's rotation
+/// options point the rotator there) and the old key refused by STS.
+async fn oauth_grants_and_aws_keys_in_one_campaign(db: Db) {
+    use rekey_testkit::oidc::{
+        authorize_as, code_client, connect_link, finish, start_connect, OidcProvider,
+    };
+    let s = TestServer::start(db).await;
+    let op = OidcProvider::start(json!([code_client(
+        &s.base,
+        "basic-client",
+        "client_secret_basic"
+    )]))
+    .await;
+    let scopes = ["openid", "email", "profile", "read"];
+    let integ =
+        rekey_testkit::oidc::integration(&s, &op, "basic-client", "client_secret_basic", &scopes)
+            .await;
+    for login in ["alice", "bob"] {
+        let to_idp = start_connect(&connect_link(&s, &integ).await).await;
+        let (st, page) = finish(&authorize_as(&to_idp, login, true).await).await;
+        assert_eq!(st, 200, "{page}");
+    }
+    let moto = rekey_testkit::moto::Moto::start_with_setup_calls(3).await;
+    let first = moto.create_iam_user("rekey-campaign").await;
+    let aws = s
+        .create_connection(json!({"provider": "aws", "kind": "aws_access_key", "display_name": "deployer",
+            "probe_url": format!("{}/", moto.url),
+            "credentials": {"access_key_id": first.0, "secret_access_key": first.1, "region": "us-east-1"}}))
+        .await;
+    op.reset_stats().await;
+    let r = s
+        .post(
+            "/api/v1/campaigns",
+            &s.admin_key,
+            json!({"name": "IdP breach", "reason": "r", "deadline": deadline_in(86_400),
+                   "filter": {"providers": ["custom-oidc", "aws"]},
+                   "rotation": {"aws_access_key": {"endpoint": format!("{}/", moto.url)}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.created_id();
+    let p = plan(&s, &id).await;
+    assert_eq!(p["items"].as_array().unwrap().len(), 3, "{p}");
+    assert_eq!(item(&p, &aws)["steps"][0]["action"], "rotate");
+    s.act(&format!("/api/v1/campaigns/{id}/start")).await;
+    run_until(&s, &id, "links and the rotation", |v| {
+        v["counts"]["waiting_for_owner"] == 2 && v["counts"]["done"] == 1
+    })
+    .await;
+    // Each grant revoked once at the provider (its access and refresh token).
+    let (_, revocations) = op.stats().await;
+    assert_eq!(revocations, 4, "two tokens for each of two grants");
+    assert!(!moto.key_works(&first).await, "the old AWS key is refused");
+    let creds = s
+        .get_admin(&format!("/api/v1/connections/{aws}/credentials"))
+        .await
+        .json();
+    let now = (
+        creds["credentials"]["access_key_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        creds["credentials"]["secret_access_key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    assert!(moto.key_works(&now).await, "the new AWS key works");
+    let p = plan(&s, &id).await;
+    for i in p["items"].as_array().unwrap() {
+        if i["connection_id"] != aws {
+            assert_eq!(i["state"], "waiting_for_owner", "{i}");
+            assert!(i["revocation_id"].is_string(), "{i}");
+        }
+    }
+    // Alice reconnects as herself: verified working, done. Bob's link is
+    // used by someone else: parked, for an operator.
+    let links = s
+        .get_admin(&format!("/api/v1/campaigns/{id}/links"))
+        .await
+        .json();
+    let link_of = |email: &str| {
+        links["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["owner"] == email)
+            .unwrap_or_else(|| panic!("{email}: {links}"))
+            .clone()
+    };
+    let alice = link_of("alice@example.com");
+    let bob = link_of("bob@example.com");
+    let to_idp = start_connect(alice["url"].as_str().unwrap()).await;
+    let (st, page) = finish(&authorize_as(&to_idp, "alice", true).await).await;
+    assert_eq!(st, 200, "{page}");
+    let to_idp = start_connect(bob["url"].as_str().unwrap()).await;
+    let (_, page) = finish(&authorize_as(&to_idp, "mallory", true).await).await;
+    assert!(page.contains("identity_mismatch"), "{page}");
+    run_until(&s, &id, "alice done, bob parked", |v| {
+        v["counts"]["done"] == 2 && v["counts"]["waiting_for_operator"] == 1
+    })
+    .await;
+    let bob_id = bob["connection_id"].as_str().unwrap();
+    let p = plan(&s, &id).await;
+    assert!(
+        item(&p, bob_id)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("parked"),
+        "{p}"
+    );
+    // The operator accepts the other identity: probed, done.
+    let r = s
+        .act(&format!(
+            "/api/v1/connections/{bob_id}/reauthorize?accept_mismatch=true"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = run_until(&s, &id, "completion", |v| v["state"] == "completed").await;
+    assert_eq!(v["counts"]["done"], 3, "{v}");
+    let (_, after) = op.stats().await;
+    assert!(after >= 4, "{after}");
+    s.stop().await;
+    moto.stop().await;
 }

@@ -18,6 +18,8 @@ pub struct CampaignRow {
     pub filter: String,
     /// Action overrides by kind or connection id, JSON object text.
     pub actions: String,
+    /// Rotation options by kind or connection id, JSON object text.
+    pub rotation: String,
     pub deadline: i64,
     /// JSON object text.
     pub notify: String,
@@ -30,7 +32,7 @@ pub struct CampaignRow {
     pub updated_at: i64,
 }
 
-const COLS: &str = "id, tenant, name, reason, filter, actions, deadline, notify, state, \
+const COLS: &str = "id, tenant, name, reason, filter, actions, rotation, deadline, notify, state, \
      created_by, created_at, started_at, finished_at, updated_at";
 
 impl TenantScoped for CampaignRow {
@@ -113,6 +115,7 @@ pub async fn insert(c: &mut AnyConnection, r: &CampaignRow) -> Result<(), Error>
         .bind(&r.reason)
         .bind(&r.filter)
         .bind(&r.actions)
+        .bind(&r.rotation)
         .bind(r.deadline)
         .bind(&r.notify)
         .bind(r.state.as_str())

@@ -234,6 +234,7 @@ async fn create(a: CreateArgs) -> Result<()> {
             reason: a.reason,
             filter,
             actions,
+            rotation: BTreeMap::new(),
             deadline: deadline(&a.deadline)?,
             notify: Some(rekey_api::CampaignNotify {
                 webhooks: !a.no_webhooks,

@@ -74,6 +74,7 @@ pub fn view(c: &Campaign) -> CampaignView {
         reason: c.row.reason.clone(),
         filter: c.filter(),
         actions: c.actions(),
+        rotation: c.rotation(),
         deadline: ms_to_rfc3339(c.row.deadline),
         notify: c.notify(),
         state: c.row.state.as_str().into(),

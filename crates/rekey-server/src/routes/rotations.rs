@@ -93,21 +93,6 @@ pub(crate) fn grace(g: Option<Grace>) -> Result<Option<std::time::Duration>, rek
     })
 }
 
-fn request(b: StartRotation) -> Result<RotateRequest, rekey_core::Error> {
-    Ok(RotateRequest {
-        grace: grace(b.grace)?,
-        strategy: b.strategy.as_deref().map(str::parse).transpose()?,
-        admin_connection_id: b.admin_connection_id,
-        alternate_username: b.alternate_username,
-        user_host: b.user_host,
-        endpoint: b.endpoint,
-        iam_user: b.iam_user,
-        delete_inactive_key: b.delete_inactive_key,
-        method: b.method.as_deref().map(str::parse).transpose()?,
-        current_slot: b.current_slot,
-    })
-}
-
 /// Rotate a connection's credential with the catalog's rotator: the new
 /// secret is made and stored as the pending version, set at the target,
 /// tested, promoted to current, and the old one retired after the grace.
@@ -123,7 +108,7 @@ async fn start_rotation(
     ApiPath(id): ApiPath,
     OptionalJson(body): OptionalJson<StartRotation>,
 ) -> ApiResult<Response> {
-    let req = request(body)?;
+    let req = RotateRequest::from_wire(body)?;
     let r = s.rekey.start_rotation(&auth.ctx, &id, req).await?;
     drive_in_background(&s, &r);
     let mut resp = (StatusCode::ACCEPTED, Json(view(&r))).into_response();
@@ -269,7 +254,7 @@ async fn set_rotation_schedule(
         Grace::Text(t) => rekey_core::rotation::parse_period(t)?,
     };
     let window = rekey_core::rotation::parse_window(b.window.as_deref())?;
-    let rotate = request(StartRotation {
+    let rotate = RotateRequest::from_wire(StartRotation {
         grace: b.grace,
         strategy: b.strategy,
         admin_connection_id: b.admin_connection_id,

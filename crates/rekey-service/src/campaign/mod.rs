@@ -51,6 +51,9 @@ impl Campaign {
     pub fn actions(&self) -> BTreeMap<String, Vec<String>> {
         serde_json::from_str(&self.row.actions).unwrap_or_default()
     }
+    pub fn rotation(&self) -> BTreeMap<String, rekey_api::StartRotation> {
+        serde_json::from_str(&self.row.rotation).unwrap_or_default()
+    }
     pub fn notify(&self) -> CampaignNotify {
         serde_json::from_str(&self.row.notify).unwrap_or_default()
     }
@@ -182,6 +185,7 @@ impl Rekey {
             self.integration_row(&ctx.tenant, i).await?;
         }
         let actions = plan::Overrides::parse(&req.actions)?;
+        plan::check_rotation_keys(&req.rotation)?;
         // An empty scope is a mistake (a typo in a tag, a provider id).
         let any = {
             let mut c = self.store().read().await?;
@@ -204,6 +208,7 @@ impl Rekey {
             reason,
             filter: serde_json::to_string(&req.filter).map_err(Error::internal)?,
             actions: serde_json::to_string(&actions.to_wire()).map_err(Error::internal)?,
+            rotation: serde_json::to_string(&req.rotation).map_err(Error::internal)?,
             deadline,
             notify: serde_json::to_string(&req.notify.unwrap_or_default())
                 .map_err(Error::internal)?,

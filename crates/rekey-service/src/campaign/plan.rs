@@ -126,6 +126,60 @@ impl Overrides {
     }
 }
 
+/// A key of a per-kind or per-connection map: a connection id, or a kind.
+fn check_key(field: &str, key: &str) -> Result<(), Error> {
+    if key.starts_with("con_") {
+        ids::parse_id(ids::CONNECTION, key).map(|_| ())
+    } else {
+        key.parse::<ConnectionKind>().map(|_| ()).map_err(|_| {
+            Error::invalid(
+                ErrorCode::InvalidField,
+                format!(
+                    "`{field}` keys are connection kinds or connection ids (`con_…`), not `{}`",
+                    ids::truncate_for_message(key)
+                ),
+            )
+        })
+    }
+}
+
+/// Check a campaign's rotation options: known keys, options a rotation
+/// would accept.
+pub(crate) fn check_rotation_keys(
+    m: &BTreeMap<String, rekey_api::StartRotation>,
+) -> Result<(), Error> {
+    if m.len() > 1000 {
+        return Err(Error::invalid(
+            ErrorCode::InvalidField,
+            "`rotation` has at most 1,000 entries",
+        ));
+    }
+    for (k, v) in m {
+        check_key("rotation", k)?;
+        crate::RotateRequest::from_wire(v.clone())?;
+    }
+    Ok(())
+}
+
+/// The rotation a campaign starts for a connection: its options (by
+/// connection, else by kind), with no grace unless they say otherwise.
+pub(crate) fn rotate_request(
+    c: &CampaignRow,
+    connection_id: &str,
+    kind: &str,
+) -> Result<crate::RotateRequest, Error> {
+    let m: BTreeMap<String, rekey_api::StartRotation> =
+        serde_json::from_str(&c.rotation).unwrap_or_default();
+    let wire = m
+        .get(connection_id)
+        .or_else(|| m.get(kind))
+        .cloned()
+        .unwrap_or_default();
+    let mut req = crate::RotateRequest::from_wire(wire)?;
+    req.grace.get_or_insert(std::time::Duration::ZERO);
+    Ok(req)
+}
+
 fn parse_actions(text: &str) -> Vec<CampaignAction> {
     serde_json::from_str::<Vec<String>>(text)
         .unwrap_or_default()
@@ -211,6 +265,10 @@ impl Rekey {
             .map(|a| {
                 let (by, note) = match a {
                     CampaignAction::Revoke => match p.map(|p| p.revoke_for(kind.as_str())) {
+                        _ if !kind.is_static() => (
+                            Actor::Automatic,
+                            "revoked at the OAuth app's revocation endpoint by rekey (an app without one: by an operator following the runbook), then tried to prove it dead".to_string(),
+                        ),
                         Some(r) if r.method == RunbookMethod::Api => {
                             (Actor::Automatic, "revoked at the provider by rekey, then tried to prove it dead".to_string())
                         }

@@ -12,7 +12,7 @@ use super::{CampaignRow, ItemRow};
 use crate::audit::record;
 use crate::rotation::fault;
 use crate::webhooks::emit;
-use crate::{Ctx, Rekey, RotateRequest};
+use crate::{Ctx, Rekey};
 use futures_util::StreamExt;
 use rekey_api::DisableConnection;
 use rekey_core::audit::{AuditAction, AuditOutcome};
@@ -31,7 +31,6 @@ use rekey_store::revocations::{self, RevocationRow};
 use rekey_store::rotations;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// Items one pass advances at once, and at most this many of one provider
 /// (each may wait on the provider).
@@ -298,7 +297,7 @@ impl Rekey {
         };
         match action {
             CampaignAction::Revoke => self.act_revoke(ctx, item, &conn).await,
-            CampaignAction::Rotate => self.act_rotate(ctx, item).await,
+            CampaignAction::Rotate => self.act_rotate(ctx, c, item).await,
             CampaignAction::Reauthorize => self.act_reauthorize(ctx, c, item, &conn).await,
             CampaignAction::Disable => {
                 if conn.status == Status::Disabled {
@@ -421,7 +420,12 @@ impl Rekey {
             .find(|r| r.credential_version == version && method.is_none_or(|m| r.method == m)))
     }
 
-    async fn act_rotate(&self, ctx: &Ctx, item: &mut ItemRow) -> Result<Act, Error> {
+    async fn act_rotate(
+        &self,
+        ctx: &Ctx,
+        c: &CampaignRow,
+        item: &mut ItemRow,
+    ) -> Result<Act, Error> {
         let Some(rid) = item.rotation_id.clone() else {
             let running = {
                 let mut db = self.store().read().await?;
@@ -432,10 +436,10 @@ impl Rekey {
                 return Ok(Act::Recorded);
             }
             // A breach: the old credential is retired as soon as the new
-            // one works, with no grace.
-            let req = RotateRequest {
-                grace: Some(Duration::ZERO),
-                ..RotateRequest::default()
+            // one works, with no grace (unless the campaign says otherwise).
+            let req = match super::plan::rotate_request(c, &item.connection_id, &item.kind) {
+                Ok(r) => r,
+                Err(e) => return Ok(Act::Fail(e.public_message())),
             };
             return match self.start_rotation(ctx, &item.connection_id, req).await {
                 Ok(r) => {

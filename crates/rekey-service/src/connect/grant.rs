@@ -237,6 +237,8 @@ impl Rekey {
                     json!({"reasons": reasons, "connect_session": s.id}),
                 )
                 .await?;
+                // A campaign waiting for this owner looks at the parked grant now.
+                rekey_store::campaigns::nudge(tx.conn(), &s.tenant, cid, now_ms()).await?;
                 CallbackOutcome::Parked {
                     connection_id: cid.to_string(),
                     reasons,

@@ -91,9 +91,13 @@ impl Rekey {
             r.owner.name = pending.name;
             r.scopes = pending.scopes;
             let status_before = r.status;
-            if r.status.can_transition(Status::Active) {
-                r.status = Status::Active;
-            }
+            // As a reauthorization through the callback: a revoked grant
+            // replaced by a new one is in service again (unchecked: pending).
+            r.status = match r.status {
+                Status::Disabled => Status::Disabled,
+                st if st.can_transition(Status::Active) => Status::Active,
+                _ => Status::Pending,
+            };
             r.last_error = None;
             r.consecutive_failures = 0;
             r.first_failed_at = None;

@@ -145,6 +145,31 @@ pub struct RotateRequest {
     pub current_slot: Option<u8>,
 }
 
+impl RotateRequest {
+    /// The request a `POST …/rotate` body (or a campaign's rotation
+    /// options) asks for, validated.
+    pub fn from_wire(b: rekey_api::StartRotation) -> Result<RotateRequest, Error> {
+        use rekey_api::Grace;
+        use rekey_core::versions::{grace_from_secs, parse_grace};
+        Ok(RotateRequest {
+            grace: match b.grace {
+                None => None,
+                Some(Grace::Seconds(n)) => Some(grace_from_secs(n)?),
+                Some(Grace::Text(t)) => Some(parse_grace(&t)?),
+            },
+            strategy: b.strategy.as_deref().map(str::parse).transpose()?,
+            admin_connection_id: b.admin_connection_id,
+            alternate_username: b.alternate_username,
+            user_host: b.user_host,
+            endpoint: b.endpoint,
+            iam_user: b.iam_user,
+            delete_inactive_key: b.delete_inactive_key,
+            method: b.method.as_deref().map(str::parse).transpose()?,
+            current_slot: b.current_slot,
+        })
+    }
+}
+
 /// The rotator for a catalog name, when rekey has one.
 pub(crate) enum Rotator {
     Database(database::DbRotator),

@@ -13,6 +13,8 @@ CREATE TABLE campaigns (
     filter TEXT NOT NULL,
     -- Action overrides by kind or connection id, JSON object text.
     actions TEXT NOT NULL,
+    -- Rotation options by kind or connection id, JSON object text.
+    rotation TEXT NOT NULL,
     deadline BIGINT NOT NULL,
     -- Who is told, JSON object text ({"webhooks": bool, "email": bool}).
     notify TEXT NOT NULL,
