@@ -198,6 +198,6 @@ pub fn spawn_campaign_worker(
     const BATCH: i64 = 50;
     spawn_pass_loop("campaign", tick, stop, move || {
         let rekey = rekey.clone();
-        async move { rekey.campaign_due(BATCH).await }
+        async move { Ok(rekey.campaign_due(BATCH).await?.more) }
     })
 }

@@ -628,3 +628,53 @@ async fn oauth_grants_and_aws_keys_in_one_campaign(db: Db) {
     s.stop().await;
     moto.stop().await;
 }
+
+/// Two replicas on one PostgreSQL database share one campaign's work:
+/// each claims items (leases keep them apart) and no provider call is
+/// made twice.
+#[tokio::test]
+async fn two_replicas_share_a_campaign_on_postgres() {
+    let s = TestServer::start(Db::Postgres).await;
+    let replica = s.replica().await;
+    let fx = ProviderFixture::start().await;
+    let tag = format!("rep-{}", short_unique());
+    for i in 0..12 {
+        s.create_connection(
+            json!({"provider": "slack", "kind": "api_key", "display_name": format!("bot {i}"),
+            "probe_url": fx.slack_url(), "tags": [tag],
+            "credentials": {"key": format!("xoxb-{i}-{}", short_unique())}}),
+        )
+        .await;
+    }
+    let r = s
+        .post(
+            "/api/v1/campaigns",
+            &s.admin_key,
+            json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3600),
+                   "actions": {"api_key": ["revoke"]}}),
+        )
+        .await;
+    let id = r.created_id();
+    s.act(&format!("/api/v1/campaigns/{id}/start")).await;
+    let (mut mine, mut theirs) = (0, 0);
+    for _ in 0..200 {
+        let (a, b) = tokio::join!(s.rekey.campaign_due(2), replica.rekey.campaign_due(2));
+        mine += a.unwrap().claimed;
+        theirs += b.unwrap().claimed;
+        let v = s.get_admin(&format!("/api/v1/campaigns/{id}")).await.json();
+        if v["state"] == "completed" {
+            assert_eq!(v["counts"]["done"], 12, "{v}");
+            break;
+        }
+    }
+    let v = s.get_admin(&format!("/api/v1/campaigns/{id}")).await.json();
+    assert_eq!(v["state"], "completed", "{v}");
+    assert!(
+        mine > 0 && theirs > 0,
+        "both replicas worked: {mine} and {theirs}"
+    );
+    assert_eq!(fx.revocations(), 12, "each token revoked once");
+    replica.stop().await;
+    s.stop().await;
+    fx.stop().await;
+}

@@ -34,8 +34,8 @@ mod webhooks;
 pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
 pub use audit::{AuditPage, ChainReport, Reader};
 pub use campaign::{
-    Breakdown as CampaignBreakdown, Campaign, CampaignItem, CampaignLink, CampaignRecord, PlanItem,
-    PlannedStep, Progress as CampaignProgress,
+    Breakdown as CampaignBreakdown, Campaign, CampaignItem, CampaignLink, CampaignRecord,
+    CampaignRun, PlanItem, PlannedStep, Progress as CampaignProgress,
 };
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};

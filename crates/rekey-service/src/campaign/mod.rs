@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 pub use links::CampaignLink;
 pub use plan::{PlanItem, PlannedStep};
 pub use rekey_store::campaigns::{CampaignRow as CampaignRecord, ItemRow as CampaignItem};
+pub use worker::CampaignRun;
 
 /// The furthest deadline a campaign may set.
 const MAX_DEADLINE_MS: i64 = 90 * 86_400_000;

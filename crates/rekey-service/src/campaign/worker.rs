@@ -68,6 +68,15 @@ pub(crate) fn campaign_ctx(tenant: &str, campaign_id: &str) -> Ctx {
     }
 }
 
+/// What a worker pass did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CampaignRun {
+    /// Items this pass claimed.
+    pub claimed: usize,
+    /// A full batch was claimed: more may be waiting.
+    pub more: bool,
+}
+
 /// What an action left behind.
 enum Act {
     /// Done: the next action runs now.
@@ -93,8 +102,8 @@ fn poll_delay(attempts: i64) -> i64 {
 
 impl Rekey {
     /// A worker pass: claim due items of running campaigns and advance
-    /// each as far as it goes now; true when a full batch was claimed.
-    pub async fn campaign_due(&self, limit: i64) -> Result<bool, Error> {
+    /// each as far as it goes now.
+    pub async fn campaign_due(&self, limit: i64) -> Result<CampaignRun, Error> {
         let now = now_ms();
         let owner = self.replica_id().to_string();
         let claimed = {
@@ -157,7 +166,10 @@ impl Rekey {
             .await?;
             tx.commit().await?;
         }
-        Ok(claimed.len() as i64 >= limit)
+        Ok(CampaignRun {
+            claimed: claimed.len(),
+            more: claimed.len() as i64 >= limit,
+        })
     }
 
     /// Advance one item while this worker holds it: the campaign's id and
