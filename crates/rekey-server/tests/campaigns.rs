@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 both_backends!(
+    a_wrong_key_a_settled_connection_and_the_deadline,
     a_campaign_revokes_rotates_reauthorizes_and_verifies,
     oauth_grants_and_aws_keys_in_one_campaign,
     bad_campaigns_are_refused_clearly,
@@ -326,6 +327,20 @@ async fn bad_campaigns_are_refused_clearly(db: Db) {
     let mut nameless = ok(json!({"tag": tag}));
     nameless["name"] = json!("  ");
     create(nameless).await.assert_error(400, "invalid_field");
+    let mut broken = ok(json!({"tag": tag}));
+    broken["name"] = json!("two\nlines");
+    create(broken).await.assert_error(400, "invalid_field");
+    let mut bidi = ok(json!({"tag": tag}));
+    bidi["reason"] = json!("looks fine \u{202e}txt.exe");
+    create(bidi).await.assert_error(400, "invalid_field");
+    let mut multiline = ok(json!({"tag": tag}));
+    multiline["reason"] = json!("line one\nline two");
+    assert_eq!(create(multiline).await.status, StatusCode::CREATED);
+    create(ok(
+        json!({"providers": ["custom-rest", "no-such-provider"]}),
+    ))
+    .await
+    .assert_error(422, "unknown_provider");
     for actions in [
         json!({"api_key": ["rotate", "revoke"]}),
         json!({"api_key": ["explode"]}),
@@ -485,6 +500,40 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
         .unwrap()
         .to_string();
     assert_ne!(new, old);
+    // A cancelled link: the connection waits for an operator, and stays so.
+    let r = s
+        .delete(&format!("/api/v1/campaigns/{id}/links/{a}"), &s.admin_key)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["state"], "waiting_for_operator");
+    for _ in 0..30 {
+        s.rekey.campaign_due(50).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let p = plan(&s, &id).await;
+    assert_eq!(item(&p, &a)["state"], "waiting_for_operator", "{p}");
+    let (st, _) = submit(&browser, &new, &[("key", "k-a3")]).await;
+    assert_ne!(st, 200, "a cancelled link does not work");
+    s.delete(&format!("/api/v1/campaigns/{id}/links/{a}"), &s.admin_key)
+        .await
+        .assert_error(409, "campaign_state");
+    // Resent from there: a fresh link.
+    let r = s.act(&format!("/api/v1/campaigns/{id}/links/{a}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["state"], "waiting_for_owner");
+    let links = s
+        .get_admin(&format!("/api/v1/campaigns/{id}/links"))
+        .await
+        .json();
+    let new = links["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["connection_id"] == a)
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Cancel: a is skipped and its link no longer works.
     let v = s
         .act(&format!("/api/v1/campaigns/{id}/cancel"))
@@ -492,6 +541,7 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
         .ok_json();
     assert_eq!(v["state"], "cancelled");
     assert_eq!(v["counts"]["skipped"], 2, "{v}");
+    assert_eq!(v["counts"]["pending"], 0, "{v}");
     let (st, _) = submit(&browser, &new, &[("key", "k-a3")]).await;
     assert_ne!(st, 200, "a cancelled campaign's link does not work");
     s.act(&format!("/api/v1/campaigns/{id}/cancel"))
@@ -675,6 +725,126 @@ async fn two_replicas_share_a_campaign_on_postgres() {
     );
     assert_eq!(fx.revocations(), 12, "each token revoked once");
     replica.stop().await;
+    s.stop().await;
+    fx.stop().await;
+}
+
+/// The owner's link: a key the provider refuses sends the connection to
+/// an operator at once (a resent link fixes it); a connection settled by
+/// hand kills its unused link; after the deadline no link is resent.
+async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
+    let s = TestServer::start(db).await;
+    let fx = ProviderFixture::start().await;
+    fx.set_valid_credential(Some("Bearer good-2"));
+    let tag = format!("w-{}", short_unique());
+    let conn = |name: &str, key: &str| {
+        json!({"probe_url": fx.rest_url(), "tags": [tag], "display_name": name, "owner": {"email": "o@example.com"},
+               "credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}})
+    };
+    let a = s
+        .create_api_key_conn(&s.admin_key, "old-1", conn("a", "old-1"))
+        .await;
+    let b = s
+        .create_api_key_conn(&s.admin_key, "old-2", conn("b", "old-2"))
+        .await;
+    let r = s
+        .post(
+            "/api/v1/campaigns",
+            &s.admin_key,
+            json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(300),
+                   "actions": {"api_key": ["reauthorize"]}}),
+        )
+        .await;
+    let id = r.created_id();
+    s.act(&format!("/api/v1/campaigns/{id}/start")).await;
+    run_until(&s, &id, "links", |v| v["counts"]["waiting_for_owner"] == 2).await;
+    let links = s
+        .get_admin(&format!("/api/v1/campaigns/{id}/links"))
+        .await
+        .json();
+    let url_of = |links: &Value, c: &str| {
+        links["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["connection_id"] == c)
+            .unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let browser = rekey_testkit::oauth2_fixture::browser();
+    // a: the owner types a wrong key; the provider refuses it.
+    let (st, _) = submit(&browser, &url_of(&links, &a), &[("key", "typo")]).await;
+    assert_eq!(st, 200);
+    run_until(&s, &id, "the operator's turn", |v| {
+        v["counts"]["waiting_for_operator"] == 1
+    })
+    .await;
+    let p = plan(&s, &id).await;
+    assert!(
+        item(&p, &a)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refuses the new credential"),
+        "{p}"
+    );
+    // Resent, and the right key: done.
+    let r = s.act(&format!("/api/v1/campaigns/{id}/links/{a}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let links = s
+        .get_admin(&format!("/api/v1/campaigns/{id}/links"))
+        .await
+        .json();
+    let (st, _) = submit(&browser, &url_of(&links, &a), &[("key", "good-2")]).await;
+    assert_eq!(st, 200);
+    run_until(&s, &id, "a done", |v| v["counts"]["done"] == 1).await;
+    let p = plan(&s, &id).await;
+    assert!(
+        item(&p, &a)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not revoked"),
+        "{p}"
+    );
+    // b: confirmed by hand; its link dies with it.
+    let b_link = url_of(&links, &b);
+    let r = s
+        .post(
+            &format!("/api/v1/campaigns/{id}/items/{b}/confirm"),
+            &s.admin_key,
+            json!({"comment": "fixed in the console"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (st, _) = submit(&browser, &b_link, &[("key", "attacker")]).await;
+    assert_ne!(st, 200, "a settled connection's link does not work");
+    let creds = s
+        .get_admin(&format!("/api/v1/connections/{b}/credentials"))
+        .await
+        .json();
+    assert_eq!(creds["credentials"]["key"], "old-2", "{creds}");
+    // After the deadline nothing is resent.
+    let r = s
+        .post(
+            "/api/v1/campaigns",
+            &s.admin_key,
+            json!({"name": "n2", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3),
+                   "actions": {"api_key": ["reauthorize"]}}),
+        )
+        .await;
+    let id2 = r.created_id();
+    s.act(&format!("/api/v1/campaigns/{id2}/start")).await;
+    run_until(&s, &id2, "links", |v| v["counts"]["waiting_for_owner"] == 2).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let v = s
+        .get_admin(&format!("/api/v1/campaigns/{id2}"))
+        .await
+        .json();
+    assert_eq!(v["counts"]["overdue"], 2, "{v}");
+    let r = s.act(&format!("/api/v1/campaigns/{id2}/links/{a}")).await;
+    r.assert_error(409, "campaign_state");
+    assert!(r.text.contains("deadline"), "{}", r.text);
     s.stop().await;
     fx.stop().await;
 }

@@ -395,6 +395,23 @@ pub async fn claim_due(
     .await
 }
 
+/// Raise an item's base credential version (a link resent after a
+/// credential the provider refused: only a newer one counts).
+pub async fn set_base_version(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    base_version: i64,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE campaign_items SET base_version = $1 WHERE tenant = $2 AND id = $3")
+        .bind(base_version)
+        .bind(tenant)
+        .bind(id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
 /// Make a connection's unfinished items due now (its credential or
 /// revocation changed: the campaign looks again at once).
 pub async fn nudge(

@@ -28,10 +28,11 @@ pub enum CampaignCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Freeze the plan and run it.
+    /// Freeze the plan (one item per connection) and run it.
     Start(super::IdArgs),
     /// No new step starts until `resume`.
     Pause(super::IdArgs),
+    /// Run a paused campaign again.
     Resume(super::IdArgs),
     /// Skip every unfinished connection and cancel the unused links.
     Cancel(super::IdArgs),

@@ -2,7 +2,9 @@
 //! and owners' part (confirmations, skips, reauthorization links).
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, ApiPath2, ApiQuery, Auth, ConnRead, ConnWrite};
+use crate::extract::{
+    ApiJson, ApiPath, ApiPath2, ApiQuery, Auth, ConnRead, ConnWrite, OptionalJson,
+};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -276,14 +278,14 @@ async fn cancel_campaign(
 /// The connections the filter selects now that the frozen plan lacks (the
 /// first 1,000); with `add` they join the campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/refresh-plan", tag = "campaigns", params(("id" = String, Path)),
-    request_body = RefreshCampaignPlan, security(("bearer" = [])),
+    request_body(content = Option<RefreshCampaignPlan>), security(("bearer" = [])),
     responses((status = 200, body = CampaignPlanRefresh), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn refresh_plan(
     State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
-    ApiJson(b): ApiJson<RefreshCampaignPlan>,
+    OptionalJson(b): OptionalJson<RefreshCampaignPlan>,
 ) -> ApiResult<Json<CampaignPlanRefresh>> {
     let (items, added) = s.rekey.refresh_campaign_plan(&auth.ctx, &id, b.add).await?;
     Ok(Json(CampaignPlanRefresh {

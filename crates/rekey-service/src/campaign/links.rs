@@ -62,6 +62,16 @@ impl Rekey {
         item: &mut ItemRow,
         owner: Option<&str>,
     ) -> Result<bool, Error> {
+        if now_ms() >= c.deadline {
+            return Err(Error::conflict(
+                ErrorCode::CampaignState,
+                format!(
+                    "campaign {}'s deadline ({}) has passed: a link would be dead on arrival; confirm or skip the connection, or reconnect it outside the campaign",
+                    c.id,
+                    ms_to_rfc3339(c.deadline)
+                ),
+            ));
+        }
         let r = self
             .reauthorize_until(ctx, &item.connection_id, false, Some(c.deadline))
             .await?;
@@ -90,10 +100,7 @@ impl Rekey {
         if !store::update_item(tx.conn(), item, owner, was).await? {
             return Ok(false);
         }
-        if serde_json::from_str::<rekey_api::CampaignNotify>(&c.notify)
-            .unwrap_or_default()
-            .webhooks
-        {
+        if super::notifies(c) {
             let mut data = super::item_data(c, item);
             if let Some(m) = data.as_object_mut() {
                 m.insert("url".into(), json!(session.url));
@@ -197,18 +204,55 @@ impl Rekey {
                 format!("connection {cid} in campaign {}", c.id),
             )
         })?;
-        if item.session_id.is_none() || item.state != ItemState::WaitingForOwner {
+        // A link can be resent while the connection is unfinished and its
+        // reauthorization has begun (the owner's turn, a cancelled link, a
+        // new credential the provider refuses); cancelled while it waits.
+        let reauth_at = serde_json::from_str::<Vec<String>>(&item.actions)
+            .unwrap_or_default()
+            .iter()
+            .position(|a| a == "reauthorize");
+        let may = match reauth_at {
+            _ if item.finished_at.is_some() || item.session_id.is_none() => false,
+            Some(at) if resend => item.step >= at as i64,
+            Some(_) => item.state == ItemState::WaitingForOwner,
+            None => false,
+        };
+        if !may {
             return Err(Error::conflict(
                 ErrorCode::CampaignState,
                 format!(
-                    "connection {cid} is {} in campaign {}; only a connection waiting for its owner has a link to {}",
+                    "connection {cid} is {} in campaign {}; {}",
                     item.state,
                     c.id,
-                    if resend { "resend" } else { "cancel" }
+                    if resend {
+                        "a link is resent only once its reauthorization has begun and before it finishes"
+                    } else {
+                        "only a link its owner is waiting on can be cancelled"
+                    }
                 ),
             ));
         }
         if resend {
+            // The owner's next credential must be newer than anything
+            // there now (a refused one included); back to the link step.
+            if let Some(at) = reauth_at {
+                let cur = {
+                    let mut conn = self.store().read().await?;
+                    rekey_store::connections::get(&mut conn, &c.tenant, &cid).await?
+                };
+                let was = (item.step, item.state);
+                if let Some(cur) = cur {
+                    item.base_version = item.base_version.max(cur.credential_version);
+                }
+                item.step = at as i64;
+                let mut tx = self.store().begin_write().await?;
+                store::set_base_version(tx.conn(), &item.tenant, &item.id, item.base_version)
+                    .await?;
+                if !store::update_item(tx.conn(), &item, None, was).await? {
+                    return Err(moved(&cid, &c.id));
+                }
+                tx.commit().await?;
+            }
             // The new session supersedes the old one (one live link per connection).
             if !self.make_link(ctx, &c, &mut item, None).await? {
                 return Err(moved(&cid, &c.id));
@@ -258,7 +302,7 @@ impl Rekey {
             let Some(last) = items.last().map(|i| i.connection_id.clone()) else {
                 break;
             };
-            for i in items.iter().filter(|i| i.finished_at.is_none()) {
+            for i in &items {
                 if let Some(sid) = &i.session_id {
                     if connect_sessions::cancel(tx.conn(), &c.tenant, sid).await? {
                         n += 1;

@@ -99,16 +99,17 @@ fn wrong_state(id: &str, state: CampaignState, what: &str) -> Error {
     )
 }
 
-/// Free text of 1 to `max` characters without control characters (but
-/// newlines).
-fn text(field: &str, v: &str, max: usize) -> Result<String, Error> {
+/// Free text of 1 to `max` characters: no control characters (but line
+/// breaks where `multiline`) and no invisible formatting characters
+/// (bidirectional overrides, zero-width spaces), as for display names.
+fn text(field: &str, v: &str, max: usize, multiline: bool) -> Result<String, Error> {
     let t = v.trim();
-    if t.is_empty() || t.chars().count() > max || t.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Error::invalid(
-            ErrorCode::InvalidField,
-            format!("`{field}` must be 1–{max} characters, without control characters"),
-        ));
-    }
+    let check = if multiline {
+        t.replace(['\n', '\r'], " ")
+    } else {
+        t.to_string()
+    };
+    rekey_core::connection::validate_text(ErrorCode::InvalidField, field, &check, max)?;
     Ok(t.to_string())
 }
 
@@ -165,8 +166,8 @@ impl Rekey {
     /// `POST /campaigns`: validate and record a campaign as a `draft`.
     /// Nothing happens to any connection until it is started.
     pub async fn create_campaign(&self, ctx: &Ctx, req: CreateCampaign) -> Result<Campaign, Error> {
-        let name = text("name", &req.name, 100)?;
-        let reason = text("reason", &req.reason, 2000)?;
+        let name = text("name", &req.name, 100, false)?;
+        let reason = text("reason", &req.reason, 2000, true)?;
         let now = now_ms();
         let deadline = parse_rfc3339("deadline", &req.deadline)?;
         if deadline <= now {
@@ -182,6 +183,14 @@ impl Rekey {
             ));
         }
         let filter = connection_filter(&req.filter)?;
+        for p in filter.provider.iter().chain(filter.providers.iter()) {
+            if self.catalog().get(p).is_none() {
+                return Err(Error::unprocessable(
+                    ErrorCode::UnknownProvider,
+                    format!("no provider `{p}` in the catalog"),
+                ));
+            }
+        }
         if let Some(i) = &filter.integration {
             self.integration_row(&ctx.tenant, i).await?;
         }
@@ -348,6 +357,18 @@ impl Rekey {
         )
         .await?
         {
+            drop(tx);
+            // Cancelled while the plan was being frozen: what this start
+            // wrote is skipped too, so the counts stay true.
+            let mut tx = self.store().begin_write().await?;
+            if store::get(tx.conn(), &row.tenant, &row.id)
+                .await?
+                .is_some_and(|r| r.state == CampaignState::Cancelled)
+            {
+                store::skip_unfinished(tx.conn(), &row.tenant, &row.id, "campaign cancelled", now)
+                    .await?;
+            }
+            tx.commit().await?;
             return Err(Error::conflict(
                 ErrorCode::CampaignState,
                 format!("campaign {} was started or cancelled meanwhile", row.id),
@@ -362,13 +383,15 @@ impl Rekey {
             json!({"connections": total, "added": added}),
         )
         .await?;
-        emit(
-            &mut tx,
-            &row.tenant,
-            EventType::CampaignStarted,
-            json!({"campaign_id": row.id, "name": row.name, "connections": total}),
-        )
-        .await?;
+        if notifies(&row) {
+            emit(
+                &mut tx,
+                &row.tenant,
+                EventType::CampaignStarted,
+                json!({"campaign_id": row.id, "name": row.name, "connections": total}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.get_campaign(&ctx.tenant, &row.id).await
     }
@@ -432,11 +455,12 @@ impl Rekey {
     ) -> Result<(Vec<PlanItem>, u64), Error> {
         let row = self.campaign_row(&ctx.tenant, id).await?;
         if !matches!(row.state, CampaignState::Running | CampaignState::Paused) {
-            return Err(wrong_state(
-                &row.id,
-                row.state,
-                "refreshed (start it first)",
-            ));
+            let what = if row.state == CampaignState::Draft {
+                "refreshed (a draft's plan follows its filter: start it first)"
+            } else {
+                "refreshed"
+            };
+            return Err(wrong_state(&row.id, row.state, what));
         }
         let (listed, _) = self.freeze(&row, false).await?;
         if !add {
@@ -588,7 +612,7 @@ impl Rekey {
         text_in: &str,
     ) -> Result<PlanItem, Error> {
         let field = if done { "comment" } else { "reason" };
-        let words = text(field, text_in, 2000)?;
+        let words = text(field, text_in, 2000, true)?;
         let row = self.campaign_row(&ctx.tenant, id).await?;
         let cid = ids::parse_id(ids::CONNECTION, connection_id)?;
         if !matches!(row.state, CampaignState::Running | CampaignState::Paused) {
@@ -636,6 +660,10 @@ impl Rekey {
                     row.id
                 ),
             ));
+        }
+        // Settled: its link, if unused, stops working.
+        if let Some(sid) = &item.session_id {
+            rekey_store::connect_sessions::cancel(tx.conn(), &row.tenant, sid).await?;
         }
         let action = if done {
             AuditAction::CampaignConfirm
@@ -690,16 +718,25 @@ impl Rekey {
             json!({"counts": by_state}),
         )
         .await?;
-        emit(
-            &mut tx,
-            &row.tenant,
-            EventType::CampaignCompleted,
-            json!({"campaign_id": row.id, "name": row.name, "counts": by_state}),
-        )
-        .await?;
+        if notifies(row) {
+            emit(
+                &mut tx,
+                &row.tenant,
+                EventType::CampaignCompleted,
+                json!({"campaign_id": row.id, "name": row.name, "counts": by_state}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Whether the campaign sends `campaign.*` webhook events.
+pub(crate) fn notifies(c: &CampaignRow) -> bool {
+    serde_json::from_str::<CampaignNotify>(&c.notify)
+        .unwrap_or_default()
+        .webhooks
 }
 
 /// The webhook payload naming an item.

@@ -267,6 +267,12 @@ impl Rekey {
             if finished || waits {
                 store::release_item(tx.conn(), owner, &item.id).await?;
             }
+            if finished {
+                // Its link, if still unused (a resent one), stops working.
+                if let Some(sid) = &item.session_id {
+                    rekey_store::connect_sessions::cancel(tx.conn(), &item.tenant, sid).await?;
+                }
+            }
             if was.1 != item.state || was.0 != item.step {
                 record(
                     &mut tx,
@@ -570,6 +576,22 @@ impl Rekey {
         if conn.credential_version > item.base_version && !conn.status.is_out_of_service() {
             return Ok(Act::Next);
         }
+        // A link an operator cancelled waits for the operator, not the owner.
+        let session = match &item.session_id {
+            Some(sid) => {
+                let mut db = self.store().read().await?;
+                rekey_store::connect_sessions::get(&mut db, &item.tenant, sid).await?
+            }
+            None => None,
+        };
+        if session
+            .is_some_and(|s| s.status == rekey_core::connection::ConnectSessionStatus::Superseded)
+        {
+            return Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                "the link was cancelled or replaced outside this campaign; resend it, or confirm or skip the connection".into(),
+            ));
+        }
         let until = item.link_expires_at.map(ms_to_rfc3339).unwrap_or_default();
         Ok(Act::Wait(
             ItemState::WaitingForOwner,
@@ -592,6 +614,15 @@ impl Rekey {
         }
         match self.check_connection(ctx, &item.connection_id).await {
             Ok(r) if r.outcome == "ok" => Ok(Act::Next),
+            // Refused outright: the owner gave a wrong key; retrying will
+            // not help, a new link will.
+            Ok(r) if r.outcome == "auth_failure" => Ok(Act::Wait(
+                ItemState::WaitingForOperator,
+                format!(
+                    "the provider refuses the new credential ({}); resend the link to the owner, or confirm or skip the connection",
+                    r.message.unwrap_or_default()
+                ),
+            )),
             Ok(r) if r.outcome == "skipped" => Ok(Act::Wait(
                 ItemState::WaitingForOperator,
                 format!(
@@ -664,6 +695,9 @@ fn retry_or_fail(item: &ItemRow, e: &Error) -> Act {
 
 fn done_detail(actions: &[CampaignAction]) -> String {
     let mut parts = Vec::new();
+    if actions == [CampaignAction::Reauthorize] {
+        return "reconnected by the owner and the new credential probed; the old credential was not revoked by this campaign".into();
+    }
     for a in actions {
         parts.push(match a {
             CampaignAction::Revoke => "old credential revoked and refused by the provider",

@@ -208,7 +208,7 @@ impl Rekey {
         if s.status == ConnectSessionStatus::Superseded {
             return Err(session_err(
                 ErrorCode::ConnectSessionSuperseded,
-                "a newer link was made for this connection; use the newest one, or ask for a new one",
+                "this link was replaced by a newer one or cancelled; use the newest link you were sent, or ask for a new one",
             ));
         }
         if s.status != ConnectSessionStatus::Created {
