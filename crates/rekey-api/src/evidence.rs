@@ -42,6 +42,9 @@ pub struct EvidenceQuery {
     pub integration: Option<String>,
     /// RFC 3339: the credential was read at or after this time.
     pub last_read_after: Option<String>,
+    /// The connections of this campaign's plan (`cmp_…`; must exist); the
+    /// file then also holds the campaign and its timeline.
+    pub campaign: Option<String>,
 }
 
 impl EvidenceQuery {
@@ -61,6 +64,7 @@ impl EvidenceQuery {
             rotated_before: filter.rotated_before,
             integration: filter.integration,
             last_read_after: filter.last_read_after,
+            campaign: None,
         }
     }
 
@@ -97,6 +101,7 @@ impl EvidenceQuery {
             ("rotated_before", &self.rotated_before),
             ("integration", &self.integration),
             ("last_read_after", &self.last_read_after),
+            ("campaign", &self.campaign),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))

@@ -1189,6 +1189,18 @@ async fn campaign_commands(db: Db) {
     assert_eq!(status["state"], "completed", "{status}");
     let text = api.ok(&["campaign", "status", &id]).await;
     assert!(text.contains("2 of 2 done (100%)"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign.csv");
+    api.ok(&["campaign", "export", &id, "-o", file.to_str().unwrap()])
+        .await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("# campaign name,Leak") && text.contains(&a),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    api.ok(&["evidence", "verify", file.to_str().unwrap()])
+        .await;
     let list = api.ok(&["campaign", "list"]).await;
     assert!(list.contains(&id), "{list}");
     // Refused: a finished campaign (5), an unknown one (4), no filter (1),

@@ -58,7 +58,13 @@ pub async fn export(
     head_only: bool,
 ) -> Result<Response, Error> {
     let format = Format::parse(q.format.as_deref())?;
-    let filter = rekey.evidence_filter(&ctx.tenant, &q.filter()).await?;
+    let filter = rekey
+        .evidence_filter(&ctx.tenant, &q.filter(), q.campaign.as_deref())
+        .await?;
+    let campaign = rekey
+        .evidence_campaign(&ctx.tenant, &filter)
+        .await?
+        .map(|c| campaign_summary(&c));
     let (ctype, ext) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Json => ("application/json", "json"),
@@ -94,6 +100,7 @@ pub async fn export(
             .map(|(k, v)| (k.to_string(), Value::from(v)))
             .collect(),
         format,
+        campaign,
     };
     tokio::spawn(async move {
         let mut sink = Sink {
@@ -128,6 +135,82 @@ struct Head {
     generated_by: String,
     filter: Map<String, Value>,
     format: Format,
+    /// The campaign the export is scoped to: what it was, where it stands.
+    campaign: Option<Value>,
+}
+
+fn campaign_summary(c: &rekey_service::Campaign) -> Value {
+    let v = crate::routes::campaigns::view(c);
+    json!({"id": v.id, "name": v.name, "reason": v.reason, "state": v.state,
+           "deadline": v.deadline, "created_by": v.created_by, "created_at": v.created_at,
+           "started_at": v.started_at, "finished_at": v.finished_at, "total": v.total,
+           "counts": v.counts})
+}
+
+/// A campaign's timeline after its rows: every audit entry about it,
+/// oldest first, page by page.
+async fn write_timeline(
+    rekey: &Rekey,
+    ctx: &Ctx,
+    head: &Head,
+    campaign_id: &str,
+    sink: &mut Sink,
+) -> Result<(), Error> {
+    let mut after = 0;
+    let mut first = true;
+    match head.format {
+        Format::Csv => {
+            let mut out = Vec::new();
+            csv_line(
+                &mut out,
+                ["# timeline", "at", "actor", "action", "outcome", "details"].into_iter(),
+            )?;
+            sink.put(out).await?;
+        }
+        Format::Json => sink.put(b"\"timeline\":[".to_vec()).await?,
+    }
+    loop {
+        let page = rekey
+            .campaign_timeline(&ctx.tenant, campaign_id, after, 500)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.entry.seq;
+        let mut chunk = Vec::new();
+        for e in &page {
+            let at = ms_to_rfc3339(e.entry.at);
+            let details: Value = serde_json::from_str(&e.entry.details).unwrap_or(Value::Null);
+            match head.format {
+                Format::Csv => csv_line(
+                    &mut chunk,
+                    [
+                        "# event",
+                        at.as_str(),
+                        e.entry.actor.as_str(),
+                        e.entry.action.as_str(),
+                        e.entry.outcome.as_str(),
+                        details.to_string().as_str(),
+                    ]
+                    .into_iter(),
+                )?,
+                Format::Json => {
+                    chunk.extend_from_slice(if first { b"\n" } else { b",\n" });
+                    let ev = json!({"seq": e.entry.seq, "at": at, "actor": e.entry.actor,
+                        "action": e.entry.action.as_str(), "outcome": e.entry.outcome.as_str(),
+                        "details": details});
+                    chunk.extend_from_slice(ev.to_string().as_bytes());
+                }
+            }
+            first = false;
+        }
+        sink.put(chunk).await?;
+        if page.len() < 500 {
+            break;
+        }
+    }
+    if head.format == Format::Json {
+        sink.put(b"\n],\n".to_vec()).await?;
+    }
+    Ok(())
 }
 
 /// Where the file goes: the response body, hashed on the way.
@@ -188,6 +271,14 @@ async fn write(
     }
     let counts: Vec<(&str, u64)> = outcome_counts(&counts);
     sink.put(render_tail(head.format, rows, &counts)?).await?;
+    let campaign_id = head
+        .campaign
+        .as_ref()
+        .and_then(|c| c["id"].as_str())
+        .map(str::to_string);
+    if let Some(cid) = &campaign_id {
+        write_timeline(rekey, ctx, head, cid, sink).await?;
+    }
     let sha256 = format!("{:x}", sink.hash.clone().finalize());
     let counts_obj: Map<String, Value> = counts
         .iter()
@@ -199,7 +290,8 @@ async fn write(
             &head.id,
             &sha256,
             json!({"format": head.format.as_str(), "rows": rows, "counts": counts_obj,
-                   "filter": head.filter, "generated_at": head.generated_at}),
+                   "filter": head.filter, "generated_at": head.generated_at,
+                   "campaign": campaign_id}),
         )
         .await?;
     let seal = match head.format {
@@ -238,13 +330,38 @@ fn render_head(h: &Head) -> Result<Vec<u8>, Error> {
             ] {
                 csv_line(&mut out, [k, v].into_iter())?;
             }
+            if let Some(c) = &h.campaign {
+                let text = |k: &str| match &c[k] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                for k in [
+                    "id",
+                    "name",
+                    "reason",
+                    "state",
+                    "deadline",
+                    "created_by",
+                    "started_at",
+                    "finished_at",
+                    "total",
+                    "counts",
+                ] {
+                    let label = format!("# campaign {k}");
+                    csv_line(&mut out, [label.as_str(), text(k).as_str()].into_iter())?;
+                }
+            }
             csv_line(&mut out, EvidenceRow::COLUMNS.into_iter())?;
         }
         Format::Json => {
-            let head = json!({"evidence": {
+            let mut head = json!({"evidence": {
                 "id": h.id, "generated_at": h.generated_at, "generated_by": h.generated_by,
                 "filter": h.filter, "columns": EvidenceRow::COLUMNS,
             }});
+            if let Some(c) = &h.campaign {
+                head["evidence"]["campaign"] = c.clone();
+            }
             let text = head.to_string();
             // `{"evidence":{…}` then `,"rows":[` : the object stays open.
             out.extend_from_slice(text.strip_suffix('}').unwrap_or(&text).as_bytes());

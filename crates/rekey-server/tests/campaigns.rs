@@ -277,6 +277,43 @@ async fn a_campaign_revokes_rotates_reauthorizes_and_verifies(db: Db) {
     let token = link["url"].as_str().unwrap().rsplit('/').next().unwrap();
     assert!(!a.text.contains(token), "a link token in the audit log");
     assert!(!a.text.contains(slack_token));
+    // The campaign's evidence: its connections, the campaign, its timeline,
+    // sealed and recorded in the audit chain.
+    let r = s
+        .get_admin(&format!("/api/v1/evidence?campaign={id}&format=json"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let ev: Value = serde_json::from_str(&r.text).unwrap();
+    assert_eq!(ev["evidence"]["campaign"]["id"], id.as_str(), "{ev}");
+    assert_eq!(ev["evidence"]["campaign"]["state"], "completed");
+    assert_eq!(
+        ev["rows"].as_array().unwrap().len(),
+        4,
+        "the campaign's four"
+    );
+    assert!(!r.text.contains(&other), "outside the campaign");
+    let timeline: Vec<&str> = ev["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeline.first(), Some(&"campaign.create"), "{timeline:?}");
+    assert!(timeline.contains(&"campaign.step"), "{timeline:?}");
+    assert!(timeline.contains(&"campaign.completed"), "{timeline:?}");
+    assert!(!r.text.contains(token) && !r.text.contains(slack_token));
+    let eid = ev["evidence"]["id"].as_str().unwrap();
+    let rec = s.get_admin(&format!("/api/v1/evidence/{eid}")).await.json();
+    assert_eq!(rec["filter"]["campaign"], id.as_str(), "{rec}");
+    let csv = s
+        .get_admin(&format!("/api/v1/evidence?campaign={id}"))
+        .await
+        .text;
+    assert!(csv.contains("# campaign name,Vendor breach"), "{csv}");
+    assert!(csv.contains("# event,"), "{csv}");
+    s.get_admin("/api/v1/evidence?campaign=cmp_0123456789abcdef0123456789abcdef")
+        .await
+        .assert_error(404, "campaign_not_found");
     // Finished: nothing more to control.
     s.act(&format!("/api/v1/campaigns/{id}/cancel"))
         .await

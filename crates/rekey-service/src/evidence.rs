@@ -125,17 +125,47 @@ pub struct EvidenceRecord {
 }
 
 impl Rekey {
-    /// Validate an export's filter; an integration it names must exist.
+    /// Validate an export's filter; an integration or campaign it names
+    /// must exist.
     pub async fn evidence_filter(
         &self,
         tenant: &str,
         q: &ConnectionQuery,
+        campaign: Option<&str>,
     ) -> Result<EvidenceFilter, Error> {
-        let f = crate::connections::connection_filter(q)?;
+        let mut f = crate::connections::connection_filter(q)?;
         if let Some(i) = &f.integration {
             self.integration_row(tenant, i).await?;
         }
+        if let Some(c) = campaign {
+            f.campaign = Some(self.campaign_row(tenant, c).await?.id);
+        }
         Ok(EvidenceFilter(f))
+    }
+
+    /// The campaign an export is scoped to, if any.
+    pub async fn evidence_campaign(
+        &self,
+        tenant: &str,
+        f: &EvidenceFilter,
+    ) -> Result<Option<crate::Campaign>, Error> {
+        match &f.0.campaign {
+            Some(id) => Ok(Some(self.get_campaign(tenant, id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of a campaign's timeline (its audit entries, oldest first)
+    /// after audit sequence number `after`.
+    pub async fn campaign_timeline(
+        &self,
+        tenant: &str,
+        campaign_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChainedEntry>, Error> {
+        let mut c = self.store().read().await?;
+        rekey_store::audit::for_target_from(&mut c, tenant, campaign_id, after, limit).await
     }
 
     /// Up to [`EVIDENCE_PAGE`] connections after `after_id`, in id order.

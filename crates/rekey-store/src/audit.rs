@@ -141,6 +141,28 @@ pub async fn list(
     Ok(rows.into_iter().map(ChainedEntry::from).collect())
 }
 
+/// `tenant`'s entries about `target` with seq > `after`, oldest first, at
+/// most `limit` (a campaign's timeline).
+pub async fn for_target_from(
+    c: &mut AnyConnection,
+    tenant: &str,
+    target: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ChainedEntry>, Error> {
+    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        "SELECT {COLS} FROM audit_log WHERE tenant = $1 AND target = $2 AND seq > $3 \
+         ORDER BY seq LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(target)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.into_iter().map(ChainedEntry::from).collect())
+}
+
 /// All entries with seq > `after`, oldest first, at most `limit` (for verification).
 pub async fn page_from(
     c: &mut AnyConnection,

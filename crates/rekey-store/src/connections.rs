@@ -249,6 +249,8 @@ pub struct ConnectionFilter {
     pub integration: Option<String>,
     /// Read successfully at or after this time (from the audit log).
     pub last_read_after: Option<i64>,
+    /// In this campaign's frozen plan.
+    pub campaign: Option<String>,
     /// Cursor: only ids greater than this.
     pub after_id: Option<String>,
     pub limit: i64,
@@ -333,6 +335,14 @@ pub async fn list(
              AND a.target = connections.id AND a.action = 'credentials.read' \
              AND a.outcome = 'ok' AND a.at >= $?)",
             Arg::I(v),
+        );
+    }
+    if let Some(v) = &f.campaign {
+        push(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM campaign_items ci WHERE ci.connection_id = connections.id \
+             AND ci.tenant = connections.tenant AND ci.campaign_id = $?)",
+            Arg::S(v.clone()),
         );
     }
     if let Some(v) = &f.after_id {

@@ -45,6 +45,20 @@ pub enum CampaignCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// The campaign's evidence: the evidence export of its connections,
+    /// with the campaign and its timeline, sealed and recorded in the audit
+    /// chain (`rekey evidence verify FILE` checks it). Needs `audit:read`.
+    Export {
+        id: String,
+        /// `csv` (the default) or `json` (also `--json`).
+        #[arg(long)]
+        format: Option<String>,
+        /// Write here (atomically) instead of stdout.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Campaigns, newest first.
     List {
         #[command(flatten)]
@@ -134,6 +148,21 @@ pub async fn run(cmd: CampaignCmd) -> Result<ExitCode> {
                 self::watch(&c, &id).await?;
             }
             show(&c.get_campaign(&id).await?, api.json)?;
+        }
+        CampaignCmd::Export {
+            id,
+            format,
+            output,
+            api,
+        } => {
+            return super::evidence::run(super::evidence::EvidenceCmd::Export {
+                api,
+                filter: Box::default(),
+                format,
+                output,
+                campaign: Some(id),
+            })
+            .await;
         }
         CampaignCmd::List { api } => {
             let l = client(&api)?

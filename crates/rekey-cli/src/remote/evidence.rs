@@ -28,6 +28,10 @@ pub enum EvidenceCmd {
         /// Write here (atomically: a cut transfer leaves no file) instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Only the connections of this campaign (`cmp_…`); the file then
+        /// also holds the campaign and its timeline.
+        #[arg(long)]
+        campaign: Option<String>,
     },
     /// Check an export file: its content matches its seal, the seal's
     /// SHA-256 is the one the audit chain recorded for that export, and the
@@ -46,10 +50,12 @@ pub async fn run(cmd: EvidenceCmd) -> Result<ExitCode> {
             filter,
             format,
             output,
+            campaign,
         } => {
             let c = client(&api)?;
             let format = format.unwrap_or_else(|| if api.json { "json" } else { "csv" }.into());
-            let q = EvidenceQuery::new((*filter).query(), Some(format));
+            let mut q = EvidenceQuery::new((*filter).query(), Some(format));
+            q.campaign = campaign;
             match output {
                 None => {
                     let mut out = std::io::stdout().lock();

@@ -203,6 +203,7 @@ pub(crate) fn connection_filter(q: &ConnectionQuery) -> Result<ConnectionFilter,
             .as_deref()
             .map(|s| parse_rfc3339("last_read_after", s))
             .transpose()?,
+        campaign: None,
         after_id: None,
         limit: 0,
     })
