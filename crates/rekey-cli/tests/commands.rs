@@ -1102,6 +1102,19 @@ async fn evidence_export_and_verify(db: Db) {
     assert!(row.contains("unverifiable"), "{out}");
 }
 
+/// `rekey campaign status ID --json` until `done` holds (30 s at most).
+async fn campaign_status_until(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..300 {
+        status = api.ok_json(&["campaign", "status", id, "--json"]).await;
+        if done(&status) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    status
+}
+
 /// `rekey campaign …`: create with filters and action overrides, the plan,
 /// start, status, the owners' links as CSV, an operator's confirmation,
 /// completion, and the exit statuses of refused moves.
@@ -1147,14 +1160,10 @@ async fn campaign_commands(db: Db) {
     assert!(out.contains("running"), "{out}");
     // Started twice: a conflict (exit 5).
     assert_eq!(code(&api.run(&["campaign", "start", &id]).await), Some(5));
-    let mut status = Value::Null;
-    for _ in 0..300 {
-        status = api.ok_json(&["campaign", "status", &id, "--json"]).await;
-        if status["counts"]["waiting_for_owner"] == 1 && status["counts"]["done"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = campaign_status_until(&api, &id, |status| {
+        status["counts"]["waiting_for_owner"] == 1 && status["counts"]["done"] == 1
+    })
+    .await;
     assert_eq!(status["counts"]["waiting_for_owner"], 1, "{status}");
     let csv = api.ok(&["campaign", "links", &id, "--csv"]).await;
     let lines: Vec<&str> = csv.lines().collect();
@@ -1178,14 +1187,7 @@ async fn campaign_commands(db: Db) {
         ])
         .await;
     assert!(out.contains("done"), "{out}");
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        status = api.ok_json(&["campaign", "status", &id, "--json"]).await;
-        if status["state"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = campaign_status_until(&api, &id, |status| status["state"] == "completed").await;
     assert_eq!(status["state"], "completed", "{status}");
     let text = api.ok(&["campaign", "status", &id]).await;
     assert!(text.contains("2 of 2 done (100%)"), "{text}");

@@ -47,6 +47,19 @@ async fn run_until(s: &TestServer, id: &str, what: &str, done: impl Fn(&Value) -
     panic!("campaign {id}: {what} never happened: {plan}");
 }
 
+/// The URL of `connection`'s link in a campaign's link list.
+fn link_url(links: &Value, connection: &str) -> String {
+    links["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["connection_id"] == connection)
+        .unwrap_or_else(|| panic!("no link for {connection}: {links}"))["url"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn item<'a>(plan: &'a Value, connection: &str) -> &'a Value {
     plan["items"]
         .as_array()
@@ -485,15 +498,7 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
         .get_admin(&format!("/api/v1/campaigns/{id}/links"))
         .await
         .json();
-    let old = links["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["connection_id"] == a)
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let old = link_url(&links, &a);
     let r = s.act(&format!("/api/v1/campaigns/{id}/links/{a}")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let browser = rekey_testkit::oauth2_fixture::browser();
@@ -527,15 +532,7 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
         .get_admin(&format!("/api/v1/campaigns/{id}/links"))
         .await
         .json();
-    let new = links["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["connection_id"] == a)
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let new = link_url(&links, &a);
     assert_ne!(new, old);
     // A cancelled link: the connection waits for an operator, and stays so.
     let r = s
@@ -562,15 +559,7 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
         .get_admin(&format!("/api/v1/campaigns/{id}/links"))
         .await
         .json();
-    let new = links["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["connection_id"] == a)
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let new = link_url(&links, &a);
     // Cancel: a is skipped and its link no longer works.
     let v = s
         .act(&format!("/api/v1/campaigns/{id}/cancel"))
@@ -799,20 +788,9 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
         .get_admin(&format!("/api/v1/campaigns/{id}/links"))
         .await
         .json();
-    let url_of = |links: &Value, c: &str| {
-        links["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["connection_id"] == c)
-            .unwrap()["url"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     let browser = rekey_testkit::oauth2_fixture::browser();
     // a: the owner types a wrong key; the provider refuses it.
-    let (st, _) = submit(&browser, &url_of(&links, &a), &[("key", "typo")]).await;
+    let (st, _) = submit(&browser, &link_url(&links, &a), &[("key", "typo")]).await;
     assert_eq!(st, 200);
     run_until(&s, &id, "the operator's turn", |v| {
         v["counts"]["waiting_for_operator"] == 1
@@ -833,7 +811,7 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
         .get_admin(&format!("/api/v1/campaigns/{id}/links"))
         .await
         .json();
-    let (st, _) = submit(&browser, &url_of(&links, &a), &[("key", "good-2")]).await;
+    let (st, _) = submit(&browser, &link_url(&links, &a), &[("key", "good-2")]).await;
     assert_eq!(st, 200);
     run_until(&s, &id, "a done", |v| v["counts"]["done"] == 1).await;
     let p = plan(&s, &id).await;
@@ -845,7 +823,7 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
         "{p}"
     );
     // b: confirmed by hand; its link dies with it.
-    let b_link = url_of(&links, &b);
+    let b_link = link_url(&links, &b);
     let r = s
         .post(
             &format!("/api/v1/campaigns/{id}/items/{b}/confirm"),

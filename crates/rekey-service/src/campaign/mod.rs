@@ -383,15 +383,14 @@ impl Rekey {
             json!({"connections": total, "added": added}),
         )
         .await?;
-        if notifies(&row) {
-            emit(
-                &mut tx,
-                &row.tenant,
-                EventType::CampaignStarted,
-                json!({"campaign_id": row.id, "name": row.name, "connections": total}),
-            )
-            .await?;
-        }
+        announce(
+            &mut tx,
+            &row,
+            EventType::CampaignStarted,
+            "connections",
+            json!(total),
+        )
+        .await?;
         tx.commit().await?;
         self.get_campaign(&ctx.tenant, &row.id).await
     }
@@ -718,18 +717,34 @@ impl Rekey {
             json!({"counts": by_state}),
         )
         .await?;
-        if notifies(row) {
-            emit(
-                &mut tx,
-                &row.tenant,
-                EventType::CampaignCompleted,
-                json!({"campaign_id": row.id, "name": row.name, "counts": by_state}),
-            )
-            .await?;
-        }
+        announce(
+            &mut tx,
+            row,
+            EventType::CampaignCompleted,
+            "counts",
+            json!(by_state),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Emit a campaign-wide event (`campaign_id`, `name` and `key`: `value`)
+/// unless the campaign was told not to.
+async fn announce(
+    tx: &mut rekey_store::WriteTx,
+    row: &CampaignRow,
+    event: EventType,
+    key: &str,
+    value: Value,
+) -> Result<(), Error> {
+    if !notifies(row) {
+        return Ok(());
+    }
+    let mut data = json!({"campaign_id": row.id, "name": row.name});
+    data[key] = value;
+    emit(tx, &row.tenant, event, data).await
 }
 
 /// Whether the campaign sends `campaign.*` webhook events.
