@@ -44,6 +44,7 @@ string_enum!(
         CampaignConfirm => "campaign.confirm",
         CampaignSkip => "campaign.skip",
         CampaignLinksRead => "campaign.links_read",
+        CampaignReminder => "campaign.reminder",
         CredentialsRead => "credentials.read",
         CredentialVersionRetired => "credential.version_retired",
         EvidenceExported => "evidence.exported",

@@ -21,6 +21,7 @@ string_enum!(
         RotationAwaitingOperator => "rotation.awaiting_operator",
         CampaignStarted => "campaign.started",
         CampaignReauthRequested => "campaign.reauth_requested",
+        CampaignReauthReminder => "campaign.reauth_reminder",
         CampaignProgress => "campaign.progress",
         CampaignCompleted => "campaign.completed",
     }

@@ -844,14 +844,35 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
         .post(
             "/api/v1/campaigns",
             &s.admin_key,
-            json!({"name": "n2", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3),
+            json!({"name": "n2", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(6),
                    "actions": {"api_key": ["reauthorize"]}}),
         )
         .await;
     let id2 = r.created_id();
+    let started = std::time::Instant::now();
     s.act(&format!("/api/v1/campaigns/{id2}/start")).await;
     run_until(&s, &id2, "links", |v| v["counts"]["waiting_for_owner"] == 2).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Halfway to a deadline closer than a day: one reminder per owner's link.
+    let reminders = || async {
+        s.get_admin(&format!(
+            "/api/v1/audit?target={id2}&action=campaign.reminder"
+        ))
+        .await
+        .json()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    while reminders().await < 2 && started.elapsed() < Duration::from_millis(5500) {
+        s.rekey.campaign_due(50).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reminders().await, 2, "one reminder for each waiting owner");
+    for _ in 0..5 {
+        s.rekey.campaign_due(50).await.unwrap();
+    }
+    assert_eq!(reminders().await, 2, "reminded once");
+    tokio::time::sleep(Duration::from_millis(6500).saturating_sub(started.elapsed())).await;
     let v = s
         .get_admin(&format!("/api/v1/campaigns/{id2}"))
         .await

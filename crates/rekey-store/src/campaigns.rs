@@ -68,6 +68,8 @@ pub struct ItemRow {
     /// The reauthorization link's connect session.
     pub session_id: Option<String>,
     pub link_expires_at: Option<i64>,
+    /// When the owner was reminded of the link (once).
+    pub reminded_at: Option<i64>,
     /// When the running action's side effect (a provider call) was begun.
     pub started_at: Option<i64>,
     pub attempts: i64,
@@ -82,8 +84,8 @@ pub struct ItemRow {
 
 const ITEM_COLS: &str = "id, tenant, campaign_id, connection_id, display_name, provider, kind, \
      owner, base_version, actions, step, state, detail, revocation_id, rotation_id, session_id, \
-     link_expires_at, started_at, attempts, due_at, lease_owner, lease_until, confirmed_by, \
-     comment, updated_at, finished_at";
+     link_expires_at, reminded_at, started_at, attempts, due_at, lease_owner, lease_until, \
+     confirmed_by, comment, updated_at, finished_at";
 
 /// What a step writes of an item, in the order [`bind_moving`] binds it.
 const MOVING: &str = "step, state, detail, revocation_id, rotation_id, session_id, \
@@ -393,6 +395,26 @@ pub async fn claim_due(
         limit,
     )
     .await
+}
+
+/// Record that the owner was reminded of the item's link; false when
+/// another worker did already (so one reminder goes out).
+pub async fn mark_reminded(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE campaign_items SET reminded_at = $1 WHERE tenant = $2 AND id = $3 \
+         AND reminded_at IS NULL",
+    )
+    .bind(now)
+    .bind(tenant)
+    .bind(id)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Raise an item's base credential version (a link resent after a

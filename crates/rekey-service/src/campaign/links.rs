@@ -31,6 +31,14 @@ fn aad(tenant: &str, item_id: &str) -> Aad {
     }
 }
 
+/// When owners still holding an unused link are reminded: a day before
+/// the deadline, or halfway from the start for a shorter campaign.
+pub(super) fn remind_at(c: &CampaignRow) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let start = c.started_at.unwrap_or(c.created_at);
+    c.deadline - DAY_MS.min((c.deadline - start) / 2)
+}
+
 /// A campaign's link to one connection's owner.
 #[derive(Clone)]
 pub struct CampaignLink {
@@ -114,6 +122,58 @@ impl Rekey {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Remind the owner of an unused link once, as the deadline nears (a
+    /// day before it, or halfway from the start for a shorter campaign):
+    /// a `campaign.reauth_reminder` event with the link, and an audit entry.
+    pub(super) async fn remind_if_due(
+        &self,
+        ctx: &Ctx,
+        c: &CampaignRow,
+        item: &ItemRow,
+    ) -> Result<(), Error> {
+        let now = now_ms();
+        let remind_at = remind_at(c);
+        if item.reminded_at.is_some() || now < remind_at || now >= c.deadline {
+            return Ok(());
+        }
+        let token = {
+            let mut conn = self.store().read().await?;
+            secrets::for_owner(&mut conn, OWNER_KIND, &item.id).await?
+        };
+        let Some(sealed) = token.first() else {
+            return Ok(());
+        };
+        let token = open_row(&*self.keyring()?, &aad(&item.tenant, &item.id), sealed)
+            .map_err(|e| Error::DecryptionFailed(format!("campaign link: {e}")))??;
+        let mut tx = self.store().begin_write().await?;
+        if !store::mark_reminded(tx.conn(), &item.tenant, &item.id, now).await? {
+            return Ok(());
+        }
+        let expires = item.link_expires_at.map(ms_to_rfc3339);
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CampaignReminder,
+            Some(&c.id),
+            AuditOutcome::Ok,
+            json!({"connection": item.connection_id, "owner": item.owner, "link_expires_at": expires}),
+        )
+        .await?;
+        if super::notifies(c) {
+            let mut data = super::item_data(c, item);
+            if let Some(m) = data.as_object_mut() {
+                m.insert(
+                    "url".into(),
+                    json!(format!("{}/connect/{}", self.public_url(), token.expose())),
+                );
+                m.insert("expires_at".into(), json!(expires));
+                m.insert("display_name".into(), json!(item.display_name));
+            }
+            emit(&mut tx, &c.tenant, EventType::CampaignReauthReminder, data).await?;
+        }
+        tx.commit().await
     }
 
     /// `GET /campaigns/{id}/links`: the links made so far, in connection

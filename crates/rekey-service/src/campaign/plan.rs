@@ -220,6 +220,7 @@ impl Rekey {
             rotation_id: None,
             session_id: None,
             link_expires_at: None,
+            reminded_at: None,
             started_at: None,
             attempts: 0,
             due_at: now,

@@ -247,6 +247,14 @@ impl Rekey {
                     // The backoff starts again for each new kind of wait.
                     item.attempts = if state == was.1 { item.attempts + 1 } else { 1 };
                     item.due_at = now + poll_delay(item.attempts);
+                    // An owner not yet reminded is looked at again in time for it.
+                    let remind = super::links::remind_at(&c);
+                    if state == ItemState::WaitingForOwner
+                        && item.reminded_at.is_none()
+                        && remind > now
+                    {
+                        item.due_at = item.due_at.min(remind);
+                    }
                     item.state = state;
                     item.detail = Some(why);
                     finished = false;
@@ -592,6 +600,7 @@ impl Rekey {
                 "the link was cancelled or replaced outside this campaign; resend it, or confirm or skip the connection".into(),
             ));
         }
+        self.remind_if_due(ctx, c, item).await?;
         let until = item.link_expires_at.map(ms_to_rfc3339).unwrap_or_default();
         Ok(Act::Wait(
             ItemState::WaitingForOwner,

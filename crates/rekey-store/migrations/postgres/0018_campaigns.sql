@@ -47,6 +47,8 @@ CREATE TABLE campaign_items (
     rotation_id TEXT,
     session_id TEXT,
     link_expires_at BIGINT,
+    -- When the owner was reminded of the link (once, before the deadline).
+    reminded_at BIGINT,
     -- When the running action's side effect was begun: set before a call
     -- to a provider, so a restart knows the call may have been made.
     started_at BIGINT,
