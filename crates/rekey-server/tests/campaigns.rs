@@ -839,6 +839,56 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
         .await
         .json();
     assert_eq!(creds["credentials"]["key"], "old-2", "{creds}");
+    // The old key typed back in is no new credential.
+    let tag2 = format!("same-{}", short_unique());
+    let mut same = conn("c", "good-2");
+    same["tags"] = json!([tag2]);
+    let c = s.create_api_key_conn(&s.admin_key, "good-2", same).await;
+    let r = s
+        .post(
+            "/api/v1/campaigns",
+            &s.admin_key,
+            json!({"name": "same", "reason": "r", "filter": {"tag": tag2}, "deadline": deadline_in(300),
+                   "actions": {"api_key": ["reauthorize"]}}),
+        )
+        .await;
+    let id3 = r.created_id();
+    s.act(&format!("/api/v1/campaigns/{id3}/start")).await;
+    run_until(&s, &id3, "the link", |v| {
+        v["counts"]["waiting_for_owner"] == 1
+    })
+    .await;
+    let links3 = s
+        .get_admin(&format!("/api/v1/campaigns/{id3}/links"))
+        .await
+        .json();
+    let (st, _) = submit(&browser, &link_url(&links3, &c), &[("key", "good-2")]).await;
+    assert_eq!(st, 200);
+    run_until(&s, &id3, "the operator's turn", |v| {
+        v["counts"]["waiting_for_operator"] == 1
+    })
+    .await;
+    let p = plan(&s, &id3).await;
+    assert!(
+        item(&p, &c)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("same fingerprint"),
+        "{p}"
+    );
+    // A draft whose deadline passed does not start.
+    let r = s
+        .post(
+            "/api/v1/campaigns",
+            &s.admin_key,
+            json!({"name": "late", "reason": "r", "filter": {"tag": tag2}, "deadline": deadline_in(1)}),
+        )
+        .await;
+    let late = r.created_id();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.act(&format!("/api/v1/campaigns/{late}/start"))
+        .await
+        .assert_error(409, "campaign_state");
     // After the deadline nothing is resent.
     let r = s
         .post(

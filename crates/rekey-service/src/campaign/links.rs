@@ -320,8 +320,17 @@ impl Rekey {
         } else {
             let was = (item.step, item.state);
             let mut tx = self.store().begin_write().await?;
-            if let Some(sid) = &item.session_id {
-                connect_sessions::cancel(tx.conn(), &c.tenant, sid).await?;
+            let cancelled = match &item.session_id {
+                Some(sid) => connect_sessions::cancel(tx.conn(), &c.tenant, sid).await?,
+                None => false,
+            };
+            if !cancelled {
+                return Err(Error::conflict(
+                    ErrorCode::CampaignState,
+                    format!(
+                        "connection {cid}'s link was already used or retired; nothing to cancel"
+                    ),
+                ));
             }
             item.state = ItemState::WaitingForOperator;
             item.detail = Some(format!(

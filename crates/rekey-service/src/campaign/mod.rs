@@ -330,6 +330,16 @@ impl Rekey {
         if row.state != CampaignState::Draft {
             return Err(wrong_state(&row.id, row.state, "started"));
         }
+        if now_ms() >= row.deadline {
+            return Err(Error::conflict(
+                ErrorCode::CampaignState,
+                format!(
+                    "campaign {}'s deadline ({}) has passed; create a new campaign with a later deadline",
+                    row.id,
+                    rekey_core::time::ms_to_rfc3339(row.deadline)
+                ),
+            ));
+        }
         let added = self.freeze(&row, true).await?.1;
         let total = {
             let mut c = self.store().read().await?;
@@ -614,7 +624,10 @@ impl Rekey {
         let words = text(field, text_in, 2000, true)?;
         let row = self.campaign_row(&ctx.tenant, id).await?;
         let cid = ids::parse_id(ids::CONNECTION, connection_id)?;
-        if !matches!(row.state, CampaignState::Running | CampaignState::Paused) {
+        // A completed campaign's failed connection can still be confirmed.
+        let open = matches!(row.state, CampaignState::Running | CampaignState::Paused)
+            || (done && row.state == CampaignState::Completed);
+        if !open {
             return Err(wrong_state(&row.id, row.state, "changed"));
         }
         let now = now_ms();

@@ -582,6 +582,24 @@ impl Rekey {
             ));
         }
         if conn.credential_version > item.base_version && !conn.status.is_out_of_service() {
+            // The same secret again (the leaked one typed back in) is no
+            // new credential: same fingerprint as the one the plan froze.
+            let vs = {
+                let mut db = self.store().read().await?;
+                versions::for_connection(&mut db, &item.tenant, &item.connection_id).await?
+            };
+            let fp = |seq: i64| {
+                vs.iter()
+                    .find(|v| v.seq == seq)
+                    .map(|v| v.fingerprint.clone())
+            };
+            let (now_fp, then_fp) = (fp(conn.credential_version), fp(item.base_version));
+            if now_fp.is_some() && now_fp == then_fp {
+                return Ok(Act::Wait(
+                    ItemState::WaitingForOperator,
+                    "the credential given back is the same as before (same fingerprint): it is not a new one; resend the link to the owner".into(),
+                ));
+            }
             return Ok(Act::Next);
         }
         // A link an operator cancelled waits for the operator, not the owner.
