@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 both_backends!(
+    campaign_events_follow_notify,
     a_wrong_key_a_settled_connection_and_the_deadline,
     a_campaign_revokes_rotates_reauthorizes_and_verifies,
     oauth_grants_and_aws_keys_in_one_campaign,
@@ -933,4 +934,101 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
     assert!(r.text.contains("deadline"), "{}", r.text);
     s.stop().await;
     fx.stop().await;
+}
+
+/// `campaign.*` webhook events follow `notify.webhooks`: a campaign that
+/// asks for them sends started, the owner's link, progress and completed;
+/// one that does not sends none of them.
+async fn campaign_events_follow_notify(db: Db) {
+    use rekey_testkit::webhook_receiver::WebhookReceiver;
+    let s = TestServer::start(db).await;
+    let rx = WebhookReceiver::start(0).await;
+    let r = s
+        .post(
+            "/api/v1/webhooks",
+            &s.admin_key,
+            json!({"url": rx.url(), "events": ["campaign.*"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut ids = Vec::new();
+    for webhooks in [true, false] {
+        let tag = format!("ev-{}", short_unique());
+        let off = s
+            .create_api_key_conn(&s.admin_key, "k-off", json!({"tags": [tag]}))
+            .await;
+        let owned = s
+            .create_api_key_conn(
+                &s.admin_key,
+                "k-owned",
+                json!({"tags": [tag], "owner": {"email": "o@example.com"}}),
+            )
+            .await;
+        let r = s
+            .post(
+                "/api/v1/campaigns",
+                &s.admin_key,
+                json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3600),
+                       "actions": {off.clone(): ["disable"], owned.clone(): ["reauthorize"]},
+                       "notify": {"webhooks": webhooks}}),
+            )
+            .await;
+        let id = r.created_id();
+        s.act(&format!("/api/v1/campaigns/{id}/start")).await;
+        run_until(&s, &id, "one done, one link", |v| {
+            v["counts"]["done"] == 1 && v["counts"]["waiting_for_owner"] == 1
+        })
+        .await;
+        let r = s
+            .post(
+                &format!("/api/v1/campaigns/{id}/items/{owned}/confirm"),
+                &s.admin_key,
+                json!({"comment": "checked"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        ids.push(id);
+    }
+    let of = |got: &[rekey_testkit::webhook_receiver::Received], id: &str| -> Vec<String> {
+        got.iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+            .filter(|b| b["data"]["campaign_id"] == id)
+            .map(|b| b["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let want = [
+        "campaign.started",
+        "campaign.reauth_requested",
+        "campaign.progress",
+        "campaign.completed",
+    ];
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        s.rekey.deliver_due("w", 100).await.unwrap();
+        got = rx.delivered();
+        if want
+            .iter()
+            .all(|w| of(&got, &ids[0]).iter().any(|t| t == w))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Everything emitted after A's last event (B's, if any) goes out too.
+    for _ in 0..10 {
+        s.rekey.deliver_due("w", 100).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = rx.delivered();
+    let told = of(&got, &ids[0]);
+    for w in want {
+        assert!(told.iter().any(|t| t == w), "{w} in {told:?}");
+    }
+    assert_eq!(
+        of(&got, &ids[1]),
+        Vec::<String>::new(),
+        "notify off: no events"
+    );
+    s.stop().await;
+    rx.stop().await;
 }

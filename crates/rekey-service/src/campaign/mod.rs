@@ -397,8 +397,7 @@ impl Rekey {
             &mut tx,
             &row,
             EventType::CampaignStarted,
-            "connections",
-            json!(total),
+            json!({"connections": total}),
         )
         .await?;
         tx.commit().await?;
@@ -734,8 +733,7 @@ impl Rekey {
             &mut tx,
             row,
             EventType::CampaignCompleted,
-            "counts",
-            json!(by_state),
+            json!({"counts": by_state}),
         )
         .await?;
         tx.commit().await?;
@@ -743,20 +741,21 @@ impl Rekey {
     }
 }
 
-/// Emit a campaign-wide event (`campaign_id`, `name` and `key`: `value`)
-/// unless the campaign was told not to.
-async fn announce(
+/// Emit a campaign-wide event (`campaign_id`, `name` and the fields of
+/// `extra`) unless the campaign was told not to.
+pub(crate) async fn announce(
     tx: &mut rekey_store::WriteTx,
     row: &CampaignRow,
     event: EventType,
-    key: &str,
-    value: Value,
+    extra: Value,
 ) -> Result<(), Error> {
     if !notifies(row) {
         return Ok(());
     }
     let mut data = json!({"campaign_id": row.id, "name": row.name});
-    data[key] = value;
+    if let (Some(d), Value::Object(extra)) = (data.as_object_mut(), extra) {
+        d.extend(extra);
+    }
     emit(tx, &row.tenant, event, data).await
 }
 

@@ -11,7 +11,6 @@
 use super::{CampaignRow, ItemRow};
 use crate::audit::record;
 use crate::rotation::fault;
-use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use futures_util::StreamExt;
 use rekey_api::DisableConnection;
@@ -123,7 +122,7 @@ impl Rekey {
         let limits = ProviderLimits::default();
         let (owner_ref, limits_ref) = (&owner, &limits);
         let results: Vec<(String, String, Result<Advanced, Error>)> =
-            futures_util::stream::iter(claimed.clone())
+            futures_util::stream::iter(claimed.iter().cloned())
                 .map(move |(tenant, id)| async move {
                     let r = self.advance_item(&tenant, &id, owner_ref, limits_ref).await;
                     (tenant, id, r)
@@ -157,11 +156,11 @@ impl Rekey {
             let mut tx = self.store().begin_write().await?;
             let counts: BTreeMap<&str, i64> =
                 p.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            emit(
+            super::announce(
                 &mut tx,
-                &tenant,
+                &row,
                 EventType::CampaignProgress,
-                json!({"campaign_id": row.id, "total": p.total, "finished": p.finished(), "counts": counts}),
+                json!({"total": p.total, "finished": p.finished(), "counts": counts}),
             )
             .await?;
             tx.commit().await?;
@@ -215,16 +214,15 @@ impl Rekey {
                 None => self.verify_new(&ctx, &item, &actions).await?,
             };
             let now = now_ms();
-            if matches!(act, Act::Written) {
-                let mut tx = self.store().begin_write().await?;
-                store::release_item(tx.conn(), owner, &item.id).await?;
-                tx.commit().await?;
-                return Ok(Some((c.id.clone(), false)));
-            }
             item.updated_at = now;
             let finished;
             match act {
-                Act::Written => return Ok(None),
+                Act::Written => {
+                    let mut tx = self.store().begin_write().await?;
+                    store::release_item(tx.conn(), owner, &item.id).await?;
+                    tx.commit().await?;
+                    return Ok(Some((c.id.clone(), false)));
+                }
                 Act::Next if step >= actions.len() => {
                     item.state = ItemState::Done;
                     item.detail = Some(done_detail(&actions));
