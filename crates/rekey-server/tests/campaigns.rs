@@ -1002,10 +1002,9 @@ async fn campaign_events_follow_notify(db: Db) {
         "campaign.progress",
         "campaign.completed",
     ];
-    let mut got = Vec::new();
     for _ in 0..100 {
         s.rekey.deliver_due("w", 100).await.unwrap();
-        got = rx.delivered();
+        let got = rx.delivered();
         if want
             .iter()
             .all(|w| of(&got, &ids[0]).iter().any(|t| t == w))
