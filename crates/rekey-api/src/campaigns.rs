@@ -230,8 +230,9 @@ pub struct SkipCampaignItem {
     pub reason: String,
 }
 
-/// A reauthorization link of a campaign.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A reauthorization link of a campaign. Its `Debug` hides the URL (the
+/// token in it lets its holder replace a credential).
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CampaignLinkView {
     pub connection_id: String,
     pub display_name: String,
@@ -241,6 +242,18 @@ pub struct CampaignLinkView {
     pub expires_at: String,
     /// `created` (unused), `completed`, `superseded` (cancelled or resent)…
     pub status: String,
+}
+
+impl std::fmt::Debug for CampaignLinkView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignLinkView")
+            .field("connection_id", &self.connection_id)
+            .field("owner", &self.owner)
+            .field("url", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -264,4 +277,27 @@ pub struct CampaignPlanRefresh {
     pub items: Vec<CampaignItemView>,
     /// How many were added (0 unless `add`).
     pub added: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_link_view_does_not_print_its_url() {
+        let v = super::CampaignLinkView {
+            connection_id: "con_x".into(),
+            display_name: "n".into(),
+            owner: None,
+            url: "http://h/connect/SECRET-TOKEN".into(),
+            expires_at: "t".into(),
+            status: "created".into(),
+        };
+        let shown = format!(
+            "{v:?} {:?}",
+            super::CampaignLinks {
+                items: vec![v.clone()],
+                next_cursor: None
+            }
+        );
+        assert!(!shown.contains("SECRET-TOKEN"), "{shown}");
+    }
 }
