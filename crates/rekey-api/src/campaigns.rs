@@ -51,6 +51,10 @@ pub struct CampaignNotify {
     /// `campaign.*` webhook events (the reauthorization links among them).
     #[serde(default = "yes")]
     pub webhooks: bool,
+    /// E-mail each owner their link and a reminder, when rekey has an SMTP
+    /// server (`REKEY_SMTP_URL`) and the owner an e-mail address.
+    #[serde(default = "yes")]
+    pub email: bool,
 }
 
 fn yes() -> bool {
@@ -59,7 +63,10 @@ fn yes() -> bool {
 
 impl Default for CampaignNotify {
     fn default() -> Self {
-        CampaignNotify { webhooks: true }
+        CampaignNotify {
+            webhooks: true,
+            email: true,
+        }
     }
 }
 

@@ -81,6 +81,16 @@ pub struct ServeArgs {
     /// addresses (loopback is allowed).
     #[arg(long, env = "REKEY_ALLOW_OUTBOUND", value_name = "LIST")]
     pub allow_outbound: Option<String>,
+    /// The From address of e-mail to owners (campaign links), as
+    /// `rekey <rekey@example.com>`; needed with REKEY_SMTP_URL (which, a
+    /// secret, is read from the environment or REKEY_SMTP_URL_FILE only:
+    /// `smtps://user:password@host:465`, `smtp://host:587?tls=required`).
+    #[arg(long, env = "REKEY_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// First wait before a failed e-mail is sent again, in milliseconds; it
+    /// doubles per attempt (8 attempts), up to an hour.
+    #[arg(long, env = "REKEY_SMTP_RETRY_BASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), hide = true)]
+    pub smtp_retry_base_ms: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -133,6 +143,35 @@ impl DataArgs {
             previous_master_keys: previous,
             providers_dir: self.providers_dir.clone(),
         })
+    }
+}
+
+/// SMTP for owners' e-mail: both REKEY_SMTP_URL (or _FILE) and
+/// REKEY_SMTP_FROM, or neither.
+fn mail_settings(
+    from: Option<&str>,
+    retry_base_ms: u64,
+) -> Result<Option<rekey_service::MailSettings>> {
+    let url = secret_env("REKEY_SMTP_URL")?;
+    let from = from.map(str::trim).filter(|f| !f.is_empty());
+    match (url, from) {
+        (None, None) => Ok(None),
+        (Some(url), Some(from)) => {
+            let u = url.expose();
+            if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
+                bail!("REKEY_SMTP_URL must start with smtps:// or smtp:// (add ?tls=required for STARTTLS)");
+            }
+            if u.starts_with("smtp://") && !u.contains("tls=") {
+                tracing::warn!("REKEY_SMTP_URL has no TLS: owners' links reach the SMTP server in clear text (use smtps:// or ?tls=required unless it is a local relay)");
+            }
+            Ok(Some(rekey_service::MailSettings {
+                url,
+                from: from.to_string(),
+                retry_base_ms: retry_base_ms as i64,
+            }))
+        }
+        (Some(_), None) => bail!("REKEY_SMTP_URL is set but REKEY_SMTP_FROM is not: give the From address of e-mail to owners"),
+        (None, Some(_)) => bail!("REKEY_SMTP_FROM is set but REKEY_SMTP_URL is not: give the SMTP server (smtps://user:password@host:465)"),
     }
 }
 
@@ -215,6 +254,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
             max_webhooks: i64::from(a.max_webhooks),
             ..Default::default()
         },
+        mail: mail_settings(a.smtp_from.as_deref(), a.smtp_retry_base_ms)?,
     };
     let opened = opts
         .open_with(rekey_service::LockMode::Serve, config)
@@ -288,6 +328,13 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         tick,
         stop_rx.clone(),
     ));
+    if rekey.sends_mail() {
+        workers.push(rekey_server::workers::spawn_mail_worker(
+            rekey.clone(),
+            tick,
+            stop_rx.clone(),
+        ));
+    }
     workers.push(rekey_server::workers::spawn_delivery_worker(
         rekey.clone(),
         owner.clone(),

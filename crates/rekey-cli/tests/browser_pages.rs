@@ -303,3 +303,92 @@ async fn revoke_verify_and_evidence_in_chromium() {
     fx.stop().await;
     server.stop().await;
 }
+
+/// An incident campaign on the dashboard in Chromium (tests/e2e/campaign.mjs):
+/// started from the filtered connections page, its plan confirmed, its
+/// progress followed live, two connections confirmed by hand and one
+/// skipped, and the evidence downloaded; the file passes `rekey evidence
+/// verify`, and the API agrees on every connection's end.
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_campaign_in_chromium() {
+    use rekey_testkit::provider_fixture::ProviderFixture;
+    let mut env = Env::new(Db::Sqlite).await;
+    env.extra = vec![
+        ("REKEY_CHECK_INTERVAL".into(), "0".into()),
+        ("REKEY_WORKER_TICK_MS".into(), "100".into()),
+    ];
+    let pw = "campaign e2e password";
+    let out = env.create_user("joan", "admin", pw).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let base = server.base.clone();
+    let fx = ProviderFixture::start().await;
+    let tag = format!("breach-{}", rekey_testkit::short_unique());
+    let mut ids = Vec::new();
+    for name in ["Billing export", "CRM sync", "Old reporting"] {
+        let c = api_post(
+            &base,
+            &key,
+            "/api/v1/connections",
+            json!({"provider": "custom-rest", "kind": "api_key", "display_name": name,
+                   "tags": [tag], "custody": ["salesforce"], "probe_url": fx.rest_url(),
+                   "owner": {"email": "owner@example.com"},
+                   "credentials": {"key": format!("sk-{name}"), "placement": "header", "name": "X-Api-Key"}}),
+        )
+        .await;
+        ids.push(c["id"].as_str().unwrap().to_string());
+    }
+    // A connection outside the filter stays out of the campaign.
+    api_post(
+        &base,
+        &key,
+        "/api/v1/connections",
+        json!({"provider": "custom-rest", "kind": "api_key", "display_name": "Unrelated",
+               "credentials": {"key": "sk-unrelated"}}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("campaign-evidence.csv");
+    run_browser_script(
+        "campaign.mjs",
+        &base,
+        &[
+            ("ADMIN", "joan"),
+            ("PASSWORD", pw),
+            ("TAG", &tag),
+            ("CONFIRM", &format!("{},{}", ids[0], ids[1])),
+            ("SKIP", &ids[2]),
+            ("OUT", file.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let list = api_get(&base, &key, "/api/v1/campaigns").await;
+    let c = &list["items"][0];
+    assert_eq!(c["state"], "completed", "{list}");
+    assert_eq!(c["total"], 3, "{list}");
+    assert_eq!(c["counts"]["done"], 2, "{list}");
+    assert_eq!(c["counts"]["skipped"], 1, "{list}");
+    assert!(
+        c["created_by"].as_str().unwrap().starts_with("user:"),
+        "{list}"
+    );
+    let id = c["id"].as_str().unwrap();
+    let plan = api_get(&base, &key, &format!("/api/v1/campaigns/{id}/plan")).await;
+    let skipped = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["connection_id"] == ids[2].as_str())
+        .unwrap();
+    assert_eq!(skipped["comment"], "Decommissioned last week", "{plan}");
+    let out = env
+        .run(
+            &["evidence", "verify", file.to_str().unwrap()],
+            &[("REKEY_URL", &base), ("REKEY_TOKEN", &key)],
+        )
+        .await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    fx.stop().await;
+    server.stop().await;
+}

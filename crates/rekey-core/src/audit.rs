@@ -45,6 +45,7 @@ string_enum!(
         CampaignSkip => "campaign.skip",
         CampaignLinksRead => "campaign.links_read",
         CampaignReminder => "campaign.reminder",
+        CampaignMail => "campaign.mail",
         CredentialsRead => "credentials.read",
         CredentialVersionRetired => "credential.version_retired",
         EvidenceExported => "evidence.exported",

@@ -188,6 +188,20 @@ pub fn spawn_revocation_worker(
     })
 }
 
+/// Sends owners their campaign e-mail (links, reminders) when an SMTP
+/// server is configured; a few messages per pass.
+pub fn spawn_mail_worker(
+    rekey: Rekey,
+    tick: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    const BATCH: i64 = 10;
+    spawn_pass_loop("mail", tick, stop, move || {
+        let rekey = rekey.clone();
+        async move { rekey.mail_due(BATCH).await }
+    })
+}
+
 /// Run incident campaigns: claim due items of running campaigns and
 /// advance each (see `Rekey::campaign_due`).
 pub fn spawn_campaign_worker(

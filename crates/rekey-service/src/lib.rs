@@ -35,7 +35,7 @@ pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
 pub use audit::{AuditPage, ChainReport, Reader};
 pub use campaign::{
     Breakdown as CampaignBreakdown, Campaign, CampaignItem, CampaignLink, CampaignRecord,
-    CampaignRun, PlanItem, PlannedStep, Progress as CampaignProgress,
+    CampaignRun, MailSettings, PlanItem, PlannedStep, Progress as CampaignProgress,
 };
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
@@ -119,6 +119,8 @@ pub struct RekeyConfig {
     pub outbound: OutboundPolicy,
     pub health: HealthSettings,
     pub webhooks: WebhookSettings,
+    /// SMTP for e-mailing owners their campaign links (none: no e-mail).
+    pub mail: Option<MailSettings>,
 }
 
 impl Default for RekeyConfig {
@@ -128,6 +130,7 @@ impl Default for RekeyConfig {
             outbound: OutboundPolicy::default(),
             health: HealthSettings::default(),
             webhooks: WebhookSettings::default(),
+            mail: None,
         }
     }
 }
@@ -165,6 +168,8 @@ struct Inner {
     fingerprint_key: tokio::sync::OnceCell<zeroize::Zeroizing<Vec<u8>>>,
     /// This process's name on the leases it takes (rotations, checks, deliveries).
     replica: String,
+    /// The SMTP transport, when configured.
+    mailer: Option<campaign::Mailer>,
 }
 
 impl Rekey {
@@ -204,6 +209,11 @@ impl Rekey {
                 webhook_http: client(30)?,
                 fingerprint_key: tokio::sync::OnceCell::new(),
                 replica: rekey_core::ids::new_id("replica"),
+                mailer: config
+                    .mail
+                    .as_ref()
+                    .map(campaign::Mailer::new)
+                    .transpose()?,
                 outbound,
             }),
         })
@@ -248,6 +258,11 @@ impl Rekey {
             .read()
             .map(|u| u.clone())
             .unwrap_or_default()
+    }
+
+    /// Owners can be e-mailed (an SMTP server is configured).
+    pub fn sends_mail(&self) -> bool {
+        self.inner.mailer.is_some()
     }
 
     /// This process's name on the leases it takes.

@@ -1,5 +1,6 @@
 //! `campaigns` and `campaign_items`: an incident campaign and its plan,
-//! one item a connection, each item the last step it reached. Never holds
+//! one item a connection, each item the last step it reached; and
+//! `campaign_mail`, the owners' e-mail queue. Never holds
 //! material (a reauthorization link's token is sealed in `secrets`, owner
 //! kind `campaign_link`, under the item's id).
 
@@ -491,12 +492,139 @@ pub async fn release_item(c: &mut AnyConnection, owner: &str, id: &str) -> Resul
 
 /// Free the leases of `owner` (every lease with None).
 pub async fn release(c: &mut AnyConnection, owner: Option<&str>) -> Result<u64, Error> {
-    let r = sqlx::query(
-        "UPDATE campaign_items SET lease_owner = NULL, lease_until = NULL \
-         WHERE lease_owner IS NOT NULL AND ($1 IS NULL OR lease_owner = $1)",
-    )
-    .bind(owner.map(str::to_string))
+    let mut n = 0;
+    for table in ["campaign_items", "campaign_mail"] {
+        let r = sqlx::query(&format!(
+            "UPDATE {table} SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner IS NOT NULL AND ($1 IS NULL OR lease_owner = $1)"
+        ))
+        .bind(owner.map(str::to_string))
+        .execute(&mut *c)
+        .await?;
+        n += r.rows_affected();
+    }
+    Ok(n)
+}
+
+/// One queued e-mail to an owner (`campaign_mail`).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct MailRow {
+    pub id: String,
+    pub tenant: String,
+    pub campaign_id: String,
+    pub item_id: String,
+    pub session_id: String,
+    /// `link` or `reminder`.
+    pub kind: String,
+    pub recipient: String,
+    /// `pending`, `sent`, `failed` or `dropped`.
+    pub state: String,
+    pub attempts: i64,
+    pub due_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+const MAIL_COLS: &str = "id, tenant, campaign_id, item_id, session_id, kind, recipient, state, \
+     attempts, due_at, last_error, created_at, sent_at";
+
+pub async fn insert_mail(c: &mut AnyConnection, m: &MailRow) -> Result<(), Error> {
+    sqlx::query(&format!(
+        "INSERT INTO campaign_mail ({MAIL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(&m.id)
+    .bind(&m.tenant)
+    .bind(&m.campaign_id)
+    .bind(&m.item_id)
+    .bind(&m.session_id)
+    .bind(&m.kind)
+    .bind(&m.recipient)
+    .bind(&m.state)
+    .bind(m.attempts)
+    .bind(m.due_at)
+    .bind(&m.last_error)
+    .bind(m.created_at)
+    .bind(m.sent_at)
     .execute(c)
     .await?;
-    Ok(r.rows_affected())
+    Ok(())
+}
+
+/// Lease due pending messages to `owner`: (tenant, id) of each.
+pub async fn claim_mail(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, Error> {
+    rows::claim_due(
+        c,
+        backend,
+        "campaign_mail",
+        "state = 'pending' AND due_at <= $3",
+        "due_at",
+        owner,
+        now,
+        lease_until,
+        limit,
+    )
+    .await
+}
+
+pub async fn get_mail(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<MailRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {MAIL_COLS} FROM campaign_mail WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(c)
+    .await?)
+}
+
+/// Record a send's outcome while `owner` still holds the lease: the new
+/// state, attempts, next try and error. False when the lease was lost.
+pub async fn settle_mail(c: &mut AnyConnection, owner: &str, m: &MailRow) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE campaign_mail SET state = $1, attempts = $2, due_at = $3, last_error = $4, \
+         sent_at = $5, lease_owner = NULL, lease_until = NULL \
+         WHERE tenant = $6 AND id = $7 AND lease_owner = $8",
+    )
+    .bind(&m.state)
+    .bind(m.attempts)
+    .bind(m.due_at)
+    .bind(&m.last_error)
+    .bind(m.sent_at)
+    .bind(&m.tenant)
+    .bind(&m.id)
+    .bind(owner)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A campaign's messages, oldest first, after `after` (an id).
+pub async fn mail_of(
+    c: &mut AnyConnection,
+    tenant: &str,
+    campaign_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<MailRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {MAIL_COLS} FROM campaign_mail WHERE tenant = $1 AND campaign_id = $2 \
+         AND id > $3 ORDER BY id LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(campaign_id)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(c)
+    .await?)
 }

@@ -9,6 +9,7 @@ pub mod moto;
 pub mod oauth2_fixture;
 pub mod oidc;
 pub mod provider_fixture;
+pub mod smtp;
 pub mod snowflake;
 pub mod webhook_receiver;
 

@@ -120,6 +120,9 @@ pub struct CreateArgs {
     /// No `campaign.*` webhook events.
     #[arg(long)]
     no_webhooks: bool,
+    /// No e-mail to owners (sent only when the server has REKEY_SMTP_URL).
+    #[arg(long)]
+    no_email: bool,
     #[command(flatten)]
     filter: Box<FilterArgs>,
     #[command(flatten)]
@@ -268,6 +271,7 @@ async fn create(a: CreateArgs) -> Result<()> {
             deadline: deadline(&a.deadline)?,
             notify: Some(rekey_api::CampaignNotify {
                 webhooks: !a.no_webhooks,
+                email: !a.no_email,
             }),
         })
         .await?;

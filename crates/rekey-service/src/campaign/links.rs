@@ -21,7 +21,7 @@ use serde_json::json;
 
 pub(super) const OWNER_KIND: &str = "campaign_link";
 
-fn aad(tenant: &str, item_id: &str) -> Aad {
+pub(super) fn aad(tenant: &str, item_id: &str) -> Aad {
     Aad {
         tenant: tenant.to_string(),
         record_kind: OWNER_KIND.into(),
@@ -108,6 +108,7 @@ impl Rekey {
         if !store::update_item(tx.conn(), item, owner, was).await? {
             return Ok(false);
         }
+        self.queue_mail(&mut tx, c, item, "link").await?;
         if super::notifies(c) {
             let mut data = super::item_data(c, item);
             if let Some(m) = data.as_object_mut() {
@@ -151,6 +152,7 @@ impl Rekey {
         if !store::mark_reminded(tx.conn(), &item.tenant, &item.id, now).await? {
             return Ok(());
         }
+        self.queue_mail(&mut tx, c, item, "reminder").await?;
         let expires = item.link_expires_at.map(ms_to_rfc3339);
         record(
             &mut tx,

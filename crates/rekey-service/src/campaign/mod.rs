@@ -11,6 +11,7 @@
 //! reauthorization links; `plan.rs`: which actions a connection gets.
 
 mod links;
+mod mail;
 mod plan;
 mod worker;
 
@@ -29,6 +30,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub use links::CampaignLink;
+pub use mail::MailSettings;
+pub(crate) use mail::Mailer;
 pub use plan::{PlanItem, PlannedStep};
 pub use rekey_store::campaigns::{CampaignRow as CampaignRecord, ItemRow as CampaignItem};
 pub use worker::CampaignRun;
@@ -607,6 +610,29 @@ impl Rekey {
             out.retain(|p| p.state == ItemState::Overdue);
         }
         Ok((row, out, next))
+    }
+
+    /// One connection of a started campaign, as its plan shows it.
+    pub async fn campaign_item(
+        &self,
+        tenant: &str,
+        id: &str,
+        connection_id: &str,
+    ) -> Result<(CampaignRow, PlanItem), Error> {
+        let row = self.campaign_row(tenant, id).await?;
+        let cid = ids::parse_id(ids::CONNECTION, connection_id)?;
+        let item = {
+            let mut c = self.store().read().await?;
+            store::item(&mut c, tenant, &row.id, &cid).await?
+        }
+        .ok_or_else(|| {
+            Error::not_found(
+                ErrorCode::CampaignItemNotFound,
+                format!("connection {cid} in campaign {}", row.id),
+            )
+        })?;
+        let p = self.planned(&row, item, now_ms());
+        Ok((row, p))
     }
 
     /// An operator's word on one connection: `confirm` (checked by hand:

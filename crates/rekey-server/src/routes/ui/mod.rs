@@ -9,7 +9,7 @@
 //! pages), `rotations` (a rotation's steps, confirmations and Cancel),
 //! `actions` (Check now and the three-dot menu's actions), `bulk`,
 //! `audit`, `integrations` (OAuth apps), `webhooks` (subscriptions and
-//! deliveries); `error` holds [`UiError`] and the message page, `show` how
+//! deliveries), `campaigns` (incident campaigns: new, plan, progress); `error` holds [`UiError`] and the message page, `show` how
 //! times and actors read.
 //!
 //! Words: "connections" are the credentials to platforms; "integrations"
@@ -25,6 +25,7 @@ use rekey_core::connection::Status;
 mod actions;
 mod audit;
 mod bulk;
+mod campaigns;
 mod confirm_working;
 mod connection_detail;
 mod connections;
@@ -75,6 +76,24 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/ui/webhooks/{id}/deliveries/{delivery}/replay",
             post(webhooks::replay),
         )
+        .route(
+            "/ui/campaigns",
+            get(campaigns::list).post(campaigns::create),
+        )
+        .route("/ui/campaigns/new", get(campaigns::new_form))
+        .route("/ui/campaigns/{id}", get(campaigns::show))
+        .route("/ui/campaigns/{id}/live", get(campaigns::live_fragment))
+        .route("/ui/campaigns/{id}/evidence", get(campaigns::evidence))
+        .route("/ui/campaigns/{id}/links.csv", get(campaigns::links_csv))
+        .route(
+            "/ui/campaigns/{id}/items/{connection_id}",
+            get(campaigns::item),
+        )
+        .route(
+            "/ui/campaigns/{id}/items/{connection_id}/{action}",
+            post(campaigns::item_action),
+        )
+        .route("/ui/campaigns/{id}/{action}", post(campaigns::control))
         .route("/ui/audit", get(audit::audit))
         .route("/ui/connections/{id}", get(connection_detail::connection))
         .route(HTMX_PATH, get(htmx_js))
