@@ -146,6 +146,13 @@ async fn bench(db: Db) {
     })
     .await;
     fx.set_mode(Mode::Slow(Duration::from_millis(20)));
+    // What rekey itself can do: no per-provider rate (the default is 10
+    // steps/s per provider, REKEY_CAMPAIGN_RATE), 4 in flight.
+    s.rekey
+        .set_campaign_settings(rekey_service::CampaignSettings {
+            per_provider_concurrency: 4,
+            per_provider_rate: 0.0,
+        });
     let body = json!({"name": "steps", "reason": "bench", "deadline": deadline(),
         "filter": {"provider": "slack"}, "actions": {"api_key": ["revoke"]}});
     let id = s

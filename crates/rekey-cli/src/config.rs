@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// addresses (loopback is allowed).
     #[arg(long, env = "REKEY_ALLOW_OUTBOUND", value_name = "LIST")]
     pub allow_outbound: Option<String>,
+    /// Campaign steps of one provider in flight at once, per replica.
+    #[arg(long, env = "REKEY_CAMPAIGN_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub campaign_concurrency: u32,
+    /// Campaign steps that call a provider, started per second per
+    /// provider, shared by every replica on the database (0 = no limit;
+    /// otherwise at least 0.5).
+    #[arg(long, env = "REKEY_CAMPAIGN_RATE", default_value_t = 10.0)]
+    pub campaign_rate: f64,
     /// The From address of e-mail to owners (campaign links), as
     /// `rekey <rekey@example.com>`; needed with REKEY_SMTP_URL (which, a
     /// secret, is read from the environment or REKEY_SMTP_URL_FILE only:
@@ -216,6 +224,9 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     if !(a.check_rate.is_finite() && a.check_rate >= 0.0) {
         bail!("REKEY_CHECK_RATE must be a number ≥ 0");
     }
+    if !(a.campaign_rate == 0.0 || (0.5..=1000.0).contains(&a.campaign_rate)) {
+        bail!("REKEY_CAMPAIGN_RATE must be 0 (no limit) or between 0.5 and 1000 steps per second");
+    }
     let opts = a.data.open_options()?;
     let shutdown = shutdown_signal()?;
     // Listen first: the public URL defaults to the bound address, and the
@@ -255,6 +266,10 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
             ..Default::default()
         },
         mail: mail_settings(a.smtp_from.as_deref(), a.smtp_retry_base_ms)?,
+        campaigns: rekey_service::CampaignSettings {
+            per_provider_concurrency: a.campaign_concurrency as usize,
+            per_provider_rate: a.campaign_rate,
+        },
     };
     let opened = opts
         .open_with(rekey_service::LockMode::Serve, config)

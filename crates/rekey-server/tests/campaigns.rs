@@ -392,6 +392,12 @@ async fn bad_campaigns_are_refused_clearly(db: Db) {
     ))
     .await
     .assert_error(422, "unknown_provider");
+    // A provider named by its alias is the catalog's provider (stored by id).
+    let r = create(ok(json!({"provider": "rest-api", "tag": tag}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["filter"]["provider"], "custom-rest");
+    let r = create(ok(json!({"providers": ["rest-api"], "tag": tag}))).await;
+    assert_eq!(r.json()["filter"]["providers"], json!(["custom-rest"]));
     for actions in [
         json!({"api_key": ["rotate", "revoke"]}),
         json!({"api_key": ["explode"]}),
@@ -707,12 +713,20 @@ async fn oauth_grants_and_aws_keys_in_one_campaign(db: Db) {
 }
 
 /// Two replicas on one PostgreSQL database share one campaign's work:
-/// each claims items (leases keep them apart) and no provider call is
-/// made twice.
+/// each claims items (leases keep them apart), no provider call is made
+/// twice, and the per-provider rate holds for both together (slots are
+/// reserved in the database): 12 revocations at 5 per second span at
+/// least 11 spacings of 200 ms, although both replicas run 4 at once.
 #[tokio::test]
 async fn two_replicas_share_a_campaign_on_postgres() {
     let s = TestServer::start(Db::Postgres).await;
     let replica = s.replica().await;
+    let limits = rekey_service::CampaignSettings {
+        per_provider_concurrency: 4,
+        per_provider_rate: 5.0,
+    };
+    s.rekey.set_campaign_settings(limits);
+    replica.rekey.set_campaign_settings(limits);
     let fx = ProviderFixture::start().await;
     let tag = format!("rep-{}", short_unique());
     for i in 0..12 {
@@ -751,6 +765,13 @@ async fn two_replicas_share_a_campaign_on_postgres() {
         "both replicas worked: {mine} and {theirs}"
     );
     assert_eq!(fx.revocations(), 12, "each token revoked once");
+    let times = fx.revocation_times();
+    let spread = times[11].duration_since(times[0]);
+    // A limit, not a speed: a slower machine only spreads them further.
+    assert!(
+        spread >= Duration::from_millis(11 * 200 - 100),
+        "12 calls at 5/s took only {spread:?}"
+    );
     replica.stop().await;
     s.stop().await;
     fx.stop().await;

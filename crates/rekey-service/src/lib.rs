@@ -35,7 +35,8 @@ pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
 pub use audit::{AuditPage, ChainReport, Reader};
 pub use campaign::{
     Breakdown as CampaignBreakdown, Campaign, CampaignItem, CampaignLink, CampaignRecord,
-    CampaignRun, MailSettings, PlanItem, PlannedStep, Progress as CampaignProgress,
+    CampaignRun, CampaignSettings, MailSettings, PlanItem, PlannedStep,
+    Progress as CampaignProgress,
 };
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
 pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
@@ -121,6 +122,7 @@ pub struct RekeyConfig {
     pub webhooks: WebhookSettings,
     /// SMTP for e-mailing owners their campaign links (none: no e-mail).
     pub mail: Option<MailSettings>,
+    pub campaigns: CampaignSettings,
 }
 
 impl Default for RekeyConfig {
@@ -131,6 +133,7 @@ impl Default for RekeyConfig {
             health: HealthSettings::default(),
             webhooks: WebhookSettings::default(),
             mail: None,
+            campaigns: CampaignSettings::default(),
         }
     }
 }
@@ -170,6 +173,7 @@ struct Inner {
     replica: String,
     /// The SMTP transport, when configured.
     mailer: Option<campaign::Mailer>,
+    campaign_settings: RwLock<CampaignSettings>,
 }
 
 impl Rekey {
@@ -214,6 +218,7 @@ impl Rekey {
                     .as_ref()
                     .map(campaign::Mailer::new)
                     .transpose()?,
+                campaign_settings: RwLock::new(config.campaigns),
                 outbound,
             }),
         })
@@ -258,6 +263,24 @@ impl Rekey {
             .read()
             .map(|u| u.clone())
             .unwrap_or_default()
+    }
+
+    /// How hard campaigns may press each provider.
+    pub fn campaign_settings(&self) -> CampaignSettings {
+        self.inner
+            .campaign_settings
+            .read()
+            .map(|s| *s)
+            .unwrap_or_default()
+    }
+
+    /// Tests only: other campaign limits (the server takes them from
+    /// [`RekeyConfig`]).
+    #[cfg(feature = "test-hooks")]
+    pub fn set_campaign_settings(&self, s: CampaignSettings) {
+        if let Ok(mut c) = self.inner.campaign_settings.write() {
+            *c = s;
+        }
     }
 
     /// Owners can be e-mailed (an SMTP server is configured).

@@ -628,3 +628,30 @@ pub async fn mail_of(
     .fetch_all(c)
     .await?)
 }
+
+/// Reserve `provider`'s next step slot: the later of now and the next free
+/// slot, moving the next free one on by `spacing_ms`. Every replica on the
+/// database shares it, so the steps keep one rate between them.
+pub async fn reserve_pace(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    provider: &str,
+    now: i64,
+    spacing_ms: i64,
+) -> Result<i64, Error> {
+    let later = match backend {
+        crate::Backend::Postgres => "GREATEST",
+        crate::Backend::Sqlite => "MAX",
+    };
+    let (slot,): (i64,) = sqlx::query_as(&format!(
+        "INSERT INTO provider_pace (provider, next_at) VALUES ($1, $2 + $3) \
+         ON CONFLICT (provider) DO UPDATE SET next_at = {later}(provider_pace.next_at, $2) + $3 \
+         RETURNING next_at - $3"
+    ))
+    .bind(provider)
+    .bind(now)
+    .bind(spacing_ms)
+    .fetch_one(c)
+    .await?;
+    Ok(slot)
+}

@@ -73,8 +73,9 @@ struct Shared {
     valid: Mutex<Option<String>>,
     /// Tokens revoked through `auth.revoke` (as Slack: dead from then on).
     revoked: Mutex<Vec<String>>,
-    /// Requests to `auth.revoke`.
+    /// Requests to `auth.revoke`, and when each arrived.
     revocations: AtomicUsize,
+    revocation_times: Mutex<Vec<std::time::Instant>>,
     last_auth: Mutex<Option<String>>,
     hits: AtomicUsize,
     in_flight: AtomicUsize,
@@ -109,6 +110,7 @@ impl ProviderFixture {
             valid: Mutex::new(None),
             revoked: Mutex::new(Vec::new()),
             revocations: AtomicUsize::new(0),
+            revocation_times: Mutex::new(Vec::new()),
             last_auth: Mutex::new(None),
             hits: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -172,6 +174,11 @@ impl ProviderFixture {
     /// How many `auth.revoke` requests arrived.
     pub fn revocations(&self) -> usize {
         self.shared.revocations.load(Ordering::SeqCst)
+    }
+
+    /// When each `auth.revoke` request arrived, in order.
+    pub fn revocation_times(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared.revocation_times).clone()
     }
 
     pub fn set_mode(&self, m: Mode) {
@@ -289,6 +296,7 @@ type St = State<Arc<Shared>>;
 /// (or `not_authed`), HTTP 200 as Slack answers.
 async fn slack_revoke(State(s): St, headers: HeaderMap) -> Response {
     s.revocations.fetch_add(1, Ordering::SeqCst);
+    lock(&s.revocation_times).push(std::time::Instant::now());
     let cred = presented(&headers);
     match check(&s, cred.as_ref()) {
         Cred::Good => {

@@ -34,7 +34,7 @@ pub use mail::MailSettings;
 pub(crate) use mail::Mailer;
 pub use plan::{PlanItem, PlannedStep};
 pub use rekey_store::campaigns::{CampaignRow as CampaignRecord, ItemRow as CampaignItem};
-pub use worker::CampaignRun;
+pub use worker::{CampaignRun, CampaignSettings};
 
 /// The furthest deadline a campaign may set.
 const MAX_DEADLINE_MS: i64 = 90 * 86_400_000;
@@ -185,15 +185,31 @@ impl Rekey {
                 "`deadline` must be at most 90 days ahead",
             ));
         }
-        let filter = connection_filter(&req.filter)?;
-        for p in filter.provider.iter().chain(filter.providers.iter()) {
-            if self.catalog().get(p).is_none() {
-                return Err(Error::unprocessable(
+        // Checked as written first (a malformed value is 400), then
+        // providers by id or alias, stored by id as connections name them.
+        connection_filter(&req.filter)?;
+        let mut req = req;
+        let canonical = |p: &str| {
+            self.catalog().find(p).map(|e| e.id.clone()).ok_or_else(|| {
+                Error::unprocessable(
                     ErrorCode::UnknownProvider,
-                    format!("no provider `{p}` in the catalog"),
-                ));
-            }
+                    format!(
+                        "no provider `{}` in the catalog; see GET /api/v1/providers",
+                        ids::truncate_for_message(p)
+                    ),
+                )
+            })
+        };
+        if let Some(p) = &req.filter.provider {
+            req.filter.provider = Some(canonical(p)?);
         }
+        req.filter.providers = req
+            .filter
+            .providers
+            .iter()
+            .map(|p| canonical(p))
+            .collect::<Result<_, _>>()?;
+        let filter = connection_filter(&req.filter)?;
         if let Some(i) = &filter.integration {
             self.integration_row(&ctx.tenant, i).await?;
         }

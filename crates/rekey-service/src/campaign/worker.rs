@@ -31,20 +31,46 @@ use rekey_store::rotations;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// Items one pass advances at once, and at most this many of one provider
-/// (each may wait on the provider).
+/// Items one pass advances at once (each may wait on its provider).
 const PARALLEL: usize = 16;
-const PER_PROVIDER: usize = 4;
+
+/// How hard campaigns may press each provider.
+#[derive(Debug, Clone, Copy)]
+pub struct CampaignSettings {
+    /// Steps of one provider in flight at once, per replica.
+    pub per_provider_concurrency: usize,
+    /// Steps that call a provider started per second, per provider, across
+    /// every replica sharing the database (0 = no limit).
+    pub per_provider_rate: f64,
+}
+
+impl Default for CampaignSettings {
+    fn default() -> Self {
+        CampaignSettings {
+            per_provider_concurrency: 4,
+            per_provider_rate: 10.0,
+        }
+    }
+}
 
 /// One semaphore per provider, for a pass.
-#[derive(Default)]
-struct ProviderLimits(std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>>>);
+struct ProviderLimits {
+    per_provider: usize,
+    sems: std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
+}
 
 impl ProviderLimits {
+    fn new(per_provider: usize) -> ProviderLimits {
+        ProviderLimits {
+            per_provider: per_provider.max(1),
+            sems: Default::default(),
+        }
+    }
+
     fn of(&self, provider: &str) -> std::sync::Arc<tokio::sync::Semaphore> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.sems.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(provider.to_string())
-            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(PER_PROVIDER)))
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_provider)))
             .clone()
     }
 }
@@ -119,7 +145,7 @@ impl Rekey {
             tx.commit().await?;
             c
         };
-        let limits = ProviderLimits::default();
+        let limits = ProviderLimits::new(self.campaign_settings().per_provider_concurrency);
         let (owner_ref, limits_ref) = (&owner, &limits);
         let results: Vec<(String, String, Result<Advanced, Error>)> =
             futures_util::stream::iter(claimed.iter().cloned())
@@ -305,6 +331,30 @@ impl Rekey {
         Ok(Some((c.id.clone(), false)))
     }
 
+    /// Wait for `provider`'s next step slot (see [`CampaignSettings`]): a
+    /// reservation in the database, so replicas share the rate.
+    async fn pace(&self, provider: &str) -> Result<(), Error> {
+        let rate = self.campaign_settings().per_provider_rate;
+        if rate.is_nan() || rate <= 0.0 {
+            return Ok(());
+        }
+        let spacing = (1000.0 / rate).ceil() as i64;
+        let now = now_ms();
+        let slot = {
+            let mut tx = self.store().begin_write().await?;
+            let s = store::reserve_pace(tx.conn(), self.store().backend(), provider, now, spacing)
+                .await?;
+            tx.commit().await?;
+            s
+        };
+        // Bounded well inside the item's lease (the rate is at least 0.5/s).
+        let wait = (slot - now).clamp(0, LEASE_MS / 2);
+        if wait > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+        }
+        Ok(())
+    }
+
     /// Run (or look at) one action of an item.
     async fn act(
         &self,
@@ -379,6 +429,7 @@ impl Rekey {
                 ),
             ));
         }
+        self.pace(&item.provider).await?;
         // The provider call is not repeated after a restart if it took
         // effect: a call begun before (`started_at`) whose credential the
         // provider now refuses is recorded without calling again.
@@ -465,6 +516,7 @@ impl Rekey {
                 Ok(r) => r,
                 Err(e) => return Ok(Act::Fail(e.public_message())),
             };
+            self.pace(&item.provider).await?;
             return match self.start_rotation(ctx, &item.connection_id, req).await {
                 Ok(r) => {
                     fault::after("campaign_rotation_started");
@@ -637,6 +689,7 @@ impl Rekey {
         if !actions.contains(&CampaignAction::Reauthorize) {
             return Ok(Act::Next);
         }
+        self.pace(&item.provider).await?;
         match self.check_connection(ctx, &item.connection_id).await {
             Ok(r) if r.outcome == "ok" => Ok(Act::Next),
             // Refused outright: the owner gave a wrong key; retrying will
