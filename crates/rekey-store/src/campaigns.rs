@@ -655,3 +655,33 @@ pub async fn reserve_pace(
     .await?;
     Ok(slot)
 }
+
+/// [`counts`] of several campaigns at once, by campaign id.
+pub async fn counts_of(
+    c: &mut AnyConnection,
+    tenant: &str,
+    campaign_ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<(String, String, Option<String>, i64)>>, Error> {
+    let mut out: std::collections::HashMap<String, Vec<_>> = Default::default();
+    if campaign_ids.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (0..campaign_ids.len())
+        .map(|i| format!("${}", i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT campaign_id, state, provider, owner, COUNT(*) FROM campaign_items \
+         WHERE tenant = $1 AND campaign_id IN ({}) \
+         GROUP BY campaign_id, state, provider, owner",
+        marks.join(", ")
+    );
+    let mut q =
+        sqlx::query_as::<_, (String, String, String, Option<String>, i64)>(&sql).bind(tenant);
+    for id in campaign_ids {
+        q = q.bind(id);
+    }
+    for (id, state, provider, owner, n) in q.fetch_all(c).await? {
+        out.entry(id).or_default().push((state, provider, owner, n));
+    }
+    Ok(out)
+}

@@ -294,11 +294,20 @@ impl Rekey {
             store::list(&mut c, tenant, before.as_deref(), limit + 1).await?
         };
         let next = crate::paging::next_cursor(&mut rows, limit, |r| r.id.as_str());
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let progress = self.progress(&row).await?;
-            out.push(Campaign { row, progress });
-        }
+        // Every campaign's counts in one query, not one per campaign.
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut counts = {
+            let mut c = self.store().read().await?;
+            store::counts_of(&mut c, tenant, &ids).await?
+        };
+        let out = rows
+            .into_iter()
+            .map(|row| {
+                let mine = counts.remove(&row.id).unwrap_or_default();
+                let progress = progress_of(&row, mine);
+                Campaign { row, progress }
+            })
+            .collect();
         Ok((out, next))
     }
 
@@ -307,39 +316,46 @@ impl Rekey {
             let mut c = self.store().read().await?;
             store::counts(&mut c, &row.tenant, &row.id).await?
         };
-        let late = now_ms() > row.deadline;
-        let mut p = Progress::default();
-        let mut providers: BTreeMap<String, Breakdown> = BTreeMap::new();
-        let mut owners: BTreeMap<String, Breakdown> = BTreeMap::new();
-        for (state, provider, owner, n) in counts {
-            let Ok(state) = state.parse::<ItemState>() else {
-                continue;
-            };
-            p.total += n;
-            *p.counts.entry(state).or_default() += n;
-            if late && !state.is_finished() {
-                p.overdue += n;
-            }
-            for (map, key) in [
-                (&mut providers, provider.clone()),
-                (
-                    &mut owners,
-                    owner.clone().unwrap_or_else(|| "(none)".into()),
-                ),
-            ] {
-                let b = map.entry(key.clone()).or_insert_with(|| Breakdown {
-                    key,
-                    ..Breakdown::default()
-                });
-                b.total += n;
-                *b.counts.entry(state).or_default() += n;
-            }
-        }
-        p.by_provider = providers.into_values().collect();
-        p.by_owner = owners.into_values().collect();
-        Ok(p)
+        Ok(progress_of(row, counts))
     }
+}
 
+/// A campaign's progress from its items' counts by (state, provider, owner).
+fn progress_of(row: &CampaignRow, counts: Vec<(String, String, Option<String>, i64)>) -> Progress {
+    let late = now_ms() > row.deadline;
+    let mut p = Progress::default();
+    let mut providers: BTreeMap<String, Breakdown> = BTreeMap::new();
+    let mut owners: BTreeMap<String, Breakdown> = BTreeMap::new();
+    for (state, provider, owner, n) in counts {
+        let Ok(state) = state.parse::<ItemState>() else {
+            continue;
+        };
+        p.total += n;
+        *p.counts.entry(state).or_default() += n;
+        if late && !state.is_finished() {
+            p.overdue += n;
+        }
+        for (map, key) in [
+            (&mut providers, provider.clone()),
+            (
+                &mut owners,
+                owner.clone().unwrap_or_else(|| "(none)".into()),
+            ),
+        ] {
+            let b = map.entry(key.clone()).or_insert_with(|| Breakdown {
+                key,
+                ..Breakdown::default()
+            });
+            b.total += n;
+            *b.counts.entry(state).or_default() += n;
+        }
+    }
+    p.by_provider = providers.into_values().collect();
+    p.by_owner = owners.into_values().collect();
+    p
+}
+
+impl Rekey {
     /// `POST /campaigns/{id}/start`: freeze the plan (one item per
     /// connection the filter selects now) and let the workers run it.
     /// Freezing writes in batches while the campaign is still a draft, so
