@@ -286,6 +286,34 @@ pub struct CampaignPlanRefresh {
     pub added: i64,
 }
 
+/// Links as a mail-merge CSV file (`rekey campaign links --csv`, the
+/// dashboard's download): a header, then one row per link, each cell
+/// [`crate::csv_safe`].
+pub fn links_csv(links: &[CampaignLinkView]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "connection_id",
+        "display_name",
+        "owner",
+        "url",
+        "expires_at",
+        "status",
+    ])?;
+    for l in links {
+        let cells = [
+            l.connection_id.as_str(),
+            &l.display_name,
+            l.owner.as_deref().unwrap_or_default(),
+            &l.url,
+            &l.expires_at,
+            &l.status,
+        ];
+        w.write_record(cells.map(|c| crate::csv_safe(c).into_owned()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -436,28 +436,7 @@ async fn links(c: &Client, id: &str, csv: bool, json: bool) -> Result<()> {
         return print_json(&all);
     }
     if csv {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "connection_id",
-            "display_name",
-            "owner",
-            "url",
-            "expires_at",
-            "status",
-        ])?;
-        for l in &all {
-            let cells = [
-                l.connection_id.as_str(),
-                &l.display_name,
-                l.owner.as_deref().unwrap_or_default(),
-                &l.url,
-                &l.expires_at,
-                &l.status,
-            ];
-            w.write_record(cells.map(|c| rekey_api::csv_safe(c).into_owned()))?;
-        }
-        let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-        return crate::output::write_stdout(&String::from_utf8_lossy(&bytes));
+        return crate::output::write_stdout(&rekey_api::links_csv(&all)?);
     }
     let rows = all
         .iter()

@@ -93,6 +93,18 @@ pub fn view(c: &Campaign) -> CampaignView {
     }
 }
 
+/// The wire view of an owner's link.
+pub fn link_view(l: rekey_service::CampaignLink) -> CampaignLinkView {
+    CampaignLinkView {
+        connection_id: l.item.connection_id,
+        display_name: l.item.display_name,
+        owner: l.item.owner,
+        url: l.url,
+        expires_at: ms_to_rfc3339(l.expires_at),
+        status: l.status.as_str().into(),
+    }
+}
+
 /// The wire view of one connection of a campaign.
 pub fn item_view(p: &PlanItem, frozen: bool) -> CampaignItemView {
     let i = &p.item;
@@ -351,17 +363,7 @@ async fn campaign_links(
         .campaign_links(&auth.ctx, &id, q.cursor.as_deref(), q.limit)
         .await?;
     Ok(Json(CampaignLinks {
-        items: links
-            .into_iter()
-            .map(|l| CampaignLinkView {
-                connection_id: l.item.connection_id,
-                display_name: l.item.display_name,
-                owner: l.item.owner,
-                url: l.url,
-                expires_at: ms_to_rfc3339(l.expires_at),
-                status: l.status.as_str().into(),
-            })
-            .collect(),
+        items: links.into_iter().map(link_view).collect(),
         next_cursor,
     }))
 }

@@ -11,7 +11,7 @@ use super::connections::Filter;
 use super::show::When;
 use super::{CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
-use crate::routes::campaigns::{item_view, view};
+use crate::routes::campaigns::{item_view, link_view, view};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -536,6 +536,15 @@ pub(super) async fn create(
     }
 }
 
+fn no_such_action() -> UiError {
+    UiError::page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such campaign action.",
+        "bad",
+    )
+}
+
 /// `POST /ui/campaigns/{id}/{start|pause|resume|cancel}`.
 pub(super) async fn control(
     State(s): State<AppState>,
@@ -562,14 +571,7 @@ pub(super) async fn control(
                     .campaign_control(&ctx, &id, CampaignState::Cancelled)
                     .await
             }
-            _ => {
-                return Err(UiError::page(
-                    StatusCode::NOT_FOUND,
-                    "Not found",
-                    "There is no such campaign action.",
-                    "bad",
-                ))
-            }
+            _ => return Err(no_such_action()),
         };
         let c = r.map_err(UiError::service("Not changed"))?;
         Ok(Redirect::to(&format!("/ui/campaigns/{}", c.row.id)).into_response())
@@ -644,14 +646,7 @@ pub(super) async fn item_action(
                     .campaign_link_change(&ctx, &id, &cid, action == "resend")
                     .await
             }
-            _ => {
-                return Err(UiError::page(
-                    StatusCode::NOT_FOUND,
-                    "Not found",
-                    "There is no such campaign action.",
-                    "bad",
-                ))
-            }
+            _ => return Err(no_such_action()),
         };
         let p = r.map_err(UiError::service("Not changed"))?;
         Ok(Redirect::to(&format!(
@@ -701,18 +696,7 @@ pub(super) async fn links_csv(
     let run = async {
         u.require_write("read reauthorization links")?;
         let ctx = u.ctx();
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let internal =
-            |e: csv::Error| UiError::Service("Unavailable", rekey_core::Error::internal(e));
-        w.write_record([
-            "connection_id",
-            "display_name",
-            "owner",
-            "url",
-            "expires_at",
-            "status",
-        ])
-        .map_err(internal)?;
+        let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let (links, next) = s
@@ -720,27 +704,14 @@ pub(super) async fn links_csv(
                 .campaign_links(&ctx, &id, cursor.as_deref(), Some(200))
                 .await
                 .map_err(UiError::service("Not found"))?;
-            for l in links {
-                let expires = rekey_core::time::ms_to_rfc3339(l.expires_at);
-                let cells = [
-                    l.item.connection_id.as_str(),
-                    &l.item.display_name,
-                    l.item.owner.as_deref().unwrap_or_default(),
-                    &l.url,
-                    &expires,
-                    l.status.as_str(),
-                ];
-                w.write_record(cells.map(|c| rekey_api::csv_safe(c).into_owned()))
-                    .map_err(internal)?;
-            }
+            all.extend(links.into_iter().map(link_view));
             match next {
                 Some(n) => cursor = Some(n),
                 None => break,
             }
         }
-        let body = w.into_inner().map_err(|e| {
-            UiError::Service("Unavailable", rekey_core::Error::internal(e.to_string()))
-        })?;
+        let body = rekey_api::links_csv(&all)
+            .map_err(|e| UiError::Service("Unavailable", rekey_core::Error::internal(e)))?;
         Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
