@@ -71,8 +71,19 @@ impl WriteTx {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+    /// Commit. Run to the end in a task of its own: a caller that goes
+    /// away meanwhile (a client hanging up) must not leave the connection
+    /// half way through, holding the database's write lock.
     pub async fn commit(self) -> Result<(), Error> {
-        Ok(self.tx.commit().await?)
+        let WriteTx { tx, _guard, .. } = self;
+        tokio::spawn(async move {
+            let r = tx.commit().await;
+            drop(_guard);
+            r
+        })
+        .await
+        .map_err(|e| Error::internal(format!("commit task: {e}")))??;
+        Ok(())
     }
 }
 
@@ -165,24 +176,35 @@ impl Store {
         &self.pool
     }
 
+    /// A write transaction. The `BEGIN` runs in a task of its own: a caller
+    /// dropped while it is in flight (a client that hangs up) would
+    /// otherwise hand the connection back to the pool inside an open
+    /// transaction, and on SQLite keep the write lock for good. Dropped
+    /// unused, the finished task's transaction rolls back.
     pub async fn begin_write(&self) -> Result<WriteTx, Error> {
-        let guard = match self.backend {
-            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
-            Backend::Postgres => None,
-        };
-        // SQLite: take the database write lock up front. A deferred
-        // transaction that reads first and upgrades later fails at once with
-        // SQLITE_BUSY(_SNAPSHOT) when another process (an offline `rekey
-        // admin` command) wrote in between; IMMEDIATE waits (busy_timeout).
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }?;
-        Ok(WriteTx {
-            tx,
-            _guard: guard,
-            backend: self.backend,
+        let (pool, backend, lock) = (self.pool.clone(), self.backend, self.write_lock.clone());
+        tokio::spawn(async move {
+            let guard = match backend {
+                Backend::Sqlite => Some(lock.lock_owned().await),
+                Backend::Postgres => None,
+            };
+            // SQLite: take the database write lock up front. A deferred
+            // transaction that reads first and upgrades later fails at once
+            // with SQLITE_BUSY(_SNAPSHOT) when another process (an offline
+            // `rekey admin` command) wrote in between; IMMEDIATE waits
+            // (busy_timeout).
+            let tx = match backend {
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => pool.begin().await,
+            }?;
+            Ok(WriteTx {
+                tx,
+                _guard: guard,
+                backend,
+            })
         })
+        .await
+        .map_err(|e| Error::internal(format!("begin task: {e}")))?
     }
 
     pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>, Error> {
@@ -193,16 +215,21 @@ impl Store {
     /// (PostgreSQL `REPEATABLE READ`; a deferred SQLite transaction in WAL
     /// mode keeps the snapshot of its first read). For reading a record and
     /// its secrets as one pair when a writer keeps changing them.
+    /// Begun in a task of its own, as [`Store::begin_write`] is.
     pub async fn begin_snapshot(&self) -> Result<Transaction<'static, Any>, Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin().await,
-            Backend::Postgres => {
-                self.pool
-                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await
+        let (pool, backend) = (self.pool.clone(), self.backend);
+        tokio::spawn(async move {
+            match backend {
+                Backend::Sqlite => pool.begin().await,
+                Backend::Postgres => {
+                    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                        .await
+                }
             }
-        }
-        .map_err(Error::from)
+            .map_err(Error::from)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("begin task: {e}")))?
     }
 
     /// SQLite only: write a consistent copy of the whole database into the
