@@ -169,14 +169,16 @@ fn mail_settings(
             if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
                 bail!("REKEY_SMTP_URL must start with smtps:// or smtp:// (add ?tls=required for STARTTLS)");
             }
-            if u.starts_with("smtp://") && !u.contains("tls=") {
-                tracing::warn!("REKEY_SMTP_URL has no TLS: owners' links reach the SMTP server in clear text (use smtps:// or ?tls=required unless it is a local relay)");
+            if u.starts_with("smtp://") && !u.contains("tls=required") {
+                tracing::warn!("REKEY_SMTP_URL does not require TLS: owners' links may reach the SMTP server in clear text (use smtps:// or ?tls=required unless it is a local relay)");
             }
-            Ok(Some(rekey_service::MailSettings {
+            let s = rekey_service::MailSettings {
                 url,
                 from: from.to_string(),
                 retry_base_ms: retry_base_ms as i64,
-            }))
+            };
+            s.check().map_err(|e| anyhow::anyhow!(e))?;
+            Ok(Some(s))
         }
         (Some(_), None) => bail!("REKEY_SMTP_URL is set but REKEY_SMTP_FROM is not: give the From address of e-mail to owners"),
         (None, Some(_)) => bail!("REKEY_SMTP_FROM is set but REKEY_SMTP_URL is not: give the SMTP server (smtps://user:password@host:465)"),

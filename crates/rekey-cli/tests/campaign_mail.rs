@@ -101,7 +101,32 @@ async fn owners_get_their_links_by_email(db: Db) {
     assert_eq!(ada.mail_from, "rekey@example.com");
     assert!(ada.from.contains("rekey@example.com"), "{ada:?}");
     assert_eq!(ada.subject, "Please reconnect Billing sync");
+    assert!(
+        ada.message_id.starts_with("<mail_") && ada.message_id.ends_with("@example.com>"),
+        "{ada:?}"
+    );
+    assert_eq!(ada.mime_version, "1.0");
+    // A `[reauthorize]` campaign revokes nothing: the message does not say so.
+    assert!(!ada.body.contains("revoked"), "{}", ada.body);
     assert!(ada.body.contains("Vendor breach"), "{}", ada.body);
+    // The owner known only by a subject: the operator is told no e-mail went.
+    let plan = c
+        .campaign_plan(&id, &CampaignItemQuery::default())
+        .await
+        .unwrap();
+    let legacy = plan
+        .items
+        .iter()
+        .find(|i| i.connection_id == conns[2])
+        .unwrap();
+    assert!(
+        legacy
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no e-mail was sent"),
+        "{legacy:?}"
+    );
     // The message's link is the one the campaign lists for that connection.
     let links = c
         .campaign_links(&id, &CampaignQuery::default())
@@ -173,6 +198,82 @@ async fn owners_get_their_links_by_email(db: Db) {
     }
     server.stop().await;
     fx.stop().await;
+}
+
+/// An SMTP server that never answers: the message is tried 8 times, then
+/// given up; the operator sees it on the connection (its detail), in the
+/// audit log (`campaign.mail`, outcome error) and in the server's log.
+#[tokio::test]
+async fn an_email_that_cannot_be_sent_is_reported() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let mut cmd = env.serve_command(&["--worker-tick-ms", "50"], None);
+    cmd.env("REKEY_SMTP_URL", format!("smtp://127.0.0.1:{closed}"))
+        .env("REKEY_SMTP_FROM", "rekey@example.com")
+        .env("REKEY_SMTP_RETRY_BASE_MS", "10");
+    let server = common::start_server(cmd).await;
+    let c = Client::new(&server.base, key.clone()).unwrap();
+    let tag = format!("nomail-{}", short_unique());
+    let body = json!({"provider": "custom-rest", "kind": "api_key", "display_name": "Orders",
+        "tags": [tag], "owner": {"email": "o@example.com"}, "credentials": {"key": "o-1"}});
+    let conn = c
+        .create_connection(&serde_json::from_value(body).unwrap())
+        .await
+        .unwrap()
+        .id;
+    let campaign = c
+        .create_campaign(&CreateCampaign {
+            name: "No mail".into(),
+            reason: "test".into(),
+            filter: CampaignFilter {
+                tag: Some(tag),
+                ..Default::default()
+            },
+            actions: BTreeMap::from([("api_key".to_string(), vec!["reauthorize".to_string()])]),
+            rotation: Default::default(),
+            deadline: rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000),
+            notify: None,
+        })
+        .await
+        .unwrap();
+    c.campaign_control(&campaign.id, "start").await.unwrap();
+    let mut detail = String::new();
+    for _ in 0..300 {
+        let plan = c
+            .campaign_plan(&campaign.id, &CampaignItemQuery::default())
+            .await
+            .unwrap();
+        detail = plan.items[0].detail.clone().unwrap_or_default();
+        if detail.contains("e-mail to o@example.com with the link failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        detail.contains("e-mail to o@example.com with the link failed"),
+        "{detail}\n{}",
+        server.logs()
+    );
+    let audit = common::api_get(
+        &server.base,
+        &key,
+        &format!("/api/v1/audit?action=campaign.mail&target={}", campaign.id),
+    )
+    .await;
+    let e = &audit["items"][0];
+    assert_eq!(e["outcome"], "error", "{audit}");
+    assert_eq!(e["details"]["attempts"], 8, "{audit}");
+    assert_eq!(e["details"]["connection"], conn.as_str(), "{audit}");
+    assert!(
+        server.logs().contains("campaign e-mail not sent"),
+        "{}",
+        server.logs()
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

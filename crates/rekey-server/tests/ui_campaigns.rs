@@ -115,6 +115,10 @@ async fn campaign_pages_roles_refusals_and_links(db: Db) {
     );
     let (_, html) = get(&s, &loc, &olga).await;
     assert!(html.contains("Start the campaign"), "{html}");
+    assert!(
+        html.contains("<strong id=\"plan-size\">2</strong>"),
+        "the draft says how many connections it covers: {html}"
+    );
     assert_eq!(html.matches("data-connection=\"con_").count(), 2, "{html}");
 
     // Started; started again is refused in words.
@@ -226,6 +230,21 @@ async fn campaign_pages_roles_refusals_and_links(db: Db) {
     .await;
     assert_eq!(st, StatusCode::SEE_OTHER);
     assert_eq!(l.unwrap(), format!("/ui/campaigns/{lid}/items/{a}"));
+    // Cancelled, the link is gone but a new one can still be sent.
+    let (st, _, _) = post_owned(
+        &format!("/ui/campaigns/{lid}/items/{a}/cancel-link"),
+        &olga,
+        token.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (_, html) = get(&s, &format!("/ui/campaigns/{lid}/items/{a}"), &olga).await;
+    assert!(
+        html.contains("Resend link")
+            && !html.contains("Cancel link")
+            && !html.contains("Owner's link"),
+        "{html}"
+    );
     // A confirmation needs its comment.
     let (st, _, html) = post_owned(
         &format!("/ui/campaigns/{lid}/items/{a}/confirm"),

@@ -685,3 +685,25 @@ pub async fn counts_of(
     }
     Ok(out)
 }
+
+/// Replace the detail of an item still waiting for its owner on the link
+/// `session_id` (a note the operator must see, such as a failed e-mail).
+pub async fn set_waiting_detail(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    session_id: &str,
+    detail: &str,
+) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE campaign_items SET detail = $1 WHERE tenant = $2 AND id = $3 \
+         AND session_id = $4 AND state = 'waiting_for_owner'",
+    )
+    .bind(detail)
+    .bind(tenant)
+    .bind(id)
+    .bind(session_id)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

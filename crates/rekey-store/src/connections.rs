@@ -256,12 +256,10 @@ pub struct ConnectionFilter {
     pub limit: i64,
 }
 
-pub async fn list(
-    c: &mut AnyConnection,
-    tenant: &str,
-    f: &ConnectionFilter,
-) -> Result<Vec<ConnectionRow>, Error> {
-    let mut sql = format!("SELECT {COLS} FROM connections WHERE tenant = $1");
+/// The filter's `WHERE` clause and its arguments (`after_id` and `limit`
+/// aside), shared by [`list`] and [`count`].
+fn filter_clause(tenant: &str, f: &ConnectionFilter) -> (String, Vec<Arg>) {
+    let mut sql = " WHERE tenant = $1".to_string();
     let mut args: Vec<Arg> = vec![Arg::S(tenant.to_string())];
     let mut push = |sql: &mut String, clause: &str, a: Arg| {
         args.push(a);
@@ -345,8 +343,19 @@ pub async fn list(
             Arg::S(v.clone()),
         );
     }
+    (sql, args)
+}
+
+pub async fn list(
+    c: &mut AnyConnection,
+    tenant: &str,
+    f: &ConnectionFilter,
+) -> Result<Vec<ConnectionRow>, Error> {
+    let (clause, mut args) = filter_clause(tenant, f);
+    let mut sql = format!("SELECT {COLS} FROM connections{clause}");
     if let Some(v) = &f.after_id {
-        push(&mut sql, " AND id > $?", Arg::S(v.clone()));
+        args.push(Arg::S(v.clone()));
+        sql.push_str(&format!(" AND id > ${}", args.len()));
     }
     args.push(Arg::I(f.limit));
     sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
@@ -358,6 +367,24 @@ pub async fn list(
         };
     }
     Ok(q.fetch_all(c).await?)
+}
+
+/// How many connections the filter selects (`after_id` and `limit` aside).
+pub async fn count(
+    c: &mut AnyConnection,
+    tenant: &str,
+    f: &ConnectionFilter,
+) -> Result<i64, Error> {
+    let (clause, args) = filter_clause(tenant, f);
+    let sql = format!("SELECT COUNT(*) FROM connections{clause}");
+    let mut q = sqlx::query_as::<_, (i64,)>(&sql);
+    for a in &args {
+        q = match a {
+            Arg::S(s) => q.bind(s.clone()),
+            Arg::I(i) => q.bind(*i),
+        };
+    }
+    Ok(q.fetch_one(c).await?.0)
 }
 
 enum Arg {

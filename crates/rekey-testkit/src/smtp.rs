@@ -15,6 +15,8 @@ pub struct Mail {
     pub from: String,
     pub to: String,
     pub subject: String,
+    pub message_id: String,
+    pub mime_version: String,
     pub body: String,
 }
 

@@ -108,7 +108,30 @@ impl Rekey {
         if !store::update_item(tx.conn(), item, owner, was).await? {
             return Ok(false);
         }
-        self.queue_mail(&mut tx, c, item, "link").await?;
+        if !self.queue_mail(&mut tx, c, item, "link").await? && self.mails_owner(c) {
+            // E-mail is on but this owner has no address: say so where the
+            // operator looks, and keep the item as written.
+            let note = format!(
+                "{}; no e-mail was sent (the owner has no e-mail address): hand the link out from the links list",
+                item.detail.as_deref().unwrap_or_default()
+            );
+            store::set_waiting_detail(tx.conn(), &item.tenant, &item.id, &session.id, &note)
+                .await?;
+            item.detail = Some(note);
+        }
+        // In the campaign's timeline like every other step (the URL is not).
+        record(
+            &mut tx,
+            ctx,
+            AuditAction::CampaignStep,
+            Some(&c.id),
+            AuditOutcome::Ok,
+            json!({
+                "connection": item.connection_id, "state": item.state.as_str(),
+                "step": item.step, "detail": item.detail,
+            }),
+        )
+        .await?;
         if super::notifies(c) {
             let mut data = super::item_data(c, item);
             if let Some(m) = data.as_object_mut() {

@@ -14,8 +14,7 @@ use super::CampaignRow;
 use crate::audit::record;
 use crate::sealing::open_row;
 use crate::Rekey;
-use lettre::message::header::ContentType;
-use lettre::message::Mailbox;
+use lettre::message::{Mailbox, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::campaign::ItemState;
@@ -62,6 +61,16 @@ pub(crate) struct Mailer {
     retry_base_ms: i64,
 }
 
+impl MailSettings {
+    /// Whether the settings can be used, checked before the server starts:
+    /// the reason when not (never the URL, which may hold a password).
+    pub fn check(&self) -> Result<(), String> {
+        Mailer::new(self)
+            .map(|_| ())
+            .map_err(|e| e.public_message())
+    }
+}
+
 impl Mailer {
     /// Checked at start-up: a URL lettre cannot use or a From that is no
     /// address stops the server with the reason (never the URL itself,
@@ -69,17 +78,23 @@ impl Mailer {
     pub(crate) fn new(s: &MailSettings) -> Result<Mailer, Error> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(s.url.expose())
             .map_err(|e| {
-                Error::internal(format!(
-                    "REKEY_SMTP_URL is not a usable SMTP URL (smtps://user:password@host:465, smtp://host:587?tls=required, smtp://host:25): {}",
-                    scrub(&e.to_string())
-                ))
+                Error::invalid(
+                    rekey_core::ErrorCode::InvalidConfig,
+                    format!(
+                        "REKEY_SMTP_URL is not a usable SMTP URL (smtps://user:password@host:465, smtp://host:587?tls=required, smtp://host:25): {}",
+                        scrub(&e.to_string())
+                    ),
+                )
             })?
             .timeout(Some(SEND_TIMEOUT))
             .build();
         let from = s.from.parse::<Mailbox>().map_err(|e| {
-            Error::internal(format!(
-                "REKEY_SMTP_FROM is not an e-mail address ({e}): give `rekey <rekey@example.com>` or `rekey@example.com`"
-            ))
+            Error::invalid(
+                rekey_core::ErrorCode::InvalidConfig,
+                format!(
+                    "REKEY_SMTP_FROM is not an e-mail address ({e}): give `rekey <rekey@example.com>` or `rekey@example.com`"
+                ),
+            )
         })?;
         Ok(Mailer {
             transport,
@@ -110,6 +125,12 @@ fn emails(c: &CampaignRow) -> bool {
 }
 
 impl Rekey {
+    /// Whether this campaign's owners are e-mailed (SMTP configured and
+    /// `notify.email` on).
+    pub(super) fn mails_owner(&self, c: &CampaignRow) -> bool {
+        self.inner.mailer.is_some() && emails(c)
+    }
+
     /// Queue the owner's message about the item's link (`link` or
     /// `reminder`) in `tx`, when SMTP is configured, the campaign e-mails
     /// and the owner has an address. Whether one was queued.
@@ -248,6 +269,10 @@ impl Rekey {
             }
             Err(why) => {
                 next.last_error = Some(why.clone());
+                // Who it was for is in the audit entry; the log says which
+                // message and why (an SMTP reply never holds the link).
+                tracing::warn!(mail = %mail.id, connection = %item.connection_id,
+                    attempt = next.attempts, error = %why, "campaign e-mail not sent");
                 if next.attempts >= MAX_ATTEMPTS {
                     next.state = "failed".into();
                     Some(AuditOutcome::Error)
@@ -261,6 +286,17 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         if !store::settle_mail(tx.conn(), owner, &next).await? {
             return Ok(());
+        }
+        // Given up: the connection's detail says so, so the operator hands
+        // the link out another way (the links list) or resends it.
+        if next.state == "failed" {
+            let detail = format!(
+                "the e-mail to {} with the link failed ({}); hand the link out from the links list, or resend it",
+                mail.recipient,
+                next.last_error.as_deref().unwrap_or("no answer")
+            );
+            store::set_waiting_detail(tx.conn(), tenant, &item.id, &mail.session_id, &detail)
+                .await?;
         }
         // Each message that left (or was given up) is audited: it carried a
         // way to replace a credential.
@@ -302,7 +338,8 @@ fn compose(
         .chars()
         .filter(|ch| !ch.is_control())
         .collect();
-    let subject = if mail.kind == "reminder" {
+    let reminder = mail.kind == "reminder";
+    let subject = if reminder {
         format!(
             "Reminder: reconnect {name} before {}",
             ms_to_rfc3339(expires_at)
@@ -310,25 +347,41 @@ fn compose(
     } else {
         format!("Please reconnect {name}")
     };
+    // Only what the plan does: a campaign that does not revoke says nothing
+    // of revocation.
+    let revokes = item.actions.contains("\"revoke\"");
     let body = format!(
         "Hello,\n\n\
+         {first}\
          Your security team is replacing credentials after an incident ({campaign}).\n\
-         You connected {name} ({provider}); its old access has been or is being revoked.\n\
+         You connected {name} ({provider}){old}.\n\
          Please connect it again through this link, which works once, until {expires}:\n\n\
          {url}\n\n\
          The link is for you alone: do not forward it. If you did not expect this\n\
          message, ask your security team before using the link.\n\n\
          -- rekey\n",
+        first = if reminder {
+            "This is a reminder: the link below has not been used yet.\n"
+        } else {
+            ""
+        },
+        old = if revokes {
+            "; its old access is being revoked"
+        } else {
+            ""
+        },
         campaign = c.name,
         provider = item.provider,
         expires = ms_to_rfc3339(expires_at),
         url = url.expose(),
     );
+    // A Message-ID in the From address's domain (not this host's name).
+    let message_id = format!("<{}@{}>", ids::new_id("mail"), mailer.from.email.domain());
     Message::builder()
         .from(mailer.from.clone())
         .to(to)
         .subject(subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
+        .message_id(Some(message_id))
+        .singlepart(SinglePart::plain(body))
         .map_err(|e| format!("the message could not be built: {e}"))
 }

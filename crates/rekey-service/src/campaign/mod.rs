@@ -644,6 +644,15 @@ impl Rekey {
         Ok((row, out, next))
     }
 
+    /// How many connections a draft's filter selects now (what starting it
+    /// would freeze).
+    pub async fn campaign_draft_size(&self, tenant: &str, id: &str) -> Result<i64, Error> {
+        let row = self.campaign_row(tenant, id).await?;
+        let filter: CampaignFilter = serde_json::from_str(&row.filter).map_err(Error::internal)?;
+        let mut c = self.store().read().await?;
+        conns::count(&mut c, tenant, &connection_filter(&filter)?).await
+    }
+
     /// One connection of a started campaign, as its plan shows it.
     pub async fn campaign_item(
         &self,

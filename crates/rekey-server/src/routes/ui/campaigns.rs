@@ -43,7 +43,7 @@ fn state_look(state: &str) -> (&'static str, &'static str) {
         Ok(ItemState::InProgress) => ("In progress", "warn"),
         Ok(ItemState::WaitingForOwner) => ("Waiting for the owner", "warn"),
         Ok(ItemState::WaitingForOperator) => ("Waiting for an operator", "bad"),
-        Ok(ItemState::Done) => ("Done (verified)", "ok"),
+        Ok(ItemState::Done) => ("Done", "ok"),
         Ok(ItemState::Failed) => ("Failed", "bad"),
         Ok(ItemState::Skipped) => ("Skipped", ""),
         Ok(ItemState::Overdue) => ("Overdue", "bad"),
@@ -85,18 +85,31 @@ struct Line {
     i: CampaignItemView,
     label: &'static str,
     class: &'static str,
-    /// Waits for its owner's link: Resend and Cancel link apply.
+    /// Its owner holds a live link: Cancel link applies, and its expiry shows.
     owner_link: bool,
+    /// Its reauthorization is under way and the deadline ahead: a new link
+    /// can be sent (the service's rule for a resend).
+    resendable: bool,
     /// Confirm or skip apply.
     open: bool,
 }
 
 fn line(i: CampaignItemView) -> Line {
-    let (label, class) = state_look(&i.state);
+    let (mut label, class) = state_look(&i.state);
     let state: Option<ItemState> = i.state.parse().ok();
+    // Done by an operator's word, not by rekey's proof: say so.
+    if state == Some(ItemState::Done) && i.confirmed_by.is_some() {
+        label = "Done (confirmed by hand)";
+    } else if state == Some(ItemState::Done) {
+        label = "Done (verified)";
+    }
     Line {
-        owner_link: i.link_expires_at.is_some()
-            && matches!(state, Some(ItemState::WaitingForOwner | ItemState::Overdue)),
+        owner_link: i.link_expires_at.is_some() && state == Some(ItemState::WaitingForOwner),
+        resendable: i.current.as_deref() == Some("reauthorize")
+            && matches!(
+                state,
+                Some(ItemState::WaitingForOwner | ItemState::WaitingForOperator)
+            ),
         open: state.is_some_and(|s| !s.is_finished()) || state == Some(ItemState::Failed),
         label,
         class,
@@ -113,7 +126,6 @@ fn bars(c: &CampaignView) -> Vec<Bar> {
         ItemState::Pending,
         ItemState::Failed,
         ItemState::Skipped,
-        ItemState::Overdue,
     ]
     .into_iter()
     .map(|s| {
@@ -159,6 +171,8 @@ struct Live {
     csrf: String,
     can_write: bool,
     bars: Vec<Bar>,
+    /// Unfinished past the deadline (also counted in their state).
+    overdue: i64,
     providers: Vec<Share>,
     owners: Vec<Share>,
     lines: Vec<Line>,
@@ -169,6 +183,8 @@ struct Live {
     next: Option<String>,
     /// The htmx trigger while workers move the campaign on.
     poll: Option<&'static str>,
+    /// Cancel applies (not finished).
+    cancellable: bool,
 }
 
 #[derive(Template)]
@@ -179,9 +195,10 @@ struct CampaignPage {
     can_write: bool,
     can_audit: bool,
     draft: bool,
-    cancellable: bool,
     /// A draft's plan (this page of it).
     plan: Vec<Line>,
+    /// How many connections a draft's filter selects now.
+    plan_size: i64,
     plan_next: Option<String>,
     /// A draft's plan, on this page: steps by who carries them out.
     by_rekey: usize,
@@ -239,6 +256,7 @@ async fn live(s: &AppState, u: &SessionUser, id: &str, q: &ListQuery) -> UiResul
         csrf: u.csrf.clone(),
         can_write: u.can_write(),
         bars: bars(&c),
+        overdue: c.counts.get("overdue").copied().unwrap_or(0),
         providers: shares(&c.by_provider, 50),
         owners: shares(&c.by_owner, 20),
         lines: items.iter().map(|p| line(item_view(p, true))).collect(),
@@ -246,6 +264,10 @@ async fn live(s: &AppState, u: &SessionUser, id: &str, q: &ListQuery) -> UiResul
         here: q.link(cursor),
         next: next.as_deref().map(|n| q.link(Some(n))),
         poll: running.then_some("every 2s"),
+        cancellable: !c
+            .state
+            .parse::<CampaignState>()
+            .is_ok_and(CampaignState::is_finished),
         c,
     })
 }
@@ -285,6 +307,14 @@ async fn show_page(s: &AppState, id: &str, q: &ListQuery, u: &SessionUser) -> Ui
     } else {
         (Vec::new(), None, render(&live(s, u, id, q).await?)?)
     };
+    let plan_size = if draft {
+        s.rekey
+            .campaign_draft_size(u.tenant(), id)
+            .await
+            .map_err(UiError::service("Not found"))?
+    } else {
+        0
+    };
     let count = |by: &str| {
         plan.iter()
             .flat_map(|l| &l.i.steps)
@@ -299,14 +329,11 @@ async fn show_page(s: &AppState, id: &str, q: &ListQuery, u: &SessionUser) -> Ui
             can_write: u.can_write(),
             can_audit: u.principal.require(Scope::AuditRead).is_ok(),
             draft,
-            cancellable: !c
-                .state
-                .parse::<CampaignState>()
-                .is_ok_and(CampaignState::is_finished),
             by_rekey: count("automatic"),
             by_operator: count("operator"),
             by_owner: count("owner"),
             plan,
+            plan_size,
             plan_next,
             live: live_html,
             deadline: When::now(&c.deadline),
@@ -399,6 +426,8 @@ struct NewPage {
     fields: NewFields,
     /// Today (UTC), the earliest deadline the date input offers.
     today: String,
+    /// The latest day whose end is within the 90 days allowed.
+    last_day: String,
     error: Option<String>,
     /// rekey has an SMTP server to e-mail owners through.
     smtp: bool,
@@ -441,6 +470,7 @@ fn new_page(
         f,
         fields,
         today: day(now_ms()),
+        last_day: day(now_ms() + 89 * 86_400_000),
         error,
     }
 }
