@@ -8,7 +8,7 @@
 //! cases are rekey-service's, as for the API.
 
 use super::connections::Filter;
-use super::show::When;
+use super::show::{Actor, Actors, When};
 use super::{CsrfForm, SessionUser, UiError, UiResult};
 use crate::pages::page;
 use crate::routes::campaigns::{item_view, link_view, view};
@@ -207,6 +207,7 @@ struct CampaignPage {
     /// The rendered [`Live`] (started campaigns).
     live: String,
     deadline: When,
+    created_by: Actor,
     reason_lines: Vec<String>,
 }
 
@@ -337,6 +338,7 @@ async fn show_page(s: &AppState, id: &str, q: &ListQuery, u: &SessionUser) -> Ui
             plan_next,
             live: live_html,
             deadline: When::now(&c.deadline),
+            created_by: Actors::load(s, u.tenant()).await.of(&c.created_by),
             reason_lines: c.reason.lines().map(str::to_string).collect(),
             c,
         },
@@ -358,6 +360,7 @@ pub(super) async fn live_fragment(
 
 struct ListLine {
     c: CampaignView,
+    created_by: Actor,
     state_label: &'static str,
     deadline: When,
 }
@@ -382,6 +385,7 @@ pub(super) async fn list(
         .list_campaigns(u.tenant(), cursor, Some(50))
         .await
         .map_err(UiError::service("Campaigns unavailable"))?;
+    let actors = Actors::load(&s, u.tenant()).await;
     Ok(page(
         StatusCode::OK,
         &ListPage {
@@ -390,6 +394,7 @@ pub(super) async fn list(
                 .map(|c| {
                     let c = view(c);
                     ListLine {
+                        created_by: actors.of(&c.created_by),
                         state_label: campaign_look(&c.state),
                         deadline: When::now(&c.deadline),
                         c,
@@ -618,6 +623,7 @@ struct ItemPage {
     csrf: String,
     can_write: bool,
     link_expires: When,
+    decided_by: Option<Actor>,
 }
 
 /// `GET /ui/campaigns/{id}/items/{connection_id}`: one connection, with
@@ -634,12 +640,17 @@ pub(super) async fn item(
             .await
             .map_err(UiError::service("Not found"))?;
         let l = line(item_view(&p, true));
+        let decided_by = match &l.i.confirmed_by {
+            Some(a) => Some(Actors::load(&s, u.tenant()).await.of(a)),
+            None => None,
+        };
         Ok(page(
             StatusCode::OK,
             &ItemPage {
                 campaign_id: row.id,
                 campaign_name: row.name,
                 link_expires: When::opt(&l.i.link_expires_at),
+                decided_by,
                 l,
                 csrf: u.csrf.clone(),
                 can_write: u.can_write(),
