@@ -115,7 +115,10 @@ async fn campaign_pages_roles_refusals_and_links(db: Db) {
     );
     let (_, html) = get(&s, &loc, &olga).await;
     assert!(html.contains("Start the campaign"), "{html}");
-    assert!(html.contains(">olga (user)</span>"), "actors by name: {html}");
+    assert!(
+        html.contains(">olga (user)</span>"),
+        "actors by name: {html}"
+    );
     assert!(
         html.contains("<strong id=\"plan-size\">2</strong>"),
         "the draft says how many connections it covers: {html}"
