@@ -99,6 +99,18 @@ pub struct ServeArgs {
     /// doubles per attempt (8 attempts), up to an hour.
     #[arg(long, env = "REKEY_SMTP_RETRY_BASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), hide = true)]
     pub smtp_retry_base_ms: u64,
+    /// Database connections this server opens at most: on PostgreSQL
+    /// (default 16), size it to the server's `max_connections` divided by
+    /// the replicas; on SQLite (default 8), readers, as there is one
+    /// writer. Health checks use at most half of it.
+    #[arg(long, env = "REKEY_DATABASE_POOL_SIZE", value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_pool_size: Option<u32>,
+    /// How a credential read's audit entry is committed: `group` (reads
+    /// waiting at the same moment share one transaction; each answer still
+    /// waits for its entry's commit) or `each` (a transaction per read,
+    /// slower; for comparison).
+    #[arg(long, env = "REKEY_AUDIT_COMMIT", default_value = "group", value_parser = ["group", "each"])]
+    pub audit_commit: String,
     /// Log format: `text` or `json`.
     #[arg(long, env = "REKEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -271,6 +283,11 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         campaigns: rekey_service::CampaignSettings {
             per_provider_concurrency: a.campaign_concurrency as usize,
             per_provider_rate: a.campaign_rate,
+        },
+        database_pool_size: a.database_pool_size,
+        audit_commit: match a.audit_commit.as_str() {
+            "each" => rekey_service::AuditCommit::Each,
+            _ => rekey_service::AuditCommit::Group,
         },
     };
     let opened = opts

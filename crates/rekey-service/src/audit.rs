@@ -15,7 +15,22 @@ pub(crate) async fn record(
     outcome: AuditOutcome,
     details: Value,
 ) -> Result<(), Error> {
-    let entry = AuditEntry {
+    let entry = entry(ctx, action, target, outcome, details);
+    let backend = tx.backend();
+    rekey_store::audit::append(tx.conn(), backend, entry).await?;
+    Ok(())
+}
+
+/// The entry for `action` by the caller of `ctx` (its `seq` and hashes are
+/// the store's to set).
+pub(crate) fn entry(
+    ctx: &Ctx,
+    action: AuditAction,
+    target: Option<&str>,
+    outcome: AuditOutcome,
+    details: Value,
+) -> AuditEntry {
+    AuditEntry {
         seq: 0,
         id: ids::new_id(ids::AUDIT),
         at: rekey_core::time::now_ms(),
@@ -27,10 +42,7 @@ pub(crate) async fn record(
         source: ctx.source.clone(),
         outcome: outcome.as_str().to_string(),
         details: details.to_string(),
-    };
-    let backend = tx.backend();
-    rekey_store::audit::append(tx.conn(), backend, entry).await?;
-    Ok(())
+    }
 }
 
 /// One page of the tenant's audit log, newest first.

@@ -56,6 +56,7 @@ pub use oauth_conn::RefreshRun;
 pub use open::{LockMode, OpenOptions, OpenedDataDir};
 pub use rekey_store::credential_versions::VersionRow as CredentialVersion;
 pub use rekey_store::revocations::RevocationRow;
+pub use rekey_store::AuditCommit;
 pub use revocation::{
     Check as RevocationCheck, RevocationRecord, Step as RevocationStep, VERIFY_BATCH,
 };
@@ -123,6 +124,12 @@ pub struct RekeyConfig {
     /// SMTP for e-mailing owners their campaign links (none: no e-mail).
     pub mail: Option<MailSettings>,
     pub campaigns: CampaignSettings,
+    /// How a credential read's audit entry is committed: with the other
+    /// reads waiting (group commit, the default) or in a transaction of
+    /// its own (for comparison).
+    pub audit_commit: AuditCommit,
+    /// The database pool's maximum size (None: the store's default).
+    pub database_pool_size: Option<u32>,
 }
 
 impl Default for RekeyConfig {
@@ -134,6 +141,8 @@ impl Default for RekeyConfig {
             webhooks: WebhookSettings::default(),
             mail: None,
             campaigns: CampaignSettings::default(),
+            audit_commit: AuditCommit::default(),
+            database_pool_size: None,
         }
     }
 }

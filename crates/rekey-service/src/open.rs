@@ -214,7 +214,9 @@ impl OpenOptions {
             }
             _ => None,
         };
-        let store = Store::connect(&url).await?;
+        let store = Store::connect_sized(&url, config.database_pool_size)
+            .await?
+            .with_audit_commit(config.audit_commit);
 
         // Refuse to run with a keyring that cannot read what the database
         // holds (wrong data dir, lost keyring file, wrong master key): writing

@@ -9,6 +9,7 @@
 
 pub mod api_keys;
 pub mod audit;
+mod audit_group;
 pub mod campaigns;
 pub mod connect_sessions;
 pub mod connections;
@@ -23,6 +24,7 @@ pub mod secrets;
 pub mod users;
 pub mod webhooks;
 
+pub use audit_group::AuditCommit;
 pub use rows::TenantScoped;
 
 use rekey_core::Error;
@@ -47,6 +49,10 @@ pub struct Store {
     /// SQLite has one writer; serialising write transactions in-process
     /// avoids SQLITE_BUSY upgrades under concurrency.
     write_lock: Arc<Mutex<()>>,
+    /// Audit entries written on their own: started on first use, so that
+    /// a store opened outside a server (an offline command) starts no task.
+    audit_group: Arc<tokio::sync::OnceCell<audit_group::GroupWriter>>,
+    audit_commit: AuditCommit,
 }
 
 impl std::fmt::Debug for Store {
@@ -90,6 +96,12 @@ impl WriteTx {
 impl Store {
     /// Connect to `url` (`sqlite://path` or `postgres://…`) and run migrations.
     pub async fn connect(url: &str) -> Result<Store, Error> {
+        Store::connect_sized(url, None).await
+    }
+
+    /// [`Store::connect`] with a pool of at most `pool_size` connections
+    /// (None: 8 on SQLite, 16 on PostgreSQL).
+    pub async fn connect_sized(url: &str, pool_size: Option<u32>) -> Result<Store, Error> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -109,7 +121,7 @@ impl Store {
         })?;
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         pool = match backend {
-            Backend::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
+            Backend::Sqlite => pool.max_connections(pool_size.unwrap_or(8)).after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
@@ -117,7 +129,7 @@ impl Store {
                     Ok(())
                 })
             }),
-            Backend::Postgres => pool.max_connections(16),
+            Backend::Postgres => pool.max_connections(pool_size.unwrap_or(16)),
         };
         let pool = pool
             .connect_with(opts)
@@ -127,6 +139,8 @@ impl Store {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
+            audit_group: Arc::new(tokio::sync::OnceCell::new()),
+            audit_commit: AuditCommit::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -183,28 +197,41 @@ impl Store {
     /// unused, the finished task's transaction rolls back.
     pub async fn begin_write(&self) -> Result<WriteTx, Error> {
         let (pool, backend, lock) = (self.pool.clone(), self.backend, self.write_lock.clone());
-        tokio::spawn(async move {
-            let guard = match backend {
-                Backend::Sqlite => Some(lock.lock_owned().await),
-                Backend::Postgres => None,
-            };
-            // SQLite: take the database write lock up front. A deferred
-            // transaction that reads first and upgrades later fails at once
-            // with SQLITE_BUSY(_SNAPSHOT) when another process (an offline
-            // `rekey admin` command) wrote in between; IMMEDIATE waits
-            // (busy_timeout).
-            let tx = match backend {
-                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-                Backend::Postgres => pool.begin().await,
-            }?;
-            Ok(WriteTx {
-                tx,
-                _guard: guard,
-                backend,
-            })
-        })
-        .await
-        .map_err(|e| Error::internal(format!("begin task: {e}")))?
+        tokio::spawn(begin_write_on(pool, backend, lock))
+            .await
+            .map_err(|e| Error::internal(format!("begin task: {e}")))?
+    }
+
+    /// How [`Store::append_audit`] commits (group commit unless changed).
+    pub fn with_audit_commit(mut self, mode: AuditCommit) -> Store {
+        self.audit_commit = mode;
+        self
+    }
+
+    /// Append one audit entry that belongs to no other change (a
+    /// credential read's) and return once it is committed. Concurrent
+    /// calls share one transaction ([`AuditCommit::Group`]).
+    pub async fn append_audit(&self, entry: rekey_core::audit::AuditEntry) -> Result<(), Error> {
+        match self.audit_commit {
+            AuditCommit::Group => {
+                let writer = self
+                    .audit_group
+                    .get_or_init(|| async {
+                        audit_group::GroupWriter::start(
+                            self.pool.clone(),
+                            self.backend,
+                            self.write_lock.clone(),
+                        )
+                    })
+                    .await;
+                writer.append(entry).await
+            }
+            AuditCommit::Each => {
+                let mut tx = self.begin_write().await?;
+                audit::append(tx.conn(), self.backend, entry).await?;
+                tx.commit().await
+            }
+        }
     }
 
     pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>, Error> {
@@ -259,6 +286,33 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Begin a write transaction on `pool`: on SQLite, after taking the
+/// in-process write lock. Not cancellation-safe by itself: callers that
+/// may be dropped run it in a task of their own ([`Store::begin_write`]).
+pub(crate) async fn begin_write_on(
+    pool: AnyPool,
+    backend: Backend,
+    lock: Arc<Mutex<()>>,
+) -> Result<WriteTx, Error> {
+    let guard = match backend {
+        Backend::Sqlite => Some(lock.lock_owned().await),
+        Backend::Postgres => None,
+    };
+    // SQLite: take the database write lock up front. A deferred
+    // transaction that reads first and upgrades later fails at once with
+    // SQLITE_BUSY(_SNAPSHOT) when another process (an offline `rekey admin`
+    // command) wrote in between; IMMEDIATE waits (busy_timeout).
+    let tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }?;
+    Ok(WriteTx {
+        tx,
+        _guard: guard,
+        backend,
+    })
 }
 
 /// Tables whose rows a write transaction may lock.

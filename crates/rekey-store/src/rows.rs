@@ -89,12 +89,22 @@ pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArgumen
 /// `INSERT INTO {table} ({columns}) VALUES ($1, $2, …)` for the
 /// comma-separated `columns`, bound in their order.
 pub(crate) fn insert_sql(table: &str, columns: &str) -> String {
-    let values: Vec<String> = (1..=columns.split(", ").count())
-        .map(|i| format!("${i}"))
+    insert_rows_sql(table, columns, 1)
+}
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, …), ($n+1, …), …` for
+/// `rows` rows, bound row after row.
+pub(crate) fn insert_rows_sql(table: &str, columns: &str, rows: usize) -> String {
+    let n = columns.split(", ").count();
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let values: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
+            format!("({})", values.join(", "))
+        })
         .collect();
     format!(
-        "INSERT INTO {table} ({columns}) VALUES ({})",
-        values.join(", ")
+        "INSERT INTO {table} ({columns}) VALUES {}",
+        tuples.join(", ")
     )
 }
 

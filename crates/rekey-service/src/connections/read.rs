@@ -1,7 +1,6 @@
 //! Reading connections: one, a filtered page, and the credential
 //! material itself (always audited).
 
-use crate::audit::record;
 use crate::connection_rows::not_found;
 use crate::model::Credentials;
 use crate::{Connection, ConnectionPage, Ctx, Principal, Rekey};
@@ -142,17 +141,16 @@ impl Rekey {
         outcome: AuditOutcome,
         details: Value,
     ) -> Result<(), Error> {
-        let mut tx = self.store().begin_write().await?;
-        record(
-            &mut tx,
+        // Committed (with whatever other reads are waiting) before the
+        // caller answers: no secret leaves without its entry in the chain.
+        let entry = crate::audit::entry(
             ctx,
             AuditAction::CredentialsRead,
             Some(id),
             outcome,
             details,
-        )
-        .await?;
-        tx.commit().await
+        );
+        self.store().append_audit(entry).await
     }
 }
 
