@@ -18,11 +18,7 @@ fn path(id: &str) -> String {
 /// A new key in the admin's tenant: (id, key).
 async fn new_key(s: &TestServer, name: &str, scopes: &[&str]) -> (String, String) {
     let r = s
-        .post(
-            "/api/v1/api-keys",
-            &s.admin_key,
-            json!({"name": name, "scopes": scopes}),
-        )
+        .post_admin("/api/v1/api-keys", json!({"name": name, "scopes": scopes}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let b = r.json();
@@ -72,28 +68,25 @@ async fn rotate_with_grace_and_without(db: Db) {
     );
     assert!(works(&s, &k2).await);
     // An expired key cannot be rotated again.
-    s.post(&path(&id1), &s.admin_key, json!({}))
+    s.post_admin(&path(&id1), json!({}))
         .await
         .assert_error(409, "api_key_expired");
 
     // Grace 0: the old key stops in the same transaction.
-    let r = s.post(&path(&id2), &s.admin_key, json!({"grace": 0})).await;
+    let r = s.post_admin(&path(&id2), json!({"grace": 0})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let body = r.json();
     let k3 = body["key"].as_str().unwrap().to_string();
     assert!(body["previous"]["revoked_at"].is_string());
     assert!(!works(&s, &k2).await, "grace 0 revokes at once");
     assert!(works(&s, &k3).await);
-    s.post(&path(&id2), &s.admin_key, json!({}))
+    s.post_admin(&path(&id2), json!({}))
         .await
         .assert_error(409, "already_revoked");
 
     // Audited with ids, never a key.
     let a = s
-        .get(
-            &format!("/api/v1/audit?action=api_key.rotate&target={id2}"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/audit?action=api_key.rotate&target={id2}"))
         .await;
     let entries = a.json()["items"].as_array().unwrap().clone();
     assert_eq!(entries.len(), 1, "{}", a.text);
@@ -107,28 +100,24 @@ async fn rotate_with_grace_and_without(db: Db) {
 async fn rotate_refusals(db: Db) {
     let s = TestServer::start(db).await;
     let (id, k) = new_key(&s, "sync job", &["admin"]).await;
-    let before: Value = s.get("/api/v1/api-keys", &s.admin_key).await.json();
+    let before: Value = s.get_admin("/api/v1/api-keys").await.json();
     for (body, status, code) in [
         (json!({"grace": "soon"}), 400, "invalid_grace"),
         (json!({"grace": "31d"}), 400, "invalid_grace"),
         (json!({"grace": -1}), 400, "invalid_grace"),
         (json!({"grace": "1h", "extra": true}), 400, "invalid_body"),
     ] {
-        s.post(&path(&id), &s.admin_key, body.clone())
+        s.post_admin(&path(&id), body.clone())
             .await
             .assert_error(status, code);
     }
     // Bad and unknown ids; another tenant's key is not found.
-    s.post(&path("nope"), &s.admin_key, json!({}))
+    s.post_admin(&path("nope"), json!({}))
         .await
         .assert_error(400, "invalid_id");
-    s.post(
-        &path("key_00000000000000000000000000000000"),
-        &s.admin_key,
-        json!({}),
-    )
-    .await
-    .assert_error(404, "api_key_not_found");
+    s.post_admin(&path("key_00000000000000000000000000000000"), json!({}))
+        .await
+        .assert_error(404, "api_key_not_found");
     let other = s.key("other", &["admin"]).await;
     let ro = s.key("default", &["connections:read"]).await;
     s.post(&path(&id), &other, json!({}))
@@ -139,7 +128,7 @@ async fn rotate_refusals(db: Db) {
         .await
         .assert_error(403, "missing_scope");
     // Nothing changed by the refusals (the read-only key is in the list now).
-    let after: Value = s.get("/api/v1/api-keys", &s.admin_key).await.json();
+    let after: Value = s.get_admin("/api/v1/api-keys").await.json();
     let mine = |v: &Value| {
         v["items"]
             .as_array()
@@ -161,20 +150,18 @@ async fn rotate_refusals(db: Db) {
     assert!(works(&s, &k).await);
     // Rotated once (default grace 1h): a second rotation of the old key is
     // refused, the new one rotates.
-    let r = s.post(&path(&id), &s.admin_key, json!({})).await;
+    let r = s.post_admin(&path(&id), json!({})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let body = r.json();
     let exp = body["previous"]["expires_at"].as_str().unwrap();
     let created = body["api_key"]["created_at"].as_str().unwrap();
     assert!(exp > created, "{exp} after {created}");
     assert!(works(&s, &k).await, "the old key works for the hour");
-    s.post(&path(&id), &s.admin_key, json!({}))
+    s.post_admin(&path(&id), json!({}))
         .await
         .assert_error(409, "already_rotated");
     let new_id = body["api_key"]["id"].as_str().unwrap();
-    let r = s
-        .post(&path(new_id), &s.admin_key, json!({"grace": "15m"}))
-        .await;
+    let r = s.post_admin(&path(new_id), json!({"grace": "15m"})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     // A revoked key cannot be rotated.
     let (gone, _) = new_key(&s, "gone", &["connections:read"]).await;
@@ -184,7 +171,7 @@ async fn rotate_refusals(db: Db) {
             .status,
         200
     );
-    s.post(&path(&gone), &s.admin_key, json!({}))
+    s.post_admin(&path(&gone), json!({}))
         .await
         .assert_error(409, "already_revoked");
     s.stop().await;

@@ -123,7 +123,7 @@ async fn a_campaign_revokes_rotates_reauthorizes_and_verifies(db: Db) {
         "filter": {"tag": tag}, "deadline": deadline_in(86_400),
         "actions": {slack.clone(): ["revoke"], rest.clone(): ["revoke", "reauthorize"], off.clone(): ["disable"]},
     });
-    let r = s.post("/api/v1/campaigns", &s.admin_key, body).await;
+    let r = s.post_admin("/api/v1/campaigns", body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let c = r.json();
     let id = c["id"].as_str().unwrap().to_string();
@@ -168,11 +168,7 @@ async fn a_campaign_revokes_rotates_reauthorizes_and_verifies(db: Db) {
         .create_api_key_conn(&s.admin_key, "late-key", json!({"tags": [tag]}))
         .await;
     let r = s
-        .post(
-            &format!("/api/v1/campaigns/{id}/refresh-plan"),
-            &s.admin_key,
-            json!({}),
-        )
+        .post_admin(&format!("/api/v1/campaigns/{id}/refresh-plan"), json!({}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["items"][0]["connection_id"], late, "{}", r.text);
@@ -221,9 +217,8 @@ async fn a_campaign_revokes_rotates_reauthorizes_and_verifies(db: Db) {
     // old key dead, then the owner gets a link.
     fx.set_valid_credential(Some("Bearer rest-key-2"));
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{rest}/revoke/confirm"),
-            &s.admin_key,
             json!({"note": "INC-7"}),
         )
         .await;
@@ -348,7 +343,7 @@ async fn bad_campaigns_are_refused_clearly(db: Db) {
         .await;
     let ok =
         |f: Value| json!({"name": "n", "reason": "r", "filter": f, "deadline": deadline_in(3600)});
-    let create = |b: Value| s.post("/api/v1/campaigns", &s.admin_key, b);
+    let create = |b: Value| s.post_admin("/api/v1/campaigns", b);
     create(ok(json!({})))
         .await
         .assert_error(400, "invalid_field");
@@ -442,9 +437,8 @@ async fn bad_campaigns_are_refused_clearly(db: Db) {
     s.act(&format!("/api/v1/campaigns/{id}/resume"))
         .await
         .assert_error(409, "campaign_state");
-    s.post(
+    s.post_admin(
         &format!("/api/v1/campaigns/{id}/items/{a}/confirm"),
-        &s.admin_key,
         json!({"comment": "ok"}),
     )
     .await
@@ -476,12 +470,8 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
         .create_api_key_conn(&s.admin_key, "k-b", json!({"tags": [tag]}))
         .await;
     let r = s
-        .post(
-            "/api/v1/campaigns",
-            &s.admin_key,
-            json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(7200),
-                   "actions": {"api_key": ["reauthorize"]}}),
-        )
+        .post_admin("/api/v1/campaigns", json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(7200),
+                   "actions": {"api_key": ["reauthorize"]}}))
         .await;
     let id = r.created_id();
     s.act(&format!("/api/v1/campaigns/{id}/start")).await;
@@ -512,25 +502,22 @@ async fn cancelling_skips_what_is_left_and_kills_the_links(db: Db) {
     let (st, _) = submit(&browser, &old, &[("key", "k-a2")]).await;
     assert_ne!(st, 200, "a resent link retires the old one");
     // The operator decides about b by hand; a comment is required.
-    s.post(
+    s.post_admin(
         &format!("/api/v1/campaigns/{id}/items/{b}/confirm"),
-        &s.admin_key,
         json!({"comment": ""}),
     )
     .await
     .assert_error(400, "invalid_field");
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/campaigns/{id}/items/{b}/skip"),
-            &s.admin_key,
             json!({"reason": "decommissioned"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["state"], "skipped");
-    s.post(
+    s.post_admin(
         &format!("/api/v1/campaigns/{id}/items/{b}/confirm"),
-        &s.admin_key,
         json!({"comment": "x"}),
     )
     .await
@@ -617,9 +604,8 @@ async fn oauth_grants_and_aws_keys_in_one_campaign(db: Db) {
         .await;
     op.reset_stats().await;
     let r = s
-        .post(
+        .post_admin(
             "/api/v1/campaigns",
-            &s.admin_key,
             json!({"name": "IdP breach", "reason": "r", "deadline": deadline_in(86_400),
                    "filter": {"providers": ["custom-oidc", "aws"]},
                    "rotation": {"aws_access_key": {"endpoint": format!("{}/", moto.url)}}}),
@@ -738,12 +724,8 @@ async fn two_replicas_share_a_campaign_on_postgres() {
         .await;
     }
     let r = s
-        .post(
-            "/api/v1/campaigns",
-            &s.admin_key,
-            json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3600),
-                   "actions": {"api_key": ["revoke"]}}),
-        )
+        .post_admin("/api/v1/campaigns", json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3600),
+                   "actions": {"api_key": ["revoke"]}}))
         .await;
     let id = r.created_id();
     s.act(&format!("/api/v1/campaigns/{id}/start")).await;
@@ -796,9 +778,8 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
         .create_api_key_conn(&s.admin_key, "old-2", conn("b", "old-2"))
         .await;
     let r = s
-        .post(
+        .post_admin(
             "/api/v1/campaigns",
-            &s.admin_key,
             json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(300),
                    "actions": {"api_key": ["reauthorize"]}}),
         )
@@ -847,9 +828,8 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
     // b: confirmed by hand; its link dies with it.
     let b_link = link_url(&links, &b);
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/campaigns/{id}/items/{b}/confirm"),
-            &s.admin_key,
             json!({"comment": "fixed in the console"}),
         )
         .await;
@@ -867,12 +847,8 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
     same["tags"] = json!([tag2]);
     let c = s.create_api_key_conn(&s.admin_key, "good-2", same).await;
     let r = s
-        .post(
-            "/api/v1/campaigns",
-            &s.admin_key,
-            json!({"name": "same", "reason": "r", "filter": {"tag": tag2}, "deadline": deadline_in(300),
-                   "actions": {"api_key": ["reauthorize"]}}),
-        )
+        .post_admin("/api/v1/campaigns", json!({"name": "same", "reason": "r", "filter": {"tag": tag2}, "deadline": deadline_in(300),
+                   "actions": {"api_key": ["reauthorize"]}}))
         .await;
     let id3 = r.created_id();
     s.act(&format!("/api/v1/campaigns/{id3}/start")).await;
@@ -900,11 +876,7 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
     );
     // A draft whose deadline passed does not start.
     let r = s
-        .post(
-            "/api/v1/campaigns",
-            &s.admin_key,
-            json!({"name": "late", "reason": "r", "filter": {"tag": tag2}, "deadline": deadline_in(1)}),
-        )
+        .post_admin("/api/v1/campaigns", json!({"name": "late", "reason": "r", "filter": {"tag": tag2}, "deadline": deadline_in(1)}))
         .await;
     let late = r.created_id();
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -913,9 +885,8 @@ async fn a_wrong_key_a_settled_connection_and_the_deadline(db: Db) {
         .assert_error(409, "campaign_state");
     // After the deadline nothing is resent.
     let r = s
-        .post(
+        .post_admin(
             "/api/v1/campaigns",
-            &s.admin_key,
             json!({"name": "n2", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(6),
                    "actions": {"api_key": ["reauthorize"]}}),
         )
@@ -965,9 +936,8 @@ async fn campaign_events_follow_notify(db: Db) {
     let s = TestServer::start(db).await;
     let rx = WebhookReceiver::start(0).await;
     let r = s
-        .post(
+        .post_admin(
             "/api/v1/webhooks",
-            &s.admin_key,
             json!({"url": rx.url(), "events": ["campaign.*"]}),
         )
         .await;
@@ -986,13 +956,9 @@ async fn campaign_events_follow_notify(db: Db) {
             )
             .await;
         let r = s
-            .post(
-                "/api/v1/campaigns",
-                &s.admin_key,
-                json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3600),
+            .post_admin("/api/v1/campaigns", json!({"name": "n", "reason": "r", "filter": {"tag": tag}, "deadline": deadline_in(3600),
                        "actions": {off.clone(): ["disable"], owned.clone(): ["reauthorize"]},
-                       "notify": {"webhooks": webhooks}}),
-            )
+                       "notify": {"webhooks": webhooks}}))
             .await;
         let id = r.created_id();
         s.act(&format!("/api/v1/campaigns/{id}/start")).await;
@@ -1001,9 +967,8 @@ async fn campaign_events_follow_notify(db: Db) {
         })
         .await;
         let r = s
-            .post(
+            .post_admin(
                 &format!("/api/v1/campaigns/{id}/items/{owned}/confirm"),
-                &s.admin_key,
                 json!({"comment": "checked"}),
             )
             .await;

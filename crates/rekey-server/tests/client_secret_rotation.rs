@@ -73,22 +73,18 @@ fn rotate_path(integ: &str) -> String {
 
 /// `POST …/rotate-secret` with the admin key.
 async fn rotate(s: &TestServer, integ: &str, body: Value) -> Resp {
-    s.post(&rotate_path(integ), &s.admin_key, body).await
+    s.post_admin(&rotate_path(integ), body).await
 }
 
 /// `POST …/rotate-secret/confirm` with the admin key.
 async fn confirm(s: &TestServer, integ: &str) -> Resp {
     let path = format!("{}/confirm", rotate_path(integ));
-    s.post(&path, &s.admin_key, json!({})).await
+    s.post_admin(&path, json!({})).await
 }
 
 async fn refreshes(s: &TestServer, id: &str) -> Value {
     let r = s
-        .post(
-            &format!("/api/v1/connections/{id}/refresh"),
-            &s.admin_key,
-            json!({}),
-        )
+        .post_admin(&format!("/api/v1/connections/{id}/refresh"), json!({}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json()
@@ -357,11 +353,7 @@ async fn generated_private_key_jwt_key(db: Db) {
     let r = rotate(&s, &other, json!({"generate_key": true})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let r = s
-        .patch(
-            &format!("/api/v1/integrations/{other}"),
-            &s.admin_key,
-            json!({"private_key_pem": rekey_testkit::fixture("test-rsa-2048.pem"), "key_id": "rekey-test-1"}),
-        )
+        .patch_admin(&format!("/api/v1/integrations/{other}"), json!({"private_key_pem": rekey_testkit::fixture("test-rsa-2048.pem"), "key_id": "rekey-test-1"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     confirm(&s, &other)

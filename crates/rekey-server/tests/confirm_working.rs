@@ -75,23 +75,20 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
     )
     .await
     .assert_error(403, "missing_scope");
-    s.post(
+    s.post_admin(
         &format!("/api/v1/connections/{id}/confirm-working"),
-        &s.admin_key,
         json!({"note": "line\nbreak"}),
     )
     .await
     .assert_error(400, "invalid_field");
-    s.post(
+    s.post_admin(
         &format!("/api/v1/connections/{id}/confirm-working"),
-        &s.admin_key,
         json!({"nope": 1}),
     )
     .await
     .assert_error(400, "invalid_body");
-    s.post(
+    s.post_admin(
         &format!("/api/v1/connections/{id}/confirm-working"),
-        &s.admin_key,
         json!({"version": 99}),
     )
     .await
@@ -99,9 +96,8 @@ async fn unprobed_connection_says_so_and_is_confirmed(db: Db) {
 
     // An operator confirms: pending → active, with who, when and the note.
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{id}/confirm-working"),
-            &s.admin_key,
             json!({"note": "rows of the 12:00 sync arrived"}),
         )
         .await;

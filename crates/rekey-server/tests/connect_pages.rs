@@ -15,7 +15,7 @@ fn message(r: &rekey_testkit::Resp) -> String {
 }
 
 async fn create(s: &TestServer, body: Value) -> rekey_testkit::Resp {
-    s.post("/api/v1/connections", &s.admin_key, body).await
+    s.post_admin("/api/v1/connections", body).await
 }
 
 async fn creds(s: &TestServer, id: &str) -> Value {
@@ -81,18 +81,16 @@ async fn api_creation_follows_catalog_rules(db: Db) {
     .await;
     let six_id = six.created_id();
     let r = s
-        .put(
+        .put_admin(
             &format!("/api/v1/connections/{six_id}/credentials"),
-            &s.admin_key,
             json!({"credentials": {"key": "too-short"}}),
         )
         .await;
     r.assert_error(400, "invalid_credentials");
     assert!(message(&r).contains("(API token)"), "{}", r.text);
     let r = s
-        .put(
+        .put_admin(
             &format!("/api/v1/connections/{six_id}/credentials"),
-            &s.admin_key,
             json!({"credentials": {"key": "z".repeat(40)}}),
         )
         .await;
@@ -102,7 +100,7 @@ async fn api_creation_follows_catalog_rules(db: Db) {
 }
 
 async fn session(s: &TestServer, body: Value) -> String {
-    let r = s.post("/api/v1/connect-sessions", &s.admin_key, body).await;
+    let r = s.post_admin("/api/v1/connect-sessions", body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     r.json()["url"].as_str().unwrap().to_string()
 }
@@ -301,7 +299,7 @@ async fn oauth_page_keeps_oauth_wording(db: Db) {
     let s = TestServer::start(db).await;
     let b = rekey_testkit::oauth2_fixture::browser();
     let r = s
-        .post("/api/v1/integrations", &s.admin_key, json!({
+        .post_admin("/api/v1/integrations", json!({
             "provider": "custom-oauth2", "display_name": "Acme CRM", "client_id": "c-1", "client_secret": "s-1",
             "endpoints": {"authorize_url": "https://idp.example.com/authorize", "token_url": "https://idp.example.com/token", "revocation_url": "https://idp.example.com/revoke", "identity_url": "https://idp.example.com/me"},
         }))

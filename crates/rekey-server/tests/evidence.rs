@@ -149,20 +149,15 @@ async fn export_shows_revocation_verification_and_replacement(db: Db) {
         .to_string();
     fx.set_valid_credential(Some("Bearer key-2"));
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{hit}/revoke/confirm"),
-            &s.admin_key,
             json!({"step": 1, "note": "SEC-42"}),
         )
         .await;
     assert_eq!(r.json()["status"], "revoked", "{}", r.text);
     // The replacement.
     let r = s
-        .put(
-            &format!("/api/v1/connections/{hit}/credentials"),
-            &s.admin_key,
-            json!({"credentials": {"key": "key-2", "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
-        )
+        .put_admin(&format!("/api/v1/connections/{hit}/credentials"), json!({"credentials": {"key": "key-2", "placement": "header", "name": "Authorization", "prefix": "Bearer "}}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     s.check(&hit).await;

@@ -152,9 +152,8 @@ async fn probe_transitions_and_error_context(db: Db) {
     // Nothing listening: degraded with `connection_failed`.
     fx.set_mode(Mode::Ok);
     let p = s
-        .patch(
+        .patch_admin(
             &format!("/api/v1/connections/{id}"),
-            &s.admin_key,
             json!({"probe_url": format!("{}/v1/me", refused_url())}),
         )
         .await;
@@ -165,9 +164,8 @@ async fn probe_transitions_and_error_context(db: Db) {
 
     // 401: needs_reauth (from degraded), with the provider's reason.
     let p = s
-        .patch(
+        .patch_admin(
             &format!("/api/v1/connections/{id}"),
-            &s.admin_key,
             json!({"probe_url": fx.rest_url()}),
         )
         .await;
@@ -188,8 +186,7 @@ async fn probe_transitions_and_error_context(db: Db) {
     assert_eq!(check(&s, &id).await["status"], "needs_reauth");
     // Updating the credential (what the three-dot → Update does) goes back
     // through pending, then the check makes it active.
-    let r = s.put(&format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key, json!({"credentials": {"key": "k-other", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})).await;
+    let r = s.put_admin(&format!("/api/v1/connections/{id}/credentials"), json!({"credentials": {"key": "k-other", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
     assert_eq!(check(&s, &id).await["status"], "active");
@@ -474,9 +471,8 @@ async fn database_probes(db: Db) {
     );
     // Without the host: refused at creation (and by PATCH), naming it.
     let r = s
-        .post(
+        .post_admin(
             "/api/v1/connections",
-            &s.admin_key,
             json!({"provider": "postgresql", "kind": "basic", "display_name": "nohost",
                    "credentials": {"username": "postgres", "password": "pw-4"}}),
         )
@@ -491,9 +487,8 @@ async fn database_probes(db: Db) {
         json!({"host": "127.0.0.1"}),
     )
     .await;
-    s.patch(
+    s.patch_admin(
         &format!("/api/v1/connections/{nohost}"),
-        &s.admin_key,
         json!({"params": {}}),
     )
     .await

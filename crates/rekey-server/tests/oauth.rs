@@ -26,7 +26,7 @@ async fn setup(db: Db) -> Env {
     )
     .await;
     let r = s
-        .post("/api/v1/integrations", &s.admin_key, json!({
+        .post_admin("/api/v1/integrations", json!({
             "provider": "custom-oauth2", "display_name": "Acme CRM", "client_id": "client-1", "client_secret": "secret-1",
             "scopes": ["read", "write"],
             "endpoints": fx.endpoints(),
@@ -848,7 +848,7 @@ mod key_forms {
     async fn connect_form_for_key_kinds(db: Db) {
         let s = TestServer::start(db).await;
         let b = rekey_testkit::oauth2_fixture::browser();
-        let r = s.post("/api/v1/connect-sessions", &s.admin_key, json!({"provider": "sixsense", "kind": "api_key", "owner_hint": "ops@example.com", "tags": ["crm"]})).await;
+        let r = s.post_admin("/api/v1/connect-sessions", json!({"provider": "sixsense", "kind": "api_key", "owner_hint": "ops@example.com", "tags": ["crm"]})).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let url = r.json()["url"].as_str().unwrap().to_string();
         let page = get_text(&b, &url).await;
@@ -902,14 +902,13 @@ mod key_forms {
             .json();
         assert_eq!(cr["credentials"]["key"], json!(key2));
         // Kinds without a form, and OAuth kinds without an integration, are refused.
-        s.post(
+        s.post_admin(
             "/api/v1/connect-sessions",
-            &s.admin_key,
             json!({"provider": "slack", "kind": "oauth2_authorization_code"}),
         )
         .await
         .assert_error(422, "kind_not_supported");
-        s.post("/api/v1/connect-sessions", &s.admin_key, json!({}))
+        s.post_admin("/api/v1/connect-sessions", json!({}))
             .await
             .assert_error(400, "invalid_field");
         s.stop().await;

@@ -119,9 +119,8 @@ async fn oidc_revocation_is_verified_at_the_provider(db: Db) {
     // The app pointed elsewhere since: the old tokens are not sent there,
     // and nothing there can vouch for them.
     let r = s
-        .patch(
+        .patch_admin(
             &format!("/api/v1/integrations/{integ}"),
-            &s.admin_key,
             json!({"endpoints": {"token_url": "http://127.0.0.1:9/token"}}),
         )
         .await;

@@ -84,19 +84,19 @@ async fn static_revocation_is_confirmed_step_by_step_and_verified(db: Db) {
     s.act(&verify).await.assert_error(409, "not_revoked");
 
     // A step that is not in the runbook.
-    s.post(&confirm, &s.admin_key, json!({"step": 9}))
+    s.post_admin(&confirm, json!({"step": 9}))
         .await
         .assert_error(400, "invalid_step");
-    s.post(&confirm, &s.admin_key, json!({"step": 0}))
+    s.post_admin(&confirm, json!({"step": 0}))
         .await
         .assert_error(400, "invalid_step");
-    s.post(&confirm, &s.admin_key, json!({"step": "one"}))
+    s.post_admin(&confirm, json!({"step": "one"}))
         .await
         .assert_error(400, "invalid_body");
 
     // The operator says it is done, but the provider still takes the key.
     let r = s
-        .post(&confirm, &s.admin_key, json!({"step": 1, "note": "SEC-9"}))
+        .post_admin(&confirm, json!({"step": 1, "note": "SEC-9"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "revocation_failed", "{}", r.text);
@@ -113,7 +113,7 @@ async fn static_revocation_is_confirmed_step_by_step_and_verified(db: Db) {
     assert!(step["done_by"].as_str().unwrap().starts_with("api_key:"));
     assert!(step["done_at"].is_string());
     // Nothing is left to confirm.
-    s.post(&confirm, &s.admin_key, json!({"step": 1}))
+    s.post_admin(&confirm, json!({"step": 1}))
         .await
         .assert_error(409, "not_revoke_pending");
 
@@ -173,11 +173,7 @@ async fn a_new_credential_keeps_the_old_revocation_open(db: Db) {
 
     // The owner hands over a new key before the old one is confirmed gone.
     let r = s
-        .put(
-            &format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key,
-            json!({"credentials": {"key": "key-2", "placement": "header", "name": "Authorization", "prefix": "Bearer "}}),
-        )
+        .put_admin(&format!("/api/v1/connections/{id}/credentials"), json!({"credentials": {"key": "key-2", "placement": "header", "name": "Authorization", "prefix": "Bearer "}}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["status"], "pending");
@@ -190,9 +186,8 @@ async fn a_new_credential_keeps_the_old_revocation_open(db: Db) {
 
     // Confirming it proves the old key dead and leaves the new one alone.
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{id}/revoke/confirm"),
-            &s.admin_key,
             json!({"note": "old key deleted"}),
         )
         .await;
@@ -343,9 +338,8 @@ async fn verification_goes_where_the_credential_was_used(db: Db) {
     let id = rest_conn(&s, &fx, "key-1").await;
     s.act(&format!("/api/v1/connections/{id}/revoke")).await;
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{id}/revoke/confirm"),
-            &s.admin_key,
             json!({}),
         )
         .await;
@@ -355,9 +349,8 @@ async fn verification_goes_where_the_credential_was_used(db: Db) {
     let other = ProviderFixture::start().await;
     other.set_valid_credential(Some("Bearer nobody"));
     let r = s
-        .patch(
+        .patch_admin(
             &format!("/api/v1/connections/{id}"),
-            &s.admin_key,
             json!({"probe_url": other.rest_url()}),
         )
         .await;
@@ -403,7 +396,7 @@ async fn a_revocation_racing_a_replacement_names_what_it_holds(db: Db) {
             let key = format!("race-{i}-two");
             let body = json!({"credentials": {"key": key, "placement": "header", "name": "Authorization", "prefix": "Bearer "}});
             let revoke = s.act(&revoke_path);
-            let replace = s.put(&put_path, &s.admin_key, body);
+            let replace = s.put_admin(&put_path, body);
             tokio::join!(revoke, replace).0
         }
     }))
@@ -414,9 +407,8 @@ async fn a_revocation_racing_a_replacement_names_what_it_holds(db: Db) {
             fx.stop().await;
             continue;
         }
-        s.post(
+        s.post_admin(
             &format!("/api/v1/connections/{id}/revoke/confirm"),
-            &s.admin_key,
             json!({}),
         )
         .await;

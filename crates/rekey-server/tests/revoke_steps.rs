@@ -26,9 +26,8 @@ async fn revoke_gives_the_steps_for_the_kind(db: Db) {
 
     // The note is the evidence in the audit entry.
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{id}/revoke/confirm"),
-            &s.admin_key,
             json!({"note": "SEC-7: token revoked"}),
         )
         .await;
@@ -62,9 +61,8 @@ async fn revoke_gives_the_steps_for_the_kind(db: Db) {
     // A note with a control character is refused, naming the field.
     let id2 = s.create_api_key_conn(&s.admin_key, "k-2", json!({})).await;
     s.act(&format!("/api/v1/connections/{id2}/revoke")).await;
-    s.post(
+    s.post_admin(
         &format!("/api/v1/connections/{id2}/revoke/confirm"),
-        &s.admin_key,
         json!({"note": "bad\u{7}"}),
     )
     .await

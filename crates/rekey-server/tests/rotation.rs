@@ -35,12 +35,8 @@ async fn pg_login(user: &str, pw: &str) -> bool {
 
 async fn db_conn(s: &TestServer, provider: &str, user: &str, pw: &str, params: Value) -> String {
     let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": provider, "kind": "basic", "display_name": format!("{provider} {user}"),
-                   "params": params, "credentials": {"username": user, "password": pw}}),
-        )
+        .post_admin("/api/v1/connections", json!({"provider": provider, "kind": "basic", "display_name": format!("{provider} {user}"),
+                   "params": params, "credentials": {"username": user, "password": pw}}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.json()["id"].as_str().unwrap().to_string()
@@ -151,10 +147,7 @@ async fn postgres_single_user_twice(db: Db) {
     );
     // Every step is in the audit log, with fingerprints and no secrets.
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&limit=200"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/audit?target={id}&limit=200"))
         .await;
     let actions: Vec<String> = a.json()["items"]
         .as_array()
@@ -290,11 +283,7 @@ async fn bad_requests_change_nothing(db: Db) {
         (json!({"surprise": 1}), "invalid_body"),
     ] {
         let r = s
-            .post(
-                &format!("/api/v1/connections/{id}/rotate"),
-                &s.admin_key,
-                body.clone(),
-            )
+            .post_admin(&format!("/api/v1/connections/{id}/rotate"), body.clone())
             .await;
         assert!(
             r.status == 400 || r.status == 422,
@@ -377,12 +366,8 @@ async fn bad_requests_change_nothing(db: Db) {
         .await;
     put.assert_error(409, "rotation_in_progress");
     // Disabled connections are not rotated.
-    s.post(
-        &format!("/api/v1/connections/{id}/disable"),
-        &s.admin_key,
-        json!({}),
-    )
-    .await;
+    s.post_admin(&format!("/api/v1/connections/{id}/disable"), json!({}))
+        .await;
     assert_api_error(
         c.start_rotation(&id, &StartRotation::default()).await,
         409,

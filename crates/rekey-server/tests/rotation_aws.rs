@@ -28,13 +28,9 @@ async fn moto_user() -> (Moto, (String, String)) {
 
 async fn aws_conn(s: &TestServer, moto: &Moto, key: &(String, String)) -> String {
     let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "aws", "kind": "aws_access_key", "display_name": "deployer",
+        .post_admin("/api/v1/connections", json!({"provider": "aws", "kind": "aws_access_key", "display_name": "deployer",
                    "probe_url": format!("{}/", moto.url),
-                   "credentials": {"access_key_id": key.0, "secret_access_key": key.1, "region": "us-east-1"}}),
-        )
+                   "credentials": {"access_key_id": key.0, "secret_access_key": key.1, "region": "us-east-1"}}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.json()["id"].as_str().unwrap().to_string()
@@ -114,10 +110,7 @@ async fn aws_key_rotation(db: Db) {
     assert_eq!(rev.verdict.as_deref(), Some("verified_rejected"), "{rev:?}");
     // Every step audited with the key ids, never a secret.
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&limit=200"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/audit?target={id}&limit=200"))
         .await;
     assert!(a.text.contains(&now.0) && a.text.contains(&first.0));
     assert!(!a.text.contains(&now.1) && !a.text.contains(&first.1));
@@ -134,9 +127,7 @@ async fn aws_key_rotation(db: Db) {
         assert_eq!(d["new_fingerprint"], now.0.as_str(), "{e}");
         assert_eq!(d["old_fingerprint"], first.0.as_str(), "{e}");
     }
-    let rot = s
-        .get(&format!("/api/v1/rotations/{}", r.id), &s.admin_key)
-        .await;
+    let rot = s.get_admin(&format!("/api/v1/rotations/{}", r.id)).await;
     assert!(!rot.text.contains(&now.1));
     // The connection's check uses the new key.
     let r = s.check(&id).await;
@@ -256,9 +247,8 @@ async fn aws_two_key_limit(db: Db) {
     let err = c.start_rotation(&bad, &request(&moto, 0)).await;
     assert_api_error(err, 422, "rotation_failed");
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{bad}/rotate"),
-            &s.admin_key,
             json!({"endpoint": format!("{}/", moto.url)}),
         )
         .await;
@@ -294,9 +284,8 @@ async fn aws_revocation_is_verified_with_sts(db: Db) {
 
     // The operator says it is done, but the key still works.
     let r = s
-        .post(
+        .post_admin(
             &format!("/api/v1/connections/{id}/revoke/confirm"),
-            &s.admin_key,
             json!({"note": "INC-7"}),
         )
         .await;

@@ -54,13 +54,9 @@ fn zero_grace() -> StartRotation {
 
 async fn key_pair_connection(s: &TestServer, sf: &SnowflakeFixture, user: &str) -> String {
     let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "snowflake", "kind": "rsa_key_pair", "display_name": format!("sf {user}"),
+        .post_admin("/api/v1/connections", json!({"provider": "snowflake", "kind": "rsa_key_pair", "display_name": format!("sf {user}"),
                    "params": {"account": sf.account}, "probe_url": sf.statements_url(),
-                   "credentials": {"private_key_pem": fixture("test-rsa-2048.pem"), "username": user}}),
-        )
+                   "credentials": {"private_key_pem": fixture("test-rsa-2048.pem"), "username": user}}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.json()["id"].as_str().unwrap().to_string()
@@ -171,10 +167,7 @@ async fn key_pair_two_slots_twice(db: Db) {
     }
     // Audited: the operator's confirmations and the waits, with no key.
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&limit=200"),
-            &s.admin_key,
-        )
+        .get_admin(&format!("/api/v1/audit?target={id}&limit=200"))
         .await;
     let text = a.text.clone();
     for action in [
@@ -384,13 +377,9 @@ async fn cancel_and_confirm_errors(db: Db) {
         // serde would build the struct from an array of its fields.
         (json!(["set", null, null]), 400, "invalid_body"),
     ] {
-        s.post(
-            &format!("/api/v1/rotations/{}/confirm", r.id),
-            &s.admin_key,
-            body.clone(),
-        )
-        .await
-        .assert_error(status, code);
+        s.post_admin(&format!("/api/v1/rotations/{}/confirm", r.id), body.clone())
+            .await
+            .assert_error(status, code);
     }
     assert_api_error(
         c.confirm_rotation("rot_nope", &confirm("set")).await,
@@ -399,13 +388,9 @@ async fn cancel_and_confirm_errors(db: Db) {
     );
     // Optional bodies too: only an object (found by API fuzzing).
     for body in [json!([null, null]), json!("x"), json!(7)] {
-        s.post(
-            &format!("/api/v1/connections/{id}/rotate"),
-            &s.admin_key,
-            body,
-        )
-        .await
-        .assert_error(400, "invalid_body");
+        s.post_admin(&format!("/api/v1/connections/{id}/rotate"), body)
+            .await
+            .assert_error(400, "invalid_body");
     }
     // A read-only key cannot confirm.
     let ro = s.key("default", &["connections:read"]).await;

@@ -186,13 +186,9 @@ async fn campaign_pages_roles_refusals_and_links(db: Db) {
 
     // A campaign with owners' links: the links file is audited and never cached.
     let r = s
-        .post(
-            "/api/v1/campaigns",
-            &s.admin_key,
-            json!({"name": "links", "reason": "r", "filter": {"tag": tag},
+        .post_admin("/api/v1/campaigns", json!({"name": "links", "reason": "r", "filter": {"tag": tag},
                    "actions": {"api_key": ["reauthorize"]},
-                   "deadline": rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000)}),
-        )
+                   "deadline": rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000)}))
         .await;
     let lid = r.created_id();
     s.act(&format!("/api/v1/campaigns/{lid}/start")).await;

@@ -59,9 +59,8 @@ async fn summary_counts_filter_and_tiles_show_owner_custody_and_times(db: Db) {
     }
     // Another provider, so there are two groups.
     let segment = s
-        .post(
+        .post_admin(
             "/api/v1/connections",
-            &s.admin_key,
             json!({"provider": "segment", "kind": "api_key", "display_name": "Payments",
                    "credentials": {"key": "sk_test_abcdefghijklmnop"}}),
         )

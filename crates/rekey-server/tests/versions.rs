@@ -81,10 +81,9 @@ async fn replace_keeps_previous_for_its_grace(db: Db) {
     assert!(prev.version < cur.version);
     // …audited as a read of the previous version, by fingerprint.
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action=credentials.read"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=credentials.read"
+        ))
         .await
         .json();
     let prev_read = a["items"]
@@ -96,10 +95,9 @@ async fn replace_keeps_previous_for_its_grace(db: Db) {
     assert_eq!(prev_read["details"]["fingerprint"], first_fp.as_str());
     // The change's audit entry names both fingerprints.
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action=connection.credentials_update"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=connection.credentials_update"
+        ))
         .await
         .json();
     let d = &a["items"][0]["details"]["versions"];
@@ -137,10 +135,9 @@ async fn replace_keeps_previous_for_its_grace(db: Db) {
         "a retired version keeps no material"
     );
     let a = s
-        .get(
-            &format!("/api/v1/audit?target={id}&action=credential.version_retired"),
-            &s.admin_key,
-        )
+        .get_admin(&format!(
+            "/api/v1/audit?target={id}&action=credential.version_retired"
+        ))
         .await
         .json();
     assert_eq!(a["items"][0]["details"]["reason"], "grace_ended", "{a}");
@@ -212,10 +209,9 @@ async fn zero_grace_retires_at_once_and_bad_input_changes_nothing(db: Db) {
     // Only current and previous are handed out.
     for bad in ["pending", "retired", "latest"] {
         let r = s
-            .get(
-                &format!("/api/v1/connections/{id}/credentials?version={bad}"),
-                &s.admin_key,
-            )
+            .get_admin(&format!(
+                "/api/v1/connections/{id}/credentials?version={bad}"
+            ))
             .await;
         r.assert_error(400, "invalid_version");
     }
@@ -232,12 +228,8 @@ async fn zero_grace_retires_at_once_and_bad_input_changes_nothing(db: Db) {
     let mut req = key("sk-zero-three");
     req.grace = Some(Grace::Text("2h".into()));
     c.replace_credentials(&id, &req, None).await.unwrap();
-    s.post(
-        &format!("/api/v1/connections/{id}/disable"),
-        &s.admin_key,
-        json!({}),
-    )
-    .await;
+    s.post_admin(&format!("/api/v1/connections/{id}/disable"), json!({}))
+        .await;
     assert_api_error(
         c.read_credentials_version(&id, "previous").await,
         409,
@@ -281,12 +273,8 @@ async fn native_fingerprints_for_aws_keys(db: Db) {
     let s = TestServer::start(db).await;
     let c = s.client(&s.admin_key);
     let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "aws", "kind": "aws_access_key", "display_name": "AWS CI",
-                "credentials": {"access_key_id": "AKIAVERSIONTEST0001", "secret_access_key": "aws-secret-one", "region": "us-east-1"}}),
-        )
+        .post_admin("/api/v1/connections", json!({"provider": "aws", "kind": "aws_access_key", "display_name": "AWS CI",
+                "credentials": {"access_key_id": "AKIAVERSIONTEST0001", "secret_access_key": "aws-secret-one", "region": "us-east-1"}}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.json()["id"].as_str().unwrap().to_string();

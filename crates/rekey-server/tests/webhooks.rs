@@ -57,9 +57,8 @@ fn body(r: &Received) -> Value {
 
 async fn create_hook(s: &TestServer, url: &str, events: Value) -> (String, String) {
     let r = s
-        .post(
+        .post_admin(
             "/api/v1/webhooks",
-            &s.admin_key,
             json!({"url": url, "events": events, "description": "ops"}),
         )
         .await;
@@ -187,8 +186,7 @@ async fn events_are_signed_retried_and_replayable(db: Db) {
 
     // Recovery after reauthorization by credential update: reauthorized +
     // status_changed (needs_reauth → pending).
-    let r = s.put(&format!("/api/v1/connections/{id}/credentials"),
-            &s.admin_key, json!({"credentials": {"key": "k-new-1", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})).await;
+    let r = s.put_admin(&format!("/api/v1/connections/{id}/credentials"), json!({"credentials": {"key": "k-new-1", "placement": "header", "name": "Authorization", "prefix": "Bearer "}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let got = pump(&s, &rx, |d| d.len() >= 5).await;
     let types: Vec<String> = got[3..]
@@ -235,9 +233,7 @@ fn time_now() -> i64 {
 /// its view.
 async fn set_enabled(s: &TestServer, hook: &str, enabled: bool) -> Value {
     let path = format!("/api/v1/webhooks/{hook}");
-    let r = s
-        .patch(&path, &s.admin_key, json!({"enabled": enabled}))
-        .await;
+    let r = s.patch_admin(&path, json!({"enabled": enabled})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json()
 }

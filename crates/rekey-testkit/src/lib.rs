@@ -414,6 +414,21 @@ impl TestServer {
         self.call(Method::POST, path, key, Some(body)).await
     }
 
+    /// POST `body` to `path` with the admin key.
+    pub async fn post_admin(&self, path: &str, body: Value) -> Resp {
+        self.post(path, &self.admin_key, body).await
+    }
+
+    /// PATCH `path` with `body` and the admin key.
+    pub async fn patch_admin(&self, path: &str, body: Value) -> Resp {
+        self.patch(path, &self.admin_key, body).await
+    }
+
+    /// PUT `body` at `path` with the admin key.
+    pub async fn put_admin(&self, path: &str, body: Value) -> Resp {
+        self.put(path, &self.admin_key, body).await
+    }
+
     /// POST `{}` to `path` with the admin key: an action on a resource
     /// (`/check`, `/refresh`, `/revoke`, `/reauthorize`, a webhook's `/test`).
     pub async fn act(&self, path: &str) -> Resp {

@@ -137,11 +137,7 @@ async fn create(s: &TestServer, body: Value) -> String {
 
 async fn create_hook(s: &TestServer, url: &str) -> String {
     let r = s
-        .post(
-            "/api/v1/webhooks",
-            &s.admin_key,
-            json!({"url": url, "events": ["*"]}),
-        )
+        .post_admin("/api/v1/webhooks", json!({"url": url, "events": ["*"]}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     r.json()["webhook"]["id"].as_str().unwrap().to_string()
@@ -152,15 +148,11 @@ async fn create_hook(s: &TestServer, url: &str) -> String {
 async fn m2m_connection(s: &TestServer, endpoints: Value, provider: &str, name: &str) -> Resp {
     let body = integration(endpoints, provider);
     let integ = s
-        .post("/api/v1/integrations", &s.admin_key, body)
+        .post_admin("/api/v1/integrations", body)
         .await
         .created_id();
-    s.post(
-        "/api/v1/connections",
-        &s.admin_key,
-        json!({"provider": provider, "kind": "oauth2_client_credentials",
-               "display_name": name, "credentials": {"integration": integ}}),
-    )
+    s.post_admin("/api/v1/connections", json!({"provider": provider, "kind": "oauth2_client_credentials",
+               "display_name": name, "credentials": {"integration": integ}}))
     .await
 }
 
@@ -427,13 +419,9 @@ async fn loopback_names_still_work(db: Db) {
     // A database host name that resolves to loopback logs in at the checked address.
     s.rekey.set_test_host("db.loop.test", &[ip("127.0.0.1")]);
     let r = s
-        .post(
-            "/api/v1/connections",
-            &s.admin_key,
-            json!({"provider": "postgresql", "kind": "basic", "display_name": "db",
+        .post_admin("/api/v1/connections", json!({"provider": "postgresql", "kind": "basic", "display_name": "db",
                    "params": {"host": "db.loop.test", "port": "5432", "database": "test"},
-                   "credentials": {"username": "postgres", "password": "irrelevant"}}),
-        )
+                   "credentials": {"username": "postgres", "password": "irrelevant"}}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = check(&s, r.json()["id"].as_str().unwrap()).await;
