@@ -317,6 +317,34 @@ pub(crate) async fn claim_due(
         .await?)
 }
 
+impl crate::Store {
+    /// Run one of the row modules' `claim_*` functions (`claim_due`,
+    /// `claim_checks`, `claim_mail`…) in a write transaction of its own:
+    /// what it answers of each row now leased to `owner` until
+    /// `lease_until`.
+    pub async fn claim<T>(
+        &self,
+        claim: impl AsyncFnOnce(
+            &mut AnyConnection,
+            crate::Backend,
+            &str,
+            i64,
+            i64,
+            i64,
+        ) -> Result<Vec<T>, Error>,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<T>, Error> {
+        let mut tx = self.begin_write().await?;
+        let backend = tx.backend();
+        let claimed = claim(tx.conn(), backend, owner, now, lease_until, limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+}
+
 impl From<Parsed<rekey_core::campaign::CampaignState>> for rekey_core::campaign::CampaignState {
     fn from(p: Parsed<Self>) -> Self {
         p.0

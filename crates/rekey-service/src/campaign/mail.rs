@@ -180,20 +180,10 @@ impl Rekey {
         };
         let now = now_ms();
         let owner = self.replica_id().to_string();
-        let claimed = {
-            let mut tx = self.store().begin_write().await?;
-            let c = store::claim_mail(
-                tx.conn(),
-                self.store().backend(),
-                &owner,
-                now,
-                now + LEASE_MS,
-                limit,
-            )
+        let claimed = self
+            .store()
+            .claim(store::claim_mail, &owner, now, now + LEASE_MS, limit)
             .await?;
-            tx.commit().await?;
-            c
-        };
         for (tenant, id) in &claimed {
             if let Err(e) = self.send_one(mailer, &owner, tenant, id).await {
                 // Left leased: tried again once the lease ends.

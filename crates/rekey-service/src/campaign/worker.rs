@@ -131,20 +131,10 @@ impl Rekey {
     pub async fn campaign_due(&self, limit: i64) -> Result<CampaignRun, Error> {
         let now = now_ms();
         let owner = self.replica_id().to_string();
-        let claimed = {
-            let mut tx = self.store().begin_write().await?;
-            let c = store::claim_due(
-                tx.conn(),
-                self.store().backend(),
-                &owner,
-                now,
-                now + LEASE_MS,
-                limit,
-            )
+        let claimed = self
+            .store()
+            .claim(store::claim_due, &owner, now, now + LEASE_MS, limit)
             .await?;
-            tx.commit().await?;
-            c
-        };
         let limits = ProviderLimits::new(self.campaign_settings().per_provider_concurrency);
         let (owner_ref, limits_ref) = (&owner, &limits);
         let results: Vec<(String, String, Result<Advanced, Error>)> =

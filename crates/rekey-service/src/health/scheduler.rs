@@ -163,14 +163,10 @@ impl Rekey {
             (s.max_probe_timeout * 2).clamp(Duration::from_secs(10), Duration::from_secs(60));
         let lease = window + s.max_probe_timeout * 2 + Duration::from_secs(15);
         let lease_until = now + lease.as_millis() as i64;
-        let claimed = {
-            let mut tx = self.store().begin_write().await?;
-            let backend = tx.backend();
-            let c =
-                conns::claim_checks(tx.conn(), backend, owner, now, lease_until, s.batch).await?;
-            tx.commit().await?;
-            c
-        };
+        let claimed = self
+            .store()
+            .claim(conns::claim_checks, owner, now, lease_until, s.batch)
+            .await?;
         let mut run = CheckRun {
             claimed: claimed.len(),
             ..Default::default()

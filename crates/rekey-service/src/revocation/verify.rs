@@ -169,21 +169,16 @@ impl Rekey {
     /// Verify every revocation whose (re-)verification is due: `(verified, failed)`.
     pub async fn verify_due_revocations(&self, owner: &str) -> Result<(usize, usize), Error> {
         let now = now_ms();
-        let claimed = {
-            let mut tx = self.store().begin_write().await?;
-            let backend = self.store().backend();
-            let ids = store::claim_due(
-                tx.conn(),
-                backend,
+        let claimed = self
+            .store()
+            .claim(
+                store::claim_due,
                 owner,
                 now,
                 now + LEASE_MS,
                 VERIFY_BATCH as i64,
             )
             .await?;
-            tx.commit().await?;
-            ids
-        };
         let (mut done, mut failed) = (0, 0);
         for (tenant, id) in claimed {
             let row = {

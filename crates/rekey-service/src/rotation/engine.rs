@@ -54,17 +54,10 @@ impl Rekey {
     pub async fn rotate_due(&self, limit: i64) -> Result<bool, Error> {
         let now = now_ms();
         let owner = self.replica_id().to_string();
-        let mut tx = self.store().begin_write().await?;
-        let claimed = store::claim_due(
-            tx.conn(),
-            self.store().backend(),
-            &owner,
-            now,
-            now + LEASE_MS,
-            limit,
-        )
-        .await?;
-        tx.commit().await?;
+        let claimed = self
+            .store()
+            .claim(store::claim_due, &owner, now, now + LEASE_MS, limit)
+            .await?;
         for (tenant, id) in &claimed {
             if let Err(e) = self.drive_rotation(tenant, id).await {
                 tracing::warn!(rotation = %id, error = %e, "rotation step failed to run");

@@ -91,13 +91,10 @@ impl Rekey {
         // the whole batch, so a live worker never loses a claim.
         let rounds = (limit + PARALLEL - 1) / PARALLEL;
         let lease_ms = s.timeout.as_millis() as i64 * (rounds + 1);
-        let claimed = {
-            let mut tx = self.store().begin_write().await?;
-            let backend = tx.backend();
-            let c = store::claim_due(tx.conn(), backend, owner, now, now + lease_ms, limit).await?;
-            tx.commit().await?;
-            c
-        };
+        let claimed = self
+            .store()
+            .claim(store::claim_due, owner, now, now + lease_ms, limit)
+            .await?;
         let mut run = DeliveryRun {
             fanned_out,
             fan_out_backlog,
