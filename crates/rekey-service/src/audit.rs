@@ -21,6 +21,17 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// [`record`] a change to `target` that was made.
+pub(crate) async fn record_ok(
+    tx: &mut WriteTx,
+    ctx: &Ctx,
+    action: AuditAction,
+    target: &str,
+    details: Value,
+) -> Result<(), Error> {
+    record(tx, ctx, action, Some(target), AuditOutcome::Ok, details).await
+}
+
 /// The entry for `action` by the caller of `ctx` (its `seq` and hashes are
 /// the store's to set).
 pub(crate) fn entry(

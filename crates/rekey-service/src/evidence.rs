@@ -9,11 +9,11 @@
 //! ([`Rekey::record_evidence`]) under the export's id, so the file can be
 //! shown unaltered later ([`Rekey::evidence_record`]).
 
-use crate::audit::{record, ChainReport};
+use crate::audit::{record_ok, ChainReport};
 use crate::revocation::RevocationRecord;
 use crate::{Ctx, Rekey};
 use rekey_api::ConnectionQuery;
-use rekey_core::audit::{AuditAction, AuditOutcome, ChainedEntry};
+use rekey_core::audit::{AuditAction, ChainedEntry};
 use rekey_core::revocation::{RevocationState, Verdict};
 use rekey_core::versions::VersionLabel;
 use rekey_core::{ids, Error, ErrorCode};
@@ -219,15 +219,7 @@ impl Rekey {
             m.extend(extra);
         }
         let mut tx = self.store().begin_write().await?;
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::EvidenceExported,
-            Some(id),
-            AuditOutcome::Ok,
-            d,
-        )
-        .await?;
+        record_ok(&mut tx, ctx, AuditAction::EvidenceExported, id, d).await?;
         tx.commit().await
     }
 

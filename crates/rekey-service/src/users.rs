@@ -2,7 +2,7 @@
 //! that map onto API scopes, and browser sessions (random token in an
 //! HttpOnly cookie, its SHA-256 in the database, a per-session CSRF token).
 
-use crate::audit::record;
+use crate::audit::{record, record_ok};
 use crate::signin_throttle::{Decision, MAX_NAME};
 use crate::{Ctx, Principal, Rekey};
 use argon2::password_hash::rand_core::OsRng;
@@ -182,12 +182,11 @@ impl Rekey {
                 }
                 _ => e,
             })?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::UserCreated,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"username": username, "role": role.as_str()}),
         )
         .await?;
@@ -301,12 +300,11 @@ impl Rekey {
             now + SESSION_TTL_MS,
         )
         .await?;
-        record(
+        record_ok(
             &mut tx,
             &su.ctx(request_id, source),
             AuditAction::UserLogin,
-            Some(&user.id),
-            AuditOutcome::Ok,
+            &user.id,
             json!({"role": role.as_str()}),
         )
         .await?;

@@ -4,11 +4,11 @@
 //! and handed out again; every listing is audited.
 
 use super::{wrong_state, CampaignRow, ItemRow};
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::sealing::{open_row, seal_row};
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::campaign::{CampaignState, ItemState};
 use rekey_core::connection::ConnectSessionStatus;
 use rekey_core::events::EventType;
@@ -120,12 +120,11 @@ impl Rekey {
             item.detail = Some(note);
         }
         // In the campaign's timeline like every other step (the URL is not).
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::CampaignStep,
-            Some(&c.id),
-            AuditOutcome::Ok,
+            &c.id,
             json!({
                 "connection": item.connection_id, "state": item.state.as_str(),
                 "step": item.step, "detail": item.detail,
@@ -177,12 +176,11 @@ impl Rekey {
         }
         self.queue_mail(&mut tx, c, item, "reminder").await?;
         let expires = item.link_expires_at.map(ms_to_rfc3339);
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::CampaignReminder,
-            Some(&c.id),
-            AuditOutcome::Ok,
+            &c.id,
             json!({"connection": item.connection_id, "owner": item.owner, "link_expires_at": expires}),
         )
         .await?;
@@ -251,12 +249,11 @@ impl Rekey {
         }
         drop(conn);
         let mut tx = self.store().begin_write().await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::CampaignLinksRead,
-            Some(&c.id),
-            AuditOutcome::Ok,
+            &c.id,
             json!({"links": out.len()}),
         )
         .await?;
@@ -369,12 +366,11 @@ impl Rekey {
             tx.commit().await?;
         }
         let mut tx = self.store().begin_write().await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::CampaignStep,
-            Some(&c.id),
-            AuditOutcome::Ok,
+            &c.id,
             json!({"connection": cid, "link": if resend { "resent" } else { "cancelled" }}),
         )
         .await?;

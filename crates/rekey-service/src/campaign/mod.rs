@@ -15,11 +15,11 @@ mod mail;
 mod plan;
 mod worker;
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
 use rekey_api::{CampaignFilter, CampaignNotify, ConnectionQuery, CreateCampaign};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::campaign::{CampaignState, ItemState};
 use rekey_core::events::EventType;
 use rekey_core::time::{now_ms, parse_rfc3339};
@@ -250,12 +250,11 @@ impl Rekey {
         };
         let mut tx = self.store().begin_write().await?;
         store::insert(tx.conn(), &row).await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::CampaignCreate,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"name": row.name, "filter": req.filter, "deadline": req.deadline}),
         )
         .await?;
@@ -419,12 +418,11 @@ impl Rekey {
                 format!("campaign {} was started or cancelled meanwhile", row.id),
             ));
         }
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::CampaignStart,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"connections": total, "added": added}),
         )
         .await?;
@@ -511,12 +509,11 @@ impl Rekey {
         }
         let (_, added) = self.freeze(&row, true).await?;
         let mut tx = self.store().begin_write().await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::CampaignAddConnections,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"added": added}),
         )
         .await?;
@@ -562,15 +559,7 @@ impl Rekey {
             details =
                 json!({"from": row.state.as_str(), "skipped": skipped, "links_cancelled": links});
         }
-        record(
-            &mut tx,
-            ctx,
-            action,
-            Some(&row.id),
-            AuditOutcome::Ok,
-            details,
-        )
-        .await?;
+        record_ok(&mut tx, ctx, action, &row.id, details).await?;
         tx.commit().await?;
         self.get_campaign(&ctx.tenant, &row.id).await
     }
@@ -748,12 +737,11 @@ impl Rekey {
         } else {
             AuditAction::CampaignSkip
         };
-        record(
+        record_ok(
             &mut tx,
             ctx,
             action,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"connection": cid, field: words, "was": item.state.as_str()}),
         )
         .await?;
@@ -787,12 +775,11 @@ impl Rekey {
             *by_state.entry(s).or_default() += n;
         }
         let ctx = worker::campaign_ctx(&row.tenant, &row.id);
-        record(
+        record_ok(
             &mut tx,
             &ctx,
             AuditAction::CampaignCompleted,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"counts": by_state}),
         )
         .await?;

@@ -5,7 +5,7 @@ use super::{
     pkce_aad, session_ctx, session_err, token_hash, CallbackOutcome, CallbackParams, Identity,
     SESSION_KIND,
 };
-use crate::audit::record;
+use crate::audit::{record, record_ok};
 use crate::integrations::Resolved;
 use crate::Rekey;
 use rekey_core::audit::{AuditAction, AuditOutcome};
@@ -82,12 +82,11 @@ impl Rekey {
         }
         store::set_redirect(tx.conn(), &s.id, &redirect_uri).await?;
         secrets::insert(tx.conn(), &sealed).await?;
-        record(
+        record_ok(
             &mut tx,
             &session_ctx(&s),
             AuditAction::ConnectSessionStart,
-            Some(&s.id),
-            AuditOutcome::Ok,
+            &s.id,
             json!({"integration": integ.id}),
         )
         .await?;

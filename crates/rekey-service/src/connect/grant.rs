@@ -3,7 +3,7 @@
 
 use super::reauth_rule::{judge, Verdict};
 use super::{access_expiry, revocable, session_ctx, token_material, CallbackOutcome, Identity};
-use crate::audit::record;
+use crate::audit::{record, record_ok};
 use crate::connection_rows::{not_found as connection_not_found, OWNER_KIND as CONN_KIND};
 use crate::webhooks::{connection_data, emit};
 use crate::Rekey;
@@ -69,12 +69,11 @@ impl Rekey {
         self.write_secrets(&mut tx, &row, &secrets_map).await?;
         self.record_first_version(&mut tx, &session_ctx(s), &row, &secrets_map)
             .await?;
-        record(
+        record_ok(
             &mut tx,
             &session_ctx(s),
             AuditAction::ConnectionCreate,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({
                 "provider": provider, "kind": row.kind.as_str(), "integration": integration_id,
                 "authorized_by": identity.describe(), "scopes": row.scopes, "connect_session": s.id,
@@ -165,7 +164,7 @@ impl Rekey {
                 let shift = self
                     .shift_grant(&mut tx, &ctx, &before, &old_secrets, &row, &new_secrets)
                     .await?;
-                record(&mut tx, &ctx, AuditAction::ConnectionReauthorized, Some(cid), AuditOutcome::Ok, json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id, "versions": shift.audit_details()})).await?;
+                record_ok(&mut tx, &ctx, AuditAction::ConnectionReauthorized, cid, json!({"authorized_by": identity.describe(), "scopes": granted, "connect_session": s.id, "versions": shift.audit_details()})).await?;
                 crate::status::reauthorized(
                     &mut tx,
                     &ctx,

@@ -3,12 +3,12 @@
 
 use super::form::{form_for, gather, page_form, page_message, Current};
 use super::{session_ctx, session_err, token_hash, CallbackOutcome, ConnectPage};
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::connection_rows::not_found as connection_not_found;
 use crate::connections::rules;
 use crate::{Ctx, NewConnectSession, Rekey};
 use rekey_api::CreateConnectSession;
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::connection::ConnectSessionStatus;
 use rekey_core::connection::ConnectionKind;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
@@ -167,12 +167,11 @@ impl Rekey {
             }
             None => 0,
         };
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::ConnectSessionCreate,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"integration": integration, "provider": provider, "kind": kind.as_str(), "reauthorize": row.reauthorize_id, "superseded": superseded}),
         )
         .await?;

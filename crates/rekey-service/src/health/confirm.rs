@@ -11,11 +11,11 @@
 //! the check), one whose last check or refresh failed (`degraded`,
 //! `needs_reauth`), one out of service (disabled, revoked).
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::connection_rows::not_found;
 use crate::{Connection, Ctx, Rekey};
 use rekey_api::ConfirmWorking;
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::connection::{self, ConnectionKind, Status};
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
@@ -136,12 +136,11 @@ impl Rekey {
             note.as_deref(),
         )
         .await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::ConnectionConfirmWorking,
-            Some(&id),
-            AuditOutcome::Ok,
+            &id,
             json!({"from": from.as_str(), "to": row.status.as_str(), "note": note}),
         )
         .await?;

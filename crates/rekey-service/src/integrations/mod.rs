@@ -1,11 +1,11 @@
 //! OAuth app registrations ("integrations") and resolving their effective
 //! endpoints from catalog + overrides + placeholders + OIDC discovery.
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::model::{Endpoints, Integration};
 use crate::{Ctx, Rekey};
 use rekey_api::{CreateIntegration, EndpointOverrides, UpdateIntegration};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::outbound::OutboundPolicy;
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
@@ -299,12 +299,11 @@ impl Rekey {
         store::insert(tx.conn(), &row).await?;
         self.write_integration_secret(&mut tx, &row, &secret)
             .await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::IntegrationCreate,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"provider": row.provider, "auth_method": row.auth_method, "tags": row.tags, "custody": row.custody}),
         )
         .await?;
@@ -435,12 +434,11 @@ impl Rekey {
                 format!("integration {id} was changed concurrently"),
             ));
         }
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::IntegrationUpdate,
-            Some(&id),
-            AuditOutcome::Ok,
+            &id,
             json!({"secret_replaced": new_secret, "version": row.version, "tags": row.tags, "custody": row.custody}),
         )
         .await?;
@@ -464,15 +462,7 @@ impl Rekey {
         secrets::delete_owner(tx.conn(), OWNER_KIND, &id).await?;
         secrets::delete_owner(tx.conn(), rotate_secret::PENDING_KIND, &id).await?;
         store::delete(tx.conn(), &ctx.tenant, &id).await?;
-        record(
-            &mut tx,
-            ctx,
-            AuditAction::IntegrationDelete,
-            Some(&id),
-            AuditOutcome::Ok,
-            json!({}),
-        )
-        .await?;
+        record_ok(&mut tx, ctx, AuditAction::IntegrationDelete, &id, json!({})).await?;
         tx.commit().await
     }
 

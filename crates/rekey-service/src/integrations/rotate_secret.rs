@@ -10,7 +10,7 @@
 //! version), so a crash leaves either the old secret or the new one.
 
 use super::{method_of, not_found, INTEGRATION_PREFIX};
-use crate::audit::record;
+use crate::audit::{record, record_ok};
 use crate::model::Integration;
 use crate::{Ctx, Rekey};
 use rekey_core::audit::{AuditAction, AuditOutcome};
@@ -191,12 +191,11 @@ impl Rekey {
             return Err(no_pending(&id));
         }
         secrets::delete_owner(tx.conn(), PENDING_KIND, &id).await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::IntegrationSecretDiscard,
-            Some(&id),
-            AuditOutcome::Ok,
+            &id,
             json!({}),
         )
         .await?;
@@ -253,12 +252,11 @@ impl Rekey {
         let old_fingerprint = self
             .client_fingerprint(&mut tx, method, &old.secret)
             .await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::IntegrationSecretStage,
-            Some(&now_row.id),
-            AuditOutcome::Ok,
+            &now_row.id,
             json!({"new_fingerprint": fingerprint, "key_id": kid}),
         )
         .await?;
@@ -449,12 +447,11 @@ impl Rekey {
             ));
         }
         let connections = store::connections_using(tx.conn(), &ctx.tenant, &id).await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::IntegrationSecretRotate,
-            Some(&id),
-            AuditOutcome::Ok,
+            &id,
             json!({"old_fingerprint": old_fingerprint, "new_fingerprint": new_fingerprint,
                    "tested_with": tested_with, "connections": connections, "version": now_row.version}),
         )

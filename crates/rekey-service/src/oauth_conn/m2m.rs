@@ -1,10 +1,10 @@
 //! Client-credentials (M2M) connections.
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::connect::{access_expiry, token_material};
 use crate::webhooks::emit;
 use crate::{Connection, Ctx, Rekey};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::events::EventType;
 use rekey_core::time::now_ms;
@@ -92,12 +92,11 @@ impl Rekey {
         conns::insert(tx.conn(), &row).await?;
         self.write_secrets(&mut tx, &row, &s).await?;
         self.record_first_version(&mut tx, ctx, &row, &s).await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::ConnectionCreate,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"provider": row.provider, "kind": row.kind.as_str(), "integration": integ.id}),
         )
         .await?;

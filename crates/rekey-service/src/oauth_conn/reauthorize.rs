@@ -2,11 +2,11 @@
 //! or switching to a parked grant.
 
 use super::{integration_of, meta_of};
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::connect::revocable;
 use crate::{Ctx, Reauthorization, Rekey};
 use rekey_api::CreateConnectSession;
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::connection::{ConnectionKind, Status};
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
@@ -115,7 +115,7 @@ impl Rekey {
             }
             self.write_secrets(&mut tx, &r, &fresh).await?;
             let shift = self.shift_grant(&mut tx, ctx, &row, &s, &r, &fresh).await?;
-            record(&mut tx, ctx, AuditAction::ConnectionReauthorizeAccepted, Some(&id), AuditOutcome::Ok, json!({
+            record_ok(&mut tx, ctx, AuditAction::ConnectionReauthorizeAccepted, &id, json!({
                 "accepted_mismatch": true, "subject": r.owner.subject, "email": r.owner.email, "scopes": r.scopes,
                 "versions": shift.audit_details(),
             })).await?;

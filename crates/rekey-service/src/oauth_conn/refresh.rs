@@ -5,7 +5,7 @@ use super::{
     had_recent_refresh, in_backoff, integration_of, meta_of, needs_refresh, RefreshRun,
     KEEPALIVE_MS,
 };
-use crate::audit::record;
+use crate::audit::{record, record_ok};
 use crate::connect::{access_expiry, token_material};
 use crate::connection_rows::not_found;
 use crate::status::{apply_observation, status_changed, Observation};
@@ -294,7 +294,7 @@ impl Rekey {
         }
         // Access token and rotated refresh token land in the same transaction.
         self.write_secrets(tx, &r, &fresh).await?;
-        record(tx, ctx, AuditAction::ConnectionRefreshed, Some(&row.id), AuditOutcome::Ok, json!({
+        record_ok(tx, ctx, AuditAction::ConnectionRefreshed, &row.id, json!({
             "refresh_token_rotated": rotated, "recovered_from": if recovered { Some(from.as_str()) } else { None },
             "credential_version": r.credential_version,
         })).await?;

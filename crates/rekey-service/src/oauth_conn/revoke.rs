@@ -1,7 +1,7 @@
 //! Revocation: at the provider, of a connection, and its confirmation.
 
 use super::integration_of;
-use crate::audit::record;
+use crate::audit::{record, record_ok};
 use crate::connect::revocable;
 use crate::connection_rows::not_found;
 use crate::revocation::RevocationRecord;
@@ -195,12 +195,11 @@ impl Rekey {
         if already_dead {
             at_provider = true;
             let mut tx = self.store().begin_write().await?;
-            record(
+            record_ok(
                 &mut tx,
                 ctx,
                 AuditAction::ConnectionProviderRevocation,
-                Some(&id),
-                AuditOutcome::Ok,
+                &id,
                 json!({"tokens": [], "after_restart": true,
                        "found": "the provider refuses the credential: the call made before a restart took effect"}),
             )
@@ -418,7 +417,7 @@ impl Rekey {
                 m.insert("old_fingerprint".into(), r.fingerprint.clone().into());
             }
         }
-        record(&mut tx, ctx, action, Some(id), AuditOutcome::Ok, d).await?;
+        record_ok(&mut tx, ctx, action, id, d).await?;
         status_changed(&mut tx, ctx, &row, from, "operator", None).await?;
         if to == Status::Revoked {
             emit(

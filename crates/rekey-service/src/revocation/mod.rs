@@ -8,9 +8,9 @@
 
 mod verify;
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::{Ctx, Rekey};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::revocation::{RevocationMethod, RevocationState};
 use rekey_core::time::now_ms;
 use rekey_core::versions::VersionLabel;
@@ -290,12 +290,11 @@ impl Rekey {
         }
         store::update(tx.conn(), &r).await?;
         rekey_store::campaigns::nudge(tx.conn(), &r.tenant, &r.connection_id, now_ms()).await?;
-        record(
+        record_ok(
             tx,
             ctx,
             AuditAction::RevocationStepConfirmed,
-            Some(&r.connection_id),
-            AuditOutcome::Ok,
+            &r.connection_id,
             json!({"revocation": r.id, "steps": confirmed, "note": note, "complete": complete,
                    "fingerprint": r.fingerprint}),
         )

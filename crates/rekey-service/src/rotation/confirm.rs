@@ -4,10 +4,10 @@
 
 use super::engine::system_ctx;
 use super::{At, Confirmation, Instructions, Options, Rotate, Rotation, Rotator};
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::connection_rows::not_found;
 use crate::{Ctx, Rekey};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::connection::validate_note;
 use rekey_core::rotation::RotationState;
 use rekey_core::time::now_ms;
@@ -134,12 +134,11 @@ impl Rekey {
             let fresh = self.get_rotation(&ctx.tenant, &id).await?;
             return Err(not_awaiting(&id, &fresh));
         }
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::RotationConfirm,
-            Some(&r.connection_id),
-            AuditOutcome::Ok,
+            &r.connection_id,
             json!({"rotation": id, "step": awaiting, "note": note, "new_fingerprint": new_fingerprint}),
         )
         .await?;
@@ -304,12 +303,11 @@ impl Rekey {
             self.retire_version(&mut tx, &sys, &r.tenant, &r.connection_id, p)
                 .await?;
         }
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::RotationCancel,
-            Some(&r.connection_id),
-            AuditOutcome::Ok,
+            &r.connection_id,
             json!({"rotation": id, "state": r.state.as_str(), "note": note}),
         )
         .await?;

@@ -6,7 +6,7 @@
 //! and that write runs the (idempotent) step again.
 
 use super::{fault, rotation_data, At, Material, Options, Rotate, Rotation, Rotator, StepError};
-use crate::audit::record;
+use crate::audit::{record, record_ok};
 use crate::connection_rows::{not_found, OWNER_KIND};
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
@@ -478,12 +478,11 @@ impl Rekey {
         if !store::advance(tx.conn(), &next, r.state).await? {
             return Ok(Stepped::Advanced);
         }
-        record(
+        record_ok(
             &mut tx,
             &ctx,
             AuditAction::RotationAwaitingOperator,
-            Some(&r.connection_id),
-            AuditOutcome::Ok,
+            &r.connection_id,
             json!({"rotation": r.id, "state": r.state.as_str(), "awaiting": i.step}),
         )
         .await?;
@@ -511,12 +510,11 @@ impl Rekey {
         row: &ConnectionRow,
         details: Value,
     ) -> Result<(), Error> {
-        record(
+        record_ok(
             tx,
             ctx,
             AuditAction::RotationStep,
-            Some(&r.connection_id),
-            AuditOutcome::Ok,
+            &r.connection_id,
             json!({"rotation": r.id, "state": r.state.as_str(), "versions": details}),
         )
         .await?;

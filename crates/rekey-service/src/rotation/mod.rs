@@ -24,11 +24,11 @@ mod manual;
 mod schedule;
 mod step;
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::connection_rows::not_found;
 use crate::webhooks::emit;
 use crate::{Ctx, Rekey};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::events::EventType;
 use rekey_core::rotation::{RotationState, RotationStrategy};
 use rekey_core::time::now_ms;
@@ -532,12 +532,11 @@ impl Rekey {
                 e
             }
         })?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::RotationStart,
-            Some(&id),
-            AuditOutcome::Ok,
+            &id,
             json!({
                 "rotation": r.id, "rotator": name, "strategy": strategy.as_str(),
                 "grace_secs": grace.as_secs(), "new_fingerprint": v.fingerprint,

@@ -5,10 +5,10 @@
 //! campaigns use.
 
 use super::{RotateRequest, RotationMethod};
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::connection_rows::not_found;
 use crate::{Ctx, Rekey};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::rotation::{in_window, RotationStrategy};
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::{ids, Error, ErrorCode};
@@ -141,12 +141,11 @@ impl Rekey {
             updated_at: now,
         };
         store::upsert(tx.conn(), &s).await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::RotationScheduleSet,
-            Some(&id),
-            AuditOutcome::Ok,
+            &id,
             json!({
                 "period_secs": s.period_secs,
                 "window": rekey_core::rotation::window_text(s.window_start, s.window_end),
@@ -182,12 +181,11 @@ impl Rekey {
                 format!("connection {id} has no rotation schedule"),
             ));
         }
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::RotationScheduleDelete,
-            Some(&id),
-            AuditOutcome::Ok,
+            &id,
             json!({}),
         )
         .await?;

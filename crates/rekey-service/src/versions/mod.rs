@@ -11,9 +11,9 @@
 mod fingerprint;
 mod read;
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::{Ctx, Rekey};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::time::now_ms;
 use rekey_core::versions::VersionLabel;
 use rekey_core::{ids, Error, SecretString};
@@ -519,12 +519,11 @@ impl Rekey {
                 request_id: None,
                 source: None,
             };
-            record(
+            record_ok(
                 &mut tx,
                 &ctx,
                 AuditAction::CredentialVersionRetired,
-                Some(&v.connection_id),
-                AuditOutcome::Ok,
+                &v.connection_id,
                 json!({
                     "version": retired.id, "fingerprint": retired.fingerprint,
                     "reason": "grace_ended",

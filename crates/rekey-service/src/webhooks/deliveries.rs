@@ -1,10 +1,10 @@
 //! Deliveries as the API shows them (list, get, replay), and the leases
 //! the delivery worker holds.
 
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::{Ctx, Delivery, DeliveryPage, Rekey};
 use rekey_api::DeliveryQuery;
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::time::now_ms;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
@@ -99,7 +99,7 @@ impl Rekey {
                 ),
             ));
         }
-        record(&mut tx, ctx, AuditAction::WebhookDeliveryReplayed, Some(&before.id), AuditOutcome::Ok, json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
+        record_ok(&mut tx, ctx, AuditAction::WebhookDeliveryReplayed, &before.id, json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
         let d = store::get_delivery(tx.conn(), &ctx.tenant, &before.id)
             .await?
             .ok_or_else(|| Error::internal("delivery vanished"))?;

@@ -4,10 +4,10 @@
 use super::{
     aad, not_found, url_host, validate_description, validate_events, validate_url, OWNER_KIND,
 };
-use crate::audit::record;
+use crate::audit::record_ok;
 use crate::{Ctx, Delivery, NewWebhook, Rekey, WebhookPage};
 use rekey_api::{CreateWebhook, UpdateWebhook, WebhookQuery};
-use rekey_core::audit::{AuditAction, AuditOutcome};
+use rekey_core::audit::AuditAction;
 use rekey_core::events::EventType;
 use rekey_core::time::{ms_to_rfc3339, now_ms};
 use rekey_core::ErrorCode;
@@ -68,12 +68,11 @@ impl Rekey {
         store::insert(tx.conn(), &row).await?;
         self.seal_webhook_secret(&mut tx, &ctx.tenant, &row.id, &secret)
             .await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::WebhookCreated,
-            Some(&row.id),
-            AuditOutcome::Ok,
+            &row.id,
             json!({"host": url_host(&row.url), "events": row.events}),
         )
         .await?;
@@ -175,12 +174,11 @@ impl Rekey {
                 format!("webhook {} changed concurrently; retry", cur.id),
             ));
         }
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::WebhookUpdated,
-            Some(&w.id),
-            AuditOutcome::Ok,
+            &w.id,
             json!({"host": url_host(&w.url), "events": w.events, "enabled": w.disabled_at.is_none()}),
         )
         .await?;
@@ -195,12 +193,11 @@ impl Rekey {
         if !store::delete(tx.conn(), &ctx.tenant, &w.id).await? {
             return Err(not_found(&w.id));
         }
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::WebhookDeleted,
-            Some(&w.id),
-            AuditOutcome::Ok,
+            &w.id,
             json!({"host": url_host(&w.url)}),
         )
         .await?;
@@ -214,12 +211,11 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         self.seal_webhook_secret(&mut tx, &ctx.tenant, &w.id, &secret)
             .await?;
-        record(
+        record_ok(
             &mut tx,
             ctx,
             AuditAction::WebhookSecretRotated,
-            Some(&w.id),
-            AuditOutcome::Ok,
+            &w.id,
             json!({}),
         )
         .await?;
