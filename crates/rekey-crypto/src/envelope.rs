@@ -15,6 +15,18 @@ pub struct Aad {
 }
 
 impl Aad {
+    /// The field `field` of the record `record_kind`/`record_id` of
+    /// `tenant`, sealed for `version`.
+    pub fn new(tenant: &str, record_kind: &str, record_id: &str, field: &str, version: i64) -> Aad {
+        Aad {
+            tenant: tenant.to_string(),
+            record_kind: record_kind.to_string(),
+            record_id: record_id.to_string(),
+            field: field.to_string(),
+            version,
+        }
+    }
+
     pub fn bytes(&self) -> Vec<u8> {
         // Length-prefixed so no two distinct tuples encode the same.
         let mut out = b"rekey-secret-v1".to_vec();

@@ -19,13 +19,7 @@ pub(crate) fn not_found(id: &str) -> Error {
 
 /// The AAD a connection's secret field is sealed under.
 pub(crate) fn aad(tenant: &str, id: &str, field: &str, version: i64) -> Aad {
-    Aad {
-        tenant: tenant.to_string(),
-        record_kind: OWNER_KIND.to_string(),
-        record_id: id.to_string(),
-        field: field.to_string(),
-        version,
-    }
+    Aad::new(tenant, OWNER_KIND, id, field, version)
 }
 
 impl Rekey {

@@ -22,13 +22,7 @@ use serde_json::json;
 pub(super) const OWNER_KIND: &str = "campaign_link";
 
 pub(super) fn aad(tenant: &str, item_id: &str) -> Aad {
-    Aad {
-        tenant: tenant.to_string(),
-        record_kind: OWNER_KIND.into(),
-        record_id: item_id.to_string(),
-        field: "token".into(),
-        version: 1,
-    }
+    Aad::new(tenant, OWNER_KIND, item_id, "token", 1)
 }
 
 /// When owners still holding an unused link are reminded: a day before

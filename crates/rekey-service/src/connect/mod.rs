@@ -98,13 +98,7 @@ fn token_hash(t: &str) -> String {
 }
 
 fn pkce_aad(s: &ConnectSessionRow) -> Aad {
-    Aad {
-        tenant: s.tenant.clone(),
-        record_kind: SESSION_KIND.into(),
-        record_id: s.id.clone(),
-        field: "pkce_verifier".into(),
-        version: 1,
-    }
+    Aad::new(&s.tenant, SESSION_KIND, &s.id, "pkce_verifier", 1)
 }
 
 /// Identity facts about who authorized.

@@ -86,13 +86,7 @@ fn endpoints_of(e: &EndpointOverrides) -> Endpoints {
 }
 
 fn aad(tenant: &str, id: &str, version: i64) -> Aad {
-    Aad {
-        tenant: tenant.into(),
-        record_kind: OWNER_KIND.into(),
-        record_id: id.into(),
-        field: "client_secret".into(),
-        version,
-    }
+    Aad::new(tenant, OWNER_KIND, id, "client_secret", version)
 }
 
 impl Rekey {

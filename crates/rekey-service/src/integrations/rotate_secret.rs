@@ -30,13 +30,7 @@ use std::collections::BTreeMap;
 pub(super) const PENDING_KIND: &str = "integration_pending";
 
 fn pending_aad(tenant: &str, id: &str) -> Aad {
-    Aad {
-        tenant: tenant.into(),
-        record_kind: PENDING_KIND.into(),
-        record_id: id.into(),
-        field: "private_key".into(),
-        version: 1,
-    }
+    Aad::new(tenant, PENDING_KIND, id, "private_key", 1)
 }
 
 fn no_pending(id: &str) -> Error {

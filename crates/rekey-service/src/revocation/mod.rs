@@ -68,13 +68,7 @@ impl From<RevocationRow> for RevocationRecord {
 }
 
 fn aad(tenant: &str, id: &str, field: &str, version: i64) -> Aad {
-    Aad {
-        tenant: tenant.to_string(),
-        record_kind: OWNER_KIND.to_string(),
-        record_id: id.to_string(),
-        field: field.to_string(),
-        version,
-    }
+    Aad::new(tenant, OWNER_KIND, id, field, version)
 }
 
 /// What decides where an OAuth app's tokens go and whose they are: its

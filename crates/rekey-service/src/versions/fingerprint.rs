@@ -19,13 +19,7 @@ const KEY_OWNER_ID: &str = "fingerprint_key";
 const KEY_FIELD: &str = "key";
 
 fn key_aad() -> Aad {
-    Aad {
-        tenant: String::new(),
-        record_kind: KEY_OWNER_KIND.into(),
-        record_id: KEY_OWNER_ID.into(),
-        field: KEY_FIELD.into(),
-        version: 1,
-    }
+    Aad::new("", KEY_OWNER_KIND, KEY_OWNER_ID, KEY_FIELD, 1)
 }
 
 /// A fingerprint and how it was made.

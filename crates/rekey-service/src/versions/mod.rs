@@ -54,13 +54,7 @@ impl Source {
 
 /// The AAD a non-current version's secret field is sealed under.
 fn aad(tenant: &str, version_id: &str, field: &str, seq: i64) -> Aad {
-    Aad {
-        tenant: tenant.to_string(),
-        record_kind: OWNER_KIND.to_string(),
-        record_id: version_id.to_string(),
-        field: field.to_string(),
-        version: seq,
-    }
+    Aad::new(tenant, OWNER_KIND, version_id, field, seq)
 }
 
 fn meta_of(row: &ConnectionRow) -> Map<String, Value> {

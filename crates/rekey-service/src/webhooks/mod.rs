@@ -121,13 +121,7 @@ fn validate_description(d: &Option<String>) -> Result<(), Error> {
 }
 
 fn aad(tenant: &str, id: &str) -> Aad {
-    Aad {
-        tenant: tenant.to_string(),
-        record_kind: OWNER_KIND.into(),
-        record_id: id.to_string(),
-        field: "secret".into(),
-        version: 1,
-    }
+    Aad::new(tenant, OWNER_KIND, id, "secret", 1)
 }
 
 fn not_found(id: &str) -> Error {
