@@ -53,10 +53,15 @@ impl Rekey {
     /// true when a full batch was claimed (more may be waiting).
     pub async fn rotate_due(&self, limit: i64) -> Result<bool, Error> {
         let now = now_ms();
-        let owner = self.replica_id().to_string();
         let claimed = self
             .store()
-            .claim(store::claim_due, &owner, now, now + LEASE_MS, limit)
+            .claim(
+                store::claim_due,
+                self.replica_id(),
+                now,
+                now + LEASE_MS,
+                limit,
+            )
             .await?;
         for (tenant, id) in &claimed {
             if let Err(e) = self.drive_rotation(tenant, id).await {

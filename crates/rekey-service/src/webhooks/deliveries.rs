@@ -100,14 +100,7 @@ impl Rekey {
             ));
         }
         record_ok(&mut tx, ctx, AuditAction::WebhookDeliveryReplayed, &before.id, json!({"webhook_id": before.webhook_id, "event_id": before.event_id, "previous_status": before.status})).await?;
-        let d = store::get_delivery(tx.conn(), &ctx.tenant, &before.id)
-            .await?
-            .ok_or_else(|| Error::internal("delivery vanished"))?;
-        tx.commit().await?;
-        Ok(Delivery {
-            row: d,
-            attempts: None,
-        })
+        super::commit_delivery(tx, &ctx.tenant, &before.id).await
     }
 
     /// Forget leases at start-up: `None` drops all (single-process SQLite),

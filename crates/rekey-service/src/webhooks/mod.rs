@@ -128,6 +128,23 @@ fn not_found(id: &str) -> Error {
     Error::not_found(ErrorCode::WebhookNotFound, format!("webhook {id}"))
 }
 
+/// The delivery `id` as `tx` wrote it (without attempts); `tx` is then
+/// committed.
+async fn commit_delivery(
+    mut tx: WriteTx,
+    tenant: &str,
+    id: &str,
+) -> Result<crate::Delivery, Error> {
+    let row = store::get_delivery(tx.conn(), tenant, id)
+        .await?
+        .ok_or_else(|| Error::internal("delivery vanished"))?;
+    tx.commit().await?;
+    Ok(crate::Delivery {
+        row,
+        attempts: None,
+    })
+}
+
 /// The non-secret facts about a connection every connection event carries.
 pub(crate) fn connection_data(r: &rekey_store::connections::ConnectionRow) -> Value {
     json!({

@@ -243,13 +243,6 @@ impl Rekey {
         let mut tx = self.store().begin_write().await?;
         store::insert_event(tx.conn(), &event).await?;
         store::insert_delivery(tx.conn(), &did, &ctx.tenant, &w.id, &event.id, now).await?;
-        let d = store::get_delivery(tx.conn(), &ctx.tenant, &did)
-            .await?
-            .ok_or_else(|| Error::internal("delivery vanished"))?;
-        tx.commit().await?;
-        Ok(Delivery {
-            row: d,
-            attempts: None,
-        })
+        super::commit_delivery(tx, &ctx.tenant, &did).await
     }
 }
