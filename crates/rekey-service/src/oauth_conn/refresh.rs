@@ -105,6 +105,16 @@ impl Rekey {
             .unwrap_or(900_000)
     }
 
+    /// How `provider`'s API wants an access token presented: the catalog's
+    /// prefix for it (Zoho: "Zoho-oauthtoken "), else "Bearer ".
+    pub(crate) fn authorization_prefix(&self, provider: &str) -> String {
+        self.catalog()
+            .get(provider)
+            .and_then(|p| p.oauth.as_ref())
+            .and_then(|o| o.authorization_prefix.clone())
+            .unwrap_or_else(|| "Bearer ".to_string())
+    }
+
     /// Return the connection and its secrets with an access token that is
     /// not about to expire, refreshing (or re-requesting, for client
     /// credentials) first when needed. At most one refresh per connection
@@ -330,13 +340,7 @@ impl Rekey {
             .ok_or_else(|| Error::internal("OAuth connection without access token"))?;
         let m = meta_of(&row);
         let token_type = m.token_type.as_deref().unwrap_or("Bearer");
-        // The catalog may say how the provider's API wants the token (Zoho: "Zoho-oauthtoken ").
-        let prefix = self
-            .catalog()
-            .get(&row.provider)
-            .and_then(|p| p.oauth.as_ref())
-            .and_then(|o| o.authorization_prefix.clone())
-            .unwrap_or_else(|| "Bearer ".to_string());
+        let prefix = self.authorization_prefix(&row.provider);
         Ok((
             row.credential_version,
             json!({

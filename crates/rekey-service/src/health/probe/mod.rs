@@ -117,12 +117,7 @@ impl Rekey {
         let at = s
             .get("access_token")
             .ok_or_else(|| Error::internal("OAuth connection without access token"))?;
-        let prefix = self
-            .catalog()
-            .get(&r.provider)
-            .and_then(|p| p.oauth.as_ref())
-            .and_then(|o| o.authorization_prefix.clone())
-            .unwrap_or_else(|| "Bearer ".to_string());
+        let prefix = self.authorization_prefix(&r.provider);
         Ok(Presented::Http {
             headers: vec![("Authorization".into(), format!("{prefix}{}", at.expose()))],
             query: vec![],
@@ -186,12 +181,7 @@ impl Rekey {
                 row.kind
             ));
         }
-        let prefix = self
-            .catalog()
-            .get(&row.provider)
-            .and_then(|p| p.oauth.as_ref())
-            .and_then(|o| o.authorization_prefix.clone())
-            .unwrap_or_else(|| "Bearer ".to_string());
+        let prefix = self.authorization_prefix(&row.provider);
         let headers = vec![(
             "Authorization".into(),
             format!("{prefix}{}", token.expose()),
