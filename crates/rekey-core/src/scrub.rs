@@ -338,6 +338,19 @@ fn base64_core_ranges(text: &str, secret: &str) -> Vec<(usize, usize)> {
     ranges
 }
 
+/// Where the run of base64 characters (either alphabet) from `i` ends,
+/// without and with its `=` padding (at most two).
+fn base64_run_end(b: &[u8], mut i: usize) -> (usize, usize) {
+    while i < b.len() && (std_char(b[i]) || url_char(b[i])) {
+        i += 1;
+    }
+    let e = i;
+    while i < b.len() && b[i] == b'=' && i - e < 2 {
+        i += 1;
+    }
+    (e, i)
+}
+
 /// Maximal runs of base64 characters (either alphabet) with their `=`
 /// padding: (start, end of the characters, end with padding).
 fn base64_runs(text: &str) -> Vec<(usize, usize, usize)> {
@@ -346,15 +359,9 @@ fn base64_runs(text: &str) -> Vec<(usize, usize, usize)> {
     let mut i = 0;
     while i < b.len() {
         if std_char(b[i]) || url_char(b[i]) {
-            let s = i;
-            while i < b.len() && (std_char(b[i]) || url_char(b[i])) {
-                i += 1;
-            }
-            let e = i;
-            while i < b.len() && b[i] == b'=' && i - e < 2 {
-                i += 1;
-            }
-            runs.push((s, e, i));
+            let (e, end) = base64_run_end(b, i);
+            runs.push((i, e, end));
+            i = end;
         } else {
             i += 1;
         }
@@ -510,13 +517,8 @@ fn redact_basic(text: &str) -> String {
             continue;
         }
         let s = i;
-        while i < b.len() && (std_char(b[i]) || url_char(b[i])) {
-            i += 1;
-        }
-        let e = i;
-        while i < b.len() && b[i] == b'=' && i - e < 2 {
-            i += 1;
-        }
+        let (e, end) = base64_run_end(b, s);
+        i = end;
         let pair = decode_base64(&text[s..e])
             .and_then(|d| String::from_utf8(d).ok())
             .is_some_and(|d| d.contains(':') && !d.chars().any(char::is_control));
