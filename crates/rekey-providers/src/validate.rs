@@ -601,6 +601,15 @@ pub(crate) fn validate_runbook(
     Ok(())
 }
 
+/// `base`'s field `f` (`base` itself when `f` is empty).
+fn subfield(base: &str, f: &str) -> String {
+    if f.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{f}")
+    }
+}
+
 pub(crate) fn validate_forms(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
     for (kind, form) in &ctx.p.key_forms {
         let base = format!("key_forms.{kind}");
@@ -610,16 +619,7 @@ pub(crate) fn validate_forms(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
         if !ctx.p.auth_kinds.contains(kind) {
             return Err(ctx.err(&base, format!("`{kind}` is not in auth_kinds")));
         }
-        forms::validate_form(kind, form).map_err(|(f, r)| {
-            ctx.err(
-                &if f.is_empty() {
-                    base.clone()
-                } else {
-                    format!("{base}.{f}")
-                },
-                r,
-            )
-        })?;
+        forms::validate_form(kind, form).map_err(|(f, r)| ctx.err(&subfield(&base, &f), r))?;
         if let Some(h) = &form.help {
             check_text(ctx.file, &format!("{base}.help"), h)?;
         }
@@ -633,16 +633,7 @@ pub(crate) fn validate_probes(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
     let mut catch_all = None;
     for (i, pr) in p.probes.iter().enumerate() {
         let base = format!("probe[{i}]");
-        probe::validate_probe(pr).map_err(|(f, r)| {
-            ctx.err(
-                &if f.is_empty() {
-                    base.clone()
-                } else {
-                    format!("{base}.{f}")
-                },
-                r,
-            )
-        })?;
+        probe::validate_probe(pr).map_err(|(f, r)| ctx.err(&subfield(&base, &f), r))?;
         for (j, k) in pr.kinds.iter().enumerate() {
             if !p.auth_kinds.contains(k) {
                 return Err(ctx.err(
