@@ -200,17 +200,9 @@ pub async fn insert_items(c: &mut AnyConnection, items: &[ItemRow]) -> Result<u6
             "id, tenant, campaign_id, connection_id, display_name, provider, kind, owner, \
              base_version, actions, lease_owner, lease_until, {MOVING}"
         );
-        let n = columns.split(", ").count();
-        let values: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let ps: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
-                format!("({})", ps.join(", "))
-            })
-            .collect();
         let sql = format!(
-            "INSERT INTO campaign_items ({columns}) VALUES {} \
-             ON CONFLICT (campaign_id, connection_id) DO NOTHING",
-            values.join(", ")
+            "{} ON CONFLICT (campaign_id, connection_id) DO NOTHING",
+            rows::insert_rows_sql("campaign_items", &columns, chunk.len())
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
@@ -492,18 +484,10 @@ pub async fn release_item(c: &mut AnyConnection, owner: &str, id: &str) -> Resul
 
 /// Free the leases of `owner` (every lease with None).
 pub async fn release(c: &mut AnyConnection, owner: Option<&str>) -> Result<u64, Error> {
-    let mut n = 0;
-    for table in ["campaign_items", "campaign_mail"] {
-        let r = sqlx::query(&format!(
-            "UPDATE {table} SET lease_owner = NULL, lease_until = NULL \
-             WHERE lease_owner IS NOT NULL AND ($1 IS NULL OR lease_owner = $1)"
-        ))
-        .bind(owner.map(str::to_string))
-        .execute(&mut *c)
-        .await?;
-        n += r.rows_affected();
-    }
-    Ok(n)
+    Ok(
+        rows::release_leases(&mut *c, "campaign_items", owner).await?
+            + rows::release_leases(c, "campaign_mail", owner).await?,
+    )
 }
 
 /// One queued e-mail to an owner (`campaign_mail`).

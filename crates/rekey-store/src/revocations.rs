@@ -204,12 +204,5 @@ pub async fn claim_one(
 
 /// Free the leases of `owner` (every lease with None).
 pub async fn release(c: &mut AnyConnection, owner: Option<&str>) -> Result<u64, Error> {
-    let r = sqlx::query(
-        "UPDATE revocations SET lease_owner = NULL, lease_until = NULL \
-         WHERE lease_owner IS NOT NULL AND ($1 IS NULL OR lease_owner = $1)",
-    )
-    .bind(owner.map(str::to_string))
-    .execute(c)
-    .await?;
-    Ok(r.rows_affected())
+    rows::release_leases(c, "revocations", owner).await
 }

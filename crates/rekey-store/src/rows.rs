@@ -280,6 +280,23 @@ impl From<Parsed<rekey_core::revocation::RevocationMethod>>
     }
 }
 
+/// Free the leases `owner` holds on rows of `table` (every lease with
+/// None); how many. `table` is the caller's constant, never input.
+pub(crate) async fn release_leases(
+    c: &mut AnyConnection,
+    table: &str,
+    owner: Option<&str>,
+) -> Result<u64, Error> {
+    let r = sqlx::query(&format!(
+        "UPDATE {table} SET lease_owner = NULL, lease_until = NULL \
+         WHERE lease_owner IS NOT NULL AND ($1 IS NULL OR lease_owner = $1)"
+    ))
+    .bind(owner.map(str::to_string))
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// Claim up to `limit` rows of `table` that are `due` (an SQL condition on
 /// the row in which `$3` is now) and not leased by a live worker, for
 /// `owner` until `lease_until`, soonest `order_by` first: `(tenant, id)`.
