@@ -2,7 +2,7 @@
 //! SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rekey_testkit::{both_backends, fixture, items, Db, TestServer};
+use rekey_testkit::{audit_actions, both_backends, fixture, items, Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -110,13 +110,7 @@ async fn connection_lifecycle(db: Db) {
     s.get(&format!("/api/v1/connections/{id}/credentials"), k)
         .await
         .assert_error(404, "connection_not_found");
-    let actions: Vec<String> = s.get(&format!("/api/v1/audit?target={id}"), k).await.json()
-        ["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions = audit_actions(&s.get(&format!("/api/v1/audit?target={id}"), k).await.json());
     for a in [
         "connection.create",
         "connection.update",

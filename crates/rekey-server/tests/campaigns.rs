@@ -10,7 +10,7 @@
 use rekey_testkit::browser::submit;
 use rekey_testkit::dbtarget::DbTarget;
 use rekey_testkit::provider_fixture::ProviderFixture;
-use rekey_testkit::{both_backends, short_unique, Db, TestServer};
+use rekey_testkit::{audit_actions, both_backends, short_unique, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -268,12 +268,7 @@ async fn a_campaign_revokes_rotates_reauthorizes_and_verifies(db: Db) {
     assert_eq!(o["status"], "pending");
     // The run is in the audit log; no link token in the log.
     let a = s.get_admin(&format!("/api/v1/audit?target={id}")).await;
-    let actions: Vec<String> = a.json()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions = audit_actions(&a.json());
     for want in [
         "campaign.create",
         "campaign.start",

@@ -8,7 +8,7 @@
 use rekey_api::{Grace, StartRotation};
 use rekey_client::Client;
 use rekey_testkit::dbtarget::{rotate_to, rotations_of, wait_for_rotation, DbTarget};
-use rekey_testkit::{assert_api_error, both_backends, Db, TestServer};
+use rekey_testkit::{assert_api_error, audit_actions, both_backends, Db, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -149,12 +149,7 @@ async fn postgres_single_user_twice(db: Db) {
     let a = s
         .get_admin(&format!("/api/v1/audit?target={id}&limit=200"))
         .await;
-    let actions: Vec<String> = a.json()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions = audit_actions(&a.json());
     for want in ["rotation.start", "rotation.step", "rotation.succeeded"] {
         assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
     }

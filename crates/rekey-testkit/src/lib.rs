@@ -189,6 +189,14 @@ pub fn items(page: &Value) -> &Vec<Value> {
     page["items"].as_array().unwrap()
 }
 
+/// The `action` of each entry of an audit page, in its order.
+pub fn audit_actions(page: &Value) -> Vec<String> {
+    items(page)
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Assert a health check's answer: its `outcome` and the connection's
 /// resulting `status`.
 pub fn assert_checked(r: &Value, outcome: &str, status: &str) {
