@@ -11,8 +11,7 @@ use reqwest::Method;
 impl Client {
     /// `POST /api/v1/campaigns`: a draft campaign.
     pub async fn create_campaign(&self, req: &CreateCampaign) -> Result<CampaignView> {
-        self.write(Method::POST, "/api/v1/campaigns", req, None)
-            .await
+        self.post_json("/api/v1/campaigns", req).await
     }
 
     /// `GET /api/v1/campaigns`: one page, newest first.
@@ -50,13 +49,8 @@ impl Client {
         id: &str,
         req: &RefreshCampaignPlan,
     ) -> Result<CampaignPlanRefresh> {
-        self.write(
-            Method::POST,
-            &format!("/api/v1/campaigns/{}/refresh-plan", seg(id)),
-            req,
-            None,
-        )
-        .await
+        self.post_json(&format!("/api/v1/campaigns/{}/refresh-plan", seg(id)), req)
+            .await
     }
 
     /// `POST /api/v1/campaigns/{id}/items/{connection_id}/confirm`.
@@ -66,15 +60,13 @@ impl Client {
         connection_id: &str,
         req: &ConfirmCampaignItem,
     ) -> Result<CampaignItemView> {
-        self.write(
-            Method::POST,
+        self.post_json(
             &format!(
                 "/api/v1/campaigns/{}/items/{}/confirm",
                 seg(id),
                 seg(connection_id)
             ),
             req,
-            None,
         )
         .await
     }
@@ -86,15 +78,13 @@ impl Client {
         connection_id: &str,
         req: &SkipCampaignItem,
     ) -> Result<CampaignItemView> {
-        self.write(
-            Method::POST,
+        self.post_json(
             &format!(
                 "/api/v1/campaigns/{}/items/{}/skip",
                 seg(id),
                 seg(connection_id)
             ),
             req,
-            None,
         )
         .await
     }

@@ -175,6 +175,15 @@ impl Client {
         self.expect(with_if_match(req, if_match)).await
     }
 
+    /// POST `body` (no query, no `If-Match`) and expect a body back.
+    async fn post_json<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.write(Method::POST, path, body, None).await
+    }
+
     /// PATCH or PUT `body` with an optional `If-Match`.
     async fn write<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,

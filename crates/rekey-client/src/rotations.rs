@@ -12,36 +12,21 @@ impl Client {
     /// credential (202: it runs in the background; follow it with
     /// [`Client::get_rotation`]).
     pub async fn start_rotation(&self, id: &str, req: &StartRotation) -> Result<RotationView> {
-        self.write(
-            Method::POST,
-            &format!("/api/v1/connections/{}/rotate", seg(id)),
-            req,
-            None,
-        )
-        .await
+        self.post_json(&format!("/api/v1/connections/{}/rotate", seg(id)), req)
+            .await
     }
 
     /// `POST /api/v1/rotations/{id}/confirm`: the step the rotation waits
     /// for is done at the target (202: it goes on in the background).
     pub async fn confirm_rotation(&self, id: &str, req: &ConfirmRotation) -> Result<RotationView> {
-        self.write(
-            Method::POST,
-            &format!("/api/v1/rotations/{}/confirm", seg(id)),
-            req,
-            None,
-        )
-        .await
+        self.post_json(&format!("/api/v1/rotations/{}/confirm", seg(id)), req)
+            .await
     }
 
     /// `POST /api/v1/rotations/{id}/cancel`.
     pub async fn cancel_rotation(&self, id: &str, req: &CancelRotation) -> Result<RotationView> {
-        self.write(
-            Method::POST,
-            &format!("/api/v1/rotations/{}/cancel", seg(id)),
-            req,
-            None,
-        )
-        .await
+        self.post_json(&format!("/api/v1/rotations/{}/cancel", seg(id)), req)
+            .await
     }
 
     /// `GET /api/v1/rotations/{id}`.
