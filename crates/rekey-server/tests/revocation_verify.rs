@@ -35,15 +35,6 @@ async fn revocations(s: &TestServer, id: &str) -> Vec<Value> {
     r.json()["items"].as_array().unwrap().clone()
 }
 
-async fn status(s: &TestServer, id: &str) -> String {
-    s.get_admin(&format!("/api/v1/connections/{id}"))
-        .await
-        .json()["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn audit(s: &TestServer, id: &str, action: &str) -> Vec<Value> {
     s.get_admin(&format!("/api/v1/audit?target={id}&action={action}"))
         .await
@@ -127,7 +118,7 @@ async fn static_revocation_is_confirmed_step_by_step_and_verified(db: Db) {
     assert_eq!(rev["checks"][0]["http_status"], 401);
     assert!(rev["next_verification_at"].is_null(), "final: {rev}");
     assert_eq!(rev["verification_attempts"], 2);
-    assert_eq!(status(&s, &id).await, "revoked");
+    assert_eq!(ui_support::status_of(&s, &id).await, "revoked");
 
     // The evidence in the audit chain: the step with its note, each try.
     let steps = audit(&s, &id, "revocation.step_confirmed").await;
@@ -364,7 +355,7 @@ async fn verification_goes_where_the_credential_was_used(db: Db) {
         None,
         "the old key went nowhere new"
     );
-    assert_eq!(status(&s, &id).await, "revocation_failed");
+    assert_eq!(ui_support::status_of(&s, &id).await, "revocation_failed");
     let text = s.get_admin("/api/v1/evidence").await.text;
     assert!(
         text.contains(&fx.rest_url()),

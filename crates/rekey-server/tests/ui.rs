@@ -10,7 +10,9 @@ use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::{both_backends, items, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
-use ui_support::{browser, csrf_of, get_with_headers as get, login, post as post_form, user};
+use ui_support::{
+    browser, csrf_of, get_with_headers as get, login, post as post_form, status_of, user,
+};
 
 both_backends!(
     sign_in_sessions_csrf_and_roles,
@@ -687,15 +689,6 @@ async fn bulk(
 /// The audit log's page for this query string, read with the admin key.
 async fn audit(s: &TestServer, query: &str) -> serde_json::Value {
     s.get_admin(&format!("/api/v1/audit?{query}")).await.json()
-}
-
-async fn status_of(s: &TestServer, id: &str) -> String {
-    s.get_admin(&format!("/api/v1/connections/{id}"))
-        .await
-        .json()["status"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 /// More connections than one page: the page links to the next one with the

@@ -42,6 +42,12 @@ pub async fn last_audit(s: &TestServer, action: &str) -> rekey_api::AuditEntryVi
     rekey_server::views::audit_entry(&page.items[0])
 }
 
+/// The connection `id`'s status, read with the admin key.
+pub async fn status_of(s: &TestServer, id: &str) -> String {
+    let c = s.get_admin(&format!("/api/v1/connections/{id}")).await;
+    c.json()["status"].as_str().unwrap().to_string()
+}
+
 pub async fn post(
     s: &TestServer,
     path: &str,
