@@ -249,7 +249,10 @@ async fn connect_page_refuses_injection(db: Db) {
     let s = TestServer::start(db).await;
     let b = rekey_testkit::oauth2_fixture::browser();
     let r = s
-        .post_admin("/api/v1/connect-sessions", json!({"provider": "custom-rest", "kind": "api_key"}))
+        .post_admin(
+            "/api/v1/connect-sessions",
+            json!({"provider": "custom-rest", "kind": "api_key"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let url = r.json()["url"].as_str().unwrap().to_string();

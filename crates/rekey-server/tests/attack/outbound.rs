@@ -151,8 +151,11 @@ async fn m2m_connection(s: &TestServer, endpoints: Value, provider: &str, name: 
         .post_admin("/api/v1/integrations", body)
         .await
         .created_id();
-    s.post_admin("/api/v1/connections", json!({"provider": provider, "kind": "oauth2_client_credentials",
-               "display_name": name, "credentials": {"integration": integ}}))
+    s.post_admin(
+        "/api/v1/connections",
+        json!({"provider": provider, "kind": "oauth2_client_credentials",
+               "display_name": name, "credentials": {"integration": integ}}),
+    )
     .await
 }
 
@@ -419,9 +422,12 @@ async fn loopback_names_still_work(db: Db) {
     // A database host name that resolves to loopback logs in at the checked address.
     s.rekey.set_test_host("db.loop.test", &[ip("127.0.0.1")]);
     let r = s
-        .post_admin("/api/v1/connections", json!({"provider": "postgresql", "kind": "basic", "display_name": "db",
+        .post_admin(
+            "/api/v1/connections",
+            json!({"provider": "postgresql", "kind": "basic", "display_name": "db",
                    "params": {"host": "db.loop.test", "port": "5432", "database": "test"},
-                   "credentials": {"username": "postgres", "password": "irrelevant"}}))
+                   "credentials": {"username": "postgres", "password": "irrelevant"}}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = check(&s, r.json()["id"].as_str().unwrap()).await;

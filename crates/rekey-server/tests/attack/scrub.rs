@@ -375,8 +375,11 @@ async fn probe(
     }
     let name = format!("{} ({spell})", c.name);
     let r = s
-        .post_admin("/api/v1/connections", json!({"provider": "custom-rest", "kind": c.kind, "display_name": name,
-                   "probe_url": url, "credentials": c.credentials}))
+        .post_admin(
+            "/api/v1/connections",
+            json!({"provider": "custom-rest", "kind": c.kind, "display_name": name,
+                   "probe_url": url, "credentials": c.credentials}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{name}: {}", r.text);
     let id = r.json()["id"].as_str().unwrap().to_string();
