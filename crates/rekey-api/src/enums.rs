@@ -129,3 +129,9 @@ schema_enum!(
     "Who carries a planned step out: `automatic` (rekey), `operator` (a person following the runbook) or `owner` (the connection's owner, through a Connect link).",
     rekey_core::campaign::Actor::ALL.iter().map(|k| k.as_str())
 );
+schema_enum!(
+    /// [`crate::ImportRow::outcome`].
+    ImportOutcome,
+    "What an import did with a row: `created`, `valid` (a dry run's row that would be created) or `failed` (see its `error`).",
+    ["created", "valid", "failed"]
+);

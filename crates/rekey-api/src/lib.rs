@@ -135,6 +135,53 @@ pub struct CreateConnection {
     pub credentials: Value,
 }
 
+/// `POST /api/v1/connections/import`: many connections in one request.
+/// Each row is checked on its own; the rows that pass are created together
+/// in one transaction (all of them or, if the database fails, none).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConnections {
+    /// At most [`IMPORT_MAX_ROWS`] rows, each the body of
+    /// `POST /api/v1/connections` (static kinds; `oauth2_client_credentials`
+    /// connections are created one at a time, as they need a token request).
+    #[schema(value_type = Vec<CreateConnection>)]
+    pub connections: Vec<Value>,
+    /// Check every row and report, create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Rows one `POST /api/v1/connections/import` may carry.
+pub const IMPORT_MAX_ROWS: usize = 1000;
+
+/// What an import did with each row, in the request's order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    /// Rows created (0 on a dry run).
+    pub created: u64,
+    /// Rows that passed the checks (on a dry run: would be created).
+    pub valid: u64,
+    /// Rows refused; each has its `error`.
+    pub failed: u64,
+    pub rows: Vec<ImportRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImportRow {
+    /// The row's position in `connections`, from 0.
+    pub index: u64,
+    /// `created`, `valid` (dry run: would be created) or `failed`.
+    #[schema(value_type = enums::ImportOutcome)]
+    pub outcome: String,
+    /// The new connection's id (`created` rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Why the row was refused (`failed` rows); never contains secret values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
 /// `PATCH /api/v1/connections/{id}`: fields left out are unchanged.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

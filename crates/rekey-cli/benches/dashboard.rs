@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{create_connections, env_or, on_both_backends};
+use common::{create_connections, env_or, on_both_backends, pages};
 
 use rekey_service::{Ctx, Role};
 use rekey_testkit::browser::{browser, csrf_of, session_cookie};
@@ -17,38 +17,6 @@ use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::{Db, TestServer};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
-/// `requests` sequential GETs of `path`: (req/s, p50 ms, p99 ms, bytes).
-async fn pages(
-    http: &reqwest::Client,
-    url: &str,
-    cookie: &str,
-    requests: usize,
-) -> (f64, f64, f64, usize) {
-    let mut times = Vec::with_capacity(requests);
-    let mut bytes = 0;
-    let start = Instant::now();
-    for _ in 0..requests {
-        let t = Instant::now();
-        let r = http.get(url).header("cookie", cookie).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        bytes = r.bytes().await.unwrap().len();
-        times.push(t.elapsed());
-    }
-    let wall = start.elapsed();
-    times.sort();
-    (
-        requests as f64 / wall.as_secs_f64(),
-        pct(&times, 0.5),
-        pct(&times, 0.99),
-        bytes,
-    )
-}
 
 async fn run(db: Db, n: usize, requests: usize, latency_ms: u64) {
     let s = TestServer::start(db).await;
@@ -75,14 +43,14 @@ async fn run(db: Db, n: usize, requests: usize, latency_ms: u64) {
         .unwrap();
     let cookie = session_cookie(&login);
     let page = format!("{}/ui/connections", s.base);
-    let (rps, p50, p99, bytes) = pages(&http, &page, &cookie, requests).await;
+    let (rps, p50, p99, bytes) = pages(&http, &page, ("cookie", &cookie), requests).await;
     println!(
         "dashboard backend={db:?} connections={n} connections-page ({} tiles): {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms size={}KiB",
         n.min(200),
         bytes / 1024
     );
     let search = format!("{}/ui/connections?q=conn%2009&tag=odd", s.base);
-    let (rps, p50, p99, _) = pages(&http, &search, &cookie, requests).await;
+    let (rps, p50, p99, _) = pages(&http, &search, ("cookie", &cookie), requests).await;
     println!(
         "dashboard backend={db:?} search+tag filter: {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms"
     );

@@ -382,6 +382,8 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout),
     };
     rekey_server::serve_limited(listener, opened.rekey.clone(), limits, shutdown).await?;
+    // Passes under way hand back what they have not started.
+    opened.rekey.begin_shutdown();
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;

@@ -54,6 +54,7 @@ both_backends!(
     check_killed_midway_resumes,
     dashboard_user_from_cli,
     offline_commands_refuse_a_missing_rekey,
+    inventory_import_then_kek_rotation_in_pages,
 );
 
 async fn cli_end_to_end(db: Db) {
@@ -1299,4 +1300,191 @@ async fn offline_commands_refuse_a_missing_rekey(db: Db) {
             stderr(&out)
         );
     }
+}
+
+/// `rekey connections import`: a CSV with a bad row (dry run, then for
+/// real, then resumed with `--from-row`), a JSON inventory larger than one
+/// request, the endpoint's limits; then `keys rotate` over more secrets
+/// than one page, killed past the first page and resumed.
+async fn inventory_import_then_kek_rotation_in_pages(db: Db) {
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    let cli = |args: &[&str]| env.remote(&server.base, &key, args, Duration::from_secs(120));
+    let secret = |i: usize| format!("sk-import-{i:05}-xxxxxxxxxxxxxxxxxxxx");
+    let csv = env.dir.path().join("inventory.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "provider,kind,name,tags,custody,owner_email,credentials.key,credentials.placement,credentials.name\n\
+             custom-rest,api_key,Billing,\"ci;prod\",salesforce,ada@example.com,{},header,X-Api-Key\n\
+             no-such-provider,api_key,Bad,,,,{},header,X-Api-Key\n\
+             custom-rest,api_key,Second,,,,{},header,X-Api-Key\n",
+            secret(1),
+            secret(2),
+            secret(3)
+        ),
+    )
+    .unwrap();
+    let csv = csv.to_str().unwrap();
+    let count = |v: &Value| v["items"].as_array().unwrap().len();
+
+    // A dry run reports and creates nothing; a refused row fails the command.
+    let out = cli(&["connections", "import", csv, "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("row 2: unknown_provider"), "{text}");
+    assert!(
+        text.contains("dry run: 2 rows would be created, 1 refused"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("sk-import"),
+        "no secret in the report: {text}"
+    );
+    assert_eq!(
+        count(&api_get(&server.base, &key, "/api/v1/connections").await),
+        0
+    );
+
+    // For real: the good rows are created with what the CSV said.
+    let out = cli(&["connections", "import", csv]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("created 2, refused 1"),
+        "{}",
+        stdout(&out)
+    );
+    let list = api_get(&server.base, &key, "/api/v1/connections?q=Billing").await;
+    let billing = &list["items"][0];
+    assert_eq!(billing["tags"], json!(["ci", "prod"]));
+    assert_eq!(billing["custody"], json!(["salesforce"]));
+    assert_eq!(billing["owner"]["email"], "ada@example.com");
+    let (st, c) = read_credentials(&server.base, &key, billing["id"].as_str().unwrap()).await;
+    assert_eq!(st, 200);
+    assert_eq!(c["credentials"]["key"], secret(1));
+
+    // Resumed from row 3, as JSON: row numbers are the file's.
+    let out = cli(&["connections", "import", csv, "--from-row", "3", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["created"], 1);
+    assert_eq!(r["rows"][0]["index"], 3);
+    assert_eq!(r["rows"][0]["outcome"], "created");
+    assert!(r["rows"][0]["id"].as_str().unwrap().starts_with("con_"));
+
+    // A JSON inventory of more rows than one request carries, with a row
+    // whose material is malformed (its value must not come back).
+    let n = 1234;
+    let mut rows: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"provider": "custom-rest", "kind": "api_key", "display_name": format!("bulk {i}"),
+                "credentials": {"key": secret(100 + i), "placement": "header", "name": "X-Api-Key"}})
+        })
+        .collect();
+    rows.push(
+        json!({"provider": "custom-rest", "kind": "api_key", "display_name": "bad",
+        "credentials": "sk-should-never-echo"}),
+    );
+    let file = env.dir.path().join("inventory.json");
+    std::fs::write(&file, serde_json::to_string(&rows).unwrap()).unwrap();
+    let out = cli(&["connections", "import", file.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("created {n}, refused 1")), "{text}");
+    assert!(text.contains(&format!("row {}: ", n + 1)), "{text}");
+    assert!(!text.contains("sk-should-never-echo"), "{text}");
+    let all = cli(&["connections", "list", "--all", "--json"]).await;
+    let all: Value = serde_json::from_str(&stdout(&all)).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), n + 3);
+
+    // The endpoint's own limits.
+    let post = |body: Value| {
+        let (base, key) = (server.base.clone(), key.clone());
+        async move {
+            api_request(
+                reqwest::Method::POST,
+                &base,
+                &key,
+                "/api/v1/connections/import",
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (st, v) = post(json!({"connections": []})).await;
+    assert_eq!(
+        (st.as_u16(), v["error"]["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{v}"
+    );
+    let (st, v) = post(json!({"connections": vec![json!({}); 1001]})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1000"),
+        "{v}"
+    );
+    let big = "x".repeat(1100 * 1024);
+    let (st, v) = post(json!({"connections": [{"display_name": big}]})).await;
+    assert_eq!(
+        (st.as_u16(), v["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+    let (st, v) = post(
+        json!({"connections": [{"provider": "custom-rest", "kind": "oauth2_client_credentials",
+        "display_name": "m2m", "credentials": {"integration": "int_x"}}]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["rows"][0]["error"]["code"], "kind_not_importable", "{v}");
+    // Each created connection has its own audit entry; the chain holds.
+    let out = cli(&["audit", "verify"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.stop().await;
+
+    // KEK rotation over more secrets than one page (and one UPDATE
+    // statement), killed past the first page, then resumed.
+    let total = n + 3;
+    let out = env
+        .run(
+            &["keys", "rotate"],
+            &[("REKEY_FAULT_ABORT_AFTER_REWRAPS", "1100")],
+        )
+        .await;
+    assert!(stderr(&out).contains("fault injection"), "{}", stderr(&out));
+    let mid = keyring_ids(&env.data_dir());
+    assert_eq!(mid.len(), 2);
+    let status = stdout(&env.run(&["keys", "status"], &[]).await);
+    assert!(
+        status.contains(&format!("{} (primary)\t1100 secrets", mid[1])),
+        "{status}"
+    );
+    let out = env.run(&["keys", "rotate"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(keyring_ids(&env.data_dir()), vec![mid[1].clone()]);
+    let status = stdout(&env.run(&["keys", "status"], &[]).await);
+    assert!(
+        status.contains(&format!("{} (primary)\t", mid[1])),
+        "{status}"
+    );
+    assert_eq!(
+        status.lines().filter(|l| l.contains(" secrets")).count(),
+        1,
+        "{status}"
+    );
+    let server = env.serve().await;
+    let all = api_get(&server.base, &key, "/api/v1/connections?q=bulk&limit=200").await;
+    for c in all["items"].as_array().unwrap() {
+        let name = c["display_name"].as_str().unwrap();
+        let i: usize = name.trim_start_matches("bulk ").parse().unwrap();
+        let (st, v) = read_credentials(&server.base, &key, c["id"].as_str().unwrap()).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["credentials"]["key"], secret(100 + i));
+    }
+    assert!(total > 1100);
+    server.stop().await;
 }

@@ -43,6 +43,13 @@ impl Client {
             .await
     }
 
+    /// `POST /api/v1/connections/import`: up to
+    /// [`IMPORT_MAX_ROWS`] connections; each row's outcome, in order.
+    pub async fn import_connections(&self, req: &ImportConnections) -> Result<ImportReport> {
+        self.post("/api/v1/connections/import", NO_QUERY, Some(req), None)
+            .await
+    }
+
     /// `PATCH /api/v1/connections/{id}`; `if_match` is the expected version.
     pub async fn update_connection(
         &self,

@@ -83,6 +83,7 @@ error_codes! {
     InvalidUsername => "invalid_username",
     InvalidVersion => "invalid_version",
     IssuerMismatch => "issuer_mismatch",
+    KindNotImportable => "kind_not_importable",
     KindNotSupported => "kind_not_supported",
     KindNotSupportedByProvider => "kind_not_supported_by_provider",
     MalformedJson => "malformed_json",

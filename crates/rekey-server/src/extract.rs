@@ -60,6 +60,26 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body
 /// A body that must be one JSON object of `T`'s shape. serde would also
 /// build a struct from an array of its fields in order (`[null, null]`),
 /// which no client means, so anything but an object is refused first.
+/// One JSON value of a larger body (an import's row) as `T`, with the
+/// same scrubbed messages as a whole body.
+pub(crate) fn from_json_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
+    if !v.is_object() {
+        return Err(Error::invalid(
+            ErrorCode::InvalidBody,
+            "row does not match the schema: expected a JSON object",
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| {
+        Error::invalid(
+            ErrorCode::InvalidBody,
+            format!(
+                "row does not match the schema: {}",
+                scrub_serde_message(&e.to_string())
+            ),
+        )
+    })
+}
+
 fn object_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {

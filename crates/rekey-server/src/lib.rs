@@ -32,6 +32,19 @@ use utoipa_axum::router::OpenApiRouter;
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// `POST /api/v1/connections/import` carries an inventory (up to
+/// [`rekey_api::IMPORT_MAX_ROWS`] rows): its own, larger limit.
+pub const IMPORT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The body limit of a request to `path`.
+fn body_limit(path: &str) -> usize {
+    if path == "/api/v1/connections/import" {
+        IMPORT_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub rekey: Rekey,
@@ -54,6 +67,7 @@ pub struct AppState {
         rekey_api::enums::RotationStrategy,
         rekey_api::enums::CampaignState,
         rekey_api::enums::CampaignItemState,
+        rekey_api::enums::ImportOutcome,
         rekey_api::enums::CampaignAction,
         rekey_api::enums::CampaignActor,
     )),
@@ -228,8 +242,9 @@ async fn body_deadline(
     if !has_body {
         return next.run(req).await;
     }
+    let limit = body_limit(req.uri().path());
     let (parts, body) = req.into_parts();
-    match tokio::time::timeout(deadline, axum::body::to_bytes(body, BODY_LIMIT)).await {
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
         Err(_) => error_response(
             StatusCode::REQUEST_TIMEOUT,
             ErrorCode::RequestTimeout,
@@ -241,7 +256,7 @@ async fn body_deadline(
         Ok(Err(e)) if is_length_limit(&e) => error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
-            format!("request body is larger than the limit of {BODY_LIMIT} bytes"),
+            format!("request body is larger than the limit of {limit} bytes"),
         ),
         Ok(Err(_)) => error_response(
             StatusCode::BAD_REQUEST,

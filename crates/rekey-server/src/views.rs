@@ -393,3 +393,45 @@ pub fn readers(items: &[rekey_service::Reader]) -> rekey_api::ReaderList {
             .collect(),
     }
 }
+
+pub fn import_report(
+    dry_run: bool,
+    out: Vec<rekey_service::ImportOutcome>,
+) -> rekey_api::ImportReport {
+    use rekey_service::ImportOutcome;
+    let mut r = rekey_api::ImportReport {
+        dry_run,
+        created: 0,
+        valid: 0,
+        failed: 0,
+        rows: Vec::with_capacity(out.len()),
+    };
+    for (i, o) in out.into_iter().enumerate() {
+        let (outcome, id, error) = match o {
+            ImportOutcome::Created(id) => {
+                r.created += 1;
+                r.valid += 1;
+                ("created", Some(id), None)
+            }
+            ImportOutcome::Valid => {
+                r.valid += 1;
+                ("valid", None, None)
+            }
+            ImportOutcome::Failed(e) => {
+                r.failed += 1;
+                let detail = rekey_api::ErrorDetail {
+                    code: e.code().as_str().to_string(),
+                    message: e.public_message(),
+                };
+                ("failed", None, Some(detail))
+            }
+        };
+        r.rows.push(rekey_api::ImportRow {
+            index: i as u64,
+            outcome: outcome.into(),
+            id,
+            error,
+        });
+    }
+    r
+}

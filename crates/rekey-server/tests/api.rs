@@ -1089,6 +1089,7 @@ async fn openapi_documents_every_route() {
         ("get", "/api/v1/providers/{id}"),
         ("get", "/api/v1/connections"),
         ("post", "/api/v1/connections"),
+        ("post", "/api/v1/connections/import"),
         ("get", "/api/v1/connections/{id}"),
         ("patch", "/api/v1/connections/{id}"),
         ("delete", "/api/v1/connections/{id}"),

@@ -94,40 +94,37 @@ impl Rekey {
         };
         let mut done = 0u64;
         progress(0, total);
+        // One transaction per page: a crash loses at most the page in
+        // flight (still wrapped by the old key, which stays in the keyring
+        // until no row uses it), and a rerun picks it up.
+        let mut after = rekey_store::secrets::SecretKey::default();
         loop {
-            let batch = {
-                let mut c = self.store().read().await?;
-                rekey_store::secrets::not_wrapped_by(&mut c, &primary, 200).await?
+            let limit = match abort_after {
+                Some(n) => REWRAP_PAGE.min(n.saturating_sub(done).max(1)),
+                None => REWRAP_PAGE,
             };
-            if batch.is_empty() {
-                break;
-            }
-            for row in batch {
-                let aad = Aad {
-                    tenant: row.tenant.clone(),
-                    record_kind: row.owner_kind.clone(),
-                    record_id: row.owner_id.clone(),
-                    field: row.field.clone(),
-                    version: row.version,
-                };
-                let sealed = crate::sealing::sealed_of(&row);
-                let new = self.keyring()?.rewrap(&aad, &sealed).map_err(|e| {
-                    Error::DecryptionFailed(format!(
-                        "cannot re-wrap secret `{}` of {} {}: {e}",
-                        row.field, row.owner_kind, row.owner_id
-                    ))
-                })?;
-                let mut updated = row.clone();
-                updated.kek_id = new.kek_id;
-                updated.wrapped_dek = new.wrapped_dek;
-                let mut tx = self.store().begin_write().await?;
-                rekey_store::secrets::rewrap(tx.conn(), &updated, &row.kek_id).await?;
-                tx.commit().await?;
-                done += 1;
-                if abort_after == Some(done) {
-                    eprintln!("fault injection: aborting after {done} re-wraps");
-                    std::process::abort();
-                }
+            let page = {
+                let mut c = self.store().read().await?;
+                rekey_store::secrets::not_wrapped_by(&mut c, &primary, &after, limit as i64).await?
+            };
+            let Some(last) = page.last() else { break };
+            after = rekey_store::secrets::SecretKey {
+                owner_kind: last.owner_kind.clone(),
+                owner_id: last.owner_id.clone(),
+                field: last.field.clone(),
+            };
+            let rewrapped = {
+                let kr = self.keyring()?;
+                page.into_iter()
+                    .map(|row| rewrap_row(&kr, row))
+                    .collect::<Result<Vec<_>, Error>>()?
+            };
+            let mut tx = self.store().begin_write().await?;
+            done += rekey_store::secrets::rewrap_all(tx.conn(), &rewrapped).await?;
+            tx.commit().await?;
+            if abort_after.is_some_and(|n| done >= n) {
+                eprintln!("fault injection: aborting after {done} re-wraps");
+                std::process::abort();
             }
             progress(done, total);
         }
@@ -179,4 +176,35 @@ impl Rekey {
             unused_previous,
         })
     }
+}
+
+/// Secrets re-wrapped per transaction by [`Rekey::rotate_keks`].
+const REWRAP_PAGE: u64 = 1000;
+
+/// `row` with its data key re-wrapped under the primary KEK, paired with
+/// the KEK that wrapped it (the update's compare-and-swap).
+fn rewrap_row(
+    kr: &rekey_crypto::Keyring,
+    row: rekey_store::secrets::SecretRow,
+) -> Result<(rekey_store::secrets::SecretRow, String), Error> {
+    let aad = Aad {
+        tenant: row.tenant.clone(),
+        record_kind: row.owner_kind.clone(),
+        record_id: row.owner_id.clone(),
+        field: row.field.clone(),
+        version: row.version,
+    };
+    let new = kr
+        .rewrap(&aad, &crate::sealing::sealed_of(&row))
+        .map_err(|e| {
+            Error::DecryptionFailed(format!(
+                "cannot re-wrap secret `{}` of {} {}: {e}",
+                row.field, row.owner_kind, row.owner_id
+            ))
+        })?;
+    let old_kek = row.kek_id.clone();
+    let mut updated = row;
+    updated.kek_id = new.kek_id;
+    updated.wrapped_dek = new.wrapped_dek;
+    Ok((updated, old_kek))
 }

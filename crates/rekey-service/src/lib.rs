@@ -39,7 +39,7 @@ pub use campaign::{
     Progress as CampaignProgress,
 };
 pub use connect::{CallbackOutcome, CallbackParams, ConnectField, ConnectForm, ConnectPage};
-pub use connections::{authorize_probe_target, ConnectionSummary, IntegrationUse};
+pub use connections::{authorize_probe_target, ConnectionSummary, ImportOutcome, IntegrationUse};
 pub use evidence::{
     outcome_counts, EvidenceFilter, EvidenceItem, EvidenceRecord, Outcome as EvidenceOutcome,
     EVIDENCE_PAGE,
@@ -183,9 +183,24 @@ struct Inner {
     /// The SMTP transport, when configured.
     mailer: Option<campaign::Mailer>,
     campaign_settings: RwLock<CampaignSettings>,
+    /// Set once the process is stopping: background passes start no new
+    /// work (a health pass's queued checks go back, due now).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Rekey {
+    /// The process is stopping: background passes start nothing new, so
+    /// a shutdown waits only for work already under way.
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Rekey::begin_shutdown`] is called.
+    pub(crate) async fn stopping(&self) {
+        let mut rx = self.inner.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
     /// With the default configuration (a local server on port 8080, no
     /// outbound allow-list). Fails only when the HTTP client cannot be
     /// built (no TLS backend).
@@ -212,6 +227,7 @@ impl Rekey {
                 keyring: RwLock::new(keyring),
                 catalog,
                 touched: Mutex::new(HashMap::new()),
+                stopping: tokio::sync::watch::Sender::new(false),
                 http: client(15)?,
                 public_url: RwLock::new(config.public_url.trim_end_matches('/').to_string()),
                 refresh_locks: Mutex::new(HashMap::new()),

@@ -86,36 +86,82 @@ pub async fn delete_owner(
     Ok(r.rows_affected())
 }
 
-/// A batch of secrets not wrapped by `kek_id`, for re-wrapping.
+/// Where a pass over the secrets stands: the key of the last row seen.
+#[derive(Debug, Clone, Default)]
+pub struct SecretKey {
+    pub owner_kind: String,
+    pub owner_id: String,
+    pub field: String,
+}
+
+/// The next `limit` secrets after `after` (in key order) that `kek_id`
+/// does not wrap. A keyset page: a pass over a million rows reads each
+/// once, where `LIMIT` alone would skip the rows already re-wrapped on
+/// every page.
 pub async fn not_wrapped_by(
     c: &mut AnyConnection,
     kek_id: &str,
+    after: &SecretKey,
     limit: i64,
 ) -> Result<Vec<SecretRow>, Error> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLS} FROM secrets WHERE kek_id <> $1 ORDER BY owner_kind, owner_id, field LIMIT $2"
+        "SELECT {COLS} FROM secrets WHERE kek_id <> $1 AND (owner_kind, owner_id, field) > ($2, $3, $4) \
+         ORDER BY owner_kind, owner_id, field LIMIT $5"
     ))
     .bind(kek_id)
+    .bind(&after.owner_kind)
+    .bind(&after.owner_id)
+    .bind(&after.field)
     .bind(limit)
     .fetch_all(c)
     .await?)
 }
 
-/// Swap the wrapped data key, only if the row is still wrapped by `old_kek`
-/// (a concurrent credential update may have replaced it).
-pub async fn rewrap(c: &mut AnyConnection, s: &SecretRow, old_kek: &str) -> Result<bool, Error> {
-    let r = sqlx::query(
-        "UPDATE secrets SET kek_id = $1, wrapped_dek = $2 WHERE owner_kind = $3 AND owner_id = $4 AND field = $5 AND kek_id = $6",
-    )
-    .bind(&s.kek_id)
-    .bind(s.wrapped_dek.clone())
-    .bind(&s.owner_kind)
-    .bind(&s.owner_id)
-    .bind(&s.field)
-    .bind(old_kek)
-    .execute(c)
-    .await?;
-    Ok(r.rows_affected() == 1)
+/// Rows per statement in [`rewrap_all`]: six parameters each, well under
+/// both databases' limits.
+const REWRAP_ROWS: usize = 500;
+
+/// Swap the wrapped data keys of `rows` (already re-wrapped; each with
+/// the KEK it had), each only if the row is still wrapped by that old KEK
+/// (a concurrent credential update may have replaced it). One statement
+/// per [`REWRAP_ROWS`] rows; returns how many rows changed.
+pub async fn rewrap_all(c: &mut AnyConnection, rows: &[(SecretRow, String)]) -> Result<u64, Error> {
+    let mut changed = 0;
+    for chunk in rows.chunks(REWRAP_ROWS) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let b = i * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH v (owner_kind, owner_id, field, old_kek, kek_id, wrapped_dek) AS (VALUES {values}) \
+             UPDATE secrets SET kek_id = v.kek_id, wrapped_dek = v.wrapped_dek FROM v \
+             WHERE secrets.owner_kind = v.owner_kind AND secrets.owner_id = v.owner_id \
+             AND secrets.field = v.field AND secrets.kek_id = v.old_kek"
+        );
+        let mut q = sqlx::query(&sql);
+        for (s, old_kek) in chunk {
+            q = q
+                .bind(&s.owner_kind)
+                .bind(&s.owner_id)
+                .bind(&s.field)
+                .bind(old_kek)
+                .bind(&s.kek_id)
+                .bind(&s.wrapped_dek);
+        }
+        changed += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(changed)
 }
 
 /// Which KEKs are in use, with their secret counts.

@@ -41,3 +41,37 @@ pub async fn create_connections(s: &TestServer, n: usize, body: impl Fn(usize) -
         .await;
     assert!(created.iter().all(|ok| *ok));
 }
+
+/// The `p` quantile (0–1) of sorted durations, in milliseconds.
+pub fn pct(sorted: &[std::time::Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// `requests` sequential GETs of `url` with the header `auth` (a session
+/// cookie or a bearer key): (req/s, p50 ms, p99 ms, bytes of the last).
+pub async fn pages(
+    http: &reqwest::Client,
+    url: &str,
+    auth: (&str, &str),
+    requests: usize,
+) -> (f64, f64, f64, usize) {
+    let mut times = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    let start = std::time::Instant::now();
+    for _ in 0..requests {
+        let t = std::time::Instant::now();
+        let r = http.get(url).header(auth.0, auth.1).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        bytes = r.bytes().await.unwrap().len();
+        times.push(t.elapsed());
+    }
+    let wall = start.elapsed();
+    times.sort();
+    (
+        requests as f64 / wall.as_secs_f64(),
+        pct(&times, 0.5),
+        pct(&times, 0.99),
+        bytes,
+    )
+}

@@ -53,6 +53,10 @@ pub enum ConnectionsCmd {
         #[arg(long)]
         probe_url: Option<String>,
     },
+    /// Create many connections from an inventory file (JSON array or CSV),
+    /// sent in batches; prints each refused row with its file row number.
+    /// Exit status 1 when any row was refused (the others are created).
+    Import(super::import::ImportArgs),
     /// Delete a connection and destroy its stored secrets (OAuth grants are revoked first).
     Delete {
         id: String,
@@ -304,6 +308,7 @@ pub async fn run(cmd: ConnectionsCmd) -> Result<ExitCode> {
                 outln!("{}", v.id)?;
             }
         }
+        ConnectionsCmd::Import(args) => return super::import::run(args).await,
         ConnectionsCmd::Delete { id, api, no_revoke } => {
             let q = DeleteQuery {
                 revoke: no_revoke.then_some(false),

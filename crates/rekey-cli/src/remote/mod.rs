@@ -7,6 +7,7 @@ pub mod audit;
 pub mod campaigns;
 pub mod connections;
 pub mod evidence;
+pub mod import;
 pub mod integrations;
 pub mod providers;
 pub mod rotations;

@@ -17,6 +17,14 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_connections, create_connection))
+        .merge(
+            // An inventory is larger than one connection: its own body limit.
+            OpenApiRouter::new()
+                .routes(routes!(import_connections))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::IMPORT_BODY_LIMIT,
+                )),
+        )
         .routes(routes!(
             get_connection,
             update_connection,
@@ -70,6 +78,40 @@ async fn create_connection(
         r.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(r)
+}
+
+/// Create many connections at once (an inventory import): up to 1,000 rows, each the body
+/// of `POST /api/v1/connections`, in a body of up to 1 MiB. Every row is checked on its own;
+/// the rows that pass are created in one transaction, each with its audit entry and
+/// `connection.created` event. The answer lists each row's outcome in order (200 even when
+/// some rows failed: see `failed`). With `dry_run` nothing is created.
+#[utoipa::path(post, path = "/api/v1/connections/import", tag = "connections", request_body = ImportConnections,
+    security(("bearer" = [])),
+    responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+async fn import_connections(
+    State(s): State<AppState>,
+    auth: Auth<ConnWrite>,
+    ApiJson(req): ApiJson<ImportConnections>,
+) -> ApiResult<Json<ImportReport>> {
+    let rows = req
+        .connections
+        .into_iter()
+        .map(|v| {
+            let c: CreateConnection = crate::extract::from_json_value(v)?;
+            rekey_service::authorize_probe_target(
+                &auth.principal,
+                c.probe_url.as_deref(),
+                !c.params.is_empty(),
+            )?;
+            Ok(c)
+        })
+        .collect();
+    let out = s
+        .rekey
+        .import_connections(&auth.ctx, rows, req.dry_run)
+        .await?;
+    Ok(Json(views::import_report(req.dry_run, out)))
 }
 
 /// Show one connection (never includes secrets).

@@ -142,6 +142,31 @@ impl Rekey {
             }
             return self.create_m2m(ctx, &req).await;
         }
+        let new = self.prepare_connection(ctx, req)?;
+        let mut tx = self.store().begin_write().await?;
+        let row = self.insert_connection(&mut tx, ctx, new).await?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    /// Check a create request for a static kind and seal nothing yet: the
+    /// row and its parsed material, ready for [`Rekey::insert_connection`].
+    /// No database access, so an import checks every row before it writes.
+    pub(crate) fn prepare_connection(
+        &self,
+        ctx: &Ctx,
+        req: CreateConnection,
+    ) -> Result<NewConnection, Error> {
+        let kind: ConnectionKind = req.kind.parse()?;
+        if kind == ConnectionKind::OAuth2ClientCredentials {
+            return Err(Error::unprocessable(
+                ErrorCode::KindNotImportable,
+                format!(
+                    "`{kind}` connections are minted from an integration with a token \
+                     request; create them one at a time with POST /api/v1/connections"
+                ),
+            ));
+        }
         let provider = self.catalog().get(&req.provider).ok_or_else(|| {
             Error::unprocessable(
                 ErrorCode::UnknownProvider,
@@ -204,33 +229,51 @@ impl Rekey {
                 now,
             )
         };
-        let mut tx = self.store().begin_write().await?;
+        Ok(NewConnection {
+            row,
+            secrets: parsed.secrets,
+        })
+    }
+
+    /// Insert a prepared connection with its sealed material, first
+    /// version, audit entry and `connection.created` event, in `tx`.
+    pub(crate) async fn insert_connection(
+        &self,
+        tx: &mut WriteTx,
+        ctx: &Ctx,
+        new: NewConnection,
+    ) -> Result<ConnectionRow, Error> {
+        let NewConnection { row, secrets } = new;
+        let kind = row.kind;
         store::insert(tx.conn(), &row).await?;
-        self.write_secrets(&mut tx, &row, &parsed.secrets).await?;
-        let version = self
-            .record_first_version(&mut tx, ctx, &row, &parsed.secrets)
-            .await?;
+        self.write_secrets(tx, &row, &secrets).await?;
+        let version = self.record_first_version(tx, ctx, &row, &secrets).await?;
         record(
-            &mut tx,
+            tx,
             ctx,
             AuditAction::ConnectionCreate,
             Some(&row.id),
             AuditOutcome::Ok,
             json!({
                 "provider": row.provider, "kind": kind.as_str(),
-                "secret_fields": parsed.secrets.keys().collect::<Vec<_>>(),
+                "secret_fields": secrets.keys().collect::<Vec<_>>(),
                 "fingerprint": version.fingerprint,
             }),
         )
         .await?;
         emit(
-            &mut tx,
+            tx,
             &ctx.tenant,
             EventType::ConnectionCreated,
             connection_data(&row),
         )
         .await?;
-        tx.commit().await?;
-        Ok(row.into())
+        Ok(row)
     }
+}
+
+/// A checked create request: the row and its parsed secret fields.
+pub(crate) struct NewConnection {
+    row: ConnectionRow,
+    secrets: BTreeMap<String, SecretString>,
 }

@@ -1,8 +1,10 @@
 mod create;
+mod import;
 mod read;
 pub mod rules;
 mod summary;
 
+pub use import::ImportOutcome;
 pub(crate) use read::connection_filter;
 pub use summary::{ConnectionSummary, IntegrationUse};
 mod update;

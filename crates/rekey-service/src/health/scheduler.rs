@@ -196,11 +196,15 @@ impl Rekey {
                             *next = slot + spacing;
                             slot - now
                         };
-                        tokio::time::sleep(wait).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.stopping() => return (tenant, id, None),
+                        }
                     }
                     let _slot = global.acquire().await;
-                    if started.elapsed() > window {
-                        // Out of time for this pass: hand it back, due now.
+                    if started.elapsed() > window || *self.inner.stopping.borrow() {
+                        // Out of time for this pass, or stopping: hand it
+                        // back, due now.
                         return (tenant, id, None);
                     }
                     let ctx = Ctx {
