@@ -187,13 +187,13 @@ fn rewrap_row(
     kr: &rekey_crypto::Keyring,
     row: rekey_store::secrets::SecretRow,
 ) -> Result<(rekey_store::secrets::SecretRow, String), Error> {
-    let aad = Aad {
-        tenant: row.tenant.clone(),
-        record_kind: row.owner_kind.clone(),
-        record_id: row.owner_id.clone(),
-        field: row.field.clone(),
-        version: row.version,
-    };
+    let aad = Aad::new(
+        &row.tenant,
+        &row.owner_kind,
+        &row.owner_id,
+        &row.field,
+        row.version,
+    );
     let new = kr
         .rewrap(&aad, &crate::sealing::sealed_of(&row))
         .map_err(|e| {
