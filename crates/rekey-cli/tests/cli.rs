@@ -55,6 +55,7 @@ both_backends!(
     dashboard_user_from_cli,
     offline_commands_refuse_a_missing_rekey,
     inventory_import_then_kek_rotation_in_pages,
+    import_killed_midway_is_all_or_nothing,
 );
 
 async fn cli_end_to_end(db: Db) {
@@ -1487,4 +1488,61 @@ async fn inventory_import_then_kek_rotation_in_pages(db: Db) {
     }
     assert!(total > 1100);
     server.stop().await;
+}
+
+/// SIGKILL while an import of 1,000 rows is in flight, at a few moments:
+/// after a restart either every row is there or none, never part of them
+/// (all of them when the answer came back), and the audit chain holds.
+async fn import_killed_midway_is_all_or_nothing(db: Db) {
+    let env = Env::new(db).await;
+    let key = env.admin_key("default", "admin").await;
+    let rows: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"provider": "custom-rest", "kind": "api_key", "display_name": format!("k{i}"),
+                "credentials": {"key": format!("sk-kill-{i:04}-xxxxxxxxxxxxxxxxxxxx"), "placement": "header", "name": "X-Api-Key"}})
+        })
+        .collect();
+    let body = json!({ "connections": rows });
+    let mut expected = 0;
+    for delay_ms in [5, 40, 120, 400] {
+        let mut server = env.serve().await;
+        let (url, k, b) = (
+            format!("{}/api/v1/connections/import", server.base),
+            key.clone(),
+            body.clone(),
+        );
+        let pending = tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(k)
+                .json(&b)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        server.child.kill().await.unwrap();
+        let answered = matches!(pending.await.unwrap(), Ok(200));
+
+        let server = env.serve().await;
+        let cli = |args: &[&str]| env.remote(&server.base, &key, args, Duration::from_secs(60));
+        let out = cli(&["connections", "list", "--all", "--json"]).await;
+        let n = serde_json::from_str::<Value>(&stdout(&out))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+        assert!(
+            n == expected || n == expected + 1000,
+            "killed after {delay_ms} ms: {n} connections, expected {expected} or {}",
+            expected + 1000
+        );
+        if answered {
+            assert_eq!(n, expected + 1000, "an answered import must be complete");
+        }
+        expected = n;
+        let out = cli(&["audit", "verify"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        server.stop().await;
+    }
 }
