@@ -571,6 +571,7 @@ async fn every_api_operation_has_a_client_method() {
         "get /api/v1/providers/{id}: get_provider",
         "get /api/v1/connections: list_connections, list_all_connections",
         "post /api/v1/connections: create_connection",
+        "post /api/v1/connections/import: import_connections",
         "get /api/v1/connections/{id}: get_connection",
         "patch /api/v1/connections/{id}: update_connection",
         "delete /api/v1/connections/{id}: delete_connection",
