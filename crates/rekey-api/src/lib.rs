@@ -144,7 +144,9 @@ pub struct ImportConnections {
     /// At most [`IMPORT_MAX_ROWS`] rows, each the body of
     /// `POST /api/v1/connections` (static kinds; `oauth2_client_credentials`
     /// connections are created one at a time, as they need a token request).
-    #[schema(value_type = Vec<CreateConnection>)]
+    /// Any object is accepted here: a row that is not a valid create body
+    /// is reported as `failed` in its place, not refused with the request.
+    #[schema(value_type = Vec<Object>)]
     pub connections: Vec<Value>,
     /// Check every row and report, create nothing.
     #[serde(default)]
