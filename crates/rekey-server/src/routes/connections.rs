@@ -94,6 +94,15 @@ async fn import_connections(
     auth: Auth<ConnWrite>,
     ApiJson(req): ApiJson<ImportConnections>,
 ) -> ApiResult<Json<ImportReport>> {
+    // Rows must be objects (the schema says so); what is inside each one
+    // is checked per row.
+    if let Some(i) = req.connections.iter().position(|v| !v.is_object()) {
+        return Err(rekey_core::Error::invalid(
+            rekey_core::ErrorCode::InvalidBody,
+            format!("`connections[{i}]` is not a JSON object"),
+        )
+        .into());
+    }
     let rows = req
         .connections
         .into_iter()
