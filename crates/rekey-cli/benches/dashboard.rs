@@ -9,10 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{create_connections, env_or, on_both_backends, pages};
+use common::{create_connections, env_or, on_both_backends, operator_session, pages};
 
-use rekey_service::{Ctx, Role};
-use rekey_testkit::browser::{browser, csrf_of, session_cookie};
+use rekey_testkit::browser::csrf_of;
 use rekey_testkit::provider_fixture::{Mode, ProviderFixture};
 use rekey_testkit::{Db, TestServer};
 use serde_json::json;
@@ -29,19 +28,7 @@ async fn run(db: Db, n: usize, requests: usize, latency_ms: u64) {
                                "probe_url": url, "credentials": {"key": format!("bench-key-{i}")}})
     })
     .await;
-    let pw = rekey_core::SecretString::new("dashboard bench password".to_string());
-    s.rekey
-        .create_user(&Ctx::cli("default"), "bench", &pw, Role::Operator)
-        .await
-        .unwrap();
-    let http = browser();
-    let login = http
-        .post(format!("{}/ui/login", s.base))
-        .form(&[("username", "bench"), ("password", pw.expose())])
-        .send()
-        .await
-        .unwrap();
-    let cookie = session_cookie(&login);
+    let (http, cookie) = operator_session(&s).await;
     let page = format!("{}/ui/connections", s.base);
     let (rps, p50, p99, bytes) = pages(&http, &page, ("cookie", &cookie), requests).await;
     println!(

@@ -10,11 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{env_or, on_both_backends, pages};
+use common::{env_or, on_both_backends, operator_session, pages};
 
 use futures_util::StreamExt;
-use rekey_service::{Ctx, Role};
-use rekey_testkit::browser::{browser, session_cookie};
 use rekey_testkit::{Db, TestServer};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -87,19 +85,7 @@ async fn run(db: Db, creates: usize, import: usize, requests: usize) {
             "{db:?}: {total} connections, {what}: {rps:.0} req/s p50={p50:.1}ms p99={p99:.1}ms"
         );
     }
-    let pw = rekey_core::SecretString::new("import bench password".to_string());
-    s.rekey
-        .create_user(&Ctx::cli("default"), "bench", &pw, Role::Operator)
-        .await
-        .unwrap();
-    let http = browser();
-    let login = http
-        .post(format!("{}/ui/login", s.base))
-        .form(&[("username", "bench"), ("password", pw.expose())])
-        .send()
-        .await
-        .unwrap();
-    let cookie = session_cookie(&login);
+    let (http, cookie) = operator_session(&s).await;
     for (what, path) in [
         ("dashboard connections page", "/ui/connections"),
         ("dashboard integrations page", "/ui/integrations"),

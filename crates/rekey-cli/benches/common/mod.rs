@@ -75,3 +75,23 @@ pub async fn pages(
         bytes,
     )
 }
+
+/// A dashboard operator `bench`, signed in: the browser-like client and
+/// its session cookie.
+pub async fn operator_session(s: &TestServer) -> (reqwest::Client, String) {
+    use rekey_service::{Ctx, Role};
+    let pw = rekey_core::SecretString::new("bench operator password".to_string());
+    s.rekey
+        .create_user(&Ctx::cli("default"), "bench", &pw, Role::Operator)
+        .await
+        .unwrap();
+    let http = rekey_testkit::browser::browser();
+    let login = http
+        .post(format!("{}/ui/login", s.base))
+        .form(&[("username", "bench"), ("password", pw.expose())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = rekey_testkit::browser::session_cookie(&login);
+    (http, cookie)
+}
