@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rekey_core::ErrorCode;
 use rekey_core::{Error, SecretString};
-use rekey_service::{Ctx, Principal};
+use rekey_service::{Ctx, Principal, Rekey};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 
@@ -258,6 +258,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
 pub struct Auth<N: NeedScope = AnyScope> {
     pub principal: Principal,
     pub ctx: Ctx,
+    /// The service to act with as this caller (handlers need no `State`).
+    pub rekey: Rekey,
     _need: std::marker::PhantomData<N>,
 }
 
@@ -291,6 +293,7 @@ impl<N: NeedScope> FromRequestParts<AppState> for Auth<N> {
         Ok(Auth {
             principal,
             ctx,
+            rekey: state.rekey.clone(),
             _need: std::marker::PhantomData,
         })
     }

@@ -1,7 +1,6 @@
 use crate::error::ApiResult;
 use crate::extract::{Admin, ApiJson, ApiPath, Auth, OptionalJson};
 use crate::{views, AppState};
-use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,26 +16,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// List API keys of the caller's tenant (hashes and keys are never shown).
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
     responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_api_keys(
-    State(s): State<AppState>,
-    auth: Auth<Admin>,
-) -> ApiResult<Json<ApiKeyList>> {
+async fn list_api_keys(auth: Auth<Admin>) -> ApiResult<Json<ApiKeyList>> {
     Ok(Json(views::api_key_list(
-        &s.rekey.list_api_keys(&auth.ctx.tenant).await?,
+        &auth.rekey.list_api_keys(&auth.ctx.tenant).await?,
     )))
 }
 
 /// Create an API key in the caller's tenant. The key is returned once.
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
     responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_api_key(
-    State(s): State<AppState>,
     auth: Auth<Admin>,
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<Response> {
-    let created = s.rekey.create_api_key(&auth.ctx, &req).await?;
+    let created = auth.rekey.create_api_key(&auth.ctx, &req).await?;
     let mut r = (StatusCode::CREATED, Json(views::created_api_key(&created))).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -44,15 +39,11 @@ async fn create_api_key(
 }
 
 /// Revoke an API key; it stops working at once.
-#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
     responses((status = 200, body = ApiKeyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn revoke_api_key(
-    State(s): State<AppState>,
-    auth: Auth<Admin>,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<ApiKeyView>> {
+async fn revoke_api_key(auth: Auth<Admin>, ApiPath(id): ApiPath) -> ApiResult<Json<ApiKeyView>> {
     Ok(Json(views::api_key(
-        &s.rekey.revoke_api_key(&auth.ctx, &id).await?,
+        &auth.rekey.revoke_api_key(&auth.ctx, &id).await?,
     )))
 }
 
@@ -62,17 +53,16 @@ async fn revoke_api_key(
 /// `already_rotated` or `api_key_expired` for a key that is no longer the
 /// live one.
 #[utoipa::path(post, path = "/api/v1/api-keys/{id}/rotate", tag = "api-keys", params(("id" = String, Path)),
-    request_body(content = Option<RotateApiKey>), security(("bearer" = [])),
+    request_body(content = Option<RotateApiKey>),
     responses((status = 201, body = RotatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rotate_api_key(
-    State(s): State<AppState>,
     auth: Auth<Admin>,
     ApiPath(id): ApiPath,
     OptionalJson(b): OptionalJson<RotateApiKey>,
 ) -> ApiResult<Response> {
     let grace = super::rotations::grace(b.grace)?;
-    let rotated = s.rekey.rotate_api_key(&auth.ctx, &id, grace).await?;
+    let rotated = auth.rekey.rotate_api_key(&auth.ctx, &id, grace).await?;
     let mut r = (StatusCode::CREATED, Json(views::rotated_api_key(&rotated))).into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,7 +1,6 @@
 use crate::error::ApiResult;
 use crate::extract::{Admin, ApiQuery, AuditRead, Auth};
 use crate::{views, AppState};
-use axum::extract::State;
 use axum::Json;
 use rekey_api::*;
 use utoipa_axum::router::OpenApiRouter;
@@ -14,28 +13,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Audit entries of the caller's tenant, newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_audit(
-    State(s): State<AppState>,
     auth: Auth<AuditRead>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditList>> {
     Ok(Json(views::audit_list(
-        &s.rekey.audit_list(&auth.ctx.tenant, &q).await?,
+        &auth.rekey.audit_list(&auth.ctx.tenant, &q).await?,
     )))
 }
 
 /// Verify the whole hash chain (every tenant's entries, so tampering anywhere
 /// is found) and report the verdict with figures about the caller's tenant
 /// only: its entries checked, and where the chain breaks if that entry is its own.
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, body = AuditVerifyReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn verify_audit(
-    State(s): State<AppState>,
-    auth: Auth<Admin>,
-) -> ApiResult<Json<AuditVerifyReport>> {
+async fn verify_audit(auth: Auth<Admin>) -> ApiResult<Json<AuditVerifyReport>> {
     Ok(Json(views::audit_verify(
-        &s.rekey.audit_verify_tenant(&auth.ctx.tenant).await?,
+        &auth.rekey.audit_verify_tenant(&auth.ctx.tenant).await?,
     )))
 }

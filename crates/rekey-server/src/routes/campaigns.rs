@@ -6,7 +6,6 @@ use crate::extract::{
     ApiJson, ApiPath, ApiPath2, ApiQuery, Auth, ConnRead, ConnWrite, OptionalJson,
 };
 use crate::AppState;
-use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -140,15 +139,13 @@ pub fn item_view(p: &PlanItem, frozen: bool) -> CampaignItemView {
 /// starts as a `draft`: look at its plan (`GET …/plan`), then start it.
 /// 422 `campaign_empty` when no connection matches the filter.
 #[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", request_body = CreateCampaign,
-    security(("bearer" = [])),
     responses((status = 201, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_campaign(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiJson(b): ApiJson<CreateCampaign>,
 ) -> ApiResult<Response> {
-    let c = s.rekey.create_campaign(&auth.ctx, b).await?;
+    let c = auth.rekey.create_campaign(&auth.ctx, b).await?;
     let mut resp = (StatusCode::CREATED, Json(view(&c))).into_response();
     if let Ok(loc) = format!("/api/v1/campaigns/{}", c.row.id).parse() {
         resp.headers_mut().insert(header::LOCATION, loc);
@@ -158,15 +155,13 @@ async fn create_campaign(
 
 /// Campaigns, newest first, each with its progress.
 #[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", params(CampaignQuery),
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 async fn list_campaigns(
-    State(s): State<AppState>,
     auth: Auth<ConnRead>,
     ApiQuery(q): ApiQuery<CampaignQuery>,
 ) -> ApiResult<Json<CampaignList>> {
-    let (items, next_cursor) = s
+    let (items, next_cursor) = auth
         .rekey
         .list_campaigns(&auth.ctx.tenant, q.cursor.as_deref(), q.limit)
         .await?;
@@ -179,16 +174,11 @@ async fn list_campaigns(
 /// A campaign and its progress: counts per state (`overdue`: unfinished
 /// past the deadline), percent finished and done, per provider and per owner.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_campaign(
-    State(s): State<AppState>,
-    auth: Auth<ConnRead>,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<CampaignView>> {
+async fn get_campaign(auth: Auth<ConnRead>, ApiPath(id): ApiPath) -> ApiResult<Json<CampaignView>> {
     Ok(Json(view(
-        &s.rekey.get_campaign(&auth.ctx.tenant, &id).await?,
+        &auth.rekey.get_campaign(&auth.ctx.tenant, &id).await?,
     )))
 }
 
@@ -197,17 +187,16 @@ async fn get_campaign(
 /// the filter now; a started campaign's is frozen, with each connection's
 /// state (`state` filters it).
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/plan", tag = "campaigns",
-    params(("id" = String, Path), CampaignItemQuery), security(("bearer" = [])),
+    params(("id" = String, Path), CampaignItemQuery),
     responses((status = 200, body = CampaignPlan), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn campaign_plan(
-    State(s): State<AppState>,
     auth: Auth<ConnRead>,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<CampaignItemQuery>,
 ) -> ApiResult<Json<CampaignPlan>> {
     let state = q.state.as_deref().map(str::parse).transpose()?;
-    let (row, items, next_cursor) = s
+    let (row, items, next_cursor) = auth
         .rekey
         .campaign_plan(&auth.ctx.tenant, &id, state, q.cursor.as_deref(), q.limit)
         .await?;
@@ -221,12 +210,11 @@ async fn campaign_plan(
 }
 
 async fn control(
-    s: &AppState,
     auth: &Auth<ConnWrite>,
     id: &str,
     to: CampaignState,
 ) -> ApiResult<Json<CampaignView>> {
-    let c = s.rekey.campaign_control(&auth.ctx, id, to).await?;
+    let c = auth.rekey.campaign_control(&auth.ctx, id, to).await?;
     Ok(Json(view(&c)))
 }
 
@@ -234,72 +222,66 @@ async fn control(
 /// later do not join silently: see `refresh-plan`) and workers run it.
 /// 409 `campaign_state` when it is not a draft.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/start", tag = "campaigns", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn start_campaign(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<CampaignView>> {
-    let c = s.rekey.start_campaign(&auth.ctx, &id).await?;
+    let c = auth.rekey.start_campaign(&auth.ctx, &id).await?;
     Ok(Json(view(&c)))
 }
 
 /// Pause a running campaign: no new step starts (steps under way finish).
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn pause_campaign(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<CampaignView>> {
-    control(&s, &auth, &id, CampaignState::Paused).await
+    control(&auth, &id, CampaignState::Paused).await
 }
 
 /// Resume a paused campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn resume_campaign(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<CampaignView>> {
-    control(&s, &auth, &id, CampaignState::Running).await
+    control(&auth, &id, CampaignState::Running).await
 }
 
 /// Cancel a campaign: unfinished connections are skipped and unused links
 /// stop working; rotations already started finish by themselves. 409
 /// `campaign_state` for a completed or cancelled campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_campaign(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<CampaignView>> {
-    control(&s, &auth, &id, CampaignState::Cancelled).await
+    control(&auth, &id, CampaignState::Cancelled).await
 }
 
 /// The connections the filter selects now that the frozen plan lacks (the
 /// first 1,000); with `add` they join the campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/refresh-plan", tag = "campaigns", params(("id" = String, Path)),
-    request_body(content = Option<RefreshCampaignPlan>), security(("bearer" = [])),
+    request_body(content = Option<RefreshCampaignPlan>),
     responses((status = 200, body = CampaignPlanRefresh), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn refresh_plan(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     OptionalJson(b): OptionalJson<RefreshCampaignPlan>,
 ) -> ApiResult<Json<CampaignPlanRefresh>> {
-    let (items, added) = s.rekey.refresh_campaign_plan(&auth.ctx, &id, b.add).await?;
+    let (items, added) = auth
+        .rekey
+        .refresh_campaign_plan(&auth.ctx, &id, b.add)
+        .await?;
     Ok(Json(CampaignPlanRefresh {
         items: items.iter().map(|p| item_view(p, false)).collect(),
         added: added as i64,
@@ -310,16 +292,14 @@ async fn refresh_plan(
 /// one working): it is `done`, with the comment, whatever step it was at.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/items/{connection_id}/confirm", tag = "campaigns",
     params(("id" = String, Path), ("connection_id" = String, Path)), request_body = ConfirmCampaignItem,
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignItemView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_item(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath2(id, cid): ApiPath2,
     ApiJson(b): ApiJson<ConfirmCampaignItem>,
 ) -> ApiResult<Json<CampaignItemView>> {
-    let p = s
+    let p = auth
         .rekey
         .campaign_item_decide(&auth.ctx, &id, &cid, true, &b.comment)
         .await?;
@@ -329,16 +309,14 @@ async fn confirm_item(
 /// Leave a connection out of the campaign, with the reason (`skipped`).
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/items/{connection_id}/skip", tag = "campaigns",
     params(("id" = String, Path), ("connection_id" = String, Path)), request_body = SkipCampaignItem,
-    security(("bearer" = [])),
     responses((status = 200, body = CampaignItemView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn skip_item(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath2(id, cid): ApiPath2,
     ApiJson(b): ApiJson<SkipCampaignItem>,
 ) -> ApiResult<Json<CampaignItemView>> {
-    let p = s
+    let p = auth
         .rekey
         .campaign_item_decide(&auth.ctx, &id, &cid, false, &b.reason)
         .await?;
@@ -349,16 +327,15 @@ async fn skip_item(
 /// its owner, with their URLs (each listing is audited). Needs
 /// `connections:write`: a link lets its holder replace a credential.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/links", tag = "campaigns",
-    params(("id" = String, Path), CampaignQuery), security(("bearer" = [])),
+    params(("id" = String, Path), CampaignQuery),
     responses((status = 200, body = CampaignLinks), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn campaign_links(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<CampaignQuery>,
 ) -> ApiResult<Json<CampaignLinks>> {
-    let (links, next_cursor) = s
+    let (links, next_cursor) = auth
         .rekey
         .campaign_links(&auth.ctx, &id, q.cursor.as_deref(), q.limit)
         .await?;
@@ -371,15 +348,14 @@ async fn campaign_links(
 /// Send a connection's owner a new link (until the deadline); the old one
 /// stops working. 409 when the connection does not wait for its owner.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/links/{connection_id}", tag = "campaigns",
-    params(("id" = String, Path), ("connection_id" = String, Path)), security(("bearer" = [])),
+    params(("id" = String, Path), ("connection_id" = String, Path)),
     responses((status = 200, body = CampaignItemView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn resend_link(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath2(id, cid): ApiPath2,
 ) -> ApiResult<Json<CampaignItemView>> {
-    let p = s
+    let p = auth
         .rekey
         .campaign_link_change(&auth.ctx, &id, &cid, true)
         .await?;
@@ -389,15 +365,14 @@ async fn resend_link(
 /// Cancel a connection's link: it stops working and the connection waits
 /// for an operator (resend, confirm or skip).
 #[utoipa::path(delete, path = "/api/v1/campaigns/{id}/links/{connection_id}", tag = "campaigns",
-    params(("id" = String, Path), ("connection_id" = String, Path)), security(("bearer" = [])),
+    params(("id" = String, Path), ("connection_id" = String, Path)),
     responses((status = 200, body = CampaignItemView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_link(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath2(id, cid): ApiPath2,
 ) -> ApiResult<Json<CampaignItemView>> {
-    let p = s
+    let p = auth
         .rekey
         .campaign_link_change(&auth.ctx, &id, &cid, false)
         .await?;

@@ -4,7 +4,6 @@ use crate::extract::{
     ApiJson, ApiPath, ApiQuery, AuditRead, Auth, ConnRead, ConnWrite, IfMatch, OptionalJson,
 };
 use crate::{views, AppState};
-use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -46,24 +45,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// List connections (never includes secrets).
 #[utoipa::path(get, path = "/api/v1/connections", tag = "connections", params(ConnectionQuery),
-    security(("bearer" = [])),
     responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_connections(
-    State(s): State<AppState>,
     auth: Auth<ConnRead>,
     ApiQuery(q): ApiQuery<ConnectionQuery>,
 ) -> ApiResult<Json<ConnectionList>> {
-    let page = s.rekey.list_connections(&auth.ctx.tenant, &q).await?;
+    let page = auth.rekey.list_connections(&auth.ctx.tenant, &q).await?;
     Ok(Json(views::connection_list(&page)))
 }
 
 /// Create a connection with static credential material.
 #[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body = CreateConnection,
-    security(("bearer" = [])),
     responses((status = 201, body = ConnectionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiJson(req): ApiJson<CreateConnection>,
 ) -> ApiResult<Response> {
@@ -72,7 +67,7 @@ async fn create_connection(
         req.probe_url.as_deref(),
         !req.params.is_empty(),
     )?;
-    let v = views::connection(&s.rekey.create_connection(&auth.ctx, req).await?);
+    let v = views::connection(&auth.rekey.create_connection(&auth.ctx, req).await?);
     let mut r = with_etag(StatusCode::CREATED, v.version, &v);
     if let Ok(loc) = format!("/api/v1/connections/{}", v.id).parse() {
         r.headers_mut().insert(header::LOCATION, loc);
@@ -86,11 +81,9 @@ async fn create_connection(
 /// `connection.created` event. The answer lists each row's outcome in order (200 even when
 /// some rows failed: see `failed`). With `dry_run` nothing is created.
 #[utoipa::path(post, path = "/api/v1/connections/import", tag = "connections", request_body = ImportConnections,
-    security(("bearer" = [])),
     responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn import_connections(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiJson(req): ApiJson<ImportConnections>,
 ) -> ApiResult<Json<ImportReport>> {
@@ -116,7 +109,7 @@ async fn import_connections(
             Ok(c)
         })
         .collect();
-    let out = s
+    let out = auth
         .rekey
         .import_connections(&auth.ctx, rows, req.dry_run)
         .await?;
@@ -125,23 +118,17 @@ async fn import_connections(
 
 /// Show one connection (never includes secrets).
 #[utoipa::path(get, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_connection(
-    State(s): State<AppState>,
-    auth: Auth<ConnRead>,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Response> {
-    let v = views::connection(&s.rekey.get_connection(&auth.ctx.tenant, &id).await?);
+async fn get_connection(auth: Auth<ConnRead>, ApiPath(id): ApiPath) -> ApiResult<Response> {
+    let v = views::connection(&auth.rekey.get_connection(&auth.ctx.tenant, &id).await?);
     Ok(with_etag(StatusCode::OK, v.version, &v))
 }
 
 /// Update a connection's metadata. Send `If-Match` (or `version`) to avoid lost updates.
 #[utoipa::path(patch, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    request_body = UpdateConnection, security(("bearer" = [])),
+    request_body = UpdateConnection,
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
@@ -152,22 +139,20 @@ async fn update_connection(
         req.probe_url.as_deref(),
         req.params.is_some(),
     )?;
-    let c = views::connection(&s.rekey.update_connection(&auth.ctx, &id, req, v).await?);
+    let c = views::connection(&auth.rekey.update_connection(&auth.ctx, &id, req, v).await?);
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
 /// Delete a connection and destroy its stored secrets.
 #[utoipa::path(delete, path = "/api/v1/connections/{id}", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header), DeleteQuery),
-    security(("bearer" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn delete_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    s.rekey
+    auth.rekey
         .delete_connection(&auth.ctx, &id, v, q.revoke.unwrap_or(true))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -175,26 +160,28 @@ async fn delete_connection(
 
 /// Replace the credential material (e.g. after rotating at the provider).
 #[utoipa::path(put, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    request_body = UpdateCredentials, security(("bearer" = [])),
+    request_body = UpdateCredentials,
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_credentials(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
     ApiJson(req): ApiJson<UpdateCredentials>,
 ) -> ApiResult<Response> {
-    let c = views::connection(&s.rekey.update_credentials(&auth.ctx, &id, req, v).await?);
+    let c = views::connection(
+        &auth
+            .rekey
+            .update_credentials(&auth.ctx, &id, req, v)
+            .await?,
+    );
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
 /// Decrypt and return the credential material. Requires `credentials:read`; every call is audited.
 /// `?version=previous` returns the credential replaced last while its grace lasts (404 `no_previous_version` otherwise).
 #[utoipa::path(get, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path), CredentialsQuery),
-    security(("bearer" = [])),
     responses((status = 200, body = CredentialsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn read_credentials(
-    State(s): State<AppState>,
     auth: Auth,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<CredentialsQuery>,
@@ -205,12 +192,12 @@ async fn read_credentials(
     };
     let v = match label {
         VersionLabel::Current => {
-            s.rekey
+            auth.rekey
                 .read_credentials(&auth.principal, &auth.ctx, &id)
                 .await?
         }
         VersionLabel::Previous => {
-            s.rekey
+            auth.rekey
                 .read_previous_credentials(&auth.principal, &auth.ctx, &id)
                 .await?
         }
@@ -232,16 +219,15 @@ async fn read_credentials(
 
 /// Disable a connection: its credentials are no longer handed out.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/disable", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    request_body(content = Option<DisableConnection>), security(("bearer" = [])),
+    request_body(content = Option<DisableConnection>),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn disable_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
     OptionalJson(req): OptionalJson<DisableConnection>,
 ) -> ApiResult<Response> {
-    let c = s
+    let c = auth
         .rekey
         .set_status(&auth.ctx, &id, Status::Disabled, req, v)
         .await?;
@@ -251,15 +237,13 @@ async fn disable_connection(
 
 /// Re-enable a disabled connection; it returns to `pending` until verified.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/enable", tag = "connections", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn enable_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
 ) -> ApiResult<Response> {
-    let c = s
+    let c = auth
         .rekey
         .set_status(&auth.ctx, &id, Status::Pending, Default::default(), v)
         .await?;
@@ -269,14 +253,13 @@ async fn enable_connection(
 
 /// Revoke at the provider (RFC 7009) and mark `revoked`; without a revocation
 /// endpoint the connection becomes `revoke_pending` and the runbook steps are returned.
-#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = RevokeResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn revoke_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<RevokeResult>> {
-    let r = s.rekey.revoke_connection(&auth.ctx, &id).await?;
+    let r = auth.rekey.revoke_connection(&auth.ctx, &id).await?;
     Ok(Json(views::revocation(&r)))
 }
 
@@ -286,15 +269,14 @@ async fn revoke_connection(
 /// connection (if still `revoke_pending`) becomes `revoked` and rekey
 /// tries the old credential; see `GET …/revocations`. 422 `invalid_step`,
 /// 409 `step_already_confirmed`.
-#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/confirm", tag = "connections", params(("id" = String, Path)), request_body(content = Option<ConfirmRevocation>), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/confirm", tag = "connections", params(("id" = String, Path)), request_body(content = Option<ConfirmRevocation>),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_revocation(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     OptionalJson(req): OptionalJson<ConfirmRevocation>,
 ) -> ApiResult<Json<ConnectionView>> {
-    let (c, _) = s.rekey.confirm_revocation(&auth.ctx, &id, &req).await?;
+    let (c, _) = auth.rekey.confirm_revocation(&auth.ctx, &id, &req).await?;
     Ok(Json(views::connection(&c)))
 }
 
@@ -303,27 +285,25 @@ async fn confirm_revocation(
 /// `still_accepted` (an alarm: the connection becomes
 /// `revocation_failed`, and rekey keeps trying) or `unverifiable` (why is
 /// in `checks`). 409 `not_revoked` when nothing was revoked yet.
-#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/verify", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/verify", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn verify_revocation(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<RevocationView>> {
-    let r = s.rekey.verify_revocation(&auth.ctx, &id).await?;
+    let r = auth.rekey.verify_revocation(&auth.ctx, &id).await?;
     Ok(Json(views::revocation_record(&r)))
 }
 
 /// Every revocation of the connection's credentials, newest first: the
 /// fingerprint, how and by whom, the runbook steps and the verdict.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/revocations", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/connections/{id}/revocations", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = RevocationList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_revocations(
-    State(s): State<AppState>,
     auth: Auth<ConnRead>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<RevocationList>> {
-    let items = s.rekey.revocations(&auth.ctx.tenant, &id).await?;
+    let items = auth.rekey.revocations(&auth.ctx.tenant, &id).await?;
     Ok(Json(RevocationList {
         items: items.iter().map(views::revocation_record).collect(),
     }))
@@ -331,15 +311,14 @@ async fn list_revocations(
 
 /// Start a reauthorization ("Connect new account"): a connect session for the
 /// original authorizer. With `accept_mismatch=true`, switch to a parked grant instead (audited).
-#[utoipa::path(post, path = "/api/v1/connections/{id}/reauthorize", tag = "connections", params(("id" = String, Path), ReauthorizeQuery), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/connections/{id}/reauthorize", tag = "connections", params(("id" = String, Path), ReauthorizeQuery),
     responses((status = 200, body = ReauthorizeResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reauthorize_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<ReauthorizeQuery>,
 ) -> ApiResult<Json<ReauthorizeResult>> {
-    let r = s
+    let r = auth
         .rekey
         .reauthorize(&auth.ctx, &id, q.accept_mismatch.unwrap_or(false))
         .await?;
@@ -347,28 +326,26 @@ async fn reauthorize_connection(
 }
 
 /// Refresh an OAuth connection's access token now.
-#[utoipa::path(post, path = "/api/v1/connections/{id}/refresh", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/connections/{id}/refresh", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn refresh_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<ConnectionView>> {
-    let c = s.rekey.refresh_connection(&auth.ctx, &id).await?;
+    let c = auth.rekey.refresh_connection(&auth.ctx, &id).await?;
     Ok(Json(views::connection(&c)))
 }
 
 /// Probe the connection now with its current credential (refreshing an
 /// OAuth token first when due) and return what was found. Status moves
 /// through the status machine; a transition is audited and sent to webhooks.
-#[utoipa::path(post, path = "/api/v1/connections/{id}/check", tag = "connections", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/connections/{id}/check", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = CheckResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn check_connection(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<CheckResult>> {
-    let r = s.rekey.check_connection(&auth.ctx, &id).await?;
+    let r = auth.rekey.check_connection(&auth.ctx, &id).await?;
     Ok(Json(views::check(&r)))
 }
 
@@ -379,16 +356,14 @@ async fn check_connection(
 /// probe checks, one whose last check or refresh failed, or one out of service.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/confirm-working", tag = "connections",
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)), request_body(content = Option<ConfirmWorking>),
-    security(("bearer" = [])),
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_working(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     IfMatch(v): IfMatch,
     OptionalJson(req): OptionalJson<ConfirmWorking>,
 ) -> ApiResult<Response> {
-    let c = views::connection(&s.rekey.confirm_working(&auth.ctx, &id, req, v).await?);
+    let c = views::connection(&auth.rekey.confirm_working(&auth.ctx, &id, req, v).await?);
     Ok(with_etag(StatusCode::OK, c.version, &c))
 }
 
@@ -396,15 +371,14 @@ async fn confirm_working(
 /// address, how many reads, first and last, refused and failed reads
 /// apart; from the audit log, newest first. The first question after a
 /// breach. Needs `audit:read`.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/readers", tag = "connections", params(("id" = String, Path), ReadersQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/connections/{id}/readers", tag = "connections", params(("id" = String, Path), ReadersQuery),
     responses((status = 200, body = ReaderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_readers(
-    State(s): State<AppState>,
     auth: Auth<AuditRead>,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<ReadersQuery>,
 ) -> ApiResult<Json<ReaderList>> {
-    let items = s
+    let items = auth
         .rekey
         .credential_readers(&auth.ctx.tenant, &id, q.since.as_deref())
         .await?;

@@ -3,7 +3,6 @@
 use crate::error::ApiResult;
 use crate::extract::{ApiPath, ApiQuery, AuditRead, Auth};
 use crate::AppState;
-use axum::extract::State;
 use axum::http::Method;
 use axum::response::Response;
 use axum::Json;
@@ -24,31 +23,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// replaced it and when it was seen working). Streamed; the last line
 /// seals the file with its SHA-256, which is also recorded in the audit
 /// chain (`evidence.exported`). Needs `audit:read`.
-#[utoipa::path(get, path = "/api/v1/evidence", tag = "audit", params(EvidenceQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/evidence", tag = "audit", params(EvidenceQuery),
     responses((status = 200, description = "The export, sealed by its last line",
             content((String = "text/csv"), (Object = "application/json"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn export_evidence(
-    State(s): State<AppState>,
     method: Method,
     auth: Auth<AuditRead>,
     ApiQuery(q): ApiQuery<EvidenceQuery>,
 ) -> ApiResult<Response> {
     let head = method == Method::HEAD;
-    Ok(crate::evidence::export(s.rekey.clone(), auth.ctx, q, head).await?)
+    Ok(crate::evidence::export(auth.rekey.clone(), auth.ctx, q, head).await?)
 }
 
 /// What the audit chain recorded of an export (`rekey evidence verify`
 /// compares a file's SHA-256 with it), and whether the chain is intact.
-#[utoipa::path(get, path = "/api/v1/evidence/{id}", tag = "audit", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/evidence/{id}", tag = "audit", params(("id" = String, Path)),
     responses((status = 200, body = EvidenceRecordView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_evidence(
-    State(s): State<AppState>,
     auth: Auth<AuditRead>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<EvidenceRecordView>> {
-    let r = s.rekey.evidence_record(&auth.ctx.tenant, &id).await?;
+    let r = auth.rekey.evidence_record(&auth.ctx.tenant, &id).await?;
     let d = &r.details;
     let text = |k: &str| {
         d.get(k)

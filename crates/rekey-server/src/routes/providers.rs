@@ -1,7 +1,6 @@
 use crate::error::ApiResult;
 use crate::extract::{ApiPath, ApiQuery, Auth, ConnRead};
 use crate::AppState;
-use axum::extract::State;
 use axum::Json;
 use rekey_api::*;
 use rekey_core::Error;
@@ -64,17 +63,16 @@ fn view(p: &Provider) -> ProviderView {
 }
 
 /// The provider catalog.
-#[utoipa::path(get, path = "/api/v1/providers", tag = "providers", params(ProviderQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/providers", tag = "providers", params(ProviderQuery),
     responses((status = 200, body = ProviderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_providers(
-    State(s): State<AppState>,
-    _auth: Auth<ConnRead>,
+    auth: Auth<ConnRead>,
     ApiQuery(q): ApiQuery<ProviderQuery>,
 ) -> ApiResult<Json<ProviderList>> {
     if let Some(k) = &q.auth_kind {
         k.parse::<rekey_core::connection::ConnectionKind>()?;
     }
-    let items = s
+    let items = auth
         .rekey
         .catalog()
         .all()
@@ -90,14 +88,10 @@ async fn list_providers(
 }
 
 /// One provider with its revoke and rotate runbooks.
-#[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = String, Path)),
     responses((status = 200, body = ProviderView), (status = 404, body = ErrorBody)))]
-async fn get_provider(
-    State(s): State<AppState>,
-    _auth: Auth<ConnRead>,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<ProviderView>> {
-    let p = s.rekey.catalog().find(&id).ok_or_else(|| {
+async fn get_provider(auth: Auth<ConnRead>, ApiPath(id): ApiPath) -> ApiResult<Json<ProviderView>> {
+    let p = auth.rekey.catalog().find(&id).ok_or_else(|| {
         Error::not_found(
             ErrorCode::ProviderNotFound,
             format!("provider `{}`", rekey_core::ids::truncate_for_message(&id)),

@@ -99,7 +99,7 @@ pub(crate) fn grace(g: Option<Grace>) -> Result<Option<std::time::Duration>, rek
 /// Answers at once (202) with the rotation, which runs in the background;
 /// follow it at `GET /api/v1/rotations/{id}`. A crash resumes it.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", tag = "rotations", params(("id" = String, Path)),
-    request_body(content = Option<StartRotation>), security(("bearer" = [])),
+    request_body(content = Option<StartRotation>),
     responses((status = 202, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn start_rotation(
@@ -136,7 +136,7 @@ pub(crate) fn drive_in_background(s: &AppState, r: &Rotation) {
 /// The rotation then goes on in the background (202). 409
 /// `rotation_not_awaiting` when it does not wait for that step.
 #[utoipa::path(post, path = "/api/v1/rotations/{id}/confirm", tag = "rotations", params(("id" = String, Path)),
-    request_body = ConfirmRotation, security(("bearer" = [])),
+    request_body = ConfirmRotation,
     responses((status = 202, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn confirm_rotation(
@@ -166,16 +166,15 @@ async fn confirm_rotation(
 /// `rolled_back` and the pending version is retired. 409
 /// `rotation_not_cancellable` later on.
 #[utoipa::path(post, path = "/api/v1/rotations/{id}/cancel", tag = "rotations", params(("id" = String, Path)),
-    request_body(content = Option<CancelRotation>), security(("bearer" = [])),
+    request_body(content = Option<CancelRotation>),
     responses((status = 200, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_rotation(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     OptionalJson(b): OptionalJson<CancelRotation>,
 ) -> ApiResult<Json<RotationView>> {
-    let r = s
+    let r = auth
         .rekey
         .cancel_rotation(&auth.ctx, &id, b.note.as_deref())
         .await?;
@@ -184,14 +183,12 @@ async fn cancel_rotation(
 
 /// Rotations, newest first; `connection` limits them to one connection.
 #[utoipa::path(get, path = "/api/v1/rotations", tag = "rotations", params(RotationQuery),
-    security(("bearer" = [])),
     responses((status = 200, body = RotationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_rotations(
-    State(s): State<AppState>,
     auth: Auth<ConnRead>,
     ApiQuery(q): ApiQuery<RotationQuery>,
 ) -> ApiResult<Json<RotationList>> {
-    let (rows, next_cursor) = s
+    let (rows, next_cursor) = auth
         .rekey
         .list_rotations(
             &auth.ctx.tenant,
@@ -208,15 +205,10 @@ async fn list_rotations(
 
 /// One rotation: its state, last error and what happens next.
 #[utoipa::path(get, path = "/api/v1/rotations/{id}", tag = "rotations", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = RotationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_rotation(
-    State(s): State<AppState>,
-    auth: Auth<ConnRead>,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<RotationView>> {
+async fn get_rotation(auth: Auth<ConnRead>, ApiPath(id): ApiPath) -> ApiResult<Json<RotationView>> {
     Ok(Json(view(
-        &s.rekey.get_rotation(&auth.ctx.tenant, &id).await?,
+        &auth.rekey.get_rotation(&auth.ctx.tenant, &id).await?,
     )))
 }
 
@@ -240,11 +232,10 @@ fn schedule_view(s: &RotationSchedule) -> RotationScheduleView {
 /// daily `window` (UTC), with the options of `POST …/rotate`. Replaces any
 /// schedule it had. 422 `no_rotator` when rekey cannot rotate it.
 #[utoipa::path(put, path = "/api/v1/connections/{id}/rotation-schedule", tag = "rotations", params(("id" = String, Path)),
-    request_body = SetRotationSchedule, security(("bearer" = [])),
+    request_body = SetRotationSchedule,
     responses((status = 200, body = RotationScheduleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set_rotation_schedule(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
     ApiJson(b): ApiJson<SetRotationSchedule>,
@@ -266,7 +257,7 @@ async fn set_rotation_schedule(
         method: None,
         current_slot: None,
     })?;
-    let sched = s
+    let sched = auth
         .rekey
         .set_rotation_schedule(
             &auth.ctx,
@@ -283,26 +274,25 @@ async fn set_rotation_schedule(
 
 /// The connection's rotation schedule. 404 `rotation_schedule_not_found`.
 #[utoipa::path(get, path = "/api/v1/connections/{id}/rotation-schedule", tag = "rotations", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = RotationScheduleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_rotation_schedule(
-    State(s): State<AppState>,
     auth: Auth<ConnRead>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<RotationScheduleView>> {
-    let sched = s.rekey.get_rotation_schedule(&auth.ctx.tenant, &id).await?;
+    let sched = auth
+        .rekey
+        .get_rotation_schedule(&auth.ctx.tenant, &id)
+        .await?;
     Ok(Json(schedule_view(&sched)))
 }
 
 /// Stop rotating the connection on a schedule (rotations already started go on).
 #[utoipa::path(delete, path = "/api/v1/connections/{id}/rotation-schedule", tag = "rotations", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_rotation_schedule(
-    State(s): State<AppState>,
     auth: Auth<ConnWrite>,
     ApiPath(id): ApiPath,
 ) -> ApiResult<StatusCode> {
-    s.rekey.delete_rotation_schedule(&auth.ctx, &id).await?;
+    auth.rekey.delete_rotation_schedule(&auth.ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

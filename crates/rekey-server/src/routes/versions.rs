@@ -3,7 +3,6 @@
 use crate::error::ApiResult;
 use crate::extract::{ApiPath, Auth, ConnRead};
 use crate::AppState;
-use axum::extract::State;
 use axum::Json;
 use rekey_api::{ErrorBody, VersionList, VersionView};
 use rekey_core::time::ms_to_rfc3339;
@@ -42,15 +41,10 @@ pub fn view(v: &VersionRow) -> VersionView {
 /// List a connection's credential versions, newest first: labels,
 /// fingerprints, who made, promoted and retired each. Never values.
 #[utoipa::path(get, path = "/api/v1/connections/{id}/versions", tag = "connections", params(("id" = String, Path)),
-    security(("bearer" = [])),
     responses((status = 200, body = VersionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_versions(
-    State(s): State<AppState>,
-    auth: Auth<ConnRead>,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<VersionList>> {
-    let rows = s.rekey.list_versions(&auth.ctx.tenant, &id).await?;
+async fn list_versions(auth: Auth<ConnRead>, ApiPath(id): ApiPath) -> ApiResult<Json<VersionList>> {
+    let rows = auth.rekey.list_versions(&auth.ctx.tenant, &id).await?;
     Ok(Json(VersionList {
         items: rows
             .iter()
