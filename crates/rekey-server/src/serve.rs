@@ -500,9 +500,7 @@ async fn serve_one(
         dispatched.fetch_add(1, Ordering::AcqRel);
         let app = app.clone();
         async move {
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(addr));
-            let resp = app.oneshot(req).await;
+            let resp = dispatch(app, addr, req).await;
             drop(guard);
             resp
         }
@@ -535,6 +533,17 @@ async fn serve_one(
     }
 }
 
+/// Hand a request to the app with the peer's address (axum's `ConnectInfo`).
+async fn dispatch(
+    app: Router,
+    addr: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response, Infallible> {
+    let mut req = req.map(Body::new);
+    req.extensions_mut().insert(ConnectInfo(addr));
+    app.oneshot(req).await
+}
+
 async fn serve_overflow(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
@@ -554,9 +563,7 @@ async fn serve_overflow(
             if !is_health(req.uri().path()) {
                 return Ok::<_, Infallible>(overloaded());
             }
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(addr));
-            let resp = app.oneshot(req).await;
+            let resp = dispatch(app, addr, req).await;
             drop(guard);
             resp
         }
