@@ -103,48 +103,60 @@ async fn login(
     // The address is the one the policy checked: sqlx gets no name to
     // resolve again, so a second DNS answer cannot swap it.
     let host = ip.to_string();
+    // The two drivers' option builders take the same calls but share no
+    // trait for them.
+    macro_rules! options {
+        ($options:ty, $ssl:expr) => {{
+            let o = <$options>::new()
+                .host(&host)
+                .port(port)
+                .username(t.username)
+                .password(t.password)
+                .ssl_mode($ssl)
+                .disable_statement_logging();
+            match &t.database {
+                Some(db) => o.database(db),
+                None => o,
+            }
+        }};
+    }
     match probe.protocol {
         ProbeProtocol::Postgres => {
-            let mut o = sqlx::postgres::PgConnectOptions::new()
-                .host(&host)
-                .port(port)
-                .username(t.username)
-                .password(t.password)
-                .ssl_mode(sqlx::postgres::PgSslMode::Prefer)
-                .disable_statement_logging();
-            if let Some(db) = &t.database {
-                o = o.database(db);
-            }
-            let mut c = o.connect().await.map_err(LoginError::Login)?;
-            for q in statements {
-                sqlx::query(q)
-                    .execute(&mut c)
-                    .await
-                    .map_err(LoginError::AfterLogin)?;
-            }
-            c.close().await.map_err(LoginError::AfterLogin)
+            let o = options!(
+                sqlx::postgres::PgConnectOptions,
+                sqlx::postgres::PgSslMode::Prefer
+            );
+            session::<sqlx::Postgres>(o, statements).await
         }
         _ => {
-            let mut o = sqlx::mysql::MySqlConnectOptions::new()
-                .host(&host)
-                .port(port)
-                .username(t.username)
-                .password(t.password)
-                .ssl_mode(sqlx::mysql::MySqlSslMode::Preferred)
-                .disable_statement_logging();
-            if let Some(db) = &t.database {
-                o = o.database(db);
-            }
-            let mut c = o.connect().await.map_err(LoginError::Login)?;
-            for q in statements {
-                sqlx::query(q)
-                    .execute(&mut c)
-                    .await
-                    .map_err(LoginError::AfterLogin)?;
-            }
-            c.close().await.map_err(LoginError::AfterLogin)
+            let o = options!(
+                sqlx::mysql::MySqlConnectOptions,
+                sqlx::mysql::MySqlSslMode::Preferred
+            );
+            session::<sqlx::MySql>(o, statements).await
         }
     }
+}
+
+/// Connect with `o`, run the statements, log out: the same steps on either
+/// driver.
+async fn session<DB>(
+    o: <DB::Connection as Connection>::Options,
+    statements: &[String],
+) -> Result<(), LoginError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let mut c = o.connect().await.map_err(LoginError::Login)?;
+    for q in statements {
+        sqlx::query::<DB>(q)
+            .execute(&mut c)
+            .await
+            .map_err(LoginError::AfterLogin)?;
+    }
+    c.close().await.map_err(LoginError::AfterLogin)
 }
 
 /// Resolve the host, check every address with the outbound policy, log in
