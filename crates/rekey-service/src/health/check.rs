@@ -67,19 +67,14 @@ impl Rekey {
                 }
             },
         };
+        // A failed token request or refresh is judged in one place: it set
+        // the status (nothing observed) or the check is skipped.
         let observed = match &plan {
-            Plan::Found(obs) => Some(obs.clone()),
-            Plan::TokenRequest => match self.fresh_oauth(ctx, id, true).await {
-                Ok(_) => Some(Observation::ok()),
-                Err(e) => match self.refresh_failure(ctx, &row, e).await? {
-                    Ok(()) => None,
-                    Err(why) => {
-                        return self
-                            .skipped(ctx, row, why, false, started, manual, owner)
-                            .await
-                    }
-                },
-            },
+            Plan::Found(obs) => Ok(Some(obs.clone())),
+            Plan::TokenRequest => self
+                .fresh_oauth(ctx, id, true)
+                .await
+                .map(|_| Some(Observation::ok())),
             Plan::Probe(p) => match self.presented(ctx, &row, p).await {
                 Ok(Presented::Unsupported(why)) => {
                     return self
@@ -93,23 +88,27 @@ impl Rekey {
                     aws,
                 }) => {
                     let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-                    Some(
+                    Ok(Some(
                         self.run_probe(&row, p, headers, query, aws.as_ref(), &exposed)
                             .await,
-                    )
+                    ))
                 }
-                Ok(Presented::Failed(obs)) => Some(obs),
+                Ok(Presented::Failed(obs)) => Ok(Some(obs)),
                 Ok(Presented::Database { username, password }) => {
-                    Some(self.run_db_probe(&row, p, &username, &password).await)
+                    Ok(Some(self.run_db_probe(&row, p, &username, &password).await))
                 }
-                Err(e) => match self.refresh_failure(ctx, &row, e).await? {
-                    Ok(()) => None,
-                    Err(why) => {
-                        return self
-                            .skipped(ctx, row, why, false, started, manual, owner)
-                            .await
-                    }
-                },
+                Err(e) => Err(e),
+            },
+        };
+        let observed = match observed {
+            Ok(obs) => obs,
+            Err(e) => match self.refresh_failure(ctx, &row, e).await? {
+                Ok(()) => None,
+                Err(why) => {
+                    return self
+                        .skipped(ctx, row, why, false, started, manual, owner)
+                        .await
+                }
             },
         };
         let mut tx = self.store().begin_write().await?;
