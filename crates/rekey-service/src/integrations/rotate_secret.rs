@@ -83,8 +83,7 @@ impl Rekey {
         id: &str,
         req: NewClientSecret,
     ) -> Result<ClientSecretRotation, Error> {
-        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
-        let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
+        let row = self.integration_for_rotation(&ctx.tenant, id).await?;
         let method = method_of(&row)?;
         let wants_key = method == ClientAuthMethod::PrivateKeyJwt;
         if let Some(k) = &req.key_id {
@@ -127,14 +126,13 @@ impl Rekey {
         ctx: &Ctx,
         id: &str,
     ) -> Result<ClientSecretRotation, Error> {
-        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
-        let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
+        let row = self.integration_for_rotation(&ctx.tenant, id).await?;
         let (pem, key_id, seen) = self.pending_key(&row).await?;
         let method = method_of(&row)?;
         if method != ClientAuthMethod::PrivateKeyJwt {
             return Err(Error::conflict(
                 ErrorCode::NoPendingSecret,
-                format!("integration {id} no longer authenticates with private_key_jwt; discard the generated key"),
+                format!("integration {} no longer authenticates with private_key_jwt; discard the generated key", row.id),
             ));
         }
         self.test_and_switch(ctx, &row, method, pem, key_id, Some(seen))
@@ -149,8 +147,7 @@ impl Rekey {
         ctx: &Ctx,
         id: &str,
     ) -> Result<ClientSecretRotation, Error> {
-        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
-        let row = self.integration_for_rotation(&ctx.tenant, &id).await?;
+        let row = self.integration_for_rotation(&ctx.tenant, id).await?;
         let (pem, key_id, _) = self.pending_key(&row).await?;
         let jwk = crate::rsa_key::public_jwk(&pem, key_id.as_deref())?;
         let new_fingerprint = crate::rsa_key::derive(&pem, None)?.fingerprint;
@@ -201,10 +198,11 @@ impl Rekey {
         tenant: &str,
         id: &str,
     ) -> Result<store::IntegrationRow, Error> {
+        let id = ids::parse_id(INTEGRATION_PREFIX, id)?;
         let mut c = self.store().read().await?;
-        store::get(&mut c, tenant, id)
+        store::get(&mut c, tenant, &id)
             .await?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(&id))
     }
 
     /// Generate the new key pair (off the async threads: about a second)
