@@ -259,6 +259,19 @@ pub struct OAuthSpec {
     pub authorization_prefix: Option<String>,
 }
 
+impl OAuthSpec {
+    /// The endpoint URL templates it names, with their field names.
+    pub fn urls(&self) -> [(&'static str, &Option<String>); 5] {
+        [
+            ("authorize_url", &self.authorize_url),
+            ("token_url", &self.token_url),
+            ("revocation_url", &self.revocation_url),
+            ("issuer", &self.issuer),
+            ("identity_url", &self.identity_url),
+        ]
+    }
+}
+
 fn default_subject_field() -> String {
     "sub".into()
 }

@@ -74,18 +74,7 @@ fn quality(file: &str, p: &Provider) -> Vec<LintFinding> {
         let used = {
             let mut urls: Vec<&str> = Vec::new();
             if let Some(o) = &p.oauth {
-                for u in [
-                    &o.authorize_url,
-                    &o.token_url,
-                    &o.revocation_url,
-                    &o.issuer,
-                    &o.identity_url,
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    urls.push(u);
-                }
+                urls.extend(o.urls().into_iter().filter_map(|(_, u)| u.as_deref()));
                 urls.extend(o.default_scopes.iter().map(String::as_str));
                 urls.extend(o.extra_authorize_params.values().map(String::as_str));
             }

@@ -312,15 +312,9 @@ pub(crate) fn validate_oauth(ctx: &Ctx<'_>) -> Result<(), CatalogError> {
             "only allowed when auth_kinds lists an oauth2_* kind",
         ));
     }
-    for (field, v) in [
-        ("oauth.authorize_url", &o.authorize_url),
-        ("oauth.token_url", &o.token_url),
-        ("oauth.revocation_url", &o.revocation_url),
-        ("oauth.issuer", &o.issuer),
-        ("oauth.identity_url", &o.identity_url),
-    ] {
+    for (field, v) in o.urls() {
         if let Some(u) = v {
-            ctx.url(field, u)?;
+            ctx.url(&format!("oauth.{field}"), u)?;
         }
     }
     if wants_code && o.authorize_url.is_none() && o.issuer.is_none() {

@@ -181,13 +181,7 @@ fn urls(p: &Provider) -> Vec<(String, String)> {
         out.push((format!("references[{i}]"), r.clone()));
     }
     if let Some(o) = &p.oauth {
-        for (f, u) in [
-            ("authorize_url", &o.authorize_url),
-            ("token_url", &o.token_url),
-            ("revocation_url", &o.revocation_url),
-            ("issuer", &o.issuer),
-            ("identity_url", &o.identity_url),
-        ] {
+        for (f, u) in o.urls() {
             if let Some(u) = u {
                 out.push((format!("oauth.{f}"), u.clone()));
             }
