@@ -195,7 +195,7 @@ pub enum ConnectionsCmd {
 
 /// Slugs from a repeatable, comma-separated option, without empty ones (so
 /// `--tag ''` is the empty list).
-fn non_empty(v: Option<Vec<String>>) -> Option<Vec<String>> {
+pub(super) fn non_empty(v: Option<Vec<String>>) -> Option<Vec<String>> {
     v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
 }
 

@@ -1,5 +1,6 @@
 //! `rekey integrations …` and `rekey connect-link`.
 
+use super::connections::non_empty;
 use super::{client, read_input, ApiArgs, IdArgs};
 use crate::output::{outln, print_json, print_table, write_secret};
 use anyhow::{anyhow, bail, Result};
@@ -157,10 +158,6 @@ fn without_quoted_values(msg: &str) -> String {
 
 /// Slugs from a repeatable, comma-separated option, without empty ones (so
 /// `--tag ''` is the empty list).
-fn non_empty(v: Option<Vec<String>>) -> Option<Vec<String>> {
-    v.map(|v| v.into_iter().filter(|s| !s.trim().is_empty()).collect())
-}
-
 pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
     match cmd {
         IntegrationsCmd::List {
@@ -219,12 +216,8 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
         } => {
             let c = client(&api)?;
             let mut req: CreateIntegration = read_body(&file, "CreateIntegration")?;
-            if let Some(t) = non_empty(tags) {
-                req.tags = t;
-            }
-            if let Some(p) = non_empty(custody) {
-                req.custody = p;
-            }
+            req.tags = non_empty(tags).unwrap_or(req.tags);
+            req.custody = non_empty(custody).unwrap_or(req.custody);
             let v = c.create_integration(&req).await?;
             if api.json {
                 print_json(&v)?;
@@ -244,12 +237,8 @@ pub async fn run(cmd: IntegrationsCmd) -> Result<ExitCode> {
                 Some(f) => read_body(f, "UpdateIntegration")?,
                 None => UpdateIntegration::default(),
             };
-            if let Some(t) = non_empty(tags) {
-                req.tags = Some(t);
-            }
-            if let Some(p) = non_empty(custody) {
-                req.custody = Some(p);
-            }
+            req.tags = non_empty(tags).or(req.tags);
+            req.custody = non_empty(custody).or(req.custody);
             let v = c.update_integration(&id, &req, None).await?;
             if api.json {
                 print_json(&v)?;
