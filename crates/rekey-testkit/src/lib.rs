@@ -451,6 +451,14 @@ impl TestServer {
             .ok_json()
     }
 
+    /// Let a one-second grace run out, then drive the default tenant's
+    /// rotation `id` on; asserts it reached `retired`.
+    pub async fn retire_after_grace(&self, id: &str) {
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let done = self.rekey.drive_rotation("default", id).await.unwrap();
+        assert_eq!(done.state.as_str(), "retired");
+    }
+
     /// Reauthorize the connection `id` with the admin key; asserts `200 OK`
     /// and returns the new Connect link (`session.url`).
     pub async fn reauthorize_link(&self, id: &str) -> String {
