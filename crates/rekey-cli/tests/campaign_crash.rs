@@ -13,7 +13,7 @@
 mod common;
 
 use common::Env;
-use rekey_client::api::{CampaignItemQuery, CampaignQuery, CreateCampaign, RotationQuery};
+use rekey_client::api::{CampaignItemQuery, CampaignQuery, RotationQuery};
 use rekey_client::Client;
 use rekey_testkit::dbtarget::DbTarget;
 use rekey_testkit::provider_fixture::ProviderFixture;
@@ -95,23 +95,7 @@ async fn crash_at(db: Db, point: &str) {
     ]
     .into_iter()
     .collect();
-    let campaign = c
-        .create_campaign(&CreateCampaign {
-            name: format!("crash at {point}"),
-            reason: "test".into(),
-            filter: rekey_client::api::CampaignFilter {
-                tag: Some(tag.clone()),
-                ..Default::default()
-            },
-            actions,
-            rotation: Default::default(),
-            deadline: rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000),
-            notify: None,
-        })
-        .await
-        .unwrap();
-    let id = campaign.id;
-    c.campaign_control(&id, "start").await.unwrap();
+    let id = common::start_campaign(&c, &format!("crash at {point}"), &tag, actions).await;
     let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
         .await
         .unwrap_or_else(|_| {

@@ -11,7 +11,7 @@
 mod common;
 
 use common::{stderr, Env};
-use rekey_client::api::{CampaignFilter, CampaignItemQuery, CampaignQuery, CreateCampaign};
+use rekey_client::api::{CampaignItemQuery, CampaignQuery};
 use rekey_client::Client;
 use rekey_testkit::provider_fixture::ProviderFixture;
 use rekey_testkit::smtp::SmtpReceiver;
@@ -67,23 +67,8 @@ async fn owners_get_their_links_by_email(db: Db) {
                 .id,
         );
     }
-    let campaign = c
-        .create_campaign(&CreateCampaign {
-            name: "Vendor breach".into(),
-            reason: "test".into(),
-            filter: CampaignFilter {
-                tag: Some(tag.clone()),
-                ..Default::default()
-            },
-            actions: BTreeMap::from([("api_key".to_string(), vec!["reauthorize".to_string()])]),
-            rotation: Default::default(),
-            deadline: rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000),
-            notify: None,
-        })
-        .await
-        .unwrap();
-    let id = campaign.id;
-    c.campaign_control(&id, "start").await.unwrap();
+    let actions = BTreeMap::from([("api_key".to_string(), vec!["reauthorize".to_string()])]);
+    let id = common::start_campaign(&c, "Vendor breach", &tag, actions).await;
 
     // Two messages (the owner known by a subject has no address); the
     // first try of one was refused and it came again.
@@ -225,26 +210,12 @@ async fn an_email_that_cannot_be_sent_is_reported() {
         .await
         .unwrap()
         .id;
-    let campaign = c
-        .create_campaign(&CreateCampaign {
-            name: "No mail".into(),
-            reason: "test".into(),
-            filter: CampaignFilter {
-                tag: Some(tag),
-                ..Default::default()
-            },
-            actions: BTreeMap::from([("api_key".to_string(), vec!["reauthorize".to_string()])]),
-            rotation: Default::default(),
-            deadline: rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000),
-            notify: None,
-        })
-        .await
-        .unwrap();
-    c.campaign_control(&campaign.id, "start").await.unwrap();
+    let actions = BTreeMap::from([("api_key".to_string(), vec!["reauthorize".to_string()])]);
+    let id = common::start_campaign(&c, "No mail", &tag, actions).await;
     let mut detail = String::new();
     for _ in 0..300 {
         let plan = c
-            .campaign_plan(&campaign.id, &CampaignItemQuery::default())
+            .campaign_plan(&id, &CampaignItemQuery::default())
             .await
             .unwrap();
         detail = plan.items[0].detail.clone().unwrap_or_default();
@@ -261,7 +232,7 @@ async fn an_email_that_cannot_be_sent_is_reported() {
     let audit = common::api_get(
         &server.base,
         &key,
-        &format!("/api/v1/audit?action=campaign.mail&target={}", campaign.id),
+        &format!("/api/v1/audit?action=campaign.mail&target={id}"),
     )
     .await;
     let e = &audit["items"][0];

@@ -370,3 +370,30 @@ pub async fn run_browser_script(script: &str, base: &str, vars: &[(&str, &str)])
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Create a campaign over the connections tagged `tag`, due in a day, and
+/// start it; its id.
+pub async fn start_campaign(
+    c: &rekey_client::Client,
+    name: &str,
+    tag: &str,
+    actions: std::collections::BTreeMap<String, Vec<String>>,
+) -> String {
+    let campaign = c
+        .create_campaign(&rekey_client::api::CreateCampaign {
+            name: name.into(),
+            reason: "test".into(),
+            filter: rekey_client::api::CampaignFilter {
+                tag: Some(tag.into()),
+                ..Default::default()
+            },
+            actions,
+            rotation: Default::default(),
+            deadline: rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 86_400_000),
+            notify: None,
+        })
+        .await
+        .unwrap();
+    c.campaign_control(&campaign.id, "start").await.unwrap();
+    campaign.id
+}
