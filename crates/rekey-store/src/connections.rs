@@ -174,16 +174,28 @@ fn bind_written<'q>(q: AnyQuery<'q>, row: &'q ConnectionRow) -> AnyQuery<'q> {
 }
 
 pub async fn insert(c: &mut AnyConnection, row: &ConnectionRow) -> Result<(), Error> {
+    insert_many(c, std::slice::from_ref(row)).await
+}
+
+/// Insert new connections with their tag and custody rows, a few dozen
+/// rows per statement (an import's batch is a handful of statements).
+pub async fn insert_many(c: &mut AnyConnection, new: &[ConnectionRow]) -> Result<(), Error> {
     let columns = format!("id, tenant, provider, kind, created_at, {WRITTEN}, {HEALTH}");
-    let sql = rows::insert_sql("connections", &columns);
-    let q = sqlx::query(&sql)
-        .bind(&row.id)
-        .bind(&row.tenant)
-        .bind(&row.provider)
-        .bind(row.kind.as_str())
-        .bind(row.created_at);
-    bind_written(q, row).execute(&mut *c).await?;
-    write_sets(c, row).await
+    rows::insert_many(c, "connections", &columns, new, |q, row| {
+        let q = q
+            .bind(&row.id)
+            .bind(&row.tenant)
+            .bind(&row.provider)
+            .bind(row.kind.as_str())
+            .bind(row.created_at);
+        bind_written(q, row)
+    })
+    .await?;
+    let labels: Vec<(&str, &[String], &[String])> = new
+        .iter()
+        .map(|r| (r.id.as_str(), r.tags.as_slice(), r.custody.as_slice()))
+        .collect();
+    rows::insert_labels(c, "connection", &labels).await
 }
 
 /// Write every mutable column (and the tag and custody rows), but only if
@@ -517,23 +529,34 @@ pub async fn tenant_summary(
     .bind(tenant)
     .fetch_all(&mut *c)
     .await?;
-    let tags: Vec<(String,)> = sqlx::query_as(
-        "SELECT DISTINCT t.tag FROM connection_tags t JOIN connections c ON c.id = t.connection_id WHERE c.tenant = $1 ORDER BY t.tag",
-    )
-    .bind(tenant)
-    .fetch_all(&mut *c)
-    .await?;
-    let places: Vec<(String,)> = sqlx::query_as(
-        "SELECT DISTINCT p.place FROM connection_custody p JOIN connections c ON c.id = p.connection_id WHERE c.tenant = $1 ORDER BY p.place",
-    )
-    .bind(tenant)
-    .fetch_all(&mut *c)
-    .await?;
-    Ok((
-        counts,
-        tags.into_iter().map(|t| t.0).collect(),
-        places.into_iter().map(|p| p.0).collect(),
-    ))
+    let tags = labels_in_use(c, tenant, "connection_tags", "tag").await?;
+    let places = labels_in_use(c, tenant, "connection_custody", "place").await?;
+    Ok((counts, tags, places))
+}
+
+/// The distinct values of `column` in the label table `table` that some
+/// connection of `tenant` carries, sorted. A loose index scan (the next
+/// value after the last, through the `column` index) visits each distinct
+/// value once, where `SELECT DISTINCT … JOIN connections` read every label
+/// row: with 100,000 connections that was most of a dashboard view.
+async fn labels_in_use(
+    c: &mut AnyConnection,
+    tenant: &str,
+    table: &str,
+    column: &str,
+) -> Result<Vec<String>, Error> {
+    let sql = format!(
+        "WITH RECURSIVE v(val) AS (\
+           SELECT MIN({column}) FROM {table} \
+           UNION ALL \
+           SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > v.val) FROM v WHERE v.val IS NOT NULL) \
+         SELECT val FROM v WHERE val IS NOT NULL AND EXISTS (\
+           SELECT 1 FROM {table} x JOIN connections c ON c.id = x.connection_id \
+           WHERE x.{column} = v.val AND c.tenant = $1) \
+         ORDER BY val"
+    );
+    let vals: Vec<(String,)> = sqlx::query_as(&sql).bind(tenant).fetch_all(c).await?;
+    Ok(vals.into_iter().map(|v| v.0).collect())
 }
 
 /// (integration id, connection id, display name, status) of every connection

@@ -3,7 +3,7 @@
 //! sealed secrets of pending and previous versions are `secrets` rows under
 //! [`OWNER_KIND`] and the version's id.
 
-use crate::rows::Parsed;
+use crate::rows::{self, AnyQuery, Parsed};
 use rekey_core::versions::VersionLabel;
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
@@ -41,29 +41,32 @@ const COLS: &str = "id, tenant, connection_id, seq, label, fingerprint, fingerpr
      source, created_at, created_by, promoted_at, promoted_by, grace_until, retired_at, retired_by";
 
 pub async fn insert(c: &mut AnyConnection, v: &VersionRow) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO credential_versions ({COLS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-    ))
-    .bind(&v.id)
-    .bind(&v.tenant)
-    .bind(&v.connection_id)
-    .bind(v.seq)
-    .bind(v.label.as_str())
-    .bind(&v.fingerprint)
-    .bind(&v.fingerprint_kind)
-    .bind(&v.meta)
-    .bind(&v.source)
-    .bind(v.created_at)
-    .bind(&v.created_by)
-    .bind(v.promoted_at)
-    .bind(v.promoted_by.clone())
-    .bind(v.grace_until)
-    .bind(v.retired_at)
-    .bind(v.retired_by.clone())
-    .execute(c)
-    .await?;
-    Ok(())
+    insert_many(c, std::slice::from_ref(v)).await
+}
+
+/// Insert every version of `vs`, a few dozen per statement.
+pub async fn insert_many(c: &mut AnyConnection, vs: &[VersionRow]) -> Result<(), Error> {
+    rows::insert_many(c, "credential_versions", COLS, vs, bind_row).await
+}
+
+/// Binds the version's [`COLS`].
+fn bind_row<'q>(q: AnyQuery<'q>, v: &'q VersionRow) -> AnyQuery<'q> {
+    q.bind(&v.id)
+        .bind(&v.tenant)
+        .bind(&v.connection_id)
+        .bind(v.seq)
+        .bind(v.label.as_str())
+        .bind(&v.fingerprint)
+        .bind(&v.fingerprint_kind)
+        .bind(&v.meta)
+        .bind(&v.source)
+        .bind(v.created_at)
+        .bind(&v.created_by)
+        .bind(v.promoted_at)
+        .bind(&v.promoted_by)
+        .bind(v.grace_until)
+        .bind(v.retired_at)
+        .bind(&v.retired_by)
 }
 
 /// Write a version's mutable columns (label, promotion, grace, retirement).

@@ -108,6 +108,34 @@ pub(crate) fn insert_rows_sql(table: &str, columns: &str, rows: usize) -> String
     )
 }
 
+/// Parameters one multi-row INSERT binds at the most: far below both
+/// databases' limits (SQLite 32,766, PostgreSQL 65,535), large enough that a
+/// batch of a thousand rows is a few dozen statements.
+const MAX_PARAMS: usize = 2000;
+
+/// Insert `items` into `table`, as many rows per statement as stay under
+/// [`MAX_PARAMS`]; `bind` binds one item's `columns` in their order. One
+/// statement for a few dozen rows instead of one each: what makes a bulk
+/// write cheap on either database.
+pub(crate) async fn insert_many<T>(
+    c: &mut AnyConnection,
+    table: &str,
+    columns: &str,
+    items: &[T],
+    bind: impl for<'a> Fn(AnyQuery<'a>, &'a T) -> AnyQuery<'a>,
+) -> Result<(), Error> {
+    let per = (MAX_PARAMS / columns.split(", ").count()).max(1);
+    for chunk in items.chunks(per) {
+        let sql = insert_rows_sql(table, columns, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for item in chunk {
+            q = bind(q, item);
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
 /// An optimistic update of the comma-separated `columns` of one row:
 /// `UPDATE {table} SET a = $1, b = $2, … WHERE tenant = $n AND id = $n+1 AND
 /// version = $n+2`, bound with the columns, then the tenant, the id and the
@@ -178,6 +206,35 @@ pub(crate) async fn write_labels(
                 .execute(&mut *c)
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// Write the tag and custody side rows of rows that have none yet (new
+/// ones): `(id, tags, custody)` each, a few statements for all of them.
+pub(crate) async fn insert_labels(
+    c: &mut AnyConnection,
+    owner: &str,
+    labels: &[(&str, &[String], &[String])],
+) -> Result<(), Error> {
+    let tags: Vec<(&str, &str)> = labels
+        .iter()
+        .flat_map(|(id, tags, _)| tags.iter().map(move |t| (*id, t.as_str())))
+        .collect();
+    let custody: Vec<(&str, &str)> = labels
+        .iter()
+        .flat_map(|(id, _, places)| places.iter().map(move |p| (*id, p.as_str())))
+        .collect();
+    for (table, column, pairs) in [("tags", "tag", tags), ("custody", "place", custody)] {
+        let columns = format!("{owner}_id, {column}");
+        insert_many(
+            c,
+            &format!("{owner}_{table}"),
+            &columns,
+            &pairs,
+            |q, (id, v)| q.bind(*id).bind(*v),
+        )
+        .await?;
     }
     Ok(())
 }

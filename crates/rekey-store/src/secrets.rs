@@ -31,8 +31,12 @@ const COLS: &str = "owner_kind, owner_id, field, tenant, version, kek_id, wrappe
 
 /// `sql` (an insert of [`COLS`]) bound with the row's columns.
 fn bind_all<'q>(sql: &'q str, s: &'q SecretRow) -> AnyQuery<'q> {
-    sqlx::query(sql)
-        .bind(&s.owner_kind)
+    bind_row(sqlx::query(sql), s)
+}
+
+/// Binds the row's [`COLS`].
+fn bind_row<'q>(q: AnyQuery<'q>, s: &'q SecretRow) -> AnyQuery<'q> {
+    q.bind(&s.owner_kind)
         .bind(&s.owner_id)
         .bind(&s.field)
         .bind(&s.tenant)
@@ -46,6 +50,12 @@ pub async fn insert(c: &mut AnyConnection, s: &SecretRow) -> Result<(), Error> {
     let sql = rows::insert_sql("secrets", COLS);
     bind_all(&sql, s).execute(c).await?;
     Ok(())
+}
+
+/// Insert every row of `rows` (new owners': nothing is replaced), a few
+/// dozen per statement.
+pub async fn insert_many(c: &mut AnyConnection, rows: &[SecretRow]) -> Result<(), Error> {
+    rows::insert_many(c, "secrets", COLS, rows, bind_row).await
 }
 
 /// Insert `s` unless a row for its owner and field exists (a concurrent

@@ -166,16 +166,26 @@ pub struct EventRow {
 }
 
 pub async fn insert_event(c: &mut AnyConnection, e: &EventRow) -> Result<(), Error> {
-    sqlx::query("INSERT INTO webhook_events (id, tenant, type, payload, created_at, fanned_out_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(&e.id)
-        .bind(&e.tenant)
-        .bind(&e.kind)
-        .bind(&e.payload)
-        .bind(e.created_at)
-        .bind(e.fanned_out_at)
-        .execute(c)
-        .await?;
-    Ok(())
+    insert_events(c, std::slice::from_ref(e)).await
+}
+
+/// Insert every event of `events` into the outbox, a few dozen per statement.
+pub async fn insert_events(c: &mut AnyConnection, events: &[EventRow]) -> Result<(), Error> {
+    rows::insert_many(
+        c,
+        "webhook_events",
+        "id, tenant, type, payload, created_at, fanned_out_at",
+        events,
+        |q, e| {
+            q.bind(&e.id)
+                .bind(&e.tenant)
+                .bind(&e.kind)
+                .bind(&e.payload)
+                .bind(e.created_at)
+                .bind(e.fanned_out_at)
+        },
+    )
+    .await
 }
 
 /// An event waiting for fan-out.

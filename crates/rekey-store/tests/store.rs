@@ -134,6 +134,7 @@ both_backends!(
     rows_decode_what_was_written,
     database_errors_map_to_domain_errors,
     integration_labels_and_health_notes,
+    batch_insert_and_summary_keep_tenants_apart,
 );
 
 fn connection(tenant: &str, id: &str, meta: &str) -> ConnectionRow {
@@ -958,3 +959,50 @@ both_backends!(
     audit_group_commit_keeps_the_chain,
     audit_group_commit_survives_cancelled_callers,
 );
+
+/// `insert_many` writes every row with its labels (more rows than fit one
+/// statement), and the summary's labels in use are the tenant's own: a
+/// tag only another tenant uses is not suggested.
+async fn batch_insert_and_summary_keep_tenants_apart(db: Db) {
+    let (_t, store) = TestDb::open(db).await;
+    let mut rows = Vec::new();
+    for i in 0..150 {
+        let mut r = connection("t1", &format!("conn_batch{i:03}"), "{}");
+        r.tags = vec![if i % 2 == 0 { "even" } else { "odd" }.into(), "all".into()];
+        r.custody = vec![format!("place{}", i % 3)];
+        r.status = if i < 100 {
+            Status::Active
+        } else {
+            Status::Degraded
+        };
+        rows.push(r);
+    }
+    let mut other = connection("t2", "conn_other", "{}");
+    other.tags = vec!["secret-project".into()];
+    other.custody = vec!["elsewhere".into()];
+    rows.push(other);
+    let mut tx = store.begin_write().await.unwrap();
+    connections::insert_many(tx.conn(), &rows).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(with_tag(&store, "t1", "even").await.len(), 75);
+    assert_eq!(with_tag(&store, "t1", "odd").await.len(), 75);
+    assert_eq!(with_tag(&store, "t2", "all").await.len(), 0);
+    let back = get(&store, "t1", "conn_batch149").await.unwrap();
+    assert_eq!(back.tags, vec!["odd".to_string(), "all".to_string()]);
+
+    let mut c = store.read().await.unwrap();
+    let (mut counts, tags, places) = connections::tenant_summary(&mut c, "t1").await.unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![("active".to_string(), 100), ("degraded".to_string(), 50)]
+    );
+    assert_eq!(tags, vec!["all", "even", "odd"]);
+    assert_eq!(places, vec!["place0", "place1", "place2"]);
+    let (_, tags, places) = connections::tenant_summary(&mut c, "t2").await.unwrap();
+    assert_eq!(tags, vec!["secret-project"]);
+    assert_eq!(places, vec!["elsewhere"]);
+    let (counts, tags, _) = connections::tenant_summary(&mut c, "nobody").await.unwrap();
+    assert!(counts.is_empty() && tags.is_empty());
+}

@@ -68,12 +68,16 @@ impl Rekey {
         if dry_run || ready.is_empty() {
             return Ok(out);
         }
+        let (at, batch): (Vec<usize>, Vec<_>) = ready
+            .into_iter()
+            .map(|(i, new)| (i, (ctx.clone(), new)))
+            .unzip();
         let mut tx = self.store().begin_write().await?;
-        for (i, new) in ready {
-            let row = self.insert_connection(&mut tx, ctx, new).await?;
+        let rows = self.insert_connections(&mut tx, batch).await?;
+        tx.commit().await?;
+        for (i, row) in at.into_iter().zip(rows) {
             out[i] = ImportOutcome::Created(row.id);
         }
-        tx.commit().await?;
         Ok(out)
     }
 }

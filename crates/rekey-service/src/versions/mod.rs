@@ -91,7 +91,7 @@ impl Shift {
 impl Rekey {
     /// A version row for `row`'s credential, with material `secrets`.
     #[allow(clippy::too_many_arguments)]
-    async fn new_version(
+    pub(crate) async fn new_version(
         &self,
         tx: &mut WriteTx,
         row: &ConnectionRow,

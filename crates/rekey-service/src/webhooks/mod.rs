@@ -16,6 +16,7 @@ use rekey_crypto::Aad;
 use rekey_store::webhooks::{self as store, EventRow};
 use rekey_store::WriteTx;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const OWNER_KIND: &str = "webhook";
@@ -164,19 +165,41 @@ pub(crate) async fn emit(
     kind: EventType,
     data: Value,
 ) -> Result<(), Error> {
-    if !store::any_enabled(tx.conn(), tenant).await? {
-        return Ok(());
-    }
+    emit_all(tx, kind, vec![(tenant, data)]).await
+}
+
+/// [`emit`] an event of `kind` for each `(tenant, data)`: one enabled-
+/// subscription check per tenant, and the rows in a few statements.
+pub(crate) async fn emit_all(
+    tx: &mut WriteTx,
+    kind: EventType,
+    events: Vec<(&str, Value)>,
+) -> Result<(), Error> {
+    let mut enabled: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut rows = Vec::with_capacity(events.len());
     let now = now_ms();
-    let event = EventRow {
-        id: ids::new_id(ids::EVENT),
-        tenant: tenant.to_string(),
-        kind: kind.as_str().to_string(),
-        payload: json!({"type": kind, "timestamp": ms_to_rfc3339(now), "data": data}).to_string(),
-        created_at: now,
-        fanned_out_at: None,
-    };
-    store::insert_event(tx.conn(), &event).await
+    for (tenant, data) in events {
+        let on = match enabled.get(tenant) {
+            Some(on) => *on,
+            None => {
+                let on = store::any_enabled(tx.conn(), tenant).await?;
+                enabled.insert(tenant, on);
+                on
+            }
+        };
+        if on {
+            rows.push(EventRow {
+                id: ids::new_id(ids::EVENT),
+                tenant: tenant.to_string(),
+                kind: kind.as_str().to_string(),
+                payload: json!({"type": kind, "timestamp": ms_to_rfc3339(now), "data": data})
+                    .to_string(),
+                created_at: now,
+                fanned_out_at: None,
+            });
+        }
+    }
+    store::insert_events(tx.conn(), &rows).await
 }
 
 /// Delivery rows one fan-out transaction writes before it stops (after the
