@@ -62,14 +62,10 @@ pub async fn append(
         .ok_or_else(|| Error::internal("audit append wrote nothing"))
 }
 
-/// Rows per INSERT statement: 13 parameters each stays far below both
-/// databases' parameter limits.
-const ROWS_PER_INSERT: usize = 64;
-
 /// Append `entries` in order (each `seq` assigned here, each hash chained
 /// to the one before) inside the caller's write transaction: one lock,
-/// one read of the chain's head and one multi-row INSERT per
-/// [`ROWS_PER_INSERT`] entries, which is what makes group commit cheap.
+/// one read of the chain's head and multi-row INSERTs
+/// ([`crate::rows::insert_many`]), which is what makes group commit cheap.
 pub async fn append_all(
     c: &mut AnyConnection,
     backend: Backend,
@@ -100,28 +96,23 @@ pub async fn append_all(
             hash,
         });
     }
-    for chunk in chained.chunks(ROWS_PER_INSERT) {
-        let sql = crate::rows::insert_rows_sql("audit_log", COLS, chunk.len());
-        let mut q = sqlx::query(&sql);
-        for ce in chunk {
-            let e = &ce.entry;
-            q = q
-                .bind(e.seq)
-                .bind(&e.id)
-                .bind(e.at)
-                .bind(&e.tenant)
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.request_id)
-                .bind(&e.source)
-                .bind(&e.outcome)
-                .bind(&e.details)
-                .bind(&ce.prev_hash)
-                .bind(&ce.hash);
-        }
-        q.execute(&mut *c).await?;
-    }
+    crate::rows::insert_many(c, "audit_log", COLS, &chained, |q, ce| {
+        let e = &ce.entry;
+        q.bind(e.seq)
+            .bind(&e.id)
+            .bind(e.at)
+            .bind(&e.tenant)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.request_id)
+            .bind(&e.source)
+            .bind(&e.outcome)
+            .bind(&e.details)
+            .bind(&ce.prev_hash)
+            .bind(&ce.hash)
+    })
+    .await?;
     Ok(chained)
 }
 

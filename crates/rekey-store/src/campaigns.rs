@@ -193,20 +193,18 @@ pub async fn set_state(
 /// Add items (the plan frozen); an item already there for its connection
 /// is kept as it is. How many were added.
 pub async fn insert_items(c: &mut AnyConnection, items: &[ItemRow]) -> Result<u64, Error> {
-    let mut added = 0;
-    // 26 columns a row: 20 rows stay well under both backends' parameter limits.
-    for chunk in items.chunks(20) {
-        let columns = format!(
-            "id, tenant, campaign_id, connection_id, display_name, provider, kind, owner, \
-             base_version, actions, lease_owner, lease_until, {MOVING}"
-        );
-        let sql = format!(
-            "{} ON CONFLICT (campaign_id, connection_id) DO NOTHING",
-            rows::insert_rows_sql("campaign_items", &columns, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
+    let columns = format!(
+        "id, tenant, campaign_id, connection_id, display_name, provider, kind, owner, \
+         base_version, actions, lease_owner, lease_until, {MOVING}"
+    );
+    rows::insert_many_then(
+        c,
+        "campaign_items",
+        &columns,
+        " ON CONFLICT (campaign_id, connection_id) DO NOTHING",
+        items,
+        |q, r| {
+            let q = q
                 .bind(&r.id)
                 .bind(&r.tenant)
                 .bind(&r.campaign_id)
@@ -219,11 +217,10 @@ pub async fn insert_items(c: &mut AnyConnection, items: &[ItemRow]) -> Result<u6
                 .bind(&r.actions)
                 .bind(&r.lease_owner)
                 .bind(r.lease_until);
-            q = bind_moving(q, r);
-        }
-        added += q.execute(&mut *c).await?.rows_affected();
-    }
-    Ok(added)
+            bind_moving(q, r)
+        },
+    )
+    .await
 }
 
 /// Write an item's moving parts, only while this worker holds its lease

@@ -124,16 +124,31 @@ pub(crate) async fn insert_many<T>(
     items: &[T],
     bind: impl for<'a> Fn(AnyQuery<'a>, &'a T) -> AnyQuery<'a>,
 ) -> Result<(), Error> {
+    insert_many_then(c, table, columns, "", items, bind).await?;
+    Ok(())
+}
+
+/// [`insert_many`] with `suffix` after each statement's `VALUES` (an
+/// `ON CONFLICT …` clause); how many rows the statements wrote.
+pub(crate) async fn insert_many_then<T>(
+    c: &mut AnyConnection,
+    table: &str,
+    columns: &str,
+    suffix: &str,
+    items: &[T],
+    bind: impl for<'a> Fn(AnyQuery<'a>, &'a T) -> AnyQuery<'a>,
+) -> Result<u64, Error> {
     let per = (MAX_PARAMS / columns.split(", ").count()).max(1);
+    let mut written = 0;
     for chunk in items.chunks(per) {
-        let sql = insert_rows_sql(table, columns, chunk.len());
+        let sql = format!("{}{suffix}", insert_rows_sql(table, columns, chunk.len()));
         let mut q = sqlx::query(&sql);
         for item in chunk {
             q = bind(q, item);
         }
-        q.execute(&mut *c).await?;
+        written += q.execute(&mut *c).await?.rows_affected();
     }
-    Ok(())
+    Ok(written)
 }
 
 /// An optimistic update of the comma-separated `columns` of one row:
@@ -191,23 +206,15 @@ pub(crate) async fn write_labels(
     tags: &[String],
     custody: &[String],
 ) -> Result<(), Error> {
-    for (table, column, values) in [("tags", "tag", tags), ("custody", "place", custody)] {
+    for table in ["tags", "custody"] {
         sqlx::query(&format!(
             "DELETE FROM {owner}_{table} WHERE {owner}_id = $1"
         ))
         .bind(id)
         .execute(&mut *c)
         .await?;
-        let insert = format!("INSERT INTO {owner}_{table} ({owner}_id, {column}) VALUES ($1, $2)");
-        for v in values {
-            sqlx::query(&insert)
-                .bind(id)
-                .bind(v)
-                .execute(&mut *c)
-                .await?;
-        }
     }
-    Ok(())
+    insert_labels(c, owner, &[(id, tags, custody)]).await
 }
 
 /// Write the tag and custody side rows of rows that have none yet (new
