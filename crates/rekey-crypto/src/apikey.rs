@@ -21,7 +21,7 @@ pub fn hash_api_key(key: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"rekey-api-key-v1\n");
     h.update(key.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&h.finalize())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub fn keyed_fingerprint(key: &[u8], input: &[u8]) -> String {
     };
     mac.update(input);
     let digest = mac.finalize().into_bytes();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex(&digest[..16]);
     format!("kh:{hex}")
 }
 

@@ -88,10 +88,7 @@ fn new_kek() -> Kek {
     let mut id = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut id);
     Kek {
-        id: format!(
-            "kek_{}",
-            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
+        id: format!("kek_{}", crate::hex(&id)),
         key,
         created_at: now_s(),
     }
@@ -140,13 +137,7 @@ impl Keyring {
                 ))
             })?;
             let digest = Sha256::digest([b"rekey-kek-id".as_slice(), key.as_ref()].concat());
-            let id = format!(
-                "mk_{}",
-                digest[..8]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            );
+            let id = format!("mk_{}", crate::hex(&digest[..8]));
             Ok(Kek {
                 id,
                 key,

@@ -17,6 +17,18 @@ mod keyring;
 pub mod sigv4;
 pub mod webhook;
 pub use apikey::{generate_api_key, hash_api_key, API_KEY_PREFIX};
+
+/// Lower-case hex of `bytes`, without an allocation per byte (the API-key
+/// hash is computed on every request).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
 pub use envelope::{Aad, Sealed};
 pub use fingerprint::{generate_fingerprint_key, keyed_fingerprint};
 pub use keyring::{Kek, Keyring, KeyringSource};

@@ -3,12 +3,9 @@
 //! string to sign and the derived signing key, as AWS documents them.
 //! Only what a probe needs: no chunked payloads, no S3 path rules.
 
+use crate::hex;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     // HMAC accepts keys of any length; the error branch cannot happen.

@@ -263,21 +263,52 @@ pub struct Auth<N: NeedScope = AnyScope> {
     _need: std::marker::PhantomData<N>,
 }
 
+/// The bearer token of a request, if it has one.
+fn bearer(parts: &Parts) -> Option<SecretString> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| SecretString::from(t.trim()))
+}
+
+/// The credential fetch's caller, from the key cache: only
+/// [`Rekey::read_credentials_cached`] takes it as it is (it proves the key
+/// active when it audits the read); anything else calls
+/// [`Rekey::confirm`] first. Scopes are checked by the service.
+pub struct CachedAuth {
+    pub principal: rekey_service::CachedPrincipal,
+    pub ctx: Ctx,
+    pub rekey: Rekey,
+}
+
+impl FromRequestParts<AppState> for CachedAuth {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = bearer(parts).ok_or_else(|| ApiError(Error::Unauthorized).into_response())?;
+        let principal = state
+            .rekey
+            .authenticate_cached(&token)
+            .await
+            .map_err(|e| ApiError(e).into_response())?;
+        let origin = RequestOrigin::of(parts);
+        let ctx = principal.ctx(origin.request_id, origin.source);
+        Ok(CachedAuth {
+            principal,
+            ctx,
+            rekey: state.rekey.clone(),
+        })
+    }
+}
+
 impl<N: NeedScope> FromRequestParts<AppState> for Auth<N> {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|t| SecretString::from(t.trim()));
-        let Some(token) = token else {
-            return Err(ApiError(Error::Unauthorized).into_response());
-        };
+        let token = bearer(parts).ok_or_else(|| ApiError(Error::Unauthorized).into_response())?;
         let principal = state
             .rekey
             .authenticate(&token)

@@ -53,6 +53,24 @@ impl Principal {
     }
 }
 
+/// A caller resolved from the credential fetch's key cache (or, on a
+/// miss, from the database): not yet proven still active. Only
+/// [`Rekey::read_credentials_cached`] acts on it as it is, proving the key
+/// active in the transaction that audits the read; anything else asks
+/// [`Rekey::confirm`] for a [`Principal`] first.
+#[derive(Debug, Clone)]
+pub struct CachedPrincipal {
+    pub(crate) principal: Principal,
+    pub(crate) key_hash: String,
+}
+
+impl CachedPrincipal {
+    /// The audit context of a request by this caller.
+    pub fn ctx(&self, request_id: Option<String>, source: Option<String>) -> Ctx {
+        self.principal.ctx(request_id, source)
+    }
+}
+
 const TOUCH_EVERY_MS: i64 = 60_000;
 
 impl Rekey {
@@ -103,14 +121,45 @@ impl Rekey {
     /// Resolve a bearer token. Unknown, malformed and revoked keys all give
     /// the same `unauthorized` answer.
     pub async fn authenticate(&self, token: &SecretString) -> Result<Principal, Error> {
-        let t = token.expose();
-        if !t.starts_with(rekey_crypto::API_KEY_PREFIX) || t.len() > 200 {
-            return Err(Error::Unauthorized);
+        self.authenticate_hash(&token_hash(token)?).await
+    }
+
+    /// [`Rekey::authenticate`] through the credential fetch's key cache:
+    /// a hit costs no database read, and is proven at commit (see
+    /// [`CachedPrincipal`]).
+    pub async fn authenticate_cached(
+        &self,
+        token: &SecretString,
+    ) -> Result<CachedPrincipal, Error> {
+        let key_hash = token_hash(token)?;
+        if let Some(principal) = self.inner.hot.key(&key_hash) {
+            return Ok(CachedPrincipal {
+                principal,
+                key_hash,
+            });
         }
-        let hash = rekey_crypto::hash_api_key(t);
+        let principal = self.authenticate_hash(&key_hash).await?;
+        self.inner.hot.put_key(&key_hash, principal.clone());
+        Ok(CachedPrincipal {
+            principal,
+            key_hash,
+        })
+    }
+
+    /// The cached caller, proven active now against the database (and
+    /// dropped from the cache when it is not).
+    pub async fn confirm(&self, cp: &CachedPrincipal) -> Result<Principal, Error> {
+        let res = self.authenticate_hash(&cp.key_hash).await;
+        if res.is_err() {
+            self.inner.hot.forget_key(&cp.key_hash);
+        }
+        res
+    }
+
+    async fn authenticate_hash(&self, hash: &str) -> Result<Principal, Error> {
         let row = {
             let mut c = self.store().read().await?;
-            api_keys::find_active_by_hash(&mut c, &hash, rekey_core::time::now_ms()).await?
+            api_keys::find_active_by_hash(&mut c, hash, rekey_core::time::now_ms()).await?
         }
         .ok_or(Error::Unauthorized)?;
         let scopes = Scopes::parse(&row.scopes).map_err(|_| Error::Unauthorized)?;
@@ -123,7 +172,7 @@ impl Rekey {
     }
 
     /// Best effort: a failure to record last use must not fail the request.
-    async fn touch(&self, key_id: &str) {
+    pub(crate) async fn touch(&self, key_id: &str) {
         let now = rekey_core::time::now_ms();
         {
             let Ok(mut m) = self.inner.touched.lock() else {
@@ -266,4 +315,13 @@ impl Rekey {
             previous,
         })
     }
+}
+
+/// The stored hash of a bearer token that looks like one of our keys.
+fn token_hash(token: &SecretString) -> Result<String, Error> {
+    let t = token.expose();
+    if !t.starts_with(rekey_crypto::API_KEY_PREFIX) || t.len() > 200 {
+        return Err(Error::Unauthorized);
+    }
+    Ok(rekey_crypto::hash_api_key(t))
 }

@@ -76,7 +76,7 @@ impl Rekey {
         crate::sealing::open_all(
             &*self.keyring()?,
             rows,
-            &format!("connection {}", row.id),
+            &format_args!("connection {}", row.id),
             |f| aad(&row.tenant, &row.id, f, row.credential_version),
         )
     }

@@ -15,6 +15,7 @@ mod connection_rows;
 mod connections;
 mod evidence;
 mod health;
+mod hot;
 mod integrations;
 mod keys;
 mod model;
@@ -31,7 +32,7 @@ mod users;
 mod versions;
 mod webhooks;
 
-pub use api_keys::{IssuedApiKey, Principal, RotatedApiKey};
+pub use api_keys::{CachedPrincipal, IssuedApiKey, Principal, RotatedApiKey};
 pub use audit::{AuditPage, ChainReport, Reader};
 pub use campaign::{
     Breakdown as CampaignBreakdown, Campaign, CampaignItem, CampaignLink, CampaignRecord,
@@ -160,6 +161,8 @@ struct Inner {
     /// When each API key's `last_used_at` was last written (ms), so we write
     /// it at most once a minute per key instead of on every request.
     touched: Mutex<HashMap<String, i64>>,
+    /// The credential fetch's caches, checked at commit ([`hot`]).
+    hot: hot::HotCache,
     /// The outbound policy, shared by both HTTP clients and the database
     /// probes: every outbound connection passes it after DNS resolution.
     outbound: Arc<rekey_oauth::Outbound>,
@@ -227,6 +230,7 @@ impl Rekey {
                 keyring: RwLock::new(keyring),
                 catalog,
                 touched: Mutex::new(HashMap::new()),
+                hot: hot::HotCache::default(),
                 stopping: tokio::sync::watch::Sender::new(false),
                 http: client(15)?,
                 public_url: RwLock::new(config.public_url.trim_end_matches('/').to_string()),

@@ -47,13 +47,13 @@ pub(crate) fn open_row(
 pub(crate) fn open_all(
     kr: &Keyring,
     rows: &[SecretRow],
-    owner: &str,
+    owner: &dyn std::fmt::Display,
     aad_of: impl Fn(&str) -> Aad,
 ) -> Result<std::collections::BTreeMap<String, SecretString>, Error> {
     let mut out = std::collections::BTreeMap::new();
     for s in rows {
         let value = open_row(kr, &aad_of(&s.field), s).map_err(|e| {
-            tracing::error!(owner, field = %s.field, error = %e, "secret failed to decrypt");
+            tracing::error!(%owner, field = %s.field, error = %e, "secret failed to decrypt");
             Error::DecryptionFailed(format!(
                 "secret `{}` of {owner} failed to decrypt: {e}",
                 s.field

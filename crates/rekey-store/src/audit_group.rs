@@ -10,10 +10,12 @@
 //! up) leaves its entry to be written with the rest, never a transaction
 //! open.
 
-use crate::{audit, begin_write_on, Backend};
+use crate::{audit, rows, Backend};
 use rekey_core::audit::AuditEntry;
 use rekey_core::Error;
-use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -32,9 +34,25 @@ pub enum AuditCommit {
     Each,
 }
 
+/// What must still hold, in the database, when a credential read's entry
+/// commits: the API key that asked is active (not revoked, not expired)
+/// and the connection is still at the version the caller read (so not
+/// disabled, revoked, deleted or given new material since). Checked inside
+/// the transaction that writes the entry; when it fails the entry is not
+/// written and the caller is told so (the read was served from a cache
+/// that another request or replica has since made stale).
+#[derive(Debug, Clone)]
+pub struct ReadCheck {
+    pub api_key_id: String,
+    pub tenant: String,
+    pub connection_id: String,
+    pub connection_version: i64,
+}
+
 struct Pending {
     entry: AuditEntry,
-    done: oneshot::Sender<Result<(), String>>,
+    check: Option<ReadCheck>,
+    done: oneshot::Sender<Result<bool, String>>,
 }
 
 pub(crate) struct GroupWriter {
@@ -50,16 +68,21 @@ impl GroupWriter {
         GroupWriter { queue }
     }
 
-    /// Append `entry` and return once the transaction holding it has
-    /// committed.
-    pub(crate) async fn append(&self, entry: AuditEntry) -> Result<(), Error> {
+    /// Append `entry` (if `check` holds) and return once the transaction
+    /// holding it has committed: true when it was written, false when the
+    /// check failed and nothing was.
+    pub(crate) async fn append(
+        &self,
+        entry: AuditEntry,
+        check: Option<ReadCheck>,
+    ) -> Result<bool, Error> {
         let (done, answer) = oneshot::channel();
         self.queue
-            .send(Pending { entry, done })
+            .send(Pending { entry, check, done })
             .await
             .map_err(|_| Error::Unavailable("the audit writer has stopped".into()))?;
         match answer.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(written)) => Ok(written),
             Ok(Err(msg)) => Err(Error::Unavailable(msg)),
             Err(_) => Err(Error::Unavailable("the audit writer has stopped".into())),
         }
@@ -73,25 +96,129 @@ async fn run(
     mut rx: mpsc::Receiver<Pending>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let entries = batch.iter().map(|p| p.entry.clone()).collect();
-        let result = write(&pool, backend, &lock, entries).await;
+    // The writer keeps one pooled connection for itself: no pool round
+    // trip per batch, and on SQLite a page cache that stays warm (a
+    // connection whose cache another connection's commit made stale
+    // re-reads the pages it touches). Dropped after an error, so a broken
+    // connection is replaced by a fresh one.
+    let mut conn: Option<PoolConnection<Any>> = None;
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+            // Closing the pool waits for every connection to come back:
+            // give ours back as soon as it starts, and write whatever
+            // comes next with a new one (which a closed pool refuses).
+            _ = pool.close_event(), if conn.is_some() => {
+                conn = None;
+                continue;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let result = write(&pool, &mut conn, backend, &lock, &batch).await;
+        if result.is_err() {
+            conn = None;
+        }
         // Every caller of a failed batch gets the error (its secret is not
         // handed out); the message is the store's, never an entry's content.
-        let answer = result.map_err(|e| format!("audit log unavailable: {e}"));
-        for p in batch.drain(..) {
-            let _ = p.done.send(answer.clone());
+        match result {
+            Ok(written) => {
+                for (p, w) in batch.drain(..).zip(written) {
+                    let _ = p.done.send(Ok(w));
+                }
+            }
+            Err(e) => {
+                let msg = format!("audit log unavailable: {e}");
+                for p in batch.drain(..) {
+                    let _ = p.done.send(Err(msg.clone()));
+                }
+            }
         }
     }
 }
 
 async fn write(
     pool: &AnyPool,
+    conn: &mut Option<PoolConnection<Any>>,
     backend: Backend,
     lock: &Arc<Mutex<()>>,
-    entries: Vec<AuditEntry>,
-) -> Result<(), Error> {
-    let mut tx = begin_write_on(pool.clone(), backend, lock.clone()).await?;
-    audit::append_all(tx.conn(), backend, entries).await?;
-    tx.commit().await
+    batch: &[Pending],
+) -> Result<Vec<bool>, Error> {
+    use sqlx::Connection;
+    // SQLite: the in-process write lock, then the database's, as
+    // `begin_write_on` takes them.
+    let _guard = match backend {
+        Backend::Sqlite => Some(lock.lock().await),
+        Backend::Postgres => None,
+    };
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(pool.acquire().await?),
+    };
+    let mut tx = match backend {
+        Backend::Sqlite => c.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => c.begin().await?,
+    };
+    let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
+    let holds = checks_hold(&mut tx, &checks).await?;
+    let entries = batch
+        .iter()
+        .zip(&holds)
+        .filter(|(_, h)| **h)
+        .map(|(p, _)| p.entry.clone())
+        .collect();
+    audit::append_all(&mut tx, backend, entries).await?;
+    tx.commit().await?;
+    Ok(holds)
+}
+
+/// Which of `checks` hold (None always does), with one query for the API
+/// keys and one for the connections of the whole batch.
+pub(crate) async fn checks_hold(
+    c: &mut AnyConnection,
+    checks: &[Option<&ReadCheck>],
+) -> Result<Vec<bool>, Error> {
+    let wanted: Vec<&ReadCheck> = checks.iter().flatten().copied().collect();
+    if wanted.is_empty() {
+        return Ok(vec![true; checks.len()]);
+    }
+    let key_ids: BTreeSet<&str> = wanted.iter().map(|r| r.api_key_id.as_str()).collect();
+    let conn_ids: BTreeSet<&str> = wanted.iter().map(|r| r.connection_id.as_str()).collect();
+    let now = rekey_core::time::now_ms();
+    let sql = format!(
+        "SELECT id FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) AND id IN ({})",
+        rows::marks(2, key_ids.len())
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql).bind(now);
+    for id in &key_ids {
+        q = q.bind(id.to_string());
+    }
+    let live_keys: HashSet<String> = q.fetch_all(&mut *c).await?.into_iter().collect();
+    let sql = format!(
+        "SELECT id, tenant, version FROM connections WHERE id IN ({})",
+        rows::marks(1, conn_ids.len())
+    );
+    let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
+    for id in &conn_ids {
+        q = q.bind(id.to_string());
+    }
+    let versions: HashMap<String, (String, i64)> = q
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .map(|(id, tenant, v)| (id, (tenant, v)))
+        .collect();
+    Ok(checks
+        .iter()
+        .map(|chk| match chk {
+            None => true,
+            Some(r) => {
+                live_keys.contains(&r.api_key_id)
+                    && versions
+                        .get(&r.connection_id)
+                        .is_some_and(|(t, v)| *t == r.tenant && *v == r.connection_version)
+            }
+        })
+        .collect())
 }

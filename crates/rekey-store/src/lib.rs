@@ -24,7 +24,7 @@ pub mod secrets;
 pub mod users;
 pub mod webhooks;
 
-pub use audit_group::AuditCommit;
+pub use audit_group::{AuditCommit, ReadCheck};
 pub use rows::TenantScoped;
 
 use rekey_core::Error;
@@ -212,6 +212,17 @@ impl Store {
     /// credential read's) and return once it is committed. Concurrent
     /// calls share one transaction ([`AuditCommit::Group`]).
     pub async fn append_audit(&self, entry: rekey_core::audit::AuditEntry) -> Result<(), Error> {
+        self.append_audit_if(entry, None).await.map(|_| ())
+    }
+
+    /// [`Store::append_audit`], written only if `check` still holds in the
+    /// transaction that would write it ([`ReadCheck`]): true when the
+    /// entry was written, false when the check failed and nothing was.
+    pub async fn append_audit_if(
+        &self,
+        entry: rekey_core::audit::AuditEntry,
+        check: Option<ReadCheck>,
+    ) -> Result<bool, Error> {
         match self.audit_commit {
             AuditCommit::Group => {
                 let writer = self
@@ -224,12 +235,19 @@ impl Store {
                         )
                     })
                     .await;
-                writer.append(entry).await
+                writer.append(entry, check).await
             }
             AuditCommit::Each => {
                 let mut tx = self.begin_write().await?;
-                audit::append(tx.conn(), self.backend, entry).await?;
-                tx.commit().await
+                let holds = audit_group::checks_hold(tx.conn(), &[check.as_ref()])
+                    .await?
+                    .first()
+                    == Some(&true);
+                if holds {
+                    audit::append(tx.conn(), self.backend, entry).await?;
+                }
+                tx.commit().await?;
+                Ok(holds)
             }
         }
     }

@@ -64,6 +64,15 @@ pub(crate) async fn delete<T: TenantScoped>(
     Ok(r.rows_affected() == 1)
 }
 
+/// `n` placeholders numbered from `first`, comma-separated (`$2, $3`), for
+/// an `IN (…)` list.
+pub(crate) fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// On PostgreSQL callers: lock the row `id` of `tenant` until the
 /// transaction ends (`SELECT … FOR UPDATE`).
 pub(crate) async fn lock_for_update<T: TenantScoped>(
@@ -95,17 +104,34 @@ pub(crate) fn insert_sql(table: &str, columns: &str) -> String {
 /// `INSERT INTO {table} ({columns}) VALUES ($1, …), ($n+1, …), …` for
 /// `rows` rows, bound row after row.
 pub(crate) fn insert_rows_sql(table: &str, columns: &str, rows: usize) -> String {
+    rows_sql(table, columns, rows, false)
+}
+
+/// [`insert_rows_sql`], with anonymous `?` placeholders when `positional`
+/// (SQLite): sqlx-sqlite maps each numbered `$N` to its argument by asking
+/// SQLite for the parameter's name, a linear search, which makes a
+/// statement of a few hundred parameters cost quadratic time to bind;
+/// anonymous ones are bound in order without it.
+fn rows_sql(table: &str, columns: &str, rows: usize, positional: bool) -> String {
+    use std::fmt::Write;
     let n = columns.split(", ").count();
-    let tuples: Vec<String> = (0..rows)
-        .map(|r| {
-            let values: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
-            format!("({})", values.join(", "))
-        })
-        .collect();
-    format!(
-        "INSERT INTO {table} ({columns}) VALUES {}",
-        tuples.join(", ")
-    )
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for i in 1..=n {
+            if i > 1 {
+                sql.push_str(", ");
+            }
+            if positional {
+                sql.push('?');
+            } else {
+                // Writing to a String cannot fail.
+                let _ = write!(sql, "${}", r * n + i);
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Parameters one multi-row INSERT binds at the most: far below both
@@ -129,7 +155,8 @@ pub(crate) async fn insert_many<T>(
 }
 
 /// [`insert_many`] with `suffix` after each statement's `VALUES` (an
-/// `ON CONFLICT …` clause); how many rows the statements wrote.
+/// `ON CONFLICT …` clause, which binds nothing); how many rows the
+/// statements wrote.
 pub(crate) async fn insert_many_then<T>(
     c: &mut AnyConnection,
     table: &str,
@@ -139,9 +166,11 @@ pub(crate) async fn insert_many_then<T>(
     bind: impl for<'a> Fn(AnyQuery<'a>, &'a T) -> AnyQuery<'a>,
 ) -> Result<u64, Error> {
     let per = (MAX_PARAMS / columns.split(", ").count()).max(1);
+    let positional = c.backend_name().eq_ignore_ascii_case("sqlite");
     let mut written = 0;
     for chunk in items.chunks(per) {
-        let sql = format!("{}{suffix}", insert_rows_sql(table, columns, chunk.len()));
+        let mut sql = rows_sql(table, columns, chunk.len(), positional);
+        sql.push_str(suffix);
         let mut q = sqlx::query(&sql);
         for item in chunk {
             q = bind(q, item);
@@ -435,5 +464,23 @@ impl From<Parsed<rekey_core::campaign::CampaignState>> for rekey_core::campaign:
 impl From<Parsed<rekey_core::campaign::ItemState>> for rekey_core::campaign::ItemState {
     fn from(p: Parsed<Self>) -> Self {
         p.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_insert_sql_numbers_or_orders_its_placeholders() {
+        assert_eq!(
+            rows_sql("t", "a, b", 2, false),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            rows_sql("t", "a, b", 2, true),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+        assert_eq!(insert_sql("t", "a"), "INSERT INTO t (a) VALUES ($1)");
     }
 }

@@ -955,9 +955,90 @@ async fn audit_group_commit_survives_cancelled_callers(db: Db) {
     assert!(closed.is_err());
 }
 
+/// A credential read served from a cache writes its entry only if the
+/// key is still active and the connection still at the version read, in
+/// the transaction that writes it; checks that fail leave nothing, and the
+/// entries that are written keep the chain — through the group writer
+/// (concurrent callers, some failing) and one transaction per entry alike.
+async fn audit_entries_written_only_if_their_check_holds(db: Db) {
+    use rekey_store::{AuditCommit, ReadCheck};
+    let (t, group) = TestDb::open(db).await;
+    let each = t.store().await.with_audit_commit(AuditCommit::Each);
+    let mut tx = group.begin_write().await.unwrap();
+    api_keys::insert(tx.conn(), &api_key("t1", "key_live"), "hash-live")
+        .await
+        .unwrap();
+    api_keys::insert(tx.conn(), &api_key("t1", "key_gone"), "hash-gone")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    insert(&group, &connection("t1", "conn_1", "{}")).await;
+    let mut tx = group.begin_write().await.unwrap();
+    assert!(api_keys::revoke(tx.conn(), "t1", "key_gone", 5)
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    let check = |key: &str, tenant: &str, conn: &str, version: i64| {
+        Some(ReadCheck {
+            api_key_id: key.into(),
+            tenant: tenant.into(),
+            connection_id: conn.into(),
+            connection_version: version,
+        })
+    };
+    // (check, whether it holds)
+    let cases = [
+        (check("key_live", "t1", "conn_1", 1), true),
+        (check("key_gone", "t1", "conn_1", 1), false),
+        (check("key_live", "t1", "conn_1", 2), false),
+        (check("key_live", "t2", "conn_1", 1), false),
+        (check("key_live", "t1", "conn_none", 1), false),
+        (check("key_none", "t1", "conn_1", 1), false),
+        (None, true),
+    ];
+    let mut calls = Vec::new();
+    for round in 0..4 {
+        for (i, (chk, holds)) in cases.iter().enumerate() {
+            let s = group.clone();
+            let (chk, n) = (chk.clone(), round * 100 + i);
+            calls.push((
+                n,
+                *holds,
+                tokio::spawn(async move { s.append_audit_if(audit_entry(n), chk).await }),
+            ));
+        }
+    }
+    let mut want = Vec::new();
+    for (n, holds, call) in calls {
+        assert_eq!(call.await.unwrap().unwrap(), holds, "entry {n}");
+        if holds {
+            want.push(format!("aud_group_{n}"));
+        }
+    }
+    for (i, (chk, holds)) in cases.iter().enumerate() {
+        let n = 1000 + i;
+        assert_eq!(
+            each.append_audit_if(audit_entry(n), chk.clone())
+                .await
+                .unwrap(),
+            *holds
+        );
+        if *holds {
+            want.push(format!("aud_group_{n}"));
+        }
+    }
+    let mut got = verified_chain(&group).await;
+    // Concurrent callers are chained in arrival order; compare as sets.
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    each.close().await;
+}
+
 both_backends!(
     audit_group_commit_keeps_the_chain,
     audit_group_commit_survives_cancelled_callers,
+    audit_entries_written_only_if_their_check_holds,
 );
 
 /// `insert_many` writes every row with its labels (more rows than fit one

@@ -1,7 +1,8 @@
 use super::with_etag;
 use crate::error::ApiResult;
 use crate::extract::{
-    ApiJson, ApiPath, ApiQuery, AuditRead, Auth, ConnRead, ConnWrite, IfMatch, OptionalJson,
+    ApiJson, ApiPath, ApiQuery, AuditRead, Auth, CachedAuth, ConnRead, ConnWrite, IfMatch,
+    OptionalJson,
 };
 use crate::{views, AppState};
 use axum::http::{header, StatusCode};
@@ -182,7 +183,7 @@ async fn update_credentials(
 #[utoipa::path(get, path = "/api/v1/connections/{id}/credentials", tag = "connections", params(("id" = String, Path), CredentialsQuery),
     responses((status = 200, body = CredentialsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn read_credentials(
-    auth: Auth,
+    auth: CachedAuth,
     ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<CredentialsQuery>,
 ) -> ApiResult<Response> {
@@ -191,14 +192,17 @@ async fn read_credentials(
         Some(v) => v.parse()?,
     };
     let v = match label {
+        // The hot path: the key cache's caller, proven active when the read
+        // is audited.
         VersionLabel::Current => {
             auth.rekey
-                .read_credentials(&auth.principal, &auth.ctx, &id)
+                .read_credentials_cached(&auth.principal, &auth.ctx, &id)
                 .await?
         }
         VersionLabel::Previous => {
+            let p = auth.rekey.confirm(&auth.principal).await?;
             auth.rekey
-                .read_previous_credentials(&auth.principal, &auth.ctx, &id)
+                .read_previous_credentials(&p, &auth.ctx, &id)
                 .await?
         }
         other => {

@@ -2,8 +2,9 @@
 //! material itself (always audited).
 
 use crate::connection_rows::not_found;
+use crate::hot::CachedConnection;
 use crate::model::Credentials;
-use crate::{Connection, ConnectionPage, Ctx, Principal, Rekey};
+use crate::{CachedPrincipal, Connection, ConnectionPage, Ctx, Principal, Rekey};
 use rekey_api::ConnectionQuery;
 use rekey_core::audit::{AuditAction, AuditOutcome};
 use rekey_core::credentials;
@@ -11,8 +12,10 @@ use rekey_core::scope::Scope;
 use rekey_core::time::parse_rfc3339;
 use rekey_core::ErrorCode;
 use rekey_core::{ids, Error};
-use rekey_store::connections::{self as store, ConnectionFilter};
+use rekey_store::connections::{self as store, ConnectionFilter, ConnectionRow};
 use rekey_store::health_notes;
+use rekey_store::secrets::SecretRow;
+use rekey_store::ReadCheck;
 use serde_json::{json, Value};
 
 impl Rekey {
@@ -77,12 +80,7 @@ impl Rekey {
         let (row, rows) = self.load_secret_rows(&ctx.tenant, &id).await?;
         self.refuse_out_of_service(ctx, &id, row.status).await?;
         let material = if row.kind.is_static() {
-            self.open_secrets(&row, &rows).and_then(|sec| {
-                let meta =
-                    serde_json::from_str::<serde_json::Map<String, Value>>(&row.credential_meta)
-                        .map_err(Error::internal)?;
-                credentials::assemble(row.kind, &meta, &sec).map(|m| (row.credential_version, m))
-            })
+            self.static_material(&row, &rows)
         } else {
             self.oauth_material(ctx, &row).await
         };
@@ -107,6 +105,101 @@ impl Rekey {
             version,
             material,
         })
+    }
+
+    /// [`Rekey::read_credentials`] for a caller from the key cache: served
+    /// from the hot path's caches when they hold the key and the
+    /// connection, its entry written only if both are still as cached in
+    /// the transaction that writes it ([`crate::hot`]). Anything the cached
+    /// path does not settle — a miss, a stale entry, a refusal, an error,
+    /// a token due for refresh — is decided by the full path from the
+    /// database, after the key is proven active.
+    pub async fn read_credentials_cached(
+        &self,
+        cp: &CachedPrincipal,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<Credentials, Error> {
+        let id = ids::parse_id(ids::CONNECTION, id)?;
+        if let Some(c) = self.cached_read(cp, ctx, &id).await? {
+            return Ok(c);
+        }
+        self.inner.hot.forget_connection(&ctx.tenant, &id);
+        let p = self.confirm(cp).await?;
+        self.read_credentials(&p, ctx, &id).await
+    }
+
+    /// The cached path: Some when served (and audited), None when the full
+    /// path must decide. Errs only when the audit log cannot be written.
+    async fn cached_read(
+        &self,
+        cp: &CachedPrincipal,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<Option<Credentials>, Error> {
+        if !cp.principal.scopes.allows(Scope::CredentialsRead) {
+            return Ok(None);
+        }
+        let cached = match self.inner.hot.connection(&ctx.tenant, id) {
+            Some(c) => c,
+            None => match self.load_secret_rows(&ctx.tenant, id).await {
+                Ok((row, secrets)) => self
+                    .inner
+                    .hot
+                    .put_connection(CachedConnection { row, secrets }),
+                Err(_) => return Ok(None),
+            },
+        };
+        let row = &cached.row;
+        if row.status.is_out_of_service() {
+            return Ok(None);
+        }
+        let material = if row.kind.is_static() {
+            self.static_material(row, &cached.secrets)
+        } else if self.oauth_fresh(row).await {
+            self.open_secrets(row, &cached.secrets)
+                .and_then(|s| self.oauth_view(row, &s))
+        } else {
+            return Ok(None);
+        };
+        let Ok((version, material)) = material else {
+            return Ok(None);
+        };
+        let entry = crate::audit::entry(
+            ctx,
+            AuditAction::CredentialsRead,
+            Some(id),
+            AuditOutcome::Ok,
+            json!({"credential_version": version}),
+        );
+        let check = ReadCheck {
+            api_key_id: cp.principal.key_id.clone(),
+            tenant: ctx.tenant.clone(),
+            connection_id: id.to_string(),
+            connection_version: row.version,
+        };
+        if !self.store().append_audit_if(entry, Some(check)).await? {
+            return Ok(None);
+        }
+        self.touch(&cp.principal.key_id).await;
+        Ok(Some(Credentials {
+            connection_id: id.to_string(),
+            kind: row.kind,
+            version,
+            material,
+        }))
+    }
+
+    /// A static connection's material from its row and sealed secrets.
+    fn static_material(
+        &self,
+        row: &ConnectionRow,
+        rows: &[SecretRow],
+    ) -> Result<(i64, Value), Error> {
+        let sec = self.open_secrets(row, rows)?;
+        let meta = serde_json::from_str::<serde_json::Map<String, Value>>(&row.credential_meta)
+            .map_err(Error::internal)?;
+        credentials::assemble(row.kind, &meta, &sec).map(|m| (row.credential_version, m))
     }
 
     /// Once revocation is asked for (or the connection is disabled), no

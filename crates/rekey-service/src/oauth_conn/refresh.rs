@@ -335,10 +335,25 @@ impl Rekey {
         row: &ConnectionRow,
     ) -> Result<(i64, Value), Error> {
         let (row, s) = self.fresh_oauth(ctx, &row.id, false).await?;
+        self.oauth_view(&row, &s)
+    }
+
+    /// Whether `row`'s access token can be handed out as it is (no
+    /// refresh due): what the credential fetch's cached path serves.
+    pub(crate) async fn oauth_fresh(&self, row: &ConnectionRow) -> bool {
+        !needs_refresh(row, self.window_ms(row).await, now_ms())
+    }
+
+    /// The material of an OAuth connection from its row and opened secrets.
+    pub(crate) fn oauth_view(
+        &self,
+        row: &ConnectionRow,
+        s: &BTreeMap<String, SecretString>,
+    ) -> Result<(i64, Value), Error> {
         let at = s
             .get("access_token")
             .ok_or_else(|| Error::internal("OAuth connection without access token"))?;
-        let m = meta_of(&row);
+        let m = meta_of(row);
         let token_type = m.token_type.as_deref().unwrap_or("Bearer");
         let prefix = self.authorization_prefix(&row.provider);
         Ok((

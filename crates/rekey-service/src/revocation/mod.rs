@@ -200,7 +200,7 @@ impl Rekey {
         crate::sealing::open_all(
             &*self.keyring()?,
             &rows,
-            &format!("revocation {}", r.id),
+            &format_args!("revocation {}", r.id),
             |f| aad(&r.tenant, &r.id, f, r.credential_version),
         )
     }

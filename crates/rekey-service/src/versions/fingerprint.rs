@@ -111,7 +111,7 @@ impl Rekey {
         let stored = !rows.is_empty();
         if !stored {
             let fresh = rekey_crypto::generate_fingerprint_key();
-            let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = rekey_crypto::hex(&fresh);
             let row = {
                 let kr = self.keyring()?;
                 crate::sealing::seal_row(&kr, &key_aad(), &SecretString::new(hex))

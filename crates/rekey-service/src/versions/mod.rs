@@ -291,7 +291,7 @@ impl Rekey {
         crate::sealing::open_all(
             &*self.keyring()?,
             &rows,
-            &format!("version {}", v.id),
+            &format_args!("version {}", v.id),
             |f| aad(&v.tenant, &v.id, f, v.seq),
         )
     }

@@ -1,0 +1,232 @@
+//! The credential fetch's cached path (`rekey-service`'s `hot` module):
+//! one replica serves reads from its caches, and every change made on
+//! another replica — new material, a disabled or deleted connection, a
+//! revoked or rotated API key — is obeyed on the very next read, because
+//! the read's audit entry is only written (and the secret only handed out)
+//! if the key and the connection are still as cached in that transaction.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rekey_testkit::{both_backends, items, Db, Resp, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+both_backends!(
+    cached_reads_obey_changes_made_on_another_replica,
+    cached_keys_stop_at_once_on_every_replica,
+);
+
+/// A request to another server (a replica) with `key`.
+async fn on(
+    s: &TestServer,
+    base: &str,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> Resp {
+    let mut req = s
+        .http
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    Resp {
+        status: r.status(),
+        headers: r.headers().clone(),
+        text: r.text().await.unwrap(),
+    }
+}
+
+/// A new API key: (id, token).
+async fn new_key(s: &TestServer, name: &str, scopes: &[&str]) -> (String, String) {
+    let r = s
+        .post_admin("/api/v1/api-keys", json!({"name": name, "scopes": scopes}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let v = r.json();
+    (
+        v["api_key"]["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+fn key_of(r: &Resp) -> Value {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["credentials"]["key"].clone()
+}
+
+async fn cached_reads_obey_changes_made_on_another_replica(db: Db) {
+    let s = TestServer::start(db).await;
+    let b = s.replica().await;
+    let admin = s.admin_key.clone();
+    let (_, key) = new_key(&s, "fetcher", &["credentials:read"]).await;
+    let id = s.api_key_conn("sk-hot-1").await;
+    let path = format!("/api/v1/connections/{id}/credentials");
+    // Warm this server's caches: the key and the connection.
+    for _ in 0..3 {
+        assert_eq!(key_of(&s.get(&path, &key).await), "sk-hot-1");
+    }
+
+    // New material through the replica: the next read here hands it out.
+    let r = on(
+        &s,
+        &b.base,
+        Method::PUT,
+        &format!("/api/v1/connections/{id}/credentials"),
+        &admin,
+        Some(json!({"credentials": {"key": "sk-hot-2"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(key_of(&s.get(&path, &key).await), "sk-hot-2");
+
+    // Disabled on the replica: refused here at once, and the refusal audited.
+    let r = on(
+        &s,
+        &b.base,
+        Method::POST,
+        &format!("/api/v1/connections/{id}/disable"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.get(&path, &key)
+        .await
+        .assert_error(409, "connection_unusable");
+    let r = on(
+        &s,
+        &b.base,
+        Method::POST,
+        &format!("/api/v1/connections/{id}/enable"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(key_of(&s.get(&path, &key).await), "sk-hot-2");
+
+    // Every read, served from the cache or not, has its entry: 5 handed
+    // out, 1 refused, nothing else.
+    let audit = s
+        .get(
+            &format!("/api/v1/audit?target={id}&action=credentials.read"),
+            &admin,
+        )
+        .await
+        .json();
+    let outcomes: Vec<&str> = items(&audit)
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "ok").count(),
+        5,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "denied").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
+
+    // Deleted on the replica: gone here too.
+    let r = on(
+        &s,
+        &b.base,
+        Method::DELETE,
+        &format!("/api/v1/connections/{id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    s.get(&path, &key)
+        .await
+        .assert_error(404, "connection_not_found");
+
+    let chain = s.get("/api/v1/audit/verify", &admin).await.json();
+    assert_eq!(chain["ok"], true, "{chain}");
+    b.stop().await;
+    s.stop().await;
+}
+
+async fn cached_keys_stop_at_once_on_every_replica(db: Db) {
+    let s = TestServer::start(db).await;
+    let b = s.replica().await;
+    let admin = s.admin_key.clone();
+    let id = s.api_key_conn("sk-hot-keys").await;
+    let path = format!("/api/v1/connections/{id}/credentials");
+
+    // A key revoked on the replica stops here on the next request, for the
+    // cached current read and for the previous version alike.
+    let (kid, key) = new_key(&s, "revoked", &["credentials:read"]).await;
+    assert_eq!(key_of(&s.get(&path, &key).await), "sk-hot-keys");
+    let r = on(
+        &s,
+        &b.base,
+        Method::DELETE,
+        &format!("/api/v1/api-keys/{kid}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.get(&path, &key).await.assert_error(401, "unauthorized");
+    s.get(&format!("{path}?version=previous"), &key)
+        .await
+        .assert_error(401, "unauthorized");
+
+    // Rotated on the replica with no grace: the old key stops here, the new
+    // one works.
+    let (kid, old) = new_key(&s, "rotated", &["credentials:read"]).await;
+    assert_eq!(key_of(&s.get(&path, &old).await), "sk-hot-keys");
+    let r = on(
+        &s,
+        &b.base,
+        Method::POST,
+        &format!("/api/v1/api-keys/{kid}/rotate"),
+        &admin,
+        Some(json!({"grace": 0})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let new = r.json()["key"].as_str().unwrap().to_string();
+    s.get(&path, &old).await.assert_error(401, "unauthorized");
+    assert_eq!(key_of(&s.get(&path, &new).await), "sk-hot-keys");
+
+    // A cached key without the scope is refused (and the refusal audited)
+    // as it always was.
+    let (_, reader) = new_key(&s, "meta", &["connections:read"]).await;
+    s.get(&path, &reader)
+        .await
+        .assert_error(403, "missing_scope");
+    s.get(&path, &reader)
+        .await
+        .assert_error(403, "missing_scope");
+
+    // Only the reads handed out by live keys, and the two refusals, are in
+    // the log: nothing for the revoked or rotated keys' refused requests.
+    let audit = s
+        .get(
+            &format!("/api/v1/audit?target={id}&action=credentials.read"),
+            &admin,
+        )
+        .await
+        .json();
+    let outcomes: Vec<&str> = items(&audit)
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["denied", "denied", "ok", "ok", "ok"],
+        "{outcomes:?}"
+    );
+    b.stop().await;
+    s.stop().await;
+}
