@@ -74,15 +74,36 @@ pub async fn append_all(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    lock_for_append(c, backend).await?;
+    let head: Option<(i64, String)> = sqlx::query_as(HEAD_SQL).fetch_optional(&mut *c).await?;
+    append_after(c, head, entries).await
+}
+
+/// The chain's last link: `seq, hash`, or no row for an empty log.
+pub(crate) const HEAD_SQL: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+
+/// PostgreSQL: appends are serialised by a table lock held to the end of
+/// the transaction, taken before the chain's head is read (SQLite's write
+/// lock already serialises them).
+pub(crate) async fn lock_for_append(c: &mut AnyConnection, backend: Backend) -> Result<(), Error> {
     if backend == Backend::Postgres {
         sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *c)
             .await?;
     }
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *c)
-            .await?;
+    Ok(())
+}
+
+/// [`append_all`] after the caller has taken [`lock_for_append`] and read
+/// `head` ([`HEAD_SQL`]) in this transaction.
+pub(crate) async fn append_after(
+    c: &mut AnyConnection,
+    head: Option<(i64, String)>,
+    entries: Vec<AuditEntry>,
+) -> Result<Vec<ChainedEntry>, Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
     let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
     let mut chained = Vec::with_capacity(entries.len());
     for mut entry in entries {

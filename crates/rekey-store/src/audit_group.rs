@@ -161,55 +161,85 @@ async fn write(
         Backend::Postgres => c.begin().await?,
     };
     let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
-    let holds = checks_hold(&mut tx, &checks).await?;
+    audit::lock_for_append(&mut tx, backend).await?;
+    let (holds, head) = batch_state(&mut tx, &checks, true).await?;
     let entries = batch
         .iter()
         .zip(&holds)
         .filter(|(_, h)| **h)
         .map(|(p, _)| p.entry.clone())
         .collect();
-    audit::append_all(&mut tx, backend, entries).await?;
+    audit::append_after(&mut tx, head, entries).await?;
     tx.commit().await?;
+    tracing::debug!(entries = batch.len(), "audit batch committed");
     Ok(holds)
 }
 
-/// Which of `checks` hold (None always does), with one query for the API
-/// keys and one for the connections of the whole batch.
+/// Which of `checks` hold (None always does).
 pub(crate) async fn checks_hold(
     c: &mut AnyConnection,
     checks: &[Option<&ReadCheck>],
 ) -> Result<Vec<bool>, Error> {
+    Ok(batch_state(c, checks, false).await?.0)
+}
+
+/// Which of `checks` hold, and (`with_head`) the chain's head, read in one
+/// statement for the whole batch: each round trip to the database is paid
+/// once per batch, and the writer's batch is the hot path's bottleneck.
+async fn batch_state(
+    c: &mut AnyConnection,
+    checks: &[Option<&ReadCheck>],
+    with_head: bool,
+) -> Result<(Vec<bool>, Option<(i64, String)>), Error> {
     let wanted: Vec<&ReadCheck> = checks.iter().flatten().copied().collect();
-    if wanted.is_empty() {
-        return Ok(vec![true; checks.len()]);
-    }
     let key_ids: BTreeSet<&str> = wanted.iter().map(|r| r.api_key_id.as_str()).collect();
     let conn_ids: BTreeSet<&str> = wanted.iter().map(|r| r.connection_id.as_str()).collect();
-    let now = rekey_core::time::now_ms();
-    let sql = format!(
-        "SELECT id FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) AND id IN ({})",
-        rows::marks(2, key_ids.len())
-    );
-    let mut q = sqlx::query_scalar::<_, String>(&sql).bind(now);
-    for id in &key_ids {
-        q = q.bind(id.to_string());
+    // Rows of (what, id, tenant, number): 'k' a live key, 'c' a connection
+    // and its version, 'h' the chain's head (hash, seq).
+    let mut parts = Vec::new();
+    if !wanted.is_empty() {
+        parts.push(format!(
+            "SELECT 'k', id, '', CAST(0 AS BIGINT) FROM api_keys WHERE revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1) AND id IN ({})",
+            rows::marks(2, key_ids.len())
+        ));
+        parts.push(format!(
+            "SELECT 'c', id, tenant, version FROM connections WHERE id IN ({})",
+            rows::marks(2 + key_ids.len(), conn_ids.len())
+        ));
     }
-    let live_keys: HashSet<String> = q.fetch_all(&mut *c).await?.into_iter().collect();
-    let sql = format!(
-        "SELECT id, tenant, version FROM connections WHERE id IN ({})",
-        rows::marks(1, conn_ids.len())
-    );
-    let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
-    for id in &conn_ids {
-        q = q.bind(id.to_string());
+    if with_head {
+        parts.push(format!(
+            "SELECT 'h', hash, '', seq FROM ({}) head",
+            audit::HEAD_SQL
+        ));
     }
-    let versions: HashMap<String, (String, i64)> = q
-        .fetch_all(&mut *c)
-        .await?
-        .into_iter()
-        .map(|(id, tenant, v)| (id, (tenant, v)))
-        .collect();
-    Ok(checks
+    if parts.is_empty() {
+        return Ok((vec![true; checks.len()], None));
+    }
+    let sql = parts.join(" UNION ALL ");
+    let mut q = sqlx::query_as::<_, (String, String, String, i64)>(&sql);
+    if !wanted.is_empty() {
+        q = q.bind(rekey_core::time::now_ms());
+        for id in key_ids.iter().chain(&conn_ids) {
+            q = q.bind(id.to_string());
+        }
+    }
+    let mut live_keys = HashSet::new();
+    let mut versions = HashMap::new();
+    let mut head = None;
+    for (what, id, tenant, n) in q.fetch_all(&mut *c).await? {
+        match what.as_str() {
+            "k" => {
+                live_keys.insert(id);
+            }
+            "c" => {
+                versions.insert(id, (tenant, n));
+            }
+            _ => head = Some((n, id)),
+        }
+    }
+    let holds = checks
         .iter()
         .map(|chk| match chk {
             None => true,
@@ -220,5 +250,6 @@ pub(crate) async fn checks_hold(
                         .is_some_and(|(t, v)| *t == r.tenant && *v == r.connection_version)
             }
         })
-        .collect())
+        .collect();
+    Ok((holds, head))
 }
