@@ -173,6 +173,12 @@ fn wants_json(m: &ArgMatches) -> bool {
     m.subcommand().is_some_and(|(_, sub)| wants_json(sub))
 }
 
+// mimalloc instead of glibc's malloc: the request path allocates many
+// small objects on several threads, where glibc's arenas cost a sixth of
+// the credential fetch's CPU time (docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let json = wants_json(&matches);
