@@ -96,12 +96,15 @@ async fn run(
     mut rx: mpsc::Receiver<Pending>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // The writer keeps one pooled connection for itself: no pool round
-    // trip per batch, and on SQLite a page cache that stays warm (a
+    // The writer keeps one pooled connection for itself (pools of four or
+    // more): no pool round trip per batch, and on SQLite a page cache that stays warm (a
     // connection whose cache another connection's commit made stale
     // re-reads the pages it touches). Dropped after an error, so a broken
     // connection is replaced by a fresh one.
     let mut conn: Option<PoolConnection<Any>> = None;
+    // A small pool cannot spare one: requests that hold a connection while
+    // they take another (an OAuth refresh on PostgreSQL) would starve.
+    let keep = pool.options().get_max_connections() >= 4;
     loop {
         let n = tokio::select! {
             n = rx.recv_many(&mut batch, MAX_BATCH) => n,
@@ -117,7 +120,7 @@ async fn run(
             break;
         }
         let result = write(&pool, &mut conn, backend, &lock, &batch).await;
-        if result.is_err() {
+        if result.is_err() || !keep {
             conn = None;
         }
         // Every caller of a failed batch gets the error (its secret is not
@@ -145,51 +148,87 @@ async fn write(
     lock: &Arc<Mutex<()>>,
     batch: &[Pending],
 ) -> Result<Vec<bool>, Error> {
-    use sqlx::Connection;
     // SQLite: the in-process write lock, then the database's, as
     // `begin_write_on` takes them.
     let _guard = match backend {
         Backend::Sqlite => Some(lock.lock().await),
         Backend::Postgres => None,
     };
-    let c = match conn {
-        Some(c) => c,
-        None => conn.insert(pool.acquire().await?),
-    };
+    if let Some(c) = conn.as_mut() {
+        match write_on(c, backend, batch).await {
+            Ok(holds) => return Ok(holds),
+            // The kept connection may be one the server has since closed
+            // (a restart, an idle timeout): nothing was committed, so one
+            // more try on a fresh connection.
+            Err((e, false)) => {
+                tracing::debug!(error = %e, "audit writer: retrying on a fresh connection");
+                *conn = None;
+            }
+            Err((e, true)) => {
+                *conn = None;
+                return Err(e);
+            }
+        }
+    }
+    let c = conn.insert(pool.acquire().await?);
+    write_on(c, backend, batch).await.map_err(|(e, _)| e)
+}
+
+/// One batch in one transaction on `c`. The error says whether `COMMIT`
+/// was reached (after which the outcome is unknown and nothing is retried).
+async fn write_on(
+    c: &mut AnyConnection,
+    backend: Backend,
+    batch: &[Pending],
+) -> Result<Vec<bool>, (Error, bool)> {
+    use sqlx::Connection;
+    let before = |e: Error| (e, false);
     let mut tx = match backend {
-        Backend::Sqlite => c.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => c.begin().await?,
-    };
-    let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
-    audit::lock_for_append(&mut tx, backend).await?;
-    let (holds, head) = batch_state(&mut tx, &checks, true).await?;
-    let entries = batch
+        Backend::Sqlite => c.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => c.begin().await,
+    }
+    .map_err(|e| before(e.into()))?;
+    let items = batch
         .iter()
-        .zip(&holds)
-        .filter(|(_, h)| **h)
-        .map(|(p, _)| p.entry.clone())
+        .map(|p| (p.entry.clone(), p.check.clone()))
         .collect();
-    audit::append_after(&mut tx, head, entries).await?;
-    tx.commit().await?;
+    let holds = append_checked(&mut tx, backend, items)
+        .await
+        .map_err(before)?;
+    tx.commit().await.map_err(|e| (Error::from(e), true))?;
     tracing::debug!(entries = batch.len(), "audit batch committed");
     Ok(holds)
 }
 
-/// Which of `checks` hold (None always does).
-pub(crate) async fn checks_hold(
+/// Append, in order, each entry whose check holds (None always does),
+/// inside the caller's write transaction; which ones did. The audit lock
+/// is taken *before* the checks are read: a revocation or a disable holds
+/// it until it commits (its own audit entry), so a check can never see the
+/// state from before a change that has already answered its caller.
+pub(crate) async fn append_checked(
     c: &mut AnyConnection,
-    checks: &[Option<&ReadCheck>],
+    backend: Backend,
+    items: Vec<(AuditEntry, Option<ReadCheck>)>,
 ) -> Result<Vec<bool>, Error> {
-    Ok(batch_state(c, checks, false).await?.0)
+    audit::lock_for_append(c, backend).await?;
+    let checks: Vec<Option<&ReadCheck>> = items.iter().map(|(_, chk)| chk.as_ref()).collect();
+    let (holds, head) = batch_state(c, &checks).await?;
+    let entries = items
+        .into_iter()
+        .zip(&holds)
+        .filter(|(_, h)| **h)
+        .map(|((e, _), _)| e)
+        .collect();
+    audit::append_after(c, head, entries).await?;
+    Ok(holds)
 }
 
-/// Which of `checks` hold, and (`with_head`) the chain's head, read in one
+/// Which of `checks` hold, and the chain's head, read in one
 /// statement for the whole batch: each round trip to the database is paid
 /// once per batch, and the writer's batch is the hot path's bottleneck.
 async fn batch_state(
     c: &mut AnyConnection,
     checks: &[Option<&ReadCheck>],
-    with_head: bool,
 ) -> Result<(Vec<bool>, Option<(i64, String)>), Error> {
     let wanted: Vec<&ReadCheck> = checks.iter().flatten().copied().collect();
     let key_ids: BTreeSet<&str> = wanted.iter().map(|r| r.api_key_id.as_str()).collect();
@@ -208,15 +247,10 @@ async fn batch_state(
             rows::marks(2 + key_ids.len(), conn_ids.len())
         ));
     }
-    if with_head {
-        parts.push(format!(
-            "SELECT 'h', hash, '', seq FROM ({}) head",
-            audit::HEAD_SQL
-        ));
-    }
-    if parts.is_empty() {
-        return Ok((vec![true; checks.len()], None));
-    }
+    parts.push(format!(
+        "SELECT 'h', hash, '', seq FROM ({}) head",
+        audit::HEAD_SQL
+    ));
     let sql = parts.join(" UNION ALL ");
     let mut q = sqlx::query_as::<_, (String, String, String, i64)>(&sql);
     if !wanted.is_empty() {

@@ -239,13 +239,11 @@ impl Store {
             }
             AuditCommit::Each => {
                 let mut tx = self.begin_write().await?;
-                let holds = audit_group::checks_hold(tx.conn(), &[check.as_ref()])
+                let backend = self.backend;
+                let holds = audit_group::append_checked(tx.conn(), backend, vec![(entry, check)])
                     .await?
                     .first()
                     == Some(&true);
-                if holds {
-                    audit::append(tx.conn(), self.backend, entry).await?;
-                }
                 tx.commit().await?;
                 Ok(holds)
             }

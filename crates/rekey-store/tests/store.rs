@@ -971,6 +971,15 @@ async fn audit_entries_written_only_if_their_check_holds(db: Db) {
     api_keys::insert(tx.conn(), &api_key("t1", "key_gone"), "hash-gone")
         .await
         .unwrap();
+    api_keys::insert(tx.conn(), &api_key("t1", "key_expired"), "hash-expired")
+        .await
+        .unwrap();
+    // Rotated long ago with a grace that has run out.
+    assert!(
+        api_keys::mark_rotated(tx.conn(), "t1", "key_expired", "key_live", 1, Some(2))
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
     insert(&group, &connection("t1", "conn_1", "{}")).await;
     let mut tx = group.begin_write().await.unwrap();
@@ -990,6 +999,7 @@ async fn audit_entries_written_only_if_their_check_holds(db: Db) {
     let cases = [
         (check("key_live", "t1", "conn_1", 1), true),
         (check("key_gone", "t1", "conn_1", 1), false),
+        (check("key_expired", "t1", "conn_1", 1), false),
         (check("key_live", "t1", "conn_1", 2), false),
         (check("key_live", "t2", "conn_1", 1), false),
         (check("key_live", "t1", "conn_none", 1), false),

@@ -185,32 +185,45 @@ async fn update_credentials(
 async fn read_credentials(
     auth: CachedAuth,
     ApiPath(id): ApiPath,
-    ApiQuery(q): ApiQuery<CredentialsQuery>,
+    q: Result<ApiQuery<CredentialsQuery>, Response>,
 ) -> ApiResult<Response> {
-    let label = match q.version.as_deref() {
-        None => VersionLabel::Current,
-        Some(v) => v.parse()?,
+    // The caller comes from the key cache: any refusal is answered only
+    // after the key is proven active (a revoked key gets 401 first, as on
+    // every other route).
+    let label = match q {
+        Ok(ApiQuery(q)) => match q.version.as_deref() {
+            None => Ok(VersionLabel::Current),
+            Some(v) => v.parse::<VersionLabel>(),
+        },
+        Err(rejection) => {
+            auth.rekey.confirm(&auth.principal).await?;
+            return Ok(rejection);
+        }
     };
     let v = match label {
-        // The hot path: the key cache's caller, proven active when the read
-        // is audited.
-        VersionLabel::Current => {
+        // The hot path: proven active when the read is audited.
+        Ok(VersionLabel::Current) => {
             auth.rekey
                 .read_credentials_cached(&auth.principal, &auth.ctx, &id)
                 .await?
         }
-        VersionLabel::Previous => {
+        Ok(VersionLabel::Previous) => {
             let p = auth.rekey.confirm(&auth.principal).await?;
             auth.rekey
                 .read_previous_credentials(&p, &auth.ctx, &id)
                 .await?
         }
-        other => {
+        Ok(other) => {
+            auth.rekey.confirm(&auth.principal).await?;
             return Err(rekey_core::Error::invalid(
                 rekey_core::ErrorCode::InvalidVersion,
                 format!("`version` must be `current` or `previous`; a `{other}` credential is not handed out"),
             )
-            .into())
+            .into());
+        }
+        Err(e) => {
+            auth.rekey.confirm(&auth.principal).await?;
+            return Err(e.into());
         }
     };
     let mut r = Json(views::credentials(v)).into_response();

@@ -120,12 +120,26 @@ impl Rekey {
         ctx: &Ctx,
         id: &str,
     ) -> Result<Credentials, Error> {
-        let id = ids::parse_id(ids::CONNECTION, id)?;
-        if let Some(c) = self.cached_read(cp, ctx, &id).await? {
-            return Ok(c);
+        // Every answer but the secret goes to a key proven active: a revoked
+        // key still in this replica's cache gets 401, as everywhere else,
+        // not a 400 or a 404 that would tell it anything.
+        let id = match ids::parse_id(ids::CONNECTION, id) {
+            Ok(id) => id,
+            Err(e) => {
+                self.confirm(cp).await?;
+                return Err(e);
+            }
+        };
+        match self.cached_read(cp, ctx, &id).await {
+            Ok(Some(c)) => return Ok(c),
+            Ok(None) => {}
+            Err(e) => {
+                self.confirm(cp).await?;
+                return Err(e);
+            }
         }
-        self.inner.hot.forget_connection(&ctx.tenant, &id);
         let p = self.confirm(cp).await?;
+        self.inner.hot.forget_connection(&ctx.tenant, &id);
         self.read_credentials(&p, ctx, &id).await
     }
 
