@@ -15,6 +15,7 @@ both_backends!(
     cached_reads_obey_changes_made_on_another_replica,
     cached_keys_stop_at_once_on_every_replica,
     the_cache_serves_and_the_version_decides,
+    cached_oauth_reads_follow_a_refresh_on_another_replica,
 );
 
 /// A request to another server (a replica) with `key`.
@@ -299,5 +300,55 @@ async fn the_cache_serves_and_the_version_decides(db: Db) {
     let r = s.get(&path, &key).await;
     r.assert_error(500, "decryption_failed");
     assert!(!r.text.contains("sk-cached") && !r.text.contains("sk-other"));
+    s.stop().await;
+}
+
+/// An OAuth token served from the cache (a real authorization server,
+/// oidc-provider): refreshed on the replica, the next read here hands out
+/// the new token.
+async fn cached_oauth_reads_follow_a_refresh_on_another_replica(db: Db) {
+    use rekey_testkit::oidc::{integration, m2m_client, OidcProvider};
+    let s = TestServer::start(db).await;
+    let b = s.replica().await;
+    // Tokens for an hour: outside the refresh window, so reads are served
+    // as they are (the fixture's default of 5 s is always due).
+    let op = OidcProvider::start_with_env(
+        json!([m2m_client("m2m-client", "client_secret_basic")]),
+        &[("CLIENT_CREDENTIALS_TTL", "3600")],
+    )
+    .await;
+    let integ = integration(&s, &op, "m2m-client", "client_secret_basic", &["read"]).await;
+    let id = s
+        .create_connection(
+            json!({"provider": "custom-oidc", "kind": "oauth2_client_credentials",
+            "display_name": "M2M", "scopes": ["read"], "credentials": {"integration": integ}}),
+        )
+        .await;
+    let (_, key) = new_key(&s, "fetcher", &["credentials:read"]).await;
+    let path = format!("/api/v1/connections/{id}/credentials");
+    let token = |r: &Resp| {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json()["credentials"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = token(&s.get(&path, &key).await);
+    assert!(!first.is_empty());
+    assert_eq!(token(&s.get(&path, &key).await), first);
+    let r = on(
+        &s,
+        &b.base,
+        Method::POST,
+        &format!("/api/v1/connections/{id}/refresh"),
+        &s.admin_key,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let second = token(&s.get(&path, &key).await);
+    assert_ne!(second, first);
+    assert_eq!(token(&s.get(&path, &key).await), second);
+    b.stop().await;
     s.stop().await;
 }
