@@ -298,7 +298,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         tracing::warn!(path = %a.data.data_dir.join("keyring.json").display(),
             "created a new keyring; back it up: without it, stored secrets cannot be decrypted");
     }
-    tracing::info!(%addr, backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
+    tracing::info!(%addr, replica = %opened.rekey.replica_id(), backend = ?opened.rekey.store().backend(), providers = opened.rekey.catalog().len(), "rekey listening");
     // A stable first line on stdout for scripts and test harnesses, then
     // where to start: the dashboard, and how to get into it the first time.
     // One write, errors ignored: a reader that closes stdout after the first

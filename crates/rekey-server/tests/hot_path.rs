@@ -352,3 +352,120 @@ async fn cached_oauth_reads_follow_a_refresh_on_another_replica(db: Db) {
     b.stop().await;
     s.stop().await;
 }
+
+/// Single flight at scale: 1,000 concurrent fetches of an expired OAuth
+/// token, spread over three replicas on one PostgreSQL, make exactly one
+/// token request at the authorization server (oidc-provider, counted
+/// there), and all get the one new token. While that request is held at
+/// the provider, reads of another connection on every replica are
+/// answered: the refresh holds that connection's row, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_readers_on_three_replicas_refresh_once() {
+    use rekey_testkit::oidc::{integration, m2m_client, OidcProvider};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const READERS: usize = 1000;
+    let s = TestServer::start(Db::Postgres).await;
+    let (b, c) = (s.replica().await, s.replica().await);
+    let op = OidcProvider::start_with_env(
+        json!([m2m_client("m2m-client", "client_secret_basic")]),
+        &[("CLIENT_CREDENTIALS_TTL", "3600")],
+    )
+    .await;
+    let integ = integration(&s, &op, "m2m-client", "client_secret_basic", &["read"]).await;
+    let id = s
+        .create_connection(
+            json!({"provider": "custom-oidc", "kind": "oauth2_client_credentials",
+            "display_name": "M2M", "scopes": ["read"], "credentials": {"integration": integ}}),
+        )
+        .await;
+    let other = s
+        .create_connection(json!({"provider": "custom-rest", "kind": "api_key",
+            "display_name": "other", "credentials": {"key": "sk-other-conn"}}))
+        .await;
+    // The token from the create expired a minute ago (before any read, so
+    // no replica has it cached).
+    let past = rekey_core::time::now_ms() - 60_000;
+    s.sql(&[&format!(
+        "UPDATE connections SET expires_at = {past}, credential_meta = \
+         jsonb_set(credential_meta::jsonb, '{{access_expires_at}}', '{past}'::jsonb)::text \
+         WHERE id = '{id}'"
+    )])
+    .await;
+    let (_, key) = new_key(&s, "fetcher", &["credentials:read"]).await;
+    op.reset_stats().await;
+    // Long enough that the other connection's reads below finish inside it
+    // on any machine; the readers of this one all wait for it.
+    op.set_faults(json!({"token_delay_ms": 4000})).await;
+    let bases = [s.base.clone(), b.base.clone(), c.base.clone()];
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..READERS {
+        let url = format!("{}/api/v1/connections/{id}/credentials", bases[i % 3]);
+        let (key, done) = (key.clone(), done.clone());
+        // A client each: every reader has its own connection.
+        let http = reqwest::Client::new();
+        tasks.push(tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            let st = r.status();
+            let v: Value = r.json().await.unwrap();
+            done.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(st, StatusCode::OK, "{v}");
+            v["credentials"]["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
+    }
+    // The one token request is at the provider now.
+    for _ in 0..400 {
+        if op.stats().await.0 > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        op.stats().await.0,
+        1,
+        "the refresh started ({} readers answered)",
+        done.load(Ordering::SeqCst)
+    );
+    for base in &bases {
+        for _ in 0..20 {
+            let r = on(
+                &s,
+                base,
+                Method::GET,
+                &format!("/api/v1/connections/{other}/credentials"),
+                &key,
+                None,
+            )
+            .await;
+            assert_eq!(key_of(&r), json!("sk-other-conn"));
+        }
+    }
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        0,
+        "the other connection's 60 reads were answered while every reader of the expired one still waited"
+    );
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap());
+    }
+    let wall = started.elapsed();
+    assert_eq!(
+        op.stats().await.0,
+        1,
+        "one token request for {READERS} readers"
+    );
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "one new token");
+    eprintln!("{READERS} readers over 3 replicas: {wall:?} (the provider held the request 4 s)");
+    op.set_faults(json!({})).await;
+    c.stop().await;
+    b.stop().await;
+    s.stop().await;
+}

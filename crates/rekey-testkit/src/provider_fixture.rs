@@ -176,6 +176,12 @@ impl ProviderFixture {
         self.shared.revocations.load(Ordering::SeqCst)
     }
 
+    /// The tokens `auth.revoke` revoked, in order (each at most once: a
+    /// revoked token is refused from then on).
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        lock(&self.shared.revoked).clone()
+    }
+
     /// When each `auth.revoke` request arrived, in order.
     pub fn revocation_times(&self) -> Vec<std::time::Instant> {
         lock(&self.shared.revocation_times).clone()
