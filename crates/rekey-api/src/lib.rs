@@ -582,7 +582,11 @@ pub struct AuditList {
 
 /// `GET /api/v1/audit/verify`: the whole chain (every tenant's entries) is
 /// verified, since tampering anywhere breaks it, but the figures are the
-/// caller's tenant's only.
+/// caller's tenant's only. Every entry is read from the first, unless
+/// `?incremental=true`: then the walk starts after the last entry an
+/// earlier walk verified (a checkpoint) and reads only what was appended
+/// since (entries before it are not read again, so an edit there is only
+/// found by a full walk).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditVerifyReport {
     /// The verdict on the whole chain.
@@ -598,6 +602,29 @@ pub struct AuditVerifyReport {
     /// report (`rekey audit verify --offline`), which covers all tenants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// This walk read every entry from the first (no checkpoint used).
+    #[serde(default)]
+    pub full: bool,
+    /// Entries this walk read (all tenants).
+    #[serde(default)]
+    pub walked: u64,
+    /// The walk started after this entry, verified by an earlier walk
+    /// (`checked` counts the entries up to it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_before: Option<i64>,
+    /// When a full walk last found the chain intact (RFC 3339), if one did
+    /// since the checkpoint was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_walk: Option<String>,
+}
+
+/// Query of `GET /api/v1/audit/verify`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditVerifyQuery {
+    /// Read only the entries after the last verified one.
+    pub incremental: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -71,6 +71,8 @@ async fn bench(db: Db) {
             "create-key",
             "--name",
             "bench",
+            "--scope",
+            "admin",
             "--tenant",
             "default",
         ],

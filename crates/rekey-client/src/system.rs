@@ -73,9 +73,13 @@ impl Client {
         }
     }
 
-    /// `GET /api/v1/audit/verify`: the verdict on the whole chain.
-    pub async fn verify_audit(&self) -> Result<AuditVerifyReport> {
-        self.get("/api/v1/audit/verify", NO_QUERY).await
+    /// `GET /api/v1/audit/verify`: the verdict on the whole chain, read
+    /// from the first entry, or with `incremental` from the last verified one.
+    pub async fn verify_audit(&self, incremental: bool) -> Result<AuditVerifyReport> {
+        let q = AuditVerifyQuery {
+            incremental: incremental.then_some(true),
+        };
+        self.get("/api/v1/audit/verify", &q).await
     }
 
     /// `GET /api/v1/evidence`: stream the export into `out` as it comes

@@ -189,6 +189,21 @@ impl Default for Verifier {
 }
 
 impl Verifier {
+    /// Carry on after entry `seq`, whose hash is `hash`, verified earlier
+    /// (a checkpoint): the next entry fed must be `seq + 1` and link to it.
+    pub fn resume(seq: i64, hash: &str) -> Verifier {
+        Verifier {
+            prev_hash: hash.to_string(),
+            prev_seq: Some(seq),
+            checked: 0,
+        }
+    }
+
+    /// The last entry fed, as `(seq, hash)`; None before the first.
+    pub fn last(&self) -> Option<(i64, &str)> {
+        self.prev_seq.map(|s| (s, self.prev_hash.as_str()))
+    }
+
     pub fn feed(&mut self, row: &ChainedEntry) -> Result<(), ChainBreak> {
         let seq = row.entry.seq;
         match self.prev_seq {

@@ -325,6 +325,10 @@ pub fn audit_verify(r: &ChainReport) -> AuditVerifyReport {
         first_broken_seq: r.first_broken_seq,
         message: r.message.clone(),
         tenant: r.tenant.clone(),
+        full: r.full,
+        walked: r.walked,
+        verified_before: r.from_seq,
+        last_full_walk: r.last_full_walk.map(rekey_core::time::ms_to_rfc3339),
     }
 }
 

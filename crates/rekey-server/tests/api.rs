@@ -18,6 +18,7 @@ both_backends!(
     optimistic_concurrency,
     filters_and_pagination,
     audit_chain_detects_tampering,
+    audit_verify_incremental_reads_only_new_entries,
     disable_and_enable,
     api_keys_endpoints,
     audit_pagination_and_filters,
@@ -910,6 +911,127 @@ async fn audit_chain_detects_tampering(db: Db) {
     let v = s.get("/api/v1/audit/verify", k).await.json();
     assert_eq!(v["ok"], false);
     assert_eq!(v["first_broken_seq"], 3, "{v}");
+    s.stop().await;
+}
+
+/// `?incremental=true` reads only the entries appended since the last
+/// verified one (the checkpoint a walk leaves), yet still counts all of
+/// the tenant's; an edit after the checkpoint, or to the checkpoint's own
+/// entry, is found; an edit before it only by a full walk, which then
+/// moves the checkpoint back so incremental walks see the break too.
+async fn audit_verify_incremental_reads_only_new_entries(db: Db) {
+    let s = TestServer::start(db).await;
+    let k = &s.admin_key;
+    let inc = "/api/v1/audit/verify?incremental=true";
+    for i in 0..3 {
+        s.create_api_key_conn(k, &format!("a{i}"), json!({})).await;
+    }
+    let total = |v: &Value| v["checked"].as_u64().unwrap();
+    // No checkpoint yet: the first incremental walk reads everything.
+    let first = s.get(inc, k).await.json();
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["full"], true, "{first}");
+    let n = total(&first);
+    assert_eq!(first["walked"], n, "{first}");
+    let again = s.get(inc, k).await.json();
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(again["full"], false, "{again}");
+    assert_eq!(again["walked"], 0, "{again}");
+    assert_eq!(
+        total(&again),
+        n,
+        "entries before the checkpoint still count"
+    );
+    assert_eq!(again["verified_before"], n as i64, "{again}");
+    for i in 3..5 {
+        s.create_api_key_conn(k, &format!("a{i}"), json!({})).await;
+    }
+    let more = s.get(inc, k).await.json();
+    let added = total(&more) - n;
+    assert!(added >= 2, "{more}");
+    assert_eq!(more["walked"], added, "{more}");
+    assert!(
+        more["message"].as_str().unwrap().contains("last full walk"),
+        "{more}"
+    );
+    // A bounded walk (the dashboard's) stops and says so; the next goes on.
+    for i in 5..7 {
+        s.create_api_key_conn(k, &format!("b{i}"), json!({})).await;
+    }
+    let bounded = rekey_service::Walk::FromCheckpoint { max: 1 };
+    let part = s
+        .rekey
+        .audit_verify_tenant("default", bounded)
+        .await
+        .unwrap();
+    assert!(part.ok && !part.complete && part.walked == 1, "{part:?}");
+    assert!(part.message.contains("later entries"), "{part:?}");
+    let rest = s
+        .rekey
+        .audit_verify_tenant(
+            "default",
+            rekey_service::Walk::FromCheckpoint { max: 1_000 },
+        )
+        .await
+        .unwrap();
+    assert!(rest.ok && rest.complete && rest.walked >= 1, "{rest:?}");
+    assert_eq!(rest.from_seq, part.from_seq.map(|s| s + 1), "{rest:?}");
+    let more = s.get(inc, k).await.json();
+    // The full walk (the default) reads everything and says when.
+    let full = s.get("/api/v1/audit/verify", k).await.json();
+    assert_eq!(full["full"], true, "{full}");
+    assert_eq!(full["walked"], total(&more), "{full}");
+    let since = s.get(inc, k).await.json();
+    assert!(since["last_full_walk"].is_string(), "{since}");
+
+    let drop_guards: &[&str] = match db {
+        Db::Sqlite => &["DROP TRIGGER audit_log_no_update"],
+        Db::Postgres => &["DROP TRIGGER audit_log_no_update ON audit_log"],
+    };
+    s.sql(drop_guards).await;
+    let head = total(&more) as i64;
+    // An edit after the checkpoint: found by the next incremental walk.
+    s.create_api_key_conn(k, "a5", json!({})).await;
+    let after = head + 1;
+    s.sql(&[&format!(
+        "UPDATE audit_log SET outcome = 'denied' WHERE seq = {after}"
+    )])
+    .await;
+    let v = s.get(inc, k).await.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_broken_seq"], after, "{v}");
+    s.sql(&[&format!(
+        "UPDATE audit_log SET outcome = 'ok' WHERE seq = {after}"
+    )])
+    .await;
+    assert_eq!(s.get(inc, k).await.json()["ok"], true);
+    // The checkpoint's own entry changed: found.
+    let cp = s.get(inc, k).await.json()["verified_before"]
+        .as_i64()
+        .unwrap();
+    s.sql(&[&format!(
+        "UPDATE audit_log SET outcome = 'denied' WHERE seq = {cp}"
+    )])
+    .await;
+    let v = s.get(inc, k).await.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_broken_seq"], cp, "{v}");
+    s.sql(&[&format!(
+        "UPDATE audit_log SET outcome = 'ok' WHERE seq = {cp}"
+    )])
+    .await;
+    // An edit well before the checkpoint: incremental walks do not read
+    // it (that is their bargain)…
+    s.sql(&["UPDATE audit_log SET outcome = 'denied' WHERE seq = 2"])
+        .await;
+    assert_eq!(s.get(inc, k).await.json()["ok"], true);
+    // …a full walk does, and from then on incremental walks report it too.
+    let v = s.get("/api/v1/audit/verify", k).await.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_broken_seq"], 2, "{v}");
+    let v = s.get(inc, k).await.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_broken_seq"], 2, "{v}");
     s.stop().await;
 }
 

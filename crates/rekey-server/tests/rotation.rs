@@ -569,3 +569,68 @@ async fn redshift_uses_the_postgres_rotator(db: Db) {
     drop_pg_role(&role).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A step that outlasts the rotation's lease keeps it: the lease is
+/// renewed while the step runs, so another replica's worker never takes
+/// the rotation over and runs the same step at once. The `set` step's
+/// `ALTER USER` is held up by a transaction that has changed the role and
+/// not committed; meanwhile the lease (300 ms here) passes many times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_step_keeps_its_rotation_lease() {
+    use sqlx::Connection;
+    let s = TestServer::start(Db::Postgres).await;
+    let b = s.replica().await;
+    s.rekey.set_rotation_lease_ms(300);
+    b.rekey.set_rotation_lease_ms(300);
+    let c = s.client(&s.admin_key);
+    let role = pg_role("rk_rot_slow", "first-password-1").await;
+    let id = db_conn(&s, "postgresql", &role, "first-password-1", pg_params()).await;
+    let mut blocker = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query(&format!("ALTER ROLE \"{role}\" VALID UNTIL 'infinity'"))
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let r = c
+        .start_rotation(&id, &StartRotation::default())
+        .await
+        .unwrap();
+    let mut db = sqlx::PgConnection::connect(&s.database_url())
+        .await
+        .unwrap();
+    let owner = || {
+        sqlx::query_scalar::<_, Option<String>>("SELECT lease_owner FROM rotations WHERE id = $1")
+            .bind(&r.id)
+    };
+    // Wait for the step to start (it holds the lease), then let replica B's
+    // worker look for due rotations for ten lease lengths.
+    let mut held = false;
+    for _ in 0..100 {
+        if owner().fetch_one(&mut db).await.unwrap().as_deref() == Some(s.rekey.replica_id()) {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(held, "the rotation's step did not start");
+    for _ in 0..30 {
+        b.rekey.rotate_due(10).await.unwrap();
+        let o = owner().fetch_one(&mut db).await.unwrap();
+        assert_eq!(
+            o.as_deref(),
+            Some(s.rekey.replica_id()),
+            "the lease stays with the replica running the step"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let done = wait_for_rotation(&c, &r.id, "retired").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let (_, pw) = current(&c, &id).await;
+    assert!(pg_login(&role, &pw).await, "the new password logs in");
+    b.stop().await;
+    s.stop().await;
+    drop_pg_role(&role).await;
+}

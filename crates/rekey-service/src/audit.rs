@@ -71,6 +71,16 @@ pub struct ChainReport {
     pub first_broken_seq: Option<i64>,
     pub message: String,
     pub tenant: Option<String>,
+    /// The walk started at the first entry (no checkpoint was used).
+    pub full: bool,
+    /// Entries read by this walk.
+    pub walked: u64,
+    /// The walk started after this entry, verified by an earlier walk.
+    pub from_seq: Option<i64>,
+    /// The walk reached the last entry (it may stop early when bounded).
+    pub complete: bool,
+    /// When a full walk last found the chain intact (ms), as far as known.
+    pub last_full_walk: Option<i64>,
 }
 
 fn limit(l: Option<i64>) -> Result<i64, Error> {
@@ -119,30 +129,88 @@ impl Rekey {
     /// operator on the box (`rekey audit verify --offline`), never for an
     /// API caller (the entry count is every tenant's activity).
     pub async fn audit_verify(&self) -> Result<ChainReport, Error> {
-        self.verify_chain(None).await
+        self.verify_chain(None, Walk::Full).await
     }
 
-    /// Walk the whole chain (tampering anywhere breaks it for everyone), but
-    /// report only figures about `tenant`: how many of its entries were
-    /// checked, and where the chain breaks only when that entry is its own.
-    pub async fn audit_verify_tenant(&self, tenant: &str) -> Result<ChainReport, Error> {
-        self.verify_chain(Some(tenant)).await
+    /// Walk the chain (tampering anywhere breaks it for everyone) from the
+    /// last verified entry, or from the first with `Walk::Full`, but report
+    /// only figures about `tenant`: how many of its entries are verified,
+    /// and where the chain breaks only when that entry is its own.
+    pub async fn audit_verify_tenant(
+        &self,
+        tenant: &str,
+        walk: Walk,
+    ) -> Result<ChainReport, Error> {
+        self.verify_chain(Some(tenant), walk).await
     }
 
-    async fn verify_chain(&self, tenant: Option<&str>) -> Result<ChainReport, Error> {
-        let mut v = Verifier::default();
-        let mut mine: u64 = 0;
-        let mut after = 0;
+    async fn verify_chain(&self, tenant: Option<&str>, walk: Walk) -> Result<ChainReport, Error> {
         let mut c = self.store().read().await?;
-        let report = |ok, checked, first_broken_seq, message| ChainReport {
-            ok,
-            checked,
-            first_broken_seq,
-            message,
+        let (cp, max) = match walk {
+            Walk::Full => (None, u64::MAX),
+            Walk::FromCheckpoint { max } => (rekey_store::audit::checkpoint(&mut c).await?, max),
+        };
+        let last_full = cp.as_ref().and_then(|c| c.full_at);
+        let mut report = ChainReport {
+            ok: true,
+            checked: 0,
+            first_broken_seq: None,
+            message: String::new(),
             tenant: tenant.map(str::to_string),
+            full: cp.is_none(),
+            walked: 0,
+            from_seq: cp.as_ref().map(|c| c.seq),
+            complete: true,
+            last_full_walk: last_full,
+        };
+        // Counts up to the last verified entry: all, and per tenant.
+        let (mut entries, mut tenants) = match &cp {
+            Some(cp) => (cp.entries, cp.tenants.clone()),
+            None => (0, Default::default()),
+        };
+        let mut v = match &cp {
+            None => Verifier::default(),
+            Some(cp) => {
+                // The checkpoint's own entry must still be the one verified.
+                let row = rekey_store::audit::page_from(&mut c, cp.seq - 1, 1)
+                    .await?
+                    .pop();
+                let intact = row.as_ref().is_some_and(|r| {
+                    r.entry.seq == cp.seq
+                        && r.hash == cp.hash
+                        && r.entry.chain_hash(&r.prev_hash) == r.hash
+                });
+                if !intact {
+                    let own = row
+                        .as_ref()
+                        .is_some_and(|r| Some(r.entry.tenant.as_str()) == tenant);
+                    return Ok(broken(
+                        report,
+                        tenant.map_or(entries, |t| tenants.get(t).copied().unwrap_or(0)),
+                        (tenant.is_none() || own).then_some(cp.seq),
+                        format!(
+                            "audit chain broken at entry {}: changed or removed since it was verified",
+                            cp.seq
+                        ),
+                    ));
+                }
+                Verifier::resume(cp.seq, &cp.hash)
+            }
+        };
+        let mut after = cp.as_ref().map_or(0, |c| c.seq);
+        let mine = |tenants: &std::collections::BTreeMap<String, i64>, entries: i64| {
+            tenant.map_or(entries, |t| tenants.get(t).copied().unwrap_or(0))
         };
         loop {
-            let page = rekey_store::audit::page_from(&mut c, after, 1000).await?;
+            let want = (max - report.walked).min(PAGE as u64) as i64;
+            if want == 0 {
+                // Bounded: stopped with entries left to read?
+                report.complete = rekey_store::audit::page_from(&mut c, after, 1)
+                    .await?
+                    .is_empty();
+                break;
+            }
+            let page = rekey_store::audit::page_from(&mut c, after, want).await?;
             let Some(last) = page.last() else { break };
             after = last.entry.seq;
             for row in &page {
@@ -152,47 +220,135 @@ impl Rekey {
                         | rekey_core::audit::ChainBreak::LinkMismatch { seq } => *seq,
                         rekey_core::audit::ChainBreak::Gap { next, .. } => *next,
                     };
-                    // The broken row is `row` in every case.
-                    return Ok(match tenant {
-                        None => report(
-                            false,
-                            v.checked,
-                            Some(seq),
-                            format!("audit chain broken at {b}"),
-                        ),
-                        Some(t) if row.entry.tenant == t => {
-                            report(false, mine, Some(seq), format!("audit chain broken at {b}"))
-                        }
-                        Some(_) => report(
-                            false,
-                            mine,
-                            None,
-                            "audit chain broken at an entry outside this tenant; an operator \
-                             can locate it with `rekey audit verify --offline`"
-                                .to_string(),
-                        ),
-                    });
+                    // The broken row is `row` in every case; a break outside
+                    // the tenant is reported without saying where.
+                    let own = tenant.is_none_or(|t| row.entry.tenant == t);
+                    let message = if own {
+                        format!("audit chain broken at {b}")
+                    } else {
+                        "audit chain broken at an entry outside this tenant; an operator \
+                         can locate it with `rekey audit verify --offline`"
+                            .to_string()
+                    };
+                    let full_at = if report.full { None } else { last_full };
+                    drop(c);
+                    self.save_checkpoint(&v, entries, &tenants, report.full, full_at)
+                        .await;
+                    return Ok(broken(
+                        report,
+                        mine(&tenants, entries),
+                        own.then_some(seq),
+                        message,
+                    ));
                 }
-                if tenant.is_some_and(|t| row.entry.tenant == t) {
-                    mine += 1;
-                }
+                report.walked += 1;
+                entries += 1;
+                *tenants.entry(row.entry.tenant.clone()).or_default() += 1;
             }
         }
-        Ok(match tenant {
-            None => report(
-                true,
-                v.checked,
-                None,
-                format!("audit chain intact: {} entries", v.checked),
-            ),
-            Some(_) => report(
-                true,
-                mine,
-                None,
-                format!("audit chain intact: {mine} entries of this tenant checked"),
-            ),
-        })
+        drop(c);
+        let full_at = if report.full && report.complete {
+            Some(rekey_core::time::now_ms())
+        } else {
+            last_full
+        };
+        self.save_checkpoint(&v, entries, &tenants, report.full, full_at)
+            .await;
+        report.last_full_walk = full_at;
+        report.checked = mine(&tenants, entries).max(0) as u64;
+        let whose = if tenant.is_some() {
+            " of this tenant"
+        } else {
+            ""
+        };
+        let since = match (report.from_seq, report.walked) {
+            (None, _) => String::new(),
+            (Some(s), n) => {
+                let full = last_full.map_or("never".to_string(), rekey_core::time::ms_to_rfc3339);
+                format!(
+                    " ({n} read now, after entry {s}, verified earlier; last full walk: {full})"
+                )
+            }
+        };
+        report.message = if report.complete {
+            format!(
+                "audit chain intact: {} entries{whose}{since}",
+                report.checked
+            )
+        } else {
+            format!(
+                "audit chain intact up to entry {after}: {} entries{whose}{since}; later entries \
+                 are checked on the next verification",
+                report.checked
+            )
+        };
+        Ok(report)
     }
+
+    /// Remember how far the chain is verified. Best effort: a failure only
+    /// means the next walk starts earlier.
+    async fn save_checkpoint(
+        &self,
+        v: &Verifier,
+        entries: i64,
+        tenants: &std::collections::BTreeMap<String, i64>,
+        force: bool,
+        full_at: Option<i64>,
+    ) {
+        let Some((seq, hash)) = v.last() else {
+            // A full walk broken at the first entry: nothing is verified.
+            if force {
+                let res = async {
+                    let mut tx = self.store().begin_write().await?;
+                    rekey_store::audit::clear_checkpoint(tx.conn()).await?;
+                    tx.commit().await
+                }
+                .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "could not clear the audit checkpoint");
+                }
+            }
+            return;
+        };
+        let cp = rekey_store::audit::Checkpoint {
+            seq,
+            hash: hash.to_string(),
+            entries,
+            verified_at: rekey_core::time::now_ms(),
+            full_at,
+            tenants: tenants.clone(),
+        };
+        let res = async {
+            let mut tx = self.store().begin_write().await?;
+            rekey_store::audit::save_checkpoint(tx.conn(), &cp, force).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "could not save the audit checkpoint");
+        }
+    }
+}
+
+/// Entries read per query while walking the chain.
+const PAGE: i64 = 5000;
+
+/// How much of the chain a verification reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// Every entry from the first: the check of record.
+    Full,
+    /// From the last entry an earlier walk verified (or the first, if none
+    /// did), reading at most `max` entries (`u64::MAX`: to the end).
+    FromCheckpoint { max: u64 },
+}
+
+fn broken(mut r: ChainReport, checked: i64, seq: Option<i64>, message: String) -> ChainReport {
+    r.ok = false;
+    r.checked = checked.max(0) as u64;
+    r.first_broken_seq = seq;
+    r.message = message;
+    r
 }
 
 /// One reader of a credential: who (`api_key:<id>` with the key's name,

@@ -240,7 +240,7 @@ impl Rekey {
             Error::not_found(ErrorCode::EvidenceNotFound, format!("evidence export {id}"))
         })?;
         let details = serde_json::from_str(&entry.entry.details).unwrap_or(Value::Null);
-        let chain = self.audit_verify_tenant(tenant).await?;
+        let chain = self.audit_verify_tenant(tenant, crate::Walk::Full).await?;
         Ok(EvidenceRecord {
             entry,
             details,

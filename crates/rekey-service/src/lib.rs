@@ -33,7 +33,7 @@ mod versions;
 mod webhooks;
 
 pub use api_keys::{CachedPrincipal, IssuedApiKey, Principal, RotatedApiKey};
-pub use audit::{AuditPage, ChainReport, Reader};
+pub use audit::{AuditPage, ChainReport, Reader, Walk};
 pub use campaign::{
     Breakdown as CampaignBreakdown, Campaign, CampaignItem, CampaignLink, CampaignRecord,
     CampaignRun, CampaignSettings, MailSettings, PlanItem, PlannedStep,
@@ -186,6 +186,8 @@ struct Inner {
     /// The SMTP transport, when configured.
     mailer: Option<campaign::Mailer>,
     campaign_settings: RwLock<CampaignSettings>,
+    /// How long a rotation lease lasts (renewed while a step runs).
+    rotation_lease_ms: std::sync::atomic::AtomicI64,
     /// Set once the process is stopping: background passes start no new
     /// work (a health pass's queued checks go back, due now).
     stopping: tokio::sync::watch::Sender<bool>,
@@ -248,9 +250,24 @@ impl Rekey {
                     .map(campaign::Mailer::new)
                     .transpose()?,
                 campaign_settings: RwLock::new(config.campaigns),
+                rotation_lease_ms: std::sync::atomic::AtomicI64::new(rotation::LEASE_MS),
                 outbound,
             }),
         })
+    }
+
+    /// Tests only: a shorter rotation lease, to see a step outlast it.
+    #[cfg(feature = "test-hooks")]
+    pub fn set_rotation_lease_ms(&self, ms: i64) {
+        self.inner
+            .rotation_lease_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn rotation_lease_ms(&self) -> i64 {
+        self.inner
+            .rotation_lease_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tests only: a new outbound allow-list for every outbound connection

@@ -259,3 +259,96 @@ pub async fn readers(
     .fetch_all(c)
     .await?)
 }
+
+/// The last verified entry of the chain (see migration 0022): where the
+/// next walk starts, and how many entries (all, and each tenant's) lie up
+/// to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub entries: i64,
+    pub verified_at: i64,
+    /// When a walk from the first entry last found the chain intact.
+    pub full_at: Option<i64>,
+    pub tenants: std::collections::BTreeMap<String, i64>,
+}
+
+/// The checkpoint, if a walk has saved one.
+pub async fn checkpoint(c: &mut AnyConnection) -> Result<Option<Checkpoint>, Error> {
+    let row: Option<(i64, String, i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT seq, hash, entries, verified_at, full_at FROM audit_checkpoint WHERE id = 1",
+    )
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some((seq, hash, entries, verified_at, full_at)) = row else {
+        return Ok(None);
+    };
+    let tenants: Vec<(String, i64)> =
+        sqlx::query_as("SELECT tenant, entries FROM audit_checkpoint_tenants")
+            .fetch_all(&mut *c)
+            .await?;
+    Ok(Some(Checkpoint {
+        seq,
+        hash,
+        entries,
+        verified_at,
+        full_at,
+        tenants: tenants.into_iter().collect(),
+    }))
+}
+
+/// Save `cp` unless a walk already saved one at or past its entry
+/// (replicas may walk at once; the counts up to a given entry are the same
+/// whoever computed them) — or whatever is saved, with `force` (a full
+/// walk, the check of record, that found the chain broken before the
+/// saved entry). Run in a write transaction.
+pub async fn save_checkpoint(
+    c: &mut AnyConnection,
+    cp: &Checkpoint,
+    force: bool,
+) -> Result<bool, Error> {
+    let current: Option<i64> = sqlx::query_scalar("SELECT seq FROM audit_checkpoint WHERE id = 1")
+        .fetch_optional(&mut *c)
+        .await?;
+    if !force && current.is_some_and(|s| s >= cp.seq) {
+        return Ok(false);
+    }
+    let q = if current.is_some() {
+        "UPDATE audit_checkpoint SET seq = $1, hash = $2, entries = $3, verified_at = $4, \
+         full_at = $5 WHERE id = 1"
+    } else {
+        "INSERT INTO audit_checkpoint (seq, hash, entries, verified_at, full_at, id) \
+         VALUES ($1, $2, $3, $4, $5, 1)"
+    };
+    sqlx::query(q)
+        .bind(cp.seq)
+        .bind(&cp.hash)
+        .bind(cp.entries)
+        .bind(cp.verified_at)
+        .bind(cp.full_at)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("DELETE FROM audit_checkpoint_tenants")
+        .execute(&mut *c)
+        .await?;
+    for (tenant, n) in &cp.tenants {
+        sqlx::query("INSERT INTO audit_checkpoint_tenants (tenant, entries) VALUES ($1, $2)")
+            .bind(tenant)
+            .bind(n)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(true)
+}
+
+/// Forget the checkpoint: the next walk starts at the first entry.
+pub async fn clear_checkpoint(c: &mut AnyConnection) -> Result<(), Error> {
+    sqlx::query("DELETE FROM audit_checkpoint")
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("DELETE FROM audit_checkpoint_tenants")
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}

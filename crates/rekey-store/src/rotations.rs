@@ -223,6 +223,28 @@ pub async fn take_lease(
     Ok(r.rows_affected() == 1)
 }
 
+/// Extend `owner`'s lease on a rotation to `lease_until`, only while
+/// `owner` still holds it; false when it does not.
+pub async fn renew_lease(
+    c: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    owner: &str,
+    lease_until: i64,
+) -> Result<bool, Error> {
+    let r = sqlx::query(
+        "UPDATE rotations SET lease_until = $1 WHERE tenant = $2 AND id = $3 \
+         AND finished_at IS NULL AND lease_owner = $4",
+    )
+    .bind(lease_until)
+    .bind(tenant)
+    .bind(id)
+    .bind(owner)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Drop `owner`'s lease on a rotation (or every lease, with `None`).
 pub async fn release(
     c: &mut AnyConnection,

@@ -37,9 +37,15 @@ pub enum AuditCmd {
     Verify {
         #[command(flatten)]
         api: ApiArgs,
-        /// Read the database directly instead of asking the server.
+        /// Read the database directly instead of asking the server (always
+        /// every entry from the first).
         #[arg(long)]
         offline: bool,
+        /// Ask the server to read only the entries appended since the last
+        /// verification (quick; an edit to an earlier entry is only found
+        /// by a full walk, the default).
+        #[arg(long, conflicts_with = "offline")]
+        incremental: bool,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -92,11 +98,16 @@ pub async fn run(cmd: AuditCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCmd::Verify { api, offline, data } => {
+        AuditCmd::Verify {
+            api,
+            offline,
+            incremental,
+            data,
+        } => {
             if offline {
                 return crate::offline::audit_verify_offline(&data, api.json).await;
             }
-            let r = client(&api)?.verify_audit().await?;
+            let r = client(&api)?.verify_audit(incremental).await?;
             print_verify(&r, api.json)?;
             if !r.ok {
                 bail!("audit chain verification failed");

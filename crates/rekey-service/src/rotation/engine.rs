@@ -22,8 +22,9 @@ use rekey_store::{secrets, Locked, WriteTx};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// How long a worker holds a rotation before another may take it over.
-const LEASE_MS: i64 = 15_000;
+/// How long a worker holds a rotation before another may take it over
+/// (renewed every third of it while a step runs).
+pub(crate) const LEASE_MS: i64 = 15_000;
 /// A step that cannot reach its target is tried this many times.
 const MAX_ATTEMPTS: i64 = 8;
 
@@ -59,7 +60,7 @@ impl Rekey {
                 store::claim_due,
                 self.replica_id(),
                 now,
-                now + LEASE_MS,
+                now + self.rotation_lease_ms(),
                 limit,
             )
             .await?;
@@ -80,8 +81,15 @@ impl Rekey {
         loop {
             let now = now_ms();
             let mut tx = self.store().begin_write().await?;
-            let taken =
-                store::take_lease(tx.conn(), tenant, id, &owner, now, now + LEASE_MS).await?;
+            let taken = store::take_lease(
+                tx.conn(),
+                tenant,
+                id,
+                &owner,
+                now,
+                now + self.rotation_lease_ms(),
+            )
+            .await?;
             tx.commit().await?;
             let r = self.get_rotation(tenant, id).await?;
             if !taken || r.state.is_finished() || r.due_at > now || r.awaiting.is_some() {
@@ -92,9 +100,46 @@ impl Rekey {
                 }
                 return Ok(r);
             }
-            match self.step(&r).await? {
+            // A step can outlast the lease (a provider slow to answer): keep
+            // it while the step runs, so no other replica runs it at once.
+            let stepped = {
+                let step = self.step(&r);
+                tokio::pin!(step);
+                tokio::select! {
+                    s = &mut step => s,
+                    never = self.keep_lease(tenant, id, &owner) => match never {},
+                }
+            };
+            match stepped? {
                 Stepped::Advanced => continue,
                 Stepped::Wait => {}
+            }
+        }
+    }
+
+    /// Renew this replica's lease on a rotation every third of its length,
+    /// for as long as it is polled. A lost lease is logged; the step's own
+    /// write then finds the rotation moved and changes nothing.
+    async fn keep_lease(&self, tenant: &str, id: &str, owner: &str) -> std::convert::Infallible {
+        loop {
+            let lease = self.rotation_lease_ms();
+            tokio::time::sleep(Duration::from_millis(lease.max(3) as u64 / 3)).await;
+            let renewed = async {
+                let mut tx = self.store().begin_write().await?;
+                let ok = store::renew_lease(tx.conn(), tenant, id, owner, now_ms() + lease).await?;
+                tx.commit().await?;
+                Ok::<_, Error>(ok)
+            }
+            .await;
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(rotation = %id, "rotation lease lost during a step");
+                    return std::future::pending().await;
+                }
+                Err(e) => {
+                    tracing::warn!(rotation = %id, error = %e, "could not renew a rotation lease")
+                }
             }
         }
     }

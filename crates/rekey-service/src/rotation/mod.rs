@@ -18,6 +18,7 @@ mod aws_iam;
 mod confirm;
 mod database;
 mod engine;
+pub(crate) use engine::LEASE_MS;
 pub(crate) mod fault;
 mod key_pair;
 mod manual;
