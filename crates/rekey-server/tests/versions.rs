@@ -283,3 +283,44 @@ async fn native_fingerprints_for_aws_keys(db: Db) {
     assert_eq!(v[0].fingerprint_kind, "aws_access_key_id");
     s.stop().await;
 }
+
+/// Three replicas' sweepers racing over the same ended graces (on one
+/// PostgreSQL) retire each version once: one audit entry each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_retire_each_version_once() {
+    let s = TestServer::start(Db::Postgres).await;
+    let (b, r3) = (s.replica().await, s.replica().await);
+    let c = s.client(&s.admin_key);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let id = s.api_key_conn(&format!("sk-race-one-{i}")).await;
+        c.replace_credentials(&id, &key(&format!("sk-race-two-{i}")), None)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    s.sql(&["UPDATE credential_versions SET grace_until = 1 WHERE label = 'previous'"])
+        .await;
+    for _ in 0..3 {
+        let (x, y, z) = tokio::join!(
+            s.rekey.retire_expired_versions(100),
+            b.rekey.retire_expired_versions(100),
+            r3.rekey.retire_expired_versions(100),
+        );
+        x.unwrap();
+        y.unwrap();
+        z.unwrap();
+    }
+    for id in &ids {
+        let a = s
+            .get_admin(&format!(
+                "/api/v1/audit?target={id}&action=credential.version_retired"
+            ))
+            .await
+            .json();
+        assert_eq!(a["items"].as_array().map(Vec::len), Some(1), "{id}: {a}");
+    }
+    r3.stop().await;
+    b.stop().await;
+    s.stop().await;
+}

@@ -494,8 +494,16 @@ impl Rekey {
         let full = due.len() as i64 >= limit;
         for v in due {
             let mut tx = self.store().begin_write().await?;
-            // Read again under the write: a credential change may have
-            // retired it meanwhile.
+            // Read again under the write, with the connection's row locked
+            // (PostgreSQL): a credential change, or another replica's pass,
+            // may have retired it meanwhile.
+            rekey_store::lock_row(
+                &mut tx,
+                rekey_store::Locked::Connection,
+                &v.tenant,
+                &v.connection_id,
+            )
+            .await?;
             let Some(fresh) = store::with_label(
                 tx.conn(),
                 &v.tenant,
