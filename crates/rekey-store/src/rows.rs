@@ -427,6 +427,63 @@ pub(crate) async fn claim_due(
         .await?)
 }
 
+/// Extend `owner`'s lease on row `id` of `table` (the caller's constant) to
+/// `lease_until`, only while `owner` still holds it; false when it does not.
+pub(crate) async fn renew_lease(
+    c: &mut AnyConnection,
+    table: &str,
+    tenant: &str,
+    id: &str,
+    owner: &str,
+    lease_until: i64,
+) -> Result<bool, Error> {
+    let r = sqlx::query(&format!(
+        "UPDATE {table} SET lease_until = $1 WHERE tenant = $2 AND id = $3 AND lease_owner = $4"
+    ))
+    .bind(lease_until)
+    .bind(tenant)
+    .bind(id)
+    .bind(owner)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+impl crate::Store {
+    /// Extend `owner`'s lease on one row of `table` (`revocations`,
+    /// `campaign_mail`) in a write transaction of its own; false when
+    /// another worker holds the row now.
+    pub async fn renew_lease(
+        &self,
+        table: Leased,
+        tenant: &str,
+        id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, Error> {
+        let mut tx = self.begin_write().await?;
+        let kept = renew_lease(tx.conn(), table.name(), tenant, id, owner, lease_until).await?;
+        tx.commit().await?;
+        Ok(kept)
+    }
+}
+
+/// Tables whose rows workers lease one at a time.
+#[derive(Debug, Clone, Copy)]
+pub enum Leased {
+    Revocation,
+    CampaignMail,
+}
+
+impl Leased {
+    fn name(self) -> &'static str {
+        match self {
+            Leased::Revocation => "revocations",
+            Leased::CampaignMail => "campaign_mail",
+        }
+    }
+}
+
 impl crate::Store {
     /// Run one of the row modules' `claim_*` functions (`claim_due`,
     /// `claim_checks`, `claim_mail`…) in a write transaction of its own:

@@ -185,6 +185,22 @@ impl Rekey {
             .claim(store::claim_mail, &owner, now, now + LEASE_MS, limit)
             .await?;
         for (tenant, id) in &claimed {
+            // Sent one after another, each bounded by the SMTP timeout: the
+            // lease starts again with each, so the last of a slow batch is
+            // not taken over (and sent twice) while it goes out.
+            let kept = self
+                .store()
+                .renew_lease(
+                    rekey_store::Leased::CampaignMail,
+                    tenant,
+                    id,
+                    &owner,
+                    now_ms() + LEASE_MS,
+                )
+                .await?;
+            if !kept {
+                continue;
+            }
             if let Err(e) = self.send_one(mailer, &owner, tenant, id).await {
                 // Left leased: tried again once the lease ends.
                 tracing::warn!(mail = %id, error = %e, "campaign mail failed to run");

@@ -18,6 +18,7 @@ use rekey_core::time::now_ms;
 use rekey_core::{ids, Error, ErrorCode, SecretString};
 use rekey_store::connections::{self as conns, ConnectionRow};
 use rekey_store::revocations::{self as store, RevocationRow};
+use rekey_store::Leased;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -181,6 +182,16 @@ impl Rekey {
             .await?;
         let (mut done, mut failed) = (0, 0);
         for (tenant, id) in claimed {
+            // The batch is verified one after another, each try bounded by
+            // its provider's timeout: the lease starts again with each, so
+            // the last of a slow batch is not taken over while it runs.
+            let kept = self
+                .store()
+                .renew_lease(Leased::Revocation, &tenant, &id, owner, now_ms() + LEASE_MS)
+                .await?;
+            if !kept {
+                continue;
+            }
             let row = {
                 let mut c = self.store().read().await?;
                 store::get(&mut c, &tenant, &id).await?
