@@ -125,7 +125,10 @@ impl Store {
             Backend::Sqlite => pool.max_connections(pool_size.unwrap_or(8)).after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                    // No automatic checkpoint: it would run inside whichever
+                    // commit crosses the threshold (the audit writer's, most
+                    // often), stalling it; see `checkpoint_wal`.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;")
                         .await?;
                     Ok(())
                 })
@@ -144,6 +147,9 @@ impl Store {
             audit_commit: AuditCommit::default(),
         };
         store.migrate().await?;
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoint_wal(store.pool.clone()));
+        }
         Ok(store)
     }
 
@@ -302,6 +308,29 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// SQLite: copy the write-ahead log into the database twice a second, on
+/// a connection of its own (`PASSIVE`: it waits for no reader or writer),
+/// until the pool closes; closing checkpoints what is left.
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = pool.close_event() => return,
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; tried again");
+        }
     }
 }
 
