@@ -111,8 +111,16 @@ pub async fn advance_from(
     awaited: Option<&str>,
 ) -> Result<bool, Error> {
     let (set, n) = rows::set_clause(MOVING);
+    // A rotation that now waits for the operator, or has ended, is let go
+    // in the same write: once the operator sees it waiting, a cancel or a
+    // confirmation must not find a worker's lease still on it.
+    let release = if r.awaiting.is_some() || r.finished_at.is_some() {
+        ", lease_owner = NULL, lease_until = NULL"
+    } else {
+        ""
+    };
     let sql = format!(
-        "UPDATE rotations SET {set} WHERE tenant = ${} AND id = ${} AND state = ${} \
+        "UPDATE rotations SET {set}{release} WHERE tenant = ${} AND id = ${} AND state = ${} \
          AND COALESCE(awaiting, '') = ${}",
         n + 1,
         n + 2,

@@ -112,7 +112,14 @@ impl Rekey {
             };
             match stepped? {
                 Stepped::Advanced => continue,
-                Stepped::Wait => {}
+                // Waiting (the grace, a backoff, the operator) or done:
+                // let go now rather than after another read.
+                Stepped::Wait => {
+                    let mut tx = self.store().begin_write().await?;
+                    store::release(tx.conn(), Some(&owner), Some(id)).await?;
+                    tx.commit().await?;
+                    return self.get_rotation(tenant, id).await;
+                }
             }
         }
     }
