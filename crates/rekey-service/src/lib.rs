@@ -163,6 +163,8 @@ struct Inner {
     touched: Mutex<HashMap<String, i64>>,
     /// The credential fetch's caches, checked at commit ([`hot`]).
     hot: hot::HotCache,
+    /// Single creates waiting to be written together.
+    create_group: connections::CreateGroup,
     /// The outbound policy, shared by both HTTP clients and the database
     /// probes: every outbound connection passes it after DNS resolution.
     outbound: Arc<rekey_oauth::Outbound>,
@@ -233,6 +235,7 @@ impl Rekey {
                 catalog,
                 touched: Mutex::new(HashMap::new()),
                 hot: hot::HotCache::default(),
+                create_group: Default::default(),
                 stopping: tokio::sync::watch::Sender::new(false),
                 http: client(15)?,
                 public_url: RwLock::new(config.public_url.trim_end_matches('/').to_string()),

@@ -150,14 +150,8 @@ impl Rekey {
             return self.create_m2m(ctx, &req).await;
         }
         let new = self.prepare_connection(ctx, req)?;
-        let mut tx = self.store().begin_write().await?;
-        let row = self
-            .insert_connections(&mut tx, vec![(ctx.clone(), new)])
-            .await?
-            .pop()
-            .ok_or_else(|| Error::internal("create wrote no connection"))?;
-        tx.commit().await?;
-        Ok(row.into())
+        // With the creates arriving meanwhile, in one transaction.
+        Ok(self.insert_grouped(ctx, new).await?.into())
     }
 
     /// Check a create request for a static kind and seal nothing yet: the
@@ -302,6 +296,7 @@ impl Rekey {
 }
 
 /// A checked create request: the row and its parsed secret fields.
+#[derive(Clone)]
 pub(crate) struct NewConnection {
     row: ConnectionRow,
     secrets: BTreeMap<String, SecretString>,

@@ -1,9 +1,11 @@
 mod create;
+mod group;
 mod import;
 mod read;
 pub mod rules;
 mod summary;
 
+pub(crate) use group::CreateGroup;
 pub use import::ImportOutcome;
 pub(crate) use read::connection_filter;
 pub use summary::{ConnectionSummary, IntegrationUse};
