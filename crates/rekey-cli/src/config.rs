@@ -74,6 +74,11 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
     #[arg(long, env = "REKEY_SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout: u64,
+    /// Seconds between SIGTERM / Ctrl-C and closing the listener, while
+    /// `/readyz` answers 503 and every other request is still served: time
+    /// for a load balancer's health check to take the replica out first.
+    #[arg(long, env = "REKEY_SHUTDOWN_DELAY", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_delay: u64,
     /// Outbound destinations allowed beyond the defaults, comma-separated:
     /// CIDR ranges (`10.20.0.0/16`), addresses and exact host names
     /// (`vault.internal`). By default rekey refuses to connect to
@@ -380,6 +385,21 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         body_timeout: std::time::Duration::from_secs(a.body_timeout),
         max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
         shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout),
+    };
+    // On the signal: not ready (and background passes start nothing new)
+    // at once; the listener closes after the delay.
+    let draining = opened.rekey.clone();
+    let delay = std::time::Duration::from_secs(a.shutdown_delay);
+    let shutdown = async move {
+        shutdown.await;
+        draining.begin_shutdown();
+        if !delay.is_zero() {
+            tracing::info!(
+                seconds = delay.as_secs(),
+                "/readyz answers 503; still serving until the shutdown delay ends"
+            );
+            tokio::time::sleep(delay).await;
+        }
     };
     rekey_server::serve_limited(listener, opened.rekey.clone(), limits, shutdown).await?;
     // Passes under way hand back what they have not started.

@@ -201,6 +201,58 @@ async fn shutdown_has_a_deadline() {
     drop(s);
 }
 
+/// With `--shutdown-delay`, SIGTERM first turns `/readyz` to 503 while
+/// every other request is still answered (a load balancer takes the
+/// replica out), then the server closes and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_turns_readiness_off_first() {
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let mut server = env.serve_with(&["--shutdown-delay", "3"], None).await;
+    let http = fresh_client();
+    let ready = http
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    server.terminate();
+    // Not ready within moments of the signal; still serving meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let body = loop {
+        let r = http
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            break r.text().await.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz still 200");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "unavailable", "{v}");
+    let health = http
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let list = http
+        .get(format!("{}/api/v1/connections", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .expect("no exit after the shutdown delay")
+        .unwrap();
+    assert!(status.success(), "{status}: {}", server.logs());
+}
+
 /// A second `rekey serve` on a SQLite data dir is refused with a message
 /// that says why and what to do; on PostgreSQL replicas share the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

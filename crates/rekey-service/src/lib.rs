@@ -363,7 +363,18 @@ impl Rekey {
 
     /// Readiness: the database answers.
     pub async fn ready(&self) -> Result<(), Error> {
-        self.inner.store.ping().await
+        if *self.inner.stopping.borrow() {
+            return Err(Error::Unavailable("shutting down".into()));
+        }
+        // Readiness is yes or no: any database failure is "not ready"
+        // (503), never a 500 a load balancer might read differently.
+        self.inner.store.ping().await.map_err(|e| match e {
+            Error::Unavailable(_) => e,
+            other => {
+                tracing::warn!(error = %other, "readiness: the database did not answer");
+                Error::Unavailable("database not ready".into())
+            }
+        })
     }
 
     /// Connection counts by status, all tenants (metrics).
