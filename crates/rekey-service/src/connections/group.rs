@@ -25,8 +25,13 @@ pub(crate) struct CreateGroup {
 }
 
 impl CreateGroup {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<(Ctx, NewConnection, Done)>> {
+        // Pushes and drains leave the queue whole even if a holder panicked.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn take(&self) -> Vec<(Ctx, NewConnection, Done)> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.queue();
         let n = q.len().min(MAX_BATCH);
         q.drain(..n).collect()
     }
@@ -42,11 +47,7 @@ impl Rekey {
     ) -> Result<ConnectionRow, Error> {
         let group = &self.inner.create_group;
         let (done, mut answer) = oneshot::channel();
-        group
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((ctx.clone(), new, done));
+        group.queue().push((ctx.clone(), new, done));
         loop {
             let guard = group.writer.clone().lock_owned().await;
             // A writer answers before it lets the lock go: nothing here yet

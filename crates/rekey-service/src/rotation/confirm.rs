@@ -203,9 +203,7 @@ impl Rekey {
             ));
         }
         let result = self.cancel_leased(ctx, &r, rotator, &opts, note).await;
-        let mut tx = self.store().begin_write().await?;
-        store::release(tx.conn(), Some(&owner), Some(&id)).await?;
-        tx.commit().await?;
+        self.release_rotation(&owner, &id).await?;
         result
     }
 

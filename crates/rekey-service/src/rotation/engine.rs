@@ -94,9 +94,7 @@ impl Rekey {
             let r = self.get_rotation(tenant, id).await?;
             if !taken || r.state.is_finished() || r.due_at > now || r.awaiting.is_some() {
                 if taken {
-                    let mut tx = self.store().begin_write().await?;
-                    store::release(tx.conn(), Some(&owner), Some(id)).await?;
-                    tx.commit().await?;
+                    self.release_rotation(&owner, id).await?;
                 }
                 return Ok(r);
             }
@@ -115,13 +113,19 @@ impl Rekey {
                 // Waiting (the grace, a backoff, the operator) or done:
                 // let go now rather than after another read.
                 Stepped::Wait => {
-                    let mut tx = self.store().begin_write().await?;
-                    store::release(tx.conn(), Some(&owner), Some(id)).await?;
-                    tx.commit().await?;
+                    self.release_rotation(&owner, id).await?;
                     return self.get_rotation(tenant, id).await;
                 }
             }
         }
+    }
+
+    /// Let go of `owner`'s lease on rotation `id` (no-op if another holds it).
+    pub(super) async fn release_rotation(&self, owner: &str, id: &str) -> Result<(), Error> {
+        let mut tx = self.store().begin_write().await?;
+        store::release(tx.conn(), Some(owner), Some(id)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Renew this replica's lease on a rotation every third of its length,
