@@ -6,7 +6,7 @@ use rekey_core::audit::{AuditEntry, ChainedEntry, GENESIS};
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
 
-const COLS: &str = "seq, id, at, tenant, actor, action, target, request_id, source, outcome, details, prev_hash, hash";
+pub(crate) const COLS: &str = "seq, id, at, tenant, actor, action, target, request_id, source, outcome, details, prev_hash, hash";
 
 /// An `audit_log` row ([`COLS`]) as `#[derive(FromRow)]` decodes it; the
 /// domain type lives in rekey-core, which knows nothing of rows.
@@ -94,16 +94,10 @@ pub(crate) async fn lock_for_append(c: &mut AnyConnection, backend: Backend) -> 
     Ok(())
 }
 
-/// [`append_all`] after the caller has taken [`lock_for_append`] and read
-/// `head` ([`HEAD_SQL`]) in this transaction.
-pub(crate) async fn append_after(
-    c: &mut AnyConnection,
-    head: Option<(i64, String)>,
-    entries: Vec<AuditEntry>,
-) -> Result<Vec<ChainedEntry>, Error> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
+/// `entries` linked after `head` (the chain's last `seq, hash`, None for
+/// an empty log): each given the next `seq` and its hash over the one
+/// before.
+pub(crate) fn chain(head: Option<(i64, String)>, entries: Vec<AuditEntry>) -> Vec<ChainedEntry> {
     let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
     let mut chained = Vec::with_capacity(entries.len());
     for mut entry in entries {
@@ -117,6 +111,20 @@ pub(crate) async fn append_after(
             hash,
         });
     }
+    chained
+}
+
+/// [`append_all`] after the caller has taken [`lock_for_append`] and read
+/// `head` ([`HEAD_SQL`]) in this transaction.
+pub(crate) async fn append_after(
+    c: &mut AnyConnection,
+    head: Option<(i64, String)>,
+    entries: Vec<AuditEntry>,
+) -> Result<Vec<ChainedEntry>, Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let chained = chain(head, entries);
     crate::rows::insert_many(c, "audit_log", COLS, &chained, |q, ce| {
         let e = &ce.entry;
         q.bind(e.seq)

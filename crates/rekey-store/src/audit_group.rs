@@ -16,6 +16,7 @@ use rekey_core::Error;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -60,11 +61,57 @@ pub(crate) struct GroupWriter {
 }
 
 impl GroupWriter {
-    /// Start the writer task. It ends when the last sender (the store's
-    /// last clone) is dropped, after writing what was queued.
-    pub(crate) fn start(pool: AnyPool, backend: Backend, lock: Arc<Mutex<()>>) -> GroupWriter {
+    /// Start the writer on a thread of its own. It ends when the last
+    /// sender (the store's last clone) is dropped, after writing what was
+    /// queued.
+    ///
+    /// Why a thread: each batch is a chain of round trips to the database,
+    /// and a writer task woken on a runtime busy with request tasks waits
+    /// its turn behind them at every step, stretching the cycle every
+    /// queued fetch waits for. On SQLite (`sqlite_file`, the database's
+    /// file) the thread runs [`native`]; otherwise (PostgreSQL, an
+    /// in-memory SQLite) [`run`] on a runtime of its own, with a connection
+    /// of its own on PostgreSQL so that its socket is driven by that
+    /// runtime too. Where no thread can be had, [`run`] on the caller's
+    /// runtime, through the pool.
+    pub(crate) fn start(
+        pool: AnyPool,
+        backend: Backend,
+        lock: Arc<Mutex<()>>,
+        sqlite_file: Option<PathBuf>,
+    ) -> GroupWriter {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, backend, lock, rx));
+        // The receiver goes to the thread only once it runs: if no thread
+        // can be had, a task on this runtime takes it instead.
+        let (hand, take) = std::sync::mpsc::channel::<mpsc::Receiver<Pending>>();
+        let (thread_pool, thread_lock) = (pool.clone(), lock.clone());
+        let own = backend == Backend::Postgres;
+        let spawned = std::thread::Builder::new()
+            .name("rekey-audit".into())
+            .spawn(move || {
+                let Ok(rx) = take.recv() else { return };
+                if let Some(path) = sqlite_file {
+                    return native::run(thread_pool, path, thread_lock, rx);
+                }
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(run(thread_pool, backend, thread_lock, rx, own)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit writer: no runtime; audited reads fail")
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = hand.send(rx);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit writer: no thread of its own; writing from a task");
+                tokio::spawn(run(pool, backend, lock, rx, false));
+            }
+        }
         GroupWriter { queue }
     }
 
@@ -89,22 +136,53 @@ impl GroupWriter {
     }
 }
 
+/// The writer's connection: one of the pool's, or (`own`) one opened with
+/// the pool's options outside it.
+enum WriterConn {
+    Pooled(PoolConnection<Any>),
+    Own(AnyConnection),
+}
+
+impl std::ops::Deref for WriterConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriterConn::Pooled(c) => c,
+            WriterConn::Own(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriterConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriterConn::Pooled(c) => c,
+            WriterConn::Own(c) => c,
+        }
+    }
+}
+
+/// The writer through sqlx. `own`: on a connection of its own rather than
+/// one of the pool's (one more connection to the server than the pool's
+/// size).
 async fn run(
     pool: AnyPool,
     backend: Backend,
     lock: Arc<Mutex<()>>,
     mut rx: mpsc::Receiver<Pending>,
+    own: bool,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // The writer keeps one pooled connection for itself (pools of four or
-    // more): no pool round trip per batch, and on SQLite a page cache that stays warm (a
-    // connection whose cache another connection's commit made stale
-    // re-reads the pages it touches). Dropped after an error, so a broken
-    // connection is replaced by a fresh one.
-    let mut conn: Option<PoolConnection<Any>> = None;
-    // A small pool cannot spare one: requests that hold a connection while
-    // they take another (an OAuth refresh on PostgreSQL) would starve.
-    let keep = pool.options().get_max_connections() >= 4;
+    // The writer keeps its connection between batches: no pool round trip
+    // per batch, and on SQLite a page cache that stays warm (a connection
+    // whose cache another connection's commit made stale re-reads the
+    // pages it touches). Dropped after an error, so a broken connection is
+    // replaced by a fresh one.
+    let mut conn: Option<WriterConn> = None;
+    // A small pool cannot spare one of its own: requests that hold a
+    // connection while they take another (an OAuth refresh on PostgreSQL)
+    // would starve.
+    let keep = own || pool.options().get_max_connections() >= 4;
     loop {
         let n = tokio::select! {
             n = rx.recv_many(&mut batch, MAX_BATCH) => n,
@@ -119,23 +197,34 @@ async fn run(
         if n == 0 {
             break;
         }
-        let result = write(&pool, &mut conn, backend, &lock, &batch).await;
+        // A closed store writes nothing more, as its pool would refuse to.
+        let result = if pool.is_closed() {
+            conn = None;
+            Err(Error::Unavailable("the database is closed".into()))
+        } else {
+            write(&pool, &mut conn, own, backend, &lock, &batch).await
+        };
         if result.is_err() || !keep {
             conn = None;
         }
-        // Every caller of a failed batch gets the error (its secret is not
-        // handed out); the message is the store's, never an entry's content.
-        match result {
-            Ok(written) => {
-                for (p, w) in batch.drain(..).zip(written) {
-                    let _ = p.done.send(Ok(w));
-                }
+        answer(&mut batch, result);
+    }
+}
+
+/// Tell each caller of `batch` how it went, emptying it. Every caller of a
+/// failed batch gets the error (its secret is not handed out); the message
+/// is the store's, never an entry's content.
+fn answer(batch: &mut Vec<Pending>, result: Result<Vec<bool>, Error>) {
+    match result {
+        Ok(written) => {
+            for (p, w) in batch.drain(..).zip(written) {
+                let _ = p.done.send(Ok(w));
             }
-            Err(e) => {
-                let msg = format!("audit log unavailable: {e}");
-                for p in batch.drain(..) {
-                    let _ = p.done.send(Err(msg.clone()));
-                }
+        }
+        Err(e) => {
+            let msg = format!("audit log unavailable: {e}");
+            for p in batch.drain(..) {
+                let _ = p.done.send(Err(msg.clone()));
             }
         }
     }
@@ -143,7 +232,8 @@ async fn run(
 
 async fn write(
     pool: &AnyPool,
-    conn: &mut Option<PoolConnection<Any>>,
+    conn: &mut Option<WriterConn>,
+    own: bool,
     backend: Backend,
     lock: &Arc<Mutex<()>>,
     batch: &[Pending],
@@ -170,7 +260,13 @@ async fn write(
             }
         }
     }
-    let c = conn.insert(pool.acquire().await?);
+    let fresh = if own {
+        use sqlx::ConnectOptions;
+        WriterConn::Own(pool.connect_options().connect().await?)
+    } else {
+        WriterConn::Pooled(pool.acquire().await?)
+    };
+    let c = conn.insert(fresh);
     write_on(c, backend, batch).await.map_err(|(e, _)| e)
 }
 
@@ -230,60 +326,230 @@ async fn batch_state(
     c: &mut AnyConnection,
     checks: &[Option<&ReadCheck>],
 ) -> Result<(Vec<bool>, Option<(i64, String)>), Error> {
-    let wanted: Vec<&ReadCheck> = checks.iter().flatten().copied().collect();
-    let key_ids: BTreeSet<&str> = wanted.iter().map(|r| r.api_key_id.as_str()).collect();
-    let conn_ids: BTreeSet<&str> = wanted.iter().map(|r| r.connection_id.as_str()).collect();
-    // Rows of (what, id, tenant, number): 'k' a live key, 'c' a connection
-    // and its version, 'h' the chain's head (hash, seq).
-    let mut parts = Vec::new();
-    if !wanted.is_empty() {
-        parts.push(format!(
-            "SELECT 'k', id, '', CAST(0 AS BIGINT) FROM api_keys WHERE revoked_at IS NULL \
-             AND (expires_at IS NULL OR expires_at > $1) AND id IN ({})",
-            rows::marks(2, key_ids.len())
-        ));
-        parts.push(format!(
-            "SELECT 'c', id, tenant, version FROM connections WHERE id IN ({})",
-            rows::marks(2 + key_ids.len(), conn_ids.len())
-        ));
+    let q = StateQuery::new(checks);
+    let mut sql = sqlx::query_as::<_, (String, String, String, i64)>(&q.sql);
+    if q.binds_time {
+        sql = sql.bind(q.now);
     }
-    parts.push(format!(
-        "SELECT 'h', hash, '', seq FROM ({}) head",
-        audit::HEAD_SQL
-    ));
-    let sql = parts.join(" UNION ALL ");
-    let mut q = sqlx::query_as::<_, (String, String, String, i64)>(&sql);
-    if !wanted.is_empty() {
-        q = q.bind(rekey_core::time::now_ms());
-        for id in key_ids.iter().chain(&conn_ids) {
-            q = q.bind(id.to_string());
+    for id in &q.ids {
+        sql = sql.bind(id.to_string());
+    }
+    Ok(q.interpret(checks, sql.fetch_all(&mut *c).await?))
+}
+
+/// The batch's state query: its SQL and what it binds — the time (when
+/// any check is asked for) then `ids` — in that order.
+struct StateQuery<'a> {
+    sql: String,
+    binds_time: bool,
+    now: i64,
+    ids: Vec<&'a str>,
+}
+
+impl<'a> StateQuery<'a> {
+    fn new(checks: &[Option<&'a ReadCheck>]) -> StateQuery<'a> {
+        let wanted: Vec<&ReadCheck> = checks.iter().flatten().copied().collect();
+        let key_ids: BTreeSet<&str> = wanted.iter().map(|r| r.api_key_id.as_str()).collect();
+        let conn_ids: BTreeSet<&str> = wanted.iter().map(|r| r.connection_id.as_str()).collect();
+        // Rows of (what, id, tenant, number): 'k' a live key, 'c' a
+        // connection and its version, 'h' the chain's head (hash, seq).
+        let mut parts = Vec::new();
+        if !wanted.is_empty() {
+            parts.push(format!(
+                "SELECT 'k', id, '', CAST(0 AS BIGINT) FROM api_keys WHERE revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $1) AND id IN ({})",
+                rows::marks(2, key_ids.len())
+            ));
+            parts.push(format!(
+                "SELECT 'c', id, tenant, version FROM connections WHERE id IN ({})",
+                rows::marks(2 + key_ids.len(), conn_ids.len())
+            ));
+        }
+        parts.push(format!(
+            "SELECT 'h', hash, '', seq FROM ({}) head",
+            audit::HEAD_SQL
+        ));
+        StateQuery {
+            sql: parts.join(" UNION ALL "),
+            binds_time: !wanted.is_empty(),
+            now: rekey_core::time::now_ms(),
+            ids: key_ids.into_iter().chain(conn_ids).collect(),
         }
     }
-    let mut live_keys = HashSet::new();
-    let mut versions = HashMap::new();
-    let mut head = None;
-    for (what, id, tenant, n) in q.fetch_all(&mut *c).await? {
-        match what.as_str() {
-            "k" => {
-                live_keys.insert(id);
+
+    /// Which checks hold, and the head, from the query's rows.
+    fn interpret(
+        &self,
+        checks: &[Option<&ReadCheck>],
+        rows: Vec<(String, String, String, i64)>,
+    ) -> (Vec<bool>, Option<(i64, String)>) {
+        let mut live_keys = HashSet::new();
+        let mut versions = HashMap::new();
+        let mut head = None;
+        for (what, id, tenant, n) in rows {
+            match what.as_str() {
+                "k" => {
+                    live_keys.insert(id);
+                }
+                "c" => {
+                    versions.insert(id, (tenant, n));
+                }
+                _ => head = Some((n, id)),
             }
-            "c" => {
-                versions.insert(id, (tenant, n));
+        }
+        let holds = checks
+            .iter()
+            .map(|chk| match chk {
+                None => true,
+                Some(r) => {
+                    live_keys.contains(&r.api_key_id)
+                        && versions
+                            .get(&r.connection_id)
+                            .is_some_and(|(t, v)| *t == r.tenant && *v == r.connection_version)
+                }
+            })
+            .collect();
+        (holds, head)
+    }
+}
+
+/// The writer on SQLite: a thread of its own with its own connection
+/// (rusqlite on the same SQLite library sqlx uses), running each batch —
+/// `BEGIN IMMEDIATE`, the state query, the inserts, `COMMIT` — without
+/// leaving the thread. Through sqlx every one of those statements is a
+/// round trip to the driver's thread and back to a task that must be
+/// scheduled again; on a machine busy serving requests each costs about a
+/// hundred microseconds of waiting, and the batch cycle is what every
+/// queued fetch waits for.
+mod native {
+    use super::{answer, Pending, ReadCheck, StateQuery, MAX_BATCH};
+    use crate::audit;
+    use rekey_core::Error;
+    use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+    use sqlx::AnyPool;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, Mutex};
+
+    pub(super) fn run(
+        pool: AnyPool,
+        path: PathBuf,
+        lock: Arc<Mutex<()>>,
+        mut rx: mpsc::Receiver<Pending>,
+    ) {
+        let mut conn: Option<Connection> = None;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
             }
-            _ => head = Some((n, id)),
+            // A closed store writes nothing more, as its pool would refuse
+            // to (and lets go of the file).
+            let result = if pool.is_closed() {
+                Err(Error::Unavailable("the database is closed".into()))
+            } else {
+                write(&path, &mut conn, &lock, &batch)
+            };
+            if result.is_err() {
+                // Opened afresh for the next batch.
+                conn = None;
+            }
+            answer(&mut batch, result);
         }
     }
-    let holds = checks
-        .iter()
-        .map(|chk| match chk {
-            None => true,
-            Some(r) => {
-                live_keys.contains(&r.api_key_id)
-                    && versions
-                        .get(&r.connection_id)
-                        .is_some_and(|(t, v)| *t == r.tenant && *v == r.connection_version)
+
+    fn open(path: &Path) -> rusqlite::Result<Connection> {
+        let c = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // As the pool's connections (Store::connect_sized).
+        c.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;",
+        )?;
+        Ok(c)
+    }
+
+    fn write(
+        path: &Path,
+        conn: &mut Option<Connection>,
+        lock: &Mutex<()>,
+        batch: &[Pending],
+    ) -> Result<Vec<bool>, Error> {
+        // The in-process write lock, then the database's, as every other
+        // writer of this process takes them.
+        let _guard = lock.blocking_lock();
+        let c = match conn {
+            Some(c) => c,
+            None => conn.insert(open(path).map_err(db)?),
+        };
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
+        let q = StateQuery::new(&checks);
+        let rows = {
+            let mut st = tx.prepare_cached(&q.sql).map_err(db)?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(q.ids.len() + 1);
+            if q.binds_time {
+                params.push(&q.now);
             }
-        })
-        .collect();
-    Ok((holds, head))
+            for id in &q.ids {
+                params.push(id);
+            }
+            let mapped = st
+                .query_map(params.as_slice(), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(db)?;
+            mapped.collect::<Result<Vec<_>, _>>().map_err(db)?
+        };
+        let (holds, head) = q.interpret(&checks, rows);
+        let entries = batch
+            .iter()
+            .zip(&holds)
+            .filter(|(_, h)| **h)
+            .map(|(p, _)| p.entry.clone())
+            .collect();
+        {
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO audit_log ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    audit::COLS
+                ))
+                .map_err(db)?;
+            for ce in audit::chain(head, entries) {
+                let e = &ce.entry;
+                st.execute(rusqlite::params![
+                    e.seq,
+                    e.id,
+                    e.at,
+                    e.tenant,
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.request_id,
+                    e.source,
+                    e.outcome,
+                    e.details,
+                    ce.prev_hash,
+                    ce.hash
+                ])
+                .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        tracing::debug!(entries = batch.len(), "audit batch committed");
+        Ok(holds)
+    }
+
+    /// SQLite's message names a table or a constraint, never a value.
+    fn db(e: rusqlite::Error) -> Error {
+        Error::Unavailable(format!("database error: {e}"))
+    }
 }

@@ -54,6 +54,9 @@ pub struct Store {
     /// a store opened outside a server (an offline command) starts no task.
     audit_group: Arc<tokio::sync::OnceCell<audit_group::GroupWriter>>,
     audit_commit: AuditCommit,
+    /// The SQLite database's file (None on PostgreSQL or in memory): the
+    /// audit group writer opens its own connection to it.
+    sqlite_file: Option<Arc<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,6 +95,17 @@ impl WriteTx {
         .map_err(|e| Error::internal(format!("commit task: {e}")))??;
         Ok(())
     }
+}
+
+/// The file a `sqlite:` URL names, or None for an in-memory database
+/// (which a second connection would not see).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = opts.get_filename();
+    let memory = file.as_os_str().is_empty()
+        || file.to_string_lossy().starts_with(":memory:")
+        || url.contains("mode=memory");
+    (!memory).then(|| file.to_path_buf())
 }
 
 impl Store {
@@ -145,6 +159,10 @@ impl Store {
             write_lock: Arc::new(Mutex::new(())),
             audit_group: Arc::new(tokio::sync::OnceCell::new()),
             audit_commit: AuditCommit::default(),
+            sqlite_file: match backend {
+                Backend::Sqlite => sqlite_file(url).map(Arc::new),
+                Backend::Postgres => None,
+            },
         };
         store.migrate().await?;
         if backend == Backend::Sqlite {
@@ -239,6 +257,7 @@ impl Store {
                             self.pool.clone(),
                             self.backend,
                             self.write_lock.clone(),
+                            self.sqlite_file.as_deref().cloned(),
                         )
                     })
                     .await;
