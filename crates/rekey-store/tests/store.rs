@@ -917,6 +917,43 @@ async fn audit_group_commit_keeps_the_chain(db: Db) {
     }
 }
 
+/// The group writer (on SQLite a connection of its own on its own thread)
+/// and every other writer append to one chain: write transactions of the
+/// same store, and those of a second store on the same database — what an
+/// offline command or another replica is, with no in-process lock shared.
+/// All at once; every entry lands once and the chain verifies.
+async fn audit_writer_shares_the_chain_with_other_writers(db: Db) {
+    let (t, store) = TestDb::open(db).await;
+    let other = t.store().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..300 {
+        let (s, o) = (store.clone(), other.clone());
+        tasks.spawn(async move {
+            match n % 3 {
+                0 => {
+                    s.append_audit(audit_entry(n)).await.unwrap();
+                }
+                _ => {
+                    let w = if n % 3 == 1 { &s } else { &o };
+                    let mut tx = w.begin_write().await.unwrap();
+                    let backend = tx.backend();
+                    rekey_store::audit::append_all(tx.conn(), backend, vec![audit_entry(n)])
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let ids = verified_chain(&store).await;
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (300, 300));
+    other.close().await;
+}
+
 /// Callers that go away (a client hanging up) neither block the writer
 /// nor break the chain; the store writes on afterwards, and a closed store
 /// answers appends with an error instead of hanging.
@@ -1047,6 +1084,7 @@ async fn audit_entries_written_only_if_their_check_holds(db: Db) {
 
 both_backends!(
     audit_group_commit_keeps_the_chain,
+    audit_writer_shares_the_chain_with_other_writers,
     audit_group_commit_survives_cancelled_callers,
     audit_entries_written_only_if_their_check_holds,
 );
