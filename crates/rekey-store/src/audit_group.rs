@@ -262,7 +262,12 @@ async fn write(
     }
     let fresh = if own {
         use sqlx::ConnectOptions;
-        WriterConn::Own(pool.connect_options().connect().await?)
+        // As long as the pool would wait for one (Store::connect_sized).
+        let opts = pool.connect_options();
+        let c = tokio::time::timeout(std::time::Duration::from_secs(10), opts.connect())
+            .await
+            .map_err(|_| Error::Unavailable("no database connection within 10 s".into()))??;
+        WriterConn::Own(c)
     } else {
         WriterConn::Pooled(pool.acquire().await?)
     };
