@@ -333,7 +333,7 @@ async fn batch_state(
 ) -> Result<(Vec<bool>, Option<(i64, String)>), Error> {
     let q = StateQuery::new(checks);
     let mut sql = sqlx::query_as::<_, (String, String, String, i64)>(&q.sql);
-    if q.binds_time {
+    if q.binds_time() {
         sql = sql.bind(q.now);
     }
     for id in &q.ids {
@@ -346,12 +346,17 @@ async fn batch_state(
 /// any check is asked for) then `ids` — in that order.
 struct StateQuery<'a> {
     sql: String,
-    binds_time: bool,
     now: i64,
     ids: Vec<&'a str>,
 }
 
 impl<'a> StateQuery<'a> {
+    /// Whether `now` is bound: only the checks' part of the query uses
+    /// it, and every check brings ids.
+    fn binds_time(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
     fn new(checks: &[Option<&'a ReadCheck>]) -> StateQuery<'a> {
         let wanted: Vec<&ReadCheck> = checks.iter().flatten().copied().collect();
         let key_ids: BTreeSet<&str> = wanted.iter().map(|r| r.api_key_id.as_str()).collect();
@@ -376,7 +381,6 @@ impl<'a> StateQuery<'a> {
         ));
         StateQuery {
             sql: parts.join(" UNION ALL "),
-            binds_time: !wanted.is_empty(),
             now: rekey_core::time::now_ms(),
             ids: key_ids.into_iter().chain(conn_ids).collect(),
         }
@@ -433,8 +437,16 @@ mod native {
     use rusqlite::{Connection, OpenFlags, TransactionBehavior};
     use sqlx::AnyPool;
     use std::path::{Path, PathBuf};
-    use std::sync::Arc;
+    use std::sync::{Arc, LazyLock};
     use tokio::sync::{mpsc, Mutex};
+
+    /// One entry's insert, built once.
+    static INSERT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO audit_log ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            audit::COLS
+        )
+    });
 
     pub(super) fn run(
         pool: AnyPool,
@@ -472,11 +484,8 @@ mod native {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        // As the pool's connections (Store::connect_sized).
-        c.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;",
-        )?;
+        // As the pool's connections (the WAL mode is the file's already).
+        c.execute_batch(crate::SQLITE_PRAGMAS)?;
         Ok(c)
     }
 
@@ -501,7 +510,7 @@ mod native {
         let rows = {
             let mut st = tx.prepare_cached(&q.sql).map_err(db)?;
             let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(q.ids.len() + 1);
-            if q.binds_time {
+            if q.binds_time() {
                 params.push(&q.now);
             }
             for id in &q.ids {
@@ -522,12 +531,7 @@ mod native {
             .map(|(p, _)| p.entry.clone())
             .collect();
         {
-            let mut st = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO audit_log ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    audit::COLS
-                ))
-                .map_err(db)?;
+            let mut st = tx.prepare_cached(&INSERT).map_err(db)?;
             for ce in audit::chain(head, entries) {
                 let e = &ce.entry;
                 st.execute(rusqlite::params![

@@ -97,6 +97,11 @@ impl WriteTx {
     }
 }
 
+/// Every SQLite connection's settings: the pool's, and the audit writer's
+/// own (`audit_group`), so that both write alike.
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+     PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
+
 /// The file a `sqlite:` URL names, or None for an in-memory database
 /// (which a second connection would not see).
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
@@ -136,17 +141,20 @@ impl Store {
         })?;
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         pool = match backend {
-            Backend::Sqlite => pool.max_connections(pool_size.unwrap_or(8)).after_connect(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    // No automatic checkpoint: it would run inside whichever
-                    // commit crosses the threshold (the audit writer's, most
-                    // often), stalling it; see `checkpoint_wal`.
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;")
-                        .await?;
-                    Ok(())
-                })
-            }),
+            Backend::Sqlite => {
+                pool.max_connections(pool_size.unwrap_or(8))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            // No automatic checkpoint: it would run inside whichever
+                            // commit crosses the threshold (the audit writer's, most
+                            // often), stalling it; see `checkpoint_wal`.
+                            conn.execute(&*format!("PRAGMA journal_mode = WAL; {SQLITE_PRAGMAS}"))
+                                .await?;
+                            Ok(())
+                        })
+                    })
+            }
             Backend::Postgres => pool.max_connections(pool_size.unwrap_or(16)),
         };
         let pool = pool
