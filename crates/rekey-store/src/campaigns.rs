@@ -4,7 +4,7 @@
 //! material (a reauthorization link's token is sealed in `secrets`, owner
 //! kind `campaign_link`, under the item's id).
 
-use crate::rows::{self, AnyQuery, Parsed, TenantScoped};
+use crate::rows::{self, AnyQuery, Due, Parsed, TenantScoped};
 use rekey_core::campaign::{CampaignState, ItemState};
 use rekey_core::Error;
 use sqlx::{AnyConnection, FromRow};
@@ -364,6 +364,13 @@ pub async fn held(
 
 /// Claim up to `limit` unfinished items of running campaigns that are due
 /// and not leased by a live worker: `(tenant, item id)`.
+/// Unfinished items of running campaigns whose step is due.
+pub const DUE: Due = Due::new(
+    "campaign_items",
+    "finished_at IS NULL AND due_at <= $1 AND campaign_id IN \
+     (SELECT id FROM campaigns WHERE state = 'running')",
+);
+
 pub async fn claim_due(
     c: &mut AnyConnection,
     backend: crate::Backend,
@@ -372,19 +379,7 @@ pub async fn claim_due(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<(String, String)>, Error> {
-    rows::claim_due(
-        c,
-        backend,
-        "campaign_items",
-        "finished_at IS NULL AND due_at <= $3 AND campaign_id IN \
-         (SELECT id FROM campaigns WHERE state = 'running')",
-        "due_at",
-        owner,
-        now,
-        lease_until,
-        limit,
-    )
-    .await
+    rows::claim_due(c, backend, &DUE, "due_at", owner, now, lease_until, limit).await
 }
 
 /// Record that the owner was reminded of the item's link; false when
@@ -533,6 +528,9 @@ pub async fn insert_mail(c: &mut AnyConnection, m: &MailRow) -> Result<(), Error
 }
 
 /// Lease due pending messages to `owner`: (tenant, id) of each.
+/// Campaign mail waiting to go out.
+pub const MAIL_DUE: Due = Due::new("campaign_mail", "state = 'pending' AND due_at <= $1");
+
 pub async fn claim_mail(
     c: &mut AnyConnection,
     backend: crate::Backend,
@@ -544,8 +542,7 @@ pub async fn claim_mail(
     rows::claim_due(
         c,
         backend,
-        "campaign_mail",
-        "state = 'pending' AND due_at <= $3",
+        &MAIL_DUE,
         "due_at",
         owner,
         now,

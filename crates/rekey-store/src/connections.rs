@@ -450,24 +450,25 @@ pub async fn claim_checks(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<(String, String, String)>, Error> {
-    let lock = match backend {
-        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        crate::Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE connections SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-         SELECT id FROM connections WHERE status IN ('pending', 'active', 'degraded') \
-         AND (next_check_at IS NULL OR next_check_at <= $3) AND (lease_until IS NULL OR lease_until < $3) \
-         ORDER BY COALESCE(next_check_at, 0) LIMIT $4{lock}) RETURNING tenant, id, provider"
-    );
-    Ok(sqlx::query_as(&sql)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(c)
-        .await?)
+    crate::rows::claim_due_returning(
+        c,
+        backend,
+        &CHECKS_DUE,
+        "COALESCE(next_check_at, 0)",
+        "tenant, id, provider",
+        owner,
+        now,
+        lease_until,
+        limit,
+    )
+    .await
 }
+
+/// Connections in service whose health check is due.
+pub const CHECKS_DUE: crate::Due = crate::Due::new(
+    "connections",
+    "status IN ('pending', 'active', 'degraded') AND (next_check_at IS NULL OR next_check_at <= $1)",
+);
 
 /// Set when the next check is due. With `owner` (the scheduler), also drop
 /// that replica's lease — and touch nothing if another replica holds the

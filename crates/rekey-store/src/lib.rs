@@ -20,7 +20,7 @@ pub mod revocations;
 pub mod rotation_schedules;
 pub mod rotations;
 mod rows;
-pub use rows::Leased;
+pub use rows::{Due, Leased};
 pub mod secrets;
 pub mod users;
 pub mod webhooks;

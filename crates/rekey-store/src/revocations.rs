@@ -156,6 +156,12 @@ pub async fn for_connection(
 
 /// Claim up to `limit` revocations whose verification is due and not
 /// leased by a live worker: `(tenant, id)`.
+/// Revocations whose verification is due.
+pub const DUE: crate::Due = crate::Due::new(
+    "revocations",
+    "verify_due_at IS NOT NULL AND verify_due_at <= $1",
+);
+
 pub async fn claim_due(
     c: &mut AnyConnection,
     backend: crate::Backend,
@@ -167,8 +173,7 @@ pub async fn claim_due(
     crate::rows::claim_due(
         c,
         backend,
-        "revocations",
-        "verify_due_at IS NOT NULL AND verify_due_at <= $3",
+        &DUE,
         "verify_due_at",
         owner,
         now,

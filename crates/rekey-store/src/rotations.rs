@@ -182,6 +182,12 @@ pub async fn list(
     .await?)
 }
 
+/// Unfinished rotations whose next step is due.
+pub const DUE: crate::Due = crate::Due::new(
+    "rotations",
+    "finished_at IS NULL AND awaiting IS NULL AND due_at <= $1",
+);
+
 /// Claim up to `limit` unfinished rotations that are due and not leased by
 /// a live worker: `(tenant, id)`. On PostgreSQL `FOR UPDATE SKIP LOCKED`
 /// makes concurrent claims disjoint.
@@ -193,18 +199,7 @@ pub async fn claim_due(
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<(String, String)>, Error> {
-    crate::rows::claim_due(
-        c,
-        backend,
-        "rotations",
-        "finished_at IS NULL AND awaiting IS NULL AND due_at <= $3",
-        "due_at",
-        owner,
-        now,
-        lease_until,
-        limit,
-    )
-    .await
+    crate::rows::claim_due(c, backend, &DUE, "due_at", owner, now, lease_until, limit).await
 }
 
 /// Take the lease of one rotation for `owner` unless a live one is held by

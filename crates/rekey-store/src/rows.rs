@@ -400,31 +400,90 @@ pub(crate) async fn release_leases(
 pub(crate) async fn claim_due(
     c: &mut AnyConnection,
     backend: crate::Backend,
-    table: &str,
-    due: &str,
+    due: &Due,
     order_by: &str,
     owner: &str,
     now: i64,
     lease_until: i64,
     limit: i64,
 ) -> Result<Vec<(String, String)>, Error> {
+    claim_due_returning(
+        c,
+        backend,
+        due,
+        order_by,
+        "tenant, id",
+        owner,
+        now,
+        lease_until,
+        limit,
+    )
+    .await
+}
+
+/// [`claim_due`] answering `returning` (columns of the claimed rows).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn claim_due_returning<T>(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    due: &Due,
+    order_by: &str,
+    returning: &str,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<T>, Error>
+where
+    T: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+{
     let lock = match backend {
         crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         crate::Backend::Sqlite => "",
     };
+    let (table, cond) = (due.table, due.cond);
     let sql = format!(
-        "UPDATE {table} SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-         SELECT id FROM {table} WHERE {due} \
-         AND (lease_until IS NULL OR lease_until < $3) ORDER BY {order_by} LIMIT $4{lock}) \
-         RETURNING tenant, id"
+        "UPDATE {table} SET lease_owner = $2, lease_until = $3 WHERE id IN (\
+         SELECT id FROM {table} WHERE {cond} \
+         AND (lease_until IS NULL OR lease_until < $1) ORDER BY {order_by} LIMIT $4{lock}) \
+         RETURNING {returning}"
     );
     Ok(sqlx::query_as(&sql)
+        .bind(now)
         .bind(owner)
         .bind(lease_until)
-        .bind(now)
         .bind(limit)
         .fetch_all(c)
         .await?)
+}
+
+/// The rows of a leased table a worker's pass would claim (leases aside):
+/// `cond` is SQL over `table`'s columns with `$1` the time. A claim's own
+/// query asks for these rows (and a lapsed lease); [`crate::Store::claim`]
+/// first asks, with a read, whether there are any.
+#[derive(Debug, Clone, Copy)]
+pub struct Due {
+    pub(crate) table: &'static str,
+    pub(crate) cond: &'static str,
+}
+
+impl Due {
+    pub(crate) const fn new(table: &'static str, cond: &'static str) -> Due {
+        Due { table, cond }
+    }
+
+    /// Whether any row is due at `now`.
+    pub(crate) async fn any(&self, c: &mut AnyConnection, now: i64) -> Result<bool, Error> {
+        let sql = format!(
+            "SELECT 1 AS one FROM {} WHERE {} LIMIT 1",
+            self.table, self.cond
+        );
+        Ok(sqlx::query(&sql)
+            .bind(now)
+            .fetch_optional(c)
+            .await?
+            .is_some())
+    }
 }
 
 /// Extend `owner`'s lease on row `id` of `table` (the caller's constant) to
@@ -488,9 +547,14 @@ impl crate::Store {
     /// Run one of the row modules' `claim_*` functions (`claim_due`,
     /// `claim_checks`, `claim_mail`…) in a write transaction of its own:
     /// what it answers of each row now leased to `owner` until
-    /// `lease_until`.
+    /// `lease_until`. `due` is that module's [`Due`] (`DUE`, `CHECKS_DUE`,
+    /// `MAIL_DUE`…): when a read finds no row due, no write transaction is
+    /// opened. Most passes find nothing, and on SQLite a write transaction
+    /// holds up every audited read (the audit writer waits for the lock)
+    /// for as long as its statements take on a busy runtime.
     pub async fn claim<T>(
         &self,
+        due: &Due,
         claim: impl AsyncFnOnce(
             &mut AnyConnection,
             crate::Backend,
@@ -504,6 +568,9 @@ impl crate::Store {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<T>, Error> {
+        if !due.any(&mut *self.read().await?, now).await? {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let backend = tx.backend();
         let claimed = claim(tx.conn(), backend, owner, now, lease_until, limit).await?;

@@ -362,6 +362,13 @@ pub struct Claimed {
     pub attempts: i64,
 }
 
+/// Deliveries waiting for an attempt: those [`claim_due`] takes, and also
+/// those of disabled webhooks (which it leaves), so never fewer.
+pub const DUE: crate::Due = crate::Due::new(
+    "webhook_deliveries",
+    "status = 'pending' AND next_attempt_at <= $1",
+);
+
 /// Claim up to `limit` due deliveries (pending, due, no live lease) for
 /// `owner` until `lease_until`. PostgreSQL: `FOR UPDATE SKIP LOCKED` keeps
 /// replicas from claiming the same rows.

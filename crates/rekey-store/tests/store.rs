@@ -839,6 +839,54 @@ async fn a_cancelled_write_leaves_no_lock() {
     }
 }
 
+/// A worker's pass that finds nothing due opens no write transaction: on
+/// SQLite it would hold up every audited read behind the write lock. So a
+/// claim with nothing due answers while another writer holds the lock;
+/// with a row due it waits for the lock and claims it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_with_nothing_due_takes_no_write_lock() {
+    let (_t, store) = TestDb::open(Db::Sqlite).await;
+    let now = rekey_core::time::now_ms();
+    let claim = |s: Store| async move {
+        s.claim(
+            &connections::CHECKS_DUE,
+            connections::claim_checks,
+            "worker",
+            now,
+            now + 60_000,
+            10,
+        )
+        .await
+    };
+    let held = store.begin_write().await.unwrap();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(30), claim(store.clone())).await;
+    assert!(
+        matches!(&r, Ok(Ok(v)) if v.is_empty()),
+        "a claim with nothing due waited for the write lock: {r:?}"
+    );
+    held.commit().await.unwrap();
+    // A connection never checked is due: the claim waits for the writer
+    // holding the lock, then leases it.
+    insert(&store, &connection("t1", "con_1", "{}")).await;
+    let held = store.begin_write().await.unwrap();
+    let waiting = tokio::spawn(claim(store.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a claim with a row due took no write lock"
+    );
+    held.commit().await.unwrap();
+    let got = waiting.await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        vec![(
+            "t1".to_string(),
+            "con_1".to_string(),
+            "custom-rest".to_string()
+        )]
+    );
+}
+
 fn audit_entry(n: usize) -> rekey_core::audit::AuditEntry {
     rekey_core::audit::AuditEntry {
         seq: 0,

@@ -182,7 +182,14 @@ impl Rekey {
         let owner = self.replica_id().to_string();
         let claimed = self
             .store()
-            .claim(store::claim_mail, &owner, now, now + LEASE_MS, limit)
+            .claim(
+                &store::MAIL_DUE,
+                store::claim_mail,
+                &owner,
+                now,
+                now + LEASE_MS,
+                limit,
+            )
             .await?;
         for (tenant, id) in &claimed {
             // Sent one after another, each bounded by the SMTP timeout: the

@@ -133,7 +133,14 @@ impl Rekey {
         let owner = self.replica_id().to_string();
         let claimed = self
             .store()
-            .claim(store::claim_due, &owner, now, now + LEASE_MS, limit)
+            .claim(
+                &store::DUE,
+                store::claim_due,
+                &owner,
+                now,
+                now + LEASE_MS,
+                limit,
+            )
             .await?;
         let limits = ProviderLimits::new(self.campaign_settings().per_provider_concurrency);
         let (owner_ref, limits_ref) = (&owner, &limits);

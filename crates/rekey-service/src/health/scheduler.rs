@@ -165,7 +165,14 @@ impl Rekey {
         let lease_until = now + lease.as_millis() as i64;
         let claimed = self
             .store()
-            .claim(conns::claim_checks, owner, now, lease_until, s.batch)
+            .claim(
+                &conns::CHECKS_DUE,
+                conns::claim_checks,
+                owner,
+                now,
+                lease_until,
+                s.batch,
+            )
             .await?;
         let mut run = CheckRun {
             claimed: claimed.len(),

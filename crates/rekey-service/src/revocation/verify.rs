@@ -173,6 +173,7 @@ impl Rekey {
         let claimed = self
             .store()
             .claim(
+                &store::DUE,
                 store::claim_due,
                 owner,
                 now,

@@ -57,6 +57,7 @@ impl Rekey {
         let claimed = self
             .store()
             .claim(
+                &store::DUE,
                 store::claim_due,
                 self.replica_id(),
                 now,

@@ -93,7 +93,14 @@ impl Rekey {
         let lease_ms = s.timeout.as_millis() as i64 * (rounds + 1);
         let claimed = self
             .store()
-            .claim(store::claim_due, owner, now, now + lease_ms, limit)
+            .claim(
+                &store::DUE,
+                store::claim_due,
+                owner,
+                now,
+                now + lease_ms,
+                limit,
+            )
             .await?;
         let mut run = DeliveryRun {
             fanned_out,
