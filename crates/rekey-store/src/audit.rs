@@ -87,12 +87,13 @@ pub(crate) const HEAD_SQL: &str = "SELECT seq, hash FROM audit_log ORDER BY seq 
 /// lock already serialises them).
 pub(crate) async fn lock_for_append(c: &mut AnyConnection, backend: Backend) -> Result<(), Error> {
     if backend == Backend::Postgres {
-        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *c)
-            .await?;
+        sqlx::query(PG_APPEND_LOCK).execute(&mut *c).await?;
     }
     Ok(())
 }
+
+/// The table lock PostgreSQL appends take ([`lock_for_append`]).
+pub(crate) const PG_APPEND_LOCK: &str = "LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE";
 
 /// `entries` linked after `head` (the chain's last `seq, hash`, None for
 /// an empty log): each given the next `seq` and its hash over the one

@@ -244,8 +244,11 @@ async fn write(
         Backend::Sqlite => Some(lock.lock().await),
         Backend::Postgres => None,
     };
+    // Only a connection of its own may be left inside a transaction by a
+    // failed batch (it is dropped, which ends it); a pooled one goes back.
+    let simple = own && backend == Backend::Postgres;
     if let Some(c) = conn.as_mut() {
-        match write_on(c, backend, batch).await {
+        match write_on(c, backend, simple, batch).await {
             Ok(holds) => return Ok(holds),
             // The kept connection may be one the server has since closed
             // (a restart, an idle timeout): nothing was committed, so one
@@ -272,18 +275,29 @@ async fn write(
         WriterConn::Pooled(pool.acquire().await?)
     };
     let c = conn.insert(fresh);
-    write_on(c, backend, batch).await.map_err(|(e, _)| e)
+    write_on(c, backend, simple, batch)
+        .await
+        .map_err(|(e, _)| e)
 }
 
 /// One batch in one transaction on `c`. The error says whether `COMMIT`
 /// was reached (after which the outcome is unknown and nothing is retried).
+/// `simple`: on PostgreSQL, through [`write_pg_simple`].
 async fn write_on(
     c: &mut AnyConnection,
     backend: Backend,
+    simple: bool,
     batch: &[Pending],
 ) -> Result<Vec<bool>, (Error, bool)> {
     use sqlx::Connection;
     let before = |e: Error| (e, false);
+    if simple {
+        let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
+        let q = StateQuery::new(&checks);
+        if let Some(state) = q.literal_sql() {
+            return write_pg_simple(c, batch, &checks, &q, &state).await;
+        }
+    }
     let mut tx = match backend {
         Backend::Sqlite => c.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => c.begin().await,
@@ -299,6 +313,58 @@ async fn write_on(
     tx.commit().await.map_err(|e| (Error::from(e), true))?;
     tracing::debug!(entries = batch.len(), "audit batch committed");
     Ok(holds)
+}
+
+/// A PostgreSQL batch in three round trips instead of five: `BEGIN`, the
+/// lock and the state query ([`StateQuery::literal_sql`]) go together as
+/// one simple-protocol message, then the insert, then `COMMIT`. Each round
+/// trip is paid by every fetch waiting for the batch. On an error `c` is
+/// left inside the transaction: the caller drops it, which rolls it back.
+async fn write_pg_simple(
+    c: &mut AnyConnection,
+    batch: &[Pending],
+    checks: &[Option<&ReadCheck>],
+    q: &StateQuery<'_>,
+    state: &str,
+) -> Result<Vec<bool>, (Error, bool)> {
+    use sqlx::FromRow;
+    let before = |e: Error| (e, false);
+    let opening = format!("BEGIN; {}; {state}", audit::PG_APPEND_LOCK);
+    let rows = simple_query(c, opening)
+        .await
+        .map_err(|e| before(e.into()))?;
+    let rows = rows
+        .iter()
+        .map(<(String, String, String, i64)>::from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| before(e.into()))?;
+    let (holds, head) = q.interpret(checks, rows);
+    let entries = batch
+        .iter()
+        .zip(&holds)
+        .filter(|(_, h)| **h)
+        .map(|(p, _)| p.entry.clone())
+        .collect();
+    audit::append_after(c, head, entries)
+        .await
+        .map_err(before)?;
+    simple_query(c, "COMMIT".into())
+        .await
+        .map_err(|e| (Error::from(e), true))?;
+    tracing::debug!(entries = batch.len(), "audit batch committed");
+    Ok(holds)
+}
+
+/// `sql` (one or more statements, no parameters) through the simple
+/// protocol: its rows. Boxed: the compiler cannot prove `raw_sql`'s future
+/// `Send` for every lifetime inside the writer's future otherwise.
+fn simple_query(
+    c: &mut AnyConnection,
+    sql: String,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<sqlx::any::AnyRow>, sqlx::Error>> + Send + '_>,
+> {
+    Box::pin(async move { sqlx::Executor::fetch_all(c, sqlx::raw_sql(&sql)).await })
 }
 
 /// Append, in order, each entry whose check holds (None always does),
@@ -332,58 +398,97 @@ async fn batch_state(
     checks: &[Option<&ReadCheck>],
 ) -> Result<(Vec<bool>, Option<(i64, String)>), Error> {
     let q = StateQuery::new(checks);
-    let mut sql = sqlx::query_as::<_, (String, String, String, i64)>(&q.sql);
+    let sql = q.sql();
+    let mut query = sqlx::query_as::<_, (String, String, String, i64)>(&sql);
     if q.binds_time() {
-        sql = sql.bind(q.now);
+        query = query.bind(q.now);
     }
-    for id in &q.ids {
-        sql = sql.bind(id.to_string());
+    for id in q.ids() {
+        query = query.bind(id.to_string());
     }
-    Ok(q.interpret(checks, sql.fetch_all(&mut *c).await?))
+    Ok(q.interpret(checks, query.fetch_all(&mut *c).await?))
 }
 
-/// The batch's state query: its SQL and what it binds — the time (when
-/// any check is asked for) then `ids` — in that order.
+/// The batch's state query: the live keys and the connections' versions
+/// the checks ask about, and the chain's head. Bound, its parameters are
+/// the time (when any check is asked for) then [`StateQuery::ids`], in
+/// that order.
 struct StateQuery<'a> {
-    sql: String,
     now: i64,
-    ids: Vec<&'a str>,
+    key_ids: Vec<&'a str>,
+    conn_ids: Vec<&'a str>,
 }
 
 impl<'a> StateQuery<'a> {
+    fn new(checks: &[Option<&'a ReadCheck>]) -> StateQuery<'a> {
+        let wanted = checks.iter().flatten();
+        let key_ids: BTreeSet<&str> = wanted.clone().map(|r| r.api_key_id.as_str()).collect();
+        let conn_ids: BTreeSet<&str> = wanted.map(|r| r.connection_id.as_str()).collect();
+        StateQuery {
+            now: rekey_core::time::now_ms(),
+            key_ids: key_ids.into_iter().collect(),
+            conn_ids: conn_ids.into_iter().collect(),
+        }
+    }
+
     /// Whether `now` is bound: only the checks' part of the query uses
     /// it, and every check brings ids.
     fn binds_time(&self) -> bool {
-        !self.ids.is_empty()
+        !self.key_ids.is_empty()
     }
 
-    fn new(checks: &[Option<&'a ReadCheck>]) -> StateQuery<'a> {
-        let wanted: Vec<&ReadCheck> = checks.iter().flatten().copied().collect();
-        let key_ids: BTreeSet<&str> = wanted.iter().map(|r| r.api_key_id.as_str()).collect();
-        let conn_ids: BTreeSet<&str> = wanted.iter().map(|r| r.connection_id.as_str()).collect();
-        // Rows of (what, id, tenant, number): 'k' a live key, 'c' a
-        // connection and its version, 'h' the chain's head (hash, seq).
+    /// The ids bound after the time: the keys', then the connections'.
+    fn ids(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.key_ids.iter().chain(&self.conn_ids).copied()
+    }
+
+    /// The query with numbered parameters.
+    fn sql(&self) -> String {
+        let keys = rows::marks(2, self.key_ids.len());
+        let conns = rows::marks(2 + self.key_ids.len(), self.conn_ids.len());
+        self.build("$1", &keys, &conns)
+    }
+
+    /// The query with its values written into it, for PostgreSQL's simple
+    /// protocol, which can carry it in the same round trip as `BEGIN` and
+    /// the lock but takes no parameters. None when an id is not plain
+    /// ASCII letters, digits and `_` — ids the store made (`con_…`,
+    /// `key_…`) always are — so nothing that could end a literal is ever
+    /// written into SQL; the caller then binds them instead.
+    fn literal_sql(&self) -> Option<String> {
+        fn quote(ids: &[&str]) -> Option<String> {
+            let plain = |id: &&str| {
+                !id.is_empty()
+                    && id.len() <= 64
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            };
+            ids.iter()
+                .map(|id| plain(id).then(|| format!("'{id}'")))
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.join(", "))
+        }
+        let (keys, conns) = (quote(&self.key_ids)?, quote(&self.conn_ids)?);
+        Some(self.build(&self.now.to_string(), &keys, &conns))
+    }
+
+    /// Rows of (what, id, tenant, number): 'k' a live key, 'c' a
+    /// connection and its version, 'h' the chain's head (hash, seq).
+    fn build(&self, now: &str, keys: &str, conns: &str) -> String {
         let mut parts = Vec::new();
-        if !wanted.is_empty() {
+        if self.binds_time() {
             parts.push(format!(
                 "SELECT 'k', id, '', CAST(0 AS BIGINT) FROM api_keys WHERE revoked_at IS NULL \
-                 AND (expires_at IS NULL OR expires_at > $1) AND id IN ({})",
-                rows::marks(2, key_ids.len())
+                 AND (expires_at IS NULL OR expires_at > {now}) AND id IN ({keys})"
             ));
             parts.push(format!(
-                "SELECT 'c', id, tenant, version FROM connections WHERE id IN ({})",
-                rows::marks(2 + key_ids.len(), conn_ids.len())
+                "SELECT 'c', id, tenant, version FROM connections WHERE id IN ({conns})"
             ));
         }
         parts.push(format!(
             "SELECT 'h', hash, '', seq FROM ({}) head",
             audit::HEAD_SQL
         ));
-        StateQuery {
-            sql: parts.join(" UNION ALL "),
-            now: rekey_core::time::now_ms(),
-            ids: key_ids.into_iter().chain(conn_ids).collect(),
-        }
+        parts.join(" UNION ALL ")
     }
 
     /// Which checks hold, and the head, from the query's rows.
@@ -508,12 +613,13 @@ mod native {
         let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
         let q = StateQuery::new(&checks);
         let rows = {
-            let mut st = tx.prepare_cached(&q.sql).map_err(db)?;
-            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(q.ids.len() + 1);
+            let mut st = tx.prepare_cached(&q.sql()).map_err(db)?;
+            let ids: Vec<&str> = q.ids().collect();
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(ids.len() + 1);
             if q.binds_time() {
                 params.push(&q.now);
             }
-            for id in &q.ids {
+            for id in &ids {
                 params.push(id);
             }
             let mapped = st
@@ -560,5 +666,56 @@ mod native {
     /// SQLite's message names a table or a constraint, never a value.
     fn db(e: rusqlite::Error) -> Error {
         Error::Unavailable(format!("database error: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(key: &str, conn: &str) -> ReadCheck {
+        ReadCheck {
+            api_key_id: key.into(),
+            tenant: "default".into(),
+            connection_id: conn.into(),
+            connection_version: 1,
+        }
+    }
+
+    #[test]
+    fn the_state_query_binds_or_writes_the_same_values() {
+        let a = check("key_0a", "con_1b");
+        let b = check("key_0a", "con_2c");
+        let checks = [Some(&a), None, Some(&b)];
+        let q = StateQuery::new(&checks);
+        assert_eq!(q.ids().collect::<Vec<_>>(), ["key_0a", "con_1b", "con_2c"]);
+        assert!(q.sql().contains("id IN ($2) UNION ALL") && q.sql().contains("IN ($3, $4)"));
+        let lit = q.literal_sql().expect("plain ids are written in");
+        assert!(lit.contains(&format!("expires_at > {})", q.now)));
+        assert!(lit.contains("id IN ('con_1b', 'con_2c')"));
+        assert!(!lit.contains('$'));
+        // Only the head when nothing is checked.
+        let none = StateQuery::new(&[None]);
+        assert!(!none.binds_time());
+        assert_eq!(none.literal_sql(), Some(none.sql()));
+    }
+
+    #[test]
+    fn an_id_that_is_not_plain_is_never_written_into_sql() {
+        for bad in [
+            "con_1'; DROP TABLE audit_log; --",
+            "con_\\",
+            "",
+            "con 1",
+            "ключ",
+        ] {
+            let c = check("key_0a", bad);
+            let q = StateQuery::new(&[Some(&c)]);
+            assert_eq!(q.literal_sql(), None, "{bad:?}");
+            let k = check(bad, "con_1b");
+            assert_eq!(StateQuery::new(&[Some(&k)]).literal_sql(), None, "{bad:?}");
+        }
+        let long = check("key_0a", &"a".repeat(65));
+        assert_eq!(StateQuery::new(&[Some(&long)]).literal_sql(), None);
     }
 }
