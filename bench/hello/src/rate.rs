@@ -10,6 +10,9 @@
 //! Usage: `bench-rate URL RATE SECONDS CONNECTIONS [BEARER_TOKEN]`. Prints
 //! one line of `key=value` pairs: the rate asked and achieved, answers
 //! (2xx and other), transport errors, and p50/p90/p99/p99.9/max in ms.
+//! With `BENCH_RATE_TIMELINE=FILE`, also writes FILE: per 10 ms of the
+//! run (by due time), the requests due and their worst latency, to see
+//! when the slow ones happen (a stall every 500 ms, every second…).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -52,6 +55,8 @@ fn args() -> Result<Args, String> {
 #[derive(Default)]
 struct Seen {
     latencies: Vec<u64>,
+    /// (due time since start, latency), both in µs.
+    timeline: Vec<(u64, u64)>,
     non_2xx: u64,
     errors: u64,
 }
@@ -109,8 +114,10 @@ async fn connection(a: &Args, k: u64, total: u64, start: Instant) -> Seen {
                 if !ok {
                     seen.non_2xx += 1;
                 }
-                seen.latencies
-                    .push((free_at.duration_since(sent) + held).as_micros() as u64);
+                let latency = (free_at.duration_since(sent) + held).as_micros() as u64;
+                seen.latencies.push(latency);
+                seen.timeline
+                    .push((due.duration_since(start).as_micros() as u64, latency));
             }
             Err(_) => {
                 seen.errors += 1;
@@ -143,6 +150,7 @@ async fn main() -> ExitCode {
     while let Some(r) = tasks.join_next().await {
         if let Ok(s) = r {
             all.latencies.extend(s.latencies);
+            all.timeline.extend(s.timeline);
             all.non_2xx += s.non_2xx;
             all.errors += s.errors;
         }
@@ -170,8 +178,28 @@ async fn main() -> ExitCode {
         pct(0.999),
         pct(1.0),
     );
+    if let Some(file) = std::env::var_os("BENCH_RATE_TIMELINE") {
+        if let Err(e) = std::fs::write(&file, timeline(&all.timeline)) {
+            eprintln!("bench-rate: cannot write {}: {e}", file.to_string_lossy());
+        }
+    }
     if all.errors > 0 || lat.is_empty() {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Per 10 ms bucket of due time: `start_ms requests worst_ms`, one line each.
+fn timeline(points: &[(u64, u64)]) -> String {
+    let mut buckets: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+    for &(due, latency) in points {
+        let b = buckets.entry(due / 10_000).or_default();
+        b.0 += 1;
+        b.1 = b.1.max(latency);
+    }
+    let mut out = String::from("start_ms requests worst_ms\n");
+    for (k, (n, worst)) in buckets {
+        out.push_str(&format!("{} {n} {:.2}\n", k * 10, worst as f64 / 1000.0));
+    }
+    out
 }
