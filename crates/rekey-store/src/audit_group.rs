@@ -275,9 +275,13 @@ async fn write(
         WriterConn::Pooled(pool.acquire().await?)
     };
     let c = conn.insert(fresh);
-    write_on(c, backend, simple, batch)
-        .await
-        .map_err(|(e, _)| e)
+    let written = write_on(c, backend, simple, batch).await;
+    if written.is_err() {
+        // Not kept: a simple-protocol batch leaves it inside the failed
+        // transaction, and dropping it is what ends that.
+        *conn = None;
+    }
+    written.map_err(|(e, _)| e)
 }
 
 /// One batch in one transaction on `c`. The error says whether `COMMIT`
