@@ -543,7 +543,7 @@ mod native {
     use super::{answer, Pending, ReadCheck, StateQuery, MAX_BATCH};
     use crate::audit;
     use rekey_core::Error;
-    use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+    use rusqlite::{Connection, TransactionBehavior};
     use sqlx::AnyPool;
     use std::path::{Path, PathBuf};
     use std::sync::{Arc, LazyLock};
@@ -588,16 +588,6 @@ mod native {
         }
     }
 
-    fn open(path: &Path) -> rusqlite::Result<Connection> {
-        let c = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // As the pool's connections (the WAL mode is the file's already).
-        c.execute_batch(crate::SQLITE_PRAGMAS)?;
-        Ok(c)
-    }
-
     fn write(
         path: &Path,
         conn: &mut Option<Connection>,
@@ -609,7 +599,7 @@ mod native {
         let _guard = lock.blocking_lock();
         let c = match conn {
             Some(c) => c,
-            None => conn.insert(open(path).map_err(db)?),
+            None => conn.insert(crate::open_rusqlite(path).map_err(db)?),
         };
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)

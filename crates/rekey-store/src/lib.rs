@@ -23,6 +23,7 @@ mod rows;
 pub use rows::{Due, Leased};
 pub mod secrets;
 pub mod users;
+mod wal;
 pub mod webhooks;
 
 pub use audit_group::{AuditCommit, ReadCheck};
@@ -57,6 +58,8 @@ pub struct Store {
     /// The SQLite database's file (None on PostgreSQL or in memory): the
     /// audit group writer opens its own connection to it.
     sqlite_file: Option<Arc<std::path::PathBuf>>,
+    /// SQLite file: the thread that checkpoints its write-ahead log.
+    checkpointer: Option<Arc<wal::Checkpointer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -101,6 +104,19 @@ impl WriteTx {
 /// own (`audit_group`), so that both write alike.
 pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
      PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
+
+/// A connection of rusqlite's to the SQLite file at `path`, set up as the
+/// pool's (the WAL mode is the file's already): for the threads that work
+/// without a round trip to a driver thread per statement.
+pub(crate) fn open_rusqlite(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let c = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.execute_batch(SQLITE_PRAGMAS)?;
+    Ok(c)
+}
 
 /// The file a `sqlite:` URL names, or None for an in-memory database
 /// (which a second connection would not see).
@@ -171,12 +187,24 @@ impl Store {
                 Backend::Sqlite => sqlite_file(url).map(Arc::new),
                 Backend::Postgres => None,
             },
+            checkpointer: None,
         };
         store.migrate().await?;
-        if backend == Backend::Sqlite {
-            tokio::spawn(checkpoint_wal(store.pool.clone()));
+        // An in-memory database has no write-ahead log.
+        let Some(file) = store.sqlite_file.clone() else {
+            return Ok(store);
+        };
+        match wal::Checkpointer::start(file.to_path_buf()) {
+            Ok(c) => Ok(Store {
+                checkpointer: Some(Arc::new(c)),
+                ..store
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint: no thread of its own; checkpointing from a task");
+                tokio::spawn(checkpoint_wal(store.pool.clone()));
+                Ok(store)
+            }
         }
-        Ok(store)
     }
 
     /// Whether the PostgreSQL database at `url` already holds rekey's
@@ -334,13 +362,17 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.stop().await;
+        }
         self.pool.close().await;
     }
 }
 
-/// SQLite: copy the write-ahead log into the database twice a second, on
-/// a connection of its own (`PASSIVE`: it waits for no reader or writer),
-/// until the pool closes; closing checkpoints what is left.
+/// SQLite, when no thread can be had for [`wal::Checkpointer`]: copy the
+/// write-ahead log into the database twice a second on a pool connection
+/// (`PASSIVE`: it waits for no reader or writer), until the pool closes;
+/// closing checkpoints what is left.
 async fn checkpoint_wal(pool: AnyPool) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -887,6 +887,51 @@ async fn a_claim_with_nothing_due_takes_no_write_lock() {
     );
 }
 
+/// SQLite: the log is copied into the database file by the store's own
+/// checkpoint thread while the store is open (SQLite's automatic
+/// checkpoint is off, so nothing else grows the file), and every entry is
+/// there after close and reopen.
+#[tokio::test]
+async fn the_wal_is_checkpointed_while_the_store_is_open() {
+    let (t, store) = TestDb::open(Db::Sqlite).await;
+    let db = t.dir.path().join("rekey.db");
+    let wal = t.dir.path().join("rekey.db-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    // Let any checkpoint of the migrations land first.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let before = size(&db);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..2_000 {
+        let s = store.clone();
+        tasks.spawn(async move { s.append_audit(audit_entry(n)).await.unwrap() });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert!(size(&wal) > 0, "the entries went to the log");
+    let mut grown = false;
+    for _ in 0..200 {
+        if size(&db) > before + 100_000 {
+            grown = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        grown,
+        "no checkpoint copied the log into {db:?} within 10 s"
+    );
+    store.close().await;
+    // Nothing was lost on the way.
+    let reopened = Store::connect(&t.url).await.unwrap();
+    let mut c = reopened.read().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(n, 2_000);
+}
+
 fn audit_entry(n: usize) -> rekey_core::audit::AuditEntry {
     rekey_core::audit::AuditEntry {
         seq: 0,

@@ -1,0 +1,120 @@
+//! SQLite: copying the write-ahead log into the database file
+//! (checkpointing) twice a second, and syncing the log to disk twenty
+//! times a second, on a thread of its own.
+//!
+//! Why the frequent sync: with `synchronous = NORMAL` a commit only writes
+//! the log, and the checkpoint is what syncs it — everything written since
+//! the last one (tens of megabytes at 15,000 audited reads a second, as
+//! each commit rewrites whole pages). While that sync ran, the audit
+//! writer's next appends waited on the filesystem, 10 to 40 ms, and those
+//! stalls were most of the credential fetch's p99 at half of its peak
+//! rate; syncing the log every 50 ms leaves the checkpoint little to sync
+//! and turns one long stall into short ones (docs/PERFORMANCE.md,
+//! 2026-12-06 evening). It adds syncs, never removes one: durability is
+//! as before. `PASSIVE` waits for no reader or writer. SQLite's automatic
+//! checkpoint is off (`SQLITE_PRAGMAS`): it would run inside whichever
+//! commit crossed its threshold, the audit writer's most often.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// How often the log is synced.
+const SYNC_EVERY: Duration = Duration::from_millis(50);
+/// A checkpoint every this many syncs: twice a second.
+const CHECKPOINT_EVERY: u32 = 10;
+
+/// The checkpoint thread. It stops when told to ([`Checkpointer::stop`])
+/// or when this handle is dropped (the last clone of its store).
+pub(crate) struct Checkpointer {
+    stop: mpsc::Sender<()>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    /// Start checkpointing the SQLite file at `path`; an error when no
+    /// thread can be had.
+    pub(crate) fn start(path: PathBuf) -> std::io::Result<Checkpointer> {
+        let (stop, stopped) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("rekey-checkpoint".into())
+            .spawn(move || run(&path, &stopped))?;
+        Ok(Checkpointer {
+            stop,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stop the thread and wait for it (at most one checkpoint's time), so
+    /// that its connection is closed before the caller closes the pool
+    /// (the pool's last connection then checkpoints what is left and
+    /// removes the log, as SQLite does when its last connection closes).
+    pub(crate) async fn stop(&self) {
+        let _ = self.stop.send(());
+        let thread = match self.thread.lock() {
+            Ok(mut t) => t.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>) {
+    let wal = {
+        let mut p = path.as_os_str().to_owned();
+        p.push("-wal");
+        PathBuf::from(p)
+    };
+    let mut conn: Option<Connection> = None;
+    let mut log: Option<std::fs::File> = None;
+    let mut tick: u32 = 0;
+    loop {
+        tick = tick.wrapping_add(1);
+        match stopped.recv_timeout(SYNC_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {}
+            // Told to stop, or every handle is gone.
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if tick.is_multiple_of(CHECKPOINT_EVERY) {
+            checkpoint(path, &mut conn);
+            // Opened afresh after each checkpoint: the log file is only
+            // ever removed when the last connection closes, but a file
+            // handle kept forever would outlive a replaced file.
+            log = None;
+        }
+        if log.is_none() {
+            // Absent before the first write: nothing to sync yet.
+            log = std::fs::File::open(&wal).ok();
+        }
+        if let Some(f) = &log {
+            if let Err(e) = f.sync_data() {
+                tracing::debug!(error = %e, "WAL sync failed; tried again");
+                log = None;
+            }
+        }
+    }
+}
+
+/// One `PASSIVE` checkpoint on `conn`, opened first when None; an error
+/// leaves it None, to be opened afresh next time.
+fn checkpoint(path: &std::path::Path, conn: &mut Option<Connection>) {
+    let c = match conn.take() {
+        Some(c) => c,
+        None => match crate::open_rusqlite(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint: cannot open the database; tried again");
+                return;
+            }
+        },
+    };
+    // Its row (busy, log frames, frames checkpointed) is not needed.
+    match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        Ok(()) => *conn = Some(c),
+        Err(e) => tracing::debug!(error = %e, "WAL checkpoint failed; tried again"),
+    }
+}
