@@ -56,6 +56,16 @@ struct Pending {
     done: oneshot::Sender<Result<bool, String>>,
 }
 
+/// The entries of `batch` whose check holds, in order.
+fn held(batch: &[Pending], holds: &[bool]) -> Vec<AuditEntry> {
+    batch
+        .iter()
+        .zip(holds)
+        .filter(|(_, h)| **h)
+        .map(|(p, _)| p.entry.clone())
+        .collect()
+}
+
 pub(crate) struct GroupWriter {
     queue: mpsc::Sender<Pending>,
 }
@@ -343,13 +353,7 @@ async fn write_pg_simple(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| before(e.into()))?;
     let (holds, head) = q.interpret(checks, rows);
-    let entries = batch
-        .iter()
-        .zip(&holds)
-        .filter(|(_, h)| **h)
-        .map(|(p, _)| p.entry.clone())
-        .collect();
-    audit::append_after(c, head, entries)
+    audit::append_after(c, head, held(batch, &holds))
         .await
         .map_err(before)?;
     simple_query(c, "COMMIT".into())
@@ -540,7 +544,7 @@ impl<'a> StateQuery<'a> {
 /// hundred microseconds of waiting, and the batch cycle is what every
 /// queued fetch waits for.
 mod native {
-    use super::{answer, Pending, ReadCheck, StateQuery, MAX_BATCH};
+    use super::{answer, held, Pending, ReadCheck, StateQuery, MAX_BATCH};
     use crate::audit;
     use rekey_core::Error;
     use rusqlite::{Connection, TransactionBehavior};
@@ -624,12 +628,7 @@ mod native {
             mapped.collect::<Result<Vec<_>, _>>().map_err(db)?
         };
         let (holds, head) = q.interpret(&checks, rows);
-        let entries = batch
-            .iter()
-            .zip(&holds)
-            .filter(|(_, h)| **h)
-            .map(|(p, _)| p.entry.clone())
-            .collect();
+        let entries = held(batch, &holds);
         {
             let mut st = tx.prepare_cached(&INSERT).map_err(db)?;
             for ce in audit::chain(head, entries) {
