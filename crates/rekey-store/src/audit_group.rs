@@ -417,6 +417,9 @@ async fn batch_state(
     Ok(q.interpret(checks, query.fetch_all(&mut *c).await?))
 }
 
+/// PostgreSQL's clock as the statement runs, in Unix milliseconds.
+const PG_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
 /// The batch's state query: the live keys and the connections' versions
 /// the checks ask about, and the chain's head. Bound, its parameters are
 /// the time (when any check is asked for) then [`StateQuery::ids`], in
@@ -462,7 +465,11 @@ impl<'a> StateQuery<'a> {
     /// the lock but takes no parameters. None when an id is not plain
     /// ASCII letters, digits and `_` — ids the store made (`con_…`,
     /// `key_…`) always are — so nothing that could end a literal is ever
-    /// written into SQL; the caller then binds them instead.
+    /// written into SQL; the caller then binds them instead. The time is
+    /// the server's clock when the statement runs, after the lock it
+    /// follows: a key that expired while the batch waited for the lock
+    /// (held by a revocation, say) no longer counts as live, as with the
+    /// bound query, whose time is taken after the lock.
     fn literal_sql(&self) -> Option<String> {
         fn quote(ids: &[&str]) -> Option<String> {
             let plain = |id: &&str| {
@@ -476,7 +483,7 @@ impl<'a> StateQuery<'a> {
                 .map(|v| v.join(", "))
         }
         let (keys, conns) = (quote(&self.key_ids)?, quote(&self.conn_ids)?);
-        Some(self.build(&self.now.to_string(), &keys, &conns))
+        Some(self.build(PG_NOW_MS, &keys, &conns))
     }
 
     /// Rows of (what, id, tenant, number): 'k' a live key, 'c' a
@@ -684,7 +691,7 @@ mod tests {
         assert_eq!(q.ids().collect::<Vec<_>>(), ["key_0a", "con_1b", "con_2c"]);
         assert!(q.sql().contains("id IN ($2) UNION ALL") && q.sql().contains("IN ($3, $4)"));
         let lit = q.literal_sql().expect("plain ids are written in");
-        assert!(lit.contains(&format!("expires_at > {})", q.now)));
+        assert!(lit.contains(&format!("expires_at > {PG_NOW_MS})")));
         assert!(lit.contains("id IN ('con_1b', 'con_2c')"));
         assert!(!lit.contains('$'));
         // Only the head when nothing is checked.

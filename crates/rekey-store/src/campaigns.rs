@@ -362,8 +362,6 @@ pub async fn held(
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-/// Claim up to `limit` unfinished items of running campaigns that are due
-/// and not leased by a live worker: `(tenant, item id)`.
 /// Unfinished items of running campaigns whose step is due.
 pub const DUE: Due = Due::new(
     "campaign_items",
@@ -371,6 +369,8 @@ pub const DUE: Due = Due::new(
      (SELECT id FROM campaigns WHERE state = 'running')",
 );
 
+/// Claim up to `limit` unfinished items of running campaigns that are due
+/// and not leased by a live worker: `(tenant, item id)`.
 pub async fn claim_due(
     c: &mut AnyConnection,
     backend: crate::Backend,
@@ -527,10 +527,10 @@ pub async fn insert_mail(c: &mut AnyConnection, m: &MailRow) -> Result<(), Error
     Ok(())
 }
 
-/// Lease due pending messages to `owner`: (tenant, id) of each.
 /// Campaign mail waiting to go out.
 pub const MAIL_DUE: Due = Due::new("campaign_mail", "state = 'pending' AND due_at <= $1");
 
+/// Lease due pending messages to `owner`: (tenant, id) of each.
 pub async fn claim_mail(
     c: &mut AnyConnection,
     backend: crate::Backend,

@@ -154,14 +154,14 @@ pub async fn for_connection(
     .await?)
 }
 
-/// Claim up to `limit` revocations whose verification is due and not
-/// leased by a live worker: `(tenant, id)`.
 /// Revocations whose verification is due.
 pub const DUE: crate::Due = crate::Due::new(
     "revocations",
     "verify_due_at IS NOT NULL AND verify_due_at <= $1",
 );
 
+/// Claim up to `limit` revocations whose verification is due and not
+/// leased by a live worker: `(tenant, id)`.
 pub async fn claim_due(
     c: &mut AnyConnection,
     backend: crate::Backend,

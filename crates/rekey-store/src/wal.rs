@@ -47,7 +47,7 @@ impl Checkpointer {
         })
     }
 
-    /// Stop the thread and wait for it (at most one checkpoint's time), so
+    /// Stop the thread and wait for it (for the work of one tick), so
     /// that its connection is closed before the caller closes the pool
     /// (the pool's last connection then checkpoints what is left and
     /// removes the log, as SQLite does when its last connection closes).
@@ -64,13 +64,17 @@ impl Checkpointer {
 }
 
 fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>) {
+    // SQLite names the log after the database's real path (symbolic links
+    // resolved), so this thread syncs the file SQLite writes.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let wal = {
-        let mut p = path.as_os_str().to_owned();
+        let mut p = real.as_os_str().to_owned();
         p.push("-wal");
         PathBuf::from(p)
     };
     let mut conn: Option<Connection> = None;
     let mut log: Option<std::fs::File> = None;
+    let mut failures: u32 = 0;
     let mut tick: u32 = 0;
     loop {
         tick = tick.wrapping_add(1);
@@ -80,7 +84,20 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         if tick.is_multiple_of(CHECKPOINT_EVERY) {
-            checkpoint(path, &mut conn);
+            match checkpoint(path, &mut conn) {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    // Nothing else checkpoints while the store is open,
+                    // so the log grows until this works again: said
+                    // after 5 s of failures, then every 10 minutes.
+                    if failures == 10 || failures.is_multiple_of(1200) {
+                        tracing::warn!(error = %e, failures, "WAL checkpoint failing; the log file grows until it works again");
+                    } else {
+                        tracing::debug!(error = %e, "WAL checkpoint failed; tried again");
+                    }
+                }
+            }
             // Opened afresh after each checkpoint: the log file is only
             // ever removed when the last connection closes, but a file
             // handle kept forever would outlive a replaced file.
@@ -101,20 +118,13 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>) {
 
 /// One `PASSIVE` checkpoint on `conn`, opened first when None; an error
 /// leaves it None, to be opened afresh next time.
-fn checkpoint(path: &std::path::Path, conn: &mut Option<Connection>) {
+fn checkpoint(path: &std::path::Path, conn: &mut Option<Connection>) -> rusqlite::Result<()> {
     let c = match conn.take() {
         Some(c) => c,
-        None => match crate::open_rusqlite(path) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "WAL checkpoint: cannot open the database; tried again");
-                return;
-            }
-        },
+        None => crate::open_rusqlite(path)?,
     };
     // Its row (busy, log frames, frames checkpointed) is not needed.
-    match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        Ok(()) => *conn = Some(c),
-        Err(e) => tracing::debug!(error = %e, "WAL checkpoint failed; tried again"),
-    }
+    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    *conn = Some(c);
+    Ok(())
 }

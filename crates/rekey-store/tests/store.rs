@@ -1175,11 +1175,68 @@ async fn audit_entries_written_only_if_their_check_holds(db: Db) {
     each.close().await;
 }
 
+/// A key that expires while its read's entry waits for the audit lock
+/// (held by a revocation, say) is judged when the lock is had, not when
+/// the entry was queued: the entry is refused.
+async fn a_key_expiring_while_its_entry_waits_is_refused(db: Db) {
+    use rekey_store::ReadCheck;
+    let (_t, store) = TestDb::open(db).await;
+    let now = rekey_core::time::now_ms();
+    let mut tx = store.begin_write().await.unwrap();
+    for id in ["key_next", "key_ending"] {
+        api_keys::insert(tx.conn(), &api_key("t1", id), &format!("hash-{id}"))
+            .await
+            .unwrap();
+    }
+    // Rotated just now, with 400 ms of grace left.
+    assert!(api_keys::mark_rotated(
+        tx.conn(),
+        "t1",
+        "key_ending",
+        "key_next",
+        now,
+        Some(now + 400)
+    )
+    .await
+    .unwrap());
+    tx.commit().await.unwrap();
+    insert(&store, &connection("t1", "conn_1", "{}")).await;
+    let mut blocker = store.begin_write().await.unwrap();
+    if db == Db::Postgres {
+        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+            .execute(blocker.conn())
+            .await
+            .unwrap();
+    }
+    let s = store.clone();
+    let waiting = tokio::spawn(async move {
+        s.append_audit_if(
+            audit_entry(1),
+            Some(ReadCheck {
+                api_key_id: "key_ending".into(),
+                tenant: "t1".into(),
+                connection_id: "conn_1".into(),
+                connection_version: 1,
+            }),
+        )
+        .await
+    });
+    // Well past the key's end before the lock is let go.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    blocker.commit().await.unwrap();
+    assert!(
+        !waiting.await.unwrap().unwrap(),
+        "an entry for a key that expired while it waited was written"
+    );
+    assert!(verified_chain(&store).await.is_empty());
+}
+
 both_backends!(
     audit_group_commit_keeps_the_chain,
     audit_writer_shares_the_chain_with_other_writers,
     audit_group_commit_survives_cancelled_callers,
     audit_entries_written_only_if_their_check_holds,
+    a_key_expiring_while_its_entry_waits_is_refused,
 );
 
 /// `insert_many` writes every row with its labels (more rows than fit one
