@@ -48,9 +48,9 @@ impl Checkpointer {
     }
 
     /// Stop the thread and wait for it (for the work of one tick), so
-    /// that its connection is closed before the caller closes the pool
-    /// (the pool's last connection then checkpoints what is left and
-    /// removes the log, as SQLite does when its last connection closes).
+    /// that its connection is closed when [`crate::Store::close`] returns.
+    /// (The log file itself stays while the audit writer's own connection
+    /// is open; SQLite reads it back at the next open.)
     pub(crate) async fn stop(&self) {
         let _ = self.stop.send(());
         let thread = match self.thread.lock() {

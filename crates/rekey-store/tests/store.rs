@@ -932,6 +932,19 @@ async fn the_wal_is_checkpointed_while_the_store_is_open() {
     assert_eq!(n, 2_000);
 }
 
+/// A write transaction holding the audit log the way another writer
+/// would (on PostgreSQL, its table lock too), until it ends.
+async fn hold_audit_lock(store: &Store, db: Db) -> rekey_store::WriteTx {
+    let mut blocker = store.begin_write().await.unwrap();
+    if db == Db::Postgres {
+        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+            .execute(blocker.conn())
+            .await
+            .unwrap();
+    }
+    blocker
+}
+
 fn audit_entry(n: usize) -> rekey_core::audit::AuditEntry {
     rekey_core::audit::AuditEntry {
         seq: 0,
@@ -971,14 +984,7 @@ async fn audit_group_commit_keeps_the_chain(db: Db) {
     for mode in [AuditCommit::Group, AuditCommit::Each] {
         let (_t, store) = TestDb::open(db).await;
         let store = store.with_audit_commit(mode);
-        // Hold the audit log the way another writer would.
-        let mut blocker = store.begin_write().await.unwrap();
-        if db == Db::Postgres {
-            sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
-                .execute(blocker.conn())
-                .await
-                .unwrap();
-        }
+        let blocker = hold_audit_lock(&store, db).await;
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..120 {
             let s = store.clone();
@@ -1201,13 +1207,7 @@ async fn a_key_expiring_while_its_entry_waits_is_refused(db: Db) {
     .unwrap());
     tx.commit().await.unwrap();
     insert(&store, &connection("t1", "conn_1", "{}")).await;
-    let mut blocker = store.begin_write().await.unwrap();
-    if db == Db::Postgres {
-        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
-            .execute(blocker.conn())
-            .await
-            .unwrap();
-    }
+    let blocker = hold_audit_lock(&store, db).await;
     let s = store.clone();
     let waiting = tokio::spawn(async move {
         s.append_audit_if(
