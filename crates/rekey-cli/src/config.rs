@@ -110,6 +110,12 @@ pub struct ServeArgs {
     /// writer. Health checks use at most half of it.
     #[arg(long, env = "REKEY_DATABASE_POOL_SIZE", value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_pool_size: Option<u32>,
+    /// SQLite: the write-ahead log's size, in MiB, past which writers are
+    /// held off for one short checkpoint so that the log starts over (and
+    /// is cut back to this size). Under constant writes it otherwise grows
+    /// for as long as they last. Smaller: less disk, more frequent waits.
+    #[arg(long, env = "REKEY_SQLITE_WAL_LIMIT_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(4..=65_536))]
+    pub sqlite_wal_limit_mb: u64,
     /// How a credential read's audit entry is committed: `group` (reads
     /// waiting at the same moment share one transaction; each answer still
     /// waits for its entry's commit) or `each` (a transaction per read,
@@ -290,6 +296,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
             per_provider_rate: a.campaign_rate,
         },
         database_pool_size: a.database_pool_size,
+        sqlite_wal_limit: a.sqlite_wal_limit_mb * 1024 * 1024,
         audit_commit: match a.audit_commit.as_str() {
             "each" => rekey_service::AuditCommit::Each,
             _ => rekey_service::AuditCommit::Group,

@@ -131,6 +131,9 @@ pub struct RekeyConfig {
     pub audit_commit: AuditCommit,
     /// The database pool's maximum size (None: the store's default).
     pub database_pool_size: Option<u32>,
+    /// SQLite: the write-ahead log's size limit in bytes
+    /// ([`rekey_store::Store::set_wal_limit`]).
+    pub sqlite_wal_limit: u64,
 }
 
 impl Default for RekeyConfig {
@@ -144,6 +147,7 @@ impl Default for RekeyConfig {
             campaigns: CampaignSettings::default(),
             audit_commit: AuditCommit::default(),
             database_pool_size: None,
+            sqlite_wal_limit: rekey_store::DEFAULT_WAL_LIMIT,
         }
     }
 }

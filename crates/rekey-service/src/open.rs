@@ -217,6 +217,7 @@ impl OpenOptions {
         let store = Store::connect_sized(&url, config.database_pool_size)
             .await?
             .with_audit_commit(config.audit_commit);
+        store.set_wal_limit(config.sqlite_wal_limit);
 
         // Refuse to run with a keyring that cannot read what the database
         // holds (wrong data dir, lost keyring file, wrong master key): writing

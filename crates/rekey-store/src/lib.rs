@@ -24,6 +24,7 @@ pub use rows::{Due, Leased};
 pub mod secrets;
 pub mod users;
 mod wal;
+pub use wal::DEFAULT_WAL_LIMIT;
 pub mod webhooks;
 
 pub use audit_group::{AuditCommit, ReadCheck};
@@ -60,6 +61,9 @@ pub struct Store {
     sqlite_file: Option<Arc<std::path::PathBuf>>,
     /// SQLite file: the thread that checkpoints its write-ahead log.
     checkpointer: Option<Arc<wal::Checkpointer>>,
+    /// The log's size past which that thread finishes a checkpoint under
+    /// the write lock ([`Store::set_wal_limit`]).
+    wal_limit: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -188,13 +192,18 @@ impl Store {
                 Backend::Postgres => None,
             },
             checkpointer: None,
+            wal_limit: Arc::new(std::sync::atomic::AtomicU64::new(wal::DEFAULT_WAL_LIMIT)),
         };
         store.migrate().await?;
         // An in-memory database has no write-ahead log.
         let Some(file) = store.sqlite_file.clone() else {
             return Ok(store);
         };
-        match wal::Checkpointer::start(file.to_path_buf()) {
+        match wal::Checkpointer::start(
+            file.to_path_buf(),
+            store.write_lock.clone(),
+            store.wal_limit.clone(),
+        ) {
             Ok(c) => Ok(Store {
                 checkpointer: Some(Arc::new(c)),
                 ..store
@@ -359,6 +368,17 @@ impl Store {
     pub async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// SQLite: the size of the write-ahead log ([`DEFAULT_WAL_LIMIT`])
+    /// past which the checkpoint thread holds writers off for one pass so
+    /// that the log starts over; under constant writes it otherwise grows
+    /// for as long as they last. The file keeps the size it reached (it is
+    /// written over from its start, not regrown) until the store closes.
+    /// Smaller means less disk and more frequent waits.
+    pub fn set_wal_limit(&self, bytes: u64) {
+        self.wal_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub async fn close(&self) {
