@@ -1303,12 +1303,158 @@ async fn a_key_expiring_while_its_entry_waits_is_refused(db: Db) {
     assert!(verified_chain(&store).await.is_empty());
 }
 
+/// An `audit_log` row, every column, as stored.
+type AuditRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+);
+
+const AUDIT_COLS: &str = "seq, id, at, tenant, actor, action, target, request_id, source, \
+     outcome, details, prev_hash, hash";
+
+async fn audit_rows(c: &mut AnyConnection) -> Vec<AuditRow> {
+    sqlx::query_as(&format!("SELECT {AUDIT_COLS} FROM audit_log ORDER BY seq"))
+        .fetch_all(c)
+        .await
+        .unwrap()
+}
+
+/// Each row's columns written out, to compare (a 13-tuple has no `==`).
+fn shown(rows: &[AuditRow]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {} {:?} {:?} {:?} {} {} {} {}",
+                r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12
+            )
+        })
+        .collect()
+}
+
+/// Migration 0023 (an audit entry in fewer B-trees): a log written before
+/// it is kept entry for entry, its chain still verifies, appends go on
+/// from its head, and the table has the indexes the migration says.
+async fn an_audit_log_from_before_0023_is_kept(db: Db) {
+    // Entries chained by today's store...
+    let (_a, source) = TestDb::open(db).await;
+    for n in 0..40 {
+        source.append_audit(audit_entry(n)).await.unwrap();
+    }
+    let before = audit_rows(&mut source.read().await.unwrap()).await;
+    assert_eq!(before.len(), 40);
+    // ...in a database migrated only up to 0022.
+    let t = TestDb::create(db).await;
+    let dialect = match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    };
+    let old = tempfile::tempdir().unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    for f in std::fs::read_dir(&all).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name().into_string().unwrap();
+        if name.as_str() < "0023" {
+            std::fs::copy(f.path(), old.path().join(&name)).unwrap();
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let mut c = AnyConnection::connect(&t.url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&mut c)
+        .await
+        .unwrap();
+    let marks = (1..=13)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for r in &before {
+        sqlx::query(&format!(
+            "INSERT INTO audit_log ({AUDIT_COLS}) VALUES ({marks})"
+        ))
+        .bind(r.0)
+        .bind(&r.1)
+        .bind(r.2)
+        .bind(&r.3)
+        .bind(&r.4)
+        .bind(&r.5)
+        .bind(&r.6)
+        .bind(&r.7)
+        .bind(&r.8)
+        .bind(&r.9)
+        .bind(&r.10)
+        .bind(&r.11)
+        .bind(&r.12)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    c.close().await.unwrap();
+    // The store opens it and runs 0023.
+    let store = t.store().await;
+    let mut c = store.read().await.unwrap();
+    assert_eq!(
+        shown(&audit_rows(&mut c).await),
+        shown(&before),
+        "every entry kept as it was"
+    );
+    let indexes: i64 = match db {
+        // The rowid is `seq` itself; the tenant and target indexes remain.
+        Db::Sqlite => {
+            let aliased: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE rowid = seq")
+                    .fetch_one(&mut *c)
+                    .await
+                    .unwrap();
+            assert_eq!(aliased, 40);
+            sqlx::query_scalar("SELECT COUNT(*) FROM pragma_index_list('audit_log')")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap()
+        }
+        // The primary key and the tenant and target indexes.
+        Db::Postgres => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'audit_log'")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(indexes, if db == Db::Sqlite { 2 } else { 3 });
+    drop(c);
+    store.append_audit(audit_entry(1_000)).await.unwrap();
+    let ids = verified_chain(&store).await;
+    assert_eq!(ids.len(), 41);
+    assert_eq!(ids[40], "aud_group_1000");
+    // Still append-only.
+    let mut w = store.begin_write().await.unwrap();
+    let refused = sqlx::query("UPDATE audit_log SET outcome = 'x' WHERE seq = 3")
+        .execute(w.conn())
+        .await;
+    assert!(refused.is_err(), "audit_log must refuse UPDATE");
+}
+
 both_backends!(
     audit_group_commit_keeps_the_chain,
     audit_writer_shares_the_chain_with_other_writers,
     audit_group_commit_survives_cancelled_callers,
     audit_entries_written_only_if_their_check_holds,
     a_key_expiring_while_its_entry_waits_is_refused,
+    an_audit_log_from_before_0023_is_kept,
 );
 
 /// `insert_many` writes every row with its labels (more rows than fit one

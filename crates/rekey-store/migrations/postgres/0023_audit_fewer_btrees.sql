@@ -1,0 +1,8 @@
+-- One index less per audit entry (every credential read writes one): `id`
+-- is no longer indexed as unique. Nothing looks an entry up by it, and it
+-- is unique by construction (a time-ordered UUID with 74 random bits, made
+-- by the store); the chain is keyed by `seq`, and each hash covers the id,
+-- so a changed id is still caught by `audit verify`. The SQLite file of the
+-- same number also makes `seq` that table's rowid; here `seq` already is
+-- the primary key.
+ALTER TABLE audit_log DROP CONSTRAINT IF EXISTS audit_log_id_key;
