@@ -111,9 +111,10 @@ pub struct ServeArgs {
     #[arg(long, env = "REKEY_DATABASE_POOL_SIZE", value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_pool_size: Option<u32>,
     /// SQLite: the write-ahead log's size, in MiB, past which writers are
-    /// held off for one short checkpoint so that the log starts over (and
-    /// is cut back to this size). Under constant writes it otherwise grows
-    /// for as long as they last. Smaller: less disk, more frequent waits.
+    /// held off for one short checkpoint so that the log starts over (the
+    /// file then stays at about this size). Under constant writes it
+    /// otherwise grows for as long as they last. Smaller: less disk, more
+    /// frequent waits.
     #[arg(long, env = "REKEY_SQLITE_WAL_LIMIT_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(4..=65_536))]
     pub sqlite_wal_limit_mb: u64,
     /// How a credential read's audit entry is committed: `group` (reads

@@ -237,7 +237,21 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), Error> {
         let res = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
+            Backend::Sqlite => {
+                let before = self.sqlite_migrations_applied().await;
+                let res = sqlx::migrate!("./migrations/sqlite").run(&self.pool).await;
+                if res.is_ok() && self.sqlite_migrations_applied().await != before {
+                    // A migration may rewrite a whole table (0023 rebuilds
+                    // the audit log): copy the log into the database and
+                    // empty it now, or the file would keep that size while
+                    // the server runs (`wal.rs`). Only after an upgrade,
+                    // when nothing else uses the file; best effort.
+                    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .fetch_all(&self.pool)
+                        .await;
+                }
+                res
+            }
             Backend::Postgres => {
                 sqlx::migrate!("./migrations/postgres")
                     .run(&self.pool)
@@ -245,6 +259,15 @@ impl Store {
             }
         };
         res.map_err(|e| Error::internal(format!("migration failed: {e}")))
+    }
+
+    /// SQLite: how many migrations the file records as applied (0 for a
+    /// new file).
+    async fn sqlite_migrations_applied(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(0)
     }
 
     pub fn backend(&self) -> Backend {

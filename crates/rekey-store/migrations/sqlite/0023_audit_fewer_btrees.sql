@@ -5,8 +5,8 @@
 --   was a unique index beside the rowid's own B-tree; as `INTEGER PRIMARY
 --   KEY` it is the table's key.
 -- * `id` is no longer indexed as unique. Nothing looks an entry up by it,
---   and it is unique by construction (a time-ordered UUID with 74 random
---   bits, made by the store); the chain is keyed by `seq`, and each hash
+--   and it is unique by construction (the store makes it: a UUIDv7, which
+--   increases strictly within a process and carries fresh random bits); the chain is keyed by `seq`, and each hash
 --   covers the id, so a changed id is still caught by `audit verify`.
 -- Five B-trees become three. The table is rebuilt once, every row kept as
 -- it was (the hashes cover values, not storage).
