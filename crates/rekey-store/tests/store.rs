@@ -412,11 +412,10 @@ async fn connections_using_matches_the_id_exactly(db: Db) {
     store.close().await;
 }
 
-/// Run the migrations before `0007` on a fresh database, write connections
-/// the old way (the integration only in the JSON), then open the store,
-/// which runs the rest: the column is backfilled.
-async fn migration_backfills_integration_id(db: Db) {
-    let t = TestDb::create(db).await;
+/// A connection to `t`'s fresh database with only the migrations whose
+/// file names sort before `first_left_out` run (there must be `count`);
+/// opening a store on it then runs the rest, as an upgrade would.
+async fn migrated_before(t: &TestDb, db: Db, first_left_out: &str, count: usize) -> AnyConnection {
     let dialect = match db {
         Db::Sqlite => "sqlite",
         Db::Postgres => "postgres",
@@ -430,12 +429,12 @@ async fn migration_backfills_integration_id(db: Db) {
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().into_string().unwrap();
-        if name.as_str() < "0007" {
+        if name.as_str() < first_left_out {
             std::fs::copy(e.path(), old.join(&name)).unwrap();
             copied += 1;
         }
     }
-    assert_eq!(copied, 6);
+    assert_eq!(copied, count);
     sqlx::any::install_default_drivers();
     let mut c = AnyConnection::connect(&t.url).await.unwrap();
     sqlx::migrate::Migrator::new(old.as_path())
@@ -444,6 +443,15 @@ async fn migration_backfills_integration_id(db: Db) {
         .run_direct(&mut c)
         .await
         .unwrap();
+    c
+}
+
+/// Run the migrations before `0007` on a fresh database, write connections
+/// the old way (the integration only in the JSON), then open the store,
+/// which runs the rest: the column is backfilled.
+async fn migration_backfills_integration_id(db: Db) {
+    let t = TestDb::create(db).await;
+    let mut c = migrated_before(&t, db, "0007", 6).await;
     let rows = [
         (
             "con_1",
@@ -1359,29 +1367,7 @@ async fn an_audit_log_from_before_0023_is_kept(db: Db) {
     assert_eq!(before.len(), 40);
     // ...in a database migrated only up to 0022.
     let t = TestDb::create(db).await;
-    let dialect = match db {
-        Db::Sqlite => "sqlite",
-        Db::Postgres => "postgres",
-    };
-    let old = tempfile::tempdir().unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(dialect);
-    for f in std::fs::read_dir(&all).unwrap() {
-        let f = f.unwrap();
-        let name = f.file_name().into_string().unwrap();
-        if name.as_str() < "0023" {
-            std::fs::copy(f.path(), old.path().join(&name)).unwrap();
-        }
-    }
-    sqlx::any::install_default_drivers();
-    let mut c = AnyConnection::connect(&t.url).await.unwrap();
-    sqlx::migrate::Migrator::new(old.path())
-        .await
-        .unwrap()
-        .run(&mut c)
-        .await
-        .unwrap();
+    let mut c = migrated_before(&t, db, "0023", 22).await;
     let marks = (1..=13)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
