@@ -131,8 +131,8 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
                     failures = 0;
                     if hold_off > 0 {
                         hold_off -= 1;
-                    } else if over {
-                        let Some(guard) = lock_or_stop(&waiter, lock, stopped) else {
+                    } else if let (true, Some(rt)) = (over, &waiter) {
+                        let Some(guard) = lock_or_stop(rt, lock, stopped) else {
                             return;
                         };
                         let finished = conn.as_ref().map(passive);
@@ -206,14 +206,12 @@ fn checkpoint(
 
 /// The store's write lock, waited for in its queue (as fairly as every
 /// other writer), or None when told to stop meanwhile (so that closing a
-/// store never waits on a writer that holds the lock), or when there is
-/// no runtime to wait with.
+/// store never waits on a writer that holds the lock).
 fn lock_or_stop<'a>(
-    waiter: &Option<tokio::runtime::Runtime>,
+    rt: &tokio::runtime::Runtime,
     lock: &'a Mutex<()>,
     stopped: &mpsc::Receiver<()>,
 ) -> Option<tokio::sync::MutexGuard<'a, ()>> {
-    let rt = waiter.as_ref()?;
     rt.block_on(async {
         tokio::select! {
             guard = lock.lock() => Some(guard),
