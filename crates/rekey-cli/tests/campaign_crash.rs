@@ -6,8 +6,8 @@
 //! `auth.revoke` is counted at the fixture, the PostgreSQL role was
 //! rotated once (the old password refused, the new one working), the
 //! owner's link is the one the campaign lists, the disabled connection is
-//! disabled. Every point on SQLite; one on PostgreSQL, where another
-//! process takes the crashed one's work over.
+//! disabled. Every point on SQLite; two on PostgreSQL, where another
+//! process takes the crashed one's work over after its lease lapses.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -39,6 +39,15 @@ async fn a_campaign_resumes_after_a_crash_at_each_side_effect() {
 #[tokio::test]
 async fn a_campaign_resumes_on_a_postgres_store_after_a_crash() {
     crash_at(Db::Postgres, "campaign_revoked").await;
+}
+
+/// On PostgreSQL the item's lease outlives the rotation: the restarted
+/// process finishes the rotation the crashed one started long before the
+/// item may be taken up again, and the step must then adopt that finished
+/// rotation rather than start a second one.
+#[tokio::test]
+async fn a_rotation_started_before_a_crash_is_adopted_once_it_finished() {
+    crash_at(Db::Postgres, "campaign_rotation_started").await;
 }
 
 async fn serve(env: &Env, key: &str, fault: Option<&str>) -> (common::Server, Client) {

@@ -160,6 +160,25 @@ pub async fn running_for(
     .await?)
 }
 
+/// The newest rotation of the connection that `requested_by` asked for,
+/// finished or not.
+pub async fn latest_requested_by(
+    c: &mut AnyConnection,
+    tenant: &str,
+    connection_id: &str,
+    requested_by: &str,
+) -> Result<Option<RotationRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM rotations WHERE tenant = $1 AND connection_id = $2 \
+         AND requested_by = $3 ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(tenant)
+    .bind(connection_id)
+    .bind(requested_by)
+    .fetch_optional(c)
+    .await?)
+}
+
 /// A page of `tenant`'s rotations, newest first (ids are time-ordered),
 /// optionally of one connection, after the id `before`.
 pub async fn list(

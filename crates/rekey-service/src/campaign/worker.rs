@@ -499,11 +499,28 @@ impl Rekey {
         item: &mut ItemRow,
     ) -> Result<Act, Error> {
         let Some(rid) = item.rotation_id.clone() else {
-            let running = {
+            // A crash between starting the rotation and writing its id
+            // down leaves it unrecorded, and by the time the item's lease
+            // lapses it may have finished: the one this campaign asked for
+            // (a plan holds a connection once) is adopted whatever its
+            // state; else a rotation someone else runs is waited on.
+            let adopt = {
                 let mut db = self.store().read().await?;
-                rotations::running_for(&mut db, &item.tenant, &item.connection_id).await?
+                match rotations::latest_requested_by(
+                    &mut db,
+                    &item.tenant,
+                    &item.connection_id,
+                    &ctx.actor,
+                )
+                .await?
+                {
+                    Some(r) => Some(r),
+                    None => {
+                        rotations::running_for(&mut db, &item.tenant, &item.connection_id).await?
+                    }
+                }
             };
-            if let Some(r) = running {
+            if let Some(r) = adopt {
                 item.rotation_id = Some(r.id);
                 return Ok(Act::Recorded);
             }
