@@ -144,6 +144,7 @@ both_backends!(
     custom_oauth2_is_checked_at_identity_url,
     connections_filtered_by_integration,
     a_live_grant_stays_an_alarm,
+    an_edit_during_a_refresh_keeps_the_rotated_token,
 );
 
 /// "Rotate the app's secret, then reauthorize every connection using it":
@@ -394,6 +395,71 @@ async fn concurrent_fetches_make_one_refresh(db: Db) {
     );
     tokens.dedup();
     assert_eq!(tokens.len(), 1, "everyone got the refreshed token");
+    e.s.stop().await;
+}
+
+/// A provider that rotates refresh tokens has made the stored one dead by
+/// the time it answers: the new one must be kept even when the connection
+/// was edited while the provider was answering (on SQLite the refresh
+/// holds no lock across the call, and the edit moves the row's version).
+async fn an_edit_during_a_refresh_keeps_the_rotated_token(db: Db) {
+    let e = setup(db).await;
+    let (status, page) = e.connect(json!({})).await;
+    assert_eq!(status, 200, "{page}");
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.fx.with(|s| s.token_delay_ms = 1500);
+    let before = e.fx.token_requests();
+    let path = format!("/api/v1/connections/{id}/refresh");
+    let refresh = {
+        let (http, key, url) = (
+            e.s.http.clone(),
+            e.s.admin_key.clone(),
+            format!("{}{path}", e.s.base),
+        );
+        tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(key).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        })
+    };
+    // The edit lands while the provider is answering (on PostgreSQL it
+    // waits for the refresh's row lock instead).
+    while e.fx.token_requests() == before {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r =
+        e.s.patch_admin(
+            &format!("/api/v1/connections/{id}"),
+            json!({"display_name": "renamed during refresh"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (st, text) = refresh.await.unwrap();
+    assert_eq!(st, 200, "{text}");
+    e.fx.with(|s| s.token_delay_ms = 0);
+    let c =
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
+            .await
+            .ok_json();
+    assert_eq!(c["display_name"], "renamed during refresh", "{c}");
+    assert_eq!(c["status"], "active", "{c}");
+    // The refresh token the provider rotated to is the one stored: the
+    // next refresh works (the one before it is dead at the provider).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = e.s.act(&path).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the rotated refresh token was lost: {}",
+        r.text
+    );
+    let (st, cr) = e.creds(&id).await;
+    assert_eq!(st, 200, "{cr}");
+    assert!(e
+        .fx
+        .access_valid(cr["credentials"]["access_token"].as_str().unwrap()));
     e.s.stop().await;
 }
 

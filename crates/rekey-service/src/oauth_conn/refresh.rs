@@ -277,31 +277,40 @@ impl Rekey {
         }
         meta.has_refresh_token = Some(fresh.contains_key("refresh_token"));
         meta.last_refreshed_at = Some(now);
-        let mut r = row.clone();
-        let from = r.status;
-        let recovered = matches!(
-            from,
-            Status::Degraded | Status::Pending | Status::NeedsReauth
-        ) && from.can_transition(Status::Active);
-        if recovered {
-            r.status = Status::Active;
-        }
-        let failures = row.consecutive_failures;
-        r.last_error = None;
-        r.last_ok_at = Some(now);
-        r.consecutive_failures = 0;
-        r.first_failed_at = None;
-        r.credential_meta = meta.to_column();
-        r.expires_at = access_expiry(&tokens, now);
-        r.credential_version += 1;
-        r.version += 1;
-        r.updated_at = now;
-        if !conns::update(tx.conn(), &r, row.version).await? {
-            return Err(Error::conflict(
-                ErrorCode::VersionConflict,
-                format!("connection {} changed during refresh", row.id),
-            ));
-        }
+        let meta = meta.to_column();
+        let expires_at = access_expiry(&tokens, now);
+        let mut base = row.clone();
+        let (r, from, recovered) = loop {
+            let (r, from, recovered) = refreshed(&base, &meta, expires_at, now);
+            if conns::update(tx.conn(), &r, base.version).await? {
+                break (r, from, recovered);
+            }
+            // The row moved while the provider answered (on SQLite nothing
+            // is locked across the call: a health check, a rename). The
+            // tokens are issued and, where the provider rotates refresh
+            // tokens, the stored one is already dead: they are kept on the
+            // row as it is now, so long as its credential is the one that
+            // was refreshed and it is still in service. Under the write
+            // lock the row cannot move again, so this runs at most twice.
+            let current = conns::get(tx.conn(), &row.tenant, &row.id).await?;
+            match current {
+                Some(cur)
+                    if base.version == row.version
+                        && cur.credential_version == row.credential_version
+                        && cur.credential_meta == row.credential_meta
+                        && !cur.status.is_out_of_service() =>
+                {
+                    base = cur;
+                }
+                _ => {
+                    return Err(Error::conflict(
+                        ErrorCode::VersionConflict,
+                        format!("connection {} changed during refresh", row.id),
+                    ))
+                }
+            }
+        };
+        let failures = base.consecutive_failures;
         // Access token and rotated refresh token land in the same transaction.
         self.write_secrets(tx, &r, &fresh).await?;
         record_ok(tx, ctx, AuditAction::ConnectionRefreshed, &row.id, json!({
@@ -394,4 +403,35 @@ impl Rekey {
         let (row, _) = self.fresh_oauth(ctx, &id, true).await?;
         Ok(row.into())
     }
+}
+
+/// `base` with a refresh's outcome applied: the new material's metadata
+/// and expiry, a new credential version, the failures cleared and a
+/// connection that was failing back to active; the status it had, and
+/// whether it recovered.
+fn refreshed(
+    base: &ConnectionRow,
+    meta: &str,
+    expires_at: Option<i64>,
+    now: i64,
+) -> (ConnectionRow, Status, bool) {
+    let mut r = base.clone();
+    let from = r.status;
+    let recovered = matches!(
+        from,
+        Status::Degraded | Status::Pending | Status::NeedsReauth
+    ) && from.can_transition(Status::Active);
+    if recovered {
+        r.status = Status::Active;
+    }
+    r.last_error = None;
+    r.last_ok_at = Some(now);
+    r.consecutive_failures = 0;
+    r.first_failed_at = None;
+    r.credential_meta = meta.to_string();
+    r.expires_at = expires_at;
+    r.credential_version += 1;
+    r.version += 1;
+    r.updated_at = now;
+    (r, from, recovered)
 }
