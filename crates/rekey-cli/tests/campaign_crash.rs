@@ -50,6 +50,54 @@ async fn a_rotation_started_before_a_crash_is_adopted_once_it_finished() {
     crash_at(Db::Postgres, "campaign_rotation_started").await;
 }
 
+/// A crash after the last item is written but before the campaign is
+/// completed leaves nothing to claim: the restarted process completes it
+/// on an idle pass (with its audit entry), instead of leaving it running.
+#[tokio::test]
+async fn a_campaign_whose_items_all_finished_before_a_crash_completes() {
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let (mut server, c) = serve(&env, &key, Some("campaign_items_all_finished")).await;
+    let tag = format!("done-{}", short_unique());
+    let off = c
+        .create_connection(
+            &serde_json::from_value(json!({"provider": "custom-rest", "kind": "api_key",
+            "display_name": "off", "tags": [tag], "credentials": {"key": "off-1"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let actions = [(off.clone(), vec!["disable".to_string()])]
+        .into_iter()
+        .collect();
+    let id = common::start_campaign(&c, "crash before completion", &tag, actions).await;
+    let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the fault did not stop the server: {}", server.logs()))
+        .unwrap();
+    assert!(!status.success(), "aborted, not exited");
+
+    let (server, c) = serve(&env, &key, None).await;
+    let v = c.get_campaign(&id).await.unwrap();
+    assert_eq!(
+        v.state, "running",
+        "the crash came before completion: {v:?}"
+    );
+    assert_eq!(v.counts.get("done"), Some(&1), "{v:?}");
+    let mut state = v.state;
+    for _ in 0..300 {
+        state = c.get_campaign(&id).await.unwrap().state;
+        if state == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "completed", "{}", server.logs());
+    assert_eq!(c.get_connection(&off).await.unwrap().status, "disabled");
+    server.stop().await;
+}
+
 async fn serve(env: &Env, key: &str, fault: Option<&str>) -> (common::Server, Client) {
     let mut cmd = env.serve_command(&["--worker-tick-ms", "100"], None);
     if let Some(p) = fault {

@@ -194,6 +194,9 @@ struct Inner {
     campaign_settings: RwLock<CampaignSettings>,
     /// How long a rotation lease lasts (renewed while a step runs).
     rotation_lease_ms: std::sync::atomic::AtomicI64,
+    /// When an idle campaign pass last looked for campaigns left running
+    /// with every item finished (ms; 0: not yet).
+    campaigns_swept_at: std::sync::atomic::AtomicI64,
     /// Set once the process is stopping: background passes start no new
     /// work (a health pass's queued checks go back, due now).
     stopping: tokio::sync::watch::Sender<bool>,
@@ -258,6 +261,7 @@ impl Rekey {
                     .transpose()?,
                 campaign_settings: RwLock::new(config.campaigns),
                 rotation_lease_ms: std::sync::atomic::AtomicI64::new(rotation::LEASE_MS),
+                campaigns_swept_at: std::sync::atomic::AtomicI64::new(0),
                 outbound,
             }),
         })

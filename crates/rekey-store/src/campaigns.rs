@@ -325,6 +325,19 @@ pub async fn counts(
 }
 
 /// How many of a campaign's items are not finished.
+/// Campaigns still running or paused whose every item has finished: left
+/// so by a process that stopped between an item's last write and the
+/// campaign's completion.
+pub async fn all_finished(c: &mut AnyConnection) -> Result<Vec<(String, String)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT tenant, id FROM campaigns WHERE state IN ('running', 'paused') \
+         AND NOT EXISTS (SELECT 1 FROM campaign_items i WHERE i.campaign_id = campaigns.id \
+         AND i.finished_at IS NULL)",
+    )
+    .fetch_all(c)
+    .await?)
+}
+
 pub async fn unfinished(
     c: &mut AnyConnection,
     tenant: &str,

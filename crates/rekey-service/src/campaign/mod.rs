@@ -757,6 +757,8 @@ impl Rekey {
         if store::unfinished(tx.conn(), &row.tenant, &row.id).await? > 0 {
             return Ok(false);
         }
+        // Every item is finished and written; the campaign is not yet.
+        crate::rotation::fault::after("campaign_items_all_finished");
         if !store::set_state(
             tx.conn(),
             &row.tenant,

@@ -83,6 +83,8 @@ const MAX_ATTEMPTS: i64 = 6;
 /// [`MAX_POLL_MS`]); a change to their connection makes them due at once.
 const POLL_MS: i64 = 2_000;
 const MAX_POLL_MS: i64 = 120_000;
+/// How often an idle pass looks for campaigns to complete.
+const SWEEP_MS: i64 = 60_000;
 
 pub(crate) fn campaign_ctx(tenant: &str, campaign_id: &str) -> Ctx {
     Ctx {
@@ -188,10 +190,37 @@ impl Rekey {
             .await?;
             tx.commit().await?;
         }
+        if claimed.is_empty() {
+            self.sweep_finished(now).await?;
+        }
         Ok(CampaignRun {
             claimed: claimed.len(),
             more: claimed.len() as i64 >= limit,
         })
+    }
+
+    /// On an idle pass, at most once a minute (and on the first one after
+    /// a start): complete the campaigns whose items have all finished. A
+    /// campaign is otherwise completed right after the pass that finished
+    /// its last item, and a process that stopped in between (a crash, a
+    /// failed write) would leave it running with nothing left to claim.
+    async fn sweep_finished(&self, now: i64) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        let last = self.inner.campaigns_swept_at.load(Ordering::Relaxed);
+        if last != 0 && now - last < SWEEP_MS {
+            return Ok(());
+        }
+        self.inner.campaigns_swept_at.store(now, Ordering::Relaxed);
+        let done = {
+            let mut c = self.store().read().await?;
+            store::all_finished(&mut c).await?
+        };
+        for (tenant, id) in done {
+            if let Ok(row) = self.campaign_row(&tenant, &id).await {
+                self.finish_if_complete(&row).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Advance one item while this worker holds it: the campaign's id and
