@@ -394,10 +394,10 @@ pub async fn serve_with_limits(
         body_timeout_s = limits.body_timeout.as_secs_f64(),
         "connection limits"
     );
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        limits.body_timeout,
-        crate::body_deadline,
-    ));
+    let app = crate::around(
+        app,
+        axum::middleware::from_fn_with_state(limits.body_timeout, crate::body_deadline),
+    );
     let main = Arc::new(Registry::default());
     let overflow = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = watch::channel(false);
