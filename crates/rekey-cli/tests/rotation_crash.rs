@@ -331,3 +331,92 @@ async fn key_pair_crash_at(step: &str) {
     server.stop().await;
     sf.stop().await;
 }
+
+/// A scheduled rotation survives a crash on either side of its start: the
+/// claim on the due schedule lapses after two minutes, not a period (a
+/// crash right after the claim skipped the rotation for a whole period),
+/// and a rotation the crashed process had started is the slot's (taken
+/// again after the claim lapsed, the schedule adopts it instead of
+/// starting a second one). The lapse is made by hand (`next_due_at`).
+#[tokio::test]
+async fn a_scheduled_rotation_survives_a_crash_around_its_start() {
+    for point in ["schedule_claimed", "schedule_started"] {
+        scheduled_crash_at(point).await;
+    }
+}
+
+async fn scheduled_crash_at(point: &str) {
+    use rekey_client::api::{Grace, SetRotationSchedule};
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let pg = DbTarget::Postgres;
+    let role = pg.create_user("rksc", "sched-crash-pw-1").await;
+    let (mut server, c) = serve(&env, &key, Some(point)).await;
+    let id = c
+        .create_connection(
+            &serde_json::from_value(pg.connection(&role, "sched-crash-pw-1")).unwrap(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let every = SetRotationSchedule {
+        period: Grace::Text("30d".into()),
+        window: None,
+        grace: Some(Grace::Seconds(0)),
+        strategy: None,
+        admin_connection_id: None,
+        alternate_username: None,
+        user_host: None,
+        endpoint: None,
+        iam_user: None,
+        delete_inactive_key: false,
+    };
+    c.set_rotation_schedule(&id, &every).await.unwrap();
+    let url = format!("sqlite://{}", env.data_dir().join("rekey.db").display());
+    let due_now = ["UPDATE rotation_schedules SET next_due_at = 1"];
+    rekey_testkit::raw_sql(url.clone(), &due_now).await;
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{point}: the fault did not stop the server"))
+        .unwrap();
+    assert!(!status.success(), "{point}: aborted, not exited");
+    said_fault(&server, point, "schedule").await;
+
+    let (server, c) = serve(&env, &key, None).await;
+    let held = c.get_rotation_schedule(&id).await.unwrap();
+    let soon = rekey_core::time::ms_to_rfc3339(rekey_core::time::now_ms() + 130_000);
+    assert!(
+        held.next_due_at < soon,
+        "{point}: the claim lapses within minutes: {held:?}"
+    );
+    // The claim lapses.
+    rekey_testkit::raw_sql(url, &due_now).await;
+    let mut done = None;
+    for _ in 0..400 {
+        let s = c.get_rotation_schedule(&id).await.unwrap();
+        let page = rotations_of(&c, &id).await.unwrap();
+        assert!(page.items.len() <= 1, "{point}: one rotation: {page:?}");
+        if let (Some(rid), Some(r)) = (&s.last_rotation_id, page.items.first()) {
+            assert_eq!(rid, &r.id, "{point}: {s:?}");
+            if r.finished && s.next_due_at > soon {
+                done = Some(r.clone());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = done.unwrap_or_else(|| panic!("{point}: no rotation recorded: {}", server.logs()));
+    assert_eq!(done.state, "retired", "{point}: {done:?}");
+    assert_eq!(done.requested_by, "system:schedule");
+    let cur = c.read_credentials(&id).await.unwrap().credentials;
+    assert!(
+        pg.login(&role, cur["password"].as_str().unwrap()).await,
+        "{point}: current works"
+    );
+    assert!(
+        !pg.login(&role, "sched-crash-pw-1").await,
+        "{point}: the old is refused"
+    );
+    server.stop().await;
+    pg.drop_user(&role).await;
+}

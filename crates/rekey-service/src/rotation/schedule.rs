@@ -20,6 +20,12 @@ use std::time::Duration;
 pub use rekey_store::rotation_schedules::ScheduleRow as RotationSchedule;
 
 const DAY_MS: i64 = 86_400_000;
+/// How long a due schedule is held by the replica that claimed it, until
+/// it writes what became of it: a process that stops in between leaves
+/// the slot to be taken again after this, not a period later.
+const CLAIM_MS: i64 = 120_000;
+/// Who scheduled rotations are requested by.
+const SCHEDULE_ACTOR: &str = "system:schedule";
 
 /// A schedule to set: every `period`, inside `window` (minutes after
 /// midnight UTC, `(0, 0)` for any time), rotating with `rotate`.
@@ -211,30 +217,55 @@ impl Rekey {
             } else {
                 let ctx = Ctx {
                     tenant: s.tenant.clone(),
-                    actor: "system:schedule".into(),
+                    actor: SCHEDULE_ACTOR.into(),
                     request_id: None,
                     source: None,
                 };
                 // Claim the slot first, so two replicas never both start it.
                 let mut claim = next.clone();
-                claim.next_due_at = now + s.period_secs * 1000;
+                claim.next_due_at = now + CLAIM_MS;
                 let mut tx = self.store().begin_write().await?;
                 let mine = store::advance(tx.conn(), &claim, was).await?;
                 tx.commit().await?;
                 if !mine {
                     continue;
                 }
-                let started = match serde_json::from_str::<Stored>(&s.options)
-                    .map_err(Error::internal)
-                    .and_then(|o| o.request())
-                {
-                    Ok(req) => self.start_rotation(&ctx, &s.connection_id, req).await,
-                    Err(e) => Err(e),
+                super::fault::after("schedule_claimed");
+                // A rotation this schedule started after its row was last
+                // written is one a process started and stopped before
+                // writing down: it is this slot's, not a reason for another.
+                let unrecorded = {
+                    let mut c = self.store().read().await?;
+                    rekey_store::rotations::latest_requested_by(
+                        &mut c,
+                        &s.tenant,
+                        &s.connection_id,
+                        SCHEDULE_ACTOR,
+                    )
+                    .await?
+                }
+                .filter(|r| {
+                    r.created_at >= s.updated_at && s.last_rotation_id.as_deref() != Some(&r.id)
+                });
+                let started = match unrecorded {
+                    Some(r) => Ok(r.id),
+                    None => match serde_json::from_str::<Stored>(&s.options)
+                        .map_err(Error::internal)
+                        .and_then(|o| o.request())
+                    {
+                        Ok(req) => self
+                            .start_rotation(&ctx, &s.connection_id, req)
+                            .await
+                            .map(|r| r.id),
+                        Err(e) => Err(e),
+                    },
                 };
                 next = claim.clone();
+                next.next_due_at = now + s.period_secs * 1000;
                 match started {
-                    Ok(r) => {
-                        next.last_rotation_id = Some(r.id);
+                    Ok(id) => {
+                        super::fault::after("schedule_started");
+                        next.last_rotation_id = Some(id);
                         next.last_error = None;
                     }
                     // Someone is rotating it now: look again in ten minutes.
