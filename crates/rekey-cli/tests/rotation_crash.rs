@@ -420,3 +420,55 @@ async fn scheduled_crash_at(point: &str) {
     server.stop().await;
     pg.drop_user(&role).await;
 }
+
+/// A database password set through an admin connection, then a crash
+/// before the move to `set` was written, then the admin's login refused
+/// (its password changed meanwhile): the resumed `set` fails for good,
+/// but the target already takes the new password, so the rotation goes
+/// on instead of rolling back and throwing away the only copy of the
+/// password the role now has.
+#[tokio::test]
+async fn a_password_set_before_a_crash_is_not_thrown_away() {
+    let env = Env::new(Db::Sqlite).await;
+    let key = env.admin_key("default", "admin").await;
+    let pg = DbTarget::Postgres;
+    let user = pg.create_user("rkset", "set-first-pw-1").await;
+    let admin = pg.create_user("rkadm", "admin-pw-1").await;
+    pg.admin_exec(&format!("ALTER ROLE \"{admin}\" CREATEROLE"))
+        .await;
+    let (server, c) = serve(&env, &key, None).await;
+    let admin_conn = c
+        .create_connection(&serde_json::from_value(pg.connection(&admin, "admin-pw-1")).unwrap())
+        .await
+        .unwrap()
+        .id;
+    server.stop().await;
+    let req = StartRotation {
+        admin_connection_id: Some(admin_conn),
+        grace: Some(rekey_client::api::Grace::Seconds(0)),
+        ..Default::default()
+    };
+    let id = crash(
+        &env,
+        &key,
+        "set",
+        "admin",
+        pg.connection(&user, "set-first-pw-1"),
+        req,
+    )
+    .await;
+    pg.admin_exec(&format!("ALTER ROLE \"{admin}\" PASSWORD 'admin-pw-2'"))
+        .await;
+    let (server, c, done) = resume(&env, &key, &id, "set", "admin").await;
+    assert_eq!(done.state, "retired", "{done:?}");
+    let cur = c.read_credentials(&id).await.unwrap().credentials;
+    let pw = cur["password"].as_str().unwrap();
+    assert!(
+        pg.login(&user, pw).await,
+        "the password rekey holds logs in"
+    );
+    assert!(!pg.login(&user, "set-first-pw-1").await);
+    server.stop().await;
+    pg.drop_user(&user).await;
+    pg.drop_user(&admin).await;
+}

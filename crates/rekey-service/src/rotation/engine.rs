@@ -452,6 +452,29 @@ impl Rekey {
         let mut undo = r.state == RotationState::Created
             || (r.state == RotationState::Set
                 && rotator.as_ref().is_some_and(|x| x.old_survives_set(&opts)));
+        // A database password is replaced in place, and a `set` that
+        // failed may still have taken (its answer lost, or a crash before
+        // the move to `set` was written, then a target that stayed out of
+        // reach): before the new password is thrown away, the target is
+        // asked whether it already takes it. It does: the rotation goes on.
+        // Out of reach: nothing is undone and the pending version is kept.
+        // Refused: the current one is untouched and undoing is safe.
+        if !retry && undo && r.state == RotationState::Created {
+            if let (Some(x @ Rotator::Database(_)), Some(p)) = (&rotator, &pending) {
+                if !x.old_survives_set(&opts) {
+                    let at = At {
+                        rk: self,
+                        row,
+                        opts: &opts,
+                    };
+                    match x.test(&at, p).await {
+                        Ok(()) => return self.advance(r, row, None).await,
+                        Err(t) if t.retry => undo = false,
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
         let mut discard_failed = None;
         if !retry && undo && r.state == RotationState::Set {
             if let (Some(x), Some(p)) = (&rotator, &pending) {
