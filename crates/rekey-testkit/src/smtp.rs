@@ -23,7 +23,8 @@ pub struct Mail {
 pub struct SmtpReceiver {
     pub port: u16,
     mails: Arc<Mutex<Vec<Mail>>>,
-    refused: Arc<Mutex<usize>>,
+    /// The Message-IDs of the messages answered with a failure.
+    refused: Arc<Mutex<Vec<String>>>,
     _child: tokio::process::Child,
 }
 
@@ -78,13 +79,14 @@ impl SmtpReceiver {
             _ => return None,
         }
         let mails = Arc::new(Mutex::new(Vec::new()));
-        let refused = Arc::new(Mutex::new(0));
+        let refused = Arc::new(Mutex::new(Vec::new()));
         let (m, r) = (mails.clone(), refused.clone());
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap();
                 if v.get("refused").is_some() {
-                    *r.lock().unwrap() += 1;
+                    let id = v["message_id"].as_str().unwrap_or_default().to_string();
+                    r.lock().unwrap().push(id);
                 } else {
                     m.lock().unwrap().push(serde_json::from_value(v).unwrap());
                 }
@@ -109,7 +111,12 @@ impl SmtpReceiver {
 
     /// Messages answered with a temporary failure.
     pub fn refused(&self) -> usize {
-        *self.refused.lock().unwrap()
+        self.refused.lock().unwrap().len()
+    }
+
+    /// The Message-IDs of the messages answered with a temporary failure.
+    pub fn refused_ids(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
     }
 
     /// Wait up to `secs` for `n` messages; all received so far.

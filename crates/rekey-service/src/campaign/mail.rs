@@ -388,8 +388,10 @@ fn compose(
         expires = ms_to_rfc3339(expires_at),
         url = url.expose(),
     );
-    // A Message-ID in the From address's domain (not this host's name).
-    let message_id = format!("<{}@{}>", ids::new_id("mail"), mailer.from.email.domain());
+    // A Message-ID in the From address's domain (not this host's name),
+    // the same for every attempt of this mail: a copy sent again after a
+    // crash that came once the relay had taken it reads as the same one.
+    let message_id = format!("<{}@{}>", mail.id, mailer.from.email.domain());
     Message::builder()
         .from(mailer.from.clone())
         .to(to)
