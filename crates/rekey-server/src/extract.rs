@@ -237,7 +237,8 @@ impl RequestOrigin {
                 .headers
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(128).collect()),
+                // `to_str` accepts visible ASCII only: bytes are characters.
+                .map(|s| s[..s.len().min(128)].to_string()),
             source: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
@@ -381,4 +382,28 @@ pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Er
         return Ok(T::default());
     }
     object_json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(request_id: &str) -> RequestOrigin {
+        let req = axum::http::Request::builder()
+            .header("x-request-id", request_id)
+            .body(())
+            .unwrap_or_default();
+        RequestOrigin::of(&req.into_parts().0)
+    }
+
+    #[test]
+    fn a_request_id_is_kept_up_to_128_characters() {
+        assert_eq!(
+            origin("req-abc-123").request_id.as_deref(),
+            Some("req-abc-123")
+        );
+        let long = "a".repeat(300);
+        assert_eq!(origin(&long).request_id.as_deref(), Some(&long[..128]));
+        assert_eq!(origin("").request_id.as_deref(), Some(""));
+    }
 }
