@@ -145,6 +145,7 @@ both_backends!(
     connections_filtered_by_integration,
     a_live_grant_stays_an_alarm,
     an_edit_during_a_refresh_keeps_the_rotated_token,
+    a_disable_during_a_refresh_is_not_undone,
 );
 
 /// "Rotate the app's secret, then reauthorize every connection using it":
@@ -460,6 +461,51 @@ async fn an_edit_during_a_refresh_keeps_the_rotated_token(db: Db) {
     assert!(e
         .fx
         .access_valid(cr["credentials"]["access_token"].as_str().unwrap()));
+    e.s.stop().await;
+}
+
+/// A connection disabled while the provider answers a refresh stays
+/// disabled: the refresh's tokens are not written onto it.
+async fn a_disable_during_a_refresh_is_not_undone(db: Db) {
+    let e = setup(db).await;
+    let (status, page) = e.connect(json!({})).await;
+    assert_eq!(status, 200, "{page}");
+    let id = e.only_connection().await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before_version =
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
+            .await
+            .ok_json()["credential_version"]
+            .clone();
+    e.fx.with(|s| s.token_delay_ms = 1500);
+    let before = e.fx.token_requests();
+    let refresh = {
+        let url = format!("{}/api/v1/connections/{id}/refresh", e.s.base);
+        let (http, key) = (e.s.http.clone(), e.s.admin_key.clone());
+        tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(key).send().await.unwrap();
+            r.status()
+        })
+    };
+    while e.fx.token_requests() == before {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = e.s.act(&format!("/api/v1/connections/{id}/disable")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let st = refresh.await.unwrap();
+    let c =
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
+            .await
+            .ok_json();
+    assert_eq!(c["status"], "disabled", "{c}");
+    // On PostgreSQL the disable waited for the refresh's row lock, so the
+    // refresh came first; on SQLite the disable landed during the call.
+    if db == Db::Sqlite {
+        assert_ne!(st, 200, "the refresh must not succeed over the disable");
+        assert_eq!(c["credential_version"], before_version, "{c}");
+    }
     e.s.stop().await;
 }
 

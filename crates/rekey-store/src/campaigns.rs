@@ -324,7 +324,6 @@ pub async fn counts(
     .await?)
 }
 
-/// How many of a campaign's items are not finished.
 /// Campaigns still running or paused whose every item has finished: left
 /// so by a process that stopped between an item's last write and the
 /// campaign's completion.
@@ -338,6 +337,7 @@ pub async fn all_finished(c: &mut AnyConnection) -> Result<Vec<(String, String)>
     .await?)
 }
 
+/// How many of a campaign's items are not finished.
 pub async fn unfinished(
     c: &mut AnyConnection,
     tenant: &str,

@@ -190,17 +190,15 @@ impl Rekey {
             .await?;
             tx.commit().await?;
         }
-        if claimed.is_empty() {
-            self.sweep_finished(now).await?;
-        }
+        self.sweep_finished(now).await?;
         Ok(CampaignRun {
             claimed: claimed.len(),
             more: claimed.len() as i64 >= limit,
         })
     }
 
-    /// On an idle pass, at most once a minute (and on the first one after
-    /// a start): complete the campaigns whose items have all finished. A
+    /// At most once a minute (and on the first pass after a start):
+    /// complete the campaigns whose items have all finished. A
     /// campaign is otherwise completed right after the pass that finished
     /// its last item, and a process that stopped in between (a crash, a
     /// failed write) would leave it running with nothing left to claim.

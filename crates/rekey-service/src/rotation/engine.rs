@@ -456,9 +456,12 @@ impl Rekey {
         // failed may still have taken (its answer lost, or a crash before
         // the move to `set` was written, then a target that stayed out of
         // reach): before the new password is thrown away, the target is
-        // asked whether it already takes it. It does: the rotation goes on.
-        // Out of reach: nothing is undone and the pending version is kept.
-        // Refused: the current one is untouched and undoing is safe.
+        // asked. The new one refused: the current is untouched and undoing
+        // is safe. The new one taken and the current refused: the set took
+        // and the rotation goes on. Anything rekey cannot tell apart (out
+        // of reach, another error, both taken): nothing is undone and the
+        // pending version is kept, except that both taken means the current
+        // one still works, so undoing is safe then too.
         if !retry && undo && r.state == RotationState::Created {
             if let (Some(x @ Rotator::Database(_)), Some(p)) = (&rotator, &pending) {
                 if !x.old_survives_set(&opts) {
@@ -467,10 +470,14 @@ impl Rekey {
                         row,
                         opts: &opts,
                     };
-                    match x.test(&at, p).await {
-                        Ok(()) => return self.advance(r, row, None).await,
-                        Err(t) if t.retry => undo = false,
-                        Err(_) => {}
+                    match takes(x.test(&at, p).await) {
+                        Some(false) => {}
+                        None => undo = false,
+                        Some(true) => match takes(x.test(&at, current).await) {
+                            Some(false) => return self.advance(r, row, None).await,
+                            Some(true) => {}
+                            None => undo = false,
+                        },
                     }
                 }
             }
@@ -654,5 +661,16 @@ fn material(
     Material {
         meta: serde_json::from_str(meta).unwrap_or_default(),
         secrets,
+    }
+}
+
+/// Whether a database's answer to a login says it takes the password:
+/// None when it says neither (out of reach, another error).
+fn takes(answer: Result<(), StepError>) -> Option<bool> {
+    match answer {
+        Ok(()) => Some(true),
+        Err(e) if e.code == crate::health::LOGGED_IN_QUERY_FAILED => Some(true),
+        Err(e) if e.code == "auth_rejected" => Some(false),
+        Err(_) => None,
     }
 }

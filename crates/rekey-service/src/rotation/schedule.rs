@@ -214,6 +214,10 @@ impl Rekey {
             let open = next_window_open(now, s.window_start, s.window_end);
             if open > now {
                 next.next_due_at = open;
+                // Not a claim: `updated_at` stays the claim's, so that a
+                // rotation started under a claim that lapsed meanwhile is
+                // still recognised as unrecorded when the window opens.
+                next.updated_at = s.updated_at;
             } else {
                 let ctx = Ctx {
                     tenant: s.tenant.clone(),
@@ -223,7 +227,10 @@ impl Rekey {
                 };
                 // Claim the slot first, so two replicas never both start it.
                 let mut claim = next.clone();
-                claim.next_due_at = now + CLAIM_MS;
+                // From now, not from the pass's start: a slow pass must not
+                // write a claim that has already lapsed.
+                claim.updated_at = now_ms();
+                claim.next_due_at = claim.updated_at + CLAIM_MS;
                 let mut tx = self.store().begin_write().await?;
                 let mine = store::advance(tx.conn(), &claim, was).await?;
                 tx.commit().await?;
