@@ -1574,7 +1574,12 @@ async fn health_ready_and_metrics() {
         "ready"
     );
     s.create_api_key_conn(&s.admin_key, "m", json!({})).await;
+    // One route, two statuses, counted apart (the second 400 through the
+    // handles made by the first).
     s.get_admin("/api/v1/connections/not-an-id").await;
+    s.get_admin("/api/v1/connections/not-an-id").await;
+    s.get_admin("/api/v1/connections/con_00000000000000000000000000000000")
+        .await;
     let m = s.raw(Method::GET, "/metrics", None, None, &[]).await;
     assert_eq!(m.status, StatusCode::OK);
     assert!(m.headers["content-type"]
@@ -1588,9 +1593,27 @@ async fn health_ready_and_metrics() {
         "{}",
         m.text
     );
-    assert!(m
-        .text
-        .contains(r#"route="/api/v1/connections/{id}",status="400""#));
+    assert!(
+        m.text.contains(
+            r#"rekey_http_requests_total{method="GET",route="/api/v1/connections/{id}",status="400"} 2"#
+        ),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains(
+            r#"rekey_http_requests_total{method="GET",route="/api/v1/connections/{id}",status="404"} 1"#
+        ),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains(
+            r#"rekey_http_request_duration_seconds_count{method="GET",route="/api/v1/connections/{id}"} 3"#
+        ),
+        "{}",
+        m.text
+    );
     assert!(m
         .text
         .contains("rekey_http_request_duration_seconds_bucket"));
