@@ -287,6 +287,24 @@ pub struct SetRotationSchedule {
     pub delete_inactive_key: bool,
 }
 
+impl SetRotationSchedule {
+    /// A schedule every `period`, every other setting its default.
+    pub fn every(period: Grace) -> SetRotationSchedule {
+        SetRotationSchedule {
+            period,
+            window: None,
+            grace: None,
+            strategy: None,
+            admin_connection_id: None,
+            alternate_username: None,
+            user_host: None,
+            endpoint: None,
+            iam_user: None,
+            delete_inactive_key: false,
+        }
+    }
+}
+
 /// A connection's rotation schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RotationScheduleView {

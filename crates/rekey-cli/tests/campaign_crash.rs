@@ -72,11 +72,9 @@ async fn a_campaign_whose_items_all_finished_before_a_crash_completes() {
         .into_iter()
         .collect();
     let id = common::start_campaign(&c, "crash before completion", &tag, actions).await;
-    let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("the fault did not stop the server: {}", server.logs()))
-        .unwrap();
-    assert!(!status.success(), "aborted, not exited");
+    server
+        .aborted(Duration::from_secs(60), "campaign_items_all_finished")
+        .await;
 
     let (server, c) = serve(&env, &key, None).await;
     let v = c.get_campaign(&id).await.unwrap();
@@ -153,16 +151,7 @@ async fn crash_at(db: Db, point: &str) {
     .into_iter()
     .collect();
     let id = common::start_campaign(&c, &format!("crash at {point}"), &tag, actions).await;
-    let status = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{point}: the fault did not stop the server: {}",
-                server.logs()
-            )
-        })
-        .unwrap();
-    assert!(!status.success(), "{point}: aborted, not exited");
+    server.aborted(Duration::from_secs(60), point).await;
 
     let (server, c) = serve(&env, &key, None).await;
     // On PostgreSQL the crashed process's lease lapses after a minute.

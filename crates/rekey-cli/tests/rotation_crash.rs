@@ -97,11 +97,9 @@ async fn crash(
     let id = created.id;
     // The answer may never come when the crash is at `created`.
     let _ = c.start_rotation(&id, &req).await;
-    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("{what}/{step}: the fault did not stop the server"))
-        .unwrap();
-    assert!(!status.success(), "{what}/{step}: aborted, not exited");
+    server
+        .aborted(Duration::from_secs(30), &format!("{what}/{step}"))
+        .await;
     said_fault(&server, step, what).await;
 
     id
@@ -360,26 +358,14 @@ async fn scheduled_crash_at(point: &str) {
         .unwrap()
         .id;
     let every = SetRotationSchedule {
-        period: Grace::Text("30d".into()),
-        window: None,
         grace: Some(Grace::Seconds(0)),
-        strategy: None,
-        admin_connection_id: None,
-        alternate_username: None,
-        user_host: None,
-        endpoint: None,
-        iam_user: None,
-        delete_inactive_key: false,
+        ..SetRotationSchedule::every(Grace::Text("30d".into()))
     };
     c.set_rotation_schedule(&id, &every).await.unwrap();
     let url = format!("sqlite://{}", env.data_dir().join("rekey.db").display());
     let due_now = ["UPDATE rotation_schedules SET next_due_at = 1"];
     rekey_testkit::raw_sql(url.clone(), &due_now).await;
-    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("{point}: the fault did not stop the server"))
-        .unwrap();
-    assert!(!status.success(), "{point}: aborted, not exited");
+    server.aborted(Duration::from_secs(30), point).await;
     said_fault(&server, point, "schedule").await;
 
     let (server, c) = serve(&env, &key, None).await;

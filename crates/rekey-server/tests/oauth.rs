@@ -118,6 +118,24 @@ impl Env {
         items[0].clone()
     }
 
+    /// A forced refresh of `id` against a provider that takes 1.5 s to
+    /// answer, started in a task and returned once the provider has the
+    /// request: its status and body when awaited.
+    async fn refresh_under_way(&self, id: &str) -> tokio::task::JoinHandle<(StatusCode, String)> {
+        self.fx.with(|s| s.token_delay_ms = 1500);
+        let before = self.fx.token_requests();
+        let url = format!("{}/api/v1/connections/{id}/refresh", self.s.base);
+        let (http, key) = (self.s.http.clone(), self.s.admin_key.clone());
+        let refresh = tokio::spawn(async move {
+            let r = http.post(url).bearer_auth(key).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        });
+        while self.fx.token_requests() == before {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        refresh
+    }
+
     async fn creds(&self, id: &str) -> (StatusCode, Value) {
         let r = self
             .s
@@ -411,25 +429,10 @@ async fn an_edit_during_a_refresh_keeps_the_rotated_token(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
-    e.fx.with(|s| s.token_delay_ms = 1500);
-    let before = e.fx.token_requests();
     let path = format!("/api/v1/connections/{id}/refresh");
-    let refresh = {
-        let (http, key, url) = (
-            e.s.http.clone(),
-            e.s.admin_key.clone(),
-            format!("{}{path}", e.s.base),
-        );
-        tokio::spawn(async move {
-            let r = http.post(url).bearer_auth(key).send().await.unwrap();
-            (r.status(), r.text().await.unwrap())
-        })
-    };
+    let refresh = e.refresh_under_way(&id).await;
     // The edit lands while the provider is answering (on PostgreSQL it
     // waits for the refresh's row lock instead).
-    while e.fx.token_requests() == before {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     let r =
         e.s.patch_admin(
             &format!("/api/v1/connections/{id}"),
@@ -479,22 +482,10 @@ async fn a_disable_during_a_refresh_is_not_undone(db: Db) {
             .await
             .ok_json()["credential_version"]
             .clone();
-    e.fx.with(|s| s.token_delay_ms = 1500);
-    let before = e.fx.token_requests();
-    let refresh = {
-        let url = format!("{}/api/v1/connections/{id}/refresh", e.s.base);
-        let (http, key) = (e.s.http.clone(), e.s.admin_key.clone());
-        tokio::spawn(async move {
-            let r = http.post(url).bearer_auth(key).send().await.unwrap();
-            r.status()
-        })
-    };
-    while e.fx.token_requests() == before {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let refresh = e.refresh_under_way(&id).await;
     let r = e.s.act(&format!("/api/v1/connections/{id}/disable")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let st = refresh.await.unwrap();
+    let (st, _) = refresh.await.unwrap();
     let c =
         e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await

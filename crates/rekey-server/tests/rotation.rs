@@ -378,16 +378,8 @@ async fn scheduled_rotation(db: Db) {
     let role = pg_role("rk_rot_sched", "sched-first-pw-1").await;
     let id = db_conn(&s, "postgresql", &role, "sched-first-pw-1", pg_params()).await;
     let every = |period: &str, window: Option<&str>| SetRotationSchedule {
-        period: Grace::Text(period.into()),
         window: window.map(str::to_string),
-        grace: None,
-        strategy: None,
-        admin_connection_id: None,
-        alternate_username: None,
-        user_host: None,
-        endpoint: None,
-        iam_user: None,
-        delete_inactive_key: false,
+        ..SetRotationSchedule::every(Grace::Text(period.into()))
     };
     assert_api_error(
         c.get_rotation_schedule(&id).await,

@@ -328,16 +328,12 @@ pub async fn run(cmd: RotationsCmd) -> Result<ExitCode> {
                 .set_rotation_schedule(
                     &id,
                     &SetRotationSchedule {
-                        period: Grace::Text(period),
                         window,
                         grace: grace.map(Grace::Text),
                         strategy,
                         admin_connection_id: admin_connection,
                         alternate_username,
-                        user_host: None,
-                        endpoint: None,
-                        iam_user: None,
-                        delete_inactive_key: false,
+                        ..SetRotationSchedule::every(Grace::Text(period))
                     },
                 )
                 .await?;

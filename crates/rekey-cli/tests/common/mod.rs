@@ -305,6 +305,19 @@ impl Server {
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
+
+    /// Wait up to `within` for the server to die of a fault switch
+    /// (`REKEY_FAULT_AFTER`): it must stop, and not by a clean exit.
+    /// `what` names the case in the failure.
+    pub async fn aborted(&mut self, within: Duration, what: &str) {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{what}: the fault did not stop the server: {}", self.logs())
+            })
+            .unwrap();
+        assert!(!status.success(), "{what}: aborted, not exited");
+    }
 }
 
 impl Env {
