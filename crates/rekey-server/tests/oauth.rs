@@ -136,6 +136,17 @@ impl Env {
         refresh
     }
 
+    /// Connect through the browser flow with the defaults: the one
+    /// connection's id.
+    async fn connected(&self) -> String {
+        let (status, page) = self.connect(json!({})).await;
+        assert_eq!(status, 200, "{page}");
+        self.only_connection().await["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     async fn creds(&self, id: &str) -> (StatusCode, Value) {
         let r = self
             .s
@@ -395,12 +406,7 @@ async fn concurrent_fetches_make_one_refresh(db: Db) {
     let e = setup(db).await;
     // Tokens that are already inside the refresh window, and a slow provider.
     e.fx.with(|s| s.access_ttl = 60);
-    let (status, page) = e.connect(json!({})).await;
-    assert_eq!(status, 200, "{page}");
-    let id = e.only_connection().await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = e.connected().await;
     e.fx.with(|s| {
         s.token_delay_ms = 300;
         s.access_ttl = 3600;
@@ -423,12 +429,7 @@ async fn concurrent_fetches_make_one_refresh(db: Db) {
 /// holds no lock across the call, and the edit moves the row's version).
 async fn an_edit_during_a_refresh_keeps_the_rotated_token(db: Db) {
     let e = setup(db).await;
-    let (status, page) = e.connect(json!({})).await;
-    assert_eq!(status, 200, "{page}");
-    let id = e.only_connection().await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = e.connected().await;
     let path = format!("/api/v1/connections/{id}/refresh");
     let refresh = e.refresh_under_way(&id).await;
     // The edit lands while the provider is answering (on PostgreSQL it
@@ -471,12 +472,7 @@ async fn an_edit_during_a_refresh_keeps_the_rotated_token(db: Db) {
 /// disabled: the refresh's tokens are not written onto it.
 async fn a_disable_during_a_refresh_is_not_undone(db: Db) {
     let e = setup(db).await;
-    let (status, page) = e.connect(json!({})).await;
-    assert_eq!(status, 200, "{page}");
-    let id = e.only_connection().await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = e.connected().await;
     let before_version =
         e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
