@@ -83,7 +83,7 @@ const MAX_ATTEMPTS: i64 = 6;
 /// [`MAX_POLL_MS`]); a change to their connection makes them due at once.
 const POLL_MS: i64 = 2_000;
 const MAX_POLL_MS: i64 = 120_000;
-/// How often an idle pass looks for campaigns to complete.
+/// How often a worker pass looks for campaigns to complete.
 const SWEEP_MS: i64 = 60_000;
 
 pub(crate) fn campaign_ctx(tenant: &str, campaign_id: &str) -> Ctx {
