@@ -26,9 +26,13 @@
 //! audit writer included — and copies the rest while no commit can land;
 //! the next writer then starts the log over, writing the file again from
 //! its start (so the file stays at about the limit; it is not cut and
-//! regrown). Writers wait for that one pass (the frames of the last half
-//! second, and the database file's sync: about 10 ms on the benchmark
-//! machine), every few seconds at full load and never below the limit. A
+//! regrown). Writers wait for that one pass, every few seconds at full
+//! load and never below the limit: 1–2 ms on the benchmark machine, since
+//! the thread syncs the database file after every pass and the log just
+//! before taking the lock. (SQLite syncs the database file only when a
+//! pass reaches the log's end, which under constant writes only the
+//! locked one does: it then synced seconds of copies, 17–29 ms, while
+//! every writer waited; docs/PERFORMANCE.md, 2026-12-07 third.) A
 //! reader still on an older snapshot (a long backup, say) stops both the
 //! copy and the restart; the thread then leaves the lock alone for five
 //! seconds before it tries again.
@@ -129,9 +133,18 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
             match checkpoint(path, &mut conn, limit.load(Ordering::Relaxed)) {
                 Ok(over) => {
                     failures = 0;
+                    // What the pass copied, synced while no one waits: a
+                    // pass that does not reach the log's end (none does
+                    // under constant writes) leaves the database file
+                    // unsynced, and the pass under the lock then synced
+                    // seconds of copies while every writer waited.
+                    sync(&real, "database");
                     if hold_off > 0 {
                         hold_off -= 1;
                     } else if let (true, Some(rt)) = (over, &waiter) {
+                        // Likewise the log, so that the locked pass's own
+                        // syncs find little left to write.
+                        sync(&wal, "log");
                         let Some(guard) = lock_or_stop(rt, lock, stopped) else {
                             return;
                         };
@@ -180,6 +193,15 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
                 log = None;
             }
         }
+    }
+}
+
+/// Sync `file`'s data; a failure is only logged (SQLite's own sync, in
+/// the checkpoint, is the one durability rests on). Opened afresh each
+/// time, for the reason the log's handle is.
+fn sync(file: &std::path::Path, what: &str) {
+    if let Err(e) = std::fs::File::open(file).and_then(|f| f.sync_data()) {
+        tracing::debug!(error = %e, what, "sync before a checkpoint's own failed");
     }
 }
 
