@@ -175,7 +175,85 @@ both_backends!(
     a_live_grant_stays_an_alarm,
     an_edit_during_a_refresh_keeps_the_rotated_token,
     a_disable_during_a_refresh_is_not_undone,
+    a_grant_switched_away_from_is_tracked_until_proven_dead,
 );
+
+/// The revocation records of connection `id`, newest first.
+async fn revocations(e: &Env, id: &str) -> Vec<Value> {
+    let r =
+        e.s.get_admin(&format!("/api/v1/connections/{id}/revocations"))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    items(&r.json()).to_vec()
+}
+
+/// A reauthorization switches to the new grant and then revokes the old
+/// one at the provider. When that call fails (here the provider's
+/// revocation endpoint is down; a crash between the switch and the call
+/// leaves the same state), the old grant is not forgotten: its revocation
+/// was recorded with the switch, and verification finds it still accepted.
+async fn a_grant_switched_away_from_is_tracked_until_proven_dead(db: Db) {
+    let e = setup(db).await;
+    let id = e.connected().await;
+    let current = || async {
+        let v =
+            e.s.get_admin(&format!("/api/v1/connections/{id}/versions"))
+                .await
+                .json();
+        items(&v)
+            .iter()
+            .find(|v| v["label"] == "current")
+            .cloned()
+            .unwrap()
+    };
+    let first = current().await;
+    let (_, cr) = e.creds(&id).await;
+    let old_at = cr["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.fx.with(|s| s.revoke_status = Some(503));
+    let url = e.s.reauthorize_link(&id).await;
+    let cb = e.authorize(&url).await;
+    let (st, page) = e.callback(&cb).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("Reconnected"), "{page}");
+    assert!(e.fx.access_valid(&old_at), "the provider revoked nothing");
+    let revs = revocations(&e, &id).await;
+    assert_eq!(revs.len(), 1, "{revs:?}");
+    assert_eq!(revs[0]["method"], "provider");
+    assert_eq!(
+        revs[0]["credential_version"], first["seq"],
+        "the old grant's version"
+    );
+    assert_eq!(revs[0]["fingerprint"], first["fingerprint"]);
+    assert!(
+        !revs[0].to_string().contains(&old_at),
+        "the record shows no token: {}",
+        revs[0]
+    );
+    let r =
+        e.s.act(&format!("/api/v1/connections/{id}/revoke/verify"))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["verdict"], "still_accepted", "{}", r.text);
+    // The connection itself runs on the new grant.
+    let c =
+        e.s.get_admin(&format!("/api/v1/connections/{id}"))
+            .await
+            .json();
+    assert_eq!(c["status"], "active", "{c}");
+    assert_ne!(current().await["fingerprint"], first["fingerprint"]);
+
+    // Once the provider revokes (here by hand), verification proves it.
+    e.fx.with(|s| s.revoke_status = None);
+    e.fx.revoke_all_grants();
+    let r =
+        e.s.act(&format!("/api/v1/connections/{id}/revoke/verify"))
+            .await;
+    assert_eq!(r.json()["verdict"], "verified_rejected", "{}", r.text);
+    e.s.stop().await;
+}
 
 /// "Rotate the app's secret, then reauthorize every connection using it":
 /// `?integration=` lists exactly the grants made through one OAuth app.
@@ -637,6 +715,13 @@ async fn reauthorization_checks_identity_and_scopes(db: Db) {
         !e.fx.access_valid(&old_at),
         "old grant revoked at the provider"
     );
+    let revs = revocations(&e, &id).await;
+    assert_eq!(
+        revs.len(),
+        1,
+        "the old grant's revocation is recorded: {revs:?}"
+    );
+    assert_eq!(revs[0]["method"], "provider");
     assert_eq!(
         e.only_connection().await["id"],
         json!(id),

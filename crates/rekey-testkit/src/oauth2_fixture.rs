@@ -37,6 +37,9 @@ pub struct FixtureState {
     pub override_token: Option<(u16, String, Option<u64>)>,
     /// Delay token responses (for single-flight tests).
     pub token_delay_ms: u64,
+    /// Answer revocation requests with this status and revoke nothing (an
+    /// outage at the provider's revocation endpoint).
+    pub revoke_status: Option<u16>,
     codes: HashMap<String, (String, String, Grant)>,
     access: HashMap<String, Grant>,
     refresh: HashMap<String, Grant>,
@@ -305,6 +308,10 @@ async fn revoke(
             "invalid_client",
             "client authentication failed",
         );
+    }
+    if let Some(code) = s.revoke_status {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (status, "revocation unavailable").into_response();
     }
     s.revocations += 1;
     let t = form.get("token").cloned().unwrap_or_default();

@@ -161,6 +161,9 @@ impl Rekey {
                     ));
                 }
                 self.write_secrets(&mut tx, &row, &new_secrets).await?;
+                // Before the shift: the record names the version current until now.
+                self.record_grant_switch(&mut tx, &ctx, &before, &old_tokens)
+                    .await?;
                 let shift = self
                     .shift_grant(&mut tx, &ctx, &before, &old_secrets, &row, &new_secrets)
                     .await?;

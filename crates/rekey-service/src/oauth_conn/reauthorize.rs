@@ -114,6 +114,9 @@ impl Rekey {
                 ));
             }
             self.write_secrets(&mut tx, &r, &fresh).await?;
+            // Before the shift: the record names the version current until now.
+            self.record_grant_switch(&mut tx, ctx, &row, &old_tokens)
+                .await?;
             let shift = self.shift_grant(&mut tx, ctx, &row, &s, &r, &fresh).await?;
             record_ok(&mut tx, ctx, AuditAction::ConnectionReauthorizeAccepted, &id, json!({
                 "accepted_mismatch": true, "subject": r.owner.subject, "email": r.owner.email, "scopes": r.scopes,

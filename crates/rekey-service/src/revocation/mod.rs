@@ -188,6 +188,32 @@ impl Rekey {
         Ok(r)
     }
 
+    /// Record, inside a grant switch's transaction (a reauthorization, an
+    /// accepted parked grant), the revocation of the grant `before` held:
+    /// `old`, its tokens (none when that grant was already revoked). The
+    /// provider is asked after the commit; where that call fails, or never
+    /// happens (a crash in between), the record still holds a sealed copy,
+    /// and verification tries the old tokens and raises `still_accepted`
+    /// instead of leaving a live grant untracked.
+    pub(crate) async fn record_grant_switch(
+        &self,
+        tx: &mut WriteTx,
+        ctx: &Ctx,
+        before: &ConnectionRow,
+        old: &[(&'static str, SecretString)],
+    ) -> Result<(), Error> {
+        if old.is_empty() {
+            return Ok(());
+        }
+        let material = old
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
+        self.record_revocation(tx, ctx, before, &material, RevocationMethod::Provider, &[])
+            .await
+            .map(|_| ())
+    }
+
     /// The old material kept for verification, opened.
     pub(crate) async fn revocation_material(
         &self,
