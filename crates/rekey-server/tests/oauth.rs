@@ -212,6 +212,8 @@ async fn a_grant_switched_away_from_is_tracked_until_proven_dead(db: Db) {
         .as_str()
         .unwrap()
         .to_string();
+    let old_refresh = e.fx.refresh_tokens();
+    assert_eq!(old_refresh.len(), 1);
     e.fx.with(|s| s.revoke_status = Some(503));
     let url = e.s.reauthorize_link(&id).await;
     let cb = e.authorize(&url).await;
@@ -237,21 +239,32 @@ async fn a_grant_switched_away_from_is_tracked_until_proven_dead(db: Db) {
             .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["verdict"], "still_accepted", "{}", r.text);
-    // The connection itself runs on the new grant.
-    let c =
+    // The connection itself runs on the new grant, untouched by the alarm.
+    let conn = || async {
         e.s.get_admin(&format!("/api/v1/connections/{id}"))
             .await
-            .json();
-    assert_eq!(c["status"], "active", "{c}");
+            .json()
+    };
+    assert_eq!(conn().await["status"], "active");
     assert_ne!(current().await["fingerprint"], first["fingerprint"]);
 
-    // Once the provider revokes (here by hand), verification proves it.
+    // Once the old grant is revoked at the provider (here by hand, exactly
+    // its two tokens), verification proves it; the new grant lives on.
     e.fx.with(|s| s.revoke_status = None);
-    e.fx.revoke_all_grants();
+    let mut old = old_refresh;
+    old.push(old_at);
+    e.fx.revoke_tokens(&old);
     let r =
         e.s.act(&format!("/api/v1/connections/{id}/revoke/verify"))
             .await;
     assert_eq!(r.json()["verdict"], "verified_rejected", "{}", r.text);
+    let (st, cr) = e.creds(&id).await;
+    assert_eq!(st, StatusCode::OK);
+    let new_at = cr["credentials"]["access_token"].as_str().unwrap();
+    assert!(e.fx.access_valid(new_at), "the new grant was not touched");
+    let c = conn().await;
+    assert_eq!(c["status"], "active", "{c}");
+
     e.s.stop().await;
 }
 

@@ -32,7 +32,7 @@
 //! before taking the lock. (SQLite syncs the database file only when a
 //! pass reaches the log's end, which under constant writes only the
 //! locked one does: it then synced seconds of copies, 17–29 ms, while
-//! every writer waited; docs/PERFORMANCE.md, 2026-12-07 third.) A
+//! every writer waited; docs/PERFORMANCE.md, 2026-12-07 (evening).) A
 //! reader still on an older snapshot (a long backup, say) stops both the
 //! copy and the restart; the thread then leaves the lock alone for five
 //! seconds before it tries again.
@@ -201,7 +201,7 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
 /// time, for the reason the log's handle is.
 fn sync(file: &std::path::Path, what: &str) {
     if let Err(e) = std::fs::File::open(file).and_then(|f| f.sync_data()) {
-        tracing::debug!(error = %e, what, "sync before a checkpoint's own failed");
+        tracing::debug!(error = %e, what, "sync beside the checkpoint failed; SQLite's own syncs still run");
     }
 }
 

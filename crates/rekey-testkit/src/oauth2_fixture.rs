@@ -107,6 +107,21 @@ impl OAuth2Fixture {
         })
     }
 
+    /// The refresh tokens the provider holds now.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.with(|s| s.refresh.keys().cloned().collect())
+    }
+
+    /// Revoke exactly these tokens (refresh or access), nothing else.
+    pub fn revoke_tokens(&self, tokens: &[String]) {
+        self.with(|s| {
+            for t in tokens {
+                s.refresh.remove(t);
+                s.access.remove(t);
+            }
+        })
+    }
+
     /// Whether an access token is currently valid at the provider.
     pub fn access_valid(&self, token: &str) -> bool {
         self.with(|s| s.access.contains_key(token))

@@ -297,11 +297,13 @@ async fn confirm_revocation(
     Ok(Json(views::connection(&c)))
 }
 
-/// Try the connection's revoked credential at the provider now and record
-/// the verdict: `verified_rejected` (the provider refused it: proof),
-/// `still_accepted` (an alarm: the connection becomes
-/// `revocation_failed`, and rekey keeps trying) or `unverifiable` (why is
-/// in `checks`). 409 `not_revoked` when nothing was revoked yet.
+/// Try the connection's latest revoked credential at the provider now and
+/// record the verdict: `verified_rejected` (the provider refused it:
+/// proof), `still_accepted` (an alarm: rekey keeps trying, and a connection
+/// still `revoked` with that credential becomes `revocation_failed`) or
+/// `unverifiable` (why is in `checks`). 409 `not_revoked` when no
+/// credential of the connection counts as revoked yet (none was, or the
+/// runbook has steps left).
 #[utoipa::path(post, path = "/api/v1/connections/{id}/revoke/verify", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn verify_revocation(

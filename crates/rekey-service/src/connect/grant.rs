@@ -105,6 +105,7 @@ impl Rekey {
         tokens: TokenSet,
     ) -> Result<CallbackOutcome, Error> {
         let now = now_ms();
+        let at_provider = self.revokes_at_provider(&s.tenant, integration_id).await;
         let mut tx = self.store().begin_write().await?;
         let mut row = conns::get(tx.conn(), &s.tenant, cid)
             .await?
@@ -162,7 +163,7 @@ impl Rekey {
                 }
                 self.write_secrets(&mut tx, &row, &new_secrets).await?;
                 // Before the shift: the record names the version current until now.
-                self.record_grant_switch(&mut tx, &ctx, &before, &old_tokens)
+                self.record_grant_switch(&mut tx, &ctx, &before, &old_tokens, at_provider)
                     .await?;
                 let shift = self
                     .shift_grant(&mut tx, &ctx, &before, &old_secrets, &row, &new_secrets)

@@ -106,6 +106,7 @@ impl Rekey {
             let now = now_ms();
             r.updated_at = now;
             r.rotated_at = Some(now);
+            let at_provider = self.revokes_at_provider(&ctx.tenant, &integ).await;
             let mut tx = self.store().begin_write().await?;
             if !conns::update(tx.conn(), &r, row.version).await? {
                 return Err(Error::conflict(
@@ -115,7 +116,7 @@ impl Rekey {
             }
             self.write_secrets(&mut tx, &r, &fresh).await?;
             // Before the shift: the record names the version current until now.
-            self.record_grant_switch(&mut tx, ctx, &row, &old_tokens)
+            self.record_grant_switch(&mut tx, ctx, &row, &old_tokens, at_provider)
                 .await?;
             let shift = self.shift_grant(&mut tx, ctx, &row, &s, &r, &fresh).await?;
             record_ok(&mut tx, ctx, AuditAction::ConnectionReauthorizeAccepted, &id, json!({

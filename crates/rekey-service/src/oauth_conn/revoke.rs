@@ -23,6 +23,18 @@ use std::collections::BTreeMap;
 
 impl Rekey {
     /// Revoke tokens at the provider (best effort) and audit each outcome.
+    /// Whether [`Rekey::revoke_at_provider`] has an endpoint to call for
+    /// `integration_id`'s tokens; true when that cannot be told now (the
+    /// app unreadable, discovery unreachable), so that a revocation is
+    /// recorded rather than silently skipped.
+    pub(crate) async fn revokes_at_provider(&self, tenant: &str, integration_id: &str) -> bool {
+        let url = async {
+            let integ = self.integration_row(tenant, integration_id).await?;
+            Ok::<_, Error>(self.resolve(&integ).await?.revocation_url)
+        };
+        !matches!(url.await, Ok(None))
+    }
+
     pub(crate) async fn revoke_at_provider(
         &self,
         ctx: &Ctx,

@@ -32,6 +32,10 @@ pub(crate) const OWNER_KIND: &str = "revocation";
 /// long after (a crash, an error), so the two rarely race for it.
 const WORKER_DELAY_MS: i64 = 5_000;
 
+/// A grant switch's old grant is revoked at the provider after the switch
+/// commits: it is verified this long after, well past that call's timeout.
+const GRANT_SWITCH_VERIFY_DELAY_MS: i64 = 60_000;
+
 /// One runbook step of a manual revocation, and who confirmed it done.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Step {
@@ -190,28 +194,43 @@ impl Rekey {
 
     /// Record, inside a grant switch's transaction (a reauthorization, an
     /// accepted parked grant), the revocation of the grant `before` held:
-    /// `old`, its tokens (none when that grant was already revoked). The
-    /// provider is asked after the commit; where that call fails, or never
-    /// happens (a crash in between), the record still holds a sealed copy,
-    /// and verification tries the old tokens and raises `still_accepted`
-    /// instead of leaving a live grant untracked.
+    /// `old`, its tokens (none when that grant was already revoked), when
+    /// `at_provider` (the app has a revocation endpoint rekey calls; where
+    /// it has none nothing is recorded, as nothing is done). The provider
+    /// is asked after the commit; where that call fails, or never happens
+    /// (a crash in between), the record still holds a sealed copy, and
+    /// verification tries the old tokens and raises `still_accepted`
+    /// instead of leaving a live grant untracked. Verification waits
+    /// [`GRANT_SWITCH_VERIFY_DELAY_MS`], past the provider call's timeout,
+    /// so that it never tries the tokens before the call was made. Nothing
+    /// is recorded twice for one credential version.
     pub(crate) async fn record_grant_switch(
         &self,
         tx: &mut WriteTx,
         ctx: &Ctx,
         before: &ConnectionRow,
         old: &[(&'static str, SecretString)],
+        at_provider: bool,
     ) -> Result<(), Error> {
-        if old.is_empty() {
+        if old.is_empty() || !at_provider {
+            return Ok(());
+        }
+        let recorded = store::for_connection(tx.conn(), &before.tenant, &before.id)
+            .await?
+            .iter()
+            .any(|r| r.credential_version == before.credential_version);
+        if recorded {
             return Ok(());
         }
         let material = old
             .iter()
             .map(|(k, v)| ((*k).to_string(), v.clone()))
             .collect();
-        self.record_revocation(tx, ctx, before, &material, RevocationMethod::Provider, &[])
-            .await
-            .map(|_| ())
+        let mut r = self
+            .record_revocation(tx, ctx, before, &material, RevocationMethod::Provider, &[])
+            .await?;
+        r.verify_due_at = Some(now_ms() + GRANT_SWITCH_VERIFY_DELAY_MS);
+        store::update(tx.conn(), &r).await
     }
 
     /// The old material kept for verification, opened.

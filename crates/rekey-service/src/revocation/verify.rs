@@ -294,11 +294,16 @@ impl Rekey {
         )
         .await?;
         // The connection's own status speaks of the old credential only
-        // while the connection is revoked (no newer credential on it).
+        // while the connection is revoked (no newer credential on it), and
+        // only of the credential it was revoked with: an older record (a
+        // grant switched away from, asked again on a schedule) never moves it.
         if let Some(mut row) = conns::get(tx.conn(), &r.tenant, &r.connection_id).await? {
+            let about_current = r.credential_version == row.credential_version;
             let to = match (verdict, row.status) {
-                (Some(Verdict::StillAccepted), Status::Revoked) => Some(Status::RevocationFailed),
-                (Some(Verdict::VerifiedRejected), Status::RevocationFailed) => {
+                (Some(Verdict::StillAccepted), Status::Revoked) if about_current => {
+                    Some(Status::RevocationFailed)
+                }
+                (Some(Verdict::VerifiedRejected), Status::RevocationFailed) if about_current => {
                     Some(Status::Revoked)
                 }
                 _ => None,
