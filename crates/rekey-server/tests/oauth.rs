@@ -811,6 +811,11 @@ async fn reauthorization_checks_identity_and_scopes(db: Db) {
         .json();
     assert_eq!(items(&a).len(), 1);
     assert!(!e.fx.access_valid(&new_at), "the replaced grant is revoked");
+    // Accepting recorded the replaced grant's revocation too.
+    let revs = revocations(&e, &id).await;
+    assert_eq!(revs.len(), 2, "{revs:?}");
+    assert!(revs.iter().all(|r| r["method"] == "provider"), "{revs:?}");
+    assert_ne!(revs[0]["credential_version"], revs[1]["credential_version"]);
     e.s.stop().await;
 }
 
