@@ -263,15 +263,17 @@ fn answer(batch: &mut Vec<Pending>, result: Result<Vec<bool>, Error>) {
 /// it to (or once it has stopped), the writer answers itself.
 #[derive(Clone)]
 struct Responder {
-    to: Option<mpsc::UnboundedSender<(Vec<Pending>, Result<Vec<bool>, Error>)>>,
+    to: Option<mpsc::UnboundedSender<Answered>>,
 }
+
+/// A committed (or failed) batch on its way to its callers.
+type Answered = (Vec<Pending>, Result<Vec<bool>, Error>);
 
 impl Responder {
     /// A responder task on the current runtime, if there is one.
     fn start() -> Responder {
         let to = tokio::runtime::Handle::try_current().ok().map(|rt| {
-            let (to, mut from) =
-                mpsc::unbounded_channel::<(Vec<Pending>, Result<Vec<bool>, Error>)>();
+            let (to, mut from) = mpsc::unbounded_channel::<Answered>();
             rt.spawn(async move {
                 while let Some((mut batch, result)) = from.recv().await {
                     answer(&mut batch, result);
