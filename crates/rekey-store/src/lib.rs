@@ -105,8 +105,13 @@ impl WriteTx {
 }
 
 /// Every SQLite connection's settings: the pool's, and the audit writer's
-/// own (`audit_group`), so that both write alike.
-pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+/// own (`audit_group`), so that both write alike. `synchronous = FULL`:
+/// every commit syncs the write-ahead log before it returns, so what has
+/// committed — a credential read's audit entry before the secret leaves, a
+/// rotation's new password before the target is told it — survives a
+/// crash of the machine or a power loss, not only of rekey. (`NORMAL`,
+/// used until 2026-12-07, synced the log only every 50 ms.)
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
      PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
 
 /// A connection of rusqlite's to the SQLite file at `path`, set up as the
@@ -502,4 +507,22 @@ pub(crate) fn json_list(v: &[String]) -> String {
 
 pub(crate) fn parse_list(s: &str) -> Vec<String> {
     serde_json::from_str(s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The audit writer's and the checkpoint thread's own connections
+    /// sync every commit too (`synchronous = FULL`, 2), as the pool's do.
+    #[test]
+    fn rusqlite_connections_sync_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (a)")
+            .unwrap();
+        drop(c);
+        let c = super::open_rusqlite(&path).unwrap();
+        let level: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(level, 2);
+    }
 }

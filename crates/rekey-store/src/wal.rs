@@ -1,19 +1,14 @@
 //! SQLite: copying the write-ahead log into the database file
-//! (checkpointing) twice a second, and syncing the log to disk twenty
-//! times a second, on a thread of its own.
+//! (checkpointing) twice a second, on a thread of its own.
 //!
-//! Why the frequent sync: with `synchronous = NORMAL` a commit only writes
-//! the log, and the checkpoint is what syncs it — everything written since
-//! the last one (tens of megabytes at 15,000 audited reads a second, as
-//! each commit rewrites whole pages). While that sync ran, the audit
-//! writer's next appends waited on the filesystem, 10 to 40 ms, and those
-//! stalls were most of the credential fetch's p99 at half of its peak
-//! rate; syncing the log every 50 ms leaves the checkpoint little to sync
-//! and turns one long stall into short ones (docs/PERFORMANCE.md,
-//! 2026-12-06 evening). It adds syncs, never removes one: durability is
-//! as before. `PASSIVE` waits for no reader or writer. SQLite's automatic
-//! checkpoint is off (`SQLITE_PRAGMAS`): it would run inside whichever
-//! commit crossed its threshold, the audit writer's most often.
+//! Why a thread: SQLite's automatic checkpoint is off (`SQLITE_PRAGMAS`):
+//! it would run inside whichever commit crossed its threshold, the audit
+//! writer's most often, stalling every fetch waiting for that batch.
+//! `PASSIVE` waits for no reader or writer. Every commit syncs the log
+//! itself (`synchronous = FULL`), so a checkpoint finds nothing in the log
+//! left to sync. (Until 2026-12-07 commits ran with `NORMAL`, which syncs
+//! the log only at checkpoints, and this thread synced it every 50 ms to
+//! keep those syncs short; docs/PERFORMANCE.md, 2026-12-06 evening.)
 //!
 //! Why the write lock, sometimes: SQLite starts the log over from its
 //! beginning only when a writer begins while every frame has been copied
@@ -28,8 +23,8 @@
 //! its start (so the file stays at about the limit; it is not cut and
 //! regrown). Writers wait for that one pass, every few seconds at full
 //! load and never below the limit: 1–2 ms on the benchmark machine, since
-//! the thread syncs the database file after every pass and the log just
-//! before taking the lock. (SQLite syncs the database file only when a
+//! the thread syncs the database file after every pass (and every commit
+//! has synced the log). (SQLite syncs the database file only when a
 //! pass reaches the log's end, which under constant writes only the
 //! locked one does: it then synced seconds of copies, 17–29 ms, while
 //! every writer waited; docs/PERFORMANCE.md, 2026-12-07 (evening).) A
@@ -46,9 +41,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Mutex;
 
-/// How often the log is synced.
-const SYNC_EVERY: Duration = Duration::from_millis(50);
-/// A checkpoint every this many syncs: twice a second.
+/// How often the thread wakes up.
+const TICK: Duration = Duration::from_millis(50);
+/// A checkpoint every this many ticks: twice a second.
 const CHECKPOINT_EVERY: u32 = 10;
 /// The log's size past which a checkpoint is finished under the write
 /// lock, until [`crate::Store::set_wal_limit`] says otherwise.
@@ -97,16 +92,10 @@ impl Checkpointer {
 }
 
 fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, limit: &AtomicU64) {
-    // SQLite names the log after the database's real path (symbolic links
-    // resolved), so this thread syncs the file SQLite writes.
+    // The database file by its real path (symbolic links resolved): the
+    // file SQLite writes, which this thread syncs after each pass.
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let wal = {
-        let mut p = real.as_os_str().to_owned();
-        p.push("-wal");
-        PathBuf::from(p)
-    };
     let mut conn: Option<Connection> = None;
-    let mut log: Option<std::fs::File> = None;
     let mut failures: u32 = 0;
     let mut tick: u32 = 0;
     // Checkpoints to let pass before the next one under the lock.
@@ -124,7 +113,7 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
     };
     loop {
         tick = tick.wrapping_add(1);
-        match stopped.recv_timeout(SYNC_EVERY) {
+        match stopped.recv_timeout(TICK) {
             Err(RecvTimeoutError::Timeout) => {}
             // Told to stop, or every handle is gone.
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
@@ -142,9 +131,6 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
                     if hold_off > 0 {
                         hold_off -= 1;
                     } else if let (true, Some(rt)) = (over, &waiter) {
-                        // Likewise the log, so that the locked pass's own
-                        // syncs find little left to write.
-                        sync(&wal, "log");
                         let Some(guard) = lock_or_stop(rt, lock, stopped) else {
                             return;
                         };
@@ -177,20 +163,6 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
                         tracing::debug!(error = %e, "WAL checkpoint failed; tried again");
                     }
                 }
-            }
-            // Opened afresh after each checkpoint: the log file is only
-            // ever removed when the last connection closes, but a file
-            // handle kept forever would outlive a replaced file.
-            log = None;
-        }
-        if log.is_none() {
-            // Absent before the first write: nothing to sync yet.
-            log = std::fs::File::open(&wal).ok();
-        }
-        if let Some(f) = &log {
-            if let Err(e) = f.sync_data() {
-                tracing::debug!(error = %e, "WAL sync failed; tried again");
-                log = None;
             }
         }
     }

@@ -946,6 +946,27 @@ async fn entries_after_reopen(store: &Store, url: &str) -> usize {
     n as usize
 }
 
+/// Every SQLite commit syncs the write-ahead log before it returns
+/// (`synchronous = FULL`, 2): what has committed, such as a credential
+/// read's audit entry before the secret leaves, survives a power loss.
+#[tokio::test]
+async fn every_sqlite_commit_syncs_the_log() {
+    let (_t, store) = TestDb::open(Db::Sqlite).await;
+    let mut seen = Vec::new();
+    // Several of the pool's connections, not only the first one opened.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = store.pool().acquire().await.unwrap();
+        let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        seen.push(level);
+        held.push(c);
+    }
+    assert_eq!(seen, vec![2, 2, 2]);
+}
+
 /// SQLite: under writes that never pause the log still starts over from
 /// its beginning, so it does not grow for as long as they last. (SQLite
 /// restarts the log only when a writer begins while every frame has been
