@@ -337,9 +337,13 @@ async fn write(
         use sqlx::ConnectOptions;
         // As long as the pool would wait for one (Store::connect_sized).
         let opts = pool.connect_options();
-        let c = tokio::time::timeout(std::time::Duration::from_secs(10), opts.connect())
+        let mut c = tokio::time::timeout(std::time::Duration::from_secs(10), opts.connect())
             .await
             .map_err(|_| Error::Unavailable("no database connection within 10 s".into()))??;
+        // Not through the pool, so not set up by it: as its connections.
+        if backend == Backend::Postgres {
+            sqlx::Executor::execute(&mut c, crate::PG_DURABLE_COMMITS).await?;
+        }
         WriterConn::Own(c)
     } else {
         WriterConn::Pooled(pool.acquire().await?)

@@ -114,6 +114,14 @@ impl WriteTx {
 pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
      PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
 
+/// Every PostgreSQL connection's first statement: commits wait for their
+/// WAL flush (`synchronous_commit`) even where the server or database says
+/// `off`, so a credential read's audit entry is durable before the secret
+/// leaves. Any other setting is kept: `local` is durable here already, and
+/// `on`, `remote_write` and `remote_apply` also wait for standbys.
+pub(crate) const PG_DURABLE_COMMITS: &str = "SELECT set_config('synchronous_commit', 'on', false) \
+     WHERE current_setting('synchronous_commit') = 'off'";
+
 /// A connection of rusqlite's to the SQLite file at `path`, set up as the
 /// pool's (the WAL mode is the file's already): for the threads that work
 /// without a round trip to a driver thread per statement.
@@ -180,7 +188,16 @@ impl Store {
                         })
                     })
             }
-            Backend::Postgres => pool.max_connections(pool_size.unwrap_or(16)),
+            Backend::Postgres => {
+                pool.max_connections(pool_size.unwrap_or(16))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute(PG_DURABLE_COMMITS).await?;
+                            Ok(())
+                        })
+                    })
+            }
         };
         let pool = pool
             .connect_with(opts)

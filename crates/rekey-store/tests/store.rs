@@ -946,6 +946,34 @@ async fn entries_after_reopen(store: &Store, url: &str) -> usize {
     n as usize
 }
 
+/// A PostgreSQL database whose default is `synchronous_commit = off`
+/// (commits answered before their WAL flush) still gets durable commits
+/// from rekey: an audit entry must be on disk before the secret leaves.
+/// A stronger setting is kept.
+#[tokio::test]
+async fn postgres_commits_wait_for_their_flush_even_where_off_is_the_default() {
+    for (default, expected) in [("off", "on"), ("remote_apply", "remote_apply")] {
+        let t = TestDb::create(Db::Postgres).await;
+        let name = t.pg_name.clone().unwrap();
+        let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.unwrap();
+        sqlx::query(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = {default}"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let store = t.store().await;
+        let mut c = store.pool().acquire().await.unwrap();
+        let (level,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(level, expected, "database default {default}");
+        drop(c);
+        store.close().await;
+    }
+}
+
 /// Every SQLite commit syncs the write-ahead log before it returns
 /// (`synchronous = FULL`, 2): what has committed, such as a credential
 /// read's audit entry before the secret leaves, survives a power loss.
