@@ -293,6 +293,18 @@ impl Rekey {
         }
         let copied = self.store().vacuum_into(path).await;
         let size = copied.and_then(|()| {
+            // On disk before it is called a backup: `VACUUM INTO` does not
+            // sync the file it writes, nor the directory its name is in.
+            File::open(to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("cannot sync", to, e))?;
+            let dir = match to.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("cannot sync", dir, e))?;
             std::fs::metadata(to)
                 .map(|m| m.len())
                 .map_err(|e| io("cannot read", to, e))
