@@ -73,7 +73,11 @@ pub(crate) struct GroupWriter {
 impl GroupWriter {
     /// Start the writer on a thread of its own. It ends when the last
     /// sender (the store's last clone) is dropped, after writing what was
-    /// queued.
+    /// queued. Callers are answered by a task on the runtime this is
+    /// called on ([`Responder`]), so a store must be used on one runtime
+    /// that keeps running while it is (as `rekey serve` and the CLI do): a
+    /// runtime dropped first is noticed and the writer answers itself, but
+    /// one that lives on undriven would leave callers waiting.
     ///
     /// Why a thread: each batch is a chain of round trips to the database,
     /// and a writer task woken on a runtime busy with request tasks waits

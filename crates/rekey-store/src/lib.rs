@@ -109,8 +109,9 @@ impl WriteTx {
 /// every commit syncs the write-ahead log before it returns, so what has
 /// committed — a credential read's audit entry before the secret leaves, a
 /// rotation's new password before the target is told it — survives a
-/// crash of the machine or a power loss, not only of rekey. (`NORMAL`,
-/// used until 2026-12-07, synced the log only every 50 ms.)
+/// crash of the machine or a power loss, not only of rekey. (Until
+/// 2026-12-07 commits ran with `NORMAL`, which syncs the log only at
+/// checkpoints; this store's checkpoint thread synced it every 50 ms.)
 pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
      PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
 

@@ -170,7 +170,7 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
 
 /// Sync `file`'s data; a failure is only logged (SQLite's own sync, in
 /// the checkpoint, is the one durability rests on). Opened afresh each
-/// time, for the reason the log's handle is.
+/// time: a handle kept forever would outlive a replaced file.
 fn sync(file: &std::path::Path, what: &str) {
     if let Err(e) = std::fs::File::open(file).and_then(|f| f.sync_data()) {
         tracing::debug!(error = %e, what, "sync beside the checkpoint failed; SQLite's own syncs still run");
