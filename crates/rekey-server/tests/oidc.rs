@@ -63,8 +63,58 @@ both_backends!(
     oidc_client_auth_methods_and_m2m,
     oidc_issuer_mixup_and_denial,
     custom_oidc_is_checked_at_userinfo,
-    oidc_revocation_is_verified_at_the_provider
+    oidc_revocation_is_verified_at_the_provider,
+    a_grant_switch_without_a_revocation_endpoint_records_nothing
 );
+
+/// A provider with no revocation endpoint: reauthorizing a connection to a
+/// new grant calls nothing and records no revocation to verify (there is
+/// no call to retry, and verification would only ever find the old grant
+/// alive); the audit log says the old grant was not revoked there.
+async fn a_grant_switch_without_a_revocation_endpoint_records_nothing(db: Db) {
+    let s = TestServer::start(db).await;
+    let op = start_env(&s, &[("NO_REVOCATION", "1")]).await;
+    let integ = integration(&s, &op, "basic-client", "client_secret_basic").await;
+    let (st, page) = finish(&authorize(&s, &integ, "alice", None).await).await;
+    assert_eq!(st, 200, "{page}");
+    let list = s.get_admin("/api/v1/connections").await.json();
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let token = || async {
+        s.get_admin(&format!("/api/v1/connections/{id}/credentials"))
+            .await
+            .json()["credentials"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let old = token().await;
+    let (st, page) = finish(&authorize(&s, &integ, "alice", Some(&id)).await).await;
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("Reconnected"), "{page}");
+    assert_ne!(token().await, old, "switched to the new grant");
+    let revs = s
+        .get_admin(&format!("/api/v1/connections/{id}/revocations"))
+        .await
+        .json();
+    assert_eq!(revs["items"].as_array().unwrap().len(), 0, "{revs}");
+    let (_, revocation_requests) = op.stats().await;
+    assert_eq!(revocation_requests, 0);
+    let c = s
+        .get_admin(&format!("/api/v1/connections/{id}"))
+        .await
+        .json();
+    assert_eq!(c["status"], "active", "{c}");
+    let a = s
+        .get_admin(&format!(
+            "/api/v1/audit?action=connection.provider_revocation&target={id}"
+        ))
+        .await
+        .json();
+    let entries = a["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{a}");
+    assert_eq!(entries[0]["outcome"], "error", "{a}");
+    s.stop().await;
+}
 
 /// After RFC 7009 revocation rekey tries the old grant: the refresh token
 /// must get `invalid_grant` and the access token a 401 at userinfo.

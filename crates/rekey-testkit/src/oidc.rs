@@ -41,6 +41,7 @@ impl OidcProvider {
     /// Like [`OidcProvider::start`], with extra environment for `server.mjs`:
     /// `ACCESS_TOKEN_TTL`, `CLIENT_CREDENTIALS_TTL`, `REFRESH_TOKEN_TTL`
     /// (seconds), `CONFORM_ID_TOKEN_CLAIMS=1` (email/name only from userinfo),
+    /// `NO_REVOCATION=1` (no revocation endpoint, none in discovery),
     /// `STRICT_CLIENT_AUTH=0` (accept client_secret_basic and
     /// client_secret_post interchangeably; by default the registered
     /// `token_endpoint_auth_method` is enforced).
