@@ -58,6 +58,22 @@ async fn authorize(
     authorize_as(&to_idp, login, true).await
 }
 
+/// The id of the one connection made so far.
+async fn only_connection(s: &TestServer) -> String {
+    let list = s.get_admin("/api/v1/connections").await.json();
+    list["items"][0]["id"].as_str().unwrap().to_string()
+}
+
+/// Connection `id`'s access token, as a fetch hands it out.
+async fn access_token(s: &TestServer, id: &str) -> String {
+    s.get_admin(&format!("/api/v1/connections/{id}/credentials"))
+        .await
+        .json()["credentials"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 both_backends!(
     oidc_end_to_end,
     oidc_client_auth_methods_and_m2m,
@@ -77,21 +93,16 @@ async fn a_grant_switch_without_a_revocation_endpoint_records_nothing(db: Db) {
     let integ = integration(&s, &op, "basic-client", "client_secret_basic").await;
     let (st, page) = finish(&authorize(&s, &integ, "alice", None).await).await;
     assert_eq!(st, 200, "{page}");
-    let list = s.get_admin("/api/v1/connections").await.json();
-    let id = list["items"][0]["id"].as_str().unwrap().to_string();
-    let token = || async {
-        s.get_admin(&format!("/api/v1/connections/{id}/credentials"))
-            .await
-            .json()["credentials"]["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let old = token().await;
+    let id = only_connection(&s).await;
+    let old = access_token(&s, &id).await;
     let (st, page) = finish(&authorize(&s, &integ, "alice", Some(&id)).await).await;
     assert_eq!(st, 200, "{page}");
     assert!(page.contains("Reconnected"), "{page}");
-    assert_ne!(token().await, old, "switched to the new grant");
+    assert_ne!(
+        access_token(&s, &id).await,
+        old,
+        "switched to the new grant"
+    );
     let revs = s
         .get_admin(&format!("/api/v1/connections/{id}/revocations"))
         .await
@@ -125,15 +136,8 @@ async fn oidc_revocation_is_verified_at_the_provider(db: Db) {
     let cb = authorize(&s, &integ, "alice", None).await;
     let (st, page) = finish(&cb).await;
     assert_eq!(st, 200, "{page}");
-    let list = s.get_admin("/api/v1/connections").await.json();
-    let id = list["items"][0]["id"].as_str().unwrap().to_string();
-    let token = s
-        .get_admin(&format!("/api/v1/connections/{id}/credentials"))
-        .await
-        .json()["credentials"]["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = only_connection(&s).await;
+    let token = access_token(&s, &id).await;
     let r = s
         .act(&format!("/api/v1/connections/{id}/revoke"))
         .await
@@ -346,8 +350,7 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
     let cb = authorize(&s, &integ, "alice", None).await;
     let (st, page) = finish(&cb).await;
     assert_eq!(st, 200, "{page}");
-    let list = s.get_admin("/api/v1/connections").await.json();
-    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let id = only_connection(&s).await;
     let check = || s.check(&id);
 
     op.reset_stats().await;
@@ -385,13 +388,7 @@ async fn custom_oidc_is_checked_at_userinfo(db: Db) {
     );
 
     // The provider refuses the token (revoked there): the policy's auth failure.
-    let at = s
-        .get_admin(&format!("/api/v1/connections/{id}/credentials"))
-        .await
-        .json()["credentials"]["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let at = access_token(&s, &id).await;
     let revocation = op.discovery().await["revocation_endpoint"]
         .as_str()
         .unwrap()
