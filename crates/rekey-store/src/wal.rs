@@ -41,10 +41,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Mutex;
 
-/// How often the thread wakes up.
-const TICK: Duration = Duration::from_millis(50);
-/// A checkpoint every this many ticks: twice a second.
-const CHECKPOINT_EVERY: u32 = 10;
+/// How often the thread checkpoints: twice a second.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// The log's size past which a checkpoint is finished under the write
 /// lock, until [`crate::Store::set_wal_limit`] says otherwise.
 pub const DEFAULT_WAL_LIMIT: u64 = 256 * 1024 * 1024;
@@ -75,7 +73,7 @@ impl Checkpointer {
         })
     }
 
-    /// Stop the thread and wait for it (for the work of one tick), so
+    /// Stop the thread and wait for it (for the work of one pass), so
     /// that its connection is closed when [`crate::Store::close`] returns.
     /// (The log file itself stays while the audit writer's own connection
     /// is open; SQLite reads it back at the next open.)
@@ -97,7 +95,6 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut conn: Option<Connection> = None;
     let mut failures: u32 = 0;
-    let mut tick: u32 = 0;
     // Checkpoints to let pass before the next one under the lock.
     let mut hold_off: u32 = 0;
     // Waits for the write lock in its queue, watching for the stop.
@@ -112,56 +109,53 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
         }
     };
     loop {
-        tick = tick.wrapping_add(1);
-        match stopped.recv_timeout(TICK) {
+        match stopped.recv_timeout(CHECKPOINT_EVERY) {
             Err(RecvTimeoutError::Timeout) => {}
             // Told to stop, or every handle is gone.
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        if tick.is_multiple_of(CHECKPOINT_EVERY) {
-            match checkpoint(path, &mut conn, limit.load(Ordering::Relaxed)) {
-                Ok(over) => {
-                    failures = 0;
-                    // What the pass copied, synced while no one waits: a
-                    // pass that does not reach the log's end (none does
-                    // under constant writes) leaves the database file
-                    // unsynced, and the pass under the lock then synced
-                    // seconds of copies while every writer waited.
-                    sync(&real, "database");
-                    if hold_off > 0 {
-                        hold_off -= 1;
-                    } else if let (true, Some(rt)) = (over, &waiter) {
-                        let Some(guard) = lock_or_stop(rt, lock, stopped) else {
-                            return;
-                        };
-                        let finished = conn.as_ref().map(passive);
-                        drop(guard);
-                        match finished {
-                            Some(Ok((log, copied))) if copied < log => {
-                                // A reader still on an older snapshot keeps
-                                // the log from being copied to its end, and
-                                // from starting over: not again for 5 s.
-                                hold_off = 10;
-                                tracing::debug!(log, copied, "WAL past its limit but a reader holds an older snapshot; tried again later");
-                            }
-                            Some(Err(e)) => {
-                                conn = None;
-                                tracing::debug!(error = %e, "WAL checkpoint under the write lock failed; tried again");
-                            }
-                            _ => {}
+        match checkpoint(path, &mut conn, limit.load(Ordering::Relaxed)) {
+            Ok(over) => {
+                failures = 0;
+                // What the pass copied, synced while no one waits: a
+                // pass that does not reach the log's end (none does
+                // under constant writes) leaves the database file
+                // unsynced, and the pass under the lock then synced
+                // seconds of copies while every writer waited.
+                sync(&real, "database");
+                if hold_off > 0 {
+                    hold_off -= 1;
+                } else if let (true, Some(rt)) = (over, &waiter) {
+                    let Some(guard) = lock_or_stop(rt, lock, stopped) else {
+                        return;
+                    };
+                    let finished = conn.as_ref().map(passive);
+                    drop(guard);
+                    match finished {
+                        Some(Ok((log, copied))) if copied < log => {
+                            // A reader still on an older snapshot keeps
+                            // the log from being copied to its end, and
+                            // from starting over: not again for 5 s.
+                            hold_off = 10;
+                            tracing::debug!(log, copied, "WAL past its limit but a reader holds an older snapshot; tried again later");
                         }
+                        Some(Err(e)) => {
+                            conn = None;
+                            tracing::debug!(error = %e, "WAL checkpoint under the write lock failed; tried again");
+                        }
+                        _ => {}
                     }
                 }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    // Nothing else checkpoints while the store is open,
-                    // so the log grows until this works again: said
-                    // after 5 s of failures, then every 10 minutes.
-                    if failures == 10 || failures.is_multiple_of(1200) {
-                        tracing::warn!(error = %e, failures, "WAL checkpoint failing; the log file grows until it works again");
-                    } else {
-                        tracing::debug!(error = %e, "WAL checkpoint failed; tried again");
-                    }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                // Nothing else checkpoints while the store is open,
+                // so the log grows until this works again: said
+                // after 5 s of failures, then every 10 minutes.
+                if failures == 10 || failures.is_multiple_of(1200) {
+                    tracing::warn!(error = %e, failures, "WAL checkpoint failing; the log file grows until it works again");
+                } else {
+                    tracing::debug!(error = %e, "WAL checkpoint failed; tried again");
                 }
             }
         }
