@@ -98,7 +98,7 @@ pub(crate) const PG_APPEND_LOCK: &str = "LOCK TABLE audit_log IN SHARE ROW EXCLU
 /// `entries` linked after `head` (the chain's last `seq, hash`, None for
 /// an empty log): each given the next `seq` and its hash over the one
 /// before.
-pub(crate) fn chain(head: Option<(i64, String)>, entries: Vec<AuditEntry>) -> Vec<ChainedEntry> {
+pub fn chain(head: Option<(i64, String)>, entries: Vec<AuditEntry>) -> Vec<ChainedEntry> {
     let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
     let mut chained = Vec::with_capacity(entries.len());
     for mut entry in entries {

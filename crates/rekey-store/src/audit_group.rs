@@ -11,7 +11,7 @@
 //! open.
 
 use crate::{audit, rows, Backend};
-use rekey_core::audit::AuditEntry;
+use rekey_core::audit::{AuditEntry, ChainedEntry};
 use rekey_core::Error;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
@@ -205,6 +205,9 @@ async fn run(
     // pages it touches). Dropped after an error, so a broken connection is
     // replaced by a fresh one.
     let mut conn: Option<WriterConn> = None;
+    // The chain's head after this writer's last batch, as a guess for the
+    // next one's ([`write_pg_function`] checks it).
+    let mut known: Option<(i64, String)> = None;
     // A small pool cannot spare one of its own: requests that hold a
     // connection while they take another (an OAuth refresh on PostgreSQL)
     // would starve.
@@ -228,7 +231,7 @@ async fn run(
             conn = None;
             Err(Error::Unavailable("the database is closed".into()))
         } else {
-            write(&pool, &mut conn, own, backend, &lock, &batch).await
+            write(&pool, &mut conn, own, backend, &lock, &batch, &mut known).await
         };
         if result.is_err() || !keep {
             conn = None;
@@ -311,6 +314,7 @@ async fn write(
     backend: Backend,
     lock: &Arc<Mutex<()>>,
     batch: &[Pending],
+    known: &mut Option<(i64, String)>,
 ) -> Result<Vec<bool>, Error> {
     // SQLite: the in-process write lock, then the database's, as
     // `begin_write_on` takes them.
@@ -321,12 +325,19 @@ async fn write(
     // Only a connection of its own may be left inside a transaction by a
     // failed batch (it is dropped, which ends it); a pooled one goes back.
     let simple = own && backend == Backend::Postgres;
+    // Kept across the retry below, which must send the same batch again.
+    let mut attempt = Attempt::new(known.clone(), batch.len());
     if let Some(c) = conn.as_mut() {
-        match write_on(c, backend, simple, batch).await {
-            Ok(holds) => return Ok(holds),
+        match write_on(c, backend, simple, batch, &mut attempt).await {
+            Ok(holds) => {
+                *known = attempt.written;
+                return Ok(holds);
+            }
             // The kept connection may be one the server has since closed
-            // (a restart, an idle timeout): nothing was committed, so one
-            // more try on a fresh connection.
+            // (a restart, an idle timeout): one more try on a fresh
+            // connection, when the error says nothing was committed or the
+            // try cannot write twice (`write_pg_function` resends the same
+            // call, see [`Attempt`]).
             Err((e, false)) => {
                 tracing::debug!(error = %e, "audit writer: retrying on a fresh connection");
                 *conn = None;
@@ -353,33 +364,48 @@ async fn write(
         WriterConn::Pooled(pool.acquire().await?)
     };
     let c = conn.insert(fresh);
-    let written = write_on(c, backend, simple, batch).await;
-    if written.is_err() {
-        // Not kept: a simple-protocol batch leaves it inside the failed
-        // transaction, and dropping it is what ends that.
-        *conn = None;
+    let written = write_on(c, backend, simple, batch, &mut attempt).await;
+    match written {
+        Ok(holds) => {
+            *known = attempt.written;
+            Ok(holds)
+        }
+        Err((e, _)) => {
+            // Not kept: a failed batch may leave it inside its transaction,
+            // and dropping it is what ends that.
+            *conn = None;
+            Err(e)
+        }
     }
-    written.map_err(|(e, _)| e)
 }
 
-/// One batch in one transaction on `c`. The error says whether `COMMIT`
-/// was reached (after which the outcome is unknown and nothing is retried).
-/// `simple`: on PostgreSQL, through [`write_pg_simple`].
+/// One batch in one transaction on `c`. The error says whether a retry
+/// could write the batch twice (`COMMIT` was reached, the outcome is
+/// unknown, and nothing is retried).
+/// `simple`: on PostgreSQL, through [`write_pg_function`]. `attempt` is
+/// the batch's progress, kept by the caller across a retry.
 async fn write_on(
     c: &mut AnyConnection,
     backend: Backend,
     simple: bool,
     batch: &[Pending],
+    attempt: &mut Attempt,
+) -> Result<Vec<bool>, (Error, bool)> {
+    if simple {
+        return write_pg_function(c, backend, batch, attempt).await;
+    }
+    write_tx(c, backend, batch).await
+}
+
+/// One batch in one transaction on `c`, the lock held while the state is
+/// read.
+async fn write_tx(
+    c: &mut AnyConnection,
+    backend: Backend,
+    batch: &[Pending],
 ) -> Result<Vec<bool>, (Error, bool)> {
     use sqlx::Connection;
     let before = |e: Error| (e, false);
-    if simple {
-        let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
-        let q = StateQuery::new(&checks);
-        if let Some(state) = q.literal_sql() {
-            return write_pg_simple(c, batch, &checks, &q, &state).await;
-        }
-    }
     let mut tx = match backend {
         Backend::Sqlite => c.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => c.begin().await,
@@ -397,50 +423,148 @@ async fn write_on(
     Ok(holds)
 }
 
-/// A PostgreSQL batch in three round trips instead of five: `BEGIN`, the
-/// lock and the state query ([`StateQuery::literal_sql`]) go together as
-/// one simple-protocol message, then the insert, then `COMMIT`. Each round
-/// trip is paid by every fetch waiting for the batch. On an error `c` is
-/// left inside the transaction: the caller drops it, which rolls it back.
-async fn write_pg_simple(
-    c: &mut AnyConnection,
-    batch: &[Pending],
-    checks: &[Option<&ReadCheck>],
-    q: &StateQuery<'_>,
-    state: &str,
-) -> Result<Vec<bool>, (Error, bool)> {
-    use sqlx::FromRow;
-    let before = |e: Error| (e, false);
-    let opening = format!("BEGIN; {}; {state}", audit::PG_APPEND_LOCK);
-    let rows = simple_query(c, opening)
-        .await
-        .map_err(|e| before(e.into()))?;
-    let rows = rows
-        .iter()
-        .map(<(String, String, String, i64)>::from_row)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| before(e.into()))?;
-    let (holds, head) = q.interpret(checks, rows);
-    audit::append_after(c, head, held(batch, &holds))
-        .await
-        .map_err(before)?;
-    simple_query(c, "COMMIT".into())
-        .await
-        .map_err(|e| (Error::from(e), true))?;
-    tracing::debug!(entries = batch.len(), "audit batch committed");
-    Ok(holds)
+/// A batch's progress on PostgreSQL's one-round-trip path
+/// ([`write_pg_function`]), kept by [`write`] across its retry on a fresh
+/// connection: the retry sends again the very call whose answer was lost,
+/// so a first call that committed unseen is recognised by its last entry
+/// ('x') instead of being written twice.
+struct Attempt {
+    /// The head the entries are chained after: the writer's guess, then
+    /// what the database said.
+    head: Option<(i64, String)>,
+    /// Whether each entry's check is expected to hold (all, at first).
+    expect: Vec<bool>,
+    /// Calls that found the head or a check otherwise than expected.
+    missed: u32,
+    /// The chain's head once the batch is written, when known.
+    written: Option<(i64, String)>,
 }
 
-/// `sql` (one or more statements, no parameters) through the simple
-/// protocol: its rows. Boxed: the compiler cannot prove `raw_sql`'s future
-/// `Send` for every lifetime inside the writer's future otherwise.
-fn simple_query(
+impl Attempt {
+    fn new(head: Option<(i64, String)>, entries: usize) -> Attempt {
+        Attempt {
+            head,
+            expect: vec![true; entries],
+            missed: 0,
+            written: None,
+        }
+    }
+}
+
+/// Guesses [`write_pg_function`] makes before it writes under the lock in
+/// a transaction of its own: each miss means another writer appended (an
+/// API change) or a check failed (a revocation) since the last batch.
+const MAX_MISSES: u32 = 3;
+
+/// The batch call: one statement in a transaction of its own (migration
+/// 0025), so `BEGIN`, lock, state query, insert and `COMMIT` are one round
+/// trip, with plans the server keeps for the connection.
+const PG_BATCH_CALL: &str = "SELECT r_what, r_id, r_tenant, r_n FROM \
+    rekey_audit_batch($1, $2, $3, CAST($4 AS JSON), CAST($5 AS JSON))";
+
+/// A PostgreSQL batch in one round trip: the entries are chained after the
+/// head this writer last left (`a.head`), every check expected to hold,
+/// and the database writes them only if that is still so; otherwise it
+/// answers with the state and the batch is chained again from it. After
+/// [`MAX_MISSES`] misses, the batch is written the long way (a transaction
+/// holding the lock while the state is read). Every error is retryable
+/// (`false`): a resent call cannot write twice (see [`Attempt`]).
+async fn write_pg_function(
     c: &mut AnyConnection,
-    sql: String,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Vec<sqlx::any::AnyRow>, sqlx::Error>> + Send + '_>,
-> {
-    Box::pin(async move { sqlx::Executor::fetch_all(c, sqlx::raw_sql(&sql)).await })
+    backend: Backend,
+    batch: &[Pending],
+    a: &mut Attempt,
+) -> Result<Vec<bool>, (Error, bool)> {
+    let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
+    while a.missed < MAX_MISSES {
+        let chained = audit::chain(a.head.clone(), held(batch, &a.expect));
+        let last = chained.last().map(|ce| (ce.entry.seq, ce.hash.clone()));
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(PG_BATCH_CALL)
+            .bind(a.head.as_ref().map(|h| h.0))
+            .bind(a.head.as_ref().map(|h| h.1.clone()))
+            .bind(last.as_ref().map(|l| l.0))
+            .bind(checks_json(&checks, &a.expect))
+            .bind(entries_json(&chained))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(|e| (Error::from(e), false))?;
+        if is_written(&rows, last.as_ref()) {
+            a.written = last.or_else(|| a.head.clone());
+            tracing::debug!(entries = chained.len(), "audit batch committed");
+            return Ok(a.expect.clone());
+        }
+        a.missed += 1;
+        let state = rows.into_iter().filter(|r| r.0 != "x").collect();
+        (a.expect, a.head) = StateQuery::interpret(&checks, state);
+    }
+    tracing::debug!("audit writer: the batch's guesses missed; writing it under the lock");
+    a.written = None;
+    write_tx(c, backend, batch).await
+}
+
+/// Whether the batch function's answer (`rows`) says the batch whose last
+/// entry is `last` is in the chain: written by this call ('w'), or by an
+/// earlier call of the same batch whose answer was lost ('x', the row at
+/// that entry's seq, carries its hash — which covers the entry's unique id,
+/// so no other batch's entry can match it).
+fn is_written(rows: &[(String, String, String, i64)], last: Option<&(i64, String)>) -> bool {
+    rows.iter().any(|r| r.0 == "w")
+        || last.is_some_and(|(seq, hash)| {
+            rows.iter()
+                .any(|r| r.0 == "x" && r.3 == *seq && r.1 == *hash)
+        })
+}
+
+/// One check as the batch function takes it, with whether it is expected
+/// to hold.
+#[derive(serde::Serialize)]
+struct CheckArg<'a> {
+    k: &'a str,
+    c: &'a str,
+    t: &'a str,
+    v: i64,
+    e: bool,
+}
+
+/// One chained entry as an `audit_log` row, for the batch function.
+#[derive(serde::Serialize)]
+struct RowArg<'a> {
+    #[serde(flatten)]
+    entry: &'a AuditEntry,
+    prev_hash: &'a str,
+    hash: &'a str,
+}
+
+/// The checks as the batch function takes them.
+fn checks_json(checks: &[Option<&ReadCheck>], expect: &[bool]) -> String {
+    let all: Vec<CheckArg> = checks
+        .iter()
+        .zip(expect)
+        .filter_map(|(chk, e)| {
+            chk.map(|r| CheckArg {
+                k: &r.api_key_id,
+                c: &r.connection_id,
+                t: &r.tenant,
+                v: r.connection_version,
+                e: *e,
+            })
+        })
+        .collect();
+    // Plain strings and numbers: serialising them cannot fail.
+    serde_json::to_string(&all).unwrap_or_default()
+}
+
+/// Chained entries as `audit_log` rows in JSON, for the batch function.
+fn entries_json(chained: &[ChainedEntry]) -> String {
+    let all: Vec<RowArg> = chained
+        .iter()
+        .map(|ce| RowArg {
+            entry: &ce.entry,
+            prev_hash: &ce.prev_hash,
+            hash: &ce.hash,
+        })
+        .collect();
+    serde_json::to_string(&all).unwrap_or_default()
 }
 
 /// Append, in order, each entry whose check holds (None always does),
@@ -482,11 +606,11 @@ async fn batch_state(
     for id in q.ids() {
         query = query.bind(id.to_string());
     }
-    Ok(q.interpret(checks, query.fetch_all(&mut *c).await?))
+    Ok(StateQuery::interpret(
+        checks,
+        query.fetch_all(&mut *c).await?,
+    ))
 }
-
-/// PostgreSQL's clock as the statement runs, in Unix milliseconds.
-const PG_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// The batch's state query: the live keys and the connections' versions
 /// the checks ask about, and the chain's head. Bound, its parameters are
@@ -528,32 +652,6 @@ impl<'a> StateQuery<'a> {
         self.build("$1", &keys, &conns)
     }
 
-    /// The query with its values written into it, for PostgreSQL's simple
-    /// protocol, which can carry it in the same round trip as `BEGIN` and
-    /// the lock but takes no parameters. None when an id is not plain
-    /// ASCII letters, digits and `_` — ids the store made (`con_…`,
-    /// `key_…`) always are — so nothing that could end a literal is ever
-    /// written into SQL; the caller then binds them instead. The time is
-    /// the server's clock when the statement runs, after the lock it
-    /// follows: a key that expired while the batch waited for the lock
-    /// (held by a revocation, say) no longer counts as live, as with the
-    /// bound query, whose time is taken after the lock.
-    fn literal_sql(&self) -> Option<String> {
-        fn quote(ids: &[&str]) -> Option<String> {
-            let plain = |id: &&str| {
-                !id.is_empty()
-                    && id.len() <= 64
-                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            };
-            ids.iter()
-                .map(|id| plain(id).then(|| format!("'{id}'")))
-                .collect::<Option<Vec<_>>>()
-                .map(|v| v.join(", "))
-        }
-        let (keys, conns) = (quote(&self.key_ids)?, quote(&self.conn_ids)?);
-        Some(self.build(PG_NOW_MS, &keys, &conns))
-    }
-
     /// Rows of (what, id, tenant, number): 'k' a live key, 'c' a
     /// connection and its version, 'h' the chain's head (hash, seq).
     fn build(&self, now: &str, keys: &str, conns: &str) -> String {
@@ -576,7 +674,6 @@ impl<'a> StateQuery<'a> {
 
     /// Which checks hold, and the head, from the query's rows.
     fn interpret(
-        &self,
         checks: &[Option<&ReadCheck>],
         rows: Vec<(String, String, String, i64)>,
     ) -> (Vec<bool>, Option<(i64, String)>) {
@@ -703,7 +800,7 @@ mod native {
                 .map_err(db)?;
             mapped.collect::<Result<Vec<_>, _>>().map_err(db)?
         };
-        let (holds, head) = q.interpret(&checks, rows);
+        let (holds, head) = StateQuery::interpret(&checks, rows);
         let entries = held(batch, &holds);
         {
             let mut st = tx.prepare_cached(&INSERT).map_err(db)?;
@@ -752,39 +849,83 @@ mod tests {
     }
 
     #[test]
-    fn the_state_query_binds_or_writes_the_same_values() {
+    fn the_state_query_binds_the_time_then_the_ids() {
         let a = check("key_0a", "con_1b");
         let b = check("key_0a", "con_2c");
         let checks = [Some(&a), None, Some(&b)];
         let q = StateQuery::new(&checks);
         assert_eq!(q.ids().collect::<Vec<_>>(), ["key_0a", "con_1b", "con_2c"]);
         assert!(q.sql().contains("id IN ($2) UNION ALL") && q.sql().contains("IN ($3, $4)"));
-        let lit = q.literal_sql().expect("plain ids are written in");
-        assert!(lit.contains(&format!("expires_at > {PG_NOW_MS})")));
-        assert!(lit.contains("id IN ('con_1b', 'con_2c')"));
-        assert!(!lit.contains('$'));
         // Only the head when nothing is checked.
         let none = StateQuery::new(&[None]);
         assert!(!none.binds_time());
-        assert_eq!(none.literal_sql(), Some(none.sql()));
+        assert!(!none.sql().contains('$'));
+    }
+
+    fn row(what: &str, id: &str, n: i64) -> (String, String, String, i64) {
+        (what.into(), id.into(), String::new(), n)
     }
 
     #[test]
-    fn an_id_that_is_not_plain_is_never_written_into_sql() {
-        for bad in [
-            "con_1'; DROP TABLE audit_log; --",
-            "con_\\",
-            "",
-            "con 1",
-            "ключ",
-        ] {
-            let c = check("key_0a", bad);
-            let q = StateQuery::new(&[Some(&c)]);
-            assert_eq!(q.literal_sql(), None, "{bad:?}");
-            let k = check(bad, "con_1b");
-            assert_eq!(StateQuery::new(&[Some(&k)]).literal_sql(), None, "{bad:?}");
+    fn a_batch_is_written_only_by_its_own_call_or_its_own_last_entry() {
+        let last = (8, "hash8".to_string());
+        assert!(is_written(&[row("w", "", 0)], Some(&last)));
+        // Written with no entries (every check failed): nothing to find.
+        assert!(is_written(&[row("w", "", 0)], None));
+        // A lost answer: the row at the batch's last seq is its entry.
+        let state = [row("h", "hash9", 9), row("x", "hash8", 8)];
+        assert!(is_written(&state, Some(&last)));
+        // Another writer's entry at that seq, the head elsewhere, or no
+        // entries to look for: not written.
+        assert!(!is_written(
+            &[row("h", "other", 8), row("x", "other", 8)],
+            Some(&last)
+        ));
+        assert!(!is_written(&[row("h", "hash8", 8)], Some(&last)));
+        assert!(!is_written(&[row("x", "hash8", 7)], Some(&last)));
+        assert!(!is_written(
+            &[row("h", "hash8", 8), row("x", "hash8", 8)],
+            None
+        ));
+        assert!(!is_written(&[], Some(&last)));
+    }
+
+    #[test]
+    fn the_batch_function_gets_rows_it_can_insert() {
+        let a = check("key_0a", "con_1b");
+        let checks = [Some(&a), None];
+        let json: serde_json::Value =
+            serde_json::from_str(&checks_json(&checks, &[false, true])).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"k": "key_0a", "c": "con_1b", "t": "default", "v": 1, "e": false}])
+        );
+        let entry = AuditEntry {
+            seq: 0,
+            id: "aud_1".into(),
+            at: 5,
+            tenant: "default".into(),
+            actor: "key_0a".into(),
+            action: "credentials.read".into(),
+            target: Some("con_1b".into()),
+            request_id: None,
+            source: None,
+            outcome: "ok".into(),
+            details: "{\"a\":1}".into(),
+        };
+        let chained = audit::chain(Some((4, "h4".into())), vec![entry]);
+        let rows: serde_json::Value = serde_json::from_str(&entries_json(&chained)).unwrap();
+        let r = &rows[0];
+        // Every column of the table, under its name.
+        for col in audit::COLS.split(", ") {
+            assert!(r.get(col).is_some(), "{col} missing");
         }
-        let long = check("key_0a", &"a".repeat(65));
-        assert_eq!(StateQuery::new(&[Some(&long)]).literal_sql(), None);
+        assert_eq!(
+            (r["seq"].as_i64(), r["prev_hash"].as_str()),
+            (Some(5), Some("h4"))
+        );
+        assert_eq!(r["hash"].as_str(), Some(chained[0].hash.as_str()));
+        assert_eq!(r["details"].as_str(), Some("{\"a\":1}"));
+        assert!(r["request_id"].is_null());
     }
 }

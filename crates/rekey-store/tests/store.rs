@@ -1551,3 +1551,139 @@ async fn batch_insert_and_summary_keep_tenants_apart(db: Db) {
     let (counts, tags, _) = connections::tenant_summary(&mut c, "nobody").await.unwrap();
     assert!(counts.is_empty() && tags.is_empty());
 }
+
+/// One call of the audit writer's batch function (PostgreSQL, migration
+/// 0025): `SELECT rekey_audit_batch(head seq, head hash, last seq, checks,
+/// entries)`; its rows, sorted.
+async fn batch_call(
+    c: &mut AnyConnection,
+    head: Option<(i64, &str)>,
+    last_seq: Option<i64>,
+    checks: serde_json::Value,
+    entries: &[rekey_core::audit::ChainedEntry],
+) -> Vec<(String, String, String, i64)> {
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|ce| {
+            let e = &ce.entry;
+            serde_json::json!({"seq": e.seq, "id": e.id, "at": e.at, "tenant": e.tenant,
+                "actor": e.actor, "action": e.action, "target": e.target,
+                "request_id": e.request_id, "source": e.source, "outcome": e.outcome,
+                "details": e.details, "prev_hash": ce.prev_hash, "hash": ce.hash})
+        })
+        .collect();
+    let mut got: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT r_what, r_id, r_tenant, r_n FROM \
+         rekey_audit_batch($1, $2, $3, CAST($4 AS JSON), CAST($5 AS JSON))",
+    )
+    .bind(head.map(|h| h.0))
+    .bind(head.map(|h| h.1.to_string()))
+    .bind(last_seq)
+    .bind(checks.to_string())
+    .bind(serde_json::Value::Array(rows).to_string())
+    .fetch_all(&mut *c)
+    .await
+    .unwrap();
+    got.sort();
+    got
+}
+
+/// The batch function writes a batch only after the head it was chained
+/// to and only while every check is as expected; otherwise it writes
+/// nothing and tells the state. A batch sent again after it was written
+/// (its first answer lost) is not written twice, and the answer shows its
+/// last entry, which is how the writer knows.
+#[tokio::test]
+async fn the_audit_batch_function_writes_only_what_was_chained_to_the_head() {
+    use rekey_core::audit::GENESIS;
+    let (_t, store) = TestDb::open(Db::Postgres).await;
+    let mut tx = store.begin_write().await.unwrap();
+    api_keys::insert(tx.conn(), &api_key("t1", "key_live"), "hash-live")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    insert(&store, &connection("t1", "conn_1", "{}")).await;
+    let mut c = store.read().await.unwrap();
+    let w = |s: &str| (s.to_string(), String::new(), String::new(), 0);
+    let ok = serde_json::json!([{"k": "key_live", "c": "conn_1", "t": "t1", "v": 1, "e": true}]);
+    // An empty log: chained after nothing.
+    let first = rekey_store::audit::chain(None, vec![audit_entry(1), audit_entry(2)]);
+    assert_eq!(
+        batch_call(&mut c, None, Some(2), ok.clone(), &first).await,
+        [w("w")]
+    );
+    let h2 = first[1].hash.clone();
+    assert_eq!(first[0].prev_hash, GENESIS);
+    // The same batch again: nothing written; the head and the batch's own
+    // last entry come back.
+    let again = batch_call(&mut c, None, Some(2), ok.clone(), &first).await;
+    let state = vec![
+        ("c".to_string(), "conn_1".to_string(), "t1".to_string(), 1),
+        ("h".to_string(), h2.clone(), String::new(), 2),
+        ("k".to_string(), "key_live".to_string(), String::new(), 0),
+        ("x".to_string(), h2.clone(), String::new(), 2),
+    ];
+    assert_eq!(again, state);
+    // Chained to a head that is not the chain's: nothing written.
+    let forked = rekey_store::audit::chain(Some((1, first[0].hash.clone())), vec![audit_entry(3)]);
+    let got = batch_call(
+        &mut c,
+        Some((1, &first[0].hash)),
+        Some(2),
+        ok.clone(),
+        &forked,
+    )
+    .await;
+    assert!(!got.contains(&w("w")) && got.contains(&("h".into(), h2.clone(), String::new(), 2)));
+    // A check expected to hold that does not (the version moved): nothing.
+    let next = rekey_store::audit::chain(Some((2, h2.clone())), vec![audit_entry(4)]);
+    let moved = serde_json::json!([{"k": "key_live", "c": "conn_1", "t": "t1", "v": 2, "e": true}]);
+    assert!(
+        !batch_call(&mut c, Some((2, &h2)), Some(3), moved.clone(), &next)
+            .await
+            .contains(&w("w"))
+    );
+    // Expected to fail, and failing: written (the writer left its entry out).
+    let expected =
+        serde_json::json!([{"k": "key_live", "c": "conn_1", "t": "t1", "v": 2, "e": false}]);
+    assert_eq!(
+        batch_call(&mut c, Some((2, &h2)), Some(3), expected, &next).await,
+        [w("w")]
+    );
+    let ids = verified_chain(&store).await;
+    assert_eq!(ids, ["aud_group_1", "aud_group_2", "aud_group_4"]);
+}
+
+/// The audit writer keeps its PostgreSQL connection between batches; when
+/// the server has closed it meanwhile (a restart, an idle timeout, an
+/// administrator), the next batch goes through on a fresh one, once.
+#[tokio::test]
+async fn the_audit_writer_outlives_its_connection() {
+    let (t, store) = TestDb::open(Db::Postgres).await;
+    let name = t.pg_name.clone().unwrap();
+    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.unwrap();
+    for round in 0..3usize {
+        for n in 0..5 {
+            store
+                .append_audit(audit_entry(round * 10 + n))
+                .await
+                .unwrap();
+        }
+        let (killed,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) k",
+        )
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(killed >= 1, "no connection of the store to close");
+    }
+    store.append_audit(audit_entry(99)).await.unwrap();
+    let ids = verified_chain(&store).await;
+    let mut want: Vec<String> = (0..3)
+        .flat_map(|r| (0..5).map(move |n| format!("aud_group_{}", r * 10 + n)))
+        .collect();
+    want.push("aud_group_99".into());
+    assert_eq!(ids, want);
+}
