@@ -535,20 +535,23 @@ struct RowArg<'a> {
     hash: &'a str,
 }
 
-/// The checks as the batch function takes them.
+/// The checks as the batch function takes them, each distinct one once: a
+/// batch is mostly reads of the same few connections by the same few keys,
+/// and each check costs the database two index lookups.
 fn checks_json(checks: &[Option<&ReadCheck>], expect: &[bool]) -> String {
-    let all: Vec<CheckArg> = checks
+    let distinct: BTreeSet<(&str, &str, &str, i64, bool)> = checks
         .iter()
         .zip(expect)
         .filter_map(|(chk, e)| {
-            chk.map(|r| CheckArg {
-                k: &r.api_key_id,
-                c: &r.connection_id,
-                t: &r.tenant,
-                v: r.connection_version,
-                e: *e,
+            chk.map(|r| {
+                let (k, c, t) = (&r.api_key_id, &r.connection_id, &r.tenant);
+                (k.as_str(), c.as_str(), t.as_str(), r.connection_version, *e)
             })
         })
+        .collect();
+    let all: Vec<CheckArg> = distinct
+        .into_iter()
+        .map(|(k, c, t, v, e)| CheckArg { k, c, t, v, e })
         .collect();
     // Plain strings and numbers: serialising them cannot fail.
     serde_json::to_string(&all).unwrap_or_default()
@@ -893,12 +896,17 @@ mod tests {
     #[test]
     fn the_batch_function_gets_rows_it_can_insert() {
         let a = check("key_0a", "con_1b");
-        let checks = [Some(&a), None];
+        let b = check("key_0a", "con_2c");
+        let checks = [Some(&a), None, Some(&b), Some(&a)];
         let json: serde_json::Value =
-            serde_json::from_str(&checks_json(&checks, &[false, true])).unwrap();
+            serde_json::from_str(&checks_json(&checks, &[false, true, true, false])).unwrap();
+        // Each distinct check once.
         assert_eq!(
             json,
-            serde_json::json!([{"k": "key_0a", "c": "con_1b", "t": "default", "v": 1, "e": false}])
+            serde_json::json!([
+                {"k": "key_0a", "c": "con_1b", "t": "default", "v": 1, "e": false},
+                {"k": "key_0a", "c": "con_2c", "t": "default", "v": 1, "e": true},
+            ])
         );
         let entry = AuditEntry {
             seq: 0,
