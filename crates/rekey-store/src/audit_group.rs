@@ -356,8 +356,16 @@ async fn write(
             .await
             .map_err(|_| Error::Unavailable("no database connection within 10 s".into()))??;
         // Not through the pool, so not set up by it: as its connections.
+        // And read committed whatever the database's default: the batch
+        // function must read the head and the checks after its lock, with
+        // a snapshot newer than the call's (it refuses to run otherwise).
         if backend == Backend::Postgres {
             sqlx::Executor::execute(&mut c, crate::PG_DURABLE_COMMITS).await?;
+            sqlx::Executor::execute(
+                &mut c,
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )
+            .await?;
         }
         WriterConn::Own(c)
     } else {
@@ -467,8 +475,9 @@ const PG_BATCH_CALL: &str = "SELECT r_what, r_id, r_tenant, r_n FROM \
 /// and the database writes them only if that is still so; otherwise it
 /// answers with the state and the batch is chained again from it. After
 /// [`MAX_MISSES`] misses, the batch is written the long way (a transaction
-/// holding the lock while the state is read). Every error is retryable
-/// (`false`): a resent call cannot write twice (see [`Attempt`]).
+/// holding the lock while the state is read). Every error of the
+/// function's call is retryable (`false`): the same call resent cannot
+/// write twice (see [`Attempt`]); the long way's are as [`write_tx`]'s.
 async fn write_pg_function(
     c: &mut AnyConnection,
     backend: Backend,
@@ -582,7 +591,7 @@ pub(crate) async fn append_checked(
 ) -> Result<Vec<bool>, Error> {
     audit::lock_for_append(c, backend).await?;
     let checks: Vec<Option<&ReadCheck>> = items.iter().map(|(_, chk)| chk.as_ref()).collect();
-    let (holds, head) = batch_state(c, &checks).await?;
+    let (holds, head) = batch_state(c, backend, &checks).await?;
     let entries = items
         .into_iter()
         .zip(&holds)
@@ -598,12 +607,13 @@ pub(crate) async fn append_checked(
 /// once per batch, and the writer's batch is the hot path's bottleneck.
 async fn batch_state(
     c: &mut AnyConnection,
+    backend: Backend,
     checks: &[Option<&ReadCheck>],
 ) -> Result<(Vec<bool>, Option<(i64, String)>), Error> {
     let q = StateQuery::new(checks);
-    let sql = q.sql();
+    let sql = q.sql(backend);
     let mut query = sqlx::query_as::<_, (String, String, String, i64)>(&sql);
-    if q.binds_time() {
+    if q.binds_time(backend) {
         query = query.bind(q.now);
     }
     for id in q.ids() {
@@ -614,6 +624,9 @@ async fn batch_state(
         query.fetch_all(&mut *c).await?,
     ))
 }
+
+/// PostgreSQL's clock as the statement runs, in Unix milliseconds.
+const PG_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// The batch's state query: the live keys and the connections' versions
 /// the checks ask about, and the chain's head. Bound, its parameters are
@@ -637,10 +650,19 @@ impl<'a> StateQuery<'a> {
         }
     }
 
-    /// Whether `now` is bound: only the checks' part of the query uses
-    /// it, and every check brings ids.
-    fn binds_time(&self) -> bool {
+    /// Whether the query asks about checks (and so needs a time): every
+    /// check brings ids.
+    fn has_checks(&self) -> bool {
         !self.key_ids.is_empty()
+    }
+
+    /// Whether `now` is bound (`$1`). On PostgreSQL the time is the
+    /// server's clock as the statement runs, after the lock it follows, as
+    /// the batch function (migration 0025) judges it: a key that expired
+    /// while the batch waited for the lock no longer counts as live, and
+    /// one clock decides on every path.
+    fn binds_time(&self, backend: Backend) -> bool {
+        self.has_checks() && backend == Backend::Sqlite
     }
 
     /// The ids bound after the time: the keys', then the connections'.
@@ -648,18 +670,23 @@ impl<'a> StateQuery<'a> {
         self.key_ids.iter().chain(&self.conn_ids).copied()
     }
 
-    /// The query with numbered parameters.
-    fn sql(&self) -> String {
-        let keys = rows::marks(2, self.key_ids.len());
-        let conns = rows::marks(2 + self.key_ids.len(), self.conn_ids.len());
-        self.build("$1", &keys, &conns)
+    /// The query with numbered parameters: the time when
+    /// [`StateQuery::binds_time`], then [`StateQuery::ids`].
+    fn sql(&self, backend: Backend) -> String {
+        let (first, now) = match self.binds_time(backend) {
+            true => (2, "$1"),
+            false => (1, PG_NOW_MS),
+        };
+        let keys = rows::marks(first, self.key_ids.len());
+        let conns = rows::marks(first + self.key_ids.len(), self.conn_ids.len());
+        self.build(now, &keys, &conns)
     }
 
     /// Rows of (what, id, tenant, number): 'k' a live key, 'c' a
     /// connection and its version, 'h' the chain's head (hash, seq).
     fn build(&self, now: &str, keys: &str, conns: &str) -> String {
         let mut parts = Vec::new();
-        if self.binds_time() {
+        if self.has_checks() {
             parts.push(format!(
                 "SELECT 'k', id, '', CAST(0 AS BIGINT) FROM api_keys WHERE revoked_at IS NULL \
                  AND (expires_at IS NULL OR expires_at > {now}) AND id IN ({keys})"
@@ -720,7 +747,7 @@ impl<'a> StateQuery<'a> {
 /// queued fetch waits for.
 mod native {
     use super::{held, Pending, ReadCheck, Responder, StateQuery, MAX_BATCH};
-    use crate::audit;
+    use crate::{audit, Backend};
     use rekey_core::Error;
     use rusqlite::{Connection, TransactionBehavior};
     use sqlx::AnyPool;
@@ -787,10 +814,10 @@ mod native {
         let checks: Vec<Option<&ReadCheck>> = batch.iter().map(|p| p.check.as_ref()).collect();
         let q = StateQuery::new(&checks);
         let rows = {
-            let mut st = tx.prepare_cached(&q.sql()).map_err(db)?;
+            let mut st = tx.prepare_cached(&q.sql(Backend::Sqlite)).map_err(db)?;
             let ids: Vec<&str> = q.ids().collect();
             let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(ids.len() + 1);
-            if q.binds_time() {
+            if q.binds_time(Backend::Sqlite) {
                 params.push(&q.now);
             }
             for id in &ids {
@@ -858,11 +885,18 @@ mod tests {
         let checks = [Some(&a), None, Some(&b)];
         let q = StateQuery::new(&checks);
         assert_eq!(q.ids().collect::<Vec<_>>(), ["key_0a", "con_1b", "con_2c"]);
-        assert!(q.sql().contains("id IN ($2) UNION ALL") && q.sql().contains("IN ($3, $4)"));
+        let lite = q.sql(Backend::Sqlite);
+        assert!(lite.contains("expires_at > $1)"));
+        assert!(lite.contains("id IN ($2) UNION ALL") && lite.contains("IN ($3, $4)"));
+        // PostgreSQL: the server's clock, not a bound time.
+        let pg = q.sql(Backend::Postgres);
+        assert!(!q.binds_time(Backend::Postgres));
+        assert!(pg.contains(&format!("expires_at > {PG_NOW_MS})")));
+        assert!(pg.contains("id IN ($1) UNION ALL") && pg.contains("IN ($2, $3)"));
         // Only the head when nothing is checked.
         let none = StateQuery::new(&[None]);
-        assert!(!none.binds_time());
-        assert!(!none.sql().contains('$'));
+        assert!(!none.binds_time(Backend::Sqlite));
+        assert!(!none.sql(Backend::Sqlite).contains('$'));
     }
 
     fn row(what: &str, id: &str, n: i64) -> (String, String, String, i64) {
@@ -935,5 +969,86 @@ mod tests {
         assert_eq!(r["hash"].as_str(), Some(chained[0].hash.as_str()));
         assert_eq!(r["details"].as_str(), Some("{\"a\":1}"));
         assert!(r["request_id"].is_null());
+    }
+
+    fn entry(n: i64) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            id: format!("aud_lost_{n}"),
+            at: n,
+            tenant: "default".into(),
+            actor: "test".into(),
+            action: "credentials.read".into(),
+            target: None,
+            request_id: None,
+            source: None,
+            outcome: "ok".into(),
+            details: "{}".into(),
+        }
+    }
+
+    /// PostgreSQL (a database of its own): a batch whose call committed
+    /// but whose answer was lost, sent again as `write` resends it (the
+    /// same `Attempt`, on another connection), is recognised as written
+    /// and not written twice — here after a miss, so the call resent is
+    /// not the writer's first guess.
+    #[tokio::test]
+    async fn a_batch_resent_after_its_answer_was_lost_is_written_once() {
+        use sqlx::Connection;
+        let admin_url = "postgres://postgres@127.0.0.1:5432/test";
+        let name = format!(
+            "rekey_ag_{}_{}",
+            std::process::id(),
+            rekey_core::time::now_ms()
+        );
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let store = crate::Store::connect(&url).await.unwrap();
+        // Another writer's entry: the guess (an empty log) misses once.
+        let mut tx = store.begin_write().await.unwrap();
+        audit::append_all(tx.conn(), Backend::Postgres, vec![entry(0)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let batch: Vec<Pending> = (1..4)
+            .map(|n| Pending {
+                entry: entry(n),
+                check: None,
+                done: oneshot::channel().0,
+            })
+            .collect();
+        let mut first = store.pool().acquire().await.unwrap();
+        let mut a = Attempt::new(None, batch.len());
+        let holds = write_pg_function(&mut first, Backend::Postgres, &batch, &mut a)
+            .await
+            .unwrap();
+        assert_eq!((holds, a.missed), (vec![true; 3], 1));
+        let head = a.written.take().expect("the head after the batch");
+        assert_eq!(head.0, 4);
+        // The answer "lost": the same attempt again, on another connection.
+        let mut second = store.pool().acquire().await.unwrap();
+        let again = write_pg_function(&mut second, Backend::Postgres, &batch, &mut a)
+            .await
+            .unwrap();
+        assert_eq!(again, vec![true; 3]);
+        assert_eq!(a.written, Some(head));
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_log ORDER BY seq")
+            .fetch_all(&mut *second)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids,
+            ["aud_lost_0", "aud_lost_1", "aud_lost_2", "aud_lost_3"]
+        );
+        drop((first, second));
+        store.close().await;
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
 }

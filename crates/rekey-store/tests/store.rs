@@ -1503,7 +1503,40 @@ both_backends!(
     audit_entries_written_only_if_their_check_holds,
     a_key_expiring_while_its_entry_waits_is_refused,
     an_audit_log_from_before_0023_is_kept,
+    audit_entries_keep_every_character,
 );
+
+/// Entries whose text holds what a serialisation could bend — quotes,
+/// backslashes, control characters, non-ASCII, JSON inside a string —
+/// are stored as given through the group writer (on PostgreSQL, passed to
+/// the batch function as JSON) and the chain over them verifies.
+async fn audit_entries_keep_every_character(db: Db) {
+    let (_t, store) = TestDb::open(db).await;
+    let odd = [
+        r#"{"note":"a \"quoted\" value","path":"C:\\tmp"}"#,
+        "tab\there, newline\nthere, ünïcødé ключ 鍵 🔑",
+        "'; DROP TABLE audit_log; --",
+    ];
+    for (n, text) in odd.iter().enumerate() {
+        let mut e = audit_entry(n);
+        e.details = text.to_string();
+        e.target = Some(format!("{text}-target"));
+        e.request_id = None;
+        store.append_audit(e).await.unwrap();
+    }
+    verified_chain(&store).await;
+    let mut c = store.read().await.unwrap();
+    let rows: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT details, target, request_id FROM audit_log ORDER BY seq")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap();
+    let want: Vec<_> = odd
+        .iter()
+        .map(|t| (t.to_string(), Some(format!("{t}-target")), None))
+        .collect();
+    assert_eq!(rows, want);
+}
 
 /// `insert_many` writes every row with its labels (more rows than fit one
 /// statement), and the summary's labels in use are the tenant's own: a
@@ -1643,7 +1676,15 @@ async fn the_audit_batch_function_writes_only_what_was_chained_to_the_head() {
             .await
             .contains(&w("w"))
     );
-    // Expected to fail, and failing: written (the writer left its entry out).
+    // Expected to fail, but holding (the version the check names is the
+    // connection's): nothing, as the writer would have left its entry out.
+    let wrong =
+        serde_json::json!([{"k": "key_live", "c": "conn_1", "t": "t1", "v": 1, "e": false}]);
+    assert!(!batch_call(&mut c, Some((2, &h2)), Some(3), wrong, &next)
+        .await
+        .contains(&w("w")));
+    // Expected to fail, and failing: written (the entries sent are those
+    // of the checks the writer expected to hold).
     let expected =
         serde_json::json!([{"k": "key_live", "c": "conn_1", "t": "t1", "v": 2, "e": false}]);
     assert_eq!(
@@ -1686,4 +1727,45 @@ async fn the_audit_writer_outlives_its_connection() {
         .collect();
     want.push("aud_group_99".into());
     assert_eq!(ids, want);
+}
+
+/// A database whose default isolation is repeatable read still takes
+/// audited reads: the audit writer's connection runs read committed (the
+/// batch function reads the head and the checks after its lock, which a
+/// snapshot from before the lock would not see), and the function refuses
+/// to run under anything else rather than chain from a stale head.
+#[tokio::test]
+async fn the_audit_writer_reads_committed_whatever_the_default() {
+    let t = TestDb::create(Db::Postgres).await;
+    let name = t.pg_name.clone().unwrap();
+    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} SET default_transaction_isolation = 'repeatable read'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let store = t.store().await;
+    let other = t.store().await;
+    for n in 0..6 {
+        store.append_audit(audit_entry(n)).await.unwrap();
+        // Another writer moves the head between batches.
+        let mut tx = other.begin_write().await.unwrap();
+        let backend = tx.backend();
+        rekey_store::audit::append_all(tx.conn(), backend, vec![audit_entry(100 + n)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(verified_chain(&store).await.len(), 12);
+    let mut c = sqlx::PgConnection::connect(&t.url).await.unwrap();
+    let refused = sqlx::query(
+        "SELECT * FROM rekey_audit_batch(NULL, NULL, NULL, CAST('[]' AS JSON), CAST('[]' AS JSON))",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("read committed"), "{refused}");
+    other.close().await;
+    store.close().await;
 }

@@ -26,7 +26,15 @@ DECLARE
     head_hash TEXT;
     now_ms BIGINT;
     as_expected BOOLEAN;
+    written BIGINT;
+    first_prev TEXT;
 BEGIN
+    -- Each statement below must see what committed before the lock: a
+    -- snapshot per statement, as only read committed gives.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'rekey_audit_batch needs read committed, not %',
+            current_setting('transaction_isolation');
+    END IF;
     -- As every append: held to the end of the transaction, taken before the
     -- head and the checks are read (a revocation holds it until it commits).
     LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE;
@@ -38,11 +46,11 @@ BEGIN
     as_expected := head_seq IS NOT DISTINCT FROM want_seq
         AND head_hash IS NOT DISTINCT FROM want_hash;
     IF as_expected THEN
-        SELECT COALESCE(bool_and(
+        SELECT COALESCE(bool_and(COALESCE(
             (EXISTS (SELECT 1 FROM api_keys k WHERE k.id = c.k AND k.revoked_at IS NULL
                      AND (k.expires_at IS NULL OR k.expires_at > now_ms))
              AND EXISTS (SELECT 1 FROM connections x WHERE x.id = c.c AND x.tenant = c.t
-                     AND x.version = c.v)) = c.e), TRUE)
+                     AND x.version = c.v)) = c.e, FALSE)), TRUE)
         INTO as_expected
         FROM json_to_recordset(checks) AS c(k TEXT, c TEXT, t TEXT, v BIGINT, e BOOLEAN);
     END IF;
@@ -52,6 +60,18 @@ BEGIN
             SELECT seq, id, at, tenant, actor, action, target, request_id,
                    source, outcome, details, prev_hash, hash
             FROM json_populate_recordset(NULL::audit_log, entries);
+        -- The entries must continue the chain: the first linked to the
+        -- head, and seqs without a gap (the key forbids overlaps).
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written > 0 THEN
+            SELECT a.prev_hash INTO first_prev
+                FROM audit_log a WHERE a.seq = COALESCE(want_seq, 0) + 1;
+            SELECT a.seq INTO head_seq FROM audit_log a ORDER BY a.seq DESC LIMIT 1;
+            IF first_prev IS DISTINCT FROM COALESCE(want_hash, repeat('0', 64))
+                OR head_seq IS DISTINCT FROM COALESCE(want_seq, 0) + written THEN
+                RAISE EXCEPTION 'rekey_audit_batch: the entries do not continue the chain';
+            END IF;
+        END IF;
         RETURN QUERY SELECT 'w'::TEXT, ''::TEXT, ''::TEXT, 0::BIGINT;
         RETURN;
     END IF;
