@@ -402,16 +402,18 @@ async fn write_on(
     if simple {
         return write_pg_function(c, backend, batch, attempt).await;
     }
-    write_tx(c, backend, batch).await
+    let (holds, head) = write_tx(c, backend, batch).await?;
+    attempt.written = head;
+    Ok(holds)
 }
 
 /// One batch in one transaction on `c`, the lock held while the state is
-/// read.
+/// read: which entries were written, and the chain's head after them.
 async fn write_tx(
     c: &mut AnyConnection,
     backend: Backend,
     batch: &[Pending],
-) -> Result<Vec<bool>, (Error, bool)> {
+) -> Result<(Vec<bool>, Option<(i64, String)>), (Error, bool)> {
     use sqlx::Connection;
     let before = |e: Error| (e, false);
     let mut tx = match backend {
@@ -423,12 +425,12 @@ async fn write_tx(
         .iter()
         .map(|p| (p.entry.clone(), p.check.clone()))
         .collect();
-    let holds = append_checked(&mut tx, backend, items)
+    let written = append_checked(&mut tx, backend, items)
         .await
         .map_err(before)?;
     tx.commit().await.map_err(|e| (Error::from(e), true))?;
     tracing::debug!(entries = batch.len(), "audit batch committed");
-    Ok(holds)
+    Ok(written)
 }
 
 /// A batch's progress on PostgreSQL's one-round-trip path
@@ -507,8 +509,9 @@ async fn write_pg_function(
         (a.expect, a.head) = StateQuery::interpret(&checks, state);
     }
     tracing::debug!("audit writer: the batch's guesses missed; writing it under the lock");
-    a.written = None;
-    write_tx(c, backend, batch).await
+    let (holds, head) = write_tx(c, backend, batch).await?;
+    a.written = head;
+    Ok(holds)
 }
 
 /// Whether the batch function's answer (`rows`) says the batch whose last
@@ -580,7 +583,8 @@ fn entries_json(chained: &[ChainedEntry]) -> String {
 }
 
 /// Append, in order, each entry whose check holds (None always does),
-/// inside the caller's write transaction; which ones did. The audit lock
+/// inside the caller's write transaction; which ones did, and the chain's
+/// head after them. The audit lock
 /// is taken *before* the checks are read: a revocation or a disable holds
 /// it until it commits (its own audit entry), so a check can never see the
 /// state from before a change that has already answered its caller.
@@ -588,7 +592,7 @@ pub(crate) async fn append_checked(
     c: &mut AnyConnection,
     backend: Backend,
     items: Vec<(AuditEntry, Option<ReadCheck>)>,
-) -> Result<Vec<bool>, Error> {
+) -> Result<(Vec<bool>, Option<(i64, String)>), Error> {
     audit::lock_for_append(c, backend).await?;
     let checks: Vec<Option<&ReadCheck>> = items.iter().map(|(_, chk)| chk.as_ref()).collect();
     let (holds, head) = batch_state(c, backend, &checks).await?;
@@ -598,8 +602,9 @@ pub(crate) async fn append_checked(
         .filter(|(_, h)| **h)
         .map(|((e, _), _)| e)
         .collect();
-    audit::append_after(c, head, entries).await?;
-    Ok(holds)
+    let chained = audit::append_after(c, head.clone(), entries).await?;
+    let after = chained.last().map(|ce| (ce.entry.seq, ce.hash.clone()));
+    Ok((holds, after.or(head)))
 }
 
 /// Which of `checks` hold, and the chain's head, read in one
@@ -1044,6 +1049,24 @@ mod tests {
             ids,
             ["aud_lost_0", "aud_lost_1", "aud_lost_2", "aud_lost_3"]
         );
+        // The long way (after too many misses) tells the head it left, so
+        // the next batch's guess is right.
+        let more: Vec<Pending> = (4..6)
+            .map(|n| Pending {
+                entry: entry(n),
+                check: None,
+                done: oneshot::channel().0,
+            })
+            .collect();
+        let (holds, after) = write_tx(&mut second, Backend::Postgres, &more)
+            .await
+            .unwrap();
+        assert_eq!(holds, vec![true; 2]);
+        let real: (i64, String) = sqlx::query_as(audit::HEAD_SQL)
+            .fetch_one(&mut *second)
+            .await
+            .unwrap();
+        assert_eq!(after, Some(real));
         drop((first, second));
         store.close().await;
         sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))

@@ -359,6 +359,7 @@ impl Store {
                 let backend = self.backend;
                 let holds = audit_group::append_checked(tx.conn(), backend, vec![(entry, check)])
                     .await?
+                    .0
                     .first()
                     == Some(&true);
                 tx.commit().await?;
