@@ -90,9 +90,6 @@ impl Checkpointer {
 }
 
 fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, limit: &AtomicU64) {
-    // The database file by its real path (symbolic links resolved): the
-    // file SQLite writes, which this thread syncs after each pass.
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut conn: Option<Connection> = None;
     let mut failures: u32 = 0;
     // Checkpoints to let pass before the next one under the lock.
@@ -122,7 +119,9 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
                 // under constant writes) leaves the database file
                 // unsynced, and the pass under the lock then synced
                 // seconds of copies while every writer waited.
-                sync(&real, "database");
+                if let Some(c) = &conn {
+                    sync_database(c);
+                }
                 if hold_off > 0 {
                     hold_off -= 1;
                 } else if let (true, Some(rt)) = (over, &waiter) {
@@ -162,12 +161,46 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
     }
 }
 
-/// Sync `file`'s data; a failure is only logged (SQLite's own sync, in
-/// the checkpoint, is the one durability rests on). Opened afresh each
-/// time: a handle kept forever would outlive a replaced file.
-fn sync(file: &std::path::Path, what: &str) {
-    if let Err(e) = std::fs::File::open(file).and_then(|f| f.sync_data()) {
-        tracing::debug!(error = %e, what, "sync beside the checkpoint failed; SQLite's own syncs still run");
+/// Sync the database file through `c`'s own handle on it (SQLite's
+/// `xSync`); a failure is only logged (SQLite's own sync, in a checkpoint
+/// that reaches the log's end, is the one durability rests on).
+///
+/// Never through a file descriptor of our own: closing *any* descriptor
+/// of the database file drops every POSIX lock this process holds on it,
+/// the SQLite connections' included ("How To Corrupt An SQLite Database
+/// File", 2.2). Another process (an offline `rekey admin` command) could
+/// then take the exclusive lock, believe itself the last connection, and
+/// checkpoint and remove the log under the running server: the test
+/// `offline_admin_beside_a_busy_server` saw "database disk image is
+/// malformed" that way while this synced through `std::fs::File`.
+fn sync_database(c: &Connection) {
+    use rusqlite::ffi;
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: `c.handle()` is a live connection used only by this thread;
+    // SQLITE_FCNTL_FILE_POINTER writes the main database's `sqlite3_file`
+    // (owned by the connection, valid while it is open) into `file`, and
+    // `xSync` is that file's own method, called as SQLite calls it.
+    let rc = unsafe {
+        let got = ffi::sqlite3_file_control(
+            c.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&mut file as *mut *mut ffi::sqlite3_file).cast(),
+        );
+        if got != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
+            got.max(ffi::SQLITE_ERROR)
+        } else {
+            match (*(*file).pMethods).xSync {
+                Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL),
+                None => ffi::SQLITE_ERROR,
+            }
+        }
+    };
+    if rc != ffi::SQLITE_OK {
+        tracing::debug!(
+            rc,
+            "database sync beside the checkpoint failed; SQLite's own syncs still run"
+        );
     }
 }
 
