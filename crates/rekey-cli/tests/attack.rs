@@ -379,6 +379,40 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Another process that opens and closes the SQLite file beside a running
+/// server (an offline `rekey admin` command, say) must not act as the
+/// file's last user: the server's POSIX locks on the file hold (nothing in
+/// the server closes a descriptor of it behind SQLite's back), so closing
+/// leaves the server's write-ahead log in place. When the WAL thread
+/// synced the file through a descriptor of its own, closing that
+/// descriptor dropped those locks, and such a process checkpointed and
+/// deleted the log and its index under the server ("database disk image
+/// is malformed" followed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_leaves_the_servers_log_alone() {
+    let env = Env::new(Db::Sqlite).await;
+    env.admin_key("default", "admin").await;
+    let server = env.serve().await;
+    // The WAL thread's first passes (every 500 ms) have run.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let dir = env.data_dir();
+    let (wal, shm) = (dir.join("rekey.db-wal"), dir.join("rekey.db-shm"));
+    assert!(wal.exists() && shm.exists());
+    // This test's process is the other one: a connection closed in full,
+    // which is when SQLite checks whether it was the file's last user.
+    let c = rusqlite::Connection::open(dir.join("rekey.db")).unwrap();
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    assert!(n > 0);
+    c.close().unwrap();
+    assert!(
+        wal.exists() && shm.exists(),
+        "another process removed the running server's log"
+    );
+    server.stop().await;
+}
+
 /// The database, its -wal/-shm files and the lock file are created 0600 in
 /// a 0700 directory; a data dir left readable by others is tightened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
