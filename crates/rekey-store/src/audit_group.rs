@@ -322,13 +322,13 @@ async fn write(
         Backend::Sqlite => Some(lock.lock().await),
         Backend::Postgres => None,
     };
-    // Only a connection of its own may be left inside a transaction by a
-    // failed batch (it is dropped, which ends it); a pooled one goes back.
-    let simple = own && backend == Backend::Postgres;
+    // The batch function on PostgreSQL's connection of the writer's own,
+    // kept between batches; a pooled connection runs `write_tx`.
+    let by_function = own && backend == Backend::Postgres;
     // Kept across the retry below, which must send the same batch again.
     let mut attempt = Attempt::new(known.clone(), batch.len());
     if let Some(c) = conn.as_mut() {
-        match write_on(c, backend, simple, batch, &mut attempt).await {
+        match write_on(c, backend, by_function, batch, &mut attempt).await {
             Ok(holds) => {
                 *known = attempt.written;
                 return Ok(holds);
@@ -372,7 +372,7 @@ async fn write(
         WriterConn::Pooled(pool.acquire().await?)
     };
     let c = conn.insert(fresh);
-    let written = write_on(c, backend, simple, batch, &mut attempt).await;
+    let written = write_on(c, backend, by_function, batch, &mut attempt).await;
     match written {
         Ok(holds) => {
             *known = attempt.written;
@@ -390,16 +390,16 @@ async fn write(
 /// One batch in one transaction on `c`. The error says whether a retry
 /// could write the batch twice (`COMMIT` was reached, the outcome is
 /// unknown, and nothing is retried).
-/// `simple`: on PostgreSQL, through [`write_pg_function`]. `attempt` is
+/// `by_function`: on PostgreSQL, through [`write_pg_function`]. `attempt` is
 /// the batch's progress, kept by the caller across a retry.
 async fn write_on(
     c: &mut AnyConnection,
     backend: Backend,
-    simple: bool,
+    by_function: bool,
     batch: &[Pending],
     attempt: &mut Attempt,
 ) -> Result<Vec<bool>, (Error, bool)> {
-    if simple {
+    if by_function {
         return write_pg_function(c, backend, batch, attempt).await;
     }
     let (holds, head) = write_tx(c, backend, batch).await?;
@@ -505,8 +505,7 @@ async fn write_pg_function(
             return Ok(a.expect.clone());
         }
         a.missed += 1;
-        let state = rows.into_iter().filter(|r| r.0 != "x").collect();
-        (a.expect, a.head) = StateQuery::interpret(&checks, state);
+        (a.expect, a.head) = StateQuery::interpret(&checks, rows);
     }
     tracing::debug!("audit writer: the batch's guesses missed; writing it under the lock");
     let (holds, head) = write_tx(c, backend, batch).await?;
@@ -723,7 +722,9 @@ impl<'a> StateQuery<'a> {
                 "c" => {
                     versions.insert(id, (tenant, n));
                 }
-                _ => head = Some((n, id)),
+                "h" => head = Some((n, id)),
+                // The batch function's own rows ('x': see `is_written`).
+                _ => {}
             }
         }
         let holds = checks
@@ -992,6 +993,17 @@ mod tests {
         }
     }
 
+    /// Unchecked entries `range` as queued by callers no longer waiting.
+    fn pending(range: std::ops::Range<i64>) -> Vec<Pending> {
+        range
+            .map(|n| Pending {
+                entry: entry(n),
+                check: None,
+                done: oneshot::channel().0,
+            })
+            .collect()
+    }
+
     /// PostgreSQL (a database of its own): a batch whose call committed
     /// but whose answer was lost, sent again as `write` resends it (the
     /// same `Attempt`, on another connection), is recognised as written
@@ -1019,13 +1031,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let batch: Vec<Pending> = (1..4)
-            .map(|n| Pending {
-                entry: entry(n),
-                check: None,
-                done: oneshot::channel().0,
-            })
-            .collect();
+        let batch = pending(1..4);
         let mut first = store.pool().acquire().await.unwrap();
         let mut a = Attempt::new(None, batch.len());
         let holds = write_pg_function(&mut first, Backend::Postgres, &batch, &mut a)
@@ -1051,13 +1057,7 @@ mod tests {
         );
         // The long way (after too many misses) tells the head it left, so
         // the next batch's guess is right.
-        let more: Vec<Pending> = (4..6)
-            .map(|n| Pending {
-                entry: entry(n),
-                check: None,
-                done: oneshot::channel().0,
-            })
-            .collect();
+        let more = pending(4..6);
         let (holds, after) = write_tx(&mut second, Backend::Postgres, &more)
             .await
             .unwrap();
