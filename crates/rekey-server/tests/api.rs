@@ -209,6 +209,26 @@ async fn every_static_kind(db: Db) {
             "{kind}: secret not returned"
         );
         let cj = cr.json();
+        // Read again, now from the hot cache (parsed metadata kept there):
+        // the same material.
+        let again = s
+            .get(&format!("/api/v1/connections/{id}/credentials"), k)
+            .await;
+        assert_eq!(
+            again.json()["credentials"],
+            cj["credentials"],
+            "{kind}: cached read differs"
+        );
+        if creds["placement"] == "query" {
+            assert_eq!(cj["credentials"]["apply"]["query"]["token"], "qk-1");
+        }
+        if creds["placement"] == "basic" {
+            // "acct:bk-1"
+            assert_eq!(
+                cj["credentials"]["apply"]["headers"]["Authorization"],
+                "Basic YWNjdDpiay0x"
+            );
+        }
         match kind {
             "rsa_key_pair" => {
                 assert_eq!(

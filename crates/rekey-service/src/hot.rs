@@ -28,6 +28,17 @@ const CAPACITY: usize = 10_000;
 pub(crate) struct CachedConnection {
     pub row: ConnectionRow,
     pub secrets: Vec<SecretRow>,
+    /// `row.credential_meta` (no secret: placement, header name, user
+    /// name…) parsed once rather than on every read; None when it does not
+    /// parse, and the read is then left to the full path, which says so.
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl CachedConnection {
+    pub(crate) fn new(row: ConnectionRow, secrets: Vec<SecretRow>) -> CachedConnection {
+        let meta = serde_json::from_str(&row.credential_meta).ok();
+        CachedConnection { row, secrets, meta }
+    }
 }
 
 #[derive(Default)]

@@ -160,7 +160,7 @@ impl Rekey {
                 Ok((row, secrets)) => self
                     .inner
                     .hot
-                    .put_connection(CachedConnection { row, secrets }),
+                    .put_connection(CachedConnection::new(row, secrets)),
                 Err(_) => return Ok(None),
             },
         };
@@ -169,7 +169,10 @@ impl Rekey {
             return Ok(None);
         }
         let material = if row.kind.is_static() {
-            self.static_material(row, &cached.secrets)
+            let Some(meta) = &cached.meta else {
+                return Ok(None);
+            };
+            self.static_material_with(row, &cached.secrets, meta)
         } else if self.oauth_fresh(row).await {
             self.open_secrets(row, &cached.secrets)
                 .and_then(|s| self.oauth_view(row, &s))
@@ -210,10 +213,20 @@ impl Rekey {
         row: &ConnectionRow,
         rows: &[SecretRow],
     ) -> Result<(i64, Value), Error> {
-        let sec = self.open_secrets(row, rows)?;
         let meta = serde_json::from_str::<serde_json::Map<String, Value>>(&row.credential_meta)
             .map_err(Error::internal)?;
-        credentials::assemble(row.kind, &meta, &sec).map(|m| (row.credential_version, m))
+        self.static_material_with(row, rows, &meta)
+    }
+
+    /// [`Rekey::static_material`] with the row's metadata already parsed.
+    fn static_material_with(
+        &self,
+        row: &ConnectionRow,
+        rows: &[SecretRow],
+        meta: &serde_json::Map<String, Value>,
+    ) -> Result<(i64, Value), Error> {
+        let sec = self.open_secrets(row, rows)?;
+        credentials::assemble(row.kind, meta, &sec).map(|m| (row.credential_version, m))
     }
 
     /// Once revocation is asked for (or the connection is disabled), no
