@@ -354,16 +354,22 @@ impl Store {
                     .await;
                 writer.append(entry, check).await
             }
+            // Boxed: the benchmark's comparison mode keeps its transaction's
+            // state out of the group path's future (moved on every read).
             AuditCommit::Each => {
-                let mut tx = self.begin_write().await?;
-                let backend = self.backend;
-                let holds = audit_group::append_checked(tx.conn(), backend, vec![(entry, check)])
-                    .await?
-                    .0
-                    .first()
-                    == Some(&true);
-                tx.commit().await?;
-                Ok(holds)
+                Box::pin(async {
+                    let mut tx = self.begin_write().await?;
+                    let backend = self.backend;
+                    let holds =
+                        audit_group::append_checked(tx.conn(), backend, vec![(entry, check)])
+                            .await?
+                            .0
+                            .first()
+                            == Some(&true);
+                    tx.commit().await?;
+                    Ok(holds)
+                })
+                .await
             }
         }
     }

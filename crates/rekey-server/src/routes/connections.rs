@@ -187,6 +187,8 @@ async fn read_credentials(
     ApiPath(id): ApiPath,
     q: Result<ApiQuery<CredentialsQuery>, Response>,
 ) -> ApiResult<Response> {
+    // Every path but the cached read is boxed: their state would otherwise
+    // make this handler's future several KiB, copied on every fetch.
     // The caller comes from the key cache: any refusal is answered only
     // after the key is proven active (a revoked key gets 401 first, as on
     // every other route).
@@ -196,7 +198,7 @@ async fn read_credentials(
             Some(v) => v.parse::<VersionLabel>(),
         },
         Err(rejection) => {
-            auth.rekey.confirm(&auth.principal).await?;
+            Box::pin(auth.rekey.confirm(&auth.principal)).await?;
             return Ok(rejection);
         }
     };
@@ -208,13 +210,11 @@ async fn read_credentials(
                 .await?
         }
         Ok(VersionLabel::Previous) => {
-            let p = auth.rekey.confirm(&auth.principal).await?;
-            auth.rekey
-                .read_previous_credentials(&p, &auth.ctx, &id)
-                .await?
+            let p = Box::pin(auth.rekey.confirm(&auth.principal)).await?;
+            Box::pin(auth.rekey.read_previous_credentials(&p, &auth.ctx, &id)).await?
         }
         Ok(other) => {
-            auth.rekey.confirm(&auth.principal).await?;
+            Box::pin(auth.rekey.confirm(&auth.principal)).await?;
             return Err(rekey_core::Error::invalid(
                 rekey_core::ErrorCode::InvalidVersion,
                 format!("`version` must be `current` or `previous`; a `{other}` credential is not handed out"),
@@ -222,7 +222,7 @@ async fn read_credentials(
             .into());
         }
         Err(e) => {
-            auth.rekey.confirm(&auth.principal).await?;
+            Box::pin(auth.rekey.confirm(&auth.principal)).await?;
             return Err(e.into());
         }
     };

@@ -126,7 +126,7 @@ impl Rekey {
         let id = match ids::parse_id(ids::CONNECTION, id) {
             Ok(id) => id,
             Err(e) => {
-                self.confirm(cp).await?;
+                Box::pin(self.confirm(cp)).await?;
                 return Err(e);
             }
         };
@@ -134,13 +134,15 @@ impl Rekey {
             Ok(Some(c)) => return Ok(c),
             Ok(None) => {}
             Err(e) => {
-                self.confirm(cp).await?;
+                Box::pin(self.confirm(cp)).await?;
                 return Err(e);
             }
         }
-        let p = self.confirm(cp).await?;
+        // The full path, boxed: its state (several KiB) would otherwise
+        // be part of this future, moved and copied on every cached read.
+        let p = Box::pin(self.confirm(cp)).await?;
         self.inner.hot.forget_connection(&ctx.tenant, &id);
-        self.read_credentials(&p, ctx, &id).await
+        Box::pin(self.read_credentials(&p, ctx, &id)).await
     }
 
     /// The cached path: Some when served (and audited), None when the full
@@ -156,7 +158,8 @@ impl Rekey {
         }
         let cached = match self.inner.hot.connection(&ctx.tenant, id) {
             Some(c) => c,
-            None => match self.load_secret_rows(&ctx.tenant, id).await {
+            // A miss, boxed: see `read_credentials_cached`.
+            None => match Box::pin(self.load_secret_rows(&ctx.tenant, id)).await {
                 Ok((row, secrets)) => self
                     .inner
                     .hot
