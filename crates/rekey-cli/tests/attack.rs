@@ -393,7 +393,7 @@ async fn another_process_leaves_the_servers_log_alone() {
     let env = Env::new(Db::Sqlite).await;
     env.admin_key("default", "admin").await;
     let server = env.serve().await;
-    // The WAL thread's first passes (every 500 ms) have run.
+    // The WAL thread's first passes (every 100 ms) have run.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let dir = env.data_dir();
     let (wal, shm) = (dir.join("rekey.db-wal"), dir.join("rekey.db-shm"));

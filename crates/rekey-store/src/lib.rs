@@ -443,11 +443,11 @@ impl Store {
 }
 
 /// SQLite, when no thread can be had for [`wal::Checkpointer`]: copy the
-/// write-ahead log into the database twice a second on a pool connection
+/// write-ahead log into the database as often as the thread would on a pool connection
 /// (`PASSIVE`: it waits for no reader or writer), until the pool closes;
 /// closing checkpoints what is left.
 async fn checkpoint_wal(pool: AnyPool) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(wal::CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
