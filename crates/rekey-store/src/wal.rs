@@ -47,6 +47,10 @@ use tokio::sync::Mutex;
 /// with passes every 500 ms (the sync stalled the audit writer's next
 /// commits) and 4.2–5.4 ms every 100 ms (docs/PERFORMANCE.md).
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Passes in `secs` seconds: for waits counted in passes.
+const fn passes(secs: u32) -> u32 {
+    secs * 1000 / CHECKPOINT_EVERY.as_millis() as u32
+}
 /// The log's size past which a checkpoint is finished under the write
 /// lock, until [`crate::Store::set_wal_limit`] says otherwise.
 pub const DEFAULT_WAL_LIMIT: u64 = 256 * 1024 * 1024;
@@ -139,7 +143,7 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
                             // A reader still on an older snapshot keeps
                             // the log from being copied to its end, and
                             // from starting over: not again for 5 s.
-                            hold_off = 10;
+                            hold_off = passes(5);
                             tracing::debug!(log, copied, "WAL past its limit but a reader holds an older snapshot; tried again later");
                         }
                         Some(Err(e)) => {
@@ -155,7 +159,7 @@ fn run(path: &std::path::Path, stopped: &mpsc::Receiver<()>, lock: &Mutex<()>, l
                 // Nothing else checkpoints while the store is open,
                 // so the log grows until this works again: said
                 // after 5 s of failures, then every 10 minutes.
-                if failures == 10 || failures.is_multiple_of(1200) {
+                if failures == passes(5) || failures.is_multiple_of(passes(600)) {
                     tracing::warn!(error = %e, failures, "WAL checkpoint failing; the log file grows until it works again");
                 } else {
                     tracing::debug!(error = %e, "WAL checkpoint failed; tried again");
@@ -257,4 +261,19 @@ fn passive(c: &Connection) -> rusqlite::Result<(i64, i64)> {
     c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((r.get(1)?, r.get(2)?))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits counted in passes last what their comments say, whatever the
+    /// interval: the hold-off after a blocked pass is 5 s, the failure
+    /// warning comes after 5 s and then every 10 minutes.
+    #[test]
+    fn waits_in_passes_match_their_durations() {
+        assert_eq!(CHECKPOINT_EVERY * passes(5), Duration::from_secs(5));
+        assert_eq!(CHECKPOINT_EVERY * passes(600), Duration::from_secs(600));
+        assert!(passes(5) > 1);
+    }
 }
